@@ -1,0 +1,94 @@
+/* plan.h — a recipe after the front end: every output tensor with its
+ * sources and resolved parameters. The hand-off between the front ends
+ * (YAML: compiler/yaml_*.c, Lua recipes) and graph building.
+ *
+ * Nothing here has read tensor data: shapes and dtypes come from the
+ * safetensors headers. A multi-stage recipe has one stage per YAML document;
+ * a later stage's model may be an earlier stage's output (plan model with
+ * stage >= 0), which the graph builder wires to that stage's tensors
+ * instead of a file.
+ */
+#ifndef CR_PLAN_H
+#define CR_PLAN_H
+
+#include "base.h"
+#include "dtype.h"
+#include "diag.h"
+#include "method.h"
+#include "model.h"
+
+/* A resolved parameter value. mergekit hands every value to a method as a
+ * float (booleans as 0/1); `present` false means "no value" (falls back to
+ * the method default, or none). */
+typedef struct cr_param_value {
+    const char *name;
+    double value;
+    bool present;
+} cr_param_value;
+
+typedef struct cr_param_set {
+    cr_param_value *items;
+    uint32_t n;
+} cr_param_set;
+
+typedef struct cr_plan_model {
+    const char *ref;            /* as written in the recipe */
+    const char *path;           /* resolved directory; NULL for a stage output */
+    int stage;                  /* >= 0: output of that stage; -1: a directory */
+    cr_model model;             /* opened when stage < 0 */
+    bool opened;
+} cr_plan_model;
+
+typedef struct cr_plan_source {
+    uint32_t model;             /* index into plan->models */
+    const char *tensor;         /* input tensor name in that model */
+    bool is_base;
+    cr_dtype dtype;             /* stored dtype (from the header / stage) */
+    uint32_t ndim;
+    uint64_t shape[CR_MAX_DIMS];
+    cr_param_set params;        /* per-model, resolved against `tensor` */
+} cr_plan_source;
+
+typedef struct cr_plan_tensor {
+    const char *name;           /* output name */
+    int layer;                  /* output layer index; -1 for pre/post weights */
+    bool is_embed;              /* embedding-like (vocab rows): rectify applies */
+    bool optional;
+    cr_plan_source *sources;    /* source order (base included where mergekit has it) */
+    uint32_t n_sources;
+    cr_param_set params;        /* global, resolved against `name` */
+    cr_src_loc loc;             /* where the slice/model list is declared */
+} cr_plan_tensor;
+
+typedef struct cr_plan_stage {
+    const char *name;           /* `name:` of the document, or "merge" */
+    const cr_method_info *method;
+    cr_src_loc method_loc;
+    int base_model;             /* plan model index or -1 */
+    cr_dtype dtype;             /* `dtype` (compute) or CR_DTYPE_NONE */
+    cr_dtype out_dtype;         /* `out_dtype` or CR_DTYPE_NONE */
+    cr_plan_tensor *tensors;    /* in mergekit's write order */
+    uint32_t n_tensors;
+    int donor_model;            /* config.json / tokenizer donor */
+    long long num_layers_out;   /* -1: keep the donor's */
+    const char *num_layers_key; /* e.g. "num_hidden_layers" */
+    const char *recipe_text;    /* this document's YAML text, verbatim */
+} cr_plan_stage;
+
+typedef struct cr_plan {
+    cr_arena arena;             /* owns everything above */
+    const char *recipe_path;
+    const char *recipe_text;    /* whole file, verbatim (mergekit_config.yml) */
+    cr_plan_model *models;
+    uint32_t n_models;
+    cr_plan_stage *stages;      /* the last stage is the one written out */
+    uint32_t n_stages;
+} cr_plan;
+
+/* Value of a parameter in a set, or `dflt` when absent. */
+double cr_param_get(const cr_param_set *s, const char *name, double dflt);
+bool cr_param_has(const cr_param_set *s, const char *name);
+
+void cr_plan_free(cr_plan *p);   /* closes opened models, frees the arena */
+
+#endif

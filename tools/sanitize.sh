@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# sanitize.sh — builds crucible and its tests with the system clang and the
+# given sanitisers, then runs the same test runner as `zig build test`.
+# Zig's toolchain ships no ASan/TSan runtime, so `zig build test
+# -Dsanitize=...` calls this script (Debian: clang, libclang-rt-14-dev).
+# usage: tools/sanitize.sh address,undefined|thread EMBEDDED_STDLIB_C
+set -eu
+which=$1
+embedded=$2
+cc=${CC_SANITIZE:-clang}
+out=zig-out/san-${which//,/-}
+mkdir -p "$out/obj" "$out/tests" "$out/bin"
+flags=(-std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -ffp-contract=off
+       -fno-strict-aliasing -g -O1 -fno-omit-frame-pointer -fsanitize="$which"
+       -fno-sanitize-recover=all -I. -Ivm -Icompiler -Itests)
+libs=(-lyaml -llua5.4 -lcjson -lm -lpthread)
+mapfile -t lib_src < <(find vm compiler infer -name '*.c' 2>/dev/null | sort)
+lib_src+=("$embedded")
+objs=()
+for s in "${lib_src[@]}"; do
+    o="$out/obj/$(echo "$s" | tr '/' '_' | sed 's/^_*//').o"
+    "$cc" "${flags[@]}" -c "$s" -o "$o"
+    objs+=("$o")
+done
+mapfile -t cli_src < <(find cli -name '*.c' | sort)
+"$cc" "${flags[@]}" "${cli_src[@]}" "${objs[@]}" "${libs[@]}" -o "$out/bin/crucible"
+mapfile -t support < <(find tests/support -name '*.c' 2>/dev/null | sort)
+for t in tests/unit/test_*.c; do
+    [ -f "$t" ] || continue
+    "$cc" "${flags[@]}" "$t" "${support[@]}" "${objs[@]}" "${libs[@]}" -o "$out/tests/$(basename "$t" .c)"
+done
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1}
+export CRUCIBLE_SANITIZED=$which
+exec bash tests/run.sh "$out/bin/crucible" "$out"/tests/test_*

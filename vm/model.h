@@ -1,0 +1,45 @@
+/* model.h — a Hugging Face model directory opened for reading.
+ *
+ * Finds the weights the way mergekit does (model.safetensors, then
+ * model.safetensors.index.json; pytorch_model.bin* is reported as not
+ * supported yet), validates the shard index (every mapped file exists, every
+ * mapped tensor is in its shard, no duplicate keys), parses config.json, and
+ * offers lookup of any tensor by name across shards.
+ */
+#ifndef CR_MODEL_H
+#define CR_MODEL_H
+
+#include "base.h"
+#include "safetensors.h"
+
+typedef struct cJSON cJSON;
+
+typedef struct cr_model_tensor {
+    const cr_st_tensor *info;   /* owned by the shard */
+    uint32_t shard;
+} cr_model_tensor;
+
+typedef struct cr_model {
+    const cr_allocator *alloc;
+    char *dir;                  /* as given */
+    cJSON *config;              /* parsed config.json; NULL if the file is absent */
+    cr_st_file *shards;
+    uint32_t n_shards;
+    cr_model_tensor *tensors;   /* sorted by name */
+    uint32_t n_tensors;
+    uint64_t total_bytes;       /* sum of tensor data bytes */
+} cr_model;
+
+/* flags: CR_ST_HEADER_ONLY opens shards header-only. */
+cr_status cr_model_open(const cr_allocator *alloc, const char *dir, unsigned flags,
+                        cr_model *out, cr_error *err);
+void cr_model_close(cr_model *m);
+/* NULL if the model has no tensor of that name. */
+const cr_model_tensor *cr_model_find(const cr_model *m, const char *name);
+
+/* config.json helpers: integer / string fields (dotted keys like
+ * "text_config.num_hidden_layers" walk nested objects); false if absent. */
+bool cr_model_config_int(const cr_model *m, const char *key, long long *out);
+const char *cr_model_config_str(const cr_model *m, const char *key);
+
+#endif

@@ -1,0 +1,200 @@
+/* program.h — a compiled merge: the contract between compiler and VM.
+ *
+ * A program is plain data: tables of records that refer to each other by
+ * index, never by pointer, so it serialises to a .crb file, diffs and
+ * verifies (spec/bytecode.md). The compiler's emitter builds one; the VM's
+ * loader reads one from disk and checks every index before anything runs.
+ *
+ * Execution model (spec/vm.md):
+ *  - The top-level instruction stream `main` runs once, in order, on the
+ *    main thread. Scalar maths happen here, in f64 scalar slots.
+ *  - A KERNEL instruction runs a fused elementwise program over a domain of
+ *    rows x cols elements, chunk by chunk, chunks spread over the thread pool.
+ *    Each chunk is `chunk` elements (a multiple of cols when the kernel has
+ *    row ops); registers hold one chunk of f32 values each.
+ *  - Reductions write one partial per chunk and are combined in chunk order
+ *    after the kernel, so results never depend on thread count or timing.
+ *  - Inputs are views of mmapped safetensors tensors; outputs are tensors at
+ *    fixed offsets of pre-sized shard files; aux files (config.json, copies of
+ *    tokenizer files, the model card) are written by the VM too, so `run` of a
+ *    .crb reproduces the whole output directory.
+ */
+#ifndef CR_PROGRAM_H
+#define CR_PROGRAM_H
+
+#include "base.h"
+#include "dtype.h"
+
+#define CR_MAX_DIMS 8
+
+/* ---- op table ----------------------------------------------------------- */
+
+typedef enum cr_op_ctx { CR_CTX_KERNEL = 1, CR_CTX_TOP = 2, CR_CTX_BOTH = 3 } cr_op_ctx;
+
+enum {
+    CR_OPF_ELEM   = 1u << 0,  /* elementwise value op (fusable) */
+    CR_OPF_REDUCE = 1u << 1,  /* accumulates across the domain */
+    CR_OPF_ROWS   = 1u << 2,  /* needs whole rows in a chunk */
+    CR_OPF_READS  = 1u << 3,  /* reads input tensor data */
+    CR_OPF_WRITES = 1u << 4   /* writes output tensor data */
+};
+
+typedef enum cr_op {
+#define CR_OP(name, str, ctx, kinds, flags, synopsis) CR_OP_##name,
+#include "ops.def"
+#undef CR_OP
+    CR_OP_COUNT
+} cr_op;
+
+typedef struct cr_op_info {
+    const char *name;
+    cr_op_ctx ctx;
+    char kinds[5];      /* operand kinds of dst, a, b, c */
+    unsigned flags;
+    const char *synopsis;
+} cr_op_info;
+
+/* table indexed by cr_op, generated from ops.def */
+extern const cr_op_info cr_op_table[CR_OP_COUNT];
+
+/* ---- records ------------------------------------------------------------ */
+
+/* A byte range in the program's blob pool. Strings are stored with a
+ * trailing NUL that `len` does not count. */
+typedef struct cr_blob { uint64_t off, len; } cr_blob;
+
+/* An input file the program reads: the manifest checked before running. */
+typedef struct cr_prog_file {
+    cr_blob path;
+    uint64_t size;          /* bytes, always checked */
+    uint64_t hash;          /* content hash (spec/bytecode.md); 0 = not recorded */
+} cr_prog_file;
+
+/* A 2-D view of an input tensor: rows x cols elements starting at byte
+ * `offset` of file `file`, consecutive rows `row_stride` elements apart
+ * (row_stride > cols when a larger tensor is sliced to a common submatrix).
+ * `nbytes` is the full stored extent of the source tensor, for page release
+ * and bounds checks. Tensors of rank > 2 are viewed as dim0 x (the rest). */
+enum { CR_INPUT_FILE = 0, CR_INPUT_SCRATCH = 1 };
+
+typedef struct cr_prog_input {
+    uint32_t file;          /* files[] index, or scratch[] index for SCRATCH */
+    uint8_t dtype;          /* cr_dtype */
+    uint8_t kind;           /* CR_INPUT_FILE or CR_INPUT_SCRATCH */
+    uint8_t pad[2];
+    cr_blob name;           /* tensor name, for messages */
+    uint64_t offset;
+    uint64_t nbytes;
+    uint64_t rows, cols, row_stride;
+} cr_prog_input;
+
+/* An output shard file: the complete safetensors header (8-byte length +
+ * JSON + padding) is precomputed; tensors land at fixed offsets. */
+typedef struct cr_prog_shard {
+    cr_blob file_name;      /* relative to OUT_DIR */
+    cr_blob header;         /* bytes written at offset 0 */
+    uint64_t file_size;
+} cr_prog_shard;
+
+typedef struct cr_prog_output {
+    cr_blob name;
+    uint32_t shard;
+    uint8_t dtype;
+    uint8_t ndim;
+    uint8_t pad[2];
+    uint64_t shape[CR_MAX_DIMS];
+    uint64_t offset;        /* absolute byte offset in the shard file */
+    uint64_t nbytes;
+} cr_prog_output;
+
+typedef enum cr_aux_kind {
+    CR_AUX_WRITE = 1,       /* write blob `content` to `dest` */
+    CR_AUX_COPY = 2         /* copy input file `src_file` (manifest index) to `dest` */
+} cr_aux_kind;
+
+typedef struct cr_prog_aux {
+    cr_blob dest;           /* relative to OUT_DIR */
+    uint32_t kind;
+    uint32_t src_file;
+    cr_blob content;
+} cr_prog_aux;
+
+typedef struct cr_prog_rowvec { uint64_t len; } cr_prog_rowvec;
+
+/* An in-memory tensor (e.g. a stage output of a multi-stage recipe that a
+ * later stage reads): written by SSTORE, read through an input view of kind
+ * SCRATCH, released by SFREE. */
+typedef struct cr_prog_scratch { uint8_t dtype; uint8_t pad[7]; uint64_t numel; } cr_prog_scratch;
+
+/* selection state over a domain of n elements split in chunks of `chunk` */
+typedef struct cr_prog_select { uint64_t n; uint64_t chunk; } cr_prog_select;
+
+/* a counter-based random stream: Philox4x32-10 keyed by (seed, key) with the
+ * element's global index as counter (spec/vm.md gives the exact mapping) */
+typedef struct cr_prog_stream { uint64_t key; } cr_prog_stream;
+
+enum { CR_KERNEL_ROWS = 1u << 0 };   /* chunks hold whole rows */
+
+typedef struct cr_prog_kernel {
+    uint64_t rows, cols;    /* domain */
+    uint64_t chunk;         /* elements per chunk; multiple of cols if ROWS */
+    uint32_t code_begin;    /* micro-ops are code[code_begin .. +code_len) */
+    uint32_t code_len;
+    uint32_t n_regs;
+    uint32_t flags;
+} cr_prog_kernel;
+
+/* One instruction: top-level or kernel micro-op; operand meaning from
+ * cr_op_table[op].kinds. `dtype` is the rounding of value ops. */
+typedef struct cr_insn {
+    uint16_t op;
+    uint8_t dtype;
+    uint8_t pad;
+    uint32_t dst, a, b, c;
+} cr_insn;
+
+typedef struct cr_program {
+    const cr_allocator *alloc;
+    /* all arrays below are owned and allocated with `alloc` */
+    uint8_t *blobs;            uint64_t n_blob_bytes;
+    cr_blob tool_version;
+    cr_blob recipe_name;       /* e.g. the config file's name, for messages */
+    uint64_t seed;
+    uint32_t flags;            /* CR_PROG_* */
+
+    cr_prog_file *files;       uint32_t n_files;
+    cr_prog_input *inputs;     uint32_t n_inputs;
+    cr_prog_shard *shards;     uint32_t n_shards;
+    cr_prog_output *outputs;   uint32_t n_outputs;
+    cr_prog_aux *aux;          uint32_t n_aux;
+    double *scalar_init;       uint32_t n_scalars;   /* slots start with these */
+    cr_prog_rowvec *rowvecs;   uint32_t n_rowvecs;
+    cr_prog_scratch *scratch;  uint32_t n_scratch;
+    cr_prog_select *selects;   uint32_t n_selects;
+    cr_prog_stream *streams;   uint32_t n_streams;
+    cr_prog_kernel *kernels;   uint32_t n_kernels;
+    cr_blob *messages;         uint32_t n_messages;  /* 'b' operands */
+    cr_insn *code;             uint32_t n_code;      /* kernel bodies */
+    cr_insn *main;             uint32_t n_main;      /* top-level stream */
+} cr_program;
+
+enum { CR_PROG_SKIP_HASH = 1u << 0 };  /* manifest hashes not recorded */
+
+/* Free every array of p (not p itself). */
+void cr_program_free(cr_program *p);
+
+/* Pointer to a blob's bytes (valid while p lives). */
+static inline const char *cr_prog_str(const cr_program *p, cr_blob b)
+{ return (const char *)p->blobs + b.off; }
+
+/* Check every index, size and operand kind; on failure name the record.
+ * Run by the loader and, in debug builds, after the emitter. */
+cr_status cr_program_verify(const cr_program *p, cr_error *err);
+
+/* Serialise to / load from a .crb file (format: spec/bytecode.md). load
+ * verifies. */
+cr_status cr_program_save(const cr_program *p, const char *path, cr_error *err);
+cr_status cr_program_load(const cr_allocator *alloc, const char *path,
+                          cr_program *out, cr_error *err);
+
+#endif

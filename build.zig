@@ -24,14 +24,21 @@ const c_flags = [_][]const u8{
 };
 
 /// Every `*.c` under `dir` (recursively), relative to the build root, sorted.
+/// Zig 0.17 caches the configure phase; each walked folder is registered so
+/// that adding or removing a file re-runs it.
 fn cSources(b: *std.Build, dir: []const u8, prefix: ?[]const u8) []const []const u8 {
     const io = b.graph.io;
     var list: std.ArrayList([]const u8) = .empty;
     var d = b.root.root_dir.handle.openDir(io, dir, .{ .iterate = true }) catch return &.{};
+    b.dependOnDirectoryContents(b.path(dir));
     defer d.close(io);
     var walker = d.walk(b.allocator) catch @panic("out of memory");
     defer walker.deinit();
     while (walker.next(io) catch null) |entry| {
+        if (entry.kind == .directory) {
+            b.dependOnDirectoryContents(b.path(b.pathJoin(&.{ dir, entry.path })));
+            continue;
+        }
         if (entry.kind != .file) continue;
         if (!std.mem.endsWith(u8, entry.path, ".c")) continue;
         if (prefix) |p| if (!std.mem.startsWith(u8, entry.basename, p)) continue;
@@ -138,6 +145,7 @@ fn cSourcesLua(b: *std.Build) []const []const u8 {
     var list: std.ArrayList([]const u8) = .empty;
     var d = b.root.root_dir.handle.openDir(io, "stdlib", .{ .iterate = true }) catch return &.{};
     defer d.close(io);
+    b.dependOnDirectoryContents(b.path("stdlib"));
     var it = d.iterate();
     while (it.next(io) catch null) |entry| {
         if (entry.kind != .file or !std.mem.endsWith(u8, entry.name, ".lua")) continue;

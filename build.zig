@@ -11,7 +11,7 @@
 //!                                   runtime), see tools/sanitize.sh
 const std = @import("std");
 
-const c_flags = [_][]const u8{
+const base_flags = [_][]const u8{
     "-std=c11",
     "-Wall",
     "-Wextra",
@@ -60,11 +60,14 @@ fn linkDeps(m: *std.Build.Module) void {
     m.linkSystemLibrary("pthread", .{});
 }
 
+/// Our headers are found with quoted includes only (-iquote), so a project
+/// header can never shadow a system one (vm/limits.h vs <limits.h>).
 fn addIncludes(b: *std.Build, m: *std.Build.Module) void {
     m.addIncludePath(b.path("."));
-    m.addIncludePath(b.path("vm"));
-    m.addIncludePath(b.path("compiler"));
 }
+
+const quote_dirs = [_][]const u8{ "-iquote", "vm", "-iquote", "compiler", "-iquote", "tests", "-iquote", "infer" };
+const c_flags = base_flags ++ quote_dirs;
 
 pub fn build(b: *std.Build) void {
     const target = b.standardTargetOptions(.{});
@@ -119,7 +122,6 @@ pub fn build(b: *std.Build) void {
         const name = std.fs.path.stem(src);
         const t_mod = b.createModule(.{ .target = target, .optimize = .debug, .link_libc = true });
         addIncludes(b, t_mod);
-        t_mod.addIncludePath(b.path("tests"));
         t_mod.addCSourceFiles(.{ .files = &.{src}, .flags = &c_flags });
         t_mod.addCSourceFiles(.{ .files = cSources(b, "tests/support", null), .flags = &c_flags });
         t_mod.linkLibrary(lib);

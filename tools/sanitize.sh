@@ -12,7 +12,7 @@ out=zig-out/san-${which//,/-}
 mkdir -p "$out/obj" "$out/tests" "$out/bin"
 flags=(-std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -ffp-contract=off
        -fno-strict-aliasing -g -O1 -fno-omit-frame-pointer -fsanitize="$which"
-       -fno-sanitize-recover=all -I. -Ivm -Icompiler -Itests)
+       -fno-sanitize-recover=all -I. -iquote vm -iquote compiler -iquote tests -iquote infer)
 libs=(-lyaml -llua5.4 -lcjson -lm -lpthread)
 mapfile -t lib_src < <(find vm compiler infer -name '*.c' 2>/dev/null | sort)
 lib_src+=("$embedded")

@@ -1,7 +1,7 @@
 /* method_builtin_table.c — TEMPORARY hard-coded method registry.
  *
  * !!! Temporary: the real registry reads each method's declaration from its
- * Lua file (stdlib/*.lua, branch `graph`). This file implements method.h
+ * Lua file (the stdlib Lua files, branch `graph`). This file implements method.h
  * with a fixed table of mergekit's 20 methods (merge-methods.md §3) so the
  * front end can validate recipes before that lands. The coordinator deletes
  * this file when the Lua registry is merged; nothing else includes it or

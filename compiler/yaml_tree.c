@@ -49,7 +49,7 @@ static cr_src_loc loc_of(builder *b, const yaml_mark_t *m)
 
 static cr_ynode *new_node(builder *b, cr_ynode_kind kind, const yaml_mark_t *m)
 {
-    cr_ynode *n = cr_arena_alloc(&b->t->arena, sizeof *n);
+    cr_ynode *n = cr_arena_alloc(b->t->ar, sizeof *n);
     if (!n) { b->oom = true; return NULL; }
     n->kind = kind;
     n->line = (int)m->line + 1;
@@ -61,7 +61,7 @@ static cr_ynode *new_node(builder *b, cr_ynode_kind kind, const yaml_mark_t *m)
 static bool register_anchor(builder *b, const char *name, cr_ynode *n)
 {
     if (!name) return true;
-    anchor a = { cr_arena_strdup(&b->t->arena, name), n };
+    anchor a = { cr_arena_strdup(b->t->ar, name), n };
     if (!a.name || !cr_vec_push(&b->anchors, &a)) { b->oom = true; return false; }
     return true;
 }
@@ -124,7 +124,7 @@ static bool open_collection(builder *b, cr_ynode_kind kind, const yaml_mark_t *m
     cr_vec_init(&f->items, b->alloc, sizeof(cr_ynode *));
     cr_vec_init(&f->keys, b->alloc, sizeof(cr_ynode *));
     f->pending_key = NULL;
-    f->anchor = anchor_name ? cr_arena_strdup(&b->t->arena, anchor_name) : NULL;
+    f->anchor = anchor_name ? cr_arena_strdup(b->t->ar, anchor_name) : NULL;
     if (anchor_name && !f->anchor) { b->oom = true; return false; }
     return true;
 }
@@ -132,7 +132,7 @@ static bool open_collection(builder *b, cr_ynode_kind kind, const yaml_mark_t *m
 static cr_ynode **copy_ptrs(builder *b, cr_vec *v)
 {
     if (!v->len) return NULL;
-    cr_ynode **p = cr_arena_alloc(&b->t->arena, v->len * sizeof *p);
+    cr_ynode **p = cr_arena_alloc(b->t->ar, v->len * sizeof *p);
     if (!p) { b->oom = true; return NULL; }
     memcpy(p, v->data, v->len * sizeof *p);
     return p;
@@ -185,7 +185,7 @@ static bool on_scalar(builder *b, const yaml_event_t *ev)
     cr_ynode *n = new_node(b, CR_YNODE_SCALAR, &ev->start_mark);
     if (!n) return false;
     n->len = ev->data.scalar.length;
-    n->str = cr_arena_strndup(&b->t->arena, (const char *)ev->data.scalar.value, n->len);
+    n->str = cr_arena_strndup(b->t->ar, (const char *)ev->data.scalar.value, n->len);
     if (!n->str) { b->oom = true; return false; }
     n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && !ev->data.scalar.tag;
     if (strlen(n->str) != n->len) {
@@ -200,10 +200,23 @@ static bool on_scalar(builder *b, const yaml_event_t *ev)
 cr_status cr_ytree_parse(const cr_allocator *alloc, const char *file, const char *text,
                          size_t len, cr_ytree *out, cr_diags *diags, cr_error *err)
 {
+    cr_arena own;
+    cr_arena_init(&own, alloc);
+    cr_status st = cr_ytree_parse_in(&own, file, text, len, out, diags, err);
+    out->own = own;
+    out->ar = &out->own;
+    return st;
+}
+
+cr_status cr_ytree_parse_in(cr_arena *ar, const char *file, const char *text, size_t len,
+                            cr_ytree *out, cr_diags *diags, cr_error *err)
+{
+    const cr_allocator *alloc = ar->alloc;
     memset(out, 0, sizeof *out);
-    cr_arena_init(&out->arena, alloc);
-    out->file = cr_arena_strdup(&out->arena, file ? file : "<recipe>");
-    char *copy = cr_arena_strndup(&out->arena, text, len);
+    cr_arena_init(&out->own, alloc);
+    out->ar = ar;
+    out->file = cr_arena_strdup(out->ar, file ? file : "<recipe>");
+    char *copy = cr_arena_strndup(out->ar, text, len);
     if (!out->file || !copy) return cr_fail(err, CR_ERR_NOMEM, "out of memory reading %s", file);
     out->text = copy;
     out->text_len = len;
@@ -246,7 +259,7 @@ cr_status cr_ytree_parse(const cr_allocator *alloc, const char *file, const char
             }
             size_t end = ev.end_mark.index;
             if (end < doc_start || end > len) end = len;
-            cr_ydoc d = { b.doc_root, cr_arena_strndup(&out->arena, copy + doc_start, end - doc_start),
+            cr_ydoc d = { b.doc_root, cr_arena_strndup(out->ar, copy + doc_start, end - doc_start),
                           doc_line };
             if (!d.text || !cr_vec_push(&docs, &d)) b.oom = true;
             b.expanded = 0;
@@ -274,7 +287,7 @@ cr_status cr_ytree_parse(const cr_allocator *alloc, const char *file, const char
     unwind(&b);
     cr_vec_free(&b.anchors);
     if (!b.oom && docs.len) {
-        out->docs = cr_arena_alloc(&out->arena, docs.len * sizeof(cr_ydoc));
+        out->docs = cr_arena_alloc(out->ar, docs.len * sizeof(cr_ydoc));
         if (out->docs) {
             memcpy(out->docs, docs.data, docs.len * sizeof(cr_ydoc));
             out->n_docs = (uint32_t)docs.len;
@@ -292,7 +305,8 @@ cr_status cr_ytree_load(const cr_allocator *alloc, const char *path, cr_ytree *o
                         cr_diags *diags, cr_error *err)
 {
     memset(out, 0, sizeof *out);
-    cr_arena_init(&out->arena, alloc);
+    cr_arena_init(&out->own, alloc);
+    out->ar = &out->own;
     FILE *f = fopen(path, "rb");
     if (!f) return cr_fail_errno(err, errno, "%s: cannot open recipe", path);
     cr_vec buf;
@@ -319,7 +333,7 @@ cr_status cr_ytree_load(const cr_allocator *alloc, const char *path, cr_ytree *o
 
 void cr_ytree_free(cr_ytree *t)
 {
-    cr_arena_free(&t->arena);
+    cr_arena_free(&t->own);
     t->docs = NULL;
     t->n_docs = 0;
 }

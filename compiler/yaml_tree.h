@@ -43,7 +43,8 @@ typedef struct cr_ydoc {
 } cr_ydoc;
 
 typedef struct cr_ytree {
-    cr_arena arena;             /* owns every node and string */
+    cr_arena own;               /* used unless the caller supplied an arena */
+    cr_arena *ar;               /* owns every node and string */
     const char *file;           /* as given */
     const char *text;           /* whole file, NUL-terminated */
     size_t text_len;
@@ -58,6 +59,10 @@ typedef struct cr_ytree {
  * cr_ytree_free. */
 cr_status cr_ytree_parse(const cr_allocator *alloc, const char *file, const char *text,
                          size_t len, cr_ytree *out, cr_diags *diags, cr_error *err);
+/* The same, allocating in the caller's arena `ar` (the tree's strings then
+ * live as long as that arena; cr_ytree_free releases nothing). */
+cr_status cr_ytree_parse_in(cr_arena *ar, const char *file, const char *text, size_t len,
+                            cr_ytree *out, cr_diags *diags, cr_error *err);
 /* Read and parse a file (CR_ERR_IO when it cannot be read). */
 cr_status cr_ytree_load(const cr_allocator *alloc, const char *path, cr_ytree *out,
                         cr_diags *diags, cr_error *err);

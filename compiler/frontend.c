@@ -408,7 +408,9 @@ static void add_tensor(fe *f, const fe_slice *sl, const char *out_name, int laye
         bool same = a->ndim == b->ndim && !memcmp(a->shape, b->shape, a->ndim * sizeof a->shape[0]);
         if (same || (is_embed && a->ndim == 2 && b->ndim == 2)) continue;
         ok = false;
-        if (tensor_error_slot(f))
+        /* one error per pair of models: the rest of the tensors differ too */
+        if (first_time(f, fe_printf(f, "shape|%u|%u|%u", (unsigned)(f->st - (cr_plan_stage *)f->stages.data),
+                                    a->model, b->model)))
             cr_diag_add(f->d, CR_DIAG_ERROR, sl->loc, sl->ypath,
                         "models merged together must have the same architecture and size",
                         "shape mismatch for '%s': %s is %s in '%s' but %s in '%s'", out_name, a->tensor,

@@ -1,13 +1,8 @@
 /* front_support.c — synthetic models for the front end's tests.
- *
- * Also holds WEAK fallbacks for vm/model.h (cr_model_open & co.) built on
- * the safetensors reader, so the front end's tests link before branch io's
- * model.c is merged; io's strong definitions win once it is. Single-file
- * models only. Test code: plain malloc.
+ * Test code: plain malloc.
  */
 #include "front_support.h"
 
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +10,6 @@
 #include <ftw.h>
 #include <unistd.h>
 
-#include "model.h"
 #include "safetensors.h"
 
 char *front_tmpdir(void)
@@ -105,58 +99,4 @@ bool front_write_model(const char *dir, const char *name, const front_model_spec
         fclose(f);
     }
     return ok;
-}
-
-/* ---- weak vm/model.h fallback (until io's model.c is merged) ------------ */
-
-static int cmp_mt(const void *a, const void *b)
-{
-    return strcmp(((const cr_model_tensor *)a)->info->name, ((const cr_model_tensor *)b)->info->name);
-}
-
-__attribute__((weak)) cr_status cr_model_open(const cr_allocator *alloc, const char *dir,
-                                              unsigned flags, cr_model *out, cr_error *err)
-{
-    memset(out, 0, sizeof *out);
-    out->alloc = alloc;
-    out->dir = strdup(dir);
-    char path[2048];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    out->shards = calloc(1, sizeof *out->shards);
-    cr_status st = cr_st_open(alloc, path, flags, &out->shards[0], err);
-    if (st) { free(out->shards); free(out->dir); memset(out, 0, sizeof *out); return st; }
-    out->n_shards = 1;
-    out->n_tensors = out->shards[0].n_tensors;
-    out->tensors = calloc(out->n_tensors ? out->n_tensors : 1, sizeof *out->tensors);
-    for (uint32_t i = 0; i < out->n_tensors; i++) out->tensors[i].info = &out->shards[0].tensors[i];
-    qsort(out->tensors, out->n_tensors, sizeof *out->tensors, cmp_mt);
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    FILE *f = fopen(path, "rb");
-    if (f) {
-        char buf[65536];
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        buf[n] = 0;
-        fclose(f);
-        out->config = cJSON_Parse(buf);
-    }
-    return CR_OK;
-}
-
-__attribute__((weak)) void cr_model_close(cr_model *m)
-{
-    if (m->n_shards) cr_st_close(&m->shards[0]);
-    free(m->shards);
-    free(m->tensors);
-    free(m->dir);
-    if (m->config) cJSON_Delete(m->config);
-    memset(m, 0, sizeof *m);
-}
-
-__attribute__((weak)) bool cr_model_config_int(const cr_model *m, const char *key, long long *out)
-{
-    if (!m->config || strchr(key, '.')) return false;
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(m->config, key);
-    if (!cJSON_IsNumber(v)) return false;
-    *out = (long long)v->valuedouble;
-    return true;
 }

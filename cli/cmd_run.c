@@ -10,13 +10,11 @@
 #include "commands.h"
 #include "vm.h"
 
-static volatile sig_atomic_t stop_flag;
 static volatile int interrupt_flag;
 
 static void on_signal(int sig)
 {
     (void)sig;
-    stop_flag = 1;
     interrupt_flag = 1;
 }
 

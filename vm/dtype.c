@@ -99,50 +99,6 @@ cr_dtype cr_dtype_promote(cr_dtype a, cr_dtype b)
     return sa > sb ? a : b;
 }
 
-/* ---- f16 ------------------------------------------------------------- */
-
-float cr_f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu;
-    uint32_t mant = h & 0x3ffu;
-    if (exp == 0x1f)                       /* inf / NaN: keep the payload */
-        return cr_bits_f32(sign | 0x7f800000u | (mant << 13));
-    if (exp == 0) {
-        if (mant == 0) return cr_bits_f32(sign);
-        /* subnormal: mant * 2^-24, exact in f32 */
-        float v = (float)mant * 0x1p-24f;
-        return sign ? -v : v;
-    }
-    return cr_bits_f32(sign | ((exp + 112u) << 23) | (mant << 13));
-}
-
-uint16_t cr_f32_to_f16(float f)
-{
-    uint32_t u = cr_f32_bits(f);
-    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
-    uint32_t a = u & 0x7fffffffu;
-    if (a > 0x7f800000u)                   /* NaN: quiet, keep the top payload bits */
-        return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
-    /* 65520 = 65504 + half an ulp: the tie rounds to the odd-mantissa max's
-     * even neighbour, which is infinity */
-    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);
-    if (a >= 0x38800000u) {                /* normal: >= 2^-14 */
-        a += 0xfffu + ((a >> 13) & 1u);
-        return (uint16_t)(sign | ((a - (112u << 23)) >> 13));
-    }
-    /* subnormal or zero: the result counts units of 2^-24 */
-    uint32_t e = a >> 23;
-    if (e < 102) return sign;              /* below 2^-25 (the tie to 0 included below) */
-    uint32_t mant = (a & 0x7fffffu) | 0x800000u;
-    uint32_t shift = 126u - e;             /* 14..24 */
-    uint32_t r = mant >> shift;
-    uint32_t rem = mant & ((1u << shift) - 1u);
-    uint32_t half = 1u << (shift - 1u);
-    if (rem > half || (rem == half && (r & 1u))) r++;
-    return (uint16_t)(sign | r);           /* r == 0x400 is the smallest normal */
-}
-
 /* ---- f8 (decode only) -------------------------------------------------- */
 
 float cr_f8e4m3_to_f32(uint8_t v)

@@ -71,8 +71,39 @@ static inline uint16_t cr_f32_to_bf16(float f)
     return (uint16_t)(u >> 16);
 }
 
-float cr_f16_to_f32(uint16_t h);
-uint16_t cr_f32_to_f16(float f);
+/* f16 as torch converts it (c10's fp16_ieee_from/to_fp32_value): NaN
+ * becomes the quiet NaN sign|0x7E00, subnormals are kept, values from 65520
+ * up round to inf. Inline: the VM's kernels call these per element. */
+static inline uint16_t cr_f32_to_f16(float f)
+{
+    uint32_t u = cr_f32_bits(f);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return sign | 0x7e00u;                 /* NaN */
+    if (a >= 0x477ff000u) return sign | 0x7c00u;                /* rounds to inf */
+    if (a < 0x38800000u) {                                       /* f16 subnormal or zero */
+        /* adding 0.5 aligns the f16 subnormal grid with f32's last bit, so
+         * the FPU's own round-to-nearest-even does the rounding */
+        float t = cr_bits_f32(a) + 0.5f;
+        return sign | (uint16_t)(cr_f32_bits(t) - 0x3f000000u);
+    }
+    uint32_t odd = (a >> 13) & 1u;
+    a += 0xc8000fffu + odd;                                      /* rebias 127 -> 15, round */
+    return sign | (uint16_t)(a >> 13);
+}
+
+static inline float cr_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+    if (e == 0) {
+        float v = (float)m * (1.0f / 16777216.0f);               /* m * 2^-24, exact */
+        return cr_bits_f32(cr_f32_bits(v) | sign);
+    }
+    if (e == 31) return cr_bits_f32(sign | 0x7f800000u | (m << 13) | (m ? 0x00400000u : 0));
+    return cr_bits_f32(sign | ((e + 112u) << 23) | (m << 13));
+}
+
 float cr_f8e4m3_to_f32(uint8_t v);
 float cr_f8e5m2_to_f32(uint8_t v);
 

@@ -64,7 +64,7 @@ static void s_load(cr_dtype t, const void *src, float *dst, size_t n)
         for (size_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, s + 2 * i, 2); dst[i] = cr_bits_f32((uint32_t)h << 16); }
         break;
     case CR_DTYPE_F16:
-        for (size_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, s + 2 * i, 2); dst[i] = el_f16_to_f32(h); }
+        for (size_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, s + 2 * i, 2); dst[i] = cr_f16_to_f32(h); }
         break;
     case CR_DTYPE_F64:
         for (size_t i = 0; i < n; i++) { double v; memcpy(&v, s + 8 * i, 8); dst[i] = (float)v; }
@@ -84,7 +84,7 @@ static void s_store(cr_dtype t, const float *src, void *dst, size_t n)
         for (size_t i = 0; i < n; i++) { uint16_t h = (uint16_t)(el_bf16_round_bits(cr_f32_bits(src[i])) >> 16); memcpy(d + 2 * i, &h, 2); }
         break;
     case CR_DTYPE_F16:
-        for (size_t i = 0; i < n; i++) { uint16_t h = el_f32_to_f16(src[i]); memcpy(d + 2 * i, &h, 2); }
+        for (size_t i = 0; i < n; i++) { uint16_t h = cr_f32_to_f16(src[i]); memcpy(d + 2 * i, &h, 2); }
         break;
     case CR_DTYPE_F64:
         for (size_t i = 0; i < n; i++) { double v = src[i]; memcpy(d + 8 * i, &v, 8); }

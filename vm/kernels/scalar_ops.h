@@ -30,12 +30,8 @@ static inline uint32_t el_bf16_round_bits(uint32_t u)
     return (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
 }
 
-/* one definition of the f16 conversions: vm/dtype.h */
-#define el_f32_to_f16 cr_f32_to_f16
-#define el_f16_to_f32 cr_f16_to_f32
-
 static inline float el_round_bf16(float f) { return cr_bits_f32(el_bf16_round_bits(cr_f32_bits(f))); }
-static inline float el_round_f16(float f) { return el_f16_to_f32(el_f32_to_f16(f)); }
+static inline float el_round_f16(float f) { return cr_f16_to_f32(cr_f32_to_f16(f)); }
 
 static inline float el_f8e4m3_to_f32(uint8_t v)   /* float8_e4m3fn: no inf, 0x7f/0xff NaN */
 {
@@ -46,6 +42,6 @@ static inline float el_f8e4m3_to_f32(uint8_t v)   /* float8_e4m3fn: no inf, 0x7f
     return s * ldexpf(1.0f + (float)m / 8.0f, (int)e - 7);
 }
 
-static inline float el_f8e5m2_to_f32(uint8_t v) { return el_f16_to_f32((uint16_t)(v << 8)); }
+static inline float el_f8e5m2_to_f32(uint8_t v) { return cr_f16_to_f32((uint16_t)(v << 8)); }
 
 #endif

@@ -1166,7 +1166,7 @@ cr_status cr_tokenizer_encode(const cr_tokenizer *tok, const char *text, size_t 
                               bool add_special, cr_vec *ids, cr_error *err)
 {
     size_t bad;
-    if (!cr_utf8_valid(text, len, &bad))
+    if (!cr_utf8_check(text, len, &bad))
         return cr_fail(err, CR_ERR_FORMAT, "text is not valid UTF-8 (byte %zu)", bad);
     if (add_special && tok->post_unsupported)
         return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: post_processor '%s' is not supported (encode without special tokens)",
@@ -1313,7 +1313,7 @@ static cr_status dec_step_run(const dec_step *st, cr_arena *ar, cr_vec *toks, cr
             if (!o) goto nomem;
             size_t ol = 0;
             while (j < n && parse_byte_token(tk[j].s, tk[j].n, &byte)) o[ol++] = (char)byte, j++;
-            if (cr_utf8_valid(o, ol, NULL)) {
+            if (cr_utf8_check(o, ol, NULL)) {
                 tk[w++] = (dtok){ o, ol };
             } else {
                 /* invalid bytes: one U+FFFD per byte token, as tokenizers does */

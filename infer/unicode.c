@@ -51,7 +51,7 @@ size_t cr_utf8_encode(uint32_t cp, char *out)
     return 4;
 }
 
-bool cr_utf8_valid(const char *s, size_t n, size_t *bad)
+bool cr_utf8_check(const char *s, size_t n, size_t *bad)
 {
     size_t i = 0;
     while (i < n) {

@@ -29,8 +29,9 @@ extern const uint32_t cr_uni_compose[][3], cr_uni_compose_len;
 size_t cr_utf8_decode(const char *s, size_t n, uint32_t *cp);
 /* Encode cp into out (4 bytes room); returns the length. */
 size_t cr_utf8_encode(uint32_t cp, char *out);
-/* True if s[0..n) is well-formed UTF-8; *bad gets the first bad offset. */
-bool cr_utf8_valid(const char *s, size_t n, size_t *bad);
+/* True if s[0..n) is well-formed UTF-8; *bad (may be NULL) gets the first
+ * bad offset. (vm/jsonw.h has cr_utf8_valid without the offset.) */
+bool cr_utf8_check(const char *s, size_t n, size_t *bad);
 
 bool cr_uni_is_letter(uint32_t cp);     /* general category L* */
 bool cr_uni_is_number(uint32_t cp);     /* general category N* */

@@ -1,0 +1,587 @@
+/* forward.c — the decoder forward pass (see forward.h): config parsing,
+ * weight binding with shape checks, a row-parallel pthreads matmul over
+ * weights converted on the fly, and the layer loop.
+ *
+ * Shapes are written next to each buffer: T = tokens, H = hidden, I =
+ * intermediate, nH/nKV = heads, hd = head_dim. A Linear weight is [out, in]
+ * and y = x·Wᵀ, as in HF checkpoints.
+ */
+#include "forward.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- config ------------------------------------------------------------ */
+
+static const cJSON *jget(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k); }
+
+static bool jnum(const cJSON *o, const char *k, double *out)
+{
+    const cJSON *v = jget(o, k);
+    if (!cJSON_IsNumber(v)) return false;
+    *out = v->valuedouble;
+    return true;
+}
+
+static cr_status need_u32(const cJSON *c, const char *name, const char *k, uint32_t *out, cr_error *err)
+{
+    double d;
+    if (!jnum(c, k, &d))
+        return cr_fail(err, CR_ERR_FORMAT, "%s: config.json has no numeric '%s'", name, k);
+    if (d < 1 || d > 1e9 || d != (double)(uint32_t)d)
+        return cr_fail(err, CR_ERR_FORMAT, "%s: config.json '%s' = %g is not a positive integer", name, k, d);
+    *out = (uint32_t)d;
+    return CR_OK;
+}
+
+cr_status cr_llm_config_parse(const cJSON *c, const char *name, cr_llm_config *cfg, cr_error *err)
+{
+    memset(cfg, 0, sizeof *cfg);
+    if (!cJSON_IsObject(c)) return cr_fail(err, CR_ERR_FORMAT, "%s: no config.json", name);
+    const cJSON *mt = jget(c, "model_type");
+    if (!cJSON_IsString(mt)) return cr_fail(err, CR_ERR_FORMAT, "%s: config.json has no model_type", name);
+    const char *t = mt->valuestring;
+    if (strcmp(t, "llama") && strcmp(t, "mistral") && strcmp(t, "qwen2") && strcmp(t, "qwen3"))
+        return cr_fail(err, CR_ERR_UNSUPPORTED,
+                       "%s: model_type '%s' has no forward pass in crucible (llama, mistral, qwen2, qwen3)", name, t);
+    snprintf(cfg->model_type, sizeof cfg->model_type, "%s", t);
+    cr_status st;
+    if ((st = need_u32(c, name, "num_hidden_layers", &cfg->n_layers, err)) ||
+        (st = need_u32(c, name, "hidden_size", &cfg->hidden, err)) ||
+        (st = need_u32(c, name, "intermediate_size", &cfg->intermediate, err)) ||
+        (st = need_u32(c, name, "num_attention_heads", &cfg->n_heads, err)))
+        return st;
+    cfg->n_kv_heads = cfg->n_heads;
+    if (cJSON_IsNumber(jget(c, "num_key_value_heads")) &&
+        (st = need_u32(c, name, "num_key_value_heads", &cfg->n_kv_heads, err)))
+        return st;
+    if (cfg->n_heads % cfg->n_kv_heads)
+        return cr_fail(err, CR_ERR_FORMAT, "%s: num_attention_heads %u is not a multiple of num_key_value_heads %u",
+                       name, cfg->n_heads, cfg->n_kv_heads);
+    if (cJSON_IsNumber(jget(c, "head_dim"))) {
+        if ((st = need_u32(c, name, "head_dim", &cfg->head_dim, err))) return st;
+    } else {
+        if (cfg->hidden % cfg->n_heads)
+            return cr_fail(err, CR_ERR_FORMAT, "%s: hidden_size %u is not a multiple of num_attention_heads %u",
+                           name, cfg->hidden, cfg->n_heads);
+        cfg->head_dim = cfg->hidden / cfg->n_heads;
+    }
+    if (cfg->head_dim % 2) return cr_fail(err, CR_ERR_FORMAT, "%s: head_dim %u is odd", name, cfg->head_dim);
+    double d;
+    cfg->rms_eps = jnum(c, "rms_norm_eps", &d) ? (float)d : 1e-6f;
+    if (jnum(c, "max_position_embeddings", &d) && d > 0) cfg->max_pos = (uint32_t)d;
+    if (jnum(c, "sliding_window", &d) && d > 0) {
+        /* Qwen2 keeps a sliding_window value but only uses it with
+         * use_sliding_window; Mistral uses it whenever it is set */
+        const cJSON *use = jget(c, "use_sliding_window");
+        if (!cJSON_IsBool(use) || cJSON_IsTrue(use)) cfg->sliding_window = (uint32_t)d;
+    }
+    const cJSON *act = jget(c, "hidden_act");
+    if (cJSON_IsString(act) && strcmp(act->valuestring, "silu"))
+        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (silu only)", name, act->valuestring);
+    double prf;
+    if (jnum(c, "partial_rotary_factor", &prf) && prf != 1.0)
+        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: partial_rotary_factor %g is not supported", name, prf);
+    bool qwen2 = !strcmp(t, "qwen2");
+    cfg->qkv_bias = qwen2 || cJSON_IsTrue(jget(c, "attention_bias"));
+    cfg->o_bias = !qwen2 && cJSON_IsTrue(jget(c, "attention_bias"));
+    cfg->mlp_bias = cJSON_IsTrue(jget(c, "mlp_bias"));
+    cfg->qk_norm = !strcmp(t, "qwen3");
+    const cJSON *tie = jget(c, "tie_word_embeddings");
+    cfg->tie_word_embeddings = cJSON_IsBool(tie) ? cJSON_IsTrue(tie) : false;
+
+    /* RoPE: v4 puts rope_theta / rope_scaling at the top level, v5 nests
+     * both in rope_parameters; the type is rope_type or (older) type */
+    const cJSON *rp = jget(c, "rope_parameters");
+    const cJSON *rs = jget(c, "rope_scaling");
+    cfg->rope_theta = 10000.0f;
+    if (jnum(c, "rope_theta", &d)) cfg->rope_theta = (float)d;
+    if (cJSON_IsObject(rp) && jnum(rp, "rope_theta", &d)) cfg->rope_theta = (float)d;
+    const cJSON *sc = cJSON_IsObject(rs) ? rs : cJSON_IsObject(rp) ? rp : NULL;
+    cfg->rope_type = CR_ROPE_DEFAULT;
+    cfg->rope_factor = 1.0f;
+    if (sc) {
+        const cJSON *ty = jget(sc, "rope_type");
+        if (!cJSON_IsString(ty)) ty = jget(sc, "type");
+        const char *tn = cJSON_IsString(ty) ? ty->valuestring : "default";
+        if (jnum(sc, "factor", &d)) cfg->rope_factor = (float)d;
+        if (!strcmp(tn, "default")) cfg->rope_type = CR_ROPE_DEFAULT;
+        else if (!strcmp(tn, "linear")) cfg->rope_type = CR_ROPE_LINEAR;
+        else if (!strcmp(tn, "dynamic")) cfg->rope_type = CR_ROPE_DYNAMIC;
+        else if (!strcmp(tn, "llama3")) {
+            cfg->rope_type = CR_ROPE_LLAMA3;
+            double lo, hi, om;
+            if (!jnum(sc, "low_freq_factor", &lo) || !jnum(sc, "high_freq_factor", &hi) ||
+                !jnum(sc, "original_max_position_embeddings", &om))
+                return cr_fail(err, CR_ERR_FORMAT, "%s: llama3 rope scaling needs low_freq_factor, high_freq_factor "
+                               "and original_max_position_embeddings", name);
+            cfg->low_freq_factor = (float)lo;
+            cfg->high_freq_factor = (float)hi;
+            cfg->rope_orig_max_pos = (uint32_t)om;
+        } else {
+            return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: rope type '%s' is not supported (default, linear, dynamic, llama3)",
+                           name, tn);
+        }
+        if (cfg->rope_type != CR_ROPE_DEFAULT && !(cfg->rope_factor > 0))
+            return cr_fail(err, CR_ERR_FORMAT, "%s: rope scaling factor must be positive", name);
+    }
+    return CR_OK;
+}
+
+/* ---- weights ------------------------------------------------------------ */
+
+static cr_status bind(const cr_model *m, const char *name, uint32_t rows, uint32_t cols, bool optional,
+                      cr_llm_weight *w, cr_error *err)
+{
+    memset(w, 0, sizeof *w);
+    const cr_model_tensor *mt = cr_model_find(m, name);
+    if (!mt) {
+        if (optional) return CR_OK;
+        return cr_fail(err, CR_ERR_FORMAT, "%s: tensor %s is missing", m->dir, name);
+    }
+    const cr_st_tensor *t = mt->info;
+    if (t->dtype != CR_DTYPE_F32 && t->dtype != CR_DTYPE_F16 && t->dtype != CR_DTYPE_BF16)
+        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s (F32, F16, BF16 supported)", m->dir, name,
+                       cr_dtype_name(t->dtype));
+    bool ok = rows == 1 ? (t->ndim == 1 && t->shape[0] == cols)
+                        : (t->ndim == 2 && t->shape[0] == rows && (cols == 0 || t->shape[1] == cols));
+    if (!ok) {
+        char got[64] = "";
+        size_t w0 = 0;
+        for (uint32_t i = 0; i < t->ndim && w0 < sizeof got - 24; i++)
+            w0 += (size_t)snprintf(got + w0, sizeof got - w0, "%s%llu", i ? "," : "", (unsigned long long)t->shape[i]);
+        if (rows == 1)
+            return cr_fail(err, CR_ERR_FORMAT, "%s: tensor %s has shape [%s], expected [%u]", m->dir, name, got, cols);
+        return cr_fail(err, CR_ERR_FORMAT, "%s: tensor %s has shape [%s], expected [%u,%u]", m->dir, name, got, rows, cols);
+    }
+    const void *data = cr_st_data(&m->shards[mt->shard], t);
+    if (!data) return cr_fail(err, CR_ERR_ARG, "%s: model was opened header-only", m->dir);
+    w->data = data;
+    w->dtype = t->dtype;
+    w->rows = rows;
+    w->cols = t->ndim == 2 ? (uint32_t)t->shape[1] : cols;
+    return CR_OK;
+}
+
+cr_status cr_llm_open(const cr_allocator *alloc, const cr_model *model, cr_llm *out, cr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->alloc = alloc;
+    out->model = model;
+    out->n_threads = 1;
+    cr_llm_config *c = &out->cfg;
+    cr_status st = cr_llm_config_parse(model->config, model->dir, c, err);
+    if (st) return st;
+    const cr_model_tensor *e = cr_model_find(model, "model.embed_tokens.weight");
+    if (!e || e->info->ndim != 2)
+        return cr_fail(err, CR_ERR_FORMAT, "%s: tensor model.embed_tokens.weight is missing or not 2-D", model->dir);
+    if (e->info->shape[0] > 0x7fffffff) return cr_fail(err, CR_ERR_LIMIT, "%s: vocabulary too large", model->dir);
+    c->vocab = (uint32_t)e->info->shape[0];
+    uint32_t H = c->hidden, I = c->intermediate, qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
+    if ((st = bind(model, "model.embed_tokens.weight", c->vocab, H, false, &out->embed, err)) ||
+        (st = bind(model, "model.norm.weight", 1, H, false, &out->norm, err)) ||
+        (st = bind(model, "lm_head.weight", c->vocab, H, true, &out->lm_head, err)))
+        return st;
+    if (!out->lm_head.data && c->tie_word_embeddings) out->lm_head = out->embed;
+    out->layers = cr_calloc(alloc, c->n_layers, sizeof *out->layers);
+    if (!out->layers) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    char nm[160];
+#define BIND(field, suffix, r, cc, opt) do { \
+        snprintf(nm, sizeof nm, "model.layers.%u.%s", l, suffix); \
+        if ((st = bind(model, nm, r, cc, opt, &L->field, err))) goto fail; } while (0)
+    for (uint32_t l = 0; l < c->n_layers; l++) {
+        cr_llm_layer *L = &out->layers[l];
+        BIND(in_norm, "input_layernorm.weight", 1, H, false);
+        BIND(post_norm, "post_attention_layernorm.weight", 1, H, false);
+        BIND(q, "self_attn.q_proj.weight", qd, H, false);
+        BIND(k, "self_attn.k_proj.weight", kd, H, false);
+        BIND(v, "self_attn.v_proj.weight", kd, H, false);
+        BIND(o, "self_attn.o_proj.weight", H, qd, false);
+        BIND(q_bias, "self_attn.q_proj.bias", 1, qd, !c->qkv_bias);
+        BIND(k_bias, "self_attn.k_proj.bias", 1, kd, !c->qkv_bias);
+        BIND(v_bias, "self_attn.v_proj.bias", 1, kd, !c->qkv_bias);
+        BIND(o_bias, "self_attn.o_proj.bias", 1, H, !c->o_bias);
+        if (c->qk_norm) {
+            BIND(q_norm, "self_attn.q_norm.weight", 1, c->head_dim, false);
+            BIND(k_norm, "self_attn.k_norm.weight", 1, c->head_dim, false);
+        }
+        BIND(gate, "mlp.gate_proj.weight", I, H, false);
+        BIND(up, "mlp.up_proj.weight", I, H, false);
+        BIND(down, "mlp.down_proj.weight", H, I, false);
+        BIND(gate_bias, "mlp.gate_proj.bias", 1, I, !c->mlp_bias);
+        BIND(up_bias, "mlp.up_proj.bias", 1, I, !c->mlp_bias);
+        BIND(down_bias, "mlp.down_proj.bias", 1, H, !c->mlp_bias);
+    }
+#undef BIND
+    /* inv_freq as HF computes it, in f32: 1 / theta^(2j/d) */
+    uint32_t half = c->head_dim / 2;
+    out->inv_freq = cr_malloc(alloc, half * sizeof(float));
+    if (!out->inv_freq) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto fail; }
+    for (uint32_t j = 0; j < half; j++) {
+        float ex = (float)(2 * j) / (float)c->head_dim;
+        float inv = 1.0f / powf(c->rope_theta, ex);
+        if (c->rope_type == CR_ROPE_LINEAR) inv /= c->rope_factor;
+        if (c->rope_type == CR_ROPE_LLAMA3) {
+            /* modeling_rope_utils._compute_llama3_parameters */
+            float om = (float)c->rope_orig_max_pos;
+            float lo_wl = om / c->low_freq_factor, hi_wl = om / c->high_freq_factor;
+            float wl = 2.0f * (float)M_PI / inv;
+            if (wl > lo_wl) inv = inv / c->rope_factor;
+            else if (wl >= hi_wl) {
+                float s = (om / wl - c->low_freq_factor) / (c->high_freq_factor - c->low_freq_factor);
+                inv = (1.0f - s) * inv / c->rope_factor + s * inv;
+            }
+        }
+        out->inv_freq[j] = inv;
+    }
+    return CR_OK;
+fail:
+    cr_llm_free(out);
+    return st;
+}
+
+void cr_llm_free(cr_llm *m)
+{
+    if (!m || !m->alloc) return;
+    cr_free(m->alloc, m->layers);
+    cr_free(m->alloc, m->inv_freq);
+    m->layers = NULL;
+    m->inv_freq = NULL;
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+/* Run fn(ctx, begin, end, scratch) over [0, n) split into n_threads
+ * contiguous ranges. Each worker gets its own scratch of scratch_floats. */
+typedef void (*range_fn)(void *ctx, size_t begin, size_t end, float *scratch);
+
+typedef struct worker {
+    range_fn fn;
+    void *ctx;
+    size_t begin, end;
+    float *scratch;
+} worker;
+
+static void *worker_main(void *p)
+{
+    worker *w = p;
+    w->fn(w->ctx, w->begin, w->end, w->scratch);
+    return NULL;
+}
+
+#define CR_LLM_MAX_THREADS 256
+
+static cr_status parallel_for(const cr_llm *m, size_t n, range_fn fn, void *ctx, size_t scratch_floats,
+                              cr_error *err)
+{
+    unsigned nt = m->n_threads ? m->n_threads : 1;
+    if (nt > CR_LLM_MAX_THREADS) nt = CR_LLM_MAX_THREADS;
+    if (nt > n) nt = n ? (unsigned)n : 1;
+    float *scratch = NULL;
+    if (scratch_floats) {
+        scratch = cr_malloc(m->alloc, nt * scratch_floats * sizeof(float));
+        if (!scratch) return cr_fail(err, CR_ERR_NOMEM, "out of memory (thread scratch)");
+    }
+    worker w[CR_LLM_MAX_THREADS];
+    pthread_t th[CR_LLM_MAX_THREADS];
+    bool started[CR_LLM_MAX_THREADS] = { false };
+    for (unsigned i = 0; i < nt; i++) {
+        w[i] = (worker){ fn, ctx, n * i / nt, n * (i + 1) / nt, scratch ? scratch + i * scratch_floats : NULL };
+        /* thread 0's share runs on the calling thread */
+        if (i > 0) started[i] = pthread_create(&th[i], NULL, worker_main, &w[i]) == 0;
+    }
+    worker_main(&w[0]);
+    for (unsigned i = 1; i < nt; i++) {
+        if (started[i]) pthread_join(th[i], NULL);
+        else worker_main(&w[i]);   /* could not start a thread: do its share here */
+    }
+    cr_free(m->alloc, scratch);
+    return CR_OK;
+}
+
+/* ---- kernels -------------------------------------------------------------- */
+
+/* Dot product with 8 independent partial sums: the compiler vectorises it,
+ * and the fixed summation order keeps results identical across threads. */
+static float dot(const float *a, const float *b, size_t n)
+{
+    float acc[8] = { 0 };
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
+    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static const void *row_ptr(const cr_llm_weight *w, size_t r)
+{
+    return (const char *)w->data + r * w->cols * cr_dtype_size(w->dtype);
+}
+
+static void load_row(const cr_llm_weight *w, size_t r, float *dst)
+{
+    cr_convert_to_f32(w->dtype, row_ptr(w, r), dst, w->cols);
+}
+
+typedef struct mm_ctx {
+    const float *x;
+    size_t T;
+    const cr_llm_weight *w, *bias;
+    float *y;
+} mm_ctx;
+
+/* rows [begin, end) of W: convert each row once, dot it with every x[t] */
+static void mm_range(void *p, size_t begin, size_t end, float *row)
+{
+    const mm_ctx *c = p;
+    size_t in = c->w->cols, out = c->w->rows;
+    float b = 0;
+    for (size_t r = begin; r < end; r++) {
+        load_row(c->w, r, row);
+        if (c->bias && c->bias->data) {
+            float bb;
+            cr_convert_to_f32(c->bias->dtype, (const char *)c->bias->data + r * cr_dtype_size(c->bias->dtype), &bb, 1);
+            b = bb;
+        }
+        for (size_t t = 0; t < c->T; t++) c->y[t * out + r] = dot(c->x + t * in, row, in) + b;
+    }
+}
+
+cr_status cr_llm_matmul(const cr_llm *m, const float *x, size_t T, const cr_llm_weight *w,
+                        const cr_llm_weight *bias, float *y, cr_error *err)
+{
+    mm_ctx c = { x, T, w, bias, y };
+    return parallel_for(m, w->rows, mm_range, &c, w->cols + 1, err);
+}
+
+/* y = w ⊙ x / sqrt(mean(x²) + eps), over n elements (f32 like HF, which
+ * upcasts to f32 for the norm). */
+static void rmsnorm(float *y, const float *x, const float *w, size_t n, float eps)
+{
+    double ss = 0;
+    for (size_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float r = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    for (size_t i = 0; i < n; i++) y[i] = w[i] * (x[i] * r);
+}
+
+/* HF rotate_half RoPE on one head vector of hd: pairs (j, j + hd/2). */
+static void rope(float *v, const float *cosv, const float *sinv, uint32_t hd)
+{
+    uint32_t h = hd / 2;
+    for (uint32_t j = 0; j < h; j++) {
+        float a = v[j], b = v[j + h];
+        v[j] = a * cosv[j] - b * sinv[j];
+        v[j + h] = b * cosv[j] + a * sinv[j];
+    }
+}
+
+typedef struct attn_ctx {
+    const cr_llm_config *c;
+    const float *q, *k, *v;     /* [T, nH*hd], [T, nKV*hd], [T, nKV*hd] */
+    float *o;                   /* [T, nH*hd] */
+    size_t T;
+} attn_ctx;
+
+/* heads [begin, end): causal softmax attention in f32 (HF does softmax in
+ * f32 too), with the optional sliding window. */
+static void attn_range(void *p, size_t begin, size_t end, float *s)
+{
+    const attn_ctx *a = p;
+    const cr_llm_config *c = a->c;
+    uint32_t hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    size_t qs = (size_t)c->n_heads * hd, ks = (size_t)c->n_kv_heads * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (size_t h = begin; h < end; h++) {
+        size_t kvh = h / group;
+        for (size_t t = 0; t < a->T; t++) {
+            const float *q = a->q + t * qs + h * hd;
+            size_t u0 = c->sliding_window && t + 1 > c->sliding_window ? t + 1 - c->sliding_window : 0;
+            float mx = -INFINITY;
+            for (size_t u = u0; u <= t; u++) {
+                s[u] = dot(q, a->k + u * ks + kvh * hd, hd) * scale;
+                if (s[u] > mx) mx = s[u];
+            }
+            float sum = 0;
+            for (size_t u = u0; u <= t; u++) { s[u] = expf(s[u] - mx); sum += s[u]; }
+            float *o = a->o + t * qs + h * hd;
+            for (uint32_t j = 0; j < hd; j++) o[j] = 0;
+            for (size_t u = u0; u <= t; u++) {
+                float pw = s[u] / sum;
+                const float *v = a->v + u * ks + kvh * hd;
+                for (uint32_t j = 0; j < hd; j++) o[j] += pw * v[j];
+            }
+        }
+    }
+}
+
+/* ---- the forward pass ----------------------------------------------------- */
+
+static void to_f32(const cr_llm_weight *w, float *dst) { cr_convert_to_f32(w->dtype, w->data, dst, w->cols); }
+
+typedef struct bufs {
+    float *h, *x, *q, *k, *v, *att, *g, *u, *cosb, *sinb, *wv;
+} bufs;
+
+static cr_status head_outputs(const cr_llm *m, cr_llm_run *run, const float *h, const float *normw, cr_error *err);
+
+cr_status cr_llm_forward(const cr_llm *m, cr_llm_run *run, cr_error *err)
+{
+    const cr_llm_config *c = &m->cfg;
+    size_t T = run->n_ids;
+    run->nll_sum = 0;
+    run->nll_count = 0;
+    if (T == 0) return cr_fail(err, CR_ERR_ARG, "forward pass on an empty token sequence");
+    for (size_t t = 0; t < T; t++)
+        if (run->ids[t] < 0 || (uint32_t)run->ids[t] >= c->vocab)
+            return cr_fail(err, CR_ERR_ARG, "token id %d at position %zu is outside the embedding (%u rows)",
+                           run->ids[t], t, c->vocab);
+    if ((run->logits || run->want_nll) && !m->lm_head.data)
+        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: no lm_head.weight and tie_word_embeddings is false", m->model->dir);
+    size_t H = c->hidden, I = c->intermediate, hd = c->head_dim;
+    size_t qd = (size_t)c->n_heads * hd, kd = (size_t)c->n_kv_heads * hd;
+    size_t wmax = H > I ? H : I;
+    if (qd > wmax) wmax = qd;
+    bufs b = { 0 };
+    const cr_allocator *A = m->alloc;
+    cr_status st = CR_OK;
+    b.h = cr_malloc(A, T * H * sizeof(float));      /* [T, H] residual stream */
+    b.x = cr_malloc(A, T * wmax * sizeof(float));   /* [T, max(H, I, qd)] normed input / scratch */
+    b.q = cr_malloc(A, T * qd * sizeof(float));     /* [T, nH*hd] */
+    b.k = cr_malloc(A, T * kd * sizeof(float));     /* [T, nKV*hd] */
+    b.v = cr_malloc(A, T * kd * sizeof(float));
+    b.att = cr_malloc(A, T * qd * sizeof(float));   /* [T, nH*hd] attention output */
+    b.g = cr_malloc(A, T * I * sizeof(float));      /* [T, I] gate, then silu(gate)*up */
+    b.u = cr_malloc(A, T * I * sizeof(float));      /* [T, I] up */
+    b.cosb = cr_malloc(A, T * (hd / 2) * sizeof(float));
+    b.sinb = cr_malloc(A, T * (hd / 2) * sizeof(float));
+    b.wv = cr_malloc(A, (wmax + 2 * hd) * sizeof(float)); /* one norm weight vector (+ q/k norm) */
+    if (!b.h || !b.x || !b.q || !b.k || !b.v || !b.att || !b.g || !b.u || !b.cosb || !b.sinb || !b.wv) {
+        st = cr_fail(err, CR_ERR_NOMEM, "out of memory for activations (%zu tokens)", T);
+        goto out;
+    }
+
+    /* RoPE tables [T, hd/2]. Dynamic NTK rescales theta only past
+     * max_position_embeddings. */
+    {
+        size_t half = hd / 2;
+        float scale_theta = 1.0f;
+        bool dyn = c->rope_type == CR_ROPE_DYNAMIC && c->max_pos && T > c->max_pos;
+        if (dyn) {
+            double base = c->rope_theta * pow((c->rope_factor * (double)T / c->max_pos) - (c->rope_factor - 1),
+                                              (double)hd / (double)(hd - 2));
+            scale_theta = (float)base;
+        }
+        for (size_t j = 0; j < half; j++) {
+            float inv = m->inv_freq[j];
+            if (dyn) inv = 1.0f / powf(scale_theta, (float)(2 * j) / (float)hd);
+            for (size_t t = 0; t < T; t++) {
+                float ang = (float)t * inv;
+                b.cosb[t * half + j] = cosf(ang);
+                b.sinb[t * half + j] = sinf(ang);
+            }
+        }
+    }
+
+    for (size_t t = 0; t < T; t++) load_row(&m->embed, (size_t)run->ids[t], b.h + t * H);
+
+    uint32_t stop = run->stop_layer && run->stop_layer < c->n_layers ? run->stop_layer : c->n_layers;
+    for (uint32_t l = 0;; l++) {
+        /* record hs[l], the residual stream entering layer l */
+        if (l < c->n_layers) {
+            if (run->hidden_last) memcpy(run->hidden_last + (size_t)l * H, b.h + (T - 1) * H, H * sizeof(float));
+            if (run->hidden_all) memcpy(run->hidden_all + (size_t)l * T * H, b.h, T * H * sizeof(float));
+        }
+        if (l == stop) break;
+        const cr_llm_layer *L = &m->layers[l];
+        float *nw = b.wv;
+        to_f32(&L->in_norm, nw);
+        for (size_t t = 0; t < T; t++) rmsnorm(b.x + t * H, b.h + t * H, nw, H, c->rms_eps);
+        if ((st = cr_llm_matmul(m, b.x, T, &L->q, &L->q_bias, b.q, err)) ||
+            (st = cr_llm_matmul(m, b.x, T, &L->k, &L->k_bias, b.k, err)) ||
+            (st = cr_llm_matmul(m, b.x, T, &L->v, &L->v_bias, b.v, err)))
+            goto out;
+        if (c->qk_norm) {
+            float *qn = b.wv, *kn = b.wv + hd;
+            to_f32(&L->q_norm, qn);
+            to_f32(&L->k_norm, kn);
+            /* per-head RMSNorm over hd, in place (rmsnorm reads each
+             * element before writing it) */
+            for (size_t t = 0; t < T; t++) {
+                for (size_t h = 0; h < c->n_heads; h++)
+                    rmsnorm(b.q + t * qd + h * hd, b.q + t * qd + h * hd, qn, hd, c->rms_eps);
+                for (size_t h = 0; h < c->n_kv_heads; h++)
+                    rmsnorm(b.k + t * kd + h * hd, b.k + t * kd + h * hd, kn, hd, c->rms_eps);
+            }
+        }
+        for (size_t t = 0; t < T; t++) {
+            const float *cs = b.cosb + t * (hd / 2), *sn = b.sinb + t * (hd / 2);
+            for (size_t h = 0; h < c->n_heads; h++) rope(b.q + t * qd + h * hd, cs, sn, (uint32_t)hd);
+            for (size_t h = 0; h < c->n_kv_heads; h++) rope(b.k + t * kd + h * hd, cs, sn, (uint32_t)hd);
+        }
+        attn_ctx ac = { c, b.q, b.k, b.v, b.att, T };
+        if ((st = parallel_for(m, c->n_heads, attn_range, &ac, T, err))) goto out;
+        if ((st = cr_llm_matmul(m, b.att, T, &L->o, &L->o_bias, b.x, err))) goto out;
+        for (size_t i = 0; i < T * H; i++) b.h[i] += b.x[i];
+
+        to_f32(&L->post_norm, nw);
+        for (size_t t = 0; t < T; t++) rmsnorm(b.x + t * H, b.h + t * H, nw, H, c->rms_eps);
+        if ((st = cr_llm_matmul(m, b.x, T, &L->gate, &L->gate_bias, b.g, err)) ||
+            (st = cr_llm_matmul(m, b.x, T, &L->up, &L->up_bias, b.u, err)))
+            goto out;
+        for (size_t i = 0; i < T * I; i++) {
+            float z = b.g[i];
+            b.g[i] = z / (1.0f + expf(-z)) * b.u[i];
+        }
+        if ((st = cr_llm_matmul(m, b.g, T, &L->down, &L->down_bias, b.x, err))) goto out;
+        for (size_t i = 0; i < T * H; i++) b.h[i] += b.x[i];
+    }
+    if (stop == c->n_layers) {
+        /* hs[L] = final norm of the last layer's output, as HF reports it */
+        float *nw = b.wv;
+        to_f32(&m->norm, nw);
+        for (size_t t = 0; t < T; t++) rmsnorm(b.x + t * H, b.h + t * H, nw, H, c->rms_eps);
+        size_t L = c->n_layers;
+        if (run->hidden_last) memcpy(run->hidden_last + L * H, b.x + (T - 1) * H, H * sizeof(float));
+        if (run->hidden_all) memcpy(run->hidden_all + L * T * H, b.x, T * H * sizeof(float));
+        if (run->logits || run->want_nll) st = head_outputs(m, run, b.x, nw, err);
+    }
+out:
+    cr_free(A, b.h); cr_free(A, b.x); cr_free(A, b.q); cr_free(A, b.k); cr_free(A, b.v);
+    cr_free(A, b.att); cr_free(A, b.g); cr_free(A, b.u); cr_free(A, b.cosb); cr_free(A, b.sinb);
+    cr_free(A, b.wv);
+    return st;
+}
+
+/* Logits and NLL from the final-normed states xn [T, H], in blocks of
+ * positions so that at most [block, V] logits exist at once. */
+static cr_status head_outputs(const cr_llm *m, cr_llm_run *run, const float *xn, const float *normw, cr_error *err)
+{
+    (void)normw;
+    size_t T = run->n_ids, H = m->cfg.hidden, V = m->cfg.vocab;
+    size_t block = 64;
+    float *lg = run->logits ? NULL : cr_malloc(m->alloc, block * V * sizeof(float));
+    if (!run->logits && !lg) return cr_fail(err, CR_ERR_NOMEM, "out of memory for logits");
+    cr_status st = CR_OK;
+    for (size_t t0 = 0; t0 < T; t0 += block) {
+        size_t nb = T - t0 < block ? T - t0 : block;
+        float *dst = run->logits ? run->logits + t0 * V : lg;
+        if ((st = cr_llm_matmul(m, xn + t0 * H, nb, &m->lm_head, NULL, dst, err))) break;
+        if (!run->want_nll) continue;
+        for (size_t i = 0; i < nb; i++) {
+            size_t t = t0 + i;
+            if (t + 1 >= T) break;
+            const float *row = dst + i * V;
+            double mx = -INFINITY, sum = 0;
+            for (size_t j = 0; j < V; j++) if (row[j] > mx) mx = row[j];
+            for (size_t j = 0; j < V; j++) sum += exp((double)row[j] - mx);
+            run->nll_sum += -((double)row[run->ids[t + 1]] - mx - log(sum));
+            run->nll_count++;
+        }
+    }
+    cr_free(m->alloc, lg);
+    return st;
+}

@@ -1,0 +1,121 @@
+/* forward.h — a Llama / Mistral / Qwen2 / Qwen3 decoder forward pass over
+ * the weights of an opened model directory (vm/model.h).
+ *
+ * Used for mergekit-moe's `hidden` gates (the residual stream entering each
+ * layer at the last prompt token) and for `crucible eval` (perplexity). The
+ * whole prompt runs as one [T, H] block: no KV cache, causal mask, f32
+ * activations. Weights stay in the mmapped safetensors shards in their
+ * stored dtype (F32, F16 or BF16) and are converted to f32 one row at a time
+ * inside the matmul, never copied whole. Matmuls and attention are split
+ * over threads by output row / head; every output element is computed by
+ * the same code whatever the thread count, so results do not depend on it.
+ *
+ * Math: ../shared/reference/formats-and-moe.md §2 (RMSNorm with eps inside
+ * the root, HF half-split RoPE with default / linear / dynamic / llama3
+ * scaling, grouped-query attention, SwiGLU, Qwen2 q/k/v biases, Qwen3 q/k
+ * norms, Mistral sliding window). Spec: spec/inference.md.
+ */
+#ifndef CR_INFER_FORWARD_H
+#define CR_INFER_FORWARD_H
+
+#include "base.h"
+#include "dtype.h"
+#include "model.h"
+
+typedef enum cr_rope_type {
+    CR_ROPE_DEFAULT,
+    CR_ROPE_LINEAR,
+    CR_ROPE_DYNAMIC,
+    CR_ROPE_LLAMA3
+} cr_rope_type;
+
+typedef struct cr_llm_config {
+    char model_type[32];        /* "llama", "mistral", "qwen2", "qwen3" */
+    uint32_t n_layers, hidden, intermediate;
+    uint32_t n_heads, n_kv_heads, head_dim;
+    uint32_t vocab;             /* rows of embed_tokens */
+    uint32_t max_pos;           /* max_position_embeddings (0 if absent) */
+    uint32_t sliding_window;    /* 0: none */
+    float rms_eps;
+    float rope_theta;
+    cr_rope_type rope_type;
+    float rope_factor, low_freq_factor, high_freq_factor;
+    uint32_t rope_orig_max_pos;
+    bool qkv_bias;              /* Qwen2, or attention_bias */
+    bool o_bias, mlp_bias;
+    bool qk_norm;               /* Qwen3 */
+    bool tie_word_embeddings;
+} cr_llm_config;
+
+/* One weight: a borrowed view of a tensor in a mapped shard. */
+typedef struct cr_llm_weight {
+    const void *data;           /* NULL: absent (optional weights) */
+    cr_dtype dtype;
+    uint32_t rows, cols;        /* [out, in]; vectors have rows == 1 */
+} cr_llm_weight;
+
+typedef struct cr_llm_layer {
+    cr_llm_weight in_norm, post_norm;
+    cr_llm_weight q, k, v, o, q_bias, k_bias, v_bias, o_bias;
+    cr_llm_weight q_norm, k_norm;
+    cr_llm_weight gate, up, down, gate_bias, up_bias, down_bias;
+} cr_llm_layer;
+
+typedef struct cr_llm {
+    const cr_allocator *alloc;
+    const cr_model *model;      /* borrowed; must outlive the cr_llm */
+    cr_llm_config cfg;
+    cr_llm_weight embed, norm, lm_head;   /* lm_head.data NULL: no head */
+    cr_llm_layer *layers;
+    float *inv_freq;            /* [rotary_dim / 2], before dynamic scaling */
+    unsigned n_threads;         /* worker threads for matmul/attention (>= 1) */
+} cr_llm;
+
+/* Read the config and bind every weight of `model` (opened with data, not
+ * header-only). Checks model_type (llama, mistral, qwen2, qwen3), hidden_act
+ * (silu), rope type, and every tensor's presence, dtype (F32/F16/BF16) and
+ * shape; errors name the tensor or config key (CR_ERR_FORMAT,
+ * CR_ERR_UNSUPPORTED). n_threads defaults to 1; set it after opening. */
+cr_status cr_llm_open(const cr_allocator *alloc, const cr_model *model, cr_llm *out, cr_error *err);
+void cr_llm_free(cr_llm *m);
+
+/* Parse the architecture fields of a config.json object (what cr_llm_open
+ * uses); vocab is left 0. */
+cr_status cr_llm_config_parse(const cJSON *config, const char *name, cr_llm_config *cfg, cr_error *err);
+
+/* One forward pass over ids[0..n_ids) at positions 0..n_ids-1. Every
+ * output pointer is optional (NULL: not computed):
+ *   hidden_last [ (n_layers + 1) * hidden ]: HF's hidden_states at the last
+ *       position — hs[l] for l < n_layers is the residual stream entering
+ *       layer l (hs[0] = embeddings), hs[n_layers] = final norm of the last
+ *       layer's output;
+ *   hidden_all [ (n_layers + 1) * n_ids * hidden ]: the same at every
+ *       position;
+ *   logits [ n_ids * vocab ] (needs an lm_head or tied embeddings);
+ *   want_nll: nll_sum = sum over t < n_ids-1 of -log softmax(logits[t])[ids[t+1]]
+ *       (double), nll_count = n_ids - 1. Computed in blocks of positions so
+ *       the [T, vocab] logits never exist at once.
+ * stop_layer (0 = all): stop once hs[stop_layer] is known (gates need
+ * hs[0..L-1] only), so later outputs are not filled. Errors: CR_ERR_ARG for
+ * an id outside the embedding or an empty input, CR_ERR_UNSUPPORTED for
+ * logits without a head, CR_ERR_NOMEM. */
+typedef struct cr_llm_run {
+    const int32_t *ids;
+    size_t n_ids;
+    float *hidden_last;
+    float *hidden_all;
+    float *logits;
+    bool want_nll;
+    double nll_sum;
+    size_t nll_count;
+    uint32_t stop_layer;
+} cr_llm_run;
+
+cr_status cr_llm_forward(const cr_llm *m, cr_llm_run *run, cr_error *err);
+
+/* y[T, rows] = x[T, cols] · Wᵀ (+ bias): the row-parallel matmul, exposed
+ * for tests. */
+cr_status cr_llm_matmul(const cr_llm *m, const float *x, size_t T, const cr_llm_weight *w,
+                        const cr_llm_weight *bias, float *y, cr_error *err);
+
+#endif

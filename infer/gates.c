@@ -1,0 +1,130 @@
+/* gates.c — router vector math for mergekit-moe (see gates.h). Sums are
+ * accumulated in double and rounded once, so the order of prompts does not
+ * matter beyond the last bit. */
+#include "gates.h"
+
+#include <math.h>
+#include <string.h>
+
+cr_status cr_gate_tokenize_prompt(const cr_tokenizer *tok, const char *bos, const char *prompt,
+                                  cr_vec *ids, cr_error *err)
+{
+    size_t bl = bos ? strlen(bos) : 0, pl = strlen(prompt);
+    char *text = cr_malloc(ids->alloc, bl + pl + 1);
+    if (!text) return cr_fail(err, CR_ERR_NOMEM, "out of memory tokenizing a prompt");
+    if (bl) memcpy(text, bos, bl);
+    memcpy(text + bl, prompt, pl + 1);
+    cr_status st = cr_tokenizer_encode(tok, text, bl + pl, false, ids, err);
+    cr_free(ids->alloc, text);
+    return st;
+}
+
+static void normalize(double *v, size_t n)
+{
+    double ss = 0;
+    for (size_t i = 0; i < n; i++) ss += v[i] * v[i];
+    double nrm = sqrt(ss);
+    if (nrm < 1e-8) nrm = 1e-8;
+    for (size_t i = 0; i < n; i++) v[i] /= nrm;
+}
+
+/* acc[L*H] += hs[l] at the last token of each prompt */
+static cr_status sum_hidden(const cr_llm *llm, const cr_id_list *ps, size_t n, double *acc, float *hs,
+                            cr_error *err)
+{
+    size_t L = llm->cfg.n_layers, H = llm->cfg.hidden;
+    for (size_t p = 0; p < n; p++) {
+        if (!ps[p].n) return cr_fail(err, CR_ERR_ARG, "prompt %zu tokenizes to nothing", p);
+        cr_llm_run run = { .ids = ps[p].ids, .n_ids = ps[p].n, .hidden_last = hs,
+                           .stop_layer = (uint32_t)(L - 1) };
+        cr_status st = cr_llm_forward(llm, &run, err);
+        if (st) return st;
+        for (size_t i = 0; i < L * H; i++) acc[i] += hs[i];
+    }
+    return CR_OK;
+}
+
+cr_status cr_gate_hidden(const cr_llm *llm, const cr_id_list *pos, size_t n_pos,
+                         const cr_id_list *neg, size_t n_neg, float *out, cr_error *err)
+{
+    if (!n_pos) return cr_fail(err, CR_ERR_ARG, "hidden gate needs at least one positive prompt");
+    size_t L = llm->cfg.n_layers, H = llm->cfg.hidden;
+    const cr_allocator *A = llm->alloc;
+    double *p = cr_calloc(A, L * H, sizeof(double)), *q = cr_calloc(A, L * H, sizeof(double));
+    float *hs = cr_calloc(A, (L + 1) * H, sizeof(float));
+    cr_status st = CR_OK;
+    if (!p || !q || !hs) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory computing gates"); goto out; }
+    if ((st = sum_hidden(llm, pos, n_pos, p, hs, err))) goto out;
+    if (n_neg && (st = sum_hidden(llm, neg, n_neg, q, hs, err))) goto out;
+    for (size_t l = 0; l < L; l++) {
+        double *v = p + l * H;
+        for (size_t i = 0; i < H; i++) v[i] = v[i] / (double)n_pos - (n_neg ? q[l * H + i] / (double)n_neg : 0.0);
+        normalize(v, H);
+        for (size_t i = 0; i < H; i++) out[l * H + i] = (float)v[i];
+    }
+out:
+    cr_free(A, p);
+    cr_free(A, q);
+    cr_free(A, hs);
+    return st;
+}
+
+static cr_status sum_embed(const cr_llm_weight *e, uint32_t vocab, const cr_id_list *ps, size_t n, double *acc,
+                           float *row, cr_error *err)
+{
+    size_t H = e->cols, es = cr_dtype_size(e->dtype);
+    for (size_t p = 0; p < n; p++)
+        for (size_t t = 0; t < ps[p].n; t++) {
+            int32_t id = ps[p].ids[t];
+            if (id < 0 || (uint32_t)id >= vocab || (uint32_t)id >= e->rows)
+                return cr_fail(err, CR_ERR_ARG, "prompt %zu token %zu: id %d is outside the vocabulary (%u)", p, t, id,
+                               vocab);
+            cr_convert_to_f32(e->dtype, (const char *)e->data + (size_t)id * H * es, row, H);
+            for (size_t i = 0; i < H; i++) acc[i] += row[i];
+        }
+    return CR_OK;
+}
+
+cr_status cr_gate_cheap_embed(const cr_allocator *alloc, const cr_llm_weight *embed, uint32_t vocab, const cr_id_list *pos, size_t n_pos,
+                              const cr_id_list *neg, size_t n_neg, float *out, cr_error *err)
+{
+    size_t H = embed->cols;
+    double *acc = NULL, *nacc = NULL;
+    float *row = NULL;
+    cr_status st = CR_OK;
+    const cr_allocator *A = alloc;
+    acc = cr_calloc(A, H, sizeof(double));
+    nacc = cr_calloc(A, H, sizeof(double));
+    row = cr_calloc(A, H, sizeof(float));
+    if (!acc || !nacc || !row) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory computing gates"); goto out; }
+    if ((st = sum_embed(embed, vocab, pos, n_pos, acc, row, err))) goto out;
+    normalize(acc, H);
+    if (n_neg) {
+        if ((st = sum_embed(embed, vocab, neg, n_neg, nacc, row, err))) goto out;
+        normalize(nacc, H);
+        for (size_t i = 0; i < H; i++) acc[i] -= nacc[i];
+        normalize(acc, H);
+    }
+    for (size_t i = 0; i < H; i++) out[i] = (float)acc[i];
+out:
+    cr_free(A, acc);
+    cr_free(A, nacc);
+    cr_free(A, row);
+    return st;
+}
+
+void cr_gate_random_from_uniform(const float *u, size_t n, float *out)
+{
+    for (size_t i = 0; i < n; i += 2) {
+        double r = sqrt(-2.0 * log(1.0 - (double)u[i]));
+        double a = 2.0 * M_PI * (double)u[i + 1];
+        out[i] = (float)(r * cos(a));
+        if (i + 1 < n) out[i + 1] = (float)(r * sin(a));
+    }
+}
+
+void cr_gate_uniform_from_uniform(const float *u, size_t n, uint32_t hidden, float *out)
+{
+    double b = 1.0 / sqrt((double)hidden);
+    for (size_t i = 0; i < n; i++) out[i] = (float)((2.0 * (double)u[i] - 1.0) * b);
+}

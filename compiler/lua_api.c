@@ -196,10 +196,10 @@ static uint32_t build(lua_State *S, cr_gop op, const uint32_t *ins, int n, bool 
         if (m->domain != CR_NO_DOMAIN) {
             if (nd.domain != CR_NO_DOMAIN && nd.domain != m->domain) {
                 const cr_graph_domain *a = &L->g->domains[nd.domain], *b = &L->g->domains[m->domain];
-                luaL_error(S, "%s: operands belong to different tensors (%s [%llux%llu] and %s [%llux%llu])",
-                           cr_gop_name(op), a->name ? a->name : "?", (unsigned long long)a->rows,
-                           (unsigned long long)a->cols, b->name ? b->name : "?",
-                           (unsigned long long)b->rows, (unsigned long long)b->cols);
+                luaL_error(S, "%s: operands belong to different tensors (%s [%Ix%I] and %s [%Ix%I])",
+                           cr_gop_name(op), a->name ? a->name : "?", (lua_Integer)a->rows,
+                           (lua_Integer)a->cols, b->name ? b->name : "?",
+                           (lua_Integer)b->rows, (lua_Integer)b->cols);
             }
             nd.domain = m->domain;
         }

@@ -7,9 +7,7 @@
  * spec/lua-api.md, and building `ctx` for one merge call. Lua never touches
  * tensor data: every operation here appends a node to the current graph.
  */
-#include <lua5.4/lua.h>
-#include <lua5.4/lauxlib.h>
-#include <lua5.4/lualib.h>
+#include "lua_inc.h"
 #include <math.h>
 #include <stdio.h>
 #include <string.h>

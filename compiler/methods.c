@@ -10,8 +10,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <lua5.4/lua.h>
-#include <lua5.4/lauxlib.h>
+#include "lua_inc.h"
 
 #include "method.h"
 #include "lua_api.h"

@@ -89,6 +89,7 @@ uint32_t cr_graph_add_input(cr_graph *g, const cr_graph_input *in)
     if (!grow(g->alloc, (void **)&g->inputs, g->n_inputs, &g->cap_inputs, sizeof *in)) return UINT32_MAX;
     cr_graph_input c = *in;
     if (c.tensor && !(c.tensor = cr_arena_strdup(&g->arena, c.tensor))) return UINT32_MAX;
+    if (c.path && !(c.path = cr_arena_strdup(&g->arena, c.path))) return UINT32_MAX;
     g->inputs[g->n_inputs] = c;
     return g->n_inputs++;
 }

@@ -75,6 +75,11 @@ typedef struct cr_graph_input {
     cr_dtype dtype;         /* stored dtype */
     uint64_t rows, cols;    /* the view (a common submatrix when rectified) */
     uint64_t src_rows, src_cols; /* full stored 2-D extent */
+    /* file inputs: where the bytes are (filled by the graph builder) */
+    const char *path;       /* shard file */
+    uint64_t file_size;     /* bytes of that file */
+    uint64_t offset;        /* absolute offset of the tensor's first byte */
+    uint64_t nbytes;        /* stored bytes of the whole tensor */
 } cr_graph_input;
 
 typedef struct cr_graph_domain {

@@ -17,4 +17,14 @@ uint32_t cr_test_graph_inputs(cr_graph *g, uint64_t rows, uint64_t cols, cr_dtyp
 uint32_t cr_test_lua_merge(cr_lua *L, cr_graph *g, uint32_t domain, const uint32_t *nodes, int n,
                            bool base0, const char *body, bool precise, cr_error *err);
 
+
+
+/* Write DIR/m.safetensors holding n tensors "w0".."w{n-1}" of rows x cols
+ * f32 values (tensor i, element j = (i + 1) * 0.25 + j * 0.01 - 0.3 ... a
+ * fixed pattern, returned in vals[i][j] when vals is not NULL), and add a
+ * domain plus one INPUT node per tensor reading it. Returns the domain, or
+ * UINT32_MAX on failure. */
+uint32_t cr_test_graph_file_inputs(cr_graph *g, const char *dir, uint64_t rows, uint64_t cols,
+                                   int n, uint32_t *nodes, float **vals);
+float cr_test_pattern(int tensor, uint64_t j);
 #endif

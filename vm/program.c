@@ -452,6 +452,19 @@ cr_status cr_program_verify(const cr_program *p, cr_error *err)
     for (uint32_t pc = 0; pc < p->n_main; pc++) {
         const cr_insn *in = &p->main[pc];
         if ((s = verify_insn(p, NULL, 0, "main", pc, in, err))) return s;
+        if (in->op == CR_OP_COPY) {
+            const cr_prog_input *v = &p->inputs[in->a];
+            const cr_prog_output *o = &p->outputs[in->dst];
+            uint64_t vn;
+            view_numel(v, &vn);
+            if (vn != output_numel(o))
+                return cr_fail(err, CR_ERR_FORMAT, "main %u (copy): input %s has %llu elements, output %s %llu",
+                               pc, in_name(p, in->a), (unsigned long long)vn, out_name(p, in->dst),
+                               (unsigned long long)output_numel(o));
+            if (v->dtype != o->dtype && !(is_load_dtype(v->dtype) && is_store_dtype(o->dtype)))
+                return cr_fail(err, CR_ERR_FORMAT, "main %u (copy): cannot convert %s from dtype %u to %u",
+                               pc, in_name(p, in->a), v->dtype, o->dtype);
+        }
     }
     return CR_OK;
 }

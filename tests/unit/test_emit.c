@@ -8,6 +8,8 @@
 #include "emit.h"
 #include "layout.h"
 #include "passes.h"
+#include "safetensors.h"
+#include "vm.h"
 
 static char tmpdir[256];
 
@@ -24,18 +26,22 @@ static bool setup(fx *f, uint64_t rows, uint64_t cols)
 
 static void teardown(fx *f) { cr_lua_close(f->L); cr_graph_free(&f->g); }
 
-/* merge body -> output -> passes -> program; returns status */
-static cr_status compile(fx *f, const char *body, bool fuse, cr_program *p, cr_error *err)
+/* merge body -> output -> passes (a bit per switched-off pass: 1 fold,
+ * 2 cse, 4 dce, 8 fuse) -> program; returns status */
+static cr_status compile_ex(fx *f, const char *body, unsigned off, cr_dtype out_dt, cr_program *p,
+                            cr_error *err)
 {
     uint32_t r = cr_test_lua_merge(f->L, &f->g, f->d, f->in, 3, true, body, false, err);
     if (r == CR_NO_NODE) return CR_ERR_CONFIG;
-    cr_graph_output o = { .node = r, .domain = f->d, .name = "t.weight", .dtype = CR_DTYPE_F32, .ndim = 2,
+    cr_graph_output o = { .node = r, .domain = f->d, .name = "t.weight", .dtype = out_dt, .ndim = 2,
                           .shape = { f->g.domains[f->d].rows, f->g.domains[f->d].cols } };
     cr_graph_add_output(&f->g, &o);
     cr_status st;
-    if ((st = cr_graph_verify(&f->g, err)) || (st = cr_pass_fold(&f->g, err)) ||
-        (st = cr_pass_cse(&f->g, err)) || (st = cr_pass_dce(&f->g, err))) return st;
-    if (fuse && (st = cr_pass_fuse(&f->g, err))) return st;
+    if ((st = cr_graph_verify(&f->g, err))) return st;
+    if (!(off & 1) && (st = cr_pass_fold(&f->g, err))) return st;
+    if (!(off & 2) && (st = cr_pass_cse(&f->g, err))) return st;
+    if (!(off & 4) && (st = cr_pass_dce(&f->g, err))) return st;
+    if (!(off & 8) && (st = cr_pass_fuse(&f->g, err))) return st;
     if ((st = cr_graph_verify(&f->g, err))) return st;
     cr_emit_options eo = { .chunk = 16 };
     if ((st = cr_emit_program(&f->g, &eo, p, err))) return st;
@@ -44,6 +50,11 @@ static cr_status compile(fx *f, const char *body, bool fuse, cr_program *p, cr_e
         return st;
     }
     return CR_OK;
+}
+
+static cr_status compile(fx *f, const char *body, bool fuse, cr_program *p, cr_error *err)
+{
+    return compile_ex(f, body, fuse ? 0 : 8, CR_DTYPE_F32, p, err);
 }
 
 static int count_main(const cr_program *p, cr_op op)
@@ -205,6 +216,128 @@ TEST(rand_streams)
     teardown(&f);
 }
 
+/* Run p into DIR/out and return model.safetensors' bytes (malloc'd). */
+static uint8_t *run_program(const cr_program *p, const char *name, size_t *len, cr_error *err)
+{
+    char out[512];
+    snprintf(out, sizeof out, "%s/%s", tmpdir, name);
+    cr_vm_options vo;
+    cr_vm_options_init(&vo);
+    vo.out_dir = out;
+    vo.quiet = true;
+    vo.threads = 2;
+    vo.skip_hash = true;
+    if (cr_vm_run(p, &vo, err)) return NULL;
+    char path[600];
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return NULL;
+    uint8_t *buf = malloc(1 << 20);
+    *len = fread(buf, 1, 1 << 20, fp);
+    fclose(fp);
+    return buf;
+}
+
+static const char *numeric_body =
+    "local xs, ws, t = {}, cr.weights_of(ctx.inputs, 'bfloat16'), {}\n"
+    "for i, x in ipairs(ctx.inputs) do xs[i] = x:cast('bfloat16'); t[i] = ws[i] * xs[i] end\n"
+    "local s = cr.sum_of(t) / cr.sum_of(ws)\n"
+    "local d = xs[2] - xs[1]\n"
+    "return s / s:norm() + cr.abs(d) * 0.5 - cr.where(cr.gt(d, 0), d, 0) * d:row_max()";
+
+/* the same arithmetic, one element at a time, as torch would round it */
+static float reference(uint64_t j, uint64_t rows, uint64_t cols, double norm)
+{
+    float x[3], w[3], t[3];
+    for (int i = 0; i < 3; i++) {
+        x[i] = cr_round_bf16(cr_test_pattern(i, j));
+        w[i] = cr_round_bf16(0.25f * (float)(i + 1));
+        t[i] = cr_round_bf16(w[i] * x[i]);
+    }
+    float s = cr_round_bf16(cr_round_bf16(t[0] + t[1] + t[2]) / cr_round_bf16(w[0] + w[1] + w[2]));
+    (void)s;
+    float sum = (t[0] + t[1]) + t[2];
+    float ws = (w[0] + w[1]) + w[2];
+    s = cr_round_bf16(cr_round_bf16(sum) / cr_round_bf16(ws));
+    float d = cr_round_bf16(x[1] - x[0]);
+    uint64_t r = j / cols;
+    float rmax = -INFINITY;
+    for (uint64_t c = 0; c < cols; c++) {
+        uint64_t jj = r * cols + c;
+        float d2 = cr_round_bf16(cr_round_bf16(cr_test_pattern(1, jj)) - cr_round_bf16(cr_test_pattern(0, jj)));
+        if (d2 > rmax) rmax = d2;
+    }
+    (void)rows;
+    float a = cr_round_bf16(s / (float)norm);
+    float b = cr_round_bf16(cr_round_bf16(fabsf(d)) * 0.5f);
+    float c = cr_round_bf16((d > 0 ? d : 0.0f) * rmax);
+    return cr_round_bf16(cr_round_bf16(a + b) - c);
+}
+
+TEST(runs_and_matches_scalar_reference)
+{
+    const uint64_t rows = 37, cols = 29;     /* odd sizes: SIMD tails, partial chunks */
+    uint8_t *bytes[16] = {0};
+    size_t lens[16] = {0};
+    for (unsigned off = 0; off < 16; off++) {
+        fx f;
+        cr_graph_init(&f.g, cr_default_allocator());
+        cr_error err = {0};
+        REQUIRE(cr_lua_open(cr_default_allocator(), NULL, &f.L, &err) == CR_OK);
+        f.d = cr_test_graph_file_inputs(&f.g, tmpdir, rows, cols, 3, f.in, NULL);
+        cr_program p;
+        cr_status st = compile_ex(&f, numeric_body, off, CR_DTYPE_BF16, &p, &err);
+        CHECK_MSG(st == CR_OK, "off=%u: %s", off, err.msg);
+        if (st == CR_OK) {
+            char name[32];
+            snprintf(name, sizeof name, "run%u", off);
+            bytes[off] = run_program(&p, name, &lens[off], &err);
+            CHECK_MSG(bytes[off] != NULL, "off=%u: %s", off, err.msg);
+            cr_program_free(&p);
+        }
+        teardown(&f);
+    }
+    REQUIRE(bytes[0]);
+    /* numbers: read back through the safetensors reader */
+    char path[600];
+    snprintf(path, sizeof path, "%s/run0/model.safetensors", tmpdir);
+    cr_st_file sf;
+    cr_error err = {0};
+    REQUIRE(cr_st_open(cr_default_allocator(), path, 0, &sf, &err) == CR_OK);
+    const cr_st_tensor *t = cr_st_find(&sf, "t.weight");
+    REQUIRE(t && t->dtype == CR_DTYPE_BF16 && t->numel == rows * cols);
+    const uint16_t *got = cr_st_data(&sf, t);
+    /* the norm of s, summed wide and rounded as the VM does */
+    double acc = 0;
+    for (uint64_t j = 0; j < rows * cols; j++) {
+        float x[3], w[3], tt[3];
+        for (int i = 0; i < 3; i++) {
+            x[i] = cr_round_bf16(cr_test_pattern(i, j));
+            w[i] = cr_round_bf16(0.25f * (float)(i + 1));
+            tt[i] = cr_round_bf16(w[i] * x[i]);
+        }
+        float s = cr_round_bf16(cr_round_bf16((tt[0] + tt[1]) + tt[2]) / cr_round_bf16((w[0] + w[1]) + w[2]));
+        acc += (double)s * s;
+    }
+    double norm = cr_round_bf16((float)sqrt((double)(float)acc));
+    int bad = 0;
+    for (uint64_t j = 0; j < rows * cols; j++) {
+        float want = reference(j, rows, cols, norm);
+        float have = cr_bf16_to_f32(got[j]);
+        if (cr_f32_bits(want) != cr_f32_bits(have) && bad++ < 5)
+            fprintf(stderr, "element %llu: want %.9g have %.9g\n", (unsigned long long)j, want, have);
+    }
+    CHECK_EQ_INT(bad, 0);
+    cr_st_close(&sf);
+    /* every combination of switched-off passes gives identical bytes */
+    for (unsigned off = 1; off < 16; off++) {
+        CHECK_MSG(bytes[off] && lens[off] == lens[0] && !memcmp(bytes[off], bytes[0], lens[0]),
+                  "passes off mask %u changes the output", off);
+        free(bytes[off]);
+    }
+    free(bytes[0]);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/cr_test_emit_XXXXXX");
@@ -217,6 +350,7 @@ int main(void)
     RUN(row_ops_use_whole_rows);
     RUN(register_reuse);
     RUN(rand_streams);
+    RUN(runs_and_matches_scalar_reference);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd)) {}

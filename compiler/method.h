@@ -1,6 +1,6 @@
 /* method.h — the registry of merge methods and what each declares.
  *
- * Every method, built-in or user-written, is a Lua file (stdlib/*.lua embedded
+ * Every method, built-in or user-written, is a Lua file (stdlib/NAME.lua embedded
  * in the binary, `lua:path.lua` from a recipe, or NAME.lua under --methods
  * DIR). Its declaration (parameters with scope, kind, default and required
  * flag; whether a base model is required; how many inputs it takes) is read

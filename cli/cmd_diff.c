@@ -21,7 +21,8 @@ static void shape_str(char *buf, size_t cap, const cr_st_tensor *t)
 }
 
 /* bitwise-differing elements and the max |a-b| (NaN if any side is NaN) */
-static void compare(const cr_st_tensor *t, const unsigned char *a, const unsigned char *b,
+static void compare(const cr_st_file *sa, const cr_st_file *sb, const cr_st_tensor *t, const cr_st_tensor *tb,
+                    const unsigned char *a, const unsigned char *b,
                     uint64_t *n_diff, double *max_abs, float *fa, float *fb)
 {
     unsigned es = cr_dtype_size(t->dtype);
@@ -31,6 +32,11 @@ static void compare(const cr_st_tensor *t, const unsigned char *a, const unsigne
     for (uint64_t i = 0; i < t->numel; i += DIFF_CHUNK) {
         size_t n = (size_t)CR_MIN((uint64_t)DIFF_CHUNK, t->numel - i);
         const unsigned char *pa = a + i * es, *pb = b + i * es;
+        /* each page is read once; dropping it keeps memory flat on big models */
+        if (i) {
+            cr_st_release_bytes(sa, t, 0, i * es);
+            cr_st_release_bytes(sb, tb, 0, i * es);
+        }
         if (!memcmp(pa, pb, n * es)) continue;
         if (is_float && t->dtype != CR_DTYPE_F64) {
             cr_convert_to_f32(t->dtype, pa, fa, n);
@@ -108,7 +114,9 @@ int cr_cmd_diff(int argc, char **argv)
             const unsigned char *db = cr_st_data(&b.shards[b.tensors[j].shard], tb);
             uint64_t nd;
             double mx;
-            compare(ta, da, db, &nd, &mx, fa, fb);
+            compare(&a.shards[a.tensors[i].shard], &b.shards[b.tensors[j].shard], ta, tb, da, db, &nd, &mx, fa, fb);
+            cr_st_release(&a.shards[a.tensors[i].shard], ta);
+            cr_st_release(&b.shards[b.tensors[j].shard], tb);
             if (nd) {
                 printf("differs     %s %s: %llu of %llu elements differ, max |a-b| %.9g, identical bytes: no\n",
                        ta->name, sa, (unsigned long long)nd, (unsigned long long)ta->numel, mx);

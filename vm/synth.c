@@ -332,6 +332,8 @@ static cr_status write_tensor(synth_ctx *c, int fd, const char *path, const synt
         }
         cr_status st = cr_write_at(fd, out, n * esize, offset + i * esize, path, err);
         if (st != CR_OK) return st;
+        /* the base's pages are read once: drop them so memory stays O(chunk) */
+        if (t->src) cr_st_release_bytes(&c->base->shards[t->src->shard], t->src->info, 0, (i + n) * esize);
     }
     return CR_OK;
 }

@@ -1,9 +1,54 @@
-/* cmd_merge.c — `crucible merge`: not implemented yet (replace this stub). */
+/* cmd_merge.c — `crucible merge CONFIG OUT_DIR`: compile the recipe and run
+ * it on the VM. Accepts mergekit-yaml's options with their meaning. */
+#include <signal.h>
+#include <string.h>
+
 #include "commands.h"
+#include "options.h"
+#include "vm.h"
+
+static const char usage[] =
+    "usage: crucible merge CONFIG OUT_DIR [options]\n"
+    "  mergekit-yaml options: --out-shard-size SIZE  --random-seed N  --[no-]copy-tokenizer\n"
+    "    --allow-crimes  --[no-]write-model-card  --lazy-unpickle  --clone-tensors  -v  --quiet\n"
+    "  crucible options: --threads N  --max-memory SIZE  --models-dir DIR  --methods DIR\n"
+    "    --precise  --force  --no-pass=fold|cse|dce|fuse\n";
+
+static volatile int interrupted;
+static void on_signal(int sig) { (void)sig; interrupted = 1; }
 
 int cr_cmd_merge(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return cr_cmd_not_implemented("merge");
+    cr_cli_options o;
+    if (!cr_cli_parse(argc, argv, 2, usage, &o)) return 2;
+    cr_plan plan;
+    cr_graph g;
+    cr_program prog;
+    int rc = cr_cli_compile(&o, false, o.pos[1], &plan, &g, &prog);
+    if (rc) return rc;
+    cr_graph_free(&g);
+    struct sigaction sa = {0}, old_int, old_term;
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    cr_vm_options vo;
+    cr_vm_options_init(&vo);
+    vo.out_dir = o.pos[1];
+    vo.force = o.force;
+    vo.threads = o.threads;
+    vo.max_memory = o.max_memory;
+    vo.quiet = o.quiet;
+    vo.interrupt = &interrupted;
+    vo.skip_hash = true;
+    cr_error err = {0};
+    cr_status st = cr_vm_run(&prog, &vo, &err);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    cr_program_free(&prog);
+    cr_plan_free(&plan);
+    if (st) {
+        fprintf(stderr, "crucible merge: %s\n", err.msg);
+        return st == CR_ERR_INTERRUPTED ? 130 : 1;
+    }
+    return 0;
 }

@@ -1,9 +1,32 @@
-/* cmd_plan.c — `crucible plan`: not implemented yet (replace this stub). */
+/* cmd_plan.c — `crucible plan CONFIG`: everything a merge will read, write
+ * and need, from headers only. Exit 0 if the merge can run, 2 if not. */
 #include "commands.h"
+#include "options.h"
+#include "plan_report.h"
+
+static const char usage[] =
+    "usage: crucible plan CONFIG [--threads N] [--max-memory SIZE] [--models-dir DIR] [--methods DIR]\n"
+    "                            [--out-shard-size SIZE] [--precise] [--no-pass=PASS]\n";
 
 int cr_cmd_plan(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return cr_cmd_not_implemented("plan");
+    cr_cli_options o;
+    if (!cr_cli_parse(argc, argv, 1, usage, &o)) return 2;
+    cr_plan plan;
+    cr_graph g;
+    cr_program prog;
+    int rc = cr_cli_compile(&o, true, NULL, &plan, &g, &prog);
+    if (rc) return 2;
+    cr_plan_numbers n;
+    cr_plan_measure(&prog, o.threads, &n);
+    cr_plan_print(&prog, &n, stdout);
+    if (o.max_memory && n.peak_memory > o.max_memory) {
+        fprintf(stderr, "crucible plan: the estimated peak (%llu bytes) is above --max-memory (%llu bytes)\n",
+                (unsigned long long)n.peak_memory, (unsigned long long)o.max_memory);
+        rc = 2;
+    }
+    cr_program_free(&prog);
+    cr_graph_free(&g);
+    cr_plan_free(&plan);
+    return rc;
 }

@@ -372,3 +372,21 @@ const void *cr_st_data(const cr_st_file *f, const cr_st_tensor *t)
     if (!f->map) return NULL;
     return f->map + f->data_start + t->begin;
 }
+
+void cr_st_release(const cr_st_file *f, const cr_st_tensor *t)
+{
+    cr_st_release_bytes(f, t, 0, t->end - t->begin);
+}
+
+void cr_st_release_bytes(const cr_st_file *f, const cr_st_tensor *t, uint64_t off, uint64_t len)
+{
+    uint64_t size = t->end - t->begin;
+    if (!f->map || off >= size) return;
+    if (len > size - off) len = size - off;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)(f->map + f->data_start + t->begin + off);
+    uintptr_t hi = lo + (uintptr_t)len;
+    lo = (lo + page - 1) & ~(page - 1);      /* only whole pages of this tensor */
+    hi &= ~(page - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}

@@ -60,6 +60,14 @@ const cr_st_tensor *cr_st_find(const cr_st_file *f, const char *name);
 /* Pointer to a tensor's bytes (NULL for a header-only file). */
 const void *cr_st_data(const cr_st_file *f, const cr_st_tensor *t);
 
+/* Tell the kernel the mapped pages wholly inside tensor t are no longer
+ * needed (madvise MADV_DONTNEED on a read-only mapping: they are dropped
+ * and re-read from the file if touched again). Keeps the resident set of a
+ * pass over a large model bounded. No-op for header-only files. */
+void cr_st_release(const cr_st_file *f, const cr_st_tensor *t);
+/* The same for bytes [off, off+len) of tensor t's data (clamped to it). */
+void cr_st_release_bytes(const cr_st_file *f, const cr_st_tensor *t, uint64_t off, uint64_t len);
+
 /* ---- writer ------------------------------------------------------------- */
 
 typedef struct cr_st_entry {

@@ -1,0 +1,163 @@
+/* options.c — shared option parsing and the compile pipeline of the
+ * recipe-taking commands (merge, plan, explain, compile). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "options.h"
+#include "aux_files.h"
+#include "compile.h"
+#include "frontend.h"
+#include "shards.h"
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    if (!s || !*s) return false;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end) return false;
+    *out = v;
+    return true;
+}
+
+/* sizes for --max-memory: 512M, 8G, 1T (binary), or bytes */
+static bool parse_mem(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s) return false;
+    uint64_t mul = 1;
+    if (*end == 'k' || *end == 'K') mul = 1ull << 10;
+    else if (*end == 'm' || *end == 'M') mul = 1ull << 20;
+    else if (*end == 'g' || *end == 'G') mul = 1ull << 30;
+    else if (*end == 't' || *end == 'T') mul = 1ull << 40;
+    else if (*end) return false;
+    if (*end && end[1] && strcmp(end + 1, "B") && strcmp(end + 1, "iB")) return false;
+    *out = v * mul;
+    return true;
+}
+
+bool cr_cli_parse(int argc, char **argv, int n_positional, const char *usage, cr_cli_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->cmd = argv[0];
+    o->out_shard_size = 5000000000ull;
+    o->copy_tokenizer = o->write_card = true;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = NULL;
+#define TAKES(name) ((!strcmp(a, name) && i + 1 < argc && (val = argv[++i])) || \
+                     (!strncmp(a, name "=", strlen(name) + 1) && (val = a + strlen(name) + 1)))
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { printf("%s", usage); exit(0); }
+        else if (!strcmp(a, "--copy-tokenizer")) o->copy_tokenizer = true;
+        else if (!strcmp(a, "--no-copy-tokenizer")) o->copy_tokenizer = false;
+        else if (!strcmp(a, "--write-model-card")) o->write_card = true;
+        else if (!strcmp(a, "--no-write-model-card")) o->write_card = false;
+        else if (!strcmp(a, "--allow-crimes")) o->allow_crimes = true;
+        else if (!strcmp(a, "--no-allow-crimes")) o->allow_crimes = false;
+        else if (!strcmp(a, "--lazy-unpickle") || !strcmp(a, "--no-lazy-unpickle") ||
+                 !strcmp(a, "--clone-tensors") || !strcmp(a, "--no-clone-tensors")) {
+            /* no numeric effect in mergekit; accepted for compatibility */
+        }
+        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->verbose++;
+        else if (!strcmp(a, "--quiet")) o->quiet = true;
+        else if (!strcmp(a, "--precise")) o->precise = true;
+        else if (!strcmp(a, "--force")) o->force = true;
+        else if (TAKES("--out-shard-size")) {
+            cr_error err;
+            if (cr_parse_shard_size(val, &o->out_shard_size, &err)) {
+                fprintf(stderr, "crucible %s: --out-shard-size: %s\n", o->cmd, err.msg);
+                return false;
+            }
+        } else if (TAKES("--random-seed")) {
+            if (!parse_u64(val, &o->seed)) { fprintf(stderr, "crucible %s: --random-seed wants an integer, got '%s'\n", o->cmd, val); return false; }
+            o->have_seed = true;
+        } else if (TAKES("--threads") || TAKES("-j") || TAKES("--num-threads")) {
+            uint64_t t;
+            if (!parse_u64(val, &t) || t > 1024) { fprintf(stderr, "crucible %s: --threads wants 0..1024, got '%s'\n", o->cmd, val); return false; }
+            o->threads = (unsigned)t;
+        } else if (TAKES("--max-memory")) {
+            if (!parse_mem(val, &o->max_memory)) { fprintf(stderr, "crucible %s: --max-memory wants a size like 8G, got '%s'\n", o->cmd, val); return false; }
+        } else if (TAKES("--models-dir")) o->models_dir = val;
+        else if (TAKES("--methods")) o->methods_dir = val;
+        else if (TAKES("-o") || TAKES("--output")) o->output = val;
+        else if (TAKES("--no-pass")) {
+            int p = cr_pass_find(val);
+            if (p < 0 || !cr_pass_optional((cr_pass_id)p)) {
+                fprintf(stderr, "crucible %s: --no-pass=%s: not a pass that can be switched off (fold, cse, dce, fuse)\n", o->cmd, val);
+                return false;
+            }
+            o->disabled_passes |= 1u << p;
+        } else if (TAKES("--dump")) {
+            if (cr_pass_find(val) < 0) {
+                fprintf(stderr, "crucible %s: --dump=%s: unknown pass (build, verify, fold, cse, dce, fuse)\n", o->cmd, val);
+                return false;
+            }
+            o->dump = val;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "crucible %s: unknown option '%s'\n%s", o->cmd, a, usage);
+            return false;
+        } else if (o->n_pos < n_positional) {
+            o->pos[o->n_pos++] = a;
+        } else {
+            fprintf(stderr, "crucible %s: unexpected argument '%s'\n%s", o->cmd, a, usage);
+            return false;
+        }
+#undef TAKES
+    }
+    if (o->n_pos != n_positional) {
+        fprintf(stderr, "%s", usage);
+        return false;
+    }
+    return true;
+}
+
+int cr_cli_compile(const cr_cli_options *o, bool header_only, const char *out_dir,
+                   cr_plan *plan, cr_graph *g, cr_program *prog)
+{
+    const cr_allocator *al = cr_default_allocator();
+    cr_error err = {0};
+    cr_method_registry *methods = NULL;
+    cr_diags diags;
+    cr_diags_init(&diags, al);
+    memset(plan, 0, sizeof *plan);
+    cr_graph_init(g, al);
+    int rc = 0;
+    if (cr_methods_open(al, o->methods_dir, &methods, &err)) {
+        fprintf(stderr, "crucible %s: %s\n", o->cmd, err.msg);
+        rc = 2;
+        goto fail;
+    }
+    cr_frontend_options fo = { .models_dir = o->models_dir, .methods = methods,
+                               .header_only = header_only, .allow_crimes = o->allow_crimes };
+    cr_status st = cr_frontend_yaml(al, o->pos[0], &fo, plan, &diags, &err);
+    cr_diags_print(&diags, stderr);
+    if (st) {
+        if (!diags.n_errors) fprintf(stderr, "crucible %s: %s\n", o->cmd, err.msg);
+        rc = st == CR_ERR_NOMEM || st == CR_ERR_IO ? 1 : 2;
+        goto fail;
+    }
+    cr_compile_options co = { .precise = o->precise, .seed = o->seed, .max_shard_bytes = o->out_shard_size,
+                              .disabled = o->disabled_passes, .dump = o->dump, .dump_out = stdout };
+    if ((st = cr_compile_plan(plan, methods, &co, g, prog, &err))) {
+        fprintf(stderr, "%s: error: %s\n", o->pos[0], err.msg);
+        rc = st == CR_ERR_CONFIG || st == CR_ERR_UNSUPPORTED ? 2 : 1;
+        goto fail;
+    }
+    cr_aux_options ao = { .copy_tokenizer = o->copy_tokenizer, .write_card = o->write_card,
+                          .out_path = out_dir };
+    if ((st = cr_program_add_aux(prog, plan, &ao, &err)) || (st = cr_program_verify(prog, &err))) {
+        fprintf(stderr, "crucible %s: %s\n", o->cmd, err.msg);
+        cr_program_free(prog);
+        rc = 1;
+        goto fail;
+    }
+    cr_methods_close(methods);
+    cr_diags_free(&diags);
+    return 0;
+fail:
+    cr_methods_close(methods);
+    cr_diags_free(&diags);
+    cr_plan_free(plan);
+    cr_graph_free(g);
+    return rc;
+}

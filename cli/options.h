@@ -1,0 +1,41 @@
+/* options.h — command-line options shared by merge, plan, explain and
+ * compile (mergekit-yaml's options with their meaning, plus crucible's),
+ * and the compile-a-recipe pipeline they share. */
+#ifndef CR_CLI_OPTIONS_H
+#define CR_CLI_OPTIONS_H
+
+#include <stdio.h>
+#include "base.h"
+#include "graph.h"
+#include "plan.h"
+#include "program.h"
+
+typedef struct cr_cli_options {
+    const char *cmd;
+    const char *pos[2];         /* CONFIG, OUT_DIR */
+    int n_pos;
+    const char *output;         /* -o */
+    uint64_t out_shard_size;    /* bytes; default 5B */
+    uint64_t seed;
+    bool have_seed;
+    bool copy_tokenizer, write_card, allow_crimes, quiet, precise, force;
+    int verbose;
+    unsigned threads;
+    uint64_t max_memory;
+    const char *models_dir, *methods_dir;
+    uint32_t disabled_passes;
+    const char *dump;
+} cr_cli_options;
+
+/* Parse argv (argv[0] is the command). Prints the problem and returns false
+ * on a bad option or a wrong number of positional arguments. */
+bool cr_cli_parse(int argc, char **argv, int n_positional, const char *usage, cr_cli_options *o);
+
+/* Front end + compiler: recipe -> verified program (with aux files when
+ * out_dir is given). Prints diagnostics to stderr. Returns the exit status
+ * (0 ok, 1 runtime failure, 2 invalid recipe); on 0 the caller frees *prog
+ * and *plan (cr_plan_free) and *g (cr_graph_free). */
+int cr_cli_compile(const cr_cli_options *o, bool header_only, const char *out_dir,
+                   cr_plan *plan, cr_graph *g, cr_program *prog);
+
+#endif

@@ -1,0 +1,133 @@
+/* aux_files.c — config.json, tokenizer files, model card and recipe copy as
+ * aux records of a program (see aux_files.h). The donor is the last stage's
+ * donor model, followed back through stage outputs to a real directory.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "aux_files.h"
+#include "hfdir.h"
+#include "layout.h"
+
+static cr_status add_aux(cr_program *p, cr_prog_aux *a, cr_error *err)
+{
+    cr_prog_aux *na = cr_realloc(p->alloc, p->aux, sizeof *na * (p->n_aux + 1));
+    if (!na) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    p->aux = na;
+    p->aux[p->n_aux++] = *a;
+    return CR_OK;
+}
+
+static cr_status add_write(cr_program *p, const char *dest, const char *text, size_t len, cr_error *err)
+{
+    cr_prog_aux a = { .kind = CR_AUX_WRITE };
+    cr_status st = cr_program_add_blob(p, text, len, &a.content, err);
+    if (!st) st = cr_program_add_blob(p, dest, strlen(dest), &a.dest, err);
+    return st ? st : add_aux(p, &a, err);
+}
+
+static cr_status add_copy(cr_program *p, const char *dest, const char *src, cr_error *err)
+{
+    struct stat sb;
+    if (stat(src, &sb)) return cr_fail_errno(err, errno, "%s", src);
+    cr_prog_file *nf = cr_realloc(p->alloc, p->files, sizeof *nf * (p->n_files + 1));
+    if (!nf) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    p->files = nf;
+    cr_prog_file f = { .size = (uint64_t)sb.st_size };
+    cr_status st = cr_program_add_blob(p, src, strlen(src), &f.path, err);
+    if (st) return st;
+    p->files[p->n_files] = f;
+    cr_prog_aux a = { .kind = CR_AUX_COPY, .src_file = p->n_files++ };
+    if ((st = cr_program_add_blob(p, dest, strlen(dest), &a.dest, err))) return st;
+    return add_aux(p, &a, err);
+}
+
+static char *read_text(const cr_allocator *al, const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = cr_malloc(al, cap);
+    while (buf) {
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (!got) break;
+        if (n + 1 == cap) {
+            char *nb = cr_realloc(al, buf, cap * 2);
+            if (!nb) { cr_free(al, buf); buf = NULL; break; }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (buf) { buf[n] = 0; *len = n; }
+    return buf;
+}
+
+cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_options *o, cr_error *err)
+{
+    if (!plan->n_stages) return CR_OK;
+    const cr_plan_stage *last = &plan->stages[plan->n_stages - 1];
+    const cr_plan_stage *st = last;
+    int donor = st->donor_model;
+    for (int guard = 0; donor >= 0 && plan->models[donor].stage >= 0 && guard < 64; guard++) {
+        st = &plan->stages[plan->models[donor].stage];
+        donor = st->donor_model;
+    }
+    const char *donor_dir = donor >= 0 ? plan->models[donor].path : NULL;
+    cr_status s = CR_OK;
+    char path[4096];
+    if (donor_dir) {
+        snprintf(path, sizeof path, "%s/config.json", donor_dir);
+        size_t len;
+        char *text = read_text(p->alloc, path, &len);
+        if (text) {
+            cr_dtype dt = last->out_dtype != CR_DTYPE_NONE ? last->out_dtype : last->dtype;
+            cr_hf_config_edit edit = { .dtype_name = dt != CR_DTYPE_NONE ? cr_dtype_torch_name(dt) : NULL,
+                                       .layer_key = last->num_layers_out >= 0 ? last->num_layers_key : NULL,
+                                       .n_layers = last->num_layers_out };
+            char *out;
+            size_t out_len;
+            s = cr_hf_patch_config(p->alloc, text, len, path, &edit, &out, &out_len, err);
+            cr_free(p->alloc, text);
+            if (s) return s;
+            s = add_write(p, "config.json", out, out_len, err);
+            cr_free(p->alloc, out);
+            if (s) return s;
+        }
+        if (o && o->copy_tokenizer) {
+            const char *names[32];
+            size_t n = cr_hf_tokenizer_files(donor_dir, names, CR_ARRAY_LEN(names));
+            for (size_t i = 0; i < n && !s; i++) {
+                snprintf(path, sizeof path, "%s/%s", donor_dir, names[i]);
+                s = add_copy(p, names[i], path, err);
+            }
+            if (s) return s;
+        }
+    }
+    if (o && o->write_card) {
+        const char *models[256];
+        size_t n_models = 0;
+        for (uint32_t i = 0; i < plan->n_models && n_models < CR_ARRAY_LEN(models); i++)
+            if (plan->models[i].stage < 0) models[n_models++] = plan->models[i].ref;
+        const cr_method_info *m = last->method;
+        cr_hf_card card = {
+            .out_path = o->out_path ? o->out_path : "merged",
+            .method = m ? m->name : "?", .method_pretty = m ? m->pretty : NULL,
+            .method_url = m ? m->url : NULL,
+            .base_model = last->base_model >= 0 ? plan->models[last->base_model].ref : NULL,
+            .base_not_named = m && !strcmp(m->name, "slerp"),
+            .models = models, .n_models = n_models,
+            .config_yaml = plan->recipe_text ? plan->recipe_text : "" };
+        size_t len;
+        char *text = cr_hf_model_card(p->alloc, &card, &len);
+        if (!text) return cr_fail(err, CR_ERR_NOMEM, "out of memory writing the model card");
+        s = add_write(p, "README.md", text, len, err);
+        cr_free(p->alloc, text);
+        if (!s && plan->recipe_text)
+            s = add_write(p, "mergekit_config.yml", plan->recipe_text, strlen(plan->recipe_text), err);
+    }
+    return s;
+}

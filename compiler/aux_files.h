@@ -1,0 +1,20 @@
+/* aux_files.h — the non-tensor files of a merged model, as program aux
+ * records: config.json (patched), tokenizer copies, README.md model card and
+ * mergekit_config.yml (merge-methods.md §7). The VM writes them, so `run` of
+ * a .crb reproduces the whole directory. */
+#ifndef CR_AUX_FILES_H
+#define CR_AUX_FILES_H
+
+#include "plan.h"
+#include "program.h"
+
+typedef struct cr_aux_options {
+    bool copy_tokenizer;    /* --copy-tokenizer (default on) */
+    bool write_card;        /* --write-model-card: README.md and mergekit_config.yml */
+    const char *out_path;   /* OUT_DIR as given, for the card's title */
+} cr_aux_options;
+
+cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_options *o,
+                             cr_error *err);
+
+#endif

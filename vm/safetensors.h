@@ -86,4 +86,9 @@ cr_status cr_st_write_file(const cr_allocator *alloc, const char *path,
                            cr_st_entry *entries, const void *const *data, size_t n,
                            cr_error *err);
 
+/* pwrite all n bytes of buf at file offset off (retrying short writes and
+ * EINTR); errors name `path`. For writers that stream through a layout. */
+cr_status cr_write_at(int fd, const void *buf, size_t n, uint64_t off, const char *path,
+                      cr_error *err);
+
 #endif

@@ -1,0 +1,173 @@
+/* build_graph.c — a cr_plan becomes a graph: one merge() call per output
+ * tensor of every stage, on symbolic inputs.
+ *
+ * Owns the per-tensor glue of merge-methods.md §1: the 2-D view of every
+ * input (rectified to the common submatrix for embeddings whose shapes
+ * differ), the load-time cast to the recipe's `dtype`, the save-time cast to
+ * `out_dtype`, and wiring a later stage's inputs to an earlier stage's
+ * result (read back through a scratch tensor).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "build_graph.h"
+#include "lua_api.h"
+
+/* rows x cols of a tensor viewed as dim0 x (the rest); 1-D is one row */
+static void view_2d(uint32_t ndim, const uint64_t *shape, uint64_t *rows, uint64_t *cols)
+{
+    uint64_t numel = 1;
+    for (uint32_t i = 0; i < ndim; i++) numel *= shape[i];
+    if (ndim >= 2) { *rows = shape[0]; *cols = shape[0] ? numel / shape[0] : 0; }
+    else { *rows = 1; *cols = numel; }
+}
+
+static void shape_str(char *buf, size_t n, uint32_t ndim, const uint64_t *shape)
+{
+    size_t at = (size_t)snprintf(buf, n, "[");
+    for (uint32_t i = 0; i < ndim && at < n; i++)
+        at += (size_t)snprintf(buf + at, n - at, "%s%llu", i ? ", " : "", (unsigned long long)shape[i]);
+    if (at < n) snprintf(buf + at, n - at, "]");
+}
+
+typedef struct stage_out { const char *name; uint32_t node; cr_dtype dtype; uint64_t rows, cols; } stage_out;
+
+static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_tensor *t,
+                              cr_lua *L, int ref, const cr_build_options *o, cr_graph *g,
+                              stage_out *prev, uint32_t n_prev, stage_out *mine, cr_error *err)
+{
+    const cr_plan_stage *st = &plan->stages[si];
+    if (t->n_sources == 0) return cr_fail(err, CR_ERR_CONFIG, "%s: no model has this tensor", t->name);
+    /* shapes: equal, or rectified for embeddings (all 2-D) */
+    const cr_plan_source *s0 = &t->sources[0];
+    bool differ = false, all2d = true;
+    uint64_t R = UINT64_MAX, C = UINT64_MAX;
+    for (uint32_t i = 0; i < t->n_sources; i++) {
+        const cr_plan_source *s = &t->sources[i];
+        if (s->ndim != s0->ndim || memcmp(s->shape, s0->shape, sizeof(uint64_t) * s->ndim)) differ = true;
+        if (s->ndim != 2) all2d = false;
+        else { R = CR_MIN(R, s->shape[0]); C = CR_MIN(C, s->shape[1]); }
+    }
+    uint32_t ndim = s0->ndim;
+    uint64_t shape[CR_MAX_DIMS];
+    memcpy(shape, s0->shape, sizeof shape);
+    if (differ) {
+        if (!(t->is_embed && all2d)) {
+            char a[128], b[128];
+            for (uint32_t i = 1; i < t->n_sources; i++) {
+                const cr_plan_source *s = &t->sources[i];
+                if (s->ndim != s0->ndim || memcmp(s->shape, s0->shape, sizeof(uint64_t) * s->ndim)) {
+                    shape_str(a, sizeof a, s0->ndim, s0->shape);
+                    shape_str(b, sizeof b, s->ndim, s->shape);
+                    return cr_fail(err, CR_ERR_CONFIG, "%s: %s has shape %s but %s has %s", t->name,
+                                   plan->models[s0->model].ref, a, plan->models[s->model].ref, b);
+                }
+            }
+        }
+        shape[0] = R;
+        shape[1] = C;
+    }
+    uint64_t rows, cols;
+    view_2d(ndim, shape, &rows, &cols);
+    uint32_t d = cr_graph_add_domain(g, rows, cols, t->name, (int)si);
+    if (d == UINT32_MAX) return cr_fail(err, CR_ERR_NOMEM, "out of memory building the graph");
+
+    cr_lua_input ins[64];
+    if (t->n_sources > CR_ARRAY_LEN(ins))
+        return cr_fail(err, CR_ERR_LIMIT, "%s: more than %zu input models", t->name, CR_ARRAY_LEN(ins));
+    for (uint32_t i = 0; i < t->n_sources; i++) {
+        const cr_plan_source *s = &t->sources[i];
+        const cr_plan_model *pm = &plan->models[s->model];
+        cr_graph_input gi = { .model = s->model, .tensor = s->tensor, .dtype = s->dtype,
+                              .rows = rows, .cols = cols };
+        view_2d(s->ndim, s->shape, &gi.src_rows, &gi.src_cols);
+        if (pm->stage >= 0) {
+            uint32_t j = 0;
+            while (j < n_prev && strcmp(prev[j].name, s->tensor)) j++;
+            if (j == n_prev)
+                return cr_fail(err, CR_ERR_CONFIG, "%s: stage '%s' produces no tensor %s", t->name,
+                               plan->stages[pm->stage].name, s->tensor);
+            gi.scratch = true;
+            gi.src_node = prev[j].node;
+            gi.dtype = prev[j].dtype;
+            gi.src_rows = prev[j].rows;
+            gi.src_cols = prev[j].cols;
+        } else {
+            if (!pm->opened) return cr_fail(err, CR_ERR_CONFIG, "%s: model %s is not open", t->name, pm->ref);
+            const cr_model_tensor *mt = cr_model_find(&pm->model, s->tensor);
+            if (!mt) return cr_fail(err, CR_ERR_CONFIG, "%s: model %s has no tensor %s", t->name, pm->ref, s->tensor);
+            const cr_st_file *f = &pm->model.shards[mt->shard];
+            gi.path = f->path;
+            gi.file_size = f->file_size;
+            gi.offset = f->data_start + mt->info->begin;
+            gi.nbytes = mt->info->end - mt->info->begin;
+            gi.dtype = mt->info->dtype;
+        }
+        uint32_t ii = cr_graph_add_input(g, &gi);
+        if (ii == UINT32_MAX) return cr_fail(err, CR_ERR_NOMEM, "out of memory building the graph");
+        cr_node n = { .op = CR_GOP_INPUT, .dtype = (uint8_t)gi.dtype, .rdt = (uint8_t)gi.dtype,
+                      .kind = CR_VK_TENSOR, .domain = d, .attr = ii };
+        uint32_t node = cr_graph_add(g, &n);
+        /* mergekit casts every loaded tensor to the recipe's dtype */
+        if (node != CR_NO_NODE && st->dtype != CR_DTYPE_NONE && st->dtype != gi.dtype) {
+            cr_node c = { .op = CR_GOP_MOV, .dtype = (uint8_t)st->dtype, .rdt = (uint8_t)st->dtype,
+                          .kind = CR_VK_TENSOR, .domain = d, .n_in = 1, .in = { node } };
+            node = cr_graph_add(g, &c);
+        }
+        if (node == CR_NO_NODE) return cr_fail(err, CR_ERR_NOMEM, "out of memory building the graph");
+        ins[i] = (cr_lua_input){ .node = node, .model = plan->models[s->model].ref, .tensor = s->tensor,
+                                 .is_base = s->is_base, .dtype = g->nodes[node].dtype,
+                                 .ndim = s->ndim, .shape = s->shape, .params = &s->params };
+    }
+    cr_lua_call call = { .method = st->method, .name = t->name, .layer = t->layer, .ndim = ndim,
+                         .shape = shape, .is_embed = t->is_embed, .optional = t->optional,
+                         .domain = d, .inputs = ins, .n_inputs = t->n_sources, .params = &t->params,
+                         .dtype = st->dtype, .precise = o && o->precise, .seed = o ? o->seed : 0 };
+    uint32_t r;
+    cr_status s = cr_lua_call_merge(L, ref, g, &call, &r, err);
+    if (s) return s;
+    if (g->nodes[r].kind == CR_VK_SCALAR)
+        return cr_fail(err, CR_ERR_CONFIG, "%s: method %s returned a scalar, not a tensor", t->name,
+                       st->method->name);
+    cr_dtype out = st->out_dtype != CR_DTYPE_NONE ? st->out_dtype : (cr_dtype)g->nodes[r].dtype;
+    if (out != CR_DTYPE_F32 && out != CR_DTYPE_BF16 && out != CR_DTYPE_F16 && out != CR_DTYPE_F64)
+        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: result dtype %s cannot be written yet", t->name,
+                       cr_dtype_name(out) ? cr_dtype_name(out) : "?");
+    if (out != g->nodes[r].dtype || g->nodes[r].rdt != out) {
+        cr_node c = { .op = CR_GOP_MOV, .dtype = (uint8_t)out, .rdt = (uint8_t)out,
+                      .kind = CR_VK_TENSOR, .domain = d, .n_in = 1, .in = { r } };
+        if ((r = cr_graph_add(g, &c)) == CR_NO_NODE) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    }
+    *mine = (stage_out){ t->name, r, out, rows, cols };
+    if (si + 1 == plan->n_stages) {
+        cr_graph_output go = { .node = r, .domain = d, .name = t->name, .dtype = out, .ndim = ndim };
+        memcpy(go.shape, shape, sizeof shape);
+        if (cr_graph_add_output(g, &go) == UINT32_MAX) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    }
+    return CR_OK;
+}
+
+cr_status cr_build_graph(const cr_plan *plan, cr_method_registry *methods, const cr_build_options *o,
+                         cr_graph *g, cr_error *err)
+{
+    stage_out *prev = NULL, *cur = NULL;
+    uint32_t n_prev = 0;
+    cr_status s = CR_OK;
+    for (uint32_t si = 0; si < plan->n_stages && !s; si++) {
+        const cr_plan_stage *st = &plan->stages[si];
+        cr_lua *L;
+        int ref;
+        if (!st->method) { s = cr_fail(err, CR_ERR_CONFIG, "stage %s has no method", st->name); break; }
+        if ((s = cr_methods_lua(methods, st->method, &L, &ref, err))) break;
+        cur = cr_calloc(g->alloc, st->n_tensors + 1, sizeof *cur);
+        if (!cur) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); break; }
+        for (uint32_t ti = 0; ti < st->n_tensors && !s; ti++)
+            s = build_tensor(plan, si, &st->tensors[ti], L, ref, o, g, prev, n_prev, &cur[ti], err);
+        cr_free(g->alloc, prev);
+        prev = cur;
+        n_prev = st->n_tensors;
+        cur = NULL;
+    }
+    cr_free(g->alloc, prev);
+    return s;
+}

@@ -1,0 +1,692 @@
+/* emit.c — the scheduler and bytecode emitter: graph -> cr_program.
+ *
+ * Owns the lowering rules of spec/graph-ir.md: pass levels, which kernel
+ * computes which reduction, the top-k selection sequence of ops.def, scalar
+ * maths between kernels, register allocation by liveness inside a kernel,
+ * the fixed chunk size per domain, COPY for pass-through outputs, and the
+ * PREFETCH / RELEASE / DONE / SFREE bookkeeping. Domains are emitted in
+ * output order; a stage output that a later stage reads is emitted (to a
+ * scratch tensor) just before its first consumer and freed after its last.
+ */
+#include <stdio.h>
+#include <string.h>
+#include "emit.h"
+
+#define NONE32 UINT32_MAX
+
+/* ---- program builder ------------------------------------------------- */
+
+typedef struct builder {
+    const cr_allocator *a;
+    cr_vec blobs, files, inputs, outputs, scalars, rowvecs, scratch, selects, streams,
+           kernels, messages, code, main;
+    bool oom;
+} builder;
+
+static uint32_t push(builder *b, cr_vec *v, const void *item)
+{
+    if (!cr_vec_push(v, item)) { b->oom = true; return 0; }
+    return (uint32_t)(v->len - 1);
+}
+
+static cr_blob add_bytes(builder *b, const void *p, size_t n)
+{
+    cr_blob bl = { b->blobs.len, n };
+    const uint8_t *s = p;
+    for (size_t i = 0; i < n; i++) push(b, &b->blobs, &s[i]);
+    uint8_t z = 0;
+    push(b, &b->blobs, &z);
+    return bl;
+}
+static cr_blob add_str(builder *b, const char *s) { return add_bytes(b, s, strlen(s)); }
+
+static void emit_main(builder *b, cr_op op, cr_dtype dt, uint32_t d, uint32_t a, uint32_t x, uint32_t c)
+{
+    cr_insn in = { (uint16_t)op, (uint8_t)dt, 0, d, a, x, c };
+    push(b, &b->main, &in);
+}
+
+/* ---- levels ------------------------------------------------------------ */
+
+static bool is_elementwise(uint16_t op) { return cr_gop_to_op(op) != CR_OP_COUNT; }
+
+uint32_t *cr_graph_levels(const cr_graph *g)
+{
+    uint32_t *lv = cr_calloc(g->alloc, g->n_nodes ? g->n_nodes : 1, sizeof *lv);
+    if (!lv) return NULL;
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const cr_node *n = &g->nodes[i];
+        if (n->flags & CR_NODEF_DEAD) continue;
+        uint32_t m = 0;
+        for (int k = 0; k < n->n_in; k++) m = CR_MAX(m, lv[n->in[k]]);
+        switch (n->op) {
+        case CR_GOP_SUM: case CR_GOP_ROWSUM: case CR_GOP_ROWMAX: lv[i] = m + 1; break;
+        case CR_GOP_KTH_ABS: lv[i] = m + 2; break;      /* after SEL_FIND_LO */
+        case CR_GOP_TOPK_MASK: lv[i] = m + 3; break;    /* after SEL_PREFIX */
+        default: lv[i] = m; break;
+        }
+    }
+    return lv;
+}
+
+/* ---- emitter state ------------------------------------------------------ */
+
+typedef struct emitter {
+    const cr_graph *g;
+    const cr_emit_options *o;
+    builder b;
+    uint32_t *level;
+    uint32_t *slot;         /* scalar slot per scalar node */
+    uint32_t *rowvec;       /* row vector per ROWSUM/ROWMAX node */
+    uint32_t *sel;          /* selection per TOPK_MASK/KTH_ABS node */
+    uint32_t *stream;       /* stream per RAND node */
+    uint32_t *pinput;       /* program input per graph input */
+    uint32_t *scratch_of;   /* scratch index per graph input (scratch ones) */
+    uint32_t *scratch_left; /* consumers still to run, per scratch index */
+    uint8_t *need;          /* scratch marks, per node */
+    uint8_t *dom_done;      /* per domain */
+    uint32_t *dom_order;    /* emit order */
+    uint32_t n_order;
+} emitter;
+
+static uint64_t dom_numel(const cr_graph_domain *d) { return d->rows * d->cols; }
+
+static bool domain_has_rows(const emitter *e, uint32_t d)
+{
+    const cr_graph *g = e->g;
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const cr_node *n = &g->nodes[i];
+        if (n->domain != d || (n->flags & CR_NODEF_DEAD)) continue;
+        if (n->op == CR_GOP_ROWSUM || n->op == CR_GOP_ROWMAX || n->op == CR_GOP_ROW_RANK ||
+            (n->kind == CR_VK_ROWS && is_elementwise(n->op)))
+            return true;
+    }
+    return false;
+}
+
+static uint64_t domain_chunk(const emitter *e, uint32_t d, bool rows)
+{
+    const cr_graph_domain *dm = &e->g->domains[d];
+    uint64_t base = e->o && e->o->chunk ? e->o->chunk : 16384;
+    uint64_t numel = dom_numel(dm);
+    if (numel == 0) return 1;
+    if (rows) {
+        uint64_t k = dm->cols ? base / dm->cols : 1;
+        if (k == 0) k = 1;
+        if (k > dm->rows) k = dm->rows;
+        return k * dm->cols;
+    }
+    return base < numel ? base : numel;
+}
+
+/* ---- kernel generation ------------------------------------------------- */
+
+enum { IT_STORE, IT_SSTORE, IT_RED, IT_HIST_HI, IT_HIST_LO, IT_TIE };
+
+typedef struct item {
+    int type;
+    uint32_t node;      /* the node whose register value the item consumes */
+    uint32_t target;    /* output / scratch / reduction node / selection */
+    uint32_t level;     /* kernel level */
+} item;
+
+typedef struct kgen {
+    emitter *e;
+    cr_vec ops;         /* cr_insn with virtual registers */
+    uint32_t *vreg;     /* node -> virtual register or NONE32 */
+    uint32_t n_virt;
+} kgen;
+
+static bool op_reg(cr_op op, int operand)
+{
+    char k = cr_op_table[op].kinds[operand];
+    return k == 'v' || k == 'r';
+}
+
+static void kpush(kgen *k, cr_op op, cr_dtype dt, uint32_t d, uint32_t a, uint32_t b, uint32_t c)
+{
+    cr_insn in = { (uint16_t)op, (uint8_t)dt, 0, d, a, b, c };
+    if (!cr_vec_push(&k->ops, &in)) k->e->b.oom = true;
+}
+
+/* Emit micro-ops computing node n into a virtual register (memoised). */
+static uint32_t kvalue(kgen *k, uint32_t n)
+{
+    if (k->vreg[n] != NONE32) return k->vreg[n];
+    const emitter *e = k->e;
+    const cr_node *nd = &e->g->nodes[n];
+    uint32_t r = k->n_virt++;
+    if (nd->kind == CR_VK_SCALAR) {
+        kpush(k, CR_OP_SPLAT, CR_DTYPE_NONE, r, e->slot[n], 0, 0);
+    } else if (nd->op == CR_GOP_ROWSUM || nd->op == CR_GOP_ROWMAX) {
+        kpush(k, CR_OP_ROWB, CR_DTYPE_NONE, r, e->rowvec[n], 0, 0);
+    } else if (nd->op == CR_GOP_INPUT) {
+        kpush(k, CR_OP_LOAD, CR_DTYPE_NONE, r, e->pinput[nd->attr], 0, 0);
+    } else if (nd->op == CR_GOP_RAND) {
+        kpush(k, CR_OP_RAND, CR_DTYPE_NONE, r, e->stream[n], 0, 0);
+    } else if (nd->op == CR_GOP_ROW_RANK) {
+        uint32_t x = kvalue(k, nd->in[0]);
+        if (nd->rdt == CR_DTYPE_F32 || nd->rdt == CR_DTYPE_F64) {
+            kpush(k, CR_OP_ROWRANK, CR_DTYPE_NONE, r, x, 0, 0);
+        } else {
+            uint32_t t = r;
+            r = k->n_virt++;
+            kpush(k, CR_OP_ROWRANK, CR_DTYPE_NONE, t, x, 0, 0);
+            kpush(k, CR_OP_MOV, nd->rdt, r, t, 0, 0);
+        }
+    } else if (nd->op == CR_GOP_TOPK_MASK) {
+        uint32_t x = kvalue(k, nd->in[0]);
+        kpush(k, CR_OP_TOPK_MASK, CR_DTYPE_NONE, r, x, e->sel[n], 0);
+    } else {
+        cr_op op = cr_gop_to_op(nd->op);
+        uint32_t a[3] = {0, 0, 0};
+        for (int i = 0; i < nd->n_in; i++) a[i] = kvalue(k, nd->in[i]);
+        kpush(k, op, nd->rdt, r, a[0], a[1], a[2]);
+    }
+    k->vreg[n] = r;
+    return r;
+}
+
+/* Allocate registers by liveness and append the kernel to the program. */
+static cr_status kfinish(kgen *k, uint32_t domain, uint64_t chunk, bool rows, cr_error *err)
+{
+    emitter *e = k->e;
+    builder *b = &e->b;
+    if (b->oom) return cr_fail(err, CR_ERR_NOMEM, "out of memory emitting a kernel");
+    cr_insn *ops = k->ops.data;
+    size_t n = k->ops.len;
+    uint32_t *last = cr_calloc(b->a, k->n_virt + 1, sizeof *last);
+    uint32_t *phys = cr_calloc(b->a, k->n_virt + 1, sizeof *phys);
+    if (!last || !phys) {
+        cr_free(b->a, last); cr_free(b->a, phys);
+        return cr_fail(err, CR_ERR_NOMEM, "out of memory allocating registers");
+    }
+    for (size_t pc = 0; pc < n; pc++) {
+        uint32_t *opnd[3] = { &ops[pc].a, &ops[pc].b, &ops[pc].c };
+        for (int i = 0; i < 3; i++)
+            if (op_reg(ops[pc].op, i + 1)) last[*opnd[i]] = (uint32_t)pc;
+    }
+    uint8_t used[256] = {0};
+    uint32_t n_regs = 0;
+    cr_prog_kernel kr = { e->g->domains[domain].rows, e->g->domains[domain].cols, chunk,
+                          (uint32_t)b->code.len, (uint32_t)n, 0, rows ? CR_KERNEL_ROWS : 0 };
+    for (size_t pc = 0; pc < n; pc++) {
+        cr_insn in = ops[pc];
+        uint32_t *opnd[3] = { &in.a, &in.b, &in.c };
+        uint32_t srcs[3];
+        int ns = 0;
+        for (int i = 0; i < 3; i++)
+            if (op_reg(in.op, i + 1)) { srcs[ns++] = *opnd[i]; *opnd[i] = phys[*opnd[i]]; }
+        if (op_reg(in.op, 0)) {
+            uint32_t v = in.dst, r = 0;
+            while (r < 256 && used[r]) r++;
+            if (r >= 256) {
+                cr_free(b->a, last); cr_free(b->a, phys);
+                return cr_fail(err, CR_ERR_LIMIT, "%s: a kernel needs more than 256 registers",
+                               e->g->domains[domain].name ? e->g->domains[domain].name : "tensor");
+            }
+            used[r] = 1;
+            phys[v] = r;
+            in.dst = r;
+            n_regs = CR_MAX(n_regs, r + 1);
+            /* a value nobody reads (cannot happen for well-formed kernels) */
+            if (last[v] <= pc) used[r] = 0;
+        }
+        /* free sources whose last use is this instruction (after dst is
+         * chosen, so no op ever writes a register it reads) */
+        for (int i = 0; i < ns; i++)
+            if (last[srcs[i]] == pc) used[phys[srcs[i]]] = 0;
+        push(b, &b->code, &in);
+    }
+    kr.n_regs = n_regs ? n_regs : 1;
+    uint32_t ki = push(b, &b->kernels, &kr);
+    emit_main(b, CR_OP_KERNEL, CR_DTYPE_NONE, 0, ki, 0, 0);
+    cr_free(b->a, last);
+    cr_free(b->a, phys);
+    return b->oom ? cr_fail(err, CR_ERR_NOMEM, "out of memory emitting a kernel") : CR_OK;
+}
+
+static cr_status emit_kernel(emitter *e, uint32_t domain, const item *its, size_t n_items,
+                             uint64_t chunk, bool rows, const uint32_t *out_index, cr_error *err)
+{
+    kgen k = { .e = e };
+    cr_vec_init(&k.ops, e->b.a, sizeof(cr_insn));
+    k.vreg = cr_malloc(e->b.a, sizeof(uint32_t) * (e->g->n_nodes ? e->g->n_nodes : 1));
+    if (!k.vreg) return cr_fail(err, CR_ERR_NOMEM, "out of memory emitting a kernel");
+    memset(k.vreg, 0xff, sizeof(uint32_t) * e->g->n_nodes);
+    for (size_t i = 0; i < n_items; i++) {
+        const item *it = &its[i];
+        uint32_t v = kvalue(&k, it->node);
+        const cr_node *t = &e->g->nodes[it->target];
+        switch (it->type) {
+        case IT_STORE: kpush(&k, CR_OP_STORE, CR_DTYPE_NONE, out_index[it->target], v, 0, 0); break;
+        case IT_SSTORE: kpush(&k, CR_OP_SSTORE, CR_DTYPE_NONE, it->target, v, 0, 0); break;
+        case IT_RED:
+            if (t->op == CR_GOP_SUM) kpush(&k, CR_OP_RSUM, t->rdt, e->slot[it->target], v, 0, 0);
+            else kpush(&k, t->op == CR_GOP_ROWSUM ? CR_OP_RSUM_ROW : CR_OP_RMAX_ROW, t->rdt,
+                       e->rowvec[it->target], v, 0, 0);
+            break;
+        case IT_HIST_HI: kpush(&k, CR_OP_HIST_HI, CR_DTYPE_NONE, e->sel[it->target], v, 0, 0); break;
+        case IT_HIST_LO: kpush(&k, CR_OP_HIST_LO, CR_DTYPE_NONE, e->sel[it->target], v, 0, 0); break;
+        case IT_TIE: kpush(&k, CR_OP_TIE_COUNT, CR_DTYPE_NONE, e->sel[it->target], v, 0, 0); break;
+        }
+    }
+    cr_status st = kfinish(&k, domain, chunk, rows, err);
+    cr_vec_free(&k.ops);
+    cr_free(e->b.a, k.vreg);
+    return st;
+}
+
+/* ---- top-level scalar maths ----------------------------------------------- */
+
+static void emit_scalar(emitter *e, uint32_t n)
+{
+    const cr_node *nd = &e->g->nodes[n];
+    builder *b = &e->b;
+    if (nd->op == CR_GOP_CONST || nd->op == CR_GOP_SUM) return;   /* init value / RSUM */
+    if (nd->op == CR_GOP_KTH_ABS) {
+        emit_main(b, CR_OP_SEL_VALUE, CR_DTYPE_NONE, e->slot[n], e->sel[n], 0, 0);
+        if (nd->rdt != CR_DTYPE_F64)
+            emit_main(b, CR_OP_MOV, nd->rdt, e->slot[n], e->slot[n], 0, 0);
+        return;
+    }
+    uint32_t a[3] = {0, 0, 0};
+    for (int i = 0; i < nd->n_in; i++) a[i] = e->slot[nd->in[i]];
+    emit_main(b, cr_gop_to_op(nd->op), nd->rdt, e->slot[n], a[0], a[1], a[2]);
+}
+
+/* the selection's first kernel level: its input and k are both ready */
+static uint32_t sel_level(const emitter *e, uint32_t n)
+{
+    const cr_node *nd = &e->g->nodes[n];
+    return CR_MAX(e->level[nd->in[0]], e->level[nd->in[1]]);
+}
+
+/* ---- one domain ------------------------------------------------------------ */
+
+static bool is_first_sel(const emitter *e, uint32_t n)
+{
+    const cr_node *nd = &e->g->nodes[n];
+    if (nd->op != CR_GOP_TOPK_MASK && nd->op != CR_GOP_KTH_ABS) return false;
+    for (uint32_t i = 0; i < n; i++)
+        if (e->need[i] && e->sel[i] == e->sel[n]) return false;
+    return true;
+}
+
+static cr_status emit_domain(emitter *e, uint32_t d, cr_error *err);
+
+static cr_status emit_domain_body(emitter *e, uint32_t d, cr_error *err)
+{
+    const cr_graph *g = e->g;
+    builder *b = &e->b;
+    const cr_graph_domain *dm = &g->domains[d];
+    cr_status st;
+
+    /* producers first: scratch inputs this domain reads */
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const cr_node *n = &g->nodes[i];
+        if (n->domain != d || n->op != CR_GOP_INPUT || (n->flags & CR_NODEF_DEAD)) continue;
+        const cr_graph_input *in = &g->inputs[n->attr];
+        if (in->scratch && !e->dom_done[g->nodes[in->src_node].domain])
+            if ((st = emit_domain(e, g->nodes[in->src_node].domain, err))) return st;
+    }
+
+    /* what this domain must compute */
+    memset(e->need, 0, g->n_nodes);
+    uint32_t *out_index = cr_malloc(b->a, sizeof(uint32_t) * (g->n_nodes ? g->n_nodes : 1));
+    cr_vec items;
+    cr_vec_init(&items, b->a, sizeof(item));
+    if (!out_index) return cr_fail(err, CR_ERR_NOMEM, "out of memory scheduling");
+    uint32_t store_level = 0;
+    for (uint32_t o = 0; o < g->n_outputs; o++) {
+        if (g->outputs[o].domain != d) continue;
+        uint32_t n = g->outputs[o].node;
+        /* a trailing cast to the stored dtype is the store's own conversion */
+        while (g->nodes[n].op == CR_GOP_MOV && g->nodes[n].rdt == g->outputs[o].dtype &&
+               g->nodes[n].kind == CR_VK_TENSOR)
+            n = g->nodes[n].in[0];
+        out_index[n] = o;
+        e->need[n] = 1;
+        item it = { IT_STORE, n, n, 0 };
+        if (g->nodes[n].kind == CR_VK_SCALAR) {
+            cr_free(b->a, out_index);
+            return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: the merge result is a scalar, not a tensor",
+                           g->outputs[o].name);
+        }
+        store_level = CR_MAX(store_level, e->level[n]);
+        if (!cr_vec_push(&items, &it)) b->oom = true;
+    }
+    for (uint32_t i = 0; i < g->n_inputs; i++) {
+        const cr_graph_input *in = &g->inputs[i];
+        if (!in->scratch || e->scratch_of[i] == NONE32 || g->nodes[in->src_node].domain != d) continue;
+        /* one SSTORE per scratch tensor */
+        bool first = true;
+        for (uint32_t j = 0; j < i; j++)
+            if (g->inputs[j].scratch && e->scratch_of[j] == e->scratch_of[i]) first = false;
+        if (!first) continue;
+        uint32_t n = in->src_node;
+        e->need[n] = 1;
+        item it = { IT_SSTORE, n, e->scratch_of[i], 0 };
+        store_level = CR_MAX(store_level, e->level[n]);
+        if (!cr_vec_push(&items, &it)) b->oom = true;
+    }
+    for (uint32_t i = g->n_nodes; i-- > 0;) {
+        if (!e->need[i]) continue;
+        const cr_node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_in; k++) e->need[n->in[k]] = 1;
+    }
+    /* reductions and selection passes become kernel items */
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        if (!e->need[i]) continue;
+        const cr_node *n = &g->nodes[i];
+        if (n->op == CR_GOP_SUM || n->op == CR_GOP_ROWSUM || n->op == CR_GOP_ROWMAX) {
+            item it = { IT_RED, n->in[0], i, e->level[n->in[0]] };
+            if (!cr_vec_push(&items, &it)) b->oom = true;
+        } else if (is_first_sel(e, i)) {
+            uint32_t L = sel_level(e, i);
+            item a = { IT_HIST_HI, n->in[0], i, L }, bb = { IT_HIST_LO, n->in[0], i, L + 1 },
+                 c = { IT_TIE, n->in[0], i, L + 2 };
+            if (!cr_vec_push(&items, &a) || !cr_vec_push(&items, &bb) || !cr_vec_push(&items, &c))
+                b->oom = true;
+        }
+    }
+    item *its = items.data;
+    for (size_t i = 0; i < items.len; i++)
+        if (its[i].type == IT_STORE || its[i].type == IT_SSTORE) its[i].level = store_level;
+    if (b->oom) { cr_vec_free(&items); cr_free(b->a, out_index); return cr_fail(err, CR_ERR_NOMEM, "out of memory scheduling"); }
+
+    /* program inputs of this domain, for RELEASE */
+    bool rows = domain_has_rows(e, d);
+    uint64_t chunk = domain_chunk(e, d, rows);
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const cr_node *n = &g->nodes[i];
+        if (e->need[i] && (n->op == CR_GOP_TOPK_MASK || n->op == CR_GOP_KTH_ABS) && is_first_sel(e, i))
+            ((cr_prog_select *)b->selects.data)[e->sel[i]].chunk = chunk;
+    }
+
+    /* a pass-through output: COPY */
+    const cr_node *only = items.len == 1 && its[0].type == IT_STORE ? &g->nodes[its[0].node] : NULL;
+    if (only && only->op == CR_GOP_INPUT && !g->inputs[only->attr].scratch &&
+        g->inputs[only->attr].rows == g->inputs[only->attr].src_rows &&
+        g->inputs[only->attr].cols == g->inputs[only->attr].src_cols) {
+        emit_main(b, CR_OP_COPY, CR_DTYPE_NONE, out_index[its[0].node], e->pinput[only->attr], 0, 0);
+    } else {
+        for (uint32_t p = 0; p <= store_level; p++) {
+            /* top level, before kernel p */
+            for (uint32_t i = 0; i < g->n_nodes; i++) {
+                if (!e->need[i] || !is_first_sel(e, i)) continue;
+                uint32_t L = sel_level(e, i);
+                if (p == L + 1) emit_main(b, CR_OP_SEL_FIND_HI, CR_DTYPE_NONE, e->sel[i], 0, 0, 0);
+                if (p == L + 2) emit_main(b, CR_OP_SEL_FIND_LO, CR_DTYPE_NONE, e->sel[i], 0, 0, 0);
+                if (p == L + 3) emit_main(b, CR_OP_SEL_PREFIX, CR_DTYPE_NONE, e->sel[i], 0, 0, 0);
+            }
+            for (uint32_t i = 0; i < g->n_nodes; i++)
+                if (e->need[i] && g->nodes[i].kind == CR_VK_SCALAR && g->nodes[i].domain == d &&
+                    e->level[i] == p)
+                    emit_scalar(e, i);
+            for (uint32_t i = 0; i < g->n_nodes; i++)
+                if (e->need[i] && is_first_sel(e, i) && sel_level(e, i) == p)
+                    emit_main(b, CR_OP_SEL_INIT, CR_DTYPE_NONE, e->sel[i], e->slot[g->nodes[i].in[1]], 0, 0);
+            /* kernel(s) at level p */
+            size_t n_at = 0;
+            for (size_t i = 0; i < items.len; i++) n_at += its[i].level == p;
+            if (!n_at) continue;
+            if (g->fuse_kernels) {
+                item *sel_items = cr_malloc(b->a, n_at * sizeof(item));
+                if (!sel_items) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto done; }
+                size_t m = 0;
+                for (size_t i = 0; i < items.len; i++) if (its[i].level == p) sel_items[m++] = its[i];
+                st = emit_kernel(e, d, sel_items, m, chunk, rows, out_index, err);
+                cr_free(b->a, sel_items);
+                if (st) goto done;
+            } else {
+                for (size_t i = 0; i < items.len; i++)
+                    if (its[i].level == p && (st = emit_kernel(e, d, &its[i], 1, chunk, rows, out_index, err)))
+                        goto done;
+            }
+        }
+    }
+    for (uint32_t o = 0; o < g->n_outputs; o++)
+        if (g->outputs[o].domain == d) emit_main(b, CR_OP_DONE, CR_DTYPE_NONE, o, 0, 0, 0);
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const cr_node *n = &g->nodes[i];
+        if (!e->need[i] || n->op != CR_GOP_INPUT) continue;
+        const cr_graph_input *in = &g->inputs[n->attr];
+        if (!in->scratch) {
+            emit_main(b, CR_OP_RELEASE, CR_DTYPE_NONE, 0, e->pinput[n->attr], 0, 0);
+        } else {
+            uint32_t s = e->scratch_of[n->attr];
+            if (s != NONE32 && --e->scratch_left[s] == 0)
+                emit_main(b, CR_OP_SFREE, CR_DTYPE_NONE, s, 0, 0, 0);
+        }
+    }
+    st = b->oom ? cr_fail(err, CR_ERR_NOMEM, "out of memory emitting") : CR_OK;
+done:
+    cr_vec_free(&items);
+    cr_free(b->a, out_index);
+    return st;
+}
+
+static cr_status emit_domain(emitter *e, uint32_t d, cr_error *err)
+{
+    if (e->dom_done[d]) return CR_OK;
+    e->dom_done[d] = 1;
+    return emit_domain_body(e, d, err);
+}
+
+/* ---- tables ---------------------------------------------------------------- */
+
+static uint32_t file_index(emitter *e, const char *path, uint64_t size)
+{
+    builder *b = &e->b;
+    cr_prog_file *fs = b->files.data;
+    for (size_t i = 0; i < b->files.len; i++)
+        if (!strcmp((const char *)b->blobs.data + fs[i].path.off, path))
+            return (uint32_t)i;
+    cr_prog_file f = { add_str(b, path), size, 0 };
+    return push(b, &b->files, &f);
+}
+
+static cr_status make_tables(emitter *e, cr_error *err)
+{
+    const cr_graph *g = e->g;
+    builder *b = &e->b;
+    /* which graph inputs / nodes are used at all */
+    memset(e->need, 0, g->n_nodes);
+    for (uint32_t o = 0; o < g->n_outputs; o++) e->need[g->outputs[o].node] = 1;
+    for (uint32_t i = g->n_nodes; i-- > 0;) {
+        if (!e->need[i]) continue;
+        const cr_node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_in; k++) e->need[n->in[k]] = 1;
+        if (n->op == CR_GOP_INPUT && g->inputs[n->attr].scratch) e->need[g->inputs[n->attr].src_node] = 1;
+    }
+    /* scratch tensors: one per stored node */
+    for (uint32_t i = 0; i < g->n_inputs; i++) e->scratch_of[i] = NONE32;
+    uint32_t n_scratch = 0;
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const cr_node *n = &g->nodes[i];
+        if (!e->need[i] || n->op != CR_GOP_INPUT || !g->inputs[n->attr].scratch) continue;
+        const cr_graph_input *in = &g->inputs[n->attr];
+        uint32_t s = NONE32;
+        for (uint32_t j = 0; j < g->n_inputs; j++)
+            if (j != n->attr && g->inputs[j].scratch && g->inputs[j].src_node == in->src_node &&
+                e->scratch_of[j] != NONE32)
+                s = e->scratch_of[j];
+        if (s == NONE32) {
+            const cr_graph_domain *sd = &g->domains[g->nodes[in->src_node].domain];
+            cr_prog_scratch sc = { .dtype = (uint8_t)in->dtype, .numel = dom_numel(sd) };
+            s = push(b, &b->scratch, &sc);
+            n_scratch++;
+        }
+        e->scratch_of[n->attr] = s;
+    }
+    e->scratch_left = cr_calloc(b->a, n_scratch + 1, sizeof(uint32_t));
+    if (!e->scratch_left) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const cr_node *n = &g->nodes[i];
+        if (e->need[i] && n->op == CR_GOP_INPUT && e->scratch_of[n->attr] != NONE32)
+            e->scratch_left[e->scratch_of[n->attr]]++;
+    }
+    /* program inputs */
+    for (uint32_t i = 0; i < g->n_inputs; i++) {
+        const cr_graph_input *in = &g->inputs[i];
+        cr_prog_input pi = { .dtype = (uint8_t)in->dtype, .rows = in->rows, .cols = in->cols,
+                             .row_stride = in->src_cols };
+        char name[512];
+        if (in->scratch) {
+            if (e->scratch_of[i] == NONE32) { e->pinput[i] = NONE32; continue; }
+            pi.kind = CR_INPUT_SCRATCH;
+            pi.file = e->scratch_of[i];
+            pi.offset = 0;
+            pi.nbytes = in->src_rows * in->src_cols * cr_dtype_size(in->dtype);
+            snprintf(name, sizeof name, "%s (stage output)", in->tensor ? in->tensor : "?");
+        } else {
+            pi.kind = CR_INPUT_FILE;
+            pi.file = file_index(e, in->path ? in->path : "?", in->file_size);
+            pi.offset = in->offset;
+            pi.nbytes = in->nbytes;
+            snprintf(name, sizeof name, "%s", in->tensor ? in->tensor : "?");
+        }
+        pi.name = add_str(b, name);
+        e->pinput[i] = push(b, &b->inputs, &pi);
+    }
+    /* scalar slots, row vectors, selections, streams */
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const cr_node *n = &g->nodes[i];
+        e->slot[i] = e->rowvec[i] = e->sel[i] = e->stream[i] = NONE32;
+        if (!e->need[i]) continue;
+        if (n->kind == CR_VK_SCALAR) {
+            double v = n->op == CR_GOP_CONST ? n->value : 0;
+            e->slot[i] = push(b, &b->scalars, &v);
+        }
+        if (n->op == CR_GOP_ROWSUM || n->op == CR_GOP_ROWMAX) {
+            cr_prog_rowvec rv = { g->domains[n->domain].rows };
+            e->rowvec[i] = push(b, &b->rowvecs, &rv);
+        }
+        if (n->op == CR_GOP_TOPK_MASK || n->op == CR_GOP_KTH_ABS) {
+            for (uint32_t j = 0; j < i; j++) {
+                const cr_node *m = &g->nodes[j];
+                if (e->sel[j] != NONE32 && m->in[0] == n->in[0] && m->in[1] == n->in[1]) {
+                    e->sel[i] = e->sel[j];
+                    break;
+                }
+            }
+            if (e->sel[i] == NONE32) {
+                cr_prog_select s = { dom_numel(&g->domains[n->domain]), 1 };
+                e->sel[i] = push(b, &b->selects, &s);
+            }
+        }
+        if (n->op == CR_GOP_RAND) {
+            cr_prog_stream s = { n->attr };
+            e->stream[i] = push(b, &b->streams, &s);
+        }
+    }
+    /* outputs (laid out later) */
+    for (uint32_t o = 0; o < g->n_outputs; o++) {
+        const cr_graph_output *go = &g->outputs[o];
+        cr_prog_output po = { .name = add_str(b, go->name), .dtype = (uint8_t)go->dtype,
+                              .ndim = (uint8_t)go->ndim };
+        uint64_t numel = 1;
+        for (uint32_t k = 0; k < go->ndim; k++) { po.shape[k] = go->shape[k]; numel *= go->shape[k]; }
+        po.nbytes = numel * cr_dtype_size(go->dtype);
+        push(b, &b->outputs, &po);
+    }
+    for (uint32_t m = 0; m < g->n_messages; m++) {
+        cr_blob bl = add_str(b, g->messages[m]);
+        push(b, &b->messages, &bl);
+    }
+    return b->oom ? cr_fail(err, CR_ERR_NOMEM, "out of memory building tables") : CR_OK;
+}
+
+/* move a vec's storage into a program array */
+#define TAKE(field, nfield, vec, T) do { out->field = (T *)(vec).data; out->nfield = (uint32_t)(vec).len; \
+        (vec).data = NULL; (vec).len = (vec).cap = 0; } while (0)
+
+cr_status cr_emit_program(const cr_graph *g, const cr_emit_options *o, cr_program *out, cr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    emitter e = { .g = g, .o = o };
+    builder *b = &e.b;
+    b->a = g->alloc;
+    cr_vec *vecs[] = { &b->blobs, &b->files, &b->inputs, &b->outputs, &b->scalars, &b->rowvecs,
+                       &b->scratch, &b->selects, &b->streams, &b->kernels, &b->messages, &b->code,
+                       &b->main };
+    size_t sizes[] = { 1, sizeof(cr_prog_file), sizeof(cr_prog_input), sizeof(cr_prog_output),
+                       sizeof(double), sizeof(cr_prog_rowvec), sizeof(cr_prog_scratch),
+                       sizeof(cr_prog_select), sizeof(cr_prog_stream), sizeof(cr_prog_kernel),
+                       sizeof(cr_blob), sizeof(cr_insn), sizeof(cr_insn) };
+    for (size_t i = 0; i < CR_ARRAY_LEN(vecs); i++) cr_vec_init(vecs[i], b->a, sizes[i]);
+    size_t nn = g->n_nodes ? g->n_nodes : 1, ni = g->n_inputs ? g->n_inputs : 1;
+    e.level = cr_graph_levels(g);
+    e.slot = cr_malloc(b->a, nn * 4); e.rowvec = cr_malloc(b->a, nn * 4);
+    e.sel = cr_malloc(b->a, nn * 4); e.stream = cr_malloc(b->a, nn * 4);
+    e.pinput = cr_malloc(b->a, ni * 4); e.scratch_of = cr_malloc(b->a, ni * 4);
+    e.need = cr_malloc(b->a, nn);
+    e.dom_done = cr_calloc(b->a, g->n_domains + 1, 1);
+    cr_status st;
+    if (!e.level || !e.slot || !e.rowvec || !e.sel || !e.stream || !e.pinput || !e.scratch_of ||
+        !e.need || !e.dom_done) {
+        st = cr_fail(err, CR_ERR_NOMEM, "out of memory emitting the program");
+        goto done;
+    }
+    add_str(b, "");   /* blob offset 0 is the empty string */
+    if ((st = make_tables(&e, err))) goto done;
+    cr_blob version = add_str(b, CR_VERSION_STRING);
+    cr_blob recipe = add_str(b, o && o->recipe_name ? o->recipe_name : "");
+
+    /* scalar maths that depend on no tensor (when fold is off) run first */
+    for (uint32_t i = 0; i < g->n_nodes; i++)
+        if (e.need[i] && g->nodes[i].kind == CR_VK_SCALAR && g->nodes[i].domain == CR_NO_DOMAIN)
+            emit_scalar(&e, i);
+    /* domains in output order; producers are pulled in by their consumers */
+    uint32_t prev_prefetch = NONE32;
+    for (uint32_t oi = 0; oi < g->n_outputs; oi++) {
+        uint32_t d = g->outputs[oi].domain;
+        if (e.dom_done[d]) continue;
+        /* prefetch this domain's file inputs (unless done already), then the next one's */
+        uint32_t next = NONE32;
+        for (uint32_t oj = oi + 1; oj < g->n_outputs && next == NONE32; oj++)
+            if (g->outputs[oj].domain != d && !e.dom_done[g->outputs[oj].domain]) next = g->outputs[oj].domain;
+        for (int pass = 0; pass < 2; pass++) {
+            uint32_t pd = pass == 0 ? d : next;
+            if (pd == NONE32 || pd == prev_prefetch) continue;
+            for (uint32_t i = 0; i < g->n_nodes; i++) {
+                const cr_node *n = &g->nodes[i];
+                if (n->op == CR_GOP_INPUT && n->domain == pd && !(n->flags & CR_NODEF_DEAD) &&
+                    !g->inputs[n->attr].scratch && e.pinput[n->attr] != NONE32)
+                    emit_main(b, CR_OP_PREFETCH, CR_DTYPE_NONE, 0, e.pinput[n->attr], 0, 0);
+            }
+            if (pass == 1) prev_prefetch = pd;
+        }
+        if ((st = emit_domain(&e, d, err))) goto done;
+    }
+    if (b->oom) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory emitting the program"); goto done; }
+
+    out->alloc = b->a;
+    out->tool_version = version;
+    out->recipe_name = recipe;
+    out->seed = o ? o->seed : 0;
+    out->flags = CR_PROG_SKIP_HASH;
+    out->blobs = b->blobs.data; out->n_blob_bytes = b->blobs.len;
+    b->blobs.data = NULL;
+    TAKE(files, n_files, b->files, cr_prog_file);
+    TAKE(inputs, n_inputs, b->inputs, cr_prog_input);
+    TAKE(outputs, n_outputs, b->outputs, cr_prog_output);
+    TAKE(scalar_init, n_scalars, b->scalars, double);
+    TAKE(rowvecs, n_rowvecs, b->rowvecs, cr_prog_rowvec);
+    TAKE(scratch, n_scratch, b->scratch, cr_prog_scratch);
+    TAKE(selects, n_selects, b->selects, cr_prog_select);
+    TAKE(streams, n_streams, b->streams, cr_prog_stream);
+    TAKE(kernels, n_kernels, b->kernels, cr_prog_kernel);
+    TAKE(messages, n_messages, b->messages, cr_blob);
+    TAKE(code, n_code, b->code, cr_insn);
+    TAKE(main, n_main, b->main, cr_insn);
+    st = CR_OK;
+done:
+    for (size_t i = 0; i < CR_ARRAY_LEN(vecs); i++) cr_vec_free(vecs[i]);
+    cr_free(b->a, e.level); cr_free(b->a, e.slot); cr_free(b->a, e.rowvec); cr_free(b->a, e.sel);
+    cr_free(b->a, e.stream); cr_free(b->a, e.pinput); cr_free(b->a, e.scratch_of);
+    cr_free(b->a, e.need); cr_free(b->a, e.dom_done); cr_free(b->a, e.scratch_left);
+    if (st) cr_program_free(out);
+    return st;
+}

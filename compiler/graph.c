@@ -1,0 +1,216 @@
+/* graph.c — the graph IR's storage, op table, verifier and dump format.
+ *
+ * Owns node/input/domain/output storage (growable arrays through the
+ * allocator hook, strings in the arena) and the rules every pass must keep:
+ * topological order, arity, kinds and domains (cr_graph_verify).
+ */
+#include <math.h>
+#include "graph.h"
+
+static const struct { const char *name; int arity; } gop_table[CR_GOP_COUNT] = {
+#define X(name, str, n) [CR_GOP_##name] = { str, n },
+    CR_GOP_LIST(X)
+#undef X
+};
+
+const char *cr_gop_name(cr_gop op) { return op < CR_GOP_COUNT ? gop_table[op].name : "?"; }
+int cr_gop_arity(cr_gop op) { return op < CR_GOP_COUNT ? gop_table[op].arity : -1; }
+
+cr_op cr_gop_to_op(cr_gop op)
+{
+    switch (op) {
+    case CR_GOP_MOV: return CR_OP_MOV;     case CR_GOP_ADD: return CR_OP_ADD;
+    case CR_GOP_SUB: return CR_OP_SUB;     case CR_GOP_MUL: return CR_OP_MUL;
+    case CR_GOP_DIV: return CR_OP_DIV;     case CR_GOP_NEG: return CR_OP_NEG;
+    case CR_GOP_ABS: return CR_OP_ABS;     case CR_GOP_SIGN: return CR_OP_SIGN;
+    case CR_GOP_SQRT: return CR_OP_SQRT;   case CR_GOP_EXP: return CR_OP_EXP;
+    case CR_GOP_LOG: return CR_OP_LOG;     case CR_GOP_MIN: return CR_OP_MIN;
+    case CR_GOP_MAX: return CR_OP_MAX;     case CR_GOP_GT: return CR_OP_GT;
+    case CR_GOP_GE: return CR_OP_GE;       case CR_GOP_LT: return CR_OP_LT;
+    case CR_GOP_LE: return CR_OP_LE;       case CR_GOP_EQ: return CR_OP_EQ;
+    case CR_GOP_NE: return CR_OP_NE;       case CR_GOP_AND: return CR_OP_AND;
+    case CR_GOP_OR: return CR_OP_OR;       case CR_GOP_NOT: return CR_OP_NOT;
+    case CR_GOP_WHERE: return CR_OP_WHERE; case CR_GOP_ACOS: return CR_OP_ACOS;
+    case CR_GOP_SIN: return CR_OP_SIN;     case CR_GOP_COS: return CR_OP_COS;
+    case CR_GOP_TRUNC: return CR_OP_TRUNC;
+    default: return CR_OP_COUNT;
+    }
+}
+
+double cr_round_scalar(cr_dtype rdt, double v)
+{
+    switch (rdt) {
+    case CR_DTYPE_F32: return (float)v;
+    case CR_DTYPE_BF16: return cr_round_bf16((float)v);
+    case CR_DTYPE_F16: return cr_round_f16((float)v);
+    default: return v;
+    }
+}
+
+void cr_graph_init(cr_graph *g, const cr_allocator *alloc)
+{
+    memset(g, 0, sizeof *g);
+    g->alloc = alloc;
+    cr_arena_init(&g->arena, alloc);
+}
+
+void cr_graph_free(cr_graph *g)
+{
+    cr_free(g->alloc, g->nodes);
+    cr_free(g->alloc, g->inputs);
+    cr_free(g->alloc, g->domains);
+    cr_free(g->alloc, g->outputs);
+    cr_free(g->alloc, g->messages);
+    cr_arena_free(&g->arena);
+    memset(g, 0, sizeof *g);
+}
+
+/* grow an array to hold one more item; false on allocation failure */
+static bool grow(const cr_allocator *a, void **arr, uint32_t n, uint32_t *cap, size_t item)
+{
+    if (n < *cap) return true;
+    uint32_t nc = *cap ? *cap * 2 : 64;
+    void *p = cr_realloc(a, *arr, (size_t)nc * item);
+    if (!p) return false;
+    *arr = p;
+    *cap = nc;
+    return true;
+}
+
+uint32_t cr_graph_add(cr_graph *g, const cr_node *n)
+{
+    if (!grow(g->alloc, (void **)&g->nodes, g->n_nodes, &g->cap_nodes, sizeof *n)) return CR_NO_NODE;
+    g->nodes[g->n_nodes] = *n;
+    return g->n_nodes++;
+}
+
+uint32_t cr_graph_add_input(cr_graph *g, const cr_graph_input *in)
+{
+    if (!grow(g->alloc, (void **)&g->inputs, g->n_inputs, &g->cap_inputs, sizeof *in)) return UINT32_MAX;
+    cr_graph_input c = *in;
+    if (c.tensor && !(c.tensor = cr_arena_strdup(&g->arena, c.tensor))) return UINT32_MAX;
+    if (c.path && !(c.path = cr_arena_strdup(&g->arena, c.path))) return UINT32_MAX;
+    g->inputs[g->n_inputs] = c;
+    return g->n_inputs++;
+}
+
+uint32_t cr_graph_add_domain(cr_graph *g, uint64_t rows, uint64_t cols, const char *name, int stage)
+{
+    if (!grow(g->alloc, (void **)&g->domains, g->n_domains, &g->cap_domains, sizeof *g->domains))
+        return UINT32_MAX;
+    cr_graph_domain d = { rows, cols, name ? cr_arena_strdup(&g->arena, name) : NULL, stage };
+    if (name && !d.name) return UINT32_MAX;
+    g->domains[g->n_domains] = d;
+    return g->n_domains++;
+}
+
+uint32_t cr_graph_add_output(cr_graph *g, const cr_graph_output *out)
+{
+    if (!grow(g->alloc, (void **)&g->outputs, g->n_outputs, &g->cap_outputs, sizeof *out))
+        return UINT32_MAX;
+    cr_graph_output c = *out;
+    if (!(c.name = cr_arena_strdup(&g->arena, out->name))) return UINT32_MAX;
+    g->outputs[g->n_outputs] = c;
+    return g->n_outputs++;
+}
+
+uint32_t cr_graph_add_message(cr_graph *g, const char *msg)
+{
+    if (!grow(g->alloc, (void **)&g->messages, g->n_messages, &g->cap_messages, sizeof(char *)))
+        return UINT32_MAX;
+    if (!(g->messages[g->n_messages] = cr_arena_strdup(&g->arena, msg))) return UINT32_MAX;
+    return g->n_messages++;
+}
+
+/* The kind a node of this op must have given its inputs. */
+static int expected_kind(const cr_graph *g, const cr_node *n)
+{
+    switch (n->op) {
+    case CR_GOP_INPUT: case CR_GOP_RAND: case CR_GOP_TOPK_MASK: case CR_GOP_ROW_RANK:
+        return CR_VK_TENSOR;
+    case CR_GOP_CONST: case CR_GOP_SUM: case CR_GOP_KTH_ABS:
+    case CR_GOP_ACOS: case CR_GOP_SIN: case CR_GOP_COS: case CR_GOP_TRUNC: case CR_GOP_CHECK:
+        return CR_VK_SCALAR;
+    case CR_GOP_ROWSUM: case CR_GOP_ROWMAX:
+        return CR_VK_ROWS;
+    default: {
+        int k = CR_VK_SCALAR;
+        for (int i = 0; i < n->n_in; i++) k = CR_MAX(k, g->nodes[n->in[i]].kind);
+        return k;
+    }
+    }
+}
+
+cr_status cr_graph_verify(const cr_graph *g, cr_error *err)
+{
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const cr_node *n = &g->nodes[i];
+        if (n->flags & CR_NODEF_DEAD) continue;
+        if (n->op >= CR_GOP_COUNT)
+            return cr_fail(err, CR_ERR_RUNTIME, "graph: node %u has bad op %u", i, n->op);
+        const char *name = cr_gop_name(n->op);
+        if (n->n_in != cr_gop_arity(n->op))
+            return cr_fail(err, CR_ERR_RUNTIME, "graph: node %u (%s) has %u inputs, wants %d",
+                           i, name, n->n_in, cr_gop_arity(n->op));
+        if (!cr_dtype_name(n->dtype) || !cr_dtype_name(n->rdt))
+            return cr_fail(err, CR_ERR_RUNTIME, "graph: node %u (%s) has a bad dtype", i, name);
+        for (int k = 0; k < n->n_in; k++) {
+            uint32_t in = n->in[k];
+            if (in >= i)
+                return cr_fail(err, CR_ERR_RUNTIME, "graph: node %u (%s) input %d = %u breaks order",
+                               i, name, k, in);
+            const cr_node *m = &g->nodes[in];
+            if (m->flags & CR_NODEF_DEAD)
+                return cr_fail(err, CR_ERR_RUNTIME, "graph: node %u (%s) uses dead node %u", i, name, in);
+            if (m->domain != CR_NO_DOMAIN && n->domain != m->domain)
+                return cr_fail(err, CR_ERR_RUNTIME, "graph: node %u (%s) mixes domains %u and %u",
+                               i, name, n->domain, m->domain);
+        }
+        if (n->kind != expected_kind(g, n))
+            return cr_fail(err, CR_ERR_RUNTIME, "graph: node %u (%s) has kind %u, wants %d",
+                           i, name, n->kind, expected_kind(g, n));
+        if (n->kind != CR_VK_SCALAR && n->domain >= g->n_domains)
+            return cr_fail(err, CR_ERR_RUNTIME, "graph: node %u (%s) has no domain", i, name);
+        if (n->op == CR_GOP_INPUT && n->attr >= g->n_inputs)
+            return cr_fail(err, CR_ERR_RUNTIME, "graph: node %u reads input %llu of %u", i,
+                           (unsigned long long)n->attr, g->n_inputs);
+        if ((n->op == CR_GOP_TOPK_MASK || n->op == CR_GOP_KTH_ABS || n->op == CR_GOP_SUM ||
+             n->op == CR_GOP_ROWSUM || n->op == CR_GOP_ROWMAX || n->op == CR_GOP_ROW_RANK) &&
+            g->nodes[n->in[0]].kind != CR_VK_TENSOR)
+            return cr_fail(err, CR_ERR_RUNTIME, "graph: node %u (%s) reduces a non-tensor", i, name);
+    }
+    for (uint32_t o = 0; o < g->n_outputs; o++) {
+        const cr_graph_output *out = &g->outputs[o];
+        if (out->node >= g->n_nodes || (g->nodes[out->node].flags & CR_NODEF_DEAD))
+            return cr_fail(err, CR_ERR_RUNTIME, "graph: output %s has no node", out->name);
+        if (g->nodes[out->node].kind == CR_VK_ROWS)
+            return cr_fail(err, CR_ERR_RUNTIME, "graph: output %s is a row vector", out->name);
+    }
+    return CR_OK;
+}
+
+void cr_graph_dump(const cr_graph *g, FILE *out)
+{
+    static const char kc[] = "srt";
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const cr_node *n = &g->nodes[i];
+        if (n->flags & CR_NODEF_DEAD) continue;
+        fprintf(out, "%%%u = %s.%c %s", i, cr_dtype_name(n->dtype), kc[n->kind], cr_gop_name(n->op));
+        for (int k = 0; k < n->n_in; k++) fprintf(out, "%s%%%u", k ? ", " : " ", n->in[k]);
+        if (n->op == CR_GOP_CONST) fprintf(out, " %.17g", n->value);
+        if (n->op == CR_GOP_INPUT) {
+            const cr_graph_input *in = &g->inputs[n->attr];
+            if (in->scratch) fprintf(out, " scratch(%%%u)", in->src_node);
+            else fprintf(out, " m%u:%s", in->model, in->tensor);
+            fprintf(out, " [%llux%llu]", (unsigned long long)in->rows, (unsigned long long)in->cols);
+        }
+        if (n->op == CR_GOP_RAND) fprintf(out, " key=%016llx", (unsigned long long)n->attr);
+        if (n->rdt != n->dtype) fprintf(out, " round=%s", cr_dtype_name(n->rdt));
+        if (n->flags & CR_NODEF_WEAK) fprintf(out, " weak");
+        if (n->domain != CR_NO_DOMAIN) fprintf(out, " @d%u", n->domain);
+        fputc('\n', out);
+    }
+    for (uint32_t o = 0; o < g->n_outputs; o++)
+        fprintf(out, "out %s = %%%u as %s\n", g->outputs[o].name, g->outputs[o].node,
+                cr_dtype_name(g->outputs[o].dtype));
+}

@@ -1,0 +1,137 @@
+/* graph.h — the compiler's tensor dataflow graph (spec/graph-ir.md).
+ *
+ * A graph is a flat array of nodes in topological order (every input index is
+ * smaller than the node's own index). A node is a value: a whole tensor of an
+ * output domain, a row vector over that domain's rows, or a scalar. Tensor
+ * values are never materialised by default; the scheduler recomputes them
+ * inside each kernel that needs them. Domains are the output tensors (rows x
+ * cols after viewing rank > 2 as dim0 x rest); inputs are views of file
+ * tensors or of scratch tensors written by an earlier stage.
+ *
+ * Everything lives in the graph's arena except the node array, which grows
+ * with the allocator hook; cr_graph_free releases both.
+ */
+#ifndef CR_GRAPH_H
+#define CR_GRAPH_H
+
+#include <stdio.h>
+#include "base.h"
+#include "dtype.h"
+#include "program.h"
+
+/* Graph ops: the elementwise value ops mirror ops.def (same meaning and
+ * rounding); the rest are lowered by the emitter to op sequences. */
+#define CR_GOP_LIST(X)                                                     \
+    X(INPUT,  "input",  0) X(CONST, "const", 0)                            \
+    X(MOV, "cast", 1) X(ADD, "add", 2) X(SUB, "sub", 2) X(MUL, "mul", 2)   \
+    X(DIV, "div", 2) X(NEG, "neg", 1) X(ABS, "abs", 1) X(SIGN, "sign", 1)  \
+    X(SQRT, "sqrt", 1) X(EXP, "exp", 1) X(LOG, "log", 1) X(MIN, "min", 2)  \
+    X(MAX, "max", 2) X(GT, "gt", 2) X(GE, "ge", 2) X(LT, "lt", 2)          \
+    X(LE, "le", 2) X(EQ, "eq", 2) X(NE, "ne", 2) X(AND, "and", 2)          \
+    X(OR, "or", 2) X(NOT, "not", 1) X(WHERE, "where", 3)                   \
+    X(ACOS, "acos", 1) X(SIN, "sin", 1) X(COS, "cos", 1)                   \
+    X(TRUNC, "trunc", 1)                                                   \
+    X(SUM, "sum", 1) X(ROWSUM, "row_sum", 1) X(ROWMAX, "row_max", 1)       \
+    X(TOPK_MASK, "topk_mask", 2) X(KTH_ABS, "kth_abs", 2)                  \
+    X(ROW_RANK, "row_rank", 1) X(RAND, "rand", 0) X(CHECK, "check", 1)
+
+typedef enum cr_gop {
+#define X(name, str, n) CR_GOP_##name,
+    CR_GOP_LIST(X)
+#undef X
+    CR_GOP_COUNT
+} cr_gop;
+
+typedef enum cr_vkind { CR_VK_SCALAR = 0, CR_VK_ROWS = 1, CR_VK_TENSOR = 2 } cr_vkind;
+
+#define CR_NO_DOMAIN UINT32_MAX
+#define CR_NO_NODE UINT32_MAX
+
+enum {
+    CR_NODEF_WEAK = 1u << 0,    /* a Python-number-like scalar: never decides a dtype */
+    CR_NODEF_DEAD = 1u << 1     /* removed by a pass (kept for stable indices) */
+};
+
+typedef struct cr_node {
+    uint16_t op;            /* cr_gop */
+    uint8_t dtype;          /* logical dtype (torch's), for promotion */
+    uint8_t rdt;            /* rounding dtype of the result (F32 under --precise) */
+    uint8_t kind;           /* cr_vkind */
+    uint8_t n_in;
+    uint16_t flags;         /* CR_NODEF_* */
+    uint32_t domain;        /* CR_NO_DOMAIN for constants */
+    uint32_t in[3];
+    double value;           /* CONST: the value (already rounded to rdt) */
+    uint64_t attr;          /* INPUT: input index; RAND: stream key;
+                               TOPK/KTH: unused (k is in[1]); CHECK: message index */
+} cr_node;
+
+/* An input view: a file tensor or a scratch tensor written by a stage. */
+typedef struct cr_graph_input {
+    bool scratch;           /* true: `src_node` of an earlier stage, via scratch */
+    uint32_t model;         /* plan model index (file inputs) */
+    const char *tensor;     /* tensor name in that model */
+    uint32_t src_node;      /* scratch inputs: the node stored to scratch */
+    cr_dtype dtype;         /* stored dtype */
+    uint64_t rows, cols;    /* the view (a common submatrix when rectified) */
+    uint64_t src_rows, src_cols; /* full stored 2-D extent */
+    /* file inputs: where the bytes are (filled by the graph builder) */
+    const char *path;       /* shard file */
+    uint64_t file_size;     /* bytes of that file */
+    uint64_t offset;        /* absolute offset of the tensor's first byte */
+    uint64_t nbytes;        /* stored bytes of the whole tensor */
+} cr_graph_input;
+
+typedef struct cr_graph_domain {
+    uint64_t rows, cols;
+    const char *name;       /* output tensor name, for messages */
+    int stage;
+} cr_graph_domain;
+
+typedef struct cr_graph_output {
+    uint32_t node;
+    uint32_t domain;
+    const char *name;
+    cr_dtype dtype;         /* stored dtype */
+    uint32_t ndim;
+    uint64_t shape[CR_MAX_DIMS];
+} cr_graph_output;
+
+typedef struct cr_graph {
+    const cr_allocator *alloc;
+    cr_arena arena;
+    cr_node *nodes;          uint32_t n_nodes, cap_nodes;
+    cr_graph_input *inputs;  uint32_t n_inputs, cap_inputs;
+    cr_graph_domain *domains; uint32_t n_domains, cap_domains;
+    cr_graph_output *outputs; uint32_t n_outputs, cap_outputs;
+    const char **messages;   uint32_t n_messages, cap_messages;
+    bool fuse_kernels;       /* set by the fuse pass: one kernel per pass level */
+} cr_graph;
+
+void cr_graph_init(cr_graph *g, const cr_allocator *alloc);
+void cr_graph_free(cr_graph *g);
+
+/* Append a node (copied); returns its index, or CR_NO_NODE when memory runs
+ * out. Inputs must already exist. No deduplication: that is the cse pass. */
+uint32_t cr_graph_add(cr_graph *g, const cr_node *n);
+/* Append an input view / domain / output / message; index or UINT32_MAX on
+ * allocation failure. Strings are copied into the arena. */
+uint32_t cr_graph_add_input(cr_graph *g, const cr_graph_input *in);
+uint32_t cr_graph_add_domain(cr_graph *g, uint64_t rows, uint64_t cols, const char *name, int stage);
+uint32_t cr_graph_add_output(cr_graph *g, const cr_graph_output *out);
+uint32_t cr_graph_add_message(cr_graph *g, const char *msg);
+
+const char *cr_gop_name(cr_gop op);
+int cr_gop_arity(cr_gop op);
+/* The ops.def op of an elementwise graph op, or CR_OP_COUNT if none. */
+cr_op cr_gop_to_op(cr_gop op);
+/* Round a double as a top-level value op does: F64 keeps it, F32 rounds to
+ * float, BF16/F16 round to float and then to nearest even. */
+double cr_round_scalar(cr_dtype rdt, double v);
+
+/* Check indices, order, kinds, arities and domains. err names the node. */
+cr_status cr_graph_verify(const cr_graph *g, cr_error *err);
+/* Print live nodes, one a line (the --dump format). */
+void cr_graph_dump(const cr_graph *g, FILE *out);
+
+#endif

@@ -1,0 +1,322 @@
+/* methods.c — the registry of merge methods (compiler/method.h).
+ *
+ * Owns the Lua state that holds every method table: the built-in files of
+ * stdlib/ (embedded; common.lua is the shared helper library, not a method),
+ * `lua:PATH` files relative to the recipe's directory, and NAME.lua files
+ * under --methods DIR. A method's declaration is read from the table its
+ * file returns, once, when the file is first loaded; merge() is only called
+ * later by the graph builder.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include "lua_inc.h"
+
+#include "method.h"
+#include "lua_api.h"
+#include "stdlib_embed.h"
+
+typedef struct method_entry {
+    cr_method_info info;        /* first: a cr_method_info* is an entry* */
+    const char *key;            /* name for built-ins, resolved path for files */
+    int ref;                    /* method table in the Lua registry */
+} method_entry;
+
+struct cr_method_registry {
+    const cr_allocator *alloc;
+    cr_arena arena;
+    cr_lua *lua;
+    const char *user_dir;
+    cr_vec entries;             /* method_entry* */
+    const char **builtin;       /* names of built-in methods */
+    size_t n_builtin;
+};
+
+static method_entry *entry_at(const cr_method_registry *r, size_t i)
+{
+    return CR_VEC_AT(&r->entries, method_entry *, i);
+}
+
+/* Read the declaration of the table on top of the stack into e. */
+static cr_status read_decl(cr_method_registry *r, lua_State *S, const char *source,
+                           const char *default_name, method_entry *e, cr_error *err)
+{
+    cr_method_info *m = &e->info;
+    int t = lua_gettop(S);
+    m->source = cr_arena_strdup(&r->arena, source);
+    lua_getfield(S, t, "name");
+    m->name = cr_arena_strdup(&r->arena, lua_isstring(S, -1) ? lua_tostring(S, -1) : default_name);
+    lua_getfield(S, t, "pretty");
+    m->pretty = cr_arena_strdup(&r->arena, lua_isstring(S, -1) ? lua_tostring(S, -1) : m->name);
+    lua_getfield(S, t, "url");
+    m->url = lua_isstring(S, -1) ? cr_arena_strdup(&r->arena, lua_tostring(S, -1)) : NULL;
+    lua_pop(S, 3);
+    if (!m->source || !m->name || !m->pretty) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+
+    lua_getfield(S, t, "base");
+    const char *base = lua_isstring(S, -1) ? lua_tostring(S, -1) : "unused";
+    if (!strcmp(base, "required")) m->base = CR_BASE_REQUIRED;
+    else if (!strcmp(base, "optional")) m->base = CR_BASE_OPTIONAL;
+    else if (!strcmp(base, "unused")) m->base = CR_BASE_UNUSED;
+    else {
+        cr_fail(err, CR_ERR_CONFIG, "%s: base = '%s' (want \"required\", \"optional\" or \"unused\")",
+                source, base);
+        lua_pop(S, 1);
+        return CR_ERR_CONFIG;
+    }
+    lua_pop(S, 1);
+
+    m->min_inputs = 1;
+    m->max_inputs = -1;
+    if (lua_getfield(S, t, "inputs") == LUA_TTABLE) {
+        if (lua_getfield(S, -1, "min") == LUA_TNUMBER) m->min_inputs = (int)lua_tointeger(S, -1);
+        if (lua_getfield(S, -2, "max") == LUA_TNUMBER) m->max_inputs = (int)lua_tointeger(S, -1);
+        lua_pop(S, 2);
+    }
+    lua_pop(S, 1);
+
+    if (lua_getfield(S, t, "merge") != LUA_TFUNCTION) {
+        lua_pop(S, 1);
+        return cr_fail(err, CR_ERR_CONFIG, "%s: the returned table has no merge function", source);
+    }
+    lua_pop(S, 1);
+
+    if (lua_getfield(S, t, "params") == LUA_TTABLE) {
+        lua_Integer n = luaL_len(S, -1);
+        cr_param_decl *ps = n ? cr_arena_alloc(&r->arena, sizeof *ps * (size_t)n) : NULL;
+        if (n && !ps) { lua_pop(S, 1); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
+        for (lua_Integer i = 1; i <= n; i++) {
+            cr_param_decl *p = &ps[i - 1];
+            lua_rawgeti(S, -1, i);
+            if (!lua_istable(S, -1) || lua_getfield(S, -1, "name") != LUA_TSTRING) {
+                lua_pop(S, 3);
+                return cr_fail(err, CR_ERR_CONFIG, "%s: params[%lld] has no name", source, (long long)i);
+            }
+            p->name = cr_arena_strdup(&r->arena, lua_tostring(S, -1));
+            lua_getfield(S, -2, "scope");
+            p->scope = lua_isstring(S, -1) && !strcmp(lua_tostring(S, -1), "model") ? CR_PARAM_MODEL
+                                                                                     : CR_PARAM_GLOBAL;
+            lua_getfield(S, -3, "kind");
+            p->kind = lua_isstring(S, -1) && !strcmp(lua_tostring(S, -1), "bool") ? CR_PARAM_BOOL
+                                                                                   : CR_PARAM_NUMBER;
+            lua_getfield(S, -4, "required");
+            p->required = lua_toboolean(S, -1);
+            lua_getfield(S, -5, "default");
+            if (lua_isboolean(S, -1)) { p->has_default = true; p->dflt = lua_toboolean(S, -1); }
+            else if (lua_isnumber(S, -1)) { p->has_default = true; p->dflt = lua_tonumber(S, -1); }
+            lua_pop(S, 6);
+            if (!p->name) { lua_pop(S, 1); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
+        }
+        m->params = ps;
+        m->n_params = (uint32_t)n;
+    }
+    lua_pop(S, 1);
+    return CR_OK;
+}
+
+/* Load one method file's text and register it under key. */
+static cr_status load_method(cr_method_registry *r, const char *key, const char *source,
+                             const char *default_name, const char *text, size_t len,
+                             method_entry **out, cr_error *err)
+{
+    int ref;
+    cr_status st = cr_lua_load_chunk(r->lua, source, text, len, &ref, err);
+    if (st) return st;
+    lua_State *S = cr_lua_state(r->lua);
+    method_entry *e = cr_arena_alloc(&r->arena, sizeof *e);
+    if (!e || !(e->key = cr_arena_strdup(&r->arena, key))) {
+        luaL_unref(S, LUA_REGISTRYINDEX, ref);
+        return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    }
+    e->ref = ref;
+    lua_rawgeti(S, LUA_REGISTRYINDEX, ref);
+    st = read_decl(r, S, source, default_name, e, err);
+    lua_pop(S, 1);
+    if (st) return st;
+    if (!cr_vec_push(&r->entries, &e)) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    *out = e;
+    return CR_OK;
+}
+
+/* stdlib/_pending.lua: declarations of methods whose file has not landed;
+ * each is registered only when no stdlib file declares that name. */
+static cr_status load_pending(cr_method_registry *r, cr_error *err)
+{
+    const cr_embedded_file *f = NULL;
+    for (size_t i = 0; i < cr_stdlib_n_files; i++)
+        if (!strcmp(cr_stdlib_files[i].name, "_pending.lua")) f = &cr_stdlib_files[i];
+    if (!f) return CR_OK;
+    int ref;
+    cr_status st = cr_lua_load_chunk(r->lua, "stdlib/_pending.lua", f->data, f->len, &ref, err);
+    if (st) return st;
+    lua_State *S = cr_lua_state(r->lua);
+    lua_rawgeti(S, LUA_REGISTRYINDEX, ref);
+    lua_getfield(S, -1, "pending");
+    lua_Integer n = lua_istable(S, -1) ? luaL_len(S, -1) : 0;
+    for (lua_Integer i = 1; i <= n && !st; i++) {
+        lua_rawgeti(S, -1, i);
+        lua_getfield(S, -1, "name");
+        const char *name = lua_tostring(S, -1);
+        bool taken = !name;
+        for (size_t k = 0; name && k < r->n_builtin; k++) taken |= !strcmp(r->builtin[k], name);
+        lua_pop(S, 1);
+        if (taken) { lua_pop(S, 1); continue; }
+        method_entry *e = cr_arena_alloc(&r->arena, sizeof *e);
+        if (!e) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); lua_pop(S, 1); break; }
+        st = read_decl(r, S, "stdlib/_pending.lua", name, e, err);
+        e->key = e->info.name;
+        e->ref = luaL_ref(S, LUA_REGISTRYINDEX);   /* pops the entry */
+        if (!st && !cr_vec_push(&r->entries, &e)) st = cr_fail(err, CR_ERR_NOMEM, "out of memory");
+        if (!st) r->builtin[r->n_builtin++] = e->info.name;
+    }
+    lua_pop(S, 2);
+    luaL_unref(S, LUA_REGISTRYINDEX, ref);
+    return st;
+}
+
+cr_status cr_methods_open(const cr_allocator *alloc, const char *user_dir,
+                          cr_method_registry **out, cr_error *err)
+{
+    *out = NULL;
+    cr_method_registry *r = cr_calloc(alloc, 1, sizeof *r);
+    if (!r) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    r->alloc = alloc;
+    cr_arena_init(&r->arena, alloc);
+    cr_vec_init(&r->entries, alloc, sizeof(method_entry *));
+    cr_status st = cr_lua_open(alloc, NULL, &r->lua, err);
+    if (st) { cr_methods_close(r); return st; }
+    if (user_dir && !(r->user_dir = cr_arena_strdup(&r->arena, user_dir))) {
+        cr_methods_close(r);
+        return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    }
+    r->builtin = cr_arena_alloc(&r->arena, sizeof(char *) * (cr_stdlib_n_files + 64));
+    if (!r->builtin) { cr_methods_close(r); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
+    for (size_t i = 0; i < cr_stdlib_n_files; i++) {
+        const cr_embedded_file *f = &cr_stdlib_files[i];
+        if (!strcmp(f->name, "common.lua") || f->name[0] == '_') continue;
+        char source[300], stem[256];
+        snprintf(source, sizeof source, "stdlib/%s", f->name);
+        snprintf(stem, sizeof stem, "%.*s", (int)(strlen(f->name) > 4 ? strlen(f->name) - 4 : 0), f->name);
+        method_entry *e;
+        st = load_method(r, stem, source, stem, f->data, f->len, &e, err);
+        if (st) { cr_methods_close(r); return st; }
+        /* the key of a built-in is its declared name */
+        e->key = e->info.name;
+        r->builtin[r->n_builtin++] = e->info.name;
+    }
+    if ((st = load_pending(r, err))) { cr_methods_close(r); return st; }
+    *out = r;
+    return CR_OK;
+}
+
+void cr_methods_close(cr_method_registry *r)
+{
+    if (!r) return;
+    cr_lua_close(r->lua);
+    cr_vec_free(&r->entries);
+    cr_arena_free(&r->arena);
+    cr_free(r->alloc, r);
+}
+
+/* Read a whole file with the registry's allocator. */
+static char *slurp(const cr_allocator *a, const char *path, size_t *len, cr_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) { cr_fail_errno(err, errno, "cannot open method file %s", path); return NULL; }
+    size_t cap = 4096, n = 0;
+    char *buf = cr_malloc(a, cap);
+    while (buf) {
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) break;
+        if (n + 1 == cap) {
+            if (cap > ((size_t)64 << 20)) { cr_free(a, buf); buf = NULL; break; }
+            char *nb = cr_realloc(a, buf, cap * 2);
+            if (!nb) { cr_free(a, buf); buf = NULL; break; }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    if (!buf || bad) {
+        cr_free(a, buf);
+        cr_fail(err, bad ? CR_ERR_IO : CR_ERR_NOMEM, "cannot read method file %s", path);
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+static const cr_method_info *load_file(cr_method_registry *r, const char *path,
+                                       const char *default_name, cr_error *err)
+{
+    for (size_t i = 0; i < r->entries.len; i++)
+        if (!strcmp(entry_at(r, i)->key, path)) return &entry_at(r, i)->info;
+    size_t len;
+    char *text = slurp(r->alloc, path, &len, err);
+    if (!text) return NULL;
+    method_entry *e;
+    cr_status st = load_method(r, path, path, default_name, text, len, &e, err);
+    cr_free(r->alloc, text);
+    return st ? NULL : &e->info;
+}
+
+const cr_method_info *cr_methods_find(cr_method_registry *r, const char *name,
+                                      const char *relative_to, cr_error *err)
+{
+    char path[4096];
+    if (!strncmp(name, "lua:", 4)) {
+        const char *p = name + 4;
+        if (p[0] == '/' || !relative_to || !relative_to[0]) snprintf(path, sizeof path, "%s", p);
+        else snprintf(path, sizeof path, "%s/%s", relative_to, p);
+        const char *base = strrchr(p, '/');
+        base = base ? base + 1 : p;
+        char stem[256];
+        size_t bl = strlen(base);
+        snprintf(stem, sizeof stem, "%.*s", (int)(bl > 4 && !strcmp(base + bl - 4, ".lua") ? bl - 4 : bl), base);
+        return load_file(r, path, stem, err);
+    }
+    for (size_t i = 0; i < r->n_builtin; i++)
+        if (!strcmp(r->builtin[i], name)) {
+            for (size_t j = 0; j < r->entries.len; j++)
+                if (entry_at(r, j)->info.name == r->builtin[i]) return &entry_at(r, j)->info;
+        }
+    if (r->user_dir && !strchr(name, '/')) {
+        snprintf(path, sizeof path, "%s/%s.lua", r->user_dir, name);
+        FILE *f = fopen(path, "rb");
+        if (f) {
+            fclose(f);
+            return load_file(r, path, name, err);
+        }
+    }
+    cr_fail(err, CR_ERR_CONFIG, "unknown merge method '%s'%s", name,
+            r->user_dir ? " (not built in, and not in the --methods directory)" : "");
+    return NULL;
+}
+
+size_t cr_methods_builtin_names(const cr_method_registry *r, const char *const **names)
+{
+    *names = r->builtin;
+    return r->n_builtin;
+}
+
+const cr_param_decl *cr_method_param(const cr_method_info *m, const char *name)
+{
+    for (uint32_t i = 0; i < m->n_params; i++)
+        if (!strcmp(m->params[i].name, name)) return &m->params[i];
+    return NULL;
+}
+
+cr_status cr_methods_lua(cr_method_registry *r, const cr_method_info *m, cr_lua **L, int *ref,
+                         cr_error *err)
+{
+    for (size_t i = 0; i < r->entries.len; i++)
+        if (&entry_at(r, i)->info == m) {
+            *L = r->lua;
+            *ref = entry_at(r, i)->ref;
+            return CR_OK;
+        }
+    return cr_fail(err, CR_ERR_ARG, "method %s is not from this registry", m && m->name ? m->name : "?");
+}

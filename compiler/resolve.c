@@ -1,0 +1,103 @@
+/* resolve.c — model reference -> local directory (resolve.h).
+ *
+ * Only directories are accepted: a model is a Hugging Face model folder.
+ * The Hugging Face cache is read the way huggingface_hub lays it out, so a
+ * model downloaded once with the Hub tools is found offline.
+ */
+#include "resolve.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static bool is_dir(const char *p)
+{
+    struct stat st;
+    return p && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+void cr_resolve_env_init(cr_resolve_env *env, cr_arena *ar, const char *recipe_path,
+                         const char *models_dir, bool use_env)
+{
+    memset(env, 0, sizeof *env);
+    const char *slash = recipe_path ? strrchr(recipe_path, '/') : NULL;
+    env->recipe_dir = slash ? cr_arena_strndup(ar, recipe_path, (size_t)(slash - recipe_path) + (slash == recipe_path))
+                            : ".";
+    env->models_dir = models_dir;
+    if (!use_env) return;
+    if (!env->models_dir) {
+        const char *m = getenv("CRUCIBLE_MODELS");
+        if (m && *m) env->models_dir = cr_arena_strdup(ar, m);
+    }
+    const char *hub = getenv("HF_HUB_CACHE"), *home = getenv("HF_HOME");
+    const char *xdg = getenv("XDG_CACHE_HOME"), *user = getenv("HOME");
+    if (hub && *hub) env->hf_hub = cr_arena_strdup(ar, hub);
+    else if (home && *home) env->hf_hub = cr_arena_printf(ar, "%s/hub", home);
+    else if (xdg && *xdg) env->hf_hub = cr_arena_printf(ar, "%s/huggingface/hub", xdg);
+    else if (user && *user) env->hf_hub = cr_arena_printf(ar, "%s/.cache/huggingface/hub", user);
+}
+
+/* models--ORG--NAME/snapshots/<rev>: refs/main names the revision; without
+ * it, a single snapshot is unambiguous. */
+static const char *hf_snapshot(cr_arena *ar, const char *hub, const char *id)
+{
+    if (!hub || id[0] == '/' || id[0] == '.' || strstr(id, "..")) return NULL;
+    const char *slash = strchr(id, '/');
+    if (slash && strchr(slash + 1, '/')) return NULL;
+    char *repo = slash ? cr_arena_printf(ar, "%s/models--%.*s--%s", hub, (int)(slash - id), id, slash + 1)
+                       : cr_arena_printf(ar, "%s/models--%s", hub, id);
+    if (!repo) return NULL;
+    if (!is_dir(repo)) return NULL;
+    char *ref = cr_arena_printf(ar, "%s/refs/main", repo);
+    FILE *f = ref ? fopen(ref, "r") : NULL;
+    if (f) {
+        char rev[128] = { 0 };
+        size_t n = fread(rev, 1, sizeof rev - 1, f);
+        fclose(f);
+        while (n && (rev[n - 1] == '\n' || rev[n - 1] == ' ' || rev[n - 1] == '\r')) rev[--n] = 0;
+        if (n && !strchr(rev, '/')) {
+            char *snap = cr_arena_printf(ar, "%s/snapshots/%s", repo, rev);
+            if (is_dir(snap)) return snap;
+        }
+    }
+    char *snaps = cr_arena_printf(ar, "%s/snapshots", repo);
+    DIR *d = snaps ? opendir(snaps) : NULL;
+    if (!d) return NULL;
+    const char *only = NULL;
+    int count = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        count++;
+        only = cr_arena_printf(ar, "%s/%s", snaps, e->d_name);
+    }
+    closedir(d);
+    return count == 1 && is_dir(only) ? only : NULL;
+}
+
+const char *cr_resolve_model(const cr_resolve_env *env, cr_arena *ar, const char *path,
+                             const char **tried)
+{
+    *tried = NULL;
+    if (path[0] == '/') {
+        *tried = path;
+        return is_dir(path) ? path : NULL;
+    }
+    const char *cands[3] = {
+        cr_arena_printf(ar, "%s/%s", env->recipe_dir, path),
+        path,
+        env->models_dir ? cr_arena_printf(ar, "%s/%s", env->models_dir, path) : NULL,
+    };
+    for (size_t i = 0; i < 3; i++)
+        if (cands[i] && is_dir(cands[i])) return cands[i];
+    const char *snap = hf_snapshot(ar, env->hf_hub, path);
+    if (snap) return snap;
+    *tried = cr_arena_printf(ar, "%s, ./%s%s%s%s%s%s", cands[0] ? cands[0] : "?", path,
+                             env->models_dir ? ", " : "", env->models_dir ? cands[2] : "",
+                             env->hf_hub ? ", the Hugging Face cache in " : "",
+                             env->hf_hub ? env->hf_hub : "",
+                             env->models_dir ? "" : " (no --models-dir / CRUCIBLE_MODELS set)");
+    return NULL;
+}

@@ -1,0 +1,32 @@
+/* resolve.h — finding a model reference on the local disk (no network).
+ *
+ * A reference `path` is looked up, in order, as: an absolute directory; a
+ * directory relative to the recipe's folder; relative to the working
+ * directory; `MODELS_DIR/path` (--models-dir, else $CRUCIBLE_MODELS); and
+ * the Hugging Face cache ($HF_HUB_CACHE, else $HF_HOME/hub, else
+ * ~/.cache/huggingface/hub) as models--ORG--NAME/snapshots/<refs/main, or
+ * the only snapshot>.
+ */
+#ifndef CR_RESOLVE_H
+#define CR_RESOLVE_H
+
+#include "base.h"
+
+typedef struct cr_resolve_env {
+    const char *recipe_dir;     /* folder of the recipe file ("." if none) */
+    const char *models_dir;     /* NULL: none */
+    const char *hf_hub;         /* hub cache folder, NULL: none */
+} cr_resolve_env;
+
+/* Fill `env` from options and the process environment (CRUCIBLE_MODELS,
+ * HF_HUB_CACHE, HF_HOME, XDG_CACHE_HOME, HOME) unless `use_env` is false.
+ * Strings are allocated in `ar`. */
+void cr_resolve_env_init(cr_resolve_env *env, cr_arena *ar, const char *recipe_path,
+                         const char *models_dir, bool use_env);
+
+/* The directory for `path` (arena string), or NULL when not found; then
+ * `tried` (arena string) lists the places looked at. */
+const char *cr_resolve_model(const cr_resolve_env *env, cr_arena *ar, const char *path,
+                             const char **tried);
+
+#endif

@@ -1,0 +1,208 @@
+/* test_lua_api.c — the Lua API builds the right nodes and dtypes, and the
+ * sandbox holds: forbidden libraries, runaway loops and memory bombs each
+ * fail with a clear message and the state keeps working. */
+#include "harness.h"
+#include "support/graph_fixtures.h"
+
+typedef struct fixture {
+    cr_graph g;
+    cr_lua *L;
+    uint32_t d, in[4];
+} fixture;
+
+static bool setup(fixture *f, cr_dtype t)
+{
+    cr_graph_init(&f->g, cr_default_allocator());
+    cr_lua_limits lim = { .max_bytes = (size_t)32 << 20, .max_instructions = 5000000 };
+    cr_error err;
+    if (cr_lua_open(cr_default_allocator(), &lim, &f->L, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return false;
+    }
+    f->d = cr_test_graph_inputs(&f->g, 4, 8, t, 3, f->in);
+    return true;
+}
+
+static void teardown(fixture *f)
+{
+    cr_lua_close(f->L);
+    cr_graph_free(&f->g);
+}
+
+static uint32_t run(fixture *f, const char *body, cr_error *err)
+{
+    return cr_test_lua_merge(f->L, &f->g, f->d, f->in, 3, true, body, false, err);
+}
+
+TEST(arithmetic_builds_nodes)
+{
+    fixture f;
+    REQUIRE(setup(&f, CR_DTYPE_BF16));
+    cr_error err = {0};
+    uint32_t r = run(&f, "local a, b = ctx.inputs[1], ctx.inputs[2]\nreturn (a + b) * 2 - a / b + (-a)", &err);
+    CHECK_MSG(r != CR_NO_NODE, "%s", err.msg);
+    REQUIRE(r != CR_NO_NODE);
+    const cr_node *n = &f.g.nodes[r];
+    CHECK_EQ_INT(n->op, CR_GOP_ADD);
+    CHECK_EQ_INT(n->dtype, CR_DTYPE_BF16);
+    CHECK_EQ_INT(n->rdt, CR_DTYPE_BF16);
+    CHECK_EQ_INT(n->kind, CR_VK_TENSOR);
+    CHECK_EQ_INT(f.g.nodes[n->in[1]].op, CR_GOP_NEG);
+    CHECK(cr_graph_verify(&f.g, &err) == CR_OK);
+    /* every op present once */
+    int seen[CR_GOP_COUNT] = {0};
+    for (uint32_t i = 0; i < f.g.n_nodes; i++) seen[f.g.nodes[i].op]++;
+    CHECK_EQ_INT(seen[CR_GOP_MUL], 1);
+    CHECK_EQ_INT(seen[CR_GOP_DIV], 1);
+    CHECK_EQ_INT(seen[CR_GOP_SUB], 1);
+    teardown(&f);
+}
+
+TEST(dtype_rules)
+{
+    fixture f;
+    REQUIRE(setup(&f, CR_DTYPE_BF16));
+    cr_error err = {0};
+    /* bf16 + f16 -> f32; scalar (from sum) with tensor keeps the tensor's dtype */
+    uint32_t r = run(&f, "local a = ctx.inputs[1]\n"
+                         "local h = ctx.inputs[2]:cast('float16')\n"
+                         "local s = (a + h)\n"
+                         "assert(s.dtype == 'float32', s.dtype)\n"
+                         "local t = a * h:sum()\n"
+                         "assert(t.dtype == 'bfloat16', t.dtype)\n"
+                         "assert(h:sum().kind == 'scalar')\n"
+                         "assert(a:row_sum().kind == 'rows')\n"
+                         "assert((a * 0.5).dtype == 'bfloat16')\n"
+                         "assert(cr.gt(a, 0).dtype == 'bool')\n"
+                         "assert((cr.gt(a, 0) * a).dtype == 'bfloat16')\n"
+                         "assert(cr.const(0.6, 'bfloat16').dtype == 'bfloat16')\n"
+                         "assert(a:norm().dtype == 'bfloat16')\n"
+                         "assert(cr.float(a:sum()).dtype == 'float64')\n"
+                         "assert(a.numel == 32 and a.shape[1] == 4 and a.shape[2] == 8)\n"
+                         "assert(ctx.base == ctx.inputs[1] and #ctx.others == 2)\n"
+                         "assert(a.model == 'm0' and a.is_base and a.params.weight == 0.25)\n"
+                         "return t", &err);
+    CHECK_MSG(r != CR_NO_NODE, "%s", err.msg);
+    /* the const is rounded to bf16 */
+    bool found = false;
+    for (uint32_t i = 0; i < f.g.n_nodes; i++)
+        if (f.g.nodes[i].op == CR_GOP_CONST && f.g.nodes[i].dtype == CR_DTYPE_BF16)
+            found = f.g.nodes[i].value == 0.6015625;
+    CHECK(found);
+    teardown(&f);
+}
+
+TEST(precise_rounds_f32)
+{
+    fixture f;
+    REQUIRE(setup(&f, CR_DTYPE_BF16));
+    cr_error err = {0};
+    uint32_t r = cr_test_lua_merge(f.L, &f.g, f.d, f.in, 3, true,
+                                   "return ctx.inputs[1] * ctx.inputs[2]", true, &err);
+    REQUIRE(r != CR_NO_NODE);
+    CHECK_EQ_INT(f.g.nodes[r].dtype, CR_DTYPE_BF16);
+    CHECK_EQ_INT(f.g.nodes[r].rdt, CR_DTYPE_F32);
+    teardown(&f);
+}
+
+TEST(reductions_and_selection)
+{
+    fixture f;
+    REQUIRE(setup(&f, CR_DTYPE_F32));
+    cr_error err = {0};
+    uint32_t r = run(&f, "local a = ctx.inputs[1]\n"
+                         "local m = cr.topk_mask(a, 5)\n"
+                         "local k = cr.kth_largest_abs(a, 3)\n"
+                         "local rr = cr.row_rank(a)\n"
+                         "local u = cr.rand(ctx, 'dare')\n"
+                         "return cr.where(cr.lt(u, 0.5), a * m + rr, a - k) / a:row_max()", &err);
+    CHECK_MSG(r != CR_NO_NODE, "%s", err.msg);
+    int seen[CR_GOP_COUNT] = {0};
+    for (uint32_t i = 0; i < f.g.n_nodes; i++) seen[f.g.nodes[i].op]++;
+    CHECK_EQ_INT(seen[CR_GOP_TOPK_MASK], 1);
+    CHECK_EQ_INT(seen[CR_GOP_KTH_ABS], 1);
+    CHECK_EQ_INT(seen[CR_GOP_ROW_RANK], 1);
+    CHECK_EQ_INT(seen[CR_GOP_RAND], 1);
+    CHECK_EQ_INT(seen[CR_GOP_ROWMAX], 1);
+    CHECK_EQ_INT(seen[CR_GOP_WHERE], 1);
+    CHECK(cr_graph_verify(&f.g, &err) == CR_OK);
+    /* topk k must be an integer */
+    CHECK(run(&f, "return cr.topk_mask(ctx.inputs[1], 1.5)", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "integer");
+    teardown(&f);
+}
+
+TEST(errors_name_file_and_line)
+{
+    fixture f;
+    REQUIRE(setup(&f, CR_DTYPE_F32));
+    cr_error err = {0};
+    CHECK(run(&f, "\ncr.error('density must be positive')", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "test.lua:3: density must be positive");
+    CHECK_CONTAINS(err.msg, "t.weight");
+    CHECK(run(&f, "return 42", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "not a tensor value");
+    CHECK(run(&f, "return ctx.inputs[1] + {}", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "tensor value or number");
+    CHECK(run(&f, "return cr.acos(ctx.inputs[1])", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "takes a scalar");
+    CHECK(run(&f, "return x.y", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "test.lua:2");
+    teardown(&f);
+}
+
+TEST(sandbox)
+{
+    fixture f;
+    REQUIRE(setup(&f, CR_DTYPE_F32));
+    cr_error err = {0};
+    CHECK(run(&f, "io.open('/etc/passwd')", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "io");
+    CHECK(run(&f, "os.execute('true')", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "os");
+    CHECK(run(&f, "require('os')", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "require");
+    CHECK(run(&f, "dofile('/etc/passwd')", &err) == CR_NO_NODE);
+    CHECK(run(&f, "collectgarbage('stop')", &err) == CR_NO_NODE);
+    CHECK(run(&f, "local f = load(string.dump(function() end))", &err) == CR_NO_NODE);
+    CHECK(run(&f, "local f = load('\\27Lua')\nassert(f, 'binary refused')", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "binary refused");
+    CHECK(run(&f, "while true do end", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "instruction limit");
+    CHECK(run(&f, "local t = {}\nfor i = 1, 1e9 do t[i] = string.rep('x', 1000) .. i end", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "memory");
+    CHECK(run(&f, "local s = string.rep('x', 1 << 40)", &err) == CR_NO_NODE);
+    /* text load works and stays sandboxed */
+    uint32_t r = run(&f, "local g = load('return io')\nassert(g() == nil)\nreturn ctx.inputs[1]", &err);
+    CHECK_MSG(r != CR_NO_NODE, "%s", err.msg);
+    /* the state survives all of the above */
+    r = run(&f, "return ctx.inputs[1] + ctx.inputs[2]", &err);
+    CHECK_MSG(r != CR_NO_NODE, "%s", err.msg);
+    teardown(&f);
+}
+
+TEST(stdlib_common_helpers)
+{
+    fixture f;
+    REQUIRE(setup(&f, CR_DTYPE_BF16));
+    cr_error err = {0};
+    uint32_t r = run(&f, "local s = cr.sum_of({ctx.inputs[1], ctx.inputs[2], ctx.inputs[3]})\n"
+                         "assert(s.dtype == 'bfloat16')\nreturn s", &err);
+    CHECK_MSG(r != CR_NO_NODE, "%s", err.msg);
+    REQUIRE(r != CR_NO_NODE);
+    CHECK_EQ_INT(f.g.nodes[r].op, CR_GOP_MOV);
+    CHECK_EQ_INT(f.g.nodes[f.g.nodes[r].in[0]].rdt, CR_DTYPE_F32);
+    teardown(&f);
+}
+
+int main(void)
+{
+    RUN(arithmetic_builds_nodes);
+    RUN(dtype_rules);
+    RUN(precise_rounds_f32);
+    RUN(reductions_and_selection);
+    RUN(errors_name_file_and_line);
+    RUN(sandbox);
+    RUN(stdlib_common_helpers);
+    return cr_test_summary();
+}

@@ -1,0 +1,300 @@
+/* model.c — opening a Hugging Face model directory: finding its weights the
+ * way mergekit does (model.safetensors, then model.safetensors.index.json),
+ * validating the shard index, parsing config.json, and a name-sorted table
+ * of every tensor across shards for binary search.
+ */
+#include "model.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static char *path_join(const cr_allocator *a, const char *dir, const char *name)
+{
+    size_t dl = strlen(dir), nl = strlen(name);
+    bool slash = dl && dir[dl - 1] == '/';
+    char *p = cr_malloc(a, dl + nl + 2);
+    if (!p) return NULL;
+    memcpy(p, dir, dl);
+    if (!slash) p[dl++] = '/';
+    memcpy(p + dl, name, nl + 1);
+    return p;
+}
+
+static bool is_file(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+static bool file_in(const cr_allocator *a, const char *dir, const char *name)
+{
+    char *p = path_join(a, dir, name);
+    bool r = p && is_file(p);
+    cr_free(a, p);
+    return r;
+}
+
+/* Whole small file into memory (config.json, index). */
+static cr_status read_text(const cr_allocator *a, const char *path, char **out, size_t *len, cr_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return cr_fail_errno(err, errno, "%s: cannot open", path);
+    cr_status st = CR_OK;
+    char *buf = NULL;
+    long n;
+    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        st = cr_fail_errno(err, errno, "%s: cannot read", path);
+        goto out;
+    }
+    if (n > 1L << 30) { st = cr_fail(err, CR_ERR_LIMIT, "%s: file too large (%ld bytes)", path, n); goto out; }
+    buf = cr_malloc(a, (size_t)n + 1);
+    if (!buf) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", path); goto out; }
+    if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        st = cr_fail_errno(err, errno ? errno : EIO, "%s: cannot read", path);
+        cr_free(a, buf);
+        buf = NULL;
+        goto out;
+    }
+    buf[n] = 0;
+    *out = buf;
+    *len = (size_t)n;
+out:
+    fclose(f);
+    return st;
+}
+
+static cr_status parse_json_file(const cr_allocator *a, const char *path, cJSON **out, cr_error *err)
+{
+    char *text;
+    size_t len;
+    cr_status st = read_text(a, path, &text, &len, err);
+    if (st != CR_OK) return st;
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, false);
+    size_t at = end ? (size_t)(end - text) : 0;
+    bool trailing = false;
+    if (j) for (const char *q = end; q < text + len; q++)
+        if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r') { trailing = true; break; }
+    cr_free(a, text);
+    if (!j || trailing) {
+        cJSON_Delete(j);
+        return cr_fail(err, CR_ERR_FORMAT, "%s: not valid JSON (near byte %zu)", path, at);
+    }
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return cr_fail(err, CR_ERR_FORMAT, "%s: not a JSON object", path);
+    }
+    *out = j;
+    return CR_OK;
+}
+
+void cr_model_close(cr_model *m)
+{
+    if (!m || !m->alloc) return;
+    for (uint32_t i = 0; i < m->n_shards; i++) cr_st_close(&m->shards[i]);
+    cr_free(m->alloc, m->shards);
+    cr_free(m->alloc, m->tensors);
+    cJSON_Delete(m->config);
+    cr_free(m->alloc, m->dir);
+    memset(m, 0, sizeof *m);
+}
+
+static int cmp_tensor(const void *a, const void *b)
+{
+    return strcmp(((const cr_model_tensor *)a)->info->name, ((const cr_model_tensor *)b)->info->name);
+}
+
+static int cmp_str_ptr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* model.safetensors.index.json: every mapped file opens, every mapped
+ * tensor is in its shard, no key twice. Shards hold no more than the map
+ * says is used; extra tensors in a shard are ignored (as transformers does). */
+static cr_status open_index(cr_model *m, const char *index_path, unsigned flags, cr_error *err)
+{
+    const cr_allocator *a = m->alloc;
+    cJSON *idx = NULL;
+    const char **names = NULL, **files = NULL;
+    cr_status st = parse_json_file(a, index_path, &idx, err);
+    if (st != CR_OK) return st;
+    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
+    if (!cJSON_IsObject(wm)) {
+        st = cr_fail(err, CR_ERR_FORMAT, "%s: missing \"weight_map\" object", index_path);
+        goto out;
+    }
+    uint32_t n = (uint32_t)cJSON_GetArraySize(wm);
+    names = cr_calloc(a, n ? n : 1, sizeof *names);
+    files = cr_calloc(a, n ? n : 1, sizeof *files);
+    m->shards = cr_calloc(a, n ? n : 1, sizeof *m->shards);
+    m->tensors = cr_calloc(a, n ? n : 1, sizeof *m->tensors);
+    if (!names || !files || !m->shards || !m->tensors) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", index_path); goto out; }
+    uint32_t i = 0;
+    for (const cJSON *e = wm->child; e; e = e->next, i++) {
+        if (!cJSON_IsString(e)) {
+            st = cr_fail(err, CR_ERR_FORMAT, "%s: weight_map entry '%s' is not a file name", index_path, e->string);
+            goto out;
+        }
+        const char *fn = e->valuestring;
+        if (!*fn || strchr(fn, '/') || !strcmp(fn, ".") || !strcmp(fn, "..")) {
+            st = cr_fail(err, CR_ERR_FORMAT, "%s: weight_map entry '%s' names '%s', which is not a file in the model directory",
+                         index_path, e->string, fn);
+            goto out;
+        }
+        names[i] = e->string;
+    }
+    qsort(names, n, sizeof *names, cmp_str_ptr);
+    for (i = 1; i < n; i++) {
+        if (!strcmp(names[i - 1], names[i])) {
+            st = cr_fail(err, CR_ERR_FORMAT, "%s: tensor '%s' appears twice in weight_map", index_path, names[i]);
+            goto out;
+        }
+    }
+    /* shards in order of first mention */
+    i = 0;
+    for (const cJSON *e = wm->child; e; e = e->next, i++) {
+        uint32_t s;
+        for (s = 0; s < m->n_shards; s++)
+            if (!strcmp(files[s], e->valuestring)) break;
+        if (s == m->n_shards) {
+            files[s] = e->valuestring;
+            char *p = path_join(a, m->dir, e->valuestring);
+            if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", index_path); goto out; }
+            if (!is_file(p)) {
+                st = cr_fail(err, CR_ERR_FORMAT, "%s: shard '%s' (holding tensor '%s') does not exist",
+                             index_path, e->valuestring, e->string);
+                cr_free(a, p);
+                goto out;
+            }
+            st = cr_st_open(a, p, flags, &m->shards[s], err);
+            cr_free(a, p);
+            if (st != CR_OK) goto out;
+            m->n_shards++;
+        }
+        const cr_st_tensor *t = cr_st_find(&m->shards[s], e->string);
+        if (!t) {
+            st = cr_fail(err, CR_ERR_FORMAT, "%s: tensor '%s' is mapped to '%s', but that shard has no such tensor",
+                         index_path, e->string, e->valuestring);
+            goto out;
+        }
+        m->tensors[i].info = t;
+        m->tensors[i].shard = s;
+        m->n_tensors++;
+    }
+out:
+    cr_free(a, names);
+    cr_free(a, files);
+    cJSON_Delete(idx);
+    return st;
+}
+
+cr_status cr_model_open(const cr_allocator *alloc, const char *dir, unsigned flags,
+                        cr_model *out, cr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->alloc = alloc;
+    out->dir = cr_strdup(alloc, dir);
+    if (!out->dir) return cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir);
+    cr_status st = CR_OK;
+    char *p = NULL;
+    struct stat sb;
+    if (stat(dir, &sb) != 0) { st = cr_fail_errno(err, errno, "%s: cannot open model directory", dir); goto fail; }
+    if (!S_ISDIR(sb.st_mode)) { st = cr_fail(err, CR_ERR_FORMAT, "%s: not a directory (a model is a directory holding config.json and *.safetensors)", dir); goto fail; }
+
+    p = path_join(alloc, dir, "config.json");
+    if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
+    if (is_file(p) && (st = parse_json_file(alloc, p, &out->config, err)) != CR_OK) goto fail;
+    cr_free(alloc, p);
+
+    p = path_join(alloc, dir, "model.safetensors");
+    if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
+    if (is_file(p)) {
+        out->shards = cr_calloc(alloc, 1, sizeof *out->shards);
+        if (!out->shards) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
+        if ((st = cr_st_open(alloc, p, flags, &out->shards[0], err)) != CR_OK) goto fail;
+        out->n_shards = 1;
+        const cr_st_file *f = &out->shards[0];
+        out->tensors = cr_calloc(alloc, f->n_tensors ? f->n_tensors : 1, sizeof *out->tensors);
+        if (!out->tensors) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
+        for (uint32_t i = 0; i < f->n_tensors; i++) out->tensors[i].info = &f->tensors[i];
+        out->n_tensors = f->n_tensors;
+    } else {
+        cr_free(alloc, p);
+        p = path_join(alloc, dir, "model.safetensors.index.json");
+        if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
+        if (is_file(p)) {
+            if ((st = open_index(out, p, flags, err)) != CR_OK) goto fail;
+        } else if (file_in(alloc, dir, "pytorch_model.bin") || file_in(alloc, dir, "pytorch_model.bin.index.json")) {
+            st = cr_fail(err, CR_ERR_UNSUPPORTED,
+                         "%s: holds PyTorch pickle weights (pytorch_model.bin*); crucible reads only safetensors so far "
+                         "(convert the model to safetensors first)", dir);
+            goto fail;
+        } else {
+            st = cr_fail(err, CR_ERR_FORMAT,
+                         "%s: no model weights found (looked for model.safetensors and model.safetensors.index.json)", dir);
+            goto fail;
+        }
+    }
+    cr_free(alloc, p);
+    p = NULL;
+    qsort(out->tensors, out->n_tensors, sizeof *out->tensors, cmp_tensor);
+    for (uint32_t i = 0; i < out->n_tensors; i++)
+        out->total_bytes += out->tensors[i].info->end - out->tensors[i].info->begin;
+    return CR_OK;
+fail:
+    cr_free(alloc, p);
+    cr_model_close(out);
+    return st;
+}
+
+const cr_model_tensor *cr_model_find(const cr_model *m, const char *name)
+{
+    uint32_t lo = 0, hi = m->n_tensors;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(m->tensors[mid].info->name, name);
+        if (c == 0) return &m->tensors[mid];
+        if (c < 0) lo = mid + 1; else hi = mid;
+    }
+    return NULL;
+}
+
+/* Walk "a.b.c" through nested objects. A key that itself contains dots is
+ * tried whole first, so {"a.b": 1} is found too. */
+static const cJSON *config_lookup(const cJSON *obj, const char *key)
+{
+    if (!cJSON_IsObject(obj)) return NULL;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (v) return v;
+    for (const char *dot = strchr(key, '.'); dot; dot = strchr(dot + 1, '.')) {
+        for (const cJSON *c = obj->child; c; c = c->next) {
+            size_t n = (size_t)(dot - key);
+            if (c->string && strlen(c->string) == n && !memcmp(c->string, key, n)) {
+                const cJSON *r = config_lookup(c, dot + 1);
+                if (r) return r;
+            }
+        }
+    }
+    return NULL;
+}
+
+bool cr_model_config_int(const cr_model *m, const char *key, long long *out)
+{
+    const cJSON *v = config_lookup(m->config, key);
+    if (!cJSON_IsNumber(v)) return false;
+    double d = v->valuedouble;
+    if (d != (double)(long long)d || d > 9007199254740992.0 || d < -9007199254740992.0) return false;
+    *out = (long long)d;
+    return true;
+}
+
+const char *cr_model_config_str(const cr_model *m, const char *key)
+{
+    const cJSON *v = config_lookup(m->config, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}

@@ -97,4 +97,182 @@ function M.task_arithmetic(ctx, opts)
   return (B + mixed):cast(dt)
 end
 
+-- ---- sparsifiers (mergekit sparsify.py; merge-methods.md §4.7) -----------
+-- Each takes the task vector δ of one model and returns the sparsified δ,
+-- L1-rescaled when `rescale` is set. `ctx` gives the element count.
+
+local function numel(ctx)
+  local n = 1
+  for _, d in ipairs(ctx.shape) do n = n * d end
+  return n
+end
+M.numel = numel
+
+-- int(x) of a non-negative double, as Python's int() truncates.
+local function int(x) return math.floor(x) end
+
+local function rescaled(delta, mask, rescale)
+  if rescale then return M.l1_rescale(delta, mask) end
+  return delta * mask
+end
+
+-- magnitude (TIES): keep exactly k = int(d·N) largest |δ|. k = 0 is an error
+-- in mergekit (an assertion) and here.
+function M.magnitude(ctx, delta, density, rescale)
+  if density >= 1 then return delta end
+  local k = int(density * numel(ctx))
+  if k <= 0 then
+    cr.error(string.format("%s: density %g keeps no element of %d (k = int(density*numel) = 0)",
+                           ctx.name, density, numel(ctx)))
+  end
+  return rescaled(delta, cr.topk_mask(delta, k), rescale)
+end
+
+-- magnitude_outliers (breadcrumbs): drop the `top` largest and the `bot`
+-- smallest |δ|. top == 0 keeps nothing, as mergekit's empty slice does
+-- (QUIRK, kept for agreement; spec/compat.md).
+function M.magnitude_outliers(ctx, delta, density, gamma, rescale)
+  if density >= 1 then return delta end
+  local n = numel(ctx)
+  local target, top = int(density * n), int(gamma * n)
+  local bot = n - target - top
+  if bot < 0 then top = top + bot; bot = 0 end
+  if top <= 0 then return rescaled(delta, cr.const(0, delta.dtype), rescale) end
+  -- sorted ascending positions [bot, n - top): in the n - bot largest but
+  -- not in the top largest (nested: ties are broken by index in both)
+  local keep = cr.land(cr.topk_mask(delta, n - bot), cr.lnot(cr.topk_mask(delta, top)))
+  return rescaled(delta, keep, rescale)
+end
+
+-- The work dtype of the random sparsifiers on CPU: f16 → f32, bf16 stays.
+local function work_dtype(dt)
+  if dt == "float16" then return "float32" end
+  return dt
+end
+
+-- random (DARE): keep each element with probability p = density (rounded
+-- to the work dtype, as torch.full_like(density) is), from cr.rand.
+function M.bernoulli(ctx, delta, density, rescale, key)
+  if density >= 1 then return delta end
+  local wd = work_dtype(delta.dtype)
+  local d = delta:cast(wd)
+  local keep = cr.lt(cr.rand(ctx, key), cr.const(density, wd))
+  return rescaled(d, keep, rescale):cast(delta.dtype)
+end
+
+-- della_magprune (DELLA): keep probability grows linearly with the rank of
+-- |δ| along dim 1 from d − ε to d + ε.
+function M.della(ctx, delta, density, epsilon, rescale, key)
+  if density >= 1 then return delta end
+  if density <= 0 then return delta * 0 end
+  if density + epsilon >= 1 or density - epsilon <= 0 then
+    cr.error(string.format("%s: DELLA epsilon %g must keep density %g +/- epsilon inside (0, 1)",
+                           ctx.name, epsilon, density))
+  end
+  local shape = ctx.shape
+  if #shape > 2 then
+    cr.error(ctx.name .. ": DELLA on tensors of more than 2 dimensions is not supported (mergekit ranks along dim 1)")
+  end
+  local n = shape[#shape]
+  if #shape == 1 then n = shape[1] end
+  if n < 2 then
+    cr.error(ctx.name .. ": DELLA needs at least 2 elements per row (mergekit divides by zero here)")
+  end
+  local wd = work_dtype(delta.dtype)
+  local d = delta:cast(wd)
+  local ranks = cr.row_rank(d)                       -- 1..n, in the work dtype
+  local rank_norm = cr.clamp((ranks - 1) / (n - 1), 0, 1)
+  local probs = (rank_norm * 2) * epsilon + (density - epsilon)
+  local keep = cr.lt(cr.rand(ctx, key), probs)
+  return rescaled(d, keep, rescale):cast(delta.dtype)
+end
+
+-- ---- SLERP coefficients --------------------------------------------------
+
+-- Whole-tensor SLERP as mergekit's slerp.py (NumPy, float32): vectors are
+-- normalised only when their norm exceeds eps; |cos| > 0.9995 lerps.
+-- Returns the f32 result.
+function M.slerp(t, a, b)
+  local v0, v1 = a:cast("float32"), b:cast("float32")
+  local n0, n1 = v0:norm(), v1:norm()
+  local u0 = v0 / cr.where(cr.gt(n0, 1e-8), n0, 1)
+  local u1 = v1 / cr.where(cr.gt(n1, 1e-8), n1, 1)
+  local c = cr.dot(u0, u1)
+  local lin = cr.gt(cr.abs(c), 0.9995)
+  local theta = cr.acos(cr.where(lin, 0, c))
+  local sin_theta = cr.sin(theta)
+  local theta_t = theta * t
+  local s0 = cr.sin(theta - theta_t) / sin_theta
+  local s1 = cr.sin(theta_t) / sin_theta
+  local ca = cr.where(lin, cr.const(1 - t, "float32"), s0)
+  local cb = cr.where(lin, cr.const(t, "float32"), s1)
+  return ca * v0 + cb * v1
+end
+
+-- n-ary sum of boolean masks as an integer count (torch sums bools to int64).
+function M.count_of(masks)
+  local c = masks[1]:cast("int64")
+  for i = 2, #masks do c = c + masks[i]:cast("int64") end
+  return c
+end
+
+-- The shared part of ram and ramplus_tl (ram.py _prepare_ram_vectors):
+-- task vectors T_k, active masks |T_k| > ε, the count c of active models,
+-- unique (c == 1) and shared (c > 1) masks, Z_k = T_k ⊙ active_k, and the
+-- divisor max(c, 1) as an integer tensor (so it never promotes the dtype).
+function M.ram_parts(ctx)
+  local B = ctx.base
+  local eps = ctx.params.epsilon
+  local r = { z = {}, active = {} }
+  for k, x in ipairs(ctx.others) do
+    local t = x - B
+    r.active[k] = cr.gt(cr.abs(t), eps)
+    r.z[k] = t * r.active[k]
+  end
+  local c = M.count_of(r.active)
+  r.unique = cr.eq(c, 1)
+  r.shared = cr.gt(c, 1)
+  r.div = cr.max(c, 1)
+  return r
+end
+
+-- The task-arithmetic family with a named sparsifier (§4.7 variant table).
+--   kind: "magnitude" | "outliers" | "random" | "della" | nil
+function M.gta(ctx, kind, consensus)
+  local p = ctx.params
+  local sparsify = nil
+  if kind then
+    sparsify = function(delta, x)
+      local d = x.params.density
+      if d == nil then d = 1.0 end
+      local key = "sparsify:" .. tostring(x.index)
+      if kind == "magnitude" then return M.magnitude(ctx, delta, d, p.rescale) end
+      if kind == "outliers" then
+        local g = x.params.gamma
+        if g == nil then g = 0.01 end
+        return M.magnitude_outliers(ctx, delta, d, g, p.rescale)
+      end
+      if kind == "random" then return M.bernoulli(ctx, delta, d, p.rescale, key) end
+      local e = x.params.epsilon
+      if e == nil then e = 0.15 end
+      return M.della(ctx, delta, d, e, p.rescale, key)
+    end
+  end
+  return M.task_arithmetic(ctx, { sparsify = sparsify, consensus = consensus })
+end
+
+-- Parameter lists of the task-arithmetic family.
+function M.gta_params(normalize, rescale, extra)
+  local ps = {
+    { name = "int8_mask", scope = "global", kind = "bool", default = false },
+    { name = "normalize", scope = "global", kind = "bool", default = normalize },
+    { name = "rescale", scope = "global", kind = "bool", default = rescale },
+    { name = "lambda", scope = "global", kind = "number", default = 1.0 },
+    { name = "weight", scope = "model", kind = "number", required = true },
+    { name = "density", scope = "model", kind = "number", default = 1.0 },
+  }
+  if extra then ps[#ps + 1] = extra end
+  return ps
+end
+
 return M

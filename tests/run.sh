@@ -5,6 +5,7 @@
 # usage: tests/run.sh CRUCIBLE_BIN TEST_BIN...
 set -u
 bin=$(realpath "$1"); shift
+export CRUCIBLE_BIN="$bin"   # tests/unit/test_golden.c runs `crucible merge`
 total_pass=0
 total_fail=0
 crashed=()

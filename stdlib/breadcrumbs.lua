@@ -1,0 +1,14 @@
+-- breadcrumbs.lua — Model Breadcrumbs (mergekit generalized_task_arithmetic.py + sparsify.py;
+-- merge-methods.md §4.7): sparsifier "outliers", sign consensus false,
+-- defaults normalize=false, rescale=false.
+return {
+  name = "breadcrumbs",
+  pretty = "Model Breadcrumbs",
+  url = "https://arxiv.org/abs/2312.06795",
+  base = "required",
+  inputs = { min = 1 },
+  params = cr.gta_params(false, false, { name = "gamma", scope = "model", kind = "number", default = 0.01 }),
+  merge = function(ctx)
+    return cr.gta(ctx, "outliers", false)
+  end,
+}

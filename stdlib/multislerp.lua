@@ -1,0 +1,53 @@
+-- multislerp.lua — Multi-SLERP (mergekit multislerp.py; merge-methods.md
+-- §4.5): weighted mean direction in the tangent space of the unit sphere,
+-- scaled by the weighted mean of the norms; optionally on task vectors.
+return {
+  name = "multislerp",
+  pretty = "Multi-SLERP",
+  url = "https://goddard.blog/posts/multislerp-wow-what-a-cool-idea",
+  base = "optional",
+  inputs = { min = 1 },
+  params = {
+    { name = "normalize_weights", scope = "global", kind = "bool", default = true },
+    { name = "eps", scope = "global", kind = "number", default = 1e-8 },
+    { name = "weight", scope = "model", kind = "number", required = true },
+  },
+  merge = function(ctx)
+    local B = ctx.base
+    local xs = ctx.others
+    if #xs == 0 then cr.error(ctx.name .. ": multislerp needs at least one non-base model") end
+    if #xs == 1 then return xs[1] end
+    local eps = ctx.params.eps
+    local dt = xs[1].dtype
+    local ws = cr.weights_of(xs, dt)
+    if ctx.params.normalize_weights then
+      local total = cr.sum_of(ws)
+      for i = 1, #ws do ws[i] = ws[i] / total end
+    end
+    local ys, us, rho = {}, {}, {}
+    for i, x in ipairs(xs) do
+      ys[i] = B and (x - B) or x
+      rho[i] = ys[i]:norm()
+      us[i] = ys[i] / (rho[i] + eps)
+    end
+    local wu = {}
+    for i = 1, #us do wu[i] = us[i] * ws[i] end
+    local m = cr.sum_of(wu)
+    local mnorm = m:norm()
+    local mh = m / mnorm
+    local tau = {}
+    for i = 1, #us do tau[i] = (us[i] - mh * cr.dot(us[i], mh)) * ws[i] end
+    local t = cr.sum_of(tau)
+    local phi = t:norm() + eps
+    local r = mh * cr.cos(phi) + t * (cr.sin(phi) / phi)
+    local wr = {}
+    for i = 1, #ws do wr[i] = ws[i] * rho[i] end
+    local out = r * cr.sum_of(wr)
+    if #xs == 2 then
+      -- |m| < eps: mergekit's linear fallback for two models
+      out = cr.where(cr.lt(mnorm, eps), ys[1] * ws[1] + ys[2] * ws[2], out)
+    end
+    if B then out = B + out end
+    return out
+  end,
+}

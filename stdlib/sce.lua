@@ -1,0 +1,50 @@
+-- sce.lua — SCE (mergekit sce.py; merge-methods.md §4.8): optional
+-- variance-based top-k selection shared by all models, TIES sign election,
+-- then a mean weighted by each task vector's energy mean(δ²).
+return {
+  name = "sce",
+  pretty = "SCE",
+  url = "https://arxiv.org/abs/2408.07990",
+  base = "required",
+  inputs = { min = 0 },
+  params = {
+    { name = "int8_mask", scope = "global", kind = "bool", default = false },
+    { name = "select_topk", scope = "global", kind = "number", default = 1.0 },
+  },
+  merge = function(ctx)
+    local B, tvs = cr.task_vectors(ctx)
+    if #tvs == 0 then return B end
+    local n = #tvs
+    local D = {}
+    for i, tv in ipairs(tvs) do D[i] = tv.delta end
+    local topk = ctx.params.select_topk
+    if topk < 1 then
+      -- population variance over the models, per element
+      local mean = cr.sum_of(D) / n
+      local sq = {}
+      for i = 1, n do sq[i] = (D[i] - mean) * (D[i] - mean) end
+      local var = cr.sum_of(sq) / n
+      -- k = int(count(var != 0) * select_topk); k = 0 keeps nothing and the
+      -- result is the base (mergekit returns a wrongly shaped tensor there)
+      local nz = cr.ne(var, 0):cast("float32"):sum()
+      local k = cr.trunc(cr.float(nz) * topk)
+      if topk <= 0 then k = 0 end
+      local mask = cr.topk_mask(var, k)
+      for i = 1, n do D[i] = D[i] * mask end
+    end
+    local agree = cr.sign_agreement(D)
+    local g = {}
+    for i = 1, n do g[i] = (D[i] * D[i]):mean() end
+    local G = cr.float(g[1])
+    for i = 2, n do G = G + cr.float(g[i]) end
+    local tiny = cr.lt(cr.abs(G), 1e-6)
+    local num, den = {}, {}
+    for i = 1, n do
+      local w = cr.where(tiny, cr.const(1 / n, B.dtype), (g[i] / G):cast(B.dtype))
+      local e = agree[i] * w
+      num[i] = D[i] * e
+      den[i] = e
+    end
+    return B + cr.sum_of(num) / cr.max(cr.sum_of(den), 1e-6)
+  end,
+}

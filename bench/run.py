@@ -2,16 +2,21 @@
 """bench/run.py — crucible vs mergekit vs the I/O floor, side by side.
 
 Generates Llama-shaped bf16 models with `crucible synth` (a base and three
-fine-tunes), installs mergekit into bench/.venv if missing, then runs each
-recipe with mergekit-yaml and crucible alternately, several times, measuring
-wall time, user+sys CPU and peak RSS with /usr/bin/time -v. The I/O floor is
-reading the inputs once (cat > /dev/null) and writing one output of the same
-size (dd) on the same disk. crucible's output is compared with mergekit's
-(`crucible diff`) so speed is never bought with wrong answers, and `crucible
-plan`'s predictions are compared with the measurements. Writes
-bench/RESULTS.md.
+fine-tunes), then runs each recipe with mergekit and crucible alternately
+(the order flips every run), several times, measuring wall time, user+sys CPU
+and peak RSS with /usr/bin/time -v. The I/O floor is reading the recipe's
+inputs once (cat > /dev/null) and writing one output of the same size (dd
+conv=fsync: crucible fsyncs every shard and the directory, mergekit does
+not). crucible's output is compared with mergekit's (bench/compare.py, in
+ulps) so speed is never bought with wrong answers, and `crucible plan`'s
+predictions are compared with the measurements. Raw numbers go to
+bench/results/<size>.json, a table to bench/results/<size>.md.
 
-usage: python3 bench/run.py [--quick] [--runs N] [--skip-mergekit]
+usage: python3 bench/run.py [--quick] [--runs N] [--mergekit PATH] [--skip-mergekit]
+                            [--recipes a,b] [--cold] [--scaling] [--threads N]
+--mergekit PATH: a mergekit-yaml executable (its venv's python runs compare.py
+and mergekit-multi). Default bench/.venv/bin/mergekit-yaml, installed there
+with pip only if it does not exist.
 """
 import argparse, json, os, platform, re, shutil, statistics, subprocess, sys, time
 
@@ -19,12 +24,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "zig-out", "bin", "crucible")
 WORK = os.path.join(ROOT, "bench", "work")
 VENV = os.path.join(ROOT, "bench", ".venv")
+RESULTS = os.path.join(ROOT, "bench", "results")
 
 SIZES = {
     # TinyLlama shapes (~1.1B parameters)
     "1.1B": dict(layers=22, hidden=2048, intermediate=5632, heads=32, kv_heads=4, vocab=32000),
     "quick": dict(layers=4, hidden=512, intermediate=1408, heads=8, kv_heads=2, vocab=8000),
 }
+
+# deterministic recipes must agree with mergekit; "stat" ones (random masks)
+# are compared by the fraction of elements they change from the base.
+KIND = {"dare-ties-3": "stat"}
 
 RECIPES = {
     "linear-3": """models:
@@ -102,6 +112,43 @@ dtype: bfloat16
 merge_method: passthrough
 dtype: bfloat16
 """,
+    "multistage-3": """name: stage-ties
+models:
+  - model: base
+  - model: ft-a
+    parameters: {density: 0.5, weight: 0.6}
+  - model: ft-b
+    parameters: {density: 0.5, weight: 0.4}
+merge_method: ties
+base_model: base
+dtype: bfloat16
+---
+name: stage-linear
+models:
+  - model: stage-ties
+    parameters: {weight: 0.7}
+  - model: ft-c
+    parameters: {weight: 0.3}
+merge_method: linear
+dtype: bfloat16
+---
+slices:
+  - sources:
+      - model: stage-linear
+        layer_range: [0, {L}]
+      - model: ft-a
+        layer_range: [0, {L}]
+merge_method: slerp
+base_model: stage-linear
+parameters:
+  t:
+    - filter: self_attn
+      value: [0, 0.5, 0.3, 0.7, 1]
+    - filter: mlp
+      value: [1, 0.5, 0.7, 0.3, 0]
+    - value: 0.5
+dtype: bfloat16
+""",
 }
 
 
@@ -109,127 +156,300 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
 
 
-def timed(cmd, env=None):
-    """Run cmd under /usr/bin/time -v; return (wall s, cpu s, peak RSS bytes)."""
+def drop_caches():
+    """Drop the page cache (root only); False when it cannot."""
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def timed(cmd, env=None, cwd=None):
+    """Run cmd under /usr/bin/time -v; return a dict of wall s, cpu s, peak RSS bytes, fs blocks."""
     t0 = time.monotonic()
-    r = subprocess.run(["/usr/bin/time", "-v"] + cmd, capture_output=True, text=True, env=env)
+    r = subprocess.run(["/usr/bin/time", "-v"] + cmd, capture_output=True, text=True, env=env, cwd=cwd)
     wall = time.monotonic() - t0
     if r.returncode != 0:
         sys.stderr.write(r.stdout[-2000:] + r.stderr[-4000:])
-        raise SystemExit(f"failed: {' '.join(cmd)}")
-    user = float(re.search(r"User time \(seconds\): ([\d.]+)", r.stderr).group(1))
-    syst = float(re.search(r"System time \(seconds\): ([\d.]+)", r.stderr).group(1))
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1)) * 1024
-    return wall, user + syst, rss
+        raise RuntimeError(f"failed: {' '.join(cmd)}")
+    g = lambda pat: float(re.search(pat, r.stderr).group(1))
+    return dict(wall=wall, cpu=g(r"User time \(seconds\): ([\d.]+)") + g(r"System time \(seconds\): ([\d.]+)"),
+                rss=int(g(r"Maximum resident set size \(kbytes\): (\d+)")) * 1024,
+                fs_in=int(g(r"File system inputs: (\d+)")) * 512, fs_out=int(g(r"File system outputs: (\d+)")) * 512)
 
 
-def ensure_mergekit():
-    py = os.path.join(VENV, "bin", "python")
-    if not os.path.exists(os.path.join(VENV, "bin", "mergekit-yaml")):
+def find_mergekit(path):
+    """The mergekit-yaml to use: PATH, else bench/.venv's (installed only if neither exists)."""
+    if path:
+        if not os.access(path, os.X_OK):
+            raise SystemExit(f"--mergekit {path}: not an executable")
+        return path
+    mk = os.path.join(VENV, "bin", "mergekit-yaml")
+    if not os.path.exists(mk):
         sh([sys.executable, "-m", "venv", VENV])
-        sh([py, "-m", "pip", "install", "--quiet", "mergekit"])
-    return os.path.join(VENV, "bin", "mergekit-yaml")
+        sh([os.path.join(VENV, "bin", "python"), "-m", "pip", "install", "--quiet", "mergekit==0.1.4"])
+    return mk
+
+
+def mergekit_version(mk):
+    py = os.path.join(os.path.dirname(mk), "python")
+    r = subprocess.run([py, "-c", "import importlib.metadata as m; print(m.version('mergekit'), m.version('torch'))"],
+                       capture_output=True, text=True)
+    return r.stdout.strip()
 
 
 def dir_bytes(d):
     return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d) if f.endswith(".safetensors"))
 
 
-def io_floor(inputs, out_bytes):
+def io_floor(inputs, out_bytes, cold):
+    """Seconds to read the inputs once and write+fsync out_bytes on the same disk."""
     files = [os.path.join(d, f) for d in inputs for f in sorted(os.listdir(d)) if f.endswith(".safetensors")]
+    if cold:
+        drop_caches()
     t0 = time.monotonic()
     for f in files:
         sh(["cat", f], stdout=subprocess.DEVNULL)
     sink = os.path.join(WORK, "floor.out")
-    sh(["dd", "if=/dev/zero", f"of={sink}", "bs=16M", f"count={max(1, out_bytes >> 24)}", "conv=fsync"],
+    mib = max(1, (out_bytes + (1 << 20) - 1) >> 20)
+    sh(["dd", "if=/dev/zero", f"of={sink}", "bs=1M", f"count={mib}", "conv=fsync"],
        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t = time.monotonic() - t0
     os.remove(sink)
-    return time.monotonic() - t0
+    return t
+
+
+UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def plan(recipe, models, extra=()):
+    """`crucible plan`'s predictions, parsed from its text report."""
+    r = subprocess.run([BIN, "plan", recipe, "--models-dir", models, *extra], capture_output=True, text=True)
+    out = {}
+    m = re.search(r"^read\s+.*?\((\d+) bytes\)", r.stdout, re.M)
+    if m: out["read"] = int(m.group(1))
+    m = re.search(r"^write\s+.*?\((\d+) bytes\)", r.stdout, re.M)
+    if m: out["write"] = int(m.group(1))
+    m = re.search(r"^peak memory\s+~([\d.]+) (\w+)", r.stdout, re.M)
+    if m: out["peak"] = int(float(m.group(1)) * UNITS[m.group(2)])
+    m = re.search(r"^time\s+~([\d.]+) s", r.stdout, re.M)
+    if m: out["time"] = float(m.group(1))
+    return out
+
+
+def compare(py, a, b, base):
+    r = subprocess.run([py, os.path.join(ROOT, "bench", "compare.py"), a, b, "--base", base],
+                       capture_output=True, text=True)
+    if r.returncode:
+        return {"error": r.stderr.strip()[-500:]}
+    return json.loads(r.stdout)
+
+
+def synth(models, shape):
+    if os.path.exists(os.path.join(models, "ft-c", "config.json")):
+        return
+    sh([BIN, "synth", os.path.join(models, "base"), "--arch", "llama", "--layers", str(shape["layers"]),
+        "--hidden", str(shape["hidden"]), "--intermediate", str(shape["intermediate"]),
+        "--heads", str(shape["heads"]), "--kv-heads", str(shape["kv_heads"]), "--vocab", str(shape["vocab"]),
+        "--dtype", "bfloat16", "--seed", "1"])
+    for i, n in enumerate(["ft-a", "ft-b", "ft-c"]):
+        sh([BIN, "synth", os.path.join(models, n), "--from", os.path.join(models, "base"),
+            "--delta-scale", "0.01", "--seed", str(10 + i)])
+
+
+def run_crucible(recipe, out, models, threads=None, max_memory=None):
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [BIN, "merge", recipe, out, "--models-dir", models, "--quiet", "--random-seed", "42",
+           "--no-copy-tokenizer"]
+    if threads: cmd += ["--threads", str(threads)]
+    if max_memory: cmd += ["--max-memory", max_memory]
+    return timed(cmd)
+
+
+def run_mergekit(mk, recipe, out, models, multi):
+    shutil.rmtree(out, ignore_errors=True)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    if multi:
+        inter = out + "-stages"
+        shutil.rmtree(inter, ignore_errors=True)
+        cmd = [os.path.join(os.path.dirname(mk), "mergekit-multi"), recipe, "--out-path", out, "-I", inter]
+    else:
+        cmd = [mk, recipe, out]
+    # mergekit resolves model names as paths relative to the working directory
+    r = timed(cmd + ["--random-seed", "42", "--quiet", "--no-copy-tokenizer", "--no-write-model-card"],
+              env=env, cwd=models)
+    if multi:
+        shutil.rmtree(out + "-stages", ignore_errors=True)
+    return r
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--mergekit", help="path of a mergekit-yaml executable")
     ap.add_argument("--skip-mergekit", action="store_true")
+    ap.add_argument("--recipes", help="comma-separated subset of: " + ",".join(RECIPES))
+    ap.add_argument("--cold", action="store_true", help="also one cold-cache run of each tool per recipe")
+    ap.add_argument("--scaling", action="store_true", help="crucible ties-3 under --max-memory and 1 vs 2 threads")
+    ap.add_argument("--threads", type=int, help="crucible --threads (default: its own)")
     a = ap.parse_args()
     size = "quick" if a.quick else "1.1B"
     shape = SIZES[size]
     models = os.path.join(WORK, size, "models")
     os.makedirs(models, exist_ok=True)
-    if not os.path.exists(os.path.join(models, "base", "config.json")):
-        sh([BIN, "synth", os.path.join(models, "base"), "--arch", "llama", "--layers", str(shape["layers"]),
-            "--hidden", str(shape["hidden"]), "--intermediate", str(shape["intermediate"]),
-            "--heads", str(shape["heads"]), "--kv-heads", str(shape["kv_heads"]), "--vocab", str(shape["vocab"]),
-            "--dtype", "bfloat16", "--seed", "1"])
-        for i, n in enumerate(["ft-a", "ft-b", "ft-c"]):
-            sh([BIN, "synth", os.path.join(models, n), "--from", os.path.join(models, "base"),
-                "--delta-scale", "0.01", "--seed", str(10 + i)])
-    mk = None if a.skip_mergekit else ensure_mergekit()
+    synth(models, shape)
+    mk = None if a.skip_mergekit else find_mergekit(a.mergekit)
+    py = os.path.join(os.path.dirname(mk), "python") if mk else None
+    names = a.recipes.split(",") if a.recipes else list(RECIPES)
     L = shape["layers"]
     rows = []
-    for name, text in RECIPES.items():
-        text = text.replace("{L}", str(L)).replace("{H}", str(L // 2))
+    for name in names:
+        text = RECIPES[name].replace("{L}", str(L)).replace("{H}", str(L // 2))
+        multi = "\n---\n" in text
         recipe = os.path.join(WORK, size, f"{name}.yml")
         with open(recipe, "w") as f:
             f.write(text)
-        # mergekit resolves model names as paths: run from the models dir
-        res = {"crucible": [], "mergekit": []}
+        res = {"crucible": [], "mergekit": [], "crucible_cold": [], "mergekit_cold": []}
         out_c = os.path.join(WORK, size, f"out-crucible-{name}")
         out_m = os.path.join(WORK, size, f"out-mergekit-{name}")
-        for _ in range(a.runs):
-            shutil.rmtree(out_c, ignore_errors=True)
-            res["crucible"].append(timed([BIN, "merge", recipe, out_c, "--models-dir", models, "--quiet",
-                                          "--random-seed", "42"]))
-            if mk:
-                shutil.rmtree(out_m, ignore_errors=True)
-                cwd = os.getcwd()
-                os.chdir(models)
-                try:
-                    res["mergekit"].append(timed([mk, recipe, out_m, "--random-seed", "42", "--quiet",
-                                                  "--no-copy-tokenizer"]))
-                finally:
-                    os.chdir(cwd)
-        used = sorted(set(re.findall(r"model: (\S+)", text)))
-        floor = io_floor([os.path.join(models, m) for m in used], dir_bytes(out_c))
-        agree = None
-        if mk:
-            r = subprocess.run([BIN, "diff", out_c, out_m], capture_output=True, text=True)
-            agree = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr.strip()
-        plan = subprocess.run([BIN, "plan", recipe, "--models-dir", models, "--json"], capture_output=True, text=True)
-        rows.append((name, res, floor, agree, plan.stdout))
-    write_results(size, shape, rows, a)
+        for i in range(a.runs):
+            order = ["crucible", "mergekit"] if i % 2 == 0 else ["mergekit", "crucible"]
+            for tool in order:
+                if tool == "crucible":
+                    res["crucible"].append(run_crucible(recipe, out_c, models, a.threads))
+                elif mk:
+                    res["mergekit"].append(run_mergekit(mk, recipe, out_m, models, multi))
+                print(f"{size} {name} run {i} {tool}: {res[tool][-1] if res[tool] else '-'}", flush=True)
+        if a.cold:
+            if drop_caches():
+                res["crucible_cold"].append(run_crucible(recipe, out_c, models, a.threads))
+                if mk and drop_caches():
+                    res["mergekit_cold"].append(run_mergekit(mk, recipe, out_m, models, multi))
+            else:
+                print("cannot drop the page cache (not root?): no cold runs", flush=True)
+        # inputs: every model named that is not an earlier stage
+        stages = set(re.findall(r"^name: (\S+)", text, re.M))
+        used = sorted(set(re.findall(r"model: (\S+)", text)) - stages)
+        out_bytes = dir_bytes(out_c)
+        floor = [io_floor([os.path.join(models, m) for m in used], out_bytes, False) for _ in range(max(1, a.runs))]
+        floor_cold = io_floor([os.path.join(models, m) for m in used], out_bytes, True) if a.cold else None
+        agree = compare(py, out_c, out_m, os.path.join(models, "base")) if mk else None
+        pl = plan(recipe, models, ["--threads", str(a.threads)] if a.threads else [])
+        in_bytes = sum(dir_bytes(os.path.join(models, m)) for m in used)
+        rows.append(dict(name=name, kind=KIND.get(name, "det"), res=res, floor=floor, floor_cold=floor_cold,
+                         agree=agree, plan=pl, out_bytes=out_bytes, in_bytes=in_bytes))
+        print(f"{name}: floor {floor} agree {agree and {k: agree.get(k) for k in ('exact_fraction', 'max_ulp', 'changed_fraction_a', 'changed_fraction_b')}} plan {pl}", flush=True)
+        if size != "quick":  # 2.2 GB each: keep the disk tidy
+            shutil.rmtree(out_m, ignore_errors=True)
+    scaling = []
+    if a.scaling:
+        recipe = os.path.join(WORK, size, "ties-3.yml")
+        with open(recipe, "w") as f:
+            f.write(RECIPES["ties-3"])
+        out_c = os.path.join(WORK, size, "out-crucible-scaling")
+        for threads, mm in [(2, None), (1, None), (2, "1G"), (2, "256M"), (1, "1G")]:
+            try:
+                r = run_crucible(recipe, out_c, models, threads, mm)
+            except RuntimeError as e:
+                print(f"scaling threads={threads} max-memory={mm}: {e}", flush=True)
+                continue
+            pl = plan(recipe, models, ["--threads", str(threads)] + (["--max-memory", mm] if mm else []))
+            scaling.append(dict(threads=threads, max_memory=mm, run=r, plan=pl))
+            print(f"scaling threads={threads} max-memory={mm}: {r} plan {pl}", flush=True)
+    startup = None
+    if mk:  # mergekit's fixed cost: importing torch and mergekit, no merge
+        startup = timed([py, "-c", "import torch, mergekit.merge, mergekit.config, mergekit.options"])
+    version = subprocess.run([BIN, "--version"], capture_output=True, text=True).stdout.strip()
+    meta = dict(size=size, shape=shape, argv=sys.argv[1:], date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                mergekit=mergekit_version(mk) if mk else None,
+                crucible=version or subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                                    capture_output=True, text=True).stdout.strip(),
+                machine=machine(), mergekit_startup=startup)
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, f"{size}.json"), "w") as f:
+        json.dump(dict(meta=meta, rows=rows, scaling=scaling), f, indent=1)
+    write_table(size, meta, rows, scaling)
 
 
-def med(xs, i):
-    v = [x[i] for x in xs]
-    return statistics.median(v), min(v), max(v)
-
-
-def write_results(size, shape, rows, a):
+def machine():
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = re.search(r"Model name:\s+(.*)", cpu)
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    out = [f"# Benchmark results ({size})", "",
-           f"Machine: {model.group(1) if model else platform.processor()}, {os.cpu_count()} cores, {mem:.0f} GiB RAM; "
-           f"{platform.platform()}", f"Command: `python3 bench/run.py {'--quick ' if a.quick else ''}--runs {a.runs}`",
-           f"Shapes: {json.dumps(shape)}, bf16, page cache warm.", "",
-           "| recipe | crucible s (min–max) | mergekit s | crucible/mergekit | floor s | crucible/floor | RSS crucible | RSS mergekit | agreement |",
-           "|---|---|---|---|---|---|---|---|---|"]
-    for name, res, floor, agree, _ in rows:
-        c = med(res["crucible"], 0)
-        cr = med(res["crucible"], 2)
+    df = subprocess.run(["df", "-h", WORK], capture_output=True, text=True).stdout.splitlines()[-1].split()
+    return (f"{model.group(1) if model else platform.processor()}, {os.cpu_count()} cores (KVM), {mem:.0f} GiB RAM, "
+            f"no swap; disk {df[0]} {df[1]} ({df[3]} free); {platform.platform()}")
+
+
+def stats(xs, k):
+    v = [x[k] for x in xs]
+    return statistics.median(v), min(v), max(v)
+
+
+def mib(b):
+    return f"{b / 2**20:.0f} MiB"
+
+
+def write_table(size, meta, rows, scaling):
+    out = [f"### {size}: {json.dumps(meta['shape'])}, bf16", "",
+           f"{meta['date']}; `python3 bench/run.py {' '.join(meta['argv'])}`; mergekit/torch {meta['mergekit']}; "
+           f"crucible {meta['crucible']}", "", meta["machine"], "",
+           "Warm page cache; wall seconds median (min–max) of the runs." +
+           (f" mergekit's fixed start-up (import torch + mergekit, no merge): {meta['mergekit_startup']['wall']:.2f} s wall, "
+            f"{mib(meta['mergekit_startup']['rss'])} RSS." if meta.get("mergekit_startup") else ""), "",
+           "| recipe | crucible s | mergekit s | crucible/mergekit | floor s | crucible/floor | RSS crucible | RSS mergekit | RSS ratio | CPU s crucible / mergekit |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        res = r["res"]
+        c, cr, cc = stats(res["crucible"], "wall"), stats(res["crucible"], "rss"), stats(res["crucible"], "cpu")
+        fl = statistics.median(r["floor"])
         if res["mergekit"]:
-            m = med(res["mergekit"], 0)
-            mr = med(res["mergekit"], 2)
-            ms, ratio, mrs = f"{m[0]:.2f} ({m[1]:.2f}–{m[2]:.2f})", f"{c[0] / m[0]:.3f}", f"{mr[0] / 2**20:.0f} MiB"
+            m, mr, mc = stats(res["mergekit"], "wall"), stats(res["mergekit"], "rss"), stats(res["mergekit"], "cpu")
+            ms = f"{m[0]:.2f} ({m[1]:.2f}–{m[2]:.2f})"
+            ratio, mrs, rr, cpu = f"{c[0] / m[0]:.3f} ({m[0] / c[0]:.1f}× faster)", mib(mr[0]), f"{cr[0] / mr[0]:.2f}", f"{cc[0]:.1f} / {mc[0]:.1f}"
         else:
-            ms = ratio = mrs = "—"
-        out.append(f"| {name} | {c[0]:.2f} ({c[1]:.2f}–{c[2]:.2f}) | {ms} | {ratio} | {floor:.2f} | {c[0] / floor:.2f} | "
-                   f"{cr[0] / 2**20:.0f} MiB | {mrs} | {agree or '—'} |")
-    with open(os.path.join(ROOT, "bench", "RESULTS.md"), "w") as f:
-        f.write("\n".join(out) + "\n")
-    print("\n".join(out))
+            ms = ratio = mrs = rr = "—"
+            cpu = f"{cc[0]:.1f} / —"
+        out.append(f"| {r['name']} | {c[0]:.2f} ({c[1]:.2f}–{c[2]:.2f}) | {ms} | {ratio} | {fl:.2f} | {c[0] / fl:.2f} | "
+                   f"{mib(cr[0])} | {mrs} | {rr} | {cpu} |")
+    if any(r["res"]["crucible_cold"] for r in rows):
+        out += ["", "Cold page cache (`echo 3 > /proc/sys/vm/drop_caches` before each run; one run each):", "",
+                "| recipe | crucible s | mergekit s | crucible/mergekit | floor s (cold) | crucible/floor | read from disk crucible / mergekit |",
+                "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            cc, mc = r["res"]["crucible_cold"], r["res"]["mergekit_cold"]
+            if not cc:
+                continue
+            c = cc[0]
+            m = mc[0] if mc else None
+            out.append(f"| {r['name']} | {c['wall']:.2f} | {m['wall'] if m else float('nan'):.2f} | "
+                       f"{c['wall'] / m['wall'] if m else float('nan'):.3f} | {r['floor_cold']:.2f} | "
+                       f"{c['wall'] / r['floor_cold']:.2f} | {mib(c['fs_in'])} / {mib(m['fs_in']) if m else '—'} |")
+    out += ["", "Agreement (bench/compare.py, crucible vs mergekit; ulps of bf16) and plan accuracy:", "",
+            "| recipe | kind | exact fraction | worst tensor exact | max ulp | changed-from-base crucible / mergekit | plan read vs inputs | plan write vs output | plan peak vs RSS |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ag, pl = r["agree"] or {}, r["plan"]
+        rss = stats(r["res"]["crucible"], "rss")[0]
+        chg = (f"{ag['changed_fraction_a']:.4f} / {ag['changed_fraction_b']:.4f}" if "changed_fraction_a" in ag else "—")
+        ex = f"{ag['exact_fraction']:.6f}" if "exact_fraction" in ag else ag.get("error", "—")
+        out.append(f"| {r['name']} | {r['kind']} | {ex} | {ag.get('min_exact_fraction', float('nan')):.4f} | "
+                   f"{ag.get('max_ulp', '—')} | {chg} | "
+                   f"{mib(pl.get('read', 0))} vs {mib(r['in_bytes'])} | {pl.get('write', 0)} vs {r['out_bytes']} B | "
+                   f"{mib(pl.get('peak', 0))} vs {mib(rss)} ({pl.get('peak', 0) / rss:.2f}) |")
+    if scaling:
+        out += ["", "Memory scaling (crucible ties-3):", "",
+                "| threads | --max-memory | wall s | CPU s | peak RSS | plan peak |", "|---|---|---|---|---|---|"]
+        for s in scaling:
+            out.append(f"| {s['threads']} | {s['max_memory'] or '—'} | {s['run']['wall']:.2f} | {s['run']['cpu']:.2f} | "
+                       f"{mib(s['run']['rss'])} | {mib(s['plan'].get('peak', 0))} |")
+    text = "\n".join(out) + "\n"
+    with open(os.path.join(RESULTS, f"{size}.md"), "w") as f:
+        f.write(text)
+    print(text)
 
 
 if __name__ == "__main__":

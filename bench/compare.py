@@ -6,7 +6,9 @@ usage: compare.py A_DIR B_DIR [--base BASE_DIR]
 Prints one JSON object:
   deterministic view: tensors, elements, exact_fraction (over all elements),
     min_exact_fraction (worst tensor), max_ulp (worst element, in the output
-    dtype's ulps, sign-magnitude ordered), worst tensor, names only in one side;
+    dtype's ulps, sign-magnitude ordered: near zero a tiny difference is many
+    ulps), worst tensor, within_1ulp_fraction, max_rel_diff (largest |a-b|
+    over the tensor's largest |b|), names only in one side;
   statistical view (with --base): changed_fraction_a / _b = fraction of
     elements that differ from the base model (for DARE: kept fraction after
     sign election), so a random mask can be compared by its statistics.
@@ -43,6 +45,14 @@ def bits(t):
     return np.frombuffer(mm[a:b], dtype=u)
 
 
+def floats(u, dt):
+    if dt == "BF16":
+        return (u.astype(np.uint32) << 16).view(np.float32)
+    if dt == "F16":
+        return u.view(np.float16).astype(np.float32)
+    return u.view(np.float32)
+
+
 def ordered(x, width):
     # sign-magnitude float bits -> monotone signed integers, so |i-j| is ulps
     x = x.astype(np.int64)
@@ -57,7 +67,7 @@ def main():
     base = tensors(base_dir) if base_dir else {}
     res = {"tensors": 0, "elements": 0, "exact": 0, "min_exact_fraction": 1.0, "max_ulp": 0,
            "worst": None, "only_a": sorted(set(A) - set(B)), "only_b": sorted(set(B) - set(A)),
-           "dtype_or_shape": [], "selection_diff": 0, "arith_diff": 0, "arith_max_ulp": 0, "within_1ulp": 0}
+           "dtype_or_shape": [], "selection_diff": 0, "arith_diff": 0, "arith_max_ulp": 0, "within_1ulp": 0, "max_rel_diff": 0.0, "max_rel_tensor": None}
     ch_a = ch_b = n_stat = 0
     for k in sorted(set(A) & set(B)):
         ta, tb = A[k], B[k]
@@ -72,6 +82,11 @@ def main():
         res["elements"] += x.size
         res["exact"] += ex
         res["within_1ulp"] += int((ulp <= 1).sum())
+        if ex != x.size:  # largest difference relative to the tensor's largest magnitude
+            fa, fb = floats(x, ta[0]), floats(y, ta[0])
+            rel = float(np.abs(fa - fb).max() / max(1e-30, float(np.abs(fb).max())))
+            if rel > res["max_rel_diff"]:
+                res["max_rel_diff"], res["max_rel_tensor"] = rel, k
         frac = ex / max(1, x.size)
         m = int(ulp.max()) if x.size else 0
         if frac < res["min_exact_fraction"]:

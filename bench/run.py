@@ -296,15 +296,28 @@ def main():
     ap.add_argument("--cold", action="store_true", help="also one cold-cache run of each tool per recipe")
     ap.add_argument("--scaling", action="store_true", help="crucible ties-3 under --max-memory and 1 vs 2 threads")
     ap.add_argument("--threads", type=int, help="crucible --threads (default: its own)")
+    ap.add_argument("--mk-runs", default="", help="mergekit runs per recipe, e.g. ties-3=1 (default --runs); "
+                    "with 0 an existing out-mergekit-RECIPE from an earlier run is still compared")
+    ap.add_argument("--tag", default="", help="suffix for results/<size><tag>.json/.md")
+    ap.add_argument("--report", action="store_true", help="only rewrite results/<size>.md from results/<size>.json")
     a = ap.parse_args()
+    a.scaling_set = [(2, None), (1, None), (2, "1G"), (2, "256M"), (1, "1G")]
+    if os.environ.get("BENCH_SCALING"):  # e.g. "1:-,2:1G,2:256M" (threads:max-memory, - for none)
+        a.scaling_set = [(int(t), None if m == "-" else m)
+                         for t, m in (x.split(":") for x in os.environ["BENCH_SCALING"].split(","))]
     size = "quick" if a.quick else "1.1B"
+    if a.report:
+        with open(os.path.join(RESULTS, f"{size}{a.tag}.json")) as f:
+            d = json.load(f)
+        write_table(size + a.tag, d["meta"], d["rows"], d["scaling"])
+        return
     shape = SIZES[size]
     models = os.path.join(WORK, size, "models")
     os.makedirs(models, exist_ok=True)
     synth(models, shape)
     mk = None if a.skip_mergekit else find_mergekit(a.mergekit)
     py = os.path.join(os.path.dirname(mk), "python") if mk else None
-    names = a.recipes.split(",") if a.recipes else list(RECIPES)
+    names = [] if a.recipes == "none" else a.recipes.split(",") if a.recipes else list(RECIPES)
     L = shape["layers"]
     rows = []
     for name in names:
@@ -316,18 +329,22 @@ def main():
         res = {"crucible": [], "mergekit": [], "crucible_cold": [], "mergekit_cold": []}
         out_c = os.path.join(WORK, size, f"out-crucible-{name}")
         out_m = os.path.join(WORK, size, f"out-mergekit-{name}")
-        for i in range(a.runs):
+        mk_runs = dict(x.split("=") for x in a.mk_runs.split(",") if x).get(name)
+        mk_runs = a.runs if mk_runs is None else int(mk_runs)
+        for i in range(max(a.runs, mk_runs)):
             order = ["crucible", "mergekit"] if i % 2 == 0 else ["mergekit", "crucible"]
             for tool in order:
-                if tool == "crucible":
+                if tool == "crucible" and i < a.runs:
                     res["crucible"].append(run_crucible(recipe, out_c, models, a.threads))
-                elif mk:
+                elif tool == "mergekit" and mk and i < mk_runs:
                     res["mergekit"].append(run_mergekit(mk, recipe, out_m, models, multi))
-                print(f"{size} {name} run {i} {tool}: {res[tool][-1] if res[tool] else '-'}", flush=True)
+                else:
+                    continue
+                print(f"{size} {name} run {i} {tool}: {res[tool][-1]}", flush=True)
         if a.cold:
             if drop_caches():
                 res["crucible_cold"].append(run_crucible(recipe, out_c, models, a.threads))
-                if mk and drop_caches():
+                if mk and mk_runs and drop_caches():
                     res["mergekit_cold"].append(run_mergekit(mk, recipe, out_m, models, multi))
             else:
                 print("cannot drop the page cache (not root?): no cold runs", flush=True)
@@ -351,7 +368,7 @@ def main():
         with open(recipe, "w") as f:
             f.write(RECIPES["ties-3"])
         out_c = os.path.join(WORK, size, "out-crucible-scaling")
-        for threads, mm in [(2, None), (1, None), (2, "1G"), (2, "256M"), (1, "1G")]:
+        for threads, mm in a.scaling_set:
             try:
                 r = run_crucible(recipe, out_c, models, threads, mm)
             except RuntimeError as e:
@@ -370,6 +387,7 @@ def main():
                                                     capture_output=True, text=True).stdout.strip(),
                 machine=machine(), mergekit_startup=startup)
     os.makedirs(RESULTS, exist_ok=True)
+    size += a.tag
     with open(os.path.join(RESULTS, f"{size}.json"), "w") as f:
         json.dump(dict(meta=meta, rows=rows, scaling=scaling), f, indent=1)
     write_table(size, meta, rows, scaling)
@@ -429,15 +447,17 @@ def write_table(size, meta, rows, scaling):
                        f"{c['wall'] / m['wall'] if m else float('nan'):.3f} | {r['floor_cold']:.2f} | "
                        f"{c['wall'] / r['floor_cold']:.2f} | {mib(c['fs_in'])} / {mib(m['fs_in']) if m else '—'} |")
     out += ["", "Agreement (bench/compare.py, crucible vs mergekit; ulps of bf16) and plan accuracy:", "",
-            "| recipe | kind | exact fraction | worst tensor exact | max ulp | changed-from-base crucible / mergekit | plan read vs inputs | plan write vs output | plan peak vs RSS |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "| recipe | kind | bit-exact | within 1 ulp | worst tensor bit-exact | max ulp | max rel diff | changed-from-base crucible / mergekit | plan read vs inputs | plan write vs output | plan peak vs RSS |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ag, pl = r["agree"] or {}, r["plan"]
         rss = stats(r["res"]["crucible"], "rss")[0]
         chg = (f"{ag['changed_fraction_a']:.4f} / {ag['changed_fraction_b']:.4f}" if "changed_fraction_a" in ag else "—")
         ex = f"{ag['exact_fraction']:.6f}" if "exact_fraction" in ag else ag.get("error", "—")
-        out.append(f"| {r['name']} | {r['kind']} | {ex} | {ag.get('min_exact_fraction', float('nan')):.4f} | "
-                   f"{ag.get('max_ulp', '—')} | {chg} | "
+        w1 = f"{ag['within_1ulp_fraction']:.6f}" if "within_1ulp_fraction" in ag else "—"
+        rel = f"{ag['max_rel_diff']:.2g}" if "max_rel_diff" in ag else "—"
+        out.append(f"| {r['name']} | {r['kind']} | {ex} | {w1} | {ag.get('min_exact_fraction', float('nan')):.4f} | "
+                   f"{ag.get('max_ulp', '—')} | {rel} | {chg} | "
                    f"{mib(pl.get('read', 0))} vs {mib(r['in_bytes'])} | {pl.get('write', 0)} vs {r['out_bytes']} B | "
                    f"{mib(pl.get('peak', 0))} vs {mib(rss)} ({pl.get('peak', 0) / rss:.2f}) |")
     if scaling:

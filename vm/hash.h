@@ -1,0 +1,28 @@
+/* hash.h — XXH64, the 64-bit content hash of the input manifest.
+ *
+ * Written from the public XXH64 specification (Yann Collet, xxHash): 32-byte
+ * stripes through four accumulators, then an avalanche. Streaming, so a
+ * 10 GB shard is hashed without holding it. `crucible` always uses seed 0;
+ * the value stored in a .crb is XXH64(file bytes, 0) (spec/bytecode.md).
+ */
+#ifndef CR_HASH_H
+#define CR_HASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cr_xxh64 {
+    uint64_t v[4];
+    uint64_t total;
+    uint8_t buf[32];
+    unsigned buf_len;
+    uint64_t seed;
+} cr_xxh64_state;
+
+void cr_xxh64_init(cr_xxh64_state *h, uint64_t seed);
+void cr_xxh64_update(cr_xxh64_state *h, const void *data, size_t len);
+uint64_t cr_xxh64_final(const cr_xxh64_state *h);
+/* one-shot */
+uint64_t cr_xxh64(const void *data, size_t len, uint64_t seed);
+
+#endif

@@ -1,0 +1,53 @@
+/* kernels.h — the per-ISA kernel table the interpreter calls.
+ *
+ * Each entry works on a run of n f32 values (a register of one chunk, or a
+ * row segment of one). The scalar table (scalar.c) is the reference; the
+ * AVX2 and AVX-512 tables must give bit-identical results for every entry
+ * (tests/unit/test_kernels.c checks it on sizes that hit every tail):
+ * elementwise ops use no FMA and the same NaN rules, and sums accumulate in
+ * the same eight f64 lanes in the same order (see sum8 below), so even
+ * reductions do not depend on the ISA. The table is chosen once per run
+ * (cr_kernels_pick); nothing in the interpreter names an ISA.
+ */
+#ifndef CR_KERNELS_H
+#define CR_KERNELS_H
+
+#include "base.h"
+#include "program.h"
+
+typedef struct cr_kernels {
+    const char *name;                    /* "scalar", "avx2", "avx512" */
+    /* MOV NEG ABS SIGN SQRT EXP LOG NOT */
+    void (*unary)(cr_op op, float *d, const float *a, size_t n);
+    /* ADD SUB MUL DIV MIN MAX GT GE LT LE EQ NE AND OR */
+    void (*binary)(cr_op op, float *d, const float *a, const float *b, size_t n);
+    /* d = c != 0 ? a : b */
+    void (*where)(float *d, const float *c, const float *a, const float *b, size_t n);
+    /* round in place to BF16 or F16 and back (other dtypes: no-op) */
+    void (*round)(cr_dtype t, float *x, size_t n);
+    /* n contiguous elements of dtype t -> f32 (F16, BF16, F32, F64, F8_*) */
+    void (*load)(cr_dtype t, const void *src, float *dst, size_t n);
+    /* f32 -> n contiguous elements of dtype t (F16, BF16, F32, F64), RNE */
+    void (*store)(cr_dtype t, const float *src, void *dst, size_t n);
+    /* lanes[i % 8] += (double)a[i] for i = 0..n-1, in increasing i */
+    void (*sum8)(const float *a, size_t n, double lanes[8]);
+} cr_kernels;
+
+extern const cr_kernels cr_kernels_scalar;
+extern const cr_kernels cr_kernels_avx2;
+extern const cr_kernels cr_kernels_avx512;
+
+/* Combine the eight lanes of sum8 in the one fixed order. */
+static inline double cr_sum8_combine(const double l[8])
+{ return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7])); }
+
+/* Does this CPU run table k? */
+bool cr_kernels_supported(const cr_kernels *k);
+
+/* Choose the kernel table: `want` ("scalar", "avx2", "avx512") if given,
+ * else $CRUCIBLE_ISA if set, else the best the CPU supports. Errors:
+ * CR_ERR_ARG for an unknown name, CR_ERR_UNSUPPORTED when the CPU lacks the
+ * requested ISA. The result is static (never freed). */
+cr_status cr_kernels_pick(const char *want, const cr_kernels **out, cr_error *err);
+
+#endif

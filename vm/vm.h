@@ -1,0 +1,91 @@
+/* vm.h — running a verified program: cr_vm_run.
+ *
+ * The VM checks the input manifest, maps the inputs, creates the output
+ * directory (atomically, outdir.h), pre-sizes the shard files, runs the
+ * top-level stream `main` (kernels spread over a thread pool), writes the
+ * aux files, fsyncs and renames the directory into place. Semantics are in
+ * spec/vm.md; the output bytes depend only on the program and its inputs,
+ * never on the thread count, the ISA or timing.
+ */
+#ifndef CR_VM_H
+#define CR_VM_H
+
+#include <stdio.h>
+
+#include "base.h"
+#include "program.h"
+
+typedef enum cr_vm_phase {
+    CR_VM_PHASE_CHECK = 0,   /* input manifest: sizes and hashes */
+    CR_VM_PHASE_RUN = 1,     /* main stream */
+    CR_VM_PHASE_FINISH = 2,  /* aux files, fsync, rename */
+    CR_VM_PHASE_DONE = 3
+} cr_vm_phase;
+
+/* A progress snapshot. Byte counts are output tensor bytes (during CHECK:
+ * input bytes hashed). */
+typedef struct cr_vm_progress {
+    cr_vm_phase phase;
+    uint64_t bytes_done, bytes_total;
+    uint32_t tensors_done, tensors_total;
+    double elapsed_s;
+    long peak_rss_kb;        /* filled for the final report */
+} cr_vm_progress;
+
+typedef void (*cr_vm_progress_fn)(void *ud, const cr_vm_progress *p);
+
+typedef struct cr_vm_stats {
+    double elapsed_s;
+    uint64_t bytes_written;  /* output tensor bytes */
+    uint64_t bytes_hashed;
+    long peak_rss_kb;
+    unsigned threads;
+    const char *isa;         /* static string */
+} cr_vm_stats;
+
+typedef struct cr_vm_options {
+    const char *out_dir;        /* required */
+    bool force;                 /* replace a non-empty out_dir */
+    unsigned threads;           /* 0 = all online cores */
+    uint64_t max_memory;        /* bytes of VM working memory; 0 = no limit */
+    bool quiet;                 /* no progress output at all */
+    cr_vm_progress_fn progress; /* called from the main thread, throttled */
+    void *progress_ud;
+    FILE *progress_file;        /* default printer's stream (NULL: stderr) */
+    volatile int *interrupt;    /* polled between chunks; non-zero stops the run */
+    bool skip_hash;             /* check input sizes only */
+    const char *isa;            /* "scalar" | "avx2" | "avx512"; NULL: $CRUCIBLE_ISA or CPUID */
+    const cr_allocator *alloc;  /* NULL: the program's allocator */
+    cr_vm_stats *stats;         /* filled on success if not NULL */
+} cr_vm_options;
+
+void cr_vm_options_init(cr_vm_options *opt);
+
+/* Run p (which must have passed cr_program_verify: cr_program_load does
+ * that) into opt->out_dir. Returns CR_OK when the complete directory is in
+ * place; on any failure no part of the output exists (the temporary
+ * directory is removed) and err names the file, tensor or instruction.
+ * Errors: CR_ERR_IO, CR_ERR_NOMEM, CR_ERR_RUNTIME (manifest mismatch, a
+ * CHECK failed, ops out of sequence), CR_ERR_LIMIT (max_memory too small),
+ * CR_ERR_INTERRUPTED, CR_ERR_ARG (out_dir exists), CR_ERR_UNSUPPORTED. */
+cr_status cr_vm_run(const cr_program *p, const cr_vm_options *opt, cr_error *err);
+
+/* The default progress printer (progress.c): a bar on a TTY, plain lines
+ * otherwise, and a one-line summary for phase DONE. */
+typedef struct cr_progress_printer {
+    FILE *out;
+    bool tty;
+    double last_print;
+    int last_len;
+} cr_progress_printer;
+
+void cr_progress_printer_init(cr_progress_printer *pp, FILE *out);
+/* print if enough time passed since the last line (always for DONE) */
+void cr_progress_printer_update(cr_progress_printer *pp, const cr_vm_progress *p);
+
+/* Print p as an EXPLAIN-style table (disasm.c). */
+void cr_program_explain(const cr_program *p, FILE *out);
+/* spec/opcodes.md, generated from ops.def (disasm.c). */
+void cr_ops_markdown(FILE *out);
+
+#endif

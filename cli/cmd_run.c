@@ -1,9 +1,108 @@
-/* cmd_run.c — `crucible run`: not implemented yet (replace this stub). */
+/* cmd_run.c — `crucible run RECIPE.crb OUT_DIR`: load (and verify) a
+ * compiled program and run it. SIGINT/SIGTERM set a flag the VM polls
+ * between chunks; the run then removes its temporary directory and exits
+ * non-zero. The flag lives here, not in the library, which has no globals. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "commands.h"
+#include "vm.h"
+
+static volatile int interrupt_flag;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupt_flag = 1;
+}
+
+/* "8G", "512M", "1.5GiB", "1000000" -> bytes; false if malformed */
+static bool parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || v < 0) return false;
+    double mul = 1;
+    switch (*end) {
+    case 'k': case 'K': mul = 1024.0; end++; break;
+    case 'm': case 'M': mul = 1024.0 * 1024; end++; break;
+    case 'g': case 'G': mul = 1024.0 * 1024 * 1024; end++; break;
+    case 't': case 'T': mul = 1024.0 * 1024 * 1024 * 1024; end++; break;
+    default: break;
+    }
+    if (*end == 'i') end++;
+    if (*end == 'B' || *end == 'b') end++;
+    if (*end) return false;
+    *out = (uint64_t)(v * mul);
+    return true;
+}
+
+static int usage(FILE *f)
+{
+    fprintf(f, "usage: crucible run RECIPE.crb OUT_DIR [--threads N] [--max-memory SIZE] [--quiet] [--force] [--skip-hash]\n"
+               "  run a compiled merge program; OUT_DIR appears complete or not at all\n"
+               "  --threads N        worker threads (default: all cores)\n"
+               "  --max-memory SIZE  bound on the VM's working memory (e.g. 8G); fewer threads if needed\n"
+               "  --quiet            no progress output\n"
+               "  --force            replace OUT_DIR if it exists and is not empty\n"
+               "  --skip-hash        check input sizes only, not content hashes\n"
+               "  CRUCIBLE_ISA=scalar|avx2|avx512 forces a kernel set\n");
+    return f == stdout ? 0 : 2;
+}
 
 int cr_cmd_run(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    return cr_cmd_not_implemented("run");
+    const char *crb = NULL, *out = NULL;
+    cr_vm_options opt;
+    cr_vm_options_init(&opt);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
+        else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) opt.quiet = true;
+        else if (!strcmp(a, "--force")) opt.force = true;
+        else if (!strcmp(a, "--skip-hash")) opt.skip_hash = true;
+        else if (!strcmp(a, "--threads") || !strcmp(a, "--max-memory")) {
+            if (i + 1 >= argc) { fprintf(stderr, "crucible run: %s needs a value\n", a); return 2; }
+            const char *v = argv[++i];
+            if (!strcmp(a, "--threads")) {
+                char *end;
+                long n = strtol(v, &end, 10);
+                if (*end || n < 0 || n > 1024) { fprintf(stderr, "crucible run: --threads %s: expected 0..1024\n", v); return 2; }
+                opt.threads = (unsigned)n;
+            } else if (!parse_size(v, &opt.max_memory)) {
+                fprintf(stderr, "crucible run: --max-memory %s: expected a size like 8G or 512M\n", v);
+                return 2;
+            }
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "crucible run: unknown option '%s'\n", a);
+            return usage(stderr);
+        } else if (!crb) crb = a;
+        else if (!out) out = a;
+        else { fprintf(stderr, "crucible run: unexpected argument '%s'\n", a); return usage(stderr); }
+    }
+    if (!crb || !out) return usage(stderr);
+
+    cr_program p;
+    cr_error err = {0};
+    if (cr_program_load(cr_default_allocator(), crb, &p, &err)) {
+        fprintf(stderr, "crucible run: %s\n", err.msg);
+        return 1;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    opt.out_dir = out;
+    opt.interrupt = &interrupt_flag;
+    cr_status s = cr_vm_run(&p, &opt, &err);
+    cr_program_free(&p);
+    if (s) {
+        fprintf(stderr, "crucible run: %s\n", err.msg);
+        return s == CR_ERR_INTERRUPTED ? 130 : 1;
+    }
+    return 0;
 }

@@ -586,6 +586,12 @@ static cr_status run_main(vm *m, cr_error *err)
             } else if (s->k) {
                 sel_find(m, s, in->op == CR_OP_SEL_FIND_HI);
             }
+            if (in->op == CR_OP_SEL_FIND_LO) {
+                /* counting is over: a program may hold many selections,
+                 * but only the one being counted keeps its histograms */
+                cr_free(m->alloc, s->hist);
+                s->hist = NULL;
+            }
             s->phase = need + 1;
             continue;
         }

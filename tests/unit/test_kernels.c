@@ -1,0 +1,168 @@
+/* test_kernels.c — every SIMD kernel table against the scalar reference on
+ * sizes that hit every tail (1, 7, 15, 16, 17, 31, 33, 1000003), with
+ * f32/bf16/f16 loads and stores, special values (NaN, inf, subnormals,
+ * signed zeros, bf16/f16 rounding ties) included. Elementwise results must
+ * be bit-identical; sums too, because every table accumulates in the same
+ * eight f64 lanes (kernels.h), so the documented tolerance is zero. Tables
+ * the CPU cannot run are skipped and reported. */
+#include "harness.h"
+#include "kernels/kernels.h"
+
+#include <stdlib.h>
+
+static const size_t sizes[] = { 1, 7, 15, 16, 17, 31, 33, 1000003 };
+enum { MAXN = 1000003 };
+
+static uint32_t rng_state = 12345;
+static uint32_t rnd(void) { rng_state = rng_state * 1664525u + 1013904223u; return rng_state; }
+static float bits(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+static void fill(float *x, size_t n, int flavour)
+{
+    static const uint32_t special[] = {
+        0x7fc00000u, 0xffc00000u, 0x7f800000u, 0xff800000u, 0x00000000u, 0x80000000u,
+        0x00000001u, 0x807fffffu, 0x3f808000u, 0x3f818000u, 0x3f80c000u, 0x477ff000u,
+        0x477fefffu, 0x33800000u, 0x387fe000u, 0x38800000u, 0x7f7fffffu, 0x3f800000u,
+    };
+    for (size_t i = 0; i < n; i++) {
+        uint32_t r = rnd();
+        if (flavour == 0 && r % 16 == 0) x[i] = bits(special[(r >> 8) % (sizeof special / sizeof *special)]);
+        else if (flavour == 1) x[i] = (float)((int)(r % 7) - 3);            /* small ints: ties for min/max/eq */
+        else x[i] = bits((r & 0x80000000u) | (0x30000000u + (r >> 4) % 0x1c000000u));
+    }
+}
+
+static int diff_bits(const float *a, const float *b, size_t n, size_t *where)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t x, y;
+        memcpy(&x, a + i, 4);
+        memcpy(&y, b + i, 4);
+        if (x != y) { *where = i; return 1; }
+    }
+    return 0;
+}
+
+static void compare_table(const cr_kernels *K)
+{
+    const cr_kernels *S = &cr_kernels_scalar;
+    float *a = malloc(MAXN * 4), *b = malloc(MAXN * 4), *c = malloc(MAXN * 4);
+    float *r1 = malloc(MAXN * 4), *r2 = malloc(MAXN * 4);
+    uint8_t *io1 = malloc(MAXN * 8), *io2 = malloc(MAXN * 8);
+    static const cr_op unary[] = { CR_OP_MOV, CR_OP_NEG, CR_OP_ABS, CR_OP_SIGN, CR_OP_SQRT, CR_OP_EXP, CR_OP_LOG, CR_OP_NOT };
+    static const cr_op binary[] = { CR_OP_ADD, CR_OP_SUB, CR_OP_MUL, CR_OP_DIV, CR_OP_MIN, CR_OP_MAX, CR_OP_GT, CR_OP_GE,
+                                    CR_OP_LT, CR_OP_LE, CR_OP_EQ, CR_OP_NE, CR_OP_AND, CR_OP_OR };
+    static const cr_dtype dts[] = { CR_DTYPE_F32, CR_DTYPE_BF16, CR_DTYPE_F16, CR_DTYPE_F64 };
+    size_t w;
+    for (int fl = 0; fl < 3; fl++) {
+        fill(a, MAXN, fl); fill(b, MAXN, fl); fill(c, MAXN, fl % 2);
+        for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+            size_t n = sizes[si];
+            /* offset by 1 so vectors start unaligned too */
+            const float *A = n < MAXN ? a + 1 : a, *B = n < MAXN ? b + 1 : b, *C = n < MAXN ? c + 1 : c;
+            for (size_t u = 0; u < sizeof unary / sizeof *unary; u++) {
+                S->unary(unary[u], r1, A, n);
+                K->unary(unary[u], r2, A, n);
+                CHECK_MSG(!diff_bits(r1, r2, n, &w), "%s %s n=%zu flavour %d: element %zu (%08x): %08x vs %08x",
+                          K->name, cr_op_table[unary[u]].name, n, fl, w, 0u, *(uint32_t *)(void *)&r1[w], *(uint32_t *)(void *)&r2[w]);
+            }
+            for (size_t o = 0; o < sizeof binary / sizeof *binary; o++) {
+                S->binary(binary[o], r1, A, B, n);
+                K->binary(binary[o], r2, A, B, n);
+                CHECK_MSG(!diff_bits(r1, r2, n, &w), "%s %s n=%zu flavour %d: element %zu differs",
+                          K->name, cr_op_table[binary[o]].name, n, fl, w);
+            }
+            S->where(r1, C, A, B, n);
+            K->where(r2, C, A, B, n);
+            CHECK_MSG(!diff_bits(r1, r2, n, &w), "%s where n=%zu: element %zu differs", K->name, n, w);
+            for (int t = 0; t < 3; t++) {
+                memcpy(r1, A, n * 4); memcpy(r2, A, n * 4);
+                S->round(dts[t], r1, n);
+                K->round(dts[t], r2, n);
+                CHECK_MSG(!diff_bits(r1, r2, n, &w), "%s round %d n=%zu: element %zu (%a) differs", K->name, t, n, w, A[w]);
+            }
+            for (int t = 0; t < 4; t++) {
+                unsigned sz = dts[t] == CR_DTYPE_F64 ? 8 : dts[t] == CR_DTYPE_F32 ? 4 : 2;
+                S->store(dts[t], A, io1, n);
+                K->store(dts[t], A, io2, n);
+                CHECK_MSG(!memcmp(io1, io2, n * sz), "%s store dtype %d n=%zu differs", K->name, dts[t], n);
+                /* loads from arbitrary bit patterns (NaN payloads, subnormals) */
+                for (size_t i = 0; i < n * sz; i++) io1[i] = (uint8_t)rnd();
+                S->load(dts[t], io1, r1, n);
+                K->load(dts[t], io1, r2, n);
+                CHECK_MSG(!diff_bits(r1, r2, n, &w), "%s load dtype %d n=%zu: element %zu differs (%08x vs %08x)", K->name,
+                          dts[t], n, w, *(uint32_t *)(void *)&r1[w], *(uint32_t *)(void *)&r2[w]);
+            }
+            double l1[8] = {0}, l2[8] = {0};
+            /* sums of finite values only: NaN + inf would compare unequal */
+            for (size_t i = 0; i < n; i++) r1[i] = isfinite(A[i]) ? A[i] : 1.5f;
+            S->sum8(r1, n, l1);
+            K->sum8(r1, n, l2);
+            CHECK_MSG(cr_sum8_combine(l1) == cr_sum8_combine(l2), "%s sum n=%zu: %.17g vs %.17g", K->name, n,
+                      cr_sum8_combine(l1), cr_sum8_combine(l2));
+        }
+    }
+    free(a); free(b); free(c); free(r1); free(r2); free(io1); free(io2);
+}
+
+TEST(simd_tables_match_scalar)
+{
+    const cr_kernels *tables[] = { &cr_kernels_avx2, &cr_kernels_avx512 };
+    int ran = 0;
+    for (size_t i = 0; i < 2; i++) {
+        if (!cr_kernels_supported(tables[i])) { printf("skipped %s: not supported by this CPU\n", tables[i]->name); continue; }
+        compare_table(tables[i]);
+        ran++;
+    }
+    printf("compared %d SIMD table(s) with the scalar reference\n", ran);
+}
+
+/* the scalar reference itself, on values whose answers are known */
+TEST(scalar_reference_known_values)
+{
+    const cr_kernels *S = &cr_kernels_scalar;
+    float in[] = { 1.00390625f /* bf16 tie -> even 1.0 */, 1.01171875f /* tie -> 1.015625 */, 65520.0f, 65504.0f,
+                   5.9604644775390625e-08f /* smallest f16 subnormal */, 2.98e-08f, -0.0f };
+    uint16_t h[7];
+    S->store(CR_DTYPE_BF16, in, h, 2);
+    CHECK_EQ_INT(h[0], 0x3f80);
+    CHECK_EQ_INT(h[1], 0x3f82);
+    S->store(CR_DTYPE_F16, in + 2, h, 5);
+    CHECK_EQ_INT(h[0], 0x7c00);   /* 65520 rounds to inf */
+    CHECK_EQ_INT(h[1], 0x7bff);
+    CHECK_EQ_INT(h[2], 0x0001);
+    CHECK_EQ_INT(h[3], 0x0000);   /* below half the smallest subnormal */
+    CHECK_EQ_INT(h[4], 0x8000);
+    float nan = bits(0x7fc12345u), back;
+    S->store(CR_DTYPE_F16, &nan, h, 1);
+    CHECK_EQ_INT(h[0], 0x7e00);
+    uint16_t sub = 0x03ff;
+    S->load(CR_DTYPE_F16, &sub, &back, 1);
+    CHECK(back == 1023.0f / 16777216.0f);
+    uint8_t f8 = 0x38;   /* e4m3: exponent 7 -> 1.0 */
+    S->load(CR_DTYPE_F8_E4M3, &f8, &back, 1);
+    CHECK(back == 1.0f);
+    float mm[2] = { NAN, 1 }, o[2];
+    S->binary(CR_OP_MIN, o, mm, mm + 1, 1);
+    CHECK(isnan(o[0]));
+    S->binary(CR_OP_MAX, o, mm + 1, mm, 1);
+    CHECK(isnan(o[0]));
+}
+
+TEST(pick_isa)
+{
+    const cr_kernels *k;
+    cr_error err = {0};
+    CHECK(cr_kernels_pick("scalar", &k, &err) == CR_OK && k == &cr_kernels_scalar);
+    CHECK_EQ_INT(cr_kernels_pick("sse9", &k, &err), CR_ERR_ARG);
+    CHECK_CONTAINS(err.msg, "unknown ISA");
+    CHECK(cr_kernels_pick(NULL, &k, &err) == CR_OK && cr_kernels_supported(k));
+}
+
+int main(void)
+{
+    RUN(scalar_reference_known_values);
+    RUN(pick_isa);
+    RUN(simd_tables_match_scalar);
+    return cr_test_summary();
+}

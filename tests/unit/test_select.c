@@ -1,0 +1,149 @@
+/* test_select.c — exact top-k by magnitude with the radix-select sequence:
+ * ties at the threshold kept in element-index order, k = 0 and k = n, and
+ * the same mask for any thread count. */
+#include "harness.h"
+#include "support/vm_build.h"
+#include "vm.h"
+
+#include <stdlib.h>
+
+static char *tmp;
+enum { N = 1000, CHUNK = 64 };
+static float vals[N];
+
+static int cmp_desc(const void *a, const void *b)
+{
+    const int *x = a, *y = b;
+    float fx = fabsf(vals[*x]), fy = fabsf(vals[*y]);
+    if (fx != fy) return fx > fy ? -1 : 1;
+    return *x - *y;   /* ties: lower index first */
+}
+
+static void run_topk(uint64_t k, unsigned threads)
+{
+    char file[512], out[512], shard[600];
+    snprintf(file, sizeof file, "%s/v.safetensors", tmp);
+    snprintf(out, sizeof out, "%s/topk-%llu-%u", tmp, (unsigned long long)k, threads);
+    const char *nm[] = { "v" };
+    cr_dtype dt[] = { CR_DTYPE_F32 };
+    uint64_t shape[][2] = { { 0, N } }, off;
+    const void *d[] = { vals };
+    uint64_t sz = vb_write_safetensors(file, 1, nm, dt, shape, d, &off);
+    vm_builder b;
+    vb_init(&b);
+    uint32_t in = vb_input(&b, vb_file(&b, file, sz, 0), CR_DTYPE_F32, "v", off, N * 4, 1, N, N);
+    uint32_t o = vb_output(&b, "mask", CR_DTYPE_F32, 0, N);
+    vb_shard(&b, "model.safetensors");
+    uint32_t ks = vb_scalar(&b, (double)k), thr = vb_scalar(&b, -1);
+    uint32_t x = vb_select(&b, N, CHUNK);
+    cr_op seq[] = { CR_OP_HIST_HI, CR_OP_HIST_LO, CR_OP_TIE_COUNT };
+    cr_op top[] = { CR_OP_SEL_FIND_HI, CR_OP_SEL_FIND_LO, CR_OP_SEL_PREFIX };
+    vb_m(&b, CR_OP_SEL_INIT, CR_DTYPE_NONE, x, ks, 0, 0);
+    for (int i = 0; i < 3; i++) {
+        uint32_t kk = vb_kernel_begin(&b, 1, N, CHUNK, 1, 0);
+        vb_k(&b, CR_OP_LOAD, CR_DTYPE_NONE, 0, in, 0, 0);
+        vb_k(&b, seq[i], CR_DTYPE_NONE, x, 0, 0, 0);
+        vb_kernel_end(&b);
+        vb_m(&b, CR_OP_KERNEL, CR_DTYPE_NONE, 0, kk, 0, 0);
+        vb_m(&b, top[i], CR_DTYPE_NONE, x, 0, 0, 0);
+    }
+    uint32_t kk = vb_kernel_begin(&b, 1, N, CHUNK, 2, 0);
+    vb_k(&b, CR_OP_LOAD, CR_DTYPE_NONE, 0, in, 0, 0);
+    vb_k(&b, CR_OP_TOPK_MASK, CR_DTYPE_NONE, 1, 0, x, 0);
+    vb_k(&b, CR_OP_STORE, CR_DTYPE_NONE, o, 1, 0, 0);
+    vb_kernel_end(&b);
+    vb_m(&b, CR_OP_KERNEL, CR_DTYPE_NONE, 0, kk, 0, 0);
+    vb_m(&b, CR_OP_SEL_VALUE, CR_DTYPE_NONE, thr, x, 0, 0);
+    /* store the threshold through a CHECK: thr == expected, else fail */
+    cr_program p;
+    vb_build(&b, &p);
+    cr_error err = {0};
+    cr_vm_options opt;
+    cr_vm_options_init(&opt);
+    opt.out_dir = out; opt.quiet = true; opt.threads = threads;
+    cr_status s = cr_vm_run(&p, &opt, &err);
+    CHECK_MSG(s == CR_OK, "%s", err.msg);
+    snprintf(shard, sizeof shard, "%s/model.safetensors", out);
+    size_t len;
+    unsigned char *data = vb_read_file(shard, &len);
+    REQUIRE(data);
+    int order[N];
+    for (int i = 0; i < N; i++) order[i] = i;
+    qsort(order, N, sizeof *order, cmp_desc);
+    static float want[N];
+    memset(want, 0, sizeof want);
+    for (uint64_t i = 0; i < k; i++) want[order[i]] = 1;
+    int bad = 0, count = 0;
+    for (int i = 0; i < N; i++) {
+        float g;
+        memcpy(&g, data + p.outputs[0].offset + 4 * i, 4);
+        count += g == 1;
+        if (g != want[i] && bad++ < 3) CHECK_MSG(0, "k=%llu threads=%u element %d (|v|=%g): got %g want %g",
+                                               (unsigned long long)k, threads, i, fabsf(vals[i]), g, want[i]);
+    }
+    CHECK_EQ_INT(count, k);
+    free(data);
+    cr_program_free(&p);
+}
+
+TEST(topk_with_ties)
+{
+    /* many exact ties (values on a coarse grid, both signs) plus -0/+0 */
+    for (int i = 0; i < N; i++) vals[i] = (float)((i * 37) % 11 - 5) * 0.25f;
+    vals[3] = -0.0f;
+    uint64_t ks[] = { 0, 1, 90, 91, 200, 499, 500, 999, 1000 };
+    for (size_t i = 0; i < sizeof ks / sizeof *ks; i++) {
+        run_topk(ks[i], 1);
+        run_topk(ks[i], 4);
+    }
+}
+
+TEST(topk_distinct_and_close_values)
+{
+    /* values that share the high 16 bits so the low pass decides */
+    for (int i = 0; i < N; i++) vals[i] = 1.0f + (float)((i * 7919) % N) * 1e-7f * (i % 2 ? 1 : -1);
+    uint64_t ks[] = { 1, 10, 333, 700 };
+    for (size_t i = 0; i < sizeof ks / sizeof *ks; i++) run_topk(ks[i], 3);
+}
+
+TEST(bad_k_is_an_error)
+{
+    char file[512], out[512];
+    snprintf(file, sizeof file, "%s/v.safetensors", tmp);
+    snprintf(out, sizeof out, "%s/badk", tmp);
+    vm_builder b;
+    vb_init(&b);
+    uint32_t x = vb_select(&b, N, CHUNK);
+    uint32_t ks = vb_scalar(&b, 2.5);
+    vb_m(&b, CR_OP_SEL_INIT, CR_DTYPE_NONE, x, ks, 0, 0);
+    cr_program p;
+    vb_build(&b, &p);
+    cr_error err = {0};
+    cr_vm_options opt;
+    cr_vm_options_init(&opt);
+    opt.out_dir = out; opt.quiet = true;
+    CHECK_EQ_INT(cr_vm_run(&p, &opt, &err), CR_ERR_RUNTIME);
+    CHECK_CONTAINS(err.msg, "whole number");
+    /* out of sequence: FIND_LO before FIND_HI */
+    p.scalar_init[ks] = 3;
+    cr_insn bad[] = { { CR_OP_SEL_INIT, CR_DTYPE_NONE, 0, x, ks, 0, 0 }, { CR_OP_SEL_FIND_LO, CR_DTYPE_NONE, 0, x, 0, 0, 0 } };
+    cr_free(p.alloc, p.main);
+    p.main = cr_malloc(p.alloc, sizeof bad);
+    memcpy(p.main, bad, sizeof bad);
+    p.n_main = 2;
+    CHECK_EQ_INT(cr_vm_run(&p, &opt, &err), CR_ERR_RUNTIME);
+    CHECK_CONTAINS(err.msg, "out of sequence");
+    cr_program_free(&p);
+}
+
+int main(void)
+{
+    tmp = vb_tempdir();
+    if (!tmp) return 1;
+    RUN(topk_with_ties);
+    RUN(topk_distinct_and_close_values);
+    RUN(bad_k_is_an_error);
+    vb_rmtree(tmp);
+    free(tmp);
+    return cr_test_summary();
+}

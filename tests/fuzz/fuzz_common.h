@@ -30,7 +30,7 @@
         fprintf(stderr, "fuzz assertion failed: %s: ", #cond);           \
         fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); abort(); } } while (0)
 
-static bool fuzz_write_file(const char *path, const void *data, size_t n)
+static inline bool fuzz_write_file(const char *path, const void *data, size_t n)
 {
     FILE *f = fopen(path, "wb");
     if (!f) return false;
@@ -40,7 +40,7 @@ static bool fuzz_write_file(const char *path, const void *data, size_t n)
 
 /* An anonymous in-memory file holding data; *path receives /proc/self/fd/N.
  * Returns the fd (close it after use) or -1. */
-static int fuzz_memfd(const void *data, size_t n, char *path, size_t cap)
+static inline int fuzz_memfd(const void *data, size_t n, char *path, size_t cap)
 {
     int fd = memfd_create("fuzz", MFD_CLOEXEC);
     if (fd < 0) return -1;
@@ -55,19 +55,19 @@ static int fuzz_memfd(const void *data, size_t n, char *path, size_t cap)
     return fd;
 }
 
-static int fuzz_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+static inline int fuzz_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st; (void)ftw;
     return flag == FTW_DP ? rmdir(path) : unlink(path);
 }
 
-static void fuzz_rmtree(const char *path)
+static inline void fuzz_rmtree(const char *path)
 {
     if (path) nftw(path, fuzz_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* a fresh mkdtemp() directory (malloc'd path) or NULL */
-static char *fuzz_tmpdir(const char *tag)
+static inline char *fuzz_tmpdir(const char *tag)
 {
     const char *base = getenv("TMPDIR");
     if (!base || !*base) base = "/tmp";
@@ -79,7 +79,7 @@ static char *fuzz_tmpdir(const char *tag)
     return p;
 }
 
-static char *fuzz_join(const char *dir, const char *name)
+static inline char *fuzz_join(const char *dir, const char *name)
 {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *p = malloc(n);
@@ -88,7 +88,7 @@ static char *fuzz_join(const char *dir, const char *name)
 }
 
 /* a safetensors file: header text json (padded to 8) + data_bytes zeros */
-static bool fuzz_write_st(const char *path, const char *json, size_t data_bytes)
+static inline bool fuzz_write_st(const char *path, const char *json, size_t data_bytes)
 {
     size_t n = strlen(json), pad = (8 - n % 8) % 8, total = 8 + n + pad + data_bytes;
     unsigned char *buf = calloc(1, total);
@@ -103,12 +103,12 @@ static bool fuzz_write_st(const char *path, const char *json, size_t data_bytes)
 }
 
 /* leak-checking allocator for one input */
-static void fuzz_alloc_begin(cr_failing_allocator *fa)
+static inline void fuzz_alloc_begin(cr_failing_allocator *fa)
 {
     cr_failing_allocator_init(fa, cr_default_allocator(), -1, false);
 }
 
-static void fuzz_alloc_end(const cr_failing_allocator *fa, const char *what)
+static inline void fuzz_alloc_end(const cr_failing_allocator *fa, const char *what)
 {
     FUZZ_ASSERT(fa->live == 0, "%s leaked %ld blocks", what, fa->live);
 }

@@ -5,7 +5,7 @@
 #
 #   tools/fuzz.sh build [TARGET...]        build (default: every tests/fuzz/fuzz_*.c)
 #   tools/fuzz.sh run TARGET SECONDS [LIBFUZZER_ARG...]
-#                                          fuzz one target for SECONDS on one core;
+#                                          fuzz one target for SECONDS in one process (one core);
 #                                          the working corpus is zig-out/fuzz/corpus/TARGET
 #                                          (seeded from tests/fuzz/corpus/TARGET), crashes
 #                                          land in zig-out/fuzz/artifacts/TARGET/
@@ -71,7 +71,7 @@ run)
     [ -f "tests/fuzz/$t.dict" ] && dict=(-dict="tests/fuzz/$t.dict")
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-    exec "$out/$t" -max_total_time="$secs" -jobs=1 -workers=1 -rss_limit_mb=2048 -timeout=10 \
+    exec "$out/$t" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 \
         -print_final_stats=1 -artifact_prefix="$out/artifacts/$t/" ${dict[@]+"${dict[@]}"} "$@" \
         "$out/corpus/$t"
     ;;

@@ -11,6 +11,7 @@
  */
 #include "vm.h"
 #include "hash.h"
+#include "io.h"
 #include "limits.h"
 #include "outdir.h"
 #include "pool.h"
@@ -71,6 +72,7 @@ typedef struct vm {
     vm_thread *thr;
     cr_outdir outdir;
     bool outdir_open;
+    const cr_io *io;           /* opt->io or the real file system */
 
     /* progress */
     struct timespec t0;
@@ -159,12 +161,12 @@ static double round_dt(unsigned dt, double v)
 
 static const char *S(const vm *m, cr_blob b) { return cr_prog_str(m->p, b); }
 
-static int write_all(int fd, const void *buf, uint64_t n, uint64_t off)
+static int write_all(const cr_io *io, int fd, const void *buf, uint64_t n, uint64_t off)
 {
     const uint8_t *b = buf;
     while (n) {
         size_t part = n > (1u << 30) ? (1u << 30) : (size_t)n;
-        ssize_t w = pwrite(fd, b, part, (off_t)off);
+        ssize_t w = io->pwrite(io->ud, fd, b, part, off);
         if (w < 0) { if (errno == EINTR) continue; return errno; }
         if (w == 0) return EIO;
         b += w; n -= (uint64_t)w; off += (uint64_t)w;
@@ -274,7 +276,7 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
             const cr_prog_output *o = &p->outputs[in->dst];
             unsigned sz = dt_size(o->dtype);
             K->store((cr_dtype)o->dtype, REG(in->a), t->io, n);
-            int e = write_all(m->shard_fds[o->shard], t->io, (uint64_t)n * sz, o->offset + base * sz);
+            int e = write_all(m->io, m->shard_fds[o->shard], t->io, (uint64_t)n * sz, o->offset + base * sz);
             if (e) return job_fail(m, CR_ERR_IO, "writing %s to %s: %s", S(m, o->name),
                                    S(m, p->shards[o->shard].file_name), strerror(e));
             atomic_fetch_add(&m->bytes_done, (uint64_t)n * sz);
@@ -462,12 +464,12 @@ static cr_status run_copy(vm *m, const cr_insn *ins, cr_error *err)
             uint64_t len = CR_MIN(in->cols - c, in->dtype == o->dtype ? (uint64_t)1 << 26 : (uint64_t)COPY_BLOCK);
             int e;
             if (in->dtype == o->dtype) {
-                e = write_all(fd, row + c * isz, len * isz, out_off);
+                e = write_all(m->io, fd, row + c * isz, len * isz, out_off);
             } else {
                 float *tmp = m->thr[0].regs;
                 m->kern->load((cr_dtype)in->dtype, row + c * isz, tmp, (size_t)len);
                 m->kern->store((cr_dtype)o->dtype, tmp, m->thr[0].io, (size_t)len);
-                e = write_all(fd, m->thr[0].io, len * osz, out_off);
+                e = write_all(m->io, fd, m->thr[0].io, len * osz, out_off);
             }
             if (e) return cr_fail(err, CR_ERR_IO, "writing %s to %s: %s", S(m, o->name),
                                   S(m, p->shards[o->shard].file_name), strerror(e));
@@ -775,13 +777,13 @@ static cr_status create_shards(vm *m, cr_error *err)
         const cr_prog_shard *sh = &p->shards[i];
         char *path = cr_outdir_path(&m->outdir, S(m, sh->file_name));
         if (!path) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
-        int fd = open(path, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0644);
+        int fd = m->io->open(m->io->ud, path, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0644);
         cr_status s = CR_OK;
         if (fd < 0) s = cr_fail_errno(err, errno, "cannot create %s", path);
         else {
             m->shard_fds[i] = fd;
-            int e = write_all(fd, p->blobs + sh->header.off, sh->header.len, 0);
-            if (!e && ftruncate(fd, (off_t)sh->file_size)) e = errno;
+            int e = write_all(m->io, fd, p->blobs + sh->header.off, sh->header.len, 0);
+            if (!e && m->io->ftruncate(m->io->ud, fd, sh->file_size)) e = errno;
             if (e) s = cr_fail_errno(err, e, "cannot write %s", path);
         }
         cr_free(m->alloc, path);
@@ -802,12 +804,12 @@ static cr_status write_aux(vm *m, cr_error *err)
         if (x->kind == CR_AUX_WRITE) { data = p->blobs + x->content.off; len = x->content.len; }
         else { data = m->maps[x->src_file]; len = p->files[x->src_file].size; }
         cr_status s = CR_OK;
-        int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+        int fd = m->io->open(m->io->ud, path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
         if (fd < 0) s = cr_fail_errno(err, errno, "cannot create %s", path);
         else {
-            int e = len ? write_all(fd, data, len, 0) : 0;
-            if (!e && fsync(fd)) e = errno;
-            if (close(fd) && !e) e = errno;
+            int e = len ? write_all(m->io, fd, data, len, 0) : 0;
+            if (!e && m->io->fsync(m->io->ud, fd)) e = errno;
+            if (m->io->close(m->io->ud, fd) && !e) e = errno;
             if (e) s = cr_fail_errno(err, e, "cannot write %s", path);
         }
         cr_free(m->alloc, path);
@@ -821,8 +823,8 @@ static cr_status finish_shards(vm *m, cr_error *err)
     for (uint32_t i = 0; i < m->p->n_shards; i++) {
         int fd = m->shard_fds[i];
         m->shard_fds[i] = -1;
-        int e = fsync(fd) ? errno : 0;
-        if (close(fd) && !e) e = errno;
+        int e = m->io->fsync(m->io->ud, fd) ? errno : 0;
+        if (m->io->close(m->io->ud, fd) && !e) e = errno;
         if (e) return cr_fail_errno(err, e, "cannot write shard %s", S(m, m->p->shards[i].file_name));
     }
     return CR_OK;
@@ -864,6 +866,7 @@ cr_status cr_vm_run(const cr_program *p, const cr_vm_options *opt, cr_error *err
     m->p = p;
     m->opt = opt;
     m->alloc = opt->alloc ? opt->alloc : p->alloc;
+    m->io = opt->io ? opt->io : cr_posix_io();
     pthread_mutex_init(&m->err_mu, NULL);
     clock_gettime(CLOCK_MONOTONIC, &m->t0);
     atomic_init(&m->bytes_done, 0);
@@ -876,7 +879,7 @@ cr_status cr_vm_run(const cr_program *p, const cr_vm_options *opt, cr_error *err
     if (!s) s = open_inputs(m, err);
     uint64_t hashed = atomic_load(&m->bytes_done);
     if (!s) {
-        s = cr_outdir_begin(m->alloc, opt->out_dir, opt->force, &m->outdir, err);
+        s = cr_outdir_begin_io(m->alloc, m->io, opt->out_dir, opt->force, &m->outdir, err);
         m->outdir_open = !s;
     }
     if (!s) s = create_shards(m, err);

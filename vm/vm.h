@@ -57,6 +57,7 @@ typedef struct cr_vm_options {
     const char *isa;            /* "scalar" | "avx2" | "avx512"; NULL: $CRUCIBLE_ISA or CPUID */
     const cr_allocator *alloc;  /* NULL: the program's allocator */
     cr_vm_stats *stats;         /* filled on success if not NULL */
+    const struct cr_io *io;     /* output file system calls (io.h); NULL: POSIX */
 } cr_vm_options;
 
 void cr_vm_options_init(cr_vm_options *opt);

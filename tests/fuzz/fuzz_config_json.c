@@ -71,7 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cr_hf_config_edit edit = {
         .dtype_name = dtypes[sel & 3],
         .layer_key = layer_keys[(sel >> 2) & 3],
-        .n_layers = (long long)(sel >> 4) * 3 - 1,
+        .n_layers = (long long)(sel >> 4) * 3,
     };
     fuzz_alloc_begin(&fa);
     char *out = NULL;

@@ -1,9 +1,12 @@
 /* seed_crb.c — writes the fuzz_crb seed corpus: the reliability fixture
  * program (tests/support/rel_support.c) saved as .crb, plus truncated and
- * corrupted copies of it. Run by hand when the .crb format changes:
+ * corrupted copies of it; with a second argument, also the end-to-end
+ * fixture of tests/e2e/bad_inputs.sh: FIXTURE_DIR/{a,b}.safetensors and
+ * FIXTURE_DIR/linear.crb reading them by that (relative) path. Run by hand
+ * from the repository root when the .crb format changes:
  *   clang -I. -iquote vm -iquote tests tests/fuzz/seed_crb.c tests/support/vm_build.c tests/support/rel_support.c \
  *     zig-out/lib/libcrucible.a -lyaml -llua5.4 -lcjson -lm -lpthread -o /tmp/seed_crb
- *   /tmp/seed_crb tests/fuzz/corpus/fuzz_crb
+ *   /tmp/seed_crb tests/fuzz/corpus/fuzz_crb tests/e2e/fixtures
  */
 #include "support/rel_support.h"
 #include "support/vm_build.h"
@@ -23,7 +26,15 @@ static void put(const char *dir, const char *name, const unsigned char *d, size_
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) { fprintf(stderr, "usage: seed_crb OUTDIR\n"); return 2; }
+    if (argc != 2 && argc != 3) { fprintf(stderr, "usage: seed_crb OUTDIR [FIXTURE_DIR]\n"); return 2; }
+    if (argc == 3) {
+        cr_program f;
+        char crb[1024];
+        snprintf(crb, sizeof crb, "%s/linear.crb", argv[2]);
+        cr_error err = {0};
+        if (!rel_build_linear(&f, argv[2]) || cr_program_save(&f, crb, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
+        cr_program_free(&f);
+    }
     char *tmp = vb_tempdir();
     cr_program p;
     if (!rel_build_linear(&p, tmp)) return 1;

@@ -302,7 +302,8 @@ bool cr_model_config_int(const cr_model *m, const char *key, long long *out)
     const cJSON *v = config_lookup(m->config, key);
     if (!cJSON_IsNumber(v)) return false;
     double d = v->valuedouble;
-    if (d != (double)(long long)d || d > 9007199254740992.0 || d < -9007199254740992.0) return false;
+    /* range first: converting an out-of-range double is undefined (found by fuzz_config_json) */
+    if (!(d <= 9007199254740992.0 && d >= -9007199254740992.0) || d != (double)(long long)d) return false;
     *out = (long long)d;
     return true;
 }

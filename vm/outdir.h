@@ -18,10 +18,15 @@ typedef struct cr_outdir {
     char *tmp_path;
     bool force;
     bool committed;
+    const struct cr_io *io;     /* file system calls (io.h) */
 } cr_outdir;
 
 cr_status cr_outdir_begin(const cr_allocator *alloc, const char *path, bool force,
                           cr_outdir *out, cr_error *err);
+/* The same with the creating, fsync and rename calls made through `io`
+ * (NULL: POSIX), so tests can inject faults into them. */
+cr_status cr_outdir_begin_io(const cr_allocator *alloc, const struct cr_io *io, const char *path,
+                             bool force, cr_outdir *out, cr_error *err);
 /* path of `name` inside the temporary directory (allocated) */
 char *cr_outdir_path(const cr_outdir *o, const char *name);
 cr_status cr_outdir_commit(cr_outdir *o, cr_error *err);

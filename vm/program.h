@@ -24,8 +24,9 @@
 
 #include "base.h"
 #include "dtype.h"
+#include "limits.h"
 
-#define CR_MAX_DIMS 8
+#define CR_MAX_DIMS CR_LIMIT_DIMS
 
 /* ---- op table ----------------------------------------------------------- */
 

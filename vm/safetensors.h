@@ -21,7 +21,7 @@
 #include "dtype.h"
 #include "program.h"   /* CR_MAX_DIMS */
 
-#define CR_ST_MAX_HEADER 100000000ull
+#define CR_ST_MAX_HEADER CR_LIMIT_ST_HEADER   /* limits.h */
 
 typedef struct cr_st_tensor {
     const char *name;           /* owned by the file */

@@ -942,3 +942,31 @@ cr_status cr_lua_run_string(cr_lua *L, cr_graph *g, const char *chunkname, const
     if (status != LUA_OK) return lua_failure(L, status, "", err);
     return CR_OK;
 }
+
+/* ---- whole-recipe scripts ------------------------------------------------ */
+
+cr_status cr_lua_run_script(cr_lua *L, const char *chunkname, const char *text, size_t len,
+                            cr_error *err)
+{
+    lua_State *S = L->S;
+    char name[512];
+    snprintf(name, sizeof name, "@%s", chunkname);
+    /* stack: the `crucible` table */
+    int status = luaL_loadbufferx(S, text, len, name, "t");
+    if (status != LUA_OK) { lua_remove(S, -2); return lua_failure(L, status, "", err); }
+    /* own environment over the sandbox, with `crucible` as a global */
+    lua_newtable(S);
+    lua_pushvalue(S, -3);
+    lua_setfield(S, -2, "crucible");
+    lua_newtable(S);
+    lua_rawgeti(S, LUA_REGISTRYINDEX, L->sandbox_ref);
+    lua_setfield(S, -2, "__index");
+    lua_pushboolean(S, 0);
+    lua_setfield(S, -2, "__metatable");
+    lua_setmetatable(S, -2);
+    lua_setupvalue(S, -2, 1);
+    lua_remove(S, -2);
+    status = guarded_pcall(L, 0, 0);
+    if (status != LUA_OK) return lua_failure(L, status, "", err);
+    return CR_OK;
+}

@@ -7,7 +7,7 @@
 # tests/unit/test_lua_methods.c.)
 # usage: lua_methods.sh CRUCIBLE_BIN
 set -u
-bin=$1
+bin=$(realpath "$1")
 pass=0
 fail=0
 ok() { pass=$((pass + 1)); }

@@ -12,7 +12,9 @@
  * spec/lua-api.md. Runs from the repository root; the binary comes from
  * $CRUCIBLE_BIN (tests/run.sh sets it) or zig-out/bin/crucible.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -7,6 +7,7 @@
 #include "aux_files.h"
 #include "compile.h"
 #include "frontend.h"
+#include "lua_recipe.h"
 #include "shards.h"
 
 static bool parse_u64(const char *s, uint64_t *out)
@@ -129,7 +130,7 @@ int cr_cli_compile(const cr_cli_options *o, bool header_only, const char *out_di
     }
     cr_frontend_options fo = { .models_dir = o->models_dir, .methods = methods,
                                .header_only = header_only, .allow_crimes = o->allow_crimes };
-    cr_status st = cr_frontend_yaml(al, o->pos[0], &fo, plan, &diags, &err);
+    cr_status st = cr_frontend_recipe(al, o->pos[0], &fo, plan, &diags, &err);
     cr_diags_print(&diags, stderr);
     if (st) {
         if (!diags.n_errors) fprintf(stderr, "crucible %s: %s\n", o->cmd, err.msg);

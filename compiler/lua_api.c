@@ -26,6 +26,7 @@ struct cr_lua {
     cr_graph *g;                /* graph of the current call; NULL between calls */
     const cr_lua_call *call;    /* current merge call or NULL */
     int sandbox_ref;            /* the read-only base environment */
+    char where[256];            /* "file:line" last seen by the hook (memory errors have no traceback) */
 };
 
 static cr_lua *get_lua(lua_State *S) { return *(cr_lua **)lua_getextraspace(S); }
@@ -50,8 +51,9 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 
 static void count_hook(lua_State *S, lua_Debug *ar)
 {
-    (void)ar;
     cr_lua *L = get_lua(S);
+    if (lua_getinfo(S, "Sl", ar) && ar->currentline > 0)
+        snprintf(L->where, sizeof L->where, "%s:%d", ar->short_src, ar->currentline);
     L->budget -= HOOK_EVERY;
     if (L->budget < 0)
         luaL_error(S, "instruction limit exceeded (%I instructions): does the script loop forever?",
@@ -643,8 +645,8 @@ static cr_status lua_failure(cr_lua *L, int status, const char *context, cr_erro
     lua_State *S = L->S;
     const char *msg = lua_tostring(S, -1);
     if (status == LUA_ERRMEM || !msg)
-        cr_fail(err, CR_ERR_CONFIG, "%s: Lua memory limit (%zu MiB) exceeded", context,
-                L->max_bytes >> 20);
+        cr_fail(err, CR_ERR_CONFIG, "%s%sLua memory limit (%zu MiB) exceeded%s%s", context,
+                context[0] ? ": " : "", L->max_bytes >> 20, L->where[0] ? " near " : "", L->where);
     else
         cr_fail(err, CR_ERR_CONFIG, "%s%s%s", msg, context[0] ? "\n  while " : "", context);
     lua_pop(S, 1);
@@ -660,6 +662,7 @@ static int guarded_pcall(cr_lua *L, int nargs, int nres)
     lua_pushcfunction(S, traceback);
     lua_insert(S, base);
     L->budget = L->max_instr;
+    L->where[0] = 0;
     lua_sethook(S, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
     int status = lua_pcall(S, nargs, nres, base);
     lua_sethook(S, NULL, 0, 0);
@@ -939,6 +942,34 @@ cr_status cr_lua_run_string(cr_lua *L, cr_graph *g, const char *chunkname, const
     L->g = g;
     status = guarded_pcall(L, 1, 0);
     L->g = NULL;
+    if (status != LUA_OK) return lua_failure(L, status, "", err);
+    return CR_OK;
+}
+
+/* ---- whole-recipe scripts ------------------------------------------------ */
+
+cr_status cr_lua_run_script(cr_lua *L, const char *chunkname, const char *text, size_t len,
+                            cr_error *err)
+{
+    lua_State *S = L->S;
+    char name[512];
+    snprintf(name, sizeof name, "@%s", chunkname);
+    /* stack: the `crucible` table */
+    int status = luaL_loadbufferx(S, text, len, name, "t");
+    if (status != LUA_OK) { lua_remove(S, -2); return lua_failure(L, status, "", err); }
+    /* own environment over the sandbox, with `crucible` as a global */
+    lua_newtable(S);
+    lua_pushvalue(S, -3);
+    lua_setfield(S, -2, "crucible");
+    lua_newtable(S);
+    lua_rawgeti(S, LUA_REGISTRYINDEX, L->sandbox_ref);
+    lua_setfield(S, -2, "__index");
+    lua_pushboolean(S, 0);
+    lua_setfield(S, -2, "__metatable");
+    lua_setmetatable(S, -2);
+    lua_setupvalue(S, -2, 1);
+    lua_remove(S, -2);
+    status = guarded_pcall(L, 0, 0);
     if (status != LUA_OK) return lua_failure(L, status, "", err);
     return CR_OK;
 }

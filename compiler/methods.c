@@ -283,3 +283,31 @@ cr_status cr_methods_lua(cr_method_registry *r, const cr_method_info *m, cr_lua 
         }
     return cr_fail(err, CR_ERR_ARG, "method %s is not from this registry", m && m->name ? m->name : "?");
 }
+
+cr_lua *cr_methods_state(cr_method_registry *r) { return r->lua; }
+
+const cr_method_info *cr_methods_add_inline(cr_method_registry *r, const char *name,
+                                            const char *source, cr_error *err)
+{
+    lua_State *S = cr_lua_state(r->lua);
+    lua_newtable(S);
+    lua_insert(S, -2);
+    lua_setfield(S, -2, "merge");
+    int ref = luaL_ref(S, LUA_REGISTRYINDEX);
+    method_entry *e = cr_arena_alloc(&r->arena, sizeof *e);
+    if (!e) { luaL_unref(S, LUA_REGISTRYINDEX, ref); cr_fail(err, CR_ERR_NOMEM, "out of memory"); return NULL; }
+    e->ref = ref;
+    e->info.name = cr_arena_strdup(&r->arena, name);
+    e->info.pretty = e->info.name;
+    e->info.source = cr_arena_strdup(&r->arena, source);
+    e->info.base = CR_BASE_OPTIONAL;
+    e->info.min_inputs = 0;
+    e->info.max_inputs = -1;
+    /* keyed by a name no file path can have, so lookups never find it */
+    e->key = cr_arena_printf(&r->arena, "\001inline:%s:%zu", name, r->entries.len);
+    if (!e->info.name || !e->info.source || !e->key || !cr_vec_push(&r->entries, &e)) {
+        cr_fail(err, CR_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    return &e->info;
+}

@@ -58,6 +58,7 @@ typedef struct cr_plan_tensor {
     uint32_t n_sources;
     cr_param_set params;        /* global, resolved against `name` */
     cr_src_loc loc;             /* where the slice/model list is declared */
+    const cr_method_info *method; /* this tensor's method (Lua recipes); NULL: the stage's */
 } cr_plan_tensor;
 
 typedef struct cr_plan_stage {

@@ -42,4 +42,10 @@ cr_status cr_compile_plan(const cr_plan *plan, cr_method_registry *methods,
                           const cr_compile_options *o, cr_graph *g, cr_program *out,
                           cr_error *err);
 
+/* The pipeline after `build`, for graphs built by other front ends (MoE,
+ * compiler/moe.h): verify, the optional passes, emit, layout, verify the
+ * program. recipe_name is for messages (may be NULL). */
+cr_status cr_compile_graph(cr_graph *g, const cr_compile_options *o, const char *recipe_name,
+                           cr_program *out, cr_error *err);
+
 #endif

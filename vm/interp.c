@@ -176,6 +176,7 @@ static int write_all(int fd, const void *buf, uint64_t n, uint64_t off)
 static const uint8_t *view_base(const vm *m, const cr_prog_input *in)
 {
     if (in->kind == CR_INPUT_SCRATCH) return m->scratch[in->file] + in->offset;
+    if (in->kind == CR_INPUT_BLOB) return m->p->blobs + in->offset;
     return m->maps[in->file] + in->offset;
 }
 

@@ -283,6 +283,51 @@ static void view_2d(uint32_t ndim, const uint64_t *shape, uint64_t *rows, uint64
     for (uint32_t i = ndim >= 2 ? 1 : 0; i < ndim; i++) *cols *= shape[i];
 }
 
+static uint64_t fnv1a(uint64_t h, const char *s)
+{
+    for (; *s; s++) { h ^= (unsigned char)*s; h *= 1099511628211ull; }
+    return h;
+}
+
+static uint32_t gnode(cr_graph *g, cr_gop op, cr_dtype dt, uint32_t d, uint32_t a, uint32_t b2)
+{
+    cr_node n = { .op = (uint16_t)op, .dtype = (uint8_t)dt, .rdt = (uint8_t)dt, .kind = CR_VK_TENSOR,
+                  .domain = d, .n_in = (uint8_t)cr_gop_arity(op), .in = { a, b2 } };
+    return a == CR_NO_NODE || (n.n_in > 1 && b2 == CR_NO_NODE) ? CR_NO_NODE : cr_graph_add(g, &n);
+}
+
+static uint32_t wconst(cr_graph *g, double v)
+{
+    cr_node k = { .op = CR_GOP_CONST, .dtype = CR_DTYPE_F32, .rdt = CR_DTYPE_F64, .kind = CR_VK_SCALAR,
+                  .domain = CR_NO_DOMAIN, .flags = CR_NODEF_WEAK, .value = v };
+    return cr_graph_add(g, &k);
+}
+
+/* noise_scale: x + z·scale in x's dtype (mergekit: tensor +
+ * randn_like(tensor) * noise_scale). z is an approximately standard normal
+ * value, the Irwin–Hall sum of four counter-based RAND streams keyed by the
+ * output name, centred and scaled to unit variance: (Σu − 2)·√3, within
+ * ±2√3 (graph value ops have no cos, so no Box–Muller here). Rounded to x's
+ * dtype like randn_like; crucible's numbers, not torch's. */
+static uint32_t add_noise(cr_graph *g, uint32_t d, const char *name, cr_dtype dt, double scale, uint32_t x)
+{
+    uint64_t h = fnv1a(1469598103934665603ull, name);
+    const cr_dtype F = CR_DTYPE_F32;
+    uint32_t sum = CR_NO_NODE;
+    for (int i = 0; i < 4; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "/noise-%d", i);
+        cr_node r = { .op = CR_GOP_RAND, .kind = CR_VK_TENSOR, .dtype = F, .rdt = F, .domain = d,
+                      .attr = fnv1a(h, key) };
+        uint32_t u = cr_graph_add(g, &r);
+        sum = i == 0 ? u : gnode(g, CR_GOP_ADD, F, d, sum, u);
+    }
+    uint32_t z = gnode(g, CR_GOP_MUL, F, d, gnode(g, CR_GOP_SUB, F, d, sum, wconst(g, 2.0)), wconst(g, 1.7320508075688772));
+    if (dt != F) z = gnode(g, CR_GOP_MOV, dt, d, z, 0);
+    uint32_t zs = gnode(g, CR_GOP_MUL, dt, d, z, wconst(g, scale));
+    return gnode(g, CR_GOP_ADD, dt, d, x, zs);
+}
+
 static cr_status add_tensor(mb *b, cr_graph *g, const cr_moe_tensor *t, cr_error *err)
 {
     const cr_moe_config *c = b->c;
@@ -352,6 +397,7 @@ static cr_status add_tensor(mb *b, cr_graph *g, const cr_moe_tensor *t, cr_error
                    .domain = d, .attr = ii };
     uint32_t r = cr_graph_add(g, &in);
     cr_dtype cur = gi.dtype;
+    if (r != CR_NO_NODE && ex && ex->has_noise) r = add_noise(g, d, t->name, cur, ex->noise_scale, r);
     /* residual_scale multiplies down_proj in its stored dtype (mergekit:
      * tensor * float), applied to any expert that sets it (QUIRK, kept) */
     if (r != CR_NO_NODE && ex && ex->has_residual && t->down) {
@@ -500,12 +546,6 @@ static cr_status build(mb *b, cr_graph *g, cr_program *out, cr_diags *d, cr_erro
         return cr_fail(err, CR_ERR_UNSUPPORTED, "%s:%d:%d: gate_mode hidden_avg is not supported yet (it averages "
                        "padded positions, so it depends on batch padding)", c->path, c->loc_gate_mode.line,
                        c->loc_gate_mode.col);
-    for (uint32_t i = 0; i < c->n_experts + c->n_shared; i++) {
-        const cr_moe_expert *e = i < c->n_experts ? &c->experts[i] : &c->shared[i - c->n_experts];
-        if (e->has_noise)
-            return cr_fail(err, CR_ERR_UNSUPPORTED, "%s:%d:%d: noise_scale is not supported yet", c->path,
-                           e->loc.line, e->loc.col);
-    }
     for (uint32_t i = 1; i < c->n_shared; i++)
         if ((c->shared[i].positive != NULL) != (c->shared[0].positive != NULL))
             return cr_fail(err, CR_ERR_CONFIG, "%s: shared experts must all have prompts or all have none", c->path);

@@ -512,15 +512,95 @@ TEST(build_errors)
     CHECK_EQ_INT(build_and_run(cfg, out, 1, &err), CR_ERR_CONFIG);
     CHECK_CONTAINS(err.msg, "nope");
     CHECK(!io_exists(out));
-    /* noise_scale: not supported yet */
-    snprintf(text, sizeof text, "base_model: %s\ngate_mode: random\nexperts:\n  - source_model: %s\n    noise_scale: 0.1\n"
-             "  - source_model: %s\n", base, base, base);
+    /* hidden_avg: not supported yet, located */
+    snprintf(text, sizeof text, "base_model: %s\ngate_mode: hidden_avg\nexperts:\n  - source_model: %s\n"
+             "    positive_prompts: [a]\n  - source_model: %s/x\n    positive_prompts: [b]\n", base, base, base);
     io_write_text(cfg, text);
     CHECK_EQ_INT(build_and_run(cfg, out, 1, &err), CR_ERR_UNSUPPORTED);
-    CHECK_CONTAINS(err.msg, "noise_scale");
+    CHECK_CONTAINS(err.msg, "hidden_avg");
+    CHECK_CONTAINS(err.msg, ":2:12");
     CHECK(!io_exists(out));
     io_rmtree(dir);
     free(base); free(cfg); free(out); free(dir);
+}
+
+TEST(noise_and_blob_inputs)
+{
+    char *dir = io_tmpdir("moe");
+    char *base = io_join(dir, "base"), *e1 = io_join(dir, "e1");
+    REQUIRE(synth(base, NULL, 1) && synth(e1, base, 2));
+    char *cfg = io_join(dir, "moe.yml");
+    char text[1024];
+    snprintf(text, sizeof text, "base_model: %s\ngate_mode: random\ndtype: float32\nexperts:\n"
+             "  - source_model: %s\n    noise_scale: 0.01\n  - source_model: %s\n", base, e1, base);
+    io_write_text(cfg, text);
+    char *out = io_join(dir, "out");
+    cr_error err = {0};
+    REQUIRE(build_and_run(cfg, out, 3, &err) == CR_OK);
+    cr_model mo, m1;
+    REQUIRE(cr_model_open(AL, out, 0, &mo, &err) == CR_OK);
+    REQUIRE(cr_model_open(AL, e1, 0, &m1, &err) == CR_OK);
+    uint64_t na, nb;
+    const uint8_t *a = tensor_bytes(&mo, "model.layers.0.block_sparse_moe.experts.0.w3.weight", &na);
+    const uint8_t *b = tensor_bytes(&m1, "model.layers.0.mlp.up_proj.weight", &nb);
+    REQUIRE(a && b && na == 2 * nb);   /* f32 output of a bf16 source */
+    int changed = 0;
+    bool bounded = true;
+    for (uint64_t i = 0; i < nb / 2; i++) {
+        float x;
+        uint16_t y;
+        memcpy(&x, a + 4 * i, 4);
+        memcpy(&y, b + 2 * i, 2);
+        float dlt = fabsf(x - cr_bf16_to_f32(y));
+        changed += dlt > 0;
+        bounded &= dlt <= 0.01f * 3.4642f + 1e-6f;
+    }
+    CHECK(changed > (int)(nb / 2) * 9 / 10);
+    CHECK(bounded);
+    cr_model_close(&mo);
+    cr_model_close(&m1);
+
+    /* the compiled program carries the gates as blob inputs; the verifier
+     * keeps them inside the pool and aligned, and .crb round-trips them */
+    cr_moe_config c;
+    cr_diags d;
+    cr_diags_init(&d, AL);
+    REQUIRE(cr_moe_config_load(AL, cfg, &c, &d, &err) == CR_OK);
+    cr_graph g;
+    cr_graph_init(&g, AL);
+    cr_program p;
+    cr_moe_options o = { .seed = 3 };
+    REQUIRE(cr_moe_compile(AL, &c, &o, &g, &p, &d, &err) == CR_OK);
+    uint32_t blob = UINT32_MAX;
+    for (uint32_t i = 0; i < p.n_inputs; i++)
+        if (p.inputs[i].kind == CR_INPUT_BLOB) { blob = i; break; }
+    REQUIRE(blob != UINT32_MAX);
+    CHECK(cr_program_verify(&p, &err) == CR_OK);
+    char *crb = io_join(dir, "moe.crb");
+    REQUIRE(cr_program_save(&p, crb, &err) == CR_OK);
+    cr_program q;
+    REQUIRE(cr_program_load(AL, crb, &q, &err) == CR_OK);
+    CHECK(q.inputs[blob].kind == CR_INPUT_BLOB &&
+          !memcmp(q.blobs + q.inputs[blob].offset, p.blobs + p.inputs[blob].offset, p.inputs[blob].nbytes));
+    cr_program_free(&q);
+    cr_prog_input keep = p.inputs[blob];
+    p.inputs[blob].offset = p.n_blob_bytes;
+    CHECK_EQ_INT(cr_program_verify(&p, &err), CR_ERR_FORMAT);
+    CHECK_CONTAINS(err.msg, "blob pool");
+    p.inputs[blob] = keep;
+    p.inputs[blob].offset += 4;
+    CHECK_EQ_INT(cr_program_verify(&p, &err), CR_ERR_FORMAT);
+    p.inputs[blob] = keep;
+    p.inputs[blob].file = 1;
+    CHECK_EQ_INT(cr_program_verify(&p, &err), CR_ERR_FORMAT);
+    p.inputs[blob] = keep;
+    CHECK(cr_program_verify(&p, &err) == CR_OK);
+    cr_program_free(&p);
+    cr_graph_free(&g);
+    cr_moe_config_free(&c);
+    cr_diags_free(&d);
+    io_rmtree(dir);
+    free(base); free(e1); free(cfg); free(out); free(crb); free(dir);
 }
 
 int main(void)
@@ -537,5 +617,6 @@ int main(void)
     RUN(random_gates);
     RUN(build_random_on_vm);
     RUN(build_errors);
+    RUN(noise_and_blob_inputs);
     return cr_test_summary();
 }

@@ -432,6 +432,33 @@ static bool set_item(cJSON *o, const char *key, cJSON *v)
     return cJSON_AddItemToObject(o, key, v);
 }
 
+/* Number literals as the base config spelt them ("10000.0" stays so, as
+ * transformers writes Python floats): the first `"key": literal` of the
+ * base text whose value matches. New keys get the default formatting. */
+typedef struct num_ctx { const char *text; char buf[64]; } num_ctx;
+
+static const char *base_literal(void *ud, const cJSON *node)
+{
+    num_ctx *nc = ud;
+    if (!node->string) return NULL;
+    if (!strcmp(node->string, "router_jitter_noise") && node->valuedouble == 0) return "0.0";
+    if (!nc->text) return NULL;
+    char pat[160];
+    snprintf(pat, sizeof pat, "\"%s\":", node->string);
+    for (const char *at = strstr(nc->text, pat); at; at = strstr(at + 1, pat)) {
+        const char *v = at + strlen(pat);
+        while (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r') v++;
+        size_t n = strcspn(v, ",}] \t\r\n");
+        if (!n || n >= sizeof nc->buf) continue;
+        memcpy(nc->buf, v, n);
+        nc->buf[n] = 0;
+        char *end;
+        double x = strtod(nc->buf, &end);
+        if (*end == 0 && x == node->valuedouble) return nc->buf;
+    }
+    return NULL;
+}
+
 static cr_status add_config(mb *b, cr_program *p, cr_error *err)
 {
     const struct mmodel *base = &b->models[b->base];
@@ -453,20 +480,39 @@ static cr_status add_config(mb *b, cr_program *p, cr_error *err)
         ok &= set_item(cfg, "use_sliding_window", cJSON_CreateFalse());
     }
     ok &= set_item(cfg, "sliding_window", cJSON_CreateNull());
-    if (b->out_dtype != CR_DTYPE_NONE) {
-        const char *dn = cr_dtype_torch_name(b->out_dtype);
-        ok &= set_item(cfg, "torch_dtype", cJSON_CreateString(dn));
-        if (cJSON_GetObjectItemCaseSensitive(cfg, "dtype")) ok &= set_item(cfg, "dtype", cJSON_CreateString(dn));
-    } else if (!q) {
-        ok &= set_item(cfg, "torch_dtype", cJSON_CreateNull());
+    if (!q) {
+        /* MixtralConfig class defaults that transformers serialises */
+        ok &= set_item(cfg, "output_router_logits", cJSON_CreateFalse());
+        ok &= set_item(cfg, "router_aux_loss_coef", cJSON_CreateNumber(0.001));
+        ok &= set_item(cfg, "router_jitter_noise", cJSON_CreateNumber(0.0));
     }
+    /* the dtype key as the base has it (transformers >= 4.56 writes `dtype`) */
+    bool has_dtype = cJSON_GetObjectItemCaseSensitive(cfg, "dtype") != NULL;
+    const char *dkey = has_dtype ? "dtype" : "torch_dtype";
+    if (b->out_dtype != CR_DTYPE_NONE)
+        ok &= set_item(cfg, dkey, cJSON_CreateString(cr_dtype_torch_name(b->out_dtype)));
+    else if (!q)
+        ok &= set_item(cfg, dkey, cJSON_CreateNull());
     cr_sbuf sb;
     cr_sbuf_init(&sb, b->al);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", base->dir);
+    cr_vec text_in;
+    cr_vec_init(&text_in, b->al, 1);
+    FILE *f = fopen(path, "rb");
+    if (f) {
+        int ch;
+        while ((ch = fgetc(f)) != EOF && cr_vec_push(&text_in, &(char){ (char)ch })) {}
+        fclose(f);
+    }
+    num_ctx nc = { .text = NULL };
+    if (cr_vec_push(&text_in, &(char){ 0 })) nc.text = text_in.data;
     if (ok) {
-        cr_json_add_pretty(&sb, cfg, 0, NULL, NULL);
+        cr_json_add_pretty(&sb, cfg, 0, base_literal, &nc);
         cr_sbuf_adds(&sb, "\n");
     }
     cJSON_Delete(cfg);
+    cr_vec_free(&text_in);
     size_t len;
     char *text = cr_sbuf_take(&sb, &len);
     if (!ok || !text) { cr_free(b->al, text); return cr_fail(err, CR_ERR_NOMEM, "out of memory writing config.json"); }

@@ -584,7 +584,7 @@ TEST(noise_and_blob_inputs)
           !memcmp(q.blobs + q.inputs[blob].offset, p.blobs + p.inputs[blob].offset, p.inputs[blob].nbytes));
     cr_program_free(&q);
     cr_prog_input keep = p.inputs[blob];
-    p.inputs[blob].offset = p.n_blob_bytes;
+    p.inputs[blob].offset = (p.n_blob_bytes + 7) & ~7ull;   /* aligned, past the pool */
     CHECK_EQ_INT(cr_program_verify(&p, &err), CR_ERR_FORMAT);
     CHECK_CONTAINS(err.msg, "blob pool");
     p.inputs[blob] = keep;

@@ -98,7 +98,7 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
             if (!mt) return cr_fail(err, CR_ERR_CONFIG, "%s: model %s has no tensor %s", t->name, pm->ref, s->tensor);
             const cr_st_file *f = &pm->model.shards[mt->shard];
             gi.path = f->path;
-            gi.file_size = f->file_size;
+            gi.file_size = cr_st_expected_size(f);   /* plan may open truncated files */
             gi.offset = f->data_start + mt->info->begin;
             gi.nbytes = mt->info->end - mt->info->begin;
             gi.dtype = mt->info->dtype;

@@ -83,6 +83,10 @@ typedef struct cr_plan {
     uint32_t n_models;
     cr_plan_stage *stages;      /* the last stage is the one written out */
     uint32_t n_stages;
+    /* the registry the front end opened itself (no registry given): method
+     * infos and parameter names point into it, so it lives as long as the
+     * plan; closed by cr_plan_free */
+    cr_method_registry *owned_methods;
 } cr_plan;
 
 /* Value of a parameter in a set, or `dflt` when absent. */

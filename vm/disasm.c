@@ -65,9 +65,17 @@ static void comment(const cr_program *p, const cr_insn *in, char *buf, size_t n)
         const cr_prog_input *v = &p->inputs[in->a];
         snprintf(buf, n, "%s %s [%" PRIu64 "x%" PRIu64 "]%s", cr_prog_str(p, v->name), dtype_name(v->dtype),
                  v->rows, v->cols, v->kind == CR_INPUT_SCRATCH ? " (scratch)" : v->kind == CR_INPUT_BLOB ? " (blob)" : "");
-        if (v->kind == CR_INPUT_FILE && in->op != CR_OP_LOAD) {
+        if (v->kind == CR_INPUT_FILE) {
             size_t l = strlen(buf);
-            snprintf(buf + l, n - l, " in %s", cr_prog_str(p, p->files[v->file].path));
+            const char *path = cr_prog_str(p, p->files[v->file].path);
+            if (in->op != CR_OP_LOAD) {
+                snprintf(buf + l, n - l, " in %s", path);
+            } else {
+                /* a kernel row names the model (its directory) only */
+                const char *end = strrchr(path, '/'), *start = end;
+                while (start && start > path && start[-1] != '/') start--;
+                if (end && start) snprintf(buf + l, n - l, " of %.*s", (int)(end - start), start);
+            }
         }
         return;
     }

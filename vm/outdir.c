@@ -50,6 +50,22 @@ static char *printf_alloc(const cr_allocator *a, const char *fmt, const char *s,
     return p;
 }
 
+/* mkdir -p of every directory above `path` (as mergekit's os.makedirs) */
+static int make_parents(const cr_allocator *a, const char *path)
+{
+    char *p = cr_strdup(a, path);
+    if (!p) { errno = ENOMEM; return -1; }
+    int rc = 0;
+    for (char *s = p + 1; *s && rc == 0; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        if (mkdir(p, 0755) && errno != EEXIST) rc = -1;
+        *s = '/';
+    }
+    cr_free(a, p);
+    return rc;
+}
+
 cr_status cr_outdir_begin(const cr_allocator *alloc, const char *path, bool force,
                           cr_outdir *out, cr_error *err)
 {
@@ -67,7 +83,7 @@ cr_status cr_outdir_begin(const cr_allocator *alloc, const char *path, bool forc
     out->tmp_path = printf_alloc(alloc, "%s.crucible-tmp-%ld", out->final_path, (long)getpid());
     if (!out->tmp_path) { cr_outdir_free(out); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
     if (dir_state(out->tmp_path) >= 0) remove_tree(out->tmp_path);   /* a leftover of a killed run with our pid */
-    if (mkdir(out->tmp_path, 0755)) {
+    if (make_parents(alloc, out->tmp_path) || mkdir(out->tmp_path, 0755)) {
         cr_status s = cr_fail_errno(err, errno, "cannot create %s", out->tmp_path);
         cr_outdir_free(out);
         return s;

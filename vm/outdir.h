@@ -3,7 +3,8 @@
  * Everything is written into a temporary directory beside OUT_DIR
  * (OUT_DIR.crucible-tmp-PID) which is renamed into place after every file is
  * written and fsynced. On failure or interruption the temporary directory is
- * removed. An existing non-empty OUT_DIR is refused unless `force`, in which
+ * removed. Missing parent directories are created (as mergekit does). An
+ * existing non-empty OUT_DIR is refused unless `force`, in which
  * case it is replaced only at the final rename (the old one is removed then).
  */
 #ifndef CR_OUTDIR_H

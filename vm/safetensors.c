@@ -390,3 +390,11 @@ void cr_st_release_bytes(const cr_st_file *f, const cr_st_tensor *t, uint64_t of
     hi &= ~(page - 1);
     if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
+
+uint64_t cr_st_expected_size(const cr_st_file *f)
+{
+    uint64_t end = 0;
+    for (uint32_t i = 0; i < f->n_tensors; i++)
+        if (f->tensors[i].end > end) end = f->tensors[i].end;
+    return f->data_start + end;
+}

@@ -423,6 +423,38 @@ static cr_status add_tensor(mb *b, cr_graph *g, const cr_moe_tensor *t, cr_error
     return CR_OK;
 }
 
+/* One stored tensor: one output, or for the fused layout one output per
+ * expert matrix (gate_up_proj: expert e's gate_proj then its up_proj;
+ * down_proj: expert e's down_proj), laid out back to back as one tensor. */
+static cr_status add_stored(mb *b, cr_graph *g, const cr_moe_tensor *t, cr_layout_tensor *grp, cr_error *err)
+{
+    uint32_t first = g->n_outputs;
+    cr_status st = CR_OK;
+    if (t->src == CR_MOE_SRC_FUSED_GATE_UP || t->src == CR_MOE_SRC_FUSED_DOWN) {
+        bool gu = t->src == CR_MOE_SRC_FUSED_GATE_UP;
+        uint64_t H = b->dims.hidden, I = b->dims.intermediate;
+        for (uint32_t e = 0; e < b->dims.n_experts && !st; e++)
+            for (int k = 0; k < (gu ? 2 : 1) && !st; k++) {
+                const char *mat = gu ? (k == 0 ? "gate_proj" : "up_proj") : "down_proj";
+                char src[160], nm[256];
+                snprintf(src, sizeof src, "model.layers.%u.mlp.%s.weight", t->layer, mat);
+                snprintf(nm, sizeof nm, "%s[%u] (%s)", t->name, e, mat);
+                cr_moe_tensor piece = { .name = nm, .src = CR_MOE_SRC_EXPERT, .expert = e, .layer = t->layer,
+                                        .src_name = src, .down = !gu, .ndim = 2,
+                                        .shape = { gu ? I : H, gu ? H : I } };
+                st = add_tensor(b, g, &piece, err);
+            }
+        *grp = (cr_layout_tensor){ .first = first, .count = g->n_outputs - first, .name = t->name, .ndim = 3 };
+        memcpy(grp->shape, t->shape, sizeof t->shape);
+        return st;
+    }
+    if ((st = add_tensor(b, g, t, err))) return st;
+    const cr_graph_output *o = &g->outputs[first];
+    *grp = (cr_layout_tensor){ .first = first, .count = 1, .ndim = o->ndim };
+    memcpy(grp->shape, o->shape, sizeof grp->shape);
+    return CR_OK;
+}
+
 /* ---- aux files ------------------------------------------------------------------ */
 
 static bool set_item(cJSON *o, const char *key, cJSON *v)
@@ -638,13 +670,12 @@ static cr_status build(mb *b, cr_graph *g, cr_program *out, cr_diags *d, cr_erro
     uint32_t n_ts;
     if ((st = cr_moe_map_tensors(b->arch, o->layout, &b->dims, names, bm->n_tensors, &b->ar, &ts, &n_ts, err)))
         return st;
-    if (o->layout == CR_MOE_LAYOUT_FUSED)
-        return cr_fail(err, CR_ERR_UNSUPPORTED, "--moe-layout fused is not supported yet by the compiler (the "
-                       "tensor map is, see spec/moe.md); use the default classic layout");
     if ((st = compute_gates(b, err))) return st;
-    for (uint32_t i = 0; i < n_ts && !st; i++) st = add_tensor(b, g, &ts[i], err);
+    cr_layout_tensor *groups = cr_arena_alloc(&b->ar, sizeof *groups * (n_ts + 1));
+    if (!groups) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    for (uint32_t i = 0; i < n_ts && !st; i++) st = add_stored(b, g, &ts[i], &groups[i], err);
     if (st) return st;
-    if ((st = cr_compile_graph(g, &o->compile, c->path, out, err))) return st;
+    if ((st = cr_compile_graph(g, &o->compile, c->path, groups, n_ts, out, err))) return st;
     if ((st = add_aux(b, out, err)) || (st = cr_program_verify(out, err))) {
         cr_program_free(out);
         return st;

@@ -82,7 +82,7 @@ typedef struct cr_moe_options {
 /* Config -> verified program with aux files. Validation problems are
  * diagnostics (CR_ERR_CONFIG); missing models / tensors and shape
  * mismatches are CR_ERR_CONFIG errors naming model and tensor; DeepSeek,
- * Qwen3, hidden_avg and the fused layout are CR_ERR_UNSUPPORTED. g is initialised by the caller and freed by it;
+ * Qwen3 and hidden_avg are CR_ERR_UNSUPPORTED. g is initialised by the caller and freed by it;
  * *out is freed by the caller on success. */
 cr_status cr_moe_compile(const cr_allocator *alloc, const cr_moe_config *c, const cr_moe_options *o,
                          cr_graph *g, cr_program *out, cr_diags *d, cr_error *err);

@@ -490,10 +490,51 @@ TEST(build_random_on_vm)
     CHECK(io_exists(p));
     free(p);
     cr_model_close(&mo);
+
+    /* the fused layout: gate_up_proj[e] = gate_proj over up_proj, down_proj[e] */
+    char *outf = io_join(dir, "fused");
+    cr_moe_config fc;
+    cr_diags d;
+    cr_diags_init(&d, AL);
+    REQUIRE(cr_moe_config_load(AL, cfg, &fc, &d, &err) == CR_OK);
+    cr_graph g;
+    cr_graph_init(&g, AL);
+    cr_program prog;
+    cr_moe_options fo = { .seed = 7, .layout = CR_MOE_LAYOUT_FUSED, .compile = { .seed = 7 } };
+    st = cr_moe_compile(AL, &fc, &fo, &g, &prog, &d, &err);
+    CHECK_MSG(st == CR_OK, "%s", err.msg);
+    if (st == CR_OK) {
+        cr_vm_options vo;
+        cr_vm_options_init(&vo);
+        vo.out_dir = outf;
+        vo.quiet = true;
+        CHECK(cr_vm_run(&prog, &vo, &err) == CR_OK);
+        cr_program_free(&prog);
+    }
+    cr_graph_free(&g);
+    cr_moe_config_free(&fc);
+    cr_diags_free(&d);
+    REQUIRE(cr_model_open(AL, outf, 0, &mo, &err) == CR_OK);
+    const cr_model_tensor *gt = cr_model_find(&mo, "model.layers.1.mlp.experts.gate_up_proj");
+    REQUIRE(gt && gt->info->ndim == 3 && gt->info->shape[0] == 2 && gt->info->shape[1] == 64 && gt->info->shape[2] == 16);
+    a = tensor_bytes(&mo, "model.layers.1.mlp.experts.gate_up_proj", &na);
+    uint64_t piece = 32 * 16 * 2;
+    REQUIRE(a && na == 4 * piece);
+    b = tensor_bytes(&m2, "model.layers.1.mlp.gate_proj.weight", &nb);
+    CHECK(b && nb == piece && !memcmp(a + 2 * piece, b, piece));
+    b = tensor_bytes(&m2, "model.layers.1.mlp.up_proj.weight", &nb);
+    CHECK(b && nb == piece && !memcmp(a + 3 * piece, b, piece));
+    b = tensor_bytes(&m1, "model.layers.1.mlp.up_proj.weight", &nb);
+    CHECK(b && nb == piece && !memcmp(a + piece, b, piece));
+    a = tensor_bytes(&mo, "model.layers.0.mlp.experts.down_proj", &na);
+    b = tensor_bytes(&m2, "model.layers.0.mlp.down_proj.weight", &nb);
+    CHECK(a && b && na == 2 * nb && !memcmp(a + nb, b, nb));
+    CHECK(cr_model_find(&mo, "model.layers.0.mlp.gate.weight") != NULL);
+    cr_model_close(&mo);
     cr_model_close(&m1);
     cr_model_close(&m2);
     io_rmtree(dir);
-    free(base); free(e1); free(e2); free(cfg); free(out); free(dir);
+    free(base); free(e1); free(e2); free(cfg); free(out); free(outf); free(dir);
 }
 
 TEST(build_errors)

@@ -109,6 +109,11 @@ check '[ $rc -eq 0 ] && grep -q "29 tensors" "$tmp/plan"' "plan: rc $rc $(cat "$
 rc=$?
 check '[ $rc -eq 0 ] && grep -q "copy" "$tmp/explain"' "explain: rc $rc"
 
+# compile to a .crb (gates travel in its blob pool) and run it
+"$bin" compile cheap_embed.yml -o moe.crb 2>"$tmp/err" && "$bin" run moe.crb from_crb --quiet 2>>"$tmp/err"
+rc=$?
+check '[ $rc -eq 0 ] && "$bin" diff from_crb out_cheap_embed >/dev/null' "compile + run reproduce moe: rc $rc $(cat "$tmp/err")"
+
 # bad configs: exit 2, located diagnostics, no output directory
 printf 'base_model: base\ngate_mode: cheap_emb\nexperts:\n  - source_model: e1\n    positive_prompts: [a]\n  - source_model: e2\n    positive_prompts: [b]\n' >bad1.yml
 "$bin" moe bad1.yml out_bad 2>"$tmp/err"

@@ -512,11 +512,15 @@ static cr_status add_config(mb *b, cr_program *p, cr_error *err)
         ok &= set_item(cfg, "use_sliding_window", cJSON_CreateFalse());
     }
     ok &= set_item(cfg, "sliding_window", cJSON_CreateNull());
+    /* class defaults that transformers serialises (MixtralConfig,
+     * Qwen2MoeConfig); loaders do not need them, mergekit's output has them */
+    ok &= set_item(cfg, "output_router_logits", cJSON_CreateFalse());
+    ok &= set_item(cfg, "router_aux_loss_coef", cJSON_CreateNumber(0.001));
     if (!q) {
-        /* MixtralConfig class defaults that transformers serialises */
-        ok &= set_item(cfg, "output_router_logits", cJSON_CreateFalse());
-        ok &= set_item(cfg, "router_aux_loss_coef", cJSON_CreateNumber(0.001));
         ok &= set_item(cfg, "router_jitter_noise", cJSON_CreateNumber(0.0));
+    } else {
+        ok &= set_item(cfg, "mlp_only_layers", cJSON_CreateArray());
+        ok &= set_item(cfg, "qkv_bias", cJSON_CreateTrue());
     }
     /* the dtype key as the base has it (transformers >= 4.56 writes `dtype`) */
     bool has_dtype = cJSON_GetObjectItemCaseSensitive(cfg, "dtype") != NULL;

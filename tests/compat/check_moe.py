@@ -11,7 +11,9 @@ hidden gates, dtype float32), and compares:
   - experts bit for bit: by name when mergekit's output has the classic
     layout (mergekit 0.1.4 under transformers v5 saves it that way), else
     gate_up_proj[e][:I] = w1, [I:] = w3, down_proj[e] = w2;
-  - every base (non-MLP) tensor bit for bit.
+  - every base (non-MLP) tensor bit for bit;
+  - a Qwen2-MoE (qwen2 base, prompted shared expert with residual_scale):
+    names identical, non-gate tensors bit-identical, gates within 1e-3.
 Writes tests/compat/results/moe.txt.
 
 usage: /work/wt/golden/tests/golden/.venv/bin/python tests/compat/check_moe.py [CRUCIBLE_BIN]
@@ -39,6 +41,20 @@ experts:
   - source_model: {d}/e2
     positive_prompts: ["abc def"]
     negative_prompts: ["hello"]
+"""
+
+QWEN = """base_model: {d}/qb
+gate_mode: cheap_embed
+dtype: float32
+experts:
+  - source_model: {d}/qe1
+    positive_prompts: ["hello world"]
+  - source_model: {d}/qe2
+    positive_prompts: ["abc def"]
+shared_experts:
+  - source_model: {d}/qb
+    positive_prompts: ["shared stuff"]
+    residual_scale: 0.5
 """
 
 
@@ -107,6 +123,26 @@ def main():
             bsame = all(k in cr and np.array_equal(cr[k].view(np.uint8), mk[k].view(np.uint8)) for k in base)
             ok &= bsame
             lines.append(f"{mode} {len(base)} base tensors bit-identical: {bsame}")
+        # Qwen2-MoE: a qwen2 base (q/k/v biases), a prompted shared expert
+        # with residual_scale
+        run([CRUCIBLE, "synth", f"{d}/qb", "--arch", "qwen2", "--layers", "2", "--hidden", "32",
+             "--intermediate", "64", "--heads", "4", "--kv-heads", "2", "--vocab", "300", "--dtype", "float32",
+             "--seed", "1"])
+        run([CRUCIBLE, "synth", f"{d}/qe1", "--from", f"{d}/qb", "--delta-scale", "0.1", "--seed", "2"])
+        run([CRUCIBLE, "synth", f"{d}/qe2", "--from", f"{d}/qb", "--delta-scale", "0.1", "--seed", "3"])
+        with open(f"{d}/q.yml", "w") as f:
+            f.write(QWEN.format(d=d))
+        run([MERGEKIT_MOE, f"{d}/q.yml", f"{d}/mk_q"])
+        run([CRUCIBLE, "moe", f"{d}/q.yml", f"{d}/cr_q", "--quiet"])
+        mk, cr = load_dir(f"{d}/mk_q"), load_dir(f"{d}/cr_q")
+        names = sorted(mk) == sorted(cr)
+        gates = [k for k in mk if k.endswith("mlp.gate.weight") or k.endswith("shared_expert_gate.weight")]
+        rel = max(float(np.max(np.abs(cr[k].astype(np.float64) - mk[k])) / np.max(np.abs(mk[k]))) for k in gates)
+        rest = all(np.array_equal(cr[k].view(np.uint8), mk[k].view(np.uint8)) for k in mk if k not in gates and k in cr)
+        good = names and rest and rel <= 1e-3
+        ok &= good
+        lines.append(f"qwen2_moe: names identical {names}, {len(mk) - len(gates)} non-gate tensors bit-identical "
+                     f"{rest}, gates max rel diff {rel:.3g} {'ok' if good else 'FAIL'}")
     lines.append("RESULT: " + ("ok" if ok else "FAIL"))
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "moe.txt"), "w") as f:

@@ -202,6 +202,36 @@ static cr_status tokenize_list(mb *b, const cr_tokenizer *tok, const char *bos, 
     return CR_OK;
 }
 
+/* The BOS text mergekit glues in front of each prompt: the tokenizer's
+ * bos_token as tokenizer_config.json declares it (a string or an added-token
+ * object; null or absent: none — Qwen2 has none even though its config.json
+ * names a bos_token_id). Without tokenizer_config.json: the token of
+ * config.json's bos_token_id. Returns an arena string or NULL. */
+static const char *bos_text(mb *b, const struct mmodel *base, const cr_tokenizer *tok)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", base->dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        long long id;
+        return cr_model_config_int(&base->m, "bos_token_id", &id) ? cr_tokenizer_id_to_token(tok, (int32_t)id) : NULL;
+    }
+    cr_vec text;
+    cr_vec_init(&text, b->al, 1);
+    int ch;
+    bool oom = false;
+    while (!oom && (ch = fgetc(f)) != EOF) oom = !cr_vec_push(&text, &(char){ (char)ch });
+    fclose(f);
+    const char *res = NULL;
+    cJSON *j = oom ? NULL : cJSON_ParseWithLength(text.data ? text.data : "", text.len);
+    const cJSON *bt = j ? cJSON_GetObjectItemCaseSensitive(j, "bos_token") : NULL;
+    if (cJSON_IsObject(bt)) bt = cJSON_GetObjectItemCaseSensitive(bt, "content");
+    if (cJSON_IsString(bt) && bt->valuestring[0]) res = cr_arena_strdup(&b->ar, bt->valuestring);
+    cJSON_Delete(j);
+    cr_vec_free(&text);
+    return res;
+}
+
 static cr_status prompt_gates(mb *b, cr_error *err)
 {
     const cr_moe_config *c = b->c;
@@ -217,8 +247,8 @@ static cr_status prompt_gates(mb *b, cr_error *err)
     if (st) return st;
     if ((st = cr_llm_open(b->al, &base->m, &llm, err))) goto done;
     llm.n_threads = b->o->threads ? b->o->threads : 1;
-    long long bos_id, vocab;
-    const char *bos = cr_model_config_int(&base->m, "bos_token_id", &bos_id) ? cr_tokenizer_id_to_token(tok, (int32_t)bos_id) : NULL;
+    long long vocab;
+    const char *bos = bos_text(b, base, tok);
     if (!cr_model_config_int(&base->m, "vocab_size", &vocab)) vocab = llm.cfg.vocab;
     tmp = cr_malloc(b->al, sizeof *tmp * (size_t)L * H);
     if (!tmp) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto done; }

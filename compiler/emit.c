@@ -39,6 +39,14 @@ static cr_blob add_bytes(builder *b, const void *p, size_t n)
     return bl;
 }
 static cr_blob add_str(builder *b, const char *s) { return add_bytes(b, s, strlen(s)); }
+/* tensor data for a CR_INPUT_BLOB view: 8-byte aligned so the VM can read
+ * it in place */
+static cr_blob add_aligned(builder *b, const void *p, size_t n)
+{
+    uint8_t z = 0;
+    while (b->blobs.len % 8) push(b, &b->blobs, &z);
+    return add_bytes(b, p, n);
+}
 
 static void emit_main(builder *b, cr_op op, cr_dtype dt, uint32_t d, uint32_t a, uint32_t x, uint32_t c)
 {
@@ -533,7 +541,13 @@ static cr_status make_tables(emitter *e, cr_error *err)
         cr_prog_input pi = { .dtype = (uint8_t)in->dtype, .rows = in->rows, .cols = in->cols,
                              .row_stride = in->src_cols };
         char name[512];
-        if (in->scratch) {
+        if (in->blob) {
+            pi.kind = CR_INPUT_BLOB;
+            pi.file = 0;
+            pi.offset = add_aligned(b, in->blob, (size_t)in->nbytes).off;
+            pi.nbytes = in->nbytes;
+            snprintf(name, sizeof name, "%s (computed)", in->tensor ? in->tensor : "?");
+        } else if (in->scratch) {
             if (e->scratch_of[i] == NONE32) { e->pinput[i] = NONE32; continue; }
             pi.kind = CR_INPUT_SCRATCH;
             pi.file = e->scratch_of[i];

@@ -5,6 +5,7 @@
  * topological order, arity, kinds and domains (cr_graph_verify).
  */
 #include <math.h>
+#include <string.h>
 #include "graph.h"
 
 static const struct { const char *name; int arity; } gop_table[CR_GOP_COUNT] = {
@@ -90,6 +91,12 @@ uint32_t cr_graph_add_input(cr_graph *g, const cr_graph_input *in)
     cr_graph_input c = *in;
     if (c.tensor && !(c.tensor = cr_arena_strdup(&g->arena, c.tensor))) return UINT32_MAX;
     if (c.path && !(c.path = cr_arena_strdup(&g->arena, c.path))) return UINT32_MAX;
+    if (c.blob) {
+        void *copy = cr_arena_alloc(&g->arena, (size_t)c.nbytes ? (size_t)c.nbytes : 1);
+        if (!copy) return UINT32_MAX;
+        memcpy(copy, c.blob, (size_t)c.nbytes);
+        c.blob = copy;
+    }
     g->inputs[g->n_inputs] = c;
     return g->n_inputs++;
 }

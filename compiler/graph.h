@@ -80,6 +80,10 @@ typedef struct cr_graph_input {
     uint64_t file_size;     /* bytes of that file */
     uint64_t offset;        /* absolute offset of the tensor's first byte */
     uint64_t nbytes;        /* stored bytes of the whole tensor */
+    /* compile-time data (e.g. MoE router gates): nbytes bytes in `dtype`,
+     * copied into the graph's arena by cr_graph_add_input and into the
+     * program's blob pool by the emitter (CR_INPUT_BLOB); NULL otherwise. */
+    const void *blob;
 } cr_graph_input;
 
 typedef struct cr_graph_domain {

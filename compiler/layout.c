@@ -35,18 +35,51 @@ static cr_status add_aux_blob(cr_program *p, const char *dest, const char *text,
     return CR_OK;
 }
 
-cr_status cr_layout_outputs(cr_program *p, uint64_t max_shard_bytes, cr_error *err)
+cr_status cr_layout_tensors(cr_program *p, uint64_t max_shard_bytes, const cr_layout_tensor *groups,
+                            uint32_t n_groups, cr_error *err)
 {
-    uint32_t n = p->n_outputs;
+    uint32_t n = groups ? n_groups : p->n_outputs;
     uint64_t *nbytes = cr_calloc(p->alloc, n + 1, sizeof *nbytes);
     const char **names = cr_calloc(p->alloc, n + 1, sizeof *names);
     cr_st_entry *ents = cr_calloc(p->alloc, n + 1, sizeof *ents);
     uint32_t *idx = cr_calloc(p->alloc, n + 1, sizeof *idx);
+    cr_layout_tensor *ts = cr_calloc(p->alloc, n + 1, sizeof *ts);
     cr_prog_shard *shards = NULL;
     cr_shard_plan plan = {0};
     cr_status st = CR_OK;
-    if (!nbytes || !names || !ents || !idx) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory planning shards"); goto done; }
-    for (uint32_t i = 0; i < n; i++) nbytes[i] = p->outputs[i].nbytes;
+    if (!nbytes || !names || !ents || !idx || !ts) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory planning shards"); goto done; }
+    /* one tensor per output unless grouped; a group's parts are consecutive
+     * outputs of one dtype whose bytes fill the tensor in order */
+    uint32_t next = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (groups) {
+            ts[i] = groups[i];
+        } else {
+            const cr_prog_output *o = &p->outputs[i];
+            ts[i] = (cr_layout_tensor){ .first = i, .count = 1, .ndim = o->ndim };
+            memcpy(ts[i].shape, o->shape, sizeof ts[i].shape);
+        }
+        if (ts[i].first != next || !ts[i].count || ts[i].first + ts[i].count > p->n_outputs) {
+            st = cr_fail(err, CR_ERR_ARG, "layout: tensor %u does not cover the next outputs in order", i);
+            goto done;
+        }
+        next += ts[i].count;
+        uint64_t want = cr_dtype_size((cr_dtype)p->outputs[ts[i].first].dtype);
+        for (uint32_t d = 0; d < ts[i].ndim; d++) want *= ts[i].shape[d];
+        for (uint32_t k = ts[i].first; k < ts[i].first + ts[i].count; k++) {
+            nbytes[i] += p->outputs[k].nbytes;
+            if (p->outputs[k].dtype != p->outputs[ts[i].first].dtype) {
+                st = cr_fail(err, CR_ERR_ARG, "layout: parts of one tensor with different dtypes");
+                goto done;
+            }
+        }
+        if (nbytes[i] != want) {
+            st = cr_fail(err, CR_ERR_ARG, "layout: tensor %u: parts hold %llu bytes, its shape %llu", i,
+                         (unsigned long long)nbytes[i], (unsigned long long)want);
+            goto done;
+        }
+    }
+    if (next != p->n_outputs) { st = cr_fail(err, CR_ERR_ARG, "layout: tensors leave outputs uncovered"); goto done; }
     if ((st = cr_shard_plan_init(&plan, p->alloc, nbytes, n, max_shard_bytes, err))) goto done;
     shards = cr_calloc(p->alloc, plan.n_shards, sizeof *shards);
     if (!shards) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory planning shards"); goto done; }
@@ -54,10 +87,10 @@ cr_status cr_layout_outputs(cr_program *p, uint64_t max_shard_bytes, cr_error *e
         size_t m = 0;
         for (uint32_t i = 0; i < n; i++) {
             if (plan.shard_of[i] != s) continue;
-            const cr_prog_output *o = &p->outputs[i];
-            ents[m] = (cr_st_entry){ .name = cr_prog_str(p, o->name), .dtype = (cr_dtype)o->dtype,
-                                     .ndim = o->ndim };
-            memcpy(ents[m].shape, o->shape, sizeof o->shape);
+            const cr_prog_output *o = &p->outputs[ts[i].first];
+            ents[m] = (cr_st_entry){ .name = ts[i].name ? ts[i].name : cr_prog_str(p, o->name),
+                                     .dtype = (cr_dtype)o->dtype, .ndim = ts[i].ndim };
+            memcpy(ents[m].shape, ts[i].shape, sizeof ts[i].shape);
             idx[m++] = i;
         }
         uint8_t *header;
@@ -67,8 +100,13 @@ cr_status cr_layout_outputs(cr_program *p, uint64_t max_shard_bytes, cr_error *e
         cr_shard_file_name(name, sizeof name, s, plan.n_shards);
         /* names point into the blob pool, which add_blob may move: copy offsets first */
         for (size_t k = 0; k < m; k++) {
-            p->outputs[idx[k]].shard = s;
-            p->outputs[idx[k]].offset = ents[k].offset;
+            const cr_layout_tensor *t = &ts[idx[k]];
+            uint64_t off = ents[k].offset;
+            for (uint32_t j = t->first; j < t->first + t->count; j++) {
+                p->outputs[j].shard = s;
+                p->outputs[j].offset = off;
+                off += p->outputs[j].nbytes;
+            }
         }
         st = cr_program_add_blob(p, header, header_len, &shards[s].header, err);
         cr_free(p->alloc, header);
@@ -77,7 +115,8 @@ cr_status cr_layout_outputs(cr_program *p, uint64_t max_shard_bytes, cr_error *e
     }
     if (!st && plan.n_shards > 1) {
         /* mergekit writes the index only for two or more shards */
-        for (uint32_t i = 0; i < n; i++) names[i] = cr_prog_str(p, p->outputs[i].name);
+        for (uint32_t i = 0; i < n; i++)
+            names[i] = ts[i].name ? ts[i].name : cr_prog_str(p, p->outputs[ts[i].first].name);
         size_t len;
         char *json = cr_shard_index_json(&plan, names, &len);
         if (!json) st = cr_fail(err, CR_ERR_NOMEM, "out of memory writing the shard index");
@@ -99,5 +138,11 @@ done:
     cr_free(p->alloc, idx);
     cr_free(p->alloc, names);
     cr_free(p->alloc, nbytes);
+    cr_free(p->alloc, ts);
     return st;
+}
+
+cr_status cr_layout_outputs(cr_program *p, uint64_t max_shard_bytes, cr_error *err)
+{
+    return cr_layout_tensors(p, max_shard_bytes, NULL, 0, err);
 }

@@ -181,6 +181,7 @@ static int write_all(const cr_io *io, int fd, const void *buf, uint64_t n, uint6
 static const uint8_t *view_base(const vm *m, const cr_prog_input *in)
 {
     if (in->kind == CR_INPUT_SCRATCH) return m->scratch[in->file] + in->offset;
+    if (in->kind == CR_INPUT_BLOB) return m->p->blobs + in->offset;
     return m->maps[in->file] + in->offset;
 }
 

@@ -181,6 +181,14 @@ static cr_status verify_tables(const cr_program *p, cr_error *err)
             if (s->dtype != in->dtype) return cr_fail(err, CR_ERR_FORMAT, "input %u (%s): dtype differs from scratch %u", i, nm, in->file);
             if (!mul_ok(s->numel, sz, &sbytes) || end > sbytes)
                 return cr_fail(err, CR_ERR_FORMAT, "input %u (%s): view past the end of scratch %u", i, nm, in->file);
+        } else if (in->kind == CR_INPUT_BLOB) {
+            if (in->file != 0 || in->offset % 8)
+                return cr_fail(err, CR_ERR_FORMAT, "input %u (%s): blob input with file %u, offset %llu (need 0, 8-aligned)",
+                               i, nm, in->file, (unsigned long long)in->offset);
+            if (end > p->n_blob_bytes)
+                return cr_fail(err, CR_ERR_FORMAT, "input %u (%s): bytes %llu..%llu past the end of the blob pool (%llu bytes)",
+                               i, nm, (unsigned long long)in->offset, (unsigned long long)end,
+                               (unsigned long long)p->n_blob_bytes);
         } else {
             return cr_fail(err, CR_ERR_FORMAT, "input %u (%s): unknown kind %u", i, nm, in->kind);
         }

@@ -14,6 +14,7 @@
 #include "limits.h"
 #include "outdir.h"
 #include "pool.h"
+#include "refsum.h"
 #include "rng.h"
 #include "kernels/kernels.h"
 #include "kernels/scalar_ops.h"
@@ -189,6 +190,7 @@ typedef struct kjob {
     uint32_t n_rsum;
     uint32_t *rsum_slot;       /* per micro-op: index among the RSUMs */
     double *partials;          /* n_chunks x n_rsum */
+    float **gather;            /* per micro-op: the whole domain's values (RSUM_NP, RSSQ_BLAS) */
 } kjob;
 
 static int cmp_u64(const void *a, const void *b)
@@ -291,6 +293,9 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
             j->partials[c * j->n_rsum + j->rsum_slot[pc]] = cr_sum8_combine(lanes);
             break;
         }
+        case CR_OP_RSUM_NP: case CR_OP_RSSQ_BLAS:
+            memcpy(j->gather[pc] + base, REG(in->a), n * sizeof(float));
+            break;
         case CR_OP_RSUM_ROW: case CR_OP_RMAX_ROW: {
             double *w = m->rowvec[in->dst];
             const float *a = REG(in->a);
@@ -418,6 +423,12 @@ static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
         for (uint32_t pc = 0; pc < k->code_len; pc++) if (j.code[pc].op == CR_OP_RSUM) j.rsum_slot[pc] = r++;
     }
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
+        if (j.code[pc].op != CR_OP_RSUM_NP && j.code[pc].op != CR_OP_RSSQ_BLAS) continue;
+        if (!j.gather) j.gather = cr_calloc(m->alloc, k->code_len, sizeof *j.gather);
+        if (j.gather) j.gather[pc] = cr_malloc(m->alloc, (size_t)(j.n ? j.n : 1) * sizeof(float));
+        if (!j.gather || !j.gather[pc]) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u sums", ki); goto out; }
+    }
+    for (uint32_t pc = 0; pc < k->code_len; pc++) {
         const cr_insn *in = &j.code[pc];
         if (in->op == CR_OP_TIE_COUNT) memset(m->sel[in->dst].ties, 0, (size_t)j.n_chunks * sizeof(uint64_t));
     }
@@ -432,11 +443,17 @@ static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
             double acc = 0;
             for (uint64_t c = 0; c < j.n_chunks; c++) acc += j.partials[c * j.n_rsum + j.rsum_slot[pc]];
             m->scal[in->dst] = round_dt(in->dtype, acc);
+        } else if (in->op == CR_OP_RSUM_NP) {
+            m->scal[in->dst] = round_dt(in->dtype, cr_refsum_numpy(j.gather[pc], j.n));
+        } else if (in->op == CR_OP_RSSQ_BLAS) {
+            m->scal[in->dst] = round_dt(in->dtype, cr_refsum_blas_ssq(j.gather[pc], j.n));
         } else if (in->op == CR_OP_SSTORE) {
             m->scratch_ready[in->dst] = true;
         }
     }
 out:
+    for (uint32_t pc = 0; j.gather && pc < k->code_len; pc++) cr_free(m->alloc, j.gather[pc]);
+    cr_free(m->alloc, j.gather);
     cr_free(m->alloc, j.rsum_slot);
     cr_free(m->alloc, j.partials);
     return s;

@@ -1,0 +1,78 @@
+/* refsum.c — float32 reductions in the exact order of NumPy and OpenBLAS.
+ *
+ * mergekit's SLERP runs in NumPy float32: np.sum(v0 * v1) and
+ * np.linalg.norm(v) (BLAS sdot). Their results differ from a wide
+ * (f64) accumulation in the last bit, and a last-bit change of a SLERP
+ * coefficient moves every element where the two terms cancel by many ulps.
+ * So the VM reproduces these two summation orders exactly; the kernel ops
+ * RSUM_NP and RSSQ_BLAS (ops.def) gather the values of the whole domain and
+ * call these once, so the result does not depend on chunking or threads.
+ *
+ * Neither function is ever contracted into other arithmetic: every product
+ * or sum is a separate statement, and the fused multiply-add of the BLAS
+ * kernel is an explicit fmaf().
+ */
+#include "refsum.h"
+
+#include <math.h>
+
+#define NP_BLOCK 128   /* NumPy's PW_BLOCKSIZE */
+
+static float np_pairwise(const float *a, uint64_t n)
+{
+    if (n < 8) {
+        float res = 0.0f;
+        for (uint64_t i = 0; i < n; i++) res += a[i];
+        return res;
+    }
+    if (n <= NP_BLOCK) {
+        float r[8];
+        for (int j = 0; j < 8; j++) r[j] = a[j];
+        uint64_t i;
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++) r[j] += a[i + (uint64_t)j];
+        float lo = (r[0] + r[1]) + (r[2] + r[3]);
+        float hi = (r[4] + r[5]) + (r[6] + r[7]);
+        float res = lo + hi;
+        for (; i < n; i++) res += a[i];
+        return res;
+    }
+    uint64_t n2 = n / 2;
+    n2 -= n2 % 8;
+    float x = np_pairwise(a, n2);
+    float y = np_pairwise(a + n2, n - n2);
+    return x + y;
+}
+
+float cr_refsum_numpy(const float *x, uint64_t n)
+{
+    float s = np_pairwise(x, n);
+    return 0.0f + s;   /* the reduction starts from the identity */
+}
+
+float cr_refsum_blas_ssq(const float *x, uint64_t n)
+{
+    uint64_t n1 = n & ~(uint64_t)31;
+    float acc[32] = {0};
+    for (uint64_t i = 0; i < n1; i += 32)
+        for (int l = 0; l < 32; l++) acc[l] = fmaf(x[i + (uint64_t)l], x[i + (uint64_t)l], acc[l]);
+    /* four 8-lane registers: fold the upper halves, then the registers
+     * pairwise, then two horizontal adds (sdot_microk_haswell-2.c) */
+    float h[4][4], c[4];
+    for (int r = 0; r < 4; r++)
+        for (int l = 0; l < 4; l++) h[r][l] = acc[r * 8 + l] + acc[r * 8 + l + 4];
+    for (int l = 0; l < 4; l++) {
+        float a = h[0][l] + h[1][l];
+        float b = h[2][l] + h[3][l];
+        c[l] = a + b;
+    }
+    float d0 = c[0] + c[1], d1 = c[2] + c[3];
+    float mydot = d0 + d1;
+    double dot = 0.0;
+    for (uint64_t i = n1; i < n; i++) {
+        float p = x[i] * x[i];
+        dot += (double)p;
+    }
+    double t = dot + (double)mydot;
+    return (float)t;
+}

@@ -1,0 +1,18 @@
+/* refsum.h — float32 reductions in the exact order of the libraries that
+ * mergekit's NumPy code calls (see refsum.c). */
+#ifndef CR_REFSUM_H
+#define CR_REFSUM_H
+
+#include <stdint.h>
+
+/* NumPy's np.sum of a contiguous float32 array: 0 + pairwise sum (blocks of
+ * at most 128 summed with 8 accumulators, halves split at multiples of 8). */
+float cr_refsum_numpy(const float *x, uint64_t n);
+
+/* OpenBLAS's single-threaded sdot(x, x) with its AVX2 (Haswell) kernel, as
+ * np.linalg.norm(x)**2 computes it: 32 float32 lanes of fused multiply-adds
+ * over the first n & ~31 elements, a fixed tree over the lanes, the tail in
+ * double, rounded to float at the end. */
+float cr_refsum_blas_ssq(const float *x, uint64_t n);
+
+#endif

@@ -429,6 +429,19 @@ static int l_np_norm(lua_State *S)
     push_value(S, build_exact(S, CR_GOP_SQRT, &s, 1, CR_VK_SCALAR, CR_DTYPE_F32, CR_DTYPE_F32));
     return 1;
 }
+/* torch's CPU sum of a tensor (x.sum() in mergekit's torch code): float32
+ * cascade order over the values, rounded to x's dtype. */
+static int l_torch_sum(lua_State *S)
+{
+    uint32_t x = need_tensor(S, 1, "torch_sum");
+    cr_dtype dt = node_at(S, x)->dtype;
+    cr_node nd = { .op = CR_GOP_SUM, .n_in = 1, .kind = CR_VK_SCALAR, .dtype = (uint8_t)dt,
+                   .rdt = (uint8_t)round_of(get_lua(S), dt), .domain = node_at(S, x)->domain,
+                   .attr = CR_SUM_TORCH };
+    nd.in[0] = x;
+    push_value(S, add(S, &nd));
+    return 1;
+}
 static int l_row_norm(lua_State *S)
 {
     uint32_t x = need_tensor(S, 1, "row_norm");
@@ -518,7 +531,7 @@ static const luaL_Reg cr_funcs[] = {
     {"cast", l_cast}, {"float", l_float}, {"const", l_const},
     {"sum", l_sum}, {"mean", l_mean}, {"norm", l_norm}, {"dot", l_dot},
     {"row_sum", l_row_sum}, {"row_max", l_row_max}, {"row_norm", l_row_norm}, {"row_dot", l_row_dot},
-    {"np_sum", l_np_sum}, {"np_norm", l_np_norm},
+    {"np_sum", l_np_sum}, {"np_norm", l_np_norm}, {"torch_sum", l_torch_sum},
     {"acos", l_acos}, {"sin", l_sin}, {"cos", l_cos}, {"trunc", l_trunc},
     {"topk_mask", l_topk_mask}, {"kth_largest_abs", l_kth_abs}, {"row_rank", l_row_rank},
     {"rand", l_rand}, {"error", l_error}, {"promote", l_promote},

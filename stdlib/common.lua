@@ -43,9 +43,10 @@ end
 -- δ⊙m · (Σ|δ| / Σ|δ⊙m|) unless either sum is below 1e-7.
 function M.l1_rescale(delta, mask)
   local kept = delta * mask
-  local a = cr.abs(delta):sum()
-  local b = cr.abs(kept):sum()
-  local small = cr.lor(cr.lt(a, 1e-7), cr.lt(b, 1e-7))
+  local a = cr.torch_sum(cr.abs(delta))
+  local b = cr.torch_sum(cr.abs(kept))
+  local eps = cr.const(1e-7, a.dtype)   -- torch compares in the tensor dtype
+  local small = cr.lor(cr.lt(a, eps), cr.lt(b, eps))
   return cr.where(small, kept, kept * (a / b))
 end
 

@@ -293,7 +293,7 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
             j->partials[c * j->n_rsum + j->rsum_slot[pc]] = cr_sum8_combine(lanes);
             break;
         }
-        case CR_OP_RSUM_NP: case CR_OP_RSSQ_BLAS:
+        case CR_OP_RSUM_NP: case CR_OP_RSSQ_BLAS: case CR_OP_RSUM_TORCH:
             memcpy(j->gather[pc] + base, REG(in->a), n * sizeof(float));
             break;
         case CR_OP_RSUM_ROW: case CR_OP_RMAX_ROW: {
@@ -405,6 +405,12 @@ static cr_status kernel_precheck(vm *m, uint32_t ki, const cr_prog_kernel *k, cr
     return CR_OK;
 }
 
+/* reductions that gather the whole domain and sum it in a library's order */
+static bool is_gather_op(uint16_t op)
+{
+    return op == CR_OP_RSUM_NP || op == CR_OP_RSSQ_BLAS || op == CR_OP_RSUM_TORCH;
+}
+
 static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
 {
     const cr_program *p = m->p;
@@ -423,7 +429,7 @@ static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
         for (uint32_t pc = 0; pc < k->code_len; pc++) if (j.code[pc].op == CR_OP_RSUM) j.rsum_slot[pc] = r++;
     }
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
-        if (j.code[pc].op != CR_OP_RSUM_NP && j.code[pc].op != CR_OP_RSSQ_BLAS) continue;
+        if (!is_gather_op(j.code[pc].op)) continue;
         if (!j.gather) j.gather = cr_calloc(m->alloc, k->code_len, sizeof *j.gather);
         if (j.gather) j.gather[pc] = cr_malloc(m->alloc, (size_t)(j.n ? j.n : 1) * sizeof(float));
         if (!j.gather || !j.gather[pc]) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u sums", ki); goto out; }
@@ -447,6 +453,8 @@ static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
             m->scal[in->dst] = round_dt(in->dtype, cr_refsum_numpy(j.gather[pc], j.n));
         } else if (in->op == CR_OP_RSSQ_BLAS) {
             m->scal[in->dst] = round_dt(in->dtype, cr_refsum_blas_ssq(j.gather[pc], j.n));
+        } else if (in->op == CR_OP_RSUM_TORCH) {
+            m->scal[in->dst] = round_dt(in->dtype, cr_refsum_torch(j.gather[pc], j.n));
         } else if (in->op == CR_OP_SSTORE) {
             m->scratch_ready[in->dst] = true;
         }

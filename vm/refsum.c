@@ -76,3 +76,64 @@ float cr_refsum_blas_ssq(const float *x, uint64_t n)
     double t = dot + (double)mydot;
     return (float)t;
 }
+
+/* ---- torch (SumKernel.cpp) ------------------------------------------------ */
+
+#define T_LEVELS 4
+#define T_ILP 4
+#define T_MAXW 8
+
+static unsigned ceil_log2(uint64_t x)
+{
+    unsigned r = 0;
+    while (((uint64_t)1 << r) < x) r++;
+    return r;
+}
+
+/* multi_row_sum + row_sum over nv "vectors" of w floats: vector v is
+ * x[v*w .. v*w+w). Leaves the w-lane result in out. */
+static void torch_row_sum(const float *x, uint64_t nv, int w, float *out)
+{
+    uint64_t size = nv / T_ILP;
+    unsigned lp = ceil_log2(size) / T_LEVELS;
+    if (lp < 4) lp = 4;
+    uint64_t step = (uint64_t)1 << lp, mask = step - 1;
+    float acc[T_LEVELS][T_ILP][T_MAXW] = {{{0}}};
+    uint64_t i = 0;
+    while (i + step <= size) {
+        for (uint64_t j = 0; j < step; j++, i++)
+            for (int k = 0; k < T_ILP; k++)
+                for (int l = 0; l < w; l++) acc[0][k][l] += x[(i * T_ILP + (uint64_t)k) * (uint64_t)w + (uint64_t)l];
+        for (int j = 1; j < T_LEVELS; j++) {
+            for (int k = 0; k < T_ILP; k++)
+                for (int l = 0; l < w; l++) { acc[j][k][l] += acc[j - 1][k][l]; acc[j - 1][k][l] = 0.0f; }
+            if ((i & (mask << ((unsigned)j * lp))) != 0) break;
+        }
+    }
+    for (; i < size; i++)
+        for (int k = 0; k < T_ILP; k++)
+            for (int l = 0; l < w; l++) acc[0][k][l] += x[(i * T_ILP + (uint64_t)k) * (uint64_t)w + (uint64_t)l];
+    for (int j = 1; j < T_LEVELS; j++)
+        for (int k = 0; k < T_ILP; k++)
+            for (int l = 0; l < w; l++) acc[0][k][l] += acc[j][k][l];
+    for (uint64_t v = size * T_ILP; v < nv; v++)
+        for (int l = 0; l < w; l++) acc[0][0][l] += x[v * (uint64_t)w + (uint64_t)l];
+    for (int k = 1; k < T_ILP; k++)
+        for (int l = 0; l < w; l++) acc[0][0][l] += acc[0][k][l];
+    for (int l = 0; l < w; l++) out[l] = acc[0][0][l];
+}
+
+float cr_refsum_torch(const float *x, uint64_t n)
+{
+    float lanes[T_MAXW];
+    if (n < T_MAXW) {
+        torch_row_sum(x, n, 1, lanes);
+        return 0.0f + lanes[0];
+    }
+    uint64_t nv = n / T_MAXW;
+    torch_row_sum(x, nv, T_MAXW, lanes);
+    float acc = 0.0f;
+    for (uint64_t k = nv * T_MAXW; k < n; k++) acc += x[k];
+    for (int l = 0; l < T_MAXW; l++) acc += lanes[l];
+    return 0.0f + acc;
+}

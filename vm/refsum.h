@@ -15,4 +15,11 @@ float cr_refsum_numpy(const float *x, uint64_t n);
  * double, rounded to float at the end. */
 float cr_refsum_blas_ssq(const float *x, uint64_t n);
 
+/* torch's CPU sum of a contiguous float32 tensor, single-threaded
+ * (aten/src/ATen/native/cpu/SumKernel.cpp, cascade_sum on AVX2): 8-lane
+ * vectors, 4 interleaved accumulators, a 4-level cascade, the scalar tail
+ * and then the lanes added in order. Tensors of under 8 elements take the
+ * scalar path (4 interleaved scalar accumulators). */
+float cr_refsum_torch(const float *x, uint64_t n);
+
 #endif

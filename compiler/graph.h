@@ -47,7 +47,8 @@ typedef enum cr_sum_order {
     CR_SUM_WIDE = 0,        /* f64 accumulation, rounded once (RSUM) */
     CR_SUM_NUMPY = 1,       /* NumPy's float32 pairwise np.sum (RSUM_NP) */
     CR_SUM_BLAS_SSQ = 2,    /* sum of squares as OpenBLAS sdot(x, x) (RSSQ_BLAS) */
-    CR_SUM_TORCH = 3        /* torch's CPU float32 sum order (RSUM_TORCH) */
+    CR_SUM_TORCH = 3,       /* torch's CPU float32 sum order (RSUM_TORCH) */
+    CR_SUM_TORCH_SSQ = 4    /* sum of squares in torch's norm-2 order (RSSQ_TORCH) */
 } cr_sum_order;
 
 typedef enum cr_vkind { CR_VK_SCALAR = 0, CR_VK_ROWS = 1, CR_VK_TENSOR = 2 } cr_vkind;

@@ -412,7 +412,7 @@ static int l_norm(lua_State *S)
  * pairwise order, and np.linalg.norm = sqrt(BLAS sdot(x, x)). */
 static uint32_t np_reduce(lua_State *S, uint32_t x, cr_sum_order order)
 {
-    if (node_at(S, x)->dtype != CR_DTYPE_F32) luaL_error(S, "np_sum/np_norm need a float32 tensor");
+    if (node_at(S, x)->dtype != CR_DTYPE_F32) luaL_error(S, "np_sum, np_norm and torch_norm need a float32 tensor");
     cr_node nd = { .op = CR_GOP_SUM, .n_in = 1, .kind = CR_VK_SCALAR, .dtype = CR_DTYPE_F32,
                    .rdt = CR_DTYPE_F32, .domain = node_at(S, x)->domain, .attr = order };
     nd.in[0] = x;
@@ -440,6 +440,13 @@ static int l_torch_sum(lua_State *S)
                    .attr = CR_SUM_TORCH };
     nd.in[0] = x;
     push_value(S, add(S, &nd));
+    return 1;
+}
+/* torch.norm(x) of a float32 tensor (torch's norm-2 order, sqrt in f32). */
+static int l_torch_norm(lua_State *S)
+{
+    uint32_t s = np_reduce(S, need_tensor(S, 1, "torch_norm"), CR_SUM_TORCH_SSQ);
+    push_value(S, build_exact(S, CR_GOP_SQRT, &s, 1, CR_VK_SCALAR, CR_DTYPE_F32, CR_DTYPE_F32));
     return 1;
 }
 static int l_row_norm(lua_State *S)
@@ -532,6 +539,7 @@ static const luaL_Reg cr_funcs[] = {
     {"sum", l_sum}, {"mean", l_mean}, {"norm", l_norm}, {"dot", l_dot},
     {"row_sum", l_row_sum}, {"row_max", l_row_max}, {"row_norm", l_row_norm}, {"row_dot", l_row_dot},
     {"np_sum", l_np_sum}, {"np_norm", l_np_norm}, {"torch_sum", l_torch_sum},
+    {"torch_norm", l_torch_norm},
     {"acos", l_acos}, {"sin", l_sin}, {"cos", l_cos}, {"trunc", l_trunc},
     {"topk_mask", l_topk_mask}, {"kth_largest_abs", l_kth_abs}, {"row_rank", l_row_rank},
     {"rand", l_rand}, {"error", l_error}, {"promote", l_promote},

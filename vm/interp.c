@@ -293,7 +293,7 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
             j->partials[c * j->n_rsum + j->rsum_slot[pc]] = cr_sum8_combine(lanes);
             break;
         }
-        case CR_OP_RSUM_NP: case CR_OP_RSSQ_BLAS: case CR_OP_RSUM_TORCH:
+        case CR_OP_RSUM_NP: case CR_OP_RSSQ_BLAS: case CR_OP_RSUM_TORCH: case CR_OP_RSSQ_TORCH:
             memcpy(j->gather[pc] + base, REG(in->a), n * sizeof(float));
             break;
         case CR_OP_RSUM_ROW: case CR_OP_RMAX_ROW: {
@@ -408,7 +408,7 @@ static cr_status kernel_precheck(vm *m, uint32_t ki, const cr_prog_kernel *k, cr
 /* reductions that gather the whole domain and sum it in a library's order */
 static bool is_gather_op(uint16_t op)
 {
-    return op == CR_OP_RSUM_NP || op == CR_OP_RSSQ_BLAS || op == CR_OP_RSUM_TORCH;
+    return op == CR_OP_RSUM_NP || op == CR_OP_RSSQ_BLAS || op == CR_OP_RSUM_TORCH || op == CR_OP_RSSQ_TORCH;
 }
 
 static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
@@ -455,6 +455,8 @@ static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
             m->scal[in->dst] = round_dt(in->dtype, cr_refsum_blas_ssq(j.gather[pc], j.n));
         } else if (in->op == CR_OP_RSUM_TORCH) {
             m->scal[in->dst] = round_dt(in->dtype, cr_refsum_torch(j.gather[pc], j.n));
+        } else if (in->op == CR_OP_RSSQ_TORCH) {
+            m->scal[in->dst] = round_dt(in->dtype, cr_refsum_torch_ssq(j.gather[pc], j.n));
         } else if (in->op == CR_OP_SSTORE) {
             m->scratch_ready[in->dst] = true;
         }

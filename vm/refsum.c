@@ -137,3 +137,21 @@ float cr_refsum_torch(const float *x, uint64_t n)
     for (int l = 0; l < T_MAXW; l++) acc += lanes[l];
     return 0.0f + acc;
 }
+
+float cr_refsum_torch_ssq(const float *x, uint64_t n)
+{
+    float acc[8] = {0};
+    uint64_t d = 0;
+    for (; d < n - (n % 8); d += 8)
+        for (int l = 0; l < 8; l++) {
+            float p = x[d + (uint64_t)l] * x[d + (uint64_t)l];
+            acc[l] += p;
+        }
+    float b = acc[0];
+    for (int l = 1; l < 8; l++) b += acc[l];
+    for (; d < n; d++) {
+        float p = x[d] * x[d];
+        b += p;
+    }
+    return b;
+}

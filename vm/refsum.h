@@ -22,4 +22,10 @@ float cr_refsum_blas_ssq(const float *x, uint64_t n);
  * scalar path (4 interleaved scalar accumulators). */
 float cr_refsum_torch(const float *x, uint64_t n);
 
+/* torch's CPU 2-norm squared of a contiguous float32 vector along its last
+ * dimension (ReduceOpsKernel.cpp, the vectorised norm-2 path on AVX2):
+ * 8 lanes of rounded x*x added (no FMA), the lanes added in order, then the
+ * scalar tail. */
+float cr_refsum_torch_ssq(const float *x, uint64_t n);
+
 #endif

@@ -454,7 +454,8 @@ static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
         } else if (in->op == CR_OP_RSSQ_BLAS) {
             m->scal[in->dst] = round_dt(in->dtype, cr_refsum_blas_ssq(j.gather[pc], j.n));
         } else if (in->op == CR_OP_RSUM_TORCH) {
-            m->scal[in->dst] = round_dt(in->dtype, cr_refsum_torch(j.gather[pc], j.n));
+            m->scal[in->dst] = round_dt(in->dtype, cr_refsum_torch(j.gather[pc], j.n,
+                                                                       in->dtype == CR_DTYPE_BF16 || in->dtype == CR_DTYPE_F16));
         } else if (in->op == CR_OP_RSSQ_TORCH) {
             m->scal[in->dst] = round_dt(in->dtype, cr_refsum_torch_ssq(j.gather[pc], j.n));
         } else if (in->op == CR_OP_SSTORE) {

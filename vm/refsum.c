@@ -123,17 +123,22 @@ static void torch_row_sum(const float *x, uint64_t nv, int w, float *out)
     for (int l = 0; l < w; l++) out[l] = acc[0][0][l];
 }
 
-float cr_refsum_torch(const float *x, uint64_t n)
+float cr_refsum_torch(float *x, uint64_t n, bool reduced)
 {
     float lanes[T_MAXW];
-    if (n < T_MAXW) {
+    /* bf16/f16 load 16 values a vector and add its two float halves */
+    uint64_t per = reduced ? 2 * T_MAXW : T_MAXW;
+    if (n < per) {
         torch_row_sum(x, n, 1, lanes);
         return 0.0f + lanes[0];
     }
-    uint64_t nv = n / T_MAXW;
+    uint64_t nv = n / per;
+    if (reduced)   /* in place: write index 8i+l never passes read index 16i+l */
+        for (uint64_t i = 0; i < nv; i++)
+            for (uint64_t l = 0; l < T_MAXW; l++) x[i * T_MAXW + l] = x[i * per + l] + x[i * per + T_MAXW + l];
     torch_row_sum(x, nv, T_MAXW, lanes);
     float acc = 0.0f;
-    for (uint64_t k = nv * T_MAXW; k < n; k++) acc += x[k];
+    for (uint64_t k = nv * per; k < n; k++) acc += x[k];
     for (int l = 0; l < T_MAXW; l++) acc += lanes[l];
     return 0.0f + acc;
 }

@@ -3,6 +3,7 @@
 #ifndef CR_REFSUM_H
 #define CR_REFSUM_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* NumPy's np.sum of a contiguous float32 array: 0 + pairwise sum (blocks of
@@ -19,8 +20,10 @@ float cr_refsum_blas_ssq(const float *x, uint64_t n);
  * (aten/src/ATen/native/cpu/SumKernel.cpp, cascade_sum on AVX2): 8-lane
  * vectors, 4 interleaved accumulators, a 4-level cascade, the scalar tail
  * and then the lanes added in order. Tensors of under 8 elements take the
- * scalar path (4 interleaved scalar accumulators). */
-float cr_refsum_torch(const float *x, uint64_t n);
+ * scalar path (4 interleaved scalar accumulators). `reduced`: the tensor is
+ * bf16/f16, whose vector load adds the two float halves of 16 values (the
+ * values are in x as floats; x is overwritten). */
+float cr_refsum_torch(float *x, uint64_t n, bool reduced);
 
 /* torch's CPU 2-norm squared of a contiguous float32 vector along its last
  * dimension (ReduceOpsKernel.cpp, the vectorised norm-2 path on AVX2):

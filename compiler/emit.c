@@ -266,6 +266,10 @@ static cr_status emit_kernel(emitter *e, uint32_t domain, const item *its, size_
                 kpush(&k, t->attr == CR_SUM_NUMPY ? CR_OP_RSUM_NP : t->attr == CR_SUM_BLAS_SSQ ? CR_OP_RSSQ_BLAS
                           : t->attr == CR_SUM_TORCH ? CR_OP_RSUM_TORCH
                           : t->attr == CR_SUM_TORCH_SSQ ? CR_OP_RSSQ_TORCH : CR_OP_RSUM, t->rdt, e->slot[it->target], v, 0, 0);
+            else if (t->op == CR_GOP_ROWSUM && t->attr == CR_SUM_TORCH)
+                kpush(&k, CR_OP_RSUM_ROW_TORCH, t->rdt, e->rowvec[it->target], v, 0, 0);
+            else if (t->op == CR_GOP_ROWSUM && t->attr == CR_SUM_TORCH_SSQ)
+                kpush(&k, CR_OP_RSSQ_ROW_TORCH, t->rdt, e->rowvec[it->target], v, 0, 0);
             else kpush(&k, t->op == CR_GOP_ROWSUM ? CR_OP_RSUM_ROW : CR_OP_RMAX_ROW, t->rdt,
                        e->rowvec[it->target], v, 0, 0);
             break;

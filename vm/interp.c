@@ -296,6 +296,24 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
         case CR_OP_RSUM_NP: case CR_OP_RSSQ_BLAS: case CR_OP_RSUM_TORCH: case CR_OP_RSSQ_TORCH:
             memcpy(j->gather[pc] + base, REG(in->a), n * sizeof(float));
             break;
+        case CR_OP_RSUM_ROW_TORCH: case CR_OP_RSSQ_ROW_TORCH: {
+            /* rows are whole inside a chunk; a copy, since the torch sum
+             * may work in place */
+            double *w = m->rowvec[in->dst];
+            float *tmp = (float *)t->io;
+            for (size_t i = 0; i < n; i += (size_t)k->cols) {
+                uint64_t row = (base + i) / k->cols;
+                float v;
+                if (in->op == CR_OP_RSSQ_ROW_TORCH) {
+                    v = cr_refsum_torch_ssq(REG(in->a) + i, k->cols);
+                } else {
+                    memcpy(tmp, REG(in->a) + i, (size_t)k->cols * sizeof(float));
+                    v = cr_refsum_torch(tmp, k->cols, false);
+                }
+                w[row] = round_dt(in->dtype, v);
+            }
+            break;
+        }
         case CR_OP_RSUM_ROW: case CR_OP_RMAX_ROW: {
             double *w = m->rowvec[in->dst];
             const float *a = REG(in->a);

@@ -429,6 +429,17 @@ static bool is_gather_op(uint16_t op)
     return op == CR_OP_RSUM_NP || op == CR_OP_RSSQ_BLAS || op == CR_OP_RSUM_TORCH || op == CR_OP_RSSQ_TORCH;
 }
 
+/* the library-order sum of a gathered domain (vm/refsum.c) */
+static float gather_sum(const cr_insn *in, float *x, uint64_t n)
+{
+    switch ((cr_op)in->op) {
+    case CR_OP_RSUM_NP: return cr_refsum_numpy(x, n);
+    case CR_OP_RSSQ_BLAS: return cr_refsum_blas_ssq(x, n);
+    case CR_OP_RSSQ_TORCH: return cr_refsum_torch_ssq(x, n);
+    default: return cr_refsum_torch(x, n, in->dtype == CR_DTYPE_BF16 || in->dtype == CR_DTYPE_F16);
+    }
+}
+
 static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
 {
     const cr_program *p = m->p;
@@ -450,7 +461,10 @@ static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
         if (!is_gather_op(j.code[pc].op)) continue;
         if (!j.gather) j.gather = cr_calloc(m->alloc, k->code_len, sizeof *j.gather);
         if (j.gather) j.gather[pc] = cr_malloc(m->alloc, (size_t)(j.n ? j.n : 1) * sizeof(float));
-        if (!j.gather || !j.gather[pc]) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u sums", ki); goto out; }
+        if (!j.gather || !j.gather[pc]) {
+            s = cr_fail(err, CR_ERR_NOMEM, "out of memory gathering kernel %u for its sum", ki);
+            goto out;
+        }
     }
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
         const cr_insn *in = &j.code[pc];
@@ -467,15 +481,8 @@ static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
             double acc = 0;
             for (uint64_t c = 0; c < j.n_chunks; c++) acc += j.partials[c * j.n_rsum + j.rsum_slot[pc]];
             m->scal[in->dst] = round_dt(in->dtype, acc);
-        } else if (in->op == CR_OP_RSUM_NP) {
-            m->scal[in->dst] = round_dt(in->dtype, cr_refsum_numpy(j.gather[pc], j.n));
-        } else if (in->op == CR_OP_RSSQ_BLAS) {
-            m->scal[in->dst] = round_dt(in->dtype, cr_refsum_blas_ssq(j.gather[pc], j.n));
-        } else if (in->op == CR_OP_RSUM_TORCH) {
-            m->scal[in->dst] = round_dt(in->dtype, cr_refsum_torch(j.gather[pc], j.n,
-                                                                       in->dtype == CR_DTYPE_BF16 || in->dtype == CR_DTYPE_F16));
-        } else if (in->op == CR_OP_RSSQ_TORCH) {
-            m->scal[in->dst] = round_dt(in->dtype, cr_refsum_torch_ssq(j.gather[pc], j.n));
+        } else if (is_gather_op(in->op)) {
+            m->scal[in->dst] = round_dt(in->dtype, gather_sum(in, j.gather[pc], j.n));
         } else if (in->op == CR_OP_SSTORE) {
             m->scratch_ready[in->dst] = true;
         }

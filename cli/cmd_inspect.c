@@ -1,6 +1,7 @@
 /* cmd_inspect.c — `crucible inspect MODEL_DIR`: every tensor of a model
- * (name, dtype, shape, bytes, shard file) and the totals. Headers only: the
- * shards are opened header-only, so this is instant on any model size. */
+ * (name, dtype, shape, bytes, shard file) and the totals. Only headers are
+ * read (the data is mapped, not read), so this is instant on any model size,
+ * but every file is fully validated: a truncated shard is an error. */
 #include <stdio.h>
 #include <string.h>
 
@@ -22,7 +23,7 @@ int cr_cmd_inspect(int argc, char **argv)
     }
     cr_model m;
     cr_error err = {0};
-    if (cr_model_open(cr_default_allocator(), argv[1], CR_ST_HEADER_ONLY, &m, &err) != CR_OK) {
+    if (cr_model_open(cr_default_allocator(), argv[1], 0, &m, &err) != CR_OK) {
         fprintf(stderr, "crucible inspect: %s\n", err.msg);
         return 1;
     }

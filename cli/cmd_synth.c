@@ -1,8 +1,6 @@
 /* cmd_synth.c — `crucible synth`: writes a deterministic synthetic model
  * (or a seeded fine-tune of one) through vm/synth.c. The directory appears
- * complete or not at all: it is written as OUT_DIR.crucible-tmp-PID and
- * renamed into place. */
-#include <dirent.h>
+ * complete or not at all (vm/outdir.h). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +10,7 @@
 
 #include "commands.h"
 #include "shards.h"
+#include "outdir.h"
 #include "synth.h"
 
 static void usage(FILE *f)
@@ -23,34 +22,6 @@ static void usage(FILE *f)
             "       crucible synth OUT_DIR --from BASE_DIR --delta-scale X [--seed S] [--only SUBSTRING]\n"
             "           [--shard-size SIZE]\n"
             "Every weight is a function of (seed, tensor name, element index).\n");
-}
-
-static void remove_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char sub[4096];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            unlink(sub);
-        }
-        closedir(d);
-    }
-    rmdir(path);
-}
-
-static bool dir_is_empty(const char *path)
-{
-    DIR *d = opendir(path);
-    if (!d) return false;
-    struct dirent *e;
-    bool empty = true;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = false;
-    closedir(d);
-    return empty;
 }
 
 static bool parse_u32(const char *s, uint32_t *out)
@@ -120,25 +91,15 @@ int cr_cmd_synth(int argc, char **argv)
     if (o.from && !have_delta) { fprintf(stderr, "crucible synth: --from needs --delta-scale\n"); return 2; }
     if (!o.from && !have_arch) { fprintf(stderr, "crucible synth: --arch is required (or --from BASE_DIR)\n"); return 2; }
 
-    struct stat sb;
-    bool existed = stat(out, &sb) == 0;
-    if (existed && !(S_ISDIR(sb.st_mode) && dir_is_empty(out))) {
-        fprintf(stderr, "crucible synth: %s already exists and is not an empty directory\n", out);
-        return 1;
+    cr_outdir od;
+    cr_status st = cr_outdir_begin(cr_default_allocator(), out, false, &od, &err);
+    if (st == CR_OK) {
+        st = cr_synth_write(cr_default_allocator(), od.tmp_path, &o, &err);
+        if (st == CR_OK) st = cr_outdir_commit(&od, &err);
+        cr_outdir_abort(&od);
+        cr_outdir_free(&od);
     }
-    char tmp[4096];
-    size_t ol = strlen(out);
-    while (ol > 1 && out[ol - 1] == '/') ol--;
-    snprintf(tmp, sizeof tmp, "%.*s.crucible-tmp-%ld", (int)ol, out, (long)getpid());
-    if (mkdir(tmp, 0755) != 0) {
-        fprintf(stderr, "crucible synth: %s: cannot create: %s\n", tmp, strerror(errno));
-        return 1;
-    }
-    cr_status st = cr_synth_write(cr_default_allocator(), tmp, &o, &err);
-    if (st == CR_OK && existed && rmdir(out) != 0) st = cr_fail_errno(&err, errno, "%s: cannot replace", out);
-    if (st == CR_OK && rename(tmp, out) != 0) st = cr_fail_errno(&err, errno, "%s: cannot rename into place", out);
     if (st != CR_OK) {
-        remove_tree(tmp);
         fprintf(stderr, "crucible synth: %s\n", err.msg);
         return 1;
     }

@@ -7,6 +7,8 @@
 #include "aux_files.h"
 #include "compile.h"
 #include "frontend.h"
+#include "lua_recipe.h"
+#include "moe.h"
 #include "shards.h"
 
 static bool parse_u64(const char *s, uint64_t *out)
@@ -62,6 +64,12 @@ bool cr_cli_parse(int argc, char **argv, int n_positional, const char *usage, cr
         else if (!strcmp(a, "--quiet")) o->quiet = true;
         else if (!strcmp(a, "--precise")) o->precise = true;
         else if (!strcmp(a, "--force")) o->force = true;
+        else if (!strcmp(a, "--i-understand-this-is-not-useful-without-training")) o->moe_same_source = true;
+        else if (TAKES("--moe-layout")) {
+            if (!strcmp(val, "classic")) o->moe_layout = CR_MOE_LAYOUT_CLASSIC;
+            else if (!strcmp(val, "fused")) o->moe_layout = CR_MOE_LAYOUT_FUSED;
+            else { fprintf(stderr, "crucible %s: --moe-layout wants classic or fused, got '%s'\n", o->cmd, val); return false; }
+        }
         else if (TAKES("--out-shard-size")) {
             cr_error err;
             if (cr_parse_shard_size(val, &o->out_shard_size, &err)) {
@@ -111,9 +119,38 @@ bool cr_cli_parse(int argc, char **argv, int n_positional, const char *usage, cr
     return true;
 }
 
+static int compile_moe(const cr_cli_options *o, const char *out_dir, cr_graph *g, cr_program *prog)
+{
+    const cr_allocator *al = cr_default_allocator();
+    cr_error err = {0};
+    cr_diags diags;
+    cr_diags_init(&diags, al);
+    cr_moe_config cfg;
+    cr_status st = cr_moe_config_load(al, o->pos[0], &cfg, &diags, &err);
+    cr_moe_options mo = { .models_dir = o->models_dir, .seed = o->seed, .layout = (cr_moe_layout)o->moe_layout,
+                          .allow_same_source = o->moe_same_source, .copy_tokenizer = o->copy_tokenizer,
+                          .write_card = o->write_card, .out_path = out_dir, .threads = o->threads,
+                          .compile = { .precise = o->precise, .seed = o->seed, .max_shard_bytes = o->out_shard_size,
+                                       .disabled = o->disabled_passes, .dump = o->dump, .dump_out = stdout } };
+    if (!st) st = cr_moe_compile(al, &cfg, &mo, g, prog, &diags, &err);
+    cr_diags_print(&diags, stderr);
+    if (st && (!diags.n_errors || (st != CR_ERR_CONFIG)))
+        fprintf(stderr, "crucible %s: %s\n", o->cmd, err.msg);
+    int rc = !st ? 0 : st == CR_ERR_CONFIG || st == CR_ERR_UNSUPPORTED ? 2 : 1;
+    cr_moe_config_free(&cfg);
+    cr_diags_free(&diags);
+    if (rc) cr_graph_free(g);
+    return rc;
+}
+
 int cr_cli_compile(const cr_cli_options *o, bool header_only, const char *out_dir,
                    cr_plan *plan, cr_graph *g, cr_program *prog)
 {
+    if (cr_moe_file_is_moe(cr_default_allocator(), o->pos[0])) {
+        memset(plan, 0, sizeof *plan);
+        cr_graph_init(g, cr_default_allocator());
+        return compile_moe(o, out_dir, g, prog);
+    }
     const cr_allocator *al = cr_default_allocator();
     cr_error err = {0};
     cr_method_registry *methods = NULL;
@@ -129,7 +166,7 @@ int cr_cli_compile(const cr_cli_options *o, bool header_only, const char *out_di
     }
     cr_frontend_options fo = { .models_dir = o->models_dir, .methods = methods,
                                .header_only = header_only, .allow_crimes = o->allow_crimes };
-    cr_status st = cr_frontend_yaml(al, o->pos[0], &fo, plan, &diags, &err);
+    cr_status st = cr_frontend_recipe(al, o->pos[0], &fo, plan, &diags, &err);
     cr_diags_print(&diags, stderr);
     if (st) {
         if (!diags.n_errors) fprintf(stderr, "crucible %s: %s\n", o->cmd, err.msg);

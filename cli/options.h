@@ -25,13 +25,19 @@ typedef struct cr_cli_options {
     const char *models_dir, *methods_dir;
     uint32_t disabled_passes;
     const char *dump;
+    /* mergekit-moe configs (compiler/moe.h) */
+    int moe_layout;             /* cr_moe_layout: --moe-layout classic|fused */
+    bool moe_same_source;       /* --i-understand-this-is-not-useful-without-training */
 } cr_cli_options;
 
 /* Parse argv (argv[0] is the command). Prints the problem and returns false
  * on a bad option or a wrong number of positional arguments. */
 bool cr_cli_parse(int argc, char **argv, int n_positional, const char *usage, cr_cli_options *o);
 
-/* Front end + compiler: recipe -> verified program (with aux files when
+/* Front end + compiler: recipe -> verified program. A mergekit-moe config
+ * (a mapping with `experts` and no `merge_method`/`models`/`slices`) goes
+ * through compiler/moe.h instead; *plan is then left empty.
+ * Front end + compiler: recipe -> verified program (with aux files when
  * out_dir is given). Prints diagnostics to stderr. Returns the exit status
  * (0 ok, 1 runtime failure, 2 invalid recipe); on 0 the caller frees *prog
  * and *plan (cr_plan_free) and *g (cr_graph_free). */

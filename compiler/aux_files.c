@@ -20,7 +20,7 @@ static cr_status add_aux(cr_program *p, cr_prog_aux *a, cr_error *err)
     return CR_OK;
 }
 
-static cr_status add_write(cr_program *p, const char *dest, const char *text, size_t len, cr_error *err)
+cr_status cr_program_aux_write(cr_program *p, const char *dest, const char *text, size_t len, cr_error *err)
 {
     cr_prog_aux a = { .kind = CR_AUX_WRITE };
     cr_status st = cr_program_add_blob(p, text, len, &a.content, err);
@@ -28,7 +28,7 @@ static cr_status add_write(cr_program *p, const char *dest, const char *text, si
     return st ? st : add_aux(p, &a, err);
 }
 
-static cr_status add_copy(cr_program *p, const char *dest, const char *src, cr_error *err)
+cr_status cr_program_aux_copy(cr_program *p, const char *dest, const char *src, cr_error *err)
 {
     struct stat sb;
     if (stat(src, &sb)) return cr_fail_errno(err, errno, "%s", src);
@@ -93,7 +93,7 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
             s = cr_hf_patch_config(p->alloc, text, len, path, &edit, &out, &out_len, err);
             cr_free(p->alloc, text);
             if (s) return s;
-            s = add_write(p, "config.json", out, out_len, err);
+            s = cr_program_aux_write(p, "config.json", out, out_len, err);
             cr_free(p->alloc, out);
             if (s) return s;
         }
@@ -102,7 +102,7 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
             size_t n = cr_hf_tokenizer_files(donor_dir, names, CR_ARRAY_LEN(names));
             for (size_t i = 0; i < n && !s; i++) {
                 snprintf(path, sizeof path, "%s/%s", donor_dir, names[i]);
-                s = add_copy(p, names[i], path, err);
+                s = cr_program_aux_copy(p, names[i], path, err);
             }
             if (s) return s;
         }
@@ -124,10 +124,10 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
         size_t len;
         char *text = cr_hf_model_card(p->alloc, &card, &len);
         if (!text) return cr_fail(err, CR_ERR_NOMEM, "out of memory writing the model card");
-        s = add_write(p, "README.md", text, len, err);
+        s = cr_program_aux_write(p, "README.md", text, len, err);
         cr_free(p->alloc, text);
         if (!s && plan->recipe_text)
-            s = add_write(p, "mergekit_config.yml", plan->recipe_text, strlen(plan->recipe_text), err);
+            s = cr_program_aux_write(p, "mergekit_config.yml", plan->recipe_text, strlen(plan->recipe_text), err);
     }
     return s;
 }

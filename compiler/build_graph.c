@@ -33,7 +33,7 @@ static void shape_str(char *buf, size_t n, uint32_t ndim, const uint64_t *shape)
 typedef struct stage_out { const char *name; uint32_t node; cr_dtype dtype; uint64_t rows, cols; } stage_out;
 
 static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_tensor *t,
-                              cr_lua *L, int ref, const cr_build_options *o, cr_graph *g,
+                              cr_method_registry *methods, cr_lua *L, int ref, const cr_build_options *o, cr_graph *g,
                               stage_out *prev, uint32_t n_prev, stage_out *mine, cr_error *err)
 {
     const cr_plan_stage *st = &plan->stages[si];
@@ -98,7 +98,7 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
             if (!mt) return cr_fail(err, CR_ERR_CONFIG, "%s: model %s has no tensor %s", t->name, pm->ref, s->tensor);
             const cr_st_file *f = &pm->model.shards[mt->shard];
             gi.path = f->path;
-            gi.file_size = f->file_size;
+            gi.file_size = cr_st_expected_size(f);   /* plan may open truncated files */
             gi.offset = f->data_start + mt->info->begin;
             gi.nbytes = mt->info->end - mt->info->begin;
             gi.dtype = mt->info->dtype;
@@ -119,7 +119,12 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
                                  .is_base = s->is_base, .dtype = g->nodes[node].dtype,
                                  .ndim = s->ndim, .shape = s->shape, .params = &s->params };
     }
-    cr_lua_call call = { .method = st->method, .name = t->name, .layer = t->layer, .ndim = ndim,
+    const cr_method_info *method = t->method ? t->method : st->method;
+    if (t->method) {
+        cr_status ms = cr_methods_lua(methods, t->method, &L, &ref, err);
+        if (ms) return ms;
+    }
+    cr_lua_call call = { .method = method, .name = t->name, .layer = t->layer, .ndim = ndim,
                          .shape = shape, .is_embed = t->is_embed, .optional = t->optional,
                          .domain = d, .inputs = ins, .n_inputs = t->n_sources, .params = &t->params,
                          .dtype = st->dtype, .precise = o && o->precise, .seed = o ? o->seed : 0 };
@@ -128,7 +133,7 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
     if (s) return s;
     if (g->nodes[r].kind == CR_VK_SCALAR)
         return cr_fail(err, CR_ERR_CONFIG, "%s: method %s returned a scalar, not a tensor", t->name,
-                       st->method->name);
+                       method->name);
     cr_dtype out = st->out_dtype != CR_DTYPE_NONE ? st->out_dtype : (cr_dtype)g->nodes[r].dtype;
     if (out != CR_DTYPE_F32 && out != CR_DTYPE_BF16 && out != CR_DTYPE_F16 && out != CR_DTYPE_F64)
         return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: result dtype %s cannot be written yet", t->name,
@@ -162,7 +167,7 @@ cr_status cr_build_graph(const cr_plan *plan, cr_method_registry *methods, const
         cur = cr_calloc(g->alloc, st->n_tensors + 1, sizeof *cur);
         if (!cur) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); break; }
         for (uint32_t ti = 0; ti < st->n_tensors && !s; ti++)
-            s = build_tensor(plan, si, &st->tensors[ti], L, ref, o, g, prev, n_prev, &cur[ti], err);
+            s = build_tensor(plan, si, &st->tensors[ti], methods, L, ref, o, g, prev, n_prev, &cur[ti], err);
         cr_free(g->alloc, prev);
         prev = cur;
         n_prev = st->n_tensors;

@@ -46,14 +46,11 @@ static void dump_if(const cr_compile_options *o, const cr_graph *g, const char *
     cr_graph_dump(g, f);
 }
 
-cr_status cr_compile_plan(const cr_plan *plan, cr_method_registry *methods,
-                          const cr_compile_options *o, cr_graph *g, cr_program *out,
-                          cr_error *err)
+cr_status cr_compile_graph(cr_graph *g, const cr_compile_options *o, const char *recipe_name,
+                           const cr_layout_tensor *groups, uint32_t n_groups, cr_program *out, cr_error *err)
 {
     memset(out, 0, sizeof *out);
-    cr_build_options bo = { .precise = o && o->precise, .seed = o ? o->seed : 0 };
-    cr_status st = cr_build_graph(plan, methods, &bo, g, err);
-    if (st) return st;
+    cr_status st;
     dump_if(o, g, "build");
     static const cr_pass_id order[] = { CR_PASS_VERIFY, CR_PASS_FOLD, CR_PASS_CSE, CR_PASS_DCE,
                                         CR_PASS_FUSE, CR_PASS_VERIFY };
@@ -64,12 +61,23 @@ cr_status cr_compile_plan(const cr_plan *plan, cr_method_registry *methods,
         dump_if(o, g, p->name);
     }
     cr_emit_options eo = { .chunk = o ? o->chunk : 0, .seed = o ? o->seed : 0,
-                           .recipe_name = plan->recipe_path };
+                           .recipe_name = recipe_name };
     if ((st = cr_emit_program(g, &eo, out, err))) return st;
-    if ((st = cr_layout_outputs(out, o ? o->max_shard_bytes : 0, err)) ||
+    if ((st = cr_layout_tensors(out, o ? o->max_shard_bytes : 0, groups, n_groups, err)) ||
         (st = cr_program_verify(out, err))) {
         cr_program_free(out);
         return st;
     }
     return CR_OK;
+}
+
+cr_status cr_compile_plan(const cr_plan *plan, cr_method_registry *methods,
+                          const cr_compile_options *o, cr_graph *g, cr_program *out,
+                          cr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    cr_build_options bo = { .precise = o && o->precise, .seed = o ? o->seed : 0 };
+    cr_status st = cr_build_graph(plan, methods, &bo, g, err);
+    if (st) return st;
+    return cr_compile_graph(g, o, plan->recipe_path, NULL, 0, out, err);
 }

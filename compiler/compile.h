@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 #include "graph.h"
+#include "layout.h"
 #include "method.h"
 #include "plan.h"
 #include "program.h"
@@ -41,5 +42,14 @@ bool cr_pass_optional(cr_pass_id id);
 cr_status cr_compile_plan(const cr_plan *plan, cr_method_registry *methods,
                           const cr_compile_options *o, cr_graph *g, cr_program *out,
                           cr_error *err);
+
+/* The pipeline after `build`, for graphs built by other front ends (MoE,
+ * compiler/moe.h): verify, the optional passes, emit, layout, verify the
+ * program. recipe_name is for messages (may be NULL). groups (NULL: one
+ * tensor per graph output, in order) lets several outputs fill one stored
+ * tensor (cr_layout_tensors). */
+cr_status cr_compile_graph(cr_graph *g, const cr_compile_options *o, const char *recipe_name,
+                           const cr_layout_tensor *groups, uint32_t n_groups, cr_program *out,
+                           cr_error *err);
 
 #endif

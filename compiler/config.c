@@ -10,6 +10,7 @@
  * yet". Parsing never stops at the first problem.
  */
 #include "config.h"
+#include "limits.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -238,7 +239,7 @@ static bool parse_setting(pctx *c, const cr_ynode *n, const char *path, cr_setti
     memset(out, 0, sizeof *out);
     out->loc = at(c, n);
     out->path = path;
-    if (depth > 8) { ERR(c, n, path, NULL, "parameter nested too deeply"); return false; }
+    if (depth > CR_LIMIT_PARAM_DEPTH) { ERR(c, n, path, NULL, "parameter nested more than %d levels deep", CR_LIMIT_PARAM_DEPTH); return false; }
     if (cr_ynode_is_null(n)) { out->kind = CR_SETTING_NONE; return true; }
     if (n->kind == CR_YNODE_SCALAR) {
         out->kind = CR_SETTING_SCALAR;

@@ -39,6 +39,14 @@ static cr_blob add_bytes(builder *b, const void *p, size_t n)
     return bl;
 }
 static cr_blob add_str(builder *b, const char *s) { return add_bytes(b, s, strlen(s)); }
+/* tensor data for a CR_INPUT_BLOB view: 8-byte aligned so the VM can read
+ * it in place */
+static cr_blob add_aligned(builder *b, const void *p, size_t n)
+{
+    uint8_t z = 0;
+    while (b->blobs.len % 8) push(b, &b->blobs, &z);
+    return add_bytes(b, p, n);
+}
 
 static void emit_main(builder *b, cr_op op, cr_dtype dt, uint32_t d, uint32_t a, uint32_t x, uint32_t c)
 {
@@ -246,6 +254,19 @@ static cr_status kfinish(kgen *k, uint32_t domain, uint64_t chunk, bool rows, cr
     return b->oom ? cr_fail(err, CR_ERR_NOMEM, "out of memory emitting a kernel") : CR_OK;
 }
 
+/* the reduction op of a whole-tensor SUM node, by its summation order */
+static cr_op sum_op(const cr_node *t)
+{
+    switch ((cr_sum_order)t->attr) {
+    case CR_SUM_NUMPY: return CR_OP_RSUM_NP;
+    case CR_SUM_BLAS_SSQ: return CR_OP_RSSQ_BLAS;
+    case CR_SUM_TORCH: return CR_OP_RSUM_TORCH;
+    case CR_SUM_TORCH_SSQ: return CR_OP_RSSQ_TORCH;
+    case CR_SUM_WIDE: break;
+    }
+    return CR_OP_RSUM;
+}
+
 static cr_status emit_kernel(emitter *e, uint32_t domain, const item *its, size_t n_items,
                              uint64_t chunk, bool rows, const uint32_t *out_index, cr_error *err)
 {
@@ -262,7 +283,11 @@ static cr_status emit_kernel(emitter *e, uint32_t domain, const item *its, size_
         case IT_STORE: kpush(&k, CR_OP_STORE, CR_DTYPE_NONE, out_index[it->target], v, 0, 0); break;
         case IT_SSTORE: kpush(&k, CR_OP_SSTORE, CR_DTYPE_NONE, it->target, v, 0, 0); break;
         case IT_RED:
-            if (t->op == CR_GOP_SUM) kpush(&k, CR_OP_RSUM, t->rdt, e->slot[it->target], v, 0, 0);
+            if (t->op == CR_GOP_SUM) kpush(&k, sum_op(t), t->rdt, e->slot[it->target], v, 0, 0);
+            else if (t->op == CR_GOP_ROWSUM && t->attr == CR_SUM_TORCH)
+                kpush(&k, CR_OP_RSUM_ROW_TORCH, t->rdt, e->rowvec[it->target], v, 0, 0);
+            else if (t->op == CR_GOP_ROWSUM && t->attr == CR_SUM_TORCH_SSQ)
+                kpush(&k, CR_OP_RSSQ_ROW_TORCH, t->rdt, e->rowvec[it->target], v, 0, 0);
             else kpush(&k, t->op == CR_GOP_ROWSUM ? CR_OP_RSUM_ROW : CR_OP_RMAX_ROW, t->rdt,
                        e->rowvec[it->target], v, 0, 0);
             break;
@@ -533,7 +558,13 @@ static cr_status make_tables(emitter *e, cr_error *err)
         cr_prog_input pi = { .dtype = (uint8_t)in->dtype, .rows = in->rows, .cols = in->cols,
                              .row_stride = in->src_cols };
         char name[512];
-        if (in->scratch) {
+        if (in->blob) {
+            pi.kind = CR_INPUT_BLOB;
+            pi.file = 0;
+            pi.offset = add_aligned(b, in->blob, (size_t)in->nbytes).off;
+            pi.nbytes = in->nbytes;
+            snprintf(name, sizeof name, "%s (computed)", in->tensor ? in->tensor : "?");
+        } else if (in->scratch) {
             if (e->scratch_of[i] == NONE32) { e->pinput[i] = NONE32; continue; }
             pi.kind = CR_INPUT_SCRATCH;
             pi.file = e->scratch_of[i];

@@ -887,7 +887,7 @@ cr_status cr_frontend_yaml_text(const cr_allocator *alloc, const char *name, con
     if (st == CR_OK) {
         st = run(&f, &tree, out, err);
     }
-    if (!opt->methods && f.reg) cr_methods_close(f.reg);
+    if (!opt->methods) out->owned_methods = f.reg;   /* plan infos point into it */
     publish(&f, out);
     cr_vec_free(&f.models);
     cr_vec_free(&f.fmodels);

@@ -5,6 +5,7 @@
  * topological order, arity, kinds and domains (cr_graph_verify).
  */
 #include <math.h>
+#include <string.h>
 #include "graph.h"
 
 static const struct { const char *name; int arity; } gop_table[CR_GOP_COUNT] = {
@@ -90,6 +91,12 @@ uint32_t cr_graph_add_input(cr_graph *g, const cr_graph_input *in)
     cr_graph_input c = *in;
     if (c.tensor && !(c.tensor = cr_arena_strdup(&g->arena, c.tensor))) return UINT32_MAX;
     if (c.path && !(c.path = cr_arena_strdup(&g->arena, c.path))) return UINT32_MAX;
+    if (c.blob) {
+        void *copy = cr_arena_alloc(&g->arena, (size_t)c.nbytes ? (size_t)c.nbytes : 1);
+        if (!copy) return UINT32_MAX;
+        memcpy(copy, c.blob, (size_t)c.nbytes);
+        c.blob = copy;
+    }
     g->inputs[g->n_inputs] = c;
     return g->n_inputs++;
 }
@@ -205,6 +212,10 @@ void cr_graph_dump(const cr_graph *g, FILE *out)
             fprintf(out, " [%llux%llu]", (unsigned long long)in->rows, (unsigned long long)in->cols);
         }
         if (n->op == CR_GOP_RAND) fprintf(out, " key=%016llx", (unsigned long long)n->attr);
+        if ((n->op == CR_GOP_SUM || n->op == CR_GOP_ROWSUM) && n->attr) {
+            static const char *const order[] = { "wide", "numpy", "blas-ssq", "torch", "torch-ssq" };
+            fprintf(out, " order=%s", n->attr < CR_ARRAY_LEN(order) ? order[n->attr] : "?");
+        }
         if (n->rdt != n->dtype) fprintf(out, " round=%s", cr_dtype_name(n->rdt));
         if (n->flags & CR_NODEF_WEAK) fprintf(out, " weak");
         if (n->domain != CR_NO_DOMAIN) fprintf(out, " @d%u", n->domain);

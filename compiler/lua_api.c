@@ -26,6 +26,7 @@ struct cr_lua {
     cr_graph *g;                /* graph of the current call; NULL between calls */
     const cr_lua_call *call;    /* current merge call or NULL */
     int sandbox_ref;            /* the read-only base environment */
+    char where[256];            /* "file:line" last seen by the hook (memory errors have no traceback) */
 };
 
 static cr_lua *get_lua(lua_State *S) { return *(cr_lua **)lua_getextraspace(S); }
@@ -50,8 +51,9 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 
 static void count_hook(lua_State *S, lua_Debug *ar)
 {
-    (void)ar;
     cr_lua *L = get_lua(S);
+    if (lua_getinfo(S, "Sl", ar) && ar->currentline > 0)
+        snprintf(L->where, sizeof L->where, "%s:%d", ar->short_src, ar->currentline);
     L->budget -= HOOK_EVERY;
     if (L->budget < 0)
         luaL_error(S, "instruction limit exceeded (%I instructions): does the script loop forever?",
@@ -408,6 +410,68 @@ static int l_norm(lua_State *S)
     push_value(S, dot_like(S, x, x, CR_GOP_SUM, true));
     return 1;
 }
+/* NumPy float32 reductions (slerp.py): np.sum of a float32 tensor in NumPy's
+ * pairwise order, and np.linalg.norm = sqrt(BLAS sdot(x, x)). */
+static uint32_t np_reduce(lua_State *S, uint32_t x, cr_sum_order order)
+{
+    if (node_at(S, x)->dtype != CR_DTYPE_F32) luaL_error(S, "np_sum, np_norm and torch_norm need a float32 tensor");
+    cr_node nd = { .op = CR_GOP_SUM, .n_in = 1, .kind = CR_VK_SCALAR, .dtype = CR_DTYPE_F32,
+                   .rdt = CR_DTYPE_F32, .domain = node_at(S, x)->domain, .attr = order };
+    nd.in[0] = x;
+    return add(S, &nd);
+}
+static int l_np_sum(lua_State *S)
+{
+    push_value(S, np_reduce(S, need_tensor(S, 1, "np_sum"), CR_SUM_NUMPY));
+    return 1;
+}
+static int l_np_norm(lua_State *S)
+{
+    uint32_t s = np_reduce(S, need_tensor(S, 1, "np_norm"), CR_SUM_BLAS_SSQ);
+    push_value(S, build_exact(S, CR_GOP_SQRT, &s, 1, CR_VK_SCALAR, CR_DTYPE_F32, CR_DTYPE_F32));
+    return 1;
+}
+/* torch's CPU sum of a tensor (x.sum() in mergekit's torch code): float32
+ * cascade order over the values, rounded to x's dtype. */
+static int l_torch_sum(lua_State *S)
+{
+    uint32_t x = need_tensor(S, 1, "torch_sum");
+    cr_dtype dt = node_at(S, x)->dtype;
+    cr_node nd = { .op = CR_GOP_SUM, .n_in = 1, .kind = CR_VK_SCALAR, .dtype = (uint8_t)dt,
+                   .rdt = (uint8_t)round_of(get_lua(S), dt), .domain = node_at(S, x)->domain,
+                   .attr = CR_SUM_TORCH };
+    nd.in[0] = x;
+    push_value(S, add(S, &nd));
+    return 1;
+}
+/* torch.norm(x) of a float32 tensor (torch's norm-2 order, sqrt in f32). */
+static int l_torch_norm(lua_State *S)
+{
+    uint32_t s = np_reduce(S, need_tensor(S, 1, "torch_norm"), CR_SUM_TORCH_SSQ);
+    push_value(S, build_exact(S, CR_GOP_SQRT, &s, 1, CR_VK_SCALAR, CR_DTYPE_F32, CR_DTYPE_F32));
+    return 1;
+}
+/* Per-row versions: x.sum(dim=-1) and torch.norm(x, dim=-1) of a float32
+ * tensor in torch's orders. */
+static uint32_t torch_row_reduce(lua_State *S, uint32_t x, cr_sum_order order)
+{
+    if (node_at(S, x)->dtype != CR_DTYPE_F32) luaL_error(S, "torch_row_sum/torch_row_norm need a float32 tensor");
+    cr_node nd = { .op = CR_GOP_ROWSUM, .n_in = 1, .kind = CR_VK_ROWS, .dtype = CR_DTYPE_F32,
+                   .rdt = CR_DTYPE_F32, .domain = node_at(S, x)->domain, .attr = order };
+    nd.in[0] = x;
+    return add(S, &nd);
+}
+static int l_torch_row_sum(lua_State *S)
+{
+    push_value(S, torch_row_reduce(S, need_tensor(S, 1, "torch_row_sum"), CR_SUM_TORCH));
+    return 1;
+}
+static int l_torch_row_norm(lua_State *S)
+{
+    uint32_t s = torch_row_reduce(S, need_tensor(S, 1, "torch_row_norm"), CR_SUM_TORCH_SSQ);
+    push_value(S, build_exact(S, CR_GOP_SQRT, &s, 1, CR_VK_ROWS, CR_DTYPE_F32, CR_DTYPE_F32));
+    return 1;
+}
 static int l_row_norm(lua_State *S)
 {
     uint32_t x = need_tensor(S, 1, "row_norm");
@@ -497,6 +561,8 @@ static const luaL_Reg cr_funcs[] = {
     {"cast", l_cast}, {"float", l_float}, {"const", l_const},
     {"sum", l_sum}, {"mean", l_mean}, {"norm", l_norm}, {"dot", l_dot},
     {"row_sum", l_row_sum}, {"row_max", l_row_max}, {"row_norm", l_row_norm}, {"row_dot", l_row_dot},
+    {"np_sum", l_np_sum}, {"np_norm", l_np_norm}, {"torch_sum", l_torch_sum},
+    {"torch_norm", l_torch_norm}, {"torch_row_sum", l_torch_row_sum}, {"torch_row_norm", l_torch_row_norm},
     {"acos", l_acos}, {"sin", l_sin}, {"cos", l_cos}, {"trunc", l_trunc},
     {"topk_mask", l_topk_mask}, {"kth_largest_abs", l_kth_abs}, {"row_rank", l_row_rank},
     {"rand", l_rand}, {"error", l_error}, {"promote", l_promote},
@@ -643,8 +709,8 @@ static cr_status lua_failure(cr_lua *L, int status, const char *context, cr_erro
     lua_State *S = L->S;
     const char *msg = lua_tostring(S, -1);
     if (status == LUA_ERRMEM || !msg)
-        cr_fail(err, CR_ERR_CONFIG, "%s: Lua memory limit (%zu MiB) exceeded", context,
-                L->max_bytes >> 20);
+        cr_fail(err, CR_ERR_CONFIG, "%s%sLua memory limit (%zu MiB) exceeded%s%s", context,
+                context[0] ? ": " : "", L->max_bytes >> 20, L->where[0] ? " near " : "", L->where);
     else
         cr_fail(err, CR_ERR_CONFIG, "%s%s%s", msg, context[0] ? "\n  while " : "", context);
     lua_pop(S, 1);
@@ -660,6 +726,7 @@ static int guarded_pcall(cr_lua *L, int nargs, int nres)
     lua_pushcfunction(S, traceback);
     lua_insert(S, base);
     L->budget = L->max_instr;
+    L->where[0] = 0;
     lua_sethook(S, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
     int status = lua_pcall(S, nargs, nres, base);
     lua_sethook(S, NULL, 0, 0);
@@ -939,6 +1006,34 @@ cr_status cr_lua_run_string(cr_lua *L, cr_graph *g, const char *chunkname, const
     L->g = g;
     status = guarded_pcall(L, 1, 0);
     L->g = NULL;
+    if (status != LUA_OK) return lua_failure(L, status, "", err);
+    return CR_OK;
+}
+
+/* ---- whole-recipe scripts ------------------------------------------------ */
+
+cr_status cr_lua_run_script(cr_lua *L, const char *chunkname, const char *text, size_t len,
+                            cr_error *err)
+{
+    lua_State *S = L->S;
+    char name[512];
+    snprintf(name, sizeof name, "@%s", chunkname);
+    /* stack: the `crucible` table */
+    int status = luaL_loadbufferx(S, text, len, name, "t");
+    if (status != LUA_OK) { lua_remove(S, -2); return lua_failure(L, status, "", err); }
+    /* own environment over the sandbox, with `crucible` as a global */
+    lua_newtable(S);
+    lua_pushvalue(S, -3);
+    lua_setfield(S, -2, "crucible");
+    lua_newtable(S);
+    lua_rawgeti(S, LUA_REGISTRYINDEX, L->sandbox_ref);
+    lua_setfield(S, -2, "__index");
+    lua_pushboolean(S, 0);
+    lua_setfield(S, -2, "__metatable");
+    lua_setmetatable(S, -2);
+    lua_setupvalue(S, -2, 1);
+    lua_remove(S, -2);
+    status = guarded_pcall(L, 0, 0);
     if (status != LUA_OK) return lua_failure(L, status, "", err);
     return CR_OK;
 }

@@ -76,6 +76,13 @@ cr_status cr_lua_call_merge(cr_lua *L, int ref, cr_graph *g, const cr_lua_call *
 cr_status cr_lua_run_string(cr_lua *L, cr_graph *g, const char *chunkname, const char *code,
                             cr_error *err);
 
+/* Run a whole-recipe script (compiler/lua_recipe.c): the table on top of
+ * the stack becomes the global `crucible` of the script's own environment
+ * over the sandbox, and is popped. Same limits as a method load; a failure
+ * fails with CR_ERR_CONFIG and the script's file, line and traceback. */
+cr_status cr_lua_run_script(cr_lua *L, const char *chunkname, const char *text, size_t len,
+                            cr_error *err);
+
 /* The node a Lua value at stack index idx wraps, or CR_NO_NODE. */
 uint32_t cr_lua_value_node(lua_State *S, int idx);
 
@@ -85,4 +92,12 @@ uint32_t cr_lua_value_node(lua_State *S, int idx);
  * graph builder). CR_ERR_ARG if m does not belong to r. */
 cr_status cr_methods_lua(cr_method_registry *r, const cr_method_info *m, cr_lua **L, int *ref,
                          cr_error *err);
+/* The registry's Lua state (a Lua recipe runs in it, so that its inline
+ * merge functions live beside the method tables). */
+cr_lua *cr_methods_state(cr_method_registry *r);
+/* Register the function on top of r's Lua stack (popped) as an inline
+ * method named `name` declared in `source` (no parameters, base optional,
+ * any number of inputs). NULL with err on out of memory. */
+const cr_method_info *cr_methods_add_inline(cr_method_registry *r, const char *name,
+                                            const char *source, cr_error *err);
 #endif

@@ -138,42 +138,6 @@ static cr_status load_method(cr_method_registry *r, const char *key, const char 
     return CR_OK;
 }
 
-/* stdlib/_pending.lua: declarations of methods whose file has not landed;
- * each is registered only when no stdlib file declares that name. */
-static cr_status load_pending(cr_method_registry *r, cr_error *err)
-{
-    const cr_embedded_file *f = NULL;
-    for (size_t i = 0; i < cr_stdlib_n_files; i++)
-        if (!strcmp(cr_stdlib_files[i].name, "_pending.lua")) f = &cr_stdlib_files[i];
-    if (!f) return CR_OK;
-    int ref;
-    cr_status st = cr_lua_load_chunk(r->lua, "stdlib/_pending.lua", f->data, f->len, &ref, err);
-    if (st) return st;
-    lua_State *S = cr_lua_state(r->lua);
-    lua_rawgeti(S, LUA_REGISTRYINDEX, ref);
-    lua_getfield(S, -1, "pending");
-    lua_Integer n = lua_istable(S, -1) ? luaL_len(S, -1) : 0;
-    for (lua_Integer i = 1; i <= n && !st; i++) {
-        lua_rawgeti(S, -1, i);
-        lua_getfield(S, -1, "name");
-        const char *name = lua_tostring(S, -1);
-        bool taken = !name;
-        for (size_t k = 0; name && k < r->n_builtin; k++) taken |= !strcmp(r->builtin[k], name);
-        lua_pop(S, 1);
-        if (taken) { lua_pop(S, 1); continue; }
-        method_entry *e = cr_arena_alloc(&r->arena, sizeof *e);
-        if (!e) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); lua_pop(S, 1); break; }
-        st = read_decl(r, S, "stdlib/_pending.lua", name, e, err);
-        e->key = e->info.name;
-        e->ref = luaL_ref(S, LUA_REGISTRYINDEX);   /* pops the entry */
-        if (!st && !cr_vec_push(&r->entries, &e)) st = cr_fail(err, CR_ERR_NOMEM, "out of memory");
-        if (!st) r->builtin[r->n_builtin++] = e->info.name;
-    }
-    lua_pop(S, 2);
-    luaL_unref(S, LUA_REGISTRYINDEX, ref);
-    return st;
-}
-
 cr_status cr_methods_open(const cr_allocator *alloc, const char *user_dir,
                           cr_method_registry **out, cr_error *err)
 {
@@ -189,7 +153,7 @@ cr_status cr_methods_open(const cr_allocator *alloc, const char *user_dir,
         cr_methods_close(r);
         return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     }
-    r->builtin = cr_arena_alloc(&r->arena, sizeof(char *) * (cr_stdlib_n_files + 64));
+    r->builtin = cr_arena_alloc(&r->arena, sizeof(char *) * (cr_stdlib_n_files + 1));
     if (!r->builtin) { cr_methods_close(r); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
     for (size_t i = 0; i < cr_stdlib_n_files; i++) {
         const cr_embedded_file *f = &cr_stdlib_files[i];
@@ -204,7 +168,6 @@ cr_status cr_methods_open(const cr_allocator *alloc, const char *user_dir,
         e->key = e->info.name;
         r->builtin[r->n_builtin++] = e->info.name;
     }
-    if ((st = load_pending(r, err))) { cr_methods_close(r); return st; }
     *out = r;
     return CR_OK;
 }
@@ -319,4 +282,32 @@ cr_status cr_methods_lua(cr_method_registry *r, const cr_method_info *m, cr_lua 
             return CR_OK;
         }
     return cr_fail(err, CR_ERR_ARG, "method %s is not from this registry", m && m->name ? m->name : "?");
+}
+
+cr_lua *cr_methods_state(cr_method_registry *r) { return r->lua; }
+
+const cr_method_info *cr_methods_add_inline(cr_method_registry *r, const char *name,
+                                            const char *source, cr_error *err)
+{
+    lua_State *S = cr_lua_state(r->lua);
+    lua_newtable(S);
+    lua_insert(S, -2);
+    lua_setfield(S, -2, "merge");
+    int ref = luaL_ref(S, LUA_REGISTRYINDEX);
+    method_entry *e = cr_arena_alloc(&r->arena, sizeof *e);
+    if (!e) { luaL_unref(S, LUA_REGISTRYINDEX, ref); cr_fail(err, CR_ERR_NOMEM, "out of memory"); return NULL; }
+    e->ref = ref;
+    e->info.name = cr_arena_strdup(&r->arena, name);
+    e->info.pretty = e->info.name;
+    e->info.source = cr_arena_strdup(&r->arena, source);
+    e->info.base = CR_BASE_OPTIONAL;
+    e->info.min_inputs = 0;
+    e->info.max_inputs = -1;
+    /* keyed by a name no file path can have, so lookups never find it */
+    e->key = cr_arena_printf(&r->arena, "\001inline:%s:%zu", name, r->entries.len);
+    if (!e->info.name || !e->info.source || !e->key || !cr_vec_push(&r->entries, &e)) {
+        cr_fail(err, CR_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    return &e->info;
 }

@@ -28,6 +28,8 @@ void cr_plan_free(cr_plan *p)
     for (uint32_t i = 0; i < p->n_models; i++)
         if (p->models[i].opened) cr_model_close(&p->models[i].model);
     cr_arena_free(&p->arena);
+    cr_methods_close(p->owned_methods);
+    p->owned_methods = NULL;
     p->models = NULL;
     p->stages = NULL;
     p->n_models = p->n_stages = 0;

@@ -58,6 +58,7 @@ typedef struct cr_plan_tensor {
     uint32_t n_sources;
     cr_param_set params;        /* global, resolved against `name` */
     cr_src_loc loc;             /* where the slice/model list is declared */
+    const cr_method_info *method; /* this tensor's method (Lua recipes); NULL: the stage's */
 } cr_plan_tensor;
 
 typedef struct cr_plan_stage {
@@ -83,6 +84,10 @@ typedef struct cr_plan {
     uint32_t n_models;
     cr_plan_stage *stages;      /* the last stage is the one written out */
     uint32_t n_stages;
+    /* the registry the front end opened itself (no registry given): method
+     * infos and parameter names point into it, so it lives as long as the
+     * plan; closed by cr_plan_free */
+    cr_method_registry *owned_methods;
 } cr_plan;
 
 /* Value of a parameter in a set, or `dflt` when absent. */

@@ -315,8 +315,8 @@ cr_status cr_ytree_load(const cr_allocator *alloc, const char *path, cr_ytree *o
     size_t n;
     cr_status st = CR_OK;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (buf.len + n > 16u << 20) {
-            st = cr_fail(err, CR_ERR_LIMIT, "%s: recipe larger than 16 MiB", path);
+        if (buf.len + n > CR_LIMIT_RECIPE_BYTES) {
+            st = cr_fail(err, CR_ERR_LIMIT, "%s: recipe larger than %u MiB (CR_LIMIT_RECIPE_BYTES)", path, CR_LIMIT_RECIPE_BYTES >> 20);
             break;
         }
         for (size_t i = 0; i < n && st == CR_OK; i++)

@@ -14,10 +14,12 @@
 #include "base.h"
 #include "diag.h"
 
-#define CR_YAML_MAX_DEPTH 64          /* nested collections */
-#define CR_YAML_MAX_ALIASES 256       /* alias references per file */
-#define CR_YAML_MAX_EXPANDED 1000000  /* nodes after expanding aliases */
-#define CR_YAML_MAX_DOCS 64
+#include "limits.h"
+/* the bounds live in vm/limits.h with every other hard limit */
+#define CR_YAML_MAX_DEPTH CR_LIMIT_YAML_DEPTH
+#define CR_YAML_MAX_ALIASES CR_LIMIT_YAML_ALIASES
+#define CR_YAML_MAX_EXPANDED CR_LIMIT_YAML_EXPANDED
+#define CR_YAML_MAX_DOCS CR_LIMIT_YAML_DOCS
 
 typedef enum cr_ynode_kind { CR_YNODE_SCALAR, CR_YNODE_SEQ, CR_YNODE_MAP } cr_ynode_kind;
 

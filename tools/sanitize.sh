@@ -4,9 +4,18 @@
 # Zig's toolchain ships no ASan/TSan runtime, so `zig build test
 # -Dsanitize=...` calls this script (Debian: clang, libclang-rt-14-dev).
 # usage: tools/sanitize.sh address,undefined|thread EMBEDDED_STDLIB_C
+# SAN_TESTS="test_a test_b" limits the unit tests built and run; with
+# `thread` it defaults to the multithreaded VM tests (test_interp, test_pool,
+# test_kernels, test_faults) and the end-to-end scripts are skipped:
+# ThreadSanitizer is for the VM's threads, and the rest costs minutes.
 set -eu
 which=$1
 embedded=$2
+filter=${SAN_TESTS:-}
+if [ "$which" = thread ]; then
+    filter=${filter:-test_interp test_pool test_kernels test_faults}
+    export CRUCIBLE_NO_E2E=1
+fi
 cc=${CC_SANITIZE:-clang}
 out=zig-out/san-${which//,/-}
 mkdir -p "$out/obj" "$out/tests" "$out/bin"
@@ -27,10 +36,16 @@ mapfile -t cli_src < <(find cli -name '*.c' | sort)
 mapfile -t support < <(find tests/support -name '*.c' 2>/dev/null | sort)
 for t in tests/unit/test_*.c; do
     [ -f "$t" ] || continue
+    if [ -n "$filter" ] && [[ " $filter " != *" $(basename "$t" .c) "* ]]; then continue; fi
     "$cc" "${flags[@]}" "$t" "${support[@]}" "${objs[@]}" "${libs[@]}" -o "$out/tests/$(basename "$t" .c)"
 done
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1}
 export CRUCIBLE_SANITIZED=$which
-exec bash tests/run.sh "$out/bin/crucible" "$out"/tests/test_*
+run=()
+for t in "$out"/tests/test_*; do
+    if [ -n "$filter" ] && [[ " $filter " != *" $(basename "$t") "* ]]; then continue; fi
+    run+=("$t")
+done
+exec bash tests/run.sh "$out/bin/crucible" "${run[@]}"

@@ -64,10 +64,18 @@ static void comment(const cr_program *p, const cr_insn *in, char *buf, size_t n)
     case CR_OP_LOAD: case CR_OP_PREFETCH: case CR_OP_RELEASE: {
         const cr_prog_input *v = &p->inputs[in->a];
         snprintf(buf, n, "%s %s [%" PRIu64 "x%" PRIu64 "]%s", cr_prog_str(p, v->name), dtype_name(v->dtype),
-                 v->rows, v->cols, v->kind == CR_INPUT_SCRATCH ? " (scratch)" : "");
-        if (v->kind == CR_INPUT_FILE && in->op != CR_OP_LOAD) {
+                 v->rows, v->cols, v->kind == CR_INPUT_SCRATCH ? " (scratch)" : v->kind == CR_INPUT_BLOB ? " (blob)" : "");
+        if (v->kind == CR_INPUT_FILE) {
             size_t l = strlen(buf);
-            snprintf(buf + l, n - l, " in %s", cr_prog_str(p, p->files[v->file].path));
+            const char *path = cr_prog_str(p, p->files[v->file].path);
+            if (in->op != CR_OP_LOAD) {
+                snprintf(buf + l, n - l, " in %s", path);
+            } else {
+                /* a kernel row names the model (its directory) only */
+                const char *end = strrchr(path, '/'), *start = end;
+                while (start && start > path && start[-1] != '/') start--;
+                if (end && start) snprintf(buf + l, n - l, " of %.*s", (int)(end - start), start);
+            }
         }
         return;
     }
@@ -122,7 +130,10 @@ static void row(const cr_program *p, FILE *out, const char *addr, const cr_insn 
         if (l >= sizeof ops) break;
     }
     comment(p, in, c, sizeof c);
-    bool rounds = (info->flags & CR_OPF_ELEM) || in->op == CR_OP_RSUM || in->op == CR_OP_RSUM_ROW ||
+    bool rounds = (info->flags & CR_OPF_ELEM) || in->op == CR_OP_RSUM ||
+                  in->op == CR_OP_RSUM_NP || in->op == CR_OP_RSSQ_BLAS ||
+                  in->op == CR_OP_RSUM_TORCH || in->op == CR_OP_RSSQ_TORCH ||
+                  in->op == CR_OP_RSUM_ROW_TORCH || in->op == CR_OP_RSSQ_ROW_TORCH || in->op == CR_OP_RSUM_ROW ||
                   in->op == CR_OP_RMAX_ROW || in->op == CR_OP_ACOS || in->op == CR_OP_SIN ||
                   in->op == CR_OP_COS || in->op == CR_OP_TRUNC;
     fprintf(out, "%-8s %*s%-*s %-5s %-22s %s\n", addr, indent, "", 12 - indent, info->name,

@@ -178,7 +178,10 @@ cr_status cr_hf_patch_config(const cr_allocator *alloc, const char *donor_text, 
             goto out;
         }
         cJSON *cur = cJSON_GetObjectItemCaseSensitive(obj, leaf);
-        long long old = cJSON_IsNumber(cur) ? (long long)cur->valuedouble : -1;
+        /* a count that is not a sane integer (1e20, -3, 1.5) is "unknown":
+         * converting it to long long would be undefined (found by fuzz_config_json) */
+        double oldd = cJSON_IsNumber(cur) ? cur->valuedouble : -1;
+        long long old = oldd >= 0 && oldd <= 1e9 && oldd == (double)(long long)oldd ? (long long)oldd : -1;
         ok = set_number(obj, leaf, (double)edit->n_layers);
         if (ok && old != edit->n_layers) {
             ok = resize_layer_types(obj, old, edit->n_layers);

@@ -11,9 +11,11 @@
  */
 #include "vm.h"
 #include "hash.h"
+#include "io.h"
 #include "limits.h"
 #include "outdir.h"
 #include "pool.h"
+#include "refsum.h"
 #include "rng.h"
 #include "kernels/kernels.h"
 #include "kernels/scalar_ops.h"
@@ -26,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <stdarg.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -71,6 +74,9 @@ typedef struct vm {
     vm_thread *thr;
     cr_outdir outdir;
     bool outdir_open;
+    const cr_io *io;           /* opt->io or the real file system */
+    /* set when a tensor holds NaN or Inf: inputs as loaded, outputs as stored */
+    atomic_uchar *nonfinite_in, *nonfinite_out;
 
     /* progress */
     struct timespec t0;
@@ -159,12 +165,12 @@ static double round_dt(unsigned dt, double v)
 
 static const char *S(const vm *m, cr_blob b) { return cr_prog_str(m->p, b); }
 
-static int write_all(int fd, const void *buf, uint64_t n, uint64_t off)
+static int write_all(const cr_io *io, int fd, const void *buf, uint64_t n, uint64_t off)
 {
     const uint8_t *b = buf;
     while (n) {
         size_t part = n > (1u << 30) ? (1u << 30) : (size_t)n;
-        ssize_t w = pwrite(fd, b, part, (off_t)off);
+        ssize_t w = io->pwrite(io->ud, fd, b, part, off);
         if (w < 0) { if (errno == EINTR) continue; return errno; }
         if (w == 0) return EIO;
         b += w; n -= (uint64_t)w; off += (uint64_t)w;
@@ -176,6 +182,7 @@ static int write_all(int fd, const void *buf, uint64_t n, uint64_t off)
 static const uint8_t *view_base(const vm *m, const cr_prog_input *in)
 {
     if (in->kind == CR_INPUT_SCRATCH) return m->scratch[in->file] + in->offset;
+    if (in->kind == CR_INPUT_BLOB) return m->p->blobs + in->offset;
     return m->maps[in->file] + in->offset;
 }
 
@@ -189,6 +196,7 @@ typedef struct kjob {
     uint32_t n_rsum;
     uint32_t *rsum_slot;       /* per micro-op: index among the RSUMs */
     double *partials;          /* n_chunks x n_rsum */
+    float **gather;            /* per micro-op: the whole domain's values (RSUM_NP, RSSQ_BLAS) */
 } kjob;
 
 static int cmp_u64(const void *a, const void *b)
@@ -214,6 +222,42 @@ static void load_view(const vm *m, const cr_prog_input *in, uint64_t base, uint6
         m->kern->load((cr_dtype)in->dtype, src + (r * in->row_stride + c) * sz, dst + (e - base), (size_t)len);
         e += len;
     }
+}
+
+static bool any_nonfinite(const float *v, size_t n)
+{
+    unsigned bad = 0;
+    for (size_t i = 0; i < n; i++) bad |= (cr_f32_bits(v[i]) & 0x7f800000u) == 0x7f800000u;
+    return bad;
+}
+
+/* NaN/Inf test on stored bytes of a float dtype (exponent all ones) */
+static bool any_nonfinite_raw(cr_dtype t, const uint8_t *b, uint64_t n)
+{
+    unsigned bad = 0;
+    switch (t) {
+    case CR_DTYPE_F32:
+        for (uint64_t i = 0; i < n; i++) { uint32_t u; memcpy(&u, b + 4 * i, 4); bad |= (u & 0x7f800000u) == 0x7f800000u; }
+        break;
+    case CR_DTYPE_BF16:
+        for (uint64_t i = 0; i < n; i++) { uint16_t u; memcpy(&u, b + 2 * i, 2); bad |= (u & 0x7f80u) == 0x7f80u; }
+        break;
+    case CR_DTYPE_F16:
+        for (uint64_t i = 0; i < n; i++) { uint16_t u; memcpy(&u, b + 2 * i, 2); bad |= (u & 0x7c00u) == 0x7c00u; }
+        break;
+    case CR_DTYPE_F64:
+        for (uint64_t i = 0; i < n; i++) { uint64_t u; memcpy(&u, b + 8 * i, 8); bad |= (u & 0x7ff0000000000000ull) == 0x7ff0000000000000ull; }
+        break;
+    default: break;   /* integers and f8 carry no NaN we report */
+    }
+    return bad;
+}
+
+/* "OUT_DIR/model.safetensors": the name the user will see after the rename */
+static void output_path(const vm *m, uint32_t shard, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/%s", m->outdir.final_path ? m->outdir.final_path : m->opt->out_dir,
+             S(m, m->p->shards[shard].file_name));
 }
 
 static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
@@ -250,6 +294,7 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
             break;
         case CR_OP_LOAD:
             load_view(m, &p->inputs[in->a], base, n, d);
+            if (any_nonfinite(d, n)) atomic_store_explicit(&m->nonfinite_in[in->a], 1, memory_order_relaxed);
             break;
         case CR_OP_SPLAT: {
             float v = (float)m->scal[in->a];
@@ -273,10 +318,14 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
         case CR_OP_STORE: {
             const cr_prog_output *o = &p->outputs[in->dst];
             unsigned sz = dt_size(o->dtype);
+            if (any_nonfinite(REG(in->a), n)) atomic_store_explicit(&m->nonfinite_out[in->dst], 1, memory_order_relaxed);
             K->store((cr_dtype)o->dtype, REG(in->a), t->io, n);
-            int e = write_all(m->shard_fds[o->shard], t->io, (uint64_t)n * sz, o->offset + base * sz);
-            if (e) return job_fail(m, CR_ERR_IO, "writing %s to %s: %s", S(m, o->name),
-                                   S(m, p->shards[o->shard].file_name), strerror(e));
+            int e = write_all(m->io, m->shard_fds[o->shard], t->io, (uint64_t)n * sz, o->offset + base * sz);
+            if (e) {
+                char path[4096];
+                output_path(m, o->shard, path, sizeof path);
+                return job_fail(m, CR_ERR_IO, "writing %s to %s: %s", S(m, o->name), path, strerror(e));
+            }
             atomic_fetch_add(&m->bytes_done, (uint64_t)n * sz);
             break;
         }
@@ -289,6 +338,27 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
             double lanes[8] = {0};
             K->sum8(REG(in->a), n, lanes);
             j->partials[c * j->n_rsum + j->rsum_slot[pc]] = cr_sum8_combine(lanes);
+            break;
+        }
+        case CR_OP_RSUM_NP: case CR_OP_RSSQ_BLAS: case CR_OP_RSUM_TORCH: case CR_OP_RSSQ_TORCH:
+            memcpy(j->gather[pc] + base, REG(in->a), n * sizeof(float));
+            break;
+        case CR_OP_RSUM_ROW_TORCH: case CR_OP_RSSQ_ROW_TORCH: {
+            /* rows are whole inside a chunk; a copy, since the torch sum
+             * may work in place */
+            double *w = m->rowvec[in->dst];
+            float *tmp = (float *)t->io;
+            for (size_t i = 0; i < n; i += (size_t)k->cols) {
+                uint64_t row = (base + i) / k->cols;
+                float v;
+                if (in->op == CR_OP_RSSQ_ROW_TORCH) {
+                    v = cr_refsum_torch_ssq(REG(in->a) + i, k->cols);
+                } else {
+                    memcpy(tmp, REG(in->a) + i, (size_t)k->cols * sizeof(float));
+                    v = cr_refsum_torch(tmp, k->cols, false);
+                }
+                w[row] = round_dt(in->dtype, v);
+            }
             break;
         }
         case CR_OP_RSUM_ROW: case CR_OP_RMAX_ROW: {
@@ -400,6 +470,23 @@ static cr_status kernel_precheck(vm *m, uint32_t ki, const cr_prog_kernel *k, cr
     return CR_OK;
 }
 
+/* reductions that gather the whole domain and sum it in a library's order */
+static bool is_gather_op(uint16_t op)
+{
+    return op == CR_OP_RSUM_NP || op == CR_OP_RSSQ_BLAS || op == CR_OP_RSUM_TORCH || op == CR_OP_RSSQ_TORCH;
+}
+
+/* the library-order sum of a gathered domain (vm/refsum.c) */
+static float gather_sum(const cr_insn *in, float *x, uint64_t n)
+{
+    switch ((cr_op)in->op) {
+    case CR_OP_RSUM_NP: return cr_refsum_numpy(x, n);
+    case CR_OP_RSSQ_BLAS: return cr_refsum_blas_ssq(x, n);
+    case CR_OP_RSSQ_TORCH: return cr_refsum_torch_ssq(x, n);
+    default: return cr_refsum_torch(x, n, in->dtype == CR_DTYPE_BF16 || in->dtype == CR_DTYPE_F16);
+    }
+}
+
 static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
 {
     const cr_program *p = m->p;
@@ -418,6 +505,15 @@ static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
         for (uint32_t pc = 0; pc < k->code_len; pc++) if (j.code[pc].op == CR_OP_RSUM) j.rsum_slot[pc] = r++;
     }
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
+        if (!is_gather_op(j.code[pc].op)) continue;
+        if (!j.gather) j.gather = cr_calloc(m->alloc, k->code_len, sizeof *j.gather);
+        if (j.gather) j.gather[pc] = cr_malloc(m->alloc, (size_t)(j.n ? j.n : 1) * sizeof(float));
+        if (!j.gather || !j.gather[pc]) {
+            s = cr_fail(err, CR_ERR_NOMEM, "out of memory gathering kernel %u for its sum", ki);
+            goto out;
+        }
+    }
+    for (uint32_t pc = 0; pc < k->code_len; pc++) {
         const cr_insn *in = &j.code[pc];
         if (in->op == CR_OP_TIE_COUNT) memset(m->sel[in->dst].ties, 0, (size_t)j.n_chunks * sizeof(uint64_t));
     }
@@ -432,11 +528,15 @@ static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
             double acc = 0;
             for (uint64_t c = 0; c < j.n_chunks; c++) acc += j.partials[c * j.n_rsum + j.rsum_slot[pc]];
             m->scal[in->dst] = round_dt(in->dtype, acc);
+        } else if (is_gather_op(in->op)) {
+            m->scal[in->dst] = round_dt(in->dtype, gather_sum(in, j.gather[pc], j.n));
         } else if (in->op == CR_OP_SSTORE) {
             m->scratch_ready[in->dst] = true;
         }
     }
 out:
+    for (uint32_t pc = 0; j.gather && pc < k->code_len; pc++) cr_free(m->alloc, j.gather[pc]);
+    cr_free(m->alloc, j.gather);
     cr_free(m->alloc, j.rsum_slot);
     cr_free(m->alloc, j.partials);
     return s;
@@ -460,17 +560,24 @@ static cr_status run_copy(vm *m, const cr_insn *ins, cr_error *err)
         for (uint64_t c = 0; c < in->cols;) {
             if (interrupted(m)) return cr_fail(err, CR_ERR_INTERRUPTED, "interrupted");
             uint64_t len = CR_MIN(in->cols - c, in->dtype == o->dtype ? (uint64_t)1 << 26 : (uint64_t)COPY_BLOCK);
+            if (any_nonfinite_raw((cr_dtype)in->dtype, row + c * isz, len)) {
+                atomic_store_explicit(&m->nonfinite_in[ins->a], 1, memory_order_relaxed);
+                atomic_store_explicit(&m->nonfinite_out[ins->dst], 1, memory_order_relaxed);
+            }
             int e;
             if (in->dtype == o->dtype) {
-                e = write_all(fd, row + c * isz, len * isz, out_off);
+                e = write_all(m->io, fd, row + c * isz, len * isz, out_off);
             } else {
                 float *tmp = m->thr[0].regs;
                 m->kern->load((cr_dtype)in->dtype, row + c * isz, tmp, (size_t)len);
                 m->kern->store((cr_dtype)o->dtype, tmp, m->thr[0].io, (size_t)len);
-                e = write_all(fd, m->thr[0].io, len * osz, out_off);
+                e = write_all(m->io, fd, m->thr[0].io, len * osz, out_off);
             }
-            if (e) return cr_fail(err, CR_ERR_IO, "writing %s to %s: %s", S(m, o->name),
-                                  S(m, p->shards[o->shard].file_name), strerror(e));
+            if (e) {
+                char path[4096];
+                output_path(m, o->shard, path, sizeof path);
+                return cr_fail(err, CR_ERR_IO, "writing %s to %s: %s", S(m, o->name), path, strerror(e));
+            }
             out_off += len * osz;
             atomic_fetch_add(&m->bytes_done, len * osz);
             c += len;
@@ -756,6 +863,9 @@ static cr_status setup(vm *m, cr_error *err)
     m->scratch = cr_calloc(A, p->n_scratch ? p->n_scratch : 1, sizeof *m->scratch);
     m->scratch_ready = cr_calloc(A, p->n_scratch ? p->n_scratch : 1, sizeof *m->scratch_ready);
     m->sel = cr_calloc(A, p->n_selects ? p->n_selects : 1, sizeof *m->sel);
+    m->nonfinite_in = cr_calloc(A, p->n_inputs ? p->n_inputs : 1, sizeof *m->nonfinite_in);
+    m->nonfinite_out = cr_calloc(A, p->n_outputs ? p->n_outputs : 1, sizeof *m->nonfinite_out);
+    if (!m->nonfinite_in || !m->nonfinite_out) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     m->shard_fds = cr_malloc(A, (p->n_shards ? p->n_shards : 1) * sizeof *m->shard_fds);
     if (!m->maps || !m->scal || !m->rowvec || !m->scratch || !m->scratch_ready || !m->sel || !m->shard_fds)
         return cr_fail(err, CR_ERR_NOMEM, "out of memory");
@@ -775,13 +885,13 @@ static cr_status create_shards(vm *m, cr_error *err)
         const cr_prog_shard *sh = &p->shards[i];
         char *path = cr_outdir_path(&m->outdir, S(m, sh->file_name));
         if (!path) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
-        int fd = open(path, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0644);
+        int fd = m->io->open(m->io->ud, path, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0644);
         cr_status s = CR_OK;
         if (fd < 0) s = cr_fail_errno(err, errno, "cannot create %s", path);
         else {
             m->shard_fds[i] = fd;
-            int e = write_all(fd, p->blobs + sh->header.off, sh->header.len, 0);
-            if (!e && ftruncate(fd, (off_t)sh->file_size)) e = errno;
+            int e = write_all(m->io, fd, p->blobs + sh->header.off, sh->header.len, 0);
+            if (!e && m->io->ftruncate(m->io->ud, fd, sh->file_size)) e = errno;
             if (e) s = cr_fail_errno(err, e, "cannot write %s", path);
         }
         cr_free(m->alloc, path);
@@ -802,12 +912,12 @@ static cr_status write_aux(vm *m, cr_error *err)
         if (x->kind == CR_AUX_WRITE) { data = p->blobs + x->content.off; len = x->content.len; }
         else { data = m->maps[x->src_file]; len = p->files[x->src_file].size; }
         cr_status s = CR_OK;
-        int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+        int fd = m->io->open(m->io->ud, path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
         if (fd < 0) s = cr_fail_errno(err, errno, "cannot create %s", path);
         else {
-            int e = len ? write_all(fd, data, len, 0) : 0;
-            if (!e && fsync(fd)) e = errno;
-            if (close(fd) && !e) e = errno;
+            int e = len ? write_all(m->io, fd, data, len, 0) : 0;
+            if (!e && m->io->fsync(m->io->ud, fd)) e = errno;
+            if (m->io->close(m->io->ud, fd) && !e) e = errno;
             if (e) s = cr_fail_errno(err, e, "cannot write %s", path);
         }
         cr_free(m->alloc, path);
@@ -821,8 +931,8 @@ static cr_status finish_shards(vm *m, cr_error *err)
     for (uint32_t i = 0; i < m->p->n_shards; i++) {
         int fd = m->shard_fds[i];
         m->shard_fds[i] = -1;
-        int e = fsync(fd) ? errno : 0;
-        if (close(fd) && !e) e = errno;
+        int e = m->io->fsync(m->io->ud, fd) ? errno : 0;
+        if (m->io->close(m->io->ud, fd) && !e) e = errno;
         if (e) return cr_fail_errno(err, e, "cannot write shard %s", S(m, m->p->shards[i].file_name));
     }
     return CR_OK;
@@ -850,8 +960,46 @@ static void teardown(vm *m)
     cr_free(A, m->scratch_ready);
     if (m->sel) for (uint32_t i = 0; i < p->n_selects; i++) { cr_free(A, m->sel[i].hist); cr_free(A, m->sel[i].ties); }
     cr_free(A, m->sel);
+    cr_free(A, (void *)m->nonfinite_in);
+    cr_free(A, (void *)m->nonfinite_out);
     if (m->outdir_open) cr_outdir_free(&m->outdir);   /* removes the temp dir unless committed */
     pthread_mutex_destroy(&m->err_mu);
+}
+
+static void warn(const vm *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warn(const vm *m, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (m->opt->warn) m->opt->warn(m->opt->warn_ud, msg);
+    else fprintf(stderr, "crucible: warning: %s\n", msg);
+}
+
+/* NaN/Inf: name every input tensor that holds some, and every output that
+ * does; say when the merge produced them from finite inputs. */
+static void warn_nonfinite(const vm *m)
+{
+    const cr_program *p = m->p;
+    bool any_in = false;
+    for (uint32_t i = 0; i < p->n_inputs; i++) {
+        if (!atomic_load(&m->nonfinite_in[i])) continue;
+        const cr_prog_input *v = &p->inputs[i];
+        bool seen = false;   /* several views of one tensor: report it once */
+        for (uint32_t j = 0; j < i && !seen; j++)
+            seen = atomic_load(&m->nonfinite_in[j]) && p->inputs[j].kind == v->kind && p->inputs[j].file == v->file &&
+                   p->inputs[j].offset == v->offset;
+        any_in = true;
+        if (seen) continue;
+        if (v->kind == CR_INPUT_FILE)
+            warn(m, "input tensor %s in %s contains NaN or Inf", S(m, v->name), S(m, p->files[v->file].path));
+    }
+    for (uint32_t i = 0; i < p->n_outputs; i++)
+        if (atomic_load(&m->nonfinite_out[i]))
+            warn(m, "output tensor %s contains NaN or Inf%s", S(m, p->outputs[i].name),
+                 any_in ? "" : " (the inputs have none: the merge produced them)");
 }
 
 void cr_vm_options_init(cr_vm_options *opt) { memset(opt, 0, sizeof *opt); }
@@ -864,6 +1012,7 @@ cr_status cr_vm_run(const cr_program *p, const cr_vm_options *opt, cr_error *err
     m->p = p;
     m->opt = opt;
     m->alloc = opt->alloc ? opt->alloc : p->alloc;
+    m->io = opt->io ? opt->io : cr_posix_io();
     pthread_mutex_init(&m->err_mu, NULL);
     clock_gettime(CLOCK_MONOTONIC, &m->t0);
     atomic_init(&m->bytes_done, 0);
@@ -876,7 +1025,7 @@ cr_status cr_vm_run(const cr_program *p, const cr_vm_options *opt, cr_error *err
     if (!s) s = open_inputs(m, err);
     uint64_t hashed = atomic_load(&m->bytes_done);
     if (!s) {
-        s = cr_outdir_begin(m->alloc, opt->out_dir, opt->force, &m->outdir, err);
+        s = cr_outdir_begin_io(m->alloc, m->io, opt->out_dir, opt->force, &m->outdir, err);
         m->outdir_open = !s;
     }
     if (!s) s = create_shards(m, err);
@@ -894,6 +1043,7 @@ cr_status cr_vm_run(const cr_program *p, const cr_vm_options *opt, cr_error *err
     if (!s) s = cr_outdir_commit(&m->outdir, err);
     if (!s) {
         m->phase = CR_VM_PHASE_DONE;
+        warn_nonfinite(m);
         report(m, true);
         if (opt->stats) {
             opt->stats->elapsed_s = now_s(m);

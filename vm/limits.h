@@ -1,7 +1,9 @@
-/* limits.h — every hard limit of the VM in one place.
+/* limits.h — every hard limit of crucible in one place.
  *
- * A .crb file comes from anywhere, so each count and size a program declares
- * is bounded before it is allocated or trusted. The values are generous for
+ * Every input comes from anywhere (a .crb file, a safetensors header, an
+ * index or config.json, a YAML recipe, a Lua method), so each count and size
+ * it declares is bounded before it is allocated or trusted; spec/reliability.md
+ * lists them with the error each produces. For .crb files: The values are generous for
  * real merges (a 405B-parameter model has ~1,300 tensors per 5 GB shard) and
  * small enough that a crafted file cannot make the loader allocate more than
  * a few hundred MiB. Exceeding one is CR_ERR_LIMIT, naming the limit.
@@ -33,5 +35,28 @@
 #define CR_LIMIT_NAME           4096u          /* bytes of a file or tensor name */
 #define CR_LIMIT_SECTIONS       64u            /* .crb section table entries */
 #define CR_LIMIT_THREADS        1024u
+
+
+/* ---- model inputs (safetensors, index, config.json) ---------------------- */
+#define CR_LIMIT_DIMS           8              /* tensor rank (CR_MAX_DIMS) */
+#define CR_LIMIT_ST_HEADER      100000000ull   /* safetensors JSON header bytes (format rule) */
+#define CR_LIMIT_ST_TENSORS     (1u << 20)     /* tensors in one safetensors file */
+#define CR_LIMIT_JSON_BYTES     (1ull << 30)   /* config.json / index.json read whole */
+#define CR_LIMIT_MODEL_TENSORS  (1u << 22)     /* weight_map entries of one index */
+#define CR_LIMIT_MODEL_SHARDS   16384u         /* distinct shard files of one model */
+/* JSON nesting is bounded by cJSON itself (CJSON_NESTING_LIMIT, 1000). */
+
+/* ---- recipes (YAML front end) -------------------------------------------- */
+#define CR_LIMIT_RECIPE_BYTES   (16u << 20)    /* recipe file */
+#define CR_LIMIT_YAML_DEPTH     64             /* nested collections */
+#define CR_LIMIT_YAML_ALIASES   256            /* alias references per file */
+#define CR_LIMIT_YAML_EXPANDED  1000000        /* nodes after expanding aliases */
+#define CR_LIMIT_YAML_DOCS      64             /* documents (merge stages) per file */
+#define CR_LIMIT_PARAM_DEPTH    8              /* nested conditional parameter lists */
+
+/* ---- methods (Lua) and the graph ----------------------------------------- */
+#define CR_LIMIT_LUA_BYTES      ((size_t)256 << 20)  /* Lua heap of one state */
+#define CR_LIMIT_LUA_INSTRUCTIONS 200000000L         /* per method load or merge call */
+#define CR_LIMIT_GRAPH_NODES    (1u << 24)     /* nodes of one tensor dataflow graph */
 
 #endif

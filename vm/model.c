@@ -4,6 +4,7 @@
  * of every tensor across shards for binary search.
  */
 #include "model.h"
+#include "limits.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -50,7 +51,10 @@ static cr_status read_text(const cr_allocator *a, const char *path, char **out, 
         st = cr_fail_errno(err, errno, "%s: cannot read", path);
         goto out;
     }
-    if (n > 1L << 30) { st = cr_fail(err, CR_ERR_LIMIT, "%s: file too large (%ld bytes)", path, n); goto out; }
+    if ((unsigned long long)n > CR_LIMIT_JSON_BYTES) {
+        st = cr_fail(err, CR_ERR_LIMIT, "%s: file too large (%ld bytes; limit %llu)", path, n, CR_LIMIT_JSON_BYTES);
+        goto out;
+    }
     buf = cr_malloc(a, (size_t)n + 1);
     if (!buf) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", path); goto out; }
     if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
@@ -128,7 +132,13 @@ static cr_status open_index(cr_model *m, const char *index_path, unsigned flags,
         st = cr_fail(err, CR_ERR_FORMAT, "%s: missing \"weight_map\" object", index_path);
         goto out;
     }
-    uint32_t n = (uint32_t)cJSON_GetArraySize(wm);
+    int n_items = cJSON_GetArraySize(wm);
+    if ((unsigned)n_items > CR_LIMIT_MODEL_TENSORS) {
+        st = cr_fail(err, CR_ERR_LIMIT, "%s: weight_map has %d entries (limit %u)", index_path, n_items,
+                     CR_LIMIT_MODEL_TENSORS);
+        goto out;
+    }
+    uint32_t n = (uint32_t)n_items;
     names = cr_calloc(a, n ? n : 1, sizeof *names);
     files = cr_calloc(a, n ? n : 1, sizeof *files);
     m->shards = cr_calloc(a, n ? n : 1, sizeof *m->shards);
@@ -162,6 +172,10 @@ static cr_status open_index(cr_model *m, const char *index_path, unsigned flags,
         for (s = 0; s < m->n_shards; s++)
             if (!strcmp(files[s], e->valuestring)) break;
         if (s == m->n_shards) {
+            if (s >= CR_LIMIT_MODEL_SHARDS) {
+                st = cr_fail(err, CR_ERR_LIMIT, "%s: more than %u shard files", index_path, CR_LIMIT_MODEL_SHARDS);
+                goto out;
+            }
             files[s] = e->valuestring;
             char *p = path_join(a, m->dir, e->valuestring);
             if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", index_path); goto out; }
@@ -288,7 +302,8 @@ bool cr_model_config_int(const cr_model *m, const char *key, long long *out)
     const cJSON *v = config_lookup(m->config, key);
     if (!cJSON_IsNumber(v)) return false;
     double d = v->valuedouble;
-    if (d != (double)(long long)d || d > 9007199254740992.0 || d < -9007199254740992.0) return false;
+    /* range first: converting an out-of-range double is undefined (found by fuzz_config_json) */
+    if (!(d <= 9007199254740992.0 && d >= -9007199254740992.0) || d != (double)(long long)d) return false;
     *out = (long long)d;
     return true;
 }

@@ -7,6 +7,7 @@
  * instant either the old or the complete new directory is at OUT_DIR.
  */
 #include "outdir.h"
+#include "io.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -50,11 +51,34 @@ static char *printf_alloc(const cr_allocator *a, const char *fmt, const char *s,
     return p;
 }
 
+/* mkdir -p of every directory above `path` (as mergekit's os.makedirs) */
+static int make_parents(const cr_io *io, const cr_allocator *a, const char *path)
+{
+    char *p = cr_strdup(a, path);
+    if (!p) { errno = ENOMEM; return -1; }
+    int rc = 0;
+    for (char *s = p + 1; *s && rc == 0; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        if (io->mkdir(io->ud, p, 0755) && errno != EEXIST) rc = -1;
+        *s = '/';
+    }
+    cr_free(a, p);
+    return rc;
+}
+
 cr_status cr_outdir_begin(const cr_allocator *alloc, const char *path, bool force,
                           cr_outdir *out, cr_error *err)
 {
+    return cr_outdir_begin_io(alloc, NULL, path, force, out, err);
+}
+
+cr_status cr_outdir_begin_io(const cr_allocator *alloc, const cr_io *io, const char *path,
+                             bool force, cr_outdir *out, cr_error *err)
+{
     memset(out, 0, sizeof *out);
     out->alloc = alloc;
+    out->io = io ? io : cr_posix_io();
     out->force = force;
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/') n--;   /* "out/" names the same directory */
@@ -67,7 +91,7 @@ cr_status cr_outdir_begin(const cr_allocator *alloc, const char *path, bool forc
     out->tmp_path = printf_alloc(alloc, "%s.crucible-tmp-%ld", out->final_path, (long)getpid());
     if (!out->tmp_path) { cr_outdir_free(out); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
     if (dir_state(out->tmp_path) >= 0) remove_tree(out->tmp_path);   /* a leftover of a killed run with our pid */
-    if (mkdir(out->tmp_path, 0755)) {
+    if (make_parents(out->io, alloc, out->tmp_path) || out->io->mkdir(out->io->ud, out->tmp_path, 0755)) {
         cr_status s = cr_fail_errno(err, errno, "cannot create %s", out->tmp_path);
         cr_outdir_free(out);
         return s;
@@ -86,10 +110,16 @@ char *cr_outdir_path(const cr_outdir *o, const char *name)
     return p;
 }
 
-static void fsync_dir(const char *path)
+/* fsync a directory so the names in it are durable; errno on failure, 0 on
+ * success (a file system that cannot open directories counts as success) */
+static int fsync_dir(const cr_io *io, const char *path)
 {
-    int fd = open(path, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) { fsync(fd); close(fd); }
+    int fd = io->open(io->ud, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    if (fd < 0) return errno == EISDIR || errno == EACCES ? 0 : errno;
+    int e = io->fsync(io->ud, fd) ? errno : 0;
+    if (io->close(io->ud, fd) && !e) e = errno;
+    /* EINVAL: the file system does not support syncing directories */
+    return e == EINVAL ? 0 : e;
 }
 
 static char *parent_of(const cr_allocator *a, const char *path)
@@ -103,7 +133,8 @@ static char *parent_of(const cr_allocator *a, const char *path)
 cr_status cr_outdir_commit(cr_outdir *o, cr_error *err)
 {
     if (o->committed) return CR_OK;
-    fsync_dir(o->tmp_path);
+    int e = fsync_dir(o->io, o->tmp_path);
+    if (e) return cr_fail_errno(err, e, "cannot sync %s", o->tmp_path);
     int st = dir_state(o->final_path);
     char *old = NULL;
     if (st == 1 || st == 2) {
@@ -111,7 +142,7 @@ cr_status cr_outdir_commit(cr_outdir *o, cr_error *err)
         if (st == 2) return cr_fail(err, CR_ERR_ARG, "%s exists and is not a directory", o->final_path);
         old = printf_alloc(o->alloc, "%s.crucible-old-%ld", o->final_path, (long)getpid());
         if (!old) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
-        if (rename(o->final_path, old)) {
+        if (o->io->rename(o->io->ud, o->final_path, old)) {
             cr_status s = cr_fail_errno(err, errno, "cannot move old %s aside", o->final_path);
             cr_free(o->alloc, old);
             return s;
@@ -119,14 +150,16 @@ cr_status cr_outdir_commit(cr_outdir *o, cr_error *err)
     } else if (st == 0) {
         rmdir(o->final_path);   /* rename(2) replaces an empty directory anyway; this covers the rest */
     }
-    if (rename(o->tmp_path, o->final_path)) {
+    if (o->io->rename(o->io->ud, o->tmp_path, o->final_path)) {
         cr_status s = cr_fail_errno(err, errno, "cannot rename %s to %s", o->tmp_path, o->final_path);
         if (old) { rename(old, o->final_path); cr_free(o->alloc, old); }
         return s;
     }
     o->committed = true;
     char *parent = parent_of(o->alloc, o->final_path);
-    if (parent) { fsync_dir(parent); cr_free(o->alloc, parent); }
+    /* the new directory is in place; a failed sync of its parent can no
+     * longer be undone, so it is not an error (the rename is atomic) */
+    if (parent) { (void)fsync_dir(o->io, parent); cr_free(o->alloc, parent); }
     if (old) { remove_tree(old); cr_free(o->alloc, old); }
     return CR_OK;
 }

@@ -24,8 +24,9 @@
 
 #include "base.h"
 #include "dtype.h"
+#include "limits.h"
 
-#define CR_MAX_DIMS 8
+#define CR_MAX_DIMS CR_LIMIT_DIMS
 
 /* ---- op table ----------------------------------------------------------- */
 
@@ -57,6 +58,10 @@ typedef struct cr_op_info {
 /* table indexed by cr_op, generated from ops.def */
 extern const cr_op_info cr_op_table[CR_OP_COUNT];
 
+/* XXH64 over the op table: a .crb records it, and a crucible whose table
+ * differs refuses the program instead of running other instructions. */
+uint64_t cr_op_table_fingerprint(void);
+
 /* ---- records ------------------------------------------------------------ */
 
 /* A byte range in the program's blob pool. Strings are stored with a
@@ -75,12 +80,15 @@ typedef struct cr_prog_file {
  * (row_stride > cols when a larger tensor is sliced to a common submatrix).
  * `nbytes` is the full stored extent of the source tensor, for page release
  * and bounds checks. Tensors of rank > 2 are viewed as dim0 x (the rest). */
-enum { CR_INPUT_FILE = 0, CR_INPUT_SCRATCH = 1 };
+enum { CR_INPUT_FILE = 0, CR_INPUT_SCRATCH = 1, CR_INPUT_BLOB = 2 };
+/* CR_INPUT_BLOB: constant tensor data computed at compile time (e.g. MoE
+ * router gates); its bytes live in the program's blob pool at `offset`
+ * (8-byte aligned), `file` is 0. */
 
 typedef struct cr_prog_input {
     uint32_t file;          /* files[] index, or scratch[] index for SCRATCH */
     uint8_t dtype;          /* cr_dtype */
-    uint8_t kind;           /* CR_INPUT_FILE or CR_INPUT_SCRATCH */
+    uint8_t kind;           /* CR_INPUT_FILE, CR_INPUT_SCRATCH or CR_INPUT_BLOB */
     uint8_t pad[2];
     cr_blob name;           /* tensor name, for messages */
     uint64_t offset;

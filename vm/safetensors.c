@@ -8,6 +8,7 @@
  * arena; the data is a read-only mmap of the whole file.
  */
 #include "safetensors.h"
+#include "limits.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -162,6 +163,10 @@ static cr_status parse_header(cr_st_file *f, const char *hdr, uint64_t n, unsign
         if (c->string && !strcmp(c->string, "__metadata__")) n_meta_objs++;
         else n_entries++;
     }
+    if (n_entries > CR_LIMIT_ST_TENSORS) {
+        st = cr_fail(err, CR_ERR_LIMIT, "%s: header lists %u tensors (limit %u)", path, n_entries, CR_LIMIT_ST_TENSORS);
+        goto done;
+    }
     if (n_meta_objs > 1) {
         st = cr_fail(err, CR_ERR_FORMAT, "%s: duplicate \"__metadata__\" entry in the header", path);
         goto done;
@@ -205,6 +210,11 @@ static cr_status parse_header(cr_st_file *f, const char *hdr, uint64_t n, unsign
     for (const cJSON *c = root->child; c; c = c->next) {
         if (!strcmp(c->string, "__metadata__")) continue;
         cr_st_tensor *t = &f->tensors[f->n_tensors];
+        if (strlen(c->string) > CR_LIMIT_NAME) {
+            st = cr_fail(err, CR_ERR_LIMIT, "%s: a tensor name is %zu bytes long (limit %u)", path,
+                         strlen(c->string), CR_LIMIT_NAME);
+            goto done;
+        }
         t->name = cr_arena_strdup(&p->arena, c->string);
         if (!t->name) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", path); goto done; }
         if ((st = parse_entry(path, c, t, err)) != CR_OK) goto done;
@@ -389,4 +399,12 @@ void cr_st_release_bytes(const cr_st_file *f, const cr_st_tensor *t, uint64_t of
     lo = (lo + page - 1) & ~(page - 1);      /* only whole pages of this tensor */
     hi &= ~(page - 1);
     if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+uint64_t cr_st_expected_size(const cr_st_file *f)
+{
+    uint64_t end = 0;
+    for (uint32_t i = 0; i < f->n_tensors; i++)
+        if (f->tensors[i].end > end) end = f->tensors[i].end;
+    return f->data_start + end;
 }

@@ -21,7 +21,7 @@
 #include "dtype.h"
 #include "program.h"   /* CR_MAX_DIMS */
 
-#define CR_ST_MAX_HEADER 100000000ull
+#define CR_ST_MAX_HEADER CR_LIMIT_ST_HEADER   /* limits.h */
 
 typedef struct cr_st_tensor {
     const char *name;           /* owned by the file */
@@ -57,6 +57,10 @@ cr_status cr_st_open(const cr_allocator *alloc, const char *path, unsigned flags
 void cr_st_close(cr_st_file *f);
 /* Binary search by name; NULL if absent. */
 const cr_st_tensor *cr_st_find(const cr_st_file *f, const char *name);
+/* The size a complete file with this header has (8 + header + data). For a
+ * header-only open of a truncated file this differs from file_size; the
+ * compiler records it in the input manifest. */
+uint64_t cr_st_expected_size(const cr_st_file *f);
 /* Pointer to a tensor's bytes (NULL for a header-only file). */
 const void *cr_st_data(const cr_st_file *f, const cr_st_tensor *t);
 

@@ -57,6 +57,12 @@ typedef struct cr_vm_options {
     const char *isa;            /* "scalar" | "avx2" | "avx512"; NULL: $CRUCIBLE_ISA or CPUID */
     const cr_allocator *alloc;  /* NULL: the program's allocator */
     cr_vm_stats *stats;         /* filled on success if not NULL */
+    const struct cr_io *io;     /* output file system calls (io.h); NULL: POSIX */
+    /* Warnings that do not stop the run (NaN/Inf in an input or an output
+     * tensor, naming it). NULL: printed to stderr as "crucible: warning: ...",
+     * even when quiet. */
+    void (*warn)(void *ud, const char *msg);
+    void *warn_ud;
 } cr_vm_options;
 
 void cr_vm_options_init(cr_vm_options *opt);

@@ -121,6 +121,19 @@ check test $rc -eq 2
 check grep -q "broken.lua:4: this method is broken" "$dir/err"
 check test ! -e "$dir/out-broken"
 
+# a method from --methods DIR, by name: half of the first input (= passthrough scale 0.5)
+mkdir -p "$dir/methods"
+cat > "$dir/methods/halve.lua" <<'L'
+return {
+  name = "halve", base = "unused", inputs = { min = 1, max = 1 },
+  merge = function(ctx) return ctx.inputs[1] * 0.5 end,
+}
+L
+printf 'slices:\n  - sources:\n      - model: ft-a\n        layer_range: [0, 2]\nmerge_method: halve\n' > "$dir/halve.yml"
+"$bin" merge "$dir/halve.yml" "$dir/out-halve" --models-dir "$m" --methods "$dir/methods" --quiet 2>"$dir/err" \
+    || bad "merge --methods: $(cat "$dir/err")"
+check cmp -s "$dir/out-halve/model.safetensors" "$dir/out-pt/model.safetensors"
+
 # compile writes a .crb that loads
 "$bin" compile "$dir/lin.yml" --models-dir "$m" -o "$dir/lin.crb" 2>/dev/null; check test $? -eq 0
 "$bin" explain "$dir/lin.crb" >/dev/null 2>&1; check test $? -eq 0

@@ -56,7 +56,7 @@ check 'grep -q "model-00001-of-" <<<"$("$bin" inspect "$tmp/sh")"' "inspect show
 # errors: clear messages, non-zero exits, nothing half-written
 "$bin" synth "$tmp/a" "${small[@]}" 2>"$tmp/err"
 rc=$?
-check '[ $rc -ne 0 ] && grep -q "already exists" "$tmp/err"' "synth refuses a non-empty output"
+check '[ $rc -ne 0 ] && grep -q "exists and is not" "$tmp/err"' "synth refuses a non-empty output"
 "$bin" synth "$tmp/x" "${small[@]}" --shard-size 5.5B 2>"$tmp/err"
 rc=$?
 check '[ $rc -eq 2 ] && grep -q "5.5B" "$tmp/err" && [ ! -e "$tmp/x" ]' "bad shard size"

@@ -1,0 +1,736 @@
+/* moe.c — a mergekit-moe config compiled into a program (moe.h): models
+ * opened and checked, the writer's tensor map, the router gates computed at
+ * compile time (infer/gates.h, vm/rng.h), the graph built and sent through
+ * the same passes / emitter / layout as a merge, then the aux files
+ * (config.json per writer, tokenizer copies, the config verbatim, a card).
+ */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aux_files.h"
+#include "hfdir.h"
+#include "infer/forward.h"
+#include "infer/gates.h"
+#include "infer/tokenizer.h"
+#include "jsonw.h"
+#include "model.h"
+#include "moe.h"
+#include "resolve.h"
+#include "rng.h"
+
+/* ---- tensor map ------------------------------------------------------------ */
+
+static bool push_tensor(cr_vec *v, const cr_moe_tensor *t) { return cr_vec_push(v, t) != NULL; }
+
+/* layer index of "model.layers.N.…", or -1 */
+static long layer_of(const char *name)
+{
+    static const char pre[] = "model.layers.";
+    if (strncmp(name, pre, sizeof pre - 1)) return -1;
+    const char *p = name + sizeof pre - 1;
+    if (*p < '0' || *p > '9') return -1;
+    long l = 0;
+    while (*p >= '0' && *p <= '9') l = l * 10 + (*p++ - '0');
+    return *p == '.' ? l : -1;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+cr_status cr_moe_map_tensors(cr_moe_arch arch, cr_moe_layout layout, const cr_moe_dims *dm,
+                             const char *const *base_names, uint32_t n_base, cr_arena *ar,
+                             cr_moe_tensor **out, uint32_t *n_out, cr_error *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (arch != CR_MOE_ARCH_MIXTRAL && arch != CR_MOE_ARCH_QWEN2)
+        return cr_fail(err, CR_ERR_UNSUPPORTED, "the %s writer is not supported yet", cr_moe_arch_name(arch));
+    if (arch == CR_MOE_ARCH_QWEN2 && layout == CR_MOE_LAYOUT_FUSED)
+        return cr_fail(err, CR_ERR_ARG, "--moe-layout fused applies to Mixtral only (Qwen2-MoE has one layout)");
+    const char **names = cr_arena_alloc(ar, sizeof *names * (n_base + 1));
+    if (!names) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    memcpy(names, base_names, sizeof *names * n_base);
+    qsort(names, n_base, sizeof *names, cmp_str);
+    cr_vec v;
+    cr_vec_init(&v, ar->alloc, sizeof(cr_moe_tensor));
+    bool ok = true;
+    uint64_t H = dm->hidden, I = dm->intermediate, E = dm->n_experts;
+#define T(...) do { cr_moe_tensor t_ = { __VA_ARGS__ }; ok &= push_tensor(&v, &t_); } while (0)
+#define NAME(...) cr_arena_printf(ar, __VA_ARGS__)
+    /* base: embed, then each layer's non-MLP tensors, then the rest */
+    for (uint32_t i = 0; i < n_base; i++)
+        if (!strcmp(names[i], "model.embed_tokens.weight")) T(.name = names[i], .src = CR_MOE_SRC_BASE, .src_name = names[i]);
+    for (uint32_t l = 0; l < dm->n_layers; l++) {
+        bool has_bias[3] = { false, false, false };
+        for (uint32_t i = 0; i < n_base; i++) {
+            if (layer_of(names[i]) != (long)l || strstr(names[i], ".mlp.")) continue;
+            T(.name = names[i], .src = CR_MOE_SRC_BASE, .src_name = names[i], .layer = l);
+            for (int k = 0; k < 3; k++) {
+                char b[128];
+                snprintf(b, sizeof b, "model.layers.%u.self_attn.%c_proj.bias", l, "qkv"[k]);
+                if (!strcmp(names[i], b)) has_bias[k] = true;
+            }
+        }
+        /* Qwen2-MoE always has q/k/v biases: zeros for a llama/mistral base,
+         * sized with hd = H / n_heads as mergekit does */
+        if (arch == CR_MOE_ARCH_QWEN2) {
+            uint64_t hd = dm->n_heads ? H / dm->n_heads : 0;
+            for (int k = 0; k < 3; k++)
+                if (!has_bias[k])
+                    T(.name = NAME("model.layers.%u.self_attn.%c_proj.bias", l, "qkv"[k]), .src = CR_MOE_SRC_ZEROS,
+                      .layer = l, .ndim = 1, .shape = { (k == 0 ? dm->n_heads : dm->n_kv_heads) * hd });
+        }
+    }
+    for (uint32_t i = 0; i < n_base; i++)
+        if (layer_of(names[i]) < 0 && strcmp(names[i], "model.embed_tokens.weight"))
+            T(.name = names[i], .src = CR_MOE_SRC_BASE, .src_name = names[i]);
+    /* experts */
+    static const char *mlp[3] = { "gate_proj", "down_proj", "up_proj" };   /* w1, w2, w3 */
+    for (uint32_t l = 0; l < dm->n_layers; l++) {
+        if (arch == CR_MOE_ARCH_MIXTRAL && layout == CR_MOE_LAYOUT_FUSED) {
+            T(.name = NAME("model.layers.%u.mlp.experts.gate_up_proj", l), .src = CR_MOE_SRC_FUSED_GATE_UP, .layer = l,
+              .ndim = 3, .shape = { E, 2 * I, H });
+            T(.name = NAME("model.layers.%u.mlp.experts.down_proj", l), .src = CR_MOE_SRC_FUSED_DOWN, .layer = l,
+              .down = true, .ndim = 3, .shape = { E, H, I });
+            continue;
+        }
+        for (uint32_t e = 0; e < dm->n_experts; e++)
+            for (int k = 0; k < 3; k++) {
+                int w = arch == CR_MOE_ARCH_MIXTRAL ? k : (k == 0 ? 0 : k == 1 ? 2 : 1);  /* qwen: gate, up, down */
+                const char *src = NAME("model.layers.%u.mlp.%s.weight", l, mlp[w]);
+                const char *nm = arch == CR_MOE_ARCH_MIXTRAL
+                                     ? NAME("model.layers.%u.block_sparse_moe.experts.%u.w%d.weight", l, e, w + 1)
+                                     : NAME("model.layers.%u.mlp.experts.%u.%s.weight", l, e, mlp[w]);
+                T(.name = nm, .src = CR_MOE_SRC_EXPERT, .expert = e, .layer = l, .src_name = src, .down = w == 1,
+                  .ndim = 2, .shape = { w == 1 ? H : I, w == 1 ? I : H });
+            }
+        if (dm->shared)
+            for (int k = 0; k < 3; k++) {
+                int w = k == 0 ? 0 : k == 1 ? 2 : 1;
+                T(.name = NAME("model.layers.%u.mlp.shared_expert.%s.weight", l, mlp[w]), .src = CR_MOE_SRC_SHARED,
+                  .layer = l, .src_name = NAME("model.layers.%u.mlp.%s.weight", l, mlp[w]), .down = w == 1,
+                  .ndim = 2, .shape = { w == 1 ? H : I, w == 1 ? I : H });
+            }
+    }
+    /* routers */
+    for (uint32_t l = 0; l < dm->n_layers; l++) {
+        const char *nm = arch == CR_MOE_ARCH_QWEN2 || layout == CR_MOE_LAYOUT_FUSED
+                             ? NAME("model.layers.%u.mlp.gate.weight", l)
+                             : NAME("model.layers.%u.block_sparse_moe.gate.weight", l);
+        T(.name = nm, .src = CR_MOE_SRC_ROUTER, .layer = l, .ndim = 2, .shape = { E, H });
+        if (arch == CR_MOE_ARCH_QWEN2)
+            T(.name = NAME("model.layers.%u.mlp.shared_expert_gate.weight", l), .src = CR_MOE_SRC_SHARED_GATE,
+              .layer = l, .ndim = 2, .shape = { 1, H });
+    }
+#undef T
+#undef NAME
+    cr_moe_tensor *res = ok ? cr_arena_alloc(ar, sizeof *res * (v.len + 1)) : NULL;
+    if (res) memcpy(res, v.data, sizeof *res * v.len);
+    uint32_t n = (uint32_t)v.len;
+    cr_vec_free(&v);
+    if (!res) return cr_fail(err, CR_ERR_NOMEM, "out of memory mapping MoE tensors");
+    for (uint32_t i = 0; i < n; i++)
+        if (!res[i].name) return cr_fail(err, CR_ERR_NOMEM, "out of memory mapping MoE tensors");
+    *out = res;
+    *n_out = n;
+    return CR_OK;
+}
+
+/* ---- gates ------------------------------------------------------------------ */
+
+void cr_moe_random_gates(cr_moe_gate_mode mode, uint64_t seed, uint32_t L, uint32_t G, uint32_t H,
+                         float *u, float *out)
+{
+    size_t n = (size_t)L * G * H;
+    if (mode == CR_MOE_GATE_RANDOM) {
+        cr_rng_uniform(seed, CR_MOE_GATE_STREAM, 0, u, 2 * ((n + 1) / 2));
+        cr_gate_random_from_uniform(u, n, out);
+    } else {
+        cr_rng_uniform(seed, CR_MOE_GATE_STREAM, 0, u, n);
+        cr_gate_uniform_from_uniform(u, n, H, out);
+    }
+}
+
+typedef struct mb {
+    const cr_allocator *al;
+    const cr_moe_config *c;
+    const cr_moe_options *o;
+    cr_arena ar;
+    struct mmodel { const char *ref, *dir; cr_model m; bool opened; } models[256];
+    uint32_t n_models;
+    uint32_t base, *expert, *shared;    /* model indices */
+    cr_moe_dims dims;
+    cr_moe_arch arch;
+    cr_dtype out_dtype;                 /* NONE: keep each tensor's */
+    uint32_t G;                         /* gated experts */
+    float *gates;                       /* [L, G, H] */
+} mb;
+
+static cr_status open_model(mb *b, const cr_resolve_env *env, const char *ref, bool data, uint32_t *idx,
+                            cr_error *err)
+{
+    /* mergekit's `path@revision`: only local paths here, the revision is ignored */
+    for (uint32_t i = 0; i < b->n_models; i++)
+        if (!strcmp(b->models[i].ref, ref)) { *idx = i; return CR_OK; }
+    if (b->n_models == CR_ARRAY_LEN(b->models))
+        return cr_fail(err, CR_ERR_LIMIT, "more than %zu distinct models", CR_ARRAY_LEN(b->models));
+    const char *tried = NULL;
+    const char *dir = cr_resolve_model(env, &b->ar, ref, &tried);
+    if (!dir) return cr_fail(err, CR_ERR_CONFIG, "%s: model '%s' not found (looked in %s)", b->c->path, ref,
+                             tried ? tried : "?");
+    struct mmodel *m = &b->models[b->n_models];
+    m->ref = ref;
+    m->dir = dir;
+    cr_status st = cr_model_open(b->al, dir, data ? 0 : CR_ST_HEADER_ONLY, &m->m, err);
+    if (st) return st;
+    m->opened = true;
+    *idx = b->n_models++;
+    return CR_OK;
+}
+
+static cr_status tokenize_list(mb *b, const cr_tokenizer *tok, const char *bos, const char *const *p, uint32_t n,
+                               cr_vec *vecs, cr_id_list *lists, cr_error *err)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        cr_vec_init(&vecs[i], b->al, sizeof(int32_t));
+        cr_status st = cr_gate_tokenize_prompt(tok, bos, p[i], &vecs[i], err);
+        if (st) return st;
+        lists[i] = (cr_id_list){ vecs[i].data, vecs[i].len };
+    }
+    return CR_OK;
+}
+
+/* The BOS text mergekit glues in front of each prompt: the tokenizer's
+ * bos_token as tokenizer_config.json declares it (a string or an added-token
+ * object; null or absent: none — Qwen2 has none even though its config.json
+ * names a bos_token_id). Without tokenizer_config.json: the token of
+ * config.json's bos_token_id. Returns an arena string or NULL. */
+static const char *bos_text(mb *b, const struct mmodel *base, const cr_tokenizer *tok)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", base->dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        long long id;
+        return cr_model_config_int(&base->m, "bos_token_id", &id) ? cr_tokenizer_id_to_token(tok, (int32_t)id) : NULL;
+    }
+    cr_vec text;
+    cr_vec_init(&text, b->al, 1);
+    int ch;
+    bool oom = false;
+    while (!oom && (ch = fgetc(f)) != EOF) oom = !cr_vec_push(&text, &(char){ (char)ch });
+    fclose(f);
+    const char *res = NULL;
+    cJSON *j = oom ? NULL : cJSON_ParseWithLength(text.data ? text.data : "", text.len);
+    const cJSON *bt = j ? cJSON_GetObjectItemCaseSensitive(j, "bos_token") : NULL;
+    if (cJSON_IsObject(bt)) bt = cJSON_GetObjectItemCaseSensitive(bt, "content");
+    if (cJSON_IsString(bt) && bt->valuestring[0]) res = cr_arena_strdup(&b->ar, bt->valuestring);
+    cJSON_Delete(j);
+    cr_vec_free(&text);
+    return res;
+}
+
+static cr_status prompt_gates(mb *b, cr_error *err)
+{
+    const cr_moe_config *c = b->c;
+    const struct mmodel *base = &b->models[b->base];
+    uint32_t L = b->dims.n_layers, H = b->dims.hidden, G = b->G;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", base->dir);
+    cr_tokenizer *tok = NULL;
+    cr_llm llm;
+    memset(&llm, 0, sizeof llm);
+    float *tmp = NULL;
+    cr_status st = cr_tokenizer_load(b->al, path, &tok, err);
+    if (st) return st;
+    if ((st = cr_llm_open(b->al, &base->m, &llm, err))) goto done;
+    llm.n_threads = b->o->threads ? b->o->threads : 1;
+    long long vocab;
+    const char *bos = bos_text(b, base, tok);
+    if (!cr_model_config_int(&base->m, "vocab_size", &vocab)) vocab = llm.cfg.vocab;
+    tmp = cr_malloc(b->al, sizeof *tmp * (size_t)L * H);
+    if (!tmp) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto done; }
+    for (uint32_t gi = 0; gi < G && !st; gi++) {
+        const cr_moe_expert *e = gi < c->n_experts ? &c->experts[gi] : &c->shared[gi - c->n_experts];
+        uint32_t np = e->n_positive, nn = e->n_negative;
+        cr_vec *vecs = cr_calloc(b->al, np + nn + 1, sizeof *vecs);
+        cr_id_list *lists = cr_calloc(b->al, np + nn + 1, sizeof *lists);
+        if (!vecs || !lists) st = cr_fail(err, CR_ERR_NOMEM, "out of memory");
+        if (!st) st = tokenize_list(b, tok, bos, e->positive, np, vecs, lists, err);
+        if (!st) st = tokenize_list(b, tok, bos, e->negative, nn, vecs + np, lists + np, err);
+        if (!st && c->gate_mode == CR_MOE_GATE_HIDDEN) {
+            st = cr_gate_hidden(&llm, lists, np, lists + np, nn, tmp, err);
+        } else if (!st) {
+            st = cr_gate_cheap_embed(b->al, &llm.embed, (uint32_t)vocab, lists, np, lists + np, nn, tmp, err);
+            for (uint32_t l = 1; l < L && !st; l++) memcpy(tmp + (size_t)l * H, tmp, sizeof *tmp * H);
+        }
+        if (st) {
+            char m[sizeof err->msg];
+            snprintf(m, sizeof m, "%s", err->msg);
+            cr_fail(err, st, "%s: gate of %s[%u] (%s): %s", c->path, gi < c->n_experts ? "experts" : "shared_experts",
+                    gi < c->n_experts ? gi : gi - c->n_experts, e->source_model, m);
+        }
+        for (uint32_t l = 0; l < L && !st; l++)
+            memcpy(b->gates + ((size_t)l * G + gi) * H, tmp + (size_t)l * H, sizeof *tmp * H);
+        for (uint32_t i = 0; vecs && i < np + nn; i++) cr_vec_free(&vecs[i]);
+        cr_free(b->al, vecs);
+        cr_free(b->al, lists);
+    }
+done:
+    cr_free(b->al, tmp);
+    if (llm.layers || llm.inv_freq) cr_llm_free(&llm);
+    cr_tokenizer_free(tok);
+    return st;
+}
+
+static cr_status compute_gates(mb *b, cr_error *err)
+{
+    const cr_moe_config *c = b->c;
+    bool random = c->gate_mode == CR_MOE_GATE_RANDOM || c->gate_mode == CR_MOE_GATE_UNIFORM_RANDOM;
+    bool shared_prompts = c->n_shared && c->shared[0].positive;
+    b->G = c->n_experts + ((shared_prompts || random) ? c->n_shared : 0);
+    size_t n = (size_t)b->dims.n_layers * b->G * b->dims.hidden;
+    b->gates = cr_arena_alloc(&b->ar, sizeof(float) * (n + 1));
+    if (!b->gates) return cr_fail(err, CR_ERR_NOMEM, "out of memory for the gates");
+    if (random) {
+        float *u = cr_malloc(b->al, sizeof(float) * (n + 2));
+        if (!u) return cr_fail(err, CR_ERR_NOMEM, "out of memory for the gates");
+        cr_moe_random_gates(c->gate_mode, b->o->seed, b->dims.n_layers, b->G, b->dims.hidden, u, b->gates);
+        cr_free(b->al, u);
+        return CR_OK;
+    }
+    return prompt_gates(b, err);
+}
+
+/* ---- graph ------------------------------------------------------------------- */
+
+static void view_2d(uint32_t ndim, const uint64_t *shape, uint64_t *rows, uint64_t *cols)
+{
+    *rows = ndim >= 2 ? shape[0] : 1;
+    *cols = 1;
+    for (uint32_t i = ndim >= 2 ? 1 : 0; i < ndim; i++) *cols *= shape[i];
+}
+
+static uint64_t fnv1a(uint64_t h, const char *s)
+{
+    for (; *s; s++) { h ^= (unsigned char)*s; h *= 1099511628211ull; }
+    return h;
+}
+
+static uint32_t gnode(cr_graph *g, cr_gop op, cr_dtype dt, uint32_t d, uint32_t a, uint32_t b2)
+{
+    cr_node n = { .op = (uint16_t)op, .dtype = (uint8_t)dt, .rdt = (uint8_t)dt, .kind = CR_VK_TENSOR,
+                  .domain = d, .n_in = (uint8_t)cr_gop_arity(op), .in = { a, b2 } };
+    return a == CR_NO_NODE || (n.n_in > 1 && b2 == CR_NO_NODE) ? CR_NO_NODE : cr_graph_add(g, &n);
+}
+
+static uint32_t wconst(cr_graph *g, double v)
+{
+    cr_node k = { .op = CR_GOP_CONST, .dtype = CR_DTYPE_F32, .rdt = CR_DTYPE_F64, .kind = CR_VK_SCALAR,
+                  .domain = CR_NO_DOMAIN, .flags = CR_NODEF_WEAK, .value = v };
+    return cr_graph_add(g, &k);
+}
+
+/* noise_scale: x + z·scale in x's dtype (mergekit: tensor +
+ * randn_like(tensor) * noise_scale). z is an approximately standard normal
+ * value, the Irwin–Hall sum of four counter-based RAND streams keyed by the
+ * output name, centred and scaled to unit variance: (Σu − 2)·√3, within
+ * ±2√3 (graph value ops have no cos, so no Box–Muller here). Rounded to x's
+ * dtype like randn_like; crucible's numbers, not torch's. */
+static uint32_t add_noise(cr_graph *g, uint32_t d, const char *name, cr_dtype dt, double scale, uint32_t x)
+{
+    uint64_t h = fnv1a(1469598103934665603ull, name);
+    const cr_dtype F = CR_DTYPE_F32;
+    uint32_t sum = CR_NO_NODE;
+    for (int i = 0; i < 4; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "/noise-%d", i);
+        cr_node r = { .op = CR_GOP_RAND, .kind = CR_VK_TENSOR, .dtype = F, .rdt = F, .domain = d,
+                      .attr = fnv1a(h, key) };
+        uint32_t u = cr_graph_add(g, &r);
+        sum = i == 0 ? u : gnode(g, CR_GOP_ADD, F, d, sum, u);
+    }
+    uint32_t z = gnode(g, CR_GOP_MUL, F, d, gnode(g, CR_GOP_SUB, F, d, sum, wconst(g, 2.0)), wconst(g, 1.7320508075688772));
+    if (dt != F) z = gnode(g, CR_GOP_MOV, dt, d, z, 0);
+    uint32_t zs = gnode(g, CR_GOP_MUL, dt, d, z, wconst(g, scale));
+    return gnode(g, CR_GOP_ADD, dt, d, x, zs);
+}
+
+static cr_status add_tensor(mb *b, cr_graph *g, const cr_moe_tensor *t, cr_error *err)
+{
+    const cr_moe_config *c = b->c;
+    cr_graph_input gi = { .tensor = t->src_name ? t->src_name : t->name };
+    uint32_t ndim = t->ndim;
+    uint64_t shape[CR_MAX_DIMS] = {0};
+    memcpy(shape, t->shape, sizeof t->shape);
+    const cr_moe_expert *ex = NULL;
+    float *zeros = NULL;
+    if (t->src == CR_MOE_SRC_BASE || t->src == CR_MOE_SRC_EXPERT || t->src == CR_MOE_SRC_SHARED) {
+        uint32_t mi = t->src == CR_MOE_SRC_BASE ? b->base : t->src == CR_MOE_SRC_EXPERT ? b->expert[t->expert] : b->shared[0];
+        ex = t->src == CR_MOE_SRC_EXPERT ? &c->experts[t->expert] : t->src == CR_MOE_SRC_SHARED ? &c->shared[0] : NULL;
+        const struct mmodel *m = &b->models[mi];
+        const cr_model_tensor *mt = cr_model_find(&m->m, t->src_name);
+        if (!mt) return cr_fail(err, CR_ERR_CONFIG, "%s: model %s has no tensor %s", t->name, m->ref, t->src_name);
+        if (ndim) {
+            bool same = mt->info->ndim == ndim;
+            for (uint32_t i = 0; same && i < ndim; i++) same = mt->info->shape[i] == shape[i];
+            if (!same)
+                return cr_fail(err, CR_ERR_CONFIG, "%s: %s of %s has shape [%llu, %llu], expected [%llu, %llu] "
+                               "(intermediate_size/hidden_size of the base)", t->name, t->src_name, m->ref,
+                               (unsigned long long)mt->info->shape[0],
+                               (unsigned long long)(mt->info->ndim > 1 ? mt->info->shape[1] : 0),
+                               (unsigned long long)shape[0], (unsigned long long)shape[1]);
+        }
+        ndim = mt->info->ndim;
+        memcpy(shape, mt->info->shape, sizeof shape);
+        const cr_st_file *f = &m->m.shards[mt->shard];
+        gi.model = mi;
+        gi.path = f->path;
+        gi.file_size = f->file_size;
+        gi.offset = f->data_start + mt->info->begin;
+        gi.nbytes = mt->info->end - mt->info->begin;
+        gi.dtype = mt->info->dtype;
+    } else if (t->src == CR_MOE_SRC_ROUTER || t->src == CR_MOE_SRC_SHARED_GATE) {
+        uint64_t H = b->dims.hidden, E = c->n_experts;
+        uint64_t first = t->src == CR_MOE_SRC_ROUTER ? 0 : E;
+        uint64_t n = t->src == CR_MOE_SRC_ROUTER ? E : 1;
+        if (first + n > b->G) return cr_fail(err, CR_ERR_CONFIG, "%s: the shared expert has no gate vector", t->name);
+        gi.blob = b->gates + ((uint64_t)t->layer * b->G + first) * H;
+        gi.nbytes = n * H * sizeof(float);
+        gi.dtype = CR_DTYPE_F32;
+        gi.tensor = t->name;
+    } else if (t->src == CR_MOE_SRC_ZEROS) {
+        uint64_t n = 1;
+        for (uint32_t i = 0; i < ndim; i++) n *= shape[i];
+        zeros = cr_calloc(b->al, (size_t)n + 1, sizeof(float));
+        if (!zeros) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+        gi.blob = zeros;
+        gi.nbytes = n * sizeof(float);
+        gi.dtype = CR_DTYPE_F32;
+        gi.tensor = t->name;
+    } else {
+        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: the fused (transformers v5) expert layout is not supported yet "
+                       "by the compiler; use the default --moe-layout classic (transformers converts it on load)",
+                       t->name);
+    }
+    uint64_t rows, cols;
+    view_2d(ndim, shape, &rows, &cols);
+    gi.rows = gi.src_rows = rows;
+    gi.cols = gi.src_cols = cols;
+    uint32_t d = cr_graph_add_domain(g, rows, cols, t->name, 0);
+    uint32_t ii = d == UINT32_MAX ? UINT32_MAX : cr_graph_add_input(g, &gi);
+    cr_free(b->al, zeros);
+    if (ii == UINT32_MAX) return cr_fail(err, CR_ERR_NOMEM, "out of memory building the graph");
+    cr_node in = { .op = CR_GOP_INPUT, .dtype = (uint8_t)gi.dtype, .rdt = (uint8_t)gi.dtype, .kind = CR_VK_TENSOR,
+                   .domain = d, .attr = ii };
+    uint32_t r = cr_graph_add(g, &in);
+    cr_dtype cur = gi.dtype;
+    if (r != CR_NO_NODE && ex && ex->has_noise) r = add_noise(g, d, t->name, cur, ex->noise_scale, r);
+    /* residual_scale multiplies down_proj in its stored dtype (mergekit:
+     * tensor * float), applied to any expert that sets it (QUIRK, kept) */
+    if (r != CR_NO_NODE && ex && ex->has_residual && t->down) {
+        cr_node k = { .op = CR_GOP_CONST, .dtype = CR_DTYPE_F32, .rdt = CR_DTYPE_F64, .kind = CR_VK_SCALAR,
+                      .domain = CR_NO_DOMAIN, .flags = CR_NODEF_WEAK, .value = ex->residual_scale };
+        uint32_t kn = cr_graph_add(g, &k);
+        cr_node mul = { .op = CR_GOP_MUL, .dtype = (uint8_t)cur, .rdt = (uint8_t)cur, .kind = CR_VK_TENSOR,
+                        .domain = d, .n_in = 2, .in = { r, kn } };
+        r = kn == CR_NO_NODE ? CR_NO_NODE : cr_graph_add(g, &mul);
+    }
+    cr_dtype out = b->out_dtype != CR_DTYPE_NONE ? b->out_dtype : cur;
+    if (r != CR_NO_NODE && out != cur) {
+        cr_node cast = { .op = CR_GOP_MOV, .dtype = (uint8_t)out, .rdt = (uint8_t)out, .kind = CR_VK_TENSOR,
+                         .domain = d, .n_in = 1, .in = { r } };
+        r = cr_graph_add(g, &cast);
+    }
+    if (r == CR_NO_NODE) return cr_fail(err, CR_ERR_NOMEM, "out of memory building the graph");
+    if (out != CR_DTYPE_F32 && out != CR_DTYPE_BF16 && out != CR_DTYPE_F16 && out != CR_DTYPE_F64)
+        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: dtype %s cannot be written yet", t->name, cr_dtype_name(out));
+    cr_graph_output go = { .node = r, .domain = d, .name = t->name, .dtype = out, .ndim = ndim };
+    memcpy(go.shape, shape, sizeof go.shape);
+    if (cr_graph_add_output(g, &go) == UINT32_MAX) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    return CR_OK;
+}
+
+/* One stored tensor: one output, or for the fused layout one output per
+ * expert matrix (gate_up_proj: expert e's gate_proj then its up_proj;
+ * down_proj: expert e's down_proj), laid out back to back as one tensor. */
+static cr_status add_stored(mb *b, cr_graph *g, const cr_moe_tensor *t, cr_layout_tensor *grp, cr_error *err)
+{
+    uint32_t first = g->n_outputs;
+    cr_status st = CR_OK;
+    if (t->src == CR_MOE_SRC_FUSED_GATE_UP || t->src == CR_MOE_SRC_FUSED_DOWN) {
+        bool gu = t->src == CR_MOE_SRC_FUSED_GATE_UP;
+        uint64_t H = b->dims.hidden, I = b->dims.intermediate;
+        for (uint32_t e = 0; e < b->dims.n_experts && !st; e++)
+            for (int k = 0; k < (gu ? 2 : 1) && !st; k++) {
+                const char *mat = gu ? (k == 0 ? "gate_proj" : "up_proj") : "down_proj";
+                char src[160], nm[256];
+                snprintf(src, sizeof src, "model.layers.%u.mlp.%s.weight", t->layer, mat);
+                snprintf(nm, sizeof nm, "%s[%u] (%s)", t->name, e, mat);
+                cr_moe_tensor piece = { .name = nm, .src = CR_MOE_SRC_EXPERT, .expert = e, .layer = t->layer,
+                                        .src_name = src, .down = !gu, .ndim = 2,
+                                        .shape = { gu ? I : H, gu ? H : I } };
+                st = add_tensor(b, g, &piece, err);
+            }
+        *grp = (cr_layout_tensor){ .first = first, .count = g->n_outputs - first, .name = t->name, .ndim = 3 };
+        memcpy(grp->shape, t->shape, sizeof t->shape);
+        return st;
+    }
+    if ((st = add_tensor(b, g, t, err))) return st;
+    const cr_graph_output *o = &g->outputs[first];
+    *grp = (cr_layout_tensor){ .first = first, .count = 1, .ndim = o->ndim };
+    memcpy(grp->shape, o->shape, sizeof grp->shape);
+    return CR_OK;
+}
+
+/* ---- aux files ------------------------------------------------------------------ */
+
+static bool set_item(cJSON *o, const char *key, cJSON *v)
+{
+    if (!v) return false;
+    if (cJSON_GetObjectItemCaseSensitive(o, key)) return cJSON_ReplaceItemInObjectCaseSensitive(o, key, v);
+    return cJSON_AddItemToObject(o, key, v);
+}
+
+/* Number literals as the base config spelt them ("10000.0" stays so, as
+ * transformers writes Python floats): the first `"key": literal` of the
+ * base text whose value matches. New keys get the default formatting. */
+typedef struct num_ctx { const char *text; char buf[64]; } num_ctx;
+
+static const char *base_literal(void *ud, const cJSON *node)
+{
+    num_ctx *nc = ud;
+    if (!node->string) return NULL;
+    if (!strcmp(node->string, "router_jitter_noise") && node->valuedouble == 0) return "0.0";
+    if (!nc->text) return NULL;
+    char pat[160];
+    snprintf(pat, sizeof pat, "\"%s\":", node->string);
+    for (const char *at = strstr(nc->text, pat); at; at = strstr(at + 1, pat)) {
+        const char *v = at + strlen(pat);
+        while (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r') v++;
+        size_t n = strcspn(v, ",}] \t\r\n");
+        if (!n || n >= sizeof nc->buf) continue;
+        memcpy(nc->buf, v, n);
+        nc->buf[n] = 0;
+        char *end;
+        double x = strtod(nc->buf, &end);
+        if (*end == 0 && x == node->valuedouble) return nc->buf;
+    }
+    return NULL;
+}
+
+static cr_status add_config(mb *b, cr_program *p, cr_error *err)
+{
+    const struct mmodel *base = &b->models[b->base];
+    if (!base->m.config) return cr_fail(err, CR_ERR_CONFIG, "base model %s has no config.json", base->ref);
+    cJSON *cfg = cJSON_Duplicate(base->m.config, true);
+    if (!cfg) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    bool q = b->arch == CR_MOE_ARCH_QWEN2, ok = true;
+    cJSON *arch = cJSON_CreateArray();
+    if (arch) cJSON_AddItemToArray(arch, cJSON_CreateString(q ? "Qwen2MoeForCausalLM" : "MixtralForCausalLM"));
+    ok &= set_item(cfg, "architectures", arch);
+    ok &= set_item(cfg, "model_type", cJSON_CreateString(q ? "qwen2_moe" : "mixtral"));
+    ok &= set_item(cfg, q ? "num_experts" : "num_local_experts", cJSON_CreateNumber(b->dims.n_experts));
+    ok &= set_item(cfg, "num_experts_per_tok", cJSON_CreateNumber((double)b->c->experts_per_token));
+    if (q) {
+        ok &= set_item(cfg, "shared_expert_intermediate_size", cJSON_CreateNumber(b->dims.intermediate));
+        ok &= set_item(cfg, "moe_intermediate_size", cJSON_CreateNumber(b->dims.intermediate));
+        ok &= set_item(cfg, "decoder_sparse_step", cJSON_CreateNumber(1));
+        ok &= set_item(cfg, "norm_topk_prob", cJSON_CreateTrue());
+        ok &= set_item(cfg, "use_sliding_window", cJSON_CreateFalse());
+    }
+    ok &= set_item(cfg, "sliding_window", cJSON_CreateNull());
+    /* class defaults that transformers serialises (MixtralConfig,
+     * Qwen2MoeConfig); loaders do not need them, mergekit's output has them */
+    ok &= set_item(cfg, "output_router_logits", cJSON_CreateFalse());
+    ok &= set_item(cfg, "router_aux_loss_coef", cJSON_CreateNumber(0.001));
+    if (!q) {
+        ok &= set_item(cfg, "router_jitter_noise", cJSON_CreateNumber(0.0));
+    } else {
+        ok &= set_item(cfg, "mlp_only_layers", cJSON_CreateArray());
+        ok &= set_item(cfg, "qkv_bias", cJSON_CreateTrue());
+    }
+    /* the dtype key as the base has it (transformers >= 4.56 writes `dtype`) */
+    bool has_dtype = cJSON_GetObjectItemCaseSensitive(cfg, "dtype") != NULL;
+    const char *dkey = has_dtype ? "dtype" : "torch_dtype";
+    if (b->out_dtype != CR_DTYPE_NONE)
+        ok &= set_item(cfg, dkey, cJSON_CreateString(cr_dtype_torch_name(b->out_dtype)));
+    else if (!q)
+        ok &= set_item(cfg, dkey, cJSON_CreateNull());
+    cr_sbuf sb;
+    cr_sbuf_init(&sb, b->al);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", base->dir);
+    cr_vec text_in;
+    cr_vec_init(&text_in, b->al, 1);
+    FILE *f = fopen(path, "rb");
+    if (f) {
+        int ch;
+        while ((ch = fgetc(f)) != EOF && cr_vec_push(&text_in, &(char){ (char)ch })) {}
+        fclose(f);
+    }
+    num_ctx nc = { .text = NULL };
+    if (cr_vec_push(&text_in, &(char){ 0 })) nc.text = text_in.data;
+    if (ok) {
+        cr_json_add_pretty(&sb, cfg, 0, base_literal, &nc);
+        cr_sbuf_adds(&sb, "\n");
+    }
+    cJSON_Delete(cfg);
+    cr_vec_free(&text_in);
+    size_t len;
+    char *text = cr_sbuf_take(&sb, &len);
+    if (!ok || !text) { cr_free(b->al, text); return cr_fail(err, CR_ERR_NOMEM, "out of memory writing config.json"); }
+    cr_status st = cr_program_aux_write(p, "config.json", text, len, err);
+    cr_free(b->al, text);
+    return st;
+}
+
+static cr_status add_card(mb *b, cr_program *p, cr_error *err)
+{
+    const cr_moe_config *c = b->c;
+    cr_sbuf sb;
+    cr_sbuf_init(&sb, b->al);
+    const char *title = b->o->out_path ? strrchr(b->o->out_path, '/') : NULL;
+    title = title && title[1] ? title + 1 : b->o->out_path ? b->o->out_path : "moe";
+    cr_sbuf_printf(&sb, "---\nbase_model:\n- %s\n", c->base_model);
+    for (uint32_t i = 0; i < c->n_experts; i++) cr_sbuf_printf(&sb, "- %s\n", c->experts[i].source_model);
+    for (uint32_t i = 0; i < c->n_shared; i++) cr_sbuf_printf(&sb, "- %s\n", c->shared[i].source_model);
+    cr_sbuf_printf(&sb, "library_name: transformers\ntags:\n- mergekit\n- moe\n- crucible\n---\n# %s\n\n", title);
+    cr_sbuf_printf(&sb, "This is a Mixture of Experts model built from dense models with crucible "
+                        "(a reimplementation of [mergekit](https://github.com/arcee-ai/mergekit)'s `mergekit-moe`).\n\n");
+    cr_sbuf_printf(&sb, "## Architecture\n\n- writer: %s (%s)\n- base model (attention, embeddings, norms): %s\n"
+                        "- routed experts: %u, %lld active per token\n- gate mode: `%s`\n",
+                   cr_moe_arch_name(b->arch), b->arch == CR_MOE_ARCH_QWEN2 ? "Qwen2MoeForCausalLM" : "MixtralForCausalLM",
+                   c->base_model, c->n_experts, c->experts_per_token, c->gate_mode_name);
+    if (c->gate_mode == CR_MOE_GATE_RANDOM || c->gate_mode == CR_MOE_GATE_UNIFORM_RANDOM)
+        cr_sbuf_printf(&sb, "- random seed: %llu (crucible's counter-based generator; not torch's)\n",
+                       (unsigned long long)b->o->seed);
+    cr_sbuf_printf(&sb, "\n## Experts\n\n| # | source model | positive prompts | negative prompts |\n|---|---|---|---|\n");
+    for (uint32_t i = 0; i < c->n_experts + c->n_shared; i++) {
+        const cr_moe_expert *e = i < c->n_experts ? &c->experts[i] : &c->shared[i - c->n_experts];
+        if (i < c->n_experts) cr_sbuf_printf(&sb, "| %u | %s | %u | %u |\n", i, e->source_model, e->n_positive, e->n_negative);
+        else cr_sbuf_printf(&sb, "| shared | %s | %u | %u |\n", e->source_model, e->n_positive, e->n_negative);
+    }
+    cr_sbuf_printf(&sb, "\nThe router rows are gate vectors computed from the prompts; the model is a starting "
+                        "point and usually needs fine-tuning to route well.\n\n## Configuration\n\n```yaml\n%s%s```\n",
+                   c->text ? c->text : "", c->text && c->text[0] && c->text[strlen(c->text) - 1] != '\n' ? "\n" : "");
+    size_t len;
+    char *text = cr_sbuf_take(&sb, &len);
+    if (!text) return cr_fail(err, CR_ERR_NOMEM, "out of memory writing the model card");
+    cr_status st = cr_program_aux_write(p, "README.md", text, len, err);
+    cr_free(b->al, text);
+    return st;
+}
+
+static cr_status add_aux(mb *b, cr_program *p, cr_error *err)
+{
+    cr_status st = add_config(b, p, err);
+    const char *dir = b->models[b->base].dir;
+    if (!st && b->o->copy_tokenizer) {
+        const char *names[32];
+        size_t n = cr_hf_tokenizer_files(dir, names, CR_ARRAY_LEN(names));
+        char path[4096];
+        for (size_t i = 0; i < n && !st; i++) {
+            /* mergekit-moe saves the tokenizer only: no generation_config.json */
+            if (!strcmp(names[i], "generation_config.json")) continue;
+            snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+            st = cr_program_aux_copy(p, names[i], path, err);
+        }
+    }
+    if (!st && b->o->write_card && b->c->text) {
+        st = cr_program_aux_write(p, "mergekit_moe_config.yml", b->c->text, strlen(b->c->text), err);
+        if (!st) st = add_card(b, p, err);
+    }
+    return st;
+}
+
+/* ---- the whole build ---------------------------------------------------------------- */
+
+static cr_status build(mb *b, cr_graph *g, cr_program *out, cr_diags *d, cr_error *err)
+{
+    const cr_moe_config *c = b->c;
+    const cr_moe_options *o = b->o;
+    if (!cr_moe_config_validate(c, o->allow_same_source, d))
+        return cr_fail(err, CR_ERR_CONFIG, "%s: invalid MoE config", c->path);
+    if (c->gate_mode == CR_MOE_GATE_HIDDEN_AVG)
+        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s:%d:%d: gate_mode hidden_avg is not supported yet (it averages "
+                       "padded positions, so it depends on batch padding)", c->path, c->loc_gate_mode.line,
+                       c->loc_gate_mode.col);
+    for (uint32_t i = 1; i < c->n_shared; i++)
+        if ((c->shared[i].positive != NULL) != (c->shared[0].positive != NULL))
+            return cr_fail(err, CR_ERR_CONFIG, "%s: shared experts must all have prompts or all have none", c->path);
+    cr_resolve_env env;
+    cr_resolve_env_init(&env, &b->ar, c->path, o->models_dir, true);
+    bool data = c->gate_mode == CR_MOE_GATE_HIDDEN || c->gate_mode == CR_MOE_GATE_CHEAP_EMBED;
+    b->expert = cr_arena_alloc(&b->ar, sizeof(uint32_t) * (c->n_experts + 1));
+    b->shared = cr_arena_alloc(&b->ar, sizeof(uint32_t) * (c->n_shared + 1));
+    const char **types = cr_arena_alloc(&b->ar, sizeof(char *) * (1 + c->n_experts + c->n_shared));
+    if (!b->expert || !b->shared || !types) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    cr_status st = open_model(b, &env, c->base_model, data, &b->base, err);
+    for (uint32_t i = 0; i < c->n_experts && !st; i++)
+        st = open_model(b, &env, c->experts[i].source_model, false, &b->expert[i], err);
+    for (uint32_t i = 0; i < c->n_shared && !st; i++)
+        st = open_model(b, &env, c->shared[i].source_model, false, &b->shared[i], err);
+    if (st) return st;
+    types[0] = cr_model_config_str(&b->models[b->base].m, "model_type");
+    for (uint32_t i = 0; i < c->n_experts; i++) types[1 + i] = cr_model_config_str(&b->models[b->expert[i]].m, "model_type");
+    for (uint32_t i = 0; i < c->n_shared; i++)
+        types[1 + c->n_experts + i] = cr_model_config_str(&b->models[b->shared[i]].m, "model_type");
+    if ((st = cr_moe_select_arch(c, types, &b->arch, err))) return st;
+
+    const cr_model *bm = &b->models[b->base].m;
+    long long L, H, I, nh, nkv;
+    if (!cr_model_config_int(bm, "num_hidden_layers", &L) || !cr_model_config_int(bm, "hidden_size", &H) ||
+        !cr_model_config_int(bm, "intermediate_size", &I) || !cr_model_config_int(bm, "num_attention_heads", &nh))
+        return cr_fail(err, CR_ERR_CONFIG, "base model %s: config.json lacks num_hidden_layers, hidden_size, "
+                       "intermediate_size or num_attention_heads", c->base_model);
+    if (!cr_model_config_int(bm, "num_key_value_heads", &nkv)) nkv = nh;
+    if (L < 1 || H < 1 || I < 1 || nh < 1 || nkv < 1 || L > 100000 || H > (1 << 20) || I > (1 << 22))
+        return cr_fail(err, CR_ERR_CONFIG, "base model %s: implausible config sizes", c->base_model);
+    b->dims = (cr_moe_dims){ (uint32_t)L, (uint32_t)H, (uint32_t)I, (uint32_t)nh, (uint32_t)nkv, c->n_experts,
+                             c->n_shared > 0 };
+    b->out_dtype = c->dtype;
+    if (b->out_dtype == CR_DTYPE_NONE) {
+        const char *dn = cr_model_config_str(bm, "torch_dtype");
+        if (!dn) dn = cr_model_config_str(bm, "dtype");
+        if (dn && !cr_dtype_parse_torch(dn, &b->out_dtype)) b->out_dtype = CR_DTYPE_NONE;
+    }
+    const char **names = cr_arena_alloc(&b->ar, sizeof(char *) * (bm->n_tensors + 1));
+    if (!names) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    for (uint32_t i = 0; i < bm->n_tensors; i++) names[i] = bm->tensors[i].info->name;
+    cr_moe_tensor *ts;
+    uint32_t n_ts;
+    if ((st = cr_moe_map_tensors(b->arch, o->layout, &b->dims, names, bm->n_tensors, &b->ar, &ts, &n_ts, err)))
+        return st;
+    if ((st = compute_gates(b, err))) return st;
+    cr_layout_tensor *groups = cr_arena_alloc(&b->ar, sizeof *groups * (n_ts + 1));
+    if (!groups) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    for (uint32_t i = 0; i < n_ts && !st; i++) st = add_stored(b, g, &ts[i], &groups[i], err);
+    if (st) return st;
+    if ((st = cr_compile_graph(g, &o->compile, c->path, groups, n_ts, out, err))) return st;
+    if ((st = add_aux(b, out, err)) || (st = cr_program_verify(out, err))) {
+        cr_program_free(out);
+        return st;
+    }
+    return CR_OK;
+}
+
+cr_status cr_moe_compile(const cr_allocator *alloc, const cr_moe_config *c, const cr_moe_options *o,
+                         cr_graph *g, cr_program *out, cr_diags *d, cr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    mb *b = cr_calloc(alloc, 1, sizeof *b);
+    if (!b) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    b->al = alloc;
+    b->c = c;
+    b->o = o;
+    cr_arena_init(&b->ar, alloc);
+    cr_status st = build(b, g, out, d, err);
+    for (uint32_t i = 0; i < b->n_models; i++)
+        if (b->models[i].opened) cr_model_close(&b->models[i].m);
+    cr_arena_free(&b->ar);
+    cr_free(alloc, b);
+    return st;
+}

@@ -1,0 +1,53 @@
+/* io.h — the file system calls the VM makes to write an output directory,
+ * behind a table of function pointers so tests can make any one of them
+ * fail (fault injection, issue 8).
+ *
+ * cr_posix_io() is the real thing. A cr_failing_io wraps another table and
+ * fails call number `fail_at` (0-based, counting every call through the
+ * table) the way a full or broken disk does: with ENOSPC or EIO, or, for a
+ * pwrite, by writing only part of the buffer (a short count, which callers
+ * must retry). Each function follows its POSIX namesake: -1 (or a short
+ * count) with errno set on failure. The counters are atomic: shard data is
+ * written from worker threads.
+ */
+#ifndef CR_IO_H
+#define CR_IO_H
+
+#include "base.h"
+
+#include <sys/types.h>
+
+typedef struct cr_io {
+    int (*open)(void *ud, const char *path, int flags, int mode);
+    ssize_t (*pwrite)(void *ud, int fd, const void *buf, size_t n, uint64_t off);
+    int (*ftruncate)(void *ud, int fd, uint64_t size);
+    int (*fsync)(void *ud, int fd);
+    int (*close)(void *ud, int fd);
+    int (*mkdir)(void *ud, const char *path, int mode);
+    int (*rename)(void *ud, const char *from, const char *to);
+    void *ud;
+} cr_io;
+
+/* The process's file system (stateless; safe to share). */
+const cr_io *cr_posix_io(void);
+
+typedef enum cr_io_fault {
+    CR_IO_FAULT_EIO,      /* the call fails with EIO */
+    CR_IO_FAULT_ENOSPC,   /* the call fails with ENOSPC (disk full) */
+    CR_IO_FAULT_SHORT     /* a pwrite writes half and returns the short count;
+                             any other call fails with EIO */
+} cr_io_fault;
+
+typedef struct cr_failing_io {
+    cr_io base;               /* pass &fio.base wherever a cr_io goes */
+    const cr_io *inner;
+    long count;               /* calls so far (atomic) */
+    long fail_at;             /* -1: never */
+    cr_io_fault fault;
+    long failed;              /* faults injected so far (atomic) */
+    char failed_call[16];     /* name of the call that was failed ("pwrite") */
+} cr_failing_io;
+
+void cr_failing_io_init(cr_failing_io *fio, const cr_io *inner, long fail_at, cr_io_fault fault);
+
+#endif

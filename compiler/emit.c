@@ -344,7 +344,6 @@ static cr_status emit_domain_body(emitter *e, uint32_t d, cr_error *err)
 {
     const cr_graph *g = e->g;
     builder *b = &e->b;
-    const cr_graph_domain *dm = &g->domains[d];
     cr_status st;
 
     /* producers first: scratch inputs this domain reads */

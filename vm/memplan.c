@@ -324,7 +324,9 @@ cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads,
     for (uint32_t i = 0; i < p->n_rowvecs; i++) rowvecs += up(p->rowvecs[i].len * 8, page);
     for (;;) {
         w.threads = threads;
-        w.fixed = CR_MEM_BASELINE + program_bytes(p) + thread_bytes(p, threads, page) + rowvecs;
+        /* program tables rounded to 64 KiB: names and paths make the exact
+         * size vary by a few bytes, the prediction should not */
+        w.fixed = CR_MEM_BASELINE + up(program_bytes(p), 64 << 10) + thread_bytes(p, threads, page) + rowvecs;
         for (uint32_t i = 0; i < n_ids; i++) w.mapped[i] = 0;
         memset(w.sel_live, 0, p->n_selects + 1);
         memset(w.scr_live, 0, p->n_scratch + 1);

@@ -854,6 +854,11 @@ static int hash_file(void *ud, uint64_t i, unsigned thread)
     for (uint64_t off = 0; off < f->size; off += block) {
         if (interrupted(m)) return job_fail(m, CR_ERR_INTERRUPTED, "interrupted");
         uint64_t len = CR_MIN(block, f->size - off);
+        /* the map has no read-around (MADV_RANDOM): read this block and
+         * the next ahead */
+        if (off == 0) madvise(m->maps[i], (size_t)len, MADV_WILLNEED);
+        if (off + len < f->size)
+            madvise(m->maps[i] + off + len, (size_t)CR_MIN(block, f->size - off - len), MADV_WILLNEED);
         cr_xxh64_update(&st, m->maps[i] + off, (size_t)len);
         /* drop hashed pages: hashing a 100 GB model must not fill RSS */
         madvise(m->maps[i] + off, (size_t)len, MADV_DONTNEED);
@@ -885,6 +890,10 @@ static cr_status open_inputs(vm *m, cr_error *err)
             void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
             if (map == MAP_FAILED) { int e = errno; close(fd); return cr_fail_errno(err, e, "cannot map %s", path); }
             m->maps[i] = map;
+            /* no read-around on faults (read_ahead_kb, often MiBs): PREFETCH
+             * reads exactly the views the program needs, so a pass-through
+             * recipe does not read the tensors it skips (spec/plan.md) */
+            madvise(map, (size_t)st.st_size, MADV_RANDOM);
         }
         close(fd);   /* the mapping keeps the file */
         if (hashing && p->files[i].hash) to_hash += p->files[i].size;
@@ -998,6 +1007,7 @@ static cr_status write_aux(vm *m, cr_error *err)
         uint64_t len;
         if (x->kind == CR_AUX_WRITE) { data = p->blobs + x->content.off; len = x->content.len; }
         else { data = m->maps[x->src_file]; len = p->files[x->src_file].size; }
+        if (x->kind != CR_AUX_WRITE && data && len) madvise((void *)data, (size_t)len, MADV_WILLNEED);   /* no read-around */
         cr_status s = CR_OK;
         int fd = m->io->open(m->io->ud, path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
         if (fd < 0) s = cr_fail_errno(err, errno, "cannot create %s", path);

@@ -233,8 +233,8 @@ def plan(recipe, models, extra=()):
     if m: out["read"] = int(m.group(1))
     m = re.search(r"^write\s+.*?\((\d+) bytes\)", r.stdout, re.M)
     if m: out["write"] = int(m.group(1))
-    m = re.search(r"^peak memory\s+~([\d.]+) (\w+)", r.stdout, re.M)
-    if m: out["peak"] = int(float(m.group(1)) * UNITS[m.group(2)])
+    m = re.search(r"^peak memory\s+~.*?\((\d+) bytes\)", r.stdout, re.M)
+    if m: out["peak"] = int(m.group(1))
     m = re.search(r"^time\s+~([\d.]+) s", r.stdout, re.M)
     if m: out["time"] = float(m.group(1))
     return out
@@ -267,6 +267,26 @@ def run_crucible(recipe, out, models, threads=None, max_memory=None):
     if threads: cmd += ["--threads", str(threads)]
     if max_memory: cmd += ["--max-memory", max_memory]
     return timed(cmd)
+
+
+def evict(dirs):
+    """Drop the models' safetensors pages from the page cache (POSIX_FADV_DONTNEED
+    drops clean pages without root; other files stay cached)."""
+    for d in dirs:
+        for f in os.listdir(d):
+            if f.endswith(".safetensors"):
+                fd = os.open(os.path.join(d, f), os.O_RDONLY)
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(fd)
+
+
+def measured_read(recipe, out, models, used, threads):
+    """Bytes a crucible merge reads from disk with its input files evicted
+    first: what `crucible plan`'s read figure predicts (plus readahead)."""
+    evict([os.path.join(models, m) for m in used])
+    return run_crucible(recipe, out, models, threads)["fs_in"]
 
 
 def run_mergekit(mk, recipe, out, models, multi):
@@ -357,8 +377,10 @@ def main():
         agree = compare(py, out_c, out_m, os.path.join(models, "base")) if mk else None
         pl = plan(recipe, models, ["--threads", str(a.threads)] if a.threads else [])
         in_bytes = sum(dir_bytes(os.path.join(models, m)) for m in used)
+        read_meas = measured_read(recipe, out_c, models, used, a.threads)
         rows.append(dict(name=name, kind=KIND.get(name, "det"), res=res, floor=floor, floor_cold=floor_cold,
-                         agree=agree, plan=pl, out_bytes=out_bytes, in_bytes=in_bytes))
+                         agree=agree, plan=pl, out_bytes=out_bytes, in_bytes=in_bytes,
+                         read_meas=read_meas))
         print(f"{name}: floor {floor} agree {agree and {k: agree.get(k) for k in ('exact_fraction', 'max_ulp', 'changed_fraction_a', 'changed_fraction_b')}} plan {pl}", flush=True)
         if size != "quick":  # 2.2 GB each: keep the disk tidy
             shutil.rmtree(out_m, ignore_errors=True)
@@ -447,8 +469,8 @@ def write_table(size, meta, rows, scaling):
                        f"{c['wall'] / m['wall'] if m else float('nan'):.3f} | {r['floor_cold']:.2f} | "
                        f"{c['wall'] / r['floor_cold']:.2f} | {mib(c['fs_in'])} / {mib(m['fs_in']) if m else '—'} |")
     out += ["", "Agreement (bench/compare.py, crucible vs mergekit; ulps of bf16) and plan accuracy:", "",
-            "| recipe | kind | bit-exact | within 1 ulp | worst tensor bit-exact | max ulp | max rel diff | changed-from-base crucible / mergekit | plan read vs inputs | plan write vs output | plan peak vs RSS |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "| recipe | kind | bit-exact | within 1 ulp | worst tensor bit-exact | max ulp | max rel diff | changed-from-base crucible / mergekit | plan read vs read (inputs evicted) | input files | plan write vs output | plan peak vs RSS |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ag, pl = r["agree"] or {}, r["plan"]
         rss = stats(r["res"]["crucible"], "rss")[0]
@@ -458,7 +480,8 @@ def write_table(size, meta, rows, scaling):
         rel = f"{ag['max_rel_diff']:.2g}" if "max_rel_diff" in ag else "—"
         out.append(f"| {r['name']} | {r['kind']} | {ex} | {w1} | {ag.get('min_exact_fraction', float('nan')):.4f} | "
                    f"{ag.get('max_ulp', '—')} | {rel} | {chg} | "
-                   f"{mib(pl.get('read', 0))} vs {mib(r['in_bytes'])} | {pl.get('write', 0)} vs {r['out_bytes']} B | "
+                   f"{mib(pl.get('read', 0))} vs {mib(r['read_meas']) if r.get('read_meas') is not None else '—'} | "
+                   f"{mib(r['in_bytes'])} | {pl.get('write', 0)} vs {r['out_bytes']} B | "
                    f"{mib(pl.get('peak', 0))} vs {mib(rss)} ({pl.get('peak', 0) / rss:.2f}) |")
     if scaling:
         out += ["", "Memory scaling (crucible ties-3):", "",

@@ -18,12 +18,12 @@ int cr_cmd_plan(int argc, char **argv)
     int rc = cr_cli_compile(&o, true, NULL, &plan, &g, &prog);
     if (rc) return 2;
     cr_plan_numbers n;
-    cr_plan_measure(&prog, o.threads, &n);
-    cr_plan_print(&prog, &n, stdout);
-    if (o.max_memory && n.peak_memory > o.max_memory) {
-        fprintf(stderr, "crucible plan: the estimated peak (%llu bytes) is above --max-memory (%llu bytes)\n",
-                (unsigned long long)n.peak_memory, (unsigned long long)o.max_memory);
+    cr_error err = {0};
+    if (cr_plan_measure(&prog, o.threads, o.max_memory, &n, &err)) {
+        fprintf(stderr, "crucible plan: %s\n", err.msg);
         rc = 2;
+    } else {
+        cr_plan_print(&prog, &n, stdout);
     }
     cr_program_free(&prog);
     cr_graph_free(&g);

@@ -2,6 +2,9 @@
  * Each subcommand lives in cli/cmd_NAME.c and calls the library. */
 #include <stdio.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "base.h"
 #include "commands.h"
@@ -43,6 +46,14 @@ int cr_cmd_not_implemented(const char *name)
 
 int main(int argc, char **argv)
 {
+#ifdef __GLIBC__
+    /* A fixed threshold: blocks of 256 KiB and more (scratch tensors,
+     * histograms, gathers) are mapped and unmapped, so freed memory leaves
+     * RSS at once. glibc's default raises the threshold after the first such
+     * free and then keeps freed blocks in the heap, which made RSS drift from
+     * vm/memplan.c's model by tens of MiB on multi-stage recipes. */
+    mallopt(M_MMAP_THRESHOLD, 256 << 10);
+#endif
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

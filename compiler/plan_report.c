@@ -1,29 +1,25 @@
 /* plan_report.c — the numbers `crucible plan` prints: exact byte counts from
  * the program's tables, op counts, and the peak-memory and time estimates.
  *
- * Peak memory model: every thread holds one chunk per register of the
- * largest kernel (n_regs x chunk x 4 bytes), plus partial results (one
- * double per chunk per reduction, 2 x 64 Ki counters per selection), plus
- * every scratch tensor alive at once (bounded by the sum of scratch sizes),
- * plus the mapped-page window (the inputs of the current and the prefetched
- * tensor, which the kernel dropped after RELEASE), plus 32 MiB of fixed
- * overhead (program, thread stacks, Lua is gone by then).
+ * Peak memory is the VM's own model (vm/memplan.c): the same walk decides
+ * the run's thread count and which steps stream their inputs under
+ * --max-memory, so the plan reports what the run will do. Bytes read count
+ * every input tensor view once, files only: scratch tensors (stage outputs
+ * of a multi-stage recipe) stay in memory, and a pass-through recipe reads
+ * only the tensors it selects.
  */
-#include <unistd.h>
 #include "plan_report.h"
+#include "memplan.h"
 
 static uint64_t view_bytes(const cr_prog_input *in)
 {
     return in->rows * in->cols * cr_dtype_size((cr_dtype)in->dtype);
 }
 
-void cr_plan_measure(const cr_program *p, unsigned threads, cr_plan_numbers *n)
+cr_status cr_plan_measure(const cr_program *p, unsigned threads, uint64_t max_memory, cr_plan_numbers *n,
+                          cr_error *err)
 {
     *n = (cr_plan_numbers){0};
-    if (!threads) {
-        long c = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = c > 0 ? (unsigned)c : 1;
-    }
     n->n_outputs = p->n_outputs;
     n->n_shards = p->n_shards;
     n->n_kernels = p->n_kernels;
@@ -33,44 +29,40 @@ void cr_plan_measure(const cr_program *p, unsigned threads, cr_plan_numbers *n)
     for (uint32_t i = 0; i < p->n_aux; i++)
         n->aux_bytes += p->aux[i].kind == CR_AUX_WRITE ? p->aux[i].content.len :
                         p->files[p->aux[i].src_file].size;
-    uint8_t *seen = cr_calloc(p->alloc, p->n_inputs + 1, 1);
-    uint64_t kernel_ws = 0, window = 0, cur_window = 0, prev_window = 0;
     for (uint32_t pc = 0; pc < p->n_main; pc++) {
         const cr_insn *in = &p->main[pc];
         if (in->op == CR_OP_COPY) {
             n->n_copies++;
-            n->bytes_read += view_bytes(&p->inputs[in->a]);
             n->bytes_read_passes += view_bytes(&p->inputs[in->a]);
         } else if (in->op == CR_OP_KERNEL) {
             const cr_prog_kernel *k = &p->kernels[in->a];
-            uint64_t ws = (uint64_t)k->n_regs * k->chunk * 4;
-            kernel_ws = CR_MAX(kernel_ws, ws);
-            for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
-                if (p->code[c].op != CR_OP_LOAD) continue;
-                const cr_prog_input *v = &p->inputs[p->code[c].a];
-                n->bytes_read_passes += view_bytes(v);
-                if (seen && !seen[p->code[c].a] && v->kind == CR_INPUT_FILE) {
-                    seen[p->code[c].a] = 1;
-                    n->bytes_read += view_bytes(v);
-                    cur_window += v->nbytes;
-                }
-            }
-        } else if (in->op == CR_OP_DONE) {
-            window = CR_MAX(window, cur_window + prev_window);
-            prev_window = cur_window;
-            cur_window = 0;
+            for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++)
+                if (p->code[c].op == CR_OP_LOAD) n->bytes_read_passes += view_bytes(&p->inputs[p->code[c].a]);
         }
     }
-    window = CR_MAX(window, cur_window + prev_window);
-    cr_free(p->alloc, seen);
-    uint64_t scratch = 0, partials = 0;
-    for (uint32_t i = 0; i < p->n_scratch; i++)
-        scratch += p->scratch[i].numel * cr_dtype_size((cr_dtype)p->scratch[i].dtype);
-    for (uint32_t i = 0; i < p->n_selects; i++)
-        partials = CR_MAX(partials, 2 * 65536 * 8 + (p->selects[i].n / p->selects[i].chunk + 1) * 8);
-    for (uint32_t i = 0; i < p->n_rowvecs; i++) partials = CR_MAX(partials, p->rowvecs[i].len * 16);
-    n->peak_memory = threads * kernel_ws + partials + scratch + window + (32ull << 20);
+    n->bytes_read = cr_memplan_file_bytes(p);
+    cr_memplan mp;
+    cr_status s = cr_memplan_init(&mp, p, threads, max_memory, NULL, err);
+    if (s) return s;
+    n->peak_memory = mp.peak;
+    n->mem_fixed = mp.fixed;
+    n->mem_heap = mp.peak_heap;
+    n->mem_mapped = mp.peak_mapped;
+    n->threads = mp.threads;
+    n->n_streamed = mp.n_streamed;
+    n->peak_at = "-";
+    if (p->n_main) {
+        const cr_insn *in = &p->main[mp.peak_pc];
+        if (in->op == CR_OP_COPY) n->peak_at = cr_prog_str(p, p->outputs[in->dst].name);
+        else if (in->op == CR_OP_KERNEL) {
+            const cr_prog_kernel *k = &p->kernels[in->a];
+            for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++)
+                if (p->code[c].op == CR_OP_LOAD) { n->peak_at = cr_prog_str(p, p->inputs[p->code[c].a].name); break; }
+        }
+    }
+    cr_memplan_free(&mp);
     n->est_seconds = (double)n->bytes_read_passes / 2e9 + (double)n->bytes_written / 1e9;
+    return CR_OK;
 }
 
 static void human(char *buf, size_t cap, uint64_t b)
@@ -84,14 +76,17 @@ static void human(char *buf, size_t cap, uint64_t b)
 
 void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out)
 {
-    char a[32], b[32], c[32], d[32];
+    char a[32], b[32], c[32], d[32], f[32], h[32], m[32];
     human(a, sizeof a, n->bytes_read);
     human(b, sizeof b, n->bytes_read_passes);
     human(c, sizeof c, n->bytes_written);
     human(d, sizeof d, n->peak_memory);
+    human(f, sizeof f, n->mem_fixed);
+    human(h, sizeof h, n->mem_heap);
+    human(m, sizeof m, n->mem_mapped);
     fprintf(out, "recipe          %s\n", p->recipe_name.len ? cr_prog_str(p, p->recipe_name) : "-");
     fprintf(out, "inputs          %u files, %u tensor views\n", p->n_files, p->n_inputs);
-    fprintf(out, "read            %s (%llu bytes); %s counting every pass\n", a,
+    fprintf(out, "read            %s (%llu bytes) from input files; %s loaded counting every pass\n", a,
             (unsigned long long)n->bytes_read, b);
     fprintf(out, "write           %s (%llu bytes) in %u shard%s, %u tensors, %u aux files\n", c,
             (unsigned long long)n->bytes_written, n->n_shards, n->n_shards == 1 ? "" : "s",
@@ -100,6 +95,9 @@ void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out)
             n->n_kernels, n->n_micro_ops, n->n_top_ops, n->n_copies);
     fprintf(out, "state           %u scalars, %u row vectors, %u selections, %u random streams, %u scratch\n",
             p->n_scalars, p->n_rowvecs, p->n_selects, p->n_streams, p->n_scratch);
-    fprintf(out, "peak memory     ~%s (estimate: threads x registers x chunk x 4 + scratch + mapped window + 32 MiB)\n", d);
+    fprintf(out, "peak memory     ~%s RSS (%llu bytes) with %u thread%s, at %s: %s fixed + %s heap + %s mapped inputs\n",
+            d, (unsigned long long)n->peak_memory, n->threads, n->threads == 1 ? "" : "s", n->peak_at, f, h, m);
+    if (n->n_streamed)
+        fprintf(out, "streamed        %u steps read their inputs in a window to fit --max-memory\n", n->n_streamed);
     fprintf(out, "time            ~%.1f s (estimate at 2 GB/s read, 1 GB/s write)\n", n->est_seconds);
 }

@@ -6,17 +6,28 @@
 #include "program.h"
 
 typedef struct cr_plan_numbers {
-    uint64_t bytes_read;        /* input tensor bytes the kernels and copies read (views) */
-    uint64_t bytes_read_passes; /* the same counting every kernel's re-read */
+    uint64_t bytes_read;        /* distinct input-file bytes the run reads (each tensor view once) */
+    uint64_t bytes_read_passes; /* bytes the kernels and copies load, every pass, files and scratch */
     uint64_t bytes_written;     /* all shard files, headers included */
     uint64_t aux_bytes;
     uint32_t n_outputs, n_shards, n_kernels, n_micro_ops, n_top_ops, n_copies;
-    uint64_t peak_memory;       /* estimate, bytes (model in spec/graph-ir.md) */
+    uint64_t peak_memory;       /* predicted peak RSS, bytes (vm/memplan.h, spec/plan.md) */
+    uint64_t mem_fixed;         /* baseline + program + thread buffers */
+    uint64_t mem_heap;          /* scratch, selections, partials at the peak */
+    uint64_t mem_mapped;        /* mapped input pages at the peak */
+    const char *peak_at;        /* tensor of the peak step (points into the program) */
+    unsigned threads;           /* threads the run will use */
+    uint32_t n_streamed;        /* steps that read their inputs in a window (--max-memory) */
     double est_seconds;         /* estimate at 2 GB/s read, 1 GB/s write */
 } cr_plan_numbers;
 
-/* Compute the numbers for p run with `threads` threads (0: all cores). */
-void cr_plan_measure(const cr_program *p, unsigned threads, cr_plan_numbers *out);
+/* Compute the numbers for p run with `threads` threads (0: all cores)
+ * under max_memory bytes of RSS (0: no limit), with the VM's own memory
+ * model (vm/memplan.h), so the thread count and streamed steps are the ones
+ * the run will use. Errors: CR_ERR_LIMIT when the program cannot fit
+ * max_memory (err names the tensor), CR_ERR_NOMEM. */
+cr_status cr_plan_measure(const cr_program *p, unsigned threads, uint64_t max_memory, cr_plan_numbers *out,
+                          cr_error *err);
 /* Print them as the `crucible plan` report. */
 void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out);
 

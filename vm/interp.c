@@ -13,6 +13,7 @@
 #include "hash.h"
 #include "io.h"
 #include "limits.h"
+#include "memplan.h"
 #include "outdir.h"
 #include "pool.h"
 #include "refsum.h"
@@ -62,6 +63,7 @@ typedef struct vm {
     const cr_kernels *kern;
     cr_pool *pool;
     unsigned n_threads;
+    cr_memplan mem;            /* thread count and streamed steps (memplan.h) */
     uint64_t chunk_max, regs_max, rowrank_cols;
 
     uint8_t **maps;            /* per manifest file (NULL when empty) */
@@ -197,6 +199,17 @@ typedef struct kjob {
     uint32_t *rsum_slot;       /* per micro-op: index among the RSUMs */
     double *partials;          /* n_chunks x n_rsum */
     float **gather;            /* per micro-op: the whole domain's values (RSUM_NP, RSSQ_BLAS) */
+    /* streaming (memplan.h): chunks run at most `ahead` past the first
+     * unfinished one, and the pages behind it are dropped every `step` */
+    bool stream;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint8_t *done;             /* per chunk */
+    uint64_t prefix;           /* chunks [0, prefix) are finished */
+    uint64_t dropped;          /* pages before chunk `dropped` are gone */
+    uint64_t ahead, step;
+    uint32_t *views;           /* distinct file views the kernel loads */
+    uint32_t n_views;
 } kjob;
 
 static int cmp_u64(const void *a, const void *b)
@@ -260,9 +273,8 @@ static void output_path(const vm *m, uint32_t shard, char *buf, size_t n)
              S(m, m->p->shards[shard].file_name));
 }
 
-static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
+static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
 {
-    kjob *j = ud;
     vm *m = j->m;
     const cr_program *p = m->p;
     const cr_prog_kernel *k = j->k;
@@ -432,6 +444,65 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
     return 0;
 }
 
+/* Drop the mapped pages of `file` in [lo, hi), widened to Linux's
+ * fault-around blocks (hi rounded up when `out`, else down: a fault at or
+ * after hi maps no page below its own block) and clipped to the map. The
+ * map is private and never written, so a page another view still reads
+ * just faults in again from the page cache. */
+static void drop_pages(const vm *m, uint32_t file, uintptr_t lo, uintptr_t hi, bool out)
+{
+    const uintptr_t fa = (uintptr_t)CR_MEM_FAULT_AROUND;
+    uintptr_t base = (uintptr_t)m->maps[file], end = base + m->p->files[file].size;
+    if (!m->maps[file]) return;
+    lo &= ~(fa - 1);
+    hi = out ? (hi + fa - 1) & ~(fa - 1) : hi & ~(fa - 1);
+    if (lo < base) lo = base;
+    if (hi > end) hi = end;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+/* address of element e of a file view (e may be the view's size) */
+static uintptr_t view_addr(const vm *m, const cr_prog_input *in, uint64_t e)
+{
+    uint64_t sz = dt_size(in->dtype);
+    if (in->cols && e >= in->rows * in->cols)
+        return (uintptr_t)(m->maps[in->file] + in->offset + ((in->rows - 1) * in->row_stride + in->cols) * sz);
+    uint64_t r = in->cols ? e / in->cols : 0, c = in->cols ? e % in->cols : 0;
+    return (uintptr_t)(m->maps[in->file] + in->offset + (r * in->row_stride + c) * sz);
+}
+
+/* drop the pages of chunks [from, to) of every file view the kernel reads
+ * (`last`: through the views' ends) */
+static void stream_drop(const kjob *j, uint64_t from, uint64_t to, bool last)
+{
+    for (uint32_t i = 0; i < j->n_views; i++) {
+        const cr_prog_input *in = &j->m->p->inputs[j->views[i]];
+        drop_pages(j->m, in->file, view_addr(j->m, in, from * j->k->chunk),
+                   view_addr(j->m, in, last ? j->n : to * j->k->chunk), last);
+    }
+}
+
+static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
+{
+    kjob *j = ud;
+    if (!j->stream) return kernel_chunk_body(j, c, thread);
+    pthread_mutex_lock(&j->mu);
+    while (c >= j->prefix + j->ahead) pthread_cond_wait(&j->cv, &j->mu);
+    pthread_mutex_unlock(&j->mu);
+    /* a failed chunk still counts as finished, or the others would wait */
+    int r = kernel_chunk_body(j, c, thread);
+    uint64_t from = 0, to = 0;
+    pthread_mutex_lock(&j->mu);
+    j->done[c] = 1;
+    uint64_t before = j->prefix;
+    while (j->prefix < j->n_chunks && j->done[j->prefix]) j->prefix++;
+    if (j->prefix != before) pthread_cond_broadcast(&j->cv);
+    if (j->prefix - j->dropped >= j->step) { from = j->dropped; to = j->dropped = j->prefix; }
+    pthread_mutex_unlock(&j->mu);
+    if (to > from) stream_drop(j, from, to, false);
+    return r;
+}
+
 /* dynamic checks before a kernel runs: selection phases and scratch state */
 static cr_status kernel_precheck(vm *m, uint32_t ki, const cr_prog_kernel *k, cr_error *err)
 {
@@ -487,7 +558,7 @@ static float gather_sum(const cr_insn *in, float *x, uint64_t n)
     }
 }
 
-static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
+static cr_status run_kernel(vm *m, uint32_t ki, bool stream, cr_error *err)
 {
     const cr_program *p = m->p;
     const cr_prog_kernel *k = &p->kernels[ki];
@@ -517,9 +588,31 @@ static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
         const cr_insn *in = &j.code[pc];
         if (in->op == CR_OP_TIE_COUNT) memset(m->sel[in->dst].ties, 0, (size_t)j.n_chunks * sizeof(uint64_t));
     }
+    if (stream && j.n_chunks) {
+        j.done = cr_calloc(m->alloc, (size_t)j.n_chunks, 1);
+        j.views = cr_calloc(m->alloc, k->code_len, sizeof *j.views);
+        if (!j.done || !j.views) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u", ki); goto out; }
+        for (uint32_t pc = 0; pc < k->code_len; pc++) {
+            const cr_insn *in = &j.code[pc];
+            if (in->op != CR_OP_LOAD || p->inputs[in->a].kind != CR_INPUT_FILE) continue;
+            bool dup = false;
+            for (uint32_t v = 0; v < j.n_views && !dup; v++) dup = j.views[v] == in->a;
+            if (!dup) j.views[j.n_views++] = in->a;
+        }
+        j.stream = true;
+        j.ahead = (uint64_t)CR_MEM_STREAM_AHEAD * m->n_threads;
+        j.step = (uint64_t)CR_MEM_STREAM_STEP * m->n_threads;
+        pthread_mutex_init(&j.mu, NULL);
+        pthread_cond_init(&j.cv, NULL);
+    }
     m->job_status = CR_OK;
     m->err = err;
     cr_pool_run(m->pool, j.n_chunks, kernel_chunk, &j);
+    if (j.stream) {
+        stream_drop(&j, j.dropped, j.n_chunks, true);
+        pthread_mutex_destroy(&j.mu);
+        pthread_cond_destroy(&j.cv);
+    }
     if ((s = m->job_status)) goto out;
     /* fold reductions in chunk order: the result is independent of threads */
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
@@ -539,12 +632,14 @@ out:
     cr_free(m->alloc, j.gather);
     cr_free(m->alloc, j.rsum_slot);
     cr_free(m->alloc, j.partials);
+    cr_free(m->alloc, j.done);
+    cr_free(m->alloc, j.views);
     return s;
 }
 
 /* ---- top-level ops ---------------------------------------------------------- */
 
-static cr_status run_copy(vm *m, const cr_insn *ins, cr_error *err)
+static cr_status run_copy(vm *m, const cr_insn *ins, bool stream, cr_error *err)
 {
     const cr_program *p = m->p;
     const cr_prog_output *o = &p->outputs[ins->dst];
@@ -555,11 +650,16 @@ static cr_status run_copy(vm *m, const cr_insn *ins, cr_error *err)
     unsigned isz = dt_size(in->dtype), osz = dt_size(o->dtype);
     const uint8_t *src = view_base(m, in);
     uint64_t out_off = o->offset;
+    /* streamed (memplan.h): blocks of CR_MEM_COPY_BLOCK bytes, each
+     * dropped once written */
+    stream = stream && in->kind == CR_INPUT_FILE;
+    uintptr_t dropped = stream ? view_addr(m, in, 0) : 0;
+    uint64_t max_same = stream ? CR_MAX(CR_MEM_COPY_BLOCK / isz, 1) : (uint64_t)1 << 26;
     for (uint64_t r = 0; r < in->rows; r++) {
         const uint8_t *row = src + r * in->row_stride * isz;
         for (uint64_t c = 0; c < in->cols;) {
             if (interrupted(m)) return cr_fail(err, CR_ERR_INTERRUPTED, "interrupted");
-            uint64_t len = CR_MIN(in->cols - c, in->dtype == o->dtype ? (uint64_t)1 << 26 : (uint64_t)COPY_BLOCK);
+            uint64_t len = CR_MIN(in->cols - c, in->dtype == o->dtype ? max_same : (uint64_t)COPY_BLOCK);
             if (any_nonfinite_raw((cr_dtype)in->dtype, row + c * isz, len)) {
                 atomic_store_explicit(&m->nonfinite_in[ins->a], 1, memory_order_relaxed);
                 atomic_store_explicit(&m->nonfinite_out[ins->dst], 1, memory_order_relaxed);
@@ -581,25 +681,32 @@ static cr_status run_copy(vm *m, const cr_insn *ins, cr_error *err)
             out_off += len * osz;
             atomic_fetch_add(&m->bytes_done, len * osz);
             c += len;
+            if (stream) {
+                uintptr_t at = (uintptr_t)(row + c * isz);
+                drop_pages(m, in->file, dropped, at, false);
+                dropped = CR_MAX(dropped, at & ~((uintptr_t)CR_MEM_FAULT_AROUND - 1));
+            }
             report(m, false);
         }
     }
+    if (stream) drop_pages(m, in->file, dropped, view_addr(m, in, in->rows * in->cols), true);
     return CR_OK;
 }
 
+/* PREFETCH: read the view's pages into the page cache (not into RSS);
+ * RELEASE: drop them from RSS, widened to fault-around blocks so that pages
+ * a neighbour's fault mapped in go too (drop_pages) */
 static void advise(vm *m, const cr_prog_input *in, int advice)
 {
     if (in->kind != CR_INPUT_FILE || !in->nbytes || !m->maps[in->file]) return;
+    if (advice == MADV_DONTNEED) {
+        drop_pages(m, in->file, (uintptr_t)(m->maps[in->file] + in->offset),
+                   (uintptr_t)(m->maps[in->file] + in->offset + in->nbytes), true);
+        return;
+    }
     long pg = sysconf(_SC_PAGESIZE);
     uintptr_t a = (uintptr_t)(m->maps[in->file] + in->offset), e = a + in->nbytes;
     a &= ~(uintptr_t)(pg - 1);
-    if (advice == MADV_DONTNEED) {
-        /* only whole pages inside the tensor: a neighbour may still be needed */
-        uintptr_t a2 = ((uintptr_t)(m->maps[in->file] + in->offset) + (uintptr_t)pg - 1) & ~(uintptr_t)(pg - 1);
-        e &= ~(uintptr_t)(pg - 1);
-        if (e <= a2) return;
-        a = a2;
-    }
     madvise((void *)a, e - a, advice);
 }
 
@@ -709,8 +816,8 @@ static cr_status run_main(vm *m, cr_error *err)
             S_[in->dst] = s->k ? cr_bits_f32(s->threshold) : 0.0;
             continue;
         }
-        case CR_OP_KERNEL: st = run_kernel(m, in->a, err); break;
-        case CR_OP_COPY: st = run_copy(m, in, err); break;
+        case CR_OP_KERNEL: st = run_kernel(m, in->a, m->mem.stream[pc], err); break;
+        case CR_OP_COPY: st = run_copy(m, in, m->mem.stream[pc], err); break;
         case CR_OP_PREFETCH: advise(m, &p->inputs[in->a], MADV_WILLNEED); continue;
         case CR_OP_RELEASE: advise(m, &p->inputs[in->a], MADV_DONTNEED); continue;
         case CR_OP_DONE: m->tensors_done++; report(m, false); continue;
@@ -747,6 +854,11 @@ static int hash_file(void *ud, uint64_t i, unsigned thread)
     for (uint64_t off = 0; off < f->size; off += block) {
         if (interrupted(m)) return job_fail(m, CR_ERR_INTERRUPTED, "interrupted");
         uint64_t len = CR_MIN(block, f->size - off);
+        /* the map has no read-around (MADV_RANDOM): read this block and
+         * the next ahead */
+        if (off == 0) madvise(m->maps[i], (size_t)len, MADV_WILLNEED);
+        if (off + len < f->size)
+            madvise(m->maps[i] + off + len, (size_t)CR_MIN(block, f->size - off - len), MADV_WILLNEED);
         cr_xxh64_update(&st, m->maps[i] + off, (size_t)len);
         /* drop hashed pages: hashing a 100 GB model must not fill RSS */
         madvise(m->maps[i] + off, (size_t)len, MADV_DONTNEED);
@@ -778,6 +890,10 @@ static cr_status open_inputs(vm *m, cr_error *err)
             void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
             if (map == MAP_FAILED) { int e = errno; close(fd); return cr_fail_errno(err, e, "cannot map %s", path); }
             m->maps[i] = map;
+            /* no read-around on faults (read_ahead_kb, often MiBs): PREFETCH
+             * reads exactly the views the program needs, so a pass-through
+             * recipe does not read the tensors it skips (spec/plan.md) */
+            madvise(map, (size_t)st.st_size, MADV_RANDOM);
         }
         close(fd);   /* the mapping keeps the file */
         if (hashing && p->files[i].hash) to_hash += p->files[i].size;
@@ -803,18 +919,6 @@ static cr_status open_inputs(vm *m, cr_error *err)
     return s;
 }
 
-/* working memory the run needs besides the mapped inputs */
-static uint64_t working_memory(const vm *m, unsigned threads)
-{
-    const cr_program *p = m->p;
-    uint64_t per_thread = m->regs_max * m->chunk_max * 4 + m->chunk_max * 8 + m->rowrank_cols * 8;
-    uint64_t total = per_thread * threads + (uint64_t)p->n_scalars * 8;
-    for (uint32_t i = 0; i < p->n_rowvecs; i++) total += p->rowvecs[i].len * 8;
-    for (uint32_t i = 0; i < p->n_scratch; i++) total += p->scratch[i].numel * dt_size(p->scratch[i].dtype);
-    if (p->n_selects) total += (uint64_t)threads * HIST_BINS * 8;   /* one selection counting at a time */
-    return total;
-}
-
 static cr_status setup(vm *m, cr_error *err)
 {
     const cr_program *p = m->p;
@@ -831,19 +935,11 @@ static cr_status setup(vm *m, cr_error *err)
         for (uint32_t pc = 0; pc < k->code_len; pc++)
             if (p->code[k->code_begin + pc].op == CR_OP_ROWRANK) m->rowrank_cols = CR_MAX(m->rowrank_cols, k->cols);
     }
-    unsigned threads = m->opt->threads;
-    if (!threads) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = n > 0 ? (unsigned)n : 1;
-    }
-    if (threads > CR_LIMIT_THREADS) threads = CR_LIMIT_THREADS;
-    if (m->opt->max_memory) {
-        while (threads > 1 && working_memory(m, threads) > m->opt->max_memory) threads--;
-        if (working_memory(m, threads) > m->opt->max_memory)
-            return cr_fail(err, CR_ERR_LIMIT, "the program needs %llu bytes of working memory with one thread; "
-                           "--max-memory allows %llu", (unsigned long long)working_memory(m, 1),
-                           (unsigned long long)m->opt->max_memory);
-    }
+    /* the thread count, and under --max-memory the steps that stream their
+     * inputs, come from the memory model `crucible plan` reports */
+    cr_status ms = cr_memplan_init(&m->mem, p, m->opt->threads, m->opt->max_memory, A, err);
+    if (ms) return ms;
+    unsigned threads = m->mem.threads;
     m->n_threads = threads;
     cr_status s = cr_pool_init(A, threads, &m->pool, err);
     if (s) return s;
@@ -911,6 +1007,7 @@ static cr_status write_aux(vm *m, cr_error *err)
         uint64_t len;
         if (x->kind == CR_AUX_WRITE) { data = p->blobs + x->content.off; len = x->content.len; }
         else { data = m->maps[x->src_file]; len = p->files[x->src_file].size; }
+        if (x->kind != CR_AUX_WRITE && data && len) madvise((void *)data, (size_t)len, MADV_WILLNEED);   /* no read-around */
         cr_status s = CR_OK;
         int fd = m->io->open(m->io->ud, path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
         if (fd < 0) s = cr_fail_errno(err, errno, "cannot create %s", path);
@@ -943,6 +1040,7 @@ static void teardown(vm *m)
     const cr_program *p = m->p;
     const cr_allocator *A = m->alloc;
     cr_pool_free(m->pool);
+    cr_memplan_free(&m->mem);
     if (m->thr) for (unsigned t = 0; t < m->n_threads; t++) {
         cr_free(A, m->thr[t].regs); cr_free(A, m->thr[t].io); cr_free(A, m->thr[t].keys);
     }

@@ -1,0 +1,363 @@
+/* memplan.c — the memory model of a run (memplan.h): a walk over the
+ * program's top-level stream that keeps the bytes each step holds.
+ *
+ * What is counted, and why (spec/plan.md has the measurements):
+ * - mapped input pages: a kernel's LOADs fault in every page of the views
+ *   they read (plus Linux's fault-around block at the edges); they stay
+ *   resident until the RELEASE after the tensor's last kernel, or, for a
+ *   streamed step, a bounded window behind the chunks in flight;
+ * - per-thread buffers as far as kernels write them: a kernel with r
+ *   registers and chunk c writes (r - 1) x c + min(c, numel) floats of the
+ *   register file, not the whole allocation sized for the largest kernel;
+ * - heap that comes and goes: scratch tensors from their SSTORE to SFREE,
+ *   selection histograms from SEL_INIT to SEL_FIND_LO (tie counts stay),
+ *   per-kernel partial sums and library-order gathers;
+ * - the program tables and a measured baseline for the process itself.
+ * Address-space reservations that are never touched cost nothing and are
+ * not counted.
+ */
+#include "memplan.h"
+#include "limits.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HIST_BYTES (65536ull * 8)   /* one thread's selection histogram */
+#define COPY_ELEMS (1ull << 16)     /* a converting COPY's block (interp.c) */
+
+static uint64_t up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+static uint64_t down(uint64_t v, uint64_t a) { return v / a * a; }
+
+static unsigned dsize(unsigned t) { return cr_dtype_size((cr_dtype)t); }
+
+/* bytes from a view's offset to the end of its last element */
+static uint64_t view_extent(const cr_prog_input *in)
+{
+    if (!in->rows || !in->cols) return 0;
+    return ((in->rows - 1) * in->row_stride + in->cols) * dsize(in->dtype);
+}
+
+/* resident bytes once a view has been read whole: its pages, widened to
+ * the fault-around blocks at both ends */
+static uint64_t view_resident(const cr_prog_input *in)
+{
+    uint64_t e = view_extent(in);
+    if (!e) return 0;
+    return up(in->offset + e, CR_MEM_FAULT_AROUND) - down(in->offset, CR_MEM_FAULT_AROUND);
+}
+
+/* resident bytes of a view read by a streamed kernel: the chunks in flight
+ * and not yet dropped, widened the same way, at most the whole view */
+static uint64_t view_window(const cr_prog_input *in, uint64_t chunk, unsigned threads)
+{
+    uint64_t chunks = (uint64_t)(CR_MEM_STREAM_AHEAD + CR_MEM_STREAM_STEP) * threads;
+    uint64_t stride = in->cols && in->row_stride > in->cols ? in->row_stride : in->cols;
+    uint64_t w = chunks * chunk * dsize(in->dtype);
+    if (in->cols && stride != in->cols) w = w / in->cols * stride + stride * dsize(in->dtype);
+    w += 3 * CR_MEM_FAULT_AROUND;
+    return CR_MIN(w, view_resident(in));
+}
+
+/* canonical id per FILE input: views of the same (file, offset) share one,
+ * so a tensor read through two views counts once */
+typedef struct canon_key { uint32_t file; uint64_t offset; uint32_t index; } canon_key;
+
+static int cmp_key(const void *a, const void *b)
+{
+    const canon_key *x = a, *y = b;
+    if (x->file != y->file) return x->file < y->file ? -1 : 1;
+    if (x->offset != y->offset) return x->offset < y->offset ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static uint32_t *canon_ids(const cr_program *p, const cr_allocator *a, uint32_t *n_ids)
+{
+    uint32_t *id = cr_calloc(a, p->n_inputs + 1, sizeof *id);
+    canon_key *k = cr_calloc(a, p->n_inputs + 1, sizeof *k);
+    if (!id || !k) { cr_free(a, id); cr_free(a, k); return NULL; }
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < p->n_inputs; i++)
+        if (p->inputs[i].kind == CR_INPUT_FILE) k[n++] = (canon_key){ p->inputs[i].file, p->inputs[i].offset, i };
+    qsort(k, n, sizeof *k, cmp_key);
+    uint32_t c = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (i && (k[i].file != k[i - 1].file || k[i].offset != k[i - 1].offset)) c++;
+        id[k[i].index] = c + 1;   /* 0: not a file input */
+    }
+    *n_ids = n ? c + 2 : 1;
+    cr_free(a, k);
+    return id;
+}
+
+uint64_t cr_memplan_file_bytes(const cr_program *p)
+{
+    uint32_t n_ids;
+    const cr_allocator *a = p->alloc ? p->alloc : cr_default_allocator();
+    uint32_t *id = canon_ids(p, a, &n_ids);
+    uint8_t *got = id ? cr_calloc(a, n_ids, 1) : NULL;
+    uint64_t total = 0;
+    for (uint32_t pc = 0; got && pc < p->n_main; pc++) {
+        const cr_insn *in = &p->main[pc];
+        if (in->op == CR_OP_COPY && id[in->a] && !got[id[in->a]]) {
+            got[id[in->a]] = 1;
+            total += view_extent(&p->inputs[in->a]);
+        }
+        if (in->op != CR_OP_KERNEL) continue;
+        const cr_prog_kernel *k = &p->kernels[in->a];
+        for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
+            uint32_t v = p->code[c].a;
+            if (p->code[c].op != CR_OP_LOAD || !id[v] || got[id[v]]) continue;
+            got[id[v]] = 1;
+            total += view_extent(&p->inputs[v]);
+        }
+    }
+    cr_free(a, got);
+    cr_free(a, id);
+    return total;
+}
+
+static uint64_t program_bytes(const cr_program *p)
+{
+    return p->n_blob_bytes + (uint64_t)p->n_files * sizeof *p->files + (uint64_t)p->n_inputs * sizeof *p->inputs +
+           (uint64_t)p->n_shards * sizeof *p->shards + (uint64_t)p->n_outputs * sizeof *p->outputs +
+           (uint64_t)p->n_aux * sizeof *p->aux + (uint64_t)p->n_scalars * 8 * 2 +
+           (uint64_t)p->n_kernels * sizeof *p->kernels + (uint64_t)(p->n_code + p->n_main) * sizeof(cr_insn) +
+           (uint64_t)(p->n_inputs + p->n_outputs) * 2;   /* the VM's NaN flags */
+}
+
+/* one walk at a fixed thread count; returns whether every step fits */
+typedef struct walk {
+    const cr_program *p;
+    unsigned threads;
+    uint64_t budget;          /* 0: none */
+    const uint32_t *id;
+    uint64_t *mapped;         /* per canonical id: resident bytes now */
+    uint8_t *sel_live, *scr_live;
+    uint8_t *stream;          /* out: per main pc */
+    uint64_t fixed, peak, peak_heap, peak_mapped;
+    uint32_t peak_pc, n_streamed;
+    uint32_t bad_pc;          /* first step over budget */
+    uint64_t bad_need;
+} walk;
+
+static const char *step_name(const cr_program *p, uint32_t pc)
+{
+    const cr_insn *in = &p->main[pc];
+    if (in->op == CR_OP_COPY) return cr_prog_str(p, p->outputs[in->dst].name);
+    const cr_prog_kernel *k = &p->kernels[in->a];
+    for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++)
+        if (p->code[c].op == CR_OP_STORE) return cr_prog_str(p, p->outputs[p->code[c].dst].name);
+    for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++)
+        if (p->code[c].op == CR_OP_LOAD) return cr_prog_str(p, p->inputs[p->code[c].a].name);
+    return "?";
+}
+
+/* thread buffers as far as kernels write them (interp.c's vm_thread) */
+static uint64_t thread_bytes(const cr_program *p, unsigned threads, uint64_t page)
+{
+    uint64_t regs = 0, io = 0, keys = 0, copy = 0;
+    for (uint32_t i = 0; i < p->n_kernels; i++) {
+        const cr_prog_kernel *k = &p->kernels[i];
+        uint64_t numel = k->rows * k->cols, n = CR_MIN(k->chunk, numel);
+        if (!n) continue;
+        regs = CR_MAX(regs, ((uint64_t)(k->n_regs ? k->n_regs - 1 : 0) * k->chunk + n) * 4);
+        io = CR_MAX(io, n * 4);
+        for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++)
+            if (p->code[c].op == CR_OP_ROWRANK) keys = CR_MAX(keys, k->cols * 8);
+    }
+    for (uint32_t pc = 0; pc < p->n_main; pc++) {
+        const cr_insn *in = &p->main[pc];
+        if (in->op != CR_OP_COPY) continue;
+        const cr_prog_input *v = &p->inputs[in->a];
+        if (v->dtype != p->outputs[in->dst].dtype)
+            copy = CR_MAX(copy, CR_MIN(COPY_ELEMS, v->cols) * (4 + dsize(p->outputs[in->dst].dtype)));
+    }
+    uint64_t per = up(regs, page) + up(io, page) + up(keys, page);
+    uint64_t t0 = CR_MAX(per, up(copy, page));
+    return per * (threads - 1) + t0;
+}
+
+static void note(walk *w, uint32_t pc, uint64_t heap, uint64_t mapped)
+{
+    uint64_t total = w->fixed + heap + mapped;
+    if (total > w->peak) { w->peak = total; w->peak_heap = heap; w->peak_mapped = mapped; w->peak_pc = pc; }
+    if (w->budget && total > w->budget && w->bad_pc == UINT32_MAX) { w->bad_pc = pc; w->bad_need = total; }
+}
+
+static bool run_walk(walk *w, uint64_t page)
+{
+    const cr_program *p = w->p;
+    uint64_t heap = 0, mapped = 0;
+    w->peak = w->fixed;
+    w->peak_heap = w->peak_mapped = 0;
+    w->peak_pc = 0;
+    w->n_streamed = 0;
+    w->bad_pc = UINT32_MAX;
+    for (uint32_t pc = 0; pc < p->n_main; pc++) {
+        const cr_insn *in = &p->main[pc];
+        w->stream[pc] = 0;
+        switch ((cr_op)in->op) {
+        case CR_OP_SEL_INIT:
+            if (!w->sel_live[in->dst]) {
+                const cr_prog_select *s = &p->selects[in->dst];
+                heap += w->threads * HIST_BYTES + ((s->n + s->chunk - 1) / (s->chunk ? s->chunk : 1)) * 8;
+                w->sel_live[in->dst] = 1;
+            }
+            break;
+        case CR_OP_SEL_FIND_LO:
+            if (w->sel_live[in->dst] == 1) { heap -= w->threads * HIST_BYTES; w->sel_live[in->dst] = 2; }
+            break;
+        case CR_OP_SFREE:
+            if (w->scr_live[in->dst]) {
+                heap -= up(p->scratch[in->dst].numel * dsize(p->scratch[in->dst].dtype) + 1, page);
+                w->scr_live[in->dst] = 0;
+            }
+            break;
+        case CR_OP_RELEASE: {
+            uint32_t c = w->id[in->a];
+            if (c) { mapped -= w->mapped[c]; w->mapped[c] = 0; }
+            break;
+        }
+        case CR_OP_COPY: {
+            const cr_prog_input *v = &p->inputs[in->a];
+            uint32_t c = w->id[in->a];
+            if (!c) { note(w, pc, heap, mapped); break; }
+            uint64_t full = view_resident(v), have = w->mapped[c];
+            uint64_t need = full > have ? full - have : 0;
+            if (w->budget && w->fixed + heap + mapped + need > w->budget) {
+                w->stream[pc] = 1;
+                w->n_streamed++;
+                note(w, pc, heap, mapped - have + CR_MIN(full, CR_MEM_COPY_BLOCK + 3 * CR_MEM_FAULT_AROUND));
+                mapped -= have;
+                w->mapped[c] = 0;
+            } else {
+                mapped += need;
+                w->mapped[c] = CR_MAX(have, full);
+                note(w, pc, heap, mapped);
+            }
+            break;
+        }
+        case CR_OP_KERNEL: {
+            const cr_prog_kernel *k = &p->kernels[in->a];
+            uint64_t numel = k->rows * k->cols;
+            uint64_t n_chunks = k->chunk ? (numel + k->chunk - 1) / k->chunk : 0;
+            uint64_t trans = 0, n_rsum = 0;
+            for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
+                const cr_insn *u = &p->code[c];
+                if (u->op == CR_OP_RSUM) n_rsum++;
+                if (u->op == CR_OP_RSUM_NP || u->op == CR_OP_RSSQ_BLAS || u->op == CR_OP_RSUM_TORCH ||
+                    u->op == CR_OP_RSSQ_TORCH)
+                    trans += up((numel ? numel : 1) * 4, page);
+                if (u->op == CR_OP_SSTORE && !w->scr_live[u->dst]) {
+                    heap += up(p->scratch[u->dst].numel * dsize(p->scratch[u->dst].dtype) + 1, page);
+                    w->scr_live[u->dst] = 1;
+                }
+            }
+            if (n_rsum) trans += up(n_chunks * n_rsum * 8, page);
+            /* the views this kernel reads, each once */
+            uint64_t need = 0, have = 0, window = 0;
+            for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
+                const cr_insn *u = &p->code[c];
+                uint32_t id = u->op == CR_OP_LOAD ? w->id[u->a] : 0;
+                if (!id) continue;
+                bool dup = false;
+                for (uint32_t d = k->code_begin; d < c && !dup; d++)
+                    dup = p->code[d].op == CR_OP_LOAD && w->id[p->code[d].a] == id;
+                if (dup) continue;
+                uint64_t full = view_resident(&p->inputs[u->a]);
+                have += w->mapped[id];
+                need += full > w->mapped[id] ? full - w->mapped[id] : 0;
+                window += view_window(&p->inputs[u->a], k->chunk, w->threads);
+            }
+            if (w->budget && w->fixed + heap + trans + mapped + need > w->budget) {
+                w->stream[pc] = 1;
+                w->n_streamed++;
+                note(w, pc, heap + trans, mapped - have + window);
+                mapped -= have;
+                for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++)
+                    if (p->code[c].op == CR_OP_LOAD && w->id[p->code[c].a]) w->mapped[w->id[p->code[c].a]] = 0;
+            } else {
+                mapped += need;
+                for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
+                    const cr_insn *u = &p->code[c];
+                    uint32_t id = u->op == CR_OP_LOAD ? w->id[u->a] : 0;
+                    if (id) w->mapped[id] = CR_MAX(w->mapped[id], view_resident(&p->inputs[u->a]));
+                }
+                note(w, pc, heap + trans, mapped);
+            }
+            break;
+        }
+        default: break;
+        }
+    }
+    return w->bad_pc == UINT32_MAX;
+}
+
+cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads, uint64_t max_memory,
+                          const cr_allocator *a, cr_error *err)
+{
+    *mp = (cr_memplan){0};
+    if (!a) a = p->alloc ? p->alloc : cr_default_allocator();
+    mp->alloc = a;
+    if (!threads) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (unsigned)n : 1;
+    }
+    if (threads > CR_LIMIT_THREADS) threads = CR_LIMIT_THREADS;
+    long pg = sysconf(_SC_PAGESIZE);
+    uint64_t page = pg > 0 ? (uint64_t)pg : 4096;
+    walk w = { .p = p, .budget = max_memory };
+    uint32_t n_ids = 0;
+    w.id = canon_ids(p, a, &n_ids);
+    w.mapped = cr_calloc(a, n_ids, sizeof *w.mapped);
+    w.sel_live = cr_calloc(a, p->n_selects + 1, 1);
+    w.scr_live = cr_calloc(a, p->n_scratch + 1, 1);
+    mp->stream = cr_calloc(a, p->n_main + 1, 1);
+    w.stream = mp->stream;
+    cr_status s = CR_OK;
+    if (!w.id || !w.mapped || !w.sel_live || !w.scr_live || !mp->stream) {
+        s = cr_fail(err, CR_ERR_NOMEM, "out of memory planning memory");
+        goto out;
+    }
+    uint64_t rowvecs = 0;
+    for (uint32_t i = 0; i < p->n_rowvecs; i++) rowvecs += up(p->rowvecs[i].len * 8, page);
+    for (;;) {
+        w.threads = threads;
+        /* program tables rounded to 64 KiB: names and paths make the exact
+         * size vary by a few bytes, the prediction should not */
+        w.fixed = CR_MEM_BASELINE + up(program_bytes(p), 64 << 10) + thread_bytes(p, threads, page) + rowvecs;
+        for (uint32_t i = 0; i < n_ids; i++) w.mapped[i] = 0;
+        memset(w.sel_live, 0, p->n_selects + 1);
+        memset(w.scr_live, 0, p->n_scratch + 1);
+        if (run_walk(&w, page) || threads == 1) break;
+        threads--;
+    }
+    if (w.bad_pc != UINT32_MAX) {
+        s = cr_fail(err, CR_ERR_LIMIT, "%s needs about %llu MiB with one thread (reading its inputs in a window); "
+                    "--max-memory allows %llu MiB", step_name(p, w.bad_pc),
+                    (unsigned long long)((w.bad_need + (1 << 20) - 1) >> 20),
+                    (unsigned long long)(max_memory >> 20));
+        goto out;
+    }
+    mp->threads = threads;
+    mp->peak = w.peak;
+    mp->fixed = w.fixed;
+    mp->peak_heap = w.peak_heap;
+    mp->peak_mapped = w.peak_mapped;
+    mp->peak_pc = w.peak_pc;
+    mp->n_streamed = w.n_streamed;
+out:
+    cr_free(a, (void *)w.id);
+    cr_free(a, w.mapped);
+    cr_free(a, w.sel_live);
+    cr_free(a, w.scr_live);
+    if (s) { cr_free(a, mp->stream); mp->stream = NULL; }
+    return s;
+}
+
+void cr_memplan_free(cr_memplan *mp)
+{
+    if (mp->alloc) cr_free(mp->alloc, mp->stream);
+    mp->stream = NULL;
+}

@@ -1,0 +1,64 @@
+/* memplan.h — the memory model of a run: how much resident memory (RSS)
+ * a program needs, step by step, and which steps must read their inputs
+ * in a bounded window to stay under a budget.
+ *
+ * One model, two users: `crucible plan` prints its prediction, and the VM
+ * (interp.c) runs by its decisions — the thread count and, per top-level
+ * step, whether mapped input pages are released while the step reads
+ * ("streaming") or only after the tensor's last kernel (RELEASE). The
+ * model counts what the process touches, not what it reserves: mapped
+ * input pages (they are RSS until madvise drops them), heap buffers as far
+ * as kernels write them, scratch tensors alive at once, selection
+ * histograms, per-kernel partials, and a measured process baseline.
+ * spec/plan.md describes it and how close it comes.
+ */
+#ifndef CR_MEMPLAN_H
+#define CR_MEMPLAN_H
+
+#include "base.h"
+#include "program.h"
+
+/* Process baseline: binary, libc, libyaml, Lua and the stacks as far as
+ * touched, plus the heap the compiler leaves behind (measured: 3.3 to 3.6
+ * MiB for `crucible plan` and for merges without kernels, x86-64 Linux,
+ * glibc, release build). */
+#define CR_MEM_BASELINE      (7ull << 19)   /* 3.5 MiB */
+/* Linux maps up to this many bytes of page-cached file around a faulting
+ * address (fault_around_bytes, default 64 KiB), so releases are rounded out
+ * to it. */
+#define CR_MEM_FAULT_AROUND  (64ull << 10)
+/* Streaming steps: a chunk waits until it is fewer than AHEAD x threads
+ * chunks past the first unfinished one; pages are dropped every STEP x
+ * threads finished chunks; a streamed COPY drops every COPY_BLOCK bytes. */
+#define CR_MEM_STREAM_AHEAD  4u
+#define CR_MEM_STREAM_STEP   2u
+#define CR_MEM_COPY_BLOCK    (1ull << 20)
+
+typedef struct cr_memplan {
+    unsigned threads;        /* threads the run uses (after --max-memory) */
+    uint64_t peak;           /* predicted peak RSS, bytes */
+    uint64_t fixed;          /* baseline + program tables + thread buffers */
+    uint64_t peak_heap;      /* heap beyond `fixed` at the peak step */
+    uint64_t peak_mapped;    /* mapped input pages at the peak step */
+    uint32_t peak_pc;        /* main-stream index of the peak step */
+    uint32_t n_streamed;     /* steps that release input pages as they read */
+    uint8_t *stream;         /* per main instruction: 1 = streamed (KERNEL or COPY) */
+    const cr_allocator *alloc;   /* owns `stream` */
+} cr_memplan;
+
+/* The model of running p with `threads` threads (0: online cores) under
+ * max_memory bytes of RSS (0: no limit). With a limit, steps whose mapped
+ * inputs would not fit are streamed, and the thread count is lowered until
+ * every step fits. mp->stream is allocated with `a` (p->alloc if NULL);
+ * release with cr_memplan_free. Errors: CR_ERR_LIMIT when the program does
+ * not fit with one thread (the message names the step's tensor and the
+ * bytes it needs), CR_ERR_NOMEM. */
+cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads, uint64_t max_memory,
+                          const cr_allocator *a, cr_error *err);
+void cr_memplan_free(cr_memplan *mp);
+
+/* Distinct bytes of input files the run reads (every tensor view once;
+ * scratch and blobs are memory, not reads). */
+uint64_t cr_memplan_file_bytes(const cr_program *p);
+
+#endif

@@ -491,10 +491,20 @@ static uint32_t k_arg(lua_State *S, int idx)
     return k;
 }
 
+/* cr.topk_mask(x, k [, ties]): ties "index" (default), "torch_desc"
+ * (torch.argsort(|x|, descending=True)[:k]) or "torch_asc" (the last k of
+ * torch.sort(|x|).indices): which elements equal to the k-th largest
+ * magnitude are kept when not all of them fit. */
 static int l_topk_mask(lua_State *S)
 {
+    static const char *const names[] = { "index", "torch_desc", "torch_asc", NULL };
     uint32_t ins[2] = { need_tensor(S, 1, "topk_mask"), k_arg(S, 2) };
-    push_value(S, build_exact(S, CR_GOP_TOPK_MASK, ins, 2, CR_VK_TENSOR, CR_DTYPE_BOOL, CR_DTYPE_F32));
+    int ties = luaL_checkoption(S, 3, "index", names);
+    cr_node nd = { .op = CR_GOP_TOPK_MASK, .n_in = 2, .kind = CR_VK_TENSOR, .dtype = CR_DTYPE_BOOL,
+                   .rdt = CR_DTYPE_F32, .domain = node_at(S, ins[0])->domain, .attr = (uint64_t)ties };
+    nd.in[0] = ins[0];
+    nd.in[1] = ins[1];
+    push_value(S, add(S, &nd));
     return 1;
 }
 

@@ -117,8 +117,9 @@ local function rescaled(delta, mask, rescale)
   return delta * mask
 end
 
--- magnitude (TIES): keep exactly k = int(d·N) largest |δ|. k = 0 is an error
--- in mergekit (an assertion) and here.
+-- magnitude (TIES): keep exactly k = int(d·N) largest |δ|, the ones
+-- torch.argsort(|δ|, descending=True)[:k] keeps when several equal the k-th
+-- (spec/compat.md). k = 0 is an error in mergekit (an assertion) and here.
 function M.magnitude(ctx, delta, density, rescale)
   if density >= 1 then return delta end
   local k = int(density * numel(ctx))
@@ -126,7 +127,7 @@ function M.magnitude(ctx, delta, density, rescale)
     cr.error(string.format("%s: density %g keeps no element of %d (k = int(density*numel) = 0)",
                            ctx.name, density, numel(ctx)))
   end
-  return rescaled(delta, cr.topk_mask(delta, k), rescale)
+  return rescaled(delta, cr.topk_mask(delta, k, "torch_desc"), rescale)
 end
 
 -- magnitude_outliers (breadcrumbs): drop the `top` largest and the `bot`
@@ -139,9 +140,10 @@ function M.magnitude_outliers(ctx, delta, density, gamma, rescale)
   local bot = n - target - top
   if bot < 0 then top = top + bot; bot = 0 end
   if top <= 0 then return rescaled(delta, cr.const(0, delta.dtype), rescale) end
-  -- sorted ascending positions [bot, n - top): in the n - bot largest but
-  -- not in the top largest (nested: ties are broken by index in both)
-  local keep = cr.land(cr.topk_mask(delta, n - bot), cr.lnot(cr.topk_mask(delta, top)))
+  -- torch.sort(|δ|) ascending positions [bot, n - top): in the n - bot
+  -- largest but not in the top largest, both cut from that one sort's order
+  local keep = cr.land(cr.topk_mask(delta, n - bot, "torch_asc"),
+                       cr.lnot(cr.topk_mask(delta, top, "torch_asc")))
   return rescaled(delta, keep, rescale)
 end
 

@@ -435,7 +435,8 @@ static cr_status verify_kernel(const cr_program *p, uint32_t ki, cr_error *err)
                 return cr_fail(err, CR_ERR_LIMIT, "code %u (rowrank) in kernel %u: rows of %llu elements (limit %llu)",
                                pc, ki, (unsigned long long)k->cols, (unsigned long long)CR_LIMIT_ROWRANK_COLS);
             break;
-        case CR_OP_HIST_HI: case CR_OP_HIST_LO: case CR_OP_TIE_COUNT: case CR_OP_TOPK_MASK: {
+        case CR_OP_HIST_HI: case CR_OP_HIST_LO: case CR_OP_TIE_COUNT: case CR_OP_TOPK_MASK:
+        case CR_OP_TORCH_DESC: case CR_OP_TORCH_ASC: {
             uint32_t x = in->op == CR_OP_TOPK_MASK ? in->b : in->dst;
             if (p->selects[x].n != n || p->selects[x].chunk != k->chunk)
                 return cr_fail(err, CR_ERR_FORMAT, "code %u (%s) in kernel %u: selection %u is over %llu elements in chunks of %llu, kernel over %llu in chunks of %llu",

@@ -30,6 +30,7 @@
     X(LE, "le", 2) X(EQ, "eq", 2) X(NE, "ne", 2) X(AND, "and", 2)          \
     X(OR, "or", 2) X(NOT, "not", 1) X(WHERE, "where", 3)                   \
     X(ACOS, "acos", 1) X(SIN, "sin", 1) X(COS, "cos", 1)                   \
+    X(NP_ACOS, "np_acos", 1) X(NP_SIN, "np_sin", 1) X(NP_COS, "np_cos", 1) \
     X(TRUNC, "trunc", 1)                                                   \
     X(SUM, "sum", 1) X(ROWSUM, "row_sum", 1) X(ROWMAX, "row_max", 1)       \
     X(TOPK_MASK, "topk_mask", 2) X(KTH_ABS, "kth_abs", 2)                  \

@@ -195,7 +195,8 @@ end
 -- Whole-tensor SLERP as mergekit's slerp.py computes it in NumPy float32:
 -- norms are np.linalg.norm (BLAS sdot order, cr.np_norm), the cosine is
 -- np.sum in NumPy's pairwise order (cr.np_sum); vectors are normalised only
--- when their norm exceeds eps; |cos| > 0.9995 lerps. Python floats meeting
+-- when their norm exceeds eps; |cos| > 0.9995 lerps; np.arccos and np.sin
+-- are NumPy's own float32 functions (cr.np_acos, cr.np_sin). Python floats meeting
 -- float32 scalars are rounded to float32 first (NumPy 2, NEP 50).
 -- Returns the f32 result.
 function M.slerp(t, a, b)
@@ -207,11 +208,11 @@ function M.slerp(t, a, b)
   local u1 = v1 / cr.where(cr.gt(n1, eps), n1, 1)
   local c = cr.np_sum(u0 * u1)
   local lin = cr.gt(cr.abs(c), f32(0.9995))
-  local theta = cr.acos(cr.where(lin, 0, c))
-  local sin_theta = cr.sin(theta)
+  local theta = cr.np_acos(cr.where(lin, 0, c))
+  local sin_theta = cr.np_sin(theta)
   local theta_t = theta * f32(t)
-  local s0 = cr.sin(theta - theta_t) / sin_theta
-  local s1 = cr.sin(theta_t) / sin_theta
+  local s0 = cr.np_sin(theta - theta_t) / sin_theta
+  local s1 = cr.np_sin(theta_t) / sin_theta
   local ca = cr.where(lin, f32(1 - t), s0)
   local cb = cr.where(lin, f32(t), s1)
   return ca * v0 + cb * v1

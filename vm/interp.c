@@ -17,6 +17,7 @@
 #include "pool.h"
 #include "refsum.h"
 #include "torchsort.h"
+#include "npmath.h"
 #include "rng.h"
 #include "kernels/kernels.h"
 #include "kernels/scalar_ops.h"
@@ -751,6 +752,9 @@ static cr_status run_main(vm *m, cr_error *err)
         case CR_OP_SIN: r = sin(a); break;
         case CR_OP_COS: r = cos(a); break;
         case CR_OP_TRUNC: r = trunc(a); break;
+        case CR_OP_ACOS_NP: r = cr_glibc_acosf((float)a); break;
+        case CR_OP_SIN_NP: r = cr_np_sinf((float)a); break;
+        case CR_OP_COS_NP: r = cr_np_cosf((float)a); break;
         case CR_OP_CHECK:
             if (a == 0) return cr_fail(err, CR_ERR_RUNTIME, "%s", S(m, p->messages[in->c]));
             continue;
@@ -799,7 +803,8 @@ static cr_status run_main(vm *m, cr_error *err)
         }
         if (st) return st;
         if (cr_op_table[in->op].flags & CR_OPF_ELEM || in->op == CR_OP_ACOS || in->op == CR_OP_SIN ||
-            in->op == CR_OP_COS || in->op == CR_OP_TRUNC)
+            in->op == CR_OP_COS || in->op == CR_OP_TRUNC || in->op == CR_OP_ACOS_NP ||
+            in->op == CR_OP_SIN_NP || in->op == CR_OP_COS_NP)
             S_[in->dst] = round_dt(in->dtype, r);
     }
     return CR_OK;

@@ -14,6 +14,8 @@
 #include "npmath.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 static float sine_poly(float x, float x2)
 {
@@ -52,3 +54,50 @@ static float np_sincos(float x, int cosine)
 
 float cr_np_sinf(float x) { return np_sincos(x, 0); }
 float cr_np_cosf(float x) { return np_sincos(x, 1); }
+
+/* np.arccos of a float32: NumPy (without AVX-512's SVML) calls the C
+ * library's acosf. On glibc up to at least 2.36 that is the classic Sun
+ * fdlibm float algorithm (sysdeps/ieee754/flt-32/e_acosf.c), about 1 ulp
+ * and not correctly rounded; these are its operations, in float, unfused
+ * (checked equal to glibc 2.36's acosf on every 7th float in [-1, 1]). A
+ * glibc with a correctly rounded acosf would differ in θ's last bit. */
+static float acos_poly_ratio(float z)
+{
+    float p = z * (0x1.555556p-3f + z * (-0x1.4d6120p-2f + z * (0x1.9c1550p-3f +
+              z * (-0x1.48228cp-5f + z * (0x1.9efe08p-11f + z * 0x1.23de10p-15f)))));
+    float q = 1.0f + z * (-0x1.33a272p+1f + z * (0x1.02ae5ap+1f + z * (-0x1.6066c2p-1f +
+              z * 0x1.3b8c5cp-4f)));
+    return p / q;
+}
+
+float cr_glibc_acosf(float x)
+{
+    const float pi = 0x1.921fb4p+1f, pio2_hi = 0x1.921fb4p+0f, pio2_lo = 0x1.4442d0p-24f;
+    float ax = fabsf(x);
+    if (ax == 1.0f) return x > 0 ? 0.0f : pi + 2.0f * pio2_lo;
+    if (!(ax < 1.0f)) return (x - x) / (x - x);
+    if (ax < 0.5f) {
+        if (ax <= 0x1p-26f) return pio2_hi + pio2_lo;
+        float z = x * x;
+        float r = acos_poly_ratio(z);
+        return pio2_hi - (x - (pio2_lo - x * r));
+    }
+    if (x < 0) {
+        float z = (1.0f + x) * 0.5f;
+        float r = acos_poly_ratio(z);
+        float s = sqrtf(z);
+        float w = r * s - pio2_lo;
+        return pi - 2.0f * (s + w);
+    }
+    float z = (1.0f - x) * 0.5f;
+    float s = sqrtf(z);
+    uint32_t u;
+    memcpy(&u, &s, 4);
+    u &= 0xfffff000u;
+    float df;
+    memcpy(&df, &u, 4);
+    float c = (z - df * df) / (s + df);
+    float r = acos_poly_ratio(z);
+    float w = r * s + c;
+    return 2.0f * (df + w);
+}

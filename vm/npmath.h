@@ -7,4 +7,8 @@
 float cr_np_sinf(float x);
 float cr_np_cosf(float x);
 
+/* np.arccos of a float32 as NumPy computes it on x86-64 without AVX-512:
+ * glibc's acosf (the fdlibm float algorithm; glibc 2.36). */
+float cr_glibc_acosf(float x);
+
 #endif

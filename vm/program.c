@@ -354,6 +354,7 @@ static cr_status verify_insn(const cr_program *p, const cr_prog_kernel *k, uint3
     if (in->pad) return cr_fail(err, CR_ERR_FORMAT, "%s %u (%s): padding not zero", where, pc, info->name);
     bool rounds = (info->flags & CR_OPF_ELEM) || in->op == CR_OP_ACOS || in->op == CR_OP_SIN ||
                   in->op == CR_OP_COS || in->op == CR_OP_TRUNC || in->op == CR_OP_RSUM ||
+                  in->op == CR_OP_ACOS_NP || in->op == CR_OP_SIN_NP || in->op == CR_OP_COS_NP ||
                   in->op == CR_OP_RSUM_NP || in->op == CR_OP_RSSQ_BLAS ||
                   in->op == CR_OP_RSUM_TORCH || in->op == CR_OP_RSSQ_TORCH ||
                   in->op == CR_OP_RSUM_ROW_TORCH || in->op == CR_OP_RSSQ_ROW_TORCH ||

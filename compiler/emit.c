@@ -293,7 +293,12 @@ static cr_status emit_kernel(emitter *e, uint32_t domain, const item *its, size_
             break;
         case IT_HIST_HI: kpush(&k, CR_OP_HIST_HI, CR_DTYPE_NONE, e->sel[it->target], v, 0, 0); break;
         case IT_HIST_LO: kpush(&k, CR_OP_HIST_LO, CR_DTYPE_NONE, e->sel[it->target], v, 0, 0); break;
-        case IT_TIE: kpush(&k, CR_OP_TIE_COUNT, CR_DTYPE_NONE, e->sel[it->target], v, 0, 0); break;
+        case IT_TIE:
+            kpush(&k, CR_OP_TIE_COUNT, CR_DTYPE_NONE, e->sel[it->target], v, 0, 0);
+            if (t->attr == CR_TIES_TORCH_DESC || t->attr == CR_TIES_TORCH_ASC)
+                kpush(&k, t->attr == CR_TIES_TORCH_DESC ? CR_OP_TORCH_DESC : CR_OP_TORCH_ASC,
+                      CR_DTYPE_NONE, e->sel[it->target], v, 0, 0);
+            break;
         }
     }
     cr_status st = kfinish(&k, domain, chunk, rows, err);
@@ -596,7 +601,8 @@ static cr_status make_tables(emitter *e, cr_error *err)
         if (n->op == CR_GOP_TOPK_MASK || n->op == CR_GOP_KTH_ABS) {
             for (uint32_t j = 0; j < i; j++) {
                 const cr_node *m = &g->nodes[j];
-                if (e->sel[j] != NONE32 && m->in[0] == n->in[0] && m->in[1] == n->in[1]) {
+                if (e->sel[j] != NONE32 && m->in[0] == n->in[0] && m->in[1] == n->in[1] &&
+                    m->attr == n->attr) {
                     e->sel[i] = e->sel[j];
                     break;
                 }

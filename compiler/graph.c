@@ -34,6 +34,9 @@ cr_op cr_gop_to_op(cr_gop op)
     case CR_GOP_WHERE: return CR_OP_WHERE; case CR_GOP_ACOS: return CR_OP_ACOS;
     case CR_GOP_SIN: return CR_OP_SIN;     case CR_GOP_COS: return CR_OP_COS;
     case CR_GOP_TRUNC: return CR_OP_TRUNC;
+    case CR_GOP_NP_ACOS: return CR_OP_ACOS_NP;
+    case CR_GOP_NP_SIN: return CR_OP_SIN_NP;
+    case CR_GOP_NP_COS: return CR_OP_COS_NP;
     default: return CR_OP_COUNT;
     }
 }
@@ -137,6 +140,7 @@ static int expected_kind(const cr_graph *g, const cr_node *n)
         return CR_VK_TENSOR;
     case CR_GOP_CONST: case CR_GOP_SUM: case CR_GOP_KTH_ABS:
     case CR_GOP_ACOS: case CR_GOP_SIN: case CR_GOP_COS: case CR_GOP_TRUNC: case CR_GOP_CHECK:
+    case CR_GOP_NP_ACOS: case CR_GOP_NP_SIN: case CR_GOP_NP_COS:
         return CR_VK_SCALAR;
     case CR_GOP_ROWSUM: case CR_GOP_ROWMAX:
         return CR_VK_ROWS;
@@ -216,6 +220,8 @@ void cr_graph_dump(const cr_graph *g, FILE *out)
             static const char *const order[] = { "wide", "numpy", "blas-ssq", "torch", "torch-ssq" };
             fprintf(out, " order=%s", n->attr < CR_ARRAY_LEN(order) ? order[n->attr] : "?");
         }
+        if (n->op == CR_GOP_TOPK_MASK && n->attr)
+            fprintf(out, " ties=%s", n->attr == CR_TIES_TORCH_DESC ? "torch-desc" : "torch-asc");
         if (n->rdt != n->dtype) fprintf(out, " round=%s", cr_dtype_name(n->rdt));
         if (n->flags & CR_NODEF_WEAK) fprintf(out, " weak");
         if (n->domain != CR_NO_DOMAIN) fprintf(out, " @d%u", n->domain);

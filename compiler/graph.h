@@ -30,6 +30,7 @@
     X(LE, "le", 2) X(EQ, "eq", 2) X(NE, "ne", 2) X(AND, "and", 2)          \
     X(OR, "or", 2) X(NOT, "not", 1) X(WHERE, "where", 3)                   \
     X(ACOS, "acos", 1) X(SIN, "sin", 1) X(COS, "cos", 1)                   \
+    X(NP_ACOS, "np_acos", 1) X(NP_SIN, "np_sin", 1) X(NP_COS, "np_cos", 1) \
     X(TRUNC, "trunc", 1)                                                   \
     X(SUM, "sum", 1) X(ROWSUM, "row_sum", 1) X(ROWMAX, "row_max", 1)       \
     X(TOPK_MASK, "topk_mask", 2) X(KTH_ABS, "kth_abs", 2)                  \
@@ -50,6 +51,14 @@ typedef enum cr_sum_order {
     CR_SUM_TORCH = 3,       /* torch's CPU float32 sum order (RSUM_TORCH) */
     CR_SUM_TORCH_SSQ = 4    /* sum of squares in torch's norm-2 order (RSSQ_TORCH) */
 } cr_sum_order;
+
+/* TOPK_MASK's attr: which of the elements equal to the k-th largest
+ * magnitude are kept when not all of them fit. */
+typedef enum cr_tie_order {
+    CR_TIES_INDEX = 0,      /* lowest element index first */
+    CR_TIES_TORCH_DESC = 1, /* as torch.argsort(|x|, descending=True)[:k] (vm/torchsort.c) */
+    CR_TIES_TORCH_ASC = 2,  /* as torch.sort(|x|).indices[n-k:] */
+} cr_tie_order;
 
 typedef enum cr_vkind { CR_VK_SCALAR = 0, CR_VK_ROWS = 1, CR_VK_TENSOR = 2 } cr_vkind;
 
@@ -72,7 +81,7 @@ typedef struct cr_node {
     uint32_t in[3];
     double value;           /* CONST: the value (already rounded to rdt) */
     uint64_t attr;          /* INPUT: input index; RAND: stream key; SUM: cr_sum_order;
-                               TOPK/KTH: unused (k is in[1]); CHECK: message index */
+                               TOPK: cr_tie_order (k is in[1]); KTH: 0; CHECK: message index */
 } cr_node;
 
 /* An input view: a file tensor or a scratch tensor written by a stage. */

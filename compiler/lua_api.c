@@ -268,6 +268,18 @@ static int scalar_fn(lua_State *S, cr_gop op)
 static int l_acos(lua_State *S) { return scalar_fn(S, CR_GOP_ACOS); }
 static int l_sin(lua_State *S) { return scalar_fn(S, CR_GOP_SIN); }
 static int l_cos(lua_State *S) { return scalar_fn(S, CR_GOP_COS); }
+/* np.arccos / np.sin / np.cos of a float32 NumPy scalar (vm/npmath.c) */
+static int np_scalar_fn(lua_State *S, cr_gop op)
+{
+    uint32_t in = arg_node(S, 1);
+    if (node_at(S, in)->kind != CR_VK_SCALAR || node_at(S, in)->dtype != CR_DTYPE_F32)
+        luaL_error(S, "cr.%s takes a float32 scalar", cr_gop_name(op));
+    push_value(S, build_exact(S, op, &in, 1, CR_VK_SCALAR, CR_DTYPE_F32, CR_DTYPE_F32));
+    return 1;
+}
+static int l_np_acos(lua_State *S) { return np_scalar_fn(S, CR_GOP_NP_ACOS); }
+static int l_np_sin(lua_State *S) { return np_scalar_fn(S, CR_GOP_NP_SIN); }
+static int l_np_cos(lua_State *S) { return np_scalar_fn(S, CR_GOP_NP_COS); }
 static int l_trunc(lua_State *S) { return scalar_fn(S, CR_GOP_TRUNC); }
 
 static int l_where(lua_State *S)
@@ -491,10 +503,20 @@ static uint32_t k_arg(lua_State *S, int idx)
     return k;
 }
 
+/* cr.topk_mask(x, k [, ties]): ties "index" (default), "torch_desc"
+ * (torch.argsort(|x|, descending=True)[:k]) or "torch_asc" (the last k of
+ * torch.sort(|x|).indices): which elements equal to the k-th largest
+ * magnitude are kept when not all of them fit. */
 static int l_topk_mask(lua_State *S)
 {
+    static const char *const names[] = { "index", "torch_desc", "torch_asc", NULL };
     uint32_t ins[2] = { need_tensor(S, 1, "topk_mask"), k_arg(S, 2) };
-    push_value(S, build_exact(S, CR_GOP_TOPK_MASK, ins, 2, CR_VK_TENSOR, CR_DTYPE_BOOL, CR_DTYPE_F32));
+    int ties = luaL_checkoption(S, 3, "index", names);
+    cr_node nd = { .op = CR_GOP_TOPK_MASK, .n_in = 2, .kind = CR_VK_TENSOR, .dtype = CR_DTYPE_BOOL,
+                   .rdt = CR_DTYPE_F32, .domain = node_at(S, ins[0])->domain, .attr = (uint64_t)ties };
+    nd.in[0] = ins[0];
+    nd.in[1] = ins[1];
+    push_value(S, add(S, &nd));
     return 1;
 }
 
@@ -564,6 +586,7 @@ static const luaL_Reg cr_funcs[] = {
     {"np_sum", l_np_sum}, {"np_norm", l_np_norm}, {"torch_sum", l_torch_sum},
     {"torch_norm", l_torch_norm}, {"torch_row_sum", l_torch_row_sum}, {"torch_row_norm", l_torch_row_norm},
     {"acos", l_acos}, {"sin", l_sin}, {"cos", l_cos}, {"trunc", l_trunc},
+    {"np_acos", l_np_acos}, {"np_sin", l_np_sin}, {"np_cos", l_np_cos},
     {"topk_mask", l_topk_mask}, {"kth_largest_abs", l_kth_abs}, {"row_rank", l_row_rank},
     {"rand", l_rand}, {"error", l_error}, {"promote", l_promote},
     {NULL, NULL}

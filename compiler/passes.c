@@ -3,6 +3,7 @@
  * Every pass rewrites uses through a replacement map and flags removed nodes
  * dead, so indices stay stable and the verifier can run between passes.
  */
+#include "npmath.h"
 #include <math.h>
 #include <string.h>
 #include "passes.h"
@@ -58,6 +59,9 @@ static bool eval_scalar(cr_gop op, const double *a, double *out)
     case CR_GOP_SIN: r = sin(x); break;
     case CR_GOP_COS: r = cos(x); break;
     case CR_GOP_TRUNC: r = trunc(x); break;
+    case CR_GOP_NP_ACOS: r = cr_glibc_acosf((float)x); break;
+    case CR_GOP_NP_SIN: r = cr_np_sinf((float)x); break;
+    case CR_GOP_NP_COS: r = cr_np_cosf((float)x); break;
     default: return false;
     }
     *out = r;

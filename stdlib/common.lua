@@ -117,8 +117,9 @@ local function rescaled(delta, mask, rescale)
   return delta * mask
 end
 
--- magnitude (TIES): keep exactly k = int(d·N) largest |δ|. k = 0 is an error
--- in mergekit (an assertion) and here.
+-- magnitude (TIES): keep exactly k = int(d·N) largest |δ|, the ones
+-- torch.argsort(|δ|, descending=True)[:k] keeps when several equal the k-th
+-- (spec/compat.md). k = 0 is an error in mergekit (an assertion) and here.
 function M.magnitude(ctx, delta, density, rescale)
   if density >= 1 then return delta end
   local k = int(density * numel(ctx))
@@ -126,7 +127,7 @@ function M.magnitude(ctx, delta, density, rescale)
     cr.error(string.format("%s: density %g keeps no element of %d (k = int(density*numel) = 0)",
                            ctx.name, density, numel(ctx)))
   end
-  return rescaled(delta, cr.topk_mask(delta, k), rescale)
+  return rescaled(delta, cr.topk_mask(delta, k, "torch_desc"), rescale)
 end
 
 -- magnitude_outliers (breadcrumbs): drop the `top` largest and the `bot`
@@ -139,9 +140,10 @@ function M.magnitude_outliers(ctx, delta, density, gamma, rescale)
   local bot = n - target - top
   if bot < 0 then top = top + bot; bot = 0 end
   if top <= 0 then return rescaled(delta, cr.const(0, delta.dtype), rescale) end
-  -- sorted ascending positions [bot, n - top): in the n - bot largest but
-  -- not in the top largest (nested: ties are broken by index in both)
-  local keep = cr.land(cr.topk_mask(delta, n - bot), cr.lnot(cr.topk_mask(delta, top)))
+  -- torch.sort(|δ|) ascending positions [bot, n - top): in the n - bot
+  -- largest but not in the top largest, both cut from that one sort's order
+  local keep = cr.land(cr.topk_mask(delta, n - bot, "torch_asc"),
+                       cr.lnot(cr.topk_mask(delta, top, "torch_asc")))
   return rescaled(delta, keep, rescale)
 end
 
@@ -193,7 +195,8 @@ end
 -- Whole-tensor SLERP as mergekit's slerp.py computes it in NumPy float32:
 -- norms are np.linalg.norm (BLAS sdot order, cr.np_norm), the cosine is
 -- np.sum in NumPy's pairwise order (cr.np_sum); vectors are normalised only
--- when their norm exceeds eps; |cos| > 0.9995 lerps. Python floats meeting
+-- when their norm exceeds eps; |cos| > 0.9995 lerps; np.arccos and np.sin
+-- are NumPy's own float32 functions (cr.np_acos, cr.np_sin). Python floats meeting
 -- float32 scalars are rounded to float32 first (NumPy 2, NEP 50).
 -- Returns the f32 result.
 function M.slerp(t, a, b)
@@ -205,11 +208,11 @@ function M.slerp(t, a, b)
   local u1 = v1 / cr.where(cr.gt(n1, eps), n1, 1)
   local c = cr.np_sum(u0 * u1)
   local lin = cr.gt(cr.abs(c), f32(0.9995))
-  local theta = cr.acos(cr.where(lin, 0, c))
-  local sin_theta = cr.sin(theta)
+  local theta = cr.np_acos(cr.where(lin, 0, c))
+  local sin_theta = cr.np_sin(theta)
   local theta_t = theta * f32(t)
-  local s0 = cr.sin(theta - theta_t) / sin_theta
-  local s1 = cr.sin(theta_t) / sin_theta
+  local s0 = cr.np_sin(theta - theta_t) / sin_theta
+  local s1 = cr.np_sin(theta_t) / sin_theta
   local ca = cr.where(lin, f32(1 - t), s0)
   local cb = cr.where(lin, f32(t), s1)
   return ca * v0 + cb * v1

@@ -135,7 +135,8 @@ static void row(const cr_program *p, FILE *out, const char *addr, const cr_insn 
                   in->op == CR_OP_RSUM_TORCH || in->op == CR_OP_RSSQ_TORCH ||
                   in->op == CR_OP_RSUM_ROW_TORCH || in->op == CR_OP_RSSQ_ROW_TORCH || in->op == CR_OP_RSUM_ROW ||
                   in->op == CR_OP_RMAX_ROW || in->op == CR_OP_ACOS || in->op == CR_OP_SIN ||
-                  in->op == CR_OP_COS || in->op == CR_OP_TRUNC;
+                  in->op == CR_OP_COS || in->op == CR_OP_TRUNC || in->op == CR_OP_ACOS_NP ||
+                  in->op == CR_OP_SIN_NP || in->op == CR_OP_COS_NP;
     fprintf(out, "%-8s %*s%-*s %-5s %-22s %s\n", addr, indent, "", 12 - indent, info->name,
             rounds ? dtype_name(in->dtype) : "", ops, c);
 }

@@ -17,6 +17,8 @@
 #include "outdir.h"
 #include "pool.h"
 #include "refsum.h"
+#include "torchsort.h"
+#include "npmath.h"
 #include "rng.h"
 #include "kernels/kernels.h"
 #include "kernels/scalar_ops.h"
@@ -47,7 +49,13 @@ typedef struct vm_select {
     uint32_t hi, threshold;    /* chosen high bin; threshold key (|v| bits) */
     uint64_t above;            /* elements with key above the current bin */
     uint64_t ties_keep;        /* elements == threshold to keep, in index order */
+    uint64_t ties_total;       /* elements == threshold */
     uint64_t *ties;            /* per chunk: count, then exclusive prefix */
+    /* torch tie order (TORCH_DESC/ASC): (key << 32 | index) of the whole
+     * domain while gathering, then one bit per element: a kept tie */
+    int torch_order;           /* 0, CR_OP_TORCH_DESC or CR_OP_TORCH_ASC */
+    uint64_t *kv;
+    uint64_t *tiebits;
 } vm_select;
 
 typedef struct vm_thread {
@@ -421,10 +429,27 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
             s->ties[c] = cnt;
             break;
         }
+        case CR_OP_TORCH_DESC: case CR_OP_TORCH_ASC: {
+            uint64_t *kv = m->sel[in->dst].kv;
+            const float *a = REG(in->a);
+            if (kv)
+                for (size_t i = 0; i < n; i++)
+                    kv[base + i] = (uint64_t)cr_torchsort_key(a[i]) << 32 | (base + i);
+            break;
+        }
         case CR_OP_TOPK_MASK: {
             const vm_select *s = &m->sel[in->b];
             const float *a = REG(in->a);
             if (!s->k) { for (size_t i = 0; i < n; i++) d[i] = 0; break; }
+            if (s->tiebits) {
+                for (size_t i = 0; i < n; i++) {
+                    uint32_t key = mag_key(a[i]);
+                    uint64_t e = base + i;
+                    d[i] = key > s->threshold ? 1.0f
+                         : key == s->threshold ? (float)(s->tiebits[e >> 6] >> (e & 63) & 1) : 0.0f;
+                }
+                break;
+            }
             uint64_t before = s->ties[c];   /* ties in earlier chunks */
             for (size_t i = 0; i < n; i++) {
                 uint32_t key = mag_key(a[i]);
@@ -514,7 +539,7 @@ static cr_status kernel_precheck(vm *m, uint32_t ki, const cr_prog_kernel *k, cr
         switch (in->op) {
         case CR_OP_HIST_HI: need = SEL_INITED; x = in->dst; break;
         case CR_OP_HIST_LO: need = SEL_FOUND_HI; x = in->dst; break;
-        case CR_OP_TIE_COUNT: need = SEL_FOUND_LO; x = in->dst; break;
+        case CR_OP_TIE_COUNT: case CR_OP_TORCH_DESC: case CR_OP_TORCH_ASC: need = SEL_FOUND_LO; x = in->dst; break;
         case CR_OP_TOPK_MASK: need = SEL_READY; x = in->b; break;
         case CR_OP_LOAD: {
             const cr_prog_input *v = &p->inputs[in->a];
@@ -538,6 +563,52 @@ static cr_status kernel_precheck(vm *m, uint32_t ki, const cr_prog_kernel *k, cr
             return cr_fail(err, CR_ERR_RUNTIME, "kernel %u: %s on selection %u out of sequence (see ops.def)",
                            ki, cr_op_table[in->op].name, x);
     }
+    return CR_OK;
+}
+
+/* Before a kernel with TORCH_DESC/ASC: record the order, and gather only
+ * when the ties at the threshold do not all fit (otherwise the threshold
+ * alone decides). */
+static cr_status torch_gather_begin(vm *m, const cr_insn *in, uint64_t n, cr_error *err)
+{
+    vm_select *s = &m->sel[in->dst];
+    s->torch_order = in->op;
+    cr_free(m->alloc, s->kv);
+    s->kv = NULL;
+    if (!s->k || s->ties_keep >= s->ties_total) return CR_OK;
+    if (n > UINT32_MAX)
+        return cr_fail(err, CR_ERR_LIMIT, "selection %u: torch tie order over %llu elements (limit 2^32)",
+                       in->dst, (unsigned long long)n);
+    s->kv = cr_malloc(m->alloc, (size_t)n * sizeof *s->kv);
+    if (!s->kv) return cr_fail(err, CR_ERR_NOMEM, "out of memory gathering selection %u (%llu elements)",
+                               in->dst, (unsigned long long)n);
+    return CR_OK;
+}
+
+/* SEL_PREFIX of a gathered selection: replay torch's sort up to the k-th
+ * position and mark the ties that land among the kept elements. */
+static cr_status torch_ties(vm *m, uint32_t x, cr_error *err)
+{
+    vm_select *s = &m->sel[x];
+    uint64_t n = m->p->selects[x].n;
+    bool desc = s->torch_order == CR_OP_TORCH_DESC;
+    uint64_t bound = desc ? s->k : n - s->k;
+    cr_torchsort_partition(s->kv, n, desc, &bound, 1);
+    cr_free(m->alloc, s->tiebits);
+    s->tiebits = cr_calloc(m->alloc, (size_t)(n / 64 + 1), sizeof *s->tiebits);
+    if (!s->tiebits) return cr_fail(err, CR_ERR_NOMEM, "out of memory for selection %u", x);
+    uint64_t lo = desc ? 0 : bound, hi = desc ? bound : n, kept = 0;
+    for (uint64_t p = lo; p < hi; p++) {
+        if ((uint32_t)(s->kv[p] >> 32) != s->threshold) continue;
+        uint64_t e = (uint32_t)s->kv[p];
+        s->tiebits[e >> 6] |= (uint64_t)1 << (e & 63);
+        kept++;
+    }
+    cr_free(m->alloc, s->kv);
+    s->kv = NULL;
+    if (kept != s->ties_keep)
+        return cr_fail(err, CR_ERR_RUNTIME, "selection %u: torch order kept %llu ties, expected %llu (values changed between passes?)",
+                       x, (unsigned long long)kept, (unsigned long long)s->ties_keep);
     return CR_OK;
 }
 
@@ -587,6 +658,8 @@ static cr_status run_kernel(vm *m, uint32_t ki, bool stream, cr_error *err)
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
         const cr_insn *in = &j.code[pc];
         if (in->op == CR_OP_TIE_COUNT) memset(m->sel[in->dst].ties, 0, (size_t)j.n_chunks * sizeof(uint64_t));
+        if ((in->op == CR_OP_TORCH_DESC || in->op == CR_OP_TORCH_ASC) && (s = torch_gather_begin(m, in, j.n, err)))
+            goto out;
     }
     if (stream && j.n_chunks) {
         j.done = cr_calloc(m->alloc, (size_t)j.n_chunks, 1);
@@ -718,6 +791,8 @@ static cr_status sel_init(vm *m, uint32_t x, double kv, cr_error *err)
         return cr_fail(err, CR_ERR_RUNTIME, "selection %u: k = %g is not a whole number in 0..%llu", x, kv,
                        (unsigned long long)ps->n);
     s->k = (uint64_t)kv;
+    cr_free(m->alloc, s->tiebits);
+    s->tiebits = NULL;
     s->n_chunks = (ps->n + ps->chunk - 1) / ps->chunk;
     if (!s->hist) s->hist = cr_malloc(m->alloc, (size_t)m->n_threads * HIST_BINS * sizeof *s->hist);
     if (!s->ties) s->ties = cr_calloc(m->alloc, s->n_chunks ? (size_t)s->n_chunks : 1, sizeof *s->ties);
@@ -736,7 +811,7 @@ static void sel_find(vm *m, vm_select *s, bool hi)
         for (unsigned t = 0; t < m->n_threads; t++) cnt += s->hist[(size_t)t * HIST_BINS + b];
         if (cum + cnt >= s->k) {
             if (hi) { s->hi = b; s->above = cum; }
-            else { s->threshold = s->hi << 16 | b; s->ties_keep = s->k - cum; }
+            else { s->threshold = s->hi << 16 | b; s->ties_keep = s->k - cum; s->ties_total = cnt; }
             break;
         }
         cum += cnt;
@@ -784,6 +859,9 @@ static cr_status run_main(vm *m, cr_error *err)
         case CR_OP_SIN: r = sin(a); break;
         case CR_OP_COS: r = cos(a); break;
         case CR_OP_TRUNC: r = trunc(a); break;
+        case CR_OP_ACOS_NP: r = cr_glibc_acosf((float)a); break;
+        case CR_OP_SIN_NP: r = cr_np_sinf((float)a); break;
+        case CR_OP_COS_NP: r = cr_np_cosf((float)a); break;
         case CR_OP_CHECK:
             if (a == 0) return cr_fail(err, CR_ERR_RUNTIME, "%s", S(m, p->messages[in->c]));
             continue;
@@ -797,6 +875,7 @@ static cr_status run_main(vm *m, cr_error *err)
             if (in->op == CR_OP_SEL_PREFIX) {
                 uint64_t acc = 0;
                 for (uint64_t c = 0; c < s->n_chunks; c++) { uint64_t t = s->ties[c]; s->ties[c] = acc; acc += t; }
+                if (s->kv && (st = torch_ties(m, in->dst, err))) return st;
             } else if (s->k) {
                 sel_find(m, s, in->op == CR_OP_SEL_FIND_HI);
             }
@@ -831,7 +910,8 @@ static cr_status run_main(vm *m, cr_error *err)
         }
         if (st) return st;
         if (cr_op_table[in->op].flags & CR_OPF_ELEM || in->op == CR_OP_ACOS || in->op == CR_OP_SIN ||
-            in->op == CR_OP_COS || in->op == CR_OP_TRUNC)
+            in->op == CR_OP_COS || in->op == CR_OP_TRUNC || in->op == CR_OP_ACOS_NP ||
+            in->op == CR_OP_SIN_NP || in->op == CR_OP_COS_NP)
             S_[in->dst] = round_dt(in->dtype, r);
     }
     return CR_OK;
@@ -1056,7 +1136,10 @@ static void teardown(vm *m)
     if (m->scratch) for (uint32_t i = 0; i < p->n_scratch; i++) cr_free(A, m->scratch[i]);
     cr_free(A, m->scratch);
     cr_free(A, m->scratch_ready);
-    if (m->sel) for (uint32_t i = 0; i < p->n_selects; i++) { cr_free(A, m->sel[i].hist); cr_free(A, m->sel[i].ties); }
+    if (m->sel) for (uint32_t i = 0; i < p->n_selects; i++) {
+        cr_free(A, m->sel[i].hist); cr_free(A, m->sel[i].ties);
+        cr_free(A, m->sel[i].kv); cr_free(A, m->sel[i].tiebits);
+    }
     cr_free(A, m->sel);
     cr_free(A, (void *)m->nonfinite_in);
     cr_free(A, (void *)m->nonfinite_out);

@@ -249,6 +249,11 @@ static bool run_walk(walk *w, uint64_t page)
                 if (u->op == CR_OP_RSUM_NP || u->op == CR_OP_RSSQ_BLAS || u->op == CR_OP_RSUM_TORCH ||
                     u->op == CR_OP_RSSQ_TORCH)
                     trans += up((numel ? numel : 1) * 4, page);
+                /* a torch tie order gathers (key, index) pairs of its whole
+                 * selection when the threshold's ties don't all fit: assume
+                 * they don't (bf16 deltas nearly always tie there) */
+                if (u->op == CR_OP_TORCH_DESC || u->op == CR_OP_TORCH_ASC)
+                    trans += up(p->selects[u->dst].n * 8, page);
                 if (u->op == CR_OP_SSTORE && !w->scr_live[u->dst]) {
                     heap += up(p->scratch[u->dst].numel * dsize(p->scratch[u->dst].dtype) + 1, page);
                     w->scr_live[u->dst] = 1;

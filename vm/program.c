@@ -354,6 +354,7 @@ static cr_status verify_insn(const cr_program *p, const cr_prog_kernel *k, uint3
     if (in->pad) return cr_fail(err, CR_ERR_FORMAT, "%s %u (%s): padding not zero", where, pc, info->name);
     bool rounds = (info->flags & CR_OPF_ELEM) || in->op == CR_OP_ACOS || in->op == CR_OP_SIN ||
                   in->op == CR_OP_COS || in->op == CR_OP_TRUNC || in->op == CR_OP_RSUM ||
+                  in->op == CR_OP_ACOS_NP || in->op == CR_OP_SIN_NP || in->op == CR_OP_COS_NP ||
                   in->op == CR_OP_RSUM_NP || in->op == CR_OP_RSSQ_BLAS ||
                   in->op == CR_OP_RSUM_TORCH || in->op == CR_OP_RSSQ_TORCH ||
                   in->op == CR_OP_RSUM_ROW_TORCH || in->op == CR_OP_RSSQ_ROW_TORCH ||
@@ -435,7 +436,8 @@ static cr_status verify_kernel(const cr_program *p, uint32_t ki, cr_error *err)
                 return cr_fail(err, CR_ERR_LIMIT, "code %u (rowrank) in kernel %u: rows of %llu elements (limit %llu)",
                                pc, ki, (unsigned long long)k->cols, (unsigned long long)CR_LIMIT_ROWRANK_COLS);
             break;
-        case CR_OP_HIST_HI: case CR_OP_HIST_LO: case CR_OP_TIE_COUNT: case CR_OP_TOPK_MASK: {
+        case CR_OP_HIST_HI: case CR_OP_HIST_LO: case CR_OP_TIE_COUNT: case CR_OP_TOPK_MASK:
+        case CR_OP_TORCH_DESC: case CR_OP_TORCH_ASC: {
             uint32_t x = in->op == CR_OP_TOPK_MASK ? in->b : in->dst;
             if (p->selects[x].n != n || p->selects[x].chunk != k->chunk)
                 return cr_fail(err, CR_ERR_FORMAT, "code %u (%s) in kernel %u: selection %u is over %llu elements in chunks of %llu, kernel over %llu in chunks of %llu",

@@ -9,8 +9,9 @@
  *  - deterministic cases: same tensor names, dtypes and shapes; per tensor at
  *    least `min_exact_fraction` of the elements bit-identical and every other
  *    element within `max_ulp` ulps of the output dtype, except at most
- *    allow_mismatch[tensor] elements (magnitude ties at a top-k threshold,
- *    which mergekit breaks in an implementation-defined order);
+ *    allow_mismatch[tensor] elements (optional; no case needs it since
+ *    crucible reproduces torch's order for magnitude ties at a top-k
+ *    threshold);
  *  - statistical cases (DARE, DELLA): every kept element is base + the
  *    (L1-rescaled, weighted) task vector, nothing appears where the task
  *    vector is zero, and the kept fraction is within 3 sigma of the density.

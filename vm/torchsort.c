@@ -1,0 +1,192 @@
+/* torchsort.c — the tie order of torch's non-stable CPU sort.
+ *
+ * mergekit's TIES keeps `torch.argsort(|δ|.float(), descending=True)[:k]`
+ * and breadcrumbs slices `torch.sort(|δ|.float()).indices`. In bf16 many
+ * magnitudes are equal, so which of the elements equal to the k-th largest
+ * are kept decides the result. torch's CPU sort (SortingKernel.cpp,
+ * sort_kernel_impl, stable=False; the x86-simd-sort path is not compiled
+ * into the 2.x wheels this was checked against) calls the C++ library's
+ * std::sort over (value, index) pairs with a comparator on the value only.
+ * Linux wheels are built with GCC, so that is libstdc++'s introsort:
+ *
+ *   - introsort loop: while a range has more than 16 elements, take the
+ *     median of (first+1, middle, last-1) into `first` as pivot, Hoare-
+ *     partition (first+1, last) around it, recurse into the right part and
+ *     loop on the left; after 2*floor(log2 n) levels the range is
+ *     heap-sorted instead (make_heap + sort_heap);
+ *   - a final insertion sort over the whole array (elements move left only
+ *     past strictly greater ones).
+ *
+ * This file reproduces those steps exactly (the same comparisons, the same
+ * swaps), so ties land where torch puts them. Insertion never moves an
+ * element across a partition point (left part <= pivot <= right part), so a
+ * range that holds none of the caller's boundaries never needs sorting:
+ * pruned that way, the cost is that of a quickselect.
+ *
+ * Descending order compares keys with `>`; the same comparisons come out of
+ * `<` on complemented keys, so the code sorts ascending on kv's high word.
+ */
+#include "torchsort.h"
+
+#include <string.h>
+
+#define THRESHOLD 16   /* libstdc++'s _S_threshold */
+
+uint32_t cr_torchsort_key(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    u &= 0x7fffffffu;
+    return u > 0x7f800000u ? 0x7fc00000u : u;
+}
+
+typedef struct sorter {
+    uint64_t *v;
+    const uint64_t *bounds;
+    unsigned n_bounds;
+} sorter;
+
+static inline int less(uint64_t a, uint64_t b) { return (a >> 32) < (b >> 32); }
+
+static inline void swap(uint64_t *a, uint64_t *b)
+{
+    uint64_t t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* true when some boundary lies strictly inside [first, last) */
+static int holds_bound(const sorter *s, uint64_t first, uint64_t last)
+{
+    for (unsigned i = 0; i < s->n_bounds; i++)
+        if (s->bounds[i] > first && s->bounds[i] < last) return 1;
+    return 0;
+}
+
+static void move_median_to_first(uint64_t *r, uint64_t *a, uint64_t *b, uint64_t *c)
+{
+    if (less(*a, *b)) {
+        if (less(*b, *c)) swap(r, b);
+        else if (less(*a, *c)) swap(r, c);
+        else swap(r, a);
+    } else if (less(*a, *c)) {
+        swap(r, a);
+    } else if (less(*b, *c)) {
+        swap(r, c);
+    } else {
+        swap(r, b);
+    }
+}
+
+/* Hoare partition of [first, last) around *pivot; returns the cut */
+static uint64_t *unguarded_partition(uint64_t *first, uint64_t *last, const uint64_t *pivot)
+{
+    for (;;) {
+        while (less(*first, *pivot)) ++first;
+        --last;
+        while (less(*pivot, *last)) --last;
+        if (!(first < last)) return first;
+        swap(first, last);
+        ++first;
+    }
+}
+
+/* ---- heap sort (std::__partial_sort(first, last, last)) ----------------- */
+
+static void push_heap(uint64_t *first, uint64_t hole, uint64_t top, uint64_t value)
+{
+    uint64_t parent = (hole - 1) / 2;
+    while (hole > top && less(first[parent], value)) {
+        first[hole] = first[parent];
+        hole = parent;
+        parent = (hole - 1) / 2;
+    }
+    first[hole] = value;
+}
+
+static void adjust_heap(uint64_t *first, uint64_t hole, uint64_t len, uint64_t value)
+{
+    uint64_t top = hole, child = hole;
+    while (child < (len - 1) / 2) {
+        child = 2 * (child + 1);
+        if (less(first[child], first[child - 1])) child--;
+        first[hole] = first[child];
+        hole = child;
+    }
+    if ((len & 1) == 0 && child == (len - 2) / 2) {
+        child = 2 * (child + 1);
+        first[hole] = first[child - 1];
+        hole = child - 1;
+    }
+    push_heap(first, hole, top, value);
+}
+
+static void heap_sort(uint64_t *first, uint64_t len)
+{
+    if (len < 2) return;
+    for (uint64_t parent = (len - 2) / 2;; parent--) {
+        adjust_heap(first, parent, len, first[parent]);
+        if (parent == 0) break;
+    }
+    for (uint64_t last = len; last > 1;) {
+        --last;
+        uint64_t value = first[last];
+        first[last] = first[0];
+        adjust_heap(first, 0, last, value);
+    }
+}
+
+/* ---- insertion sort (one short range of the final pass) ------------------ */
+
+static void insertion_sort(uint64_t *first, uint64_t *last)
+{
+    if (first == last) return;
+    for (uint64_t *i = first + 1; i != last; ++i) {
+        uint64_t val = *i;
+        if (less(val, *first)) {
+            memmove(first + 1, first, (size_t)(i - first) * sizeof *first);
+            *first = val;
+        } else {
+            uint64_t *hole = i, *next = i - 1;
+            while (less(val, *next)) { *hole = *next; hole = next; --next; }
+            *hole = val;
+        }
+    }
+}
+
+static void introsort(const sorter *s, uint64_t first, uint64_t last, unsigned depth)
+{
+    while (last - first > THRESHOLD) {
+        if (!holds_bound(s, first, last)) return;
+        if (depth == 0) {
+            heap_sort(s->v + first, last - first);
+            return;
+        }
+        --depth;
+        uint64_t *f = s->v + first, *l = s->v + last;
+        move_median_to_first(f, f + 1, f + (last - first) / 2, l - 1);
+        uint64_t cut = (uint64_t)(unguarded_partition(f + 1, l, f) - s->v);
+        introsort(s, cut, last, depth);
+        last = cut;
+    }
+    /* a short range: the final insertion sort orders it in place */
+    if (holds_bound(s, first, last)) insertion_sort(s->v + first, s->v + last);
+}
+
+static unsigned lg(uint64_t n)
+{
+    unsigned r = 0;
+    while (n >>= 1) r++;
+    return r;
+}
+
+void cr_torchsort_partition(uint64_t *kv, uint64_t n, bool descending,
+                            const uint64_t *bounds, unsigned n_bounds)
+{
+    if (n < 2) return;
+    const uint64_t flip = 0xffffffff00000000ull;
+    if (descending) for (uint64_t i = 0; i < n; i++) kv[i] ^= flip;
+    sorter s = { kv, bounds, n_bounds };
+    introsort(&s, 0, n, 2 * lg(n));
+    if (descending) for (uint64_t i = 0; i < n; i++) kv[i] ^= flip;
+}

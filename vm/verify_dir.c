@@ -126,6 +126,10 @@ static void check_shard(vctx *c, shard_info *sh, uint32_t si, const wm_entry *wm
                         const shard_info *shards, const char *index_path)
 {
     int kind = file_kind(sh->path);
+    if (kind == 0 && !sh->n_mapped) {
+        problem(c, "%s: missing shard (named in %s's metadata.%s)", sh->path, index_path, CR_INDEX_HASH_KEY);
+        return;
+    }
     if (kind == 0) {
         problem(c, "%s: missing shard (the index maps %u tensor%s to it, e.g. '%s')", sh->path, sh->n_mapped,
                 sh->n_mapped == 1 ? "" : "s", sh->first_tensor);
@@ -162,10 +166,8 @@ static void check_hashes(vctx *c, shard_info *shards, uint32_t n_shards, const c
         uint32_t s;
         for (s = 0; s < n_shards; s++) if (!strcmp(shards[s].file, h->string)) break;
         uint64_t v;
-        if (s == n_shards)
-            problem(c, "%s: metadata.%s records a hash for '%s', which the weight_map does not name", index_path,
-                    CR_INDEX_HASH_KEY, h->string);
-        else if (!cJSON_IsString(h) || !cr_hash_parse_hex(h->valuestring, &v))
+        if (s == n_shards) continue;   /* not a plain file name: reported by check_index */
+        if (!cJSON_IsString(h) || !cr_hash_parse_hex(h->valuestring, &v))
             problem(c, "%s: metadata.%s['%s'] is not 16 hex digits", index_path, CR_INDEX_HASH_KEY, h->string);
         else if (shards[s].hash_recorded)
             problem(c, "%s: metadata.%s lists '%s' twice", index_path, CR_INDEX_HASH_KEY, h->string);
@@ -216,7 +218,15 @@ static void check_index(vctx *c, const char *index_path)
         goto out;
     }
     wm = cr_calloc(c->a, n_items ? (size_t)n_items : 1, sizeof *wm);
-    shards = cr_calloc(c->a, n_items ? (size_t)n_items : 1, sizeof *shards);
+    const cJSON *hashes = cJSON_GetObjectItemCaseSensitive(meta, CR_INDEX_HASH_KEY);
+    int n_hashes = cJSON_IsObject(hashes) ? cJSON_GetArraySize(hashes) : 0;
+    if ((unsigned)n_hashes > CR_LIMIT_MODEL_SHARDS) {
+        problem(c, "%s: metadata.%s has %d entries (limit %u)", index_path, CR_INDEX_HASH_KEY, n_hashes,
+                CR_LIMIT_MODEL_SHARDS);
+        goto out;
+    }
+    uint32_t cap = (uint32_t)n_items + (uint32_t)n_hashes;
+    shards = cr_calloc(c->a, cap ? cap : 1, sizeof *shards);
     if (!wm || !shards) { c->nomem = true; goto out; }
     for (const cJSON *e = map->child; e; e = e->next) {
         if (!cJSON_IsString(e) || !plain_file_name(e->valuestring)) {
@@ -242,6 +252,26 @@ static void check_index(vctx *c, const char *index_path)
     for (uint32_t i = 1; i < n_wm; i++)
         if (!strcmp(wm[i - 1].name, wm[i].name))
             problem(c, "%s: tensor '%s' appears twice in weight_map", index_path, wm[i].name);
+    /* a shard with a hash but no weight_map entry (an index that lost
+     * every tensor of a shard) is still opened, so its tensors are named */
+    if (cJSON_IsObject(hashes)) {
+        for (const cJSON *h = hashes->child; h; h = h->next) {
+            uint32_t s;
+            for (s = 0; s < n_shards; s++) if (!strcmp(shards[s].file, h->string)) break;
+            if (s < n_shards) continue;
+            if (!plain_file_name(h->string) || n_shards >= cap) {
+                problem(c, "%s: metadata.%s names '%s', which is not a shard of this index", index_path,
+                        CR_INDEX_HASH_KEY, h->string);
+                continue;
+            }
+            problem(c, "%s: metadata.%s records a hash for %s, but weight_map maps no tensor to it", index_path,
+                    CR_INDEX_HASH_KEY, h->string);
+            shards[s].file = h->string;
+            shards[s].first_tensor = "";
+            if (!(shards[s].path = join(c->a, c->dir, h->string))) { c->nomem = true; goto out; }
+            n_shards++;
+        }
+    }
     c->rep->n_shards = n_shards;
     bool all_opened = true;
     for (uint32_t s = 0; s < n_shards && !c->nomem; s++) {
@@ -260,7 +290,6 @@ static void check_index(vctx *c, const char *index_path)
     else if (all_opened && total->valuedouble != (double)c->rep->total_bytes)
         problem(c, "%s: metadata.total_size is %.0f but the shards' tensors hold %llu bytes", index_path,
                 total->valuedouble, (unsigned long long)c->rep->total_bytes);
-    const cJSON *hashes = cJSON_GetObjectItemCaseSensitive(meta, CR_INDEX_HASH_KEY);
     if (hashes && !c->nomem) {
         c->rep->hashes_recorded = true;
         check_hashes(c, shards, n_shards, hashes, index_path);

@@ -287,6 +287,7 @@ TEST(verify_names_each_damage)
     io_write_text(f.index, "{\"metadata\": {\"total_size\": 48, \"crucible_shard_xxh64\": {\"s1.safetensors\": \"12\"}},"
                   " \"weight_map\": {\"x\": \"s1.safetensors\", \"y\": \"s1.safetensors\", \"z\": \"s2.safetensors\"}}");
     CHECK_EQ_INT(verify(f.dir, &rep, "['s1.safetensors'] is not 16 hex digits"), 3);
+    cr_verify_report_free(&rep);
     CHECK_EQ_INT(verify(f.dir, &rep, "s2.safetensors: no hash recorded for it"), 3);
     cr_verify_report_free(&rep);
     fixture_free(&f);

@@ -26,7 +26,7 @@ static const command commands[] = {
     {"inspect", cr_cmd_inspect, "inspect MODEL_DIR           list a model's tensors"},
     {"diff",    cr_cmd_diff,    "diff A B                    compare two models tensor by tensor"},
     {"eval",    cr_cmd_eval,    "eval MODEL --text FILE      perplexity of a model on a text"},
-    {"verify",  cr_cmd_verify,  "verify OUT_DIR              check a merged model's shard hashes"},
+    {"verify",  cr_cmd_verify,  "verify OUT_DIR              check a written model: structure, index, shard hashes"},
     {"ops",     cr_cmd_ops,     "ops [--markdown]            the VM's op table"},
 };
 

@@ -64,6 +64,7 @@ bool cr_cli_parse(int argc, char **argv, int n_positional, const char *usage, cr
         else if (!strcmp(a, "--quiet")) o->quiet = true;
         else if (!strcmp(a, "--precise")) o->precise = true;
         else if (!strcmp(a, "--force")) o->force = true;
+        else if (!strcmp(a, "--require-hash")) o->require_hash = true;
         else if (!strcmp(a, "--i-understand-this-is-not-useful-without-training")) o->moe_same_source = true;
         else if (TAKES("--moe-layout")) {
             if (!strcmp(val, "classic")) o->moe_layout = CR_MOE_LAYOUT_CLASSIC;

@@ -28,6 +28,7 @@ typedef struct cr_cli_options {
     /* mergekit-moe configs (compiler/moe.h) */
     int moe_layout;             /* cr_moe_layout: --moe-layout classic|fused */
     bool moe_same_source;       /* --i-understand-this-is-not-useful-without-training */
+    bool require_hash;          /* verify: --require-hash */
 } cr_cli_options;
 
 /* Parse argv (argv[0] is the command). Prints the problem and returns false

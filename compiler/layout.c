@@ -113,8 +113,10 @@ cr_status cr_layout_tensors(cr_program *p, uint64_t max_shard_bytes, const cr_la
         if (!st) st = cr_program_add_blob(p, name, strlen(name), &shards[s].file_name, err);
         shards[s].file_size = file_size;
     }
-    if (!st && plan.n_shards > 1) {
-        /* mergekit writes the index only for two or more shards */
+    if (!st) {
+        /* mergekit writes the index only for two or more shards; crucible
+         * always does, since the VM records the shard hashes in it
+         * (vm/outhash.h). Loaders read a lone model.safetensors first. */
         for (uint32_t i = 0; i < n; i++)
             names[i] = ts[i].name ? ts[i].name : cr_prog_str(p, p->outputs[ts[i].first].name);
         size_t len;

@@ -15,6 +15,7 @@
 #include "limits.h"
 #include "memplan.h"
 #include "outdir.h"
+#include "outhash.h"
 #include "pool.h"
 #include "refsum.h"
 #include "torchsort.h"
@@ -76,6 +77,7 @@ typedef struct vm {
 
     uint8_t **maps;            /* per manifest file (NULL when empty) */
     int *shard_fds;
+    uint64_t *shard_hash;      /* XXH64 of each finished shard (outhash.h) */
     double *scal;
     double **rowvec;
     uint8_t **scratch;         /* NULL until written by SSTORE */
@@ -1076,19 +1078,70 @@ static cr_status create_shards(vm *m, cr_error *err)
     return CR_OK;
 }
 
+/* Hash each finished shard (one task per shard), reading it back through
+ * its descriptor: tensors were written in no particular order, so only the
+ * finished file has a well-defined hash. */
+static int hash_shard(void *ud, uint64_t i, unsigned thread)
+{
+    vm *m = ud;
+    (void)thread;
+    const cr_prog_shard *sh = &m->p->shards[i];
+    cr_error e = {0};
+    cr_status s = cr_hash_fd(m->alloc, m->shard_fds[i], sh->file_size, m->opt->interrupt, S(m, sh->file_name),
+                             &m->shard_hash[i], &e);
+    return s ? job_fail(m, s, "%s", e.msg) : 0;
+}
+
+static cr_status hash_shards(vm *m, cr_error *err)
+{
+    m->shard_hash = cr_calloc(m->alloc, m->p->n_shards ? m->p->n_shards : 1, sizeof *m->shard_hash);
+    if (!m->shard_hash) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    m->job_status = CR_OK;
+    m->err = err;
+    cr_pool_run(m->pool, m->p->n_shards, hash_shard, m);
+    return m->job_status;
+}
+
+/* The index aux with the shard hashes added to its metadata (*out owned by
+ * the caller), or *out = NULL when x is not the index. An index in a layout
+ * crucible does not write (a hand-made .crb) is written as it is, with a
+ * warning: the output is still valid, `crucible verify` reports no hashes. */
+static void warn(const vm *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static cr_status index_with_hashes(vm *m, const cr_prog_aux *x, char **out, size_t *len, cr_error *err)
+{
+    const cr_program *p = m->p;
+    *out = NULL;
+    if (x->kind != CR_AUX_WRITE || strcmp(S(m, x->dest), CR_INDEX_FILE)) return CR_OK;
+    const char **names = cr_calloc(m->alloc, p->n_shards ? p->n_shards : 1, sizeof *names);
+    if (!names) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    for (uint32_t i = 0; i < p->n_shards; i++) names[i] = S(m, p->shards[i].file_name);
+    cr_error e = {0};
+    cr_status s = cr_index_add_hashes(m->alloc, (const char *)p->blobs + x->content.off, (size_t)x->content.len,
+                                      names, m->shard_hash, p->n_shards, out, len, &e);
+    cr_free(m->alloc, names);
+    if (s == CR_ERR_FORMAT) { warn(m, "%s; shard hashes not recorded", e.msg); return CR_OK; }
+    if (s) return cr_fail(err, s, "%s", e.msg);
+    return CR_OK;
+}
+
 static cr_status write_aux(vm *m, cr_error *err)
 {
     const cr_program *p = m->p;
     for (uint32_t i = 0; i < p->n_aux; i++) {
         const cr_prog_aux *x = &p->aux[i];
+        char *indexed = NULL;
+        size_t indexed_len = 0;
+        cr_status s = index_with_hashes(m, x, &indexed, &indexed_len, err);
+        if (s) return s;
         char *path = cr_outdir_path(&m->outdir, S(m, x->dest));
-        if (!path) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+        if (!path) { cr_free(m->alloc, indexed); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
         const uint8_t *data;
         uint64_t len;
-        if (x->kind == CR_AUX_WRITE) { data = p->blobs + x->content.off; len = x->content.len; }
+        if (indexed) { data = (const uint8_t *)indexed; len = indexed_len; }
+        else if (x->kind == CR_AUX_WRITE) { data = p->blobs + x->content.off; len = x->content.len; }
         else { data = m->maps[x->src_file]; len = p->files[x->src_file].size; }
-        if (x->kind != CR_AUX_WRITE && data && len) madvise((void *)data, (size_t)len, MADV_WILLNEED);   /* no read-around */
-        cr_status s = CR_OK;
+        if (!indexed && x->kind != CR_AUX_WRITE && data && len)
+            madvise((void *)data, (size_t)len, MADV_WILLNEED);   /* no read-around */
         int fd = m->io->open(m->io->ud, path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
         if (fd < 0) s = cr_fail_errno(err, errno, "cannot create %s", path);
         else {
@@ -1098,6 +1151,7 @@ static cr_status write_aux(vm *m, cr_error *err)
             if (e) s = cr_fail_errno(err, e, "cannot write %s", path);
         }
         cr_free(m->alloc, path);
+        cr_free(m->alloc, indexed);
         if (s) return s;
     }
     return CR_OK;
@@ -1130,6 +1184,7 @@ static void teardown(vm *m)
     cr_free(A, m->maps);
     if (m->shard_fds) for (uint32_t i = 0; i < p->n_shards; i++) if (m->shard_fds[i] >= 0) close(m->shard_fds[i]);
     cr_free(A, m->shard_fds);
+    cr_free(A, m->shard_hash);
     cr_free(A, m->scal);
     if (m->rowvec) for (uint32_t i = 0; i < p->n_rowvecs; i++) cr_free(A, m->rowvec[i]);
     cr_free(A, m->rowvec);
@@ -1218,7 +1273,8 @@ cr_status cr_vm_run(const cr_program *p, const cr_vm_options *opt, cr_error *err
         report(m, true);
         s = run_main(m, err);
     }
-    if (!s) { m->phase = CR_VM_PHASE_FINISH; s = write_aux(m, err); }
+    if (!s) { m->phase = CR_VM_PHASE_FINISH; s = hash_shards(m, err); }
+    if (!s) s = write_aux(m, err);
     if (!s) s = finish_shards(m, err);
     if (!s && interrupted(m)) s = cr_fail(err, CR_ERR_INTERRUPTED, "interrupted");
     if (!s) s = cr_outdir_commit(&m->outdir, err);

@@ -41,16 +41,6 @@ cr_op cr_gop_to_op(cr_gop op)
     }
 }
 
-double cr_round_scalar(cr_dtype rdt, double v)
-{
-    switch (rdt) {
-    case CR_DTYPE_F32: return (float)v;
-    case CR_DTYPE_BF16: return cr_round_bf16((float)v);
-    case CR_DTYPE_F16: return cr_round_f16((float)v);
-    default: return v;
-    }
-}
-
 void cr_graph_init(cr_graph *g, const cr_allocator *alloc)
 {
     memset(g, 0, sizeof *g);

@@ -147,9 +147,6 @@ const char *cr_gop_name(cr_gop op);
 int cr_gop_arity(cr_gop op);
 /* The ops.def op of an elementwise graph op, or CR_OP_COUNT if none. */
 cr_op cr_gop_to_op(cr_gop op);
-/* Round a double as a top-level value op does: F64 keeps it, F32 rounds to
- * float, BF16/F16 round to float and then to nearest even. */
-double cr_round_scalar(cr_dtype rdt, double v);
 
 /* Check indices, order, kinds, arities and domains. err names the node. */
 cr_status cr_graph_verify(const cr_graph *g, cr_error *err);

@@ -14,6 +14,7 @@
 
 #include "lua_api.h"
 #include "stdlib_embed.h"
+#include "scalar.h"
 
 #define VALUE_META "cr.value"
 #define HOOK_EVERY 1000
@@ -135,7 +136,7 @@ static uint32_t make_const(lua_State *S, double v, cr_dtype t, bool weak)
     cr_lua *L = get_lua(S);
     cr_node n = { .op = CR_GOP_CONST, .dtype = t, .rdt = weak ? CR_DTYPE_F64 : round_of(L, t),
                   .kind = CR_VK_SCALAR, .domain = CR_NO_DOMAIN, .flags = weak ? CR_NODEF_WEAK : 0 };
-    n.value = cr_round_scalar(n.rdt, v);
+    n.value = cr_scalar_round(n.rdt, v);
     return add(S, &n);
 }
 

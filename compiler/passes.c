@@ -3,7 +3,7 @@
  * Every pass rewrites uses through a replacement map and flags removed nodes
  * dead, so indices stay stable and the verifier can run between passes.
  */
-#include "npmath.h"
+#include "scalar.h"
 #include <math.h>
 #include <string.h>
 #include "passes.h"
@@ -25,47 +25,6 @@ static uint32_t *identity_map(cr_graph *g)
     uint32_t *r = cr_malloc(g->alloc, sizeof *r * (g->n_nodes ? g->n_nodes : 1));
     if (r) for (uint32_t i = 0; i < g->n_nodes; i++) r[i] = i;
     return r;
-}
-
-/* The top-level VM's scalar semantics (ops.def): f64, then rounding. */
-static bool eval_scalar(cr_gop op, const double *a, double *out)
-{
-    double x = a[0], y = a[1], r;
-    switch (op) {
-    case CR_GOP_MOV: r = x; break;
-    case CR_GOP_ADD: r = x + y; break;
-    case CR_GOP_SUB: r = x - y; break;
-    case CR_GOP_MUL: r = x * y; break;
-    case CR_GOP_DIV: r = x / y; break;
-    case CR_GOP_NEG: r = -x; break;
-    case CR_GOP_ABS: r = fabs(x); break;
-    case CR_GOP_SIGN: r = isnan(x) ? x : (x > 0) - (x < 0); break;
-    case CR_GOP_SQRT: r = sqrt(x); break;
-    case CR_GOP_EXP: r = exp(x); break;
-    case CR_GOP_LOG: r = log(x); break;
-    case CR_GOP_MIN: r = isnan(x) || isnan(y) ? NAN : (x < y ? x : y); break;
-    case CR_GOP_MAX: r = isnan(x) || isnan(y) ? NAN : (x > y ? x : y); break;
-    case CR_GOP_GT: r = x > y; break;
-    case CR_GOP_GE: r = x >= y; break;
-    case CR_GOP_LT: r = x < y; break;
-    case CR_GOP_LE: r = x <= y; break;
-    case CR_GOP_EQ: r = x == y; break;
-    case CR_GOP_NE: r = x != y; break;
-    case CR_GOP_AND: r = x != 0 && y != 0; break;
-    case CR_GOP_OR: r = x != 0 || y != 0; break;
-    case CR_GOP_NOT: r = x == 0; break;
-    case CR_GOP_WHERE: r = x != 0 ? y : a[2]; break;
-    case CR_GOP_ACOS: r = acos(x); break;
-    case CR_GOP_SIN: r = sin(x); break;
-    case CR_GOP_COS: r = cos(x); break;
-    case CR_GOP_TRUNC: r = trunc(x); break;
-    case CR_GOP_NP_ACOS: r = cr_glibc_acosf((float)x); break;
-    case CR_GOP_NP_SIN: r = cr_np_sinf((float)x); break;
-    case CR_GOP_NP_COS: r = cr_np_cosf((float)x); break;
-    default: return false;
-    }
-    *out = r;
-    return true;
 }
 
 /* Does rounding to `to` leave every value rounded to `from` unchanged, in a
@@ -91,10 +50,12 @@ cr_status cr_pass_fold(cr_graph *g, cr_error *err)
             else a[k] = m->value;
         }
         double v;
-        if (all_const && n->kind == CR_VK_SCALAR && eval_scalar(n->op, a, &v)) {
+        /* the VM's own value-op semantics (vm/scalar.h), so folding never
+         * changes a result */
+        if (all_const && n->kind == CR_VK_SCALAR && cr_scalar_apply(cr_gop_to_op(n->op), a[0], a[1], a[2], &v)) {
             n->op = CR_GOP_CONST;
             n->n_in = 0;
-            n->value = cr_round_scalar(n->rdt, v);
+            n->value = cr_scalar_round(n->rdt, v);
             n->domain = CR_NO_DOMAIN;
             continue;
         }

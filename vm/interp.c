@@ -18,6 +18,7 @@
 #include "outhash.h"
 #include "pool.h"
 #include "refsum.h"
+#include "scalar.h"
 #include "torchsort.h"
 #include "npmath.h"
 #include "rng.h"
@@ -163,16 +164,6 @@ static unsigned dt_size(unsigned t)
 #undef X
     }
     return 0;
-}
-
-static double round_dt(unsigned dt, double v)
-{
-    switch (dt) {
-    case CR_DTYPE_F32: return (float)v;
-    case CR_DTYPE_BF16: return el_round_bf16((float)v);
-    case CR_DTYPE_F16: return el_round_f16((float)v);
-    default: return v;
-    }
 }
 
 static const char *S(const vm *m, cr_blob b) { return cr_prog_str(m->p, b); }
@@ -379,7 +370,7 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
                     memcpy(tmp, REG(in->a) + i, (size_t)k->cols * sizeof(float));
                     v = cr_refsum_torch(tmp, k->cols, false);
                 }
-                w[row] = round_dt(in->dtype, v);
+                w[row] = cr_scalar_round(in->dtype, v);
             }
             break;
         }
@@ -391,11 +382,11 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
                 if (in->op == CR_OP_RSUM_ROW) {
                     double lanes[8] = {0};
                     K->sum8(a + i, (size_t)k->cols, lanes);
-                    w[row] = round_dt(in->dtype, cr_sum8_combine(lanes));
+                    w[row] = cr_scalar_round(in->dtype, cr_sum8_combine(lanes));
                 } else {
                     float mx = -INFINITY;
                     for (size_t e = 0; e < k->cols; e++) mx = el_max(a[i + e], mx);
-                    w[row] = round_dt(in->dtype, mx);
+                    w[row] = cr_scalar_round(in->dtype, mx);
                 }
             }
             break;
@@ -695,9 +686,9 @@ static cr_status run_kernel(vm *m, uint32_t ki, bool stream, cr_error *err)
         if (in->op == CR_OP_RSUM) {
             double acc = 0;
             for (uint64_t c = 0; c < j.n_chunks; c++) acc += j.partials[c * j.n_rsum + j.rsum_slot[pc]];
-            m->scal[in->dst] = round_dt(in->dtype, acc);
+            m->scal[in->dst] = cr_scalar_round(in->dtype, acc);
         } else if (is_gather_op(in->op)) {
-            m->scal[in->dst] = round_dt(in->dtype, gather_sum(in, j.gather[pc], j.n));
+            m->scal[in->dst] = cr_scalar_round(in->dtype, gather_sum(in, j.gather[pc], j.n));
         } else if (in->op == CR_OP_SSTORE) {
             m->scratch_ready[in->dst] = true;
         }
@@ -828,42 +819,17 @@ static cr_status run_main(vm *m, cr_error *err)
     for (uint32_t pc = 0; pc < p->n_main; pc++) {
         const cr_insn *in = &p->main[pc];
         if (interrupted(m)) return cr_fail(err, CR_ERR_INTERRUPTED, "interrupted");
-        double a = 0, b = 0, r = 0;
+        double a = 0, b = 0, c = 0, r;
         const char *kinds = cr_op_table[in->op].kinds;
         if (kinds[1] == 'v' || kinds[1] == 's') a = S_[in->a];
         if (kinds[2] == 'v' || kinds[2] == 's') b = S_[in->b];
+        if (kinds[3] == 'v' || kinds[3] == 's') c = S_[in->c];
+        if (cr_scalar_apply((cr_op)in->op, a, b, c, &r)) {
+            S_[in->dst] = cr_scalar_round(in->dtype, r);
+            continue;
+        }
         cr_status st = CR_OK;
         switch ((cr_op)in->op) {
-        case CR_OP_MOV: r = a; break;
-        case CR_OP_ADD: r = a + b; break;
-        case CR_OP_SUB: r = a - b; break;
-        case CR_OP_MUL: r = a * b; break;
-        case CR_OP_DIV: r = a / b; break;
-        case CR_OP_NEG: r = -a; break;
-        case CR_OP_ABS: r = fabs(a); break;
-        case CR_OP_SIGN: r = a != a ? a : a > 0 ? 1 : a < 0 ? -1 : 0; break;
-        case CR_OP_SQRT: r = sqrt(a); break;
-        case CR_OP_EXP: r = exp(a); break;
-        case CR_OP_LOG: r = log(a); break;
-        case CR_OP_MIN: r = a != a ? a : b != b ? b : a < b ? a : b; break;
-        case CR_OP_MAX: r = a != a ? a : b != b ? b : a > b ? a : b; break;
-        case CR_OP_GT: r = a > b; break;
-        case CR_OP_GE: r = a >= b; break;
-        case CR_OP_LT: r = a < b; break;
-        case CR_OP_LE: r = a <= b; break;
-        case CR_OP_EQ: r = a == b; break;
-        case CR_OP_NE: r = a != b; break;
-        case CR_OP_AND: r = a != 0 && b != 0; break;
-        case CR_OP_OR: r = a != 0 || b != 0; break;
-        case CR_OP_NOT: r = a == 0; break;
-        case CR_OP_WHERE: r = a != 0 ? b : S_[in->c]; break;
-        case CR_OP_ACOS: r = acos(a); break;
-        case CR_OP_SIN: r = sin(a); break;
-        case CR_OP_COS: r = cos(a); break;
-        case CR_OP_TRUNC: r = trunc(a); break;
-        case CR_OP_ACOS_NP: r = cr_glibc_acosf((float)a); break;
-        case CR_OP_SIN_NP: r = cr_np_sinf((float)a); break;
-        case CR_OP_COS_NP: r = cr_np_cosf((float)a); break;
         case CR_OP_CHECK:
             if (a == 0) return cr_fail(err, CR_ERR_RUNTIME, "%s", S(m, p->messages[in->c]));
             continue;
@@ -911,10 +877,6 @@ static cr_status run_main(vm *m, cr_error *err)
             return cr_fail(err, CR_ERR_RUNTIME, "main %u: op %s not valid at top level", pc, cr_op_table[in->op].name);
         }
         if (st) return st;
-        if (cr_op_table[in->op].flags & CR_OPF_ELEM || in->op == CR_OP_ACOS || in->op == CR_OP_SIN ||
-            in->op == CR_OP_COS || in->op == CR_OP_TRUNC || in->op == CR_OP_ACOS_NP ||
-            in->op == CR_OP_SIN_NP || in->op == CR_OP_COS_NP)
-            S_[in->dst] = round_dt(in->dtype, r);
     }
     return CR_OK;
 }

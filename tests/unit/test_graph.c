@@ -4,6 +4,7 @@
 #include "support/graph_fixtures.h"
 #include "emit.h"
 #include "passes.h"
+#include "scalar.h"
 
 static uint32_t node(cr_graph *g, cr_gop op, uint32_t a, uint32_t b, cr_vkind k, uint32_t d)
 {
@@ -115,7 +116,7 @@ TEST(fold_constants_and_casts)
     cr_error err = {0};
     REQUIRE(cr_pass_fold(&g, &err) == CR_OK);
     CHECK_EQ_INT(g.nodes[c].op, CR_GOP_CONST);
-    CHECK(g.nodes[c].value == cr_round_scalar(CR_DTYPE_BF16, 0.1 + 0.2));
+    CHECK(g.nodes[c].value == cr_scalar_round(CR_DTYPE_BF16, 0.1 + 0.2));
     CHECK(g.nodes[c].value != 0.1 + 0.2);
     CHECK(g.nodes[up].flags & CR_NODEF_DEAD);
     CHECK_EQ_INT(g.nodes[down].in[0], in[0]);

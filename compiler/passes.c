@@ -4,7 +4,6 @@
  * dead, so indices stay stable and the verifier can run between passes.
  */
 #include "scalar.h"
-#include <math.h>
 #include <string.h>
 #include "passes.h"
 

@@ -36,6 +36,10 @@
 
 #define HIST_BINS 65536u
 #define COPY_BLOCK (1u << 16)     /* elements per block of a converting COPY */
+/* elements per block of a kernel chunk: 13 registers of 1024 floats stay in
+ * L1/L2, where whole 16384-element registers would stream through L3.
+ * A multiple of 8 (the RSUM lanes) and of 4 (a Philox block). */
+#define KERNEL_BLOCK 1024u
 
 enum { SEL_IDLE, SEL_INITED, SEL_FOUND_HI, SEL_FOUND_LO, SEL_READY };
 
@@ -53,6 +57,8 @@ typedef struct vm_thread {
     float *regs;               /* n_regs_max x chunk_max */
     uint8_t *io;               /* chunk_max x 8 bytes (conversion buffer) */
     uint64_t *keys;            /* ROWRANK sort buffer, rowrank_cols */
+    double *lanes;             /* rsum_max x 8: RSUM lanes carried over blocks */
+    uint64_t *carry;           /* code_max: per micro-op state carried over blocks */
 } vm_thread;
 
 typedef struct vm {
@@ -63,6 +69,7 @@ typedef struct vm {
     cr_pool *pool;
     unsigned n_threads;
     uint64_t chunk_max, regs_max, rowrank_cols;
+    uint64_t rsum_max, code_max, store_max;   /* per kernel: RSUMs, micro-ops, STOREs */
 
     uint8_t **maps;            /* per manifest file (NULL when empty) */
     int *shard_fds;
@@ -193,8 +200,11 @@ typedef struct kjob {
     const cr_prog_kernel *k;
     const cr_insn *code;
     uint64_t n, n_chunks;
-    uint32_t n_rsum;
+    uint32_t n_rsum, n_store;
     uint32_t *rsum_slot;       /* per micro-op: index among the RSUMs */
+    uint32_t *store_slot;      /* per micro-op: index among the STOREs */
+    uint64_t block;            /* elements per block (a divisor-free split of a chunk) */
+    size_t stage;              /* bytes of one STORE's staging area in vm_thread.io */
     double *partials;          /* n_chunks x n_rsum */
     float **gather;            /* per micro-op: the whole domain's values (RSUM_NP, RSSQ_BLAS) */
 } kjob;
@@ -260,6 +270,38 @@ static void output_path(const vm *m, uint32_t shard, char *buf, size_t n)
              S(m, m->p->shards[shard].file_name));
 }
 
+/* TOPK_MASK over one block: d = 1 for keys above the threshold, and for
+ * keys equal to it while the running tie rank *before is below ties_keep.
+ * When the block's ties are all kept or all dropped (nearly always) the
+ * loop has no branch and no carried state, so it vectorises. */
+static void topk_mask(const vm_select *s, const float *a, float *d, size_t n, uint64_t *before)
+{
+    const uint32_t T = s->threshold;
+    uint64_t eq = 0;
+    for (size_t i = 0; i < n; i++) eq += mag_key(a[i]) == T;
+    if (*before >= s->ties_keep || *before + eq <= s->ties_keep) {
+        const float tie = *before + eq <= s->ties_keep ? 1.0f : 0.0f;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t key = mag_key(a[i]);
+            d[i] = key > T ? 1.0f : key == T ? tie : 0.0f;
+        }
+        *before += eq;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t key = mag_key(a[i]);
+        float keep = 0;
+        if (key > T) keep = 1;
+        else if (key == T) keep = (*before)++ < s->ties_keep ? 1.0f : 0.0f;
+        d[i] = keep;
+    }
+}
+
+/* One chunk of a kernel. A blockable kernel (no row ops) runs its micro-ops
+ * over blocks of j->block elements rather than the whole chunk, so its
+ * registers stay in cache; everything carried between blocks (RSUM lanes,
+ * tie counts, the TOPK_MASK tie rank, STORE bytes written once per chunk)
+ * is kept so the result is the one of a single whole-chunk pass. */
 static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
 {
     kjob *j = ud;
@@ -269,10 +311,22 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
     const cr_kernels *K = m->kern;
     if (interrupted(m)) return job_fail(m, CR_ERR_INTERRUPTED, "interrupted");
     vm_thread *t = &m->thr[thread];
-    uint64_t base = c * k->chunk;
-    size_t n = (size_t)CR_MIN(k->chunk, j->n - base);
+    const uint64_t cbase = c * k->chunk;
+    const size_t cn = (size_t)CR_MIN(k->chunk, j->n - cbase);
+    const size_t B = (size_t)j->block;
     float *R = t->regs;
-#define REG(i) (R + (size_t)(i) * k->chunk)
+    double *lanes = t->lanes;          /* per RSUM: 8 lanes carried over blocks */
+    uint64_t *carry = t->carry;        /* per micro-op: tie rank of TOPK_MASK */
+    for (uint32_t pc = 0; pc < k->code_len; pc++) {
+        const cr_insn *in = &j->code[pc];
+        if (in->op == CR_OP_RSUM) memset(lanes + 8 * (size_t)j->rsum_slot[pc], 0, 8 * sizeof *lanes);
+        else if (in->op == CR_OP_TOPK_MASK) carry[pc] = m->sel[in->b].ties[c];   /* ties in earlier chunks */
+        else if (in->op == CR_OP_TIE_COUNT) m->sel[in->dst].ties[c] = 0;
+    }
+#define REG(i) (R + (size_t)(i) * B)
+    for (size_t off = 0; off < cn; off += B) {
+    const uint64_t base = cbase + off;
+    const size_t n = CR_MIN(B, cn - off);
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
         const cr_insn *in = &j->code[pc];
         float *d = REG(in->dst);
@@ -316,17 +370,11 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
             cr_rng_uniform(p->seed, p->streams[in->a].key, base, d, n);
             break;
         case CR_OP_STORE: {
+            /* staged per chunk, written with one pwrite after the last block */
             const cr_prog_output *o = &p->outputs[in->dst];
             unsigned sz = dt_size(o->dtype);
             if (any_nonfinite(REG(in->a), n)) atomic_store_explicit(&m->nonfinite_out[in->dst], 1, memory_order_relaxed);
-            K->store((cr_dtype)o->dtype, REG(in->a), t->io, n);
-            int e = write_all(m->io, m->shard_fds[o->shard], t->io, (uint64_t)n * sz, o->offset + base * sz);
-            if (e) {
-                char path[4096];
-                output_path(m, o->shard, path, sizeof path);
-                return job_fail(m, CR_ERR_IO, "writing %s to %s: %s", S(m, o->name), path, strerror(e));
-            }
-            atomic_fetch_add(&m->bytes_done, (uint64_t)n * sz);
+            K->store((cr_dtype)o->dtype, REG(in->a), t->io + (size_t)j->store_slot[pc] * j->stage + off * sz, n);
             break;
         }
         case CR_OP_SSTORE: {
@@ -334,20 +382,17 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
             K->store((cr_dtype)s->dtype, REG(in->a), m->scratch[in->dst] + base * dt_size(s->dtype), n);
             break;
         }
-        case CR_OP_RSUM: {
-            double lanes[8] = {0};
-            K->sum8(REG(in->a), n, lanes);
-            j->partials[c * j->n_rsum + j->rsum_slot[pc]] = cr_sum8_combine(lanes);
+        case CR_OP_RSUM:
+            K->sum8(REG(in->a), n, lanes + 8 * (size_t)j->rsum_slot[pc]);
             break;
-        }
         case CR_OP_RSUM_NP: case CR_OP_RSSQ_BLAS: case CR_OP_RSUM_TORCH: case CR_OP_RSSQ_TORCH:
             memcpy(j->gather[pc] + base, REG(in->a), n * sizeof(float));
             break;
         case CR_OP_RSUM_ROW_TORCH: case CR_OP_RSSQ_ROW_TORCH: {
-            /* rows are whole inside a chunk; a copy, since the torch sum
-             * may work in place */
+            /* rows are whole inside a chunk (such kernels run the chunk as
+             * one block); a copy, since the torch sum may work in place */
             double *w = m->rowvec[in->dst];
-            float *tmp = (float *)t->io;
+            float *tmp = (float *)(void *)(t->io + (size_t)j->n_store * j->stage);
             for (size_t i = 0; i < n; i += (size_t)k->cols) {
                 uint64_t row = (base + i) / k->cols;
                 float v;
@@ -367,9 +412,9 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
             for (size_t i = 0; i < n; i += (size_t)k->cols) {
                 uint64_t row = (base + i) / k->cols;
                 if (in->op == CR_OP_RSUM_ROW) {
-                    double lanes[8] = {0};
-                    K->sum8(a + i, (size_t)k->cols, lanes);
-                    w[row] = round_dt(in->dtype, cr_sum8_combine(lanes));
+                    double rl[8] = {0};
+                    K->sum8(a + i, (size_t)k->cols, rl);
+                    w[row] = round_dt(in->dtype, cr_sum8_combine(rl));
                 } else {
                     float mx = -INFINITY;
                     for (size_t e = 0; e < k->cols; e++) mx = el_max(a[i + e], mx);
@@ -406,28 +451,38 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
             const float *a = REG(in->a);
             uint64_t cnt = 0;
             if (s->k) for (size_t i = 0; i < n; i++) cnt += mag_key(a[i]) == s->threshold;
-            s->ties[c] = cnt;
+            s->ties[c] += cnt;
             break;
         }
         case CR_OP_TOPK_MASK: {
             const vm_select *s = &m->sel[in->b];
-            const float *a = REG(in->a);
             if (!s->k) { for (size_t i = 0; i < n; i++) d[i] = 0; break; }
-            uint64_t before = s->ties[c];   /* ties in earlier chunks */
-            for (size_t i = 0; i < n; i++) {
-                uint32_t key = mag_key(a[i]);
-                float keep = 0;
-                if (key > s->threshold) keep = 1;
-                else if (key == s->threshold) keep = before++ < s->ties_keep ? 1.0f : 0.0f;
-                d[i] = keep;
-            }
+            topk_mask(s, REG(in->a), d, n, &carry[pc]);
             break;
         }
         default:
             return job_fail(m, CR_ERR_RUNTIME, "op %s inside a kernel", cr_op_table[in->op].name);
         }
     }
+    }
 #undef REG
+    for (uint32_t pc = 0; pc < k->code_len; pc++) {
+        const cr_insn *in = &j->code[pc];
+        if (in->op == CR_OP_RSUM) {
+            j->partials[c * j->n_rsum + j->rsum_slot[pc]] = cr_sum8_combine(lanes + 8 * (size_t)j->rsum_slot[pc]);
+        } else if (in->op == CR_OP_STORE) {
+            const cr_prog_output *o = &p->outputs[in->dst];
+            unsigned sz = dt_size(o->dtype);
+            int e = write_all(m->io, m->shard_fds[o->shard], t->io + (size_t)j->store_slot[pc] * j->stage,
+                              (uint64_t)cn * sz, o->offset + cbase * sz);
+            if (e) {
+                char path[4096];
+                output_path(m, o->shard, path, sizeof path);
+                return job_fail(m, CR_ERR_IO, "writing %s to %s: %s", S(m, o->name), path, strerror(e));
+            }
+            atomic_fetch_add(&m->bytes_done, (uint64_t)cn * sz);
+        }
+    }
     if (thread == 0) report(m, false);
     return 0;
 }
@@ -487,6 +542,19 @@ static float gather_sum(const cr_insn *in, float *x, uint64_t n)
     }
 }
 
+/* ops that need whole rows in one pass: their kernels run a chunk as one block */
+static bool has_row_op(const cr_insn *code, uint32_t n)
+{
+    for (uint32_t pc = 0; pc < n; pc++)
+        switch (code[pc].op) {
+        case CR_OP_RSUM_ROW: case CR_OP_RMAX_ROW: case CR_OP_ROWRANK:
+        case CR_OP_RSUM_ROW_TORCH: case CR_OP_RSSQ_ROW_TORCH:
+            return true;
+        default: break;
+        }
+    return false;
+}
+
 static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
 {
     const cr_program *p = m->p;
@@ -495,8 +563,15 @@ static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
     if (s) return s;
     kjob j = { .m = m, .k = k, .code = p->code + k->code_begin, .n = k->rows * k->cols };
     j.n_chunks = (j.n + k->chunk - 1) / k->chunk;
-    for (uint32_t pc = 0; pc < k->code_len; pc++)
+    j.block = k->chunk;
+    if (k->chunk > KERNEL_BLOCK && !has_row_op(j.code, k->code_len)) j.block = KERNEL_BLOCK;
+    j.stage = (size_t)k->chunk * 8;
+    j.store_slot = cr_calloc(m->alloc, k->code_len ? k->code_len : 1, sizeof *j.store_slot);
+    if (!j.store_slot) return cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u", ki);
+    for (uint32_t pc = 0; pc < k->code_len; pc++) {
         if (j.code[pc].op == CR_OP_RSUM) j.n_rsum++;
+        if (j.code[pc].op == CR_OP_STORE) j.store_slot[pc] = j.n_store++;
+    }
     if (j.n_rsum) {
         j.rsum_slot = cr_calloc(m->alloc, k->code_len, sizeof *j.rsum_slot);
         j.partials = cr_calloc(m->alloc, (size_t)j.n_chunks ? (size_t)j.n_chunks * j.n_rsum : 1, sizeof *j.partials);
@@ -538,6 +613,7 @@ out:
     for (uint32_t pc = 0; j.gather && pc < k->code_len; pc++) cr_free(m->alloc, j.gather[pc]);
     cr_free(m->alloc, j.gather);
     cr_free(m->alloc, j.rsum_slot);
+    cr_free(m->alloc, j.store_slot);
     cr_free(m->alloc, j.partials);
     return s;
 }
@@ -807,7 +883,7 @@ static cr_status open_inputs(vm *m, cr_error *err)
 static uint64_t working_memory(const vm *m, unsigned threads)
 {
     const cr_program *p = m->p;
-    uint64_t per_thread = m->regs_max * m->chunk_max * 4 + m->chunk_max * 8 + m->rowrank_cols * 8;
+    uint64_t per_thread = m->regs_max * m->chunk_max * 4 + m->chunk_max * 8 * (m->store_max + 1) + m->rowrank_cols * 8;
     uint64_t total = per_thread * threads + (uint64_t)p->n_scalars * 8;
     for (uint32_t i = 0; i < p->n_rowvecs; i++) total += p->rowvecs[i].len * 8;
     for (uint32_t i = 0; i < p->n_scratch; i++) total += p->scratch[i].numel * dt_size(p->scratch[i].dtype);
@@ -828,8 +904,16 @@ static cr_status setup(vm *m, cr_error *err)
         m->chunk_max = CR_MAX(m->chunk_max, k->chunk);
         m->regs_max = CR_MAX(m->regs_max, k->n_regs);
         (void)chunk;
-        for (uint32_t pc = 0; pc < k->code_len; pc++)
-            if (p->code[k->code_begin + pc].op == CR_OP_ROWRANK) m->rowrank_cols = CR_MAX(m->rowrank_cols, k->cols);
+        uint64_t n_rsum = 0, n_store = 0;
+        for (uint32_t pc = 0; pc < k->code_len; pc++) {
+            uint16_t op = p->code[k->code_begin + pc].op;
+            if (op == CR_OP_ROWRANK) m->rowrank_cols = CR_MAX(m->rowrank_cols, k->cols);
+            n_rsum += op == CR_OP_RSUM;
+            n_store += op == CR_OP_STORE;
+        }
+        m->rsum_max = CR_MAX(m->rsum_max, n_rsum);
+        m->store_max = CR_MAX(m->store_max, n_store);
+        m->code_max = CR_MAX(m->code_max, k->code_len);
     }
     unsigned threads = m->opt->threads;
     if (!threads) {
@@ -851,7 +935,11 @@ static cr_status setup(vm *m, cr_error *err)
     if (!m->thr) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     for (unsigned t = 0; t < threads; t++) {
         m->thr[t].regs = cr_malloc(A, (size_t)(m->regs_max * m->chunk_max * 4));
-        m->thr[t].io = cr_malloc(A, (size_t)(m->chunk_max * 8));
+        /* one staging area per STORE of a kernel, plus one for conversions */
+        m->thr[t].io = cr_malloc(A, (size_t)(m->chunk_max * 8 * (m->store_max + 1)));
+        m->thr[t].lanes = cr_malloc(A, (size_t)(m->rsum_max ? m->rsum_max : 1) * 8 * sizeof(double));
+        m->thr[t].carry = cr_malloc(A, (size_t)(m->code_max ? m->code_max : 1) * sizeof(uint64_t));
+        if (!m->thr[t].lanes || !m->thr[t].carry) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
         m->thr[t].keys = m->rowrank_cols ? cr_malloc(A, (size_t)(m->rowrank_cols * 8)) : NULL;
         if (!m->thr[t].regs || !m->thr[t].io || (m->rowrank_cols && !m->thr[t].keys))
             return cr_fail(err, CR_ERR_NOMEM, "out of memory for thread buffers (%llu bytes each)",
@@ -945,6 +1033,7 @@ static void teardown(vm *m)
     cr_pool_free(m->pool);
     if (m->thr) for (unsigned t = 0; t < m->n_threads; t++) {
         cr_free(A, m->thr[t].regs); cr_free(A, m->thr[t].io); cr_free(A, m->thr[t].keys);
+        cr_free(A, m->thr[t].lanes); cr_free(A, m->thr[t].carry);
     }
     cr_free(A, m->thr);
     if (m->maps) for (uint32_t i = 0; i < p->n_files; i++)

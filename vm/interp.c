@@ -195,6 +195,13 @@ static const uint8_t *view_base(const vm *m, const cr_prog_input *in)
 
 /* ---- kernels -------------------------------------------------------------- */
 
+/* an RSUM_TORCH whose chunks hold whole cascade blocks: per-block partials
+ * and the tail instead of a copy of the domain (refsum.h) */
+typedef struct ktsum {
+    cr_torch_sum_plan plan;
+    float *partials, *tail;
+} ktsum;
+
 typedef struct kjob {
     vm *m;
     const cr_prog_kernel *k;
@@ -207,6 +214,7 @@ typedef struct kjob {
     size_t stage;              /* bytes of one STORE's staging area in vm_thread.io */
     double *partials;          /* n_chunks x n_rsum */
     float **gather;            /* per micro-op: the whole domain's values (RSUM_NP, RSSQ_BLAS) */
+    ktsum *tsum;               /* per micro-op: RSUM_TORCH summed in pieces (else gathered) */
 } kjob;
 
 static int cmp_u64(const void *a, const void *b)
@@ -367,7 +375,7 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
             break;
         }
         case CR_OP_RAND:
-            cr_rng_uniform(p->seed, p->streams[in->a].key, base, d, n);
+            K->uniform(p->seed, p->streams[in->a].key, base, d, n);
             break;
         case CR_OP_STORE: {
             /* staged per chunk, written with one pwrite after the last block */
@@ -386,6 +394,11 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
             K->sum8(REG(in->a), n, lanes + 8 * (size_t)j->rsum_slot[pc]);
             break;
         case CR_OP_RSUM_NP: case CR_OP_RSSQ_BLAS: case CR_OP_RSUM_TORCH: case CR_OP_RSSQ_TORCH:
+            if (j->tsum && j->tsum[pc].partials) {
+                const ktsum *ts = &j->tsum[pc];
+                cr_torch_sum_add(&ts->plan, REG(in->a), base, n, ts->partials, ts->tail);
+                break;
+            }
             memcpy(j->gather[pc] + base, REG(in->a), n * sizeof(float));
             break;
         case CR_OP_RSUM_ROW_TORCH: case CR_OP_RSSQ_ROW_TORCH: {
@@ -581,6 +594,24 @@ static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
     }
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
         if (!is_gather_op(j.code[pc].op)) continue;
+        if (j.code[pc].op == CR_OP_RSUM_TORCH) {
+            /* in pieces when every chunk (and block) holds whole cascade blocks */
+            cr_torch_sum_plan pl;
+            cr_torch_sum_plan_init(&pl, j.n, j.code[pc].dtype == CR_DTYPE_BF16 || j.code[pc].dtype == CR_DTYPE_F16);
+            if (pl.n_blocks && k->chunk % pl.block == 0 && j.block % pl.group == 0) {
+                if (!j.tsum) j.tsum = cr_calloc(m->alloc, k->code_len, sizeof *j.tsum);
+                if (!j.tsum) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u sums", ki); goto out; }
+                ktsum *ts = &j.tsum[pc];
+                ts->plan = pl;
+                ts->partials = cr_calloc(m->alloc, (size_t)pl.n_blocks * 32, sizeof(float));
+                ts->tail = cr_malloc(m->alloc, (size_t)(j.n - pl.rem_start + 1) * sizeof(float));
+                if (!ts->partials || !ts->tail) {
+                    s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u sums", ki);
+                    goto out;
+                }
+                continue;
+            }
+        }
         if (!j.gather) j.gather = cr_calloc(m->alloc, k->code_len, sizeof *j.gather);
         if (j.gather) j.gather[pc] = cr_malloc(m->alloc, (size_t)(j.n ? j.n : 1) * sizeof(float));
         if (!j.gather || !j.gather[pc]) {
@@ -603,6 +634,9 @@ static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
             double acc = 0;
             for (uint64_t c = 0; c < j.n_chunks; c++) acc += j.partials[c * j.n_rsum + j.rsum_slot[pc]];
             m->scal[in->dst] = round_dt(in->dtype, acc);
+        } else if (j.tsum && j.tsum[pc].partials) {
+            ktsum *ts = &j.tsum[pc];
+            m->scal[in->dst] = round_dt(in->dtype, cr_torch_sum_finish(&ts->plan, ts->partials, ts->tail));
         } else if (is_gather_op(in->op)) {
             m->scal[in->dst] = round_dt(in->dtype, gather_sum(in, j.gather[pc], j.n));
         } else if (in->op == CR_OP_SSTORE) {
@@ -612,6 +646,11 @@ static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
 out:
     for (uint32_t pc = 0; j.gather && pc < k->code_len; pc++) cr_free(m->alloc, j.gather[pc]);
     cr_free(m->alloc, j.gather);
+    for (uint32_t pc = 0; j.tsum && pc < k->code_len; pc++) {
+        cr_free(m->alloc, j.tsum[pc].partials);
+        cr_free(m->alloc, j.tsum[pc].tail);
+    }
+    cr_free(m->alloc, j.tsum);
     cr_free(m->alloc, j.rsum_slot);
     cr_free(m->alloc, j.store_slot);
     cr_free(m->alloc, j.partials);

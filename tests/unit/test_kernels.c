@@ -7,6 +7,7 @@
  * the CPU cannot run are skipped and reported. */
 #include "harness.h"
 #include "kernels/kernels.h"
+#include "rng.h"
 
 #include <stdlib.h>
 
@@ -117,6 +118,28 @@ TEST(simd_tables_match_scalar)
     printf("compared %d SIMD table(s) with the scalar reference\n", ran);
 }
 
+/* RAND: every table's generator gives the scalar one's floats for any start
+ * (aligned or not to a Philox block), length, and near a 2^32 block carry */
+TEST(uniform_matches_scalar)
+{
+    const cr_kernels *tables[] = { &cr_kernels_avx2, &cr_kernels_avx512 };
+    float u1[300], u2[300];
+    const uint64_t firsts[] = { 0, 1, 2, 3, 5, 1000003, ((uint64_t)0xFFFFFFF0u) * 4 + 1, ((uint64_t)1 << 34) * 4 - 40 };
+    for (size_t i = 0; i < 2; i++) {
+        if (!cr_kernels_supported(tables[i])) continue;
+        const cr_kernels *K = tables[i];
+        for (size_t f = 0; f < sizeof firsts / sizeof *firsts; f++)
+            for (size_t n = 0; n <= 300; n += (n < 70 ? 1 : 23)) {
+                cr_rng_uniform(0x123456789abcdefull, 77, firsts[f], u1, n);
+                for (size_t e = 0; e < 300; e++) u2[e] = -1.0f;
+                K->uniform(0x123456789abcdefull, 77, firsts[f], u2, n);
+                CHECK_MSG(memcmp(u1, u2, n * sizeof *u1) == 0, "%s uniform first=%llu n=%zu", K->name,
+                          (unsigned long long)firsts[f], n);
+                CHECK_MSG(n == 300 || u2[n] == -1.0f, "%s uniform wrote past n=%zu", K->name, n);
+            }
+    }
+}
+
 /* the scalar reference itself, on values whose answers are known */
 TEST(scalar_reference_known_values)
 {
@@ -164,5 +187,6 @@ int main(void)
     RUN(scalar_reference_known_values);
     RUN(pick_isa);
     RUN(simd_tables_match_scalar);
+    RUN(uniform_matches_scalar);
     return cr_test_summary();
 }

@@ -1,6 +1,7 @@
 /* scalar.c — the reference kernel table (kernels.h) and ISA selection.
  * Every SIMD table is tested against this one, bit for bit. */
 #include "kernels.h"
+#include "rng.h"
 #include "scalar_ops.h"
 
 #include <stdlib.h>
@@ -99,7 +100,7 @@ static void s_sum8(const float *a, size_t n, double lanes[8])
 }
 
 const cr_kernels cr_kernels_scalar = {
-    "scalar", s_unary, s_binary, s_where, s_round, s_load, s_store, s_sum8
+    "scalar", s_unary, s_binary, s_where, s_round, s_load, s_store, s_sum8, cr_rng_uniform
 };
 
 #if defined(__x86_64__)

@@ -123,5 +123,5 @@ static TARGET void v_sum8(const float *a, size_t n, double lanes[8])
 }
 
 const cr_kernels TABLE = {
-    ISA_NAME, v_unary, v_binary, v_where, v_round, v_load, v_store, v_sum8
+    ISA_NAME, v_unary, v_binary, v_where, v_round, v_load, v_store, v_sum8, cr_rng_uniform_avx2
 };

@@ -51,6 +51,11 @@ typedef struct vm_select {
     uint64_t above;            /* elements with key above the current bin */
     uint64_t ties_keep;        /* elements == threshold to keep, in index order */
     uint64_t *ties;            /* per chunk: count, then exclusive prefix */
+    uint32_t *lowor;           /* per thread: OR of the low 16 key bits seen by HIST_HI */
+    /* every key in the chosen high bin is hi<<16 (values that are bf16, or
+     * rounded to it): the threshold is known after SEL_FIND_HI, so HIST_LO
+     * counts the ties per chunk instead, and TIE_COUNT has nothing to do */
+    bool direct;
 } vm_select;
 
 typedef struct vm_thread {
@@ -329,7 +334,9 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
         const cr_insn *in = &j->code[pc];
         if (in->op == CR_OP_RSUM) memset(lanes + 8 * (size_t)j->rsum_slot[pc], 0, 8 * sizeof *lanes);
         else if (in->op == CR_OP_TOPK_MASK) carry[pc] = m->sel[in->b].ties[c];   /* ties in earlier chunks */
-        else if (in->op == CR_OP_TIE_COUNT) m->sel[in->dst].ties[c] = 0;
+        else if ((in->op == CR_OP_TIE_COUNT && !m->sel[in->dst].direct) ||
+                 (in->op == CR_OP_HIST_LO && m->sel[in->dst].direct))
+            m->sel[in->dst].ties[c] = 0;
     }
 #define REG(i) (R + (size_t)(i) * B)
     for (size_t off = 0; off < cn; off += B) {
@@ -450,7 +457,13 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
             uint64_t *h = s->hist + (size_t)thread * HIST_BINS;
             const float *a = REG(in->a);
             if (in->op == CR_OP_HIST_HI) {
-                for (size_t i = 0; i < n; i++) h[mag_key(a[i]) >> 16]++;
+                uint32_t lo = 0;
+                for (size_t i = 0; i < n; i++) { uint32_t key = mag_key(a[i]); h[key >> 16]++; lo |= key; }
+                s->lowor[thread] |= lo & 0xffffu;
+            } else if (s->direct) {
+                uint64_t cnt = 0;
+                for (size_t i = 0; i < n; i++) cnt += mag_key(a[i]) == s->threshold;
+                s->ties[c] += cnt;
             } else if (s->k) {
                 for (size_t i = 0; i < n; i++) {
                     uint32_t key = mag_key(a[i]);
@@ -463,6 +476,7 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
             vm_select *s = &m->sel[in->dst];
             const float *a = REG(in->a);
             uint64_t cnt = 0;
+            if (s->direct) break;   /* counted by HIST_LO */
             if (s->k) for (size_t i = 0; i < n; i++) cnt += mag_key(a[i]) == s->threshold;
             s->ties[c] += cnt;
             break;
@@ -555,6 +569,32 @@ static float gather_sum(const cr_insn *in, float *x, uint64_t n)
     }
 }
 
+/* a kernel whose only effects are TIE_COUNTs of direct selections (already
+ * counted) computes nothing anyone reads: it is skipped */
+static bool kernel_is_idle(const vm *m, const cr_insn *code, uint32_t n)
+{
+    bool any = false;
+    for (uint32_t pc = 0; pc < n; pc++) {
+        const cr_insn *in = &code[pc];
+        switch (in->op) {
+        case CR_OP_TIE_COUNT:
+            if (!m->sel[in->dst].direct) return false;
+            any = true;
+            break;
+        case CR_OP_MOV: case CR_OP_NEG: case CR_OP_ABS: case CR_OP_SIGN: case CR_OP_SQRT:
+        case CR_OP_EXP: case CR_OP_LOG: case CR_OP_NOT:
+        case CR_OP_ADD: case CR_OP_SUB: case CR_OP_MUL: case CR_OP_DIV: case CR_OP_MIN: case CR_OP_MAX:
+        case CR_OP_GT: case CR_OP_GE: case CR_OP_LT: case CR_OP_LE: case CR_OP_EQ: case CR_OP_NE:
+        case CR_OP_AND: case CR_OP_OR: case CR_OP_WHERE:
+        case CR_OP_LOAD: case CR_OP_SPLAT: case CR_OP_ROWB: case CR_OP_RAND: case CR_OP_TOPK_MASK:
+            break;   /* registers only */
+        default:
+            return false;
+        }
+    }
+    return any;
+}
+
 /* ops that need whole rows in one pass: their kernels run a chunk as one block */
 static bool has_row_op(const cr_insn *code, uint32_t n)
 {
@@ -621,8 +661,10 @@ static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
     }
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
         const cr_insn *in = &j.code[pc];
-        if (in->op == CR_OP_TIE_COUNT) memset(m->sel[in->dst].ties, 0, (size_t)j.n_chunks * sizeof(uint64_t));
+        if ((in->op == CR_OP_TIE_COUNT && !m->sel[in->dst].direct) || (in->op == CR_OP_HIST_LO && m->sel[in->dst].direct))
+            memset(m->sel[in->dst].ties, 0, (size_t)j.n_chunks * sizeof(uint64_t));
     }
+    if (kernel_is_idle(m, j.code, k->code_len)) goto out;
     m->job_status = CR_OK;
     m->err = err;
     cr_pool_run(m->pool, j.n_chunks, kernel_chunk, &j);
@@ -729,8 +771,11 @@ static cr_status sel_init(vm *m, uint32_t x, double kv, cr_error *err)
     s->n_chunks = (ps->n + ps->chunk - 1) / ps->chunk;
     if (!s->hist) s->hist = cr_malloc(m->alloc, (size_t)m->n_threads * HIST_BINS * sizeof *s->hist);
     if (!s->ties) s->ties = cr_calloc(m->alloc, s->n_chunks ? (size_t)s->n_chunks : 1, sizeof *s->ties);
-    if (!s->hist || !s->ties) return cr_fail(err, CR_ERR_NOMEM, "out of memory for selection %u", x);
+    if (!s->lowor) s->lowor = cr_calloc(m->alloc, m->n_threads, sizeof *s->lowor);
+    if (!s->hist || !s->ties || !s->lowor) return cr_fail(err, CR_ERR_NOMEM, "out of memory for selection %u", x);
     memset(s->hist, 0, (size_t)m->n_threads * HIST_BINS * sizeof *s->hist);
+    memset(s->lowor, 0, m->n_threads * sizeof *s->lowor);
+    s->direct = false;
     s->phase = SEL_INITED;
     return CR_OK;
 }
@@ -743,7 +788,13 @@ static void sel_find(vm *m, vm_select *s, bool hi)
         uint64_t cnt = 0;
         for (unsigned t = 0; t < m->n_threads; t++) cnt += s->hist[(size_t)t * HIST_BINS + b];
         if (cum + cnt >= s->k) {
-            if (hi) { s->hi = b; s->above = cum; }
+            if (hi) {
+                s->hi = b;
+                s->above = cum;
+                uint32_t lo = 0;
+                for (unsigned t = 0; t < m->n_threads; t++) lo |= s->lowor[t];
+                if (!lo) { s->direct = true; s->threshold = b << 16; s->ties_keep = s->k - cum; }
+            }
             else { s->threshold = s->hi << 16 | b; s->ties_keep = s->k - cum; }
             break;
         }
@@ -805,7 +856,7 @@ static cr_status run_main(vm *m, cr_error *err)
             if (in->op == CR_OP_SEL_PREFIX) {
                 uint64_t acc = 0;
                 for (uint64_t c = 0; c < s->n_chunks; c++) { uint64_t t = s->ties[c]; s->ties[c] = acc; acc += t; }
-            } else if (s->k) {
+            } else if (s->k && !(in->op == CR_OP_SEL_FIND_LO && s->direct)) {
                 sel_find(m, s, in->op == CR_OP_SEL_FIND_HI);
             }
             if (in->op == CR_OP_SEL_FIND_LO) {
@@ -1086,7 +1137,7 @@ static void teardown(vm *m)
     if (m->scratch) for (uint32_t i = 0; i < p->n_scratch; i++) cr_free(A, m->scratch[i]);
     cr_free(A, m->scratch);
     cr_free(A, m->scratch_ready);
-    if (m->sel) for (uint32_t i = 0; i < p->n_selects; i++) { cr_free(A, m->sel[i].hist); cr_free(A, m->sel[i].ties); }
+    if (m->sel) for (uint32_t i = 0; i < p->n_selects; i++) { cr_free(A, m->sel[i].hist); cr_free(A, m->sel[i].ties); cr_free(A, m->sel[i].lowor); }
     cr_free(A, m->sel);
     cr_free(A, (void *)m->nonfinite_in);
     cr_free(A, (void *)m->nonfinite_out);

@@ -76,6 +76,31 @@ static void compare_table(const cr_kernels *K)
             S->where(r1, C, A, B, n);
             K->where(r2, C, A, B, n);
             CHECK_MSG(!diff_bits(r1, r2, n, &w), "%s where n=%zu: element %zu differs", K->name, n, w);
+            /* the fused bf16 entries are the op then round(BF16), in both tables */
+            for (size_t u = 0; u < sizeof unary / sizeof *unary; u++) {
+                S->unary(unary[u], r1, A, n);
+                S->round(CR_DTYPE_BF16, r1, n);
+                for (int tb = 0; tb < 2; tb++) {
+                    (tb ? K : S)->unary_bf16(unary[u], r2, A, n);
+                    CHECK_MSG(!diff_bits(r1, r2, n, &w), "%s %s_bf16 n=%zu: element %zu differs", (tb ? K : S)->name,
+                              cr_op_table[unary[u]].name, n, w);
+                }
+            }
+            for (size_t o = 0; o < sizeof binary / sizeof *binary; o++) {
+                S->binary(binary[o], r1, A, B, n);
+                S->round(CR_DTYPE_BF16, r1, n);
+                for (int tb = 0; tb < 2; tb++) {
+                    (tb ? K : S)->binary_bf16(binary[o], r2, A, B, n);
+                    CHECK_MSG(!diff_bits(r1, r2, n, &w), "%s %s_bf16 n=%zu: element %zu differs", (tb ? K : S)->name,
+                              cr_op_table[binary[o]].name, n, w);
+                }
+            }
+            S->where(r1, C, A, B, n);
+            S->round(CR_DTYPE_BF16, r1, n);
+            for (int tb = 0; tb < 2; tb++) {
+                (tb ? K : S)->where_bf16(r2, C, A, B, n);
+                CHECK_MSG(!diff_bits(r1, r2, n, &w), "%s where_bf16 n=%zu: element %zu differs", (tb ? K : S)->name, n, w);
+            }
             for (int t = 0; t < 3; t++) {
                 memcpy(r1, A, n * 4); memcpy(r2, A, n * 4);
                 S->round(dts[t], r1, n);

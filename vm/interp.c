@@ -283,6 +283,21 @@ static void output_path(const vm *m, uint32_t shard, char *buf, size_t n)
              S(m, m->p->shards[shard].file_name));
 }
 
+/* how many of a[0..n) have magnitude key T; 32-bit partial counts so the
+ * loop vectorises at full width */
+static uint64_t count_key(const float *a, size_t n, uint32_t T)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = CR_MIN(n - i, (size_t)1 << 30);
+        uint32_t cnt = 0;
+        for (size_t e = 0; e < len; e++) cnt += mag_key(a[i + e]) == T;
+        total += cnt;
+        i += len;
+    }
+    return total;
+}
+
 /* TOPK_MASK over one block: d = 1 for keys above the threshold, and for
  * keys equal to it while the running tie rank *before is below ties_keep.
  * When the block's ties are all kept or all dropped (nearly always) the
@@ -290,8 +305,7 @@ static void output_path(const vm *m, uint32_t shard, char *buf, size_t n)
 static void topk_mask(const vm_select *s, const float *a, float *d, size_t n, uint64_t *before)
 {
     const uint32_t T = s->threshold;
-    uint64_t eq = 0;
-    for (size_t i = 0; i < n; i++) eq += mag_key(a[i]) == T;
+    uint64_t eq = count_key(a, n, T);
     if (*before >= s->ties_keep || *before + eq <= s->ties_keep) {
         const float tie = *before + eq <= s->ties_keep ? 1.0f : 0.0f;
         for (size_t i = 0; i < n; i++) {
@@ -464,9 +478,7 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
                 for (size_t i = 0; i < n; i++) { uint32_t key = mag_key(a[i]); h[key >> 16]++; lo |= key; }
                 s->lowor[thread] |= lo & 0xffffu;
             } else if (s->direct) {
-                uint64_t cnt = 0;
-                for (size_t i = 0; i < n; i++) cnt += mag_key(a[i]) == s->threshold;
-                s->ties[c] += cnt;
+                s->ties[c] += count_key(a, n, s->threshold);
             } else if (s->k) {
                 for (size_t i = 0; i < n; i++) {
                     uint32_t key = mag_key(a[i]);
@@ -478,10 +490,8 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
         case CR_OP_TIE_COUNT: {
             vm_select *s = &m->sel[in->dst];
             const float *a = REG(in->a);
-            uint64_t cnt = 0;
             if (s->direct) break;   /* counted by HIST_LO */
-            if (s->k) for (size_t i = 0; i < n; i++) cnt += mag_key(a[i]) == s->threshold;
-            s->ties[c] += cnt;
+            if (s->k) s->ties[c] += count_key(a, n, s->threshold);
             break;
         }
         case CR_OP_TOPK_MASK: {

@@ -2,7 +2,7 @@
  *
  * The same function as cr_rng_uniform, bit for bit: the counter, key and
  * word-to-float mapping are those of rng.h; only the evaluation is vector
- * (AVX2: eight 32x32->64 products per round in two VPMULUDQs). DARE draws
+ * (AVX2: sixteen blocks, eight 32x32->64 products per VPMULUDQ pair). DARE draws
  * one number per parameter per model, twice (statistics pass and output
  * pass), so the scalar generator was the largest cost of a dare_ties merge.
  * Blocks whose 64-bit counter would carry between lanes, unaligned heads
@@ -24,25 +24,9 @@ static TARGET inline void mulhilo(__m256i a, __m256i m, __m256i *hi, __m256i *lo
     *hi = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
 }
 
-/* 32 floats for blocks blk .. blk+7 (elements 4*blk ..), blk's low word not
- * wrapping within the eight */
-static TARGET void philox8(uint32_t k0, uint32_t k1, uint64_t blk, uint64_t stream, float *u)
+/* the 32 floats of eight blocks' words c0..c3 (lane b = block b), in element order */
+static TARGET inline void put32(__m256i c0, __m256i c1, __m256i c2, __m256i c3, float *u)
 {
-    __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)blk), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    __m256i c1 = _mm256_set1_epi32((int)(uint32_t)(blk >> 32));
-    __m256i c2 = _mm256_set1_epi32((int)(uint32_t)stream);
-    __m256i c3 = _mm256_set1_epi32((int)(uint32_t)(stream >> 32));
-    const __m256i m0 = _mm256_set1_epi32((int)0xD2511F53u), m1 = _mm256_set1_epi32((int)0xCD9E8D57u);
-    for (int r = 0; r < 10; r++) {
-        if (r) { k0 += 0x9E3779B9u; k1 += 0xBB67AE85u; }
-        __m256i hi0, lo0, hi1, lo1;
-        mulhilo(c0, m0, &hi0, &lo0);
-        mulhilo(c2, m1, &hi1, &lo1);
-        c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32((int)k0));
-        c1 = lo1;
-        c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32((int)k1));
-        c3 = lo0;
-    }
     const __m256 scale = _mm256_set1_ps(1.0f / 16777216.0f);
     __m256 f0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(c0, 8)), scale);
     __m256 f1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(c1, 8)), scale);
@@ -59,6 +43,38 @@ static TARGET void philox8(uint32_t k0, uint32_t k1, uint64_t blk, uint64_t stre
     _mm256_storeu_ps(u + 24, _mm256_permute2f128_ps(a2, a3, 0x31));
 }
 
+/* 64 floats for blocks blk .. blk+15 (elements 4*blk ..), the low word of
+ * blk not wrapping within the sixteen. Two groups of eight are interleaved:
+ * a round is a chain of multiply, blend and xor, so one group alone would
+ * leave the multiplier idle most of the time. */
+static TARGET void philox16(uint32_t k0, uint32_t k1, uint64_t blk, uint64_t stream, float *u)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i a0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)blk), lane);
+    __m256i b0 = _mm256_add_epi32(a0, _mm256_set1_epi32(8));
+    __m256i a1 = _mm256_set1_epi32((int)(uint32_t)(blk >> 32)), b1 = a1;
+    __m256i a2 = _mm256_set1_epi32((int)(uint32_t)stream), b2 = a2;
+    __m256i a3 = _mm256_set1_epi32((int)(uint32_t)(stream >> 32)), b3 = a3;
+    const __m256i m0 = _mm256_set1_epi32((int)0xD2511F53u), m1 = _mm256_set1_epi32((int)0xCD9E8D57u);
+    for (int r = 0; r < 10; r++) {
+        if (r) { k0 += 0x9E3779B9u; k1 += 0xBB67AE85u; }
+        const __m256i K0 = _mm256_set1_epi32((int)k0), K1 = _mm256_set1_epi32((int)k1);
+        __m256i ahi0, alo0, ahi1, alo1, bhi0, blo0, bhi1, blo1;
+        mulhilo(a0, m0, &ahi0, &alo0);
+        mulhilo(b0, m0, &bhi0, &blo0);
+        mulhilo(a2, m1, &ahi1, &alo1);
+        mulhilo(b2, m1, &bhi1, &blo1);
+        a0 = _mm256_xor_si256(_mm256_xor_si256(ahi1, a1), K0);
+        b0 = _mm256_xor_si256(_mm256_xor_si256(bhi1, b1), K0);
+        a1 = alo1; b1 = blo1;
+        a2 = _mm256_xor_si256(_mm256_xor_si256(ahi0, a3), K1);
+        b2 = _mm256_xor_si256(_mm256_xor_si256(bhi0, b3), K1);
+        a3 = alo0; b3 = blo0;
+    }
+    put32(a0, a1, a2, a3, u);
+    put32(b0, b1, b2, b3, u + 32);
+}
+
 void cr_rng_uniform_avx2(uint64_t seed, uint64_t stream, uint64_t first, float *u, size_t n)
 {
     const uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
@@ -67,11 +83,11 @@ void cr_rng_uniform_avx2(uint64_t seed, uint64_t stream, uint64_t first, float *
     if (head > n) head = n;
     if (head) cr_rng_uniform(seed, stream, first, u, head);
     j = head;
-    while (n - j >= 32) {
+    while (n - j >= 64) {
         uint64_t blk = (first + j) / 4;
-        if ((uint32_t)blk > 0xFFFFFFF8u) cr_rng_uniform(seed, stream, first + j, u + j, 32);
-        else philox8(k0, k1, blk, stream, u + j);
-        j += 32;
+        if ((uint32_t)blk > 0xFFFFFFF0u) cr_rng_uniform(seed, stream, first + j, u + j, 64);
+        else philox16(k0, k1, blk, stream, u + j);
+        j += 64;
     }
     if (j < n) cr_rng_uniform(seed, stream, first + j, u + j, n - j);
 }

@@ -379,8 +379,15 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
             K->round((cr_dtype)in->dtype, d, n);
             break;
         case CR_OP_LOAD:
-            load_view(m, &p->inputs[in->a], base, n, d);
-            if (any_nonfinite(d, n)) atomic_store_explicit(&m->nonfinite_in[in->a], 1, memory_order_relaxed);
+        {
+            const cr_prog_input *v = &p->inputs[in->a];
+            load_view(m, v, base, n, d);
+            /* a contiguous 16-bit view is checked on its stored bits: half the bytes */
+            bool bad = (v->row_stride == v->cols || v->rows <= 1) && dt_size(v->dtype) == 2
+                           ? any_nonfinite_raw((cr_dtype)v->dtype, view_base(m, v) + base * 2, n)
+                           : any_nonfinite(d, n);
+            if (bad) atomic_store_explicit(&m->nonfinite_in[in->a], 1, memory_order_relaxed);
+        }
             break;
         case CR_OP_SPLAT: {
             float v = (float)m->scal[in->a];

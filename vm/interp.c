@@ -215,7 +215,7 @@ typedef struct kjob {
     uint32_t n_rsum, n_store;
     uint32_t *rsum_slot;       /* per micro-op: index among the RSUMs */
     uint32_t *store_slot;      /* per micro-op: index among the STOREs */
-    uint64_t block;            /* elements per block (a divisor-free split of a chunk) */
+    uint64_t block;            /* elements per block: KERNEL_BLOCK, or the chunk when a row op needs whole rows */
     size_t stage;              /* bytes of one STORE's staging area in vm_thread.io */
     double *partials;          /* n_chunks x n_rsum */
     float **gather;            /* per micro-op: the whole domain's values (RSUM_NP, RSSQ_BLAS) */

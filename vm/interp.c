@@ -58,12 +58,19 @@ typedef struct vm_select {
     int torch_order;           /* 0, CR_OP_TORCH_DESC or CR_OP_TORCH_ASC */
     uint64_t *kv;
     uint64_t *tiebits;
+    uint32_t *lowor;           /* per thread: OR of the low 16 key bits seen by HIST_HI */
+    /* every key in the chosen high bin is hi<<16 (values that are bf16, or
+     * rounded to it): the threshold is known after SEL_FIND_HI, so HIST_LO
+     * counts the ties per chunk instead, and TIE_COUNT has nothing to do */
+    bool direct;
 } vm_select;
 
 typedef struct vm_thread {
     float *regs;               /* n_regs_max x chunk_max */
     uint8_t *io;               /* chunk_max x 8 bytes (conversion buffer) */
     uint64_t *keys;            /* ROWRANK sort buffer, rowrank_cols */
+    double *lanes;             /* rsum_max x 8: RSUM lanes carried over blocks */
+    uint64_t *carry;           /* code_max: per micro-op state carried over blocks */
 } vm_thread;
 
 typedef struct vm {
@@ -75,6 +82,7 @@ typedef struct vm {
     unsigned n_threads;
     cr_memplan mem;            /* thread count and streamed steps (memplan.h) */
     uint64_t chunk_max, regs_max, rowrank_cols;
+    uint64_t rsum_max, code_max, store_max;   /* per kernel: RSUMs, micro-ops, STOREs */
 
     uint8_t **maps;            /* per manifest file (NULL when empty) */
     int *shard_fds;
@@ -191,15 +199,26 @@ static const uint8_t *view_base(const vm *m, const cr_prog_input *in)
 
 /* ---- kernels -------------------------------------------------------------- */
 
+/* an RSUM_TORCH whose chunks hold whole cascade blocks: per-block partials
+ * and the tail instead of a copy of the domain (refsum.h) */
+typedef struct ktsum {
+    cr_torch_sum_plan plan;
+    float *partials, *tail;
+} ktsum;
+
 typedef struct kjob {
     vm *m;
     const cr_prog_kernel *k;
     const cr_insn *code;
     uint64_t n, n_chunks;
-    uint32_t n_rsum;
+    uint32_t n_rsum, n_store;
     uint32_t *rsum_slot;       /* per micro-op: index among the RSUMs */
+    uint32_t *store_slot;      /* per micro-op: index among the STOREs */
+    uint64_t block;            /* elements per block (cr_kernel_block) */
+    size_t stage;              /* bytes of one STORE's staging area in vm_thread.io */
     double *partials;          /* n_chunks x n_rsum */
     float **gather;            /* per micro-op: the whole domain's values (RSUM_NP, RSSQ_BLAS) */
+    ktsum *tsum;               /* per micro-op: RSUM_TORCH summed in pieces (else gathered) */
     /* streaming (memplan.h): chunks run at most `ahead` past the first
      * unfinished one, and the pages behind it are dropped every `step` */
     bool stream;
@@ -274,6 +293,52 @@ static void output_path(const vm *m, uint32_t shard, char *buf, size_t n)
              S(m, m->p->shards[shard].file_name));
 }
 
+/* how many of a[0..n) have magnitude key T; 32-bit partial counts so the
+ * loop vectorises at full width */
+static uint64_t count_key(const float *a, size_t n, uint32_t T)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = CR_MIN(n - i, (size_t)1 << 30);
+        uint32_t cnt = 0;
+        for (size_t e = 0; e < len; e++) cnt += mag_key(a[i + e]) == T;
+        total += cnt;
+        i += len;
+    }
+    return total;
+}
+
+/* TOPK_MASK over one block: d = 1 for keys above the threshold, and for
+ * keys equal to it while the running tie rank *before is below ties_keep.
+ * When the block's ties are all kept or all dropped (nearly always) the
+ * loop has no branch and no carried state, so it vectorises. */
+static void topk_mask(const vm_select *s, const float *a, float *d, size_t n, uint64_t *before)
+{
+    const uint32_t T = s->threshold;
+    uint64_t eq = count_key(a, n, T);
+    if (*before >= s->ties_keep || *before + eq <= s->ties_keep) {
+        const float tie = *before + eq <= s->ties_keep ? 1.0f : 0.0f;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t key = mag_key(a[i]);
+            d[i] = key > T ? 1.0f : key == T ? tie : 0.0f;
+        }
+        *before += eq;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t key = mag_key(a[i]);
+        float keep = 0;
+        if (key > T) keep = 1;
+        else if (key == T) keep = (*before)++ < s->ties_keep ? 1.0f : 0.0f;
+        d[i] = keep;
+    }
+}
+
+/* One chunk of a kernel. A blockable kernel (no row ops) runs its micro-ops
+ * over blocks of j->block elements rather than the whole chunk, so its
+ * registers stay in cache; everything carried between blocks (RSUM lanes,
+ * tie counts, the TOPK_MASK tie rank, STORE bytes written once per chunk)
+ * is kept so the result is the one of a single whole-chunk pass. */
 static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
 {
     vm *m = j->m;
@@ -282,32 +347,56 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
     const cr_kernels *K = m->kern;
     if (interrupted(m)) return job_fail(m, CR_ERR_INTERRUPTED, "interrupted");
     vm_thread *t = &m->thr[thread];
-    uint64_t base = c * k->chunk;
-    size_t n = (size_t)CR_MIN(k->chunk, j->n - base);
+    const uint64_t cbase = c * k->chunk;
+    const size_t cn = (size_t)CR_MIN(k->chunk, j->n - cbase);
+    const size_t B = (size_t)j->block;
     float *R = t->regs;
-#define REG(i) (R + (size_t)(i) * k->chunk)
+    double *lanes = t->lanes;          /* per RSUM: 8 lanes carried over blocks */
+    uint64_t *carry = t->carry;        /* per micro-op: tie rank of TOPK_MASK */
+    for (uint32_t pc = 0; pc < k->code_len; pc++) {
+        const cr_insn *in = &j->code[pc];
+        if (in->op == CR_OP_RSUM) memset(lanes + 8 * (size_t)j->rsum_slot[pc], 0, 8 * sizeof *lanes);
+        else if (in->op == CR_OP_TOPK_MASK) carry[pc] = m->sel[in->b].ties[c];   /* ties in earlier chunks */
+        else if ((in->op == CR_OP_TIE_COUNT && !m->sel[in->dst].direct) ||
+                 (in->op == CR_OP_HIST_LO && m->sel[in->dst].direct))
+            m->sel[in->dst].ties[c] = 0;
+    }
+#define REG(i) (R + (size_t)(i) * B)
+    for (size_t off = 0; off < cn; off += B) {
+    const uint64_t base = cbase + off;
+    const size_t n = CR_MIN(B, cn - off);
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
         const cr_insn *in = &j->code[pc];
         float *d = REG(in->dst);
         switch ((cr_op)in->op) {
         case CR_OP_MOV: case CR_OP_NEG: case CR_OP_ABS: case CR_OP_SIGN: case CR_OP_SQRT:
         case CR_OP_EXP: case CR_OP_LOG: case CR_OP_NOT:
+            if (in->dtype == CR_DTYPE_BF16) { K->unary_bf16((cr_op)in->op, d, REG(in->a), n); break; }
             K->unary((cr_op)in->op, d, REG(in->a), n);
             K->round((cr_dtype)in->dtype, d, n);
             break;
         case CR_OP_ADD: case CR_OP_SUB: case CR_OP_MUL: case CR_OP_DIV: case CR_OP_MIN: case CR_OP_MAX:
         case CR_OP_GT: case CR_OP_GE: case CR_OP_LT: case CR_OP_LE: case CR_OP_EQ: case CR_OP_NE:
         case CR_OP_AND: case CR_OP_OR:
+            if (in->dtype == CR_DTYPE_BF16) { K->binary_bf16((cr_op)in->op, d, REG(in->a), REG(in->b), n); break; }
             K->binary((cr_op)in->op, d, REG(in->a), REG(in->b), n);
             K->round((cr_dtype)in->dtype, d, n);
             break;
         case CR_OP_WHERE:
+            if (in->dtype == CR_DTYPE_BF16) { K->where_bf16(d, REG(in->a), REG(in->b), REG(in->c), n); break; }
             K->where(d, REG(in->a), REG(in->b), REG(in->c), n);
             K->round((cr_dtype)in->dtype, d, n);
             break;
         case CR_OP_LOAD:
-            load_view(m, &p->inputs[in->a], base, n, d);
-            if (any_nonfinite(d, n)) atomic_store_explicit(&m->nonfinite_in[in->a], 1, memory_order_relaxed);
+        {
+            const cr_prog_input *v = &p->inputs[in->a];
+            load_view(m, v, base, n, d);
+            /* a contiguous 16-bit view is checked on its stored bits: half the bytes */
+            bool bad = (v->row_stride == v->cols || v->rows <= 1) && dt_size(v->dtype) == 2
+                           ? any_nonfinite_raw((cr_dtype)v->dtype, view_base(m, v) + base * 2, n)
+                           : any_nonfinite(d, n);
+            if (bad) atomic_store_explicit(&m->nonfinite_in[in->a], 1, memory_order_relaxed);
+        }
             break;
         case CR_OP_SPLAT: {
             float v = (float)m->scal[in->a];
@@ -326,20 +415,14 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
             break;
         }
         case CR_OP_RAND:
-            cr_rng_uniform(p->seed, p->streams[in->a].key, base, d, n);
+            K->uniform(p->seed, p->streams[in->a].key, base, d, n);
             break;
         case CR_OP_STORE: {
+            /* staged per chunk, written with one pwrite after the last block */
             const cr_prog_output *o = &p->outputs[in->dst];
             unsigned sz = dt_size(o->dtype);
             if (any_nonfinite(REG(in->a), n)) atomic_store_explicit(&m->nonfinite_out[in->dst], 1, memory_order_relaxed);
-            K->store((cr_dtype)o->dtype, REG(in->a), t->io, n);
-            int e = write_all(m->io, m->shard_fds[o->shard], t->io, (uint64_t)n * sz, o->offset + base * sz);
-            if (e) {
-                char path[4096];
-                output_path(m, o->shard, path, sizeof path);
-                return job_fail(m, CR_ERR_IO, "writing %s to %s: %s", S(m, o->name), path, strerror(e));
-            }
-            atomic_fetch_add(&m->bytes_done, (uint64_t)n * sz);
+            K->store((cr_dtype)o->dtype, REG(in->a), t->io + (size_t)j->store_slot[pc] * j->stage + off * sz, n);
             break;
         }
         case CR_OP_SSTORE: {
@@ -347,20 +430,22 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
             K->store((cr_dtype)s->dtype, REG(in->a), m->scratch[in->dst] + base * dt_size(s->dtype), n);
             break;
         }
-        case CR_OP_RSUM: {
-            double lanes[8] = {0};
-            K->sum8(REG(in->a), n, lanes);
-            j->partials[c * j->n_rsum + j->rsum_slot[pc]] = cr_sum8_combine(lanes);
+        case CR_OP_RSUM:
+            K->sum8(REG(in->a), n, lanes + 8 * (size_t)j->rsum_slot[pc]);
             break;
-        }
         case CR_OP_RSUM_NP: case CR_OP_RSSQ_BLAS: case CR_OP_RSUM_TORCH: case CR_OP_RSSQ_TORCH:
+            if (j->tsum && j->tsum[pc].partials) {
+                const ktsum *ts = &j->tsum[pc];
+                cr_torch_sum_add(&ts->plan, REG(in->a), base, n, ts->partials, ts->tail);
+                break;
+            }
             memcpy(j->gather[pc] + base, REG(in->a), n * sizeof(float));
             break;
         case CR_OP_RSUM_ROW_TORCH: case CR_OP_RSSQ_ROW_TORCH: {
-            /* rows are whole inside a chunk; a copy, since the torch sum
-             * may work in place */
+            /* rows are whole inside a chunk (such kernels run the chunk as
+             * one block); a copy, since the torch sum may work in place */
             double *w = m->rowvec[in->dst];
-            float *tmp = (float *)t->io;
+            float *tmp = (float *)(void *)(t->io + (size_t)j->n_store * j->stage);
             for (size_t i = 0; i < n; i += (size_t)k->cols) {
                 uint64_t row = (base + i) / k->cols;
                 float v;
@@ -380,9 +465,9 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
             for (size_t i = 0; i < n; i += (size_t)k->cols) {
                 uint64_t row = (base + i) / k->cols;
                 if (in->op == CR_OP_RSUM_ROW) {
-                    double lanes[8] = {0};
-                    K->sum8(a + i, (size_t)k->cols, lanes);
-                    w[row] = cr_scalar_round(in->dtype, cr_sum8_combine(lanes));
+                    double rl[8] = {0};
+                    K->sum8(a + i, (size_t)k->cols, rl);
+                    w[row] = cr_scalar_round(in->dtype, cr_sum8_combine(rl));
                 } else {
                     float mx = -INFINITY;
                     for (size_t e = 0; e < k->cols; e++) mx = el_max(a[i + e], mx);
@@ -405,7 +490,11 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
             uint64_t *h = s->hist + (size_t)thread * HIST_BINS;
             const float *a = REG(in->a);
             if (in->op == CR_OP_HIST_HI) {
-                for (size_t i = 0; i < n; i++) h[mag_key(a[i]) >> 16]++;
+                uint32_t lo = 0;
+                for (size_t i = 0; i < n; i++) { uint32_t key = mag_key(a[i]); h[key >> 16]++; lo |= key; }
+                s->lowor[thread] |= lo & 0xffffu;
+            } else if (s->direct) {
+                s->ties[c] += count_key(a, n, s->threshold);
             } else if (s->k) {
                 for (size_t i = 0; i < n; i++) {
                     uint32_t key = mag_key(a[i]);
@@ -417,9 +506,8 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
         case CR_OP_TIE_COUNT: {
             vm_select *s = &m->sel[in->dst];
             const float *a = REG(in->a);
-            uint64_t cnt = 0;
-            if (s->k) for (size_t i = 0; i < n; i++) cnt += mag_key(a[i]) == s->threshold;
-            s->ties[c] = cnt;
+            if (s->direct) break;   /* counted by HIST_LO */
+            if (s->k) s->ties[c] += count_key(a, n, s->threshold);
             break;
         }
         case CR_OP_TORCH_DESC: case CR_OP_TORCH_ASC: {
@@ -434,7 +522,7 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
             const vm_select *s = &m->sel[in->b];
             const float *a = REG(in->a);
             if (!s->k) { for (size_t i = 0; i < n; i++) d[i] = 0; break; }
-            if (s->tiebits) {
+            if (s->tiebits) {   /* torch tie order: the kept ties are marked */
                 for (size_t i = 0; i < n; i++) {
                     uint32_t key = mag_key(a[i]);
                     uint64_t e = base + i;
@@ -443,21 +531,32 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
                 }
                 break;
             }
-            uint64_t before = s->ties[c];   /* ties in earlier chunks */
-            for (size_t i = 0; i < n; i++) {
-                uint32_t key = mag_key(a[i]);
-                float keep = 0;
-                if (key > s->threshold) keep = 1;
-                else if (key == s->threshold) keep = before++ < s->ties_keep ? 1.0f : 0.0f;
-                d[i] = keep;
-            }
+            topk_mask(s, a, d, n, &carry[pc]);
             break;
         }
         default:
             return job_fail(m, CR_ERR_RUNTIME, "op %s inside a kernel", cr_op_table[in->op].name);
         }
     }
+    }
 #undef REG
+    for (uint32_t pc = 0; pc < k->code_len; pc++) {
+        const cr_insn *in = &j->code[pc];
+        if (in->op == CR_OP_RSUM) {
+            j->partials[c * j->n_rsum + j->rsum_slot[pc]] = cr_sum8_combine(lanes + 8 * (size_t)j->rsum_slot[pc]);
+        } else if (in->op == CR_OP_STORE) {
+            const cr_prog_output *o = &p->outputs[in->dst];
+            unsigned sz = dt_size(o->dtype);
+            int e = write_all(m->io, m->shard_fds[o->shard], t->io + (size_t)j->store_slot[pc] * j->stage,
+                              (uint64_t)cn * sz, o->offset + cbase * sz);
+            if (e) {
+                char path[4096];
+                output_path(m, o->shard, path, sizeof path);
+                return job_fail(m, CR_ERR_IO, "writing %s to %s: %s", S(m, o->name), path, strerror(e));
+            }
+            atomic_fetch_add(&m->bytes_done, (uint64_t)cn * sz);
+        }
+    }
     if (thread == 0) report(m, false);
     return 0;
 }
@@ -622,6 +721,33 @@ static float gather_sum(const cr_insn *in, float *x, uint64_t n)
     }
 }
 
+/* a kernel whose only effects are TIE_COUNTs of direct selections (already
+ * counted) computes nothing anyone reads: it is skipped */
+static bool kernel_is_idle(const vm *m, const cr_insn *code, uint32_t n)
+{
+    bool any = false;
+    for (uint32_t pc = 0; pc < n; pc++) {
+        const cr_insn *in = &code[pc];
+        switch (in->op) {
+        case CR_OP_TIE_COUNT:
+            if (!m->sel[in->dst].direct) return false;
+            any = true;
+            break;
+        case CR_OP_MOV: case CR_OP_NEG: case CR_OP_ABS: case CR_OP_SIGN: case CR_OP_SQRT:
+        case CR_OP_EXP: case CR_OP_LOG: case CR_OP_NOT:
+        case CR_OP_ADD: case CR_OP_SUB: case CR_OP_MUL: case CR_OP_DIV: case CR_OP_MIN: case CR_OP_MAX:
+        case CR_OP_GT: case CR_OP_GE: case CR_OP_LT: case CR_OP_LE: case CR_OP_EQ: case CR_OP_NE:
+        case CR_OP_AND: case CR_OP_OR: case CR_OP_WHERE:
+        case CR_OP_LOAD: case CR_OP_SPLAT: case CR_OP_ROWB: case CR_OP_RAND: case CR_OP_TOPK_MASK:
+            break;   /* registers only */
+        default:
+            return false;
+        }
+    }
+    return any;
+}
+
+/* ops that need whole rows in one pass: their kernels run a chunk as one block */
 static cr_status run_kernel(vm *m, uint32_t ki, bool stream, cr_error *err)
 {
     const cr_program *p = m->p;
@@ -630,8 +756,14 @@ static cr_status run_kernel(vm *m, uint32_t ki, bool stream, cr_error *err)
     if (s) return s;
     kjob j = { .m = m, .k = k, .code = p->code + k->code_begin, .n = k->rows * k->cols };
     j.n_chunks = (j.n + k->chunk - 1) / k->chunk;
-    for (uint32_t pc = 0; pc < k->code_len; pc++)
+    j.block = cr_kernel_block(p, k);
+    j.stage = (size_t)k->chunk * 8;
+    j.store_slot = cr_calloc(m->alloc, k->code_len ? k->code_len : 1, sizeof *j.store_slot);
+    if (!j.store_slot) return cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u", ki);
+    for (uint32_t pc = 0; pc < k->code_len; pc++) {
         if (j.code[pc].op == CR_OP_RSUM) j.n_rsum++;
+        if (j.code[pc].op == CR_OP_STORE) j.store_slot[pc] = j.n_store++;
+    }
     if (j.n_rsum) {
         j.rsum_slot = cr_calloc(m->alloc, k->code_len, sizeof *j.rsum_slot);
         j.partials = cr_calloc(m->alloc, (size_t)j.n_chunks ? (size_t)j.n_chunks * j.n_rsum : 1, sizeof *j.partials);
@@ -641,6 +773,24 @@ static cr_status run_kernel(vm *m, uint32_t ki, bool stream, cr_error *err)
     }
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
         if (!is_gather_op(j.code[pc].op)) continue;
+        if (j.code[pc].op == CR_OP_RSUM_TORCH) {
+            /* in pieces when every chunk (and block) holds whole cascade blocks */
+            cr_torch_sum_plan pl;
+            cr_torch_sum_plan_init(&pl, j.n, j.code[pc].dtype == CR_DTYPE_BF16 || j.code[pc].dtype == CR_DTYPE_F16);
+            if (pl.n_blocks && k->chunk % pl.block == 0 && j.block % pl.group == 0) {
+                if (!j.tsum) j.tsum = cr_calloc(m->alloc, k->code_len, sizeof *j.tsum);
+                if (!j.tsum) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u sums", ki); goto out; }
+                ktsum *ts = &j.tsum[pc];
+                ts->plan = pl;
+                ts->partials = cr_calloc(m->alloc, (size_t)pl.n_blocks * 32, sizeof(float));
+                ts->tail = cr_malloc(m->alloc, (size_t)(j.n - pl.rem_start + 1) * sizeof(float));
+                if (!ts->partials || !ts->tail) {
+                    s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u sums", ki);
+                    goto out;
+                }
+                continue;
+            }
+        }
         if (!j.gather) j.gather = cr_calloc(m->alloc, k->code_len, sizeof *j.gather);
         if (j.gather) j.gather[pc] = cr_malloc(m->alloc, (size_t)(j.n ? j.n : 1) * sizeof(float));
         if (!j.gather || !j.gather[pc]) {
@@ -650,7 +800,12 @@ static cr_status run_kernel(vm *m, uint32_t ki, bool stream, cr_error *err)
     }
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
         const cr_insn *in = &j.code[pc];
-        if (in->op == CR_OP_TIE_COUNT) memset(m->sel[in->dst].ties, 0, (size_t)j.n_chunks * sizeof(uint64_t));
+        if ((in->op == CR_OP_TIE_COUNT && !m->sel[in->dst].direct) || (in->op == CR_OP_HIST_LO && m->sel[in->dst].direct))
+            memset(m->sel[in->dst].ties, 0, (size_t)j.n_chunks * sizeof(uint64_t));
+    }
+    if (kernel_is_idle(m, j.code, k->code_len)) goto out;
+    for (uint32_t pc = 0; pc < k->code_len; pc++) {
+        const cr_insn *in = &j.code[pc];
         if ((in->op == CR_OP_TORCH_DESC || in->op == CR_OP_TORCH_ASC) && (s = torch_gather_begin(m, in, j.n, err)))
             goto out;
     }
@@ -687,6 +842,9 @@ static cr_status run_kernel(vm *m, uint32_t ki, bool stream, cr_error *err)
             double acc = 0;
             for (uint64_t c = 0; c < j.n_chunks; c++) acc += j.partials[c * j.n_rsum + j.rsum_slot[pc]];
             m->scal[in->dst] = cr_scalar_round(in->dtype, acc);
+        } else if (j.tsum && j.tsum[pc].partials) {
+            ktsum *ts = &j.tsum[pc];
+            m->scal[in->dst] = cr_scalar_round(in->dtype, cr_torch_sum_finish(&ts->plan, ts->partials, ts->tail));
         } else if (is_gather_op(in->op)) {
             m->scal[in->dst] = cr_scalar_round(in->dtype, gather_sum(in, j.gather[pc], j.n));
         } else if (in->op == CR_OP_SSTORE) {
@@ -696,7 +854,13 @@ static cr_status run_kernel(vm *m, uint32_t ki, bool stream, cr_error *err)
 out:
     for (uint32_t pc = 0; j.gather && pc < k->code_len; pc++) cr_free(m->alloc, j.gather[pc]);
     cr_free(m->alloc, j.gather);
+    for (uint32_t pc = 0; j.tsum && pc < k->code_len; pc++) {
+        cr_free(m->alloc, j.tsum[pc].partials);
+        cr_free(m->alloc, j.tsum[pc].tail);
+    }
+    cr_free(m->alloc, j.tsum);
     cr_free(m->alloc, j.rsum_slot);
+    cr_free(m->alloc, j.store_slot);
     cr_free(m->alloc, j.partials);
     cr_free(m->alloc, j.done);
     cr_free(m->alloc, j.views);
@@ -789,8 +953,11 @@ static cr_status sel_init(vm *m, uint32_t x, double kv, cr_error *err)
     s->n_chunks = (ps->n + ps->chunk - 1) / ps->chunk;
     if (!s->hist) s->hist = cr_malloc(m->alloc, (size_t)m->n_threads * HIST_BINS * sizeof *s->hist);
     if (!s->ties) s->ties = cr_calloc(m->alloc, s->n_chunks ? (size_t)s->n_chunks : 1, sizeof *s->ties);
-    if (!s->hist || !s->ties) return cr_fail(err, CR_ERR_NOMEM, "out of memory for selection %u", x);
+    if (!s->lowor) s->lowor = cr_calloc(m->alloc, m->n_threads, sizeof *s->lowor);
+    if (!s->hist || !s->ties || !s->lowor) return cr_fail(err, CR_ERR_NOMEM, "out of memory for selection %u", x);
     memset(s->hist, 0, (size_t)m->n_threads * HIST_BINS * sizeof *s->hist);
+    memset(s->lowor, 0, m->n_threads * sizeof *s->lowor);
+    s->direct = false;
     s->phase = SEL_INITED;
     return CR_OK;
 }
@@ -803,7 +970,13 @@ static void sel_find(vm *m, vm_select *s, bool hi)
         uint64_t cnt = 0;
         for (unsigned t = 0; t < m->n_threads; t++) cnt += s->hist[(size_t)t * HIST_BINS + b];
         if (cum + cnt >= s->k) {
-            if (hi) { s->hi = b; s->above = cum; }
+            if (hi) {
+                s->hi = b;
+                s->above = cum;
+                uint32_t lo = 0;
+                for (unsigned t = 0; t < m->n_threads; t++) lo |= s->lowor[t];
+                if (!lo) { s->direct = true; s->threshold = b << 16; s->ties_keep = s->k - cum; s->ties_total = cnt; }
+            }
             else { s->threshold = s->hi << 16 | b; s->ties_keep = s->k - cum; s->ties_total = cnt; }
             break;
         }
@@ -844,7 +1017,7 @@ static cr_status run_main(vm *m, cr_error *err)
                 uint64_t acc = 0;
                 for (uint64_t c = 0; c < s->n_chunks; c++) { uint64_t t = s->ties[c]; s->ties[c] = acc; acc += t; }
                 if (s->kv && (st = torch_ties(m, in->dst, err))) return st;
-            } else if (s->k) {
+            } else if (s->k && !(in->op == CR_OP_SEL_FIND_LO && s->direct)) {
                 sel_find(m, s, in->op == CR_OP_SEL_FIND_HI);
             }
             if (in->op == CR_OP_SEL_FIND_LO) {
@@ -976,8 +1149,16 @@ static cr_status setup(vm *m, cr_error *err)
         m->chunk_max = CR_MAX(m->chunk_max, k->chunk);
         m->regs_max = CR_MAX(m->regs_max, k->n_regs);
         (void)chunk;
-        for (uint32_t pc = 0; pc < k->code_len; pc++)
-            if (p->code[k->code_begin + pc].op == CR_OP_ROWRANK) m->rowrank_cols = CR_MAX(m->rowrank_cols, k->cols);
+        uint64_t n_rsum = 0, n_store = 0;
+        for (uint32_t pc = 0; pc < k->code_len; pc++) {
+            uint16_t op = p->code[k->code_begin + pc].op;
+            if (op == CR_OP_ROWRANK) m->rowrank_cols = CR_MAX(m->rowrank_cols, k->cols);
+            n_rsum += op == CR_OP_RSUM;
+            n_store += op == CR_OP_STORE;
+        }
+        m->rsum_max = CR_MAX(m->rsum_max, n_rsum);
+        m->store_max = CR_MAX(m->store_max, n_store);
+        m->code_max = CR_MAX(m->code_max, k->code_len);
     }
     /* the thread count, and under --max-memory the steps that stream their
      * inputs, come from the memory model `crucible plan` reports */
@@ -991,7 +1172,11 @@ static cr_status setup(vm *m, cr_error *err)
     if (!m->thr) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     for (unsigned t = 0; t < threads; t++) {
         m->thr[t].regs = cr_malloc(A, (size_t)(m->regs_max * m->chunk_max * 4));
-        m->thr[t].io = cr_malloc(A, (size_t)(m->chunk_max * 8));
+        /* one staging area per STORE of a kernel, plus one for conversions */
+        m->thr[t].io = cr_malloc(A, (size_t)(m->chunk_max * 8 * (m->store_max + 1)));
+        m->thr[t].lanes = cr_malloc(A, (size_t)(m->rsum_max ? m->rsum_max : 1) * 8 * sizeof(double));
+        m->thr[t].carry = cr_malloc(A, (size_t)(m->code_max ? m->code_max : 1) * sizeof(uint64_t));
+        if (!m->thr[t].lanes || !m->thr[t].carry) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
         m->thr[t].keys = m->rowrank_cols ? cr_malloc(A, (size_t)(m->rowrank_cols * 8)) : NULL;
         if (!m->thr[t].regs || !m->thr[t].io || (m->rowrank_cols && !m->thr[t].keys))
             return cr_fail(err, CR_ERR_NOMEM, "out of memory for thread buffers (%llu bytes each)",
@@ -1139,6 +1324,7 @@ static void teardown(vm *m)
     cr_memplan_free(&m->mem);
     if (m->thr) for (unsigned t = 0; t < m->n_threads; t++) {
         cr_free(A, m->thr[t].regs); cr_free(A, m->thr[t].io); cr_free(A, m->thr[t].keys);
+        cr_free(A, m->thr[t].lanes); cr_free(A, m->thr[t].carry);
     }
     cr_free(A, m->thr);
     if (m->maps) for (uint32_t i = 0; i < p->n_files; i++)
@@ -1154,7 +1340,7 @@ static void teardown(vm *m)
     cr_free(A, m->scratch);
     cr_free(A, m->scratch_ready);
     if (m->sel) for (uint32_t i = 0; i < p->n_selects; i++) {
-        cr_free(A, m->sel[i].hist); cr_free(A, m->sel[i].ties);
+        cr_free(A, m->sel[i].hist); cr_free(A, m->sel[i].ties); cr_free(A, m->sel[i].lowor);
         cr_free(A, m->sel[i].kv); cr_free(A, m->sel[i].tiebits);
     }
     cr_free(A, m->sel);

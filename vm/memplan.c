@@ -153,7 +153,22 @@ static const char *step_name(const cr_program *p, uint32_t pc)
     return "?";
 }
 
-/* thread buffers as far as kernels write them (interp.c's vm_thread) */
+uint64_t cr_kernel_block(const cr_program *p, const cr_prog_kernel *k)
+{
+    if (k->chunk <= CR_KERNEL_BLOCK) return k->chunk;
+    for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++)
+        switch (p->code[c].op) {
+        case CR_OP_RSUM_ROW: case CR_OP_RMAX_ROW: case CR_OP_ROWRANK:
+        case CR_OP_RSUM_ROW_TORCH: case CR_OP_RSSQ_ROW_TORCH:
+            return k->chunk;
+        default: break;
+        }
+    return CR_KERNEL_BLOCK;
+}
+
+/* thread buffers as far as kernels write them (interp.c's vm_thread):
+ * registers one block long, a staging area per STORE holding the chunk's
+ * output bytes, the row-sum copy after them, the ROWRANK keys */
 static uint64_t thread_bytes(const cr_program *p, unsigned threads, uint64_t page)
 {
     uint64_t regs = 0, io = 0, keys = 0, copy = 0;
@@ -161,10 +176,16 @@ static uint64_t thread_bytes(const cr_program *p, unsigned threads, uint64_t pag
         const cr_prog_kernel *k = &p->kernels[i];
         uint64_t numel = k->rows * k->cols, n = CR_MIN(k->chunk, numel);
         if (!n) continue;
-        regs = CR_MAX(regs, ((uint64_t)(k->n_regs ? k->n_regs - 1 : 0) * k->chunk + n) * 4);
-        io = CR_MAX(io, n * 4);
-        for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++)
-            if (p->code[c].op == CR_OP_ROWRANK) keys = CR_MAX(keys, k->cols * 8);
+        uint64_t block = cr_kernel_block(p, k), nb = CR_MIN(block, n);
+        regs = CR_MAX(regs, ((uint64_t)(k->n_regs ? k->n_regs - 1 : 0) * block + nb) * 4);
+        uint64_t staged = 0;
+        for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
+            const cr_insn *u = &p->code[c];
+            if (u->op == CR_OP_ROWRANK) keys = CR_MAX(keys, k->cols * 8);
+            if (u->op == CR_OP_STORE) staged += up(n * dsize(p->outputs[u->dst].dtype), page);
+            if (u->op == CR_OP_RSUM_ROW_TORCH) staged += up(k->cols * 4, page);
+        }
+        io = CR_MAX(io, staged);
     }
     for (uint32_t pc = 0; pc < p->n_main; pc++) {
         const cr_insn *in = &p->main[pc];

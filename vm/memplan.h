@@ -33,6 +33,16 @@
 #define CR_MEM_STREAM_AHEAD  4u
 #define CR_MEM_STREAM_STEP   2u
 #define CR_MEM_COPY_BLOCK    (1ull << 20)
+/* A kernel's chunk runs its micro-ops over blocks of this many elements:
+ * 13 registers of 1024 floats stay in L1/L2, where whole 16384-element
+ * registers would stream through L3 — unless a row op needs whole rows. A multiple
+ * of 8 (the RSUM lanes) and of 4 (a Philox block). */
+#define CR_KERNEL_BLOCK      1024u
+
+/* Elements per block of kernel k: CR_KERNEL_BLOCK, or its whole chunk when
+ * the chunk is smaller or a row op (RSUM_ROW, RMAX_ROW, ROWRANK and the
+ * torch row sums) needs whole rows. */
+uint64_t cr_kernel_block(const cr_program *p, const cr_prog_kernel *k);
 
 typedef struct cr_memplan {
     unsigned threads;        /* threads the run uses (after --max-memory) */

@@ -15,6 +15,7 @@
 #include "refsum.h"
 
 #include <math.h>
+#include <string.h>
 
 #define NP_BLOCK 128   /* NumPy's PW_BLOCKSIZE */
 
@@ -141,6 +142,81 @@ float cr_refsum_torch(float *x, uint64_t n, bool reduced)
     for (uint64_t k = nv * per; k < n; k++) acc += x[k];
     for (int l = 0; l < T_MAXW; l++) acc += lanes[l];
     return 0.0f + acc;
+}
+
+void cr_torch_sum_plan_init(cr_torch_sum_plan *pl, uint64_t n, bool reduced)
+{
+    *pl = (cr_torch_sum_plan){ .n = n, .reduced = reduced, .per = reduced ? 2 * T_MAXW : T_MAXW };
+    pl->group = T_ILP * pl->per;
+    if (n < pl->per) { pl->lp = 4; pl->step = 16; pl->block = pl->step * pl->group; return; }
+    pl->nv = n / pl->per;
+    pl->size = pl->nv / T_ILP;
+    unsigned lp = ceil_log2(pl->size) / T_LEVELS;
+    if (lp < 4) lp = 4;
+    pl->lp = lp;
+    pl->step = (uint64_t)1 << lp;
+    pl->block = pl->step * pl->group;
+    pl->n_blocks = pl->size / pl->step;
+    pl->rem_start = pl->n_blocks * pl->block;
+}
+
+void cr_torch_sum_add(const cr_torch_sum_plan *pl, const float *x, uint64_t first, uint64_t n,
+                      float *partials, float *tail)
+{
+    uint64_t e = 0;
+    /* whole groups below the tail: one vector of each of the 4 accumulators */
+    for (; first + e < pl->rem_start && e + pl->group <= n; e += pl->group) {
+        float *acc = partials + (first + e) / pl->block * (T_ILP * T_MAXW);
+        const float *g = x + e;
+        if (pl->reduced) {
+            for (int k = 0; k < T_ILP; k++)
+                for (int l = 0; l < T_MAXW; l++) {
+                    float v = g[k * 16 + l] + g[k * 16 + 8 + l];
+                    acc[k * T_MAXW + l] += v;
+                }
+        } else {
+            for (int k = 0; k < T_ILP * T_MAXW; k++) acc[k] += g[k];
+        }
+    }
+    for (; e < n; e++) tail[first + e - pl->rem_start] = x[e];
+}
+
+float cr_torch_sum_finish(const cr_torch_sum_plan *pl, const float *partials, float *tail)
+{
+    if (pl->n < pl->per) return cr_refsum_torch(tail, pl->n, pl->reduced);
+    /* the cascade of torch_row_sum's while loop over the block partials */
+    float acc[T_LEVELS][T_ILP][T_MAXW] = {{{0}}};
+    const uint64_t mask = pl->step - 1;
+    uint64_t i = 0;
+    for (uint64_t b = 0; b < pl->n_blocks; b++) {
+        memcpy(acc[0], partials + b * (T_ILP * T_MAXW), sizeof acc[0]);
+        i += pl->step;
+        for (unsigned j = 1; j < T_LEVELS; j++) {
+            for (int k = 0; k < T_ILP; k++)
+                for (int l = 0; l < T_MAXW; l++) { acc[j][k][l] += acc[j - 1][k][l]; acc[j - 1][k][l] = 0.0f; }
+            if ((i & (mask << (j * pl->lp))) != 0) break;
+        }
+    }
+    /* the tail: reduce its vectors in place as cr_refsum_torch does */
+    const uint64_t v0 = pl->rem_start / pl->per, nvt = pl->nv - v0;
+    if (pl->reduced)
+        for (uint64_t v = 0; v < nvt; v++)
+            for (uint64_t l = 0; l < T_MAXW; l++) tail[v * T_MAXW + l] = tail[v * 16 + l] + tail[v * 16 + 8 + l];
+    const float *x = tail;   /* reduced vectors; vector v of the whole is x[(v - v0) * 8 ..] */
+    for (; i < pl->size; i++)
+        for (int k = 0; k < T_ILP; k++)
+            for (int l = 0; l < T_MAXW; l++) acc[0][k][l] += x[((i * T_ILP + (uint64_t)k) - v0) * T_MAXW + (uint64_t)l];
+    for (int j = 1; j < T_LEVELS; j++)
+        for (int k = 0; k < T_ILP; k++)
+            for (int l = 0; l < T_MAXW; l++) acc[0][k][l] += acc[j][k][l];
+    for (uint64_t v = pl->size * T_ILP; v < pl->nv; v++)
+        for (int l = 0; l < T_MAXW; l++) acc[0][0][l] += x[(v - v0) * T_MAXW + (uint64_t)l];
+    for (int k = 1; k < T_ILP; k++)
+        for (int l = 0; l < T_MAXW; l++) acc[0][0][l] += acc[0][k][l];
+    float s = 0.0f;
+    for (uint64_t k = pl->nv * pl->per; k < pl->n; k++) s += tail[k - pl->rem_start];
+    for (int l = 0; l < T_MAXW; l++) s += acc[0][0][l];
+    return 0.0f + s;
 }
 
 float cr_refsum_torch_ssq(const float *x, uint64_t n)

@@ -25,6 +25,31 @@ float cr_refsum_blas_ssq(const float *x, uint64_t n);
  * values are in x as floats; x is overwritten). */
 float cr_refsum_torch(float *x, uint64_t n, bool reduced);
 
+/* cr_refsum_torch computed in pieces, so a kernel need not gather the whole
+ * domain. torch's cascade restarts its first-level accumulators every
+ * `block` elements (4 x 8 lanes over 2^lp vectors, lp fixed by n), so the
+ * sum is a fixed replay over per-block partials plus a tail. Use:
+ * cr_torch_sum_plan_init(n), zeroed partials (n_blocks x 32 floats) and a
+ * tail buffer (n - rem_start floats); cr_torch_sum_add for every element
+ * exactly once, in pieces that start at a multiple of 4 x per (`group`)
+ * and end at one or at n, with pieces of one block in increasing order
+ * (one thread per block); then cr_torch_sum_finish. The result is bit-for-bit
+ * cr_refsum_torch's. n_blocks = 0 means the whole sum lives in the tail. */
+typedef struct cr_torch_sum_plan {
+    uint64_t n, per, nv, size, step, lp;
+    uint64_t group;            /* elements per ILP group: 4 x per */
+    uint64_t block;            /* elements per first-level block */
+    uint64_t n_blocks;         /* full blocks (their partials) */
+    uint64_t rem_start;        /* first element of the tail */
+    bool reduced;
+} cr_torch_sum_plan;
+
+void cr_torch_sum_plan_init(cr_torch_sum_plan *pl, uint64_t n, bool reduced);
+void cr_torch_sum_add(const cr_torch_sum_plan *pl, const float *x, uint64_t first, uint64_t n,
+                      float *partials, float *tail);
+/* tail is overwritten */
+float cr_torch_sum_finish(const cr_torch_sum_plan *pl, const float *partials, float *tail);
+
 /* torch's CPU 2-norm squared of a contiguous float32 vector along its last
  * dimension (ReduceOpsKernel.cpp, the vectorised norm-2 path on AVX2):
  * 8 lanes of rounded x*x added (no FMA), the lanes added in order, then the

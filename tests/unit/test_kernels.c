@@ -7,6 +7,7 @@
  * the CPU cannot run are skipped and reported. */
 #include "harness.h"
 #include "kernels/kernels.h"
+#include "rng.h"
 
 #include <stdlib.h>
 
@@ -75,6 +76,31 @@ static void compare_table(const cr_kernels *K)
             S->where(r1, C, A, B, n);
             K->where(r2, C, A, B, n);
             CHECK_MSG(!diff_bits(r1, r2, n, &w), "%s where n=%zu: element %zu differs", K->name, n, w);
+            /* the fused bf16 entries are the op then round(BF16), in both tables */
+            for (size_t u = 0; u < sizeof unary / sizeof *unary; u++) {
+                S->unary(unary[u], r1, A, n);
+                S->round(CR_DTYPE_BF16, r1, n);
+                for (int tb = 0; tb < 2; tb++) {
+                    (tb ? K : S)->unary_bf16(unary[u], r2, A, n);
+                    CHECK_MSG(!diff_bits(r1, r2, n, &w), "%s %s_bf16 n=%zu: element %zu differs", (tb ? K : S)->name,
+                              cr_op_table[unary[u]].name, n, w);
+                }
+            }
+            for (size_t o = 0; o < sizeof binary / sizeof *binary; o++) {
+                S->binary(binary[o], r1, A, B, n);
+                S->round(CR_DTYPE_BF16, r1, n);
+                for (int tb = 0; tb < 2; tb++) {
+                    (tb ? K : S)->binary_bf16(binary[o], r2, A, B, n);
+                    CHECK_MSG(!diff_bits(r1, r2, n, &w), "%s %s_bf16 n=%zu: element %zu differs", (tb ? K : S)->name,
+                              cr_op_table[binary[o]].name, n, w);
+                }
+            }
+            S->where(r1, C, A, B, n);
+            S->round(CR_DTYPE_BF16, r1, n);
+            for (int tb = 0; tb < 2; tb++) {
+                (tb ? K : S)->where_bf16(r2, C, A, B, n);
+                CHECK_MSG(!diff_bits(r1, r2, n, &w), "%s where_bf16 n=%zu: element %zu differs", (tb ? K : S)->name, n, w);
+            }
             for (int t = 0; t < 3; t++) {
                 memcpy(r1, A, n * 4); memcpy(r2, A, n * 4);
                 S->round(dts[t], r1, n);
@@ -115,6 +141,28 @@ TEST(simd_tables_match_scalar)
         ran++;
     }
     printf("compared %d SIMD table(s) with the scalar reference\n", ran);
+}
+
+/* RAND: every table's generator gives the scalar one's floats for any start
+ * (aligned or not to a Philox block), length, and near a 2^32 block carry */
+TEST(uniform_matches_scalar)
+{
+    const cr_kernels *tables[] = { &cr_kernels_avx2, &cr_kernels_avx512 };
+    float u1[300], u2[300];
+    const uint64_t firsts[] = { 0, 1, 2, 3, 5, 1000003, ((uint64_t)0xFFFFFFF0u) * 4 + 1, ((uint64_t)1 << 34) * 4 - 40 };
+    for (size_t i = 0; i < 2; i++) {
+        if (!cr_kernels_supported(tables[i])) continue;
+        const cr_kernels *K = tables[i];
+        for (size_t f = 0; f < sizeof firsts / sizeof *firsts; f++)
+            for (size_t n = 0; n <= 300; n += (n < 70 ? 1 : 23)) {
+                cr_rng_uniform(0x123456789abcdefull, 77, firsts[f], u1, n);
+                for (size_t e = 0; e < 300; e++) u2[e] = -1.0f;
+                K->uniform(0x123456789abcdefull, 77, firsts[f], u2, n);
+                CHECK_MSG(memcmp(u1, u2, n * sizeof *u1) == 0, "%s uniform first=%llu n=%zu", K->name,
+                          (unsigned long long)firsts[f], n);
+                CHECK_MSG(n == 300 || u2[n] == -1.0f, "%s uniform wrote past n=%zu", K->name, n);
+            }
+    }
 }
 
 /* the scalar reference itself, on values whose answers are known */
@@ -164,5 +212,6 @@ int main(void)
     RUN(scalar_reference_known_values);
     RUN(pick_isa);
     RUN(simd_tables_match_scalar);
+    RUN(uniform_matches_scalar);
     return cr_test_summary();
 }

@@ -7,10 +7,12 @@
 #include "harness.h"
 #include "base.h"
 #include "refsum.h"
+#include "dtype.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdlib.h>
 
 typedef struct ref_row {
     uint64_t n;
@@ -95,8 +97,42 @@ TEST(orders_are_distinct)
     CHECK(differ >= 6);
 }
 
+/* the pieced torch sum (what a chunked kernel computes) is the whole one,
+ * for sizes on both sides of block and level boundaries, pieces of one
+ * group up to many blocks, f32 and bf16 */
+TEST(torch_sum_in_pieces)
+{
+    const uint64_t ns[] = { 0, 1, 7, 8, 15, 16, 17, 63, 64, 65, 1000, 1024, 1025, 4099, 65536, 65537 + 64,
+                            (1u << 20) + 3, (1u << 22) - 16, 5000000 };
+    uint64_t state = 88172645463325252ull;
+    for (size_t t = 0; t < sizeof ns / sizeof *ns; t++)
+        for (int red = 0; red < 2; red++) {
+            uint64_t n = ns[t];
+            float *x = malloc((n ? n : 1) * sizeof *x), *y = malloc((n ? n : 1) * sizeof *y);
+            for (uint64_t i = 0; i < n; i++) {
+                state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+                float v = (float)((double)(state >> 11) / 9007199254740992.0 - 0.37) * 3.0f;
+                x[i] = red ? cr_bits_f32(cr_f32_bits(v) & 0xffff0000u) : v;
+            }
+            memcpy(y, x, (n ? n : 1) * sizeof *x);
+            float whole = cr_refsum_torch(y, n, red);
+            cr_torch_sum_plan pl;
+            cr_torch_sum_plan_init(&pl, n, red);
+            float *part = calloc(pl.n_blocks * 32 + 1, sizeof *part);
+            float *tail = malloc((n - pl.rem_start + 1) * sizeof *tail);
+            uint64_t piece = pl.group * (1 + t % 5);
+            for (uint64_t f = 0; f < n; f += piece)
+                cr_torch_sum_add(&pl, x + f, f, n - f < piece ? n - f : piece, part, tail);
+            float pieced = cr_torch_sum_finish(&pl, part, tail);
+            CHECK_MSG(bits(whole) == bits(pieced), "n=%llu reduced=%d: %a vs %a", (unsigned long long)n, red,
+                      whole, pieced);
+            free(x); free(y); free(part); free(tail);
+        }
+}
+
 int main(void)
 {
+    RUN(torch_sum_in_pieces);
     RUN(numpy_pairwise_sum);
     RUN(openblas_sdot_sum_of_squares);
     RUN(torch_cascade_sum);

@@ -8,8 +8,11 @@
 #include <stdlib.h>
 
 static char *tmp;
-enum { N = 1000, CHUNK = 64 };
-static float vals[N];
+enum { MAXN = 40000 };
+/* the domain and chunk of the next run_topk (chunks over the VM's 1024-element
+ * blocks exercise the tie rank carried between blocks) */
+static int N = 1000, CHUNK = 64;
+static float vals[MAXN];
 
 static int cmp_desc(const void *a, const void *b)
 {
@@ -23,7 +26,7 @@ static void run_topk(uint64_t k, unsigned threads)
 {
     char file[512], out[512], shard[600];
     snprintf(file, sizeof file, "%s/v.safetensors", tmp);
-    snprintf(out, sizeof out, "%s/topk-%llu-%u", tmp, (unsigned long long)k, threads);
+    snprintf(out, sizeof out, "%s/topk-%d-%d-%llu-%u", tmp, N, (int)(vals[1] * 1000), (unsigned long long)k, threads);
     const char *nm[] = { "v" };
     cr_dtype dt[] = { CR_DTYPE_F32 };
     uint64_t shape[][2] = { { 0, N } }, off;
@@ -67,10 +70,10 @@ static void run_topk(uint64_t k, unsigned threads)
     size_t len;
     unsigned char *data = vb_read_file(shard, &len);
     REQUIRE(data);
-    int order[N];
+    static int order[MAXN];
     for (int i = 0; i < N; i++) order[i] = i;
     qsort(order, N, sizeof *order, cmp_desc);
-    static float want[N];
+    static float want[MAXN];
     memset(want, 0, sizeof want);
     for (uint64_t i = 0; i < k; i++) want[order[i]] = 1;
     int bad = 0, count = 0;
@@ -104,6 +107,22 @@ TEST(topk_distinct_and_close_values)
     for (int i = 0; i < N; i++) vals[i] = 1.0f + (float)((i * 7919) % N) * 1e-7f * (i % 2 ? 1 : -1);
     uint64_t ks[] = { 1, 10, 333, 700 };
     for (size_t i = 0; i < sizeof ks / sizeof *ks; i++) run_topk(ks[i], 3);
+}
+
+TEST(topk_ties_across_blocks)
+{
+    /* chunks of 4096 run as four blocks: thresholds whose ties end inside a
+     * block, bf16-grid values (the direct path) and fine ones (two passes) */
+    N = MAXN; CHUNK = 4096;
+    for (int i = 0; i < N; i++) vals[i] = (float)((i * 37) % 11 - 5) * 0.25f;
+    uint64_t ks[] = { 1, 3637, 7000, 20000, 39999 };
+    for (size_t i = 0; i < sizeof ks / sizeof *ks; i++) {
+        run_topk(ks[i], 1);
+        run_topk(ks[i], 2);
+    }
+    for (int i = 0; i < N; i++) vals[i] = 1.0f + (float)((i * 7919) % 977) * 1e-7f * (i % 2 ? 1 : -1);
+    run_topk(12345, 2);
+    N = 1000; CHUNK = 64;
 }
 
 TEST(bad_k_is_an_error)
@@ -142,6 +161,7 @@ int main(void)
     if (!tmp) return 1;
     RUN(topk_with_ties);
     RUN(topk_distinct_and_close_values);
+    RUN(topk_ties_across_blocks);
     RUN(bad_k_is_an_error);
     vb_rmtree(tmp);
     free(tmp);

@@ -95,5 +95,5 @@ typedef struct { __m256d lo, hi; } avx2_acc;
 #else
 /* not an x86-64 build: the table exists so the name resolves; the CPU check
  * in cr_kernels_supported never selects it */
-const cr_kernels cr_kernels_avx2 = { "avx2", 0, 0, 0, 0, 0, 0, 0 };
+const cr_kernels cr_kernels_avx2 = { "avx2", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
 #endif

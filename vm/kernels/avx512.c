@@ -88,5 +88,5 @@ static TARGET inline __m512 vround_f16_(__m512 x)
 #include "simd_body.h"
 
 #else
-const cr_kernels cr_kernels_avx512 = { "avx512", 0, 0, 0, 0, 0, 0, 0 };
+const cr_kernels cr_kernels_avx512 = { "avx512", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
 #endif

@@ -31,7 +31,18 @@ typedef struct cr_kernels {
     void (*store)(cr_dtype t, const float *src, void *dst, size_t n);
     /* lanes[i % 8] += (double)a[i] for i = 0..n-1, in increasing i */
     void (*sum8)(const float *a, size_t n, double lanes[8]);
+    /* unary, binary and where followed by round(BF16), in one pass: the
+     * common case of bf16 merges, where a separate rounding pass was the
+     * largest single cost of a kernel */
+    void (*unary_bf16)(cr_op op, float *d, const float *a, size_t n);
+    void (*binary_bf16)(cr_op op, float *d, const float *a, const float *b, size_t n);
+    void (*where_bf16)(float *d, const float *c, const float *a, const float *b, size_t n);
+    /* RAND: the uniform floats of rng.h for elements first .. first+n-1 */
+    void (*uniform)(uint64_t seed, uint64_t stream, uint64_t first, float *u, size_t n);
 } cr_kernels;
+
+/* cr_rng_uniform evaluated eight Philox blocks at a time (rng_avx2.c) */
+void cr_rng_uniform_avx2(uint64_t seed, uint64_t stream, uint64_t first, float *u, size_t n);
 
 extern const cr_kernels cr_kernels_scalar;
 extern const cr_kernels cr_kernels_avx2;

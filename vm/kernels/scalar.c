@@ -1,6 +1,7 @@
 /* scalar.c — the reference kernel table (kernels.h) and ISA selection.
  * Every SIMD table is tested against this one, bit for bit. */
 #include "kernels.h"
+#include "rng.h"
 #include "scalar_ops.h"
 
 #include <stdlib.h>
@@ -55,6 +56,13 @@ static void s_round(cr_dtype t, float *x, size_t n)
     else if (t == CR_DTYPE_F16) for (size_t i = 0; i < n; i++) x[i] = el_round_f16(x[i]);
 }
 
+static void s_unary_bf16(cr_op op, float *d, const float *a, size_t n)
+{ s_unary(op, d, a, n); s_round(CR_DTYPE_BF16, d, n); }
+static void s_binary_bf16(cr_op op, float *d, const float *a, const float *b, size_t n)
+{ s_binary(op, d, a, b, n); s_round(CR_DTYPE_BF16, d, n); }
+static void s_where_bf16(float *d, const float *c, const float *a, const float *b, size_t n)
+{ s_where(d, c, a, b, n); s_round(CR_DTYPE_BF16, d, n); }
+
 static void s_load(cr_dtype t, const void *src, float *dst, size_t n)
 {
     const uint8_t *s = src;
@@ -99,7 +107,7 @@ static void s_sum8(const float *a, size_t n, double lanes[8])
 }
 
 const cr_kernels cr_kernels_scalar = {
-    "scalar", s_unary, s_binary, s_where, s_round, s_load, s_store, s_sum8
+    "scalar", s_unary, s_binary, s_where, s_round, s_load, s_store, s_sum8, s_unary_bf16, s_binary_bf16, s_where_bf16, cr_rng_uniform
 };
 
 #if defined(__x86_64__)

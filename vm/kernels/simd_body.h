@@ -20,68 +20,19 @@
 
 #define VSIGN vset1(-0.0f)
 
-static TARGET void v_unary(cr_op op, float *d, const float *a, size_t n)
-{
-    size_t i = 0, nv = n / VW * VW;
-    switch (op) {
-    case CR_OP_MOV: if (d != a) memmove(d, a, n * sizeof *d); return;
-    case CR_OP_NEG: for (; i < nv; i += VW) vstore(d + i, vxor_bits(vload(a + i), VSIGN)); break;
-    case CR_OP_ABS: for (; i < nv; i += VW) vstore(d + i, vandnot_bits(VSIGN, vload(a + i))); break;
-    case CR_OP_SIGN:
-        for (; i < nv; i += VW) {
-            VF x = vload(a + i), z = vset1(0.0f);
-            VF r = vblend(vcmp(x, z, _CMP_GT_OQ), z, vset1(1.0f));
-            r = vblend(vcmp(x, z, _CMP_LT_OQ), r, vset1(-1.0f));
-            vstore(d + i, vblend(vcmp(x, x, _CMP_UNORD_Q), r, x));
-        }
-        break;
-    case CR_OP_SQRT: for (; i < nv; i += VW) vstore(d + i, vsqrt(vload(a + i))); break;
-    case CR_OP_NOT:
-        for (; i < nv; i += VW)
-            vstore(d + i, vblend(vcmp(vload(a + i), vset1(0.0f), _CMP_EQ_OQ), vset1(0.0f), vset1(1.0f)));
-        break;
-    default: break;   /* exp, log: libm per element, like the reference */
-    }
-    cr_kernels_scalar.unary(op, d + i, a + i, n - i);
-}
+/* v_unary, v_binary, v_where, then the same with bf16 rounding fused
+ * (simd_ops.h included twice with RND set to each) */
+#define RND(x) (x)
+#define SUFFIX(name) name
+#include "simd_ops.h"
+#undef RND
+#undef SUFFIX
+#define RND(x) vround_bf16(x)
+#define SUFFIX(name) name##_bf16
+#include "simd_ops.h"
+#undef RND
+#undef SUFFIX
 
-static TARGET void v_binary(cr_op op, float *d, const float *a, const float *b, size_t n)
-{
-    size_t i = 0, nv = n / VW * VW;
-    const VF one = vset1(1.0f), zero = vset1(0.0f);
-#define VLOOP(expr) for (; i < nv; i += VW) { VF x = vload(a + i), y = vload(b + i); vstore(d + i, (expr)); } break
-#define VCMP(pred) VLOOP(vblend(vcmp(x, y, pred), zero, one))
-    switch (op) {
-    case CR_OP_ADD: VLOOP(vadd(x, y));
-    case CR_OP_SUB: VLOOP(vsub(x, y));
-    case CR_OP_MUL: VLOOP(vmul(x, y));
-    case CR_OP_DIV: VLOOP(vdiv(x, y));
-    case CR_OP_MIN: VLOOP(vblend(vcmp(x, x, _CMP_UNORD_Q), vmin_raw(x, y), x));
-    case CR_OP_MAX: VLOOP(vblend(vcmp(x, x, _CMP_UNORD_Q), vmax_raw(x, y), x));
-    case CR_OP_GT: VCMP(_CMP_GT_OQ);
-    case CR_OP_GE: VCMP(_CMP_GE_OQ);
-    case CR_OP_LT: VCMP(_CMP_LT_OQ);
-    case CR_OP_LE: VCMP(_CMP_LE_OQ);
-    case CR_OP_EQ: VCMP(_CMP_EQ_OQ);
-    case CR_OP_NE: VCMP(_CMP_NEQ_UQ);
-    case CR_OP_AND:
-        VLOOP(vblend(vcmp(x, zero, _CMP_EQ_OQ), vblend(vcmp(y, zero, _CMP_EQ_OQ), one, zero), zero));
-    case CR_OP_OR:
-        VLOOP(vblend(vcmp(x, zero, _CMP_EQ_OQ), one, vblend(vcmp(y, zero, _CMP_EQ_OQ), one, zero)));
-    default: break;
-    }
-#undef VCMP
-#undef VLOOP
-    cr_kernels_scalar.binary(op, d + i, a + i, b + i, n - i);
-}
-
-static TARGET void v_where(float *d, const float *c, const float *a, const float *b, size_t n)
-{
-    size_t i = 0, nv = n / VW * VW;
-    for (; i < nv; i += VW)
-        vstore(d + i, vblend(vcmp(vload(c + i), vset1(0.0f), _CMP_EQ_OQ), vload(a + i), vload(b + i)));
-    cr_kernels_scalar.where(d + i, c + i, a + i, b + i, n - i);
-}
 
 static TARGET void v_round(cr_dtype t, float *x, size_t n)
 {
@@ -123,5 +74,5 @@ static TARGET void v_sum8(const float *a, size_t n, double lanes[8])
 }
 
 const cr_kernels TABLE = {
-    ISA_NAME, v_unary, v_binary, v_where, v_round, v_load, v_store, v_sum8
+    ISA_NAME, v_unary, v_binary, v_where, v_round, v_load, v_store, v_sum8, v_unary_bf16, v_binary_bf16, v_where_bf16, cr_rng_uniform_avx2
 };

@@ -283,6 +283,15 @@ static void output_path(const vm *m, uint32_t shard, char *buf, size_t n)
              S(m, m->p->shards[shard].file_name));
 }
 
+/* acos/sin/cos over registers: correctly rounded to f32 (f64 libm). */
+static void kernel_trig(cr_op op, float *d, const float *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        double x = a[i];
+        d[i] = (float)(op == CR_OP_ACOS ? acos(x) : op == CR_OP_SIN ? sin(x) : cos(x));
+    }
+}
+
 static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
 {
     vm *m = j->m;
@@ -312,6 +321,12 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
             break;
         case CR_OP_WHERE:
             K->where(d, REG(in->a), REG(in->b), REG(in->c), n);
+            K->round((cr_dtype)in->dtype, d, n);
+            break;
+        case CR_OP_ACOS: case CR_OP_SIN: case CR_OP_COS:
+            /* per-row coefficients: few distinct values, so libm in f64 is
+             * affordable; rounded like the top-level op */
+            kernel_trig((cr_op)in->op, d, REG(in->a), n);
             K->round((cr_dtype)in->dtype, d, n);
             break;
         case CR_OP_LOAD:

@@ -283,12 +283,22 @@ static void output_path(const vm *m, uint32_t shard, char *buf, size_t n)
              S(m, m->p->shards[shard].file_name));
 }
 
-/* acos/sin/cos over registers: correctly rounded to f32 (f64 libm). */
+/* acos/sin/cos over registers: correctly rounded to f32 (f64 libm). The
+ * operand is a per-row value broadcast along the row, so a run of equal
+ * bits reuses the previous result: one libm call per row, not per element. */
 static void kernel_trig(cr_op op, float *d, const float *a, size_t n)
 {
+    uint32_t prev = 0;
+    float prev_r = 0;
     for (size_t i = 0; i < n; i++) {
-        double x = a[i];
-        d[i] = (float)(op == CR_OP_ACOS ? acos(x) : op == CR_OP_SIN ? sin(x) : cos(x));
+        uint32_t bits;
+        memcpy(&bits, &a[i], sizeof bits);
+        if (i == 0 || bits != prev) {
+            double x = a[i];
+            prev_r = (float)(op == CR_OP_ACOS ? acos(x) : op == CR_OP_SIN ? sin(x) : cos(x));
+            prev = bits;
+        }
+        d[i] = prev_r;
     }
 }
 

@@ -309,7 +309,9 @@ TEST(kernel_trig_correctly_rounded)
 {
     enum { N = 777 };
     static float a[N];
-    for (int i = 0; i < N; i++) a[i] = -1.0f + 2.0f * (float)i / (N - 1) + (i % 7 ? 0.0f : 1e-7f * (float)i);
+    /* runs of three equal values (a row value broadcast), some negative zeros */
+    for (int i = 0; i < N; i++) a[i] = -1.0f + 2.0f * (float)(i / 3) / (N / 3) + ((i / 3) % 7 ? 0.0f : 1e-7f * (float)i);
+    a[400] = 0.0f; a[401] = -0.0f; a[402] = 0.0f;
     a[0] = -1.0f; a[N - 1] = 1.0f;
     const char *nm[] = { "x" };
     cr_dtype dt[] = { CR_DTYPE_F32 };

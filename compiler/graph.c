@@ -129,7 +129,7 @@ static int expected_kind(const cr_graph *g, const cr_node *n)
     case CR_GOP_INPUT: case CR_GOP_RAND: case CR_GOP_TOPK_MASK: case CR_GOP_ROW_RANK:
         return CR_VK_TENSOR;
     case CR_GOP_CONST: case CR_GOP_SUM: case CR_GOP_KTH_ABS:
-    case CR_GOP_ACOS: case CR_GOP_SIN: case CR_GOP_COS: case CR_GOP_TRUNC: case CR_GOP_CHECK:
+    case CR_GOP_TRUNC: case CR_GOP_CHECK:
     case CR_GOP_NP_ACOS: case CR_GOP_NP_SIN: case CR_GOP_NP_COS:
         return CR_VK_SCALAR;
     case CR_GOP_ROWSUM: case CR_GOP_ROWMAX:

@@ -257,18 +257,23 @@ UN(l_neg, CR_GOP_NEG, false) UN(l_abs, CR_GOP_ABS, false) UN(l_sign, CR_GOP_SIGN
 UN(l_sqrt, CR_GOP_SQRT, false) UN(l_exp, CR_GOP_EXP, false) UN(l_log, CR_GOP_LOG, false)
 UN(l_not, CR_GOP_NOT, true)
 
-static int scalar_fn(lua_State *S, cr_gop op)
+/* rows: acos/sin/cos also take a row vector (per-row coefficients, e.g.
+ * nuslerp per row); a whole tensor is refused (per-element trig would be
+ * a different cost class and no method needs it). */
+static int scalar_fn_k(lua_State *S, cr_gop op, bool rows)
 {
     uint32_t in = arg_node(S, 1);
-    if (node_at(S, in)->kind != CR_VK_SCALAR)
-        luaL_error(S, "cr.%s takes a scalar, got a %s", cr_gop_name(op),
-                   node_at(S, in)->kind == CR_VK_ROWS ? "row vector" : "tensor");
+    cr_vkind k = node_at(S, in)->kind;
+    if (k != CR_VK_SCALAR && !(rows && k == CR_VK_ROWS))
+        luaL_error(S, "cr.%s takes a scalar%s, got a %s", cr_gop_name(op), rows ? " or a row vector" : "",
+                   k == CR_VK_ROWS ? "row vector" : "tensor");
     push_value(S, build(S, op, &in, 1, false));
     return 1;
 }
-static int l_acos(lua_State *S) { return scalar_fn(S, CR_GOP_ACOS); }
-static int l_sin(lua_State *S) { return scalar_fn(S, CR_GOP_SIN); }
-static int l_cos(lua_State *S) { return scalar_fn(S, CR_GOP_COS); }
+static int scalar_fn(lua_State *S, cr_gop op) { return scalar_fn_k(S, op, false); }
+static int l_acos(lua_State *S) { return scalar_fn_k(S, CR_GOP_ACOS, true); }
+static int l_sin(lua_State *S) { return scalar_fn_k(S, CR_GOP_SIN, true); }
+static int l_cos(lua_State *S) { return scalar_fn_k(S, CR_GOP_COS, true); }
 /* np.arccos / np.sin / np.cos of a float32 NumPy scalar (vm/npmath.c) */
 static int np_scalar_fn(lua_State *S, cr_gop op)
 {

@@ -3,16 +3,22 @@
 -- (nuslerp_flatten, the default), per row (row_wise=false) or per column
 -- (row_wise=true; the docs have these inverted), optionally on task
 -- vectors against a base. Maths in the compute dtype.
--- torch's float32 reductions in its own summation order, so that the
--- scalar coefficients agree to the last bit (whole-tensor only: per-row
--- reductions use the wide sums).
+-- torch's float32 reductions in its own summation order (whole tensor and
+-- per row), so that the coefficients agree to the last bit; acos/sin are
+-- correctly rounded (torch's are MKL VML's, spec/compat.md).
 local function norm_of(x, rows)
-  if rows then return x:row_norm() end
+  if rows then
+    if x.dtype == "float32" then return cr.torch_row_norm(x) end
+    return x:row_norm()
+  end
   if x.dtype == "float32" then return cr.torch_norm(x) end
   return x:norm()
 end
 local function dot_of(a, b, rows)
-  if rows then return cr.row_dot(a, b) end
+  if rows then
+    if a.dtype == "float32" then return cr.torch_row_sum(a * b) end
+    return cr.row_dot(a, b)
+  end
   if a.dtype == "float32" then return cr.torch_sum(a * b) end
   return cr.dot(a, b)
 end

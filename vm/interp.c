@@ -293,6 +293,25 @@ static void output_path(const vm *m, uint32_t shard, char *buf, size_t n)
              S(m, m->p->shards[shard].file_name));
 }
 
+/* acos/sin/cos over registers: correctly rounded to f32 (f64 libm). The
+ * operand is a per-row value broadcast along the row, so a run of equal
+ * bits reuses the previous result: one libm call per row, not per element. */
+static void kernel_trig(cr_op op, float *d, const float *a, size_t n)
+{
+    uint32_t prev = 0;
+    float prev_r = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &a[i], sizeof bits);
+        if (i == 0 || bits != prev) {
+            double x = a[i];
+            prev_r = (float)(op == CR_OP_ACOS ? acos(x) : op == CR_OP_SIN ? sin(x) : cos(x));
+            prev = bits;
+        }
+        d[i] = prev_r;
+    }
+}
+
 /* how many of a[0..n) have magnitude key T; 32-bit partial counts so the
  * loop vectorises at full width */
 static uint64_t count_key(const float *a, size_t n, uint32_t T)
@@ -385,6 +404,12 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
         case CR_OP_WHERE:
             if (in->dtype == CR_DTYPE_BF16) { K->where_bf16(d, REG(in->a), REG(in->b), REG(in->c), n); break; }
             K->where(d, REG(in->a), REG(in->b), REG(in->c), n);
+            K->round((cr_dtype)in->dtype, d, n);
+            break;
+        case CR_OP_ACOS: case CR_OP_SIN: case CR_OP_COS:
+            /* per-row coefficients: few distinct values, so libm in f64 is
+             * affordable; rounded like the top-level op */
+            kernel_trig((cr_op)in->op, d, REG(in->a), n);
             K->round((cr_dtype)in->dtype, d, n);
             break;
         case CR_OP_LOAD:

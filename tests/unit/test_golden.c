@@ -601,7 +601,6 @@ TEST(exact_checker_discriminates)
  * must fail to compile with a clear message rather than compile wrongly. */
 static const char *const gt_known_unsupported[] = {
     "nuslerp_cols",     /* per-column SLERP needs column reductions */
-    "nuslerp_rows",     /* per-row SLERP needs acos/sin on row vectors */
 };
 
 /* Every golden recipe goes through the front end and the whole compiler

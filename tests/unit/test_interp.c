@@ -303,6 +303,63 @@ TEST(slerp_like_two_pass)
     cr_program_free(&p);
 }
 
+/* acos/sin/cos inside a kernel (per-row coefficients): each element is
+ * libm's f64 result rounded to float32, and a bf16 instruction rounds on */
+TEST(kernel_trig_correctly_rounded)
+{
+    enum { N = 777 };
+    static float a[N];
+    /* runs of three equal values (a row value broadcast), some negative zeros */
+    for (int i = 0; i < N; i++) a[i] = -1.0f + 2.0f * (float)(i / 3) / (N / 3) + ((i / 3) % 7 ? 0.0f : 1e-7f * (float)i);
+    a[400] = 0.0f; a[401] = -0.0f; a[402] = 0.0f;
+    a[0] = -1.0f; a[N - 1] = 1.0f;
+    const char *nm[] = { "x" };
+    cr_dtype dt[] = { CR_DTYPE_F32 };
+    uint64_t shape[][2] = { { 0, N } }, oa;
+    const void *da[] = { a };
+    uint64_t sa = vb_write_safetensors(path_in("trig.safetensors"), 1, nm, dt, shape, da, &oa);
+    vm_builder b;
+    vb_init(&b);
+    uint32_t ia = vb_input(&b, vb_file(&b, path_in("trig.safetensors"), sa, 0), CR_DTYPE_F32, "x", oa, N * 4, 1, N, N);
+    const char *onames[] = { "acos", "sin", "cos", "acos_bf16" };
+    uint32_t o[4];
+    for (int j = 0; j < 4; j++) o[j] = vb_output(&b, onames[j], CR_DTYPE_F32, 0, N);
+    vb_shard(&b, "model.safetensors");
+    uint32_t k = vb_kernel_begin(&b, 1, N, 100, 2, 0);
+    vb_k(&b, CR_OP_LOAD, CR_DTYPE_NONE, 0, ia, 0, 0);
+    vb_k(&b, CR_OP_ACOS, CR_DTYPE_F32, 1, 0, 0, 0);
+    vb_k(&b, CR_OP_STORE, CR_DTYPE_NONE, o[0], 1, 0, 0);
+    vb_k(&b, CR_OP_SIN, CR_DTYPE_F32, 1, 0, 0, 0);
+    vb_k(&b, CR_OP_STORE, CR_DTYPE_NONE, o[1], 1, 0, 0);
+    vb_k(&b, CR_OP_COS, CR_DTYPE_F32, 1, 0, 0, 0);
+    vb_k(&b, CR_OP_STORE, CR_DTYPE_NONE, o[2], 1, 0, 0);
+    vb_k(&b, CR_OP_ACOS, CR_DTYPE_BF16, 1, 0, 0, 0);
+    vb_k(&b, CR_OP_STORE, CR_DTYPE_NONE, o[3], 1, 0, 0);
+    vb_kernel_end(&b);
+    vb_m(&b, CR_OP_KERNEL, CR_DTYPE_NONE, 0, k, 0, 0);
+    cr_program p;
+    vb_build(&b, &p);
+    cr_error err = {0};
+    CHECK_MSG(cr_program_verify(&p, &err) == CR_OK, "%s", err.msg);
+    CHECK_MSG(run(&p, path_in("trig"), 2, NULL, &err) == CR_OK, "%s", err.msg);
+    size_t len;
+    unsigned char *d = vb_read_file(path_in("trig/model.safetensors"), &len);
+    REQUIRE(d);
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        float g[4];
+        for (int j = 0; j < 4; j++) memcpy(&g[j], d + p.outputs[o[j]].offset + 4 * (size_t)i, 4);
+        double x = a[i];
+        if (f32_bits(g[0]) != f32_bits((float)acos(x))) bad++;
+        if (f32_bits(g[1]) != f32_bits((float)sin(x))) bad++;
+        if (f32_bits(g[2]) != f32_bits((float)cos(x))) bad++;
+        if (f32_bits(g[3]) != f32_bits(rbf((float)acos(x)))) bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+    free(d);
+    cr_program_free(&p);
+}
+
 /* COPY: bit copy of a strided slice; f32 -> bf16 conversion; CHECK failing */
 TEST(copy_slice_convert_and_check)
 {
@@ -405,6 +462,7 @@ int main(void)
     RUN(manifest_size_and_hash_checked_before_work);
     RUN(interrupt_leaves_nothing);
     RUN(slerp_like_two_pass);
+    RUN(kernel_trig_correctly_rounded);
     RUN(copy_slice_convert_and_check);
     RUN(rand_is_counter_based);
     vb_rmtree(tmp);

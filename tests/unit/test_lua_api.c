@@ -179,7 +179,17 @@ TEST(errors_name_file_and_line)
     CHECK(run(&f, "return ctx.inputs[1] + {}", &err) == CR_NO_NODE);
     CHECK_CONTAINS(err.msg, "tensor value or number");
     CHECK(run(&f, "return cr.acos(ctx.inputs[1])", &err) == CR_NO_NODE);
-    CHECK_CONTAINS(err.msg, "takes a scalar");
+    CHECK_CONTAINS(err.msg, "takes a scalar or a row vector");
+    CHECK(run(&f, "return cr.trunc(ctx.inputs[1]:row_max())", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "takes a scalar, got a row vector");
+    /* per-row trig: acos/sin/cos of a row vector are row vectors */
+    uint32_t r = run(&f, "local a = ctx.inputs[1]\n"
+                         "return a * cr.sin(cr.acos(cr.clamp(a:row_max(), -1, 1))) + cr.cos(a:row_max())", &err);
+    CHECK_MSG(r != CR_NO_NODE, "%s", err.msg);
+    for (uint32_t i = 0; i < f.g.n_nodes; i++)
+        if (f.g.nodes[i].op == CR_GOP_ACOS || f.g.nodes[i].op == CR_GOP_SIN || f.g.nodes[i].op == CR_GOP_COS)
+            CHECK_EQ_INT(f.g.nodes[i].kind, CR_VK_ROWS);
+    CHECK(cr_graph_verify(&f.g, &err) == CR_OK);
     CHECK(run(&f, "return x.y", &err) == CR_NO_NODE);
     CHECK_CONTAINS(err.msg, "test.lua:2");
     teardown(&f);

@@ -334,6 +334,22 @@ static void bf_round(float *x, size_t n)
     for (size_t i = 0; i < n; i++) x[i] = bf(x[i]);
 }
 
+/* The bf16 path's dot product: products of bf16 values are exact in f32,
+ * so only the summation order decides the f32 sum, and a different sum can
+ * round to a different bf16. Eight lanes reduced as AVX2 reduces a vector
+ * ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) match torch's CPU bf16 GEMM on
+ * the fixtures where the plain dot() above does not. */
+static float dot_bf16(const float *a, const float *b, size_t n)
+{
+    float l[8] = { 0 };
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) l[k] += a[i + k] * b[i + k];
+    float s = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
 static const void *row_ptr(const cr_llm_weight *w, size_t r)
 {
     return (const char *)w->data + r * w->cols * cr_dtype_size(w->dtype);
@@ -370,7 +386,7 @@ static void mm_range(void *p, size_t begin, size_t end, float *row)
          * (oneDNN's bf16 GEMM accumulates in f32), bias added before the
          * single rounding of the output */
         if (c->bf16)
-            for (size_t t = 0; t < c->T; t++) c->y[t * out + r] = bf(dot(c->x + t * in, row, in) + b);
+            for (size_t t = 0; t < c->T; t++) c->y[t * out + r] = bf(dot_bf16(c->x + t * in, row, in) + b);
         else
             for (size_t t = 0; t < c->T; t++) c->y[t * out + r] = dot(c->x + t * in, row, in) + b;
     }
@@ -399,14 +415,56 @@ static void rmsnorm(float *y, const float *x, const float *w, size_t n, float ep
     for (size_t i = 0; i < n; i++) y[i] = w[i] * (x[i] * r);
 }
 
-/* LlamaRMSNorm on bf16 input: normalised in f32, cast back to bf16
+/* Σ x[i]² in f32 summed in the order of torch's CPU sum over a contiguous
+ * row (SumKernel.cpp vectorized_inner_sum with AVX2 vectors of 8): four
+ * vector accumulators per row of four vectors, cascaded in levels of 16
+ * rows (multi_row_sum), the leftover vectors into accumulator 0, the four
+ * accumulators folded left to right, then the scalar tail and the eight
+ * lanes added one by one. The variance decides how RMSNorm rounds to bf16,
+ * and a double sum differs from torch's in the last f32 bit often enough
+ * to flip roundings. */
+static float torch_sumsq_f32(const float *x, size_t n)
+{
+    enum { V = 8, R = 4, LV = 4 };
+    size_t nv = n / V, size = nv / R;
+    float acc[LV][R][V];
+    memset(acc, 0, sizeof acc);
+    unsigned cl = 0;
+    while (((size_t)1 << cl) < size) cl++;
+    unsigned lp = cl / LV > 4 ? cl / LV : 4;
+    size_t step = (size_t)1 << lp, mask = step - 1, i = 0;
+#define ADD_ROW(row) for (int k = 0; k < R; k++) for (int e = 0; e < V; e++) { \
+        float v = x[((row) * R + k) * V + e]; acc[0][k][e] += v * v; }
+    while (i + step <= size) {
+        for (size_t j = 0; j < step; j++, i++) ADD_ROW(i);
+        for (int j = 1; j < LV; j++) {
+            for (int k = 0; k < R; k++)
+                for (int e = 0; e < V; e++) { acc[j][k][e] += acc[j - 1][k][e]; acc[j - 1][k][e] = 0; }
+            if (i & (mask << (j * lp))) break;
+        }
+    }
+    for (; i < size; i++) ADD_ROW(i);
+#undef ADD_ROW
+    for (int j = 1; j < LV; j++)
+        for (int k = 0; k < R; k++)
+            for (int e = 0; e < V; e++) acc[0][k][e] += acc[j][k][e];
+    for (size_t r = size * R; r < nv; r++)
+        for (int e = 0; e < V; e++) { float v = x[r * V + e]; acc[0][0][e] += v * v; }
+    for (int k = 1; k < R; k++)
+        for (int e = 0; e < V; e++) acc[0][0][e] += acc[0][k][e];
+    float s = 0;
+    for (size_t t = nv * V; t < n; t++) s += x[t] * x[t];
+    for (int e = 0; e < V; e++) s += acc[0][0][e];
+    return s;
+}
+
+/* LlamaRMSNorm on bf16 input: variance = mean of the f32 squares (torch's
+ * sum order, then / n), normalised in f32, cast back to bf16
  * (`hidden_states.to(input_dtype)`), then multiplied by the bf16 weight and
  * rounded again. In place is fine (the sum is taken first). */
 static void rmsnorm_bf16(float *y, const float *x, const float *w, size_t n, float eps)
 {
-    double ss = 0;
-    for (size_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float r = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    float r = 1.0f / sqrtf(torch_sumsq_f32(x, n) / (float)n + eps);
     for (size_t i = 0; i < n; i++) y[i] = bf(w[i] * bf(x[i] * r));
 }
 
@@ -497,7 +555,7 @@ static void attn_row_bf16(const attn_ctx *a, size_t h, size_t t, float scale, fl
         float mx = -INFINITY;
         for (size_t j = 0; j < kb; j++) {
             size_t u = n + j;
-            s[j] = u >= lo && u <= t ? dot(q, a->k + u * ks + kvh * hd, hd) * scale : -INFINITY;
+            s[j] = u >= lo && u <= t ? dot_bf16(q, a->k + u * ks + kvh * hd, hd) * scale : -INFINITY;
             if (s[j] > mx) mx = s[j];
         }
         if (mx_old > mx) mx = mx_old;

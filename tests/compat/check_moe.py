@@ -2,23 +2,31 @@
 """check_moe.py — crucible moe against mergekit-moe (run by hand; the C tests
 need no Python).
 
-Synthesises a tiny Llama base (F32) and two experts with `crucible synth`,
-runs `mergekit-moe` and `crucible moe` on the same configs (cheap_embed and
-hidden gates, dtype float32), and compares:
-  - routers: cheap_embed within 1e-3 relative (max |a-b| / max |b|);
-    hidden by cosine per row (mergekit runs the model in bf16, crucible in
-    f32 unpadded), layer 0 (embeddings only) within 1e-2 relative;
+Synthesises a tiny Llama base (F32), a bf16 one and two experts with
+`crucible synth`, runs `mergekit-moe` and `crucible moe` on the same configs
+and compares:
+  - routers within 1e-3 relative (max |a-b| / max |b| per layer) and row
+    cosine > 0.999, reporting how many elements differ at all: cheap_embed,
+    hidden, hidden_avg with one or two prompts per expert; hidden and
+    hidden_avg with several positive and negative prompts of different
+    lengths (padded batches, one prompt past SDPA's 32-row query block, one
+    equal-length list) on the F32 and the bf16 base; `--gate-precision f32`
+    reported for scale only (not mergekit's numbers by design);
   - experts bit for bit: by name when mergekit's output has the classic
     layout (mergekit 0.1.4 under transformers v5 saves it that way), else
     gate_up_proj[e][:I] = w1, [I:] = w3, down_proj[e] = w2;
   - every base (non-MLP) tensor bit for bit;
   - a Qwen2-MoE (qwen2 base, prompted shared expert with residual_scale):
-    names identical, non-gate tensors bit-identical, gates within 1e-3.
+    names identical, non-gate tensors bit-identical, gates within 1e-3 —
+    cheap_embed, and hidden / hidden_avg on a copy without bos_token
+    (no BOS glued on, padding with eos, q/k/v biases in bf16).
 Writes tests/compat/results/moe.txt.
 
 usage: /work/wt/golden/tests/golden/.venv/bin/python tests/compat/check_moe.py [CRUCIBLE_BIN]
 """
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,12 +72,12 @@ experts:
     positive_prompts: ["one two three four five six seven eight nine ten eleven", "z"]
 """
 
-QWEN = """base_model: {d}/qb
-gate_mode: cheap_embed
+QWEN = """base_model: {d}/{base}
+gate_mode: {mode}
 dtype: float32
 experts:
   - source_model: {d}/qe1
-    positive_prompts: ["hello world"]
+    positive_prompts: ["hello world"{more}]
   - source_model: {d}/qe2
     positive_prompts: ["abc def"]
 shared_experts:
@@ -183,19 +191,32 @@ def main():
              "--seed", "1"])
         run([CRUCIBLE, "synth", f"{d}/qe1", "--from", f"{d}/qb", "--delta-scale", "0.1", "--seed", "2"])
         run([CRUCIBLE, "synth", f"{d}/qe2", "--from", f"{d}/qb", "--delta-scale", "0.1", "--seed", "3"])
-        with open(f"{d}/q.yml", "w") as f:
-            f.write(QWEN.format(d=d))
-        run([MERGEKIT_MOE, f"{d}/q.yml", f"{d}/mk_q"])
-        run([CRUCIBLE, "moe", f"{d}/q.yml", f"{d}/cr_q", "--quiet"])
-        mk, cr = load_dir(f"{d}/mk_q"), load_dir(f"{d}/cr_q")
-        names = sorted(mk) == sorted(cr)
-        gates = [k for k in mk if k.endswith("mlp.gate.weight") or k.endswith("shared_expert_gate.weight")]
-        rel = max(float(np.max(np.abs(cr[k].astype(np.float64) - mk[k])) / np.max(np.abs(mk[k]))) for k in gates)
-        rest = all(np.array_equal(cr[k].view(np.uint8), mk[k].view(np.uint8)) for k in mk if k not in gates and k in cr)
-        good = names and rest and rel <= 1e-3
-        ok &= good
-        lines.append(f"qwen2_moe: names identical {names}, {len(mk) - len(gates)} non-gate tensors bit-identical "
-                     f"{rest}, gates max rel diff {rel:.3g} {'ok' if good else 'FAIL'}")
+        # qbn: the same model with no bos_token, so prompts get no BOS and
+        # mergekit pads with the eos token (Qwen2's real tokenizers have none)
+        shutil.copytree(f"{d}/qb", f"{d}/qbn")
+        with open(f"{d}/qbn/tokenizer_config.json") as f:
+            tc = json.load(f)
+        tc["bos_token"] = None
+        with open(f"{d}/qbn/tokenizer_config.json", "w") as f:
+            json.dump(tc, f)
+        for base, mode, more in (("qb", "cheap_embed", ""), ("qbn", "hidden", ', "x", "a longer prompt for the batch"'),
+                                 ("qbn", "hidden_avg", ', "x", "a longer prompt for the batch"')):
+            tag = f"q_{base}_{mode}"
+            with open(f"{d}/{tag}.yml", "w") as f:
+                f.write(QWEN.format(d=d, base=base, mode=mode, more=more))
+            run([MERGEKIT_MOE, f"{d}/{tag}.yml", f"{d}/mk_{tag}"])
+            run([CRUCIBLE, "moe", f"{d}/{tag}.yml", f"{d}/cr_{tag}", "--quiet"])
+            mk, cr = load_dir(f"{d}/mk_{tag}"), load_dir(f"{d}/cr_{tag}")
+            names = sorted(mk) == sorted(cr)
+            gates = [k for k in mk if k.endswith("mlp.gate.weight") or k.endswith("shared_expert_gate.weight")]
+            st = [gate_stats(cr[k], mk[k]) for k in gates]
+            rel, cos, nd = max(x[0] for x in st), min(x[1] for x in st), sum(x[2] for x in st)
+            rest = all(np.array_equal(cr[k].view(np.uint8), mk[k].view(np.uint8)) for k in mk if k not in gates and k in cr)
+            good = names and rest and rel <= 1e-3
+            ok &= good
+            lines.append(f"qwen2_moe {mode}{' (no bos, eos padding)' if base == 'qbn' else ''}: names identical "
+                         f"{names}, {len(mk) - len(gates)} non-gate tensors bit-identical {rest}, gates max rel diff "
+                         f"{rel:.3g}, min row cosine {cos:.7f}, {nd} elements differ {'ok' if good else 'FAIL'}")
     lines.append("RESULT: " + ("ok" if ok else "FAIL"))
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "moe.txt"), "w") as f:

@@ -4,7 +4,9 @@
  * Used for mergekit-moe's `hidden` gates (the residual stream entering each
  * layer at the last prompt token) and for `crucible eval` (perplexity). The
  * whole prompt runs as one [T, H] block: no KV cache, causal mask, f32
- * activations. Weights stay in the mmapped safetensors shards in their
+ * activations — or, with cr_llm_run.bf16, activations rounded to bf16
+ * exactly where transformers rounds them on CPU (mergekit-moe's gates),
+ * with optional left padding. Weights stay in the mmapped safetensors shards in their
  * stored dtype (F32, F16 or BF16) and are converted to f32 one row at a time
  * inside the matmul, never copied whole. Matmuls and attention are split
  * over threads by output row / head; every output element is computed by

@@ -81,7 +81,7 @@ experts:
   - source_model: {d}/qe2
     positive_prompts: ["abc def"]
 shared_experts:
-  - source_model: {d}/qb
+  - source_model: {d}/{base}
     positive_prompts: ["shared stuff"]
     residual_scale: 0.5
 """

@@ -202,37 +202,52 @@ static cr_status tokenize_list(mb *b, const cr_tokenizer *tok, const char *bos, 
     return CR_OK;
 }
 
-/* A special token's text as transformers' tokenizer sees it: `key`
- * (bos_token, eos_token) as tokenizer_config.json declares it (a string or
- * an added-token object; null or absent: none — Qwen2 has no bos_token even
- * though its config.json names a bos_token_id). Without
- * tokenizer_config.json: the token of config.json's `key`_id. The BOS text
- * is what mergekit glues in front of each prompt. Returns an arena string
- * or NULL. */
-static const char *special_text(mb *b, const struct mmodel *base, const cr_tokenizer *tok, const char *key)
+/* The tokenizer file `name` of the base parsed, or NULL (absent or bad). */
+static cJSON *read_tok_json(mb *b, const struct mmodel *base, const char *name, bool *exists)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", base->dir);
+    snprintf(path, sizeof path, "%s/%s", base->dir, name);
     FILE *f = fopen(path, "rb");
-    if (!f) {
-        long long id;
-        char ck[32];
-        snprintf(ck, sizeof ck, "%s_id", key);
-        return cr_model_config_int(&base->m, ck, &id) ? cr_tokenizer_id_to_token(tok, (int32_t)id) : NULL;
-    }
+    *exists = f != NULL;
+    if (!f) return NULL;
     cr_vec text;
     cr_vec_init(&text, b->al, 1);
     int ch;
     bool oom = false;
     while (!oom && (ch = fgetc(f)) != EOF) oom = !cr_vec_push(&text, &(char){ (char)ch });
     fclose(f);
-    const char *res = NULL;
     cJSON *j = oom ? NULL : cJSON_ParseWithLength(text.data ? text.data : "", text.len);
-    const cJSON *bt = j ? cJSON_GetObjectItemCaseSensitive(j, key) : NULL;
-    if (cJSON_IsObject(bt)) bt = cJSON_GetObjectItemCaseSensitive(bt, "content");
-    if (cJSON_IsString(bt) && bt->valuestring[0]) res = cr_arena_strdup(&b->ar, bt->valuestring);
-    cJSON_Delete(j);
     cr_vec_free(&text);
+    return j;
+}
+
+/* A special token's text as transformers' tokenizer sees it: `key`
+ * (bos_token, eos_token) from special_tokens_map.json when it names the key
+ * (transformers lets that file override tokenizer_config.json), else as
+ * tokenizer_config.json declares it — a string or an added-token object;
+ * null or absent: none (Qwen2 has no bos_token in either, although its
+ * config.json names a bos_token_id). With neither file: the token of
+ * config.json's `key`_id. The BOS text is what mergekit glues in front of
+ * each prompt. Returns an arena string or NULL. */
+static const char *special_text(mb *b, const struct mmodel *base, const cr_tokenizer *tok, const char *key)
+{
+    bool has_map, has_cfg;
+    cJSON *map = read_tok_json(b, base, "special_tokens_map.json", &has_map);
+    cJSON *cfg = read_tok_json(b, base, "tokenizer_config.json", &has_cfg);
+    const char *res = NULL;
+    if (!has_map && !has_cfg) {
+        long long id;
+        char ck[32];
+        snprintf(ck, sizeof ck, "%s_id", key);
+        if (cr_model_config_int(&base->m, ck, &id)) res = cr_tokenizer_id_to_token(tok, (int32_t)id);
+    } else {
+        const cJSON *bt = map ? cJSON_GetObjectItemCaseSensitive(map, key) : NULL;
+        if (!bt && cfg) bt = cJSON_GetObjectItemCaseSensitive(cfg, key);
+        if (cJSON_IsObject(bt)) bt = cJSON_GetObjectItemCaseSensitive(bt, "content");
+        if (cJSON_IsString(bt) && bt->valuestring[0]) res = cr_arena_strdup(&b->ar, bt->valuestring);
+    }
+    cJSON_Delete(map);
+    cJSON_Delete(cfg);
     return res;
 }
 

@@ -19,7 +19,8 @@ and compares:
   - a Qwen2-MoE (qwen2 base, prompted shared expert with residual_scale):
     names identical, non-gate tensors bit-identical, gates within 1e-3 —
     cheap_embed, and hidden / hidden_avg on a copy without bos_token
-    (no BOS glued on, padding with eos, q/k/v biases in bf16).
+    (no BOS glued on, padding with eos, q/k/v biases in bf16), and hidden on
+    a copy whose bos is only in special_tokens_map.json.
 Writes tests/compat/results/moe.txt.
 
 usage: /work/wt/golden/tests/golden/.venv/bin/python tests/compat/check_moe.py [CRUCIBLE_BIN]
@@ -199,8 +200,17 @@ def main():
         tc["bos_token"] = None
         with open(f"{d}/qbn/tokenizer_config.json", "w") as f:
             json.dump(tc, f)
-        for base, mode, more in (("qb", "cheap_embed", ""), ("qbn", "hidden", ', "x", "a longer prompt for the batch"'),
-                                 ("qbn", "hidden_avg", ', "x", "a longer prompt for the batch"')):
+        # qbm: bos_token null in tokenizer_config.json but kept in
+        # special_tokens_map.json, which transformers lets win: BOS glued on
+        shutil.copytree(f"{d}/qbn", f"{d}/qbm")
+        with open(f"{d}/qbn/special_tokens_map.json") as f:
+            sm = json.load(f)
+        sm.pop("bos_token", None)
+        with open(f"{d}/qbn/special_tokens_map.json", "w") as f:
+            json.dump(sm, f)
+        more = ', "x", "a longer prompt for the batch"'
+        for base, mode, more in (("qb", "cheap_embed", ""), ("qbn", "hidden", more), ("qbn", "hidden_avg", more),
+                                 ("qbm", "hidden", more)):
             tag = f"q_{base}_{mode}"
             with open(f"{d}/{tag}.yml", "w") as f:
                 f.write(QWEN.format(d=d, base=base, mode=mode, more=more))
@@ -214,7 +224,8 @@ def main():
             rest = all(np.array_equal(cr[k].view(np.uint8), mk[k].view(np.uint8)) for k in mk if k not in gates and k in cr)
             good = names and rest and rel <= 1e-3
             ok &= good
-            lines.append(f"qwen2_moe {mode}{' (no bos, eos padding)' if base == 'qbn' else ''}: names identical "
+            note = {"qbn": " (no bos, eos padding)", "qbm": " (bos only in special_tokens_map.json)"}.get(base, "")
+            lines.append(f"qwen2_moe {mode}{note}: names identical "
                          f"{names}, {len(mk) - len(gates)} non-gate tensors bit-identical {rest}, gates max rel diff "
                          f"{rel:.3g}, min row cosine {cos:.7f}, {nd} elements differ {'ok' if good else 'FAIL'}")
     lines.append("RESULT: " + ("ok" if ok else "FAIL"))

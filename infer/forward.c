@@ -318,16 +318,8 @@ static float dot(const float *a, const float *b, size_t n)
 }
 
 /* f32 -> nearest bf16 (ties to even), returned as f32: what torch's
- * .to(torch.bfloat16) and every bf16 kernel's final store do. NaN stays NaN. */
-static inline float bf(float x)
-{
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return x;
-    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-    memcpy(&x, &u, 4);
-    return x;
-}
+ * .to(torch.bfloat16) and every bf16 kernel's final store do. */
+static inline float bf(float x) { return cr_round_bf16(x); }
 
 static void bf_round(float *x, size_t n)
 {

@@ -15,7 +15,8 @@ static const char usage[] =
     "  mergekit-moe options: --out-shard-size SIZE  --random-seed N  --[no-]copy-tokenizer\n"
     "    --[no-]write-model-card  --i-understand-this-is-not-useful-without-training  -v  --quiet\n"
     "    (--device/--cuda/--trust-remote-code are accepted and ignored; --load-in-4bit/8bit are not supported)\n"
-    "  crucible options: --moe-layout classic|fused  --threads N  --max-memory SIZE  --models-dir DIR\n"
+    "  crucible options: --moe-layout classic|fused  --gate-precision bf16|f32  --threads N  --max-memory SIZE\n"
+    "    --models-dir DIR\n"
     "    --force  --no-pass=fold|cse|dce|fuse\n";
 
 static volatile int interrupted;
@@ -29,7 +30,7 @@ int cr_cmd_moe(int argc, char **argv)
     for (int i = 0; i < argc && n < (int)(sizeof args / sizeof *args); i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--load-in-4bit") || !strcmp(a, "--load-in-8bit")) {
-            fprintf(stderr, "crucible moe: %s is not supported (gates are computed in f32)\n", a);
+            fprintf(stderr, "crucible moe: %s is not supported (gates are computed in bf16 or f32)\n", a);
             return 2;
         }
         if (!strcmp(a, "--cuda") || !strcmp(a, "--no-cuda") || !strcmp(a, "--trust-remote-code") ||

@@ -71,6 +71,11 @@ bool cr_cli_parse(int argc, char **argv, int n_positional, const char *usage, cr
             else if (!strcmp(val, "fused")) o->moe_layout = CR_MOE_LAYOUT_FUSED;
             else { fprintf(stderr, "crucible %s: --moe-layout wants classic or fused, got '%s'\n", o->cmd, val); return false; }
         }
+        else if (TAKES("--gate-precision")) {
+            if (!strcmp(val, "bf16")) o->gate_f32 = false;
+            else if (!strcmp(val, "f32")) o->gate_f32 = true;
+            else { fprintf(stderr, "crucible %s: --gate-precision wants bf16 or f32, got '%s'\n", o->cmd, val); return false; }
+        }
         else if (TAKES("--out-shard-size")) {
             cr_error err;
             if (cr_parse_shard_size(val, &o->out_shard_size, &err)) {
@@ -130,7 +135,7 @@ static int compile_moe(const cr_cli_options *o, const char *out_dir, cr_graph *g
     cr_status st = cr_moe_config_load(al, o->pos[0], &cfg, &diags, &err);
     cr_moe_options mo = { .models_dir = o->models_dir, .seed = o->seed, .layout = (cr_moe_layout)o->moe_layout,
                           .allow_same_source = o->moe_same_source, .copy_tokenizer = o->copy_tokenizer,
-                          .write_card = o->write_card, .out_path = out_dir, .threads = o->threads,
+                          .write_card = o->write_card, .out_path = out_dir, .threads = o->threads, .gate_f32 = o->gate_f32,
                           .compile = { .precise = o->precise, .seed = o->seed, .max_shard_bytes = o->out_shard_size,
                                        .disabled = o->disabled_passes, .dump = o->dump, .dump_out = stdout } };
     if (!st) st = cr_moe_compile(al, &cfg, &mo, g, prog, &diags, &err);

@@ -27,6 +27,7 @@ typedef struct cr_cli_options {
     const char *dump;
     /* mergekit-moe configs (compiler/moe.h) */
     int moe_layout;             /* cr_moe_layout: --moe-layout classic|fused */
+    bool gate_f32;              /* --gate-precision f32 (moe hidden gates; default bf16) */
     bool moe_same_source;       /* --i-understand-this-is-not-useful-without-training */
     bool require_hash;          /* verify: --require-hash */
 } cr_cli_options;

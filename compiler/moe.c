@@ -202,33 +202,52 @@ static cr_status tokenize_list(mb *b, const cr_tokenizer *tok, const char *bos, 
     return CR_OK;
 }
 
-/* The BOS text mergekit glues in front of each prompt: the tokenizer's
- * bos_token as tokenizer_config.json declares it (a string or an added-token
- * object; null or absent: none — Qwen2 has none even though its config.json
- * names a bos_token_id). Without tokenizer_config.json: the token of
- * config.json's bos_token_id. Returns an arena string or NULL. */
-static const char *bos_text(mb *b, const struct mmodel *base, const cr_tokenizer *tok)
+/* The tokenizer file `name` of the base parsed, or NULL (absent or bad). */
+static cJSON *read_tok_json(mb *b, const struct mmodel *base, const char *name, bool *exists)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", base->dir);
+    snprintf(path, sizeof path, "%s/%s", base->dir, name);
     FILE *f = fopen(path, "rb");
-    if (!f) {
-        long long id;
-        return cr_model_config_int(&base->m, "bos_token_id", &id) ? cr_tokenizer_id_to_token(tok, (int32_t)id) : NULL;
-    }
+    *exists = f != NULL;
+    if (!f) return NULL;
     cr_vec text;
     cr_vec_init(&text, b->al, 1);
     int ch;
     bool oom = false;
     while (!oom && (ch = fgetc(f)) != EOF) oom = !cr_vec_push(&text, &(char){ (char)ch });
     fclose(f);
-    const char *res = NULL;
     cJSON *j = oom ? NULL : cJSON_ParseWithLength(text.data ? text.data : "", text.len);
-    const cJSON *bt = j ? cJSON_GetObjectItemCaseSensitive(j, "bos_token") : NULL;
-    if (cJSON_IsObject(bt)) bt = cJSON_GetObjectItemCaseSensitive(bt, "content");
-    if (cJSON_IsString(bt) && bt->valuestring[0]) res = cr_arena_strdup(&b->ar, bt->valuestring);
-    cJSON_Delete(j);
     cr_vec_free(&text);
+    return j;
+}
+
+/* A special token's text as transformers' tokenizer sees it: `key`
+ * (bos_token, eos_token) from special_tokens_map.json when it names the key
+ * (transformers lets that file override tokenizer_config.json), else as
+ * tokenizer_config.json declares it — a string or an added-token object;
+ * null or absent: none (Qwen2 has no bos_token in either, although its
+ * config.json names a bos_token_id). With neither file: the token of
+ * config.json's `key`_id. The BOS text is what mergekit glues in front of
+ * each prompt. Returns an arena string or NULL. */
+static const char *special_text(mb *b, const struct mmodel *base, const cr_tokenizer *tok, const char *key)
+{
+    bool has_map, has_cfg;
+    cJSON *map = read_tok_json(b, base, "special_tokens_map.json", &has_map);
+    cJSON *cfg = read_tok_json(b, base, "tokenizer_config.json", &has_cfg);
+    const char *res = NULL;
+    if (!has_map && !has_cfg) {
+        long long id;
+        char ck[32];
+        snprintf(ck, sizeof ck, "%s_id", key);
+        if (cr_model_config_int(&base->m, ck, &id)) res = cr_tokenizer_id_to_token(tok, (int32_t)id);
+    } else {
+        const cJSON *bt = map ? cJSON_GetObjectItemCaseSensitive(map, key) : NULL;
+        if (!bt && cfg) bt = cJSON_GetObjectItemCaseSensitive(cfg, key);
+        if (cJSON_IsObject(bt)) bt = cJSON_GetObjectItemCaseSensitive(bt, "content");
+        if (cJSON_IsString(bt) && bt->valuestring[0]) res = cr_arena_strdup(&b->ar, bt->valuestring);
+    }
+    cJSON_Delete(map);
+    cJSON_Delete(cfg);
     return res;
 }
 
@@ -248,7 +267,16 @@ static cr_status prompt_gates(mb *b, cr_error *err)
     if ((st = cr_llm_open(b->al, &base->m, &llm, err))) goto done;
     llm.n_threads = b->o->threads ? b->o->threads : 1;
     long long vocab;
-    const char *bos = bos_text(b, base, tok);
+    const char *bos = special_text(b, base, tok, "bos_token");
+    /* mergekit: padding_side = left, pad_token_id = bos_token_id, or the eos
+     * token when there is no bos */
+    const char *pad = bos ? bos : special_text(b, base, tok, "eos_token");
+    bool hidden = c->gate_mode == CR_MOE_GATE_HIDDEN || c->gate_mode == CR_MOE_GATE_HIDDEN_AVG;
+    cr_gate_hidden_opts hopts = {
+        .pool = c->gate_mode == CR_MOE_GATE_HIDDEN_AVG ? CR_GATE_POOL_AVG : CR_GATE_POOL_LAST,
+        .precision = b->o->gate_f32 ? CR_GATE_PRECISION_F32 : CR_GATE_PRECISION_BF16,
+        .pad_id = pad ? cr_tokenizer_token_id(tok, pad) : -1,
+    };
     if (!cr_model_config_int(&base->m, "vocab_size", &vocab)) vocab = llm.cfg.vocab;
     tmp = cr_malloc(b->al, sizeof *tmp * (size_t)L * H);
     if (!tmp) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto done; }
@@ -260,8 +288,8 @@ static cr_status prompt_gates(mb *b, cr_error *err)
         if (!vecs || !lists) st = cr_fail(err, CR_ERR_NOMEM, "out of memory");
         if (!st) st = tokenize_list(b, tok, bos, e->positive, np, vecs, lists, err);
         if (!st) st = tokenize_list(b, tok, bos, e->negative, nn, vecs + np, lists + np, err);
-        if (!st && c->gate_mode == CR_MOE_GATE_HIDDEN) {
-            st = cr_gate_hidden(&llm, lists, np, lists + np, nn, tmp, err);
+        if (!st && hidden) {
+            st = cr_gate_hidden(&llm, &hopts, lists, np, lists + np, nn, tmp, err);
         } else if (!st) {
             st = cr_gate_cheap_embed(b->al, &llm.embed, (uint32_t)vocab, lists, np, lists + np, nn, tmp, err);
             for (uint32_t l = 1; l < L && !st; l++) memcpy(tmp + (size_t)l * H, tmp, sizeof *tmp * H);
@@ -654,16 +682,13 @@ static cr_status build(mb *b, cr_graph *g, cr_program *out, cr_diags *d, cr_erro
     const cr_moe_options *o = b->o;
     if (!cr_moe_config_validate(c, o->allow_same_source, d))
         return cr_fail(err, CR_ERR_CONFIG, "%s: invalid MoE config", c->path);
-    if (c->gate_mode == CR_MOE_GATE_HIDDEN_AVG)
-        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s:%d:%d: gate_mode hidden_avg is not supported yet (it averages "
-                       "padded positions, so it depends on batch padding)", c->path, c->loc_gate_mode.line,
-                       c->loc_gate_mode.col);
     for (uint32_t i = 1; i < c->n_shared; i++)
         if ((c->shared[i].positive != NULL) != (c->shared[0].positive != NULL))
             return cr_fail(err, CR_ERR_CONFIG, "%s: shared experts must all have prompts or all have none", c->path);
     cr_resolve_env env;
     cr_resolve_env_init(&env, &b->ar, c->path, o->models_dir, true);
-    bool data = c->gate_mode == CR_MOE_GATE_HIDDEN || c->gate_mode == CR_MOE_GATE_CHEAP_EMBED;
+    bool data = c->gate_mode == CR_MOE_GATE_HIDDEN || c->gate_mode == CR_MOE_GATE_HIDDEN_AVG ||
+                c->gate_mode == CR_MOE_GATE_CHEAP_EMBED;
     b->expert = cr_arena_alloc(&b->ar, sizeof(uint32_t) * (c->n_experts + 1));
     b->shared = cr_arena_alloc(&b->ar, sizeof(uint32_t) * (c->n_shared + 1));
     const char **types = cr_arena_alloc(&b->ar, sizeof(char *) * (1 + c->n_experts + c->n_shared));

@@ -76,13 +76,15 @@ typedef struct cr_moe_options {
     bool copy_tokenizer, write_card;
     const char *out_path;       /* OUT_DIR as given, for the card (NULL: none) */
     unsigned threads;           /* forward-pass threads for `hidden` (0: 1) */
+    bool gate_f32;              /* --gate-precision f32: hidden gates in f32, prompts unpadded
+                                 * (default: bf16 padded batch, mergekit's numbers; gates.h) */
     cr_compile_options compile;
 } cr_moe_options;
 
 /* Config -> verified program with aux files. Validation problems are
  * diagnostics (CR_ERR_CONFIG); missing models / tensors and shape
  * mismatches are CR_ERR_CONFIG errors naming model and tensor; DeepSeek,
- * Qwen3 and hidden_avg are CR_ERR_UNSUPPORTED. g is initialised by the caller and freed by it;
+ * Qwen3 writers are CR_ERR_UNSUPPORTED. g is initialised by the caller and freed by it;
  * *out is freed by the caller on success. */
 cr_status cr_moe_compile(const cr_allocator *alloc, const cr_moe_config *c, const cr_moe_options *o,
                          cr_graph *g, cr_program *out, cr_diags *d, cr_error *err);

@@ -13,7 +13,7 @@
 
 typedef enum cr_moe_gate_mode {
     CR_MOE_GATE_HIDDEN,         /* also `hidden_last` */
-    CR_MOE_GATE_HIDDEN_AVG,     /* parsed; building it says "not supported yet" */
+    CR_MOE_GATE_HIDDEN_AVG,     /* mean over all (padded) positions */
     CR_MOE_GATE_CHEAP_EMBED,
     CR_MOE_GATE_RANDOM,
     CR_MOE_GATE_UNIFORM_RANDOM

@@ -317,6 +317,31 @@ static float dot(const float *a, const float *b, size_t n)
     return s;
 }
 
+/* f32 -> nearest bf16 (ties to even), returned as f32: what torch's
+ * .to(torch.bfloat16) and every bf16 kernel's final store do. */
+static inline float bf(float x) { return cr_round_bf16(x); }
+
+static void bf_round(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) x[i] = bf(x[i]);
+}
+
+/* The bf16 path's dot product: products of bf16 values are exact in f32,
+ * so only the summation order decides the f32 sum, and a different sum can
+ * round to a different bf16. Eight lanes reduced as AVX2 reduces a vector
+ * ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) match torch's CPU bf16 GEMM on
+ * the fixtures where the plain dot() above does not. */
+static float dot_bf16(const float *a, const float *b, size_t n)
+{
+    float l[8] = { 0 };
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) l[k] += a[i + k] * b[i + k];
+    float s = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
 static const void *row_ptr(const cr_llm_weight *w, size_t r)
 {
     return (const char *)w->data + r * w->cols * cr_dtype_size(w->dtype);
@@ -332,6 +357,7 @@ typedef struct mm_ctx {
     size_t T;
     const cr_llm_weight *w, *bias;
     float *y;
+    bool bf16;          /* weights and outputs rounded to bf16 */
 } mm_ctx;
 
 /* rows [begin, end) of W: convert each row once, dot it with every x[t] */
@@ -342,20 +368,33 @@ static void mm_range(void *p, size_t begin, size_t end, float *row)
     float b = 0;
     for (size_t r = begin; r < end; r++) {
         load_row(c->w, r, row);
+        if (c->bf16) bf_round(row, in);
         if (c->bias && c->bias->data) {
             float bb;
             cr_convert_to_f32(c->bias->dtype, (const char *)c->bias->data + r * cr_dtype_size(c->bias->dtype), &bb, 1);
-            b = bb;
+            b = c->bf16 ? bf(bb) : bb;
         }
-        for (size_t t = 0; t < c->T; t++) c->y[t * out + r] = dot(c->x + t * in, row, in) + b;
+        /* bf16: products of bf16 values are exact in f32, the sum is f32
+         * (oneDNN's bf16 GEMM accumulates in f32), bias added before the
+         * single rounding of the output */
+        if (c->bf16)
+            for (size_t t = 0; t < c->T; t++) c->y[t * out + r] = bf(dot_bf16(c->x + t * in, row, in) + b);
+        else
+            for (size_t t = 0; t < c->T; t++) c->y[t * out + r] = dot(c->x + t * in, row, in) + b;
     }
+}
+
+static cr_status matmul(const cr_llm *m, const float *x, size_t T, const cr_llm_weight *w,
+                        const cr_llm_weight *bias, float *y, bool bf16, cr_error *err)
+{
+    mm_ctx c = { x, T, w, bias, y, bf16 };
+    return parallel_for(m, w->rows, mm_range, &c, w->cols + 1, err);
 }
 
 cr_status cr_llm_matmul(const cr_llm *m, const float *x, size_t T, const cr_llm_weight *w,
                         const cr_llm_weight *bias, float *y, cr_error *err)
 {
-    mm_ctx c = { x, T, w, bias, y };
-    return parallel_for(m, w->rows, mm_range, &c, w->cols + 1, err);
+    return matmul(m, x, T, w, bias, y, false, err);
 }
 
 /* y = w ⊙ x / sqrt(mean(x²) + eps), over n elements (f32 like HF, which
@@ -366,6 +405,59 @@ static void rmsnorm(float *y, const float *x, const float *w, size_t n, float ep
     for (size_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
     float r = 1.0f / sqrtf((float)(ss / (double)n) + eps);
     for (size_t i = 0; i < n; i++) y[i] = w[i] * (x[i] * r);
+}
+
+/* Σ x[i]² in f32 summed in the order of torch's CPU sum over a contiguous
+ * row (SumKernel.cpp vectorized_inner_sum with AVX2 vectors of 8): four
+ * vector accumulators per row of four vectors, cascaded in levels of 16
+ * rows (multi_row_sum), the leftover vectors into accumulator 0, the four
+ * accumulators folded left to right, then the scalar tail and the eight
+ * lanes added one by one. The variance decides how RMSNorm rounds to bf16,
+ * and a double sum differs from torch's in the last f32 bit often enough
+ * to flip roundings. */
+static float torch_sumsq_f32(const float *x, size_t n)
+{
+    enum { V = 8, R = 4, LV = 4 };
+    size_t nv = n / V, size = nv / R;
+    float acc[LV][R][V];
+    memset(acc, 0, sizeof acc);
+    unsigned cl = 0;
+    while (((size_t)1 << cl) < size) cl++;
+    unsigned lp = cl / LV > 4 ? cl / LV : 4;
+    size_t step = (size_t)1 << lp, mask = step - 1, i = 0;
+#define ADD_ROW(row) for (int k = 0; k < R; k++) for (int e = 0; e < V; e++) { \
+        float v = x[((row) * R + k) * V + e]; acc[0][k][e] += v * v; }
+    while (i + step <= size) {
+        for (size_t j = 0; j < step; j++, i++) ADD_ROW(i);
+        for (int j = 1; j < LV; j++) {
+            for (int k = 0; k < R; k++)
+                for (int e = 0; e < V; e++) { acc[j][k][e] += acc[j - 1][k][e]; acc[j - 1][k][e] = 0; }
+            if (i & (mask << (j * lp))) break;
+        }
+    }
+    for (; i < size; i++) ADD_ROW(i);
+#undef ADD_ROW
+    for (int j = 1; j < LV; j++)
+        for (int k = 0; k < R; k++)
+            for (int e = 0; e < V; e++) acc[0][k][e] += acc[j][k][e];
+    for (size_t r = size * R; r < nv; r++)
+        for (int e = 0; e < V; e++) { float v = x[r * V + e]; acc[0][0][e] += v * v; }
+    for (int k = 1; k < R; k++)
+        for (int e = 0; e < V; e++) acc[0][0][e] += acc[0][k][e];
+    float s = 0;
+    for (size_t t = nv * V; t < n; t++) s += x[t] * x[t];
+    for (int e = 0; e < V; e++) s += acc[0][0][e];
+    return s;
+}
+
+/* LlamaRMSNorm on bf16 input: variance = mean of the f32 squares (torch's
+ * sum order, then / n), normalised in f32, cast back to bf16
+ * (`hidden_states.to(input_dtype)`), then multiplied by the bf16 weight and
+ * rounded again. In place is fine (the sum is taken first). */
+static void rmsnorm_bf16(float *y, const float *x, const float *w, size_t n, float eps)
+{
+    float r = 1.0f / sqrtf(torch_sumsq_f32(x, n) / (float)n + eps);
+    for (size_t i = 0; i < n; i++) y[i] = bf(w[i] * bf(x[i] * r));
 }
 
 /* HF rotate_half RoPE on one head vector of hd: pairs (j, j + hd/2). */
@@ -379,15 +471,124 @@ static void rope(float *v, const float *cosv, const float *sinv, uint32_t hd)
     }
 }
 
+/* the same in bf16: q*cos and rotate_half(q)*sin each rounded, then their
+ * sum (the tables are already bf16) */
+static void rope_bf16(float *v, const float *cosv, const float *sinv, uint32_t hd)
+{
+    uint32_t h = hd / 2;
+    for (uint32_t j = 0; j < h; j++) {
+        float a = v[j], b = v[j + h];
+        v[j] = bf(bf(a * cosv[j]) + bf(-b * sinv[j]));
+        v[j + h] = bf(bf(b * cosv[j]) + bf(a * sinv[j]));
+    }
+}
+
 typedef struct attn_ctx {
     const cr_llm_config *c;
     const float *q, *k, *v;     /* [T, nH*hd], [T, nKV*hd], [T, nKV*hd] */
     float *o;                   /* [T, nH*hd] */
     size_t T;
+    size_t n_pad;               /* keys [0, n_pad) masked; those query rows give 0 */
+    bool bf16;
+    bool masked;                /* bf16: SDPA got an explicit mask (padded batch) */
 } attn_ctx;
 
+/* torch's Vectorized<float>::fexp_u20 (AVX2), the exp the CPU
+ * flash-attention kernel uses for reduced-precision inputs: a degree-3
+ * polynomial for 2^frac and the exponent built by integer arithmetic.
+ * Reproduced bit for bit (fmaf = the FMA instructions) because its error
+ * decides how the probabilities round to bf16. */
+static float fexp_u20(float x)
+{
+    const float log2e = 1.44269502163f;            /* 0x3fb8aa3b */
+    const float lo = -87.3365478516f, hi = 88.7228393555f;  /* 0xc2aeac50, 0x42b17218 */
+    if (x < lo) return 0.0f;
+    if (x > hi) return INFINITY;
+    float src = x * log2e;
+    float fr = src - floorf(src);
+    float r = fmaf(fr, -0.079204240219773236f, -0.22433836478672356f);
+    r = fmaf(fr, r, 0.30354260500649682f);
+    r = fmaf(fr, r, 0.00010703434948458272f);
+    src -= r;
+    float t = fmaf(8388608.0f, src, 1065353216.0f);
+    int32_t bits = (int32_t)t;                      /* cvttps: truncation */
+    float y;
+    memcpy(&y, &bits, 4);
+    return y;
+}
+
+#define CR_SDPA_LANES 8        /* AVX2 Vectorized<float>::size() */
+#define CR_SDPA_KV_SPLIT 512
+
+/* One query row the way at::native cpu_flash_attention computes it in
+ * bf16 (FlashAttentionKernel.cpp): keys in blocks of 512 over the row's key
+ * range (the whole sequence with a mask; with is_causal only up to the end
+ * of the row's query block), scores q·k·scale in f32 with -inf where masked,
+ * per block max, exps by fexp_u20 over whole 8-lane groups and expf over the
+ * tail, the f32 sum reduced lane-wise, the exps stored as bf16 for P·V
+ * (f32 accumulation), online rescaling between blocks, finally out·(1/sum)
+ * rounded to bf16. */
+static void attn_row_bf16(const attn_ctx *a, size_t h, size_t t, float scale, float *s, float *o)
+{
+    const cr_llm_config *c = a->c;
+    uint32_t hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    size_t qs = (size_t)c->n_heads * hd, ks = (size_t)c->n_kv_heads * hd, kvh = h / group, T = a->T;
+    const float *q = a->q + t * qs + h * hd;
+    size_t lo = c->sliding_window && t + 1 > c->sliding_window ? t + 1 - c->sliding_window : 0;
+    if (lo < a->n_pad) lo = a->n_pad;
+    size_t nk = T;
+    if (!a->masked) {
+        size_t qsplit = T >= 768 ? 256 : T >= 192 ? 64 : 32, m0 = t - t % qsplit;
+        nk = m0 + qsplit < T ? m0 + qsplit : T;
+    }
+    float mx_old = -INFINITY, sum = 0;
+    for (size_t n = 0; n < nk; n += CR_SDPA_KV_SPLIT) {
+        size_t kb = nk - n < CR_SDPA_KV_SPLIT ? nk - n : CR_SDPA_KV_SPLIT;
+        float mx = -INFINITY;
+        for (size_t j = 0; j < kb; j++) {
+            size_t u = n + j;
+            s[j] = u >= lo && u <= t ? dot_bf16(q, a->k + u * ks + kvh * hd, hd) * scale : -INFINITY;
+            if (s[j] > mx) mx = s[j];
+        }
+        if (mx_old > mx) mx = mx_old;
+        if (mx == -INFINITY) continue;      /* nothing visible yet: block adds 0 */
+        float lane[CR_SDPA_LANES] = { 0 };
+        size_t nv = kb / CR_SDPA_LANES * CR_SDPA_LANES;
+        for (size_t j = 0; j < nv; j++) {
+            float e = fexp_u20(s[j] - mx);
+            lane[j % CR_SDPA_LANES] += e;
+            s[j] = bf(e);
+        }
+        float ts = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+        for (size_t j = nv; j < kb; j++) {
+            float e = expf(s[j] - mx);
+            ts += e;
+            s[j] = bf(e);
+        }
+        float et = expf(mx_old - mx);
+        sum = ts + et * sum;
+        if (n > 0)
+            for (uint32_t d = 0; d < hd; d++) o[d] *= et;
+        mx_old = mx;
+        for (size_t j = 0; j < kb; j++) {
+            if (s[j] == 0.0f) continue;
+            const float *v = a->v + (n + j) * ks + kvh * hd;
+            for (uint32_t d = 0; d < hd; d++) o[d] += s[j] * v[d];
+        }
+    }
+    if (!(sum > 0)) {
+        for (uint32_t d = 0; d < hd; d++) o[d] = 0;
+        return;
+    }
+    float rs = 1.0f / sum;
+    for (uint32_t d = 0; d < hd; d++) o[d] = bf(o[d] * rs);
+}
+
 /* heads [begin, end): causal softmax attention in f32 (HF does softmax in
- * f32 too), with the optional sliding window. */
+ * f32 too), with the optional sliding window and left-padding mask.
+ * bf16 follows torch's CPU flash-attention kernel: scores and exp in f32,
+ * the row sum from the f32 exps, the exps rounded to bf16 for P·V (f32
+ * accumulation), the result times 1/sum rounded to bf16. */
 static void attn_range(void *p, size_t begin, size_t end, float *s)
 {
     const attn_ctx *a = p;
@@ -395,11 +596,20 @@ static void attn_range(void *p, size_t begin, size_t end, float *s)
     uint32_t hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
     size_t qs = (size_t)c->n_heads * hd, ks = (size_t)c->n_kv_heads * hd;
     float scale = 1.0f / sqrtf((float)hd);
+    float bscale = (float)pow((double)hd, -0.5);   /* HF's head_dim**-0.5, a Python float */
     for (size_t h = begin; h < end; h++) {
         size_t kvh = h / group;
         for (size_t t = 0; t < a->T; t++) {
             const float *q = a->q + t * qs + h * hd;
+            float *o = a->o + t * qs + h * hd;
+            for (uint32_t j = 0; j < hd; j++) o[j] = 0;
+            if (t < a->n_pad) continue;     /* every key masked: SDPA gives 0 */
+            if (a->bf16) {
+                attn_row_bf16(a, h, t, bscale, s, o);
+                continue;
+            }
             size_t u0 = c->sliding_window && t + 1 > c->sliding_window ? t + 1 - c->sliding_window : 0;
+            if (u0 < a->n_pad) u0 = a->n_pad;
             float mx = -INFINITY;
             for (size_t u = u0; u <= t; u++) {
                 s[u] = dot(q, a->k + u * ks + kvh * hd, hd) * scale;
@@ -407,8 +617,6 @@ static void attn_range(void *p, size_t begin, size_t end, float *s)
             }
             float sum = 0;
             for (size_t u = u0; u <= t; u++) { s[u] = expf(s[u] - mx); sum += s[u]; }
-            float *o = a->o + t * qs + h * hd;
-            for (uint32_t j = 0; j < hd; j++) o[j] = 0;
             for (size_t u = u0; u <= t; u++) {
                 float pw = s[u] / sum;
                 const float *v = a->v + u * ks + kvh * hd;
@@ -420,7 +628,11 @@ static void attn_range(void *p, size_t begin, size_t end, float *s)
 
 /* ---- the forward pass ----------------------------------------------------- */
 
-static void to_f32(const cr_llm_weight *w, float *dst) { cr_convert_to_f32(w->dtype, w->data, dst, w->cols); }
+static void to_f32(const cr_llm_weight *w, float *dst, bool bf16)
+{
+    cr_convert_to_f32(w->dtype, w->data, dst, w->cols);
+    if (bf16) bf_round(dst, w->cols);
+}
 
 typedef struct bufs {
     float *h, *x, *q, *k, *v, *att, *g, *u, *cosb, *sinb, *wv;
@@ -435,6 +647,9 @@ cr_status cr_llm_forward(const cr_llm *m, cr_llm_run *run, cr_error *err)
     run->nll_sum = 0;
     run->nll_count = 0;
     if (T == 0) return cr_fail(err, CR_ERR_ARG, "forward pass on an empty token sequence");
+    if (run->n_pad >= T) return cr_fail(err, CR_ERR_ARG, "forward pass with %zu padding positions of %zu", run->n_pad, T);
+    const bool B = run->bf16;
+    void (*norm)(float *, const float *, const float *, size_t, float) = B ? rmsnorm_bf16 : rmsnorm;
     for (size_t t = 0; t < T; t++)
         if (run->ids[t] < 0 || (uint32_t)run->ids[t] >= c->vocab)
             return cr_fail(err, CR_ERR_ARG, "token id %d at position %zu is outside the embedding (%u rows)",
@@ -480,13 +695,16 @@ cr_status cr_llm_forward(const cr_llm *m, cr_llm_run *run, cr_error *err)
             if (dyn) inv = 1.0f / powf(scale_theta, (float)(2 * j) / (float)hd);
             for (size_t t = 0; t < T; t++) {
                 float ang = (float)t * inv;
-                b.cosb[t * half + j] = cosf(ang);
-                b.sinb[t * half + j] = sinf(ang);
+                /* HF computes the tables in f32 and casts them to the
+                 * activation dtype */
+                b.cosb[t * half + j] = B ? bf(cosf(ang)) : cosf(ang);
+                b.sinb[t * half + j] = B ? bf(sinf(ang)) : sinf(ang);
             }
         }
     }
 
     for (size_t t = 0; t < T; t++) load_row(&m->embed, (size_t)run->ids[t], b.h + t * H);
+    if (B) bf_round(b.h, T * H);
 
     uint32_t stop = run->stop_layer && run->stop_layer < c->n_layers ? run->stop_layer : c->n_layers;
     for (uint32_t l = 0;; l++) {
@@ -498,52 +716,64 @@ cr_status cr_llm_forward(const cr_llm *m, cr_llm_run *run, cr_error *err)
         if (l == stop) break;
         const cr_llm_layer *L = &m->layers[l];
         float *nw = b.wv;
-        to_f32(&L->in_norm, nw);
-        for (size_t t = 0; t < T; t++) rmsnorm(b.x + t * H, b.h + t * H, nw, H, c->rms_eps);
-        if ((st = cr_llm_matmul(m, b.x, T, &L->q, &L->q_bias, b.q, err)) ||
-            (st = cr_llm_matmul(m, b.x, T, &L->k, &L->k_bias, b.k, err)) ||
-            (st = cr_llm_matmul(m, b.x, T, &L->v, &L->v_bias, b.v, err)))
+        to_f32(&L->in_norm, nw, B);
+        for (size_t t = 0; t < T; t++) norm(b.x + t * H, b.h + t * H, nw, H, c->rms_eps);
+        if ((st = matmul(m, b.x, T, &L->q, &L->q_bias, b.q, B, err)) ||
+            (st = matmul(m, b.x, T, &L->k, &L->k_bias, b.k, B, err)) ||
+            (st = matmul(m, b.x, T, &L->v, &L->v_bias, b.v, B, err)))
             goto out;
         if (c->qk_norm) {
             float *qn = b.wv, *kn = b.wv + hd;
-            to_f32(&L->q_norm, qn);
-            to_f32(&L->k_norm, kn);
+            to_f32(&L->q_norm, qn, B);
+            to_f32(&L->k_norm, kn, B);
             /* per-head RMSNorm over hd, in place (rmsnorm reads each
              * element before writing it) */
             for (size_t t = 0; t < T; t++) {
                 for (size_t h = 0; h < c->n_heads; h++)
-                    rmsnorm(b.q + t * qd + h * hd, b.q + t * qd + h * hd, qn, hd, c->rms_eps);
+                    norm(b.q + t * qd + h * hd, b.q + t * qd + h * hd, qn, hd, c->rms_eps);
                 for (size_t h = 0; h < c->n_kv_heads; h++)
-                    rmsnorm(b.k + t * kd + h * hd, b.k + t * kd + h * hd, kn, hd, c->rms_eps);
+                    norm(b.k + t * kd + h * hd, b.k + t * kd + h * hd, kn, hd, c->rms_eps);
             }
         }
         for (size_t t = 0; t < T; t++) {
             const float *cs = b.cosb + t * (hd / 2), *sn = b.sinb + t * (hd / 2);
-            for (size_t h = 0; h < c->n_heads; h++) rope(b.q + t * qd + h * hd, cs, sn, (uint32_t)hd);
-            for (size_t h = 0; h < c->n_kv_heads; h++) rope(b.k + t * kd + h * hd, cs, sn, (uint32_t)hd);
+            void (*rot)(float *, const float *, const float *, uint32_t) = B ? rope_bf16 : rope;
+            for (size_t h = 0; h < c->n_heads; h++) rot(b.q + t * qd + h * hd, cs, sn, (uint32_t)hd);
+            for (size_t h = 0; h < c->n_kv_heads; h++) rot(b.k + t * kd + h * hd, cs, sn, (uint32_t)hd);
         }
-        attn_ctx ac = { c, b.q, b.k, b.v, b.att, T };
-        if ((st = parallel_for(m, c->n_heads, attn_range, &ac, T, err))) goto out;
-        if ((st = cr_llm_matmul(m, b.att, T, &L->o, &L->o_bias, b.x, err))) goto out;
-        for (size_t i = 0; i < T * H; i++) b.h[i] += b.x[i];
+        attn_ctx ac = { c, b.q, b.k, b.v, b.att, T, run->n_pad, B, run->sdpa_mask };
+        size_t srow = T < CR_SDPA_KV_SPLIT ? CR_SDPA_KV_SPLIT : T;
+        if ((st = parallel_for(m, c->n_heads, attn_range, &ac, srow, err))) goto out;
+        if ((st = matmul(m, b.att, T, &L->o, &L->o_bias, b.x, B, err))) goto out;
+        if (B) for (size_t i = 0; i < T * H; i++) b.h[i] = bf(b.h[i] + b.x[i]);
+        else for (size_t i = 0; i < T * H; i++) b.h[i] += b.x[i];
 
-        to_f32(&L->post_norm, nw);
-        for (size_t t = 0; t < T; t++) rmsnorm(b.x + t * H, b.h + t * H, nw, H, c->rms_eps);
-        if ((st = cr_llm_matmul(m, b.x, T, &L->gate, &L->gate_bias, b.g, err)) ||
-            (st = cr_llm_matmul(m, b.x, T, &L->up, &L->up_bias, b.u, err)))
+        to_f32(&L->post_norm, nw, B);
+        for (size_t t = 0; t < T; t++) norm(b.x + t * H, b.h + t * H, nw, H, c->rms_eps);
+        if ((st = matmul(m, b.x, T, &L->gate, &L->gate_bias, b.g, B, err)) ||
+            (st = matmul(m, b.x, T, &L->up, &L->up_bias, b.u, B, err)))
             goto out;
-        for (size_t i = 0; i < T * I; i++) {
-            float z = b.g[i];
-            b.g[i] = z / (1.0f + expf(-z)) * b.u[i];
+        if (B) {
+            /* act_fn(gate) and the product with up are separate bf16 ops */
+            for (size_t i = 0; i < T * I; i++) {
+                float z = b.g[i];
+                b.g[i] = bf(bf(z / (1.0f + expf(-z))) * b.u[i]);
+            }
+        } else {
+            for (size_t i = 0; i < T * I; i++) {
+                float z = b.g[i];
+                b.g[i] = z / (1.0f + expf(-z)) * b.u[i];
+            }
         }
-        if ((st = cr_llm_matmul(m, b.g, T, &L->down, &L->down_bias, b.x, err))) goto out;
-        for (size_t i = 0; i < T * H; i++) b.h[i] += b.x[i];
+        if ((st = matmul(m, b.g, T, &L->down, &L->down_bias, b.x, B, err))) goto out;
+        if (B) for (size_t i = 0; i < T * H; i++) b.h[i] = bf(b.h[i] + b.x[i]);
+        else for (size_t i = 0; i < T * H; i++) b.h[i] += b.x[i];
     }
     if (stop == c->n_layers) {
         /* hs[L] = final norm of the last layer's output, as HF reports it */
         float *nw = b.wv;
-        to_f32(&m->norm, nw);
-        for (size_t t = 0; t < T; t++) rmsnorm(b.x + t * H, b.h + t * H, nw, H, c->rms_eps);
+        to_f32(&m->norm, nw, B);
+        for (size_t t = 0; t < T; t++) norm(b.x + t * H, b.h + t * H, nw, H, c->rms_eps);
         size_t L = c->n_layers;
         if (run->hidden_last) memcpy(run->hidden_last + L * H, b.x + (T - 1) * H, H * sizeof(float));
         if (run->hidden_all) memcpy(run->hidden_all + L * T * H, b.x, T * H * sizeof(float));

@@ -4,7 +4,9 @@
  * Used for mergekit-moe's `hidden` gates (the residual stream entering each
  * layer at the last prompt token) and for `crucible eval` (perplexity). The
  * whole prompt runs as one [T, H] block: no KV cache, causal mask, f32
- * activations. Weights stay in the mmapped safetensors shards in their
+ * activations — or, with cr_llm_run.bf16, activations rounded to bf16
+ * exactly where transformers rounds them on CPU (mergekit-moe's gates),
+ * with optional left padding. Weights stay in the mmapped safetensors shards in their
  * stored dtype (F32, F16 or BF16) and are converted to f32 one row at a time
  * inside the matmul, never copied whole. Matmuls and attention are split
  * over threads by output row / head; every output element is computed by
@@ -109,12 +111,31 @@ typedef struct cr_llm_run {
     double nll_sum;
     size_t nll_count;
     uint32_t stop_layer;
+    /* bf16: emulate transformers running the model in torch.bfloat16 on CPU
+     * (what mergekit-moe's `hidden` gates do): weights rounded to bf16 and
+     * every activation rounded to bf16 where torch rounds it — after each
+     * Linear (f32 accumulation), inside RMSNorm before the weight multiply
+     * and after it, RoPE tables and both products and their sum, the SDPA
+     * output (scores/softmax in f32, probabilities rounded to bf16 before
+     * P·V, as the CPU flash-attention kernel does), SiLU, the gate·up
+     * product and each residual add. spec/inference.md lists the points. */
+    bool bf16;
+    /* n_pad: ids[0..n_pad) are left padding (a padded batch row): they are
+     * masked out as keys, positions still count from 0 at ids[0] (HF's
+     * position_ids without a cache), and a padding query row attends to
+     * nothing, so its attention output is 0 (torch's SDPA on a fully masked
+     * row). n_pad < n_ids. */
+    size_t n_pad;
+    /* bf16 only: the batch had padding somewhere, so transformers handed
+     * SDPA an explicit mask instead of is_causal, which changes how the
+     * flash kernel blocks the keys of prompts longer than 32 tokens. */
+    bool sdpa_mask;
 } cr_llm_run;
 
 cr_status cr_llm_forward(const cr_llm *m, cr_llm_run *run, cr_error *err);
 
-/* y[T, rows] = x[T, cols] · Wᵀ (+ bias): the row-parallel matmul, exposed
- * for tests. */
+/* y[T, rows] = x[T, cols] · Wᵀ (+ bias): the row-parallel matmul in f32,
+ * exposed for tests. */
 cr_status cr_llm_matmul(const cr_llm *m, const float *x, size_t T, const cr_llm_weight *w,
                         const cr_llm_weight *bias, float *y, cr_error *err);
 

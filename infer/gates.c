@@ -1,10 +1,14 @@
-/* gates.c — router vector math for mergekit-moe (see gates.h). Sums are
- * accumulated in double and rounded once, so the order of prompts does not
- * matter beyond the last bit. */
+/* gates.c — router vector math for mergekit-moe (see gates.h): `hidden` /
+ * `hidden_avg` in mergekit's bf16 padded-batch form or in f32, cheap_embed,
+ * and the random transforms. In f32 and cheap_embed, sums are accumulated
+ * in double and rounded once, so the order of prompts does not matter
+ * beyond the last bit; the bf16 path rounds where torch rounds. */
 #include "gates.h"
 
 #include <math.h>
 #include <string.h>
+
+#include "dtype.h"
 
 cr_status cr_gate_tokenize_prompt(const cr_tokenizer *tok, const char *bos, const char *prompt,
                                   cr_vec *ids, cr_error *err)
@@ -28,34 +32,46 @@ static void normalize(double *v, size_t n)
     for (size_t i = 0; i < n; i++) v[i] /= nrm;
 }
 
-/* acc[L*H] += hs[l] at the last token of each prompt */
-static cr_status sum_hidden(const cr_llm *llm, const cr_id_list *ps, size_t n, double *acc, float *hs,
-                            cr_error *err)
+/* ---- f32: each prompt unpadded, sums in double ---------------------------- */
+
+/* acc[L*H] += pool(hs[l]) of each prompt */
+static cr_status sum_hidden_f32(const cr_llm *llm, cr_gate_pool pool, const cr_id_list *ps, size_t n, double *acc,
+                                float *hs, cr_error *err)
 {
     size_t L = llm->cfg.n_layers, H = llm->cfg.hidden;
     for (size_t p = 0; p < n; p++) {
-        if (!ps[p].n) return cr_fail(err, CR_ERR_ARG, "prompt %zu tokenizes to nothing", p);
-        cr_llm_run run = { .ids = ps[p].ids, .n_ids = ps[p].n, .hidden_last = hs,
-                           .stop_layer = (uint32_t)(L - 1) };
+        size_t T = ps[p].n;
+        if (!T) return cr_fail(err, CR_ERR_ARG, "prompt %zu tokenizes to nothing", p);
+        cr_llm_run run = { .ids = ps[p].ids, .n_ids = T, .stop_layer = (uint32_t)(L - 1) };
+        if (pool == CR_GATE_POOL_AVG) run.hidden_all = hs;
+        else run.hidden_last = hs;
         cr_status st = cr_llm_forward(llm, &run, err);
         if (st) return st;
-        for (size_t i = 0; i < L * H; i++) acc[i] += hs[i];
+        if (pool == CR_GATE_POOL_LAST) {
+            for (size_t i = 0; i < L * H; i++) acc[i] += hs[i];
+            continue;
+        }
+        for (size_t l = 0; l < L; l++)
+            for (size_t i = 0; i < H; i++) {
+                double sum = 0;
+                for (size_t t = 0; t < T; t++) sum += hs[(l * T + t) * H + i];
+                acc[l * H + i] += sum / (double)T;
+            }
     }
     return CR_OK;
 }
 
-cr_status cr_gate_hidden(const cr_llm *llm, const cr_id_list *pos, size_t n_pos,
-                         const cr_id_list *neg, size_t n_neg, float *out, cr_error *err)
+static cr_status gate_f32(const cr_llm *llm, cr_gate_pool pool, const cr_id_list *pos, size_t n_pos,
+                          const cr_id_list *neg, size_t n_neg, size_t max_T, float *out, cr_error *err)
 {
-    if (!n_pos) return cr_fail(err, CR_ERR_ARG, "hidden gate needs at least one positive prompt");
     size_t L = llm->cfg.n_layers, H = llm->cfg.hidden;
     const cr_allocator *A = llm->alloc;
     double *p = cr_calloc(A, L * H, sizeof(double)), *q = cr_calloc(A, L * H, sizeof(double));
-    float *hs = cr_calloc(A, (L + 1) * H, sizeof(float));
+    float *hs = cr_calloc(A, (L + 1) * (pool == CR_GATE_POOL_AVG ? max_T : 1) * H, sizeof(float));
     cr_status st = CR_OK;
     if (!p || !q || !hs) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory computing gates"); goto out; }
-    if ((st = sum_hidden(llm, pos, n_pos, p, hs, err))) goto out;
-    if (n_neg && (st = sum_hidden(llm, neg, n_neg, q, hs, err))) goto out;
+    if ((st = sum_hidden_f32(llm, pool, pos, n_pos, p, hs, err))) goto out;
+    if (n_neg && (st = sum_hidden_f32(llm, pool, neg, n_neg, q, hs, err))) goto out;
     for (size_t l = 0; l < L; l++) {
         double *v = p + l * H;
         for (size_t i = 0; i < H; i++) v[i] = v[i] / (double)n_pos - (n_neg ? q[l * H + i] / (double)n_neg : 0.0);
@@ -67,6 +83,99 @@ out:
     cr_free(A, q);
     cr_free(A, hs);
     return st;
+}
+
+/* ---- bf16: mergekit's padded batch ------------------------------------------ */
+
+#define BF cr_round_bf16
+
+/* mergekit's get_hidden_states for one prompt list: res[L*H] (bf16 values) =
+ * mean over the batch of pool(hs[l]). torch reduces bf16 tensors with f32
+ * accumulation and one rounding, and `x / n` is a bf16 op (rounded). */
+static cr_status batch_hidden_bf16(const cr_llm *llm, const cr_gate_hidden_opts *o, const cr_id_list *ps, size_t n,
+                                   float *res, float *hs, int32_t *ids, float *acc, cr_error *err)
+{
+    size_t L = llm->cfg.n_layers, H = llm->cfg.hidden, T = 0;
+    for (size_t p = 0; p < n; p++) {
+        if (!ps[p].n) return cr_fail(err, CR_ERR_ARG, "prompt %zu tokenizes to nothing", p);
+        if (ps[p].n > T) T = ps[p].n;
+    }
+    bool padded = false;
+    for (size_t p = 0; p < n; p++) padded |= ps[p].n < T;
+    if (padded && o->pad_id < 0)
+        return cr_fail(err, CR_ERR_ARG, "prompts of different lengths need padding, and the tokenizer has neither a "
+                       "bos nor an eos token to pad with (use --gate-precision f32)");
+    for (size_t i = 0; i < L * H; i++) acc[i] = 0;
+    for (size_t p = 0; p < n; p++) {
+        size_t np = T - ps[p].n;
+        for (size_t t = 0; t < np; t++) ids[t] = o->pad_id;
+        memcpy(ids + np, ps[p].ids, ps[p].n * sizeof *ids);
+        cr_llm_run run = { .ids = ids, .n_ids = T, .stop_layer = (uint32_t)(L - 1), .bf16 = true, .n_pad = np,
+                           .sdpa_mask = padded };
+        if (o->pool == CR_GATE_POOL_AVG) run.hidden_all = hs;
+        else run.hidden_last = hs;
+        cr_status st = cr_llm_forward(llm, &run, err);
+        if (st) return st;
+        if (o->pool == CR_GATE_POOL_LAST) {
+            for (size_t i = 0; i < L * H; i++) acc[i] += hs[i];
+            continue;
+        }
+        /* hidden_states.sum(dim=2) / seq_len, pads included */
+        for (size_t l = 0; l < L; l++)
+            for (size_t i = 0; i < H; i++) {
+                float sum = 0;
+                for (size_t t = 0; t < T; t++) sum += hs[(l * T + t) * H + i];
+                acc[l * H + i] += BF(BF(sum) / (float)T);
+            }
+    }
+    /* .sum(dim=1) / batch */
+    for (size_t i = 0; i < L * H; i++) res[i] = BF(BF(acc[i]) / (float)n);
+    return CR_OK;
+}
+
+static cr_status gate_bf16(const cr_llm *llm, const cr_gate_hidden_opts *o, const cr_id_list *pos, size_t n_pos,
+                           const cr_id_list *neg, size_t n_neg, size_t max_T, float *out, cr_error *err)
+{
+    size_t L = llm->cfg.n_layers, H = llm->cfg.hidden;
+    const cr_allocator *A = llm->alloc;
+    float *q = cr_calloc(A, L * H, sizeof(float)), *acc = cr_calloc(A, L * H, sizeof(float));
+    float *hs = cr_calloc(A, (L + 1) * (o->pool == CR_GATE_POOL_AVG ? max_T : 1) * H, sizeof(float));
+    int32_t *ids = cr_calloc(A, max_T, sizeof(int32_t));
+    cr_status st = CR_OK;
+    if (!q || !acc || !hs || !ids) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory computing gates"); goto out; }
+    if ((st = batch_hidden_bf16(llm, o, pos, n_pos, out, hs, ids, acc, err))) goto out;
+    if (n_neg) {
+        if ((st = batch_hidden_bf16(llm, o, neg, n_neg, q, hs, ids, acc, err))) goto out;
+        for (size_t i = 0; i < L * H; i++) out[i] = BF(out[i] - q[i]);
+    }
+    /* hidden_states /= hidden_states.norm(dim=-1).clamp(min=1e-8): the norm
+     * is accumulated in f32 and rounded to bf16, the division rounded too */
+    for (size_t l = 0; l < L; l++) {
+        float *v = out + l * H, ss = 0;
+        for (size_t i = 0; i < H; i++) ss += v[i] * v[i];
+        float nrm = BF(sqrtf(ss)), lo = BF(1e-8f);
+        if (!(nrm >= lo)) nrm = lo;
+        for (size_t i = 0; i < H; i++) v[i] = BF(v[i] / nrm);
+    }
+out:
+    cr_free(A, q);
+    cr_free(A, acc);
+    cr_free(A, hs);
+    cr_free(A, ids);
+    return st;
+}
+
+cr_status cr_gate_hidden(const cr_llm *llm, const cr_gate_hidden_opts *opts, const cr_id_list *pos, size_t n_pos,
+                         const cr_id_list *neg, size_t n_neg, float *out, cr_error *err)
+{
+    static const cr_gate_hidden_opts dflt = { CR_GATE_POOL_LAST, CR_GATE_PRECISION_BF16, -1 };
+    const cr_gate_hidden_opts *o = opts ? opts : &dflt;
+    if (!n_pos) return cr_fail(err, CR_ERR_ARG, "hidden gate needs at least one positive prompt");
+    size_t max_T = 1;
+    for (size_t p = 0; p < n_pos; p++) if (pos[p].n > max_T) max_T = pos[p].n;
+    for (size_t p = 0; p < n_neg; p++) if (neg[p].n > max_T) max_T = neg[p].n;
+    if (o->precision == CR_GATE_PRECISION_F32) return gate_f32(llm, o->pool, pos, n_pos, neg, n_neg, max_T, out, err);
+    return gate_bf16(llm, o, pos, n_pos, neg, n_neg, max_T, out, err);
 }
 
 static cr_status sum_embed(const cr_llm_weight *e, uint32_t vocab, const cr_id_list *ps, size_t n, double *acc,

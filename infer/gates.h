@@ -24,13 +24,44 @@ typedef struct cr_id_list {
 cr_status cr_gate_tokenize_prompt(const cr_tokenizer *tok, const char *bos, const char *prompt,
                                   cr_vec *ids, cr_error *err);
 
+/* How `hidden` gates read the hidden states. */
+typedef enum cr_gate_pool {
+    CR_GATE_POOL_LAST,          /* `hidden` / `hidden_last`: the last position */
+    CR_GATE_POOL_AVG            /* `hidden_avg`: the mean over all positions */
+} cr_gate_pool;
+
+typedef enum cr_gate_precision {
+    /* mergekit-moe's computation (default): the prompts of one list run as
+     * one left-padded batch (pad id `pad_id`, positions 0..T-1 counted from
+     * the first pad, pads masked as keys; T = the longest prompt) through
+     * the model in bf16 as transformers runs it on CPU (cr_llm_run.bf16);
+     * the batch means, the difference and the normalisation are bf16 ops
+     * like torch's, so the gates are bf16 values. With CR_GATE_POOL_AVG the
+     * mean runs over all T positions, pads included (mergekit's quirk). */
+    CR_GATE_PRECISION_BF16,
+    /* f32 throughout, each prompt unpadded at positions 0..n-1, sums in
+     * double: closer to the model's exact maths, not to mergekit's bytes.
+     * CR_GATE_POOL_AVG averages the prompt's own positions only. */
+    CR_GATE_PRECISION_F32
+} cr_gate_precision;
+
+typedef struct cr_gate_hidden_opts {
+    cr_gate_pool pool;
+    cr_gate_precision precision;
+    int32_t pad_id;             /* BF16: the padding id (tokenizer pad = bos, else eos); < 0: none, and
+                                 * prompts of different lengths are refused (CR_ERR_ARG) like
+                                 * transformers refuses to pad */
+} cr_gate_hidden_opts;
+
 /* `hidden` gate of one expert: out[l*H .. l*H+H) for l = 0..L-1 is
- *   normalize( mean_p hs[l](pos_p)[last] − mean_q hs[l](neg_q)[last] )
- * with hs[l] the residual stream entering layer l (hs[0] = embeddings), each
- * prompt run unpadded at positions 0..n-1, normalize(v) = v / max(|v|, 1e-8)
- * per layer. n_neg may be 0. Needs n_pos >= 1 and non-empty prompts
- * (CR_ERR_ARG). The forward pass stops before the last layer. */
-cr_status cr_gate_hidden(const cr_llm *llm, const cr_id_list *pos, size_t n_pos,
+ *   normalize( mean_p pool(hs[l](pos_p)) − mean_q pool(hs[l](neg_q)) )
+ * with hs[l] the residual stream entering layer l (hs[0] = embeddings) and
+ * pool per opts (LAST: the last position; AVG: the mean over positions),
+ * normalize(v) = v / max(|v|, 1e-8) per layer (mergekit's router.py).
+ * opts NULL = { LAST, BF16, pad_id -1 }. n_neg may be 0. Needs n_pos >= 1
+ * and non-empty prompts (CR_ERR_ARG). The forward pass stops before the
+ * last layer. */
+cr_status cr_gate_hidden(const cr_llm *llm, const cr_gate_hidden_opts *opts, const cr_id_list *pos, size_t n_pos,
                          const cr_id_list *neg, size_t n_neg, float *out, cr_error *err);
 
 /* `cheap_embed` gate (one [H] vector; mergekit repeats it for every layer):

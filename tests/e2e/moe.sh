@@ -21,7 +21,7 @@ cd "$tmp" || exit 1
 "$bin" synth e2 --from base --delta-scale 0.1 --seed 3 >/dev/null 2>&1
 check '[ -f base/model.safetensors ] && [ -f e1/model.safetensors ] && [ -f e2/model.safetensors ]' "synth models"
 
-for mode in cheap_embed hidden random; do
+for mode in cheap_embed hidden hidden_avg random; do
     cat >"$mode.yml" <<YML
 base_model: base
 gate_mode: $mode
@@ -49,6 +49,17 @@ done
 # prompt-based gates differ between modes; non-router tensors do not
 d=$("$bin" diff out_cheap_embed out_hidden)
 check 'grep -q "^different: 27 identical, 2 with different values" <<<"$d"' "cheap_embed vs hidden: $(tail -1 <<<"$d")"
+
+# hidden_avg averages (padded) positions: other gates than hidden
+d=$("$bin" diff out_hidden out_hidden_avg)
+check 'grep -q "^different: 27 identical, 2 with different values" <<<"$d"' "hidden vs hidden_avg: $(tail -1 <<<"$d")"
+# --gate-precision f32: other router bytes, same experts; a bad value is exit 2
+"$bin" moe hidden.yml out_hidden_f32 --gate-precision f32 --quiet
+d=$("$bin" diff out_hidden out_hidden_f32)
+check 'grep -q "^different: 27 identical, 2 with different values" <<<"$d"' "bf16 vs f32 gates: $(tail -1 <<<"$d")"
+"$bin" moe hidden.yml out_bad --gate-precision f16 --quiet 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 2 ] && grep -q "gate-precision" "$tmp/err" && [ ! -e out_bad ]' "--gate-precision f16: rc $rc"
 
 # random gates: a function of the seed
 "$bin" moe random.yml r5a --random-seed 5 --quiet && "$bin" moe random.yml r5b --random-seed 5 --quiet &&

@@ -8,6 +8,7 @@
 #include "model.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 TEST(cheap_embed_reference_vectors)
 {
@@ -63,7 +64,8 @@ TEST(hidden_gates_on_tiny_llama)
     }
     size_t L = llm.cfg.n_layers, H = llm.cfg.hidden;
     float *g = calloc(L * H, sizeof(float)), *gn = calloc(L * H, sizeof(float));
-    REQUIRE(cr_gate_hidden(&llm, pos, 3, NULL, 0, g, &err) == CR_OK);
+    const cr_gate_hidden_opts f32 = { CR_GATE_POOL_LAST, CR_GATE_PRECISION_F32, -1 };
+    REQUIRE(cr_gate_hidden(&llm, &f32, pos, 3, NULL, 0, g, &err) == CR_OK);
     /* layer 0: normalised mean of last-token embeddings */
     float *e = calloc(H, sizeof(float)), *row = calloc(H, sizeof(float));
     for (int i = 0; i < 3; i++) {
@@ -86,17 +88,131 @@ TEST(hidden_gates_on_tiny_llama)
     }
     CHECK(cosine(g + H, m1, H) > 0.999999);
     /* a negative prompt changes the direction; identical pos/neg gives ~0 -> eps clamp, no NaN */
-    REQUIRE(cr_gate_hidden(&llm, pos, 2, pos + 2, 1, gn, &err) == CR_OK);
+    REQUIRE(cr_gate_hidden(&llm, &f32, pos, 2, pos + 2, 1, gn, &err) == CR_OK);
     CHECK(cosine(gn + H, g + H, H) < 0.9999);
-    REQUIRE(cr_gate_hidden(&llm, pos, 1, pos, 1, gn, &err) == CR_OK);
+    REQUIRE(cr_gate_hidden(&llm, &f32, pos, 1, pos, 1, gn, &err) == CR_OK);
     for (size_t k = 0; k < L * H; k++) CHECK(gn[k] == 0.0f);
-    CHECK(cr_gate_hidden(&llm, pos, 0, NULL, 0, gn, &err) == CR_ERR_ARG);
+    CHECK(cr_gate_hidden(&llm, &f32, pos, 0, NULL, 0, gn, &err) == CR_ERR_ARG);
     free(g); free(gn); free(e); free(row); free(hs); free(m1);
     for (int i = 0; i < 3; i++) cr_vec_free(&v[i]);
     cr_tokenizer_free(tok);
     cr_llm_free(&llm);
     cr_model_close(&model);
 }
+
+/* mergekit-moe's gates on the forward fixtures (tests/compat/
+ * gen_gate_fixtures.py ran mergekit.moe.router.get_gate_params): the prompt
+ * lists run as left-padded bf16 batches. Prompts as in that script. */
+static const char *fx_pos[2][2] = { { "The quick brown fox", "numbers 12345 and more" },
+                                    { "x", "a much longer prompt that runs well past thirty-two tokens, so the batch "
+                                           "is long" } };
+static const char *fx_neg[2][1] = { { "café and emoji 😀" }, { NULL } };
+
+/* max over layers of max|a-b| / max|b| (the compat bar), and how many
+ * elements differ at all */
+static double gate_rel(const float *a, const float *b, size_t L, size_t E, size_t e, size_t H, size_t *n_diff)
+{
+    double worst = 0;
+    for (size_t l = 0; l < L; l++) {
+        double md = 0, mb = 0;
+        for (size_t i = 0; i < H; i++) {
+            float x = a[l * H + i], y = b[(l * E + e) * H + i];
+            if (fabs(x - y) > md) md = fabs(x - y);
+            if (fabs(y) > mb) mb = fabs(y);
+            *n_diff += x != y;
+        }
+        if (md / mb > worst) worst = md / mb;
+    }
+    return worst;
+}
+
+static void check_mergekit_gates(const char *name, const char *bos, const char *pad)
+{
+    const cr_allocator *A = cr_default_allocator();
+    char dir[128], path[256];
+    snprintf(dir, sizeof dir, "tests/fixtures/forward/%s", name);
+    cr_error err = { 0 };
+    cr_model model;
+    REQUIRE(cr_model_open(A, dir, 0, &model, &err) == CR_OK);
+    cr_llm llm;
+    REQUIRE(cr_llm_open(A, &model, &llm, &err) == CR_OK);
+    llm.n_threads = 2;
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    cr_tokenizer *tok;
+    REQUIRE(cr_tokenizer_load(A, path, &tok, &err) == CR_OK);
+    snprintf(path, sizeof path, "tests/fixtures/gates/%s.safetensors", name);
+    cr_st_file ex;
+    REQUIRE(cr_st_open(A, path, 0, &ex, &err) == CR_OK);
+    size_t L = llm.cfg.n_layers, H = llm.cfg.hidden, E = 2;
+    int32_t pad_id = cr_tokenizer_token_id(tok, pad);
+    CHECK(pad_id >= 0);
+    float *g = calloc(L * H, sizeof(float));
+    for (size_t e = 0; e < E; e++) {
+        cr_vec v[3];
+        cr_id_list lists[3];
+        size_t np = 2, nn = fx_neg[e][0] ? 1 : 0;
+        for (size_t i = 0; i < np + nn; i++) {
+            cr_vec_init(&v[i], A, sizeof(int32_t));
+            const char *text = i < np ? fx_pos[e][i] : fx_neg[e][i - np];
+            REQUIRE(cr_gate_tokenize_prompt(tok, bos, text, &v[i], &err) == CR_OK);
+            lists[i] = (cr_id_list){ v[i].data, v[i].len };
+        }
+        /* the padded batches mergekit built: left padding with pad_id, our ids after it */
+        for (int k = 0; k < 2; k++) {
+            char tn[32];
+            snprintf(tn, sizeof tn, "ids_e%zu_%s", e, k ? "neg" : "pos");
+            const cr_st_tensor *t = cr_st_find(&ex, tn);
+            size_t first = k ? np : 0, n = k ? nn : np;
+            CHECK((t != NULL) == (n > 0));
+            if (!t) continue;
+            size_t B = t->shape[0], T = t->shape[1];
+            CHECK_EQ_INT(B, n);
+            const int32_t *want = cr_st_data(&ex, t);
+            for (size_t b = 0; b < B && b < n; b++) {
+                const cr_id_list *p = &lists[first + b];
+                CHECK_MSG(p->n <= T, "%s %s[%zu]: %zu tokens, batch %zu", name, tn, b, p->n, T);
+                for (size_t j = 0; j < T && p->n <= T; j++) {
+                    int32_t id = j < T - p->n ? pad_id : p->ids[j - (T - p->n)];
+                    CHECK_MSG(want[b * T + j] == id, "%s %s[%zu][%zu]: %d, mergekit %d", name, tn, b, j, id,
+                              want[b * T + j]);
+                }
+            }
+        }
+        for (int avg = 0; avg < 2; avg++) {
+            const cr_st_tensor *t = cr_st_find(&ex, avg ? "hidden_avg" : "hidden");
+            REQUIRE(t && t->numel == L * E * H);
+            const float *want = cr_st_data(&ex, t);
+            cr_gate_hidden_opts o = { avg ? CR_GATE_POOL_AVG : CR_GATE_POOL_LAST, CR_GATE_PRECISION_BF16, pad_id };
+            REQUIRE(cr_gate_hidden(&llm, &o, lists, np, lists + np, nn, g, &err) == CR_OK);
+            size_t nd = 0;
+            double rel = gate_rel(g, want, L, E, e, H, &nd);
+            CHECK_MSG(rel <= 1e-3, "%s expert %zu %s: max rel diff %g (%zu of %zu elements differ)", name, e,
+                      avg ? "hidden_avg" : "hidden", rel, nd, L * H);
+            /* bf16 rounding reproduced: nearly every element is mergekit's exact value */
+            CHECK_MSG(nd * 50 <= L * H, "%s expert %zu: %zu of %zu elements differ", name, e, nd, L * H);
+            /* the f32 option runs each prompt unpadded: hidden_avg then
+             * leaves the pads out, which moves it far from mergekit's */
+            o.precision = CR_GATE_PRECISION_F32;
+            REQUIRE(cr_gate_hidden(&llm, &o, lists, np, lists + np, nn, g, &err) == CR_OK);
+            nd = 0;
+            rel = gate_rel(g, want, L, E, e, H, &nd);
+            if (avg) CHECK_MSG(rel > 1e-2, "%s expert %zu f32 hidden_avg: rel %g", name, e, rel);
+            else CHECK_MSG(rel < 5e-2 && nd > 0, "%s expert %zu f32 hidden: rel %g", name, e, rel);
+        }
+        /* prompts of different lengths and no pad token: refused like transformers */
+        cr_gate_hidden_opts nopad = { CR_GATE_POOL_LAST, CR_GATE_PRECISION_BF16, -1 };
+        if (e == 1) CHECK(cr_gate_hidden(&llm, &nopad, lists, np, NULL, 0, g, &err) == CR_ERR_ARG);
+        for (size_t i = 0; i < np + nn; i++) cr_vec_free(&v[i]);
+    }
+    free(g);
+    cr_st_close(&ex);
+    cr_tokenizer_free(tok);
+    cr_llm_free(&llm);
+    cr_model_close(&model);
+}
+
+TEST(mergekit_gates_llama) { check_mergekit_gates("llama", "<s>", "<s>"); }
+TEST(mergekit_gates_qwen2) { check_mergekit_gates("qwen2", NULL, "<|endoftext|>"); }
 
 TEST(random_transforms)
 {
@@ -126,6 +242,8 @@ int main(void)
 {
     RUN(cheap_embed_reference_vectors);
     RUN(hidden_gates_on_tiny_llama);
+    RUN(mergekit_gates_llama);
+    RUN(mergekit_gates_qwen2);
     RUN(random_transforms);
     return cr_test_summary();
 }

@@ -254,6 +254,19 @@ static cr_status kfinish(kgen *k, uint32_t domain, uint64_t chunk, bool rows, cr
     return b->oom ? cr_fail(err, CR_ERR_NOMEM, "out of memory emitting a kernel") : CR_OK;
 }
 
+/* the reduction op of a whole-tensor SUM node, by its summation order */
+static cr_op sum_op(const cr_node *t)
+{
+    switch ((cr_sum_order)t->attr) {
+    case CR_SUM_NUMPY: return CR_OP_RSUM_NP;
+    case CR_SUM_BLAS_SSQ: return CR_OP_RSSQ_BLAS;
+    case CR_SUM_TORCH: return CR_OP_RSUM_TORCH;
+    case CR_SUM_TORCH_SSQ: return CR_OP_RSSQ_TORCH;
+    case CR_SUM_WIDE: break;
+    }
+    return CR_OP_RSUM;
+}
+
 static cr_status emit_kernel(emitter *e, uint32_t domain, const item *its, size_t n_items,
                              uint64_t chunk, bool rows, const uint32_t *out_index, cr_error *err)
 {
@@ -270,7 +283,11 @@ static cr_status emit_kernel(emitter *e, uint32_t domain, const item *its, size_
         case IT_STORE: kpush(&k, CR_OP_STORE, CR_DTYPE_NONE, out_index[it->target], v, 0, 0); break;
         case IT_SSTORE: kpush(&k, CR_OP_SSTORE, CR_DTYPE_NONE, it->target, v, 0, 0); break;
         case IT_RED:
-            if (t->op == CR_GOP_SUM) kpush(&k, CR_OP_RSUM, t->rdt, e->slot[it->target], v, 0, 0);
+            if (t->op == CR_GOP_SUM) kpush(&k, sum_op(t), t->rdt, e->slot[it->target], v, 0, 0);
+            else if (t->op == CR_GOP_ROWSUM && t->attr == CR_SUM_TORCH)
+                kpush(&k, CR_OP_RSUM_ROW_TORCH, t->rdt, e->rowvec[it->target], v, 0, 0);
+            else if (t->op == CR_GOP_ROWSUM && t->attr == CR_SUM_TORCH_SSQ)
+                kpush(&k, CR_OP_RSSQ_ROW_TORCH, t->rdt, e->rowvec[it->target], v, 0, 0);
             else kpush(&k, t->op == CR_GOP_ROWSUM ? CR_OP_RSUM_ROW : CR_OP_RMAX_ROW, t->rdt,
                        e->rowvec[it->target], v, 0, 0);
             break;

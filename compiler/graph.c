@@ -212,6 +212,10 @@ void cr_graph_dump(const cr_graph *g, FILE *out)
             fprintf(out, " [%llux%llu]", (unsigned long long)in->rows, (unsigned long long)in->cols);
         }
         if (n->op == CR_GOP_RAND) fprintf(out, " key=%016llx", (unsigned long long)n->attr);
+        if ((n->op == CR_GOP_SUM || n->op == CR_GOP_ROWSUM) && n->attr) {
+            static const char *const order[] = { "wide", "numpy", "blas-ssq", "torch", "torch-ssq" };
+            fprintf(out, " order=%s", n->attr < CR_ARRAY_LEN(order) ? order[n->attr] : "?");
+        }
         if (n->rdt != n->dtype) fprintf(out, " round=%s", cr_dtype_name(n->rdt));
         if (n->flags & CR_NODEF_WEAK) fprintf(out, " weak");
         if (n->domain != CR_NO_DOMAIN) fprintf(out, " @d%u", n->domain);

@@ -42,6 +42,15 @@ typedef enum cr_gop {
     CR_GOP_COUNT
 } cr_gop;
 
+/* The summation order of a SUM node (its attr). */
+typedef enum cr_sum_order {
+    CR_SUM_WIDE = 0,        /* f64 accumulation, rounded once (RSUM) */
+    CR_SUM_NUMPY = 1,       /* NumPy's float32 pairwise np.sum (RSUM_NP) */
+    CR_SUM_BLAS_SSQ = 2,    /* sum of squares as OpenBLAS sdot(x, x) (RSSQ_BLAS) */
+    CR_SUM_TORCH = 3,       /* torch's CPU float32 sum order (RSUM_TORCH) */
+    CR_SUM_TORCH_SSQ = 4    /* sum of squares in torch's norm-2 order (RSSQ_TORCH) */
+} cr_sum_order;
+
 typedef enum cr_vkind { CR_VK_SCALAR = 0, CR_VK_ROWS = 1, CR_VK_TENSOR = 2 } cr_vkind;
 
 #define CR_NO_DOMAIN UINT32_MAX
@@ -62,7 +71,7 @@ typedef struct cr_node {
     uint32_t domain;        /* CR_NO_DOMAIN for constants */
     uint32_t in[3];
     double value;           /* CONST: the value (already rounded to rdt) */
-    uint64_t attr;          /* INPUT: input index; RAND: stream key;
+    uint64_t attr;          /* INPUT: input index; RAND: stream key; SUM: cr_sum_order;
                                TOPK/KTH: unused (k is in[1]); CHECK: message index */
 } cr_node;
 

@@ -410,6 +410,68 @@ static int l_norm(lua_State *S)
     push_value(S, dot_like(S, x, x, CR_GOP_SUM, true));
     return 1;
 }
+/* NumPy float32 reductions (slerp.py): np.sum of a float32 tensor in NumPy's
+ * pairwise order, and np.linalg.norm = sqrt(BLAS sdot(x, x)). */
+static uint32_t np_reduce(lua_State *S, uint32_t x, cr_sum_order order)
+{
+    if (node_at(S, x)->dtype != CR_DTYPE_F32) luaL_error(S, "np_sum, np_norm and torch_norm need a float32 tensor");
+    cr_node nd = { .op = CR_GOP_SUM, .n_in = 1, .kind = CR_VK_SCALAR, .dtype = CR_DTYPE_F32,
+                   .rdt = CR_DTYPE_F32, .domain = node_at(S, x)->domain, .attr = order };
+    nd.in[0] = x;
+    return add(S, &nd);
+}
+static int l_np_sum(lua_State *S)
+{
+    push_value(S, np_reduce(S, need_tensor(S, 1, "np_sum"), CR_SUM_NUMPY));
+    return 1;
+}
+static int l_np_norm(lua_State *S)
+{
+    uint32_t s = np_reduce(S, need_tensor(S, 1, "np_norm"), CR_SUM_BLAS_SSQ);
+    push_value(S, build_exact(S, CR_GOP_SQRT, &s, 1, CR_VK_SCALAR, CR_DTYPE_F32, CR_DTYPE_F32));
+    return 1;
+}
+/* torch's CPU sum of a tensor (x.sum() in mergekit's torch code): float32
+ * cascade order over the values, rounded to x's dtype. */
+static int l_torch_sum(lua_State *S)
+{
+    uint32_t x = need_tensor(S, 1, "torch_sum");
+    cr_dtype dt = node_at(S, x)->dtype;
+    cr_node nd = { .op = CR_GOP_SUM, .n_in = 1, .kind = CR_VK_SCALAR, .dtype = (uint8_t)dt,
+                   .rdt = (uint8_t)round_of(get_lua(S), dt), .domain = node_at(S, x)->domain,
+                   .attr = CR_SUM_TORCH };
+    nd.in[0] = x;
+    push_value(S, add(S, &nd));
+    return 1;
+}
+/* torch.norm(x) of a float32 tensor (torch's norm-2 order, sqrt in f32). */
+static int l_torch_norm(lua_State *S)
+{
+    uint32_t s = np_reduce(S, need_tensor(S, 1, "torch_norm"), CR_SUM_TORCH_SSQ);
+    push_value(S, build_exact(S, CR_GOP_SQRT, &s, 1, CR_VK_SCALAR, CR_DTYPE_F32, CR_DTYPE_F32));
+    return 1;
+}
+/* Per-row versions: x.sum(dim=-1) and torch.norm(x, dim=-1) of a float32
+ * tensor in torch's orders. */
+static uint32_t torch_row_reduce(lua_State *S, uint32_t x, cr_sum_order order)
+{
+    if (node_at(S, x)->dtype != CR_DTYPE_F32) luaL_error(S, "torch_row_sum/torch_row_norm need a float32 tensor");
+    cr_node nd = { .op = CR_GOP_ROWSUM, .n_in = 1, .kind = CR_VK_ROWS, .dtype = CR_DTYPE_F32,
+                   .rdt = CR_DTYPE_F32, .domain = node_at(S, x)->domain, .attr = order };
+    nd.in[0] = x;
+    return add(S, &nd);
+}
+static int l_torch_row_sum(lua_State *S)
+{
+    push_value(S, torch_row_reduce(S, need_tensor(S, 1, "torch_row_sum"), CR_SUM_TORCH));
+    return 1;
+}
+static int l_torch_row_norm(lua_State *S)
+{
+    uint32_t s = torch_row_reduce(S, need_tensor(S, 1, "torch_row_norm"), CR_SUM_TORCH_SSQ);
+    push_value(S, build_exact(S, CR_GOP_SQRT, &s, 1, CR_VK_ROWS, CR_DTYPE_F32, CR_DTYPE_F32));
+    return 1;
+}
 static int l_row_norm(lua_State *S)
 {
     uint32_t x = need_tensor(S, 1, "row_norm");
@@ -499,6 +561,8 @@ static const luaL_Reg cr_funcs[] = {
     {"cast", l_cast}, {"float", l_float}, {"const", l_const},
     {"sum", l_sum}, {"mean", l_mean}, {"norm", l_norm}, {"dot", l_dot},
     {"row_sum", l_row_sum}, {"row_max", l_row_max}, {"row_norm", l_row_norm}, {"row_dot", l_row_dot},
+    {"np_sum", l_np_sum}, {"np_norm", l_np_norm}, {"torch_sum", l_torch_sum},
+    {"torch_norm", l_torch_norm}, {"torch_row_sum", l_torch_row_sum}, {"torch_row_norm", l_torch_row_norm},
     {"acos", l_acos}, {"sin", l_sin}, {"cos", l_cos}, {"trunc", l_trunc},
     {"topk_mask", l_topk_mask}, {"kth_largest_abs", l_kth_abs}, {"row_rank", l_row_rank},
     {"rand", l_rand}, {"error", l_error}, {"promote", l_promote},

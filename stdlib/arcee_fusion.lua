@@ -4,9 +4,12 @@
 -- values, and the other model's value where the importance reaches it.
 -- Quantiles are exact over the whole tensor (mergekit samples 10^6
 -- elements at random above that size; spec/compat.md). Result in f32 (QUIRK).
+-- F.softmax(x, dim=-1): torch's CPU kernel computes bf16/f16 rows in
+-- float32 and rounds the result once (not after every operation).
 local function softmax_rows(x)
-  local e = cr.exp(x - x:row_max())
-  return e / e:row_sum()
+  local xf = x:cast("float32")
+  local e = cr.exp(xf - xf:row_max())
+  return (e / e:row_sum()):cast(x.dtype)
 end
 
 return {
@@ -28,10 +31,20 @@ return {
     local kl = (p * cr.log(p / q)):row_sum()
     local imp = cr.abs(b - a) * kl
     local n = cr.numel(ctx)
-    -- Q(q) = sorted_ascending[int(q·(n−1))] = the (n − idx)-th largest
+    -- Q(q) = sorted_ascending[int(q·(n−1))] = the k-th largest value,
+    -- k = n − idx. The selection ops rank by magnitude, and the importance
+    -- can be negative (a float KL divergence dips below zero, often in
+    -- bf16), so rank the P non-negative values and the negative ones apart:
+    -- k ≤ P: the k-th largest magnitude of the non-negatives; otherwise
+    -- minus the (n − k + 1)-th largest magnitude of the negatives.
+    local nonneg = cr.ge(imp, 0)
+    local P = nonneg:cast("float32"):sum()
+    local pos = cr.where(nonneg, imp, 0)
+    local neg = cr.where(nonneg, 0, imp)
     local function Q(frac)
       local idx = math.floor(frac * (n - 1))      -- f32 product, truncated
-      return cr.kth_largest_abs(imp, n - idx)
+      local k = n - idx
+      return cr.where(cr.le(k, P), cr.kth_largest_abs(pos, k), -cr.kth_largest_abs(neg, n - k + 1))
     end
     local q50, q75, q25 = Q(0.5), Q(0.75), Q(0.25)
     local thr = q50 + (q75 - q25) * 1.5

@@ -43,9 +43,10 @@ end
 -- δ⊙m · (Σ|δ| / Σ|δ⊙m|) unless either sum is below 1e-7.
 function M.l1_rescale(delta, mask)
   local kept = delta * mask
-  local a = cr.abs(delta):sum()
-  local b = cr.abs(kept):sum()
-  local small = cr.lor(cr.lt(a, 1e-7), cr.lt(b, 1e-7))
+  local a = cr.torch_sum(cr.abs(delta))
+  local b = cr.torch_sum(cr.abs(kept))
+  local eps = cr.const(1e-7, a.dtype)   -- torch compares in the tensor dtype
+  local small = cr.lor(cr.lt(a, eps), cr.lt(b, eps))
   return cr.where(small, kept, kept * (a / b))
 end
 
@@ -189,23 +190,28 @@ end
 
 -- ---- SLERP coefficients --------------------------------------------------
 
--- Whole-tensor SLERP as mergekit's slerp.py (NumPy, float32): vectors are
--- normalised only when their norm exceeds eps; |cos| > 0.9995 lerps.
+-- Whole-tensor SLERP as mergekit's slerp.py computes it in NumPy float32:
+-- norms are np.linalg.norm (BLAS sdot order, cr.np_norm), the cosine is
+-- np.sum in NumPy's pairwise order (cr.np_sum); vectors are normalised only
+-- when their norm exceeds eps; |cos| > 0.9995 lerps. Python floats meeting
+-- float32 scalars are rounded to float32 first (NumPy 2, NEP 50).
 -- Returns the f32 result.
 function M.slerp(t, a, b)
+  local f32 = function(x) return cr.const(x, "float32") end
   local v0, v1 = a:cast("float32"), b:cast("float32")
-  local n0, n1 = v0:norm(), v1:norm()
-  local u0 = v0 / cr.where(cr.gt(n0, 1e-8), n0, 1)
-  local u1 = v1 / cr.where(cr.gt(n1, 1e-8), n1, 1)
-  local c = cr.dot(u0, u1)
-  local lin = cr.gt(cr.abs(c), 0.9995)
+  local n0, n1 = cr.np_norm(v0), cr.np_norm(v1)
+  local eps = f32(1e-8)
+  local u0 = v0 / cr.where(cr.gt(n0, eps), n0, 1)
+  local u1 = v1 / cr.where(cr.gt(n1, eps), n1, 1)
+  local c = cr.np_sum(u0 * u1)
+  local lin = cr.gt(cr.abs(c), f32(0.9995))
   local theta = cr.acos(cr.where(lin, 0, c))
   local sin_theta = cr.sin(theta)
-  local theta_t = theta * t
+  local theta_t = theta * f32(t)
   local s0 = cr.sin(theta - theta_t) / sin_theta
   local s1 = cr.sin(theta_t) / sin_theta
-  local ca = cr.where(lin, cr.const(1 - t, "float32"), s0)
-  local cb = cr.where(lin, cr.const(t, "float32"), s1)
+  local ca = cr.where(lin, f32(1 - t), s0)
+  local cb = cr.where(lin, f32(t), s1)
   return ca * v0 + cb * v1
 end
 

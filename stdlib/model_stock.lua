@@ -21,8 +21,16 @@ return {
     end
     local ws = ctx.others
     local rows = ctx.params.filter_wise
-    local norm = rows and function(x) return x:row_norm() end or function(x) return x:norm() end
-    local dot = rows and cr.row_dot or cr.dot
+    -- torch.norm and (a*b).sum(dim=-1) in torch's float32 summation orders
+    local f32 = w0.dtype == "float32"
+    local function norm(x)
+      if rows then return f32 and cr.torch_row_norm(x) or x:row_norm() end
+      return f32 and cr.torch_norm(x) or x:norm()
+    end
+    local function dot(a, b)
+      if rows then return f32 and cr.torch_row_sum(a * b) or cr.row_dot(a, b) end
+      return f32 and cr.torch_sum(a * b) or cr.dot(a, b)
+    end
     local offsets = {}
     for i, w in ipairs(ws) do offsets[i] = w - w0 end
     local cs = {}

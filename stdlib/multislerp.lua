@@ -24,28 +24,33 @@ return {
       local total = cr.sum_of(ws)
       for i = 1, #ws do ws[i] = ws[i] / total end
     end
+    -- torch.norm / (a*b).sum(-1) in torch's float32 summation orders
+    local f32 = dt == "float32"
+    local function norm(x) return f32 and cr.torch_norm(x) or x:norm() end
+    local function dot(a, b) return f32 and cr.torch_sum(a * b) or cr.dot(a, b) end
+    local function c(x) return cr.const(x, dt) end   -- Python float meets a tensor
     local ys, us, rho = {}, {}, {}
     for i, x in ipairs(xs) do
       ys[i] = B and (x - B) or x
-      rho[i] = ys[i]:norm()
-      us[i] = ys[i] / (rho[i] + eps)
+      rho[i] = norm(ys[i])
+      us[i] = ys[i] / (rho[i] + c(eps))
     end
     local wu = {}
     for i = 1, #us do wu[i] = us[i] * ws[i] end
     local m = cr.sum_of(wu)
-    local mnorm = m:norm()
+    local mnorm = norm(m)
     local mh = m / mnorm
     local tau = {}
-    for i = 1, #us do tau[i] = (us[i] - mh * cr.dot(us[i], mh)) * ws[i] end
+    for i = 1, #us do tau[i] = (us[i] - mh * dot(us[i], mh)) * ws[i] end
     local t = cr.sum_of(tau)
-    local phi = t:norm() + eps
+    local phi = norm(t) + c(eps)
     local r = mh * cr.cos(phi) + t * (cr.sin(phi) / phi)
     local wr = {}
     for i = 1, #ws do wr[i] = ws[i] * rho[i] end
     local out = r * cr.sum_of(wr)
     if #xs == 2 then
       -- |m| < eps: mergekit's linear fallback for two models
-      out = cr.where(cr.lt(mnorm, eps), ys[1] * ws[1] + ys[2] * ws[2], out)
+      out = cr.where(cr.lt(mnorm, c(eps)), ys[1] * ws[1] + ys[2] * ws[2], out)
     end
     if B then out = B + out end
     return out

@@ -17,7 +17,9 @@ return {
     if #ctx.others ~= 1 then cr.error(ctx.name .. ": nearswap takes the base and exactly one other model") end
     local b = ctx.others[1]
     local absdiff = cr.abs(a - b)
-    local w = cr.clamp(ctx.params.t / cr.max(absdiff, 1e-6), 0, 1)
+    -- `t / x` in torch is Tensor.__rtruediv__: x.reciprocal() * t, two
+    -- rounded operations, not one division
+    local w = cr.clamp((1 / cr.max(absdiff, 1e-6)) * ctx.params.t, 0, 1)
     return w * b + (1 - w) * a
   end,
 }

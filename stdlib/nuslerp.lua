@@ -3,16 +3,31 @@
 -- (nuslerp_flatten, the default), per row (row_wise=false) or per column
 -- (row_wise=true; the docs have these inverted), optionally on task
 -- vectors against a base. Maths in the compute dtype.
+-- torch's float32 reductions in its own summation order, so that the
+-- scalar coefficients agree to the last bit (whole-tensor only: per-row
+-- reductions use the wide sums).
+local function norm_of(x, rows)
+  if rows then return x:row_norm() end
+  if x.dtype == "float32" then return cr.torch_norm(x) end
+  return x:norm()
+end
+local function dot_of(a, b, rows)
+  if rows then return cr.row_dot(a, b) end
+  if a.dtype == "float32" then return cr.torch_sum(a * b) end
+  return cr.dot(a, b)
+end
+
 local function nus(t, v0, v1, rows)
-  local norm = rows and function(x) return x:row_norm() end or function(x) return x:norm() end
-  local dot = rows and cr.row_dot or cr.dot
-  local u0 = v0 / cr.max(norm(v0), 1e-7)
-  local u1 = v1 / cr.max(norm(v1), 1e-7)
-  local c = cr.clamp(dot(u0, u1), -1, 1)
-  local theta = cr.acos(c)
+  local dt = v0.dtype
+  -- Python floats meet torch tensors in the tensor's dtype
+  local function c(x) return cr.const(x, dt) end
+  local u0 = v0 / cr.max(norm_of(v0, rows), c(1e-7))
+  local u1 = v1 / cr.max(norm_of(v1, rows), c(1e-7))
+  local cos = cr.clamp(dot_of(u0, u1, rows), -1, 1)
+  local theta = cr.acos(cos)
   local s = cr.sin(theta)
-  local r = (cr.sin(theta * (1 - t)) * v0 + cr.sin(theta * t) * v1) / s
-  return cr.where(cr.lt(cr.abs(s), 1e-8), v0 * (1 - t) + v1 * t, r)
+  local r = (cr.sin(c(1 - t) * theta) * v0 + cr.sin(c(t) * theta) * v1) / s
+  return cr.where(cr.lt(cr.abs(s), c(1e-8)), v0 * c(1 - t) + v1 * c(t), r)
 end
 
 return {

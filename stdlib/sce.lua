@@ -33,14 +33,19 @@ return {
       for i = 1, n do D[i] = D[i] * mask end
     end
     local agree = cr.sign_agreement(D)
+    -- torch.mean(tv**2): on CPU bf16/f16 are cast to f32, summed in torch's
+    -- f32 order, divided and rounded back; f32 the same without the casts;
+    -- weight_sum = torch.sum(weights).item() (accumulated in f32, rounded to
+    -- the dtype, then a Python float)
     local g = {}
-    for i = 1, n do g[i] = (D[i] * D[i]):mean() end
-    local G = cr.float(g[1])
-    for i = 2, n do G = G + cr.float(g[i]) end
+    for i = 1, n do
+      g[i] = (cr.torch_sum((D[i] * D[i]):cast("float32")) / cr.numel(ctx)):cast(D[i].dtype)
+    end
+    local G = cr.float(cr.sum_of(g))
     local tiny = cr.lt(cr.abs(G), 1e-6)
     local num, den = {}, {}
     for i = 1, n do
-      local w = cr.where(tiny, cr.const(1 / n, B.dtype), (g[i] / G):cast(B.dtype))
+      local w = cr.where(tiny, cr.const(1 / n, B.dtype), g[i] / G)
       local e = agree[i] * w
       num[i] = D[i] * e
       den[i] = e

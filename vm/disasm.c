@@ -130,7 +130,10 @@ static void row(const cr_program *p, FILE *out, const char *addr, const cr_insn 
         if (l >= sizeof ops) break;
     }
     comment(p, in, c, sizeof c);
-    bool rounds = (info->flags & CR_OPF_ELEM) || in->op == CR_OP_RSUM || in->op == CR_OP_RSUM_ROW ||
+    bool rounds = (info->flags & CR_OPF_ELEM) || in->op == CR_OP_RSUM ||
+                  in->op == CR_OP_RSUM_NP || in->op == CR_OP_RSSQ_BLAS ||
+                  in->op == CR_OP_RSUM_TORCH || in->op == CR_OP_RSSQ_TORCH ||
+                  in->op == CR_OP_RSUM_ROW_TORCH || in->op == CR_OP_RSSQ_ROW_TORCH || in->op == CR_OP_RSUM_ROW ||
                   in->op == CR_OP_RMAX_ROW || in->op == CR_OP_ACOS || in->op == CR_OP_SIN ||
                   in->op == CR_OP_COS || in->op == CR_OP_TRUNC;
     fprintf(out, "%-8s %*s%-*s %-5s %-22s %s\n", addr, indent, "", 12 - indent, info->name,

@@ -15,6 +15,7 @@
 #include "limits.h"
 #include "outdir.h"
 #include "pool.h"
+#include "refsum.h"
 #include "rng.h"
 #include "kernels/kernels.h"
 #include "kernels/scalar_ops.h"
@@ -195,6 +196,7 @@ typedef struct kjob {
     uint32_t n_rsum;
     uint32_t *rsum_slot;       /* per micro-op: index among the RSUMs */
     double *partials;          /* n_chunks x n_rsum */
+    float **gather;            /* per micro-op: the whole domain's values (RSUM_NP, RSSQ_BLAS) */
 } kjob;
 
 static int cmp_u64(const void *a, const void *b)
@@ -338,6 +340,27 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
             j->partials[c * j->n_rsum + j->rsum_slot[pc]] = cr_sum8_combine(lanes);
             break;
         }
+        case CR_OP_RSUM_NP: case CR_OP_RSSQ_BLAS: case CR_OP_RSUM_TORCH: case CR_OP_RSSQ_TORCH:
+            memcpy(j->gather[pc] + base, REG(in->a), n * sizeof(float));
+            break;
+        case CR_OP_RSUM_ROW_TORCH: case CR_OP_RSSQ_ROW_TORCH: {
+            /* rows are whole inside a chunk; a copy, since the torch sum
+             * may work in place */
+            double *w = m->rowvec[in->dst];
+            float *tmp = (float *)t->io;
+            for (size_t i = 0; i < n; i += (size_t)k->cols) {
+                uint64_t row = (base + i) / k->cols;
+                float v;
+                if (in->op == CR_OP_RSSQ_ROW_TORCH) {
+                    v = cr_refsum_torch_ssq(REG(in->a) + i, k->cols);
+                } else {
+                    memcpy(tmp, REG(in->a) + i, (size_t)k->cols * sizeof(float));
+                    v = cr_refsum_torch(tmp, k->cols, false);
+                }
+                w[row] = round_dt(in->dtype, v);
+            }
+            break;
+        }
         case CR_OP_RSUM_ROW: case CR_OP_RMAX_ROW: {
             double *w = m->rowvec[in->dst];
             const float *a = REG(in->a);
@@ -447,6 +470,23 @@ static cr_status kernel_precheck(vm *m, uint32_t ki, const cr_prog_kernel *k, cr
     return CR_OK;
 }
 
+/* reductions that gather the whole domain and sum it in a library's order */
+static bool is_gather_op(uint16_t op)
+{
+    return op == CR_OP_RSUM_NP || op == CR_OP_RSSQ_BLAS || op == CR_OP_RSUM_TORCH || op == CR_OP_RSSQ_TORCH;
+}
+
+/* the library-order sum of a gathered domain (vm/refsum.c) */
+static float gather_sum(const cr_insn *in, float *x, uint64_t n)
+{
+    switch ((cr_op)in->op) {
+    case CR_OP_RSUM_NP: return cr_refsum_numpy(x, n);
+    case CR_OP_RSSQ_BLAS: return cr_refsum_blas_ssq(x, n);
+    case CR_OP_RSSQ_TORCH: return cr_refsum_torch_ssq(x, n);
+    default: return cr_refsum_torch(x, n, in->dtype == CR_DTYPE_BF16 || in->dtype == CR_DTYPE_F16);
+    }
+}
+
 static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
 {
     const cr_program *p = m->p;
@@ -465,6 +505,15 @@ static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
         for (uint32_t pc = 0; pc < k->code_len; pc++) if (j.code[pc].op == CR_OP_RSUM) j.rsum_slot[pc] = r++;
     }
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
+        if (!is_gather_op(j.code[pc].op)) continue;
+        if (!j.gather) j.gather = cr_calloc(m->alloc, k->code_len, sizeof *j.gather);
+        if (j.gather) j.gather[pc] = cr_malloc(m->alloc, (size_t)(j.n ? j.n : 1) * sizeof(float));
+        if (!j.gather || !j.gather[pc]) {
+            s = cr_fail(err, CR_ERR_NOMEM, "out of memory gathering kernel %u for its sum", ki);
+            goto out;
+        }
+    }
+    for (uint32_t pc = 0; pc < k->code_len; pc++) {
         const cr_insn *in = &j.code[pc];
         if (in->op == CR_OP_TIE_COUNT) memset(m->sel[in->dst].ties, 0, (size_t)j.n_chunks * sizeof(uint64_t));
     }
@@ -479,11 +528,15 @@ static cr_status run_kernel(vm *m, uint32_t ki, cr_error *err)
             double acc = 0;
             for (uint64_t c = 0; c < j.n_chunks; c++) acc += j.partials[c * j.n_rsum + j.rsum_slot[pc]];
             m->scal[in->dst] = round_dt(in->dtype, acc);
+        } else if (is_gather_op(in->op)) {
+            m->scal[in->dst] = round_dt(in->dtype, gather_sum(in, j.gather[pc], j.n));
         } else if (in->op == CR_OP_SSTORE) {
             m->scratch_ready[in->dst] = true;
         }
     }
 out:
+    for (uint32_t pc = 0; j.gather && pc < k->code_len; pc++) cr_free(m->alloc, j.gather[pc]);
+    cr_free(m->alloc, j.gather);
     cr_free(m->alloc, j.rsum_slot);
     cr_free(m->alloc, j.partials);
     return s;

@@ -1,5 +1,8 @@
 /* ops.c — the op table, generated from ops.def. */
 #include "program.h"
+#include "hash.h"
+
+#include <string.h>
 
 const cr_op_info cr_op_table[CR_OP_COUNT] = {
 #define CR_OP(name, str, ctx, kinds, flags, synopsis) \
@@ -7,3 +10,19 @@ const cr_op_info cr_op_table[CR_OP_COUNT] = {
 #include "ops.def"
 #undef CR_OP
 };
+
+/* Opcodes are indices into this table, so a .crb is only meaningful to a
+ * crucible with the same table: the fingerprint covers every op's position,
+ * name, context, operand kinds and flags (not the synopsis, which is prose). */
+uint64_t cr_op_table_fingerprint(void)
+{
+    uint64_t h = 0;
+    for (int i = 0; i < CR_OP_COUNT; i++) {
+        const cr_op_info *o = &cr_op_table[i];
+        h = cr_xxh64(o->name, strlen(o->name), h);
+        uint32_t meta[3] = { (uint32_t)i, (uint32_t)o->ctx, o->flags };
+        h = cr_xxh64(meta, sizeof meta, h);
+        h = cr_xxh64(o->kinds, 4, h);
+    }
+    return h;
+}

@@ -354,6 +354,9 @@ static cr_status verify_insn(const cr_program *p, const cr_prog_kernel *k, uint3
     if (in->pad) return cr_fail(err, CR_ERR_FORMAT, "%s %u (%s): padding not zero", where, pc, info->name);
     bool rounds = (info->flags & CR_OPF_ELEM) || in->op == CR_OP_ACOS || in->op == CR_OP_SIN ||
                   in->op == CR_OP_COS || in->op == CR_OP_TRUNC || in->op == CR_OP_RSUM ||
+                  in->op == CR_OP_RSUM_NP || in->op == CR_OP_RSSQ_BLAS ||
+                  in->op == CR_OP_RSUM_TORCH || in->op == CR_OP_RSSQ_TORCH ||
+                  in->op == CR_OP_RSUM_ROW_TORCH || in->op == CR_OP_RSSQ_ROW_TORCH ||
                   in->op == CR_OP_RSUM_ROW || in->op == CR_OP_RMAX_ROW;
     if (rounds ? !is_value_dtype(in->dtype) : (in->dtype != CR_DTYPE_NONE && in->dtype >= CR_DTYPE_COUNT))
         return cr_fail(err, CR_ERR_FORMAT, "%s %u (%s): invalid dtype %u", where, pc, info->name, in->dtype);
@@ -480,7 +483,7 @@ cr_status cr_program_verify(const cr_program *p, cr_error *err)
 /* ---- .crb files ---------------------------------------------------------- */
 
 #define CRB_MAGIC "CRUCIBLE"
-#define CRB_VERSION 1u
+#define CRB_VERSION 2u
 #define CRB_ENDIAN 0x01020304u
 
 typedef struct crb_header {
@@ -492,6 +495,7 @@ typedef struct crb_header {
     uint32_t n_sections;
     uint32_t flags;           /* cr_program.flags */
     uint64_t seed;
+    uint64_t op_table;        /* cr_op_table_fingerprint() of the producer */
     cr_blob tool_version;
     cr_blob recipe_name;
     uint64_t file_size;       /* whole file */
@@ -579,6 +583,7 @@ cr_status cr_program_save(const cr_program *p, const char *path, cr_error *err)
     h.n_sections = SEC_COUNT_;
     h.flags = p->flags;
     h.seed = p->seed;
+    h.op_table = cr_op_table_fingerprint();
     h.tool_version = p->tool_version;
     h.recipe_name = p->recipe_name;
     h.file_size = off;
@@ -644,6 +649,13 @@ cr_status cr_program_load(const cr_allocator *alloc, const char *path, cr_progra
     }
     uint64_t hash = cr_xxh64(buf + sizeof h, (size_t)sz - sizeof h, 0);
     if (hash != h.body_hash) { s = cr_fail(err, CR_ERR_FORMAT, "%s: corrupted (checksum %016llx, header says %016llx)", path, (unsigned long long)hash, (unsigned long long)h.body_hash); goto done; }
+
+    if (h.op_table != cr_op_table_fingerprint()) {
+        s = cr_fail(err, CR_ERR_UNSUPPORTED, "%s: compiled for another instruction set (op table %016llx, this crucible's is %016llx); "
+                    "compile the recipe again with this crucible", path, (unsigned long long)h.op_table,
+                    (unsigned long long)cr_op_table_fingerprint());
+        goto done;
+    }
 
     out->alloc = alloc;
     out->seed = h.seed;

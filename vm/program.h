@@ -58,6 +58,10 @@ typedef struct cr_op_info {
 /* table indexed by cr_op, generated from ops.def */
 extern const cr_op_info cr_op_table[CR_OP_COUNT];
 
+/* XXH64 over the op table: a .crb records it, and a crucible whose table
+ * differs refuses the program instead of running other instructions. */
+uint64_t cr_op_table_fingerprint(void);
+
 /* ---- records ------------------------------------------------------------ */
 
 /* A byte range in the program's blob pool. Strings are stored with a

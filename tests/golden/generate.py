@@ -439,6 +439,35 @@ def magnitude_tie_allowance(case):
     return out or None
 
 
+def pin_model_order():
+    """Give mergekit's easy_define methods (multislerp, nearswap, sce and the
+    ram/ramplus_tl registered below) the models in recipe order.
+
+    easy_define's _execute builds the model list from `set(tensors.keys())`.
+    A set of ModelReferences iterates in hash order, and a pydantic model's
+    hash includes hash(type(self)), an object address, so the order (and the
+    order of every float32 sum over the models) changes from run to run of
+    the same recipe, PYTHONHASHSEED or not: `--only ram` gave three
+    different outputs in four runs. mergekit leaves the order undefined; the
+    goldens pin it to the recipe order (the insertion order of `tensors`),
+    which is one of mergekit's possible outputs and the one crucible gives."""
+    import mergekit.merge_methods.easy_define as ed
+
+    class ordered_set:
+        def __init__(self, items=()):
+            self.d = dict.fromkeys(items)
+        def remove(self, x):
+            del self.d[x]
+        def __contains__(self, x):
+            return x in self.d
+        def __iter__(self):
+            return iter(self.d)
+        def __len__(self):
+            return len(self.d)
+
+    ed.set = ordered_set
+
+
 def register_ram():
     """The PyPI wheel of mergekit 0.1.4 predates `ram` and `ramplus_tl`
     (merge-methods.md describes a later 0.1.4 commit). Register them with the
@@ -707,6 +736,7 @@ def main():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import logging
     logging.disable(logging.WARNING)
+    pin_model_order()
     register_ram()
     if not args.no_models:
         build_models()

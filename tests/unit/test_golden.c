@@ -236,7 +236,7 @@ static const gt_tensor *gt_find(const gt_model *m, const char *name)
 
 typedef struct gt_report {
     char method[32];
-    int cases, failed;
+    int cases, failed, known;   /* known: listed in known_failures.txt and failing */
     uint64_t worst_ulp;
     double worst_exact;       /* lowest bit-identical fraction seen */
 } gt_report;
@@ -471,6 +471,42 @@ static int gt_list_cases(char **names, int max)
     return n;
 }
 
+/* ---- known failures --------------------------------------------------- */
+
+/* tests/golden/known_failures.txt: one "case  root cause" a line ('#'
+ * starts a comment). A listed case still runs; failing, it is reported as a
+ * known failure (neither passed nor failed); passing, it is a failure, so
+ * the list cannot go stale. */
+#define GT_MAX_KNOWN 64
+static char *g_known_text;
+static const char *g_known_name[GT_MAX_KNOWN], *g_known_cause[GT_MAX_KNOWN];
+static int g_n_known;
+
+static void gt_load_known(void)
+{
+    g_known_text = gt_read_file(GT_ROOT "/known_failures.txt", NULL);
+    for (char *line = g_known_text; line && *line && g_n_known < GT_MAX_KNOWN;) {
+        char *next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        while (*line == ' ' || *line == '\t') line++;
+        if (*line && *line != '#') {
+            char *sp = line + strcspn(line, " \t");
+            char *cause = sp;
+            if (*sp) { *sp = 0; cause = sp + 1; while (*cause == ' ' || *cause == '\t') cause++; }
+            g_known_name[g_n_known] = line;
+            g_known_cause[g_n_known++] = cause;
+        }
+        line = next;
+    }
+}
+
+static const char *gt_known_failure(const char *cname)
+{
+    for (int i = 0; i < g_n_known; i++)
+        if (!strcmp(g_known_name[i], cname)) return g_known_cause[i];
+    return NULL;
+}
+
 /* ---- tests ------------------------------------------------------------ */
 
 static char *g_cases[256];
@@ -644,8 +680,11 @@ static bool gt_run_cases(const char *bin)
         cr_test_g.current_failed = 0;
         gt_report *rep = gt_report_for(rs, method ? method : "?");
         rep->cases++;
+        const char *known = gt_known_failure(cname);
+        gt_report scratch_rep = *rep;   /* known failures leave the table's ulps alone */
         if (r == GT_RUN_FAILED) {
-            CR_TEST_FAIL_("crucible merge failed: %.600s", log);
+            if (known) cr_test_g.current_failed = 1;
+            else CR_TEST_FAIL_("crucible merge failed: %.600s", log);
         } else {
             gt_model *got = cr_calloc(gt_alloc(), 1, sizeof *got), *exp = cr_calloc(gt_alloc(), 1, sizeof *exp);
             const char *err = gt_load_dir(got, out);
@@ -665,25 +704,37 @@ static bool gt_run_cases(const char *bin)
                 CHECK_EQ_INT(got->n_tensors, exp->n_tensors);
                 if (cJSON_IsObject(stat))
                     CHECK_MSG(gt_check_stat(cname, method, stat, got, false) == 0, "%s: statistics", cname);
-            } else {
-                CHECK_MSG(gt_compare_exact(cname, exp, got, meta, rep, false) == 0, "%s differs from mergekit", cname);
+            } else if (gt_compare_exact(cname, exp, got, meta, known ? &scratch_rep : rep, known != NULL)) {
+                if (known) cr_test_g.current_failed = 1;
+                else CR_TEST_FAIL_("%s differs from mergekit", cname);
             }
             gt_model_free(got);
             gt_model_free(exp);
             cr_free(gt_alloc(), got);
             cr_free(gt_alloc(), exp);
         }
-        if (cr_test_g.current_failed) { cr_test_g.failed++; rep->failed++; }
-        else cr_test_g.passed++;
+        bool known_hit = known && cr_test_g.current_failed;
+        if (known && !known_hit)
+            CR_TEST_FAIL_("%s passes now: remove it from " GT_ROOT "/known_failures.txt", cname);
+        if (known_hit) {
+            printf("KNOWN FAILURE %s: %s\n", cname, known);
+            rep->known++;
+        } else if (cr_test_g.current_failed) {
+            cr_test_g.failed++;
+            rep->failed++;
+        } else {
+            cr_test_g.passed++;
+        }
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", out);
         if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", out);
         cJSON_Delete(meta);
     }
     if (available) {
-        printf("%-18s %5s %6s %9s %12s\n", "method", "cases", "failed", "worst-ulp", "min-exact-%");
+        printf("%-18s %5s %6s %6s %9s %12s\n", "method", "cases", "failed", "known", "worst-ulp", "min-exact-%");
         for (int i = 0; i < rs->n; i++)
-            printf("%-18s %5d %6d %9llu %12.4f\n", rs->r[i].method, rs->r[i].cases, rs->r[i].failed,
-                   (unsigned long long)rs->r[i].worst_ulp, 100 * rs->r[i].worst_exact);
+            printf("%-18s %5d %6d %6d %9llu %12.4f\n", rs->r[i].method, rs->r[i].cases, rs->r[i].failed,
+                   rs->r[i].known, (unsigned long long)rs->r[i].worst_ulp, 100 * rs->r[i].worst_exact);
+        printf("(worst-ulp and min-exact-%% over the cases not listed in known_failures.txt)\n");
     }
     cr_free(gt_alloc(), rs);
     rmdir(tmp);
@@ -693,6 +744,7 @@ static bool gt_run_cases(const char *bin)
 int main(void)
 {
     g_n_cases = gt_list_cases(g_cases, 256);
+    gt_load_known();
     RUN(expected_outputs_parse);
     RUN(stat_checker_accepts_mergekit);
     RUN(exact_checker_discriminates);
@@ -703,5 +755,6 @@ int main(void)
     else
         gt_run_cases(bin);
     for (int i = 0; i < g_n_cases; i++) cr_free(gt_alloc(), g_cases[i]);
+    cr_free(gt_alloc(), g_known_text);
     return cr_test_summary();
 }

@@ -132,6 +132,40 @@ TEST(reductions_and_selection)
     teardown(&f);
 }
 
+/* the library-order reductions build SUM / ROWSUM nodes tagged with their
+ * summation order (the emitter picks RSUM_NP, RSSQ_BLAS, RSUM_TORCH, ... by
+ * it), and cse keeps differently ordered sums of one value apart */
+TEST(library_order_reductions)
+{
+    fixture f;
+    REQUIRE(setup(&f, CR_DTYPE_F32));
+    cr_error err = {0};
+    uint32_t r = run(&f, "local a = ctx.inputs[1]\n"
+                         "local s = cr.np_sum(a) + cr.np_norm(a) + cr.torch_sum(a) + cr.torch_norm(a) + a:sum()\n"
+                         "return a * s + cr.torch_row_sum(a) + cr.torch_row_norm(a)", &err);
+    CHECK_MSG(r != CR_NO_NODE, "%s", err.msg);
+    int order[5] = {0}, rows[5] = {0};
+    for (uint32_t i = 0; i < f.g.n_nodes; i++) {
+        const cr_node *n = &f.g.nodes[i];
+        if (n->op == CR_GOP_SUM && n->attr < 5) order[n->attr]++;
+        if (n->op == CR_GOP_ROWSUM && n->attr < 5) rows[n->attr]++;
+    }
+    CHECK_EQ_INT(order[CR_SUM_WIDE], 1);
+    CHECK_EQ_INT(order[CR_SUM_NUMPY], 1);
+    CHECK_EQ_INT(order[CR_SUM_BLAS_SSQ], 1);
+    CHECK_EQ_INT(order[CR_SUM_TORCH], 1);
+    CHECK_EQ_INT(order[CR_SUM_TORCH_SSQ], 1);
+    CHECK_EQ_INT(rows[CR_SUM_TORCH], 1);
+    CHECK_EQ_INT(rows[CR_SUM_TORCH_SSQ], 1);
+    CHECK(cr_graph_verify(&f.g, &err) == CR_OK);
+    teardown(&f);
+    /* the NumPy/torch norm emulations are float32-only */
+    REQUIRE(setup(&f, CR_DTYPE_BF16));
+    CHECK(run(&f, "return ctx.inputs[1] * cr.np_norm(ctx.inputs[1])", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "float32");
+    teardown(&f);
+}
+
 TEST(errors_name_file_and_line)
 {
     fixture f;
@@ -201,6 +235,7 @@ int main(void)
     RUN(dtype_rules);
     RUN(precise_rounds_f32);
     RUN(reductions_and_selection);
+    RUN(library_order_reductions);
     RUN(errors_name_file_and_line);
     RUN(sandbox);
     RUN(stdlib_common_helpers);

@@ -111,7 +111,7 @@ static void rehash(unsigned char *d, size_t n)
     uint32_t hs;
     memcpy(&hs, d + 16, 4);
     uint64_t h = cr_xxh64(d + hs, n - hs, 0);
-    memcpy(d + 80, &h, 8);
+    memcpy(d + hs - 8, &h, 8);     /* the body hash ends the header */
 }
 
 TEST(save_load_round_trip)
@@ -173,6 +173,12 @@ TEST(corrupted_files_rejected)
     CHECK_EQ_INT(cr_program_load(cr_default_allocator(), crb_path("bad.crb"), &q, &err), CR_ERR_FORMAT);
     CHECK_CONTAINS(err.msg, "too short");
 
+    memcpy(m, d, n); m[40] ^= 1;    /* op table fingerprint: another crucible's instruction set */
+    write_bytes(crb_path("bad.crb"), m, n);
+    CHECK_EQ_INT(cr_program_load(cr_default_allocator(), crb_path("bad.crb"), &q, &err), CR_ERR_UNSUPPORTED);
+    CHECK_CONTAINS(err.msg, "another instruction set");
+    CHECK_CONTAINS(err.msg, "compile the recipe again");
+
     memcpy(m, d, n); m[n - 20] ^= 0x40;
     write_bytes(crb_path("bad.crb"), m, n);
     CHECK_EQ_INT(cr_program_load(cr_default_allocator(), crb_path("bad.crb"), &q, &err), CR_ERR_FORMAT);
@@ -199,7 +205,9 @@ TEST(corrupted_files_rejected)
 
     /* every single-byte change, re-checksummed, loads or fails cleanly */
     int accepted = 0;
-    for (size_t i = 88; i < n; i++) {
+    uint32_t header_size;
+    memcpy(&header_size, d + 16, 4);
+    for (size_t i = header_size; i < n; i++) {
         memcpy(m, d, n);
         m[i] ^= (unsigned char)(1u << (i % 8));
         rehash(m, n);

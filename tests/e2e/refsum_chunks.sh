@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# refsum_chunks.sh — the library-order reductions (RSUM_NP, RSSQ_BLAS,
+# RSUM_TORCH, RSSQ_TORCH: vm/refsum.c) gather a whole tensor from chunks run
+# in parallel: on tensors of many chunks (256x512 f32 = 8 chunks of 16384)
+# the merge bytes must not depend on the thread count.
+# usage: refsum_chunks.sh CRUCIBLE_BIN
+set -u
+bin=$1
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+
+dir=$(mktemp -d /tmp/crucible-refsum-e2e-XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+m=$dir/models
+mkdir -p "$m"
+"$bin" synth "$m/base" --arch llama --layers 1 --hidden 256 --intermediate 512 --heads 4 --kv-heads 2 \
+    --vocab 96 --dtype float32 --seed 1 >/dev/null || bad synth
+for s in 2 3 4; do
+    "$bin" synth "$m/x$s" --from "$m/base" --delta-scale 0.05 --seed $s >/dev/null || bad synth
+done
+
+cat > "$dir/slerp.yml" <<'Y'
+models: [{model: base}, {model: x2}]
+base_model: base
+parameters: {t: 0.3}
+merge_method: slerp
+Y
+cat > "$dir/ties.yml" <<'Y'
+models:
+  - {model: x2, parameters: {weight: 1.0, density: 0.2}}
+  - {model: x3, parameters: {weight: 0.5, density: 0.2}}
+base_model: base
+parameters: {rescale: true}
+merge_method: ties
+Y
+cat > "$dir/multislerp.yml" <<'Y'
+models:
+  - {model: x2, parameters: {weight: 1.0}}
+  - {model: x3, parameters: {weight: 2.0}}
+  - {model: x4, parameters: {weight: 0.5}}
+merge_method: multislerp
+Y
+cat > "$dir/model_stock.yml" <<'Y'
+models: [{model: x2}, {model: x3}, {model: x4}]
+base_model: base
+parameters: {filter_wise: true}
+merge_method: model_stock
+Y
+for r in slerp ties multislerp model_stock; do
+    (cd "$m" && "$bin" merge "$dir/$r.yml" "$dir/$r-1" --threads 1 >/dev/null 2>"$dir/err") || { bad "$r --threads 1: $(cat "$dir/err")"; continue; }
+    (cd "$m" && "$bin" merge "$dir/$r.yml" "$dir/$r-4" --threads 4 >/dev/null 2>"$dir/err") || { bad "$r --threads 4: $(cat "$dir/err")"; continue; }
+    same=1
+    for f in "$dir/$r-1"/*.safetensors; do
+        cmp -s "$f" "$dir/$r-4/$(basename "$f")" || same=0
+    done
+    if [ $same = 1 ]; then ok; else bad "$r: bytes differ between 1 and 4 threads"; fi
+done
+echo "$pass passed, $fail failed"
+[ $fail = 0 ]

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "limits.h"
 #include "lua_api.h"
 #include "stdlib_embed.h"
 
@@ -49,15 +50,130 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return p;
 }
 
+static void count_hook(lua_State *S, lua_Debug *ar);
+
+/* Once the budget is spent the hook fires on every instruction, so a script
+ * that catches the limit error with pcall and loops on is stopped at its next
+ * instruction outside the pcall (with the hook every 1000 instructions it
+ * could spend each fresh 1000 inside the pcall forever). */
+static void budget_spent(lua_State *S)
+{
+    lua_sethook(S, count_hook, LUA_MASKCOUNT, 1);
+}
+
 static void count_hook(lua_State *S, lua_Debug *ar)
 {
     cr_lua *L = get_lua(S);
     if (lua_getinfo(S, "Sl", ar) && ar->currentline > 0)
         snprintf(L->where, sizeof L->where, "%s:%d", ar->short_src, ar->currentline);
     L->budget -= HOOK_EVERY;
-    if (L->budget < 0)
+    if (L->budget < 0) {
+        budget_spent(S);
         luaL_error(S, "instruction limit exceeded (%I instructions): does the script loop forever?",
                    (lua_Integer)L->max_instr);
+    }
+}
+
+/* ---- library functions that run long in C ------------------------------ */
+
+/* The hook counts Lua instructions only; a C library function runs to its
+ * end unseen. Two can run for hours on small inputs: pattern matching
+ * backtracks (string.find(("a"):rep(40), ("a*"):rep(40) .. "b")) and
+ * table.move loops over any index range ({} from 1 to 1e12). Wrappers charge
+ * each call its worst-case step count against the same budget before it
+ * runs: for a pattern, starts x (pattern length + 1) x C(n + k, k) with n
+ * the subject's length, k the pattern's repetition items (* + - ?, %b, back
+ * references) and starts 1 when anchored, else n + 1; for table.move, the
+ * elements moved. Ordinary uses (patterns on tensor names) cost well under
+ * 10^7; a call over the remaining budget fails before it starts. */
+enum { CHARGE_FIND, CHARGE_MATCH, CHARGE_GMATCH, CHARGE_GSUB, CHARGE_MOVE };
+
+static double pattern_cost(lua_State *S, int kind)
+{
+    if (lua_type(S, 1) != LUA_TSTRING || lua_type(S, 2) != LUA_TSTRING) return 1;  /* type error or a number */
+    size_t n, m;
+    lua_tolstring(S, 1, &n);
+    const char *p = lua_tolstring(S, 2, &m);
+    size_t i = 0, k = 0;
+    bool anchored = false;
+    if (m && p[0] == '^' && kind != CHARGE_GMATCH) { anchored = true; i = 1; }
+    bool plain = kind == CHARGE_FIND && lua_toboolean(S, 4);
+    while (!plain && i < m) {
+        char c = p[i++];
+        if (c == '(' || c == ')') continue;
+        if (c == '%' && i < m) {
+            char d = p[i++];
+            if (d == 'b') { k++; i += 2; continue; }
+            if (d >= '0' && d <= '9') { k++; continue; }
+            if (d == 'f') continue;              /* its set follows as an ordinary class */
+        } else if (c == '[') {
+            if (i < m && p[i] == '^') i++;
+            do { if (i < m && p[i++] == '%') i++; } while (i < m && p[i] != ']');
+            i++;
+        }
+        if (i < m && (p[i] == '*' || p[i] == '+' || p[i] == '-' || p[i] == '?')) { k++; i++; }
+    }
+    double cost = (anchored ? 1.0 : (double)n + 1) * ((double)m + 1);
+    for (size_t j = 1; j <= k && cost < 1e18; j++) cost *= ((double)n + (double)j) / (double)j;
+    return cost;
+}
+
+static double move_cost(lua_State *S)
+{
+    int okf, oke;
+    lua_Integer f = lua_tointegerx(S, 2, &okf), e = lua_tointegerx(S, 3, &oke);
+    if (!okf || !oke || e < f) return 1;
+    return (double)e - (double)f + 1;
+}
+
+static int charged_call(lua_State *S)
+{
+    cr_lua *L = get_lua(S);
+    int kind = (int)lua_tointeger(S, lua_upvalueindex(2));
+    double cost = kind == CHARGE_MOVE ? move_cost(S) : pattern_cost(S, kind);
+    if (cost > (double)L->budget) {
+        char steps[32];   /* lua_pushfstring has no %g with a precision */
+        snprintf(steps, sizeof steps, "%.3g", cost);
+        L->budget = -1;
+        budget_spent(S);
+        luaL_error(S, "instruction limit exceeded: this %s call could take %s steps, over what is left "
+                   "of the budget of %I instructions", kind == CHARGE_MOVE ? "table.move" : "string pattern",
+                   steps, (lua_Integer)L->max_instr);
+    }
+    L->budget -= (long)cost;
+    int n = lua_gettop(S);
+    lua_pushvalue(S, lua_upvalueindex(1));
+    lua_insert(S, 1);
+    lua_call(S, n, LUA_MULTRET);
+    return lua_gettop(S);
+}
+
+/* setmetatable without __gc: Lua runs finalizers with hooks off (lgc.c
+ * GCTM), during any collection or lua_close, so no budget could stop one
+ * that loops. Lua 5.4 marks a table for finalization only when its
+ * metatable has __gc at setmetatable time, so checking here suffices. */
+static int safe_setmetatable(lua_State *S)
+{
+    lua_pushliteral(S, "__gc");
+    if (lua_type(S, 2) == LUA_TTABLE && lua_rawget(S, 2) != LUA_TNIL)
+        return luaL_error(S, "setmetatable: __gc metamethods are not allowed in a merge method "
+                          "(finalizers run outside the instruction limit)");
+    lua_settop(S, 2);
+    lua_pushvalue(S, lua_upvalueindex(1));
+    lua_insert(S, 1);
+    lua_call(S, 2, 1);
+    return 1;
+}
+
+/* replace lib.name (the real library table, which string methods use) */
+static void charge_field(lua_State *S, const char *lib, const char *name, int kind)
+{
+    lua_getglobal(S, lib);
+    lua_getfield(S, -1, name);
+    lua_pushinteger(S, kind);
+    lua_pushcclosure(S, charged_call, 2);
+    lua_setfield(S, -2, name);
+    lua_pop(S, 1);
 }
 
 /* ---- dtypes ------------------------------------------------------------ */
@@ -670,12 +786,20 @@ static void build_sandbox(lua_State *S, cr_lua *L)
         "xpcall", "_VERSION", NULL };
     static const char *const math_skip[] = { "random", "randomseed", NULL };
     static const char *const string_skip[] = { "dump", NULL };
+    charge_field(S, "string", "find", CHARGE_FIND);
+    charge_field(S, "string", "match", CHARGE_MATCH);
+    charge_field(S, "string", "gmatch", CHARGE_GMATCH);
+    charge_field(S, "string", "gsub", CHARGE_GSUB);
+    charge_field(S, "table", "move", CHARGE_MOVE);
     lua_newtable(S);
     int sb = lua_gettop(S);
     for (const char *const *k = base_ok; *k; k++) {
         lua_getglobal(S, *k);
         lua_setfield(S, sb, *k);
     }
+    lua_getglobal(S, "setmetatable");
+    lua_pushcclosure(S, safe_setmetatable, 1);
+    lua_setfield(S, sb, "setmetatable");
     lua_pushcfunction(S, safe_load);
     lua_setfield(S, sb, "load");
     copy_fields(S, sb, "string", string_skip);
@@ -766,8 +890,8 @@ cr_status cr_lua_open(const cr_allocator *alloc, const cr_lua_limits *limits, cr
     cr_lua *L = cr_calloc(alloc, 1, sizeof *L);
     if (!L) return cr_fail(err, CR_ERR_NOMEM, "out of memory creating the Lua state");
     L->alloc = alloc;
-    L->max_bytes = limits && limits->max_bytes ? limits->max_bytes : (size_t)256 << 20;
-    L->max_instr = limits && limits->max_instructions ? limits->max_instructions : 200000000L;
+    L->max_bytes = limits && limits->max_bytes ? limits->max_bytes : CR_LIMIT_LUA_BYTES;
+    L->max_instr = limits && limits->max_instructions ? limits->max_instructions : CR_LIMIT_LUA_INSTRUCTIONS;
     L->S = lua_newstate(l_alloc, L);
     if (!L->S) { cr_free(alloc, L); return cr_fail(err, CR_ERR_NOMEM, "out of memory creating the Lua state"); }
     *(cr_lua **)lua_getextraspace(L->S) = L;

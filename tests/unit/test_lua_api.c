@@ -215,6 +215,41 @@ TEST(sandbox)
     teardown(&f);
 }
 
+/* Ways to outrun the instruction budget (found by fuzz_lua, see
+ * spec/reliability.md): each must fail fast with a message, and ordinary
+ * uses of the same functions still work. */
+TEST(sandbox_cannot_outrun_budget)
+{
+    fixture f;
+    REQUIRE(setup(&f, CR_DTYPE_F32));
+    cr_error err = {0};
+    CHECK(run(&f, "while true do pcall(function() while true do end end) end", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "instruction limit");
+    CHECK(run(&f, "while true do pcall(string.rep, 'x', 1 << 40) end", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "instruction limit");
+    CHECK(run(&f, "local s = string.find(('a'):rep(40), ('a*'):rep(40) .. 'b')", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "string pattern");
+    CHECK(run(&f, "for w in ('a'):rep(60):gmatch(('a-'):rep(30) .. 'b') do end", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "string pattern");
+    CHECK(run(&f, "local s = ('a'):rep(100000):gsub('.-b', '')", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "string pattern");
+    CHECK(run(&f, "table.move({}, 1, 1e12, 2)", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "table.move");
+    CHECK(run(&f, "local t = setmetatable({}, { __gc = function() while true do end end })", &err)
+          == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "__gc");
+    /* ordinary uses are untouched */
+    uint32_t r = run(&f, "assert(('model.layers.12.mlp.up_proj.weight'):match('layers%.(%d+)%.') == '12')\n"
+                         "assert(('a.b.c'):gsub('%.', '/') == 'a/b/c')\n"
+                         "assert(('x[1]'):find('[', 1, true) == 2)\n"
+                         "local n = 0 for w in ('a b c'):gmatch('%a+') do n = n + 1 end assert(n == 3)\n"
+                         "local t = table.move({1, 2, 3}, 1, 3, 2) assert(t[4] == 3)\n"
+                         "local m = setmetatable({}, { __index = function() return 7 end }) assert(m.x == 7)\n"
+                         "return ctx.inputs[1]", &err);
+    CHECK_MSG(r != CR_NO_NODE, "%s", err.msg);
+    teardown(&f);
+}
+
 TEST(stdlib_common_helpers)
 {
     fixture f;
@@ -238,6 +273,7 @@ int main(void)
     RUN(library_order_reductions);
     RUN(errors_name_file_and_line);
     RUN(sandbox);
+    RUN(sandbox_cannot_outrun_budget);
     RUN(stdlib_common_helpers);
     return cr_test_summary();
 }

@@ -24,6 +24,8 @@ struct cr_lua {
     lua_State *S;
     size_t used, max_bytes;
     long max_instr, budget;
+    bool in_call;               /* inside guarded_pcall: allocations are charged to the budget */
+    bool alloc_spent;           /* the budget ran out on an allocation (for the message) */
     cr_graph *g;                /* graph of the current call; NULL between calls */
     const cr_lua_call *call;    /* current merge call or NULL */
     int sandbox_ref;            /* the read-only base environment */
@@ -33,6 +35,15 @@ struct cr_lua {
 static cr_lua *get_lua(lua_State *S) { return *(cr_lua **)lua_getextraspace(S); }
 
 /* ---- allocator and limits ---------------------------------------------- */
+
+/* Bytes allocated per instruction of budget. One instruction can copy a
+ * whole string (s .. s, string.rep), so a loop of few instructions over a
+ * 100 MB string would take days on the instruction count alone; charging
+ * allocations too bounds it (worst case, string.rep's byte-wise copy, about
+ * 6 ns a byte: 2e8 x 8 bytes in ~10 s). Ordinary methods allocate a few KB. */
+#define ALLOC_BYTES_PER_INSTRUCTION 8
+
+static void budget_spent(lua_State *S);
 
 static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
@@ -44,6 +55,15 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         return NULL;
     }
     if (nsize > osize && L->used - osize + nsize > L->max_bytes) return NULL;
+    /* the allocation itself goes ahead (an allocator cannot raise a Lua
+     * error); a spent budget makes the hook stop the next instruction */
+    if (nsize > osize && L->in_call && L->budget >= 0) {
+        L->budget -= (long)((nsize - osize) / ALLOC_BYTES_PER_INSTRUCTION);
+        if (L->budget < 0) {
+            L->alloc_spent = true;
+            budget_spent(L->S);
+        }
+    }
     void *p = cr_realloc(L->alloc, ptr, nsize);
     if (!p) return NULL;
     L->used = L->used - osize + nsize;
@@ -69,6 +89,11 @@ static void count_hook(lua_State *S, lua_Debug *ar)
     L->budget -= HOOK_EVERY;
     if (L->budget < 0) {
         budget_spent(S);
+        if (L->alloc_spent)
+            luaL_error(S, "instruction limit exceeded (%I instructions): allocating memory counts one "
+                       "instruction per %d bytes, and this call allocated over %I MiB in all",
+                       (lua_Integer)L->max_instr, ALLOC_BYTES_PER_INSTRUCTION,
+                       (lua_Integer)((L->max_instr * ALLOC_BYTES_PER_INSTRUCTION) >> 20));
         luaL_error(S, "instruction limit exceeded (%I instructions): does the script loop forever?",
                    (lua_Integer)L->max_instr);
     }
@@ -842,18 +867,30 @@ static cr_status lua_failure(cr_lua *L, int status, const char *context, cr_erro
     return CR_ERR_CONFIG;
 }
 
-/* pcall with the traceback handler, a fresh budget and the hook on */
+/* pcall with the traceback handler, a fresh budget and the hook on (unless nested) */
 static int guarded_pcall(cr_lua *L, int nargs, int nres)
 {
     lua_State *S = L->S;
     int base = lua_gettop(S) - nargs;
     lua_pushcfunction(S, traceback);
     lua_insert(S, base);
-    L->budget = L->max_instr;
-    L->where[0] = 0;
-    lua_sethook(S, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    /* A Lua recipe loads method files from inside its own call
+     * (crucible.merge -> cr_methods_find -> cr_lua_load_chunk): the inner
+     * call shares the outer budget and leaves the hook on, or the recipe
+     * would go on unhooked with a fresh budget after its first method. */
+    bool outer = !L->in_call;
+    if (outer) {
+        L->budget = L->max_instr;
+        L->where[0] = 0;
+        lua_sethook(S, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
+        L->in_call = true;
+        L->alloc_spent = false;
+    }
     int status = lua_pcall(S, nargs, nres, base);
-    lua_sethook(S, NULL, 0, 0);
+    if (outer) {
+        L->in_call = false;
+        lua_sethook(S, NULL, 0, 0);
+    }
     lua_remove(S, base);
     return status;
 }

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "limits.h"
 #include "lua_api.h"
@@ -26,6 +27,7 @@ struct cr_lua {
     long max_instr, budget;
     bool in_call;               /* inside guarded_pcall: allocations are charged to the budget */
     bool alloc_spent;           /* the budget ran out on an allocation (for the message) */
+    double max_seconds, cpu_start;  /* CPU-time backstop of the current call */
     cr_graph *g;                /* graph of the current call; NULL between calls */
     const cr_lua_call *call;    /* current merge call or NULL */
     int sandbox_ref;            /* the read-only base environment */
@@ -81,9 +83,28 @@ static void budget_spent(lua_State *S)
     lua_sethook(S, count_hook, LUA_MASKCOUNT, 1);
 }
 
+static double thread_cpu_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
 static void count_hook(lua_State *S, lua_Debug *ar)
 {
     cr_lua *L = get_lua(S);
+    /* The deterministic limits are instructions, allocations and the costly
+     * library calls charged below. Some single instructions still scan a
+     * whole string (s == t, s < t, tonumber(s), utf8.len(s), unpacking a
+     * million values): a loop of them over a 100 MB string would take days
+     * inside the instruction budget. CPU time per call is the backstop;
+     * real methods take milliseconds, so it never decides an honest run. */
+    if (thread_cpu_seconds() - L->cpu_start > L->max_seconds) {
+        budget_spent(S);
+        L->budget = -1;
+        luaL_error(S, "time limit exceeded (%d s of CPU time in one call): does the script loop over a "
+                   "huge string or table?", (int)L->max_seconds);
+    }
     if (lua_getinfo(S, "Sl", ar) && ar->currentline > 0)
         snprintf(L->where, sizeof L->where, "%s:%d", ar->short_src, ar->currentline);
     L->budget -= HOOK_EVERY;
@@ -109,9 +130,10 @@ static void count_hook(lua_State *S, lua_Debug *ar)
  * runs: for a pattern, starts x (pattern length + 1) x C(n + k, k) with n
  * the subject's length, k the pattern's repetition items (* + - ?, %b, back
  * references) and starts 1 when anchored, else n + 1; for table.move, the
- * elements moved. Ordinary uses (patterns on tensor names) cost well under
- * 10^7; a call over the remaining budget fails before it starts. */
-enum { CHARGE_FIND, CHARGE_MATCH, CHARGE_GMATCH, CHARGE_GSUB, CHARGE_MOVE };
+ * elements moved; for table.insert/remove with a position, the elements
+ * shifted. Ordinary uses (patterns on tensor names) cost well under 10^7; a
+ * call over the remaining budget fails before it starts. */
+enum { CHARGE_FIND, CHARGE_MATCH, CHARGE_GMATCH, CHARGE_GSUB, CHARGE_MOVE, CHARGE_INSERT, CHARGE_REMOVE };
 
 static double pattern_cost(lua_State *S, int kind)
 {
@@ -151,18 +173,31 @@ static double move_cost(lua_State *S)
     return (double)e - (double)f + 1;
 }
 
+/* table.insert(t, pos, v) and table.remove(t, pos) shift #t - pos elements
+ * (#t may come from __len, so it is asked the same way the function will) */
+static double shift_cost(lua_State *S, int kind)
+{
+    int okp;
+    lua_Integer pos = lua_tointegerx(S, 2, &okp);
+    bool has_pos = kind == CHARGE_INSERT ? lua_gettop(S) == 3 : lua_gettop(S) >= 2;   /* insert(t, v) appends */
+    if (!has_pos || !okp || lua_type(S, 1) != LUA_TTABLE) return 1;
+    lua_Integer n = luaL_len(S, 1);
+    return n >= pos ? (double)n - (double)pos + 1 : 1;
+}
+
 static int charged_call(lua_State *S)
 {
     cr_lua *L = get_lua(S);
     int kind = (int)lua_tointeger(S, lua_upvalueindex(2));
-    double cost = kind == CHARGE_MOVE ? move_cost(S) : pattern_cost(S, kind);
+    double cost = kind == CHARGE_MOVE ? move_cost(S) : kind >= CHARGE_INSERT ? shift_cost(S, kind)
+                                                                             : pattern_cost(S, kind);
     if (cost > (double)L->budget) {
         char steps[32];   /* lua_pushfstring has no %g with a precision */
         snprintf(steps, sizeof steps, "%.3g", cost);
         L->budget = -1;
         budget_spent(S);
         luaL_error(S, "instruction limit exceeded: this %s call could take %s steps, over what is left "
-                   "of the budget of %I instructions", kind == CHARGE_MOVE ? "table.move" : "string pattern",
+                   "of the budget of %I instructions", kind == CHARGE_MOVE ? "table.move" : kind >= CHARGE_INSERT ? "table.insert/remove" : "string pattern",
                    steps, (lua_Integer)L->max_instr);
     }
     L->budget -= (long)cost;
@@ -816,6 +851,8 @@ static void build_sandbox(lua_State *S, cr_lua *L)
     charge_field(S, "string", "gmatch", CHARGE_GMATCH);
     charge_field(S, "string", "gsub", CHARGE_GSUB);
     charge_field(S, "table", "move", CHARGE_MOVE);
+    charge_field(S, "table", "insert", CHARGE_INSERT);
+    charge_field(S, "table", "remove", CHARGE_REMOVE);
     lua_newtable(S);
     int sb = lua_gettop(S);
     for (const char *const *k = base_ok; *k; k++) {
@@ -837,6 +874,13 @@ static void build_sandbox(lua_State *S, cr_lua *L)
     lua_pushnil(S);
     lua_setfield(S, -2, "dump");
     lua_pop(S, 1);
+    /* and the strings' metatable is read-only too (its __index is that real
+     * string table, shared by every method in this state) */
+    lua_pushliteral(S, "");
+    lua_getmetatable(S, -1);
+    lua_pushliteral(S, "string");
+    lua_setfield(S, -2, "__metatable");
+    lua_pop(S, 2);
     luaL_newlib(S, cr_funcs);
     lua_setfield(S, sb, "cr");
     lua_pushvalue(S, sb);
@@ -885,6 +929,7 @@ static int guarded_pcall(cr_lua *L, int nargs, int nres)
         lua_sethook(S, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
         L->in_call = true;
         L->alloc_spent = false;
+        L->cpu_start = thread_cpu_seconds();
     }
     int status = lua_pcall(S, nargs, nres, base);
     if (outer) {
@@ -929,6 +974,7 @@ cr_status cr_lua_open(const cr_allocator *alloc, const cr_lua_limits *limits, cr
     L->alloc = alloc;
     L->max_bytes = limits && limits->max_bytes ? limits->max_bytes : CR_LIMIT_LUA_BYTES;
     L->max_instr = limits && limits->max_instructions ? limits->max_instructions : CR_LIMIT_LUA_INSTRUCTIONS;
+    L->max_seconds = limits && limits->max_seconds > 0 ? limits->max_seconds : CR_LIMIT_LUA_SECONDS;
     L->S = lua_newstate(l_alloc, L);
     if (!L->S) { cr_free(alloc, L); return cr_fail(err, CR_ERR_NOMEM, "out of memory creating the Lua state"); }
     *(cr_lua **)lua_getextraspace(L->S) = L;
@@ -945,6 +991,12 @@ cr_status cr_lua_open(const cr_allocator *alloc, const cr_lua_limits *limits, cr
         {"__index", value_index}, {"__tostring", value_tostring},
         {NULL, NULL}};
     luaL_setfuncs(S, meta, 0);
+    /* getmetatable(value) answers this string, not the table: a script
+     * that could edit it might add __gc (Lua marks each new value for a
+     * finalizer, run with hooks off: an unbounded loop at lua_close) or
+     * change arithmetic for every other method in this state */
+    lua_pushliteral(S, VALUE_META);
+    lua_setfield(S, -2, "__metatable");
     lua_pop(S, 1);
     build_sandbox(S, L);
     cr_status st = load_common(L, err);

@@ -59,7 +59,7 @@ TEST(config_dtype_and_literals)
     const char *tail = "{\"x\": 5e400} 7";
     CHECK_EQ_INT(cr_hf_patch_config(cr_default_allocator(), tail, strlen(tail), "x/config.json", &e, &o2, &len, &err),
                  CR_ERR_FORMAT);
-    CHECK_CONTAINS(err.msg, "x/config.json: not valid JSON (text after the object at byte 14)");
+    CHECK_CONTAINS(err.msg, "x/config.json: not valid JSON (text after the object at byte 13)");
     CHECK(o2 == NULL);
     /* without the tail the literal is kept */
     out = patch("{\"x\": 5e400}\n", &e);

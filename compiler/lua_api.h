@@ -21,6 +21,7 @@ typedef struct lua_State lua_State;
 typedef struct cr_lua_limits {
     size_t max_bytes;        /* Lua heap ceiling (0: 256 MiB) */
     long max_instructions;   /* per method load or merge call (0: 200 million) */
+    double max_seconds;      /* CPU seconds per load or call (0: CR_LIMIT_LUA_SECONDS) */
 } cr_lua_limits;
 
 /* Create a state with the sandbox, the `cr` table and stdlib/common.lua's

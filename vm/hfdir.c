@@ -144,11 +144,22 @@ cr_status cr_hf_patch_config(const cr_allocator *alloc, const char *donor_text, 
     cr_arena_init(&ar, alloc);
     num_table tab = {0};
     cr_status st = CR_OK;
-    cJSON *root = cJSON_ParseWithLength(donor_text, len);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(donor_text, len, &end, false);
     if (!cJSON_IsObject(root)) {
         st = cr_fail(err, CR_ERR_FORMAT, "%s: not a JSON object", donor_name);
         goto out;
     }
+    /* text after the object is refused, as cr_model_open refuses it: it
+     * would also put number literals out of step with the nodes, and a
+     * number like 5e400 would then be written back as Infinity, which no
+     * JSON reader here accepts (found by fuzz_config_json) */
+    for (const char *q = end; q < donor_text + len; q++)
+        if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r') {
+            st = cr_fail(err, CR_ERR_FORMAT, "%s: not valid JSON (text after the object at byte %zu)",
+                         donor_name, (size_t)(q - donor_text));
+            goto out;
+        }
     /* pair number nodes with their literals before any edit */
     size_t n_nodes = 0;
     collect_nodes(root, NULL, 0, &n_nodes);

@@ -57,6 +57,8 @@
 /* ---- methods (Lua) and the graph ----------------------------------------- */
 #define CR_LIMIT_LUA_BYTES      ((size_t)256 << 20)  /* Lua heap of one state */
 #define CR_LIMIT_LUA_INSTRUCTIONS 200000000L         /* per method load or merge call */
+#define CR_LIMIT_LUA_SECONDS    60             /* CPU seconds per load or call: a backstop for
+                                                  instructions that each scan a long string */
 #define CR_LIMIT_GRAPH_NODES    (1u << 24)     /* nodes of one tensor dataflow graph */
 
 #endif

@@ -28,6 +28,9 @@
 #define LLVMFuzzerTestOneInput fuzz_crb_one
 #include "fuzz/fuzz_crb.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_lua_one
+#include "fuzz/fuzz_lua.c"
+#undef LLVMFuzzerTestOneInput
 
 /* replay corpus + crashes of one target; at least `min_seeds` corpus files */
 static void replay_target(const char *name, cr_fuzz_fn fn, int min_seeds)
@@ -49,6 +52,7 @@ TEST(index) { replay_target("fuzz_index", fuzz_index_one, 5); }
 TEST(config_json) { replay_target("fuzz_config_json", fuzz_config_json_one, 5); }
 TEST(yaml) { replay_target("fuzz_yaml", fuzz_yaml_one, 10); }
 TEST(crb) { replay_target("fuzz_crb", fuzz_crb_one, 3); }
+TEST(lua) { replay_target("fuzz_lua", fuzz_lua_one, 20); }
 
 int main(void)
 {
@@ -57,5 +61,6 @@ int main(void)
     RUN(config_json);
     RUN(yaml);
     RUN(crb);
+    RUN(lua);
     return cr_test_summary();
 }

@@ -54,6 +54,17 @@ TEST(config_dtype_and_literals)
     cr_error err = {0};
     CHECK_EQ_INT(cr_hf_patch_config(cr_default_allocator(), "[1]", 3, "x/config.json", &e, &o2, &len, &err), CR_ERR_FORMAT);
     CHECK_CONTAINS(err.msg, "x/config.json");
+    /* text after the object is refused (it used to put literals out of step:
+     * 5e400 came back as Infinity, which cr_model_open cannot read) */
+    const char *tail = "{\"x\": 5e400} 7";
+    CHECK_EQ_INT(cr_hf_patch_config(cr_default_allocator(), tail, strlen(tail), "x/config.json", &e, &o2, &len, &err),
+                 CR_ERR_FORMAT);
+    CHECK_CONTAINS(err.msg, "x/config.json: not valid JSON (text after the object at byte 13)");
+    CHECK(o2 == NULL);
+    /* without the tail the literal is kept */
+    out = patch("{\"x\": 5e400}\n", &e);
+    CHECK_STR(out, "{\n  \"x\": 5e400,\n  \"torch_dtype\": \"bfloat16\"\n}\n");
+    free(out);
 }
 
 TEST(config_layers)

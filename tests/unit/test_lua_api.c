@@ -225,6 +225,72 @@ TEST(sandbox)
     teardown(&f);
 }
 
+/* Ways to outrun the instruction budget (found by fuzz_lua, see
+ * spec/reliability.md): each must fail fast with a message, and ordinary
+ * uses of the same functions still work. */
+TEST(sandbox_cannot_outrun_budget)
+{
+    fixture f;
+    REQUIRE(setup(&f, CR_DTYPE_F32));
+    cr_error err = {0};
+    CHECK(run(&f, "while true do pcall(function() while true do end end) end", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "loop forever");
+    CHECK(run(&f, "while true do pcall(string.rep, 'x', 1 << 40) end", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "loop forever");
+    CHECK(run(&f, "local s = string.find(('a'):rep(40), ('a*'):rep(40) .. 'b')", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "string pattern");
+    CHECK(run(&f, "for w in ('a'):rep(60):gmatch(('a-'):rep(30) .. 'b') do end", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "string pattern");
+    CHECK(run(&f, "local s = ('a'):rep(100000):gsub('.-b', '')", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "string pattern");
+    CHECK(run(&f, "local s = ('x'):rep(1000000)\nfor i = 1, 1e9 do local t = s .. i end", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "allocating memory");
+    CHECK(run(&f, "local s = string.rep('x', 40 << 20)", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "memory limit (32 MiB)");
+    CHECK(run(&f, "local t = {}\nfor i = 1, 200000 do t[i] = i end\n"
+                  "for i = 1, 1e9 do table.insert(t, 1, 0) table.remove(t, 1) end", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "table.insert/remove");
+    CHECK(run(&f, "table.move({}, 1, 1e12, 2)", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "table.move");
+    CHECK(run(&f, "local t = setmetatable({}, { __gc = function() while true do end end })", &err)
+          == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "__gc");
+    CHECK(run(&f, "getmetatable(ctx.inputs[1]).__gc = function() while true do end end", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "index a string value");
+    CHECK(run(&f, "getmetatable('').__index.find = nil", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "index a nil value");
+    /* ordinary uses are untouched */
+    uint32_t r = run(&f, "assert(('model.layers.12.mlp.up_proj.weight'):match('layers%.(%d+)%.') == '12')\n"
+                         "assert(('a.b.c'):gsub('%.', '/') == 'a/b/c')\n"
+                         "assert(('x[1]'):find('[', 1, true) == 2)\n"
+                         "local n = 0 for w in ('a b c'):gmatch('%a+') do n = n + 1 end assert(n == 3)\n"
+                         "local t = table.move({1, 2, 3}, 1, 3, 2) assert(t[4] == 3)\n"
+                         "local q = {} table.insert(q, 5) table.insert(q, 1, 4)\n"
+                         "assert(table.remove(q, 1) == 4 and table.remove(q) == 5 and #q == 0)\n"
+                         "local m = setmetatable({}, { __index = function() return 7 end }) assert(m.x == 7)\n"
+                         "return ctx.inputs[1]", &err);
+    CHECK_MSG(r != CR_NO_NODE, "%s", err.msg);
+    teardown(&f);
+}
+
+/* the CPU-time backstop: each s == t scans 16 MiB, so the instruction
+ * budget alone would allow hours */
+TEST(sandbox_cpu_time_backstop)
+{
+    fixture f;
+    cr_graph_init(&f.g, cr_default_allocator());
+    cr_lua_limits lim = { .max_bytes = (size_t)64 << 20, .max_seconds = 0.5 };
+    cr_error err = {0};
+    REQUIRE(cr_lua_open(cr_default_allocator(), &lim, &f.L, &err) == CR_OK);
+    f.d = cr_test_graph_inputs(&f.g, 4, 8, CR_DTYPE_F32, 3, f.in);
+    CHECK(run(&f, "local s, t = ('x'):rep(1 << 24), ('x'):rep(1 << 24)\n"
+                  "for i = 1, 1e9 do local e = s == t end", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "time limit exceeded");
+    uint32_t r = run(&f, "return ctx.inputs[1]", &err);
+    CHECK_MSG(r != CR_NO_NODE, "%s", err.msg);
+    teardown(&f);
+}
+
 TEST(stdlib_common_helpers)
 {
     fixture f;
@@ -248,6 +314,8 @@ int main(void)
     RUN(library_order_reductions);
     RUN(errors_name_file_and_line);
     RUN(sandbox);
+    RUN(sandbox_cannot_outrun_budget);
+    RUN(sandbox_cpu_time_backstop);
     RUN(stdlib_common_helpers);
     return cr_test_summary();
 }

@@ -1,0 +1,2 @@
+local a = crucible.model("nope")
+crucible.merge{ name = "x", method = "linear", inputs = { {a, "x"} } }

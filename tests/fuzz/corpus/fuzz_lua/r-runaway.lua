@@ -1,0 +1,1 @@
+local a = crucible.model("a") while true do end

@@ -1,0 +1,1 @@
+0while true do pcall(function() while true do end end) end

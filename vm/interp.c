@@ -217,7 +217,16 @@ typedef struct kjob {
     uint64_t block;            /* elements per block (cr_kernel_block) */
     size_t stage;              /* bytes of one STORE's staging area in vm_thread.io */
     double *partials;          /* n_chunks x n_rsum */
-    float **gather;            /* per micro-op: the whole domain's values (RSUM_NP, RSSQ_BLAS) */
+    float **gather;            /* per micro-op: the whole domain's values (RSUM_TORCH off its blocks) */
+    /* RSUM_NP, RSSQ_BLAS, RSSQ_TORCH: sums in element order (refsum.h).
+     * A chunk copies its values to its thread's buffer; once chunk c - 1
+     * has fed its stream (j->turn == c), chunk c feeds its own. */
+    uint32_t n_ord;
+    uint32_t *ord_slot;        /* per micro-op: index among them */
+    cr_refsum_stream *ord;     /* n_ord */
+    float *ordbuf;             /* threads x n_ord x chunk */
+    uint64_t turn;             /* the chunk whose turn it is to feed */
+    bool sync;                 /* mu and cv are initialised */
     ktsum *tsum;               /* per micro-op: RSUM_TORCH summed in pieces (else gathered) */
     /* streaming (memplan.h): chunks run at most `ahead` past the first
      * unfinished one, and the pages behind it are dropped every `step` */
@@ -439,6 +448,11 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
                 cr_torch_sum_add(&ts->plan, REG(in->a), base, n, ts->partials, ts->tail);
                 break;
             }
+            if (j->ord_slot && j->ord_slot[pc] != UINT32_MAX) {
+                float *buf = j->ordbuf + ((size_t)thread * j->n_ord + j->ord_slot[pc]) * k->chunk;
+                memcpy(buf + off, REG(in->a), n * sizeof(float));
+                break;
+            }
             memcpy(j->gather[pc] + base, REG(in->a), n * sizeof(float));
             break;
         case CR_OP_RSUM_ROW_TORCH: case CR_OP_RSSQ_ROW_TORCH: {
@@ -599,15 +613,39 @@ static void stream_drop(const kjob *j, uint64_t from, uint64_t to, bool last)
     }
 }
 
+/* chunk c's turn to feed the in-order sums (chunks are claimed in
+ * increasing order, so c - 1 is running or done; a failed chunk still
+ * passes the turn on) */
+static void kernel_chunk_ordered(kjob *j, uint64_t c, unsigned thread, bool ok)
+{
+    pthread_mutex_lock(&j->mu);
+    while (j->turn != c) pthread_cond_wait(&j->cv, &j->mu);
+    pthread_mutex_unlock(&j->mu);
+    if (ok) {
+        uint64_t cn = CR_MIN(j->k->chunk, j->n - c * j->k->chunk);
+        for (uint32_t i = 0; i < j->n_ord; i++)
+            cr_refsum_stream_add(&j->ord[i], j->ordbuf + ((size_t)thread * j->n_ord + i) * j->k->chunk, cn);
+    }
+    pthread_mutex_lock(&j->mu);
+    j->turn = c + 1;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
 static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
 {
     kjob *j = ud;
-    if (!j->stream) return kernel_chunk_body(j, c, thread);
+    if (!j->stream) {
+        int r = kernel_chunk_body(j, c, thread);
+        if (j->n_ord) kernel_chunk_ordered(j, c, thread, r == 0);
+        return r;
+    }
     pthread_mutex_lock(&j->mu);
     while (c >= j->prefix + j->ahead) pthread_cond_wait(&j->cv, &j->mu);
     pthread_mutex_unlock(&j->mu);
     /* a failed chunk still counts as finished, or the others would wait */
     int r = kernel_chunk_body(j, c, thread);
+    if (j->n_ord) kernel_chunk_ordered(j, c, thread, r == 0);
     uint64_t from = 0, to = 0;
     pthread_mutex_lock(&j->mu);
     j->done[c] = 1;
@@ -704,20 +742,20 @@ static cr_status torch_ties(vm *m, uint32_t x, cr_error *err)
     return CR_OK;
 }
 
-/* reductions that gather the whole domain and sum it in a library's order */
+/* reductions in a library's order: RSUM_TORCH in pieces or gathered, the
+ * others fed in element order (in_order_kind) */
 static bool is_gather_op(uint16_t op)
 {
     return op == CR_OP_RSUM_NP || op == CR_OP_RSSQ_BLAS || op == CR_OP_RSUM_TORCH || op == CR_OP_RSSQ_TORCH;
 }
 
-/* the library-order sum of a gathered domain (vm/refsum.c) */
-static float gather_sum(const cr_insn *in, float *x, uint64_t n)
+static int in_order_kind(uint16_t op)
 {
-    switch ((cr_op)in->op) {
-    case CR_OP_RSUM_NP: return cr_refsum_numpy(x, n);
-    case CR_OP_RSSQ_BLAS: return cr_refsum_blas_ssq(x, n);
-    case CR_OP_RSSQ_TORCH: return cr_refsum_torch_ssq(x, n);
-    default: return cr_refsum_torch(x, n, in->dtype == CR_DTYPE_BF16 || in->dtype == CR_DTYPE_F16);
+    switch (op) {
+    case CR_OP_RSUM_NP: return CR_REFSUM_NP;
+    case CR_OP_RSSQ_BLAS: return CR_REFSUM_BLAS_SSQ;
+    case CR_OP_RSSQ_TORCH: return CR_REFSUM_TORCH_SSQ;
+    default: return -1;
     }
 }
 
@@ -771,8 +809,21 @@ static cr_status run_kernel(vm *m, uint32_t ki, bool stream, cr_error *err)
         uint32_t r = 0;
         for (uint32_t pc = 0; pc < k->code_len; pc++) if (j.code[pc].op == CR_OP_RSUM) j.rsum_slot[pc] = r++;
     }
+    for (uint32_t pc = 0; pc < k->code_len; pc++) j.n_ord += in_order_kind(j.code[pc].op) >= 0;
+    if (j.n_ord) {
+        j.ord_slot = cr_calloc(m->alloc, k->code_len, sizeof *j.ord_slot);
+        j.ord = cr_calloc(m->alloc, j.n_ord, sizeof *j.ord);
+        j.ordbuf = cr_malloc(m->alloc, (size_t)m->n_threads * j.n_ord * k->chunk * sizeof(float));
+        if (!j.ord_slot || !j.ord || !j.ordbuf) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u sums", ki); goto out; }
+        uint32_t r = 0;
+        for (uint32_t pc = 0; pc < k->code_len; pc++) {
+            int kind = in_order_kind(j.code[pc].op);
+            j.ord_slot[pc] = kind >= 0 ? r : UINT32_MAX;
+            if (kind >= 0) cr_refsum_stream_init(&j.ord[r++], (cr_refsum_kind)kind, j.n);
+        }
+    }
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
-        if (!is_gather_op(j.code[pc].op)) continue;
+        if (!is_gather_op(j.code[pc].op) || in_order_kind(j.code[pc].op) >= 0) continue;
         if (j.code[pc].op == CR_OP_RSUM_TORCH) {
             /* in pieces when every chunk (and block) holds whole cascade blocks */
             cr_torch_sum_plan pl;
@@ -823,14 +874,17 @@ static cr_status run_kernel(vm *m, uint32_t ki, bool stream, cr_error *err)
         j.stream = true;
         j.ahead = (uint64_t)CR_MEM_STREAM_AHEAD * m->n_threads;
         j.step = (uint64_t)CR_MEM_STREAM_STEP * m->n_threads;
+    }
+    if (j.stream || j.n_ord) {
         pthread_mutex_init(&j.mu, NULL);
         pthread_cond_init(&j.cv, NULL);
+        j.sync = true;
     }
     m->job_status = CR_OK;
     m->err = err;
     cr_pool_run(m->pool, j.n_chunks, kernel_chunk, &j);
-    if (j.stream) {
-        stream_drop(&j, j.dropped, j.n_chunks, true);
+    if (j.stream) stream_drop(&j, j.dropped, j.n_chunks, true);
+    if (j.sync) {
         pthread_mutex_destroy(&j.mu);
         pthread_cond_destroy(&j.cv);
     }
@@ -845,8 +899,11 @@ static cr_status run_kernel(vm *m, uint32_t ki, bool stream, cr_error *err)
         } else if (j.tsum && j.tsum[pc].partials) {
             ktsum *ts = &j.tsum[pc];
             m->scal[in->dst] = cr_scalar_round(in->dtype, cr_torch_sum_finish(&ts->plan, ts->partials, ts->tail));
+        } else if (j.ord_slot && j.ord_slot[pc] != UINT32_MAX) {
+            m->scal[in->dst] = cr_scalar_round(in->dtype, cr_refsum_stream_finish(&j.ord[j.ord_slot[pc]]));
         } else if (is_gather_op(in->op)) {
-            m->scal[in->dst] = cr_scalar_round(in->dtype, gather_sum(in, j.gather[pc], j.n));
+            m->scal[in->dst] = cr_scalar_round(in->dtype, cr_refsum_torch(j.gather[pc], j.n,
+                                                                        in->dtype == CR_DTYPE_BF16 || in->dtype == CR_DTYPE_F16));
         } else if (in->op == CR_OP_SSTORE) {
             m->scratch_ready[in->dst] = true;
         }
@@ -859,6 +916,9 @@ out:
         cr_free(m->alloc, j.tsum[pc].tail);
     }
     cr_free(m->alloc, j.tsum);
+    cr_free(m->alloc, j.ord_slot);
+    cr_free(m->alloc, j.ord);
+    cr_free(m->alloc, j.ordbuf);
     cr_free(m->alloc, j.rsum_slot);
     cr_free(m->alloc, j.store_slot);
     cr_free(m->alloc, j.partials);

@@ -53,10 +53,11 @@ typedef struct vm_select {
     uint64_t ties_keep;        /* elements == threshold to keep, in index order */
     uint64_t ties_total;       /* elements == threshold */
     uint64_t *ties;            /* per chunk: count, then exclusive prefix */
-    /* torch tie order (TORCH_DESC/ASC): (key << 32 | index) of the whole
-     * domain while gathering, then one bit per element: a kept tie */
+    /* torch tie order (TORCH_DESC/ASC): one word per element of the whole
+     * domain while gathering (its key, or a tie's index: torchsort.h), then
+     * one bit per element: a kept tie */
     int torch_order;           /* 0, CR_OP_TORCH_DESC or CR_OP_TORCH_ASC */
-    uint64_t *kv;
+    uint32_t *kv;
     uint64_t *tiebits;
     uint32_t *lowor;           /* per thread: OR of the low 16 key bits seen by HIST_HI */
     /* every key in the chosen high bin is hi<<16 (values that are bf16, or
@@ -525,11 +526,14 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
             break;
         }
         case CR_OP_TORCH_DESC: case CR_OP_TORCH_ASC: {
-            uint64_t *kv = m->sel[in->dst].kv;
+            uint32_t *kv = m->sel[in->dst].kv;
+            const uint32_t T = m->sel[in->dst].threshold;
             const float *a = REG(in->a);
             if (kv)
-                for (size_t i = 0; i < n; i++)
-                    kv[base + i] = (uint64_t)cr_torchsort_key(a[i]) << 32 | (base + i);
+                for (size_t i = 0; i < n; i++) {
+                    uint32_t key = cr_torchsort_key(a[i]);
+                    kv[base + i] = key == T ? CR_TORCHSORT_TIE | (uint32_t)(base + i) : key;
+                }
             break;
         }
         case CR_OP_TOPK_MASK: {
@@ -699,15 +703,37 @@ static cr_status kernel_precheck(vm *m, uint32_t ki, const cr_prog_kernel *k, cr
 /* Before a kernel with TORCH_DESC/ASC: record the order, and gather only
  * when the ties at the threshold do not all fit (otherwise the threshold
  * alone decides). */
-static cr_status torch_gather_begin(vm *m, const cr_insn *in, uint64_t n, cr_error *err)
+static void warn(const vm *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* the tensor a kernel works on, for messages: its first file LOAD's */
+static const char *kernel_tensor(const vm *m, const cr_insn *code, uint32_t n)
+{
+    for (uint32_t pc = 0; pc < n; pc++)
+        if (code[pc].op == CR_OP_LOAD && m->p->inputs[code[pc].a].kind == CR_INPUT_FILE)
+            return S(m, m->p->inputs[code[pc].a].name);
+    return "?";
+}
+
+static cr_status torch_gather_begin(vm *m, const cr_insn *in, const cr_insn *code, uint32_t code_len, uint64_t n,
+                                    cr_error *err)
 {
     vm_select *s = &m->sel[in->dst];
     s->torch_order = in->op;
     cr_free(m->alloc, s->kv);
     s->kv = NULL;
     if (!s->k || s->ties_keep >= s->ties_total) return CR_OK;
-    if (n > UINT32_MAX)
-        return cr_fail(err, CR_ERR_LIMIT, "selection %u: torch tie order over %llu elements (limit 2^32)",
+    if (m->mem.torch_fallback && m->mem.torch_fallback[in->dst]) {
+        /* memplan: the gather does not fit --max-memory; ties in index order */
+        uint64_t kept = s->ties_keep, dropped = s->ties_total - s->ties_keep;
+        warn(m, "%s (selection %u): torch's tie order (a %llu MiB gather) does not fit --max-memory; %llu of %llu elements "
+                "tied at the top-k threshold kept in index order instead, up to %llu may differ from mergekit",
+             kernel_tensor(m, code, code_len), in->dst, (unsigned long long)((n * 4 + (1 << 20) - 1) >> 20),
+             (unsigned long long)kept, (unsigned long long)s->ties_total,
+             (unsigned long long)(2 * CR_MIN(kept, dropped)));
+        return CR_OK;
+    }
+    if (n >= CR_TORCHSORT_TIE)
+        return cr_fail(err, CR_ERR_LIMIT, "selection %u: torch tie order over %llu elements (limit 2^31)",
                        in->dst, (unsigned long long)n);
     s->kv = cr_malloc(m->alloc, (size_t)n * sizeof *s->kv);
     if (!s->kv) return cr_fail(err, CR_ERR_NOMEM, "out of memory gathering selection %u (%llu elements)",
@@ -723,14 +749,14 @@ static cr_status torch_ties(vm *m, uint32_t x, cr_error *err)
     uint64_t n = m->p->selects[x].n;
     bool desc = s->torch_order == CR_OP_TORCH_DESC;
     uint64_t bound = desc ? s->k : n - s->k;
-    cr_torchsort_partition(s->kv, n, desc, &bound, 1);
+    cr_torchsort_partition(s->kv, n, desc, s->threshold, &bound, 1);
     cr_free(m->alloc, s->tiebits);
     s->tiebits = cr_calloc(m->alloc, (size_t)(n / 64 + 1), sizeof *s->tiebits);
     if (!s->tiebits) return cr_fail(err, CR_ERR_NOMEM, "out of memory for selection %u", x);
     uint64_t lo = desc ? 0 : bound, hi = desc ? bound : n, kept = 0;
     for (uint64_t p = lo; p < hi; p++) {
-        if ((uint32_t)(s->kv[p] >> 32) != s->threshold) continue;
-        uint64_t e = (uint32_t)s->kv[p];
+        if (!(s->kv[p] & CR_TORCHSORT_TIE)) continue;
+        uint64_t e = s->kv[p] & ~CR_TORCHSORT_TIE;
         s->tiebits[e >> 6] |= (uint64_t)1 << (e & 63);
         kept++;
     }
@@ -857,7 +883,7 @@ static cr_status run_kernel(vm *m, uint32_t ki, bool stream, cr_error *err)
     if (kernel_is_idle(m, j.code, k->code_len)) goto out;
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
         const cr_insn *in = &j.code[pc];
-        if ((in->op == CR_OP_TORCH_DESC || in->op == CR_OP_TORCH_ASC) && (s = torch_gather_begin(m, in, j.n, err)))
+        if ((in->op == CR_OP_TORCH_DESC || in->op == CR_OP_TORCH_ASC) && (s = torch_gather_begin(m, in, j.code, k->code_len, j.n, err)))
             goto out;
     }
     if (stream && j.n_chunks) {

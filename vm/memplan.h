@@ -53,7 +53,12 @@ typedef struct cr_memplan {
     uint32_t peak_pc;        /* main-stream index of the peak step */
     uint32_t n_streamed;     /* steps that release input pages as they read */
     uint8_t *stream;         /* per main instruction: 1 = streamed (KERNEL or COPY) */
-    const cr_allocator *alloc;   /* owns `stream` */
+    /* per selection: 1 = its torch tie order (TORCH_DESC/ASC) would gather
+     * more than the budget allows, so its ties are kept in index order
+     * (the VM warns when that changes anything); NULL when none */
+    uint8_t *torch_fallback;
+    uint32_t n_fallback;     /* selections marked */
+    const cr_allocator *alloc;   /* owns `stream` and `torch_fallback` */
 } cr_memplan;
 
 /* The model of running p with `threads` threads (0: online cores) under

@@ -4,9 +4,11 @@
  * np.linalg.norm(v) (BLAS sdot). Their results differ from a wide
  * (f64) accumulation in the last bit, and a last-bit change of a SLERP
  * coefficient moves every element where the two terms cancel by many ulps.
- * So the VM reproduces these two summation orders exactly; the kernel ops
- * RSUM_NP and RSSQ_BLAS (ops.def) gather the values of the whole domain and
- * call these once, so the result does not depend on chunking or threads.
+ * So the VM reproduces these summation orders exactly. The kernel ops
+ * RSUM_NP, RSSQ_BLAS and RSSQ_TORCH (ops.def) feed the streams at the end
+ * of this file chunk by chunk in element order, and RSUM_TORCH sums
+ * per-block partials (cr_torch_sum_*), so no op holds a copy of its domain
+ * and the result does not depend on chunking or threads.
  *
  * Neither function is ever contracted into other arithmetic: every product
  * or sum is a separate statement, and the fused multiply-add of the BLAS

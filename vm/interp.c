@@ -812,7 +812,7 @@ static bool kernel_is_idle(const vm *m, const cr_insn *code, uint32_t n)
 }
 
 /* ops that need whole rows in one pass: their kernels run a chunk as one block */
-static cr_status run_kernel(vm *m, uint32_t ki, bool stream, cr_error *err)
+static cr_status run_kernel(vm *m, uint32_t ki, bool stream, bool serial, cr_error *err)
 {
     const cr_program *p = m->p;
     const cr_prog_kernel *k = &p->kernels[ki];
@@ -881,11 +881,6 @@ static cr_status run_kernel(vm *m, uint32_t ki, bool stream, cr_error *err)
             memset(m->sel[in->dst].ties, 0, (size_t)j.n_chunks * sizeof(uint64_t));
     }
     if (kernel_is_idle(m, j.code, k->code_len)) goto out;
-    for (uint32_t pc = 0; pc < k->code_len; pc++) {
-        const cr_insn *in = &j.code[pc];
-        if ((in->op == CR_OP_TORCH_DESC || in->op == CR_OP_TORCH_ASC) && (s = torch_gather_begin(m, in, j.code, k->code_len, j.n, err)))
-            goto out;
-    }
     if (stream && j.n_chunks) {
         j.done = cr_calloc(m->alloc, (size_t)j.n_chunks, 1);
         j.views = cr_calloc(m->alloc, k->code_len, sizeof *j.views);
@@ -906,15 +901,42 @@ static cr_status run_kernel(vm *m, uint32_t ki, bool stream, cr_error *err)
         pthread_cond_init(&j.cv, NULL);
         j.sync = true;
     }
-    m->job_status = CR_OK;
-    m->err = err;
-    cr_pool_run(m->pool, j.n_chunks, kernel_chunk, &j);
-    if (j.stream) stream_drop(&j, j.dropped, j.n_chunks, true);
+    /* `serial` (memplan): a kernel whose only effects are tie counts and
+     * torch tie-order gathers runs once per gather, each sorted as soon as
+     * it is complete, so one gather is alive at a time (the tie counts are
+     * recounted, the same, each pass) */
+    uint32_t n_torch = 0;
+    for (uint32_t pc = 0; pc < k->code_len; pc++)
+        n_torch += j.code[pc].op == CR_OP_TORCH_DESC || j.code[pc].op == CR_OP_TORCH_ASC;
+    const uint32_t n_pass = serial && n_torch > 1 ? n_torch : 1;
+    for (uint32_t pass = 0; pass < n_pass && !s; pass++) {
+        const cr_insn *mine = NULL;
+        for (uint32_t pc = 0, t = 0; pc < k->code_len && !s; pc++) {
+            const cr_insn *in = &j.code[pc];
+            if (in->op != CR_OP_TORCH_DESC && in->op != CR_OP_TORCH_ASC) continue;
+            if (n_pass == 1 || t == pass) s = torch_gather_begin(m, mine = in, j.code, k->code_len, j.n, err);
+            t++;
+        }
+        if (s) break;
+        if (pass) {
+            for (uint32_t pc = 0; pc < k->code_len; pc++)
+                if (j.code[pc].op == CR_OP_TIE_COUNT && !m->sel[j.code[pc].dst].direct)
+                    memset(m->sel[j.code[pc].dst].ties, 0, (size_t)j.n_chunks * sizeof(uint64_t));
+            if (j.done) memset(j.done, 0, (size_t)j.n_chunks);
+            j.prefix = j.dropped = j.turn = 0;
+        }
+        m->job_status = CR_OK;
+        m->err = err;
+        cr_pool_run(m->pool, j.n_chunks, kernel_chunk, &j);
+        if (j.stream) stream_drop(&j, j.dropped, j.n_chunks, true);
+        if ((s = m->job_status)) break;
+        if (n_pass > 1 && m->sel[mine->dst].kv) s = torch_ties(m, mine->dst, err);
+    }
     if (j.sync) {
         pthread_mutex_destroy(&j.mu);
         pthread_cond_destroy(&j.cv);
     }
-    if ((s = m->job_status)) goto out;
+    if (s) goto out;
     /* fold reductions in chunk order: the result is independent of threads */
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
         const cr_insn *in = &j.code[pc];
@@ -1122,8 +1144,9 @@ static cr_status run_main(vm *m, cr_error *err)
             S_[in->dst] = s->k ? cr_bits_f32(s->threshold) : 0.0;
             continue;
         }
-        case CR_OP_KERNEL: st = run_kernel(m, in->a, m->mem.stream[pc], err); break;
-        case CR_OP_COPY: st = run_copy(m, in, m->mem.stream[pc], err); break;
+        case CR_OP_KERNEL: st = run_kernel(m, in->a, m->mem.stream[pc] & CR_MEM_STREAMED,
+                                                  m->mem.stream[pc] & CR_MEM_SERIAL_GATHERS, err); break;
+        case CR_OP_COPY: st = run_copy(m, in, m->mem.stream[pc] & CR_MEM_STREAMED, err); break;
         case CR_OP_PREFETCH: advise(m, &p->inputs[in->a], MADV_WILLNEED); continue;
         case CR_OP_RELEASE: advise(m, &p->inputs[in->a], MADV_DONTNEED); continue;
         case CR_OP_DONE: m->tensors_done++; report(m, false); continue;

@@ -204,6 +204,27 @@ static uint64_t thread_bytes(const cr_program *p, unsigned threads, uint64_t pag
     return per * (threads - 1) + t0;
 }
 
+/* a kernel that only computes, counts ties and gathers for torch's tie
+ * order: running it again changes nothing but the gathers (interp.c's
+ * serial passes) */
+static bool gathers_only(const cr_program *p, const cr_prog_kernel *k)
+{
+    for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++)
+        switch (p->code[c].op) {
+        case CR_OP_MOV: case CR_OP_NEG: case CR_OP_ABS: case CR_OP_SIGN: case CR_OP_SQRT:
+        case CR_OP_EXP: case CR_OP_LOG: case CR_OP_NOT:
+        case CR_OP_ADD: case CR_OP_SUB: case CR_OP_MUL: case CR_OP_DIV: case CR_OP_MIN: case CR_OP_MAX:
+        case CR_OP_GT: case CR_OP_GE: case CR_OP_LT: case CR_OP_LE: case CR_OP_EQ: case CR_OP_NE:
+        case CR_OP_AND: case CR_OP_OR: case CR_OP_WHERE:
+        case CR_OP_LOAD: case CR_OP_SPLAT: case CR_OP_ROWB: case CR_OP_RAND:
+        case CR_OP_TIE_COUNT: case CR_OP_TORCH_DESC: case CR_OP_TORCH_ASC:
+            break;
+        default:
+            return false;
+        }
+    return true;
+}
+
 static void note(walk *w, uint32_t pc, uint64_t heap, uint64_t mapped)
 {
     uint64_t total = w->fixed + heap + mapped;
@@ -254,7 +275,7 @@ static bool run_walk(walk *w, uint64_t page)
             uint64_t full = view_resident(v), have = w->mapped[c];
             uint64_t need = full > have ? full - have : 0;
             if (w->budget && w->fixed + heap + mapped + need > w->budget) {
-                w->stream[pc] = 1;
+                w->stream[pc] = CR_MEM_STREAMED;
                 w->n_streamed++;
                 note(w, pc, heap, mapped - have + CR_MIN(full, CR_MEM_COPY_BLOCK + 3 * CR_MEM_FAULT_AROUND));
                 mapped -= have;
@@ -270,7 +291,7 @@ static bool run_walk(walk *w, uint64_t page)
             const cr_prog_kernel *k = &p->kernels[in->a];
             uint64_t numel = k->rows * k->cols;
             uint64_t n_chunks = k->chunk ? (numel + k->chunk - 1) / k->chunk : 0;
-            uint64_t trans = 0, n_rsum = 0, gath = 0, bits = 0;
+            uint64_t trans = 0, n_rsum = 0, gath = 0, gath1 = 0, bits = 0;
             for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
                 const cr_insn *u = &p->code[c];
                 if (u->op == CR_OP_RSUM) n_rsum++;
@@ -292,6 +313,7 @@ static bool run_walk(walk *w, uint64_t page)
                 if ((u->op == CR_OP_TORCH_DESC || u->op == CR_OP_TORCH_ASC) && !w->fallback[u->dst]) {
                     uint64_t n = p->selects[u->dst].n;
                     gath += up(n * 4, page);
+                    gath1 = CR_MAX(gath1, up(n * 4, page));
                     if (!w->sel_bits[u->dst]) bits += up((n / 64 + 1) * 8, page);
                 }
                 if (u->op == CR_OP_SSTORE && !w->scr_live[u->dst]) {
@@ -317,8 +339,14 @@ static bool run_walk(walk *w, uint64_t page)
             }
             trans += gath + bits;
             if (w->budget && w->fixed + heap + trans + mapped + need > w->budget) {
-                w->stream[pc] = 1;
+                w->stream[pc] = CR_MEM_STREAMED;
                 w->n_streamed++;
+                /* the gathers one at a time, when that is allowed and fits */
+                if (gath > gath1 && gathers_only(p, k) && w->fixed + heap + trans + mapped - have + window > w->budget &&
+                    w->fixed + heap + trans - gath + gath1 + mapped - have + window <= w->budget) {
+                    trans -= gath - gath1;
+                    w->stream[pc] |= CR_MEM_SERIAL_GATHERS;
+                }
                 /* even streamed, the tie-order gathers do not fit: the
                  * last ones keep their ties in index order until the rest fit */
                 for (uint32_t c = k->code_begin + k->code_len; c-- > k->code_begin;) {

@@ -50,6 +50,7 @@ cr_status cr_plan_measure(const cr_program *p, unsigned threads, uint64_t max_me
     n->mem_mapped = mp.peak_mapped;
     n->threads = mp.threads;
     n->n_streamed = mp.n_streamed;
+    n->n_torch_fallback = mp.n_fallback;
     n->peak_at = "-";
     if (p->n_main) {
         const cr_insn *in = &p->main[mp.peak_pc];
@@ -99,5 +100,9 @@ void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out)
             d, (unsigned long long)n->peak_memory, n->threads, n->threads == 1 ? "" : "s", n->peak_at, f, h, m);
     if (n->n_streamed)
         fprintf(out, "streamed        %u steps read their inputs in a window to fit --max-memory\n", n->n_streamed);
+    if (n->n_torch_fallback)
+        fprintf(out, "tie order       %u top-k selection%s keep%s ties in index order: torch's order does not fit "
+                "--max-memory (tied elements may differ from mergekit)\n", n->n_torch_fallback,
+                n->n_torch_fallback == 1 ? "" : "s", n->n_torch_fallback == 1 ? "s" : "");
     fprintf(out, "time            ~%.1f s (estimate at 2 GB/s read, 1 GB/s write)\n", n->est_seconds);
 }

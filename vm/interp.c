@@ -53,10 +53,11 @@ typedef struct vm_select {
     uint64_t ties_keep;        /* elements == threshold to keep, in index order */
     uint64_t ties_total;       /* elements == threshold */
     uint64_t *ties;            /* per chunk: count, then exclusive prefix */
-    /* torch tie order (TORCH_DESC/ASC): (key << 32 | index) of the whole
-     * domain while gathering, then one bit per element: a kept tie */
+    /* torch tie order (TORCH_DESC/ASC): one word per element of the whole
+     * domain while gathering (its key, or a tie's index: torchsort.h), then
+     * one bit per element: a kept tie */
     int torch_order;           /* 0, CR_OP_TORCH_DESC or CR_OP_TORCH_ASC */
-    uint64_t *kv;
+    uint32_t *kv;
     uint64_t *tiebits;
     uint32_t *lowor;           /* per thread: OR of the low 16 key bits seen by HIST_HI */
     /* every key in the chosen high bin is hi<<16 (values that are bf16, or
@@ -217,7 +218,16 @@ typedef struct kjob {
     uint64_t block;            /* elements per block (cr_kernel_block) */
     size_t stage;              /* bytes of one STORE's staging area in vm_thread.io */
     double *partials;          /* n_chunks x n_rsum */
-    float **gather;            /* per micro-op: the whole domain's values (RSUM_NP, RSSQ_BLAS) */
+    float **gather;            /* per micro-op: the whole domain's values (RSUM_TORCH off its blocks) */
+    /* RSUM_NP, RSSQ_BLAS, RSSQ_TORCH: sums in element order (refsum.h).
+     * A chunk copies its values to its thread's buffer; once chunk c - 1
+     * has fed its stream (j->turn == c), chunk c feeds its own. */
+    uint32_t n_ord;
+    uint32_t *ord_slot;        /* per micro-op: index among them */
+    cr_refsum_stream *ord;     /* n_ord */
+    float *ordbuf;             /* threads x n_ord x chunk */
+    uint64_t turn;             /* the chunk whose turn it is to feed */
+    bool sync;                 /* mu and cv are initialised */
     ktsum *tsum;               /* per micro-op: RSUM_TORCH summed in pieces (else gathered) */
     /* streaming (memplan.h): chunks run at most `ahead` past the first
      * unfinished one, and the pages behind it are dropped every `step` */
@@ -464,6 +474,11 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
                 cr_torch_sum_add(&ts->plan, REG(in->a), base, n, ts->partials, ts->tail);
                 break;
             }
+            if (j->ord_slot && j->ord_slot[pc] != UINT32_MAX) {
+                float *buf = j->ordbuf + ((size_t)thread * j->n_ord + j->ord_slot[pc]) * k->chunk;
+                memcpy(buf + off, REG(in->a), n * sizeof(float));
+                break;
+            }
             memcpy(j->gather[pc] + base, REG(in->a), n * sizeof(float));
             break;
         case CR_OP_RSUM_ROW_TORCH: case CR_OP_RSSQ_ROW_TORCH: {
@@ -536,11 +551,14 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
             break;
         }
         case CR_OP_TORCH_DESC: case CR_OP_TORCH_ASC: {
-            uint64_t *kv = m->sel[in->dst].kv;
+            uint32_t *kv = m->sel[in->dst].kv;
+            const uint32_t T = m->sel[in->dst].threshold;
             const float *a = REG(in->a);
             if (kv)
-                for (size_t i = 0; i < n; i++)
-                    kv[base + i] = (uint64_t)cr_torchsort_key(a[i]) << 32 | (base + i);
+                for (size_t i = 0; i < n; i++) {
+                    uint32_t key = cr_torchsort_key(a[i]);
+                    kv[base + i] = key == T ? CR_TORCHSORT_TIE | (uint32_t)(base + i) : key;
+                }
             break;
         }
         case CR_OP_TOPK_MASK: {
@@ -624,15 +642,39 @@ static void stream_drop(const kjob *j, uint64_t from, uint64_t to, bool last)
     }
 }
 
+/* chunk c's turn to feed the in-order sums (chunks are claimed in
+ * increasing order, so c - 1 is running or done; a failed chunk still
+ * passes the turn on) */
+static void kernel_chunk_ordered(kjob *j, uint64_t c, unsigned thread, bool ok)
+{
+    pthread_mutex_lock(&j->mu);
+    while (j->turn != c) pthread_cond_wait(&j->cv, &j->mu);
+    pthread_mutex_unlock(&j->mu);
+    if (ok) {
+        uint64_t cn = CR_MIN(j->k->chunk, j->n - c * j->k->chunk);
+        for (uint32_t i = 0; i < j->n_ord; i++)
+            cr_refsum_stream_add(&j->ord[i], j->ordbuf + ((size_t)thread * j->n_ord + i) * j->k->chunk, cn);
+    }
+    pthread_mutex_lock(&j->mu);
+    j->turn = c + 1;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
 static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
 {
     kjob *j = ud;
-    if (!j->stream) return kernel_chunk_body(j, c, thread);
+    if (!j->stream) {
+        int r = kernel_chunk_body(j, c, thread);
+        if (j->n_ord) kernel_chunk_ordered(j, c, thread, r == 0);
+        return r;
+    }
     pthread_mutex_lock(&j->mu);
     while (c >= j->prefix + j->ahead) pthread_cond_wait(&j->cv, &j->mu);
     pthread_mutex_unlock(&j->mu);
     /* a failed chunk still counts as finished, or the others would wait */
     int r = kernel_chunk_body(j, c, thread);
+    if (j->n_ord) kernel_chunk_ordered(j, c, thread, r == 0);
     uint64_t from = 0, to = 0;
     pthread_mutex_lock(&j->mu);
     j->done[c] = 1;
@@ -686,15 +728,37 @@ static cr_status kernel_precheck(vm *m, uint32_t ki, const cr_prog_kernel *k, cr
 /* Before a kernel with TORCH_DESC/ASC: record the order, and gather only
  * when the ties at the threshold do not all fit (otherwise the threshold
  * alone decides). */
-static cr_status torch_gather_begin(vm *m, const cr_insn *in, uint64_t n, cr_error *err)
+static void warn(const vm *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* the tensor a kernel works on, for messages: its first file LOAD's */
+static const char *kernel_tensor(const vm *m, const cr_insn *code, uint32_t n)
+{
+    for (uint32_t pc = 0; pc < n; pc++)
+        if (code[pc].op == CR_OP_LOAD && m->p->inputs[code[pc].a].kind == CR_INPUT_FILE)
+            return S(m, m->p->inputs[code[pc].a].name);
+    return "?";
+}
+
+static cr_status torch_gather_begin(vm *m, const cr_insn *in, const cr_insn *code, uint32_t code_len, uint64_t n,
+                                    cr_error *err)
 {
     vm_select *s = &m->sel[in->dst];
     s->torch_order = in->op;
     cr_free(m->alloc, s->kv);
     s->kv = NULL;
     if (!s->k || s->ties_keep >= s->ties_total) return CR_OK;
-    if (n > UINT32_MAX)
-        return cr_fail(err, CR_ERR_LIMIT, "selection %u: torch tie order over %llu elements (limit 2^32)",
+    if (m->mem.torch_fallback && m->mem.torch_fallback[in->dst]) {
+        /* memplan: the gather does not fit --max-memory; ties in index order */
+        uint64_t kept = s->ties_keep, dropped = s->ties_total - s->ties_keep;
+        warn(m, "%s (selection %u): torch's tie order (a %llu MiB gather) does not fit --max-memory; %llu of %llu elements "
+                "tied at the top-k threshold kept in index order instead, up to %llu may differ from mergekit",
+             kernel_tensor(m, code, code_len), in->dst, (unsigned long long)((n * 4 + (1 << 20) - 1) >> 20),
+             (unsigned long long)kept, (unsigned long long)s->ties_total,
+             (unsigned long long)(2 * CR_MIN(kept, dropped)));
+        return CR_OK;
+    }
+    if (n >= CR_TORCHSORT_TIE)
+        return cr_fail(err, CR_ERR_LIMIT, "selection %u: torch tie order over %llu elements (limit 2^31)",
                        in->dst, (unsigned long long)n);
     s->kv = cr_malloc(m->alloc, (size_t)n * sizeof *s->kv);
     if (!s->kv) return cr_fail(err, CR_ERR_NOMEM, "out of memory gathering selection %u (%llu elements)",
@@ -710,14 +774,14 @@ static cr_status torch_ties(vm *m, uint32_t x, cr_error *err)
     uint64_t n = m->p->selects[x].n;
     bool desc = s->torch_order == CR_OP_TORCH_DESC;
     uint64_t bound = desc ? s->k : n - s->k;
-    cr_torchsort_partition(s->kv, n, desc, &bound, 1);
+    cr_torchsort_partition(s->kv, n, desc, s->threshold, &bound, 1);
     cr_free(m->alloc, s->tiebits);
     s->tiebits = cr_calloc(m->alloc, (size_t)(n / 64 + 1), sizeof *s->tiebits);
     if (!s->tiebits) return cr_fail(err, CR_ERR_NOMEM, "out of memory for selection %u", x);
     uint64_t lo = desc ? 0 : bound, hi = desc ? bound : n, kept = 0;
     for (uint64_t p = lo; p < hi; p++) {
-        if ((uint32_t)(s->kv[p] >> 32) != s->threshold) continue;
-        uint64_t e = (uint32_t)s->kv[p];
+        if (!(s->kv[p] & CR_TORCHSORT_TIE)) continue;
+        uint64_t e = s->kv[p] & ~CR_TORCHSORT_TIE;
         s->tiebits[e >> 6] |= (uint64_t)1 << (e & 63);
         kept++;
     }
@@ -729,20 +793,20 @@ static cr_status torch_ties(vm *m, uint32_t x, cr_error *err)
     return CR_OK;
 }
 
-/* reductions that gather the whole domain and sum it in a library's order */
+/* reductions in a library's order: RSUM_TORCH in pieces or gathered, the
+ * others fed in element order (in_order_kind) */
 static bool is_gather_op(uint16_t op)
 {
     return op == CR_OP_RSUM_NP || op == CR_OP_RSSQ_BLAS || op == CR_OP_RSUM_TORCH || op == CR_OP_RSSQ_TORCH;
 }
 
-/* the library-order sum of a gathered domain (vm/refsum.c) */
-static float gather_sum(const cr_insn *in, float *x, uint64_t n)
+static int in_order_kind(uint16_t op)
 {
-    switch ((cr_op)in->op) {
-    case CR_OP_RSUM_NP: return cr_refsum_numpy(x, n);
-    case CR_OP_RSSQ_BLAS: return cr_refsum_blas_ssq(x, n);
-    case CR_OP_RSSQ_TORCH: return cr_refsum_torch_ssq(x, n);
-    default: return cr_refsum_torch(x, n, in->dtype == CR_DTYPE_BF16 || in->dtype == CR_DTYPE_F16);
+    switch (op) {
+    case CR_OP_RSUM_NP: return CR_REFSUM_NP;
+    case CR_OP_RSSQ_BLAS: return CR_REFSUM_BLAS_SSQ;
+    case CR_OP_RSSQ_TORCH: return CR_REFSUM_TORCH_SSQ;
+    default: return -1;
     }
 }
 
@@ -773,7 +837,7 @@ static bool kernel_is_idle(const vm *m, const cr_insn *code, uint32_t n)
 }
 
 /* ops that need whole rows in one pass: their kernels run a chunk as one block */
-static cr_status run_kernel(vm *m, uint32_t ki, bool stream, cr_error *err)
+static cr_status run_kernel(vm *m, uint32_t ki, bool stream, bool serial, cr_error *err)
 {
     const cr_program *p = m->p;
     const cr_prog_kernel *k = &p->kernels[ki];
@@ -796,8 +860,21 @@ static cr_status run_kernel(vm *m, uint32_t ki, bool stream, cr_error *err)
         uint32_t r = 0;
         for (uint32_t pc = 0; pc < k->code_len; pc++) if (j.code[pc].op == CR_OP_RSUM) j.rsum_slot[pc] = r++;
     }
+    for (uint32_t pc = 0; pc < k->code_len; pc++) j.n_ord += in_order_kind(j.code[pc].op) >= 0;
+    if (j.n_ord) {
+        j.ord_slot = cr_calloc(m->alloc, k->code_len, sizeof *j.ord_slot);
+        j.ord = cr_calloc(m->alloc, j.n_ord, sizeof *j.ord);
+        j.ordbuf = cr_malloc(m->alloc, (size_t)m->n_threads * j.n_ord * k->chunk * sizeof(float));
+        if (!j.ord_slot || !j.ord || !j.ordbuf) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u sums", ki); goto out; }
+        uint32_t r = 0;
+        for (uint32_t pc = 0; pc < k->code_len; pc++) {
+            int kind = in_order_kind(j.code[pc].op);
+            j.ord_slot[pc] = kind >= 0 ? r : UINT32_MAX;
+            if (kind >= 0) cr_refsum_stream_init(&j.ord[r++], (cr_refsum_kind)kind, j.n);
+        }
+    }
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
-        if (!is_gather_op(j.code[pc].op)) continue;
+        if (!is_gather_op(j.code[pc].op) || in_order_kind(j.code[pc].op) >= 0) continue;
         if (j.code[pc].op == CR_OP_RSUM_TORCH) {
             /* in pieces when every chunk (and block) holds whole cascade blocks */
             cr_torch_sum_plan pl;
@@ -829,11 +906,6 @@ static cr_status run_kernel(vm *m, uint32_t ki, bool stream, cr_error *err)
             memset(m->sel[in->dst].ties, 0, (size_t)j.n_chunks * sizeof(uint64_t));
     }
     if (kernel_is_idle(m, j.code, k->code_len)) goto out;
-    for (uint32_t pc = 0; pc < k->code_len; pc++) {
-        const cr_insn *in = &j.code[pc];
-        if ((in->op == CR_OP_TORCH_DESC || in->op == CR_OP_TORCH_ASC) && (s = torch_gather_begin(m, in, j.n, err)))
-            goto out;
-    }
     if (stream && j.n_chunks) {
         j.done = cr_calloc(m->alloc, (size_t)j.n_chunks, 1);
         j.views = cr_calloc(m->alloc, k->code_len, sizeof *j.views);
@@ -848,18 +920,48 @@ static cr_status run_kernel(vm *m, uint32_t ki, bool stream, cr_error *err)
         j.stream = true;
         j.ahead = (uint64_t)CR_MEM_STREAM_AHEAD * m->n_threads;
         j.step = (uint64_t)CR_MEM_STREAM_STEP * m->n_threads;
+    }
+    if (j.stream || j.n_ord) {
         pthread_mutex_init(&j.mu, NULL);
         pthread_cond_init(&j.cv, NULL);
+        j.sync = true;
     }
-    m->job_status = CR_OK;
-    m->err = err;
-    cr_pool_run(m->pool, j.n_chunks, kernel_chunk, &j);
-    if (j.stream) {
-        stream_drop(&j, j.dropped, j.n_chunks, true);
+    /* `serial` (memplan): a kernel whose only effects are tie counts and
+     * torch tie-order gathers runs once per gather, each sorted as soon as
+     * it is complete, so one gather is alive at a time (the tie counts are
+     * recounted, the same, each pass) */
+    uint32_t n_torch = 0;
+    for (uint32_t pc = 0; pc < k->code_len; pc++)
+        n_torch += j.code[pc].op == CR_OP_TORCH_DESC || j.code[pc].op == CR_OP_TORCH_ASC;
+    const uint32_t n_pass = serial && n_torch > 1 ? n_torch : 1;
+    for (uint32_t pass = 0; pass < n_pass && !s; pass++) {
+        const cr_insn *mine = NULL;
+        for (uint32_t pc = 0, t = 0; pc < k->code_len && !s; pc++) {
+            const cr_insn *in = &j.code[pc];
+            if (in->op != CR_OP_TORCH_DESC && in->op != CR_OP_TORCH_ASC) continue;
+            if (n_pass == 1 || t == pass) s = torch_gather_begin(m, mine = in, j.code, k->code_len, j.n, err);
+            t++;
+        }
+        if (s) break;
+        if (pass) {
+            for (uint32_t pc = 0; pc < k->code_len; pc++)
+                if (j.code[pc].op == CR_OP_TIE_COUNT && !m->sel[j.code[pc].dst].direct)
+                    memset(m->sel[j.code[pc].dst].ties, 0, (size_t)j.n_chunks * sizeof(uint64_t));
+            if (j.done) memset(j.done, 0, (size_t)j.n_chunks);
+            j.prefix = j.dropped = j.turn = 0;
+        }
+        m->job_status = CR_OK;
+        m->err = err;
+        cr_pool_run(m->pool, j.n_chunks, kernel_chunk, &j);
+        if (j.stream) stream_drop(&j, j.dropped, j.n_chunks, true);
+        if ((s = m->job_status)) break;
+        if (n_pass > 1 && m->sel[mine->dst].kv) s = torch_ties(m, mine->dst, err);
+    }
+    if (j.sync) {
         pthread_mutex_destroy(&j.mu);
         pthread_cond_destroy(&j.cv);
     }
-    if ((s = m->job_status)) goto out;
+    if (s) goto out;
     /* fold reductions in chunk order: the result is independent of threads */
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
         const cr_insn *in = &j.code[pc];
@@ -870,8 +972,11 @@ static cr_status run_kernel(vm *m, uint32_t ki, bool stream, cr_error *err)
         } else if (j.tsum && j.tsum[pc].partials) {
             ktsum *ts = &j.tsum[pc];
             m->scal[in->dst] = cr_scalar_round(in->dtype, cr_torch_sum_finish(&ts->plan, ts->partials, ts->tail));
+        } else if (j.ord_slot && j.ord_slot[pc] != UINT32_MAX) {
+            m->scal[in->dst] = cr_scalar_round(in->dtype, cr_refsum_stream_finish(&j.ord[j.ord_slot[pc]]));
         } else if (is_gather_op(in->op)) {
-            m->scal[in->dst] = cr_scalar_round(in->dtype, gather_sum(in, j.gather[pc], j.n));
+            m->scal[in->dst] = cr_scalar_round(in->dtype, cr_refsum_torch(j.gather[pc], j.n,
+                                                                        in->dtype == CR_DTYPE_BF16 || in->dtype == CR_DTYPE_F16));
         } else if (in->op == CR_OP_SSTORE) {
             m->scratch_ready[in->dst] = true;
         }
@@ -884,6 +989,9 @@ out:
         cr_free(m->alloc, j.tsum[pc].tail);
     }
     cr_free(m->alloc, j.tsum);
+    cr_free(m->alloc, j.ord_slot);
+    cr_free(m->alloc, j.ord);
+    cr_free(m->alloc, j.ordbuf);
     cr_free(m->alloc, j.rsum_slot);
     cr_free(m->alloc, j.store_slot);
     cr_free(m->alloc, j.partials);
@@ -1061,8 +1169,9 @@ static cr_status run_main(vm *m, cr_error *err)
             S_[in->dst] = s->k ? cr_bits_f32(s->threshold) : 0.0;
             continue;
         }
-        case CR_OP_KERNEL: st = run_kernel(m, in->a, m->mem.stream[pc], err); break;
-        case CR_OP_COPY: st = run_copy(m, in, m->mem.stream[pc], err); break;
+        case CR_OP_KERNEL: st = run_kernel(m, in->a, m->mem.stream[pc] & CR_MEM_STREAMED,
+                                                  m->mem.stream[pc] & CR_MEM_SERIAL_GATHERS, err); break;
+        case CR_OP_COPY: st = run_copy(m, in, m->mem.stream[pc] & CR_MEM_STREAMED, err); break;
         case CR_OP_PREFETCH: advise(m, &p->inputs[in->a], MADV_WILLNEED); continue;
         case CR_OP_RELEASE: advise(m, &p->inputs[in->a], MADV_DONTNEED); continue;
         case CR_OP_DONE: m->tensors_done++; report(m, false); continue;

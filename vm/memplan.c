@@ -11,13 +11,15 @@
  *   register file, not the whole allocation sized for the largest kernel;
  * - heap that comes and goes: scratch tensors from their SSTORE to SFREE,
  *   selection histograms from SEL_INIT to SEL_FIND_LO (tie counts stay),
- *   per-kernel partial sums and library-order gathers;
+ *   per-kernel partial sums, the library-order sums' per-thread chunk
+ *   buffers (or RSUM_TORCH's block partials), torch tie-order gathers;
  * - the program tables and a measured baseline for the process itself.
  * Address-space reservations that are never touched cost nothing and are
  * not counted.
  */
 #include "memplan.h"
 #include "limits.h"
+#include "refsum.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -134,6 +136,9 @@ typedef struct walk {
     const uint32_t *id;
     uint64_t *mapped;         /* per canonical id: resident bytes now */
     uint8_t *sel_live, *scr_live;
+    uint8_t *sel_bits;        /* per selection: its torch tie bits are allocated */
+    uint8_t *fallback;        /* out: per selection (memplan.h torch_fallback) */
+    bool allow_fallback;      /* a torch gather over budget falls back */
     uint8_t *stream;          /* out: per main pc */
     uint64_t fixed, peak, peak_heap, peak_mapped;
     uint32_t peak_pc, n_streamed;
@@ -199,6 +204,27 @@ static uint64_t thread_bytes(const cr_program *p, unsigned threads, uint64_t pag
     return per * (threads - 1) + t0;
 }
 
+/* a kernel that only computes, counts ties and gathers for torch's tie
+ * order: running it again changes nothing but the gathers (interp.c's
+ * serial passes) */
+static bool gathers_only(const cr_program *p, const cr_prog_kernel *k)
+{
+    for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++)
+        switch (p->code[c].op) {
+        case CR_OP_MOV: case CR_OP_NEG: case CR_OP_ABS: case CR_OP_SIGN: case CR_OP_SQRT:
+        case CR_OP_EXP: case CR_OP_LOG: case CR_OP_NOT:
+        case CR_OP_ADD: case CR_OP_SUB: case CR_OP_MUL: case CR_OP_DIV: case CR_OP_MIN: case CR_OP_MAX:
+        case CR_OP_GT: case CR_OP_GE: case CR_OP_LT: case CR_OP_LE: case CR_OP_EQ: case CR_OP_NE:
+        case CR_OP_AND: case CR_OP_OR: case CR_OP_WHERE:
+        case CR_OP_LOAD: case CR_OP_SPLAT: case CR_OP_ROWB: case CR_OP_RAND:
+        case CR_OP_TIE_COUNT: case CR_OP_TORCH_DESC: case CR_OP_TORCH_ASC:
+            break;
+        default:
+            return false;
+        }
+    return true;
+}
+
 static void note(walk *w, uint32_t pc, uint64_t heap, uint64_t mapped)
 {
     uint64_t total = w->fixed + heap + mapped;
@@ -215,6 +241,8 @@ static bool run_walk(walk *w, uint64_t page)
     w->peak_pc = 0;
     w->n_streamed = 0;
     w->bad_pc = UINT32_MAX;
+    memset(w->sel_bits, 0, p->n_selects + 1);
+    memset(w->fallback, 0, p->n_selects + 1);
     for (uint32_t pc = 0; pc < p->n_main; pc++) {
         const cr_insn *in = &p->main[pc];
         w->stream[pc] = 0;
@@ -247,7 +275,7 @@ static bool run_walk(walk *w, uint64_t page)
             uint64_t full = view_resident(v), have = w->mapped[c];
             uint64_t need = full > have ? full - have : 0;
             if (w->budget && w->fixed + heap + mapped + need > w->budget) {
-                w->stream[pc] = 1;
+                w->stream[pc] = CR_MEM_STREAMED;
                 w->n_streamed++;
                 note(w, pc, heap, mapped - have + CR_MIN(full, CR_MEM_COPY_BLOCK + 3 * CR_MEM_FAULT_AROUND));
                 mapped -= have;
@@ -263,18 +291,31 @@ static bool run_walk(walk *w, uint64_t page)
             const cr_prog_kernel *k = &p->kernels[in->a];
             uint64_t numel = k->rows * k->cols;
             uint64_t n_chunks = k->chunk ? (numel + k->chunk - 1) / k->chunk : 0;
-            uint64_t trans = 0, n_rsum = 0;
+            uint64_t trans = 0, n_rsum = 0, gath = 0, gath1 = 0, bits = 0;
             for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
                 const cr_insn *u = &p->code[c];
                 if (u->op == CR_OP_RSUM) n_rsum++;
-                if (u->op == CR_OP_RSUM_NP || u->op == CR_OP_RSSQ_BLAS || u->op == CR_OP_RSUM_TORCH ||
-                    u->op == CR_OP_RSSQ_TORCH)
-                    trans += up((numel ? numel : 1) * 4, page);
-                /* a torch tie order gathers (key, index) pairs of its whole
+                /* sums in element order: each thread's copy of its chunk */
+                if (u->op == CR_OP_RSUM_NP || u->op == CR_OP_RSSQ_BLAS || u->op == CR_OP_RSSQ_TORCH)
+                    trans += w->threads * up(CR_MIN(k->chunk, numel) * 4, page);
+                if (u->op == CR_OP_RSUM_TORCH) {   /* interp.c: in pieces when chunks hold whole blocks */
+                    cr_torch_sum_plan pl;
+                    cr_torch_sum_plan_init(&pl, numel, u->dtype == CR_DTYPE_BF16 || u->dtype == CR_DTYPE_F16);
+                    if (pl.n_blocks && k->chunk % pl.block == 0 && cr_kernel_block(p, k) % pl.group == 0)
+                        trans += up(pl.n_blocks * 32 * 4, page) + up((numel - pl.rem_start + 1) * 4, page);
+                    else
+                        trans += up((numel ? numel : 1) * 4, page);
+                }
+                /* a torch tie order gathers one word per element of its
                  * selection when the threshold's ties don't all fit: assume
-                 * they don't (bf16 deltas nearly always tie there) */
-                if (u->op == CR_OP_TORCH_DESC || u->op == CR_OP_TORCH_ASC)
-                    trans += up(p->selects[u->dst].n * 8, page);
+                 * they don't (bf16 deltas nearly always tie there); then
+                 * one bit per element, kept until the next SEL_INIT */
+                if ((u->op == CR_OP_TORCH_DESC || u->op == CR_OP_TORCH_ASC) && !w->fallback[u->dst]) {
+                    uint64_t n = p->selects[u->dst].n;
+                    gath += up(n * 4, page);
+                    gath1 = CR_MAX(gath1, up(n * 4, page));
+                    if (!w->sel_bits[u->dst]) bits += up((n / 64 + 1) * 8, page);
+                }
                 if (u->op == CR_OP_SSTORE && !w->scr_live[u->dst]) {
                     heap += up(p->scratch[u->dst].numel * dsize(p->scratch[u->dst].dtype) + 1, page);
                     w->scr_live[u->dst] = 1;
@@ -296,9 +337,26 @@ static bool run_walk(walk *w, uint64_t page)
                 need += full > w->mapped[id] ? full - w->mapped[id] : 0;
                 window += view_window(&p->inputs[u->a], k->chunk, w->threads);
             }
+            trans += gath + bits;
             if (w->budget && w->fixed + heap + trans + mapped + need > w->budget) {
-                w->stream[pc] = 1;
+                w->stream[pc] = CR_MEM_STREAMED;
                 w->n_streamed++;
+                /* the gathers one at a time, when that is allowed and fits */
+                if (gath > gath1 && gathers_only(p, k) && w->fixed + heap + trans + mapped - have + window > w->budget &&
+                    w->fixed + heap + trans - gath + gath1 + mapped - have + window <= w->budget) {
+                    trans -= gath - gath1;
+                    w->stream[pc] |= CR_MEM_SERIAL_GATHERS;
+                }
+                /* even streamed, the tie-order gathers do not fit: the
+                 * last ones keep their ties in index order until the rest fit */
+                for (uint32_t c = k->code_begin + k->code_len; c-- > k->code_begin;) {
+                    const cr_insn *u = &p->code[c];
+                    if (!w->allow_fallback || w->fixed + heap + trans + mapped - have + window <= w->budget) break;
+                    if ((u->op != CR_OP_TORCH_DESC && u->op != CR_OP_TORCH_ASC) || w->fallback[u->dst]) continue;
+                    uint64_t n = p->selects[u->dst].n;
+                    trans -= up(n * 4, page) + (w->sel_bits[u->dst] ? 0 : up((n / 64 + 1) * 8, page));
+                    w->fallback[u->dst] = 1;
+                }
                 note(w, pc, heap + trans, mapped - have + window);
                 mapped -= have;
                 for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++)
@@ -311,6 +369,14 @@ static bool run_walk(walk *w, uint64_t page)
                     if (id) w->mapped[id] = CR_MAX(w->mapped[id], view_resident(&p->inputs[u->a]));
                 }
                 note(w, pc, heap + trans, mapped);
+            }
+            for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
+                const cr_insn *u = &p->code[c];
+                if ((u->op == CR_OP_TORCH_DESC || u->op == CR_OP_TORCH_ASC) && !w->fallback[u->dst] &&
+                    !w->sel_bits[u->dst]) {
+                    heap += up((p->selects[u->dst].n / 64 + 1) * 8, page);
+                    w->sel_bits[u->dst] = 1;
+                }
             }
             break;
         }
@@ -339,15 +405,19 @@ cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads,
     w.mapped = cr_calloc(a, n_ids, sizeof *w.mapped);
     w.sel_live = cr_calloc(a, p->n_selects + 1, 1);
     w.scr_live = cr_calloc(a, p->n_scratch + 1, 1);
+    w.sel_bits = cr_calloc(a, p->n_selects + 1, 1);
+    w.fallback = cr_calloc(a, p->n_selects + 1, 1);
     mp->stream = cr_calloc(a, p->n_main + 1, 1);
     w.stream = mp->stream;
     cr_status s = CR_OK;
-    if (!w.id || !w.mapped || !w.sel_live || !w.scr_live || !mp->stream) {
+    if (!w.id || !w.mapped || !w.sel_live || !w.scr_live || !w.sel_bits || !w.fallback || !mp->stream) {
         s = cr_fail(err, CR_ERR_NOMEM, "out of memory planning memory");
         goto out;
     }
     uint64_t rowvecs = 0;
     for (uint32_t i = 0; i < p->n_rowvecs; i++) rowvecs += up(p->rowvecs[i].len * 8, page);
+    /* exact first: fewer threads before any torch tie order falls back */
+    const unsigned max_threads = threads;
     for (;;) {
         w.threads = threads;
         /* program tables rounded to 64 KiB: names and paths make the exact
@@ -356,7 +426,13 @@ cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads,
         for (uint32_t i = 0; i < n_ids; i++) w.mapped[i] = 0;
         memset(w.sel_live, 0, p->n_selects + 1);
         memset(w.scr_live, 0, p->n_scratch + 1);
-        if (run_walk(&w, page) || threads == 1) break;
+        if (run_walk(&w, page)) break;
+        if (threads == 1) {
+            if (w.allow_fallback || !max_memory) break;
+            w.allow_fallback = true;
+            threads = max_threads;
+            continue;
+        }
         threads--;
     }
     if (w.bad_pc != UINT32_MAX) {
@@ -373,17 +449,28 @@ cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads,
     mp->peak_mapped = w.peak_mapped;
     mp->peak_pc = w.peak_pc;
     mp->n_streamed = w.n_streamed;
+    for (uint32_t i = 0; i < p->n_selects; i++) mp->n_fallback += w.fallback[i];
+    if (mp->n_fallback) {
+        mp->torch_fallback = w.fallback;
+        w.fallback = NULL;
+    }
 out:
     cr_free(a, (void *)w.id);
     cr_free(a, w.mapped);
     cr_free(a, w.sel_live);
     cr_free(a, w.scr_live);
+    cr_free(a, w.sel_bits);
+    cr_free(a, w.fallback);
     if (s) { cr_free(a, mp->stream); mp->stream = NULL; }
     return s;
 }
 
 void cr_memplan_free(cr_memplan *mp)
 {
-    if (mp->alloc) cr_free(mp->alloc, mp->stream);
+    if (mp->alloc) {
+        cr_free(mp->alloc, mp->stream);
+        cr_free(mp->alloc, mp->torch_fallback);
+    }
     mp->stream = NULL;
+    mp->torch_fallback = NULL;
 }

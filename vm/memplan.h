@@ -44,6 +44,13 @@
  * torch row sums) needs whole rows. */
 uint64_t cr_kernel_block(const cr_program *p, const cr_prog_kernel *k);
 
+/* cr_memplan.stream flags. STREAMED: the step (KERNEL or COPY) releases
+ * input pages as it reads. SERIAL_GATHERS: a kernel whose only effects are
+ * tie counts and two or more torch tie-order gathers runs once per gather,
+ * sorting each before the next, so one gather is alive at a time (its
+ * inputs are read once per pass). */
+enum { CR_MEM_STREAMED = 1, CR_MEM_SERIAL_GATHERS = 2 };
+
 typedef struct cr_memplan {
     unsigned threads;        /* threads the run uses (after --max-memory) */
     uint64_t peak;           /* predicted peak RSS, bytes */
@@ -52,8 +59,13 @@ typedef struct cr_memplan {
     uint64_t peak_mapped;    /* mapped input pages at the peak step */
     uint32_t peak_pc;        /* main-stream index of the peak step */
     uint32_t n_streamed;     /* steps that release input pages as they read */
-    uint8_t *stream;         /* per main instruction: 1 = streamed (KERNEL or COPY) */
-    const cr_allocator *alloc;   /* owns `stream` */
+    uint8_t *stream;         /* per main instruction: CR_MEM_* flags */
+    /* per selection: 1 = its torch tie order (TORCH_DESC/ASC) would gather
+     * more than the budget allows, so its ties are kept in index order
+     * (the VM warns when that changes anything); NULL when none */
+    uint8_t *torch_fallback;
+    uint32_t n_fallback;     /* selections marked */
+    const cr_allocator *alloc;   /* owns `stream` and `torch_fallback` */
 } cr_memplan;
 
 /* The model of running p with `threads` threads (0: online cores) under

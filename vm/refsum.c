@@ -4,9 +4,11 @@
  * np.linalg.norm(v) (BLAS sdot). Their results differ from a wide
  * (f64) accumulation in the last bit, and a last-bit change of a SLERP
  * coefficient moves every element where the two terms cancel by many ulps.
- * So the VM reproduces these two summation orders exactly; the kernel ops
- * RSUM_NP and RSSQ_BLAS (ops.def) gather the values of the whole domain and
- * call these once, so the result does not depend on chunking or threads.
+ * So the VM reproduces these summation orders exactly. The kernel ops
+ * RSUM_NP, RSSQ_BLAS and RSSQ_TORCH (ops.def) feed the streams at the end
+ * of this file chunk by chunk in element order, and RSUM_TORCH sums
+ * per-block partials (cr_torch_sum_*), so no op holds a copy of its domain
+ * and the result does not depend on chunking or threads.
  *
  * Neither function is ever contracted into other arithmetic: every product
  * or sum is a separate statement, and the fused multiply-add of the BLAS
@@ -235,4 +237,143 @@ float cr_refsum_torch_ssq(const float *x, uint64_t n)
         b += p;
     }
     return b;
+}
+
+/* ---- in order, in pieces (refsum.h) ---------------------------------------- */
+
+/* NumPy: the length of the left half of a range np_pairwise splits */
+static uint64_t np_half(uint64_t len)
+{
+    uint64_t n2 = len / 2;
+    return n2 - n2 % 8;
+}
+
+/* descend from the top frame to its first leaf */
+static void np_descend(cr_refsum_stream *s)
+{
+    while (s->frame[s->depth - 1].len > NP_BLOCK) {
+        uint64_t h = np_half(s->frame[s->depth - 1].len);
+        s->frame[s->depth].len = h;
+        s->frame[s->depth].have_left = false;
+        s->depth++;
+    }
+    s->leaf_len = s->frame[s->depth - 1].len;
+    s->fill = 0;
+}
+
+/* a leaf's sum is known: return it up the recursion (x + y at each level
+ * whose right half it completes), then move to the next leaf */
+static void np_leaf_done(cr_refsum_stream *s, float v)
+{
+    s->depth--;   /* the leaf's own frame */
+    while (s->depth) {
+        uint64_t len = s->frame[s->depth - 1].len;
+        if (!s->frame[s->depth - 1].have_left) {
+            s->frame[s->depth - 1].left = v;
+            s->frame[s->depth - 1].have_left = true;
+            s->frame[s->depth].len = len - np_half(len);
+            s->frame[s->depth].have_left = false;
+            s->depth++;
+            np_descend(s);
+            return;
+        }
+        v = s->frame[s->depth - 1].left + v;
+        s->depth--;
+    }
+    s->result = v;
+    s->leaf_len = 0;
+}
+
+void cr_refsum_stream_init(cr_refsum_stream *s, cr_refsum_kind kind, uint64_t n)
+{
+    memset(s, 0, sizeof *s);
+    s->kind = kind;
+    s->n = n;
+    if (kind == CR_REFSUM_NP && n) {
+        s->frame[0].len = n;
+        s->depth = 1;
+        np_descend(s);
+    }
+}
+
+void cr_refsum_stream_add(cr_refsum_stream *s, const float *x, uint64_t len)
+{
+    switch (s->kind) {
+    case CR_REFSUM_NP:
+        while (len) {
+            uint64_t take = s->leaf_len - s->fill;
+            if (take > len) take = len;
+            if (!s->fill && take == s->leaf_len) {
+                np_leaf_done(s, np_pairwise(x, take));   /* whole leaf in the piece */
+            } else {
+                memcpy(s->buf + s->fill, x, (size_t)take * sizeof *x);
+                s->fill += take;
+                if (s->fill == s->leaf_len) np_leaf_done(s, np_pairwise(s->buf, s->leaf_len));
+            }
+            x += take;
+            len -= take;
+        }
+        return;
+    case CR_REFSUM_BLAS_SSQ: {
+        const uint64_t n1 = s->n & ~(uint64_t)31;
+        uint64_t i = s->pos, e = 0;
+        for (; e < len && i < n1; e++, i++) s->acc[i & 31] = fmaf(x[e], x[e], s->acc[i & 31]);
+        for (; e < len; e++) {
+            float p = x[e] * x[e];
+            s->dot += (double)p;
+        }
+        s->pos += len;
+        return;
+    }
+    case CR_REFSUM_TORCH_SSQ: {
+        const uint64_t n8 = s->n - s->n % 8;
+        uint64_t i = s->pos, e = 0;
+        for (; e < len && i < n8; e++, i++) {
+            float p = x[e] * x[e];
+            s->acc[i & 7] += p;
+        }
+        if (i == n8 && !s->folded) {   /* the lanes are complete: fold them once */
+            float b = s->acc[0];
+            for (int l = 1; l < 8; l++) b += s->acc[l];
+            s->b = b;
+            s->folded = true;
+        }
+        for (; e < len; e++) {
+            float p = x[e] * x[e];
+            s->b += p;
+        }
+        s->pos += len;
+        return;
+    }
+    }
+}
+
+float cr_refsum_stream_finish(const cr_refsum_stream *s)
+{
+    switch (s->kind) {
+    case CR_REFSUM_NP:
+        return s->n ? 0.0f + s->result : 0.0f + 0.0f;
+    case CR_REFSUM_BLAS_SSQ: {
+        float h[4][4], c[4];
+        for (int r = 0; r < 4; r++)
+            for (int l = 0; l < 4; l++) h[r][l] = s->acc[r * 8 + l] + s->acc[r * 8 + l + 4];
+        for (int l = 0; l < 4; l++) {
+            float a = h[0][l] + h[1][l];
+            float b = h[2][l] + h[3][l];
+            c[l] = a + b;
+        }
+        float d0 = c[0] + c[1], d1 = c[2] + c[3];
+        float mydot = d0 + d1;
+        double t = s->dot + (double)mydot;
+        return (float)t;
+    }
+    case CR_REFSUM_TORCH_SSQ:
+        if (!s->folded) {   /* never fed: n == 0 */
+            float b = s->acc[0];
+            for (int l = 1; l < 8; l++) b += s->acc[l];
+            return b;
+        }
+        return s->b;
+    }
+    return 0.0f;
 }

@@ -56,4 +56,36 @@ float cr_torch_sum_finish(const cr_torch_sum_plan *pl, const float *partials, fl
  * scalar tail. */
 float cr_refsum_torch_ssq(const float *x, uint64_t n);
 
+/* The in-order sums (NumPy pairwise, OpenBLAS sdot, torch norm-2) fed
+ * piece by piece, in element order, with O(log n) state: what a chunked
+ * kernel uses instead of gathering the domain. Feed every element exactly
+ * once, in increasing index order, in pieces of any size; the result is
+ * bit-for-bit the whole-vector function's (cr_refsum_numpy,
+ * cr_refsum_blas_ssq, cr_refsum_torch_ssq). NumPy's pairwise leaves
+ * (<= 128 elements, boundaries fixed by n) are summed as they complete and
+ * combined by an explicit stack in the recursion's order; the BLAS and
+ * torch kernels are sequential chains of lane accumulators, carried. */
+typedef enum cr_refsum_kind { CR_REFSUM_NP, CR_REFSUM_BLAS_SSQ, CR_REFSUM_TORCH_SSQ } cr_refsum_kind;
+
+typedef struct cr_refsum_stream {
+    cr_refsum_kind kind;
+    uint64_t n, pos;            /* elements in all; elements fed so far */
+    /* NumPy: pending ranges of the recursion (len; left half's sum) */
+    struct { uint64_t len; float left; bool have_left; } frame[64];
+    unsigned depth;
+    uint64_t leaf_len, fill;    /* current leaf; its elements in buf */
+    float buf[128];
+    float result;
+    /* BLAS: 32 FMA lanes and the double tail; torch: 8 lanes, then b */
+    float acc[32];
+    double dot;
+    float b;
+    bool folded;
+} cr_refsum_stream;
+
+void cr_refsum_stream_init(cr_refsum_stream *s, cr_refsum_kind kind, uint64_t n);
+void cr_refsum_stream_add(cr_refsum_stream *s, const float *x, uint64_t len);
+/* call after all n elements */
+float cr_refsum_stream_finish(const cr_refsum_stream *s);
+
 #endif

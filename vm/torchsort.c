@@ -23,8 +23,11 @@
  * range that holds none of the caller's boundaries never needs sorting:
  * pruned that way, the cost is that of a quickselect.
  *
- * Descending order compares keys with `>`; the same comparisons come out of
- * `<` on complemented keys, so the code sorts ascending on kv's high word.
+ * Only the keys are compared, so the swaps depend on the keys alone and an
+ * element's identity matters only where the caller cannot tell it from its
+ * key: among the ties at the threshold. So an element is one 32-bit word,
+ * its key (|v| bits, below 2^31), or for a tie CR_TORCHSORT_TIE | its
+ * index — 4 bytes an element instead of 8 for (key, index) pairs.
  */
 #include "torchsort.h"
 
@@ -41,16 +44,25 @@ uint32_t cr_torchsort_key(float v)
 }
 
 typedef struct sorter {
-    uint64_t *v;
+    uint32_t *v;
+    uint32_t tie_key;
+    bool desc;
     const uint64_t *bounds;
     unsigned n_bounds;
 } sorter;
 
-static inline int less(uint64_t a, uint64_t b) { return (a >> 32) < (b >> 32); }
+static inline uint32_t key_of(const sorter *s, uint32_t w) { return w & CR_TORCHSORT_TIE ? s->tie_key : w; }
 
-static inline void swap(uint64_t *a, uint64_t *b)
+/* torch's KeyValueCompAsc / KeyValueCompDesc on the keys */
+static inline int less(const sorter *s, uint32_t a, uint32_t b)
 {
-    uint64_t t = *a;
+    uint32_t x = key_of(s, a), y = key_of(s, b);
+    return s->desc ? x > y : x < y;
+}
+
+static inline void swap(uint32_t *a, uint32_t *b)
+{
+    uint32_t t = *a;
     *a = *b;
     *b = t;
 }
@@ -63,15 +75,15 @@ static int holds_bound(const sorter *s, uint64_t first, uint64_t last)
     return 0;
 }
 
-static void move_median_to_first(uint64_t *r, uint64_t *a, uint64_t *b, uint64_t *c)
+static void move_median_to_first(const sorter *s, uint32_t *r, uint32_t *a, uint32_t *b, uint32_t *c)
 {
-    if (less(*a, *b)) {
-        if (less(*b, *c)) swap(r, b);
-        else if (less(*a, *c)) swap(r, c);
+    if (less(s, *a, *b)) {
+        if (less(s, *b, *c)) swap(r, b);
+        else if (less(s, *a, *c)) swap(r, c);
         else swap(r, a);
-    } else if (less(*a, *c)) {
+    } else if (less(s, *a, *c)) {
         swap(r, a);
-    } else if (less(*b, *c)) {
+    } else if (less(s, *b, *c)) {
         swap(r, c);
     } else {
         swap(r, b);
@@ -79,12 +91,12 @@ static void move_median_to_first(uint64_t *r, uint64_t *a, uint64_t *b, uint64_t
 }
 
 /* Hoare partition of [first, last) around *pivot; returns the cut */
-static uint64_t *unguarded_partition(uint64_t *first, uint64_t *last, const uint64_t *pivot)
+static uint32_t *unguarded_partition(const sorter *s, uint32_t *first, uint32_t *last, const uint32_t *pivot)
 {
     for (;;) {
-        while (less(*first, *pivot)) ++first;
+        while (less(s, *first, *pivot)) ++first;
         --last;
-        while (less(*pivot, *last)) --last;
+        while (less(s, *pivot, *last)) --last;
         if (!(first < last)) return first;
         swap(first, last);
         ++first;
@@ -93,10 +105,10 @@ static uint64_t *unguarded_partition(uint64_t *first, uint64_t *last, const uint
 
 /* ---- heap sort (std::__partial_sort(first, last, last)) ----------------- */
 
-static void push_heap(uint64_t *first, uint64_t hole, uint64_t top, uint64_t value)
+static void push_heap(const sorter *s, uint32_t *first, uint64_t hole, uint64_t top, uint32_t value)
 {
     uint64_t parent = (hole - 1) / 2;
-    while (hole > top && less(first[parent], value)) {
+    while (hole > top && less(s, first[parent], value)) {
         first[hole] = first[parent];
         hole = parent;
         parent = (hole - 1) / 2;
@@ -104,12 +116,12 @@ static void push_heap(uint64_t *first, uint64_t hole, uint64_t top, uint64_t val
     first[hole] = value;
 }
 
-static void adjust_heap(uint64_t *first, uint64_t hole, uint64_t len, uint64_t value)
+static void adjust_heap(const sorter *s, uint32_t *first, uint64_t hole, uint64_t len, uint32_t value)
 {
     uint64_t top = hole, child = hole;
     while (child < (len - 1) / 2) {
         child = 2 * (child + 1);
-        if (less(first[child], first[child - 1])) child--;
+        if (less(s, first[child], first[child - 1])) child--;
         first[hole] = first[child];
         hole = child;
     }
@@ -118,37 +130,37 @@ static void adjust_heap(uint64_t *first, uint64_t hole, uint64_t len, uint64_t v
         first[hole] = first[child - 1];
         hole = child - 1;
     }
-    push_heap(first, hole, top, value);
+    push_heap(s, first, hole, top, value);
 }
 
-static void heap_sort(uint64_t *first, uint64_t len)
+static void heap_sort(const sorter *s, uint32_t *first, uint64_t len)
 {
     if (len < 2) return;
     for (uint64_t parent = (len - 2) / 2;; parent--) {
-        adjust_heap(first, parent, len, first[parent]);
+        adjust_heap(s, first, parent, len, first[parent]);
         if (parent == 0) break;
     }
     for (uint64_t last = len; last > 1;) {
         --last;
-        uint64_t value = first[last];
+        uint32_t value = first[last];
         first[last] = first[0];
-        adjust_heap(first, 0, last, value);
+        adjust_heap(s, first, 0, last, value);
     }
 }
 
 /* ---- insertion sort (one short range of the final pass) ------------------ */
 
-static void insertion_sort(uint64_t *first, uint64_t *last)
+static void insertion_sort(const sorter *s, uint32_t *first, uint32_t *last)
 {
     if (first == last) return;
-    for (uint64_t *i = first + 1; i != last; ++i) {
-        uint64_t val = *i;
-        if (less(val, *first)) {
+    for (uint32_t *i = first + 1; i != last; ++i) {
+        uint32_t val = *i;
+        if (less(s, val, *first)) {
             memmove(first + 1, first, (size_t)(i - first) * sizeof *first);
             *first = val;
         } else {
-            uint64_t *hole = i, *next = i - 1;
-            while (less(val, *next)) { *hole = *next; hole = next; --next; }
+            uint32_t *hole = i, *next = i - 1;
+            while (less(s, val, *next)) { *hole = *next; hole = next; --next; }
             *hole = val;
         }
     }
@@ -159,18 +171,18 @@ static void introsort(const sorter *s, uint64_t first, uint64_t last, unsigned d
     while (last - first > THRESHOLD) {
         if (!holds_bound(s, first, last)) return;
         if (depth == 0) {
-            heap_sort(s->v + first, last - first);
+            heap_sort(s, s->v + first, last - first);
             return;
         }
         --depth;
-        uint64_t *f = s->v + first, *l = s->v + last;
-        move_median_to_first(f, f + 1, f + (last - first) / 2, l - 1);
-        uint64_t cut = (uint64_t)(unguarded_partition(f + 1, l, f) - s->v);
+        uint32_t *f = s->v + first, *l = s->v + last;
+        move_median_to_first(s, f, f + 1, f + (last - first) / 2, l - 1);
+        uint64_t cut = (uint64_t)(unguarded_partition(s, f + 1, l, f) - s->v);
         introsort(s, cut, last, depth);
         last = cut;
     }
     /* a short range: the final insertion sort orders it in place */
-    if (holds_bound(s, first, last)) insertion_sort(s->v + first, s->v + last);
+    if (holds_bound(s, first, last)) insertion_sort(s, s->v + first, s->v + last);
 }
 
 static unsigned lg(uint64_t n)
@@ -180,13 +192,10 @@ static unsigned lg(uint64_t n)
     return r;
 }
 
-void cr_torchsort_partition(uint64_t *kv, uint64_t n, bool descending,
+void cr_torchsort_partition(uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,
                             const uint64_t *bounds, unsigned n_bounds)
 {
     if (n < 2) return;
-    const uint64_t flip = 0xffffffff00000000ull;
-    if (descending) for (uint64_t i = 0; i < n; i++) kv[i] ^= flip;
-    sorter s = { kv, bounds, n_bounds };
+    sorter s = { w, tie_key, descending, bounds, n_bounds };
     introsort(&s, 0, n, 2 * lg(n));
-    if (descending) for (uint64_t i = 0; i < n; i++) kv[i] ^= flip;
 }

@@ -11,16 +11,21 @@
  * above every number). */
 uint32_t cr_torchsort_key(float v);
 
-/* Reorders kv[0..n) as torch's CPU `sort`/`argsort` (stable=False) on a
+/* An element word: a key (below 2^31), or CR_TORCHSORT_TIE | index for
+ * an element whose key is the caller's tie_key (index below 2^31). */
+#define CR_TORCHSORT_TIE 0x80000000u
+
+/* Reorders w[0..n) as torch's CPU `sort`/`argsort` (stable=False) on a
  * 1-D float32 tensor orders it, as far as the partition at each boundary
- * goes. kv[i] holds (key << 32 | index); only the key is compared.
- * `descending`: torch's KeyValueCompDesc (argsort(descending=True)),
- * otherwise KeyValueCompAsc. On return, for every b in bounds[0..n_bounds)
- * (0 <= b <= n) the elements at positions [0, b) are exactly those a full
- * torch sort puts there (their order inside is unspecified).
- * Ranges that hold no boundary are not sorted, so the cost is about that of
- * a selection, not a sort. n must be below 2^32 (the index field). */
-void cr_torchsort_partition(uint64_t *kv, uint64_t n, bool descending,
+ * goes. Only keys are compared (a tagged word's key is tie_key), so the
+ * reordering is the one of torch's (key, index) pairs, and the tagged
+ * words show where the ties go. `descending`: torch's KeyValueCompDesc
+ * (argsort(descending=True)), otherwise KeyValueCompAsc. On return, for
+ * every b in bounds[0..n_bounds) (0 <= b <= n) the elements at positions
+ * [0, b) are exactly those a full torch sort puts there (their order
+ * inside is unspecified). Ranges that hold no boundary are not sorted, so
+ * the cost is about that of a selection, not a sort. n must be below 2^31. */
+void cr_torchsort_partition(uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,
                             const uint64_t *bounds, unsigned n_bounds);
 
 #endif

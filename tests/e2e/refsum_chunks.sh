@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # refsum_chunks.sh — the library-order reductions (RSUM_NP, RSSQ_BLAS,
-# RSUM_TORCH, RSSQ_TORCH: vm/refsum.c) gather a whole tensor from chunks run
-# in parallel: on tensors of many chunks (256x512 f32 = 8 chunks of 16384)
-# the merge bytes must not depend on the thread count.
+# RSSQ_TORCH fed in element order chunk by chunk, RSUM_TORCH in block
+# partials: vm/refsum.c) over chunks run in parallel: on tensors of many
+# chunks (256x512 f32 = 8 chunks of 16384; NumPy's leaves straddle chunk
+# boundaries) the merge bytes must not depend on the thread count.
 # usage: refsum_chunks.sh CRUCIBLE_BIN
 set -u
 bin=$1

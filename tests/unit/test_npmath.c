@@ -53,16 +53,27 @@ TEST(torch_sort_ties)
     static const uint32_t desc[13] = {0, 3, 8, 13, 15, 18, 20, 23, 25, 28, 30, 33, 38};
     static const uint32_t asc[13] = {3, 5, 8, 10, 13, 15, 18, 20, 23, 25, 28, 33, 38};
     for (int dir = 0; dir < 2; dir++) {
-        uint64_t kv[40];
-        for (uint32_t i = 0; i < 40; i++) kv[i] = (uint64_t)cr_torchsort_key((float)((i * 7 + 3) % 5)) << 32 | i;
+        /* the 3s tie at both boundaries: tagged with their index; the 4s
+         * are kept whatever the order */
+        uint32_t kv[40];
+        const uint32_t three = cr_torchsort_key(3.0f);
+        for (uint32_t i = 0; i < 40; i++) {
+            uint32_t key = cr_torchsort_key((float)((i * 7 + 3) % 5));
+            kv[i] = key == three ? CR_TORCHSORT_TIE | i : key;
+        }
         uint64_t bound = dir ? 13 : 27;
-        cr_torchsort_partition(kv, 40, dir == 1, &bound, 1);
+        cr_torchsort_partition(kv, 40, dir == 1, three, &bound, 1);
         int seen[40] = {0};
-        for (uint32_t p = dir ? 0 : 27; p < (dir ? 13u : 40u); p++) seen[(uint32_t)kv[p]] = 1;
+        for (uint32_t i = 0; i < 40; i++)
+            if ((i * 7 + 3) % 5 == 4) seen[i] = 1;
+        for (uint32_t p = dir ? 0 : 27; p < (dir ? 13u : 40u); p++)
+            if (kv[p] & CR_TORCHSORT_TIE) seen[kv[p] & ~CR_TORCHSORT_TIE] = 1;
         const uint32_t *want = dir ? desc : asc;
         int ok = 1;
         for (int j = 0; j < 13; j++) ok &= seen[want[j]];
-        CHECK(ok);
+        int cnt = 0;
+        for (int i = 0; i < 40; i++) cnt += seen[i];
+        CHECK(ok && cnt == 13);
     }
 }
 

@@ -130,8 +130,47 @@ TEST(torch_sum_in_pieces)
         }
 }
 
+/* the in-order streams (what a chunked kernel feeds) give the whole-vector
+ * bits, for sizes around leaf, lane and 2^k boundaries and pieces of 1 to
+ * thousands of elements that cut leaves anywhere */
+TEST(sums_streamed_in_order)
+{
+    const uint64_t ns[] = { 0, 1, 5, 7, 8, 9, 31, 32, 33, 127, 128, 129, 136, 255, 256, 257, 1000, 1340, 4099,
+                            16384, 16385, 65536 + 24, 100003, (1u << 20) + 3, 3000017 };
+    const uint64_t pieces[] = { 1, 3, 8, 100, 1024, 16384, 77777 };
+    uint64_t state = 0x9e3779b97f4a7c15ull;
+    for (size_t t = 0; t < sizeof ns / sizeof *ns; t++) {
+        uint64_t n = ns[t];
+        float *x = malloc((n ? n : 1) * sizeof *x);
+        for (uint64_t i = 0; i < n; i++) {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+            x[i] = (float)((double)(state >> 11) / 9007199254740992.0 - 0.41) * 2.5f;
+        }
+        float want[3] = { cr_refsum_numpy(x, n), cr_refsum_blas_ssq(x, n), cr_refsum_torch_ssq(x, n) };
+        for (int kind = 0; kind < 3; kind++)
+            for (size_t q = 0; q < sizeof pieces / sizeof *pieces; q++) {
+                if (n > 200000 && pieces[q] < 100) continue;
+                cr_refsum_stream st;
+                cr_refsum_stream_init(&st, (cr_refsum_kind)kind, n);
+                uint64_t piece = pieces[q];
+                for (uint64_t f = 0, i = 0; f < n; f += piece, i++) {
+                    /* vary the piece: pieces need not be equal */
+                    uint64_t len = piece + (i % 3 == 1 ? 5 : 0);
+                    if (len > n - f) len = n - f;
+                    cr_refsum_stream_add(&st, x + f, len);
+                    f += len - piece;
+                }
+                float got = cr_refsum_stream_finish(&st);
+                CHECK_MSG(bits(got) == bits(want[kind]), "kind %d n=%llu piece %llu: %a vs %a", kind,
+                          (unsigned long long)n, (unsigned long long)piece, got, want[kind]);
+            }
+        free(x);
+    }
+}
+
 int main(void)
 {
+    RUN(sums_streamed_in_order);
     RUN(torch_sum_in_pieces);
     RUN(numpy_pairwise_sum);
     RUN(openblas_sdot_sum_of_squares);

@@ -28,6 +28,7 @@ struct cr_lua {
     long max_instr, budget;
     bool in_call;               /* inside guarded_pcall: allocations are charged to the budget */
     bool alloc_spent;           /* the budget ran out on an allocation (for the message) */
+    bool host_oom;              /* the host allocator failed (not the script's limit): CR_ERR_NOMEM */
     double max_seconds, cpu_start;  /* CPU-time backstop of the current call */
     cr_graph *g;                /* graph of the current call; NULL between calls */
     const cr_lua_call *call;    /* current merge call or NULL */
@@ -68,7 +69,7 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         }
     }
     void *p = cr_realloc(L->alloc, ptr, nsize);
-    if (!p) return NULL;
+    if (!p) { L->host_oom = true; return NULL; }
     L->used = L->used - osize + nsize;
     return p;
 }
@@ -303,7 +304,10 @@ static uint32_t add(lua_State *S, cr_node *n)
 {
     cr_graph *g = need_graph(S);
     uint32_t id = cr_graph_add(g, n);
-    if (id == CR_NO_NODE) luaL_error(S, "out of memory building the graph");
+    if (id == CR_NO_NODE) {
+        get_lua(S)->host_oom = true;
+        luaL_error(S, "out of memory building the graph");
+    }
     return id;
 }
 
@@ -930,14 +934,20 @@ static cr_status lua_failure(cr_lua *L, int status, const char *context, cr_erro
 {
     lua_State *S = L->S;
     const char *msg = lua_tostring(S, -1);
-    if (status == LUA_ERRMEM || !msg)
-        cr_fail(err, CR_ERR_CONFIG, "%s%sLua memory limit (%zu MiB) exceeded%s%s", context,
+    /* the machine ran out of memory, not the script: the host's error */
+    cr_status st = L->host_oom ? CR_ERR_NOMEM : CR_ERR_CONFIG;
+    L->host_oom = false;
+    if (st == CR_ERR_NOMEM)
+        cr_fail(err, st, "out of memory%s%s%s%s", context[0] ? " " : "", context,
+                L->where[0] ? " near " : "", L->where);
+    else if (status == LUA_ERRMEM || !msg)
+        cr_fail(err, st, "%s%sLua memory limit (%zu MiB) exceeded%s%s", context,
                 context[0] ? ": " : "", L->max_bytes >> 20, L->where[0] ? " near " : "", L->where);
     else
-        cr_fail(err, CR_ERR_CONFIG, "%s%s%s", msg, context[0] ? "\n  while " : "", context);
+        cr_fail(err, st, "%s%s%s", msg, context[0] ? "\n  while " : "", context);
     lua_pop(S, 1);
     lua_gc(S, LUA_GCCOLLECT);
-    return CR_ERR_CONFIG;
+    return st;
 }
 
 /* pcall with the traceback handler, a fresh budget and the hook on (unless nested) */

@@ -1,11 +1,10 @@
 /* cmd_merge.c — `crucible merge CONFIG OUT_DIR`: compile the recipe and run
  * it on the VM. Accepts mergekit-yaml's options with their meaning. */
-#include <signal.h>
 #include <string.h>
 
 #include "commands.h"
 #include "options.h"
-#include "vm.h"
+#include "run_program.h"
 
 static const char usage[] =
     "usage: crucible merge CONFIG OUT_DIR [options]\n"
@@ -13,9 +12,6 @@ static const char usage[] =
     "    --allow-crimes  --[no-]write-model-card  --lazy-unpickle  --clone-tensors  -v  --quiet\n"
     "  crucible options: --threads N  --max-memory SIZE  --models-dir DIR  --methods DIR\n"
     "    --precise  --force  --no-pass=fold|cse|dce|fuse\n";
-
-static volatile int interrupted;
-static void on_signal(int sig) { (void)sig; interrupted = 1; }
 
 int cr_cmd_merge(int argc, char **argv)
 {
@@ -27,10 +23,6 @@ int cr_cmd_merge(int argc, char **argv)
     int rc = cr_cli_compile(&o, false, o.pos[1], &plan, &g, &prog);
     if (rc) return rc;
     cr_graph_free(&g);
-    struct sigaction sa = {0}, old_int, old_term;
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
     cr_vm_options vo;
     cr_vm_options_init(&vo);
     vo.out_dir = o.pos[1];
@@ -38,17 +30,9 @@ int cr_cmd_merge(int argc, char **argv)
     vo.threads = o.threads;
     vo.max_memory = o.max_memory;
     vo.quiet = o.quiet;
-    vo.interrupt = &interrupted;
-    vo.skip_hash = true;
-    cr_error err = {0};
-    cr_status st = cr_vm_run(&prog, &vo, &err);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
+    vo.skip_hash = true;   /* just compiled from the same files */
+    rc = cr_cli_run_program(&prog, &vo, "merge");
     cr_program_free(&prog);
     cr_plan_free(&plan);
-    if (st) {
-        fprintf(stderr, "crucible merge: %s\n", err.msg);
-        return st == CR_ERR_INTERRUPTED ? 130 : 1;
-    }
-    return 0;
+    return rc;
 }

@@ -2,13 +2,12 @@
  * compiled into a program (compiler/moe.h: tensor map, router gates computed
  * at compile time, casts) and run on the VM like a merge, so the output
  * directory appears atomically or not at all. */
-#include <signal.h>
 #include <string.h>
 
 #include "commands.h"
 #include "moe_config.h"
 #include "options.h"
-#include "vm.h"
+#include "run_program.h"
 
 static const char usage[] =
     "usage: crucible moe CONFIG OUT_DIR [options]\n"
@@ -18,9 +17,6 @@ static const char usage[] =
     "  crucible options: --moe-layout classic|fused  --gate-precision bf16|f32  --threads N  --max-memory SIZE\n"
     "    --models-dir DIR\n"
     "    --force  --no-pass=fold|cse|dce|fuse\n";
-
-static volatile int interrupted;
-static void on_signal(int sig) { (void)sig; interrupted = 1; }
 
 int cr_cmd_moe(int argc, char **argv)
 {
@@ -53,10 +49,6 @@ int cr_cmd_moe(int argc, char **argv)
     int rc = cr_cli_compile(&o, false, o.pos[1], &plan, &g, &prog);
     if (rc) return rc;
     cr_graph_free(&g);
-    struct sigaction sa = {0}, old_int, old_term;
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
     cr_vm_options vo;
     cr_vm_options_init(&vo);
     vo.out_dir = o.pos[1];
@@ -64,17 +56,9 @@ int cr_cmd_moe(int argc, char **argv)
     vo.threads = o.threads;
     vo.max_memory = o.max_memory;
     vo.quiet = o.quiet;
-    vo.interrupt = &interrupted;
-    vo.skip_hash = true;
-    cr_error err = {0};
-    cr_status st = cr_vm_run(&prog, &vo, &err);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
+    vo.skip_hash = true;   /* just compiled from the same files */
+    rc = cr_cli_run_program(&prog, &vo, "moe");
     cr_program_free(&prog);
     cr_plan_free(&plan);
-    if (st) {
-        fprintf(stderr, "crucible moe: %s\n", err.msg);
-        return st == CR_ERR_INTERRUPTED ? 130 : 1;
-    }
-    return 0;
+    return rc;
 }

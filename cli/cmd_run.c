@@ -1,22 +1,12 @@
 /* cmd_run.c — `crucible run RECIPE.crb OUT_DIR`: load (and verify) a
- * compiled program and run it. SIGINT/SIGTERM set a flag the VM polls
- * between chunks; the run then removes its temporary directory and exits
- * non-zero. The flag lives here, not in the library, which has no globals. */
-#include <signal.h>
+ * compiled program and run it (cli/run_program.h: SIGINT/SIGTERM stop it
+ * cleanly, removing its temporary directory, exit 130). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
-#include "vm.h"
-
-static volatile int interrupt_flag;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    interrupt_flag = 1;
-}
+#include "run_program.h"
 
 /* "8G", "512M", "1.5GiB", "1000000" -> bytes; false if malformed */
 static bool parse_size(const char *s, uint64_t *out)
@@ -90,19 +80,8 @@ int cr_cmd_run(int argc, char **argv)
         fprintf(stderr, "crucible run: %s\n", err.msg);
         return 1;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
     opt.out_dir = out;
-    opt.interrupt = &interrupt_flag;
-    cr_status s = cr_vm_run(&p, &opt, &err);
+    int rc = cr_cli_run_program(&p, &opt, "run");
     cr_program_free(&p);
-    if (s) {
-        fprintf(stderr, "crucible run: %s\n", err.msg);
-        return s == CR_ERR_INTERRUPTED ? 130 : 1;
-    }
-    return 0;
+    return rc;
 }

@@ -608,24 +608,29 @@ static int l_norm(lua_State *S)
     push_value(S, dot_like(S, x, x, CR_GOP_SUM, true));
     return 1;
 }
-/* NumPy float32 reductions (slerp.py): np.sum of a float32 tensor in NumPy's
- * pairwise order, and np.linalg.norm = sqrt(BLAS sdot(x, x)). */
-static uint32_t np_reduce(lua_State *S, uint32_t x, cr_sum_order order)
+/* A float32 reduction in a library's summation order, whole tensor (a
+ * scalar) or per row (`rows`). NumPy's (slerp.py): np.sum in pairwise
+ * order, np.linalg.norm = sqrt(BLAS sdot(x, x)); torch's: norm-2, and the
+ * row sums of x.sum(dim=-1) / torch.norm(x, dim=-1). `what` names the
+ * functions in the error. */
+static uint32_t library_reduce(lua_State *S, uint32_t x, bool rows, cr_sum_order order, const char *what)
 {
-    if (node_at(S, x)->dtype != CR_DTYPE_F32) luaL_error(S, "np_sum, np_norm and torch_norm need a float32 tensor");
-    cr_node nd = { .op = CR_GOP_SUM, .n_in = 1, .kind = CR_VK_SCALAR, .dtype = CR_DTYPE_F32,
-                   .rdt = CR_DTYPE_F32, .domain = node_at(S, x)->domain, .attr = order };
+    if (node_at(S, x)->dtype != CR_DTYPE_F32) luaL_error(S, "%s need a float32 tensor", what);
+    cr_node nd = { .op = rows ? CR_GOP_ROWSUM : CR_GOP_SUM, .n_in = 1, .kind = rows ? CR_VK_ROWS : CR_VK_SCALAR,
+                   .dtype = CR_DTYPE_F32, .rdt = CR_DTYPE_F32, .domain = node_at(S, x)->domain, .attr = order };
     nd.in[0] = x;
     return add(S, &nd);
 }
+#define NP_REDUCERS "np_sum, np_norm and torch_norm"
+#define ROW_REDUCERS "torch_row_sum/torch_row_norm"
 static int l_np_sum(lua_State *S)
 {
-    push_value(S, np_reduce(S, need_tensor(S, 1, "np_sum"), CR_SUM_NUMPY));
+    push_value(S, library_reduce(S, need_tensor(S, 1, "np_sum"), false, CR_SUM_NUMPY, NP_REDUCERS));
     return 1;
 }
 static int l_np_norm(lua_State *S)
 {
-    uint32_t s = np_reduce(S, need_tensor(S, 1, "np_norm"), CR_SUM_BLAS_SSQ);
+    uint32_t s = library_reduce(S, need_tensor(S, 1, "np_norm"), false, CR_SUM_BLAS_SSQ, NP_REDUCERS);
     push_value(S, build_exact(S, CR_GOP_SQRT, &s, 1, CR_VK_SCALAR, CR_DTYPE_F32, CR_DTYPE_F32));
     return 1;
 }
@@ -645,28 +650,18 @@ static int l_torch_sum(lua_State *S)
 /* torch.norm(x) of a float32 tensor (torch's norm-2 order, sqrt in f32). */
 static int l_torch_norm(lua_State *S)
 {
-    uint32_t s = np_reduce(S, need_tensor(S, 1, "torch_norm"), CR_SUM_TORCH_SSQ);
+    uint32_t s = library_reduce(S, need_tensor(S, 1, "torch_norm"), false, CR_SUM_TORCH_SSQ, NP_REDUCERS);
     push_value(S, build_exact(S, CR_GOP_SQRT, &s, 1, CR_VK_SCALAR, CR_DTYPE_F32, CR_DTYPE_F32));
     return 1;
 }
-/* Per-row versions: x.sum(dim=-1) and torch.norm(x, dim=-1) of a float32
- * tensor in torch's orders. */
-static uint32_t torch_row_reduce(lua_State *S, uint32_t x, cr_sum_order order)
-{
-    if (node_at(S, x)->dtype != CR_DTYPE_F32) luaL_error(S, "torch_row_sum/torch_row_norm need a float32 tensor");
-    cr_node nd = { .op = CR_GOP_ROWSUM, .n_in = 1, .kind = CR_VK_ROWS, .dtype = CR_DTYPE_F32,
-                   .rdt = CR_DTYPE_F32, .domain = node_at(S, x)->domain, .attr = order };
-    nd.in[0] = x;
-    return add(S, &nd);
-}
 static int l_torch_row_sum(lua_State *S)
 {
-    push_value(S, torch_row_reduce(S, need_tensor(S, 1, "torch_row_sum"), CR_SUM_TORCH));
+    push_value(S, library_reduce(S, need_tensor(S, 1, "torch_row_sum"), true, CR_SUM_TORCH, ROW_REDUCERS));
     return 1;
 }
 static int l_torch_row_norm(lua_State *S)
 {
-    uint32_t s = torch_row_reduce(S, need_tensor(S, 1, "torch_row_norm"), CR_SUM_TORCH_SSQ);
+    uint32_t s = library_reduce(S, need_tensor(S, 1, "torch_row_norm"), true, CR_SUM_TORCH_SSQ, ROW_REDUCERS);
     push_value(S, build_exact(S, CR_GOP_SQRT, &s, 1, CR_VK_ROWS, CR_DTYPE_F32, CR_DTYPE_F32));
     return 1;
 }

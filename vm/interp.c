@@ -58,6 +58,7 @@ typedef struct vm_select {
      * one bit per element: a kept tie */
     int torch_order;           /* 0, CR_OP_TORCH_DESC or CR_OP_TORCH_ASC */
     uint32_t *kv;
+    bool partitioned;          /* kv is in torch's order up to k */
     uint64_t *tiebits;
     uint32_t *lowor;           /* per thread: OR of the low 16 key bits seen by HIST_HI */
     /* every key in the chosen high bin is hi<<16 (values that are bf16, or
@@ -341,16 +342,34 @@ static uint64_t count_key(const float *a, size_t n, uint32_t T)
  * keys equal to it while the running tie rank *before is below ties_keep.
  * When the block's ties are all kept or all dropped (nearly always) the
  * loop has no branch and no carried state, so it vectorises. */
+static void mask_above(uint32_t T, float tie, const float *a, float *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t key = mag_key(a[i]);
+        d[i] = key > T ? 1.0f : key == T ? tie : 0.0f;
+    }
+}
+
+/* The same in torch's tie order: the kept ties are marked in s->tiebits.
+ * The vector loop drops every tie, then the few kept ones are set (a tie
+ * is rare, so that branch is predicted). */
+static void topk_mask_tiebits(const vm_select *s, const float *a, float *d, size_t n, uint64_t base)
+{
+    const uint32_t T = s->threshold;
+    mask_above(T, 0.0f, a, d, n);
+    for (size_t i = 0; i < n; i++) {
+        if (mag_key(a[i]) != T) continue;
+        uint64_t e = base + i;
+        d[i] = (float)(s->tiebits[e >> 6] >> (e & 63) & 1);
+    }
+}
+
 static void topk_mask(const vm_select *s, const float *a, float *d, size_t n, uint64_t *before)
 {
     const uint32_t T = s->threshold;
     uint64_t eq = count_key(a, n, T);
     if (*before >= s->ties_keep || *before + eq <= s->ties_keep) {
-        const float tie = *before + eq <= s->ties_keep ? 1.0f : 0.0f;
-        for (size_t i = 0; i < n; i++) {
-            uint32_t key = mag_key(a[i]);
-            d[i] = key > T ? 1.0f : key == T ? tie : 0.0f;
-        }
+        mask_above(T, *before + eq <= s->ties_keep ? 1.0f : 0.0f, a, d, n);
         *before += eq;
         return;
     }
@@ -565,16 +584,8 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
             const vm_select *s = &m->sel[in->b];
             const float *a = REG(in->a);
             if (!s->k) { for (size_t i = 0; i < n; i++) d[i] = 0; break; }
-            if (s->tiebits) {   /* torch tie order: the kept ties are marked */
-                for (size_t i = 0; i < n; i++) {
-                    uint32_t key = mag_key(a[i]);
-                    uint64_t e = base + i;
-                    d[i] = key > s->threshold ? 1.0f
-                         : key == s->threshold ? (float)(s->tiebits[e >> 6] >> (e & 63) & 1) : 0.0f;
-                }
-                break;
-            }
-            topk_mask(s, a, d, n, &carry[pc]);
+            if (s->tiebits) topk_mask_tiebits(s, a, d, n, base);
+            else topk_mask(s, a, d, n, &carry[pc]);
             break;
         }
         default:
@@ -746,6 +757,7 @@ static cr_status torch_gather_begin(vm *m, const cr_insn *in, const cr_insn *cod
     s->torch_order = in->op;
     cr_free(m->alloc, s->kv);
     s->kv = NULL;
+    s->partitioned = false;
     if (!s->k || s->ties_keep >= s->ties_total) return CR_OK;
     if (m->mem.torch_fallback && m->mem.torch_fallback[in->dst]) {
         /* memplan: the gather does not fit --max-memory; ties in index order */
@@ -766,15 +778,54 @@ static cr_status torch_gather_begin(vm *m, const cr_insn *in, const cr_insn *cod
     return CR_OK;
 }
 
-/* SEL_PREFIX of a gathered selection: replay torch's sort up to the k-th
- * position and mark the ties that land among the kept elements. */
-static cr_status torch_ties(vm *m, uint32_t x, cr_error *err)
+/* replay torch's sort of a gathered selection up to the k-th position */
+static void torch_partition(vm *m, uint32_t x)
 {
     vm_select *s = &m->sel[x];
     uint64_t n = m->p->selects[x].n;
     bool desc = s->torch_order == CR_OP_TORCH_DESC;
     uint64_t bound = desc ? s->k : n - s->k;
     cr_torchsort_partition(s->kv, n, desc, s->threshold, &bound, 1);
+    s->partitioned = true;
+}
+
+typedef struct partition_job {
+    vm *m;
+    const cr_insn *prefix;     /* a run of SEL_PREFIX instructions */
+} partition_job;
+
+static int partition_task(void *ud, uint64_t task, unsigned thread)
+{
+    (void)thread;
+    const partition_job *j = ud;
+    torch_partition(j->m, j->prefix[task].dst);
+    return 0;
+}
+
+/* The SEL_PREFIXes that follow one another in main (one per model of a
+ * tensor) replay independent sorts: run them side by side on the pool. */
+static void partition_run(vm *m, const cr_insn *prefix, uint32_t n_left)
+{
+    uint32_t n = 0;
+    while (n < n_left && prefix[n].op == CR_OP_SEL_PREFIX && m->sel[prefix[n].dst].kv &&
+           !m->sel[prefix[n].dst].partitioned && m->sel[prefix[n].dst].phase == SEL_FOUND_LO)
+        n++;
+    if (n < 2) return;
+    partition_job j = { m, prefix };
+    cr_pool_run(m->pool, n, partition_task, &j);
+}
+
+/* SEL_PREFIX of a gathered selection: replay torch's sort up to the k-th
+ * position (unless partition_run did) and mark the ties that land among
+ * the kept elements. */
+static cr_status torch_ties(vm *m, uint32_t x, cr_error *err)
+{
+    vm_select *s = &m->sel[x];
+    uint64_t n = m->p->selects[x].n;
+    bool desc = s->torch_order == CR_OP_TORCH_DESC;
+    uint64_t bound = desc ? s->k : n - s->k;
+    if (!s->partitioned) torch_partition(m, x);
+    s->partitioned = false;
     cr_free(m->alloc, s->tiebits);
     s->tiebits = cr_calloc(m->alloc, (size_t)(n / 64 + 1), sizeof *s->tiebits);
     if (!s->tiebits) return cr_fail(err, CR_ERR_NOMEM, "out of memory for selection %u", x);
@@ -1149,7 +1200,10 @@ static cr_status run_main(vm *m, cr_error *err)
             if (in->op == CR_OP_SEL_PREFIX) {
                 uint64_t acc = 0;
                 for (uint64_t c = 0; c < s->n_chunks; c++) { uint64_t t = s->ties[c]; s->ties[c] = acc; acc += t; }
-                if (s->kv && (st = torch_ties(m, in->dst, err))) return st;
+                if (s->kv) {
+                    partition_run(m, in, p->n_main - pc);
+                    if ((st = torch_ties(m, in->dst, err))) return st;
+                }
             } else if (s->k && !(in->op == CR_OP_SEL_FIND_LO && s->direct)) {
                 sel_find(m, s, in->op == CR_OP_SEL_FIND_HI);
             }

@@ -31,17 +31,12 @@
  */
 #include "torchsort.h"
 
+#include "base.h"
+
+#include <stddef.h>
 #include <string.h>
 
 #define THRESHOLD 16   /* libstdc++'s _S_threshold */
-
-uint32_t cr_torchsort_key(float v)
-{
-    uint32_t u;
-    memcpy(&u, &v, 4);
-    u &= 0x7fffffffu;
-    return u > 0x7f800000u ? 0x7fc00000u : u;
-}
 
 typedef struct sorter {
     uint32_t *v;
@@ -49,6 +44,7 @@ typedef struct sorter {
     bool desc;
     const uint64_t *bounds;
     unsigned n_bounds;
+    uint32_t *(*partition)(const struct sorter *, uint32_t *, uint32_t *, const uint32_t *);
 } sorter;
 
 static inline uint32_t key_of(const sorter *s, uint32_t w) { return w & CR_TORCHSORT_TIE ? s->tie_key : w; }
@@ -101,6 +97,81 @@ static uint32_t *unguarded_partition(const sorter *s, uint32_t *first, uint32_t 
         swap(first, last);
         ++first;
     }
+}
+
+/* The same partition without a branch per element (BlockQuicksort,
+ * Edelkamp & Weiss 2016). The loop above swaps the t-th element from the
+ * left that stops the left scan (!less(x, pivot)) with the t-th from the
+ * right that stops the right scan (!less(pivot, x)), each judged on its
+ * original value, for as long as the pair is still in order. So stoppers
+ * can be found a block at a time from both ends, their offsets collected
+ * without branches, and paired: while the scanned ends have not met, every
+ * pair is in order and is swapped. When a side runs dry with less than a
+ * block left between the ends, the loop above resumes from the last swap:
+ * the state it would have reached itself, so the result is the same swaps
+ * and the same cut. */
+#define BLOCK 256
+
+static uint32_t *block_partition(const sorter *s, uint32_t *first, uint32_t *last, const uint32_t *pivot)
+{
+    const uint32_t pk = key_of(s, *pivot), tk = s->tie_key;
+    uint16_t lofs[BLOCK], rofs[BLOCK];
+    unsigned nl = 0, nr = 0, hl = 0, hr = 0;   /* counts and heads of the queues */
+    uint32_t *lb = first, *rb = last;          /* block bases: lb + ofs, rb - 1 - ofs */
+    uint32_t *L = first, *R = last;            /* [L, R) not yet scanned */
+    uint32_t *resume_first = first, *resume_last = last;
+    for (;;) {
+        if (hl == nl) {
+            if (R - L < BLOCK) break;
+            lb = L;
+            nl = hl = 0;
+            if (s->desc)
+                for (unsigned i = 0; i < BLOCK; i++) {
+                    uint32_t w = L[i], k = w & CR_TORCHSORT_TIE ? tk : w;
+                    lofs[nl] = (uint16_t)i;
+                    nl += k <= pk;       /* !(k > pk) */
+                }
+            else
+                for (unsigned i = 0; i < BLOCK; i++) {
+                    uint32_t w = L[i], k = w & CR_TORCHSORT_TIE ? tk : w;
+                    lofs[nl] = (uint16_t)i;
+                    nl += k >= pk;       /* !(k < pk) */
+                }
+            L += BLOCK;
+        }
+        if (hr == nr) {
+            if (R - L < BLOCK) break;
+            rb = R;
+            nr = hr = 0;
+            if (s->desc)
+                for (unsigned i = 0; i < BLOCK; i++) {
+                    uint32_t w = R[-1 - (ptrdiff_t)i], k = w & CR_TORCHSORT_TIE ? tk : w;
+                    rofs[nr] = (uint16_t)i;
+                    nr += k >= pk;       /* !(pk > k) */
+                }
+            else
+                for (unsigned i = 0; i < BLOCK; i++) {
+                    uint32_t w = R[-1 - (ptrdiff_t)i], k = w & CR_TORCHSORT_TIE ? tk : w;
+                    rofs[nr] = (uint16_t)i;
+                    nr += k <= pk;       /* !(pk < k) */
+                }
+            R -= BLOCK;
+        }
+        unsigned pairs = CR_MIN(nl - hl, nr - hr);
+        for (unsigned t = 0; t < pairs; t++) {
+            uint32_t *a = lb + lofs[hl + t], *b = rb - 1 - rofs[hr + t];
+            uint32_t tmp = *a;
+            *a = *b;
+            *b = tmp;
+        }
+        if (pairs) {
+            hl += pairs;
+            hr += pairs;
+            resume_first = lb + lofs[hl - 1] + 1;
+            resume_last = rb - 1 - rofs[hr - 1];
+        }
+    }
+    return unguarded_partition(s, resume_first, resume_last, pivot);
 }
 
 /* ---- heap sort (std::__partial_sort(first, last, last)) ----------------- */
@@ -177,7 +248,7 @@ static void introsort(const sorter *s, uint64_t first, uint64_t last, unsigned d
         --depth;
         uint32_t *f = s->v + first, *l = s->v + last;
         move_median_to_first(s, f, f + 1, f + (last - first) / 2, l - 1);
-        uint64_t cut = (uint64_t)(unguarded_partition(s, f + 1, l, f) - s->v);
+        uint64_t cut = (uint64_t)(s->partition(s, f + 1, l, f) - s->v);
         introsort(s, cut, last, depth);
         last = cut;
     }
@@ -196,6 +267,14 @@ void cr_torchsort_partition(uint32_t *w, uint64_t n, bool descending, uint32_t t
                             const uint64_t *bounds, unsigned n_bounds)
 {
     if (n < 2) return;
-    sorter s = { w, tie_key, descending, bounds, n_bounds };
+    sorter s = { w, tie_key, descending, bounds, n_bounds, block_partition };
+    introsort(&s, 0, n, 2 * lg(n));
+}
+
+void cr_torchsort_partition_plain(uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,
+                                  const uint64_t *bounds, unsigned n_bounds)
+{
+    if (n < 2) return;
+    sorter s = { w, tie_key, descending, bounds, n_bounds, unguarded_partition };
     introsort(&s, 0, n, 2 * lg(n));
 }

@@ -5,11 +5,18 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 /* The sort key of a float magnitude as torch compares it: |v|'s bits, with
  * every NaN mapped to one key above +inf (torch orders all NaNs equal and
  * above every number). */
-uint32_t cr_torchsort_key(float v);
+static inline uint32_t cr_torchsort_key(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    u &= 0x7fffffffu;
+    return u > 0x7f800000u ? 0x7fc00000u : u;
+}
 
 /* An element word: a key (below 2^31), or CR_TORCHSORT_TIE | index for
  * an element whose key is the caller's tie_key (index below 2^31). */
@@ -27,5 +34,10 @@ uint32_t cr_torchsort_key(float v);
  * the cost is about that of a selection, not a sort. n must be below 2^31. */
 void cr_torchsort_partition(uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,
                             const uint64_t *bounds, unsigned n_bounds);
+
+/* The same, partitioning one element at a time as libstdc++ does: the
+ * reference the block partition is tested against. */
+void cr_torchsort_partition_plain(uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,
+                                  const uint64_t *bounds, unsigned n_bounds);
 
 #endif

@@ -77,10 +77,67 @@ TEST(torch_sort_ties)
     }
 }
 
+/* The block partition (a block of stoppers at a time, no branch per
+ * element) must make exactly the swaps of libstdc++'s element-at-a-time
+ * loop: the whole arrays are compared, for both directions, on inputs with
+ * few or many distinct keys, sorted and reversed runs, and sizes around
+ * the block length. */
+static uint64_t xorshift(uint64_t *st)
+{
+    *st ^= *st << 13;
+    *st ^= *st >> 7;
+    *st ^= *st << 17;
+    return *st;
+}
+
+TEST(torch_sort_block_partition_is_libstdcxx)
+{
+    const cr_allocator *al = cr_default_allocator();
+    static const uint64_t sizes[] = { 17, 255, 256, 257, 511, 513, 1000, 4099, 65537, 300007 };
+    uint64_t st = 0x9e3779b97f4a7c15ull;
+    int mismatches = 0, cases = 0;
+    for (size_t si = 0; si < CR_ARRAY_LEN(sizes); si++) {
+        uint64_t n = sizes[si];
+        uint32_t *a = cr_malloc(al, n * 4), *b = cr_malloc(al, n * 4);
+        CHECK(a && b);
+        if (!a || !b) { cr_free(al, a); cr_free(al, b); return; }
+        for (int shape = 0; shape < 5; shape++) {
+            uint32_t distinct = shape == 0 ? 3 : shape == 1 ? 200 : 1u << 30;
+            uint32_t tie = 0;
+            for (uint64_t i = 0; i < n; i++) {
+                uint32_t key = shape == 3 ? (uint32_t)(i / 7) : shape == 4 ? (uint32_t)((n - i) / 5)
+                                          : (uint32_t)(xorshift(&st) % distinct);
+                if (i == n / 3) tie = key;
+                a[i] = key;
+            }
+            for (uint64_t i = 0; i < n; i++)
+                if (a[i] == tie) a[i] = CR_TORCHSORT_TIE | (uint32_t)i;
+            for (int desc = 0; desc < 2; desc++) {
+                uint64_t bounds[2] = { n / 2, n / 3 + 1 };
+                memcpy(b, a, n * 4);
+                uint32_t *c = cr_malloc(al, n * 4);
+                CHECK(c != NULL);
+                if (!c) continue;
+                memcpy(c, a, n * 4);
+                cr_torchsort_partition(b, n, desc, tie, bounds, 2);
+                cr_torchsort_partition_plain(c, n, desc, tie, bounds, 2);
+                mismatches += memcmp(b, c, n * 4) != 0;
+                cases++;
+                cr_free(al, c);
+            }
+        }
+        cr_free(al, a);
+        cr_free(al, b);
+    }
+    CHECK(cases == (int)CR_ARRAY_LEN(sizes) * 10);
+    CHECK(mismatches == 0);
+}
+
 int main(void)
 {
     RUN(numpy_sin_bits);
     RUN(numpy_arccos_bits);
     RUN(torch_sort_ties);
+    RUN(torch_sort_block_partition_is_libstdcxx);
     return cr_test_summary();
 }

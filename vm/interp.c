@@ -100,6 +100,10 @@ typedef struct vm {
     const cr_io *io;           /* opt->io or the real file system */
     /* set when a tensor holds NaN or Inf: inputs as loaded, outputs as stored */
     atomic_uchar *nonfinite_in, *nonfinite_out;
+    /* per input: a finished kernel has checked all of it for NaN/Inf, so
+     * the later passes over it (a TIES merge reads each input four times)
+     * need not */
+    bool *in_checked;
 
     /* progress */
     struct timespec t0;
@@ -446,6 +450,7 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
             const cr_prog_input *v = &p->inputs[in->a];
             load_view(m, v, base, n, d);
             /* a contiguous 16-bit view is checked on its stored bits: half the bytes */
+            if (m->in_checked[in->a]) break;
             bool bad = (v->row_stride == v->cols || v->rows <= 1) && dt_size(v->dtype) == 2
                            ? any_nonfinite_raw((cr_dtype)v->dtype, view_base(m, v) + base * 2, n)
                            : any_nonfinite(d, n);
@@ -785,7 +790,7 @@ static void torch_partition(vm *m, uint32_t x)
     uint64_t n = m->p->selects[x].n;
     bool desc = s->torch_order == CR_OP_TORCH_DESC;
     uint64_t bound = desc ? s->k : n - s->k;
-    cr_torchsort_partition(s->kv, n, desc, s->threshold, &bound, 1);
+    cr_torchsort_partition(m->kern, s->kv, n, desc, s->threshold, &bound, 1);
     s->partitioned = true;
 }
 
@@ -1008,6 +1013,8 @@ static cr_status run_kernel(vm *m, uint32_t ki, bool stream, bool serial, cr_err
         if ((s = m->job_status)) break;
         if (n_pass > 1 && m->sel[mine->dst].kv) s = torch_ties(m, mine->dst, err);
     }
+    for (uint32_t pc = 0; !s && pc < k->code_len; pc++)
+        if (j.code[pc].op == CR_OP_LOAD) m->in_checked[j.code[pc].a] = true;
     if (j.sync) {
         pthread_mutex_destroy(&j.mu);
         pthread_cond_destroy(&j.cv);
@@ -1378,7 +1385,8 @@ static cr_status setup(vm *m, cr_error *err)
     m->sel = cr_calloc(A, p->n_selects ? p->n_selects : 1, sizeof *m->sel);
     m->nonfinite_in = cr_calloc(A, p->n_inputs ? p->n_inputs : 1, sizeof *m->nonfinite_in);
     m->nonfinite_out = cr_calloc(A, p->n_outputs ? p->n_outputs : 1, sizeof *m->nonfinite_out);
-    if (!m->nonfinite_in || !m->nonfinite_out) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    m->in_checked = cr_calloc(A, p->n_inputs ? p->n_inputs : 1, sizeof *m->in_checked);
+    if (!m->nonfinite_in || !m->nonfinite_out || !m->in_checked) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     m->shard_fds = cr_malloc(A, (p->n_shards ? p->n_shards : 1) * sizeof *m->shard_fds);
     if (!m->maps || !m->scal || !m->rowvec || !m->scratch || !m->scratch_ready || !m->sel || !m->shard_fds)
         return cr_fail(err, CR_ERR_NOMEM, "out of memory");
@@ -1533,6 +1541,7 @@ static void teardown(vm *m)
     }
     cr_free(A, m->sel);
     cr_free(A, (void *)m->nonfinite_in);
+    cr_free(A, m->in_checked);
     cr_free(A, (void *)m->nonfinite_out);
     if (m->outdir_open) cr_outdir_free(&m->outdir);   /* removes the temp dir unless committed */
     pthread_mutex_destroy(&m->err_mu);

@@ -45,6 +45,7 @@ typedef struct sorter {
     const uint64_t *bounds;
     unsigned n_bounds;
     uint32_t *(*partition)(const struct sorter *, uint32_t *, uint32_t *, const uint32_t *);
+    const cr_kernels *kern;    /* stoppers of block_partition */
 } sorter;
 
 static inline uint32_t key_of(const sorter *s, uint32_t w) { return w & CR_TORCHSORT_TIE ? s->tie_key : w; }
@@ -115,7 +116,9 @@ static uint32_t *unguarded_partition(const sorter *s, uint32_t *first, uint32_t 
 static uint32_t *block_partition(const sorter *s, uint32_t *first, uint32_t *last, const uint32_t *pivot)
 {
     const uint32_t pk = key_of(s, *pivot), tk = s->tie_key;
-    uint16_t lofs[BLOCK], rofs[BLOCK];
+    /* desc: the left scan stops at !(key > pk), the right one at !(pk > key) */
+    const bool left_le = s->desc, right_le = !s->desc;
+    uint16_t lofs[BLOCK + 8], rofs[BLOCK + 8], fwd[BLOCK + 8];
     unsigned nl = 0, nr = 0, hl = 0, hr = 0;   /* counts and heads of the queues */
     uint32_t *lb = first, *rb = last;          /* block bases: lb + ofs, rb - 1 - ofs */
     uint32_t *L = first, *R = last;            /* [L, R) not yet scanned */
@@ -124,38 +127,18 @@ static uint32_t *block_partition(const sorter *s, uint32_t *first, uint32_t *las
         if (hl == nl) {
             if (R - L < BLOCK) break;
             lb = L;
-            nl = hl = 0;
-            if (s->desc)
-                for (unsigned i = 0; i < BLOCK; i++) {
-                    uint32_t w = L[i], k = w & CR_TORCHSORT_TIE ? tk : w;
-                    lofs[nl] = (uint16_t)i;
-                    nl += k <= pk;       /* !(k > pk) */
-                }
-            else
-                for (unsigned i = 0; i < BLOCK; i++) {
-                    uint32_t w = L[i], k = w & CR_TORCHSORT_TIE ? tk : w;
-                    lofs[nl] = (uint16_t)i;
-                    nl += k >= pk;       /* !(k < pk) */
-                }
+            hl = 0;
+            nl = s->kern->stoppers(L, BLOCK, pk, tk, left_le, lofs);
             L += BLOCK;
         }
         if (hr == nr) {
             if (R - L < BLOCK) break;
-            rb = R;
-            nr = hr = 0;
-            if (s->desc)
-                for (unsigned i = 0; i < BLOCK; i++) {
-                    uint32_t w = R[-1 - (ptrdiff_t)i], k = w & CR_TORCHSORT_TIE ? tk : w;
-                    rofs[nr] = (uint16_t)i;
-                    nr += k >= pk;       /* !(pk > k) */
-                }
-            else
-                for (unsigned i = 0; i < BLOCK; i++) {
-                    uint32_t w = R[-1 - (ptrdiff_t)i], k = w & CR_TORCHSORT_TIE ? tk : w;
-                    rofs[nr] = (uint16_t)i;
-                    nr += k <= pk;       /* !(pk < k) */
-                }
             R -= BLOCK;
+            rb = R + BLOCK;
+            hr = 0;
+            /* found in ascending order; the queue runs from the right end */
+            nr = s->kern->stoppers(R, BLOCK, pk, tk, right_le, fwd);
+            for (unsigned t = 0; t < nr; t++) rofs[t] = (uint16_t)(BLOCK - 1 - fwd[nr - 1 - t]);
         }
         unsigned pairs = CR_MIN(nl - hl, nr - hr);
         for (unsigned t = 0; t < pairs; t++) {
@@ -263,11 +246,11 @@ static unsigned lg(uint64_t n)
     return r;
 }
 
-void cr_torchsort_partition(uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,
+void cr_torchsort_partition(const cr_kernels *kern, uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,
                             const uint64_t *bounds, unsigned n_bounds)
 {
     if (n < 2) return;
-    sorter s = { w, tie_key, descending, bounds, n_bounds, block_partition };
+    sorter s = { w, tie_key, descending, bounds, n_bounds, block_partition, kern };
     introsort(&s, 0, n, 2 * lg(n));
 }
 
@@ -275,6 +258,6 @@ void cr_torchsort_partition_plain(uint32_t *w, uint64_t n, bool descending, uint
                                   const uint64_t *bounds, unsigned n_bounds)
 {
     if (n < 2) return;
-    sorter s = { w, tie_key, descending, bounds, n_bounds, unguarded_partition };
+    sorter s = { w, tie_key, descending, bounds, n_bounds, unguarded_partition, NULL };
     introsort(&s, 0, n, 2 * lg(n));
 }

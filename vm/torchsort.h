@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/kernels.h"
+
 /* The sort key of a float magnitude as torch compares it: |v|'s bits, with
  * every NaN mapped to one key above +inf (torch orders all NaNs equal and
  * above every number). */
@@ -31,8 +33,10 @@ static inline uint32_t cr_torchsort_key(float v)
  * every b in bounds[0..n_bounds) (0 <= b <= n) the elements at positions
  * [0, b) are exactly those a full torch sort puts there (their order
  * inside is unspecified). Ranges that hold no boundary are not sorted, so
- * the cost is about that of a selection, not a sort. n must be below 2^31. */
-void cr_torchsort_partition(uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,
+ * the cost is about that of a selection, not a sort. n must be below 2^31.
+ * `kern` supplies the block scan (its stoppers entry); any table gives the
+ * same result. */
+void cr_torchsort_partition(const cr_kernels *kern, uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,
                             const uint64_t *bounds, unsigned n_bounds);
 
 /* The same, partitioning one element at a time as libstdc++ does: the

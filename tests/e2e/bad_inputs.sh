@@ -160,6 +160,12 @@ if implemented merge && implemented synth; then
     "$bin" merge "$tmp/r.yml" "$tmp/nanout" --quiet 2>"$tmp/err.txt"
     if grep -Eqi 'nan|non-finite|not finite' "$tmp/err.txt" && grep -Eq '\.weight' "$tmp/err.txt"; then ok
     else bad "merge: NaN input gives no warning naming the tensor: $(cat "$tmp/err.txt")"; fi
+    # the same in TIES, which reads each input in four passes and checks it in the first
+    printf 'models:\n  - model: %s\n  - model: %s\n    parameters: {weight: 0.5, density: 0.5}\nmerge_method: ties\nbase_model: %s\ndtype: bfloat16\n' \
+        "$tmp/m/good" "$tmp/m/nan" "$tmp/m/good" >"$tmp/r.yml"
+    "$bin" merge "$tmp/r.yml" "$tmp/nantie" --quiet 2>"$tmp/err.txt"
+    if [ "$(grep -ci 'input tensor.*NaN' "$tmp/err.txt")" = 1 ] && grep -Eq '\.weight' "$tmp/err.txt"; then ok
+    else bad "merge: NaN input to ties: not one warning naming the tensor: $(cat "$tmp/err.txt")"; fi
     # read-only output and full disk for merge too
     if [ "$(id -u)" = 0 ] && mkdir -p "$tmp/full2" && mount -t tmpfs -o size=16k tmpfs "$tmp/full2" 2>/dev/null; then
         mounts+=("$tmp/full2")

@@ -62,7 +62,7 @@ TEST(torch_sort_ties)
             kv[i] = key == three ? CR_TORCHSORT_TIE | i : key;
         }
         uint64_t bound = dir ? 13 : 27;
-        cr_torchsort_partition(kv, 40, dir == 1, three, &bound, 1);
+        cr_torchsort_partition(&cr_kernels_scalar, kv, 40, dir == 1, three, &bound, 1);
         int seen[40] = {0};
         for (uint32_t i = 0; i < 40; i++)
             if ((i * 7 + 3) % 5 == 4) seen[i] = 1;
@@ -81,7 +81,7 @@ TEST(torch_sort_ties)
  * element) must make exactly the swaps of libstdc++'s element-at-a-time
  * loop: the whole arrays are compared, for both directions, on inputs with
  * few or many distinct keys, sorted and reversed runs, and sizes around
- * the block length. */
+ * the block length, with every kernel table this CPU runs. */
 static uint64_t xorshift(uint64_t *st)
 {
     *st ^= *st << 13;
@@ -93,6 +93,7 @@ static uint64_t xorshift(uint64_t *st)
 TEST(torch_sort_block_partition_is_libstdcxx)
 {
     const cr_allocator *al = cr_default_allocator();
+    const cr_kernels *tables[] = { &cr_kernels_scalar, &cr_kernels_avx2, &cr_kernels_avx512 };
     static const uint64_t sizes[] = { 17, 255, 256, 257, 511, 513, 1000, 4099, 65537, 300007 };
     uint64_t st = 0x9e3779b97f4a7c15ull;
     int mismatches = 0, cases = 0;
@@ -114,14 +115,17 @@ TEST(torch_sort_block_partition_is_libstdcxx)
                 if (a[i] == tie) a[i] = CR_TORCHSORT_TIE | (uint32_t)i;
             for (int desc = 0; desc < 2; desc++) {
                 uint64_t bounds[2] = { n / 2, n / 3 + 1 };
-                memcpy(b, a, n * 4);
                 uint32_t *c = cr_malloc(al, n * 4);
                 CHECK(c != NULL);
                 if (!c) continue;
                 memcpy(c, a, n * 4);
-                cr_torchsort_partition(b, n, desc, tie, bounds, 2);
                 cr_torchsort_partition_plain(c, n, desc, tie, bounds, 2);
-                mismatches += memcmp(b, c, n * 4) != 0;
+                for (size_t ki = 0; ki < CR_ARRAY_LEN(tables); ki++) {
+                    if (!cr_kernels_supported(tables[ki])) continue;
+                    memcpy(b, a, n * 4);
+                    cr_torchsort_partition(tables[ki], b, n, desc, tie, bounds, 2);
+                    mismatches += memcmp(b, c, n * 4) != 0;
+                }
                 cases++;
                 cr_free(al, c);
             }

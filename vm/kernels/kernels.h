@@ -39,10 +39,17 @@ typedef struct cr_kernels {
     void (*where_bf16)(float *d, const float *c, const float *a, const float *b, size_t n);
     /* RAND: the uniform floats of rng.h for elements first .. first+n-1 */
     void (*uniform)(uint64_t seed, uint64_t stream, uint64_t first, float *u, size_t n);
+    /* one block of torch's tie-order partition (torchsort.c): the ascending
+     * offsets i < n of the words whose key (w & CR_TORCHSORT_TIE ? tie_key
+     * : w) is <= pivot_key (le) or >= pivot_key (!le); returns how many.
+     * n is a multiple of 8 below 2^16; ofs has room for n + 8 entries. */
+    unsigned (*stoppers)(const uint32_t *w, unsigned n, uint32_t pivot_key, uint32_t tie_key, bool le, uint16_t *ofs);
 } cr_kernels;
 
 /* cr_rng_uniform evaluated eight Philox blocks at a time (rng_avx2.c) */
 void cr_rng_uniform_avx2(uint64_t seed, uint64_t stream, uint64_t first, float *u, size_t n);
+/* the stoppers kernel eight words at a time (stoppers_avx2.c) */
+unsigned cr_stoppers_avx2(const uint32_t *w, unsigned n, uint32_t pivot_key, uint32_t tie_key, bool le, uint16_t *ofs);
 
 extern const cr_kernels cr_kernels_scalar;
 extern const cr_kernels cr_kernels_avx2;

@@ -106,8 +106,28 @@ static void s_sum8(const float *a, size_t n, double lanes[8])
     for (size_t i = 0; i < n; i++) lanes[i & 7] += (double)a[i];
 }
 
+/* branch-free: the offset is always written, the count advances by the test */
+static unsigned s_stoppers(const uint32_t *w, unsigned n, uint32_t pivot_key, uint32_t tie_key, bool le, uint16_t *ofs)
+{
+    unsigned cnt = 0;
+    if (le)
+        for (unsigned i = 0; i < n; i++) {
+            uint32_t key = w[i] & 0x80000000u ? tie_key : w[i];
+            ofs[cnt] = (uint16_t)i;
+            cnt += key <= pivot_key;
+        }
+    else
+        for (unsigned i = 0; i < n; i++) {
+            uint32_t key = w[i] & 0x80000000u ? tie_key : w[i];
+            ofs[cnt] = (uint16_t)i;
+            cnt += key >= pivot_key;
+        }
+    return cnt;
+}
+
 const cr_kernels cr_kernels_scalar = {
-    "scalar", s_unary, s_binary, s_where, s_round, s_load, s_store, s_sum8, s_unary_bf16, s_binary_bf16, s_where_bf16, cr_rng_uniform
+    "scalar", s_unary, s_binary, s_where, s_round, s_load, s_store, s_sum8, s_unary_bf16, s_binary_bf16, s_where_bf16,
+    cr_rng_uniform, s_stoppers
 };
 
 #if defined(__x86_64__)

@@ -20,6 +20,7 @@
 #include "refsum.h"
 #include "scalar.h"
 #include "torchsort.h"
+#include "writeback.h"
 #include "npmath.h"
 #include "rng.h"
 #include "kernels/kernels.h"
@@ -108,6 +109,8 @@ typedef struct vm {
     /* progress */
     struct timespec t0;
     atomic_uint_fast64_t bytes_done;
+    uint64_t written_back;     /* bytes_done at the last start_writeback */
+    cr_writeback *writeback;   /* NULL: no write-back hints */
     uint64_t bytes_total;
     uint32_t tensors_done;
     cr_vm_phase phase;
@@ -1176,6 +1179,18 @@ static void sel_find(vm *m, vm_select *s, bool hi)
     memset(s->hist, 0, (size_t)m->n_threads * HIST_BINS * sizeof *s->hist);
 }
 
+/* After every WRITEBACK_STEP bytes of output, have the shards' dirty pages
+ * written out while the merge goes on (writeback.h) */
+#define WRITEBACK_STEP (64u << 20)
+
+static void start_writeback(vm *m)
+{
+    uint64_t done = atomic_load(&m->bytes_done);
+    if (!m->writeback || done < m->written_back + WRITEBACK_STEP) return;
+    cr_writeback_kick(m->writeback);
+    m->written_back = done;
+}
+
 static cr_status run_main(vm *m, cr_error *err)
 {
     const cr_program *p = m->p;
@@ -1235,7 +1250,7 @@ static cr_status run_main(vm *m, cr_error *err)
         case CR_OP_COPY: st = run_copy(m, in, m->mem.stream[pc] & CR_MEM_STREAMED, err); break;
         case CR_OP_PREFETCH: advise(m, &p->inputs[in->a], MADV_WILLNEED); continue;
         case CR_OP_RELEASE: advise(m, &p->inputs[in->a], MADV_DONTNEED); continue;
-        case CR_OP_DONE: m->tensors_done++; report(m, false); continue;
+        case CR_OP_DONE: m->tensors_done++; report(m, false); start_writeback(m); continue;
         case CR_OP_SFREE:
             cr_free(m->alloc, m->scratch[in->dst]);
             m->scratch[in->dst] = NULL;
@@ -1616,7 +1631,10 @@ cr_status cr_vm_run(const cr_program *p, const cr_vm_options *opt, cr_error *err
         m->bytes_total = 0;
         for (uint32_t i = 0; i < p->n_outputs; i++) m->bytes_total += p->outputs[i].nbytes;
         report(m, true);
+        m->writeback = cr_writeback_start(m->alloc, m->io, m->shard_fds, p->n_shards);
         s = run_main(m, err);
+        cr_writeback_stop(m->writeback);
+        m->writeback = NULL;
     }
     if (!s) { m->phase = CR_VM_PHASE_FINISH; s = hash_shards(m, err); }
     if (!s) s = write_aux(m, err);

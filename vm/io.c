@@ -18,9 +18,18 @@ static int px_fsync(void *ud, int fd) { (void)ud; return fsync(fd); }
 static int px_close(void *ud, int fd) { (void)ud; return close(fd); }
 static int px_mkdir(void *ud, const char *path, int mode) { (void)ud; return mkdir(path, (mode_t)mode); }
 static int px_rename(void *ud, const char *from, const char *to) { (void)ud; return rename(from, to); }
+static void px_writeback(void *ud, int fd)
+{
+    (void)ud;
+#if defined(__linux__)
+    (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#else
+    (void)fd;
+#endif
+}
 
 static const cr_io posix_io = {
-    px_open, px_pwrite, px_ftruncate, px_fsync, px_close, px_mkdir, px_rename, NULL
+    px_open, px_pwrite, px_ftruncate, px_fsync, px_close, px_mkdir, px_rename, px_writeback, NULL
 };
 
 const cr_io *cr_posix_io(void) { return &posix_io; }
@@ -95,7 +104,7 @@ static int fi_rename(void *ud, const char *from, const char *to)
 
 void cr_failing_io_init(cr_failing_io *fio, const cr_io *inner, long fail_at, cr_io_fault fault)
 {
-    fio->base = (cr_io){ fi_open, fi_pwrite, fi_ftruncate, fi_fsync, fi_close, fi_mkdir, fi_rename, fio };
+    fio->base = (cr_io){ fi_open, fi_pwrite, fi_ftruncate, fi_fsync, fi_close, fi_mkdir, fi_rename, NULL, fio };
     fio->inner = inner ? inner : cr_posix_io();
     fio->count = 0;
     fio->fail_at = fail_at;

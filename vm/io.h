@@ -25,6 +25,11 @@ typedef struct cr_io {
     int (*close)(void *ud, int fd);
     int (*mkdir)(void *ud, const char *path, int mode);
     int (*rename)(void *ud, const char *from, const char *to);
+    /* optional (NULL: none): start writing the file's dirty pages to disk
+     * without waiting for them. A hint that lets the disk work while the
+     * merge computes, instead of all at the final fsync; it has no result
+     * (errors surface at fsync), so fault injection leaves it out. */
+    void (*writeback)(void *ud, int fd);
     void *ud;
 } cr_io;
 

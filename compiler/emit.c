@@ -68,7 +68,7 @@ uint32_t *cr_graph_levels(const cr_graph *g)
         uint32_t m = 0;
         for (int k = 0; k < n->n_in; k++) m = CR_MAX(m, lv[n->in[k]]);
         switch (n->op) {
-        case CR_GOP_SUM: case CR_GOP_ROWSUM: case CR_GOP_ROWMAX: lv[i] = m + 1; break;
+        case CR_GOP_SUM: case CR_GOP_ROWSUM: case CR_GOP_ROWMAX: case CR_GOP_COLSUM: lv[i] = m + 1; break;
         case CR_GOP_KTH_ABS: lv[i] = m + 2; break;      /* after SEL_FIND_LO */
         case CR_GOP_TOPK_MASK: lv[i] = m + 3; break;    /* after SEL_PREFIX */
         default: lv[i] = m; break;
@@ -85,7 +85,7 @@ typedef struct emitter {
     builder b;
     uint32_t *level;
     uint32_t *slot;         /* scalar slot per scalar node */
-    uint32_t *rowvec;       /* row vector per ROWSUM/ROWMAX node */
+    uint32_t *rowvec;       /* vector slot per ROWSUM/ROWMAX (rows) and COLSUM (columns) node */
     uint32_t *sel;          /* selection per TOPK_MASK/KTH_ABS node */
     uint32_t *stream;       /* stream per RAND node */
     uint32_t *pinput;       /* program input per graph input */
@@ -168,6 +168,8 @@ static uint32_t kvalue(kgen *k, uint32_t n)
         kpush(k, CR_OP_SPLAT, CR_DTYPE_NONE, r, e->slot[n], 0, 0);
     } else if (nd->op == CR_GOP_ROWSUM || nd->op == CR_GOP_ROWMAX) {
         kpush(k, CR_OP_ROWB, CR_DTYPE_NONE, r, e->rowvec[n], 0, 0);
+    } else if (nd->op == CR_GOP_COLSUM) {
+        kpush(k, CR_OP_COLB, CR_DTYPE_NONE, r, e->rowvec[n], 0, 0);
     } else if (nd->op == CR_GOP_INPUT) {
         kpush(k, CR_OP_LOAD, CR_DTYPE_NONE, r, e->pinput[nd->attr], 0, 0);
     } else if (nd->op == CR_GOP_RAND) {
@@ -267,6 +269,14 @@ static cr_op sum_op(const cr_node *t)
     return CR_OP_RSUM;
 }
 
+/* the reduction op of a per-column COLSUM node, by its summation order */
+static cr_op colsum_op(const cr_node *t)
+{
+    if (t->attr == CR_SUM_TORCH) return CR_OP_RSUM_COL_TORCH;
+    if (t->attr == CR_SUM_TORCH_SSQ) return CR_OP_RSSQ_COL_TORCH;
+    return CR_OP_RSUM_COL;
+}
+
 static cr_status emit_kernel(emitter *e, uint32_t domain, const item *its, size_t n_items,
                              uint64_t chunk, bool rows, const uint32_t *out_index, cr_error *err)
 {
@@ -284,6 +294,7 @@ static cr_status emit_kernel(emitter *e, uint32_t domain, const item *its, size_
         case IT_SSTORE: kpush(&k, CR_OP_SSTORE, CR_DTYPE_NONE, it->target, v, 0, 0); break;
         case IT_RED:
             if (t->op == CR_GOP_SUM) kpush(&k, sum_op(t), t->rdt, e->slot[it->target], v, 0, 0);
+            else if (t->op == CR_GOP_COLSUM) kpush(&k, colsum_op(t), t->rdt, e->rowvec[it->target], v, 0, 0);
             else if (t->op == CR_GOP_ROWSUM && t->attr == CR_SUM_TORCH)
                 kpush(&k, CR_OP_RSUM_ROW_TORCH, t->rdt, e->rowvec[it->target], v, 0, 0);
             else if (t->op == CR_GOP_ROWSUM && t->attr == CR_SUM_TORCH_SSQ)
@@ -408,7 +419,7 @@ static cr_status emit_domain_body(emitter *e, uint32_t d, cr_error *err)
     for (uint32_t i = 0; i < g->n_nodes; i++) {
         if (!e->need[i]) continue;
         const cr_node *n = &g->nodes[i];
-        if (n->op == CR_GOP_SUM || n->op == CR_GOP_ROWSUM || n->op == CR_GOP_ROWMAX) {
+        if (n->op == CR_GOP_SUM || n->op == CR_GOP_ROWSUM || n->op == CR_GOP_ROWMAX || n->op == CR_GOP_COLSUM) {
             item it = { IT_RED, n->in[0], i, e->level[n->in[0]] };
             if (!cr_vec_push(&items, &it)) b->oom = true;
         } else if (is_first_sel(e, i)) {
@@ -594,8 +605,9 @@ static cr_status make_tables(emitter *e, cr_error *err)
             double v = n->op == CR_GOP_CONST ? n->value : 0;
             e->slot[i] = push(b, &b->scalars, &v);
         }
-        if (n->op == CR_GOP_ROWSUM || n->op == CR_GOP_ROWMAX) {
-            cr_prog_rowvec rv = { g->domains[n->domain].rows };
+        if (n->op == CR_GOP_ROWSUM || n->op == CR_GOP_ROWMAX || n->op == CR_GOP_COLSUM) {
+            const cr_graph_domain *dm = &g->domains[n->domain];
+            cr_prog_rowvec rv = { n->op == CR_GOP_COLSUM ? dm->cols : dm->rows };
             e->rowvec[i] = push(b, &b->rowvecs, &rv);
         }
         if (n->op == CR_GOP_TOPK_MASK || n->op == CR_GOP_KTH_ABS) {

@@ -134,10 +134,12 @@ static int expected_kind(const cr_graph *g, const cr_node *n)
         return CR_VK_SCALAR;
     case CR_GOP_ROWSUM: case CR_GOP_ROWMAX:
         return CR_VK_ROWS;
+    case CR_GOP_COLSUM:
+        return CR_VK_COLS;
     default: {
-        int k = CR_VK_SCALAR;
-        for (int i = 0; i < n->n_in; i++) k = CR_MAX(k, g->nodes[n->in[i]].kind);
-        return k;
+        cr_vkind k = CR_VK_SCALAR;
+        for (int i = 0; i < n->n_in; i++) k = cr_vkind_join(k, (cr_vkind)g->nodes[n->in[i]].kind);
+        return (int)k;
     }
     }
 }
@@ -176,7 +178,8 @@ cr_status cr_graph_verify(const cr_graph *g, cr_error *err)
             return cr_fail(err, CR_ERR_RUNTIME, "graph: node %u reads input %llu of %u", i,
                            (unsigned long long)n->attr, g->n_inputs);
         if ((n->op == CR_GOP_TOPK_MASK || n->op == CR_GOP_KTH_ABS || n->op == CR_GOP_SUM ||
-             n->op == CR_GOP_ROWSUM || n->op == CR_GOP_ROWMAX || n->op == CR_GOP_ROW_RANK) &&
+             n->op == CR_GOP_ROWSUM || n->op == CR_GOP_ROWMAX || n->op == CR_GOP_ROW_RANK ||
+             n->op == CR_GOP_COLSUM) &&
             g->nodes[n->in[0]].kind != CR_VK_TENSOR)
             return cr_fail(err, CR_ERR_RUNTIME, "graph: node %u (%s) reduces a non-tensor", i, name);
     }
@@ -184,15 +187,16 @@ cr_status cr_graph_verify(const cr_graph *g, cr_error *err)
         const cr_graph_output *out = &g->outputs[o];
         if (out->node >= g->n_nodes || (g->nodes[out->node].flags & CR_NODEF_DEAD))
             return cr_fail(err, CR_ERR_RUNTIME, "graph: output %s has no node", out->name);
-        if (g->nodes[out->node].kind == CR_VK_ROWS)
-            return cr_fail(err, CR_ERR_RUNTIME, "graph: output %s is a row vector", out->name);
+        if (g->nodes[out->node].kind == CR_VK_ROWS || g->nodes[out->node].kind == CR_VK_COLS)
+            return cr_fail(err, CR_ERR_RUNTIME, "graph: output %s is a %s vector", out->name,
+                           g->nodes[out->node].kind == CR_VK_ROWS ? "row" : "column");
     }
     return CR_OK;
 }
 
 void cr_graph_dump(const cr_graph *g, FILE *out)
 {
-    static const char kc[] = "srt";
+    static const char kc[] = "srtc";
     for (uint32_t i = 0; i < g->n_nodes; i++) {
         const cr_node *n = &g->nodes[i];
         if (n->flags & CR_NODEF_DEAD) continue;
@@ -206,7 +210,7 @@ void cr_graph_dump(const cr_graph *g, FILE *out)
             fprintf(out, " [%llux%llu]", (unsigned long long)in->rows, (unsigned long long)in->cols);
         }
         if (n->op == CR_GOP_RAND) fprintf(out, " key=%016llx", (unsigned long long)n->attr);
-        if ((n->op == CR_GOP_SUM || n->op == CR_GOP_ROWSUM) && n->attr) {
+        if ((n->op == CR_GOP_SUM || n->op == CR_GOP_ROWSUM || n->op == CR_GOP_COLSUM) && n->attr) {
             static const char *const order[] = { "wide", "numpy", "blas-ssq", "torch", "torch-ssq" };
             fprintf(out, " order=%s", n->attr < CR_ARRAY_LEN(order) ? order[n->attr] : "?");
         }

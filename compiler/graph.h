@@ -33,6 +33,7 @@
     X(NP_ACOS, "np_acos", 1) X(NP_SIN, "np_sin", 1) X(NP_COS, "np_cos", 1) \
     X(TRUNC, "trunc", 1)                                                   \
     X(SUM, "sum", 1) X(ROWSUM, "row_sum", 1) X(ROWMAX, "row_max", 1)       \
+    X(COLSUM, "col_sum", 1)                                                \
     X(TOPK_MASK, "topk_mask", 2) X(KTH_ABS, "kth_abs", 2)                  \
     X(ROW_RANK, "row_rank", 1) X(RAND, "rand", 0) X(CHECK, "check", 1)
 
@@ -60,7 +61,19 @@ typedef enum cr_tie_order {
     CR_TIES_TORCH_ASC = 2,  /* as torch.sort(|x|).indices[n-k:] */
 } cr_tie_order;
 
-typedef enum cr_vkind { CR_VK_SCALAR = 0, CR_VK_ROWS = 1, CR_VK_TENSOR = 2 } cr_vkind;
+/* What a value holds: one number, one per row of its domain (broadcast
+ * along the row), the whole tensor, or one per column (broadcast down the
+ * column). */
+typedef enum cr_vkind { CR_VK_SCALAR = 0, CR_VK_ROWS = 1, CR_VK_TENSOR = 2, CR_VK_COLS = 3 } cr_vkind;
+
+/* The kind of an elementwise result of operands of kinds a and b: a scalar
+ * takes the other's kind, rows and columns together span the tensor. */
+static inline cr_vkind cr_vkind_join(cr_vkind a, cr_vkind b)
+{
+    if (a == b || b == CR_VK_SCALAR) return a;
+    if (a == CR_VK_SCALAR) return b;
+    return CR_VK_TENSOR;
+}
 
 #define CR_NO_DOMAIN UINT32_MAX
 #define CR_NO_NODE UINT32_MAX
@@ -80,7 +93,8 @@ typedef struct cr_node {
     uint32_t domain;        /* CR_NO_DOMAIN for constants */
     uint32_t in[3];
     double value;           /* CONST: the value (already rounded to rdt) */
-    uint64_t attr;          /* INPUT: input index; RAND: stream key; SUM: cr_sum_order;
+    uint64_t attr;          /* INPUT: input index; RAND: stream key; SUM, ROWSUM,
+                               COLSUM: cr_sum_order (COLSUM: WIDE, TORCH or TORCH_SSQ);
                                TOPK: cr_tie_order (k is in[1]); KTH: 0; CHECK: message index */
 } cr_node;
 

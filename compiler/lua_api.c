@@ -373,7 +373,7 @@ static uint32_t build(lua_State *S, cr_gop op, const uint32_t *ins, int n, bool 
     for (int i = 0; i < n; i++) {
         const cr_node *m = node_at(S, ins[i]);
         nd.in[i] = ins[i];
-        kind = CR_MAX(kind, m->kind);
+        kind = (int)cr_vkind_join((cr_vkind)kind, (cr_vkind)m->kind);
         if (m->domain != CR_NO_DOMAIN) {
             if (nd.domain != CR_NO_DOMAIN && nd.domain != m->domain) {
                 const cr_graph_domain *a = &L->g->domains[nd.domain], *b = &L->g->domains[m->domain];
@@ -437,16 +437,27 @@ UN(l_neg, CR_GOP_NEG, false) UN(l_abs, CR_GOP_ABS, false) UN(l_sign, CR_GOP_SIGN
 UN(l_sqrt, CR_GOP_SQRT, false) UN(l_exp, CR_GOP_EXP, false) UN(l_log, CR_GOP_LOG, false)
 UN(l_not, CR_GOP_NOT, true)
 
-/* rows: acos/sin/cos also take a row vector (per-row coefficients, e.g.
- * nuslerp per row); a whole tensor is refused (per-element trig would be
- * a different cost class and no method needs it). */
+static const char *kind_word(cr_vkind k)
+{
+    switch (k) {
+    case CR_VK_SCALAR: return "scalar";
+    case CR_VK_ROWS: return "row vector";
+    case CR_VK_COLS: return "column vector";
+    case CR_VK_TENSOR: break;
+    }
+    return "tensor";
+}
+
+/* rows: acos/sin/cos also take a row or column vector (per-row or
+ * per-column coefficients, e.g. nuslerp); a whole tensor is refused
+ * (per-element trig would be a different cost class and no method needs it). */
 static int scalar_fn_k(lua_State *S, cr_gop op, bool rows)
 {
     uint32_t in = arg_node(S, 1);
     cr_vkind k = node_at(S, in)->kind;
-    if (k != CR_VK_SCALAR && !(rows && k == CR_VK_ROWS))
-        luaL_error(S, "cr.%s takes a scalar%s, got a %s", cr_gop_name(op), rows ? " or a row vector" : "",
-                   k == CR_VK_ROWS ? "row vector" : "tensor");
+    if (k != CR_VK_SCALAR && !(rows && (k == CR_VK_ROWS || k == CR_VK_COLS)))
+        luaL_error(S, "cr.%s takes a scalar%s, got a %s", cr_gop_name(op), rows ? " or a row/column vector" : "",
+                   kind_word(k));
     push_value(S, build(S, op, &in, 1, false));
     return 1;
 }
@@ -536,10 +547,16 @@ static uint32_t need_tensor(lua_State *S, int idx, const char *what)
     return x;
 }
 
-/* whole-tensor and per-row sums, accumulated wide and rounded once */
+/* the kind of a reduction's result */
+static cr_vkind reduced_kind(cr_gop op)
+{
+    return op == CR_GOP_SUM ? CR_VK_SCALAR : op == CR_GOP_COLSUM ? CR_VK_COLS : CR_VK_ROWS;
+}
+
+/* whole-tensor, per-row and per-column sums, accumulated wide and rounded once */
 static uint32_t reduce(lua_State *S, cr_gop op, uint32_t x, cr_dtype dt, cr_dtype rdt)
 {
-    return build_exact(S, op, &x, 1, op == CR_GOP_SUM ? CR_VK_SCALAR : CR_VK_ROWS, dt, rdt);
+    return build_exact(S, op, &x, 1, reduced_kind(op), dt, rdt);
 }
 
 static int l_sum(lua_State *S)
@@ -555,6 +572,14 @@ static int l_row_sum(lua_State *S)
     uint32_t x = need_tensor(S, 1, "row_sum");
     cr_dtype dt = node_at(S, x)->dtype;
     push_value(S, reduce(S, CR_GOP_ROWSUM, x, dt, round_of(get_lua(S), dt)));
+    return 1;
+}
+
+static int l_col_sum(lua_State *S)
+{
+    uint32_t x = need_tensor(S, 1, "col_sum");
+    cr_dtype dt = node_at(S, x)->dtype;
+    push_value(S, reduce(S, CR_GOP_COLSUM, x, dt, round_of(get_lua(S), dt)));
     return 1;
 }
 
@@ -578,14 +603,14 @@ static int l_mean(lua_State *S)
     return 1;
 }
 
-/* sum (per row or whole) of a*b with exact f32 products, rounded once */
+/* sum (whole, per row or per column) of a*b with exact f32 products, rounded once */
 static uint32_t dot_like(lua_State *S, uint32_t a, uint32_t b, cr_gop red, bool root)
 {
     cr_lua *L = get_lua(S);
     cr_dtype dt = promote(node_at(S, a)->dtype, node_at(S, b)->dtype);
     uint32_t ins[2] = { a, b };
     uint32_t p = build_exact(S, CR_GOP_MUL, ins, 2, CR_VK_TENSOR, CR_DTYPE_F32, CR_DTYPE_F32);
-    cr_vkind k = red == CR_GOP_SUM ? CR_VK_SCALAR : CR_VK_ROWS;
+    cr_vkind k = reduced_kind(red);
     if (!root) return reduce(S, red, p, dt, round_of(L, dt));
     uint32_t s = reduce(S, red, p, CR_DTYPE_F32, CR_DTYPE_F32);
     return build_exact(S, CR_GOP_SQRT, &s, 1, k, dt, round_of(L, dt));
@@ -602,35 +627,42 @@ static int l_row_dot(lua_State *S)
                            CR_GOP_ROWSUM, false));
     return 1;
 }
+static int l_col_dot(lua_State *S)
+{
+    push_value(S, dot_like(S, need_tensor(S, 1, "col_dot"), need_tensor(S, 2, "col_dot"),
+                           CR_GOP_COLSUM, false));
+    return 1;
+}
 static int l_norm(lua_State *S)
 {
     uint32_t x = need_tensor(S, 1, "norm");
     push_value(S, dot_like(S, x, x, CR_GOP_SUM, true));
     return 1;
 }
-/* A float32 reduction in a library's summation order, whole tensor (a
- * scalar) or per row (`rows`). NumPy's (slerp.py): np.sum in pairwise
- * order, np.linalg.norm = sqrt(BLAS sdot(x, x)); torch's: norm-2, and the
- * row sums of x.sum(dim=-1) / torch.norm(x, dim=-1). `what` names the
- * functions in the error. */
-static uint32_t library_reduce(lua_State *S, uint32_t x, bool rows, cr_sum_order order, const char *what)
+/* A float32 reduction in a library's summation order: `red` is SUM (whole
+ * tensor, a scalar), ROWSUM or COLSUM. NumPy's (slerp.py): np.sum in
+ * pairwise order, np.linalg.norm = sqrt(BLAS sdot(x, x)); torch's: norm-2,
+ * and the row / column sums of x.sum(dim=-1 / 0) and torch.norm(x, dim=...).
+ * `what` names the functions in the error. */
+static uint32_t library_reduce(lua_State *S, uint32_t x, cr_gop red, cr_sum_order order, const char *what)
 {
     if (node_at(S, x)->dtype != CR_DTYPE_F32) luaL_error(S, "%s need a float32 tensor", what);
-    cr_node nd = { .op = rows ? CR_GOP_ROWSUM : CR_GOP_SUM, .n_in = 1, .kind = rows ? CR_VK_ROWS : CR_VK_SCALAR,
+    cr_node nd = { .op = (uint16_t)red, .n_in = 1, .kind = (uint8_t)reduced_kind(red),
                    .dtype = CR_DTYPE_F32, .rdt = CR_DTYPE_F32, .domain = node_at(S, x)->domain, .attr = order };
     nd.in[0] = x;
     return add(S, &nd);
 }
 #define NP_REDUCERS "np_sum, np_norm and torch_norm"
 #define ROW_REDUCERS "torch_row_sum/torch_row_norm"
+#define COL_REDUCERS "torch_col_sum/torch_col_norm"
 static int l_np_sum(lua_State *S)
 {
-    push_value(S, library_reduce(S, need_tensor(S, 1, "np_sum"), false, CR_SUM_NUMPY, NP_REDUCERS));
+    push_value(S, library_reduce(S, need_tensor(S, 1, "np_sum"), CR_GOP_SUM, CR_SUM_NUMPY, NP_REDUCERS));
     return 1;
 }
 static int l_np_norm(lua_State *S)
 {
-    uint32_t s = library_reduce(S, need_tensor(S, 1, "np_norm"), false, CR_SUM_BLAS_SSQ, NP_REDUCERS);
+    uint32_t s = library_reduce(S, need_tensor(S, 1, "np_norm"), CR_GOP_SUM, CR_SUM_BLAS_SSQ, NP_REDUCERS);
     push_value(S, build_exact(S, CR_GOP_SQRT, &s, 1, CR_VK_SCALAR, CR_DTYPE_F32, CR_DTYPE_F32));
     return 1;
 }
@@ -650,19 +682,49 @@ static int l_torch_sum(lua_State *S)
 /* torch.norm(x) of a float32 tensor (torch's norm-2 order, sqrt in f32). */
 static int l_torch_norm(lua_State *S)
 {
-    uint32_t s = library_reduce(S, need_tensor(S, 1, "torch_norm"), false, CR_SUM_TORCH_SSQ, NP_REDUCERS);
+    uint32_t s = library_reduce(S, need_tensor(S, 1, "torch_norm"), CR_GOP_SUM, CR_SUM_TORCH_SSQ, NP_REDUCERS);
     push_value(S, build_exact(S, CR_GOP_SQRT, &s, 1, CR_VK_SCALAR, CR_DTYPE_F32, CR_DTYPE_F32));
     return 1;
 }
 static int l_torch_row_sum(lua_State *S)
 {
-    push_value(S, library_reduce(S, need_tensor(S, 1, "torch_row_sum"), true, CR_SUM_TORCH, ROW_REDUCERS));
+    push_value(S, library_reduce(S, need_tensor(S, 1, "torch_row_sum"), CR_GOP_ROWSUM, CR_SUM_TORCH, ROW_REDUCERS));
     return 1;
 }
 static int l_torch_row_norm(lua_State *S)
 {
-    uint32_t s = library_reduce(S, need_tensor(S, 1, "torch_row_norm"), true, CR_SUM_TORCH_SSQ, ROW_REDUCERS);
+    uint32_t s = library_reduce(S, need_tensor(S, 1, "torch_row_norm"), CR_GOP_ROWSUM, CR_SUM_TORCH_SSQ, ROW_REDUCERS);
     push_value(S, build_exact(S, CR_GOP_SQRT, &s, 1, CR_VK_ROWS, CR_DTYPE_F32, CR_DTYPE_F32));
+    return 1;
+}
+/* x.sum(dim=0) and torch.norm(x, dim=0) of a float32 tensor: torch's outer
+ * reduction order per column (vm/refsum.c). A one-column tensor is a
+ * contiguous vector to torch (its inner, whole-tensor order): the result is
+ * then the scalar torch_sum / torch_norm, which broadcasts the same way. */
+static bool one_column(lua_State *S, uint32_t x)
+{
+    const cr_node *n = node_at(S, x);
+    return n->domain != CR_NO_DOMAIN && get_lua(S)->g->domains[n->domain].cols == 1;
+}
+static int l_torch_col_sum(lua_State *S)
+{
+    uint32_t x = need_tensor(S, 1, "torch_col_sum");
+    cr_gop red = one_column(S, x) ? CR_GOP_SUM : CR_GOP_COLSUM;
+    push_value(S, library_reduce(S, x, red, CR_SUM_TORCH, COL_REDUCERS));
+    return 1;
+}
+static int l_torch_col_norm(lua_State *S)
+{
+    uint32_t x = need_tensor(S, 1, "torch_col_norm");
+    cr_gop red = one_column(S, x) ? CR_GOP_SUM : CR_GOP_COLSUM;
+    uint32_t s = library_reduce(S, x, red, CR_SUM_TORCH_SSQ, COL_REDUCERS);
+    push_value(S, build_exact(S, CR_GOP_SQRT, &s, 1, reduced_kind(red), CR_DTYPE_F32, CR_DTYPE_F32));
+    return 1;
+}
+static int l_col_norm(lua_State *S)
+{
+    uint32_t x = need_tensor(S, 1, "col_norm");
+    push_value(S, dot_like(S, x, x, CR_GOP_COLSUM, true));
     return 1;
 }
 static int l_row_norm(lua_State *S)
@@ -764,8 +826,10 @@ static const luaL_Reg cr_funcs[] = {
     {"cast", l_cast}, {"float", l_float}, {"const", l_const},
     {"sum", l_sum}, {"mean", l_mean}, {"norm", l_norm}, {"dot", l_dot},
     {"row_sum", l_row_sum}, {"row_max", l_row_max}, {"row_norm", l_row_norm}, {"row_dot", l_row_dot},
+    {"col_sum", l_col_sum}, {"col_norm", l_col_norm}, {"col_dot", l_col_dot},
     {"np_sum", l_np_sum}, {"np_norm", l_np_norm}, {"torch_sum", l_torch_sum},
     {"torch_norm", l_torch_norm}, {"torch_row_sum", l_torch_row_sum}, {"torch_row_norm", l_torch_row_norm},
+    {"torch_col_sum", l_torch_col_sum}, {"torch_col_norm", l_torch_col_norm},
     {"acos", l_acos}, {"sin", l_sin}, {"cos", l_cos}, {"trunc", l_trunc},
     {"np_acos", l_np_acos}, {"np_sin", l_np_sin}, {"np_cos", l_np_cos},
     {"topk_mask", l_topk_mask}, {"kth_largest_abs", l_kth_abs}, {"row_rank", l_row_rank},
@@ -782,7 +846,8 @@ static int value_index(lua_State *S)
     if (k && L->g && id < L->g->n_nodes) {
         const cr_node *n = &L->g->nodes[id];
         if (!strcmp(k, "kind")) {
-            lua_pushstring(S, n->kind == CR_VK_TENSOR ? "tensor" : n->kind == CR_VK_ROWS ? "rows" : "scalar");
+            lua_pushstring(S, n->kind == CR_VK_TENSOR ? "tensor" : n->kind == CR_VK_ROWS ? "rows"
+                              : n->kind == CR_VK_COLS ? "cols" : "scalar");
             return 1;
         }
         if (!strcmp(k, "dtype")) { lua_pushstring(S, dt_name(n->dtype)); return 1; }
@@ -798,7 +863,8 @@ static int value_index(lua_State *S)
         uint64_t rows = 1, cols = 1;
         if (n->domain != CR_NO_DOMAIN) { rows = L->g->domains[n->domain].rows; cols = L->g->domains[n->domain].cols; }
         if (!strcmp(k, "numel")) {
-            lua_pushinteger(S, (lua_Integer)(n->kind == CR_VK_TENSOR ? rows * cols : n->kind == CR_VK_ROWS ? rows : 1));
+            lua_pushinteger(S, (lua_Integer)(n->kind == CR_VK_TENSOR ? rows * cols : n->kind == CR_VK_ROWS ? rows
+                                             : n->kind == CR_VK_COLS ? cols : 1));
             return 1;
         }
         if (!strcmp(k, "shape")) {
@@ -806,6 +872,7 @@ static int value_index(lua_State *S)
             if (n->kind == CR_VK_TENSOR) { lua_pushinteger(S, (lua_Integer)rows); lua_rawseti(S, -2, 1);
                                            lua_pushinteger(S, (lua_Integer)cols); lua_rawseti(S, -2, 2); }
             if (n->kind == CR_VK_ROWS) { lua_pushinteger(S, (lua_Integer)rows); lua_rawseti(S, -2, 1); }
+            if (n->kind == CR_VK_COLS) { lua_pushinteger(S, (lua_Integer)cols); lua_rawseti(S, -2, 1); }
             return 1;
         }
     }
@@ -823,7 +890,8 @@ static int value_tostring(lua_State *S)
     uint32_t id = cr_lua_value_node(S, 1);
     if (L->g && id < L->g->n_nodes) {
         const cr_node *n = &L->g->nodes[id];
-        lua_pushfstring(S, "<%s %s %%%d>", n->kind == CR_VK_TENSOR ? "tensor" : n->kind == CR_VK_ROWS ? "rows" : "scalar",
+        lua_pushfstring(S, "<%s %s %%%d>", n->kind == CR_VK_TENSOR ? "tensor" : n->kind == CR_VK_ROWS ? "rows"
+                        : n->kind == CR_VK_COLS ? "cols" : "scalar",
                         dt_name(n->dtype), (int)id);
     } else {
         lua_pushfstring(S, "<value %%%d>", (int)id);
@@ -1215,7 +1283,7 @@ cr_status cr_lua_call_merge(cr_lua *L, int ref, cr_graph *g, const cr_lua_call *
         if (n == CR_NO_NODE && lua_type(S, -1) == LUA_TNUMBER) {
             n = CR_NO_NODE;
         }
-        if (n == CR_NO_NODE || g->nodes[n].kind == CR_VK_ROWS) {
+        if (n == CR_NO_NODE || g->nodes[n].kind == CR_VK_ROWS || g->nodes[n].kind == CR_VK_COLS) {
             st = cr_fail(err, CR_ERR_CONFIG, "%s: merge returned %s, not a tensor value (%s)",
                          call->method && call->method->source ? call->method->source : "method",
                          luaL_typename(S, -1), context);

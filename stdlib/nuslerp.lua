@@ -1,35 +1,33 @@
 -- nuslerp.lua — NuSLERP (mergekit nuslerp.py; merge-methods.md §4.4):
 -- SLERP of two models with t = w1/(w0+w1), over the whole tensor
 -- (nuslerp_flatten, the default), per row (row_wise=false) or per column
--- (row_wise=true; the docs have these inverted), optionally on task
+-- (row_wise=true; the docs have these inverted: mergekit transposes dim 0
+-- with -1, so the norms and dots run down each column), optionally on task
 -- vectors against a base. Maths in the compute dtype.
--- torch's float32 reductions in its own summation order (whole tensor and
--- per row), so that the coefficients agree to the last bit; acos/sin are
--- correctly rounded (torch's are MKL VML's, spec/compat.md).
-local function norm_of(x, rows)
-  if rows then
-    if x.dtype == "float32" then return cr.torch_row_norm(x) end
-    return x:row_norm()
-  end
-  if x.dtype == "float32" then return cr.torch_norm(x) end
-  return x:norm()
+-- float32 reductions in torch's own summation order (whole tensor, per
+-- row: inner; per column: outer, vm/refsum.c), so that the coefficients
+-- agree to the last bit; acos/sin are correctly rounded (torch's are MKL
+-- VML's, spec/compat.md), the one remaining difference.
+local function norm_of(x, along)
+  local f32 = x.dtype == "float32"
+  if along == "rows" then return f32 and cr.torch_row_norm(x) or x:row_norm() end
+  if along == "cols" then return f32 and cr.torch_col_norm(x) or x:col_norm() end
+  return f32 and cr.torch_norm(x) or x:norm()
 end
-local function dot_of(a, b, rows)
-  if rows then
-    if a.dtype == "float32" then return cr.torch_row_sum(a * b) end
-    return cr.row_dot(a, b)
-  end
-  if a.dtype == "float32" then return cr.torch_sum(a * b) end
-  return cr.dot(a, b)
+local function dot_of(a, b, along)
+  local f32 = a.dtype == "float32"
+  if along == "rows" then return f32 and cr.torch_row_sum(a * b) or cr.row_dot(a, b) end
+  if along == "cols" then return f32 and cr.torch_col_sum(a * b) or cr.col_dot(a, b) end
+  return f32 and cr.torch_sum(a * b) or cr.dot(a, b)
 end
 
-local function nus(t, v0, v1, rows)
+local function nus(t, v0, v1, along)
   local dt = v0.dtype
   -- Python floats meet torch tensors in the tensor's dtype
   local function c(x) return cr.const(x, dt) end
-  local u0 = v0 / cr.max(norm_of(v0, rows), c(1e-7))
-  local u1 = v1 / cr.max(norm_of(v1, rows), c(1e-7))
-  local cos = cr.clamp(dot_of(u0, u1, rows), -1, 1)
+  local u0 = v0 / cr.max(norm_of(v0, along), c(1e-7))
+  local u1 = v1 / cr.max(norm_of(v1, along), c(1e-7))
+  local cos = cr.clamp(dot_of(u0, u1, along), -1, 1)
   local theta = cr.acos(cos)
   local s = cr.sin(theta)
   local r = (cr.sin(c(1 - t) * theta) * v0 + cr.sin(c(t) * theta) * v1) / s
@@ -64,11 +62,11 @@ return {
     local p = ctx.params
     local r
     if p.nuslerp_flatten or #ctx.shape < 2 then
-      r = nus(t, v0, v1, false)
+      r = nus(t, v0, v1, "all")
     elseif not p.nuslerp_row_wise then
-      r = nus(t, v0, v1, true)                     -- vectors along the last dim: rows
+      r = nus(t, v0, v1, "rows")                   -- vectors along the last dim: rows
     else
-      cr.error(ctx.name .. ": nuslerp_row_wise (per-column SLERP) is not supported yet")
+      r = nus(t, v0, v1, "cols")                   -- vectors along dim 0: columns
     end
     if B ~= nil then r = B + r end
     return r

@@ -25,7 +25,7 @@ static const char *kind_word(char k)
     case 'v': return "value";
     case 'r': return "register";
     case 's': return "scalar slot";
-    case 'w': return "row vector";
+    case 'w': return "vector slot";
     case 'i': return "input view";
     case 'o': return "output tensor";
     case 'k': return "kernel";
@@ -134,7 +134,8 @@ static void row(const cr_program *p, FILE *out, const char *addr, const cr_insn 
                   in->op == CR_OP_RSUM_NP || in->op == CR_OP_RSSQ_BLAS ||
                   in->op == CR_OP_RSUM_TORCH || in->op == CR_OP_RSSQ_TORCH ||
                   in->op == CR_OP_RSUM_ROW_TORCH || in->op == CR_OP_RSSQ_ROW_TORCH || in->op == CR_OP_RSUM_ROW ||
-                  in->op == CR_OP_RMAX_ROW || in->op == CR_OP_ACOS || in->op == CR_OP_SIN ||
+                  in->op == CR_OP_RMAX_ROW || in->op == CR_OP_RSUM_COL || in->op == CR_OP_RSUM_COL_TORCH ||
+                  in->op == CR_OP_RSSQ_COL_TORCH || in->op == CR_OP_ACOS || in->op == CR_OP_SIN ||
                   in->op == CR_OP_COS || in->op == CR_OP_TRUNC || in->op == CR_OP_ACOS_NP ||
                   in->op == CR_OP_SIN_NP || in->op == CR_OP_COS_NP;
     fprintf(out, "%-8s %*s%-*s %-5s %-22s %s\n", addr, indent, "", 12 - indent, info->name,
@@ -176,7 +177,7 @@ void cr_ops_markdown(FILE *out)
                  "Generated from `vm/ops.def` by `crucible ops --markdown`; do not edit by hand\n"
                  "(`tests/unit/test_program.c` fails when this file is stale).\n\n"
                  "Operand kinds: `v` value (register in a kernel, scalar slot at top level),\n"
-                 "`r` register, `s` scalar slot, `w` row vector, `i` input view, `o` output\n"
+                 "`r` register, `s` scalar slot, `w` vector slot (row or column), `i` input view, `o` output\n"
                  "tensor, `k` kernel, `t` scratch tensor, `x` selection state, `n` random\n"
                  "stream, `b` message, `-` unused (must be 0). Context: where the op may\n"
                  "appear (kernel micro-op, top-level instruction, or both). The semantics of\n"

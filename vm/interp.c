@@ -227,12 +227,13 @@ typedef struct kjob {
     size_t stage;              /* bytes of one STORE's staging area in vm_thread.io */
     double *partials;          /* n_chunks x n_rsum */
     float **gather;            /* per micro-op: the whole domain's values (RSUM_TORCH off its blocks) */
-    /* RSUM_NP, RSSQ_BLAS, RSSQ_TORCH: sums in element order (refsum.h).
-     * A chunk copies its values to its thread's buffer; once chunk c - 1
-     * has fed its stream (j->turn == c), chunk c feeds its own. */
+    /* RSUM_NP, RSSQ_BLAS, RSSQ_TORCH and the *_COL sums: in element order
+     * (refsum.h). A chunk copies its values to its thread's buffer; once
+     * chunk c - 1 has fed its stream (j->turn == c), chunk c feeds its own. */
     uint32_t n_ord;
     uint32_t *ord_slot;        /* per micro-op: index among them */
-    cr_refsum_stream *ord;     /* n_ord */
+    cr_refsum_stream *ord;     /* n_ord (the scalar sums) */
+    cr_colsum *col;            /* n_ord (the *_COL sums: state != NULL) */
     float *ordbuf;             /* threads x n_ord x chunk */
     uint64_t turn;             /* the chunk whose turn it is to feed */
     bool sync;                 /* mu and cv are initialised */
@@ -476,6 +477,15 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
             }
             break;
         }
+        case CR_OP_COLB: {
+            const double *w = m->rowvec[in->a];
+            uint64_t col = base % k->cols;
+            for (size_t i = 0; i < n; i++) {
+                d[i] = (float)w[col];
+                if (++col == k->cols) col = 0;
+            }
+            break;
+        }
         case CR_OP_RAND:
             K->uniform(p->seed, p->streams[in->a].key, base, d, n);
             break;
@@ -508,6 +518,12 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
             }
             memcpy(j->gather[pc] + base, REG(in->a), n * sizeof(float));
             break;
+        case CR_OP_RSUM_COL: case CR_OP_RSUM_COL_TORCH: case CR_OP_RSSQ_COL_TORCH: {
+            /* fed to the column state in chunk order (kernel_chunk_ordered) */
+            float *buf = j->ordbuf + ((size_t)thread * j->n_ord + j->ord_slot[pc]) * k->chunk;
+            memcpy(buf + off, REG(in->a), n * sizeof(float));
+            break;
+        }
         case CR_OP_RSUM_ROW_TORCH: case CR_OP_RSSQ_ROW_TORCH: {
             /* rows are whole inside a chunk (such kernels run the chunk as
              * one block); a copy, since the torch sum may work in place */
@@ -671,8 +687,11 @@ static void kernel_chunk_ordered(kjob *j, uint64_t c, unsigned thread, bool ok)
     pthread_mutex_unlock(&j->mu);
     if (ok) {
         uint64_t cn = CR_MIN(j->k->chunk, j->n - c * j->k->chunk);
-        for (uint32_t i = 0; i < j->n_ord; i++)
-            cr_refsum_stream_add(&j->ord[i], j->ordbuf + ((size_t)thread * j->n_ord + i) * j->k->chunk, cn);
+        for (uint32_t i = 0; i < j->n_ord; i++) {
+            const float *buf = j->ordbuf + ((size_t)thread * j->n_ord + i) * j->k->chunk;
+            if (j->col[i].state) cr_colsum_add(&j->col[i], buf, cn);
+            else cr_refsum_stream_add(&j->ord[i], buf, cn);
+        }
     }
     pthread_mutex_lock(&j->mu);
     j->turn = c + 1;
@@ -869,6 +888,17 @@ static int in_order_kind(uint16_t op)
     }
 }
 
+/* the per-column sums, also fed in element order */
+static int col_kind(uint16_t op)
+{
+    switch (op) {
+    case CR_OP_RSUM_COL: return CR_COLSUM_WIDE;
+    case CR_OP_RSUM_COL_TORCH: return CR_COLSUM_TORCH;
+    case CR_OP_RSSQ_COL_TORCH: return CR_COLSUM_TORCH_SSQ;
+    default: return -1;
+    }
+}
+
 /* a kernel whose only effects are TIE_COUNTs of direct selections (already
  * counted) computes nothing anyone reads: it is skipped */
 static bool kernel_is_idle(const vm *m, const cr_insn *code, uint32_t n)
@@ -886,7 +916,8 @@ static bool kernel_is_idle(const vm *m, const cr_insn *code, uint32_t n)
         case CR_OP_ADD: case CR_OP_SUB: case CR_OP_MUL: case CR_OP_DIV: case CR_OP_MIN: case CR_OP_MAX:
         case CR_OP_GT: case CR_OP_GE: case CR_OP_LT: case CR_OP_LE: case CR_OP_EQ: case CR_OP_NE:
         case CR_OP_AND: case CR_OP_OR: case CR_OP_WHERE:
-        case CR_OP_LOAD: case CR_OP_SPLAT: case CR_OP_ROWB: case CR_OP_RAND: case CR_OP_TOPK_MASK:
+        case CR_OP_LOAD: case CR_OP_SPLAT: case CR_OP_ROWB: case CR_OP_COLB: case CR_OP_RAND:
+        case CR_OP_TOPK_MASK:
             break;   /* registers only */
         default:
             return false;
@@ -919,17 +950,23 @@ static cr_status run_kernel(vm *m, uint32_t ki, bool stream, bool serial, cr_err
         uint32_t r = 0;
         for (uint32_t pc = 0; pc < k->code_len; pc++) if (j.code[pc].op == CR_OP_RSUM) j.rsum_slot[pc] = r++;
     }
-    for (uint32_t pc = 0; pc < k->code_len; pc++) j.n_ord += in_order_kind(j.code[pc].op) >= 0;
+    for (uint32_t pc = 0; pc < k->code_len; pc++)
+        j.n_ord += in_order_kind(j.code[pc].op) >= 0 || col_kind(j.code[pc].op) >= 0;
     if (j.n_ord) {
         j.ord_slot = cr_calloc(m->alloc, k->code_len, sizeof *j.ord_slot);
         j.ord = cr_calloc(m->alloc, j.n_ord, sizeof *j.ord);
+        j.col = cr_calloc(m->alloc, j.n_ord, sizeof *j.col);
         j.ordbuf = cr_malloc(m->alloc, (size_t)m->n_threads * j.n_ord * k->chunk * sizeof(float));
-        if (!j.ord_slot || !j.ord || !j.ordbuf) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u sums", ki); goto out; }
+        if (!j.ord_slot || !j.ord || !j.col || !j.ordbuf) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u sums", ki); goto out; }
         uint32_t r = 0;
         for (uint32_t pc = 0; pc < k->code_len; pc++) {
-            int kind = in_order_kind(j.code[pc].op);
-            j.ord_slot[pc] = kind >= 0 ? r : UINT32_MAX;
+            int kind = in_order_kind(j.code[pc].op), ckind = col_kind(j.code[pc].op);
+            j.ord_slot[pc] = kind >= 0 || ckind >= 0 ? r : UINT32_MAX;
             if (kind >= 0) cr_refsum_stream_init(&j.ord[r++], (cr_refsum_kind)kind, j.n);
+            if (ckind < 0) continue;
+            void *state = cr_malloc(m->alloc, cr_colsum_state_bytes((cr_colsum_kind)ckind, k->cols) + 1);
+            if (!state) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u column sums", ki); goto out; }
+            cr_colsum_init(&j.col[r++], (cr_colsum_kind)ckind, k->rows, k->cols, state);
         }
     }
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
@@ -1033,6 +1070,10 @@ static cr_status run_kernel(vm *m, uint32_t ki, bool stream, bool serial, cr_err
         } else if (j.tsum && j.tsum[pc].partials) {
             ktsum *ts = &j.tsum[pc];
             m->scal[in->dst] = cr_scalar_round(in->dtype, cr_torch_sum_finish(&ts->plan, ts->partials, ts->tail));
+        } else if (j.ord_slot && j.ord_slot[pc] != UINT32_MAX && j.col[j.ord_slot[pc]].state) {
+            double *w = m->rowvec[in->dst];
+            cr_colsum_finish(&j.col[j.ord_slot[pc]], w);
+            for (uint64_t c = 0; c < k->cols; c++) w[c] = cr_scalar_round(in->dtype, w[c]);
         } else if (j.ord_slot && j.ord_slot[pc] != UINT32_MAX) {
             m->scal[in->dst] = cr_scalar_round(in->dtype, cr_refsum_stream_finish(&j.ord[j.ord_slot[pc]]));
         } else if (is_gather_op(in->op)) {
@@ -1050,6 +1091,8 @@ out:
         cr_free(m->alloc, j.tsum[pc].tail);
     }
     cr_free(m->alloc, j.tsum);
+    for (uint32_t i = 0; j.col && i < j.n_ord; i++) cr_free(m->alloc, j.col[i].state);
+    cr_free(m->alloc, j.col);
     cr_free(m->alloc, j.ord_slot);
     cr_free(m->alloc, j.ord);
     cr_free(m->alloc, j.ordbuf);

@@ -12,7 +12,8 @@
  * - heap that comes and goes: scratch tensors from their SSTORE to SFREE,
  *   selection histograms from SEL_INIT to SEL_FIND_LO (tie counts stay),
  *   per-kernel partial sums, the library-order sums' per-thread chunk
- *   buffers (or RSUM_TORCH's block partials), torch tie-order gathers;
+ *   buffers (or RSUM_TORCH's block partials) and per-column states,
+ *   torch tie-order gathers;
  * - the program tables and a measured baseline for the process itself.
  * Address-space reservations that are never touched cost nothing and are
  * not counted.
@@ -216,7 +217,7 @@ static bool gathers_only(const cr_program *p, const cr_prog_kernel *k)
         case CR_OP_ADD: case CR_OP_SUB: case CR_OP_MUL: case CR_OP_DIV: case CR_OP_MIN: case CR_OP_MAX:
         case CR_OP_GT: case CR_OP_GE: case CR_OP_LT: case CR_OP_LE: case CR_OP_EQ: case CR_OP_NE:
         case CR_OP_AND: case CR_OP_OR: case CR_OP_WHERE:
-        case CR_OP_LOAD: case CR_OP_SPLAT: case CR_OP_ROWB: case CR_OP_RAND:
+        case CR_OP_LOAD: case CR_OP_SPLAT: case CR_OP_ROWB: case CR_OP_COLB: case CR_OP_RAND:
         case CR_OP_TIE_COUNT: case CR_OP_TORCH_DESC: case CR_OP_TORCH_ASC:
             break;
         default:
@@ -298,6 +299,13 @@ static bool run_walk(walk *w, uint64_t page)
                 /* sums in element order: each thread's copy of its chunk */
                 if (u->op == CR_OP_RSUM_NP || u->op == CR_OP_RSSQ_BLAS || u->op == CR_OP_RSSQ_TORCH)
                     trans += w->threads * up(CR_MIN(k->chunk, numel) * 4, page);
+                /* per-column sums: the same chunk copies and the column state */
+                if (u->op == CR_OP_RSUM_COL || u->op == CR_OP_RSUM_COL_TORCH || u->op == CR_OP_RSSQ_COL_TORCH) {
+                    cr_colsum_kind ck = u->op == CR_OP_RSUM_COL ? CR_COLSUM_WIDE
+                                      : u->op == CR_OP_RSUM_COL_TORCH ? CR_COLSUM_TORCH : CR_COLSUM_TORCH_SSQ;
+                    trans += w->threads * up(CR_MIN(k->chunk, numel) * 4, page) +
+                             up(cr_colsum_state_bytes(ck, k->cols) + 1, page);
+                }
                 if (u->op == CR_OP_RSUM_TORCH) {   /* interp.c: in pieces when chunks hold whole blocks */
                     cr_torch_sum_plan pl;
                     cr_torch_sum_plan_init(&pl, numel, u->dtype == CR_DTYPE_BF16 || u->dtype == CR_DTYPE_F16);

@@ -358,7 +358,8 @@ static cr_status verify_insn(const cr_program *p, const cr_prog_kernel *k, uint3
                   in->op == CR_OP_RSUM_NP || in->op == CR_OP_RSSQ_BLAS ||
                   in->op == CR_OP_RSUM_TORCH || in->op == CR_OP_RSSQ_TORCH ||
                   in->op == CR_OP_RSUM_ROW_TORCH || in->op == CR_OP_RSSQ_ROW_TORCH ||
-                  in->op == CR_OP_RSUM_ROW || in->op == CR_OP_RMAX_ROW;
+                  in->op == CR_OP_RSUM_ROW || in->op == CR_OP_RMAX_ROW ||
+                  in->op == CR_OP_RSUM_COL || in->op == CR_OP_RSUM_COL_TORCH || in->op == CR_OP_RSSQ_COL_TORCH;
     if (rounds ? !is_value_dtype(in->dtype) : (in->dtype != CR_DTYPE_NONE && in->dtype >= CR_DTYPE_COUNT))
         return cr_fail(err, CR_ERR_FORMAT, "%s %u (%s): invalid dtype %u", where, pc, info->name, in->dtype);
     for (int i = 0; i < 4; i++) {
@@ -424,11 +425,19 @@ static cr_status verify_kernel(const cr_program *p, uint32_t ki, cr_error *err)
             if (p->scratch[in->dst].numel != n)
                 return cr_fail(err, CR_ERR_FORMAT, "code %u (sstore) in kernel %u: scratch %u size differs from the domain", pc, ki, in->dst);
             break;
-        case CR_OP_ROWB: case CR_OP_RSUM_ROW: case CR_OP_RMAX_ROW: {
+        case CR_OP_ROWB: case CR_OP_RSUM_ROW: case CR_OP_RMAX_ROW:
+        case CR_OP_RSUM_ROW_TORCH: case CR_OP_RSSQ_ROW_TORCH: {
             uint32_t w = in->op == CR_OP_ROWB ? in->a : in->dst;
             if (p->rowvecs[w].len != k->rows)
                 return cr_fail(err, CR_ERR_FORMAT, "code %u (%s) in kernel %u: row vector %u has %llu elements, domain %llu rows",
                                pc, info->name, ki, w, (unsigned long long)p->rowvecs[w].len, (unsigned long long)k->rows);
+            break;
+        }
+        case CR_OP_COLB: case CR_OP_RSUM_COL: case CR_OP_RSUM_COL_TORCH: case CR_OP_RSSQ_COL_TORCH: {
+            uint32_t w = in->op == CR_OP_COLB ? in->a : in->dst;
+            if (p->rowvecs[w].len != k->cols)
+                return cr_fail(err, CR_ERR_FORMAT, "code %u (%s) in kernel %u: column vector %u has %llu elements, domain %llu columns",
+                               pc, info->name, ki, w, (unsigned long long)p->rowvecs[w].len, (unsigned long long)k->cols);
             break;
         }
         case CR_OP_ROWRANK:

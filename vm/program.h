@@ -127,6 +127,9 @@ typedef struct cr_prog_aux {
     cr_blob content;
 } cr_prog_aux;
 
+/* A vector slot of doubles: one per row of a kernel's domain (ROWB and the
+ * *_ROW ops, len = rows) or one per column (COLB and the *_COL ops, len =
+ * cols). */
 typedef struct cr_prog_rowvec { uint64_t len; } cr_prog_rowvec;
 
 /* An in-memory tensor (e.g. a stage output of a multi-stage recipe that a

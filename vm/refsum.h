@@ -4,6 +4,7 @@
 #define CR_REFSUM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* NumPy's np.sum of a contiguous float32 array: 0 + pairwise sum (blocks of
@@ -87,5 +88,33 @@ void cr_refsum_stream_init(cr_refsum_stream *s, cr_refsum_kind kind, uint64_t n)
 void cr_refsum_stream_add(cr_refsum_stream *s, const float *x, uint64_t len);
 /* call after all n elements */
 float cr_refsum_stream_finish(const cr_refsum_stream *s);
+
+/* Per-column sums of a rows x cols row-major matrix (one value per column),
+ * fed in element order in pieces of any size, like the streams above:
+ * CR_COLSUM_WIDE adds each column in row order in double; CR_COLSUM_TORCH
+ * is torch's float32 x.sum(dim=0) (outer reduction, SumKernel.cpp on AVX2);
+ * CR_COLSUM_TORCH_SSQ is torch.norm(x, dim=0)**2's float32 sum of rounded
+ * squares in row order. For cols == 1 torch reduces a contiguous vector
+ * instead: use cr_refsum_torch / cr_refsum_torch_ssq. The caller owns
+ * `state`: cr_colsum_state_bytes(kind, cols) bytes (zeroed by init) that
+ * must outlive s. */
+typedef enum cr_colsum_kind { CR_COLSUM_WIDE, CR_COLSUM_TORCH, CR_COLSUM_TORCH_SSQ } cr_colsum_kind;
+
+typedef struct cr_colsum {
+    cr_colsum_kind kind;
+    uint64_t rows, cols, pos;   /* pos: elements fed so far */
+    uint64_t chained;           /* TORCH: columns [0, chained) are one cascade chain */
+    uint64_t ilp_rows;          /* TORCH: rows in row_sum's interleaved chains */
+    unsigned lp_chain, lp_ilp;  /* TORCH: cascade level powers */
+    bool folded;                /* TORCH: the interleaved chains are folded */
+    void *state;                /* per column: double (WIDE), 16 floats (TORCH), float (SSQ) */
+} cr_colsum;
+
+size_t cr_colsum_state_bytes(cr_colsum_kind kind, uint64_t cols);
+void cr_colsum_init(cr_colsum *s, cr_colsum_kind kind, uint64_t rows, uint64_t cols, void *state);
+void cr_colsum_add(cr_colsum *s, const float *x, uint64_t len);
+/* after all rows x cols elements: out[c] = column c's sum (float32 values
+ * for the torch kinds); the state is left folded */
+void cr_colsum_finish(cr_colsum *s, double *out);
 
 #endif

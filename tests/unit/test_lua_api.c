@@ -179,7 +179,7 @@ TEST(errors_name_file_and_line)
     CHECK(run(&f, "return ctx.inputs[1] + {}", &err) == CR_NO_NODE);
     CHECK_CONTAINS(err.msg, "tensor value or number");
     CHECK(run(&f, "return cr.acos(ctx.inputs[1])", &err) == CR_NO_NODE);
-    CHECK_CONTAINS(err.msg, "takes a scalar or a row vector");
+    CHECK_CONTAINS(err.msg, "takes a scalar or a row/column vector");
     CHECK(run(&f, "return cr.trunc(ctx.inputs[1]:row_max())", &err) == CR_NO_NODE);
     CHECK_CONTAINS(err.msg, "takes a scalar, got a row vector");
     /* per-row trig: acos/sin/cos of a row vector are row vectors */

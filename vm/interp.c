@@ -60,6 +60,11 @@ typedef struct vm_select {
     int torch_order;           /* 0, CR_OP_TORCH_DESC or CR_OP_TORCH_ASC */
     uint32_t *kv;
     bool partitioned;          /* kv is in torch's order up to k */
+    /* the kernel whose TORCH_DESC/ASC gathers this selection, and whether
+     * memplan runs it one gather at a time (serial); `early`: the gather
+     * was filled by the HIST_LO pass instead (gather_early) */
+    uint32_t torch_kernel;
+    bool torch_whole, early;   /* torch_whole: that kernel is neither serial nor streamed */
     uint64_t *tiebits;
     uint32_t *lowor;           /* per thread: OR of the low 16 key bits seen by HIST_HI */
     /* every key in the chosen high bin is hi<<16 (values that are bf16, or
@@ -258,6 +263,15 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 static inline uint32_t mag_key(float v) { return cr_f32_bits(v) & 0x7fffffffu; }
+
+/* elements base.. of a torch tie-order gather: each one's key, a tie's index */
+static void gather_words(uint32_t *kv, uint32_t T, const float *a, uint64_t base, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t key = cr_torchsort_key(a[i]);
+        kv[base + i] = key == T ? CR_TORCHSORT_TIE | (uint32_t)(base + i) : key;
+    }
+}
 
 static void load_view(const vm *m, const cr_prog_input *in, uint64_t base, uint64_t n, float *dst)
 {
@@ -578,6 +592,7 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
                 s->lowor[thread] |= lo & 0xffffu;
             } else if (s->direct) {
                 s->ties[c] += count_key(a, n, s->threshold);
+                if (s->early) gather_words(s->kv, s->threshold, a, base, n);
             } else if (s->k) {
                 for (size_t i = 0; i < n; i++) {
                     uint32_t key = mag_key(a[i]);
@@ -594,14 +609,8 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
             break;
         }
         case CR_OP_TORCH_DESC: case CR_OP_TORCH_ASC: {
-            uint32_t *kv = m->sel[in->dst].kv;
-            const uint32_t T = m->sel[in->dst].threshold;
-            const float *a = REG(in->a);
-            if (kv)
-                for (size_t i = 0; i < n; i++) {
-                    uint32_t key = cr_torchsort_key(a[i]);
-                    kv[base + i] = key == T ? CR_TORCHSORT_TIE | (uint32_t)(base + i) : key;
-                }
+            const vm_select *s = &m->sel[in->dst];
+            if (s->kv && !s->early) gather_words(s->kv, s->threshold, REG(in->a), base, n);
             break;
         }
         case CR_OP_TOPK_MASK: {
@@ -777,15 +786,19 @@ static const char *kernel_tensor(const vm *m, const cr_insn *code, uint32_t n)
     return "?";
 }
 
+/* torch's order matters only when some but not all threshold ties are kept */
+static bool needs_gather(const vm_select *s) { return s->k && s->ties_keep < s->ties_total; }
+
 static cr_status torch_gather_begin(vm *m, const cr_insn *in, const cr_insn *code, uint32_t code_len, uint64_t n,
                                     cr_error *err)
 {
     vm_select *s = &m->sel[in->dst];
     s->torch_order = in->op;
+    if (s->early) return CR_OK;   /* filled by the HIST_LO pass */
     cr_free(m->alloc, s->kv);
     s->kv = NULL;
     s->partitioned = false;
-    if (!s->k || s->ties_keep >= s->ties_total) return CR_OK;
+    if (!needs_gather(s)) return CR_OK;
     if (m->mem.torch_fallback && m->mem.torch_fallback[in->dst]) {
         /* memplan: the gather does not fit --max-memory; ties in index order */
         uint64_t kept = s->ties_keep, dropped = s->ties_total - s->ties_keep;
@@ -853,6 +866,7 @@ static cr_status torch_ties(vm *m, uint32_t x, cr_error *err)
     uint64_t bound = desc ? s->k : n - s->k;
     if (!s->partitioned) torch_partition(m, x);
     s->partitioned = false;
+    s->early = false;
     cr_free(m->alloc, s->tiebits);
     s->tiebits = cr_calloc(m->alloc, (size_t)(n / 64 + 1), sizeof *s->tiebits);
     if (!s->tiebits) return cr_fail(err, CR_ERR_NOMEM, "out of memory for selection %u", x);
@@ -911,6 +925,12 @@ static bool kernel_is_idle(const vm *m, const cr_insn *code, uint32_t n)
             if (!m->sel[in->dst].direct) return false;
             any = true;
             break;
+        case CR_OP_TORCH_DESC: case CR_OP_TORCH_ASC: {
+            const vm_select *s = &m->sel[in->dst];
+            if (needs_gather(s) && !s->early) return false;   /* a fallback warns there */
+            any = true;
+            break;
+        }
         case CR_OP_MOV: case CR_OP_NEG: case CR_OP_ABS: case CR_OP_SIGN: case CR_OP_SQRT:
         case CR_OP_EXP: case CR_OP_LOG: case CR_OP_NOT:
         case CR_OP_ADD: case CR_OP_SUB: case CR_OP_MUL: case CR_OP_DIV: case CR_OP_MIN: case CR_OP_MAX:
@@ -924,6 +944,36 @@ static bool kernel_is_idle(const vm *m, const cr_insn *code, uint32_t n)
         }
     }
     return any;
+}
+
+/* In direct mode (bf16 values: the threshold is known once the high bits
+ * are counted) the HIST_LO pass can fill a selection's torch tie-order
+ * gather as it counts the ties, and the pass that would only gather is
+ * skipped (kernel_is_idle): a TIES merge reads its inputs three times, not
+ * four. Only where both passes hold their inputs whole (neither streamed)
+ * and the gather would run whole (not one at a time, not in index order):
+ * the two passes then map the same views, so memory is memplan's for the
+ * gathering pass. */
+static cr_status gather_early(vm *m, uint32_t ki, bool stream, const cr_insn *code, uint32_t n, cr_error *err)
+{
+    if (stream) return CR_OK;
+    for (uint32_t pc = 0; pc < n; pc++) {
+        const cr_insn *in = &code[pc];
+        if (in->op != CR_OP_HIST_LO) continue;
+        vm_select *s = &m->sel[in->dst];
+        if (!s->direct || !needs_gather(s) || !s->torch_order || !s->torch_whole || s->torch_kernel == ki ||
+            s->early || (m->mem.torch_fallback && m->mem.torch_fallback[in->dst]))
+            continue;
+        uint64_t elems = m->p->selects[in->dst].n;
+        if (elems >= CR_TORCHSORT_TIE) continue;   /* the gathering pass reports it */
+        cr_free(m->alloc, s->kv);
+        s->partitioned = false;
+        s->kv = cr_malloc(m->alloc, (size_t)elems * sizeof *s->kv);
+        if (!s->kv) return cr_fail(err, CR_ERR_NOMEM, "out of memory gathering selection %u (%llu elements)",
+                                   in->dst, (unsigned long long)elems);
+        s->early = true;
+    }
+    return CR_OK;
 }
 
 /* ops that need whole rows in one pass: their kernels run a chunk as one block */
@@ -1001,6 +1051,7 @@ static cr_status run_kernel(vm *m, uint32_t ki, bool stream, bool serial, cr_err
         if ((in->op == CR_OP_TIE_COUNT && !m->sel[in->dst].direct) || (in->op == CR_OP_HIST_LO && m->sel[in->dst].direct))
             memset(m->sel[in->dst].ties, 0, (size_t)j.n_chunks * sizeof(uint64_t));
     }
+    if ((s = gather_early(m, ki, stream, j.code, k->code_len, err))) goto out;
     if (kernel_is_idle(m, j.code, k->code_len)) goto out;
     if (stream && j.n_chunks) {
         j.done = cr_calloc(m->alloc, (size_t)j.n_chunks, 1);
@@ -1449,6 +1500,18 @@ static cr_status setup(vm *m, cr_error *err)
     if (!m->maps || !m->scal || !m->rowvec || !m->scratch || !m->scratch_ready || !m->sel || !m->shard_fds)
         return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     for (uint32_t i = 0; i < p->n_shards; i++) m->shard_fds[i] = -1;
+    /* which kernel gathers each selection in torch's order (gather_early) */
+    for (uint32_t pc = 0; pc < p->n_main; pc++) {
+        if (p->main[pc].op != CR_OP_KERNEL) continue;
+        const cr_prog_kernel *k = &p->kernels[p->main[pc].a];
+        for (uint32_t i = 0; i < k->code_len; i++) {
+            const cr_insn *in = &p->code[k->code_begin + i];
+            if (in->op != CR_OP_TORCH_DESC && in->op != CR_OP_TORCH_ASC) continue;
+            m->sel[in->dst].torch_order = in->op;
+            m->sel[in->dst].torch_kernel = p->main[pc].a;
+            m->sel[in->dst].torch_whole = !(m->mem.stream[pc] & (CR_MEM_SERIAL_GATHERS | CR_MEM_STREAMED));
+        }
+    }
     if (p->n_scalars) memcpy(m->scal, p->scalar_init, (size_t)p->n_scalars * sizeof *m->scal);
     for (uint32_t i = 0; i < p->n_rowvecs; i++) {
         m->rowvec[i] = cr_calloc(A, p->rowvecs[i].len ? (size_t)p->rowvecs[i].len : 1, sizeof(double));

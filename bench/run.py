@@ -156,6 +156,25 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
 
 
+def warm_inputs(dirs):
+    """Read the models' files once so that they are in the page cache."""
+    for d in dirs:
+        for f in sorted(os.listdir(d)):
+            if f.endswith(".safetensors"):
+                sh(["cat", os.path.join(d, f)], stdout=subprocess.DEVNULL)
+
+
+def cold_start(dirs):
+    """This machine's page cache dropped, for a cold run. On a virtual
+    machine the host caches the disk too, out of our reach: whichever cold
+    run came first would pay for the host's misses alone (in the first
+    1.1B run crucible's cold linear took 39 s, the cold floor after it 7 s).
+    So the inputs are read once first: every cold run, the floor's
+    included, then starts from the same host state."""
+    warm_inputs(dirs)
+    return drop_caches()
+
+
 def drop_caches():
     """Drop the page cache (root only); False when it cannot."""
     try:
@@ -209,7 +228,7 @@ def io_floor(inputs, out_bytes, cold):
     """Seconds to read the inputs once and write+fsync out_bytes on the same disk."""
     files = [os.path.join(d, f) for d in inputs for f in sorted(os.listdir(d)) if f.endswith(".safetensors")]
     if cold:
-        drop_caches()
+        cold_start(inputs)
     t0 = time.monotonic()
     for f in files:
         sh(["cat", f], stdout=subprocess.DEVNULL)
@@ -351,26 +370,30 @@ def main():
         out_m = os.path.join(WORK, size, f"out-mergekit-{name}")
         mk_runs = dict(x.split("=") for x in a.mk_runs.split(",") if x).get(name)
         mk_runs = a.runs if mk_runs is None else int(mk_runs)
-        for i in range(max(a.runs, mk_runs)):
-            order = ["crucible", "mergekit"] if i % 2 == 0 else ["mergekit", "crucible"]
-            for tool in order:
-                if tool == "crucible" and i < a.runs:
-                    res["crucible"].append(run_crucible(recipe, out_c, models, a.threads))
-                elif tool == "mergekit" and mk and i < mk_runs:
-                    res["mergekit"].append(run_mergekit(mk, recipe, out_m, models, multi))
-                else:
-                    continue
-                print(f"{size} {name} run {i} {tool}: {res[tool][-1]}", flush=True)
-        if a.cold:
-            if drop_caches():
-                res["crucible_cold"].append(run_crucible(recipe, out_c, models, a.threads))
-                if mk and mk_runs and drop_caches():
-                    res["mergekit_cold"].append(run_mergekit(mk, recipe, out_m, models, multi))
-            else:
-                print("cannot drop the page cache (not root?): no cold runs", flush=True)
         # inputs: every model named that is not an earlier stage
         stages = set(re.findall(r"^name: (\S+)", text, re.M))
         used = sorted(set(re.findall(r"model: (\S+)", text)) - stages)
+        for i in range(max(a.runs, mk_runs)):
+            order = ["crucible", "mergekit"] if i % 2 == 0 else ["mergekit", "crucible"]
+            for tool in order:
+                if not (tool == "crucible" and i < a.runs) and not (tool == "mergekit" and mk and i < mk_runs):
+                    continue
+                # "warm" means warm for both tools: mergekit's RSS (13 GB for
+                # ties at 1.1B) evicts inputs the previous run had cached
+                warm_inputs([os.path.join(models, m) for m in used])
+                if tool == "crucible":
+                    res["crucible"].append(run_crucible(recipe, out_c, models, a.threads))
+                else:
+                    res["mergekit"].append(run_mergekit(mk, recipe, out_m, models, multi))
+                print(f"{size} {name} run {i} {tool}: {res[tool][-1]}", flush=True)
+        inputs = [os.path.join(models, m) for m in used]
+        if a.cold:
+            if cold_start(inputs):
+                res["crucible_cold"].append(run_crucible(recipe, out_c, models, a.threads))
+                if mk and mk_runs and cold_start(inputs):
+                    res["mergekit_cold"].append(run_mergekit(mk, recipe, out_m, models, multi))
+            else:
+                print("cannot drop the page cache (not root?): no cold runs", flush=True)
         out_bytes = dir_bytes(out_c)
         floor = [io_floor([os.path.join(models, m) for m in used], out_bytes, False) for _ in range(max(1, a.runs))]
         floor_cold = io_floor([os.path.join(models, m) for m in used], out_bytes, True) if a.cold else None
@@ -391,6 +414,7 @@ def main():
             f.write(RECIPES["ties-3"])
         out_c = os.path.join(WORK, size, "out-crucible-scaling")
         for threads, mm in a.scaling_set:
+            warm_inputs([os.path.join(models, m) for m in ("base", "ft-a", "ft-b", "ft-c")])
             try:
                 r = run_crucible(recipe, out_c, models, threads, mm)
             except RuntimeError as e:
@@ -437,7 +461,7 @@ def write_table(size, meta, rows, scaling):
     out = [f"### {size}: {json.dumps(meta['shape'])}, bf16", "",
            f"{meta['date']}; `python3 bench/run.py {' '.join(meta['argv'])}`; mergekit/torch {meta['mergekit']}; "
            f"crucible {meta['crucible']}", "", meta["machine"], "",
-           "Warm page cache; wall seconds median (min–max) of the runs." +
+           "Warm page cache (the inputs are read once before every run of either tool); wall seconds median (min–max) of the runs." +
            (f" mergekit's fixed start-up (import torch + mergekit, no merge): {meta['mergekit_startup']['wall']:.2f} s wall, "
             f"{mib(meta['mergekit_startup']['rss'])} RSS." if meta.get("mergekit_startup") else ""), "",
            "| recipe | crucible s | mergekit s | crucible/mergekit | floor s | crucible/floor | RSS crucible | RSS mergekit | RSS ratio | CPU s crucible / mergekit |",
@@ -456,7 +480,7 @@ def write_table(size, meta, rows, scaling):
         out.append(f"| {r['name']} | {c[0]:.2f} ({c[1]:.2f}–{c[2]:.2f}) | {ms} | {ratio} | {fl:.2f} | {c[0] / fl:.2f} | "
                    f"{mib(cr[0])} | {mrs} | {rr} | {cpu} |")
     if any(r["res"]["crucible_cold"] for r in rows):
-        out += ["", "Cold page cache (`echo 3 > /proc/sys/vm/drop_caches` before each run; one run each):", "",
+        out += ["", "Cold page cache (inputs read once, so the VM host's cache is the same for every run, then `echo 3 > /proc/sys/vm/drop_caches`; one run each):", "",
                 "| recipe | crucible s | mergekit s | crucible/mergekit | floor s (cold) | crucible/floor | read from disk crucible / mergekit |",
                 "|---|---|---|---|---|---|---|"]
         for r in rows:

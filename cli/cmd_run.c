@@ -6,28 +6,8 @@
 #include <string.h>
 
 #include "commands.h"
+#include "options.h"
 #include "run_program.h"
-
-/* "8G", "512M", "1.5GiB", "1000000" -> bytes; false if malformed */
-static bool parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || v < 0) return false;
-    double mul = 1;
-    switch (*end) {
-    case 'k': case 'K': mul = 1024.0; end++; break;
-    case 'm': case 'M': mul = 1024.0 * 1024; end++; break;
-    case 'g': case 'G': mul = 1024.0 * 1024 * 1024; end++; break;
-    case 't': case 'T': mul = 1024.0 * 1024 * 1024 * 1024; end++; break;
-    default: break;
-    }
-    if (*end == 'i') end++;
-    if (*end == 'B' || *end == 'b') end++;
-    if (*end) return false;
-    *out = (uint64_t)(v * mul);
-    return true;
-}
 
 static int usage(FILE *f)
 {
@@ -61,7 +41,7 @@ int cr_cmd_run(int argc, char **argv)
                 long n = strtol(v, &end, 10);
                 if (*end || n < 0 || n > 1024) { fprintf(stderr, "crucible run: --threads %s: expected 0..1024\n", v); return 2; }
                 opt.threads = (unsigned)n;
-            } else if (!parse_size(v, &opt.max_memory)) {
+            } else if (!cr_cli_parse_size(v, &opt.max_memory)) {
                 fprintf(stderr, "crucible run: --max-memory %s: expected a size like 8G or 512M\n", v);
                 return 2;
             }

@@ -21,20 +21,23 @@ static bool parse_u64(const char *s, uint64_t *out)
     return true;
 }
 
-/* sizes for --max-memory: 512M, 8G, 1T (binary), or bytes */
-static bool parse_mem(const char *s, uint64_t *out)
+bool cr_cli_parse_size(const char *s, uint64_t *out)
 {
     char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (end == s) return false;
-    uint64_t mul = 1;
-    if (*end == 'k' || *end == 'K') mul = 1ull << 10;
-    else if (*end == 'm' || *end == 'M') mul = 1ull << 20;
-    else if (*end == 'g' || *end == 'G') mul = 1ull << 30;
-    else if (*end == 't' || *end == 'T') mul = 1ull << 40;
-    else if (*end) return false;
-    if (*end && end[1] && strcmp(end + 1, "B") && strcmp(end + 1, "iB")) return false;
-    *out = v * mul;
+    double v = strtod(s, &end);
+    if (end == s || !(v >= 0) || *s == '-' || *s == '+') return false;
+    double mul = 1;
+    switch (*end) {
+    case 'k': case 'K': mul = 0x1p10; end++; break;
+    case 'm': case 'M': mul = 0x1p20; end++; break;
+    case 'g': case 'G': mul = 0x1p30; end++; break;
+    case 't': case 'T': mul = 0x1p40; end++; break;
+    default: break;
+    }
+    if (mul > 1 && *end == 'i') end++;
+    if (*end == 'B' || *end == 'b') end++;
+    if (*end || !(v * mul < 0x1p64)) return false;
+    *out = (uint64_t)(v * mul);
     return true;
 }
 
@@ -90,7 +93,7 @@ bool cr_cli_parse(int argc, char **argv, int n_positional, const char *usage, cr
             if (!parse_u64(val, &t) || t > 1024) { fprintf(stderr, "crucible %s: --threads wants 0..1024, got '%s'\n", o->cmd, val); return false; }
             o->threads = (unsigned)t;
         } else if (TAKES("--max-memory")) {
-            if (!parse_mem(val, &o->max_memory)) { fprintf(stderr, "crucible %s: --max-memory wants a size like 8G, got '%s'\n", o->cmd, val); return false; }
+            if (!cr_cli_parse_size(val, &o->max_memory)) { fprintf(stderr, "crucible %s: --max-memory wants a size like 8G, got '%s'\n", o->cmd, val); return false; }
         } else if (TAKES("--models-dir")) o->models_dir = val;
         else if (TAKES("--methods")) o->methods_dir = val;
         else if (TAKES("-o") || TAKES("--output")) o->output = val;

@@ -32,6 +32,11 @@ typedef struct cr_cli_options {
     bool require_hash;          /* verify: --require-hash */
 } cr_cli_options;
 
+/* A size for --max-memory: bytes, or a number (decimals allowed) with a
+ * binary suffix K, M, G, T, optionally followed by "i" and/or "B" ("8G",
+ * "512MiB", "1.5GB"). False when malformed or out of range. */
+bool cr_cli_parse_size(const char *s, uint64_t *out);
+
 /* Parse argv (argv[0] is the command). Prints the problem and returns false
  * on a bad option or a wrong number of positional arguments. */
 bool cr_cli_parse(int argc, char **argv, int n_positional, const char *usage, cr_cli_options *o);

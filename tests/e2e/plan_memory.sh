@@ -128,5 +128,18 @@ check '[ $? -eq 0 ] && cmp -s "$tmp/out-pass/model.safetensors" "$tmp/out-pb/mod
 check '[ $? -eq 2 ] && grep -q "max-memory allows 2 MiB" "$tmp/small.plan"' "plan refuses a 2M budget, naming it"
 "$bin" merge "$tmp/ties.yml" "$tmp/out-s" --models-dir "$tmp/m" --max-memory 2M >"$tmp/small.run" 2>&1
 check '[ $? -ne 0 ] && grep -q "max-memory" "$tmp/small.run" && [ ! -e "$tmp/out-s" ]' "merge refuses a 2M budget, writes nothing"
+
+# --max-memory sizes: one parser for every command (cli/options.c)
+"$bin" plan "$tmp/ties.yml" --models-dir "$tmp/m" --max-memory 0.03GiB >"$tmp/size.plan" 2>&1
+"$bin" plan "$tmp/ties.yml" --models-dir "$tmp/m" --max-memory 32212254 >"$tmp/size-bytes.plan" 2>&1
+check '[ $? -eq 0 ] && grep -q "^streamed" "$tmp/size.plan" && cmp -s "$tmp/size.plan" "$tmp/size-bytes.plan"' \
+      "plan takes --max-memory 0.03GiB as 32212254 bytes"
+"$bin" plan "$tmp/ties.yml" --models-dir "$tmp/m" --max-memory 12Q >"$tmp/size-bad.plan" 2>&1
+check '[ $? -eq 2 ] && grep -q "12Q" "$tmp/size-bad.plan"' "plan refuses --max-memory 12Q, naming it"
+"$bin" compile "$tmp/ties.yml" -o "$tmp/t.crb" --models-dir "$tmp/m" >/dev/null 2>&1
+"$bin" run "$tmp/t.crb" "$tmp/out-r" --max-memory 12Q >"$tmp/size-bad.run" 2>&1
+check '[ $? -eq 2 ] && grep -q "12Q" "$tmp/size-bad.run" && [ ! -e "$tmp/out-r" ]' "run refuses --max-memory 12Q, writes nothing"
+"$bin" run "$tmp/t.crb" "$tmp/out-r" --max-memory 1.5GiB --quiet >"$tmp/size.run" 2>&1
+check '[ $? -eq 0 ] && cmp -s "$tmp/out-ties/model.safetensors" "$tmp/out-r/model.safetensors"' "run takes --max-memory 1.5GiB, same bytes"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -789,6 +789,18 @@ static const char *kernel_tensor(const vm *m, const cr_insn *code, uint32_t n)
 /* torch's order matters only when some but not all threshold ties are kept */
 static bool needs_gather(const vm_select *s) { return s->k && s->ties_keep < s->ties_total; }
 
+/* a fresh gather of n words for selection x (the old one freed) */
+static cr_status gather_alloc(vm *m, uint32_t x, uint64_t n, cr_error *err)
+{
+    vm_select *s = &m->sel[x];
+    cr_free(m->alloc, s->kv);
+    s->partitioned = false;
+    s->kv = cr_malloc(m->alloc, (size_t)n * sizeof *s->kv);
+    if (!s->kv) return cr_fail(err, CR_ERR_NOMEM, "out of memory gathering selection %u (%llu elements)",
+                               x, (unsigned long long)n);
+    return CR_OK;
+}
+
 static cr_status torch_gather_begin(vm *m, const cr_insn *in, const cr_insn *code, uint32_t code_len, uint64_t n,
                                     cr_error *err)
 {
@@ -812,10 +824,7 @@ static cr_status torch_gather_begin(vm *m, const cr_insn *in, const cr_insn *cod
     if (n >= CR_TORCHSORT_TIE)
         return cr_fail(err, CR_ERR_LIMIT, "selection %u: torch tie order over %llu elements (limit 2^31)",
                        in->dst, (unsigned long long)n);
-    s->kv = cr_malloc(m->alloc, (size_t)n * sizeof *s->kv);
-    if (!s->kv) return cr_fail(err, CR_ERR_NOMEM, "out of memory gathering selection %u (%llu elements)",
-                               in->dst, (unsigned long long)n);
-    return CR_OK;
+    return gather_alloc(m, in->dst, n, err);
 }
 
 /* replay torch's sort of a gathered selection up to the k-th position */
@@ -931,16 +940,11 @@ static bool kernel_is_idle(const vm *m, const cr_insn *code, uint32_t n)
             any = true;
             break;
         }
-        case CR_OP_MOV: case CR_OP_NEG: case CR_OP_ABS: case CR_OP_SIGN: case CR_OP_SQRT:
-        case CR_OP_EXP: case CR_OP_LOG: case CR_OP_NOT:
-        case CR_OP_ADD: case CR_OP_SUB: case CR_OP_MUL: case CR_OP_DIV: case CR_OP_MIN: case CR_OP_MAX:
-        case CR_OP_GT: case CR_OP_GE: case CR_OP_LT: case CR_OP_LE: case CR_OP_EQ: case CR_OP_NE:
-        case CR_OP_AND: case CR_OP_OR: case CR_OP_WHERE:
-        case CR_OP_LOAD: case CR_OP_SPLAT: case CR_OP_ROWB: case CR_OP_COLB: case CR_OP_RAND:
         case CR_OP_TOPK_MASK:
             break;   /* registers only */
         default:
-            return false;
+            if (!cr_op_registers_only((cr_op)in->op)) return false;
+            break;
         }
     }
     return any;
@@ -966,11 +970,8 @@ static cr_status gather_early(vm *m, uint32_t ki, bool stream, const cr_insn *co
             continue;
         uint64_t elems = m->p->selects[in->dst].n;
         if (elems >= CR_TORCHSORT_TIE) continue;   /* the gathering pass reports it */
-        cr_free(m->alloc, s->kv);
-        s->partitioned = false;
-        s->kv = cr_malloc(m->alloc, (size_t)elems * sizeof *s->kv);
-        if (!s->kv) return cr_fail(err, CR_ERR_NOMEM, "out of memory gathering selection %u (%llu elements)",
-                                   in->dst, (unsigned long long)elems);
+        cr_status st = gather_alloc(m, in->dst, elems, err);
+        if (st) return st;
         s->early = true;
     }
     return CR_OK;

@@ -210,19 +210,12 @@ static uint64_t thread_bytes(const cr_program *p, unsigned threads, uint64_t pag
  * serial passes) */
 static bool gathers_only(const cr_program *p, const cr_prog_kernel *k)
 {
-    for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++)
-        switch (p->code[c].op) {
-        case CR_OP_MOV: case CR_OP_NEG: case CR_OP_ABS: case CR_OP_SIGN: case CR_OP_SQRT:
-        case CR_OP_EXP: case CR_OP_LOG: case CR_OP_NOT:
-        case CR_OP_ADD: case CR_OP_SUB: case CR_OP_MUL: case CR_OP_DIV: case CR_OP_MIN: case CR_OP_MAX:
-        case CR_OP_GT: case CR_OP_GE: case CR_OP_LT: case CR_OP_LE: case CR_OP_EQ: case CR_OP_NE:
-        case CR_OP_AND: case CR_OP_OR: case CR_OP_WHERE:
-        case CR_OP_LOAD: case CR_OP_SPLAT: case CR_OP_ROWB: case CR_OP_COLB: case CR_OP_RAND:
-        case CR_OP_TIE_COUNT: case CR_OP_TORCH_DESC: case CR_OP_TORCH_ASC:
-            break;
-        default:
+    for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
+        uint16_t op = p->code[c].op;
+        if (!cr_op_registers_only((cr_op)op) && op != CR_OP_TIE_COUNT && op != CR_OP_TORCH_DESC &&
+            op != CR_OP_TORCH_ASC)
             return false;
-        }
+    }
     return true;
 }
 

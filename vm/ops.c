@@ -26,3 +26,18 @@ uint64_t cr_op_table_fingerprint(void)
     }
     return h;
 }
+
+bool cr_op_registers_only(cr_op op)
+{
+    switch (op) {
+    case CR_OP_MOV: case CR_OP_NEG: case CR_OP_ABS: case CR_OP_SIGN: case CR_OP_SQRT:
+    case CR_OP_EXP: case CR_OP_LOG: case CR_OP_NOT:
+    case CR_OP_ADD: case CR_OP_SUB: case CR_OP_MUL: case CR_OP_DIV: case CR_OP_MIN: case CR_OP_MAX:
+    case CR_OP_GT: case CR_OP_GE: case CR_OP_LT: case CR_OP_LE: case CR_OP_EQ: case CR_OP_NE:
+    case CR_OP_AND: case CR_OP_OR: case CR_OP_WHERE:
+    case CR_OP_LOAD: case CR_OP_SPLAT: case CR_OP_ROWB: case CR_OP_COLB: case CR_OP_RAND:
+        return true;
+    default:
+        return false;
+    }
+}

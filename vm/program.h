@@ -58,6 +58,12 @@ typedef struct cr_op_info {
 /* table indexed by cr_op, generated from ops.def */
 extern const cr_op_info cr_op_table[CR_OP_COUNT];
 
+/* A kernel micro-op that only reads inputs or state and writes a register:
+ * running it again, or skipping a kernel made only of such ops and
+ * bookkeeping, changes nothing else (interp.c kernel_is_idle, memplan.c
+ * gathers_only). */
+bool cr_op_registers_only(cr_op op);
+
 /* XXH64 over the op table: a .crb records it, and a crucible whose table
  * differs refuses the program instead of running other instructions. */
 uint64_t cr_op_table_fingerprint(void);

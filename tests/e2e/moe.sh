@@ -5,15 +5,7 @@
 # an MoE config, and bad configs (exit 2, file:line:col, no output).
 # The expert-bytes-identical-to-source check is in tests/unit/test_moe.c.
 # usage: tests/e2e/moe.sh CRUCIBLE_BIN
-set -u
-bin=$1
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/crucible-e2e-moe-XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
+. "$(dirname "$0")/../support/e2e_lib.sh" moe "$1"
 
 cd "$tmp" || exit 1
 "$bin" synth base --arch llama --layers 2 --hidden 16 --intermediate 32 --heads 2 --kv-heads 1 --vocab 64 --seed 1 >/dev/null 2>&1

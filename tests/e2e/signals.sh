@@ -7,15 +7,7 @@
 # long as the rest of the merge takes more than a few milliseconds; a run
 # that finished before the signal is reported, not counted as a pass.
 # usage: tests/e2e/signals.sh CRUCIBLE_BIN
-set -u
-bin=$1
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/crucible-e2e-signals-XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
+. "$(dirname "$0")/../support/e2e_lib.sh" signals "$1"
 
 cd "$tmp" || exit 1
 # ~60 MB per model: big enough that writing the output takes a while

@@ -2,15 +2,7 @@
 # synth_inspect.sh — crucible synth / inspect / diff from the command line:
 # deterministic output, sharding, fine-tunes, exit codes and error messages.
 # usage: tests/e2e/synth_inspect.sh CRUCIBLE_BIN
-set -u
-bin=$1
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/crucible-e2e-synth-XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
+. "$(dirname "$0")/../support/e2e_lib.sh" synth "$1"
 
 small=(--arch llama --layers 2 --hidden 32 --intermediate 64 --heads 4 --kv-heads 2 --vocab 300 --dtype bfloat16)
 

@@ -6,15 +6,7 @@
 # the file; a mergekit-style output without hashes passes with a clear note
 # (and fails with --require-hash).
 # usage: tests/e2e/verify.sh CRUCIBLE_BIN
-set -u
-bin=$1
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/crucible-e2e-verify-XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
+. "$(dirname "$0")/../support/e2e_lib.sh" verify "$1"
 
 cd "$tmp" || exit 1
 small=(--arch llama --layers 2 --hidden 32 --intermediate 64 --heads 4 --kv-heads 2 --vocab 300 --dtype bfloat16)

@@ -23,7 +23,7 @@ and compares:
     a copy whose bos is only in special_tokens_map.json.
 Writes tests/compat/results/moe.txt.
 
-usage: /work/wt/golden/tests/golden/.venv/bin/python tests/compat/check_moe.py [CRUCIBLE_BIN]
+usage: tests/golden/.venv/bin/python tests/compat/check_moe.py [CRUCIBLE_BIN]
 """
 import json
 import os

@@ -16,7 +16,7 @@ none (no BOS glued on, pad = eos "<|endoftext|>"). transformers 4.x reads v4
 config keys, so the llama config's v5 `rope_parameters` is rewritten as
 rope_theta + rope_scaling in a temporary copy (same model).
 
-usage: /work/wt/golden/tests/golden/.venv/bin/python tests/compat/gen_gate_fixtures.py
+usage: tests/golden/.venv/bin/python tests/compat/gen_gate_fixtures.py
 """
 import json
 import os

@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "shards.h"
 #include "outdir.h"
+#include "run_program.h"
 #include "synth.h"
 
 static void usage(FILE *f)
@@ -92,16 +93,20 @@ int cr_cmd_synth(int argc, char **argv)
     if (!o.from && !have_arch) { fprintf(stderr, "crucible synth: --arch is required (or --from BASE_DIR)\n"); return 2; }
 
     cr_outdir od;
+    cr_cli_signals sigs;   /* SIGINT/TERM/HUP: the temporary directory is removed */
+    o.interrupt = cr_cli_signals_begin(&sigs);
     cr_status st = cr_outdir_begin(cr_default_allocator(), out, false, &od, &err);
     if (st == CR_OK) {
         st = cr_synth_write(cr_default_allocator(), od.tmp_path, &o, &err);
+        if (st == CR_OK && *o.interrupt) st = cr_fail(&err, CR_ERR_INTERRUPTED, "interrupted");
         if (st == CR_OK) st = cr_outdir_commit(&od, &err);
         cr_outdir_abort(&od);
         cr_outdir_free(&od);
     }
+    cr_cli_signals_end(&sigs);
     if (st != CR_OK) {
         fprintf(stderr, "crucible synth: %s\n", err.msg);
-        return 1;
+        return st == CR_ERR_INTERRUPTED ? 130 : 1;
     }
     return 0;
 }

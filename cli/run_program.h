@@ -1,14 +1,28 @@
 /* run_program.h — run a compiled program for a command (merge, moe, run),
- * with SIGINT/SIGTERM turned into the VM's interrupt flag for the duration.
- * The flag lives in the CLI, not in the library, which has no globals. */
+ * with SIGINT/SIGTERM/SIGHUP turned into the VM's interrupt flag, SIGPIPE
+ * ignored and SIGBUS on an input mapping turned into an error for the
+ * duration; and the same signal handling for other commands' long steps
+ * (synth). The flag lives in the CLI, not in the library, which has no
+ * globals. */
 #ifndef CR_CLI_RUN_PROGRAM_H
 #define CR_CLI_RUN_PROGRAM_H
 
+#include <signal.h>
+
 #include "vm.h"
 
-/* Runs prog with vo (vo->interrupt is set here), prints a failure as
- * "crucible CMD: message" and returns the exit status: 0, 130 when
- * interrupted, 1 otherwise. prog stays owned by the caller. */
+/* Runs prog with vo (vo->interrupt and vo->guard are set here), prints a
+ * failure as "crucible CMD: message" and returns the exit status: 0, 130
+ * when interrupted, 1 otherwise. prog stays owned by the caller. */
 int cr_cli_run_program(const cr_program *prog, cr_vm_options *vo, const char *cmd);
+
+/* Between begin and end, SIGINT, SIGTERM and SIGHUP set the returned flag
+ * (cleared by begin) and SIGPIPE is ignored; end restores the previous
+ * actions. */
+typedef struct cr_cli_signals {
+    struct sigaction old[3], old_pipe;
+} cr_cli_signals;
+volatile int *cr_cli_signals_begin(cr_cli_signals *s);
+void cr_cli_signals_end(cr_cli_signals *s);
 
 #endif

@@ -11,6 +11,7 @@
  */
 #include "vm.h"
 #include "hash.h"
+#include "inputguard.h"
 #include "io.h"
 #include "limits.h"
 #include "memplan.h"
@@ -93,6 +94,12 @@ typedef struct vm {
     uint64_t rsum_max, code_max, store_max;   /* per kernel: RSUMs, micro-ops, STOREs */
 
     uint8_t **maps;            /* per manifest file (NULL when empty) */
+    /* per manifest file, for the files opened so far (n_opened): identity
+     * at open, re-checked before the commit, and the mapping published to
+     * opt->guard (inputguard.h) */
+    cr_file_id *ids;
+    cr_input_region *regions;
+    uint32_t n_opened;
     int *shard_fds;
     uint64_t *shard_hash;      /* XXH64 of each finished shard (outhash.h) */
     double *scal;
@@ -157,6 +164,14 @@ static void report(vm *m, bool force)
 }
 
 static bool interrupted(const vm *m) { return m->opt->interrupt && *m->opt->interrupt; }
+
+/* Polled between chunks: an interrupt, or a read past the end of an input
+ * that shrank (opt->guard). The latter's message is replaced by
+ * check_inputs' naming the file. */
+static bool input_faulted(const vm *m) { return m->opt->guard && cr_input_guard_faulted(m->opt->guard); }
+static bool stopping(const vm *m) { return interrupted(m) || input_faulted(m); }
+static cr_status stop_status(const vm *m) { return input_faulted(m) ? CR_ERR_RUNTIME : CR_ERR_INTERRUPTED; }
+static const char *stop_msg(const vm *m) { return input_faulted(m) ? "an input changed while it was being read" : "interrupted"; }
 
 /* record the first error of a job; later ones are dropped */
 static int job_fail(vm *m, cr_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -415,7 +430,7 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
     const cr_program *p = m->p;
     const cr_prog_kernel *k = j->k;
     const cr_kernels *K = m->kern;
-    if (interrupted(m)) return job_fail(m, CR_ERR_INTERRUPTED, "interrupted");
+    if (stopping(m)) return job_fail(m, stop_status(m), "%s", stop_msg(m));
     vm_thread *t = &m->thr[thread];
     const uint64_t cbase = c * k->chunk;
     const size_t cn = (size_t)CR_MIN(k->chunk, j->n - cbase);
@@ -1177,7 +1192,7 @@ static cr_status run_copy(vm *m, const cr_insn *ins, bool stream, cr_error *err)
     for (uint64_t r = 0; r < in->rows; r++) {
         const uint8_t *row = src + r * in->row_stride * isz;
         for (uint64_t c = 0; c < in->cols;) {
-            if (interrupted(m)) return cr_fail(err, CR_ERR_INTERRUPTED, "interrupted");
+            if (stopping(m)) return cr_fail(err, stop_status(m), "%s", stop_msg(m));
             uint64_t len = CR_MIN(in->cols - c, in->dtype == o->dtype ? max_same : (uint64_t)COPY_BLOCK);
             if (any_nonfinite_raw((cr_dtype)in->dtype, row + c * isz, len)) {
                 atomic_store_explicit(&m->nonfinite_in[ins->a], 1, memory_order_relaxed);
@@ -1292,7 +1307,7 @@ static cr_status run_main(vm *m, cr_error *err)
     double *S_ = m->scal;
     for (uint32_t pc = 0; pc < p->n_main; pc++) {
         const cr_insn *in = &p->main[pc];
-        if (interrupted(m)) return cr_fail(err, CR_ERR_INTERRUPTED, "interrupted");
+        if (stopping(m)) return cr_fail(err, stop_status(m), "%s", stop_msg(m));
         double a = 0, b = 0, c = 0, r;
         const char *kinds = cr_op_table[in->op].kinds;
         if (kinds[1] == 'v' || kinds[1] == 's') a = S_[in->a];
@@ -1374,7 +1389,7 @@ static int hash_file(void *ud, uint64_t i, unsigned thread)
     cr_xxh64_init(&st, 0);
     const uint64_t block = 16u << 20;
     for (uint64_t off = 0; off < f->size; off += block) {
-        if (interrupted(m)) return job_fail(m, CR_ERR_INTERRUPTED, "interrupted");
+        if (stopping(m)) return job_fail(m, stop_status(m), "%s", stop_msg(m));
         uint64_t len = CR_MIN(block, f->size - off);
         /* the map has no read-around (MADV_RANDOM): read this block and
          * the next ahead */
@@ -1400,26 +1415,33 @@ static cr_status open_inputs(vm *m, cr_error *err)
         const char *path = S(m, p->files[i].path);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) return cr_fail_errno(err, errno, "input %s", path);
-        struct stat st;
-        if (fstat(fd, &st)) { int e = errno; close(fd); return cr_fail_errno(err, e, "input %s", path); }
-        if ((uint64_t)st.st_size != p->files[i].size) {
+        /* the identity is re-checked before the commit (check_inputs) */
+        cr_status is = cr_file_id_of_fd(fd, path, &m->ids[i], err);
+        if (is) { close(fd); return is; }
+        uint64_t size = m->ids[i].size;
+        if (size != p->files[i].size) {
             close(fd);
             return cr_fail(err, CR_ERR_RUNTIME, "input %s is %llu bytes but the program was compiled for %llu bytes "
-                           "(the file changed or is truncated)", path, (unsigned long long)st.st_size,
+                           "(the file changed or is truncated)", path, (unsigned long long)size,
                            (unsigned long long)p->files[i].size);
         }
-        if (st.st_size > 0) {
-            void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (size > 0) {
+            void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
             if (map == MAP_FAILED) { int e = errno; close(fd); return cr_fail_errno(err, e, "cannot map %s", path); }
             m->maps[i] = map;
+            m->regions[i].lo = (uintptr_t)map;
+            m->regions[i].hi = (uintptr_t)map + (uintptr_t)size;
             /* no read-around on faults (read_ahead_kb, often MiBs): PREFETCH
              * reads exactly the views the program needs, so a pass-through
              * recipe does not read the tensors it skips (spec/plan.md) */
-            madvise(map, (size_t)st.st_size, MADV_RANDOM);
+            madvise(map, (size_t)size, MADV_RANDOM);
         }
         close(fd);   /* the mapping keeps the file */
+        m->n_opened = i + 1;
         if (hashing && p->files[i].hash) to_hash += p->files[i].size;
     }
+    /* before any read of the maps */
+    if (m->opt->guard) cr_input_guard_set(m->opt->guard, m->regions, p->n_files);
     if (!to_hash) return CR_OK;
     uint64_t *got = cr_calloc(m->alloc, p->n_files, sizeof *got);
     if (!got) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
@@ -1438,6 +1460,29 @@ static cr_status open_inputs(vm *m, cr_error *err)
     }
     cr_free(m->alloc, got);
     atomic_store(&m->bytes_done, 0);
+    return s;
+}
+
+/* After the last read of the inputs (aux copies included), before the
+ * commit: has any input changed since it was opened? Run after a failure
+ * too, since a changed input may be its cause (a copy's write from a
+ * truncated mapping fails with EFAULT, a kernel stops on a guarded fault):
+ * the change is then reported instead, unless the run was interrupted by a
+ * signal. Returns the run's status s or the change's. */
+static cr_status check_inputs(vm *m, cr_status s, cr_error *err)
+{
+    if (s == CR_ERR_INTERRUPTED && interrupted(m)) return s;
+    uint32_t faulted = m->opt->guard && m->n_opened ? cr_input_guard_faulted(m->opt->guard) : 0;
+    if (faulted)
+        return cr_fail(err, CR_ERR_RUNTIME, "input %s changed while it was being read (a read past its end "
+                       "failed: the file shrank)", S(m, m->p->files[faulted - 1].path));
+    for (uint32_t i = 0; i < m->n_opened; i++) {
+        cr_error e;
+        if (cr_file_id_check(S(m, m->p->files[i].path), &m->ids[i], &e)) {
+            if (err) *err = e;
+            return e.status;
+        }
+    }
     return s;
 }
 
@@ -1488,6 +1533,8 @@ static cr_status setup(vm *m, cr_error *err)
                            (unsigned long long)(m->regs_max * m->chunk_max * 4));
     }
     m->maps = cr_calloc(A, p->n_files ? p->n_files : 1, sizeof *m->maps);
+    m->ids = cr_calloc(A, p->n_files ? p->n_files : 1, sizeof *m->ids);
+    m->regions = cr_calloc(A, p->n_files ? p->n_files : 1, sizeof *m->regions);
     m->scal = cr_calloc(A, p->n_scalars ? p->n_scalars : 1, sizeof *m->scal);
     m->rowvec = cr_calloc(A, p->n_rowvecs ? p->n_rowvecs : 1, sizeof *m->rowvec);
     m->scratch = cr_calloc(A, p->n_scratch ? p->n_scratch : 1, sizeof *m->scratch);
@@ -1498,7 +1545,8 @@ static cr_status setup(vm *m, cr_error *err)
     m->in_checked = cr_calloc(A, p->n_inputs ? p->n_inputs : 1, sizeof *m->in_checked);
     if (!m->nonfinite_in || !m->nonfinite_out || !m->in_checked) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     m->shard_fds = cr_malloc(A, (p->n_shards ? p->n_shards : 1) * sizeof *m->shard_fds);
-    if (!m->maps || !m->scal || !m->rowvec || !m->scratch || !m->scratch_ready || !m->sel || !m->shard_fds)
+    if (!m->maps || !m->ids || !m->regions || !m->scal || !m->rowvec || !m->scratch || !m->scratch_ready || !m->sel ||
+        !m->shard_fds)
         return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     for (uint32_t i = 0; i < p->n_shards; i++) m->shard_fds[i] = -1;
     /* which kernel gathers each selection in torch's order (gather_early) */
@@ -1645,9 +1693,12 @@ static void teardown(vm *m)
         cr_free(A, m->thr[t].lanes); cr_free(A, m->thr[t].carry);
     }
     cr_free(A, m->thr);
+    if (m->opt->guard) cr_input_guard_clear(m->opt->guard);   /* before the unmapping */
     if (m->maps) for (uint32_t i = 0; i < p->n_files; i++)
         if (m->maps[i]) munmap(m->maps[i], (size_t)p->files[i].size);
     cr_free(A, m->maps);
+    cr_free(A, m->ids);
+    cr_free(A, m->regions);
     if (m->shard_fds) for (uint32_t i = 0; i < p->n_shards; i++) if (m->shard_fds[i] >= 0) close(m->shard_fds[i]);
     cr_free(A, m->shard_fds);
     cr_free(A, m->shard_hash);
@@ -1747,6 +1798,7 @@ cr_status cr_vm_run(const cr_program *p, const cr_vm_options *opt, cr_error *err
     if (!s) s = write_aux(m, err);
     if (!s) s = finish_shards(m, err);
     if (!s && interrupted(m)) s = cr_fail(err, CR_ERR_INTERRUPTED, "interrupted");
+    s = check_inputs(m, s, err);
     if (!s) s = cr_outdir_commit(&m->outdir, err);
     if (!s) {
         m->phase = CR_VM_PHASE_DONE;

@@ -317,6 +317,7 @@ static cr_status write_tensor(synth_ctx *c, int fd, const char *path, const synt
     bool delta = t->src && cr_dtype_is_float(t->dtype) && (!o->only || strstr(t->name, o->only));
     uint64_t h = cr_synth_name_hash(t->name);
     for (uint64_t i = 0; i < t->numel; i += SYNTH_CHUNK) {
+        if (o->interrupt && *o->interrupt) return cr_fail(err, CR_ERR_INTERRUPTED, "interrupted");
         size_t n = (size_t)CR_MIN((uint64_t)SYNTH_CHUNK, t->numel - i);
         const void *out = c->bytes;
         if (t->src && !delta) {

@@ -33,6 +33,7 @@ typedef struct cr_synth_opts {
     const char *from;
     double delta_scale;
     const char *only;           /* deltas only on tensors whose name contains this; NULL: all */
+    volatile int *interrupt;    /* polled between chunks; non-zero stops with CR_ERR_INTERRUPTED */
 } cr_synth_opts;
 
 /* "llama"/"mistral"/"qwen2" -> arch; false if unknown */
@@ -41,7 +42,8 @@ bool cr_synth_arch_parse(const char *s, cr_synth_arch *out);
 /* Write the model into `dir`, an existing empty directory (the caller makes
  * it appear atomically). Errors: ARG (inconsistent sizes: hidden not a
  * multiple of heads, heads not a multiple of kv_heads, zero sizes, vocab <
- * 3, unsupported dtype), IO, NOMEM, and any error opening `from`. */
+ * 3, unsupported dtype), IO, NOMEM, INTERRUPTED, and any error opening
+ * `from`. */
 cr_status cr_synth_write(const cr_allocator *alloc, const char *dir, const cr_synth_opts *opts,
                          cr_error *err);
 

@@ -53,6 +53,12 @@ typedef struct cr_vm_options {
     void *progress_ud;
     FILE *progress_file;        /* default printer's stream (NULL: stderr) */
     volatile int *interrupt;    /* polled between chunks; non-zero stops the run */
+    /* The input mappings are published here for the caller's SIGBUS
+     * handler (inputguard.h), which turns a read past the end of an input
+     * that shrank into an error naming the file. NULL: such a read kills
+     * the process with SIGBUS (the change is still caught when it does not
+     * fault: every input is stat-checked before the commit). */
+    struct cr_input_guard *guard;
     bool skip_hash;             /* check input sizes only */
     const char *isa;            /* "scalar" | "avx2" | "avx512"; NULL: $CRUCIBLE_ISA or CPUID */
     const cr_allocator *alloc;  /* NULL: the program's allocator */

@@ -786,6 +786,27 @@ static const char *kernel_tensor(const vm *m, const cr_insn *code, uint32_t n)
     return "?";
 }
 
+/* The output tensor a selection serves, for messages: the first output
+ * stored by a kernel that uses selection x ("?" when none is, e.g. a
+ * selection whose value feeds only scalars). Searched only on failure. */
+static const char *sel_output_name(const vm *m, uint32_t x)
+{
+    const cr_program *p = m->p;
+    for (uint32_t k = 0; k < p->n_kernels; k++) {
+        const cr_insn *code = p->code + p->kernels[k].code_begin;
+        uint32_t n = p->kernels[k].code_len;
+        bool uses = false;
+        for (uint32_t i = 0; i < n && !uses; i++) {
+            const char *kinds = cr_op_table[code[i].op].kinds;
+            uint32_t ops[4] = { code[i].dst, code[i].a, code[i].b, code[i].c };
+            for (int j = 0; j < 4; j++) uses |= kinds[j] == 'x' && ops[j] == x;
+        }
+        for (uint32_t i = 0; i < n && uses; i++)
+            if (cr_op_table[code[i].op].kinds[0] == 'o') return S(m, p->outputs[code[i].dst].name);
+    }
+    return "?";
+}
+
 /* torch's order matters only when some but not all threshold ties are kept */
 static bool needs_gather(const vm_select *s) { return s->k && s->ties_keep < s->ties_total; }
 
@@ -796,8 +817,8 @@ static cr_status gather_alloc(vm *m, uint32_t x, uint64_t n, cr_error *err)
     cr_free(m->alloc, s->kv);
     s->partitioned = false;
     s->kv = cr_malloc(m->alloc, (size_t)n * sizeof *s->kv);
-    if (!s->kv) return cr_fail(err, CR_ERR_NOMEM, "out of memory gathering selection %u (%llu elements)",
-                               x, (unsigned long long)n);
+    if (!s->kv) return cr_fail(err, CR_ERR_NOMEM, "out of memory gathering the top-k selection of %s (%llu elements)",
+                               sel_output_name(m, x), (unsigned long long)n);
     return CR_OK;
 }
 
@@ -822,8 +843,8 @@ static cr_status torch_gather_begin(vm *m, const cr_insn *in, const cr_insn *cod
         return CR_OK;
     }
     if (n >= CR_TORCHSORT_TIE)
-        return cr_fail(err, CR_ERR_LIMIT, "selection %u: torch tie order over %llu elements (limit 2^31)",
-                       in->dst, (unsigned long long)n);
+        return cr_fail(err, CR_ERR_LIMIT, "%s: torch's tie order for a top-k selection over %llu elements (limit 2^31)",
+                       sel_output_name(m, in->dst), (unsigned long long)n);
     return gather_alloc(m, in->dst, n, err);
 }
 
@@ -878,7 +899,8 @@ static cr_status torch_ties(vm *m, uint32_t x, cr_error *err)
     s->early = false;
     cr_free(m->alloc, s->tiebits);
     s->tiebits = cr_calloc(m->alloc, (size_t)(n / 64 + 1), sizeof *s->tiebits);
-    if (!s->tiebits) return cr_fail(err, CR_ERR_NOMEM, "out of memory for selection %u", x);
+    if (!s->tiebits)
+        return cr_fail(err, CR_ERR_NOMEM, "out of memory for the top-k selection of %s", sel_output_name(m, x));
     uint64_t lo = desc ? 0 : bound, hi = desc ? bound : n, kept = 0;
     for (uint64_t p = lo; p < hi; p++) {
         if (!(s->kv[p] & CR_TORCHSORT_TIE)) continue;
@@ -889,8 +911,8 @@ static cr_status torch_ties(vm *m, uint32_t x, cr_error *err)
     cr_free(m->alloc, s->kv);
     s->kv = NULL;
     if (kept != s->ties_keep)
-        return cr_fail(err, CR_ERR_RUNTIME, "selection %u: torch order kept %llu ties, expected %llu (values changed between passes?)",
-                       x, (unsigned long long)kept, (unsigned long long)s->ties_keep);
+        return cr_fail(err, CR_ERR_RUNTIME, "%s: torch order kept %llu ties at the top-k threshold, expected %llu (values changed between passes?)",
+                       sel_output_name(m, x), (unsigned long long)kept, (unsigned long long)s->ties_keep);
     return CR_OK;
 }
 
@@ -1229,27 +1251,6 @@ static void advise(vm *m, const cr_prog_input *in, int advice)
     madvise((void *)a, e - a, advice);
 }
 
-/* The output tensor a selection serves, for messages: the first output
- * stored by a kernel that uses selection x ("?" when none is, e.g. a
- * selection whose value feeds only scalars). Searched only on failure. */
-static const char *sel_output_name(const vm *m, uint32_t x)
-{
-    const cr_program *p = m->p;
-    for (uint32_t k = 0; k < p->n_kernels; k++) {
-        const cr_insn *code = p->code + p->kernels[k].code_begin;
-        uint32_t n = p->kernels[k].code_len;
-        bool uses = false;
-        for (uint32_t i = 0; i < n && !uses; i++) {
-            const char *kinds = cr_op_table[code[i].op].kinds;
-            uint32_t ops[4] = { code[i].dst, code[i].a, code[i].b, code[i].c };
-            for (int j = 0; j < 4; j++) uses |= kinds[j] == 'x' && ops[j] == x;
-        }
-        for (uint32_t i = 0; i < n && uses; i++)
-            if (cr_op_table[code[i].op].kinds[0] == 'o') return S(m, p->outputs[code[i].dst].name);
-    }
-    return "?";
-}
-
 static cr_status sel_init(vm *m, uint32_t x, double kv, cr_error *err)
 {
     vm_select *s = &m->sel[x];
@@ -1266,7 +1267,8 @@ static cr_status sel_init(vm *m, uint32_t x, double kv, cr_error *err)
     if (!s->hist) s->hist = cr_malloc(m->alloc, (size_t)m->n_threads * HIST_BINS * sizeof *s->hist);
     if (!s->ties) s->ties = cr_calloc(m->alloc, s->n_chunks ? (size_t)s->n_chunks : 1, sizeof *s->ties);
     if (!s->lowor) s->lowor = cr_calloc(m->alloc, m->n_threads, sizeof *s->lowor);
-    if (!s->hist || !s->ties || !s->lowor) return cr_fail(err, CR_ERR_NOMEM, "out of memory for selection %u", x);
+    if (!s->hist || !s->ties || !s->lowor)
+        return cr_fail(err, CR_ERR_NOMEM, "out of memory for the top-k selection of %s", sel_output_name(m, x));
     memset(s->hist, 0, (size_t)m->n_threads * HIST_BINS * sizeof *s->hist);
     memset(s->lowor, 0, m->n_threads * sizeof *s->lowor);
     s->direct = false;

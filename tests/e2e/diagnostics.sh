@@ -118,6 +118,10 @@ expect "U8 input, dtype float32" 2 "u8\.yml:4:5: error: models\[1\]: tensor 'lm_
 expect "U8 input: plan" 2 "tensor 'lm_head\.weight' of model 'u8' is U8" "$bin" plan u8.yml
 printf 'models:\n  - model: u8\nmerge_method: passthrough\n' >u8p.yml
 expect "U8 input, passthrough" 2 "tensor 'lm_head\.weight' of model 'u8' is U8" "$bin" merge u8p.yml out --quiet
+printf 'base_model: u8\ngate_mode: random\nexperts:\n  - source_model: a\n  - source_model: b\n' >u8moe.yml
+expect "U8 input, moe" 2 "lm_head\.weight: tensor lm_head\.weight of u8 is U8" "$bin" moe u8moe.yml out --quiet
+printf 'base_model: a\ngate_mode: random\nexperts:\n  - source_model: a\n  - source_model: b\n    noise_scale: .nan\n' >nanmoe.yml
+expect "moe noise_scale .nan" 2 "nanmoe\.yml:6:18: .*expected a finite number, got '\.nan'" "$bin" moe nanmoe.yml out --quiet
 
 # ---- top-k with k out of range -------------------------------------------
 cat >methods/bigk.lua <<'L'

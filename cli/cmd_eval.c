@@ -17,6 +17,7 @@
 #include "infer/forward.h"
 #include "infer/tokenizer.h"
 #include "model.h"
+#include "options.h"
 
 static int usage(FILE *f, int rc)
 {
@@ -70,22 +71,22 @@ int cr_cmd_eval(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout, 0);
-        if (!strcmp(a, "--text") && i + 1 < argc) { text_path = argv[++i]; continue; }
-        if (!strcmp(a, "--max-tokens") && i + 1 < argc) {
+        if (!cr_cli_has_value("eval", argc, argv, i)) return 2;
+        if (!strcmp(a, "--text")) { text_path = argv[++i]; continue; }
+        if (!strcmp(a, "--max-tokens")) {
             if (!parse_count(argv[++i], &max_tokens) || max_tokens < 2) {
                 fprintf(stderr, "crucible eval: --max-tokens needs an integer >= 2, got '%s'\n", argv[i]);
                 return 2;
             }
             continue;
         }
-        if (!strcmp(a, "--threads") && i + 1 < argc) {
-            if (!parse_count(argv[++i], &threads) || threads > 256) {
-                fprintf(stderr, "crucible eval: --threads needs an integer in 1..256, got '%s'\n", argv[i]);
-                return 2;
-            }
+        if (!strcmp(a, "--threads")) {
+            unsigned t;
+            if (!cr_cli_parse_threads("eval", a, argv[++i], 256, &t)) return 2;
+            threads = t;
             continue;
         }
-        if (a[0] == '-') { fprintf(stderr, "crucible eval: unknown or incomplete option '%s'\n", a); return usage(stderr, 2); }
+        if (a[0] == '-') { fprintf(stderr, "crucible eval: unknown option '%s'\n", a); return usage(stderr, 2); }
         if (dir) { fprintf(stderr, "crucible eval: more than one MODEL_DIR ('%s', '%s')\n", dir, a); return 2; }
         dir = a;
     }

@@ -32,7 +32,11 @@ int cr_cmd_moe(int argc, char **argv)
         if (!strcmp(a, "--cuda") || !strcmp(a, "--no-cuda") || !strcmp(a, "--trust-remote-code") ||
             !strcmp(a, "--no-trust-remote-code") || !strcmp(a, "--safe-serialization"))
             continue;
-        if (!strcmp(a, "--device") && i + 1 < argc) { i++; continue; }
+        if (!strcmp(a, "--device")) {
+            if (!cr_cli_has_value("moe", argc, argv, i)) return 2;
+            i++;
+            continue;
+        }
         if (!strncmp(a, "--device=", 9)) continue;
         args[n++] = argv[i];
     }

@@ -33,14 +33,11 @@ int cr_cmd_run(int argc, char **argv)
         else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) opt.quiet = true;
         else if (!strcmp(a, "--force")) opt.force = true;
         else if (!strcmp(a, "--skip-hash")) opt.skip_hash = true;
+        else if (!cr_cli_has_value("run", argc, argv, i)) return 2;
         else if (!strcmp(a, "--threads") || !strcmp(a, "--max-memory")) {
-            if (i + 1 >= argc) { fprintf(stderr, "crucible run: %s needs a value\n", a); return 2; }
             const char *v = argv[++i];
             if (!strcmp(a, "--threads")) {
-                char *end;
-                long n = strtol(v, &end, 10);
-                if (*end || n < 0 || n > 1024) { fprintf(stderr, "crucible run: --threads %s: expected 0..1024\n", v); return 2; }
-                opt.threads = (unsigned)n;
+                if (!cr_cli_parse_threads("run", a, v, CR_CLI_MAX_THREADS, &opt.threads)) return 2;
             } else if (!cr_cli_parse_size(v, &opt.max_memory)) {
                 fprintf(stderr, "crucible run: --max-memory %s: expected a size like 8G or 512M\n", v);
                 return 2;

@@ -1,5 +1,6 @@
 /* options.c — shared option parsing and the compile pipeline of the
  * recipe-taking commands (merge, plan, explain, compile). */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,9 +15,11 @@
 static bool parse_u64(const char *s, uint64_t *out)
 {
     char *end;
-    if (!s || !*s) return false;
+    /* digits only: strtoull would take "-1" (wrapped) and " 7" */
+    if (!s || !(*s >= '0' && *s <= '9')) return false;
+    errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (*end) return false;
+    if (*end || errno) return false;
     *out = v;
     return true;
 }
@@ -41,6 +44,56 @@ bool cr_cli_parse_size(const char *s, uint64_t *out)
     return true;
 }
 
+/* Every option of every command that takes a value, with what the value
+ * is: one table, so that a missing value is reported the same way by each
+ * command's parser. */
+static const struct { const char *name, *what; } value_options[] = {
+    { "--threads", "a number of threads" },     { "-j", "a number of threads" },
+    { "--num-threads", "a number of threads" }, { "--max-memory", "a size such as 8G" },
+    { "--out-shard-size", "a size such as 5B or 2G" }, { "--random-seed", "an integer" },
+    { "--models-dir", "a directory" },          { "--methods", "a directory" },
+    { "-o", "a file name" },                    { "--output", "a file name" },
+    { "--no-pass", "a pass: fold, cse, dce or fuse" },
+    { "--dump", "a pass: build, verify, fold, cse, dce or fuse" },
+    { "--moe-layout", "classic or fused" },     { "--gate-precision", "bf16 or f32" },
+    { "--device", "a device name" },            { "--text", "a text file" },
+    { "--max-tokens", "a number of tokens" },
+};
+
+const char *cr_cli_value_what(const char *opt)
+{
+    for (size_t i = 0; i < sizeof value_options / sizeof *value_options; i++)
+        if (!strcmp(opt, value_options[i].name)) return value_options[i].what;
+    return NULL;
+}
+
+bool cr_cli_has_value(const char *cmd, int argc, char **argv, int i)
+{
+    const char *what = cr_cli_value_what(argv[i]);
+    if (!what) return true;
+    /* "--threads --quiet": the next word is another option, not the value */
+    const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+    if (next && !(next[0] == '-' && next[1] == '-' && next[2])) return true;
+    fprintf(stderr, "crucible %s: %s needs a value (%s)\n", cmd, argv[i], what);
+    return false;
+}
+
+bool cr_cli_parse_threads(const char *cmd, const char *opt, const char *val, unsigned max, unsigned *out)
+{
+    uint64_t t = 0;
+    bool digits = val[0] != 0;
+    for (const char *p = val; *p && digits; p++) digits = *p >= '0' && *p <= '9';
+    /* strtoull saturates, so a 30-digit count is "too many", not wrapped */
+    if (digits) t = strtoull(val, NULL, 10);
+    if (!digits || t < 1 || t > max) {
+        fprintf(stderr, "crucible %s: %.*s wants a whole number of threads from 1 to %u (leave it out to use all cores), got '%s'\n",
+                cmd, (int)strcspn(opt, "="), opt, max, val);
+        return false;
+    }
+    *out = (unsigned)t;
+    return true;
+}
+
 bool cr_cli_parse(int argc, char **argv, int n_positional, const char *usage, cr_cli_options *o)
 {
     memset(o, 0, sizeof *o);
@@ -52,6 +105,7 @@ bool cr_cli_parse(int argc, char **argv, int n_positional, const char *usage, cr
         const char *val = NULL;
 #define TAKES(name) ((!strcmp(a, name) && i + 1 < argc && (val = argv[++i])) || \
                      (!strncmp(a, name "=", strlen(name) + 1) && (val = a + strlen(name) + 1)))
+        if (!cr_cli_has_value(o->cmd, argc, argv, i)) return false;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { printf("%s", usage); exit(0); }
         else if (!strcmp(a, "--copy-tokenizer")) o->copy_tokenizer = true;
         else if (!strcmp(a, "--no-copy-tokenizer")) o->copy_tokenizer = false;
@@ -89,9 +143,7 @@ bool cr_cli_parse(int argc, char **argv, int n_positional, const char *usage, cr
             if (!parse_u64(val, &o->seed)) { fprintf(stderr, "crucible %s: --random-seed wants an integer, got '%s'\n", o->cmd, val); return false; }
             o->have_seed = true;
         } else if (TAKES("--threads") || TAKES("-j") || TAKES("--num-threads")) {
-            uint64_t t;
-            if (!parse_u64(val, &t) || t > 1024) { fprintf(stderr, "crucible %s: --threads wants 0..1024, got '%s'\n", o->cmd, val); return false; }
-            o->threads = (unsigned)t;
+            if (!cr_cli_parse_threads(o->cmd, a, val, CR_CLI_MAX_THREADS, &o->threads)) return false;
         } else if (TAKES("--max-memory")) {
             if (!cr_cli_parse_size(val, &o->max_memory)) { fprintf(stderr, "crucible %s: --max-memory wants a size like 8G, got '%s'\n", o->cmd, val); return false; }
         } else if (TAKES("--models-dir")) o->models_dir = val;

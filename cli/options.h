@@ -37,6 +37,22 @@ typedef struct cr_cli_options {
  * "512MiB", "1.5GB"). False when malformed or out of range. */
 bool cr_cli_parse_size(const char *s, uint64_t *out);
 
+/* The most worker threads --threads takes (merge, run, moe, plan). */
+#define CR_CLI_MAX_THREADS 1024u
+
+/* What the value of option `opt` is ("a number of threads"), or NULL when
+ * `opt` takes no value. Covers the options of every command. */
+const char *cr_cli_value_what(const char *opt);
+
+/* False, after printing "crucible CMD: --threads needs a value (a number of
+ * threads)", when argv[i] is an option that takes a value and none follows
+ * (it is the last argument, or the next one is a --long option). */
+bool cr_cli_has_value(const char *cmd, int argc, char **argv, int i);
+
+/* A --threads value: a whole number in 1..max. Prints the problem, naming
+ * `opt` and the value, and returns false otherwise. */
+bool cr_cli_parse_threads(const char *cmd, const char *opt, const char *val, unsigned max, unsigned *out);
+
 /* Parse argv (argv[0] is the command). Prints the problem and returns false
  * on a bad option or a wrong number of positional arguments. */
 bool cr_cli_parse(int argc, char **argv, int n_positional, const char *usage, cr_cli_options *o);

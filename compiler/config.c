@@ -12,6 +12,7 @@
 #include "config.h"
 #include "limits.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -190,7 +191,14 @@ static bool scalar_value(pctx *c, const cr_ynode *n, const char *path, double *v
 {
     bool b;
     if (cr_ynode_bool(n, &b)) { *v = b ? 1.0 : 0.0; return true; }
-    if (cr_ynode_number(n, true, v)) return true;
+    if (cr_ynode_number(n, true, v)) {
+        /* mergekit takes .nan, .inf and 1e400 (inf) and writes NaN into
+         * every tensor; no merge parameter means anything when infinite. */
+        if (isfinite(*v)) return true;
+        ERR(c, n, path, "merge parameters must be finite numbers (mergekit would write NaN or Inf into every tensor)",
+            "'%s' is not a finite number (it reads as %g)", n->str, *v);
+        return false;
+    }
     ERR(c, n, path, "parameter values are numbers, booleans, lists of numbers (a gradient) or lists of {filter, value}",
         "'%s' is not a number", n->str);
     return false;
@@ -416,8 +424,8 @@ static bool parse_slices(pctx *c, const cr_ynode *n, const char *path, cr_config
         ok &= parse_params(c, cr_ynode_get(sn, "parameters"), sub(c, sl->ypath, "parameters"), &sl->params);
         const cr_ynode *rw = cr_ynode_get(sn, "residual_weight");
         double dummy;
-        if (rw && !cr_ynode_is_null(rw) && !cr_ynode_number(rw, true, &dummy)) {
-            ERR(c, rw, sub(c, sl->ypath, "residual_weight"), NULL, "residual_weight must be a number");
+        if (rw && !cr_ynode_is_null(rw) && (!cr_ynode_number(rw, true, &dummy) || !isfinite(dummy))) {
+            ERR(c, rw, sub(c, sl->ypath, "residual_weight"), NULL, "residual_weight must be a finite number");
             ok = false;
         }
     }

@@ -386,6 +386,18 @@ static void add_tensor(fe *f, const fe_slice *sl, const char *out_name, int laye
                             "model '%s' has no tensor '%s'", pmodel(f, s->model)->ref, in);
             continue;
         }
+        if (!cr_dtype_is_float(ti->dtype)) {
+            /* The VM computes in floating point; an integer or boolean
+             * tensor (U8, I64, BOOL ...) is refused here, by name, rather
+             * than by the bytecode verifier or a conversion at run time. */
+            ok = false;
+            if (tensor_error_slot(f))
+                cr_diag_add(f->d, CR_DIAG_ERROR, s->loc, s->ypath,
+                            "crucible merges F32, F16, BF16, F64 and F8 (E4M3, E5M2) tensors",
+                            "tensor '%s' of model '%s' is %s, which crucible cannot merge or copy",
+                            in, pmodel(f, s->model)->ref, cr_dtype_name(ti->dtype));
+            continue;
+        }
         cr_plan_source *ps = &pt.sources[pt.n_sources++];
         ps->model = (uint32_t)s->model;
         ps->tensor = in;

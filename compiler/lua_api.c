@@ -320,13 +320,24 @@ static uint32_t make_const(lua_State *S, double v, cr_dtype t, bool weak)
     return add(S, &n);
 }
 
+/* A NaN number from a method's arithmetic (0/0, math.huge - math.huge) is
+ * refused where it enters the graph: it would make every element of the
+ * tensor NaN, and here the error can name the method's line. Infinities
+ * pass (a clamp bound or a fill value can mean them); what they produce at
+ * run time is reported by the VM's NaN/Inf warning. */
+static double check_not_nan(lua_State *S, double v)
+{
+    if (v != v) luaL_error(S, "a NaN number (0/0?) is used as a tensor operand");
+    return v;
+}
+
 /* The node of argument idx: a value, or a Lua number/boolean as a weak
  * (Python-float-like) constant. */
 static uint32_t arg_node(lua_State *S, int idx)
 {
     uint32_t n = cr_lua_value_node(S, idx);
     if (n != CR_NO_NODE) return n;
-    if (lua_type(S, idx) == LUA_TNUMBER) return make_const(S, lua_tonumber(S, idx), CR_DTYPE_F64, true);
+    if (lua_type(S, idx) == LUA_TNUMBER) return make_const(S, check_not_nan(S, lua_tonumber(S, idx)), CR_DTYPE_F64, true);
     if (lua_type(S, idx) == LUA_TBOOLEAN) return make_const(S, lua_toboolean(S, idx), CR_DTYPE_F64, true);
     luaL_typeerror(S, idx, "tensor value or number");
     return CR_NO_NODE;
@@ -534,7 +545,7 @@ static int l_float(lua_State *S)
 
 static int l_const(lua_State *S)
 {
-    double v = luaL_checknumber(S, 1);
+    double v = check_not_nan(S, luaL_checknumber(S, 1));
     cr_dtype t = check_dtype_arg(S, 2);
     push_value(S, make_const(S, v, t, false));
     return 1;
@@ -734,11 +745,22 @@ static int l_row_norm(lua_State *S)
     return 1;
 }
 
-static uint32_t k_arg(lua_State *S, int idx)
+/* k of a selection over tensor x: a constant k is checked here, where the
+ * error names the method's line; a computed one by the VM, whose message
+ * names the tensor. */
+static uint32_t k_arg(lua_State *S, int idx, uint32_t x, const char *what)
 {
     if (lua_type(S, idx) == LUA_TNUMBER) {
         lua_Number k = lua_tonumber(S, idx);
-        if (!(k >= 0) || k != floor(k)) luaL_error(S, "k must be a non-negative integer, got %f", (lua_Number)k);
+        if (!(k >= 0) || k != floor(k))
+            luaL_error(S, "%s: k must be a non-negative integer, got %f", what, (lua_Number)k);
+        const cr_graph *g = need_graph(S);
+        uint32_t dom = node_at(S, x)->domain;
+        const cr_graph_domain *d = dom < g->n_domains ? &g->domains[dom] : NULL;
+        double n = d ? (double)d->rows * (double)d->cols : INFINITY;
+        if (k > n)
+            luaL_error(S, "%s: k = %f is more than the %I elements of tensor %s", what, (lua_Number)k,
+                       (lua_Integer)n, d->name ? d->name : "?");
         return make_const(S, k, CR_DTYPE_F64, true);
     }
     uint32_t k = arg_node(S, idx);
@@ -753,7 +775,8 @@ static uint32_t k_arg(lua_State *S, int idx)
 static int l_topk_mask(lua_State *S)
 {
     static const char *const names[] = { "index", "torch_desc", "torch_asc", NULL };
-    uint32_t ins[2] = { need_tensor(S, 1, "topk_mask"), k_arg(S, 2) };
+    uint32_t x = need_tensor(S, 1, "topk_mask");
+    uint32_t ins[2] = { x, k_arg(S, 2, x, "topk_mask") };
     int ties = luaL_checkoption(S, 3, "index", names);
     cr_node nd = { .op = CR_GOP_TOPK_MASK, .n_in = 2, .kind = CR_VK_TENSOR, .dtype = CR_DTYPE_BOOL,
                    .rdt = CR_DTYPE_F32, .domain = node_at(S, ins[0])->domain, .attr = (uint64_t)ties };
@@ -765,7 +788,8 @@ static int l_topk_mask(lua_State *S)
 
 static int l_kth_abs(lua_State *S)
 {
-    uint32_t ins[2] = { need_tensor(S, 1, "kth_largest_abs"), k_arg(S, 2) };
+    uint32_t x = need_tensor(S, 1, "kth_largest_abs");
+    uint32_t ins[2] = { x, k_arg(S, 2, x, "kth_largest_abs") };
     cr_dtype dt = node_at(S, ins[0])->dtype;
     push_value(S, build_exact(S, CR_GOP_KTH_ABS, ins, 2, CR_VK_SCALAR, dt, round_of(get_lua(S), dt)));
     return 1;

@@ -9,6 +9,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include "lua_inc.h"
@@ -223,7 +224,13 @@ static void read_params(lua_State *S, recipe *r, int idx, cr_param_set *out, con
         v->name = adup(S, r, lua_tostring(S, -2));
         v->present = true;
         if (lua_isboolean(S, -1)) v->value = lua_toboolean(S, -1);
-        else if (lua_type(S, -1) == LUA_TNUMBER) v->value = lua_tonumber(S, -1);
+        else if (lua_type(S, -1) == LUA_TNUMBER) {
+            v->value = lua_tonumber(S, -1);
+            /* as in YAML recipes: a NaN or infinite weight poisons every tensor */
+            if (!isfinite(v->value))
+                luaL_error(S, "%s: parameter '%s' is %f; merge parameters must be finite numbers", what,
+                           v->name, v->value);
+        }
         else luaL_error(S, "%s: parameter '%s' must be a number or boolean, not a %s", what, v->name,
                         luaL_typename(S, -1));
         lua_pop(S, 1);

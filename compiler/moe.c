@@ -411,6 +411,10 @@ static cr_status add_tensor(mb *b, cr_graph *g, const cr_moe_tensor *t, cr_error
                                (unsigned long long)(mt->info->ndim > 1 ? mt->info->shape[1] : 0),
                                (unsigned long long)shape[0], (unsigned long long)shape[1]);
         }
+        if (!cr_dtype_is_float(mt->info->dtype))   /* as compiler/frontend.c refuses them for merges */
+            return cr_fail(err, CR_ERR_CONFIG, "%s: tensor %s of %s is %s, which crucible cannot copy or convert "
+                           "(it handles F32, F16, BF16, F64 and F8 tensors)", t->name, t->src_name, m->ref,
+                           cr_dtype_name(mt->info->dtype));
         ndim = mt->info->ndim;
         memcpy(shape, mt->info->shape, sizeof shape);
         const cr_st_file *f = &m->m.shards[mt->shard];

@@ -5,6 +5,7 @@
  * them, so they are not errors).
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -88,6 +89,10 @@ static bool opt_number(ctx *x, const cr_ynode *n, const char *path, bool *has, d
     if (!n || (n->kind == CR_YNODE_SCALAR && n->plain && cr_ynode_is_null(n))) return true;
     if (!cr_ynode_number(n, false, out)) {
         ERR(x, n, path, NULL, "expected a number, got '%s'", n->kind == CR_YNODE_SCALAR ? n->str : cr_ynode_kind_name(n));
+        return false;
+    }
+    if (!isfinite(*out)) {   /* .nan / .inf / 1e400 would poison every expert tensor */
+        ERR(x, n, path, NULL, "expected a finite number, got '%s'", n->str);
         return false;
     }
     *has = true;

@@ -801,6 +801,27 @@ static const char *kernel_tensor(const vm *m, const cr_insn *code, uint32_t n)
     return "?";
 }
 
+/* The output tensor a selection serves, for messages: the first output
+ * stored by a kernel that uses selection x ("?" when none is, e.g. a
+ * selection whose value feeds only scalars). Searched only on failure. */
+static const char *sel_output_name(const vm *m, uint32_t x)
+{
+    const cr_program *p = m->p;
+    for (uint32_t k = 0; k < p->n_kernels; k++) {
+        const cr_insn *code = p->code + p->kernels[k].code_begin;
+        uint32_t n = p->kernels[k].code_len;
+        bool uses = false;
+        for (uint32_t i = 0; i < n && !uses; i++) {
+            const char *kinds = cr_op_table[code[i].op].kinds;
+            uint32_t ops[4] = { code[i].dst, code[i].a, code[i].b, code[i].c };
+            for (int j = 0; j < 4; j++) uses |= kinds[j] == 'x' && ops[j] == x;
+        }
+        for (uint32_t i = 0; i < n && uses; i++)
+            if (cr_op_table[code[i].op].kinds[0] == 'o') return S(m, p->outputs[code[i].dst].name);
+    }
+    return "?";
+}
+
 /* torch's order matters only when some but not all threshold ties are kept */
 static bool needs_gather(const vm_select *s) { return s->k && s->ties_keep < s->ties_total; }
 
@@ -811,8 +832,8 @@ static cr_status gather_alloc(vm *m, uint32_t x, uint64_t n, cr_error *err)
     cr_free(m->alloc, s->kv);
     s->partitioned = false;
     s->kv = cr_malloc(m->alloc, (size_t)n * sizeof *s->kv);
-    if (!s->kv) return cr_fail(err, CR_ERR_NOMEM, "out of memory gathering selection %u (%llu elements)",
-                               x, (unsigned long long)n);
+    if (!s->kv) return cr_fail(err, CR_ERR_NOMEM, "out of memory gathering the top-k selection of %s (%llu elements)",
+                               sel_output_name(m, x), (unsigned long long)n);
     return CR_OK;
 }
 
@@ -837,8 +858,8 @@ static cr_status torch_gather_begin(vm *m, const cr_insn *in, const cr_insn *cod
         return CR_OK;
     }
     if (n >= CR_TORCHSORT_TIE)
-        return cr_fail(err, CR_ERR_LIMIT, "selection %u: torch tie order over %llu elements (limit 2^31)",
-                       in->dst, (unsigned long long)n);
+        return cr_fail(err, CR_ERR_LIMIT, "%s: torch's tie order for a top-k selection over %llu elements (limit 2^31)",
+                       sel_output_name(m, in->dst), (unsigned long long)n);
     return gather_alloc(m, in->dst, n, err);
 }
 
@@ -893,7 +914,8 @@ static cr_status torch_ties(vm *m, uint32_t x, cr_error *err)
     s->early = false;
     cr_free(m->alloc, s->tiebits);
     s->tiebits = cr_calloc(m->alloc, (size_t)(n / 64 + 1), sizeof *s->tiebits);
-    if (!s->tiebits) return cr_fail(err, CR_ERR_NOMEM, "out of memory for selection %u", x);
+    if (!s->tiebits)
+        return cr_fail(err, CR_ERR_NOMEM, "out of memory for the top-k selection of %s", sel_output_name(m, x));
     uint64_t lo = desc ? 0 : bound, hi = desc ? bound : n, kept = 0;
     for (uint64_t p = lo; p < hi; p++) {
         if (!(s->kv[p] & CR_TORCHSORT_TIE)) continue;
@@ -904,8 +926,8 @@ static cr_status torch_ties(vm *m, uint32_t x, cr_error *err)
     cr_free(m->alloc, s->kv);
     s->kv = NULL;
     if (kept != s->ties_keep)
-        return cr_fail(err, CR_ERR_RUNTIME, "selection %u: torch order kept %llu ties, expected %llu (values changed between passes?)",
-                       x, (unsigned long long)kept, (unsigned long long)s->ties_keep);
+        return cr_fail(err, CR_ERR_RUNTIME, "%s: torch order kept %llu ties at the top-k threshold, expected %llu (values changed between passes?)",
+                       sel_output_name(m, x), (unsigned long long)kept, (unsigned long long)s->ties_keep);
     return CR_OK;
 }
 
@@ -1249,8 +1271,10 @@ static cr_status sel_init(vm *m, uint32_t x, double kv, cr_error *err)
     vm_select *s = &m->sel[x];
     const cr_prog_select *ps = &m->p->selects[x];
     if (!(kv >= 0) || kv != floor(kv) || kv > (double)ps->n)
-        return cr_fail(err, CR_ERR_RUNTIME, "selection %u: k = %g is not a whole number in 0..%llu", x, kv,
-                       (unsigned long long)ps->n);
+        return cr_fail(err, CR_ERR_RUNTIME,
+                       "output tensor %s: a top-k selection (topk_mask / kth_largest_abs) got k = %g, "
+                       "not a whole number in 0..%llu (the number of elements)",
+                       sel_output_name(m, x), kv, (unsigned long long)ps->n);
     s->k = (uint64_t)kv;
     cr_free(m->alloc, s->tiebits);
     s->tiebits = NULL;
@@ -1258,7 +1282,8 @@ static cr_status sel_init(vm *m, uint32_t x, double kv, cr_error *err)
     if (!s->hist) s->hist = cr_malloc(m->alloc, (size_t)m->n_threads * HIST_BINS * sizeof *s->hist);
     if (!s->ties) s->ties = cr_calloc(m->alloc, s->n_chunks ? (size_t)s->n_chunks : 1, sizeof *s->ties);
     if (!s->lowor) s->lowor = cr_calloc(m->alloc, m->n_threads, sizeof *s->lowor);
-    if (!s->hist || !s->ties || !s->lowor) return cr_fail(err, CR_ERR_NOMEM, "out of memory for selection %u", x);
+    if (!s->hist || !s->ties || !s->lowor)
+        return cr_fail(err, CR_ERR_NOMEM, "out of memory for the top-k selection of %s", sel_output_name(m, x));
     memset(s->hist, 0, (size_t)m->n_threads * HIST_BINS * sizeof *s->hist);
     memset(s->lowor, 0, m->n_threads * sizeof *s->lowor);
     s->direct = false;
@@ -1732,28 +1757,66 @@ static void warn(const vm *m, const char *fmt, ...)
     else fprintf(stderr, "crucible: warning: %s\n", msg);
 }
 
-/* NaN/Inf: name every input tensor that holds some, and every output that
- * does; say when the merge produced them from finite inputs. */
+/* NaN/Inf: one line for the inputs that hold some and one for the outputs,
+ * each naming the first few tensors and counting the rest. A whole model
+ * that comes out NaN (linear with weights summing to zero, as in mergekit)
+ * is one warning, not one per tensor. */
+enum { NONFINITE_NAMED = 3 };
+
+static void name_append(char *buf, size_t cap, size_t *len, const char *s)
+{
+    int k = snprintf(buf + *len, cap - *len, "%s", s);
+    if (k > 0) *len += (size_t)k < cap - *len ? (size_t)k : cap - *len - 1;
+}
+
 static void warn_nonfinite(const vm *m)
 {
     const cr_program *p = m->p;
-    bool any_in = false;
+    char names[768];
+    size_t len = 0;
+    uint32_t n_in = 0;
+    const char *one_in = NULL, *one_file = NULL;
+    names[0] = 0;
     for (uint32_t i = 0; i < p->n_inputs; i++) {
         if (!atomic_load(&m->nonfinite_in[i])) continue;
         const cr_prog_input *v = &p->inputs[i];
-        bool seen = false;   /* several views of one tensor: report it once */
+        if (v->kind != CR_INPUT_FILE) continue;
+        bool seen = false;   /* several views of one tensor: count it once */
         for (uint32_t j = 0; j < i && !seen; j++)
             seen = atomic_load(&m->nonfinite_in[j]) && p->inputs[j].kind == v->kind && p->inputs[j].file == v->file &&
                    p->inputs[j].offset == v->offset;
-        any_in = true;
         if (seen) continue;
-        if (v->kind == CR_INPUT_FILE)
-            warn(m, "input tensor %s in %s contains NaN or Inf", S(m, v->name), S(m, p->files[v->file].path));
+        if (n_in < NONFINITE_NAMED) {
+            if (n_in) name_append(names, sizeof names, &len, ", ");
+            name_append(names, sizeof names, &len, S(m, v->name));
+            name_append(names, sizeof names, &len, " in ");
+            name_append(names, sizeof names, &len, S(m, p->files[v->file].path));
+        }
+        if (!n_in) { one_in = S(m, v->name); one_file = S(m, p->files[v->file].path); }
+        n_in++;
     }
-    for (uint32_t i = 0; i < p->n_outputs; i++)
-        if (atomic_load(&m->nonfinite_out[i]))
-            warn(m, "output tensor %s contains NaN or Inf%s", S(m, p->outputs[i].name),
-                 any_in ? "" : " (the inputs have none: the merge produced them)");
+    if (n_in == 1) warn(m, "input tensor %s in %s contains NaN or Inf", one_in, one_file);
+    else if (n_in > 1)
+        warn(m, "%u input tensors contain NaN or Inf: %s%s", n_in, names, n_in > NONFINITE_NAMED ? ", ..." : "");
+
+    uint32_t n_out = 0;
+    const char *one_out = NULL;
+    len = 0;
+    names[0] = 0;
+    for (uint32_t i = 0; i < p->n_outputs; i++) {
+        if (!atomic_load(&m->nonfinite_out[i])) continue;
+        if (n_out < NONFINITE_NAMED) {
+            if (n_out) name_append(names, sizeof names, &len, ", ");
+            name_append(names, sizeof names, &len, S(m, p->outputs[i].name));
+        }
+        if (!n_out) one_out = S(m, p->outputs[i].name);
+        n_out++;
+    }
+    const char *why = n_in ? "" : " (the inputs have none: the merge produced them)";
+    if (n_out == 1) warn(m, "output tensor %s contains NaN or Inf%s", one_out, why);
+    else if (n_out > 1)
+        warn(m, "%u of %u output tensors contain NaN or Inf%s: %s%s", n_out, p->n_outputs, why, names,
+             n_out > NONFINITE_NAMED ? ", ..." : "");
 }
 
 void cr_vm_options_init(cr_vm_options *opt) { memset(opt, 0, sizeof *opt); }

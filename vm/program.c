@@ -115,6 +115,8 @@ static const char *in_name(const cr_program *p, uint32_t i)
 { return i < p->n_inputs && str_ok(p, p->inputs[i].name) ? cr_prog_str(p, p->inputs[i].name) : "?"; }
 static const char *out_name(const cr_program *p, uint32_t i)
 { return i < p->n_outputs && str_ok(p, p->outputs[i].name) ? cr_prog_str(p, p->outputs[i].name) : "?"; }
+/* a dtype code from a program, named when it is one */
+static const char *dtype_str(unsigned t) { return t < CR_DTYPE_COUNT ? cr_dtype_name((cr_dtype)t) : "(invalid)"; }
 
 static cr_status verify_tables(const cr_program *p, cr_error *err)
 {
@@ -410,8 +412,8 @@ static cr_status verify_kernel(const cr_program *p, uint32_t ki, cr_error *err)
             uint64_t vn;
             view_numel(v, &vn);
             if (vn != n || !is_load_dtype(v->dtype))
-                return cr_fail(err, CR_ERR_FORMAT, "code %u (load) in kernel %u: input %s has %llu elements of dtype %u, domain %llu",
-                               pc, ki, in_name(p, in->a), (unsigned long long)vn, v->dtype, (unsigned long long)n);
+                return cr_fail(err, CR_ERR_FORMAT, "code %u (load) in kernel %u: input %s has %llu elements of dtype %s, domain %llu",
+                               pc, ki, in_name(p, in->a), (unsigned long long)vn, dtype_str(v->dtype), (unsigned long long)n);
             break;
         }
         case CR_OP_STORE: {
@@ -484,8 +486,8 @@ cr_status cr_program_verify(const cr_program *p, cr_error *err)
                                pc, in_name(p, in->a), (unsigned long long)vn, out_name(p, in->dst),
                                (unsigned long long)output_numel(o));
             if (v->dtype != o->dtype && !(is_load_dtype(v->dtype) && is_store_dtype(o->dtype)))
-                return cr_fail(err, CR_ERR_FORMAT, "main %u (copy): cannot convert %s from dtype %u to %u",
-                               pc, in_name(p, in->a), v->dtype, o->dtype);
+                return cr_fail(err, CR_ERR_FORMAT, "main %u (copy): cannot convert %s from %s to %s",
+                               pc, in_name(p, in->a), dtype_str(v->dtype), dtype_str(o->dtype));
         }
     }
     return CR_OK;

@@ -235,6 +235,55 @@ TEST(tv15_gradient_filters_fallthrough)
     CHECK(!cr_params_lookup(levels, 4, "density", "model.norm.weight", 0, &v, NULL));
 }
 
+/* the diagnostic at line:col with this YAML path, whose message contains text */
+static bool diag_at(const cr_diags *d, int line, int col, const char *path, const char *text)
+{
+    for (size_t i = 0; i < d->items.len; i++) {
+        const cr_diag *g = &CR_VEC_AT(&d->items, cr_diag, i);
+        if (g->level == CR_DIAG_ERROR && g->loc.line == line && g->loc.col == col && g->path &&
+            !strcmp(g->path, path) && strstr(g->msg, text))
+            return true;
+    }
+    return false;
+}
+
+/* mergekit turns .nan / .inf / 1e400 into a model of NaN; crucible refuses
+ * each, all at once, at the value's line:col with its YAML path */
+TEST(config_non_finite_parameters)
+{
+    const char *text =
+        "merge_method: slerp\n"
+        "base_model: a\n"
+        "slices:\n"
+        "  - sources:\n"
+        "      - model: a\n"
+        "        layer_range: [0, 2]\n"
+        "        parameters: {weight: 1e400}\n"
+        "      - model: b\n"
+        "        layer_range: [0, 2]\n"
+        "    parameters:\n"
+        "      t: [0, .nan, 1]\n"
+        "    residual_weight: .inf\n"
+        "parameters:\n"
+        "  t: -.Inf\n"
+        "  density: [{filter: mlp, value: .NaN}, {value: 0.5}]\n"
+        "  ok: 1e300\n";
+    cr_arena ar;
+    cr_ytree t;
+    cr_config cfg;
+    cr_diags d;
+    CHECK(parse_cfg(text, &ar, &t, &cfg, &d) == CR_ERR_CONFIG);
+    CHECK(diag_at(&d, 7, 30, "slices[0].sources[0].parameters.weight", "'1e400' is not a finite number"));
+    CHECK(diag_at(&d, 11, 14, "slices[0].parameters.t[1]", "'.nan' is not a finite number"));
+    CHECK(diag_at(&d, 12, 22, "slices[0].residual_weight", "finite number"));
+    CHECK(diag_at(&d, 14, 6, "parameters.t", "'-.Inf' is not a finite number"));
+    CHECK(diag_at(&d, 15, 34, "parameters.density[0].value", "'.NaN' is not a finite number"));
+    CHECK_EQ_INT(d.n_errors, 5);   /* 1e300 is finite */
+    if (cr_test_g.current_failed) cr_diags_print(&d, stderr);
+    cr_arena_free(&ar);
+    cr_diags_free(&d);
+}
+
 /* ---- planning ---------------------------------------------------------- */
 
 TEST(plan_gradient_slerp)
@@ -402,6 +451,28 @@ TEST(plan_multistage)
     cr_diags_free(&d);
 }
 
+/* U8 tensors (or I64, BOOL ...) cannot be computed on: refused by name at
+ * plan time, not by the bytecode verifier at run time */
+TEST(plan_integer_input_tensor)
+{
+    const char *text =
+        "models:\n"
+        "  - model: mistral-ft-a\n"
+        "    parameters: {weight: 0.5}\n"
+        "  - model: u8-model\n"
+        "    parameters: {weight: 0.5}\n"
+        "merge_method: linear\n"
+        "dtype: float32\n";
+    cr_plan plan;
+    cr_diags d;
+    CHECK(compile_text(text, &plan, &d) == CR_ERR_CONFIG);
+    CHECK(diag_has(&d, CR_DIAG_ERROR, 4, "models[1]: tensor 'model.embed_tokens.weight' of model 'u8-model' is U8"));
+    CHECK(diag_has(&d, CR_DIAG_ERROR, 4, "crucible merges F32, F16, BF16"));
+    if (cr_test_g.current_failed) cr_diags_print(&d, stderr);
+    cr_plan_free(&plan);
+    cr_diags_free(&d);
+}
+
 TEST(allocation_failures_are_clean)
 {
     /* Every allocation of a small compile fails once in turn: the result is
@@ -534,6 +605,9 @@ int main(void)
     front_model_spec llama = m;
     llama.arch = "LlamaForCausalLM";
     ok &= front_write_model(g_models, "llama-small", &llama);
+    front_model_spec u8 = m;
+    u8.dtype = "U8";
+    ok &= front_write_model(g_models, "u8-model", &u8);
     if (!ok) { fprintf(stderr, "cannot write synthetic models\n"); return 1; }
 
     RUN(suggest_is_plausible_only);
@@ -542,12 +616,14 @@ int main(void)
     RUN(yaml_limits);
     RUN(config_reports_all_errors_and_warns_unknown_keys);
     RUN(config_values);
+    RUN(config_non_finite_parameters);
     RUN(tv15_gradient_filters_fallthrough);
     RUN(plan_gradient_slerp);
     RUN(plan_models_appends_base_and_defaults);
     RUN(plan_passthrough_tv15d);
     RUN(plan_tied_lm_head);
     RUN(plan_multistage);
+    RUN(plan_integer_input_tensor);
     RUN(allocation_failures_are_clean);
     RUN(examples);
     RUN(invalid_examples);

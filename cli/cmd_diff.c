@@ -2,13 +2,16 @@
  * names only in one, dtype/shape differences, and for tensors of equal
  * type the number of differing elements (bitwise), the largest absolute
  * difference and whether the bytes are identical. Exit 0 if the models hold
- * identical tensors, 1 if they differ, 2 on error. */
+ * identical tensors, 1 if they differ, 2 on error. Tensor names are
+ * escaped for the terminal (termtext.h). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "commands.h"
 #include "model.h"
+#include "limits.h"
+#include "termtext.h"
 
 #define DIFF_CHUNK 65536
 
@@ -65,6 +68,13 @@ static void compare(const cr_st_file *sa, const cr_st_file *sb, const cr_st_tens
     }
 }
 
+/* a tensor name escaped for the terminal, in buf (4 * CR_LIMIT_NAME + 1) */
+static const char *safe(const char *name, char *buf)
+{
+    cr_text_safe(buf, 4 * CR_LIMIT_NAME + 1, name, strlen(name), 0);
+    return buf;
+}
+
 int cr_cmd_diff(int argc, char **argv)
 {
     bool all = false;
@@ -97,17 +107,19 @@ int cr_cmd_diff(int argc, char **argv)
         cr_model_close(&a); cr_model_close(&b);
         return 2;
     }
+    char nbuf[4 * CR_LIMIT_NAME + 1];
     uint32_t i = 0, j = 0, only_a = 0, only_b = 0, type_diff = 0, val_diff = 0, same = 0;
     while (i < a.n_tensors || j < b.n_tensors) {
         int c = i >= a.n_tensors ? 1 : j >= b.n_tensors ? -1 : strcmp(a.tensors[i].info->name, b.tensors[j].info->name);
-        if (c < 0) { printf("only in A   %s\n", a.tensors[i++].info->name); only_a++; continue; }
-        if (c > 0) { printf("only in B   %s\n", b.tensors[j++].info->name); only_b++; continue; }
+        if (c < 0) { printf("only in A   %s\n", safe(a.tensors[i++].info->name, nbuf)); only_a++; continue; }
+        if (c > 0) { printf("only in B   %s\n", safe(b.tensors[j++].info->name, nbuf)); only_b++; continue; }
         const cr_st_tensor *ta = a.tensors[i].info, *tb = b.tensors[j].info;
+        const char *name = safe(ta->name, nbuf);
         char sa[128], sb[128];
         shape_str(sa, sizeof sa, ta);
         shape_str(sb, sizeof sb, tb);
         if (strcmp(sa, sb)) {
-            printf("type        %s: %s vs %s\n", ta->name, sa, sb);
+            printf("type        %s: %s vs %s\n", name, sa, sb);
             type_diff++;
         } else {
             const unsigned char *da = cr_st_data(&a.shards[a.tensors[i].shard], ta);
@@ -119,10 +131,10 @@ int cr_cmd_diff(int argc, char **argv)
             cr_st_release(&b.shards[b.tensors[j].shard], tb);
             if (nd) {
                 printf("differs     %s %s: %llu of %llu elements differ, max |a-b| %.9g, identical bytes: no\n",
-                       ta->name, sa, (unsigned long long)nd, (unsigned long long)ta->numel, mx);
+                       name, sa, (unsigned long long)nd, (unsigned long long)ta->numel, mx);
                 val_diff++;
             } else {
-                if (all) printf("same        %s %s: identical bytes: yes\n", ta->name, sa);
+                if (all) printf("same        %s %s: identical bytes: yes\n", name, sa);
                 same++;
             }
         }

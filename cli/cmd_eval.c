@@ -18,6 +18,7 @@
 #include "infer/tokenizer.h"
 #include "model.h"
 #include "options.h"
+#include "termtext.h"
 
 static int usage(FILE *f, int rc)
 {
@@ -142,7 +143,9 @@ int cr_cmd_eval(int argc, char **argv)
         count += run.nll_count;
         windows++;
     }
-    printf("model: %s (%s, %u layers)\n", dir, llm.cfg.model_type, llm.cfg.n_layers);
+    printf("model: %s (", dir);
+    cr_text_fput(stdout, llm.cfg.model_type, 0);   /* from config.json */
+    printf(", %u layers)\n", llm.cfg.n_layers);
     printf("tokens: %zu\n", ids.len);
     printf("windows: %zu of up to %ld tokens\n", windows, max_tokens);
     printf("predictions: %zu\n", count);

@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "options.h"
+#include "termtext.h"
 #include "verify_dir.h"
 
 static const char usage[] =
@@ -27,7 +28,11 @@ int cr_cmd_verify(int argc, char **argv)
         cr_verify_report_free(&rep);
         return 1;
     }
-    for (uint32_t i = 0; i < rep.n_problems; i++) fprintf(stderr, "crucible verify: %s\n", rep.problems[i]);
+    for (uint32_t i = 0; i < rep.n_problems; i++) {
+        fputs("crucible verify: ", stderr);
+        cr_text_fput(stderr, rep.problems[i], 0);   /* they name tensors and files of the model */
+        fputc('\n', stderr);
+    }
     if (rep.n_problems_total > rep.n_problems)
         fprintf(stderr, "crucible verify: ... and %u more problems\n", rep.n_problems_total - rep.n_problems);
     int rc = 0;

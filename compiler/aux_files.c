@@ -9,6 +9,8 @@
 
 #include "aux_files.h"
 #include "hfdir.h"
+#include "infile.h"
+#include "limits.h"
 #include "layout.h"
 
 static cr_status add_aux(cr_program *p, cr_prog_aux *a, cr_error *err)
@@ -44,28 +46,6 @@ cr_status cr_program_aux_copy(cr_program *p, const char *dest, const char *src, 
     return add_aux(p, &a, err);
 }
 
-static char *read_text(const cr_allocator *al, const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = cr_malloc(al, cap);
-    while (buf) {
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (!got) break;
-        if (n + 1 == cap) {
-            char *nb = cr_realloc(al, buf, cap * 2);
-            if (!nb) { cr_free(al, buf); buf = NULL; break; }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (buf) { buf[n] = 0; *len = n; }
-    return buf;
-}
-
 cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_options *o, cr_error *err)
 {
     if (!plan->n_stages) return CR_OK;
@@ -82,7 +62,12 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
     if (donor_dir) {
         snprintf(path, sizeof path, "%s/config.json", donor_dir);
         size_t len;
-        char *text = read_text(p->alloc, path, &len);
+        char *text = NULL;
+        struct stat sb;
+        /* a donor without config.json gives none; one that cannot be read is an error */
+        if (stat(path, &sb) == 0 &&
+            (s = cr_file_read(p->alloc, path, CR_LIMIT_JSON_BYTES, "config", &text, &len, err)))
+            return s;
         if (text) {
             cr_dtype dt = last->out_dtype != CR_DTYPE_NONE ? last->out_dtype : last->dtype;
             cr_hf_config_edit edit = { .dtype_name = dt != CR_DTYPE_NONE ? cr_dtype_torch_name(dt) : NULL,

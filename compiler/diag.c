@@ -9,6 +9,7 @@
  * find `lambda`.
  */
 #include "diag.h"
+#include "termtext.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -67,16 +68,26 @@ void cr_diags_print(const cr_diags *d, FILE *out)
 {
     for (size_t i = 0; i < d->items.len; i++) {
         const cr_diag *g = &CR_VEC_AT(&d->items, cr_diag, i);
+        /* names in messages come from the recipe and the models: escaped
+         * for the terminal (termtext.h) */
         if (g->loc.file) {
-            fputs(g->loc.file, out);
+            cr_text_fput(out, g->loc.file, 0);
             if (g->loc.line > 0) fprintf(out, ":%d", g->loc.line);
             if (g->loc.line > 0 && g->loc.col > 0) fprintf(out, ":%d", g->loc.col);
             fputs(": ", out);
         }
         fprintf(out, "%s: ", level_name(g->level));
-        if (g->path && g->path[0]) fprintf(out, "%s: ", g->path);
-        fprintf(out, "%s\n", g->msg);
-        if (g->hint) fprintf(out, "  hint: %s\n", g->hint);
+        if (g->path && g->path[0]) {
+            cr_text_fput(out, g->path, 0);
+            fputs(": ", out);
+        }
+        if (g->msg) cr_text_fput(out, g->msg, CR_TEXT_KEEP_LINES);
+        fputc('\n', out);
+        if (g->hint) {
+            fputs("  hint: ", out);
+            cr_text_fput(out, g->hint, CR_TEXT_KEEP_LINES);
+            fputc('\n', out);
+        }
     }
     if (d->oom) fputs("error: out of memory while recording diagnostics; some are missing\n", out);
 }

@@ -20,6 +20,8 @@
 #include <string.h>
 
 #include "arch.h"
+#include "infile.h"
+#include "limits.h"
 #include "config.h"
 #include "params.h"
 #include "resolve.h"
@@ -42,6 +44,8 @@ typedef struct fe_model {
     long long n_layers;
     const char *layers_key;     /* config key holding the layer count */
     const char *arch_name;      /* config.json architectures[0] */
+    const cr_model *file;       /* the opened model; NULL for a stage's output */
+    bool untied;                /* config.json says tie_word_embeddings: false */
     bool ok;                    /* usable (opened and analysed) */
 } fe_model;
 
@@ -179,6 +183,16 @@ static void model_from_file(fe *f, int idx, const cr_model_ref *ref)
     }
     pm->opened = true;
     const cr_model *cm = &pm->model;
+    m->file = cm;
+    const cJSON *tie = cm->config ? cJSON_GetObjectItemCaseSensitive(cm->config, "tie_word_embeddings") : NULL;
+    m->untied = cJSON_IsFalse(tie);
+    if (cm->n_unlisted)
+        cr_diag_add(f->d, CR_DIAG_WARNING, ref->loc, ref->ypath,
+                    "transformers would load them; add them to weight_map if they belong to the model",
+                    "model '%s': %s/model.safetensors.index.json does not list %u tensor%s that shard '%s' holds "
+                    "(first: '%s'); like mergekit, crucible reads only the listed tensors",
+                    ref->text, dir, cm->n_unlisted, cm->n_unlisted == 1 ? "" : "s",
+                    cm->shards[cm->first_unlisted_shard].path, cm->first_unlisted);
     m->n = cm->n_tensors;
     m->tensors = fe_alloc(f, cm->n_tensors * sizeof *m->tensors);
     if (!m->tensors) return;
@@ -369,7 +383,26 @@ static void add_tensor(fe *f, const fe_slice *sl, const char *out_name, int laye
         const fe_src *s = &sl->srcs[i];
         fe_model *fm = fmodel(f, s->model);
         const char *in = in_names[i];
-        if (!in && optional && fm->arch.embed) in = fm->arch.embed;   /* tied weights (§2.3) */
+        if (!in && optional && fm->arch.embed) {
+            /* tied weights (§2.3), unless the model says they are not tied:
+             * then its head is missing, and the embedding is not it */
+            if (fm->untied) {
+                ok = false;
+                const char *shard = fm->file ? cr_model_unlisted_shard(fm->file, out_name) : NULL;
+                if (tensor_error_slot(f))
+                    cr_diag_add(f->d, CR_DIAG_ERROR, s->loc, s->ypath,
+                                shard ? "add the tensor to the index's weight_map"
+                                      : "set tie_word_embeddings: true in config.json if the model does tie them",
+                                "model '%s' has no tensor '%s' and its config.json sets tie_word_embeddings: false, "
+                                "so its token embedding cannot stand in for it%s%s%s%s%s",
+                                pmodel(f, s->model)->ref, out_name,
+                                shard ? " (" : "", shard ? pmodel(f, s->model)->path : "",
+                                shard ? "/model.safetensors.index.json does not list it, but shard '" : "",
+                                shard ? shard : "", shard ? "' holds it)" : "");
+                continue;
+            }
+            in = fm->arch.embed;
+        }
         if (!in) {
             if (optional) continue;
             ok = false;
@@ -923,28 +956,11 @@ cr_status cr_frontend_yaml(const cr_allocator *alloc, const char *recipe_path,
 {
     memset(out, 0, sizeof *out);
     cr_arena_init(&out->arena, alloc);
-    FILE *fp = fopen(recipe_path, "rb");
-    if (!fp) return cr_fail_errno(err, errno, "%s: cannot open recipe", recipe_path);
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    cr_status st = CR_OK;
-    for (;;) {
-        if (len == cap) {
-            if (cap >= (16u << 20)) { st = cr_fail(err, CR_ERR_LIMIT, "%s: recipe larger than 16 MiB", recipe_path); break; }
-            size_t ncap = cap ? cap * 2 : 8192;
-            char *nb = cr_realloc(alloc, buf, ncap);
-            if (!nb) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory reading %s", recipe_path); break; }
-            buf = nb;
-            cap = ncap;
-        }
-        size_t n = fread(buf + len, 1, cap - len, fp);
-        len += n;
-        if (n == 0) break;
-    }
-    if (st == CR_OK && ferror(fp)) st = cr_fail_errno(err, errno, "%s: read failed", recipe_path);
-    fclose(fp);
+    char *buf;
+    size_t len;
+    cr_status st = cr_file_read(alloc, recipe_path, CR_LIMIT_RECIPE_BYTES, "recipe", &buf, &len, err);
     if (st == CR_OK)
-        st = cr_frontend_yaml_text(alloc, recipe_path, buf ? buf : "", len, opt, out, diags, err);
+        st = cr_frontend_yaml_text(alloc, recipe_path, buf, len, opt, out, diags, err);
     cr_free(alloc, buf);
     return st;
 }

@@ -15,6 +15,8 @@
 #include "lua_inc.h"
 
 #include "arch.h"
+#include "infile.h"
+#include "limits.h"
 #include "lua_api.h"
 #include "lua_recipe.h"
 #include "resolve.h"
@@ -392,31 +394,8 @@ static int l_merge(lua_State *S)
 
 static char *slurp(const cr_allocator *a, const char *path, size_t *len, cr_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) { cr_fail_errno(err, errno, "%s: cannot open recipe", path); return NULL; }
-    size_t cap = 8192, n = 0;
-    char *buf = cr_malloc(a, cap);
-    while (buf) {
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-        if (n + 1 == cap) {
-            char *nb = cap < ((size_t)16 << 20) ? cr_realloc(a, buf, cap * 2) : NULL;
-            if (!nb) { cr_free(a, buf); buf = NULL; break; }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    bool bad = ferror(f);
-    fclose(f);
-    if (!buf || bad) {
-        cr_free(a, buf);
-        cr_fail(err, bad ? CR_ERR_IO : CR_ERR_LIMIT, "%s: cannot read the recipe (or larger than 16 MiB)", path);
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
+    char *buf;
+    return cr_file_read(a, path, CR_LIMIT_RECIPE_BYTES, "recipe", &buf, len, err) ? NULL : buf;
 }
 
 /* Models into the plan (also after a failure, so that cr_plan_free closes

@@ -13,6 +13,8 @@
 #include "lua_inc.h"
 
 #include "method.h"
+#include "infile.h"
+#include "limits.h"
 #include "lua_api.h"
 #include "stdlib_embed.h"
 
@@ -181,35 +183,11 @@ void cr_methods_close(cr_method_registry *r)
     cr_free(r->alloc, r);
 }
 
-/* Read a whole file with the registry's allocator. */
+/* Read a whole file with the registry's allocator (at most the recipe limit). */
 static char *slurp(const cr_allocator *a, const char *path, size_t *len, cr_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) { cr_fail_errno(err, errno, "cannot open method file %s", path); return NULL; }
-    size_t cap = 4096, n = 0;
-    char *buf = cr_malloc(a, cap);
-    while (buf) {
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-        if (n + 1 == cap) {
-            if (cap > ((size_t)64 << 20)) { cr_free(a, buf); buf = NULL; break; }
-            char *nb = cr_realloc(a, buf, cap * 2);
-            if (!nb) { cr_free(a, buf); buf = NULL; break; }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    bool bad = ferror(f);
-    fclose(f);
-    if (!buf || bad) {
-        cr_free(a, buf);
-        cr_fail(err, bad ? CR_ERR_IO : CR_ERR_NOMEM, "cannot read method file %s", path);
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
+    char *buf;
+    return cr_file_read(a, path, CR_LIMIT_RECIPE_BYTES, "method file", &buf, len, err) ? NULL : buf;
 }
 
 static const cr_method_info *load_file(cr_method_registry *r, const char *path,

@@ -15,6 +15,7 @@
 #include "infer/forward.h"
 #include "infer/gates.h"
 #include "infer/tokenizer.h"
+#include "limits.h"
 #include "jsonw.h"
 #include "model.h"
 #include "moe.h"
@@ -190,13 +191,21 @@ static cr_status open_model(mb *b, const cr_resolve_env *env, const char *ref, b
     return CR_OK;
 }
 
+/* The prompts p[0..n) of one list (`what`: "positive_prompts") as token
+ * ids. max_tokens (0: none) bounds each prompt, BOS included: see
+ * prompt_cap. */
 static cr_status tokenize_list(mb *b, const cr_tokenizer *tok, const char *bos, const char *const *p, uint32_t n,
-                               cr_vec *vecs, cr_id_list *lists, cr_error *err)
+                               size_t max_tokens, const char *what, cr_vec *vecs, cr_id_list *lists, cr_error *err)
 {
     for (uint32_t i = 0; i < n; i++) {
         cr_vec_init(&vecs[i], b->al, sizeof(int32_t));
         cr_status st = cr_gate_tokenize_prompt(tok, bos, p[i], &vecs[i], err);
         if (st) return st;
+        if (max_tokens && vecs[i].len > max_tokens)
+            return cr_fail(err, CR_ERR_CONFIG, "%s[%u] is %zu tokens long; a hidden gate runs each prompt through "
+                           "the base model, and prompts are limited to %zu tokens (%s)", what, i, vecs[i].len,
+                           max_tokens, max_tokens == CR_LIMIT_MOE_PROMPT_TOKENS
+                               ? "CR_LIMIT_MOE_PROMPT_TOKENS" : "the model's max_position_embeddings");
         lists[i] = (cr_id_list){ vecs[i].data, vecs[i].len };
     }
     return CR_OK;
@@ -278,6 +287,16 @@ static cr_status prompt_gates(mb *b, cr_error *err)
         .pad_id = pad ? cr_tokenizer_token_id(tok, pad) : -1,
     };
     if (!cr_model_config_int(&base->m, "vocab_size", &vocab)) vocab = llm.cfg.vocab;
+    /* The forward pass of a hidden gate costs time quadratic in a prompt's
+     * length, and past the model's context its hidden states are positions
+     * it never saw: prompts are capped at the context, and at a fixed limit
+     * for models that declare none or a huge one (spec/moe.md).
+     * cheap_embed only sums embeddings (linear): no cap. */
+    size_t cap = 0;
+    if (hidden) {
+        cap = CR_LIMIT_MOE_PROMPT_TOKENS;
+        if (llm.cfg.max_pos && llm.cfg.max_pos < cap) cap = llm.cfg.max_pos;
+    }
     tmp = cr_malloc(b->al, sizeof *tmp * (size_t)L * H);
     if (!tmp) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto done; }
     for (uint32_t gi = 0; gi < G && !st; gi++) {
@@ -286,8 +305,8 @@ static cr_status prompt_gates(mb *b, cr_error *err)
         cr_vec *vecs = cr_calloc(b->al, np + nn + 1, sizeof *vecs);
         cr_id_list *lists = cr_calloc(b->al, np + nn + 1, sizeof *lists);
         if (!vecs || !lists) st = cr_fail(err, CR_ERR_NOMEM, "out of memory");
-        if (!st) st = tokenize_list(b, tok, bos, e->positive, np, vecs, lists, err);
-        if (!st) st = tokenize_list(b, tok, bos, e->negative, nn, vecs + np, lists + np, err);
+        if (!st) st = tokenize_list(b, tok, bos, e->positive, np, cap, "positive_prompts", vecs, lists, err);
+        if (!st) st = tokenize_list(b, tok, bos, e->negative, nn, cap, "negative_prompts", vecs + np, lists + np, err);
         if (!st && hidden) {
             st = cr_gate_hidden(&llm, &hopts, lists, np, lists + np, nn, tmp, err);
         } else if (!st) {

@@ -11,6 +11,8 @@
 #include <strings.h>
 
 #include "moe_config.h"
+#include "infile.h"
+#include "limits.h"
 
 typedef struct ctx {
     cr_moe_config *c;
@@ -253,24 +255,13 @@ cr_status cr_moe_config_load(const cr_allocator *alloc, const char *path, cr_moe
 {
     memset(out, 0, sizeof *out);
     cr_arena_init(&out->arena, alloc);
-    FILE *f = fopen(path, "rb");
-    if (!f) return cr_fail_errno(err, errno, "%s", path);
-    cr_vec buf;
-    cr_vec_init(&buf, alloc, 1);
-    char tmp[65536];
-    size_t got;
-    bool oom = false;
-    while (!oom && (got = fread(tmp, 1, sizeof tmp, f)) > 0)
-        for (size_t i = 0; i < got && !oom; i++) oom = !cr_vec_push(&buf, &tmp[i]);
-    bool bad = ferror(f);
-    fclose(f);
-    if (oom || bad) {
-        cr_vec_free(&buf);
-        return oom ? cr_fail(err, CR_ERR_NOMEM, "out of memory") : cr_fail(err, CR_ERR_IO, "%s: read error", path);
-    }
+    char *text;
+    size_t len;
+    cr_status st = cr_file_read(alloc, path, CR_LIMIT_RECIPE_BYTES, "MoE config", &text, &len, err);
+    if (st) return st;
     cr_arena_free(&out->arena);
-    cr_status st = cr_moe_config_parse(alloc, path, buf.data ? buf.data : "", buf.len, out, d, err);
-    cr_vec_free(&buf);
+    st = cr_moe_config_parse(alloc, path, text, len, out, d, err);
+    cr_free(alloc, text);
     return st;
 }
 

@@ -10,6 +10,7 @@
  */
 #include "plan_report.h"
 #include "memplan.h"
+#include "termtext.h"
 
 static uint64_t view_bytes(const cr_prog_input *in)
 {
@@ -85,7 +86,9 @@ void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out)
     human(f, sizeof f, n->mem_fixed);
     human(h, sizeof h, n->mem_heap);
     human(m, sizeof m, n->mem_mapped);
-    fprintf(out, "recipe          %s\n", p->recipe_name.len ? cr_prog_str(p, p->recipe_name) : "-");
+    fputs("recipe          ", out);
+    cr_text_fput(out, p->recipe_name.len ? cr_prog_str(p, p->recipe_name) : "-", 0);   /* a file name */
+    fputc('\n', out);
     fprintf(out, "inputs          %u files, %u tensor views\n", p->n_files, p->n_inputs);
     fprintf(out, "read            %s (%llu bytes) from input files; %s loaded counting every pass\n", a,
             (unsigned long long)n->bytes_read, b);

@@ -7,6 +7,7 @@
  * allocator hook); everything this file keeps lives in the tree's arena.
  */
 #include "yaml_tree.h"
+#include "infile.h"
 
 #include <errno.h>
 #include <math.h>
@@ -307,27 +308,12 @@ cr_status cr_ytree_load(const cr_allocator *alloc, const char *path, cr_ytree *o
     memset(out, 0, sizeof *out);
     cr_arena_init(&out->own, alloc);
     out->ar = &out->own;
-    FILE *f = fopen(path, "rb");
-    if (!f) return cr_fail_errno(err, errno, "%s: cannot open recipe", path);
-    cr_vec buf;
-    cr_vec_init(&buf, alloc, 1);
-    char chunk[8192];
-    size_t n;
-    cr_status st = CR_OK;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (buf.len + n > CR_LIMIT_RECIPE_BYTES) {
-            st = cr_fail(err, CR_ERR_LIMIT, "%s: recipe larger than %u MiB (CR_LIMIT_RECIPE_BYTES)", path, CR_LIMIT_RECIPE_BYTES >> 20);
-            break;
-        }
-        for (size_t i = 0; i < n && st == CR_OK; i++)
-            if (!cr_vec_push(&buf, &chunk[i])) st = cr_fail(err, CR_ERR_NOMEM, "out of memory");
-        if (st) break;
-    }
-    if (st == CR_OK && ferror(f)) st = cr_fail_errno(err, errno, "%s: read failed", path);
-    fclose(f);
-    if (st == CR_OK)
-        st = cr_ytree_parse(alloc, path, buf.len ? buf.data : "", buf.len, out, diags, err);
-    cr_vec_free(&buf);
+    char *text;
+    size_t len;
+    cr_status st = cr_file_read(alloc, path, CR_LIMIT_RECIPE_BYTES, "recipe", &text, &len, err);
+    if (st) return st;
+    st = cr_ytree_parse(alloc, path, text, len, out, diags, err);
+    cr_free(alloc, text);
     return st;
 }
 

@@ -1,5 +1,6 @@
 /* base.c — status names, error formatting, allocators, arena, vectors. */
 #include "base.h"
+#include "termtext.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -29,9 +30,13 @@ static cr_status fail_v(cr_error *err, cr_status status, int sys_errno,
     if (!err) return status;
     err->status = status;
     err->sys_errno = sys_errno;
-    int n = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-    if (sys_errno && n >= 0 && (size_t)n < sizeof err->msg)
-        snprintf(err->msg + n, sizeof err->msg - (size_t)n, ": %s", strerror(sys_errno));
+    /* Messages name tensors and files from the input: they reach a
+     * terminal escaped (termtext.h), whoever prints them. */
+    char raw[sizeof err->msg];
+    int n = vsnprintf(raw, sizeof raw, fmt, ap);
+    if (sys_errno && n >= 0 && (size_t)n < sizeof raw)
+        snprintf(raw + n, sizeof raw - (size_t)n, ": %s", strerror(sys_errno));
+    cr_text_safe(err->msg, sizeof err->msg, raw, strlen(raw), CR_TEXT_KEEP_LINES);
     return status;
 }
 

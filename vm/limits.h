@@ -47,12 +47,17 @@
 /* JSON nesting is bounded by cJSON itself (CJSON_NESTING_LIMIT, 1000). */
 
 /* ---- recipes (YAML front end) -------------------------------------------- */
-#define CR_LIMIT_RECIPE_BYTES   (16u << 20)    /* recipe file */
+#define CR_LIMIT_RECIPE_BYTES   (16u << 20)    /* recipe, MoE config or method file: exactly
+                                                  this many bytes are read, one more is refused */
 #define CR_LIMIT_YAML_DEPTH     64             /* nested collections */
 #define CR_LIMIT_YAML_ALIASES   256            /* alias references per file */
 #define CR_LIMIT_YAML_EXPANDED  1000000        /* nodes after expanding aliases */
 #define CR_LIMIT_YAML_DOCS      64             /* documents (merge stages) per file */
 #define CR_LIMIT_PARAM_DEPTH    8              /* nested conditional parameter lists */
+
+/* ---- MoE gates ------------------------------------------------------------ */
+#define CR_LIMIT_MOE_PROMPT_TOKENS 32768u      /* tokens of one prompt of a hidden gate (also
+                                                  capped at max_position_embeddings) */
 
 /* ---- methods (Lua) and the graph ----------------------------------------- */
 #define CR_LIMIT_LUA_BYTES      ((size_t)256 << 20)  /* Lua heap of one state */

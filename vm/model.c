@@ -4,6 +4,7 @@
  * of every tensor across shards for binary search.
  */
 #include "model.h"
+#include "infile.h"
 #include "limits.h"
 
 #include <cjson/cJSON.h>
@@ -39,61 +40,9 @@ static bool file_in(const cr_allocator *a, const char *dir, const char *name)
     return r;
 }
 
-/* Whole small file into memory (config.json, index). */
-static cr_status read_text(const cr_allocator *a, const char *path, char **out, size_t *len, cr_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return cr_fail_errno(err, errno, "%s: cannot open", path);
-    cr_status st = CR_OK;
-    char *buf = NULL;
-    long n;
-    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        st = cr_fail_errno(err, errno, "%s: cannot read", path);
-        goto out;
-    }
-    if ((unsigned long long)n > CR_LIMIT_JSON_BYTES) {
-        st = cr_fail(err, CR_ERR_LIMIT, "%s: file too large (%ld bytes; limit %llu)", path, n, CR_LIMIT_JSON_BYTES);
-        goto out;
-    }
-    buf = cr_malloc(a, (size_t)n + 1);
-    if (!buf) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", path); goto out; }
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        st = cr_fail_errno(err, errno ? errno : EIO, "%s: cannot read", path);
-        cr_free(a, buf);
-        buf = NULL;
-        goto out;
-    }
-    buf[n] = 0;
-    *out = buf;
-    *len = (size_t)n;
-out:
-    fclose(f);
-    return st;
-}
-
 static cr_status parse_json_file(const cr_allocator *a, const char *path, cJSON **out, cr_error *err)
 {
-    char *text;
-    size_t len;
-    cr_status st = read_text(a, path, &text, &len, err);
-    if (st != CR_OK) return st;
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, false);
-    size_t at = end ? (size_t)(end - text) : 0;
-    bool trailing = false;
-    if (j) for (const char *q = end; q < text + len; q++)
-        if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r') { trailing = true; break; }
-    cr_free(a, text);
-    if (!j || trailing) {
-        cJSON_Delete(j);
-        return cr_fail(err, CR_ERR_FORMAT, "%s: not valid JSON (near byte %zu)", path, at);
-    }
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return cr_fail(err, CR_ERR_FORMAT, "%s: not a JSON object", path);
-    }
-    *out = j;
-    return CR_OK;
+    return cr_json_read_object(a, path, CR_LIMIT_JSON_BYTES, out, err);
 }
 
 void cr_model_close(cr_model *m)
@@ -118,8 +67,9 @@ static int cmp_str_ptr(const void *a, const void *b)
 }
 
 /* model.safetensors.index.json: every mapped file opens, every mapped
- * tensor is in its shard, no key twice. Shards hold no more than the map
- * says is used; extra tensors in a shard are ignored (as transformers does). */
+ * tensor is in its shard, no key twice. Tensors a shard holds beyond what
+ * the map lists are not part of the model, as in mergekit (count_unlisted
+ * counts them for a warning). */
 static cr_status open_index(cr_model *m, const char *index_path, unsigned flags, cr_error *err)
 {
     const cr_allocator *a = m->alloc;
@@ -207,6 +157,41 @@ out:
     return st;
 }
 
+/* n_unlisted / first_unlisted: a shard holds more tensors than the index
+ * maps to it. Only then are its tensors looked up one by one. */
+static cr_status count_unlisted(cr_model *m, cr_error *err)
+{
+    uint32_t *listed = cr_calloc(m->alloc, m->n_shards ? m->n_shards : 1, sizeof *listed);
+    if (!listed) return cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", m->dir);
+    for (uint32_t i = 0; i < m->n_tensors; i++) listed[m->tensors[i].shard]++;
+    for (uint32_t s = 0; s < m->n_shards; s++) {
+        const cr_st_file *f = &m->shards[s];
+        if (listed[s] == f->n_tensors) continue;
+        for (uint32_t k = 0; k < f->n_tensors; k++) {
+            const cr_model_tensor *t = cr_model_find(m, f->tensors[k].name);
+            if (t && t->info == &f->tensors[k]) continue;
+            if (!m->first_unlisted) {
+                m->first_unlisted = f->tensors[k].name;
+                m->first_unlisted_shard = s;
+            }
+            m->n_unlisted++;
+        }
+    }
+    cr_free(m->alloc, listed);
+    return CR_OK;
+}
+
+const char *cr_model_unlisted_shard(const cr_model *m, const char *name)
+{
+    if (!m->n_unlisted) return NULL;
+    for (uint32_t s = 0; s < m->n_shards; s++) {
+        const cr_st_tensor *t = cr_st_find(&m->shards[s], name);
+        const cr_model_tensor *mt = t ? cr_model_find(m, name) : NULL;
+        if (t && (!mt || mt->info != t)) return m->shards[s].path;
+    }
+    return NULL;
+}
+
 cr_status cr_model_open(const cr_allocator *alloc, const char *dir, unsigned flags,
                         cr_model *out, cr_error *err)
 {
@@ -259,6 +244,7 @@ cr_status cr_model_open(const cr_allocator *alloc, const char *dir, unsigned fla
     qsort(out->tensors, out->n_tensors, sizeof *out->tensors, cmp_tensor);
     for (uint32_t i = 0; i < out->n_tensors; i++)
         out->total_bytes += out->tensors[i].info->end - out->tensors[i].info->begin;
+    if ((st = count_unlisted(out, err)) != CR_OK) goto fail;
     return CR_OK;
 fail:
     cr_free(alloc, p);

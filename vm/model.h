@@ -3,8 +3,9 @@
  * Finds the weights the way mergekit does (model.safetensors, then
  * model.safetensors.index.json; pytorch_model.bin* is reported as not
  * supported yet), validates the shard index (every mapped file exists, every
- * mapped tensor is in its shard, no duplicate keys), parses config.json, and
- * offers lookup of any tensor by name across shards.
+ * mapped tensor is in its shard, no duplicate keys; tensors a shard holds
+ * but the index omits are counted), parses config.json, and offers lookup
+ * of any tensor by name across shards.
  */
 #ifndef CR_MODEL_H
 #define CR_MODEL_H
@@ -28,6 +29,12 @@ typedef struct cr_model {
     cr_model_tensor *tensors;   /* sorted by name */
     uint32_t n_tensors;
     uint64_t total_bytes;       /* sum of tensor data bytes */
+    /* Tensors a shard holds that the index does not list: not part of the
+     * model (mergekit and crucible read only what weight_map lists), but
+     * worth a warning, since transformers loads every tensor of a shard. */
+    uint32_t n_unlisted;
+    const char *first_unlisted;         /* the first by shard order, or NULL */
+    uint32_t first_unlisted_shard;
 } cr_model;
 
 /* flags: CR_ST_HEADER_ONLY opens shards header-only. */
@@ -36,6 +43,9 @@ cr_status cr_model_open(const cr_allocator *alloc, const char *dir, unsigned fla
 void cr_model_close(cr_model *m);
 /* NULL if the model has no tensor of that name. */
 const cr_model_tensor *cr_model_find(const cr_model *m, const char *name);
+/* The path of a shard holding a tensor `name` that the index does not list,
+ * or NULL (for messages: "the index omits it, but shard F holds it"). */
+const char *cr_model_unlisted_shard(const cr_model *m, const char *name);
 
 /* config.json helpers: integer / string fields (dotted keys like
  * "text_config.num_hidden_layers" walk nested objects); false if absent. */

@@ -1,6 +1,7 @@
 /* safetensors.c — opening safetensors files: the header is checked against
  * every rule of the format (formats-and-moe.md §5.1, mirroring the Rust
- * reader plus duplicate-name and metadata checks) before any tensor is
+ * reader plus duplicate-name and metadata checks, and the JSON text as
+ * strictly as serde_json reads it: infile.h) before any tensor is
  * handed out, so later code may trust shapes and offsets. The writer side
  * is in safetensors_write.c.
  *
@@ -20,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "infile.h"
 #include "jsonw.h"
 
 /* JSON numbers are doubles in cJSON; integers above 2^53 would be rounded,
@@ -139,6 +141,10 @@ static cr_status parse_header(cr_st_file *f, const char *hdr, uint64_t n, unsign
     const char *path = f->path;
     if (!cr_utf8_valid(hdr, (size_t)n))
         return cr_fail(err, CR_ERR_FORMAT, "%s: header is not valid UTF-8", path);
+    /* what cJSON lets through and serde_json refuses (a raw NUL would cut
+     * a tensor name short) */
+    cr_status cst = cr_json_check_text(path, "header byte", hdr, (size_t)n, err);
+    if (cst) return cst;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(hdr, (size_t)n, &end, false);
     if (!root) {

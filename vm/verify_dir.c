@@ -8,6 +8,7 @@
  * explains the difference.
  */
 #include "verify_dir.h"
+#include "infile.h"
 #include "limits.h"
 #include "outhash.h"
 #include "safetensors.h"
@@ -83,25 +84,6 @@ static int file_kind(const char *path)
     struct stat sb;
     if (stat(path, &sb)) return 0;
     return S_ISREG(sb.st_mode) ? 1 : -1;
-}
-
-static char *read_text(vctx *c, const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) { problem(c, "%s: cannot open: %s", path, strerror(errno)); return NULL; }
-    char *buf = NULL;
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
-    if (n < 0 || fseek(f, 0, SEEK_SET)) problem(c, "%s: cannot read: %s", path, strerror(errno));
-    else if ((unsigned long long)n > CR_LIMIT_JSON_BYTES) problem(c, "%s: file too large (%ld bytes)", path, n);
-    else if (!(buf = cr_malloc(c->a, (size_t)n + 1))) c->nomem = true;
-    else if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        problem(c, "%s: cannot read", path);
-        cr_free(c->a, buf);
-        buf = NULL;
-    } else buf[n] = 0;
-    fclose(f);
-    return buf;
 }
 
 static int cmp_wm(const void *x, const void *y)
@@ -204,11 +186,10 @@ static void check_index(vctx *c, const char *index_path)
     wm_entry *wm = NULL;
     shard_info *shards = NULL;
     uint32_t n_wm = 0, n_shards = 0;
-    char *text = read_text(c, index_path);
-    if (!text) return;
-    root = cJSON_Parse(text);
-    cr_free(c->a, text);
-    if (!cJSON_IsObject(root)) { problem(c, "%s: not a JSON object", index_path); goto out; }
+    cr_error err = { 0 };
+    cr_status st = cr_json_read_object(c->a, index_path, CR_LIMIT_JSON_BYTES, &root, &err);
+    if (st == CR_ERR_NOMEM) c->nomem = true;
+    if (st) { problem(c, "%s", err.msg); goto out; }
     const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "metadata");
     if (!cJSON_IsObject(map)) { problem(c, "%s: no \"weight_map\" object", index_path); goto out; }

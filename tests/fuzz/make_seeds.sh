@@ -28,6 +28,11 @@ st $s/huge-shape.st '{"a":{"dtype":"F32","shape":[4294967296,4294967296,42949672
 st $s/negative.st '{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}' 4
 st $s/meta-not-string.st '{"__metadata__":{"k":1},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}' 1
 st $s/not-object.st '[1,2,3]' 0
+# control characters in the header's strings (refused: a NUL cut names short)
+st $s/escaped-ctl-name.st '{"x\u001b[31m":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}' 4
+st $s/escaped-nul-name.st '{"a\u0000b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}' 4
+printf '\x40\0\0\0\0\0\0\0{"a\0b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}        \0\0\0\0' > $s/raw-nul-name.st
+printf '\x40\0\0\0\0\0\0\0{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\0\0\0\0' > $s/ctl-padding.st
 printf '\xff\xff\xff\xff\xff\xff\xff\xff{}' > $s/length-huge.st
 printf '\x02\x00\x00\x00\x00\x00\x00\x00{' > $s/length-short.st
 printf '\x01\x00\x00' > $s/tiny.st
@@ -44,6 +49,8 @@ printf '%s' '{"weight_map":[]}' > $i/not-object.json
 printf '%s' '{"weight_map":{}}' > $i/empty.json
 printf '%s' '{"weight_map":{"a":"config.json"}}' > $i/not-safetensors.json
 printf '%s' '{"weight_map":{"a":"model-00001-of-00002.safetensors"' > $i/truncated.json
+printf '{"weight_map":{"a\0zz":"model-00001-of-00002.safetensors"}}' > $i/raw-nul-key.json
+printf '%s' '{"weight_map":{"a\u0000zz":"model-00001-of-00002.safetensors"}}' > $i/escaped-nul-key.json
 
 j=$c/fuzz_config_json
 printf '%s' '{"architectures":["LlamaForCausalLM"],"hidden_size":8,"num_hidden_layers":4,"torch_dtype":"bfloat16","vocab_size":32}' > $j/llama.json

@@ -95,7 +95,7 @@ bool front_write_model(const char *dir, const char *name, const front_model_spec
         fprintf(f, "{\"architectures\": [\"%s\"], \"model_type\": \"mistral\", \"hidden_size\": %d, "
                    "\"intermediate_size\": %d, \"num_hidden_layers\": %d, \"vocab_size\": %d, "
                    "\"tie_word_embeddings\": %s, \"torch_dtype\": \"bfloat16\"}\n",
-                s->arch ? s->arch : "MistralForCausalLM", H, I, s->layers, V, s->lm_head ? "false" : "true");
+                s->arch ? s->arch : "MistralForCausalLM", H, I, s->layers, V, s->tie ? s->tie : s->lm_head ? "false" : "true");
         fclose(f);
     }
     return ok;

@@ -11,6 +11,7 @@ typedef struct front_model_spec {
     const char *dtype;      /* safetensors code: "BF16", "F32" */
     bool lm_head;           /* false: tied embeddings (no lm_head.weight) */
     bool no_config;         /* write no config.json */
+    const char *tie;        /* config's tie_word_embeddings; NULL: "false" with an lm_head, else "true" */
 } front_model_spec;
 
 /* Write DIR/NAME/{config.json, model.safetensors} (llama/mistral layout,

@@ -420,6 +420,26 @@ TEST(plan_tied_lm_head)
     cr_diags_free(&d);
 }
 
+/* A model without lm_head whose config says tie_word_embeddings: false
+ * has lost its head: its embedding is not a stand-in (it used to be taken
+ * silently). An error naming the model and the tensor. */
+TEST(plan_untied_missing_head)
+{
+    cr_plan plan;
+    cr_diags d;
+    cr_status st = compile_text(
+        "models:\n"
+        "  - model: untied-no-head\n"
+        "  - model: mistral-ft-a\n"
+        "parameters: {weight: 0.5}\n"
+        "merge_method: linear\n", &plan, &d);
+    CHECK_EQ_INT(st, CR_ERR_CONFIG);
+    CHECK(diag_has(&d, CR_DIAG_ERROR, 2, "model 'untied-no-head' has no tensor 'lm_head.weight' and its config.json "
+                                          "sets tie_word_embeddings: false"));
+    cr_plan_free(&plan);
+    cr_diags_free(&d);
+}
+
 TEST(plan_multistage)
 {
     cr_plan plan;
@@ -602,6 +622,9 @@ int main(void)
     front_model_spec tied = m;
     tied.lm_head = false;
     ok &= front_write_model(g_models, "tied-a", &tied);
+    front_model_spec untied = tied;
+    untied.tie = "false";       /* no lm_head, yet not tied: a broken model */
+    ok &= front_write_model(g_models, "untied-no-head", &untied);
     front_model_spec llama = m;
     llama.arch = "LlamaForCausalLM";
     ok &= front_write_model(g_models, "llama-small", &llama);
@@ -622,6 +645,7 @@ int main(void)
     RUN(plan_models_appends_base_and_defaults);
     RUN(plan_passthrough_tv15d);
     RUN(plan_tied_lm_head);
+    RUN(plan_untied_missing_head);
     RUN(plan_multistage);
     RUN(plan_integer_input_tensor);
     RUN(allocation_failures_are_clean);

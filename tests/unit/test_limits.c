@@ -11,6 +11,8 @@
 #include "diag.h"
 #include "frontend.h"
 #include "limits.h"
+#include "lua_recipe.h"
+#include "moe_config.h"
 #include "model.h"
 #include "safetensors.h"
 #include "yaml_tree.h"
@@ -198,27 +200,74 @@ TEST(yaml_documents)
     }
 }
 
-TEST(recipe_bytes)
+/* a recipe of exactly CR_LIMIT_RECIPE_BYTES is read; one byte more is
+ * refused, whichever reader takes it (YAML tree, YAML and Lua front ends,
+ * MoE config). The exact size used to be refused by the front end, and
+ * 16 MiB - 1 by the Lua one. */
+static void write_recipe(const char *path, size_t n, const char *head)
 {
-    char *dir = io_tmpdir("limits");
-    char *p = io_join(dir, "huge.yml");
-    size_t n = (size_t)CR_LIMIT_RECIPE_BYTES + 1;
     char *t = malloc(n);
     REQUIRE(t);
     memset(t, '#', n);
-    REQUIRE(io_write_file(p, t, n));
+    memcpy(t, head, strlen(head));
+    for (size_t i = strlen(head); i < n; i += 4096) t[i] = '\n';
+    if (strstr(path, ".lua")) {     /* one long Lua comment */
+        memcpy(t, "--[[", 4);
+        memcpy(t + n - 2, "]]", 2);
+    }
+    REQUIRE(io_write_file(path, t, n));
     free(t);
+}
+
+static cr_status load_recipe(const char *path, int how, char *msg, size_t cap)
+{
     cr_diags d;
     cr_diags_init(&d, cr_default_allocator());
-    cr_ytree tree;
     cr_error err = {0};
-    CHECK_EQ_INT(cr_ytree_load(cr_default_allocator(), p, &tree, &d, &err), CR_ERR_LIMIT);
-    CHECK_CONTAINS(err.msg, "huge.yml");
-    CHECK_CONTAINS(err.msg, "16 MiB");
-    cr_ytree_free(&tree);
+    cr_status s;
+    if (how == 0) {
+        cr_ytree tree;
+        s = cr_ytree_load(cr_default_allocator(), path, &tree, &d, &err);
+        cr_ytree_free(&tree);
+    } else if (how == 1) {
+        cr_plan plan;
+        cr_frontend_options opt = {.no_env = true, .header_only = true};
+        s = cr_frontend_recipe(cr_default_allocator(), path, &opt, &plan, &d, &err);
+        cr_plan_free(&plan);
+    } else {
+        cr_moe_config c;
+        s = cr_moe_config_load(cr_default_allocator(), path, &c, &d, &err);
+        cr_moe_config_free(&c);
+    }
+    snprintf(msg, cap, "%s", err.msg);
     cr_diags_free(&d);
+    return s;
+}
+
+TEST(recipe_bytes)
+{
+    char *dir = io_tmpdir("limits");
+    static const struct { const char *name; int how; } cases[] = {
+        { "tree.yml", 0 }, { "front.yml", 1 }, { "front.lua", 1 }, { "moe.yml", 2 },
+    };
+    for (size_t c = 0; c < CR_ARRAY_LEN(cases); c++) {
+        char *p = io_join(dir, cases[c].name);
+        char msg[1024];
+        for (int extra = 0; extra <= 1; extra++) {
+            write_recipe(p, (size_t)CR_LIMIT_RECIPE_BYTES + (size_t)extra, "# a comment\n");
+            cr_status s = load_recipe(p, cases[c].how, msg, sizeof msg);
+            if (!extra) {
+                /* read whole: what follows is about its (empty) content */
+                CHECK_MSG(s != CR_ERR_LIMIT, "%s at the limit: %s", cases[c].name, msg);
+            } else {
+                CHECK_MSG(s == CR_ERR_LIMIT, "%s one byte over: status %s: %s", cases[c].name, cr_status_name(s), msg);
+                CHECK_CONTAINS(msg, cases[c].name);
+                CHECK_CONTAINS(msg, "larger than 16 MiB");
+            }
+        }
+        free(p);
+    }
     io_rmtree(dir);
-    free(p);
     free(dir);
 }
 

@@ -103,6 +103,13 @@ TEST(sharded)
     CHECK_EQ_INT(m.n_shards, 2);
     CHECK_EQ_INT(m.n_tensors, 2);         /* a.0 is in a shard but unmapped: ignored */
     CHECK_STR(m.tensors[0].info->name, "a.1");
+    /* ... and counted, for a warning */
+    CHECK_EQ_INT(m.n_unlisted, 1);
+    CHECK(m.first_unlisted && !strcmp(m.first_unlisted, "a.0"));
+    const char *holder = cr_model_unlisted_shard(&m, "a.0");
+    CHECK(holder && strstr(holder, "model-00001-of-00002.safetensors"));
+    CHECK(cr_model_unlisted_shard(&m, "a.1") == NULL);
+    CHECK(cr_model_unlisted_shard(&m, "zz") == NULL);
     const cr_model_tensor *t = cr_model_find(&m, "b.0");
     REQUIRE(t);
     CHECK_STR(m.shards[t->shard].path + strlen(m.shards[t->shard].path) - 32, "model-00002-of-00002.safetensors");
@@ -151,6 +158,43 @@ TEST(bad_indexes)
     CHECK_CONTAINS(err.msg, "model-00002-of-00002.safetensors");
     free(p);
     free(d);
+}
+
+/* index and config.json text with what cJSON accepted and JSON does not:
+ * a raw control character or \u0000 in a key would cut the name short
+ * ("a.1<NUL>zz" read as "a.1"). Each is an error naming the file and the
+ * byte. */
+static void expect_bad_json(const char *name, const char *file, const char *text, size_t n, const char *want)
+{
+    char *d = sharded_dir(name, "{\"weight_map\": {\"a.1\": \"model-00001-of-00002.safetensors\"}}");
+    char *p = io_join(d, file);
+    io_write_file(p, text, n);
+    cr_model m;
+    cr_error err = {0};
+    cr_status st = cr_model_open(cr_default_allocator(), d, 0, &m, &err);
+    CHECK_MSG(st == CR_ERR_FORMAT, "%s: status %d: %s", name, st, err.msg);
+    if (st == CR_OK) cr_model_close(&m);
+    CHECK_CONTAINS(err.msg, p);
+    CHECK_CONTAINS(err.msg, want);
+    free(p);
+    free(d);
+}
+
+TEST(control_characters_in_json)
+{
+#define T(s) s, sizeof(s) - 1
+    expect_bad_json("idx_nul", "model.safetensors.index.json",
+                    T("{\"weight_map\": {\"a.1\0zz\": \"model-00001-of-00002.safetensors\"}}"),
+                    "raw control character U+0000 inside a JSON string at byte 20");
+    expect_bad_json("idx_escaped_nul", "model.safetensors.index.json",
+                    T("{\"weight_map\": {\"a.1\\u0000zz\": \"model-00001-of-00002.safetensors\"}}"),
+                    "\\u0000 inside a JSON string at byte 20");
+    expect_bad_json("idx_ctl_in_file", "model.safetensors.index.json",
+                    T("{\"weight_map\": {\"a.1\": \"model-00001-of-00002.safetensors\x1b\"}}"), "U+001B");
+    expect_bad_json("cfg_nul", "config.json", T("{\"model_type\": \"lla\0ma\", \"num_hidden_layers\": 2}"),
+                    "U+0000");
+    expect_bad_json("cfg_ctl_between", "config.json", T("{\"num_hidden_layers\":\x0c 2}"), "outside a JSON string");
+#undef T
 }
 
 TEST(other_dirs)
@@ -205,6 +249,7 @@ int main(void)
     RUN(single_file);
     RUN(sharded);
     RUN(bad_indexes);
+    RUN(control_characters_in_json);
     RUN(other_dirs);
     RUN(allocation_failures);
     io_rmtree(g_dir);

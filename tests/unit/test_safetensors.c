@@ -225,6 +225,88 @@ TEST(malformed_corpus)
     free(missing);
 }
 
+/* a file whose header is the n bytes at `header` (which may hold NULs) */
+static char *make_bytes(const char *name, const char *header, size_t hn, size_t n_data)
+{
+    char *path = io_join(g_dir, name);
+    size_t total = 8 + hn + n_data;
+    unsigned char *buf = calloc(1, total);
+    for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)hn >> (8 * i));
+    memcpy(buf + 8, header, hn);
+    io_write_file(path, buf, total);
+    free(buf);
+    return path;
+}
+
+static void expect_bad_bytes(const char *name, const char *header, size_t hn, size_t n_data, const char *want)
+{
+    char *path = make_bytes(name, header, hn, n_data);
+    cr_st_file f;
+    cr_error err = {0};
+    cr_status st = cr_st_open(cr_default_allocator(), path, 0, &f, &err);
+    CHECK_MSG(st == CR_ERR_FORMAT, "%s: status %d (%s)", name, st, err.msg);
+    if (st == CR_OK) cr_st_close(&f);
+    CHECK_CONTAINS(err.msg, name);
+    CHECK_CONTAINS(err.msg, want);
+    free(path);
+}
+
+/* Control characters in the header's JSON strings: serde_json refuses them
+ * raw, cJSON took them, and a NUL cut the name short ("a<NUL>b" became
+ * "a", which could stand for another tensor). An escaped \u0000 is refused
+ * too (a C string cannot hold it); other escaped controls are valid JSON
+ * and kept in the name. */
+TEST(control_characters)
+{
+#define HDR(s) s, sizeof(s) - 1
+    expect_bad_bytes("nul_in_name.safetensors",
+                     HDR("{\"a\0b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}"), 4,
+                     "raw control character U+0000 inside a JSON string at header byte 3");
+    expect_bad_bytes("nul_alias.safetensors",
+                     HDR("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                         "\"a\0x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}"), 8, "U+0000");
+    expect_bad_bytes("esc_in_dtype.safetensors",
+                     HDR("{\"a\":{\"dtype\":\"F32\x1b\",\"shape\":[1],\"data_offsets\":[0,4]}}"), 4, "U+001B");
+    expect_bad_bytes("ctl_in_metadata.safetensors",
+                     HDR("{\"__metadata__\":{\"format\":\"pt\x01\"},"
+                         "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}"), 4, "U+0001");
+    expect_bad_bytes("escaped_nul.safetensors",
+                     HDR("{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}"), 4,
+                     "\\u0000");
+    expect_bad_bytes("ctl_between_tokens.safetensors",
+                     HDR("{\x01\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}"), 4,
+                     "outside a JSON string");
+    expect_bad_bytes("nul_padding.safetensors",
+                     HDR("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}\0\0\0"), 4,
+                     "outside a JSON string");
+
+    /* an escaped backslash before "u0000" is not the escape */
+    char *p = make_bytes("backslash_u.safetensors",
+                         HDR("{\"a\\\\u0000\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}"), 4);
+    cr_st_file f;
+    cr_error err = {0};
+    CHECK_MSG(cr_st_open(cr_default_allocator(), p, 0, &f, &err) == CR_OK, "%s", err.msg);
+    if (f.n_tensors == 1) CHECK_STR(f.tensors[0].name, "a\\u0000");
+    cr_st_close(&f);
+    free(p);
+
+    /* an escaped ESC is a valid name, kept; an error naming it shows it
+     * escaped for the terminal, never the raw byte */
+    p = make_bytes("esc_name.safetensors",
+                   HDR("{\"x\\u001b[31m\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}"), 4);
+    CHECK_MSG(cr_st_open(cr_default_allocator(), p, 0, &f, &err) == CR_OK, "%s", err.msg);
+    if (f.n_tensors == 1) CHECK_STR(f.tensors[0].name, "x\x1b[31m");
+    cr_st_close(&f);
+    free(p);
+    p = make_bytes("esc_name_bad.safetensors",
+                   HDR("{\"x\\u001b[31m\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}"), 4);
+    CHECK(cr_st_open(cr_default_allocator(), p, 0, &f, &err) == CR_ERR_FORMAT);
+    CHECK_CONTAINS(err.msg, "tensor 'x\\x1b[31m'");
+    CHECK_MSG(!strchr(err.msg, 0x1b), "raw ESC in the message: %s", err.msg);
+    free(p);
+#undef HDR
+}
+
 TEST(header_only)
 {
     const char *hdr = "{\"x\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}  ";
@@ -291,6 +373,7 @@ int main(void)
     RUN(layout_order_and_escaping);
     RUN(roundtrip_many);
     RUN(malformed_corpus);
+    RUN(control_characters);
     RUN(header_only);
     RUN(whitespace_and_empty);
     RUN(allocation_failures);

@@ -303,7 +303,7 @@ TEST(verify_names_each_damage)
     /* not JSON; a shard name with a slash */
     fixture_init(&f);
     io_write_text(f.index, "{\"metadata\": ");
-    CHECK_EQ_INT(verify(f.dir, &rep, "model.safetensors.index.json: not a JSON object"), 1);
+    CHECK_EQ_INT(verify(f.dir, &rep, "model.safetensors.index.json: not valid JSON"), 1);
     cr_verify_report_free(&rep);
     io_write_text(f.index, "{\"metadata\": {\"total_size\": 0}, \"weight_map\": {\"x\": \"../s1.safetensors\"}}");
     CHECK(verify(f.dir, &rep, "weight_map entry 'x' does not name a file in the directory") >= 1);

@@ -146,16 +146,25 @@ static bool proc_alive(const proc_id *rec)
     return true;
 }
 
-/* the record's text: "crucible-owner PID START BOOT\n" */
+/* The record's text is "crucible-owner PID START BOOT". It is stored as
+ * the target of a symbolic link, which appears with its whole text in one
+ * step (a process killed while writing a regular file would leave an empty
+ * record that proves nothing, and litter); where the file system has no
+ * symbolic links, as a small regular file. */
 static bool read_record(const char *path, long pid, proc_id *rec)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) return false;
     char line[160];
-    bool ok = fgets(line, sizeof line, f) != NULL;
-    fclose(f);
+    ssize_t n = readlink(path, line, sizeof line - 1);
+    if (n < 0) {
+        FILE *f = fopen(path, "r");
+        if (!f) return false;
+        n = fgets(line, sizeof line, f) ? (ssize_t)strlen(line) : -1;
+        fclose(f);
+        if (n < 0) return false;
+    }
+    line[n] = 0;
     memset(rec, 0, sizeof *rec);
-    if (!ok || sscanf(line, "crucible-owner %ld %llu %39s", &rec->pid, &rec->start, rec->boot) < 2) return false;
+    if (sscanf(line, "crucible-owner %ld %llu %39s", &rec->pid, &rec->start, rec->boot) < 2) return false;
     if (!strcmp(rec->boot, "-")) rec->boot[0] = 0;
     return rec->pid == pid;
 }
@@ -166,7 +175,10 @@ static cr_status write_record(const cr_io *io, const char *path, cr_error *err)
     me.start = proc_start(me.pid);
     boot_id(me.boot);
     char line[160];
-    int len = snprintf(line, sizeof line, "crucible-owner %ld %llu %s\n", me.pid, me.start, me.boot[0] ? me.boot : "-");
+    int len = snprintf(line, sizeof line, "crucible-owner %ld %llu %s", me.pid, me.start, me.boot[0] ? me.boot : "-");
+    if (!symlink(line, path)) return CR_OK;
+    if (errno != EPERM && errno != ENOTSUP && errno != EOPNOTSUPP && errno != ENOSYS)
+        return cr_fail_errno(err, errno, "cannot create %s", path);
     int fd = io->open(io->ud, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) return cr_fail_errno(err, errno, "cannot create %s", path);
     ssize_t w = io->pwrite(io->ud, fd, line, (size_t)len, 0);
@@ -295,7 +307,8 @@ int cr_outdir_clean_stale(const cr_allocator *alloc, const char *path_in, cr_out
 /* The checks of cr_outdir_check; `final` receives the path to replace
  * (the link's target when `path` is a symlink to a directory), `given` the
  * name without trailing slashes; both PATH_MAX bytes. */
-static cr_status check_path(const char *path, bool force, char *given, char *final, cr_error *err)
+static cr_status check_path(const char *path, bool force, const cr_input_paths *inputs, char *given, char *final,
+                            cr_error *err)
 {
     if (!path || !*path) return cr_fail(err, CR_ERR_ARG, "the output directory name is empty");
     size_t n = strlen(path);
@@ -312,6 +325,10 @@ static cr_status check_path(const char *path, bool force, char *given, char *fin
         if (!S_ISDIR(st.st_mode)) return cr_fail(err, CR_ERR_ARG, "%s exists and is not a directory", given);
         if (!realpath(given, final)) return cr_fail_errno(err, errno, "cannot resolve %s", given);
     }
+    /* before the emptiness check: an input is refused, force or not, by
+     * saying why */
+    cr_status s = cr_outguard_check(inputs, given, "output directory", err);
+    if (s) return s;
     int ds = dir_state(final);
     if (ds == 2) return cr_fail(err, CR_ERR_ARG, "%s exists and is not a directory", given);
     if (ds == 1 && !force)
@@ -335,7 +352,7 @@ static cr_status check_path(const char *path, bool force, char *given, char *fin
 cr_status cr_outdir_check(const char *path, bool force, cr_error *err)
 {
     char given[PATH_MAX], final[PATH_MAX];
-    return check_path(path, force, given, final, err);
+    return check_path(path, force, NULL, given, final, err);
 }
 
 cr_status cr_outdir_begin(const cr_allocator *alloc, const char *path, const cr_outdir_options *opt,
@@ -348,11 +365,11 @@ cr_status cr_outdir_begin(const cr_allocator *alloc, const char *path, const cr_
     out->io = opt->io ? opt->io : cr_posix_io();
     out->force = opt->force;
     char given[PATH_MAX], final[PATH_MAX];
-    cr_status s = check_path(path, opt->force, given, final, err);
+    cr_status s = check_path(path, opt->force, opt->inputs, given, final, err);
     if (s) return s;
-    if ((s = cr_outguard_check(opt->inputs, given, "output directory", err))) return s;
     /* a killed run's leftovers; finishing its replace may fill final */
-    if (cr_outdir_clean_stale(alloc, final, opt->note, opt->note_ud) > 0 && (s = check_path(path, opt->force, given, final, err)))
+    if (cr_outdir_clean_stale(alloc, final, opt->note, opt->note_ud) > 0 &&
+        (s = check_path(path, opt->force, NULL, given, final, err)))
         return s;
     out->final_path = cr_strdup(alloc, final);
     out->tmp_path = out->final_path ? sibling(alloc, final, "tmp", (long)getpid()) : NULL;

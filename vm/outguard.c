@@ -44,13 +44,21 @@ cr_status cr_input_paths_add_program(cr_input_paths *ip, const cr_program *p, cr
         const char *path = cr_prog_str(p, p->files[i].path);
         cr_status s = cr_input_paths_add(ip, path, CR_INPUT_PATH_FILE, err);
         if (s) return s;
-        /* the model directory: a manifest file is always a file of one */
+        /* its model directory: the folder holding it, when that is laid out
+         * as one (a config.json beside the weights). A program built by
+         * other means may read loose files from a folder that is no model
+         * (tests do); the files themselves are still guarded. */
         const char *slash = strrchr(path, '/');
-        char *dir = !slash ? cr_strdup(ip->alloc, ".")
-                  : cr_strndup(ip->alloc, path, slash == path ? 1 : (size_t)(slash - path));
-        if (!dir) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
-        s = cr_input_paths_add(ip, dir, CR_INPUT_PATH_DIR, err);
-        cr_free(ip->alloc, dir);
+        size_t dl = !slash ? 1 : slash == path ? 1 : (size_t)(slash - path);
+        char *cfg = cr_malloc(ip->alloc, dl + sizeof "/config.json");
+        if (!cfg) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+        memcpy(cfg, slash ? path : ".", dl);
+        memcpy(cfg + dl, "/config.json", sizeof "/config.json");
+        struct stat st;
+        bool model_dir = !stat(cfg, &st);
+        cfg[dl] = 0;
+        s = model_dir ? cr_input_paths_add(ip, cfg, CR_INPUT_PATH_DIR, err) : CR_OK;
+        cr_free(ip->alloc, cfg);
         if (s) return s;
     }
     return CR_OK;

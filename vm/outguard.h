@@ -39,7 +39,8 @@ void cr_input_paths_init(cr_input_paths *ip, const cr_allocator *alloc);
 /* Add a copy of `path`. Errors: NOMEM. */
 cr_status cr_input_paths_add(cr_input_paths *ip, const char *path, cr_input_kind kind, cr_error *err);
 /* Add every file of p's input manifest (shards, copied tokenizer files) and
- * the directory holding each (its model directory). Errors: NOMEM. */
+ * the directory holding each when it is a model directory (has a
+ * config.json). Errors: NOMEM. */
 cr_status cr_input_paths_add_program(cr_input_paths *ip, const struct cr_program *p, cr_error *err);
 /* Append all of `from` (may be NULL). Errors: NOMEM. */
 cr_status cr_input_paths_add_all(cr_input_paths *ip, const cr_input_paths *from, cr_error *err);

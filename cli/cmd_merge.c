@@ -22,7 +22,7 @@ int cr_cmd_merge(int argc, char **argv)
     if (!cr_cli_parse(argc, argv, 2, usage, &o)) return 2;
     /* a bad OUT_DIR fails before compiling, not after the merge */
     cr_error err = {0};
-    if (cr_outdir_check(o.pos[1], o.force, &err)) { fprintf(stderr, "crucible %s: %s\n", o.cmd, err.msg); return 1; }
+    if (cr_outdir_check(o.pos[1], &err)) { fprintf(stderr, "crucible %s: %s\n", o.cmd, err.msg); return 1; }
     cr_plan plan;
     cr_graph g;
     cr_program prog;

@@ -48,7 +48,7 @@ int cr_cmd_moe(int argc, char **argv)
     }
     /* a bad OUT_DIR fails before compiling, not after the merge */
     cr_error err = {0};
-    if (cr_outdir_check(o.pos[1], o.force, &err)) { fprintf(stderr, "crucible %s: %s\n", o.cmd, err.msg); return 1; }
+    if (cr_outdir_check(o.pos[1], &err)) { fprintf(stderr, "crucible %s: %s\n", o.cmd, err.msg); return 1; }
     cr_plan plan;
     cr_graph g;
     cr_program prog;

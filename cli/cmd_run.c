@@ -58,7 +58,7 @@ int cr_cmd_run(int argc, char **argv)
 
     cr_program p;
     cr_error err = {0};
-    if (cr_outdir_check(out, opt.force, &err) || cr_program_load(cr_default_allocator(), crb, &p, &err)) {
+    if (cr_outdir_check(out, &err) || cr_program_load(cr_default_allocator(), crb, &p, &err)) {
         fprintf(stderr, "crucible run: %s\n", err.msg);
         return 1;
     }

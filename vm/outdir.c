@@ -349,10 +349,10 @@ static cr_status check_path(const char *path, bool force, const cr_input_paths *
     return CR_OK;
 }
 
-cr_status cr_outdir_check(const char *path, bool force, cr_error *err)
+cr_status cr_outdir_check(const char *path, cr_error *err)
 {
     char given[PATH_MAX], final[PATH_MAX];
-    return check_path(path, force, NULL, given, final, err);
+    return check_path(path, true, NULL, given, final, err);
 }
 
 cr_status cr_outdir_begin(const cr_allocator *alloc, const char *path, const cr_outdir_options *opt,

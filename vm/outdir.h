@@ -60,10 +60,12 @@ typedef struct cr_outdir {
 cr_status cr_outdir_begin(const cr_allocator *alloc, const char *path, const cr_outdir_options *opt,
                           cr_outdir *out, cr_error *err);
 /* The refusals of begin that need no input list (empty name, dangling
- * symlink, not a directory, non-empty without force, a location that does
- * not take new entries), without creating anything: for a command to call
- * before it compiles, so a bad OUT_DIR fails at once. Errors: ARG, IO. */
-cr_status cr_outdir_check(const char *path, bool force, cr_error *err);
+ * symlink, not a directory, a location that does not take new entries),
+ * without creating anything: for a command to call before it compiles, so
+ * a bad OUT_DIR fails at once. Not the non-empty check: begin makes that
+ * after the input check, so an input is refused by saying so, with or
+ * without force. Errors: ARG, IO. */
+cr_status cr_outdir_check(const char *path, cr_error *err);
 /* path of `name` inside the temporary directory (allocated) */
 char *cr_outdir_path(const cr_outdir *o, const char *name);
 cr_status cr_outdir_commit(cr_outdir *o, cr_error *err);

@@ -180,21 +180,21 @@ TEST(bad_names_fail_at_begin)
     cr_error err = {0};
     CHECK_EQ_INT(cr_outdir_begin(cr_default_allocator(), "", NULL, &o, &err), CR_ERR_ARG);
     CHECK_CONTAINS(err.msg, "empty");
-    CHECK_EQ_INT(cr_outdir_check("", false, &err), CR_ERR_ARG);
+    CHECK_EQ_INT(cr_outdir_check("", &err), CR_ERR_ARG);
     /* a dangling link */
     REQUIRE(symlink(in_tmp("nowhere"), in_tmp("dangling")) == 0);
-    CHECK(cr_outdir_check(in_tmp("dangling"), true, &err) != CR_OK);
+    CHECK(cr_outdir_check(in_tmp("dangling"), &err) != CR_OK);
     CHECK_CONTAINS(err.msg, "symbolic link");
     unlink(in_tmp("dangling"));
     /* under a regular file */
     REQUIRE(io_write_text(in_tmp("plain"), "x"));
-    CHECK(cr_outdir_check(in_tmp("plain/out"), false, &err) != CR_OK);
+    CHECK(cr_outdir_check(in_tmp("plain/out"), &err) != CR_OK);
     CHECK_CONTAINS(err.msg, "plain");
     unlink(in_tmp("plain"));
     /* a parent that takes no entries (root ignores permission bits) */
     if (geteuid() != 0) {
         REQUIRE(mkdir(in_tmp("ro"), 0555) == 0);
-        CHECK_EQ_INT(cr_outdir_check(in_tmp("ro/out"), false, &err), CR_ERR_IO);
+        CHECK_EQ_INT(cr_outdir_check(in_tmp("ro/out"), &err), CR_ERR_IO);
         CHECK_CONTAINS(err.msg, "ro/out");
         chmod(in_tmp("ro"), 0755);
         rmdir(in_tmp("ro"));

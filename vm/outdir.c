@@ -33,9 +33,10 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 }
 
 /* remove a tree we created (or an old OUT_DIR the user forced over);
- * FTW_PHYS: a symlink inside is removed, never followed */
+ * FTW_PHYS: a symlink inside is removed, never followed; FTW_MOUNT: a file
+ * system mounted inside is left alone (its mount point then stays) */
 static int remove_tree(const char *path)
-{ return nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+{ return nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT); }
 
 static bool exists_l(const char *path)
 {

@@ -26,7 +26,7 @@ int cr_cmd_explain(int argc, char **argv)
     }
     cr_plan plan;
     cr_graph g;
-    int rc = cr_cli_compile(&o, true, NULL, &plan, &g, &prog);
+    int rc = cr_cli_compile(&o, true, NULL, &plan, &g, &prog, NULL);
     if (rc) return rc;
     if (!o.dump) cr_program_explain(&prog, stdout);
     cr_program_free(&prog);

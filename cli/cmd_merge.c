@@ -1,9 +1,12 @@
 /* cmd_merge.c — `crucible merge CONFIG OUT_DIR`: compile the recipe and run
  * it on the VM. Accepts mergekit-yaml's options with their meaning. */
+#include <stdio.h>
 #include <string.h>
 
 #include "commands.h"
 #include "options.h"
+#include "outdir.h"
+#include "outguard.h"
 #include "run_program.h"
 
 static const char usage[] =
@@ -17,11 +20,16 @@ int cr_cmd_merge(int argc, char **argv)
 {
     cr_cli_options o;
     if (!cr_cli_parse(argc, argv, 2, usage, &o)) return 2;
+    /* a bad OUT_DIR fails before compiling, not after the merge */
+    cr_error err = {0};
+    if (cr_outdir_check(o.pos[1], &err)) { fprintf(stderr, "crucible %s: %s\n", o.cmd, err.msg); return 1; }
     cr_plan plan;
     cr_graph g;
     cr_program prog;
-    int rc = cr_cli_compile(&o, false, o.pos[1], &plan, &g, &prog);
-    if (rc) return rc;
+    cr_input_paths inputs;   /* recipe, method files, model dirs: never the output */
+    cr_input_paths_init(&inputs, cr_default_allocator());
+    int rc = cr_cli_compile(&o, false, o.pos[1], &plan, &g, &prog, &inputs);
+    if (rc) { cr_input_paths_free(&inputs); return rc; }
     cr_graph_free(&g);
     cr_vm_options vo;
     cr_vm_options_init(&vo);
@@ -31,7 +39,9 @@ int cr_cmd_merge(int argc, char **argv)
     vo.max_memory = o.max_memory;
     vo.quiet = o.quiet;
     vo.skip_hash = true;   /* just compiled from the same files */
+    vo.inputs = &inputs;
     rc = cr_cli_run_program(&prog, &vo, "merge");
+    cr_input_paths_free(&inputs);
     cr_program_free(&prog);
     cr_plan_free(&plan);
     return rc;

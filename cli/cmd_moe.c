@@ -2,11 +2,14 @@
  * compiled into a program (compiler/moe.h: tensor map, router gates computed
  * at compile time, casts) and run on the VM like a merge, so the output
  * directory appears atomically or not at all. */
+#include <stdio.h>
 #include <string.h>
 
 #include "commands.h"
 #include "moe_config.h"
 #include "options.h"
+#include "outdir.h"
+#include "outguard.h"
 #include "run_program.h"
 
 static const char usage[] =
@@ -47,11 +50,16 @@ int cr_cmd_moe(int argc, char **argv)
                         "`merge_method`); for merges use `crucible merge`\n", o.pos[0]);
         return 2;
     }
+    /* a bad OUT_DIR fails before compiling, not after the merge */
+    cr_error err = {0};
+    if (cr_outdir_check(o.pos[1], &err)) { fprintf(stderr, "crucible %s: %s\n", o.cmd, err.msg); return 1; }
     cr_plan plan;
     cr_graph g;
     cr_program prog;
-    int rc = cr_cli_compile(&o, false, o.pos[1], &plan, &g, &prog);
-    if (rc) return rc;
+    cr_input_paths inputs;   /* recipe, method files, model dirs: never the output */
+    cr_input_paths_init(&inputs, cr_default_allocator());
+    int rc = cr_cli_compile(&o, false, o.pos[1], &plan, &g, &prog, &inputs);
+    if (rc) { cr_input_paths_free(&inputs); return rc; }
     cr_graph_free(&g);
     cr_vm_options vo;
     cr_vm_options_init(&vo);
@@ -61,7 +69,9 @@ int cr_cmd_moe(int argc, char **argv)
     vo.max_memory = o.max_memory;
     vo.quiet = o.quiet;
     vo.skip_hash = true;   /* just compiled from the same files */
+    vo.inputs = &inputs;
     rc = cr_cli_run_program(&prog, &vo, "moe");
+    cr_input_paths_free(&inputs);
     cr_program_free(&prog);
     cr_plan_free(&plan);
     return rc;

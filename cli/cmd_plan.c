@@ -15,7 +15,7 @@ int cr_cmd_plan(int argc, char **argv)
     cr_plan plan;
     cr_graph g;
     cr_program prog;
-    int rc = cr_cli_compile(&o, true, NULL, &plan, &g, &prog);
+    int rc = cr_cli_compile(&o, true, NULL, &plan, &g, &prog, NULL);
     if (rc) return 2;
     cr_plan_numbers n;
     cr_error err = {0};

@@ -7,6 +7,8 @@
 
 #include "commands.h"
 #include "options.h"
+#include "outdir.h"
+#include "outguard.h"
 #include "run_program.h"
 
 static int usage(FILE *f)
@@ -53,12 +55,22 @@ int cr_cmd_run(int argc, char **argv)
 
     cr_program p;
     cr_error err = {0};
-    if (cr_program_load(cr_default_allocator(), crb, &p, &err)) {
+    if (cr_outdir_check(out, &err) || cr_program_load(cr_default_allocator(), crb, &p, &err)) {
         fprintf(stderr, "crucible run: %s\n", err.msg);
         return 1;
     }
-    opt.out_dir = out;
-    int rc = cr_cli_run_program(&p, &opt, "run");
+    /* the .crb is an input too: OUT_DIR must not replace or contain it */
+    cr_input_paths inputs;
+    cr_input_paths_init(&inputs, cr_default_allocator());
+    int rc = 1;
+    if (cr_input_paths_add(&inputs, crb, CR_INPUT_PATH_FILE, &err)) {
+        fprintf(stderr, "crucible run: %s\n", err.msg);
+    } else {
+        opt.out_dir = out;
+        opt.inputs = &inputs;
+        rc = cr_cli_run_program(&p, &opt, "run");
+    }
+    cr_input_paths_free(&inputs);
     cr_program_free(&p);
     return rc;
 }

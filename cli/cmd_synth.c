@@ -12,6 +12,7 @@
 #include "shards.h"
 #include "outdir.h"
 #include "run_program.h"
+#include "outguard.h"
 #include "synth.h"
 
 static void usage(FILE *f)
@@ -92,10 +93,16 @@ int cr_cmd_synth(int argc, char **argv)
     if (o.from && !have_delta) { fprintf(stderr, "crucible synth: --from needs --delta-scale\n"); return 2; }
     if (!o.from && !have_arch) { fprintf(stderr, "crucible synth: --arch is required (or --from BASE_DIR)\n"); return 2; }
 
+    /* --from BASE_DIR is read: the output must not overlap it (outguard.h) */
+    cr_input_paths inputs;
+    cr_input_paths_init(&inputs, cr_default_allocator());
+    cr_status st = o.from ? cr_input_paths_add(&inputs, o.from, CR_INPUT_PATH_DIR, &err) : CR_OK;
     cr_outdir od;
     cr_cli_signals sigs;   /* SIGINT/TERM/HUP: the temporary directory is removed */
     o.interrupt = cr_cli_signals_begin(&sigs);
-    cr_status st = cr_outdir_begin(cr_default_allocator(), out, false, &od, &err);
+    cr_outdir_options oo = { .inputs = &inputs };
+    if (st == CR_OK) st = cr_outdir_begin(cr_default_allocator(), out, &oo, &od, &err);
+    cr_input_paths_free(&inputs);
     if (st == CR_OK) {
         st = cr_synth_write(cr_default_allocator(), od.tmp_path, &o, &err);
         if (st == CR_OK && *o.interrupt) st = cr_fail(&err, CR_ERR_INTERRUPTED, "interrupted");

@@ -10,6 +10,7 @@
 #include "frontend.h"
 #include "lua_recipe.h"
 #include "moe.h"
+#include "outguard.h"
 #include "shards.h"
 
 static bool parse_u64(const char *s, uint64_t *out)
@@ -204,13 +205,39 @@ static int compile_moe(const cr_cli_options *o, const char *out_dir, cr_graph *g
     return rc;
 }
 
+typedef struct collect { cr_input_paths *ip; cr_status st; cr_error *err; } collect;
+
+static void collect_method(void *ud, const char *path)
+{
+    collect *c = ud;
+    if (!c->st) c->st = cr_input_paths_add(c->ip, path, CR_INPUT_PATH_FILE, c->err);
+}
+
+/* every path compiling read: the recipe, method files, model directories */
+static int collect_inputs(const cr_cli_options *o, const cr_method_registry *methods, const cr_plan *plan,
+                          cr_input_paths *ip)
+{
+    cr_error err = {0};
+    collect c = { ip, cr_input_paths_add(ip, o->pos[0], CR_INPUT_PATH_FILE, &err), &err };
+    if (methods) cr_methods_each_file(methods, collect_method, &c);
+    for (uint32_t i = 0; plan && i < plan->n_models && !c.st; i++)
+        if (plan->models[i].stage < 0 && plan->models[i].path)
+            c.st = cr_input_paths_add(ip, plan->models[i].path, CR_INPUT_PATH_DIR, &err);
+    if (!c.st) return 0;
+    fprintf(stderr, "crucible %s: %s\n", o->cmd, err.msg);
+    return 1;
+}
+
 int cr_cli_compile(const cr_cli_options *o, bool header_only, const char *out_dir,
-                   cr_plan *plan, cr_graph *g, cr_program *prog)
+                   cr_plan *plan, cr_graph *g, cr_program *prog, cr_input_paths *inputs)
 {
     if (cr_moe_file_is_moe(cr_default_allocator(), o->pos[0])) {
         memset(plan, 0, sizeof *plan);
         cr_graph_init(g, cr_default_allocator());
-        return compile_moe(o, out_dir, g, prog);
+        int rc = compile_moe(o, out_dir, g, prog);
+        /* the experts' directories come with the program's manifest */
+        if (!rc && inputs && (rc = collect_inputs(o, NULL, NULL, inputs))) { cr_program_free(prog); cr_graph_free(g); }
+        return rc;
     }
     const cr_allocator *al = cr_default_allocator();
     cr_error err = {0};
@@ -247,6 +274,10 @@ int cr_cli_compile(const cr_cli_options *o, bool header_only, const char *out_di
         fprintf(stderr, "crucible %s: %s\n", o->cmd, err.msg);
         cr_program_free(prog);
         rc = 1;
+        goto fail;
+    }
+    if (inputs && (rc = collect_inputs(o, methods, plan, inputs))) {
+        cr_program_free(prog);
         goto fail;
     }
     cr_methods_close(methods);

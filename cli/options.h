@@ -9,6 +9,7 @@
 #include "graph.h"
 #include "plan.h"
 #include "program.h"
+#include "outguard.h"
 
 typedef struct cr_cli_options {
     const char *cmd;
@@ -60,10 +61,12 @@ bool cr_cli_parse(int argc, char **argv, int n_positional, const char *usage, cr
 /* Front end + compiler: recipe -> verified program. A mergekit-moe config
  * (a mapping with `experts` and no `merge_method`/`models`/`slices`) goes
  * through compiler/moe.h instead; *plan is then left empty. Aux files are
- * planned when out_dir is given. Prints diagnostics to stderr. Returns the exit status
+ * planned when out_dir is given. When `inputs` is not NULL, every path
+ * compiling read is added to it (the recipe, Lua method files, model
+ * directories; vm/outguard.h), for the output check. Prints diagnostics to stderr. Returns the exit status
  * (0 ok, 1 runtime failure, 2 invalid recipe); on 0 the caller frees *prog
  * and *plan (cr_plan_free) and *g (cr_graph_free). */
 int cr_cli_compile(const cr_cli_options *o, bool header_only, const char *out_dir,
-                   cr_plan *plan, cr_graph *g, cr_program *prog);
+                   cr_plan *plan, cr_graph *g, cr_program *prog, cr_input_paths *inputs);
 
 #endif

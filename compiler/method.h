@@ -53,6 +53,10 @@ void cr_methods_close(cr_method_registry *r);
  * (the message carries the script's file and line). */
 const cr_method_info *cr_methods_find(cr_method_registry *r, const char *name,
                                       const char *relative_to, cr_error *err);
+/* Call fn with the path of every method file read so far (lua:PATH and
+ * --methods files; not the embedded stdlib): inputs of the run, which its
+ * output must not overwrite (vm/outguard.h). */
+void cr_methods_each_file(const cr_method_registry *r, void (*fn)(void *ud, const char *path), void *ud);
 /* Names of all built-in methods (for "did you mean"). */
 size_t cr_methods_builtin_names(const cr_method_registry *r, const char *const **names);
 const cr_param_decl *cr_method_param(const cr_method_info *m, const char *name);

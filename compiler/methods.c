@@ -22,6 +22,7 @@ typedef struct method_entry {
     cr_method_info info;        /* first: a cr_method_info* is an entry* */
     const char *key;            /* name for built-ins, resolved path for files */
     int ref;                    /* method table in the Lua registry */
+    bool from_file;             /* read from the file `key` (lua:PATH, --methods) */
 } method_entry;
 
 struct cr_method_registry {
@@ -131,6 +132,7 @@ static cr_status load_method(cr_method_registry *r, const char *key, const char 
         return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     }
     e->ref = ref;
+    e->from_file = false;
     lua_rawgeti(S, LUA_REGISTRYINDEX, ref);
     st = read_decl(r, S, source, default_name, e, err);
     lua_pop(S, 1);
@@ -201,7 +203,9 @@ static const cr_method_info *load_file(cr_method_registry *r, const char *path,
     method_entry *e;
     cr_status st = load_method(r, path, path, default_name, text, len, &e, err);
     cr_free(r->alloc, text);
-    return st ? NULL : &e->info;
+    if (st) return NULL;
+    e->from_file = true;
+    return &e->info;
 }
 
 const cr_method_info *cr_methods_find(cr_method_registry *r, const char *name,
@@ -235,6 +239,12 @@ const cr_method_info *cr_methods_find(cr_method_registry *r, const char *name,
     cr_fail(err, CR_ERR_CONFIG, "unknown merge method '%s'%s", name,
             r->user_dir ? " (not built in, and not in the --methods directory)" : "");
     return NULL;
+}
+
+void cr_methods_each_file(const cr_method_registry *r, void (*fn)(void *ud, const char *path), void *ud)
+{
+    for (size_t i = 0; i < r->entries.len; i++)
+        if (entry_at(r, i)->from_file) fn(ud, entry_at(r, i)->key);
 }
 
 size_t cr_methods_builtin_names(const cr_method_registry *r, const char *const **names)
@@ -275,6 +285,7 @@ const cr_method_info *cr_methods_add_inline(cr_method_registry *r, const char *n
     method_entry *e = cr_arena_alloc(&r->arena, sizeof *e);
     if (!e) { luaL_unref(S, LUA_REGISTRYINDEX, ref); cr_fail(err, CR_ERR_NOMEM, "out of memory"); return NULL; }
     e->ref = ref;
+    e->from_file = false;
     e->info.name = cr_arena_strdup(&r->arena, name);
     e->info.pretty = e->info.name;
     e->info.source = cr_arena_strdup(&r->arena, source);

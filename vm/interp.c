@@ -16,6 +16,7 @@
 #include "limits.h"
 #include "memplan.h"
 #include "outdir.h"
+#include "outguard.h"
 #include "outhash.h"
 #include "pool.h"
 #include "refsum.h"
@@ -1821,6 +1822,24 @@ static void warn_nonfinite(const vm *m)
 
 void cr_vm_options_init(cr_vm_options *opt) { memset(opt, 0, sizeof *opt); }
 
+/* Open the output directory, declaring every path the run reads: the
+ * manifest's files, their model directories, and opt->inputs. */
+static cr_status begin_outdir(vm *m, cr_error *err)
+{
+    cr_input_paths inputs;
+    cr_input_paths_init(&inputs, m->alloc);
+    /* the caller's paths first: they are named as the user wrote them */
+    cr_status s = cr_input_paths_add_all(&inputs, m->opt->inputs, err);
+    if (!s) s = cr_input_paths_add_program(&inputs, m->p, err);
+    if (!s) {
+        cr_outdir_options oo = { .force = m->opt->force, .io = m->io, .inputs = &inputs };
+        s = cr_outdir_begin(m->alloc, m->opt->out_dir, &oo, &m->outdir, err);
+        m->outdir_open = !s;
+    }
+    cr_input_paths_free(&inputs);
+    return s;
+}
+
 cr_status cr_vm_run(const cr_program *p, const cr_vm_options *opt, cr_error *err)
 {
     if (!opt->out_dir) return cr_fail(err, CR_ERR_ARG, "no output directory given");
@@ -1839,12 +1858,11 @@ cr_status cr_vm_run(const cr_program *p, const cr_vm_options *opt, cr_error *err
     cr_status s = cr_kernels_pick(opt->isa, &m->kern, err);
     if (!s) s = setup(m, err);
     m->phase = CR_VM_PHASE_CHECK;
+    /* the output is checked against every input, and created, before a
+     * byte of input is read (spec/reliability.md §8.1) */
+    if (!s) s = begin_outdir(m, err);
     if (!s) s = open_inputs(m, err);
     uint64_t hashed = atomic_load(&m->bytes_done);
-    if (!s) {
-        s = cr_outdir_begin_io(m->alloc, m->io, opt->out_dir, opt->force, &m->outdir, err);
-        m->outdir_open = !s;
-    }
     if (!s) s = create_shards(m, err);
     if (!s) {
         m->phase = CR_VM_PHASE_RUN;

@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#endif
 
 static int px_open(void *ud, const char *path, int flags, int mode)
 { (void)ud; return open(path, flags, (mode_t)mode); }
@@ -18,6 +21,18 @@ static int px_fsync(void *ud, int fd) { (void)ud; return fsync(fd); }
 static int px_close(void *ud, int fd) { (void)ud; return close(fd); }
 static int px_mkdir(void *ud, const char *path, int mode) { (void)ud; return mkdir(path, (mode_t)mode); }
 static int px_rename(void *ud, const char *from, const char *to) { (void)ud; return rename(from, to); }
+/* the system call directly: glibc before 2.28 has no renameat2 wrapper */
+static int px_exchange(void *ud, const char *a, const char *b)
+{
+    (void)ud;
+#if defined(__linux__) && defined(SYS_renameat2)
+    return (int)syscall(SYS_renameat2, AT_FDCWD, a, AT_FDCWD, b, 2 /* RENAME_EXCHANGE */);
+#else
+    (void)a; (void)b;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
 static void px_writeback(void *ud, int fd)
 {
     (void)ud;
@@ -29,7 +44,8 @@ static void px_writeback(void *ud, int fd)
 }
 
 static const cr_io posix_io = {
-    px_open, px_pwrite, px_ftruncate, px_fsync, px_close, px_mkdir, px_rename, px_writeback, NULL
+    .open = px_open, .pwrite = px_pwrite, .ftruncate = px_ftruncate, .fsync = px_fsync, .close = px_close,
+    .mkdir = px_mkdir, .rename = px_rename, .exchange = px_exchange, .writeback = px_writeback, .ud = NULL
 };
 
 const cr_io *cr_posix_io(void) { return &posix_io; }
@@ -102,9 +118,19 @@ static int fi_rename(void *ud, const char *from, const char *to)
     return f->inner->rename(f->inner->ud, from, to);
 }
 
+static int fi_exchange(void *ud, const char *a, const char *b)
+{
+    cr_failing_io *f = ud;
+    if (should_fail(f, "exchange")) return -1;
+    if (!f->inner->exchange) { errno = ENOSYS; return -1; }
+    return f->inner->exchange(f->inner->ud, a, b);
+}
+
 void cr_failing_io_init(cr_failing_io *fio, const cr_io *inner, long fail_at, cr_io_fault fault)
 {
-    fio->base = (cr_io){ fi_open, fi_pwrite, fi_ftruncate, fi_fsync, fi_close, fi_mkdir, fi_rename, NULL, fio };
+    fio->base = (cr_io){ .open = fi_open, .pwrite = fi_pwrite, .ftruncate = fi_ftruncate, .fsync = fi_fsync,
+                         .close = fi_close, .mkdir = fi_mkdir, .rename = fi_rename, .exchange = fi_exchange,
+                         .writeback = NULL, .ud = fio };
     fio->inner = inner ? inner : cr_posix_io();
     fio->count = 0;
     fio->fail_at = fail_at;

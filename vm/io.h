@@ -25,6 +25,11 @@ typedef struct cr_io {
     int (*close)(void *ud, int fd);
     int (*mkdir)(void *ud, const char *path, int mode);
     int (*rename)(void *ud, const char *from, const char *to);
+    /* optional (NULL: none): swap two existing paths in one atomic step
+     * (Linux renameat2 RENAME_EXCHANGE). -1 with errno EINVAL, ENOSYS or
+     * ENOTSUP where the file system has no such call; the caller then falls
+     * back to two renames (outdir.c). */
+    int (*exchange)(void *ud, const char *a, const char *b);
     /* optional (NULL: none): start writing the file's dirty pages to disk
      * without waiting for them. A hint that lets the disk work while the
      * merge computes, instead of all at the final fsync; it has no result

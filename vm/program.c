@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void cr_program_free(cr_program *p)
 {
@@ -609,16 +610,20 @@ cr_status cr_program_save(const cr_program *p, const char *path, cr_error *err)
     memcpy(buf, &h, sizeof h);
 
     /* write beside the target and rename, so a reader never sees half a file */
+    /* (a name of crucible's own, so no file of the user's is clobbered;
+     * synced before the rename, so the new name never holds half a file) */
     size_t plen = strlen(path);
-    char *tmp = cr_malloc(p->alloc, plen + 16);
+    char *tmp = cr_malloc(p->alloc, plen + 40);
     if (!tmp) { cr_free(p->alloc, buf); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
-    snprintf(tmp, plen + 16, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
+    snprintf(tmp, plen + 40, "%s.crucible-tmp-%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "wbx");
     if (!f) {
         s = cr_fail_errno(err, errno, "cannot create %s", tmp);
     } else {
         bool ok = fwrite(buf, 1, (size_t)off, f) == off;
         int e = errno;
+        ok = fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
+        if (!e) e = errno;
         ok = (fclose(f) == 0) && ok;
         if (!ok) { s = cr_fail_errno(err, e ? e : EIO, "cannot write %s", tmp); remove(tmp); }
         else if (rename(tmp, path)) { s = cr_fail_errno(err, errno, "cannot rename %s to %s", tmp, path); remove(tmp); }

@@ -64,6 +64,11 @@ typedef struct cr_vm_options {
     const cr_allocator *alloc;  /* NULL: the program's allocator */
     cr_vm_stats *stats;         /* filled on success if not NULL */
     const struct cr_io *io;     /* output file system calls (io.h); NULL: POSIX */
+    /* Paths read before the run besides the program's own input manifest
+     * (the recipe, Lua method files, the .crb): out_dir must be none of
+     * them, no ancestor of one and not inside an input directory
+     * (outguard.h). NULL: only the manifest's files and their directories. */
+    const struct cr_input_paths *inputs;
     /* Warnings that do not stop the run (NaN/Inf in an input or an output
      * tensor, naming it). NULL: printed to stderr as "crucible: warning: ...",
      * even when quiet. */
@@ -79,7 +84,9 @@ void cr_vm_options_init(cr_vm_options *opt);
  * directory is removed) and err names the file, tensor or instruction.
  * Errors: CR_ERR_IO, CR_ERR_NOMEM, CR_ERR_RUNTIME (manifest mismatch, a
  * CHECK failed, ops out of sequence), CR_ERR_LIMIT (max_memory too small),
- * CR_ERR_INTERRUPTED, CR_ERR_ARG (out_dir exists), CR_ERR_UNSUPPORTED. */
+ * CR_ERR_INTERRUPTED, CR_ERR_ARG (out_dir exists, or overlaps an input:
+ * checked, like every refusal of outdir.h, before any input is read),
+ * CR_ERR_UNSUPPORTED. */
 cr_status cr_vm_run(const cr_program *p, const cr_vm_options *opt, cr_error *err);
 
 /* The default progress printer (progress.c): a bar on a TTY, plain lines

@@ -279,7 +279,8 @@ TEST(outdir_rename_fault_keeps_old_output)
         cr_failing_io_init(&fio, NULL, k, CR_IO_FAULT_EIO);
         cr_outdir o;
         cr_error err = { 0 };
-        cr_status st = cr_outdir_begin_io(cr_default_allocator(), &fio.base, out, true, &o, &err);
+        cr_outdir_options oo = { .force = true, .io = &fio.base };
+        cr_status st = cr_outdir_begin(cr_default_allocator(), out, &oo, &o, &err);
         if (st == CR_OK) {
             char *p = cr_outdir_path(&o, "new.txt");
             CHECK(p && io_write_text(p, "new"));

@@ -6,15 +6,11 @@
 
 #include <sys/stat.h>
 
-static const char usage[] =
-    "usage: crucible compile CONFIG -o OUT.crb [merge options] [--force]\n"
-    "  an existing OUT.crb is replaced only with --force, and never when it is an input\n";
-
 int cr_cmd_compile(int argc, char **argv)
 {
     cr_cli_options o;
-    if (!cr_cli_parse(argc, argv, 1, usage, &o)) return 2;
-    if (!o.output) { fprintf(stderr, "%s", usage); return 2; }
+    if (!cr_cli_parse(CR_CMD_COMPILE, argc, argv, &o)) return 2;
+    if (!o.output) { fprintf(stderr, "crucible compile: -o OUT.crb is required\n"); return 2; }
     struct stat st;
     if (!o.output[0]) { fprintf(stderr, "crucible compile: -o: the output file name is empty\n"); return 1; }
     if (!o.force && !lstat(o.output, &st)) {

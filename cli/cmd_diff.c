@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "options.h"
 #include "model.h"
 #include "limits.h"
 #include "termtext.h"
@@ -77,20 +78,10 @@ static const char *safe(const char *name, char *buf)
 
 int cr_cmd_diff(int argc, char **argv)
 {
-    bool all = false;
-    const char *pa = NULL, *pb = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: crucible diff A B [--all]\nCompares two models tensor by tensor; exit 0 if identical, 1 if not.\n"
-                   "--all lists identical tensors too.\n");
-            return 0;
-        }
-        if (!strcmp(argv[i], "--all")) all = true;
-        else if (!pa) pa = argv[i];
-        else if (!pb) pb = argv[i];
-        else { fprintf(stderr, "crucible diff: unexpected argument '%s'\n", argv[i]); return 2; }
-    }
-    if (!pb) { fprintf(stderr, "usage: crucible diff A B [--all]\n"); return 2; }
+    cr_cli_options o;
+    if (!cr_cli_parse(CR_CMD_DIFF, argc, argv, &o)) return 2;
+    bool all = o.val[CR_OPT_ALL] != NULL;
+    const char *pa = o.pos[0], *pb = o.pos[1];
     const cr_allocator *al = cr_default_allocator();
     cr_model a, b;
     cr_error err = {0};

@@ -11,23 +11,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "commands.h"
 #include "infer/forward.h"
 #include "infer/tokenizer.h"
+#include "infile.h"
+#include "limits.h"
 #include "model.h"
 #include "options.h"
+#include "pool.h"
 #include "termtext.h"
-
-static int usage(FILE *f, int rc)
-{
-    fprintf(f, "usage: crucible eval MODEL_DIR --text FILE [--max-tokens N] [--threads N]\n"
-               "Perplexity (mean next-token NLL) of the model on FILE, tokenized with\n"
-               "MODEL_DIR/tokenizer.json. The text is evaluated in consecutive windows of\n"
-               "--max-tokens (default max_position_embeddings, at most 1024).\n");
-    return rc;
-}
 
 static bool parse_count(const char *s, long *out)
 {
@@ -39,63 +32,21 @@ static bool parse_count(const char *s, long *out)
     return true;
 }
 
-static char *read_file(const char *path, size_t *len, cr_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) { cr_fail_errno(err, errno, "%s: cannot open", path); return NULL; }
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (cap - n < 65536) {
-            size_t nc = cap ? cap * 2 : 1 << 16;
-            char *nb = realloc(buf, nc + 1);
-            if (!nb) { free(buf); fclose(f); cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", path); return NULL; }
-            buf = nb;
-            cap = nc;
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (!r) break;
-    }
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) { free(buf); cr_fail(err, CR_ERR_IO, "%s: read error", path); return NULL; }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 int cr_cmd_eval(int argc, char **argv)
 {
-    const char *dir = NULL, *text_path = NULL;
-    long max_tokens = 0, threads = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout, 0);
-        if (!cr_cli_has_value("eval", argc, argv, i)) return 2;
-        if (!strcmp(a, "--text")) { text_path = argv[++i]; continue; }
-        if (!strcmp(a, "--max-tokens")) {
-            if (!parse_count(argv[++i], &max_tokens) || max_tokens < 2) {
-                fprintf(stderr, "crucible eval: --max-tokens needs an integer >= 2, got '%s'\n", argv[i]);
-                return 2;
-            }
-            continue;
-        }
-        if (!strcmp(a, "--threads")) {
-            unsigned t;
-            if (!cr_cli_parse_threads("eval", a, argv[++i], 256, &t)) return 2;
-            threads = t;
-            continue;
-        }
-        if (a[0] == '-') { fprintf(stderr, "crucible eval: unknown option '%s'\n", a); return usage(stderr, 2); }
-        if (dir) { fprintf(stderr, "crucible eval: more than one MODEL_DIR ('%s', '%s')\n", dir, a); return 2; }
-        dir = a;
+    cr_cli_options o;
+    if (!cr_cli_parse(CR_CMD_EVAL, argc, argv, &o)) return 2;
+    const char *dir = o.pos[0], *text_path = o.val[CR_OPT_TEXT];
+    long max_tokens = 0;
+    if (!text_path) {
+        fprintf(stderr, "crucible eval: --text FILE is required\n");
+        return 2;
     }
-    if (!dir || !text_path) return usage(stderr, 2);
-    if (!threads) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = n > 0 ? (n > 64 ? 64 : n) : 1;
+    if (o.val[CR_OPT_MAX_TOKENS] && (!parse_count(o.val[CR_OPT_MAX_TOKENS], &max_tokens) || max_tokens < 2)) {
+        fprintf(stderr, "crucible eval: --max-tokens needs an integer >= 2, got '%s'\n", o.val[CR_OPT_MAX_TOKENS]);
+        return 2;
     }
+    unsigned threads = cr_threads_resolve(o.threads);
 
     const cr_allocator *A = cr_default_allocator();
     cr_error err = { 0 };
@@ -113,10 +64,10 @@ int cr_cmd_eval(int argc, char **argv)
     if (cr_model_open(A, dir, 0, &model, &err)) goto fail;
     model_open = true;
     if (cr_llm_open(A, &model, &llm, &err)) goto fail;
-    llm.n_threads = (unsigned)threads;
+    llm.n_threads = threads;
     snprintf(tok_path, sizeof tok_path, "%s/tokenizer.json", dir);
     if (cr_tokenizer_load(A, tok_path, &tok, &err)) goto fail;
-    if (!(text = read_file(text_path, &tl, &err))) goto fail;
+    if (cr_file_read(A, text_path, CR_LIMIT_TEXT_BYTES, "text", &text, &tl, &err)) goto fail;
     if (cr_tokenizer_encode(tok, text, tl, false, &ids, &err)) {
         fprintf(stderr, "crucible eval: %s: ", text_path);
         fprintf(stderr, "%s\n", err.msg);
@@ -157,7 +108,7 @@ fail:
     fprintf(stderr, "crucible eval: %s\n", err.msg);
 done:
     cr_vec_free(&ids);
-    free(text);
+    cr_free(A, text);
     cr_tokenizer_free(tok);
     cr_llm_free(&llm);
     if (model_open) cr_model_close(&model);

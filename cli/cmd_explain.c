@@ -5,13 +5,10 @@
 #include "options.h"
 #include "vm.h"
 
-static const char usage[] =
-    "usage: crucible explain CONFIG|RECIPE.crb [--dump=PASS] [--no-pass=PASS] [--models-dir DIR]\n";
-
 int cr_cmd_explain(int argc, char **argv)
 {
     cr_cli_options o;
-    if (!cr_cli_parse(argc, argv, 1, usage, &o)) return 2;
+    if (!cr_cli_parse(CR_CMD_EXPLAIN, argc, argv, &o)) return 2;
     size_t len = strlen(o.pos[0]);
     cr_program prog;
     if (len > 4 && !strcmp(o.pos[0] + len - 4, ".crb")) {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "options.h"
 #include "model.h"
 #include "termtext.h"
 
@@ -18,14 +19,11 @@ static const char *base_name(const char *path)
 
 int cr_cmd_inspect(int argc, char **argv)
 {
-    if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        fprintf(argc == 2 ? stdout : stderr, "usage: crucible inspect MODEL_DIR\n"
-                "Lists a model's tensors (name, dtype, shape, bytes, shard file) and totals.\n");
-        return argc == 2 ? 0 : 2;
-    }
+    cr_cli_options o;
+    if (!cr_cli_parse(CR_CMD_INSPECT, argc, argv, &o)) return 2;
     cr_model m;
     cr_error err = {0};
-    if (cr_model_open(cr_default_allocator(), argv[1], 0, &m, &err) != CR_OK) {
+    if (cr_model_open(cr_default_allocator(), o.pos[0], 0, &m, &err) != CR_OK) {
         fprintf(stderr, "crucible inspect: %s\n", err.msg);
         return 1;
     }

@@ -9,17 +9,10 @@
 #include "outguard.h"
 #include "run_program.h"
 
-static const char usage[] =
-    "usage: crucible merge CONFIG OUT_DIR [options]\n"
-    "  mergekit-yaml options: --out-shard-size SIZE  --random-seed N  --[no-]copy-tokenizer\n"
-    "    --allow-crimes  --[no-]write-model-card  --lazy-unpickle  --clone-tensors  -v  --quiet\n"
-    "  crucible options: --threads N  --max-memory SIZE  --models-dir DIR  --methods DIR\n"
-    "    --precise  --force  --no-pass=fold|cse|dce|fuse\n";
-
 int cr_cmd_merge(int argc, char **argv)
 {
     cr_cli_options o;
-    if (!cr_cli_parse(argc, argv, 2, usage, &o)) return 2;
+    if (!cr_cli_parse(CR_CMD_MERGE, argc, argv, &o)) return 2;
     /* a bad OUT_DIR fails before compiling, not after the merge */
     cr_error err = {0};
     if (cr_outdir_check(o.pos[1], &err)) { fprintf(stderr, "crucible %s: %s\n", o.cmd, err.msg); return 1; }

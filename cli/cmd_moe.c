@@ -12,39 +12,10 @@
 #include "outguard.h"
 #include "run_program.h"
 
-static const char usage[] =
-    "usage: crucible moe CONFIG OUT_DIR [options]\n"
-    "  mergekit-moe options: --out-shard-size SIZE  --random-seed N  --[no-]copy-tokenizer\n"
-    "    --[no-]write-model-card  --i-understand-this-is-not-useful-without-training  -v  --quiet\n"
-    "    (--device/--cuda/--trust-remote-code are accepted and ignored; --load-in-4bit/8bit are not supported)\n"
-    "  crucible options: --moe-layout classic|fused  --gate-precision bf16|f32  --threads N  --max-memory SIZE\n"
-    "    --models-dir DIR\n"
-    "    --force  --no-pass=fold|cse|dce|fuse\n";
-
 int cr_cmd_moe(int argc, char **argv)
 {
-    /* mergekit-moe's device options change nothing here; drop them */
-    char *args[256];
-    int n = 0;
-    for (int i = 0; i < argc && n < (int)(sizeof args / sizeof *args); i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--load-in-4bit") || !strcmp(a, "--load-in-8bit")) {
-            fprintf(stderr, "crucible moe: %s is not supported (gates are computed in bf16 or f32)\n", a);
-            return 2;
-        }
-        if (!strcmp(a, "--cuda") || !strcmp(a, "--no-cuda") || !strcmp(a, "--trust-remote-code") ||
-            !strcmp(a, "--no-trust-remote-code") || !strcmp(a, "--safe-serialization"))
-            continue;
-        if (!strcmp(a, "--device")) {
-            if (!cr_cli_has_value("moe", argc, argv, i)) return 2;
-            i++;
-            continue;
-        }
-        if (!strncmp(a, "--device=", 9)) continue;
-        args[n++] = argv[i];
-    }
     cr_cli_options o;
-    if (!cr_cli_parse(n, args, 2, usage, &o)) return 2;
+    if (!cr_cli_parse(CR_CMD_MOE, argc, argv, &o)) return 2;
     if (!cr_moe_file_is_moe(cr_default_allocator(), o.pos[0])) {
         fprintf(stderr, "crucible moe: %s is not a mergekit-moe config (it needs `experts` and no "
                         "`merge_method`); for merges use `crucible merge`\n", o.pos[0]);

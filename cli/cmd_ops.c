@@ -4,21 +4,14 @@
 #include <string.h>
 
 #include "commands.h"
+#include "options.h"
 #include "vm.h"
 
 int cr_cmd_ops(int argc, char **argv)
 {
-    bool md = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--markdown")) md = true;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: crucible ops [--markdown]\n  the VM's op table (--markdown: spec/opcodes.md)\n");
-            return 0;
-        } else {
-            fprintf(stderr, "crucible ops: unknown argument '%s'\n", argv[i]);
-            return 2;
-        }
-    }
+    cr_cli_options o;
+    if (!cr_cli_parse(CR_CMD_OPS, argc, argv, &o)) return 2;
+    bool md = o.val[CR_OPT_MARKDOWN] != NULL;
     if (md) { cr_ops_markdown(stdout); return 0; }
     for (int i = 0; i < CR_OP_COUNT; i++) {
         const cr_op_info *o = &cr_op_table[i];

@@ -4,14 +4,10 @@
 #include "options.h"
 #include "plan_report.h"
 
-static const char usage[] =
-    "usage: crucible plan CONFIG [--threads N] [--max-memory SIZE] [--models-dir DIR] [--methods DIR]\n"
-    "                            [--out-shard-size SIZE] [--precise] [--no-pass=PASS]\n";
-
 int cr_cmd_plan(int argc, char **argv)
 {
     cr_cli_options o;
-    if (!cr_cli_parse(argc, argv, 1, usage, &o)) return 2;
+    if (!cr_cli_parse(CR_CMD_PLAN, argc, argv, &o)) return 2;
     cr_plan plan;
     cr_graph g;
     cr_program prog;

@@ -2,8 +2,6 @@
  * compiled program and run it (cli/run_program.h: SIGINT/SIGTERM stop it
  * cleanly, removing its temporary directory, exit 130). */
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "commands.h"
 #include "options.h"
@@ -11,47 +9,18 @@
 #include "outguard.h"
 #include "run_program.h"
 
-static int usage(FILE *f)
-{
-    fprintf(f, "usage: crucible run RECIPE.crb OUT_DIR [--threads N] [--max-memory SIZE] [--quiet] [--force] [--skip-hash]\n"
-               "  run a compiled merge program; OUT_DIR appears complete or not at all\n"
-               "  --threads N        worker threads (default: all cores)\n"
-               "  --max-memory SIZE  bound on the VM's working memory (e.g. 8G); fewer threads if needed\n"
-               "  --quiet            no progress output\n"
-               "  --force            replace OUT_DIR if it exists and is not empty\n"
-               "  --skip-hash        check input sizes only, not content hashes\n"
-               "  CRUCIBLE_ISA=scalar|avx2|avx512 forces a kernel set\n");
-    return f == stdout ? 0 : 2;
-}
-
 int cr_cmd_run(int argc, char **argv)
 {
-    const char *crb = NULL, *out = NULL;
+    cr_cli_options o;
+    if (!cr_cli_parse(CR_CMD_RUN, argc, argv, &o)) return 2;
+    const char *crb = o.pos[0], *out = o.pos[1];
     cr_vm_options opt;
     cr_vm_options_init(&opt);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
-        else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) opt.quiet = true;
-        else if (!strcmp(a, "--force")) opt.force = true;
-        else if (!strcmp(a, "--skip-hash")) opt.skip_hash = true;
-        else if (!cr_cli_has_value("run", argc, argv, i)) return 2;
-        else if (!strcmp(a, "--threads") || !strcmp(a, "--max-memory")) {
-            const char *v = argv[++i];
-            if (!strcmp(a, "--threads")) {
-                if (!cr_cli_parse_threads("run", a, v, CR_CLI_MAX_THREADS, &opt.threads)) return 2;
-            } else if (!cr_cli_parse_size(v, &opt.max_memory)) {
-                fprintf(stderr, "crucible run: --max-memory %s: expected a size like 8G or 512M\n", v);
-                return 2;
-            }
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "crucible run: unknown option '%s'\n", a);
-            return usage(stderr);
-        } else if (!crb) crb = a;
-        else if (!out) out = a;
-        else { fprintf(stderr, "crucible run: unexpected argument '%s'\n", a); return usage(stderr); }
-    }
-    if (!crb || !out) return usage(stderr);
+    opt.quiet = o.quiet;
+    opt.force = o.force;
+    opt.skip_hash = o.skip_hash;
+    opt.threads = o.threads;
+    opt.max_memory = o.max_memory;
 
     cr_program p;
     cr_error err = {0};

@@ -9,22 +9,12 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "options.h"
 #include "shards.h"
 #include "outdir.h"
 #include "run_program.h"
 #include "outguard.h"
 #include "synth.h"
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: crucible synth OUT_DIR --arch llama|mistral|qwen2 --layers N --hidden H\n"
-            "           --intermediate I --heads A --kv-heads K --vocab V\n"
-            "           [--dtype bfloat16|float16|float32] [--seed S] [--tied] [--shard-size SIZE]\n"
-            "       crucible synth OUT_DIR --from BASE_DIR --delta-scale X [--seed S] [--only SUBSTRING]\n"
-            "           [--shard-size SIZE]\n"
-            "Every weight is a function of (seed, tensor name, element index).\n");
-}
 
 static bool parse_u32(const char *s, uint32_t *out)
 {
@@ -38,61 +28,43 @@ static bool parse_u32(const char *s, uint32_t *out)
 
 int cr_cmd_synth(int argc, char **argv)
 {
-    cr_synth_opts o = {.arch = CR_SYNTH_LLAMA, .dtype = CR_DTYPE_BF16, .shard_size = 0};
-    const char *out = NULL;
-    bool have_arch = false, have_delta = false;
-    cr_error err = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        if (!strcmp(a, "--tied")) { o.tied = true; continue; }
-        if (a[0] != '-') {
-            if (out) { fprintf(stderr, "crucible synth: unexpected argument '%s'\n", a); return 2; }
-            out = a;
-            continue;
-        }
-        if (i + 1 >= argc) { fprintf(stderr, "crucible synth: %s needs a value\n", a); return 2; }
-        const char *v = argv[++i];
-        uint32_t *dim = !strcmp(a, "--layers") ? &o.layers : !strcmp(a, "--hidden") ? &o.hidden
-                      : !strcmp(a, "--intermediate") ? &o.intermediate : !strcmp(a, "--heads") ? &o.heads
-                      : !strcmp(a, "--kv-heads") ? &o.kv_heads : !strcmp(a, "--vocab") ? &o.vocab : NULL;
-        if (dim) {
-            if (!parse_u32(v, dim)) { fprintf(stderr, "crucible synth: %s '%s' is not a non-negative integer\n", a, v); return 2; }
-        } else if (!strcmp(a, "--arch")) {
-            if (!cr_synth_arch_parse(v, &o.arch)) { fprintf(stderr, "crucible synth: unknown --arch '%s' (llama, mistral, qwen2)\n", v); return 2; }
-            have_arch = true;
-        } else if (!strcmp(a, "--dtype")) {
-            if (!cr_dtype_parse_torch(v, &o.dtype) ||
-                (o.dtype != CR_DTYPE_BF16 && o.dtype != CR_DTYPE_F16 && o.dtype != CR_DTYPE_F32)) {
-                fprintf(stderr, "crucible synth: --dtype '%s' (bfloat16, float16, float32)\n", v);
-                return 2;
-            }
-        } else if (!strcmp(a, "--seed")) {
-            char *end;
-            errno = 0;
-            o.seed = strtoull(v, &end, 10);
-            if (errno || !*v || *end || v[0] == '-') { fprintf(stderr, "crucible synth: --seed '%s' is not an integer\n", v); return 2; }
-        } else if (!strcmp(a, "--shard-size")) {
-            if (cr_parse_shard_size(v, &o.shard_size, &err) != CR_OK) { fprintf(stderr, "crucible synth: %s\n", err.msg); return 2; }
-        } else if (!strcmp(a, "--from")) {
-            o.from = v;
-        } else if (!strcmp(a, "--delta-scale")) {
-            char *end;
-            o.delta_scale = strtod(v, &end);
-            if (!*v || *end) { fprintf(stderr, "crucible synth: --delta-scale '%s' is not a number\n", v); return 2; }
-            have_delta = true;
-        } else if (!strcmp(a, "--only")) {
-            o.only = v;
-        } else {
-            fprintf(stderr, "crucible synth: unknown option '%s'\n", a);
-            usage(stderr);
+    cr_cli_options co;
+    if (!cr_cli_parse(CR_CMD_SYNTH, argc, argv, &co)) return 2;
+    const char *out = co.pos[0];
+    cr_synth_opts o = {.arch = CR_SYNTH_LLAMA, .dtype = CR_DTYPE_BF16, .shard_size = co.shard_size,
+                       .seed = co.seed, .tied = co.val[CR_OPT_TIED] != NULL,
+                       .from = co.val[CR_OPT_FROM], .only = co.val[CR_OPT_ONLY]};
+    const struct { cr_cli_opt id; uint32_t *dst; } dims[] = {
+        { CR_OPT_LAYERS, &o.layers }, { CR_OPT_HIDDEN, &o.hidden }, { CR_OPT_INTERMEDIATE, &o.intermediate },
+        { CR_OPT_HEADS, &o.heads }, { CR_OPT_KV_HEADS, &o.kv_heads }, { CR_OPT_VOCAB, &o.vocab },
+    };
+    for (size_t i = 0; i < sizeof dims / sizeof *dims; i++) {
+        const char *v = co.val[dims[i].id];
+        if (v && !parse_u32(v, dims[i].dst)) {
+            const char *name = cr_cli_option_names(dims[i].id);
+            fprintf(stderr, "crucible synth: %.*s '%s' is not a non-negative integer\n", (int)strcspn(name, "|"), name, v);
             return 2;
         }
     }
-    if (!out) { usage(stderr); return 2; }
-    if (o.from && !have_delta) { fprintf(stderr, "crucible synth: --from needs --delta-scale\n"); return 2; }
-    if (!o.from && !have_arch) { fprintf(stderr, "crucible synth: --arch is required (or --from BASE_DIR)\n"); return 2; }
+    const char *v = co.val[CR_OPT_ARCH];
+    if (v && !cr_synth_arch_parse(v, &o.arch)) {
+        fprintf(stderr, "crucible synth: unknown --arch '%s' (llama, mistral, qwen2)\n", v);
+        return 2;
+    }
+    if ((v = co.val[CR_OPT_DTYPE]) && (!cr_dtype_parse_torch(v, &o.dtype) ||
+        (o.dtype != CR_DTYPE_BF16 && o.dtype != CR_DTYPE_F16 && o.dtype != CR_DTYPE_F32))) {
+        fprintf(stderr, "crucible synth: --dtype '%s' (bfloat16, float16, float32)\n", v);
+        return 2;
+    }
+    if ((v = co.val[CR_OPT_DELTA_SCALE])) {
+        char *end;
+        o.delta_scale = strtod(v, &end);
+        if (!*v || *end) { fprintf(stderr, "crucible synth: --delta-scale '%s' is not a number\n", v); return 2; }
+    }
+    if (o.from && !co.val[CR_OPT_DELTA_SCALE]) { fprintf(stderr, "crucible synth: --from needs --delta-scale\n"); return 2; }
+    if (!o.from && !co.val[CR_OPT_ARCH]) { fprintf(stderr, "crucible synth: --arch is required (or --from BASE_DIR)\n"); return 2; }
 
+    cr_error err = {0};
     /* --from BASE_DIR is read: the output must not overlap it (outguard.h) */
     cr_input_paths inputs;
     cr_input_paths_init(&inputs, cr_default_allocator());

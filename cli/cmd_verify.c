@@ -10,18 +10,10 @@
 #include "outdir.h"
 #include "verify_dir.h"
 
-static const char usage[] =
-    "usage: crucible verify OUT_DIR [--require-hash] [--quiet]\n"
-    "  re-validates every shard, checks that the index covers every tensor exactly once\n"
-    "  and its total_size, and recomputes the shard hashes crucible recorded in the index\n"
-    "  --require-hash  fail when no hashes are recorded (e.g. a model written by mergekit)\n"
-    "  --quiet         print problems only, no summary line\n"
-    "  first removes what a killed crucible left beside OUT_DIR (OUT_DIR.crucible-tmp-PID), saying so\n";
-
 int cr_cmd_verify(int argc, char **argv)
 {
     cr_cli_options o;
-    if (!cr_cli_parse(argc, argv, 1, usage, &o)) return 2;
+    if (!cr_cli_parse(CR_CMD_VERIFY, argc, argv, &o)) return 2;
     const char *dir = o.pos[0];
     /* what a killed crucible left beside DIR (outdir.h): removed, or an
      * interrupted replace finished, before DIR is checked */

@@ -1,5 +1,6 @@
-/* options.c — shared option parsing and the compile pipeline of the
- * recipe-taking commands (merge, plan, explain, compile). */
+/* options.c — the option table's parser and --help (cli/options.def), and
+ * the compile pipeline of the recipe-taking commands (merge, plan, explain,
+ * compile, moe). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,10 +9,158 @@
 #include "aux_files.h"
 #include "compile.h"
 #include "frontend.h"
+#include "limits.h"
 #include "lua_recipe.h"
 #include "moe.h"
 #include "outguard.h"
 #include "shards.h"
+
+/* ---- the commands and the option table ----------------------------------- */
+
+enum {
+    C_MERGE = 1u << CR_CMD_MERGE, C_PLAN = 1u << CR_CMD_PLAN, C_EXPLAIN = 1u << CR_CMD_EXPLAIN,
+    C_COMPILE = 1u << CR_CMD_COMPILE, C_RUN = 1u << CR_CMD_RUN, C_MOE = 1u << CR_CMD_MOE,
+    C_SYNTH = 1u << CR_CMD_SYNTH, C_INSPECT = 1u << CR_CMD_INSPECT, C_DIFF = 1u << CR_CMD_DIFF,
+    C_EVAL = 1u << CR_CMD_EVAL, C_VERIFY = 1u << CR_CMD_VERIFY, C_OPS = 1u << CR_CMD_OPS,
+};
+
+typedef enum opt_kind { OWN, MK, NOOP, REFUSED } opt_kind;
+
+typedef struct option {
+    const char *names;          /* "--threads|-j|--num-threads" */
+    bool neg;                   /* --no-NAME accepted */
+    const char *value, *what;   /* placeholder and description of the value; NULL for a flag */
+    opt_kind kind;
+    uint32_t cmds;
+    const char *dflt, *help;
+} option;
+
+static const option options[CR_OPT_COUNT] = {
+#define OPT(id, names, neg, value, what, kind, cmds, dflt, help) \
+    [CR_OPT_##id] = { names, neg, value, what, kind, cmds, dflt, help },
+#include "options.def"
+#undef OPT
+};
+
+typedef struct command {
+    const char *name;
+    int min_pos, max_pos;       /* positional arguments */
+    const char *usage, *about;  /* after "usage: crucible "; what it does (lines) */
+    const char *mk_title;       /* the heading of mergekit's options, if it has them */
+} command;
+
+static const command commands[CR_CMD_COUNT] = {
+    [CR_CMD_MERGE] = { "merge", 2, 2, "merge CONFIG OUT_DIR [options]",
+                       "compile and run a mergekit YAML (or Lua) recipe; OUT_DIR appears complete or not at all\n",
+                       "mergekit-yaml's options (same meaning)" },
+    [CR_CMD_PLAN] = { "plan", 1, 1, "plan CONFIG [options]",
+                      "what a merge will read, write and need, from headers only; exit 0 if it can run, 2 if not\n",
+                      "mergekit-yaml's options (same meaning)" },
+    [CR_CMD_EXPLAIN] = { "explain", 1, 1, "explain CONFIG|RECIPE.crb [options]",
+                         "the bytecode as a table (options apply to a CONFIG); --dump=PASS prints the graph IR\n",
+                         "mergekit-yaml's options (same meaning)" },
+    [CR_CMD_COMPILE] = { "compile", 1, 1, "compile CONFIG -o OUT.crb [options]",
+                         "compile a recipe to a program that `crucible run` re-runs bit for bit; an existing\n"
+                         "OUT.crb is replaced only with --force, and never when it is an input\n",
+                         "mergekit-yaml's options (same meaning)" },
+    [CR_CMD_RUN] = { "run", 2, 2, "run RECIPE.crb OUT_DIR [options]",
+                     "run a compiled merge program; OUT_DIR appears complete or not at all\n"
+                     "CRUCIBLE_ISA=scalar|avx2|avx512 forces a kernel set\n", NULL },
+    [CR_CMD_MOE] = { "moe", 2, 2, "moe CONFIG OUT_DIR [options]",
+                     "build a Mixture of Experts from a mergekit-moe config\n",
+                     "mergekit-moe's options (same meaning)" },
+    [CR_CMD_SYNTH] = { "synth", 1, 1,
+                       "synth OUT_DIR --arch llama|mistral|qwen2 --layers N --hidden H --intermediate I\n"
+                       "           --heads A --kv-heads K --vocab V [options]\n"
+                       "       crucible synth OUT_DIR --from BASE_DIR --delta-scale X [options]",
+                       "write a deterministic synthetic model (or a seeded fine-tune of one); every weight is\n"
+                       "a function of (seed, tensor name, element index)\n", NULL },
+    [CR_CMD_INSPECT] = { "inspect", 1, 1, "inspect MODEL_DIR",
+                         "list a model's tensors (name, dtype, shape, bytes, shard file) and totals\n", NULL },
+    [CR_CMD_DIFF] = { "diff", 2, 2, "diff A B [--all]",
+                      "compare two models tensor by tensor; exit 0 if identical, 1 if not, 2 on error\n", NULL },
+    [CR_CMD_EVAL] = { "eval", 1, 1, "eval MODEL_DIR --text FILE [options]",
+                      "perplexity (mean next-token NLL) of the model on FILE, tokenized with\n"
+                      "MODEL_DIR/tokenizer.json, in consecutive windows of --max-tokens\n", NULL },
+    [CR_CMD_VERIFY] = { "verify", 1, 1, "verify OUT_DIR [options]",
+                        "re-validates every shard, checks that the index covers every tensor exactly once\n"
+                        "and its total_size, and recomputes the shard hashes crucible recorded in the index;\n"
+                        "first removes what a killed crucible left beside OUT_DIR (OUT_DIR.crucible-tmp-PID)\n",
+                        NULL },
+    [CR_CMD_OPS] = { "ops", 0, 0, "ops [--markdown]", "the VM's op table\n", NULL },
+};
+
+/* Does `arg` (up to `len` bytes) name option `o`? *neg: it is "--no-NAME". */
+static bool names_match(const option *o, const char *arg, size_t len, bool *neg)
+{
+    *neg = false;
+    for (const char *p = o->names; *p;) {
+        size_t n = strcspn(p, "|");
+        if (n == len && !strncmp(p, arg, n)) return true;
+        if (p == o->names && o->neg && len == n + 3 && !strncmp(arg, "--no-", 5) && !strncmp(arg + 5, p + 2, n - 2)) {
+            *neg = true;
+            return true;
+        }
+        p += n + (p[n] == '|');
+    }
+    return false;
+}
+
+/* The option `arg` names (up to '=' for a value option), or -1. */
+static int find_option(cr_cli_cmd cmd, const char *arg, bool *neg, const char **inline_val)
+{
+    *inline_val = NULL;
+    size_t len = strlen(arg);
+    for (int i = 0; i < CR_OPT_COUNT; i++) {
+        if (!(options[i].cmds & (1u << cmd))) continue;
+        if (names_match(&options[i], arg, len, neg)) return i;
+        const char *eq = strchr(arg, '=');
+        if (eq && options[i].value && names_match(&options[i], arg, (size_t)(eq - arg), neg) && !*neg) {
+            *inline_val = eq + 1;
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* The passes that --no-pass (optional only) or --dump takes, "fold, cse,
+ * dce or fuse", from the compiler's pass table. */
+static const char *pass_list(bool optional_only, char *buf, size_t cap)
+{
+    size_t n = 0, k = 0, total = 0;
+    for (int p = 0; p < CR_PASS_COUNT; p++) total += !optional_only || cr_pass_optional((cr_pass_id)p);
+    buf[0] = 0;
+    for (int p = 0; p < CR_PASS_COUNT && n < cap; p++) {
+        if (optional_only && !cr_pass_optional((cr_pass_id)p)) continue;
+        k++;
+        n += (size_t)snprintf(buf + n, cap - n, "%s%s", k == 1 ? "" : k == total ? " or " : ", ", cr_pass_name((cr_pass_id)p));
+    }
+    return buf;
+}
+
+/* what the value is: the table's text; the passes from the pass table */
+static const char *value_what(int id, char *buf, size_t cap)
+{
+    if (id != CR_OPT_NO_PASS && id != CR_OPT_DUMP) return options[id].what;
+    char list[160];
+    snprintf(buf, cap, "a pass: %s", pass_list(id == CR_OPT_NO_PASS, list, sizeof list));
+    return buf;
+}
+
+const char *cr_cli_value_what(cr_cli_cmd cmd, const char *opt)
+{
+    bool neg;
+    const char *iv;
+    int id = find_option(cmd, opt, &neg, &iv);
+    return id >= 0 && options[id].value ? options[id].what : NULL;
+}
+
+const char *cr_cli_option_names(cr_cli_opt id)
+{
+    return options[id].names;
+}
+
+/* ---- values ---------------------------------------------------------------- */
 
 static bool parse_u64(const char *s, uint64_t *out)
 {
@@ -45,140 +194,203 @@ bool cr_cli_parse_size(const char *s, uint64_t *out)
     return true;
 }
 
-/* Every option of every command that takes a value, with what the value
- * is: one table, so that a missing value is reported the same way by each
- * command's parser. */
-static const struct { const char *name, *what; } value_options[] = {
-    { "--threads", "a number of threads" },     { "-j", "a number of threads" },
-    { "--num-threads", "a number of threads" }, { "--max-memory", "a size such as 8G" },
-    { "--out-shard-size", "a size such as 5B or 2G" }, { "--random-seed", "an integer" },
-    { "--models-dir", "a directory" },          { "--methods", "a directory" },
-    { "-o", "a file name" },                    { "--output", "a file name" },
-    { "--no-pass", "a pass: fold, cse, dce or fuse" },
-    { "--dump", "a pass: build, verify, fold, cse, dce or fuse" },
-    { "--moe-layout", "classic or fused" },     { "--gate-precision", "bf16 or f32" },
-    { "--device", "a device name" },            { "--text", "a text file" },
-    { "--max-tokens", "a number of tokens" },
-};
-
-const char *cr_cli_value_what(const char *opt)
-{
-    for (size_t i = 0; i < sizeof value_options / sizeof *value_options; i++)
-        if (!strcmp(opt, value_options[i].name)) return value_options[i].what;
-    return NULL;
-}
-
-bool cr_cli_has_value(const char *cmd, int argc, char **argv, int i)
-{
-    const char *what = cr_cli_value_what(argv[i]);
-    if (!what) return true;
-    /* "--threads --quiet": the next word is another option, not the value */
-    const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-    if (next && !(next[0] == '-' && next[1] == '-' && next[2])) return true;
-    fprintf(stderr, "crucible %s: %s needs a value (%s)\n", cmd, argv[i], what);
-    return false;
-}
-
-bool cr_cli_parse_threads(const char *cmd, const char *opt, const char *val, unsigned max, unsigned *out)
+/* A --threads value: a whole number in 1..CR_LIMIT_THREADS. */
+static bool parse_threads(const char *cmd, const char *opt, const char *val, unsigned *out)
 {
     uint64_t t = 0;
     bool digits = val[0] != 0;
     for (const char *p = val; *p && digits; p++) digits = *p >= '0' && *p <= '9';
     /* strtoull saturates, so a 30-digit count is "too many", not wrapped */
     if (digits) t = strtoull(val, NULL, 10);
-    if (!digits || t < 1 || t > max) {
-        fprintf(stderr, "crucible %s: %.*s wants a whole number of threads from 1 to %u (leave it out to use all cores), got '%s'\n",
-                cmd, (int)strcspn(opt, "="), opt, max, val);
+    if (!digits || t < 1 || t > CR_LIMIT_THREADS) {
+        fprintf(stderr, "crucible %s: %s wants a whole number of threads from 1 to %u (leave it out to use all cores), got '%s'\n",
+                cmd, opt, CR_LIMIT_THREADS, val);
         return false;
     }
     *out = (unsigned)t;
     return true;
 }
 
-bool cr_cli_parse(int argc, char **argv, int n_positional, const char *usage, cr_cli_options *o)
+static bool bad_value(const cr_cli_options *o, const char *opt, const char *wants, const char *val)
+{
+    fprintf(stderr, "crucible %s: %s wants %s, got '%s'\n", o->cmd, opt, wants, val);
+    return false;
+}
+
+/* Checks option `id`'s value and sets the field it has. `opt` is its name. */
+static bool apply(cr_cli_options *o, int id, const char *opt, bool neg, const char *val)
+{
+    cr_error err = {0};
+    char buf[200];
+    switch ((cr_cli_opt)id) {
+    case CR_OPT_COPY_TOKENIZER: o->copy_tokenizer = !neg; break;
+    case CR_OPT_WRITE_MODEL_CARD: o->write_card = !neg; break;
+    case CR_OPT_ALLOW_CRIMES: o->allow_crimes = !neg; break;
+    case CR_OPT_I_UNDERSTAND: o->moe_same_source = true; break;
+    case CR_OPT_VERBOSE: o->verbose++; break;
+    case CR_OPT_QUIET: o->quiet = !neg; break;
+    case CR_OPT_PRECISE: o->precise = true; break;
+    case CR_OPT_FORCE: o->force = true; break;
+    case CR_OPT_REQUIRE_HASH: o->require_hash = true; break;
+    case CR_OPT_SKIP_HASH: o->skip_hash = true; break;
+    case CR_OPT_MODELS_DIR: o->models_dir = val; break;
+    case CR_OPT_METHODS: o->methods_dir = val; break;
+    case CR_OPT_OUTPUT: o->output = val; break;
+    case CR_OPT_MOE_LAYOUT:
+        if (!strcmp(val, "classic")) o->moe_layout = CR_MOE_LAYOUT_CLASSIC;
+        else if (!strcmp(val, "fused")) o->moe_layout = CR_MOE_LAYOUT_FUSED;
+        else return bad_value(o, opt, "classic or fused", val);
+        break;
+    case CR_OPT_GATE_PRECISION:
+        if (!strcmp(val, "bf16")) o->gate_f32 = false;
+        else if (!strcmp(val, "f32")) o->gate_f32 = true;
+        else return bad_value(o, opt, "bf16 or f32", val);
+        break;
+    case CR_OPT_OUT_SHARD_SIZE:
+    case CR_OPT_SHARD_SIZE:
+        if (cr_parse_shard_size(val, id == CR_OPT_SHARD_SIZE ? &o->shard_size : &o->out_shard_size, &err)) {
+            fprintf(stderr, "crucible %s: %s: %s\n", o->cmd, opt, err.msg);
+            return false;
+        }
+        break;
+    case CR_OPT_RANDOM_SEED:
+    case CR_OPT_SEED:
+        if (!parse_u64(val, &o->seed)) return bad_value(o, opt, "an integer", val);
+        o->have_seed = true;
+        break;
+    case CR_OPT_THREADS:
+        return parse_threads(o->cmd, opt, val, &o->threads);
+    case CR_OPT_WRITE_THREADS: {
+        unsigned t;
+        return parse_threads(o->cmd, opt, val, &t);
+    }
+    case CR_OPT_MAX_MEMORY:
+        if (!cr_cli_parse_size(val, &o->max_memory)) return bad_value(o, opt, "a size like 8G", val);
+        break;
+    case CR_OPT_NO_PASS: {
+        int p = cr_pass_find(val);
+        if (p < 0 || !cr_pass_optional((cr_pass_id)p)) {
+            fprintf(stderr, "crucible %s: --no-pass=%s: not a pass that can be switched off (%s)\n", o->cmd, val,
+                    pass_list(true, buf, sizeof buf));
+            return false;
+        }
+        o->disabled_passes |= 1u << p;
+        break;
+    }
+    case CR_OPT_DUMP:
+        if (cr_pass_find(val) < 0) {
+            fprintf(stderr, "crucible %s: --dump=%s: unknown pass (%s)\n", o->cmd, val, pass_list(false, buf, sizeof buf));
+            return false;
+        }
+        o->dump = val;
+        break;
+    default: break;   /* NOOP, or read by the command from o->val */
+    }
+    return true;
+}
+
+/* ---- parsing and help -------------------------------------------------------- */
+
+static void print_usage(cr_cli_cmd cmd, FILE *out)
+{
+    fprintf(out, "usage: crucible %s\n", commands[cmd].usage);
+}
+
+bool cr_cli_parse(cr_cli_cmd cmd, int argc, char **argv, cr_cli_options *o)
 {
     memset(o, 0, sizeof *o);
-    o->cmd = argv[0];
+    o->cmd = commands[cmd].name;
     o->out_shard_size = 5000000000ull;
     o->copy_tokenizer = o->write_card = true;
+    char buf[200];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char *val = NULL;
-#define TAKES(name) ((!strcmp(a, name) && i + 1 < argc && (val = argv[++i])) || \
-                     (!strncmp(a, name "=", strlen(name) + 1) && (val = a + strlen(name) + 1)))
-        if (!cr_cli_has_value(o->cmd, argc, argv, i)) return false;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { printf("%s", usage); exit(0); }
-        else if (!strcmp(a, "--copy-tokenizer")) o->copy_tokenizer = true;
-        else if (!strcmp(a, "--no-copy-tokenizer")) o->copy_tokenizer = false;
-        else if (!strcmp(a, "--write-model-card")) o->write_card = true;
-        else if (!strcmp(a, "--no-write-model-card")) o->write_card = false;
-        else if (!strcmp(a, "--allow-crimes")) o->allow_crimes = true;
-        else if (!strcmp(a, "--no-allow-crimes")) o->allow_crimes = false;
-        else if (!strcmp(a, "--lazy-unpickle") || !strcmp(a, "--no-lazy-unpickle") ||
-                 !strcmp(a, "--clone-tensors") || !strcmp(a, "--no-clone-tensors")) {
-            /* no numeric effect in mergekit; accepted for compatibility */
-        }
-        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->verbose++;
-        else if (!strcmp(a, "--quiet")) o->quiet = true;
-        else if (!strcmp(a, "--precise")) o->precise = true;
-        else if (!strcmp(a, "--force")) o->force = true;
-        else if (!strcmp(a, "--require-hash")) o->require_hash = true;
-        else if (!strcmp(a, "--i-understand-this-is-not-useful-without-training")) o->moe_same_source = true;
-        else if (TAKES("--moe-layout")) {
-            if (!strcmp(val, "classic")) o->moe_layout = CR_MOE_LAYOUT_CLASSIC;
-            else if (!strcmp(val, "fused")) o->moe_layout = CR_MOE_LAYOUT_FUSED;
-            else { fprintf(stderr, "crucible %s: --moe-layout wants classic or fused, got '%s'\n", o->cmd, val); return false; }
-        }
-        else if (TAKES("--gate-precision")) {
-            if (!strcmp(val, "bf16")) o->gate_f32 = false;
-            else if (!strcmp(val, "f32")) o->gate_f32 = true;
-            else { fprintf(stderr, "crucible %s: --gate-precision wants bf16 or f32, got '%s'\n", o->cmd, val); return false; }
-        }
-        else if (TAKES("--out-shard-size")) {
-            cr_error err;
-            if (cr_parse_shard_size(val, &o->out_shard_size, &err)) {
-                fprintf(stderr, "crucible %s: --out-shard-size: %s\n", o->cmd, err.msg);
-                return false;
+        if (a[0] != '-' || !a[1]) {
+            if (o->n_pos < commands[cmd].max_pos) {
+                o->pos[o->n_pos++] = a;
+                continue;
             }
-        } else if (TAKES("--random-seed")) {
-            if (!parse_u64(val, &o->seed)) { fprintf(stderr, "crucible %s: --random-seed wants an integer, got '%s'\n", o->cmd, val); return false; }
-            o->have_seed = true;
-        } else if (TAKES("--threads") || TAKES("-j") || TAKES("--num-threads")) {
-            if (!cr_cli_parse_threads(o->cmd, a, val, CR_CLI_MAX_THREADS, &o->threads)) return false;
-        } else if (TAKES("--max-memory")) {
-            if (!cr_cli_parse_size(val, &o->max_memory)) { fprintf(stderr, "crucible %s: --max-memory wants a size like 8G, got '%s'\n", o->cmd, val); return false; }
-        } else if (TAKES("--models-dir")) o->models_dir = val;
-        else if (TAKES("--methods")) o->methods_dir = val;
-        else if (TAKES("-o") || TAKES("--output")) o->output = val;
-        else if (TAKES("--no-pass")) {
-            int p = cr_pass_find(val);
-            if (p < 0 || !cr_pass_optional((cr_pass_id)p)) {
-                fprintf(stderr, "crucible %s: --no-pass=%s: not a pass that can be switched off (fold, cse, dce, fuse)\n", o->cmd, val);
-                return false;
-            }
-            o->disabled_passes |= 1u << p;
-        } else if (TAKES("--dump")) {
-            if (cr_pass_find(val) < 0) {
-                fprintf(stderr, "crucible %s: --dump=%s: unknown pass (build, verify, fold, cse, dce, fuse)\n", o->cmd, val);
-                return false;
-            }
-            o->dump = val;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "crucible %s: unknown option '%s'\n%s", o->cmd, a, usage);
-            return false;
-        } else if (o->n_pos < n_positional) {
-            o->pos[o->n_pos++] = a;
-        } else {
-            fprintf(stderr, "crucible %s: unexpected argument '%s'\n%s", o->cmd, a, usage);
+            fprintf(stderr, "crucible %s: unexpected argument '%s'\n", o->cmd, a);
+            print_usage(cmd, stderr);
             return false;
         }
-#undef TAKES
+        bool neg;
+        const char *val;
+        int id = find_option(cmd, a, &neg, &val);
+        if (id < 0) {
+            fprintf(stderr, "crucible %s: unknown option '%s'\n", o->cmd, a);
+            print_usage(cmd, stderr);
+            fprintf(stderr, "`crucible %s --help` lists its options\n", o->cmd);
+            return false;
+        }
+        const option *op = &options[id];
+        char name[64];   /* the name as typed, without "=VALUE" */
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(a, "="), a);
+        if (op->value && !val) {
+            /* "--threads --quiet": the next word is another option, not the value */
+            const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+            if (!next || (next[0] == '-' && next[1] == '-' && next[2])) {
+                fprintf(stderr, "crucible %s: %s needs a value (%s)\n", o->cmd, name, value_what(id, buf, sizeof buf));
+                return false;
+            }
+            val = argv[++i];
+        }
+        if (id == CR_OPT_HELP) {
+            cr_cli_help(cmd, stdout);
+            exit(0);
+        }
+        if (op->kind == REFUSED) {
+            fprintf(stderr, "crucible %s: %s is not supported (%s)\n", o->cmd, name, op->help);
+            return false;
+        }
+        o->val[id] = val ? val : "";
+        if (!apply(o, id, name, neg, val)) return false;
     }
-    if (o->n_pos != n_positional) {
-        fprintf(stderr, "%s", usage);
+    if (o->n_pos < commands[cmd].min_pos) {
+        print_usage(cmd, stderr);
+        fprintf(stderr, "`crucible %s --help` lists its options\n", o->cmd);
         return false;
     }
     return true;
+}
+
+void cr_cli_help(cr_cli_cmd cmd, FILE *out)
+{
+    print_usage(cmd, out);
+    fputs(commands[cmd].about, out);
+    char buf[200];
+    /* mergekit's options first (as mergekit-yaml --help lists them), then crucible's */
+    for (int pass = 0; pass < 2; pass++) {
+        bool mk = pass == 0, any = false;
+        if (mk && !commands[cmd].mk_title) continue;
+        for (int i = 0; i < CR_OPT_COUNT; i++) {
+            const option *op = &options[i];
+            if (!(op->cmds & (1u << cmd)) || (op->kind != OWN) != mk) continue;
+            if (!any) {
+                fprintf(out, "\n%s:\n", mk ? commands[cmd].mk_title : commands[cmd].mk_title ? "crucible's options" : "options");
+                any = true;
+            }
+            /* "--[no-]copy-tokenizer", "--threads N, -j N, --num-threads N" */
+            char names[160];
+            size_t n = 0;
+            for (const char *p = op->names; *p && n < sizeof names;) {
+                size_t k = strcspn(p, "|");
+                bool first = p == op->names;
+                n += (size_t)snprintf(names + n, sizeof names - n, "%s%s%.*s%s%s", first ? "" : ", ",
+                                      first && op->neg ? "--[no-]" : "", (int)(first && op->neg ? k - 2 : k),
+                                      first && op->neg ? p + 2 : p, op->value ? " " : "", op->value ? op->value : "");
+                p += k + (p[k] == '|');
+            }
+            /* a long name gets its own line, the description below it */
+            if (strlen(names) > 28) fprintf(out, "  %s\n  %-28s %s", names, "", op->help);
+            else fprintf(out, "  %-28s %s", names, op->help);
+            if (op->kind == NOOP) fputs(" (accepted; changes nothing here)", out);
+            if (op->kind == REFUSED) fputs(" (refused)", out);
+            if (i == CR_OPT_NO_PASS || i == CR_OPT_DUMP) fprintf(out, "; %s", value_what(i, buf, sizeof buf) + 2);
+            if (op->dflt) fprintf(out, " [default: %s]", op->dflt);
+            fputc('\n', out);
+        }
+    }
 }
 
 static int compile_moe(const cr_cli_options *o, const char *out_dir, cr_graph *g, cr_program *prog)

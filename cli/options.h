@@ -1,6 +1,7 @@
-/* options.h — command-line options shared by merge, plan, explain and
- * compile (mergekit-yaml's options with their meaning, plus crucible's),
- * and the compile-a-recipe pipeline they share. */
+/* options.h — the command-line options of every command: one table
+ * (cli/options.def) that parses them and prints each command's --help;
+ * and the compile-a-recipe pipeline of merge, plan, explain, compile and moe.
+ * Sizes, thread counts and pass names are parsed here only. */
 #ifndef CR_CLI_OPTIONS_H
 #define CR_CLI_OPTIONS_H
 
@@ -11,9 +12,24 @@
 #include "program.h"
 #include "outguard.h"
 
+/* The commands, in `crucible --help`'s order. */
+typedef enum cr_cli_cmd {
+    CR_CMD_MERGE, CR_CMD_PLAN, CR_CMD_EXPLAIN, CR_CMD_COMPILE, CR_CMD_RUN, CR_CMD_MOE,
+    CR_CMD_SYNTH, CR_CMD_INSPECT, CR_CMD_DIFF, CR_CMD_EVAL, CR_CMD_VERIFY, CR_CMD_OPS,
+    CR_CMD_COUNT
+} cr_cli_cmd;
+
+/* One id per row of cli/options.def: CR_OPT_THREADS, CR_OPT_OUT_SHARD_SIZE ... */
+typedef enum cr_cli_opt {
+#define OPT(id, names, neg, value, what, kind, cmds, dflt, help) CR_OPT_##id,
+#include "options.def"
+#undef OPT
+    CR_OPT_COUNT
+} cr_cli_opt;
+
 typedef struct cr_cli_options {
     const char *cmd;
-    const char *pos[2];         /* CONFIG, OUT_DIR */
+    const char *pos[2];         /* CONFIG, OUT_DIR (or the command's own) */
     int n_pos;
     const char *output;         /* -o */
     uint64_t out_shard_size;    /* bytes; default 5B */
@@ -21,7 +37,7 @@ typedef struct cr_cli_options {
     bool have_seed;
     bool copy_tokenizer, write_card, allow_crimes, quiet, precise, force;
     int verbose;
-    unsigned threads;
+    unsigned threads;           /* 0: not given (cr_default_threads()) */
     uint64_t max_memory;
     const char *models_dir, *methods_dir;
     uint32_t disabled_passes;
@@ -31,32 +47,42 @@ typedef struct cr_cli_options {
     bool gate_f32;              /* --gate-precision f32 (moe hidden gates; default bf16) */
     bool moe_same_source;       /* --i-understand-this-is-not-useful-without-training */
     bool require_hash;          /* verify: --require-hash */
+    bool skip_hash;             /* run: --skip-hash */
+    uint64_t shard_size;        /* synth: --shard-size (0: one shard) */
+    /* Every option given, by id: its value as typed ("" for a flag), the
+     * last one when repeated; NULL when not given. The parser checks the
+     * values of sizes, thread counts, seeds, passes and choices; a command
+     * reads the others (synth's dimensions, eval's --text) from here. */
+    const char *val[CR_OPT_COUNT];
 } cr_cli_options;
 
 /* A size for --max-memory: bytes, or a number (decimals allowed) with a
  * binary suffix K, M, G, T, optionally followed by "i" and/or "B" ("8G",
- * "512MiB", "1.5GB"). False when malformed or out of range. */
+ * "512MiB", "1.5GB"). False when malformed or out of range. Shard sizes
+ * (--out-shard-size, --shard-size) count as mergekit does instead
+ * (cr_parse_shard_size, vm/shards.h: k, M, B = 10^3, 10^6, 10^9). */
 bool cr_cli_parse_size(const char *s, uint64_t *out);
 
-/* The most worker threads --threads takes (merge, run, moe, plan). */
-#define CR_CLI_MAX_THREADS 1024u
+/* What the value of option `opt` of command `cmd` is ("a number of
+ * threads"), or NULL when `opt` is not one of cmd's options that take a
+ * value. */
+const char *cr_cli_value_what(cr_cli_cmd cmd, const char *opt);
 
-/* What the value of option `opt` is ("a number of threads"), or NULL when
- * `opt` takes no value. Covers the options of every command. */
-const char *cr_cli_value_what(const char *opt);
+/* Parse argv (argv[0] is the command's name) with the option table:
+ * options anywhere, as "--opt VALUE" or "--opt=VALUE", and the command's
+ * positional arguments. --help prints the command's help to stdout and
+ * exits 0. Returns false after printing the problem, naming the option and
+ * the value ("crucible merge: --threads needs a value (a number of
+ * threads)", "unknown option '--x'"), or the usage for a wrong number of
+ * positional arguments; the caller exits 2. */
+bool cr_cli_parse(cr_cli_cmd cmd, int argc, char **argv, cr_cli_options *o);
 
-/* False, after printing "crucible CMD: --threads needs a value (a number of
- * threads)", when argv[i] is an option that takes a value and none follows
- * (it is the last argument, or the next one is a --long option). */
-bool cr_cli_has_value(const char *cmd, int argc, char **argv, int i);
+/* Option `id`'s names as the table has them, "|"-separated, the first
+ * being the one messages use ("--threads|-j|--num-threads"). */
+const char *cr_cli_option_names(cr_cli_opt id);
 
-/* A --threads value: a whole number in 1..max. Prints the problem, naming
- * `opt` and the value, and returns false otherwise. */
-bool cr_cli_parse_threads(const char *cmd, const char *opt, const char *val, unsigned max, unsigned *out);
-
-/* Parse argv (argv[0] is the command). Prints the problem and returns false
- * on a bad option or a wrong number of positional arguments. */
-bool cr_cli_parse(int argc, char **argv, int n_positional, const char *usage, cr_cli_options *o);
+/* Command `cmd`'s usage line and options, as --help prints them. */
+void cr_cli_help(cr_cli_cmd cmd, FILE *out);
 
 /* Front end + compiler: recipe -> verified program. A mergekit-moe config
  * (a mapping with `experts` and no `merge_method`/`models`/`slices`) goes

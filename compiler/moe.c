@@ -5,6 +5,7 @@
  * (config.json per writer, tokenizer copies, the config verbatim, a card).
  */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 
 #include "aux_files.h"
 #include "hfdir.h"
+#include "infile.h"
 #include "infer/forward.h"
 #include "infer/gates.h"
 #include "infer/tokenizer.h"
@@ -19,6 +21,7 @@
 #include "jsonw.h"
 #include "model.h"
 #include "moe.h"
+#include "pool.h"
 #include "resolve.h"
 #include "rng.h"
 
@@ -216,17 +219,15 @@ static cJSON *read_tok_json(mb *b, const struct mmodel *base, const char *name, 
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", base->dir, name);
-    FILE *f = fopen(path, "rb");
-    *exists = f != NULL;
-    if (!f) return NULL;
-    cr_vec text;
-    cr_vec_init(&text, b->al, 1);
-    int ch;
-    bool oom = false;
-    while (!oom && (ch = fgetc(f)) != EOF) oom = !cr_vec_push(&text, &(char){ (char)ch });
-    fclose(f);
-    cJSON *j = oom ? NULL : cJSON_ParseWithLength(text.data ? text.data : "", text.len);
-    cr_vec_free(&text);
+    char *text;
+    size_t len;
+    cr_error e = {0};
+    cr_status st = cr_file_read(b->al, path, CR_LIMIT_JSON_BYTES, name, &text, &len, &e);
+    /* a file that cannot be opened is absent; one that cannot be read is bad */
+    *exists = st != CR_ERR_IO || (e.sys_errno != ENOENT && e.sys_errno != ENOTDIR && e.sys_errno != EACCES);
+    if (st) return NULL;
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    cr_free(b->al, text);
     return j;
 }
 
@@ -274,7 +275,7 @@ static cr_status prompt_gates(mb *b, cr_error *err)
     cr_status st = cr_tokenizer_load(b->al, path, &tok, err);
     if (st) return st;
     if ((st = cr_llm_open(b->al, &base->m, &llm, err))) goto done;
-    llm.n_threads = b->o->threads ? b->o->threads : 1;
+    llm.n_threads = cr_threads_resolve(b->o->threads);
     long long vocab;
     const char *bos = special_text(b, base, tok, "bos_token");
     /* mergekit: padding_side = left, pad_token_id = bos_token_id, or the eos
@@ -614,22 +615,18 @@ static cr_status add_config(mb *b, cr_program *p, cr_error *err)
     cr_sbuf_init(&sb, b->al);
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", base->dir);
-    cr_vec text_in;
-    cr_vec_init(&text_in, b->al, 1);
-    FILE *f = fopen(path, "rb");
-    if (f) {
-        int ch;
-        while ((ch = fgetc(f)) != EOF && cr_vec_push(&text_in, &(char){ (char)ch })) {}
-        fclose(f);
-    }
-    num_ctx nc = { .text = NULL };
-    if (cr_vec_push(&text_in, &(char){ 0 })) nc.text = text_in.data;
+    /* the base's own text, for its number literals (an unreadable file: none) */
+    char *text_in = NULL;
+    size_t len_in;
+    cr_error e = {0};
+    cr_file_read(b->al, path, CR_LIMIT_JSON_BYTES, "config", &text_in, &len_in, &e);
+    num_ctx nc = { .text = text_in };
     if (ok) {
         cr_json_add_pretty(&sb, cfg, 0, base_literal, &nc);
         cr_sbuf_adds(&sb, "\n");
     }
     cJSON_Delete(cfg);
-    cr_vec_free(&text_in);
+    cr_free(b->al, text_in);
     size_t len;
     char *text = cr_sbuf_take(&sb, &len);
     if (!ok || !text) { cr_free(b->al, text); return cr_fail(err, CR_ERR_NOMEM, "out of memory writing config.json"); }

@@ -75,7 +75,7 @@ typedef struct cr_moe_options {
     bool allow_same_source;     /* --i-understand-this-is-not-useful-without-training */
     bool copy_tokenizer, write_card;
     const char *out_path;       /* OUT_DIR as given, for the card (NULL: none) */
-    unsigned threads;           /* forward-pass threads for `hidden` (0: 1) */
+    unsigned threads;           /* forward-pass threads for `hidden` (0: cr_threads_resolve) */
     bool gate_f32;              /* --gate-precision f32: hidden gates in f32, prompts unpadded
                                  * (default: bf16 padded batch, mergekit's numbers; gates.h) */
     cr_compile_options compile;

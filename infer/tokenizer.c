@@ -10,6 +10,8 @@
  * stale entries skipped), so ties and odd merge tables behave identically.
  */
 #include "tokenizer.h"
+#include "infile.h"
+#include "limits.h"
 #include "pretok.h"
 #include "unicode.h"
 
@@ -656,26 +658,14 @@ cr_status cr_tokenizer_load(const cr_allocator *alloc, const char *path,
                             cr_tokenizer **out, cr_error *err)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return cr_fail_errno(err, errno, "%s: cannot open tokenizer", path);
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (cap - len < 65536) {
-            size_t nc = cap ? cap * 2 : 1 << 20;
-            char *nb = cr_realloc(alloc, buf, nc);
-            if (!nb) { cr_free(alloc, buf); fclose(f); return cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", path); }
-            buf = nb;
-            cap = nc;
-        }
-        size_t r = fread(buf + len, 1, cap - len, f);
-        len += r;
-        if (r == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) { cr_free(alloc, buf); return cr_fail(err, CR_ERR_IO, "%s: read error", path); }
-    cr_status st = cr_tokenizer_load_json(alloc, buf, len, path, out, err);
+    /* tokenizer.json runs to tens of MiB (a 150k vocabulary and its merges):
+     * the JSON limit, not the recipe one. The text is parsed by
+     * cr_tokenizer_load_json, which also takes tokenizers from memory. */
+    char *buf;
+    size_t len;
+    cr_status st = cr_file_read(alloc, path, CR_LIMIT_JSON_BYTES, "tokenizer", &buf, &len, err);
+    if (st) return st;
+    st = cr_tokenizer_load_json(alloc, buf, len, path, out, err);
     cr_free(alloc, buf);
     return st;
 }

@@ -42,6 +42,7 @@
 #define CR_LIMIT_ST_HEADER      100000000ull   /* safetensors JSON header bytes (format rule) */
 #define CR_LIMIT_ST_TENSORS     (1u << 20)     /* tensors in one safetensors file */
 #define CR_LIMIT_JSON_BYTES     (1ull << 30)   /* config.json / index.json read whole */
+#define CR_LIMIT_TEXT_BYTES     (1ull << 30)   /* eval's --text file, read whole */
 #define CR_LIMIT_MODEL_TENSORS  (1u << 22)     /* weight_map entries of one index */
 #define CR_LIMIT_MODEL_SHARDS   16384u         /* distinct shard files of one model */
 /* JSON nesting is bounded by cJSON itself (CJSON_NESTING_LIMIT, 1000). */

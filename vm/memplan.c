@@ -19,6 +19,7 @@
  * not counted.
  */
 #include "memplan.h"
+#include "pool.h"
 #include "limits.h"
 #include "refsum.h"
 
@@ -393,11 +394,7 @@ cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads,
     *mp = (cr_memplan){0};
     if (!a) a = p->alloc ? p->alloc : cr_default_allocator();
     mp->alloc = a;
-    if (!threads) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = n > 0 ? (unsigned)n : 1;
-    }
-    if (threads > CR_LIMIT_THREADS) threads = CR_LIMIT_THREADS;
+    threads = cr_threads_resolve(threads);
     long pg = sysconf(_SC_PAGESIZE);
     uint64_t page = pg > 0 ? (uint64_t)pg : 4096;
     walk w = { .p = p, .budget = max_memory };

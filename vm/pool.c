@@ -4,6 +4,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "limits.h"
 
 typedef struct worker {
     cr_pool *pool;
@@ -135,4 +138,13 @@ void cr_pool_free(cr_pool *p)
     pthread_cond_destroy(&p->done);
     cr_free(p->alloc, p->workers);
     cr_free(p->alloc, p);
+}
+
+unsigned cr_threads_resolve(unsigned requested)
+{
+    if (!requested) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        requested = n > 0 ? (unsigned)(n < (long)CR_LIMIT_THREADS ? n : (long)CR_LIMIT_THREADS) : 1;
+    }
+    return requested > CR_LIMIT_THREADS ? CR_LIMIT_THREADS : requested;
 }

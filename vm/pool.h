@@ -31,4 +31,10 @@ int cr_pool_run(cr_pool *p, uint64_t n_tasks, cr_pool_task_fn fn, void *ud);
 /* Join the workers and free the pool (NULL is fine). */
 void cr_pool_free(cr_pool *p);
 
+/* The one thread-count rule (spec/architecture.md, "Command-line options"):
+ * `requested` when it is not 0, else the number of online cores; at most
+ * CR_LIMIT_THREADS, at least 1. The VM, `plan`'s memory model, MoE gates
+ * and `eval` all resolve --threads through it. */
+unsigned cr_threads_resolve(unsigned requested);
+
 #endif

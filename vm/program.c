@@ -12,6 +12,7 @@
 #include "program.h"
 #include "limits.h"
 #include "hash.h"
+#include "infile.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -636,19 +637,13 @@ cr_status cr_program_save(const cr_program *p, const char *path, cr_error *err)
 cr_status cr_program_load(const cr_allocator *alloc, const char *path, cr_program *out, cr_error *err)
 {
     memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
-    if (!f) return cr_fail_errno(err, errno, "cannot open %s", path);
-    cr_status s = CR_OK;
-    uint8_t *buf = NULL;
-    if (fseek(f, 0, SEEK_END)) { s = cr_fail_errno(err, errno, "%s: cannot seek", path); goto done; }
-    long sz = ftell(f);
-    if (sz < 0) { s = cr_fail_errno(err, errno, "%s: cannot tell size", path); goto done; }
-    rewind(f);
-    if ((uint64_t)sz > CR_LIMIT_CRB_BYTES) { s = cr_fail(err, CR_ERR_LIMIT, "%s: %ld bytes is larger than any program (limit %llu)", path, sz, (unsigned long long)CR_LIMIT_CRB_BYTES); goto done; }
+    char *text = NULL;
+    size_t len = 0;
+    cr_status s = cr_file_read(alloc, path, CR_LIMIT_CRB_BYTES, "program", &text, &len, err);
+    if (s) return s;
+    uint8_t *buf = (uint8_t *)text;
+    long sz = (long)len;
     if ((size_t)sz < sizeof(crb_header)) { s = cr_fail(err, CR_ERR_FORMAT, "%s: not a crucible program (%ld bytes, too short for the header)", path, sz); goto done; }
-    buf = cr_malloc(alloc, (size_t)sz);
-    if (!buf) { s = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory reading %ld bytes", path, sz); goto done; }
-    if (fread(buf, 1, (size_t)sz, f) != (size_t)sz) { s = cr_fail_errno(err, errno ? errno : EIO, "%s: short read", path); goto done; }
 
     crb_header h;
     memcpy(&h, buf, sizeof h);
@@ -709,7 +704,6 @@ cr_status cr_program_load(const cr_allocator *alloc, const char *path, cr_progra
         if (err) { snprintf(m, sizeof m, "%s: %s", path, err->msg); memcpy(err->msg, m, sizeof m); }
     }
 done:
-    fclose(f);
     cr_free(alloc, buf);
     if (s) cr_program_free(out);
     return s;

@@ -147,14 +147,6 @@ static const char *value_what(int id, char *buf, size_t cap)
     return buf;
 }
 
-const char *cr_cli_value_what(cr_cli_cmd cmd, const char *opt)
-{
-    bool neg;
-    const char *iv;
-    int id = find_option(cmd, opt, &neg, &iv);
-    return id >= 0 && options[id].value ? options[id].what : NULL;
-}
-
 const char *cr_cli_option_names(cr_cli_opt id)
 {
     return options[id].names;

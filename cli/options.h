@@ -63,11 +63,6 @@ typedef struct cr_cli_options {
  * (cr_parse_shard_size, vm/shards.h: k, M, B = 10^3, 10^6, 10^9). */
 bool cr_cli_parse_size(const char *s, uint64_t *out);
 
-/* What the value of option `opt` of command `cmd` is ("a number of
- * threads"), or NULL when `opt` is not one of cmd's options that take a
- * value. */
-const char *cr_cli_value_what(cr_cli_cmd cmd, const char *opt);
-
 /* Parse argv (argv[0] is the command's name) with the option table:
  * options anywhere, as "--opt VALUE" or "--opt=VALUE", and the command's
  * positional arguments. --help prints the command's help to stdout and

@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "hfdir.h"
+#include "infile.h"
+#include "limits.h"
 #include "jsonw.h"
 #include "model.h"
 #include "safetensors.h"
@@ -177,20 +179,12 @@ static cr_status copy_file(const cr_allocator *a, const char *from_dir, const ch
 {
     char *src = join(a, from_dir, name);
     if (!src) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
-    cr_status st = CR_OK;
-    FILE *f = fopen(src, "rb");
-    cr_sbuf b;
-    cr_sbuf_init(&b, a);
-    if (!f) st = cr_fail_errno(err, errno, "%s: cannot open", src);
-    else {
-        char buf[65536];
-        size_t n;
-        while ((n = fread(buf, 1, sizeof buf, f)) > 0) cr_sbuf_add(&b, buf, n);
-        if (ferror(f)) st = cr_fail_errno(err, errno ? errno : EIO, "%s: cannot read", src);
-        fclose(f);
-        if (st == CR_OK) st = write_sbuf(a, to_dir, name, &b, err);
-    }
-    cr_sbuf_free(&b);
+    char *text;
+    size_t len;
+    /* config.json and the tokenizer files: read whole, under the JSON limit */
+    cr_status st = cr_file_read(a, src, CR_LIMIT_JSON_BYTES, name, &text, &len, err);
+    if (st == CR_OK) st = write_file(a, to_dir, name, text, len, err);
+    cr_free(a, text);
     cr_free(a, src);
     return st;
 }

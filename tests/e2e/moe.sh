@@ -53,6 +53,13 @@ check 'grep -q "^different: 27 identical, 2 with different values" <<<"$d"' "bf1
 rc=$?
 check '[ $rc -eq 2 ] && grep -q "gate-precision" "$tmp/err" && [ ! -e out_bad ]' "--gate-precision f16: rc $rc"
 
+# hidden gates use --threads (default: all cores, cr_threads_resolve) and
+# give the same bytes for any count
+for t in 1 3; do
+    "$bin" moe hidden.yml "out_hidden_t$t" --threads $t --quiet 2>"$tmp/err"
+    check 'cmp -s out_hidden/model.safetensors "out_hidden_t$t/model.safetensors"' "hidden gates, --threads $t: $(cat "$tmp/err")"
+done
+
 # random gates: a function of the seed
 "$bin" moe random.yml r5a --random-seed 5 --quiet && "$bin" moe random.yml r5b --random-seed 5 --quiet &&
     "$bin" moe random.yml r6 --random-seed 6 --quiet

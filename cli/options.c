@@ -288,6 +288,8 @@ static void print_usage(cr_cli_cmd cmd, FILE *out)
     fprintf(out, "usage: crucible %s\n", commands[cmd].usage);
 }
 
+static void help(cr_cli_cmd cmd, FILE *out);
+
 bool cr_cli_parse(cr_cli_cmd cmd, int argc, char **argv, cr_cli_options *o)
 {
     memset(o, 0, sizeof *o);
@@ -318,6 +320,11 @@ bool cr_cli_parse(cr_cli_cmd cmd, int argc, char **argv, cr_cli_options *o)
         const option *op = &options[id];
         char name[64];   /* the name as typed, without "=VALUE" */
         snprintf(name, sizeof name, "%.*s", (int)strcspn(a, "="), a);
+        /* before its value: a refused option needs none */
+        if (op->kind == REFUSED) {
+            fprintf(stderr, "crucible %s: %s is not supported (%s)\n", o->cmd, name, op->help);
+            return false;
+        }
         if (op->value && !val) {
             /* "--threads --quiet": the next word is another option, not the value */
             const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -328,12 +335,8 @@ bool cr_cli_parse(cr_cli_cmd cmd, int argc, char **argv, cr_cli_options *o)
             val = argv[++i];
         }
         if (id == CR_OPT_HELP) {
-            cr_cli_help(cmd, stdout);
+            help(cmd, stdout);
             exit(0);
-        }
-        if (op->kind == REFUSED) {
-            fprintf(stderr, "crucible %s: %s is not supported (%s)\n", o->cmd, name, op->help);
-            return false;
         }
         o->val[id] = val ? val : "";
         if (!apply(o, id, name, neg, val)) return false;
@@ -346,7 +349,7 @@ bool cr_cli_parse(cr_cli_cmd cmd, int argc, char **argv, cr_cli_options *o)
     return true;
 }
 
-void cr_cli_help(cr_cli_cmd cmd, FILE *out)
+static void help(cr_cli_cmd cmd, FILE *out)
 {
     print_usage(cmd, out);
     fputs(commands[cmd].about, out);

@@ -76,9 +76,6 @@ bool cr_cli_parse(cr_cli_cmd cmd, int argc, char **argv, cr_cli_options *o);
  * being the one messages use ("--threads|-j|--num-threads"). */
 const char *cr_cli_option_names(cr_cli_opt id);
 
-/* Command `cmd`'s usage line and options, as --help prints them. */
-void cr_cli_help(cr_cli_cmd cmd, FILE *out);
-
 /* Front end + compiler: recipe -> verified program. A mergekit-moe config
  * (a mapping with `experts` and no `merge_method`/`models`/`slices`) goes
  * through compiler/moe.h instead; *plan is then left empty. Aux files are

@@ -658,9 +658,9 @@ cr_status cr_tokenizer_load(const cr_allocator *alloc, const char *path,
                             cr_tokenizer **out, cr_error *err)
 {
     *out = NULL;
-    /* tokenizer.json runs to tens of MiB (a 150k vocabulary and its merges):
-     * the JSON limit, not the recipe one. The text is parsed by
-     * cr_tokenizer_load_json, which also takes tokenizers from memory. */
+    /* not cr_json_read_object: tokenizer.json may hold "\u0000" tokens,
+     * which its strict check refuses (they are not tensor names;
+     * spec/reliability.md). The JSON limit: these files run to tens of MiB. */
     char *buf;
     size_t len;
     cr_status st = cr_file_read(alloc, path, CR_LIMIT_JSON_BYTES, "tokenizer", &buf, &len, err);

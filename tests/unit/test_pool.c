@@ -1,10 +1,14 @@
 /* test_pool.c — the thread pool: every task runs exactly once, jobs can be
- * repeated many times, a failing task stops the job, thread ids in range. */
+ * repeated many times, a failing task stops the job, thread ids in range;
+ * the one thread-count rule (cr_threads_resolve). */
 #include "harness.h"
 #include "pool.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <unistd.h>
+
+#include "limits.h"
 
 typedef struct job { atomic_int *hits; unsigned n_threads; atomic_int bad_thread; uint64_t fail_at; } job;
 
@@ -64,9 +68,23 @@ TEST(failure_stops_the_job)
     cr_pool_free(p);
 }
 
+/* --threads N is N; left out (0), every online core, at most CR_LIMIT_THREADS */
+TEST(thread_rule)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned cores = n > 0 ? (unsigned)n : 1;
+    if (cores > CR_LIMIT_THREADS) cores = CR_LIMIT_THREADS;
+    CHECK_EQ_INT(cr_threads_resolve(0), cores);
+    CHECK_EQ_INT(cr_threads_resolve(1), 1);
+    CHECK_EQ_INT(cr_threads_resolve(3), 3);
+    CHECK_EQ_INT(cr_threads_resolve(CR_LIMIT_THREADS), CR_LIMIT_THREADS);
+    CHECK_EQ_INT(cr_threads_resolve(CR_LIMIT_THREADS + 1), CR_LIMIT_THREADS);
+}
+
 int main(void)
 {
     RUN(every_task_once);
     RUN(failure_stops_the_job);
+    RUN(thread_rule);
     return cr_test_summary();
 }

@@ -44,50 +44,50 @@ static const option options[CR_OPT_COUNT] = {
 
 typedef struct command {
     const char *name;
-    int min_pos, max_pos;       /* positional arguments */
+    int n_pos;                  /* positional arguments it takes */
     const char *usage, *about;  /* after "usage: crucible "; what it does (lines) */
     const char *mk_title;       /* the heading of mergekit's options, if it has them */
 } command;
 
 static const command commands[CR_CMD_COUNT] = {
-    [CR_CMD_MERGE] = { "merge", 2, 2, "merge CONFIG OUT_DIR [options]",
+    [CR_CMD_MERGE] = { "merge", 2, "merge CONFIG OUT_DIR [options]",
                        "compile and run a mergekit YAML (or Lua) recipe; OUT_DIR appears complete or not at all\n",
                        "mergekit-yaml's options (same meaning)" },
-    [CR_CMD_PLAN] = { "plan", 1, 1, "plan CONFIG [options]",
+    [CR_CMD_PLAN] = { "plan", 1, "plan CONFIG [options]",
                       "what a merge will read, write and need, from headers only; exit 0 if it can run, 2 if not\n",
                       "mergekit-yaml's options (same meaning)" },
-    [CR_CMD_EXPLAIN] = { "explain", 1, 1, "explain CONFIG|RECIPE.crb [options]",
+    [CR_CMD_EXPLAIN] = { "explain", 1, "explain CONFIG|RECIPE.crb [options]",
                          "the bytecode as a table (options apply to a CONFIG); --dump=PASS prints the graph IR\n",
                          "mergekit-yaml's options (same meaning)" },
-    [CR_CMD_COMPILE] = { "compile", 1, 1, "compile CONFIG -o OUT.crb [options]",
+    [CR_CMD_COMPILE] = { "compile", 1, "compile CONFIG -o OUT.crb [options]",
                          "compile a recipe to a program that `crucible run` re-runs bit for bit; an existing\n"
                          "OUT.crb is replaced only with --force, and never when it is an input\n",
                          "mergekit-yaml's options (same meaning)" },
-    [CR_CMD_RUN] = { "run", 2, 2, "run RECIPE.crb OUT_DIR [options]",
+    [CR_CMD_RUN] = { "run", 2, "run RECIPE.crb OUT_DIR [options]",
                      "run a compiled merge program; OUT_DIR appears complete or not at all\n"
                      "CRUCIBLE_ISA=scalar|avx2|avx512 forces a kernel set\n", NULL },
-    [CR_CMD_MOE] = { "moe", 2, 2, "moe CONFIG OUT_DIR [options]",
+    [CR_CMD_MOE] = { "moe", 2, "moe CONFIG OUT_DIR [options]",
                      "build a Mixture of Experts from a mergekit-moe config\n",
                      "mergekit-moe's options (same meaning)" },
-    [CR_CMD_SYNTH] = { "synth", 1, 1,
+    [CR_CMD_SYNTH] = { "synth", 1,
                        "synth OUT_DIR --arch llama|mistral|qwen2 --layers N --hidden H --intermediate I\n"
                        "           --heads A --kv-heads K --vocab V [options]\n"
                        "       crucible synth OUT_DIR --from BASE_DIR --delta-scale X [options]",
                        "write a deterministic synthetic model (or a seeded fine-tune of one); every weight is\n"
                        "a function of (seed, tensor name, element index)\n", NULL },
-    [CR_CMD_INSPECT] = { "inspect", 1, 1, "inspect MODEL_DIR",
+    [CR_CMD_INSPECT] = { "inspect", 1, "inspect MODEL_DIR",
                          "list a model's tensors (name, dtype, shape, bytes, shard file) and totals\n", NULL },
-    [CR_CMD_DIFF] = { "diff", 2, 2, "diff A B [--all]",
+    [CR_CMD_DIFF] = { "diff", 2, "diff A B [--all]",
                       "compare two models tensor by tensor; exit 0 if identical, 1 if not, 2 on error\n", NULL },
-    [CR_CMD_EVAL] = { "eval", 1, 1, "eval MODEL_DIR --text FILE [options]",
+    [CR_CMD_EVAL] = { "eval", 1, "eval MODEL_DIR --text FILE [options]",
                       "perplexity (mean next-token NLL) of the model on FILE, tokenized with\n"
                       "MODEL_DIR/tokenizer.json, in consecutive windows of --max-tokens\n", NULL },
-    [CR_CMD_VERIFY] = { "verify", 1, 1, "verify OUT_DIR [options]",
+    [CR_CMD_VERIFY] = { "verify", 1, "verify OUT_DIR [options]",
                         "re-validates every shard, checks that the index covers every tensor exactly once\n"
                         "and its total_size, and recomputes the shard hashes crucible recorded in the index;\n"
                         "first removes what a killed crucible left beside OUT_DIR (OUT_DIR.crucible-tmp-PID)\n",
                         NULL },
-    [CR_CMD_OPS] = { "ops", 0, 0, "ops [--markdown]", "the VM's op table\n", NULL },
+    [CR_CMD_OPS] = { "ops", 0, "ops [--markdown]", "the VM's op table\n", NULL },
 };
 
 /* Does `arg` (up to `len` bytes) name option `o`? *neg: it is "--no-NAME". */
@@ -300,7 +300,7 @@ bool cr_cli_parse(cr_cli_cmd cmd, int argc, char **argv, cr_cli_options *o)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] != '-' || !a[1]) {
-            if (o->n_pos < commands[cmd].max_pos) {
+            if (o->n_pos < commands[cmd].n_pos) {
                 o->pos[o->n_pos++] = a;
                 continue;
             }
@@ -341,7 +341,7 @@ bool cr_cli_parse(cr_cli_cmd cmd, int argc, char **argv, cr_cli_options *o)
         o->val[id] = val ? val : "";
         if (!apply(o, id, name, neg, val)) return false;
     }
-    if (o->n_pos < commands[cmd].min_pos) {
+    if (o->n_pos < commands[cmd].n_pos) {
         print_usage(cmd, stderr);
         fprintf(stderr, "`crucible %s --help` lists its options\n", o->cmd);
         return false;

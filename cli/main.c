@@ -8,33 +8,21 @@
 
 #include "base.h"
 #include "commands.h"
+#include "options.h"
 
-typedef struct command {
-    const char *name;
-    int (*fn)(int argc, char **argv);
-    const char *summary;
-} command;
-
-static const command commands[] = {
-    {"merge",   cr_cmd_merge,   "merge CONFIG OUT_DIR        compile and run a mergekit YAML (or Lua) recipe"},
-    {"plan",    cr_cmd_plan,    "plan CONFIG                 what a merge will read, write and need, before running"},
-    {"explain", cr_cmd_explain, "explain CONFIG|RECIPE.crb   the bytecode as a table (--dump=PASS for the IR)"},
-    {"compile", cr_cmd_compile, "compile CONFIG -o OUT.crb   compile a recipe to a re-runnable program"},
-    {"run",     cr_cmd_run,     "run RECIPE.crb OUT_DIR      run a compiled program"},
-    {"moe",     cr_cmd_moe,     "moe CONFIG OUT_DIR          build a Mixture of Experts (mergekit-moe config)"},
-    {"synth",   cr_cmd_synth,   "synth OUT_DIR [options]     write a deterministic synthetic model"},
-    {"inspect", cr_cmd_inspect, "inspect MODEL_DIR           list a model's tensors"},
-    {"diff",    cr_cmd_diff,    "diff A B                    compare two models tensor by tensor"},
-    {"eval",    cr_cmd_eval,    "eval MODEL --text FILE      perplexity of a model on a text"},
-    {"verify",  cr_cmd_verify,  "verify OUT_DIR              check a written model: structure, index, shard hashes"},
-    {"ops",     cr_cmd_ops,     "ops [--markdown]            the VM's op table"},
+/* the function of each command; names, usage and options: cli/options.c */
+static int (*const commands[CR_CMD_COUNT])(int argc, char **argv) = {
+    [CR_CMD_MERGE] = cr_cmd_merge,     [CR_CMD_PLAN] = cr_cmd_plan,     [CR_CMD_EXPLAIN] = cr_cmd_explain,
+    [CR_CMD_COMPILE] = cr_cmd_compile, [CR_CMD_RUN] = cr_cmd_run,       [CR_CMD_MOE] = cr_cmd_moe,
+    [CR_CMD_SYNTH] = cr_cmd_synth,     [CR_CMD_INSPECT] = cr_cmd_inspect, [CR_CMD_DIFF] = cr_cmd_diff,
+    [CR_CMD_EVAL] = cr_cmd_eval,       [CR_CMD_VERIFY] = cr_cmd_verify, [CR_CMD_OPS] = cr_cmd_ops,
 };
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: crucible COMMAND [ARGS]\n\ncommands:\n");
-    for (size_t i = 0; i < CR_ARRAY_LEN(commands); i++)
-        fprintf(out, "  %s\n", commands[i].summary);
+    for (int i = 0; i < CR_CMD_COUNT; i++)
+        fprintf(out, "  %s\n", cr_cli_command_summary((cr_cli_cmd)i));
     fprintf(out, "\n`crucible COMMAND --help` for a command's options.\n");
 }
 
@@ -62,9 +50,9 @@ int main(int argc, char **argv)
         printf("crucible %s\n", CR_VERSION_STRING);
         return 0;
     }
-    for (size_t i = 0; i < CR_ARRAY_LEN(commands); i++)
-        if (!strcmp(argv[1], commands[i].name))
-            return commands[i].fn(argc - 1, argv + 1);
+    for (int i = 0; i < CR_CMD_COUNT; i++)
+        if (!strcmp(argv[1], cr_cli_command_name((cr_cli_cmd)i)))
+            return commands[i](argc - 1, argv + 1);
     fprintf(stderr, "crucible: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

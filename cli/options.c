@@ -44,51 +44,78 @@ static const option options[CR_OPT_COUNT] = {
 
 typedef struct command {
     const char *name;
+    const char *summary;        /* its line in `crucible --help` */
     int n_pos;                  /* positional arguments it takes */
     const char *usage, *about;  /* after "usage: crucible "; what it does (lines) */
     const char *mk_title;       /* the heading of mergekit's options, if it has them */
 } command;
 
 static const command commands[CR_CMD_COUNT] = {
-    [CR_CMD_MERGE] = { "merge", 2, "merge CONFIG OUT_DIR [options]",
-                       "compile and run a mergekit YAML (or Lua) recipe; OUT_DIR appears complete or not at all\n",
-                       "mergekit-yaml's options (same meaning)" },
-    [CR_CMD_PLAN] = { "plan", 1, "plan CONFIG [options]",
-                      "what a merge will read, write and need, from headers only; exit 0 if it can run, 2 if not\n",
-                      "mergekit-yaml's options (same meaning)" },
-    [CR_CMD_EXPLAIN] = { "explain", 1, "explain CONFIG|RECIPE.crb [options]",
-                         "the bytecode as a table (options apply to a CONFIG); --dump=PASS prints the graph IR\n",
-                         "mergekit-yaml's options (same meaning)" },
-    [CR_CMD_COMPILE] = { "compile", 1, "compile CONFIG -o OUT.crb [options]",
-                         "compile a recipe to a program that `crucible run` re-runs bit for bit; an existing\n"
-                         "OUT.crb is replaced only with --force, and never when it is an input\n",
-                         "mergekit-yaml's options (same meaning)" },
-    [CR_CMD_RUN] = { "run", 2, "run RECIPE.crb OUT_DIR [options]",
-                     "run a compiled merge program; OUT_DIR appears complete or not at all\n"
-                     "CRUCIBLE_ISA=scalar|avx2|avx512 forces a kernel set\n", NULL },
-    [CR_CMD_MOE] = { "moe", 2, "moe CONFIG OUT_DIR [options]",
-                     "build a Mixture of Experts from a mergekit-moe config\n",
-                     "mergekit-moe's options (same meaning)" },
-    [CR_CMD_SYNTH] = { "synth", 1,
-                       "synth OUT_DIR --arch llama|mistral|qwen2 --layers N --hidden H --intermediate I\n"
-                       "           --heads A --kv-heads K --vocab V [options]\n"
-                       "       crucible synth OUT_DIR --from BASE_DIR --delta-scale X [options]",
-                       "write a deterministic synthetic model (or a seeded fine-tune of one); every weight is\n"
-                       "a function of (seed, tensor name, element index)\n", NULL },
-    [CR_CMD_INSPECT] = { "inspect", 1, "inspect MODEL_DIR",
-                         "list a model's tensors (name, dtype, shape, bytes, shard file) and totals\n", NULL },
-    [CR_CMD_DIFF] = { "diff", 2, "diff A B [--all]",
-                      "compare two models tensor by tensor; exit 0 if identical, 1 if not, 2 on error\n", NULL },
-    [CR_CMD_EVAL] = { "eval", 1, "eval MODEL_DIR --text FILE [options]",
-                      "perplexity (mean next-token NLL) of the model on FILE, tokenized with\n"
-                      "MODEL_DIR/tokenizer.json, in consecutive windows of --max-tokens\n", NULL },
-    [CR_CMD_VERIFY] = { "verify", 1, "verify OUT_DIR [options]",
-                        "re-validates every shard, checks that the index covers every tensor exactly once\n"
-                        "and its total_size, and recomputes the shard hashes crucible recorded in the index;\n"
-                        "first removes what a killed crucible left beside OUT_DIR (OUT_DIR.crucible-tmp-PID)\n",
-                        NULL },
-    [CR_CMD_OPS] = { "ops", 0, "ops [--markdown]", "the VM's op table\n", NULL },
+    [CR_CMD_MERGE] = {
+        "merge", "merge CONFIG OUT_DIR        compile and run a mergekit YAML (or Lua) recipe",
+        2, "merge CONFIG OUT_DIR [options]",
+        "compile and run a mergekit YAML (or Lua) recipe; OUT_DIR appears complete or not at all\n",
+        "mergekit-yaml's options (same meaning)" },
+    [CR_CMD_PLAN] = {
+        "plan", "plan CONFIG                 what a merge will read, write and need, before running",
+        1, "plan CONFIG [options]",
+        "what a merge will read, write and need, from headers only; exit 0 if it can run, 2 if not\n",
+        "mergekit-yaml's options (same meaning)" },
+    [CR_CMD_EXPLAIN] = {
+        "explain", "explain CONFIG|RECIPE.crb   the bytecode as a table (--dump=PASS for the IR)",
+        1, "explain CONFIG|RECIPE.crb [options]",
+        "the bytecode as a table (options apply to a CONFIG); --dump=PASS prints the graph IR\n",
+        "mergekit-yaml's options (same meaning)" },
+    [CR_CMD_COMPILE] = {
+        "compile", "compile CONFIG -o OUT.crb   compile a recipe to a re-runnable program",
+        1, "compile CONFIG -o OUT.crb [options]",
+        "compile a recipe to a program that `crucible run` re-runs bit for bit; an existing\n"
+        "OUT.crb is replaced only with --force, and never when it is an input\n",
+        "mergekit-yaml's options (same meaning)" },
+    [CR_CMD_RUN] = {
+        "run", "run RECIPE.crb OUT_DIR      run a compiled program",
+        2, "run RECIPE.crb OUT_DIR [options]",
+        "run a compiled merge program; OUT_DIR appears complete or not at all\n"
+        "CRUCIBLE_ISA=scalar|avx2|avx512 forces a kernel set\n", NULL },
+    [CR_CMD_MOE] = {
+        "moe", "moe CONFIG OUT_DIR          build a Mixture of Experts (mergekit-moe config)",
+        2, "moe CONFIG OUT_DIR [options]",
+        "build a Mixture of Experts from a mergekit-moe config\n",
+        "mergekit-moe's options (same meaning)" },
+    [CR_CMD_SYNTH] = {
+        "synth", "synth OUT_DIR [options]     write a deterministic synthetic model",
+        1, "synth OUT_DIR --arch llama|mistral|qwen2 --layers N --hidden H --intermediate I\n"
+        "           --heads A --kv-heads K --vocab V [options]\n"
+        "       crucible synth OUT_DIR --from BASE_DIR --delta-scale X [options]",
+        "write a deterministic synthetic model (or a seeded fine-tune of one); every weight is\n"
+        "a function of (seed, tensor name, element index)\n", NULL },
+    [CR_CMD_INSPECT] = {
+        "inspect", "inspect MODEL_DIR           list a model's tensors",
+        1, "inspect MODEL_DIR",
+        "list a model's tensors (name, dtype, shape, bytes, shard file) and totals\n", NULL },
+    [CR_CMD_DIFF] = {
+        "diff", "diff A B                    compare two models tensor by tensor",
+        2, "diff A B [--all]",
+        "compare two models tensor by tensor; exit 0 if identical, 1 if not, 2 on error\n", NULL },
+    [CR_CMD_EVAL] = {
+        "eval", "eval MODEL --text FILE      perplexity of a model on a text",
+        1, "eval MODEL_DIR --text FILE [options]",
+        "perplexity (mean next-token NLL) of the model on FILE, tokenized with\n"
+        "MODEL_DIR/tokenizer.json, in consecutive windows of --max-tokens\n", NULL },
+    [CR_CMD_VERIFY] = {
+        "verify", "verify OUT_DIR              check a written model: structure, index, shard hashes",
+        1, "verify OUT_DIR [options]",
+        "re-validates every shard, checks that the index covers every tensor exactly once\n"
+        "and its total_size, and recomputes the shard hashes crucible recorded in the index;\n"
+        "first removes what a killed crucible left beside OUT_DIR (OUT_DIR.crucible-tmp-PID)\n", NULL },
+    [CR_CMD_OPS] = {
+        "ops", "ops [--markdown]            the VM's op table",
+        0, "ops [--markdown]", "the VM's op table\n", NULL },
 };
+
+const char *cr_cli_command_name(cr_cli_cmd cmd) { return commands[cmd].name; }
+const char *cr_cli_command_summary(cr_cli_cmd cmd) { return commands[cmd].summary; }
+
 
 /* Does `arg` (up to `len` bytes) name option `o`? *neg: it is "--no-NAME". */
 static bool names_match(const option *o, const char *arg, size_t len, bool *neg)

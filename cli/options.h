@@ -19,6 +19,10 @@ typedef enum cr_cli_cmd {
     CR_CMD_COUNT
 } cr_cli_cmd;
 
+/* The command's name ("merge") and its line in `crucible --help`. */
+const char *cr_cli_command_name(cr_cli_cmd cmd);
+const char *cr_cli_command_summary(cr_cli_cmd cmd);
+
 /* One id per row of cli/options.def: CR_OPT_THREADS, CR_OPT_OUT_SHARD_SIZE ... */
 typedef enum cr_cli_opt {
 #define OPT(id, names, neg, value, what, kind, cmds, dflt, help) CR_OPT_##id,

@@ -31,7 +31,9 @@ cmd_bit() {   # the C_ names of the groups that include command $1
     esac
 }
 
+"$bin" --help >top.txt
 for c in merge plan explain compile run moe synth inspect diff eval verify ops; do
+    check 'grep -q "^  $c " top.txt' "crucible --help lacks $c"
     "$bin" "$c" --help >help.txt 2>err.txt; rc=$?
     check '[ $rc -eq 0 ] && [ ! -s err.txt ] && grep -q "^usage: crucible $c" help.txt' "$c --help: rc $rc $(head -2 err.txt help.txt)"
     missing=""

@@ -8,6 +8,7 @@
  * result (read back through a scratch tensor).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "build_graph.h"
@@ -32,9 +33,36 @@ static void shape_str(char *buf, size_t n, uint32_t ndim, const uint64_t *shape)
 
 typedef struct stage_out { const char *name; uint32_t node; cr_dtype dtype; uint64_t rows, cols; } stage_out;
 
+/* Lookups that would otherwise scan per tensor (quadratic in tensors): the
+ * complete size of every shard, computed once, and the previous stage's
+ * outputs sorted by name. */
+typedef struct build_ctx {
+    uint64_t **shard_size;      /* [model][shard], UINT64_MAX until computed */
+    stage_out *prev;            /* sorted by name */
+    uint32_t n_prev;
+} build_ctx;
+
+static int stage_out_cmp(const void *a, const void *b)
+{
+    return strcmp(((const stage_out *)a)->name, ((const stage_out *)b)->name);
+}
+
+static const stage_out *find_prev(const build_ctx *c, const char *name)
+{
+    stage_out key = { .name = name };
+    return c->n_prev ? bsearch(&key, c->prev, c->n_prev, sizeof key, stage_out_cmp) : NULL;
+}
+
+static uint64_t shard_size(build_ctx *c, const cr_plan_model *pm, uint32_t model, uint32_t shard)
+{
+    uint64_t *s = &c->shard_size[model][shard];
+    if (*s == UINT64_MAX) *s = cr_st_expected_size(&pm->model.shards[shard]);   /* plan may open truncated files */
+    return *s;
+}
+
 static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_tensor *t,
                               cr_method_registry *methods, cr_lua *L, int ref, const cr_build_options *o, cr_graph *g,
-                              stage_out *prev, uint32_t n_prev, stage_out *mine, cr_error *err)
+                              build_ctx *bc, stage_out *mine, cr_error *err)
 {
     const cr_plan_stage *st = &plan->stages[si];
     if (t->n_sources == 0) return cr_fail(err, CR_ERR_CONFIG, "%s: no model has this tensor", t->name);
@@ -82,23 +110,22 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
                               .rows = rows, .cols = cols };
         view_2d(s->ndim, s->shape, &gi.src_rows, &gi.src_cols);
         if (pm->stage >= 0) {
-            uint32_t j = 0;
-            while (j < n_prev && strcmp(prev[j].name, s->tensor)) j++;
-            if (j == n_prev)
+            const stage_out *p = find_prev(bc, s->tensor);
+            if (!p)
                 return cr_fail(err, CR_ERR_CONFIG, "%s: stage '%s' produces no tensor %s", t->name,
                                plan->stages[pm->stage].name, s->tensor);
             gi.scratch = true;
-            gi.src_node = prev[j].node;
-            gi.dtype = prev[j].dtype;
-            gi.src_rows = prev[j].rows;
-            gi.src_cols = prev[j].cols;
+            gi.src_node = p->node;
+            gi.dtype = p->dtype;
+            gi.src_rows = p->rows;
+            gi.src_cols = p->cols;
         } else {
             if (!pm->opened) return cr_fail(err, CR_ERR_CONFIG, "%s: model %s is not open", t->name, pm->ref);
             const cr_model_tensor *mt = cr_model_find(&pm->model, s->tensor);
             if (!mt) return cr_fail(err, CR_ERR_CONFIG, "%s: model %s has no tensor %s", t->name, pm->ref, s->tensor);
             const cr_st_file *f = &pm->model.shards[mt->shard];
             gi.path = f->path;
-            gi.file_size = cr_st_expected_size(f);   /* plan may open truncated files */
+            gi.file_size = shard_size(bc, pm, s->model, mt->shard);
             gi.offset = f->data_start + mt->info->begin;
             gi.nbytes = mt->info->end - mt->info->begin;
             gi.dtype = mt->info->dtype;
@@ -114,7 +141,7 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
                           .kind = CR_VK_TENSOR, .domain = d, .n_in = 1, .in = { node } };
             node = cr_graph_add(g, &c);
         }
-        if (node == CR_NO_NODE) return cr_fail(err, CR_ERR_NOMEM, "out of memory building the graph");
+        if (node == CR_NO_NODE) return cr_graph_add_failed(g, t->name, err);
         ins[i] = (cr_lua_input){ .node = node, .model = plan->models[s->model].ref, .tensor = s->tensor,
                                  .is_base = s->is_base, .dtype = g->nodes[node].dtype,
                                  .ndim = s->ndim, .shape = s->shape, .params = &s->params };
@@ -141,7 +168,7 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
     if (out != g->nodes[r].dtype || g->nodes[r].rdt != out) {
         cr_node c = { .op = CR_GOP_MOV, .dtype = (uint8_t)out, .rdt = (uint8_t)out,
                       .kind = CR_VK_TENSOR, .domain = d, .n_in = 1, .in = { r } };
-        if ((r = cr_graph_add(g, &c)) == CR_NO_NODE) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+        if ((r = cr_graph_add(g, &c)) == CR_NO_NODE) return cr_graph_add_failed(g, t->name, err);
     }
     *mine = (stage_out){ t->name, r, out, rows, cols };
     if (si + 1 == plan->n_stages) {
@@ -155,9 +182,17 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
 cr_status cr_build_graph(const cr_plan *plan, cr_method_registry *methods, const cr_build_options *o,
                          cr_graph *g, cr_error *err)
 {
-    stage_out *prev = NULL, *cur = NULL;
-    uint32_t n_prev = 0;
+    stage_out *cur = NULL;
+    build_ctx bc = { 0 };
     cr_status s = CR_OK;
+    bc.shard_size = cr_calloc(g->alloc, plan->n_models + 1, sizeof *bc.shard_size);
+    if (!bc.shard_size) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    for (uint32_t m = 0; m < plan->n_models && !s; m++) {
+        uint32_t n = plan->models[m].opened ? plan->models[m].model.n_shards : 0;
+        if (!(bc.shard_size[m] = cr_malloc(g->alloc, ((size_t)n + 1) * sizeof **bc.shard_size)))
+            s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
+        else memset(bc.shard_size[m], 0xff, ((size_t)n + 1) * sizeof **bc.shard_size);
+    }
     for (uint32_t si = 0; si < plan->n_stages && !s; si++) {
         const cr_plan_stage *st = &plan->stages[si];
         cr_lua *L;
@@ -167,12 +202,15 @@ cr_status cr_build_graph(const cr_plan *plan, cr_method_registry *methods, const
         cur = cr_calloc(g->alloc, st->n_tensors + 1, sizeof *cur);
         if (!cur) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); break; }
         for (uint32_t ti = 0; ti < st->n_tensors && !s; ti++)
-            s = build_tensor(plan, si, &st->tensors[ti], methods, L, ref, o, g, prev, n_prev, &cur[ti], err);
-        cr_free(g->alloc, prev);
-        prev = cur;
-        n_prev = st->n_tensors;
+            s = build_tensor(plan, si, &st->tensors[ti], methods, L, ref, o, g, &bc, &cur[ti], err);
+        cr_free(g->alloc, bc.prev);
+        bc.prev = cur;
+        bc.n_prev = st->n_tensors;
         cur = NULL;
+        if (!s) qsort(bc.prev, bc.n_prev, sizeof *bc.prev, stage_out_cmp);
     }
-    cr_free(g->alloc, prev);
+    cr_free(g->alloc, bc.prev);
+    for (uint32_t m = 0; m < plan->n_models; m++) cr_free(g->alloc, bc.shard_size[m]);
+    cr_free(g->alloc, bc.shard_size);
     return s;
 }

@@ -7,8 +7,14 @@
  * PREFETCH / RELEASE / DONE / SFREE bookkeeping. Domains are emitted in
  * output order; a stage output that a later stage reads is emitted (to a
  * scratch tensor) just before its first consumer and freed after its last.
+ *
+ * Every step is linear (or n log n) in the graph: each domain works on its
+ * own node list (built once), a kernel resets only the registers it used,
+ * and no walk recurses by a depth that the recipe or method controls (a
+ * method may chain 10^5 ops; the C stack would not hold that recursion).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "emit.h"
 
@@ -31,11 +37,19 @@ static uint32_t push(builder *b, cr_vec *v, const void *item)
 
 static cr_blob add_bytes(builder *b, const void *p, size_t n)
 {
-    cr_blob bl = { b->blobs.len, n };
-    const uint8_t *s = p;
-    for (size_t i = 0; i < n; i++) push(b, &b->blobs, &s[i]);
-    uint8_t z = 0;
-    push(b, &b->blobs, &z);
+    cr_vec *v = &b->blobs;
+    cr_blob bl = { v->len, n };
+    if (v->len + n + 1 > v->cap) {
+        size_t cap = v->cap ? v->cap : 256;
+        while (cap < v->len + n + 1) cap *= 2;
+        void *d = cr_realloc(v->alloc, v->data, cap);
+        if (!d) { b->oom = true; return bl; }
+        v->data = d;
+        v->cap = cap;
+    }
+    if (n) memcpy((uint8_t *)v->data + v->len, p, n);
+    ((uint8_t *)v->data)[v->len + n] = 0;
+    v->len += n + 1;
     return bl;
 }
 static cr_blob add_str(builder *b, const char *s) { return add_bytes(b, s, strlen(s)); }
@@ -93,18 +107,49 @@ typedef struct emitter {
     uint32_t *scratch_left; /* consumers still to run, per scratch index */
     uint8_t *need;          /* scratch marks, per node */
     uint8_t *dom_done;      /* per domain */
-    uint32_t *dom_order;    /* emit order */
-    uint32_t n_order;
+    /* per-domain lists (start[d] .. start[d + 1] into the list), ascending */
+    uint32_t *dom_start, *dom_nodes;    /* the nodes of each domain */
+    uint32_t *dout_start, *dout;        /* the outputs stored from each domain */
+    uint32_t *dss_start, *dss;          /* scratch stored from each domain: its first graph input */
+    uint32_t *dstack;       /* domains being emitted (producers before consumers) */
+    uint32_t *out_index;    /* output index per stored node of the current domain */
+    uint32_t *vreg;         /* node -> virtual register in the current kernel, else NONE32 */
+    uint32_t *sel_seen;     /* per selection: 1 + the last domain that met it */
+    cr_vec touched;         /* nodes given a vreg by the current kernel */
+    cr_vec frames;          /* kvalue's explicit stack */
+    cr_vec sels;            /* the first node of each selection, current domain */
+    cr_vec events;          /* the current domain's top-level schedule */
 } emitter;
+
+/* Group n items by key (NONE32: left out) into start[n_keys + 1] / list,
+ * each group ascending. Both arrays are allocated here; false on OOM. */
+static bool group_by(const cr_allocator *a, const uint32_t *key, uint32_t n, uint32_t n_keys,
+                     uint32_t **start, uint32_t **list)
+{
+    uint32_t *st = cr_calloc(a, (size_t)n_keys + 2, sizeof *st), total = 0;
+    if (!st) return false;
+    for (uint32_t i = 0; i < n; i++) if (key[i] < n_keys) st[key[i] + 1]++;
+    for (uint32_t k = 0; k < n_keys; k++) st[k + 1] += st[k];
+    total = st[n_keys];
+    uint32_t *ls = cr_malloc(a, ((size_t)total + 1) * sizeof *ls);
+    uint32_t *at = cr_malloc(a, ((size_t)n_keys + 1) * sizeof *at);
+    if (!ls || !at) { cr_free(a, st); cr_free(a, ls); cr_free(a, at); return false; }
+    memcpy(at, st, (size_t)n_keys * sizeof *at);
+    for (uint32_t i = 0; i < n; i++) if (key[i] < n_keys) ls[at[key[i]]++] = i;
+    cr_free(a, at);
+    *start = st;
+    *list = ls;
+    return true;
+}
 
 static uint64_t dom_numel(const cr_graph_domain *d) { return d->rows * d->cols; }
 
 static bool domain_has_rows(const emitter *e, uint32_t d)
 {
     const cr_graph *g = e->g;
-    for (uint32_t i = 0; i < g->n_nodes; i++) {
-        const cr_node *n = &g->nodes[i];
-        if (n->domain != d || (n->flags & CR_NODEF_DEAD)) continue;
+    for (uint32_t j = e->dom_start[d]; j < e->dom_start[d + 1]; j++) {
+        const cr_node *n = &g->nodes[e->dom_nodes[j]];
+        if (n->flags & CR_NODEF_DEAD) continue;
         if (n->op == CR_GOP_ROWSUM || n->op == CR_GOP_ROWMAX || n->op == CR_GOP_ROW_RANK ||
             (n->kind == CR_VK_ROWS && is_elementwise(n->op)))
             return true;
@@ -157,13 +202,29 @@ static void kpush(kgen *k, cr_op op, cr_dtype dt, uint32_t d, uint32_t a, uint32
     if (!cr_vec_push(&k->ops, &in)) k->e->b.oom = true;
 }
 
-/* Emit micro-ops computing node n into a virtual register (memoised). */
-static uint32_t kvalue(kgen *k, uint32_t n)
+static void kset(kgen *k, uint32_t n, uint32_t r)
 {
-    if (k->vreg[n] != NONE32) return k->vreg[n];
+    k->vreg[n] = r;
+    if (!cr_vec_push(&k->e->touched, &n)) k->e->b.oom = true;
+}
+
+/* How many inputs kvalue computes before node n's own op: none for values
+ * read from a slot, vector, input or stream. */
+static int kinputs(const cr_node *nd)
+{
+    if (nd->kind == CR_VK_SCALAR || nd->op == CR_GOP_ROWSUM || nd->op == CR_GOP_ROWMAX ||
+        nd->op == CR_GOP_COLSUM || nd->op == CR_GOP_INPUT || nd->op == CR_GOP_RAND)
+        return 0;
+    if (nd->op == CR_GOP_ROW_RANK || nd->op == CR_GOP_TOPK_MASK) return 1;
+    return nd->n_in;
+}
+
+/* Node n's own micro-ops into virtual register r, once its inputs have
+ * registers. */
+static void kop(kgen *k, uint32_t n, uint32_t r)
+{
     const emitter *e = k->e;
     const cr_node *nd = &e->g->nodes[n];
-    uint32_t r = k->n_virt++;
     if (nd->kind == CR_VK_SCALAR) {
         kpush(k, CR_OP_SPLAT, CR_DTYPE_NONE, r, e->slot[n], 0, 0);
     } else if (nd->op == CR_GOP_ROWSUM || nd->op == CR_GOP_ROWMAX) {
@@ -175,7 +236,7 @@ static uint32_t kvalue(kgen *k, uint32_t n)
     } else if (nd->op == CR_GOP_RAND) {
         kpush(k, CR_OP_RAND, CR_DTYPE_NONE, r, e->stream[n], 0, 0);
     } else if (nd->op == CR_GOP_ROW_RANK) {
-        uint32_t x = kvalue(k, nd->in[0]);
+        uint32_t x = k->vreg[nd->in[0]];
         if (nd->rdt == CR_DTYPE_F32 || nd->rdt == CR_DTYPE_F64) {
             kpush(k, CR_OP_ROWRANK, CR_DTYPE_NONE, r, x, 0, 0);
         } else {
@@ -185,16 +246,51 @@ static uint32_t kvalue(kgen *k, uint32_t n)
             kpush(k, CR_OP_MOV, nd->rdt, r, t, 0, 0);
         }
     } else if (nd->op == CR_GOP_TOPK_MASK) {
-        uint32_t x = kvalue(k, nd->in[0]);
-        kpush(k, CR_OP_TOPK_MASK, CR_DTYPE_NONE, r, x, e->sel[n], 0);
+        kpush(k, CR_OP_TOPK_MASK, CR_DTYPE_NONE, r, k->vreg[nd->in[0]], e->sel[n], 0);
     } else {
-        cr_op op = cr_gop_to_op(nd->op);
         uint32_t a[3] = {0, 0, 0};
-        for (int i = 0; i < nd->n_in; i++) a[i] = kvalue(k, nd->in[i]);
-        kpush(k, op, nd->rdt, r, a[0], a[1], a[2]);
+        for (int i = 0; i < nd->n_in; i++) a[i] = k->vreg[nd->in[i]];
+        kpush(k, cr_gop_to_op(nd->op), nd->rdt, r, a[0], a[1], a[2]);
     }
-    k->vreg[n] = r;
-    return r;
+    kset(k, n, r);
+}
+
+typedef struct kframe { uint32_t node, reg, next; } kframe;
+
+/* Start node n: a leaf is emitted at once, an op waits on the stack for
+ * its inputs. Registers are numbered in visiting order. */
+static void kvisit(kgen *k, uint32_t n)
+{
+    uint32_t r = k->n_virt++;
+    if (kinputs(&k->e->g->nodes[n]) == 0) { kop(k, n, r); return; }
+    kframe f = { n, r, 0 };
+    if (!cr_vec_push(&k->e->frames, &f)) k->e->b.oom = true;
+}
+
+/* Emit micro-ops computing node n into a virtual register (memoised):
+ * inputs first, in order, depth first. The walk keeps its own stack
+ * because a method can chain any number of ops. On OOM the result is
+ * meaningless and b.oom is set (kfinish reports it). */
+static uint32_t kvalue(kgen *k, uint32_t n)
+{
+    if (k->vreg[n] != NONE32) return k->vreg[n];
+    cr_vec *st = &k->e->frames;
+    const cr_node *nodes = k->e->g->nodes;
+    st->len = 0;
+    kvisit(k, n);
+    while (st->len && !k->e->b.oom) {
+        kframe *f = &((kframe *)st->data)[st->len - 1];
+        const cr_node *nd = &nodes[f->node];
+        if ((int)f->next < kinputs(nd)) {
+            uint32_t in = nd->in[f->next++];
+            if (k->vreg[in] == NONE32) kvisit(k, in);
+            continue;
+        }
+        kframe done = *f;
+        st->len--;
+        kop(k, done.node, done.reg);
+    }
+    return k->vreg[n];
 }
 
 /* Allocate registers by liveness and append the kernel to the program. */
@@ -280,11 +376,9 @@ static cr_op colsum_op(const cr_node *t)
 static cr_status emit_kernel(emitter *e, uint32_t domain, const item *its, size_t n_items,
                              uint64_t chunk, bool rows, const uint32_t *out_index, cr_error *err)
 {
-    kgen k = { .e = e };
+    kgen k = { .e = e, .vreg = e->vreg };
     cr_vec_init(&k.ops, e->b.a, sizeof(cr_insn));
-    k.vreg = cr_malloc(e->b.a, sizeof(uint32_t) * (e->g->n_nodes ? e->g->n_nodes : 1));
-    if (!k.vreg) return cr_fail(err, CR_ERR_NOMEM, "out of memory emitting a kernel");
-    memset(k.vreg, 0xff, sizeof(uint32_t) * e->g->n_nodes);
+    e->touched.len = 0;
     for (size_t i = 0; i < n_items; i++) {
         const item *it = &its[i];
         uint32_t v = kvalue(&k, it->node);
@@ -314,7 +408,9 @@ static cr_status emit_kernel(emitter *e, uint32_t domain, const item *its, size_
     }
     cr_status st = kfinish(&k, domain, chunk, rows, err);
     cr_vec_free(&k.ops);
-    cr_free(e->b.a, k.vreg);
+    /* only this kernel's registers are reset: a whole-graph reset per
+     * kernel made emitting quadratic in the number of tensors */
+    for (size_t i = 0; i < e->touched.len; i++) e->vreg[((uint32_t *)e->touched.data)[i]] = NONE32;
     return st;
 }
 
@@ -345,41 +441,45 @@ static uint32_t sel_level(const emitter *e, uint32_t n)
 
 /* ---- one domain ------------------------------------------------------------ */
 
-static bool is_first_sel(const emitter *e, uint32_t n)
+/* One top-level step of a domain's schedule: at level p, phase 0 are the
+ * selection steps due (SEL_FIND_HI/LO, SEL_PREFIX), 1 the scalar maths, 2
+ * the SEL_INITs, 3 the kernel items; within a phase, node (or item) order. */
+typedef struct event { uint32_t p, phase, key, what; } event;
+
+static int event_cmp(const void *x, const void *y)
 {
-    const cr_node *nd = &e->g->nodes[n];
-    if (nd->op != CR_GOP_TOPK_MASK && nd->op != CR_GOP_KTH_ABS) return false;
-    for (uint32_t i = 0; i < n; i++)
-        if (e->need[i] && e->sel[i] == e->sel[n]) return false;
-    return true;
+    const event *a = x, *b = y;
+    if (a->p != b->p) return a->p < b->p ? -1 : 1;
+    if (a->phase != b->phase) return a->phase < b->phase ? -1 : 1;
+    if (a->key != b->key) return a->key < b->key ? -1 : 1;
+    return a->what < b->what ? -1 : a->what > b->what;
 }
 
-static cr_status emit_domain(emitter *e, uint32_t d, cr_error *err);
+static void add_event(emitter *e, uint32_t p, uint32_t phase, uint32_t key, uint32_t what)
+{
+    event ev = { p, phase, key, what };
+    if (!cr_vec_push(&e->events, &ev)) e->b.oom = true;
+}
 
 static cr_status emit_domain_body(emitter *e, uint32_t d, cr_error *err)
 {
     const cr_graph *g = e->g;
     builder *b = &e->b;
     cr_status st;
+    const uint32_t *dn = e->dom_nodes + e->dom_start[d];
+    uint32_t n_dn = e->dom_start[d + 1] - e->dom_start[d];
+    uint32_t *out_index = e->out_index;
 
-    /* producers first: scratch inputs this domain reads */
-    for (uint32_t i = 0; i < g->n_nodes; i++) {
-        const cr_node *n = &g->nodes[i];
-        if (n->domain != d || n->op != CR_GOP_INPUT || (n->flags & CR_NODEF_DEAD)) continue;
-        const cr_graph_input *in = &g->inputs[n->attr];
-        if (in->scratch && !e->dom_done[g->nodes[in->src_node].domain])
-            if ((st = emit_domain(e, g->nodes[in->src_node].domain, err))) return st;
-    }
-
-    /* what this domain must compute */
-    memset(e->need, 0, g->n_nodes);
-    uint32_t *out_index = cr_malloc(b->a, sizeof(uint32_t) * (g->n_nodes ? g->n_nodes : 1));
+    /* what this domain must compute (inputs of a domain's node are in the
+     * domain or constants) */
+    for (uint32_t j = 0; j < n_dn; j++) e->need[dn[j]] = 0;
     cr_vec items;
     cr_vec_init(&items, b->a, sizeof(item));
-    if (!out_index) return cr_fail(err, CR_ERR_NOMEM, "out of memory scheduling");
+    e->sels.len = 0;
+    e->events.len = 0;
     uint32_t store_level = 0;
-    for (uint32_t o = 0; o < g->n_outputs; o++) {
-        if (g->outputs[o].domain != d) continue;
+    for (uint32_t j = e->dout_start[d]; j < e->dout_start[d + 1]; j++) {
+        uint32_t o = e->dout[j];
         uint32_t n = g->outputs[o].node;
         /* a trailing cast to the stored dtype is the store's own conversion */
         while (g->nodes[n].op == CR_GOP_MOV && g->nodes[n].rdt == g->outputs[o].dtype &&
@@ -389,40 +489,40 @@ static cr_status emit_domain_body(emitter *e, uint32_t d, cr_error *err)
         e->need[n] = 1;
         item it = { IT_STORE, n, n, 0 };
         if (g->nodes[n].kind == CR_VK_SCALAR) {
-            cr_free(b->a, out_index);
+            cr_vec_free(&items);
             return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: the merge result is a scalar, not a tensor",
                            g->outputs[o].name);
         }
         store_level = CR_MAX(store_level, e->level[n]);
         if (!cr_vec_push(&items, &it)) b->oom = true;
     }
-    for (uint32_t i = 0; i < g->n_inputs; i++) {
-        const cr_graph_input *in = &g->inputs[i];
-        if (!in->scratch || e->scratch_of[i] == NONE32 || g->nodes[in->src_node].domain != d) continue;
-        /* one SSTORE per scratch tensor */
-        bool first = true;
-        for (uint32_t j = 0; j < i; j++)
-            if (g->inputs[j].scratch && e->scratch_of[j] == e->scratch_of[i]) first = false;
-        if (!first) continue;
-        uint32_t n = in->src_node;
+    /* one SSTORE per scratch tensor */
+    for (uint32_t j = e->dss_start[d]; j < e->dss_start[d + 1]; j++) {
+        uint32_t i = e->dss[j];
+        uint32_t n = g->inputs[i].src_node;
         e->need[n] = 1;
         item it = { IT_SSTORE, n, e->scratch_of[i], 0 };
         store_level = CR_MAX(store_level, e->level[n]);
         if (!cr_vec_push(&items, &it)) b->oom = true;
     }
-    for (uint32_t i = g->n_nodes; i-- > 0;) {
-        if (!e->need[i]) continue;
-        const cr_node *n = &g->nodes[i];
-        for (int k = 0; k < n->n_in; k++) e->need[n->in[k]] = 1;
+    for (uint32_t j = n_dn; j-- > 0;) {
+        if (!e->need[dn[j]]) continue;
+        const cr_node *n = &g->nodes[dn[j]];
+        for (int k = 0; k < n->n_in; k++)
+            if (g->nodes[n->in[k]].domain == d) e->need[n->in[k]] = 1;
     }
-    /* reductions and selection passes become kernel items */
-    for (uint32_t i = 0; i < g->n_nodes; i++) {
+    /* reductions and selection passes become kernel items; a selection's
+     * passes are emitted for the first of its nodes */
+    for (uint32_t j = 0; j < n_dn; j++) {
+        uint32_t i = dn[j];
         if (!e->need[i]) continue;
         const cr_node *n = &g->nodes[i];
         if (n->op == CR_GOP_SUM || n->op == CR_GOP_ROWSUM || n->op == CR_GOP_ROWMAX || n->op == CR_GOP_COLSUM) {
             item it = { IT_RED, n->in[0], i, e->level[n->in[0]] };
             if (!cr_vec_push(&items, &it)) b->oom = true;
-        } else if (is_first_sel(e, i)) {
+        } else if ((n->op == CR_GOP_TOPK_MASK || n->op == CR_GOP_KTH_ABS) && e->sel_seen[e->sel[i]] != d + 1) {
+            e->sel_seen[e->sel[i]] = d + 1;
+            if (!cr_vec_push(&e->sels, &i)) b->oom = true;
             uint32_t L = sel_level(e, i);
             item a = { IT_HIST_HI, n->in[0], i, L }, bb = { IT_HIST_LO, n->in[0], i, L + 1 },
                  c = { IT_TIE, n->in[0], i, L + 2 };
@@ -433,16 +533,13 @@ static cr_status emit_domain_body(emitter *e, uint32_t d, cr_error *err)
     item *its = items.data;
     for (size_t i = 0; i < items.len; i++)
         if (its[i].type == IT_STORE || its[i].type == IT_SSTORE) its[i].level = store_level;
-    if (b->oom) { cr_vec_free(&items); cr_free(b->a, out_index); return cr_fail(err, CR_ERR_NOMEM, "out of memory scheduling"); }
+    if (b->oom) { cr_vec_free(&items); return cr_fail(err, CR_ERR_NOMEM, "out of memory scheduling"); }
 
-    /* program inputs of this domain, for RELEASE */
     bool rows = domain_has_rows(e, d);
     uint64_t chunk = domain_chunk(e, d, rows);
-    for (uint32_t i = 0; i < g->n_nodes; i++) {
-        const cr_node *n = &g->nodes[i];
-        if (e->need[i] && (n->op == CR_GOP_TOPK_MASK || n->op == CR_GOP_KTH_ABS) && is_first_sel(e, i))
-            ((cr_prog_select *)b->selects.data)[e->sel[i]].chunk = chunk;
-    }
+    const uint32_t *sels = e->sels.data;
+    for (size_t j = 0; j < e->sels.len; j++)
+        ((cr_prog_select *)b->selects.data)[e->sel[sels[j]]].chunk = chunk;
 
     /* a pass-through output: COPY */
     const cr_node *only = items.len == 1 && its[0].type == IT_STORE ? &g->nodes[its[0].node] : NULL;
@@ -451,44 +548,60 @@ static cr_status emit_domain_body(emitter *e, uint32_t d, cr_error *err)
         g->inputs[only->attr].cols == g->inputs[only->attr].src_cols) {
         emit_main(b, CR_OP_COPY, CR_DTYPE_NONE, out_index[its[0].node], e->pinput[only->attr], 0, 0);
     } else {
-        for (uint32_t p = 0; p <= store_level; p++) {
-            /* top level, before kernel p */
-            for (uint32_t i = 0; i < g->n_nodes; i++) {
-                if (!e->need[i] || !is_first_sel(e, i)) continue;
-                uint32_t L = sel_level(e, i);
-                if (p == L + 1) emit_main(b, CR_OP_SEL_FIND_HI, CR_DTYPE_NONE, e->sel[i], 0, 0, 0);
-                if (p == L + 2) emit_main(b, CR_OP_SEL_FIND_LO, CR_DTYPE_NONE, e->sel[i], 0, 0, 0);
-                if (p == L + 3) emit_main(b, CR_OP_SEL_PREFIX, CR_DTYPE_NONE, e->sel[i], 0, 0, 0);
-            }
-            for (uint32_t i = 0; i < g->n_nodes; i++)
-                if (e->need[i] && g->nodes[i].kind == CR_VK_SCALAR && g->nodes[i].domain == d &&
-                    e->level[i] == p)
-                    emit_scalar(e, i);
-            for (uint32_t i = 0; i < g->n_nodes; i++)
-                if (e->need[i] && is_first_sel(e, i) && sel_level(e, i) == p)
-                    emit_main(b, CR_OP_SEL_INIT, CR_DTYPE_NONE, e->sel[i], e->slot[g->nodes[i].in[1]], 0, 0);
-            /* kernel(s) at level p */
-            size_t n_at = 0;
-            for (size_t i = 0; i < items.len; i++) n_at += its[i].level == p;
-            if (!n_at) continue;
-            if (g->fuse_kernels) {
-                item *sel_items = cr_malloc(b->a, n_at * sizeof(item));
-                if (!sel_items) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto done; }
-                size_t m = 0;
-                for (size_t i = 0; i < items.len; i++) if (its[i].level == p) sel_items[m++] = its[i];
-                st = emit_kernel(e, d, sel_items, m, chunk, rows, out_index, err);
-                cr_free(b->a, sel_items);
-                if (st) goto done;
+        /* the schedule, level by level, sorted once (a per-level scan of the
+         * domain would be quadratic in a chain of reductions) */
+        for (size_t j = 0; j < e->sels.len; j++) {
+            uint32_t L = sel_level(e, sels[j]);
+            for (uint32_t q = 1; q <= 3; q++)
+                if (L + q <= store_level) add_event(e, L + q, 0, sels[j], q);
+            if (L <= store_level) add_event(e, L, 2, sels[j], 0);
+        }
+        for (uint32_t j = 0; j < n_dn; j++) {
+            uint32_t i = dn[j];
+            if (e->need[i] && g->nodes[i].kind == CR_VK_SCALAR && e->level[i] <= store_level)
+                add_event(e, e->level[i], 1, i, 0);
+        }
+        for (size_t i = 0; i < items.len; i++)
+            if (its[i].level <= store_level) add_event(e, its[i].level, 3, (uint32_t)i, 0);
+        if (b->oom) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory scheduling"); goto done; }
+        event *ev = e->events.data;
+        size_t n_ev = e->events.len;
+        if (n_ev) qsort(ev, n_ev, sizeof *ev, event_cmp);
+        for (size_t x = 0; x < n_ev;) {
+            const event *v = &ev[x];
+            if (v->phase == 0) {
+                cr_op step = v->what == 1 ? CR_OP_SEL_FIND_HI : v->what == 2 ? CR_OP_SEL_FIND_LO : CR_OP_SEL_PREFIX;
+                emit_main(b, step, CR_DTYPE_NONE, e->sel[v->key], 0, 0, 0);
+            } else if (v->phase == 1) {
+                emit_scalar(e, v->key);
+            } else if (v->phase == 2) {
+                emit_main(b, CR_OP_SEL_INIT, CR_DTYPE_NONE, e->sel[v->key], e->slot[g->nodes[v->key].in[1]], 0, 0);
             } else {
-                for (size_t i = 0; i < items.len; i++)
-                    if (its[i].level == p && (st = emit_kernel(e, d, &its[i], 1, chunk, rows, out_index, err)))
-                        goto done;
+                /* the kernel(s) of level p: its items are the run ev[x..y) */
+                size_t y = x;
+                while (y < n_ev && ev[y].p == v->p && ev[y].phase == 3) y++;
+                if (g->fuse_kernels) {
+                    item *sel_items = cr_malloc(b->a, (y - x) * sizeof(item));
+                    if (!sel_items) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto done; }
+                    for (size_t m = x; m < y; m++) sel_items[m - x] = its[ev[m].key];
+                    st = emit_kernel(e, d, sel_items, y - x, chunk, rows, out_index, err);
+                    cr_free(b->a, sel_items);
+                    if (st) goto done;
+                } else {
+                    for (size_t m = x; m < y; m++)
+                        if ((st = emit_kernel(e, d, &its[ev[m].key], 1, chunk, rows, out_index, err)))
+                            goto done;
+                }
+                x = y;
+                continue;
             }
+            x++;
         }
     }
-    for (uint32_t o = 0; o < g->n_outputs; o++)
-        if (g->outputs[o].domain == d) emit_main(b, CR_OP_DONE, CR_DTYPE_NONE, o, 0, 0, 0);
-    for (uint32_t i = 0; i < g->n_nodes; i++) {
+    for (uint32_t j = e->dout_start[d]; j < e->dout_start[d + 1]; j++)
+        emit_main(b, CR_OP_DONE, CR_DTYPE_NONE, e->dout[j], 0, 0, 0);
+    for (uint32_t j = 0; j < n_dn; j++) {
+        uint32_t i = dn[j];
         const cr_node *n = &g->nodes[i];
         if (!e->need[i] || n->op != CR_GOP_INPUT) continue;
         const cr_graph_input *in = &g->inputs[n->attr];
@@ -503,28 +616,85 @@ static cr_status emit_domain_body(emitter *e, uint32_t d, cr_error *err)
     st = b->oom ? cr_fail(err, CR_ERR_NOMEM, "out of memory emitting") : CR_OK;
 done:
     cr_vec_free(&items);
-    cr_free(b->a, out_index);
     return st;
 }
 
+/* Emit domain d after the earlier-stage domains whose results it reads
+ * (each once). Depth-first with an explicit stack: stages may chain. */
 static cr_status emit_domain(emitter *e, uint32_t d, cr_error *err)
 {
     if (e->dom_done[d]) return CR_OK;
+    const cr_graph *g = e->g;
+    uint32_t *at = e->dstack + g->n_domains;   /* per stacked domain: next node to look at */
+    uint32_t n = 0;
     e->dom_done[d] = 1;
-    return emit_domain_body(e, d, err);
+    e->dstack[n] = d; at[n++] = e->dom_start[d];
+    while (n) {
+        uint32_t top = e->dstack[n - 1], pd = NONE32;
+        while (at[n - 1] < e->dom_start[top + 1] && pd == NONE32) {
+            const cr_node *nd = &g->nodes[e->dom_nodes[at[n - 1]++]];
+            if (nd->op != CR_GOP_INPUT || (nd->flags & CR_NODEF_DEAD)) continue;
+            const cr_graph_input *in = &g->inputs[nd->attr];
+            if (in->scratch && !e->dom_done[g->nodes[in->src_node].domain]) pd = g->nodes[in->src_node].domain;
+        }
+        if (pd != NONE32) {
+            e->dom_done[pd] = 1;
+            e->dstack[n] = pd; at[n++] = e->dom_start[pd];
+            continue;
+        }
+        n--;
+        cr_status st = emit_domain_body(e, top, err);
+        if (st) return st;
+    }
+    return CR_OK;
 }
 
 /* ---- tables ---------------------------------------------------------------- */
 
-static uint32_t file_index(emitter *e, const char *path, uint64_t size)
+/* An open-addressing table of indices, found by a hash of what they index
+ * (the caller compares); sized for n entries at most half full. */
+typedef struct itab { uint32_t *slot; uint64_t mask; } itab;
+
+static bool itab_init(const cr_allocator *a, itab *t, size_t n)
+{
+    size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    t->mask = cap - 1;
+    t->slot = cr_malloc(a, cap * sizeof *t->slot);
+    if (t->slot) memset(t->slot, 0xff, cap * sizeof *t->slot);
+    return t->slot != NULL;
+}
+
+static uint64_t mix64(uint64_t h)
+{
+    h ^= h >> 33; h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33; h *= 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 33);
+}
+
+static uint64_t str_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) { h ^= (uint8_t)*s; h *= 1099511628211ull; }
+    return mix64(h);
+}
+
+/* The program file of a shard path, added on first use (files: a table
+ * sized for one file per input). */
+static uint32_t file_index(emitter *e, itab *files, const char *path, uint64_t size)
 {
     builder *b = &e->b;
-    cr_prog_file *fs = b->files.data;
-    for (size_t i = 0; i < b->files.len; i++)
-        if (!strcmp((const char *)b->blobs.data + fs[i].path.off, path))
-            return (uint32_t)i;
+    uint64_t h = str_hash(path) & files->mask;
+    for (;; h = (h + 1) & files->mask) {
+        uint32_t i = files->slot[h];
+        if (i == NONE32) break;
+        const cr_prog_file *f = &((const cr_prog_file *)b->files.data)[i];
+        if (!strcmp((const char *)b->blobs.data + f->path.off, path)) return i;
+    }
     cr_prog_file f = { add_str(b, path), size, 0 };
-    return push(b, &b->files, &f);
+    uint32_t i = push(b, &b->files, &f);
+    if (!b->oom) files->slot[h] = i;
+    return i;
 }
 
 static cr_status make_tables(emitter *e, cr_error *err)
@@ -540,26 +710,26 @@ static cr_status make_tables(emitter *e, cr_error *err)
         for (int k = 0; k < n->n_in; k++) e->need[n->in[k]] = 1;
         if (n->op == CR_GOP_INPUT && g->inputs[n->attr].scratch) e->need[g->inputs[n->attr].src_node] = 1;
     }
-    /* scratch tensors: one per stored node */
+    /* scratch tensors: one per stored node (vreg, unused until kernels,
+     * maps a stored node to its scratch meanwhile) */
     for (uint32_t i = 0; i < g->n_inputs; i++) e->scratch_of[i] = NONE32;
     uint32_t n_scratch = 0;
     for (uint32_t i = 0; i < g->n_nodes; i++) {
         const cr_node *n = &g->nodes[i];
         if (!e->need[i] || n->op != CR_GOP_INPUT || !g->inputs[n->attr].scratch) continue;
         const cr_graph_input *in = &g->inputs[n->attr];
-        uint32_t s = NONE32;
-        for (uint32_t j = 0; j < g->n_inputs; j++)
-            if (j != n->attr && g->inputs[j].scratch && g->inputs[j].src_node == in->src_node &&
-                e->scratch_of[j] != NONE32)
-                s = e->scratch_of[j];
+        uint32_t s = e->vreg[in->src_node];
         if (s == NONE32) {
             const cr_graph_domain *sd = &g->domains[g->nodes[in->src_node].domain];
             cr_prog_scratch sc = { .dtype = (uint8_t)in->dtype, .numel = dom_numel(sd) };
             s = push(b, &b->scratch, &sc);
+            e->vreg[in->src_node] = s;
             n_scratch++;
         }
         e->scratch_of[n->attr] = s;
     }
+    for (uint32_t i = 0; i < g->n_inputs; i++)
+        if (g->inputs[i].scratch) e->vreg[g->inputs[i].src_node] = NONE32;
     e->scratch_left = cr_calloc(b->a, n_scratch + 1, sizeof(uint32_t));
     if (!e->scratch_left) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     for (uint32_t i = 0; i < g->n_nodes; i++) {
@@ -568,6 +738,8 @@ static cr_status make_tables(emitter *e, cr_error *err)
             e->scratch_left[e->scratch_of[n->attr]]++;
     }
     /* program inputs */
+    itab files, sels;
+    if (!itab_init(b->a, &files, g->n_inputs)) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     for (uint32_t i = 0; i < g->n_inputs; i++) {
         const cr_graph_input *in = &g->inputs[i];
         cr_prog_input pi = { .dtype = (uint8_t)in->dtype, .rows = in->rows, .cols = in->cols,
@@ -588,7 +760,7 @@ static cr_status make_tables(emitter *e, cr_error *err)
             snprintf(name, sizeof name, "%s (stage output)", in->tensor ? in->tensor : "?");
         } else {
             pi.kind = CR_INPUT_FILE;
-            pi.file = file_index(e, in->path ? in->path : "?", in->file_size);
+            pi.file = file_index(e, &files, in->path ? in->path : "?", in->file_size);
             pi.offset = in->offset;
             pi.nbytes = in->nbytes;
             snprintf(name, sizeof name, "%s", in->tensor ? in->tensor : "?");
@@ -596,6 +768,9 @@ static cr_status make_tables(emitter *e, cr_error *err)
         pi.name = add_str(b, name);
         e->pinput[i] = push(b, &b->inputs, &pi);
     }
+    cr_free(b->a, files.slot);
+    /* nodes that share a selection: same input, k and tie order */
+    if (!itab_init(b->a, &sels, g->n_nodes)) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     /* scalar slots, row vectors, selections, streams */
     for (uint32_t i = 0; i < g->n_nodes; i++) {
         const cr_node *n = &g->nodes[i];
@@ -611,10 +786,12 @@ static cr_status make_tables(emitter *e, cr_error *err)
             e->rowvec[i] = push(b, &b->rowvecs, &rv);
         }
         if (n->op == CR_GOP_TOPK_MASK || n->op == CR_GOP_KTH_ABS) {
-            for (uint32_t j = 0; j < i; j++) {
+            uint64_t h = mix64(((uint64_t)n->in[0] << 32 | n->in[1]) ^ mix64(n->attr)) & sels.mask;
+            for (;; h = (h + 1) & sels.mask) {
+                uint32_t j = sels.slot[h];
+                if (j == NONE32) break;
                 const cr_node *m = &g->nodes[j];
-                if (e->sel[j] != NONE32 && m->in[0] == n->in[0] && m->in[1] == n->in[1] &&
-                    m->attr == n->attr) {
+                if (m->in[0] == n->in[0] && m->in[1] == n->in[1] && m->attr == n->attr) {
                     e->sel[i] = e->sel[j];
                     break;
                 }
@@ -622,6 +799,7 @@ static cr_status make_tables(emitter *e, cr_error *err)
             if (e->sel[i] == NONE32) {
                 cr_prog_select s = { dom_numel(&g->domains[n->domain]), 1 };
                 e->sel[i] = push(b, &b->selects, &s);
+                sels.slot[h] = i;
             }
         }
         if (n->op == CR_GOP_RAND) {
@@ -639,6 +817,7 @@ static cr_status make_tables(emitter *e, cr_error *err)
         po.nbytes = numel * cr_dtype_size(go->dtype);
         push(b, &b->outputs, &po);
     }
+    cr_free(b->a, sels.slot);
     for (uint32_t m = 0; m < g->n_messages; m++) {
         cr_blob bl = add_str(b, g->messages[m]);
         push(b, &b->messages, &bl);
@@ -671,14 +850,53 @@ cr_status cr_emit_program(const cr_graph *g, const cr_emit_options *o, cr_progra
     e.pinput = cr_malloc(b->a, ni * 4); e.scratch_of = cr_malloc(b->a, ni * 4);
     e.need = cr_malloc(b->a, nn);
     e.dom_done = cr_calloc(b->a, g->n_domains + 1, 1);
+    e.dstack = cr_malloc(b->a, ((size_t)g->n_domains + 1) * 2 * sizeof *e.dstack);
+    e.out_index = cr_malloc(b->a, nn * 4);
+    e.vreg = cr_malloc(b->a, nn * 4);
+    cr_vec_init(&e.touched, b->a, sizeof(uint32_t));
+    cr_vec_init(&e.frames, b->a, sizeof(kframe));
+    cr_vec_init(&e.sels, b->a, sizeof(uint32_t));
+    cr_vec_init(&e.events, b->a, sizeof(event));
     cr_status st;
     if (!e.level || !e.slot || !e.rowvec || !e.sel || !e.stream || !e.pinput || !e.scratch_of ||
-        !e.need || !e.dom_done) {
+        !e.need || !e.dom_done || !e.dstack || !e.out_index || !e.vreg) {
         st = cr_fail(err, CR_ERR_NOMEM, "out of memory emitting the program");
         goto done;
     }
+    memset(e.vreg, 0xff, nn * 4);
     add_str(b, "");   /* blob offset 0 is the empty string */
     if ((st = make_tables(&e, err))) goto done;
+    /* per-domain lists: nodes, outputs, and the scratch tensors each stores
+     * (the first graph input of each) */
+    {
+        uint32_t nk = CR_MAX(CR_MAX(g->n_nodes, g->n_outputs), g->n_inputs);
+        uint32_t *key = cr_malloc(b->a, ((size_t)nk + 1) * sizeof *key);
+        bool ok = key != NULL;
+        if (ok) {
+            for (uint32_t i = 0; i < g->n_nodes; i++) key[i] = g->nodes[i].domain;
+            ok = group_by(b->a, key, g->n_nodes, g->n_domains, &e.dom_start, &e.dom_nodes);
+        }
+        if (ok) {
+            for (uint32_t o = 0; o < g->n_outputs; o++) key[o] = g->outputs[o].domain;
+            ok = group_by(b->a, key, g->n_outputs, g->n_domains, &e.dout_start, &e.dout);
+        }
+        if (ok) {
+            /* vreg marks the scratch tensors already claimed, then is reset */
+            for (uint32_t i = 0; i < g->n_inputs; i++) {
+                uint32_t s = e.scratch_of[i];
+                key[i] = NONE32;
+                if (!g->inputs[i].scratch || s == NONE32 || e.vreg[s] != NONE32) continue;
+                e.vreg[s] = i;
+                key[i] = g->nodes[g->inputs[i].src_node].domain;
+            }
+            for (uint32_t i = 0; i < g->n_inputs; i++)
+                if (e.scratch_of[i] != NONE32) e.vreg[e.scratch_of[i]] = NONE32;
+            ok = group_by(b->a, key, g->n_inputs, g->n_domains, &e.dss_start, &e.dss);
+        }
+        e.sel_seen = ok ? cr_calloc(b->a, (size_t)b->selects.len + 1, sizeof *e.sel_seen) : NULL;
+        cr_free(b->a, key);
+        if (!e.sel_seen) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory emitting the program"); goto done; }
+    }
     cr_blob version = add_str(b, CR_VERSION_STRING);
     cr_blob recipe = add_str(b, o && o->recipe_name ? o->recipe_name : "");
 
@@ -698,9 +916,9 @@ cr_status cr_emit_program(const cr_graph *g, const cr_emit_options *o, cr_progra
         for (int pass = 0; pass < 2; pass++) {
             uint32_t pd = pass == 0 ? d : next;
             if (pd == NONE32 || pd == prev_prefetch) continue;
-            for (uint32_t i = 0; i < g->n_nodes; i++) {
-                const cr_node *n = &g->nodes[i];
-                if (n->op == CR_GOP_INPUT && n->domain == pd && !(n->flags & CR_NODEF_DEAD) &&
+            for (uint32_t j = e.dom_start[pd]; j < e.dom_start[pd + 1]; j++) {
+                const cr_node *n = &g->nodes[e.dom_nodes[j]];
+                if (n->op == CR_GOP_INPUT && !(n->flags & CR_NODEF_DEAD) &&
                     !g->inputs[n->attr].scratch && e.pinput[n->attr] != NONE32)
                     emit_main(b, CR_OP_PREFETCH, CR_DTYPE_NONE, 0, e.pinput[n->attr], 0, 0);
             }
@@ -735,6 +953,11 @@ done:
     cr_free(b->a, e.level); cr_free(b->a, e.slot); cr_free(b->a, e.rowvec); cr_free(b->a, e.sel);
     cr_free(b->a, e.stream); cr_free(b->a, e.pinput); cr_free(b->a, e.scratch_of);
     cr_free(b->a, e.need); cr_free(b->a, e.dom_done); cr_free(b->a, e.scratch_left);
+    cr_free(b->a, e.dstack); cr_free(b->a, e.out_index); cr_free(b->a, e.vreg);
+    cr_free(b->a, e.dom_start); cr_free(b->a, e.dom_nodes); cr_free(b->a, e.dout_start);
+    cr_free(b->a, e.dout); cr_free(b->a, e.dss_start); cr_free(b->a, e.dss);
+    cr_free(b->a, e.sel_seen);
+    cr_vec_free(&e.touched); cr_vec_free(&e.frames); cr_vec_free(&e.sels); cr_vec_free(&e.events);
     if (st) cr_program_free(out);
     return st;
 }

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 #include "graph.h"
+#include "limits.h"
 
 static const struct { const char *name; int arity; } gop_table[CR_GOP_COUNT] = {
 #define X(name, str, n) [CR_GOP_##name] = { str, n },
@@ -45,6 +46,7 @@ void cr_graph_init(cr_graph *g, const cr_allocator *alloc)
 {
     memset(g, 0, sizeof *g);
     g->alloc = alloc;
+    g->max_nodes = CR_LIMIT_GRAPH_NODES;
     cr_arena_init(&g->arena, alloc);
 }
 
@@ -73,9 +75,20 @@ static bool grow(const cr_allocator *a, void **arr, uint32_t n, uint32_t *cap, s
 
 uint32_t cr_graph_add(cr_graph *g, const cr_node *n)
 {
+    /* every node is made here, so the limit holds for Lua methods, MoE
+     * gates and the per-tensor glue alike */
+    if (g->n_nodes >= g->max_nodes) return CR_NO_NODE;
     if (!grow(g->alloc, (void **)&g->nodes, g->n_nodes, &g->cap_nodes, sizeof *n)) return CR_NO_NODE;
     g->nodes[g->n_nodes] = *n;
     return g->n_nodes++;
+}
+
+cr_status cr_graph_add_failed(const cr_graph *g, const char *where, cr_error *err)
+{
+    if (g->n_nodes >= g->max_nodes)
+        return cr_fail(err, CR_ERR_LIMIT, "%s: the merge graph reached its limit of %u nodes "
+                       "(CR_LIMIT_GRAPH_NODES)", where ? where : "graph", g->max_nodes);
+    return cr_fail(err, CR_ERR_NOMEM, "%s: out of memory building the graph", where ? where : "graph");
 }
 
 uint32_t cr_graph_add_input(cr_graph *g, const cr_graph_input *in)

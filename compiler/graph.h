@@ -142,14 +142,19 @@ typedef struct cr_graph {
     cr_graph_output *outputs; uint32_t n_outputs, cap_outputs;
     const char **messages;   uint32_t n_messages, cap_messages;
     bool fuse_kernels;       /* set by the fuse pass: one kernel per pass level */
+    uint32_t max_nodes;      /* CR_LIMIT_GRAPH_NODES from cr_graph_init (tests lower it) */
 } cr_graph;
 
 void cr_graph_init(cr_graph *g, const cr_allocator *alloc);
 void cr_graph_free(cr_graph *g);
 
 /* Append a node (copied); returns its index, or CR_NO_NODE when memory runs
- * out. Inputs must already exist. No deduplication: that is the cse pass. */
+ * out or the graph already has max_nodes nodes. Inputs must already exist.
+ * No deduplication: that is the cse pass. */
 uint32_t cr_graph_add(cr_graph *g, const cr_node *n);
+/* Why cr_graph_add failed, as an error naming `where` (a tensor): the node
+ * limit (CR_ERR_LIMIT) or memory (CR_ERR_NOMEM). */
+cr_status cr_graph_add_failed(const cr_graph *g, const char *where, cr_error *err);
 /* Append an input view / domain / output / message; index or UINT32_MAX on
  * allocation failure. Strings are copied into the arena. */
 uint32_t cr_graph_add_input(cr_graph *g, const cr_graph_input *in);

@@ -303,6 +303,9 @@ uint32_t cr_lua_value_node(lua_State *S, int idx)
 static uint32_t add(lua_State *S, cr_node *n)
 {
     cr_graph *g = need_graph(S);
+    if (g->n_nodes >= g->max_nodes)
+        luaL_error(S, "the merge graph reached its limit of %I nodes (CR_LIMIT_GRAPH_NODES): "
+                   "does the method chain operations without bound?", (lua_Integer)g->max_nodes);
     uint32_t id = cr_graph_add(g, n);
     if (id == CR_NO_NODE) {
         get_lua(S)->host_oom = true;

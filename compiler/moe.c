@@ -496,7 +496,7 @@ static cr_status add_tensor(mb *b, cr_graph *g, const cr_moe_tensor *t, cr_error
                          .domain = d, .n_in = 1, .in = { r } };
         r = cr_graph_add(g, &cast);
     }
-    if (r == CR_NO_NODE) return cr_fail(err, CR_ERR_NOMEM, "out of memory building the graph");
+    if (r == CR_NO_NODE) return cr_graph_add_failed(g, t->name, err);
     if (out != CR_DTYPE_F32 && out != CR_DTYPE_BF16 && out != CR_DTYPE_F16 && out != CR_DTYPE_F64)
         return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: dtype %s cannot be written yet", t->name, cr_dtype_name(out));
     cr_graph_output go = { .node = r, .domain = d, .name = t->name, .dtype = out, .ndim = ndim };

@@ -135,7 +135,8 @@ static void count_hook(lua_State *S, lua_Debug *ar)
  * elements moved; for table.insert/remove with a position, the elements
  * shifted. Ordinary uses (patterns on tensor names) cost well under 10^7; a
  * call over the remaining budget fails before it starts. */
-enum { CHARGE_FIND, CHARGE_MATCH, CHARGE_GMATCH, CHARGE_GSUB, CHARGE_MOVE, CHARGE_INSERT, CHARGE_REMOVE };
+enum { CHARGE_FIND, CHARGE_MATCH, CHARGE_GMATCH, CHARGE_GSUB, CHARGE_MOVE, CHARGE_INSERT, CHARGE_REMOVE,
+       CHARGE_CONCAT, CHARGE_UNPACK, CHARGE_REP };
 
 static double pattern_cost(lua_State *S, int kind)
 {
@@ -175,6 +176,42 @@ static double move_cost(lua_State *S)
     return (double)e - (double)f + 1;
 }
 
+/* string.rep(s, n [, sep]) loops n times in C; the allocator charges the
+ * bytes it copies, but with s and sep both empty it copies nothing and
+ * ("").rep("", math.maxinteger) looped for ever. Charged n then. */
+static double rep_cost(lua_State *S)
+{
+    int okn;
+    lua_Integer n = lua_tointegerx(S, 2, &okn);
+    if (!okn || n <= 1 || lua_type(S, 1) != LUA_TSTRING) return 1;
+    size_t l, lsep = 0;
+    lua_tolstring(S, 1, &l);
+    if (lua_type(S, 3) == LUA_TSTRING) lua_tolstring(S, 3, &lsep);
+    return l + lsep ? 1 : (double)n;
+}
+
+/* table.concat(t, sep, i, j) and table.unpack(t, i, j) visit every index
+ * from i to j (default #t) through lua_geti, which for a table whose
+ * __index is a C function costs no instruction: table.concat over 1..1e15
+ * of setmetatable({}, {__index = table.concat}) appends "" for ever.
+ * Charged the indices visited. */
+static double range_cost(lua_State *S, int first)
+{
+    int oki, okj;
+    lua_Integer i = lua_isnoneornil(S, first) ? 1 : lua_tointegerx(S, first, &oki);
+    if (lua_isnoneornil(S, first)) oki = 1;
+    lua_Integer j;
+    if (lua_isnoneornil(S, first + 1)) {
+        if (lua_type(S, 1) != LUA_TTABLE) return 1;
+        j = luaL_len(S, 1);
+        okj = 1;
+    } else {
+        j = lua_tointegerx(S, first + 1, &okj);
+    }
+    if (!oki || !okj || j < i) return 1;
+    return (double)j - (double)i + 1;
+}
+
 /* table.insert(t, pos, v) and table.remove(t, pos) shift #t - pos elements
  * (#t may come from __len, so it is asked the same way the function will) */
 static double shift_cost(lua_State *S, int kind)
@@ -191,16 +228,22 @@ static int charged_call(lua_State *S)
 {
     cr_lua *L = get_lua(S);
     int kind = (int)lua_tointeger(S, lua_upvalueindex(2));
-    double cost = kind == CHARGE_MOVE ? move_cost(S) : kind >= CHARGE_INSERT ? shift_cost(S, kind)
-                                                                             : pattern_cost(S, kind);
+    static const char *const what[] = { "string pattern", "string pattern", "string pattern",
+        "string pattern", "table.move", "table.insert/remove", "table.insert/remove", "table.concat",
+        "table.unpack", "string.rep" };
+    double cost = kind == CHARGE_MOVE ? move_cost(S)
+                : kind == CHARGE_INSERT || kind == CHARGE_REMOVE ? shift_cost(S, kind)
+                : kind == CHARGE_CONCAT ? range_cost(S, 3)
+                : kind == CHARGE_UNPACK ? range_cost(S, 2)
+                : kind == CHARGE_REP ? rep_cost(S)
+                : pattern_cost(S, kind);
     if (cost > (double)L->budget) {
         char steps[32];   /* lua_pushfstring has no %g with a precision */
         snprintf(steps, sizeof steps, "%.3g", cost);
         L->budget = -1;
         budget_spent(S);
         luaL_error(S, "instruction limit exceeded: this %s call could take %s steps, over what is left "
-                   "of the budget of %I instructions", kind == CHARGE_MOVE ? "table.move" : kind >= CHARGE_INSERT ? "table.insert/remove" : "string pattern",
-                   steps, (lua_Integer)L->max_instr);
+                   "of the budget of %I instructions", what[kind], steps, (lua_Integer)L->max_instr);
     }
     L->budget -= (long)cost;
     int n = lua_gettop(S);
@@ -225,6 +268,38 @@ static int safe_setmetatable(lua_State *S)
     lua_insert(S, 1);
     lua_call(S, 2, 1);
     return 1;
+}
+
+/* xpcall(f, msgh, ...) without a message handler inside the error: Lua
+ * calls msgh at the point of the error, before unwinding, and when the
+ * error is the budget's own (raised by the count hook) that point is inside
+ * the hook, where Lua has hooks switched off (ldo.c luaD_hook clears
+ * allowhook and only the enclosing pcall restores it): a handler that loops
+ * there ran forever, past both the instruction budget and the CPU
+ * backstop, which are checked in the hook. Here f runs under a plain pcall
+ * and msgh is called after the stack has unwound, as an ordinary hooked
+ * call (also protected: an error in msgh becomes the second result, where
+ * Lua would call msgh again). The sandbox has no debug library, so a
+ * handler cannot tell the difference; memory errors skip msgh, as in Lua. */
+static int safe_xpcall(lua_State *S)
+{
+    int n = lua_gettop(S);
+    luaL_checktype(S, 2, LUA_TFUNCTION);
+    lua_pushboolean(S, 1);   /* first result */
+    lua_pushvalue(S, 1);     /* the function */
+    lua_rotate(S, 3, 2);     /* below its arguments */
+    int status = lua_pcall(S, n - 2, LUA_MULTRET, 0);
+    if (status == LUA_OK) return lua_gettop(S) - 2;
+    /* stack: f, msgh, true, error */
+    lua_pushboolean(S, 0);
+    if (status == LUA_ERRMEM) {
+        lua_insert(S, -2);
+        return 2;
+    }
+    lua_pushvalue(S, 2);
+    lua_pushvalue(S, -3);
+    lua_pcall(S, 1, 1, 0);   /* msgh's result, or its error */
+    return 2;
 }
 
 /* replace lib.name (the real library table, which string methods use) */
@@ -949,6 +1024,9 @@ static void build_sandbox(lua_State *S, cr_lua *L)
     charge_field(S, "table", "move", CHARGE_MOVE);
     charge_field(S, "table", "insert", CHARGE_INSERT);
     charge_field(S, "table", "remove", CHARGE_REMOVE);
+    charge_field(S, "table", "concat", CHARGE_CONCAT);
+    charge_field(S, "table", "unpack", CHARGE_UNPACK);
+    charge_field(S, "string", "rep", CHARGE_REP);
     lua_newtable(S);
     int sb = lua_gettop(S);
     for (const char *const *k = base_ok; *k; k++) {
@@ -958,6 +1036,8 @@ static void build_sandbox(lua_State *S, cr_lua *L)
     lua_getglobal(S, "setmetatable");
     lua_pushcclosure(S, safe_setmetatable, 1);
     lua_setfield(S, sb, "setmetatable");
+    lua_pushcfunction(S, safe_xpcall);
+    lua_setfield(S, sb, "xpcall");
     lua_pushcfunction(S, safe_load);
     lua_setfield(S, sb, "load");
     copy_fields(S, sb, "string", string_skip);
@@ -984,10 +1064,25 @@ static void build_sandbox(lua_State *S, cr_lua *L)
     L->sandbox_ref = luaL_ref(S, LUA_REGISTRYINDEX);
 }
 
+/* The message handler of every protected entry. A string (or number)
+ * error already names its file:line (luaL_where); any other error object
+ * (error({}), error(nil), a table with __tostring) is named by its type and
+ * the script line that raised it, found on the stack. Its __tostring is not
+ * called: no script code runs inside the handler. */
 static int traceback(lua_State *S)
 {
     const char *msg = lua_tostring(S, 1);
-    if (!msg) msg = luaL_tolstring(S, 1, NULL);
+    if (!msg) {
+        lua_Debug ar;
+        int level = 1;
+        while (lua_getstack(S, level++, &ar))
+            if (lua_getinfo(S, "Sl", &ar) && ar.currentline > 0) {
+                lua_pushfstring(S, "%s:%d: ", ar.short_src, ar.currentline);
+                break;
+            }
+        if (lua_gettop(S) == 1) lua_pushliteral(S, "");
+        msg = lua_pushfstring(S, "%serror object is a %s value", lua_tostring(S, 2), luaL_typename(S, 1));
+    }
     luaL_traceback(S, S, msg, 1);
     return 1;
 }
@@ -996,7 +1091,8 @@ static int traceback(lua_State *S)
 static cr_status lua_failure(cr_lua *L, int status, const char *context, cr_error *err)
 {
     lua_State *S = L->S;
-    const char *msg = lua_tostring(S, -1);
+    /* raw: a number would be converted in place, allocating outside a pcall */
+    const char *msg = lua_type(S, -1) == LUA_TSTRING ? lua_tostring(S, -1) : NULL;
     /* the machine ran out of memory, not the script: the host's error */
     cr_status st = L->host_oom ? CR_ERR_NOMEM : CR_ERR_CONFIG;
     L->host_oom = false;
@@ -1018,6 +1114,11 @@ static int guarded_pcall(cr_lua *L, int nargs, int nres)
 {
     lua_State *S = L->S;
     int base = lua_gettop(S) - nargs;
+    if (!lua_checkstack(S, 8)) {   /* cannot raise: growing the stack failed */
+        lua_settop(S, base - 1);
+        lua_pushnil(S);            /* in the function's slot: read as the memory limit */
+        return LUA_ERRMEM;
+    }
     lua_pushcfunction(S, traceback);
     lua_insert(S, base);
     /* A Lua recipe loads method files from inside its own call
@@ -1042,45 +1143,51 @@ static int guarded_pcall(cr_lua *L, int nargs, int nres)
     return status;
 }
 
-static cr_status load_common(cr_lua *L, cr_error *err)
+/* ---- protected entries -------------------------------------------------- *
+ * Every entry into Lua from C runs inside guarded_pcall: the traceback
+ * handler, and the budget and the hook on. Outside one, a Lua error (a
+ * metamethod's, or the memory limit on any allocation: pushing a string,
+ * a new table, luaL_ref growing the registry) has nowhere to go but the
+ * panic function, and Lua code run there is unhooked. So the C side only
+ * pushes C functions, light userdata, integers and registry references
+ * between calls; the work happens in the bodies below. */
+
+/* Reached only by a bug (an unprotected call): say so before Lua aborts. */
+static int panic(lua_State *S)
 {
-    for (size_t i = 0; i < cr_stdlib_n_files; i++) {
-        if (strcmp(cr_stdlib_files[i].name, "common.lua")) continue;
-        int ref;
-        cr_status st = cr_lua_load_chunk(L, "stdlib/common.lua", cr_stdlib_files[i].data,
-                                         cr_stdlib_files[i].len, &ref, err);
-        if (st) return st;
-        /* common.lua returns a table of helpers: they join `cr` */
-        lua_State *S = L->S;
-        lua_rawgeti(S, LUA_REGISTRYINDEX, ref);
-        lua_rawgeti(S, LUA_REGISTRYINDEX, L->sandbox_ref);
-        lua_getfield(S, -1, "cr");
-        lua_pushnil(S);
-        while (lua_next(S, -4)) {
-            lua_pushvalue(S, -2);
-            lua_insert(S, -2);
-            lua_rawset(S, -4);
-        }
-        lua_pop(S, 3);
-        luaL_unref(S, LUA_REGISTRYINDEX, ref);
-    }
-    return CR_OK;
+    fprintf(stderr, "crucible: internal error: Lua error outside a protected call: %s\n",
+            lua_type(S, -1) == LUA_TSTRING ? lua_tostring(S, -1) : "(not a string)");
+    return 0;
 }
 
-cr_status cr_lua_open(const cr_allocator *alloc, const cr_lua_limits *limits, cr_lua **out,
-                      cr_error *err)
+cr_status cr_lua_protect(cr_lua *L, cr_lua_cfn fn, void *ud, const char *context, cr_error *err)
 {
-    *out = NULL;
-    cr_lua *L = cr_calloc(alloc, 1, sizeof *L);
-    if (!L) return cr_fail(err, CR_ERR_NOMEM, "out of memory creating the Lua state");
-    L->alloc = alloc;
-    L->max_bytes = limits && limits->max_bytes ? limits->max_bytes : CR_LIMIT_LUA_BYTES;
-    L->max_instr = limits && limits->max_instructions ? limits->max_instructions : CR_LIMIT_LUA_INSTRUCTIONS;
-    L->max_seconds = limits && limits->max_seconds > 0 ? limits->max_seconds : CR_LIMIT_LUA_SECONDS;
-    L->S = lua_newstate(l_alloc, L);
-    if (!L->S) { cr_free(alloc, L); return cr_fail(err, CR_ERR_NOMEM, "out of memory creating the Lua state"); }
-    *(cr_lua **)lua_getextraspace(L->S) = L;
     lua_State *S = L->S;
+    lua_pushcfunction(S, fn);
+    lua_pushlightuserdata(S, ud);
+    int status = guarded_pcall(L, 1, 0);
+    return status == LUA_OK ? CR_OK : lua_failure(L, status, context, err);
+}
+
+static int unref_body(lua_State *S)
+{
+    luaL_unref(S, LUA_REGISTRYINDEX, (int)lua_tointeger(S, 1));
+    return 0;
+}
+
+void cr_lua_unref(cr_lua *L, int ref)
+{
+    /* the first unref adds the free list's key to the registry: it allocates */
+    lua_State *S = L->S;
+    lua_pushcfunction(S, unref_body);
+    lua_pushinteger(S, ref);
+    if (lua_pcall(S, 1, 0, 0) != LUA_OK) lua_pop(S, 1);   /* out of memory: the slot stays taken */
+}
+
+/* protected: the libraries, the value metatable and the sandbox */
+static int open_body(lua_State *S)
+{
+    cr_lua *L = get_lua(S);
     luaL_requiref(S, LUA_GNAME, luaopen_base, 1);
     luaL_requiref(S, LUA_STRLIBNAME, luaopen_string, 1);
     luaL_requiref(S, LUA_TABLIBNAME, luaopen_table, 1);
@@ -1101,7 +1208,62 @@ cr_status cr_lua_open(const cr_allocator *alloc, const cr_lua_limits *limits, cr
     lua_setfield(S, -2, "__metatable");
     lua_pop(S, 1);
     build_sandbox(S, L);
-    cr_status st = load_common(L, err);
+    return 0;
+}
+
+/* protected: common.lua's table (a light userdata holding its reference)
+ * joins `cr` */
+static int join_common(lua_State *S)
+{
+    cr_lua *L = get_lua(S);
+    int ref = *(int *)lua_touserdata(S, 1);
+    lua_rawgeti(S, LUA_REGISTRYINDEX, ref);
+    lua_rawgeti(S, LUA_REGISTRYINDEX, L->sandbox_ref);
+    lua_getfield(S, -1, "cr");
+    lua_pushnil(S);
+    while (lua_next(S, -4)) {
+        lua_pushvalue(S, -2);
+        lua_insert(S, -2);
+        lua_rawset(S, -4);
+    }
+    luaL_unref(S, LUA_REGISTRYINDEX, ref);
+    return 0;
+}
+
+static cr_status load_common(cr_lua *L, cr_error *err)
+{
+    for (size_t i = 0; i < cr_stdlib_n_files; i++) {
+        if (strcmp(cr_stdlib_files[i].name, "common.lua")) continue;
+        int ref;
+        cr_status st = cr_lua_load_chunk(L, "stdlib/common.lua", cr_stdlib_files[i].data,
+                                         cr_stdlib_files[i].len, &ref, err);
+        if (st) return st;
+        /* common.lua returns a table of helpers: they join `cr` */
+        st = cr_lua_protect(L, join_common, &ref, "loading stdlib/common.lua", err);
+        if (st) return st;
+    }
+    return CR_OK;
+}
+
+cr_status cr_lua_open(const cr_allocator *alloc, const cr_lua_limits *limits, cr_lua **out,
+                      cr_error *err)
+{
+    *out = NULL;
+    cr_lua *L = cr_calloc(alloc, 1, sizeof *L);
+    if (!L) return cr_fail(err, CR_ERR_NOMEM, "out of memory creating the Lua state");
+    L->alloc = alloc;
+    L->max_bytes = limits && limits->max_bytes ? limits->max_bytes : CR_LIMIT_LUA_BYTES;
+    L->max_instr = limits && limits->max_instructions ? limits->max_instructions : CR_LIMIT_LUA_INSTRUCTIONS;
+    L->max_seconds = limits && limits->max_seconds > 0 ? limits->max_seconds : CR_LIMIT_LUA_SECONDS;
+    L->sandbox_ref = LUA_NOREF;
+    L->S = lua_newstate(l_alloc, L);
+    if (!L->S) { cr_free(alloc, L); return cr_fail(err, CR_ERR_NOMEM, "out of memory creating the Lua state"); }
+    *(cr_lua **)lua_getextraspace(L->S) = L;
+    lua_atpanic(L->S, panic);
+    lua_pushcfunction(L->S, open_body);
+    int status = guarded_pcall(L, 0, 0);
+    cr_status st = status == LUA_OK ? CR_OK : lua_failure(L, status, "creating the Lua state", err);
+    if (!st) st = load_common(L, err);
     if (st) { cr_lua_close(L); return st; }
     *out = L;
     return CR_OK;
@@ -1110,11 +1272,40 @@ cr_status cr_lua_open(const cr_allocator *alloc, const cr_lua_limits *limits, cr
 void cr_lua_close(cr_lua *L)
 {
     if (!L) return;
+    /* no script code runs here: finalizers (__gc) are refused by
+     * setmetatable, and no to-be-closed variable is open between calls */
     if (L->S) lua_close(L->S);
     cr_free(L->alloc, L);
 }
 
 lua_State *cr_lua_state(cr_lua *L) { return L->S; }
+
+/* Set a loaded chunk's environment: its own table, reading through to the
+ * sandbox, so that globals a method sets stay its own. The table is on top
+ * of the stack. */
+static void own_environment(lua_State *S, cr_lua *L)
+{
+    lua_newtable(S);
+    lua_rawgeti(S, LUA_REGISTRYINDEX, L->sandbox_ref);
+    lua_setfield(S, -2, "__index");
+    lua_pushboolean(S, 0);
+    lua_setfield(S, -2, "__metatable");
+    lua_setmetatable(S, -2);
+}
+
+/* protected: run the chunk at 1 in its own environment; a table result is
+ * kept in the registry: returns its reference, or LUA_NOREF */
+static int load_body(lua_State *S)
+{
+    cr_lua *L = get_lua(S);
+    lua_newtable(S);
+    own_environment(S, L);
+    lua_setupvalue(S, 1, 1);
+    lua_settop(S, 1);
+    lua_call(S, 0, 1);
+    lua_pushinteger(S, lua_istable(S, -1) ? luaL_ref(S, LUA_REGISTRYINDEX) : LUA_NOREF);
+    return 1;
+}
 
 cr_status cr_lua_load_chunk(cr_lua *L, const char *chunkname, const char *text, size_t len,
                             int *ref, cr_error *err)
@@ -1122,25 +1313,15 @@ cr_status cr_lua_load_chunk(cr_lua *L, const char *chunkname, const char *text, 
     lua_State *S = L->S;
     char name[512];
     snprintf(name, sizeof name, "@%s", chunkname);
-    int status = luaL_loadbufferx(S, text, len, name, "t");
+    int status = luaL_loadbufferx(S, text, len, name, "t");   /* protected itself */
     if (status != LUA_OK) return lua_failure(L, status, "", err);
-    /* own environment, reading through to the sandbox; globals a method
-     * sets stay its own */
-    lua_newtable(S);
-    lua_newtable(S);
-    lua_rawgeti(S, LUA_REGISTRYINDEX, L->sandbox_ref);
-    lua_setfield(S, -2, "__index");
-    lua_pushboolean(S, 0);
-    lua_setfield(S, -2, "__metatable");
-    lua_setmetatable(S, -2);
-    lua_setupvalue(S, -2, 1);
-    status = guarded_pcall(L, 0, 1);
+    lua_pushcfunction(S, load_body);
+    lua_insert(S, -2);
+    status = guarded_pcall(L, 1, 1);
     if (status != LUA_OK) return lua_failure(L, status, "", err);
-    if (!lua_istable(S, -1)) {
-        lua_pop(S, 1);
-        return cr_fail(err, CR_ERR_CONFIG, "%s: the file must return a table", chunkname);
-    }
-    *ref = luaL_ref(S, LUA_REGISTRYINDEX);
+    *ref = (int)lua_tointeger(S, -1);
+    lua_pop(S, 1);
+    if (*ref == LUA_NOREF) return cr_fail(err, CR_ERR_CONFIG, "%s: the file must return a table", chunkname);
     return CR_OK;
 }
 
@@ -1327,28 +1508,52 @@ cr_status cr_lua_run_string(cr_lua *L, cr_graph *g, const char *chunkname, const
 
 /* ---- whole-recipe scripts ------------------------------------------------ */
 
+typedef struct script_args {
+    const luaL_Reg *api;
+    void *ud;
+    void **cell;        /* the functions' upvalue, cleared when the script ends */
+    int cell_ref;       /* keeps the cell alive until then */
+} script_args;
+
+/* protected: 1 the chunk, 2 its script_args; the `crucible` table is built
+ * here, and the chunk runs in its own environment with it as a global */
+static int script_body(lua_State *S)
+{
+    cr_lua *L = get_lua(S);
+    script_args *a = lua_touserdata(S, 2);
+    lua_newtable(S);                                  /* 3: environment */
+    lua_newtable(S);                                  /* 4: crucible */
+    void **cell = lua_newuserdatauv(S, sizeof *cell, 0);
+    *cell = a->ud;
+    lua_pushvalue(S, -1);
+    a->cell_ref = luaL_ref(S, LUA_REGISTRYINDEX);
+    a->cell = cell;   /* only now: until the ref holds it, a collection may free it */
+    luaL_setfuncs(S, a->api, 1);
+    lua_setfield(S, 3, "crucible");
+    own_environment(S, L);
+    lua_setupvalue(S, 1, 1);
+    lua_settop(S, 1);
+    lua_call(S, 0, 0);
+    return 0;
+}
+
 cr_status cr_lua_run_script(cr_lua *L, const char *chunkname, const char *text, size_t len,
-                            cr_error *err)
+                            const luaL_Reg *api, void *ud, cr_error *err)
 {
     lua_State *S = L->S;
     char name[512];
     snprintf(name, sizeof name, "@%s", chunkname);
-    /* stack: the `crucible` table */
     int status = luaL_loadbufferx(S, text, len, name, "t");
-    if (status != LUA_OK) { lua_remove(S, -2); return lua_failure(L, status, "", err); }
-    /* own environment over the sandbox, with `crucible` as a global */
-    lua_newtable(S);
-    lua_pushvalue(S, -3);
-    lua_setfield(S, -2, "crucible");
-    lua_newtable(S);
-    lua_rawgeti(S, LUA_REGISTRYINDEX, L->sandbox_ref);
-    lua_setfield(S, -2, "__index");
-    lua_pushboolean(S, 0);
-    lua_setfield(S, -2, "__metatable");
-    lua_setmetatable(S, -2);
-    lua_setupvalue(S, -2, 1);
-    lua_remove(S, -2);
-    status = guarded_pcall(L, 0, 0);
+    if (status != LUA_OK) return lua_failure(L, status, "", err);
+    script_args a = { .api = api, .ud = ud, .cell_ref = LUA_NOREF };
+    lua_pushcfunction(S, script_body);
+    lua_insert(S, -2);
+    lua_pushlightuserdata(S, &a);
+    status = guarded_pcall(L, 2, 0);
+    /* the functions may outlive the script (an inline merge function can
+     * keep `crucible`): from now on they find no recipe */
+    if (a.cell) *a.cell = NULL;
+    if (a.cell_ref != LUA_NOREF) cr_lua_unref(L, a.cell_ref);
     if (status != LUA_OK) return lua_failure(L, status, "", err);
     return CR_OK;
 }

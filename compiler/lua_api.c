@@ -136,7 +136,7 @@ static void count_hook(lua_State *S, lua_Debug *ar)
  * shifted. Ordinary uses (patterns on tensor names) cost well under 10^7; a
  * call over the remaining budget fails before it starts. */
 enum { CHARGE_FIND, CHARGE_MATCH, CHARGE_GMATCH, CHARGE_GSUB, CHARGE_MOVE, CHARGE_INSERT, CHARGE_REMOVE,
-       CHARGE_CONCAT, CHARGE_UNPACK, CHARGE_REP };
+       CHARGE_CONCAT, CHARGE_UNPACK, CHARGE_REP, CHARGE_SORT };
 
 static double pattern_cost(lua_State *S, int kind)
 {
@@ -212,6 +212,16 @@ static double range_cost(lua_State *S, int first)
     return (double)j - (double)i + 1;
 }
 
+/* table.sort(t) compares and swaps about n log2 n times through lua_geti/
+ * lua_seti: with a C __index/__newindex and a __len of 2^31 it sorts
+ * nothing for hours, without an instruction or an allocation. */
+static double sort_cost(lua_State *S)
+{
+    if (lua_type(S, 1) != LUA_TTABLE) return 1;
+    double n = (double)luaL_len(S, 1);
+    return n > 1 ? n * log2(n) : 1;
+}
+
 /* table.insert(t, pos, v) and table.remove(t, pos) shift #t - pos elements
  * (#t may come from __len, so it is asked the same way the function will) */
 static double shift_cost(lua_State *S, int kind)
@@ -230,12 +240,13 @@ static int charged_call(lua_State *S)
     int kind = (int)lua_tointeger(S, lua_upvalueindex(2));
     static const char *const what[] = { "string pattern", "string pattern", "string pattern",
         "string pattern", "table.move", "table.insert/remove", "table.insert/remove", "table.concat",
-        "table.unpack", "string.rep" };
+        "table.unpack", "string.rep", "table.sort" };
     double cost = kind == CHARGE_MOVE ? move_cost(S)
                 : kind == CHARGE_INSERT || kind == CHARGE_REMOVE ? shift_cost(S, kind)
                 : kind == CHARGE_CONCAT ? range_cost(S, 3)
                 : kind == CHARGE_UNPACK ? range_cost(S, 2)
                 : kind == CHARGE_REP ? rep_cost(S)
+                : kind == CHARGE_SORT ? sort_cost(S)
                 : pattern_cost(S, kind);
     if (cost > (double)L->budget) {
         char steps[32];   /* lua_pushfstring has no %g with a precision */
@@ -1027,6 +1038,7 @@ static void build_sandbox(lua_State *S, cr_lua *L)
     charge_field(S, "table", "concat", CHARGE_CONCAT);
     charge_field(S, "table", "unpack", CHARGE_UNPACK);
     charge_field(S, "string", "rep", CHARGE_REP);
+    charge_field(S, "table", "sort", CHARGE_SORT);
     lua_newtable(S);
     int sb = lua_gettop(S);
     for (const char *const *k = base_ok; *k; k++) {

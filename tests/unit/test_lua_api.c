@@ -369,11 +369,16 @@ TEST(sandbox_charges_c_loops)
     CHECK(run(&f, "local s = table.concat(setmetatable({}, { __index = table.concat, "
                   "__len = function() return 1e15 end }))", &err) == CR_NO_NODE);
     CHECK_CONTAINS(err.msg, "table.concat");
+    CHECK(run(&f, "table.sort(setmetatable({}, { __index = rawlen, __newindex = rawequal, "
+                  "__len = function() return (1 << 31) - 2 end }))", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "table.sort");
     CHECK(run(&f, "for i = 1, 1e9 do local a = table.unpack({}, 1, 100000) end", &err) == CR_NO_NODE);
     CHECK_CONTAINS(err.msg, "instruction limit exceeded");
     uint32_t r = run(&f, "assert(('ab'):rep(3, ',') == 'ab,ab,ab' and (''):rep(5) == '')\n"
                          "assert(table.concat({1, 2, 3}, '-') == '1-2-3' and table.concat({'a', 'b'}, '', 2) == 'b')\n"
                          "local a, b = table.unpack({4, 5}) assert(a == 4 and b == 5)\n"
+                         "local s = {3, 1, 2} table.sort(s) assert(s[1] == 1 and s[3] == 3)\n"
+                         "table.sort(s, function(x, y) return x > y end) assert(s[1] == 3)\n"
                          "return ctx.inputs[1]", &err);
     CHECK_MSG(r != CR_NO_NODE, "%s", err.msg);
     teardown(&f);

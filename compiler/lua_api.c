@@ -197,17 +197,11 @@ static double rep_cost(lua_State *S)
  * Charged the indices visited. */
 static double range_cost(lua_State *S, int first)
 {
-    int oki, okj;
-    lua_Integer i = lua_isnoneornil(S, first) ? 1 : lua_tointegerx(S, first, &oki);
-    if (lua_isnoneornil(S, first)) oki = 1;
-    lua_Integer j;
-    if (lua_isnoneornil(S, first + 1)) {
-        if (lua_type(S, 1) != LUA_TTABLE) return 1;
-        j = luaL_len(S, 1);
-        okj = 1;
-    } else {
-        j = lua_tointegerx(S, first + 1, &okj);
-    }
+    int oki = 1, okj = 1;
+    lua_Integer i = lua_isnoneornil(S, first) ? 1 : lua_tointegerx(S, first, &oki), j;
+    if (!lua_isnoneornil(S, first + 1)) j = lua_tointegerx(S, first + 1, &okj);
+    else if (lua_type(S, 1) == LUA_TTABLE) j = luaL_len(S, 1);   /* as the function will ask */
+    else return 1;
     if (!oki || !okj || j < i) return 1;
     return (double)j - (double)i + 1;
 }

@@ -1,4 +1,4 @@
-/* lua_api.h — the sandboxed Lua state that runs merge methods and the `cr`
+/* lua_api.h — the sandboxed Lua state that runs merge methods (lua_sandbox.c) and the `cr`
  * API that turns their arithmetic into graph nodes (spec/lua-api.md).
  *
  * One cr_lua per compilation, used on the compiler thread only. Method files

@@ -1,4 +1,4 @@
-/* lua_api.h — the sandboxed Lua state that runs merge methods and the `cr`
+/* lua_api.h — the sandboxed Lua state that runs merge methods (lua_sandbox.c) and the `cr`
  * API that turns their arithmetic into graph nodes (spec/lua-api.md).
  *
  * One cr_lua per compilation, used on the compiler thread only. Method files
@@ -77,12 +77,28 @@ cr_status cr_lua_call_merge(cr_lua *L, int ref, cr_graph *g, const cr_lua_call *
 cr_status cr_lua_run_string(cr_lua *L, cr_graph *g, const char *chunkname, const char *code,
                             cr_error *err);
 
-/* Run a whole-recipe script (compiler/lua_recipe.c): the table on top of
- * the stack becomes the global `crucible` of the script's own environment
- * over the sandbox, and is popped. Same limits as a method load; a failure
- * fails with CR_ERR_CONFIG and the script's file, line and traceback. */
+/* Run a whole-recipe script (compiler/lua_recipe.c): the functions of api
+ * form the global `crucible` of the script's own environment over the
+ * sandbox; each has one upvalue, a userdata holding a void* that is ud
+ * while the script runs and NULL after it. Same limits as a method load; a
+ * failure fails with CR_ERR_CONFIG and the script's file, line and
+ * traceback. */
+typedef struct luaL_Reg luaL_Reg;
 cr_status cr_lua_run_script(cr_lua *L, const char *chunkname, const char *text, size_t len,
-                            cr_error *err);
+                            const luaL_Reg *api, void *ud, cr_error *err);
+
+/* Run fn(S) with ud as a light userdata at index 1, protected and bounded
+ * like a merge call (inside lua_pcall with the traceback handler, the
+ * instruction budget and the CPU backstop on; sharing the budget when
+ * nested in a running call). Every entry into Lua from C outside lua_api.c
+ * goes through here: a metamethod that errors, loops or allocates past the
+ * limit fails with CR_ERR_CONFIG (context, if not "", is appended as
+ * "while CONTEXT"), the machine's own out-of-memory with CR_ERR_NOMEM.
+ * fn reports its own findings through ud and returns 0. */
+typedef int (*cr_lua_cfn)(lua_State *S);
+cr_status cr_lua_protect(cr_lua *L, cr_lua_cfn fn, void *ud, const char *context, cr_error *err);
+/* luaL_unref, protected (the first one allocates). */
+void cr_lua_unref(cr_lua *L, int ref);
 
 /* The node a Lua value at stack index idx wraps, or CR_NO_NODE. */
 uint32_t cr_lua_value_node(lua_State *S, int idx);

@@ -41,7 +41,7 @@ typedef struct recipe {
  * the graph is built) gets an error instead of a dangling pointer. */
 static recipe *self(lua_State *S)
 {
-    recipe **p = lua_touserdata(S, lua_upvalueindex(1));
+    void **p = lua_touserdata(S, lua_upvalueindex(1));
     if (!p || !*p) luaL_error(S, "crucible.* can only be called while the recipe script runs");
     return *p;
 }
@@ -274,6 +274,10 @@ static const cr_method_info *method_arg(lua_State *S, recipe *r, int idx, const 
     if (lua_type(S, idx) != LUA_TFUNCTION)
         luaL_error(S, "%s: method must be a method name or a function(ctx)", out_name);
     /* one registration per distinct function */
+    if (r->inline_ref == LUA_NOREF) {
+        lua_newtable(S);
+        r->inline_ref = luaL_ref(S, LUA_REGISTRYINDEX);
+    }
     lua_rawgeti(S, LUA_REGISTRYINDEX, r->inline_ref);
     lua_pushvalue(S, idx);
     lua_rawget(S, -2);
@@ -298,13 +302,39 @@ static const cr_method_info *method_arg(lua_State *S, recipe *r, int idx, const 
     return m;
 }
 
+/* An output name must be one the safetensors writer can write and a
+ * reader find: not empty, at most CR_LIMIT_NAME bytes (what the reader
+ * accepts), not the header's reserved "__metadata__" key, and no control
+ * characters (a NUL would cut the name short; the others are refused by
+ * JSON readers and print as terminal escapes). The name itself is not
+ * quoted in the message: it may be 5000 bytes or hold escapes. */
+static void check_output_name(lua_State *S, const char *name, size_t len)
+{
+    if (!len) luaL_error(S, "crucible.merge: the output tensor name is empty");
+    if (len > CR_LIMIT_NAME)
+        luaL_error(S, "crucible.merge: the output tensor name is %I bytes long (limit %d)",
+                   (lua_Integer)len, (int)CR_LIMIT_NAME);
+    if (!strcmp(name, "__metadata__"))
+        luaL_error(S, "crucible.merge: the output tensor name '__metadata__' is reserved by the safetensors format");
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f) {
+            char byte[8];   /* lua_pushfstring has no %x */
+            snprintf(byte, sizeof byte, "0x%02x", (unsigned char)name[i]);
+            luaL_error(S, "crucible.merge: the output tensor name has a control character (byte %s at offset %I)",
+                       byte, (lua_Integer)i);
+        }
+}
+
 static int l_merge(lua_State *S)
 {
     recipe *r = self(S);
     luaL_checktype(S, 1, LUA_TTABLE);
     lua_settop(S, 1);
     if (lua_getfield(S, 1, "name") != LUA_TSTRING) luaL_error(S, "crucible.merge: name (the output tensor) is required");
-    const char *name = adup(S, r, lua_tostring(S, -1));
+    size_t name_len;
+    const char *name = lua_tolstring(S, -1, &name_len);
+    check_output_name(S, name, name_len);
+    name = adup(S, r, name);
     lua_pop(S, 1);
     for (size_t i = 0; i < r->tensors.len; i++)
         if (!strcmp(CR_VEC_AT(&r->tensors, cr_plan_tensor, i).name, name))
@@ -472,21 +502,11 @@ cr_status cr_frontend_lua(const cr_allocator *alloc, const char *recipe_path,
     }
     if (!st) {
         cr_resolve_env_init(&r.env, &out->arena, recipe_path, opt->models_dir, !opt->no_env);
-        lua_State *S = cr_lua_state(cr_methods_state(r.reg));
-        lua_newtable(S);
-        r.inline_ref = luaL_ref(S, LUA_REGISTRYINDEX);
         static const luaL_Reg fns[] = {
             { "model", l_model }, { "merge", l_merge }, { "settings", l_settings }, { NULL, NULL } };
-        lua_createtable(S, 0, 3);
-        recipe **cell = lua_newuserdatauv(S, sizeof *cell, 0);
-        *cell = &r;
-        lua_pushvalue(S, -1);
-        int cell_ref = luaL_ref(S, LUA_REGISTRYINDEX);   /* alive until cleared below */
-        luaL_setfuncs(S, fns, 1);
-        st = cr_lua_run_script(cr_methods_state(r.reg), out->recipe_path, text, len, err);
-        *cell = NULL;   /* the closures may outlive this call (inline merge functions) */
-        luaL_unref(S, LUA_REGISTRYINDEX, cell_ref);
-        luaL_unref(S, LUA_REGISTRYINDEX, r.inline_ref);
+        cr_lua *L = cr_methods_state(r.reg);
+        st = cr_lua_run_script(L, out->recipe_path, text, len, fns, &r, err);
+        if (r.inline_ref != LUA_NOREF) cr_lua_unref(L, r.inline_ref);
     }
     cr_free(alloc, text);
     publish_models(&r, out);

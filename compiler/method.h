@@ -46,6 +46,11 @@ typedef struct cr_method_registry cr_method_registry;
 /* user_dir: the --methods DIR (NULL if none). */
 cr_status cr_methods_open(const cr_allocator *alloc, const char *user_dir,
                           cr_method_registry **out, cr_error *err);
+/* The same with the Lua state's limits (NULL or 0 fields: vm/limits.h's);
+ * tests and fuzzing lower them to make a runaway script cheap. */
+typedef struct cr_lua_limits cr_lua_limits;
+cr_status cr_methods_open_limits(const cr_allocator *alloc, const char *user_dir,
+                                 const cr_lua_limits *limits, cr_method_registry **out, cr_error *err);
 void cr_methods_close(cr_method_registry *r);
 /* Look a method up by name ("ties"), by "lua:PATH" (PATH relative to
  * `relative_to`, the recipe's directory) or by a name found in the user

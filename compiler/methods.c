@@ -85,7 +85,8 @@ static cr_status read_decl(cr_method_registry *r, lua_State *S, const char *sour
     lua_pop(S, 1);
 
     if (lua_getfield(S, t, "params") == LUA_TTABLE) {
-        lua_Integer n = luaL_len(S, -1);
+        /* the entries that are there (a __len could claim 10^15 of them) */
+        lua_Integer n = (lua_Integer)lua_rawlen(S, -1);
         cr_param_decl *ps = n ? cr_arena_alloc(&r->arena, sizeof *ps * (size_t)n) : NULL;
         if (n && !ps) { lua_pop(S, 1); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
         for (lua_Integer i = 1; i <= n; i++) {
@@ -117,6 +118,25 @@ static cr_status read_decl(cr_method_registry *r, lua_State *S, const char *sour
     return CR_OK;
 }
 
+typedef struct decl_read {
+    cr_method_registry *r;
+    const char *source, *default_name;
+    method_entry *e;
+    cr_error *err;
+    cr_status st;
+} decl_read;
+
+/* protected (cr_lua_protect): the declaration table is the script's, and
+ * any field read may run its metamethods (__index, __len), which may
+ * error, loop or allocate past the limit */
+static int read_decl_body(lua_State *S)
+{
+    decl_read *d = lua_touserdata(S, 1);
+    lua_rawgeti(S, LUA_REGISTRYINDEX, d->e->ref);
+    d->st = read_decl(d->r, S, d->source, d->default_name, d->e, d->err);
+    return 0;
+}
+
 /* Load one method file's text and register it under key. */
 static cr_status load_method(cr_method_registry *r, const char *key, const char *source,
                              const char *default_name, const char *text, size_t len,
@@ -125,17 +145,18 @@ static cr_status load_method(cr_method_registry *r, const char *key, const char 
     int ref;
     cr_status st = cr_lua_load_chunk(r->lua, source, text, len, &ref, err);
     if (st) return st;
-    lua_State *S = cr_lua_state(r->lua);
     method_entry *e = cr_arena_alloc(&r->arena, sizeof *e);
     if (!e || !(e->key = cr_arena_strdup(&r->arena, key))) {
-        luaL_unref(S, LUA_REGISTRYINDEX, ref);
+        cr_lua_unref(r->lua, ref);
         return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     }
     e->ref = ref;
     e->from_file = false;
-    lua_rawgeti(S, LUA_REGISTRYINDEX, ref);
-    st = read_decl(r, S, source, default_name, e, err);
-    lua_pop(S, 1);
+    decl_read d = { .r = r, .source = source, .default_name = default_name, .e = e, .err = err };
+    char context[600];
+    snprintf(context, sizeof context, "reading the declaration of %s", source);
+    st = cr_lua_protect(r->lua, read_decl_body, &d, context, err);
+    if (!st) st = d.st;
     if (st) return st;
     if (!cr_vec_push(&r->entries, &e)) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     *out = e;
@@ -145,13 +166,19 @@ static cr_status load_method(cr_method_registry *r, const char *key, const char 
 cr_status cr_methods_open(const cr_allocator *alloc, const char *user_dir,
                           cr_method_registry **out, cr_error *err)
 {
+    return cr_methods_open_limits(alloc, user_dir, NULL, out, err);
+}
+
+cr_status cr_methods_open_limits(const cr_allocator *alloc, const char *user_dir,
+                                 const cr_lua_limits *limits, cr_method_registry **out, cr_error *err)
+{
     *out = NULL;
     cr_method_registry *r = cr_calloc(alloc, 1, sizeof *r);
     if (!r) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     r->alloc = alloc;
     cr_arena_init(&r->arena, alloc);
     cr_vec_init(&r->entries, alloc, sizeof(method_entry *));
-    cr_status st = cr_lua_open(alloc, NULL, &r->lua, err);
+    cr_status st = cr_lua_open(alloc, limits, &r->lua, err);
     if (st) { cr_methods_close(r); return st; }
     if (user_dir && !(r->user_dir = cr_arena_strdup(&r->arena, user_dir))) {
         cr_methods_close(r);

@@ -9,25 +9,52 @@
  *      crucible.merge, inline functions included, runs its merge call);
  *   2  a method file used by a fixed YAML recipe (three models, base
  *      model-a) and compiled: the method's merge function runs on every
- *      tensor.
+ *      tensor;
+ *   3  the body of a function hook(t, k) that a fixed method file (see
+ *      fuzz_lua_decl_tail) calls for every field read from its declaration
+ *      table (k a field name: its metatable's __index, so reading the
+ *      declaration runs it), in merge as the xpcall'd function (t = ctx,
+ *      k = 'call') and as that xpcall's message handler (t = the error,
+ *      k = 'handler'); then used like mode 2. Its seeds (d-*.lua) error with odd objects,
+ *      loop, allocate, and return tables with metatables of their own.
  * Three tiny Mistral-layout models (a, b, c; 2 layers, hidden 8) are
  * synthesised once in a temporary directory, with examples/methods/
  * median.lua copied to methods/ so recipe seeds can name it. Everything
  * runs header-only under the registry's sandbox and its limits
- * (vm/limits.h: Lua heap and instruction budget per load or merge call;
- * the registry has no API to lower them, so a runaway script costs one
- * budget, seconds under ASan — keep -timeout above that). Whatever the
+ * lowered to FUZZ_LUA_INSTRUCTIONS instructions and FUZZ_LUA_BYTES of heap
+ * per load or merge call, so that a runaway script costs a fraction of a
+ * second (the defaults of vm/limits.h are 10-20 times that). Whatever the
  * input, the calls must return, every diagnostic carrying a message, and
  * nothing may leak. See fuzz_common.h.
  */
 #include "fuzz_common.h"
 #include "compile.h"
+#include "lua_api.h"
 #include "frontend.h"
 #include "graph.h"
 #include "lua_recipe.h"
 #include "method.h"
 #include "program.h"
 #include "support/front_support.h"
+
+#define FUZZ_LUA_INSTRUCTIONS 10000000L
+#define FUZZ_LUA_BYTES ((size_t)64 << 20)
+
+/* mode 3: the input is the body of hook(t, k) */
+static const char fuzz_lua_decl_head[] = "local function hook(t, k)\n";
+static const char fuzz_lua_decl_tail[] =
+    "\nend\n"
+    "local decl = { name = 'fz', inputs = { min = 1 }, params = { { name = 'weight', scope = 'model' } },\n"
+    "  merge = function(ctx)\n"
+    "    local ok, v = xpcall(hook, function(e) return hook(e, 'handler') end, ctx, 'call')\n"
+    "    if ok and v ~= nil then return v end\n"
+    "    return ctx.inputs[1]\n"
+    "  end }\n"
+    "return setmetatable({}, { __index = function(t, k)\n"
+    "  local v = hook(t, k)\n"
+    "  if v ~= nil then return v end\n"
+    "  return decl[k]\n"
+    "end })\n";
 
 static char *fuzz_lua_dir, *fuzz_lua_models, *fuzz_lua_method, *fuzz_lua_recipe, *fuzz_lua_yaml;
 
@@ -133,19 +160,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!fuzz_lua_init()) abort();
     if (size < 1) return 0;
-    int mode = data[0] % 3;
-    if (!fuzz_write_file(mode == 1 ? fuzz_lua_recipe : fuzz_lua_method, data + 1, size - 1)) abort();
+    int mode = data[0] % 4;
+    if (mode == 3) {
+        size_t nh = sizeof fuzz_lua_decl_head - 1, nt = sizeof fuzz_lua_decl_tail - 1;
+        char *text = malloc(nh + size - 1 + nt);
+        if (!text) abort();
+        memcpy(text, fuzz_lua_decl_head, nh);
+        memcpy(text + nh, data + 1, size - 1);
+        memcpy(text + nh + size - 1, fuzz_lua_decl_tail, nt);
+        bool ok = fuzz_write_file(fuzz_lua_method, text, nh + size - 1 + nt);
+        free(text);
+        if (!ok) abort();
+    } else if (!fuzz_write_file(mode == 1 ? fuzz_lua_recipe : fuzz_lua_method, data + 1, size - 1)) {
+        abort();
+    }
     cr_failing_allocator fa;
     fuzz_alloc_begin(&fa);
     cr_method_registry *reg = NULL;
     cr_error err = {0};
-    if (cr_methods_open(&fa.base, NULL, &reg, &err)) abort();
+    cr_lua_limits lim = { .max_bytes = FUZZ_LUA_BYTES, .max_instructions = FUZZ_LUA_INSTRUCTIONS };
+    if (cr_methods_open_limits(&fa.base, NULL, &lim, &reg, &err)) abort();
     if (mode == 0) {
         const cr_method_info *m = cr_methods_find(reg, "lua:method.lua", fuzz_lua_dir, &err);
         if (m) FUZZ_ASSERT(m->name && m->name[0], "method without a name");
         else FUZZ_ASSERT(err.msg[0] != 0, "method load failed without a message");
     } else {
-        fuzz_lua_compile(&fa.base, reg, mode == 2 ? fuzz_lua_yaml_text : NULL);
+        fuzz_lua_compile(&fa.base, reg, mode == 1 ? NULL : fuzz_lua_yaml_text);
     }
     cr_methods_close(reg);
     fuzz_alloc_end(&fa, "fuzz_lua");

@@ -3,6 +3,9 @@
  * fail with a clear message and the state keeps working. */
 #include "harness.h"
 #include "support/graph_fixtures.h"
+#include "method.h"
+#include <stdlib.h>
+#include <unistd.h>
 
 typedef struct fixture {
     cr_graph g;
@@ -236,7 +239,7 @@ TEST(sandbox_cannot_outrun_budget)
     CHECK(run(&f, "while true do pcall(function() while true do end end) end", &err) == CR_NO_NODE);
     CHECK_CONTAINS(err.msg, "loop forever");
     CHECK(run(&f, "while true do pcall(string.rep, 'x', 1 << 40) end", &err) == CR_NO_NODE);
-    CHECK_CONTAINS(err.msg, "loop forever");
+    CHECK_CONTAINS(err.msg, "instruction limit exceeded");
     CHECK(run(&f, "local s = string.find(('a'):rep(40), ('a*'):rep(40) .. 'b')", &err) == CR_NO_NODE);
     CHECK_CONTAINS(err.msg, "string pattern");
     CHECK(run(&f, "for w in ('a'):rep(60):gmatch(('a-'):rep(30) .. 'b') do end", &err) == CR_NO_NODE);
@@ -286,9 +289,148 @@ TEST(sandbox_cpu_time_backstop)
     CHECK(run(&f, "local s, t = ('x'):rep(1 << 24), ('x'):rep(1 << 24)\n"
                   "for i = 1, 1e9 do local e = s == t end", &err) == CR_NO_NODE);
     CHECK_CONTAINS(err.msg, "time limit exceeded");
+    /* and inside a message handler reached by the time limit's own error */
+    CHECK(run(&f, "local s, t = ('x'):rep(1 << 24), ('x'):rep(1 << 24)\n"
+                  "xpcall(function() for i = 1, 1e9 do local e = s == t end end,\n"
+                  "       function() for i = 1, 1e9 do local e = s == t end end)", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "time limit exceeded");
     uint32_t r = run(&f, "return ctx.inputs[1]", &err);
     CHECK_MSG(r != CR_NO_NODE, "%s", err.msg);
     teardown(&f);
+}
+
+/* xpcall's message handler: Lua runs it at the point of the error, and
+ * when the error is the budget's own (raised in the count hook) that is
+ * with hooks off, so a looping handler ran for ever. */
+TEST(sandbox_message_handlers)
+{
+    fixture f;
+    REQUIRE(setup(&f, CR_DTYPE_F32));
+    cr_error err = {0};
+    CHECK(run(&f, "xpcall(function() while true do end end, function(e) while true do end end)", &err)
+          == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "instruction limit exceeded");
+    CHECK(run(&f, "while true do xpcall(error, function(e) while true do end end) end", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "instruction limit exceeded");
+    CHECK(run(&f, "xpcall(function() while true do end end, function(e) local t = {} "
+                  "for i = 1, 1e9 do t[i] = ('x'):rep(100) .. i end end)", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "limit");
+    /* xpcall keeps its meaning: results, arguments, the handler's value */
+    uint32_t r = run(&f, "local ok, a, b = xpcall(function(x, y) return x + y, 'k' end, error, 1, 2)\n"
+                         "assert(ok and a == 3 and b == 'k')\n"
+                         "local ok2, m = xpcall(function() error('boom', 0) end, function(e) return 'got ' .. e end)\n"
+                         "assert(not ok2 and m == 'got boom')\n"
+                         "local ok3, m3 = xpcall(error, function(e) error('again', 0) end, 'x')\n"
+                         "assert(not ok3 and m3 == 'again')\n"
+                         "assert(not pcall(xpcall, error))\n"
+                         "return ctx.inputs[1]", &err);
+    CHECK_MSG(r != CR_NO_NODE, "%s", err.msg);
+    teardown(&f);
+}
+
+/* error() with something other than a string: the message names the
+ * script line and the value's type; __tostring is never run */
+TEST(error_objects_name_the_line)
+{
+    fixture f;
+    REQUIRE(setup(&f, CR_DTYPE_F32));
+    cr_error err = {0};
+    CHECK(run(&f, "\nerror({})", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "test.lua:3: error object is a table value");
+    CHECK(run(&f, "error(nil)", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "test.lua:2: error object is a nil value");
+    CHECK(run(&f, "error(setmetatable({}, { __tostring = function() while true do end end }))", &err)
+          == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "test.lua:2: error object is a table value");
+    CHECK(run(&f, "local t = setmetatable({}, { __index = function() error({}) end })\nlocal x = t.y", &err)
+          == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "test.lua:2: error object is a table value");
+    CHECK(run(&f, "error(ctx.inputs[1])", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "test.lua:2: error object is a userdata value");
+    /* strings as before */
+    CHECK(run(&f, "error('plain')", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "test.lua:2: plain");
+    teardown(&f);
+}
+
+/* C library loops that no instruction and no allocation paid for */
+TEST(sandbox_charges_c_loops)
+{
+    fixture f;
+    REQUIRE(setup(&f, CR_DTYPE_F32));
+    cr_error err = {0};
+    CHECK(run(&f, "local s = (''):rep(math.maxinteger)", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "string.rep");
+    CHECK(run(&f, "local s = string.rep('', 1e15, '')", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "string.rep");
+    CHECK(run(&f, "local s = table.concat(setmetatable({}, { __index = table.concat }), '', 1, 1e15)", &err)
+          == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "table.concat");
+    CHECK(run(&f, "local s = table.concat(setmetatable({}, { __index = table.concat, "
+                  "__len = function() return 1e15 end }))", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "table.concat");
+    CHECK(run(&f, "table.sort(setmetatable({}, { __index = rawlen, __newindex = rawequal, "
+                  "__len = function() return (1 << 31) - 2 end }))", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "table.sort");
+    CHECK(run(&f, "for i = 1, 1e9 do local a = table.unpack({}, 1, 100000) end", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "instruction limit exceeded");
+    uint32_t r = run(&f, "assert(('ab'):rep(3, ',') == 'ab,ab,ab' and (''):rep(5) == '')\n"
+                         "assert(table.concat({1, 2, 3}, '-') == '1-2-3' and table.concat({'a', 'b'}, '', 2) == 'b')\n"
+                         "local a, b = table.unpack({4, 5}) assert(a == 4 and b == 5)\n"
+                         "local s = {3, 1, 2} table.sort(s) assert(s[1] == 1 and s[3] == 3)\n"
+                         "table.sort(s, function(x, y) return x > y end) assert(s[1] == 3)\n"
+                         "return ctx.inputs[1]", &err);
+    CHECK_MSG(r != CR_NO_NODE, "%s", err.msg);
+    teardown(&f);
+}
+
+/* A method's declaration table is the script's: reading it may run its
+ * metamethods, which error (was: a Lua panic, SIGABRT), loop (was: a hang)
+ * or allocate past the limit (a panic). */
+TEST(declaration_tables_are_protected)
+{
+    char dir[] = "/tmp/crucible-decl-XXXXXX";
+    REQUIRE(mkdtemp(dir));
+    cr_lua_limits lim = { .max_bytes = (size_t)16 << 20, .max_instructions = 5000000 };
+    cr_method_registry *reg = NULL;
+    cr_error err = {0};
+    REQUIRE(cr_methods_open_limits(cr_default_allocator(), NULL, &lim, &reg, &err) == CR_OK);
+    static const struct { const char *text, *want; } cases[] = {
+        { "return setmetatable({}, { __index = function(t, k) error('no field ' .. k) end })",
+          "decl0.lua:1: no field name" },
+        { "return setmetatable({}, { __index = function() while true do end end })",
+          "instruction limit exceeded" },
+        { "return setmetatable({}, { __index = function() local t = {}\n"
+          "  for i = 1, 1e9 do t[i] = ('x'):rep(1000) .. i end end })", "memory limit (16 MiB)" },
+        { "return { merge = function(ctx) return ctx.inputs[1] end,\n"
+          "  params = { setmetatable({}, { __index = function() while true do end end }) } }",
+          "instruction limit exceeded" },
+        { "return { merge = function(ctx) return ctx.inputs[1] end,\n"
+          "  inputs = setmetatable({}, { __index = function() error({}) end }) }",
+          "decl4.lua:2: error object is a table value" },
+        { "return setmetatable({}, { __index = function() return setmetatable({}, { __tostring = "
+          "function() while true do end end }) end })", "no merge function" },
+    };
+    for (size_t i = 0; i < CR_ARRAY_LEN(cases); i++) {
+        char path[256], name[64];
+        snprintf(name, sizeof name, "lua:decl%zu.lua", i);
+        snprintf(path, sizeof path, "%s/decl%zu.lua", dir, i);
+        FILE *fp = fopen(path, "w");
+        REQUIRE(fp);
+        fputs(cases[i].text, fp);
+        fclose(fp);
+        memset(&err, 0, sizeof err);
+        CHECK_MSG(!cr_methods_find(reg, name, dir, &err), "case %zu accepted", i);
+        CHECK_EQ_INT(err.status, CR_ERR_CONFIG);
+        CHECK_CONTAINS(err.msg, cases[i].want);
+        if (i < 5) CHECK_CONTAINS(err.msg, "reading the declaration of");
+        remove(path);
+    }
+    /* the state goes on working */
+    const cr_method_info *m = cr_methods_find(reg, "linear", dir, &err);
+    CHECK(m && m->n_params > 0);
+    cr_methods_close(reg);
+    rmdir(dir);
 }
 
 TEST(stdlib_common_helpers)
@@ -316,6 +458,10 @@ int main(void)
     RUN(sandbox);
     RUN(sandbox_cannot_outrun_budget);
     RUN(sandbox_cpu_time_backstop);
+    RUN(sandbox_message_handlers);
+    RUN(error_objects_name_the_line);
+    RUN(sandbox_charges_c_loops);
+    RUN(declaration_tables_are_protected);
     RUN(stdlib_common_helpers);
     return cr_test_summary();
 }

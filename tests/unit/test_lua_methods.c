@@ -27,7 +27,9 @@
 #include "safetensors.h"
 #include "compile.h"
 #include "frontend.h"
+#include "lua_api.h"
 #include "lua_recipe.h"
+#include "method.h"
 #include "program.h"
 
 static char g_dir[256];
@@ -467,6 +469,87 @@ TEST(sandbox_lua_recipes)
     expect_failure("bad.lua", "local a = crucible.model('a')\n", "bad.lua", "no output tensor", "empty");
 }
 
+/* A Lua recipe through the front end and, when accepted, the compiler
+ * (inline merge functions run there), in process, under a registry with a
+ * small budget: the status, and the message in msg. */
+static cr_status lua_recipe_in_process(const char *file, const char *text, char *msg, size_t n)
+{
+    char p[512], models[512];
+    path_in(p, sizeof p, file);
+    path_in(models, sizeof models, "m");
+    write_file(p, text);
+    const cr_allocator *a = cr_default_allocator();
+    cr_lua_limits lim = { .max_bytes = (size_t)64 << 20, .max_instructions = 5000000 };
+    cr_method_registry *reg = NULL;
+    cr_error err = {0};
+    if (cr_methods_open_limits(a, NULL, &lim, &reg, &err)) { snprintf(msg, n, "%s", err.msg); return err.status; }
+    cr_frontend_options fo = { .models_dir = models, .methods = reg, .header_only = true, .no_env = true };
+    cr_plan plan;
+    cr_diags d;
+    cr_diags_init(&d, a);
+    cr_status st = cr_frontend_recipe(a, p, &fo, &plan, &d, &err);
+    if (st == CR_ERR_CONFIG) CHECK_MSG(d.n_errors > 0, "%s: CONFIG without a diagnostic", file);
+    if (!st) {
+        cr_graph g;
+        cr_graph_init(&g, a);
+        cr_program prog;
+        st = cr_compile_plan(&plan, reg, NULL, &g, &prog, &err);
+        if (!st) cr_program_free(&prog);
+        cr_graph_free(&g);
+    }
+    snprintf(msg, n, "%s", st ? err.msg : "");
+    cr_plan_free(&plan);
+    cr_diags_free(&d);
+    cr_methods_close(reg);
+    return st;
+}
+
+/* the Lua sandbox's escapes, in recipes (issue 13): xpcall handlers that
+ * loop, error objects that are not strings, output names the writer cannot
+ * write. Each fails with the script's line. */
+TEST(lua_recipe_escapes)
+{
+    static const char head[] = "local a = crucible.model('a')\n";
+    static const struct { const char *body, *want, *where; } cases[] = {
+        { "xpcall(function() while true do end end, function() while true do end end)",
+          "instruction limit exceeded", "bad.lua:2" },
+        { "crucible.merge{ name = 'lm_head.weight', inputs = { {a, 'lm_head.weight'} }, method = function(ctx)\n"
+          "  xpcall(function() while true do end end, function() while true do end end)\n"
+          "  return ctx.inputs[1] end }", "instruction limit exceeded", "with method inline@2" },
+        { "error({})", "bad.lua:2: error object is a table value", "bad.lua:2" },
+        { "error(nil)", "bad.lua:2: error object is a nil value", "bad.lua:2" },
+        { "crucible.merge{ name = 'lm_head.weight', inputs = { {a, 'lm_head.weight'} }, method = function(ctx)\n"
+          "  error(setmetatable({}, { __tostring = function() while true do end end })) end }",
+          "bad.lua:3: error object is a table value", "bad.lua:3" },
+        { "crucible.merge{ name = ('x'):rep(5000), inputs = { {a, 'lm_head.weight'} },\n"
+          "  method = function(ctx) return ctx.inputs[1] end }", "name is 5000 bytes long (limit 4096)",
+          "bad.lua:2" },
+        { "crucible.merge{ name = '__metadata__', inputs = { {a, 'lm_head.weight'} },\n"
+          "  method = function(ctx) return ctx.inputs[1] end }", "'__metadata__' is reserved", "bad.lua:2" },
+        { "crucible.merge{ name = 'lm_head\\0.weight', inputs = { {a, 'lm_head.weight'} },\n"
+          "  method = function(ctx) return ctx.inputs[1] end }", "control character (byte 0x00 at offset 7)",
+          "bad.lua:2" },
+        { "crucible.merge{ name = 'x\\27[31m', inputs = { {a, 'lm_head.weight'} },\n"
+          "  method = function(ctx) return ctx.inputs[1] end }", "control character (byte 0x1b at offset 1)",
+          "bad.lua:2" },
+        { "crucible.merge{ name = '', inputs = { {a, 'lm_head.weight'} },\n"
+          "  method = function(ctx) return ctx.inputs[1] end }", "name is empty", "bad.lua:2" },
+    };
+    for (size_t i = 0; i < CR_ARRAY_LEN(cases); i++) {
+        char text[1024], msg[1024];
+        snprintf(text, sizeof text, "%s%s\n", head, cases[i].body);
+        cr_status st = lua_recipe_in_process("bad.lua", text, msg, sizeof msg);
+        CHECK_MSG(st == CR_ERR_CONFIG, "case %zu: status %d (%s)", i, (int)st, msg);
+        CHECK_CONTAINS(msg, cases[i].want);
+        CHECK_CONTAINS(msg, cases[i].where);
+    }
+    /* a name at the limit is fine */
+    char text[6000], msg[1024];
+    snprintf(text, sizeof text, "%scrucible.merge{ name = ('x'):rep(4096), inputs = { {a, 'lm_head.weight'} },\n"
+             "  method = function(ctx) return ctx.inputs[1] end }\n", head);
+    CHECK_MSG(lua_recipe_in_process("ok.lua", text, msg, sizeof msg) == CR_OK, "%s", msg);
+}
+
 /* every registered function has a line in spec/lua-api.md */
 TEST(spec_documents_every_function)
 {
@@ -525,6 +608,7 @@ int main(void)
     RUN(lua_recipes);
     RUN(sandbox_user_methods);
     RUN(sandbox_lua_recipes);
+    RUN(lua_recipe_escapes);
     RUN(spec_documents_every_function);
     sh("rm -rf %s", g_dir);
     return cr_test_summary();

@@ -1,0 +1,1 @@
+3if k == 'pretty' then return table.concat(setmetatable({}, { __index = table.concat }), '', 1, 1e15) end

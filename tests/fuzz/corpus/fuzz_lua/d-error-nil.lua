@@ -1,0 +1,1 @@
+3if k == 'name' then error(nil) end

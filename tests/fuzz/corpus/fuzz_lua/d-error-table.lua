@@ -1,0 +1,1 @@
+3if k == 'merge' then error({}) end

@@ -1,0 +1,1 @@
+3error(setmetatable({}, { __tostring = function() while true do end end }))

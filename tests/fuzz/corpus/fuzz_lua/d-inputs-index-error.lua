@@ -1,0 +1,1 @@
+3if k == 'inputs' then return setmetatable({}, { __index = function() error({}) end }) end

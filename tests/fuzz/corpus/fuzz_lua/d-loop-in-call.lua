@@ -1,0 +1,1 @@
+3if k == 'call' then while true do end end

@@ -1,0 +1,1 @@
+3if k == 'name' then return 42 end

@@ -1,0 +1,1 @@
+3return nil

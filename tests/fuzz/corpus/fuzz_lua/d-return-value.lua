@@ -1,0 +1,1 @@
+3if k == 'call' then return t.inputs[2] * 0.5 + t.inputs[3] end

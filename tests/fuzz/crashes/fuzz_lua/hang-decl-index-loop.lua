@@ -1,0 +1,1 @@
+0return setmetatable({}, { __index = function() while true do end end })

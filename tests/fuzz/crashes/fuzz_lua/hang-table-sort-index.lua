@@ -1,0 +1,2 @@
+0table.sort(setmetatable({}, { __index = rawlen, __newindex = rawequal, __len = function() return (1 << 31) - 2 end }))
+return { name = "x", inputs = { min = 1 }, params = {}, merge = function(ctx) return ctx.inputs[1] end }

@@ -1,0 +1,4 @@
+2return { name = 'x', inputs = { min = 1 }, params = {}, merge = function(ctx)
+  xpcall(function() while true do end end, function() while true do end end)
+  return ctx.inputs[1]
+end }

@@ -1,0 +1,1 @@
+1xpcall(function() while true do end end, function() while true do end end)

@@ -130,14 +130,7 @@ static void row(const cr_program *p, FILE *out, const char *addr, const cr_insn 
         if (l >= sizeof ops) break;
     }
     comment(p, in, c, sizeof c);
-    bool rounds = (info->flags & CR_OPF_ELEM) || in->op == CR_OP_RSUM ||
-                  in->op == CR_OP_RSUM_NP || in->op == CR_OP_RSSQ_BLAS ||
-                  in->op == CR_OP_RSUM_TORCH || in->op == CR_OP_RSSQ_TORCH ||
-                  in->op == CR_OP_RSUM_ROW_TORCH || in->op == CR_OP_RSSQ_ROW_TORCH || in->op == CR_OP_RSUM_ROW ||
-                  in->op == CR_OP_RMAX_ROW || in->op == CR_OP_RSUM_COL || in->op == CR_OP_RSUM_COL_TORCH ||
-                  in->op == CR_OP_RSSQ_COL_TORCH || in->op == CR_OP_ACOS || in->op == CR_OP_SIN ||
-                  in->op == CR_OP_COS || in->op == CR_OP_TRUNC || in->op == CR_OP_ACOS_NP ||
-                  in->op == CR_OP_SIN_NP || in->op == CR_OP_COS_NP;
+    bool rounds = info->flags & CR_OPF_ROUNDS;
     fprintf(out, "%-8s %*s%-*s %-5s %-22s %s\n", addr, indent, "", 12 - indent, info->name,
             rounds ? dtype_name(in->dtype) : "", ops, c);
 }
@@ -187,10 +180,11 @@ void cr_ops_markdown(FILE *out)
     for (int i = 0; i < CR_OP_COUNT; i++) {
         const cr_op_info *o = &cr_op_table[i];
         const char *ctx = o->ctx == CR_CTX_KERNEL ? "kernel" : o->ctx == CR_CTX_TOP ? "top" : "both";
-        char flags[64] = "";
+        char flags[96] = "";
         size_t l = 0;
-        static const char *const fn[] = { "elem", "reduce", "rows", "reads", "writes" };
-        for (int b = 0; b < 5; b++)
+        static const char *const fn[] = { "elem", "reduce", "rows", "reads", "writes", "rounds", "regs", "unblocked" };
+        _Static_assert(sizeof fn / sizeof fn[0] == CR_OPF_BITS, "a name for every CR_OPF_ bit");
+        for (int b = 0; b < CR_OPF_BITS; b++)
             if (o->flags & (1u << b)) l += (size_t)snprintf(flags + l, sizeof flags - l, "%s%s", l ? ", " : "", fn[b]);
         fprintf(out, "| `%s` | %s |", o->name, ctx);
         for (int k = 0; k < 4; k++) fprintf(out, " %s |", o->kinds[k] == '-' ? "" : kind_word(o->kinds[k]));

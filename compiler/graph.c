@@ -116,12 +116,13 @@ uint32_t cr_graph_add_message(cr_graph *g, const char *msg)
 /* The kind a node of this op must have given its inputs. */
 static int expected_kind(const cr_graph *g, const cr_node *n)
 {
+    /* an op the VM runs only at top level (ops.def) computes a scalar */
+    cr_op vm_op = cr_gop_to_op((cr_gop)n->op);
+    if (vm_op != CR_OP_COUNT && cr_op_table[vm_op].ctx == CR_CTX_TOP) return CR_VK_SCALAR;
     switch (n->op) {
     case CR_GOP_INPUT: case CR_GOP_RAND: case CR_GOP_TOPK_MASK: case CR_GOP_ROW_RANK:
         return CR_VK_TENSOR;
-    case CR_GOP_CONST: case CR_GOP_SUM: case CR_GOP_KTH_ABS:
-    case CR_GOP_TRUNC: case CR_GOP_CHECK:
-    case CR_GOP_NP_ACOS: case CR_GOP_NP_SIN: case CR_GOP_NP_COS:
+    case CR_GOP_CONST: case CR_GOP_SUM: case CR_GOP_KTH_ABS: case CR_GOP_CHECK:
         return CR_VK_SCALAR;
     case CR_GOP_ROWSUM: case CR_GOP_ROWMAX:
         return CR_VK_ROWS;

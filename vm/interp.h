@@ -119,12 +119,11 @@ typedef struct vm {
     cr_status job_status;
 } vm;
 
-
 static inline bool interrupted(const vm *m) { return m->opt->interrupt && *m->opt->interrupt; }
 
 /* Polled between chunks: an interrupt, or a read past the end of an input
  * that shrank (opt->guard). The latter's message is replaced by
- * check_inputs' naming the file. */
+ * vm_check_inputs' naming the file. */
 static inline bool input_faulted(const vm *m) { return m->opt->guard && cr_input_guard_faulted(m->opt->guard); }
 static inline bool stopping(const vm *m) { return interrupted(m) || input_faulted(m); }
 static inline cr_status stop_status(const vm *m) { return input_faulted(m) ? CR_ERR_RUNTIME : CR_ERR_INTERRUPTED; }
@@ -150,8 +149,8 @@ static inline const uint8_t *view_base(const vm *m, const cr_prog_input *in)
     return m->maps[in->file] + in->offset;
 }
 
+/* |v| as an unsigned key that orders like the magnitude (selections) */
 static inline uint32_t mag_key(float v) { return cr_f32_bits(v) & 0x7fffffffu; }
-
 
 /* interp.c */
 double vm_now_s(const vm *m);

@@ -82,10 +82,6 @@ void vm_topk_mask(const vm_select *s, const float *a, float *d, size_t n, uint64
     }
 }
 
-/* Before a kernel with TORCH_DESC/ASC: record the order, and gather only
- * when the ties at the threshold do not all fit (otherwise the threshold
- * alone decides). */
-
 /* the tensor a kernel works on, for messages: its first file LOAD's */
 static const char *kernel_tensor(const vm *m, const cr_insn *code, uint32_t n)
 {
@@ -131,8 +127,11 @@ static cr_status gather_alloc(vm *m, uint32_t x, uint64_t n, cr_error *err)
     return CR_OK;
 }
 
+/* Before a kernel with TORCH_DESC/ASC: record the order, and gather only
+ * when the ties at the threshold do not all fit (otherwise the threshold
+ * alone decides). */
 cr_status vm_torch_gather_begin(vm *m, const cr_insn *in, const cr_insn *code, uint32_t code_len, uint64_t n,
-                                    cr_error *err)
+                                cr_error *err)
 {
     vm_select *s = &m->sel[in->dst];
     s->torch_order = in->op;

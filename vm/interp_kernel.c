@@ -169,25 +169,24 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
         const cr_insn *in = &j->code[pc];
         float *d = REG(in->dst);
+        const cr_op_info *info = &cr_op_table[in->op];
+        if (info->flags & CR_OPF_ELEM) {
+            /* elementwise value ops (ops.def ELEM): the ISA's unary and
+             * binary tables take the op; WHERE is the one ternary op */
+            if (in->op == CR_OP_WHERE) {
+                if (in->dtype == CR_DTYPE_BF16) { K->where_bf16(d, REG(in->a), REG(in->b), REG(in->c), n); continue; }
+                K->where(d, REG(in->a), REG(in->b), REG(in->c), n);
+            } else if (info->kinds[2] == 'v') {
+                if (in->dtype == CR_DTYPE_BF16) { K->binary_bf16((cr_op)in->op, d, REG(in->a), REG(in->b), n); continue; }
+                K->binary((cr_op)in->op, d, REG(in->a), REG(in->b), n);
+            } else {
+                if (in->dtype == CR_DTYPE_BF16) { K->unary_bf16((cr_op)in->op, d, REG(in->a), n); continue; }
+                K->unary((cr_op)in->op, d, REG(in->a), n);
+            }
+            K->round((cr_dtype)in->dtype, d, n);
+            continue;
+        }
         switch ((cr_op)in->op) {
-        case CR_OP_MOV: case CR_OP_NEG: case CR_OP_ABS: case CR_OP_SIGN: case CR_OP_SQRT:
-        case CR_OP_EXP: case CR_OP_LOG: case CR_OP_NOT:
-            if (in->dtype == CR_DTYPE_BF16) { K->unary_bf16((cr_op)in->op, d, REG(in->a), n); break; }
-            K->unary((cr_op)in->op, d, REG(in->a), n);
-            K->round((cr_dtype)in->dtype, d, n);
-            break;
-        case CR_OP_ADD: case CR_OP_SUB: case CR_OP_MUL: case CR_OP_DIV: case CR_OP_MIN: case CR_OP_MAX:
-        case CR_OP_GT: case CR_OP_GE: case CR_OP_LT: case CR_OP_LE: case CR_OP_EQ: case CR_OP_NE:
-        case CR_OP_AND: case CR_OP_OR:
-            if (in->dtype == CR_DTYPE_BF16) { K->binary_bf16((cr_op)in->op, d, REG(in->a), REG(in->b), n); break; }
-            K->binary((cr_op)in->op, d, REG(in->a), REG(in->b), n);
-            K->round((cr_dtype)in->dtype, d, n);
-            break;
-        case CR_OP_WHERE:
-            if (in->dtype == CR_DTYPE_BF16) { K->where_bf16(d, REG(in->a), REG(in->b), REG(in->c), n); break; }
-            K->where(d, REG(in->a), REG(in->b), REG(in->c), n);
-            K->round((cr_dtype)in->dtype, d, n);
-            break;
         case CR_OP_ACOS: case CR_OP_SIN: case CR_OP_COS:
             /* per-row coefficients: few distinct values, so libm in f64 is
              * affordable; rounded like the top-level op */

@@ -173,19 +173,30 @@ void cr_ops_markdown(FILE *out)
                  "`r` register, `s` scalar slot, `w` vector slot (row or column), `i` input view, `o` output\n"
                  "tensor, `k` kernel, `t` scratch tensor, `x` selection state, `n` random\n"
                  "stream, `b` message, `-` unused (must be 0). Context: where the op may\n"
-                 "appear (kernel micro-op, top-level instruction, or both). The semantics of\n"
-                 "rounding, reductions and selection are in spec/vm.md.\n\n");
+                 "appear (kernel micro-op, top-level instruction, or both). Flags: `elem`\n"
+                 "elementwise (fusable, SIMD tables), `reduce` (with how the VM combines it),\n"
+                 "`rows` whole rows in a chunk, `reads`/`writes` tensor data, `rounds` the\n"
+                 "dtype field rounds the result, `regs` writes only a register, `unblocked`\n"
+                 "a chunk runs as one block. The semantics of rounding, reductions and\n"
+                 "selection are in spec/vm.md.\n\n");
     fprintf(out, "| op | context | dst | a | b | c | flags | synopsis |\n");
     fprintf(out, "|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < CR_OP_COUNT; i++) {
         const cr_op_info *o = &cr_op_table[i];
         const char *ctx = o->ctx == CR_CTX_KERNEL ? "kernel" : o->ctx == CR_CTX_TOP ? "top" : "both";
-        char flags[96] = "";
+        char flags[128] = "";
         size_t l = 0;
         static const char *const fn[] = { "elem", "reduce", "rows", "reads", "writes", "rounds", "regs", "unblocked" };
         _Static_assert(sizeof fn / sizeof fn[0] == CR_OPF_BITS, "a name for every CR_OPF_ bit");
-        for (int b = 0; b < CR_OPF_BITS; b++)
-            if (o->flags & (1u << b)) l += (size_t)snprintf(flags + l, sizeof flags - l, "%s%s", l ? ", " : "", fn[b]);
+        static const char *const red[] = { "", "wide", "numpy", "blas", "torch norm", "torch", "per row",
+                                           "per column", "per column torch", "per column torch norm", "selection" };
+        _Static_assert(sizeof red / sizeof red[0] == CR_RED_SELECT + 1, "a name for every cr_op_red");
+        for (int b = 0; b < CR_OPF_BITS; b++) {
+            if (!(o->flags & (1u << b))) continue;
+            l += (size_t)snprintf(flags + l, sizeof flags - l, "%s%s", l ? ", " : "", fn[b]);
+            /* how the VM combines the reduction (ops.def RED) */
+            if ((1u << b) == CR_OPF_REDUCE) l += (size_t)snprintf(flags + l, sizeof flags - l, " (%s)", red[o->red]);
+        }
         fprintf(out, "| `%s` | %s |", o->name, ctx);
         for (int k = 0; k < 4; k++) fprintf(out, " %s |", o->kinds[k] == '-' ? "" : kind_word(o->kinds[k]));
         fprintf(out, " %s | ", flags);

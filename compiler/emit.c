@@ -947,6 +947,7 @@ cr_status cr_emit_program(const cr_graph *g, const cr_emit_options *o, cr_progra
     TAKE(messages, n_messages, b->messages, cr_blob);
     TAKE(code, n_code, b->code, cr_insn);
     TAKE(main, n_main, b->main, cr_insn);
+    cr_program_mark_kernels(out);   /* what the VM would otherwise pattern-match at run time */
     st = CR_OK;
 done:
     for (size_t i = 0; i < CR_ARRAY_LEN(vecs); i++) cr_vec_free(vecs[i]);

@@ -9,38 +9,29 @@
 #include "graph.h"
 #include "limits.h"
 
-static const struct { const char *name; int arity; } gop_table[CR_GOP_COUNT] = {
-#define X(name, str, n) [CR_GOP_##name] = { str, n },
-    CR_GOP_LIST(X)
+/* arity of a CR_OPG row: its value operands among a, b, c */
+#define OPG_ARITY(kinds) \
+    (((kinds)[1] == 'v' || (kinds)[1] == 's') + ((kinds)[2] == 'v' || (kinds)[2] == 's') + ((kinds)[3] == 'v' || (kinds)[3] == 's'))
+
+/* op: the VM op + 1 (0: lowered by the emitter) */
+static const struct { const char *name; int arity; uint16_t op; } gop_table[] = {
+    [CR_GOP_INPUT] = { "input", 0, 0 },
+    [CR_GOP_CONST] = { "const", 0, 0 },
+#define CR_OP(name, str, ctx, kinds, flags, red, synopsis)
+#define CR_OPG(name, str, ctx, kinds, flags, red, gop, gstr, synopsis) \
+    [CR_GOP_##gop] = { gstr, OPG_ARITY(kinds), CR_OP_##name + 1 },
+#include "ops.def"
+#undef CR_OPG
+#undef CR_OP
+#define X(name, str, n) [CR_GOP_##name] = { str, n, 0 },
+    CR_GOP_LOWERED(X)
 #undef X
 };
+_Static_assert(sizeof gop_table / sizeof gop_table[0] == CR_GOP_COUNT, "a row for every graph op");
 
 const char *cr_gop_name(cr_gop op) { return op < CR_GOP_COUNT ? gop_table[op].name : "?"; }
 int cr_gop_arity(cr_gop op) { return op < CR_GOP_COUNT ? gop_table[op].arity : -1; }
-
-cr_op cr_gop_to_op(cr_gop op)
-{
-    switch (op) {
-    case CR_GOP_MOV: return CR_OP_MOV;     case CR_GOP_ADD: return CR_OP_ADD;
-    case CR_GOP_SUB: return CR_OP_SUB;     case CR_GOP_MUL: return CR_OP_MUL;
-    case CR_GOP_DIV: return CR_OP_DIV;     case CR_GOP_NEG: return CR_OP_NEG;
-    case CR_GOP_ABS: return CR_OP_ABS;     case CR_GOP_SIGN: return CR_OP_SIGN;
-    case CR_GOP_SQRT: return CR_OP_SQRT;   case CR_GOP_EXP: return CR_OP_EXP;
-    case CR_GOP_LOG: return CR_OP_LOG;     case CR_GOP_MIN: return CR_OP_MIN;
-    case CR_GOP_MAX: return CR_OP_MAX;     case CR_GOP_GT: return CR_OP_GT;
-    case CR_GOP_GE: return CR_OP_GE;       case CR_GOP_LT: return CR_OP_LT;
-    case CR_GOP_LE: return CR_OP_LE;       case CR_GOP_EQ: return CR_OP_EQ;
-    case CR_GOP_NE: return CR_OP_NE;       case CR_GOP_AND: return CR_OP_AND;
-    case CR_GOP_OR: return CR_OP_OR;       case CR_GOP_NOT: return CR_OP_NOT;
-    case CR_GOP_WHERE: return CR_OP_WHERE; case CR_GOP_ACOS: return CR_OP_ACOS;
-    case CR_GOP_SIN: return CR_OP_SIN;     case CR_GOP_COS: return CR_OP_COS;
-    case CR_GOP_TRUNC: return CR_OP_TRUNC;
-    case CR_GOP_NP_ACOS: return CR_OP_ACOS_NP;
-    case CR_GOP_NP_SIN: return CR_OP_SIN_NP;
-    case CR_GOP_NP_COS: return CR_OP_COS_NP;
-    default: return CR_OP_COUNT;
-    }
-}
+cr_op cr_gop_to_op(cr_gop op) { return op < CR_GOP_COUNT && gop_table[op].op ? (cr_op)(gop_table[op].op - 1) : CR_OP_COUNT; }
 
 void cr_graph_init(cr_graph *g, const cr_allocator *alloc)
 {
@@ -138,12 +129,13 @@ uint32_t cr_graph_add_message(cr_graph *g, const char *msg)
 /* The kind a node of this op must have given its inputs. */
 static int expected_kind(const cr_graph *g, const cr_node *n)
 {
+    /* an op the VM runs only at top level (ops.def) computes a scalar */
+    cr_op vm_op = cr_gop_to_op((cr_gop)n->op);
+    if (vm_op != CR_OP_COUNT && cr_op_table[vm_op].ctx == CR_CTX_TOP) return CR_VK_SCALAR;
     switch (n->op) {
     case CR_GOP_INPUT: case CR_GOP_RAND: case CR_GOP_TOPK_MASK: case CR_GOP_ROW_RANK:
         return CR_VK_TENSOR;
-    case CR_GOP_CONST: case CR_GOP_SUM: case CR_GOP_KTH_ABS:
-    case CR_GOP_TRUNC: case CR_GOP_CHECK:
-    case CR_GOP_NP_ACOS: case CR_GOP_NP_SIN: case CR_GOP_NP_COS:
+    case CR_GOP_CONST: case CR_GOP_SUM: case CR_GOP_KTH_ABS: case CR_GOP_CHECK:
         return CR_VK_SCALAR;
     case CR_GOP_ROWSUM: case CR_GOP_ROWMAX:
         return CR_VK_ROWS;

@@ -19,27 +19,25 @@
 #include "dtype.h"
 #include "program.h"
 
-/* Graph ops: the elementwise value ops mirror ops.def (same meaning and
- * rounding); the rest are lowered by the emitter to op sequences. */
-#define CR_GOP_LIST(X)                                                     \
-    X(INPUT,  "input",  0) X(CONST, "const", 0)                            \
-    X(MOV, "cast", 1) X(ADD, "add", 2) X(SUB, "sub", 2) X(MUL, "mul", 2)   \
-    X(DIV, "div", 2) X(NEG, "neg", 1) X(ABS, "abs", 1) X(SIGN, "sign", 1)  \
-    X(SQRT, "sqrt", 1) X(EXP, "exp", 1) X(LOG, "log", 1) X(MIN, "min", 2)  \
-    X(MAX, "max", 2) X(GT, "gt", 2) X(GE, "ge", 2) X(LT, "lt", 2)          \
-    X(LE, "le", 2) X(EQ, "eq", 2) X(NE, "ne", 2) X(AND, "and", 2)          \
-    X(OR, "or", 2) X(NOT, "not", 1) X(WHERE, "where", 3)                   \
-    X(ACOS, "acos", 1) X(SIN, "sin", 1) X(COS, "cos", 1)                   \
-    X(NP_ACOS, "np_acos", 1) X(NP_SIN, "np_sin", 1) X(NP_COS, "np_cos", 1) \
-    X(TRUNC, "trunc", 1)                                                   \
+/* Graph ops. Those that lower one-to-one to a VM op (same meaning and
+ * rounding) come from ops.def's CR_OPG rows: name, arity and the VM op are
+ * declared there once. The rest, listed here, are lowered by the emitter
+ * to op sequences. */
+#define CR_GOP_LOWERED(X)                                                  \
     X(SUM, "sum", 1) X(ROWSUM, "row_sum", 1) X(ROWMAX, "row_max", 1)       \
     X(COLSUM, "col_sum", 1)                                                \
     X(TOPK_MASK, "topk_mask", 2) X(KTH_ABS, "kth_abs", 2)                  \
     X(ROW_RANK, "row_rank", 1) X(RAND, "rand", 0) X(CHECK, "check", 1)
 
 typedef enum cr_gop {
+    CR_GOP_INPUT, CR_GOP_CONST,
+#define CR_OP(name, str, ctx, kinds, flags, red, synopsis)
+#define CR_OPG(name, str, ctx, kinds, flags, red, gop, gstr, synopsis) CR_GOP_##gop,
+#include "ops.def"
+#undef CR_OPG
+#undef CR_OP
 #define X(name, str, n) CR_GOP_##name,
-    CR_GOP_LIST(X)
+    CR_GOP_LOWERED(X)
 #undef X
     CR_GOP_COUNT
 } cr_gop;

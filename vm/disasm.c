@@ -130,14 +130,7 @@ static void row(const cr_program *p, FILE *out, const char *addr, const cr_insn 
         if (l >= sizeof ops) break;
     }
     comment(p, in, c, sizeof c);
-    bool rounds = (info->flags & CR_OPF_ELEM) || in->op == CR_OP_RSUM ||
-                  in->op == CR_OP_RSUM_NP || in->op == CR_OP_RSSQ_BLAS ||
-                  in->op == CR_OP_RSUM_TORCH || in->op == CR_OP_RSSQ_TORCH ||
-                  in->op == CR_OP_RSUM_ROW_TORCH || in->op == CR_OP_RSSQ_ROW_TORCH || in->op == CR_OP_RSUM_ROW ||
-                  in->op == CR_OP_RMAX_ROW || in->op == CR_OP_RSUM_COL || in->op == CR_OP_RSUM_COL_TORCH ||
-                  in->op == CR_OP_RSSQ_COL_TORCH || in->op == CR_OP_ACOS || in->op == CR_OP_SIN ||
-                  in->op == CR_OP_COS || in->op == CR_OP_TRUNC || in->op == CR_OP_ACOS_NP ||
-                  in->op == CR_OP_SIN_NP || in->op == CR_OP_COS_NP;
+    bool rounds = info->flags & CR_OPF_ROUNDS;
     fprintf(out, "%-8s %*s%-*s %-5s %-22s %s\n", addr, indent, "", 12 - indent, info->name,
             rounds ? dtype_name(in->dtype) : "", ops, c);
 }
@@ -180,18 +173,30 @@ void cr_ops_markdown(FILE *out)
                  "`r` register, `s` scalar slot, `w` vector slot (row or column), `i` input view, `o` output\n"
                  "tensor, `k` kernel, `t` scratch tensor, `x` selection state, `n` random\n"
                  "stream, `b` message, `-` unused (must be 0). Context: where the op may\n"
-                 "appear (kernel micro-op, top-level instruction, or both). The semantics of\n"
-                 "rounding, reductions and selection are in spec/vm.md.\n\n");
+                 "appear (kernel micro-op, top-level instruction, or both). Flags: `elem`\n"
+                 "elementwise (fusable, SIMD tables), `reduce` (with how the VM combines it),\n"
+                 "`rows` whole rows in a chunk, `reads`/`writes` tensor data, `rounds` the\n"
+                 "dtype field rounds the result, `regs` writes only a register, `unblocked`\n"
+                 "a chunk runs as one block. The semantics of rounding, reductions and\n"
+                 "selection are in spec/vm.md.\n\n");
     fprintf(out, "| op | context | dst | a | b | c | flags | synopsis |\n");
     fprintf(out, "|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < CR_OP_COUNT; i++) {
         const cr_op_info *o = &cr_op_table[i];
         const char *ctx = o->ctx == CR_CTX_KERNEL ? "kernel" : o->ctx == CR_CTX_TOP ? "top" : "both";
-        char flags[64] = "";
+        char flags[128] = "";
         size_t l = 0;
-        static const char *const fn[] = { "elem", "reduce", "rows", "reads", "writes" };
-        for (int b = 0; b < 5; b++)
-            if (o->flags & (1u << b)) l += (size_t)snprintf(flags + l, sizeof flags - l, "%s%s", l ? ", " : "", fn[b]);
+        static const char *const fn[] = { "elem", "reduce", "rows", "reads", "writes", "rounds", "regs", "unblocked" };
+        _Static_assert(sizeof fn / sizeof fn[0] == CR_OPF_BITS, "a name for every CR_OPF_ bit");
+        static const char *const red[] = { "", "wide", "numpy", "blas", "torch norm", "torch", "per row",
+                                           "per column", "per column torch", "per column torch norm", "selection" };
+        _Static_assert(sizeof red / sizeof red[0] == CR_RED_SELECT + 1, "a name for every cr_op_red");
+        for (int b = 0; b < CR_OPF_BITS; b++) {
+            if (!(o->flags & (1u << b))) continue;
+            l += (size_t)snprintf(flags + l, sizeof flags - l, "%s%s", l ? ", " : "", fn[b]);
+            /* how the VM combines the reduction (ops.def RED) */
+            if ((1u << b) == CR_OPF_REDUCE) l += (size_t)snprintf(flags + l, sizeof flags - l, " (%s)", red[o->red]);
+        }
         fprintf(out, "| `%s` | %s |", o->name, ctx);
         for (int k = 0; k < 4; k++) fprintf(out, " %s |", o->kinds[k] == '-' ? "" : kind_word(o->kinds[k]));
         fprintf(out, " %s | ", flags);

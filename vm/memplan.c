@@ -22,13 +22,13 @@
 #include "pool.h"
 #include "limits.h"
 #include "refsum.h"
+#include "runbuf.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define HIST_BYTES (65536ull * 8)   /* one thread's selection histogram */
-#define COPY_ELEMS (1ull << 16)     /* a converting COPY's block (interp.c) */
+#define HIST_BYTES CR_RUN_HIST_BYTES   /* one thread's selection histogram (runbuf.h) */
 
 static uint64_t up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 static uint64_t down(uint64_t v, uint64_t a) { return v / a * a; }
@@ -164,60 +164,21 @@ uint64_t cr_kernel_block(const cr_program *p, const cr_prog_kernel *k)
 {
     if (k->chunk <= CR_KERNEL_BLOCK) return k->chunk;
     for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++)
-        switch (p->code[c].op) {
-        case CR_OP_RSUM_ROW: case CR_OP_RMAX_ROW: case CR_OP_ROWRANK:
-        case CR_OP_RSUM_ROW_TORCH: case CR_OP_RSSQ_ROW_TORCH:
-            return k->chunk;
-        default: break;
-        }
+        if (cr_op_table[p->code[c].op].flags & CR_OPF_UNBLOCKED) return k->chunk;
     return CR_KERNEL_BLOCK;
 }
 
-/* thread buffers as far as kernels write them (interp.c's vm_thread):
- * registers one block long, a staging area per STORE holding the chunk's
- * output bytes, the row-sum copy after them, the ROWRANK keys */
+/* the per-thread buffers a run allocates (runbuf.h), as resident pages:
+ * each buffer is written from its start, so its pages are touched up to
+ * the largest kernel's need */
 static uint64_t thread_bytes(const cr_program *p, unsigned threads, uint64_t page)
 {
-    uint64_t regs = 0, io = 0, keys = 0, copy = 0;
-    for (uint32_t i = 0; i < p->n_kernels; i++) {
-        const cr_prog_kernel *k = &p->kernels[i];
-        uint64_t numel = k->rows * k->cols, n = CR_MIN(k->chunk, numel);
-        if (!n) continue;
-        uint64_t block = cr_kernel_block(p, k), nb = CR_MIN(block, n);
-        regs = CR_MAX(regs, ((uint64_t)(k->n_regs ? k->n_regs - 1 : 0) * block + nb) * 4);
-        uint64_t staged = 0;
-        for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
-            const cr_insn *u = &p->code[c];
-            if (u->op == CR_OP_ROWRANK) keys = CR_MAX(keys, k->cols * 8);
-            if (u->op == CR_OP_STORE) staged += up(n * dsize(p->outputs[u->dst].dtype), page);
-            if (u->op == CR_OP_RSUM_ROW_TORCH) staged += up(k->cols * 4, page);
-        }
-        io = CR_MAX(io, staged);
-    }
-    for (uint32_t pc = 0; pc < p->n_main; pc++) {
-        const cr_insn *in = &p->main[pc];
-        if (in->op != CR_OP_COPY) continue;
-        const cr_prog_input *v = &p->inputs[in->a];
-        if (v->dtype != p->outputs[in->dst].dtype)
-            copy = CR_MAX(copy, CR_MIN(COPY_ELEMS, v->cols) * (4 + dsize(p->outputs[in->dst].dtype)));
-    }
-    uint64_t per = up(regs, page) + up(io, page) + up(keys, page);
-    uint64_t t0 = CR_MAX(per, up(copy, page));
+    cr_run_thread_bufs b;
+    cr_run_thread_bufs_of(p, &b);
+    uint64_t small = b.lanes + b.carry;   /* malloc'd beside other heap, not whole pages */
+    uint64_t per = up(b.regs, page) + up(b.io, page) + up(b.keys, page) + small;
+    uint64_t t0 = up(b.regs0, page) + up(b.io0, page) + up(b.keys, page) + small;
     return per * (threads - 1) + t0;
-}
-
-/* a kernel that only computes, counts ties and gathers for torch's tie
- * order: running it again changes nothing but the gathers (interp.c's
- * serial passes) */
-static bool gathers_only(const cr_program *p, const cr_prog_kernel *k)
-{
-    for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
-        uint16_t op = p->code[c].op;
-        if (!cr_op_registers_only((cr_op)op) && op != CR_OP_TIE_COUNT && op != CR_OP_TORCH_DESC &&
-            op != CR_OP_TORCH_ASC)
-            return false;
-    }
-    return true;
 }
 
 static void note(walk *w, uint32_t pc, uint64_t heap, uint64_t mapped)
@@ -291,16 +252,15 @@ static bool run_walk(walk *w, uint64_t page)
                 const cr_insn *u = &p->code[c];
                 if (u->op == CR_OP_RSUM) n_rsum++;
                 /* sums in element order: each thread's copy of its chunk */
-                if (u->op == CR_OP_RSUM_NP || u->op == CR_OP_RSSQ_BLAS || u->op == CR_OP_RSSQ_TORCH)
+                if (cr_op_refsum_kind((cr_op)u->op) >= 0)
                     trans += w->threads * up(CR_MIN(k->chunk, numel) * 4, page);
                 /* per-column sums: the same chunk copies and the column state */
-                if (u->op == CR_OP_RSUM_COL || u->op == CR_OP_RSUM_COL_TORCH || u->op == CR_OP_RSSQ_COL_TORCH) {
-                    cr_colsum_kind ck = u->op == CR_OP_RSUM_COL ? CR_COLSUM_WIDE
-                                      : u->op == CR_OP_RSUM_COL_TORCH ? CR_COLSUM_TORCH : CR_COLSUM_TORCH_SSQ;
+                if (cr_op_colsum_kind((cr_op)u->op) >= 0) {
+                    cr_colsum_kind ck = (cr_colsum_kind)cr_op_colsum_kind((cr_op)u->op);
                     trans += w->threads * up(CR_MIN(k->chunk, numel) * 4, page) +
                              up(cr_colsum_state_bytes(ck, k->cols) + 1, page);
                 }
-                if (u->op == CR_OP_RSUM_TORCH) {   /* interp.c: in pieces when chunks hold whole blocks */
+                if (cr_op_table[u->op].red == CR_RED_TORCH) {   /* interp_kernel.c: in pieces when chunks hold whole blocks */
                     cr_torch_sum_plan pl;
                     cr_torch_sum_plan_init(&pl, numel, u->dtype == CR_DTYPE_BF16 || u->dtype == CR_DTYPE_F16);
                     if (pl.n_blocks && k->chunk % pl.block == 0 && cr_kernel_block(p, k) % pl.group == 0)
@@ -344,7 +304,7 @@ static bool run_walk(walk *w, uint64_t page)
                 w->stream[pc] = CR_MEM_STREAMED;
                 w->n_streamed++;
                 /* the gathers one at a time, when that is allowed and fits */
-                if (gath > gath1 && gathers_only(p, k) && w->fixed + heap + trans + mapped - have + window > w->budget &&
+                if (gath > gath1 && (k->flags & CR_KERNEL_TIES_ONLY) && w->fixed + heap + trans + mapped - have + window > w->budget &&
                     w->fixed + heap + trans - gath + gath1 + mapped - have + window <= w->budget) {
                     trans -= gath - gath1;
                     w->stream[pc] |= CR_MEM_SERIAL_GATHERS;
@@ -441,6 +401,11 @@ cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads,
         goto out;
     }
     mp->threads = threads;
+    {
+        cr_run_thread_bufs b;
+        cr_run_thread_bufs_of(p, &b);
+        mp->thread_bytes = cr_run_thread_bytes(&b, threads);
+    }
     mp->peak = w.peak;
     mp->fixed = w.fixed;
     mp->peak_heap = w.peak_heap;

@@ -17,6 +17,7 @@
 
 #include "base.h"
 #include "program.h"
+#include "refsum.h"
 
 /* Process baseline: binary, libc, libyaml, Lua and the stacks as far as
  * touched, plus the heap the compiler leaves behind (measured: 3.3 to 3.6
@@ -39,9 +40,28 @@
  * of 8 (the RSUM lanes) and of 4 (a Philox block). */
 #define CR_KERNEL_BLOCK      1024u
 
+/* The library whose order a reduction follows (ops.def's RED column): the
+ * cr_refsum_kind of a scalar sum fed in element order, the cr_colsum_kind
+ * of a per-column sum, or -1. */
+_Static_assert(CR_RED_BLAS_SSQ - CR_RED_NP == CR_REFSUM_BLAS_SSQ && CR_RED_TORCH_SSQ - CR_RED_NP == CR_REFSUM_TORCH_SSQ &&
+               CR_REFSUM_NP == 0, "CR_RED_NP.. follow cr_refsum_kind");
+_Static_assert(CR_RED_COL_TORCH - CR_RED_COL_WIDE == CR_COLSUM_TORCH &&
+               CR_RED_COL_TORCH_SSQ - CR_RED_COL_WIDE == CR_COLSUM_TORCH_SSQ && CR_COLSUM_WIDE == 0,
+               "CR_RED_COL_* follow cr_colsum_kind");
+static inline int cr_op_refsum_kind(cr_op op)
+{
+    cr_op_red r = cr_op_table[op].red;
+    return r >= CR_RED_NP && r <= CR_RED_TORCH_SSQ ? (int)(r - CR_RED_NP) : -1;
+}
+static inline int cr_op_colsum_kind(cr_op op)
+{
+    cr_op_red r = cr_op_table[op].red;
+    return r >= CR_RED_COL_WIDE && r <= CR_RED_COL_TORCH_SSQ ? (int)(r - CR_RED_COL_WIDE) : -1;
+}
+
 /* Elements per block of kernel k: CR_KERNEL_BLOCK, or its whole chunk when
- * the chunk is smaller or a row op (RSUM_ROW, RMAX_ROW, ROWRANK and the
- * torch row sums) needs whole rows. */
+ * the chunk is smaller or an op needs a row's elements together
+ * (CR_OPF_UNBLOCKED in ops.def: the row sums, RMAX_ROW, ROWRANK). */
 uint64_t cr_kernel_block(const cr_program *p, const cr_prog_kernel *k);
 
 /* cr_memplan.stream flags. STREAMED: the step (KERNEL or COPY) releases
@@ -55,6 +75,7 @@ typedef struct cr_memplan {
     unsigned threads;        /* threads the run uses (after --max-memory) */
     uint64_t peak;           /* predicted peak RSS, bytes */
     uint64_t fixed;          /* baseline + program tables + thread buffers */
+    uint64_t thread_bytes;   /* the thread buffers a run allocates (runbuf.h), all threads */
     uint64_t peak_heap;      /* heap beyond `fixed` at the peak step */
     uint64_t peak_mapped;    /* mapped input pages at the peak step */
     uint32_t peak_pc;        /* main-stream index of the peak step */

@@ -356,14 +356,7 @@ static cr_status verify_insn(const cr_program *p, const cr_prog_kernel *k, uint3
     if (!k && !(info->ctx & CR_CTX_TOP))
         return cr_fail(err, CR_ERR_FORMAT, "%s %u: kernel op %s at top level", where, pc, info->name);
     if (in->pad) return cr_fail(err, CR_ERR_FORMAT, "%s %u (%s): padding not zero", where, pc, info->name);
-    bool rounds = (info->flags & CR_OPF_ELEM) || in->op == CR_OP_ACOS || in->op == CR_OP_SIN ||
-                  in->op == CR_OP_COS || in->op == CR_OP_TRUNC || in->op == CR_OP_RSUM ||
-                  in->op == CR_OP_ACOS_NP || in->op == CR_OP_SIN_NP || in->op == CR_OP_COS_NP ||
-                  in->op == CR_OP_RSUM_NP || in->op == CR_OP_RSSQ_BLAS ||
-                  in->op == CR_OP_RSUM_TORCH || in->op == CR_OP_RSSQ_TORCH ||
-                  in->op == CR_OP_RSUM_ROW_TORCH || in->op == CR_OP_RSSQ_ROW_TORCH ||
-                  in->op == CR_OP_RSUM_ROW || in->op == CR_OP_RMAX_ROW ||
-                  in->op == CR_OP_RSUM_COL || in->op == CR_OP_RSUM_COL_TORCH || in->op == CR_OP_RSSQ_COL_TORCH;
+    bool rounds = info->flags & CR_OPF_ROUNDS;
     if (rounds ? !is_value_dtype(in->dtype) : (in->dtype != CR_DTYPE_NONE && in->dtype >= CR_DTYPE_COUNT))
         return cr_fail(err, CR_ERR_FORMAT, "%s %u (%s): invalid dtype %u", where, pc, info->name, in->dtype);
     for (int i = 0; i < 4; i++) {
@@ -387,7 +380,7 @@ static cr_status verify_kernel(const cr_program *p, uint32_t ki, cr_error *err)
     if (!mul_ok((uint64_t)k->n_regs * 4, k->chunk, &work) || work > CR_LIMIT_KERNEL_WORK)
         return cr_fail(err, CR_ERR_LIMIT, "kernel %u: %u registers of %llu elements exceed the per-thread work limit",
                        ki, k->n_regs, (unsigned long long)k->chunk);
-    if (k->flags & ~(uint32_t)CR_KERNEL_ROWS) return cr_fail(err, CR_ERR_FORMAT, "kernel %u: unknown flags 0x%x", ki, k->flags);
+    if (k->flags & ~(uint32_t)CR_KERNEL_FLAGS_ALL) return cr_fail(err, CR_ERR_FORMAT, "kernel %u: unknown flags 0x%x", ki, k->flags);
     if (!add_ok(k->code_begin, k->code_len, &end) || end > p->n_code)
         return cr_fail(err, CR_ERR_FORMAT, "kernel %u: code %u..+%u outside the code table (%u)", ki,
                        k->code_begin, k->code_len, p->n_code);
@@ -467,6 +460,80 @@ static cr_status verify_kernel(const cr_program *p, uint32_t ki, cr_error *err)
     return CR_OK;
 }
 
+/* ---- kernel flags: facts the compiler states for the VM ------------------ */
+
+/* TIE_COUNT, TORCH_DESC, TORCH_ASC: the selection ops whose only effect is
+ * on the tie counts and the torch tie-order gather */
+static bool is_tie_op(uint16_t op)
+{
+    return op == CR_OP_TIE_COUNT || op == CR_OP_TORCH_DESC || op == CR_OP_TORCH_ASC;
+}
+
+/* TIES_ONLY: some tie op, and every other micro-op writes only a register
+ * (TOPK_MASK reads its selection into one) */
+static bool ties_only(const cr_insn *code, uint32_t n)
+{
+    bool any = false;
+    for (uint32_t pc = 0; pc < n; pc++) {
+        uint16_t op = code[pc].op;
+        if (is_tie_op(op)) any = true;
+        else if (op != CR_OP_TOPK_MASK && !(cr_op_table[op].flags & CR_OPF_REGS)) return false;
+    }
+    return any;
+}
+
+/* per selection: 1 when some kernel gathers it in torch's tie order */
+static uint8_t *torch_gathered(const cr_program *p)
+{
+    uint8_t *g = cr_calloc(p->alloc, p->n_selects + 1, 1);
+    for (uint32_t c = 0; g && c < p->n_code; c++)
+        if ((p->code[c].op == CR_OP_TORCH_DESC || p->code[c].op == CR_OP_TORCH_ASC) && p->code[c].dst < p->n_selects)
+            g[p->code[c].dst] = 1;
+    return g;
+}
+
+/* EARLY_GATHER: a HIST_LO on a selection that another kernel gathers */
+static bool early_gather(const cr_program *p, const cr_prog_kernel *k, const uint8_t *gathered)
+{
+    const cr_insn *code = p->code + k->code_begin;
+    bool hist = false, gathers = false;
+    for (uint32_t pc = 0; pc < k->code_len; pc++) {
+        if (code[pc].op == CR_OP_HIST_LO && gathered[code[pc].dst]) hist = true;
+        if (code[pc].op == CR_OP_TORCH_DESC || code[pc].op == CR_OP_TORCH_ASC) gathers = true;
+    }
+    return hist && !gathers;
+}
+
+void cr_program_mark_kernels(cr_program *p)
+{
+    uint8_t *gathered = torch_gathered(p);
+    for (uint32_t i = 0; i < p->n_kernels; i++) {
+        cr_prog_kernel *k = &p->kernels[i];
+        k->flags &= ~(uint32_t)(CR_KERNEL_TIES_ONLY | CR_KERNEL_EARLY_GATHER);
+        if (ties_only(p->code + k->code_begin, k->code_len)) k->flags |= CR_KERNEL_TIES_ONLY;
+        if (gathered && early_gather(p, k, gathered)) k->flags |= CR_KERNEL_EARLY_GATHER;
+    }
+    cr_free(p->alloc, gathered);   /* without it (out of memory) no kernel claims an early gather */
+}
+
+/* a flag the code does not bear out would make the VM skip work or gather
+ * what nobody sorts: refused (an absent flag only costs time) */
+static cr_status verify_kernel_flags(const cr_program *p, cr_error *err)
+{
+    uint8_t *gathered = torch_gathered(p);
+    if (!gathered) return cr_fail(err, CR_ERR_NOMEM, "out of memory verifying the program");
+    cr_status s = CR_OK;
+    for (uint32_t i = 0; i < p->n_kernels && !s; i++) {
+        const cr_prog_kernel *k = &p->kernels[i];
+        if ((k->flags & CR_KERNEL_TIES_ONLY) && !ties_only(p->code + k->code_begin, k->code_len))
+            s = cr_fail(err, CR_ERR_FORMAT, "kernel %u: flagged ties-only but has other effects", i);
+        else if ((k->flags & CR_KERNEL_EARLY_GATHER) && !early_gather(p, k, gathered))
+            s = cr_fail(err, CR_ERR_FORMAT, "kernel %u: flagged early-gather but counts no selection another kernel gathers", i);
+    }
+    cr_free(p->alloc, gathered);
+    return s;
+}
+
 cr_status cr_program_verify(const cr_program *p, cr_error *err)
 {
     if (!p->alloc) return cr_fail(err, CR_ERR_FORMAT, "program has no allocator");
@@ -475,6 +542,7 @@ cr_status cr_program_verify(const cr_program *p, cr_error *err)
     if (s) return s;
     for (uint32_t k = 0; k < p->n_kernels; k++)
         if ((s = verify_kernel(p, k, err))) return s;
+    if ((s = verify_kernel_flags(p, err))) return s;
     for (uint32_t pc = 0; pc < p->n_main; pc++) {
         const cr_insn *in = &p->main[pc];
         if ((s = verify_insn(p, NULL, 0, "main", pc, in, err))) return s;
@@ -498,7 +566,7 @@ cr_status cr_program_verify(const cr_program *p, cr_error *err)
 /* ---- .crb files ---------------------------------------------------------- */
 
 #define CRB_MAGIC "CRUCIBLE"
-#define CRB_VERSION 2u
+#define CRB_VERSION 3u   /* 3: kernel flags TIES_ONLY and EARLY_GATHER */
 #define CRB_ENDIAN 0x01020304u
 
 typedef struct crb_header {

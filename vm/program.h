@@ -37,11 +37,28 @@ enum {
     CR_OPF_REDUCE = 1u << 1,  /* accumulates across the domain */
     CR_OPF_ROWS   = 1u << 2,  /* needs whole rows in a chunk */
     CR_OPF_READS  = 1u << 3,  /* reads input tensor data */
-    CR_OPF_WRITES = 1u << 4   /* writes output tensor data */
+    CR_OPF_WRITES = 1u << 4,  /* writes output tensor data */
+    CR_OPF_ROUNDS = 1u << 5,  /* the dtype field rounds the result (ops.def: arithmetic semantics) */
+    CR_OPF_REGS   = 1u << 6,  /* only reads inputs, slots or state and writes a register */
+    CR_OPF_UNBLOCKED = 1u << 7 /* its kernel runs a chunk as one block: whole rows at once */
 };
+enum { CR_OPF_BITS = 8 };     /* flag bits above (spec/opcodes.md names each) */
+
+/* How the VM combines a reduction's per-chunk work (ops.def's RED column).
+ * NP..TORCH_SSQ follow cr_refsum_kind's order and COL_* cr_colsum_kind's
+ * (refsum.h; memplan.h asserts it). */
+typedef enum cr_op_red {
+    CR_RED_NONE,            /* not a reduction */
+    CR_RED_WIDE,            /* f64 partial per chunk, folded in chunk order (RSUM) */
+    CR_RED_NP, CR_RED_BLAS_SSQ, CR_RED_TORCH_SSQ,   /* scalar, fed in element order */
+    CR_RED_TORCH,           /* torch's cascade sum: block partials, else a gather */
+    CR_RED_ROW,             /* per row, inside a chunk of whole rows */
+    CR_RED_COL_WIDE, CR_RED_COL_TORCH, CR_RED_COL_TORCH_SSQ,   /* per column, in element order */
+    CR_RED_SELECT           /* counts into a selection state */
+} cr_op_red;
 
 typedef enum cr_op {
-#define CR_OP(name, str, ctx, kinds, flags, synopsis) CR_OP_##name,
+#define CR_OP(name, str, ctx, kinds, flags, red, synopsis) CR_OP_##name,
 #include "ops.def"
 #undef CR_OP
     CR_OP_COUNT
@@ -51,18 +68,16 @@ typedef struct cr_op_info {
     const char *name;
     cr_op_ctx ctx;
     char kinds[5];      /* operand kinds of dst, a, b, c */
-    unsigned flags;
+    unsigned flags;     /* CR_OPF_* */
+    cr_op_red red;
     const char *synopsis;
 } cr_op_info;
 
 /* table indexed by cr_op, generated from ops.def */
 extern const cr_op_info cr_op_table[CR_OP_COUNT];
 
-/* A kernel micro-op that only reads inputs or state and writes a register:
- * running it again, or skipping a kernel made only of such ops and
- * bookkeeping, changes nothing else (interp.c kernel_is_idle, memplan.c
- * gathers_only). */
-bool cr_op_registers_only(cr_op op);
+/* cr_insn.op is 16 bits */
+_Static_assert(CR_OP_COUNT <= UINT16_MAX, "opcodes must fit cr_insn.op");
 
 /* XXH64 over the op table: a .crb records it, and a crucible whose table
  * differs refuses the program instead of running other instructions. */
@@ -150,7 +165,19 @@ typedef struct cr_prog_select { uint64_t n; uint64_t chunk; } cr_prog_select;
  * element's global index as counter (spec/vm.md gives the exact mapping) */
 typedef struct cr_prog_stream { uint64_t key; } cr_prog_stream;
 
-enum { CR_KERNEL_ROWS = 1u << 0 };   /* chunks hold whole rows */
+/* cr_prog_kernel.flags. ROWS: chunks hold whole rows. The other two are
+ * facts the compiler states so that the VM need not pattern-match kernels
+ * at run time (cr_program_mark_kernels sets them, the verifier checks them,
+ * a program without them runs the same bytes, only slower):
+ *  TIES_ONLY     the kernel's only effects are tie counts and torch
+ *                tie-order gathers (every other micro-op writes only a
+ *                register): the VM skips it when they have nothing left to
+ *                do, and memplan may run it once per gather;
+ *  EARLY_GATHER  it counts (HIST_LO) a selection that a later kernel
+ *                gathers in torch's tie order: when the threshold is known
+ *                early (bf16 values) this pass may fill the gather. */
+enum { CR_KERNEL_ROWS = 1u << 0, CR_KERNEL_TIES_ONLY = 1u << 1, CR_KERNEL_EARLY_GATHER = 1u << 2 };
+#define CR_KERNEL_FLAGS_ALL (CR_KERNEL_ROWS | CR_KERNEL_TIES_ONLY | CR_KERNEL_EARLY_GATHER)
 
 typedef struct cr_prog_kernel {
     uint64_t rows, cols;    /* domain */
@@ -203,6 +230,10 @@ void cr_program_free(cr_program *p);
 /* Pointer to a blob's bytes (valid while p lives). */
 static inline const char *cr_prog_str(const cr_program *p, cr_blob b)
 { return (const char *)p->blobs + b.off; }
+
+/* Set every kernel's TIES_ONLY and EARLY_GATHER flags from its code and
+ * the program's (the emitter calls it once, after the last kernel). */
+void cr_program_mark_kernels(cr_program *p);
 
 /* Check every index, size and operand kind; on failure name the record.
  * Run by the loader and, in debug builds, after the emitter. */

@@ -41,6 +41,7 @@ typedef struct cr_vm_stats {
     long peak_rss_kb;
     unsigned threads;
     const char *isa;         /* static string */
+    uint64_t thread_bytes;   /* per-thread buffers allocated, all threads (memplan's thread_bytes) */
 } cr_vm_stats;
 
 typedef struct cr_vm_options {

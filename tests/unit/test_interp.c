@@ -5,6 +5,7 @@
 #include "support/vm_build.h"
 #include "vm.h"
 #include "hash.h"
+#include "memplan.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -452,6 +453,40 @@ TEST(rand_is_counter_based)
     }
 }
 
+/* `crucible plan` counts the thread buffers a run allocates (runbuf.h):
+ * the VM's count of what setup allocated equals memplan's, whatever the
+ * thread count and chunk (setup once allocated a chunk of 64 Ki elements
+ * per register, which the plan did not count) */
+TEST(plan_thread_bytes_are_what_setup_allocates)
+{
+    static const uint64_t chunks[] = { 16, 64, 200 };
+    static const unsigned threads[] = { 1, 3 };
+    for (size_t c = 0; c < sizeof chunks / sizeof *chunks; c++) {
+        for (size_t t = 0; t < sizeof threads / sizeof *threads; t++) {
+            cr_program p;
+            build_linear(&p, chunks[c]);
+            cr_error err = {0};
+            cr_vm_stats st = {0};
+            cr_vm_options o;
+            cr_vm_options_init(&o);
+            char name[32];
+            snprintf(name, sizeof name, "tb%zu_%zu", c, t);
+            o.out_dir = path_in(name);
+            o.threads = threads[t];
+            o.quiet = true;
+            o.stats = &st;
+            CHECK_MSG(cr_vm_run(&p, &o, &err) == CR_OK, "%s", err.msg);
+            cr_memplan mp;
+            REQUIRE(cr_memplan_init(&mp, &p, threads[t], 0, NULL, &err) == CR_OK);
+            CHECK_EQ_INT(st.threads, mp.threads);
+            CHECK_EQ_INT(st.thread_bytes, mp.thread_bytes);
+            CHECK(st.thread_bytes > 0);
+            cr_memplan_free(&mp);
+            cr_program_free(&p);
+        }
+    }
+}
+
 int main(void)
 {
     tmp = vb_tempdir();
@@ -465,7 +500,9 @@ int main(void)
     RUN(kernel_trig_correctly_rounded);
     RUN(copy_slice_convert_and_check);
     RUN(rand_is_counter_based);
+    RUN(plan_thread_bytes_are_what_setup_allocates);
     vb_rmtree(tmp);
     free(tmp);
     return cr_test_summary();
 }
+

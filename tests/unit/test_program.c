@@ -243,6 +243,9 @@ static void m_bad_dtype(cr_program *p) { p->code[5].dtype = CR_DTYPE_I32; }
 static void m_slash_name(cr_program *p) { memcpy(p->blobs + p->shards[0].file_name.off, "../x", 4); }
 static void m_nonzero_unused(cr_program *p) { p->main[1].c = 5; }
 static void m_select_domain(cr_program *p) { p->selects[0].n = 199; }
+/* the sample kernel stores an output and counts no ties or gathers */
+static void m_false_ties_only(cr_program *p) { p->kernels[0].flags |= CR_KERNEL_TIES_ONLY; }
+static void m_false_early_gather(cr_program *p) { p->kernels[0].flags |= CR_KERNEL_EARLY_GATHER; }
 
 TEST(verifier_rules)
 {
@@ -267,6 +270,52 @@ TEST(verifier_rules)
     CHECK_CONTAINS(err.msg, "unused operand");
     CHECK_EQ_INT(verify_with(m_select_domain, &err), CR_ERR_FORMAT);
     CHECK_CONTAINS(err.msg, "selection 0 is over 199");
+    CHECK_EQ_INT(verify_with(m_false_ties_only, &err), CR_ERR_FORMAT);
+    CHECK_CONTAINS(err.msg, "flagged ties-only");
+    CHECK_EQ_INT(verify_with(m_false_early_gather, &err), CR_ERR_FORMAT);
+    CHECK_CONTAINS(err.msg, "flagged early-gather");
+}
+
+/* The compiler's kernel facts: a kernel of tie counts and torch gathers is
+ * TIES_ONLY, the HIST_LO pass of a torch-ordered selection EARLY_GATHER,
+ * and neither flag is set on a kernel with other effects. */
+TEST(kernel_flags_marked_and_checked)
+{
+    vm_builder b;
+    vb_init(&b);
+    uint32_t f = vb_file(&b, "/nonexistent/in.safetensors", 8 + 64 + 400, 0);
+    uint32_t in = vb_input(&b, f, CR_DTYPE_BF16, "w", 72, 400, 10, 20, 20);
+    uint32_t o = vb_output(&b, "w", CR_DTYPE_BF16, 10, 20);
+    vb_shard(&b, "model.safetensors");
+    uint32_t s = vb_scalar(&b, 7);
+    uint32_t x = vb_select(&b, 200, 40);
+    uint32_t k1 = vb_kernel_begin(&b, 10, 20, 40, 1, 0);
+    vb_k(&b, CR_OP_LOAD, CR_DTYPE_NONE, 0, in, 0, 0);
+    vb_k(&b, CR_OP_HIST_LO, CR_DTYPE_NONE, x, 0, 0, 0);
+    vb_kernel_end(&b);
+    uint32_t k2 = vb_kernel_begin(&b, 10, 20, 40, 1, 0);
+    vb_k(&b, CR_OP_LOAD, CR_DTYPE_NONE, 0, in, 0, 0);
+    vb_k(&b, CR_OP_TIE_COUNT, CR_DTYPE_NONE, x, 0, 0, 0);
+    vb_k(&b, CR_OP_TORCH_DESC, CR_DTYPE_NONE, x, 0, 0, 0);
+    vb_kernel_end(&b);
+    uint32_t k3 = vb_kernel_begin(&b, 10, 20, 40, 2, 0);
+    vb_k(&b, CR_OP_LOAD, CR_DTYPE_NONE, 0, in, 0, 0);
+    vb_k(&b, CR_OP_TOPK_MASK, CR_DTYPE_NONE, 1, 0, x, 0);
+    vb_k(&b, CR_OP_STORE, CR_DTYPE_NONE, o, 1, 0, 0);
+    vb_kernel_end(&b);
+    vb_m(&b, CR_OP_SEL_INIT, CR_DTYPE_NONE, x, s, 0, 0);
+    vb_m(&b, CR_OP_KERNEL, CR_DTYPE_NONE, 0, k1, 0, 0);
+    vb_m(&b, CR_OP_KERNEL, CR_DTYPE_NONE, 0, k2, 0, 0);
+    vb_m(&b, CR_OP_KERNEL, CR_DTYPE_NONE, 0, k3, 0, 0);
+    cr_program p;
+    vb_build(&b, &p);
+    cr_program_mark_kernels(&p);
+    CHECK_EQ_INT(p.kernels[k1].flags, CR_KERNEL_EARLY_GATHER);
+    CHECK_EQ_INT(p.kernels[k2].flags, CR_KERNEL_TIES_ONLY);
+    CHECK_EQ_INT(p.kernels[k3].flags, 0);
+    cr_error err = {0};
+    CHECK_MSG(cr_program_verify(&p, &err) == CR_OK, "%s", err.msg);
+    cr_program_free(&p);
 }
 
 TEST(two_outputs_overlap)
@@ -329,6 +378,7 @@ int main(void)
     RUN(save_load_round_trip);
     RUN(corrupted_files_rejected);
     RUN(verifier_rules);
+    RUN(kernel_flags_marked_and_checked);
     RUN(two_outputs_overlap);
     RUN(opcodes_md_is_current);
     RUN(explain_lists_everything);

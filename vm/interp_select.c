@@ -1,0 +1,322 @@
+/* interp_select.c — top-k selections at run time (ops.def's SEL_* and
+ * kernel selection ops): the state machine of main's SEL_INIT,
+ * SEL_FIND_HI/LO, SEL_PREFIX; the per-chunk helpers the kernel body calls
+ * (counting keys, the TOPK_MASK masks, gathering); and torch's tie order:
+ * allocating the gather, replaying torch's sort (torchsort.h) and marking
+ * the ties it keeps. Which kernels only count ties or may gather early is
+ * the compiler's word (CR_KERNEL_TIES_ONLY, CR_KERNEL_EARLY_GATHER); what
+ * is decided here is what the data decides (direct mode, whether ties
+ * straddle the k-th position).
+ */
+#include "interp.h"
+#include "torchsort.h"
+
+#include <math.h>
+#include <string.h>
+
+/* elements base.. of a torch tie-order gather: each one's key, a tie's index */
+void vm_gather_words(uint32_t *kv, uint32_t T, const float *a, uint64_t base, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t key = cr_torchsort_key(a[i]);
+        kv[base + i] = key == T ? CR_TORCHSORT_TIE | (uint32_t)(base + i) : key;
+    }
+}
+
+/* how many of a[0..n) have magnitude key T; 32-bit partial counts so the
+ * loop vectorises at full width */
+uint64_t vm_count_key(const float *a, size_t n, uint32_t T)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = CR_MIN(n - i, (size_t)1 << 30);
+        uint32_t cnt = 0;
+        for (size_t e = 0; e < len; e++) cnt += mag_key(a[i + e]) == T;
+        total += cnt;
+        i += len;
+    }
+    return total;
+}
+
+/* TOPK_MASK over one block: d = 1 for keys above the threshold, and for
+ * keys equal to it while the running tie rank *before is below ties_keep.
+ * When the block's ties are all kept or all dropped (nearly always) the
+ * loop has no branch and no carried state, so it vectorises. */
+static void mask_above(uint32_t T, float tie, const float *a, float *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t key = mag_key(a[i]);
+        d[i] = key > T ? 1.0f : key == T ? tie : 0.0f;
+    }
+}
+
+/* The same in torch's tie order: the kept ties are marked in s->tiebits.
+ * The vector loop drops every tie, then the few kept ones are set (a tie
+ * is rare, so that branch is predicted). */
+void vm_topk_mask_tiebits(const vm_select *s, const float *a, float *d, size_t n, uint64_t base)
+{
+    const uint32_t T = s->threshold;
+    mask_above(T, 0.0f, a, d, n);
+    for (size_t i = 0; i < n; i++) {
+        if (mag_key(a[i]) != T) continue;
+        uint64_t e = base + i;
+        d[i] = (float)(s->tiebits[e >> 6] >> (e & 63) & 1);
+    }
+}
+
+void vm_topk_mask(const vm_select *s, const float *a, float *d, size_t n, uint64_t *before)
+{
+    const uint32_t T = s->threshold;
+    uint64_t eq = vm_count_key(a, n, T);
+    if (*before >= s->ties_keep || *before + eq <= s->ties_keep) {
+        mask_above(T, *before + eq <= s->ties_keep ? 1.0f : 0.0f, a, d, n);
+        *before += eq;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t key = mag_key(a[i]);
+        float keep = 0;
+        if (key > T) keep = 1;
+        else if (key == T) keep = (*before)++ < s->ties_keep ? 1.0f : 0.0f;
+        d[i] = keep;
+    }
+}
+
+/* the tensor a kernel works on, for messages: its first file LOAD's */
+static const char *kernel_tensor(const vm *m, const cr_insn *code, uint32_t n)
+{
+    for (uint32_t pc = 0; pc < n; pc++)
+        if (code[pc].op == CR_OP_LOAD && m->p->inputs[code[pc].a].kind == CR_INPUT_FILE)
+            return S(m, m->p->inputs[code[pc].a].name);
+    return "?";
+}
+
+/* The output tensor a selection serves, for messages: the first output
+ * stored by a kernel that uses selection x ("?" when none is, e.g. a
+ * selection whose value feeds only scalars). Searched only on failure. */
+const char *vm_sel_output_name(const vm *m, uint32_t x)
+{
+    const cr_program *p = m->p;
+    for (uint32_t k = 0; k < p->n_kernels; k++) {
+        const cr_insn *code = p->code + p->kernels[k].code_begin;
+        uint32_t n = p->kernels[k].code_len;
+        bool uses = false;
+        for (uint32_t i = 0; i < n && !uses; i++) {
+            const char *kinds = cr_op_table[code[i].op].kinds;
+            uint32_t ops[4] = { code[i].dst, code[i].a, code[i].b, code[i].c };
+            for (int j = 0; j < 4; j++) uses |= kinds[j] == 'x' && ops[j] == x;
+        }
+        for (uint32_t i = 0; i < n && uses; i++)
+            if (cr_op_table[code[i].op].kinds[0] == 'o') return S(m, p->outputs[code[i].dst].name);
+    }
+    return "?";
+}
+
+/* torch's order matters only when some but not all threshold ties are kept */
+static bool needs_gather(const vm_select *s) { return s->k && s->ties_keep < s->ties_total; }
+
+/* a fresh gather of n words for selection x (the old one freed) */
+static cr_status gather_alloc(vm *m, uint32_t x, uint64_t n, cr_error *err)
+{
+    vm_select *s = &m->sel[x];
+    cr_free(m->alloc, s->kv);
+    s->partitioned = false;
+    s->kv = cr_malloc(m->alloc, (size_t)n * sizeof *s->kv);
+    if (!s->kv) return cr_fail(err, CR_ERR_NOMEM, "out of memory gathering the top-k selection of %s (%llu elements)",
+                               vm_sel_output_name(m, x), (unsigned long long)n);
+    return CR_OK;
+}
+
+/* Before a kernel with TORCH_DESC/ASC: record the order, and gather only
+ * when the ties at the threshold do not all fit (otherwise the threshold
+ * alone decides). */
+cr_status vm_torch_gather_begin(vm *m, const cr_insn *in, const cr_insn *code, uint32_t code_len, uint64_t n,
+                                cr_error *err)
+{
+    vm_select *s = &m->sel[in->dst];
+    s->torch_order = in->op;
+    if (s->early) return CR_OK;   /* filled by the HIST_LO pass */
+    cr_free(m->alloc, s->kv);
+    s->kv = NULL;
+    s->partitioned = false;
+    if (!needs_gather(s)) return CR_OK;
+    if (m->mem.torch_fallback && m->mem.torch_fallback[in->dst]) {
+        /* memplan: the gather does not fit --max-memory; ties in index order */
+        uint64_t kept = s->ties_keep, dropped = s->ties_total - s->ties_keep;
+        vm_warn(m, "%s (selection %u): torch's tie order (a %llu MiB gather) does not fit --max-memory; %llu of %llu elements "
+                "tied at the top-k threshold kept in index order instead, up to %llu may differ from mergekit",
+             kernel_tensor(m, code, code_len), in->dst, (unsigned long long)((n * 4 + (1 << 20) - 1) >> 20),
+             (unsigned long long)kept, (unsigned long long)s->ties_total,
+             (unsigned long long)(2 * CR_MIN(kept, dropped)));
+        return CR_OK;
+    }
+    if (n >= CR_TORCHSORT_TIE)
+        return cr_fail(err, CR_ERR_LIMIT, "%s: torch's tie order for a top-k selection over %llu elements (limit 2^31)",
+                       vm_sel_output_name(m, in->dst), (unsigned long long)n);
+    return gather_alloc(m, in->dst, n, err);
+}
+
+/* replay torch's sort of a gathered selection up to the k-th position */
+static void torch_partition(vm *m, uint32_t x)
+{
+    vm_select *s = &m->sel[x];
+    uint64_t n = m->p->selects[x].n;
+    bool desc = s->torch_order == CR_OP_TORCH_DESC;
+    uint64_t bound = desc ? s->k : n - s->k;
+    cr_torchsort_partition(m->kern, s->kv, n, desc, s->threshold, &bound, 1);
+    s->partitioned = true;
+}
+
+typedef struct partition_job {
+    vm *m;
+    const cr_insn *prefix;     /* a run of SEL_PREFIX instructions */
+} partition_job;
+
+static int partition_task(void *ud, uint64_t task, unsigned thread)
+{
+    (void)thread;
+    const partition_job *j = ud;
+    torch_partition(j->m, j->prefix[task].dst);
+    return 0;
+}
+
+/* The SEL_PREFIXes that follow one another in main (one per model of a
+ * tensor) replay independent sorts: run them side by side on the pool. */
+void vm_partition_run(vm *m, const cr_insn *prefix, uint32_t n_left)
+{
+    uint32_t n = 0;
+    while (n < n_left && prefix[n].op == CR_OP_SEL_PREFIX && m->sel[prefix[n].dst].kv &&
+           !m->sel[prefix[n].dst].partitioned && m->sel[prefix[n].dst].phase == SEL_FOUND_LO)
+        n++;
+    if (n < 2) return;
+    partition_job j = { m, prefix };
+    cr_pool_run(m->pool, n, partition_task, &j);
+}
+
+/* SEL_PREFIX of a gathered selection: replay torch's sort up to the k-th
+ * position (unless partition_run did) and mark the ties that land among
+ * the kept elements. */
+cr_status vm_torch_ties(vm *m, uint32_t x, cr_error *err)
+{
+    vm_select *s = &m->sel[x];
+    uint64_t n = m->p->selects[x].n;
+    bool desc = s->torch_order == CR_OP_TORCH_DESC;
+    uint64_t bound = desc ? s->k : n - s->k;
+    if (!s->partitioned) torch_partition(m, x);
+    s->partitioned = false;
+    s->early = false;
+    cr_free(m->alloc, s->tiebits);
+    s->tiebits = cr_calloc(m->alloc, (size_t)(n / 64 + 1), sizeof *s->tiebits);
+    if (!s->tiebits)
+        return cr_fail(err, CR_ERR_NOMEM, "out of memory for the top-k selection of %s", vm_sel_output_name(m, x));
+    uint64_t lo = desc ? 0 : bound, hi = desc ? bound : n, kept = 0;
+    for (uint64_t p = lo; p < hi; p++) {
+        if (!(s->kv[p] & CR_TORCHSORT_TIE)) continue;
+        uint64_t e = s->kv[p] & ~CR_TORCHSORT_TIE;
+        s->tiebits[e >> 6] |= (uint64_t)1 << (e & 63);
+        kept++;
+    }
+    cr_free(m->alloc, s->kv);
+    s->kv = NULL;
+    if (kept != s->ties_keep)
+        return cr_fail(err, CR_ERR_RUNTIME, "%s: torch order kept %llu ties at the top-k threshold, expected %llu (values changed between passes?)",
+                       vm_sel_output_name(m, x), (unsigned long long)kept, (unsigned long long)s->ties_keep);
+    return CR_OK;
+}
+
+
+/* A TIES_ONLY kernel (the compiler says its only effects are tie counts
+ * and torch tie-order gathers) whose counts are already known (direct
+ * selections) and whose gathers are not needed or already filled computes
+ * nothing anyone reads: it is skipped. */
+bool vm_kernel_is_idle(const vm *m, const cr_prog_kernel *k)
+{
+    if (!(k->flags & CR_KERNEL_TIES_ONLY)) return false;
+    const cr_insn *code = m->p->code + k->code_begin;
+    for (uint32_t pc = 0; pc < k->code_len; pc++) {
+        const cr_insn *in = &code[pc];
+        if (in->op == CR_OP_TIE_COUNT && !m->sel[in->dst].direct) return false;
+        if ((in->op == CR_OP_TORCH_DESC || in->op == CR_OP_TORCH_ASC) && needs_gather(&m->sel[in->dst]) &&
+            !m->sel[in->dst].early)
+            return false;   /* a fallback warns there */
+    }
+    return true;
+}
+
+/* In direct mode (bf16 values: the threshold is known once the high bits
+ * are counted) the HIST_LO pass can fill a selection's torch tie-order
+ * gather as it counts the ties, and the pass that would only gather is
+ * skipped (vm_kernel_is_idle): a TIES merge reads its inputs three times, not
+ * four. Only where both passes hold their inputs whole (neither streamed)
+ * and the gather would run whole (not one at a time, not in index order):
+ * the two passes then map the same views, so memory is memplan's for the
+ * gathering pass. */
+cr_status vm_gather_early(vm *m, uint32_t ki, bool stream, cr_error *err)
+{
+    const cr_prog_kernel *k = &m->p->kernels[ki];
+    if (stream || !(k->flags & CR_KERNEL_EARLY_GATHER)) return CR_OK;
+    const cr_insn *code = m->p->code + k->code_begin;
+    for (uint32_t pc = 0; pc < k->code_len; pc++) {
+        const cr_insn *in = &code[pc];
+        if (in->op != CR_OP_HIST_LO) continue;
+        vm_select *s = &m->sel[in->dst];
+        if (!s->direct || !needs_gather(s) || !s->torch_order || !s->torch_whole || s->torch_kernel == ki ||
+            s->early || (m->mem.torch_fallback && m->mem.torch_fallback[in->dst]))
+            continue;
+        uint64_t elems = m->p->selects[in->dst].n;
+        if (elems >= CR_TORCHSORT_TIE) continue;   /* the gathering pass reports it */
+        cr_status st = gather_alloc(m, in->dst, elems, err);
+        if (st) return st;
+        s->early = true;
+    }
+    return CR_OK;
+}
+
+cr_status vm_sel_init(vm *m, uint32_t x, double kv, cr_error *err)
+{
+    vm_select *s = &m->sel[x];
+    const cr_prog_select *ps = &m->p->selects[x];
+    if (!(kv >= 0) || kv != floor(kv) || kv > (double)ps->n)
+        return cr_fail(err, CR_ERR_RUNTIME,
+                       "output tensor %s: a top-k selection (topk_mask / kth_largest_abs) got k = %g, "
+                       "not a whole number in 0..%llu (the number of elements)",
+                       vm_sel_output_name(m, x), kv, (unsigned long long)ps->n);
+    s->k = (uint64_t)kv;
+    cr_free(m->alloc, s->tiebits);
+    s->tiebits = NULL;
+    s->n_chunks = (ps->n + ps->chunk - 1) / ps->chunk;
+    if (!s->hist) s->hist = cr_malloc(m->alloc, (size_t)m->n_threads * CR_RUN_HIST_BINS * sizeof *s->hist);
+    if (!s->ties) s->ties = cr_calloc(m->alloc, s->n_chunks ? (size_t)s->n_chunks : 1, sizeof *s->ties);
+    if (!s->lowor) s->lowor = cr_calloc(m->alloc, m->n_threads, sizeof *s->lowor);
+    if (!s->hist || !s->ties || !s->lowor)
+        return cr_fail(err, CR_ERR_NOMEM, "out of memory for the top-k selection of %s", vm_sel_output_name(m, x));
+    memset(s->hist, 0, (size_t)m->n_threads * CR_RUN_HIST_BINS * sizeof *s->hist);
+    memset(s->lowor, 0, m->n_threads * sizeof *s->lowor);
+    s->direct = false;
+    s->phase = SEL_INITED;
+    return CR_OK;
+}
+
+/* find the bin (from the top) where the running count reaches k */
+void vm_sel_find(vm *m, vm_select *s, bool hi)
+{
+    uint64_t cum = hi ? 0 : s->above;
+    for (uint32_t b = CR_RUN_HIST_BINS; b-- > 0;) {
+        uint64_t cnt = 0;
+        for (unsigned t = 0; t < m->n_threads; t++) cnt += s->hist[(size_t)t * CR_RUN_HIST_BINS + b];
+        if (cum + cnt >= s->k) {
+            if (hi) {
+                s->hi = b;
+                s->above = cum;
+                uint32_t lo = 0;
+                for (unsigned t = 0; t < m->n_threads; t++) lo |= s->lowor[t];
+                if (!lo) { s->direct = true; s->threshold = b << 16; s->ties_keep = s->k - cum; s->ties_total = cnt; }
+            }
+            else { s->threshold = s->hi << 16 | b; s->ties_keep = s->k - cum; s->ties_total = cnt; }
+            break;
+        }
+        cum += cnt;
+    }
+    memset(s->hist, 0, (size_t)m->n_threads * CR_RUN_HIST_BINS * sizeof *s->hist);
+}
+

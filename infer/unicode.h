@@ -15,6 +15,7 @@
 #include <stdbool.h>
 
 #include "base.h"
+#include "utf8.h"   /* cr_utf8_decode/encode/check, used with the classes below */
 
 extern const char cr_unicode_version[];
 extern const uint32_t cr_uni_letters[][2], cr_uni_letters_len;
@@ -23,15 +24,6 @@ extern const uint32_t cr_uni_decomp[][3], cr_uni_decomp_len;
 extern const uint32_t cr_uni_ccc_table[][3], cr_uni_ccc_table_len;
 extern const uint32_t cr_uni_compose[][3], cr_uni_compose_len;
 
-/* Decode one UTF-8 scalar at s[0..n). Returns its length in bytes (1..4)
- * and stores the code point, or returns 0 for an invalid or truncated
- * sequence (overlong forms and surrogates are invalid). */
-size_t cr_utf8_decode(const char *s, size_t n, uint32_t *cp);
-/* Encode cp into out (4 bytes room); returns the length. */
-size_t cr_utf8_encode(uint32_t cp, char *out);
-/* True if s[0..n) is well-formed UTF-8; *bad (may be NULL) gets the first
- * bad offset. (vm/jsonw.h has cr_utf8_valid without the offset.) */
-bool cr_utf8_check(const char *s, size_t n, size_t *bad);
 
 bool cr_uni_is_letter(uint32_t cp);     /* general category L* */
 bool cr_uni_is_number(uint32_t cp);     /* general category N* */

@@ -1,5 +1,6 @@
 /* jsonw.c — string buffer and the two JSON output dialects (see jsonw.h). */
 #include "jsonw.h"
+#include "utf8.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -76,42 +77,6 @@ void cr_sbuf_free(cr_sbuf *b)
     b->failed = false;
 }
 
-/* Decode one UTF-8 sequence at s[0..n); returns its length, or 0 if it is
- * not valid (overlong, surrogate, beyond U+10FFFF, truncated). */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    unsigned char c = s[0];
-    size_t len;
-    uint32_t v, min;
-    if (c < 0x80) { *cp = c; return 1; }
-    if ((c & 0xe0) == 0xc0) { len = 2; v = c & 0x1f; min = 0x80; }
-    else if ((c & 0xf0) == 0xe0) { len = 3; v = c & 0x0f; min = 0x800; }
-    else if ((c & 0xf8) == 0xf0) { len = 4; v = c & 0x07; min = 0x10000; }
-    else return 0;
-    if (len > n) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        v = (v << 6) | (s[i] & 0x3f);
-    }
-    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) return 0;
-    *cp = v;
-    return len;
-}
-
-bool cr_utf8_valid(const char *str, size_t n)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < n) {
-        if (s[i] < 0x80) { i++; continue; }
-        uint32_t cp;
-        size_t len = utf8_decode(s + i, n - i, &cp);
-        if (!len) return false;
-        i += len;
-    }
-    return true;
-}
-
 void cr_json_add_string(cr_sbuf *b, const char *str, size_t n, bool ascii)
 {
     const unsigned char *s = (const unsigned char *)str;
@@ -139,7 +104,7 @@ void cr_json_add_string(cr_sbuf *b, const char *str, size_t n, bool ascii)
             continue;
         }
         uint32_t cp;
-        size_t len = utf8_decode(s + i, n - i, &cp);
+        size_t len = cr_utf8_decode((const char *)s + i, n - i, &cp);
         if (!len) { cr_sbuf_adds(b, "\\ufffd"); i++; continue; }
         if (cp >= 0x10000) {
             cp -= 0x10000;

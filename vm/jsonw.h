@@ -38,10 +38,6 @@ void cr_sbuf_free(cr_sbuf *b);
  * ascii mode and is copied as is otherwise. */
 void cr_json_add_string(cr_sbuf *b, const char *s, size_t n, bool ascii);
 
-/* true if s[0..n) is valid UTF-8 (no overlongs, surrogates or code points
- * above U+10FFFF) */
-bool cr_utf8_valid(const char *s, size_t n);
-
 /* Python-style number text for a double: integral values below 2^53 as
  * integers, others as the shortest %g that reads back exactly. */
 void cr_json_add_number(cr_sbuf *b, double v);

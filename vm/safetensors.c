@@ -9,6 +9,7 @@
  * arena; the data is a read-only mmap of the whole file.
  */
 #include "safetensors.h"
+#include "utf8.h"
 #include "limits.h"
 
 #include <cjson/cJSON.h>
@@ -139,7 +140,7 @@ static cr_status parse_header(cr_st_file *f, const char *hdr, uint64_t n, unsign
 {
     st_private *p = f->owned;
     const char *path = f->path;
-    if (!cr_utf8_valid(hdr, (size_t)n))
+    if (!cr_utf8_check(hdr, (size_t)n, NULL))
         return cr_fail(err, CR_ERR_FORMAT, "%s: header is not valid UTF-8", path);
     /* what cJSON lets through and serde_json refuses (a raw NUL would cut
      * a tensor name short) */

@@ -1,31 +1,9 @@
 /* termtext.c — escaping text from input files for a terminal (termtext.h). */
 #include "termtext.h"
+#include "utf8.h"
 
 #include <stdint.h>
 #include <string.h>
-
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one
- * (overlong forms, surrogates and code points above U+10FFFF included);
- * *cp gets its code point. */
-static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    unsigned char c = s[0];
-    size_t len;
-    uint32_t v, min;
-    if (c < 0x80) { *cp = c; return 1; }
-    if (c >= 0xc2 && c <= 0xdf) { len = 2; v = c & 0x1f; min = 0x80; }
-    else if (c >= 0xe0 && c <= 0xef) { len = 3; v = c & 0x0f; min = 0x800; }
-    else if (c >= 0xf0 && c <= 0xf4) { len = 4; v = c & 0x07; min = 0x10000; }
-    else return 0;
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        v = (v << 6) | (s[i] & 0x3f);
-    }
-    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) return 0;
-    *cp = v;
-    return len;
-}
 
 /* Calls emit(ud, piece, len) for each piece of the escaped text. */
 typedef void (*emit_fn)(void *ud, const char *p, size_t n);
@@ -37,7 +15,7 @@ static void escape(const char *str, size_t n, unsigned flags, emit_fn emit, void
     size_t i = 0;
     while (i < n) {
         uint32_t cp = 0;
-        size_t len = utf8_seq(s + i, n - i, &cp);
+        size_t len = cr_utf8_decode((const char *)s + i, n - i, &cp);
         bool keep = (flags & CR_TEXT_KEEP_LINES) && (cp == '\n' || cp == '\t');
         bool control = len && (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f));
         if (len && (!control || keep)) {

@@ -79,38 +79,16 @@ check '"$bin" verify whole >/dev/null 2>&1' "untouched merge verifies"
 
 # ---- SIGHUP: a closed terminal or SSH session ------------------------------
 
-# hangup NAME SIGNAL OUT COMMAND...: SIGNAL once OUT's temporary directory exists
-hangup() {
-    local name=$1 sig=$2 out=$3
-    shift 3
-    "$@" 2>"$name.err" &
-    local pid=$! i=0
-    while [ $i -lt 3000 ] && kill -0 $pid 2>/dev/null && [ -z "$(tmp_of "$out")" ]; do
-        sleep 0.01
-        i=$((i + 1))
-    done
-    kill -s "$sig" $pid 2>/dev/null
-    wait $pid
-    local rc=$?
-    if [ $rc -eq 0 ]; then
-        bad "$name: finished before SIG$sig arrived (machine too fast for this model size?)"
-        return
-    fi
-    check '[ $rc -eq 130 ] && grep -q "interrupted" "$name.err"' "$name: rc $rc: $(cat "$name.err")"
-    check '[ ! -e "$out" ]' "$name: $out left behind"
-    check '[ -z "$(tmp_of "$out")" ]' "$name: temporary directory left: $(tmp_of "$out")"
-}
-
-hangup merge_hup HUP h1 "$bin" merge lin.yml h1 --threads 1 --quiet
-hangup merge_hup_2 HUP h2 "$bin" merge lin.yml h2 --threads 2 --quiet
+interrupt merge_hup HUP h1 "$bin" merge lin.yml h1 --threads 1 --quiet
+interrupt merge_hup_2 HUP h2 "$bin" merge lin.yml h2 --threads 2 --quiet
 "$bin" compile lin.yml -o lin.crb 2>/dev/null
 check '[ -f lin.crb ]' "compile"
-hangup run_hup HUP h3 "$bin" run lin.crb h3 --threads 1 --quiet
+interrupt run_hup HUP h3 "$bin" run lin.crb h3 --threads 1 --quiet
 # synth writes ~280 MB here, so that it is still writing when the signal
 # comes; it had no handler at all before (SIGINT left its temporary directory)
-hangup synth_hup HUP h4 "$bin" synth h4 --arch llama --layers 16 --hidden 512 --intermediate 1408 --heads 8 \
+interrupt synth_hup HUP h4 "$bin" synth h4 --arch llama --layers 16 --hidden 512 --intermediate 1408 --heads 8 \
     --kv-heads 2 --vocab 24000 --dtype float32 --seed 5
-hangup synth_int INT h5 "$bin" synth h5 --arch llama --layers 16 --hidden 512 --intermediate 1408 --heads 8 \
+interrupt synth_int INT h5 "$bin" synth h5 --arch llama --layers 16 --hidden 512 --intermediate 1408 --heads 8 \
     --kv-heads 2 --vocab 24000 --dtype float32 --seed 5
 
 # under nohup (SIGHUP ignored when crucible starts) a hang-up does not stop it

@@ -13,3 +13,28 @@ fail=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
 check() { if eval "$1"; then ok; else bad "$2"; fi; }
+
+# interrupt NAME SIGNAL OUT_DIR COMMAND...: start COMMAND, send SIGNAL once
+# OUT_DIR's temporary directory exists, check what is left. With KEEP=1 in
+# the environment OUT_DIR existed before and must still exist.
+interrupt() {
+    local name=$1 sig=$2 out=$3
+    shift 3
+    "$@" 2>"$name.err" &
+    local pid=$! i=0
+    while [ $i -lt 3000 ] && kill -0 $pid 2>/dev/null && [ -z "$(ls -d "$out".crucible-tmp-* 2>/dev/null)" ]; do
+        sleep 0.01
+        i=$((i + 1))
+    done
+    kill -s "$sig" $pid 2>/dev/null
+    wait $pid
+    local rc=$?
+    if [ $rc -eq 0 ]; then
+        bad "$name: finished before SIG$sig arrived (machine too fast for this model size?)"
+        return
+    fi
+    check '[ $rc -eq 130 ] && grep -q "interrupted" "$name.err"' "$name: rc $rc: $(cat "$name.err")"
+    if [ "${KEEP:-0}" = 1 ]; then check '[ -d "$out" ]' "$name: old $out removed"
+    else check '[ ! -e "$out" ]' "$name: $out left behind"; fi
+    check '[ -z "$(ls -d "$out".crucible-tmp-* 2>/dev/null)" ]' "$name: temporary directory left: $(ls -d "$out".crucible-tmp-* 2>/dev/null)"
+}

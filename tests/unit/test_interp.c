@@ -452,6 +452,7 @@ TEST(rand_is_counter_based)
     }
 }
 
+/* tsan: runs threads; tools/sanitize.sh thread runs this test */
 int main(void)
 {
     tmp = vb_tempdir();

@@ -420,10 +420,10 @@ int cr_cli_compile(const cr_cli_options *o, bool header_only, const char *out_di
                      .disabled = o->disabled_passes, .dump = o->dump, .dump_out = stdout },
         .copy_tokenizer = o->copy_tokenizer, .write_card = o->write_card, .out_dir = out_dir,
         .moe_layout = (cr_moe_layout)o->moe_layout, .gate_f32 = o->gate_f32,
-        .moe_same_source = o->moe_same_source, .threads = o->threads, .collect_inputs = inputs };
+        .moe_same_source = o->moe_same_source, .threads = o->threads, .collect_inputs = inputs,
+        .diags_out = stderr };
     cr_error err = {0};
     cr_status st = cr_compile(&po, r, &err);
-    cr_diags_print(&r->diags, stderr);
     if (!st) return 0;
     bool moe = r->kind == CR_SOURCE_MOE;
     int rc = 1;

@@ -33,6 +33,7 @@ static cr_status compile_moe(const cr_pipeline_options *o, cr_compile_result *r,
     /* config checks, models, gates and the middle end are one call: its
      * failures are the front end's (diagnostics, else err) */
     if (!st) st = cr_moe_compile(al, &cfg, &mo, &r->graph, &r->program, &r->diags, err);
+    if (o->diags_out) cr_diags_print(&r->diags, o->diags_out);
     cr_moe_config_free(&cfg);
     return st;
 }
@@ -74,6 +75,7 @@ static cr_status compile_recipe(const cr_pipeline_options *o, cr_source_kind kin
     if (o->text) st = cr_frontend_yaml_text(al, o->path, o->text, o->text_len, &fo, &r->plan, &r->diags, err);
     else if (kind == CR_SOURCE_LUA) st = cr_frontend_lua(al, o->path, &fo, &r->plan, &r->diags, err);
     else st = cr_frontend_yaml(al, o->path, &fo, &r->plan, &r->diags, err);
+    if (o->diags_out) cr_diags_print(&r->diags, o->diags_out);
     if (st) return st;
     r->failed = CR_STAGE_MIDDLE;
     if ((st = cr_compile_plan(&r->plan, methods, &o->compile, &r->graph, &r->program, err))) return st;

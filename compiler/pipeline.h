@@ -39,6 +39,8 @@ typedef struct cr_pipeline_options {
     bool gate_f32, moe_same_source;
     unsigned threads;               /* forward-pass threads of `hidden` gates */
     bool collect_inputs;            /* fill result.inputs */
+    FILE *diags_out;                /* print the front end's diagnostics here as soon as it
+                                     * ends, before any --dump output (NULL: only keep them) */
 } cr_pipeline_options;
 
 /* Where a failure happened; the CLI words and exits by it. */

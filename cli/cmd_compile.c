@@ -17,24 +17,17 @@ int cr_cmd_compile(int argc, char **argv)
         fprintf(stderr, "crucible compile: %s exists (use --force to replace it)\n", o.output);
         return 1;
     }
-    cr_plan plan;
-    cr_graph g;
-    cr_program prog;
-    cr_input_paths inputs;   /* the .crb must not replace one of them (vm/outguard.h) */
-    cr_input_paths_init(&inputs, cr_default_allocator());
-    int rc = cr_cli_compile(&o, true, NULL, &plan, &g, &prog, &inputs);
-    if (rc) { cr_input_paths_free(&inputs); return rc; }
+    cr_compile_result r;   /* r.inputs: the .crb must not replace one of them (vm/outguard.h) */
+    int rc = cr_cli_compile(&o, true, NULL, true, &r);
+    if (rc) return rc;
     cr_error err = {0};
     /* cr_program_save writes beside the target and renames it into place */
-    if (cr_input_paths_add_program(&inputs, &prog, &err) ||
-        cr_outguard_check(&inputs, o.output, "output file", &err) ||
-        cr_program_save(&prog, o.output, &err)) {
+    if (cr_input_paths_add_program(&r.inputs, &r.program, &err) ||
+        cr_outguard_check(&r.inputs, o.output, "output file", &err) ||
+        cr_program_save(&r.program, o.output, &err)) {
         fprintf(stderr, "crucible compile: %s\n", err.msg);
         rc = 1;
     }
-    cr_input_paths_free(&inputs);
-    cr_program_free(&prog);
-    cr_graph_free(&g);
-    cr_plan_free(&plan);
+    cr_compile_result_free(&r);
     return rc;
 }

@@ -21,13 +21,10 @@ int cr_cmd_explain(int argc, char **argv)
         cr_program_free(&prog);
         return 0;
     }
-    cr_plan plan;
-    cr_graph g;
-    int rc = cr_cli_compile(&o, true, NULL, &plan, &g, &prog, NULL);
+    cr_compile_result r;
+    int rc = cr_cli_compile(&o, true, NULL, false, &r);
     if (rc) return rc;
-    if (!o.dump) cr_program_explain(&prog, stdout);
-    cr_program_free(&prog);
-    cr_graph_free(&g);
-    cr_plan_free(&plan);
+    if (!o.dump) cr_program_explain(&r.program, stdout);
+    cr_compile_result_free(&r);
     return 0;
 }

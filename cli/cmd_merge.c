@@ -16,14 +16,11 @@ int cr_cmd_merge(int argc, char **argv)
     /* a bad OUT_DIR fails before compiling, not after the merge */
     cr_error err = {0};
     if (cr_outdir_check(o.pos[1], &err)) { fprintf(stderr, "crucible %s: %s\n", o.cmd, err.msg); return 1; }
-    cr_plan plan;
-    cr_graph g;
-    cr_program prog;
-    cr_input_paths inputs;   /* recipe, method files, model dirs: never the output */
-    cr_input_paths_init(&inputs, cr_default_allocator());
-    int rc = cr_cli_compile(&o, false, o.pos[1], &plan, &g, &prog, &inputs);
-    if (rc) { cr_input_paths_free(&inputs); return rc; }
-    cr_graph_free(&g);
+    cr_compile_result r;   /* r.inputs: recipe, method files, model dirs: never the output */
+    int rc = cr_cli_compile(&o, false, o.pos[1], true, &r);
+    if (rc) return rc;
+    cr_graph_free(&r.graph);
+    cr_graph_init(&r.graph, cr_default_allocator());
     cr_vm_options vo;
     cr_vm_options_init(&vo);
     vo.out_dir = o.pos[1];
@@ -32,10 +29,8 @@ int cr_cmd_merge(int argc, char **argv)
     vo.max_memory = o.max_memory;
     vo.quiet = o.quiet;
     vo.skip_hash = true;   /* just compiled from the same files */
-    vo.inputs = &inputs;
-    rc = cr_cli_run_program(&prog, &vo, "merge");
-    cr_input_paths_free(&inputs);
-    cr_program_free(&prog);
-    cr_plan_free(&plan);
+    vo.inputs = &r.inputs;
+    rc = cr_cli_run_program(&r.program, &vo, "merge");
+    cr_compile_result_free(&r);
     return rc;
 }

@@ -8,21 +8,17 @@ int cr_cmd_plan(int argc, char **argv)
 {
     cr_cli_options o;
     if (!cr_cli_parse(CR_CMD_PLAN, argc, argv, &o)) return 2;
-    cr_plan plan;
-    cr_graph g;
-    cr_program prog;
-    int rc = cr_cli_compile(&o, true, NULL, &plan, &g, &prog, NULL);
+    cr_compile_result r;
+    int rc = cr_cli_compile(&o, true, NULL, false, &r);
     if (rc) return 2;
     cr_plan_numbers n;
     cr_error err = {0};
-    if (cr_plan_measure(&prog, o.threads, o.max_memory, &n, &err)) {
+    if (cr_plan_measure(&r.program, o.threads, o.max_memory, &n, &err)) {
         fprintf(stderr, "crucible plan: %s\n", err.msg);
         rc = 2;
     } else {
-        cr_plan_print(&prog, &n, stdout);
+        cr_plan_print(&r.program, &n, stdout);
     }
-    cr_program_free(&prog);
-    cr_graph_free(&g);
-    cr_plan_free(&plan);
+    cr_compile_result_free(&r);
     return rc;
 }

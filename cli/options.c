@@ -1,18 +1,12 @@
 /* options.c — the option table's parser and --help (cli/options.def), and
- * the compile pipeline of the recipe-taking commands (merge, plan, explain,
- * compile, moe). */
+ * the recipe-taking commands' (merge, plan, explain, compile, moe) call of
+ * the compile pipeline (compiler/pipeline.h) with their options. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "options.h"
-#include "aux_files.h"
-#include "compile.h"
-#include "frontend.h"
 #include "limits.h"
-#include "lua_recipe.h"
-#include "moe.h"
-#include "outguard.h"
 #include "shards.h"
 
 /* ---- the commands and the option table ----------------------------------- */
@@ -415,112 +409,43 @@ static void help(cr_cli_cmd cmd, FILE *out)
     }
 }
 
-static int compile_moe(const cr_cli_options *o, const char *out_dir, cr_graph *g, cr_program *prog)
+/* The options' part of the pipeline's: o's recipe with its flags. */
+int cr_cli_compile(const cr_cli_options *o, bool header_only, const char *out_dir, bool inputs,
+                   cr_compile_result *r)
 {
-    const cr_allocator *al = cr_default_allocator();
+    cr_pipeline_options po = {
+        .path = o->pos[0], .models_dir = o->models_dir, .methods_dir = o->methods_dir,
+        .header_only = header_only, .allow_crimes = o->allow_crimes,
+        .compile = { .precise = o->precise, .seed = o->seed, .max_shard_bytes = o->out_shard_size,
+                     .disabled = o->disabled_passes, .dump = o->dump, .dump_out = stdout },
+        .copy_tokenizer = o->copy_tokenizer, .write_card = o->write_card, .out_dir = out_dir,
+        .moe_layout = (cr_moe_layout)o->moe_layout, .gate_f32 = o->gate_f32,
+        .moe_same_source = o->moe_same_source, .threads = o->threads, .collect_inputs = inputs,
+        .diags_out = stderr };
     cr_error err = {0};
-    cr_diags diags;
-    cr_diags_init(&diags, al);
-    cr_moe_config cfg;
-    cr_status st = cr_moe_config_load(al, o->pos[0], &cfg, &diags, &err);
-    cr_moe_options mo = { .models_dir = o->models_dir, .seed = o->seed, .layout = (cr_moe_layout)o->moe_layout,
-                          .allow_same_source = o->moe_same_source, .copy_tokenizer = o->copy_tokenizer,
-                          .write_card = o->write_card, .out_path = out_dir, .threads = o->threads, .gate_f32 = o->gate_f32,
-                          .compile = { .precise = o->precise, .seed = o->seed, .max_shard_bytes = o->out_shard_size,
-                                       .disabled = o->disabled_passes, .dump = o->dump, .dump_out = stdout } };
-    if (!st) st = cr_moe_compile(al, &cfg, &mo, g, prog, &diags, &err);
-    cr_diags_print(&diags, stderr);
-    if (st && (!diags.n_errors || (st != CR_ERR_CONFIG)))
-        fprintf(stderr, "crucible %s: %s\n", o->cmd, err.msg);
-    int rc = !st ? 0 : st == CR_ERR_CONFIG || st == CR_ERR_UNSUPPORTED ? 2 : 1;
-    cr_moe_config_free(&cfg);
-    cr_diags_free(&diags);
-    if (rc) cr_graph_free(g);
-    return rc;
-}
-
-typedef struct collect { cr_input_paths *ip; cr_status st; cr_error *err; } collect;
-
-static void collect_method(void *ud, const char *path)
-{
-    collect *c = ud;
-    if (!c->st) c->st = cr_input_paths_add(c->ip, path, CR_INPUT_PATH_FILE, c->err);
-}
-
-/* every path compiling read: the recipe, method files, model directories */
-static int collect_inputs(const cr_cli_options *o, const cr_method_registry *methods, const cr_plan *plan,
-                          cr_input_paths *ip)
-{
-    cr_error err = {0};
-    collect c = { ip, cr_input_paths_add(ip, o->pos[0], CR_INPUT_PATH_FILE, &err), &err };
-    if (methods) cr_methods_each_file(methods, collect_method, &c);
-    for (uint32_t i = 0; plan && i < plan->n_models && !c.st; i++)
-        if (plan->models[i].stage < 0 && plan->models[i].path)
-            c.st = cr_input_paths_add(ip, plan->models[i].path, CR_INPUT_PATH_DIR, &err);
-    if (!c.st) return 0;
-    fprintf(stderr, "crucible %s: %s\n", o->cmd, err.msg);
-    return 1;
-}
-
-int cr_cli_compile(const cr_cli_options *o, bool header_only, const char *out_dir,
-                   cr_plan *plan, cr_graph *g, cr_program *prog, cr_input_paths *inputs)
-{
-    if (cr_moe_file_is_moe(cr_default_allocator(), o->pos[0])) {
-        memset(plan, 0, sizeof *plan);
-        cr_graph_init(g, cr_default_allocator());
-        int rc = compile_moe(o, out_dir, g, prog);
-        /* the experts' directories come with the program's manifest */
-        if (!rc && inputs && (rc = collect_inputs(o, NULL, NULL, inputs))) { cr_program_free(prog); cr_graph_free(g); }
-        return rc;
-    }
-    const cr_allocator *al = cr_default_allocator();
-    cr_error err = {0};
-    cr_method_registry *methods = NULL;
-    cr_diags diags;
-    cr_diags_init(&diags, al);
-    memset(plan, 0, sizeof *plan);
-    cr_graph_init(g, al);
-    int rc = 0;
-    if (cr_methods_open(al, o->methods_dir, &methods, &err)) {
+    cr_status st = cr_compile(&po, r, &err);
+    if (!st) return 0;
+    bool moe = r->kind == CR_SOURCE_MOE;
+    int rc = 1;
+    switch (r->failed) {
+    case CR_STAGE_SETUP:
         fprintf(stderr, "crucible %s: %s\n", o->cmd, err.msg);
         rc = 2;
-        goto fail;
-    }
-    cr_frontend_options fo = { .models_dir = o->models_dir, .methods = methods,
-                               .header_only = header_only, .allow_crimes = o->allow_crimes };
-    cr_status st = cr_frontend_recipe(al, o->pos[0], &fo, plan, &diags, &err);
-    cr_diags_print(&diags, stderr);
-    if (st) {
-        if (!diags.n_errors) fprintf(stderr, "crucible %s: %s\n", o->cmd, err.msg);
-        rc = st == CR_ERR_NOMEM || st == CR_ERR_IO ? 1 : 2;
-        goto fail;
-    }
-    cr_compile_options co = { .precise = o->precise, .seed = o->seed, .max_shard_bytes = o->out_shard_size,
-                              .disabled = o->disabled_passes, .dump = o->dump, .dump_out = stdout };
-    if ((st = cr_compile_plan(plan, methods, &co, g, prog, &err))) {
+        break;
+    case CR_STAGE_FRONTEND:
+        /* the diagnostics say it, unless there are none (or a MoE failed past its checks) */
+        if (!r->diags.n_errors || (moe && st != CR_ERR_CONFIG)) fprintf(stderr, "crucible %s: %s\n", o->cmd, err.msg);
+        if (moe) rc = st == CR_ERR_CONFIG || st == CR_ERR_UNSUPPORTED ? 2 : 1;
+        else rc = st == CR_ERR_NOMEM || st == CR_ERR_IO ? 1 : 2;
+        break;
+    case CR_STAGE_MIDDLE:
         fprintf(stderr, "%s: error: %s\n", o->pos[0], err.msg);
         rc = st == CR_ERR_CONFIG || st == CR_ERR_UNSUPPORTED ? 2 : 1;
-        goto fail;
-    }
-    cr_aux_options ao = { .copy_tokenizer = o->copy_tokenizer, .write_card = o->write_card,
-                          .out_path = out_dir };
-    if ((st = cr_program_add_aux(prog, plan, &ao, &err)) || (st = cr_program_verify(prog, &err))) {
+        break;
+    case CR_STAGE_FINISH:
         fprintf(stderr, "crucible %s: %s\n", o->cmd, err.msg);
-        cr_program_free(prog);
-        rc = 1;
-        goto fail;
+        break;
     }
-    if (inputs && (rc = collect_inputs(o, methods, plan, inputs))) {
-        cr_program_free(prog);
-        goto fail;
-    }
-    cr_methods_close(methods);
-    cr_diags_free(&diags);
-    return 0;
-fail:
-    cr_methods_close(methods);
-    cr_diags_free(&diags);
-    cr_plan_free(plan);
-    cr_graph_free(g);
+    cr_compile_result_free(r);
     return rc;
 }

@@ -1,16 +1,13 @@
 /* options.h — the command-line options of every command: one table
  * (cli/options.def) that parses them and prints each command's --help;
- * and the compile-a-recipe pipeline of merge, plan, explain, compile and moe.
+ * and the recipe commands' call of the compile pipeline with them.
  * Sizes, thread counts and pass names are parsed here only. */
 #ifndef CR_CLI_OPTIONS_H
 #define CR_CLI_OPTIONS_H
 
 #include <stdio.h>
 #include "base.h"
-#include "graph.h"
-#include "plan.h"
-#include "program.h"
-#include "outguard.h"
+#include "pipeline.h"
 
 /* The commands, in `crucible --help`'s order. */
 typedef enum cr_cli_cmd {
@@ -80,15 +77,12 @@ bool cr_cli_parse(cr_cli_cmd cmd, int argc, char **argv, cr_cli_options *o);
  * being the one messages use ("--threads|-j|--num-threads"). */
 const char *cr_cli_option_names(cr_cli_opt id);
 
-/* Front end + compiler: recipe -> verified program. A mergekit-moe config
- * (a mapping with `experts` and no `merge_method`/`models`/`slices`) goes
- * through compiler/moe.h instead; *plan is then left empty. Aux files are
- * planned when out_dir is given. When `inputs` is not NULL, every path
- * compiling read is added to it (the recipe, Lua method files, model
- * directories; vm/outguard.h), for the output check. Prints diagnostics to stderr. Returns the exit status
- * (0 ok, 1 runtime failure, 2 invalid recipe); on 0 the caller frees *prog
- * and *plan (cr_plan_free) and *g (cr_graph_free). */
-int cr_cli_compile(const cr_cli_options *o, bool header_only, const char *out_dir,
-                   cr_plan *plan, cr_graph *g, cr_program *prog, cr_input_paths *inputs);
+/* The compile pipeline (compiler/pipeline.h) on the recipe o->pos[0] with
+ * o's options; aux files name out_dir; `inputs`: collect the paths
+ * compiling read (vm/outguard.h) into r->inputs. Prints the diagnostics and
+ * any failure to stderr. Returns the exit status (0 ok, 1 runtime failure,
+ * 2 invalid recipe); on 0 the caller frees *r (cr_compile_result_free). */
+int cr_cli_compile(const cr_cli_options *o, bool header_only, const char *out_dir, bool inputs,
+                   cr_compile_result *r);
 
 #endif

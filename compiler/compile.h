@@ -1,7 +1,8 @@
-/* compile.h — the compiler pipeline as one flat list of passes:
+/* compile.h — the middle end as one flat list of passes:
  *   build -> verify -> fold -> cse -> dce -> fuse -> verify -> emit -> layout
  *   -> verify program
- * (parse and resolve happen before, in the front end, giving the cr_plan).
+ * (the front end runs before, giving the cr_plan; compiler/pipeline.h runs
+ * the whole way from a source, aux files included).
  * Every optimisation can be switched off (--no-pass=NAME) and must not
  * change a single output byte; --dump=PASS prints the IR after a pass. */
 #ifndef CR_COMPILE_H

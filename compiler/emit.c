@@ -72,25 +72,6 @@ static void emit_main(builder *b, cr_op op, cr_dtype dt, uint32_t d, uint32_t a,
 
 static bool is_elementwise(uint16_t op) { return cr_gop_to_op(op) != CR_OP_COUNT; }
 
-uint32_t *cr_graph_levels(const cr_graph *g)
-{
-    uint32_t *lv = cr_calloc(g->alloc, g->n_nodes ? g->n_nodes : 1, sizeof *lv);
-    if (!lv) return NULL;
-    for (uint32_t i = 0; i < g->n_nodes; i++) {
-        const cr_node *n = &g->nodes[i];
-        if (n->flags & CR_NODEF_DEAD) continue;
-        uint32_t m = 0;
-        for (int k = 0; k < n->n_in; k++) m = CR_MAX(m, lv[n->in[k]]);
-        switch (n->op) {
-        case CR_GOP_SUM: case CR_GOP_ROWSUM: case CR_GOP_ROWMAX: case CR_GOP_COLSUM: lv[i] = m + 1; break;
-        case CR_GOP_KTH_ABS: lv[i] = m + 2; break;      /* after SEL_FIND_LO */
-        case CR_GOP_TOPK_MASK: lv[i] = m + 3; break;    /* after SEL_PREFIX */
-        default: lv[i] = m; break;
-        }
-    }
-    return lv;
-}
-
 /* ---- emitter state ------------------------------------------------------ */
 
 typedef struct emitter {
@@ -455,6 +436,14 @@ static int event_cmp(const void *x, const void *y)
     return a->what < b->what ? -1 : a->what > b->what;
 }
 
+/* The fuse pass's kernel for domain d's work at level p (graph.h), or
+ * CR_NO_KERNEL when fusion is off. */
+static uint32_t kernel_at(const cr_graph *g, uint32_t d, uint32_t p)
+{
+    if (!g->kernel_start || p >= g->kernel_start[d + 1] - g->kernel_start[d]) return CR_NO_KERNEL;
+    return g->kernel_start[d] + p;
+}
+
 static void add_event(emitter *e, uint32_t p, uint32_t phase, uint32_t key, uint32_t what)
 {
     event ev = { p, phase, key, what };
@@ -577,21 +566,20 @@ static cr_status emit_domain_body(emitter *e, uint32_t d, cr_error *err)
             } else if (v->phase == 2) {
                 emit_main(b, CR_OP_SEL_INIT, CR_DTYPE_NONE, e->sel[v->key], e->slot[g->nodes[v->key].in[1]], 0, 0);
             } else {
-                /* the kernel(s) of level p: its items are the run ev[x..y) */
+                /* the items of level p are the run ev[x..y); the fuse pass's
+                 * kernel of (d, p) takes them all, else each is its own */
                 size_t y = x;
                 while (y < n_ev && ev[y].p == v->p && ev[y].phase == 3) y++;
-                if (g->fuse_kernels) {
-                    item *sel_items = cr_malloc(b->a, (y - x) * sizeof(item));
-                    if (!sel_items) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto done; }
-                    for (size_t m = x; m < y; m++) sel_items[m - x] = its[ev[m].key];
-                    st = emit_kernel(e, d, sel_items, y - x, chunk, rows, out_index, err);
-                    cr_free(b->a, sel_items);
-                    if (st) goto done;
-                } else {
-                    for (size_t m = x; m < y; m++)
-                        if ((st = emit_kernel(e, d, &its[ev[m].key], 1, chunk, rows, out_index, err)))
-                            goto done;
+                size_t per = kernel_at(g, d, v->p) != CR_NO_KERNEL ? y - x : 1;
+                item *sel_items = cr_malloc(b->a, per * sizeof(item));
+                if (!sel_items) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto done; }
+                st = CR_OK;
+                for (size_t m = x; m < y && !st; m += per) {
+                    for (size_t q = 0; q < per; q++) sel_items[q] = its[ev[m + q].key];
+                    st = emit_kernel(e, d, sel_items, per, chunk, rows, out_index, err);
                 }
+                cr_free(b->a, sel_items);
+                if (st) goto done;
                 x = y;
                 continue;
             }

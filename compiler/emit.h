@@ -18,10 +18,6 @@ typedef struct cr_emit_options {
     const char *recipe_name;    /* for messages; may be NULL */
 } cr_emit_options;
 
-/* Pass level of every node (array of g->n_nodes, allocated with g->alloc;
- * dead nodes get 0). NULL on allocation failure. */
-uint32_t *cr_graph_levels(const cr_graph *g);
-
 /* Emit the program for g: files, inputs, outputs (shard 0, offsets left 0
  * for cr_layout_outputs to fill), scalars, kernels and the main stream. The
  * caller owns *out (cr_program_free). Files of file inputs come from the

@@ -48,6 +48,8 @@ void cr_graph_free(cr_graph *g)
     cr_free(g->alloc, g->domains);
     cr_free(g->alloc, g->outputs);
     cr_free(g->alloc, g->messages);
+    cr_free(g->alloc, g->kernel_start);
+    cr_free(g->alloc, g->kernel_of);
     cr_arena_free(&g->arena);
     memset(g, 0, sizeof *g);
 }
@@ -199,6 +201,54 @@ cr_status cr_graph_verify(const cr_graph *g, cr_error *err)
     return CR_OK;
 }
 
+uint32_t *cr_graph_levels(const cr_graph *g)
+{
+    uint32_t *lv = cr_calloc(g->alloc, g->n_nodes ? g->n_nodes : 1, sizeof *lv);
+    if (!lv) return NULL;
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const cr_node *n = &g->nodes[i];
+        if (n->flags & CR_NODEF_DEAD) continue;
+        uint32_t m = 0;
+        for (int k = 0; k < n->n_in; k++) m = CR_MAX(m, lv[n->in[k]]);
+        switch (n->op) {
+        case CR_GOP_SUM: case CR_GOP_ROWSUM: case CR_GOP_ROWMAX: case CR_GOP_COLSUM: lv[i] = m + 1; break;
+        case CR_GOP_KTH_ABS: lv[i] = m + 2; break;      /* after SEL_FIND_LO */
+        case CR_GOP_TOPK_MASK: lv[i] = m + 3; break;    /* after SEL_PREFIX */
+        default: lv[i] = m; break;
+        }
+    }
+    return lv;
+}
+
+/* The fuse pass's kernels, one a line with the nodes first computed in
+ * each ("kernel 3 = @d1 level 0: %4 %5 %7"); a counting sort keeps it
+ * linear. Kernels no node starts in (a selection's middle passes) are left
+ * out. */
+static void dump_kernels(const cr_graph *g, FILE *out)
+{
+    uint32_t *start = cr_calloc(g->alloc, (size_t)g->n_kernels + 2, sizeof *start);
+    uint32_t *list = cr_malloc(g->alloc, ((size_t)g->n_nodes + 1) * sizeof *list);
+    if (!start || !list) {
+        fprintf(out, "; kernels: out of memory\n");
+        goto done;
+    }
+    for (uint32_t i = 0; i < g->n_nodes; i++)
+        if (g->kernel_of[i] != CR_NO_KERNEL) start[g->kernel_of[i] + 2]++;
+    for (uint32_t k = 0; k < g->n_kernels; k++) start[k + 2] += start[k + 1];
+    for (uint32_t i = 0; i < g->n_nodes; i++)
+        if (g->kernel_of[i] != CR_NO_KERNEL) list[start[g->kernel_of[i] + 1]++] = i;
+    for (uint32_t d = 0, k = 0; k < g->n_kernels; k++) {
+        while (d + 1 < g->n_domains && g->kernel_start[d + 1] <= k) d++;
+        if (start[k] == start[k + 1]) continue;
+        fprintf(out, "kernel %u = @d%u level %u:", k, d, k - g->kernel_start[d]);
+        for (uint32_t j = start[k]; j < start[k + 1]; j++) fprintf(out, " %%%u", list[j]);
+        fputc('\n', out);
+    }
+done:
+    cr_free(g->alloc, start);
+    cr_free(g->alloc, list);
+}
+
 void cr_graph_dump(const cr_graph *g, FILE *out)
 {
     static const char kc[] = "srtc";
@@ -229,4 +279,5 @@ void cr_graph_dump(const cr_graph *g, FILE *out)
     for (uint32_t o = 0; o < g->n_outputs; o++)
         fprintf(out, "out %s = %%%u as %s\n", g->outputs[o].name, g->outputs[o].node,
                 cr_dtype_name(g->outputs[o].dtype));
+    if (g->kernel_of) dump_kernels(g, out);
 }

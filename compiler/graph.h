@@ -75,6 +75,7 @@ static inline cr_vkind cr_vkind_join(cr_vkind a, cr_vkind b)
 
 #define CR_NO_DOMAIN UINT32_MAX
 #define CR_NO_NODE UINT32_MAX
+#define CR_NO_KERNEL UINT32_MAX
 
 enum {
     CR_NODEF_WEAK = 1u << 0,    /* a Python-number-like scalar: never decides a dtype */
@@ -139,7 +140,15 @@ typedef struct cr_graph {
     cr_graph_domain *domains; uint32_t n_domains, cap_domains;
     cr_graph_output *outputs; uint32_t n_outputs, cap_outputs;
     const char **messages;   uint32_t n_messages, cap_messages;
-    bool fuse_kernels;       /* set by the fuse pass: one kernel per pass level */
+    /* The fuse pass's grouping (NULL before it, or with --no-pass=fuse:
+     * then every reduction, selection pass and store is a kernel of its
+     * own). Domain d's work at pass level p runs in kernel
+     * kernel_start[d] + p (kernel_start: n_domains + 1 entries, kernels
+     * numbered domain by domain); kernel_of[n] is the kernel in which node
+     * n's value is first computed (a reduction: the one accumulating it),
+     * CR_NO_KERNEL for dead nodes, constants and top-level scalar maths. */
+    uint32_t *kernel_start, *kernel_of;
+    uint32_t n_kernels;
     uint32_t max_nodes;      /* CR_LIMIT_GRAPH_NODES from cr_graph_init (tests lower it) */
 } cr_graph;
 
@@ -167,7 +176,13 @@ cr_op cr_gop_to_op(cr_gop op);
 
 /* Check indices, order, kinds, arities and domains. err names the node. */
 cr_status cr_graph_verify(const cr_graph *g, cr_error *err);
-/* Print live nodes, one a line (the --dump format). */
+/* Pass level of every node (array of g->n_nodes, allocated with g->alloc;
+ * dead nodes get 0): inputs 0, elementwise the max of its inputs, a
+ * reduction one more than its input, KTH_ABS two and TOPK_MASK three more
+ * (after the selection's SEL_FIND_LO / SEL_PREFIX). NULL on allocation failure. */
+uint32_t *cr_graph_levels(const cr_graph *g);
+/* Print live nodes, one a line (the --dump format), then the fused
+ * kernels when the fuse pass has run. */
 void cr_graph_dump(const cr_graph *g, FILE *out);
 
 #endif

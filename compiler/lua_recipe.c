@@ -520,12 +520,17 @@ cr_status cr_frontend_lua(const cr_allocator *alloc, const char *recipe_path,
     return st;
 }
 
+bool cr_recipe_is_lua(const char *path)
+{
+    size_t n = strlen(path);
+    return n > 4 && !strcmp(path + n - 4, ".lua");
+}
+
 cr_status cr_frontend_recipe(const cr_allocator *alloc, const char *recipe_path,
                              const cr_frontend_options *opt, cr_plan *out, cr_diags *diags,
                              cr_error *err)
 {
-    size_t n = strlen(recipe_path);
-    if (n > 4 && !strcmp(recipe_path + n - 4, ".lua"))
+    if (cr_recipe_is_lua(recipe_path))
         return cr_frontend_lua(alloc, recipe_path, opt, out, diags, err);
     return cr_frontend_yaml(alloc, recipe_path, opt, out, diags, err);
 }

@@ -24,6 +24,9 @@ cr_status cr_frontend_lua(const cr_allocator *alloc, const char *recipe_path,
                           const cr_frontend_options *opt, cr_plan *out, cr_diags *diags,
                           cr_error *err);
 
+/* Is `path` a Lua recipe (it ends in `.lua`)? */
+bool cr_recipe_is_lua(const char *path);
+
 /* A recipe file of either kind: `.lua` goes to cr_frontend_lua, anything
  * else to cr_frontend_yaml. */
 cr_status cr_frontend_recipe(const cr_allocator *alloc, const char *recipe_path,

@@ -139,9 +139,42 @@ cr_status cr_pass_dce(cr_graph *g, cr_error *err)
     return CR_OK;
 }
 
+/* ---- fuse ---------------------------------------------------------------- */
+
+static bool is_reduction(uint16_t op)
+{
+    return op == CR_GOP_SUM || op == CR_GOP_ROWSUM || op == CR_GOP_ROWMAX || op == CR_GOP_COLSUM;
+}
+
 cr_status cr_pass_fuse(cr_graph *g, cr_error *err)
 {
-    (void)err;
-    g->fuse_kernels = true;
+    uint32_t *lv = cr_graph_levels(g);
+    uint32_t *start = cr_calloc(g->alloc, (size_t)g->n_domains + 1, sizeof *start);
+    uint32_t *of = cr_malloc(g->alloc, ((size_t)g->n_nodes + 1) * sizeof *of);
+    if (!lv || !start || !of) {
+        cr_free(g->alloc, lv); cr_free(g->alloc, start); cr_free(g->alloc, of);
+        return cr_fail(err, CR_ERR_NOMEM, "fuse: out of memory");
+    }
+    /* one kernel per level a domain's nodes reach: every item the emitter
+     * schedules in a domain is at one of those levels */
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const cr_node *n = &g->nodes[i];
+        if (!(n->flags & CR_NODEF_DEAD) && n->domain != CR_NO_DOMAIN)
+            start[n->domain + 1] = CR_MAX(start[n->domain + 1], lv[i] + 1);
+    }
+    for (uint32_t d = 0; d < g->n_domains; d++) start[d + 1] += start[d];
+    for (uint32_t i = 0; i < g->n_nodes; i++) {
+        const cr_node *n = &g->nodes[i];
+        of[i] = CR_NO_KERNEL;
+        if ((n->flags & CR_NODEF_DEAD) || n->domain == CR_NO_DOMAIN) continue;
+        if (is_reduction(n->op)) of[i] = start[n->domain] + lv[n->in[0]];
+        else if (n->kind != CR_VK_SCALAR) of[i] = start[n->domain] + lv[i];
+    }
+    cr_free(g->alloc, lv);
+    cr_free(g->alloc, g->kernel_start);
+    cr_free(g->alloc, g->kernel_of);
+    g->kernel_start = start;
+    g->kernel_of = of;
+    g->n_kernels = start[g->n_domains];
     return CR_OK;
 }

@@ -14,8 +14,10 @@ cr_status cr_pass_fold(cr_graph *g, cr_error *err);
 cr_status cr_pass_cse(cr_graph *g, cr_error *err);
 /* Dead node elimination: nodes no output needs are flagged dead. */
 cr_status cr_pass_dce(cr_graph *g, cr_error *err);
-/* Kernel fusion: all work of one pass level over a domain shares a kernel
- * (off: one kernel per reduction / store, each recomputing its inputs). */
+/* Kernel fusion: groups the work into kernels, one per pass level of each
+ * domain (cr_graph.kernel_start / kernel_of), which the emitter follows;
+ * --dump=fuse prints the groups. Off: one kernel per reduction, selection
+ * pass and store, each recomputing its inputs. */
 cr_status cr_pass_fuse(cr_graph *g, cr_error *err);
 
 #endif

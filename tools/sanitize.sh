@@ -5,15 +5,18 @@
 # -Dsanitize=...` calls this script (Debian: clang, libclang-rt-14-dev).
 # usage: tools/sanitize.sh address,undefined|thread EMBEDDED_STDLIB_C
 # SAN_TESTS="test_a test_b" limits the unit tests built and run; with
-# `thread` it defaults to the multithreaded VM tests (test_interp, test_pool,
-# test_kernels, test_faults) and the end-to-end scripts are skipped:
-# ThreadSanitizer is for the VM's threads, and the rest costs minutes.
+# `thread` it defaults to the unit tests marked "/* tsan: ... */" (the
+# multithreaded VM tests: test_interp, test_pool, test_kernels, test_faults)
+# and the end-to-end scripts are skipped: ThreadSanitizer is for the VM's
+# threads, and the rest costs minutes.
 set -eu
 which=$1
 embedded=$2
 filter=${SAN_TESTS:-}
 if [ "$which" = thread ]; then
-    filter=${filter:-test_interp test_pool test_kernels test_faults}
+    if [ -z "$filter" ]; then
+        filter=$(grep -l '^/\* tsan: ' tests/unit/test_*.c | xargs -n1 basename | sed 's/\.c$//' | tr '\n' ' ')
+    fi
     export CRUCIBLE_NO_E2E=1
 fi
 cc=${CC_SANITIZE:-clang}

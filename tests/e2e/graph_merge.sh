@@ -105,6 +105,11 @@ printf 'models:\n  - model: nope\nmerge_method: linear\n' > "$dir/badm.yml"
 check grep -q kernel "$dir/ex.txt"
 "$bin" explain "$dir/ta.yml" --models-dir "$m" --dump=cse >"$dir/dump.txt" 2>&1; check test $? -eq 0
 check grep -q "graph after cse" "$dir/dump.txt"
+# fusion is a pass: --dump=fuse lists its kernels (domain, level, the nodes
+# first computed there), and ta's first domain does all its work in one
+"$bin" explain "$dir/ta.yml" --models-dir "$m" --dump=fuse >"$dir/fuse.txt" 2>&1; check test $? -eq 0
+check grep -q "graph after fuse" "$dir/fuse.txt"
+check grep -qE "^kernel 0 = @d0 level 0: %[0-9]+" "$dir/fuse.txt"
 
 # a user method with an error names its file and line; the output dir is not created
 cat > "$dir/broken.lua" <<'L'

@@ -5,8 +5,8 @@
  *      registry as `lua:method.lua` (cr_methods_find: sandboxed load and
  *      declaration checks);
  *   1  a whole recipe: written to recipes/recipe.lua and compiled
- *      (cr_frontend_recipe, then cr_compile_plan when accepted: every
- *      crucible.merge, inline functions included, runs its merge call);
+ *      (cr_compile, compiler/pipeline.h: every crucible.merge, inline
+ *      functions included, runs its merge call);
  *   2  a method file used by a fixed YAML recipe (three models, base
  *      model-a) and compiled: the method's merge function runs on every
  *      tensor;
@@ -34,7 +34,7 @@
 #include "graph.h"
 #include "lua_recipe.h"
 #include "method.h"
-#include "program.h"
+#include "pipeline.h"
 #include "support/front_support.h"
 
 #define FUZZ_LUA_INSTRUCTIONS 10000000L
@@ -117,31 +117,18 @@ static void fuzz_lua_check_diags(const cr_diags *d, cr_status s)
     else if (s == CR_ERR_CONFIG) FUZZ_ASSERT(d->n_errors > 0 || d->oom, "CR_ERR_CONFIG without a diagnostic");
 }
 
-/* front end (YAML text or a recipe file) then, when accepted, compile */
+/* the whole pipeline on YAML text or a recipe file */
 static void fuzz_lua_compile(const cr_allocator *a, cr_method_registry *reg, const char *yaml)
 {
-    cr_diags d;
-    cr_diags_init(&d, a);
-    cr_plan plan;
     cr_error err = {0};
-    cr_frontend_options opt = { .models_dir = fuzz_lua_models, .methods = reg, .header_only = true,
-                                .no_env = true };
-    cr_status s = yaml ? cr_frontend_yaml_text(a, fuzz_lua_yaml, yaml, strlen(yaml), &opt, &plan, &d, &err)
-                       : cr_frontend_recipe(a, fuzz_lua_recipe, &opt, &plan, &d, &err);
-    fuzz_lua_check_diags(&d, s);
-    if (s == CR_OK) {
-        cr_graph g;
-        cr_graph_init(&g, a);
-        cr_program prog;
-        memset(&prog, 0, sizeof prog);
-        cr_compile_options co = {0};
-        cr_error cerr = {0};
-        if (cr_compile_plan(&plan, reg, &co, &g, &prog, &cerr) == CR_OK) cr_program_free(&prog);
-        else FUZZ_ASSERT(cerr.msg[0] != 0, "compile failed without a message");
-        cr_graph_free(&g);
-    }
-    cr_plan_free(&plan);
-    cr_diags_free(&d);
+    cr_pipeline_options o = { .alloc = a, .path = yaml ? fuzz_lua_yaml : fuzz_lua_recipe, .text = yaml,
+                              .text_len = yaml ? strlen(yaml) : 0, .models_dir = fuzz_lua_models, .methods = reg,
+                              .header_only = true, .no_env = true };
+    cr_compile_result r;
+    cr_status s = cr_compile(&o, &r, &err);
+    if (s == CR_OK || r.failed == CR_STAGE_FRONTEND) fuzz_lua_check_diags(&r.diags, s);
+    else FUZZ_ASSERT(err.msg[0] != 0, "compile failed without a message");
+    cr_compile_result_free(&r);
 }
 
 static const char fuzz_lua_yaml_text[] =

@@ -18,6 +18,7 @@
 #include "harness.h"
 #include "support/graph_fixtures.h"
 #include "dtype.h"
+#include "compile.h"
 #include "emit.h"
 #include "layout.h"
 #include "memplan.h"
@@ -294,13 +295,8 @@ static cr_status col_compile(uint64_t rows, uint64_t cols, uint64_t chunk, cr_gr
     cr_graph_output o = { .node = r, .domain = d, .name = "t.weight", .dtype = CR_DTYPE_F32, .ndim = 2,
                           .shape = { rows, cols } };
     cr_graph_add_output(g, &o);
-    if ((st = cr_graph_verify(g, err)) || (st = cr_pass_fold(g, err)) || (st = cr_pass_cse(g, err)) ||
-        (st = cr_pass_dce(g, err)) || (st = cr_pass_fuse(g, err)) || (st = cr_graph_verify(g, err)))
-        return st;
-    cr_emit_options eo = { .chunk = chunk };
-    if ((st = cr_emit_program(g, &eo, p, err))) return st;
-    if ((st = cr_layout_outputs(p, 0, err)) || (st = cr_program_verify(p, err))) cr_program_free(p);
-    return st;
+    cr_compile_options co = { .chunk = chunk };
+    return cr_compile_graph(g, &co, NULL, NULL, 0, p, err);
 }
 
 /* run p and count the elements differing from want (-1: the run failed) */

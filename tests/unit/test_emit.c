@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include "harness.h"
 #include "support/graph_fixtures.h"
+#include "compile.h"
 #include "emit.h"
 #include "layout.h"
 #include "passes.h"
@@ -36,20 +37,11 @@ static cr_status compile_ex(fx *f, const char *body, unsigned off, cr_dtype out_
     cr_graph_output o = { .node = r, .domain = f->d, .name = "t.weight", .dtype = out_dt, .ndim = 2,
                           .shape = { f->g.domains[f->d].rows, f->g.domains[f->d].cols } };
     cr_graph_add_output(&f->g, &o);
-    cr_status st;
-    if ((st = cr_graph_verify(&f->g, err))) return st;
-    if (!(off & 1) && (st = cr_pass_fold(&f->g, err))) return st;
-    if (!(off & 2) && (st = cr_pass_cse(&f->g, err))) return st;
-    if (!(off & 4) && (st = cr_pass_dce(&f->g, err))) return st;
-    if (!(off & 8) && (st = cr_pass_fuse(&f->g, err))) return st;
-    if ((st = cr_graph_verify(&f->g, err))) return st;
-    cr_emit_options eo = { .chunk = 16 };
-    if ((st = cr_emit_program(&f->g, &eo, p, err))) return st;
-    if ((st = cr_layout_outputs(p, 0, err)) || (st = cr_program_verify(p, err))) {
-        cr_program_free(p);
-        return st;
-    }
-    return CR_OK;
+    static const cr_pass_id bits[] = { CR_PASS_FOLD, CR_PASS_CSE, CR_PASS_DCE, CR_PASS_FUSE };
+    cr_compile_options co = { .chunk = 16 };
+    for (int i = 0; i < 4; i++)
+        if (off & (1u << i)) co.disabled |= 1u << bits[i];
+    return cr_compile_graph(&f->g, &co, NULL, NULL, 0, p, err);
 }
 
 static cr_status compile(fx *f, const char *body, bool fuse, cr_program *p, cr_error *err)

@@ -306,6 +306,7 @@ TEST(outdir_rename_fault_keeps_old_output)
     io_rmtree(dir);
 }
 
+/* tsan: runs threads; tools/sanitize.sh thread runs this test */
 int main(void)
 {
     g_tmp = io_tmpdir("faults");

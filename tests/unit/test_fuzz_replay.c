@@ -8,6 +8,8 @@
  * through the allocator hook aborts with the target's message. Runs from
  * the repository root (as tests/run.sh does).
  */
+#include <dirent.h>
+#include <string.h>
 #include "harness.h"
 
 #define CR_REPLAY_NO_MAIN
@@ -47,20 +49,56 @@ static void replay_target(const char *name, cr_fuzz_fn fn, int min_seeds)
     printf("%-18s %d seeds, %d fixed crashes replayed\n", name, n, n_crash);
 }
 
-TEST(safetensors) { replay_target("fuzz_safetensors", fuzz_safetensors_one, 10); }
-TEST(index) { replay_target("fuzz_index", fuzz_index_one, 5); }
-TEST(config_json) { replay_target("fuzz_config_json", fuzz_config_json_one, 5); }
-TEST(yaml) { replay_target("fuzz_yaml", fuzz_yaml_one, 10); }
-TEST(crb) { replay_target("fuzz_crb", fuzz_crb_one, 3); }
-TEST(lua) { replay_target("fuzz_lua", fuzz_lua_one, 20); }
+/* The targets this binary holds, with the least seeds each corpus must have. */
+static const struct target { const char *name; cr_fuzz_fn fn; int min_seeds; } targets[] = {
+    { "fuzz_safetensors", fuzz_safetensors_one, 10 },
+    { "fuzz_index", fuzz_index_one, 5 },
+    { "fuzz_config_json", fuzz_config_json_one, 5 },
+    { "fuzz_yaml", fuzz_yaml_one, 10 },
+    { "fuzz_crb", fuzz_crb_one, 3 },
+    { "fuzz_lua", fuzz_lua_one, 20 },
+};
+
+static const struct target *find_target(const char *name, size_t len)
+{
+    for (size_t i = 0; i < CR_ARRAY_LEN(targets); i++)
+        if (strlen(targets[i].name) == len && !strncmp(targets[i].name, name, len)) return &targets[i];
+    return NULL;
+}
+
+TEST(replay_every_target)
+{
+    for (size_t i = 0; i < CR_ARRAY_LEN(targets); i++)
+        replay_target(targets[i].name, targets[i].fn, targets[i].min_seeds);
+}
+
+/* tools/fuzz.sh builds every tests/fuzz/fuzz_*.c and every corpus folder
+ * names a target: a new target or corpus left out of this file fails here */
+TEST(every_target_is_replayed)
+{
+    static const char *const dirs[] = { "tests/fuzz", "tests/fuzz/corpus", "tests/fuzz/crashes" };
+    int seen = 0;
+    for (size_t k = 0; k < CR_ARRAY_LEN(dirs); k++) {
+        DIR *d = opendir(dirs[k]);
+        REQUIRE(d || k == 2);
+        if (!d) continue;
+        for (struct dirent *e; (e = readdir(d));) {
+            size_t len = strlen(e->d_name);
+            if (strncmp(e->d_name, "fuzz_", 5)) continue;
+            if (k == 0 && (len < 3 || strcmp(e->d_name + len - 2, ".c"))) continue;
+            if (k == 0) len -= 2;
+            CHECK_MSG(find_target(e->d_name, len) != NULL, "%s/%s: not replayed by test_fuzz_replay.c",
+                      dirs[k], e->d_name);
+            seen += k == 0;
+        }
+        closedir(d);
+    }
+    CHECK_EQ_INT(seen, (int)CR_ARRAY_LEN(targets));
+}
 
 int main(void)
 {
-    RUN(safetensors);
-    RUN(index);
-    RUN(config_json);
-    RUN(yaml);
-    RUN(crb);
-    RUN(lua);
+    RUN(replay_every_target);
+    RUN(every_target_is_replayed);
     return cr_test_summary();
 }

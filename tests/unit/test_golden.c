@@ -26,9 +26,8 @@
  */
 #include "harness.h"
 #include "base.h"
-#include "compile.h"
-#include "frontend.h"
 #include "method.h"
+#include "pipeline.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -617,32 +616,17 @@ TEST(every_case_compiles)
         cr_error err = {0};
         cr_method_registry *reg = NULL;
         REQUIRE(cr_methods_open(gt_alloc(), NULL, &reg, &err) == CR_OK);
-        cr_frontend_options o = {0};
-        o.models_dir = models;
-        o.methods = reg;
-        cr_plan plan;
-        cr_diags d;
-        cr_diags_init(&d, gt_alloc());
-        cr_status st = cr_frontend_yaml(gt_alloc(), path, &o, &plan, &d, &err);
-        if (st == CR_OK) {
-            cr_graph g;
-            cr_graph_init(&g, gt_alloc());
-            cr_program prog;
-            memset(&prog, 0, sizeof prog);
-            cr_compile_options co = {0};
-            co.seed = 42;
-            st = cr_compile_plan(&plan, reg, &co, &g, &prog, &err);
-            if (st == CR_OK) cr_program_free(&prog);
-            cr_graph_free(&g);
-        }
+        cr_pipeline_options o = { .alloc = gt_alloc(), .path = path, .kind = CR_SOURCE_YAML,
+                                  .models_dir = models, .methods = reg, .compile = { .seed = 42 } };
+        cr_compile_result r;
+        cr_status st = cr_compile(&o, &r, &err);
         bool expect_fail = false;
         for (size_t k = 0; k < CR_ARRAY_LEN(gt_known_unsupported); k++)
             if (gt_known_unsupported[k] && !strcmp(g_cases[i], gt_known_unsupported[k])) expect_fail = true;
         if (expect_fail) CHECK_MSG(st != CR_OK, "%s compiles now: remove it from gt_known_unsupported", g_cases[i]);
         else CHECK_MSG(st == CR_OK, "%s: %.400s", g_cases[i], err.msg);
         if (st == CR_OK) ok++;
-        cr_plan_free(&plan);
-        cr_diags_free(&d);
+        cr_compile_result_free(&r);
         cr_methods_close(reg);
     }
     printf("golden recipes compiled: %d of %d\n", ok, g_n_cases);

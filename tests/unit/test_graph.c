@@ -1,5 +1,7 @@
 /* test_graph.c — the graph IR: verifier, CSE, DCE, folding, fusion flag and
  * pass levels. */
+#include <stdlib.h>
+#include <string.h>
 #include "harness.h"
 #include "support/graph_fixtures.h"
 #include "emit.h"
@@ -152,14 +154,47 @@ TEST(levels)
     cr_graph_free(&g);
 }
 
-TEST(fuse_sets_the_flag)
+/* the fuse pass groups each domain's work by pass level: a reduction sits
+ * in the kernel of its input's level, an elementwise node in its own
+ * level's; scalar maths and constants in none; --dump=fuse lists them */
+TEST(fuse_groups_nodes_into_kernels)
 {
     cr_graph g;
     cr_graph_init(&g, cr_default_allocator());
     cr_error err = {0};
-    CHECK(!g.fuse_kernels);
-    CHECK(cr_pass_fuse(&g, &err) == CR_OK);
-    CHECK(g.fuse_kernels);
+    uint32_t in[2], in2[1];
+    uint32_t d = cr_test_graph_inputs(&g, 4, 8, CR_DTYPE_F32, 2, in);
+    uint32_t a = node(&g, CR_GOP_ADD, in[0], in[1], CR_VK_TENSOR, d);       /* level 0 */
+    uint32_t s = node(&g, CR_GOP_SUM, a, 0, CR_VK_SCALAR, d);              /* level 1 */
+    uint32_t q = node(&g, CR_GOP_SQRT, s, 0, CR_VK_SCALAR, d);
+    uint32_t b = node(&g, CR_GOP_DIV, a, q, CR_VK_TENSOR, d);              /* level 1 */
+    uint32_t r = node(&g, CR_GOP_ROWSUM, b, 0, CR_VK_ROWS, d);             /* level 2 */
+    out(&g, b, d);
+    uint32_t d2 = cr_test_graph_inputs(&g, 2, 2, CR_DTYPE_F32, 1, in2);
+    out(&g, in2[0], d2);
+    CHECK(!g.kernel_of);
+    REQUIRE(cr_pass_fuse(&g, &err) == CR_OK);
+    REQUIRE(g.kernel_of && g.kernel_start);
+    CHECK_EQ_INT(g.n_kernels, 4);              /* d: levels 0, 1, 2; d2: level 0 */
+    CHECK_EQ_INT(g.kernel_start[d], 0);
+    CHECK_EQ_INT(g.kernel_start[d2], 3);
+    CHECK_EQ_INT(g.kernel_of[in[0]], 0);
+    CHECK_EQ_INT(g.kernel_of[a], 0);
+    CHECK_EQ_INT(g.kernel_of[s], 0);           /* accumulated by the level-0 kernel */
+    CHECK_EQ_INT(g.kernel_of[q], CR_NO_KERNEL);
+    CHECK_EQ_INT(g.kernel_of[b], 1);
+    CHECK_EQ_INT(g.kernel_of[r], 1);
+    CHECK_EQ_INT(g.kernel_of[in2[0]], 3);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    REQUIRE(f);
+    cr_graph_dump(&g, f);
+    fclose(f);
+    char want[200];
+    snprintf(want, sizeof want, "kernel 1 = @d%u level 1: %%%u %%%u\n", d, b, r);
+    CHECK_MSG(strstr(text, want) != NULL, "no '%s' in:\n%s", want, text);
+    free(text);
     cr_graph_free(&g);
 }
 
@@ -190,7 +225,7 @@ int main(void)
     RUN(dce_removes_unused);
     RUN(fold_constants_and_casts);
     RUN(levels);
-    RUN(fuse_sets_the_flag);
+    RUN(fuse_groups_nodes_into_kernels);
     RUN(allocation_failures_are_reported);
     return cr_test_summary();
 }

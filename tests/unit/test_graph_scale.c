@@ -11,22 +11,17 @@
 
 #include "harness.h"
 #include "support/graph_fixtures.h"
+#include "compile.h"
 #include "emit.h"
 #include "layout.h"
 #include "limits.h"
 #include "passes.h"
 
-/* fold, cse, dce, fuse, then emit, lay out and verify the program */
+/* the middle end: fold, cse, dce, fuse, then emit, lay out and verify the program */
 static cr_status compile_graph(cr_graph *g, cr_program *p, cr_error *err)
 {
-    cr_status st;
-    if ((st = cr_graph_verify(g, err)) || (st = cr_pass_fold(g, err)) || (st = cr_pass_cse(g, err)) ||
-        (st = cr_pass_dce(g, err)) || (st = cr_pass_fuse(g, err)) || (st = cr_graph_verify(g, err)))
-        return st;
-    cr_emit_options eo = { .chunk = 16 };
-    if ((st = cr_emit_program(g, &eo, p, err))) return st;
-    if ((st = cr_layout_outputs(p, 0, err)) || (st = cr_program_verify(p, err))) cr_program_free(p);
-    return st;
+    cr_compile_options co = { .chunk = 16 };
+    return cr_compile_graph(g, &co, NULL, NULL, 0, p, err);
 }
 
 static void add_out(cr_graph *g, uint32_t node, uint32_t d, const char *name)

@@ -487,6 +487,7 @@ TEST(plan_thread_bytes_are_what_setup_allocates)
     }
 }
 
+/* tsan: runs threads; tools/sanitize.sh thread runs this test */
 int main(void)
 {
     tmp = vb_tempdir();

@@ -207,6 +207,7 @@ TEST(pick_isa)
     CHECK(cr_kernels_pick(NULL, &k, &err) == CR_OK && cr_kernels_supported(k));
 }
 
+/* tsan: runs threads; tools/sanitize.sh thread runs this test */
 int main(void)
 {
     RUN(scalar_reference_known_values);

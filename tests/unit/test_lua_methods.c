@@ -25,7 +25,7 @@
 #include "base.h"
 #include "dtype.h"
 #include "safetensors.h"
-#include "compile.h"
+#include "pipeline.h"
 #include "frontend.h"
 #include "lua_api.h"
 #include "lua_recipe.h"
@@ -295,24 +295,17 @@ static bool compile_to(const char *dir, const char *out_crb, cr_method_registry 
     /* same file name in two folders: the recipe-name blob is the same */
     char cwd[4096];
     if (!getcwd(cwd, sizeof cwd) || chdir(dir)) return false;
-    cr_plan plan;
-    cr_diags d;
-    cr_diags_init(&d, cr_default_allocator());
     cr_error err = {0};
     char models[512];
     snprintf(models, sizeof models, "%s/m", g_dir);
-    cr_frontend_options fo = { .models_dir = models, .methods = reg, .header_only = true, .no_env = true };
-    bool ok = cr_frontend_recipe(cr_default_allocator(), "recipe.yml", &fo, &plan, &d, &err) == CR_OK;
-    if (!ok) { cr_diags_print(&d, stderr); fprintf(stderr, "%s\n", err.msg); }
-    cr_graph g;
-    cr_graph_init(&g, cr_default_allocator());
-    cr_program prog;
-    if (ok) ok = cr_compile_plan(&plan, reg, NULL, &g, &prog, &err) == CR_OK;
-    if (ok) { ok = cr_program_save(&prog, out_crb, &err) == CR_OK; cr_program_free(&prog); }
+    cr_pipeline_options po = { .path = "recipe.yml", .models_dir = models, .methods = reg, .header_only = true,
+                               .no_env = true };
+    cr_compile_result r;
+    bool ok = cr_compile(&po, &r, &err) == CR_OK;
+    if (!ok) cr_diags_print(&r.diags, stderr);
+    if (ok) ok = cr_program_save(&r.program, out_crb, &err) == CR_OK;
     if (!ok) fprintf(stderr, "compile: %s\n", err.msg);
-    cr_graph_free(&g);
-    cr_plan_free(&plan);
-    cr_diags_free(&d);
+    cr_compile_result_free(&r);
     if (chdir(cwd)) return false;
     return ok;
 }

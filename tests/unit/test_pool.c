@@ -81,6 +81,7 @@ TEST(thread_rule)
     CHECK_EQ_INT(cr_threads_resolve(CR_LIMIT_THREADS + 1), CR_LIMIT_THREADS);
 }
 
+/* tsan: runs threads; tools/sanitize.sh thread runs this test */
 int main(void)
 {
     RUN(every_task_once);

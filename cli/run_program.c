@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include "inputguard.h"
+#include "outdir.h"
 #include "run_program.h"
 
 static volatile int interrupted;
@@ -89,4 +90,29 @@ int cr_cli_run_program(const cr_program *prog, cr_vm_options *vo, const char *cm
     if (!st) return 0;
     fprintf(stderr, "crucible %s: %s\n", cmd, err.msg);
     return st == CR_ERR_INTERRUPTED ? 130 : 1;
+}
+
+int cr_cli_compile_and_run(const cr_cli_options *o)
+{
+    /* a bad OUT_DIR fails before compiling, not after the merge */
+    cr_error err = {0};
+    if (cr_outdir_check(o->pos[1], &err)) { fprintf(stderr, "crucible %s: %s\n", o->cmd, err.msg); return 1; }
+    cr_compile_result r;   /* r.inputs: recipe, method files, model dirs: never the output */
+    int rc = cr_cli_compile(o, false, o->pos[1], true, &r);
+    if (rc) return rc;
+    /* the graph is not needed to run: give its memory back first */
+    cr_graph_free(&r.graph);
+    cr_graph_init(&r.graph, cr_default_allocator());
+    cr_vm_options vo;
+    cr_vm_options_init(&vo);
+    vo.out_dir = o->pos[1];
+    vo.force = o->force;
+    vo.threads = o->threads;
+    vo.max_memory = o->max_memory;
+    vo.quiet = o->quiet;
+    vo.skip_hash = true;   /* just compiled from the same files */
+    vo.inputs = &r.inputs;
+    rc = cr_cli_run_program(&r.program, &vo, o->cmd);
+    cr_compile_result_free(&r);
+    return rc;
 }

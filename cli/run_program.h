@@ -9,12 +9,19 @@
 
 #include <signal.h>
 
+#include "options.h"
 #include "vm.h"
 
 /* Runs prog with vo (vo->interrupt and vo->guard are set here), prints a
  * failure as "crucible CMD: message" and returns the exit status: 0, 130
  * when interrupted, 1 otherwise. prog stays owned by the caller. */
 int cr_cli_run_program(const cr_program *prog, cr_vm_options *vo, const char *cmd);
+
+/* merge and moe: OUT_DIR (o->pos[1]) checked before compiling, the recipe
+ * o->pos[0] compiled (cr_cli_compile) and run into it with o's thread,
+ * memory, force and quiet options; the output guard gets every path the
+ * compile read. Returns the exit status (cr_cli_compile's, or as above). */
+int cr_cli_compile_and_run(const cr_cli_options *o);
 
 /* Between begin and end, SIGINT, SIGTERM and SIGHUP set the returned flag
  * (cleared by begin) and SIGPIPE is ignored; end restores the previous

@@ -93,6 +93,19 @@ char *cr_strndup(const cr_allocator *a, const char *s, size_t n)
 char *cr_strdup(const cr_allocator *a, const char *s)
 { return cr_strndup(a, s, strlen(s)); }
 
+char *cr_path_join(const cr_allocator *a, const char *dir, const char *name)
+{
+    size_t dl = strlen(dir), nl = strlen(name);
+    while (dl > 1 && dir[dl - 1] == '/') dl--;
+    bool slash = dl && dir[dl - 1] == '/';
+    char *p = cr_malloc(a, dl + nl + 2);
+    if (!p) return NULL;
+    memcpy(p, dir, dl);
+    if (!slash) p[dl++] = '/';
+    memcpy(p + dl, name, nl + 1);
+    return p;
+}
+
 static void *failing_realloc(void *ud, void *ptr, size_t n)
 {
     cr_failing_allocator *fa = ud;

@@ -76,6 +76,9 @@ void *cr_calloc(const cr_allocator *a, size_t count, size_t size);
 /* copy of a NUL-terminated string (or of n bytes + NUL) */
 char *cr_strdup(const cr_allocator *a, const char *s);
 char *cr_strndup(const cr_allocator *a, const char *s, size_t n);
+/* "dir/name" with one slash between (trailing slashes of dir dropped, "/"
+ * kept); NULL when out of memory */
+char *cr_path_join(const cr_allocator *a, const char *dir, const char *name);
 
 /* Fault-injecting allocator for tests: fails allocation number `fail_at`
  * (0-based, counting from creation) and every later one if `sticky`. */

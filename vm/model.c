@@ -14,18 +14,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static char *path_join(const cr_allocator *a, const char *dir, const char *name)
-{
-    size_t dl = strlen(dir), nl = strlen(name);
-    bool slash = dl && dir[dl - 1] == '/';
-    char *p = cr_malloc(a, dl + nl + 2);
-    if (!p) return NULL;
-    memcpy(p, dir, dl);
-    if (!slash) p[dl++] = '/';
-    memcpy(p + dl, name, nl + 1);
-    return p;
-}
-
 static bool is_file(const char *path)
 {
     struct stat sb;
@@ -34,7 +22,7 @@ static bool is_file(const char *path)
 
 static bool file_in(const cr_allocator *a, const char *dir, const char *name)
 {
-    char *p = path_join(a, dir, name);
+    char *p = cr_path_join(a, dir, name);
     bool r = p && is_file(p);
     cr_free(a, p);
     return r;
@@ -127,7 +115,7 @@ static cr_status open_index(cr_model *m, const char *index_path, unsigned flags,
                 goto out;
             }
             files[s] = e->valuestring;
-            char *p = path_join(a, m->dir, e->valuestring);
+            char *p = cr_path_join(a, m->dir, e->valuestring);
             if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", index_path); goto out; }
             if (!is_file(p)) {
                 st = cr_fail(err, CR_ERR_FORMAT, "%s: shard '%s' (holding tensor '%s') does not exist",
@@ -205,12 +193,12 @@ cr_status cr_model_open(const cr_allocator *alloc, const char *dir, unsigned fla
     if (stat(dir, &sb) != 0) { st = cr_fail_errno(err, errno, "%s: cannot open model directory", dir); goto fail; }
     if (!S_ISDIR(sb.st_mode)) { st = cr_fail(err, CR_ERR_FORMAT, "%s: not a directory (a model is a directory holding config.json and *.safetensors)", dir); goto fail; }
 
-    p = path_join(alloc, dir, "config.json");
+    p = cr_path_join(alloc, dir, "config.json");
     if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
     if (is_file(p) && (st = parse_json_file(alloc, p, &out->config, err)) != CR_OK) goto fail;
     cr_free(alloc, p);
 
-    p = path_join(alloc, dir, "model.safetensors");
+    p = cr_path_join(alloc, dir, "model.safetensors");
     if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
     if (is_file(p)) {
         out->shards = cr_calloc(alloc, 1, sizeof *out->shards);
@@ -224,7 +212,7 @@ cr_status cr_model_open(const cr_allocator *alloc, const char *dir, unsigned fla
         out->n_tensors = f->n_tensors;
     } else {
         cr_free(alloc, p);
-        p = path_join(alloc, dir, "model.safetensors.index.json");
+        p = cr_path_join(alloc, dir, "model.safetensors.index.json");
         if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
         if (is_file(p)) {
             if ((st = open_index(out, p, flags, err)) != CR_OK) goto fail;

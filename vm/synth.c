@@ -137,21 +137,10 @@ static bool fresh_tensors(const cr_synth_opts *o, cr_vec *v, cr_arena *ar)
 
 /* ---- small files ---------------------------------------------------------- */
 
-static char *join(const cr_allocator *a, const char *dir, const char *name)
-{
-    size_t dl = strlen(dir), nl = strlen(name);
-    char *p = cr_malloc(a, dl + nl + 2);
-    if (!p) return NULL;
-    memcpy(p, dir, dl);
-    p[dl] = '/';
-    memcpy(p + dl + 1, name, nl + 1);
-    return p;
-}
-
 static cr_status write_file(const cr_allocator *a, const char *dir, const char *name, const char *text,
                             size_t len, cr_error *err)
 {
-    char *p = join(a, dir, name);
+    char *p = cr_path_join(a, dir, name);
     if (!p) return cr_fail(err, CR_ERR_NOMEM, "%s/%s: out of memory", dir, name);
     cr_status st = CR_OK;
     int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -177,7 +166,7 @@ static cr_status write_sbuf(const cr_allocator *a, const char *dir, const char *
 static cr_status copy_file(const cr_allocator *a, const char *from_dir, const char *to_dir, const char *name,
                            cr_error *err)
 {
-    char *src = join(a, from_dir, name);
+    char *src = cr_path_join(a, from_dir, name);
     if (!src) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     char *text;
     size_t len;
@@ -338,7 +327,7 @@ static cr_status write_shard(synth_ctx *c, const char *dir, const char *file, co
 {
     const cr_allocator *a = c->alloc;
     cr_st_entry *e = cr_calloc(a, n ? n : 1, sizeof *e);
-    char *path = join(a, dir, file);
+    char *path = cr_path_join(a, dir, file);
     uint8_t *header = NULL;
     uint64_t hlen, fsize;
     int fd = -1;

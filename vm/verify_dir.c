@@ -66,18 +66,6 @@ static void problem(vctx *c, const char *fmt, ...)
     r->problems[r->n_problems++] = s;
 }
 
-static char *join(const cr_allocator *a, const char *dir, const char *name)
-{
-    size_t dl = strlen(dir), nl = strlen(name);
-    while (dl > 1 && dir[dl - 1] == '/') dl--;
-    char *p = cr_malloc(a, dl + nl + 2);
-    if (!p) return NULL;
-    memcpy(p, dir, dl);
-    p[dl] = '/';
-    memcpy(p + dl + 1, name, nl + 1);
-    return p;
-}
-
 /* 1 regular file, 0 absent, -1 something else */
 static int file_kind(const char *path)
 {
@@ -223,7 +211,7 @@ static void check_index(vctx *c, const char *index_path)
             }
             shards[s].file = e->valuestring;
             shards[s].first_tensor = e->string;
-            if (!(shards[s].path = join(c->a, c->dir, e->valuestring))) { c->nomem = true; goto out; }
+            if (!(shards[s].path = cr_path_join(c->a, c->dir, e->valuestring))) { c->nomem = true; goto out; }
             n_shards++;
         }
         shards[s].n_mapped++;
@@ -249,7 +237,7 @@ static void check_index(vctx *c, const char *index_path)
                     CR_INDEX_HASH_KEY, h->string);
             shards[s].file = h->string;
             shards[s].first_tensor = "";
-            if (!(shards[s].path = join(c->a, c->dir, h->string))) { c->nomem = true; goto out; }
+            if (!(shards[s].path = cr_path_join(c->a, c->dir, h->string))) { c->nomem = true; goto out; }
             n_shards++;
         }
     }
@@ -291,7 +279,7 @@ cr_status cr_verify_dir(const cr_allocator *alloc, const char *dir, cr_verify_re
     rep->alloc = alloc;
     vctx c = { alloc, dir, rep, false };
     struct stat sb;
-    char *index = join(alloc, dir, CR_INDEX_FILE), *single = join(alloc, dir, "model.safetensors");
+    char *index = cr_path_join(alloc, dir, CR_INDEX_FILE), *single = cr_path_join(alloc, dir, "model.safetensors");
     if (!index || !single) c.nomem = true;
     else if (stat(dir, &sb)) problem(&c, "%s: %s", dir, strerror(errno));
     else if (!S_ISDIR(sb.st_mode)) problem(&c, "%s: not a directory", dir);

@@ -45,6 +45,23 @@ TEST(error_messages)
     CHECK_CONTAINS(err.msg, "open y: No such file");
 }
 
+TEST(path_join)
+{
+    static const char *cases[][3] = {
+        { "dir", "x", "dir/x" }, { "dir/", "x", "dir/x" }, { "dir//", "x", "dir/x" },
+        { "/", "x", "/x" }, { "", "x", "/x" }, { "a/b", "c.json", "a/b/c.json" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *p = cr_path_join(cr_default_allocator(), cases[i][0], cases[i][1]);
+        REQUIRE(p);
+        CHECK_STR(p, cases[i][2]);
+        cr_free(cr_default_allocator(), p);
+    }
+    cr_failing_allocator fa;
+    cr_failing_allocator_init(&fa, cr_default_allocator(), 0, false);
+    CHECK(cr_path_join(&fa.base, "dir", "x") == NULL);
+}
+
 TEST(op_table_is_complete)
 {
     for (int i = 0; i < CR_OP_COUNT; i++) {
@@ -59,6 +76,7 @@ int main(void)
     RUN(failing_allocator_fails_nth);
     RUN(arena_and_vec);
     RUN(error_messages);
+    RUN(path_join);
     RUN(op_table_is_complete);
     return cr_test_summary();
 }

@@ -67,6 +67,8 @@ fn linkDeps(m: *std.Build.Module) void {
 /// shadow a system one (base/limits.h vs <limits.h>) and no path-qualified
 /// include ("vm/program.h") can step around the layers.
 ///   base → formats → vm, infer → compiler → cli; tests see all but cli.
+/// tools/layers.sh holds the same table for the clang builds (sanitize.sh,
+/// fuzz.sh); tests/e2e/layers.sh checks that the two agree.
 fn quote(comptime dirs: []const []const u8) [2 * dirs.len][]const u8 {
     var out: [2 * dirs.len][]const u8 = undefined;
     for (dirs, 0..) |d, i| {

@@ -64,9 +64,9 @@ fn linkDeps(m: *std.Build.Module) void {
 /// see only their own folder's headers and those of the layers below, so an
 /// include that points up a layer fails to build. Our headers are found with
 /// quoted includes only (-iquote, no -I), so a project header can never
-/// shadow a system one (base/limits.h vs <limits.h>) and no path-qualified
+/// shadow a system one (core/limits.h vs <limits.h>) and no path-qualified
 /// include ("vm/program.h") can step around the layers.
-///   base → formats → vm, infer → compiler → cli; tests see all but cli.
+///   core → formats → vm, infer → compiler → cli; tests see all but cli.
 /// tools/layers.sh holds the same table for the clang builds (sanitize.sh,
 /// fuzz.sh); tests/e2e/layers.sh checks that the two agree.
 fn quote(comptime dirs: []const []const u8) [2 * dirs.len][]const u8 {
@@ -77,17 +77,17 @@ fn quote(comptime dirs: []const []const u8) [2 * dirs.len][]const u8 {
     }
     return out;
 }
-const base_c = base_flags ++ quote(&.{"base"});
-const formats_c = base_flags ++ quote(&.{ "base", "formats" });
-const vm_c = base_flags ++ quote(&.{ "base", "formats", "vm" });
-const infer_c = base_flags ++ quote(&.{ "base", "formats", "infer" });
-const compiler_c = base_flags ++ quote(&.{ "base", "formats", "vm", "infer", "compiler" });
-const cli_c = base_flags ++ quote(&.{ "base", "formats", "vm", "infer", "compiler", "cli" });
-const tests_c = base_flags ++ quote(&.{ "base", "formats", "vm", "infer", "compiler", "tests" });
+const core_c = base_flags ++ quote(&.{"core"});
+const formats_c = base_flags ++ quote(&.{ "core", "formats" });
+const vm_c = base_flags ++ quote(&.{ "core", "formats", "vm" });
+const infer_c = base_flags ++ quote(&.{ "core", "formats", "infer" });
+const compiler_c = base_flags ++ quote(&.{ "core", "formats", "vm", "infer", "compiler" });
+const cli_c = base_flags ++ quote(&.{ "core", "formats", "vm", "infer", "compiler", "cli" });
+const tests_c = base_flags ++ quote(&.{ "core", "formats", "vm", "infer", "compiler", "tests" });
 
 /// The library's folders, each with its flags.
 const lib_layers = [_]struct { dir: []const u8, flags: []const []const u8 }{
-    .{ .dir = "base", .flags = &base_c },
+    .{ .dir = "core", .flags = &core_c },
     .{ .dir = "formats", .flags = &formats_c },
     .{ .dir = "vm", .flags = &vm_c },
     .{ .dir = "infer", .flags = &infer_c },

@@ -46,7 +46,7 @@ typedef struct cr_method_registry cr_method_registry;
 /* user_dir: the --methods DIR (NULL if none). */
 cr_status cr_methods_open(const cr_allocator *alloc, const char *user_dir,
                           cr_method_registry **out, cr_error *err);
-/* The same with the Lua state's limits (NULL or 0 fields: base/limits.h's);
+/* The same with the Lua state's limits (NULL or 0 fields: core/limits.h's);
  * tests and fuzzing lower them to make a runaway script cheap. */
 typedef struct cr_lua_limits cr_lua_limits;
 cr_status cr_methods_open_limits(const cr_allocator *alloc, const char *user_dir,

@@ -60,14 +60,39 @@ fn linkDeps(m: *std.Build.Module) void {
     m.linkSystemLibrary("pthread", .{});
 }
 
-/// Our headers are found with quoted includes only (-iquote), so a project
-/// header can never shadow a system one (vm/limits.h vs <limits.h>).
-fn addIncludes(b: *std.Build, m: *std.Build.Module) void {
-    m.addIncludePath(b.path("."));
+/// The layers (spec/architecture.md), lowest first: each folder's sources
+/// see only their own folder's headers and those of the layers below, so an
+/// include that points up a layer fails to build. Our headers are found with
+/// quoted includes only (-iquote, no -I), so a project header can never
+/// shadow a system one (core/limits.h vs <limits.h>) and no path-qualified
+/// include ("vm/program.h") can step around the layers.
+///   core → formats → vm, infer → compiler → cli; tests see all but cli.
+/// tools/layers.sh holds the same table for the clang builds (sanitize.sh,
+/// fuzz.sh); tests/e2e/layers.sh checks that the two agree.
+fn quote(comptime dirs: []const []const u8) [2 * dirs.len][]const u8 {
+    var out: [2 * dirs.len][]const u8 = undefined;
+    for (dirs, 0..) |d, i| {
+        out[2 * i] = "-iquote";
+        out[2 * i + 1] = d;
+    }
+    return out;
 }
+const core_c = base_flags ++ quote(&.{"core"});
+const formats_c = base_flags ++ quote(&.{ "core", "formats" });
+const vm_c = base_flags ++ quote(&.{ "core", "formats", "vm" });
+const infer_c = base_flags ++ quote(&.{ "core", "formats", "infer" });
+const compiler_c = base_flags ++ quote(&.{ "core", "formats", "vm", "infer", "compiler" });
+const cli_c = base_flags ++ quote(&.{ "core", "formats", "vm", "infer", "compiler", "cli" });
+const tests_c = base_flags ++ quote(&.{ "core", "formats", "vm", "infer", "compiler", "tests" });
 
-const quote_dirs = [_][]const u8{ "-iquote", "vm", "-iquote", "compiler", "-iquote", "tests", "-iquote", "infer" };
-const c_flags = base_flags ++ quote_dirs;
+/// The library's folders, each with its flags.
+const lib_layers = [_]struct { dir: []const u8, flags: []const []const u8 }{
+    .{ .dir = "core", .flags = &core_c },
+    .{ .dir = "formats", .flags = &formats_c },
+    .{ .dir = "vm", .flags = &vm_c },
+    .{ .dir = "infer", .flags = &infer_c },
+    .{ .dir = "compiler", .flags = &compiler_c },
+};
 
 pub fn build(b: *std.Build) void {
     const target = b.standardTargetOptions(.{});
@@ -76,7 +101,7 @@ pub fn build(b: *std.Build) void {
 
     // stdlib/*.lua embedded into the binary: a tiny C tool writes a .c file.
     const embed_mod = b.createModule(.{ .target = b.graph.host, .optimize = .safe, .link_libc = true });
-    embed_mod.addCSourceFiles(.{ .files = &.{"tools/embed.c"}, .flags = &c_flags });
+    embed_mod.addCSourceFiles(.{ .files = &.{"tools/embed.c"}, .flags = &base_flags });
     const embed = b.addExecutable(.{ .name = "embed", .root_module = embed_mod });
     const run_embed = b.addRunArtifact(embed);
     const embedded_c = run_embed.addOutputFileArg("stdlib_embed.c");
@@ -84,18 +109,14 @@ pub fn build(b: *std.Build) void {
 
     // libcrucible: everything but the command line.
     const lib_mod = b.createModule(.{ .target = target, .optimize = optimize, .link_libc = true });
-    addIncludes(b, lib_mod);
-    lib_mod.addCSourceFiles(.{ .files = cSources(b, "vm", null), .flags = &c_flags });
-    lib_mod.addCSourceFiles(.{ .files = cSources(b, "compiler", null), .flags = &c_flags });
-    lib_mod.addCSourceFiles(.{ .files = cSources(b, "infer", null), .flags = &c_flags });
-    lib_mod.addCSourceFile(.{ .file = embedded_c, .flags = &c_flags });
+    for (lib_layers) |l| lib_mod.addCSourceFiles(.{ .files = cSources(b, l.dir, null), .flags = l.flags });
+    lib_mod.addCSourceFile(.{ .file = embedded_c, .flags = &compiler_c });
     linkDeps(lib_mod);
     const lib = b.addLibrary(.{ .name = "crucible", .root_module = lib_mod, .linkage = .static });
     b.installArtifact(lib);
 
     const exe_mod = b.createModule(.{ .target = target, .optimize = optimize, .link_libc = true });
-    addIncludes(b, exe_mod);
-    exe_mod.addCSourceFiles(.{ .files = cSources(b, "cli", null), .flags = &c_flags });
+    exe_mod.addCSourceFiles(.{ .files = cSources(b, "cli", null), .flags = &cli_c });
     exe_mod.linkLibrary(lib);
     linkDeps(exe_mod);
     const exe = b.addExecutable(.{ .name = "crucible", .root_module = exe_mod });
@@ -121,9 +142,8 @@ pub fn build(b: *std.Build) void {
     for (cSources(b, "tests/unit", "test_")) |src| {
         const name = std.fs.path.stem(src);
         const t_mod = b.createModule(.{ .target = target, .optimize = .debug, .link_libc = true });
-        addIncludes(b, t_mod);
-        t_mod.addCSourceFiles(.{ .files = &.{src}, .flags = &c_flags });
-        t_mod.addCSourceFiles(.{ .files = cSources(b, "tests/support", null), .flags = &c_flags });
+        t_mod.addCSourceFiles(.{ .files = &.{src}, .flags = &tests_c });
+        t_mod.addCSourceFiles(.{ .files = cSources(b, "tests/support", null), .flags = &tests_c });
         t_mod.linkLibrary(lib);
         linkDeps(t_mod);
         const t = b.addExecutable(.{ .name = name, .root_module = t_mod });

@@ -13,8 +13,8 @@
 #include <string.h>
 
 #include "commands.h"
-#include "infer/forward.h"
-#include "infer/tokenizer.h"
+#include "forward.h"
+#include "tokenizer.h"
 #include "infile.h"
 #include "limits.h"
 #include "model.h"

@@ -1,6 +1,6 @@
 /* cmd_synth.c — `crucible synth`: writes a deterministic synthetic model
- * (or a seeded fine-tune of one) through vm/synth.c. The directory appears
- * complete or not at all (vm/outdir.h). */
+ * (or a seeded fine-tune of one) through formats/synth.c. The directory appears
+ * complete or not at all (formats/outdir.h). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

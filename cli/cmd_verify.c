@@ -1,5 +1,5 @@
 /* cmd_verify.c — `crucible verify OUT_DIR`: re-validate a written model
- * (vm/verify_dir.h) and print one line per problem, or a one-line summary.
+ * (formats/verify_dir.h) and print one line per problem, or a one-line summary.
  * Exit 0 when the directory passed, 1 when something is wrong (or, with
  * --require-hash, when no shard hashes are recorded), 2 on bad usage. */
 #include <stdio.h>

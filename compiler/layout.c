@@ -1,8 +1,8 @@
 /* layout.c — shard planning and safetensors headers for a program's outputs.
  *
- * Applies mergekit's sharding rule, file names and index json (vm/shards.h)
+ * Applies mergekit's sharding rule, file names and index json (formats/shards.h)
  * to the program's outputs. Header bytes come from cr_st_layout
- * (vm/safetensors.h), so they are byte-identical to Python's safetensors.
+ * (formats/safetensors.h), so they are byte-identical to Python's safetensors.
  */
 #include <stdio.h>
 #include <string.h>
@@ -116,7 +116,7 @@ cr_status cr_layout_tensors(cr_program *p, uint64_t max_shard_bytes, const cr_la
     if (!st) {
         /* mergekit writes the index only for two or more shards; crucible
          * always does, since the VM records the shard hashes in it
-         * (vm/outhash.h). Loaders read a lone model.safetensors first. */
+         * (formats/outhash.h). Loaders read a lone model.safetensors first. */
         for (uint32_t i = 0; i < n; i++)
             names[i] = ts[i].name ? ts[i].name : cr_prog_str(p, p->outputs[ts[i].first].name);
         size_t len;

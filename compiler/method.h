@@ -46,7 +46,7 @@ typedef struct cr_method_registry cr_method_registry;
 /* user_dir: the --methods DIR (NULL if none). */
 cr_status cr_methods_open(const cr_allocator *alloc, const char *user_dir,
                           cr_method_registry **out, cr_error *err);
-/* The same with the Lua state's limits (NULL or 0 fields: vm/limits.h's);
+/* The same with the Lua state's limits (NULL or 0 fields: core/limits.h's);
  * tests and fuzzing lower them to make a runaway script cheap. */
 typedef struct cr_lua_limits cr_lua_limits;
 cr_status cr_methods_open_limits(const cr_allocator *alloc, const char *user_dir,
@@ -60,7 +60,7 @@ const cr_method_info *cr_methods_find(cr_method_registry *r, const char *name,
                                       const char *relative_to, cr_error *err);
 /* Call fn with the path of every method file read so far (lua:PATH and
  * --methods files; not the embedded stdlib): inputs of the run, which its
- * output must not overwrite (vm/outguard.h). */
+ * output must not overwrite (formats/outguard.h). */
 void cr_methods_each_file(const cr_method_registry *r, void (*fn)(void *ud, const char *path), void *ud);
 /* Names of all built-in methods (for "did you mean"). */
 size_t cr_methods_builtin_names(const cr_method_registry *r, const char *const **names);

@@ -15,7 +15,7 @@
 #include "diag.h"
 
 #include "limits.h"
-/* the bounds live in vm/limits.h with every other hard limit */
+/* the bounds live in core/limits.h with every other hard limit */
 #define CR_YAML_MAX_DEPTH CR_LIMIT_YAML_DEPTH
 #define CR_YAML_MAX_ALIASES CR_LIMIT_YAML_ALIASES
 #define CR_YAML_MAX_EXPANDED CR_LIMIT_YAML_EXPANDED

@@ -1,5 +1,5 @@
 /* forward.h — a Llama / Mistral / Qwen2 / Qwen3 decoder forward pass over
- * the weights of an opened model directory (vm/model.h).
+ * the weights of an opened model directory (formats/model.h).
  *
  * Used for mergekit-moe's `hidden` gates (the residual stream entering each
  * layer at the last prompt token) and for `crucible eval` (perplexity). The

@@ -12,8 +12,8 @@
 #define CR_INFER_GATES_H
 
 #include "base.h"
-#include "infer/forward.h"
-#include "infer/tokenizer.h"
+#include "forward.h"
+#include "tokenizer.h"
 
 typedef struct cr_id_list {
     const int32_t *ids;

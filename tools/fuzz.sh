@@ -15,12 +15,13 @@
 # `zig build test` replays the same inputs without clang (test_fuzz_replay).
 set -eu
 cd "$(dirname "$0")/.."
+. tools/layers.sh
 cc=${CC_FUZZ:-clang}
 out=zig-out/fuzz
 mode=${1:-build}; shift || true
 common=(-std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -ffp-contract=off
-        -fno-strict-aliasing -g -O1 -fno-omit-frame-pointer
-        -I. -iquote vm -iquote compiler -iquote tests -iquote infer)
+        -fno-strict-aliasing -g -O1 -fno-omit-frame-pointer)
+tests_quotes=$(layer_quotes tests/)
 libs=(-lyaml -llua5.4 -lcjson -lm -lpthread)
 
 all_targets() { for f in tests/fuzz/fuzz_*.c; do basename "$f" .c; done; }
@@ -36,14 +37,14 @@ build_lib() {
     local lua=()
     [ -d stdlib ] && mapfile -t lua < <(find stdlib -maxdepth 1 -name '*.lua' | sort)
     "$out/embed" "$out/stdlib_embed.c" ${lua[@]+"${lua[@]}"}
-    mapfile -t lib_src < <(find vm compiler infer -name '*.c' 2>/dev/null | sort)
+    mapfile -t lib_src < <(find "${layer_dirs[@]}" -name '*.c' 2>/dev/null | sort)
     lib_src+=("$out/stdlib_embed.c")
     mapfile -t sup < <(find tests/support -name '*.c' 2>/dev/null | sort)
     lib_objs=()
     for s in "${lib_src[@]}" "${sup[@]}"; do
         local o="$obj/$(echo "$s" | tr '/' '_').o"
-        if [ ! -f "$o" ] || [ "$s" -nt "$o" ] || [ -n "$(find vm compiler tests/support -name '*.h' -newer "$o" 2>/dev/null | head -n 1)" ]; then
-            "$cc" "${common[@]}" $san -c "$s" -o "$o"
+        if [ ! -f "$o" ] || [ "$s" -nt "$o" ] || [ -n "$(find "${layer_dirs[@]}" tests/support -name '*.h' -newer "$o" 2>/dev/null | head -n 1)" ]; then
+            "$cc" "${common[@]}" $(layer_quotes "$s") $san -c "$s" -o "$o"
         fi
         lib_objs+=("$o")
     done
@@ -53,7 +54,7 @@ build_targets() {
     build_lib fuzz "-fsanitize=fuzzer-no-link,address,undefined"
     for t in "$@"; do
         echo "fuzz.sh: building $out/$t"
-        "$cc" "${common[@]}" -fsanitize=fuzzer,address,undefined "tests/fuzz/$t.c" "${lib_objs[@]}" "${libs[@]}" -o "$out/$t"
+        "$cc" "${common[@]}" $tests_quotes -fsanitize=fuzzer,address,undefined "tests/fuzz/$t.c" "${lib_objs[@]}" "${libs[@]}" -o "$out/$t"
     done
 }
 
@@ -80,7 +81,7 @@ replay)
     build_lib replay "-fsanitize=address,undefined -fno-sanitize-recover=all"
     rc=0
     for t in "$@"; do
-        "$cc" "${common[@]}" -fsanitize=address,undefined -fno-sanitize-recover=all "tests/fuzz/$t.c" \
+        "$cc" "${common[@]}" $tests_quotes -fsanitize=address,undefined -fno-sanitize-recover=all "tests/fuzz/$t.c" \
             tests/fuzz/replay.c "${lib_objs[@]}" "${libs[@]}" -o "$out/replay_$t"
         dirs=()
         for d in tests/fuzz/corpus/$t tests/fuzz/crashes/$t; do [ -d "$d" ] && dirs+=("$d"); done

@@ -10,6 +10,7 @@
 # and the end-to-end scripts are skipped: ThreadSanitizer is for the VM's
 # threads, and the rest costs minutes.
 set -eu
+. "$(dirname "$0")/layers.sh"
 which=$1
 embedded=$2
 filter=${SAN_TESTS:-}
@@ -24,23 +25,23 @@ out=zig-out/san-${which//,/-}
 mkdir -p "$out/obj" "$out/tests" "$out/bin"
 flags=(-std=c11 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -ffp-contract=off
        -fno-strict-aliasing -g -O1 -fno-omit-frame-pointer -fsanitize="$which"
-       -fno-sanitize-recover=all -I. -iquote vm -iquote compiler -iquote tests -iquote infer)
+       -fno-sanitize-recover=all)
 libs=(-lyaml -llua5.4 -lcjson -lm -lpthread)
-mapfile -t lib_src < <(find vm compiler infer -name '*.c' 2>/dev/null | sort)
+mapfile -t lib_src < <(find "${layer_dirs[@]}" -name '*.c' 2>/dev/null | sort)
 lib_src+=("$embedded")
 objs=()
 for s in "${lib_src[@]}"; do
     o="$out/obj/$(echo "$s" | tr '/' '_' | sed 's/^_*//').o"
-    "$cc" "${flags[@]}" -c "$s" -o "$o"
+    "$cc" "${flags[@]}" $(layer_quotes "$s") -c "$s" -o "$o"
     objs+=("$o")
 done
 mapfile -t cli_src < <(find cli -name '*.c' | sort)
-"$cc" "${flags[@]}" "${cli_src[@]}" "${objs[@]}" "${libs[@]}" -o "$out/bin/crucible"
+"$cc" "${flags[@]}" $(layer_quotes cli/) "${cli_src[@]}" "${objs[@]}" "${libs[@]}" -o "$out/bin/crucible"
 mapfile -t support < <(find tests/support -name '*.c' 2>/dev/null | sort)
 for t in tests/unit/test_*.c; do
     [ -f "$t" ] || continue
     if [ -n "$filter" ] && [[ " $filter " != *" $(basename "$t" .c) "* ]]; then continue; fi
-    "$cc" "${flags[@]}" "$t" "${support[@]}" "${objs[@]}" "${libs[@]}" -o "$out/tests/$(basename "$t" .c)"
+    "$cc" "${flags[@]}" $(layer_quotes tests/) "$t" "${support[@]}" "${objs[@]}" "${libs[@]}" -o "$out/tests/$(basename "$t" .c)"
 done
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}

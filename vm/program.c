@@ -13,11 +13,13 @@
 #include "limits.h"
 #include "hash.h"
 #include "infile.h"
+#include "outguard.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 void cr_program_free(cr_program *p)
@@ -775,4 +777,32 @@ done:
     cr_free(alloc, buf);
     if (s) cr_program_free(out);
     return s;
+}
+
+/* The input-path list is the output guard's (formats/outguard.h); filling it
+ * from a program is the VM's, which owns the program's layout. */
+cr_status cr_input_paths_add_program(cr_input_paths *ip, const cr_program *p, cr_error *err)
+{
+    for (uint32_t i = 0; i < p->n_files; i++) {
+        const char *path = cr_prog_str(p, p->files[i].path);
+        cr_status s = cr_input_paths_add(ip, path, CR_INPUT_PATH_FILE, err);
+        if (s) return s;
+        /* its model directory: the folder holding it, when that is laid out
+         * as one (a config.json beside the weights). A program built by
+         * other means may read loose files from a folder that is no model
+         * (tests do); the files themselves are still guarded. */
+        const char *slash = strrchr(path, '/');
+        size_t dl = !slash ? 1 : slash == path ? 1 : (size_t)(slash - path);
+        char *cfg = cr_malloc(ip->alloc, dl + sizeof "/config.json");
+        if (!cfg) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+        memcpy(cfg, slash ? path : ".", dl);
+        memcpy(cfg + dl, "/config.json", sizeof "/config.json");
+        struct stat st;
+        bool model_dir = !stat(cfg, &st);
+        cfg[dl] = 0;
+        s = model_dir ? cr_input_paths_add(ip, cfg, CR_INPUT_PATH_DIR, err) : CR_OK;
+        cr_free(ip->alloc, cfg);
+        if (s) return s;
+    }
+    return CR_OK;
 }

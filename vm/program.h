@@ -24,9 +24,7 @@
 
 #include "base.h"
 #include "dtype.h"
-#include "limits.h"
-
-#define CR_MAX_DIMS CR_LIMIT_DIMS
+#include "limits.h"   /* CR_MAX_DIMS */
 
 /* ---- op table ----------------------------------------------------------- */
 
@@ -244,5 +242,11 @@ cr_status cr_program_verify(const cr_program *p, cr_error *err);
 cr_status cr_program_save(const cr_program *p, const char *path, cr_error *err);
 cr_status cr_program_load(const cr_allocator *alloc, const char *path,
                           cr_program *out, cr_error *err);
+
+/* Add every file of p's input manifest (shards, copied tokenizer files) and
+ * the directory holding each when it is a model directory (has a
+ * config.json) to an output guard's input list (outguard.h). Errors: NOMEM. */
+struct cr_input_paths;
+cr_status cr_input_paths_add_program(struct cr_input_paths *ip, const cr_program *p, cr_error *err);
 
 #endif

@@ -46,7 +46,7 @@ def ensure_venv(venv, torch):
     return py
 
 
-# ---- an independent port of vm/synth.c's generator ---------------------------
+# ---- an independent port of formats/synth.c's generator ---------------------------
 M64 = (1 << 64) - 1
 
 

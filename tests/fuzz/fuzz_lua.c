@@ -23,7 +23,7 @@
  * runs header-only under the registry's sandbox and its limits
  * lowered to FUZZ_LUA_INSTRUCTIONS instructions and FUZZ_LUA_BYTES of heap
  * per load or merge call, so that a runaway script costs a fraction of a
- * second (the defaults of vm/limits.h are 10-20 times that). Whatever the
+ * second (the defaults of core/limits.h are 10-20 times that). Whatever the
  * input, the calls must return, every diagnostic carrying a message, and
  * nothing may leak. See fuzz_common.h.
  */

@@ -6,8 +6,8 @@
  * as the tokenizers library on the same text, results do not depend on the
  * thread count, and bad inputs fail cleanly. */
 #include "harness.h"
-#include "infer/forward.h"
-#include "infer/tokenizer.h"
+#include "forward.h"
+#include "tokenizer.h"
 #include "model.h"
 #include "safetensors.h"
 

@@ -4,7 +4,7 @@
  * last-token embeddings; later layers = forward-pass states), prompt
  * tokenization with BOS glued as text, and the random transforms. */
 #include "harness.h"
-#include "infer/gates.h"
+#include "gates.h"
 #include "model.h"
 
 #include <stdlib.h>

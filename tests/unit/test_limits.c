@@ -1,4 +1,4 @@
-/* test_limits.c — every hard limit in vm/limits.h that an input can reach
+/* test_limits.c — every hard limit in core/limits.h that an input can reach
  * is enforced with an error naming the file and the limit, at the limit's
  * edge (one past it fails, the limit itself passes where that is cheap to
  * build). The .crb limits are tested by test_interp/verify on branch vm; the

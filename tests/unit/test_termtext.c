@@ -1,5 +1,5 @@
 /* test_termtext.c — names from input files escaped for a terminal
- * (vm/termtext.h): controls (C0, DEL, C1) and invalid UTF-8 as \xNN, valid
+ * (core/termtext.h): controls (C0, DEL, C1) and invalid UTF-8 as \xNN, valid
  * UTF-8 kept, cutting at the buffer's end, and cr_fail's messages, which
  * name tensors and files, escaped whoever prints them. */
 #include <stdio.h>

@@ -5,9 +5,9 @@
  * map, the split scanners on hand-derived examples, NFC, error paths and
  * allocation-failure cleanup. */
 #include "harness.h"
-#include "infer/tokenizer.h"
-#include "infer/pretok.h"
-#include "infer/unicode.h"
+#include "tokenizer.h"
+#include "pretok.h"
+#include "unicode.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
-/* test_verify.c — shard content hashes (vm/outhash.h): hashing a file,
+/* test_verify.c — shard content hashes (formats/outhash.h): hashing a file,
  * hex text, adding the hash object to the index text; the VM recording the
- * hashes of what it wrote; and cr_verify_dir (vm/verify_dir.h) on good and
+ * hashes of what it wrote; and cr_verify_dir (formats/verify_dir.h) on good and
  * damaged directories, one kind of damage each, plus allocation failures. */
 #include "harness.h"
 #include "support/io_support.h"

@@ -19,7 +19,7 @@
 
 #include "base.h"
 #include "dtype.h"
-#include "program.h"   /* CR_MAX_DIMS */
+#include "limits.h"    /* CR_MAX_DIMS */
 
 #define CR_ST_MAX_HEADER CR_LIMIT_ST_HEADER   /* limits.h */
 

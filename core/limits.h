@@ -39,6 +39,7 @@
 
 /* ---- model inputs (safetensors, index, config.json) ---------------------- */
 #define CR_LIMIT_DIMS           8              /* tensor rank (CR_MAX_DIMS) */
+#define CR_MAX_DIMS CR_LIMIT_DIMS              /* the name shapes use (program.h, safetensors.h) */
 #define CR_LIMIT_ST_HEADER      100000000ull   /* safetensors JSON header bytes (format rule) */
 #define CR_LIMIT_ST_TENSORS     (1u << 20)     /* tensors in one safetensors file */
 #define CR_LIMIT_JSON_BYTES     (1ull << 30)   /* config.json / index.json read whole */

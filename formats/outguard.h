@@ -17,8 +17,6 @@
 
 #include "base.h"
 
-struct cr_program;
-
 typedef enum cr_input_kind {
     CR_INPUT_PATH_FILE = 0,   /* a file read whole or in part */
     CR_INPUT_PATH_DIR = 1     /* a model directory: nothing may be written inside it */
@@ -38,10 +36,6 @@ typedef struct cr_input_paths {
 void cr_input_paths_init(cr_input_paths *ip, const cr_allocator *alloc);
 /* Add a copy of `path`. Errors: NOMEM. */
 cr_status cr_input_paths_add(cr_input_paths *ip, const char *path, cr_input_kind kind, cr_error *err);
-/* Add every file of p's input manifest (shards, copied tokenizer files) and
- * the directory holding each when it is a model directory (has a
- * config.json). Errors: NOMEM. */
-cr_status cr_input_paths_add_program(cr_input_paths *ip, const struct cr_program *p, cr_error *err);
 /* Append all of `from` (may be NULL). Errors: NOMEM. */
 cr_status cr_input_paths_add_all(cr_input_paths *ip, const cr_input_paths *from, cr_error *err);
 void cr_input_paths_free(cr_input_paths *ip);

@@ -6,7 +6,7 @@
  *
  *     "crucible_shard_xxh64": {"model-00001-of-00002.safetensors": "<16 hex>", ...}
  *
- * XXH64 (seed 0, vm/hash.h) of every byte of each finished shard file,
+ * XXH64 (seed 0, core/hash.h) of every byte of each finished shard file,
  * header included, as lowercase hex of the 64-bit value — the same text
  * `xxhsum -H1 FILE` prints. The VM writes tensors at their final offsets in
  * any order from several threads, so the hash is taken of the finished

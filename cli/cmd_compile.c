@@ -17,7 +17,7 @@ int cr_cmd_compile(int argc, char **argv)
         fprintf(stderr, "crucible compile: %s exists (use --force to replace it)\n", o.output);
         return 1;
     }
-    cr_compile_result r;   /* r.inputs: the .crb must not replace one of them (vm/outguard.h) */
+    cr_compile_result r;   /* r.inputs: the .crb must not replace one of them (formats/outguard.h) */
     int rc = cr_cli_compile(&o, true, NULL, true, &r);
     if (rc) return rc;
     cr_error err = {0};

@@ -61,7 +61,7 @@ typedef struct cr_cli_options {
  * binary suffix K, M, G, T, optionally followed by "i" and/or "B" ("8G",
  * "512MiB", "1.5GB"). False when malformed or out of range. Shard sizes
  * (--out-shard-size, --shard-size) count as mergekit does instead
- * (cr_parse_shard_size, vm/shards.h: k, M, B = 10^3, 10^6, 10^9). */
+ * (cr_parse_shard_size, formats/shards.h: k, M, B = 10^3, 10^6, 10^9). */
 bool cr_cli_parse_size(const char *s, uint64_t *out);
 
 /* Parse argv (argv[0] is the command's name) with the option table:
@@ -79,7 +79,7 @@ const char *cr_cli_option_names(cr_cli_opt id);
 
 /* The compile pipeline (compiler/pipeline.h) on the recipe o->pos[0] with
  * o's options; aux files name out_dir; `inputs`: collect the paths
- * compiling read (vm/outguard.h) into r->inputs. Prints the diagnostics and
+ * compiling read (formats/outguard.h) into r->inputs. Prints the diagnostics and
  * any failure to stderr. Returns the exit status (0 ok, 1 runtime failure,
  * 2 invalid recipe); on 0 the caller frees *r (cr_compile_result_free). */
 int cr_cli_compile(const cr_cli_options *o, bool header_only, const char *out_dir, bool inputs,

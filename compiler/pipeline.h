@@ -1,7 +1,7 @@
 /* pipeline.h — the one compile pipeline, source to verified program:
  *   kind -> front end (YAML file or text, Lua recipe, mergekit-moe config)
  *   -> graph -> passes -> emit -> layout -> aux files -> verify
- * with the paths it read (vm/outguard.h). The CLI's recipe commands (merge,
+ * with the paths it read (formats/outguard.h). The CLI's recipe commands (merge,
  * plan, explain, compile, moe), the tests and the fuzzers all call
  * cr_compile; only tests of one stage alone call the stages themselves. */
 #ifndef CR_PIPELINE_H

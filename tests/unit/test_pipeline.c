@@ -1,6 +1,6 @@
 /* test_pipeline.c — cr_compile (compiler/pipeline.h), the one way from a
  * source to a program: a recipe file and the same text in memory give the
- * same bytes; the result lists the paths compiling read (vm/outguard.h);
+ * same bytes; the result lists the paths compiling read (formats/outguard.h);
  * a failure names its stage; --no-pass=fuse gives other kernels but the
  * same outputs' layout; a MoE config is recognised by kind. Runs from the
  * repository root on the golden models. */

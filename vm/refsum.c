@@ -54,14 +54,11 @@ float cr_refsum_numpy(const float *x, uint64_t n)
     return 0.0f + s;   /* the reduction starts from the identity */
 }
 
-float cr_refsum_blas_ssq(const float *x, uint64_t n)
+/* OpenBLAS's sdot kernel ends with four 8-lane registers: fold the upper
+ * halves, then the registers pairwise, then two horizontal adds
+ * (sdot_microk_haswell-2.c). */
+static float blas_fold(const float acc[32])
 {
-    uint64_t n1 = n & ~(uint64_t)31;
-    float acc[32] = {0};
-    for (uint64_t i = 0; i < n1; i += 32)
-        for (int l = 0; l < 32; l++) acc[l] = fmaf(x[i + (uint64_t)l], x[i + (uint64_t)l], acc[l]);
-    /* four 8-lane registers: fold the upper halves, then the registers
-     * pairwise, then two horizontal adds (sdot_microk_haswell-2.c) */
     float h[4][4], c[4];
     for (int r = 0; r < 4; r++)
         for (int l = 0; l < 4; l++) h[r][l] = acc[r * 8 + l] + acc[r * 8 + l + 4];
@@ -71,7 +68,16 @@ float cr_refsum_blas_ssq(const float *x, uint64_t n)
         c[l] = a + b;
     }
     float d0 = c[0] + c[1], d1 = c[2] + c[3];
-    float mydot = d0 + d1;
+    return d0 + d1;
+}
+
+float cr_refsum_blas_ssq(const float *x, uint64_t n)
+{
+    uint64_t n1 = n & ~(uint64_t)31;
+    float acc[32] = {0};
+    for (uint64_t i = 0; i < n1; i += 32)
+        for (int l = 0; l < 32; l++) acc[l] = fmaf(x[i + (uint64_t)l], x[i + (uint64_t)l], acc[l]);
+    float mydot = blas_fold(acc);
     double dot = 0.0;
     for (uint64_t i = n1; i < n; i++) {
         float p = x[i] * x[i];
@@ -355,16 +361,7 @@ float cr_refsum_stream_finish(const cr_refsum_stream *s)
     case CR_REFSUM_NP:
         return s->n ? 0.0f + s->result : 0.0f + 0.0f;
     case CR_REFSUM_BLAS_SSQ: {
-        float h[4][4], c[4];
-        for (int r = 0; r < 4; r++)
-            for (int l = 0; l < 4; l++) h[r][l] = s->acc[r * 8 + l] + s->acc[r * 8 + l + 4];
-        for (int l = 0; l < 4; l++) {
-            float a = h[0][l] + h[1][l];
-            float b = h[2][l] + h[3][l];
-            c[l] = a + b;
-        }
-        float d0 = c[0] + c[1], d1 = c[2] + c[3];
-        float mydot = d0 + d1;
+        float mydot = blas_fold(s->acc);
         double t = s->dot + (double)mydot;
         return (float)t;
     }

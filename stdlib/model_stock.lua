@@ -31,13 +31,18 @@ return {
     local f32 = w0.dtype == "float32"
     local n_el = cr.numel(ctx)
     local bf16_torch = w0.dtype == "bfloat16" and n_el % 16 < 8
+    local shape = w0.shape
+    local cols = #shape > 0 and shape[#shape] or 1
+    local bf16_rows = w0.dtype == "bfloat16" and cols % 16 < 8
     local function norm(x)
+      if rows and bf16_rows then return cr.torch_row_norm(x:cast("float32")):cast(x.dtype) end
       if rows then return f32 and cr.torch_row_norm(x) or x:row_norm() end
       if bf16_torch then return cr.torch_norm(x:cast("float32")):cast(x.dtype) end
       return f32 and cr.torch_norm(x) or x:norm()
     end
     local function dot(a, b)
-      if rows then return f32 and cr.torch_row_sum(a * b) or cr.row_dot(a, b) end
+      if rows and not f32 then return cr.torch_row_sum((a * b):cast("float32")):cast(a.dtype) end
+      if rows then return cr.torch_row_sum(a * b) end
       return cr.torch_sum(a * b)
     end
     local offsets = {}
@@ -54,7 +59,11 @@ return {
     -- (bf16(Σ)/P rounded twice before)
     local c
     if rows then
-      c = cr.sum_of(cs) / #cs
+      -- per row over the pairs (torch's outer order: sequential up to 4
+      -- pairs, i.e. N <= 4)
+      local cf = {}
+      for i, x in ipairs(cs) do cf[i] = x:cast("float32") end
+      c = (cr.sum_of(cf) / #cs):cast(w0.dtype)
     else
       local cf = {}
       for i, x in ipairs(cs) do cf[i] = x:cast("float32") end

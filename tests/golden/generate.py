@@ -388,6 +388,9 @@ def cases():
     add("model_stock_bf16_base_listed", "model_stock", {
         "models": [M("base_bf16"), M("a_bf16"), M("b_bf16"), M("d_bf16")], "base_model": "base_bf16"},
         tol=REDUCTION_TOL, note="the base also listed among the models")
+    add("model_stock_bf16_filter_wise", "model_stock", {"models": [M("a_bf16"), M("b_bf16"), M("c_bf16")],
+                                                        "base_model": "base_bf16", "parameters": {"filter_wise": True}},
+        tol=REDUCTION_TOL, note="per-row mean of 3 bf16 cosines")
     # nearswap
     add("nearswap", "nearswap", {"models": [M("a")], "base_model": "base", "parameters": {"t": 0.005}})
     add("nearswap_bf16", "nearswap", {"models": [M("b_bf16")], "base_model": "base_bf16",

@@ -381,8 +381,9 @@ static cr_status emit_kernel(emitter *e, uint32_t domain, const item *its, size_
         case IT_HIST_LO: kpush(&k, CR_OP_HIST_LO, CR_DTYPE_NONE, e->sel[it->target], v, 0, 0); break;
         case IT_TIE:
             kpush(&k, CR_OP_TIE_COUNT, CR_DTYPE_NONE, e->sel[it->target], v, 0, 0);
-            if (t->attr == CR_TIES_TORCH_DESC || t->attr == CR_TIES_TORCH_ASC)
-                kpush(&k, t->attr == CR_TIES_TORCH_DESC ? CR_OP_TORCH_DESC : CR_OP_TORCH_ASC,
+            if (t->attr == CR_TIES_TORCH_DESC || t->attr == CR_TIES_TORCH_ASC || t->attr == CR_TIES_TORCH_TOPK)
+                kpush(&k, t->attr == CR_TIES_TORCH_DESC ? CR_OP_TORCH_DESC
+                          : t->attr == CR_TIES_TORCH_ASC ? CR_OP_TORCH_ASC : CR_OP_TORCH_TOPK,
                       CR_DTYPE_NONE, e->sel[it->target], v, 0, 0);
             break;
         }

@@ -270,7 +270,8 @@ void cr_graph_dump(const cr_graph *g, FILE *out)
             fprintf(out, " order=%s", n->attr < CR_ARRAY_LEN(order) ? order[n->attr] : "?");
         }
         if (n->op == CR_GOP_TOPK_MASK && n->attr)
-            fprintf(out, " ties=%s", n->attr == CR_TIES_TORCH_DESC ? "torch-desc" : "torch-asc");
+            fprintf(out, " ties=%s", n->attr == CR_TIES_TORCH_DESC ? "torch-desc"
+                                    : n->attr == CR_TIES_TORCH_ASC ? "torch-asc" : "torch-topk");
         if (n->rdt != n->dtype) fprintf(out, " round=%s", cr_dtype_name(n->rdt));
         if (n->flags & CR_NODEF_WEAK) fprintf(out, " weak");
         if (n->domain != CR_NO_DOMAIN) fprintf(out, " @d%u", n->domain);

@@ -57,6 +57,7 @@ typedef enum cr_tie_order {
     CR_TIES_INDEX = 0,      /* lowest element index first */
     CR_TIES_TORCH_DESC = 1, /* as torch.argsort(|x|, descending=True)[:k] (vm/torchsort.c) */
     CR_TIES_TORCH_ASC = 2,  /* as torch.sort(|x|).indices[n-k:] */
+    CR_TIES_TORCH_TOPK = 3, /* as torch.topk(|x|, k) (vm/torchsort.c: cr_torchsort_topk) */
 } cr_tie_order;
 
 /* What a value holds: one number, one per row of its domain (broadcast

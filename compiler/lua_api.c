@@ -553,11 +553,12 @@ static uint32_t k_arg(lua_State *S, int idx, uint32_t x, const char *what)
 
 /* cr.topk_mask(x, k [, ties]): ties "index" (default), "torch_desc"
  * (torch.argsort(|x|, descending=True)[:k]) or "torch_asc" (the last k of
- * torch.sort(|x|).indices): which elements equal to the k-th largest
- * magnitude are kept when not all of them fit. */
+ * torch.sort(|x|).indices) or "torch_topk" (torch.topk(|x|, k)): which
+ * elements equal to the k-th largest magnitude are kept when not all of
+ * them fit. */
 static int l_topk_mask(lua_State *S)
 {
-    static const char *const names[] = { "index", "torch_desc", "torch_asc", NULL };
+    static const char *const names[] = { "index", "torch_desc", "torch_asc", "torch_topk", NULL };
     uint32_t x = need_tensor(S, 1, "topk_mask");
     uint32_t ins[2] = { x, k_arg(S, 2, x, "topk_mask") };
     int ties = luaL_checkoption(S, 3, "index", names);

@@ -13,6 +13,45 @@ function M.sum_of(list)
   return acc:cast(dt)
 end
 
+-- torch's 1-D sum of a few float32 scalars (torch.stack(list).sum() /
+-- .mean() on CPU, spec/mergekit-0.1.5.md R4): with `reduced` (the values
+-- came from bf16/f16, loaded 16 at a time) or fewer than 8 values,
+-- row_sum's four interleaved accumulators, the leftovers added to the
+-- first, then ((p0 + p1) + p2) + p3; else 8 lanes over whole vectors of 8,
+-- 0 plus the leftover values in order, plus lane 0 … lane 7.
+function M.torch_sum_scalars(list, reduced)
+  local n = #list
+  if reduced and n >= 16 or not reduced and n >= 8 then
+    local nv = n // 8
+    local lanes = {}
+    for l = 1, 8 do
+      local a = list[l]
+      for v = 1, nv - 1 do a = a + list[v * 8 + l] end
+      lanes[l] = a
+    end
+    local s = nil
+    for i = nv * 8 + 1, n do s = s and s + list[i] or list[i] end
+    for l = 1, 8 do s = s and s + lanes[l] or lanes[l] end
+    return s
+  end
+  local q = n - n % 4
+  local p = {}
+  for k = 1, 4 do
+    local a = list[k]
+    if a ~= nil and k <= q then
+      for j = k + 4, q, 4 do a = a + list[j] end
+    end
+    p[k] = k <= q and a or nil
+  end
+  if q == 0 then
+    local s = list[1]
+    for i = 2, n do s = s + list[i] end
+    return s
+  end
+  for i = q + 1, n do p[1] = p[1] + list[i] end
+  return ((p[1] + p[2]) + p[3]) + p[4]
+end
+
 -- The weights of a list of inputs as `torch.tensor(weights, dtype=dt)`:
 -- each rounded to dt (0.6 becomes 0.6015625 in bfloat16).
 function M.weights_of(inputs, dt, name)

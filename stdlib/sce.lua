@@ -19,17 +19,31 @@ return {
     for i, tv in ipairs(tvs) do D[i] = tv.delta end
     local topk = ctx.params.select_topk
     if topk < 1 then
-      -- population variance over the models, per element
-      local mean = cr.sum_of(D) / n
-      local sq = {}
-      for i = 1, n do sq[i] = (D[i] - mean) * (D[i] - mean) end
-      local var = cr.sum_of(sq) / n
-      -- k = int(count(var != 0) * select_topk); k = 0 keeps nothing and the
-      -- result is the base (mergekit returns a wrongly shaped tensor there)
+      -- torch.var(dim=0, unbiased=False): Welford in double over the models
+      -- in order, m2/n in double, rounded to f32 and then to the dtype
+      -- (spec/mergekit-0.1.5.md R9)
+      local mean, m2
+      for i = 1, n do
+        local x = D[i]:cast("float64")
+        if i == 1 then
+          mean, m2 = x, x - x
+        else
+          local d = x - mean
+          mean = mean + d / i
+          m2 = m2 + d * (x - mean)
+        end
+      end
+      local var = (m2 / n):cast("float32"):cast(D[1].dtype)
+      -- k = int(count_nonzero(var) * select_topk): an int64 tensor times a
+      -- Python float is a float32 product, truncated; k = 0 keeps nothing
+      -- and the result is the base (mergekit returns a wrongly shaped
+      -- tensor there)
       local nz = cr.ne(var, 0):cast("float32"):sum()
-      local k = cr.trunc(cr.float(nz) * topk)
+      local k = cr.trunc(nz * cr.const(topk, "float32"))
       if topk <= 0 then k = 0 end
-      local mask = cr.topk_mask(var, k)
+      -- torch.topk keeps the ties at the k-th value in the order libstdc++'s
+      -- nth_element / partial_sort leave them (many in bf16)
+      local mask = cr.topk_mask(var, k, "torch_topk")
       for i = 1, n do D[i] = D[i] * mask end
     end
     local agree = cr.sign_agreement(D)

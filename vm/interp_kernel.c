@@ -338,7 +338,7 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
             if (s->k) s->ties[c] += vm_count_key(a, n, s->threshold);
             break;
         }
-        case CR_OP_TORCH_DESC: case CR_OP_TORCH_ASC: {
+        case CR_OP_TORCH_DESC: case CR_OP_TORCH_ASC: case CR_OP_TORCH_TOPK: {
             const vm_select *s = &m->sel[in->dst];
             if (s->kv && !s->early) vm_gather_words(s->kv, s->threshold, REG(in->a), base, n);
             break;
@@ -475,7 +475,7 @@ static cr_status kernel_precheck(vm *m, uint32_t ki, const cr_prog_kernel *k, cr
         switch (in->op) {
         case CR_OP_HIST_HI: need = SEL_INITED; x = in->dst; break;
         case CR_OP_HIST_LO: need = SEL_FOUND_HI; x = in->dst; break;
-        case CR_OP_TIE_COUNT: case CR_OP_TORCH_DESC: case CR_OP_TORCH_ASC: need = SEL_FOUND_LO; x = in->dst; break;
+        case CR_OP_TIE_COUNT: case CR_OP_TORCH_DESC: case CR_OP_TORCH_ASC: case CR_OP_TORCH_TOPK: need = SEL_FOUND_LO; x = in->dst; break;
         case CR_OP_TOPK_MASK: need = SEL_READY; x = in->b; break;
         case CR_OP_LOAD: {
             const cr_prog_input *v = &p->inputs[in->a];
@@ -614,13 +614,13 @@ cr_status vm_run_kernel(vm *m, uint32_t ki, bool stream, bool serial, cr_error *
      * recounted, the same, each pass) */
     uint32_t n_torch = 0;
     for (uint32_t pc = 0; pc < k->code_len; pc++)
-        n_torch += j.code[pc].op == CR_OP_TORCH_DESC || j.code[pc].op == CR_OP_TORCH_ASC;
+        n_torch += j.code[pc].op == CR_OP_TORCH_DESC || j.code[pc].op == CR_OP_TORCH_ASC || j.code[pc].op == CR_OP_TORCH_TOPK;
     const uint32_t n_pass = serial && n_torch > 1 ? n_torch : 1;
     for (uint32_t pass = 0; pass < n_pass && !s; pass++) {
         const cr_insn *mine = NULL;
         for (uint32_t pc = 0, t = 0; pc < k->code_len && !s; pc++) {
             const cr_insn *in = &j.code[pc];
-            if (in->op != CR_OP_TORCH_DESC && in->op != CR_OP_TORCH_ASC) continue;
+            if (in->op != CR_OP_TORCH_DESC && in->op != CR_OP_TORCH_ASC && in->op != CR_OP_TORCH_TOPK) continue;
             if (n_pass == 1 || t == pass) s = vm_torch_gather_begin(m, mine = in, j.code, k->code_len, j.n, err);
             t++;
         }

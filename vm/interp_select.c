@@ -127,7 +127,7 @@ static cr_status gather_alloc(vm *m, uint32_t x, uint64_t n, cr_error *err)
     return CR_OK;
 }
 
-/* Before a kernel with TORCH_DESC/ASC: record the order, and gather only
+/* Before a kernel with TORCH_DESC/ASC/TOPK: record the order, and gather only
  * when the ties at the threshold do not all fit (otherwise the threshold
  * alone decides). */
 cr_status vm_torch_gather_begin(vm *m, const cr_insn *in, const cr_insn *code, uint32_t code_len, uint64_t n,
@@ -161,9 +161,10 @@ static void torch_partition(vm *m, uint32_t x)
 {
     vm_select *s = &m->sel[x];
     uint64_t n = m->p->selects[x].n;
-    bool desc = s->torch_order == CR_OP_TORCH_DESC;
+    bool desc = s->torch_order != CR_OP_TORCH_ASC;
     uint64_t bound = desc ? s->k : n - s->k;
-    cr_torchsort_partition(m->kern, s->kv, n, desc, s->threshold, &bound, 1);
+    if (s->torch_order == CR_OP_TORCH_TOPK) cr_torchsort_topk(m->kern, s->kv, n, s->k, s->threshold);
+    else cr_torchsort_partition(m->kern, s->kv, n, desc, s->threshold, &bound, 1);
     s->partitioned = true;
 }
 
@@ -200,7 +201,7 @@ cr_status vm_torch_ties(vm *m, uint32_t x, cr_error *err)
 {
     vm_select *s = &m->sel[x];
     uint64_t n = m->p->selects[x].n;
-    bool desc = s->torch_order == CR_OP_TORCH_DESC;
+    bool desc = s->torch_order != CR_OP_TORCH_ASC;
     uint64_t bound = desc ? s->k : n - s->k;
     if (!s->partitioned) torch_partition(m, x);
     s->partitioned = false;
@@ -236,7 +237,7 @@ bool vm_kernel_is_idle(const vm *m, const cr_prog_kernel *k)
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
         const cr_insn *in = &code[pc];
         if (in->op == CR_OP_TIE_COUNT && !m->sel[in->dst].direct) return false;
-        if ((in->op == CR_OP_TORCH_DESC || in->op == CR_OP_TORCH_ASC) && needs_gather(&m->sel[in->dst]) &&
+        if ((in->op == CR_OP_TORCH_DESC || in->op == CR_OP_TORCH_ASC || in->op == CR_OP_TORCH_TOPK) && needs_gather(&m->sel[in->dst]) &&
             !m->sel[in->dst].early)
             return false;   /* a fallback warns there */
     }

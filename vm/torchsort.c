@@ -254,6 +254,52 @@ void cr_torchsort_partition(const cr_kernels *kern, uint32_t *w, uint64_t n, boo
     introsort(&s, 0, n, 2 * lg(n));
 }
 
+/* std::__heap_select(first, middle, last): a max-heap (under `less`) of the
+ * first len elements, then each later element that is less than its top
+ * replaces the top (__pop_heap) */
+static void heap_select(const sorter *s, uint32_t *first, uint64_t len, uint64_t n)
+{
+    if (len >= 2)
+        for (uint64_t parent = (len - 2) / 2;; parent--) {
+            adjust_heap(s, first, parent, len, first[parent]);
+            if (parent == 0) break;
+        }
+    for (uint64_t i = len; i < n; i++)
+        if (less(s, first[i], first[0])) {
+            uint32_t value = first[i];
+            first[i] = first[0];
+            adjust_heap(s, first, 0, len, value);
+        }
+}
+
+void cr_torchsort_topk(const cr_kernels *kern, uint32_t *w, uint64_t n, uint64_t k, uint32_t tie_key)
+{
+    if (k == 0 || n < 2) return;
+    sorter s = { w, tie_key, true, NULL, 0, block_partition, kern };
+    if (k * 64 <= n) {   /* std::partial_sort: __heap_select, then __sort_heap (same set) */
+        heap_select(&s, w, k, n);
+        return;
+    }
+    /* std::nth_element(first, first + k - 1, last): __introselect */
+    const uint64_t nth = k - 1;
+    uint64_t first = 0, last = n;
+    unsigned depth = 2 * lg(n);
+    while (last - first > 3) {
+        if (depth == 0) {
+            heap_select(&s, w + first, nth + 1 - first, last - first);
+            swap(w + first, w + nth);
+            return;
+        }
+        --depth;
+        uint32_t *f = w + first, *l = w + last;
+        move_median_to_first(&s, f, f + 1, f + (last - first) / 2, l - 1);
+        uint64_t cut = (uint64_t)(s.partition(&s, f + 1, l, f) - w);
+        if (cut <= nth) first = cut;
+        else last = cut;
+    }
+    insertion_sort(&s, w + first, w + last);
+}
+
 void cr_torchsort_partition_plain(uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,
                                   const uint64_t *bounds, unsigned n_bounds)
 {

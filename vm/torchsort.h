@@ -39,6 +39,15 @@ static inline uint32_t cr_torchsort_key(float v)
 void cr_torchsort_partition(const cr_kernels *kern, uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,
                             const uint64_t *bounds, unsigned n_bounds);
 
+/* Reorders w[0..n) as torch's CPU `topk(v, k, largest=True)` on a 1-D
+ * float32 tensor selects (TopKImpl.h: topk_impl_loop): libstdc++'s
+ * partial_sort's heap select when k·64 <= n, else nth_element's
+ * introselect at position k − 1, with the comparator `a > b` on the keys
+ * (NaN above all). On return w[0..k) are the elements topk returns (their
+ * order inside unspecified; topk's final sort does not change the set).
+ * 1 <= k <= n < 2^31. */
+void cr_torchsort_topk(const cr_kernels *kern, uint32_t *w, uint64_t n, uint64_t k, uint32_t tie_key);
+
 /* The same, partitioning one element at a time as libstdc++ does: the
  * reference the block partition is tested against. */
 void cr_torchsort_partition_plain(uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,

@@ -84,8 +84,11 @@ def llama_config(n_layers, vocab, dtype):
     }
 
 
-def tensor_shapes(n_layers, vocab):
-    """Llama tensor names and shapes, in a fixed order."""
+def tensor_shapes(n_layers, vocab, dims=None):
+    """Llama tensor names and shapes, in a fixed order (dims: hidden,
+    intermediate, heads, KV heads, head dim; the fixtures' by default)."""
+    HIDDEN, INTER, HEADS, KV_HEADS, HEAD_DIM = dims or (globals()["HIDDEN"], globals()["INTER"], globals()["HEADS"],
+                                                        globals()["KV_HEADS"], globals()["HEAD_DIM"])
     out = [("model.embed_tokens.weight", (vocab, HIDDEN))]
     for i in range(n_layers):
         p = f"model.layers.{i}."
@@ -109,14 +112,19 @@ def build_models():
     import torch
     from safetensors.torch import save_file
 
-    def write(name, tensors, n_layers, vocab, dtype):
+    def write(name, tensors, n_layers, vocab, dtype, dims=None):
         d = os.path.join(MODELS, name)
         os.makedirs(d, exist_ok=True)
         tdt = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
         save_file({k: torch.from_numpy(v).to(tdt).contiguous() for k, v in tensors.items()},
                   os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+        cfg = llama_config(n_layers, vocab, dtype)
+        if dims:
+            for key, v in zip(("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
+                               "head_dim"), dims):
+                cfg[key] = v
         with open(os.path.join(d, "config.json"), "w") as f:
-            json.dump(llama_config(n_layers, vocab, dtype), f, indent=2)
+            json.dump(cfg, f, indent=2)
 
     def family(n_layers, vocab, seed):
         """base plus task vectors of different scales and sparsity."""
@@ -174,6 +182,30 @@ def build_models():
             s = scale * (40 if name.endswith("norm.weight") else 1)
             t[name] = (x + s * rng.standard_normal(x.shape)).astype(np.float32)
         write("ft_" + vname + "_bf16", t, 2, VOCAB, "bfloat16")
+    # two more bf16 fine-tunes of `base` (own generator, so the models above
+    # stay as they were) for 4-5 model groups: model_stock's mean of P = 6, 10
+    # bf16 cosines, sce's variance and top-k over 4 task vectors
+    rng = np.random.default_rng(5150)
+    for vname, scale, zero_frac in (("d", 0.015, 0.0), ("e", 0.01, 0.3)):
+        t = {}
+        for name, x in base.items():
+            delta = scale * rng.standard_normal(x.shape)
+            delta[rng.random(x.shape) < zero_frac] = 0.0
+            t[name] = (x + delta).astype(np.float32)
+        write(vname + "_bf16", t, 2, VOCAB, "bfloat16")
+    # a 1-layer bf16 pair with rows of 72 (8·9: softmax's 8-lane reduce and
+    # exp over longer rows) for arcee_fusion; ~70 KB each
+    wdims = (72, 40, 4, 2, 18)
+    rng = np.random.default_rng(6060)
+    wbase, wb = {}, {}
+    for name, shape in tensor_shapes(1, VOCAB, wdims):
+        if name.endswith("norm.weight"):
+            wbase[name] = (1.0 + 0.05 * rng.standard_normal(shape)).astype(np.float32)
+        else:
+            wbase[name] = (0.05 * rng.standard_normal(shape)).astype(np.float32)
+        wb[name] = (wbase[name] + 0.02 * rng.standard_normal(shape)).astype(np.float32)
+    write("wide_base_bf16", wbase, 1, VOCAB, "bfloat16", wdims)
+    write("wide_b_bf16", wb, 1, VOCAB, "bfloat16", wdims)
 
 
 # --------------------------------------------------------------------------
@@ -336,6 +368,9 @@ def cases():
     add("sce_topk05", "sce", {"models": [M("a"), M("b")], "base_model": "base", "parameters": {"select_topk": 0.5}},
         tol=REDUCTION_TOL)
     add("sce_bf16", "sce", {"models": [M("a_bf16"), M("b_bf16")], "base_model": "base_bf16"}, tol=REDUCTION_TOL)
+    add("sce_bf16_topk05_4", "sce", {"models": [M("a_bf16"), M("b_bf16"), M("c_bf16"), M("d_bf16")],
+                                     "base_model": "base_bf16", "parameters": {"select_topk": 0.5}},
+        tol=REDUCTION_TOL, note="bf16 variance (torch.var: Welford in double) and top-k over 4 models")
     # ram
     add("ram", "ram", {"models": [M("a"), M("b"), M("c")], "base_model": "base"})
     add("ramplus_tl", "ramplus_tl", {"models": [M("a"), M("b"), M("c")], "base_model": "base"})
@@ -347,6 +382,15 @@ def cases():
     add("model_stock", "model_stock", {"models": [M("a"), M("b"), M("c")], "base_model": "base"}, tol=REDUCTION_TOL)
     add("model_stock_filter_wise", "model_stock", {"models": [M("a"), M("b")], "base_model": "base",
                                                    "parameters": {"filter_wise": True}}, tol=REDUCTION_TOL)
+    add("model_stock_bf16_5", "model_stock", {"models": [M("a_bf16"), M("b_bf16"), M("c_bf16"), M("d_bf16"),
+                                                         M("e_bf16")], "base_model": "base_bf16"},
+        tol=REDUCTION_TOL, note="mean of 10 bf16 cosines: f32 sum, one rounding (torch.mean)")
+    add("model_stock_bf16_base_listed", "model_stock", {
+        "models": [M("base_bf16"), M("a_bf16"), M("b_bf16"), M("d_bf16")], "base_model": "base_bf16"},
+        tol=REDUCTION_TOL, note="the base also listed among the models")
+    add("model_stock_bf16_filter_wise", "model_stock", {"models": [M("a_bf16"), M("b_bf16"), M("c_bf16")],
+                                                        "base_model": "base_bf16", "parameters": {"filter_wise": True}},
+        tol=REDUCTION_TOL, note="per-row mean of 3 bf16 cosines")
     # nearswap
     add("nearswap", "nearswap", {"models": [M("a")], "base_model": "base", "parameters": {"t": 0.005}})
     add("nearswap_bf16", "nearswap", {"models": [M("b_bf16")], "base_model": "base_bf16",
@@ -355,6 +399,11 @@ def cases():
     add("arcee_fusion", "arcee_fusion", {"models": [M("b")], "base_model": "base"}, tol=REDUCTION_TOL)
     add("arcee_fusion_bf16", "arcee_fusion", {"models": [M("b_bf16")], "base_model": "base_bf16"},
         tol=REDUCTION_TOL, note="output is f32 for bf16 inputs (QUIRK)")
+    add("arcee_fusion_wide_bf16", "arcee_fusion", {"models": [M("wide_b_bf16")], "base_model": "wide_base_bf16"},
+        tol=REDUCTION_TOL, note="rows of 72: torch's softmax (8-lane reduce_all, SLEEF exp, reciprocal)")
+    add("arcee_fusion_wide_f32", "arcee_fusion", {"models": [M("wide_b_bf16")], "base_model": "wide_base_bf16",
+                                                  "dtype": "float32"},
+        tol=REDUCTION_TOL, note="rows of 72 in float32")
     # passthrough
     add("passthrough_slices", "passthrough", {"slices": [
         {"sources": [{"model": "a", "layer_range": [0, 2]}]},

@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 static uint32_t bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
@@ -75,6 +76,47 @@ TEST(torch_sort_ties)
         for (int i = 0; i < 40; i++) cnt += seen[i];
         CHECK(ok && cnt == 13);
     }
+}
+
+/* w[i] = (a·i + b) mod m over n elements: which of the ties at the k-th
+ * value torch.topk(w, k) returns (torch 2.15, recorded; sce's mask). The
+ * kept tie indices, sorted, are summarised as count and sum of (j+1)·t_j. */
+static void topk_ties(uint32_t n, uint32_t a, uint32_t b, uint32_t m, uint32_t k, float kth,
+                      uint64_t *count, uint64_t *hash)
+{
+    uint32_t *kv = malloc(n * sizeof *kv);
+    const uint32_t tie = cr_torchsort_key(kth);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t key = cr_torchsort_key((float)((i * a + b) % m));
+        kv[i] = key == tie ? CR_TORCHSORT_TIE | i : key;
+    }
+    cr_torchsort_topk(&cr_kernels_scalar, kv, n, k, tie);
+    uint8_t *kept = calloc(n, 1);
+    for (uint32_t p = 0; p < k; p++)
+        if (kv[p] & CR_TORCHSORT_TIE) kept[kv[p] & ~CR_TORCHSORT_TIE] = 1;
+    *count = 0;
+    *hash = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (kept[i]) *hash += ++*count * i;
+    free(kv);
+    free(kept);
+}
+
+TEST(torch_topk_ties)
+{
+    uint64_t c, h;
+    /* nth_element: 13 of 40 = the eight 4s and the 3s {0, 15, 20, 25, 30} */
+    topk_ties(40, 7, 3, 5, 13, 3.0f, &c, &h);
+    CHECK_EQ_INT(c, 5);
+    CHECK_EQ_INT(h, 1 * 0 + 2 * 15 + 3 * 20 + 4 * 25 + 5 * 30);
+    /* nth_element over 3000 with 68 of the 4s kept, not the lowest indices */
+    topk_ties(3000, 37, 11, 9, 1400, 4.0f, &c, &h);
+    CHECK_EQ_INT(c, 68);
+    CHECK_EQ_INT(h, 5847510);
+    /* partial_sort (4·64 <= 300): {2, 6, 10, 14} */
+    topk_ties(300, 13, 5, 4, 4, 3.0f, &c, &h);
+    CHECK_EQ_INT(c, 4);
+    CHECK_EQ_INT(h, 1 * 2 + 2 * 6 + 3 * 10 + 4 * 14);
 }
 
 /* The block partition (a block of stoppers at a time, no branch per
@@ -142,6 +184,7 @@ int main(void)
     RUN(numpy_sin_bits);
     RUN(numpy_arccos_bits);
     RUN(torch_sort_ties);
+    RUN(torch_topk_ties);
     RUN(torch_sort_block_partition_is_libstdcxx);
     return cr_test_summary();
 }

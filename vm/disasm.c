@@ -186,7 +186,7 @@ void cr_ops_markdown(FILE *out)
         const char *ctx = o->ctx == CR_CTX_KERNEL ? "kernel" : o->ctx == CR_CTX_TOP ? "top" : "both";
         char flags[128] = "";
         size_t l = 0;
-        static const char *const fn[] = { "elem", "reduce", "rows", "reads", "writes", "rounds", "regs", "unblocked" };
+        static const char *const fn[] = { "elem", "reduce", "rows", "reads", "writes", "rounds", "regs", "unblocked", "torch order" };
         _Static_assert(sizeof fn / sizeof fn[0] == CR_OPF_BITS, "a name for every CR_OPF_ bit");
         static const char *const red[] = { "", "wide", "numpy", "blas", "torch norm", "torch", "per row",
                                            "per column", "per column torch", "per column torch norm", "selection" };

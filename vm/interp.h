@@ -42,7 +42,7 @@ typedef struct vm_select {
     /* torch tie order (TORCH_DESC/ASC): one word per element of the whole
      * domain while gathering (its key, or a tie's index: torchsort.h), then
      * one bit per element: a kept tie */
-    int torch_order;           /* 0, CR_OP_TORCH_DESC or CR_OP_TORCH_ASC */
+    int torch_order;           /* 0, or the CR_OPF_TORCH_ORDER op (DESC, ASC, TOPK) */
     uint32_t *kv;
     bool partitioned;          /* kv is in torch's order up to k */
     /* the kernel whose TORCH_DESC/ASC gathers this selection, and whether

@@ -614,13 +614,13 @@ cr_status vm_run_kernel(vm *m, uint32_t ki, bool stream, bool serial, cr_error *
      * recounted, the same, each pass) */
     uint32_t n_torch = 0;
     for (uint32_t pc = 0; pc < k->code_len; pc++)
-        n_torch += j.code[pc].op == CR_OP_TORCH_DESC || j.code[pc].op == CR_OP_TORCH_ASC || j.code[pc].op == CR_OP_TORCH_TOPK;
+        n_torch += cr_op_torch_order(j.code[pc].op);
     const uint32_t n_pass = serial && n_torch > 1 ? n_torch : 1;
     for (uint32_t pass = 0; pass < n_pass && !s; pass++) {
         const cr_insn *mine = NULL;
         for (uint32_t pc = 0, t = 0; pc < k->code_len && !s; pc++) {
             const cr_insn *in = &j.code[pc];
-            if (in->op != CR_OP_TORCH_DESC && in->op != CR_OP_TORCH_ASC && in->op != CR_OP_TORCH_TOPK) continue;
+            if (!cr_op_torch_order(in->op)) continue;
             if (n_pass == 1 || t == pass) s = vm_torch_gather_begin(m, mine = in, j.code, k->code_len, j.n, err);
             t++;
         }

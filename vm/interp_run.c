@@ -188,7 +188,7 @@ cr_status vm_setup(vm *m, cr_error *err)
         const cr_prog_kernel *k = &p->kernels[p->main[pc].a];
         for (uint32_t i = 0; i < k->code_len; i++) {
             const cr_insn *in = &p->code[k->code_begin + i];
-            if (in->op != CR_OP_TORCH_DESC && in->op != CR_OP_TORCH_ASC && in->op != CR_OP_TORCH_TOPK) continue;
+            if (!cr_op_torch_order(in->op)) continue;
             m->sel[in->dst].torch_order = in->op;
             m->sel[in->dst].torch_kernel = p->main[pc].a;
             m->sel[in->dst].torch_whole = !(m->mem.stream[pc] & (CR_MEM_SERIAL_GATHERS | CR_MEM_STREAMED));

@@ -237,7 +237,7 @@ bool vm_kernel_is_idle(const vm *m, const cr_prog_kernel *k)
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
         const cr_insn *in = &code[pc];
         if (in->op == CR_OP_TIE_COUNT && !m->sel[in->dst].direct) return false;
-        if ((in->op == CR_OP_TORCH_DESC || in->op == CR_OP_TORCH_ASC || in->op == CR_OP_TORCH_TOPK) && needs_gather(&m->sel[in->dst]) &&
+        if ((cr_op_torch_order(in->op)) && needs_gather(&m->sel[in->dst]) &&
             !m->sel[in->dst].early)
             return false;   /* a fallback warns there */
     }

@@ -272,7 +272,7 @@ static bool run_walk(walk *w, uint64_t page)
                  * selection when the threshold's ties don't all fit: assume
                  * they don't (bf16 deltas nearly always tie there); then
                  * one bit per element, kept until the next SEL_INIT */
-                if ((u->op == CR_OP_TORCH_DESC || u->op == CR_OP_TORCH_ASC || u->op == CR_OP_TORCH_TOPK) && !w->fallback[u->dst]) {
+                if ((cr_op_torch_order(u->op)) && !w->fallback[u->dst]) {
                     uint64_t n = p->selects[u->dst].n;
                     gath += up(n * 4, page);
                     gath1 = CR_MAX(gath1, up(n * 4, page));
@@ -314,7 +314,7 @@ static bool run_walk(walk *w, uint64_t page)
                 for (uint32_t c = k->code_begin + k->code_len; c-- > k->code_begin;) {
                     const cr_insn *u = &p->code[c];
                     if (!w->allow_fallback || w->fixed + heap + trans + mapped - have + window <= w->budget) break;
-                    if ((u->op != CR_OP_TORCH_DESC && u->op != CR_OP_TORCH_ASC && u->op != CR_OP_TORCH_TOPK) || w->fallback[u->dst]) continue;
+                    if ((!cr_op_torch_order(u->op)) || w->fallback[u->dst]) continue;
                     uint64_t n = p->selects[u->dst].n;
                     trans -= up(n * 4, page) + (w->sel_bits[u->dst] ? 0 : up((n / 64 + 1) * 8, page));
                     w->fallback[u->dst] = 1;
@@ -334,7 +334,7 @@ static bool run_walk(walk *w, uint64_t page)
             }
             for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
                 const cr_insn *u = &p->code[c];
-                if ((u->op == CR_OP_TORCH_DESC || u->op == CR_OP_TORCH_ASC || u->op == CR_OP_TORCH_TOPK) && !w->fallback[u->dst] &&
+                if ((cr_op_torch_order(u->op)) && !w->fallback[u->dst] &&
                     !w->sel_bits[u->dst]) {
                     heap += up((p->selects[u->dst].n / 64 + 1) * 8, page);
                     w->sel_bits[u->dst] = 1;

@@ -22,7 +22,7 @@ enum {
 };
 _Static_assert(OPS_ROWS == CR_OP_COUNT, "ops.def rows and cr_op disagree");
 _Static_assert(sizeof cr_op_table / sizeof cr_op_table[0] == CR_OP_COUNT, "op table size");
-_Static_assert((CR_OPF_UNBLOCKED << 1) == (1u << CR_OPF_BITS), "CR_OPF_BITS names every flag");
+_Static_assert((CR_OPF_TORCH_ORDER << 1) == (1u << CR_OPF_BITS), "CR_OPF_BITS names every flag");
 
 /* Column rules, checked per row at compile time: a reduction has a RED kind
  * and only a reduction has one; an elementwise op rounds and touches only

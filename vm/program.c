@@ -464,11 +464,11 @@ static cr_status verify_kernel(const cr_program *p, uint32_t ki, cr_error *err)
 
 /* ---- kernel flags: facts the compiler states for the VM ------------------ */
 
-/* TIE_COUNT, TORCH_DESC, TORCH_ASC, TORCH_TOPK: the selection ops whose only effect is
+/* TIE_COUNT and the torch-order ops (CR_OPF_TORCH_ORDER): the selection ops whose only effect is
  * on the tie counts and the torch tie-order gather */
 static bool is_tie_op(uint16_t op)
 {
-    return op == CR_OP_TIE_COUNT || op == CR_OP_TORCH_DESC || op == CR_OP_TORCH_ASC || op == CR_OP_TORCH_TOPK;
+    return op == CR_OP_TIE_COUNT || cr_op_torch_order(op);
 }
 
 /* TIES_ONLY: some tie op, and every other micro-op writes only a register
@@ -489,7 +489,7 @@ static uint8_t *torch_gathered(const cr_program *p)
 {
     uint8_t *g = cr_calloc(p->alloc, p->n_selects + 1, 1);
     for (uint32_t c = 0; g && c < p->n_code; c++)
-        if ((p->code[c].op == CR_OP_TORCH_DESC || p->code[c].op == CR_OP_TORCH_ASC || p->code[c].op == CR_OP_TORCH_TOPK) && p->code[c].dst < p->n_selects)
+        if ((cr_op_torch_order(p->code[c].op)) && p->code[c].dst < p->n_selects)
             g[p->code[c].dst] = 1;
     return g;
 }
@@ -501,7 +501,7 @@ static bool early_gather(const cr_program *p, const cr_prog_kernel *k, const uin
     bool hist = false, gathers = false;
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
         if (code[pc].op == CR_OP_HIST_LO && gathered[code[pc].dst]) hist = true;
-        if (code[pc].op == CR_OP_TORCH_DESC || code[pc].op == CR_OP_TORCH_ASC || code[pc].op == CR_OP_TORCH_TOPK) gathers = true;
+        if (cr_op_torch_order(code[pc].op)) gathers = true;
     }
     return hist && !gathers;
 }

@@ -38,9 +38,11 @@ enum {
     CR_OPF_WRITES = 1u << 4,  /* writes output tensor data */
     CR_OPF_ROUNDS = 1u << 5,  /* the dtype field rounds the result (ops.def: arithmetic semantics) */
     CR_OPF_REGS   = 1u << 6,  /* only reads inputs, slots or state and writes a register */
-    CR_OPF_UNBLOCKED = 1u << 7 /* its kernel runs a chunk as one block: whole rows at once */
+    CR_OPF_UNBLOCKED = 1u << 7, /* its kernel runs a chunk as one block: whole rows at once */
+    CR_OPF_TORCH_ORDER = 1u << 8 /* a selection op that replays torch's tie order: gathers
+                                    the tied |a| (vm/interp_select.c, torchsort.c) */
 };
-enum { CR_OPF_BITS = 8 };     /* flag bits above (spec/opcodes.md names each) */
+enum { CR_OPF_BITS = 9 };     /* flag bits above (spec/opcodes.md names each) */
 
 /* How the VM combines a reduction's per-chunk work (ops.def's RED column).
  * NP..TORCH_SSQ follow cr_refsum_kind's order and COL_* cr_colsum_kind's
@@ -73,6 +75,10 @@ typedef struct cr_op_info {
 
 /* table indexed by cr_op, generated from ops.def */
 extern const cr_op_info cr_op_table[CR_OP_COUNT];
+
+/* a selection op that gathers its tied elements in torch's order (ops.def) */
+static inline bool cr_op_torch_order(unsigned op)
+{ return op < CR_OP_COUNT && (cr_op_table[op].flags & CR_OPF_TORCH_ORDER); }
 
 /* cr_insn.op is 16 bits */
 _Static_assert(CR_OP_COUNT <= UINT16_MAX, "opcodes must fit cr_insn.op");

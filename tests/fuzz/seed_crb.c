@@ -4,7 +4,7 @@
  * fixture of tests/e2e/bad_inputs.sh: FIXTURE_DIR/{a,b}.safetensors and
  * FIXTURE_DIR/linear.crb reading them by that (relative) path. Run by hand
  * from the repository root when the .crb format changes:
- *   clang -D_GNU_SOURCE -iquote base -iquote formats -iquote vm -iquote tests tests/fuzz/seed_crb.c tests/support/vm_build.c tests/support/rel_support.c \
+ *   clang -D_GNU_SOURCE $(bash -c ". tools/layers.sh; layer_quotes tests") tests/fuzz/seed_crb.c tests/support/vm_build.c tests/support/rel_support.c \
  *     zig-out/lib/libcrucible.a -lyaml -llua5.4 -lcjson -lm -lpthread -o /tmp/seed_crb
  *   /tmp/seed_crb tests/fuzz/corpus/fuzz_crb tests/e2e/fixtures
  */

@@ -8,20 +8,12 @@
 # Before the fix the emitter and the graph builder were quadratic in
 # tensors and this ran for hours: the test fails by not finishing, not by
 # a timing assertion.
-set -u
-bin=$1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-check() { if eval "$1"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $2"; fi; }
+. "$(dirname "$0")/../support/e2e_lib.sh" compile_scale "$1"
 
 shape=(--arch llama --layers 11111 --hidden 8 --intermediate 8 --heads 2 --kv-heads 1 --vocab 16 --dtype bfloat16)
 "$bin" synth "$tmp/m/base" "${shape[@]}" --seed 1 >/dev/null
 "$bin" synth "$tmp/m/ft" --from "$tmp/m/base" --delta-scale 0.02 --seed 2 >/dev/null
-for f in "$tmp"/m/*/model.safetensors; do
-    n=$(od -An -tu8 -N8 "$f" | tr -d ' ')
-    truncate -s $((8 + n)) "$f"
-done
+cut_to_header "$tmp"/m/*/model.safetensors
 cat >"$tmp/r.yml" <<'EOF'
 name: first
 models:

@@ -105,7 +105,7 @@ check 'grep -Eq "warning: [0-9]+ of [0-9]+ output tensors contain NaN or Inf \(t
 # -> "U8" plus a space, [64,32] -> [128,32] (4096 bytes of BF16 or of U8)
 cp -r a u8
 f=u8/model.safetensors
-hl=$(od -An -tu8 -N8 "$f" | tr -d ' ')
+hl=$(st_header_len "$f")
 head -c 8 "$f" >u8.st
 # (through $(...), which drops the newline sed adds to the unterminated header)
 printf '%s' "$(dd if="$f" bs=1 skip=8 count="$hl" status=none |

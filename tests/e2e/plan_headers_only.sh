@@ -3,22 +3,14 @@
 # files are cut right after the safetensors header it still reports the
 # full plan (same bytes as on complete files), while `merge` refuses them
 # before writing anything.
-set -u
-bin=$1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-check() { if eval "$1"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $2"; fi; }
+. "$(dirname "$0")/../support/e2e_lib.sh" plan_headers_only "$1"
 
 shape=(--arch llama --layers 2 --hidden 32 --intermediate 48 --heads 4 --kv-heads 2 --vocab 64 --dtype bfloat16)
 "$bin" synth "$tmp/full/base" "${shape[@]}" --seed 1 >/dev/null
 "$bin" synth "$tmp/full/ft-a" --from "$tmp/full/base" --delta-scale 0.02 --seed 2 >/dev/null
 "$bin" synth "$tmp/full/ft-b" --from "$tmp/full/base" --delta-scale 0.02 --seed 3 >/dev/null
 cp -r "$tmp/full" "$tmp/cut"
-for f in "$tmp"/cut/*/model.safetensors; do
-    n=$(od -An -tu8 -N8 "$f" | tr -d ' ')
-    truncate -s $((8 + n)) "$f"
-done
+cut_to_header "$tmp"/cut/*/model.safetensors
 "$bin" plan examples/demo/ties.yml --models-dir "$tmp/full" >"$tmp/plan-full" 2>&1
 check '[ $? -eq 0 ]' "plan on complete models"
 "$bin" plan examples/demo/ties.yml --models-dir "$tmp/cut" >"$tmp/plan-cut" 2>&1

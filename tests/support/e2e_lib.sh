@@ -14,6 +14,12 @@ ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
 check() { if eval "$1"; then ok; else bad "$2"; fi; }
 
+# st_header_len FILE: the safetensors header length (the first 8 bytes, LE)
+st_header_len() { od -An -tu8 -N8 "$1" | tr -d ' '; }
+# cut_to_header FILE...: cut each safetensors file right after its header
+# (what `plan` reads; a merge refuses such files)
+cut_to_header() { local f; for f in "$@"; do truncate -s $((8 + $(st_header_len "$f"))) "$f"; done; }
+
 # interrupt NAME SIGNAL OUT_DIR COMMAND...: start COMMAND, send SIGNAL once
 # OUT_DIR's temporary directory exists, check what is left. With KEEP=1 in
 # the environment OUT_DIR existed before and must still exist.

@@ -61,6 +61,26 @@ bool io_exists(const char *path)
     return stat(path, &sb) == 0;
 }
 
+const char *io_scratch(const char *dir, const char *name)
+{
+    static char buf[8][1024];
+    static int i;
+    i = (i + 1) % 8;
+    snprintf(buf[i], sizeof buf[i], "%s/%s", dir, name);
+    return buf[i];
+}
+
+int io_count_entries(const char *dir, const char *part)
+{
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) if (strstr(e->d_name, part)) n++;
+    closedir(d);
+    return n;
+}
+
 void io_rmtree(const char *path)
 {
     struct stat sb;

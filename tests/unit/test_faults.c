@@ -32,26 +32,7 @@
 static char *g_tmp;      /* scratch root */
 static char *g_models;   /* synthetic models for the front end */
 
-static char *in_tmp(const char *name)
-{
-    static char buf[8][1024];
-    static int i;
-    i = (i + 1) % 8;
-    snprintf(buf[i], sizeof buf[i], "%s/%s", g_tmp, name);
-    return buf[i];
-}
-
-/* entries of g_tmp whose name contains `part` */
-static int count_entries(const char *dir, const char *part)
-{
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) if (strstr(e->d_name, part)) n++;
-    closedir(d);
-    return n;
-}
+static const char *in_tmp(const char *name) { return io_scratch(g_tmp, name); }
 
 /* ---- allocation failures ---------------------------------------------- */
 
@@ -100,7 +81,7 @@ TEST(frontend_every_allocation)
 
 TEST(program_load_every_allocation)
 {
-    char *dir = in_tmp("load");
+    const char *dir = in_tmp("load");
     REQUIRE(mkdir(dir, 0755) == 0);
     cr_program p;
     REQUIRE(rel_build_linear(&p, dir));
@@ -129,7 +110,7 @@ TEST(program_load_every_allocation)
 
 TEST(vm_run_every_allocation)
 {
-    char *dir = in_tmp("vmalloc");
+    const char *dir = in_tmp("vmalloc");
     REQUIRE(mkdir(dir, 0755) == 0);
     cr_program p;
     REQUIRE(rel_build_linear(&p, dir));
@@ -152,7 +133,7 @@ TEST(vm_run_every_allocation)
         if (st == CR_OK) break;
         CHECK_MSG(st == CR_ERR_NOMEM, "allocation %ld: %s (%s)", n, cr_status_name(st), err.msg);
         CHECK_MSG(!io_exists(out), "allocation %ld: output directory left behind", n);
-        CHECK_MSG(count_entries(dir, "crucible-tmp") == 0, "allocation %ld: temporary directory left", n);
+        CHECK_MSG(io_count_entries(dir, "crucible-tmp") == 0, "allocation %ld: temporary directory left", n);
         if (cr_test_g.current_failed) break;
     }
     CHECK_EQ_INT(st, CR_OK);
@@ -188,7 +169,7 @@ static bool same_file(const char *a, const char *b)
 
 TEST(vm_run_every_io_fault)
 {
-    char *dir = in_tmp("vmio");
+    const char *dir = in_tmp("vmio");
     REQUIRE(mkdir(dir, 0755) == 0);
     cr_program p;
     REQUIRE(rel_build_linear(&p, dir));
@@ -250,7 +231,7 @@ TEST(vm_run_every_io_fault)
                 CHECK_MSG(!io_exists(out), "%s in %s (call %ld): output directory exists", kinds[kind],
                           fio.failed_call, k);
             }
-            CHECK_MSG(count_entries(dir, "crucible-tmp") == 0, "%s in %s (call %ld): temporary directory left",
+            CHECK_MSG(io_count_entries(dir, "crucible-tmp") == 0, "%s in %s (call %ld): temporary directory left",
                       kinds[kind], fio.failed_call, k);
             CHECK_MSG(same_file(in_a, saved_a) && same_file(in_b, saved_b), "%s in %s (call %ld): input changed",
                       kinds[kind], fio.failed_call, k);
@@ -268,7 +249,7 @@ TEST(outdir_rename_fault_keeps_old_output)
 {
     /* --force over an existing directory: a failed final rename puts the
      * old directory back, untouched */
-    char *dir = in_tmp("force");
+    const char *dir = in_tmp("force");
     REQUIRE(mkdir(dir, 0755) == 0);
     char out[1100], keep[1200];
     snprintf(out, sizeof out, "%s/out", dir);
@@ -300,7 +281,7 @@ TEST(outdir_rename_fault_keeps_old_output)
             CHECK_MSG(t && !strcmp(t, "old"), "call %ld (%s): old output lost: %s", k, fio.failed_call, err.msg);
         }
         free(t);
-        CHECK_MSG(count_entries(dir, "crucible-") == 0, "call %ld (%s): temporary directory left", k,
+        CHECK_MSG(io_count_entries(dir, "crucible-") == 0, "call %ld (%s): temporary directory left", k,
                   fio.failed_call);
     }
     io_rmtree(dir);

@@ -30,26 +30,7 @@
 
 static char *g_tmp;
 
-static char *in_tmp(const char *name)
-{
-    static char buf[8][1024];
-    static int i;
-    i = (i + 1) % 8;
-    snprintf(buf[i], sizeof buf[i], "%s/%s", g_tmp, name);
-    return buf[i];
-}
-
-/* entries of dir whose name contains `part` */
-static int count_entries(const char *dir, const char *part)
-{
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) if (strstr(e->d_name, part)) n++;
-    closedir(d);
-    return n;
-}
+static const char *in_tmp(const char *name) { return io_scratch(g_tmp, name); }
 
 typedef struct notes { int n; char last[2048]; char all[8192]; } notes;
 
@@ -110,8 +91,8 @@ static void expect_refused(const cr_input_paths *ip, const char *out, const char
         CHECK_CONTAINS(err.msg, name);
     }
     CHECK_MSG(inputs_intact(), "%s: inputs changed", out);
-    CHECK_EQ_INT(count_entries(g_tmp, "crucible-"), 0);
-    CHECK_EQ_INT(count_entries(in_tmp("models"), "crucible-"), 0);
+    CHECK_EQ_INT(io_count_entries(g_tmp, "crucible-"), 0);
+    CHECK_EQ_INT(io_count_entries(in_tmp("models"), "crucible-"), 0);
 }
 
 TEST(output_never_an_input)
@@ -140,7 +121,7 @@ TEST(output_never_an_input)
     CHECK_MSG(cr_outdir_begin(cr_default_allocator(), in_tmp("merged"), &oo, &o, &err) == CR_OK, "%s", err.msg);
     cr_outdir_free(&o);
     CHECK(!io_exists(in_tmp("merged")));
-    CHECK_EQ_INT(count_entries(g_tmp, "crucible-"), 0);
+    CHECK_EQ_INT(io_count_entries(g_tmp, "crucible-"), 0);
     cr_input_paths_free(&ip);
     io_rmtree(in_tmp("models"));
     unlink(in_tmp("r.yml"));
@@ -216,7 +197,7 @@ TEST(symlink_to_empty_dir_is_followed)
     struct stat st;
     CHECK(lstat(in_tmp("tlink"), &st) == 0 && S_ISLNK(st.st_mode));
     CHECK(text_is(in_tmp("target/new.txt"), "new"));
-    CHECK_EQ_INT(count_entries(g_tmp, "crucible-"), 0);
+    CHECK_EQ_INT(io_count_entries(g_tmp, "crucible-"), 0);
     unlink(in_tmp("tlink"));
     io_rmtree(in_tmp("target"));
 }
@@ -268,7 +249,7 @@ static bool left(const char *out, const char *kind, long pid)
 
 TEST(stale_temporaries)
 {
-    char *out = in_tmp("stale");
+    const char *out = in_tmp("stale");
     char rec[128];
     /* a dead process's record and directory: removed, and said */
     long dead = dead_pid();
@@ -324,7 +305,7 @@ TEST(stale_temporaries)
     io_rmtree(p);
     snprintf(p, sizeof p, "%s.crucible-owner-%ld", out, liar);
     unlink(p);
-    CHECK_EQ_INT(count_entries(g_tmp, "crucible-"), 0);
+    CHECK_EQ_INT(io_count_entries(g_tmp, "crucible-"), 0);
 }
 
 /* ---- crashes between the steps of a replace ------------------------------- */
@@ -357,7 +338,7 @@ static int which(const char *out)
 
 static void crash_replace(bool exchange)
 {
-    char *out = in_tmp(exchange ? "xchg" : "fallback");
+    const char *out = in_tmp(exchange ? "xchg" : "fallback");
     char keep[1200];
     snprintf(keep, sizeof keep, "%s/keep.txt", out);
     int crashes = 0, absent_after_crash = 0;
@@ -395,7 +376,7 @@ static void crash_replace(bool exchange)
         CHECK_MSG(code == 0 || code == 77, "call %ld: the replace failed (%d)", k, code);
         if (code == 0) {
             CHECK_MSG(which(out) == 1, "call %ld: finished but the output is not the new one", k);
-            CHECK_EQ_INT(count_entries(g_tmp, "crucible-"), 0);
+            CHECK_EQ_INT(io_count_entries(g_tmp, "crucible-"), 0);
             break;
         }
         crashes++;
@@ -407,7 +388,7 @@ static void crash_replace(bool exchange)
         notes n = {0};
         cr_outdir_clean_stale(cr_default_allocator(), out, take_note, &n);
         CHECK_MSG(which(out) >= 0, "crash before call %ld, after clean-up: neither old nor new (%s)", k, n.all);
-        if (count_entries(g_tmp, "crucible-")) {
+        if (io_count_entries(g_tmp, "crucible-")) {
             CHECK_MSG(false, "crash before call %ld: left beside OUT after clean-up: %s", k, n.all);
             DIR *d = opendir(g_tmp);
             for (struct dirent *e; d && (e = readdir(d));) if (strstr(e->d_name, "crucible-")) fprintf(stderr, "  left: %s\n", e->d_name);

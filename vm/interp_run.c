@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -365,6 +366,12 @@ static void name_append(char *buf, size_t cap, size_t *len, const char *s)
     if (k > 0) *len += (size_t)k < cap - *len ? (size_t)k : cap - *len - 1;
 }
 
+static int cmp_key2(const void *a, const void *b)
+{
+    const uint64_t *x = a, *y = b;
+    return x[0] != y[0] ? (x[0] < y[0] ? -1 : 1) : x[1] != y[1] ? (x[1] < y[1] ? -1 : 1) : 0;
+}
+
 void vm_warn_nonfinite(const vm *m)
 {
     const cr_program *p = m->p;
@@ -373,23 +380,34 @@ void vm_warn_nonfinite(const vm *m)
     uint32_t n_in = 0;
     const char *one_in = NULL, *one_file = NULL;
     names[0] = 0;
+    /* Several views of one tensor count once: the flagged tensors' (file,
+     * offset) keys are sorted and counted (n log n: a model of NaN has as
+     * many as it has tensors); the first few are named in input order. */
+    uint64_t (*keys)[2] = cr_malloc(m->alloc, (p->n_inputs ? p->n_inputs : 1) * sizeof *keys);
+    uint32_t n_keys = 0, named[NONFINITE_NAMED], n_named = 0;
     for (uint32_t i = 0; i < p->n_inputs; i++) {
         if (!atomic_load(&m->nonfinite_in[i])) continue;
         const cr_prog_input *v = &p->inputs[i];
         if (v->kind != CR_INPUT_FILE) continue;
-        bool seen = false;   /* several views of one tensor: count it once */
-        for (uint32_t j = 0; j < i && !seen; j++)
-            seen = atomic_load(&m->nonfinite_in[j]) && p->inputs[j].kind == v->kind && p->inputs[j].file == v->file &&
-                   p->inputs[j].offset == v->offset;
-        if (seen) continue;
-        if (n_in < NONFINITE_NAMED) {
-            if (n_in) name_append(names, sizeof names, &len, ", ");
-            name_append(names, sizeof names, &len, S(m, v->name));
-            name_append(names, sizeof names, &len, " in ");
-            name_append(names, sizeof names, &len, S(m, p->files[v->file].path));
-        }
-        if (!n_in) { one_in = S(m, v->name); one_file = S(m, p->files[v->file].path); }
-        n_in++;
+        if (keys) { keys[n_keys][0] = v->file; keys[n_keys][1] = v->offset; n_keys++; }
+        bool seen = false;
+        for (uint32_t j = 0; j < n_named && !seen; j++)
+            seen = p->inputs[named[j]].file == v->file && p->inputs[named[j]].offset == v->offset;
+        if (seen || n_named == NONFINITE_NAMED) continue;
+        if (n_named) name_append(names, sizeof names, &len, ", ");
+        name_append(names, sizeof names, &len, S(m, v->name));
+        name_append(names, sizeof names, &len, " in ");
+        name_append(names, sizeof names, &len, S(m, p->files[v->file].path));
+        if (!n_named) { one_in = S(m, v->name); one_file = S(m, p->files[v->file].path); }
+        named[n_named++] = i;
+    }
+    if (keys) {
+        qsort(keys, n_keys, sizeof *keys, cmp_key2);
+        for (uint32_t i = 0; i < n_keys; i++)
+            n_in += !i || keys[i][0] != keys[i - 1][0] || keys[i][1] != keys[i - 1][1];
+        cr_free(m->alloc, keys);
+    } else {
+        n_in = n_named;   /* out of memory for the count: the named ones at least */
     }
     if (n_in == 1) vm_warn(m, "input tensor %s in %s contains NaN or Inf", one_in, one_file);
     else if (n_in > 1)

@@ -159,6 +159,8 @@ pub fn build(b: *std.Build) void {
     run_demo.stdio = .inherit;
     run_demo.has_side_effects = true;
     demo_step.dependOn(&run_demo.step);
+    // The README's quick start ends here and names zig-out/bin/crucible.
+    demo_step.dependOn(b.getInstallStep());
 }
 
 /// stdlib/*.lua, sorted (the embedded table is in this order).

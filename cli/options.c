@@ -249,6 +249,12 @@ static bool apply(cr_cli_options *o, int id, const char *opt, bool neg, const ch
     case CR_OPT_MODELS_DIR: o->models_dir = val; break;
     case CR_OPT_METHODS: o->methods_dir = val; break;
     case CR_OPT_OUTPUT: o->output = val; break;
+    case CR_OPT_MERGEKIT_VERSION: {
+        cr_mk_version v;
+        if (!cr_mk_parse(val, &v)) return bad_value(o, opt, "0.1.4 or 0.1.5", val);
+        o->mk_version = (int)v;
+        break;
+    }
     case CR_OPT_MOE_LAYOUT:
         if (!strcmp(val, "classic")) o->moe_layout = CR_MOE_LAYOUT_CLASSIC;
         else if (!strcmp(val, "fused")) o->moe_layout = CR_MOE_LAYOUT_FUSED;
@@ -416,7 +422,7 @@ int cr_cli_compile(const cr_cli_options *o, bool header_only, const char *out_di
     cr_pipeline_options po = {
         .path = o->pos[0], .models_dir = o->models_dir, .methods_dir = o->methods_dir,
         .header_only = header_only, .allow_crimes = o->allow_crimes,
-        .compile = { .precise = o->precise, .seed = o->seed, .max_shard_bytes = o->out_shard_size,
+        .compile = { .precise = o->precise, .seed = o->seed, .mk_version = (cr_mk_version)o->mk_version, .max_shard_bytes = o->out_shard_size,
                      .disabled = o->disabled_passes, .dump = o->dump, .dump_out = stdout },
         .copy_tokenizer = o->copy_tokenizer, .write_card = o->write_card, .out_dir = out_dir,
         .moe_layout = (cr_moe_layout)o->moe_layout, .gate_f32 = o->gate_f32,

@@ -105,7 +105,8 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
             .base_model = last->base_model >= 0 ? plan->models[last->base_model].ref : NULL,
             .base_not_named = m && !strcmp(m->name, "slerp"),
             .models = models, .n_models = n_models,
-            .config_yaml = plan->recipe_text ? plan->recipe_text : "" };
+            .config_yaml = plan->recipe_text ? plan->recipe_text : "",
+            .mergekit_version = p->mergekit_version.len ? cr_prog_str(p, p->mergekit_version) : NULL };
         size_t len;
         char *text = cr_hf_model_card(p->alloc, &card, &len);
         if (!text) return cr_fail(err, CR_ERR_NOMEM, "out of memory writing the model card");

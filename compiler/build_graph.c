@@ -154,7 +154,8 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
     cr_lua_call call = { .method = method, .name = t->name, .layer = t->layer, .ndim = ndim,
                          .shape = shape, .is_embed = t->is_embed, .optional = t->optional,
                          .domain = d, .inputs = ins, .n_inputs = t->n_sources, .params = &t->params,
-                         .dtype = st->dtype, .precise = o && o->precise, .seed = o ? o->seed : 0 };
+                         .dtype = st->dtype, .precise = o && o->precise, .seed = o ? o->seed : 0,
+                         .mk_version = o ? o->mk_version : CR_MK_DEFAULT };
     uint32_t r;
     cr_status s = cr_lua_call_merge(L, ref, g, &call, &r, err);
     if (s) return s;

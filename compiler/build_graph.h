@@ -3,12 +3,14 @@
 #define CR_BUILD_GRAPH_H
 
 #include "graph.h"
+#include "mkversion.h"
 #include "method.h"
 #include "plan.h"
 
 typedef struct cr_build_options {
     bool precise;       /* --precise: f32 rounding everywhere, one cast at the end */
     uint64_t seed;      /* --random-seed, seen by methods as ctx.seed */
+    cr_mk_version mk_version;   /* seen by methods as ctx.mergekit_version */
 } cr_build_options;
 
 /* Build every stage of plan into g (initialised by the caller). Methods come

@@ -61,6 +61,7 @@ cr_status cr_compile_graph(cr_graph *g, const cr_compile_options *o, const char 
         dump_if(o, g, p->name);
     }
     cr_emit_options eo = { .chunk = o ? o->chunk : 0, .seed = o ? o->seed : 0,
+                           .mk_version = o ? o->mk_version : CR_MK_DEFAULT,
                            .recipe_name = recipe_name };
     if ((st = cr_emit_program(g, &eo, out, err))) return st;
     if ((st = cr_layout_tensors(out, o ? o->max_shard_bytes : 0, groups, n_groups, err)) ||
@@ -76,7 +77,8 @@ cr_status cr_compile_plan(const cr_plan *plan, cr_method_registry *methods,
                           cr_error *err)
 {
     memset(out, 0, sizeof *out);
-    cr_build_options bo = { .precise = o && o->precise, .seed = o ? o->seed : 0 };
+    cr_build_options bo = { .precise = o && o->precise, .seed = o ? o->seed : 0,
+                           .mk_version = o ? o->mk_version : CR_MK_DEFAULT };
     cr_status st = cr_build_graph(plan, methods, &bo, g, err);
     if (st) return st;
     return cr_compile_graph(g, o, plan->recipe_path, NULL, 0, out, err);

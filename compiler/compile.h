@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include "graph.h"
 #include "layout.h"
+#include "mkversion.h"
 #include "method.h"
 #include "plan.h"
 #include "program.h"
@@ -23,6 +24,7 @@ typedef enum cr_pass_id {
 typedef struct cr_compile_options {
     bool precise;
     uint64_t seed;
+    cr_mk_version mk_version;   /* --mergekit-version (CR_MK_DEFAULT: the current release) */
     uint64_t chunk;             /* 0: 16384 elements */
     uint64_t max_shard_bytes;   /* 0: one shard */
     uint32_t disabled;          /* bit (1u << cr_pass_id) per switched-off pass */

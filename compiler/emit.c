@@ -887,6 +887,7 @@ cr_status cr_emit_program(const cr_graph *g, const cr_emit_options *o, cr_progra
         if (!e.sel_seen) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory emitting the program"); goto done; }
     }
     cr_blob version = add_str(b, CR_VERSION_STRING);
+    cr_blob mk_version = add_str(b, cr_mk_name(o ? o->mk_version : CR_MK_DEFAULT));
     cr_blob recipe = add_str(b, o && o->recipe_name ? o->recipe_name : "");
 
     /* scalar maths that depend on no tensor (when fold is off) run first */
@@ -919,6 +920,7 @@ cr_status cr_emit_program(const cr_graph *g, const cr_emit_options *o, cr_progra
 
     out->alloc = b->a;
     out->tool_version = version;
+    out->mergekit_version = mk_version;
     out->recipe_name = recipe;
     out->seed = o ? o->seed : 0;
     out->flags = CR_PROG_SKIP_HASH;

@@ -11,10 +11,12 @@
 
 #include "graph.h"
 #include "program.h"
+#include "mkversion.h"
 
 typedef struct cr_emit_options {
     uint64_t chunk;             /* target elements per chunk (0: 16384) */
     uint64_t seed;
+    cr_mk_version mk_version;   /* recorded in the program */
     const char *recipe_name;    /* for messages; may be NULL */
 } cr_emit_options;
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include "layout.h"
 #include "safetensors.h"
+#include "mkversion.h"
 #include "shards.h"
 
 cr_status cr_program_add_blob(cr_program *p, const void *data, size_t n, cr_blob *out, cr_error *err)
@@ -120,7 +121,8 @@ cr_status cr_layout_tensors(cr_program *p, uint64_t max_shard_bytes, const cr_la
         for (uint32_t i = 0; i < n; i++)
             names[i] = ts[i].name ? ts[i].name : cr_prog_str(p, p->outputs[ts[i].first].name);
         size_t len;
-        char *json = cr_shard_index_json(&plan, names, &len);
+        const char *mk = p->mergekit_version.len ? cr_prog_str(p, p->mergekit_version) : cr_mk_name(CR_MK_DEFAULT);
+        char *json = cr_shard_index_json(&plan, names, mk, &len);
         if (!json) st = cr_fail(err, CR_ERR_NOMEM, "out of memory writing the shard index");
         else {
             st = add_aux_blob(p, "model.safetensors.index.json", json, len, err);

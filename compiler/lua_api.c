@@ -810,6 +810,8 @@ static int build_ctx(lua_State *S)
     lua_setfield(S, -2, "optional");
     lua_pushboolean(S, c->precise);
     lua_setfield(S, -2, "precise");
+    lua_pushstring(S, cr_mk_name(c->mk_version));
+    lua_setfield(S, -2, "mergekit_version");
     lua_pushinteger(S, (lua_Integer)c->seed);
     lua_setfield(S, -2, "seed");
     if (c->dtype != CR_DTYPE_NONE) { lua_pushstring(S, dt_name(c->dtype)); lua_setfield(S, -2, "dtype"); }

@@ -13,6 +13,7 @@
 #include "base.h"
 #include "graph.h"
 #include "method.h"
+#include "mkversion.h"
 #include "plan.h"
 
 typedef struct cr_lua cr_lua;
@@ -63,6 +64,7 @@ typedef struct cr_lua_call {
     cr_dtype dtype;                 /* recipe dtype or CR_DTYPE_NONE */
     bool precise;
     uint64_t seed;
+    cr_mk_version mk_version;
 } cr_lua_call;
 
 /* Call merge(ctx) of the method table `ref`, adding nodes to g. On success

@@ -647,7 +647,9 @@ static cr_status add_card(mb *b, cr_program *p, cr_error *err)
     for (uint32_t i = 0; i < c->n_shared; i++) cr_sbuf_printf(&sb, "- %s\n", c->shared[i].source_model);
     cr_sbuf_printf(&sb, "library_name: transformers\ntags:\n- mergekit\n- moe\n- crucible\n---\n# %s\n\n", title);
     cr_sbuf_printf(&sb, "This is a Mixture of Experts model built from dense models with crucible "
-                        "(a reimplementation of [mergekit](https://github.com/arcee-ai/mergekit)'s `mergekit-moe`).\n\n");
+                        "(a reimplementation of [mergekit](https://github.com/arcee-ai/mergekit)'s `mergekit-moe`, "
+                        "as mergekit %s writes it: `--mergekit-version %s`).\n\n",
+                   cr_mk_name(b->o->compile.mk_version), cr_mk_name(b->o->compile.mk_version));
     cr_sbuf_printf(&sb, "## Architecture\n\n- writer: %s (%s)\n- base model (attention, embeddings, norms): %s\n"
                         "- routed experts: %u, %lld active per token\n- gate mode: `%s`\n",
                    cr_moe_arch_name(b->arch), b->arch == CR_MOE_ARCH_QWEN2 ? "Qwen2MoeForCausalLM" : "MixtralForCausalLM",

@@ -344,8 +344,11 @@ char *cr_hf_model_card(const cr_allocator *alloc, const cr_hf_card *c, size_t *l
     if (end > start && !(end - start == 1 && path[start] == '/')) cr_sbuf_add(&b, path + start, end - start);
     else cr_sbuf_adds(&b, "Untitled Model (1)");
     cr_sbuf_adds(&b, "\n\nThis is a merge of pre-trained language models created with crucible, "
-                     "a compiler for [mergekit](https://github.com/arcee-ai/mergekit) merge recipes.\n\n"
-                     "## Merge Details\n### Merge Method\n\nThis model was merged using the ");
+                     "a compiler for [mergekit](https://github.com/arcee-ai/mergekit) merge recipes");
+    if (c->mergekit_version)
+        cr_sbuf_printf(&b, ", computing as mergekit %s does (`--mergekit-version %s`)", c->mergekit_version,
+                       c->mergekit_version);
+    cr_sbuf_adds(&b, ".\n\n## Merge Details\n### Merge Method\n\nThis model was merged using the ");
     const char *pretty = c->method_pretty && *c->method_pretty ? c->method_pretty : c->method;
     if (c->method_url && *c->method_url) cr_sbuf_printf(&b, "[%s](%s)", pretty, c->method_url);
     else cr_sbuf_adds(&b, pretty);

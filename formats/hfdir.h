@@ -52,6 +52,7 @@ typedef struct cr_hf_card {
     const char *const *models;   /* every referenced model in config order ("model+lora" allowed) */
     size_t n_models;
     const char *config_yaml;     /* the recipe text, verbatim */
+    const char *mergekit_version;    /* the release reproduced ("0.1.5"); NULL: not said */
 } cr_hf_card;
 
 /* README.md text (allocated with alloc; NULL on NOMEM). */

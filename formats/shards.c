@@ -52,12 +52,13 @@ void cr_shard_file_name(char *buf, size_t cap, uint32_t shard, uint32_t n_shards
     else snprintf(buf, cap, "model-%05u-of-%05u.safetensors", shard + 1, n_shards);
 }
 
-char *cr_shard_index_json(const cr_shard_plan *p, const char *const *names, size_t *len)
+char *cr_shard_index_json(const cr_shard_plan *p, const char *const *names, const char *mk_version,
+                          size_t *len)
 {
     cr_sbuf b;
     cr_sbuf_init(&b, p->alloc);
     cr_sbuf_printf(&b, "{\n  \"metadata\": {\n    \"total_size\": %llu,\n    \"mergekit_version\": \"%s\"\n  },\n"
-                   "  \"weight_map\": {", (unsigned long long)p->total_bytes, CR_MERGEKIT_VERSION);
+                   "  \"weight_map\": {", (unsigned long long)p->total_bytes, mk_version);
     char file[64];
     for (uint32_t i = 0; i < p->n_tensors; i++) {
         cr_sbuf_adds(&b, i ? ",\n    " : "\n    ");

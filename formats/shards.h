@@ -13,7 +13,6 @@
 #include "base.h"
 
 #define CR_SHARD_DEFAULT_LIMIT 5000000000ull   /* mergekit's "5B" (bytes) */
-#define CR_MERGEKIT_VERSION "0.1.4"            /* written into the index, as mergekit does */
 
 typedef struct cr_shard_plan {
     const cr_allocator *alloc;
@@ -35,11 +34,13 @@ void cr_shard_plan_free(cr_shard_plan *p);
 void cr_shard_file_name(char *buf, size_t cap, uint32_t shard, uint32_t n_shards);
 
 /* Text of model.safetensors.index.json for plan p, names[] in write order:
- * {"metadata": {"total_size": T, "mergekit_version": "0.1.4"},
+ * {"metadata": {"total_size": T, "mergekit_version": V},
  *  "weight_map": {name: file, ...}} as Python's json.dump(indent=2) writes
- * it (no trailing newline). Allocated with p->alloc; NULL on NOMEM. Only
+ * it (no trailing newline), V being the mergekit release the output matches
+ * ("0.1.5"; core/mkversion.h). Allocated with p->alloc; NULL on NOMEM. Only
  * meaningful (and only written by mergekit) when n_shards >= 2. */
-char *cr_shard_index_json(const cr_shard_plan *p, const char *const *names, size_t *len);
+char *cr_shard_index_json(const cr_shard_plan *p, const char *const *names, const char *mk_version,
+                          size_t *len);
 
 /* Parse --out-shard-size: digits, or digits with suffix k/K (1e3), m/M
  * (1e6), b/B or g/G (1e9; G is crucible's addition). "5.5B", "", "-1",

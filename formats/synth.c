@@ -14,6 +14,7 @@
 #include "hfdir.h"
 #include "infile.h"
 #include "limits.h"
+#include "mkversion.h"
 #include "jsonw.h"
 #include "model.h"
 #include "safetensors.h"
@@ -423,7 +424,7 @@ cr_status cr_synth_write(const cr_allocator *alloc, const char *dir, const cr_sy
     if (st != CR_OK) goto out;
     if (plan.n_shards > 1) {
         size_t len;
-        char *text = cr_shard_index_json(&plan, names, &len);
+        char *text = cr_shard_index_json(&plan, names, cr_mk_name(CR_MK_DEFAULT), &len);
         if (!text) { st = cr_fail(err, CR_ERR_NOMEM, "synth: out of memory"); goto out; }
         st = write_file(alloc, dir, "model.safetensors.index.json", text, len, err);
         cr_free(alloc, text);

@@ -140,6 +140,9 @@ void cr_program_explain(const cr_program *p, FILE *out)
     fprintf(out, "program %s: seed %" PRIu64 ", %u inputs from %u files, %u outputs in %u shards, %u aux files\n",
             p->recipe_name.len ? cr_prog_str(p, p->recipe_name) : "(unnamed)", p->seed,
             p->n_inputs, p->n_files, p->n_outputs, p->n_shards, p->n_aux);
+    if (p->mergekit_version.len)
+        fprintf(out, "computes as mergekit %s (crucible %s)\n", cr_prog_str(p, p->mergekit_version),
+                p->tool_version.len ? cr_prog_str(p, p->tool_version) : "?");
     fprintf(out, "%-8s %-12s %-5s %-22s %s\n", "addr", "op", "dtype", "operands", "comment");
     fprintf(out, "%-8s %-12s %-5s %-22s %s\n", "----", "--", "-----", "--------", "-------");
     for (uint32_t pc = 0; pc < p->n_main; pc++) {

@@ -146,6 +146,8 @@ static cr_status verify_tables(const cr_program *p, cr_error *err)
         return cr_fail(err, CR_ERR_FORMAT, "program flags 0x%x has unknown bits", p->flags);
     if (p->tool_version.len && !str_ok(p, p->tool_version))
         return cr_fail(err, CR_ERR_FORMAT, "tool_version blob out of range");
+    if (p->mergekit_version.len && !str_ok(p, p->mergekit_version))
+        return cr_fail(err, CR_ERR_FORMAT, "mergekit_version blob out of range");
     if (p->recipe_name.len && !str_ok(p, p->recipe_name))
         return cr_fail(err, CR_ERR_FORMAT, "recipe_name blob out of range");
 
@@ -568,7 +570,7 @@ cr_status cr_program_verify(const cr_program *p, cr_error *err)
 /* ---- .crb files ---------------------------------------------------------- */
 
 #define CRB_MAGIC "CRUCIBLE"
-#define CRB_VERSION 3u   /* 3: kernel flags TIES_ONLY and EARLY_GATHER */
+#define CRB_VERSION 4u   /* 3: kernel flags TIES_ONLY and EARLY_GATHER; 4: mergekit_version */
 #define CRB_ENDIAN 0x01020304u
 
 typedef struct crb_header {
@@ -582,6 +584,7 @@ typedef struct crb_header {
     uint64_t seed;
     uint64_t op_table;        /* cr_op_table_fingerprint() of the producer */
     cr_blob tool_version;
+    cr_blob mergekit_version;
     cr_blob recipe_name;
     uint64_t file_size;       /* whole file */
     uint64_t body_hash;       /* XXH64 of bytes [header_size, file_size) */
@@ -670,6 +673,7 @@ cr_status cr_program_save(const cr_program *p, const char *path, cr_error *err)
     h.seed = p->seed;
     h.op_table = cr_op_table_fingerprint();
     h.tool_version = p->tool_version;
+    h.mergekit_version = p->mergekit_version;
     h.recipe_name = p->recipe_name;
     h.file_size = off;
     memcpy(buf + sizeof h, secs, sizeof secs);
@@ -744,6 +748,7 @@ cr_status cr_program_load(const cr_allocator *alloc, const char *path, cr_progra
     out->seed = h.seed;
     out->flags = h.flags;
     out->tool_version = h.tool_version;
+    out->mergekit_version = h.mergekit_version;
     out->recipe_name = h.recipe_name;
     bool seen[SEC_COUNT_ + 1] = {0};
     for (uint32_t i = 0; i < h.n_sections; i++) {

@@ -206,6 +206,7 @@ typedef struct cr_program {
     /* all arrays below are owned and allocated with `alloc` */
     uint8_t *blobs;            uint64_t n_blob_bytes;
     cr_blob tool_version;
+    cr_blob mergekit_version;  /* the release whose numbers it reproduces (core/mkversion.h) */
     cr_blob recipe_name;       /* e.g. the config file's name, for messages */
     uint64_t seed;
     uint32_t flags;            /* CR_PROG_* */

@@ -235,7 +235,7 @@ static const gt_tensor *gt_find(const gt_model *m, const char *name)
 /* ---- per-method report ---------------------------------------------- */
 
 typedef struct gt_report {
-    char method[32];
+    char method[48];
     int cases, failed, known;   /* known: listed in known_failures.txt and failing */
     uint64_t worst_ulp;
     double worst_exact;       /* lowest bit-identical fraction seen */
@@ -418,7 +418,8 @@ done:
 
 typedef enum gt_run { GT_RUN_OK, GT_RUN_NOT_IMPLEMENTED, GT_RUN_FAILED } gt_run;
 
-static gt_run gt_merge(const char *bin, const char *recipe, const char *out, char *log, size_t log_len)
+static gt_run gt_merge(const char *bin, const char *recipe, const char *out, const char *mk_version,
+                       char *log, size_t log_len)
 {
     char log_path[600];
     snprintf(log_path, sizeof log_path, "%s.log", out);
@@ -428,7 +429,7 @@ static gt_run gt_merge(const char *bin, const char *recipe, const char *out, cha
         int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); close(fd); }
         if (chdir(GT_ROOT "/models") != 0) _exit(127);
-        execl(bin, bin, "merge", recipe, out, (char *)NULL);
+        execl(bin, bin, "merge", recipe, out, "--mergekit-version", mk_version, (char *)NULL);
         _exit(127);
     }
     int st = 0;
@@ -445,7 +446,7 @@ static gt_run gt_merge(const char *bin, const char *recipe, const char *out, cha
 static cJSON *gt_case_meta(const char *cname)
 {
     char path[512];
-    snprintf(path, sizeof path, GT_ROOT "/cases/%s/case.json", cname);
+    snprintf(path, sizeof path, GT_ROOT "/%s/case.json", cname);
     char *text = gt_read_file(path, NULL);
     cJSON *j = text ? cJSON_Parse(text) : NULL;
     cr_free(gt_alloc(), text);
@@ -457,16 +458,35 @@ static int gt_cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Sorted case names; returns the count (at most `max`). */
+/* The mergekit release a case was generated with (case.json's
+ * "mergekit": {"mergekit": "0.1.5"}); crucible is run with it. */
+static const char *gt_case_version(const cJSON *meta)
+{
+    const char *v = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(meta, "mergekit"), "mergekit"));
+    return v ? v : "?";
+}
+
+/* Sorted case names "SET/NAME", SET being one folder of cases per mergekit
+ * release (cases: 0.1.4, cases-0.1.5: 0.1.5); returns the count (at most
+ * `max`). */
 static int gt_list_cases(char **names, int max)
 {
-    DIR *d = opendir(GT_ROOT "/cases");
-    if (!d) return 0;
+    static const char *const sets[] = { "cases", "cases-0.1.5" };
     int n = 0;
-    struct dirent *e;
-    while (n < max && (e = readdir(d)))
-        if (e->d_name[0] != '.') names[n++] = cr_strdup(gt_alloc(), e->d_name);
-    closedir(d);
+    for (size_t s = 0; s < CR_ARRAY_LEN(sets); s++) {
+        char dir[256];
+        snprintf(dir, sizeof dir, GT_ROOT "/%s", sets[s]);
+        DIR *d = opendir(dir);
+        if (!d) continue;
+        struct dirent *e;
+        while (n < max && (e = readdir(d))) {
+            if (e->d_name[0] == '.') continue;
+            size_t len = strlen(sets[s]) + strlen(e->d_name) + 2;
+            names[n] = cr_malloc(gt_alloc(), len);
+            snprintf(names[n++], len, "%s/%s", sets[s], e->d_name);
+        }
+        closedir(d);
+    }
     qsort(names, (size_t)n, sizeof *names, gt_cmp_str);
     return n;
 }
@@ -519,7 +539,7 @@ TEST(expected_outputs_parse)
         cJSON *meta = gt_case_meta(g_cases[i]);
         CHECK_MSG(meta && cJSON_GetStringValue(cJSON_GetObjectItem(meta, "method")), "%s: case.json", g_cases[i]);
         char dir[512];
-        snprintf(dir, sizeof dir, GT_ROOT "/cases/%s", g_cases[i]);
+        snprintf(dir, sizeof dir, GT_ROOT "/%s", g_cases[i]);
         gt_model *m = cr_calloc(gt_alloc(), 1, sizeof *m);
         const char *err = gt_load_dir(m, dir);
         CHECK_MSG(!err && m->n_tensors >= 10, "%s: %s", g_cases[i], err ? err : "too few tensors");
@@ -539,7 +559,7 @@ TEST(stat_checker_accepts_mergekit)
         const cJSON *stat = cJSON_GetObjectItem(meta, "stat");
         if (cJSON_IsObject(stat)) {
             char dir[512];
-            snprintf(dir, sizeof dir, GT_ROOT "/cases/%s", g_cases[i]);
+            snprintf(dir, sizeof dir, GT_ROOT "/%s", g_cases[i]);
             gt_model *m = cr_calloc(gt_alloc(), 1, sizeof *m);
             REQUIRE(!gt_load_dir(m, dir));
             const char *method = cJSON_GetStringValue(cJSON_GetObjectItem(meta, "method"));
@@ -568,7 +588,7 @@ TEST(exact_checker_discriminates)
     gt_model *a = cr_calloc(gt_alloc(), 1, sizeof *a), *b = cr_calloc(gt_alloc(), 1, sizeof *b);
     REQUIRE(!gt_load_dir(a, GT_ROOT "/cases/linear_f32"));
     REQUIRE(!gt_load_dir(b, GT_ROOT "/cases/linear_f32_nonorm"));
-    cJSON *meta = gt_case_meta("linear_f32");
+    cJSON *meta = gt_case_meta("cases/linear_f32");
     gt_reports *rs = cr_calloc(gt_alloc(), 1, sizeof *rs);
     CHECK(gt_compare_exact("self", a, a, meta, gt_report_for(rs, "x"), false) == 0);
     CHECK(gt_compare_exact("other", a, b, meta, gt_report_for(rs, "y"), true) > 0);
@@ -577,7 +597,7 @@ TEST(exact_checker_discriminates)
      * off fails both. */
     gt_model_free(b);
     REQUIRE(!gt_load_dir(b, GT_ROOT "/cases/linear_f32"));
-    cJSON *loose = gt_case_meta("slerp_f32");
+    cJSON *loose = gt_case_meta("cases/slerp_f32");
     b->t[0].raw[3] += 1;
     CHECK(gt_compare_exact("1ulp", a, b, meta, gt_report_for(rs, "z"), true) == 1);
     CHECK(gt_compare_exact("1ulp-loose", a, b, loose, gt_report_for(rs, "z"), true) == 0);
@@ -612,12 +632,17 @@ TEST(every_case_compiles)
     int ok = 0;
     for (int i = 0; i < g_n_cases; i++) {
         char path[512];
-        snprintf(path, sizeof path, GT_ROOT "/cases/%s/recipe.yml", g_cases[i]);
+        snprintf(path, sizeof path, GT_ROOT "/%s/recipe.yml", g_cases[i]);
         cr_error err = {0};
         cr_method_registry *reg = NULL;
         REQUIRE(cr_methods_open(gt_alloc(), NULL, &reg, &err) == CR_OK);
+        cJSON *meta = gt_case_meta(g_cases[i]);
+        cr_mk_version mk = CR_MK_DEFAULT;
+        CHECK_MSG(cr_mk_parse(gt_case_version(meta), &mk), "%s: case.json names no mergekit release", g_cases[i]);
+        cJSON_Delete(meta);
         cr_pipeline_options o = { .alloc = gt_alloc(), .path = path, .kind = CR_SOURCE_YAML,
-                                  .models_dir = models, .methods = reg, .compile = { .seed = 42 } };
+                                  .models_dir = models, .methods = reg,
+                                  .compile = { .seed = 42, .mk_version = mk } };
         cr_compile_result r;
         cr_status st = cr_compile(&o, &r, &err);
         bool expect_fail = false;
@@ -649,10 +674,11 @@ static bool gt_run_cases(const char *bin)
         cJSON *meta = gt_case_meta(cname);
         const char *method = cJSON_GetStringValue(cJSON_GetObjectItem(meta, "method"));
         char recipe[1024], out[700], cmd[800], exp_dir[600];
-        snprintf(recipe, sizeof recipe, "%s/" GT_ROOT "/cases/%s/recipe.yml", cwd, cname);
+        snprintf(recipe, sizeof recipe, "%s/" GT_ROOT "/%s/recipe.yml", cwd, cname);
         snprintf(out, sizeof out, "%s/%s", tmp, cname);
-        snprintf(exp_dir, sizeof exp_dir, GT_ROOT "/cases/%s", cname);
-        gt_run r = gt_merge(bin, recipe, out, log, sizeof log);
+        out[strlen(tmp) + strcspn(cname, "/") + 1] = '_';     /* one folder per case under tmp */
+        snprintf(exp_dir, sizeof exp_dir, GT_ROOT "/%s", cname);
+        gt_run r = gt_merge(bin, recipe, out, gt_case_version(meta), log, sizeof log);
         if (r == GT_RUN_NOT_IMPLEMENTED) {
             printf("SKIP golden merge cases: `crucible merge` is not implemented yet (%d cases not run)\n",
                    g_n_cases);
@@ -662,7 +688,9 @@ static bool gt_run_cases(const char *bin)
         }
         cr_test_g.current = cname;
         cr_test_g.current_failed = 0;
-        gt_report *rep = gt_report_for(rs, method ? method : "?");
+        char rep_key[64];     /* one row per method and mergekit release */
+        snprintf(rep_key, sizeof rep_key, "%s %s", method ? method : "?", gt_case_version(meta));
+        gt_report *rep = gt_report_for(rs, rep_key);
         rep->cases++;
         const char *known = gt_known_failure(cname);
         gt_report scratch_rep = *rep;   /* known failures leave the table's ulps alone */
@@ -714,9 +742,9 @@ static bool gt_run_cases(const char *bin)
         cJSON_Delete(meta);
     }
     if (available) {
-        printf("%-18s %5s %6s %6s %9s %12s\n", "method", "cases", "failed", "known", "worst-ulp", "min-exact-%");
+        printf("%-24s %5s %6s %6s %9s %12s\n", "method mergekit", "cases", "failed", "known", "worst-ulp", "min-exact-%");
         for (int i = 0; i < rs->n; i++)
-            printf("%-18s %5d %6d %6d %9llu %12.4f\n", rs->r[i].method, rs->r[i].cases, rs->r[i].failed,
+            printf("%-24s %5d %6d %6d %9llu %12.4f\n", rs->r[i].method, rs->r[i].cases, rs->r[i].failed,
                    rs->r[i].known, (unsigned long long)rs->r[i].worst_ulp, 100 * rs->r[i].worst_exact);
         printf("(worst-ulp and min-exact-%% over the cases not listed in known_failures.txt)\n");
     }

@@ -51,7 +51,7 @@ TEST(names_and_index)
     REQUIRE(cr_shard_plan_init(&p, cr_default_allocator(), sizes, 3, 1000, &err) == CR_OK);
     const char *names[3] = {"b", "a", "caf\xc3\xa9"};
     size_t len;
-    char *j = cr_shard_index_json(&p, names, &len);
+    char *j = cr_shard_index_json(&p, names, "0.1.4", &len);
     REQUIRE(j);
     const char *want =
         "{\n"

@@ -81,7 +81,7 @@ static char *index_text(uint32_t n_shards, size_t *len)
     uint64_t nbytes[3] = { 600, 600, 600 };
     if (cr_shard_plan_init(&plan, A, nbytes, 3, n_shards == 1 ? 0 : 1000, &err)) return NULL;
     const char *names[3] = { "a", "b", "c" };
-    char *t = cr_shard_index_json(&plan, names, len);
+    char *t = cr_shard_index_json(&plan, names, "0.1.4", len);
     cr_shard_plan_free(&plan);
     return t;
 }

@@ -14,8 +14,9 @@ crucible's VM computes), and compares three outputs tensor by tensor:
   cr-trig  mergekit with correctly rounded trig (this script)
   crucible `CRUCIBLE merge recipe.yml OUT --mergekit-version V`
 
-`--dot f64` also replaces torch.dot (MKL sdot, an undocumented order) by an
-f64 accumulation rounded once, as crucible's cr.dot computes it (karcher).
+`--dot f64` also replaces torch.dot (MKL sdot for float32, an undocumented
+order; torch's own f32-lane loop for bf16) by float32 products summed in
+double and rounded once, as crucible's cr.dot computes it (karcher).
 
 Run with the release's venv, from the repository root, e.g.
   tests/golden/.venv-0.1.5/bin/python tests/golden/crtrig_check.py \\
@@ -38,12 +39,15 @@ sys.path.insert(0, HERE)
 
 def cr_unary(fn, torch):
     """fn applied per element in double (libm, correctly rounded in
-    practice), rounded once to the tensor's dtype."""
+    practice), rounded to float32 (torch computes bf16/f16 trig in float32)
+    and then to the tensor's dtype."""
     def f(x, *args, **kw):
         if args or kw:
             raise TypeError("crtrig: unexpected arguments")
         xd = x.detach().to(torch.float64).reshape(-1).tolist()
         y = torch.tensor([fn(v) for v in xd], dtype=torch.float64)
+        if x.dtype != torch.float64:     # bf16/f16: torch's float32 kernel, then the dtype
+            y = y.to(torch.float32)
         return y.reshape(x.shape).to(x.dtype)
     return f
 
@@ -57,8 +61,8 @@ def patch_trig(torch, dot_f64):
     torch.sin = cr_unary(math.sin, torch)
     torch.cos = cr_unary(math.cos, torch)
     if dot_f64:
-        def dot(a, b):
-            return (a.to(torch.float64) * b.to(torch.float64)).sum().to(a.dtype)
+        def dot(a, b):     # float32 products, summed in double, rounded once
+            return (a.float() * b.float()).double().sum().to(a.dtype)
         torch.dot = dot
 
 
@@ -99,6 +103,26 @@ def run_crucible(binary, case_dir, version, out):
     return os.path.join(out, "model.safetensors")
 
 
+def write_case(gen, case_dir, output, args):
+    """cases-V-crtrig/NAME: the golden case's recipe with mergekit's output
+    under correctly rounded trig, to be matched bit for bit"""
+    import json
+    name = os.path.basename(case_dir)
+    d = os.path.join(HERE, os.path.basename(gen.CASES) + "-crtrig", name)
+    os.makedirs(d, exist_ok=True)
+    shutil.copy(os.path.join(case_dir, "recipe.yml"), os.path.join(d, "recipe.yml"))
+    shutil.copy(output, os.path.join(d, "model.safetensors"))
+    with open(os.path.join(case_dir, "case.json")) as f:
+        meta = json.load(f)
+    meta["tolerance"] = {"max_ulp": 0, "min_exact_fraction": 1.0}
+    meta["reference"] = ("mergekit with torch.acos/arccos/sin/cos correctly rounded"
+                         + (" and torch.dot as float32 products summed in double" if args.dot == "f64" else "")
+                         + " (tests/golden/crtrig_check.py)")
+    with open(os.path.join(d, "case.json"), "w") as f:
+        json.dump(meta, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
 def ordered(t, torch):
     """the tensor's values as int64 keys ordered like the floats (ulp distance)"""
     if t.dtype in (torch.bfloat16, torch.float16):
@@ -131,6 +155,9 @@ def main():
                     help="torch: leave torch's trig alone (the run must then equal the golden)")
     ap.add_argument("--dot", choices=["mkl", "f64"], default="mkl",
                     help="f64: torch.dot accumulated in double, rounded once (crucible's cr.dot)")
+    ap.add_argument("--write", action="store_true",
+                    help="also store the cr-trig output as a reference case in cases-V-crtrig/ "
+                         "(tests/unit/test_golden.c runs it with no tolerance)")
     ap.add_argument("cases", nargs="+")
     args = ap.parse_args()
     os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
@@ -157,6 +184,8 @@ def main():
             d = os.path.join(gen.CASES, name)
             golden = os.path.join(d, "model.safetensors")
             mine = run_mergekit(gen, d, os.path.join(tmp, name + "-mk"))
+            if args.write and args.trig == "cr":
+                write_case(gen, d, mine, args)
             label = "cr-trig" if args.trig == "cr" else "torch-trig"
             rows = [(label + " vs golden", mine, golden)]
             if args.crucible:

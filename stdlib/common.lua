@@ -257,12 +257,6 @@ function M.slerp(t, a, b)
   return ca * v0 + cb * v1
 end
 
--- A Lua number rounded to float32, as a Lua number (torch.tensor(x,
--- dtype=float32).item(); string.pack rounds to nearest).
-function M.f32_of(x)
-  return (string.unpack("f", string.pack("f", x)))
-end
-
 -- Whole-tensor SLERP as mergekit 0.1.5's slerp.py computes it in torch
 -- (spec/mergekit-0.1.5.md §3.2), for one group (G = 1): work dtype float32
 -- (float64 for f64 inputs); norms in torch's norm-2 order; a norm not above

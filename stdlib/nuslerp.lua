@@ -58,14 +58,21 @@ local function nus(t, v0, v1, along, v015)
     if dt == "float32" or dt == "float64" then return x * c(s) end
     return (x:cast("float32") * cr.const(s, "float32")):cast(dt)
   end
+  -- torch's bf16/f16 acos/sin are SLEEF's float32 ones, rounded to dt:
+  -- 0.1.5 rounds the correctly rounded value to float32 first
+  local reduced = v015 and (dt == "bfloat16" or dt == "float16")
+  local function trig(f, x)
+    if reduced then return f(x:cast("float32")):cast(dt) end
+    return f(x)
+  end
   local u0 = v0 / cr.max(norm_of(v0, along, v015), c(1e-7))
   local u1 = v1 / cr.max(norm_of(v1, along, v015), c(1e-7))
   local cos = cr.clamp(dot_of(u0, u1, along, v015), -1, 1)
   local colinear
   if v015 then colinear = cr.le(c(1) - cos * cos, c(1e-16)) end
-  local theta = cr.acos(v015 and cr.where(colinear, 0, cos) or cos)
-  local s = cr.sin(theta)
-  local r = (cr.sin(scale(1 - t, theta)) * v0 + cr.sin(scale(t, theta)) * v1) / s
+  local theta = trig(cr.acos, v015 and cr.where(colinear, 0, cos) or cos)
+  local s = trig(cr.sin, theta)
+  local r = (trig(cr.sin, scale(1 - t, theta)) * v0 + trig(cr.sin, scale(t, theta)) * v1) / s
   if not v015 then colinear = cr.lt(cr.abs(s), c(1e-8)) end
   return cr.where(colinear, scale(1 - t, v0) + scale(t, v1), r)
 end

@@ -257,6 +257,40 @@ function M.slerp(t, a, b)
   return ca * v0 + cb * v1
 end
 
+-- Whole-tensor SLERP as mergekit 0.1.5's slerp.py computes it in torch
+-- (spec/mergekit-0.1.5.md §3.2), for one group (G = 1): work dtype float32
+-- (float64 for f64 inputs); norms in torch's norm-2 order; a norm not above
+-- 1e-8 becomes 1; the cosine is torch's cascade sum of the normalised
+-- products, clamped to [-1, 1]; |cos| > 0.9995 lerps with 1 − t and t;
+-- else sin((1 − t)·θ)/sin θ and sin(t·θ)/sin θ, t and 1 − t float32.
+-- torch.acos/sin are MKL VML HA there; cr.acos/cr.sin are correctly rounded
+-- (spec/compat.md). mergekit chunks the norms and the dot every 1 048 576
+-- elements (norm of the chunk norms, sum of the chunk sums): one chunk
+-- gives the same bits as the whole tensor (sqrt(fl(n²)) = n); crucible
+-- reduces larger tensors whole (spec/compat.md). Returns the result in the
+-- work dtype.
+function M.slerp_torch(t, a, b)
+  local wd = (a.dtype == "float64" or b.dtype == "float64") and "float64" or "float32"
+  local function w(x) return cr.const(x, wd) end
+  local x, y = a:cast(wd), b:cast(wd)
+  local na, nb
+  if wd == "float32" then na, nb = cr.torch_norm(x), cr.torch_norm(y)
+  else na, nb = x:norm(), y:norm() end
+  na = cr.where(cr.gt(na, w(1e-8)), na, 1)
+  nb = cr.where(cr.gt(nb, w(1e-8)), nb, 1)
+  local prod = (x / na) * (y / nb)
+  local dot = wd == "float32" and cr.torch_sum(prod) or prod:sum()
+  dot = cr.clamp(dot, -1, 1)
+  local lin = cr.gt(cr.abs(dot), w(0.9995))
+  local theta = cr.acos(cr.where(lin, 0, dot))
+  local sin_theta = cr.sin(theta)
+  local tt = w(t)                                   -- torch.tensor(t, f32)
+  local omt = w(1) - tt                             -- 1 - t: rsub in f32
+  local ca = cr.where(lin, omt, cr.sin(omt * theta) / sin_theta)
+  local cb = cr.where(lin, tt, cr.sin(tt * theta) / sin_theta)
+  return ca * x + cb * y
+end
+
 -- n-ary sum of boolean masks as an integer count (torch sums bools to int64).
 function M.count_of(masks)
   local c = masks[1]:cast("int64")

@@ -16,6 +16,13 @@
  *    (L1-rescaled, weighted) task vector, nothing appears where the task
  *    vector is zero, and the kept fraction is within 3 sigma of the density.
  *
+ * tests/golden/cases-0.1.5-crtrig/ holds, for the trig methods (slerp,
+ * nuslerp, karcher), mergekit 0.1.5's output with torch's MKL VML trig
+ * replaced by correctly rounded trig (tests/golden/crtrig_check.py): the
+ * golden cases themselves stay known failures for VML alone, and these
+ * pin everything else bit for bit (tolerance 0). Their table rows say
+ * "cr-trig".
+ *
  * Before crucible can merge, the checker itself is tested on mergekit's own
  * outputs (the statistical checks must pass on them, and two different cases
  * must be told apart). While `crucible merge` answers "not implemented yet"
@@ -482,11 +489,11 @@ static int gt_cmp_str(const void *a, const void *b)
 }
 
 /* Sorted case names "SET/NAME", SET being one folder of cases per mergekit
- * release (cases: 0.1.4, cases-0.1.5: 0.1.5); returns the count (at most
- * `max`). */
+ * release (cases: 0.1.4, cases-0.1.5: 0.1.5; cases-0.1.5-crtrig: 0.1.5
+ * with correctly rounded trig); returns the count (at most `max`). */
 static int gt_list_cases(char **names, int max)
 {
-    static const char *const sets[] = { "cases", "cases-0.1.5" };
+    static const char *const sets[] = { "cases", "cases-0.1.5", "cases-0.1.5-crtrig" };
     int n = 0;
     for (size_t s = 0; s < CR_ARRAY_LEN(sets); s++) {
         char dir[256];
@@ -704,7 +711,8 @@ static bool gt_run_cases(const char *bin)
         cr_test_g.current = cname;
         cr_test_g.current_failed = 0;
         char rep_key[64];     /* one row per method and mergekit release */
-        snprintf(rep_key, sizeof rep_key, "%s %s", method ? method : "?", gt_case_version(meta));
+        snprintf(rep_key, sizeof rep_key, "%s %s%s", method ? method : "?", gt_case_version(meta),
+                 strstr(cname, "-crtrig/") ? " cr-trig" : "");
         gt_report *rep = gt_report_for(rs, rep_key);
         rep->cases++;
         const char *known = gt_known_failure(cname);

@@ -267,7 +267,9 @@ end
 -- The shared part of ram and ramplus_tl (ram.py _prepare_ram_vectors):
 -- task vectors T_k, active masks |T_k| > ε, the count c of active models,
 -- unique (c == 1) and shared (c > 1) masks, Z_k = T_k ⊙ active_k, and the
--- divisor max(c, 1) as an integer tensor (so it never promotes the dtype).
+-- divisor c.clamp(min=1) as an integer tensor, so that Z_k / div stays in
+-- the inputs' dtype (cr.max with a Lua number would be torch.maximum with a
+-- Python float: an int64 count against a float makes float32).
 function M.ram_parts(ctx)
   local B = ctx.base
   local eps = ctx.params.epsilon
@@ -280,7 +282,7 @@ function M.ram_parts(ctx)
   local c = M.count_of(r.active)
   r.unique = cr.eq(c, 1)
   r.shared = cr.gt(c, 1)
-  r.div = cr.max(c, 1)
+  r.div = cr.clamp(c, 1, math.huge)
   return r
 end
 

@@ -526,6 +526,20 @@ def cases():
     # an ulp of 1; 0.1.5 sets t = 0 there (0.1.4 divides by it)
     add("model_stock_singular", "model_stock", {"models": [M("sym_p"), M("sym_n")], "base_model": "sym_base"},
         releases=new, note="mirrored offsets: |1 + (N-1)c| < 1e-6, t = 0")
+    # mixed input dtypes without `dtype:` in the other method families: 0.1.5
+    # casts every input (base included) to the promoted dtype first
+    mix = [M("a", weight=0.7, density=0.5), M("b_bf16", weight=0.5, density=0.6)]
+    add("ties_mixed_dtype", "ties", {"models": mix, "base_model": "base_bf16"}, releases=new)
+    add("model_stock_mixed_dtype", "model_stock", {"models": [M("a"), M("b_bf16"), M("c")],
+                                                   "base_model": "base_bf16"}, tol=REDUCTION_TOL, releases=new)
+    add("sce_mixed_dtype", "sce", {"models": [M("a"), M("b_bf16"), M("c")], "base_model": "base_bf16"},
+        tol=REDUCTION_TOL, releases=new)
+    add("ram_mixed_dtype", "ram", {"models": [M("a"), M("b_bf16"), M("c")], "base_model": "base_bf16"},
+        releases=new)
+    add("multislerp_mixed_dtype", "multislerp", {"models": [M("a", weight=0.5), M("b_bf16", weight=0.3)],
+                                                 "base_model": "base_bf16"}, tol=REDUCTION_TOL, releases=new)
+    add("arcee_fusion_mixed_dtype", "arcee_fusion", {"models": [M("a")], "base_model": "base_bf16"},
+        tol=REDUCTION_TOL, releases=new)
     add("model_stock_singular_rows", "model_stock", {"models": [M("sym_p"), M("sym_n")], "base_model": "sym_base",
                                                      "parameters": {"filter_wise": True}},
         releases=new, note="the guard per row (rows of d all zero: c = 0, t = 0 too)")

@@ -66,8 +66,10 @@ function M.weights_of(inputs, dt, name)
 end
 
 -- Task vectors of the task-arithmetic family (merge-methods.md §4.7):
--- every non-base input cast to the base dtype, minus the base. Returns the
--- base and a list of { delta = δ, input = x }.
+-- every non-base input cast to the base dtype, minus the base (mergekit
+-- 0.1.4; under 0.1.5 the compiler has already cast every input to the
+-- group's promoted dtype, so the cast does nothing). Returns the base and a
+-- list of { delta = δ, input = x }.
 function M.task_vectors(ctx)
   local B = ctx.base
   if B == nil then cr.error(ctx.name .. ": this method needs a base model") end

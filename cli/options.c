@@ -239,6 +239,7 @@ static bool apply(cr_cli_options *o, int id, const char *opt, bool neg, const ch
     case CR_OPT_COPY_TOKENIZER: o->copy_tokenizer = !neg; break;
     case CR_OPT_WRITE_MODEL_CARD: o->write_card = !neg; break;
     case CR_OPT_ALLOW_CRIMES: o->allow_crimes = !neg; break;
+    case CR_OPT_UNSAFE_TRUNCATE_EMBEDDINGS: o->unsafe_truncate_embeddings = !neg; break;
     case CR_OPT_I_UNDERSTAND: o->moe_same_source = true; break;
     case CR_OPT_VERBOSE: o->verbose++; break;
     case CR_OPT_QUIET: o->quiet = !neg; break;
@@ -422,7 +423,8 @@ int cr_cli_compile(const cr_cli_options *o, bool header_only, const char *out_di
     cr_pipeline_options po = {
         .path = o->pos[0], .models_dir = o->models_dir, .methods_dir = o->methods_dir,
         .header_only = header_only, .allow_crimes = o->allow_crimes,
-        .compile = { .precise = o->precise, .seed = o->seed, .mk_version = (cr_mk_version)o->mk_version, .max_shard_bytes = o->out_shard_size,
+        .compile = { .precise = o->precise, .seed = o->seed, .mk_version = (cr_mk_version)o->mk_version,
+                     .unsafe_truncate_embeddings = o->unsafe_truncate_embeddings, .max_shard_bytes = o->out_shard_size,
                      .disabled = o->disabled_passes, .dump = o->dump, .dump_out = stdout },
         .copy_tokenizer = o->copy_tokenizer, .write_card = o->write_card, .out_dir = out_dir,
         .moe_layout = (cr_moe_layout)o->moe_layout, .gate_f32 = o->gate_f32,

@@ -37,6 +37,7 @@ typedef struct cr_cli_options {
     uint64_t seed;
     bool have_seed;
     bool copy_tokenizer, write_card, allow_crimes, quiet, precise, force;
+    bool unsafe_truncate_embeddings;
     int verbose;
     unsigned threads;           /* 0: not given (cr_default_threads()) */
     uint64_t max_memory;

@@ -57,6 +57,9 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
         donor = st->donor_model;
     }
     const char *donor_dir = donor >= 0 ? plan->models[donor].path : NULL;
+    /* the release reproduced: 0.1.5 runs on transformers 5 (config.json's
+     * `dtype` key) and copies four more tokenizer-side files */
+    bool v015 = !(p->mergekit_version.len && !strcmp(cr_prog_str(p, p->mergekit_version), "0.1.4"));
     cr_status s = CR_OK;
     char path[4096];
     if (donor_dir) {
@@ -71,6 +74,7 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
         if (text) {
             cr_dtype dt = last->out_dtype != CR_DTYPE_NONE ? last->out_dtype : last->dtype;
             cr_hf_config_edit edit = { .dtype_name = dt != CR_DTYPE_NONE ? cr_dtype_torch_name(dt) : NULL,
+                                       .dtype_key_only = v015,
                                        .layer_key = last->num_layers_out >= 0 ? last->num_layers_key : NULL,
                                        .n_layers = last->num_layers_out };
             char *out;
@@ -84,7 +88,7 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
         }
         if (o && o->copy_tokenizer) {
             const char *names[32];
-            size_t n = cr_hf_tokenizer_files(donor_dir, names, CR_ARRAY_LEN(names));
+            size_t n = cr_hf_tokenizer_files(donor_dir, v015, names, CR_ARRAY_LEN(names));
             for (size_t i = 0; i < n && !s; i++) {
                 snprintf(path, sizeof path, "%s/%s", donor_dir, names[i]);
                 s = cr_program_aux_copy(p, names[i], path, err);

@@ -2,10 +2,12 @@
  * tensor of every stage, on symbolic inputs.
  *
  * Owns the per-tensor glue of merge-methods.md §1: the 2-D view of every
- * input (rectified to the common submatrix for embeddings whose shapes
- * differ), the load-time cast to the recipe's `dtype`, the save-time cast to
- * `out_dtype`, and wiring a later stage's inputs to an earlier stage's
- * result (read back through a scratch tensor).
+ * input, embeddings whose vocabulary sizes differ (mergekit 0.1.4: the
+ * common submatrix; 0.1.5: an error, or the common first rows under
+ * --unsafe-truncate-embeddings), the load-time cast to the recipe's
+ * `dtype` (0.1.5 without one: to the group's promoted dtype), the save-time
+ * cast to `out_dtype`, and wiring a later stage's inputs to an earlier
+ * stage's result (read back through a scratch tensor).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +94,29 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
                 }
             }
         }
+        if (cr_mk_resolve(o ? o->mk_version : CR_MK_DEFAULT) != CR_MK_0_1_4) {
+            /* mergekit 0.1.5 (base.py: validate_tensors, preprocessing.py:
+             * truncate_vocabulary): only the vocabulary axis (rows) may
+             * differ, and only when told to cut it */
+            char a[128], b[128];
+            for (uint32_t i = 1; i < t->n_sources; i++) {
+                const cr_plan_source *s = &t->sources[i];
+                if (!memcmp(s->shape, s0->shape, sizeof(uint64_t) * 2)) continue;
+                shape_str(a, sizeof a, s0->ndim, s0->shape);
+                shape_str(b, sizeof b, s->ndim, s->shape);
+                if (s->shape[1] != s0->shape[1])
+                    return cr_fail(err, CR_ERR_CONFIG,
+                                   "%s: %s has shape %s but %s has %s: only the vocabulary (rows) may differ",
+                                   t->name, plan->models[s0->model].ref, a, plan->models[s->model].ref, b);
+                if (!o || !o->unsafe_truncate_embeddings)
+                    return cr_fail(err, CR_ERR_CONFIG,
+                                   "%s: vocabulary sizes differ: %s has shape %s but %s has %s; mergekit 0.1.5 "
+                                   "refuses to merge them (--unsafe-truncate-embeddings keeps the first %llu rows "
+                                   "of each, assuming the same token ids; --mergekit-version 0.1.4 merges the "
+                                   "common submatrix)", t->name, plan->models[s0->model].ref, a,
+                                   plan->models[s->model].ref, b, (unsigned long long)R);
+            }
+        }
         shape[0] = R;
         shape[1] = C;
     }
@@ -145,6 +170,21 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
         ins[i] = (cr_lua_input){ .node = node, .model = plan->models[s->model].ref, .tensor = s->tensor,
                                  .is_base = s->is_base, .dtype = g->nodes[node].dtype,
                                  .ndim = s->ndim, .shape = s->shape, .params = &s->params };
+    }
+    /* mergekit 0.1.5 (merge_methods/base.py: _execute_resolved) casts every
+     * input of the group, base included, to torch.promote_types over all of
+     * them when the recipe names no dtype; 0.1.4 left it to each method */
+    if (cr_mk_resolve(o ? o->mk_version : CR_MK_DEFAULT) != CR_MK_0_1_4 && st->dtype == CR_DTYPE_NONE &&
+        t->n_sources > 1) {
+        cr_dtype p = ins[0].dtype;
+        for (uint32_t i = 1; i < t->n_sources; i++) p = cr_dtype_promote(p, ins[i].dtype);
+        for (uint32_t i = 0; i < t->n_sources; i++) {
+            if (ins[i].dtype == p) continue;
+            cr_node c = { .op = CR_GOP_MOV, .dtype = (uint8_t)p, .rdt = (uint8_t)p,
+                          .kind = CR_VK_TENSOR, .domain = d, .n_in = 1, .in = { ins[i].node } };
+            if ((ins[i].node = cr_graph_add(g, &c)) == CR_NO_NODE) return cr_graph_add_failed(g, t->name, err);
+            ins[i].dtype = p;
+        }
     }
     const cr_method_info *method = t->method ? t->method : st->method;
     if (t->method) {

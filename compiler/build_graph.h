@@ -11,6 +11,8 @@ typedef struct cr_build_options {
     bool precise;       /* --precise: f32 rounding everywhere, one cast at the end */
     uint64_t seed;      /* --random-seed, seen by methods as ctx.seed */
     cr_mk_version mk_version;   /* seen by methods as ctx.mergekit_version */
+    bool unsafe_truncate_embeddings;    /* 0.1.5: embeddings of different vocabulary sizes keep
+                                         * their common first rows (else an error) */
 } cr_build_options;
 
 /* Build every stage of plan into g (initialised by the caller). Methods come

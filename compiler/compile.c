@@ -78,7 +78,8 @@ cr_status cr_compile_plan(const cr_plan *plan, cr_method_registry *methods,
 {
     memset(out, 0, sizeof *out);
     cr_build_options bo = { .precise = o && o->precise, .seed = o ? o->seed : 0,
-                           .mk_version = o ? o->mk_version : CR_MK_DEFAULT };
+                           .mk_version = o ? o->mk_version : CR_MK_DEFAULT,
+                           .unsafe_truncate_embeddings = o && o->unsafe_truncate_embeddings };
     cr_status st = cr_build_graph(plan, methods, &bo, g, err);
     if (st) return st;
     return cr_compile_graph(g, o, plan->recipe_path, NULL, 0, out, err);

@@ -25,6 +25,7 @@ typedef struct cr_compile_options {
     bool precise;
     uint64_t seed;
     cr_mk_version mk_version;   /* --mergekit-version (CR_MK_DEFAULT: the current release) */
+    bool unsafe_truncate_embeddings;    /* --unsafe-truncate-embeddings (cr_build_options) */
     uint64_t chunk;             /* 0: 16384 elements */
     uint64_t max_shard_bytes;   /* 0: one shard */
     uint32_t disabled;          /* bit (1u << cr_pass_id) per switched-off pass */

@@ -680,7 +680,7 @@ static cr_status add_aux(mb *b, cr_program *p, cr_error *err)
     const char *dir = b->models[b->base].dir;
     if (!st && b->o->copy_tokenizer) {
         const char *names[32];
-        size_t n = cr_hf_tokenizer_files(dir, names, CR_ARRAY_LEN(names));
+        size_t n = cr_hf_tokenizer_files(dir, true, names, CR_ARRAY_LEN(names));
         char path[4096];
         for (size_t i = 0; i < n && !st; i++) {
             /* mergekit-moe saves the tokenizer only: no generation_config.json */

@@ -118,6 +118,31 @@ static bool set_dtype(cJSON *obj, const char *name)
     return true;
 }
 
+/* transformers 5's one key: `dtype` = name, else the donor's `dtype`, else
+ * its `torch_dtype` (as PretrainedConfig reads them); in the place of the
+ * donor's `dtype`, else of its `torch_dtype`, else last; no key at all
+ * when there is no value. */
+static bool set_dtype_only(cJSON *obj, const char *name)
+{
+    cJSON *d = cJSON_GetObjectItemCaseSensitive(obj, "dtype");
+    cJSON *t = cJSON_GetObjectItemCaseSensitive(obj, "torch_dtype");
+    if (!name && !d && !t) return true;
+    cJSON *v = name ? cJSON_CreateString(name) : cJSON_Duplicate(d ? d : t, true);
+    if (!v) return false;
+    if (d) {
+        if (!cJSON_ReplaceItemInObjectCaseSensitive(obj, "dtype", v)) return false;
+        if (t) cJSON_DeleteItemFromObjectCaseSensitive(obj, "torch_dtype");
+        return true;
+    }
+    if (!t) return cJSON_AddItemToObject(obj, "dtype", v) != 0;
+    /* in torch_dtype's place: added (so that cJSON gives it its key),
+     * detached, and put where torch_dtype was (which this deletes) */
+    if (!cJSON_AddItemToObject(obj, "dtype", v)) return false;
+    cJSON_DetachItemViaPointer(obj, v);
+    if (!cJSON_ReplaceItemViaPointer(obj, t, v)) { cJSON_Delete(v); return false; }
+    return true;
+}
+
 /* layer_types of length `old` becomes length `n`: truncated, or extended by
  * repeating from its start (the pattern of sliding/full attention repeats
  * with a fixed period in every config seen). */
@@ -180,7 +205,8 @@ cr_status cr_hf_patch_config(const cr_allocator *alloc, const char *donor_text, 
     }
 
     bool ok = true;
-    if (edit && edit->dtype_name) ok = set_dtype(root, edit->dtype_name);
+    if (edit && edit->dtype_key_only) ok = set_dtype_only(root, edit->dtype_name);
+    else if (edit && edit->dtype_name) ok = set_dtype(root, edit->dtype_name);
     if (ok && edit && edit->layer_key) {
         const char *leaf;
         cJSON *obj = parent_of(root, edit->layer_key, &leaf);
@@ -200,7 +226,10 @@ cr_status cr_hf_patch_config(const cr_allocator *alloc, const char *donor_text, 
             if (ok && cJSON_IsNumber(mw) && mw->valuedouble > (double)edit->n_layers)
                 ok = set_number(obj, "max_window_layers", (double)edit->n_layers);
         }
-        if (ok && obj != root && edit->dtype_name && cJSON_GetObjectItemCaseSensitive(obj, "torch_dtype"))
+        if (ok && obj != root && edit->dtype_key_only &&
+            (cJSON_GetObjectItemCaseSensitive(obj, "torch_dtype") || cJSON_GetObjectItemCaseSensitive(obj, "dtype")))
+            ok = set_dtype_only(obj, edit->dtype_name);
+        else if (ok && obj != root && edit->dtype_name && cJSON_GetObjectItemCaseSensitive(obj, "torch_dtype"))
             ok = set_dtype(obj, edit->dtype_name);
     }
     if (!ok) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", donor_name); goto out; }
@@ -231,18 +260,19 @@ static bool exists_in(const char *dir, const char *name)
     return stat(buf, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-size_t cr_hf_tokenizer_files(const char *donor_dir, const char **out, size_t cap)
+size_t cr_hf_tokenizer_files(const char *donor_dir, bool all, const char **out, size_t cap)
 {
     static const char *const files[] = {
         "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer.model",
-        "added_tokens.json", "merges.txt", "chat_template.jinja", "generation_config.json",
-        "chat_template.json", "video_preprocessor_config.json",
+        "added_tokens.json", "merges.txt",
+        /* mergekit 0.1.5 only */
+        "chat_template.jinja", "generation_config.json", "chat_template.json", "video_preprocessor_config.json",
     };
     if (!exists_in(donor_dir, "tokenizer_config.json") ||
         !(exists_in(donor_dir, "tokenizer.json") || exists_in(donor_dir, "tokenizer.model")))
         return 0;
-    size_t n = 0;
-    for (size_t i = 0; i < CR_ARRAY_LEN(files) && n < cap; i++)
+    size_t n = 0, n_files = all ? CR_ARRAY_LEN(files) : 6;
+    for (size_t i = 0; i < n_files && n < cap; i++)
         if (exists_in(donor_dir, files[i])) out[n++] = files[i];
     return n;
 }

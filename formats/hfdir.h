@@ -13,6 +13,10 @@ typedef struct cr_hf_config_edit {
     /* torch dtype name written to torch_dtype (and to dtype if the donor
      * has that key); NULL keeps the donor's */
     const char *dtype_name;
+    /* transformers 5 (mergekit 0.1.5) writes the dtype as `dtype` only:
+     * the donor's `dtype` (else its `torch_dtype`, else dtype_name) keeps
+     * its place, the other key goes; dtype_name, if set, is the value */
+    bool dtype_key_only;
     /* layer-count key ("num_hidden_layers", or dotted like
      * "text_config.num_hidden_layers"); NULL leaves the depth alone */
     const char *layer_key;
@@ -32,11 +36,13 @@ cr_status cr_hf_patch_config(const cr_allocator *alloc, const char *donor_text, 
                              char **out, size_t *out_len, cr_error *err);
 
 /* The tokenizer and auxiliary files mergekit copies from a donor directory
- * (§7.5), in its order, keeping only those that exist. Nothing is copied
- * unless the donor has tokenizer_config.json plus tokenizer.json or
- * tokenizer.model. Writes up to `cap` static names into out; returns the
- * count. */
-size_t cr_hf_tokenizer_files(const char *donor_dir, const char **out, size_t cap);
+ * (§7.5), in its order, keeping only those that exist: mergekit 0.1.4's six
+ * (tokenizer_config.json ... merges.txt), or with `all` 0.1.5's ten
+ * (chat_template.jinja, generation_config.json, chat_template.json,
+ * video_preprocessor_config.json added). Nothing is copied unless the donor
+ * has tokenizer_config.json plus tokenizer.json or tokenizer.model. Writes
+ * up to `cap` static names into out; returns the count. */
+size_t cr_hf_tokenizer_files(const char *donor_dir, bool all, const char **out, size_t cap);
 
 /* mergekit's Hub-id rule for the card: not starting with '/' or '~', at
  * most one '/', and not an existing local path (no network check). */

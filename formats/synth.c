@@ -433,7 +433,7 @@ cr_status cr_synth_write(const cr_allocator *alloc, const char *dir, const cr_sy
 
     if (have_base) {
         const char *files[16];
-        size_t nf = cr_hf_tokenizer_files(o->from, files, CR_ARRAY_LEN(files));
+        size_t nf = cr_hf_tokenizer_files(o->from, true, files, CR_ARRAY_LEN(files));
         if (base.config) st = copy_file(alloc, o->from, dir, "config.json", err);
         for (size_t i = 0; i < nf && st == CR_OK; i++) st = copy_file(alloc, o->from, dir, files[i], err);
     } else {

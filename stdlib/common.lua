@@ -66,8 +66,10 @@ function M.weights_of(inputs, dt, name)
 end
 
 -- Task vectors of the task-arithmetic family (merge-methods.md §4.7):
--- every non-base input cast to the base dtype, minus the base. Returns the
--- base and a list of { delta = δ, input = x }.
+-- every non-base input cast to the base dtype, minus the base (mergekit
+-- 0.1.4; under 0.1.5 the compiler has already cast every input to the
+-- group's promoted dtype, so the cast does nothing). Returns the base and a
+-- list of { delta = δ, input = x }.
 function M.task_vectors(ctx)
   local B = ctx.base
   if B == nil then cr.error(ctx.name .. ": this method needs a base model") end
@@ -148,8 +150,15 @@ local function numel(ctx)
 end
 M.numel = numel
 
--- int(x) of a non-negative double, as Python's int() truncates.
-local function int(x) return math.floor(x) end
+-- int(x) of a double, as Python's int() truncates toward zero.
+local function int(x) if x < 0 then return -math.floor(-x) end return math.floor(x) end
+
+-- torch.zeros_like(δ): 0 in δ's dtype everywhere, also where δ is NaN or
+-- infinite (δ · 0 would keep those).
+local function zeros_like(delta)
+  local zero = cr.const(0, delta.dtype)
+  return cr.where(cr.eq(delta, delta), zero, zero)
+end
 
 local function rescaled(delta, mask, rescale)
   if rescale then return M.l1_rescale(delta, mask) end
@@ -158,32 +167,61 @@ end
 
 -- magnitude (TIES): keep exactly k = int(d·N) largest |δ|, the ones
 -- torch.argsort(|δ|, descending=True)[:k] keeps when several equal the k-th
--- (spec/compat.md). k = 0 is an error in mergekit (an assertion) and here.
+-- (spec/compat.md). mergekit 0.1.4: k = 0 is an error (an assertion), here
+-- too. 0.1.5: density <= 0 (or an empty tensor) gives zeros and
+-- k = max(1, int(d·N)), so a positive density keeps at least one element.
 function M.magnitude(ctx, delta, density, rescale)
   if density >= 1 then return delta end
-  local k = int(density * numel(ctx))
+  local n = numel(ctx)
+  if ctx.mergekit_version ~= "0.1.4" then
+    if density <= 0 or n == 0 then return zeros_like(delta) end
+    return rescaled(delta, cr.topk_mask(delta, math.max(1, int(density * n)), "torch_desc"), rescale)
+  end
+  local k = int(density * n)
   if k <= 0 then
     cr.error(string.format("%s: density %g keeps no element of %d (k = int(density*numel) = 0)",
-                           ctx.name, density, numel(ctx)))
+                           ctx.name, density, n))
   end
   return rescaled(delta, cr.topk_mask(delta, k, "torch_desc"), rescale)
 end
 
+-- The mask of positions [start, stop) of torch.sort(|δ|) (ascending), with
+-- Python's slice rules (a negative bound counts from the end, bounds are
+-- clamped to [0, n]): in the n − start largest but not in the n − stop
+-- largest, both cut from that one sort's order.
+local function asc_slice(delta, n, start, stop)
+  local function norm(i)
+    if i < 0 then i = i + n end
+    return math.min(math.max(i, 0), n)
+  end
+  start, stop = norm(start), norm(stop)
+  if stop <= start then return nil end
+  local keep = cr.topk_mask(delta, n - start, "torch_asc")
+  if stop < n then keep = cr.land(keep, cr.lnot(cr.topk_mask(delta, n - stop, "torch_asc"))) end
+  return keep
+end
+
 -- magnitude_outliers (breadcrumbs): drop the `top` largest and the `bot`
--- smallest |δ|. top == 0 keeps nothing, as mergekit's empty slice does
--- (QUIRK, kept for agreement; spec/compat.md).
+-- smallest |δ| (target = int(d·N), top = int(γ·N), both truncated).
+-- mergekit 0.1.4: bot = N − target − top; bot < 0 moves into top; keeps
+-- sorted positions [bot : −top], so top == 0 keeps nothing (its empty
+-- slice, QUIRK kept for agreement). 0.1.5: bot = max(0, N − target − top),
+-- keeps [bot : bot + target] (spec/mergekit-0.1.5.md §4.4).
 function M.magnitude_outliers(ctx, delta, density, gamma, rescale)
   if density >= 1 then return delta end
   local n = numel(ctx)
   local target, top = int(density * n), int(gamma * n)
+  local zero = cr.const(0, delta.dtype)
+  if ctx.mergekit_version ~= "0.1.4" then
+    local bot = math.max(0, n - target - top)
+    local keep = asc_slice(delta, n, bot, bot + target)
+    if keep == nil then return zeros_like(delta) end
+    return rescaled(delta, keep, rescale)
+  end
   local bot = n - target - top
   if bot < 0 then top = top + bot; bot = 0 end
-  if top <= 0 then return rescaled(delta, cr.const(0, delta.dtype), rescale) end
-  -- torch.sort(|δ|) ascending positions [bot, n - top): in the n - bot
-  -- largest but not in the top largest, both cut from that one sort's order
-  local keep = cr.land(cr.topk_mask(delta, n - bot, "torch_asc"),
-                       cr.lnot(cr.topk_mask(delta, top, "torch_asc")))
-  return rescaled(delta, keep, rescale)
+  if top <= 0 then return rescaled(delta, zero, rescale) end
+  return rescaled(delta, asc_slice(delta, n, bot, n - top) or zero, rescale)
 end
 
 -- The work dtype of the random sparsifiers on CPU: f16 → f32, bf16 stays.
@@ -301,7 +339,9 @@ end
 -- The shared part of ram and ramplus_tl (ram.py _prepare_ram_vectors):
 -- task vectors T_k, active masks |T_k| > ε, the count c of active models,
 -- unique (c == 1) and shared (c > 1) masks, Z_k = T_k ⊙ active_k, and the
--- divisor max(c, 1) as an integer tensor (so it never promotes the dtype).
+-- divisor c.clamp(min=1) as an integer tensor, so that Z_k / div stays in
+-- the inputs' dtype (cr.max with a Lua number would be torch.maximum with a
+-- Python float: an int64 count against a float makes float32).
 function M.ram_parts(ctx)
   local B = ctx.base
   local eps = ctx.params.epsilon
@@ -314,7 +354,7 @@ function M.ram_parts(ctx)
   local c = M.count_of(r.active)
   r.unique = cr.eq(c, 1)
   r.shared = cr.gt(c, 1)
-  r.div = cr.max(c, 1)
+  r.div = cr.clamp(c, 1, math.huge)
   return r
 end
 

@@ -1,8 +1,9 @@
 -- model_stock.lua — Model Stock (mergekit model_stock.py; merge-methods.md
 -- §4.10): t = N·c / (1 + (N−1)·c) from the mean pairwise cosine c of the
 -- offsets w_i − w0 (whole tensor, or per row with filter_wise), then
--- t·mean(w_i) + (1 − t)·w0. t is not clamped (c = −1/(N−1) gives inf/NaN,
--- as in mergekit).
+-- t·mean(w_i) + (1 − t)·w0. t is not clamped; at c = −1/(N−1) mergekit
+-- 0.1.4 divides by zero (inf/NaN) and 0.1.5 sets t = 0 where
+-- |1 + (N−1)c| < 1e-6.
 return {
   name = "model_stock",
   pretty = "Model Stock",
@@ -70,7 +71,16 @@ return {
       c = (cr.torch_sum_scalars(cf, w0.dtype ~= "float32") / #cs):cast(w0.dtype)
     end
     local N = #ws
-    local t = (c * N) / ((c * (N - 1)) + 1)
+    local den = (c * (N - 1)) + 1
+    local t
+    if ctx.mergekit_version == "0.1.4" then
+      t = (c * N) / den
+    else
+      -- 0.1.5: where |1 + (N-1)c| < 1e-6 there is no finite estimate and
+      -- t = 0 keeps the base (model_stock.py's singular guard)
+      local singular = cr.lt(cr.abs(den), cr.const(1e-6, den.dtype))
+      t = cr.where(singular, cr.const(0, den.dtype), (c * N) / cr.where(singular, 1, den))
+    end
     local sum = ws[1]
     for i = 2, N do sum = sum + ws[i] end          -- Python sum(): rounds per add
     local avg = sum / N

@@ -79,7 +79,8 @@ done
 check test -f "$dir/out-lin/README.md"
 check test -f "$dir/out-lin/mergekit_config.yml"
 check test -f "$dir/out-lin/tokenizer.json"
-check grep -q '"torch_dtype": *"float32"' "$dir/out-ta/config.json"
+check grep -q '"dtype": *"float32"' "$dir/out-ta/config.json"   # transformers 5's key (mergekit 0.1.5)
+check bash -c "! grep -q torch_dtype '$dir/out-ta/config.json'"
 
 # two-stage soup = linear(a, b) normalised; then base + 0.5 (soup - base):
 # it must differ from the base and from the plain linear merge

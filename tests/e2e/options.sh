@@ -73,9 +73,9 @@ check '[ $rc -eq 2 ] && grep -q "^usage: crucible inspect MODEL_DIR" err.txt' "i
 "$bin" diff a b c >out.txt 2>err.txt; rc=$?
 check '[ $rc -eq 2 ] && grep -qF "unexpected argument '"'"'c'"'"'" err.txt' "diff a b c: rc $rc: $(cat err.txt)"
 
-# mergekit-yaml's options (mergekit/options.py): all documented by merge --help
+# mergekit-yaml's options (mergekit/options.py, 0.1.5): all documented by merge --help
 "$bin" merge --help >help.txt
-for o in --allow-crimes --transformers-cache --lora-merge-cache --lora-merge-dtype --cuda --device --low-cpu-memory \
+for o in --allow-crimes --unsafe-truncate-embeddings --transformers-cache --lora-merge-cache --lora-merge-dtype --cuda --device --low-cpu-memory \
     --read-to-gpu --multi-gpu --gpu-rich --out-shard-size --copy-tokenizer --clone-tensors --trust-remote-code \
     --random-seed --lazy-unpickle --write-model-card --safe-serialization -v --quiet --num-threads -j --async-write \
     --write-threads; do

@@ -72,6 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .dtype_name = dtypes[sel & 3],
         .layer_key = layer_keys[(sel >> 2) & 3],
         .n_layers = (long long)(sel >> 4) * 3,
+        .dtype_key_only = size > 1 && (data[size - 1] & 1),   /* mergekit 0.1.5's one `dtype` key */
     };
     fuzz_alloc_begin(&fa);
     char *out = NULL;

@@ -251,6 +251,21 @@ def build_models():
         wb[name] = (wbase[name] + 0.02 * rng.standard_normal(shape)).astype(np.float32)
     write("wide_base_bf16", wbase, 1, VOCAB, "bfloat16", wdims)
     write("wide_b_bf16", wb, 1, VOCAB, "bfloat16", wdims)
+    # a mirrored pair around a base, sym_p = base + d and sym_n = base - d,
+    # on a grid (multiples of 2^-10, |x| < 1.6) where every sum is exact in
+    # f32: the offsets are exactly d and -d, so model_stock's mean cosine is
+    # -1 to the last ulp and 1 + (N-1)c vanishes (0.1.5's singular guard)
+    rng = np.random.default_rng(7171)
+    sbase, sp, sn = {}, {}, {}
+    for name, shape in tensor_shapes(2, VOCAB):
+        off = 1.0 if name.endswith("norm.weight") else 0.0
+        sbase[name] = (off + rng.integers(-64, 65, shape) / 128).astype(np.float32)
+        d = rng.integers(-32, 33, shape) / 1024
+        sp[name] = (sbase[name] + d).astype(np.float32)
+        sn[name] = (sbase[name] - d).astype(np.float32)
+    write("sym_base", sbase, 2, VOCAB, "float32")
+    write("sym_p", sp, 2, VOCAB, "float32")
+    write("sym_n", sn, 2, VOCAB, "float32")
 
 
 # --------------------------------------------------------------------------
@@ -496,6 +511,38 @@ def cases():
         tol=REDUCTION_TOL, releases=new, note="mean of 6 bf16 cosines")
     add("karcher_bf16_5", "karcher", {"models": [M(m) for m in five]}, tol=REDUCTION_TOL, releases=new)
     add("ram_bf16_5", "ram", {"models": [M(m) for m in five], "base_model": "base_bf16"}, releases=new)
+    # 0.1.5's sparsifier edge cases: magnitude keeps max(1, int(d*N))
+    # (0.1.4 asserted k > 0: density 0.04 on a 20-element norm is k = 0)
+    # and gives zeros for density 0; breadcrumbs with gamma + density > 1
+    add("ties_density_tiny", "ties", {"models": [M("a", weight=1.0, density=0.04), M("b", weight=0.5, density=0.3)],
+                                      "base_model": "base"}, releases=new,
+        note="k = max(1, int(0.04 * 20)) = 1 on the norms")
+    add("ties_density_zero", "ties", {"models": [M("a", weight=1.0, density=0.5), M("b", weight=0.5, density=0.0)],
+                                      "base_model": "base"}, releases=new, note="density 0: b's task vector is zero")
+    add("breadcrumbs_gamma_overlap", "breadcrumbs", {"models": [M("a", weight=1.0, density=0.6, gamma=0.5)],
+                                                     "base_model": "base"}, releases=new,
+        note="gamma + density > 1: bot = 0, the `target` smallest kept")
+    # model_stock's singular guard: offsets d and -d, so 1 + (N-1)c is 0 or
+    # an ulp of 1; 0.1.5 sets t = 0 there (0.1.4 divides by it)
+    add("model_stock_singular", "model_stock", {"models": [M("sym_p"), M("sym_n")], "base_model": "sym_base"},
+        releases=new, note="mirrored offsets: |1 + (N-1)c| < 1e-6, t = 0")
+    # mixed input dtypes without `dtype:` in the other method families: 0.1.5
+    # casts every input (base included) to the promoted dtype first
+    mix = [M("a", weight=0.7, density=0.5), M("b_bf16", weight=0.5, density=0.6)]
+    add("ties_mixed_dtype", "ties", {"models": mix, "base_model": "base_bf16"}, releases=new)
+    add("model_stock_mixed_dtype", "model_stock", {"models": [M("a"), M("b_bf16"), M("c")],
+                                                   "base_model": "base_bf16"}, tol=REDUCTION_TOL, releases=new)
+    add("sce_mixed_dtype", "sce", {"models": [M("a"), M("b_bf16"), M("c")], "base_model": "base_bf16"},
+        tol=REDUCTION_TOL, releases=new)
+    add("ram_mixed_dtype", "ram", {"models": [M("a"), M("b_bf16"), M("c")], "base_model": "base_bf16"},
+        releases=new)
+    add("multislerp_mixed_dtype", "multislerp", {"models": [M("a", weight=0.5), M("b_bf16", weight=0.3)],
+                                                 "base_model": "base_bf16"}, tol=REDUCTION_TOL, releases=new)
+    add("arcee_fusion_mixed_dtype", "arcee_fusion", {"models": [M("a")], "base_model": "base_bf16"},
+        tol=REDUCTION_TOL, releases=new)
+    add("model_stock_singular_rows", "model_stock", {"models": [M("sym_p"), M("sym_n")], "base_model": "sym_base",
+                                                     "parameters": {"filter_wise": True}},
+        releases=new, note="the guard per row (rows of d all zero: c = 0, t = 0 too)")
     # passthrough
     add("passthrough_slices", "passthrough", {"slices": [
         {"sources": [{"model": "a", "layer_range": [0, 2]}]},

@@ -661,10 +661,14 @@ TEST(every_case_compiles)
         cJSON *meta = gt_case_meta(g_cases[i]);
         cr_mk_version mk = CR_MK_DEFAULT;
         CHECK_MSG(cr_mk_parse(gt_case_version(meta), &mk), "%s: case.json names no mergekit release", g_cases[i]);
+        /* the options gt_merge passes as flags that the compiler sees */
+        bool truncate = cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(meta, "options"),
+                                                         "unsafe_truncate_embeddings"));
         cJSON_Delete(meta);
         cr_pipeline_options o = { .alloc = gt_alloc(), .path = path, .kind = CR_SOURCE_YAML,
                                   .models_dir = models, .methods = reg,
-                                  .compile = { .seed = 42, .mk_version = mk } };
+                                  .compile = { .seed = 42, .mk_version = mk,
+                                               .unsafe_truncate_embeddings = truncate } };
         cr_compile_result r;
         cr_status st = cr_compile(&o, &r, &err);
         bool expect_fail = false;

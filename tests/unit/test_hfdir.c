@@ -67,6 +67,45 @@ TEST(config_dtype_and_literals)
     free(out);
 }
 
+/* mergekit 0.1.5 saves config.json with transformers 5, which writes the
+ * dtype as `dtype` only (checked on a real 0.1.5 run: a donor with
+ * torch_dtype float32 gives "dtype": "float32", or the recipe's dtype; with
+ * both keys the donor's `dtype` wins; with neither and no recipe dtype there
+ * is no key). crucible keeps the donor's other keys and order. */
+TEST(config_dtype_key_only)
+{
+    cr_hf_config_edit e = {.dtype_name = "bfloat16", .dtype_key_only = true};
+    char *out = patch("{\"a\": 1, \"torch_dtype\": \"float32\", \"b\": 2}", &e);
+    CHECK_STR(out, "{\n  \"a\": 1,\n  \"dtype\": \"bfloat16\",\n  \"b\": 2\n}\n");
+    free(out);
+    out = patch("{\"torch_dtype\": \"float32\", \"a\": 1, \"dtype\": \"float16\"}", &e);
+    CHECK_STR(out, "{\n  \"a\": 1,\n  \"dtype\": \"bfloat16\"\n}\n");
+    free(out);
+    out = patch("{\"a\": 1}", &e);
+    CHECK_STR(out, "{\n  \"a\": 1,\n  \"dtype\": \"bfloat16\"\n}\n");
+    free(out);
+    /* no recipe dtype: the donor's value under the one key */
+    cr_hf_config_edit keep = {.dtype_key_only = true};
+    out = patch("{\"torch_dtype\": \"float32\", \"a\": 1}", &keep);
+    CHECK_STR(out, "{\n  \"dtype\": \"float32\",\n  \"a\": 1\n}\n");
+    free(out);
+    out = patch("{\"torch_dtype\": \"float32\", \"dtype\": \"float16\"}", &keep);
+    CHECK_STR(out, "{\n  \"dtype\": \"float16\"\n}\n");
+    free(out);
+    out = patch("{\"a\": 1}", &keep);
+    CHECK_STR(out, "{\n  \"a\": 1\n}\n");
+    free(out);
+    /* a nested config with the layer key is patched the same way */
+    const char *vlm = "{\"text_config\": {\"num_hidden_layers\": 4, \"torch_dtype\": \"float16\"}, \"torch_dtype\": \"float16\"}";
+    cr_hf_config_edit e2 = {.dtype_name = "float32", .dtype_key_only = true,
+                            .layer_key = "text_config.num_hidden_layers", .n_layers = 8};
+    out = patch(vlm, &e2);
+    REQUIRE(out);
+    CHECK_STR(out, "{\n  \"text_config\": {\n    \"num_hidden_layers\": 8,\n    \"dtype\": \"float32\"\n  },\n"
+                   "  \"dtype\": \"float32\"\n}\n");
+    free(out);
+}
+
 TEST(config_layers)
 {
     const char *donor = "{\"num_hidden_layers\": 4, \"max_window_layers\": 4, \"layer_types\": "
@@ -106,17 +145,21 @@ TEST(tokenizer_files)
     const char *out[16];
     char *p = io_join(d, "tokenizer.json");
     io_write_text(p, "{}");
-    CHECK_EQ_INT(cr_hf_tokenizer_files(d, out, 16), 0);   /* no tokenizer_config.json */
+    CHECK_EQ_INT(cr_hf_tokenizer_files(d, true, out, 16), 0);   /* no tokenizer_config.json */
     free(p);
     const char *files[] = {"tokenizer_config.json", "generation_config.json", "merges.txt", "vocab.json"};
     for (int i = 0; i < 4; i++) { p = io_join(d, files[i]); io_write_text(p, "{}"); free(p); }
-    size_t n = cr_hf_tokenizer_files(d, out, 16);
+    size_t n = cr_hf_tokenizer_files(d, true, out, 16);
     REQUIRE(n == 4);
     CHECK_STR(out[0], "tokenizer_config.json");
     CHECK_STR(out[1], "tokenizer.json");
     CHECK_STR(out[2], "merges.txt");
     CHECK_STR(out[3], "generation_config.json");
-    CHECK_EQ_INT(cr_hf_tokenizer_files(d, out, 2), 2);
+    CHECK_EQ_INT(cr_hf_tokenizer_files(d, true, out, 2), 2);
+    /* mergekit 0.1.4 copies only the first six names */
+    n = cr_hf_tokenizer_files(d, false, out, 16);
+    REQUIRE(n == 3);
+    CHECK_STR(out[2], "merges.txt");
     io_rmtree(d);
     free(d);
 }
@@ -176,6 +219,7 @@ TEST(model_card)
 int main(void)
 {
     RUN(config_dtype_and_literals);
+    RUN(config_dtype_key_only);
     RUN(config_layers);
     RUN(tokenizer_files);
     RUN(model_card);

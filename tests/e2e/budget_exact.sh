@@ -75,6 +75,7 @@ done
 check '[ "$spilled" -ge 2 ]' "only $spilled example budgets spilled a gather"
 
 # ---- TIES on 1024-wide, 8192-vocab models: 32 MiB gathers under 8M --------
+# (then breadcrumbs and sce under 12M: the ascending sort and torch.topk)
 w=$tmp/wide
 wide=(--arch llama --layers 1 --hidden 1024 --intermediate 256 --heads 8 --kv-heads 2 --vocab 8192 --dtype bfloat16)
 "$bin" synth "$w/base" "${wide[@]}" --seed 1 >/dev/null || bad "synth wide base"
@@ -106,6 +107,41 @@ for t in 1 2; do
     check '[ "$(cd "$tmp/wide-$t" && ls -A)" = "$(cd "$tmp/wide-ref" && ls -A)" ]' "wide ties (8M, $t threads): files differ: $(ls -A "$tmp/wide-$t")"
     check '[ -z "$(ls -d "$tmp/wide-$t".crucible-* 2>/dev/null)" ]' "wide ties (8M, $t threads): left $(ls -d "$tmp/wide-$t".crucible-* 2>/dev/null)"
     rm -rf "$tmp/wide-$t"
+done
+
+# the other torch orders spilled: breadcrumbs sorts ascending and descending
+# (torch.sort), sce selects with torch.topk; 12M holds neither's gathers
+cat >"$tmp/bc.yml" <<'Y'
+models:
+  - model: base
+  - model: ft-a
+    parameters: {density: 0.8, gamma: 0.05, weight: 0.5}
+  - model: ft-b
+    parameters: {density: 0.8, gamma: 0.05, weight: 0.3}
+merge_method: breadcrumbs_ties
+base_model: base
+dtype: bfloat16
+Y
+cat >"$tmp/sce.yml" <<'Y'
+models:
+  - model: base
+  - model: ft-a
+  - model: ft-b
+merge_method: sce
+base_model: base
+parameters: {select_topk: 0.5}
+dtype: bfloat16
+Y
+for r in bc sce; do
+    "$bin" merge "$tmp/$r.yml" "$tmp/$r-ref" --models-dir "$w" --quiet --threads 2 2>"$tmp/err" || bad "$r: $(cat "$tmp/err")"
+    "$bin" plan "$tmp/$r.yml" --models-dir "$w" --threads 2 --max-memory 12M >"$tmp/$r.plan" 2>&1
+    check 'grep -q "^spill " "$tmp/$r.plan"' "$r: plan under 12M spills no gather: $(grep -E '^peak|needs' "$tmp/$r.plan")"
+    "$bin" merge "$tmp/$r.yml" "$tmp/$r-12" --models-dir "$w" --threads 2 --max-memory 12M >"$tmp/$r.run" 2>&1
+    check '[ $? -eq 0 ] && [ "$(digest "$tmp/$r-12")" = "$(digest "$tmp/$r-ref")" ] && ! grep -q warning "$tmp/$r.run"' \
+          "$r (12M): $(head -c 300 "$tmp/$r.run")"
+    meas=$(run_peak "$tmp/$r.run")
+    check 'within_budget "$meas" "$(mib 12)" "$(mib 1)"' "$r (12M): peak RSS $meas over 12M + 10% + 1 MiB"
+    rm -rf "$tmp/$r-ref" "$tmp/$r-12"
 done
 
 # the spill is mapped from the run's temporary directory and has no name there

@@ -99,8 +99,9 @@ typedef struct cr_memplan {
 
 /* The model of running p with `threads` threads (0: online cores) under
  * max_memory bytes of RSS (0: no limit). With a limit, steps whose mapped
- * inputs would not fit are streamed, and the thread count is lowered until
- * every step fits. mp->stream is allocated with `a` (p->alloc if NULL);
+ * inputs would not fit are streamed, torch tie-order gathers that still do
+ * not fit are gathered one at a time or spilled to a file (mp->spill), and
+ * the thread count is lowered until every step fits. mp->stream is allocated with `a` (p->alloc if NULL);
  * release with cr_memplan_free. Errors: CR_ERR_LIMIT when the program does
  * not fit with one thread (the message names the step's tensor and the
  * bytes it needs), CR_ERR_NOMEM. */

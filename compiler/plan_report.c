@@ -51,7 +51,8 @@ cr_status cr_plan_measure(const cr_program *p, unsigned threads, uint64_t max_me
     n->mem_mapped = mp.peak_mapped;
     n->threads = mp.threads;
     n->n_streamed = mp.n_streamed;
-    n->n_torch_fallback = mp.n_fallback;
+    n->n_spill = mp.n_spill;
+    n->spill_bytes = mp.spill_bytes;
     n->peak_at = "-";
     if (p->n_main) {
         const cr_insn *in = &p->main[mp.peak_pc];
@@ -63,7 +64,10 @@ cr_status cr_plan_measure(const cr_program *p, unsigned threads, uint64_t max_me
         }
     }
     cr_memplan_free(&mp);
-    n->est_seconds = (double)n->bytes_read_passes / 2e9 + (double)n->bytes_written / 1e9;
+    /* a spilled gather is written once and read back by its sort, in the
+     * worst case from disk (the page cache usually keeps it) */
+    n->est_seconds = (double)(n->bytes_read_passes + n->spill_bytes) / 2e9 +
+                     (double)(n->bytes_written + n->spill_bytes) / 1e9;
     return CR_OK;
 }
 
@@ -103,9 +107,13 @@ void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out)
             d, (unsigned long long)n->peak_memory, n->threads, n->threads == 1 ? "" : "s", n->peak_at, f, h, m);
     if (n->n_streamed)
         fprintf(out, "streamed        %u steps read their inputs in a window to fit --max-memory\n", n->n_streamed);
-    if (n->n_torch_fallback)
-        fprintf(out, "tie order       %u top-k selection%s keep%s ties in index order: torch's order does not fit "
-                "--max-memory (tied elements may differ from mergekit)\n", n->n_torch_fallback,
-                n->n_torch_fallback == 1 ? "" : "s", n->n_torch_fallback == 1 ? "s" : "");
+    if (n->n_spill) {
+        char sp[32];
+        human(sp, sizeof sp, n->spill_bytes);
+        fprintf(out, "spill           %s (%llu bytes) to a file in the output's temporary directory: the tie-order "
+                "gather%s of %u top-k selection%s, which do%s not fit --max-memory (same bytes, more I/O)\n", sp,
+                (unsigned long long)n->spill_bytes, n->n_spill == 1 ? "" : "s", n->n_spill, n->n_spill == 1 ? "" : "s",
+                n->n_spill == 1 ? "es" : "");
+    }
     fprintf(out, "time            ~%.1f s (estimate at 2 GB/s read, 1 GB/s write)\n", n->est_seconds);
 }

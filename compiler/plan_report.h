@@ -18,8 +18,9 @@ typedef struct cr_plan_numbers {
     const char *peak_at;        /* tensor of the peak step (points into the program) */
     unsigned threads;           /* threads the run will use */
     uint32_t n_streamed;        /* steps that read their inputs in a window (--max-memory) */
-    uint32_t n_torch_fallback;  /* selections whose torch tie order falls back to index order (memplan.h) */
-    double est_seconds;         /* estimate at 2 GB/s read, 1 GB/s write */
+    uint32_t n_spill;           /* selections whose torch tie-order gather goes to a file (memplan.h) */
+    uint64_t spill_bytes;       /* the bytes of those gathers */
+    double est_seconds;         /* estimate at 2 GB/s read, 1 GB/s write (spill bytes counted both ways) */
 } cr_plan_numbers;
 
 /* Compute the numbers for p run with `threads` threads (0: all cores)

@@ -230,6 +230,7 @@ static cr_status run_main(vm *m, cr_error *err)
                     vm_partition_run(m, in, p->n_main - pc);
                     if ((st = vm_torch_ties(m, in->dst, err))) return st;
                 }
+                vm_sel_release(m, pc);
             } else if (s->k && !(in->op == CR_OP_SEL_FIND_LO && s->direct)) {
                 vm_sel_find(m, s, in->op == CR_OP_SEL_FIND_HI);
             }
@@ -264,6 +265,7 @@ static cr_status run_main(vm *m, cr_error *err)
             return cr_fail(err, CR_ERR_RUNTIME, "main %u: op %s not valid at top level", pc, cr_op_table[in->op].name);
         }
         if (st) return st;
+        if (in->op == CR_OP_KERNEL) vm_sel_release(m, pc);
     }
     return CR_OK;
 }

@@ -21,6 +21,7 @@
 #include "outdir.h"
 #include "pool.h"
 #include "runbuf.h"
+#include "spill.h"
 #include "writeback.h"
 #include "kernels/kernels.h"
 
@@ -43,7 +44,8 @@ typedef struct vm_select {
      * domain while gathering (its key, or a tie's index: torchsort.h), then
      * one bit per element: a kept tie */
     int torch_order;           /* 0, or the CR_OPF_TORCH_ORDER op (DESC, ASC, TOPK) */
-    uint32_t *kv;
+    uint32_t *kv;              /* heap, or spill.base when memplan spills it (spill.h) */
+    cr_spill spill;
     bool partitioned;          /* kv is in torch's order up to k */
     /* the kernel whose TORCH_DESC/ASC gathers this selection, and whether
      * memplan runs it one gather at a time (serial); `early`: the gather
@@ -91,6 +93,7 @@ typedef struct vm {
     uint8_t **scratch;         /* NULL until written by SSTORE */
     bool *scratch_ready;
     vm_select *sel;
+    uint32_t *sel_last;        /* per selection: the step after which its tie bits go (cr_memplan_sel_last) */
     vm_thread *thr;
     cr_outdir outdir;
     bool outdir_open;
@@ -169,14 +172,16 @@ void vm_drop_pages(const vm *m, uint32_t file, uintptr_t lo, uintptr_t hi, bool 
 uintptr_t vm_view_addr(const vm *m, const cr_prog_input *in, uint64_t e);
 
 /* interp_select.c: the steps of main */
+void vm_gather_free(vm *m, uint32_t x);
+void vm_sel_release(vm *m, uint32_t pc);
+void vm_gather_drop(const vm *m, const cr_prog_kernel *k, uint64_t from, uint64_t to);
 cr_status vm_sel_init(vm *m, uint32_t x, double kv, cr_error *err);
 void vm_sel_find(vm *m, vm_select *s, bool hi);
 void vm_partition_run(vm *m, const cr_insn *prefix, uint32_t n_left);
 cr_status vm_torch_ties(vm *m, uint32_t x, cr_error *err);
 const char *vm_sel_output_name(const vm *m, uint32_t x);
 /* ... before and around a kernel */
-cr_status vm_torch_gather_begin(vm *m, const cr_insn *in, const cr_insn *code, uint32_t code_len, uint64_t n,
-                                cr_error *err);
+cr_status vm_torch_gather_begin(vm *m, const cr_insn *in, uint64_t n, cr_error *err);
 bool vm_kernel_is_idle(const vm *m, const cr_prog_kernel *k);
 cr_status vm_gather_early(vm *m, uint32_t ki, bool stream, cr_error *err);
 /* ... and inside a chunk */

@@ -406,9 +406,10 @@ uintptr_t vm_view_addr(const vm *m, const cr_prog_input *in, uint64_t e)
 }
 
 /* drop the pages of chunks [from, to) of every file view the kernel reads
- * (`last`: through the views' ends) */
+ * (`last`: through the views' ends), and of the spilled gathers it fills */
 static void stream_drop(const kjob *j, uint64_t from, uint64_t to, bool last)
 {
+    vm_gather_drop(j->m, j->k, from * j->k->chunk, last ? j->n : to * j->k->chunk);
     for (uint32_t i = 0; i < j->n_views; i++) {
         const cr_prog_input *in = &j->m->p->inputs[j->views[i]];
         vm_drop_pages(j->m, in->file, vm_view_addr(j->m, in, from * j->k->chunk),
@@ -621,7 +622,7 @@ cr_status vm_run_kernel(vm *m, uint32_t ki, bool stream, bool serial, cr_error *
         for (uint32_t pc = 0, t = 0; pc < k->code_len && !s; pc++) {
             const cr_insn *in = &j.code[pc];
             if (!cr_op_torch_order(in->op)) continue;
-            if (n_pass == 1 || t == pass) s = vm_torch_gather_begin(m, mine = in, j.code, k->code_len, j.n, err);
+            if (n_pass == 1 || t == pass) s = vm_torch_gather_begin(m, mine = in, j.n, err);
             t++;
         }
         if (s) break;

@@ -173,15 +173,17 @@ cr_status vm_setup(vm *m, cr_error *err)
     m->scratch = cr_calloc(A, p->n_scratch ? p->n_scratch : 1, sizeof *m->scratch);
     m->scratch_ready = cr_calloc(A, p->n_scratch ? p->n_scratch : 1, sizeof *m->scratch_ready);
     m->sel = cr_calloc(A, p->n_selects ? p->n_selects : 1, sizeof *m->sel);
+    m->sel_last = cr_calloc(A, p->n_selects ? p->n_selects : 1, sizeof *m->sel_last);
     m->nonfinite_in = cr_calloc(A, p->n_inputs ? p->n_inputs : 1, sizeof *m->nonfinite_in);
     m->nonfinite_out = cr_calloc(A, p->n_outputs ? p->n_outputs : 1, sizeof *m->nonfinite_out);
     m->in_checked = cr_calloc(A, p->n_inputs ? p->n_inputs : 1, sizeof *m->in_checked);
     if (!m->nonfinite_in || !m->nonfinite_out || !m->in_checked) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     m->shard_fds = cr_malloc(A, (p->n_shards ? p->n_shards : 1) * sizeof *m->shard_fds);
-    if (!m->maps || !m->ids || !m->regions || !m->scal || !m->rowvec || !m->scratch || !m->scratch_ready || !m->sel ||
+    if (!m->maps || !m->ids || !m->regions || !m->scal || !m->rowvec || !m->scratch || !m->scratch_ready || !m->sel || !m->sel_last ||
         !m->shard_fds)
         return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     for (uint32_t i = 0; i < p->n_shards; i++) m->shard_fds[i] = -1;
+    cr_memplan_sel_last(p, m->sel_last);
     /* which kernel gathers each selection in torch's order, and whether
      * memplan runs it whole (vm_gather_early) */
     for (uint32_t pc = 0; pc < p->n_main; pc++) {
@@ -344,9 +346,10 @@ void vm_teardown(vm *m)
     cr_free(A, m->scratch_ready);
     if (m->sel) for (uint32_t i = 0; i < p->n_selects; i++) {
         cr_free(A, m->sel[i].hist); cr_free(A, m->sel[i].ties); cr_free(A, m->sel[i].lowor);
-        cr_free(A, m->sel[i].kv); cr_free(A, m->sel[i].tiebits);
+        vm_gather_free(m, i); cr_free(A, m->sel[i].tiebits);
     }
     cr_free(A, m->sel);
+    cr_free(A, m->sel_last);
     cr_free(A, (void *)m->nonfinite_in);
     cr_free(A, m->in_checked);
     cr_free(A, (void *)m->nonfinite_out);

@@ -12,6 +12,7 @@
 #include "torchsort.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* elements base.. of a torch tie-order gather: each one's key, a tie's index */
@@ -82,15 +83,6 @@ void vm_topk_mask(const vm_select *s, const float *a, float *d, size_t n, uint64
     }
 }
 
-/* the tensor a kernel works on, for messages: its first file LOAD's */
-static const char *kernel_tensor(const vm *m, const cr_insn *code, uint32_t n)
-{
-    for (uint32_t pc = 0; pc < n; pc++)
-        if (code[pc].op == CR_OP_LOAD && m->p->inputs[code[pc].a].kind == CR_INPUT_FILE)
-            return S(m, m->p->inputs[code[pc].a].name);
-    return "?";
-}
-
 /* The output tensor a selection serves, for messages: the first output
  * stored by a kernel that uses selection x ("?" when none is, e.g. a
  * selection whose value feeds only scalars). Searched only on failure. */
@@ -115,41 +107,67 @@ const char *vm_sel_output_name(const vm *m, uint32_t x)
 /* torch's order matters only when some but not all threshold ties are kept */
 static bool needs_gather(const vm_select *s) { return s->k && s->ties_keep < s->ties_total; }
 
-/* a fresh gather of n words for selection x (the old one freed) */
+static bool spilled(const vm *m, uint32_t x) { return m->mem.spill && m->mem.spill[x]; }
+
+void vm_gather_free(vm *m, uint32_t x)
+{
+    vm_select *s = &m->sel[x];
+    if (s->spill.base) cr_spill_close(&s->spill);
+    else cr_free(m->alloc, s->kv);
+    s->kv = NULL;
+    s->partitioned = false;
+}
+
+/* A fresh gather of n words for selection x (the old one freed): on the
+ * heap, or where memplan says it does not fit --max-memory, in a file in
+ * the run's temporary output directory (spill.h). */
 static cr_status gather_alloc(vm *m, uint32_t x, uint64_t n, cr_error *err)
 {
     vm_select *s = &m->sel[x];
-    cr_free(m->alloc, s->kv);
-    s->partitioned = false;
+    vm_gather_free(m, x);
+    if (spilled(m, x)) {
+        char what[512];
+        snprintf(what, sizeof what, "the tie-order gather of %s (%llu MiB)", vm_sel_output_name(m, x),
+                 (unsigned long long)((n * 4 + (1 << 20) - 1) >> 20));
+        cr_status st = cr_spill_open(&s->spill, m->io, m->outdir.tmp_path, (n ? n : 1) * sizeof *s->kv, what, err);
+        if (st) return st;
+        s->kv = (uint32_t *)s->spill.base;
+        return CR_OK;
+    }
     s->kv = cr_malloc(m->alloc, (size_t)n * sizeof *s->kv);
     if (!s->kv) return cr_fail(err, CR_ERR_NOMEM, "out of memory gathering the top-k selection of %s (%llu elements)",
                                vm_sel_output_name(m, x), (unsigned long long)n);
     return CR_OK;
 }
 
+/* A streamed kernel has filled elements [from, to) of the spilled gathers
+ * it fills: their pages leave RSS with the inputs' (interp_kernel.c). */
+void vm_gather_drop(const vm *m, const cr_prog_kernel *k, uint64_t from, uint64_t to)
+{
+    const cr_insn *code = m->p->code + k->code_begin;
+    for (uint32_t pc = 0; pc < k->code_len; pc++) {
+        if (!cr_op_torch_order(code[pc].op)) continue;
+        const vm_select *s = &m->sel[code[pc].dst];
+        if (s->spill.base && s->kv) cr_spill_done(&s->spill, s->kv + from, s->kv + to, true);
+    }
+}
+
+/* the sort's pager for a spilled gather (torchsort.h) */
+static void pager_done(void *ud, const uint32_t *lo, const uint32_t *hi, bool rising)
+{
+    cr_spill_done(ud, lo, hi, rising);
+}
+
 /* Before a kernel with TORCH_DESC/ASC/TOPK: record the order, and gather only
  * when the ties at the threshold do not all fit (otherwise the threshold
  * alone decides). */
-cr_status vm_torch_gather_begin(vm *m, const cr_insn *in, const cr_insn *code, uint32_t code_len, uint64_t n,
-                                cr_error *err)
+cr_status vm_torch_gather_begin(vm *m, const cr_insn *in, uint64_t n, cr_error *err)
 {
     vm_select *s = &m->sel[in->dst];
     s->torch_order = in->op;
     if (s->early) return CR_OK;   /* filled by the HIST_LO pass */
-    cr_free(m->alloc, s->kv);
-    s->kv = NULL;
-    s->partitioned = false;
+    vm_gather_free(m, in->dst);
     if (!needs_gather(s)) return CR_OK;
-    if (m->mem.torch_fallback && m->mem.torch_fallback[in->dst]) {
-        /* memplan: the gather does not fit --max-memory; ties in index order */
-        uint64_t kept = s->ties_keep, dropped = s->ties_total - s->ties_keep;
-        vm_warn(m, "%s (selection %u): torch's tie order (a %llu MiB gather) does not fit --max-memory; %llu of %llu elements "
-                "tied at the top-k threshold kept in index order instead, up to %llu may differ from mergekit",
-             kernel_tensor(m, code, code_len), in->dst, (unsigned long long)((n * 4 + (1 << 20) - 1) >> 20),
-             (unsigned long long)kept, (unsigned long long)s->ties_total,
-             (unsigned long long)(2 * CR_MIN(kept, dropped)));
-        return CR_OK;
-    }
     if (n >= CR_TORCHSORT_TIE)
         return cr_fail(err, CR_ERR_LIMIT, "%s: torch's tie order for a top-k selection over %llu elements (limit 2^31)",
                        vm_sel_output_name(m, in->dst), (unsigned long long)n);
@@ -163,8 +181,11 @@ static void torch_partition(vm *m, uint32_t x)
     uint64_t n = m->p->selects[x].n;
     bool desc = s->torch_order != CR_OP_TORCH_ASC;
     uint64_t bound = desc ? s->k : n - s->k;
-    if (s->torch_order == CR_OP_TORCH_TOPK) cr_torchsort_topk(m->kern, s->kv, n, s->k, s->threshold);
-    else cr_torchsort_partition(m->kern, s->kv, n, desc, s->threshold, &bound, 1);
+    cr_torchsort_pager pg = { pager_done, &s->spill };
+    const cr_torchsort_pager *pager = s->spill.base ? &pg : NULL;
+    if (s->torch_order == CR_OP_TORCH_TOPK) cr_torchsort_topk(m->kern, s->kv, n, s->k, s->threshold, pager);
+    else cr_torchsort_partition(m->kern, s->kv, n, desc, s->threshold, &bound, 1, pager);
+    if (pager) cr_spill_done(&s->spill, s->kv, s->kv + n, true);
     s->partitioned = true;
 }
 
@@ -210,15 +231,18 @@ cr_status vm_torch_ties(vm *m, uint32_t x, cr_error *err)
     s->tiebits = cr_calloc(m->alloc, (size_t)(n / 64 + 1), sizeof *s->tiebits);
     if (!s->tiebits)
         return cr_fail(err, CR_ERR_NOMEM, "out of memory for the top-k selection of %s", vm_sel_output_name(m, x));
-    uint64_t lo = desc ? 0 : bound, hi = desc ? bound : n, kept = 0;
+    uint64_t lo = desc ? 0 : bound, hi = desc ? bound : n, kept = 0, dropped = lo;
     for (uint64_t p = lo; p < hi; p++) {
+        if (s->spill.base && p - dropped >= CR_TORCHSORT_PAGER_WORDS) {   /* a spilled gather: a window */
+            cr_spill_done(&s->spill, s->kv + dropped, s->kv + p, true);
+            dropped = p;
+        }
         if (!(s->kv[p] & CR_TORCHSORT_TIE)) continue;
         uint64_t e = s->kv[p] & ~CR_TORCHSORT_TIE;
         s->tiebits[e >> 6] |= (uint64_t)1 << (e & 63);
         kept++;
     }
-    cr_free(m->alloc, s->kv);
-    s->kv = NULL;
+    vm_gather_free(m, x);
     if (kept != s->ties_keep)
         return cr_fail(err, CR_ERR_RUNTIME, "%s: torch order kept %llu ties at the top-k threshold, expected %llu (values changed between passes?)",
                        vm_sel_output_name(m, x), (unsigned long long)kept, (unsigned long long)s->ties_keep);
@@ -239,7 +263,7 @@ bool vm_kernel_is_idle(const vm *m, const cr_prog_kernel *k)
         if (in->op == CR_OP_TIE_COUNT && !m->sel[in->dst].direct) return false;
         if ((cr_op_torch_order(in->op)) && needs_gather(&m->sel[in->dst]) &&
             !m->sel[in->dst].early)
-            return false;   /* a fallback warns there */
+            return false;
     }
     return true;
 }
@@ -262,7 +286,7 @@ cr_status vm_gather_early(vm *m, uint32_t ki, bool stream, cr_error *err)
         if (in->op != CR_OP_HIST_LO) continue;
         vm_select *s = &m->sel[in->dst];
         if (!s->direct || !needs_gather(s) || !s->torch_order || !s->torch_whole || s->torch_kernel == ki ||
-            s->early || (m->mem.torch_fallback && m->mem.torch_fallback[in->dst]))
+            s->early || spilled(m, in->dst))
             continue;
         uint64_t elems = m->p->selects[in->dst].n;
         if (elems >= CR_TORCHSORT_TIE) continue;   /* the gathering pass reports it */
@@ -271,6 +295,32 @@ cr_status vm_gather_early(vm *m, uint32_t ki, bool stream, cr_error *err)
         s->early = true;
     }
     return CR_OK;
+}
+
+/* After main step pc: free the tie bits of the selections it was the last
+ * step to make or read (cr_memplan_sel_last), as the memory model counts.
+ * A TIES merge holds one selection per model per tensor, so without this
+ * the bits (n/8 bytes each) of every tensor so far would stay. */
+void vm_sel_release(vm *m, uint32_t pc)
+{
+    const cr_program *p = m->p;
+    const cr_insn *in = &p->main[pc];
+    if (in->op == CR_OP_SEL_PREFIX && m->sel_last[in->dst] == pc) {
+        cr_free(m->alloc, m->sel[in->dst].tiebits);
+        m->sel[in->dst].tiebits = NULL;
+    }
+    if (in->op != CR_OP_KERNEL) return;
+    const cr_prog_kernel *k = &p->kernels[in->a];
+    for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
+        const cr_insn *u = &p->code[c];
+        const char *kinds = cr_op_table[u->op].kinds;
+        const uint32_t ops[4] = { u->dst, u->a, u->b, u->c };
+        for (int j = 0; j < 4; j++)
+            if (kinds[j] == 'x' && m->sel_last[ops[j]] == pc) {
+                cr_free(m->alloc, m->sel[ops[j]].tiebits);
+                m->sel[ops[j]].tiebits = NULL;
+            }
+    }
 }
 
 cr_status vm_sel_init(vm *m, uint32_t x, double kv, cr_error *err)

@@ -13,7 +13,8 @@
  *   selection histograms from SEL_INIT to SEL_FIND_LO (tie counts stay),
  *   per-kernel partial sums, the library-order sums' per-thread chunk
  *   buffers (or RSUM_TORCH's block partials) and per-column states,
- *   torch tie-order gathers;
+ *   torch tie-order gathers, or for a gather kept in a file (spill.h) the
+ *   window of it that is resident while it is filled and sorted;
  * - the program tables and a measured baseline for the process itself.
  * Address-space reservations that are never touched cost nothing and are
  * not counted.
@@ -121,6 +122,24 @@ uint64_t cr_memplan_file_bytes(const cr_program *p)
     return total;
 }
 
+void cr_memplan_sel_last(const cr_program *p, uint32_t *last)
+{
+    for (uint32_t x = 0; x < p->n_selects; x++) last[x] = UINT32_MAX;
+    for (uint32_t pc = 0; pc < p->n_main; pc++) {
+        const cr_insn *in = &p->main[pc];
+        if (in->op == CR_OP_SEL_PREFIX) last[in->dst] = pc;
+        if (in->op != CR_OP_KERNEL) continue;
+        const cr_prog_kernel *k = &p->kernels[in->a];
+        for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
+            const cr_insn *u = &p->code[c];
+            const char *kinds = cr_op_table[u->op].kinds;
+            const uint32_t ops[4] = { u->dst, u->a, u->b, u->c };
+            for (int j = 0; j < 4; j++)
+                if (kinds[j] == 'x') last[ops[j]] = pc;
+        }
+    }
+}
+
 static uint64_t program_bytes(const cr_program *p)
 {
     return p->n_blob_bytes + (uint64_t)p->n_files * sizeof *p->files + (uint64_t)p->n_inputs * sizeof *p->inputs +
@@ -139,8 +158,8 @@ typedef struct walk {
     uint64_t *mapped;         /* per canonical id: resident bytes now */
     uint8_t *sel_live, *scr_live;
     uint8_t *sel_bits;        /* per selection: its torch tie bits are allocated */
-    uint8_t *fallback;        /* out: per selection (memplan.h torch_fallback) */
-    bool allow_fallback;      /* a torch gather over budget falls back */
+    uint32_t *sel_last;       /* per selection: cr_memplan_sel_last */
+    uint8_t *spill;           /* out: per selection (memplan.h spill) */
     uint8_t *stream;          /* out: per main pc */
     uint64_t fixed, peak, peak_heap, peak_mapped;
     uint32_t peak_pc, n_streamed;
@@ -181,6 +200,15 @@ static uint64_t thread_bytes(const cr_program *p, unsigned threads, uint64_t pag
     return per * (threads - 1) + t0;
 }
 
+/* resident bytes of a spilled gather of n words while a streamed kernel
+ * fills it: the chunks in flight and not yet dropped (interp_kernel.c
+ * drops them with the inputs' pages), widened to fault-around blocks */
+static uint64_t spill_window(uint64_t n, uint64_t chunk, unsigned threads, uint64_t page)
+{
+    uint64_t chunks = (uint64_t)(CR_MEM_STREAM_AHEAD + CR_MEM_STREAM_STEP) * threads;
+    return CR_MIN(chunks * chunk * 4 + 3 * CR_MEM_FAULT_AROUND, up(n * 4, page));
+}
+
 static void note(walk *w, uint32_t pc, uint64_t heap, uint64_t mapped)
 {
     uint64_t total = w->fixed + heap + mapped;
@@ -198,7 +226,7 @@ static bool run_walk(walk *w, uint64_t page)
     w->n_streamed = 0;
     w->bad_pc = UINT32_MAX;
     memset(w->sel_bits, 0, p->n_selects + 1);
-    memset(w->fallback, 0, p->n_selects + 1);
+    memset(w->spill, 0, p->n_selects + 1);
     for (uint32_t pc = 0; pc < p->n_main; pc++) {
         const cr_insn *in = &p->main[pc];
         w->stream[pc] = 0;
@@ -248,6 +276,7 @@ static bool run_walk(walk *w, uint64_t page)
             uint64_t numel = k->rows * k->cols;
             uint64_t n_chunks = k->chunk ? (numel + k->chunk - 1) / k->chunk : 0;
             uint64_t trans = 0, n_rsum = 0, gath = 0, gath1 = 0, bits = 0;
+            uint32_t n_spill = 0;
             for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
                 const cr_insn *u = &p->code[c];
                 if (u->op == CR_OP_RSUM) n_rsum++;
@@ -272,7 +301,7 @@ static bool run_walk(walk *w, uint64_t page)
                  * selection when the threshold's ties don't all fit: assume
                  * they don't (bf16 deltas nearly always tie there); then
                  * one bit per element, kept until the next SEL_INIT */
-                if ((cr_op_torch_order(u->op)) && !w->fallback[u->dst]) {
+                if (cr_op_torch_order(u->op)) {
                     uint64_t n = p->selects[u->dst].n;
                     gath += up(n * 4, page);
                     gath1 = CR_MAX(gath1, up(n * 4, page));
@@ -309,15 +338,22 @@ static bool run_walk(walk *w, uint64_t page)
                     trans -= gath - gath1;
                     w->stream[pc] |= CR_MEM_SERIAL_GATHERS;
                 }
-                /* even streamed, the tie-order gathers do not fit: the
-                 * last ones keep their ties in index order until the rest fit */
+                /* even streamed, the tie-order gathers do not fit: the last
+                 * ones go to a file (spill.h), until the rest fit; a
+                 * spilled gather holds the window of chunks in flight */
                 for (uint32_t c = k->code_begin + k->code_len; c-- > k->code_begin;) {
                     const cr_insn *u = &p->code[c];
-                    if (!w->allow_fallback || w->fixed + heap + trans + mapped - have + window <= w->budget) break;
-                    if ((!cr_op_torch_order(u->op)) || w->fallback[u->dst]) continue;
+                    if (w->fixed + heap + trans + mapped - have + window <= w->budget) break;
+                    if (!cr_op_torch_order(u->op) || w->spill[u->dst]) continue;
                     uint64_t n = p->selects[u->dst].n;
-                    trans -= up(n * 4, page) + (w->sel_bits[u->dst] ? 0 : up((n / 64 + 1) * 8, page));
-                    w->fallback[u->dst] = 1;
+                    trans -= (w->stream[pc] & CR_MEM_SERIAL_GATHERS ? gath1 : up(n * 4, page)) -
+                             spill_window(n, k->chunk, w->threads, page);
+                    if (w->stream[pc] & CR_MEM_SERIAL_GATHERS) {   /* the spills bound memory: all in one pass */
+                        w->stream[pc] &= (uint8_t)~CR_MEM_SERIAL_GATHERS;
+                        trans += gath - up(n * 4, page);
+                    }
+                    w->spill[u->dst] = 1;
+                    n_spill++;
                 }
                 note(w, pc, heap + trans, mapped - have + window);
                 mapped -= have;
@@ -332,10 +368,24 @@ static bool run_walk(walk *w, uint64_t page)
                 }
                 note(w, pc, heap + trans, mapped);
             }
+            /* the SEL_PREFIXes after the kernel sort its gathers side by
+             * side (vm_partition_run): those in memory whole, each spilled
+             * one through its window (and topk's heap, up to n/64 words) */
+            if (n_spill) {
+                uint64_t sorts = 0, spilled = 0;
+                for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
+                    const cr_insn *u = &p->code[c];
+                    if (!cr_op_torch_order(u->op)) continue;
+                    uint64_t n = p->selects[u->dst].n;
+                    if (!w->spill[u->dst]) sorts += up(n * 4, page);
+                    else if (spilled++ < w->threads)
+                        sorts += CR_MEM_SPILL_SORT + (u->op == CR_OP_TORCH_TOPK ? up(n * 4 / 64, page) : 0);
+                }
+                note(w, pc, heap + bits + sorts, mapped);
+            }
             for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
                 const cr_insn *u = &p->code[c];
-                if ((cr_op_torch_order(u->op)) && !w->fallback[u->dst] &&
-                    !w->sel_bits[u->dst]) {
+                if (cr_op_torch_order(u->op) && !w->sel_bits[u->dst]) {
                     heap += up((p->selects[u->dst].n / 64 + 1) * 8, page);
                     w->sel_bits[u->dst] = 1;
                 }
@@ -343,6 +393,24 @@ static bool run_walk(walk *w, uint64_t page)
             break;
         }
         default: break;
+        }
+        /* tie bits past their last use are freed (interp.c) */
+        if (in->op == CR_OP_SEL_PREFIX && w->sel_bits[in->dst] && w->sel_last[in->dst] == pc) {
+            heap -= up((p->selects[in->dst].n / 64 + 1) * 8, page);
+            w->sel_bits[in->dst] = 0;
+        }
+        if (in->op == CR_OP_KERNEL) {
+            const cr_prog_kernel *k = &p->kernels[in->a];
+            for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
+                const cr_insn *u = &p->code[c];
+                const char *kinds = cr_op_table[u->op].kinds;
+                const uint32_t ops[4] = { u->dst, u->a, u->b, u->c };
+                for (int j = 0; j < 4; j++)
+                    if (kinds[j] == 'x' && w->sel_bits[ops[j]] && w->sel_last[ops[j]] == pc) {
+                        heap -= up((p->selects[ops[j]].n / 64 + 1) * 8, page);
+                        w->sel_bits[ops[j]] = 0;
+                    }
+            }
         }
     }
     return w->bad_pc == UINT32_MAX;
@@ -364,18 +432,20 @@ cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads,
     w.sel_live = cr_calloc(a, p->n_selects + 1, 1);
     w.scr_live = cr_calloc(a, p->n_scratch + 1, 1);
     w.sel_bits = cr_calloc(a, p->n_selects + 1, 1);
-    w.fallback = cr_calloc(a, p->n_selects + 1, 1);
+    w.spill = cr_calloc(a, p->n_selects + 1, 1);
+    w.sel_last = cr_calloc(a, p->n_selects + 1, sizeof *w.sel_last);
     mp->stream = cr_calloc(a, p->n_main + 1, 1);
     w.stream = mp->stream;
     cr_status s = CR_OK;
-    if (!w.id || !w.mapped || !w.sel_live || !w.scr_live || !w.sel_bits || !w.fallback || !mp->stream) {
+    if (!w.id || !w.mapped || !w.sel_live || !w.scr_live || !w.sel_bits || !w.spill || !w.sel_last || !mp->stream) {
         s = cr_fail(err, CR_ERR_NOMEM, "out of memory planning memory");
         goto out;
     }
+    cr_memplan_sel_last(p, w.sel_last);
     uint64_t rowvecs = 0;
     for (uint32_t i = 0; i < p->n_rowvecs; i++) rowvecs += up(p->rowvecs[i].len * 8, page);
-    /* exact first: fewer threads before any torch tie order falls back */
-    const unsigned max_threads = threads;
+    /* fewer threads only when spilling gathers is not enough: a spill
+     * costs I/O in the steps that gather, fewer threads cost every step */
     for (;;) {
         w.threads = threads;
         /* program tables rounded to 64 KiB: names and paths make the exact
@@ -384,13 +454,7 @@ cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads,
         for (uint32_t i = 0; i < n_ids; i++) w.mapped[i] = 0;
         memset(w.sel_live, 0, p->n_selects + 1);
         memset(w.scr_live, 0, p->n_scratch + 1);
-        if (run_walk(&w, page)) break;
-        if (threads == 1) {
-            if (w.allow_fallback || !max_memory) break;
-            w.allow_fallback = true;
-            threads = max_threads;
-            continue;
-        }
+        if (run_walk(&w, page) || threads == 1) break;
         threads--;
     }
     if (w.bad_pc != UINT32_MAX) {
@@ -412,10 +476,14 @@ cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads,
     mp->peak_mapped = w.peak_mapped;
     mp->peak_pc = w.peak_pc;
     mp->n_streamed = w.n_streamed;
-    for (uint32_t i = 0; i < p->n_selects; i++) mp->n_fallback += w.fallback[i];
-    if (mp->n_fallback) {
-        mp->torch_fallback = w.fallback;
-        w.fallback = NULL;
+    for (uint32_t i = 0; i < p->n_selects; i++)
+        if (w.spill[i]) {
+            mp->n_spill++;
+            mp->spill_bytes += p->selects[i].n * 4;
+        }
+    if (mp->n_spill) {
+        mp->spill = w.spill;
+        w.spill = NULL;
     }
 out:
     cr_free(a, (void *)w.id);
@@ -423,7 +491,8 @@ out:
     cr_free(a, w.sel_live);
     cr_free(a, w.scr_live);
     cr_free(a, w.sel_bits);
-    cr_free(a, w.fallback);
+    cr_free(a, w.spill);
+    cr_free(a, w.sel_last);
     if (s) { cr_free(a, mp->stream); mp->stream = NULL; }
     return s;
 }
@@ -432,8 +501,8 @@ void cr_memplan_free(cr_memplan *mp)
 {
     if (mp->alloc) {
         cr_free(mp->alloc, mp->stream);
-        cr_free(mp->alloc, mp->torch_fallback);
+        cr_free(mp->alloc, mp->spill);
     }
     mp->stream = NULL;
-    mp->torch_fallback = NULL;
+    mp->spill = NULL;
 }

@@ -71,6 +71,13 @@ uint64_t cr_kernel_block(const cr_program *p, const cr_prog_kernel *k);
  * inputs are read once per pass). */
 enum { CR_MEM_STREAMED = 1, CR_MEM_SERIAL_GATHERS = 2 };
 
+/* A spilled gather's resident window while it is sorted: each scan side
+ * holds under three fault-around blocks (the block it reads, the one the
+ * fault maps ahead, the one not yet dropped: torchsort.h's pager drops
+ * every CR_TORCHSORT_PAGER_WORDS = one block), plus the pivot and the
+ * median positions and the final scan's blocks. */
+#define CR_MEM_SPILL_SORT    (10 * CR_MEM_FAULT_AROUND)
+
 typedef struct cr_memplan {
     unsigned threads;        /* threads the run uses (after --max-memory) */
     uint64_t peak;           /* predicted peak RSS, bytes */
@@ -81,24 +88,33 @@ typedef struct cr_memplan {
     uint32_t peak_pc;        /* main-stream index of the peak step */
     uint32_t n_streamed;     /* steps that release input pages as they read */
     uint8_t *stream;         /* per main instruction: CR_MEM_* flags */
-    /* per selection: 1 = its torch tie order (TORCH_DESC/ASC) would gather
-     * more than the budget allows, so its ties are kept in index order
-     * (the VM warns when that changes anything); NULL when none */
-    uint8_t *torch_fallback;
-    uint32_t n_fallback;     /* selections marked */
-    const cr_allocator *alloc;   /* owns `stream` and `torch_fallback` */
+    /* per selection: 1 = its torch tie-order gather (TORCH_DESC/ASC/TOPK)
+     * would hold more than the budget allows, so the VM keeps it in a file
+     * (spill.h) and holds only a window of it; NULL when none */
+    uint8_t *spill;
+    uint32_t n_spill;        /* selections marked */
+    uint64_t spill_bytes;    /* bytes of those gathers (each written once, read back by the sort) */
+    const cr_allocator *alloc;   /* owns `stream` and `spill` */
 } cr_memplan;
 
 /* The model of running p with `threads` threads (0: online cores) under
  * max_memory bytes of RSS (0: no limit). With a limit, steps whose mapped
- * inputs would not fit are streamed, and the thread count is lowered until
- * every step fits. mp->stream is allocated with `a` (p->alloc if NULL);
+ * inputs would not fit are streamed, torch tie-order gathers that still do
+ * not fit are gathered one at a time or spilled to a file (mp->spill), and
+ * the thread count is lowered until every step fits. mp->stream is allocated with `a` (p->alloc if NULL);
  * release with cr_memplan_free. Errors: CR_ERR_LIMIT when the program does
  * not fit with one thread (the message names the step's tensor and the
  * bytes it needs), CR_ERR_NOMEM. */
 cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads, uint64_t max_memory,
                           const cr_allocator *a, cr_error *err);
 void cr_memplan_free(cr_memplan *mp);
+
+/* Per selection, the main pc of the last KERNEL whose micro-ops name it or
+ * of its last SEL_PREFIX, whichever is later (UINT32_MAX: none): the last
+ * step that makes or reads its tie bits. The VM frees them after that
+ * step and the model stops counting them there; last[] holds
+ * p->n_selects entries. */
+void cr_memplan_sel_last(const cr_program *p, uint32_t *last);
 
 /* Distinct bytes of input files the run reads (every tensor view once;
  * scratch and blobs are memory, not reads). */

@@ -46,6 +46,7 @@ typedef struct sorter {
     unsigned n_bounds;
     uint32_t *(*partition)(const struct sorter *, uint32_t *, uint32_t *, const uint32_t *);
     const cr_kernels *kern;    /* stoppers of block_partition */
+    const cr_torchsort_pager *pager;   /* NULL: w is in memory */
 } sorter;
 
 static inline uint32_t key_of(const sorter *s, uint32_t w) { return w & CR_TORCHSORT_TIE ? s->tie_key : w; }
@@ -110,7 +111,11 @@ static uint32_t *unguarded_partition(const sorter *s, uint32_t *first, uint32_t 
  * pair is in order and is swapped. When a side runs dry with less than a
  * block left between the ends, the loop above resumes from the last swap:
  * the state it would have reached itself, so the result is the same swaps
- * and the same cut. */
+ * and the same cut. Whenever a side's queue is empty, every stopper before
+ * its scan point has been swapped, so the element loop would scan on from
+ * there: the resume point moves up to it, and the final element loop
+ * covers under three blocks (which also bounds what a spilled gather
+ * reads back). */
 #define BLOCK 256
 
 static uint32_t *block_partition(const sorter *s, uint32_t *first, uint32_t *last, const uint32_t *pivot)
@@ -123,16 +128,27 @@ static uint32_t *block_partition(const sorter *s, uint32_t *first, uint32_t *las
     uint32_t *lb = first, *rb = last;          /* block bases: lb + ofs, rb - 1 - ofs */
     uint32_t *L = first, *R = last;            /* [L, R) not yet scanned */
     uint32_t *resume_first = first, *resume_last = last;
+    uint32_t *kept_lo = first, *kept_hi = last;   /* a pager has not been told about [kept_lo, kept_hi) */
     for (;;) {
         if (hl == nl) {
+            resume_first = L;
             if (R - L < BLOCK) break;
+            if (s->pager && (uint64_t)(L - kept_lo) >= CR_TORCHSORT_PAGER_WORDS) {
+                s->pager->done(s->pager->ud, kept_lo, L, true);
+                kept_lo = L;
+            }
             lb = L;
             hl = 0;
             nl = s->kern->stoppers(L, BLOCK, pk, tk, left_le, lofs);
             L += BLOCK;
         }
         if (hr == nr) {
+            resume_last = R;
             if (R - L < BLOCK) break;
+            if (s->pager && (uint64_t)(kept_hi - R) >= CR_TORCHSORT_PAGER_WORDS) {
+                s->pager->done(s->pager->ud, R, kept_hi, false);
+                kept_hi = R;
+            }
             R -= BLOCK;
             rb = R + BLOCK;
             hr = 0;
@@ -154,7 +170,12 @@ static uint32_t *block_partition(const sorter *s, uint32_t *first, uint32_t *las
             resume_last = rb - 1 - rofs[hr - 1];
         }
     }
-    return unguarded_partition(s, resume_first, resume_last, pivot);
+    uint32_t *cut = unguarded_partition(s, resume_first, resume_last, pivot);
+    if (s->pager) {   /* all but the block at the cut, where the next level starts */
+        s->pager->done(s->pager->ud, kept_lo, cut, true);
+        s->pager->done(s->pager->ud, cut, kept_hi, false);
+    }
+    return cut;
 }
 
 /* ---- heap sort (std::__partial_sort(first, last, last)) ----------------- */
@@ -247,10 +268,10 @@ static unsigned lg(uint64_t n)
 }
 
 void cr_torchsort_partition(const cr_kernels *kern, uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,
-                            const uint64_t *bounds, unsigned n_bounds)
+                            const uint64_t *bounds, unsigned n_bounds, const cr_torchsort_pager *pager)
 {
     if (n < 2) return;
-    sorter s = { w, tie_key, descending, bounds, n_bounds, block_partition, kern };
+    sorter s = { w, tie_key, descending, bounds, n_bounds, block_partition, kern, pager };
     introsort(&s, 0, n, 2 * lg(n));
 }
 
@@ -264,18 +285,25 @@ static void heap_select(const sorter *s, uint32_t *first, uint64_t len, uint64_t
             adjust_heap(s, first, parent, len, first[parent]);
             if (parent == 0) break;
         }
-    for (uint64_t i = len; i < n; i++)
+    uint64_t kept = len;   /* a pager has not been told about [kept, i) */
+    for (uint64_t i = len; i < n; i++) {
+        if (s->pager && i - kept >= CR_TORCHSORT_PAGER_WORDS) {
+            s->pager->done(s->pager->ud, first + kept, first + i, true);
+            kept = i;
+        }
         if (less(s, first[i], first[0])) {
             uint32_t value = first[i];
             first[i] = first[0];
             adjust_heap(s, first, 0, len, value);
         }
+    }
 }
 
-void cr_torchsort_topk(const cr_kernels *kern, uint32_t *w, uint64_t n, uint64_t k, uint32_t tie_key)
+void cr_torchsort_topk(const cr_kernels *kern, uint32_t *w, uint64_t n, uint64_t k, uint32_t tie_key,
+                       const cr_torchsort_pager *pager)
 {
     if (k == 0 || n < 2) return;
-    sorter s = { w, tie_key, true, NULL, 0, block_partition, kern };
+    sorter s = { w, tie_key, true, NULL, 0, block_partition, kern, pager };
     if (k * 64 <= n) {   /* std::partial_sort: __heap_select, then __sort_heap (same set) */
         heap_select(&s, w, k, n);
         return;
@@ -304,6 +332,6 @@ void cr_torchsort_partition_plain(uint32_t *w, uint64_t n, bool descending, uint
                                   const uint64_t *bounds, unsigned n_bounds)
 {
     if (n < 2) return;
-    sorter s = { w, tie_key, descending, bounds, n_bounds, unguarded_partition, NULL };
+    sorter s = { w, tie_key, descending, bounds, n_bounds, unguarded_partition, NULL, NULL };
     introsort(&s, 0, n, 2 * lg(n));
 }

@@ -24,6 +24,20 @@ static inline uint32_t cr_torchsort_key(float v)
  * an element whose key is the caller's tie_key (index below 2^31). */
 #define CR_TORCHSORT_TIE 0x80000000u
 
+/* A gather too large for --max-memory lives in a file-backed mapping
+ * (vm/spill.h). The sort then says which words it has passed, about every
+ * CR_TORCHSORT_PAGER_WORDS, so that `done` can drop their pages from RSS;
+ * a later access reads them back from the page cache, so the hint changes
+ * memory only, never the result. What stays resident is two scan windows
+ * (each under CR_TORCHSORT_PAGER_WORDS plus a block and the pages around
+ * it), the three median positions and, for topk's heap select, the heap
+ * (k words, k <= n/64). NULL: the gather is in memory, nothing to say. */
+#define CR_TORCHSORT_PAGER_WORDS 16384u
+typedef struct cr_torchsort_pager {
+    void (*done)(void *ud, const uint32_t *lo, const uint32_t *hi, bool rising);   /* spill.h's cr_spill_done */
+    void *ud;
+} cr_torchsort_pager;
+
 /* Reorders w[0..n) as torch's CPU `sort`/`argsort` (stable=False) on a
  * 1-D float32 tensor orders it, as far as the partition at each boundary
  * goes. Only keys are compared (a tagged word's key is tie_key), so the
@@ -35,9 +49,9 @@ static inline uint32_t cr_torchsort_key(float v)
  * inside is unspecified). Ranges that hold no boundary are not sorted, so
  * the cost is about that of a selection, not a sort. n must be below 2^31.
  * `kern` supplies the block scan (its stoppers entry); any table gives the
- * same result. */
+ * same result. `pager`: see above (NULL when w is in memory). */
 void cr_torchsort_partition(const cr_kernels *kern, uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,
-                            const uint64_t *bounds, unsigned n_bounds);
+                            const uint64_t *bounds, unsigned n_bounds, const cr_torchsort_pager *pager);
 
 /* Reorders w[0..n) as torch's CPU `topk(v, k, largest=True)` on a 1-D
  * float32 tensor selects (TopKImpl.h: topk_impl_loop): libstdc++'s
@@ -45,8 +59,9 @@ void cr_torchsort_partition(const cr_kernels *kern, uint32_t *w, uint64_t n, boo
  * introselect at position k − 1, with the comparator `a > b` on the keys
  * (NaN above all). On return w[0..k) are the elements topk returns (their
  * order inside unspecified; topk's final sort does not change the set).
- * 1 <= k <= n < 2^31. */
-void cr_torchsort_topk(const cr_kernels *kern, uint32_t *w, uint64_t n, uint64_t k, uint32_t tie_key);
+ * 1 <= k <= n < 2^31. `pager` as for cr_torchsort_partition. */
+void cr_torchsort_topk(const cr_kernels *kern, uint32_t *w, uint64_t n, uint64_t k, uint32_t tie_key,
+                       const cr_torchsort_pager *pager);
 
 /* The same, partitioning one element at a time as libstdc++ does: the
  * reference the block partition is tested against. */

@@ -22,12 +22,20 @@ cut_to_header() { local f; for f in "$@"; do truncate -s $((8 + $(st_header_len 
 
 # interrupt NAME SIGNAL OUT_DIR COMMAND...: start COMMAND, send SIGNAL once
 # OUT_DIR's temporary directory exists, check what is left. With KEEP=1 in
-# the environment OUT_DIR existed before and must still exist.
+# the environment OUT_DIR existed before and must still exist. With
+# WAIT_FOR=CONDITION the signal waits until `eval CONDITION` succeeds
+# instead (it sees the command's process id as $pid).
 interrupt() {
     local name=$1 sig=$2 out=$3
     shift 3
     "$@" 2>"$name.err" &
     local pid=$! i=0
+    if [ -n "${WAIT_FOR:-}" ]; then
+        while [ $i -lt 3000 ] && kill -0 $pid 2>/dev/null && ! eval "$WAIT_FOR"; do
+            sleep 0.005
+            i=$((i + 1))
+        done
+    fi
     while [ $i -lt 3000 ] && kill -0 $pid 2>/dev/null && [ -z "$(ls -d "$out".crucible-tmp-* 2>/dev/null)" ]; do
         sleep 0.01
         i=$((i + 1))

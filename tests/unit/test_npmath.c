@@ -63,7 +63,7 @@ TEST(torch_sort_ties)
             kv[i] = key == three ? CR_TORCHSORT_TIE | i : key;
         }
         uint64_t bound = dir ? 13 : 27;
-        cr_torchsort_partition(&cr_kernels_scalar, kv, 40, dir == 1, three, &bound, 1);
+        cr_torchsort_partition(&cr_kernels_scalar, kv, 40, dir == 1, three, &bound, 1, NULL);
         int seen[40] = {0};
         for (uint32_t i = 0; i < 40; i++)
             if ((i * 7 + 3) % 5 == 4) seen[i] = 1;
@@ -90,7 +90,7 @@ static void topk_ties(uint32_t n, uint32_t a, uint32_t b, uint32_t m, uint32_t k
         uint32_t key = cr_torchsort_key((float)((i * a + b) % m));
         kv[i] = key == tie ? CR_TORCHSORT_TIE | i : key;
     }
-    cr_torchsort_topk(&cr_kernels_scalar, kv, n, k, tie);
+    cr_torchsort_topk(&cr_kernels_scalar, kv, n, k, tie, NULL);
     uint8_t *kept = calloc(n, 1);
     for (uint32_t p = 0; p < k; p++)
         if (kv[p] & CR_TORCHSORT_TIE) kept[kv[p] & ~CR_TORCHSORT_TIE] = 1;
@@ -165,7 +165,7 @@ TEST(torch_sort_block_partition_is_libstdcxx)
                 for (size_t ki = 0; ki < CR_ARRAY_LEN(tables); ki++) {
                     if (!cr_kernels_supported(tables[ki])) continue;
                     memcpy(b, a, n * 4);
-                    cr_torchsort_partition(tables[ki], b, n, desc, tie, bounds, 2);
+                    cr_torchsort_partition(tables[ki], b, n, desc, tie, bounds, 2, NULL);
                     mismatches += memcmp(b, c, n * 4) != 0;
                 }
                 cases++;

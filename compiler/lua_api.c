@@ -280,6 +280,18 @@ static int l_where(lua_State *S)
     return 1;
 }
 
+/* a * b + c with one rounding (torch's contracted addcmul_). Kernel-only:
+ * at least one operand must be a tensor, row or column vector. */
+static int l_fma(lua_State *S)
+{
+    uint32_t ins[3] = { arg_node(S, 1), arg_node(S, 2), arg_node(S, 3) };
+    if (node_at(S, ins[0])->kind == CR_VK_SCALAR && node_at(S, ins[1])->kind == CR_VK_SCALAR &&
+        node_at(S, ins[2])->kind == CR_VK_SCALAR)
+        luaL_error(S, "cr.fma needs a tensor, row or column vector operand (scalars: write a * b + c)");
+    push_value(S, build(S, CR_GOP_FMA, ins, 3, false));
+    return 1;
+}
+
 static int l_clamp(lua_State *S)
 {
     uint32_t x = arg_node(S, 1), lo = arg_node(S, 2), hi = arg_node(S, 3);
@@ -627,7 +639,7 @@ static int l_promote(lua_State *S)
 
 static const luaL_Reg cr_funcs[] = {
     {"abs", l_abs}, {"sign", l_sign}, {"sqrt", l_sqrt}, {"exp", l_exp}, {"log", l_log},
-    {"min", l_min}, {"max", l_max}, {"clamp", l_clamp}, {"where", l_where},
+    {"min", l_min}, {"max", l_max}, {"clamp", l_clamp}, {"where", l_where}, {"fma", l_fma},
     {"gt", l_gt}, {"ge", l_ge}, {"lt", l_lt}, {"le", l_le}, {"eq", l_eq}, {"ne", l_ne},
     {"land", l_and}, {"lor", l_or}, {"lnot", l_not}, {"neg", l_neg},
     {"add", l_add}, {"sub", l_sub}, {"mul", l_mul}, {"div", l_div},

@@ -18,20 +18,24 @@ end
 -- came from bf16/f16, loaded 16 at a time) or fewer than 8 values,
 -- row_sum's four interleaved accumulators, the leftovers added to the
 -- first, then ((p0 + p1) + p2) + p3; else 8 lanes over whole vectors of 8,
--- 0 plus the leftover values in order, plus lane 0 … lane 7.
+-- 0 plus the leftover values in order, plus lane 0 … lane 7. float64
+-- values use 4 lanes (a vector of 4 doubles) from 4 values on. Checked
+-- against torch 2.15 for 1-15 values, f32 and f64 (whole vectors beyond 3,
+-- from 32 f32 values, would need row_sum over the vectors: not done).
 function M.torch_sum_scalars(list, reduced)
   local n = #list
-  if reduced and n >= 16 or not reduced and n >= 8 then
-    local nv = n // 8
+  local W = list[1].dtype == "float64" and 4 or 8
+  if reduced and n >= 16 or not reduced and n >= W then
+    local nv = n // W
     local lanes = {}
-    for l = 1, 8 do
+    for l = 1, W do
       local a = list[l]
-      for v = 1, nv - 1 do a = a + list[v * 8 + l] end
+      for v = 1, nv - 1 do a = a + list[v * W + l] end
       lanes[l] = a
     end
     local s = nil
-    for i = nv * 8 + 1, n do s = s and s + list[i] or list[i] end
-    for l = 1, 8 do s = s and s + lanes[l] or lanes[l] end
+    for i = nv * W + 1, n do s = s and s + list[i] or list[i] end
+    for l = 1, W do s = s and s + lanes[l] or lanes[l] end
     return s
   end
   local q = n - n % 4

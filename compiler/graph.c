@@ -135,7 +135,7 @@ static int expected_kind(const cr_graph *g, const cr_node *n)
     cr_op vm_op = cr_gop_to_op((cr_gop)n->op);
     if (vm_op != CR_OP_COUNT && cr_op_table[vm_op].ctx == CR_CTX_TOP) return CR_VK_SCALAR;
     switch (n->op) {
-    case CR_GOP_INPUT: case CR_GOP_RAND: case CR_GOP_TOPK_MASK: case CR_GOP_ROW_RANK:
+    case CR_GOP_INPUT: case CR_GOP_RAND: case CR_GOP_TOPK_MASK: case CR_GOP_ROW_RANK: case CR_GOP_TAIL:
         return CR_VK_TENSOR;
     case CR_GOP_CONST: case CR_GOP_SUM: case CR_GOP_KTH_ABS: case CR_GOP_CHECK:
         return CR_VK_SCALAR;

@@ -621,6 +621,20 @@ static int l_rand(lua_State *S)
     return 1;
 }
 
+/* 1 on the last m elements of x's tensor (flattened, element order), 0
+ * elsewhere: which elements torch's stacked sum adds in its tail order
+ * (common.lua sum_of). m is a Lua integer >= 0. */
+static int l_tail_mask(lua_State *S)
+{
+    uint32_t x = need_tensor(S, 1, "tail_mask");
+    if (!lua_isinteger(S, 2) || lua_tointeger(S, 2) < 0) luaL_error(S, "cr.tail_mask: the count must be an integer >= 0");
+    uint32_t m = make_const(S, (double)lua_tointeger(S, 2), CR_DTYPE_F64, false);
+    cr_node nd = { .op = CR_GOP_TAIL, .n_in = 1, .in = { m }, .kind = CR_VK_TENSOR, .dtype = CR_DTYPE_BOOL,
+                   .rdt = CR_DTYPE_F32, .domain = node_at(S, x)->domain };
+    push_value(S, add(S, &nd));
+    return 1;
+}
+
 static int l_error(lua_State *S)
 {
     const char *msg = luaL_checkstring(S, 1);
@@ -653,7 +667,7 @@ static const luaL_Reg cr_funcs[] = {
     {"acos", l_acos}, {"sin", l_sin}, {"cos", l_cos}, {"trunc", l_trunc},
     {"np_acos", l_np_acos}, {"np_sin", l_np_sin}, {"np_cos", l_np_cos},
     {"topk_mask", l_topk_mask}, {"kth_largest_abs", l_kth_abs}, {"row_rank", l_row_rank},
-    {"rand", l_rand}, {"error", l_error}, {"promote", l_promote},
+    {"rand", l_rand}, {"tail_mask", l_tail_mask}, {"error", l_error}, {"promote", l_promote},
     {NULL, NULL}
 };
 

@@ -232,6 +232,13 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
             }
             break;
         }
+        case CR_OP_TAIL: {
+            /* the last m elements of the domain: global index >= n - m */
+            double m_ = m->scal[in->a];
+            uint64_t start = m_ >= (double)j->n ? 0 : j->n - (uint64_t)m_;
+            for (size_t i = 0; i < n; i++) d[i] = base + i >= start ? 1.0f : 0.0f;
+            break;
+        }
         case CR_OP_RAND:
             K->uniform(p->seed, p->streams[in->a].key, base, d, n);
             break;

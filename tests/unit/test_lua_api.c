@@ -168,6 +168,27 @@ TEST(fma_node)
     teardown(&f);
 }
 
+/* cr.tail_mask: a TAIL node over x's domain whose count is a constant;
+ * the count must be a non-negative integer */
+TEST(tail_mask_node)
+{
+    fixture f;
+    REQUIRE(setup(&f, CR_DTYPE_F32));
+    cr_error err = {0};
+    uint32_t r = run(&f, "return cr.tail_mask(ctx.inputs[1], 5)", &err);
+    CHECK_MSG(r != CR_NO_NODE, "%s", err.msg);
+    REQUIRE(r != CR_NO_NODE);
+    CHECK_EQ_INT(f.g.nodes[r].op, CR_GOP_TAIL);
+    CHECK_EQ_INT(f.g.nodes[r].kind, CR_VK_TENSOR);
+    CHECK_EQ_INT(f.g.nodes[r].domain, f.d);
+    CHECK(f.g.nodes[f.g.nodes[r].in[0]].op == CR_GOP_CONST && f.g.nodes[f.g.nodes[r].in[0]].value == 5);
+    CHECK(cr_graph_verify(&f.g, &err) == CR_OK);
+    CHECK(run(&f, "return cr.tail_mask(ctx.inputs[1], 1.5)", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "integer");
+    CHECK(run(&f, "return cr.tail_mask(ctx.inputs[1], -1)", &err) == CR_NO_NODE);
+    teardown(&f);
+}
+
 /* the library-order reductions build SUM / ROWSUM nodes tagged with their
  * summation order (the emitter picks RSUM_NP, RSSQ_BLAS, RSUM_TORCH, ... by
  * it), and cse keeps differently ordered sums of one value apart */
@@ -487,6 +508,7 @@ int main(void)
     RUN(precise_rounds_f32);
     RUN(reductions_and_selection);
     RUN(fma_node);
+    RUN(tail_mask_node);
     RUN(library_order_reductions);
     RUN(errors_name_file_and_line);
     RUN(sandbox);

@@ -158,6 +158,7 @@ TEST(sum_of_is_torch_stack_sum)
     }
 }
 
+/* tsan: runs the VM with 4 threads; tools/sanitize.sh thread runs this test */
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/crucible-stacksum-XXXXXX");

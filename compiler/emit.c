@@ -194,7 +194,7 @@ static void kset(kgen *k, uint32_t n, uint32_t r)
 static int kinputs(const cr_node *nd)
 {
     if (nd->kind == CR_VK_SCALAR || nd->op == CR_GOP_ROWSUM || nd->op == CR_GOP_ROWMAX ||
-        nd->op == CR_GOP_COLSUM || nd->op == CR_GOP_INPUT || nd->op == CR_GOP_RAND)
+        nd->op == CR_GOP_COLSUM || nd->op == CR_GOP_INPUT || nd->op == CR_GOP_RAND || nd->op == CR_GOP_TAIL)
         return 0;
     if (nd->op == CR_GOP_ROW_RANK || nd->op == CR_GOP_TOPK_MASK) return 1;
     return nd->n_in;
@@ -216,6 +216,8 @@ static void kop(kgen *k, uint32_t n, uint32_t r)
         kpush(k, CR_OP_LOAD, CR_DTYPE_NONE, r, e->pinput[nd->attr], 0, 0);
     } else if (nd->op == CR_GOP_RAND) {
         kpush(k, CR_OP_RAND, CR_DTYPE_NONE, r, e->stream[n], 0, 0);
+    } else if (nd->op == CR_GOP_TAIL) {
+        kpush(k, CR_OP_TAIL, CR_DTYPE_NONE, r, e->slot[nd->in[0]], 0, 0);
     } else if (nd->op == CR_GOP_ROW_RANK) {
         uint32_t x = k->vreg[nd->in[0]];
         if (nd->rdt == CR_DTYPE_F32 || nd->rdt == CR_DTYPE_F64) {

@@ -135,7 +135,7 @@ static int expected_kind(const cr_graph *g, const cr_node *n)
     cr_op vm_op = cr_gop_to_op((cr_gop)n->op);
     if (vm_op != CR_OP_COUNT && cr_op_table[vm_op].ctx == CR_CTX_TOP) return CR_VK_SCALAR;
     switch (n->op) {
-    case CR_GOP_INPUT: case CR_GOP_RAND: case CR_GOP_TOPK_MASK: case CR_GOP_ROW_RANK:
+    case CR_GOP_INPUT: case CR_GOP_RAND: case CR_GOP_TOPK_MASK: case CR_GOP_ROW_RANK: case CR_GOP_TAIL:
         return CR_VK_TENSOR;
     case CR_GOP_CONST: case CR_GOP_SUM: case CR_GOP_KTH_ABS: case CR_GOP_CHECK:
         return CR_VK_SCALAR;
@@ -164,6 +164,10 @@ cr_status cr_graph_verify(const cr_graph *g, cr_error *err)
                            i, name, n->n_in, cr_gop_arity(n->op));
         if (!cr_dtype_name(n->dtype) || !cr_dtype_name(n->rdt))
             return cr_fail(err, CR_ERR_RUNTIME, "graph: node %u (%s) has a bad dtype", i, name);
+        /* an op the VM runs only in kernels (ops.def) has no scalar form */
+        cr_op vm_op = cr_gop_to_op((cr_gop)n->op);
+        if (vm_op != CR_OP_COUNT && cr_op_table[vm_op].ctx == CR_CTX_KERNEL && n->kind == CR_VK_SCALAR)
+            return cr_fail(err, CR_ERR_RUNTIME, "graph: node %u (%s) is a scalar of a kernel-only op", i, name);
         for (int k = 0; k < n->n_in; k++) {
             uint32_t in = n->in[k];
             if (in >= i)

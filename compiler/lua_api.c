@@ -280,6 +280,18 @@ static int l_where(lua_State *S)
     return 1;
 }
 
+/* a * b + c with one rounding (torch's contracted addcmul_). Kernel-only:
+ * at least one operand must be a tensor, row or column vector. */
+static int l_fma(lua_State *S)
+{
+    uint32_t ins[3] = { arg_node(S, 1), arg_node(S, 2), arg_node(S, 3) };
+    if (node_at(S, ins[0])->kind == CR_VK_SCALAR && node_at(S, ins[1])->kind == CR_VK_SCALAR &&
+        node_at(S, ins[2])->kind == CR_VK_SCALAR)
+        luaL_error(S, "cr.fma needs a tensor, row or column vector operand (scalars: write a * b + c)");
+    push_value(S, build(S, CR_GOP_FMA, ins, 3, false));
+    return 1;
+}
+
 static int l_clamp(lua_State *S)
 {
     uint32_t x = arg_node(S, 1), lo = arg_node(S, 2), hi = arg_node(S, 3);
@@ -609,6 +621,20 @@ static int l_rand(lua_State *S)
     return 1;
 }
 
+/* 1 on the last m elements of x's tensor (flattened, element order), 0
+ * elsewhere: which elements torch's stacked sum adds in its tail order
+ * (common.lua sum_of). m is a Lua integer >= 0. */
+static int l_tail_mask(lua_State *S)
+{
+    uint32_t x = need_tensor(S, 1, "tail_mask");
+    if (!lua_isinteger(S, 2) || lua_tointeger(S, 2) < 0) luaL_error(S, "cr.tail_mask: the count must be an integer >= 0");
+    uint32_t m = make_const(S, (double)lua_tointeger(S, 2), CR_DTYPE_F64, false);
+    cr_node nd = { .op = CR_GOP_TAIL, .n_in = 1, .in = { m }, .kind = CR_VK_TENSOR, .dtype = CR_DTYPE_BOOL,
+                   .rdt = CR_DTYPE_F32, .domain = node_at(S, x)->domain };
+    push_value(S, add(S, &nd));
+    return 1;
+}
+
 static int l_error(lua_State *S)
 {
     const char *msg = luaL_checkstring(S, 1);
@@ -627,7 +653,7 @@ static int l_promote(lua_State *S)
 
 static const luaL_Reg cr_funcs[] = {
     {"abs", l_abs}, {"sign", l_sign}, {"sqrt", l_sqrt}, {"exp", l_exp}, {"log", l_log},
-    {"min", l_min}, {"max", l_max}, {"clamp", l_clamp}, {"where", l_where},
+    {"min", l_min}, {"max", l_max}, {"clamp", l_clamp}, {"where", l_where}, {"fma", l_fma},
     {"gt", l_gt}, {"ge", l_ge}, {"lt", l_lt}, {"le", l_le}, {"eq", l_eq}, {"ne", l_ne},
     {"land", l_and}, {"lor", l_or}, {"lnot", l_not}, {"neg", l_neg},
     {"add", l_add}, {"sub", l_sub}, {"mul", l_mul}, {"div", l_div},
@@ -641,7 +667,7 @@ static const luaL_Reg cr_funcs[] = {
     {"acos", l_acos}, {"sin", l_sin}, {"cos", l_cos}, {"trunc", l_trunc},
     {"np_acos", l_np_acos}, {"np_sin", l_np_sin}, {"np_cos", l_np_cos},
     {"topk_mask", l_topk_mask}, {"kth_largest_abs", l_kth_abs}, {"row_rank", l_row_rank},
-    {"rand", l_rand}, {"error", l_error}, {"promote", l_promote},
+    {"rand", l_rand}, {"tail_mask", l_tail_mask}, {"error", l_error}, {"promote", l_promote},
     {NULL, NULL}
 };
 

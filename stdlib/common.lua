@@ -3,14 +3,79 @@
 -- table (cr.sum_of, cr.task_vectors, ...), so methods call them directly.
 local M = {}
 
--- Sum of a list of values as torch's `stack(list).sum(dim=0)` computes it:
--- accumulated in float32 in list order, rounded once to the list's dtype.
+-- torch's multi_row_sum over a list of values (SumKernel.cpp): one
+-- accumulator chain in list order, cascaded every 16 values into 3 more
+-- levels (nil stands for torch's 0).
+local function add0(a, b)
+  if a == nil then return b end
+  if b == nil then return a end
+  return a + b
+end
+local function multi_row_sum(xs)
+  local n = #xs
+  local lg = 0
+  while (1 << lg) < n do lg = lg + 1 end
+  local power = math.max(4, lg // 4)
+  local step, mask = 1 << power, (1 << power) - 1
+  local acc, i = {}, 0
+  while i + step <= n do
+    for _ = 1, step do i = i + 1; acc[1] = add0(acc[1], xs[i]) end
+    for lev = 2, 4 do
+      acc[lev] = add0(acc[lev], acc[lev - 1])
+      acc[lev - 1] = nil
+      if i & (mask << ((lev - 1) * power)) ~= 0 then break end
+    end
+  end
+  while i < n do i = i + 1; acc[1] = add0(acc[1], xs[i]) end
+  for lev = 2, 4 do acc[1] = add0(acc[1], acc[lev]) end
+  return acc[1]
+end
+-- torch's row_sum: four interleaved chains (values k, k+4, k+8, ...), the
+-- leftovers added to the first, then ((p1 + p2) + p3) + p4.
+local function row_sum(xs)
+  local q = #xs // 4
+  local p = {}
+  for k = 1, 4 do
+    local part = {}
+    for r = 0, q - 1 do part[#part + 1] = xs[4 * r + k] end
+    p[k] = q > 0 and multi_row_sum(part) or nil
+  end
+  for i = 4 * q + 1, #xs do p[1] = add0(p[1], xs[i]) end
+  return add0(add0(add0(p[1], p[2]), p[3]), p[4])
+end
+
+-- Sum of a list of values as torch's `stack(list).sum(dim=0)` computes it
+-- (spec/mergekit-0.1.5.md R3): accumulated in float32 (float64 for f64),
+-- rounded once to the list's dtype, 0 + … (an all −0 sum is +0). Element
+-- j of an N-element tensor: for j < 32·⌊N/32⌋ (16·⌊N/16⌋ for f64) the
+-- models in list order (multi_row_sum), for the last N mod 32 row_sum's
+-- interleaved order — another order from 5 values on; tensors under 8
+-- elements (16 for bf16/f16, 4 for f64) use 4·⌊N/4⌋. A list of scalars is
+-- a contiguous 1-D sum (R4: torch_sum_scalars). Row or column vectors are
+-- summed in list order (torch's outer order up to 4 values).
+-- Checked against torch 2.15 for 1-70 values and 2-720 elements.
 function M.sum_of(list)
   local dt = list[1].dtype
   for i = 2, #list do dt = cr.promote(dt, list[i].dtype) end
-  local acc = list[1]:cast("float32")
-  for i = 2, #list do acc = acc + list[i]:cast("float32") end
-  return acc:cast(dt)
+  local acc_dt = dt == "float64" and "float64" or "float32"
+  local xs, x1, other = {}, nil, false
+  for i, v in ipairs(list) do
+    xs[i] = v:cast(acc_dt)
+    if v.kind == "tensor" then x1 = x1 or v elseif v.kind ~= "scalar" then other = true end
+  end
+  if x1 == nil and not other then
+    return (M.torch_sum_scalars(xs, dt ~= "float32" and dt ~= "float64") + 0):cast(dt)
+  end
+  local s = multi_row_sum(xs)
+  if #xs > 4 and not other then
+    local N = x1.numel
+    local small = dt == "float32" and 8 or dt == "float64" and 4 or 16
+    local block = dt == "float64" and 16 or 32
+    local lim = N >= small and block * (N // block) or 4 * (N // 4)
+    if lim == 0 then s = row_sum(xs)
+    elseif lim < N then s = cr.where(cr.tail_mask(x1, N - lim), row_sum(xs), s) end
+  end
+  return (s + 0):cast(dt)
 end
 
 -- torch's 1-D sum of a few float32 scalars (torch.stack(list).sum() /
@@ -18,20 +83,24 @@ end
 -- came from bf16/f16, loaded 16 at a time) or fewer than 8 values,
 -- row_sum's four interleaved accumulators, the leftovers added to the
 -- first, then ((p0 + p1) + p2) + p3; else 8 lanes over whole vectors of 8,
--- 0 plus the leftover values in order, plus lane 0 … lane 7.
+-- 0 plus the leftover values in order, plus lane 0 … lane 7. float64
+-- values use 4 lanes (a vector of 4 doubles) from 4 values on. Checked
+-- against torch 2.15 for 1-15 values, f32 and f64 (whole vectors beyond 3,
+-- from 32 f32 values, would need row_sum over the vectors: not done).
 function M.torch_sum_scalars(list, reduced)
   local n = #list
-  if reduced and n >= 16 or not reduced and n >= 8 then
-    local nv = n // 8
+  local W = list[1].dtype == "float64" and 4 or 8
+  if reduced and n >= 16 or not reduced and n >= W then
+    local nv = n // W
     local lanes = {}
-    for l = 1, 8 do
+    for l = 1, W do
       local a = list[l]
-      for v = 1, nv - 1 do a = a + list[v * 8 + l] end
+      for v = 1, nv - 1 do a = a + list[v * W + l] end
       lanes[l] = a
     end
     local s = nil
-    for i = nv * 8 + 1, n do s = s and s + list[i] or list[i] end
-    for l = 1, 8 do s = s and s + lanes[l] or lanes[l] end
+    for i = nv * W + 1, n do s = s and s + list[i] or list[i] end
+    for l = 1, W do s = s and s + lanes[l] or lanes[l] end
     return s
   end
   local q = n - n % 4

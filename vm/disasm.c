@@ -107,6 +107,9 @@ static void comment(const cr_program *p, const cr_insn *in, char *buf, size_t n)
     case CR_OP_RAND:
         snprintf(buf, n, "stream key %" PRIu64, p->streams[in->a].key);
         return;
+    case CR_OP_TAIL:
+        snprintf(buf, n, "1 on the last s%u (init %g) elements", in->a, p->scalar_init[in->a]);
+        return;
     default:
         snprintf(buf, n, "%s", info->synopsis);
         if ((info->flags & CR_OPF_ELEM) && in->dtype != CR_DTYPE_F32 && in->dtype != CR_DTYPE_F64) {

@@ -172,8 +172,10 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
         const cr_op_info *info = &cr_op_table[in->op];
         if (info->flags & CR_OPF_ELEM) {
             /* elementwise value ops (ops.def ELEM): the ISA's unary and
-             * binary tables take the op; WHERE is the one ternary op */
-            if (in->op == CR_OP_WHERE) {
+             * binary tables take the op; WHERE and FMA are the ternary ops */
+            if (in->op == CR_OP_FMA) {
+                K->fma(d, REG(in->a), REG(in->b), REG(in->c), n);
+            } else if (in->op == CR_OP_WHERE) {
                 if (in->dtype == CR_DTYPE_BF16) { K->where_bf16(d, REG(in->a), REG(in->b), REG(in->c), n); continue; }
                 K->where(d, REG(in->a), REG(in->b), REG(in->c), n);
             } else if (info->kinds[2] == 'v') {
@@ -228,6 +230,13 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
                 d[i] = (float)w[col];
                 if (++col == k->cols) col = 0;
             }
+            break;
+        }
+        case CR_OP_TAIL: {
+            /* the last m elements of the domain: global index >= n - m */
+            double m_ = m->scal[in->a];
+            uint64_t start = m_ >= (double)j->n ? 0 : j->n - (uint64_t)m_;
+            for (size_t i = 0; i < n; i++) d[i] = base + i >= start ? 1.0f : 0.0f;
             break;
         }
         case CR_OP_RAND:

@@ -495,6 +495,16 @@ def cases():
         note="0.1.5 promotes the group to float32; 0.1.4 cast to the base's dtype")
     add("ties_bf16_5", "ties", {"models": [M(m, weight=w, density=0.5) for m, w in zip(five, wts)],
                                 "base_model": "base_bf16"}, releases=new)
+    # the same five in float32: weighted f32 deltas do not sum exactly, so
+    # torch's stacked-sum order (R3: row_sum's interleaving on the last
+    # N mod 32 elements of each tensor, all of a tensor under 8 elements'
+    # tail rule) shows, where the bf16 groups' sums are exact
+    add("ta_f32_5", "task_arithmetic", {"models": [M(m, weight=w) for m, w in zip(five, wts)],
+                                        "base_model": "base_bf16", "dtype": "float32"}, releases=new,
+        note="stacked-sum order (R3) on f32 sums of 5 models")
+    add("ties_f32_5", "ties", {"models": [M(m, weight=w, density=0.5) for m, w in zip(five, wts)],
+                               "base_model": "base_bf16", "dtype": "float32"}, releases=new,
+        note="stacked-sum order (R3) in the sign election, the masked sum and the weight sum")
     add("multislerp_bf16_5", "multislerp", {"models": [M(m, weight=w) for m, w in zip(five, wts)]},
         tol=REDUCTION_TOL, releases=new)
     add("sce_bf16_5", "sce", {"models": [M(m) for m in five], "base_model": "base_bf16",

@@ -76,6 +76,10 @@ static void compare_table(const cr_kernels *K)
             S->where(r1, C, A, B, n);
             K->where(r2, C, A, B, n);
             CHECK_MSG(!diff_bits(r1, r2, n, &w), "%s where n=%zu: element %zu differs", K->name, n, w);
+            S->fma(r1, A, B, C, n);
+            K->fma(r2, A, B, C, n);
+            CHECK_MSG(!diff_bits(r1, r2, n, &w), "%s fma n=%zu flavour %d: element %zu: %08x vs %08x", K->name, n, fl,
+                      w, *(uint32_t *)(void *)&r1[w], *(uint32_t *)(void *)&r2[w]);
             /* the fused bf16 entries are the op then round(BF16), in both tables */
             for (size_t u = 0; u < sizeof unary / sizeof *unary; u++) {
                 S->unary(unary[u], r1, A, n);
@@ -197,6 +201,31 @@ TEST(scalar_reference_known_values)
     CHECK(isnan(o[0]));
 }
 
+/* FMA rounds once (torch's contracted addcmul_), in every table, and its
+ * NaN is the first NaN operand whatever encoding the compiler chose */
+TEST(fma_rounds_once)
+{
+    const cr_kernels *tables[] = { &cr_kernels_scalar, &cr_kernels_avx2, &cr_kernels_avx512 };
+    float a[20], b[20], c[20], d[20];
+    for (int i = 0; i < 20; i++) { a[i] = b[i] = 1.0f + 0x1p-12f; c[i] = -1.0f; }
+    /* a*b = 1 + 2^-11 + 2^-24: rounded first it would lose the 2^-24 */
+    a[3] = bits(0x7fa00001u);                     /* signalling NaN a: returned quiet */
+    b[3] = bits(0xffc00002u);
+    b[5] = bits(0xffc00002u); c[5] = bits(0x7fc00003u);   /* b before c */
+    a[17] = INFINITY; b[17] = 0.0f;              /* inf * 0: the default NaN */
+    c[19] = bits(0x7fc00003u);
+    for (size_t t = 0; t < 3; t++) {
+        if (!cr_kernels_supported(tables[t])) continue;
+        tables[t]->fma(d, a, b, c, 20);
+        for (int i = 0; i < 20; i++) {
+            uint32_t want = i == 3 ? 0x7fe00001u : i == 5 ? 0xffc00002u : i == 17 ? 0xffc00000u
+                            : i == 19 ? 0x7fc00003u : cr_f32_bits(0x1p-11f + 0x1p-24f);
+            CHECK_MSG(cr_f32_bits(d[i]) == want, "%s fma element %d: %08x, want %08x", tables[t]->name, i,
+                      cr_f32_bits(d[i]), want);
+        }
+    }
+}
+
 TEST(pick_isa)
 {
     const cr_kernels *k;
@@ -211,6 +240,7 @@ TEST(pick_isa)
 int main(void)
 {
     RUN(scalar_reference_known_values);
+    RUN(fma_rounds_once);
     RUN(pick_isa);
     RUN(simd_tables_match_scalar);
     RUN(uniform_matches_scalar);

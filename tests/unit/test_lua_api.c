@@ -135,6 +135,60 @@ TEST(reductions_and_selection)
     teardown(&f);
 }
 
+/* cr.fma builds one FMA node of torch's result dtype (a bf16 tensor with a
+ * float32 accumulator: float32); all-scalar operands are refused (the op
+ * runs only in kernels), and the verifier refuses a scalar FMA node */
+TEST(fma_node)
+{
+    fixture f;
+    REQUIRE(setup(&f, CR_DTYPE_BF16));
+    cr_error err = {0};
+    uint32_t r = run(&f, "local x = ctx.inputs[1]\n"
+                         "local w = cr.const(0.3, 'float32')\n"
+                         "local acc = cr.fma(x:cast('float32'), w, 0)\n"
+                         "return cr.fma(ctx.inputs[2], w, acc)", &err);
+    CHECK_MSG(r != CR_NO_NODE, "%s", err.msg);
+    REQUIRE(r != CR_NO_NODE);
+    CHECK_EQ_INT(f.g.nodes[r].op, CR_GOP_FMA);
+    CHECK_EQ_INT(f.g.nodes[r].dtype, CR_DTYPE_F32);
+    CHECK_EQ_INT(f.g.nodes[r].kind, CR_VK_TENSOR);
+    CHECK_EQ_INT(f.g.nodes[f.g.nodes[r].in[2]].op, CR_GOP_FMA);
+    CHECK(cr_graph_verify(&f.g, &err) == CR_OK);
+    /* an FMA of three scalars, built by hand, is refused */
+    cr_node c = { .op = CR_GOP_CONST, .dtype = CR_DTYPE_F32, .rdt = CR_DTYPE_F32, .kind = CR_VK_SCALAR,
+                  .domain = CR_NO_DOMAIN, .value = 1 };
+    uint32_t k = cr_graph_add(&f.g, &c);
+    cr_node m = { .op = CR_GOP_FMA, .n_in = 3, .in = { k, k, k }, .dtype = CR_DTYPE_F32, .rdt = CR_DTYPE_F32,
+                  .kind = CR_VK_SCALAR, .domain = CR_NO_DOMAIN };
+    cr_graph_add(&f.g, &m);
+    CHECK(cr_graph_verify(&f.g, &err) != CR_OK);
+    CHECK_CONTAINS(err.msg, "kernel-only");
+    CHECK(run(&f, "return cr.fma(cr.const(1, 'float32'), 2, 3)", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "cr.fma needs a tensor");
+    teardown(&f);
+}
+
+/* cr.tail_mask: a TAIL node over x's domain whose count is a constant;
+ * the count must be a non-negative integer */
+TEST(tail_mask_node)
+{
+    fixture f;
+    REQUIRE(setup(&f, CR_DTYPE_F32));
+    cr_error err = {0};
+    uint32_t r = run(&f, "return cr.tail_mask(ctx.inputs[1], 5)", &err);
+    CHECK_MSG(r != CR_NO_NODE, "%s", err.msg);
+    REQUIRE(r != CR_NO_NODE);
+    CHECK_EQ_INT(f.g.nodes[r].op, CR_GOP_TAIL);
+    CHECK_EQ_INT(f.g.nodes[r].kind, CR_VK_TENSOR);
+    CHECK_EQ_INT(f.g.nodes[r].domain, f.d);
+    CHECK(f.g.nodes[f.g.nodes[r].in[0]].op == CR_GOP_CONST && f.g.nodes[f.g.nodes[r].in[0]].value == 5);
+    CHECK(cr_graph_verify(&f.g, &err) == CR_OK);
+    CHECK(run(&f, "return cr.tail_mask(ctx.inputs[1], 1.5)", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "integer");
+    CHECK(run(&f, "return cr.tail_mask(ctx.inputs[1], -1)", &err) == CR_NO_NODE);
+    teardown(&f);
+}
+
 /* the library-order reductions build SUM / ROWSUM nodes tagged with their
  * summation order (the emitter picks RSUM_NP, RSSQ_BLAS, RSUM_TORCH, ... by
  * it), and cse keeps differently ordered sums of one value apart */
@@ -453,6 +507,8 @@ int main(void)
     RUN(dtype_rules);
     RUN(precise_rounds_f32);
     RUN(reductions_and_selection);
+    RUN(fma_node);
+    RUN(tail_mask_node);
     RUN(library_order_reductions);
     RUN(errors_name_file_and_line);
     RUN(sandbox);

@@ -5,7 +5,7 @@
  * any x86-64. bf16 rounding is the integer RNE sequence of scalar_ops.h;
  * f16 uses F16C with NaN lanes replaced by a canonical quiet NaN first, so
  * the result matches the reference bit for bit. No FMA instruction is used
- * (it would change the last bit of a*b+c).
+ * (it would change the last bit of a*b+c) except by the fma entry.
  */
 #include "kernels.h"
 #include "scalar_ops.h"
@@ -26,6 +26,8 @@
 #define vmul _mm256_mul_ps
 #define vdiv _mm256_div_ps
 #define vsqrt _mm256_sqrt_ps
+#define vfma _mm256_fmadd_ps
+#define vany_nan(x) (_mm256_movemask_ps(_mm256_cmp_ps(x, x, _CMP_UNORD_Q)) != 0)
 #define vmin_raw _mm256_min_ps
 #define vmax_raw _mm256_max_ps
 #define vcmp(a, b, p) _mm256_cmp_ps(a, b, p)

@@ -27,6 +27,8 @@
 #define vmul _mm512_mul_ps
 #define vdiv _mm512_div_ps
 #define vsqrt _mm512_sqrt_ps
+#define vfma _mm512_fmadd_ps
+#define vany_nan(x) (_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q) != 0)
 #define vmin_raw _mm512_min_ps
 #define vmax_raw _mm512_max_ps
 #define vcmp(a, b, p) _mm512_cmp_ps_mask(a, b, p)

@@ -4,9 +4,9 @@
  * row segment of one). The scalar table (scalar.c) is the reference; the
  * AVX2 and AVX-512 tables must give bit-identical results for every entry
  * (tests/unit/test_kernels.c checks it on sizes that hit every tail):
- * elementwise ops use no FMA and the same NaN rules, and sums accumulate in
- * the same eight f64 lanes in the same order (see sum8 below), so even
- * reductions do not depend on the ISA. The table is chosen once per run
+ * elementwise ops use no FMA (the fma entry aside) and the same NaN rules,
+ * and sums accumulate in the same eight f64 lanes in the same order (see
+ * sum8 below), so even reductions do not depend on the ISA. The table is chosen once per run
  * (cr_kernels_pick); nothing in the interpreter names an ISA.
  */
 #ifndef CR_KERNELS_H
@@ -23,6 +23,8 @@ typedef struct cr_kernels {
     void (*binary)(cr_op op, float *d, const float *a, const float *b, size_t n);
     /* d = c != 0 ? a : b */
     void (*where)(float *d, const float *c, const float *a, const float *b, size_t n);
+    /* d = a * b + c rounded once (FMA; NaN rule of scalar_ops.h el_fma) */
+    void (*fma)(float *d, const float *a, const float *b, const float *c, size_t n);
     /* round in place to BF16 or F16 and back (other dtypes: no-op) */
     void (*round)(cr_dtype t, float *x, size_t n);
     /* n contiguous elements of dtype t -> f32 (F16, BF16, F32, F64, F8_*) */

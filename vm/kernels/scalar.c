@@ -50,6 +50,11 @@ static void s_where(float *d, const float *c, const float *a, const float *b, si
     for (size_t i = 0; i < n; i++) d[i] = c[i] != 0 ? a[i] : b[i];
 }
 
+static void s_fma(float *d, const float *a, const float *b, const float *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++) d[i] = el_fma(a[i], b[i], c[i]);
+}
+
 static void s_round(cr_dtype t, float *x, size_t n)
 {
     if (t == CR_DTYPE_BF16) for (size_t i = 0; i < n; i++) x[i] = el_round_bf16(x[i]);
@@ -126,7 +131,7 @@ static unsigned s_stoppers(const uint32_t *w, unsigned n, uint32_t pivot_key, ui
 }
 
 const cr_kernels cr_kernels_scalar = {
-    "scalar", s_unary, s_binary, s_where, s_round, s_load, s_store, s_sum8, s_unary_bf16, s_binary_bf16, s_where_bf16,
+    "scalar", s_unary, s_binary, s_where, s_fma, s_round, s_load, s_store, s_sum8, s_unary_bf16, s_binary_bf16, s_where_bf16,
     cr_rng_uniform, s_stoppers
 };
 

@@ -6,7 +6,11 @@
  *   min/max: a NaN operand is returned (a's if both are NaN);
  *   sign: NaN -> the same NaN, +-0 -> +0;
  *   comparisons are false on NaN except ne (true), as in C;
- *   and/or/not/where test `x != 0`, so NaN counts as true.
+ *   and/or/not/where test `x != 0`, so NaN counts as true;
+ *   fma: the first NaN operand (a, b, c), quietened; a NaN made from
+ *   numbers (inf * 0, inf - inf) is x86's default NaN 0xffc00000 (the
+ *   instruction's own choice among NaN operands depends on the encoding
+ *   the compiler picks, so it is not left to it).
  * f32 -> f16 keeps subnormals, overflows to inf, and writes every NaN as
  * sign | 0x7E00 (payloads are not kept; torch's scalar path does the same).
  */
@@ -23,6 +27,16 @@ static inline float el_max(float a, float b) { return a != a ? a : b != b ? b : 
 static inline float el_sign(float a) { return a != a ? a : a > 0 ? 1.0f : a < 0 ? -1.0f : 0.0f; }
 static inline float el_abs(float a) { return cr_bits_f32(cr_f32_bits(a) & 0x7fffffffu); }
 static inline float el_neg(float a) { return cr_bits_f32(cr_f32_bits(a) ^ 0x80000000u); }
+
+static inline float el_fma(float a, float b, float c)
+{
+    float r = fmaf(a, b, c);
+    if (r == r) return r;
+    if (a != a) return cr_bits_f32(cr_f32_bits(a) | 0x00400000u);
+    if (b != b) return cr_bits_f32(cr_f32_bits(b) | 0x00400000u);
+    if (c != c) return cr_bits_f32(cr_f32_bits(c) | 0x00400000u);
+    return cr_bits_f32(0xffc00000u);
+}
 
 static inline uint32_t el_bf16_round_bits(uint32_t u)
 {

@@ -8,7 +8,8 @@
  *   VF, VM                  vector of floats, comparison mask
  *   TARGET                  function attribute enabling the ISA
  *   vload(p) vstore(p,x) vset1(f)
- *   vadd vsub vmul vdiv vsqrt
+ *   vadd vsub vmul vdiv vsqrt vfma(a, b, c) (a * b + c, one rounding)
+ *   vany_nan(x)             does any lane of x hold a NaN?
  *   vmin_raw vmax_raw       x86 semantics: (a < b ? a : b), b if either is NaN
  *   vcmp(a, b, PRED)        _CMP_* predicate -> VM
  *   vblend(m, f, t)         m ? t : f
@@ -33,6 +34,19 @@
 #undef RND
 #undef SUFFIX
 
+
+/* FMA lanes; a vector with a NaN result is redone by the reference, whose
+ * NaN rule does not depend on the instruction encoding */
+static TARGET void v_fma(float *d, const float *a, const float *b, const float *c, size_t n)
+{
+    size_t i = 0, nv = n / VW * VW;
+    for (; i < nv; i += VW) {
+        VF r = vfma(vload(a + i), vload(b + i), vload(c + i));
+        if (vany_nan(r)) cr_kernels_scalar.fma(d + i, a + i, b + i, c + i, VW);
+        else vstore(d + i, r);
+    }
+    cr_kernels_scalar.fma(d + i, a + i, b + i, c + i, n - i);
+}
 
 static TARGET void v_round(cr_dtype t, float *x, size_t n)
 {
@@ -74,6 +88,6 @@ static TARGET void v_sum8(const float *a, size_t n, double lanes[8])
 }
 
 const cr_kernels TABLE = {
-    ISA_NAME, v_unary, v_binary, v_where, v_round, v_load, v_store, v_sum8, v_unary_bf16, v_binary_bf16, v_where_bf16,
+    ISA_NAME, v_unary, v_binary, v_where, v_fma, v_round, v_load, v_store, v_sum8, v_unary_bf16, v_binary_bf16, v_where_bf16,
     cr_rng_uniform_avx2, cr_stoppers_avx2
 };

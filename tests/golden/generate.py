@@ -25,9 +25,7 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-VENV = os.path.join(HERE, ".venv")
 MODELS = os.path.join(HERE, "models")
-CASES = os.path.join(HERE, "cases")
 SEED = 42
 
 # mergekit 0.1.4 is the version merge-methods.md describes; 0.1.5 (newest on
@@ -37,7 +35,54 @@ SEED = 42
 # drags in ~4 GB of CUDA libraries but installs in a few minutes.
 # transformers 5.x breaks mergekit 0.1.4 (pydantic cannot build
 # ConfiguredModuleArchitecture around the v5 PretrainedConfig), so 4.57.6.
-PINS = ["mergekit==0.1.4", "torch==2.15.0", "transformers==4.57.6", "numpy==2.4.6", "pyyaml"]
+#
+# Each mergekit release has its own venv and its own folder of cases
+# (`--mergekit 0.1.5`); crucible runs each case with `--mergekit-version`
+# set to the release that made it (tests/unit/test_golden.c). mergekit 0.1.5
+# needs transformers 5.
+RELEASES = {
+    "0.1.4": {"venv": ".venv", "cases": "cases",
+              "pins": ["mergekit==0.1.4", "torch==2.15.0", "transformers==4.57.6", "numpy==2.4.6", "pyyaml"]},
+    "0.1.5": {"venv": ".venv-0.1.5", "cases": "cases-0.1.5",
+              "pins": ["mergekit==0.1.5", "torch==2.15.0", "transformers==5.25.0", "numpy==2.4.6", "pyyaml"]},
+}
+RELEASE = "0.1.4"
+VENV = os.path.join(HERE, RELEASES[RELEASE]["venv"])
+CASES = os.path.join(HERE, RELEASES[RELEASE]["cases"])
+PINS = RELEASES[RELEASE]["pins"]
+
+
+def select_release(version):
+    global RELEASE, VENV, CASES, PINS
+    RELEASE = version
+    VENV = os.path.join(HERE, RELEASES[version]["venv"])
+    CASES = os.path.join(HERE, RELEASES[version]["cases"])
+    PINS = RELEASES[version]["pins"]
+
+
+def models_for_transformers5():
+    """transformers 5 refuses an odd rotary dimension (the fixtures' head_dim
+    is 5: hidden 20 / 4 heads) when mergekit 0.1.5 loads a config. No merge
+    reads head_dim, so 0.1.5 runs on a copy of models/ whose configs say 6
+    (tensors hard-linked, bytes unchanged); crucible merges models/ itself."""
+    global MODELS
+    src = MODELS
+    dst = os.path.join(HERE, ".out", "models-head-dim-6")
+    shutil.rmtree(dst, ignore_errors=True)
+    for name in sorted(os.listdir(src)):
+        os.makedirs(os.path.join(dst, name))
+        for f in os.listdir(os.path.join(src, name)):
+            s, d = os.path.join(src, name, f), os.path.join(dst, name, f)
+            if f != "config.json":
+                os.link(s, d)
+                continue
+            with open(s) as fh:
+                cfg = json.load(fh)
+            if cfg.get("head_dim", 0) % 2:
+                cfg["head_dim"] += 1
+            with open(d, "w") as fh:
+                json.dump(cfg, fh, indent=2)
+    MODELS = dst
 
 
 def ensure_venv():
@@ -230,12 +275,17 @@ def M(model, **params):
 def cases():
     c = []
 
-    def add(name, method, recipe, kind=DET, tol=None, stat=None, note=None):
+    def add(name, method, recipe, kind=DET, tol=None, stat=None, note=None, options=None, releases=None):
+        """options: MergeOptions fields (true flags), passed to crucible as
+        --flag-name; releases: the mergekit releases the case exists for
+        (None: every one)."""
         recipe = dict(recipe)
         recipe["merge_method"] = method
+        if releases and RELEASE not in releases:
+            return
         c.append({"name": name, "method": method, "recipe": recipe, "kind": kind,
                   "tolerance": tol or {"min_exact_fraction": 0.9999, "max_ulp": 1},
-                  "stat": stat, "note": note})
+                  "stat": stat, "note": note, "options": options})
 
     # linear
     add("linear_f32", "linear", {"models": [M("a", weight=0.6), M("b", weight=0.4), M("c", weight=0.3)]})
@@ -248,7 +298,11 @@ def cases():
     add("linear_out_dtype", "linear", {"models": [M("a", weight=0.6), M("b", weight=0.4)],
                                        "dtype": "float32", "out_dtype": "bfloat16"})
     add("linear_negative", "linear", {"models": [M("a", weight=1.5), M("b", weight=-0.5)]})
-    add("linear_vocab", "linear", {"models": [M("a", weight=0.5), M("b_v71", weight=0.5)]})
+    # vocabularies of 67 and 71 rows: 0.1.4 merges the common rows silently;
+    # 0.1.5 refuses unless told to truncate (--unsafe-truncate-embeddings)
+    add("linear_vocab", "linear", {"models": [M("a", weight=0.5), M("b_v71", weight=0.5)]}, releases=["0.1.4"])
+    add("linear_vocab_truncate", "linear", {"models": [M("a", weight=0.5), M("b_v71", weight=0.5)]},
+        options={"unsafe_truncate_embeddings": True}, releases=["0.1.5"])
     add("linear_filters_gradient", "linear", {
         "models": [M("deep_a", weight=[{"filter": "mlp", "value": [0.0, 0.3, 1.0]}, {"value": 0.5}]),
                    M("deep_base", weight=1.0)]})
@@ -295,7 +349,10 @@ def cases():
     add("ta_f16", "task_arithmetic", {"models": [M("a_f16", weight=0.7), M("b_f16", weight=0.5)],
                                       "base_model": "base_f16"})
     add("ta_vocab", "task_arithmetic", {"models": [M("a", weight=0.5), M("b_v71", weight=0.5)],
-                                        "base_model": "base"})
+                                        "base_model": "base"}, releases=["0.1.4"])
+    add("ta_vocab_truncate", "task_arithmetic", {"models": [M("a", weight=0.5), M("b_v71", weight=0.5)],
+                                                 "base_model": "base"},
+        options={"unsafe_truncate_embeddings": True}, releases=["0.1.5"])
     # ties
     add("ties_d05", "ties", {"models": [M("a", weight=1.0, density=0.5), M("b", weight=0.6, density=0.5),
                                         M("c", weight=0.4, density=0.3)], "base_model": "base"})
@@ -404,6 +461,41 @@ def cases():
     add("arcee_fusion_wide_f32", "arcee_fusion", {"models": [M("wide_b_bf16")], "base_model": "wide_base_bf16",
                                                   "dtype": "float32"},
         tol=REDUCTION_TOL, note="rows of 72 in float32")
+    # 0.1.5 matrix additions (spec/mergekit-0.1.5.md §8): groups of 5-6
+    # inputs, where torch's stacked sum (R3) adds the last N mod 32 elements
+    # of a tensor in another order than model order; f32 accumulation of
+    # linear with bf16 weights; mixed input dtypes without `dtype:`
+    five = ["a_bf16", "b_bf16", "c_bf16", "d_bf16", "e_bf16"]
+    wts = [0.35, 0.1, 0.3, 0.15, 0.25]
+    new = ["0.1.5"]
+    add("linear_bf16_6", "linear", {"models": [M("base_bf16", weight=0.2)] +
+                                    [M(m, weight=w) for m, w in zip(five, wts)]}, releases=new)
+    add("linear_bf16_nonorm_5", "linear", {"models": [M(m, weight=w) for m, w in zip(five, wts)],
+                                           "parameters": {"normalize": False}}, releases=new)
+    add("linear_mixed_dtype", "linear", {"models": [M("a", weight=0.6), M("b_bf16", weight=0.4)]}, releases=new)
+    add("ta_bf16_5", "task_arithmetic", {"models": [M(m, weight=w) for m, w in zip(five, wts)],
+                                         "base_model": "base_bf16"}, releases=new)
+    add("ta_mixed_dtype", "task_arithmetic", {"models": [M("a", weight=0.7), M("b_bf16", weight=0.5)],
+                                              "base_model": "base_bf16"}, releases=new,
+        note="0.1.5 promotes the group to float32; 0.1.4 cast to the base's dtype")
+    add("ties_bf16_5", "ties", {"models": [M(m, weight=w, density=0.5) for m, w in zip(five, wts)],
+                                "base_model": "base_bf16"}, releases=new)
+    add("multislerp_bf16_5", "multislerp", {"models": [M(m, weight=w) for m, w in zip(five, wts)]},
+        tol=REDUCTION_TOL, releases=new)
+    add("sce_bf16_5", "sce", {"models": [M(m) for m in five], "base_model": "base_bf16",
+                              "parameters": {"select_topk": 0.3}}, tol=REDUCTION_TOL, releases=new)
+    add("nuslerp_bf16_t03", "nuslerp", {"models": [M("a_bf16", weight=0.3), M("b_bf16", weight=0.7)],
+                                        "base_model": "base_bf16"}, tol=REDUCTION_TOL, releases=new,
+        note="t = 0.7 is not a bf16 value: c(1-t) stays f32 in torch")
+    add("breadcrumbs_ties_5", "breadcrumbs_ties", {"models": [M(m, weight=w, density=0.7, gamma=0.05)
+                                                             for m, w in zip(five, wts)],
+                                                  "base_model": "base_bf16"}, releases=new)
+    add("dare_linear_d1_5", "dare_linear", {"models": [M(m, weight=w, density=1.0) for m, w in zip(five, wts)],
+                                            "base_model": "base_bf16"}, releases=new)
+    add("model_stock_bf16_4", "model_stock", {"models": [M(m) for m in five[:4]], "base_model": "base_bf16"},
+        tol=REDUCTION_TOL, releases=new, note="mean of 6 bf16 cosines")
+    add("karcher_bf16_5", "karcher", {"models": [M(m) for m in five]}, tol=REDUCTION_TOL, releases=new)
+    add("ram_bf16_5", "ram", {"models": [M(m) for m in five], "base_model": "base_bf16"}, releases=new)
     # passthrough
     add("passthrough_slices", "passthrough", {"slices": [
         {"sources": [{"model": "a", "layer_range": [0, 2]}]},
@@ -440,7 +532,8 @@ def run_case(case):
     try:
         cfg = MergeConfiguration.model_validate(yaml.safe_load(text))
         opts = MergeOptions(random_seed=SEED, copy_tokenizer=False, out_shard_size=10**12,
-                            write_model_card=False, quiet=True, lazy_unpickle=False)
+                            write_model_card=False, quiet=True, lazy_unpickle=False,
+                            **(case.get("options") or {}))
         torch.set_num_threads(1)      # fixed reduction order
         run_merge(cfg, tmp, options=opts, config_source=text)
     finally:
@@ -455,6 +548,8 @@ def run_case(case):
     }
     if case["stat"]:
         meta["stat"] = case["stat"]
+    if case.get("options"):
+        meta["options"] = case["options"]
     if case["note"]:
         meta["note"] = case["note"]
     with open(os.path.join(d, "case.json"), "w") as f:
@@ -539,7 +634,11 @@ def register_ram():
 
 def mergekit_version():
     import importlib.metadata as md
-    return {k: md.version(k) for k in ("mergekit", "torch", "transformers", "numpy", "safetensors")}
+    import torch
+    v = {k: md.version(k) for k in ("mergekit", "torch", "transformers", "numpy", "safetensors")}
+    if RELEASE != "0.1.4":      # the 0.1.4 cases were made on an AVX2 host, before this was recorded
+        v["aten_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    return v
 
 
 # --------------------------------------------------------------------------
@@ -755,13 +854,26 @@ def main():
     ap.add_argument("--only", help="run only cases whose name contains this")
     ap.add_argument("--no-models", action="store_true", help="keep existing models/")
     ap.add_argument("--no-vectors", action="store_true")
+    ap.add_argument("--mergekit", choices=sorted(RELEASES), default="0.1.4",
+                    help="the mergekit release to run (its own venv and cases folder)")
     args = ap.parse_args()
+    select_release(args.mergekit)
+    # torch's and MKL's kernels as dispatched on an AVX2 host (the 0.1.4
+    # goldens' host; crucible reproduces that dispatch: spec/compat.md)
+    os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
+    os.environ.setdefault("MKL_ENABLE_INSTRUCTIONS", "AVX2")
     ensure_venv()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import logging
     logging.disable(logging.WARNING)
-    pin_model_order()
-    register_ram()
+    if RELEASE == "0.1.4":
+        pin_model_order()
+        register_ram()
+    else:
+        # the models are the 0.1.4 run's (bytes unchanged); the vectors are
+        # 0.1.4's per-tensor API
+        args.no_models = args.no_vectors = True
+        models_for_transformers5()
     if not args.no_models:
         build_models()
     failed = []

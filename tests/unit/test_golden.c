@@ -41,7 +41,7 @@
 
 #define GT_ROOT "tests/golden"
 #define GT_MAX_TENSORS 256
-#define GT_MAX_METHODS 32
+#define GT_MAX_METHODS 64
 
 typedef enum gt_dtype { GT_F32, GT_BF16, GT_F16, GT_F64 } gt_dtype;
 
@@ -418,9 +418,32 @@ done:
 
 typedef enum gt_run { GT_RUN_OK, GT_RUN_NOT_IMPLEMENTED, GT_RUN_FAILED } gt_run;
 
-static gt_run gt_merge(const char *bin, const char *recipe, const char *out, const char *mk_version,
+/* The mergekit release a case was generated with (case.json's
+ * "mergekit": {"mergekit": "0.1.5"}); crucible is run with it. */
+static const char *gt_case_version(const cJSON *meta)
+{
+    const char *v = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(meta, "mergekit"), "mergekit"));
+    return v ? v : "?";
+}
+
+/* `crucible merge RECIPE OUT --mergekit-version V`, plus --FLAG for each
+ * true "options" key of case.json (mergekit's MergeOptions field names,
+ * unsafe_truncate_embeddings -> --unsafe-truncate-embeddings). */
+static gt_run gt_merge(const char *bin, const char *recipe, const char *out, const cJSON *meta,
                        char *log, size_t log_len)
 {
+    const char *argv[16] = { bin, "merge", recipe, out, "--mergekit-version", gt_case_version(meta) };
+    char flags[8][64];
+    int argc = 6, n_flags = 0;
+    const cJSON *opt;
+    cJSON_ArrayForEach(opt, cJSON_GetObjectItem(meta, "options")) {
+        if (!cJSON_IsTrue(opt) || n_flags == 8) continue;
+        char *f = flags[n_flags++];
+        snprintf(f, sizeof flags[0], "--%s", opt->string);
+        for (char *c = f + 2; *c; c++) if (*c == '_') *c = '-';
+        argv[argc++] = f;
+    }
+    argv[argc] = NULL;
     char log_path[600];
     snprintf(log_path, sizeof log_path, "%s.log", out);
     pid_t pid = fork();
@@ -429,7 +452,7 @@ static gt_run gt_merge(const char *bin, const char *recipe, const char *out, con
         int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); close(fd); }
         if (chdir(GT_ROOT "/models") != 0) _exit(127);
-        execl(bin, bin, "merge", recipe, out, "--mergekit-version", mk_version, (char *)NULL);
+        execv(bin, (char *const *)argv);
         _exit(127);
     }
     int st = 0;
@@ -456,14 +479,6 @@ static cJSON *gt_case_meta(const char *cname)
 static int gt_cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* The mergekit release a case was generated with (case.json's
- * "mergekit": {"mergekit": "0.1.5"}); crucible is run with it. */
-static const char *gt_case_version(const cJSON *meta)
-{
-    const char *v = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(meta, "mergekit"), "mergekit"));
-    return v ? v : "?";
 }
 
 /* Sorted case names "SET/NAME", SET being one folder of cases per mergekit
@@ -678,7 +693,7 @@ static bool gt_run_cases(const char *bin)
         snprintf(out, sizeof out, "%s/%s", tmp, cname);
         out[strlen(tmp) + strcspn(cname, "/") + 1] = '_';     /* one folder per case under tmp */
         snprintf(exp_dir, sizeof exp_dir, GT_ROOT "/%s", cname);
-        gt_run r = gt_merge(bin, recipe, out, gt_case_version(meta), log, sizeof log);
+        gt_run r = gt_merge(bin, recipe, out, meta, log, sizeof log);
         if (r == GT_RUN_NOT_IMPLEMENTED) {
             printf("SKIP golden merge cases: `crucible merge` is not implemented yet (%d cases not run)\n",
                    g_n_cases);

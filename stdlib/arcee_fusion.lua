@@ -6,7 +6,7 @@
 -- elements at random above that size; spec/compat.md). Result in f32 (QUIRK).
 -- F.softmax(x, dim=-1) is cr.torch_softmax_rows: torch's CPU kernel bit
 -- for bit (its sum order, SLEEF's exp, 1/S products; bf16/f16 rows in
--- float32, rounded once), in the AVX-512 host's lane order.
+-- float32, rounded once), in the lane order of an AVX2 host.
 local softmax_rows = cr.torch_softmax_rows
 
 return {

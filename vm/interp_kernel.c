@@ -315,10 +315,11 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
         }
         case CR_OP_SOFTMAX_TORCH: {
             /* rows are whole inside a chunk (the kernel runs it as one
-             * block); a bf16/f16 dtype picks torch's reduced-float kernel */
+             * block); a bf16/f16 dtype picks torch's reduced-float kernel;
+             * AVX2's lanes: the dispatch crucible reproduces (compat.md) */
             bool reduced = in->dtype == CR_DTYPE_BF16 || in->dtype == CR_DTYPE_F16;
             for (size_t i = 0; i < n; i += (size_t)k->cols)
-                cr_torch_softmax_row(REG(in->a) + i, d + i, k->cols, CR_TORCH_LANES_AVX512, reduced);
+                cr_torch_softmax_row(REG(in->a) + i, d + i, k->cols, CR_TORCH_LANES_AVX2, reduced);
             K->round((cr_dtype)in->dtype, d, n);
             break;
         }

@@ -9,9 +9,12 @@
  * std::exp (glibc's expf) and adds sequentially, then is rounded once. The
  * sum order (lanes, then a shuffle tree) depends on the vector width the
  * kernel was dispatched with: 8 float lanes on AVX2, 16 on AVX-512 (this
- * kernel is registered for AVX-512 too, unlike torch's sum kernels). This
- * file replays those float operations in scalar code (fmaf where SLEEF and
- * glibc fuse), so the result is the same on every host and ISA.
+ * kernel is registered for AVX-512 too, unlike torch's sum kernels, so
+ * torch 2.15 on an AVX-512 host takes 16 lanes unless
+ * ATEN_CPU_CAPABILITY=avx2; the VM op uses 8, the dispatch of the golden
+ * cases). This file replays those float operations in scalar code (fmaf
+ * where SLEEF and glibc fuse), so the result is the same on every host and
+ * ISA.
  *
  * Checked against torch 2.15.0 (tests/compat/torch_softmax.py and the
  * fixture it writes, tests/unit/test_torchsoftmax.c) and, exhaustively over

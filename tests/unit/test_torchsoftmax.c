@@ -1,7 +1,8 @@
 /* test_torchsoftmax.c — torch's CPU softmax (vm/torchsoftmax.c) agrees to
  * the bit with torch 2.15's F.softmax(x, dim=-1) on float32, bfloat16 and
  * float16 rows of every length 1..300, as dispatched with AVX2 (8 lanes)
- * and AVX-512 (16 lanes). The rows are replayed from the splitmix64
+ * and AVX-512 (16 lanes), and on bf16 rows where a correctly rounded
+ * stand-in rounds differently. The rows are replayed from the splitmix64
  * streams of tests/compat/torch_softmax.py, which recorded one FNV-1a hash
  * of torch's output bytes per length in tests/fixtures/torch_softmax.json.
  * The same rows' bf16/f16 x.sum(dim=-1) (arcee_fusion's KL row sums) hold
@@ -136,6 +137,33 @@ TEST(softmax_rows_match_torch)
             CHECK_MSG(dcode == 1 || stand_in_miss > 0, "%s, %u lanes: the stand-in matches every length", dt, lanes);
             n_sets++;
         }
+        /* bf16 rows (torch_softmax.py: find_bf16_rows) where the stand-in
+         * rounds to another bf16 under AVX2's order */
+        int n_rows = 0, stand_in_miss = 0;
+        const cJSON *row;
+        cJSON_ArrayForEach(row, cJSON_GetObjectItem(isa, "bf16_rows")) {
+            const cJSON *b = cJSON_GetObjectItem(row, "bits"), *want = cJSON_GetObjectItem(row, "softmax");
+            float x[300], y[300];
+            size_t n = (size_t)cJSON_GetArraySize(b);
+            REQUIRE(n <= 300 && (size_t)cJSON_GetArraySize(want) == n);
+            for (size_t i = 0; i < n; i++) x[i] = cr_bf16_to_f32((uint16_t)cJSON_GetArrayItem(b, (int)i)->valueint);
+            cr_torch_softmax_row(x, y, n, lanes, true);
+            int bad = 0, miss = 0;
+            float mx = x[0];
+            double sum = 0;
+            for (size_t i = 1; i < n; i++) mx = fmaxf(mx, x[i]);
+            for (size_t i = 0; i < n; i++) sum += (float)exp((double)(x[i] - mx));
+            for (size_t i = 0; i < n; i++) {
+                uint16_t w = (uint16_t)cJSON_GetArrayItem(want, (int)i)->valueint;
+                bad += cr_f32_to_bf16(y[i]) != w;
+                miss += cr_f32_to_bf16((float)exp((double)(x[i] - mx)) / (float)sum) != w;
+            }
+            CHECK_MSG(bad == 0, "bf16 row of %zu, %u lanes: %d elements differ from torch", n, lanes, bad);
+            stand_in_miss += miss > 0;
+            n_rows++;
+        }
+        CHECK(n_rows >= 3);
+        CHECK(lanes != CR_TORCH_LANES_AVX2 || stand_in_miss == n_rows);
     }
     CHECK_EQ_INT(n_sets, 6);
     cJSON_Delete(root);

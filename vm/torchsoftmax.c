@@ -17,9 +17,9 @@
  * ISA.
  *
  * Checked against torch 2.15.0 (tests/compat/torch_softmax.py and the
- * fixture it writes, tests/unit/test_torchsoftmax.c) and, exhaustively over
- * [-104, 88], against SLEEF's Sleef_expf8_u10avx2 / Sleef_expf16_u10avx512f
- * exported by libtorch_cpu.so and glibc 2.36's expf.
+ * fixture it writes, tests/unit/test_torchsoftmax.c) and, on every float
+ * in [-110, 105], against SLEEF's Sleef_expf8_u10avx2 and
+ * Sleef_expf16_u10avx512f in libtorch_cpu.so and glibc 2.36's expf.
  */
 #include "torchsoftmax.h"
 
@@ -37,22 +37,38 @@ static float f32_of(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
  * Software License, Version 1.0 (http://www.boost.org/LICENSE_1_0.txt). */
 static float pow2i(int q) { return f32_of((uint32_t)(q + 0x7f) << 23); }
 
+/* fmaf without a call where it is cheap: a*b is exact in double, so the
+ * double sum rounds once, and rounding that to float is the fused result
+ * unless it landed exactly on a float midpoint (or outside the normal
+ * float range), where the C library's fmaf decides. A build without FMA
+ * instructions calls fmaf out of line, ~4x the cost of this. */
+static float fma32(float a, float b, float c)
+{
+    double r = (double)a * (double)b + (double)c;
+    uint64_t u = f64_bits(r), e = u >> 52 & 0x7ff;
+    if (r == 0 || ((u & 0x1fffffff) != 0x10000000 && e >= 1023 - 126 && e <= 1023 + 127)) return (float)r;
+    return fmaf(a, b, c);
+}
+
 float cr_sleef_expf(float d)
 {
     if (isnan(d)) return d + d;
     if (d < -104.0f) return 0.0f;             /* vandnot(d < -104, u) */
     if (100.0f < d) return INFINITY;          /* vsel(100 < d, inf, u) */
-    int q = (int)nearbyintf(d * 1.442695040888963407359924681001892137426645954152985934135449406931f);
-    float qf = (float)q;
-    float s = fmaf(qf, -0.693145751953125f, d);
-    s = fmaf(qf, -1.428606765330187045e-06f, s);
+    /* round to nearest even: |d * log2(e)| < 2^22, so adding and
+     * subtracting 1.5 * 2^23 leaves the integer (cvtps2dq's rounding) */
+    float t = d * 1.442695040888963407359924681001892137426645954152985934135449406931f;
+    float qf = (t + 0x1.8p23f) - 0x1.8p23f;
+    int q = (int)qf;
+    float s = fma32(qf, -0.693145751953125f, d);
+    s = fma32(qf, -1.428606765330187045e-06f, s);
     float u = 0.000198527617612853646278381f;
-    u = fmaf(u, s, 0.00139304355252534151077271f);
-    u = fmaf(u, s, 0.00833336077630519866943359f);
-    u = fmaf(u, s, 0.0416664853692054748535156f);
-    u = fmaf(u, s, 0.166666671633720397949219f);
-    u = fmaf(u, s, 0.5f);
-    u = 1.0f + fmaf(s * s, u, s);
+    u = fma32(u, s, 0.00139304355252534151077271f);
+    u = fma32(u, s, 0.00833336077630519866943359f);
+    u = fma32(u, s, 0.0416664853692054748535156f);
+    u = fma32(u, s, 0.166666671633720397949219f);
+    u = fma32(u, s, 0.5f);
+    u = 1.0f + fma32(s * s, u, s);
     u = u * pow2i(q >> 1) * pow2i(q - (q >> 1));
     return u;
 }

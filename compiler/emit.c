@@ -132,7 +132,7 @@ static bool domain_has_rows(const emitter *e, uint32_t d)
         const cr_node *n = &g->nodes[e->dom_nodes[j]];
         if (n->flags & CR_NODEF_DEAD) continue;
         if (n->op == CR_GOP_ROWSUM || n->op == CR_GOP_ROWMAX || n->op == CR_GOP_ROW_RANK ||
-            (n->kind == CR_VK_ROWS && is_elementwise(n->op)))
+            n->op == CR_GOP_SOFTMAX || (n->kind == CR_VK_ROWS && is_elementwise(n->op)))
             return true;
     }
     return false;
@@ -228,6 +228,8 @@ static void kop(kgen *k, uint32_t n, uint32_t r)
             kpush(k, CR_OP_ROWRANK, CR_DTYPE_NONE, t, x, 0, 0);
             kpush(k, CR_OP_MOV, nd->rdt, r, t, 0, 0);
         }
+    } else if (nd->op == CR_GOP_SOFTMAX) {
+        kpush(k, CR_OP_SOFTMAX_TORCH, nd->rdt, r, k->vreg[nd->in[0]], 0, 0);
     } else if (nd->op == CR_GOP_TOPK_MASK) {
         kpush(k, CR_OP_TOPK_MASK, CR_DTYPE_NONE, r, k->vreg[nd->in[0]], e->sel[n], 0);
     } else {

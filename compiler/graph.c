@@ -136,6 +136,7 @@ static int expected_kind(const cr_graph *g, const cr_node *n)
     if (vm_op != CR_OP_COUNT && cr_op_table[vm_op].ctx == CR_CTX_TOP) return CR_VK_SCALAR;
     switch (n->op) {
     case CR_GOP_INPUT: case CR_GOP_RAND: case CR_GOP_TOPK_MASK: case CR_GOP_ROW_RANK: case CR_GOP_TAIL:
+    case CR_GOP_SOFTMAX:
         return CR_VK_TENSOR;
     case CR_GOP_CONST: case CR_GOP_SUM: case CR_GOP_KTH_ABS: case CR_GOP_CHECK:
         return CR_VK_SCALAR;
@@ -190,7 +191,7 @@ cr_status cr_graph_verify(const cr_graph *g, cr_error *err)
                            (unsigned long long)n->attr, g->n_inputs);
         if ((n->op == CR_GOP_TOPK_MASK || n->op == CR_GOP_KTH_ABS || n->op == CR_GOP_SUM ||
              n->op == CR_GOP_ROWSUM || n->op == CR_GOP_ROWMAX || n->op == CR_GOP_ROW_RANK ||
-             n->op == CR_GOP_COLSUM) &&
+             n->op == CR_GOP_SOFTMAX || n->op == CR_GOP_COLSUM) &&
             g->nodes[n->in[0]].kind != CR_VK_TENSOR)
             return cr_fail(err, CR_ERR_RUNTIME, "graph: node %u (%s) reduces a non-tensor", i, name);
     }

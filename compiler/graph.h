@@ -27,7 +27,8 @@
     X(SUM, "sum", 1) X(ROWSUM, "row_sum", 1) X(ROWMAX, "row_max", 1)       \
     X(COLSUM, "col_sum", 1)                                                \
     X(TOPK_MASK, "topk_mask", 2) X(KTH_ABS, "kth_abs", 2)                  \
-    X(ROW_RANK, "row_rank", 1) X(RAND, "rand", 0) X(CHECK, "check", 1)
+    X(ROW_RANK, "row_rank", 1) X(SOFTMAX, "torch_softmax", 1)           \
+    X(RAND, "rand", 0) X(CHECK, "check", 1)
 
 typedef enum cr_gop {
     CR_GOP_INPUT, CR_GOP_CONST,

@@ -492,9 +492,21 @@ static int l_torch_norm(lua_State *S)
     push_value(S, build_exact(S, CR_GOP_SQRT, &s, 1, CR_VK_SCALAR, CR_DTYPE_F32, CR_DTYPE_F32));
     return 1;
 }
+/* x.sum(dim=-1): a bf16/f16 x takes torch's reduced-float order (16 values
+ * loaded, the float halves added) and rounds to its dtype, as l_torch_sum */
 static int l_torch_row_sum(lua_State *S)
 {
-    push_value(S, library_reduce(S, need_tensor(S, 1, "torch_row_sum"), CR_GOP_ROWSUM, CR_SUM_TORCH, ROW_REDUCERS));
+    uint32_t x = need_tensor(S, 1, "torch_row_sum");
+    cr_dtype dt = node_at(S, x)->dtype;
+    if (dt != CR_DTYPE_BF16 && dt != CR_DTYPE_F16) {
+        push_value(S, library_reduce(S, x, CR_GOP_ROWSUM, CR_SUM_TORCH, ROW_REDUCERS));
+        return 1;
+    }
+    cr_node nd = { .op = CR_GOP_ROWSUM, .n_in = 1, .kind = CR_VK_ROWS, .dtype = (uint8_t)dt,
+                   .rdt = (uint8_t)round_of(get_lua(S), dt), .domain = node_at(S, x)->domain,
+                   .attr = CR_SUM_TORCH };
+    nd.in[0] = x;
+    push_value(S, add(S, &nd));
     return 1;
 }
 static int l_torch_row_norm(lua_State *S)
@@ -599,6 +611,17 @@ static int l_row_rank(lua_State *S)
     return 1;
 }
 
+/* F.softmax(x, dim=-1) as torch's CPU kernel computes it (vm/torchsoftmax.c):
+ * x's dtype picks the float32 or the reduced-float kernel and the rounding */
+static int l_torch_softmax_rows(lua_State *S)
+{
+    uint32_t x = need_tensor(S, 1, "torch_softmax_rows");
+    cr_dtype dt = node_at(S, x)->dtype;
+    if (!cr_dtype_is_float(dt)) luaL_error(S, "torch_softmax_rows needs a float tensor");
+    push_value(S, build_exact(S, CR_GOP_SOFTMAX, &x, 1, CR_VK_TENSOR, dt, round_of(get_lua(S), dt)));
+    return 1;
+}
+
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *s = p;
@@ -667,6 +690,7 @@ static const luaL_Reg cr_funcs[] = {
     {"acos", l_acos}, {"sin", l_sin}, {"cos", l_cos}, {"trunc", l_trunc},
     {"np_acos", l_np_acos}, {"np_sin", l_np_sin}, {"np_cos", l_np_cos},
     {"topk_mask", l_topk_mask}, {"kth_largest_abs", l_kth_abs}, {"row_rank", l_row_rank},
+    {"torch_softmax_rows", l_torch_softmax_rows},
     {"rand", l_rand}, {"tail_mask", l_tail_mask}, {"error", l_error}, {"promote", l_promote},
     {NULL, NULL}
 };

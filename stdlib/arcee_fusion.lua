@@ -4,13 +4,10 @@
 -- values, and the other model's value where the importance reaches it.
 -- Quantiles are exact over the whole tensor (mergekit samples 10^6
 -- elements at random above that size; spec/compat.md). Result in f32 (QUIRK).
--- F.softmax(x, dim=-1): torch's CPU kernel computes bf16/f16 rows in
--- float32 and rounds the result once (not after every operation).
-local function softmax_rows(x)
-  local xf = x:cast("float32")
-  local e = cr.exp(xf - xf:row_max())
-  return (e / e:row_sum()):cast(x.dtype)
-end
+-- F.softmax(x, dim=-1) is cr.torch_softmax_rows: torch's CPU kernel bit
+-- for bit (its sum order, SLEEF's exp, 1/S products; bf16/f16 rows in
+-- float32, rounded once), in the lane order of an AVX2 host.
+local softmax_rows = cr.torch_softmax_rows
 
 return {
   name = "arcee_fusion",
@@ -28,7 +25,10 @@ return {
     local b = ctx.others[1]
     local p = softmax_rows(b) + 1e-8
     local q = softmax_rows(a) + 1e-8
-    local kl = (p * cr.log(p / q)):row_sum()
+    -- torch.sum(dim=-1) in torch's order (bf16/f16: its reduced-float
+    -- order, rounded to the dtype); float64 has no such op (wide sum)
+    local prod = p * cr.log(p / q)
+    local kl = prod.dtype == "float64" and prod:row_sum() or cr.torch_row_sum(prod)
     local imp = cr.abs(b - a) * kl
     local n = cr.numel(ctx)
     -- Q(q) = sorted_ascending[int(q·(n−1))] = the k-th largest value,

@@ -12,6 +12,7 @@
 #include "interp.h"
 #include "refsum.h"
 #include "scalar.h"
+#include "torchsoftmax.h"
 #include "torchsort.h"
 #include "kernels/scalar_ops.h"
 
@@ -289,7 +290,7 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
                     v = cr_refsum_torch_ssq(REG(in->a) + i, k->cols);
                 } else {
                     memcpy(tmp, REG(in->a) + i, (size_t)k->cols * sizeof(float));
-                    v = cr_refsum_torch(tmp, k->cols, false);
+                    v = cr_refsum_torch(tmp, k->cols, in->dtype == CR_DTYPE_BF16 || in->dtype == CR_DTYPE_F16);
                 }
                 w[row] = cr_scalar_round(in->dtype, v);
             }
@@ -319,6 +320,16 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
                 qsort(t->keys, (size_t)k->cols, sizeof *t->keys, cmp_u64);
                 for (uint64_t r = 0; r < k->cols; r++) d[i + (uint32_t)t->keys[r]] = (float)(r + 1);
             }
+            break;
+        }
+        case CR_OP_SOFTMAX_TORCH: {
+            /* rows are whole inside a chunk (the kernel runs it as one
+             * block); a bf16/f16 dtype picks torch's reduced-float kernel;
+             * AVX2's lanes: the dispatch crucible reproduces (compat.md) */
+            bool reduced = in->dtype == CR_DTYPE_BF16 || in->dtype == CR_DTYPE_F16;
+            for (size_t i = 0; i < n; i += (size_t)k->cols)
+                cr_torch_softmax_row(REG(in->a) + i, d + i, k->cols, CR_TORCH_LANES_AVX2, reduced);
+            K->round((cr_dtype)in->dtype, d, n);
             break;
         }
         case CR_OP_HIST_HI: case CR_OP_HIST_LO: {

@@ -15,8 +15,12 @@ static void s_unary(cr_op op, float *d, const float *a, size_t n)
     case CR_OP_ABS:  for (size_t i = 0; i < n; i++) d[i] = el_abs(a[i]); break;
     case CR_OP_SIGN: for (size_t i = 0; i < n; i++) d[i] = el_sign(a[i]); break;
     case CR_OP_SQRT: for (size_t i = 0; i < n; i++) d[i] = sqrtf(a[i]); break;
-    case CR_OP_EXP:  for (size_t i = 0; i < n; i++) d[i] = expf(a[i]); break;
-    case CR_OP_LOG:  for (size_t i = 0; i < n; i++) d[i] = logf(a[i]); break;
+    /* exp and log correctly rounded (libm in double, rounded once), as at
+     * top level: the C library's expf/logf are not (glibc's logf misses on
+     * ~1 % of floats near 1, 9 % of arcee_fusion's p/q ratios, where torch's
+     * float32 log, MKL's, misses on 1 %), and differ between libraries */
+    case CR_OP_EXP:  for (size_t i = 0; i < n; i++) d[i] = (float)exp((double)a[i]); break;
+    case CR_OP_LOG:  for (size_t i = 0; i < n; i++) d[i] = (float)log((double)a[i]); break;
     case CR_OP_NOT:  for (size_t i = 0; i < n; i++) d[i] = a[i] == 0 ? 1.0f : 0.0f; break;
     default: abort();   /* the interpreter only passes unary ops: a bug */
     }

@@ -69,7 +69,10 @@ static const command commands[CR_CMD_COUNT] = {
     [CR_CMD_RUN] = {
         "run", "run RECIPE.crb OUT_DIR      run a compiled program",
         2, "run RECIPE.crb OUT_DIR [options]",
-        "run a compiled merge program; OUT_DIR appears complete or not at all\n"
+        "run a compiled merge program; OUT_DIR appears complete or not at all. Its input\n"
+        "models are found as `merge` finds a recipe's: beside RECIPE.crb, in the working\n"
+        "directory, in --models-dir (else $CRUCIBLE_MODELS), in the Hugging Face cache at the\n"
+        "recorded snapshot; every file must have its recorded size and content hash\n"
         "CRUCIBLE_ISA=scalar|avx2|avx512 forces a kernel set\n", NULL },
     [CR_CMD_MOE] = {
         "moe", "moe CONFIG OUT_DIR          build a Mixture of Experts (mergekit-moe config)",
@@ -247,6 +250,16 @@ static bool apply(cr_cli_options *o, int id, const char *opt, bool neg, const ch
     case CR_OPT_REQUIRE_HASH: o->require_hash = true; break;
     case CR_OPT_SKIP_HASH: o->skip_hash = true; break;
     case CR_OPT_MODELS_DIR: o->models_dir = val; break;
+    case CR_OPT_INPUT: {
+        const char *eq = strchr(val, '=');
+        if (!eq || eq == val || !eq[1]) return bad_value(o, opt, "NAME=DIR (a model name as `explain` lists it)", val);
+        if (o->n_input_args == CR_CLI_MAX_INPUTS) {
+            fprintf(stderr, "crucible %s: more than %d %s options\n", o->cmd, CR_CLI_MAX_INPUTS, opt);
+            return false;
+        }
+        o->input_args[o->n_input_args++] = val;
+        break;
+    }
     case CR_OPT_METHODS: o->methods_dir = val; break;
     case CR_OPT_OUTPUT: o->output = val; break;
     case CR_OPT_MERGEKIT_VERSION: {

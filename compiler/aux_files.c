@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "aux_files.h"
+#include "bind.h"
 #include "hfdir.h"
 #include "infile.h"
 #include "limits.h"
@@ -30,20 +31,16 @@ cr_status cr_program_aux_write(cr_program *p, const char *dest, const char *text
     return st ? st : add_aux(p, &a, err);
 }
 
-cr_status cr_program_aux_copy(cr_program *p, const char *dest, const char *src, cr_error *err)
+cr_status cr_program_aux_copy(cr_program *p, const char *dest, const cr_input_file *src, cr_error *err)
 {
     struct stat sb;
-    if (stat(src, &sb)) return cr_fail_errno(err, errno, "%s", src);
-    cr_prog_file *nf = cr_realloc(p->alloc, p->files, sizeof *nf * (p->n_files + 1));
-    if (!nf) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
-    p->files = nf;
-    cr_prog_file f = { .size = (uint64_t)sb.st_size };
-    cr_status st = cr_program_add_blob(p, src, strlen(src), &f.path, err);
-    if (st) return st;
-    p->files[p->n_files] = f;
-    cr_prog_aux a = { .kind = CR_AUX_COPY, .src_file = p->n_files++ };
-    if ((st = cr_program_add_blob(p, dest, strlen(dest), &a.dest, err))) return st;
-    return add_aux(p, &a, err);
+    if (stat(src->path, &sb)) return cr_fail_errno(err, errno, "%s", src->path);
+    cr_input_file f = *src;
+    f.size = (uint64_t)sb.st_size;
+    cr_prog_aux a = { .kind = CR_AUX_COPY };
+    cr_status st = cr_program_add_input_file(p, &f, &a.src_file, err);
+    if (!st) st = cr_program_add_blob(p, dest, strlen(dest), &a.dest, err);
+    return st ? st : add_aux(p, &a, err);
 }
 
 cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_options *o, cr_error *err)
@@ -87,7 +84,10 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
             size_t n = cr_hf_tokenizer_files(donor_dir, names, CR_ARRAY_LEN(names));
             for (size_t i = 0; i < n && !s; i++) {
                 snprintf(path, sizeof path, "%s/%s", donor_dir, names[i]);
-                s = cr_program_aux_copy(p, names[i], path, err);
+                const cr_plan_model *dm = &plan->models[donor];
+                cr_input_file src = { .ref = dm->ref, .lookup = dm->lookup, .revision = dm->revision,
+                                      .dir = donor_dir, .path = path };
+                s = cr_program_aux_copy(p, names[i], &src, err);
             }
             if (s) return s;
         }

@@ -67,9 +67,10 @@ void cr_cli_signals_end(cr_cli_signals *s)
     sigaction(SIGPIPE, &s->old_pipe, NULL);
 }
 
-/* The VM names an input file by the path it read; say which model's file
- * that is too ("m1: model.safetensors (B/m1/model.safetensors)"), so a
- * refused input of a .crb names the reference it was found for. */
+/* The VM names an input file by the path it read; `run` says which
+ * model's file that is too (" (B/m1/model.safetensors is model.safetensors
+ * of input model 'm1')"), so a refused input of a .crb names the reference
+ * it was found for. */
 static void name_input(const cr_program *p, const char *msg, char *out, size_t n)
 {
     snprintf(out, n, "%s", msg);
@@ -82,10 +83,9 @@ static void name_input(const cr_program *p, const char *msg, char *out, size_t n
         if (at && (!best || strlen(path) > strlen(cr_prog_str(p, p->files[file].path)))) { best = at; file = i; }
     }
     if (!best) return;
-    char label[CR_LIMIT_NAME];
-    const char *path = cr_prog_str(p, p->files[file].path);
-    snprintf(out, n, "%.*s%s (%s)%s", (int)(best - msg), msg, cr_program_file_label(p, file, label, sizeof label),
-             path, best + strlen(path));
+    const cr_prog_file *f = &p->files[file];
+    snprintf(out, n, "%s (%s is %s of input model '%s')", msg, cr_prog_str(p, f->path), cr_prog_str(p, f->rel),
+             cr_prog_str(p, p->models[f->model].ref));
 }
 
 int cr_cli_run_program(const cr_program *prog, cr_vm_options *vo, const char *cmd)
@@ -111,7 +111,8 @@ int cr_cli_run_program(const cr_program *prog, cr_vm_options *vo, const char *cm
     cr_cli_signals_end(&sigs);
     if (!st) return 0;
     char msg[sizeof err.msg + 2 * CR_LIMIT_NAME];
-    name_input(prog, err.msg, msg, sizeof msg);
+    if (!strcmp(cmd, "run")) name_input(prog, err.msg, msg, sizeof msg);
+    else snprintf(msg, sizeof msg, "%s", err.msg);
     fprintf(stderr, "crucible %s: %s\n", cmd, msg);
     return st == CR_ERR_INTERRUPTED ? 130 : 1;
 }

@@ -440,6 +440,7 @@ int cr_cli_compile(const cr_cli_options *o, bool header_only, const char *out_di
         .copy_tokenizer = o->copy_tokenizer, .write_card = o->write_card, .out_dir = out_dir,
         .moe_layout = (cr_moe_layout)o->moe_layout, .gate_f32 = o->gate_f32,
         .moe_same_source = o->moe_same_source, .threads = o->threads, .collect_inputs = inputs,
+        .recipe_text = true,
         .diags_out = stderr };
     cr_error err = {0};
     cr_status st = cr_compile(&po, r, &err);

@@ -48,8 +48,10 @@ cr_status cr_program_add_input_file(cr_program *p, const cr_input_file *f, uint3
             return cr_fail(err, CR_ERR_ARG, "input %s is not inside the directory %s of model %s", f->path, f->dir, f->ref);
         while (*rel == '/') rel++;
         if ((st = model_index(p, f, &pf.model, err)) || (st = add_str(p, rel, &pf.rel, err))) return st;
-    } else if ((st = add_str(p, f->path, &pf.path, err))) {
+    } else if ((st = add_str(p, f->path, &pf.rel, err))) {
         return st;
+    } else {
+        pf.path = pf.rel;
     }
     cr_prog_file *nf = cr_realloc(p->alloc, p->files, sizeof *nf * (p->n_files + 1));
     if (!nf) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
@@ -74,7 +76,7 @@ static bool names_input(const cr_program *p, const char *name)
         if (!strcmp(cr_prog_str(p, p->models[m].ref), name) || !strcmp(cr_prog_str(p, p->models[m].lookup), name))
             return true;
     for (uint32_t i = 0; i < p->n_files; i++)
-        if (p->files[i].model == CR_PROG_NO_MODEL && !strcmp(cr_prog_str(p, p->files[i].path), name)) return true;
+        if (p->files[i].model == CR_PROG_NO_MODEL && !strcmp(cr_prog_str(p, p->files[i].rel), name)) return true;
     return false;
 }
 
@@ -110,9 +112,8 @@ cr_status cr_program_bind_models(cr_program *p, const cr_resolve_env *env, cr_ar
         cr_prog_file *f = &p->files[i];
         const char *path;
         if (f->model == CR_PROG_NO_MODEL) {
-            const char *given = cr_prog_str(p, f->path);
-            path = override_for(ov, n_ov, given, NULL);
-            if (!path) path = given;
+            path = override_for(ov, n_ov, cr_prog_str(p, f->rel), NULL);
+            if (!path) path = cr_prog_str(p, f->rel);
         } else {
             path = cr_arena_printf(ar, "%s/%s", dirs[f->model], cr_prog_str(p, f->rel));
         }
@@ -128,8 +129,8 @@ cr_status cr_program_bind_models(cr_program *p, const cr_resolve_env *env, cr_ar
             return cr_fail(err, CR_ERR_RUNTIME, "input %s (%s) is %llu bytes, but the program was compiled for "
                            "%llu bytes: not the file it was compiled from", label, path,
                            (unsigned long long)sb.st_size, (unsigned long long)f->size);
-        cr_status st = f->model == CR_PROG_NO_MODEL && path == cr_prog_str(p, f->path) ? CR_OK
-                       : cr_program_bind_file(p, i, path, err);
+        if (path == cr_prog_str(p, f->rel)) { f->path = f->rel; continue; }   /* no model: read where given */
+        cr_status st = cr_program_bind_file(p, i, path, err);
         if (st) return st;
     }
     return CR_OK;

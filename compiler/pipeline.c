@@ -24,10 +24,10 @@ static cr_source_kind source_kind(const cr_pipeline_options *o, const cr_allocat
 /* provenance a .crb carries (spec/bytecode.md): the recipe text and the
  * options that change numbers besides the seed and mergekit release, which
  * the emitter records */
-static cr_status record_provenance(cr_program *p, const char *text, const cr_compile_options *c, cr_error *err)
+static cr_status record_provenance(cr_program *p, const char *text, const cr_pipeline_options *o, cr_error *err)
 {
-    if (c->precise) p->flags |= CR_PROG_PRECISE;
-    return text ? cr_program_add_blob(p, text, strlen(text), &p->recipe_text, err) : CR_OK;
+    if (o->compile.precise) p->flags |= CR_PROG_PRECISE;
+    return text && o->recipe_text ? cr_program_add_blob(p, text, strlen(text), &p->recipe_text, err) : CR_OK;
 }
 
 static cr_status compile_moe(const cr_pipeline_options *o, cr_compile_result *r, cr_error *err)
@@ -45,7 +45,7 @@ static cr_status compile_moe(const cr_pipeline_options *o, cr_compile_result *r,
     if (!st) st = cr_moe_compile(al, &cfg, &mo, &r->graph, &r->program, &r->diags, err);
     if (!st) {
         r->failed = CR_STAGE_FINISH;
-        st = record_provenance(&r->program, cfg.text, &o->compile, err);
+        st = record_provenance(&r->program, cfg.text, o, err);
     }
     if (o->diags_out) cr_diags_print(&r->diags, o->diags_out);
     cr_moe_config_free(&cfg);
@@ -96,7 +96,7 @@ static cr_status compile_recipe(const cr_pipeline_options *o, cr_source_kind kin
     r->failed = CR_STAGE_FINISH;
     cr_aux_options ao = { .copy_tokenizer = o->copy_tokenizer, .write_card = o->write_card, .out_path = o->out_dir };
     if ((st = cr_program_add_aux(&r->program, &r->plan, &ao, err)) ||
-        (st = record_provenance(&r->program, r->plan.recipe_text, &o->compile, err)) ||
+        (st = record_provenance(&r->program, r->plan.recipe_text, o, err)) ||
         (st = cr_program_verify(&r->program, err)))
         return st;
     return o->collect_inputs ? collect_inputs(o, methods, &r->plan, &r->inputs, err) : CR_OK;

@@ -69,7 +69,7 @@ static void comment(const cr_program *p, const cr_insn *in, char *buf, size_t n)
             size_t l = strlen(buf);
             const cr_prog_file *vf = &p->files[v->file];
             /* where it is read, else (a loaded .crb) its path inside its model */
-            const char *path = cr_prog_str(p, vf->path.len || vf->model == CR_PROG_NO_MODEL ? vf->path : vf->rel);
+            const char *path = cr_prog_str(p, vf->path.len ? vf->path : vf->rel);
             if (in->op != CR_OP_LOAD) {
                 snprintf(buf + l, n - l, " in %s", path);
             } else {
@@ -165,11 +165,11 @@ void cr_program_explain_inputs(const cr_program *p, FILE *out)
                 }
                 any = true;
             }
-            const char *name = cr_prog_str(p, m < p->n_models ? f->rel : f->path);
+            const char *name = cr_prog_str(p, f->rel);
             fprintf(out, "    %-40s %12" PRIu64 " bytes  ", name, f->size);
             if (f->hash) fprintf(out, "xxh64 %016" PRIx64, f->hash);
             else fputs("hash not recorded", out);
-            if (m < p->n_models && f->path.len) fprintf(out, "  at %s", cr_prog_str(p, f->path));
+            if (f->path.len && strcmp(cr_prog_str(p, f->path), name)) fprintf(out, "  at %s", cr_prog_str(p, f->path));
             fputc('\n', out);
         }
     }

@@ -47,7 +47,7 @@ uint32_t cr_program_first_unbound(const cr_program *p)
 const char *cr_program_file_label(const cr_program *p, uint32_t i, char *buf, size_t n)
 {
     const cr_prog_file *f = &p->files[i];
-    if (f->model == CR_PROG_NO_MODEL) snprintf(buf, n, "%s", cr_prog_str(p, f->path));
+    if (f->model == CR_PROG_NO_MODEL) snprintf(buf, n, "%s", cr_prog_str(p, f->rel));
     else snprintf(buf, n, "%s: %s", cr_prog_str(p, p->models[f->model].ref), cr_prog_str(p, f->rel));
     return buf;
 }

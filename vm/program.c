@@ -148,12 +148,8 @@ static uint64_t output_numel(const cr_prog_output *o)
     return n;
 }
 
-/* a verified file's name for messages: its path inside its model, else its path */
-static const char *file_name(const cr_program *p, uint32_t i)
-{
-    const cr_prog_file *f = &p->files[i];
-    return cr_prog_str(p, f->model == CR_PROG_NO_MODEL ? f->path : f->rel);
-}
+/* a verified file's name for messages: its path inside its model, else as given */
+static const char *file_name(const cr_program *p, uint32_t i) { return cr_prog_str(p, p->files[i].rel); }
 static const char *in_name(const cr_program *p, uint32_t i)
 { return i < p->n_inputs && str_ok(p, p->inputs[i].name) ? cr_prog_str(p, p->inputs[i].name) : "?"; }
 static const char *out_name(const cr_program *p, uint32_t i)
@@ -205,7 +201,7 @@ static cr_status verify_tables(const cr_program *p, cr_error *err)
         bool unbound = !f->path.off && !f->path.len;
         if (f->pad) return cr_fail(err, CR_ERR_FORMAT, "file %u: padding not zero", i);
         if (f->model == CR_PROG_NO_MODEL) {
-            if (f->rel.off || f->rel.len || !str_ok(p, f->path) || !f->path.len)
+            if (!str_ok(p, f->rel) || !f->rel.len || !str_ok(p, f->path) || !f->path.len)
                 return cr_fail(err, CR_ERR_FORMAT, "file %u: path blob out of range", i);
         } else if (f->model >= p->n_models) {
             return cr_fail(err, CR_ERR_FORMAT, "file %u: model %u out of range", i, f->model);
@@ -733,13 +729,10 @@ cr_status cr_program_save(const cr_program *p, const char *path, cr_error *err)
         cr_free(p->alloc, files);
         return cr_fail(err, CR_ERR_NOMEM, "%s: out of memory serialising the program", path);
     }
-    for (uint32_t i = 0; i < p->n_files && !s; i++) {
+    for (uint32_t i = 0; i < p->n_files; i++) {
         files[i] = p->files[i];
-        if (files[i].model == CR_PROG_NO_MODEL && (files[i].path.off & CR_BLOB_BOUND))
-            s = cr_fail(err, CR_ERR_ARG, "%s: input %u was bound to another path; a program is saved as compiled", path, i);
-        if (files[i].model != CR_PROG_NO_MODEL) files[i].path = (cr_blob){ 0, 0 };
+        files[i].path = files[i].model == CR_PROG_NO_MODEL ? files[i].rel : (cr_blob){ 0, 0 };
     }
-    if (s) { cr_free(p->alloc, files); cr_free(p->alloc, buf); return s; }
     crb_header h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, CRB_MAGIC, 8);

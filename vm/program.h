@@ -107,12 +107,13 @@ typedef struct cr_prog_model {
  * A model's file is `rel` inside that model's directory; `path` is where it
  * is read, bound after compiling or loading (cr_program_bind_file) and
  * never saved. A file of no model (CR_PROG_NO_MODEL, programs built by
- * hand) is read at `path`, a path as given, which is saved. */
+ * hand) has its path as given in `rel`, and is read there (`path` the same
+ * blob) unless bound elsewhere. */
 enum { CR_PROG_NO_MODEL = UINT32_MAX };
 typedef struct cr_prog_file {
     uint32_t model;         /* models[] index, or CR_PROG_NO_MODEL */
     uint32_t pad;
-    cr_blob rel;            /* path inside the model's directory (no model: empty) */
+    cr_blob rel;            /* path inside the model's directory (no model: as given) */
     cr_blob path;           /* where it is read; empty while unbound */
     uint64_t size;          /* bytes, always checked */
     uint64_t hash;          /* content hash (spec/bytecode.md); 0 = not recorded */

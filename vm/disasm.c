@@ -68,8 +68,14 @@ static void comment(const cr_program *p, const cr_insn *in, char *buf, size_t n)
         if (v->kind == CR_INPUT_FILE) {
             size_t l = strlen(buf);
             const cr_prog_file *vf = &p->files[v->file];
-            /* where it is read, else (a loaded .crb) its path inside its model */
-            const char *path = cr_prog_str(p, vf->path.len ? vf->path : vf->rel);
+            if (vf->model != CR_PROG_NO_MODEL) {
+                /* by model, as the .crb names it: "in base: model.safetensors", "of base" */
+                char label[CR_LIMIT_NAME];
+                if (in->op != CR_OP_LOAD) snprintf(buf + l, n - l, " in %s", cr_program_file_label(p, v->file, label, sizeof label));
+                else snprintf(buf + l, n - l, " of %s", cr_prog_str(p, p->models[vf->model].ref));
+                return;
+            }
+            const char *path = cr_prog_str(p, vf->path);
             if (in->op != CR_OP_LOAD) {
                 snprintf(buf + l, n - l, " in %s", path);
             } else {

@@ -10,6 +10,7 @@
 #include "layout.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -118,16 +119,19 @@ cr_status cr_program_bind_models(cr_program *p, const cr_resolve_env *env, cr_ar
             path = cr_arena_printf(ar, "%s/%s", dirs[f->model], cr_prog_str(p, f->rel));
         }
         if (!path) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
-        char label[CR_LIMIT_NAME];
-        cr_program_file_label(p, i, label, sizeof label);
+        char label[2 * CR_LIMIT_NAME + 8], name[CR_LIMIT_NAME];
+        cr_program_file_label(p, i, name, sizeof name);
+        /* "ft: model.safetensors (B/ft/model.safetensors)"; a path as given once */
+        if (strcmp(name, path)) snprintf(label, sizeof label, "%s (%s)", name, path);
+        else snprintf(label, sizeof label, "%s", path);
         struct stat sb;
         if (stat(path, &sb))
-            return cr_fail_errno(err, errno, "input %s (%s)", label, path);
+            return cr_fail_errno(err, errno, "input %s", label);
         if (!S_ISREG(sb.st_mode))
-            return cr_fail(err, CR_ERR_RUNTIME, "input %s (%s) is not a regular file", label, path);
+            return cr_fail(err, CR_ERR_RUNTIME, "input %s is not a regular file", label);
         if ((uint64_t)sb.st_size != f->size)
-            return cr_fail(err, CR_ERR_RUNTIME, "input %s (%s) is %llu bytes, but the program was compiled for "
-                           "%llu bytes: not the file it was compiled from", label, path,
+            return cr_fail(err, CR_ERR_RUNTIME, "input %s is %llu bytes, but the program was compiled for "
+                           "%llu bytes: not the file it was compiled from", label,
                            (unsigned long long)sb.st_size, (unsigned long long)f->size);
         if (path == cr_prog_str(p, f->rel)) { f->path = f->rel; continue; }   /* no model: read where given */
         cr_status st = cr_program_bind_file(p, i, path, err);

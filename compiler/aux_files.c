@@ -98,6 +98,14 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
         for (uint32_t i = 0; i < plan->n_models && n_models < CR_ARRAY_LEN(models); i++)
             if (plan->models[i].stage < 0) models[n_models++] = plan->models[i].ref;
         const cr_method_info *m = last->method;
+        /* the provenance a .crb carries (spec/bytecode.md), so the card says how to get these bytes again */
+        char prov[320];
+        snprintf(prov, sizeof prov, "Made by crucible %s (VM op table %016llx) with random seed %llu and %s; "
+                 "`crucible compile` of the configuration below gives a program that re-runs it byte for byte.",
+                 p->tool_version.len ? cr_prog_str(p, p->tool_version) : "?",
+                 (unsigned long long)cr_op_table_fingerprint(), (unsigned long long)p->seed,
+                 p->flags & CR_PROG_PRECISE ? "`--precise` (f32 throughout, one rounding at the end)"
+                                            : "torch's rounding after each operation");
         cr_hf_card card = {
             .out_path = o->out_path ? o->out_path : "merged",
             .method = m ? m->name : "?", .method_pretty = m ? m->pretty : NULL,
@@ -106,7 +114,8 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
             .base_not_named = m && !strcmp(m->name, "slerp"),
             .models = models, .n_models = n_models,
             .config_yaml = plan->recipe_text ? plan->recipe_text : "",
-            .mergekit_version = p->mergekit_version.len ? cr_prog_str(p, p->mergekit_version) : NULL };
+            .mergekit_version = p->mergekit_version.len ? cr_prog_str(p, p->mergekit_version) : NULL,
+            .provenance = prov };
         size_t len;
         char *text = cr_hf_model_card(p->alloc, &card, &len);
         if (!text) return cr_fail(err, CR_ERR_NOMEM, "out of memory writing the model card");

@@ -95,8 +95,9 @@ static cr_status compile_recipe(const cr_pipeline_options *o, cr_source_kind kin
     if ((st = cr_compile_plan(&r->plan, methods, &o->compile, &r->graph, &r->program, err))) return st;
     r->failed = CR_STAGE_FINISH;
     cr_aux_options ao = { .copy_tokenizer = o->copy_tokenizer, .write_card = o->write_card, .out_path = o->out_dir };
-    if ((st = cr_program_add_aux(&r->program, &r->plan, &ao, err)) ||
-        (st = record_provenance(&r->program, r->plan.recipe_text, o, err)) ||
+    /* provenance first: the model card tells it */
+    if ((st = record_provenance(&r->program, r->plan.recipe_text, o, err)) ||
+        (st = cr_program_add_aux(&r->program, &r->plan, &ao, err)) ||
         (st = cr_program_verify(&r->program, err)))
         return st;
     return o->collect_inputs ? collect_inputs(o, methods, &r->plan, &r->inputs, err) : CR_OK;

@@ -37,7 +37,7 @@ same_as() {
 }
 
 # ---- compile with the models in A, absolute paths everywhere ----------------
-"$bin" merge "$tmp/ties.yml" "$tmp/merged" --models-dir "$tmp/A" --quiet 2>"$tmp/err"
+"$bin" merge "$tmp/ties.yml" "$tmp/merged" --models-dir "$tmp/A" --random-seed 7 --quiet 2>"$tmp/err"
 rc=$?
 check '[ $rc -eq 0 ]' "merge: $(cat "$tmp/err")"
 "$bin" compile "$tmp/ties.yml" -o "$tmp/p.crb" --models-dir "$tmp/A" --random-seed 7 2>"$tmp/err"
@@ -45,6 +45,9 @@ rc=$?
 check '[ $rc -eq 0 ]' "compile: $(cat "$tmp/err")"
 check '! grep -qaF "$tmp" "$tmp/p.crb"' "the .crb holds a path of the compile machine: $(strings "$tmp/p.crb" | grep -F "$tmp" | head -3)"
 
+# (merge --precise is recorded as such)
+"$bin" compile "$tmp/ties.yml" -o "$tmp/precise.crb" --models-dir "$tmp/A" --precise 2>/dev/null
+check '"$bin" explain "$tmp/precise.crb" | grep -q "^provenance: .*, --precise$"' "explain of a --precise program"
 # explain: references, files, sizes, hashes, provenance
 "$bin" explain "$tmp/p.crb" >"$tmp/explain" 2>&1
 rc=$?
@@ -65,9 +68,9 @@ check '[ $rc -eq 1 ] && grep -Eq "input model .(base|ft). not found" "$tmp/err" 
 rc=$?
 check '[ $rc -eq 0 ]' "run --models-dir B: $(cat "$tmp/err")"
 check 'same_as "$tmp/merged" "$tmp/run-b"' "run --models-dir B differs from merge"
-# ... and the seed recorded in the .crb is the one run uses, not a default
-"$bin" merge "$tmp/ties.yml" "$tmp/merged7" --models-dir "$tmp/B" --random-seed 7 --quiet 2>/dev/null
-check 'same_as "$tmp/merged7" "$tmp/run-b"' "run differs from merge --random-seed 7"
+# the model card carries the provenance
+check 'grep -q "^Made by crucible [^ ]* (VM op table [0-9a-f]\{16\}) with random seed 7 and torch.s rounding" "$tmp/run-b/README.md"' \
+    "card provenance: $(grep "Made by" "$tmp/run-b/README.md")"
 CRUCIBLE_MODELS="$tmp/B" "$bin" run "$tmp/p.crb" "$tmp/run-env" --quiet 2>"$tmp/err"
 rc=$?
 check '[ $rc -eq 0 ] && same_as "$tmp/merged" "$tmp/run-env"' "run with CRUCIBLE_MODELS: $(cat "$tmp/err")"

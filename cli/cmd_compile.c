@@ -1,5 +1,7 @@
 /* cmd_compile.c — `crucible compile CONFIG -o OUT.crb`: a program anyone can
- * re-run bit for bit with `crucible run`. */
+ * re-run bit for bit with `crucible run`, on any machine that has its
+ * models: the .crb names each input by its model and path inside it, with
+ * its size and content hash (read here, whole; --skip-hash: sizes only). */
 #include "commands.h"
 #include "options.h"
 #include "outguard.h"
@@ -23,6 +25,7 @@ int cr_cmd_compile(int argc, char **argv)
     cr_error err = {0};
     /* cr_program_save writes beside the target and renames it into place */
     if (cr_input_paths_add_program(&r.inputs, &r.program, &err) ||
+        (!o.skip_hash && cr_program_hash_inputs(&r.program, &err)) ||
         cr_outguard_check(&r.inputs, o.output, "output file", &err) ||
         cr_program_save(&r.program, o.output, &err)) {
         fprintf(stderr, "crucible compile: %s\n", err.msg);

@@ -1,8 +1,13 @@
 /* cmd_run.c — `crucible run RECIPE.crb OUT_DIR`: load (and verify) a
- * compiled program and run it (cli/run_program.h: SIGINT/SIGTERM stop it
- * cleanly, removing its temporary directory, exit 130). */
+ * compiled program, find its input models on this machine (--models-dir,
+ * $CRUCIBLE_MODELS, the Hugging Face cache, --input NAME=DIR: as `merge`
+ * finds a recipe's, compiler/bind.h) and run it (cli/run_program.h:
+ * SIGINT/SIGTERM stop it cleanly, removing its temporary directory, exit
+ * 130). */
 #include <stdio.h>
+#include <string.h>
 
+#include "bind.h"
 #include "commands.h"
 #include "options.h"
 #include "outdir.h"
@@ -28,11 +33,24 @@ int cr_cmd_run(int argc, char **argv)
         fprintf(stderr, "crucible run: %s\n", err.msg);
         return 1;
     }
+    /* a reference is looked up as it would be from a recipe where the
+     * .crb is (beside it first), so a folder shipped with its models works */
+    cr_arena ar;
+    cr_arena_init(&ar, cr_default_allocator());
+    cr_resolve_env env;
+    cr_resolve_env_init(&env, &ar, crb, o.models_dir, true);
+    cr_bind_override ov[CR_CLI_MAX_INPUTS];
+    for (int i = 0; i < o.n_input_args; i++) {
+        const char *eq = strchr(o.input_args[i], '=');
+        ov[i].name = cr_arena_strndup(&ar, o.input_args[i], (size_t)(eq - o.input_args[i]));
+        ov[i].path = eq + 1;
+    }
     /* the .crb is an input too: OUT_DIR must not replace or contain it */
     cr_input_paths inputs;
     cr_input_paths_init(&inputs, cr_default_allocator());
     int rc = 1;
-    if (cr_input_paths_add(&inputs, crb, CR_INPUT_PATH_FILE, &err)) {
+    if (cr_program_bind_models(&p, &env, &ar, ov, (size_t)o.n_input_args, &err) ||
+        cr_input_paths_add(&inputs, crb, CR_INPUT_PATH_FILE, &err)) {
         fprintf(stderr, "crucible run: %s\n", err.msg);
     } else {
         opt.out_dir = out;
@@ -41,5 +59,6 @@ int cr_cmd_run(int argc, char **argv)
     }
     cr_input_paths_free(&inputs);
     cr_program_free(&p);
+    cr_arena_free(&ar);
     return rc;
 }

@@ -69,7 +69,10 @@ static const command commands[CR_CMD_COUNT] = {
     [CR_CMD_RUN] = {
         "run", "run RECIPE.crb OUT_DIR      run a compiled program",
         2, "run RECIPE.crb OUT_DIR [options]",
-        "run a compiled merge program; OUT_DIR appears complete or not at all\n"
+        "run a compiled merge program; OUT_DIR appears complete or not at all. Its input\n"
+        "models are found as `merge` finds a recipe's: beside RECIPE.crb, in the working\n"
+        "directory, in --models-dir (else $CRUCIBLE_MODELS), in the Hugging Face cache at the\n"
+        "recorded snapshot; every file must have its recorded size and content hash\n"
         "CRUCIBLE_ISA=scalar|avx2|avx512 forces a kernel set\n", NULL },
     [CR_CMD_MOE] = {
         "moe", "moe CONFIG OUT_DIR          build a Mixture of Experts (mergekit-moe config)",
@@ -248,6 +251,16 @@ static bool apply(cr_cli_options *o, int id, const char *opt, bool neg, const ch
     case CR_OPT_REQUIRE_HASH: o->require_hash = true; break;
     case CR_OPT_SKIP_HASH: o->skip_hash = true; break;
     case CR_OPT_MODELS_DIR: o->models_dir = val; break;
+    case CR_OPT_INPUT: {
+        const char *eq = strchr(val, '=');
+        if (!eq || eq == val || !eq[1]) return bad_value(o, opt, "NAME=DIR (a model name as `explain` lists it)", val);
+        if (o->n_input_args == CR_CLI_MAX_INPUTS) {
+            fprintf(stderr, "crucible %s: more than %d %s options\n", o->cmd, CR_CLI_MAX_INPUTS, opt);
+            return false;
+        }
+        o->input_args[o->n_input_args++] = val;
+        break;
+    }
     case CR_OPT_METHODS: o->methods_dir = val; break;
     case CR_OPT_OUTPUT: o->output = val; break;
     case CR_OPT_MERGEKIT_VERSION: {
@@ -429,6 +442,7 @@ int cr_cli_compile(const cr_cli_options *o, bool header_only, const char *out_di
         .copy_tokenizer = o->copy_tokenizer, .write_card = o->write_card, .out_dir = out_dir,
         .moe_layout = (cr_moe_layout)o->moe_layout, .gate_f32 = o->gate_f32,
         .moe_same_source = o->moe_same_source, .threads = o->threads, .collect_inputs = inputs,
+        .recipe_text = true,
         .diags_out = stderr };
     cr_error err = {0};
     cr_status st = cr_compile(&po, r, &err);

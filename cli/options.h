@@ -9,6 +9,8 @@
 #include "base.h"
 #include "pipeline.h"
 
+enum { CR_CLI_MAX_INPUTS = 256 };   /* --input options of one command */
+
 /* The commands, in `crucible --help`'s order. */
 typedef enum cr_cli_cmd {
     CR_CMD_MERGE, CR_CMD_PLAN, CR_CMD_EXPLAIN, CR_CMD_COMPILE, CR_CMD_RUN, CR_CMD_MOE,
@@ -50,7 +52,9 @@ typedef struct cr_cli_options {
     bool gate_f32;              /* --gate-precision f32 (moe hidden gates; default bf16) */
     bool moe_same_source;       /* --i-understand-this-is-not-useful-without-training */
     bool require_hash;          /* verify: --require-hash */
-    bool skip_hash;             /* run: --skip-hash */
+    bool skip_hash;             /* run, compile: --skip-hash */
+    const char *input_args[CR_CLI_MAX_INPUTS];  /* run: each --input NAME=DIR, in order */
+    int n_input_args;
     uint64_t shard_size;        /* synth: --shard-size (0: one shard) */
     /* Every option given, by id: its value as typed ("" for a flag), the
      * last one when repeated; NULL when not given. The parser checks the

@@ -15,6 +15,7 @@
  */
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "inputguard.h"
 #include "outdir.h"
@@ -66,6 +67,27 @@ void cr_cli_signals_end(cr_cli_signals *s)
     sigaction(SIGPIPE, &s->old_pipe, NULL);
 }
 
+/* The VM names an input file by the path it read; `run` says which
+ * model's file that is too (" (B/m1/model.safetensors is model.safetensors
+ * of input model 'm1')"), so a refused input of a .crb names the reference
+ * it was found for. */
+static void name_input(const cr_program *p, const char *msg, char *out, size_t n)
+{
+    snprintf(out, n, "%s", msg);
+    const char *best = NULL;
+    uint32_t file = 0;
+    for (uint32_t i = 0; i < p->n_files; i++) {
+        const cr_prog_file *f = &p->files[i];
+        if (f->model == CR_PROG_NO_MODEL || !f->path.len) continue;
+        const char *path = cr_prog_str(p, f->path), *at = strstr(msg, path);
+        if (at && (!best || strlen(path) > strlen(cr_prog_str(p, p->files[file].path)))) { best = at; file = i; }
+    }
+    if (!best) return;
+    const cr_prog_file *f = &p->files[file];
+    snprintf(out, n, "%s (%s is %s of input model '%s')", msg, cr_prog_str(p, f->path), cr_prog_str(p, f->rel),
+             cr_prog_str(p, p->models[f->model].ref));
+}
+
 int cr_cli_run_program(const cr_program *prog, cr_vm_options *vo, const char *cmd)
 {
     cr_cli_signals sigs;
@@ -88,7 +110,10 @@ int cr_cli_run_program(const cr_program *prog, cr_vm_options *vo, const char *cm
     vo->guard = NULL;
     cr_cli_signals_end(&sigs);
     if (!st) return 0;
-    fprintf(stderr, "crucible %s: %s\n", cmd, err.msg);
+    char msg[sizeof err.msg + 2 * CR_LIMIT_NAME];
+    if (!strcmp(cmd, "run")) name_input(prog, err.msg, msg, sizeof msg);
+    else snprintf(msg, sizeof msg, "%s", err.msg);
+    fprintf(stderr, "crucible %s: %s\n", cmd, msg);
     return st == CR_ERR_INTERRUPTED ? 130 : 1;
 }
 

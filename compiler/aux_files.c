@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "aux_files.h"
+#include "bind.h"
 #include "hfdir.h"
 #include "infile.h"
 #include "limits.h"
@@ -30,20 +31,16 @@ cr_status cr_program_aux_write(cr_program *p, const char *dest, const char *text
     return st ? st : add_aux(p, &a, err);
 }
 
-cr_status cr_program_aux_copy(cr_program *p, const char *dest, const char *src, cr_error *err)
+cr_status cr_program_aux_copy(cr_program *p, const char *dest, const cr_input_file *src, cr_error *err)
 {
     struct stat sb;
-    if (stat(src, &sb)) return cr_fail_errno(err, errno, "%s", src);
-    cr_prog_file *nf = cr_realloc(p->alloc, p->files, sizeof *nf * (p->n_files + 1));
-    if (!nf) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
-    p->files = nf;
-    cr_prog_file f = { .size = (uint64_t)sb.st_size };
-    cr_status st = cr_program_add_blob(p, src, strlen(src), &f.path, err);
-    if (st) return st;
-    p->files[p->n_files] = f;
-    cr_prog_aux a = { .kind = CR_AUX_COPY, .src_file = p->n_files++ };
-    if ((st = cr_program_add_blob(p, dest, strlen(dest), &a.dest, err))) return st;
-    return add_aux(p, &a, err);
+    if (stat(src->path, &sb)) return cr_fail_errno(err, errno, "%s", src->path);
+    cr_input_file f = *src;
+    f.size = (uint64_t)sb.st_size;
+    cr_prog_aux a = { .kind = CR_AUX_COPY };
+    cr_status st = cr_program_add_input_file(p, &f, &a.src_file, err);
+    if (!st) st = cr_program_add_blob(p, dest, strlen(dest), &a.dest, err);
+    return st ? st : add_aux(p, &a, err);
 }
 
 cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_options *o, cr_error *err)
@@ -91,7 +88,10 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
             size_t n = cr_hf_tokenizer_files(donor_dir, v015, names, CR_ARRAY_LEN(names));
             for (size_t i = 0; i < n && !s; i++) {
                 snprintf(path, sizeof path, "%s/%s", donor_dir, names[i]);
-                s = cr_program_aux_copy(p, names[i], path, err);
+                const cr_plan_model *dm = &plan->models[donor];
+                cr_input_file src = { .ref = dm->ref, .lookup = dm->lookup, .revision = dm->revision,
+                                      .dir = donor_dir, .path = path };
+                s = cr_program_aux_copy(p, names[i], &src, err);
             }
             if (s) return s;
         }
@@ -102,6 +102,14 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
         for (uint32_t i = 0; i < plan->n_models && n_models < CR_ARRAY_LEN(models); i++)
             if (plan->models[i].stage < 0) models[n_models++] = plan->models[i].ref;
         const cr_method_info *m = last->method;
+        /* the provenance a .crb carries (spec/bytecode.md), so the card says how to get these bytes again */
+        char prov[320];
+        snprintf(prov, sizeof prov, "Made by crucible %s (VM op table %016llx) with random seed %llu and %s; "
+                 "`crucible compile` of the configuration below gives a program that re-runs it byte for byte.",
+                 p->tool_version.len ? cr_prog_str(p, p->tool_version) : "?",
+                 (unsigned long long)cr_op_table_fingerprint(), (unsigned long long)p->seed,
+                 p->flags & CR_PROG_PRECISE ? "`--precise` (f32 throughout, one rounding at the end)"
+                                            : "torch's rounding after each operation");
         cr_hf_card card = {
             .out_path = o->out_path ? o->out_path : "merged",
             .method = m ? m->name : "?", .method_pretty = m ? m->pretty : NULL,
@@ -110,7 +118,8 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
             .base_not_named = m && !strcmp(m->name, "slerp"),
             .models = models, .n_models = n_models,
             .config_yaml = plan->recipe_text ? plan->recipe_text : "",
-            .mergekit_version = p->mergekit_version.len ? cr_prog_str(p, p->mergekit_version) : NULL };
+            .mergekit_version = p->mergekit_version.len ? cr_prog_str(p, p->mergekit_version) : NULL,
+            .provenance = prov };
         size_t len;
         char *text = cr_hf_model_card(p->alloc, &card, &len);
         if (!text) return cr_fail(err, CR_ERR_NOMEM, "out of memory writing the model card");

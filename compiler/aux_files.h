@@ -18,9 +18,10 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
                              cr_error *err);
 
 /* One aux record: write `text` (len bytes) to OUT_DIR/dest, or copy the
- * file `src` (added to the input manifest with its current size) to
- * OUT_DIR/dest. Used by the MoE builder too. */
+ * file `src` (added to the input manifest with its model and current
+ * size, compiler/bind.h) to OUT_DIR/dest. Used by the MoE builder too. */
 cr_status cr_program_aux_write(cr_program *p, const char *dest, const char *text, size_t len, cr_error *err);
-cr_status cr_program_aux_copy(cr_program *p, const char *dest, const char *src, cr_error *err);
+struct cr_input_file;
+cr_status cr_program_aux_copy(cr_program *p, const char *dest, const struct cr_input_file *src, cr_error *err);
 
 #endif

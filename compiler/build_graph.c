@@ -150,6 +150,10 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
             if (!mt) return cr_fail(err, CR_ERR_CONFIG, "%s: model %s has no tensor %s", t->name, pm->ref, s->tensor);
             const cr_st_file *f = &pm->model.shards[mt->shard];
             gi.path = f->path;
+            gi.model_ref = pm->ref;
+            gi.model_lookup = pm->lookup;
+            gi.model_rev = pm->revision;
+            gi.model_dir = pm->path;
             gi.file_size = shard_size(bc, pm, s->model, mt->shard);
             gi.offset = f->data_start + mt->info->begin;
             gi.nbytes = mt->info->end - mt->info->begin;

@@ -175,10 +175,8 @@ static bool parse_ref(pctx *c, const cr_ynode *n, const char *path, cr_model_ref
     out->ypath = path;
     bool ok = true;
     if (out->lora) { unsupported(c, n, path, "LoRA model references (`model+lora`)"); ok = false; }
-    if (out->revision || out->lora_revision) {
-        unsupported(c, n, path, "model revisions (`model@revision`); download the revision and name its directory");
-        ok = false;
-    }
+    /* a model's revision chooses its Hugging Face cache snapshot
+     * (resolve.h); a LoRA's is refused with the LoRA */
     if (out->override_arch) { unsupported(c, n, path, "override_architecture"); ok = false; }
     return ok;
 }

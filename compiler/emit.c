@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "emit.h"
+#include "bind.h"
 
 #define NONE32 UINT32_MAX
 
@@ -672,22 +673,40 @@ static uint64_t str_hash(const char *s)
     return mix64(h);
 }
 
-/* The program file of a shard path, added on first use (files: a table
- * sized for one file per input). */
-static uint32_t file_index(emitter *e, itab *files, const char *path, uint64_t size)
+/* The program file of graph input `gi`'s shard, added on first use
+ * (files: a table sized for one file per input). b->files holds, per
+ * program file, the graph input that named it first; the records are made
+ * after the tables (add_files), so that they are the manifest's. */
+static uint32_t file_index(emitter *e, itab *files, uint32_t gi)
 {
     builder *b = &e->b;
+    const char *path = e->g->inputs[gi].path ? e->g->inputs[gi].path : "?";
     uint64_t h = str_hash(path) & files->mask;
     for (;; h = (h + 1) & files->mask) {
         uint32_t i = files->slot[h];
         if (i == NONE32) break;
-        const cr_prog_file *f = &((const cr_prog_file *)b->files.data)[i];
-        if (!strcmp((const char *)b->blobs.data + f->path.off, path)) return i;
+        const cr_graph_input *f = &e->g->inputs[((const uint32_t *)b->files.data)[i]];
+        if (!strcmp(f->path ? f->path : "?", path)) return i;
     }
-    cr_prog_file f = { add_str(b, path), size, 0 };
-    uint32_t i = push(b, &b->files, &f);
+    uint32_t i = push(b, &b->files, &gi);
     if (!b->oom) files->slot[h] = i;
     return i;
+}
+
+/* The manifest: each file named by its model and bound to its path
+ * (compiler/bind.h), in file_index's order. */
+static cr_status add_files(const cr_graph *g, const cr_vec *first, cr_program *out, cr_error *err)
+{
+    for (size_t i = 0; i < first->len; i++) {
+        const cr_graph_input *in = &g->inputs[((const uint32_t *)first->data)[i]];
+        cr_input_file f = { .ref = in->model_ref, .lookup = in->model_lookup, .revision = in->model_rev,
+                            .dir = in->model_dir, .path = in->path ? in->path : "?", .size = in->file_size };
+        if (!f.dir) f.ref = NULL;   /* built without a model (tests): the path as given */
+        uint32_t idx;
+        cr_status st = cr_program_add_input_file(out, &f, &idx, err);
+        if (st) return st;
+    }
+    return CR_OK;
 }
 
 static cr_status make_tables(emitter *e, cr_error *err)
@@ -753,7 +772,7 @@ static cr_status make_tables(emitter *e, cr_error *err)
             snprintf(name, sizeof name, "%s (stage output)", in->tensor ? in->tensor : "?");
         } else {
             pi.kind = CR_INPUT_FILE;
-            pi.file = file_index(e, &files, in->path ? in->path : "?", in->file_size);
+            pi.file = file_index(e, &files, i);
             pi.offset = in->offset;
             pi.nbytes = in->nbytes;
             snprintf(name, sizeof name, "%s", in->tensor ? in->tensor : "?");
@@ -831,7 +850,7 @@ cr_status cr_emit_program(const cr_graph *g, const cr_emit_options *o, cr_progra
     cr_vec *vecs[] = { &b->blobs, &b->files, &b->inputs, &b->outputs, &b->scalars, &b->rowvecs,
                        &b->scratch, &b->selects, &b->streams, &b->kernels, &b->messages, &b->code,
                        &b->main };
-    size_t sizes[] = { 1, sizeof(cr_prog_file), sizeof(cr_prog_input), sizeof(cr_prog_output),
+    size_t sizes[] = { 1, sizeof(uint32_t), sizeof(cr_prog_input), sizeof(cr_prog_output),
                        sizeof(double), sizeof(cr_prog_rowvec), sizeof(cr_prog_scratch),
                        sizeof(cr_prog_select), sizeof(cr_prog_stream), sizeof(cr_prog_kernel),
                        sizeof(cr_blob), sizeof(cr_insn), sizeof(cr_insn) };
@@ -892,7 +911,10 @@ cr_status cr_emit_program(const cr_graph *g, const cr_emit_options *o, cr_progra
     }
     cr_blob version = add_str(b, CR_VERSION_STRING);
     cr_blob mk_version = add_str(b, cr_mk_name(o ? o->mk_version : CR_MK_DEFAULT));
-    cr_blob recipe = add_str(b, o && o->recipe_name ? o->recipe_name : "");
+    /* the file's name only: a .crb holds no path of the machine that made it */
+    const char *rname = o && o->recipe_name ? o->recipe_name : "";
+    const char *rslash = strrchr(rname, '/');
+    cr_blob recipe = add_str(b, rslash && rslash[1] ? rslash + 1 : rname);
 
     /* scalar maths that depend on no tensor (when fold is off) run first */
     for (uint32_t i = 0; i < g->n_nodes; i++)
@@ -930,7 +952,6 @@ cr_status cr_emit_program(const cr_graph *g, const cr_emit_options *o, cr_progra
     out->flags = CR_PROG_SKIP_HASH;
     out->blobs = b->blobs.data; out->n_blob_bytes = b->blobs.len;
     b->blobs.data = NULL;
-    TAKE(files, n_files, b->files, cr_prog_file);
     TAKE(inputs, n_inputs, b->inputs, cr_prog_input);
     TAKE(outputs, n_outputs, b->outputs, cr_prog_output);
     TAKE(scalar_init, n_scalars, b->scalars, double);
@@ -943,7 +964,7 @@ cr_status cr_emit_program(const cr_graph *g, const cr_emit_options *o, cr_progra
     TAKE(code, n_code, b->code, cr_insn);
     TAKE(main, n_main, b->main, cr_insn);
     cr_program_mark_kernels(out);   /* what the VM would otherwise pattern-match at run time */
-    st = CR_OK;
+    st = add_files(g, &b->files, out, err);
 done:
     for (size_t i = 0; i < CR_ARRAY_LEN(vecs); i++) cr_vec_free(vecs[i]);
     cr_free(b->a, e.level); cr_free(b->a, e.slot); cr_free(b->a, e.rowvec); cr_free(b->a, e.sel);

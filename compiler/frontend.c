@@ -164,14 +164,17 @@ static void model_from_file(fe *f, int idx, const cr_model_ref *ref)
     cr_plan_model *pm = pmodel(f, idx);
     fe_model *m = fmodel(f, idx);
     const char *tried = NULL;
-    const char *dir = cr_resolve_model(&f->env, f->ar, ref->path, &tried);
+    const char *snapshot = NULL;
+    const char *dir = cr_resolve_model_at(&f->env, f->ar, ref->path, ref->revision, &snapshot, &tried);
     if (!dir) {
         cr_diag_add(f->d, CR_DIAG_ERROR, ref->loc, ref->ypath,
                     "crucible never downloads; put the model there, or pass --models-dir DIR (or set CRUCIBLE_MODELS)",
-                    "model '%s' not found (looked in %s)", ref->path, tried ? tried : "?");
+                    "model '%s' not found (looked in %s)", ref->text, tried ? tried : "?");
         return;
     }
     pm->path = dir;
+    pm->lookup = ref->path;
+    pm->revision = snapshot;
     cr_error err = { 0 };
     cr_status st = cr_model_open(f->alloc, dir, f->opt->header_only ? CR_ST_HEADER_ONLY : 0,
                                  &pm->model, &err);

@@ -90,6 +90,9 @@ uint32_t cr_graph_add_input(cr_graph *g, const cr_graph_input *in)
     cr_graph_input c = *in;
     if (c.tensor && !(c.tensor = cr_arena_strdup(&g->arena, c.tensor))) return UINT32_MAX;
     if (c.path && !(c.path = cr_arena_strdup(&g->arena, c.path))) return UINT32_MAX;
+    const char **strs[] = { &c.model_ref, &c.model_lookup, &c.model_rev, &c.model_dir };
+    for (size_t i = 0; i < CR_ARRAY_LEN(strs); i++)
+        if (*strs[i] && !(*strs[i] = cr_arena_strdup(&g->arena, *strs[i]))) return UINT32_MAX;
     if (c.blob) {
         void *copy = cr_arena_alloc(&g->arena, (size_t)c.nbytes ? (size_t)c.nbytes : 1);
         if (!copy) return UINT32_MAX;

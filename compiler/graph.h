@@ -111,6 +111,11 @@ typedef struct cr_graph_input {
     /* file inputs: where the bytes are (filled by the graph builder) */
     const char *path;       /* shard file */
     uint64_t file_size;     /* bytes of that file */
+    /* the model it belongs to, as the program names it (vm/program.h,
+     * cr_prog_model): the reference as written, what was looked up, the
+     * Hugging Face snapshot it resolved to (NULL: none), and its directory,
+     * which holds `path` */
+    const char *model_ref, *model_lookup, *model_rev, *model_dir;
     uint64_t offset;        /* absolute offset of the tensor's first byte */
     uint64_t nbytes;        /* stored bytes of the whole tensor */
     /* compile-time data (e.g. MoE router gates): nbytes bytes in `dtype`,

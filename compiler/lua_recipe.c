@@ -86,9 +86,10 @@ static int l_model(lua_State *S)
         if (!strcmp(CR_VEC_AT(&r->models, cr_plan_model, i).ref, ref))
             luaL_error(S, "model '%s' is opened twice (keep the table crucible.model returned)", ref);
     const char *tried = NULL;
-    const char *dir = cr_resolve_model(&r->env, r->ar, ref, &tried);
+    const char *snapshot = NULL;
+    const char *dir = cr_resolve_model_at(&r->env, r->ar, ref, NULL, &snapshot, &tried);
     if (!dir) luaL_error(S, "model '%s' not found (looked in %s)", ref, tried ? tried : "?");
-    cr_plan_model pm = { .ref = adup(S, r, ref), .path = dir, .stage = -1 };
+    cr_plan_model pm = { .ref = adup(S, r, ref), .path = dir, .revision = snapshot, .stage = -1 };
     cr_error err = {0};
     if (cr_model_open(r->alloc, dir, r->opt->header_only ? CR_ST_HEADER_ONLY : 0, &pm.model, &err))
         luaL_error(S, "model '%s': %s", ref, err.msg);

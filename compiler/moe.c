@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "aux_files.h"
+#include "bind.h"
 #include "hfdir.h"
 #include "infile.h"
 #include "forward.h"
@@ -162,7 +163,7 @@ typedef struct mb {
     const cr_moe_config *c;
     const cr_moe_options *o;
     cr_arena ar;
-    struct mmodel { const char *ref, *dir; cr_model m; bool opened; } models[256];
+    struct mmodel { const char *ref, *dir, *revision; cr_model m; bool opened; } models[256];
     uint32_t n_models;
     uint32_t base, *expert, *shared;    /* model indices */
     cr_moe_dims dims;
@@ -181,12 +182,14 @@ static cr_status open_model(mb *b, const cr_resolve_env *env, const char *ref, b
     if (b->n_models == CR_ARRAY_LEN(b->models))
         return cr_fail(err, CR_ERR_LIMIT, "more than %zu distinct models", CR_ARRAY_LEN(b->models));
     const char *tried = NULL;
-    const char *dir = cr_resolve_model(env, &b->ar, ref, &tried);
+    const char *snapshot = NULL;
+    const char *dir = cr_resolve_model_at(env, &b->ar, ref, NULL, &snapshot, &tried);
     if (!dir) return cr_fail(err, CR_ERR_CONFIG, "%s: model '%s' not found (looked in %s)", b->c->path, ref,
                              tried ? tried : "?");
     struct mmodel *m = &b->models[b->n_models];
     m->ref = ref;
     m->dir = dir;
+    m->revision = snapshot;
     cr_status st = cr_model_open(b->al, dir, data ? 0 : CR_ST_HEADER_ONLY, &m->m, err);
     if (st) return st;
     m->opened = true;
@@ -440,6 +443,9 @@ static cr_status add_tensor(mb *b, cr_graph *g, const cr_moe_tensor *t, cr_error
         const cr_st_file *f = &m->m.shards[mt->shard];
         gi.model = mi;
         gi.path = f->path;
+        gi.model_ref = gi.model_lookup = m->ref;
+        gi.model_rev = m->revision;
+        gi.model_dir = m->dir;
         gi.file_size = f->file_size;
         gi.offset = f->data_start + mt->info->begin;
         gi.nbytes = mt->info->end - mt->info->begin;
@@ -686,7 +692,9 @@ static cr_status add_aux(mb *b, cr_program *p, cr_error *err)
             /* mergekit-moe saves the tokenizer only: no generation_config.json */
             if (!strcmp(names[i], "generation_config.json")) continue;
             snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-            st = cr_program_aux_copy(p, names[i], path, err);
+            const struct mmodel *m = &b->models[b->base];
+            cr_input_file src = { .ref = m->ref, .revision = m->revision, .dir = dir, .path = path };
+            st = cr_program_aux_copy(p, names[i], &src, err);
         }
     }
     if (!st && b->o->write_card && b->c->text) {

@@ -8,6 +8,7 @@
 #include <string.h>
 #include "pipeline.h"
 #include "aux_files.h"
+#include "layout.h"
 #include "frontend.h"
 #include "lua_recipe.h"
 #include "moe_config.h"
@@ -18,6 +19,15 @@ static cr_source_kind source_kind(const cr_pipeline_options *o, const cr_allocat
     if (o->text) return CR_SOURCE_YAML;
     if (cr_moe_file_is_moe(al, o->path)) return CR_SOURCE_MOE;
     return cr_recipe_is_lua(o->path) ? CR_SOURCE_LUA : CR_SOURCE_YAML;
+}
+
+/* provenance a .crb carries (spec/bytecode.md): the recipe text and the
+ * options that change numbers besides the seed and mergekit release, which
+ * the emitter records */
+static cr_status record_provenance(cr_program *p, const char *text, const cr_pipeline_options *o, cr_error *err)
+{
+    if (o->compile.precise) p->flags |= CR_PROG_PRECISE;
+    return text && o->recipe_text ? cr_program_add_blob(p, text, strlen(text), &p->recipe_text, err) : CR_OK;
 }
 
 static cr_status compile_moe(const cr_pipeline_options *o, cr_compile_result *r, cr_error *err)
@@ -33,6 +43,10 @@ static cr_status compile_moe(const cr_pipeline_options *o, cr_compile_result *r,
     /* config checks, models, gates and the middle end are one call: its
      * failures are the front end's (diagnostics, else err) */
     if (!st) st = cr_moe_compile(al, &cfg, &mo, &r->graph, &r->program, &r->diags, err);
+    if (!st) {
+        r->failed = CR_STAGE_FINISH;
+        st = record_provenance(&r->program, cfg.text, o, err);
+    }
     if (o->diags_out) cr_diags_print(&r->diags, o->diags_out);
     cr_moe_config_free(&cfg);
     return st;
@@ -81,7 +95,10 @@ static cr_status compile_recipe(const cr_pipeline_options *o, cr_source_kind kin
     if ((st = cr_compile_plan(&r->plan, methods, &o->compile, &r->graph, &r->program, err))) return st;
     r->failed = CR_STAGE_FINISH;
     cr_aux_options ao = { .copy_tokenizer = o->copy_tokenizer, .write_card = o->write_card, .out_path = o->out_dir };
-    if ((st = cr_program_add_aux(&r->program, &r->plan, &ao, err)) || (st = cr_program_verify(&r->program, err)))
+    /* provenance first: the model card tells it */
+    if ((st = record_provenance(&r->program, r->plan.recipe_text, o, err)) ||
+        (st = cr_program_add_aux(&r->program, &r->plan, &ao, err)) ||
+        (st = cr_program_verify(&r->program, err)))
         return st;
     return o->collect_inputs ? collect_inputs(o, methods, &r->plan, &r->inputs, err) : CR_OK;
 }

@@ -39,6 +39,7 @@ typedef struct cr_pipeline_options {
     bool gate_f32, moe_same_source;
     unsigned threads;               /* forward-pass threads of `hidden` gates */
     bool collect_inputs;            /* fill result.inputs */
+    bool recipe_text;               /* keep the recipe's text in the program (provenance of a .crb) */
     FILE *diags_out;                /* print the front end's diagnostics here as soon as it
                                      * ends, before any --dump output (NULL: only keep them) */
 } cr_pipeline_options;

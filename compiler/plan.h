@@ -34,6 +34,8 @@ typedef struct cr_param_set {
 typedef struct cr_plan_model {
     const char *ref;            /* as written in the recipe */
     const char *path;           /* resolved directory; NULL for a stage output */
+    const char *lookup;         /* what was resolved: ref without "@revision" (NULL: ref) */
+    const char *revision;       /* the Hugging Face snapshot it resolved to; NULL: none */
     int stage;                  /* >= 0: output of that stage; -1: a directory */
     cr_model model;             /* opened when stage < 0 */
     bool opened;

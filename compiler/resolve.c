@@ -39,9 +39,25 @@ void cr_resolve_env_init(cr_resolve_env *env, cr_arena *ar, const char *recipe_p
     else if (user && *user) env->hf_hub = cr_arena_printf(ar, "%s/.cache/huggingface/hub", user);
 }
 
+/* The revision a refs/ file names (arena string), or NULL. */
+static const char *read_ref(cr_arena *ar, const char *repo, const char *name)
+{
+    if (strchr(name, '/') || strstr(name, "..")) return NULL;
+    char *ref = cr_arena_printf(ar, "%s/refs/%s", repo, name);
+    FILE *f = ref ? fopen(ref, "r") : NULL;
+    if (!f) return NULL;
+    char rev[128] = { 0 };
+    size_t n = fread(rev, 1, sizeof rev - 1, f);
+    fclose(f);
+    while (n && (rev[n - 1] == '\n' || rev[n - 1] == ' ' || rev[n - 1] == '\r')) rev[--n] = 0;
+    return n && !strchr(rev, '/') ? cr_arena_strdup(ar, rev) : NULL;
+}
+
 /* models--ORG--NAME/snapshots/<rev>: refs/main names the revision; without
- * it, a single snapshot is unambiguous. */
-static const char *hf_snapshot(cr_arena *ar, const char *hub, const char *id)
+ * it, a single snapshot is unambiguous. With `revision`: refs/REVISION (a
+ * branch or tag), else REVISION itself (a commit). *name: the snapshot's. */
+static const char *hf_snapshot(cr_arena *ar, const char *hub, const char *id, const char *revision,
+                               const char **name)
 {
     if (!hub || id[0] == '/' || id[0] == '.' || strstr(id, "..")) return NULL;
     const char *slash = strchr(id, '/');
@@ -50,37 +66,49 @@ static const char *hf_snapshot(cr_arena *ar, const char *hub, const char *id)
                        : cr_arena_printf(ar, "%s/models--%s", hub, id);
     if (!repo) return NULL;
     if (!is_dir(repo)) return NULL;
-    char *ref = cr_arena_printf(ar, "%s/refs/main", repo);
-    FILE *f = ref ? fopen(ref, "r") : NULL;
-    if (f) {
-        char rev[128] = { 0 };
-        size_t n = fread(rev, 1, sizeof rev - 1, f);
-        fclose(f);
-        while (n && (rev[n - 1] == '\n' || rev[n - 1] == ' ' || rev[n - 1] == '\r')) rev[--n] = 0;
-        if (n && !strchr(rev, '/')) {
-            char *snap = cr_arena_printf(ar, "%s/snapshots/%s", repo, rev);
-            if (is_dir(snap)) return snap;
-        }
+    if (revision) {
+        if (!revision[0] || strchr(revision, '/') || !strcmp(revision, ".") || !strcmp(revision, "..")) return NULL;
+        const char *rev = read_ref(ar, repo, revision);
+        if (!rev) rev = revision;
+        char *snap = cr_arena_printf(ar, "%s/snapshots/%s", repo, rev);
+        if (!is_dir(snap)) return NULL;
+        *name = rev;
+        return snap;
+    }
+    const char *rev = read_ref(ar, repo, "main");
+    if (rev) {
+        char *snap = cr_arena_printf(ar, "%s/snapshots/%s", repo, rev);
+        if (is_dir(snap)) { *name = rev; return snap; }
     }
     char *snaps = cr_arena_printf(ar, "%s/snapshots", repo);
     DIR *d = snaps ? opendir(snaps) : NULL;
     if (!d) return NULL;
-    const char *only = NULL;
+    const char *only = NULL, *only_name = NULL;
     int count = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
         count++;
         only = cr_arena_printf(ar, "%s/%s", snaps, e->d_name);
+        only_name = cr_arena_strdup(ar, e->d_name);
     }
     closedir(d);
-    return count == 1 && is_dir(only) ? only : NULL;
+    if (count != 1 || !is_dir(only)) return NULL;
+    *name = only_name;
+    return only;
 }
 
 const char *cr_resolve_model(const cr_resolve_env *env, cr_arena *ar, const char *path,
                              const char **tried)
 {
+    return cr_resolve_model_at(env, ar, path, NULL, NULL, tried);
+}
+
+const char *cr_resolve_model_at(const cr_resolve_env *env, cr_arena *ar, const char *path,
+                                const char *revision, const char **snapshot, const char **tried)
+{
     *tried = NULL;
+    if (snapshot) *snapshot = NULL;
     if (path[0] == '/') {
         *tried = path;
         return is_dir(path) ? path : NULL;
@@ -92,12 +120,18 @@ const char *cr_resolve_model(const cr_resolve_env *env, cr_arena *ar, const char
     };
     for (size_t i = 0; i < 3; i++)
         if (cands[i] && is_dir(cands[i])) return cands[i];
-    const char *snap = hf_snapshot(ar, env->hf_hub, path);
-    if (snap) return snap;
-    *tried = cr_arena_printf(ar, "%s, ./%s%s%s%s%s%s", cands[0] ? cands[0] : "?", path,
+    const char *name = NULL;
+    const char *snap = hf_snapshot(ar, env->hf_hub, path, revision, &name);
+    if (snap) {
+        if (snapshot) *snapshot = name;
+        return snap;
+    }
+    *tried = cr_arena_printf(ar, "%s, ./%s%s%s%s%s%s%s%s", cands[0] ? cands[0] : "?", path,
                              env->models_dir ? ", " : "", env->models_dir ? cands[2] : "",
                              env->hf_hub ? ", the Hugging Face cache in " : "",
                              env->hf_hub ? env->hf_hub : "",
+                             env->hf_hub && revision ? " at revision " : "",
+                             env->hf_hub && revision ? revision : "",
                              env->models_dir ? "" : " (no --models-dir / CRUCIBLE_MODELS set)");
     return NULL;
 }

@@ -5,7 +5,8 @@
  * directory; `MODELS_DIR/path` (--models-dir, else $CRUCIBLE_MODELS); and
  * the Hugging Face cache ($HF_HUB_CACHE, else $HF_HOME/hub, else
  * ~/.cache/huggingface/hub) as models--ORG--NAME/snapshots/<refs/main, or
- * the only snapshot>.
+ * the only snapshot>; with a revision, snapshots/<refs/REVISION, else
+ * REVISION> only.
  */
 #ifndef CR_RESOLVE_H
 #define CR_RESOLVE_H
@@ -28,5 +29,13 @@ void cr_resolve_env_init(cr_resolve_env *env, cr_arena *ar, const char *recipe_p
  * `tried` (arena string) lists the places looked at. */
 const char *cr_resolve_model(const cr_resolve_env *env, cr_arena *ar, const char *path,
                              const char **tried);
+
+/* The same, `path` at `revision` (NULL: any): the revision chooses the
+ * Hugging Face cache's snapshot and nothing else (a local directory has no
+ * revisions, as in mergekit). *snapshot (may be NULL) is set to the
+ * snapshot's name (the commit) when the cache gave the directory, else
+ * NULL: what a .crb records to find the same files again. */
+const char *cr_resolve_model_at(const cr_resolve_env *env, cr_arena *ar, const char *path,
+                                const char *revision, const char **snapshot, const char **tried);
 
 #endif

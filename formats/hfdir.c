@@ -378,7 +378,9 @@ char *cr_hf_model_card(const cr_allocator *alloc, const cr_hf_card *c, size_t *l
     if (c->mergekit_version)
         cr_sbuf_printf(&b, ", computing as mergekit %s does (`--mergekit-version %s`)", c->mergekit_version,
                        c->mergekit_version);
-    cr_sbuf_adds(&b, ".\n\n## Merge Details\n### Merge Method\n\nThis model was merged using the ");
+    cr_sbuf_adds(&b, ".\n\n");
+    if (c->provenance && *c->provenance) cr_sbuf_printf(&b, "%s\n\n", c->provenance);
+    cr_sbuf_adds(&b, "## Merge Details\n### Merge Method\n\nThis model was merged using the ");
     const char *pretty = c->method_pretty && *c->method_pretty ? c->method_pretty : c->method;
     if (c->method_url && *c->method_url) cr_sbuf_printf(&b, "[%s](%s)", pretty, c->method_url);
     else cr_sbuf_adds(&b, pretty);

@@ -59,6 +59,8 @@ typedef struct cr_hf_card {
     size_t n_models;
     const char *config_yaml;     /* the recipe text, verbatim */
     const char *mergekit_version;    /* the release reproduced ("0.1.5"); NULL: not said */
+    const char *provenance;          /* what else made these bytes (crucible version, op table,
+                                      * seed, precision), one sentence; NULL: not said */
 } cr_hf_card;
 
 /* README.md text (allocated with alloc; NULL on NOMEM). */

@@ -67,7 +67,15 @@ static void comment(const cr_program *p, const cr_insn *in, char *buf, size_t n)
                  v->rows, v->cols, v->kind == CR_INPUT_SCRATCH ? " (scratch)" : v->kind == CR_INPUT_BLOB ? " (blob)" : "");
         if (v->kind == CR_INPUT_FILE) {
             size_t l = strlen(buf);
-            const char *path = cr_prog_str(p, p->files[v->file].path);
+            const cr_prog_file *vf = &p->files[v->file];
+            if (vf->model != CR_PROG_NO_MODEL) {
+                /* by model, as the .crb names it: "in base: model.safetensors", "of base" */
+                char label[CR_LIMIT_NAME];
+                if (in->op != CR_OP_LOAD) snprintf(buf + l, n - l, " in %s", cr_program_file_label(p, v->file, label, sizeof label));
+                else snprintf(buf + l, n - l, " of %s", cr_prog_str(p, p->models[vf->model].ref));
+                return;
+            }
+            const char *path = cr_prog_str(p, vf->path);
             if (in->op != CR_OP_LOAD) {
                 snprintf(buf + l, n - l, " in %s", path);
             } else {
@@ -138,6 +146,53 @@ static void row(const cr_program *p, FILE *out, const char *addr, const cr_insn 
             rounds ? dtype_name(in->dtype) : "", ops, c);
 }
 
+/* the manifest by model, and the provenance a .crb carries */
+void cr_program_explain_inputs(const cr_program *p, FILE *out)
+{
+    fprintf(out, "provenance: crucible %s, op table %016" PRIx64 ", mergekit %s, seed %" PRIu64 ", %s\n",
+            p->tool_version.len ? cr_prog_str(p, p->tool_version) : "?", cr_op_table_fingerprint(),
+            p->mergekit_version.len ? cr_prog_str(p, p->mergekit_version) : "?", p->seed,
+            p->flags & CR_PROG_PRECISE ? "--precise" : "torch rounding (no --precise)");
+    bool hashes = !(p->flags & CR_PROG_SKIP_HASH);
+    fprintf(out, "inputs: %u model%s, %u file%s; %s\n", p->n_models, p->n_models == 1 ? "" : "s",
+            p->n_files, p->n_files == 1 ? "" : "s",
+            hashes ? "content hash = XXH64 of the whole file, checked by run (--skip-hash: sizes only)"
+                   : "content hashes not recorded: run checks sizes only");
+    for (uint32_t m = 0; m <= p->n_models; m++) {
+        bool any = false;
+        for (uint32_t i = 0; i < p->n_files; i++) {
+            const cr_prog_file *f = &p->files[i];
+            if (m < p->n_models ? f->model != m : f->model != CR_PROG_NO_MODEL) continue;
+            if (!any) {
+                if (m < p->n_models) {
+                    const cr_prog_model *pm = &p->models[m];
+                    fprintf(out, "  model %s", cr_prog_str(p, pm->ref));
+                    if (pm->revision.len) fprintf(out, " (Hugging Face snapshot %s)", cr_prog_str(p, pm->revision));
+                    fputc('\n', out);
+                } else {
+                    fprintf(out, "  files of no model (paths as given)\n");
+                }
+                any = true;
+            }
+            const char *name = cr_prog_str(p, f->rel);
+            fprintf(out, "    %-40s %12" PRIu64 " bytes  ", name, f->size);
+            if (f->hash) fprintf(out, "xxh64 %016" PRIx64, f->hash);
+            else fputs("hash not recorded", out);
+            if (f->path.len && strcmp(cr_prog_str(p, f->path), name)) fprintf(out, "  at %s", cr_prog_str(p, f->path));
+            fputc('\n', out);
+        }
+    }
+    if (p->recipe_text.len) {
+        fprintf(out, "recipe (%" PRIu64 " bytes):\n", p->recipe_text.len);
+        const char *t = cr_prog_str(p, p->recipe_text);
+        while (*t) {
+            size_t n = strcspn(t, "\n");
+            fprintf(out, "  | %.*s\n", (int)n, t);
+            t += n + (t[n] == '\n');
+        }
+    }
+}
+
 void cr_program_explain(const cr_program *p, FILE *out)
 {
     fprintf(out, "program %s: seed %" PRIu64 ", %u inputs from %u files, %u outputs in %u shards, %u aux files\n",
@@ -146,6 +201,7 @@ void cr_program_explain(const cr_program *p, FILE *out)
     if (p->mergekit_version.len)
         fprintf(out, "computes as mergekit %s (crucible %s)\n", cr_prog_str(p, p->mergekit_version),
                 p->tool_version.len ? cr_prog_str(p, p->tool_version) : "?");
+    cr_program_explain_inputs(p, out);
     fprintf(out, "%-8s %-12s %-5s %-22s %s\n", "addr", "op", "dtype", "operands", "comment");
     fprintf(out, "%-8s %-12s %-5s %-22s %s\n", "----", "--", "-----", "--------", "-------");
     for (uint32_t pc = 0; pc < p->n_main; pc++) {
@@ -166,7 +222,10 @@ void cr_program_explain(const cr_program *p, FILE *out)
         if (x->kind == CR_AUX_WRITE)
             fprintf(out, "aux      write %s (%" PRIu64 " bytes)\n", cr_prog_str(p, x->dest), x->content.len);
         else
-            fprintf(out, "aux      copy  %s <- %s\n", cr_prog_str(p, x->dest), cr_prog_str(p, p->files[x->src_file].path));
+        {
+            char l[CR_LIMIT_NAME];
+            fprintf(out, "aux      copy  %s <- %s\n", cr_prog_str(p, x->dest), cr_program_file_label(p, x->src_file, l, sizeof l));
+        }
     }
 }
 

@@ -27,6 +27,8 @@ void cr_program_free(cr_program *p)
     if (!p || !p->alloc) return;
     const cr_allocator *a = p->alloc;
     cr_free(a, p->blobs);
+    cr_free(a, p->bound);
+    cr_free(a, p->models);
     cr_free(a, p->files);
     cr_free(a, p->inputs);
     cr_free(a, p->shards);
@@ -70,19 +72,50 @@ static bool add_ok(uint64_t a, uint64_t b, uint64_t *r)
     return true;
 }
 
-static bool blob_ok(const cr_program *p, cr_blob b)
+/* the pool a blob lies in (the bound pool when its offset is tagged) */
+static const uint8_t *blob_pool(const cr_program *p, cr_blob *b, uint64_t *n)
 {
-    uint64_t end;
-    return add_ok(b.off, b.len, &end) && end <= p->n_blob_bytes;
+    if (b->off & CR_BLOB_BOUND) {
+        b->off &= ~CR_BLOB_BOUND;
+        *n = p->n_bound_bytes;
+        return p->bound;
+    }
+    *n = p->n_blob_bytes;
+    return p->blobs;
 }
 
-/* a string blob: in range, NUL at len, no NUL inside */
-static bool str_ok(const cr_program *p, cr_blob b)
+static bool blob_ok(const cr_program *p, cr_blob b)
 {
-    uint64_t end;
-    if (!add_ok(b.off, b.len, &end) || end >= p->n_blob_bytes || b.len > CR_LIMIT_NAME) return false;
-    const uint8_t *s = p->blobs + b.off;
+    uint64_t end, n;
+    blob_pool(p, &b, &n);
+    return add_ok(b.off, b.len, &end) && end <= n;
+}
+
+/* a string blob of at most `limit` bytes: in range, NUL at len, no NUL inside */
+static bool text_ok(const cr_program *p, cr_blob b, uint64_t limit)
+{
+    uint64_t end, n;
+    const uint8_t *pool = blob_pool(p, &b, &n);
+    if (!add_ok(b.off, b.len, &end) || end >= n || b.len > limit) return false;
+    const uint8_t *s = pool + b.off;
     return s[b.len] == 0 && memchr(s, 0, b.len) == NULL;
+}
+
+static bool str_ok(const cr_program *p, cr_blob b) { return text_ok(p, b, CR_LIMIT_NAME); }
+
+/* a path inside a model's directory: relative, no "." or ".." component,
+ * so a .crb reads nothing outside the models it names */
+static bool rel_ok(const cr_program *p, cr_blob b)
+{
+    if (!str_ok(p, b) || b.len == 0) return false;
+    const char *s = cr_prog_str(p, b);
+    if (s[0] == '/') return false;
+    for (const char *c = s; *c;) {
+        size_t n = strcspn(c, "/");
+        if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.')) return false;
+        c += n + (c[n] == '/');
+    }
+    return s[b.len - 1] != '/';
 }
 
 /* a file name inside OUT_DIR: one non-empty component, not "." or "..",
@@ -115,6 +148,8 @@ static uint64_t output_numel(const cr_prog_output *o)
     return n;
 }
 
+/* a verified file's name for messages: its path inside its model, else as given */
+static const char *file_name(const cr_program *p, uint32_t i) { return cr_prog_str(p, p->files[i].rel); }
 static const char *in_name(const cr_program *p, uint32_t i)
 { return i < p->n_inputs && str_ok(p, p->inputs[i].name) ? cr_prog_str(p, p->inputs[i].name) : "?"; }
 static const char *out_name(const cr_program *p, uint32_t i)
@@ -141,8 +176,9 @@ static cr_status verify_tables(const cr_program *p, cr_error *err)
     LIM(p->n_messages, CR_LIMIT_MESSAGES, "messages");
     LIM(p->n_code, CR_LIMIT_CODE, "kernel micro-ops");
     LIM(p->n_main, CR_LIMIT_MAIN, "top-level instructions");
+    LIM(p->n_models, CR_LIMIT_FILES, "input models");
 #undef LIM
-    if (p->flags & ~(uint32_t)CR_PROG_SKIP_HASH)
+    if (p->flags & ~(uint32_t)CR_PROG_FLAGS_ALL)
         return cr_fail(err, CR_ERR_FORMAT, "program flags 0x%x has unknown bits", p->flags);
     if (p->tool_version.len && !str_ok(p, p->tool_version))
         return cr_fail(err, CR_ERR_FORMAT, "tool_version blob out of range");
@@ -151,9 +187,31 @@ static cr_status verify_tables(const cr_program *p, cr_error *err)
     if (p->recipe_name.len && !str_ok(p, p->recipe_name))
         return cr_fail(err, CR_ERR_FORMAT, "recipe_name blob out of range");
 
-    for (uint32_t i = 0; i < p->n_files; i++)
-        if (!str_ok(p, p->files[i].path) || p->files[i].path.len == 0)
-            return cr_fail(err, CR_ERR_FORMAT, "file %u: path blob out of range", i);
+    if (p->recipe_text.len && !text_ok(p, p->recipe_text, CR_LIMIT_BLOB_BYTES))
+        return cr_fail(err, CR_ERR_FORMAT, "recipe_text blob out of range");
+
+    for (uint32_t i = 0; i < p->n_models; i++) {
+        const cr_prog_model *m = &p->models[i];
+        if (!str_ok(p, m->ref) || !m->ref.len || !str_ok(p, m->lookup) || !m->lookup.len ||
+            !str_ok(p, m->revision) || strchr(cr_prog_str(p, m->revision), '/'))
+            return cr_fail(err, CR_ERR_FORMAT, "model %u: reference, lookup or revision blob out of range", i);
+    }
+    for (uint32_t i = 0; i < p->n_files; i++) {
+        const cr_prog_file *f = &p->files[i];
+        bool unbound = !f->path.off && !f->path.len;
+        if (f->pad) return cr_fail(err, CR_ERR_FORMAT, "file %u: padding not zero", i);
+        if (f->model == CR_PROG_NO_MODEL) {
+            if (!str_ok(p, f->rel) || !f->rel.len || !str_ok(p, f->path) || !f->path.len)
+                return cr_fail(err, CR_ERR_FORMAT, "file %u: path blob out of range", i);
+        } else if (f->model >= p->n_models) {
+            return cr_fail(err, CR_ERR_FORMAT, "file %u: model %u out of range", i, f->model);
+        } else if (!rel_ok(p, f->rel)) {
+            return cr_fail(err, CR_ERR_FORMAT, "file %u: its path inside model %s must be relative, "
+                           "without . or .. components", i, cr_prog_str(p, p->models[f->model].ref));
+        } else if (!unbound && (!(f->path.off & CR_BLOB_BOUND) || !str_ok(p, f->path) || !f->path.len)) {
+            return cr_fail(err, CR_ERR_FORMAT, "file %u: bound path out of range", i);
+        }
+    }
 
     for (uint32_t i = 0; i < p->n_inputs; i++) {
         const cr_prog_input *in = &p->inputs[i];
@@ -181,7 +239,7 @@ static cr_status verify_tables(const cr_program *p, cr_error *err)
             if (end > p->files[in->file].size)
                 return cr_fail(err, CR_ERR_FORMAT, "input %u (%s): bytes %llu..%llu past the end of %s (%llu bytes)",
                                i, nm, (unsigned long long)in->offset, (unsigned long long)end,
-                               cr_prog_str(p, p->files[in->file].path), (unsigned long long)p->files[in->file].size);
+                               file_name(p, in->file), (unsigned long long)p->files[in->file].size);
         } else if (in->kind == CR_INPUT_SCRATCH) {
             if (in->file >= p->n_scratch) return cr_fail(err, CR_ERR_FORMAT, "input %u (%s): scratch %u out of range", i, nm, in->file);
             const cr_prog_scratch *s = &p->scratch[in->file];
@@ -570,7 +628,8 @@ cr_status cr_program_verify(const cr_program *p, cr_error *err)
 /* ---- .crb files ---------------------------------------------------------- */
 
 #define CRB_MAGIC "CRUCIBLE"
-#define CRB_VERSION 4u   /* 3: kernel flags TIES_ONLY and EARLY_GATHER; 4: mergekit_version */
+#define CRB_VERSION 5u   /* 3: kernel flags TIES_ONLY and EARLY_GATHER; 4: mergekit_version;
+                            5: portable inputs (models, files by model and relative path), recipe_text */
 #define CRB_ENDIAN 0x01020304u
 
 typedef struct crb_header {
@@ -586,6 +645,7 @@ typedef struct crb_header {
     cr_blob tool_version;
     cr_blob mergekit_version;
     cr_blob recipe_name;
+    cr_blob recipe_text;
     uint64_t file_size;       /* whole file */
     uint64_t body_hash;       /* XXH64 of bytes [header_size, file_size) */
 } crb_header;
@@ -600,7 +660,7 @@ typedef struct crb_section {
 enum {
     SEC_BLOBS = 1, SEC_FILES, SEC_INPUTS, SEC_SHARDS, SEC_OUTPUTS, SEC_AUX, SEC_SCALARS,
     SEC_ROWVECS, SEC_SCRATCH, SEC_SELECTS, SEC_STREAMS, SEC_KERNELS, SEC_MESSAGES,
-    SEC_CODE, SEC_MAIN, SEC_COUNT_ = SEC_MAIN
+    SEC_CODE, SEC_MAIN, SEC_MODELS, SEC_COUNT_ = SEC_MODELS
 };
 
 typedef struct sec_desc {
@@ -628,6 +688,7 @@ static const sec_desc sections[SEC_COUNT_ + 1] = {
     [SEC_MESSAGES] = SD("messages", cr_blob, CR_LIMIT_MESSAGES, messages, n_messages),
     [SEC_CODE]     = SD("code", cr_insn, CR_LIMIT_CODE, code, n_code),
     [SEC_MAIN]     = SD("main", cr_insn, CR_LIMIT_MAIN, main, n_main),
+    [SEC_MODELS]   = SD("models", cr_prog_model, CR_LIMIT_FILES, models, n_models),
 };
 
 static uint64_t sec_count(const cr_program *p, int id)
@@ -660,7 +721,18 @@ cr_status cr_program_save(const cr_program *p, const char *path, cr_error *err)
     if (off > CR_LIMIT_CRB_BYTES) return cr_fail(err, CR_ERR_LIMIT, "%s: program would be %llu bytes (limit %llu)", path,
                                                  (unsigned long long)off, (unsigned long long)CR_LIMIT_CRB_BYTES);
     uint8_t *buf = cr_calloc(p->alloc, 1, (size_t)off);
-    if (!buf) return cr_fail(err, CR_ERR_NOMEM, "%s: out of memory serialising the program", path);
+    /* a model's file is saved without the path it is bound to here: a
+     * .crb names its inputs by model and relative path only */
+    cr_prog_file *files = p->n_files ? cr_malloc(p->alloc, (size_t)p->n_files * sizeof *files) : NULL;
+    if (!buf || (p->n_files && !files)) {
+        cr_free(p->alloc, buf);
+        cr_free(p->alloc, files);
+        return cr_fail(err, CR_ERR_NOMEM, "%s: out of memory serialising the program", path);
+    }
+    for (uint32_t i = 0; i < p->n_files; i++) {
+        files[i] = p->files[i];
+        files[i].path = files[i].model == CR_PROG_NO_MODEL ? files[i].rel : (cr_blob){ 0, 0 };
+    }
     crb_header h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, CRB_MAGIC, 8);
@@ -675,12 +747,15 @@ cr_status cr_program_save(const cr_program *p, const char *path, cr_error *err)
     h.tool_version = p->tool_version;
     h.mergekit_version = p->mergekit_version;
     h.recipe_name = p->recipe_name;
+    h.recipe_text = p->recipe_text;
     h.file_size = off;
     memcpy(buf + sizeof h, secs, sizeof secs);
     for (int id = 1; id <= SEC_COUNT_; id++) {
         const crb_section *c = &secs[id - 1];
-        if (c->count) memcpy(buf + c->offset, sec_data(p, id), (size_t)(c->count * c->record_size));
+        const void *data = id == SEC_FILES ? files : sec_data(p, id);
+        if (c->count) memcpy(buf + c->offset, data, (size_t)(c->count * c->record_size));
     }
+    cr_free(p->alloc, files);
     h.body_hash = cr_xxh64(buf + sizeof h, (size_t)(off - sizeof h), 0);
     memcpy(buf, &h, sizeof h);
 
@@ -750,6 +825,7 @@ cr_status cr_program_load(const cr_allocator *alloc, const char *path, cr_progra
     out->tool_version = h.tool_version;
     out->mergekit_version = h.mergekit_version;
     out->recipe_name = h.recipe_name;
+    out->recipe_text = h.recipe_text;
     bool seen[SEC_COUNT_ + 1] = {0};
     for (uint32_t i = 0; i < h.n_sections; i++) {
         crb_section c;
@@ -789,6 +865,7 @@ done:
 cr_status cr_input_paths_add_program(cr_input_paths *ip, const cr_program *p, cr_error *err)
 {
     for (uint32_t i = 0; i < p->n_files; i++) {
+        if (!p->files[i].path.len) continue;   /* not bound: read nowhere yet */
         const char *path = cr_prog_str(p, p->files[i].path);
         cr_status s = cr_input_paths_add(ip, path, CR_INPUT_PATH_FILE, err);
         if (s) return s;

@@ -93,9 +93,28 @@ uint64_t cr_op_table_fingerprint(void);
  * trailing NUL that `len` does not count. */
 typedef struct cr_blob { uint64_t off, len; } cr_blob;
 
-/* An input file the program reads: the manifest checked before running. */
+/* A model the program reads files of, named the way the recipe named it,
+ * so that `crucible run` finds it again on any machine (spec/bytecode.md,
+ * "Inputs"): `ref` is the reference as written ("org/name@rev", a name
+ * under --models-dir, a path as given), `lookup` what is looked up (`ref`
+ * without its "@revision"), `revision` the Hugging Face snapshot it
+ * resolved to (empty when it was not found in the cache). */
+typedef struct cr_prog_model {
+    cr_blob ref, lookup, revision;
+} cr_prog_model;
+
+/* An input file the program reads: the manifest checked before running.
+ * A model's file is `rel` inside that model's directory; `path` is where it
+ * is read, bound after compiling or loading (cr_program_bind_file) and
+ * never saved. A file of no model (CR_PROG_NO_MODEL, programs built by
+ * hand) has its path as given in `rel`, and is read there (`path` the same
+ * blob) unless bound elsewhere. */
+enum { CR_PROG_NO_MODEL = UINT32_MAX };
 typedef struct cr_prog_file {
-    cr_blob path;
+    uint32_t model;         /* models[] index, or CR_PROG_NO_MODEL */
+    uint32_t pad;
+    cr_blob rel;            /* path inside the model's directory (no model: as given) */
+    cr_blob path;           /* where it is read; empty while unbound */
     uint64_t size;          /* bytes, always checked */
     uint64_t hash;          /* content hash (spec/bytecode.md); 0 = not recorded */
 } cr_prog_file;
@@ -205,12 +224,19 @@ typedef struct cr_program {
     const cr_allocator *alloc;
     /* all arrays below are owned and allocated with `alloc` */
     uint8_t *blobs;            uint64_t n_blob_bytes;
+    /* Bound input paths (cr_program_bind_file): a pool of their own, so
+     * that binding never moves the program's blobs and a .crb never holds
+     * a path of the machine that wrote it. A blob whose offset has
+     * CR_BLOB_BOUND set lies here. */
+    uint8_t *bound;            uint64_t n_bound_bytes;
     cr_blob tool_version;
     cr_blob mergekit_version;  /* the release whose numbers it reproduces (core/mkversion.h) */
-    cr_blob recipe_name;       /* e.g. the config file's name, for messages */
+    cr_blob recipe_name;       /* the config file's name (no folder), for messages */
+    cr_blob recipe_text;       /* provenance: the recipe as compiled (empty: not recorded) */
     uint64_t seed;
     uint32_t flags;            /* CR_PROG_* */
 
+    cr_prog_model *models;     uint32_t n_models;
     cr_prog_file *files;       uint32_t n_files;
     cr_prog_input *inputs;     uint32_t n_inputs;
     cr_prog_shard *shards;     uint32_t n_shards;
@@ -227,14 +253,23 @@ typedef struct cr_program {
     cr_insn *main;             uint32_t n_main;      /* top-level stream */
 } cr_program;
 
-enum { CR_PROG_SKIP_HASH = 1u << 0 };  /* manifest hashes not recorded */
+enum {
+    CR_PROG_SKIP_HASH = 1u << 0,   /* manifest hashes not recorded */
+    CR_PROG_PRECISE = 1u << 1      /* provenance: compiled with --precise */
+};
+#define CR_PROG_FLAGS_ALL (CR_PROG_SKIP_HASH | CR_PROG_PRECISE)
 
 /* Free every array of p (not p itself). */
 void cr_program_free(cr_program *p);
 
+#define CR_BLOB_BOUND (1ull << 63)   /* the blob lies in the bound pool */
+
 /* Pointer to a blob's bytes (valid while p lives). */
 static inline const char *cr_prog_str(const cr_program *p, cr_blob b)
-{ return (const char *)p->blobs + b.off; }
+{
+    return b.off & CR_BLOB_BOUND ? (const char *)p->bound + (b.off & ~CR_BLOB_BOUND)
+                                 : (const char *)p->blobs + b.off;
+}
 
 /* Set every kernel's TIES_ONLY and EARLY_GATHER flags from its code and
  * the program's (the emitter calls it once, after the last kernel). */
@@ -249,6 +284,22 @@ cr_status cr_program_verify(const cr_program *p, cr_error *err);
 cr_status cr_program_save(const cr_program *p, const char *path, cr_error *err);
 cr_status cr_program_load(const cr_allocator *alloc, const char *path,
                           cr_program *out, cr_error *err);
+
+/* Bind file i to `path` (copied into the bound pool; a later bind
+ * replaces it). Errors: NOMEM, LIMIT. */
+cr_status cr_program_bind_file(cr_program *p, uint32_t i, const char *path, cr_error *err);
+
+/* The first file that is not bound, or UINT32_MAX when all are: a loaded
+ * .crb must be bound (compiler/bind.h) before it runs. */
+uint32_t cr_program_first_unbound(const cr_program *p);
+
+/* "REF: REL" for a model's file, the path for another (into buf). */
+const char *cr_program_file_label(const cr_program *p, uint32_t i, char *buf, size_t n);
+
+/* XXH64 (seed 0) of every input file's whole content, read at its bound
+ * path, recorded in the manifest; clears CR_PROG_SKIP_HASH. What `run`
+ * checks (the VM hashes the same way). Errors: IO naming the file, NOMEM. */
+cr_status cr_program_hash_inputs(cr_program *p, cr_error *err);
 
 /* Add every file of p's input manifest (shards, copied tokenizer files) and
  * the directory holding each when it is a model directory (has a

@@ -103,8 +103,13 @@ void cr_progress_printer_init(cr_progress_printer *pp, FILE *out);
 /* print if enough time passed since the last line (always for DONE) */
 void cr_progress_printer_update(cr_progress_printer *pp, const cr_vm_progress *p);
 
-/* Print p as an EXPLAIN-style table (disasm.c). */
+/* Print p as an EXPLAIN-style table (disasm.c), after its inputs and
+ * provenance (cr_program_explain_inputs). */
 void cr_program_explain(const cr_program *p, FILE *out);
+/* p's input models and files (reference, path inside the model, size,
+ * content hash, where bound) and its provenance: crucible version, op
+ * table, mergekit release, seed, --precise, the recipe text. */
+void cr_program_explain_inputs(const cr_program *p, FILE *out);
 /* spec/opcodes.md, generated from ops.def (disasm.c). */
 void cr_ops_markdown(FILE *out);
 

@@ -70,7 +70,7 @@ for recipe in "$root"/examples/*.yml; do
         rm -rf "$out"
     done
     if "$bin" compile "$recipe" -o "$tmp/$r.crb" --models-dir "$m" --random-seed 7 2>"$tmp/err" &&
-       "$bin" run "$tmp/$r.crb" "$tmp/$r-run" --quiet 2>>"$tmp/err"; then
+       "$bin" run "$tmp/$r.crb" "$tmp/$r-run" --models-dir "$m" --quiet 2>>"$tmp/err"; then
         [ "$(digest "$tmp/$r-run")" = "$want" ] && ok || bad "$r: compile + run differs from merge"
     else
         bad "$r: compile/run: $(head -c 300 "$tmp/err")"

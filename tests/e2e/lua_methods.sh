@@ -54,7 +54,7 @@ check "$bin" explain lin.lua --models-dir "$m" >/dev/null
 check test -s k-yml.txt
 check cmp -s k-yml.txt k-lua.txt
 check "$bin" compile lin.lua -o lin.crb --models-dir "$m"
-check "$bin" run lin.crb o-run --quiet
+check "$bin" run lin.crb o-run --models-dir "$m" --quiet
 check "$bin" diff o-yml o-run >/dev/null
 
 # the example recipes

@@ -36,7 +36,7 @@ for v in 0.1.4 0.1.5; do
     "$bin" compile "$tmp/linear.yml" -o "$tmp/p-$v.crb" --models-dir "$m" --mergekit-version=$v 2>"$tmp/err"
     check '[ $? -eq 0 ]' "compile $v: $(cat "$tmp/err")"
     check '"$bin" explain "$tmp/p-$v.crb" | grep -q "^computes as mergekit $v "' "explain $v.crb: $("$bin" explain "$tmp/p-$v.crb" | head -3)"
-    "$bin" run "$tmp/p-$v.crb" "$tmp/run-$v" --quiet 2>"$tmp/err"
+    "$bin" run "$tmp/p-$v.crb" "$tmp/run-$v" --models-dir "$m" --quiet 2>"$tmp/err"
     check '[ $? -eq 0 ]' "run $v.crb: $(cat "$tmp/err")"
     check 'cmp -s "$tmp/run-$v/model.safetensors.index.json" "$tmp/out-$v/model.safetensors.index.json"' "$v: run's index differs from merge's"
     # (the card's title is the output folder's name)

@@ -140,7 +140,7 @@ check '[ $? -eq 2 ] && grep -q "12Q" "$tmp/size-bad.plan"' "plan refuses --max-m
 "$bin" compile "$tmp/ties.yml" -o "$tmp/t.crb" --models-dir "$tmp/m" >/dev/null 2>&1
 "$bin" run "$tmp/t.crb" "$tmp/out-r" --max-memory 12Q >"$tmp/size-bad.run" 2>&1
 check '[ $? -eq 2 ] && grep -q "12Q" "$tmp/size-bad.run" && [ ! -e "$tmp/out-r" ]' "run refuses --max-memory 12Q, writes nothing"
-"$bin" run "$tmp/t.crb" "$tmp/out-r" --max-memory 1.5GiB --quiet >"$tmp/size.run" 2>&1
+"$bin" run "$tmp/t.crb" "$tmp/out-r" --models-dir "$tmp/m" --max-memory 1.5GiB --quiet >"$tmp/size.run" 2>&1
 check '[ $? -eq 0 ] && cmp -s "$tmp/out-ties/model.safetensors" "$tmp/out-r/model.safetensors"' "run takes --max-memory 1.5GiB, same bytes"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

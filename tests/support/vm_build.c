@@ -77,7 +77,8 @@ cr_blob vb_str(vm_builder *b, const char *s)
 
 uint32_t vb_file(vm_builder *b, const char *path, uint64_t size, uint64_t hash)
 {
-    cr_prog_file f = { vb_str(b, path), size, hash };
+    cr_blob s = vb_str(b, path);
+    cr_prog_file f = { .model = CR_PROG_NO_MODEL, .rel = s, .path = s, .size = size, .hash = hash };
     return PUSH(files, f);
 }
 

@@ -30,7 +30,7 @@ static void build(fixture *f, bool with_scratch)
     p->alloc = cr_default_allocator();
     p->blobs = f->blobs;
     p->n_blob_bytes = sizeof f->blobs;
-    f->file = (cr_prog_file){ .size = 2 * N * N * 2 + 4096 };
+    f->file = (cr_prog_file){ .model = CR_PROG_NO_MODEL, .rel = { 4, 2 }, .path = { 4, 2 }, .size = 2 * N * N * 2 + 4096 };
     p->files = &f->file; p->n_files = 1;
     for (int i = 0; i < 3; i++)
         f->in[i] = (cr_prog_input){ .file = 0, .dtype = CR_DTYPE_BF16, .kind = CR_INPUT_FILE,

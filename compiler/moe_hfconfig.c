@@ -209,6 +209,25 @@ static const field qwen3_fields[] = {
     { "sliding_window", "4096" }, { "max_window_layers", "28" }, { "layer_types", "null" },
     { "attention_dropout", "0.0" }, { "pad_token_id", "null" }, { "bos_token_id", "null" },
     { "eos_token_id", "null" }, { NULL, NULL } };
+static const field qwen2_fields[] = {
+    { "vocab_size", "151936" }, { "hidden_size", "4096" }, { "intermediate_size", "22016" },
+    { "num_hidden_layers", "32" }, { "num_attention_heads", "32" }, { "num_key_value_heads", "32" },
+    { "hidden_act", "\"silu\"" }, { "max_position_embeddings", "32768" }, { "initializer_range", "0.02" },
+    { "rms_norm_eps", "1e-06" }, { "use_cache", "true" }, { "tie_word_embeddings", "false" },
+    { "use_sliding_window", "false" }, { "sliding_window", "4096" }, { "max_window_layers", "28" },
+    { "layer_types", "null" }, { "attention_dropout", "0.0" }, { "pad_token_id", "null" },
+    { "bos_token_id", "null" }, { "eos_token_id", "null" }, { NULL, NULL } };
+static const field qwen2_moe_fields[] = {
+    { "vocab_size", "151936" }, { "hidden_size", "2048" }, { "intermediate_size", "5632" },
+    { "num_hidden_layers", "24" }, { "num_attention_heads", "16" }, { "num_key_value_heads", "16" },
+    { "hidden_act", "\"silu\"" }, { "max_position_embeddings", "32768" }, { "initializer_range", "0.02" },
+    { "rms_norm_eps", "1e-06" }, { "use_cache", "true" }, { "tie_word_embeddings", "false" },
+    { "use_sliding_window", "false" }, { "sliding_window", "4096" }, { "max_window_layers", "28" },
+    { "attention_dropout", "0.0" }, { "decoder_sparse_step", "1" }, { "moe_intermediate_size", "1408" },
+    { "shared_expert_intermediate_size", "5632" }, { "num_experts_per_tok", "4" }, { "num_experts", "60" },
+    { "norm_topk_prob", "false" }, { "output_router_logits", "false" }, { "router_aux_loss_coef", "0.001" },
+    { "mlp_only_layers", "null" }, { "qkv_bias", "true" }, { "layer_types", "null" }, { "pad_token_id", "null" },
+    { "bos_token_id", "null" }, { "eos_token_id", "null" }, { NULL, NULL } };
 /* Qwen3MoeConfig's num_experts is stored as num_local_experts (attribute_map) */
 static const field qwen3_moe_fields[] = {
     { "vocab_size", "151936" }, { "hidden_size", "2048" }, { "intermediate_size", "6144" },
@@ -246,24 +265,40 @@ static bool post_init_llama(cJSON *cfg, bool head_dim)
     return ok;
 }
 
-/* Qwen3 / Qwen3-MoE: sliding_window only with use_sliding_window; Qwen3's
- * layer_types, Qwen3-MoE's mlp_only_layers */
-static bool post_init_qwen3(cJSON *cfg, bool moe)
+static bool layer_types(cJSON *cfg, bool qwen2_moe)
+{
+    if (!is_null(get(cfg, "layer_types"))) return true;
+    cJSON *lt = cJSON_CreateArray();
+    bool sw = !is_null(get(cfg, "sliding_window")), use = cJSON_IsTrue(get(cfg, "use_sliding_window"));
+    double L = num(cfg, "num_hidden_layers", 32), mwl = num(cfg, "max_window_layers", 28);
+    for (double i = 0; lt && i < L && i < 1e6; i++) {
+        bool sliding = qwen2_moe ? fmod(i + 1, 2) != 0 && i < mwl && use : sw && i >= mwl;
+        cJSON_AddItemToArray(lt, cJSON_CreateString(sliding ? "sliding_attention" : "full_attention"));
+    }
+    return set_item(cfg, "layer_types", lt);
+}
+
+/* Qwen2 / Qwen3: sliding_window only with use_sliding_window,
+ * num_key_value_heads = heads when None, layer_types */
+static bool post_init_qwen(cJSON *cfg)
 {
     bool ok = true;
     if (!cJSON_IsTrue(get(cfg, "use_sliding_window"))) ok &= set_item(cfg, "sliding_window", cJSON_CreateNull());
-    if (!moe && is_null(get(cfg, "num_key_value_heads")))
+    if (is_null(get(cfg, "num_key_value_heads")))
         ok &= set_item(cfg, "num_key_value_heads", cJSON_CreateNumber(num(cfg, "num_attention_heads", 32)));
-    if (!moe && is_null(get(cfg, "layer_types"))) {
-        cJSON *lt = cJSON_CreateArray();
-        bool sw = !is_null(get(cfg, "sliding_window"));
-        double L = num(cfg, "num_hidden_layers", 32), mwl = num(cfg, "max_window_layers", 28);
-        for (double i = 0; lt && i < L && i < 1e6; i++)
-            cJSON_AddItemToArray(lt, cJSON_CreateString(sw && i >= mwl ? "sliding_attention" : "full_attention"));
-        ok &= set_item(cfg, "layer_types", lt);
-    }
-    if (moe && is_null(get(cfg, "mlp_only_layers"))) ok &= set_item(cfg, "mlp_only_layers", cJSON_CreateArray());
-    return ok;
+    return ok && layer_types(cfg, false);
+}
+
+/* Qwen2-MoE / Qwen3-MoE: mlp_only_layers [] when None; sliding_window
+ * without use_sliding_window is 0 (Qwen2-MoE) or None (Qwen3-MoE);
+ * Qwen2-MoE's own layer_types rule */
+static bool post_init_qwen_moe(cJSON *cfg, bool qwen2)
+{
+    bool ok = true;
+    if (is_null(get(cfg, "mlp_only_layers"))) ok &= set_item(cfg, "mlp_only_layers", cJSON_CreateArray());
+    if (!cJSON_IsTrue(get(cfg, "use_sliding_window")))
+        ok &= set_item(cfg, "sliding_window", qwen2 ? cJSON_CreateNumber(0) : cJSON_CreateNull());
+    return ok && (!qwen2 || layer_types(cfg, true));
 }
 
 /* RotaryEmbeddingConfigMixin.convert_rope_params_to_dict +
@@ -352,41 +387,57 @@ static bool sort_keys(const cr_allocator *al, cJSON *o)
     return ok;
 }
 
+static bool set_arch(cJSON *cfg, const char *cls, const char *type)
+{
+    cJSON *arch = cJSON_CreateArray();
+    if (arch) cJSON_AddItemToArray(arch, cJSON_CreateString(cls));
+    return set_item(cfg, "architectures", arch) & set_item(cfg, "model_type", cJSON_CreateString(type));
+}
+
 static bool keys_v5(const cr_allocator *al, cJSON *cfg, const cr_moe_hfconfig_in *in)
 {
-    bool q3 = in->arch == CR_MOE_ARCH_QWEN3, ok = true;
+    bool ok = true;
     const char *mt = cJSON_GetStringValue(get(cfg, "model_type"));
-    bool mistral = mt && !strcmp(mt, "mistral");
+    mt = mt ? mt : "";
     drop_pretrained_defaults(cfg);
     cJSON_DeleteItemFromObjectCaseSensitive(cfg, "dtype");
     ok &= rope_v5(cfg);
-    if (q3) {
-        /* Qwen3MoeConfig(**Qwen3Config.to_dict()) */
-        ok &= fill(cfg, qwen3_fields) && post_init_qwen3(cfg, false);
-        ok &= fill(cfg, qwen3_moe_fields) && post_init_qwen3(cfg, true);
-        cJSON *arch = cJSON_CreateArray();
-        if (arch) cJSON_AddItemToArray(arch, cJSON_CreateString("Qwen3MoeForCausalLM"));
-        ok &= set_item(cfg, "architectures", arch);
-        ok &= set_item(cfg, "model_type", cJSON_CreateString("qwen3_moe"));
+    /* the base loaded into its class (AutoConfig) */
+    if (!strcmp(mt, "qwen2")) ok &= fill(cfg, qwen2_fields) && post_init_qwen(cfg);
+    else if (!strcmp(mt, "qwen3")) ok &= fill(cfg, qwen3_fields) && post_init_qwen(cfg);
+    else if (!strcmp(mt, "mistral")) ok &= fill(cfg, mistral_fields) && post_init_llama(cfg, true);
+    else ok &= fill(cfg, llama_fields) && post_init_llama(cfg, true);
+    double I = num(cfg, "intermediate_size", in->intermediate);
+    if (in->arch == CR_MOE_ARCH_QWEN3) {
+        /* Qwen3MoeConfig(**base.to_dict()) */
+        ok &= fill(cfg, qwen3_moe_fields) && post_init_qwen_moe(cfg, false);
+        ok &= set_arch(cfg, "Qwen3MoeForCausalLM", "qwen3_moe");
         ok &= set_item(cfg, "num_local_experts", cJSON_CreateNumber(in->n_experts));
         ok &= set_item(cfg, "num_experts_per_tok", cJSON_CreateNumber((double)in->experts_per_token));
         ok &= set_item(cfg, "decoder_sparse_step", cJSON_CreateNumber(1));
         ok &= set_item(cfg, "norm_topk_prob", cJSON_CreateTrue());
-        ok &= set_item(cfg, "moe_intermediate_size", cJSON_CreateNumber(num(cfg, "intermediate_size", 0)));
+        ok &= set_item(cfg, "moe_intermediate_size", cJSON_CreateNumber(I));
+    } else if (in->arch == CR_MOE_ARCH_QWEN2) {
+        /* Qwen2MoeConfig(**base.to_dict()) */
+        ok &= fill(cfg, qwen2_moe_fields) && post_init_qwen_moe(cfg, true);
+        ok &= set_arch(cfg, "Qwen2MoeForCausalLM", "qwen2_moe");
+        ok &= set_item(cfg, "num_experts", cJSON_CreateNumber(in->n_experts));
+        ok &= set_item(cfg, "num_experts_per_tok", cJSON_CreateNumber((double)in->experts_per_token));
+        ok &= set_item(cfg, "decoder_sparse_step", cJSON_CreateNumber(1));
+        ok &= set_item(cfg, "norm_topk_prob", cJSON_CreateTrue());
+        ok &= set_item(cfg, "sliding_window", cJSON_CreateNull());
+        ok &= set_item(cfg, "use_sliding_window", cJSON_CreateFalse());
+        ok &= set_item(cfg, "shared_expert_intermediate_size", cJSON_CreateNumber(I));
+        ok &= set_item(cfg, "moe_intermediate_size", cJSON_CreateNumber(I));
     } else {
-        /* MixtralConfig(**MistralConfig(**LlamaConfig.to_dict()).to_dict()),
-         * the Mistral step with sliding_window None; a mistral base skips
-         * the Llama and Mistral steps */
-        ok &= fill(cfg, mistral ? mistral_fields : llama_fields) && post_init_llama(cfg, true);
-        if (!mistral) {
+        /* MixtralConfig(**MistralConfig(**base.to_dict()).to_dict()), the
+         * Mistral step (skipped for a mistral base) with sliding_window None */
+        if (strcmp(mt, "mistral")) {
             ok &= fill(cfg, mistral_fields) && post_init_llama(cfg, true);
             ok &= set_item(cfg, "sliding_window", cJSON_CreateNull());
         }
         ok &= fill(cfg, mixtral_fields) && post_init_llama(cfg, false);
-        cJSON *arch = cJSON_CreateArray();
-        if (arch) cJSON_AddItemToArray(arch, cJSON_CreateString("MixtralForCausalLM"));
-        ok &= set_item(cfg, "architectures", arch);
-        ok &= set_item(cfg, "model_type", cJSON_CreateString("mixtral"));
+        ok &= set_arch(cfg, "MixtralForCausalLM", "mixtral");
         ok &= set_item(cfg, "num_local_experts", cJSON_CreateNumber(in->n_experts));
         ok &= set_item(cfg, "num_experts_per_tok", cJSON_CreateNumber((double)in->experts_per_token));
         ok &= set_item(cfg, "sliding_window", cJSON_CreateNull());
@@ -406,8 +457,9 @@ cr_status cr_moe_hfconfig(const cr_allocator *alloc, const cr_moe_hfconfig_in *i
         return cr_fail(err, CR_ERR_ARG, "no config.json for the %s writer", cr_moe_arch_name(in->arch));
     cJSON *cfg = cJSON_Duplicate(in->base, true);
     if (!cfg) return cr_fail(err, CR_ERR_NOMEM, "out of memory writing config.json");
-    /* the Qwen MoE writer is unchanged in 0.1.5 (spec/mergekit-0.1.5.md §5) */
-    bool v5 = cr_mk_resolve(in->mk_version) == CR_MK_0_1_5 && in->arch != CR_MOE_ARCH_QWEN2;
+    /* every writer's config goes through transformers 5 under 0.1.5, the
+     * Qwen MoE one too (its tensors are unchanged) */
+    bool v5 = cr_mk_resolve(in->mk_version) == CR_MK_0_1_5;
     bool ok = v5 ? keys_v5(alloc, cfg, in) : keys_v4(cfg, in);
     cr_sbuf sb;
     cr_sbuf_init(&sb, alloc);

@@ -4,12 +4,12 @@
  * mergekit builds it with transformers: the base config loaded into its
  * class, passed to the MoE config class, a few keys set, saved. 0.1.4 ran
  * under transformers 4 and is reproduced as the base's keys in their order
- * with the writer's keys set; 0.1.5 runs under transformers 5, whose config
+ * with the writer's keys and the class defaults transformers 4 writes; 0.1.5 runs under transformers 5, whose config
  * classes fill every declared field, move `rope_theta` / `rope_scaling`
  * into `rope_parameters`, rename `torch_dtype` to `dtype`, drop values
  * equal to PreTrainedConfig's defaults and sort the keys — reproduced here
  * rule by rule for the classes the writers pass through (Llama, Mistral,
- * Mixtral, Qwen3, Qwen3-MoE).
+ * Qwen2, Qwen3, Mixtral, Qwen2-MoE, Qwen3-MoE).
  */
 #ifndef CR_MOE_HFCONFIG_H
 #define CR_MOE_HFCONFIG_H

@@ -391,7 +391,8 @@ static bool set_arch(cJSON *cfg, const char *cls, const char *type)
 {
     cJSON *arch = cJSON_CreateArray();
     if (arch) cJSON_AddItemToArray(arch, cJSON_CreateString(cls));
-    return set_item(cfg, "architectures", arch) & set_item(cfg, "model_type", cJSON_CreateString(type));
+    bool ok = set_item(cfg, "architectures", arch);
+    return set_item(cfg, "model_type", cJSON_CreateString(type)) && ok;
 }
 
 static bool keys_v5(const cr_allocator *al, cJSON *cfg, const cr_moe_hfconfig_in *in)

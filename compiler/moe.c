@@ -170,6 +170,7 @@ typedef struct mb {
     uint32_t base, *expert, *shared;    /* model indices */
     cr_moe_dims dims;
     cr_moe_arch arch;
+    cr_moe_layout layout;               /* resolved */
     cr_dtype out_dtype;                 /* NONE: keep each tensor's */
     uint32_t G;                         /* gated experts */
     float *gates;                       /* [L, G, H] */
@@ -466,9 +467,8 @@ static cr_status add_tensor(mb *b, cr_graph *g, const cr_moe_tensor *t, cr_error
         gi.dtype = CR_DTYPE_F32;
         gi.tensor = t->name;
     } else {
-        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: the fused (transformers v5) expert layout is not supported yet "
-                       "by the compiler; use the default --moe-layout classic (transformers converts it on load)",
-                       t->name);
+        /* fused tensors are split into per-expert outputs by add_stored */
+        return cr_fail(err, CR_ERR_ARG, "%s: a fused tensor reached add_tensor", t->name);
     }
     uint64_t rows, cols;
     view_2d(ndim, shape, &rows, &cols);
@@ -583,11 +583,12 @@ static cr_status add_card(mb *b, cr_program *p, cr_error *err)
                         "as mergekit %s writes it: `--mergekit-version %s`).\n\n",
                    cr_mk_name(b->o->compile.mk_version), cr_mk_name(b->o->compile.mk_version));
     cr_sbuf_printf(&sb, "## Architecture\n\n- writer: %s (%s)\n- base model (attention, embeddings, norms): %s\n"
-                        "- routed experts: %u, %lld active per token\n- gate mode: `%s`\n",
+                        "- routed experts: %u, %lld active per token (%s expert tensors)\n- gate mode: `%s`\n",
                    cr_moe_arch_name(b->arch),
                    b->arch == CR_MOE_ARCH_QWEN2 ? "Qwen2MoeForCausalLM"
                    : b->arch == CR_MOE_ARCH_QWEN3 ? "Qwen3MoeForCausalLM" : "MixtralForCausalLM",
-                   c->base_model, c->n_experts, c->experts_per_token, c->gate_mode_name);
+                   c->base_model, c->n_experts, c->experts_per_token,
+                   b->layout == CR_MOE_LAYOUT_FUSED ? "fused" : "per-expert", c->gate_mode_name);
     if (c->gate_mode == CR_MOE_GATE_RANDOM || c->gate_mode == CR_MOE_GATE_UNIFORM_RANDOM)
         cr_sbuf_printf(&sb, "- random seed: %llu (crucible's counter-based generator; not torch's)\n",
                        (unsigned long long)b->o->seed);
@@ -683,8 +684,8 @@ static cr_status build(mb *b, cr_graph *g, cr_program *out, cr_diags *d, cr_erro
     for (uint32_t i = 0; i < bm->n_tensors; i++) names[i] = bm->tensors[i].info->name;
     cr_moe_tensor *ts;
     uint32_t n_ts;
-    cr_moe_layout layout = cr_moe_layout_resolve(o->layout, b->arch, o->compile.mk_version);
-    if ((st = cr_moe_map_tensors(b->arch, layout, &b->dims, names, bm->n_tensors, &b->ar, &ts, &n_ts, err)))
+    b->layout = cr_moe_layout_resolve(o->layout, b->arch, o->compile.mk_version);
+    if ((st = cr_moe_map_tensors(b->arch, b->layout, &b->dims, names, bm->n_tensors, &b->ar, &ts, &n_ts, err)))
         return st;
     if ((st = compute_gates(b, err))) return st;
     cr_layout_tensor *groups = cr_arena_alloc(&b->ar, sizeof *groups * (n_ts + 1));

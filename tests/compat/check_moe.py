@@ -44,9 +44,15 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-import torch
-from safetensors.torch import load_file as load_torch
+# torch's CPU kernels per ISA sum in different orders; crucible reproduces
+# the AVX2 ones (spec/moe.md), so mergekit-moe runs with that dispatch (as
+# tests/golden/generate.py does) — on an AVX-512 host the default dispatch
+# rounds a few bf16 hidden-gate elements differently
+os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from safetensors.torch import load_file as load_torch  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -370,7 +376,8 @@ def main():
         if MK_VERSION != "0.1.4":
             ok &= writers(d, lines)
     lines.insert(0, f"mergekit {MK_VERSION}, transformers {importlib.metadata.version('transformers')}, "
-                    f"torch {torch.__version__}; crucible --mergekit-version {MK_VERSION}")
+                    f"torch {torch.__version__} (ATEN_CPU_CAPABILITY={os.environ['ATEN_CPU_CAPABILITY']}); "
+                    f"crucible --mergekit-version {MK_VERSION}")
     lines.append("RESULT: " + ("ok" if ok else "FAIL"))
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     name = "moe-0.1.4.txt" if MK_VERSION == "0.1.4" else "moe.txt"

@@ -518,6 +518,25 @@ static cr_status add_stored(mb *b, cr_graph *g, const cr_moe_tensor *t, cr_layou
     if (t->src == CR_MOE_SRC_FUSED_GATE_UP || t->src == CR_MOE_SRC_FUSED_DOWN) {
         bool gu = t->src == CR_MOE_SRC_FUSED_GATE_UP;
         uint64_t H = b->dims.hidden, I = b->dims.intermediate;
+        /* with no output dtype, torch.stack promotes experts of different
+         * dtypes (bf16 + f16 or anything + f32: f32; + f64: f64), so the
+         * parts are cast to that (one tensor has one dtype) */
+        cr_dtype keep = b->out_dtype;
+        if (keep == CR_DTYPE_NONE) {
+            cr_dtype common = CR_DTYPE_NONE;
+            bool f64 = false;
+            for (uint32_t e = 0; e < b->dims.n_experts; e++)
+                for (int k = 0; k < (gu ? 2 : 1); k++) {
+                    char src[160];
+                    snprintf(src, sizeof src, "model.layers.%u.mlp.%s.weight", t->layer,
+                             gu ? (k == 0 ? "gate_proj" : "up_proj") : "down_proj");
+                    const cr_model_tensor *mt = cr_model_find(&b->models[b->expert[e]].m, src);
+                    if (!mt) continue;      /* add_tensor reports it */
+                    f64 |= mt->info->dtype == CR_DTYPE_F64;
+                    common = common == CR_DTYPE_NONE || common == mt->info->dtype ? mt->info->dtype : CR_DTYPE_F32;
+                }
+            b->out_dtype = f64 ? CR_DTYPE_F64 : common;
+        }
         for (uint32_t e = 0; e < b->dims.n_experts && !st; e++)
             for (int k = 0; k < (gu ? 2 : 1) && !st; k++) {
                 const char *mat = gu ? (k == 0 ? "gate_proj" : "up_proj") : "down_proj";
@@ -529,6 +548,7 @@ static cr_status add_stored(mb *b, cr_graph *g, const cr_moe_tensor *t, cr_layou
                                         .shape = { gu ? I : H, gu ? H : I } };
                 st = add_tensor(b, g, &piece, err);
             }
+        b->out_dtype = keep;
         *grp = (cr_layout_tensor){ .first = first, .count = g->n_outputs - first, .name = t->name, .ndim = 3 };
         memcpy(grp->shape, t->shape, sizeof t->shape);
         return st;

@@ -269,6 +269,7 @@ def writers(d, lines):
         run([CRUCIBLE, "synth", f"{d}/{name}", "--arch", arch, *syn, "--dtype", dt, "--seed", "1"])
         run([CRUCIBLE, "synth", f"{d}/{name}1", "--from", f"{d}/{name}", "--delta-scale", "0.1", "--seed", "2"])
         run([CRUCIBLE, "synth", f"{d}/{name}2", "--from", f"{d}/{name}", "--delta-scale", "0.1", "--seed", "3"])
+    run([CRUCIBLE, "synth", f"{d}/wmb", "--arch", "mistral", *syn, "--dtype", "bfloat16", "--seed", "7"])
     run([CRUCIBLE, "synth", f"{d}/wlt", "--arch", "llama", *syn, "--dtype", "bfloat16", "--seed", "5", "--tied"])
     run([CRUCIBLE, "synth", f"{d}/wlt1", "--from", f"{d}/wlt", "--delta-scale", "0.1", "--seed", "6"])
     llama3 = variant(d, "wl", "wl_llama3", {
@@ -281,6 +282,7 @@ def writers(d, lines):
                                     "rope_scaling": None,
                                     "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default"}})
     mistral = variant(d, "wm", "wm_sw", {"sliding_window": 4096, "head_dim": None, "rope_theta": 1000000})
+    nodtype = variant(d, "wm", "wm_nodtype", {"torch_dtype": None})
     q3sw = variant(d, "wq3", "wq3_sw", {"use_sliding_window": True, "sliding_window": 64, "max_window_layers": 1,
                                         "torch_dtype": None})
     shared = "shared_experts:\n  - source_model: {d}/{b}\n    positive_prompts: [\"shared stuff\"]\n"
@@ -291,6 +293,7 @@ def writers(d, lines):
         ("mixtral transformers-5 base", v5, "wl1", "wl2", "random", "", "", False),
         ("mixtral mistral sliding_window", mistral, "wm1", "wm2", "random", "dtype: bfloat16\n", "", False),
         ("mixtral tied base", "wlt", "wlt1", "wlt1", "random", "", "", False),
+        ("mixtral no dtype, f32 + bf16 experts", nodtype, "wm1", "wmb", "random", "", "", False),
         ("qwen3 random", "wq3", "wq31", "wq32", "random", "", "", True),
         ("qwen3 cheap_embed", "wq3", "wq31", "wq32", "cheap_embed", "", "", False),
         ("qwen3 hidden", "wq3", "wq31", "wq32", "hidden", "", "", False),

@@ -112,6 +112,20 @@ check 'grep -q "^total: 21 tensors" <<<"$out"' "fused: total"
 check '[ "$(stat -c %s out_fused/model.safetensors)" -lt "$(stat -c %s r5a/model.safetensors)" ]' "fused: smaller header, same data"
 check '"$bin" diff out_fused v5 >/dev/null' "0.1.5 default = --moe-layout fused"
 
+# fused, no output dtype (no `dtype`, no torch_dtype in the base), experts
+# of different dtypes: one tensor, promoted as torch.stack does (f32)
+"$bin" synth mxb --arch llama --layers 1 --hidden 16 --intermediate 32 --heads 2 --kv-heads 1 --vocab 64 \
+    --dtype float32 --seed 1 >/dev/null 2>&1
+"$bin" synth mxe --arch llama --layers 1 --hidden 16 --intermediate 32 --heads 2 --kv-heads 1 --vocab 64 \
+    --dtype bfloat16 --seed 2 >/dev/null 2>&1
+sed -i '/"torch_dtype"/d' mxb/config.json
+printf 'base_model: mxb\ngate_mode: random\nexperts:\n  - source_model: mxb\n  - source_model: mxe\n' >mx.yml
+"$bin" moe mx.yml out_mx --quiet 2>"$tmp/err"
+rc=$?
+out=$("$bin" inspect out_mx 2>&1)
+check '[ $rc -eq 0 ] && grep -q "^model.layers.0.mlp.experts.gate_up_proj *F32 *\[2, 64, 16\]" <<<"$out"' \
+    "fused, mixed expert dtypes: rc $rc $(cat "$tmp/err")"
+
 # Qwen3 MoE: qwen3 models (q_norm / k_norm kept), fused under 0.1.5,
 # classic mlp.experts.{e}.*_proj under 0.1.4
 "$bin" synth q3 --arch qwen3 --layers 2 --hidden 16 --intermediate 32 --heads 2 --kv-heads 1 --vocab 64 --seed 1 >/dev/null 2>&1

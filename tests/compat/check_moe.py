@@ -31,7 +31,8 @@ and compares:
     writer on qwen2 and llama bases: config.json text identical but for
     mergekit's `transformers_version` line, every non-router tensor
     bit-identical, names identical, and the index metadata's
-    mergekit_version on a sharded output.
+    mergekit_version on a sharded output; experts of different dtypes
+    with no output dtype (fused tensors promoted as torch.stack does).
 Writes tests/compat/results/moe.txt (moe-0.1.4.txt for 0.1.4).
 
 usage: VENV/bin/python tests/compat/check_moe.py [CRUCIBLE_BIN]

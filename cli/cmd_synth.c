@@ -48,7 +48,7 @@ int cr_cmd_synth(int argc, char **argv)
     }
     const char *v = co.val[CR_OPT_ARCH];
     if (v && !cr_synth_arch_parse(v, &o.arch)) {
-        fprintf(stderr, "crucible synth: unknown --arch '%s' (llama, mistral, qwen2)\n", v);
+        fprintf(stderr, "crucible synth: unknown --arch '%s' (llama, mistral, qwen2, qwen3)\n", v);
         return 2;
     }
     if ((v = co.val[CR_OPT_DTYPE]) && (!cr_dtype_parse_torch(v, &o.dtype) ||

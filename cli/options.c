@@ -81,7 +81,7 @@ static const command commands[CR_CMD_COUNT] = {
         "mergekit-moe's options (same meaning)" },
     [CR_CMD_SYNTH] = {
         "synth", "synth OUT_DIR [options]     write a deterministic synthetic model",
-        1, "synth OUT_DIR --arch llama|mistral|qwen2 --layers N --hidden H --intermediate I\n"
+        1, "synth OUT_DIR --arch llama|mistral|qwen2|qwen3 --layers N --hidden H --intermediate I\n"
         "           --heads A --kv-heads K --vocab V [options]\n"
         "       crucible synth OUT_DIR --from BASE_DIR --delta-scale X [options]",
         "write a deterministic synthetic model (or a seeded fine-tune of one); every weight is\n"

@@ -22,6 +22,7 @@
 #include "jsonw.h"
 #include "model.h"
 #include "moe.h"
+#include "moe_hfconfig.h"
 #include "pool.h"
 #include "resolve.h"
 #include "rng.h"
@@ -50,10 +51,12 @@ cr_status cr_moe_map_tensors(cr_moe_arch arch, cr_moe_layout layout, const cr_mo
 {
     *out = NULL;
     *n_out = 0;
-    if (arch != CR_MOE_ARCH_MIXTRAL && arch != CR_MOE_ARCH_QWEN2)
+    if (arch != CR_MOE_ARCH_MIXTRAL && arch != CR_MOE_ARCH_QWEN2 && arch != CR_MOE_ARCH_QWEN3)
         return cr_fail(err, CR_ERR_UNSUPPORTED, "the %s writer is not supported yet", cr_moe_arch_name(arch));
     if (arch == CR_MOE_ARCH_QWEN2 && layout == CR_MOE_LAYOUT_FUSED)
-        return cr_fail(err, CR_ERR_ARG, "--moe-layout fused applies to Mixtral only (Qwen2-MoE has one layout)");
+        return cr_fail(err, CR_ERR_ARG, "--moe-layout fused applies to Mixtral and Qwen3 MoE only (Qwen2-MoE has "
+                       "one layout)");
+    bool fused = layout == CR_MOE_LAYOUT_FUSED;
     const char **names = cr_arena_alloc(ar, sizeof *names * (n_base + 1));
     if (!names) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     memcpy(names, base_names, sizeof *names * n_base);
@@ -94,7 +97,7 @@ cr_status cr_moe_map_tensors(cr_moe_arch arch, cr_moe_layout layout, const cr_mo
     /* experts */
     static const char *mlp[3] = { "gate_proj", "down_proj", "up_proj" };   /* w1, w2, w3 */
     for (uint32_t l = 0; l < dm->n_layers; l++) {
-        if (arch == CR_MOE_ARCH_MIXTRAL && layout == CR_MOE_LAYOUT_FUSED) {
+        if (fused) {
             T(.name = NAME("model.layers.%u.mlp.experts.gate_up_proj", l), .src = CR_MOE_SRC_FUSED_GATE_UP, .layer = l,
               .ndim = 3, .shape = { E, 2 * I, H });
             T(.name = NAME("model.layers.%u.mlp.experts.down_proj", l), .src = CR_MOE_SRC_FUSED_DOWN, .layer = l,
@@ -103,7 +106,7 @@ cr_status cr_moe_map_tensors(cr_moe_arch arch, cr_moe_layout layout, const cr_mo
         }
         for (uint32_t e = 0; e < dm->n_experts; e++)
             for (int k = 0; k < 3; k++) {
-                int w = arch == CR_MOE_ARCH_MIXTRAL ? k : (k == 0 ? 0 : k == 1 ? 2 : 1);  /* qwen: gate, up, down */
+                int w = arch == CR_MOE_ARCH_MIXTRAL ? k : (k == 0 ? 0 : k == 1 ? 2 : 1);  /* qwen*: gate, up, down */
                 const char *src = NAME("model.layers.%u.mlp.%s.weight", l, mlp[w]);
                 const char *nm = arch == CR_MOE_ARCH_MIXTRAL
                                      ? NAME("model.layers.%u.block_sparse_moe.experts.%u.w%d.weight", l, e, w + 1)
@@ -121,7 +124,7 @@ cr_status cr_moe_map_tensors(cr_moe_arch arch, cr_moe_layout layout, const cr_mo
     }
     /* routers */
     for (uint32_t l = 0; l < dm->n_layers; l++) {
-        const char *nm = arch == CR_MOE_ARCH_QWEN2 || layout == CR_MOE_LAYOUT_FUSED
+        const char *nm = arch != CR_MOE_ARCH_MIXTRAL || fused
                              ? NAME("model.layers.%u.mlp.gate.weight", l)
                              : NAME("model.layers.%u.block_sparse_moe.gate.weight", l);
         T(.name = nm, .src = CR_MOE_SRC_ROUTER, .layer = l, .ndim = 2, .shape = { E, H });
@@ -168,6 +171,7 @@ typedef struct mb {
     uint32_t base, *expert, *shared;    /* model indices */
     cr_moe_dims dims;
     cr_moe_arch arch;
+    cr_moe_layout layout;               /* resolved */
     cr_dtype out_dtype;                 /* NONE: keep each tensor's */
     uint32_t G;                         /* gated experts */
     float *gates;                       /* [L, G, H] */
@@ -469,9 +473,8 @@ static cr_status add_tensor(mb *b, cr_graph *g, const cr_moe_tensor *t, cr_error
         gi.dtype = CR_DTYPE_F32;
         gi.tensor = t->name;
     } else {
-        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: the fused (transformers v5) expert layout is not supported yet "
-                       "by the compiler; use the default --moe-layout classic (transformers converts it on load)",
-                       t->name);
+        /* fused tensors are split into per-expert outputs by add_stored */
+        return cr_fail(err, CR_ERR_ARG, "%s: a fused tensor reached add_tensor", t->name);
     }
     uint64_t rows, cols;
     view_2d(ndim, shape, &rows, &cols);
@@ -521,6 +524,25 @@ static cr_status add_stored(mb *b, cr_graph *g, const cr_moe_tensor *t, cr_layou
     if (t->src == CR_MOE_SRC_FUSED_GATE_UP || t->src == CR_MOE_SRC_FUSED_DOWN) {
         bool gu = t->src == CR_MOE_SRC_FUSED_GATE_UP;
         uint64_t H = b->dims.hidden, I = b->dims.intermediate;
+        /* with no output dtype, torch.stack promotes experts of different
+         * dtypes (bf16 + f16 or anything + f32: f32; + f64: f64), so the
+         * parts are cast to that (one tensor has one dtype) */
+        cr_dtype keep = b->out_dtype;
+        if (keep == CR_DTYPE_NONE) {
+            cr_dtype common = CR_DTYPE_NONE;
+            bool f64 = false;
+            for (uint32_t e = 0; e < b->dims.n_experts; e++)
+                for (int k = 0; k < (gu ? 2 : 1); k++) {
+                    char src[160];
+                    snprintf(src, sizeof src, "model.layers.%u.mlp.%s.weight", t->layer,
+                             gu ? (k == 0 ? "gate_proj" : "up_proj") : "down_proj");
+                    const cr_model_tensor *mt = cr_model_find(&b->models[b->expert[e]].m, src);
+                    if (!mt) continue;      /* add_tensor reports it */
+                    f64 |= mt->info->dtype == CR_DTYPE_F64;
+                    common = common == CR_DTYPE_NONE || common == mt->info->dtype ? mt->info->dtype : CR_DTYPE_F32;
+                }
+            b->out_dtype = f64 ? CR_DTYPE_F64 : common;
+        }
         for (uint32_t e = 0; e < b->dims.n_experts && !st; e++)
             for (int k = 0; k < (gu ? 2 : 1) && !st; k++) {
                 const char *mat = gu ? (k == 0 ? "gate_proj" : "up_proj") : "down_proj";
@@ -532,6 +554,7 @@ static cr_status add_stored(mb *b, cr_graph *g, const cr_moe_tensor *t, cr_layou
                                         .shape = { gu ? I : H, gu ? H : I } };
                 st = add_tensor(b, g, &piece, err);
             }
+        b->out_dtype = keep;
         *grp = (cr_layout_tensor){ .first = first, .count = g->n_outputs - first, .name = t->name, .ndim = 3 };
         memcpy(grp->shape, t->shape, sizeof t->shape);
         return st;
@@ -545,80 +568,10 @@ static cr_status add_stored(mb *b, cr_graph *g, const cr_moe_tensor *t, cr_layou
 
 /* ---- aux files ------------------------------------------------------------------ */
 
-static bool set_item(cJSON *o, const char *key, cJSON *v)
-{
-    if (!v) return false;
-    if (cJSON_GetObjectItemCaseSensitive(o, key)) return cJSON_ReplaceItemInObjectCaseSensitive(o, key, v);
-    return cJSON_AddItemToObject(o, key, v);
-}
-
-/* Number literals as the base config spelt them ("10000.0" stays so, as
- * transformers writes Python floats): the first `"key": literal` of the
- * base text whose value matches. New keys get the default formatting. */
-typedef struct num_ctx { const char *text; char buf[64]; } num_ctx;
-
-static const char *base_literal(void *ud, const cJSON *node)
-{
-    num_ctx *nc = ud;
-    if (!node->string) return NULL;
-    if (!strcmp(node->string, "router_jitter_noise") && node->valuedouble == 0) return "0.0";
-    if (!nc->text) return NULL;
-    char pat[160];
-    snprintf(pat, sizeof pat, "\"%s\":", node->string);
-    for (const char *at = strstr(nc->text, pat); at; at = strstr(at + 1, pat)) {
-        const char *v = at + strlen(pat);
-        while (*v == ' ' || *v == '\t' || *v == '\n' || *v == '\r') v++;
-        size_t n = strcspn(v, ",}] \t\r\n");
-        if (!n || n >= sizeof nc->buf) continue;
-        memcpy(nc->buf, v, n);
-        nc->buf[n] = 0;
-        char *end;
-        double x = strtod(nc->buf, &end);
-        if (*end == 0 && x == node->valuedouble) return nc->buf;
-    }
-    return NULL;
-}
-
 static cr_status add_config(mb *b, cr_program *p, cr_error *err)
 {
     const struct mmodel *base = &b->models[b->base];
     if (!base->m.config) return cr_fail(err, CR_ERR_CONFIG, "base model %s has no config.json", base->ref);
-    cJSON *cfg = cJSON_Duplicate(base->m.config, true);
-    if (!cfg) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
-    bool q = b->arch == CR_MOE_ARCH_QWEN2, ok = true;
-    cJSON *arch = cJSON_CreateArray();
-    if (arch) cJSON_AddItemToArray(arch, cJSON_CreateString(q ? "Qwen2MoeForCausalLM" : "MixtralForCausalLM"));
-    ok &= set_item(cfg, "architectures", arch);
-    ok &= set_item(cfg, "model_type", cJSON_CreateString(q ? "qwen2_moe" : "mixtral"));
-    ok &= set_item(cfg, q ? "num_experts" : "num_local_experts", cJSON_CreateNumber(b->dims.n_experts));
-    ok &= set_item(cfg, "num_experts_per_tok", cJSON_CreateNumber((double)b->c->experts_per_token));
-    if (q) {
-        ok &= set_item(cfg, "shared_expert_intermediate_size", cJSON_CreateNumber(b->dims.intermediate));
-        ok &= set_item(cfg, "moe_intermediate_size", cJSON_CreateNumber(b->dims.intermediate));
-        ok &= set_item(cfg, "decoder_sparse_step", cJSON_CreateNumber(1));
-        ok &= set_item(cfg, "norm_topk_prob", cJSON_CreateTrue());
-        ok &= set_item(cfg, "use_sliding_window", cJSON_CreateFalse());
-    }
-    ok &= set_item(cfg, "sliding_window", cJSON_CreateNull());
-    /* class defaults that transformers serialises (MixtralConfig,
-     * Qwen2MoeConfig); loaders do not need them, mergekit's output has them */
-    ok &= set_item(cfg, "output_router_logits", cJSON_CreateFalse());
-    ok &= set_item(cfg, "router_aux_loss_coef", cJSON_CreateNumber(0.001));
-    if (!q) {
-        ok &= set_item(cfg, "router_jitter_noise", cJSON_CreateNumber(0.0));
-    } else {
-        ok &= set_item(cfg, "mlp_only_layers", cJSON_CreateArray());
-        ok &= set_item(cfg, "qkv_bias", cJSON_CreateTrue());
-    }
-    /* the dtype key as the base has it (transformers >= 4.56 writes `dtype`) */
-    bool has_dtype = cJSON_GetObjectItemCaseSensitive(cfg, "dtype") != NULL;
-    const char *dkey = has_dtype ? "dtype" : "torch_dtype";
-    if (b->out_dtype != CR_DTYPE_NONE)
-        ok &= set_item(cfg, dkey, cJSON_CreateString(cr_dtype_torch_name(b->out_dtype)));
-    else if (!q)
-        ok &= set_item(cfg, dkey, cJSON_CreateNull());
-    cr_sbuf sb;
-    cr_sbuf_init(&sb, b->al);
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", base->dir);
     /* the base's own text, for its number literals (an unreadable file: none) */
@@ -626,17 +579,16 @@ static cr_status add_config(mb *b, cr_program *p, cr_error *err)
     size_t len_in;
     cr_error e = {0};
     cr_file_read(b->al, path, CR_LIMIT_JSON_BYTES, "config", &text_in, &len_in, &e);
-    num_ctx nc = { .text = text_in };
-    if (ok) {
-        cr_json_add_pretty(&sb, cfg, 0, base_literal, &nc);
-        cr_sbuf_adds(&sb, "\n");
-    }
-    cJSON_Delete(cfg);
-    cr_free(b->al, text_in);
+    cr_moe_hfconfig_in in = { .base = base->m.config, .base_text = text_in, .arch = b->arch,
+                              .mk_version = b->o->compile.mk_version, .n_experts = b->dims.n_experts,
+                              .experts_per_token = b->c->experts_per_token, .intermediate = b->dims.intermediate,
+                              .out_dtype = b->out_dtype };
+    char *text;
     size_t len;
-    char *text = cr_sbuf_take(&sb, &len);
-    if (!ok || !text) { cr_free(b->al, text); return cr_fail(err, CR_ERR_NOMEM, "out of memory writing config.json"); }
-    cr_status st = cr_program_aux_write(p, "config.json", text, len, err);
+    cr_status st = cr_moe_hfconfig(b->al, &in, &text, &len, err);
+    cr_free(b->al, text_in);
+    if (st) return st;
+    st = cr_program_aux_write(p, "config.json", text, len, err);
     cr_free(b->al, text);
     return st;
 }
@@ -657,9 +609,12 @@ static cr_status add_card(mb *b, cr_program *p, cr_error *err)
                         "as mergekit %s writes it: `--mergekit-version %s`).\n\n",
                    cr_mk_name(b->o->compile.mk_version), cr_mk_name(b->o->compile.mk_version));
     cr_sbuf_printf(&sb, "## Architecture\n\n- writer: %s (%s)\n- base model (attention, embeddings, norms): %s\n"
-                        "- routed experts: %u, %lld active per token\n- gate mode: `%s`\n",
-                   cr_moe_arch_name(b->arch), b->arch == CR_MOE_ARCH_QWEN2 ? "Qwen2MoeForCausalLM" : "MixtralForCausalLM",
-                   c->base_model, c->n_experts, c->experts_per_token, c->gate_mode_name);
+                        "- routed experts: %u, %lld active per token (%s expert tensors)\n- gate mode: `%s`\n",
+                   cr_moe_arch_name(b->arch),
+                   b->arch == CR_MOE_ARCH_QWEN2 ? "Qwen2MoeForCausalLM"
+                   : b->arch == CR_MOE_ARCH_QWEN3 ? "Qwen3MoeForCausalLM" : "MixtralForCausalLM",
+                   c->base_model, c->n_experts, c->experts_per_token,
+                   b->layout == CR_MOE_LAYOUT_FUSED ? "fused" : "per-expert", c->gate_mode_name);
     if (c->gate_mode == CR_MOE_GATE_RANDOM || c->gate_mode == CR_MOE_GATE_UNIFORM_RANDOM)
         cr_sbuf_printf(&sb, "- random seed: %llu (crucible's counter-based generator; not torch's)\n",
                        (unsigned long long)b->o->seed);
@@ -757,7 +712,8 @@ static cr_status build(mb *b, cr_graph *g, cr_program *out, cr_diags *d, cr_erro
     for (uint32_t i = 0; i < bm->n_tensors; i++) names[i] = bm->tensors[i].info->name;
     cr_moe_tensor *ts;
     uint32_t n_ts;
-    if ((st = cr_moe_map_tensors(b->arch, o->layout, &b->dims, names, bm->n_tensors, &b->ar, &ts, &n_ts, err)))
+    b->layout = cr_moe_layout_resolve(o->layout, b->arch, o->compile.mk_version);
+    if ((st = cr_moe_map_tensors(b->arch, b->layout, &b->dims, names, bm->n_tensors, &b->ar, &ts, &n_ts, err)))
         return st;
     if ((st = compute_gates(b, err))) return st;
     cr_layout_tensor *groups = cr_arena_alloc(&b->ar, sizeof *groups * (n_ts + 1));

@@ -14,13 +14,26 @@
 #include "compile.h"
 #include "diag.h"
 #include "graph.h"
+#include "mkversion.h"
 #include "moe_config.h"
 #include "program.h"
 
 typedef enum cr_moe_layout {
-    CR_MOE_LAYOUT_CLASSIC,  /* block_sparse_moe.experts.{e}.w1/w2/w3 (Hub Mixtral checkpoints) */
-    CR_MOE_LAYOUT_FUSED     /* transformers-v5 mlp.experts.gate_up_proj / down_proj */
+    CR_MOE_LAYOUT_DEFAULT,  /* --moe-layout unset: what the --mergekit-version writes (cr_moe_layout_resolve) */
+    CR_MOE_LAYOUT_CLASSIC,  /* one tensor per expert matrix: block_sparse_moe.experts.{e}.w1/w2/w3 (Mixtral),
+                             * mlp.experts.{e}.{gate,up,down}_proj (Qwen MoE, Qwen3 MoE) */
+    CR_MOE_LAYOUT_FUSED     /* transformers-v5 mlp.experts.gate_up_proj / down_proj (Mixtral, Qwen3 MoE) */
 } cr_moe_layout;
+
+/* The layout a writer uses: an explicit --moe-layout wins; else mergekit
+ * 0.1.5 writes Mixtral and Qwen3 MoE fused, and everything else (0.1.4,
+ * Qwen MoE) is classic. */
+static inline cr_moe_layout cr_moe_layout_resolve(cr_moe_layout l, cr_moe_arch arch, cr_mk_version v)
+{
+    if (l != CR_MOE_LAYOUT_DEFAULT) return l;
+    return cr_mk_resolve(v) == CR_MK_0_1_5 && (arch == CR_MOE_ARCH_MIXTRAL || arch == CR_MOE_ARCH_QWEN3)
+               ? CR_MOE_LAYOUT_FUSED : CR_MOE_LAYOUT_CLASSIC;
+}
 
 /* Where an output tensor's values come from. */
 typedef enum cr_moe_src {
@@ -55,7 +68,8 @@ typedef struct cr_moe_dims {
  * base_names (the base's tensor names, any order) give the non-MLP tensors
  * (embed first, then per layer in name order, then the rest); then the
  * experts per layer; then the routers. Names and the result array live in
- * `ar`. Errors: CR_ERR_UNSUPPORTED for DeepSeek / Qwen3 writers. Base
+ * `ar`. `layout` is resolved (not DEFAULT). Errors: CR_ERR_UNSUPPORTED for
+ * the DeepSeek writer, CR_ERR_ARG for a fused Qwen MoE. Base
  * shapes are not known here (ndim 0) except for generated tensors. */
 cr_status cr_moe_map_tensors(cr_moe_arch arch, cr_moe_layout layout, const cr_moe_dims *dims,
                              const char *const *base_names, uint32_t n_base, cr_arena *ar,
@@ -71,7 +85,7 @@ void cr_moe_random_gates(cr_moe_gate_mode mode, uint64_t seed, uint32_t L, uint3
 typedef struct cr_moe_options {
     const char *models_dir;     /* --models-dir (NULL: $CRUCIBLE_MODELS etc.) */
     uint64_t seed;              /* --random-seed */
-    cr_moe_layout layout;       /* --moe-layout */
+    cr_moe_layout layout;       /* --moe-layout (DEFAULT: per compile.mk_version, cr_moe_layout_resolve) */
     bool allow_same_source;     /* --i-understand-this-is-not-useful-without-training */
     bool copy_tokenizer, write_card;
     const char *out_path;       /* OUT_DIR as given, for the card (NULL: none) */
@@ -83,8 +97,8 @@ typedef struct cr_moe_options {
 
 /* Config -> verified program with aux files. Validation problems are
  * diagnostics (CR_ERR_CONFIG); missing models / tensors and shape
- * mismatches are CR_ERR_CONFIG errors naming model and tensor; DeepSeek,
- * Qwen3 writers are CR_ERR_UNSUPPORTED. g is initialised by the caller and freed by it;
+ * mismatches are CR_ERR_CONFIG errors naming model and tensor; the
+ * DeepSeek writer is CR_ERR_UNSUPPORTED. g is initialised by the caller and freed by it;
  * *out is freed by the caller on success. */
 cr_status cr_moe_compile(const cr_allocator *alloc, const cr_moe_config *c, const cr_moe_options *o,
                          cr_graph *g, cr_program *out, cr_diags *d, cr_error *err);

@@ -61,6 +61,7 @@ bool cr_synth_arch_parse(const char *s, cr_synth_arch *out)
     if (!strcmp(s, "llama")) *out = CR_SYNTH_LLAMA;
     else if (!strcmp(s, "mistral")) *out = CR_SYNTH_MISTRAL;
     else if (!strcmp(s, "qwen2")) *out = CR_SYNTH_QWEN2;
+    else if (!strcmp(s, "qwen3")) *out = CR_SYNTH_QWEN3;
     else return false;
     return true;
 }
@@ -132,6 +133,12 @@ static bool fresh_tensors(const cr_synth_opts *o, cr_vec *v, cr_arena *ar)
             snprintf(name, sizeof name, "model.layers.%u.self_attn.v_proj.bias", l);
             ok = ok && add_tensor(v, ar, name, dt, kv, 0, 0.0f, 0.02f);
         }
+        if (o->arch == CR_SYNTH_QWEN3) {
+            snprintf(name, sizeof name, "model.layers.%u.self_attn.q_norm.weight", l);
+            ok = ok && add_tensor(v, ar, name, dt, hd, 0, 1.0f, 0.02f);
+            snprintf(name, sizeof name, "model.layers.%u.self_attn.k_norm.weight", l);
+            ok = ok && add_tensor(v, ar, name, dt, hd, 0, 1.0f, 0.02f);
+        }
     }
     return ok;
 }
@@ -181,20 +188,23 @@ static cr_status copy_file(const cr_allocator *a, const char *from_dir, const ch
 
 static const char *arch_class(cr_synth_arch a)
 {
-    return a == CR_SYNTH_QWEN2 ? "Qwen2ForCausalLM" : a == CR_SYNTH_MISTRAL ? "MistralForCausalLM" : "LlamaForCausalLM";
+    return a == CR_SYNTH_QWEN3 ? "Qwen3ForCausalLM" : a == CR_SYNTH_QWEN2 ? "Qwen2ForCausalLM"
+         : a == CR_SYNTH_MISTRAL ? "MistralForCausalLM" : "LlamaForCausalLM";
 }
 
 static const char *arch_type(cr_synth_arch a)
 {
-    return a == CR_SYNTH_QWEN2 ? "qwen2" : a == CR_SYNTH_MISTRAL ? "mistral" : "llama";
+    return a == CR_SYNTH_QWEN3 ? "qwen3" : a == CR_SYNTH_QWEN2 ? "qwen2" : a == CR_SYNTH_MISTRAL ? "mistral" : "llama";
 }
 
-/* config.json in transformers' layout (sorted keys, indent 2) */
+/* config.json in transformers' layout (sorted keys, indent 2); Qwen3's as
+ * its Hub checkpoints have it (transformers 4.x keys) */
 static void config_json(cr_sbuf *b, const cr_synth_opts *o)
 {
-    bool qwen = o->arch == CR_SYNTH_QWEN2, mistral = o->arch == CR_SYNTH_MISTRAL;
+    bool qwen3 = o->arch == CR_SYNTH_QWEN3, qwen = o->arch == CR_SYNTH_QWEN2 || qwen3;
+    bool mistral = o->arch == CR_SYNTH_MISTRAL;
     cr_sbuf_printf(b, "{\n  \"architectures\": [\n    \"%s\"\n  ],\n", arch_class(o->arch));
-    if (!qwen && !mistral) cr_sbuf_adds(b, "  \"attention_bias\": false,\n");
+    if ((!qwen && !mistral) || qwen3) cr_sbuf_adds(b, "  \"attention_bias\": false,\n");
     cr_sbuf_adds(b, "  \"attention_dropout\": 0.0,\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2,\n");
     cr_sbuf_printf(b, "  \"head_dim\": %u,\n  \"hidden_act\": \"silu\",\n  \"hidden_size\": %u,\n",
                    o->hidden / o->heads, o->hidden);

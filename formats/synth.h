@@ -1,5 +1,5 @@
 /* synth.h — deterministic synthetic Hugging Face models, for tests, demos
- * and benchmarks: a Llama/Mistral/Qwen2-shaped model of any size whose
+ * and benchmarks: a Llama/Mistral/Qwen2/Qwen3-shaped model of any size whose
  * every weight is a pure function of (seed, tensor name, element index),
  * and "fine-tunes" derived from a base model by adding seeded deltas.
  *
@@ -17,7 +17,8 @@
 typedef enum cr_synth_arch {
     CR_SYNTH_LLAMA,
     CR_SYNTH_MISTRAL,
-    CR_SYNTH_QWEN2
+    CR_SYNTH_QWEN2,
+    CR_SYNTH_QWEN3              /* no q/k/v biases; per-head q_norm / k_norm */
 } cr_synth_arch;
 
 typedef struct cr_synth_opts {
@@ -36,7 +37,7 @@ typedef struct cr_synth_opts {
     volatile int *interrupt;    /* polled between chunks; non-zero stops with CR_ERR_INTERRUPTED */
 } cr_synth_opts;
 
-/* "llama"/"mistral"/"qwen2" -> arch; false if unknown */
+/* "llama"/"mistral"/"qwen2"/"qwen3" -> arch; false if unknown */
 bool cr_synth_arch_parse(const char *s, cr_synth_arch *out);
 
 /* Write the model into `dir`, an existing empty directory (the caller makes

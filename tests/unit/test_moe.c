@@ -1,5 +1,6 @@
 /* test_moe.c — mergekit-moe: config parsing and diagnostics, is_bad_config,
- * writer selection, the tensor map of both Mixtral layouts and Qwen2-MoE,
+ * writer selection, the tensor map of both Mixtral and Qwen3 layouts and
+ * Qwen2-MoE, the layout per --mergekit-version,
  * random gates, and a whole build (synthetic base + 2 experts) run on the
  * VM with expert tensors checked byte for byte against their sources. */
 #include <stdlib.h>
@@ -203,10 +204,9 @@ TEST(writer_selection)
     CHECK_EQ_INT(select_arch(plain, mistral3, &a, &err), CR_OK);
     CHECK_EQ_INT(select_arch(plain, mixed, &a, &err), CR_ERR_CONFIG);
     CHECK_CONTAINS(err.msg, "no MoE writer");
-    /* qwen3 models: the Qwen3 writer, not supported yet */
-    CHECK_EQ_INT(select_arch(plain, qwen3, &a, &err), CR_ERR_UNSUPPORTED);
+    /* qwen3 models: the Qwen3 MoE writer */
+    CHECK_EQ_INT(select_arch(plain, qwen3, &a, &err), CR_OK);
     CHECK_EQ_INT(a, CR_MOE_ARCH_QWEN3);
-    CHECK_CONTAINS(err.msg, "not support");
     /* a prompted shared expert: Qwen MoE */
     const char *shared_p = "base_model: b\nexperts:\n  - source_model: a\n  - source_model: c\n"
                            "shared_experts:\n  - source_model: s\n    positive_prompts: [x]\n";
@@ -309,6 +309,57 @@ TEST(tensor_map_mixtral_fused)
     cr_arena_free(&ar);
 }
 
+/* Qwen3 MoE: fused under 0.1.5 (mergekit 0.1.5's names), classic
+ * mlp.experts.{e}.*_proj under 0.1.4; base tensors incl. q_norm/k_norm kept */
+TEST(tensor_map_qwen3)
+{
+    static const char *q3_names[] = {
+        "model.embed_tokens.weight", "model.norm.weight", "lm_head.weight",
+        "model.layers.0.input_layernorm.weight", "model.layers.0.post_attention_layernorm.weight",
+        "model.layers.0.self_attn.q_norm.weight", "model.layers.0.self_attn.k_norm.weight",
+        "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",
+        "model.layers.0.self_attn.v_proj.weight", "model.layers.0.self_attn.o_proj.weight",
+        "model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.up_proj.weight",
+        "model.layers.0.mlp.down_proj.weight",
+    };
+    cr_arena ar;
+    cr_arena_init(&ar, AL);
+    cr_moe_dims dm = { .n_layers = 1, .hidden = 16, .intermediate = 32, .n_heads = 2, .n_kv_heads = 1, .n_experts = 3 };
+    cr_moe_tensor *t;
+    uint32_t n;
+    cr_error err = {0};
+    cr_moe_layout l = cr_moe_layout_resolve(CR_MOE_LAYOUT_DEFAULT, CR_MOE_ARCH_QWEN3, CR_MK_0_1_5);
+    CHECK_EQ_INT(l, CR_MOE_LAYOUT_FUSED);
+    REQUIRE(cr_moe_map_tensors(CR_MOE_ARCH_QWEN3, l, &dm, q3_names, CR_ARRAY_LEN(q3_names), &ar, &t, &n, &err) == CR_OK);
+    CHECK_EQ_INT(n, 3 + 8 + 2 + 1);
+    const cr_moe_tensor *gu = find_t(t, n, "model.layers.0.mlp.experts.gate_up_proj");
+    REQUIRE(gu);
+    CHECK(gu->src == CR_MOE_SRC_FUSED_GATE_UP && gu->shape[0] == 3 && gu->shape[1] == 64 && gu->shape[2] == 16);
+    CHECK(find_t(t, n, "model.layers.0.self_attn.q_norm.weight") && find_t(t, n, "model.layers.0.self_attn.k_norm.weight"));
+    CHECK(find_t(t, n, "model.layers.0.mlp.gate.weight") != NULL);
+    CHECK(find_t(t, n, "model.layers.0.self_attn.q_proj.bias") == NULL);   /* no zero biases: Qwen2-MoE only */
+    l = cr_moe_layout_resolve(CR_MOE_LAYOUT_DEFAULT, CR_MOE_ARCH_QWEN3, CR_MK_0_1_4);
+    CHECK_EQ_INT(l, CR_MOE_LAYOUT_CLASSIC);
+    REQUIRE(cr_moe_map_tensors(CR_MOE_ARCH_QWEN3, l, &dm, q3_names, CR_ARRAY_LEN(q3_names), &ar, &t, &n, &err) == CR_OK);
+    CHECK_EQ_INT(n, 3 + 8 + 9 + 1);
+    const cr_moe_tensor *e = find_t(t, n, "model.layers.0.mlp.experts.2.down_proj.weight");
+    REQUIRE(e);
+    CHECK(e->src == CR_MOE_SRC_EXPERT && e->expert == 2 && e->down && e->shape[0] == 16 && e->shape[1] == 32);
+    CHECK(find_t(t, n, "model.layers.0.mlp.gate.weight") != NULL);
+    cr_arena_free(&ar);
+}
+
+/* the layout a --mergekit-version writes by default; --moe-layout wins */
+TEST(layout_per_version)
+{
+    CHECK_EQ_INT(cr_moe_layout_resolve(CR_MOE_LAYOUT_DEFAULT, CR_MOE_ARCH_MIXTRAL, CR_MK_DEFAULT), CR_MOE_LAYOUT_FUSED);
+    CHECK_EQ_INT(cr_moe_layout_resolve(CR_MOE_LAYOUT_DEFAULT, CR_MOE_ARCH_MIXTRAL, CR_MK_0_1_5), CR_MOE_LAYOUT_FUSED);
+    CHECK_EQ_INT(cr_moe_layout_resolve(CR_MOE_LAYOUT_DEFAULT, CR_MOE_ARCH_MIXTRAL, CR_MK_0_1_4), CR_MOE_LAYOUT_CLASSIC);
+    CHECK_EQ_INT(cr_moe_layout_resolve(CR_MOE_LAYOUT_DEFAULT, CR_MOE_ARCH_QWEN2, CR_MK_0_1_5), CR_MOE_LAYOUT_CLASSIC);
+    CHECK_EQ_INT(cr_moe_layout_resolve(CR_MOE_LAYOUT_CLASSIC, CR_MOE_ARCH_MIXTRAL, CR_MK_0_1_5), CR_MOE_LAYOUT_CLASSIC);
+    CHECK_EQ_INT(cr_moe_layout_resolve(CR_MOE_LAYOUT_FUSED, CR_MOE_ARCH_MIXTRAL, CR_MK_0_1_4), CR_MOE_LAYOUT_FUSED);
+}
+
 TEST(tensor_map_qwen2)
 {
     cr_arena ar;
@@ -338,7 +389,7 @@ TEST(tensor_map_qwen2)
     REQUIRE(sg);
     CHECK(sg->src == CR_MOE_SRC_SHARED_GATE && sg->shape[0] == 1 && sg->shape[1] == 16);
     CHECK(find_t(t, n, "model.layers.0.mlp.gate.weight") != NULL);
-    /* fused is Mixtral only; DeepSeek unsupported */
+    /* fused is Mixtral and Qwen3 only; DeepSeek unsupported */
     CHECK_EQ_INT(cr_moe_map_tensors(CR_MOE_ARCH_QWEN2, CR_MOE_LAYOUT_FUSED, &dm, base_names, 3, &ar, &t, &n, &err),
                  CR_ERR_ARG);
     CHECK_EQ_INT(cr_moe_map_tensors(CR_MOE_ARCH_DEEPSEEK, CR_MOE_LAYOUT_CLASSIC, &dm, base_names, 3, &ar, &t, &n, &err),
@@ -399,8 +450,8 @@ static cr_status build_and_run(const char *cfg_path, const char *out, uint64_t s
     cr_graph g;
     cr_graph_init(&g, AL);
     cr_program p;
-    cr_moe_options o = { .seed = seed, .copy_tokenizer = true, .write_card = true, .out_path = out,
-                         .compile = { .seed = seed } };
+    cr_moe_options o = { .seed = seed, .layout = CR_MOE_LAYOUT_CLASSIC, .copy_tokenizer = true, .write_card = true,
+                         .out_path = out, .compile = { .seed = seed } };
     if (!st) st = cr_moe_compile(AL, &c, &o, &g, &p, &d, err);
     if (d.n_errors) cr_diags_print(&d, stderr);
     if (!st) {
@@ -653,6 +704,8 @@ int main(void)
     RUN(writer_selection);
     RUN(tensor_map_mixtral_classic);
     RUN(tensor_map_mixtral_fused);
+    RUN(tensor_map_qwen3);
+    RUN(layout_per_version);
     RUN(tensor_map_qwen2);
     RUN(random_gates);
     RUN(build_random_on_vm);

@@ -84,6 +84,32 @@ TEST(fresh_model)
     free(d);
 }
 
+/* qwen3: no biases, per-head q/k norms, a qwen3 config (the Qwen3 MoE
+ * writer's input) */
+TEST(qwen3_model)
+{
+    cr_synth_opts o = tiny;
+    o.arch = CR_SYNTH_QWEN3;
+    char *d = synth("qwen3", &o);
+    REQUIRE(d);
+    cr_model m;
+    cr_error err = {0};
+    REQUIRE(cr_model_open(cr_default_allocator(), d, 0, &m, &err) == CR_OK);
+    /* 3 global + 2 layers * (7 matrices + 2 norms + q/k norms) */
+    CHECK_EQ_INT(m.n_tensors, 3 + 2 * 11);
+    const cr_model_tensor *t = cr_model_find(&m, "model.layers.1.self_attn.k_norm.weight");
+    REQUIRE(t);
+    CHECK(t->info->ndim == 1 && t->info->shape[0] == 8);    /* head_dim */
+    const float *kn = cr_st_data(&m.shards[t->shard], t->info);
+    for (int i = 0; i < 8; i++) CHECK(kn[i] > 0.9f && kn[i] < 1.1f);
+    CHECK(cr_model_find(&m, "model.layers.0.self_attn.q_norm.weight") != NULL);
+    CHECK(cr_model_find(&m, "model.layers.0.self_attn.q_proj.bias") == NULL);
+    const char *mt = cr_model_config_str(&m, "model_type");
+    CHECK(mt && !strcmp(mt, "qwen3"));
+    cr_model_close(&m);
+    free(d);
+}
+
 TEST(sharded_and_deterministic)
 {
     cr_synth_opts o = tiny;
@@ -186,6 +212,7 @@ int main(void)
     if (!g_dir) return 1;
     RUN(generator);
     RUN(fresh_model);
+    RUN(qwen3_model);
     RUN(sharded_and_deterministic);
     RUN(fine_tune);
     RUN(bad_options);

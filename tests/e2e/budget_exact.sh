@@ -94,11 +94,11 @@ Y
 "$bin" merge "$tmp/ties.yml" "$tmp/wide-ref" --models-dir "$w" --quiet --threads 2 2>"$tmp/err" || bad "wide ties: $(cat "$tmp/err")"
 want=$(digest "$tmp/wide-ref")
 "$bin" plan "$tmp/ties.yml" --models-dir "$w" --threads 2 --max-memory 8M >"$tmp/wide.plan" 2>&1
-check '[ $? -eq 0 ] && grep -q "^spill .*gathers of [0-9]* top-k selections" "$tmp/wide.plan"' \
+rc=$?; check '[ $rc -eq 0 ] && grep -q "^spill .*gathers of [0-9]* top-k selections" "$tmp/wide.plan"' \
       "wide ties: plan under 8M predicts the 32 MiB gathers spilled: $(grep -E '^(spill|peak)' "$tmp/wide.plan")"
 for t in 1 2; do
     "$bin" merge "$tmp/ties.yml" "$tmp/wide-$t" --models-dir "$w" --threads $t --max-memory 8M >"$tmp/wide.run" 2>&1
-    check '[ $? -eq 0 ] && [ "$(digest "$tmp/wide-$t")" = "$want" ]' "wide ties (8M, $t threads): bytes differ: $(head -c 300 "$tmp/wide.run")"
+    rc=$?; check '[ $rc -eq 0 ] && [ "$(digest "$tmp/wide-$t")" = "$want" ]' "wide ties (8M, $t threads): bytes differ: $(head -c 300 "$tmp/wide.run")"
     check '! grep -q warning "$tmp/wide.run"' "wide ties (8M, $t threads): $(grep warning "$tmp/wide.run" | head -c 300)"
     meas=$(run_peak "$tmp/wide.run")
     echo "wide ties, 8M, $t thread(s): peak RSS $meas B"
@@ -137,7 +137,7 @@ for r in bc sce; do
     "$bin" plan "$tmp/$r.yml" --models-dir "$w" --threads 2 --max-memory 12M >"$tmp/$r.plan" 2>&1
     check 'grep -q "^spill " "$tmp/$r.plan"' "$r: plan under 12M spills no gather: $(grep -E '^peak|needs' "$tmp/$r.plan")"
     "$bin" merge "$tmp/$r.yml" "$tmp/$r-12" --models-dir "$w" --threads 2 --max-memory 12M >"$tmp/$r.run" 2>&1
-    check '[ $? -eq 0 ] && [ "$(digest "$tmp/$r-12")" = "$(digest "$tmp/$r-ref")" ] && ! grep -q warning "$tmp/$r.run"' \
+    rc=$?; check '[ $rc -eq 0 ] && [ "$(digest "$tmp/$r-12")" = "$(digest "$tmp/$r-ref")" ] && ! grep -q warning "$tmp/$r.run"' \
           "$r (12M): $(head -c 300 "$tmp/$r.run")"
     meas=$(run_peak "$tmp/$r.run")
     check 'within_budget "$meas" "$(mib 12)" "$(mib 1)"' "$r (12M): peak RSS $meas over 12M + 10% + 1 MiB"

@@ -34,10 +34,10 @@ dtype: bfloat16
 EOF
 # (the models are cut after their headers: no content to hash, so --skip-hash)
 "$bin" compile "$tmp/r.yml" -o "$tmp/r.crb" --models-dir "$tmp/m" --skip-hash 2>"$tmp/err"
-check '[ $? -eq 0 ] && [ -s "$tmp/r.crb" ]' "compile of 100,002 tensors in two stages: $(head -c 300 "$tmp/err")"
+rc=$?; check '[ $rc -eq 0 ] && [ -s "$tmp/r.crb" ]' "compile of 100,002 tensors in two stages: $(head -c 300 "$tmp/err")"
 "$bin" explain "$tmp/r.crb" >"$tmp/explain" 2>&1
-check '[ $? -eq 0 ] && head -1 "$tmp/explain" | grep -q "100002 outputs"' "the .crb loads back: $(head -c 300 "$tmp/explain")"
+rc=$?; check '[ $rc -eq 0 ] && head -1 "$tmp/explain" | grep -q "100002 outputs"' "the .crb loads back: $(head -c 300 "$tmp/explain")"
 "$bin" plan "$tmp/r.yml" --models-dir "$tmp/m" >"$tmp/plan" 2>&1
-check '[ $? -eq 0 ] && grep -q "100002 tensors" "$tmp/plan"' "plan of the same recipe: $(head -c 300 "$tmp/plan")"
+rc=$?; check '[ $rc -eq 0 ] && grep -q "100002 tensors" "$tmp/plan"' "plan of the same recipe: $(head -c 300 "$tmp/plan")"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -24,20 +24,20 @@ YML
 idx_version() { sed -n 's/.*"mergekit_version": "\([^"]*\)".*/\1/p' "$1/model.safetensors.index.json"; }
 
 "$bin" merge "$tmp/linear.yml" "$tmp/dflt" --models-dir "$m" --quiet 2>"$tmp/err"
-check '[ $? -eq 0 ]' "default merge: $(cat "$tmp/err")"
+rc=$?; check '[ $rc -eq 0 ]' "default merge: $(cat "$tmp/err")"
 check '[ "$(idx_version "$tmp/dflt")" = 0.1.5 ]' "default index metadata: $(idx_version "$tmp/dflt")"
 check 'grep -q "mergekit 0.1.5 does (\`--mergekit-version 0.1.5\`)" "$tmp/dflt/README.md"' "default card names 0.1.5"
 
 for v in 0.1.4 0.1.5; do
     "$bin" merge "$tmp/linear.yml" "$tmp/out-$v" --models-dir "$m" --quiet --mergekit-version $v 2>"$tmp/err"
-    check '[ $? -eq 0 ]' "merge --mergekit-version $v: $(cat "$tmp/err")"
+    rc=$?; check '[ $rc -eq 0 ]' "merge --mergekit-version $v: $(cat "$tmp/err")"
     check '[ "$(idx_version "$tmp/out-$v")" = $v ]' "$v: index metadata says $(idx_version "$tmp/out-$v")"
     check 'grep -q "mergekit $v does" "$tmp/out-$v/README.md"' "$v: card"
     "$bin" compile "$tmp/linear.yml" -o "$tmp/p-$v.crb" --models-dir "$m" --mergekit-version=$v 2>"$tmp/err"
-    check '[ $? -eq 0 ]' "compile $v: $(cat "$tmp/err")"
+    rc=$?; check '[ $rc -eq 0 ]' "compile $v: $(cat "$tmp/err")"
     check '"$bin" explain "$tmp/p-$v.crb" | grep -q "^computes as mergekit $v "' "explain $v.crb: $("$bin" explain "$tmp/p-$v.crb" | head -3)"
     "$bin" run "$tmp/p-$v.crb" "$tmp/run-$v" --models-dir "$m" --quiet 2>"$tmp/err"
-    check '[ $? -eq 0 ]' "run $v.crb: $(cat "$tmp/err")"
+    rc=$?; check '[ $rc -eq 0 ]' "run $v.crb: $(cat "$tmp/err")"
     check 'cmp -s "$tmp/run-$v/model.safetensors.index.json" "$tmp/out-$v/model.safetensors.index.json"' "$v: run's index differs from merge's"
     # (the card's title is the output folder's name)
     check 'diff -q <(grep -v "^# " "$tmp/run-$v/README.md") <(grep -v "^# " "$tmp/out-$v/README.md") >/dev/null' \

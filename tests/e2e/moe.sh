@@ -205,7 +205,7 @@ printf 'base_model: base\ngate_mode: random\nexperts:\n  - source_model: e1\n  -
 rc=$?
 check '[ $rc -eq 2 ] && grep -q "missing_model" "$tmp/err"' "missing model: rc $rc $(cat "$tmp/err")"
 "$bin" moe base/config.json out_bad 2>/dev/null
-check '[ $? -eq 2 ]' "not a config"
+rc=$?; check '[ $rc -eq 2 ]' "not a config"
 check '[ ! -e out_bad ] && [ -z "$(ls -d ./*.crucible-tmp-* 2>/dev/null)" ]' "no output from failures"
 
 echo "$pass passed, $fail failed"

@@ -22,7 +22,9 @@ parameters: {normalize: false}
 dtype: float32
 YML
 "$bin" merge "$tmp/neg.yml" "$m/neg" --models-dir "$m" --quiet || bad "merge neg"
-# (1 - t)·a + t·(-a) with t = 0.3, in float32: the colinear branch
+# (1 - t)·a + t·(-a) with t = 0.3, in float32: the colinear branch, each
+# product rounded, then the sum (mergekit 0.1.4's linear; 0.1.5's fuses
+# the multiply-adds)
 cat >"$tmp/lin.yml" <<'YML'
 merge_method: linear
 models:
@@ -33,13 +35,13 @@ models:
 parameters: {normalize: false}
 dtype: float32
 YML
-"$bin" merge "$tmp/lin.yml" "$tmp/lin" --models-dir "$m" --quiet || bad "merge lin"
+"$bin" merge "$tmp/lin.yml" "$tmp/lin" --models-dir "$m" --quiet --mergekit-version 0.1.4 || bad "merge lin"
 sed 's/merge_method: linear/merge_method: nuslerp/; /normalize/d' "$tmp/lin.yml" >"$tmp/nus.yml"
 
 identical() { "$bin" diff "$tmp/lin" "$1" | sed -n 's/^[a-z]*: \([0-9]*\) identical,.*/\1/p'; }
 for v in 0.1.4 0.1.5; do
     "$bin" merge "$tmp/nus.yml" "$tmp/nus-$v" --models-dir "$m" --quiet --mergekit-version $v 2>"$tmp/err"
-    check '[ $? -eq 0 ]' "nuslerp $v: $(cat "$tmp/err")"
+    rc=$?; check '[ $rc -eq 0 ]' "nuslerp $v: $(cat "$tmp/err")"
 done
 n=$(identical "$tmp/nus-0.1.5")
 check '[ "$n" = 14 ]' "0.1.5: $n of 21 tensors take the linear branch, expected the 14 with c = -1"

@@ -12,9 +12,9 @@ shape=(--arch llama --layers 2 --hidden 32 --intermediate 48 --heads 4 --kv-head
 cp -r "$tmp/full" "$tmp/cut"
 cut_to_header "$tmp"/cut/*/model.safetensors
 "$bin" plan examples/demo/ties.yml --models-dir "$tmp/full" >"$tmp/plan-full" 2>&1
-check '[ $? -eq 0 ]' "plan on complete models"
+rc=$?; check '[ $rc -eq 0 ]' "plan on complete models"
 "$bin" plan examples/demo/ties.yml --models-dir "$tmp/cut" >"$tmp/plan-cut" 2>&1
-check '[ $? -eq 0 ]' "plan on header-only models exits 0"
+rc=$?; check '[ $rc -eq 0 ]' "plan on header-only models exits 0"
 check 'grep -q "^read" "$tmp/plan-cut" && diff <(grep -E "^(read|write|peak)" "$tmp/plan-full") <(grep -E "^(read|write|peak)" "$tmp/plan-cut") >/dev/null' \
       "header-only plan reports the same bytes and memory"
 "$bin" merge examples/demo/ties.yml "$tmp/out" --models-dir "$tmp/cut" --quiet 2>"$tmp/err"

@@ -63,9 +63,9 @@ data_bytes() { local n; n=$(od -An -tu8 -N8 "$1" | tr -d ' '); echo $(( $(stat -
 
 for r in linear ties pass; do
     "$bin" plan "$tmp/$r.yml" --models-dir "$tmp/m" --threads 2 >"$tmp/$r.plan" 2>&1
-    check '[ $? -eq 0 ]' "$r: plan exits 0"
+    rc=$?; check '[ $rc -eq 0 ]' "$r: plan exits 0"
     "$bin" merge "$tmp/$r.yml" "$tmp/out-$r" --models-dir "$tmp/m" --threads 2 >"$tmp/$r.run" 2>&1
-    check '[ $? -eq 0 ]' "$r: merge exits 0"
+    rc=$?; check '[ $rc -eq 0 ]' "$r: merge exits 0"
     pred=$(plan_num "$tmp/$r.plan" "peak memory")
     meas=$(run_peak "$tmp/$r.run")
     echo "$r: plan peak $pred B, measured $meas B"
@@ -89,9 +89,9 @@ check '[ "$pr" -gt 0 ] && [ "$pr" -lt "$two" ]' "passthrough: plan read $pr belo
 # 16000 x 256 elements x 4 bytes = 31 MiB, spec/compat.md), which cannot stream.
 budget=$((48 << 20))
 "$bin" plan "$tmp/ties.yml" --models-dir "$tmp/m" --threads 2 --max-memory 48M >"$tmp/ties-b.plan" 2>&1
-check '[ $? -eq 0 ] && grep -q "^streamed" "$tmp/ties-b.plan"' "ties: plan under 48M streams some steps"
+rc=$?; check '[ $rc -eq 0 ] && grep -q "^streamed" "$tmp/ties-b.plan"' "ties: plan under 48M streams some steps"
 "$bin" merge "$tmp/ties.yml" "$tmp/out-b" --models-dir "$tmp/m" --threads 2 --max-memory 48M >"$tmp/ties-b.run" 2>&1
-check '[ $? -eq 0 ]' "ties: merge under --max-memory 48M exits 0"
+rc=$?; check '[ $rc -eq 0 ]' "ties: merge under --max-memory 48M exits 0"
 check 'cmp -s "$tmp/out-ties/model.safetensors" "$tmp/out-b/model.safetensors"' "ties: streamed run writes the same bytes"
 if [ $rss_checks = 1 ]; then
     meas=$(run_peak "$tmp/ties-b.run")
@@ -101,7 +101,7 @@ fi
 # 24M holds one embedding gather but not both: the kernel gathers them one
 # at a time (two passes), still exact
 "$bin" merge "$tmp/ties.yml" "$tmp/out-serial" --models-dir "$tmp/m" --threads 2 --max-memory 24M >"$tmp/ties-s.run" 2>&1
-check '[ $? -eq 0 ] && ! grep -q warning "$tmp/ties-s.run" && cmp -s "$tmp/out-ties/model.safetensors" "$tmp/out-serial/model.safetensors"' \
+rc=$?; check '[ $rc -eq 0 ] && ! grep -q warning "$tmp/ties-s.run" && cmp -s "$tmp/out-ties/model.safetensors" "$tmp/out-serial/model.safetensors"' \
       "ties: under 24M the gathers run one at a time, same bytes"
 if [ $rss_checks = 1 ]; then
     meas=$(run_peak "$tmp/ties-s.run")
@@ -111,36 +111,36 @@ fi
 # (spill.h), the merge writes the same bytes without a warning and stays
 # under it (tests/e2e/budget_exact.sh tries many more budgets)
 "$bin" plan "$tmp/ties.yml" --models-dir "$tmp/m" --threads 2 --max-memory 20M >"$tmp/ties-f.plan" 2>&1
-check '[ $? -eq 0 ] && grep -q "^spill  *.*gathers of 4 top-k selections" "$tmp/ties-f.plan"' \
+rc=$?; check '[ $rc -eq 0 ] && grep -q "^spill  *.*gathers of 4 top-k selections" "$tmp/ties-f.plan"' \
       "ties: plan under 20M predicts 4 spilled gathers"
 "$bin" merge "$tmp/ties.yml" "$tmp/out-f" --models-dir "$tmp/m" --threads 2 --max-memory 20M >"$tmp/ties-f.run" 2>&1
-check '[ $? -eq 0 ] && ! grep -q warning "$tmp/ties-f.run" && cmp -s "$tmp/out-ties/model.safetensors" "$tmp/out-f/model.safetensors"' \
+rc=$?; check '[ $rc -eq 0 ] && ! grep -q warning "$tmp/ties-f.run" && cmp -s "$tmp/out-ties/model.safetensors" "$tmp/out-f/model.safetensors"' \
       "ties: merge under 20M spills the gathers, same bytes"
 if [ $rss_checks = 1 ]; then
     meas=$(run_peak "$tmp/ties-f.run")
     check '[ "$meas" -le $((20 << 20)) ]' "ties: measured peak $meas under the 20M budget (spilled gathers)"
 fi
 "$bin" merge "$tmp/pass.yml" "$tmp/out-pb" --models-dir "$tmp/m" --threads 2 --max-memory 6M >"$tmp/pass-b.run" 2>&1
-check '[ $? -eq 0 ] && cmp -s "$tmp/out-pass/model.safetensors" "$tmp/out-pb/model.safetensors"' \
+rc=$?; check '[ $rc -eq 0 ] && cmp -s "$tmp/out-pass/model.safetensors" "$tmp/out-pb/model.safetensors"' \
       "passthrough: streamed copies write the same bytes"
 
 # a budget below what one thread needs: plan and merge refuse, nothing written
 "$bin" plan "$tmp/ties.yml" --models-dir "$tmp/m" --max-memory 2M >"$tmp/small.plan" 2>&1
-check '[ $? -eq 2 ] && grep -q "max-memory allows 2 MiB" "$tmp/small.plan"' "plan refuses a 2M budget, naming it"
+rc=$?; check '[ $rc -eq 2 ] && grep -q "max-memory allows 2 MiB" "$tmp/small.plan"' "plan refuses a 2M budget, naming it"
 "$bin" merge "$tmp/ties.yml" "$tmp/out-s" --models-dir "$tmp/m" --max-memory 2M >"$tmp/small.run" 2>&1
-check '[ $? -ne 0 ] && grep -q "max-memory" "$tmp/small.run" && [ ! -e "$tmp/out-s" ]' "merge refuses a 2M budget, writes nothing"
+rc=$?; check '[ $rc -ne 0 ] && grep -q "max-memory" "$tmp/small.run" && [ ! -e "$tmp/out-s" ]' "merge refuses a 2M budget, writes nothing"
 
 # --max-memory sizes: one parser for every command (cli/options.c)
 "$bin" plan "$tmp/ties.yml" --models-dir "$tmp/m" --max-memory 0.03GiB >"$tmp/size.plan" 2>&1
 "$bin" plan "$tmp/ties.yml" --models-dir "$tmp/m" --max-memory 32212254 >"$tmp/size-bytes.plan" 2>&1
-check '[ $? -eq 0 ] && grep -q "^streamed" "$tmp/size.plan" && cmp -s "$tmp/size.plan" "$tmp/size-bytes.plan"' \
+rc=$?; check '[ $rc -eq 0 ] && grep -q "^streamed" "$tmp/size.plan" && cmp -s "$tmp/size.plan" "$tmp/size-bytes.plan"' \
       "plan takes --max-memory 0.03GiB as 32212254 bytes"
 "$bin" plan "$tmp/ties.yml" --models-dir "$tmp/m" --max-memory 12Q >"$tmp/size-bad.plan" 2>&1
-check '[ $? -eq 2 ] && grep -q "12Q" "$tmp/size-bad.plan"' "plan refuses --max-memory 12Q, naming it"
+rc=$?; check '[ $rc -eq 2 ] && grep -q "12Q" "$tmp/size-bad.plan"' "plan refuses --max-memory 12Q, naming it"
 "$bin" compile "$tmp/ties.yml" -o "$tmp/t.crb" --models-dir "$tmp/m" >/dev/null 2>&1
 "$bin" run "$tmp/t.crb" "$tmp/out-r" --max-memory 12Q >"$tmp/size-bad.run" 2>&1
-check '[ $? -eq 2 ] && grep -q "12Q" "$tmp/size-bad.run" && [ ! -e "$tmp/out-r" ]' "run refuses --max-memory 12Q, writes nothing"
+rc=$?; check '[ $rc -eq 2 ] && grep -q "12Q" "$tmp/size-bad.run" && [ ! -e "$tmp/out-r" ]' "run refuses --max-memory 12Q, writes nothing"
 "$bin" run "$tmp/t.crb" "$tmp/out-r" --models-dir "$tmp/m" --max-memory 1.5GiB --quiet >"$tmp/size.run" 2>&1
-check '[ $? -eq 0 ] && cmp -s "$tmp/out-ties/model.safetensors" "$tmp/out-r/model.safetensors"' "run takes --max-memory 1.5GiB, same bytes"
+rc=$?; check '[ $rc -eq 0 ] && cmp -s "$tmp/out-ties/model.safetensors" "$tmp/out-r/model.safetensors"' "run takes --max-memory 1.5GiB, same bytes"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -30,7 +30,7 @@ check 'grep -Eq "^      \"model.safetensors\": \"[0-9a-f]{16}\"$" one/model.safe
 check 'grep -q "\"total_size\": " one/model.safetensors.index.json' "total_size kept"
 out=$("$bin" verify one 2>&1); rc=$?
 check '[ $rc -eq 0 ] && grep -q "one: ok (1 shard, 21 tensors, .*1 shard hash match" <<<"$out"' "verify one: rc $rc: $out"
-"$bin" inspect one >/dev/null 2>&1; check '[ $? -eq 0 ]' "inspect reads the single-shard output"
+"$bin" inspect one >/dev/null 2>&1; rc=$?; check '[ $rc -eq 0 ]' "inspect reads the single-shard output"
 
 "$bin" merge lin.yml three --out-shard-size 30K --quiet; rc=$?
 check '[ $rc -eq 0 ] && [ -f three/model-00003-of-00003.safetensors ]' "three-shard merge"
@@ -114,8 +114,8 @@ out=$("$bin" verify mk_short 2>&1); rc=$?
 check '[ $rc -eq 1 ] && grep -q "mk_short/model-00002-of-00003.safetensors: file is truncated" <<<"$out"' "structure still checked without hashes: $out"
 
 # --- usage
-"$bin" verify >/dev/null 2>&1; check '[ $? -eq 2 ]' "no argument: exit 2"
-"$bin" verify three --bogus >/dev/null 2>&1; check '[ $? -eq 2 ]' "unknown option: exit 2"
+"$bin" verify >/dev/null 2>&1; rc=$?; check '[ $rc -eq 2 ]' "no argument: exit 2"
+"$bin" verify three --bogus >/dev/null 2>&1; rc=$?; check '[ $rc -eq 2 ]' "unknown option: exit 2"
 out=$("$bin" verify nowhere 2>&1); rc=$?
 check '[ $rc -eq 1 ] && grep -q "nowhere: No such file or directory" <<<"$out"' "missing dir: $out"
 mkdir empty

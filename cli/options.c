@@ -16,6 +16,7 @@ enum {
     C_COMPILE = 1u << CR_CMD_COMPILE, C_RUN = 1u << CR_CMD_RUN, C_MOE = 1u << CR_CMD_MOE,
     C_SYNTH = 1u << CR_CMD_SYNTH, C_INSPECT = 1u << CR_CMD_INSPECT, C_DIFF = 1u << CR_CMD_DIFF,
     C_EVAL = 1u << CR_CMD_EVAL, C_VERIFY = 1u << CR_CMD_VERIFY, C_OPS = 1u << CR_CMD_OPS,
+    C_CONVERT = 1u << CR_CMD_CONVERT,
 };
 
 typedef enum opt_kind { OWN, MK, NOOP, REFUSED } opt_kind;
@@ -105,6 +106,12 @@ static const command commands[CR_CMD_COUNT] = {
     [CR_CMD_OPS] = {
         "ops", "ops [--markdown]            the VM's op table",
         0, "ops [--markdown]", "the VM's op table\n", NULL },
+    [CR_CMD_CONVERT] = {
+        "convert", "convert MODEL_DIR OUT.gguf   write a model as GGUF (llama.cpp)",
+        2, "convert MODEL_DIR OUT.gguf [options]",
+        "write a model directory as a GGUF file byte for byte as llama.cpp's convert_hf_to_gguf.py\n"
+        "would (spec/gguf.md); OUT.gguf appears complete or not at all, is replaced only with\n"
+        "--force, and never when it is an input\n", NULL },
 };
 
 const char *cr_cli_command_name(cr_cli_cmd cmd) { return commands[cmd].name; }

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# gguf.sh — crucible convert writes the GGUF file llama.cpp's converter
+# writes, byte for byte (tests/golden/gguf: the pinned converter's outputs for
+# the same synthetic models, made by tests/golden/gguf/generate.py), and
+# refuses what it cannot write right or must not overwrite.
+# usage: tests/e2e/gguf.sh CRUCIBLE_BIN
+. "$(dirname "$0")/../support/e2e_lib.sh" gguf "$1"
+golden="$(cd "$(dirname "$0")/../golden/gguf" && pwd)"
+
+# the models of generate.py's MODELS (the directory name is general.name's source)
+"$bin" synth "$tmp/llama" --arch llama --layers 2 --hidden 32 --intermediate 48 --heads 2 --kv-heads 1 --vocab 272
+"$bin" synth "$tmp/qwen2" --arch qwen2 --layers 2 --hidden 32 --intermediate 64 --heads 4 --kv-heads 2 --vocab 272
+# generate.py's QWEN2_TOKENIZER_CONFIG (why: see there)
+cat >"$tmp/qwen2/tokenizer_config.json" <<'JSON'
+{
+  "add_bos_token": true,
+  "add_eos_token": false,
+  "bos_token": "<s>",
+  "clean_up_tokenization_spaces": false,
+  "eos_token": "</s>",
+  "model_max_length": 2048,
+  "pad_token": "</s>",
+  "tokenizer_class": "PreTrainedTokenizerFast",
+  "unk_token": "<unk>"
+}
+JSON
+
+for m in llama:llama-bpe qwen2:qwen2; do
+    name=${m%%:*} pre=${m#*:}
+    for t in f32 f16 bf16 q8_0; do
+        "$bin" convert "$tmp/$name" "$tmp/$name-$t.gguf" --gguf-type $t --gguf-pre $pre 2>"$tmp/err"
+        rc=$?
+        check '[ $rc -eq 0 ]' "convert $name $t: $(cat "$tmp/err")"
+        check 'cmp "$tmp/$name-$t.gguf" "$golden/$name-$t.gguf"' "$name $t differs from llama.cpp's converter"
+    done
+done
+check '[ -z "$(ls "$tmp"/*.crucible-tmp-* 2>/dev/null)" ]' "temporary files left"
+
+# synth's tokenizer has no pre-tokenizer hash llama.cpp knows: refused without --gguf-pre
+"$bin" convert "$tmp/llama" "$tmp/x.gguf" 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "not one llama.cpp.s converter recognises (chkhsh 7d572d1dd72e0a834ce8be06261538ae348bc122aa9683accc44c5c6596abcd5); pass --gguf-pre" "$tmp/err" && [ ! -e "$tmp/x.gguf" ]' "no pre: $(cat "$tmp/err")"
+"$bin" convert "$tmp/llama" "$tmp/x.gguf" --gguf-pre nonesuch 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 2 ] && grep -q "not a pre-tokenizer llama.cpp knows" "$tmp/err"' "unknown --gguf-pre: $(cat "$tmp/err")"
+"$bin" convert "$tmp/llama" "$tmp/x.gguf" --gguf-type q4_0 --gguf-pre llama-bpe 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 2 ] && grep -q "gguf-type" "$tmp/err"' "q4_0 refused: $(cat "$tmp/err")"
+
+# never overwrite without --force; never write into an input
+"$bin" convert "$tmp/llama" "$tmp/llama-f16.gguf" --gguf-pre llama-bpe --gguf-type f32 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "exists (use --force" "$tmp/err" && cmp -s "$tmp/llama-f16.gguf" "$golden/llama-f16.gguf"' "overwrite without --force: $(cat "$tmp/err")"
+"$bin" convert "$tmp/llama" "$tmp/llama-f16.gguf" --gguf-pre llama-bpe --gguf-type f32 --force 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 0 ] && cmp -s "$tmp/llama-f16.gguf" "$golden/llama-f32.gguf"' "--force replaces: $(cat "$tmp/err")"
+"$bin" convert "$tmp/llama" "$tmp/llama/out.gguf" --gguf-pre llama-bpe 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && [ ! -e "$tmp/llama/out.gguf" ]' "output inside the input directory: $(cat "$tmp/err")"
+
+# what the converter's name heuristics would split is refused, not guessed
+cp -r "$tmp/llama" "$tmp/Llama-3-8B"
+"$bin" convert "$tmp/Llama-3-8B" "$tmp/y.gguf" --gguf-pre llama-bpe 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "heuristic is not ported yet" "$tmp/err" && [ ! -e "$tmp/y.gguf" ]' "name heuristics: $(cat "$tmp/err")"
+
+echo "gguf: $pass passed, $fail failed"
+[ $fail -eq 0 ]

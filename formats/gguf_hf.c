@@ -7,6 +7,7 @@
  * ported here is refused with a message, never approximated.
  */
 #include "gguf_hf.h"
+#include "gguf_meta.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -122,147 +123,6 @@ cr_status cr_gguf_hf_check_vocab(const cr_allocator *alloc, const cr_model *m, c
         return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: the converter would write this byte-fallback BPE tokenizer "
                        "as a \"llama\" (LlamaHf) vocabulary, which is not written yet", m->dir);
     return CR_OK;
-}
-
-/* ---- names (gguf-py metadata.py heuristics, the part ported) --------------- */
-
-/* Python str.title() for ASCII: a letter after a non-letter is upper-cased,
- * other letters lower-cased */
-static void py_title(char *w)
-{
-    bool prev_alpha = false;
-    for (; *w; w++) {
-        if (isalpha((unsigned char)*w)) {
-            *w = (char)(prev_alpha ? tolower((unsigned char)*w) : toupper((unsigned char)*w));
-            prev_alpha = true;
-        } else {
-            prev_alpha = false;
-        }
-    }
-}
-
-/* id_to_title: words split on '-' and white space; a word that is all
- * lower-case (and has a letter) and is not a version or starts with a
- * digit is title-cased; joined with single spaces. */
-static char *id_to_title(const cr_allocator *a, const char *s)
-{
-    size_t n = strlen(s);
-    char *out = cr_malloc(a, n + 1), *o = out;
-    if (!out) return NULL;
-    const char *p = s;
-    while (*p) {
-        while (*p == '-' || isspace((unsigned char)*p)) p++;
-        if (!*p) break;
-        const char *q = p;
-        while (*q && *q != '-' && !isspace((unsigned char)*q)) q++;
-        if (o != out) *o++ = ' ';
-        char *w = o;
-        memcpy(o, p, (size_t)(q - p));
-        o += q - p;
-        *o = 0;
-        bool has_lower = false, has_upper = false;
-        for (char *c = w; *c; c++) {
-            if (islower((unsigned char)*c)) has_lower = true;
-            if (isupper((unsigned char)*c)) has_upper = true;
-        }
-        /* the version pattern ^(v\d+(\.\d+)*|\d.*)$ : a word starting with a
-         * digit, or v followed by digits/dots (checked loosely: v then a digit) */
-        bool version = isdigit((unsigned char)w[0]) || (w[0] == 'v' && isdigit((unsigned char)w[1]));
-        if (has_lower && !has_upper && !version) py_title(w);
-        p = q;
-    }
-    *o = 0;
-    return out;
-}
-
-/* Whether get_model_id_components leaves `part` unannotated (no version,
- * quant type, size label or finetune word) and starting with a letter: the
- * only case ported. */
-static bool plain_part(const char *p, size_t n, bool first)
-{
-    if (!n || !isalpha((unsigned char)p[0])) return false;
-    char w[64];
-    if (n >= sizeof w) return false;
-    for (size_t i = 0; i < n; i++) w[i] = (char)tolower((unsigned char)p[i]);
-    w[n] = 0;
-    /* version (v|iter)?\d+(\.\d+)* : starts with v or iter followed by a digit */
-    if ((w[0] == 'v' && isdigit((unsigned char)w[1])) || (!strncmp(w, "iter", 4) && isdigit((unsigned char)w[4])))
-        return false;
-    /* quant type i?q\d(_\w)* | b?fp?(16|32) */
-    const char *q = w[0] == 'i' ? w + 1 : w;
-    if (q[0] == 'q' && isdigit((unsigned char)q[1])) return false;
-    if (strstr(w, "16") || strstr(w, "32")) return false;    /* conservative */
-    if (!first) {
-        static const char *const words[] = {"small", "mini", "medium", "large", "xl", "xxl",
-                                            "chat", "instruct", "vision", "lora"};
-        for (size_t i = 0; i < CR_ARRAY_LEN(words); i++)
-            if (!strcmp(w, words[i])) return false;
-        /* size labels start with a digit or a/A followed by a digit: not plain
-         * anyway (a digit start fails above); "a7b" style */
-        if (w[0] == 'a' && isdigit((unsigned char)w[1])) return false;
-    }
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)w[i] >= 0x80) return false;   /* non-ASCII: title() not ported */
-    return true;
-}
-
-/* general.name from a model id ("org/name" or a directory name), or a
- * refusal when the converter's heuristics would also set basename,
- * finetune, version or size_label from it. *org gets id_to_title(org) or
- * NULL. */
-static cr_status name_from_id(const cr_allocator *a, const char *id, char **name, char **org, cr_error *err)
-{
-    *name = *org = NULL;
-    const char *slash = strchr(id, '/');
-    const char *full = slash ? slash + 1 : id;
-    if (strchr(id, ' '))
-        return cr_fail(err, CR_ERR_UNSUPPORTED, "GGUF: the model name '%s' has spaces; the converter's naming of it "
-                       "is not ported yet", id);
-    const char *p = full;
-    bool first = true;
-    while (true) {
-        const char *q = strchr(p, '-');
-        size_t n = q ? (size_t)(q - p) : strlen(p);
-        if (n && !plain_part(p, n, first))
-            return cr_fail(err, CR_ERR_UNSUPPORTED, "GGUF: llama.cpp's converter would derive more than general.name "
-                           "from the model name '%s' (part '%.*s': a version, size, quant type or finetune word); "
-                           "that heuristic is not ported yet: rename the model directory", id, (int)n, p);
-        if (n) first = false;
-        if (!q) break;
-        p = q + 1;
-    }
-    *name = id_to_title(a, full);
-    if (slash && slash != id && id[0] != '.') {
-        char *o = cr_malloc(a, (size_t)(slash - id) + 1);
-        if (o) {
-            memcpy(o, id, (size_t)(slash - id));
-            o[slash - id] = 0;
-            *org = id_to_title(a, o);
-            cr_free(a, o);
-        }
-        if (!*org) { cr_free(a, *name); *name = NULL; }
-    }
-    return *name ? CR_OK : cr_fail(err, CR_ERR_NOMEM, "out of memory");
-}
-
-/* model_weight_count_rounded_notation(n, 2) */
-static void size_label(uint64_t n, char out[48])
-{
-    double s;
-    const char *suf;
-    double d = (double)n;
-    if (d > 1e12) { s = d * 1e-12; suf = "T"; }
-    else if (d > 1e9) { s = d * 1e-9; suf = "B"; }
-    else if (d > 1e6) { s = d * 1e-6; suf = "M"; }
-    else { s = d * 1e-3; suf = "K"; }
-    double r = nearbyint(s);      /* Python round(): half to even */
-    char digits[48];
-    snprintf(digits, sizeof digits, "%.0f", r);
-    const char *z = digits;
-    while (*z == '0') z++;
-    int len = (int)strlen(z);
-    int fix = 2 - len > 0 ? 2 - len : 0;
-    snprintf(out, 48, "%.*f%s", fix, s, suf);
 }
 
 /* ---- the tensor plan --------------------------------------------------------- */
@@ -401,38 +261,15 @@ static cr_status put_general(meta_ctx *c, uint64_t total_params)
     }
     cJSON_Delete(gen);
     if (st) return st;
-    /* general.name: README front matter, then config _name_or_path (at most
-     * one '/'), then the directory name */
-    if (is_file(c->m->dir, "README.md", c->a))
-        return cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: has README.md; the converter reads its model-card front matter "
-                       "into general.* keys, which is not ported yet (move README.md aside to convert)", c->m->dir);
-    char *name = NULL, *org = NULL;
+    /* general.name and friends: README front matter, config _name_or_path,
+     * the directory's name (gguf_meta.h) */
     const cJSON *nop = cfg(c, "_name_or_path");
-    if (cJSON_IsString(nop) && *nop->valuestring) {
-        int slashes = 0;
-        for (const char *p = nop->valuestring; *p; p++) slashes += *p == '/';
-        if (slashes <= 1 && (st = name_from_id(c->a, nop->valuestring, &name, &org, c->err))) return st;
-    }
-    if (!name) {
-        /* the directory's own name, as pathlib's Path(dir).name (trailing '/' dropped) */
-        size_t n = strlen(c->m->dir);
-        char *d = cr_strdup(c->a, c->m->dir);
-        if (!d) return cr_fail(c->err, CR_ERR_NOMEM, "out of memory");
-        while (n > 1 && d[n - 1] == '/') d[--n] = 0;
-        char *tmp_org = NULL;
-        st = name_from_id(c->a, basename_of(d), &name, &tmp_org, c->err);
-        cr_free(c->a, tmp_org);
-        cr_free(c->a, d);
-        if (st) { cr_free(c->a, org); return st; }
-    }
-    cr_gguf_kv_str(c->kv, "general.name", name);
-    if (org) cr_gguf_kv_str(c->kv, "general.organization", org);
-    cr_free(c->a, name);
-    cr_free(c->a, org);
-    char label[48];
-    size_label(total_params, label);
-    if (total_params) cr_gguf_kv_str(c->kv, "general.size_label", label);
-    return CR_OK;
+    cr_gguf_general g;
+    st = cr_gguf_general_load(c->a, c->m->dir, cJSON_IsString(nop) && *nop->valuestring ? nop->valuestring : NULL,
+                              total_params, &g, c->err);
+    if (st == CR_OK) cr_gguf_general_put(&g, c->kv);
+    cr_gguf_general_free(&g);
+    return st;
 }
 
 static cr_status put_hparams(meta_ctx *c, bool llama, cr_ggml_type ftype)

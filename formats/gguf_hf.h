@@ -7,9 +7,8 @@
  * What this first version covers, and refuses otherwise (naming what and
  * why): LlamaForCausalLM / MistralForCausalLM (architecture "llama") and
  * Qwen2ForCausalLM ("qwen2"); the gpt2 (byte-level BPE) tokenizer path;
- * rope scaling absent, "default", "linear" or "yarn"; a model directory
- * without README.md whose name (and config _name_or_path) the converter's
- * name heuristics leave whole.
+ * rope scaling absent, "default", "linear" or "yarn"; model cards whose
+ * front matter formats/gguf_meta.h reads.
  */
 #ifndef CR_GGUF_HF_H
 #define CR_GGUF_HF_H

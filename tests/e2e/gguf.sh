@@ -58,11 +58,39 @@ check '[ $rc -eq 0 ] && cmp -s "$tmp/llama-f16.gguf" "$golden/llama-f32.gguf"' "
 rc=$?
 check '[ $rc -eq 1 ] && [ ! -e "$tmp/llama/out.gguf" ]' "output inside the input directory: $(cat "$tmp/err")"
 
-# what the converter's name heuristics would split is refused, not guessed
-cp -r "$tmp/llama" "$tmp/Llama-3-8B"
-"$bin" convert "$tmp/Llama-3-8B" "$tmp/y.gguf" --gguf-pre llama-bpe 2>"$tmp/err"
+# a model card as crucible merge writes it and a versioned directory name:
+# general.base_model.*, general.tags and the name heuristics (generate.py's MERGE_README)
+m="$tmp/Llama-3-merge-8B-v0.2"
+cp -r "$tmp/llama" "$m"
+cat >"$m/README.md" <<'MD'
+---
+base_model:
+- org/Name-7B-v0.1
+- mistralai/Mistral-7B-Instruct-v0.2
+library_name: transformers
+tags:
+- merge
+- crucible
+- mergekit
+
+---
+# Llama-3-merge-8B-v0.2
+
+A merge.
+MD
+"$bin" convert "$m" "$tmp/merge.gguf" --gguf-pre llama-bpe 2>"$tmp/err"
 rc=$?
-check '[ $rc -eq 1 ] && grep -q "heuristic is not ported yet" "$tmp/err" && [ ! -e "$tmp/y.gguf" ]' "name heuristics: $(cat "$tmp/err")"
+check '[ $rc -eq 0 ] && cmp "$tmp/merge.gguf" "$golden/Llama-3-merge-8B-v0.2-f16.gguf"' "model card case: $(cat "$tmp/err")"
+
+# front matter whose handling is not ported is refused by name, not guessed
+printf -- '---\nmodel_name: Foo\n---\n' >"$m/README.md"
+"$bin" convert "$m" "$tmp/y.gguf" --gguf-pre llama-bpe 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "front matter key .model_name. is read by llama.cpp" "$tmp/err" && [ ! -e "$tmp/y.gguf" ]' "unported card key: $(cat "$tmp/err")"
+printf -- '---\nbase_model: {a: b}\n---\n' >"$m/README.md"
+"$bin" convert "$m" "$tmp/y.gguf" --gguf-pre llama-bpe 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "not a plain string value" "$tmp/err"' "YAML beyond the card shape: $(cat "$tmp/err")"
 
 echo "gguf: $pass passed, $fail failed"
 [ $fail -eq 0 ]

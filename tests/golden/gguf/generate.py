@@ -12,7 +12,7 @@ its vendor/llama.cpp/convert_hf_to_gguf.py run with its own vendored gguf-py
 
 and run, with a Python that has torch, numpy, transformers (and tqdm):
 
-    python tests/golden/gguf/generate.py CRUCIBLE_BINARY LLAMA_CPP_DIR
+    python tests/golden/gguf/generate.py CRUCIBLE_BINARY LLAMA_CPP_DIR [CASE...]
 
 LLAMA_CPP_DIR is .../llama_cpp_python-0.3.36/vendor/llama.cpp. The versions
 used are written to tests/golden/gguf/versions.json.
@@ -32,6 +32,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+TYPES = ["f32", "f16", "bf16", "q8_0"]
 
 # transformers 5 loads a qwen2 model's tokenizer as Qwen2Tokenizer, whose
 # default pad token "<|endoftext|>" is added past vocab_size when
@@ -51,14 +52,36 @@ QWEN2_TOKENIZER_CONFIG = """{
 }
 """
 
-# (case name, synth arguments, --gguf-pre, tokenizer_config.json replacement)
+# A model card in the shape crucible merge writes (Hub ids in base_model,
+# tags), for the general.base_model.* / general.tags keys and the name
+# heuristics on a versioned directory name (tests/e2e/gguf.sh writes the same).
+MERGE_README = """---
+base_model:
+- org/Name-7B-v0.1
+- mistralai/Mistral-7B-Instruct-v0.2
+library_name: transformers
+tags:
+- merge
+- crucible
+- mergekit
+
+---
+# Llama-3-merge-8B-v0.2
+
+A merge.
+"""
+
+LLAMA = ["--arch", "llama", "--layers", "2", "--hidden", "32", "--intermediate", "48",
+         "--heads", "2", "--kv-heads", "1", "--vocab", "272"]
+
+# (case name = model directory name, synth arguments, --gguf-pre,
+#  tokenizer_config.json replacement, README.md, types)
 MODELS = [
-    ("llama", ["--arch", "llama", "--layers", "2", "--hidden", "32", "--intermediate", "48",
-               "--heads", "2", "--kv-heads", "1", "--vocab", "272"], "llama-bpe", None),
+    ("llama", LLAMA, "llama-bpe", None, None, TYPES),
     ("qwen2", ["--arch", "qwen2", "--layers", "2", "--hidden", "32", "--intermediate", "64",
-               "--heads", "4", "--kv-heads", "2", "--vocab", "272"], "qwen2", QWEN2_TOKENIZER_CONFIG),
+               "--heads", "4", "--kv-heads", "2", "--vocab", "272"], "qwen2", QWEN2_TOKENIZER_CONFIG, None, TYPES),
+    ("Llama-3-merge-8B-v0.2", LLAMA, "llama-bpe", None, MERGE_README, ["f16"]),
 ]
-TYPES = ["f32", "f16", "bf16", "q8_0"]
 
 RUNNER = r'''
 import runpy, sys
@@ -82,13 +105,19 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "runner.py").write_text(RUNNER)
-        cases = {}
-        for name, args, pre, tok_config in MODELS:
+        old = HERE / "versions.json"
+        cases = json.loads(old.read_text())["cases"] if old.exists() else {}
+        only = sys.argv[3:]          # case names to regenerate (default: all)
+        for name, args, pre, tok_config, readme, types in MODELS:
+            if only and name not in only:
+                continue
             model = tmp / name      # the directory name is general.name's source
             subprocess.run([str(crucible), "synth", str(model)] + args, check=True)
             if tok_config:
                 (model / "tokenizer_config.json").write_text(tok_config)
-            for t in TYPES:
+            if readme:
+                (model / "README.md").write_text(readme)
+            for t in types:
                 out = HERE / f"{name}-{t}.gguf"
                 if out.exists():
                     out.unlink()
@@ -96,6 +125,7 @@ def main():
                                 "--outtype", t, "--outfile", str(out)], check=True)
                 cases[out.name] = {"synth": args, "gguf_pre": pre, "outtype": t,
                                    "tokenizer_config_replaced": tok_config is not None,
+                                   "readme": readme is not None,
                                    "sha256": hashlib.sha256(out.read_bytes()).hexdigest()}
     versions = {
         "reference": "llama-cpp-python==0.3.36 sdist, vendor/llama.cpp/convert_hf_to_gguf.py with its gguf-py",

@@ -85,9 +85,11 @@ static const command commands[CR_CMD_COUNT] = {
         "write a deterministic synthetic model (or a seeded fine-tune of one); every weight is\n"
         "a function of (seed, tensor name, element index)\n", NULL },
     [CR_CMD_INSPECT] = {
-        "inspect", "inspect MODEL_DIR           list a model's tensors",
-        1, "inspect MODEL_DIR",
-        "list a model's tensors (name, dtype, shape, bytes, shard file) and totals\n", NULL },
+        "inspect", "inspect MODEL_DIR|FILE.gguf list a model's tensors",
+        1, "inspect MODEL_DIR|FILE.gguf",
+        "list a model's tensors (name, dtype, shape, bytes, shard file) and totals; of a GGUF\n"
+        "file, its metadata keys (arrays abbreviated) and tensors (type, ne, bytes, offset),\n"
+        "after checking every rule of llama.cpp's loader\n", NULL },
     [CR_CMD_DIFF] = {
         "diff", "diff A B                    compare two models tensor by tensor",
         2, "diff A B [--all]",

@@ -92,5 +92,32 @@ printf -- '---\nbase_model: {a: b}\n---\n' >"$m/README.md"
 rc=$?
 check '[ $rc -eq 1 ] && grep -q "not a plain string value" "$tmp/err"' "YAML beyond the card shape: $(cat "$tmp/err")"
 
+# inspect reads GGUF files, with ggml's loader rules checked first
+out=$("$bin" inspect "$golden/llama-q8_0.gguf" 2>"$tmp/err")
+rc=$?
+check '[ $rc -eq 0 ] && grep -q "^GGUF v3: 27 keys, 21 tensors, alignment 32, data at byte 6208" <<<"$out"' "inspect header: $(head -1 <<<"$out") $(cat "$tmp/err")"
+check 'grep -q "^tokenizer.ggml.tokens  ARRAY\[STRING\] 272  \[\"<unk>\", \"<s>\"" <<<"$out"' "inspect array line"
+check 'grep -q "^blk.0.ffn_down.weight  *F16  *{48, 32}  *3072  *24832$" <<<"$out"' "inspect tensor row"
+check 'grep -q "^total: 21 tensors, 32928 parameters, 38336 bytes of data, file 44544 bytes$" <<<"$out"' "inspect total: $(tail -1 <<<"$out")"
+cp "$golden/llama-q8_0.gguf" "$tmp/bad.gguf"
+truncate -s -1 "$tmp/bad.gguf"
+"$bin" inspect "$tmp/bad.gguf" >/dev/null 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "the tensor data needs 38336 bytes from byte 6208; the file has 44543" "$tmp/err"' "truncated GGUF: $(cat "$tmp/err")"
+cp "$golden/llama-q8_0.gguf" "$tmp/bad.gguf"
+printf '\002' | dd of="$tmp/bad.gguf" bs=1 seek=4 conv=notrunc 2>/dev/null
+"$bin" inspect "$tmp/bad.gguf" >/dev/null 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "GGUF version 2 (obsolete); crucible reads version 3" "$tmp/err"' "version 2: $(cat "$tmp/err")"
+printf '\000\000\000\003' | dd of="$tmp/bad.gguf" bs=1 seek=4 conv=notrunc 2>/dev/null
+"$bin" inspect "$tmp/bad.gguf" >/dev/null 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "a big-endian file" "$tmp/err"' "big-endian: $(cat "$tmp/err")"
+cp "$golden/llama-q8_0.gguf" "$tmp/bad.gguf"
+printf '\377' | dd of="$tmp/bad.gguf" bs=1 seek=31 conv=notrunc 2>/dev/null   # the first key's length: 2^63+...
+"$bin" inspect "$tmp/bad.gguf" >/dev/null 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "a key at byte 24 is .* bytes long (limit 1 GiB)" "$tmp/err"' "huge string length: $(cat "$tmp/err")"
+
 echo "gguf: $pass passed, $fail failed"
 [ $fail -eq 0 ]

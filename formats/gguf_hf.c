@@ -71,7 +71,8 @@ static bool json_int(const cJSON *j, long long *v)
     if (!cJSON_IsNumber(j)) return false;
     double d = j->valuedouble;
     if (!(d <= 9007199254740992.0 && d >= -9007199254740992.0) || d != (double)(long long)d) return false;
-    /* 10000.0 is a Python float: cJSON cannot tell, so refuse only by value */
+    /* cJSON cannot tell 2048.0 (a Python float, which the converter's u32
+     * packing would reject) from 2048: both are accepted */
     *v = (long long)d;
     return true;
 }
@@ -529,13 +530,12 @@ static cr_status put_vocab_gpt2(meta_ctx *c, bool llama, const char *pre)
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(tj, "added_tokens");
     if (!cJSON_IsObject(vocab)) { st = cr_fail(c->err, CR_ERR_FORMAT, "%s: tokenizer.json model.vocab is not an object", dir); goto out; }
-    long long max_id = -1, n_all = 0;
+    long long max_id = -1;
     const cJSON *it;
     cJSON_ArrayForEach(it, vocab) {
         long long id;
         if (!json_int(it, &id) || id < 0 || id > 0x7fffffff) { st = cr_fail(c->err, CR_ERR_FORMAT, "%s: tokenizer.json vocab id of '%s' is invalid", dir, it->string); goto out; }
         max_id = CR_MAX(max_id, id);
-        n_all++;
     }
     cJSON_ArrayForEach(it, added) {
         long long id;
@@ -551,7 +551,6 @@ static cr_status put_vocab_gpt2(meta_ctx *c, bool llama, const char *pre)
         st = cr_fail(c->err, CR_ERR_FORMAT, "%s: the tokenizer's largest id %lld is not below vocab_size %lld", dir, max_id, nv);
         goto out;
     }
-    (void)n_all;
     tokens = cr_calloc(a, (size_t)nv, sizeof *tokens);
     types = cr_calloc(a, (size_t)nv, sizeof *types);
     owned = cr_calloc(a, (size_t)nv, sizeof *owned);
@@ -783,9 +782,13 @@ cr_status cr_gguf_hf_write(const cr_allocator *alloc, const cr_model *m, const c
     if ((st = cr_gguf_hf_check_vocab(alloc, m, err))) return st;
     long long n_head = 0, n_kv = 0;
     if (arch == ARCH_LLAMA) {
-        if (!cr_model_config_int(m, "num_attention_heads", &n_head) || n_head <= 0)
+        if ((!cr_model_config_int(m, "n_heads", &n_head) && !cr_model_config_int(m, "num_attention_heads", &n_head)) ||
+            n_head <= 0)
             return cr_fail(err, CR_ERR_FORMAT, "%s: config.json num_attention_heads is missing", m->dir);
-        if (!cr_model_config_int(m, "num_key_value_heads", &n_kv)) n_kv = n_head;   /* find_hparam would raise (verify) */
+        /* modify_tensors' find_hparam(["n_kv_heads", "num_key_value_heads"]) raises when both are absent */
+        if (!cr_model_config_int(m, "n_kv_heads", &n_kv) && !cr_model_config_int(m, "num_key_value_heads", &n_kv))
+            return cr_fail(err, CR_ERR_FORMAT, "%s: config.json has no num_key_value_heads (llama.cpp's converter "
+                           "needs it to permute k_proj)", m->dir);
         if (n_kv <= 0) return cr_fail(err, CR_ERR_FORMAT, "%s: config.json num_key_value_heads is invalid", m->dir);
     }
 

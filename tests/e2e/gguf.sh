@@ -119,5 +119,5 @@ printf '\377' | dd of="$tmp/bad.gguf" bs=1 seek=31 conv=notrunc 2>/dev/null   # 
 rc=$?
 check '[ $rc -eq 1 ] && grep -q "a key at byte 24 is .* bytes long (limit 1 GiB)" "$tmp/err"' "huge string length: $(cat "$tmp/err")"
 
-echo "gguf: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -845,6 +845,19 @@ cr_status cr_gguf_hf_write(const cr_allocator *alloc, const cr_model *m, const c
         n++;
     }
     qsort(plan, n, sizeof *plan, cmp_plan);
+    cr_gguf_hf_opts oo = *o;
+    if (o->auto_type) {
+        /* the converter's GUESSED file type: the first tensor of 2+ dimensions,
+         * in checkpoint order, that is bf16 or f16 (f32 ones are passed over) */
+        oo.ftype = CR_GGML_F16;
+        for (size_t i = 0; i < n; i++) {
+            const cr_st_tensor *in = plan[i].src->info;
+            if (in->ndim < 2) continue;
+            if (in->dtype == CR_DTYPE_BF16) { oo.ftype = CR_GGML_BF16; break; }
+            if (in->dtype == CR_DTYPE_F16) { oo.ftype = CR_GGML_F16; break; }
+        }
+    }
+    o = &oo;
     for (size_t i = 0; i < n; i++) {
         const cr_st_tensor *in = plan[i].src->info;
         gt[i].name = plan[i].name;

@@ -19,6 +19,7 @@
 
 typedef struct cr_gguf_hf_opts {
     cr_ggml_type ftype;          /* F32, F16, BF16 or Q8_0 (the converter's --outtype) */
+    bool auto_type;              /* --outtype auto: ftype from the first 2-D+ bf16/f16 tensor, else F16 */
     const char *pre;             /* tokenizer.ggml.pre (infer/gguf_pre.h chooses it) */
     volatile const int *interrupt;   /* polled between tensors; may be NULL */
 } cr_gguf_hf_opts;

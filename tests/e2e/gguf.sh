@@ -35,6 +35,9 @@ for m in llama:llama-bpe qwen2:qwen2; do
     done
 done
 check '[ -z "$(ls "$tmp"/*.crucible-tmp-* 2>/dev/null)" ]' "temporary files left"
+# the default type is the converter's auto: bf16 for synth's bf16 weights
+"$bin" convert "$tmp/llama" "$tmp/auto.gguf" --gguf-pre llama-bpe 2>"$tmp/err"
+check 'cmp "$tmp/auto.gguf" "$golden/llama-bf16.gguf"' "default --gguf-type auto: $(cat "$tmp/err")"
 
 # synth's tokenizer has no pre-tokenizer hash llama.cpp knows: refused without --gguf-pre
 "$bin" convert "$tmp/llama" "$tmp/x.gguf" 2>"$tmp/err"
@@ -78,7 +81,7 @@ tags:
 
 A merge.
 MD
-"$bin" convert "$m" "$tmp/merge.gguf" --gguf-pre llama-bpe 2>"$tmp/err"
+"$bin" convert "$m" "$tmp/merge.gguf" --gguf-pre llama-bpe --gguf-type f16 2>"$tmp/err"
 rc=$?
 check '[ $rc -eq 0 ] && cmp "$tmp/merge.gguf" "$golden/Llama-3-merge-8B-v0.2-f16.gguf"' "model card case: $(cat "$tmp/err")"
 

@@ -403,9 +403,6 @@ typedef struct special_state {
     const char *add_typ[N_TYPES_MAX];
     bool add_val[N_TYPES_MAX];
     int n_add;
-    /* tokenizer_config overrides made by the post-processor parsing */
-    const char *ov_key[8], *ov_val[8];
-    int n_ov;
 } special_state;
 
 static int add_find(const special_state *s, const char *typ)
@@ -641,14 +638,9 @@ static cr_status put_vocab_gpt2(meta_ctx *c, bool llama, const char *pre)
 
     /* SpecialVocab: special tokens */
     special_state s = {.types = {"bos", "eos", "unk", "sep", "pad", "cls", "mask"}, .n_types = 7};
-    bool pr;
-    const char *bos = tc_token(tc, "bos_token", &pr), *cls = tc_token(tc, "cls_token", &pr);
-    const char *eos = tc_token(tc, "eos_token", &pr), *sep = tc_token(tc, "sep_token", &pr);
     bool has_bos, has_cls, has_eos, has_sep;
-    tc_token(tc, "bos_token", &has_bos);
-    tc_token(tc, "cls_token", &has_cls);
-    tc_token(tc, "eos_token", &has_eos);
-    tc_token(tc, "sep_token", &has_sep);
+    const char *bos = tc_token(tc, "bos_token", &has_bos), *cls = tc_token(tc, "cls_token", &has_cls);
+    const char *eos = tc_token(tc, "eos_token", &has_eos), *sep = tc_token(tc, "sep_token", &has_sep);
     if ((!has_bos && has_cls) || (!has_eos && has_sep)) {
         st = cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: cls/sep standing in for bos/eos is not ported", dir);
         goto out;

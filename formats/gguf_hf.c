@@ -30,7 +30,18 @@ typedef struct hf_tensor {
     const char *shard_name;      /* basename of the shard file */
     char name[64];
     uint32_t permute_heads;      /* llama q/k: the permutation's head count (0: none) */
+    int moe_w;                   /* Mixtral expert tensor: 0/1/2 for w1/w2/w3; -1 otherwise */
+    uint32_t layer, expert;
 } hf_tensor;
+
+/* one tensor of the GGUF file: one source, or E stacked experts (§6.3) */
+typedef struct hf_out {
+    char name[64];
+    uint32_t first, n_src;       /* into the source index list */
+    uint32_t n_dims;
+    uint64_t shape[4];           /* torch order */
+    uint32_t permute_heads;
+} hf_out;
 
 static bool is_file(const char *dir, const char *name, const cr_allocator *a)
 {
@@ -82,7 +93,7 @@ static cr_status arch_of(const cr_model *m, hf_arch *arch, const char **name, cr
     const cJSON *archs = m->config ? cJSON_GetObjectItemCaseSensitive(m->config, "architectures") : NULL;
     const cJSON *a0 = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
     const char *s = cJSON_IsString(a0) ? a0->valuestring : NULL;
-    if (s && (!strcmp(s, "LlamaForCausalLM") || !strcmp(s, "MistralForCausalLM"))) {
+    if (s && (!strcmp(s, "LlamaForCausalLM") || !strcmp(s, "MistralForCausalLM") || !strcmp(s, "MixtralForCausalLM"))) {
         *arch = ARCH_LLAMA;
         *name = "llama";
         return CR_OK;
@@ -92,8 +103,8 @@ static cr_status arch_of(const cr_model *m, hf_arch *arch, const char **name, cr
         *name = "qwen2";
         return CR_OK;
     }
-    return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: GGUF output supports LlamaForCausalLM, MistralForCausalLM and "
-                   "Qwen2ForCausalLM so far; config.json architectures[0] is %s", m->dir, s ? s : "missing");
+    return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: GGUF output supports LlamaForCausalLM, MistralForCausalLM, "
+                   "MixtralForCausalLM and Qwen2ForCausalLM so far; config.json architectures[0] is %s", m->dir, s ? s : "missing");
 }
 
 cr_status cr_gguf_hf_check_vocab(const cr_allocator *alloc, const cr_model *m, cr_error *err)
@@ -137,9 +148,22 @@ static int cmp_plan(const void *x, const void *y)
 
 /* HF name -> GGUF name (without the suffix); false if the converter has no
  * mapping (it raises "Can not map tensor") */
-static bool map_name(const char *hf, hf_arch arch, char out[64], bool *is_q, bool *is_k)
+static bool map_name(const char *hf, hf_arch arch, char out[64], bool *is_q, bool *is_k, hf_tensor *t)
 {
     *is_q = *is_k = false;
+    t->moe_w = -1;
+    if (arch == ARCH_LLAMA) {
+        /* Mixtral: model.layers.N.block_sparse_moe.experts.E.wK.weight, stacked later */
+        unsigned layer, e, w;
+        int used = 0;
+        if (sscanf(hf, "model.layers.%u.block_sparse_moe.experts.%u.w%u.weight%n", &layer, &e, &w, &used) == 3 &&
+            used && !hf[used] && w >= 1 && w <= 3) {
+            t->moe_w = (int)w - 1;
+            t->layer = layer;
+            t->expert = e;
+            return true;
+        }
+    }
     const char *suffix = strrchr(hf, '.');
     if (!suffix || (strcmp(suffix, ".weight") && strcmp(suffix, ".bias"))) return false;
     size_t stem = (size_t)(suffix - hf);
@@ -164,7 +188,7 @@ static bool map_name(const char *hf, hf_arch arch, char out[64], bool *is_q, boo
         {"input_layernorm", "attn_norm"}, {"self_attn.q_proj", "attn_q"}, {"self_attn.k_proj", "attn_k"},
         {"self_attn.v_proj", "attn_v"}, {"self_attn.o_proj", "attn_output"},
         {"post_attention_layernorm", "ffn_norm"}, {"mlp.gate_proj", "ffn_gate"}, {"mlp.up_proj", "ffn_up"},
-        {"mlp.down_proj", "ffn_down"},
+        {"mlp.down_proj", "ffn_down"}, {"block_sparse_moe.gate", "ffn_gate_inp"},
     };
     for (size_t i = 0; i < CR_ARRAY_LEN(map); i++) {
         if (strcmp(rest, map[i].hf)) continue;
@@ -180,7 +204,8 @@ static bool map_name(const char *hf, hf_arch arch, char out[64], bool *is_q, boo
 static cr_ggml_type out_type(const char *name, uint32_t n_dims, uint64_t ne0, cr_ggml_type ftype)
 {
     size_t n = strlen(name);
-    if (n_dims <= 1 || (n >= 12 && !strcmp(name + n - 12, "_norm.weight")) || n < 7 || strcmp(name + n - 7, ".weight"))
+    if (n_dims <= 1 || (n >= 12 && !strcmp(name + n - 12, "_norm.weight")) || n < 7 || strcmp(name + n - 7, ".weight") ||
+        ends_with(name, ".ffn_gate_inp.weight"))
         return CR_GGML_F32;
     if (ftype == CR_GGML_Q8_0 && ne0 % 32) return CR_GGML_F16;    /* QuantError -> F16 */
     return ftype;
@@ -231,7 +256,7 @@ static cr_status put_f32_json(meta_ctx *c, const char *key, const cJSON *v, cons
     return CR_OK;
 }
 
-static cr_status put_general(meta_ctx *c, uint64_t total_params)
+static cr_status put_general(meta_ctx *c, const cr_gguf_param_count *pc)
 {
     cr_status st;
     cr_gguf_kv_str(c->kv, "general.type", "model");
@@ -267,7 +292,7 @@ static cr_status put_general(meta_ctx *c, uint64_t total_params)
     const cJSON *nop = cfg(c, "_name_or_path");
     cr_gguf_general g;
     st = cr_gguf_general_load(c->a, c->m->dir, cJSON_IsString(nop) && *nop->valuestring ? nop->valuestring : NULL,
-                              total_params, &g, c->err);
+                              pc, &g, c->err);
     if (st == CR_OK) cr_gguf_general_put(&g, c->kv);
     cr_gguf_general_free(&g);
     return st;
@@ -338,11 +363,15 @@ static cr_status put_hparams(meta_ctx *c, bool llama, cr_ggml_type ftype)
     if (theta && (st = put_f32_json(c, "%s.rope.freq_base", theta, "rope_theta"))) return st;
     static const char *const k_rms[] = {"rms_norm_eps", "norm_eps"};
     if ((v = cfg_first(c, k_rms, CR_ARRAY_LEN(k_rms))) && (st = put_f32_json(c, "%s.attention.layer_norm_rms_epsilon", v, "rms_norm_eps"))) return st;
-    static const char *const k_other[] = {"layer_norm_eps", "layer_norm_epsilon", "norm_epsilon", "num_local_experts",
-                                          "num_experts", "n_routed_experts", "num_experts_per_tok", "n_group", "topk_group",
-                                          "score_function", "scoring_func"};
-    if ((v = cfg_first(c, k_other, CR_ARRAY_LEN(k_other))))
+    static const char *const k_lne[] = {"layer_norm_eps", "layer_norm_epsilon", "norm_epsilon", "n_group", "topk_group",
+                                        "score_function", "scoring_func", "score_func", "moe_router_activation",
+                                        "moe_router_activation_func", "expert_selection_fn"};
+    if ((v = cfg_first(c, k_lne, CR_ARRAY_LEN(k_lne))))
         return cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: config.json %s is not written to GGUF yet", c->m->dir, v->string);
+    static const char *const k_ne[] = {"num_local_experts", "num_experts", "n_routed_experts"};
+    static const char *const k_nu[] = {"num_experts_per_tok", "num_experts_per_token", "top_k_experts"};
+    if ((v = cfg_first(c, k_ne, CR_ARRAY_LEN(k_ne))) && (st = put_u32_json(c, "%s.expert_count", v, "num_local_experts"))) return st;
+    if ((v = cfg_first(c, k_nu, CR_ARRAY_LEN(k_nu))) && (st = put_u32_json(c, "%s.expert_used_count", v, "num_experts_per_tok"))) return st;
     const cJSON *hd = cfg(c, "head_dim");
     if (hd) {
         if ((st = put_u32_json(c, "%s.attention.key_length", hd, "head_dim"))) return st;
@@ -790,6 +819,9 @@ cr_status cr_gguf_hf_write(const cr_allocator *alloc, const cr_model *m, const c
     cr_gguf_kv kv;
     cr_gguf_kv_init(&kv, alloc);
     uint8_t *header = NULL;
+    hf_out *outs = NULL;
+    uint32_t *srcs = NULL;
+    long long *counts = NULL;
     float *rowf = NULL;
     uint8_t *rowo = NULL;
     if (!plan || !gt) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
@@ -805,7 +837,7 @@ cr_status cr_gguf_hf_write(const cr_allocator *alloc, const cr_model *m, const c
         t->src = mt;
         t->shard_name = basename_of(m->shards[mt->shard].path);
         bool is_q, is_k;
-        if (!map_name(nm, arch, t->name, &is_q, &is_k)) {
+        if (!map_name(nm, arch, t->name, &is_q, &is_k, t)) {
             st = cr_fail(err, CR_ERR_UNSUPPORTED, "%s: tensor '%s' has no GGUF name for %s (the converter cannot map it)",
                          m->dir, nm, arch_name);
             goto out;
@@ -850,63 +882,150 @@ cr_status cr_gguf_hf_write(const cr_allocator *alloc, const cr_model *m, const c
         }
     }
     o = &oo;
-    for (size_t i = 0; i < n; i++) {
-        const cr_st_tensor *in = plan[i].src->info;
-        gt[i].name = plan[i].name;
-        gt[i].n_dims = in->ndim;
-        for (uint32_t d = 0; d < in->ndim; d++) gt[i].ne[d] = in->shape[in->ndim - 1 - d];
-        gt[i].type = out_type(plan[i].name, in->ndim, gt[i].ne[0], o->ftype);
+    /* the file's tensors in the converter's order: a layer's experts are
+     * buffered and emitted, stacked w1, w2, w3, where its 3*E-th arrives */
+    long long n_exp = 0;
+    uint32_t max_layer = 0;
+    bool any_moe = false;
+    for (size_t i = 0; i < n; i++)
+        if (plan[i].moe_w >= 0) { any_moe = true; max_layer = CR_MAX(max_layer, plan[i].layer); }
+    if (any_moe && (!cr_model_config_int(m, "num_local_experts", &n_exp) || n_exp <= 0 || n_exp > 4096)) {
+        st = cr_fail(err, CR_ERR_FORMAT, "%s: expert tensors but no valid num_local_experts in config.json", m->dir);
+        goto out;
     }
+    outs = cr_calloc(alloc, n ? n : 1, sizeof *outs);
+    srcs = cr_calloc(alloc, n ? n : 1, sizeof *srcs);
+    counts = cr_calloc(alloc, (size_t)max_layer + 1, sizeof *counts);
+    if (!outs || !srcs || !counts) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
+    size_t n_out = 0, n_srcs = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (plan[i].moe_w < 0) {
+            hf_out *u = &outs[n_out++];
+            memcpy(u->name, plan[i].name, sizeof u->name);
+            u->first = (uint32_t)n_srcs;
+            u->n_src = 1;
+            srcs[n_srcs++] = (uint32_t)i;
+            u->n_dims = plan[i].src->info->ndim;
+            memcpy(u->shape, plan[i].src->info->shape, sizeof(uint64_t) * u->n_dims);
+            u->permute_heads = plan[i].permute_heads;
+            continue;
+        }
+        if (plan[i].expert >= (uint64_t)n_exp) {
+            st = cr_fail(err, CR_ERR_FORMAT, "%s: tensor '%s': expert %u of %lld", m->dir, plan[i].src->info->name,
+                         plan[i].expert, n_exp);
+            goto out;
+        }
+        if (++counts[plan[i].layer] < 3 * n_exp) continue;
+        static const char *const wname[3] = {"ffn_gate_exps", "ffn_down_exps", "ffn_up_exps"};
+        for (int w = 0; w < 3; w++) {
+            hf_out *u = &outs[n_out++];
+            snprintf(u->name, sizeof u->name, "blk.%u.%s.weight", plan[i].layer, wname[w]);
+            u->first = (uint32_t)n_srcs;
+            u->n_src = (uint32_t)n_exp;
+            for (long long e = 0; e < n_exp; e++) {
+                size_t k = 0;
+                while (k < n && !(plan[k].moe_w == w && plan[k].layer == plan[i].layer && plan[k].expert == (uint32_t)e)) k++;
+                const cr_st_tensor *x = k < n ? plan[k].src->info : NULL;
+                const cr_st_tensor *x0 = e ? plan[srcs[u->first]].src->info : x;
+                if (!x || x->ndim != 2 || x->shape[0] != x0->shape[0] || x->shape[1] != x0->shape[1]) {
+                    st = cr_fail(err, CR_ERR_FORMAT, "%s: layer %u expert %lld w%d is missing or its shape differs", m->dir,
+                                 plan[i].layer, e, w + 1);
+                    goto out;
+                }
+                srcs[n_srcs++] = (uint32_t)k;
+            }
+            const cr_st_tensor *x0 = plan[srcs[u->first]].src->info;
+            u->n_dims = 3;
+            u->shape[0] = (uint64_t)n_exp;
+            u->shape[1] = x0->shape[0];
+            u->shape[2] = x0->shape[1];
+        }
+    }
+    for (uint32_t l = 0; any_moe && l <= max_layer; l++)
+        if (counts[l] && counts[l] != 3 * n_exp) {
+            st = cr_fail(err, CR_ERR_FORMAT, "%s: layer %u has %lld expert tensors, expected %lld", m->dir, l,
+                         (long long)counts[l], 3 * n_exp);
+            goto out;
+        }
+    uint64_t shared = 0, expert_params = 0, expert_sum = 0, n_exp_t = 0;
+    for (size_t i = 0; i < n_out; i++) {
+        hf_out *u = &outs[i];
+        gt[i].name = u->name;
+        gt[i].n_dims = u->n_dims;
+        uint64_t numel = 1;
+        for (uint32_t d = 0; d < u->n_dims; d++) {
+            gt[i].ne[d] = u->shape[u->n_dims - 1 - d];
+            numel *= u->shape[d];
+        }
+        gt[i].type = out_type(u->name, u->n_dims, gt[i].ne[0], o->ftype);
+        if (strstr(u->name, "_exps.") && u->n_dims >= 3 && u->shape[0]) {   /* get_total_parameter_count */
+            expert_params += numel / u->shape[0];
+            expert_sum += u->shape[0];
+            n_exp_t++;
+        } else {
+            shared += numel;
+        }
+    }
+    cr_gguf_param_count pc = {.total = total_params, .shared = shared, .expert = expert_params,
+                              .expert_count = n_exp_t ? expert_sum / n_exp_t : 0};
 
     meta_ctx c = {.a = alloc, .m = m, .kv = &kv, .arch = arch_name, .err = err};
     cr_gguf_kv_str(&kv, "general.architecture", arch_name);
-    if ((st = put_general(&c, total_params))) goto out;
+    if ((st = put_general(&c, &pc))) goto out;
     if ((st = put_hparams(&c, arch == ARCH_LLAMA, o->ftype))) goto out;
     if ((st = put_vocab_gpt2(&c, arch == ARCH_LLAMA, o->pre))) goto out;
 
     uint64_t header_len, size;
-    if ((st = cr_gguf_layout(alloc, &kv, gt, n, &header, &header_len, &size, err))) goto out;
+    if ((st = cr_gguf_layout(alloc, &kv, gt, n_out, &header, &header_len, &size, err))) goto out;
     if (ftruncate(fd, (off_t)size)) { st = cr_fail_errno(err, errno, "cannot size %s", path); goto out; }
     if ((st = cr_write_at(fd, header, (size_t)header_len, 0, path, err))) goto out;
 
-    /* data, one row at a time: widen to f32, permute rows, convert */
+    /* data, one row at a time: widen to f32, permute rows, convert; a
+     * stacked expert k lands k * (nbytes / E) into its tensor */
     uint64_t max_cols = 1;
-    for (size_t i = 0; i < n; i++) max_cols = CR_MAX(max_cols, gt[i].ne[0]);
+    for (size_t i = 0; i < n_out; i++) max_cols = CR_MAX(max_cols, gt[i].ne[0]);
     rowf = cr_malloc(alloc, (size_t)max_cols * sizeof(float));
     rowo = cr_malloc(alloc, (size_t)max_cols * 4);
     if (!rowf || !rowo) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
-    for (size_t i = 0; i < n; i++) {
-        if (o->interrupt && *o->interrupt) { st = cr_fail(err, CR_ERR_INTERRUPTED, "interrupted"); goto out; }
-        const cr_st_tensor *in = plan[i].src->info;
-        const cr_st_file *sf = &m->shards[plan[i].src->shard];
-        const uint8_t *src = cr_st_data(sf, in);
-        unsigned es = cr_dtype_size(in->dtype);
-        uint64_t cols = gt[i].ne[0], rows = cols ? in->numel / cols : 0;
-        uint64_t obytes = gt[i].nbytes / (rows ? rows : 1);
-        uint32_t heads = plan[i].permute_heads;
-        uint64_t hd = heads ? in->shape[0] / heads : 0, half = hd / 2;
-        for (uint64_t r = 0; r < rows; r++) {
-            cr_convert_to_f32(in->dtype, src + r * cols * es, rowf, (size_t)cols);
-            if (gt[i].type == CR_GGML_Q8_0) {
-                for (uint64_t j = 0; j < cols; j++)
-                    if (!isfinite(rowf[j])) {
-                        st = cr_fail(err, CR_ERR_RUNTIME, "%s: tensor '%s' element %llu is not finite; Q8_0 cannot hold it",
-                                     m->dir, in->name, (unsigned long long)(r * cols + j));
-                        goto out;
-                    }
+    for (size_t i = 0; i < n_out; i++) {
+        uint64_t part = gt[i].nbytes / outs[i].n_src;
+        for (uint32_t k = 0; k < outs[i].n_src; k++) {
+            if (o->interrupt && *o->interrupt) { st = cr_fail(err, CR_ERR_INTERRUPTED, "interrupted"); goto out; }
+            const hf_tensor *pt = &plan[srcs[outs[i].first + k]];
+            const cr_st_tensor *in = pt->src->info;
+            const cr_st_file *sf = &m->shards[pt->src->shard];
+            const uint8_t *src = cr_st_data(sf, in);
+            unsigned es = cr_dtype_size(in->dtype);
+            uint64_t cols = gt[i].ne[0], rows = cols ? in->numel / cols : 0;
+            uint64_t obytes = part / (rows ? rows : 1);
+            uint32_t heads = outs[i].permute_heads;
+            uint64_t hd = heads ? in->shape[0] / heads : 0, half = hd / 2;
+            for (uint64_t r = 0; r < rows; r++) {
+                cr_convert_to_f32(in->dtype, src + r * cols * es, rowf, (size_t)cols);
+                if (gt[i].type == CR_GGML_Q8_0) {
+                    for (uint64_t j = 0; j < cols; j++)
+                        if (!isfinite(rowf[j])) {
+                            st = cr_fail(err, CR_ERR_RUNTIME, "%s: tensor '%s' element %llu is not finite; Q8_0 cannot hold it",
+                                         m->dir, in->name, (unsigned long long)(r * cols + j));
+                            goto out;
+                        }
+                }
+                cr_gguf_row_convert(gt[i].type, rowf, (size_t)cols, rowo);
+                uint64_t dst = r;
+                if (heads) {   /* input row s = h*hd + t goes to h*hd + 2*(t % half) + t / half (§6.3) */
+                    uint64_t h = r / hd, t = r % hd;
+                    dst = h * hd + 2 * (t % half) + t / half;
+                }
+                if ((st = cr_write_at(fd, rowo, (size_t)obytes, gt[i].offset + k * part + dst * obytes, path, err))) goto out;
             }
-            cr_gguf_row_convert(gt[i].type, rowf, (size_t)cols, rowo);
-            uint64_t dst = r;
-            if (heads) {   /* input row s = h*hd + t goes to h*hd + 2*(t % half) + t / half (§6.3) */
-                uint64_t h = r / hd, t = r % hd;
-                dst = h * hd + 2 * (t % half) + t / half;
-            }
-            if ((st = cr_write_at(fd, rowo, (size_t)obytes, gt[i].offset + dst * obytes, path, err))) goto out;
+            cr_st_release(sf, in);
         }
-        cr_st_release(sf, in);
     }
     *file_size = size;
 out:
+    cr_free(alloc, outs);
+    cr_free(alloc, srcs);
+    cr_free(alloc, counts);
     cr_free(alloc, rowf);
     cr_free(alloc, rowo);
     cr_free(alloc, header);

@@ -322,9 +322,11 @@ static bool yaml_plain_is_string(const char *s)
     for (size_t i = 0; i < CR_ARRAY_LEN(special); i++)
         if (ci_eq(s, strlen(s), special[i])) return false;
     if (!*s || strchr("[]{}&*!|>'\"%@`#,?:-", s[0])) return false;
-    bool numeric = true;
-    for (const char *c = s; *c; c++) numeric &= isdigit((unsigned char)*c) || strchr(".+-eE_", *c);
-    if (numeric) return false;
+    /* anything PyYAML might read as a number (int, float, sexagesimal,
+     * .inf/.nan): a leading digit, or a sign or dot before a digit or '.' */
+    const char *d = s + (s[0] == '+' || s[0] == '-');
+    if (isdigit((unsigned char)d[0]) || (d[0] == '.' && (isdigit((unsigned char)d[1]) || isalpha((unsigned char)d[1]))))
+        return false;
     return !strstr(s, ": ") && !strstr(s, " #");
 }
 
@@ -457,8 +459,9 @@ static void fill_from(cr_gguf_general *g, cr_arena *ar, const cr_allocator *a, c
 }
 
 cr_status cr_gguf_general_load(const cr_allocator *alloc, const char *dir, const char *name_or_path,
-                               uint64_t total_params, cr_gguf_general *g, cr_error *err)
+                               const cr_gguf_param_count *pc, cr_gguf_general *g, cr_error *err)
 {
+    uint64_t total_params = pc->total;
     memset(g, 0, sizeof *g);
     cr_arena *ar = cr_calloc(alloc, 1, sizeof *ar);
     if (!ar) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
@@ -540,7 +543,13 @@ cr_status cr_gguf_general_load(const cr_allocator *alloc, const char *dir, const
     if (!g->name) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     if (!g->size_label && total_params) {
         char label[48];
-        cr_gguf_size_label(total_params, label);
+        if (pc->expert_count) {
+            char r[48];
+            cr_gguf_size_label(pc->shared + pc->expert, r);
+            snprintf(label, sizeof label, "%llux%s", (unsigned long long)pc->expert_count, r);
+        } else {
+            cr_gguf_size_label(total_params, label);
+        }
         g->size_label = cr_arena_strdup(ar, label);
     }
     return CR_OK;

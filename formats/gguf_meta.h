@@ -15,6 +15,14 @@
 #include "base.h"
 #include "gguf.h"
 
+/* gguf-py get_total_parameter_count over the tensors as written: the total,
+ * the non-expert part, one expert's share of the stacked "_exps." tensors,
+ * and the mean expert count (0 without experts) */
+typedef struct cr_gguf_param_count {
+    uint64_t total, shared, expert;
+    uint64_t expert_count;
+} cr_gguf_param_count;
+
 typedef struct cr_gguf_base_model {
     char *name, *organization, *version, *repo_url;   /* NULL: not written */
 } cr_gguf_base_model;
@@ -34,12 +42,12 @@ typedef struct cr_gguf_general {
 } cr_gguf_general;
 
 /* Derive the keys for the model directory `dir` (README.md there, if any),
- * config.json's _name_or_path (NULL if absent), and the total parameter
- * count of the tensors as written (the size label when the names give
- * none). Errors: UNSUPPORTED (a name or card the port does not cover, named),
+ * config.json's _name_or_path (NULL if absent), and the parameter counts of
+ * the tensors as written (the size label when the names give none: "NxM"
+ * with experts). Errors: UNSUPPORTED (a name or card the port does not cover, named),
  * FORMAT, IO, NOMEM. */
 cr_status cr_gguf_general_load(const cr_allocator *alloc, const char *dir, const char *name_or_path,
-                               uint64_t total_params, cr_gguf_general *g, cr_error *err);
+                               const cr_gguf_param_count *pc, cr_gguf_general *g, cr_error *err);
 /* Append the keys in set_gguf_meta_model's order, from general.name on. */
 void cr_gguf_general_put(const cr_gguf_general *g, cr_gguf_kv *kv);
 void cr_gguf_general_free(cr_gguf_general *g);

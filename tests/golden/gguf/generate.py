@@ -81,7 +81,29 @@ MODELS = [
     ("qwen2", ["--arch", "qwen2", "--layers", "2", "--hidden", "32", "--intermediate", "64",
                "--heads", "4", "--kv-heads", "2", "--vocab", "272"], "qwen2", QWEN2_TOKENIZER_CONFIG, None, TYPES),
     ("Llama-3-merge-8B-v0.2", LLAMA, "llama-bpe", None, MERGE_README, ["f16"]),
+    # synth args None: made by build_mixtral (crucible moe, classic layout)
+    ("mixtral", None, "llama-bpe", None, None, ["bf16", "q8_0"]),
 ]
+
+MIXTRAL_BASE = ["--arch", "llama", "--layers", "2", "--hidden", "32", "--intermediate", "64",
+                "--heads", "2", "--kv-heads", "1", "--vocab", "272", "--seed", "1"]
+MOE_CONFIG = """base_model: base
+gate_mode: random
+dtype: bfloat16
+experts:
+  - source_model: e1
+  - source_model: e2
+"""
+
+
+def build_mixtral(crucible, tmp, model):
+    """Two seeded fine-tunes of a synth llama as a Mixtral (tests/e2e/gguf.sh does the same)."""
+    subprocess.run([str(crucible), "synth", str(tmp / "base")] + MIXTRAL_BASE, check=True)
+    for e, seed in (("e1", "2"), ("e2", "3")):
+        subprocess.run([str(crucible), "synth", str(tmp / e), "--from", str(tmp / "base"), "--delta-scale", "0.1",
+                        "--seed", seed], check=True)
+    (tmp / "moe.yml").write_text(MOE_CONFIG)
+    subprocess.run([str(crucible), "moe", "moe.yml", str(model), "--quiet"], check=True, cwd=tmp)
 
 RUNNER = r'''
 import runpy, sys
@@ -112,7 +134,10 @@ def main():
             if only and name not in only:
                 continue
             model = tmp / name      # the directory name is general.name's source
-            subprocess.run([str(crucible), "synth", str(model)] + args, check=True)
+            if args is None:
+                build_mixtral(crucible, tmp, model)
+            else:
+                subprocess.run([str(crucible), "synth", str(model)] + args, check=True)
             if tok_config:
                 (model / "tokenizer_config.json").write_text(tok_config)
             if readme:
@@ -123,7 +148,7 @@ def main():
                     out.unlink()
                 subprocess.run([sys.executable, str(tmp / "runner.py"), str(conv), pre, str(model),
                                 "--outtype", t, "--outfile", str(out)], check=True)
-                cases[out.name] = {"synth": args, "gguf_pre": pre, "outtype": t,
+                cases[out.name] = {"synth": args if args is not None else "build_mixtral", "gguf_pre": pre, "outtype": t,
                                    "tokenizer_config_replaced": tok_config is not None,
                                    "readme": readme is not None,
                                    "sha256": hashlib.sha256(out.read_bytes()).hexdigest()}

@@ -5,7 +5,8 @@
  * same bytes (f32, f16, bf16, Q8_0).
  *
  * What this first version covers, and refuses otherwise (naming what and
- * why): LlamaForCausalLM / MistralForCausalLM (architecture "llama") and
+ * why): LlamaForCausalLM / MistralForCausalLM / MixtralForCausalLM in the
+ * classic expert layout (architecture "llama") and
  * Qwen2ForCausalLM ("qwen2"); the gpt2 (byte-level BPE) tokenizer path;
  * rope scaling absent, "default", "linear" or "yarn"; model cards whose
  * front matter formats/gguf_meta.h reads.

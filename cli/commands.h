@@ -9,6 +9,7 @@ int cr_cmd_explain(int argc, char **argv);
 int cr_cmd_compile(int argc, char **argv);
 int cr_cmd_run(int argc, char **argv);
 int cr_cmd_synth(int argc, char **argv);
+int cr_cmd_convert(int argc, char **argv);
 int cr_cmd_inspect(int argc, char **argv);
 int cr_cmd_diff(int argc, char **argv);
 int cr_cmd_moe(int argc, char **argv);

@@ -16,6 +16,7 @@ enum {
     C_COMPILE = 1u << CR_CMD_COMPILE, C_RUN = 1u << CR_CMD_RUN, C_MOE = 1u << CR_CMD_MOE,
     C_SYNTH = 1u << CR_CMD_SYNTH, C_INSPECT = 1u << CR_CMD_INSPECT, C_DIFF = 1u << CR_CMD_DIFF,
     C_EVAL = 1u << CR_CMD_EVAL, C_VERIFY = 1u << CR_CMD_VERIFY, C_OPS = 1u << CR_CMD_OPS,
+    C_CONVERT = 1u << CR_CMD_CONVERT,
 };
 
 typedef enum opt_kind { OWN, MK, NOOP, REFUSED } opt_kind;
@@ -87,9 +88,11 @@ static const command commands[CR_CMD_COUNT] = {
         "write a deterministic synthetic model (or a seeded fine-tune of one); every weight is\n"
         "a function of (seed, tensor name, element index)\n", NULL },
     [CR_CMD_INSPECT] = {
-        "inspect", "inspect MODEL_DIR           list a model's tensors",
-        1, "inspect MODEL_DIR",
-        "list a model's tensors (name, dtype, shape, bytes, shard file) and totals\n", NULL },
+        "inspect", "inspect MODEL_DIR|FILE.gguf list a model's tensors",
+        1, "inspect MODEL_DIR|FILE.gguf",
+        "list a model's tensors (name, dtype, shape, bytes, shard file) and totals; of a GGUF\n"
+        "file, its metadata keys (arrays abbreviated) and tensors (type, ne, bytes, offset),\n"
+        "after checking every rule of llama.cpp's loader\n", NULL },
     [CR_CMD_DIFF] = {
         "diff", "diff A B                    compare two models tensor by tensor",
         2, "diff A B [--all]",
@@ -108,6 +111,12 @@ static const command commands[CR_CMD_COUNT] = {
     [CR_CMD_OPS] = {
         "ops", "ops [--markdown]            the VM's op table",
         0, "ops [--markdown]", "the VM's op table\n", NULL },
+    [CR_CMD_CONVERT] = {
+        "convert", "convert MODEL_DIR OUT.gguf   write a model as GGUF (llama.cpp)",
+        2, "convert MODEL_DIR OUT.gguf [options]",
+        "write a model directory as a GGUF file byte for byte as llama.cpp's convert_hf_to_gguf.py\n"
+        "would (spec/gguf.md); OUT.gguf appears complete or not at all, is replaced only with\n"
+        "--force, and never when it is an input\n", NULL },
 };
 
 const char *cr_cli_command_name(cr_cli_cmd cmd) { return commands[cmd].name; }

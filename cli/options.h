@@ -14,7 +14,7 @@ enum { CR_CLI_MAX_INPUTS = 256 };   /* --input options of one command */
 /* The commands, in `crucible --help`'s order. */
 typedef enum cr_cli_cmd {
     CR_CMD_MERGE, CR_CMD_PLAN, CR_CMD_EXPLAIN, CR_CMD_COMPILE, CR_CMD_RUN, CR_CMD_MOE,
-    CR_CMD_SYNTH, CR_CMD_INSPECT, CR_CMD_DIFF, CR_CMD_EVAL, CR_CMD_VERIFY, CR_CMD_OPS,
+    CR_CMD_SYNTH, CR_CMD_INSPECT, CR_CMD_DIFF, CR_CMD_EVAL, CR_CMD_VERIFY, CR_CMD_OPS, CR_CMD_CONVERT,
     CR_CMD_COUNT
 } cr_cli_cmd;
 

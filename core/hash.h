@@ -1,4 +1,4 @@
-/* hash.h — XXH64, the 64-bit content hash of the input manifest.
+/* hash.h — XXH64, the 64-bit content hash of the input manifest; and SHA-256.
  *
  * Written from the public XXH64 specification (Yann Collet, xxHash): 32-byte
  * stripes through four accumulators, then an avalanche. Streaming, so a
@@ -24,5 +24,10 @@ void cr_xxh64_update(cr_xxh64_state *h, const void *data, size_t len);
 uint64_t cr_xxh64_final(const cr_xxh64_state *h);
 /* one-shot */
 uint64_t cr_xxh64(const void *data, size_t len, uint64_t seed);
+
+/* SHA-256 (FIPS 180-4), one-shot: the 32-byte digest of data[0..len). Used
+ * where a file format names its content by sha256 (GGUF's pre-tokenizer
+ * hash, spec/gguf.md §5), not for the manifest. */
+void cr_sha256(const void *data, size_t len, uint8_t out[32]);
 
 #endif

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# gguf.sh — crucible convert writes the GGUF file llama.cpp's converter
+# writes, byte for byte (tests/golden/gguf: the pinned converter's outputs for
+# the same synthetic models, made by tests/golden/gguf/generate.py), and
+# refuses what it cannot write right or must not overwrite.
+# usage: tests/e2e/gguf.sh CRUCIBLE_BIN
+. "$(dirname "$0")/../support/e2e_lib.sh" gguf "$1"
+golden="$(cd "$(dirname "$0")/../golden/gguf" && pwd)"
+
+# the models of generate.py's MODELS (the directory name is general.name's source)
+"$bin" synth "$tmp/llama" --arch llama --layers 2 --hidden 32 --intermediate 48 --heads 2 --kv-heads 1 --vocab 272
+"$bin" synth "$tmp/qwen2" --arch qwen2 --layers 2 --hidden 32 --intermediate 64 --heads 4 --kv-heads 2 --vocab 272
+# generate.py's QWEN2_TOKENIZER_CONFIG (why: see there)
+cat >"$tmp/qwen2/tokenizer_config.json" <<'JSON'
+{
+  "add_bos_token": true,
+  "add_eos_token": false,
+  "bos_token": "<s>",
+  "clean_up_tokenization_spaces": false,
+  "eos_token": "</s>",
+  "model_max_length": 2048,
+  "pad_token": "</s>",
+  "tokenizer_class": "PreTrainedTokenizerFast",
+  "unk_token": "<unk>"
+}
+JSON
+
+for m in llama:llama-bpe qwen2:qwen2; do
+    name=${m%%:*} pre=${m#*:}
+    for t in f32 f16 bf16 q8_0; do
+        "$bin" convert "$tmp/$name" "$tmp/$name-$t.gguf" --gguf-type $t --gguf-pre $pre 2>"$tmp/err"
+        rc=$?
+        check '[ $rc -eq 0 ]' "convert $name $t: $(cat "$tmp/err")"
+        check 'cmp "$tmp/$name-$t.gguf" "$golden/$name-$t.gguf"' "$name $t differs from llama.cpp's converter"
+    done
+done
+# generate.py's build_mixtral: crucible moe of two fine-tunes (experts stacked, router F32, "2x36K")
+mkdir "$tmp/mx"
+"$bin" synth "$tmp/mx/base" --arch llama --layers 2 --hidden 32 --intermediate 64 --heads 2 --kv-heads 1 --vocab 272 --seed 1
+"$bin" synth "$tmp/mx/e1" --from "$tmp/mx/base" --delta-scale 0.1 --seed 2
+"$bin" synth "$tmp/mx/e2" --from "$tmp/mx/base" --delta-scale 0.1 --seed 3
+printf 'base_model: base\ngate_mode: random\ndtype: bfloat16\nexperts:\n  - source_model: e1\n  - source_model: e2\n' >"$tmp/mx/moe.yml"
+(cd "$tmp/mx" && "$bin" moe moe.yml "$tmp/mixtral" --quiet)
+for t in bf16 q8_0; do
+    "$bin" convert "$tmp/mixtral" "$tmp/mixtral-$t.gguf" --gguf-type $t --gguf-pre llama-bpe 2>"$tmp/err"
+    check 'cmp "$tmp/mixtral-$t.gguf" "$golden/mixtral-$t.gguf"' "mixtral $t differs from llama.cpp's converter: $(cat "$tmp/err")"
+done
+check '[ -z "$(ls "$tmp"/*.crucible-tmp-* 2>/dev/null)" ]' "temporary files left"
+# the default type is the converter's auto: bf16 for synth's bf16 weights
+"$bin" convert "$tmp/llama" "$tmp/auto.gguf" --gguf-pre llama-bpe 2>"$tmp/err"
+check 'cmp "$tmp/auto.gguf" "$golden/llama-bf16.gguf"' "default --gguf-type auto: $(cat "$tmp/err")"
+
+# synth's tokenizer has no pre-tokenizer hash llama.cpp knows: refused without --gguf-pre
+"$bin" convert "$tmp/llama" "$tmp/x.gguf" 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "not one llama.cpp.s converter recognises (chkhsh 7d572d1dd72e0a834ce8be06261538ae348bc122aa9683accc44c5c6596abcd5); pass --gguf-pre" "$tmp/err" && [ ! -e "$tmp/x.gguf" ]' "no pre: $(cat "$tmp/err")"
+"$bin" convert "$tmp/llama" "$tmp/x.gguf" --gguf-pre nonesuch 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 2 ] && grep -q "not a pre-tokenizer llama.cpp knows" "$tmp/err"' "unknown --gguf-pre: $(cat "$tmp/err")"
+"$bin" convert "$tmp/llama" "$tmp/x.gguf" --gguf-type q4_0 --gguf-pre llama-bpe 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 2 ] && grep -q "gguf-type" "$tmp/err"' "q4_0 refused: $(cat "$tmp/err")"
+
+# never overwrite without --force; never write into an input
+"$bin" convert "$tmp/llama" "$tmp/llama-f16.gguf" --gguf-pre llama-bpe --gguf-type f32 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "exists (use --force" "$tmp/err" && cmp -s "$tmp/llama-f16.gguf" "$golden/llama-f16.gguf"' "overwrite without --force: $(cat "$tmp/err")"
+"$bin" convert "$tmp/llama" "$tmp/llama-f16.gguf" --gguf-pre llama-bpe --gguf-type f32 --force 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 0 ] && cmp -s "$tmp/llama-f16.gguf" "$golden/llama-f32.gguf"' "--force replaces: $(cat "$tmp/err")"
+"$bin" convert "$tmp/llama" "$tmp/llama/out.gguf" --gguf-pre llama-bpe 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && [ ! -e "$tmp/llama/out.gguf" ]' "output inside the input directory: $(cat "$tmp/err")"
+
+# a model card as crucible merge writes it and a versioned directory name:
+# general.base_model.*, general.tags and the name heuristics (generate.py's MERGE_README)
+m="$tmp/Llama-3-merge-8B-v0.2"
+cp -r "$tmp/llama" "$m"
+cat >"$m/README.md" <<'MD'
+---
+base_model:
+- org/Name-7B-v0.1
+- mistralai/Mistral-7B-Instruct-v0.2
+library_name: transformers
+tags:
+- merge
+- crucible
+- mergekit
+
+---
+# Llama-3-merge-8B-v0.2
+
+A merge.
+MD
+"$bin" convert "$m" "$tmp/merge.gguf" --gguf-pre llama-bpe --gguf-type f16 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 0 ] && cmp "$tmp/merge.gguf" "$golden/Llama-3-merge-8B-v0.2-f16.gguf"' "model card case: $(cat "$tmp/err")"
+
+# front matter whose handling is not ported is refused by name, not guessed
+printf -- '---\nmodel_name: Foo\n---\n' >"$m/README.md"
+"$bin" convert "$m" "$tmp/y.gguf" --gguf-pre llama-bpe 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "front matter key .model_name. is read by llama.cpp" "$tmp/err" && [ ! -e "$tmp/y.gguf" ]' "unported card key: $(cat "$tmp/err")"
+printf -- '---\nbase_model: {a: b}\n---\n' >"$m/README.md"
+"$bin" convert "$m" "$tmp/y.gguf" --gguf-pre llama-bpe 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "not a plain string value" "$tmp/err"' "YAML beyond the card shape: $(cat "$tmp/err")"
+
+# inspect reads GGUF files, with ggml's loader rules checked first
+out=$("$bin" inspect "$golden/llama-q8_0.gguf" 2>"$tmp/err")
+rc=$?
+check '[ $rc -eq 0 ] && grep -q "^GGUF v3: 27 keys, 21 tensors, alignment 32, data at byte 6208" <<<"$out"' "inspect header: $(head -1 <<<"$out") $(cat "$tmp/err")"
+check 'grep -q "^tokenizer.ggml.tokens  ARRAY\[STRING\] 272  \[\"<unk>\", \"<s>\"" <<<"$out"' "inspect array line"
+check 'grep -q "^blk.0.ffn_down.weight  *F16  *{48, 32}  *3072  *24832$" <<<"$out"' "inspect tensor row"
+check 'grep -q "^total: 21 tensors, 32928 parameters, 38336 bytes of data, file 44544 bytes$" <<<"$out"' "inspect total: $(tail -1 <<<"$out")"
+cp "$golden/llama-q8_0.gguf" "$tmp/bad.gguf"
+truncate -s -1 "$tmp/bad.gguf"
+"$bin" inspect "$tmp/bad.gguf" >/dev/null 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "the tensor data needs 38336 bytes from byte 6208; the file has 44543" "$tmp/err"' "truncated GGUF: $(cat "$tmp/err")"
+cp "$golden/llama-q8_0.gguf" "$tmp/bad.gguf"
+printf '\002' | dd of="$tmp/bad.gguf" bs=1 seek=4 conv=notrunc 2>/dev/null
+"$bin" inspect "$tmp/bad.gguf" >/dev/null 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "GGUF version 2 (obsolete); crucible reads version 3" "$tmp/err"' "version 2: $(cat "$tmp/err")"
+printf '\000\000\000\003' | dd of="$tmp/bad.gguf" bs=1 seek=4 conv=notrunc 2>/dev/null
+"$bin" inspect "$tmp/bad.gguf" >/dev/null 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "a big-endian file" "$tmp/err"' "big-endian: $(cat "$tmp/err")"
+cp "$golden/llama-q8_0.gguf" "$tmp/bad.gguf"
+printf '\377' | dd of="$tmp/bad.gguf" bs=1 seek=31 conv=notrunc 2>/dev/null   # the first key's length: 2^63+...
+"$bin" inspect "$tmp/bad.gguf" >/dev/null 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "a key at byte 24 is .* bytes long (limit 1 GiB)" "$tmp/err"' "huge string length: $(cat "$tmp/err")"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Golden GGUF files: what llama.cpp's converter writes for small synthetic
+models, for tests/e2e/gguf.sh to compare `crucible convert` with byte for byte.
+
+Reference (pinned): llama-cpp-python 0.3.36 from PyPI, source distribution
+(sha256 832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e),
+its vendor/llama.cpp/convert_hf_to_gguf.py run with its own vendored gguf-py
+(the converter puts it first on sys.path). Fetch and unpack it with
+
+    pip download --no-binary :all: --no-deps llama-cpp-python==0.3.36
+    tar xzf llama_cpp_python-0.3.36.tar.gz
+
+and run, with a Python that has torch, numpy, transformers (and tqdm):
+
+    python tests/golden/gguf/generate.py CRUCIBLE_BINARY LLAMA_CPP_DIR [CASE...]
+
+LLAMA_CPP_DIR is .../llama_cpp_python-0.3.36/vendor/llama.cpp. The versions
+used are written to tests/golden/gguf/versions.json.
+
+The one change to the converter: crucible synth's tokenizer (byte-level BPE
+without merges) has a pre-tokenizer hash that no table entry matches, so the
+converter would refuse it (spec/gguf.md §5). Its get_vocab_base_pre is
+replaced by one returning the name the case gives, the value `crucible
+convert --gguf-pre NAME` writes. Everything else is the converter's own code.
+"""
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TYPES = ["f32", "f16", "bf16", "q8_0"]
+
+# transformers 5 loads a qwen2 model's tokenizer as Qwen2Tokenizer, whose
+# default pad token "<|endoftext|>" is added past vocab_size when
+# tokenizer_config.json names no pad token, and the converter then fails its
+# assert max(vocab ids) < vocab_size. synth's tokenizer_config names none, so
+# the qwen2 case names one (tests/e2e/gguf.sh writes the same text).
+QWEN2_TOKENIZER_CONFIG = """{
+  "add_bos_token": true,
+  "add_eos_token": false,
+  "bos_token": "<s>",
+  "clean_up_tokenization_spaces": false,
+  "eos_token": "</s>",
+  "model_max_length": 2048,
+  "pad_token": "</s>",
+  "tokenizer_class": "PreTrainedTokenizerFast",
+  "unk_token": "<unk>"
+}
+"""
+
+# A model card in the shape crucible merge writes (Hub ids in base_model,
+# tags), for the general.base_model.* / general.tags keys and the name
+# heuristics on a versioned directory name (tests/e2e/gguf.sh writes the same).
+MERGE_README = """---
+base_model:
+- org/Name-7B-v0.1
+- mistralai/Mistral-7B-Instruct-v0.2
+library_name: transformers
+tags:
+- merge
+- crucible
+- mergekit
+
+---
+# Llama-3-merge-8B-v0.2
+
+A merge.
+"""
+
+LLAMA = ["--arch", "llama", "--layers", "2", "--hidden", "32", "--intermediate", "48",
+         "--heads", "2", "--kv-heads", "1", "--vocab", "272"]
+
+# (case name = model directory name, synth arguments, --gguf-pre,
+#  tokenizer_config.json replacement, README.md, types)
+MODELS = [
+    ("llama", LLAMA, "llama-bpe", None, None, TYPES),
+    ("qwen2", ["--arch", "qwen2", "--layers", "2", "--hidden", "32", "--intermediate", "64",
+               "--heads", "4", "--kv-heads", "2", "--vocab", "272"], "qwen2", QWEN2_TOKENIZER_CONFIG, None, TYPES),
+    ("Llama-3-merge-8B-v0.2", LLAMA, "llama-bpe", None, MERGE_README, ["f16"]),
+    # synth args None: made by build_mixtral (crucible moe, classic layout)
+    ("mixtral", None, "llama-bpe", None, None, ["bf16", "q8_0"]),
+]
+
+MIXTRAL_BASE = ["--arch", "llama", "--layers", "2", "--hidden", "32", "--intermediate", "64",
+                "--heads", "2", "--kv-heads", "1", "--vocab", "272", "--seed", "1"]
+MOE_CONFIG = """base_model: base
+gate_mode: random
+dtype: bfloat16
+experts:
+  - source_model: e1
+  - source_model: e2
+"""
+
+
+def build_mixtral(crucible, tmp, model):
+    """Two seeded fine-tunes of a synth llama as a Mixtral (tests/e2e/gguf.sh does the same)."""
+    subprocess.run([str(crucible), "synth", str(tmp / "base")] + MIXTRAL_BASE, check=True)
+    for e, seed in (("e1", "2"), ("e2", "3")):
+        subprocess.run([str(crucible), "synth", str(tmp / e), "--from", str(tmp / "base"), "--delta-scale", "0.1",
+                        "--seed", seed], check=True)
+    (tmp / "moe.yml").write_text(MOE_CONFIG)
+    subprocess.run([str(crucible), "moe", "moe.yml", str(model), "--quiet"], check=True, cwd=tmp)
+
+RUNNER = r'''
+import runpy, sys
+from pathlib import Path
+conv = Path(sys.argv[1]); pre = sys.argv[2]
+sys.argv = [str(conv)] + sys.argv[3:]
+sys.path.insert(0, str(conv.parent))
+sys.path.insert(1, str(conv.parent / "gguf-py"))
+import conversion.base as base
+base.TextModel.get_vocab_base_pre = lambda self, tokenizer: pre
+runpy.run_path(str(conv), run_name="__main__")
+'''
+
+
+def main():
+    crucible, llama_cpp = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
+    conv = llama_cpp / "convert_hf_to_gguf.py"
+    import numpy
+    import torch
+    import transformers
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "runner.py").write_text(RUNNER)
+        old = HERE / "versions.json"
+        cases = json.loads(old.read_text())["cases"] if old.exists() else {}
+        only = sys.argv[3:]          # case names to regenerate (default: all)
+        for name, args, pre, tok_config, readme, types in MODELS:
+            if only and name not in only:
+                continue
+            model = tmp / name      # the directory name is general.name's source
+            if args is None:
+                build_mixtral(crucible, tmp, model)
+            else:
+                subprocess.run([str(crucible), "synth", str(model)] + args, check=True)
+            if tok_config:
+                (model / "tokenizer_config.json").write_text(tok_config)
+            if readme:
+                (model / "README.md").write_text(readme)
+            for t in types:
+                out = HERE / f"{name}-{t}.gguf"
+                if out.exists():
+                    out.unlink()
+                subprocess.run([sys.executable, str(tmp / "runner.py"), str(conv), pre, str(model),
+                                "--outtype", t, "--outfile", str(out)], check=True)
+                cases[out.name] = {"synth": args if args is not None else "build_mixtral", "gguf_pre": pre, "outtype": t,
+                                   "tokenizer_config_replaced": tok_config is not None,
+                                   "readme": readme is not None,
+                                   "sha256": hashlib.sha256(out.read_bytes()).hexdigest()}
+    versions = {
+        "reference": "llama-cpp-python==0.3.36 sdist, vendor/llama.cpp/convert_hf_to_gguf.py with its gguf-py",
+        "sdist_sha256": "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e",
+        "python": sys.version.split()[0], "torch": torch.__version__, "numpy": numpy.__version__,
+        "transformers": transformers.__version__,
+        "patch": "TextModel.get_vocab_base_pre returns the case's gguf_pre (synth's tokenizer has no known hash)",
+        "cases": cases,
+    }
+    (HERE / "versions.json").write_text(json.dumps(versions, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

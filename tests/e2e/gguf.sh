@@ -34,13 +34,14 @@ for m in llama:llama-bpe qwen2:qwen2; do
         check 'cmp "$tmp/$name-$t.gguf" "$golden/$name-$t.gguf"' "$name $t differs from llama.cpp's converter"
     done
 done
-# generate.py's build_mixtral: crucible moe of two fine-tunes (experts stacked, router F32, "2x36K")
+# generate.py's build_mixtral: crucible moe of two fine-tunes (experts stacked, router F32, "2x36K"),
+# in the classic layout of mergekit 0.1.4 (the converter cannot map 0.1.5's fused experts)
 mkdir "$tmp/mx"
 "$bin" synth "$tmp/mx/base" --arch llama --layers 2 --hidden 32 --intermediate 64 --heads 2 --kv-heads 1 --vocab 272 --seed 1
 "$bin" synth "$tmp/mx/e1" --from "$tmp/mx/base" --delta-scale 0.1 --seed 2
 "$bin" synth "$tmp/mx/e2" --from "$tmp/mx/base" --delta-scale 0.1 --seed 3
 printf 'base_model: base\ngate_mode: random\ndtype: bfloat16\nexperts:\n  - source_model: e1\n  - source_model: e2\n' >"$tmp/mx/moe.yml"
-(cd "$tmp/mx" && "$bin" moe moe.yml "$tmp/mixtral" --quiet)
+(cd "$tmp/mx" && "$bin" moe moe.yml "$tmp/mixtral" --quiet --mergekit-version 0.1.4)
 for t in bf16 q8_0; do
     "$bin" convert "$tmp/mixtral" "$tmp/mixtral-$t.gguf" --gguf-type $t --gguf-pre llama-bpe 2>"$tmp/err"
     check 'cmp "$tmp/mixtral-$t.gguf" "$golden/mixtral-$t.gguf"' "mixtral $t differs from llama.cpp's converter: $(cat "$tmp/err")"

@@ -103,7 +103,7 @@ def build_mixtral(crucible, tmp, model):
         subprocess.run([str(crucible), "synth", str(tmp / e), "--from", str(tmp / "base"), "--delta-scale", "0.1",
                         "--seed", seed], check=True)
     (tmp / "moe.yml").write_text(MOE_CONFIG)
-    subprocess.run([str(crucible), "moe", "moe.yml", str(model), "--quiet"], check=True, cwd=tmp)
+    subprocess.run([str(crucible), "moe", "moe.yml", str(model), "--quiet", "--mergekit-version", "0.1.4"], check=True, cwd=tmp)
 
 RUNNER = r'''
 import runpy, sys

@@ -301,26 +301,19 @@ cr_status vm_gather_early(vm *m, uint32_t ki, bool stream, cr_error *err)
  * step to make or read (cr_memplan_sel_last), as the memory model counts.
  * A TIES merge holds one selection per model per tensor, so without this
  * the bits (n/8 bytes each) of every tensor so far would stay. */
+typedef struct release_ctx { vm *m; uint32_t pc; } release_ctx;
+static void release_tiebits(uint32_t x, void *ctx)
+{
+    release_ctx *c = ctx;
+    if (c->m->sel_last[x] != c->pc) return;
+    cr_free(c->m->alloc, c->m->sel[x].tiebits);
+    c->m->sel[x].tiebits = NULL;
+}
+
 void vm_sel_release(vm *m, uint32_t pc)
 {
-    const cr_program *p = m->p;
-    const cr_insn *in = &p->main[pc];
-    if (in->op == CR_OP_SEL_PREFIX && m->sel_last[in->dst] == pc) {
-        cr_free(m->alloc, m->sel[in->dst].tiebits);
-        m->sel[in->dst].tiebits = NULL;
-    }
-    if (in->op != CR_OP_KERNEL) return;
-    const cr_prog_kernel *k = &p->kernels[in->a];
-    for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
-        const cr_insn *u = &p->code[c];
-        const char *kinds = cr_op_table[u->op].kinds;
-        const uint32_t ops[4] = { u->dst, u->a, u->b, u->c };
-        for (int j = 0; j < 4; j++)
-            if (kinds[j] == 'x' && m->sel_last[ops[j]] == pc) {
-                cr_free(m->alloc, m->sel[ops[j]].tiebits);
-                m->sel[ops[j]].tiebits = NULL;
-            }
-    }
+    release_ctx c = { m, pc };
+    cr_memplan_each_select(m->p, pc, release_tiebits, &c);
 }
 
 cr_status vm_sel_init(vm *m, uint32_t x, double kv, cr_error *err)

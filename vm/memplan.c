@@ -122,21 +122,34 @@ uint64_t cr_memplan_file_bytes(const cr_program *p)
     return total;
 }
 
+void cr_memplan_each_select(const cr_program *p, uint32_t pc, void (*fn)(uint32_t x, void *ctx), void *ctx)
+{
+    const cr_insn *in = &p->main[pc];
+    if (in->op == CR_OP_SEL_PREFIX) fn(in->dst, ctx);
+    if (in->op != CR_OP_KERNEL) return;
+    const cr_prog_kernel *k = &p->kernels[in->a];
+    for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
+        const cr_insn *u = &p->code[c];
+        const char *kinds = cr_op_table[u->op].kinds;
+        const uint32_t ops[4] = { u->dst, u->a, u->b, u->c };
+        for (int j = 0; j < 4; j++)
+            if (kinds[j] == 'x') fn(ops[j], ctx);
+    }
+}
+
+typedef struct sel_last_ctx { uint32_t *last, pc; } sel_last_ctx;
+static void set_last(uint32_t x, void *ctx)
+{
+    sel_last_ctx *c = ctx;
+    c->last[x] = c->pc;
+}
+
 void cr_memplan_sel_last(const cr_program *p, uint32_t *last)
 {
     for (uint32_t x = 0; x < p->n_selects; x++) last[x] = UINT32_MAX;
     for (uint32_t pc = 0; pc < p->n_main; pc++) {
-        const cr_insn *in = &p->main[pc];
-        if (in->op == CR_OP_SEL_PREFIX) last[in->dst] = pc;
-        if (in->op != CR_OP_KERNEL) continue;
-        const cr_prog_kernel *k = &p->kernels[in->a];
-        for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
-            const cr_insn *u = &p->code[c];
-            const char *kinds = cr_op_table[u->op].kinds;
-            const uint32_t ops[4] = { u->dst, u->a, u->b, u->c };
-            for (int j = 0; j < 4; j++)
-                if (kinds[j] == 'x') last[ops[j]] = pc;
-        }
+        sel_last_ctx c = { last, pc };
+        cr_memplan_each_select(p, pc, set_last, &c);
     }
 }
 
@@ -207,6 +220,16 @@ static uint64_t spill_window(uint64_t n, uint64_t chunk, unsigned threads, uint6
 {
     uint64_t chunks = (uint64_t)(CR_MEM_STREAM_AHEAD + CR_MEM_STREAM_STEP) * threads;
     return CR_MIN(chunks * chunk * 4 + 3 * CR_MEM_FAULT_AROUND, up(n * 4, page));
+}
+
+/* a selection's tie bits leave the count after their last use (vm_sel_release) */
+typedef struct release_ctx { walk *w; uint32_t pc; uint64_t page; uint64_t *heap; } release_ctx;
+static void release_bits(uint32_t x, void *ctx)
+{
+    release_ctx *c = ctx;
+    if (!c->w->sel_bits[x] || c->w->sel_last[x] != c->pc) return;
+    *c->heap -= up((c->w->p->selects[x].n / 64 + 1) * 8, c->page);
+    c->w->sel_bits[x] = 0;
 }
 
 static void note(walk *w, uint32_t pc, uint64_t heap, uint64_t mapped)
@@ -395,23 +418,8 @@ static bool run_walk(walk *w, uint64_t page)
         default: break;
         }
         /* tie bits past their last use are freed (interp.c) */
-        if (in->op == CR_OP_SEL_PREFIX && w->sel_bits[in->dst] && w->sel_last[in->dst] == pc) {
-            heap -= up((p->selects[in->dst].n / 64 + 1) * 8, page);
-            w->sel_bits[in->dst] = 0;
-        }
-        if (in->op == CR_OP_KERNEL) {
-            const cr_prog_kernel *k = &p->kernels[in->a];
-            for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
-                const cr_insn *u = &p->code[c];
-                const char *kinds = cr_op_table[u->op].kinds;
-                const uint32_t ops[4] = { u->dst, u->a, u->b, u->c };
-                for (int j = 0; j < 4; j++)
-                    if (kinds[j] == 'x' && w->sel_bits[ops[j]] && w->sel_last[ops[j]] == pc) {
-                        heap -= up((p->selects[ops[j]].n / 64 + 1) * 8, page);
-                        w->sel_bits[ops[j]] = 0;
-                    }
-            }
-        }
+        release_ctx rc = { w, pc, page, &heap };
+        cr_memplan_each_select(p, pc, release_bits, &rc);
     }
     return w->bad_pc == UINT32_MAX;
 }

@@ -116,6 +116,12 @@ void cr_memplan_free(cr_memplan *mp);
  * p->n_selects entries. */
 void cr_memplan_sel_last(const cr_program *p, uint32_t *last);
 
+/* Call fn(x, ctx) for each selection state main step pc makes or reads:
+ * a SEL_PREFIX's destination, every 'x' operand of a KERNEL's micro-ops
+ * (in code order; a state may come more than once). The one definition of
+ * "uses" that sel_last, the VM's release of tie bits and the model share. */
+void cr_memplan_each_select(const cr_program *p, uint32_t pc, void (*fn)(uint32_t x, void *ctx), void *ctx);
+
 /* Distinct bytes of input files the run reads (every tensor view once;
  * scratch and blobs are memory, not reads). */
 uint64_t cr_memplan_file_bytes(const cr_program *p);

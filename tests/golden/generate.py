@@ -506,7 +506,7 @@ def cases():
                                "base_model": "base_bf16", "dtype": "float32"}, releases=new,
         note="stacked-sum order (R3) in the sign election, the masked sum and the weight sum")
     add("multislerp_bf16_5", "multislerp", {"models": [M(m, weight=w) for m, w in zip(five, wts)]},
-        tol=REDUCTION_TOL, releases=new)
+        releases=new)
     add("sce_bf16_5", "sce", {"models": [M(m) for m in five], "base_model": "base_bf16",
                               "parameters": {"select_topk": 0.3}}, tol=REDUCTION_TOL, releases=new)
     add("nuslerp_bf16_t03", "nuslerp", {"models": [M("a_bf16", weight=0.3), M("b_bf16", weight=0.7)],

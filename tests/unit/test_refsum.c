@@ -45,7 +45,7 @@ static void fill_ph(float *x, uint64_t n, double ph)
 }
 static void fill(float *x, uint64_t n) { fill_ph(x, n, 0.37); }
 
-static float xs[4099], tmp[4099];
+static float xs[4101], tmp[4101];   /* the longest refs and tail_refs row */
 
 TEST(numpy_pairwise_sum)
 {

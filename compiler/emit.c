@@ -346,6 +346,8 @@ static cr_op sum_op(const cr_node *t)
     case CR_SUM_BLAS_SSQ: return CR_OP_RSSQ_BLAS;
     case CR_SUM_TORCH: return CR_OP_RSUM_TORCH;
     case CR_SUM_TORCH_SSQ: return CR_OP_RSSQ_TORCH;
+    case CR_SUM_TORCH_CHUNKS: return CR_OP_RSUM_TORCH_CHUNKS;
+    case CR_SUM_TORCH_SSQ_CHUNKS: return CR_OP_RSSQ_TORCH_CHUNKS;
     case CR_SUM_WIDE: break;
     }
     return CR_OP_RSUM;

@@ -274,7 +274,8 @@ void cr_graph_dump(const cr_graph *g, FILE *out)
         }
         if (n->op == CR_GOP_RAND) fprintf(out, " key=%016llx", (unsigned long long)n->attr);
         if ((n->op == CR_GOP_SUM || n->op == CR_GOP_ROWSUM || n->op == CR_GOP_COLSUM) && n->attr) {
-            static const char *const order[] = { "wide", "numpy", "blas-ssq", "torch", "torch-ssq" };
+            static const char *const order[] = { "wide", "numpy", "blas-ssq", "torch", "torch-ssq",
+                                                 "torch-chunks", "torch-ssq-chunks" };
             fprintf(out, " order=%s", n->attr < CR_ARRAY_LEN(order) ? order[n->attr] : "?");
         }
         if (n->op == CR_GOP_TOPK_MASK && n->attr)

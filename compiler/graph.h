@@ -49,7 +49,12 @@ typedef enum cr_sum_order {
     CR_SUM_NUMPY = 1,       /* NumPy's float32 pairwise np.sum (RSUM_NP) */
     CR_SUM_BLAS_SSQ = 2,    /* sum of squares as OpenBLAS sdot(x, x) (RSSQ_BLAS) */
     CR_SUM_TORCH = 3,       /* torch's CPU float32 sum order (RSUM_TORCH) */
-    CR_SUM_TORCH_SSQ = 4    /* sum of squares in torch's norm-2 order (RSSQ_TORCH) */
+    CR_SUM_TORCH_SSQ = 4,   /* sum of squares in torch's norm-2 order (RSSQ_TORCH) */
+    /* mergekit 0.1.5's slerp: torch's sum of the chunks' torch sums, and
+     * torch's norm-2 sum of squares of the chunks' torch norms, chunks of
+     * 2^20 elements (RSUM_TORCH_CHUNKS, RSSQ_TORCH_CHUNKS; SUM nodes only) */
+    CR_SUM_TORCH_CHUNKS = 5,
+    CR_SUM_TORCH_SSQ_CHUNKS = 6
 } cr_sum_order;
 
 /* TOPK_MASK's attr: which of the elements equal to the k-th largest

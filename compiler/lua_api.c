@@ -461,6 +461,7 @@ static uint32_t library_reduce(lua_State *S, uint32_t x, cr_gop red, cr_sum_orde
 #define NP_REDUCERS "np_sum, np_norm and torch_norm"
 #define ROW_REDUCERS "torch_row_sum/torch_row_norm"
 #define COL_REDUCERS "torch_col_sum/torch_col_norm"
+#define CHUNK_REDUCERS "torch_chunked_sum/torch_chunked_norm"
 static int l_np_sum(lua_State *S)
 {
     push_value(S, library_reduce(S, need_tensor(S, 1, "np_sum"), CR_GOP_SUM, CR_SUM_NUMPY, NP_REDUCERS));
@@ -489,6 +490,23 @@ static int l_torch_sum(lua_State *S)
 static int l_torch_norm(lua_State *S)
 {
     uint32_t s = library_reduce(S, need_tensor(S, 1, "torch_norm"), CR_GOP_SUM, CR_SUM_TORCH_SSQ, NP_REDUCERS);
+    push_value(S, build_exact(S, CR_GOP_SQRT, &s, 1, CR_VK_SCALAR, CR_DTYPE_F32, CR_DTYPE_F32));
+    return 1;
+}
+/* mergekit 0.1.5's slerp statistics of a float32 tensor (slerp.py,
+ * chunks of 2^20 elements): the torch sum of the chunks' torch sums, and
+ * the torch norm of the chunks' torch norms. Up to 2^20 elements they are
+ * torch_sum and torch_norm. */
+static int l_torch_chunked_sum(lua_State *S)
+{
+    push_value(S, library_reduce(S, need_tensor(S, 1, "torch_chunked_sum"), CR_GOP_SUM, CR_SUM_TORCH_CHUNKS,
+                                 CHUNK_REDUCERS));
+    return 1;
+}
+static int l_torch_chunked_norm(lua_State *S)
+{
+    uint32_t s = library_reduce(S, need_tensor(S, 1, "torch_chunked_norm"), CR_GOP_SUM, CR_SUM_TORCH_SSQ_CHUNKS,
+                                CHUNK_REDUCERS);
     push_value(S, build_exact(S, CR_GOP_SQRT, &s, 1, CR_VK_SCALAR, CR_DTYPE_F32, CR_DTYPE_F32));
     return 1;
 }
@@ -685,7 +703,8 @@ static const luaL_Reg cr_funcs[] = {
     {"row_sum", l_row_sum}, {"row_max", l_row_max}, {"row_norm", l_row_norm}, {"row_dot", l_row_dot},
     {"col_sum", l_col_sum}, {"col_norm", l_col_norm}, {"col_dot", l_col_dot},
     {"np_sum", l_np_sum}, {"np_norm", l_np_norm}, {"torch_sum", l_torch_sum},
-    {"torch_norm", l_torch_norm}, {"torch_row_sum", l_torch_row_sum}, {"torch_row_norm", l_torch_row_norm},
+    {"torch_norm", l_torch_norm}, {"torch_chunked_sum", l_torch_chunked_sum},
+    {"torch_chunked_norm", l_torch_chunked_norm}, {"torch_row_sum", l_torch_row_sum}, {"torch_row_norm", l_torch_row_norm},
     {"torch_col_sum", l_torch_col_sum}, {"torch_col_norm", l_torch_col_norm},
     {"acos", l_acos}, {"sin", l_sin}, {"cos", l_cos}, {"trunc", l_trunc},
     {"np_acos", l_np_acos}, {"np_sin", l_np_sin}, {"np_cos", l_np_cos},

@@ -372,21 +372,27 @@ end
 -- else sin((1 − t)·θ)/sin θ and sin(t·θ)/sin θ, t and 1 − t float32.
 -- torch.acos/sin are MKL VML HA there; cr.acos/cr.sin are correctly rounded
 -- (spec/compat.md). mergekit chunks the norms and the dot every 1 048 576
--- elements (norm of the chunk norms, sum of the chunk sums): one chunk
--- gives the same bits as the whole tensor (sqrt(fl(n²)) = n); crucible
--- reduces larger tensors whole (spec/compat.md). Returns the result in the
--- work dtype.
+-- elements (norm of the chunk norms, sum of the chunk sums), and so does
+-- this (cr.torch_chunked_norm/sum) above one chunk; one chunk gives the
+-- same bits as the whole tensor (sqrt(fl(n²)) = n). float64 work keeps the
+-- f64 sums unchunked. Returns the result in the work dtype.
 function M.slerp_torch(t, a, b)
   local wd = (a.dtype == "float64" or b.dtype == "float64") and "float64" or "float32"
   local function w(x) return cr.const(x, wd) end
   local x, y = a:cast(wd), b:cast(wd)
+  -- slerp.py reduces chunks of 2^20 elements (_CHUNK_ELEMENTS): the norm of
+  -- the chunk norms, the sum of the chunk sums; one chunk is the plain torch
+  -- norm and sum (sqrt(fl(n^2)) == n)
+  local chunked = a.numel > 1048576
+  local norm = chunked and cr.torch_chunked_norm or cr.torch_norm
+  local sum = chunked and cr.torch_chunked_sum or cr.torch_sum
   local na, nb
-  if wd == "float32" then na, nb = cr.torch_norm(x), cr.torch_norm(y)
+  if wd == "float32" then na, nb = norm(x), norm(y)
   else na, nb = x:norm(), y:norm() end
   na = cr.where(cr.gt(na, w(1e-8)), na, 1)
   nb = cr.where(cr.gt(nb, w(1e-8)), nb, 1)
   local prod = (x / na) * (y / nb)
-  local dot = wd == "float32" and cr.torch_sum(prod) or prod:sum()
+  local dot = wd == "float32" and sum(prod) or prod:sum()
   dot = cr.clamp(dot, -1, 1)
   local lin = cr.gt(cr.abs(dot), w(0.9995))
   local theta = cr.acos(cr.where(lin, 0, dot))

@@ -254,7 +254,8 @@ void cr_ops_markdown(FILE *out)
         static const char *const fn[] = { "elem", "reduce", "rows", "reads", "writes", "rounds", "regs", "unblocked", "torch order" };
         _Static_assert(sizeof fn / sizeof fn[0] == CR_OPF_BITS, "a name for every CR_OPF_ bit");
         static const char *const red[] = { "", "wide", "numpy", "blas", "torch norm", "torch", "per row",
-                                           "per column", "per column torch", "per column torch norm", "selection" };
+                                           "per column", "per column torch", "per column torch norm",
+                                           "torch, chunks of 2^20", "torch norm, chunks of 2^20", "selection" };
         _Static_assert(sizeof red / sizeof red[0] == CR_RED_SELECT + 1, "a name for every cr_op_red");
         for (int b = 0; b < CR_OPF_BITS; b++) {
             if (!(o->flags & (1u << b))) continue;

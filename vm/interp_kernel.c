@@ -41,13 +41,14 @@ typedef struct kjob {
     uint64_t block;            /* elements per block (cr_kernel_block) */
     double *partials;          /* n_chunks x n_rsum */
     float **gather;            /* per micro-op: the whole domain's values (RSUM_TORCH off its blocks) */
-    /* RSUM_NP, RSSQ_BLAS, RSSQ_TORCH and the *_COL sums: in element order
+    /* RSUM_NP, RSSQ_BLAS, RSSQ_TORCH, the *_COL and *_CHUNKS sums: in element order
      * (refsum.h). A chunk copies its values to its thread's buffer; once
      * chunk c - 1 has fed its stream (j->turn == c), chunk c feeds its own. */
     uint32_t n_ord;
     uint32_t *ord_slot;        /* per micro-op: index among them */
     cr_refsum_stream *ord;     /* n_ord (the scalar sums) */
     cr_colsum *col;            /* n_ord (the *_COL sums: state != NULL) */
+    cr_chunksum *chunks;       /* n_ord (the *_CHUNKS sums: parts != NULL) */
     float *ordbuf;             /* threads x n_ord x chunk */
     uint64_t turn;             /* the chunk whose turn it is to feed */
     bool sync;                 /* mu and cv are initialised */
@@ -272,8 +273,9 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
             }
             memcpy(j->gather[pc] + base, REG(in->a), n * sizeof(float));
             break;
-        case CR_OP_RSUM_COL: case CR_OP_RSUM_COL_TORCH: case CR_OP_RSSQ_COL_TORCH: {
-            /* fed to the column state in chunk order (kernel_chunk_ordered) */
+        case CR_OP_RSUM_COL: case CR_OP_RSUM_COL_TORCH: case CR_OP_RSSQ_COL_TORCH:
+        case CR_OP_RSUM_TORCH_CHUNKS: case CR_OP_RSSQ_TORCH_CHUNKS: {
+            /* fed to the column or chunk state in chunk order (kernel_chunk_ordered) */
             float *buf = j->ordbuf + ((size_t)thread * j->n_ord + j->ord_slot[pc]) * k->chunk;
             memcpy(buf + off, REG(in->a), n * sizeof(float));
             break;
@@ -450,6 +452,7 @@ static void kernel_chunk_ordered(kjob *j, uint64_t c, unsigned thread, bool ok)
         for (uint32_t i = 0; i < j->n_ord; i++) {
             const float *buf = j->ordbuf + ((size_t)thread * j->n_ord + i) * j->k->chunk;
             if (j->col[i].state) cr_colsum_add(&j->col[i], buf, cn);
+            else if (j->chunks[i].parts) cr_chunksum_add(&j->chunks[i], buf, cn);
             else cr_refsum_stream_add(&j->ord[i], buf, cn);
         }
     }
@@ -557,18 +560,27 @@ cr_status vm_run_kernel(vm *m, uint32_t ki, bool stream, bool serial, cr_error *
         for (uint32_t pc = 0; pc < k->code_len; pc++) if (j.code[pc].op == CR_OP_RSUM) j.rsum_slot[pc] = r++;
     }
     for (uint32_t pc = 0; pc < k->code_len; pc++)
-        j.n_ord += cr_op_refsum_kind((cr_op)j.code[pc].op) >= 0 || cr_op_colsum_kind((cr_op)j.code[pc].op) >= 0;
+        j.n_ord += cr_op_refsum_kind((cr_op)j.code[pc].op) >= 0 || cr_op_colsum_kind((cr_op)j.code[pc].op) >= 0 ||
+                   cr_op_chunksum_kind((cr_op)j.code[pc].op) >= 0;
     if (j.n_ord) {
         j.ord_slot = cr_calloc(m->alloc, k->code_len, sizeof *j.ord_slot);
         j.ord = cr_calloc(m->alloc, j.n_ord, sizeof *j.ord);
         j.col = cr_calloc(m->alloc, j.n_ord, sizeof *j.col);
+        j.chunks = cr_calloc(m->alloc, j.n_ord, sizeof *j.chunks);
         j.ordbuf = cr_malloc(m->alloc, (size_t)m->n_threads * j.n_ord * k->chunk * sizeof(float));
-        if (!j.ord_slot || !j.ord || !j.col || !j.ordbuf) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u sums", ki); goto out; }
+        if (!j.ord_slot || !j.ord || !j.col || !j.chunks || !j.ordbuf) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u sums", ki); goto out; }
         uint32_t r = 0;
         for (uint32_t pc = 0; pc < k->code_len; pc++) {
             int kind = cr_op_refsum_kind((cr_op)j.code[pc].op), ckind = cr_op_colsum_kind((cr_op)j.code[pc].op);
-            j.ord_slot[pc] = kind >= 0 || ckind >= 0 ? r : UINT32_MAX;
+            int chkind = cr_op_chunksum_kind((cr_op)j.code[pc].op);
+            j.ord_slot[pc] = kind >= 0 || ckind >= 0 || chkind >= 0 ? r : UINT32_MAX;
             if (kind >= 0) cr_refsum_stream_init(&j.ord[r++], (cr_refsum_kind)kind, j.n);
+            if (chkind >= 0) {
+                void *parts = cr_malloc(m->alloc, cr_chunksum_state_bytes((cr_chunksum_kind)chkind, j.n) + 1);
+                if (!parts) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u chunked sums", ki); goto out; }
+                cr_chunksum_init(&j.chunks[r++], (cr_chunksum_kind)chkind, j.n, parts);
+                continue;
+            }
             if (ckind < 0) continue;
             void *state = cr_malloc(m->alloc, cr_colsum_state_bytes((cr_colsum_kind)ckind, k->cols) + 1);
             if (!state) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u column sums", ki); goto out; }
@@ -677,6 +689,8 @@ cr_status vm_run_kernel(vm *m, uint32_t ki, bool stream, bool serial, cr_error *
         } else if (j.tsum && j.tsum[pc].partials) {
             ktsum *ts = &j.tsum[pc];
             m->scal[in->dst] = cr_scalar_round(in->dtype, cr_torch_sum_finish(&ts->plan, ts->partials, ts->tail));
+        } else if (j.ord_slot && j.ord_slot[pc] != UINT32_MAX && j.chunks[j.ord_slot[pc]].parts) {
+            m->scal[in->dst] = cr_scalar_round(in->dtype, cr_chunksum_finish(&j.chunks[j.ord_slot[pc]]));
         } else if (j.ord_slot && j.ord_slot[pc] != UINT32_MAX && j.col[j.ord_slot[pc]].state) {
             double *w = m->rowvec[in->dst];
             cr_colsum_finish(&j.col[j.ord_slot[pc]], w);
@@ -699,7 +713,9 @@ out:
     }
     cr_free(m->alloc, j.tsum);
     for (uint32_t i = 0; j.col && i < j.n_ord; i++) cr_free(m->alloc, j.col[i].state);
+    for (uint32_t i = 0; j.chunks && i < j.n_ord; i++) cr_free(m->alloc, j.chunks[i].parts);
     cr_free(m->alloc, j.col);
+    cr_free(m->alloc, j.chunks);
     cr_free(m->alloc, j.ord_slot);
     cr_free(m->alloc, j.ord);
     cr_free(m->alloc, j.ordbuf);

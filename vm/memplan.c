@@ -312,6 +312,12 @@ static bool run_walk(walk *w, uint64_t page)
                     trans += w->threads * up(CR_MIN(k->chunk, numel) * 4, page) +
                              up(cr_colsum_state_bytes(ck, k->cols) + 1, page);
                 }
+                /* chunked sums (slerp 0.1.5): the same chunk copies and a chunk of values */
+                if (cr_op_chunksum_kind((cr_op)u->op) >= 0) {
+                    cr_chunksum_kind ck = (cr_chunksum_kind)cr_op_chunksum_kind((cr_op)u->op);
+                    trans += w->threads * up(CR_MIN(k->chunk, numel) * 4, page) +
+                             up(cr_chunksum_state_bytes(ck, numel) + 1, page);
+                }
                 if (cr_op_table[u->op].red == CR_RED_TORCH) {   /* interp_kernel.c: in pieces when chunks hold whole blocks */
                     cr_torch_sum_plan pl;
                     cr_torch_sum_plan_init(&pl, numel, u->dtype == CR_DTYPE_BF16 || u->dtype == CR_DTYPE_F16);

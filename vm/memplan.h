@@ -48,6 +48,8 @@ _Static_assert(CR_RED_BLAS_SSQ - CR_RED_NP == CR_REFSUM_BLAS_SSQ && CR_RED_TORCH
 _Static_assert(CR_RED_COL_TORCH - CR_RED_COL_WIDE == CR_COLSUM_TORCH &&
                CR_RED_COL_TORCH_SSQ - CR_RED_COL_WIDE == CR_COLSUM_TORCH_SSQ && CR_COLSUM_WIDE == 0,
                "CR_RED_COL_* follow cr_colsum_kind");
+_Static_assert(CR_RED_CHUNK_TORCH_NORM - CR_RED_CHUNK_TORCH == CR_CHUNKSUM_TORCH_NORM && CR_CHUNKSUM_TORCH == 0,
+               "CR_RED_CHUNK_* follow cr_chunksum_kind");
 static inline int cr_op_refsum_kind(cr_op op)
 {
     cr_op_red r = cr_op_table[op].red;
@@ -57,6 +59,11 @@ static inline int cr_op_colsum_kind(cr_op op)
 {
     cr_op_red r = cr_op_table[op].red;
     return r >= CR_RED_COL_WIDE && r <= CR_RED_COL_TORCH_SSQ ? (int)(r - CR_RED_COL_WIDE) : -1;
+}
+static inline int cr_op_chunksum_kind(cr_op op)
+{
+    cr_op_red r = cr_op_table[op].red;
+    return r >= CR_RED_CHUNK_TORCH && r <= CR_RED_CHUNK_TORCH_NORM ? (int)(r - CR_RED_CHUNK_TORCH) : -1;
 }
 
 /* Elements per block of kernel k: CR_KERNEL_BLOCK, or its whole chunk when

@@ -45,8 +45,8 @@ enum {
 enum { CR_OPF_BITS = 9 };     /* flag bits above (spec/opcodes.md names each) */
 
 /* How the VM combines a reduction's per-chunk work (ops.def's RED column).
- * NP..TORCH_SSQ follow cr_refsum_kind's order and COL_* cr_colsum_kind's
- * (refsum.h; memplan.h asserts it). */
+ * NP..TORCH_SSQ follow cr_refsum_kind's order, COL_* cr_colsum_kind's and
+ * CHUNK_* cr_chunksum_kind's (refsum.h; memplan.h asserts it). */
 typedef enum cr_op_red {
     CR_RED_NONE,            /* not a reduction */
     CR_RED_WIDE,            /* f64 partial per chunk, folded in chunk order (RSUM) */
@@ -54,6 +54,7 @@ typedef enum cr_op_red {
     CR_RED_TORCH,           /* torch's cascade sum: block partials, else a gather */
     CR_RED_ROW,             /* per row, inside a chunk of whole rows */
     CR_RED_COL_WIDE, CR_RED_COL_TORCH, CR_RED_COL_TORCH_SSQ,   /* per column, in element order */
+    CR_RED_CHUNK_TORCH, CR_RED_CHUNK_TORCH_NORM,   /* over chunks of 2^20, in element order */
     CR_RED_SELECT           /* counts into a selection state */
 } cr_op_red;
 

@@ -54,7 +54,8 @@ float cr_torch_sum_finish(const cr_torch_sum_plan *pl, const float *partials, fl
 /* torch's CPU 2-norm squared of a contiguous float32 vector along its last
  * dimension (ReduceOpsKernel.cpp, the vectorised norm-2 path on AVX2):
  * 8 lanes of rounded x*x added (no FMA), the lanes added in order, then the
- * scalar tail. */
+ * scalar tail: its whole groups of 4 as rounded squares, the last n % 4 as
+ * fused multiply-adds (torch's build contracts that loop). */
 float cr_refsum_torch_ssq(const float *x, uint64_t n);
 
 /* The in-order sums (NumPy pairwise, OpenBLAS sdot, torch norm-2) fed
@@ -116,5 +117,32 @@ void cr_colsum_add(cr_colsum *s, const float *x, uint64_t len);
 /* after all rows x cols elements: out[c] = column c's sum (float32 values
  * for the torch kinds); the state is left folded */
 void cr_colsum_finish(cr_colsum *s, double *out);
+
+/* mergekit 0.1.5's slerp statistics (merge_methods/slerp.py: chunks of
+ * _CHUNK_ELEMENTS = 2^20 elements), fed in element order like the streams
+ * above. CR_CHUNKSUM_TORCH: the chunks' torch sums (cr_refsum_torch of
+ * each chunk) summed by torch's 1-D sum; CR_CHUNKSUM_TORCH_NORM: the chunks'
+ * torch norms (sqrtf of cr_refsum_torch_ssq) squared and summed in the
+ * norm-2 order, so that sqrtf of the result is vector_norm(stack(norms)).
+ * Up to one chunk the results are cr_refsum_torch and (after sqrtf)
+ * sqrtf(cr_refsum_torch_ssq) themselves. The caller owns `state`:
+ * cr_chunksum_state_bytes(kind, n) bytes (one float per chunk, and for the
+ * sum a chunk's values) that must outlive s. finish may be called once. */
+#define CR_REFSUM_CHUNK ((uint64_t)1 << 20)
+
+typedef enum cr_chunksum_kind { CR_CHUNKSUM_TORCH, CR_CHUNKSUM_TORCH_NORM } cr_chunksum_kind;
+
+typedef struct cr_chunksum {
+    cr_chunksum_kind kind;
+    uint64_t n, pos;            /* elements in all; fed so far */
+    cr_refsum_stream cur;       /* NORM: the current chunk */
+    float *parts;               /* per chunk: its sum or norm (state) */
+    float *buf;                 /* SUM: the current chunk's values (state) */
+} cr_chunksum;
+
+size_t cr_chunksum_state_bytes(cr_chunksum_kind kind, uint64_t n);
+void cr_chunksum_init(cr_chunksum *s, cr_chunksum_kind kind, uint64_t n, void *state);
+void cr_chunksum_add(cr_chunksum *s, const float *x, uint64_t len);
+float cr_chunksum_finish(cr_chunksum *s);
 
 #endif

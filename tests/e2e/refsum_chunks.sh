@@ -58,5 +58,31 @@ for r in slerp ties multislerp model_stock; do
     done
     if [ $same = 1 ]; then ok; else bad "$r: bytes differ between 1 and 4 threads"; fi
 done
+# mergekit 0.1.5's slerp reduces chunks of 2^20 elements (RSUM_TORCH_CHUNKS,
+# RSSQ_TORCH_CHUNKS, fed in element order): an embedding of 1030 x 1024 =
+# 2^20 + 6144 elements spans two; the bytes must not depend on the threads
+# or the ISA
+"$bin" synth "$m/big" --arch llama --layers 1 --hidden 1024 --intermediate 16 --heads 4 --kv-heads 2 \
+    --vocab 1030 --dtype bfloat16 --seed 5 >/dev/null || bad synth
+"$bin" synth "$m/big2" --from "$m/big" --delta-scale 0.05 --seed 6 >/dev/null || bad synth
+cat > "$dir/big.yml" <<'Y'
+models: [{model: big}, {model: big2}]
+base_model: big
+parameters: {t: 0.4}
+merge_method: slerp
+Y
+for run in "1 avx2" "4 avx2" "3 scalar"; do
+    set -- $run
+    (cd "$m" && CRUCIBLE_ISA=$2 "$bin" merge "$dir/big.yml" "$dir/big-$1" --threads $1 --mergekit-version 0.1.5 \
+        >/dev/null 2>"$dir/err") || bad "big slerp --threads $1 ($2): $(cat "$dir/err")"
+done
+for r in 4 3; do
+    same=1
+    for f in "$dir/big-1"/*.safetensors; do cmp -s "$f" "$dir/big-$r/$(basename "$f")" || same=0; done
+    if [ $same = 1 ]; then ok; else bad "chunked slerp: bytes differ between runs 1 and $r"; fi
+done
+(cd "$m" && "$bin" explain "$dir/big.yml" --mergekit-version 0.1.5 >"$dir/explain" 2>&1) || bad "explain: $(cat "$dir/explain")"
+if grep -q rssq_torch_chunks "$dir/explain" && grep -q rsum_torch_chunks "$dir/explain"; then ok
+else bad "chunked slerp: the program has no rssq/rsum_torch_chunks"; fi
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]

@@ -268,6 +268,42 @@ def build_models():
     write("sym_n", sn, 2, VOCAB, "float32")
 
 
+def build_chunk_models():
+    """A bf16 pair whose embedding has more than 2^20 elements (116971 x 9 =
+    2^20 + 4163), so mergekit 0.1.5's slerp splits it into chunks of 2^20
+    (slerp.py `_CHUNK_ELEMENTS`): a full chunk and a ragged one of 4163
+    (4163 mod 8 = 3: torch's norm tail). Tied embeddings (no lm_head), one
+    small layer; ~2.1 MB each. Written only if missing, in either mode, so
+    the existing models' bytes never change."""
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    dims, vocab = (9, 16, 3, 3, 3), 116971
+    rng = np.random.default_rng(8282)
+    base, other = {}, {}
+    for name, shape in tensor_shapes(1, vocab, dims):
+        if name == "lm_head.weight":
+            continue
+        off = 1.0 if name.endswith("norm.weight") else 0.0
+        base[name] = (off + 0.05 * rng.standard_normal(shape)).astype(np.float32)
+        other[name] = (base[name] + 0.03 * rng.standard_normal(shape)).astype(np.float32)
+    for name, tensors in (("big_base_bf16", base), ("big_b_bf16", other)):
+        d = os.path.join(MODELS, name)
+        if os.path.exists(os.path.join(d, "model.safetensors")):
+            continue
+        os.makedirs(d, exist_ok=True)
+        save_file({k: torch.from_numpy(v).to(torch.bfloat16).contiguous() for k, v in tensors.items()},
+                  os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+        cfg = llama_config(1, vocab, "bfloat16")
+        for key, v in zip(("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
+                           "head_dim"), dims):
+            cfg[key] = v
+        cfg["tie_word_embeddings"] = True
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=2)
+
+
 # --------------------------------------------------------------------------
 # The case matrix
 # --------------------------------------------------------------------------
@@ -553,6 +589,12 @@ def cases():
     add("model_stock_singular_rows", "model_stock", {"models": [M("sym_p"), M("sym_n")], "base_model": "sym_base",
                                                      "parameters": {"filter_wise": True}},
         releases=new, note="the guard per row (rows of d all zero: c = 0, t = 0 too)")
+    # tensors above 2^20 elements: 0.1.5's slerp reduces them in chunks
+    add("slerp_chunks_bf16", "slerp", {"models": [M("big_base_bf16"), M("big_b_bf16")],
+                                       "base_model": "big_base_bf16", "parameters": {"t": 0.35}},
+        tol={"min_exact_fraction": 1.0, "max_ulp": 0}, releases=new,
+        note="embedding of 2^20 + 4163 elements: two chunks; bf16 output, so the whole-tensor"
+             " reduction (an ulp off in the coefficients) shows on 41 elements only")
     # passthrough
     add("passthrough_slices", "passthrough", {"slices": [
         {"sources": [{"model": "a", "layer_range": [0, 2]}]},
@@ -923,6 +965,7 @@ def main():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import logging
     logging.disable(logging.WARNING)
+    build_chunk_models()
     if RELEASE == "0.1.4":
         pin_model_order()
         register_ram()

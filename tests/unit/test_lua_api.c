@@ -199,19 +199,22 @@ TEST(library_order_reductions)
     cr_error err = {0};
     uint32_t r = run(&f, "local a = ctx.inputs[1]\n"
                          "local s = cr.np_sum(a) + cr.np_norm(a) + cr.torch_sum(a) + cr.torch_norm(a) + a:sum()\n"
+                         "s = s + cr.torch_chunked_sum(a) + cr.torch_chunked_norm(a)\n"
                          "return a * s + cr.torch_row_sum(a) + cr.torch_row_norm(a)", &err);
     CHECK_MSG(r != CR_NO_NODE, "%s", err.msg);
-    int order[5] = {0}, rows[5] = {0};
+    int order[7] = {0}, rows[7] = {0};
     for (uint32_t i = 0; i < f.g.n_nodes; i++) {
         const cr_node *n = &f.g.nodes[i];
-        if (n->op == CR_GOP_SUM && n->attr < 5) order[n->attr]++;
-        if (n->op == CR_GOP_ROWSUM && n->attr < 5) rows[n->attr]++;
+        if (n->op == CR_GOP_SUM && n->attr < 7) order[n->attr]++;
+        if (n->op == CR_GOP_ROWSUM && n->attr < 7) rows[n->attr]++;
     }
     CHECK_EQ_INT(order[CR_SUM_WIDE], 1);
     CHECK_EQ_INT(order[CR_SUM_NUMPY], 1);
     CHECK_EQ_INT(order[CR_SUM_BLAS_SSQ], 1);
     CHECK_EQ_INT(order[CR_SUM_TORCH], 1);
     CHECK_EQ_INT(order[CR_SUM_TORCH_SSQ], 1);
+    CHECK_EQ_INT(order[CR_SUM_TORCH_CHUNKS], 1);
+    CHECK_EQ_INT(order[CR_SUM_TORCH_SSQ_CHUNKS], 1);
     CHECK_EQ_INT(rows[CR_SUM_TORCH], 1);
     CHECK_EQ_INT(rows[CR_SUM_TORCH_SSQ], 1);
     CHECK(cr_graph_verify(&f.g, &err) == CR_OK);
@@ -219,6 +222,8 @@ TEST(library_order_reductions)
     /* the NumPy/torch norm emulations are float32-only */
     REQUIRE(setup(&f, CR_DTYPE_BF16));
     CHECK(run(&f, "return ctx.inputs[1] * cr.np_norm(ctx.inputs[1])", &err) == CR_NO_NODE);
+    CHECK_CONTAINS(err.msg, "float32");
+    CHECK(run(&f, "return ctx.inputs[1] * cr.torch_chunked_norm(ctx.inputs[1])", &err) == CR_NO_NODE);
     CHECK_CONTAINS(err.msg, "float32");
     teardown(&f);
 }

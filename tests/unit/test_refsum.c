@@ -38,13 +38,14 @@ static float bf16_round(float f)
     return f;
 }
 
-/* x[i] = sin(0.37 i) (1 + i mod 7) / 8, computed in double, rounded */
-static void fill(float *x, uint64_t n)
+/* x[i] = sin(ph i) (1 + i mod 7) / 8, computed in double, rounded */
+static void fill_ph(float *x, uint64_t n, double ph)
 {
-    for (uint64_t i = 0; i < n; i++) x[i] = (float)(sin((double)i * 0.37) * (double)(1 + i % 7) / 8.0);
+    for (uint64_t i = 0; i < n; i++) x[i] = (float)(sin((double)i * ph) * (double)(1 + i % 7) / 8.0);
 }
+static void fill(float *x, uint64_t n) { fill_ph(x, n, 0.37); }
 
-static float xs[4099], tmp[4099];
+static float xs[4101], tmp[4101];   /* the longest refs and tail_refs row */
 
 TEST(numpy_pairwise_sum)
 {
@@ -73,12 +74,68 @@ TEST(torch_cascade_sum)
     }
 }
 
+/* torch.linalg.vector_norm of fill(n) with n % 4 != 0: the tail's last
+ * n % 4 squares are fused multiply-adds in torch (of n = 1..3000 only 591
+ * gives other bits with rounded squares) */
+static const struct { uint64_t n; uint32_t norm; } tail_refs[] = {
+    { 7, 0x3fa532b0 }, { 13, 0x3fcb2a92 }, { 591, 0x4119b43f }, { 1027, 0x414ade85 }, { 4101, 0x41ca8558 },
+};
+
 TEST(torch_norm2)
 {
     for (size_t r = 0; r < CR_ARRAY_LEN(refs); r++) {
-        if (refs[r].n < 8) continue;   /* torch takes another path below one vector */
         fill(xs, refs[r].n);
         CHECK_EQ_INT(bits(sqrtf(cr_refsum_torch_ssq(xs, refs[r].n))), refs[r].torch_norm);
+    }
+    for (size_t r = 0; r < CR_ARRAY_LEN(tail_refs); r++) {
+        fill(xs, tail_refs[r].n);
+        CHECK_MSG(bits(sqrtf(cr_refsum_torch_ssq(xs, tail_refs[r].n))) == tail_refs[r].norm, "n=%llu",
+                  (unsigned long long)tail_refs[r].n);
+    }
+}
+
+/* mergekit 0.1.5's slerp statistics (slerp.py, chunks of 2^20): torch's
+ * vector_norm(stack(chunk norms)) of fill(n) and stack(chunk sums).sum() of
+ * fill(n) * fill_ph(n, 0.23), printed by torch 2.15, fed in pieces that cut
+ * the chunks anywhere; the whole-tensor norm and sum differ in 3 of 4 */
+TEST(torch_chunked_sums)
+{
+    static const struct { uint64_t n; uint32_t norm, dot, whole_norm, whole_dot; } cref[] = {
+        { (1u << 20) + 4163, 0x43cac998, 0xbfa2529b, 0x43cac998, 0xbfa25298 },
+        { (2u << 20) + 5, 0x440f1bca, 0x3fa10c52, 0x440f1bc7, 0x3fa10c7e },
+    };
+    const uint64_t pieces[] = { 1000, 16384, 77777, 3u << 20 };
+    for (size_t r = 0; r < CR_ARRAY_LEN(cref); r++) {
+        uint64_t n = cref[r].n;
+        float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+        REQUIRE(x && y);
+        fill(x, n);
+        fill_ph(y, n, 0.23);
+        for (uint64_t i = 0; i < n; i++) y[i] = x[i] * y[i];
+        for (size_t q = 0; q < CR_ARRAY_LEN(pieces); q++) {
+            cr_chunksum cs[2];
+            void *st[2];
+            for (int k = 0; k < 2; k++) {
+                st[k] = malloc(cr_chunksum_state_bytes((cr_chunksum_kind)k, n));
+                REQUIRE(st[k]);
+                cr_chunksum_init(&cs[k], (cr_chunksum_kind)k, n, st[k]);
+            }
+            for (uint64_t f = 0; f < n; f += pieces[q]) {
+                uint64_t len = n - f < pieces[q] ? n - f : pieces[q];
+                cr_chunksum_add(&cs[CR_CHUNKSUM_TORCH], y + f, len);
+                cr_chunksum_add(&cs[CR_CHUNKSUM_TORCH_NORM], x + f, len);
+            }
+            CHECK_MSG(bits(sqrtf(cr_chunksum_finish(&cs[CR_CHUNKSUM_TORCH_NORM]))) == cref[r].norm,
+                      "norm n=%llu piece %llu", (unsigned long long)n, (unsigned long long)pieces[q]);
+            CHECK_MSG(bits(cr_chunksum_finish(&cs[CR_CHUNKSUM_TORCH])) == cref[r].dot,
+                      "dot n=%llu piece %llu", (unsigned long long)n, (unsigned long long)pieces[q]);
+            free(st[0]);
+            free(st[1]);
+        }
+        CHECK_EQ_INT(bits(sqrtf(cr_refsum_torch_ssq(x, n))), cref[r].whole_norm);
+        CHECK_EQ_INT(bits(cr_refsum_torch(y, n, false)), cref[r].whole_dot);
+        free(x);
+        free(y);
     }
 }
 
@@ -176,6 +233,7 @@ int main(void)
     RUN(openblas_sdot_sum_of_squares);
     RUN(torch_cascade_sum);
     RUN(torch_norm2);
+    RUN(torch_chunked_sums);
     RUN(orders_are_distinct);
     return cr_test_summary();
 }

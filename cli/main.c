@@ -16,6 +16,7 @@ static int (*const commands[CR_CMD_COUNT])(int argc, char **argv) = {
     [CR_CMD_COMPILE] = cr_cmd_compile, [CR_CMD_RUN] = cr_cmd_run,       [CR_CMD_MOE] = cr_cmd_moe,
     [CR_CMD_SYNTH] = cr_cmd_synth,     [CR_CMD_INSPECT] = cr_cmd_inspect, [CR_CMD_DIFF] = cr_cmd_diff,
     [CR_CMD_EVAL] = cr_cmd_eval,       [CR_CMD_VERIFY] = cr_cmd_verify, [CR_CMD_OPS] = cr_cmd_ops,
+    [CR_CMD_ASSEMBLE] = cr_cmd_assemble,
 };
 
 static void usage(FILE *out)

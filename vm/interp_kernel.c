@@ -384,6 +384,7 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
         } else if (in->op == CR_OP_STORE) {
             const cr_prog_output *o = &p->outputs[in->dst];
             unsigned sz = dt_size(o->dtype);
+            if (m->shard_fds[o->shard] < 0) continue;   /* another part's shard (vm/part.h) */
             int e = vm_write_all(m->io, m->shard_fds[o->shard], t->io + j->store_off[pc],
                               (uint64_t)cn * sz, o->offset + cbase * sz);
             if (e) {

@@ -137,7 +137,7 @@ static bool read_files(const cr_allocator *a, const cJSON *arr, cr_part_file **o
     *n = 0;
     if (!cJSON_IsArray(arr)) return false;
     int cnt = cJSON_GetArraySize(arr);
-    if (cnt < 0 || cnt > CR_LIMIT_MODEL_SHARDS + 1024) return false;
+    if (cnt < 0 || (unsigned)cnt > CR_LIMIT_MODEL_SHARDS + 1024u) return false;
     cr_part_file *f = cr_calloc(a, (size_t)cnt + 1, sizeof *f);
     if (!f) return false;
     uint32_t i = 0;

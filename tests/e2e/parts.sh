@@ -220,6 +220,10 @@ for i in 1 2 3; do
 done
 whole=$("$bin" plan "$tmp/ties.crb" | sed -n 's/^write .*(\([0-9]*\) bytes).*/\1/p')
 check '[ "$total" -eq "$whole" ]' "plan: parts write $total bytes, the whole $whole"
+# a part reads less than the whole run (it skips other parts' tensors)
+part_read=$("$bin" plan "$tmp/ties.crb" --part 1/7 | sed -n 's/^read .*(\([0-9]*\) bytes).*/\1/p')
+whole_read=$("$bin" plan "$tmp/ties.crb" | sed -n 's/^read .*(\([0-9]*\) bytes).*/\1/p')
+check '[ -n "$part_read" ] && [ "$part_read" -lt "$whole_read" ]' "plan: part 1/7 reads $part_read bytes, the whole run $whole_read"
 "$bin" plan "$tmp/ties.yml" --models-dir "$tmp/m" --out-shard-size 20k --part 1/7 >"$tmp/plan" 2>&1
 check 'grep -q "^part            1 of 7" "$tmp/plan"' "plan of a recipe --part: $(head -3 "$tmp/plan")"
 for bad_part in 0/3 4/3 3 x/2 1/0 -1/2 "1/2x"; do

@@ -232,5 +232,5 @@ for bad_part in 0/3 4/3 3 x/2 1/0 -1/2 "1/2x"; do
     check '[ $rc -eq 2 ] && grep -q -- "--part wants I/N" "$tmp/err" && [ ! -e "$tmp/never" ]' "--part $bad_part: rc $rc: $(cat "$tmp/err")"
 done
 
-echo "parts: $pass passed, $fail failed"
+echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

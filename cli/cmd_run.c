@@ -3,7 +3,8 @@
  * $CRUCIBLE_MODELS, the Hugging Face cache, --input NAME=DIR: as `merge`
  * finds a recipe's, compiler/bind.h) and run it (cli/run_program.h:
  * SIGINT/SIGTERM stop it cleanly, removing its temporary directory, exit
- * 130). */
+ * 130). With --part I/N only that part's shards are computed, into OUT_DIR
+ * shared with the other parts (vm/part.h, formats/parts.h). */
 #include <stdio.h>
 #include <string.h>
 
@@ -26,6 +27,8 @@ int cr_cmd_run(int argc, char **argv)
     opt.skip_hash = o.skip_hash;
     opt.threads = o.threads;
     opt.max_memory = o.max_memory;
+    opt.part = o.part;
+    opt.n_parts = o.n_parts;
 
     cr_program p;
     cr_error err = {0};

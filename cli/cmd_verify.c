@@ -8,6 +8,7 @@
 #include "options.h"
 #include "termtext.h"
 #include "outdir.h"
+#include "parts.h"
 #include "verify_dir.h"
 
 int cr_cmd_verify(int argc, char **argv)
@@ -20,6 +21,28 @@ int cr_cmd_verify(int argc, char **argv)
     cr_outdir_clean_stale(cr_default_allocator(), dir, NULL, NULL);
     cr_verify_report rep;
     cr_error err = {0};
+    if (cr_parts_present(dir)) {
+        /* a partitioned run not yet assembled: what is missing or damaged,
+         * by part (formats/parts.h) */
+        if (cr_parts_check(cr_default_allocator(), dir, &rep, &err)) {
+            fprintf(stderr, "crucible verify: %s\n", err.msg);
+            cr_verify_report_free(&rep);
+            return 1;
+        }
+        for (uint32_t i = 0; i < rep.n_problems; i++) {
+            fputs("crucible verify: ", stderr);
+            cr_text_fput(stderr, rep.problems[i], 0);
+            fputc('\n', stderr);
+        }
+        if (rep.n_problems_total)
+            fprintf(stderr, "crucible verify: %s: FAILED: the parts of a partitioned run, not assembled, with %u "
+                    "problem%s\n", dir, rep.n_problems_total, rep.n_problems_total == 1 ? "" : "s");
+        else
+            fprintf(stderr, "crucible verify: %s: FAILED: every part is complete, but the output is not assembled "
+                    "(run `crucible assemble %s`)\n", dir, dir);
+        cr_verify_report_free(&rep);
+        return 1;
+    }
     if (cr_verify_dir(cr_default_allocator(), dir, &rep, &err)) {
         fprintf(stderr, "crucible verify: %s\n", err.msg);
         cr_verify_report_free(&rep);

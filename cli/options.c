@@ -17,6 +17,7 @@ enum {
     C_SYNTH = 1u << CR_CMD_SYNTH, C_INSPECT = 1u << CR_CMD_INSPECT, C_DIFF = 1u << CR_CMD_DIFF,
     C_EVAL = 1u << CR_CMD_EVAL, C_VERIFY = 1u << CR_CMD_VERIFY, C_OPS = 1u << CR_CMD_OPS,
     C_CONVERT = 1u << CR_CMD_CONVERT,
+    C_ASSEMBLE = 1u << CR_CMD_ASSEMBLE,
 };
 
 typedef enum opt_kind { OWN, MK, NOOP, REFUSED } opt_kind;
@@ -52,9 +53,10 @@ static const command commands[CR_CMD_COUNT] = {
         "compile and run a mergekit YAML (or Lua) recipe; OUT_DIR appears complete or not at all\n",
         "mergekit-yaml's options (same meaning)" },
     [CR_CMD_PLAN] = {
-        "plan", "plan CONFIG                 what a merge will read, write and need, before running",
-        1, "plan CONFIG [options]",
-        "what a merge will read, write and need, from headers only; exit 0 if it can run, 2 if not\n",
+        "plan", "plan CONFIG|RECIPE.crb      what a merge will read, write and need, before running",
+        1, "plan CONFIG|RECIPE.crb [options]",
+        "what a merge will read, write and need, from headers only; exit 0 if it can run, 2 if not;\n"
+        "--part I/N: part I's figures and every part's (options other than these apply to a CONFIG)\n",
         "mergekit-yaml's options (same meaning)" },
     [CR_CMD_EXPLAIN] = {
         "explain", "explain CONFIG|RECIPE.crb   the bytecode as a table (--dump=PASS for the IR)",
@@ -117,6 +119,12 @@ static const command commands[CR_CMD_COUNT] = {
         "write a model directory as a GGUF file byte for byte as llama.cpp's convert_hf_to_gguf.py\n"
         "would (spec/gguf.md); OUT.gguf appears complete or not at all, is replaced only with\n"
         "--force, and never when it is an input\n", NULL },
+    [CR_CMD_ASSEMBLE] = {
+        "assemble", "assemble OUT_DIR            finish a partitioned run (run --part I/N)",
+        1, "assemble OUT_DIR [options]",
+        "check every part's manifest and shards in OUT_DIR (written by `crucible run X.crb\n"
+        "OUT_DIR --part I/N`), then write the index, config, tokenizer files and model card as\n"
+        "a single run does and remove OUT_DIR/crucible-parts (spec/parts.md)\n", NULL },
 };
 
 const char *cr_cli_command_name(cr_cli_cmd cmd) { return commands[cmd].name; }
@@ -305,6 +313,16 @@ static bool apply(cr_cli_options *o, int id, const char *opt, bool neg, const ch
     case CR_OPT_WRITE_THREADS: {
         unsigned t;
         return parse_threads(o->cmd, opt, val, &t);
+    }
+    case CR_OPT_PART: {
+        unsigned i = 0, n = 0;
+        int end = 0;
+        if (sscanf(val, "%u/%u%n", &i, &n, &end) != 2 || val[end] || !n || i < 1 || i > n || n > CR_LIMIT_SHARDS ||
+            !strchr("123456789", val[0]))
+            return bad_value(o, opt, "I/N, a part I from 1 to N (such as 2/8)", val);
+        o->part = i;
+        o->n_parts = n;
+        break;
     }
     case CR_OPT_MAX_MEMORY:
         if (!cr_cli_parse_size(val, &o->max_memory)) return bad_value(o, opt, "a size like 8G", val);

@@ -14,7 +14,7 @@ enum { CR_CLI_MAX_INPUTS = 256 };   /* --input options of one command */
 /* The commands, in `crucible --help`'s order. */
 typedef enum cr_cli_cmd {
     CR_CMD_MERGE, CR_CMD_PLAN, CR_CMD_EXPLAIN, CR_CMD_COMPILE, CR_CMD_RUN, CR_CMD_MOE,
-    CR_CMD_SYNTH, CR_CMD_INSPECT, CR_CMD_DIFF, CR_CMD_EVAL, CR_CMD_VERIFY, CR_CMD_OPS, CR_CMD_CONVERT,
+    CR_CMD_SYNTH, CR_CMD_INSPECT, CR_CMD_DIFF, CR_CMD_EVAL, CR_CMD_VERIFY, CR_CMD_OPS, CR_CMD_CONVERT, CR_CMD_ASSEMBLE,
     CR_CMD_COUNT
 } cr_cli_cmd;
 
@@ -56,6 +56,7 @@ typedef struct cr_cli_options {
     const char *input_args[CR_CLI_MAX_INPUTS];  /* run: each --input NAME=DIR, in order */
     int n_input_args;
     uint64_t shard_size;        /* synth: --shard-size (0: one shard) */
+    uint32_t part, n_parts;     /* run, plan: --part I/N (n_parts 0: not given) */
     /* Every option given, by id: its value as typed ("" for a flag), the
      * last one when repeated; NULL when not given. The parser checks the
      * values of sizes, thread counts, seeds, passes and choices; a command

@@ -10,6 +10,7 @@
  */
 #include "plan_report.h"
 #include "memplan.h"
+#include "part.h"
 #include "termtext.h"
 
 static uint64_t view_bytes(const cr_prog_input *in)
@@ -116,4 +117,75 @@ void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out)
                 n->n_spill == 1 ? "es" : "");
     }
     fprintf(out, "time            ~%.1f s (estimate at 2 GB/s read, 1 GB/s write)\n", n->est_seconds);
+}
+
+cr_status cr_plan_measure_part(const cr_program *p, uint32_t part, uint32_t n_parts, unsigned threads,
+                               uint64_t max_memory, cr_plan_numbers *n, cr_error *err)
+{
+    uint32_t *where = cr_calloc(p->alloc, p->n_shards + 1, sizeof *where);
+    uint8_t *in = cr_calloc(p->alloc, p->n_shards + 1, 1);
+    cr_insn *main = NULL;
+    uint32_t n_main = 0;
+    cr_status s = !where || !in ? cr_fail(err, CR_ERR_NOMEM, "out of memory") : CR_OK;
+    if (!s) {
+        cr_part_assign(p, n_parts, where);
+        for (uint32_t i = 0; i < p->n_shards; i++) in[i] = where[i] == part - 1;
+        s = cr_part_slice(p, in, &main, &n_main, err);
+    }
+    if (!s) {
+        cr_program view = *p;
+        view.main = main;
+        view.n_main = n_main;
+        s = cr_plan_measure(&view, threads, max_memory, n, err);
+    }
+    if (!s) {
+        /* what this part writes: its shards, their tensors; part 1 the aux files */
+        n->bytes_written = 0;
+        n->n_shards = n->n_outputs = 0;
+        for (uint32_t i = 0; i < p->n_shards; i++)
+            if (in[i]) { n->bytes_written += p->shards[i].file_size; n->n_shards++; }
+        for (uint32_t i = 0; i < p->n_outputs; i++) n->n_outputs += in[p->outputs[i].shard];
+        if (part != 1) n->aux_bytes = 0;
+        n->n_kernels = n->n_micro_ops = 0;
+        for (uint32_t pc = 0; pc < n_main; pc++)
+            if (main[pc].op == CR_OP_KERNEL) { n->n_kernels++; n->n_micro_ops += p->kernels[main[pc].a].code_len; }
+        n->est_seconds = (double)(n->bytes_read_passes + n->spill_bytes) / 2e9 +
+                         (double)(n->bytes_written + n->spill_bytes) / 1e9;
+    }
+    cr_free(p->alloc, where);
+    cr_free(p->alloc, in);
+    cr_free(p->alloc, main);
+    return s;
+}
+
+cr_status cr_plan_print_parts(const cr_program *p, uint32_t part, uint32_t n_parts, unsigned threads,
+                              uint64_t max_memory, FILE *out, cr_error *err)
+{
+    cr_plan_numbers n;
+    cr_status s = cr_plan_measure_part(p, part, n_parts, threads, max_memory, &n, err);
+    if (s) return s;
+    fprintf(out, "part            %u of %u (shards balanced by bytes, spec/parts.md)\n", part, n_parts);
+    cr_program shown = *p;   /* part 1 stages the aux files */
+    if (part != 1) shown.n_aux = 0;
+    cr_plan_print(&shown, &n, out);
+    fprintf(out, "\nparts           shards  write        read         peak memory  time\n");
+    double slowest = 0, total = 0;
+    for (uint32_t i = 1; i <= n_parts && !s; i++) {
+        if ((s = cr_plan_measure_part(p, i, n_parts, threads, max_memory, &n, err))) break;
+        char w[32], r[32], pk[32];
+        human(w, sizeof w, n.bytes_written);
+        human(r, sizeof r, n.bytes_read);
+        human(pk, sizeof pk, n.peak_memory);
+        fprintf(out, "%s %6u/%-6u %6u  %-12s %-12s %-12s ~%.2f s\n", i == part ? "=>" : "  ", i, n_parts,
+                n.n_shards, w, r, pk, n.est_seconds);
+        if (n.est_seconds > slowest) slowest = n.est_seconds;
+        total += n.est_seconds;
+    }
+    if (!s) {
+        cr_plan_numbers whole;
+        if (!(s = cr_plan_measure(p, threads, max_memory, &whole, err)))
+            fprintf(out, "whole run       ~%.2f s; %u parts side by side ~%.2f s (the slowest part), %.2f s of work "
+                    "in all\n", whole.est_seconds, n_parts, slowest, total);
+    }
+    return s;
 }

@@ -33,4 +33,15 @@ cr_status cr_plan_measure(const cr_program *p, unsigned threads, uint64_t max_me
 /* Print them as the `crucible plan` report. */
 void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out);
 
+/* The numbers of part `part` (1-based) of n_parts of a partitioned run
+ * (vm/part.h: its shards and the slice of the program that computes
+ * them): what that `run --part` will read, write and need. */
+cr_status cr_plan_measure_part(const cr_program *p, uint32_t part, uint32_t n_parts, unsigned threads,
+                               uint64_t max_memory, cr_plan_numbers *out, cr_error *err);
+/* `plan --part I/N`: part I's report, then one line per part (shards,
+ * bytes written and read, peak memory, time), so an array can be sized.
+ * Errors: as cr_plan_measure, for any part. */
+cr_status cr_plan_print_parts(const cr_program *p, uint32_t part, uint32_t n_parts, unsigned threads,
+                              uint64_t max_memory, FILE *out, cr_error *err);
+
 #endif

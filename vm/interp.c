@@ -272,11 +272,12 @@ static cr_status run_main(vm *m, cr_error *err)
 
 void cr_vm_options_init(cr_vm_options *opt) { memset(opt, 0, sizeof *opt); }
 
-cr_status cr_vm_run(const cr_program *p, const cr_vm_options *opt, cr_error *err)
+cr_status cr_vm_run(const cr_program *p_in, const cr_vm_options *opt, cr_error *err)
 {
     if (!opt->out_dir) return cr_fail(err, CR_ERR_ARG, "no output directory given");
     vm m_, *m = &m_;
     memset(m, 0, sizeof *m);
+    const cr_program *p = p_in;
     m->p = p;
     m->opt = opt;
     m->alloc = opt->alloc ? opt->alloc : p->alloc;
@@ -288,6 +289,9 @@ cr_status cr_vm_run(const cr_program *p, const cr_vm_options *opt, cr_error *err
     cr_progress_printer_init(&m->printer, opt->progress_file);
 
     cr_status s = cr_kernels_pick(opt->isa, &m->kern, err);
+    cr_program view;   /* a partitioned run's program: its slice of main */
+    if (!s && opt->n_parts) s = vm_part_setup(m, &view, err);
+    p = m->p;
     if (!s) s = vm_setup(m, err);
     m->phase = CR_VM_PHASE_CHECK;
     /* the output is checked against every input, and created, before a
@@ -300,7 +304,8 @@ cr_status cr_vm_run(const cr_program *p, const cr_vm_options *opt, cr_error *err
         m->phase = CR_VM_PHASE_RUN;
         atomic_store(&m->bytes_done, 0);
         m->bytes_total = 0;
-        for (uint32_t i = 0; i < p->n_outputs; i++) m->bytes_total += p->outputs[i].nbytes;
+        for (uint32_t i = 0; i < p->n_outputs; i++)
+            if (!m->shard_in || m->shard_in[p->outputs[i].shard]) m->bytes_total += p->outputs[i].nbytes;
         vm_report(m, true);
         m->writeback = cr_writeback_start(m->alloc, m->io, m->shard_fds, p->n_shards);
         s = run_main(m, err);
@@ -312,7 +317,7 @@ cr_status cr_vm_run(const cr_program *p, const cr_vm_options *opt, cr_error *err
     if (!s) s = vm_finish_shards(m, err);
     if (!s && interrupted(m)) s = cr_fail(err, CR_ERR_INTERRUPTED, "interrupted");
     s = vm_check_inputs(m, s, err);
-    if (!s) s = cr_outdir_commit(&m->outdir, err);
+    if (!s) s = m->shard_in ? vm_part_publish(m, err) : cr_outdir_commit(&m->outdir, err);
     if (!s) {
         m->phase = CR_VM_PHASE_DONE;
         vm_warn_nonfinite(m);
@@ -328,6 +333,7 @@ cr_status cr_vm_run(const cr_program *p, const cr_vm_options *opt, cr_error *err
         }
     }
     vm_teardown(m);
+    if (opt->n_parts) vm_part_free(m, &view);
     return s;
 }
 

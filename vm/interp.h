@@ -98,6 +98,14 @@ typedef struct vm {
     cr_outdir outdir;
     bool outdir_open;
     const cr_io *io;           /* opt->io or the real file system */
+    /* a partitioned run (opt->n_parts): per shard, 1 when the part writes
+     * it; per manifest file, 1 when the part reads it (its hash is checked);
+     * NULL for a whole run */
+    uint8_t *shard_in, *file_in;
+    uint32_t *shard_part;      /* per shard: its part, 0-based */
+    uint64_t part_program;     /* the program's body hash: its identity in the manifest */
+    uint64_t *aux_hash;        /* part 1: XXH64 of each staged aux file */
+    cr_insn *part_main;        /* the part's slice of main (the view's) */
     /* set when a tensor holds NaN or Inf: inputs as loaded, outputs as stored */
     atomic_uchar *nonfinite_in, *nonfinite_out;
     /* per input: a finished kernel has checked all of it for NaN/Inf, so
@@ -201,5 +209,10 @@ cr_status vm_finish_shards(vm *m, cr_error *err);
 cr_status vm_check_inputs(vm *m, cr_status s, cr_error *err);
 void vm_warn_nonfinite(const vm *m);
 void vm_teardown(vm *m);
+
+/* interp_part.c: a partitioned run (vm/part.h, formats/parts.h) */
+cr_status vm_part_setup(vm *m, cr_program *view, cr_error *err);
+cr_status vm_part_publish(vm *m, cr_error *err);
+void vm_part_free(vm *m, cr_program *view);
 
 #endif

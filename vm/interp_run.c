@@ -8,6 +8,7 @@
 #include "hash.h"
 #include "outguard.h"
 #include "outhash.h"
+#include "parts.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +29,7 @@ static int hash_file(void *ud, uint64_t i, unsigned thread)
     (void)thread;
     const cr_prog_file *f = &m->p->files[i];
     if (!f->hash) return 0;   /* not recorded: size check only */
+    if (m->file_in && !m->file_in[i]) return 0;   /* another part's input: not read */
     cr_xxh64_state st;
     cr_xxh64_init(&st, 0);
     const uint64_t block = 16u << 20;
@@ -81,7 +83,7 @@ cr_status vm_open_inputs(vm *m, cr_error *err)
         }
         close(fd);   /* the mapping keeps the file */
         m->n_opened = i + 1;
-        if (hashing && p->files[i].hash) to_hash += p->files[i].size;
+        if (hashing && p->files[i].hash && (!m->file_in || m->file_in[i])) to_hash += p->files[i].size;
     }
     /* before any read of the maps */
     if (m->opt->guard) cr_input_guard_set(m->opt->guard, m->regions, p->n_files);
@@ -96,7 +98,7 @@ cr_status vm_open_inputs(vm *m, cr_error *err)
     cr_pool_run(m->pool, p->n_files, hash_file, &h);
     cr_status s = m->job_status;
     for (uint32_t i = 0; !s && i < p->n_files; i++) {
-        if (!p->files[i].hash || got[i] == p->files[i].hash) continue;
+        if (!p->files[i].hash || got[i] == p->files[i].hash || (m->file_in && !m->file_in[i])) continue;
         s = cr_fail(err, CR_ERR_RUNTIME, "input %s has content hash %016llx but the program was compiled for %016llx "
                     "(the file changed; --skip-hash checks sizes only)", S(m, p->files[i].path),
                     (unsigned long long)got[i], (unsigned long long)p->files[i].hash);
@@ -210,6 +212,7 @@ cr_status vm_create_shards(vm *m, cr_error *err)
     const cr_program *p = m->p;
     for (uint32_t i = 0; i < p->n_shards; i++) {
         const cr_prog_shard *sh = &p->shards[i];
+        if (m->shard_in && !m->shard_in[i]) continue;   /* another part's */
         char *path = cr_outdir_path(&m->outdir, S(m, sh->file_name));
         if (!path) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
         int fd = m->io->open(m->io->ud, path, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0644);
@@ -235,6 +238,7 @@ static int hash_shard(void *ud, uint64_t i, unsigned thread)
     vm *m = ud;
     (void)thread;
     const cr_prog_shard *sh = &m->p->shards[i];
+    if (m->shard_fds[i] < 0) return 0;   /* another part's */
     cr_error e = {0};
     cr_status s = cr_hash_fd(m->alloc, m->shard_fds[i], sh->file_size, m->opt->interrupt, S(m, sh->file_name),
                              &m->shard_hash[i], &e);
@@ -276,13 +280,26 @@ static cr_status index_with_hashes(vm *m, const cr_prog_aux *x, char **out, size
 cr_status vm_write_aux(vm *m, cr_error *err)
 {
     const cr_program *p = m->p;
+    /* a partitioned run: part 1 stages them in aux/ of its directory, the
+     * index without hashes (assemble adds every part's, formats/parts.h) */
+    bool part = m->shard_in != NULL;
+    if (part && (m->opt->part != 1 || !p->n_aux)) return CR_OK;
+    if (part) {
+        char *dir = cr_outdir_path(&m->outdir, CR_PARTS_AUX);
+        int e = !dir ? ENOMEM : m->io->mkdir(m->io->ud, dir, 0755) ? errno : 0;
+        cr_status s = e ? cr_fail_errno(err, e, "cannot create %s", dir ? dir : CR_PARTS_AUX) : CR_OK;
+        cr_free(m->alloc, dir);
+        if (s) return s;
+    }
     for (uint32_t i = 0; i < p->n_aux; i++) {
         const cr_prog_aux *x = &p->aux[i];
         char *indexed = NULL;
         size_t indexed_len = 0;
-        cr_status s = index_with_hashes(m, x, &indexed, &indexed_len, err);
+        cr_status s = part ? CR_OK : index_with_hashes(m, x, &indexed, &indexed_len, err);
         if (s) return s;
-        char *path = cr_outdir_path(&m->outdir, S(m, x->dest));
+        char name[CR_LIMIT_NAME + 8];
+        snprintf(name, sizeof name, "%s%s", part ? CR_PARTS_AUX "/" : "", S(m, x->dest));
+        char *path = cr_outdir_path(&m->outdir, name);
         if (!path) { cr_free(m->alloc, indexed); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
         const uint8_t *data;
         uint64_t len;
@@ -291,6 +308,7 @@ cr_status vm_write_aux(vm *m, cr_error *err)
         else { data = m->maps[x->src_file]; len = p->files[x->src_file].size; }
         if (!indexed && x->kind != CR_AUX_WRITE && data && len)
             madvise((void *)data, (size_t)len, MADV_WILLNEED);   /* no read-around */
+        if (part) m->aux_hash[i] = len ? cr_xxh64(data, (size_t)len, 0) : cr_xxh64("", 0, 0);
         int fd = m->io->open(m->io->ud, path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
         if (fd < 0) s = cr_fail_errno(err, errno, "cannot create %s", path);
         else {
@@ -310,6 +328,7 @@ cr_status vm_finish_shards(vm *m, cr_error *err)
 {
     for (uint32_t i = 0; i < m->p->n_shards; i++) {
         int fd = m->shard_fds[i];
+        if (fd < 0) continue;   /* another part's */
         m->shard_fds[i] = -1;
         int e = m->io->fsync(m->io->ud, fd) ? errno : 0;
         if (m->io->close(m->io->ud, fd) && !e) e = errno;
@@ -445,7 +464,10 @@ cr_status vm_begin_outdir(vm *m, cr_error *err)
     /* the caller's paths first: they are named as the user wrote them */
     cr_status s = cr_input_paths_add_all(&inputs, m->opt->inputs, err);
     if (!s) s = cr_input_paths_add_program(&inputs, m->p, err);
-    if (!s) {
+    if (!s && m->shard_in) {
+        s = cr_parts_begin(m->alloc, m->opt->out_dir, m->opt->part, m->opt->n_parts, &inputs, m->io, &m->outdir, err);
+        m->outdir_open = !s;
+    } else if (!s) {
         cr_outdir_options oo = { .force = m->opt->force, .io = m->io, .inputs = &inputs };
         s = cr_outdir_begin(m->alloc, m->opt->out_dir, &oo, &m->outdir, err);
         m->outdir_open = !s;

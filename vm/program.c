@@ -703,11 +703,11 @@ static const void *sec_data(const cr_program *p, int id)
 
 static bool host_is_little(void) { uint32_t x = 1; uint8_t b; memcpy(&b, &x, 1); return b == 1; }
 
-cr_status cr_program_save(const cr_program *p, const char *path, cr_error *err)
+/* The .crb bytes of p (header included, body hash set) in *buf (p->alloc);
+ * `what` names the file for messages. */
+static cr_status serialise(const cr_program *p, const char *what, uint8_t **out, uint64_t *out_len, cr_error *err)
 {
-    cr_status s = cr_program_verify(p, err);
-    if (s) return s;
-    if (!host_is_little()) return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: .crb files are little-endian; this host is not", path);
+    if (!host_is_little()) return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: .crb files are little-endian; this host is not", what);
     crb_section secs[SEC_COUNT_];
     uint64_t off = sizeof(crb_header) + sizeof secs;
     for (int id = 1; id <= SEC_COUNT_; id++) {
@@ -718,7 +718,7 @@ cr_status cr_program_save(const cr_program *p, const char *path, cr_error *err)
         c->offset = off;
         off += (c->count * c->record_size + 7) & ~(uint64_t)7;
     }
-    if (off > CR_LIMIT_CRB_BYTES) return cr_fail(err, CR_ERR_LIMIT, "%s: program would be %llu bytes (limit %llu)", path,
+    if (off > CR_LIMIT_CRB_BYTES) return cr_fail(err, CR_ERR_LIMIT, "%s: program would be %llu bytes (limit %llu)", what,
                                                  (unsigned long long)off, (unsigned long long)CR_LIMIT_CRB_BYTES);
     uint8_t *buf = cr_calloc(p->alloc, 1, (size_t)off);
     /* a model's file is saved without the path it is bound to here: a
@@ -727,7 +727,7 @@ cr_status cr_program_save(const cr_program *p, const char *path, cr_error *err)
     if (!buf || (p->n_files && !files)) {
         cr_free(p->alloc, buf);
         cr_free(p->alloc, files);
-        return cr_fail(err, CR_ERR_NOMEM, "%s: out of memory serialising the program", path);
+        return cr_fail(err, CR_ERR_NOMEM, "%s: out of memory serialising the program", what);
     }
     for (uint32_t i = 0; i < p->n_files; i++) {
         files[i] = p->files[i];
@@ -758,6 +758,31 @@ cr_status cr_program_save(const cr_program *p, const char *path, cr_error *err)
     cr_free(p->alloc, files);
     h.body_hash = cr_xxh64(buf + sizeof h, (size_t)(off - sizeof h), 0);
     memcpy(buf, &h, sizeof h);
+    *out = buf;
+    *out_len = off;
+    return CR_OK;
+}
+
+cr_status cr_program_body_hash(const cr_program *p, uint64_t *out, cr_error *err)
+{
+    uint8_t *buf;
+    uint64_t len;
+    cr_status s = serialise(p, "program", &buf, &len, err);
+    if (s) return s;
+    crb_header h;
+    memcpy(&h, buf, sizeof h);
+    *out = h.body_hash;
+    cr_free(p->alloc, buf);
+    return CR_OK;
+}
+
+cr_status cr_program_save(const cr_program *p, const char *path, cr_error *err)
+{
+    cr_status s = cr_program_verify(p, err);
+    if (s) return s;
+    uint8_t *buf;
+    uint64_t off;
+    if ((s = serialise(p, path, &buf, &off, err))) return s;
 
     /* write beside the target and rename, so a reader never sees half a file */
     /* (a name of crucible's own, so no file of the user's is clobbered;

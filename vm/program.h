@@ -286,6 +286,12 @@ cr_status cr_program_save(const cr_program *p, const char *path, cr_error *err);
 cr_status cr_program_load(const cr_allocator *alloc, const char *path,
                           cr_program *out, cr_error *err);
 
+/* XXH64 of p serialised as a .crb's body (the bytes after the header):
+ * the body hash cr_program_save records, so a program's identity whether
+ * loaded or just compiled (a part manifest records it, spec/parts.md).
+ * Errors: NOMEM, LIMIT. */
+cr_status cr_program_body_hash(const cr_program *p, uint64_t *out, cr_error *err);
+
 /* Bind file i to `path` (copied into the bound pool; a later bind
  * replaces it). Errors: NOMEM, LIMIT. */
 cr_status cr_program_bind_file(cr_program *p, uint32_t i, const char *path, cr_error *err);

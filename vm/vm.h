@@ -70,6 +70,11 @@ typedef struct cr_vm_options {
      * them, no ancestor of one and not inside an input directory
      * (outguard.h). NULL: only the manifest's files and their directories. */
     const struct cr_input_paths *inputs;
+    /* A partitioned run (spec/parts.md, vm/part.h): only the shards of
+     * part `part` (1-based) of `n_parts` are computed, into out_dir shared
+     * with the other parts, with a part manifest (formats/parts.h); part 1
+     * also stages the aux files. n_parts 0: the whole program. */
+    uint32_t part, n_parts;
     /* Warnings that do not stop the run (NaN/Inf in an input or an output
      * tensor, naming it). NULL: printed to stderr as "crucible: warning: ...",
      * even when quiet. */

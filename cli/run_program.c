@@ -15,6 +15,9 @@
  */
 #include <signal.h>
 #include <stdio.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <string.h>
 
 #include "inputguard.h"
@@ -125,9 +128,13 @@ int cr_cli_compile_and_run(const cr_cli_options *o)
     cr_compile_result r;   /* r.inputs: recipe, method files, model dirs: never the output */
     int rc = cr_cli_compile(o, false, o->pos[1], true, &r);
     if (rc) return rc;
-    /* the graph is not needed to run: give its memory back first */
-    cr_graph_free(&r.graph);
-    cr_graph_init(&r.graph, cr_default_allocator());
+    /* the compiler's memory is not needed to run: give it back first, to the
+     * system too (glibc keeps freed heap pages resident otherwise, and the
+     * memory model of spec/plan.md counts none of the compiler's heap) */
+    cr_compile_result_release_compiler(&r);
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
     cr_vm_options vo;
     cr_vm_options_init(&vo);
     vo.out_dir = o->pos[1];

@@ -126,6 +126,15 @@ cr_status cr_compile(const cr_pipeline_options *o, cr_compile_result *r, cr_erro
     return st;
 }
 
+void cr_compile_result_release_compiler(cr_compile_result *r)
+{
+    cr_graph_free(&r->graph);
+    cr_graph_init(&r->graph, r->program.alloc ? r->program.alloc : cr_default_allocator());
+    cr_plan_free(&r->plan);
+    cr_methods_close(r->own_methods);   /* after the plan, which points into it */
+    r->own_methods = NULL;
+}
+
 void cr_compile_result_free(cr_compile_result *r)
 {
     cr_program_free(&r->program);

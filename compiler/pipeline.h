@@ -70,4 +70,9 @@ typedef struct cr_compile_result {
 cr_status cr_compile(const cr_pipeline_options *o, cr_compile_result *r, cr_error *err);
 void cr_compile_result_free(cr_compile_result *r);
 
+/* Free what only the compiler needed (graph, plan with its open models,
+ * the method registry) and keep the program, the input paths and the
+ * diagnostics: what running the program still uses. */
+void cr_compile_result_release_compiler(cr_compile_result *r);
+
 #endif

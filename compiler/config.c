@@ -10,6 +10,7 @@
  * yet". Parsing never stops at the first problem.
  */
 #include "config.h"
+#include "chat_templates.h"
 #include "limits.h"
 
 #include <math.h>
@@ -570,8 +571,20 @@ cr_status cr_config_parse(cr_arena *ar, const cr_ytree *t, uint32_t doc, cr_conf
     }
     const cr_ynode *ct = cr_ynode_get(root, "chat_template");
     if (ct && !cr_ynode_is_null(ct)) {
-        if (ct->kind != CR_YNODE_SCALAR) ERR(&c, ct, "chat_template", NULL, "chat_template must be a string");
-        unsupported(&c, ct, "chat_template", "chat_template");
+        if (ct->kind != CR_YNODE_SCALAR) {
+            ERR(&c, ct, "chat_template", NULL, "chat_template must be a string");
+        } else {
+            const char *s = scalar_str(&c, ct, "chat_template", "chat_template");
+            /* mergekit 0.1.5 finds a bad template only after writing every tensor */
+            if (s && *s && cr_chat_template_kind(s, NULL) == CR_CHAT_INVALID)
+                ERR(&c, ct, "chat_template",
+                    "give auto, alpaca, chatml, exaone, llama3, mistral or Jinja text (20 bytes or more, with '{')",
+                    "invalid chat template '%.60s' (mergekit 0.1.5 fails on it)", s);
+            else if (s && *s) {
+                out->chat_template = s;
+                out->chat_template_loc = at(&c, ct);
+            }
+        }
     }
     if (c.oom) return CR_ERR_NOMEM;
     return diags->n_errors > errors_before ? CR_ERR_CONFIG : CR_OK;

@@ -105,6 +105,8 @@ typedef struct cr_config {
     cr_params module_params;    /* modules.default.parameters */
     cr_dtype dtype, out_dtype;  /* CR_DTYPE_NONE when absent */
     cr_src_loc dtype_loc, out_dtype_loc;
+    const char *chat_template;  /* `chat_template:` (valid, see chat_templates.h) or NULL */
+    cr_src_loc chat_template_loc;
     const char *text;           /* verbatim document text */
     cr_src_loc loc;             /* document start */
     bool unsupported;           /* an error was "not supported yet" */

@@ -76,6 +76,7 @@ typedef struct cr_plan_stage {
     long long num_layers_out;   /* -1: keep the donor's */
     const char *num_layers_key; /* e.g. "num_hidden_layers" */
     const char *recipe_text;    /* this document's YAML text, verbatim */
+    const char *chat_template;  /* `chat_template:` or NULL (compiler/chat_templates.h) */
 } cr_plan_stage;
 
 typedef struct cr_plan {

@@ -16,6 +16,7 @@
 #include "infile.h"
 #include "limits.h"
 #include "layout.h"
+#include "tokident.h"
 
 static cr_status add_aux(cr_program *p, cr_prog_aux *a, cr_error *err)
 {
@@ -158,16 +159,27 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
             cr_free(p->alloc, out);
             if (s) return s;
         }
-        if (o && o->copy_tokenizer) {
+        /* the tokenizer written: the donor's (--copy-tokenizer), or with
+         * tokenizer_source the source model's whatever the flag (mergekit
+         * then always saves its merged tokenizer) */
+        int tok_model = o && o->copy_tokenizer ? donor : -1;
+        if (last->tokenizer_source) {
+            if (!v015)
+                return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer_source under --mergekit-version 0.1.4: not supported yet "
+                               "(only mergekit 0.1.5's file layout is reproduced)");
+            if ((s = cr_tokenizer_identity(p->alloc, plan, last, donor, &tok_model, err))) return s;
+        }
+        if (tok_model >= 0) {
             const char *names[32];
-            size_t n = cr_hf_tokenizer_files(donor_dir, v015, names, CR_ARRAY_LEN(names));
+            const char *tok_dir = plan->models[tok_model].path;
+            size_t n = cr_hf_tokenizer_files(tok_dir, v015, names, CR_ARRAY_LEN(names));
             /* `chat_template:` replaces the donor's template; with no tokenizer
              * to go with it mergekit saves none (it warns) */
             char *tmpl = NULL;
             const char *ct = last->chat_template;
             if (ct && n) {
                 if (!v015)
-                    return cr_fail(err, CR_ERR_CONFIG, "chat_template under --mergekit-version 0.1.4: not supported yet "
+                    return cr_fail(err, CR_ERR_UNSUPPORTED, "chat_template under --mergekit-version 0.1.4: not supported yet "
                                    "(only mergekit 0.1.5's file layout is reproduced)");
                 const cr_chat_template *named;
                 cr_chat_kind k = cr_chat_template_kind(ct, &named);
@@ -188,10 +200,10 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
             }
             for (size_t i = 0; i < n && !s; i++) {
                 if (own_template && !strcmp(names[i], "chat_template.jinja")) continue;
-                snprintf(path, sizeof path, "%s/%s", donor_dir, names[i]);
-                const cr_plan_model *dm = &plan->models[donor];
+                snprintf(path, sizeof path, "%s/%s", tok_dir, names[i]);
+                const cr_plan_model *dm = &plan->models[tok_model];
                 cr_input_file src = { .ref = dm->ref, .lookup = dm->lookup, .revision = dm->revision,
-                                      .dir = donor_dir, .path = path };
+                                      .dir = tok_dir, .path = path };
                 s = cr_program_aux_copy(p, names[i], &src, err);
             }
             if (s) return s;

@@ -15,6 +15,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct pctx {
@@ -560,14 +561,34 @@ cr_status cr_config_parse(cr_arena *ar, const cr_ytree *t, uint32_t doc, cr_conf
         ERR(&c, tk, "tokenizer", NULL, "give either 'tokenizer_source' or 'tokenizer', not both");
     } else if (ts) {
         if (ts->kind != CR_YNODE_SCALAR) ERR(&c, ts, "tokenizer_source", NULL, "tokenizer_source must be union, base or a model");
-        unsupported(&c, ts, "tokenizer_source", "tokenizer merging (tokenizer_source); remove it to copy the donor's tokenizer");
+        else out->tokenizer_source = scalar_str(&c, ts, "tokenizer_source", "tokenizer_source");
+        out->tokenizer_loc = at(&c, ts);
     } else if (tk) {
         if (tk->kind != CR_YNODE_MAP) ERR(&c, tk, "tokenizer", NULL, "tokenizer must be a mapping");
         else {
             static const char *const keys[] = { "source", "tokens", "pad_to_multiple_of", NULL };
             check_keys(&c, tk, "tokenizer", keys);
+            const cr_ynode *src = cr_ynode_get(tk, "source"), *tok = cr_ynode_get(tk, "tokens"),
+                           *pad = cr_ynode_get(tk, "pad_to_multiple_of");
+            /* mergekit's default source is union */
+            out->tokenizer_source = "union";
+            if (src && !cr_ynode_is_null(src)) {
+                if (src->kind != CR_YNODE_SCALAR) ERR(&c, src, "tokenizer.source", NULL, "tokenizer.source must be union, base or a model");
+                else out->tokenizer_source = scalar_str(&c, src, "tokenizer.source", "tokenizer.source");
+            }
+            out->tokenizer_loc = at(&c, tk);
+            if (tok && !cr_ynode_is_null(tok))
+                unsupported(&c, tok, "tokenizer.tokens", "token overrides (tokenizer.tokens) need mergekit's embedding "
+                            "permutation; only a tokenizer every input shares");
+            if (pad && !cr_ynode_is_null(pad)) {
+                const char *ps = scalar_str(&c, pad, "tokenizer.pad_to_multiple_of", "pad_to_multiple_of");
+                char *end = NULL;
+                long v = ps ? strtol(ps, &end, 10) : -1;
+                if (!ps || !*ps || *end || v < 0)
+                    ERR(&c, pad, "tokenizer.pad_to_multiple_of", NULL, "pad_to_multiple_of must be a whole number >= 0");
+                else out->tokenizer_pad = v;
+            }
         }
-        unsupported(&c, tk, "tokenizer", "tokenizer merging (tokenizer:); remove it to copy the donor's tokenizer");
     }
     const cr_ynode *ct = cr_ynode_get(root, "chat_template");
     if (ct && !cr_ynode_is_null(ct)) {

@@ -685,6 +685,8 @@ static void plan_stage(fe *f, uint32_t s, fe_model **outputs)
     st->num_layers_out = -1;
     st->recipe_text = cfg->text;
     st->chat_template = cfg->chat_template;
+    st->tokenizer_source = cfg->tokenizer_source;
+    st->tokenizer_pad = cfg->tokenizer_pad;
 
     /* Method. */
     if (cfg->merge_method) {

@@ -63,10 +63,5 @@ refuse no_brace '"a long line of text with no braces in it"' "invalid chat templ
 rc=$?
 check '[ $rc -ne 0 ] && grep -q "chat_template under --mergekit-version 0.1.4: not supported yet" "$tmp/err"' \
     "0.1.4 not refused: rc=$rc $(head -c 300 "$tmp/err")"
-# tokenizer merging is still refused, naming the key
-strip_ct "$tmp/chatml.yml" >"$tmp/ts.yml"; printf 'tokenizer_source: union\n' >>"$tmp/ts.yml"
-"$bin" plan "$tmp/ts.yml" --models-dir "$m" >/dev/null 2>"$tmp/err"
-rc=$?; check '[ $rc -ne 0 ] && grep -q "tokenizer_source.*not supported yet" "$tmp/err"' "tokenizer_source: $(head -c 300 "$tmp/err")"
-
 echo "chat_template: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -5,9 +5,10 @@
  * on purpose: unknown keys are warned about (mergekit ignores them silently),
  * a bare {filter, value} mapping and a bad dtype name are errors here rather
  * than at evaluation/load time, and features crucible does not implement yet
- * (LoRA, revisions, tokenizer merging, chat templates, multi-module recipes,
+ * (LoRA, revisions, tokenizer `tokens:` overrides, multi-module recipes,
  * override_architecture) are parsed and then refused with "not supported
- * yet". Parsing never stops at the first problem.
+ * yet"; tokenizer sources that need a vocabulary permutation are refused
+ * later, in compiler/tokident.c, where the tokenizers are read. Parsing never stops at the first problem.
  */
 #include "config.h"
 #include "chat_templates.h"

@@ -63,5 +63,5 @@ refuse no_brace '"a long line of text with no braces in it"' "invalid chat templ
 rc=$?
 check '[ $rc -ne 0 ] && grep -q "chat_template under --mergekit-version 0.1.4: not supported yet" "$tmp/err"' \
     "0.1.4 not refused: rc=$rc $(head -c 300 "$tmp/err")"
-echo "chat_template: $pass passed, $fail failed"
+echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

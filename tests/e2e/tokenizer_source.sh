@@ -69,5 +69,5 @@ recipe 'tokenizer_source: elsewhere' >"$tmp/elsewhere.yml"
 refuse not_input "$tmp/elsewhere.yml" "tokenizer_source 'elsewhere' is not one of the recipe's models"
 refuse v014 "$tmp/union.yml" "tokenizer_source under --mergekit-version 0.1.4: not supported yet" --mergekit-version 0.1.4
 
-echo "tokenizer_source: $pass passed, $fail failed"
+echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

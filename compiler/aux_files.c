@@ -163,6 +163,11 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
          * tokenizer_source the source model's whatever the flag (mergekit
          * then always saves its merged tokenizer) */
         int tok_model = o && o->copy_tokenizer ? donor : -1;
+        /* an earlier stage's tokenizer would have to be carried through its output */
+        for (uint32_t i = 0; i + 1 < plan->n_stages; i++)
+            if (plan->stages[i].tokenizer_source)
+                return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer_source in stage '%s' of a multi-stage recipe: "
+                               "not supported yet", plan->stages[i].name);
         if (last->tokenizer_source) {
             if (!v015)
                 return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer_source under --mergekit-version 0.1.4: not supported yet "

@@ -97,7 +97,8 @@ cr_status cr_tokenizer_identity(const cr_allocator *a, const cr_plan *plan, cons
             continue;
         }
         const char *what = !cJSON_Compare(first.vocab, cur.vocab, true) ? "vocabularies"
-                           : !cJSON_Compare(first.added, cur.added, true) ? "added tokens" : NULL;
+                           : (first.added || cur.added) && !cJSON_Compare(first.added, cur.added, true) ? "added tokens"
+                           : NULL;
         cJSON_Delete(cur.json);
         cur.json = NULL;
         if (what) s = cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer_source: %s and %s have different tokenizer %s: %s",

@@ -67,6 +67,22 @@ recipe 'tokenizer: {source: base, pad_to_multiple_of: 48}' >"$tmp/pad.yml"
 refuse pad "$tmp/pad.yml" "pad_to_multiple_of 48 pads 64 tokens to 96 rows"
 recipe 'tokenizer_source: elsewhere' >"$tmp/elsewhere.yml"
 refuse not_input "$tmp/elsewhere.yml" "tokenizer_source 'elsewhere' is not one of the recipe's models"
+cat >"$tmp/stages.yml" <<'Y'
+name: soup
+models:
+  - model: base
+    parameters: {weight: 0.5}
+  - model: ft
+    parameters: {weight: 0.5}
+merge_method: linear
+tokenizer_source: union
+---
+models:
+  - model: soup
+    parameters: {weight: 1.0}
+merge_method: linear
+Y
+refuse stage "$tmp/stages.yml" "tokenizer_source in stage 'soup' of a multi-stage recipe: not supported yet"
 refuse v014 "$tmp/union.yml" "tokenizer_source under --mergekit-version 0.1.4: not supported yet" --mergekit-version 0.1.4
 
 echo "$pass passed, $fail failed"

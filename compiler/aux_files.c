@@ -7,12 +7,16 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <cjson/cJSON.h>
+
 #include "aux_files.h"
 #include "bind.h"
+#include "chat_templates.h"
 #include "hfdir.h"
 #include "infile.h"
 #include "limits.h"
 #include "layout.h"
+#include "tokident.h"
 
 static cr_status add_aux(cr_program *p, cr_prog_aux *a, cr_error *err)
 {
@@ -41,6 +45,78 @@ cr_status cr_program_aux_copy(cr_program *p, const char *dest, const cr_input_fi
     cr_status st = cr_program_add_input_file(p, &f, &a.src_file, err);
     if (!st) st = cr_program_add_blob(p, dest, strlen(dest), &a.dest, err);
     return st ? st : add_aux(p, &a, err);
+}
+
+/* ---- chat_template (spec/tokenizer-merge.md §4) ----------------------------- */
+
+/* A model's own template as transformers 5 loads it, or NULL: chat_template.jinja
+ * first, else tokenizer_config.json's `chat_template` (a string, or a list of
+ * {name, template} whose "default" entry counts). Caller frees with alloc. */
+static char *model_template(const cr_allocator *alloc, const char *dir)
+{
+    char path[4096];
+    struct stat sb;
+    char *text = NULL;
+    size_t len;
+    cr_error e = { 0 };
+    snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
+    if (stat(path, &sb) == 0)
+        return cr_file_read(alloc, path, CR_LIMIT_JSON_BYTES, "chat template", &text, &len, &e) ? NULL : text;
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    cJSON *j = NULL;
+    if (stat(path, &sb) || cr_json_read_object(alloc, path, CR_LIMIT_JSON_BYTES, &j, &e)) return NULL;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "chat_template"), *found = NULL;
+    if (cJSON_IsString(t)) found = t;
+    const cJSON *it;
+    if (cJSON_IsArray(t)) cJSON_ArrayForEach(it, t) {
+        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(it, "name");
+        if (cJSON_IsString(nm) && !strcmp(nm->valuestring, "default"))
+            found = cJSON_GetObjectItemCaseSensitive(it, "template");
+    }
+    if (cJSON_IsString(found)) {
+        len = strlen(found->valuestring);
+        if ((text = cr_malloc(alloc, len + 1))) memcpy(text, found->valuestring, len + 1);
+    }
+    cJSON_Delete(j);
+    return text;
+}
+
+/* Python's str.strip() for the ASCII white space it removes (\t\n\v\f\r,
+ * \x1c-\x1f, space); other Unicode white space is left (a listed difference) */
+static void py_strip(char *s)
+{
+    size_t a = 0, n = strlen(s);
+#define WS(c) ((c) == ' ' || ((c) >= 9 && (c) <= 13) || ((c) >= 0x1c && (c) <= 0x1f))
+    while (a < n && WS((unsigned char)s[a])) a++;
+    while (n > a && WS((unsigned char)s[n - 1])) n--;
+#undef WS
+    memmove(s, s + a, n - a);
+    s[n - a] = 0;
+}
+
+/* `chat_template: auto`: the most common stripped template among the input
+ * models, ties to the first seen (mergekit's Counter.most_common over its
+ * model order; crucible's is the recipe's). NULL: none has one. */
+static char *auto_template(const cr_allocator *alloc, const cr_plan *plan)
+{
+    char *t[256];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < plan->n_models && n < CR_ARRAY_LEN(t); i++) {
+        if (plan->models[i].stage >= 0 || !plan->models[i].path) continue;
+        char *s = model_template(alloc, plan->models[i].path);
+        if (s) py_strip(s);
+        if (s && *s) t[n++] = s;
+        else cr_free(alloc, s);
+    }
+    int best = -1, best_count = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        int c = 0;
+        for (uint32_t j = 0; j < n; j++) c += !strcmp(t[i], t[j]);
+        if (c > best_count) best = (int)i, best_count = c;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        if ((int)i != best) cr_free(alloc, t[i]);
+    return best >= 0 ? t[best] : NULL;
 }
 
 cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_options *o, cr_error *err)
@@ -83,14 +159,56 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
             cr_free(p->alloc, out);
             if (s) return s;
         }
-        if (o && o->copy_tokenizer) {
+        /* the tokenizer written: the donor's (--copy-tokenizer), or with
+         * tokenizer_source the source model's whatever the flag (mergekit
+         * then always saves its merged tokenizer) */
+        int tok_model = o && o->copy_tokenizer ? donor : -1;
+        /* an earlier stage's tokenizer would have to be carried through its output */
+        for (uint32_t i = 0; i + 1 < plan->n_stages; i++)
+            if (plan->stages[i].tokenizer_source)
+                return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer_source in stage '%s' of a multi-stage recipe: "
+                               "not supported yet", plan->stages[i].name);
+        if (last->tokenizer_source) {
+            if (!v015)
+                return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer_source under --mergekit-version 0.1.4: not supported yet "
+                               "(only mergekit 0.1.5's file layout is reproduced)");
+            if ((s = cr_tokenizer_identity(p->alloc, plan, last, donor, &tok_model, err))) return s;
+        }
+        if (tok_model >= 0) {
             const char *names[32];
-            size_t n = cr_hf_tokenizer_files(donor_dir, v015, names, CR_ARRAY_LEN(names));
+            const char *tok_dir = plan->models[tok_model].path;
+            size_t n = cr_hf_tokenizer_files(tok_dir, v015, names, CR_ARRAY_LEN(names));
+            /* `chat_template:` replaces the donor's template; with no tokenizer
+             * to go with it mergekit saves none (it warns) */
+            char *tmpl = NULL;
+            const char *ct = last->chat_template;
+            if (ct && n) {
+                if (!v015)
+                    return cr_fail(err, CR_ERR_UNSUPPORTED, "chat_template under --mergekit-version 0.1.4: not supported yet "
+                                   "(only mergekit 0.1.5's file layout is reproduced)");
+                const cr_chat_template *named;
+                cr_chat_kind k = cr_chat_template_kind(ct, &named);
+                if (k == CR_CHAT_AUTO) {
+                    tmpl = auto_template(p->alloc, plan);
+                } else {
+                    const char *src = k == CR_CHAT_NAMED ? named->text : ct;
+                    size_t len = strlen(src);
+                    if (!(tmpl = cr_malloc(p->alloc, len + 1))) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+                    memcpy(tmpl, src, len + 1);
+                }
+            }
+            bool own_template = tmpl != NULL;
+            if (tmpl) {
+                s = cr_program_aux_write(p, "chat_template.jinja", tmpl, strlen(tmpl), err);
+                cr_free(p->alloc, tmpl);
+                if (s) return s;
+            }
             for (size_t i = 0; i < n && !s; i++) {
-                snprintf(path, sizeof path, "%s/%s", donor_dir, names[i]);
-                const cr_plan_model *dm = &plan->models[donor];
+                if (own_template && !strcmp(names[i], "chat_template.jinja")) continue;
+                snprintf(path, sizeof path, "%s/%s", tok_dir, names[i]);
+                const cr_plan_model *dm = &plan->models[tok_model];
                 cr_input_file src = { .ref = dm->ref, .lookup = dm->lookup, .revision = dm->revision,
-                                      .dir = donor_dir, .path = path };
+                                      .dir = tok_dir, .path = path };
                 s = cr_program_aux_copy(p, names[i], &src, err);
             }
             if (s) return s;

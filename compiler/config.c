@@ -5,15 +5,18 @@
  * on purpose: unknown keys are warned about (mergekit ignores them silently),
  * a bare {filter, value} mapping and a bad dtype name are errors here rather
  * than at evaluation/load time, and features crucible does not implement yet
- * (LoRA, revisions, tokenizer merging, chat templates, multi-module recipes,
+ * (LoRA, revisions, tokenizer `tokens:` overrides, multi-module recipes,
  * override_architecture) are parsed and then refused with "not supported
- * yet". Parsing never stops at the first problem.
+ * yet"; tokenizer sources that need a vocabulary permutation are refused
+ * later, in compiler/tokident.c, where the tokenizers are read. Parsing never stops at the first problem.
  */
 #include "config.h"
+#include "chat_templates.h"
 #include "limits.h"
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct pctx {
@@ -559,19 +562,51 @@ cr_status cr_config_parse(cr_arena *ar, const cr_ytree *t, uint32_t doc, cr_conf
         ERR(&c, tk, "tokenizer", NULL, "give either 'tokenizer_source' or 'tokenizer', not both");
     } else if (ts) {
         if (ts->kind != CR_YNODE_SCALAR) ERR(&c, ts, "tokenizer_source", NULL, "tokenizer_source must be union, base or a model");
-        unsupported(&c, ts, "tokenizer_source", "tokenizer merging (tokenizer_source); remove it to copy the donor's tokenizer");
+        else out->tokenizer_source = scalar_str(&c, ts, "tokenizer_source", "tokenizer_source");
+        out->tokenizer_loc = at(&c, ts);
     } else if (tk) {
         if (tk->kind != CR_YNODE_MAP) ERR(&c, tk, "tokenizer", NULL, "tokenizer must be a mapping");
         else {
             static const char *const keys[] = { "source", "tokens", "pad_to_multiple_of", NULL };
             check_keys(&c, tk, "tokenizer", keys);
+            const cr_ynode *src = cr_ynode_get(tk, "source"), *tok = cr_ynode_get(tk, "tokens"),
+                           *pad = cr_ynode_get(tk, "pad_to_multiple_of");
+            /* mergekit's default source is union */
+            out->tokenizer_source = "union";
+            if (src && !cr_ynode_is_null(src)) {
+                if (src->kind != CR_YNODE_SCALAR) ERR(&c, src, "tokenizer.source", NULL, "tokenizer.source must be union, base or a model");
+                else out->tokenizer_source = scalar_str(&c, src, "tokenizer.source", "tokenizer.source");
+            }
+            out->tokenizer_loc = at(&c, tk);
+            if (tok && !cr_ynode_is_null(tok))
+                unsupported(&c, tok, "tokenizer.tokens", "token overrides (tokenizer.tokens) need mergekit's embedding "
+                            "permutation; only a tokenizer every input shares");
+            if (pad && !cr_ynode_is_null(pad)) {
+                const char *ps = scalar_str(&c, pad, "tokenizer.pad_to_multiple_of", "pad_to_multiple_of");
+                char *end = NULL;
+                long v = ps ? strtol(ps, &end, 10) : -1;
+                if (!ps || !*ps || *end || v < 0)
+                    ERR(&c, pad, "tokenizer.pad_to_multiple_of", NULL, "pad_to_multiple_of must be a whole number >= 0");
+                else out->tokenizer_pad = v;
+            }
         }
-        unsupported(&c, tk, "tokenizer", "tokenizer merging (tokenizer:); remove it to copy the donor's tokenizer");
     }
     const cr_ynode *ct = cr_ynode_get(root, "chat_template");
     if (ct && !cr_ynode_is_null(ct)) {
-        if (ct->kind != CR_YNODE_SCALAR) ERR(&c, ct, "chat_template", NULL, "chat_template must be a string");
-        unsupported(&c, ct, "chat_template", "chat_template");
+        if (ct->kind != CR_YNODE_SCALAR) {
+            ERR(&c, ct, "chat_template", NULL, "chat_template must be a string");
+        } else {
+            const char *s = scalar_str(&c, ct, "chat_template", "chat_template");
+            /* mergekit 0.1.5 finds a bad template only after writing every tensor */
+            if (s && *s && cr_chat_template_kind(s, NULL) == CR_CHAT_INVALID)
+                ERR(&c, ct, "chat_template",
+                    "give auto, alpaca, chatml, exaone, llama3, mistral or Jinja text (20 bytes or more, with '{')",
+                    "invalid chat template '%.60s' (mergekit 0.1.5 fails on it)", s);
+            else if (s && *s) {
+                out->chat_template = s;
+                out->chat_template_loc = at(&c, ct);
+            }
+        }
     }
     if (c.oom) return CR_ERR_NOMEM;
     return diags->n_errors > errors_before ? CR_ERR_CONFIG : CR_OK;

@@ -105,6 +105,11 @@ typedef struct cr_config {
     cr_params module_params;    /* modules.default.parameters */
     cr_dtype dtype, out_dtype;  /* CR_DTYPE_NONE when absent */
     cr_src_loc dtype_loc, out_dtype_loc;
+    const char *tokenizer_source; /* `tokenizer_source` / `tokenizer.source` ("union" default) or NULL */
+    long tokenizer_pad;         /* `tokenizer.pad_to_multiple_of` (0: none) */
+    cr_src_loc tokenizer_loc;
+    const char *chat_template;  /* `chat_template:` (valid, see chat_templates.h) or NULL */
+    cr_src_loc chat_template_loc;
     const char *text;           /* verbatim document text */
     cr_src_loc loc;             /* document start */
     bool unsupported;           /* an error was "not supported yet" */

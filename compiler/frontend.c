@@ -684,6 +684,9 @@ static void plan_stage(fe *f, uint32_t s, fe_model **outputs)
     st->donor_model = -1;
     st->num_layers_out = -1;
     st->recipe_text = cfg->text;
+    st->chat_template = cfg->chat_template;
+    st->tokenizer_source = cfg->tokenizer_source;
+    st->tokenizer_pad = cfg->tokenizer_pad;
 
     /* Method. */
     if (cfg->merge_method) {

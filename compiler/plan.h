@@ -76,6 +76,9 @@ typedef struct cr_plan_stage {
     long long num_layers_out;   /* -1: keep the donor's */
     const char *num_layers_key; /* e.g. "num_hidden_layers" */
     const char *recipe_text;    /* this document's YAML text, verbatim */
+    const char *chat_template;  /* `chat_template:` or NULL (compiler/chat_templates.h) */
+    const char *tokenizer_source; /* "base", "union", a model reference, or NULL (compiler/tokident.h) */
+    long tokenizer_pad;         /* tokenizer.pad_to_multiple_of, 0: none */
 } cr_plan_stage;
 
 typedef struct cr_plan {

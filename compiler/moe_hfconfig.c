@@ -455,8 +455,9 @@ static bool keys_v5(const cr_allocator *al, cJSON *cfg, const cr_moe_hfconfig_in
  * plus its keys, json.dump(indent=4). transformers 5's to_dict is the
  * instance __dict__ in assignment order: PreTrainedConfig's attributes set
  * before the class fields, the fields in declaration order (rope_parameters
- * after tie_word_embeddings), then _name_or_path, model_type and
- * output_attentions. `dtype` is the base's (None when it has none);
+ * after tie_word_embeddings), then _name_or_path (the path transformers
+ * loaded; crucible: base_model as given), model_type, the base's other keys
+ * and output_attentions. `dtype` is the base's (None when it has none);
  * `torch_dtype` the output dtype, appended. transformers_version (first in
  * mergekit's file) is not written, like the other writers. */
 static cJSON *take(cJSON *cfg, const char *key, const char *dflt)
@@ -506,14 +507,13 @@ static cJSON *deepseek_v5(cJSON *cfg, const cr_moe_hfconfig_in *in)
         if (!strcmp(f->key, "tie_word_embeddings")) ok &= put(out, "rope_parameters", take(cfg, "rope_parameters", "{}"));
     }
     cJSON *oa = take(cfg, "output_attentions", "false");
-    /* keys no class field names (not seen on crucible synth bases: their
-     * place in mergekit's file is unverified), in the base's order */
+    ok &= put(out, "_name_or_path", cJSON_CreateString(in->name_or_path ? in->name_or_path : ""));
+    ok &= put(out, "model_type", cJSON_CreateString("deepseek"));
+    /* keys no class declares (set from kwargs), in the base's order */
     while (cfg->child) {
         cJSON *v = cJSON_DetachItemViaPointer(cfg, cfg->child);
         cJSON_AddItemToObject(out, v->string, v);
     }
-    ok &= put(out, "_name_or_path", cJSON_CreateString(in->name_or_path ? in->name_or_path : ""));
-    ok &= put(out, "model_type", cJSON_CreateString("deepseek"));
     ok &= put(out, "output_attentions", oa);
     ok &= put(out, "n_routed_experts", cJSON_CreateNumber(in->n_experts));
     ok &= put(out, "n_shared_experts", in->n_shared ? cJSON_CreateNumber(in->n_shared) : cJSON_CreateNull());

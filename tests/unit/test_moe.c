@@ -229,7 +229,8 @@ TEST(writer_selection)
     CHECK_EQ_INT(select_arch("base_model: b\narchitecture: MIX\nexperts:\n  - source_model: a\n  - source_model: c\n",
                              llama3, &a, &err), CR_OK);
     CHECK_EQ_INT(select_arch("base_model: b\narchitecture: deep\nexperts:\n  - source_model: a\n  - source_model: c\n",
-                             llama3, &a, &err), CR_ERR_UNSUPPORTED);
+                             llama3, &a, &err), CR_OK);
+    CHECK_EQ_INT(a, CR_MOE_ARCH_DEEPSEEK);
 }
 
 static const cr_moe_tensor *find_t(const cr_moe_tensor *t, uint32_t n, const char *name)

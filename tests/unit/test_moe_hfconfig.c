@@ -112,12 +112,16 @@ TEST(v4_keeps_the_base_layout)
 
 /* DeepSeek: base_config.to_dict() + its keys, json.dump(indent=4), as
  * mergekit-moe 0.1.5 wrote for crucible synth llama (bf16, one shared
- * expert) and mistral (f32, none) bases; `_name_or_path` is the base_model
+ * expert) and mistral (f32, none) bases and for the llama3 fixture; `_name_or_path` is the base_model
  * string (here "base") */
 TEST(deepseek_v5_matches_mergekit)
 {
     check_fixture_s("synth-llama", "deepseek-2x2s1", CR_MOE_ARCH_DEEPSEEK, 2, 1, 2, CR_DTYPE_BF16);
     check_fixture_s("synth-mistral", "deepseek-3x1", CR_MOE_ARCH_DEEPSEEK, 3, 0, 1, CR_DTYPE_F32);
+    /* llama3 rope, no dtype (null), eos list, a key no class declares (after
+     * model_type), the base's own _name_or_path / transformers_version
+     * replaced: DeepseekMoE()._generate_config on the loaded base */
+    check_fixture_s("llama3", "deepseek-3x1s1", CR_MOE_ARCH_DEEPSEEK, 3, 1, 1, CR_DTYPE_F16);
 }
 
 /* under 0.1.4 (transformers 4's to_dict) it is refused, not guessed */

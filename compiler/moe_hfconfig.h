@@ -9,7 +9,9 @@
  * into `rope_parameters`, rename `torch_dtype` to `dtype`, drop values
  * equal to PreTrainedConfig's defaults and sort the keys — reproduced here
  * rule by rule for the classes the writers pass through (Llama, Mistral,
- * Qwen2, Qwen3, Mixtral, Qwen2-MoE, Qwen3-MoE).
+ * Qwen2, Qwen3, Mixtral, Qwen2-MoE, Qwen3-MoE). The DeepSeek writer
+ * instead json.dumps the loaded base's full to_dict() plus its keys
+ * (0.1.5 only).
  */
 #ifndef CR_MOE_HFCONFIG_H
 #define CR_MOE_HFCONFIG_H

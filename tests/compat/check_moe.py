@@ -28,7 +28,9 @@ and compares:
     `dtype` + `rope_parameters` already, eos list, PreTrainedConfig keys,
     a mistral base with sliding_window, a tied base, residual_scale), the
     Qwen3 MoE writer (qwen3 base, sliding window layers), the Qwen MoE
-    writer on qwen2 and llama bases: config.json text identical but for
+    writer on qwen2 and llama bases, the DeepSeek MoE writer (0.1.5: prompt-less
+    shared expert with cheap_embed / hidden / random gates, a mistral base via
+    `architecture: deepseek`, a tied base, a llama3 base with undeclared keys): config.json text identical but for
     mergekit's `transformers_version` line, every non-router tensor
     bit-identical, names identical, and the index metadata's
     mergekit_version on a sharded output; experts of different dtypes

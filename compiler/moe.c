@@ -51,11 +51,12 @@ cr_status cr_moe_map_tensors(cr_moe_arch arch, cr_moe_layout layout, const cr_mo
 {
     *out = NULL;
     *n_out = 0;
-    if (arch != CR_MOE_ARCH_MIXTRAL && arch != CR_MOE_ARCH_QWEN2 && arch != CR_MOE_ARCH_QWEN3)
-        return cr_fail(err, CR_ERR_UNSUPPORTED, "the %s writer is not supported yet", cr_moe_arch_name(arch));
-    if (arch == CR_MOE_ARCH_QWEN2 && layout == CR_MOE_LAYOUT_FUSED)
-        return cr_fail(err, CR_ERR_ARG, "--moe-layout fused applies to Mixtral and Qwen3 MoE only (Qwen2-MoE has "
-                       "one layout)");
+    if (arch >= CR_MOE_ARCH_COUNT)
+        return cr_fail(err, CR_ERR_ARG, "unknown MoE writer %d", (int)arch);
+    if ((arch == CR_MOE_ARCH_QWEN2 || arch == CR_MOE_ARCH_DEEPSEEK) && layout == CR_MOE_LAYOUT_FUSED)
+        return cr_fail(err, CR_ERR_ARG, "--moe-layout fused applies to Mixtral and Qwen3 MoE only (%s has "
+                       "one layout)", arch == CR_MOE_ARCH_QWEN2 ? "Qwen2-MoE" : "DeepSeek MoE");
+    bool ds = arch == CR_MOE_ARCH_DEEPSEEK;
     bool fused = layout == CR_MOE_LAYOUT_FUSED;
     const char **names = cr_arena_alloc(ar, sizeof *names * (n_base + 1));
     if (!names) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
@@ -114,10 +115,12 @@ cr_status cr_moe_map_tensors(cr_moe_arch arch, cr_moe_layout layout, const cr_mo
                 T(.name = nm, .src = CR_MOE_SRC_EXPERT, .expert = e, .layer = l, .src_name = src, .down = w == 1,
                   .ndim = 2, .shape = { w == 1 ? H : I, w == 1 ? I : H });
             }
+        /* Qwen2-MoE: mlp.shared_expert.*; DeepSeek: mlp.shared_experts.* */
         if (dm->shared)
             for (int k = 0; k < 3; k++) {
                 int w = k == 0 ? 0 : k == 1 ? 2 : 1;
-                T(.name = NAME("model.layers.%u.mlp.shared_expert.%s.weight", l, mlp[w]), .src = CR_MOE_SRC_SHARED,
+                T(.name = NAME("model.layers.%u.mlp.shared_expert%s.%s.weight", l, ds ? "s" : "", mlp[w]),
+                  .src = CR_MOE_SRC_SHARED,
                   .layer = l, .src_name = NAME("model.layers.%u.mlp.%s.weight", l, mlp[w]), .down = w == 1,
                   .ndim = 2, .shape = { w == 1 ? H : I, w == 1 ? I : H });
             }
@@ -581,6 +584,7 @@ static cr_status add_config(mb *b, cr_program *p, cr_error *err)
     cr_file_read(b->al, path, CR_LIMIT_JSON_BYTES, "config", &text_in, &len_in, &e);
     cr_moe_hfconfig_in in = { .base = base->m.config, .base_text = text_in, .arch = b->arch,
                               .mk_version = b->o->compile.mk_version, .n_experts = b->dims.n_experts,
+                              .n_shared = b->c->n_shared, .name_or_path = b->c->base_model,
                               .experts_per_token = b->c->experts_per_token, .intermediate = b->dims.intermediate,
                               .out_dtype = b->out_dtype };
     char *text;

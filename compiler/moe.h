@@ -61,15 +61,15 @@ typedef struct cr_moe_tensor {
 typedef struct cr_moe_dims {
     uint32_t n_layers, hidden, intermediate, n_heads, n_kv_heads;
     uint32_t n_experts;
-    bool shared;            /* one shared expert (Qwen2-MoE) */
+    bool shared;            /* one shared expert (Qwen2-MoE, DeepSeek MoE) */
 } cr_moe_dims;
 
 /* The output tensors in write order (formats-and-moe.md §1.5, §1.8):
  * base_names (the base's tensor names, any order) give the non-MLP tensors
  * (embed first, then per layer in name order, then the rest); then the
  * experts per layer; then the routers. Names and the result array live in
- * `ar`. `layout` is resolved (not DEFAULT). Errors: CR_ERR_UNSUPPORTED for
- * the DeepSeek writer, CR_ERR_ARG for a fused Qwen MoE. Base
+ * `ar`. `layout` is resolved (not DEFAULT). Errors: CR_ERR_ARG for a fused
+ * Qwen MoE or DeepSeek MoE. Base
  * shapes are not known here (ndim 0) except for generated tensors. */
 cr_status cr_moe_map_tensors(cr_moe_arch arch, cr_moe_layout layout, const cr_moe_dims *dims,
                              const char *const *base_names, uint32_t n_base, cr_arena *ar,
@@ -98,7 +98,7 @@ typedef struct cr_moe_options {
 /* Config -> verified program with aux files. Validation problems are
  * diagnostics (CR_ERR_CONFIG); missing models / tensors and shape
  * mismatches are CR_ERR_CONFIG errors naming model and tensor; the
- * DeepSeek writer is CR_ERR_UNSUPPORTED. g is initialised by the caller and freed by it;
+ * DeepSeek writer under 0.1.4 is CR_ERR_UNSUPPORTED. g is initialised by the caller and freed by it;
  * *out is freed by the caller on success. */
 cr_status cr_moe_compile(const cr_allocator *alloc, const cr_moe_config *c, const cr_moe_options *o,
                          cr_graph *g, cr_program *out, cr_diags *d, cr_error *err);

@@ -419,13 +419,11 @@ cr_status cr_moe_select_arch(const cr_moe_config *c, const char *const *types, c
     if (pick < 0)
         return cr_fail(err, CR_ERR_CONFIG,
                        "%s: no MoE writer accepts this config (base model_type '%s', %u shared expert%s): "
-                       "Mixtral needs llama/mistral models and no shared expert; Qwen MoE needs exactly one "
+                       "Mixtral needs llama/mistral models and no shared expert; DeepSeek MoE needs llama/mistral models and at "
+                       "most one shared expert without prompts; Qwen MoE needs exactly one "
                        "shared expert with prompts (or gate_mode random) and llama/mistral/qwen2 models; "
                        "Qwen3 MoE needs qwen3 models and no shared expert",
                        c->path, types[0] ? types[0] : "?", c->n_shared, c->n_shared == 1 ? "" : "s");
     *out = (cr_moe_arch)pick;
-    if (pick == CR_MOE_ARCH_DEEPSEEK)
-        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: mergekit would write a %s model; crucible does not support "
-                       "that writer yet (Mixtral, Qwen MoE and Qwen3 MoE only)", c->path, arch_names[pick]);
     return CR_OK;
 }

@@ -75,8 +75,7 @@ const char *cr_moe_arch_name(cr_moe_arch a);
 /* select_output_arch: `types` holds the model_type of the base, then of each
  * routed expert, then of each shared expert (1 + n_experts + n_shared
  * strings; NULL for unknown). Errors (CR_ERR_CONFIG) say which writer
- * refused what. A selected DeepSeek writer is CR_ERR_UNSUPPORTED
- * ("not supported yet") — *out is still set so callers can report it. */
+ * refused what. */
 cr_status cr_moe_select_arch(const cr_moe_config *c, const char *const *types, cr_moe_arch *out,
                              cr_error *err);
 

@@ -449,18 +449,143 @@ static bool keys_v5(const cr_allocator *al, cJSON *cfg, const cr_moe_hfconfig_in
     return ok && sort_keys(al, cfg);
 }
 
+/* ---- DeepSeek MoE (0.1.5) ---------------------------------------------------- */
+
+/* DeepseekMoE._generate_config: base_config.to_dict() (not the diff dict)
+ * plus its keys, json.dump(indent=4). transformers 5's to_dict is the
+ * instance __dict__ in assignment order: PreTrainedConfig's attributes set
+ * before the class fields, the fields in declaration order (rope_parameters
+ * after tie_word_embeddings), then _name_or_path (the path transformers
+ * loaded; crucible: base_model as given), model_type, the base's other keys
+ * and output_attentions. `dtype` is the base's (None when it has none);
+ * `torch_dtype` the output dtype, appended. transformers_version (first in
+ * mergekit's file) is not written, like the other writers. */
+static cJSON *take(cJSON *cfg, const char *key, const char *dflt)
+{
+    cJSON *v = cJSON_DetachItemFromObjectCaseSensitive(cfg, key);
+    return v ? v : cJSON_Parse(dflt);
+}
+
+static bool put(cJSON *out, const char *key, cJSON *v)
+{
+    if (!v) return false;
+    cJSON_AddItemToObject(out, key, v);
+    return true;
+}
+
+static cJSON *deepseek_v5(cJSON *cfg, const cr_moe_hfconfig_in *in)
+{
+    bool ok = true;
+    const char *mt = cJSON_GetStringValue(get(cfg, "model_type"));
+    bool mistral = mt && !strcmp(mt, "mistral");
+    cJSON *dt = cJSON_DetachItemFromObjectCaseSensitive(cfg, "dtype"), *tdt = get(cfg, "torch_dtype");
+    if (!dt || cJSON_IsNull(dt)) {
+        cJSON_Delete(dt);
+        dt = tdt && cJSON_IsString(tdt) ? cJSON_Duplicate(tdt, true) : cJSON_CreateNull();
+    }
+    static const char *const drop[] = { "torch_dtype", "transformers_version", "architectures", "model_type",
+                                        "_name_or_path" };
+    for (size_t i = 0; i < CR_ARRAY_LEN(drop); i++) cJSON_DeleteItemFromObjectCaseSensitive(cfg, drop[i]);
+    ok &= rope_v5(cfg);
+    const field *fields = mistral ? mistral_fields : llama_fields;
+    ok &= fill(cfg, fields) && post_init_llama(cfg, true);
+    cJSON *out = cJSON_CreateObject();
+    if (!out) { cJSON_Delete(dt); return NULL; }
+    cJSON *arch = cJSON_CreateArray();
+    if (arch) cJSON_AddItemToArray(arch, cJSON_CreateString("DeepseekForCausalLM"));
+    ok &= put(out, "architectures", arch);
+    ok &= put(out, "output_hidden_states", take(cfg, "output_hidden_states", "false"));
+    ok &= put(out, "return_dict", take(cfg, "return_dict", "true"));
+    ok &= put(out, "dtype", dt);
+    ok &= put(out, "chunk_size_feed_forward", take(cfg, "chunk_size_feed_forward", "0"));
+    ok &= put(out, "is_encoder_decoder", take(cfg, "is_encoder_decoder", "false"));
+    ok &= put(out, "id2label", take(cfg, "id2label", "{\"0\": \"LABEL_0\", \"1\": \"LABEL_1\"}"));
+    ok &= put(out, "label2id", take(cfg, "label2id", "{\"LABEL_0\": 0, \"LABEL_1\": 1}"));
+    ok &= put(out, "problem_type", take(cfg, "problem_type", "null"));
+    for (const field *f = fields; f->key; f++) {
+        ok &= put(out, f->key, take(cfg, f->key, f->json));
+        if (!strcmp(f->key, "tie_word_embeddings")) ok &= put(out, "rope_parameters", take(cfg, "rope_parameters", "{}"));
+    }
+    cJSON *oa = take(cfg, "output_attentions", "false");
+    ok &= put(out, "_name_or_path", cJSON_CreateString(in->name_or_path ? in->name_or_path : ""));
+    ok &= put(out, "model_type", cJSON_CreateString("deepseek"));
+    /* keys no class declares (set from kwargs), in the base's order */
+    while (cfg->child) {
+        cJSON *v = cJSON_DetachItemViaPointer(cfg, cfg->child);
+        cJSON_AddItemToObject(out, v->string, v);
+    }
+    ok &= put(out, "output_attentions", oa);
+    ok &= put(out, "n_routed_experts", cJSON_CreateNumber(in->n_experts));
+    ok &= put(out, "n_shared_experts", in->n_shared ? cJSON_CreateNumber(in->n_shared) : cJSON_CreateNull());
+    ok &= put(out, "num_experts_per_tok", cJSON_CreateNumber((double)in->experts_per_token));
+    ok &= put(out, "first_k_dense_replace", cJSON_CreateNumber(0));
+    ok &= put(out, "moe_layer_freq", cJSON_CreateNumber(1));
+    ok &= put(out, "scoring_func", cJSON_CreateString("softmax"));
+    ok &= put(out, "norm_topk_prob", cJSON_CreateTrue());
+    ok &= put(out, "moe_intermediate_size", cJSON_Duplicate(get(out, "intermediate_size"), true));
+    cJSON *am = cJSON_CreateObject();
+    if (am) {
+        cJSON_AddStringToObject(am, "AutoConfig", "deepseek-ai/deepseek-moe-16b-base--configuration_deepseek.DeepseekConfig");
+        cJSON_AddStringToObject(am, "AutoModel", "deepseek-ai/deepseek-moe-16b-base--modeling_deepseek.DeepseekModel");
+        cJSON_AddStringToObject(am, "AutoModelForCausalLM",
+                                "deepseek-ai/deepseek-moe-16b-base--modeling_deepseek.DeepseekForCausalLM");
+    }
+    ok &= put(out, "auto_map", am);
+    if (in->out_dtype != CR_DTYPE_NONE)
+        ok &= put(out, "torch_dtype", cJSON_CreateString(cr_dtype_torch_name(in->out_dtype)));
+    if (!ok) { cJSON_Delete(out); return NULL; }
+    return out;
+}
+
+/* indent 2 -> json.dump's indent 4 (strings are escaped: every line break
+ * is structure), no final newline */
+static char *reindent4(const cr_allocator *al, const char *t, size_t *len)
+{
+    cr_sbuf sb;
+    cr_sbuf_init(&sb, al);
+    bool bol = true;
+    for (const char *p = t; *p; p++) {
+        if (bol && *p == ' ') { cr_sbuf_adds(&sb, "  "); continue; }
+        bol = *p == '\n';
+        if (bol && !p[1]) break;
+        char c[2] = { *p, 0 };
+        cr_sbuf_adds(&sb, c);
+    }
+    return cr_sbuf_take(&sb, len);
+}
+
 cr_status cr_moe_hfconfig(const cr_allocator *alloc, const cr_moe_hfconfig_in *in, char **text, size_t *len,
                           cr_error *err)
 {
     *text = NULL;
     *len = 0;
-    if (in->arch != CR_MOE_ARCH_MIXTRAL && in->arch != CR_MOE_ARCH_QWEN2 && in->arch != CR_MOE_ARCH_QWEN3)
-        return cr_fail(err, CR_ERR_ARG, "no config.json for the %s writer", cr_moe_arch_name(in->arch));
-    cJSON *cfg = cJSON_Duplicate(in->base, true);
-    if (!cfg) return cr_fail(err, CR_ERR_NOMEM, "out of memory writing config.json");
+    if (in->arch >= CR_MOE_ARCH_COUNT)
+        return cr_fail(err, CR_ERR_ARG, "no config.json for MoE writer %d", (int)in->arch);
     /* every writer's config goes through transformers 5 under 0.1.5, the
      * Qwen MoE one too (its tensors are unchanged) */
     bool v5 = cr_mk_resolve(in->mk_version) == CR_MK_0_1_5;
+    if (in->arch == CR_MOE_ARCH_DEEPSEEK && !v5)
+        return cr_fail(err, CR_ERR_UNSUPPORTED, "the DeepSeek MoE writer's config.json under --mergekit-version 0.1.4 "
+                       "(transformers 4's to_dict) is not reproduced; use 0.1.5");
+    cJSON *cfg = cJSON_Duplicate(in->base, true);
+    if (!cfg) return cr_fail(err, CR_ERR_NOMEM, "out of memory writing config.json");
+    if (in->arch == CR_MOE_ARCH_DEEPSEEK) {
+        cJSON *out = deepseek_v5(cfg, in);
+        cJSON_Delete(cfg);
+        if (!out) return cr_fail(err, CR_ERR_NOMEM, "out of memory writing config.json");
+        cr_sbuf sb;
+        cr_sbuf_init(&sb, alloc);
+        num_ctx nc = { .text = in->base_text, .v5 = true };
+        cr_json_add_pretty(&sb, out, 0, num_text, &nc);
+        cJSON_Delete(out);
+        size_t n2;
+        char *t2 = cr_sbuf_take(&sb, &n2);
+        char *t = t2 ? reindent4(alloc, t2, len) : NULL;
+        cr_free(alloc, t2);
+        if (!t) return cr_fail(err, CR_ERR_NOMEM, "out of memory writing config.json");
+        *text = t;
+        return CR_OK;
+    }
     bool ok = v5 ? keys_v5(alloc, cfg, in) : keys_v4(cfg, in);
     cr_sbuf sb;
     cr_sbuf_init(&sb, alloc);

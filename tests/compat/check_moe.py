@@ -28,7 +28,9 @@ and compares:
     `dtype` + `rope_parameters` already, eos list, PreTrainedConfig keys,
     a mistral base with sliding_window, a tied base, residual_scale), the
     Qwen3 MoE writer (qwen3 base, sliding window layers), the Qwen MoE
-    writer on qwen2 and llama bases: config.json text identical but for
+    writer on qwen2 and llama bases, the DeepSeek MoE writer (0.1.5: prompt-less
+    shared expert with cheap_embed / hidden / random gates, a mistral base via
+    `architecture: deepseek`, a tied base, a llama3 base with undeclared keys): config.json text identical but for
     mergekit's `transformers_version` line, every non-router tensor
     bit-identical, names identical, and the index metadata's
     mergekit_version on a sharded output; experts of different dtypes
@@ -304,6 +306,19 @@ def writers(d, lines):
         ("qwen2_moe llama", "wl", "wl1", "wl2", "random", "architecture: qwen\n", shared.format(d=d, b="wl"),
          False),
     ]
+    if VERSION_ARGS[-1] == "0.1.5":
+        # DeepSeek MoE: a prompt-less shared expert (or architecture: deepseek)
+        ds = "shared_experts:\n  - source_model: {d}/{b}\n"
+        cases += [
+            ("deepseek llama cheap_embed", "wl", "wl1", "wl2", "cheap_embed", "", ds.format(d=d, b="wl"), True),
+            ("deepseek llama hidden", "wl", "wl1", "wl2", "hidden", "", ds.format(d=d, b="wl1"), False),
+            ("deepseek llama random", "wl", "wl1", "wl2", "random", "", ds.format(d=d, b="wl"), False),
+            ("deepseek mistral no shared", mistral, "wm1", "wm2", "random",
+             "architecture: deepseek\ndtype: bfloat16\nexperts_per_token: 1\n", "", False),
+            ("deepseek tied base", "wlt", "wlt1", "wlt1", "random", "", ds.format(d=d, b="wlt1"), False),
+            ("deepseek llama3-rope base no dtype", llama3, "wl1", "wl2", "random", "", ds.format(d=d, b=llama3),
+             False),
+        ]
     for label, base, e1, e2, mode, extra, sh, shard in cases:
         ok &= compare_writer(d, lines, label, base, e1, e2, mode, extra, sh, shard)
     return ok

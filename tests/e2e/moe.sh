@@ -151,7 +151,7 @@ check 'grep -q "\"num_experts\": 2" out_q3c/config.json' "qwen3 0.1.4: config.js
 
 # Qwen2-MoE with a shared expert (random gates: no prompts needed)
 # (without `architecture: qwen` a prompt-less shared expert picks DeepSeek,
-# as in mergekit, which crucible does not write yet)
+# as in mergekit)
 cat >qwen.yml <<YML
 base_model: base
 gate_mode: random
@@ -176,7 +176,16 @@ check 'grep -q "\"model_type\": \"qwen2_moe\"" out_qwen/config.json && grep -q "
 sed '/^architecture/d' qwen.yml >deepseek.yml
 "$bin" moe deepseek.yml out_ds 2>"$tmp/err"
 rc=$?
-check '[ $rc -eq 2 ] && grep -q "DeepSeek MoE" "$tmp/err" && [ ! -e out_ds ]' "deepseek: not supported yet: rc $rc"
+check '[ $rc -eq 0 ]' "deepseek: rc $rc: $(cat "$tmp/err")"
+out=$("$bin" inspect out_ds 2>&1)
+check 'grep -q "^model.layers.1.mlp.shared_experts.down_proj.weight *BF16 *\[16, 32\]" <<<"$out"' "deepseek: shared expert"
+check 'grep -q "^model.layers.1.mlp.experts.1.gate_proj.weight *BF16 *\[32, 16\]" <<<"$out"' "deepseek: routed expert"
+check 'grep -q "^model.layers.0.mlp.gate.weight *BF16 *\[2, 16\]" <<<"$out"' "deepseek: router"
+check '! grep -q "shared_expert_gate\|q_proj.bias\|\.mlp\.gate_proj" <<<"$out"' "deepseek: no qwen extras, no dense MLP"
+check 'grep -q "^    \"model_type\": \"deepseek\",\$" out_ds/config.json && grep -q "\"n_shared_experts\": 1," out_ds/config.json && grep -q "\"_name_or_path\": \"base\"," out_ds/config.json' "deepseek: config.json"
+"$bin" moe deepseek.yml out_ds4 --mergekit-version 0.1.4 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 2 ] && grep -q "0.1.4" "$tmp/err" && [ ! -e out_ds4 ]' "deepseek 0.1.4: refused: rc $rc"
 
 # plan and explain understand MoE configs
 "$bin" plan cheap_embed.yml $v4 >"$tmp/plan" 2>&1

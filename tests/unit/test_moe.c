@@ -215,10 +215,10 @@ TEST(writer_selection)
     const char *llama4[] = { "llama", "llama", "llama", "llama" };
     CHECK_EQ_INT(select_arch(shared_p, llama4, &a, &err), CR_OK);
     CHECK_EQ_INT(a, CR_MOE_ARCH_QWEN2);
-    /* a prompt-less shared expert with llama: DeepSeek (unsupported) */
+    /* a prompt-less shared expert with llama: DeepSeek */
     const char *shared_np = "base_model: b\nexperts:\n  - source_model: a\n  - source_model: c\n"
                             "shared_experts:\n  - source_model: s\n";
-    CHECK_EQ_INT(select_arch(shared_np, llama4, &a, &err), CR_ERR_UNSUPPORTED);
+    CHECK_EQ_INT(select_arch(shared_np, llama4, &a, &err), CR_OK);
     CHECK_EQ_INT(a, CR_MOE_ARCH_DEEPSEEK);
     /* qwen2 models without a shared expert: nobody */
     CHECK_EQ_INT(select_arch(plain, qwen2_4, &a, &err), CR_ERR_CONFIG);
@@ -229,7 +229,8 @@ TEST(writer_selection)
     CHECK_EQ_INT(select_arch("base_model: b\narchitecture: MIX\nexperts:\n  - source_model: a\n  - source_model: c\n",
                              llama3, &a, &err), CR_OK);
     CHECK_EQ_INT(select_arch("base_model: b\narchitecture: deep\nexperts:\n  - source_model: a\n  - source_model: c\n",
-                             llama3, &a, &err), CR_ERR_UNSUPPORTED);
+                             llama3, &a, &err), CR_OK);
+    CHECK_EQ_INT(a, CR_MOE_ARCH_DEEPSEEK);
 }
 
 static const cr_moe_tensor *find_t(const cr_moe_tensor *t, uint32_t n, const char *name)
@@ -389,11 +390,20 @@ TEST(tensor_map_qwen2)
     REQUIRE(sg);
     CHECK(sg->src == CR_MOE_SRC_SHARED_GATE && sg->shape[0] == 1 && sg->shape[1] == 16);
     CHECK(find_t(t, n, "model.layers.0.mlp.gate.weight") != NULL);
-    /* fused is Mixtral and Qwen3 only; DeepSeek unsupported */
+    /* fused is Mixtral and Qwen3 only */
     CHECK_EQ_INT(cr_moe_map_tensors(CR_MOE_ARCH_QWEN2, CR_MOE_LAYOUT_FUSED, &dm, base_names, 3, &ar, &t, &n, &err),
                  CR_ERR_ARG);
-    CHECK_EQ_INT(cr_moe_map_tensors(CR_MOE_ARCH_DEEPSEEK, CR_MOE_LAYOUT_CLASSIC, &dm, base_names, 3, &ar, &t, &n, &err),
-                 CR_ERR_UNSUPPORTED);
+    CHECK_EQ_INT(cr_moe_map_tensors(CR_MOE_ARCH_DEEPSEEK, CR_MOE_LAYOUT_FUSED, &dm, base_names, 3, &ar, &t, &n, &err),
+                 CR_ERR_ARG);
+    /* DeepSeek: experts as Qwen's, mlp.shared_experts.*, routers only */
+    REQUIRE(cr_moe_map_tensors(CR_MOE_ARCH_DEEPSEEK, CR_MOE_LAYOUT_CLASSIC, &dm, base_names, 3, &ar, &t, &n, &err) == CR_OK);
+    CHECK(find_t(t, n, "model.layers.1.mlp.experts.0.gate_proj.weight") != NULL);
+    const cr_moe_tensor *se = find_t(t, n, "model.layers.1.mlp.shared_experts.down_proj.weight");
+    REQUIRE(se);
+    CHECK(se->src == CR_MOE_SRC_SHARED && se->down);
+    CHECK(find_t(t, n, "model.layers.0.mlp.shared_expert_gate.weight") == NULL);
+    CHECK(find_t(t, n, "model.layers.0.self_attn.q_proj.bias") == NULL);
+    CHECK(!strcmp(t[n - 1].name, "model.layers.1.mlp.gate.weight"));
     cr_arena_free(&ar);
 }
 

@@ -31,7 +31,8 @@ static char *slurp(const char *path)
 }
 
 /* the writer's config.json for fixture `name` under version v */
-static char *run(const char *name, cr_moe_arch arch, cr_mk_version v, uint32_t E, long long k, cr_dtype dt)
+static char *run_s(const char *name, cr_moe_arch arch, cr_mk_version v, uint32_t E, uint32_t S, long long k,
+                   cr_dtype dt)
 {
     char path[256];
     snprintf(path, sizeof path, "tests/fixtures/moe_config/%s.base.json", name);
@@ -40,7 +41,7 @@ static char *run(const char *name, cr_moe_arch arch, cr_mk_version v, uint32_t E
     const cJSON *I = base ? cJSON_GetObjectItemCaseSensitive(base, "intermediate_size") : NULL;
     cr_moe_hfconfig_in in = { .base = base, .base_text = text, .arch = arch, .mk_version = v, .n_experts = E,
                               .experts_per_token = k, .intermediate = I ? (uint32_t)I->valuedouble : 0,
-                              .out_dtype = dt };
+                              .out_dtype = dt, .n_shared = S, .name_or_path = "base" };
     char *out = NULL;
     size_t len;
     cr_error err = {0};
@@ -50,13 +51,18 @@ static char *run(const char *name, cr_moe_arch arch, cr_mk_version v, uint32_t E
     return out;
 }
 
-static void check_fixture(const char *name, const char *expect, cr_moe_arch arch, uint32_t E, long long k,
-                          cr_dtype dt)
+static char *run(const char *name, cr_moe_arch arch, cr_mk_version v, uint32_t E, long long k, cr_dtype dt)
+{
+    return run_s(name, arch, v, E, 0, k, dt);
+}
+
+static void check_fixture_s(const char *name, const char *expect, cr_moe_arch arch, uint32_t E, uint32_t S,
+                            long long k, cr_dtype dt)
 {
     char path[256];
     snprintf(path, sizeof path, "tests/fixtures/moe_config/%s.%s.json", name, expect);
     char *want = slurp(path);
-    char *got = run(name, arch, CR_MK_0_1_5, E, k, dt);
+    char *got = run_s(name, arch, CR_MK_0_1_5, E, S, k, dt);
     CHECK_MSG(want && got, "%s: fixture or output missing", path);
     if (want && got && strcmp(want, got)) {
         /* the first differing line, for the log */
@@ -67,6 +73,12 @@ static void check_fixture(const char *name, const char *expect, cr_moe_arch arch
     }
     cr_free(AL, want);
     cr_free(AL, got);
+}
+
+static void check_fixture(const char *name, const char *expect, cr_moe_arch arch, uint32_t E, long long k,
+                          cr_dtype dt)
+{
+    check_fixture_s(name, expect, arch, E, 0, k, dt);
 }
 
 TEST(v5_matches_mergekit)
@@ -98,14 +110,29 @@ TEST(v4_keeps_the_base_layout)
     cr_free(AL, s);
 }
 
-TEST(deepseek_has_none)
+/* DeepSeek: base_config.to_dict() + its keys, json.dump(indent=4), as
+ * mergekit-moe 0.1.5 wrote for crucible synth llama (bf16, one shared
+ * expert) and mistral (f32, none) bases and for the llama3 fixture; `_name_or_path` is the base_model
+ * string (here "base") */
+TEST(deepseek_v5_matches_mergekit)
+{
+    check_fixture_s("synth-llama", "deepseek-2x2s1", CR_MOE_ARCH_DEEPSEEK, 2, 1, 2, CR_DTYPE_BF16);
+    check_fixture_s("synth-mistral", "deepseek-3x1", CR_MOE_ARCH_DEEPSEEK, 3, 0, 1, CR_DTYPE_F32);
+    /* llama3 rope, no dtype (null), eos list, a key no class declares (after
+     * model_type), the base's own _name_or_path / transformers_version
+     * replaced: DeepseekMoE()._generate_config on the loaded base */
+    check_fixture_s("llama3", "deepseek-3x1s1", CR_MOE_ARCH_DEEPSEEK, 3, 1, 1, CR_DTYPE_F16);
+}
+
+/* under 0.1.4 (transformers 4's to_dict) it is refused, not guessed */
+TEST(deepseek_v4_refused)
 {
     cJSON *o = cJSON_CreateObject();
-    cr_moe_hfconfig_in in = { .base = o, .arch = CR_MOE_ARCH_DEEPSEEK };
+    cr_moe_hfconfig_in in = { .base = o, .arch = CR_MOE_ARCH_DEEPSEEK, .mk_version = CR_MK_0_1_4 };
     char *t;
     size_t n;
     cr_error err = {0};
-    CHECK_EQ_INT(cr_moe_hfconfig(AL, &in, &t, &n, &err), CR_ERR_ARG);
+    CHECK_EQ_INT(cr_moe_hfconfig(AL, &in, &t, &n, &err), CR_ERR_UNSUPPORTED);
     cJSON_Delete(o);
 }
 
@@ -114,6 +141,7 @@ int main(void)
     AL = cr_default_allocator();
     RUN(v5_matches_mergekit);
     RUN(v4_keeps_the_base_layout);
-    RUN(deepseek_has_none);
+    RUN(deepseek_v5_matches_mergekit);
+    RUN(deepseek_v4_refused);
     return cr_test_summary();
 }

@@ -21,7 +21,6 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,25 +308,8 @@ typedef struct pctx {
     uint64_t program;
 } pctx;
 
-static void problem(pctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void problem(pctx *c, const char *fmt, ...)
-{
-    cr_verify_report *r = c->rep;
-    r->n_problems_total++;
-    if (r->n_problems >= CR_VERIFY_MAX_PROBLEMS) return;
-    if (!r->problems && !(r->problems = cr_calloc(c->a, CR_VERIFY_MAX_PROBLEMS, sizeof *r->problems))) {
-        c->nomem = true;
-        return;
-    }
-    char buf[2048 + PATH_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    char *s = cr_strdup(c->a, buf);
-    if (!s) { c->nomem = true; return; }
-    r->problems[r->n_problems++] = s;
-}
+#define problem(c, ...) \
+    do { if (!cr_verify_report_add((c)->rep, (c)->a, __VA_ARGS__)) (c)->nomem = true; } while (0)
 
 static bool parse_part_name(const char *name, uint32_t *i, uint32_t *n, int *tail)
 {

@@ -44,27 +44,26 @@ typedef struct vctx {
     bool nomem;
 } vctx;
 
-static void problem(vctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void problem(vctx *c, const char *fmt, ...)
+bool cr_verify_report_add(cr_verify_report *r, const cr_allocator *a, const char *fmt, ...)
 {
-    cr_verify_report *r = c->rep;
     r->n_problems_total++;
-    if (r->n_problems >= CR_VERIFY_MAX_PROBLEMS) return;
-    if (!r->problems) {
-        r->problems = cr_calloc(c->a, CR_VERIFY_MAX_PROBLEMS, sizeof *r->problems);
-        if (!r->problems) { c->nomem = true; return; }
-    }
+    if (r->n_problems >= CR_VERIFY_MAX_PROBLEMS) return true;
+    if (!r->problems && !(r->problems = cr_calloc(a, CR_VERIFY_MAX_PROBLEMS, sizeof *r->problems))) return false;
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    char *s = n >= 0 ? cr_malloc(c->a, (size_t)n + 1) : NULL;
-    if (!s) { c->nomem = true; return; }
+    char *s = n >= 0 ? cr_malloc(a, (size_t)n + 1) : NULL;
+    if (!s) return false;
     va_start(ap, fmt);
     vsnprintf(s, (size_t)n + 1, fmt, ap);
     va_end(ap);
     r->problems[r->n_problems++] = s;
+    return true;
 }
+
+#define problem(c, ...) \
+    do { if (!cr_verify_report_add((c)->rep, (c)->a, __VA_ARGS__)) (c)->nomem = true; } while (0)
 
 /* 1 regular file, 0 absent, -1 something else */
 static int file_kind(const char *path)

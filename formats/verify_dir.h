@@ -37,4 +37,10 @@ typedef struct cr_verify_report {
 cr_status cr_verify_dir(const cr_allocator *alloc, const char *dir, cr_verify_report *rep, cr_error *err);
 void cr_verify_report_free(cr_verify_report *rep);
 
+/* Add one problem line to rep (counted always, kept up to
+ * CR_VERIFY_MAX_PROBLEMS); false when out of memory. Shared by the checks
+ * of a model directory and of a partitioned run's parts (parts.h). */
+bool cr_verify_report_add(cr_verify_report *rep, const cr_allocator *a, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif

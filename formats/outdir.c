@@ -108,7 +108,7 @@ typedef struct proc_id {
     char boot[40];
 } proc_id;
 
-static unsigned long long proc_start(long pid)
+unsigned long long cr_outdir_proc_start(long pid)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%ld/stat", pid);
@@ -142,7 +142,7 @@ static bool proc_alive(const proc_id *rec)
     char boot[40];
     boot_id(boot);
     if (rec->boot[0] && boot[0] && strcmp(rec->boot, boot)) return false;   /* made before a reboot */
-    unsigned long long start = proc_start(rec->pid);
+    unsigned long long start = cr_outdir_proc_start(rec->pid);
     if (rec->start && start && start != rec->start) return false;           /* the pid was reused */
     return true;
 }
@@ -173,7 +173,7 @@ static bool read_record(const char *path, long pid, proc_id *rec)
 static cr_status write_record(const cr_io *io, const char *path, cr_error *err)
 {
     proc_id me = { (long)getpid(), 0, "" };
-    me.start = proc_start(me.pid);
+    me.start = cr_outdir_proc_start(me.pid);
     boot_id(me.boot);
     char line[160];
     int len = snprintf(line, sizeof line, "crucible-owner %ld %llu %s", me.pid, me.start, me.boot[0] ? me.boot : "-");

@@ -83,4 +83,9 @@ void cr_outdir_free(cr_outdir *o);
  * handled; -1 when the parent directory cannot be read. */
 int cr_outdir_clean_stale(const cr_allocator *alloc, const char *path, cr_outdir_note_fn note, void *note_ud);
 
+/* Process pid's start time in clock ticks since boot (/proc/PID/stat field
+ * 22), 0 if it is gone: with the boot id, what tells a live owner of a
+ * temporary directory from a later process that reused its pid. */
+unsigned long long cr_outdir_proc_start(long pid);
+
 #endif

@@ -212,21 +212,6 @@ static long dead_pid(void)
     return (long)c;
 }
 
-static unsigned long long start_of(long pid)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    const char *s = strrchr(buf, ')');
-    int field = 2;
-    for (s++; *s && field < 22; s++) if (*s == ' ') field++;
-    return strtoull(s, NULL, 10);
-}
-
 static void leave(const char *out, const char *kind, long pid, const char *record)
 {
     char p[1200];
@@ -259,7 +244,7 @@ TEST(stale_temporaries)
     pid_t live = fork();
     if (live == 0) { pause(); _exit(0); }
     unsigned long long st = 0;
-    for (int i = 0; i < 1000 && !(st = start_of(live)); i++) usleep(1000);
+    for (int i = 0; i < 1000 && !(st = cr_outdir_proc_start(live)); i++) usleep(1000);
     snprintf(rec, sizeof rec, "crucible-owner %ld %llu -\n", (long)live, st);
     leave(out, "tmp", live, rec);
     /* a live pid with another start time: the pid was reused; removed */

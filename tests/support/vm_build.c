@@ -2,10 +2,14 @@
 #include "vm_build.h"
 
 #include <ftw.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "safetensors.h"
+#include "vm.h"
 
 static unsigned dsize(cr_dtype t)
 {
@@ -291,3 +295,31 @@ static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw
 }
 
 void vb_rmtree(const char *path) { nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
+
+int vb_run_count_diffs(const cr_program *p, const char *out_dir, unsigned threads, uint64_t max_memory,
+                       const void *want, uint64_t n, const char *label, cr_error *err)
+{
+    cr_vm_options vo;
+    cr_vm_options_init(&vo);
+    vo.out_dir = out_dir;
+    vo.quiet = true;
+    vo.threads = threads;
+    vo.max_memory = max_memory;
+    vo.skip_hash = true;
+    if (cr_vm_run(p, &vo, err)) return -1;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
+    cr_st_file sf;
+    if (cr_st_open(cr_default_allocator(), path, 0, &sf, err)) return -1;
+    const cr_st_tensor *t = cr_st_find(&sf, "t.weight");
+    int bad = !t || t->numel != n ? -1 : 0;
+    for (uint64_t e = 0; bad >= 0 && e < n; e++) {
+        uint32_t got, exp;
+        memcpy(&got, (const char *)cr_st_data(&sf, t) + 4 * e, 4);
+        memcpy(&exp, (const char *)want + 4 * e, 4);
+        if (got != exp && bad++ < 3)
+            fprintf(stderr, "%s element %" PRIu64 ": want %08x have %08x\n", label, e, exp, got);
+    }
+    cr_st_close(&sf);
+    return bad;
+}

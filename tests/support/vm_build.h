@@ -59,4 +59,11 @@ unsigned char *vb_read_file(const char *path, size_t *len);
 char *vb_tempdir(void);
 void vb_rmtree(const char *path);
 
+/* Run p into out_dir (quiet, no input hashing; `threads`, `max_memory` 0:
+ * the defaults) and count the elements of its 4-byte output "t.weight"
+ * whose bits differ from want[0..n) (the first three are printed after
+ * label); -1 when the run or the read fails. */
+int vb_run_count_diffs(const cr_program *p, const char *out_dir, unsigned threads, uint64_t max_memory,
+                       const void *want, uint64_t n, const char *label, cr_error *err);
+
 #endif

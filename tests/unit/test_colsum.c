@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "harness.h"
+#include "support/vm_build.h"
 #include "support/graph_fixtures.h"
 #include "dtype.h"
 #include "compile.h"
@@ -299,33 +300,13 @@ static cr_status col_compile(uint64_t rows, uint64_t cols, uint64_t chunk, cr_gr
     return cr_compile_graph(g, &co, NULL, NULL, 0, p, err);
 }
 
-/* run p and count the elements differing from want (-1: the run failed) */
+/* run p into tmpdir/name and count the elements differing from want (-1: the run failed) */
 static int col_run(const cr_program *p, const char *name, unsigned threads, uint64_t max_memory,
                    const float *want, uint64_t n, cr_error *err)
 {
-    char out[512], path[600];
+    char out[512];
     snprintf(out, sizeof out, "%s/%s", tmpdir, name);
-    cr_vm_options vo;
-    cr_vm_options_init(&vo);
-    vo.out_dir = out;
-    vo.quiet = true;
-    vo.threads = threads;
-    vo.max_memory = max_memory;
-    vo.skip_hash = true;
-    if (cr_vm_run(p, &vo, err)) return -1;
-    snprintf(path, sizeof path, "%s/model.safetensors", out);
-    cr_st_file sf;
-    if (cr_st_open(cr_default_allocator(), path, 0, &sf, err)) return -1;
-    const cr_st_tensor *t = cr_st_find(&sf, "t.weight");
-    int bad = 0;
-    if (!t || t->numel != n) bad = -1;
-    for (uint64_t e = 0; bad >= 0 && e < n; e++) {
-        const float *got = cr_st_data(&sf, t);
-        if (bits(got[e]) != bits(want[e]) && bad++ < 3)
-            fprintf(stderr, "%s element %llu: want %.9g have %.9g\n", name, (unsigned long long)e, want[e], got[e]);
-    }
-    cr_st_close(&sf);
-    return bad;
+    return vb_run_count_diffs(p, out, threads, max_memory, want, n, name, err);
 }
 
 TEST(vm_matches_reference_any_threads)

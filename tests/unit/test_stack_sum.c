@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "harness.h"
+#include "support/vm_build.h"
 #include "support/graph_fixtures.h"
 #include "compile.h"
 #include "safetensors.h"
@@ -103,33 +104,13 @@ static cr_status stack_compile(const stack_case *c, cr_graph *g, cr_program *p, 
     return cr_compile_graph(g, &co, NULL, NULL, 0, p, err);
 }
 
-/* run p; the number of elements differing from want (-1: the run failed) */
+/* run p into tmpdir/name and count the elements differing from want (-1: the run failed) */
 static int stack_run(const cr_program *p, const char *name, unsigned threads, const uint32_t *want, uint64_t n,
                      cr_error *err)
 {
-    char out[512], path[600];
+    char out[512];
     snprintf(out, sizeof out, "%s/%s", tmpdir, name);
-    cr_vm_options vo;
-    cr_vm_options_init(&vo);
-    vo.out_dir = out;
-    vo.quiet = true;
-    vo.threads = threads;
-    vo.skip_hash = true;
-    if (cr_vm_run(p, &vo, err)) return -1;
-    snprintf(path, sizeof path, "%s/model.safetensors", out);
-    cr_st_file sf;
-    if (cr_st_open(cr_default_allocator(), path, 0, &sf, err)) return -1;
-    const cr_st_tensor *t = cr_st_find(&sf, "t.weight");
-    int bad = 0;
-    if (!t || t->numel != n) bad = -1;
-    for (uint64_t e = 0; bad >= 0 && e < n; e++) {
-        uint32_t got;
-        memcpy(&got, (const char *)cr_st_data(&sf, t) + 4 * e, 4);
-        if (got != want[e] && bad++ < 3)
-            fprintf(stderr, "%s element %llu: want %08x have %08x\n", name, (unsigned long long)e, want[e], got);
-    }
-    cr_st_close(&sf);
-    return bad;
+    return vb_run_count_diffs(p, out, threads, 0, want, n, name, err);
 }
 
 TEST(sum_of_is_torch_stack_sum)

@@ -1,8 +1,9 @@
 /* model.h — a Hugging Face model directory opened for reading.
  *
  * Finds the weights the way mergekit does (model.safetensors, then
- * model.safetensors.index.json; pytorch_model.bin* is reported as not
- * supported yet), validates the shard index (every mapped file exists, every
+ * model.safetensors.index.json, then pytorch_model.bin.index.json, then
+ * pytorch_model.bin; a .bin shard is a PyTorch zip read in place, torchbin.h),
+ * validates the shard index (every mapped file exists, every
  * mapped tensor is in its shard, no duplicate keys; tensors a shard holds
  * but the index omits are counted), parses config.json, and offers lookup
  * of any tensor by name across shards.

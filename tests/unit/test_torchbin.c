@@ -6,6 +6,8 @@
  * sharded pytorch_model.bin.index.json model opens; every allocation
  * failure is clean.
  */
+#include <dirent.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,6 +140,59 @@ TEST(hostile_pickles)
     expect_pickle(P("\x80\x02]}b."), CR_ERR_UNSUPPORTED, "BUILD at byte 4");
 }
 
+/* every hostile-* seed of fuzz_pickle (make_pickle_seeds.py) is refused
+ * with a message; the valid-* ones are read */
+TEST(hostile_corpus_refused)
+{
+    const char *dir = "tests/fuzz/corpus/fuzz_pickle";
+    DIR *d = opendir(dir);
+    REQUIRE(d != NULL);
+    int n_hostile = 0, n_valid = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        bool hostile = !strncmp(e->d_name, "hostile-", 8), valid = !strncmp(e->d_name, "valid-", 6);
+        if (!hostile && !valid) continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        FILE *fp = fopen(path, "rb");
+        REQUIRE(fp != NULL);
+        static uint8_t buf[1 << 20];
+        size_t n = fread(buf, 1, sizeof buf, fp);
+        fclose(fp);
+        uint8_t *data = malloc(n ? n : 1);
+        REQUIRE(data != NULL);
+        memcpy(data, buf, n);
+        cr_error err = {0};
+        cr_status st;
+        if (n >= 2 && data[0] == 'P' && data[1] == 'K') {
+            cr_st_file f;
+            st = cr_torchbin_open_mem(cr_default_allocator(), e->d_name, data, n, &f, &err);
+            if (st == CR_OK) cr_st_close(&f);
+        } else {
+            cr_arena ar;
+            cr_arena_init(&ar, cr_default_allocator());
+            cr_pickle_tensor *t;
+            uint32_t nt;
+            st = cr_pickle_state_dict(&ar, data, n, e->d_name, &t, &nt, &err);
+            cr_arena_free(&ar);
+        }
+        free(data);
+        if (hostile) {
+            n_hostile++;
+            CHECK_MSG(st != CR_OK, "%s was accepted", e->d_name);
+            CHECK_MSG(st == CR_ERR_FORMAT || st == CR_ERR_UNSUPPORTED || st == CR_ERR_LIMIT, "%s: %s", e->d_name,
+                      cr_status_name(st));
+            CHECK_CONTAINS(err.msg, e->d_name);
+            if (getenv("CR_SHOW")) printf("%s\n", err.msg);
+        } else {
+            n_valid++;
+            CHECK_MSG(st == CR_OK, "%s: %s", e->d_name, err.msg);
+        }
+    }
+    closedir(d);
+    CHECK(n_hostile >= 50 && n_valid >= 3);
+    printf("fuzz_pickle corpus: %d hostile refused, %d valid read\n", n_hostile, n_valid);
+}
+
 TEST(allocation_failures)
 {
     int ok = 0;
@@ -160,6 +215,7 @@ int main(void)
     RUN(refusals);
     RUN(sharded_model);
     RUN(hostile_pickles);
+    RUN(hostile_corpus_refused);
     RUN(allocation_failures);
     return cr_test_summary();
 }

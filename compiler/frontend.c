@@ -167,8 +167,12 @@ static void model_from_file(fe *f, int idx, const cr_model_ref *ref)
     const char *snapshot = NULL;
     const char *dir = cr_resolve_model_at(&f->env, f->ar, ref->path, ref->revision, &snapshot, &tried);
     if (!dir) {
+        const char *fetch = cr_resolve_fetch_command(f->ar, ref->path, ref->revision);
+        const char *hint = fetch ? cr_arena_printf(f->ar, "crucible never downloads: `%s` puts it into the Hugging Face "
+                                                   "cache, where crucible looks; or put the model in a directory and "
+                                                   "pass --models-dir DIR (or set CRUCIBLE_MODELS)", fetch) : NULL;
         cr_diag_add(f->d, CR_DIAG_ERROR, ref->loc, ref->ypath,
-                    "crucible never downloads; put the model there, or pass --models-dir DIR (or set CRUCIBLE_MODELS)",
+                    hint ? hint : "crucible never downloads; put the model there, or pass --models-dir DIR (or set CRUCIBLE_MODELS)",
                     "model '%s' not found (looked in %s)", ref->text, tried ? tried : "?");
         return;
     }

@@ -268,6 +268,23 @@ static bool apply(cr_cli_options *o, int id, const char *opt, bool neg, const ch
     case CR_OPT_REQUIRE_HASH: o->require_hash = true; break;
     case CR_OPT_SKIP_HASH: o->skip_hash = true; break;
     case CR_OPT_MODELS_DIR: o->models_dir = val; break;
+    case CR_OPT_TRANSFORMERS_CACHE:
+        /* mergekit passes it to huggingface_hub as cache_dir: the hub cache
+         * itself. The command line is the process's own: the resolver
+         * (compiler/resolve.h) reads it from the environment as HF_HUB_CACHE */
+        if (!*val) return bad_value(o, opt, "a directory", val);
+        if (setenv("HF_HUB_CACHE", val, 1)) {
+            fprintf(stderr, "crucible %s: %s: cannot set HF_HUB_CACHE\n", o->cmd, opt);
+            return false;
+        }
+        break;
+    case CR_OPT_SAFE_SERIALIZATION:
+        if (neg) {
+            fprintf(stderr, "crucible %s: %s is not supported (mergekit would write pytorch_model.bin; crucible writes "
+                    "only safetensors, which transformers loads the same way)\n", o->cmd, opt);
+            return false;
+        }
+        break;
     case CR_OPT_INPUT: {
         const char *eq = strchr(val, '=');
         if (!eq || eq == val || !eq[1]) return bad_value(o, opt, "NAME=DIR (a model name as `explain` lists it)", val);
@@ -378,6 +395,15 @@ bool cr_cli_parse(cr_cli_cmd cmd, int argc, char **argv, cr_cli_options *o)
         }
         bool neg;
         const char *val;
+        /* -vv, -vvv: click's cluster of mergekit's counted -v */
+        if (a[1] == 'v' && a[2] && strspn(a + 1, "v") == strlen(a + 1)) {
+            int v = find_option(cmd, "-v", &neg, &val);
+            if (v >= 0) {
+                for (const char *c = a + 1; *c; c++) apply(o, v, "-v", false, NULL);
+                o->val[v] = "";
+                continue;
+            }
+        }
         int id = find_option(cmd, a, &neg, &val);
         if (id < 0) {
             fprintf(stderr, "crucible %s: unknown option '%s'\n", o->cmd, a);

@@ -138,6 +138,7 @@ static cr_status take_marked(up *u, pv_kind k, pv **out)
 
 static cr_status append_items(up *u, pv *c, pv *const *items, size_t n)
 {
+    if (!n) return CR_OK;   /* SETITEMS of nothing: c->items may still be NULL (found by fuzz_pickle) */
     size_t cap = c->cap;
     if ((uint64_t)c->n + n > UINT32_MAX / 2) return cr_fail(u->err, CR_ERR_LIMIT, "%s: a pickle container is too large", u->what);
     if (!grow(u->ar, (void **)&c->items, &cap, c->n + n, sizeof *c->items)) return OOM(u);

@@ -196,9 +196,9 @@ static void model_from_file(fe *f, int idx, const cr_model_ref *ref)
     if (cm->n_unlisted)
         cr_diag_add(f->d, CR_DIAG_WARNING, ref->loc, ref->ypath,
                     "transformers would load them; add them to weight_map if they belong to the model",
-                    "model '%s': %s/model.safetensors.index.json does not list %u tensor%s that shard '%s' holds "
+                    "model '%s': %s/%s does not list %u tensor%s that shard '%s' holds "
                     "(first: '%s'); like mergekit, crucible reads only the listed tensors",
-                    ref->text, dir, cm->n_unlisted, cm->n_unlisted == 1 ? "" : "s",
+                    ref->text, dir, cm->index_name ? cm->index_name : "model.safetensors.index.json", cm->n_unlisted, cm->n_unlisted == 1 ? "" : "s",
                     cm->shards[cm->first_unlisted_shard].path, cm->first_unlisted);
     m->n = cm->n_tensors;
     m->tensors = fe_alloc(f, cm->n_tensors * sizeof *m->tensors);
@@ -401,10 +401,12 @@ static void add_tensor(fe *f, const fe_slice *sl, const char *out_name, int laye
                                 shard ? "add the tensor to the index's weight_map"
                                       : "set tie_word_embeddings: true in config.json if the model does tie them",
                                 "model '%s' has no tensor '%s' and its config.json sets tie_word_embeddings: false, "
-                                "so its token embedding cannot stand in for it%s%s%s%s%s",
+                                "so its token embedding cannot stand in for it%s%s%s%s%s%s%s",
                                 pmodel(f, s->model)->ref, out_name,
                                 shard ? " (" : "", shard ? pmodel(f, s->model)->path : "",
-                                shard ? "/model.safetensors.index.json does not list it, but shard '" : "",
+                                shard ? "/" : "",
+                                shard && fm->file->index_name ? fm->file->index_name : "",
+                                shard ? " does not list it, but shard '" : "",
                                 shard ? shard : "", shard ? "' holds it)" : "");
                 continue;
             }

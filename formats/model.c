@@ -236,12 +236,14 @@ cr_status cr_model_open(const cr_allocator *alloc, const char *dir, unsigned fla
         p = cr_path_join(alloc, dir, "model.safetensors.index.json");
         if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
         if (is_file(p)) {
+            out->index_name = "model.safetensors.index.json";
             if ((st = open_index(out, p, flags, err)) != CR_OK) goto fail;
         } else if (file_in(alloc, dir, "pytorch_model.bin.index.json")) {
             /* mergekit: the index before the single file */
             cr_free(alloc, p);
             p = cr_path_join(alloc, dir, "pytorch_model.bin.index.json");
             if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
+            out->index_name = "pytorch_model.bin.index.json";
             if ((st = open_index(out, p, flags, err)) != CR_OK) goto fail;
         } else if (file_in(alloc, dir, "pytorch_model.bin")) {
             cr_free(alloc, p);

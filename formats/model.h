@@ -30,6 +30,8 @@ typedef struct cr_model {
     cr_model_tensor *tensors;   /* sorted by name */
     uint32_t n_tensors;
     uint64_t total_bytes;       /* sum of tensor data bytes */
+    const char *index_name;     /* "model.safetensors.index.json", "pytorch_model.bin.index.json",
+                                 * or NULL (one weights file); static, for messages */
     /* Tensors a shard holds that the index does not list: not part of the
      * model (mergekit and crucible read only what weight_map lists), but
      * worth a warning, since transformers loads every tensor of a shard. */

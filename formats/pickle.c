@@ -22,7 +22,7 @@ typedef enum pv_kind {
 } pv_kind;
 
 typedef enum pg_kind {
-    PG_ODICT, PG_REBUILD_V2, PG_REBUILD_PARAM, PG_STORAGE, PG_DTYPE
+    PG_ODICT, PG_REBUILD_V2, PG_REBUILD_V3, PG_REBUILD_PARAM, PG_STORAGE, PG_DTYPE
 } pg_kind;
 
 typedef struct pv pv;
@@ -162,7 +162,8 @@ static const struct { const char *name; cr_dtype dtype; } dtypes[] = {
     {"float16", CR_DTYPE_F16}, {"half", CR_DTYPE_F16}, {"bfloat16", CR_DTYPE_BF16}, {"int64", CR_DTYPE_I64},
     {"long", CR_DTYPE_I64}, {"int32", CR_DTYPE_I32}, {"int", CR_DTYPE_I32}, {"int16", CR_DTYPE_I16},
     {"short", CR_DTYPE_I16}, {"int8", CR_DTYPE_I8}, {"uint8", CR_DTYPE_U8}, {"bool", CR_DTYPE_BOOL},
-    {"float8_e4m3fn", CR_DTYPE_F8_E4M3}, {"float8_e5m2", CR_DTYPE_F8_E5M2},
+    {"float8_e4m3fn", CR_DTYPE_F8_E4M3}, {"float8_e5m2", CR_DTYPE_F8_E5M2}, {"uint16", CR_DTYPE_U16},
+    {"uint32", CR_DTYPE_U32}, {"uint64", CR_DTYPE_U64},
 };
 
 static cr_status global(up *u, const char *mod, size_t ml, const char *name, size_t nl)
@@ -173,6 +174,7 @@ static cr_status global(up *u, const char *mod, size_t ml, const char *name, siz
     bool ok = false;
     if (IS(mod, ml, "collections") && IS(name, nl, "OrderedDict")) { v->glob = PG_ODICT; ok = true; }
     else if (IS(mod, ml, "torch._utils") && IS(name, nl, "_rebuild_tensor_v2")) { v->glob = PG_REBUILD_V2; ok = true; }
+    else if (IS(mod, ml, "torch._utils") && IS(name, nl, "_rebuild_tensor_v3")) { v->glob = PG_REBUILD_V3; ok = true; }
     else if (IS(mod, ml, "torch._utils") && IS(name, nl, "_rebuild_parameter")) { v->glob = PG_REBUILD_PARAM; ok = true; }
     else if (IS(mod, ml, "torch") || IS(mod, ml, "torch.storage")) {
         for (size_t i = 0; !ok && i < CR_ARRAY_LEN(storages); i++)
@@ -203,6 +205,7 @@ static const char *glob_name(const pv *g)
     switch (g->glob) {
     case PG_ODICT: return "collections.OrderedDict";
     case PG_REBUILD_V2: return "torch._utils._rebuild_tensor_v2";
+    case PG_REBUILD_V3: return "torch._utils._rebuild_tensor_v3";
     case PG_REBUILD_PARAM: return "torch._utils._rebuild_parameter";
     case PG_STORAGE: return "a torch storage class";
     default: return "a torch dtype";
@@ -221,10 +224,13 @@ static bool int_tuple(const pv *v, uint32_t max, uint64_t *out, uint32_t *n)
 }
 
 /* _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad,
- * backward_hooks[, metadata]) */
-static cr_status rebuild_tensor(up *u, const pv *args, pv **out)
+ * backward_hooks[, metadata]); v3 (what torch.save writes for dtypes
+ * without a legacy storage class: float8, uint16/32/64) adds the dtype
+ * after backward_hooks, and its storage is untyped (numel counts bytes) */
+static cr_status rebuild_tensor(up *u, const pv *args, bool v3, pv **out)
 {
-    if (args->n != 6 && args->n != 7) return bad(u, "_rebuild_tensor_v2 takes 6 or 7 arguments", NULL);
+    if (!v3 && args->n != 6 && args->n != 7) return bad(u, "_rebuild_tensor_v2 takes 6 or 7 arguments", NULL);
+    if (v3 && args->n != 7 && args->n != 8) return bad(u, "_rebuild_tensor_v3 takes 7 or 8 arguments", NULL);
     const pv *stg = args->items[0], *off = args->items[1];
     if (stg->kind != PV_STORAGE) return bad(u, "_rebuild_tensor_v2's first argument is not a storage", NULL);
     if (off->kind != PV_INT || off->i < 0) return bad(u, "_rebuild_tensor_v2's storage offset is not a non-negative integer", NULL);
@@ -243,6 +249,15 @@ static cr_status rebuild_tensor(up *u, const pv *args, pv **out)
     t->storage = stg->s;
     t->dtype = (cr_dtype)stg->dtype;
     t->storage_numel = (uint64_t)stg->i;
+    if (v3) {
+        const pv *dt = args->items[6];
+        if (dt->kind != PV_GLOBAL || dt->glob != PG_DTYPE) return bad(u, "_rebuild_tensor_v3's dtype is not a torch dtype", NULL);
+        if (stg->dtype != CR_DTYPE_U8) return bad(u, "_rebuild_tensor_v3 of a typed storage", NULL);
+        t->dtype = (cr_dtype)dt->dtype;
+        unsigned es = cr_dtype_size(t->dtype);
+        if (t->storage_numel % es) return bad(u, "an untyped storage's size is not a whole number of elements", NULL);
+        t->storage_numel /= es;
+    }
     t->offset = (uint64_t)off->i;
     uint64_t numel = 1;
     for (uint32_t i = 0; i < nd; i++) {
@@ -251,7 +266,7 @@ static cr_status rebuild_tensor(up *u, const pv *args, pv **out)
     }
     t->numel = numel;
     v->t = t;
-    v->dtype = stg->dtype;
+    v->dtype = (uint8_t)t->dtype;
     *out = v;
     return CR_OK;
 }
@@ -272,8 +287,8 @@ static cr_status reduce(up *u)
         if (!(r = pv_new(u, PV_DICT))) return OOM(u);
         r->odict = true;
         break;
-    case PG_REBUILD_V2:
-        if ((st = rebuild_tensor(u, args, &r))) return st;
+    case PG_REBUILD_V2: case PG_REBUILD_V3:
+        if ((st = rebuild_tensor(u, args, fn->glob == PG_REBUILD_V3, &r))) return st;
         break;
     case PG_REBUILD_PARAM:   /* (data, requires_grad, backward_hooks): the data is the tensor */
         if (args->n != 3 || args->items[0]->kind != PV_TENSOR) return bad(u, "_rebuild_parameter's data is not a tensor", NULL);

@@ -5,7 +5,7 @@
  * it. Here nothing is ever called. The reader understands only the opcodes a
  * state dict uses (protocols 2 to 5: containers, ints, floats, strings, the
  * memo, persistent ids) and only these globals: collections.OrderedDict,
- * torch._utils._rebuild_tensor_v2, torch._utils._rebuild_parameter, the
+ * torch._utils._rebuild_tensor_v2 and _v3, torch._utils._rebuild_parameter, the
  * torch storage classes (FloatStorage ... BFloat16Storage, UntypedStorage)
  * and the torch dtypes. Any other global, any REDUCE of something that is
  * not one of the rebuild functions, and any other opcode is refused with
@@ -27,8 +27,8 @@
 typedef struct cr_pickle_tensor {
     const char *name;           /* the state-dict key (arena string) */
     const char *storage;        /* storage key: the zip entry is <prefix>/data/<storage> */
-    cr_dtype dtype;             /* the storage's (and so the tensor's) element type */
-    uint64_t storage_numel;     /* the storage's element count, as the pickle says */
+    cr_dtype dtype;             /* the tensor's element type (v2: its storage's) */
+    uint64_t storage_numel;     /* the storage's size in elements of `dtype` */
     uint64_t offset;            /* first element of the tensor inside its storage */
     uint64_t numel;
     uint32_t ndim;

@@ -88,6 +88,15 @@ def main():
                               b"ctorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQK\x00"
                               b"\x8a\x08\xff\xff\xff\xff\xff\xff\xff\x3f\x8a\x08\xff\xff\xff\xff\xff\xff\xff\x3f\x86"
                               b"K\x01K\x01\x86\x89ccollections\nOrderedDict\n)RtRs.")
+    h["v3-typed-storage"] = (b"\x80\x02}X\x01\x00\x00\x00actorch._utils\n_rebuild_tensor_v3\n((X\x07\x00\x00\x00storage"
+                             b"ctorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQK\x00K\x01"
+                             b"\x85K\x01\x85\x89ccollections\nOrderedDict\n)Rctorch\nbfloat16\ntRs.")
+    h["v3-dtype-not-dtype"] = (b"\x80\x02}X\x01\x00\x00\x00actorch._utils\n_rebuild_tensor_v3\n((X\x07\x00\x00\x00storage"
+                               b"ctorch.storage\nUntypedStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQK\x00K\x01"
+                               b"\x85K\x01\x85\x89ccollections\nOrderedDict\n)RK\x05tRs.")
+    h["v3-odd-bytes"] = (b"\x80\x02}X\x01\x00\x00\x00actorch._utils\n_rebuild_tensor_v3\n((X\x07\x00\x00\x00storage"
+                         b"ctorch.storage\nUntypedStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x03tQK\x00K\x01"
+                         b"\x85K\x01\x85\x89ccollections\nOrderedDict\n)Rctorch\nbfloat16\ntRs.")
     h["string-past-end"] = b"\x80\x02X\xff\xff\xff\x7fabc"
     h["string8-past-end"] = b"\x80\x04\x8d\xff\xff\xff\xff\xff\xff\xff\xffabc"
     h["long-too-wide"] = b"\x80\x02\x8a\x09" + b"\x01" * 9 + b"."

@@ -1,6 +1,7 @@
 /* test_torchbin.c — PyTorch .bin checkpoints (torchbin.h, pickle.h) read
  * from files torch.save wrote (tests/e2e/fixtures/torchbin, generate.py):
- * shared storages and views at storage offsets give the right bytes; a
+ * shared storages, views at storage offsets, float8 and uint16 (saved
+ * through _rebuild_tensor_v3) give the right bytes; a
  * strided view, the legacy format, compressed entries and a pickle that
  * calls os.system are refused with messages naming what and where; a
  * sharded pytorch_model.bin.index.json model opens; every allocation
@@ -37,7 +38,7 @@ TEST(views_and_shared_storages)
     cr_st_file f;
     cr_error err = {0};
     REQUIRE(cr_torchbin_open(cr_default_allocator(), FX "views.bin", 0, &f, &err) == CR_OK);
-    CHECK_EQ_INT(f.n_tensors, 10);
+    CHECK_EQ_INT(f.n_tensors, 12);
     const cr_st_tensor *a = find(&f, "a"), *a2 = find(&f, "a_again"), *rows = find(&f, "rows");
     const cr_st_tensor *last = find(&f, "row_last"), *sc = find(&f, "scalar"), *p = find(&f, "param");
     const cr_st_tensor *bf = find(&f, "bf"), *ids = find(&f, "ids"), *e = find(&f, "empty");
@@ -60,11 +61,20 @@ TEST(views_and_shared_storages)
     memcpy(&id, (const uint8_t *)cr_st_data(&f, ids) + 8, 8);
     CHECK(ids->dtype == CR_DTYPE_I64 && id == -1);
     CHECK(e->numel == 0 && e->begin == e->end);
+    /* float8 / uint16: _rebuild_tensor_v3 over an UntypedStorage */
+    const cr_st_tensor *f8 = find(&f, "f8"), *u16 = find(&f, "u16");
+    REQUIRE(f8 && u16);
+    const uint8_t *p8 = cr_st_data(&f, f8);
+    CHECK(f8->dtype == CR_DTYPE_F8_E4M3 && f8->numel == 3 && f8->end - f8->begin == 3);
+    CHECK(p8[0] == 0x38 && p8[1] == 0xb0 && p8[2] == 0x7e);   /* 1.0, -0.5, 448 in e4m3fn */
+    uint16_t u;
+    memcpy(&u, (const uint8_t *)cr_st_data(&f, u16) + 2, 2);
+    CHECK(u16->dtype == CR_DTYPE_U16 && u == 65535);
     CHECK(cr_st_expected_size(&f) == f.file_size);
     cr_st_close(&f);
 
     REQUIRE(cr_torchbin_open(cr_default_allocator(), FX "views.bin", CR_ST_HEADER_ONLY, &f, &err) == CR_OK);
-    CHECK(f.map == NULL && f.n_tensors == 10 && cr_st_expected_size(&f) == f.file_size);
+    CHECK(f.map == NULL && f.n_tensors == 12 && cr_st_expected_size(&f) == f.file_size);
     cr_st_close(&f);
 }
 

@@ -473,6 +473,21 @@ static cr_status verify_kernel(const cr_program *p, uint32_t ki, cr_error *err)
                                pc, ki, in_name(p, in->a), (unsigned long long)vn, dtype_str(v->dtype), (unsigned long long)n);
             break;
         }
+        case CR_OP_LOWRANK: case CR_OP_LOWRANK_T: {
+            /* a: r x n (A), b: m x r (B); the domain is m x n, or n x m transposed */
+            const cr_prog_input *a = &p->inputs[in->a], *b = &p->inputs[in->b];
+            bool t = in->op == CR_OP_LOWRANK_T;
+            if (a->rows != b->cols || a->rows == 0 || a->rows > CR_LIMIT_LORA_RANK ||
+                (t ? (a->cols < k->rows || b->rows < k->cols) : (b->rows < k->rows || a->cols < k->cols)) ||
+                !is_load_dtype(a->dtype) || !is_load_dtype(b->dtype))
+                return cr_fail(err, CR_ERR_FORMAT,
+                               "code %u (%s) in kernel %u: inputs %s [%llux%llu] and %s [%llux%llu] do not make a "
+                               "[%llux%llu] domain with a product of rank 1..%u", pc, info->name, ki, in_name(p, in->a),
+                               (unsigned long long)a->rows, (unsigned long long)a->cols, in_name(p, in->b),
+                               (unsigned long long)b->rows, (unsigned long long)b->cols,
+                               (unsigned long long)k->rows, (unsigned long long)k->cols, CR_LIMIT_LORA_RANK);
+            break;
+        }
         case CR_OP_STORE: {
             const cr_prog_output *o = &p->outputs[in->dst];
             if (output_numel(o) != n || !is_store_dtype(o->dtype))

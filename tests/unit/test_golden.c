@@ -551,7 +551,7 @@ static const char *gt_known_failure(const char *cname)
 
 /* ---- tests ------------------------------------------------------------ */
 
-static char *g_cases[256];
+static char *g_cases[512];
 static int g_n_cases;
 
 TEST(expected_outputs_parse)
@@ -782,7 +782,7 @@ static bool gt_run_cases(const char *bin)
 
 int main(void)
 {
-    g_n_cases = gt_list_cases(g_cases, 256);
+    g_n_cases = gt_list_cases(g_cases, (int)CR_ARRAY_LEN(g_cases));
     gt_load_known();
     RUN(expected_outputs_parse);
     RUN(stat_checker_accepts_mergekit);

@@ -92,9 +92,13 @@ printf 'merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: 0.
     --trust-remote-code --safe-serialization --async-write --write-threads 4 --lazy-unpickle --no-clone-tensors -v \
     -j 2 2>>err.txt
 check 'cmp -s plain/model.safetensors noops/model.safetensors' "no-op options changed the merge: $(cat err.txt)"
-"$bin" merge r.yml refused --lora-merge-cache lc >out.txt 2>err.txt; rc=$?
-check '[ $rc -eq 2 ] && [ ! -e refused ] && grep -q "crucible merge: --lora-merge-cache is not supported" err.txt' \
+# --lora-merge-cache: accepted, nothing is written there (crucible applies adapters while merging)
+"$bin" merge r.yml lcache --quiet --lora-merge-cache lc >out.txt 2>err.txt; rc=$?
+check '[ $rc -eq 0 ] && [ ! -e lc ] && cmp -s plain/model.safetensors lcache/model.safetensors' \
     "--lora-merge-cache: rc $rc: $(cat err.txt)"
+"$bin" merge r.yml refused --transformers-cache tc >out.txt 2>err.txt; rc=$?
+check '[ $rc -eq 2 ] && [ ! -e refused ] && grep -q "crucible merge: --transformers-cache is not supported" err.txt' \
+    "--transformers-cache: rc $rc: $(cat err.txt)"
 
 # the pass names come from the compiler: each one --help lists for --dump works
 passes=$("$bin" explain --help | sed -nE 's/^  --dump PASS .*; pass: (.*)$/\1/p' | tr -d ',' | sed 's/ or / /')

@@ -355,16 +355,26 @@ def build_lora_models():
                               rank_pattern={"v_proj": 2}, alpha_pattern={"layers.1.self_attn.q_proj": 3}),
          "float32"),
     ]
-    if all(os.path.exists(os.path.join(MODELS, a, "adapter_model.safetensors")) for a, _, _ in adapters):
-        return
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-    for name, kw, wdt in adapters:
+    from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+    # GPT-2: transformers' Conv1D stores weights in x out, so PEFT merges
+    # (B A) transposed (fan_in_fan_out); n_embd 20 and 2 heads as above
+    gd = os.path.join(MODELS, "lora_gpt2_bf16")
+    if not os.path.exists(os.path.join(gd, "model.safetensors")):
+        torch.manual_seed(77)
+        g = GPT2LMHeadModel(GPT2Config(n_embd=20, n_layer=2, n_head=2, vocab_size=VOCAB, n_positions=16,
+                                       n_inner=36, tie_word_embeddings=True))
+        g.to(torch.bfloat16).save_pretrained(gd)
+    adapters.append(("lora_gpt2_fifo", dict(r=4, lora_alpha=6, target_modules=["c_attn", "c_proj", "c_fc"],
+                                            fan_in_fan_out=True), "float32", "lora_gpt2_bf16"))
+    adapters = [a if len(a) == 4 else a + ("lora_base_bf16",) for a in adapters]
+    if all(os.path.exists(os.path.join(MODELS, a[0], "adapter_model.safetensors")) for a in adapters):
+        return
+    for name, kw, wdt, base_name in adapters:
         d = os.path.join(MODELS, name)
         if os.path.exists(os.path.join(d, "adapter_model.safetensors")):
             continue
-        model = AutoModelForCausalLM.from_pretrained(os.path.join(MODELS, "lora_base_bf16"),
-                                                     dtype=torch.bfloat16)
+        model = AutoModelForCausalLM.from_pretrained(os.path.join(MODELS, base_name), dtype=torch.bfloat16)
         pm = get_peft_model(model, LoraConfig(lora_dropout=0.0, bias="none", task_type="CAUSAL_LM", **kw))
         r = np.random.default_rng(sum(map(ord, name)))
         with torch.no_grad():
@@ -378,7 +388,7 @@ def build_lora_models():
         cp = os.path.join(d, "adapter_config.json")
         with open(cp) as f:
             acfg = json.load(f)
-        acfg["base_model_name_or_path"] = "lora_base_bf16"
+        acfg["base_model_name_or_path"] = base_name
         with open(cp, "w") as f:
             json.dump(acfg, f, indent=2, sort_keys=True)
         for extra in ("README.md",):
@@ -684,6 +694,8 @@ def cases():
                       ("lora_embed_save", "lora_base_bf16+lora_embed"),
                       ("lora_pattern", "lora_base_bf16+lora_pattern"), ("lora_qkvo_f32", "lora_base+lora_qkvo")):
         add(case, "passthrough", {"models": [M(ref)]}, tol=exact, releases=lora)
+    add("lora_gpt2_fan_in_fan_out", "passthrough", {"models": [M("lora_gpt2_bf16+lora_gpt2_fifo")]}, tol=exact,
+        releases=lora)
     add("lora_merge_ties", "ties", {"models": [M("lora_base_bf16+lora_qkvo", weight=0.6, density=0.7),
                                               M("lora_ft_bf16", weight=0.4, density=0.7)],
                                    "base_model": "lora_base_bf16"}, releases=lora)

@@ -10,7 +10,8 @@
 #    output is float32); a bad value exits 2;
 #  - adapters crucible cannot apply are refused naming what is unsupported
 #    (DoRA, a LoHa adapter, adapter_model.bin only, a LoRA for other
-#    weights), and a missing adapter names where it looked.
+#    weights), and a missing adapter names where it looked; `moe` refuses
+#    LoRA references as mergekit-moe does.
 # usage: tests/e2e/lora.sh CRUCIBLE_BIN   (from the repository root)
 . "$(dirname "$0")/../support/e2e_lib.sh" lora "$1"
 bin=$(realpath "$bin")
@@ -95,6 +96,12 @@ printf 'merge_method: passthrough\nmodels:\n  - model: other_base+lora_qkvo\n' >
 "$bin" merge other.yml out-other --models-dir m >out.txt 2>err.txt; rc=$?
 check '[ $rc -ne 0 ] && grep -q "LoRA '"'"'lora_qkvo'"'"' changes '"'"'model.layers.1.self_attn.k_proj.weight'"'"', which model '"'"'other_base'"'"' does not have" err.txt' \
     "adapter of another model: rc $rc: $(cat err.txt)"
+
+# mergekit-moe refuses LoRA references, and so does `moe`
+printf 'base_model: lora_base_bf16+lora_qkvo\ngate_mode: random\ndtype: bfloat16\nexperts:\n  - source_model: lora_base_bf16+lora_qkvo\n  - source_model: lora_base_bf16\n' >moe.yml
+"$bin" moe moe.yml out-moe --models-dir m >out.txt 2>err.txt; rc=$?
+check '[ $rc -ne 0 ] && [ ! -e out-moe ] && grep -q "is a LoRA reference (.model+adapter.); mergekit-moe refuses them too" err.txt' \
+    "moe with a LoRA reference: rc $rc: $(cat err.txt)"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -910,17 +910,20 @@ cr_status cr_input_paths_add_program(cr_input_paths *ip, const cr_program *p, cr
         cr_status s = cr_input_paths_add(ip, path, CR_INPUT_PATH_FILE, err);
         if (s) return s;
         /* its model directory: the folder holding it, when that is laid out
-         * as one (a config.json beside the weights). A program built by
-         * other means may read loose files from a folder that is no model
-         * (tests do); the files themselves are still guarded. */
+         * as one (a config.json beside the weights, or a PEFT adapter's
+         * adapter_config.json). A program built by other means may read
+         * loose files from a folder that is no model (tests do); the files
+         * themselves are still guarded. */
         const char *slash = strrchr(path, '/');
         size_t dl = !slash ? 1 : slash == path ? 1 : (size_t)(slash - path);
-        char *cfg = cr_malloc(ip->alloc, dl + sizeof "/config.json");
+        char *cfg = cr_malloc(ip->alloc, dl + sizeof "/adapter_config.json");
         if (!cfg) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
         memcpy(cfg, slash ? path : ".", dl);
         memcpy(cfg + dl, "/config.json", sizeof "/config.json");
         struct stat st;
         bool model_dir = !stat(cfg, &st);
+        memcpy(cfg + dl, "/adapter_config.json", sizeof "/adapter_config.json");
+        model_dir = model_dir || !stat(cfg, &st);
         cfg[dl] = 0;
         s = model_dir ? cr_input_paths_add(ip, cfg, CR_INPUT_PATH_DIR, err) : CR_OK;
         cr_free(ip->alloc, cfg);

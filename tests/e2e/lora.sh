@@ -54,6 +54,10 @@ check '[ $rc -eq 0 ] && cmp -s out/model.safetensors run1/model.safetensors' "ru
 mv elsewhere m
 check '[ -z "$(stray)" ]' "weights written outside the outputs: $(stray)"
 
+# the output may not be written inside an adapter being read
+"$bin" merge r.yml m/lora_qkvo/out --models-dir m --quiet >out.txt 2>err.txt; rc=$?
+check '[ $rc -ne 0 ] && [ ! -e m/lora_qkvo/out ] && grep -q "lora_qkvo" err.txt' "output inside the adapter: rc $rc: $(cat err.txt)"
+
 # ---- ISAs, threads, --max-memory: the same bytes ------------------------------------
 for isa in scalar avx2 avx512; do
     CRUCIBLE_ISA=$isa "$bin" merge r.yml "out-$isa" --models-dir m --quiet -j 3 2>err.txt || continue

@@ -1,14 +1,17 @@
 /* test_lora.c — the PEFT adapter reader (formats/lora.h) on the adapters
  * PEFT 0.21.2 wrote for the golden LoRA cases (tests/golden/models/lora_*:
  * plain, rsLoRA with bf16 weights, embedding LoRA with modules_to_save,
- * rank_pattern / alpha_pattern), and its refusals on adapters it must not
- * apply, written here. */
+ * rank_pattern / alpha_pattern), its refusals on adapters it must not
+ * apply, written here, and the front end planning a `model+adapter` recipe
+ * with the N-th allocation failing, for every N: a clean error, nothing
+ * leaked. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "frontend.h"
 #include "lora.h"
 #include "harness.h"
 #include "support/io_support.h"
@@ -137,6 +140,56 @@ TEST(refusals)
     expect_refused("{\"r\": 4}", true, CR_ERR_FORMAT, "no \"peft_type\"");
 }
 
+TEST(frontend_every_allocation)
+{
+    const char *text =
+        "models:\n"
+        "  - model: lora_base_bf16+lora_embed\n"
+        "    parameters: {weight: 0.5}\n"
+        "  - model: {model: {path: lora_base_bf16}, lora: {path: lora_pattern}}\n"
+        "    parameters: {weight: 0.5}\n"
+        "merge_method: linear\n";
+    /* the method registry is opened once: its own allocations are test_faults' */
+    cr_method_registry *reg = NULL;
+    cr_error rerr = {0};
+    REQUIRE(cr_methods_open(cr_default_allocator(), NULL, &reg, &rerr) == CR_OK);
+    cr_frontend_options opt = { .models_dir = MODELS, .no_env = true, .has_lora_merge_dtype = true,
+                                .lora_merge_dtype = CR_DTYPE_F32, .methods = reg, .header_only = true };
+    long n;
+    int nomem = 0;
+    cr_status st = CR_ERR_NOMEM;
+    for (n = 0; n < 100000; n++) {
+        cr_failing_allocator fa;
+        cr_failing_allocator_init(&fa, cr_default_allocator(), n, false);
+        cr_plan plan;
+        cr_diags d;
+        cr_error err = { 0 };
+        cr_diags_init(&d, &fa.base);
+        st = cr_frontend_yaml_text(&fa.base, "lora.yml", text, strlen(text), &opt, &plan, &d, &err);
+        if (st == CR_OK) {
+            /* the adapters are attached, the model reads as float32 */
+            CHECK(plan.n_models == 2 && plan.models[0].lora && plan.models[1].lora);
+            CHECK(plan.n_models == 2 && plan.models[1].lora_dtype == CR_DTYPE_F32);
+            CHECK(plan.n_stages == 1 && plan.stages[0].n_tensors > 0 &&
+                  plan.stages[0].tensors[0].sources[0].dtype == CR_DTYPE_F32);
+        }
+        cr_plan_free(&plan);
+        cr_diags_free(&d);
+        CHECK_MSG(fa.live == 0, "allocation %ld failed: %ld blocks leaked", n, fa.live);
+        if (st == CR_OK && fa.count <= n) break;
+        if (st != CR_OK) {
+            CHECK_MSG(st == CR_ERR_NOMEM || st == CR_ERR_CONFIG, "allocation %ld failed: status %s (%s)", n,
+                      cr_status_name(st), err.msg);
+            nomem += st == CR_ERR_NOMEM || d.n_errors > 0;
+        }
+        if (cr_test_g.current_failed) break;
+    }
+    CHECK_EQ_INT(st, CR_OK);
+    CHECK_MSG(nomem > 10, "only %d runs failed over %ld fault points", nomem, n);
+    printf("front end with adapters: %ld allocation fault points, %d failed cleanly\n", n, nomem);
+    cr_methods_close(reg);
+}
+
 int main(void)
 {
     RUN(plain);
@@ -144,5 +197,6 @@ int main(void)
     RUN(embedding_and_modules_to_save);
     RUN(patterns);
     RUN(refusals);
+    RUN(frontend_every_allocation);
     return cr_test_summary();
 }

@@ -419,8 +419,8 @@ def cases():
     c = []
 
     def add(name, method, recipe, kind=DET, tol=None, stat=None, note=None, options=None, releases=None):
-        """options: MergeOptions fields (true flags), passed to crucible as
-        --flag-name; releases: the mergekit releases the case exists for
+        """options: MergeOptions fields (true flags, or strings), passed to
+        crucible as --flag-name [value]; releases: the mergekit releases the case exists for
         (None: every one)."""
         recipe = dict(recipe)
         recipe["merge_method"] = method
@@ -696,6 +696,9 @@ def cases():
         add(case, "passthrough", {"models": [M(ref)]}, tol=exact, releases=lora)
     add("lora_gpt2_fan_in_fan_out", "passthrough", {"models": [M("lora_gpt2_bf16+lora_gpt2_fifo")]}, tol=exact,
         releases=lora)
+    add("lora_merge_dtype_f16", "passthrough", {"models": [M("lora_base_bf16+lora_mlp_rs")]}, tol=exact,
+        options={"lora_merge_dtype": "float16"}, releases=lora,
+        note="--lora-merge-dtype float16: transformers loads the bf16 base as float16")
     add("lora_merge_ties", "ties", {"models": [M("lora_base_bf16+lora_qkvo", weight=0.6, density=0.7),
                                               M("lora_ft_bf16", weight=0.4, density=0.7)],
                                    "base_model": "lora_base_bf16"}, releases=lora)

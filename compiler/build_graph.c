@@ -6,8 +6,10 @@
  * common submatrix; 0.1.5: an error, or the common first rows under
  * --unsafe-truncate-embeddings), the load-time cast to the recipe's
  * `dtype` (0.1.5 without one: to the group's promoted dtype), the save-time
- * cast to `out_dtype`, and wiring a later stage's inputs to an earlier
- * stage's result (read back through a scratch tensor).
+ * cast to `out_dtype`, wiring a later stage's inputs to an earlier
+ * stage's result (read back through a scratch tensor), and reading a
+ * `model+adapter` tensor as PEFT's merge_and_unload leaves it
+ * (model_input: W + s·(B·A) as graph ops, spec/lora.md).
  */
 #include <stdio.h>
 #include <stdlib.h>

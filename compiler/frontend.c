@@ -7,9 +7,10 @@
  * position, inputs deduplicated by model, outputs sorted into mergekit's
  * write order. Models are opened header-only when asked; a later stage's
  * reference to an earlier stage's `name:` becomes a plan model with stage
- * >= 0 whose tensors are that stage's outputs. Parsing lives in config.c,
- * evaluation in params.c, names -> architecture in arch.c, paths in
- * resolve.c.
+ * >= 0 whose tensors are that stage's outputs; a `model+adapter` model
+ * gets its PEFT adapter attached and checked here (lora_attach,
+ * spec/lora.md). Parsing lives in config.c, evaluation in params.c, names
+ * -> architecture in arch.c, paths in resolve.c.
  */
 #include "frontend.h"
 

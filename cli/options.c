@@ -297,6 +297,14 @@ static bool apply(cr_cli_options *o, int id, const char *opt, bool neg, const ch
     }
     case CR_OPT_METHODS: o->methods_dir = val; break;
     case CR_OPT_OUTPUT: o->output = val; break;
+    case CR_OPT_LORA_MERGE_DTYPE: {
+        /* mergekit's dtype_from_name: these three, with or without "torch." */
+        cr_dtype t;
+        if (!cr_dtype_parse_torch(val, &t) || (t != CR_DTYPE_BF16 && t != CR_DTYPE_F16 && t != CR_DTYPE_F32))
+            return bad_value(o, opt, "bfloat16, float16 or float32", val);
+        o->lora_merge_dtype = (int)t + 1;
+        break;
+    }
     case CR_OPT_MERGEKIT_VERSION: {
         cr_mk_version v;
         if (!cr_mk_parse(val, &v)) return bad_value(o, opt, "0.1.4 or 0.1.5", val);
@@ -489,6 +497,7 @@ int cr_cli_compile(const cr_cli_options *o, bool header_only, const char *out_di
     cr_pipeline_options po = {
         .path = o->pos[0], .models_dir = o->models_dir, .methods_dir = o->methods_dir,
         .header_only = header_only, .allow_crimes = o->allow_crimes,
+        .has_lora_merge_dtype = o->lora_merge_dtype != 0, .lora_merge_dtype = (cr_dtype)(o->lora_merge_dtype - 1),
         .compile = { .precise = o->precise, .seed = o->seed, .mk_version = (cr_mk_version)o->mk_version,
                      .unsafe_truncate_embeddings = o->unsafe_truncate_embeddings, .max_shard_bytes = o->out_shard_size,
                      .disabled = o->disabled_passes, .dump = o->dump, .dump_out = stdout },

@@ -187,6 +187,13 @@ static cr_status open_model(mb *b, const cr_resolve_env *env, const char *ref, b
         if (!strcmp(b->models[i].ref, ref)) { *idx = i; return CR_OK; }
     if (b->n_models == CR_ARRAY_LEN(b->models))
         return cr_fail(err, CR_ERR_LIMIT, "more than %zu distinct models", CR_ARRAY_LEN(b->models));
+    /* mergekit-moe reads every model through local_path(), which asserts
+     * that no LoRA is attached: `model+adapter` is not an MoE input */
+    if (strchr(ref, '+'))
+        return cr_fail(err, CR_ERR_UNSUPPORTED,
+                       "%s: model '%s' is a LoRA reference (`model+adapter`); mergekit-moe refuses them too: "
+                       "merge the adapter first (`crucible merge` with passthrough) and name that model",
+                       b->c->path, ref);
     /* mergekit's `path@revision`: the revision picks the Hugging Face
      * cache's snapshot, as in merge recipes (resolve.h) */
     const char *path = ref, *revision = NULL, *at = strrchr(ref, '@');

@@ -8,9 +8,10 @@
  */
 #include "forward.h"
 
+#include "pool.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -171,10 +172,10 @@ cr_status cr_llm_open(const cr_allocator *alloc, const cr_model *model, cr_llm *
     memset(out, 0, sizeof *out);
     out->alloc = alloc;
     out->model = model;
-    out->n_threads = 1;
     cr_llm_config *c = &out->cfg;
     cr_status st = cr_llm_config_parse(model->config, model->dir, c, err);
     if (st) return st;
+    if ((st = cr_gemm_pick(NULL, &out->gemm, err))) return st;
     const cr_model_tensor *e = cr_model_find(model, "model.embed_tokens.weight");
     if (!e || e->info->ndim != 2)
         return cr_fail(err, CR_ERR_FORMAT, "%s: tensor model.embed_tokens.weight is missing or not 2-D", model->dir);
@@ -254,52 +255,50 @@ void cr_llm_free(cr_llm *m)
 
 /* ---- threads ------------------------------------------------------------ */
 
-/* Run fn(ctx, begin, end, scratch) over [0, n) split into n_threads
- * contiguous ranges. Each worker gets its own scratch of scratch_floats. */
+/* fn(ctx, begin, end, scratch) over [0, n) cut into n_tasks contiguous
+ * ranges, claimed by the threads of m->pool (core/pool.h; NULL: all on the
+ * calling thread). Each thread has its own scratch of scratch_floats. */
 typedef void (*range_fn)(void *ctx, size_t begin, size_t end, float *scratch);
 
-typedef struct worker {
+typedef struct pf_job {
     range_fn fn;
     void *ctx;
-    size_t begin, end;
+    size_t n, n_tasks, scratch_floats;
     float *scratch;
-} worker;
+} pf_job;
 
-static void *worker_main(void *p)
+static int pf_task(void *ud, uint64_t task, unsigned thread)
 {
-    worker *w = p;
-    w->fn(w->ctx, w->begin, w->end, w->scratch);
-    return NULL;
+    const pf_job *j = ud;
+    size_t b = j->n * task / j->n_tasks, e = j->n * (task + 1) / j->n_tasks;
+    if (b < e) j->fn(j->ctx, b, e, j->scratch ? j->scratch + thread * j->scratch_floats : NULL);
+    return 0;
 }
 
-#define CR_LLM_MAX_THREADS 256
-
-static cr_status parallel_for(const cr_llm *m, size_t n, range_fn fn, void *ctx, size_t scratch_floats,
-                              cr_error *err)
+static cr_status parallel_for(const cr_llm *m, size_t n, size_t n_tasks, range_fn fn, void *ctx,
+                              size_t scratch_floats, cr_error *err)
 {
-    unsigned nt = m->n_threads ? m->n_threads : 1;
-    if (nt > CR_LLM_MAX_THREADS) nt = CR_LLM_MAX_THREADS;
-    if (nt > n) nt = n ? (unsigned)n : 1;
-    float *scratch = NULL;
+    if (n == 0) return CR_OK;
+    unsigned nt = m->pool ? cr_pool_threads(m->pool) : 1;
+    if (n_tasks > n) n_tasks = n;
+    if (n_tasks == 0) n_tasks = 1;
+    pf_job j = { fn, ctx, n, n_tasks, scratch_floats, NULL };
     if (scratch_floats) {
-        scratch = cr_malloc(m->alloc, nt * scratch_floats * sizeof(float));
-        if (!scratch) return cr_fail(err, CR_ERR_NOMEM, "out of memory (thread scratch)");
+        j.scratch = cr_malloc(m->alloc, nt * scratch_floats * sizeof(float));
+        if (!j.scratch) return cr_fail(err, CR_ERR_NOMEM, "out of memory (thread scratch)");
     }
-    worker w[CR_LLM_MAX_THREADS];
-    pthread_t th[CR_LLM_MAX_THREADS];
-    bool started[CR_LLM_MAX_THREADS] = { false };
-    for (unsigned i = 0; i < nt; i++) {
-        w[i] = (worker){ fn, ctx, n * i / nt, n * (i + 1) / nt, scratch ? scratch + i * scratch_floats : NULL };
-        /* thread 0's share runs on the calling thread */
-        if (i > 0) started[i] = pthread_create(&th[i], NULL, worker_main, &w[i]) == 0;
-    }
-    worker_main(&w[0]);
-    for (unsigned i = 1; i < nt; i++) {
-        if (started[i]) pthread_join(th[i], NULL);
-        else worker_main(&w[i]);   /* could not start a thread: do its share here */
-    }
-    cr_free(m->alloc, scratch);
+    if (m->pool && n_tasks > 1) cr_pool_run(m->pool, n_tasks, pf_task, &j);
+    else for (size_t t = 0; t < n_tasks; t++) pf_task(&j, t, 0);
+    cr_free(m->alloc, j.scratch);
     return CR_OK;
+}
+
+/* tasks for n independent items: a few per thread, so that threads that
+ * finish early take more */
+static size_t task_count(const cr_llm *m, size_t n)
+{
+    size_t nt = m->pool ? cr_pool_threads(m->pool) : 1;
+    return nt == 1 ? 1 : (n < 4 * nt ? n : 4 * nt);
 }
 
 /* ---- kernels -------------------------------------------------------------- */
@@ -353,42 +352,76 @@ static void load_row(const cr_llm_weight *w, size_t r, float *dst)
 }
 
 typedef struct mm_ctx {
+    const cr_llm *m;
     const float *x;
     size_t T;
     const cr_llm_weight *w, *bias;
     float *y;
     bool bf16;          /* weights and outputs rounded to bf16 */
+    size_t nb;          /* f32: weight rows per block */
 } mm_ctx;
 
-/* rows [begin, end) of W: convert each row once, dot it with every x[t] */
-static void mm_range(void *p, size_t begin, size_t end, float *row)
+/* bf16 (gates): rows [begin, end) of W, each converted once and dotted
+ * with every x[t] in the order that matches torch's bf16 GEMM */
+static void mm_range_bf16(void *p, size_t begin, size_t end, float *row)
 {
     const mm_ctx *c = p;
     size_t in = c->w->cols, out = c->w->rows;
     float b = 0;
     for (size_t r = begin; r < end; r++) {
         load_row(c->w, r, row);
-        if (c->bf16) bf_round(row, in);
+        bf_round(row, in);
         if (c->bias && c->bias->data) {
             float bb;
             cr_convert_to_f32(c->bias->dtype, (const char *)c->bias->data + r * cr_dtype_size(c->bias->dtype), &bb, 1);
-            b = c->bf16 ? bf(bb) : bb;
+            b = bf(bb);
         }
-        /* bf16: products of bf16 values are exact in f32, the sum is f32
+        /* products of bf16 values are exact in f32, the sum is f32
          * (oneDNN's bf16 GEMM accumulates in f32), bias added before the
          * single rounding of the output */
-        if (c->bf16)
-            for (size_t t = 0; t < c->T; t++) c->y[t * out + r] = bf(dot_bf16(c->x + t * in, row, in) + b);
-        else
-            for (size_t t = 0; t < c->T; t++) c->y[t * out + r] = dot(c->x + t * in, row, in) + b;
+        for (size_t t = 0; t < c->T; t++) c->y[t * out + r] = bf(dot_bf16(c->x + t * in, row, in) + b);
     }
+}
+
+/* f32: weight-row blocks [begin, end) of nb rows: the block is converted
+ * to f32 once (F32 weights are read in place) and multiplied with all T
+ * tokens by the ISA's nt kernel. A block of nb·K floats stays in L2 while
+ * the tokens stream past. */
+static void mm_range_f32(void *p, size_t begin, size_t end, float *wf)
+{
+    const mm_ctx *c = p;
+    size_t K = c->w->cols, N = c->w->rows;
+    for (size_t blk = begin; blk < end; blk++) {
+        size_t r0 = blk * c->nb, r1 = r0 + c->nb < N ? r0 + c->nb : N;
+        const float *wr = wf;
+        if (c->w->dtype == CR_DTYPE_F32) wr = (const float *)row_ptr(c->w, r0);
+        else cr_convert_to_f32(c->w->dtype, row_ptr(c->w, r0), wf, (r1 - r0) * K);
+        c->m->gemm->nt(c->x, K, wr, K, c->y + r0, N, c->T, r1 - r0, K);
+        if (c->bias && c->bias->data) {
+            float *b = wf;   /* the block is no longer needed */
+            cr_convert_to_f32(c->bias->dtype, (const char *)c->bias->data + r0 * cr_dtype_size(c->bias->dtype), b, r1 - r0);
+            for (size_t t = 0; t < c->T; t++)
+                for (size_t r = r0; r < r1; r++) c->y[t * N + r] += b[r - r0];
+        }
+    }
+}
+
+/* weight rows per block: about 128 KiB of f32, a multiple of 12 (the nt
+ * tiles are 3 or 4 rows wide) */
+static size_t mm_block_rows(size_t K)
+{
+    size_t nb = (32768 / (K ? K : 1)) / 12 * 12;
+    return nb < 12 ? 12 : nb;
 }
 
 static cr_status matmul(const cr_llm *m, const float *x, size_t T, const cr_llm_weight *w,
                         const cr_llm_weight *bias, float *y, bool bf16, cr_error *err)
 {
-    mm_ctx c = { x, T, w, bias, y, bf16 };
-    return parallel_for(m, w->rows, mm_range, &c, w->cols + 1, err);
+    mm_ctx c = { m, x, T, w, bias, y, bf16, 0 };
+    if (bf16) return parallel_for(m, w->rows, task_count(m, w->rows), mm_range_bf16, &c, w->cols + 1, err);
+    c.nb = mm_block_rows(w->cols);
+    size_t nblk = (w->rows + c.nb - 1) / c.nb;
+    return parallel_for(m, nblk, nblk, mm_range_f32, &c, c.nb * w->cols, err);
 }
 
 cr_status cr_llm_matmul(const cr_llm *m, const float *x, size_t T, const cr_llm_weight *w,
@@ -491,6 +524,7 @@ typedef struct attn_ctx {
     size_t n_pad;               /* keys [0, n_pad) masked; those query rows give 0 */
     bool bf16;
     bool masked;                /* bf16: SDPA got an explicit mask (padded batch) */
+    const cr_gemm_kernels *gemm;
 } attn_ctx;
 
 /* torch's Vectorized<float>::fexp_u20 (AVX2), the exp the CPU
@@ -584,45 +618,72 @@ static void attn_row_bf16(const attn_ctx *a, size_t h, size_t t, float scale, fl
     for (uint32_t d = 0; d < hd; d++) o[d] = bf(o[d] * rs);
 }
 
-/* heads [begin, end): causal softmax attention in f32 (HF does softmax in
- * f32 too), with the optional sliding window and left-padding mask.
- * bf16 follows torch's CPU flash-attention kernel: scores and exp in f32,
- * the row sum from the f32 exps, the exps rounded to bf16 for P·V (f32
- * accumulation), the result times 1/sum rounded to bf16. */
-static void attn_range(void *p, size_t begin, size_t end, float *s)
+/* bf16 (gates), heads [begin, end): one query row at a time the way
+ * torch's CPU flash-attention kernel computes it (attn_row_bf16). */
+static void attn_range_bf16(void *p, size_t begin, size_t end, float *s)
 {
     const attn_ctx *a = p;
     const cr_llm_config *c = a->c;
-    uint32_t hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
-    size_t qs = (size_t)c->n_heads * hd, ks = (size_t)c->n_kv_heads * hd;
-    float scale = 1.0f / sqrtf((float)hd);
+    uint32_t hd = c->head_dim;
+    size_t qs = (size_t)c->n_heads * hd;
     float bscale = (float)pow((double)hd, -0.5);   /* HF's head_dim**-0.5, a Python float */
-    for (size_t h = begin; h < end; h++) {
-        size_t kvh = h / group;
+    for (size_t h = begin; h < end; h++)
         for (size_t t = 0; t < a->T; t++) {
-            const float *q = a->q + t * qs + h * hd;
             float *o = a->o + t * qs + h * hd;
             for (uint32_t j = 0; j < hd; j++) o[j] = 0;
             if (t < a->n_pad) continue;     /* every key masked: SDPA gives 0 */
-            if (a->bf16) {
-                attn_row_bf16(a, h, t, bscale, s, o);
-                continue;
-            }
-            size_t u0 = c->sliding_window && t + 1 > c->sliding_window ? t + 1 - c->sliding_window : 0;
-            if (u0 < a->n_pad) u0 = a->n_pad;
+            attn_row_bf16(a, h, t, bscale, s, o);
+        }
+}
+
+#define CR_ATTN_QBLOCK 64
+
+/* first key row t may see: the sliding window and the left padding */
+static size_t attn_lo(const attn_ctx *a, size_t t)
+{
+    uint32_t w = a->c->sliding_window;
+    size_t lo = w && t + 1 > w ? t + 1 - w : 0;
+    return lo < a->n_pad ? a->n_pad : lo;
+}
+
+/* f32, tasks [begin, end) = (head, block of CR_ATTN_QBLOCK queries):
+ * S = Q·Kᵀ over the keys the block can see (the nt kernel), scaled,
+ * masked (causal, window, padding) and softmaxed per row in f32 as HF
+ * does, then O = P·V (the nn kernel). A row that sees no key (a padding
+ * row) gets P = 0, so O = 0 as SDPA gives. s: [QBLOCK, T]. */
+static void attn_range_f32(void *p, size_t begin, size_t end, float *s)
+{
+    const attn_ctx *a = p;
+    const cr_llm_config *c = a->c;
+    const cr_gemm_kernels *g = a->gemm;
+    size_t hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    size_t qs = (size_t)c->n_heads * hd, ks = (size_t)c->n_kv_heads * hd, T = a->T;
+    size_t nqb = (T + CR_ATTN_QBLOCK - 1) / CR_ATTN_QBLOCK;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (size_t task = begin; task < end; task++) {
+        size_t h = task / nqb, t0 = task % nqb * CR_ATTN_QBLOCK, kvh = h / group;
+        size_t t1 = t0 + CR_ATTN_QBLOCK < T ? t0 + CR_ATTN_QBLOCK : T;
+        size_t lo0 = attn_lo(a, t0);
+        if (lo0 > t0) lo0 = t0;          /* padding rows see nothing; keep the range valid */
+        size_t nk = t1 - lo0, nq = t1 - t0;
+        g->nt(a->q + t0 * qs + h * hd, qs, a->k + lo0 * ks + kvh * hd, ks, s, nk, nq, nk, hd);
+        for (size_t i = 0; i < nq; i++) {
+            size_t t = t0 + i, lo = attn_lo(a, t);
+            float *row = s + i * nk;
             float mx = -INFINITY;
-            for (size_t u = u0; u <= t; u++) {
-                s[u] = dot(q, a->k + u * ks + kvh * hd, hd) * scale;
-                if (s[u] > mx) mx = s[u];
+            for (size_t u = lo; u <= t; u++) {
+                float v = row[u - lo0] * scale;
+                row[u - lo0] = v;
+                if (v > mx) mx = v;
             }
             float sum = 0;
-            for (size_t u = u0; u <= t; u++) { s[u] = expf(s[u] - mx); sum += s[u]; }
-            for (size_t u = u0; u <= t; u++) {
-                float pw = s[u] / sum;
-                const float *v = a->v + u * ks + kvh * hd;
-                for (uint32_t j = 0; j < hd; j++) o[j] += pw * v[j];
+            for (size_t u = lo; u <= t; u++) { row[u - lo0] = expf(row[u - lo0] - mx); sum += row[u - lo0]; }
+            for (size_t u = lo0; u < t1; u++) {
+                bool seen = u >= lo && u <= t;
+                row[u - lo0] = seen ? row[u - lo0] / sum : 0.0f;
             }
         }
+        g->nn(s, nk, a->v + lo0 * ks + kvh * hd, ks, a->o + t0 * qs + h * hd, qs, nq, hd, nk);
     }
 }
 
@@ -638,7 +699,7 @@ typedef struct bufs {
     float *h, *x, *q, *k, *v, *att, *g, *u, *cosb, *sinb, *wv;
 } bufs;
 
-static cr_status head_outputs(const cr_llm *m, cr_llm_run *run, const float *h, const float *normw, cr_error *err);
+static cr_status head_outputs(const cr_llm *m, cr_llm_run *run, const float *xn, cr_error *err);
 
 cr_status cr_llm_forward(const cr_llm *m, cr_llm_run *run, cr_error *err)
 {
@@ -741,9 +802,15 @@ cr_status cr_llm_forward(const cr_llm *m, cr_llm_run *run, cr_error *err)
             for (size_t h = 0; h < c->n_heads; h++) rot(b.q + t * qd + h * hd, cs, sn, (uint32_t)hd);
             for (size_t h = 0; h < c->n_kv_heads; h++) rot(b.k + t * kd + h * hd, cs, sn, (uint32_t)hd);
         }
-        attn_ctx ac = { c, b.q, b.k, b.v, b.att, T, run->n_pad, B, run->sdpa_mask };
-        size_t srow = T < CR_SDPA_KV_SPLIT ? CR_SDPA_KV_SPLIT : T;
-        if ((st = parallel_for(m, c->n_heads, attn_range, &ac, srow, err))) goto out;
+        attn_ctx ac = { c, b.q, b.k, b.v, b.att, T, run->n_pad, B, run->sdpa_mask, m->gemm };
+        if (B) {
+            size_t srow = T < CR_SDPA_KV_SPLIT ? CR_SDPA_KV_SPLIT : T;
+            st = parallel_for(m, c->n_heads, task_count(m, c->n_heads), attn_range_bf16, &ac, srow, err);
+        } else {
+            size_t n = c->n_heads * ((T + CR_ATTN_QBLOCK - 1) / CR_ATTN_QBLOCK);
+            st = parallel_for(m, n, n, attn_range_f32, &ac, CR_ATTN_QBLOCK * T, err);
+        }
+        if (st) goto out;
         if ((st = matmul(m, b.att, T, &L->o, &L->o_bias, b.x, B, err))) goto out;
         if (B) for (size_t i = 0; i < T * H; i++) b.h[i] = bf(b.h[i] + b.x[i]);
         else for (size_t i = 0; i < T * H; i++) b.h[i] += b.x[i];
@@ -777,7 +844,7 @@ cr_status cr_llm_forward(const cr_llm *m, cr_llm_run *run, cr_error *err)
         size_t L = c->n_layers;
         if (run->hidden_last) memcpy(run->hidden_last + L * H, b.x + (T - 1) * H, H * sizeof(float));
         if (run->hidden_all) memcpy(run->hidden_all + L * T * H, b.x, T * H * sizeof(float));
-        if (run->logits || run->want_nll) st = head_outputs(m, run, b.x, nw, err);
+        if (run->logits || run->want_nll) st = head_outputs(m, run, b.x, err);
     }
 out:
     cr_free(A, b.h); cr_free(A, b.x); cr_free(A, b.q); cr_free(A, b.k); cr_free(A, b.v);
@@ -786,32 +853,58 @@ out:
     return st;
 }
 
-/* Logits and NLL from the final-normed states xn [T, H], in blocks of
- * positions so that at most [block, V] logits exist at once. */
-static cr_status head_outputs(const cr_llm *m, cr_llm_run *run, const float *xn, const float *normw, cr_error *err)
+/* NLL of positions [begin, end) of one logits block (per-position results,
+ * summed in order by the caller so the total never depends on threads) */
+typedef struct nll_ctx {
+    const float *lg;        /* [nb, V] */
+    size_t t0, V;
+    const int32_t *ids;
+    double *out;            /* [nb] */
+} nll_ctx;
+
+static void nll_range(void *p, size_t begin, size_t end, float *scratch)
 {
-    (void)normw;
+    (void)scratch;
+    const nll_ctx *c = p;
+    for (size_t i = begin; i < end; i++) {
+        const float *row = c->lg + i * c->V;
+        double mx = -INFINITY, sum = 0;
+        for (size_t j = 0; j < c->V; j++) if (row[j] > mx) mx = row[j];
+        for (size_t j = 0; j < c->V; j++) sum += exp((double)row[j] - mx);
+        c->out[i] = -((double)row[c->ids[c->t0 + i + 1]] - mx - log(sum));
+    }
+}
+
+#define CR_HEAD_BLOCK 256
+
+/* Logits and NLL from the final-normed states xn [T, H], in blocks of
+ * positions so that at most [block, V] logits exist at once. Without
+ * `logits`, positions before the first scored prediction are skipped. */
+static cr_status head_outputs(const cr_llm *m, cr_llm_run *run, const float *xn, cr_error *err)
+{
     size_t T = run->n_ids, H = m->cfg.hidden, V = m->cfg.vocab;
-    size_t block = 64;
+    size_t block = CR_HEAD_BLOCK;
+    size_t first = run->nll_from > 1 ? run->nll_from - 1 : 0;   /* position predicting ids[nll_from] */
+    if (run->logits) first = 0;
     float *lg = run->logits ? NULL : cr_malloc(m->alloc, block * V * sizeof(float));
-    if (!run->logits && !lg) return cr_fail(err, CR_ERR_NOMEM, "out of memory for logits");
+    double *nll = cr_malloc(m->alloc, block * sizeof(double));
     cr_status st = CR_OK;
-    for (size_t t0 = 0; t0 < T; t0 += block) {
+    if ((!run->logits && !lg) || !nll) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory for logits"); goto out; }
+    for (size_t t0 = first; t0 < T; t0 += block) {
         size_t nb = T - t0 < block ? T - t0 : block;
         float *dst = run->logits ? run->logits + t0 * V : lg;
         if ((st = cr_llm_matmul(m, xn + t0 * H, nb, &m->lm_head, NULL, dst, err))) break;
         if (!run->want_nll) continue;
-        for (size_t i = 0; i < nb; i++) {
-            size_t t = t0 + i;
-            if (t + 1 >= T) break;
-            const float *row = dst + i * V;
-            double mx = -INFINITY, sum = 0;
-            for (size_t j = 0; j < V; j++) if (row[j] > mx) mx = row[j];
-            for (size_t j = 0; j < V; j++) sum += exp((double)row[j] - mx);
-            run->nll_sum += -((double)row[run->ids[t + 1]] - mx - log(sum));
-            run->nll_count++;
-        }
+        size_t np = t0 + nb < T ? nb : nb - 1;    /* the last position predicts nothing */
+        size_t skip = run->nll_from > 1 && run->nll_from - 1 > t0 ? run->nll_from - 1 - t0 : 0;
+        if (np <= skip) continue;
+        nll_ctx nc = { dst + skip * V, t0 + skip, V, run->ids, nll };
+        if ((st = parallel_for(m, np - skip, task_count(m, np - skip), nll_range, &nc, 0, err))) break;
+        for (size_t i = 0; i < np - skip; i++) run->nll_sum += nll[i];
+        run->nll_count += np - skip;
     }
+out:
     cr_free(m->alloc, lg);
+    cr_free(m->alloc, nll);
     return st;
 }

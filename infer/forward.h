@@ -7,10 +7,12 @@
  * activations — or, with cr_llm_run.bf16, activations rounded to bf16
  * exactly where transformers rounds them on CPU (mergekit-moe's gates),
  * with optional left padding. Weights stay in the mmapped safetensors shards in their
- * stored dtype (F32, F16 or BF16) and are converted to f32 one row at a time
- * inside the matmul, never copied whole. Matmuls and attention are split
- * over threads by output row / head; every output element is computed by
- * the same code whatever the thread count, so results do not depend on it.
+ * stored dtype (F32, F16 or BF16); the f32 matmul converts a block of rows
+ * at a time (F32 rows are read in place) and multiplies it with every token
+ * by the blocked SIMD kernels of gemm.h. Matmuls and attention run as tasks
+ * on a borrowed thread pool (core/pool.h) by weight-row block / (head,
+ * query block); every output element is computed by the same code whatever
+ * the thread count, so results do not depend on it.
  *
  * Math: ../shared/reference/formats-and-moe.md §2 (RMSNorm with eps inside
  * the root, HF half-split RoPE with default / linear / dynamic / llama3
@@ -22,7 +24,10 @@
 
 #include "base.h"
 #include "dtype.h"
+#include "gemm.h"
 #include "model.h"
+
+typedef struct cr_pool cr_pool;
 
 typedef enum cr_rope_type {
     CR_ROPE_DEFAULT,
@@ -70,14 +75,16 @@ typedef struct cr_llm {
     cr_llm_weight embed, norm, lm_head;   /* lm_head.data NULL: no head */
     cr_llm_layer *layers;
     float *inv_freq;            /* [rotary_dim / 2], before dynamic scaling */
-    unsigned n_threads;         /* worker threads for matmul/attention (>= 1) */
+    cr_pool *pool;              /* borrowed: the threads of matmul/attention; NULL = the caller's only */
+    const cr_gemm_kernels *gemm;  /* f32 kernels; cr_llm_open picks the CPU's best ($CRUCIBLE_ISA) */
 } cr_llm;
 
 /* Read the config and bind every weight of `model` (opened with data, not
  * header-only). Checks model_type (llama, mistral, qwen2, qwen3), hidden_act
  * (silu), rope type, and every tensor's presence, dtype (F32/F16/BF16) and
  * shape; errors name the tensor or config key (CR_ERR_FORMAT,
- * CR_ERR_UNSUPPORTED). n_threads defaults to 1; set it after opening. */
+ * CR_ERR_UNSUPPORTED; an unknown or unsupported $CRUCIBLE_ISA as
+ * cr_gemm_pick). pool is NULL (one thread); set it after opening. */
 cr_status cr_llm_open(const cr_allocator *alloc, const cr_model *model, cr_llm *out, cr_error *err);
 void cr_llm_free(cr_llm *m);
 
@@ -94,9 +101,11 @@ cr_status cr_llm_config_parse(const cJSON *config, const char *name, cr_llm_conf
  *   hidden_all [ (n_layers + 1) * n_ids * hidden ]: the same at every
  *       position;
  *   logits [ n_ids * vocab ] (needs an lm_head or tied embeddings);
- *   want_nll: nll_sum = sum over t < n_ids-1 of -log softmax(logits[t])[ids[t+1]]
- *       (double), nll_count = n_ids - 1. Computed in blocks of positions so
- *       the [T, vocab] logits never exist at once.
+ *   want_nll: nll_sum = sum over t < n_ids-1 with t+1 >= nll_from of
+ *       -log softmax(logits[t])[ids[t+1]] (double), nll_count = how many.
+ *       Computed in blocks of positions so the [T, vocab] logits never
+ *       exist at once; without `logits`, positions before nll_from-1 skip
+ *       the head entirely (sliding-window evaluation).
  * stop_layer (0 = all): stop once hs[stop_layer] is known (gates need
  * hs[0..L-1] only), so later outputs are not filled. Errors: CR_ERR_ARG for
  * an id outside the embedding or an empty input, CR_ERR_UNSUPPORTED for
@@ -108,6 +117,7 @@ typedef struct cr_llm_run {
     float *hidden_all;
     float *logits;
     bool want_nll;
+    size_t nll_from;            /* first target index scored (0 or 1: all) */
     double nll_sum;
     size_t nll_count;
     uint32_t stop_layer;

@@ -359,6 +359,7 @@ typedef struct mm_ctx {
     float *y;
     bool bf16;          /* weights and outputs rounded to bf16 */
     size_t nb;          /* f32: weight rows per block */
+    const float *xp;    /* f32: x packed in tiles of gemm->mr rows (cr_gemm_pack_x) */
 } mm_ctx;
 
 /* bf16 (gates): rows [begin, end) of W, each converted once and dotted
@@ -383,45 +384,73 @@ static void mm_range_bf16(void *p, size_t begin, size_t end, float *row)
     }
 }
 
-/* f32: weight-row blocks [begin, end) of nb rows: the block is converted
- * to f32 once (F32 weights are read in place) and multiplied with all T
- * tokens by the ISA's nt kernel. A block of nb·K floats stays in L2 while
- * the tokens stream past. */
+/* f32: weight-row blocks [begin, end) of nb rows. The block is converted
+ * to f32 and packed into panels once (cr_gemm_pack_w; bf16/f16 read in
+ * place from the mapped shard) and multiplied with the packed tokens
+ * (matmul packs them once per call) CR_MM_TCHUNK tokens at a time, so
+ * that those tokens and the packed block both stay in L2.
+ * scratch: (nb + pw) · K floats. */
+#define CR_MM_TCHUNK 96     /* a multiple of every ISA's tile height (4, 6, 12) */
+
 static void mm_range_f32(void *p, size_t begin, size_t end, float *wf)
 {
     const mm_ctx *c = p;
-    size_t K = c->w->cols, N = c->w->rows;
+    const cr_gemm_kernels *g = c->m->gemm;
+    size_t K = c->w->cols, N = c->w->rows, pw = g->pw, mr = g->mr;
+    float *tmp = wf + c->nb * K;
     for (size_t blk = begin; blk < end; blk++) {
         size_t r0 = blk * c->nb, r1 = r0 + c->nb < N ? r0 + c->nb : N;
-        const float *wr = wf;
-        if (c->w->dtype == CR_DTYPE_F32) wr = (const float *)row_ptr(c->w, r0);
-        else cr_convert_to_f32(c->w->dtype, row_ptr(c->w, r0), wf, (r1 - r0) * K);
-        c->m->gemm->nt(c->x, K, wr, K, c->y + r0, N, c->T, r1 - r0, K);
+        size_t np = (r1 - r0 + pw - 1) / pw;
+        for (size_t q = 0; q < np; q++) {
+            size_t n = r1 - r0 - q * pw < pw ? r1 - r0 - q * pw : pw;
+            cr_gemm_pack_w(g, c->w->dtype, row_ptr(c->w, r0 + q * pw), n, K, wf + q * pw * K, tmp);
+        }
+        for (size_t t0 = 0; t0 < c->T; t0 += CR_MM_TCHUNK) {
+            size_t nt = c->T - t0 < CR_MM_TCHUNK ? c->T - t0 : CR_MM_TCHUNK;
+            for (size_t q = 0; q < np; q++) {
+                size_t n = r1 - r0 - q * pw < pw ? r1 - r0 - q * pw : pw;
+                for (size_t t = 0; t < nt; t += mr)
+                    g->panel(c->xp + (t0 + t) * K, wf + q * pw * K, c->y + (t0 + t) * N + r0 + q * pw, N,
+                             nt - t < mr ? nt - t : mr, n, K);
+            }
+        }
         if (c->bias && c->bias->data) {
-            float *b = wf;   /* the block is no longer needed */
-            cr_convert_to_f32(c->bias->dtype, (const char *)c->bias->data + r0 * cr_dtype_size(c->bias->dtype), b, r1 - r0);
-            for (size_t t = 0; t < c->T; t++)
-                for (size_t r = r0; r < r1; r++) c->y[t * N + r] += b[r - r0];
+            float *b = tmp;
+            for (size_t r = r0; r < r1; r += K) {
+                size_t m = r1 - r < K ? r1 - r : K;
+                cr_convert_to_f32(c->bias->dtype, (const char *)c->bias->data + r * cr_dtype_size(c->bias->dtype), b, m);
+                for (size_t t = 0; t < c->T; t++)
+                    for (size_t i = 0; i < m; i++) c->y[t * N + r + i] += b[i];
+            }
         }
     }
 }
 
-/* weight rows per block: about 128 KiB of f32, a multiple of 12 (the nt
- * tiles are 3 or 4 rows wide) */
-static size_t mm_block_rows(size_t K)
+/* weight rows per block: about 512 KiB of packed f32 (the block stays in
+ * L2 while the tokens stream past), a whole number of panels */
+static size_t mm_block_rows(const cr_gemm_kernels *g, size_t K)
 {
-    size_t nb = (32768 / (K ? K : 1)) / 12 * 12;
-    return nb < 12 ? 12 : nb;
+    size_t nb = (131072 / (K ? K : 1)) / g->pw * g->pw;
+    return nb < g->pw ? g->pw : nb;
 }
 
 static cr_status matmul(const cr_llm *m, const float *x, size_t T, const cr_llm_weight *w,
                         const cr_llm_weight *bias, float *y, bool bf16, cr_error *err)
 {
-    mm_ctx c = { m, x, T, w, bias, y, bf16, 0 };
+    mm_ctx c = { m, x, T, w, bias, y, bf16, 0, NULL };
     if (bf16) return parallel_for(m, w->rows, task_count(m, w->rows), mm_range_bf16, &c, w->cols + 1, err);
-    c.nb = mm_block_rows(w->cols);
+    const cr_gemm_kernels *g = m->gemm;
+    size_t K = w->cols, tiles = (T + g->mr - 1) / g->mr;
+    float *xp = cr_malloc(m->alloc, tiles * g->mr * K * sizeof(float));
+    if (!xp) return cr_fail(err, CR_ERR_NOMEM, "out of memory (packed activations, %zu tokens)", T);
+    for (size_t i = 0; i < tiles; i++)
+        cr_gemm_pack_x(g, x + i * g->mr * K, K, T - i * g->mr < g->mr ? T - i * g->mr : g->mr, K, xp + i * g->mr * K);
+    c.xp = xp;
+    c.nb = mm_block_rows(g, K);
     size_t nblk = (w->rows + c.nb - 1) / c.nb;
-    return parallel_for(m, nblk, nblk, mm_range_f32, &c, c.nb * w->cols, err);
+    cr_status st = parallel_for(m, nblk, nblk, mm_range_f32, &c, (c.nb + g->pw) * K, err);
+    cr_free(m->alloc, xp);
+    return st;
 }
 
 cr_status cr_llm_matmul(const cr_llm *m, const float *x, size_t T, const cr_llm_weight *w,

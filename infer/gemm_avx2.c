@@ -12,6 +12,8 @@
 #define TABLE cr_gemm_avx2
 #define VW 8
 #define NT_MR 4
+#define PANEL_MR 6
+#define PANEL_NV 2
 #define NT_NR 3
 #define VF __m256
 #define vzero() _mm256_setzero_ps()
@@ -37,5 +39,5 @@ static TARGET inline float vhsum(__m256 v)
 
 #else
 /* not x86-64: cr_gemm_pick never selects it; the scalar kernels stand in */
-const cr_gemm_kernels cr_gemm_avx2 = { "avx2", NULL, NULL };
+const cr_gemm_kernels cr_gemm_avx2 = { "avx2", NULL, NULL, 16, 6, NULL };
 #endif

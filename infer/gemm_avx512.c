@@ -11,6 +11,8 @@
 #define TABLE cr_gemm_avx512
 #define VW 16
 #define NT_MR 4
+#define PANEL_MR 12
+#define PANEL_NV 2
 #define NT_NR 4
 #define VF __m512
 #define vzero() _mm512_setzero_ps()
@@ -36,5 +38,5 @@ static TARGET inline float vhsum(__m512 v)
 #include "gemm_body.h"
 
 #else
-const cr_gemm_kernels cr_gemm_avx512 = { "avx512", NULL, NULL };
+const cr_gemm_kernels cr_gemm_avx512 = { "avx512", NULL, NULL, 32, 12, NULL };
 #endif

@@ -15,6 +15,8 @@
 #define TABLE cr_gemm_scalar
 #define VW 8
 #define NT_MR 4
+#define PANEL_MR 4
+#define PANEL_NV 2
 #define NT_NR 4
 
 typedef struct { float l[VW]; } VF;
@@ -40,6 +42,30 @@ static inline float vhsum(VF v)
 }
 
 #include "gemm_body.h"
+
+void cr_gemm_pack_w(const cr_gemm_kernels *k, cr_dtype t, const void *src, size_t n, size_t K, float *dst,
+                    float *tmp)
+{
+    size_t pw = k->pw;
+    cr_convert_to_f32(t, src, tmp, n * K);      /* the rows are contiguous in the shard */
+    for (size_t i = 0; i < K; i++) {
+        float *d = dst + i * pw;
+        size_t j = 0;
+        for (; j < n; j++) d[j] = tmp[j * K + i];
+        for (; j < pw; j++) d[j] = 0.0f;
+    }
+}
+
+void cr_gemm_pack_x(const cr_gemm_kernels *k, const float *x, size_t ldx, size_t rows, size_t K, float *dst)
+{
+    size_t mr = k->mr;
+    for (size_t i = 0; i < K; i++) {
+        float *d = dst + i * mr;
+        size_t r = 0;
+        for (; r < rows; r++) d[r] = x[r * ldx + i];
+        for (; r < mr; r++) d[r] = 0.0f;
+    }
+}
 
 cr_status cr_gemm_pick(const char *want, const cr_gemm_kernels **out, cr_error *err)
 {

@@ -75,6 +75,51 @@ static void check_table(const cr_gemm_kernels *k)
             }
 }
 
+/* panel: bf16 weights packed with cr_gemm_pack_w, tokens with
+ * cr_gemm_pack_x; every row equals the row computed alone (rows = 1) */
+static void check_panel(const cr_gemm_kernels *k)
+{
+    static const size_t Ks[] = { 1, 5, 16, 37 };
+    size_t pw = k->pw, mr = k->mr;
+    size_t ncs[] = { 1, pw / 2 + 1, pw }, rowss[] = { 1, mr - 1, mr };
+    for (size_t c = 0; c < 4; c++)
+        for (size_t a = 0; a < 3; a++)
+            for (size_t b = 0; b < 3; b++) {
+                size_t K = Ks[c], nc = ncs[a], rows = rowss[b];
+                uint16_t *wb = malloc(nc * K * 2);
+                float *w = malloc(nc * K * sizeof(float)), *x = malloc(rows * K * sizeof(float));
+                float *wp = malloc(K * pw * sizeof(float)), *tmp = malloc(K * pw * sizeof(float));
+                float *xp = malloc(K * mr * sizeof(float)), *x1 = malloc(K * mr * sizeof(float));
+                float *y = calloc(rows * nc, sizeof(float)), one[64];
+                fill(w, nc * K, 3 + (uint32_t)(c + nc));
+                fill(x, rows * K, 5 + (uint32_t)(c * 7 + rows));
+                for (size_t i = 0; i < nc * K; i++) { wb[i] = cr_f32_to_bf16(w[i]); w[i] = cr_bf16_to_f32(wb[i]); }
+                cr_gemm_pack_w(k, CR_DTYPE_BF16, wb, nc, K, wp, tmp);
+                cr_gemm_pack_x(k, x, K, rows, K, xp);
+                k->panel(xp, wp, y, nc, rows, nc, K);
+                double worst = 0;
+                bool same = true;
+                for (size_t t = 0; t < rows; t++) {
+                    cr_gemm_pack_x(k, x + t * K, K, 1, K, x1);
+                    k->panel(x1, wp, one, nc, 1, nc, K);
+                    for (size_t n = 0; n < nc; n++) {
+                        double r = 0, mag = 0;
+                        for (size_t i = 0; i < K; i++) {
+                            r += (double)x[t * K + i] * w[n * K + i];
+                            mag += fabs((double)x[t * K + i] * w[n * K + i]);
+                        }
+                        double e = fabs(y[t * nc + n] - r) / (mag + 1e-30);
+                        if (e > worst) worst = e;
+                        same &= one[n] == y[t * nc + n];
+                    }
+                }
+                CHECK_MSG(worst < 1e-6, "%s panel rows=%zu nc=%zu K=%zu: error %.3g", k->name, rows, nc, K, worst);
+                CHECK_MSG(same, "%s panel rows=%zu nc=%zu K=%zu: a row differs from its run alone", k->name, rows, nc,
+                          K);
+                free(wb); free(w); free(x); free(wp); free(tmp); free(xp); free(x1); free(y);
+            }
+}
+
 TEST(every_isa)
 {
     static const char *const names[] = { "scalar", "avx2", "avx512" };
@@ -85,6 +130,7 @@ TEST(every_isa)
         if (cr_gemm_pick(names[i], &k, &err) != CR_OK) continue;
         CHECK(!strcmp(k->name, names[i]));
         check_table(k);
+        check_panel(k);
         ran++;
     }
     CHECK(ran >= 1);

@@ -1,4 +1,5 @@
-/* forward.h — a Llama / Mistral / Qwen2 / Qwen3 decoder forward pass over
+/* forward.h — a Llama / Mistral / Qwen2 / Qwen3 decoder forward pass (and
+ * the Mixtral / Qwen2-MoE / Qwen3-MoE sparse MLPs, moe_forward.c) over
  * the weights of an opened model directory (formats/model.h).
  *
  * Used for mergekit-moe's `hidden` gates (the residual stream entering each
@@ -50,8 +51,15 @@ typedef struct cr_llm_config {
     uint32_t rope_orig_max_pos;
     bool qkv_bias;              /* Qwen2, or attention_bias */
     bool o_bias, mlp_bias;
-    bool qk_norm;               /* Qwen3 */
+    bool qk_norm;               /* Qwen3, Qwen3-MoE */
     bool tie_word_embeddings;
+    /* MoE (mixtral, qwen2_moe, qwen3_moe; 0 experts: dense) */
+    uint32_t n_experts, top_k;
+    uint32_t moe_intermediate;      /* each routed expert's I */
+    uint32_t shared_intermediate;   /* Qwen2-MoE's shared expert (0: none) */
+    uint32_t sparse_step;           /* decoder_sparse_step (1: every layer) */
+    bool norm_topk;                 /* renormalise the top-k weights (Mixtral: always) */
+    uint64_t dense_layers;          /* bit l: mlp_only_layers (layers < 64) */
 } cr_llm_config;
 
 /* One weight: a borrowed view of a tensor in a mapped shard. */
@@ -61,11 +69,20 @@ typedef struct cr_llm_weight {
     uint32_t rows, cols;        /* [out, in]; vectors have rows == 1 */
 } cr_llm_weight;
 
+/* One MoE expert's SwiGLU MLP (views into stacked tensors when fused). */
+typedef struct cr_llm_expert {
+    cr_llm_weight gate, up, down;
+} cr_llm_expert;
+
 typedef struct cr_llm_layer {
     cr_llm_weight in_norm, post_norm;
     cr_llm_weight q, k, v, o, q_bias, k_bias, v_bias, o_bias;
     cr_llm_weight q_norm, k_norm;
     cr_llm_weight gate, up, down, gate_bias, up_bias, down_bias;
+    /* MoE layers (moe.data of the router non-NULL): router [E, H], the
+     * routed experts, the shared expert and its [1, H] gate (Qwen2-MoE) */
+    cr_llm_weight router, shared_gate;
+    cr_llm_expert *experts, shared;
 } cr_llm_layer;
 
 typedef struct cr_llm {
@@ -148,5 +165,25 @@ cr_status cr_llm_forward(const cr_llm *m, cr_llm_run *run, cr_error *err);
  * exposed for tests. */
 cr_status cr_llm_matmul(const cr_llm *m, const float *x, size_t T, const cr_llm_weight *w,
                         const cr_llm_weight *bias, float *y, cr_error *err);
+
+/* Bind tensor `name` of model as a [rows, cols] matrix (rows == 1: a
+ * [cols] vector; cols 0: any) in F32/F16/BF16. optional: a missing tensor
+ * leaves w->data NULL. Errors name the tensor (CR_ERR_FORMAT,
+ * CR_ERR_UNSUPPORTED). */
+cr_status cr_llm_bind_weight(const cr_model *m, const char *name, uint32_t rows, uint32_t cols, bool optional,
+                             cr_llm_weight *w, cr_error *err);
+
+/* moe_forward.c: bind layer l's router and experts (any of the layouts
+ * crucible and transformers write: Mixtral's block_sparse_moe.experts.E.
+ * w1/w2/w3, per-expert mlp.experts.E.{gate,up,down}_proj, or the fused
+ * mlp.experts.gate_up_proj [E, 2I, H] / down_proj [E, H, I]; Qwen2-MoE's
+ * shared expert), allocating L->experts. Errors name the tensor. */
+cr_status cr_llm_bind_moe(const cr_model *model, cr_llm *m, uint32_t l, cr_error *err);
+/* y[T, H] = the sparse MLP of layer L on x[T, H] (f32): router softmax in
+ * f32, top-k (ties to the lower expert), optional renormalisation, each
+ * expert's SwiGLU on the tokens routed to it scaled by their weights, plus
+ * the sigmoid-gated shared expert. */
+cr_status cr_llm_moe_mlp(const cr_llm *m, const cr_llm_layer *L, const float *x, size_t T, float *y, cr_error *err);
+bool cr_llm_layer_is_moe(const cr_llm_config *c, uint32_t l);
 
 #endif

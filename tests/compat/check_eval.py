@@ -5,10 +5,12 @@ the way `crucible eval` is specified to compute it, stored as
 tests/fixtures/forward/eval_expected.json (and .tsv, one case a line) for
 tests/e2e/eval.sh (which needs no Python). Run by hand:
 
-  PYTHON tests/compat/check_eval.py [--crucible zig-out/bin/crucible]
+  PYTHON tests/compat/check_eval.py --crucible zig-out/bin/crucible
 
-With --crucible it also runs crucible on every case and prints the relative
-difference (the requirement is 1e-4).
+crucible writes the MoE models of the "crucible:" cases
+(tests/fixtures/forward/make_moe_outputs.sh: Mixtral fused and classic,
+Qwen2-MoE with a shared expert, from the forward fixtures) and is run on
+every case; the relative differences are printed (the requirement is 1e-4).
 
 Tokenization: AutoTokenizer.from_pretrained(dir)(text) — special tokens as
 transformers adds them by default ("bos") — or add_special_tokens=False
@@ -43,6 +45,27 @@ CONFIG_BOS = {"add_bos_token": True, "eos_token": "</s>",
               "bos_token": {"__type": "AddedToken", "content": "<s>", "lstrip": False, "normalized": False,
                             "rstrip": False, "single_word": False, "special": True}}
 
+# tiny MoE models built here (random weights, a wide init so routing matters):
+# (name, config class, model class, config, dtype, tokenizer fixture)
+MOE_MODELS = [
+    ("mixtral", "MixtralConfig", "MixtralForCausalLM", dict(
+        vocab_size=944, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2, max_position_embeddings=256,
+        rope_theta=10000.0, sliding_window=None, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2),
+     "bfloat16", "llama2"),
+    ("qwen2_moe", "Qwen2MoeConfig", "Qwen2MoeForCausalLM", dict(
+        vocab_size=900, hidden_size=32, intermediate_size=64, moe_intermediate_size=24,
+        shared_expert_intermediate_size=40, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+        num_experts=6, num_experts_per_tok=2, norm_topk_prob=False, decoder_sparse_step=1, mlp_only_layers=[1],
+        max_position_embeddings=256, rope_theta=1000000.0, tie_word_embeddings=True, use_sliding_window=False),
+     "float32", "qwen2"),
+    ("qwen3_moe", "Qwen3MoeConfig", "Qwen3MoeForCausalLM", dict(
+        vocab_size=900, hidden_size=32, intermediate_size=64, moe_intermediate_size=24, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_experts=5, num_experts_per_tok=3,
+        norm_topk_prob=True, max_position_embeddings=256, rope_theta=1000000.0, tie_word_embeddings=False),
+     "bfloat16", "qwen2"),
+]
+
 # (model, tokenizer_config or None, special tokens, max_length or None = the whole text, stride or None)
 CASES = [
     ("llama", None, True, None, None),
@@ -55,7 +78,37 @@ CASES = [
     ("llama", CONFIG_BOS_EOS, True, None, None),
     ("llama", CONFIG_BOS_EOS, True, 16, 6),
     ("llama", CONFIG_BOS, True, None, None),
+    ("mixtral", None, True, None, None),
+    ("mixtral", None, False, 16, 5),
+    ("qwen2_moe", None, True, None, None),
+    ("qwen2_moe", None, True, 20, 7),
+    ("qwen3_moe", None, True, None, None),
+    ("qwen3_moe", None, False, 15, 15),
+    # written by `crucible moe` (tests/fixtures/forward/make_moe_outputs.sh)
+    ("crucible:mixtral_fused", None, True, None, None),
+    ("crucible:mixtral_fused", None, False, 16, 5),
+    ("crucible:mixtral_classic", None, True, None, None),
+    ("crucible:qwen2_moe_shared", None, True, None, None),
+    ("crucible:qwen2_moe_shared", None, False, 20, 7),
 ]
+
+
+def build_moe(name, cfg_cls, model_cls, cfg, dtype, tokenizer):
+    """A tiny MoE model in tests/fixtures/forward/NAME as transformers saves it."""
+    out = os.path.join(FIX, name)
+    if os.path.exists(os.path.join(out, "config.json")):
+        return
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(4321)
+    model = getattr(transformers, model_cls)(getattr(transformers, cfg_cls)(**cfg)).eval()
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            p.normal_(0.0, 0.3 if p.dim() == 1 else 0.15)
+            if p.dim() == 1 and "norm" in n:
+                p.add_(1.0)
+    model.to(getattr(torch, dtype)).save_pretrained(out)
+    shutil.copy(os.path.join(FIX, "..", "tokenizers", tokenizer + ".json"), os.path.join(out, "tokenizer.json"))
+    shutil.copy(os.path.join(FIX, "llama", "text.txt"), os.path.join(out, "text.txt"))
 
 
 def guide_ppl(model, input_ids, max_length, stride):
@@ -86,6 +139,8 @@ def guide_ppl(model, input_ids, max_length, stride):
 
 
 def model_dir(name, cfg, tmp):
+    if name.startswith("crucible:"):
+        return os.path.join(tmp, "moe", name.split(":", 1)[1])
     src = os.path.join(FIX, name)
     if cfg is None:
         return src
@@ -99,12 +154,18 @@ def model_dir(name, cfg, tmp):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--crucible", help="also run this crucible binary on every case")
+    ap.add_argument("--crucible", required=True,
+                    help="the crucible binary: writes the MoE outputs scored here, and is run on every case")
     args = ap.parse_args()
+    args.crucible = os.path.abspath(args.crucible)
     torch.set_num_threads(1)
     out = {"transformers": transformers.__version__, "torch": torch.__version__, "cases": []}
     worst = 0.0
+    for m in MOE_MODELS:
+        build_moe(*m)
     with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["bash", os.path.join(FIX, "make_moe_outputs.sh"), args.crucible, os.path.join(tmp, "moe")],
+                       check=True)
         for name, cfg, special, max_length, stride in CASES:
             d = model_dir(name, cfg, tmp)
             tok = transformers.AutoTokenizer.from_pretrained(d)

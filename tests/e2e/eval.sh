@@ -4,7 +4,9 @@
 # relative for every case of eval_expected.tsv (tests/compat/check_eval.py:
 # special tokens as tokenizer(text) adds them or none, sliding windows with
 # a stride as the Hugging Face guide, a tokenizer_config.json whose
-# add_bos_token transformers 5 ignores), on every ISA this CPU has, with
+# add_bos_token transformers 5 ignores; Mixtral, Qwen2-MoE and Qwen3-MoE
+# models transformers saved, and MoE models `crucible moe` writes), on every
+# ISA this CPU has, with
 # --json and the text report; several files; bad invocations fail with a
 # message and a non-zero status.
 # usage: tests/e2e/eval.sh CRUCIBLE_BIN
@@ -26,11 +28,18 @@ for i in avx2 avx512; do
     CRUCIBLE_ISA=$i "$bin" eval tests/fixtures/forward/qwen2 --text tests/fixtures/forward/qwen2/text.txt \
         --max-tokens 4 >/dev/null 2>&1 && isas="$isas $i"
 done
+# the MoE models `crucible moe` writes (Mixtral fused and classic, Qwen2-MoE
+# with a shared expert), as check_eval.py made them for transformers
+bash tests/fixtures/forward/make_moe_outputs.sh "$bin" "$tmp/moe" >"$tmp/moe.log" 2>&1 && ok ||
+    bad "make_moe_outputs.sh: $(cat "$tmp/moe.log")"
 n=0
 while IFS=$'\t' read -r model cfg special max stride tokens ppl; do
     case $model in '#'*|'') continue ;; esac
     n=$((n + 1))
-    d=tests/fixtures/forward/$model
+    case $model in
+    crucible:*) d=$tmp/moe/${model#crucible:} ;;
+    *) d=tests/fixtures/forward/$model ;;
+    esac
     if [ "$cfg" != - ]; then
         mkdir -p "$tmp/c$n"; cp "$d"/* "$tmp/c$n/"; printf '%s' "$cfg" > "$tmp/c$n/tokenizer_config.json"; d=$tmp/c$n
     fi
@@ -47,7 +56,7 @@ while IFS=$'\t' read -r model cfg special max stride tokens ppl; do
         [ "$(jtotal "$out" tokens)" = "$tokens" ] && ok || bad "$what: tokens (want $tokens): $out"
     done
 done < tests/fixtures/forward/eval_expected.tsv
-[ $n -ge 10 ] && ok || bad "only $n cases in eval_expected.tsv"
+[ $n -ge 21 ] && ok || bad "only $n cases in eval_expected.tsv"
 
 # the text report: the same numbers, tokens/s, the windows
 d=tests/fixtures/forward/llama

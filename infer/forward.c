@@ -1,6 +1,8 @@
 /* forward.c — the decoder forward pass (see forward.h): config parsing,
- * weight binding with shape checks, a row-parallel pthreads matmul over
- * weights converted on the fly, and the layer loop.
+ * weight binding with shape checks, the f32 matmul on the packed-panel
+ * kernels of gemm.h and the attention on its nt / nn kernels, both as
+ * tasks on the caller's thread pool; the bf16 path's torch-order kernels;
+ * and the layer loop. MoE MLPs are in moe_forward.c.
  *
  * Shapes are written next to each buffer: T = tokens, H = hidden, I =
  * intermediate, nH/nKV = heads, hd = head_dim. A Linear weight is [out, in]

@@ -101,9 +101,10 @@ static const command commands[CR_CMD_COUNT] = {
         "compare two models tensor by tensor; exit 0 if identical, 1 if not, 2 on error\n", NULL },
     [CR_CMD_EVAL] = {
         "eval", "eval MODEL --text FILE      perplexity of a model on a text",
-        1, "eval MODEL_DIR --text FILE [options]",
-        "perplexity (mean next-token NLL) of the model on FILE, tokenized with\n"
-        "MODEL_DIR/tokenizer.json, in consecutive windows of --max-tokens\n", NULL },
+        1, "eval MODEL_DIR --text FILE [--text FILE...] [options]",
+        "perplexity (mean next-token NLL) of the model on each FILE, tokenized with\n"
+        "MODEL_DIR/tokenizer.json as transformers' tokenizer(text) does, in windows of\n"
+        "--max-tokens that start --stride tokens apart (the Hugging Face perplexity guide)\n", NULL },
     [CR_CMD_VERIFY] = {
         "verify", "verify OUT_DIR              check a written model: structure, index, shard hashes",
         1, "verify OUT_DIR [options]",
@@ -263,6 +264,7 @@ static bool apply(cr_cli_options *o, int id, const char *opt, bool neg, const ch
     case CR_OPT_I_UNDERSTAND: o->moe_same_source = true; break;
     case CR_OPT_VERBOSE: o->verbose++; break;
     case CR_OPT_QUIET: o->quiet = !neg; break;
+    case CR_OPT_BOS: o->no_bos = neg; break;
     case CR_OPT_PRECISE: o->precise = true; break;
     case CR_OPT_FORCE: o->force = true; break;
     case CR_OPT_REQUIRE_HASH: o->require_hash = true; break;
@@ -295,6 +297,13 @@ static bool apply(cr_cli_options *o, int id, const char *opt, bool neg, const ch
         o->input_args[o->n_input_args++] = val;
         break;
     }
+    case CR_OPT_TEXT:
+        if (o->n_text_args == CR_CLI_MAX_INPUTS) {
+            fprintf(stderr, "crucible %s: more than %d %s options\n", o->cmd, CR_CLI_MAX_INPUTS, opt);
+            return false;
+        }
+        o->text_args[o->n_text_args++] = val;
+        break;
     case CR_OPT_METHODS: o->methods_dir = val; break;
     case CR_OPT_OUTPUT: o->output = val; break;
     case CR_OPT_LORA_MERGE_DTYPE: {

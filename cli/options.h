@@ -40,6 +40,7 @@ typedef struct cr_cli_options {
     bool have_seed;
     bool copy_tokenizer, write_card, allow_crimes, quiet, precise, force;
     bool unsafe_truncate_embeddings;
+    bool no_bos;                /* eval: --no-bos */
     int verbose;
     unsigned threads;           /* 0: not given (cr_default_threads()) */
     uint64_t max_memory;
@@ -56,6 +57,8 @@ typedef struct cr_cli_options {
     bool skip_hash;             /* run, compile: --skip-hash */
     const char *input_args[CR_CLI_MAX_INPUTS];  /* run: each --input NAME=DIR, in order */
     int n_input_args;
+    const char *text_args[CR_CLI_MAX_INPUTS];   /* eval: each --text FILE, in order */
+    int n_text_args;
     uint64_t shard_size;        /* synth: --shard-size (0: one shard) */
     uint32_t part, n_parts;     /* run, plan: --part I/N (n_parts 0: not given) */
     /* Every option given, by id: its value as typed ("" for a flag), the

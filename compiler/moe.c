@@ -299,11 +299,13 @@ static cr_status prompt_gates(mb *b, cr_error *err)
     cr_tokenizer *tok = NULL;
     cr_llm llm;
     memset(&llm, 0, sizeof llm);
+    cr_pool *pool = NULL;
     float *tmp = NULL;
     cr_status st = cr_tokenizer_load(b->al, path, &tok, err);
     if (st) return st;
     if ((st = cr_llm_open(b->al, &base->m, &llm, err))) goto done;
-    llm.n_threads = cr_threads_resolve(b->o->threads);
+    if ((st = cr_pool_init(b->al, cr_threads_resolve(b->o->threads), &pool, err))) goto done;
+    llm.pool = pool;
     long long vocab;
     const char *bos = special_text(b, base, tok, "bos_token");
     /* mergekit: padding_side = left, pad_token_id = bos_token_id, or the eos
@@ -357,6 +359,7 @@ static cr_status prompt_gates(mb *b, cr_error *err)
 done:
     cr_free(b->al, tmp);
     if (llm.layers || llm.inv_freq) cr_llm_free(&llm);
+    cr_pool_free(pool);
     cr_tokenizer_free(tok);
     return st;
 }

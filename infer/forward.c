@@ -1,6 +1,8 @@
 /* forward.c — the decoder forward pass (see forward.h): config parsing,
- * weight binding with shape checks, a row-parallel pthreads matmul over
- * weights converted on the fly, and the layer loop.
+ * weight binding with shape checks, the f32 matmul on the packed-panel
+ * kernels of gemm.h and the attention on its nt / nn kernels, both as
+ * tasks on the caller's thread pool; the bf16 path's torch-order kernels;
+ * and the layer loop. MoE MLPs are in moe_forward.c.
  *
  * Shapes are written next to each buffer: T = tokens, H = hidden, I =
  * intermediate, nH/nKV = heads, hd = head_dim. A Linear weight is [out, in]
@@ -8,9 +10,10 @@
  */
 #include "forward.h"
 
+#include "pool.h"
+
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,6 +40,48 @@ static cr_status need_u32(const cJSON *c, const char *name, const char *k, uint3
     return CR_OK;
 }
 
+/* The MoE fields of mixtral / qwen2_moe / qwen3_moe (their config
+ * classes' defaults); dense types keep n_experts 0. */
+static cr_status moe_config(const cJSON *c, const char *name, const char *t, cr_llm_config *cfg, cr_error *err)
+{
+    bool mixtral = !strcmp(t, "mixtral");
+    if (!mixtral && strcmp(t, "qwen2_moe") && strcmp(t, "qwen3_moe")) return CR_OK;
+    cr_status st;
+    const char *ne = cJSON_IsNumber(jget(c, "num_experts")) ? "num_experts" : "num_local_experts";
+    if ((st = need_u32(c, name, ne, &cfg->n_experts, err)) ||
+        (st = need_u32(c, name, "num_experts_per_tok", &cfg->top_k, err)))
+        return st;
+    if (cfg->top_k > cfg->n_experts)
+        return cr_fail(err, CR_ERR_FORMAT, "%s: num_experts_per_tok %u exceeds the %u experts", name, cfg->top_k,
+                       cfg->n_experts);
+    cfg->moe_intermediate = cfg->intermediate;
+    cfg->sparse_step = 1;
+    cfg->norm_topk = mixtral;
+    if (mixtral) return CR_OK;
+    if ((st = need_u32(c, name, "moe_intermediate_size", &cfg->moe_intermediate, err))) return st;
+    if (cJSON_IsNumber(jget(c, "decoder_sparse_step")) &&
+        (st = need_u32(c, name, "decoder_sparse_step", &cfg->sparse_step, err)))
+        return st;
+    cfg->norm_topk = cJSON_IsTrue(jget(c, "norm_topk_prob"));
+    if (!strcmp(t, "qwen2_moe") && (st = need_u32(c, name, "shared_expert_intermediate_size",
+                                                  &cfg->shared_intermediate, err)))
+        return st;
+    const cJSON *dense = jget(c, "mlp_only_layers");
+    for (const cJSON *e = cJSON_IsArray(dense) ? dense->child : NULL; e; e = e->next) {
+        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= 64)
+            return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: mlp_only_layers entries must be layer numbers below 64", name);
+        cfg->dense_layers |= (uint64_t)1 << (int)e->valuedouble;
+    }
+    return CR_OK;
+}
+
+bool cr_llm_layer_is_moe(const cr_llm_config *c, uint32_t l)
+{
+    if (!c->n_experts) return false;
+    if (l < 64 && (c->dense_layers >> l & 1)) return false;
+    return (l + 1) % c->sparse_step == 0;
+}
+
 cr_status cr_llm_config_parse(const cJSON *c, const char *name, cr_llm_config *cfg, cr_error *err)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -44,9 +89,13 @@ cr_status cr_llm_config_parse(const cJSON *c, const char *name, cr_llm_config *c
     const cJSON *mt = jget(c, "model_type");
     if (!cJSON_IsString(mt)) return cr_fail(err, CR_ERR_FORMAT, "%s: config.json has no model_type", name);
     const char *t = mt->valuestring;
-    if (strcmp(t, "llama") && strcmp(t, "mistral") && strcmp(t, "qwen2") && strcmp(t, "qwen3"))
+    static const char *const types[] = { "llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe" };
+    bool known = false;
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++) known |= !strcmp(t, types[i]);
+    if (!known)
         return cr_fail(err, CR_ERR_UNSUPPORTED,
-                       "%s: model_type '%s' has no forward pass in crucible (llama, mistral, qwen2, qwen3)", name, t);
+                       "%s: model_type '%s' has no forward pass in crucible (llama, mistral, qwen2, qwen3, mixtral, "
+                       "qwen2_moe, qwen3_moe)", name, t);
     snprintf(cfg->model_type, sizeof cfg->model_type, "%s", t);
     cr_status st;
     if ((st = need_u32(c, name, "num_hidden_layers", &cfg->n_layers, err)) ||
@@ -85,11 +134,12 @@ cr_status cr_llm_config_parse(const cJSON *c, const char *name, cr_llm_config *c
     double prf;
     if (jnum(c, "partial_rotary_factor", &prf) && prf != 1.0)
         return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: partial_rotary_factor %g is not supported", name, prf);
-    bool qwen2 = !strcmp(t, "qwen2");
+    bool qwen2 = !strcmp(t, "qwen2") || !strcmp(t, "qwen2_moe");
     cfg->qkv_bias = qwen2 || cJSON_IsTrue(jget(c, "attention_bias"));
     cfg->o_bias = !qwen2 && cJSON_IsTrue(jget(c, "attention_bias"));
     cfg->mlp_bias = cJSON_IsTrue(jget(c, "mlp_bias"));
-    cfg->qk_norm = !strcmp(t, "qwen3");
+    cfg->qk_norm = !strcmp(t, "qwen3") || !strcmp(t, "qwen3_moe");
+    if ((st = moe_config(c, name, t, cfg, err))) return st;
     const cJSON *tie = jget(c, "tie_word_embeddings");
     cfg->tie_word_embeddings = cJSON_IsBool(tie) ? cJSON_IsTrue(tie) : false;
 
@@ -133,8 +183,8 @@ cr_status cr_llm_config_parse(const cJSON *c, const char *name, cr_llm_config *c
 
 /* ---- weights ------------------------------------------------------------ */
 
-static cr_status bind(const cr_model *m, const char *name, uint32_t rows, uint32_t cols, bool optional,
-                      cr_llm_weight *w, cr_error *err)
+cr_status cr_llm_bind_weight(const cr_model *m, const char *name, uint32_t rows, uint32_t cols, bool optional,
+                             cr_llm_weight *w, cr_error *err)
 {
     memset(w, 0, sizeof *w);
     const cr_model_tensor *mt = cr_model_find(m, name);
@@ -171,19 +221,19 @@ cr_status cr_llm_open(const cr_allocator *alloc, const cr_model *model, cr_llm *
     memset(out, 0, sizeof *out);
     out->alloc = alloc;
     out->model = model;
-    out->n_threads = 1;
     cr_llm_config *c = &out->cfg;
     cr_status st = cr_llm_config_parse(model->config, model->dir, c, err);
     if (st) return st;
+    if ((st = cr_gemm_pick(NULL, &out->gemm, err))) return st;
     const cr_model_tensor *e = cr_model_find(model, "model.embed_tokens.weight");
     if (!e || e->info->ndim != 2)
         return cr_fail(err, CR_ERR_FORMAT, "%s: tensor model.embed_tokens.weight is missing or not 2-D", model->dir);
     if (e->info->shape[0] > 0x7fffffff) return cr_fail(err, CR_ERR_LIMIT, "%s: vocabulary too large", model->dir);
     c->vocab = (uint32_t)e->info->shape[0];
     uint32_t H = c->hidden, I = c->intermediate, qd = c->n_heads * c->head_dim, kd = c->n_kv_heads * c->head_dim;
-    if ((st = bind(model, "model.embed_tokens.weight", c->vocab, H, false, &out->embed, err)) ||
-        (st = bind(model, "model.norm.weight", 1, H, false, &out->norm, err)) ||
-        (st = bind(model, "lm_head.weight", c->vocab, H, true, &out->lm_head, err)))
+    if ((st = cr_llm_bind_weight(model, "model.embed_tokens.weight", c->vocab, H, false, &out->embed, err)) ||
+        (st = cr_llm_bind_weight(model, "model.norm.weight", 1, H, false, &out->norm, err)) ||
+        (st = cr_llm_bind_weight(model, "lm_head.weight", c->vocab, H, true, &out->lm_head, err)))
         return st;
     if (!out->lm_head.data && c->tie_word_embeddings) out->lm_head = out->embed;
     out->layers = cr_calloc(alloc, c->n_layers, sizeof *out->layers);
@@ -191,7 +241,7 @@ cr_status cr_llm_open(const cr_allocator *alloc, const cr_model *model, cr_llm *
     char nm[160];
 #define BIND(field, suffix, r, cc, opt) do { \
         snprintf(nm, sizeof nm, "model.layers.%u.%s", l, suffix); \
-        if ((st = bind(model, nm, r, cc, opt, &L->field, err))) goto fail; } while (0)
+        if ((st = cr_llm_bind_weight(model, nm, r, cc, opt, &L->field, err))) goto fail; } while (0)
     for (uint32_t l = 0; l < c->n_layers; l++) {
         cr_llm_layer *L = &out->layers[l];
         BIND(in_norm, "input_layernorm.weight", 1, H, false);
@@ -207,6 +257,10 @@ cr_status cr_llm_open(const cr_allocator *alloc, const cr_model *model, cr_llm *
         if (c->qk_norm) {
             BIND(q_norm, "self_attn.q_norm.weight", 1, c->head_dim, false);
             BIND(k_norm, "self_attn.k_norm.weight", 1, c->head_dim, false);
+        }
+        if (cr_llm_layer_is_moe(c, l)) {
+            if ((st = cr_llm_bind_moe(model, out, l, err))) goto fail;
+            continue;
         }
         BIND(gate, "mlp.gate_proj.weight", I, H, false);
         BIND(up, "mlp.up_proj.weight", I, H, false);
@@ -246,6 +300,7 @@ fail:
 void cr_llm_free(cr_llm *m)
 {
     if (!m || !m->alloc) return;
+    for (uint32_t l = 0; m->layers && l < m->cfg.n_layers; l++) cr_free(m->alloc, m->layers[l].experts);
     cr_free(m->alloc, m->layers);
     cr_free(m->alloc, m->inv_freq);
     m->layers = NULL;
@@ -254,68 +309,53 @@ void cr_llm_free(cr_llm *m)
 
 /* ---- threads ------------------------------------------------------------ */
 
-/* Run fn(ctx, begin, end, scratch) over [0, n) split into n_threads
- * contiguous ranges. Each worker gets its own scratch of scratch_floats. */
+/* fn(ctx, begin, end, scratch) over [0, n) cut into n_tasks contiguous
+ * ranges, claimed by the threads of m->pool (core/pool.h; NULL: all on the
+ * calling thread). Each thread has its own scratch of scratch_floats. */
 typedef void (*range_fn)(void *ctx, size_t begin, size_t end, float *scratch);
 
-typedef struct worker {
+typedef struct pf_job {
     range_fn fn;
     void *ctx;
-    size_t begin, end;
+    size_t n, n_tasks, scratch_floats;
     float *scratch;
-} worker;
+} pf_job;
 
-static void *worker_main(void *p)
+static int pf_task(void *ud, uint64_t task, unsigned thread)
 {
-    worker *w = p;
-    w->fn(w->ctx, w->begin, w->end, w->scratch);
-    return NULL;
+    const pf_job *j = ud;
+    size_t b = j->n * task / j->n_tasks, e = j->n * (task + 1) / j->n_tasks;
+    if (b < e) j->fn(j->ctx, b, e, j->scratch ? j->scratch + thread * j->scratch_floats : NULL);
+    return 0;
 }
 
-#define CR_LLM_MAX_THREADS 256
-
-static cr_status parallel_for(const cr_llm *m, size_t n, range_fn fn, void *ctx, size_t scratch_floats,
-                              cr_error *err)
+static cr_status parallel_for(const cr_llm *m, size_t n, size_t n_tasks, range_fn fn, void *ctx,
+                              size_t scratch_floats, cr_error *err)
 {
-    unsigned nt = m->n_threads ? m->n_threads : 1;
-    if (nt > CR_LLM_MAX_THREADS) nt = CR_LLM_MAX_THREADS;
-    if (nt > n) nt = n ? (unsigned)n : 1;
-    float *scratch = NULL;
+    if (n == 0) return CR_OK;
+    unsigned nt = m->pool ? cr_pool_threads(m->pool) : 1;
+    if (n_tasks > n) n_tasks = n;
+    if (n_tasks == 0) n_tasks = 1;
+    pf_job j = { fn, ctx, n, n_tasks, scratch_floats, NULL };
     if (scratch_floats) {
-        scratch = cr_malloc(m->alloc, nt * scratch_floats * sizeof(float));
-        if (!scratch) return cr_fail(err, CR_ERR_NOMEM, "out of memory (thread scratch)");
+        j.scratch = cr_malloc(m->alloc, nt * scratch_floats * sizeof(float));
+        if (!j.scratch) return cr_fail(err, CR_ERR_NOMEM, "out of memory (thread scratch)");
     }
-    worker w[CR_LLM_MAX_THREADS];
-    pthread_t th[CR_LLM_MAX_THREADS];
-    bool started[CR_LLM_MAX_THREADS] = { false };
-    for (unsigned i = 0; i < nt; i++) {
-        w[i] = (worker){ fn, ctx, n * i / nt, n * (i + 1) / nt, scratch ? scratch + i * scratch_floats : NULL };
-        /* thread 0's share runs on the calling thread */
-        if (i > 0) started[i] = pthread_create(&th[i], NULL, worker_main, &w[i]) == 0;
-    }
-    worker_main(&w[0]);
-    for (unsigned i = 1; i < nt; i++) {
-        if (started[i]) pthread_join(th[i], NULL);
-        else worker_main(&w[i]);   /* could not start a thread: do its share here */
-    }
-    cr_free(m->alloc, scratch);
+    if (m->pool && n_tasks > 1) cr_pool_run(m->pool, n_tasks, pf_task, &j);
+    else for (size_t t = 0; t < n_tasks; t++) pf_task(&j, t, 0);
+    cr_free(m->alloc, j.scratch);
     return CR_OK;
 }
 
-/* ---- kernels -------------------------------------------------------------- */
-
-/* Dot product with 8 independent partial sums: the compiler vectorises it,
- * and the fixed summation order keeps results identical across threads. */
-static float dot(const float *a, const float *b, size_t n)
+/* tasks for n independent items: a few per thread, so that threads that
+ * finish early take more */
+static size_t task_count(const cr_llm *m, size_t n)
 {
-    float acc[8] = { 0 };
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
-    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
+    size_t nt = m->pool ? cr_pool_threads(m->pool) : 1;
+    return nt == 1 ? 1 : (n < 4 * nt ? n : 4 * nt);
 }
+
+/* ---- kernels -------------------------------------------------------------- */
 
 /* f32 -> nearest bf16 (ties to even), returned as f32: what torch's
  * .to(torch.bfloat16) and every bf16 kernel's final store do. */
@@ -353,42 +393,105 @@ static void load_row(const cr_llm_weight *w, size_t r, float *dst)
 }
 
 typedef struct mm_ctx {
+    const cr_llm *m;
     const float *x;
     size_t T;
     const cr_llm_weight *w, *bias;
     float *y;
     bool bf16;          /* weights and outputs rounded to bf16 */
+    size_t nb;          /* f32: weight rows per block */
+    const float *xp;    /* f32: x packed in tiles of gemm->mr rows (cr_gemm_pack_x) */
 } mm_ctx;
 
-/* rows [begin, end) of W: convert each row once, dot it with every x[t] */
-static void mm_range(void *p, size_t begin, size_t end, float *row)
+/* bf16 (gates): rows [begin, end) of W, each converted once and dotted
+ * with every x[t] in the order that matches torch's bf16 GEMM */
+static void mm_range_bf16(void *p, size_t begin, size_t end, float *row)
 {
     const mm_ctx *c = p;
     size_t in = c->w->cols, out = c->w->rows;
     float b = 0;
     for (size_t r = begin; r < end; r++) {
         load_row(c->w, r, row);
-        if (c->bf16) bf_round(row, in);
+        bf_round(row, in);
         if (c->bias && c->bias->data) {
             float bb;
             cr_convert_to_f32(c->bias->dtype, (const char *)c->bias->data + r * cr_dtype_size(c->bias->dtype), &bb, 1);
-            b = c->bf16 ? bf(bb) : bb;
+            b = bf(bb);
         }
-        /* bf16: products of bf16 values are exact in f32, the sum is f32
+        /* products of bf16 values are exact in f32, the sum is f32
          * (oneDNN's bf16 GEMM accumulates in f32), bias added before the
          * single rounding of the output */
-        if (c->bf16)
-            for (size_t t = 0; t < c->T; t++) c->y[t * out + r] = bf(dot_bf16(c->x + t * in, row, in) + b);
-        else
-            for (size_t t = 0; t < c->T; t++) c->y[t * out + r] = dot(c->x + t * in, row, in) + b;
+        for (size_t t = 0; t < c->T; t++) c->y[t * out + r] = bf(dot_bf16(c->x + t * in, row, in) + b);
     }
+}
+
+/* f32: weight-row blocks [begin, end) of nb rows. The block is converted
+ * to f32 and packed into panels once (cr_gemm_pack_w; bf16/f16 read in
+ * place from the mapped shard) and multiplied with the packed tokens
+ * (matmul packs them once per call) CR_MM_TCHUNK tokens at a time, so
+ * that those tokens and the packed block both stay in L2.
+ * scratch: (nb + pw) · K floats. */
+#define CR_MM_TCHUNK 96     /* a multiple of every ISA's tile height (4, 6, 12) */
+
+static void mm_range_f32(void *p, size_t begin, size_t end, float *wf)
+{
+    const mm_ctx *c = p;
+    const cr_gemm_kernels *g = c->m->gemm;
+    size_t K = c->w->cols, N = c->w->rows, pw = g->pw, mr = g->mr;
+    float *tmp = wf + c->nb * K;
+    for (size_t blk = begin; blk < end; blk++) {
+        size_t r0 = blk * c->nb, r1 = r0 + c->nb < N ? r0 + c->nb : N;
+        size_t np = (r1 - r0 + pw - 1) / pw;
+        for (size_t q = 0; q < np; q++) {
+            size_t n = r1 - r0 - q * pw < pw ? r1 - r0 - q * pw : pw;
+            cr_gemm_pack_w(g, c->w->dtype, row_ptr(c->w, r0 + q * pw), n, K, wf + q * pw * K, tmp);
+        }
+        for (size_t t0 = 0; t0 < c->T; t0 += CR_MM_TCHUNK) {
+            size_t nt = c->T - t0 < CR_MM_TCHUNK ? c->T - t0 : CR_MM_TCHUNK;
+            for (size_t q = 0; q < np; q++) {
+                size_t n = r1 - r0 - q * pw < pw ? r1 - r0 - q * pw : pw;
+                for (size_t t = 0; t < nt; t += mr)
+                    g->panel(c->xp + (t0 + t) * K, wf + q * pw * K, c->y + (t0 + t) * N + r0 + q * pw, N,
+                             nt - t < mr ? nt - t : mr, n, K);
+            }
+        }
+        if (c->bias && c->bias->data) {
+            float *b = tmp;
+            for (size_t r = r0; r < r1; r += K) {
+                size_t m = r1 - r < K ? r1 - r : K;
+                cr_convert_to_f32(c->bias->dtype, (const char *)c->bias->data + r * cr_dtype_size(c->bias->dtype), b, m);
+                for (size_t t = 0; t < c->T; t++)
+                    for (size_t i = 0; i < m; i++) c->y[t * N + r + i] += b[i];
+            }
+        }
+    }
+}
+
+/* weight rows per block: about 512 KiB of packed f32 (the block stays in
+ * L2 while the tokens stream past), a whole number of panels */
+static size_t mm_block_rows(const cr_gemm_kernels *g, size_t K)
+{
+    size_t nb = (131072 / (K ? K : 1)) / g->pw * g->pw;
+    return nb < g->pw ? g->pw : nb;
 }
 
 static cr_status matmul(const cr_llm *m, const float *x, size_t T, const cr_llm_weight *w,
                         const cr_llm_weight *bias, float *y, bool bf16, cr_error *err)
 {
-    mm_ctx c = { x, T, w, bias, y, bf16 };
-    return parallel_for(m, w->rows, mm_range, &c, w->cols + 1, err);
+    mm_ctx c = { m, x, T, w, bias, y, bf16, 0, NULL };
+    if (bf16) return parallel_for(m, w->rows, task_count(m, w->rows), mm_range_bf16, &c, w->cols + 1, err);
+    const cr_gemm_kernels *g = m->gemm;
+    size_t K = w->cols, tiles = (T + g->mr - 1) / g->mr;
+    float *xp = cr_malloc(m->alloc, tiles * g->mr * K * sizeof(float));
+    if (!xp) return cr_fail(err, CR_ERR_NOMEM, "out of memory (packed activations, %zu tokens)", T);
+    for (size_t i = 0; i < tiles; i++)
+        cr_gemm_pack_x(g, x + i * g->mr * K, K, T - i * g->mr < g->mr ? T - i * g->mr : g->mr, K, xp + i * g->mr * K);
+    c.xp = xp;
+    c.nb = mm_block_rows(g, K);
+    size_t nblk = (w->rows + c.nb - 1) / c.nb;
+    cr_status st = parallel_for(m, nblk, nblk, mm_range_f32, &c, (c.nb + g->pw) * K, err);
+    cr_free(m->alloc, xp);
+    return st;
 }
 
 cr_status cr_llm_matmul(const cr_llm *m, const float *x, size_t T, const cr_llm_weight *w,
@@ -491,6 +594,7 @@ typedef struct attn_ctx {
     size_t n_pad;               /* keys [0, n_pad) masked; those query rows give 0 */
     bool bf16;
     bool masked;                /* bf16: SDPA got an explicit mask (padded batch) */
+    const cr_gemm_kernels *gemm;
 } attn_ctx;
 
 /* torch's Vectorized<float>::fexp_u20 (AVX2), the exp the CPU
@@ -584,45 +688,72 @@ static void attn_row_bf16(const attn_ctx *a, size_t h, size_t t, float scale, fl
     for (uint32_t d = 0; d < hd; d++) o[d] = bf(o[d] * rs);
 }
 
-/* heads [begin, end): causal softmax attention in f32 (HF does softmax in
- * f32 too), with the optional sliding window and left-padding mask.
- * bf16 follows torch's CPU flash-attention kernel: scores and exp in f32,
- * the row sum from the f32 exps, the exps rounded to bf16 for P·V (f32
- * accumulation), the result times 1/sum rounded to bf16. */
-static void attn_range(void *p, size_t begin, size_t end, float *s)
+/* bf16 (gates), heads [begin, end): one query row at a time the way
+ * torch's CPU flash-attention kernel computes it (attn_row_bf16). */
+static void attn_range_bf16(void *p, size_t begin, size_t end, float *s)
 {
     const attn_ctx *a = p;
     const cr_llm_config *c = a->c;
-    uint32_t hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
-    size_t qs = (size_t)c->n_heads * hd, ks = (size_t)c->n_kv_heads * hd;
-    float scale = 1.0f / sqrtf((float)hd);
+    uint32_t hd = c->head_dim;
+    size_t qs = (size_t)c->n_heads * hd;
     float bscale = (float)pow((double)hd, -0.5);   /* HF's head_dim**-0.5, a Python float */
-    for (size_t h = begin; h < end; h++) {
-        size_t kvh = h / group;
+    for (size_t h = begin; h < end; h++)
         for (size_t t = 0; t < a->T; t++) {
-            const float *q = a->q + t * qs + h * hd;
             float *o = a->o + t * qs + h * hd;
             for (uint32_t j = 0; j < hd; j++) o[j] = 0;
             if (t < a->n_pad) continue;     /* every key masked: SDPA gives 0 */
-            if (a->bf16) {
-                attn_row_bf16(a, h, t, bscale, s, o);
-                continue;
-            }
-            size_t u0 = c->sliding_window && t + 1 > c->sliding_window ? t + 1 - c->sliding_window : 0;
-            if (u0 < a->n_pad) u0 = a->n_pad;
+            attn_row_bf16(a, h, t, bscale, s, o);
+        }
+}
+
+#define CR_ATTN_QBLOCK 64
+
+/* first key row t may see: the sliding window and the left padding */
+static size_t attn_lo(const attn_ctx *a, size_t t)
+{
+    uint32_t w = a->c->sliding_window;
+    size_t lo = w && t + 1 > w ? t + 1 - w : 0;
+    return lo < a->n_pad ? a->n_pad : lo;
+}
+
+/* f32, tasks [begin, end) = (head, block of CR_ATTN_QBLOCK queries):
+ * S = Q·Kᵀ over the keys the block can see (the nt kernel), scaled,
+ * masked (causal, window, padding) and softmaxed per row in f32 as HF
+ * does, then O = P·V (the nn kernel). A row that sees no key (a padding
+ * row) gets P = 0, so O = 0 as SDPA gives. s: [QBLOCK, T]. */
+static void attn_range_f32(void *p, size_t begin, size_t end, float *s)
+{
+    const attn_ctx *a = p;
+    const cr_llm_config *c = a->c;
+    const cr_gemm_kernels *g = a->gemm;
+    size_t hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    size_t qs = (size_t)c->n_heads * hd, ks = (size_t)c->n_kv_heads * hd, T = a->T;
+    size_t nqb = (T + CR_ATTN_QBLOCK - 1) / CR_ATTN_QBLOCK;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (size_t task = begin; task < end; task++) {
+        size_t h = task / nqb, t0 = task % nqb * CR_ATTN_QBLOCK, kvh = h / group;
+        size_t t1 = t0 + CR_ATTN_QBLOCK < T ? t0 + CR_ATTN_QBLOCK : T;
+        size_t lo0 = attn_lo(a, t0);
+        if (lo0 > t0) lo0 = t0;          /* padding rows see nothing; keep the range valid */
+        size_t nk = t1 - lo0, nq = t1 - t0;
+        g->nt(a->q + t0 * qs + h * hd, qs, a->k + lo0 * ks + kvh * hd, ks, s, nk, nq, nk, hd);
+        for (size_t i = 0; i < nq; i++) {
+            size_t t = t0 + i, lo = attn_lo(a, t);
+            float *row = s + i * nk;
             float mx = -INFINITY;
-            for (size_t u = u0; u <= t; u++) {
-                s[u] = dot(q, a->k + u * ks + kvh * hd, hd) * scale;
-                if (s[u] > mx) mx = s[u];
+            for (size_t u = lo; u <= t; u++) {
+                float v = row[u - lo0] * scale;
+                row[u - lo0] = v;
+                if (v > mx) mx = v;
             }
             float sum = 0;
-            for (size_t u = u0; u <= t; u++) { s[u] = expf(s[u] - mx); sum += s[u]; }
-            for (size_t u = u0; u <= t; u++) {
-                float pw = s[u] / sum;
-                const float *v = a->v + u * ks + kvh * hd;
-                for (uint32_t j = 0; j < hd; j++) o[j] += pw * v[j];
+            for (size_t u = lo; u <= t; u++) { row[u - lo0] = expf(row[u - lo0] - mx); sum += row[u - lo0]; }
+            for (size_t u = lo0; u < t1; u++) {
+                bool seen = u >= lo && u <= t;
+                row[u - lo0] = seen ? row[u - lo0] / sum : 0.0f;
             }
         }
+        g->nn(s, nk, a->v + lo0 * ks + kvh * hd, ks, a->o + t0 * qs + h * hd, qs, nq, hd, nk);
     }
 }
 
@@ -638,7 +769,7 @@ typedef struct bufs {
     float *h, *x, *q, *k, *v, *att, *g, *u, *cosb, *sinb, *wv;
 } bufs;
 
-static cr_status head_outputs(const cr_llm *m, cr_llm_run *run, const float *h, const float *normw, cr_error *err);
+static cr_status head_outputs(const cr_llm *m, cr_llm_run *run, const float *xn, cr_error *err);
 
 cr_status cr_llm_forward(const cr_llm *m, cr_llm_run *run, cr_error *err)
 {
@@ -668,7 +799,7 @@ cr_status cr_llm_forward(const cr_llm *m, cr_llm_run *run, cr_error *err)
     b.q = cr_malloc(A, T * qd * sizeof(float));     /* [T, nH*hd] */
     b.k = cr_malloc(A, T * kd * sizeof(float));     /* [T, nKV*hd] */
     b.v = cr_malloc(A, T * kd * sizeof(float));
-    b.att = cr_malloc(A, T * qd * sizeof(float));   /* [T, nH*hd] attention output */
+    b.att = cr_malloc(A, T * (qd > H ? qd : H) * sizeof(float));   /* [T, max(nH*hd, H)] attention output; MoE output */
     b.g = cr_malloc(A, T * I * sizeof(float));      /* [T, I] gate, then silu(gate)*up */
     b.u = cr_malloc(A, T * I * sizeof(float));      /* [T, I] up */
     b.cosb = cr_malloc(A, T * (hd / 2) * sizeof(float));
@@ -741,15 +872,27 @@ cr_status cr_llm_forward(const cr_llm *m, cr_llm_run *run, cr_error *err)
             for (size_t h = 0; h < c->n_heads; h++) rot(b.q + t * qd + h * hd, cs, sn, (uint32_t)hd);
             for (size_t h = 0; h < c->n_kv_heads; h++) rot(b.k + t * kd + h * hd, cs, sn, (uint32_t)hd);
         }
-        attn_ctx ac = { c, b.q, b.k, b.v, b.att, T, run->n_pad, B, run->sdpa_mask };
-        size_t srow = T < CR_SDPA_KV_SPLIT ? CR_SDPA_KV_SPLIT : T;
-        if ((st = parallel_for(m, c->n_heads, attn_range, &ac, srow, err))) goto out;
+        attn_ctx ac = { c, b.q, b.k, b.v, b.att, T, run->n_pad, B, run->sdpa_mask, m->gemm };
+        if (B) {
+            size_t srow = T < CR_SDPA_KV_SPLIT ? CR_SDPA_KV_SPLIT : T;
+            st = parallel_for(m, c->n_heads, task_count(m, c->n_heads), attn_range_bf16, &ac, srow, err);
+        } else {
+            size_t n = c->n_heads * ((T + CR_ATTN_QBLOCK - 1) / CR_ATTN_QBLOCK);
+            st = parallel_for(m, n, n, attn_range_f32, &ac, CR_ATTN_QBLOCK * T, err);
+        }
+        if (st) goto out;
         if ((st = matmul(m, b.att, T, &L->o, &L->o_bias, b.x, B, err))) goto out;
         if (B) for (size_t i = 0; i < T * H; i++) b.h[i] = bf(b.h[i] + b.x[i]);
         else for (size_t i = 0; i < T * H; i++) b.h[i] += b.x[i];
 
         to_f32(&L->post_norm, nw, B);
         for (size_t t = 0; t < T; t++) norm(b.x + t * H, b.h + t * H, nw, H, c->rms_eps);
+        if (L->router.data) {
+            if (B) { st = cr_fail(err, CR_ERR_UNSUPPORTED, "the bf16 forward pass has no MoE layers"); goto out; }
+            if ((st = cr_llm_moe_mlp(m, L, b.x, T, b.att, err))) goto out;
+            for (size_t i = 0; i < T * H; i++) b.h[i] += b.att[i];
+            continue;
+        }
         if ((st = matmul(m, b.x, T, &L->gate, &L->gate_bias, b.g, B, err)) ||
             (st = matmul(m, b.x, T, &L->up, &L->up_bias, b.u, B, err)))
             goto out;
@@ -777,7 +920,7 @@ cr_status cr_llm_forward(const cr_llm *m, cr_llm_run *run, cr_error *err)
         size_t L = c->n_layers;
         if (run->hidden_last) memcpy(run->hidden_last + L * H, b.x + (T - 1) * H, H * sizeof(float));
         if (run->hidden_all) memcpy(run->hidden_all + L * T * H, b.x, T * H * sizeof(float));
-        if (run->logits || run->want_nll) st = head_outputs(m, run, b.x, nw, err);
+        if (run->logits || run->want_nll) st = head_outputs(m, run, b.x, err);
     }
 out:
     cr_free(A, b.h); cr_free(A, b.x); cr_free(A, b.q); cr_free(A, b.k); cr_free(A, b.v);
@@ -786,32 +929,61 @@ out:
     return st;
 }
 
-/* Logits and NLL from the final-normed states xn [T, H], in blocks of
- * positions so that at most [block, V] logits exist at once. */
-static cr_status head_outputs(const cr_llm *m, cr_llm_run *run, const float *xn, const float *normw, cr_error *err)
+/* NLL of positions [begin, end) of one logits block (per-position results,
+ * summed in order by the caller so the total never depends on threads) */
+typedef struct nll_ctx {
+    const float *lg;        /* [nb, V] */
+    size_t t0, V;
+    const int32_t *ids;
+    double *out;            /* [nb] */
+} nll_ctx;
+
+static void nll_range(void *p, size_t begin, size_t end, float *scratch)
 {
-    (void)normw;
+    (void)scratch;
+    const nll_ctx *c = p;
+    for (size_t i = begin; i < end; i++) {
+        const float *row = c->lg + i * c->V;
+        float mx = -INFINITY;
+        for (size_t j = 0; j < c->V; j++) if (row[j] > mx) mx = row[j];
+        /* f32 exps (each within 1 ulp; half the time of exp() over the
+         * vocabulary) summed in double: the NLL moves by ~1e-7 */
+        double sum = 0;
+        for (size_t j = 0; j < c->V; j++) sum += (double)expf(row[j] - mx);
+        c->out[i] = -((double)row[c->ids[c->t0 + i + 1]] - (double)mx - log(sum));
+    }
+}
+
+#define CR_HEAD_BLOCK 256
+
+/* Logits and NLL from the final-normed states xn [T, H], in blocks of
+ * positions so that at most [block, V] logits exist at once. Without
+ * `logits`, positions before the first scored prediction are skipped. */
+static cr_status head_outputs(const cr_llm *m, cr_llm_run *run, const float *xn, cr_error *err)
+{
     size_t T = run->n_ids, H = m->cfg.hidden, V = m->cfg.vocab;
-    size_t block = 64;
+    size_t block = CR_HEAD_BLOCK;
+    size_t first = run->nll_from > 1 ? run->nll_from - 1 : 0;   /* position predicting ids[nll_from] */
+    if (run->logits) first = 0;
     float *lg = run->logits ? NULL : cr_malloc(m->alloc, block * V * sizeof(float));
-    if (!run->logits && !lg) return cr_fail(err, CR_ERR_NOMEM, "out of memory for logits");
+    double *nll = cr_malloc(m->alloc, block * sizeof(double));
     cr_status st = CR_OK;
-    for (size_t t0 = 0; t0 < T; t0 += block) {
+    if ((!run->logits && !lg) || !nll) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory for logits"); goto out; }
+    for (size_t t0 = first; t0 < T; t0 += block) {
         size_t nb = T - t0 < block ? T - t0 : block;
         float *dst = run->logits ? run->logits + t0 * V : lg;
         if ((st = cr_llm_matmul(m, xn + t0 * H, nb, &m->lm_head, NULL, dst, err))) break;
         if (!run->want_nll) continue;
-        for (size_t i = 0; i < nb; i++) {
-            size_t t = t0 + i;
-            if (t + 1 >= T) break;
-            const float *row = dst + i * V;
-            double mx = -INFINITY, sum = 0;
-            for (size_t j = 0; j < V; j++) if (row[j] > mx) mx = row[j];
-            for (size_t j = 0; j < V; j++) sum += exp((double)row[j] - mx);
-            run->nll_sum += -((double)row[run->ids[t + 1]] - mx - log(sum));
-            run->nll_count++;
-        }
+        size_t np = t0 + nb < T ? nb : nb - 1;    /* the last position predicts nothing */
+        size_t skip = run->nll_from > 1 && run->nll_from - 1 > t0 ? run->nll_from - 1 - t0 : 0;
+        if (np <= skip) continue;
+        nll_ctx nc = { dst + skip * V, t0 + skip, V, run->ids, nll };
+        if ((st = parallel_for(m, np - skip, task_count(m, np - skip), nll_range, &nc, 0, err))) break;
+        for (size_t i = 0; i < np - skip; i++) run->nll_sum += nll[i];
+        run->nll_count += np - skip;
     }
+out:
     cr_free(m->alloc, lg);
+    cr_free(m->alloc, nll);
     return st;
 }

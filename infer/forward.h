@@ -1,4 +1,5 @@
-/* forward.h — a Llama / Mistral / Qwen2 / Qwen3 decoder forward pass over
+/* forward.h — a Llama / Mistral / Qwen2 / Qwen3 decoder forward pass (and
+ * the Mixtral / Qwen2-MoE / Qwen3-MoE sparse MLPs, moe_forward.c) over
  * the weights of an opened model directory (formats/model.h).
  *
  * Used for mergekit-moe's `hidden` gates (the residual stream entering each
@@ -7,10 +8,12 @@
  * activations — or, with cr_llm_run.bf16, activations rounded to bf16
  * exactly where transformers rounds them on CPU (mergekit-moe's gates),
  * with optional left padding. Weights stay in the mmapped safetensors shards in their
- * stored dtype (F32, F16 or BF16) and are converted to f32 one row at a time
- * inside the matmul, never copied whole. Matmuls and attention are split
- * over threads by output row / head; every output element is computed by
- * the same code whatever the thread count, so results do not depend on it.
+ * stored dtype (F32, F16 or BF16); the f32 matmul converts a block of rows
+ * at a time (F32 rows are read in place) and multiplies it with every token
+ * by the blocked SIMD kernels of gemm.h. Matmuls and attention run as tasks
+ * on a borrowed thread pool (core/pool.h) by weight-row block / (head,
+ * query block); every output element is computed by the same code whatever
+ * the thread count, so results do not depend on it.
  *
  * Math: ../shared/reference/formats-and-moe.md §2 (RMSNorm with eps inside
  * the root, HF half-split RoPE with default / linear / dynamic / llama3
@@ -22,7 +25,10 @@
 
 #include "base.h"
 #include "dtype.h"
+#include "gemm.h"
 #include "model.h"
+
+typedef struct cr_pool cr_pool;
 
 typedef enum cr_rope_type {
     CR_ROPE_DEFAULT,
@@ -45,8 +51,15 @@ typedef struct cr_llm_config {
     uint32_t rope_orig_max_pos;
     bool qkv_bias;              /* Qwen2, or attention_bias */
     bool o_bias, mlp_bias;
-    bool qk_norm;               /* Qwen3 */
+    bool qk_norm;               /* Qwen3, Qwen3-MoE */
     bool tie_word_embeddings;
+    /* MoE (mixtral, qwen2_moe, qwen3_moe; 0 experts: dense) */
+    uint32_t n_experts, top_k;
+    uint32_t moe_intermediate;      /* each routed expert's I */
+    uint32_t shared_intermediate;   /* Qwen2-MoE's shared expert (0: none) */
+    uint32_t sparse_step;           /* decoder_sparse_step (1: every layer) */
+    bool norm_topk;                 /* renormalise the top-k weights (Mixtral: always) */
+    uint64_t dense_layers;          /* bit l: mlp_only_layers (layers < 64) */
 } cr_llm_config;
 
 /* One weight: a borrowed view of a tensor in a mapped shard. */
@@ -56,11 +69,20 @@ typedef struct cr_llm_weight {
     uint32_t rows, cols;        /* [out, in]; vectors have rows == 1 */
 } cr_llm_weight;
 
+/* One MoE expert's SwiGLU MLP (views into stacked tensors when fused). */
+typedef struct cr_llm_expert {
+    cr_llm_weight gate, up, down;
+} cr_llm_expert;
+
 typedef struct cr_llm_layer {
     cr_llm_weight in_norm, post_norm;
     cr_llm_weight q, k, v, o, q_bias, k_bias, v_bias, o_bias;
     cr_llm_weight q_norm, k_norm;
     cr_llm_weight gate, up, down, gate_bias, up_bias, down_bias;
+    /* MoE layers (moe.data of the router non-NULL): router [E, H], the
+     * routed experts, the shared expert and its [1, H] gate (Qwen2-MoE) */
+    cr_llm_weight router, shared_gate;
+    cr_llm_expert *experts, shared;
 } cr_llm_layer;
 
 typedef struct cr_llm {
@@ -70,14 +92,16 @@ typedef struct cr_llm {
     cr_llm_weight embed, norm, lm_head;   /* lm_head.data NULL: no head */
     cr_llm_layer *layers;
     float *inv_freq;            /* [rotary_dim / 2], before dynamic scaling */
-    unsigned n_threads;         /* worker threads for matmul/attention (>= 1) */
+    cr_pool *pool;              /* borrowed: the threads of matmul/attention; NULL = the caller's only */
+    const cr_gemm_kernels *gemm;  /* f32 kernels; cr_llm_open picks the CPU's best ($CRUCIBLE_ISA) */
 } cr_llm;
 
 /* Read the config and bind every weight of `model` (opened with data, not
  * header-only). Checks model_type (llama, mistral, qwen2, qwen3), hidden_act
  * (silu), rope type, and every tensor's presence, dtype (F32/F16/BF16) and
  * shape; errors name the tensor or config key (CR_ERR_FORMAT,
- * CR_ERR_UNSUPPORTED). n_threads defaults to 1; set it after opening. */
+ * CR_ERR_UNSUPPORTED; an unknown or unsupported $CRUCIBLE_ISA as
+ * cr_gemm_pick). pool is NULL (one thread); set it after opening. */
 cr_status cr_llm_open(const cr_allocator *alloc, const cr_model *model, cr_llm *out, cr_error *err);
 void cr_llm_free(cr_llm *m);
 
@@ -94,9 +118,11 @@ cr_status cr_llm_config_parse(const cJSON *config, const char *name, cr_llm_conf
  *   hidden_all [ (n_layers + 1) * n_ids * hidden ]: the same at every
  *       position;
  *   logits [ n_ids * vocab ] (needs an lm_head or tied embeddings);
- *   want_nll: nll_sum = sum over t < n_ids-1 of -log softmax(logits[t])[ids[t+1]]
- *       (double), nll_count = n_ids - 1. Computed in blocks of positions so
- *       the [T, vocab] logits never exist at once.
+ *   want_nll: nll_sum = sum over t < n_ids-1 with t+1 >= nll_from of
+ *       -log softmax(logits[t])[ids[t+1]] (double), nll_count = how many.
+ *       Computed in blocks of positions so the [T, vocab] logits never
+ *       exist at once; without `logits`, positions before nll_from-1 skip
+ *       the head entirely (sliding-window evaluation).
  * stop_layer (0 = all): stop once hs[stop_layer] is known (gates need
  * hs[0..L-1] only), so later outputs are not filled. Errors: CR_ERR_ARG for
  * an id outside the embedding or an empty input, CR_ERR_UNSUPPORTED for
@@ -108,6 +134,7 @@ typedef struct cr_llm_run {
     float *hidden_all;
     float *logits;
     bool want_nll;
+    size_t nll_from;            /* first target index scored (0 or 1: all) */
     double nll_sum;
     size_t nll_count;
     uint32_t stop_layer;
@@ -138,5 +165,25 @@ cr_status cr_llm_forward(const cr_llm *m, cr_llm_run *run, cr_error *err);
  * exposed for tests. */
 cr_status cr_llm_matmul(const cr_llm *m, const float *x, size_t T, const cr_llm_weight *w,
                         const cr_llm_weight *bias, float *y, cr_error *err);
+
+/* Bind tensor `name` of model as a [rows, cols] matrix (rows == 1: a
+ * [cols] vector; cols 0: any) in F32/F16/BF16. optional: a missing tensor
+ * leaves w->data NULL. Errors name the tensor (CR_ERR_FORMAT,
+ * CR_ERR_UNSUPPORTED). */
+cr_status cr_llm_bind_weight(const cr_model *m, const char *name, uint32_t rows, uint32_t cols, bool optional,
+                             cr_llm_weight *w, cr_error *err);
+
+/* moe_forward.c: bind layer l's router and experts (any of the layouts
+ * crucible and transformers write: Mixtral's block_sparse_moe.experts.E.
+ * w1/w2/w3, per-expert mlp.experts.E.{gate,up,down}_proj, or the fused
+ * mlp.experts.gate_up_proj [E, 2I, H] / down_proj [E, H, I]; Qwen2-MoE's
+ * shared expert), allocating L->experts. Errors name the tensor. */
+cr_status cr_llm_bind_moe(const cr_model *model, cr_llm *m, uint32_t l, cr_error *err);
+/* y[T, H] = the sparse MLP of layer L on x[T, H] (f32): router softmax in
+ * f32, top-k (ties to the lower expert), optional renormalisation, each
+ * expert's SwiGLU on the tokens routed to it scaled by their weights, plus
+ * the sigmoid-gated shared expert. */
+cr_status cr_llm_moe_mlp(const cr_llm *m, const cr_llm_layer *L, const float *x, size_t T, float *y, cr_error *err);
+bool cr_llm_layer_is_moe(const cr_llm_config *c, uint32_t l);
 
 #endif

@@ -7,6 +7,7 @@
  * thread count, and bad inputs fail cleanly. */
 #include "harness.h"
 #include "forward.h"
+#include "pool.h"
 #include "tokenizer.h"
 #include "model.h"
 #include "safetensors.h"
@@ -109,11 +110,46 @@ static void check_model(const char *name)
 
     /* thread count does not change a single bit */
     float *hs3 = calloc((L + 1) * H, sizeof(float));
-    llm.n_threads = 3;
+    cr_pool *pool;
+    REQUIRE(cr_pool_init(A, 3, &pool, &err) == CR_OK);
+    llm.pool = pool;
     cr_llm_run run3 = { .ids = ids, .n_ids = T, .hidden_last = hs3, .want_nll = true };
     CHECK(cr_llm_forward(&llm, &run3, &err) == CR_OK);
     CHECK(!memcmp(hs, hs3, (L + 1) * H * sizeof(float)));
     CHECK(run3.nll_sum == run.nll_sum);
+
+    /* nor does T: a prefix's logits are the full run's first rows, bit for
+     * bit (each element is computed the same way in any tile) */
+    size_t Tp = T - 5;
+    float *lgp = calloc(Tp * V, sizeof(float));
+    cr_llm_run runp = { .ids = ids, .n_ids = Tp, .logits = lgp };
+    CHECK(cr_llm_forward(&llm, &runp, &err) == CR_OK);
+    CHECK(!memcmp(lgp, lg, Tp * V * sizeof(float)));
+    free(lgp);
+
+    /* nll_from: only the targets from that index, and the same values */
+    cr_llm_run runf = { .ids = ids, .n_ids = T, .want_nll = true, .nll_from = T - 3 };
+    CHECK(cr_llm_forward(&llm, &runf, &err) == CR_OK);
+    CHECK_EQ_INT(runf.nll_count, 3);
+    cr_llm_run runl = { .ids = ids, .n_ids = T, .want_nll = true, .nll_from = T - 1 };
+    CHECK(cr_llm_forward(&llm, &runl, &err) == CR_OK);
+    CHECK_EQ_INT(runl.nll_count, 1);
+    CHECK(runl.nll_sum > 0 && runl.nll_sum < runf.nll_sum);
+
+    /* every ISA this CPU runs: perplexity within 1e-4 of transformers */
+    static const char *const isas[] = { "scalar", "avx2", "avx512" };
+    for (size_t i = 0; i < 3; i++) {
+        const cr_gemm_kernels *k;
+        if (cr_gemm_pick(isas[i], &k, &err) != CR_OK) continue;
+        llm.gemm = k;
+        cr_llm_run ri = { .ids = ids, .n_ids = T, .want_nll = true };
+        CHECK(cr_llm_forward(&llm, &ri, &err) == CR_OK);
+        double pi = exp(ri.nll_sum / (double)ri.nll_count), pw = exp(want_nll);
+        CHECK_MSG(fabs(pi - pw) <= 1e-4 * pw, "%s, %s kernels: perplexity %.6f vs transformers %.6f", name, isas[i],
+                  pi, pw);
+    }
+    llm.pool = NULL;
+    cr_pool_free(pool);
 
     /* stop_layer: hs[0..stop] match the full run */
     memset(hs3, 0, (L + 1) * H * sizeof(float));

@@ -5,6 +5,7 @@
  * tokenization with BOS glued as text, and the random transforms. */
 #include "harness.h"
 #include "gates.h"
+#include "pool.h"
 #include "model.h"
 
 #include <stdlib.h>
@@ -136,7 +137,9 @@ static void check_mergekit_gates(const char *name, const char *bos, const char *
     REQUIRE(cr_model_open(A, dir, 0, &model, &err) == CR_OK);
     cr_llm llm;
     REQUIRE(cr_llm_open(A, &model, &llm, &err) == CR_OK);
-    llm.n_threads = 2;
+    cr_pool *pool;
+    REQUIRE(cr_pool_init(A, 2, &pool, &err) == CR_OK);
+    llm.pool = pool;
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     cr_tokenizer *tok;
     REQUIRE(cr_tokenizer_load(A, path, &tok, &err) == CR_OK);
@@ -207,6 +210,7 @@ static void check_mergekit_gates(const char *name, const char *bos, const char *
     free(g);
     cr_st_close(&ex);
     cr_tokenizer_free(tok);
+    cr_pool_free(pool);
     cr_llm_free(&llm);
     cr_model_close(&model);
 }

@@ -1,6 +1,7 @@
 /* scalar.c — the reference kernel table (kernels.h) and ISA selection.
  * Every SIMD table is tested against this one, bit for bit. */
 #include "kernels.h"
+#include "cpu.h"
 #include "rng.h"
 #include "scalar_ops.h"
 
@@ -139,44 +140,12 @@ const cr_kernels cr_kernels_scalar = {
     cr_rng_uniform, s_stoppers
 };
 
-#if defined(__x86_64__)
-#include <cpuid.h>
-
-/* CPUID + XGETBV by hand: __builtin_cpu_supports is missing or incomplete
- * in some toolchains (Zig's runtime reports nothing; clang 14 lacks f16c).
- * A feature counts only if the OS also saves its register state. */
-static uint64_t xgetbv0(void)
-{
-    uint32_t lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    return (uint64_t)hi << 32 | lo;
-}
-
-static void cpu_features(bool *avx2, bool *avx512)
-{
-    unsigned a, b, c, d;
-    *avx2 = *avx512 = false;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return;
-    bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
-    if (!osxsave || !avx) return;
-    uint64_t xcr0 = xgetbv0();
-    if ((xcr0 & 6) != 6) return;                    /* XMM and YMM state */
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return;
-    bool has_avx2 = b & (1u << 5), has_avx512f = b & (1u << 16);
-    *avx2 = has_avx2 && fma && f16c;
-    *avx512 = *avx2 && has_avx512f && (xcr0 & 0xe6) == 0xe6;   /* opmask, ZMM state */
-}
-#endif
-
 bool cr_kernels_supported(const cr_kernels *k)
 {
     if (k == &cr_kernels_scalar) return true;
-#if defined(__x86_64__)
-    bool avx2, avx512;
-    cpu_features(&avx2, &avx512);
-    if (k == &cr_kernels_avx2) return avx2;
-    if (k == &cr_kernels_avx512) return avx512;
-#endif
+    cr_cpu_features f = cr_cpu_detect();
+    if (k == &cr_kernels_avx2) return f.avx2;
+    if (k == &cr_kernels_avx512) return f.avx512;
     return false;
 }
 

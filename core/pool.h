@@ -1,4 +1,5 @@
-/* pool.h — the VM's persistent thread pool.
+/* pool.h — the persistent thread pool of the VM and of the forward pass
+ * (infer/forward.c). It lives in core/ so that both layers share it.
  *
  * Workers are created once per run and sleep on a condition variable
  * between jobs. A job is `n_tasks` independent tasks (a kernel's chunks);

@@ -15,6 +15,7 @@
 
 #include "build_graph.h"
 #include "lua_api.h"
+#include "tokgraph.h"
 
 /* rows x cols of a tensor viewed as dim0 x (the rest); 1-D is one row */
 static void view_2d(uint32_t ndim, const uint64_t *shape, uint64_t *rows, uint64_t *cols)
@@ -42,6 +43,7 @@ typedef struct build_ctx {
     uint64_t **shard_size;      /* [model][shard], UINT64_MAX until computed */
     stage_out *prev;            /* sorted by name */
     uint32_t n_prev;
+    const cr_tokmerge *tm;      /* the last stage's tokenizer merge (NULL: none, or the identity) */
 } build_ctx;
 
 static int stage_out_cmp(const void *a, const void *b)
@@ -81,7 +83,12 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
     uint32_t ndim = s0->ndim;
     uint64_t shape[CR_MAX_DIMS];
     memcpy(shape, s0->shape, sizeof shape);
-    if (differ) {
+    /* a vocabulary tensor under a tokenizer merge: every input permuted
+     * into the output vocabulary (compiler/tokgraph.c) */
+    bool perm = bc->tm && si + 1 == plan->n_stages && t->is_embed && all2d;
+    if (perm) {
+        shape[0] = bc->tm->n_pad;
+    } else if (differ) {
         if (!(t->is_embed && all2d)) {
             char a[128], b[128];
             for (uint32_t i = 1; i < t->n_sources; i++) {
@@ -126,6 +133,7 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
     if (d == UINT32_MAX) return cr_fail(err, CR_ERR_NOMEM, "out of memory building the graph");
 
     cr_lua_input ins[64];
+    cr_graph_input files[64];
     if (t->n_sources > CR_ARRAY_LEN(ins))
         return cr_fail(err, CR_ERR_LIMIT, "%s: more than %zu input models", t->name, CR_ARRAY_LEN(ins));
     for (uint32_t i = 0; i < t->n_sources; i++) {
@@ -159,6 +167,14 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
             gi.nbytes = mt->info->end - mt->info->begin;
             gi.dtype = mt->info->dtype;
         }
+        if (perm) {     /* gathered below, once every input is known */
+            gi.rows = gi.src_rows;
+            gi.cols = gi.src_cols;
+            files[i] = gi;
+            ins[i] = (cr_lua_input){ .node = CR_NO_NODE, .model = plan->models[s->model].ref, .tensor = s->tensor,
+                                     .is_base = s->is_base, .ndim = ndim, .shape = shape, .params = &s->params };
+            continue;
+        }
         uint32_t ii = cr_graph_add_input(g, &gi);
         if (ii == UINT32_MAX) return cr_fail(err, CR_ERR_NOMEM, "out of memory building the graph");
         cr_node n = { .op = CR_GOP_INPUT, .dtype = (uint8_t)gi.dtype, .rdt = (uint8_t)gi.dtype,
@@ -174,6 +190,16 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
         ins[i] = (cr_lua_input){ .node = node, .model = plan->models[s->model].ref, .tensor = s->tensor,
                                  .is_base = s->is_base, .dtype = g->nodes[node].dtype,
                                  .ndim = s->ndim, .shape = s->shape, .params = &s->params };
+    }
+    if (perm) {
+        uint32_t nodes[64];
+        cr_dtype dt;
+        cr_status ps = cr_tokgraph_inputs(bc->tm, plan, st, t->name, d, files, t->n_sources, g, nodes, &dt, err);
+        if (ps) return ps;
+        for (uint32_t i = 0; i < t->n_sources; i++) {
+            ins[i].node = nodes[i];
+            ins[i].dtype = dt;
+        }
     }
     /* mergekit 0.1.5 (merge_methods/base.py: _execute_resolved) casts every
      * input of the group, base included, to torch.promote_types over all of
@@ -238,6 +264,14 @@ cr_status cr_build_graph(const cr_plan *plan, cr_method_registry *methods, const
             s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
         else memset(bc.shard_size[m], 0xff, ((size_t)n + 1) * sizeof **bc.shard_size);
     }
+    /* mergekit 0.1.5's tokenizer merge (0.1.4 is refused with the
+     * tokenizer files, compiler/aux_files.c) */
+    cr_tokmerge *tm = NULL;
+    const cr_plan_stage *last = plan->n_stages ? &plan->stages[plan->n_stages - 1] : NULL;
+    if (!s && last && last->tokenizer_source && cr_mk_resolve(o ? o->mk_version : CR_MK_DEFAULT) != CR_MK_0_1_4) {
+        s = cr_tokmerge_build(g->alloc, plan, last, last->donor_model, &tm, err);
+        if (!s && !tm->identity) bc.tm = tm;
+    }
     for (uint32_t si = 0; si < plan->n_stages && !s; si++) {
         const cr_plan_stage *st = &plan->stages[si];
         cr_lua *L;
@@ -255,6 +289,7 @@ cr_status cr_build_graph(const cr_plan *plan, cr_method_registry *methods, const
         if (!s) qsort(bc.prev, bc.n_prev, sizeof *bc.prev, stage_out_cmp);
     }
     cr_free(g->alloc, bc.prev);
+    cr_tokmerge_free(g->alloc, tm);
     for (uint32_t m = 0; m < plan->n_models; m++) cr_free(g->alloc, bc.shard_size[m]);
     cr_free(g->alloc, bc.shard_size);
     return s;

@@ -8,7 +8,7 @@
  * (LoRA, revisions, tokenizer `tokens:` overrides, multi-module recipes,
  * override_architecture) are parsed and then refused with "not supported
  * yet"; tokenizer sources that need a vocabulary permutation are refused
- * later, in compiler/tokident.c, where the tokenizers are read. Parsing never stops at the first problem.
+ * later, in compiler/tokmerge.c, where the tokenizers are read. Parsing never stops at the first problem.
  */
 #include "config.h"
 #include "chat_templates.h"

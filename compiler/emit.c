@@ -540,7 +540,7 @@ static cr_status emit_domain_body(emitter *e, uint32_t d, cr_error *err)
 
     /* a pass-through output: COPY */
     const cr_node *only = items.len == 1 && its[0].type == IT_STORE ? &g->nodes[its[0].node] : NULL;
-    if (only && only->op == CR_GOP_INPUT && !g->inputs[only->attr].scratch &&
+    if (only && only->op == CR_GOP_INPUT && !g->inputs[only->attr].scratch && !g->inputs[only->attr].rowmap &&
         g->inputs[only->attr].rows == g->inputs[only->attr].src_rows &&
         g->inputs[only->attr].cols == g->inputs[only->attr].src_cols) {
         emit_main(b, CR_OP_COPY, CR_DTYPE_NONE, out_index[its[0].node], e->pinput[only->attr], 0, 0);
@@ -779,6 +779,7 @@ static cr_status make_tables(emitter *e, cr_error *err)
             pi.nbytes = in->nbytes;
             snprintf(name, sizeof name, "%s", in->tensor ? in->tensor : "?");
         }
+        if (in->rowmap) pi.rowmap = add_aligned(b, in->rowmap, (size_t)in->rows * sizeof *in->rowmap);
         pi.name = add_str(b, name);
         e->pinput[i] = push(b, &b->inputs, &pi);
     }

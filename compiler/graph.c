@@ -99,6 +99,12 @@ uint32_t cr_graph_add_input(cr_graph *g, const cr_graph_input *in)
         memcpy(copy, c.blob, (size_t)c.nbytes);
         c.blob = copy;
     }
+    if (c.rowmap) {
+        uint32_t *copy = cr_arena_alloc(&g->arena, (size_t)c.rows * sizeof *copy + 1);
+        if (!copy) return UINT32_MAX;
+        memcpy(copy, c.rowmap, (size_t)c.rows * sizeof *copy);
+        c.rowmap = copy;
+    }
     g->inputs[g->n_inputs] = c;
     return g->n_inputs++;
 }

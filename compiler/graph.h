@@ -127,6 +127,10 @@ typedef struct cr_graph_input {
      * copied into the graph's arena by cr_graph_add_input and into the
      * program's blob pool by the emitter (CR_INPUT_BLOB); NULL otherwise. */
     const void *blob;
+    /* a row gather (tokenizer merging): `rows` entries, view row r is stored
+     * row rowmap[r] or CR_ROWMAP_ZERO (zeros); copied into the arena and
+     * carried in the program's blob pool. NULL: row r is row r. */
+    const uint32_t *rowmap;
 } cr_graph_input;
 
 typedef struct cr_graph_domain {

@@ -139,7 +139,13 @@ typedef struct cr_prog_input {
     uint64_t offset;
     uint64_t nbytes;
     uint64_t rows, cols, row_stride;
+    /* a row gather (tokenizer merging, spec/tokenizer-merge.md §5.3): when
+     * len > 0, `rows` u32 entries in the blob pool (4-aligned); view row r
+     * is stored row rowmap[r] (rowmap[r] * row_stride elements from
+     * `offset`), CR_ROWMAP_ZERO a row of zeros. Empty: row r is row r. */
+    cr_blob rowmap;
 } cr_prog_input;
+#define CR_ROWMAP_ZERO UINT32_MAX
 
 /* An output shard file: the complete safetensors header (8-byte length +
  * JSON + padding) is precomputed; tensors land at fixed offsets. */

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# tokmerge.sh — tokenizer merges whose inputs have different vocabularies
+# (issue 16; spec/tokenizer-merge.md §5.3), on the golden models and
+# mergekit 0.1.5 outputs of tests/golden/cases-0.1.5/tok_* (bit-identity of
+# the tensors is test_golden's): the permutation is a graph of row gathers,
+# so the same bytes come out of a .crb, under a tight --max-memory and on
+# every ISA; config.json gets mergekit's vocab_size; the gathers show in
+# `explain`; and the merged tokenizer is written whatever --copy-tokenizer
+# says (mergekit always saves it).
+# Usage: tokmerge.sh CRUCIBLE_BIN
+. "$(dirname "$0")/../support/e2e_lib.sh" tokmerge "$1"
+g=$(cd "$(dirname "$0")/../golden" && pwd)
+cd "$g/models" || exit 1
+
+for c in tok_union_abc_bf16 tok_base_b tok_union_ta; do
+    y=$g/cases-0.1.5/$c/recipe.yml
+    "$bin" merge "$y" "$tmp/$c" --quiet --no-copy-tokenizer 2>"$tmp/err"
+    check '[ $? -eq 0 ]' "$c: merge failed: $(head -c 300 "$tmp/err")"
+    want=$(grep -o '"vocab_size": [0-9]*' "$g/cases-0.1.5/$c/mergekit-out/config.json")
+    check 'grep -q "$want" "$tmp/$c/config.json"' "$c: config.json has not mergekit's $want"
+    check '[ -f "$tmp/$c/tokenizer.json" ] && [ -f "$tmp/$c/tokenizer_config.json" ]' "$c: no merged tokenizer written"
+    # through a .crb
+    "$bin" compile "$y" -o "$tmp/$c.crb" 2>"$tmp/err"
+    check '[ $? -eq 0 ]' "$c: compile failed: $(head -c 300 "$tmp/err")"
+    "$bin" run "$tmp/$c.crb" "$tmp/$c-crb" --quiet 2>"$tmp/err"
+    check 'cmp -s "$tmp/$c/model.safetensors" "$tmp/$c-crb/model.safetensors"' "$c: .crb gives other bytes: $(head -c 300 "$tmp/err")"
+    check 'cmp -s "$tmp/$c/tokenizer.json" "$tmp/$c-crb/tokenizer.json"' "$c: .crb writes another tokenizer.json"
+    # within a small budget, and on every ISA
+    "$bin" merge "$y" "$tmp/$c-mem" --quiet --max-memory 4M 2>"$tmp/err"
+    check 'cmp -s "$tmp/$c/model.safetensors" "$tmp/$c-mem/model.safetensors"' "$c: --max-memory 4M: $(head -c 300 "$tmp/err")"
+    for isa in scalar avx2 avx512; do
+        CRUCIBLE_ISA=$isa "$bin" merge "$y" "$tmp/$c-$isa" --quiet 2>"$tmp/err"
+        check 'cmp -s "$tmp/$c/model.safetensors" "$tmp/$c-$isa/model.safetensors"' "$c: ISA $isa: $(head -c 300 "$tmp/err")"
+    done
+done
+"$bin" explain "$g/cases-0.1.5/tok_union_ab/recipe.yml" >"$tmp/explain" 2>&1
+check 'grep -q "rows gathered" "$tmp/explain"' "explain shows no row gather: $(head -c 300 "$tmp/explain")"
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -79,6 +79,8 @@ typedef struct cr_plan_stage {
     const char *chat_template;  /* `chat_template:` or NULL (compiler/chat_templates.h) */
     const char *tokenizer_source; /* "base", "union", a model reference, or NULL (compiler/tokmerge.h) */
     long tokenizer_pad;         /* tokenizer.pad_to_multiple_of, 0: none */
+    const struct cr_token_cfg *tokens; /* tokenizer.tokens (compiler/config.h), YAML order */
+    uint32_t n_tokens;
 } cr_plan_stage;
 
 typedef struct cr_plan {

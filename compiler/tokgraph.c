@@ -17,6 +17,7 @@
  */
 #include <string.h>
 
+#include "config.h"
 #include "tokgraph.h"
 
 #define ZERO CR_ROWMAP_ZERO
@@ -103,11 +104,17 @@ cr_status cr_tokgraph_inputs(const cr_tokmerge *tm, const cr_plan *plan, const c
     if (!buf || !kind) { cr_free(a, buf); cr_free(a, kind); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
     uint32_t *pmap = buf, *avgmap = buf + k * per, *rowmap = buf + 2 * k * per, *from = buf + 3 * k * per;
     uint32_t *cnt = buf + 4 * k * per, *avgmask = cnt + per, *srcj = avgmask + per;
+    int32_t *cfg_of = cr_malloc(a, per * sizeof *cfg_of);
+    if (!cfg_of) { cr_free(a, buf); cr_free(a, kind); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
+    for (uint64_t i = 0; i < N; i++) cfg_of[i] = -1;
+    for (uint32_t c = 0; c < st->n_tokens; c++) cfg_of[tm->cfg_id[c]] = (int32_t)c;
     bool any_default = false, any_avg = false;
     uint32_t max_cnt = 1;
     cr_status s = CR_OK;
     for (uint64_t i = 0; i < N && !s; i++) {
         uint32_t have = 0, last = 0;
+        const cr_token_cfg *uc = cfg_of[i] >= 0 ? &st->tokens[cfg_of[i]] : NULL;
+        bool force = uc && uc->force;
         for (uint32_t j = 0; j < k; j++) {
             int32_t p = tm->perm[files[j].model][i];
             if (p >= 0 && (uint64_t)p >= files[j].src_rows) {
@@ -115,13 +122,46 @@ cr_status cr_tokgraph_inputs(const cr_tokmerge *tm, const cr_plan *plan, const c
                             plan->models[files[j].model].ref, tm->tokens[i], p, (unsigned long long)files[j].src_rows);
                 break;
             }
-            pmap[j * per + i] = p >= 0 ? (uint32_t)p : ZERO;
+            pmap[j * per + i] = p >= 0 && !force ? (uint32_t)p : ZERO;
             avgmap[j * per + i] = rowmap[j * per + i] = ZERO;
             from[j * per + i] = 0;
             if (p >= 0) { have++; last = j; }
         }
+        if (s) break;
         cnt[i] = 1;
         avgmask[i] = 0;
+        if (uc && (force || have < k)) {
+            /* the user's source (compute_default_embedding) */
+            any_default = true;
+            if (uc->kind == CR_TOKSRC_ZERO) { kind[i] = D_ZERO; continue; }
+            if (uc->kind == CR_TOKSRC_NONE) {
+                s = cr_fail(err, CR_ERR_CONFIG, "%s: tokenizer.tokens.%s has no source, but %s: mergekit 0.1.5 "
+                            "fails (NotImplementedError)", name, uc->token,
+                            force ? "it is forced" : "a model lacks the token");
+                break;
+            }
+            int jm = -1;
+            for (uint32_t j = 0; j < k && jm < 0; j++)
+                if ((int)files[j].model == tm->cfg_model[cfg_of[i]]) jm = (int)j;
+            if (jm < 0) {
+                s = cr_fail(err, CR_ERR_CONFIG, "%s: Token '%s' requires a vocabulary weight from model %s, but that "
+                            "weight is missing", name, uc->token, uc->model);
+                break;
+            }
+            long long r = uc->kind == CR_TOKSRC_MODEL ? tm->perm[files[jm].model][i] : tm->cfg_row[cfg_of[i]];
+            if (uc->kind == CR_TOKSRC_MODEL && r < 0) {
+                s = cr_fail(err, CR_ERR_CONFIG, "%s: Token '%s' not found in model %s", name, uc->token, uc->model);
+                break;
+            }
+            if (r < 0 || (uint64_t)r >= files[jm].src_rows) {
+                s = cr_fail(err, CR_ERR_CONFIG, "%s: Token ID %lld out of range for model %s", name, r, uc->model);
+                break;
+            }
+            kind[i] = D_ROW;
+            rowmap[jm * per + i] = (uint32_t)r;
+            from[jm * per + i] = 1;
+            continue;
+        }
         kind[i] = have == k ? D_NONE : have == 1 ? D_ROW : have == 0 ? D_ZERO
                   : bj >= 0 && tm->perm[files[bj].model][i] >= 0 ? D_ROW : D_AVG;
         if (kind[i] == D_NONE) continue;
@@ -180,5 +220,6 @@ cr_status cr_tokgraph_inputs(const cr_tokmerge *tm, const cr_plan *plan, const c
     }
     cr_free(a, buf);
     cr_free(a, kind);
+    cr_free(a, cfg_of);
     return s;
 }

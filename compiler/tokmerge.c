@@ -18,6 +18,7 @@
 #include "hash.h"
 #include "infile.h"
 #include "limits.h"
+#include "config.h"
 #include "tokmerge.h"
 
 /* ---- a string -> int map (open addressing; keys are borrowed) ---------- */
@@ -339,7 +340,7 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr
     }
     tm->src_model = src_model;
     if ((s = check_ids(&plan->models[src_model], src, err))) goto out;
-    size_t total = 16;
+    size_t total = 16 + st->n_tokens;
     for (uint32_t i = 0; i < nm; i++) total += T[i].n_ent;
     total += src->n_ent;
     if (!smap_init(a, &om, total) || !(ov = cr_calloc(a, total, sizeof *ov)) || !(oa = cr_calloc(a, total, sizeof *oa))) {
@@ -354,6 +355,7 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr
         smap_put(&om, src->ent[i].text, (int32_t)i);
     }
     n = src->n_ent;
+    if (!(tm->added_out = cJSON_CreateArray())) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
     if (!strcmp(ts, "union")) {
         /* build_union_tokenizer: every model's tokens in range (ordered
          * set), and its added tokens in range (first settings win) */
@@ -384,7 +386,6 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr
         }
         /* add_tokens: new texts take the next ids; a text the vocabulary
          * has keeps its id */
-        if (!(tm->added_out = cJSON_CreateArray())) s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
         for (uint32_t j = 0; j < n_ov && !s; j++)
             if (!smap_get(&sa, ov[j]) && !smap_get(&om, ov[j])) {
                 smap_put(&om, ov[j], (int32_t)n);
@@ -401,6 +402,37 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr
         smap_free(a, &sa);
         if (s) goto out;
     }
+    /* tokenizer.tokens: a key the vocabulary lacks is added (a plain text) */
+    for (uint32_t k = 0; k < st->n_tokens; k++) {
+        const char *t = st->tokens[k].token;
+        if (smap_get(&om, t) || n >= total) continue;
+        smap_put(&om, t, (int32_t)n);
+        if (!add_entry(tm->added_out, t, n, NULL)) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
+        tokens[n++] = t;
+    }
+    /* the rows `model_token` names: by id, or the text's id in that
+     * model's tokenizer (mergekit's original_vocabs: the base stripped) */
+    tm->cfg_model = cr_arena_alloc(&tm->arena, ((size_t)st->n_tokens + 1) * sizeof *tm->cfg_model);
+    tm->cfg_row = cr_arena_alloc(&tm->arena, ((size_t)st->n_tokens + 1) * sizeof *tm->cfg_row);
+    tm->cfg_id = cr_arena_alloc(&tm->arena, ((size_t)st->n_tokens + 1) * sizeof *tm->cfg_id);
+    if (!tm->cfg_model || !tm->cfg_row || !tm->cfg_id) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
+    for (uint32_t k = 0; k < st->n_tokens; k++) {
+        const cr_token_cfg *c = &st->tokens[k];
+        tm->cfg_model[k] = -1;
+        tm->cfg_row[k] = c->src_id;
+        tm->cfg_id[k] = *smap_get(&om, c->token);
+        for (uint32_t i = 0; c->model && i < nm && tm->cfg_model[k] < 0; i++)
+            if (plan->models[i].ref && !strcmp(plan->models[i].ref, c->model)) tm->cfg_model[k] = (int)i;
+        if (c->kind != CR_TOKSRC_MODEL_TOKEN || !c->src_token || tm->cfg_model[k] < 0) continue;
+        const tm_tok *mt = &T[tm->cfg_model[k]];
+        int32_t *e = mt->loaded ? smap_get(&mt->map, c->src_token) : NULL;
+        if (!e) {
+            s = cr_fail(err, CR_ERR_CONFIG, "%s:%d:%d: tokenizer.tokens.%s: Token '%s' not found in model %s",
+                        c->loc.file ? c->loc.file : "recipe", c->loc.line, c->loc.col, c->token, c->src_token, c->model);
+            goto out;
+        }
+        tm->cfg_row[k] = mt->ent[*e].id;
+    }
     tm->n = n;
     tm->n_added_out = n - src->n_ent;
     tm->n_pad = st->tokenizer_pad > 0 && n % st->tokenizer_pad ? (uint32_t)((n / st->tokenizer_pad + 1) * st->tokenizer_pad) : n;
@@ -413,7 +445,7 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr
         if (!(tm->tokens[i] = cr_arena_strdup(&tm->arena, tokens[i]))) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
     /* §1.5: the permutations */
     tm->identity = !strcmp(ts, "base") || !strcmp(ts, "union") ? tm->n_added_out == 0 : true;
-    tm->identity = tm->identity && tm->n_pad == n;
+    tm->identity = tm->identity && tm->n_pad == n && !st->n_tokens;
     for (uint32_t i = 0; i < nm && !s; i++) {
         const tm_tok *mv = T[i].loaded ? &T[i] : &T[base];
         long long V = T[i].loaded ? T[i].V : -1;
@@ -427,10 +459,15 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr
         int32_t *p = tm->perm[i] = cr_arena_alloc(&tm->arena, ((size_t)n + 1) * sizeof *p);
         if (!p) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); break; }
         if (V != n) tm->identity = false;
+        /* `source: base` adds the tokens: keys to the base's own tokenizer
+         * object, so the base then has them at their new ids (its padding
+         * rows, or mergekit's KeyError past its vocab_size) */
+        bool own = (int)i == base && !strcmp(ts, "base");
         for (uint32_t j = 0; j < n; j++) {
             int32_t *e = smap_get(&mv->map, tm->tokens[j]);
+            if (!e && own && j >= src->n_ent) e = &(int32_t){ -1 };
             if (!e) { p[j] = -1; tm->identity = false; continue; }
-            int32_t id = mv->ent[*e].id;
+            int32_t id = *e < 0 ? (int32_t)j : mv->ent[*e].id;
             if (id >= V) {
                 s = cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer merge: model '%s': token '%s' of the output vocabulary "
                             "has id %d >= its vocab_size %lld (mergekit 0.1.5 fails with a KeyError)",

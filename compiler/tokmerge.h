@@ -25,6 +25,12 @@ typedef struct cr_tokmerge {
     int src_model;              /* plan model whose tokenizer is the output (base / model source) */
     bool identity;              /* every permutation i -> i over every model's rows: the plain merge */
     uint32_t n_added_out;       /* tokens appended past the source's vocabulary */
+    /* per tokenizer.tokens entry: the plan model its source names (-1: not
+     * an input) and, for model_token, the raw row (token_id, or the id of
+     * `token` in that model's tokenizer) */
+    int *cfg_model;
+    long long *cfg_row;
+    uint32_t *cfg_id;           /* the entry's token's output id */
     cJSON *tok_json;            /* the source's tokenizer.json (the base's stripped) */
     cJSON *added_out;           /* added_tokens entries of the appended tokens, by id */
 } cr_tokmerge;

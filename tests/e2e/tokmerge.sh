@@ -36,5 +36,26 @@ done
 "$bin" explain "$g/cases-0.1.5/tok_union_ab/recipe.yml" >"$tmp/explain" 2>&1
 check 'grep -q "rows gathered" "$tmp/explain"' "explain shows no row gather: $(head -c 300 "$tmp/explain")"
 
+
+# tokenizer.tokens errors: mergekit 0.1.5 raises them mid-run (after some
+# tensors are written) or at config load; crucible refuses at plan time
+refuse() { # NAME TOKENIZER_BLOCK EXPECTED_TEXT
+    printf 'merge_method: linear\nbase_model: tok_a\nmodels:\n  - model: tok_a\n    parameters: {weight: 0.6}\n  - model: tok_b\n    parameters: {weight: 0.4}\ntokenizer: %s\n' "$2" >"$tmp/$1.yml"
+    local name=$1 want=$3
+    "$bin" merge "$tmp/$name.yml" "$tmp/r-$name" --quiet >/dev/null 2>"$tmp/err"
+    rc=$?
+    check '[ $rc -ne 0 ] && grep -qF "$want" "$tmp/err"' "$name: not refused with '$want': rc=$rc $(head -c 300 "$tmp/err")"
+    check '[ ! -e "$tmp/r-$name" ]' "$name: an output was written"
+}
+refuse no_source '{tokens: {"<zz>": {force: false}}}' "tokenizer.tokens.<zz> has no source"
+refuse not_input '{tokens: {q: {source: tok_c}}}' "Token 'q' requires a vocabulary weight from model tok_c"
+refuse not_found '{tokens: {q: {source: {kind: model_token, model: tok_a, token: zzz}}}}' "Token 'zzz' not found in model tok_a"
+refuse absent '{tokens: {"<zz>": {source: tok_a}}}' "Token '<zz>' not found in model tok_a"
+refuse id_range '{tokens: {q: {source: {kind: model_token, model: tok_a, token_id: 25}}}}' "Token ID 25 out of range for model tok_a"
+refuse both '{tokens: {q: {source: {kind: model_token, model: tok_a, token: a, token_id: 1}}}}' "only one of token_id or token may be specified"
+refuse neither '{tokens: {q: {source: {kind: model_token, model: tok_a}}}}' "token_id or token must be specified"
+# source base: the new token joins the base's own tokenizer past its vocab_size
+refuse keyerror '{source: base, tokens: {"<zz>": {source: {kind: zero}}}}' "fails with a KeyError"
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

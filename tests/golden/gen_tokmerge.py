@@ -149,6 +149,23 @@ def cases():
     add("tok_union_ta", "task_arithmetic", {"base_model": "tok_a",
                                             "models": [M("tok_b", 0.7), M("tok_c", 0.4)],
                                             "tokenizer_source": "union"})
+    # tokenizer.tokens, every kind
+    add("tok_tokens_union", "linear", {"base_model": "tok_a", "models": ab, "tokenizer": {"source": "union", "tokens": {
+        "q": {"source": "tok_b"},
+        "<tool>": {"source": {"kind": "model_token", "model": "tok_a", "token": "<s>"}},
+        "g": {"source": {"kind": "model_token", "model": "tok_b", "token_id": 3}, "force": True},
+        "a": {"source": {"kind": "zero"}, "force": True},
+        "<new>": {"source": {"kind": "model_token", "model": "tok_a", "token_id": 5}},
+        "ab": {"source": "tok_b"},
+        "r": {"source": "tok_b", "force": True},
+        "<zero>": {"source": {"kind": "zero"}}}}})
+    # base C: mergekit adds the new token to the base's own tokenizer, so C
+    # (vocab_size 24 > 19 tokens) maps it to its padding row 19
+    add("tok_tokens_base", "linear", {"base_model": "tok_c", "models": abc, "dtype": "bfloat16", "tokenizer": {
+        "source": "base", "tokens": {
+            "q": {"source": {"kind": "model_token", "model": "tok_c", "token": "x"}},
+            "e": {"source": "tok_c", "force": True},
+            "<|im_end|>": {"source": {"kind": "model_token", "model": "tok_b", "token": "<|im_end|>"}, "force": True}}}})
     return c
 
 

@@ -33,6 +33,10 @@ for c in tok_union_abc_bf16 tok_base_b tok_union_ta; do
         check 'cmp -s "$tmp/$c/model.safetensors" "$tmp/$c-$isa/model.safetensors"' "$c: ISA $isa: $(head -c 300 "$tmp/err")"
     done
 done
+# plan: the output vocabulary and what the permutation costs
+"$bin" plan "$g/cases-0.1.5/tok_union_abc_bf16/recipe.yml" >"$tmp/plan" 2>&1
+check 'grep -q "^vocabulary      40 tokens after the tokenizer merge; embedding permutation: [0-9]* row gathers" "$tmp/plan"' \
+    "plan: no vocabulary line: $(grep -v warning "$tmp/plan" | head -c 400)"
 "$bin" explain "$g/cases-0.1.5/tok_union_ab/recipe.yml" >"$tmp/explain" 2>&1
 check 'grep -q "rows gathered" "$tmp/explain"' "explain shows no row gather: $(head -c 300 "$tmp/explain")"
 

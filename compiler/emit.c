@@ -356,8 +356,9 @@ static cr_op sum_op(const cr_node *t)
 /* the reduction op of a per-column COLSUM node, by its summation order */
 static cr_op colsum_op(const cr_node *t)
 {
-    if (t->attr == CR_SUM_TORCH) return CR_OP_RSUM_COL_TORCH;
-    if (t->attr == CR_SUM_TORCH_SSQ) return CR_OP_RSSQ_COL_TORCH;
+    uint64_t order = t->attr & CR_COLSUM_ORDER_MASK;
+    if (order == CR_SUM_TORCH) return CR_OP_RSUM_COL_TORCH;
+    if (order == CR_SUM_TORCH_SSQ) return CR_OP_RSSQ_COL_TORCH;
     return CR_OP_RSUM_COL;
 }
 
@@ -797,7 +798,8 @@ static cr_status make_tables(emitter *e, cr_error *err)
         }
         if (n->op == CR_GOP_ROWSUM || n->op == CR_GOP_ROWMAX || n->op == CR_GOP_COLSUM) {
             const cr_graph_domain *dm = &g->domains[n->domain];
-            cr_prog_rowvec rv = { n->op == CR_GOP_COLSUM ? dm->cols : dm->rows };
+            cr_prog_rowvec rv = { n->op == CR_GOP_COLSUM ? dm->cols : dm->rows,
+                                  n->op == CR_GOP_COLSUM ? n->attr >> CR_COLSUM_ROWS_SHIFT : 0 };
             e->rowvec[i] = push(b, &b->rowvecs, &rv);
         }
         if (n->op == CR_GOP_TOPK_MASK || n->op == CR_GOP_KTH_ABS) {

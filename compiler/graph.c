@@ -282,7 +282,10 @@ void cr_graph_dump(const cr_graph *g, FILE *out)
         if ((n->op == CR_GOP_SUM || n->op == CR_GOP_ROWSUM || n->op == CR_GOP_COLSUM) && n->attr) {
             static const char *const order[] = { "wide", "numpy", "blas-ssq", "torch", "torch-ssq",
                                                  "torch-chunks", "torch-ssq-chunks" };
-            fprintf(out, " order=%s", n->attr < CR_ARRAY_LEN(order) ? order[n->attr] : "?");
+            uint64_t o = n->op == CR_GOP_COLSUM ? n->attr & CR_COLSUM_ORDER_MASK : n->attr;
+            fprintf(out, " order=%s", o < CR_ARRAY_LEN(order) ? order[o] : "?");
+            if (n->op == CR_GOP_COLSUM && n->attr >> CR_COLSUM_ROWS_SHIFT)
+                fprintf(out, " rows=%llu", (unsigned long long)(n->attr >> CR_COLSUM_ROWS_SHIFT));
         }
         if (n->op == CR_GOP_TOPK_MASK && n->attr)
             fprintf(out, " ties=%s", n->attr == CR_TIES_TORCH_DESC ? "torch-desc"

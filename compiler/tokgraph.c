@@ -80,10 +80,7 @@ cr_status cr_tokgraph_inputs(const cr_tokmerge *tm, const cr_plan *plan, const c
                              cr_dtype *dt_out, cr_error *err)
 {
     const cr_allocator *a = g->alloc;
-    uint64_t N = tm->n, H = files[0].cols;
-    if (tm->n_pad != tm->n)
-        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: tokenizer.pad_to_multiple_of %ld pads %u tokens to %u rows: "
-                       "padding rows are not supported yet", name, st->tokenizer_pad, tm->n, tm->n_pad);
+    uint64_t N = tm->n, R = tm->n_pad, H = files[0].cols;      /* R > N: pad_to_multiple_of */
     cr_dtype dt = CR_DTYPE_NONE;
     for (uint32_t j = 0; j < k; j++) {
         if (files[j].cols != H)
@@ -98,7 +95,7 @@ cr_status cr_tokgraph_inputs(const cr_tokmerge *tm, const cr_plan *plan, const c
     for (uint32_t j = 0; j < k; j++)
         if (st->base_model >= 0 && files[j].model == (uint32_t)st->base_model) { bj = (int)j; break; }
     /* one block: per input the gather table, then default kinds and rows */
-    size_t per = (size_t)N + 1;
+    size_t per = (size_t)R + 1;
     uint32_t *buf = cr_calloc(a, (size_t)(4 * k + 3) * per, sizeof *buf);
     uint8_t *kind = cr_calloc(a, per, 1);
     if (!buf || !kind) { cr_free(a, buf); cr_free(a, kind); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
@@ -179,8 +176,15 @@ cr_status cr_tokgraph_inputs(const cr_tokmerge *tm, const cr_plan *plan, const c
         }
     }
     (void)srcj;
+    for (uint64_t i = N; i < R; i++) {      /* padding rows: zeros until the mean below */
+        for (uint32_t j = 0; j < k; j++) {
+            pmap[j * per + i] = avgmap[j * per + i] = rowmap[j * per + i] = ZERO;
+            from[j * per + i] = 0;
+        }
+        cnt[i] = 1;
+    }
     for (uint32_t j = 0; j < k && !s; j++) {
-        nodes[j] = gather(g, d, &files[j], pmap + j * per, N, st->dtype, dt);
+        nodes[j] = gather(g, d, &files[j], pmap + j * per, R, st->dtype, dt);
         if (nodes[j] == CR_NO_NODE) s = cr_graph_add_failed(g, name, err);
     }
     if (!s && any_default) {
@@ -191,8 +195,8 @@ cr_status cr_tokgraph_inputs(const cr_tokmerge *tm, const cr_plan *plan, const c
                           .domain = CR_NO_DOMAIN, .value = 0 };
             D = cr_graph_add(g, &z);
             for (uint32_t j = 0; j < k && D != CR_NO_NODE; j++)
-                D = op3(g, d, CR_GOP_ADD, dt, D, gather(g, d, &files[j], avgmap + j * per, N, st->dtype, dt), 0, 2);
-            D = op3(g, d, CR_GOP_DIV, dt, D, table(g, d, H, max_cnt + 1, cnt, N, a), 0, 2);
+                D = op3(g, d, CR_GOP_ADD, dt, D, gather(g, d, &files[j], avgmap + j * per, R, st->dtype, dt), 0, 2);
+            D = op3(g, d, CR_GOP_DIV, dt, D, table(g, d, H, max_cnt + 1, cnt, R, a), 0, 2);
         } else {
             cr_node z = { .op = CR_GOP_CONST, .dtype = (uint8_t)dt, .rdt = (uint8_t)dt, .kind = CR_VK_SCALAR,
                           .domain = CR_NO_DOMAIN, .value = 0 };
@@ -202,21 +206,48 @@ cr_status cr_tokgraph_inputs(const cr_tokmerge *tm, const cr_plan *plan, const c
             bool used = false;
             for (uint64_t i = 0; i < N && !used; i++) used = from[j * per + i];
             if (!used) continue;
-            D = op3(g, d, CR_GOP_WHERE, dt, table(g, d, H, 2, from + j * per, N, a),
-                    gather(g, d, &files[j], rowmap + j * per, N, st->dtype, dt), D, 3);
+            D = op3(g, d, CR_GOP_WHERE, dt, table(g, d, H, 2, from + j * per, R, a),
+                    gather(g, d, &files[j], rowmap + j * per, R, st->dtype, dt), D, 3);
         }
         /* Y_m: its own row where it has the token, else D */
         for (uint32_t j = 0; j < k && D != CR_NO_NODE; j++) {
             bool all = true;
-            for (uint64_t i = 0; i < N; i++) {
+            for (uint64_t i = 0; i < R; i++) {
                 from[j * per + i] = pmap[j * per + i] != ZERO;
-                all = all && from[j * per + i];
+                all = all && (i >= N || from[j * per + i]);
             }
             if (all) continue;
-            nodes[j] = op3(g, d, CR_GOP_WHERE, dt, table(g, d, H, 2, from + j * per, N, a), nodes[j], D, 3);
+            nodes[j] = op3(g, d, CR_GOP_WHERE, dt, table(g, d, H, 2, from + j * per, R, a), nodes[j], D, 3);
             if (nodes[j] == CR_NO_NODE) D = CR_NO_NODE;
         }
         if (D == CR_NO_NODE) s = cr_graph_add_failed(g, name, err);
+    }
+    if (!s && R > N) {
+        /* the padding rows: torch.mean(Y[:N], dim=0), the float32 outer
+         * sum of the first N rows divided by N, rounded once to dt */
+        for (uint64_t i = 0; i < R; i++) from[i] = i >= N;
+        cr_node z = { .op = CR_GOP_CONST, .dtype = CR_DTYPE_F32, .rdt = CR_DTYPE_F32, .kind = CR_VK_SCALAR,
+                      .domain = CR_NO_DOMAIN, .value = (double)N };
+        uint32_t cN = cr_graph_add(g, &z);
+        for (uint32_t j = 0; j < k && !s; j++) {
+            cr_node cs = { .op = CR_GOP_COLSUM, .dtype = CR_DTYPE_F32, .rdt = CR_DTYPE_F32, .kind = CR_VK_COLS,
+                           .domain = d, .n_in = 1, .in = { nodes[j] },
+                           .attr = CR_SUM_TORCH | ((uint64_t)N << CR_COLSUM_ROWS_SHIFT) };
+            uint32_t sum = nodes[j] == CR_NO_NODE || cN == CR_NO_NODE ? CR_NO_NODE : cr_graph_add(g, &cs);
+            uint32_t mean = CR_NO_NODE;
+            if (sum != CR_NO_NODE) {
+                cr_node dv = { .op = CR_GOP_DIV, .dtype = CR_DTYPE_F32, .rdt = CR_DTYPE_F32, .kind = CR_VK_COLS,
+                               .domain = d, .n_in = 2, .in = { sum, cN } };
+                mean = cr_graph_add(g, &dv);
+            }
+            if (mean != CR_NO_NODE && dt != CR_DTYPE_F32) {
+                cr_node mv = { .op = CR_GOP_MOV, .dtype = (uint8_t)dt, .rdt = (uint8_t)dt, .kind = CR_VK_COLS,
+                               .domain = d, .n_in = 1, .in = { mean } };
+                mean = cr_graph_add(g, &mv);
+            }
+            nodes[j] = op3(g, d, CR_GOP_WHERE, dt, table(g, d, H, 2, from, R, a), mean, nodes[j], 3);
+            if (nodes[j] == CR_NO_NODE) s = cr_graph_add_failed(g, name, err);
+        }
     }
     cr_free(a, buf);
     cr_free(a, kind);

@@ -599,7 +599,8 @@ cr_status vm_run_kernel(vm *m, uint32_t ki, bool stream, bool serial, cr_error *
             if (ckind < 0) continue;
             void *state = cr_malloc(m->alloc, cr_colsum_state_bytes((cr_colsum_kind)ckind, k->cols) + 1);
             if (!state) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u column sums", ki); goto out; }
-            cr_colsum_init(&j.col[r++], (cr_colsum_kind)ckind, k->rows, k->cols, state);
+            uint64_t rows = p->rowvecs[j.code[pc].dst].rows;   /* the first rows only, or all */
+            cr_colsum_init(&j.col[r++], (cr_colsum_kind)ckind, rows ? rows : k->rows, k->cols, state);
         }
     }
     for (uint32_t pc = 0; pc < k->code_len; pc++) {

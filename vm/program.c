@@ -512,6 +512,10 @@ static cr_status verify_kernel(const cr_program *p, uint32_t ki, cr_error *err)
             if (p->rowvecs[w].len != k->cols)
                 return cr_fail(err, CR_ERR_FORMAT, "code %u (%s) in kernel %u: column vector %u has %llu elements, domain %llu columns",
                                pc, info->name, ki, w, (unsigned long long)p->rowvecs[w].len, (unsigned long long)k->cols);
+            if (p->rowvecs[w].rows > k->rows || (p->rowvecs[w].rows && in->op != CR_OP_RSUM_COL_TORCH &&
+                                                 in->op != CR_OP_COLB))
+                return cr_fail(err, CR_ERR_FORMAT, "code %u (%s) in kernel %u: column vector %u sums %llu rows of %llu",
+                               pc, info->name, ki, w, (unsigned long long)p->rowvecs[w].rows, (unsigned long long)k->rows);
             break;
         }
         case CR_OP_ROWRANK:

@@ -181,7 +181,13 @@ typedef struct cr_prog_aux {
 /* A vector slot of doubles: one per row of a kernel's domain (ROWB and the
  * *_ROW ops, len = rows) or one per column (COLB and the *_COL ops, len =
  * cols). */
-typedef struct cr_prog_rowvec { uint64_t len; } cr_prog_rowvec;
+typedef struct cr_prog_rowvec {
+    uint64_t len;
+    /* a column sum (RSUM_COL*) over the kernel's first `rows` rows only,
+     * in the order of a matrix of that many rows (0: all its rows); the
+     * mean that pads a merged vocabulary (spec/tokenizer-merge.md §3.2) */
+    uint64_t rows;
+} cr_prog_rowvec;
 
 /* An in-memory tensor (e.g. a stage output of a multi-stage recipe that a
  * later stage reads): written by SSTORE, read through an input view of kind

@@ -12,7 +12,7 @@
 g=$(cd "$(dirname "$0")/../golden" && pwd)
 cd "$g/models" || exit 1
 
-for c in tok_union_abc_bf16 tok_base_b tok_union_ta; do
+for c in tok_union_abc_bf16 tok_base_b tok_union_ta tok_pad_bf16 tok_tokens_union; do
     y=$g/cases-0.1.5/$c/recipe.yml
     "$bin" merge "$y" "$tmp/$c" --quiet --no-copy-tokenizer 2>"$tmp/err"
     check '[ $? -eq 0 ]' "$c: merge failed: $(head -c 300 "$tmp/err")"

@@ -166,6 +166,13 @@ def cases():
             "q": {"source": {"kind": "model_token", "model": "tok_c", "token": "x"}},
             "e": {"source": "tok_c", "force": True},
             "<|im_end|>": {"source": {"kind": "model_token", "model": "tok_b", "token": "<|im_end|>"}, "force": True}}}})
+    # pad_to_multiple_of: the padding rows are each model's mean row
+    add("tok_pad_union", "linear", {"base_model": "tok_a", "models": ab,
+                                    "tokenizer": {"source": "union", "pad_to_multiple_of": 16}})
+    add("tok_pad_bf16", "linear", {"models": abc, "dtype": "bfloat16",
+                                   "tokenizer": {"source": "union", "pad_to_multiple_of": 64}})
+    add("tok_pad_base_c", "task_arithmetic", {"base_model": "tok_c", "models": [M("tok_a", 0.5), M("tok_b", 0.5)],
+                                              "tokenizer": {"source": "base", "pad_to_multiple_of": 8}})
     return c
 
 

@@ -9,7 +9,8 @@ added tokens (content, id, special, normalized, lstrip, rstrip,
 single_word), the special-token roles, config.json's vocab_size, and the
 ids of N random strings (ASCII letters of every input's alphabet, spaces,
 punctuation, Unicode, added and special tokens spliced in), encoded with
-and without special tokens, and their decodings.
+and without special tokens, and their decodings. The tok_union_ab merge is
+also loaded as a model and made to generate, with no warning.
 
 Usage: check_tokmerge.py CRUCIBLE_BIN [N]   (with the mergekit 0.1.5 venv's python)
 """
@@ -74,6 +75,18 @@ def main():
                     probs.append(f"ids differ for {s!r}: {mk(s)['input_ids']} vs {cr(s)['input_ids']}")
             print(f"{c}: {same}/{n} strings give the same ids" + ("" if not probs else "; " + "; ".join(probs)))
             bad += bool(probs) or same != n
+            if c == "tok_union_ab":     # the merged model loads with no warning and generates
+                import warnings
+                import torch
+                with warnings.catch_warnings(record=True) as w:
+                    warnings.simplefilter("always")
+                    m = transformers.AutoModelForCausalLM.from_pretrained(out)
+                    x = cr("ab qr <tool>", return_tensors="pt")
+                    g = m.generate(**x, max_new_tokens=5, do_sample=False, pad_token_id=cr.eos_token_id)
+                rows = m.get_input_embeddings().weight.shape[0]
+                print(f"{c}: loads in transformers ({rows} embedding rows, {len(cr)} tokens), generates "
+                      f"{cr.decode(g[0])!r}; warnings: {[str(x.message)[:100] for x in w] or 'none'}")
+                bad += bool(w) or rows != len(cr)
     print("OK" if not bad else f"{bad} case(s) differ")
     sys.exit(1 if bad else 0)
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hash.h"
 #include "infile.h"
@@ -319,7 +320,23 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr
     for (uint32_t i = 0; i < nm; i++) {
         if ((int)i == base) continue;
         cr_error e2 = { 0 };
-        if (load_tok(a, &plan->models[i], false, &T[i], &e2)) tok_free(a, &T[i]);
+        if (!load_tok(a, &plan->models[i], false, &T[i], &e2)) continue;
+        tok_free(a, &T[i]);
+        /* a tokenizer transformers would load some other way (a
+         * sentencepiece model, a tokenizer.json crucible cannot read)
+         * would give mergekit its vocabulary; only a model with no
+         * tokenizer at all falls back to the base's, as in mergekit */
+        char path[4096];
+        static const char *const other[] = { "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json" };
+        for (size_t f = 0; f < CR_ARRAY_LEN(other); f++) {
+            snprintf(path, sizeof path, "%s/%s", plan->models[i].path, other[f]);
+            if (!access(path, F_OK)) {
+                s = cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer merge: %s has %s but crucible cannot read its "
+                            "tokenizer (%s): a tokenizer merge needs every input's tokenizer.json",
+                            plan->models[i].ref, other[f], e2.msg);
+                goto out;
+            }
+        }
     }
     /* the output vocabulary: the source's get_vocab(), ids 0..N-1 */
     const char *ts = st->tokenizer_source;

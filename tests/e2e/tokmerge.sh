@@ -61,5 +61,14 @@ refuse neither '{tokens: {q: {source: {kind: model_token, model: tok_a}}}}' "tok
 # source base: the new token joins the base's own tokenizer past its vocab_size
 refuse keyerror '{source: base, tokens: {"<zz>": {source: {kind: zero}}}}' "fails with a KeyError"
 
+# an input whose tokenizer crucible cannot read (here: tokenizer_config.json
+# without tokenizer.json) is refused; mergekit would load it some other way
+mkdir -p "$tmp/mods" && cp -r tok_a tok_b "$tmp/mods/" && rm "$tmp/mods/tok_b/tokenizer.json"
+printf 'merge_method: linear\nbase_model: tok_a\nmodels:\n  - model: tok_a\n    parameters: {weight: 0.6}\n  - model: tok_b\n    parameters: {weight: 0.4}\ntokenizer_source: union\n' >"$tmp/unread.yml"
+(cd "$tmp" && "$bin" merge "$tmp/unread.yml" "$tmp/r-unread" --models-dir "$tmp/mods" --quiet >/dev/null 2>"$tmp/err")
+rc=$?
+check '[ $rc -ne 0 ] && grep -qF "tok_b has tokenizer_config.json but crucible cannot read its tokenizer" "$tmp/err"' \
+    "unreadable tokenizer: $(head -c 300 "$tmp/err")"
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -94,13 +94,14 @@ cr_status cr_tokgraph_inputs(const cr_tokmerge *tm, const cr_plan *plan, const c
     int bj = -1;                /* the base among this tensor's inputs (assign_embedding_sources) */
     for (uint32_t j = 0; j < k; j++)
         if (st->base_model >= 0 && files[j].model == (uint32_t)st->base_model) { bj = (int)j; break; }
-    /* one block: per input the gather table, then default kinds and rows */
+    /* one block: per input its own rows (pmap), its rows in averages, its
+     * donated rows and the rows it donates (from), then the counts */
     size_t per = (size_t)R + 1;
-    uint32_t *buf = cr_calloc(a, (size_t)(4 * k + 3) * per, sizeof *buf);
+    uint32_t *buf = cr_calloc(a, (size_t)(4 * k + 1) * per, sizeof *buf);
     uint8_t *kind = cr_calloc(a, per, 1);
     if (!buf || !kind) { cr_free(a, buf); cr_free(a, kind); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
     uint32_t *pmap = buf, *avgmap = buf + k * per, *rowmap = buf + 2 * k * per, *from = buf + 3 * k * per;
-    uint32_t *cnt = buf + 4 * k * per, *avgmask = cnt + per, *srcj = avgmask + per;
+    uint32_t *cnt = buf + 4 * k * per;
     int32_t *cfg_of = cr_malloc(a, per * sizeof *cfg_of);
     if (!cfg_of) { cr_free(a, buf); cr_free(a, kind); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
     for (uint64_t i = 0; i < N; i++) cfg_of[i] = -1;
@@ -126,7 +127,6 @@ cr_status cr_tokgraph_inputs(const cr_tokmerge *tm, const cr_plan *plan, const c
         }
         if (s) break;
         cnt[i] = 1;
-        avgmask[i] = 0;
         if (uc && (force || have < k)) {
             /* the user's source (compute_default_embedding) */
             any_default = true;
@@ -172,10 +172,8 @@ cr_status cr_tokgraph_inputs(const cr_tokmerge *tm, const cr_plan *plan, const c
             for (uint32_t j = 0; j < k; j++) avgmap[j * per + i] = pmap[j * per + i];
             cnt[i] = have;
             if (have > max_cnt) max_cnt = have;
-            avgmask[i] = 1;
         }
     }
-    (void)srcj;
     for (uint64_t i = N; i < R; i++) {      /* padding rows: zeros until the mean below */
         for (uint32_t j = 0; j < k; j++) {
             pmap[j * per + i] = avgmap[j * per + i] = rowmap[j * per + i] = ZERO;

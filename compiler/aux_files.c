@@ -17,7 +17,7 @@
 #include "jsonw.h"
 #include "limits.h"
 #include "layout.h"
-#include "tokident.h"
+#include "tokwrite.h"
 
 static cr_status add_aux(cr_program *p, cr_prog_aux *a, cr_error *err)
 {
@@ -120,6 +120,29 @@ static char *auto_template(const cr_allocator *alloc, const cr_plan *plan)
     return best >= 0 ? t[best] : NULL;
 }
 
+/* the text `chat_template: ct` stands for (§4.1); NULL for `auto` with no
+ * template among the inputs */
+static cr_status resolve_template(cr_program *p, const cr_plan *plan, const char *ct, char **out, cr_error *err)
+{
+    const cr_chat_template *named;
+    cr_chat_kind k = cr_chat_template_kind(ct, &named);
+    *out = NULL;
+    if (k == CR_CHAT_AUTO) {
+        *out = auto_template(p->alloc, plan);
+        return CR_OK;
+    }
+    const char *src = k == CR_CHAT_NAMED ? named->text : ct;
+    size_t len = strlen(src);
+    if (!(*out = cr_malloc(p->alloc, len + 1))) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    memcpy(*out, src, len + 1);
+    return CR_OK;
+}
+
+static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_options *o, const cr_plan_stage *last,
+                           int donor, const char *donor_dir, bool v015, const cr_tokmerge *tm, cr_error *err);
+static cr_status aux_card(cr_program *p, const cr_plan *plan, const cr_aux_options *o, const cr_plan_stage *last,
+                          cr_error *err);
+
 cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_options *o, cr_error *err)
 {
     if (!plan->n_stages) return CR_OK;
@@ -134,6 +157,29 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
     /* the release reproduced: 0.1.5 runs on transformers 5 (config.json's
      * `dtype` key) and copies four more tokenizer-side files */
     bool v015 = !(p->mergekit_version.len && !strcmp(cr_prog_str(p, p->mergekit_version), "0.1.4"));
+    cr_status s = CR_OK;
+    /* a tokenizer merge: the output vocabulary (compiler/tokmerge.c) */
+    cr_tokmerge *tm = NULL;
+    /* an earlier stage's tokenizer would have to be carried through its output */
+    for (uint32_t i = 0; i + 1 < plan->n_stages; i++)
+        if (plan->stages[i].tokenizer_source)
+            return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer_source in stage '%s' of a multi-stage recipe: "
+                           "not supported yet", plan->stages[i].name);
+    if (donor_dir && last->tokenizer_source) {
+        if (!v015)
+            return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer_source under --mergekit-version 0.1.4: not supported yet "
+                           "(only mergekit 0.1.5's file layout is reproduced)");
+        if ((s = cr_tokmerge_build(p->alloc, plan, last, donor, &tm, err))) return s;
+    }
+    s = aux_model(p, plan, o, last, donor, donor_dir, v015, tm, err);
+    cr_tokmerge_free(p->alloc, tm);
+    if (!s) s = aux_card(p, plan, o, last, err);
+    return s;
+}
+
+static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_options *o, const cr_plan_stage *last,
+                           int donor, const char *donor_dir, bool v015, const cr_tokmerge *tm, cr_error *err)
+{
     cr_status s = CR_OK;
     char path[4096];
     if (donor_dir) {
@@ -151,6 +197,13 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
                                        .dtype_key_only = v015,
                                        .layer_key = last->num_layers_out >= 0 ? last->num_layers_key : NULL,
                                        .n_layers = last->num_layers_out };
+            if (tm && !tm->identity) {
+                long long vs;
+                edit.vocab_key = cr_model_config_int(&plan->models[donor].model, "vocab_size", &vs) ||
+                                 !cr_model_config_int(&plan->models[donor].model, "text_config.vocab_size", &vs)
+                                     ? "vocab_size" : "text_config.vocab_size";
+                edit.vocab_size = tm->n_pad;
+            }
             char *out;
             size_t out_len;
             s = cr_hf_patch_config(p->alloc, text, len, path, &edit, &out, &out_len, err);
@@ -164,16 +217,17 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
          * tokenizer_source the source model's whatever the flag (mergekit
          * then always saves its merged tokenizer) */
         int tok_model = o && o->copy_tokenizer ? donor : -1;
-        /* an earlier stage's tokenizer would have to be carried through its output */
-        for (uint32_t i = 0; i + 1 < plan->n_stages; i++)
-            if (plan->stages[i].tokenizer_source)
-                return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer_source in stage '%s' of a multi-stage recipe: "
-                               "not supported yet", plan->stages[i].name);
-        if (last->tokenizer_source) {
-            if (!v015)
-                return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer_source under --mergekit-version 0.1.4: not supported yet "
-                               "(only mergekit 0.1.5's file layout is reproduced)");
-            if ((s = cr_tokenizer_identity(p->alloc, plan, last, donor, &tok_model, err))) return s;
+        /* the identity permutation: the source's files as they are; else
+         * the merged tokenizer, written (compiler/tokwrite.c) */
+        if (tm) tok_model = tm->identity ? tm->src_model : -1;
+        if (tm && !tm->identity) {
+            char *tmpl = NULL;
+            if (last->chat_template && (s = resolve_template(p, plan, last->chat_template, &tmpl, err))) return s;
+            /* without one (or `auto` finding none) the source keeps its own */
+            if (!tmpl) tmpl = model_template(p->alloc, plan->models[tm->src_model].path);
+            s = cr_tokmerge_write(p, plan, tm, tmpl, err);
+            cr_free(p->alloc, tmpl);
+            if (s) return s;
         }
         if (tok_model >= 0) {
             const char *names[32];
@@ -215,6 +269,13 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
             if (s) return s;
         }
     }
+    return s;
+}
+
+static cr_status aux_card(cr_program *p, const cr_plan *plan, const cr_aux_options *o, const cr_plan_stage *last,
+                          cr_error *err)
+{
+    cr_status s = CR_OK;
     if (o && o->write_card) {
         const char *models[256];
         size_t n_models = 0;

@@ -17,6 +17,7 @@
 
 #include "build_graph.h"
 #include "lua_api.h"
+#include "tokgraph.h"
 
 /* rows x cols of a tensor viewed as dim0 x (the rest); 1-D is one row */
 static void view_2d(uint32_t ndim, const uint64_t *shape, uint64_t *rows, uint64_t *cols)
@@ -44,6 +45,7 @@ typedef struct build_ctx {
     uint64_t **shard_size;      /* [model][shard], UINT64_MAX until computed */
     stage_out *prev;            /* sorted by name */
     uint32_t n_prev;
+    const cr_tokmerge *tm;      /* the last stage's tokenizer merge (NULL: none, or the identity) */
 } build_ctx;
 
 static int stage_out_cmp(const void *a, const void *b)
@@ -134,6 +136,52 @@ static uint32_t model_input(cr_graph *g, build_ctx *bc, const cr_plan_model *pm,
     return delta == CR_NO_NODE ? CR_NO_NODE : add1(g, CR_GOP_ADD, wdt, d, w, delta, 2);
 }
 
+/* The whole stored tensor behind input `s` of a vocabulary tensor under a
+ * tokenizer merge: the row gather (compiler/tokgraph.c) reads it as it is
+ * stored, so the view is its own shape. A LoRA's delta is not permuted:
+ * such an input is refused. */
+static cr_status perm_source(const cr_plan *plan, build_ctx *bc, const cr_plan_tensor *t, const cr_plan_source *s,
+                             cr_graph_input *out, cr_error *err)
+{
+    const cr_plan_model *pm = &plan->models[s->model];
+    cr_graph_input gi = { .model = s->model, .tensor = s->tensor, .dtype = s->dtype };
+    view_2d(s->ndim, s->shape, &gi.src_rows, &gi.src_cols);
+    if (pm->stage >= 0) {
+        const stage_out *p = find_prev(bc, s->tensor);
+        if (!p)
+            return cr_fail(err, CR_ERR_CONFIG, "%s: stage '%s' produces no tensor %s", t->name,
+                           plan->stages[pm->stage].name, s->tensor);
+        gi.scratch = true;
+        gi.src_node = p->node;
+        gi.dtype = p->dtype;
+        gi.src_rows = p->rows;
+        gi.src_cols = p->cols;
+    } else {
+        if (!pm->opened) return cr_fail(err, CR_ERR_CONFIG, "%s: model %s is not open", t->name, pm->ref);
+        if (pm->lora)
+            return cr_fail(err, CR_ERR_UNSUPPORTED,
+                           "%s: model %s carries a LoRA adapter; a tokenizer merge that permutes its vocabulary "
+                           "rows is not supported yet (merge the adapter first, then merge the tokenizers)",
+                           t->name, pm->ref);
+        const cr_model_tensor *mt = cr_model_find(&pm->model, s->tensor);
+        if (!mt) return cr_fail(err, CR_ERR_CONFIG, "%s: model %s has no tensor %s", t->name, pm->ref, s->tensor);
+        const cr_st_file *f = &pm->model.shards[mt->shard];
+        gi.path = f->path;
+        gi.model_ref = pm->ref;
+        gi.model_lookup = pm->lookup;
+        gi.model_rev = pm->revision;
+        gi.model_dir = pm->path;
+        gi.file_size = shard_size(bc, pm, s->model, mt->shard);
+        gi.offset = f->data_start + mt->info->begin;
+        gi.nbytes = mt->info->end - mt->info->begin;
+        gi.dtype = mt->info->dtype;
+    }
+    gi.rows = gi.src_rows;
+    gi.cols = gi.src_cols;
+    *out = gi;
+    return CR_OK;
+}
+
 static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_tensor *t,
                               cr_method_registry *methods, cr_lua *L, int ref, const cr_build_options *o, cr_graph *g,
                               build_ctx *bc, stage_out *mine, cr_error *err)
@@ -153,7 +201,12 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
     uint32_t ndim = s0->ndim;
     uint64_t shape[CR_MAX_DIMS];
     memcpy(shape, s0->shape, sizeof shape);
-    if (differ) {
+    /* a vocabulary tensor under a tokenizer merge: every input permuted
+     * into the output vocabulary (compiler/tokgraph.c) */
+    bool perm = bc->tm && si + 1 == plan->n_stages && t->is_embed && all2d;
+    if (perm) {
+        shape[0] = bc->tm->n_pad;
+    } else if (differ) {
         if (!(t->is_embed && all2d)) {
             char a[128], b[128];
             for (uint32_t i = 1; i < t->n_sources; i++) {
@@ -198,11 +251,19 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
     if (d == UINT32_MAX) return cr_fail(err, CR_ERR_NOMEM, "out of memory building the graph");
 
     cr_lua_input ins[64];
+    cr_graph_input files[64];
     if (t->n_sources > CR_ARRAY_LEN(ins))
         return cr_fail(err, CR_ERR_LIMIT, "%s: more than %zu input models", t->name, CR_ARRAY_LEN(ins));
     for (uint32_t i = 0; i < t->n_sources; i++) {
         const cr_plan_source *s = &t->sources[i];
         const cr_plan_model *pm = &plan->models[s->model];
+        if (perm) {     /* gathered below, once every input is known */
+            cr_status ps = perm_source(plan, bc, t, s, &files[i], err);
+            if (ps) return ps;
+            ins[i] = (cr_lua_input){ .node = CR_NO_NODE, .model = pm->ref, .tensor = s->tensor,
+                                     .is_base = s->is_base, .ndim = ndim, .shape = shape, .params = &s->params };
+            continue;
+        }
         uint32_t node;
         if (pm->stage >= 0) {
             cr_graph_input gi = { .model = s->model, .tensor = s->tensor, .rows = rows, .cols = cols, .scratch = true };
@@ -236,6 +297,16 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
         ins[i] = (cr_lua_input){ .node = node, .model = plan->models[s->model].ref, .tensor = s->tensor,
                                  .is_base = s->is_base, .dtype = g->nodes[node].dtype,
                                  .ndim = s->ndim, .shape = s->shape, .params = &s->params };
+    }
+    if (perm) {
+        uint32_t nodes[64];
+        cr_dtype dt;
+        cr_status ps = cr_tokgraph_inputs(bc->tm, plan, st, t->name, d, files, t->n_sources, g, nodes, &dt, err);
+        if (ps) return ps;
+        for (uint32_t i = 0; i < t->n_sources; i++) {
+            ins[i].node = nodes[i];
+            ins[i].dtype = dt;
+        }
     }
     /* mergekit 0.1.5 (merge_methods/base.py: _execute_resolved) casts every
      * input of the group, base included, to torch.promote_types over all of
@@ -300,6 +371,14 @@ cr_status cr_build_graph(const cr_plan *plan, cr_method_registry *methods, const
             s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
         else memset(bc.shard_size[m], 0xff, ((size_t)n + 1) * sizeof **bc.shard_size);
     }
+    /* mergekit 0.1.5's tokenizer merge (0.1.4 is refused with the
+     * tokenizer files, compiler/aux_files.c) */
+    cr_tokmerge *tm = NULL;
+    const cr_plan_stage *last = plan->n_stages ? &plan->stages[plan->n_stages - 1] : NULL;
+    if (!s && last && last->tokenizer_source && cr_mk_resolve(o ? o->mk_version : CR_MK_DEFAULT) != CR_MK_0_1_4) {
+        s = cr_tokmerge_build(g->alloc, plan, last, last->donor_model, &tm, err);
+        if (!s && !tm->identity) bc.tm = tm;
+    }
     for (uint32_t si = 0; si < plan->n_stages && !s; si++) {
         const cr_plan_stage *st = &plan->stages[si];
         cr_lua *L;
@@ -317,6 +396,7 @@ cr_status cr_build_graph(const cr_plan *plan, cr_method_registry *methods, const
         if (!s) qsort(bc.prev, bc.n_prev, sizeof *bc.prev, stage_out_cmp);
     }
     cr_free(g->alloc, bc.prev);
+    cr_tokmerge_free(g->alloc, tm);
     for (uint32_t m = 0; m < plan->n_models; m++) cr_free(g->alloc, bc.shard_size[m]);
     cr_free(g->alloc, bc.shard_size);
     return s;

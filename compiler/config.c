@@ -8,7 +8,7 @@
  * (tokenizer `tokens:` overrides, multi-module recipes,
  * override_architecture) are parsed and then refused with "not supported
  * yet"; tokenizer sources that need a vocabulary permutation are refused
- * later, in compiler/tokident.c, where the tokenizers are read. Parsing never stops at the first problem.
+ * later, in compiler/tokmerge.c, where the tokenizers are read. Parsing never stops at the first problem.
  */
 #include "config.h"
 #include "chat_templates.h"
@@ -82,6 +82,65 @@ static const char *scalar_str(pctx *c, const cr_ynode *n, const char *path, cons
         return NULL;
     }
     return n->str;
+}
+
+/* ---- tokenizer.tokens ----------------------------------------------------- */
+
+/* `tokens: {TOKEN: {source: SRC, force: BOOL}}` (spec/tokenizer-merge.md §2),
+ * with pydantic's validation messages */
+static void parse_tokens(pctx *c, const cr_ynode *tok, cr_config *out)
+{
+    if (tok->kind != CR_YNODE_MAP) {
+        ERR(c, tok, "tokenizer.tokens", NULL, "tokenizer.tokens must be a mapping of token to {source, force}");
+        return;
+    }
+    out->tokens = cr_arena_alloc(c->ar, ((size_t)tok->n_items + 1) * sizeof *out->tokens);
+    if (!out->tokens) { c->oom = true; return; }
+    for (uint32_t i = 0; i < tok->n_items; i++) {
+        const cr_ynode *k = tok->keys[i], *v = tok->items[i];
+        const char *path = sub(c, "tokenizer.tokens", k->str);
+        cr_token_cfg *t = &out->tokens[out->n_tokens];
+        *t = (cr_token_cfg){ .token = k->str, .loc = at(c, k) };
+        if (v->kind != CR_YNODE_MAP) { ERR(c, v, path, NULL, "a token's entry must be a mapping {source, force}"); continue; }
+        static const char *const keys[] = { "source", "force", NULL };
+        check_keys(c, v, path, keys);
+        const cr_ynode *f = cr_ynode_get(v, "force"), *src = cr_ynode_get(v, "source");
+        if (f && !cr_ynode_is_null(f) && !cr_ynode_bool(f, &t->force))
+            ERR(c, f, sub(c, path, "force"), NULL, "force must be true or false");
+        if (!src || cr_ynode_is_null(src)) {
+            t->kind = CR_TOKSRC_NONE;
+        } else if (src->kind == CR_YNODE_SCALAR) {
+            t->kind = CR_TOKSRC_MODEL;
+            t->model = src->str;
+        } else if (src->kind == CR_YNODE_MAP) {
+            const char *sp = sub(c, path, "source");
+            const cr_ynode *kind = cr_ynode_get(src, "kind");
+            const char *ks = kind && kind->kind == CR_YNODE_SCALAR ? kind->str : "";
+            if (!strcmp(ks, "zero")) {
+                static const char *const zk[] = { "kind", NULL };
+                check_keys(c, src, sp, zk);
+                t->kind = CR_TOKSRC_ZERO;
+            } else if (!strcmp(ks, "model_token")) {
+                static const char *const mk[] = { "kind", "model", "token", "token_id", NULL };
+                check_keys(c, src, sp, mk);
+                const cr_ynode *m = cr_ynode_get(src, "model"), *tx = cr_ynode_get(src, "token"),
+                               *id = cr_ynode_get(src, "token_id");
+                if (tx && cr_ynode_is_null(tx)) tx = NULL;
+                if (id && cr_ynode_is_null(id)) id = NULL;
+                t->kind = CR_TOKSRC_MODEL_TOKEN;
+                t->model = scalar_str(c, m, sub(c, sp, "model"), "model");
+                if (!tx && !id) ERR(c, src, sp, NULL, "token_id or token must be specified");
+                else if (tx && id) ERR(c, src, sp, NULL, "only one of token_id or token may be specified");
+                else if (tx) t->src_token = scalar_str(c, tx, sub(c, sp, "token"), "token");
+                else if (!cr_ynode_int(id, &t->src_id)) ERR(c, id, sub(c, sp, "token_id"), NULL, "token_id must be an integer");
+            } else {
+                ERR(c, kind ? kind : src, sp, "kind: model_token or kind: zero", "unknown token source kind '%s'", ks);
+            }
+        } else {
+            ERR(c, src, path, NULL, "a token's source must be a model, {kind: model_token, ...} or {kind: zero}");
+        }
+        out->n_tokens++;
+    }
 }
 
 /* ---- model references ------------------------------------------------- */
@@ -578,9 +637,7 @@ cr_status cr_config_parse(cr_arena *ar, const cr_ytree *t, uint32_t doc, cr_conf
                 else out->tokenizer_source = scalar_str(&c, src, "tokenizer.source", "tokenizer.source");
             }
             out->tokenizer_loc = at(&c, tk);
-            if (tok && !cr_ynode_is_null(tok))
-                unsupported(&c, tok, "tokenizer.tokens", "token overrides (tokenizer.tokens) need mergekit's embedding "
-                            "permutation; only a tokenizer every input shares");
+            if (tok && !cr_ynode_is_null(tok)) parse_tokens(&c, tok, out);
             if (pad && !cr_ynode_is_null(pad)) {
                 const char *ps = scalar_str(&c, pad, "tokenizer.pad_to_multiple_of", "pad_to_multiple_of");
                 char *end = NULL;

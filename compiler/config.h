@@ -86,6 +86,26 @@ typedef struct cr_slice {
 
 typedef enum cr_config_form { CR_CONFIG_MODELS, CR_CONFIG_SLICES } cr_config_form;
 
+/* one `tokenizer.tokens` entry (mergekit tokenizer/config.py,
+ * spec/tokenizer-merge.md §2): where the row of TOKEN comes from when a
+ * model lacks it, or for every model with `force` */
+typedef enum cr_token_src {
+    CR_TOKSRC_NONE = 0,         /* no source: an error if a default is needed */
+    CR_TOKSRC_MODEL,            /* that model's row of the token */
+    CR_TOKSRC_MODEL_TOKEN,      /* that model's row of `token` (text) or `token_id` */
+    CR_TOKSRC_ZERO
+} cr_token_src;
+
+typedef struct cr_token_cfg {
+    const char *token;
+    cr_token_src kind;
+    const char *model;          /* MODEL, MODEL_TOKEN: the reference as written */
+    const char *src_token;      /* MODEL_TOKEN by text, else NULL */
+    long long src_id;           /* MODEL_TOKEN by id (src_token NULL) */
+    bool force;
+    cr_src_loc loc;
+} cr_token_cfg;
+
 typedef struct cr_config {
     const char *file;
     uint32_t doc;               /* document index in the file */
@@ -106,6 +126,8 @@ typedef struct cr_config {
     cr_dtype dtype, out_dtype;  /* CR_DTYPE_NONE when absent */
     cr_src_loc dtype_loc, out_dtype_loc;
     const char *tokenizer_source; /* `tokenizer_source` / `tokenizer.source` ("union" default) or NULL */
+    struct cr_token_cfg *tokens;  /* `tokenizer.tokens`, in YAML order */
+    uint32_t n_tokens;
     long tokenizer_pad;         /* `tokenizer.pad_to_multiple_of` (0: none) */
     cr_src_loc tokenizer_loc;
     const char *chat_template;  /* `chat_template:` (valid, see chat_templates.h) or NULL */

@@ -361,8 +361,9 @@ static cr_op sum_op(const cr_node *t)
 /* the reduction op of a per-column COLSUM node, by its summation order */
 static cr_op colsum_op(const cr_node *t)
 {
-    if (t->attr == CR_SUM_TORCH) return CR_OP_RSUM_COL_TORCH;
-    if (t->attr == CR_SUM_TORCH_SSQ) return CR_OP_RSSQ_COL_TORCH;
+    uint64_t order = t->attr & CR_COLSUM_ORDER_MASK;
+    if (order == CR_SUM_TORCH) return CR_OP_RSUM_COL_TORCH;
+    if (order == CR_SUM_TORCH_SSQ) return CR_OP_RSSQ_COL_TORCH;
     return CR_OP_RSUM_COL;
 }
 
@@ -545,7 +546,7 @@ static cr_status emit_domain_body(emitter *e, uint32_t d, cr_error *err)
 
     /* a pass-through output: COPY */
     const cr_node *only = items.len == 1 && its[0].type == IT_STORE ? &g->nodes[its[0].node] : NULL;
-    if (only && only->op == CR_GOP_INPUT && !g->inputs[only->attr].scratch &&
+    if (only && only->op == CR_GOP_INPUT && !g->inputs[only->attr].scratch && !g->inputs[only->attr].rowmap &&
         g->inputs[only->attr].rows == g->inputs[only->attr].src_rows &&
         g->inputs[only->attr].cols == g->inputs[only->attr].src_cols) {
         emit_main(b, CR_OP_COPY, CR_DTYPE_NONE, out_index[its[0].node], e->pinput[only->attr], 0, 0);
@@ -784,6 +785,7 @@ static cr_status make_tables(emitter *e, cr_error *err)
             pi.nbytes = in->nbytes;
             snprintf(name, sizeof name, "%s", in->tensor ? in->tensor : "?");
         }
+        if (in->rowmap) pi.rowmap = add_aligned(b, in->rowmap, (size_t)in->rows * sizeof *in->rowmap);
         pi.name = add_str(b, name);
         e->pinput[i] = push(b, &b->inputs, &pi);
     }
@@ -801,7 +803,8 @@ static cr_status make_tables(emitter *e, cr_error *err)
         }
         if (n->op == CR_GOP_ROWSUM || n->op == CR_GOP_ROWMAX || n->op == CR_GOP_COLSUM) {
             const cr_graph_domain *dm = &g->domains[n->domain];
-            cr_prog_rowvec rv = { n->op == CR_GOP_COLSUM ? dm->cols : dm->rows };
+            cr_prog_rowvec rv = { n->op == CR_GOP_COLSUM ? dm->cols : dm->rows,
+                                  n->op == CR_GOP_COLSUM ? n->attr >> CR_COLSUM_ROWS_SHIFT : 0 };
             e->rowvec[i] = push(b, &b->rowvecs, &rv);
         }
         if (n->op == CR_GOP_TOPK_MASK || n->op == CR_GOP_KTH_ABS) {

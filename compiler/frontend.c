@@ -772,6 +772,8 @@ static void plan_stage(fe *f, uint32_t s, fe_model **outputs)
     st->chat_template = cfg->chat_template;
     st->tokenizer_source = cfg->tokenizer_source;
     st->tokenizer_pad = cfg->tokenizer_pad;
+    st->tokens = cfg->tokens;
+    st->n_tokens = cfg->n_tokens;
 
     /* Method. */
     if (cfg->merge_method) {

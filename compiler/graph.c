@@ -99,6 +99,12 @@ uint32_t cr_graph_add_input(cr_graph *g, const cr_graph_input *in)
         memcpy(copy, c.blob, (size_t)c.nbytes);
         c.blob = copy;
     }
+    if (c.rowmap) {
+        uint32_t *copy = cr_arena_alloc(&g->arena, (size_t)c.rows * sizeof *copy + 1);
+        if (!copy) return UINT32_MAX;
+        memcpy(copy, c.rowmap, (size_t)c.rows * sizeof *copy);
+        c.rowmap = copy;
+    }
     g->inputs[g->n_inputs] = c;
     return g->n_inputs++;
 }
@@ -294,7 +300,10 @@ void cr_graph_dump(const cr_graph *g, FILE *out)
         if ((n->op == CR_GOP_SUM || n->op == CR_GOP_ROWSUM || n->op == CR_GOP_COLSUM) && n->attr) {
             static const char *const order[] = { "wide", "numpy", "blas-ssq", "torch", "torch-ssq",
                                                  "torch-chunks", "torch-ssq-chunks" };
-            fprintf(out, " order=%s", n->attr < CR_ARRAY_LEN(order) ? order[n->attr] : "?");
+            uint64_t o = n->op == CR_GOP_COLSUM ? n->attr & CR_COLSUM_ORDER_MASK : n->attr;
+            fprintf(out, " order=%s", o < CR_ARRAY_LEN(order) ? order[o] : "?");
+            if (n->op == CR_GOP_COLSUM && n->attr >> CR_COLSUM_ROWS_SHIFT)
+                fprintf(out, " rows=%llu", (unsigned long long)(n->attr >> CR_COLSUM_ROWS_SHIFT));
         }
         if (n->op == CR_GOP_TOPK_MASK && n->attr)
             fprintf(out, " ties=%s", n->attr == CR_TIES_TORCH_DESC ? "torch-desc"

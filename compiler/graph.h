@@ -57,6 +57,12 @@ typedef enum cr_sum_order {
     CR_SUM_TORCH_SSQ_CHUNKS = 6
 } cr_sum_order;
 
+/* COLSUM's attr: the order in the low bits, and above them the number of
+ * leading rows summed (0: all; torch_mean over a tensor's first rows,
+ * spec/tokenizer-merge.md §3.2; TORCH order only) */
+#define CR_COLSUM_ORDER_MASK 0xffu
+#define CR_COLSUM_ROWS_SHIFT 8
+
 /* TOPK_MASK's attr: which of the elements equal to the k-th largest
  * magnitude are kept when not all of them fit. */
 typedef enum cr_tie_order {
@@ -129,6 +135,10 @@ typedef struct cr_graph_input {
      * copied into the graph's arena by cr_graph_add_input and into the
      * program's blob pool by the emitter (CR_INPUT_BLOB); NULL otherwise. */
     const void *blob;
+    /* a row gather (tokenizer merging): `rows` entries, view row r is stored
+     * row rowmap[r] or CR_ROWMAP_ZERO (zeros); copied into the arena and
+     * carried in the program's blob pool. NULL: row r is row r. */
+    const uint32_t *rowmap;
 } cr_graph_input;
 
 typedef struct cr_graph_domain {

@@ -89,8 +89,10 @@ typedef struct cr_plan_stage {
     const char *num_layers_key; /* e.g. "num_hidden_layers" */
     const char *recipe_text;    /* this document's YAML text, verbatim */
     const char *chat_template;  /* `chat_template:` or NULL (compiler/chat_templates.h) */
-    const char *tokenizer_source; /* "base", "union", a model reference, or NULL (compiler/tokident.h) */
+    const char *tokenizer_source; /* "base", "union", a model reference, or NULL (compiler/tokmerge.h) */
     long tokenizer_pad;         /* tokenizer.pad_to_multiple_of, 0: none */
+    const struct cr_token_cfg *tokens; /* tokenizer.tokens (compiler/config.h), YAML order */
+    uint32_t n_tokens;
 } cr_plan_stage;
 
 typedef struct cr_plan {

@@ -52,6 +52,19 @@ cr_status cr_plan_measure(const cr_program *p, unsigned threads, uint64_t max_me
             }
         }
     }
+    for (uint32_t i = 0; i < p->n_inputs; i++) {
+        const cr_prog_input *v = &p->inputs[i];
+        if (!v->rowmap.len) continue;
+        n->gather_table_bytes += v->rowmap.len;
+        if (v->kind == CR_INPUT_BLOB) { n->gather_table_bytes += v->nbytes; continue; }
+        n->vocab_rows = v->rows;
+        n->n_gathers++;
+        bool seen = false;
+        for (uint32_t j = 0; j < i && !seen; j++)
+            seen = p->inputs[j].rowmap.len && p->inputs[j].kind == v->kind && p->inputs[j].file == v->file &&
+                   p->inputs[j].offset == v->offset;
+        if (!seen) n->gather_mapped += v->nbytes;
+    }
     n->bytes_read = cr_memplan_file_bytes(p);
     cr_memplan mp;
     cr_status s = cr_memplan_init(&mp, p, threads, max_memory, NULL, err);
@@ -131,6 +144,14 @@ void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out)
                 "gather%s of %u top-k selection%s, which do%s not fit --max-memory (same bytes, more I/O)\n", sp,
                 (unsigned long long)n->spill_bytes, n->n_spill == 1 ? "" : "s", n->n_spill, n->n_spill == 1 ? "" : "s",
                 n->n_spill == 1 ? "es" : "");
+    }
+    if (n->vocab_rows) {
+        char t[32], g[32];
+        human(t, sizeof t, n->gather_table_bytes);
+        human(g, sizeof g, n->gather_mapped);
+        fprintf(out, "vocabulary      %llu tokens after the tokenizer merge; embedding permutation: %u row gathers, "
+                "%s of tables in the program, %s of input tensors mapped whole (in peak memory)\n",
+                (unsigned long long)n->vocab_rows, n->n_gathers, t, g);
     }
     fprintf(out, "time            ~%.1f s (estimate at 2 GB/s read, 1 GB/s write)\n", n->est_seconds);
 }

@@ -24,6 +24,13 @@ typedef struct cr_plan_numbers {
     uint32_t n_spill;           /* selections whose torch tie-order gather goes to a file (memplan.h) */
     uint64_t spill_bytes;       /* the bytes of those gathers */
     double est_seconds;         /* estimate at 2 GB/s read, 1 GB/s write (spill bytes counted both ways) */
+    /* a tokenizer merge's embedding permutation (spec/tokenizer-merge.md
+     * §5.4): the rows of the permuted tensors (the output vocabulary, 0:
+     * none), the row gathers of input tensors, their tables and constant
+     * masks in the program, and the input tensors they read (mapped whole) */
+    uint64_t vocab_rows;
+    uint32_t n_gathers;
+    uint64_t gather_table_bytes, gather_mapped;
 } cr_plan_numbers;
 
 /* Compute the numbers for p run with `threads` threads (0: all cores)

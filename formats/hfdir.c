@@ -232,6 +232,11 @@ cr_status cr_hf_patch_config(const cr_allocator *alloc, const char *donor_text, 
         else if (ok && obj != root && edit->dtype_name && cJSON_GetObjectItemCaseSensitive(obj, "torch_dtype"))
             ok = set_dtype(obj, edit->dtype_name);
     }
+    if (ok && edit && edit->vocab_key) {
+        const char *leaf;
+        cJSON *obj = parent_of(root, edit->vocab_key, &leaf);
+        if (obj) ok = set_number(obj, leaf, (double)edit->vocab_size);
+    }
     if (!ok) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", donor_name); goto out; }
 
     cr_sbuf b;

@@ -21,6 +21,10 @@ typedef struct cr_hf_config_edit {
      * "text_config.num_hidden_layers"); NULL leaves the depth alone */
     const char *layer_key;
     long long n_layers;
+    /* vocabulary-size key (dotted allowed) set to vocab_size, as mergekit's
+     * _update_config_vocab after a tokenizer merge; NULL: unchanged */
+    const char *vocab_key;
+    long long vocab_size;
 } cr_hf_config_edit;
 
 /* Patch a donor config.json text: set the dtype keys; set the layer count

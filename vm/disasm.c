@@ -65,6 +65,7 @@ static void comment(const cr_program *p, const cr_insn *in, char *buf, size_t n)
         const cr_prog_input *v = &p->inputs[in->a];
         snprintf(buf, n, "%s %s [%" PRIu64 "x%" PRIu64 "]%s", cr_prog_str(p, v->name), dtype_name(v->dtype),
                  v->rows, v->cols, v->kind == CR_INPUT_SCRATCH ? " (scratch)" : v->kind == CR_INPUT_BLOB ? " (blob)" : "");
+        if (v->rowmap.len) { size_t l = strlen(buf); snprintf(buf + l, n - l, " (rows gathered)"); }
         if (v->kind == CR_INPUT_FILE) {
             size_t l = strlen(buf);
             const cr_prog_file *vf = &p->files[v->file];

@@ -76,6 +76,19 @@ static void load_view(const vm *m, const cr_prog_input *in, uint64_t base, uint6
 {
     unsigned sz = dt_size(in->dtype);
     const uint8_t *src = view_base(m, in);
+    if (in->rowmap.len) {
+        /* a row gather: each view row from its stored row, or zeros */
+        const uint32_t *map = (const uint32_t *)(const void *)(m->p->blobs + in->rowmap.off);
+        for (uint64_t e = base, end = base + n; e < end;) {
+            uint64_t r = e / in->cols, c = e % in->cols;
+            uint64_t len = CR_MIN(in->cols - c, end - e);
+            if (map[r] == CR_ROWMAP_ZERO) memset(dst + (e - base), 0, (size_t)len * sizeof *dst);
+            else m->kern->load((cr_dtype)in->dtype, src + ((uint64_t)map[r] * in->row_stride + c) * sz,
+                               dst + (e - base), (size_t)len);
+            e += len;
+        }
+        return;
+    }
     if (in->row_stride == in->cols || in->rows <= 1) {
         m->kern->load((cr_dtype)in->dtype, src + base * sz, dst, (size_t)n);
         return;
@@ -252,7 +265,7 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
             load_view(m, v, base, n, d);
             /* a contiguous 16-bit view is checked on its stored bits: half the bytes */
             if (m->in_checked[in->a]) break;
-            bool bad = (v->row_stride == v->cols || v->rows <= 1) && dt_size(v->dtype) == 2
+            bool bad = (v->row_stride == v->cols || v->rows <= 1) && !v->rowmap.len && dt_size(v->dtype) == 2
                            ? vm_any_nonfinite_raw((cr_dtype)v->dtype, view_base(m, v) + base * 2, n)
                            : any_nonfinite(d, n);
             if (bad) atomic_store_explicit(&m->nonfinite_in[in->a], 1, memory_order_relaxed);
@@ -638,7 +651,8 @@ cr_status vm_run_kernel(vm *m, uint32_t ki, bool stream, bool serial, cr_error *
             if (ckind < 0) continue;
             void *state = cr_malloc(m->alloc, cr_colsum_state_bytes((cr_colsum_kind)ckind, k->cols) + 1);
             if (!state) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u column sums", ki); goto out; }
-            cr_colsum_init(&j.col[r++], (cr_colsum_kind)ckind, k->rows, k->cols, state);
+            uint64_t rows = p->rowvecs[j.code[pc].dst].rows;   /* the first rows only, or all */
+            cr_colsum_init(&j.col[r++], (cr_colsum_kind)ckind, rows ? rows : k->rows, k->cols, state);
         }
     }
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
@@ -681,7 +695,9 @@ cr_status vm_run_kernel(vm *m, uint32_t ki, bool stream, bool serial, cr_error *
         if (!j.done || !j.views) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u", ki); goto out; }
         for (uint32_t pc = 0; pc < k->code_len; pc++) {
             const cr_insn *in = &j.code[pc];
-            if (in->op != CR_OP_LOAD || p->inputs[in->a].kind != CR_INPUT_FILE) continue;
+            /* a row gather reads its rows in any order: its pages stay
+             * until the view is released (memplan charges it whole) */
+            if (in->op != CR_OP_LOAD || p->inputs[in->a].kind != CR_INPUT_FILE || p->inputs[in->a].rowmap.len) continue;
             bool dup = false;
             for (uint32_t v = 0; v < j.n_views && !dup; v++) dup = j.views[v] == in->a;
             if (!dup) j.views[j.n_views++] = in->a;

@@ -40,6 +40,7 @@ static unsigned dsize(unsigned t) { return cr_dtype_size((cr_dtype)t); }
 static uint64_t view_extent(const cr_prog_input *in)
 {
     if (!in->rows || !in->cols) return 0;
+    if (in->rowmap.len) return in->nbytes;      /* a row gather may touch every stored row */
     return ((in->rows - 1) * in->row_stride + in->cols) * dsize(in->dtype);
 }
 
@@ -56,6 +57,7 @@ static uint64_t view_resident(const cr_prog_input *in)
  * and not yet dropped, widened the same way, at most the whole view */
 static uint64_t view_window(const cr_prog_input *in, uint64_t chunk, unsigned threads)
 {
+    if (in->rowmap.len) return view_resident(in);   /* never dropped while the kernel runs */
     uint64_t chunks = (uint64_t)(CR_MEM_STREAM_AHEAD + CR_MEM_STREAM_STEP) * threads;
     uint64_t stride = in->cols && in->row_stride > in->cols ? in->row_stride : in->cols;
     uint64_t w = chunks * chunk * dsize(in->dtype);

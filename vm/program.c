@@ -225,7 +225,22 @@ static cr_status verify_tables(const cr_program *p, cr_error *err)
                            (unsigned long long)in->row_stride, (unsigned long long)in->cols);
         uint64_t numel, extent = 0;
         if (!view_numel(in, &numel)) return cr_fail(err, CR_ERR_FORMAT, "input %u (%s): size overflows", i, nm);
-        if (numel) {
+        if (in->rowmap.len) {
+            /* every gathered row lies inside the tensor */
+            uint64_t t;
+            if (in->rowmap.len != in->rows * 4 || in->rowmap.off % 4 || !add_ok(in->rowmap.off, in->rowmap.len, &t) ||
+                t > p->n_blob_bytes || !p->blobs || in->kind == CR_INPUT_SCRATCH)
+                return cr_fail(err, CR_ERR_FORMAT, "input %u (%s): bad row table", i, nm);
+            const uint32_t *map = (const uint32_t *)(const void *)(p->blobs + in->rowmap.off);
+            for (uint64_t r = 0; r < in->rows; r++) {
+                if (map[r] == CR_ROWMAP_ZERO) continue;
+                uint64_t e;
+                if (!mul_ok(map[r], in->row_stride, &t) || !add_ok(t, in->cols, &t) || !mul_ok(t, sz, &e) ||
+                    e > in->nbytes)
+                    return cr_fail(err, CR_ERR_FORMAT, "input %u (%s): row table entry %llu (row %u) past the tensor",
+                                   i, nm, (unsigned long long)r, map[r]);
+            }
+        } else if (numel) {
             uint64_t t;
             if (!mul_ok(in->rows - 1, in->row_stride, &t) || !add_ok(t, in->cols, &t) || !mul_ok(t, sz, &extent))
                 return cr_fail(err, CR_ERR_FORMAT, "input %u (%s): extent overflows", i, nm);
@@ -512,6 +527,10 @@ static cr_status verify_kernel(const cr_program *p, uint32_t ki, cr_error *err)
             if (p->rowvecs[w].len != k->cols)
                 return cr_fail(err, CR_ERR_FORMAT, "code %u (%s) in kernel %u: column vector %u has %llu elements, domain %llu columns",
                                pc, info->name, ki, w, (unsigned long long)p->rowvecs[w].len, (unsigned long long)k->cols);
+            if (p->rowvecs[w].rows > k->rows || (p->rowvecs[w].rows && in->op != CR_OP_RSUM_COL_TORCH &&
+                                                 in->op != CR_OP_COLB))
+                return cr_fail(err, CR_ERR_FORMAT, "code %u (%s) in kernel %u: column vector %u sums %llu rows of %llu",
+                               pc, info->name, ki, w, (unsigned long long)p->rowvecs[w].rows, (unsigned long long)k->rows);
             break;
         }
         case CR_OP_ROWRANK:
@@ -628,6 +647,9 @@ cr_status cr_program_verify(const cr_program *p, cr_error *err)
             const cr_prog_output *o = &p->outputs[in->dst];
             uint64_t vn;
             view_numel(v, &vn);
+            if (v->rowmap.len)
+                return cr_fail(err, CR_ERR_FORMAT, "main %u (copy): input %s gathers rows (only a kernel load may)",
+                               pc, in_name(p, in->a));
             if (vn != output_numel(o))
                 return cr_fail(err, CR_ERR_FORMAT, "main %u (copy): input %s has %llu elements, output %s %llu",
                                pc, in_name(p, in->a), (unsigned long long)vn, out_name(p, in->dst),

@@ -139,7 +139,13 @@ typedef struct cr_prog_input {
     uint64_t offset;
     uint64_t nbytes;
     uint64_t rows, cols, row_stride;
+    /* a row gather (tokenizer merging, spec/tokenizer-merge.md §5.3): when
+     * len > 0, `rows` u32 entries in the blob pool (4-aligned); view row r
+     * is stored row rowmap[r] (rowmap[r] * row_stride elements from
+     * `offset`), CR_ROWMAP_ZERO a row of zeros. Empty: row r is row r. */
+    cr_blob rowmap;
 } cr_prog_input;
+#define CR_ROWMAP_ZERO UINT32_MAX
 
 /* An output shard file: the complete safetensors header (8-byte length +
  * JSON + padding) is precomputed; tensors land at fixed offsets. */
@@ -175,7 +181,13 @@ typedef struct cr_prog_aux {
 /* A vector slot of doubles: one per row of a kernel's domain (ROWB and the
  * *_ROW ops, len = rows) or one per column (COLB and the *_COL ops, len =
  * cols). */
-typedef struct cr_prog_rowvec { uint64_t len; } cr_prog_rowvec;
+typedef struct cr_prog_rowvec {
+    uint64_t len;
+    /* a column sum (RSUM_COL*) over the kernel's first `rows` rows only,
+     * in the order of a matrix of that many rows (0: all its rows); the
+     * mean that pads a merged vocabulary (spec/tokenizer-merge.md §3.2) */
+    uint64_t rows;
+} cr_prog_rowvec;
 
 /* An in-memory tensor (e.g. a stage output of a multi-stage recipe that a
  * later stage reads): written by SSTORE, read through an input view of kind

@@ -497,6 +497,7 @@ void cr_colsum_add(cr_colsum *s, const float *x, uint64_t len)
 {
     while (len && s->cols) {
         uint64_t r = s->pos / s->cols, c = s->pos % s->cols;
+        if (r >= s->rows) return;       /* a sum over the first rows only */
         uint64_t seg = s->cols - c < len ? s->cols - c : len;
         if (s->kind == CR_COLSUM_TORCH && r >= s->ilp_rows && !s->folded) col_fold_ilp(s);
         col_row(s, r, c, x, seg);

@@ -168,7 +168,7 @@ uint32_t vb_aux_copy(vm_builder *b, const char *dest, uint32_t file)
 }
 
 uint32_t vb_scalar(vm_builder *b, double init) { return PUSH(scalars, init); }
-uint32_t vb_rowvec(vm_builder *b, uint64_t len) { cr_prog_rowvec r = { len }; return PUSH(rowvecs, r); }
+uint32_t vb_rowvec(vm_builder *b, uint64_t len) { cr_prog_rowvec r = { len, 0 }; return PUSH(rowvecs, r); }
 uint32_t vb_scratch(vm_builder *b, cr_dtype dt, uint64_t numel)
 {
     cr_prog_scratch s;

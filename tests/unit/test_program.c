@@ -246,6 +246,20 @@ static void m_select_domain(cr_program *p) { p->selects[0].n = 199; }
 /* the sample kernel stores an output and counts no ties or gathers */
 static void m_false_ties_only(cr_program *p) { p->kernels[0].flags |= CR_KERNEL_TIES_ONLY; }
 static void m_false_early_gather(cr_program *p) { p->kernels[0].flags |= CR_KERNEL_EARLY_GATHER; }
+/* row gathers (tokenizer merging): a table of the wrong length, and one
+ * whose first entry (text bytes of the pool) names a row past the tensor */
+static void m_rowmap_short(cr_program *p) { p->inputs[0].rowmap = (cr_blob){ 0, p->inputs[0].rows * 4 - 4 }; }
+static void m_rowmap_past(cr_program *p)
+{
+    uint64_t len = p->inputs[0].rows * 4, off = 0;
+    while (off + len <= p->n_blob_bytes) {
+        uint32_t v;
+        memcpy(&v, p->blobs + off, 4);
+        if (v && v != CR_ROWMAP_ZERO && v > p->inputs[0].nbytes) break;
+        off += 4;
+    }
+    p->inputs[0].rowmap = (cr_blob){ off, len };
+}
 
 TEST(verifier_rules)
 {
@@ -274,6 +288,10 @@ TEST(verifier_rules)
     CHECK_CONTAINS(err.msg, "flagged ties-only");
     CHECK_EQ_INT(verify_with(m_false_early_gather, &err), CR_ERR_FORMAT);
     CHECK_CONTAINS(err.msg, "flagged early-gather");
+    CHECK_EQ_INT(verify_with(m_rowmap_short, &err), CR_ERR_FORMAT);
+    CHECK_CONTAINS(err.msg, "bad row table");
+    CHECK_EQ_INT(verify_with(m_rowmap_past, &err), CR_ERR_FORMAT);
+    CHECK_CONTAINS(err.msg, "row table entry 0");
 }
 
 /* The compiler's kernel facts: a kernel of tie counts and torch gathers is

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# tokmerge.sh — tokenizer merges whose inputs have different vocabularies
+# (issue 16; spec/tokenizer-merge.md §5.3), on the golden models and
+# mergekit 0.1.5 outputs of tests/golden/cases-0.1.5/tok_* (bit-identity of
+# the tensors is test_golden's): the permutation is a graph of row gathers,
+# so the same bytes come out of a .crb, under a tight --max-memory and on
+# every ISA; config.json gets mergekit's vocab_size; the gathers show in
+# `explain`; and the merged tokenizer is written whatever --copy-tokenizer
+# says (mergekit always saves it).
+# Usage: tokmerge.sh CRUCIBLE_BIN
+. "$(dirname "$0")/../support/e2e_lib.sh" tokmerge "$1"
+g=$(cd "$(dirname "$0")/../golden" && pwd)
+cd "$g/models" || exit 1
+
+for c in tok_union_abc_bf16 tok_base_b tok_union_ta tok_pad_bf16 tok_tokens_union; do
+    y=$g/cases-0.1.5/$c/recipe.yml
+    "$bin" merge "$y" "$tmp/$c" --quiet --no-copy-tokenizer 2>"$tmp/err"
+    check '[ $? -eq 0 ]' "$c: merge failed: $(head -c 300 "$tmp/err")"
+    want=$(grep -o '"vocab_size": [0-9]*' "$g/cases-0.1.5/$c/mergekit-out/config.json")
+    check 'grep -q "$want" "$tmp/$c/config.json"' "$c: config.json has not mergekit's $want"
+    check '[ -f "$tmp/$c/tokenizer.json" ] && [ -f "$tmp/$c/tokenizer_config.json" ]' "$c: no merged tokenizer written"
+    # through a .crb
+    "$bin" compile "$y" -o "$tmp/$c.crb" 2>"$tmp/err"
+    check '[ $? -eq 0 ]' "$c: compile failed: $(head -c 300 "$tmp/err")"
+    "$bin" run "$tmp/$c.crb" "$tmp/$c-crb" --quiet 2>"$tmp/err"
+    check 'cmp -s "$tmp/$c/model.safetensors" "$tmp/$c-crb/model.safetensors"' "$c: .crb gives other bytes: $(head -c 300 "$tmp/err")"
+    check 'cmp -s "$tmp/$c/tokenizer.json" "$tmp/$c-crb/tokenizer.json"' "$c: .crb writes another tokenizer.json"
+    # within a small budget, and on every ISA
+    "$bin" merge "$y" "$tmp/$c-mem" --quiet --max-memory 4M 2>"$tmp/err"
+    check 'cmp -s "$tmp/$c/model.safetensors" "$tmp/$c-mem/model.safetensors"' "$c: --max-memory 4M: $(head -c 300 "$tmp/err")"
+    for isa in scalar avx2 avx512; do
+        CRUCIBLE_ISA=$isa "$bin" merge "$y" "$tmp/$c-$isa" --quiet 2>"$tmp/err"
+        check 'cmp -s "$tmp/$c/model.safetensors" "$tmp/$c-$isa/model.safetensors"' "$c: ISA $isa: $(head -c 300 "$tmp/err")"
+    done
+done
+# plan: the output vocabulary and what the permutation costs
+"$bin" plan "$g/cases-0.1.5/tok_union_abc_bf16/recipe.yml" >"$tmp/plan" 2>&1
+check 'grep -q "^vocabulary      40 tokens after the tokenizer merge; embedding permutation: [0-9]* row gathers" "$tmp/plan"' \
+    "plan: no vocabulary line: $(grep -v warning "$tmp/plan" | head -c 400)"
+"$bin" explain "$g/cases-0.1.5/tok_union_ab/recipe.yml" >"$tmp/explain" 2>&1
+check 'grep -q "rows gathered" "$tmp/explain"' "explain shows no row gather: $(head -c 300 "$tmp/explain")"
+
+
+# tokenizer.tokens errors: mergekit 0.1.5 raises them mid-run (after some
+# tensors are written) or at config load; crucible refuses at plan time
+refuse() { # NAME TOKENIZER_BLOCK EXPECTED_TEXT
+    printf 'merge_method: linear\nbase_model: tok_a\nmodels:\n  - model: tok_a\n    parameters: {weight: 0.6}\n  - model: tok_b\n    parameters: {weight: 0.4}\ntokenizer: %s\n' "$2" >"$tmp/$1.yml"
+    local name=$1 want=$3
+    "$bin" merge "$tmp/$name.yml" "$tmp/r-$name" --quiet >/dev/null 2>"$tmp/err"
+    rc=$?
+    check '[ $rc -ne 0 ] && grep -qF "$want" "$tmp/err"' "$name: not refused with '$want': rc=$rc $(head -c 300 "$tmp/err")"
+    check '[ ! -e "$tmp/r-$name" ]' "$name: an output was written"
+}
+refuse no_source '{tokens: {"<zz>": {force: false}}}' "tokenizer.tokens.<zz> has no source"
+refuse not_input '{tokens: {q: {source: tok_c}}}' "Token 'q' requires a vocabulary weight from model tok_c"
+refuse not_found '{tokens: {q: {source: {kind: model_token, model: tok_a, token: zzz}}}}' "Token 'zzz' not found in model tok_a"
+refuse absent '{tokens: {"<zz>": {source: tok_a}}}' "Token '<zz>' not found in model tok_a"
+refuse id_range '{tokens: {q: {source: {kind: model_token, model: tok_a, token_id: 25}}}}' "Token ID 25 out of range for model tok_a"
+refuse both '{tokens: {q: {source: {kind: model_token, model: tok_a, token: a, token_id: 1}}}}' "only one of token_id or token may be specified"
+refuse neither '{tokens: {q: {source: {kind: model_token, model: tok_a}}}}' "token_id or token must be specified"
+# source base: the new token joins the base's own tokenizer past its vocab_size
+refuse keyerror '{source: base, tokens: {"<zz>": {source: {kind: zero}}}}' "fails with a KeyError"
+
+# an input whose tokenizer crucible cannot read (here: tokenizer_config.json
+# without tokenizer.json) is refused; mergekit would load it some other way
+mkdir -p "$tmp/mods" && cp -r tok_a tok_b "$tmp/mods/" && rm "$tmp/mods/tok_b/tokenizer.json"
+printf 'merge_method: linear\nbase_model: tok_a\nmodels:\n  - model: tok_a\n    parameters: {weight: 0.6}\n  - model: tok_b\n    parameters: {weight: 0.4}\ntokenizer_source: union\n' >"$tmp/unread.yml"
+(cd "$tmp" && "$bin" merge "$tmp/unread.yml" "$tmp/r-unread" --models-dir "$tmp/mods" --quiet >/dev/null 2>"$tmp/err")
+rc=$?
+check '[ $rc -ne 0 ] && grep -qF "tok_b has tokenizer_config.json but crucible cannot read its tokenizer" "$tmp/err"' \
+    "unreadable tokenizer: $(head -c 300 "$tmp/err")"
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""gen_tokmerge.py — golden cases for tokenizer merging (issue 16,
+spec/tokenizer-merge.md §6): three tiny llama models whose BPE tokenizers
+differ (shared and unshared tokens, different added/special tokens, a
+vocab_size smaller than the tokenizer, padding rows, tied and untied
+embeddings, f32 and bf16), merged by mergekit 0.1.5 with `tokenizer_source`
+base / union / a model and `tokenizer:` blocks.
+
+Writes tests/golden/models/tok_{a,b,c}/ and tests/golden/cases-0.1.5/tok_*/
+(recipe.yml, case.json, model.safetensors: the format test_golden reads;
+plus mergekit's written tokenizer files and config.json under
+`mergekit-out/`, for the tokenizer checks of tests/compat/).
+
+mergekit's union is not reproducible as shipped (spec/tokenizer-merge.md
+§0.1): get_vocab() iterates a Rust HashMap and referenced_models() a Python
+set. The run pins both (get_vocab sorted by id, models in recipe order,
+base first), which is one of mergekit's possible outputs and the one
+crucible implements.
+
+Usage: tests/golden/.venv-0.1.5/bin/python tests/golden/gen_tokmerge.py [--only X]
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODELS = os.path.join(HERE, "models")
+CASES = os.path.join(HERE, "cases-0.1.5")
+SEED = 42
+
+HIDDEN, INTER, HEADS, KV_HEADS, HEAD_DIM, LAYERS = 8, 16, 2, 1, 4, 1
+
+
+def added(content, id, special=True, normalized=False):
+    return {"id": id, "content": content, "single_word": False, "lstrip": False, "rstrip": False,
+            "normalized": normalized, "special": special}
+
+
+def tokenizer_json(vocab, merges, added_tokens):
+    return {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": added_tokens,
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": None,
+        "decoder": {"type": "BPEDecoder", "suffix": "</w>"},
+        "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                  "vocab": vocab, "merges": merges},
+    }
+
+
+# name: (vocab, merges, added tokens, config vocab_size, dtype, tied, specials, template)
+def model_specs():
+    letters = "abcdefghijklmno"
+    va = {"<unk>": 0}
+    for ch in letters:
+        va[ch] = len(va)
+    for t in ("ab", "cd", "abcd", "ef", "gh"):
+        va[t] = len(va)
+    A = (va, ["a b", "c d", "ab cd", "e f", "g h"],
+         [added("<s>", 21), added("</s>", 22), added("<|im_start|>", 23), added("<|im_end|>", 24)],
+         25, "float32", False, {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"},
+         "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}")
+    vb = {"<unk>": 0}
+    for t in ("a", "b", "c", "d", "e", "f", "q", "r", "s", "t", "u", "ab", "qr", "st", "qrst", "ef"):
+        vb[t] = len(vb)
+    vb["v"] = len(vb)
+    vb["uv"] = len(vb)
+    # id 23 is past vocab_size 23: <pad_b> is stripped from B (only B has it:
+    # a token of the output past a non-base model's vocab_size crashes mergekit)
+    B = (vb, ["a b", "q r", "s t", "qr st", "e f", "u v"],
+         [added("<s>", 19), added("</s>", 20), added("<|im_end|>", 21, special=False, normalized=True),
+          added("<tool>", 22), added("<pad_b>", 23)],
+         23, "float32", True, {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "</s>"},
+         None)
+    vc = {"<unk>": 0}
+    for t in ("a", "b", "c", "d", "e", "f", "g", "h", "x", "y", "z", "xy", "gh", "ab"):
+        vc[t] = len(vc)
+    C = (vc, [["x", "y"], ["g", "h"], ["a", "b"]],
+         [added("<s>", 15), added("</s>", 16), added("<|im_start|>", 17), added("<|im_end|>", 18)],
+         24, "bfloat16", False, {"bos_token": "<s>", "eos_token": "<|im_end|>", "unk_token": "<unk>"},
+         None)
+    return {"tok_a": A, "tok_b": B, "tok_c": C}
+
+
+def build_models():
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+    for seed, (name, (vocab, merges, add, vsize, dtype, tied, specials, template)) in enumerate(model_specs().items()):
+        d = os.path.join(MODELS, name)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        rng = np.random.default_rng(1000 + seed)
+        shapes = [("model.embed_tokens.weight", (vsize, HIDDEN))]
+        for i in range(LAYERS):
+            p = f"model.layers.{i}."
+            shapes += [(p + "input_layernorm.weight", (HIDDEN,)),
+                       (p + "self_attn.q_proj.weight", (HEADS * HEAD_DIM, HIDDEN)),
+                       (p + "self_attn.k_proj.weight", (KV_HEADS * HEAD_DIM, HIDDEN)),
+                       (p + "self_attn.v_proj.weight", (KV_HEADS * HEAD_DIM, HIDDEN)),
+                       (p + "self_attn.o_proj.weight", (HIDDEN, HEADS * HEAD_DIM)),
+                       (p + "post_attention_layernorm.weight", (HIDDEN,)),
+                       (p + "mlp.gate_proj.weight", (INTER, HIDDEN)),
+                       (p + "mlp.up_proj.weight", (INTER, HIDDEN)),
+                       (p + "mlp.down_proj.weight", (HIDDEN, INTER))]
+        shapes.append(("model.norm.weight", (HIDDEN,)))
+        if not tied:
+            shapes.append(("lm_head.weight", (vsize, HIDDEN)))
+        tdt = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+        t = {k: torch.from_numpy(rng.standard_normal(s).astype(np.float32)).to(tdt).contiguous() for k, s in shapes}
+        save_file(t, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+        cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": HIDDEN,
+               "intermediate_size": INTER, "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
+               "num_key_value_heads": KV_HEADS, "head_dim": HEAD_DIM, "vocab_size": vsize,
+               "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "hidden_act": "silu",
+               "tie_word_embeddings": tied, "bos_token_id": vocab.get("<s>", 1), "torch_dtype": dtype}
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=2)
+        with open(os.path.join(d, "tokenizer.json"), "w") as f:
+            json.dump(tokenizer_json(vocab, merges, add), f, indent=2, ensure_ascii=False)
+        tc = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 64, "clean_up_tokenization_spaces": False}
+        tc.update(specials)
+        if template:
+            tc["chat_template"] = template
+        with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+            json.dump(tc, f, indent=2)
+
+
+def cases():
+    def M(m, w):
+        return {"model": m, "parameters": {"weight": w}}
+    c = []
+    add = lambda name, method, recipe: c.append((name, method, dict(recipe, merge_method=method)))
+    ab = [M("tok_a", 0.6), M("tok_b", 0.4)]
+    abc = [M("tok_a", 0.5), M("tok_b", 0.3), M("tok_c", 0.2)]
+    add("tok_base_a", "linear", {"base_model": "tok_a", "models": ab, "tokenizer_source": "base"})
+    add("tok_base_b", "linear", {"base_model": "tok_b", "models": ab, "tokenizer_source": "base"})
+    add("tok_union_ab", "linear", {"base_model": "tok_a", "models": ab, "tokenizer_source": "union"})
+    add("tok_union_ba", "linear", {"base_model": "tok_b", "models": ab, "tokenizer_source": "union"})
+    add("tok_union_abc_nobase", "linear", {"models": abc, "tokenizer_source": "union"})
+    add("tok_union_abc_bf16", "linear", {"models": abc, "tokenizer_source": "union", "dtype": "bfloat16"})
+    add("tok_union_cab", "linear", {"models": [M("tok_c", 0.5), M("tok_a", 0.3), M("tok_b", 0.2)],
+                                    "tokenizer": {"source": "union"}})
+    add("tok_model_c", "linear", {"base_model": "tok_a", "models": abc, "tokenizer_source": "tok_c"})
+    add("tok_union_ta", "task_arithmetic", {"base_model": "tok_a",
+                                            "models": [M("tok_b", 0.7), M("tok_c", 0.4)],
+                                            "tokenizer_source": "union"})
+    # tokenizer.tokens, every kind
+    add("tok_tokens_union", "linear", {"base_model": "tok_a", "models": ab, "tokenizer": {"source": "union", "tokens": {
+        "q": {"source": "tok_b"},
+        "<tool>": {"source": {"kind": "model_token", "model": "tok_a", "token": "<s>"}},
+        "g": {"source": {"kind": "model_token", "model": "tok_b", "token_id": 3}, "force": True},
+        "a": {"source": {"kind": "zero"}, "force": True},
+        "<new>": {"source": {"kind": "model_token", "model": "tok_a", "token_id": 5}},
+        "ab": {"source": "tok_b"},
+        "r": {"source": "tok_b", "force": True},
+        "<zero>": {"source": {"kind": "zero"}}}}})
+    # base C: mergekit adds the new token to the base's own tokenizer, so C
+    # (vocab_size 24 > 19 tokens) maps it to its padding row 19
+    add("tok_tokens_base", "linear", {"base_model": "tok_c", "models": abc, "dtype": "bfloat16", "tokenizer": {
+        "source": "base", "tokens": {
+            "q": {"source": {"kind": "model_token", "model": "tok_c", "token": "x"}},
+            "e": {"source": "tok_c", "force": True},
+            "<|im_end|>": {"source": {"kind": "model_token", "model": "tok_b", "token": "<|im_end|>"}, "force": True}}}})
+    # pad_to_multiple_of: the padding rows are each model's mean row
+    add("tok_pad_union", "linear", {"base_model": "tok_a", "models": ab,
+                                    "tokenizer": {"source": "union", "pad_to_multiple_of": 16}})
+    add("tok_pad_bf16", "linear", {"models": abc, "dtype": "bfloat16",
+                                   "tokenizer": {"source": "union", "pad_to_multiple_of": 64}})
+    add("tok_pad_base_c", "task_arithmetic", {"base_model": "tok_c", "models": [M("tok_a", 0.5), M("tok_b", 0.5)],
+                                              "tokenizer": {"source": "base", "pad_to_multiple_of": 8}})
+    return c
+
+
+def pin():
+    """referenced_models in recipe order (base first) and get_vocab sorted by id."""
+    import mergekit.config as mc
+    import transformers.tokenization_utils_tokenizers as tut
+
+    def referenced_models(self):
+        out = []
+        def put(m):
+            if m is not None and m not in out:
+                out.append(m)
+        put(self.base_model)
+        for m in self.models or []:
+            put(m.model)
+        for s in self.slices or []:
+            for src in s.sources:
+                put(src.model)
+        for mod in (self.modules or {}).values():
+            for s in mod.slices or []:
+                for src in s.sources:
+                    put(src.model)
+        return out
+    mc.MergeConfiguration.referenced_models = referenced_models
+    orig = tut.TokenizersBackend.get_vocab
+
+    def get_vocab(self):
+        return dict(sorted(orig(self).items(), key=lambda kv: kv[1]))
+    tut.TokenizersBackend.get_vocab = get_vocab
+
+
+def run_case(name, method, recipe):
+    import importlib.metadata as md
+    import torch
+    import yaml
+    from mergekit.config import MergeConfiguration
+    from mergekit.merge import run_merge
+    from mergekit.options import MergeOptions
+    d = os.path.join(CASES, name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    text = yaml.safe_dump(recipe, sort_keys=False)
+    with open(os.path.join(d, "recipe.yml"), "w") as f:
+        f.write(text)
+    tmp = os.path.join(HERE, ".out", name)
+    shutil.rmtree(tmp, ignore_errors=True)
+    cwd = os.getcwd()
+    os.chdir(MODELS)
+    try:
+        cfg = MergeConfiguration.model_validate(yaml.safe_load(text))
+        opts = MergeOptions(random_seed=SEED, copy_tokenizer=False, out_shard_size=10**12,
+                            write_model_card=False, quiet=True, lazy_unpickle=False)
+        torch.set_num_threads(1)
+        run_merge(cfg, tmp, options=opts, config_source=text)
+    finally:
+        os.chdir(cwd)
+    shutil.copy(os.path.join(tmp, "model.safetensors"), os.path.join(d, "model.safetensors"))
+    mo = os.path.join(d, "mergekit-out")
+    os.makedirs(mo)
+    for f in ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
+              "special_tokens_map.json"):
+        if os.path.exists(os.path.join(tmp, f)):
+            shutil.copy(os.path.join(tmp, f), os.path.join(mo, f))
+    v = {k: md.version(k) for k in ("mergekit", "torch", "transformers", "tokenizers", "numpy", "safetensors")}
+    v["aten_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    meta = {"method": method, "kind": "deterministic", "seed": SEED, "mergekit": v,
+            "tolerance": {"max_ulp": 0, "min_exact_fraction": 1.0},
+            "note": "tokenizer merge (tests/golden/gen_tokmerge.py): get_vocab sorted by id, "
+                    "referenced_models in recipe order"}
+    with open(os.path.join(d, "case.json"), "w") as f:
+        json.dump(meta, f, indent=2, sort_keys=True)
+        f.write("\n")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only")
+    ap.add_argument("--no-models", action="store_true")
+    a = ap.parse_args()
+    os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
+    os.environ.setdefault("MKL_ENABLE_INSTRUCTIONS", "AVX2")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if not a.no_models:
+        build_models()
+    pin()
+    failed = []
+    for name, method, recipe in cases():
+        if a.only and a.only not in name:
+            continue
+        try:
+            run_case(name, method, recipe)
+            print("ok  ", name)
+        except Exception as e:
+            failed.append(name)
+            print("FAIL", name, type(e).__name__, e)
+    shutil.rmtree(os.path.join(HERE, ".out"), ignore_errors=True)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

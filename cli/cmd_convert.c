@@ -64,7 +64,10 @@ int cr_cmd_convert(int argc, char **argv)
     cr_status st = cr_input_paths_add(&inputs, dir, CR_INPUT_PATH_DIR, &err);
     if (st == CR_OK) st = cr_outguard_check(&inputs, out, "output file", &err);
     if (st == CR_OK) st = cr_model_open(a, dir, 0, &m, &err);
-    if (st == CR_OK) st = cr_gguf_hf_check_vocab(a, &m, &err);
+    cr_gguf_src src;
+    void *src_owned = NULL;
+    if (st == CR_OK) st = cr_gguf_src_of_model(a, &m, &src, &src_owned, &err);
+    if (st == CR_OK) st = cr_gguf_hf_check_vocab(a, &src, &err);
     if (st == CR_OK && !pre) {
         char *tj = cr_path_join(a, dir, "tokenizer.json");
         char hex[65];
@@ -100,6 +103,7 @@ int cr_cmd_convert(int argc, char **argv)
     if (fd >= 0) { close(fd); unlink(tmp); }
     if (sig) cr_cli_signals_end(&sigs);
     cr_free(a, tmp);
+    cr_free(a, src_owned);
     cr_model_close(&m);
     cr_input_paths_free(&inputs);
     if (st != CR_OK) {

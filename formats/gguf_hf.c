@@ -924,7 +924,14 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
         t->index = i;
         t->shard_name = basename_of(mt->shard);
         bool is_q, is_k;
-        if (!map_name(nm, arch, t->name, &is_q, &is_k, t)) {
+        bool mapped = map_name(nm, arch, t->name, &is_q, &is_k, t);
+        if (!mapped && strstr(nm, ".mlp.experts.")) {
+            st = cr_fail(err, CR_ERR_UNSUPPORTED, "%s: tensor '%s' is in the fused expert layout (mergekit 0.1.5's "
+                         "default), which llama.cpp's converter cannot map; write the experts with --moe-layout classic "
+                         "(or --mergekit-version 0.1.4) for GGUF", m->dir, nm);
+            goto out;
+        }
+        if (!mapped) {
             st = cr_fail(err, CR_ERR_UNSUPPORTED, "%s: tensor '%s' has no GGUF name for %s (the converter cannot map it)",
                          m->dir, nm, arch_name);
             goto out;

@@ -31,6 +31,9 @@ cr_status cr_program_aux_read(const cr_allocator *alloc, const cr_program *p, ui
     *len = 0;
     const cr_prog_aux *x = find_aux(p, name);
     if (!x) return CR_OK;
+    if (x->kind == CR_AUX_COPY && !maps && !p->files[x->src_file].path.len)
+        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s is copied from an input model that is not bound to a directory "
+                       "here (plan the recipe instead of its .crb)", name);
     if (x->kind == CR_AUX_COPY && !maps)
         return cr_file_read(alloc, cr_prog_str(p, p->files[x->src_file].path), CR_LIMIT_JSON_BYTES, name, data, len, err);
     const uint8_t *src;

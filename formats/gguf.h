@@ -100,6 +100,10 @@ void cr_gguf_row_q8_0(const float *x, size_t n, uint8_t *out);
  * min(15, trunc(x / d + 8.5)), element j in the low nibble of byte j and
  * element j + 16 in its high nibble. Finite values only, as for Q8_0. */
 void cr_gguf_row_q4_0(const float *x, size_t n, uint8_t *out);
+/* The values of n elements (a multiple of the type's block) of ggml type
+ * `type` (F32, F16, BF16, Q8_0, Q4_0) as f32: ggml's dequantize_row_*.
+ * false for another type. */
+bool cr_gguf_dequant(uint32_t type, const uint8_t *src, size_t n, float *out);
 /* Convert one row to `type` (F32 copies little-endian bytes). */
 void cr_gguf_row_convert(cr_ggml_type type, const float *x, size_t n, uint8_t *out);
 

@@ -849,6 +849,23 @@ void cr_gguf_sink_free(cr_gguf_sink *s)
 }
 
 uint64_t cr_gguf_sink_size(const cr_gguf_sink *s) { return s->size; }
+
+bool cr_gguf_sink_target(const cr_gguf_sink *s, uint32_t t, const char **name, uint32_t *slot, uint32_t *heads)
+{
+    if (t >= s->src->n_tensors || s->dst[t] == UINT32_MAX) return false;
+    *name = s->outs[s->dst[t]].name;
+    *slot = s->slot[t];
+    *heads = s->heads[t];
+    return true;
+}
+
+uint64_t cr_gguf_permute_row(uint64_t r, uint64_t rows, uint32_t heads)
+{
+    if (!heads) return r;
+    /* input row s = h*hd + t goes to h*hd + 2*(t % half) + t / half (§6.3) */
+    uint64_t hd = rows / heads, half = hd / 2, h = r / hd, tt = r % hd;
+    return h * hd + 2 * (tt % half) + tt / half;
+}
 uint64_t cr_gguf_sink_header_size(const cr_gguf_sink *s) { return s->header_len; }
 cr_ggml_type cr_gguf_sink_ftype(const cr_gguf_sink *s) { return s->ftype; }
 
@@ -877,7 +894,7 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
     const char *arch_name;
     cr_status st = arch_of(m, &arch, &arch_name, err);
     if (st) return st;
-    if ((st = cr_gguf_hf_check_vocab(alloc, m, err))) return st;
+    if (!o->tensors_only && (st = cr_gguf_hf_check_vocab(alloc, m, err))) return st;
     long long n_head = 0, n_kv = 0;
     if (arch == ARCH_LLAMA) {
         if ((!config_int(m, "n_heads", &n_head) && !config_int(m, "num_attention_heads", &n_head)) ||
@@ -1067,9 +1084,11 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
 
     meta_ctx c = {.a = alloc, .m = m, .kv = &kv, .arch = arch_name, .err = err};
     cr_gguf_kv_str(&kv, "general.architecture", arch_name);
-    if ((st = put_general(&c, &pc))) goto out;
-    if ((st = put_hparams(&c, arch == ARCH_LLAMA, o->ftype))) goto out;
-    if ((st = put_vocab_gpt2(&c, arch == ARCH_LLAMA, o->pre))) goto out;
+    if (!o->tensors_only) {
+        if ((st = put_general(&c, &pc))) goto out;
+        if ((st = put_hparams(&c, arch == ARCH_LLAMA, o->ftype))) goto out;
+        if ((st = put_vocab_gpt2(&c, arch == ARCH_LLAMA, o->pre))) goto out;
+    }
 
     uint64_t header_len, size;
     if ((st = cr_gguf_layout(alloc, &kv, gt, n_out, &header, &header_len, &size, err))) goto out;
@@ -1128,7 +1147,6 @@ cr_status cr_gguf_sink_write(cr_gguf_sink *s, uint32_t t, uint64_t e0, const voi
                        "cover whole %s blocks", in->name, (unsigned long long)e0, (unsigned long long)n,
                        cr_ggml_type_name(g->type));
     uint32_t heads = s->heads[t];
-    uint64_t hd = heads ? in->shape[0] / heads : 0, half = hd / 2;
     const uint8_t *src = data;
     float f[SINK_PIECE];
     uint8_t o[SINK_PIECE * 4];
@@ -1143,11 +1161,7 @@ cr_status cr_gguf_sink_write(cr_gguf_sink *s, uint32_t t, uint64_t e0, const voi
                     return cr_fail(err, CR_ERR_RUNTIME, "tensor '%s' element %llu is not finite; %s cannot hold it",
                                    in->name, (unsigned long long)(e + j), cr_ggml_type_name(g->type));
         cr_gguf_row_convert(g->type, f, (size_t)len, o);
-        uint64_t dst = r;
-        if (heads) {   /* input row s = h*hd + t goes to h*hd + 2*(t % half) + t / half (§6.3) */
-            uint64_t h = r / hd, tt = r % hd;
-            dst = h * hd + 2 * (tt % half) + tt / half;
-        }
+        uint64_t dst = cr_gguf_permute_row(r, in->shape[0], heads);
         uint64_t nb = len / bel * bby, at = g->offset + s->slot[t] * part + dst * obytes + c / bel * bby;
         int ew = write_all(s->io, s->fd, o, nb, at);
         if (ew) return cr_fail_errno(err, ew, "writing %s to %s", in->name, s->path);

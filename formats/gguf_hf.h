@@ -27,6 +27,7 @@ typedef struct cr_gguf_hf_opts {
     bool auto_type;              /* --outtype auto: ftype from the first 2-D+ bf16/f16 tensor, else F16 */
     const char *pre;             /* tokenizer.ggml.pre (infer/gguf_pre.h chooses it) */
     volatile const int *interrupt;   /* polled between tensors; may be NULL */
+    bool tensors_only;           /* plan the tensors, write no metadata (diff's name map) */
 } cr_gguf_hf_opts;
 
 /* What the converter reads of a model directory, wherever it comes from: a
@@ -96,6 +97,13 @@ cr_ggml_type cr_gguf_sink_ftype(const cr_gguf_sink *s);
  * non-finite value for a quantised type, a misaligned range), IO. */
 cr_status cr_gguf_sink_write(cr_gguf_sink *s, uint32_t t, uint64_t e0, const void *data, uint64_t n, cr_error *err);
 void cr_gguf_sink_free(cr_gguf_sink *s);
+/* Where source tensor t lands: the GGUF tensor's name, its place among
+ * stacked experts, and the Q/K permutation's head count (0: none); false
+ * when the converter drops it. */
+bool cr_gguf_sink_target(const cr_gguf_sink *s, uint32_t t, const char **name, uint32_t *slot, uint32_t *heads);
+/* The output row of input row r of a Q/K matrix of `rows` rows permuted
+ * with `heads` heads (spec/gguf.md §6.3). */
+uint64_t cr_gguf_permute_row(uint64_t r, uint64_t rows, uint32_t heads);
 
 /* The converter on directory m: plan, then every tensor fed from its
  * mapping. *file_size receives the size. */

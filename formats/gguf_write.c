@@ -306,3 +306,36 @@ void cr_gguf_row_convert(cr_ggml_type type, const float *x, size_t n, uint8_t *o
     case CR_GGML_Q4_0: cr_gguf_row_q4_0(x, n, out); break;
     }
 }
+
+bool cr_gguf_dequant(uint32_t type, const uint8_t *src, size_t n, float *out)
+{
+    switch (type) {
+    case CR_GGML_F32:
+        for (size_t i = 0; i < n; i++)
+            out[i] = cr_bits_f32((uint32_t)src[4 * i] | (uint32_t)src[4 * i + 1] << 8 | (uint32_t)src[4 * i + 2] << 16 |
+                                 (uint32_t)src[4 * i + 3] << 24);
+        return true;
+    case CR_GGML_F16:
+        for (size_t i = 0; i < n; i++) out[i] = cr_f16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+        return true;
+    case CR_GGML_BF16:
+        for (size_t i = 0; i < n; i++) out[i] = cr_bf16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+        return true;
+    case CR_GGML_Q8_0:
+        for (size_t b = 0; b < n / 32; b++, src += 34) {
+            float d = cr_f16_to_f32((uint16_t)(src[0] | src[1] << 8));
+            for (int j = 0; j < 32; j++) out[32 * b + j] = (float)(int8_t)src[2 + j] * d;
+        }
+        return true;
+    case CR_GGML_Q4_0:
+        for (size_t b = 0; b < n / 32; b++, src += 18) {
+            float d = cr_f16_to_f32((uint16_t)(src[0] | src[1] << 8));
+            for (int j = 0; j < 16; j++) {
+                out[32 * b + j] = (float)((src[2 + j] & 15) - 8) * d;
+                out[32 * b + j + 16] = (float)((src[2 + j] >> 4) - 8) * d;
+            }
+        }
+        return true;
+    }
+    return false;
+}

@@ -98,5 +98,20 @@ rc=$?
 check '[ $rc -eq 1 ] && grep -q "pass --gguf-pre NAME" "$tmp/err" && [ ! -e y.gguf ]' "unknown pre-tokenizer: $(cat "$tmp/err")"
 check '[ -z "$(ls -a | grep crucible-tmp)" ]' "temporary files left: $(ls -a)"
 
+# diff reads GGUF: two files (metadata and dequantised values), and a file against a
+# directory through the converter's name map (Q/K permutation, stacked experts)
+out=$("$bin" diff conv-f16.gguf conv-f16.gguf); rc=$?
+check '[ $rc -eq 0 ] && grep -q "^identical: 21 identical, 0 with different values" <<<"$out"' "diff of a GGUF with itself: $out"
+out=$("$bin" diff conv-f16.gguf conv-q4_0.gguf); rc=$?
+check '[ $rc -eq 1 ] && grep -q "^key differs  general.file_type: 1 vs 2$" <<<"$out" && grep -q "^differs     blk.0.attn_q.weight F16{64,64} vs Q4_0{64,64}: [0-9]* of 4096 elements differ, max |a-b| 0.0" <<<"$out"' "diff f16 vs q4_0: $out"
+out=$("$bin" diff m conv-bf16.gguf); rc=$?
+check '[ $rc -eq 0 ] && grep -q "^identical: 21 with equal values" <<<"$out"' "diff of a directory and its bf16 GGUF: $out"
+out=$("$bin" diff conv-q8_0.gguf m); rc=$?
+check '[ $rc -eq 1 ] && grep -q "^differs     model.layers.0.self_attn.k_proj.weight (blk.0.attn_k.weight) Q8_0{64,32} vs BF16\[32,64\]: " <<<"$out"' "diff q8_0 GGUF vs directory: $out"
+out=$("$bin" diff mx mx.gguf --all); rc=$?
+check '[ $rc -eq 1 ] && grep -q "^differs     model.layers.1.block_sparse_moe.experts.1.w2.weight (blk.1.ffn_down_exps.weight\[1\]) BF16\[64,96\] vs Q4_0{96,64,2}" <<<"$out" && grep -q "^same        model.layers.0.block_sparse_moe.gate.weight (blk.0.ffn_gate_inp.weight) BF16\[2,64\] vs F32{64,2}: equal values" <<<"$out"' "diff of a MoE directory and its GGUF: $out"
+out=$("$bin" diff m pt.gguf); rc=$?
+check '[ $rc -eq 1 ]' "diff of unrelated models"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -144,6 +144,15 @@ TEST(row_q4_0)
     hex_of(out, sizeof out, hex);
     CHECK_STR(hex, Q4_REF);
     CHECK(cr_ggml_block_elems(CR_GGML_Q4_0) == 32 && cr_ggml_block_bytes(CR_GGML_Q4_0) == 18);
+    /* dequantised (diff): d * (q - 8); exact where the scale is */
+    float y[192];
+    CHECK(cr_gguf_dequant(CR_GGML_Q4_0, out, 192, y));
+    CHECK(y[31] == 127.0f && y[128] == 3.0f && y[32] == 0.0f);
+    uint8_t q8[6 * 34];
+    cr_gguf_row_convert(CR_GGML_Q8_0, x, 192, q8);
+    CHECK(cr_gguf_dequant(CR_GGML_Q8_0, q8, 192, y));
+    CHECK(y[31] == 127.0f && y[0] == -16.0f);   /* scale 1: roundf(-15.5) = -16 */
+    CHECK(!cr_gguf_dequant(14, q8, 32, y));   /* Q6_K: not read */
 }
 
 TEST(layout)

@@ -23,7 +23,7 @@
 #include "infile.h"
 #include "limits.h"
 
-typedef enum { ARCH_LLAMA, ARCH_QWEN2 } hf_arch;
+typedef enum { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3 } hf_arch;
 
 typedef struct hf_tensor {
     const cr_gguf_src_tensor *src;
@@ -118,8 +118,14 @@ static cr_status arch_of(const cr_gguf_src *m, hf_arch *arch, const char **name,
         *name = "qwen2";
         return CR_OK;
     }
+    if (s && !strcmp(s, "Qwen3ForCausalLM")) {   /* Qwen3Model: Qwen2Model's path plus q/k norms */
+        *arch = ARCH_QWEN3;
+        *name = "qwen3";
+        return CR_OK;
+    }
     return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: GGUF output supports LlamaForCausalLM, MistralForCausalLM, "
-                   "MixtralForCausalLM and Qwen2ForCausalLM so far; config.json architectures[0] is %s", m->dir, s ? s : "missing");
+                   "MixtralForCausalLM, Qwen2ForCausalLM and Qwen3ForCausalLM so far; config.json architectures[0] is %s",
+                   m->dir, s ? s : "missing");
 }
 
 cr_status cr_gguf_hf_check_vocab(const cr_allocator *alloc, const cr_gguf_src *m, cr_error *err)
@@ -210,6 +216,10 @@ static bool map_name(const char *hf, hf_arch arch, char out[64], bool *is_q, boo
         snprintf(out, 64, "blk.%u.%s%s", layer, map[i].gg, suffix);
         *is_q = arch == ARCH_LLAMA && i == 1;
         *is_k = arch == ARCH_LLAMA && i == 2;
+        return true;
+    }
+    if (arch == ARCH_QWEN3 && (!strcmp(rest, "self_attn.q_norm") || !strcmp(rest, "self_attn.k_norm"))) {
+        snprintf(out, 64, "blk.%u.attn_%c_norm%s", layer, rest[10], suffix);
         return true;
     }
     return false;
@@ -813,6 +823,35 @@ out:
     return st;
 }
 
+/* Qwen3Model._is_qwen3_reranker: a reranker gets a classifier head and
+ * other keys, which are not ported */
+static cr_status refuse_reranker(const cr_allocator *a, const cr_gguf_src *m, cr_error *err)
+{
+    const cJSON *nop = m->config ? cJSON_GetObjectItemCaseSensitive(m->config, "_name_or_path") : NULL;
+    const cJSON *mt = m->config ? cJSON_GetObjectItemCaseSensitive(m->config, "model_type") : NULL;
+    const char *hints[3] = {basename_of(m->dir), cJSON_IsString(nop) ? nop->valuestring : "",
+                            cJSON_IsString(mt) ? mt->valuestring : ""};
+    char *card = NULL;
+    size_t len = 0;
+    cr_status st = m->read(m->ud, "README.md", &card, &len, err);
+    if (st) return st;
+    bool rr = false;
+    for (size_t i = 0; card && i < len; i++) card[i] = (char)tolower((unsigned char)card[i]);
+    if (card && (strstr(card, "# qwen3-reranker") || strstr(card, "# qwen3-vl-reranker"))) rr = true;
+    cr_free(a, card);
+    for (int i = 0; i < 3 && !rr; i++) {
+        char low[256];
+        size_t n = strlen(hints[i]);
+        if (n >= sizeof low) n = sizeof low - 1;
+        for (size_t k = 0; k < n; k++) low[k] = (char)tolower((unsigned char)hints[i][k]);
+        low[n] = 0;
+        rr = strstr(low, "qwen3-reranker") || strstr(low, "qwen3-vl-reranker");
+    }
+    return rr ? cr_fail(err, CR_ERR_UNSUPPORTED, "%s: the converter writes a Qwen3 reranker (its name or model card says "
+                        "so) with a classifier head, which is not ported", m->dir)
+              : CR_OK;
+}
+
 /* ---- the write ------------------------------------------------------------------- */
 
 struct cr_gguf_sink {
@@ -895,6 +934,7 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
     cr_status st = arch_of(m, &arch, &arch_name, err);
     if (st) return st;
     if (!o->tensors_only && (st = cr_gguf_hf_check_vocab(alloc, m, err))) return st;
+    if (arch == ARCH_QWEN3 && !o->tensors_only && (st = refuse_reranker(alloc, m, err))) return st;
     long long n_head = 0, n_kv = 0;
     if (arch == ARCH_LLAMA) {
         if ((!config_int(m, "n_heads", &n_head) && !config_int(m, "num_attention_heads", &n_head)) ||

@@ -25,6 +25,19 @@ cat >"$tmp/qwen2/tokenizer_config.json" <<'JSON'
 }
 JSON
 
+"$bin" synth "$tmp/qwen3" --arch qwen3 --layers 2 --hidden 64 --intermediate 64 --heads 4 --kv-heads 2 --vocab 272
+cp "$tmp/qwen2/tokenizer_config.json" "$tmp/qwen3/"
+# qwen3: qwen2's path plus attn_q_norm / attn_k_norm (F32) and head_dim's key_length
+for t in bf16 q8_0 q4_0; do
+    "$bin" convert "$tmp/qwen3" "$tmp/qwen3-$t.gguf" --gguf-type $t --gguf-pre qwen2 2>"$tmp/err"
+    check 'cmp "$tmp/qwen3-$t.gguf" "$golden/qwen3-$t.gguf"' "qwen3 $t differs from llama.cpp's converter: $(cat "$tmp/err")"
+done
+# a Qwen3 reranker gets the converter's classifier head, not ported: refused
+mkdir "$tmp/Qwen3-Reranker-mini" && cp "$tmp/qwen3"/* "$tmp/Qwen3-Reranker-mini/"
+"$bin" convert "$tmp/Qwen3-Reranker-mini" "$tmp/rr.gguf" --gguf-pre qwen2 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "Qwen3 reranker" "$tmp/err" && [ ! -e "$tmp/rr.gguf" ]' "qwen3 reranker: $(cat "$tmp/err")"
+
 for m in llama:llama-bpe qwen2:qwen2; do
     name=${m%%:*} pre=${m#*:}
     for t in f32 f16 bf16 q8_0 q4_0; do

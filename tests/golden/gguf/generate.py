@@ -89,6 +89,10 @@ MODELS = [
     ("llama", LLAMA, "llama-bpe", None, None, TYPES),
     ("qwen2", ["--arch", "qwen2", "--layers", "2", "--hidden", "32", "--intermediate", "64",
                "--heads", "4", "--kv-heads", "2", "--vocab", "272"], "qwen2", QWEN2_TOKENIZER_CONFIG, None, TYPES),
+    # qwen3: qwen2's path with q/k norms (attn_q_norm / attn_k_norm, F32) and head_dim's key_length
+    ("qwen3", ["--arch", "qwen3", "--layers", "2", "--hidden", "64", "--intermediate", "64",
+               "--heads", "4", "--kv-heads", "2", "--vocab", "272"], "qwen2", QWEN2_TOKENIZER_CONFIG, None,
+     ["bf16", "q8_0", "q4_0"]),
     ("Llama-3-merge-8B-v0.2", LLAMA, "llama-bpe", None, MERGE_README, ["f16"]),
     # synth args None: made by build_mixtral (crucible moe, classic layout)
     ("mixtral", None, "llama-bpe", None, None, ["bf16", "q8_0", "q4_0"]),

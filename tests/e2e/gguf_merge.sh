@@ -96,6 +96,11 @@ check '[ $rc -eq 1 ] && grep -q "inside the input model directory" "$tmp/err" &&
 "$bin" merge ties.yml y.gguf --quiet 2>"$tmp/err"
 rc=$?
 check '[ $rc -eq 1 ] && grep -q "pass --gguf-pre NAME" "$tmp/err" && [ ! -e y.gguf ]' "unknown pre-tokenizer: $(cat "$tmp/err")"
+# a failure during the run (a NaN for Q8_0: linear weights that sum to 0, normalised) leaves nothing
+printf 'merge_method: linear\nmodels:\n  - model: ft1\n    parameters: {weight: 1.0}\n  - model: ft2\n    parameters: {weight: -1.0}\ndtype: bfloat16\n' >nan.yml
+"$bin" merge nan.yml nan.gguf --gguf-type q8_0 --gguf-pre llama-bpe --quiet 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "is not finite; Q8_0 cannot hold it" "$tmp/err" && [ ! -e nan.gguf ]' "NaN into Q8_0: $(cat "$tmp/err")"
 check '[ -z "$(ls -a | grep crucible-tmp)" ]' "temporary files left: $(ls -a)"
 
 # diff reads GGUF: two files (metadata and dequantised values), and a file against a

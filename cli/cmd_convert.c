@@ -24,20 +24,8 @@ int cr_cmd_convert(int argc, char **argv)
     cr_cli_options co;
     if (!cr_cli_parse(CR_CMD_CONVERT, argc, argv, &co)) return 2;
     const char *dir = co.pos[0], *out = co.pos[1];
-    cr_gguf_hf_opts o = {.ftype = CR_GGML_F16, .auto_type = true};
-    const char *t = co.val[CR_OPT_GGUF_TYPE];
-    if (t) {
-        o.auto_type = false;
-        if (!strcmp(t, "auto")) o.auto_type = true;
-        else if (!strcmp(t, "f32")) o.ftype = CR_GGML_F32;
-        else if (!strcmp(t, "f16")) o.ftype = CR_GGML_F16;
-        else if (!strcmp(t, "bf16")) o.ftype = CR_GGML_BF16;
-        else if (!strcmp(t, "q8_0")) o.ftype = CR_GGML_Q8_0;
-        else {
-            fprintf(stderr, "crucible convert: --gguf-type '%s' (auto, f32, f16, bf16, q8_0; q4_0 is not written yet)\n", t);
-            return 2;
-        }
-    }
+    cr_gguf_hf_opts o;
+    if (cr_cli_gguf_type("convert", co.val[CR_OPT_GGUF_TYPE], &o)) return 2;
     const char *pre = co.val[CR_OPT_GGUF_PRE];
     if (pre && !cr_gguf_pre_known(pre)) {
         fprintf(stderr, "crucible convert: --gguf-pre '%s' is not a pre-tokenizer llama.cpp knows\n", pre);
@@ -64,7 +52,10 @@ int cr_cmd_convert(int argc, char **argv)
     cr_status st = cr_input_paths_add(&inputs, dir, CR_INPUT_PATH_DIR, &err);
     if (st == CR_OK) st = cr_outguard_check(&inputs, out, "output file", &err);
     if (st == CR_OK) st = cr_model_open(a, dir, 0, &m, &err);
-    if (st == CR_OK) st = cr_gguf_hf_check_vocab(a, &m, &err);
+    cr_gguf_src src;
+    void *src_owned = NULL;
+    if (st == CR_OK) st = cr_gguf_src_of_model(a, &m, &src, &src_owned, &err);
+    if (st == CR_OK) st = cr_gguf_hf_check_vocab(a, &src, &err);
     if (st == CR_OK && !pre) {
         char *tj = cr_path_join(a, dir, "tokenizer.json");
         char hex[65];
@@ -100,6 +91,7 @@ int cr_cmd_convert(int argc, char **argv)
     if (fd >= 0) { close(fd); unlink(tmp); }
     if (sig) cr_cli_signals_end(&sigs);
     cr_free(a, tmp);
+    cr_free(a, src_owned);
     cr_model_close(&m);
     cr_input_paths_free(&inputs);
     if (st != CR_OK) {

@@ -1,4 +1,5 @@
-/* cmd_diff.c — `crucible diff A B`: compares two models tensor by tensor:
+/* cmd_diff.c — `crucible diff A B`: compares two models tensor by tensor
+ * (GGUF files: diff_gguf.c):
  * names only in one, dtype/shape differences, and for tensors of equal
  * type the number of differing elements (bitwise), the largest absolute
  * difference and whether the bytes are identical. Exit 0 if the models hold
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "gguf_read.h"
 #include "options.h"
 #include "model.h"
 #include "limits.h"
@@ -82,6 +84,7 @@ int cr_cmd_diff(int argc, char **argv)
     if (!cr_cli_parse(CR_CMD_DIFF, argc, argv, &o)) return 2;
     bool all = o.val[CR_OPT_ALL] != NULL;
     const char *pa = o.pos[0], *pb = o.pos[1];
+    if (cr_gguf_is_gguf(pa) || cr_gguf_is_gguf(pb)) return cr_cli_diff_gguf(pa, pb, all);
     const cr_allocator *al = cr_default_allocator();
     cr_model a, b;
     cr_error err = {0};

@@ -5,8 +5,36 @@
 #include <string.h>
 
 #include "commands.h"
+#include "gguf_out.h"
 #include "options.h"
 #include "plan_report.h"
+#include "run_program.h"
+
+/* --gguf-type: the GGUF file `merge CONFIG merged.gguf` would write instead
+ * of the shards (spec/gguf.md §8.2), laid out exactly: its size and header.
+ * The name matters (general.name, and the card's title, which plan
+ * compiles as "merged"): another OUT.gguf differs by a few header bytes. */
+static int report_gguf(const cr_cli_options *o, const cr_program *p)
+{
+    cr_gguf_hf_opts g;
+    int rc = cr_cli_gguf_prepare(o, p, &g);
+    if (rc) return 2;
+    const cr_allocator *a = cr_default_allocator();
+    cr_error err = {0};
+    cr_gguf_src src;
+    void *owned = NULL;
+    cr_gguf_sink *s = NULL;
+    cr_status st = cr_program_gguf_src(a, p, NULL, "merged", &src, &owned, &err);
+    if (!st) st = cr_gguf_sink_open(a, &src, &g, NULL, -1, NULL, &s, &err);
+    if (!st)
+        printf("gguf            %llu bytes as merged.gguf (%s, header %llu bytes, tokenizer.ggml.pre %s)\n",
+               (unsigned long long)cr_gguf_sink_size(s), cr_ggml_type_name(cr_gguf_sink_ftype(s)),
+               (unsigned long long)cr_gguf_sink_header_size(s), g.pre);
+    else fprintf(stderr, "crucible plan: %s\n", err.msg);
+    cr_gguf_sink_free(s);
+    cr_program_gguf_src_free(a, owned);
+    return st ? 2 : 0;
+}
 
 static int report(const cr_cli_options *o, const cr_program *p)
 {
@@ -19,6 +47,7 @@ static int report(const cr_cli_options *o, const cr_program *p)
         return 2;
     }
     if (!o->n_parts) cr_plan_print(p, &n, stdout);
+    if (cr_cli_gguf_wanted(o, NULL)) return report_gguf(o, p);
     return 0;
 }
 

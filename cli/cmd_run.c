@@ -32,7 +32,8 @@ int cr_cmd_run(int argc, char **argv)
 
     cr_program p;
     cr_error err = {0};
-    if (cr_outdir_check(out, &err) || cr_program_load(cr_default_allocator(), crb, &p, &err)) {
+    bool gguf = cr_cli_gguf_wanted(&o, out);
+    if ((!gguf && cr_outdir_check(out, &err)) || cr_program_load(cr_default_allocator(), crb, &p, &err)) {
         fprintf(stderr, "crucible run: %s\n", err.msg);
         return 1;
     }
@@ -58,7 +59,12 @@ int cr_cmd_run(int argc, char **argv)
     } else {
         opt.out_dir = out;
         opt.inputs = &inputs;
-        rc = cr_cli_run_program(&p, &opt, "run");
+        cr_gguf_hf_opts g;
+        if (gguf) {   /* OUT.gguf: written as `convert` would write the directory OUT */
+            rc = cr_cli_gguf_prepare(&o, &p, &g);
+            opt.gguf = &g;
+        }
+        if (!rc || !gguf) rc = cr_cli_run_program(&p, &opt, "run");
     }
     cr_input_paths_free(&inputs);
     cr_program_free(&p);

@@ -3,6 +3,8 @@
 #ifndef CR_CLI_COMMANDS_H
 #define CR_CLI_COMMANDS_H
 
+#include <stdbool.h>
+
 int cr_cmd_merge(int argc, char **argv);
 int cr_cmd_plan(int argc, char **argv);
 int cr_cmd_explain(int argc, char **argv);
@@ -12,6 +14,8 @@ int cr_cmd_synth(int argc, char **argv);
 int cr_cmd_convert(int argc, char **argv);
 int cr_cmd_inspect(int argc, char **argv);
 int cr_cmd_diff(int argc, char **argv);
+/* diff when A or B is a GGUF file (diff_gguf.c): the exit status */
+int cr_cli_diff_gguf(const char *a, const char *b, bool all);
 int cr_cmd_moe(int argc, char **argv);
 int cr_cmd_eval(int argc, char **argv);
 int cr_cmd_verify(int argc, char **argv);

@@ -20,6 +20,8 @@
 #endif
 #include <string.h>
 
+#include "gguf_out.h"
+#include "gguf_pre.h"
 #include "inputguard.h"
 #include "outdir.h"
 #include "run_program.h"
@@ -120,14 +122,75 @@ int cr_cli_run_program(const cr_program *prog, cr_vm_options *vo, const char *cm
     return st == CR_ERR_INTERRUPTED ? 130 : 1;
 }
 
+bool cr_cli_gguf_wanted(const cr_cli_options *o, const char *out)
+{
+    return o->val[CR_OPT_GGUF_TYPE] || (out && cr_gguf_out_is_gguf(out));
+}
+
+int cr_cli_gguf_type(const char *cmd, const char *t, cr_gguf_hf_opts *g)
+{
+    memset(g, 0, sizeof *g);
+    g->ftype = CR_GGML_F16;
+    g->auto_type = true;
+    if (!t || !strcmp(t, "auto")) return 0;
+    g->auto_type = false;
+    if (!strcmp(t, "f32")) g->ftype = CR_GGML_F32;
+    else if (!strcmp(t, "f16")) g->ftype = CR_GGML_F16;
+    else if (!strcmp(t, "bf16")) g->ftype = CR_GGML_BF16;
+    else if (!strcmp(t, "q8_0")) g->ftype = CR_GGML_Q8_0;
+    else if (!strcmp(t, "q4_0")) g->ftype = CR_GGML_Q4_0;
+    else {
+        fprintf(stderr, "crucible %s: --gguf-type '%s' (auto, f32, f16, bf16, q8_0, q4_0)\n", cmd, t);
+        return 2;
+    }
+    return 0;
+}
+
+int cr_cli_gguf_prepare(const cr_cli_options *o, const cr_program *p, cr_gguf_hf_opts *g)
+{
+    int rc = cr_cli_gguf_type(o->cmd, o->val[CR_OPT_GGUF_TYPE], g);
+    if (rc) return rc;
+    const char *pre = o->val[CR_OPT_GGUF_PRE];
+    if (pre && !cr_gguf_pre_known(pre)) {
+        fprintf(stderr, "crucible %s: --gguf-pre '%s' is not a pre-tokenizer llama.cpp knows\n", o->cmd, pre);
+        return 2;
+    }
+    if (!pre) {
+        /* the converter's hash of the tokenizer the output will have */
+        const cr_allocator *a = cr_default_allocator();
+        cr_error err = {0};
+        char *tj = NULL, hex[65];
+        size_t len = 0;
+        cr_status st = cr_program_aux_read(a, p, NULL, "tokenizer.json", &tj, &len, &err);
+        if (!st && !tj)
+            st = cr_fail(&err, CR_ERR_UNSUPPORTED, "GGUF output needs the output's tokenizer.json (the recipe writes none)");
+        if (!st) st = cr_gguf_pre_detect_json(a, tj, len, "the output's tokenizer.json", &pre, hex, &err);
+        cr_free(a, tj);
+        if (st) { fprintf(stderr, "crucible %s: %s\n", o->cmd, err.msg); return 1; }
+    }
+    g->pre = pre;
+    return 0;
+}
+
 int cr_cli_compile_and_run(const cr_cli_options *o)
 {
     /* a bad OUT_DIR fails before compiling, not after the merge */
     cr_error err = {0};
-    if (cr_outdir_check(o->pos[1], &err)) { fprintf(stderr, "crucible %s: %s\n", o->cmd, err.msg); return 1; }
+    bool gguf = cr_cli_gguf_wanted(o, o->pos[1]);
+    cr_gguf_hf_opts g;
+    if (gguf && cr_cli_gguf_type(o->cmd, o->val[CR_OPT_GGUF_TYPE], &g)) return 2;
+    if (!gguf && cr_outdir_check(o->pos[1], &err)) { fprintf(stderr, "crucible %s: %s\n", o->cmd, err.msg); return 1; }
+    /* OUT.gguf is written as the directory OUT would be converted: its
+     * name titles the model card and gives general.name */
+    char *gdir = gguf ? cr_gguf_out_dir_name(cr_default_allocator(), o->pos[1]) : NULL;
+    if (gguf && !gdir) { fprintf(stderr, "crucible %s: out of memory\n", o->cmd); return 1; }
     cr_compile_result r;   /* r.inputs: recipe, method files, model dirs: never the output */
-    int rc = cr_cli_compile(o, false, o->pos[1], true, &r);
-    if (rc) return rc;
+    int rc = cr_cli_compile(o, false, gguf ? gdir : o->pos[1], true, &r);
+    if (!rc && gguf) {
+        rc = cr_cli_gguf_prepare(o, &r.program, &g);
+        if (rc) cr_compile_result_free(&r);
+    }
+    if (rc) { cr_free(cr_default_allocator(), gdir); return rc; }
     /* the compiler's memory is not needed to run: give it back first, to the
      * system too (glibc keeps freed heap pages resident otherwise, and the
      * memory model of spec/plan.md counts none of the compiler's heap) */
@@ -144,7 +207,9 @@ int cr_cli_compile_and_run(const cr_cli_options *o)
     vo.quiet = o->quiet;
     vo.skip_hash = true;   /* just compiled from the same files */
     vo.inputs = &r.inputs;
+    if (gguf) { vo.gguf = &g; vo.gguf_dir = gdir; }
     rc = cr_cli_run_program(&r.program, &vo, o->cmd);
     cr_compile_result_free(&r);
+    cr_free(cr_default_allocator(), gdir);
     return rc;
 }

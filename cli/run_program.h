@@ -9,6 +9,7 @@
 
 #include <signal.h>
 
+#include "gguf_hf.h"
 #include "options.h"
 #include "vm.h"
 
@@ -22,6 +23,15 @@ int cr_cli_run_program(const cr_program *prog, cr_vm_options *vo, const char *cm
  * memory, force and quiet options; the output guard gets every path the
  * compile read. Returns the exit status (cr_cli_compile's, or as above). */
 int cr_cli_compile_and_run(const cr_cli_options *o);
+
+/* GGUF output (spec/gguf.md §8.1): wanted when --gguf-type is given or
+ * `out` ends in ".gguf"; the type parsed from --gguf-type (0, or 2 after a
+ * message); the type and tokenizer.ggml.pre for program p (--gguf-pre, or
+ * the hash of the output's tokenizer.json): 0, or the exit status after a
+ * message. */
+bool cr_cli_gguf_wanted(const cr_cli_options *o, const char *out);
+int cr_cli_gguf_type(const char *cmd, const char *t, cr_gguf_hf_opts *g);
+int cr_cli_gguf_prepare(const cr_cli_options *o, const cr_program *p, cr_gguf_hf_opts *g);
 
 /* Between begin and end, SIGINT, SIGTERM and SIGHUP set the returned flag
  * (cleared by begin) and SIGPIPE is ignored; end restores the previous

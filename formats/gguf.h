@@ -16,11 +16,11 @@
 #define CR_GGUF_ALIGN 32u            /* general.alignment's default; never written */
 #define CR_GGUF_MAX_NAME 63u         /* GGML_MAX_NAME - 1 */
 
-/* ggml tensor types crucible writes (GGMLQuantizationType codes; Q4_0 = 2
- * is not written yet, spec/gguf.md "Remaining") */
+/* ggml tensor types crucible writes (GGMLQuantizationType codes) */
 typedef enum cr_ggml_type {
     CR_GGML_F32 = 0,
     CR_GGML_F16 = 1,
+    CR_GGML_Q4_0 = 2,
     CR_GGML_Q8_0 = 8,
     CR_GGML_BF16 = 30
 } cr_ggml_type;
@@ -95,6 +95,15 @@ void cr_gguf_row_bf16(const float *x, size_t n, uint8_t *out);
  * arithmetic in binary32 without contraction. The values must be finite
  * (the caller checks: ggml's int8 cast of a NaN is undefined). */
 void cr_gguf_row_q8_0(const float *x, size_t n, uint8_t *out);
+/* ggml quantize_row_q4_0_ref (= gguf-py's numpy Q4_0): per block of 32 the
+ * first element of largest magnitude m, d = m / -8, nibbles
+ * min(15, trunc(x / d + 8.5)), element j in the low nibble of byte j and
+ * element j + 16 in its high nibble. Finite values only, as for Q8_0. */
+void cr_gguf_row_q4_0(const float *x, size_t n, uint8_t *out);
+/* The values of n elements (a multiple of the type's block) of ggml type
+ * `type` (F32, F16, BF16, Q8_0, Q4_0) as f32: ggml's dequantize_row_*.
+ * false for another type. */
+bool cr_gguf_dequant(uint32_t type, const uint8_t *src, size_t n, float *out);
 /* Convert one row to `type` (F32 copies little-endian bytes). */
 void cr_gguf_row_convert(cr_ggml_type type, const float *x, size_t n, uint8_t *out);
 

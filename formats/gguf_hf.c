@@ -1,13 +1,15 @@
 /* gguf_hf.c — llama.cpp's convert_hf_to_gguf.py in C for the models
- * crucible writes (spec/gguf.md; the converter pinned there). Three parts:
- * the metadata in the converter's key order (general.*, hyperparameters,
- * tokenizer), the tensor plan (names, order, shapes, types), and the
- * streaming write (each tensor converted row by row and pwritten at its
- * offset). Anything the converter would write differently from what is
- * ported here is refused with a message, never approximated.
+ * crucible writes (spec/gguf.md; the converter pinned there), reading a
+ * source (gguf_hf.h: a directory, or a program's output): the metadata in
+ * the converter's key order (general.*, hyperparameters, tokenizer) and
+ * the tensor plan (names, order, shapes, types, Q/K permutation, stacked
+ * experts), which together open the sink (gguf_sink.c fills it). Anything
+ * the converter would write differently from what is ported here is
+ * refused with a message, never approximated.
  */
 #include "gguf_hf.h"
 #include "gguf_meta.h"
+#include "gguf_sink_impl.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -23,10 +25,11 @@
 #include "infile.h"
 #include "limits.h"
 
-typedef enum { ARCH_LLAMA, ARCH_QWEN2 } hf_arch;
+typedef enum { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3 } hf_arch;
 
 typedef struct hf_tensor {
-    const cr_model_tensor *src;
+    const cr_gguf_src_tensor *src;
+    uint32_t index;              /* into the source's tensors */
     const char *shard_name;      /* basename of the shard file */
     char name[64];
     uint32_t permute_heads;      /* llama q/k: the permutation's head count (0: none) */
@@ -34,34 +37,40 @@ typedef struct hf_tensor {
     uint32_t layer, expert;
 } hf_tensor;
 
-/* one tensor of the GGUF file: one source, or E stacked experts (§6.3) */
-typedef struct hf_out {
-    char name[64];
-    uint32_t first, n_src;       /* into the source index list */
-    uint32_t n_dims;
-    uint64_t shape[4];           /* torch order */
-    uint32_t permute_heads;
-} hf_out;
 
-static bool is_file(const char *dir, const char *name, const cr_allocator *a)
+static bool is_file(const cr_gguf_src *src, const char *name)
 {
-    char *p = cr_path_join(a, dir, name);
-    struct stat sb;
-    bool r = p && stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-    cr_free(a, p);
-    return r;
+    return src->exists(src->ud, name);
 }
 
-/* a JSON file of the model directory, or *out = NULL when absent */
-static cr_status read_json(const cr_allocator *a, const char *dir, const char *name, cJSON **out, cr_error *err)
+/* a JSON object file of the model directory, or *out = NULL when absent */
+static cr_status read_json(const cr_allocator *a, const cr_gguf_src *src, const char *name, cJSON **out, cr_error *err)
 {
     *out = NULL;
-    if (!is_file(dir, name, a)) return CR_OK;
-    char *p = cr_path_join(a, dir, name);
-    if (!p) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
-    cr_status st = cr_json_read_object(a, p, CR_LIMIT_JSON_BYTES, out, err);
-    cr_free(a, p);
-    return st;
+    char *text = NULL;
+    size_t len = 0;
+    cr_status st = src->read(src->ud, name, &text, &len, err);
+    if (st || !text) return st;
+    *out = cJSON_ParseWithLength(text, len);
+    cr_free(a, text);
+    if (!*out || !cJSON_IsObject(*out)) {
+        cJSON_Delete(*out);
+        *out = NULL;
+        return cr_fail(err, CR_ERR_FORMAT, "%s/%s: not a JSON object", src->dir, name);
+    }
+    return CR_OK;
+}
+
+/* a top-level integer of config.json (cr_model_config_int's rule for
+ * undotted keys) */
+static bool config_int(const cr_gguf_src *src, const char *key, long long *out)
+{
+    const cJSON *v = src->config ? cJSON_GetObjectItemCaseSensitive(src->config, key) : NULL;
+    if (!cJSON_IsNumber(v)) return false;
+    double d = v->valuedouble;
+    if (!(d <= 9007199254740992.0 && d >= -9007199254740992.0) || d != (double)(long long)d) return false;
+    *out = (long long)d;
+    return true;
 }
 
 static bool ends_with(const char *s, const char *suf)
@@ -88,7 +97,7 @@ static bool json_int(const cJSON *j, long long *v)
     return true;
 }
 
-static cr_status arch_of(const cr_model *m, hf_arch *arch, const char **name, cr_error *err)
+static cr_status arch_of(const cr_gguf_src *m, hf_arch *arch, const char **name, cr_error *err)
 {
     const cJSON *archs = m->config ? cJSON_GetObjectItemCaseSensitive(m->config, "architectures") : NULL;
     const cJSON *a0 = cJSON_IsArray(archs) ? cJSON_GetArrayItem(archs, 0) : NULL;
@@ -103,21 +112,27 @@ static cr_status arch_of(const cr_model *m, hf_arch *arch, const char **name, cr
         *name = "qwen2";
         return CR_OK;
     }
+    if (s && !strcmp(s, "Qwen3ForCausalLM")) {   /* Qwen3Model: Qwen2Model's path plus q/k norms */
+        *arch = ARCH_QWEN3;
+        *name = "qwen3";
+        return CR_OK;
+    }
     return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: GGUF output supports LlamaForCausalLM, MistralForCausalLM, "
-                   "MixtralForCausalLM and Qwen2ForCausalLM so far; config.json architectures[0] is %s", m->dir, s ? s : "missing");
+                   "MixtralForCausalLM, Qwen2ForCausalLM and Qwen3ForCausalLM so far; config.json architectures[0] is %s",
+                   m->dir, s ? s : "missing");
 }
 
-cr_status cr_gguf_hf_check_vocab(const cr_allocator *alloc, const cr_model *m, cr_error *err)
+cr_status cr_gguf_hf_check_vocab(const cr_allocator *alloc, const cr_gguf_src *m, cr_error *err)
 {
     hf_arch arch;
     const char *an;
     cr_status st = arch_of(m, &arch, &an, err);
     if (st) return st;
-    if (is_file(m->dir, "tokenizer.model", alloc))
+    if (is_file(m, "tokenizer.model"))
         return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: the converter would write the SentencePiece vocabulary of "
                        "tokenizer.model; GGUF output of SentencePiece tokenizers is not written yet", m->dir);
     cJSON *tj = NULL;
-    st = read_json(alloc, m->dir, "tokenizer.json", &tj, err);
+    st = read_json(alloc, m, "tokenizer.json", &tj, err);
     if (st) return st;
     if (!tj) return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: GGUF output needs tokenizer.json", m->dir);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(tj, "model");
@@ -143,7 +158,7 @@ static int cmp_plan(const void *x, const void *y)
 {
     const hf_tensor *a = x, *b = y;
     int c = strcmp(a->shard_name, b->shard_name);
-    return c ? c : strcmp(a->src->info->name, b->src->info->name);
+    return c ? c : strcmp(a->src->name, b->src->name);
 }
 
 /* HF name -> GGUF name (without the suffix); false if the converter has no
@@ -197,17 +212,28 @@ static bool map_name(const char *hf, hf_arch arch, char out[64], bool *is_q, boo
         *is_k = arch == ARCH_LLAMA && i == 2;
         return true;
     }
+    if (arch == ARCH_QWEN3 && (!strcmp(rest, "self_attn.q_norm") || !strcmp(rest, "self_attn.k_norm"))) {
+        snprintf(out, 64, "blk.%u.attn_%c_norm%s", layer, rest[10], suffix);
+        return true;
+    }
     return false;
 }
 
-/* spec/gguf.md §6.4 */
-static cr_ggml_type out_type(const char *name, uint32_t n_dims, uint64_t ne0, cr_ggml_type ftype)
+/* spec/gguf.md §6.4; Q4_0 (§7.5): llama-quantize's choice for its Q4_0
+ * with --output-tensor-type q8_0 (the output matrix, or the embedding when
+ * it is tied, and attn_k/attn_v of 8-expert models in Q8_0) */
+static cr_ggml_type out_type(const char *name, uint32_t n_dims, uint64_t ne0, cr_ggml_type ftype, bool tied,
+                             long long n_expert)
 {
     size_t n = strlen(name);
     if (n_dims <= 1 || (n >= 12 && !strcmp(name + n - 12, "_norm.weight")) || n < 7 || strcmp(name + n - 7, ".weight") ||
         ends_with(name, ".ffn_gate_inp.weight"))
         return CR_GGML_F32;
-    if (ftype == CR_GGML_Q8_0 && ne0 % 32) return CR_GGML_F16;    /* QuantError -> F16 */
+    if (ftype == CR_GGML_Q4_0 &&
+        (!strcmp(name, "output.weight") || (tied && !strcmp(name, "token_embd.weight")) ||
+         (n_expert == 8 && (ends_with(name, ".attn_k.weight") || ends_with(name, ".attn_v.weight")))))
+        ftype = CR_GGML_Q8_0;
+    if ((ftype == CR_GGML_Q8_0 || ftype == CR_GGML_Q4_0) && ne0 % 32) return CR_GGML_F16;    /* QuantError -> F16 */
     return ftype;
 }
 
@@ -215,7 +241,7 @@ static cr_ggml_type out_type(const char *name, uint32_t n_dims, uint64_t ne0, cr
 
 typedef struct meta_ctx {
     const cr_allocator *a;
-    const cr_model *m;
+    const cr_gguf_src *m;
     cr_gguf_kv *kv;
     const char *arch;
     cr_error *err;
@@ -262,7 +288,7 @@ static cr_status put_general(meta_ctx *c, const cr_gguf_param_count *pc)
     cr_gguf_kv_str(c->kv, "general.type", "model");
     /* sampling keys from generation_config.json, in the writer's order */
     cJSON *gen = NULL;
-    if ((st = read_json(c->a, c->m->dir, "generation_config.json", &gen, c->err))) return st;
+    if ((st = read_json(c->a, c->m, "generation_config.json", &gen, c->err))) return st;
     static const struct { const char *json, *alt, *key; char type; } samp[] = {
         {"sequence", NULL, "general.sampling.sequence", 's'}, {"top_k", NULL, "general.sampling.top_k", 'i'},
         {"top_p", NULL, "general.sampling.top_p", 'f'}, {"min_p", NULL, "general.sampling.min_p", 'f'},
@@ -291,8 +317,12 @@ static cr_status put_general(meta_ctx *c, const cr_gguf_param_count *pc)
      * the directory's name (gguf_meta.h) */
     const cJSON *nop = cfg(c, "_name_or_path");
     cr_gguf_general g;
-    st = cr_gguf_general_load(c->a, c->m->dir, cJSON_IsString(nop) && *nop->valuestring ? nop->valuestring : NULL,
+    char *card = NULL;
+    size_t card_len = 0;
+    if ((st = c->m->read(c->m->ud, "README.md", &card, &card_len, c->err))) return st;
+    st = cr_gguf_general_load(c->a, c->m->dir, card, card_len, cJSON_IsString(nop) && *nop->valuestring ? nop->valuestring : NULL,
                               pc, &g, c->err);
+    cr_free(c->a, card);
     if (st == CR_OK) cr_gguf_general_put(&g, c->kv);
     cr_gguf_general_free(&g);
     return st;
@@ -377,7 +407,7 @@ static cr_status put_hparams(meta_ctx *c, bool llama, cr_ggml_type ftype)
         if ((st = put_u32_json(c, "%s.attention.key_length", hd, "head_dim"))) return st;
         if ((st = put_u32_json(c, "%s.attention.value_length", hd, "head_dim"))) return st;
     }
-    uint32_t ft = ftype == CR_GGML_F32 ? 0 : ftype == CR_GGML_F16 ? 1 : ftype == CR_GGML_BF16 ? 32 : 7;
+    uint32_t ft = ftype == CR_GGML_F32 ? 0 : ftype == CR_GGML_F16 ? 1 : ftype == CR_GGML_BF16 ? 32 : ftype == CR_GGML_Q4_0 ? 2 : 7;
     cr_gguf_kv_u32(c->kv, "general.file_type", ft);
     if (llama) {
         const cJSON *vs = cfg(c, "vocab_size");
@@ -544,8 +574,8 @@ static cr_status put_vocab_gpt2(meta_ctx *c, bool llama, const char *pre)
     const char **merges = NULL;
     size_t n_merges = 0;
     long long nv = 0;
-    cr_status st = read_json(a, dir, "tokenizer.json", &tj, c->err);
-    if (st == CR_OK) st = read_json(a, dir, "tokenizer_config.json", &tc, c->err);
+    cr_status st = read_json(a, c->m, "tokenizer.json", &tj, c->err);
+    if (st == CR_OK) st = read_json(a, c->m, "tokenizer_config.json", &tc, c->err);
     if (st) goto out;
     if (llama && tc) {
         const cJSON *aps = cJSON_GetObjectItemCaseSensitive(tc, "add_prefix_space");
@@ -660,7 +690,7 @@ static cr_status put_vocab_gpt2(meta_ctx *c, bool llama, const char *pre)
         for (size_t k = 0; k < n_merges; k++) cr_free(a, mo[k]);
         cr_free(a, mo);
         if (st) goto out;
-    } else if (is_file(dir, "merges.txt", a)) {
+    } else if (is_file(c->m, "merges.txt")) {
         st = cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: merges from merges.txt are not read for GGUF yet", dir);
         goto out;
     }
@@ -711,20 +741,16 @@ static cr_status put_vocab_gpt2(meta_ctx *c, bool llama, const char *pre)
         if (ct && !cJSON_IsNull(ct)) {
             if (!cJSON_IsString(ct)) { st = cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: a chat_template list is not written yet", dir); goto out; }
             chat = ct->valuestring;
-        } else if (!ct && is_file(dir, "chat_template.jinja", a)) {
-            char *p = cr_path_join(a, dir, "chat_template.jinja");
-            size_t len;
-            st = p ? cr_file_read(a, p, CR_LIMIT_JSON_BYTES, "chat template", &jinja, &len, c->err)
-                   : cr_fail(c->err, CR_ERR_NOMEM, "out of memory");
-            cr_free(a, p);
-            if (st) goto out;
-            if (is_file(dir, "additional_chat_templates", a) || strlen(jinja) != len) {
+        } else if (!ct && is_file(c->m, "chat_template.jinja")) {
+            size_t len = 0;
+            if ((st = c->m->read(c->m->ud, "chat_template.jinja", &jinja, &len, c->err))) goto out;
+            if (!jinja || is_file(c->m, "additional_chat_templates") || strlen(jinja) != len) {
                 st = cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: this chat template layout is not read for GGUF yet", dir);
                 goto out;
             }
             chat = jinja;
         } else if (!ct) {
-            if ((st = read_json(a, dir, "chat_template.json", &ctj, c->err))) goto out;
+            if ((st = read_json(a, c->m, "chat_template.json", &ctj, c->err))) goto out;
             const cJSON *x = ctj ? cJSON_GetObjectItemCaseSensitive(ctj, "chat_template") : NULL;
             if (x && !cJSON_IsString(x) && !cJSON_IsNull(x)) { st = cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: a chat_template list is not written yet", dir); goto out; }
             if (cJSON_IsString(x)) chat = x->valuestring;
@@ -791,23 +817,54 @@ out:
     return st;
 }
 
-/* ---- the write ------------------------------------------------------------------- */
-
-cr_status cr_gguf_hf_write(const cr_allocator *alloc, const cr_model *m, const cr_gguf_hf_opts *o, int fd,
-                           const char *path, uint64_t *file_size, cr_error *err)
+/* Qwen3Model._is_qwen3_reranker: a reranker gets a classifier head and
+ * other keys, which are not ported */
+static cr_status refuse_reranker(const cr_allocator *a, const cr_gguf_src *m, cr_error *err)
 {
+    const cJSON *nop = m->config ? cJSON_GetObjectItemCaseSensitive(m->config, "_name_or_path") : NULL;
+    const cJSON *mt = m->config ? cJSON_GetObjectItemCaseSensitive(m->config, "model_type") : NULL;
+    const char *hints[3] = {basename_of(m->dir), cJSON_IsString(nop) ? nop->valuestring : "",
+                            cJSON_IsString(mt) ? mt->valuestring : ""};
+    char *card = NULL;
+    size_t len = 0;
+    cr_status st = m->read(m->ud, "README.md", &card, &len, err);
+    if (st) return st;
+    bool rr = false;
+    for (size_t i = 0; card && i < len; i++) card[i] = (char)tolower((unsigned char)card[i]);
+    if (card && (strstr(card, "# qwen3-reranker") || strstr(card, "# qwen3-vl-reranker"))) rr = true;
+    cr_free(a, card);
+    for (int i = 0; i < 3 && !rr; i++) {
+        char low[256];
+        size_t n = strlen(hints[i]);
+        if (n >= sizeof low) n = sizeof low - 1;
+        for (size_t k = 0; k < n; k++) low[k] = (char)tolower((unsigned char)hints[i][k]);
+        low[n] = 0;
+        rr = strstr(low, "qwen3-reranker") || strstr(low, "qwen3-vl-reranker");
+    }
+    return rr ? cr_fail(err, CR_ERR_UNSUPPORTED, "%s: the converter writes a Qwen3 reranker (its name or model card says "
+                        "so) with a classifier head, which is not ported", m->dir)
+              : CR_OK;
+}
+
+/* ---- the plan: the sink opened (its writes: gguf_sink.c) ------------------------------ */
+
+cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, const cr_gguf_hf_opts *o,
+                            const cr_io *io, int fd, const char *path, cr_gguf_sink **sink_out, cr_error *err)
+{
+    *sink_out = NULL;
     hf_arch arch;
     const char *arch_name;
     cr_status st = arch_of(m, &arch, &arch_name, err);
     if (st) return st;
-    if ((st = cr_gguf_hf_check_vocab(alloc, m, err))) return st;
+    if (!o->tensors_only && (st = cr_gguf_hf_check_vocab(alloc, m, err))) return st;
+    if (arch == ARCH_QWEN3 && !o->tensors_only && (st = refuse_reranker(alloc, m, err))) return st;
     long long n_head = 0, n_kv = 0;
     if (arch == ARCH_LLAMA) {
-        if ((!cr_model_config_int(m, "n_heads", &n_head) && !cr_model_config_int(m, "num_attention_heads", &n_head)) ||
+        if ((!config_int(m, "n_heads", &n_head) && !config_int(m, "num_attention_heads", &n_head)) ||
             n_head <= 0)
             return cr_fail(err, CR_ERR_FORMAT, "%s: config.json num_attention_heads is missing", m->dir);
         /* modify_tensors' find_hparam(["n_kv_heads", "num_key_value_heads"]) raises when both are absent */
-        if (!cr_model_config_int(m, "n_kv_heads", &n_kv) && !cr_model_config_int(m, "num_key_value_heads", &n_kv))
+        if (!config_int(m, "n_kv_heads", &n_kv) && !config_int(m, "num_key_value_heads", &n_kv))
             return cr_fail(err, CR_ERR_FORMAT, "%s: config.json has no num_key_value_heads (llama.cpp's converter "
                            "needs it to permute k_proj)", m->dir);
         if (n_kv <= 0) return cr_fail(err, CR_ERR_FORMAT, "%s: config.json num_key_value_heads is invalid", m->dir);
@@ -816,36 +873,53 @@ cr_status cr_gguf_hf_write(const cr_allocator *alloc, const cr_model *m, const c
     /* the plan: shard files in name order, each shard's tensors by name */
     hf_tensor *plan = cr_calloc(alloc, m->n_tensors ? m->n_tensors : 1, sizeof *plan);
     cr_gguf_tensor *gt = cr_calloc(alloc, m->n_tensors ? m->n_tensors : 1, sizeof *gt);
+    cr_gguf_sink *sk = cr_calloc(alloc, 1, sizeof *sk);
     cr_gguf_kv kv;
     cr_gguf_kv_init(&kv, alloc);
     uint8_t *header = NULL;
     hf_out *outs = NULL;
     uint32_t *srcs = NULL;
     long long *counts = NULL;
-    float *rowf = NULL;
-    uint8_t *rowo = NULL;
-    if (!plan || !gt) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
+    if (!plan || !gt || !sk) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
+    sk->alloc = alloc;
+    sk->io = io ? io : cr_posix_io();
+    sk->fd = fd;
+    sk->src = m;
+    sk->path = cr_strdup(alloc, path ? path : m->dir);
+    sk->dst = cr_malloc(alloc, (m->n_tensors ? m->n_tensors : 1) * sizeof *sk->dst);
+    sk->slot = cr_calloc(alloc, m->n_tensors ? m->n_tensors : 1, sizeof *sk->slot);
+    sk->heads = cr_calloc(alloc, m->n_tensors ? m->n_tensors : 1, sizeof *sk->heads);
+    if (!sk->path || !sk->dst || !sk->slot || !sk->heads) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
+    for (uint32_t i = 0; i < m->n_tensors; i++) sk->dst[i] = UINT32_MAX;
     size_t n = 0;
     uint64_t total_params = 0;
     for (uint32_t i = 0; i < m->n_tensors; i++) {
-        const cr_model_tensor *mt = &m->tensors[i];
-        const char *nm = mt->info->name;
+        const cr_gguf_src_tensor *mt = &m->tensors[i];
+        const char *nm = mt->name;
         if (ends_with(nm, ".attention.masked_bias") || ends_with(nm, ".attention.bias") ||
             ends_with(nm, ".rotary_emb.inv_freq"))
             continue;
         hf_tensor *t = &plan[n];
         t->src = mt;
-        t->shard_name = basename_of(m->shards[mt->shard].path);
+        t->index = i;
+        t->shard_name = basename_of(mt->shard);
         bool is_q, is_k;
-        if (!map_name(nm, arch, t->name, &is_q, &is_k, t)) {
+        bool mapped = map_name(nm, arch, t->name, &is_q, &is_k, t);
+        if (!mapped && strstr(nm, ".mlp.experts.")) {
+            st = cr_fail(err, CR_ERR_UNSUPPORTED, "%s: tensor '%s' is in the fused expert layout (mergekit 0.1.5's "
+                         "default), which llama.cpp's converter cannot map; write the experts with --moe-layout classic "
+                         "(or --mergekit-version 0.1.4) for GGUF", m->dir, nm);
+            goto out;
+        }
+        if (!mapped) {
             st = cr_fail(err, CR_ERR_UNSUPPORTED, "%s: tensor '%s' has no GGUF name for %s (the converter cannot map it)",
                          m->dir, nm, arch_name);
             goto out;
         }
         if (is_q || is_k) {
             uint32_t heads = (uint32_t)(is_q ? n_head : n_kv);
-            uint64_t rows = mt->info->shape[0];
-            if (mt->info->ndim != 2) {
+            uint64_t rows = mt->shape[0];
+            if (mt->ndim != 2) {
                 st = cr_fail(err, CR_ERR_UNSUPPORTED, "%s: tensor '%s': permuting a q/k bias is not written yet", m->dir, nm);
                 goto out;
             }
@@ -856,16 +930,16 @@ cr_status cr_gguf_hf_write(const cr_allocator *alloc, const cr_model *m, const c
             }
             t->permute_heads = heads;
         }
-        if (mt->info->ndim < 1 || mt->info->ndim > 4) {
-            st = cr_fail(err, CR_ERR_UNSUPPORTED, "%s: tensor '%s' has rank %u", m->dir, nm, mt->info->ndim);
+        if (mt->ndim < 1 || mt->ndim > 4) {
+            st = cr_fail(err, CR_ERR_UNSUPPORTED, "%s: tensor '%s' has rank %u", m->dir, nm, mt->ndim);
             goto out;
         }
-        if (!cr_dtype_is_float(mt->info->dtype) || mt->info->dtype == CR_DTYPE_F64) {
+        if (!cr_dtype_is_float(mt->dtype) || mt->dtype == CR_DTYPE_F64) {
             st = cr_fail(err, CR_ERR_UNSUPPORTED, "%s: tensor '%s' is %s; GGUF conversion reads f32, f16 and bf16",
-                         m->dir, nm, cr_dtype_name(mt->info->dtype));
+                         m->dir, nm, cr_dtype_name(mt->dtype));
             goto out;
         }
-        total_params += mt->info->numel;
+        total_params += mt->numel;
         n++;
     }
     qsort(plan, n, sizeof *plan, cmp_plan);
@@ -875,7 +949,7 @@ cr_status cr_gguf_hf_write(const cr_allocator *alloc, const cr_model *m, const c
          * in checkpoint order, that is bf16 or f16 (f32 ones are passed over) */
         oo.ftype = CR_GGML_F16;
         for (size_t i = 0; i < n; i++) {
-            const cr_st_tensor *in = plan[i].src->info;
+            const cr_gguf_src_tensor *in = plan[i].src;
             if (in->ndim < 2) continue;
             if (in->dtype == CR_DTYPE_BF16) { oo.ftype = CR_GGML_BF16; break; }
             if (in->dtype == CR_DTYPE_F16) { oo.ftype = CR_GGML_F16; break; }
@@ -889,7 +963,7 @@ cr_status cr_gguf_hf_write(const cr_allocator *alloc, const cr_model *m, const c
     bool any_moe = false;
     for (size_t i = 0; i < n; i++)
         if (plan[i].moe_w >= 0) { any_moe = true; max_layer = CR_MAX(max_layer, plan[i].layer); }
-    if (any_moe && (!cr_model_config_int(m, "num_local_experts", &n_exp) || n_exp <= 0 || n_exp > 4096)) {
+    if (any_moe && (!config_int(m, "num_local_experts", &n_exp) || n_exp <= 0 || n_exp > 4096)) {
         st = cr_fail(err, CR_ERR_FORMAT, "%s: expert tensors but no valid num_local_experts in config.json", m->dir);
         goto out;
     }
@@ -905,13 +979,13 @@ cr_status cr_gguf_hf_write(const cr_allocator *alloc, const cr_model *m, const c
             u->first = (uint32_t)n_srcs;
             u->n_src = 1;
             srcs[n_srcs++] = (uint32_t)i;
-            u->n_dims = plan[i].src->info->ndim;
-            memcpy(u->shape, plan[i].src->info->shape, sizeof(uint64_t) * u->n_dims);
+            u->n_dims = plan[i].src->ndim;
+            memcpy(u->shape, plan[i].src->shape, sizeof(uint64_t) * u->n_dims);
             u->permute_heads = plan[i].permute_heads;
             continue;
         }
         if (plan[i].expert >= (uint64_t)n_exp) {
-            st = cr_fail(err, CR_ERR_FORMAT, "%s: tensor '%s': expert %u of %lld", m->dir, plan[i].src->info->name,
+            st = cr_fail(err, CR_ERR_FORMAT, "%s: tensor '%s': expert %u of %lld", m->dir, plan[i].src->name,
                          plan[i].expert, n_exp);
             goto out;
         }
@@ -925,8 +999,8 @@ cr_status cr_gguf_hf_write(const cr_allocator *alloc, const cr_model *m, const c
             for (long long e = 0; e < n_exp; e++) {
                 size_t k = 0;
                 while (k < n && !(plan[k].moe_w == w && plan[k].layer == plan[i].layer && plan[k].expert == (uint32_t)e)) k++;
-                const cr_st_tensor *x = k < n ? plan[k].src->info : NULL;
-                const cr_st_tensor *x0 = e ? plan[srcs[u->first]].src->info : x;
+                const cr_gguf_src_tensor *x = k < n ? plan[k].src : NULL;
+                const cr_gguf_src_tensor *x0 = e ? plan[srcs[u->first]].src : x;
                 if (!x || x->ndim != 2 || x->shape[0] != x0->shape[0] || x->shape[1] != x0->shape[1]) {
                     st = cr_fail(err, CR_ERR_FORMAT, "%s: layer %u expert %lld w%d is missing or its shape differs", m->dir,
                                  plan[i].layer, e, w + 1);
@@ -934,7 +1008,7 @@ cr_status cr_gguf_hf_write(const cr_allocator *alloc, const cr_model *m, const c
                 }
                 srcs[n_srcs++] = (uint32_t)k;
             }
-            const cr_st_tensor *x0 = plan[srcs[u->first]].src->info;
+            const cr_gguf_src_tensor *x0 = plan[srcs[u->first]].src;
             u->n_dims = 3;
             u->shape[0] = (uint64_t)n_exp;
             u->shape[1] = x0->shape[0];
@@ -947,6 +1021,8 @@ cr_status cr_gguf_hf_write(const cr_allocator *alloc, const cr_model *m, const c
                          (long long)counts[l], 3 * n_exp);
             goto out;
         }
+    bool has_output = false;
+    for (size_t i = 0; i < n_out; i++) has_output |= !strcmp(outs[i].name, "output.weight");
     uint64_t shared = 0, expert_params = 0, expert_sum = 0, n_exp_t = 0;
     for (size_t i = 0; i < n_out; i++) {
         hf_out *u = &outs[i];
@@ -957,7 +1033,7 @@ cr_status cr_gguf_hf_write(const cr_allocator *alloc, const cr_model *m, const c
             gt[i].ne[d] = u->shape[u->n_dims - 1 - d];
             numel *= u->shape[d];
         }
-        gt[i].type = out_type(u->name, u->n_dims, gt[i].ne[0], o->ftype);
+        gt[i].type = out_type(u->name, u->n_dims, gt[i].ne[0], o->ftype, !has_output, n_exp);
         if (strstr(u->name, "_exps.") && u->n_dims >= 3 && u->shape[0]) {   /* get_total_parameter_count */
             expert_params += numel / u->shape[0];
             expert_sum += u->shape[0];
@@ -971,63 +1047,42 @@ cr_status cr_gguf_hf_write(const cr_allocator *alloc, const cr_model *m, const c
 
     meta_ctx c = {.a = alloc, .m = m, .kv = &kv, .arch = arch_name, .err = err};
     cr_gguf_kv_str(&kv, "general.architecture", arch_name);
-    if ((st = put_general(&c, &pc))) goto out;
-    if ((st = put_hparams(&c, arch == ARCH_LLAMA, o->ftype))) goto out;
-    if ((st = put_vocab_gpt2(&c, arch == ARCH_LLAMA, o->pre))) goto out;
+    if (!o->tensors_only) {
+        if ((st = put_general(&c, &pc))) goto out;
+        if ((st = put_hparams(&c, arch == ARCH_LLAMA, o->ftype))) goto out;
+        if ((st = put_vocab_gpt2(&c, arch == ARCH_LLAMA, o->pre))) goto out;
+    }
 
     uint64_t header_len, size;
     if ((st = cr_gguf_layout(alloc, &kv, gt, n_out, &header, &header_len, &size, err))) goto out;
-    if (ftruncate(fd, (off_t)size)) { st = cr_fail_errno(err, errno, "cannot size %s", path); goto out; }
-    if ((st = cr_write_at(fd, header, (size_t)header_len, 0, path, err))) goto out;
-
-    /* data, one row at a time: widen to f32, permute rows, convert; a
-     * stacked expert k lands k * (nbytes / E) into its tensor */
-    uint64_t max_cols = 1;
-    for (size_t i = 0; i < n_out; i++) max_cols = CR_MAX(max_cols, gt[i].ne[0]);
-    rowf = cr_malloc(alloc, (size_t)max_cols * sizeof(float));
-    rowo = cr_malloc(alloc, (size_t)max_cols * 4);
-    if (!rowf || !rowo) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
-    for (size_t i = 0; i < n_out; i++) {
-        uint64_t part = gt[i].nbytes / outs[i].n_src;
+    /* where each source tensor lands */
+    for (size_t i = 0; i < n_out; i++)
         for (uint32_t k = 0; k < outs[i].n_src; k++) {
-            if (o->interrupt && *o->interrupt) { st = cr_fail(err, CR_ERR_INTERRUPTED, "interrupted"); goto out; }
             const hf_tensor *pt = &plan[srcs[outs[i].first + k]];
-            const cr_st_tensor *in = pt->src->info;
-            const cr_st_file *sf = &m->shards[pt->src->shard];
-            const uint8_t *src = cr_st_data(sf, in);
-            unsigned es = cr_dtype_size(in->dtype);
-            uint64_t cols = gt[i].ne[0], rows = cols ? in->numel / cols : 0;
-            uint64_t obytes = part / (rows ? rows : 1);
-            uint32_t heads = outs[i].permute_heads;
-            uint64_t hd = heads ? in->shape[0] / heads : 0, half = hd / 2;
-            for (uint64_t r = 0; r < rows; r++) {
-                cr_convert_to_f32(in->dtype, src + r * cols * es, rowf, (size_t)cols);
-                if (gt[i].type == CR_GGML_Q8_0) {
-                    for (uint64_t j = 0; j < cols; j++)
-                        if (!isfinite(rowf[j])) {
-                            st = cr_fail(err, CR_ERR_RUNTIME, "%s: tensor '%s' element %llu is not finite; Q8_0 cannot hold it",
-                                         m->dir, in->name, (unsigned long long)(r * cols + j));
-                            goto out;
-                        }
-                }
-                cr_gguf_row_convert(gt[i].type, rowf, (size_t)cols, rowo);
-                uint64_t dst = r;
-                if (heads) {   /* input row s = h*hd + t goes to h*hd + 2*(t % half) + t / half (§6.3) */
-                    uint64_t h = r / hd, t = r % hd;
-                    dst = h * hd + 2 * (t % half) + t / half;
-                }
-                if ((st = cr_write_at(fd, rowo, (size_t)obytes, gt[i].offset + k * part + dst * obytes, path, err))) goto out;
-            }
-            cr_st_release(sf, in);
+            sk->dst[pt->index] = (uint32_t)i;
+            sk->slot[pt->index] = k;
+            sk->heads[pt->index] = outs[i].permute_heads;
         }
+    if (fd >= 0) {
+        if (sk->io->ftruncate(sk->io->ud, fd, size)) { st = cr_fail_errno(err, errno, "cannot size %s", sk->path); goto out; }
+        int e = cr_gguf_write_all(sk->io, fd, header, header_len, 0);
+        if (e) { st = cr_fail_errno(err, e, "cannot write %s", sk->path); goto out; }
     }
-    *file_size = size;
+    sk->ftype = o->ftype;
+    sk->size = size;
+    sk->header_len = header_len;
+    sk->gt = gt;
+    sk->outs = outs;
+    sk->n_out = n_out;
+    gt = NULL;
+    outs = NULL;
+    *sink_out = sk;
+    sk = NULL;
 out:
+    if (sk) cr_gguf_sink_free(sk);
     cr_free(alloc, outs);
     cr_free(alloc, srcs);
     cr_free(alloc, counts);
-    cr_free(alloc, rowf);
-    cr_free(alloc, rowo);
     cr_free(alloc, header);
     cr_gguf_kv_free(&kv);
     cr_free(alloc, gt);

@@ -353,24 +353,23 @@ static char *yaml_scalar(cr_arena *ar, const char *s)
     return o && yaml_plain_is_string(o) ? o : NULL;
 }
 
-static cr_status read_card(cr_arena *ar, const cr_allocator *a, const char *dir, card_val **vals, int *n_vals,
-                           cr_error *err)
+static cr_status read_card(cr_arena *ar, const cr_allocator *a, const char *dir, const char *card, size_t len,
+                           card_val **vals, int *n_vals, cr_error *err)
 {
     *vals = NULL;
     *n_vals = 0;
-    char *path = cr_path_join(a, dir, "README.md");
+    if (!card) return CR_OK;   /* no card */
+    char *path = cr_path_join(a, dir, "README.md");   /* for messages */
     if (!path) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
-    char *text = NULL;
-    size_t len = 0;
-    struct stat sb;
-    if (stat(path, &sb) || !S_ISREG(sb.st_mode)) { cr_free(a, path); return CR_OK; }   /* no card */
-    cr_status st = cr_file_read(a, path, CR_LIMIT_JSON_BYTES, "model card", &text, &len, err);
-    if (st) { cr_free(a, path); return st; }
+    const char *text = card;
+    cr_status st = CR_OK;
     card_val *v = cr_arena_alloc(ar, 64 * sizeof *v);
     int nv = 0;
     if (!v) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
     /* splitlines(); the first line must be exactly "---" */
-    char *p = text, *end = text + len;
+    char *textc = cr_arena_strndup(ar, text, len);
+    if (!textc) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
+    char *p = textc, *end = textc + len;
     int line_no = 0;
     card_val *cur = NULL;
     while (p < end) {
@@ -434,7 +433,6 @@ static cr_status read_card(cr_arena *ar, const cr_allocator *a, const char *dir,
     *vals = v;
     *n_vals = nv;
 out:
-    cr_free(a, text);
     cr_free(a, path);
     return st;
 }
@@ -458,7 +456,8 @@ static void fill_from(cr_gguf_general *g, cr_arena *ar, const cr_allocator *a, c
     if (!g->size_label && c->size_label) g->size_label = cr_arena_strdup(ar, c->size_label);
 }
 
-cr_status cr_gguf_general_load(const cr_allocator *alloc, const char *dir, const char *name_or_path,
+cr_status cr_gguf_general_load(const cr_allocator *alloc, const char *dir, const char *card_text, size_t card_len,
+                               const char *name_or_path,
                                const cr_gguf_param_count *pc, cr_gguf_general *g, cr_error *err)
 {
     uint64_t total_params = pc->total;
@@ -469,7 +468,7 @@ cr_status cr_gguf_general_load(const cr_allocator *alloc, const char *dir, const
     g->owned = ar;
     card_val *card;
     int nc;
-    cr_status st = read_card(ar, alloc, dir, &card, &nc, err);
+    cr_status st = read_card(ar, alloc, dir, card_text, card_len, &card, &nc, err);
     if (st) return st;
     static const char *const unported[] = {
         "name", "author", "version", "organization", "description", "finetune", "basename", "size_label", "url", "doi",

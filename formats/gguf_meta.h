@@ -41,12 +41,14 @@ typedef struct cr_gguf_general {
     void *owned;                 /* private */
 } cr_gguf_general;
 
-/* Derive the keys for the model directory `dir` (README.md there, if any),
+/* Derive the keys for the model directory `dir` (its README.md text is
+ * `card`, card_len bytes, NULL when there is none),
  * config.json's _name_or_path (NULL if absent), and the parameter counts of
  * the tensors as written (the size label when the names give none: "NxM"
  * with experts). Errors: UNSUPPORTED (a name or card the port does not cover, named),
  * FORMAT, IO, NOMEM. */
-cr_status cr_gguf_general_load(const cr_allocator *alloc, const char *dir, const char *name_or_path,
+cr_status cr_gguf_general_load(const cr_allocator *alloc, const char *dir, const char *card, size_t card_len,
+                               const char *name_or_path,
                                const cr_gguf_param_count *pc, cr_gguf_general *g, cr_error *err);
 /* Append the keys in set_gguf_meta_model's order, from general.name on. */
 void cr_gguf_general_put(const cr_gguf_general *g, cr_gguf_kv *kv);

@@ -174,6 +174,7 @@ static cr_status parse(cr_gguf_file *f, cr_error *err)
             if ((st = need(&c, bytes, kv->key))) return st;
             c.off += bytes;
         }
+        kv->value_len = c.off - kv->value_off;
         if (!strcmp(kv->key, "general.alignment")) {
             if (kv->type != 4) return cr_fail(err, CR_ERR_FORMAT, "%s: general.alignment is not a UINT32", f->path);
             uint32_t al = (uint32_t)(f->map[kv->value_off] | f->map[kv->value_off + 1] << 8 |

@@ -18,6 +18,7 @@ typedef struct cr_gguf_kv_info {
     uint32_t arr_type;           /* for ARRAY: the element type */
     uint64_t arr_n;              /* for ARRAY: the element count */
     uint64_t value_off;          /* file offset of the value (of the first element for ARRAY) */
+    uint64_t value_len;          /* its bytes (all elements for ARRAY) */
 } cr_gguf_kv_info;
 
 typedef struct cr_gguf_tensor_info {

@@ -19,6 +19,7 @@ const char *cr_ggml_type_name(cr_ggml_type t)
     switch (t) {
     case CR_GGML_F32: return "F32";
     case CR_GGML_F16: return "F16";
+    case CR_GGML_Q4_0: return "Q4_0";
     case CR_GGML_Q8_0: return "Q8_0";
     case CR_GGML_BF16: return "BF16";
     }
@@ -29,7 +30,7 @@ unsigned cr_ggml_block_elems(cr_ggml_type t)
 {
     switch (t) {
     case CR_GGML_F32: case CR_GGML_F16: case CR_GGML_BF16: return 1;
-    case CR_GGML_Q8_0: return 32;
+    case CR_GGML_Q4_0: case CR_GGML_Q8_0: return 32;
     }
     return 0;
 }
@@ -39,6 +40,7 @@ unsigned cr_ggml_block_bytes(cr_ggml_type t)
     switch (t) {
     case CR_GGML_F32: return 4;
     case CR_GGML_F16: case CR_GGML_BF16: return 2;
+    case CR_GGML_Q4_0: return 18;
     case CR_GGML_Q8_0: return 34;
     }
     return 0;
@@ -267,6 +269,28 @@ void cr_gguf_row_q8_0(const float *x, size_t n, uint8_t *out)
     }
 }
 
+void cr_gguf_row_q4_0(const float *x, size_t n, uint8_t *out)
+{
+    for (size_t b = 0; b < n / 32; b++, x += 32, out += 18) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < 32; j++)
+            if (amax < fabsf(x[j])) { amax = fabsf(x[j]); max = x[j]; }   /* the first of the largest */
+        float d = max / -8;
+        float id = d != 0.0f ? 1.0f / d : 0.0f;
+        uint16_t h = cr_f32_to_f16(d);
+        out[0] = (uint8_t)h;
+        out[1] = (uint8_t)(h >> 8);
+        for (int j = 0; j < 16; j++) {
+            /* two statements: no contraction of x*id + 8.5 into an FMA (spec/gguf.md §7.2) */
+            float x0 = x[j] * id, x1 = x[j + 16] * id;
+            x0 += 8.5f;
+            x1 += 8.5f;
+            int q0 = (int8_t)x0, q1 = (int8_t)x1;
+            out[2 + j] = (uint8_t)((q0 < 15 ? q0 : 15) | (q1 < 15 ? q1 : 15) << 4);
+        }
+    }
+}
+
 void cr_gguf_row_convert(cr_ggml_type type, const float *x, size_t n, uint8_t *out)
 {
     switch (type) {
@@ -279,5 +303,39 @@ void cr_gguf_row_convert(cr_ggml_type type, const float *x, size_t n, uint8_t *o
     case CR_GGML_F16: cr_gguf_row_f16(x, n, out); break;
     case CR_GGML_BF16: cr_gguf_row_bf16(x, n, out); break;
     case CR_GGML_Q8_0: cr_gguf_row_q8_0(x, n, out); break;
+    case CR_GGML_Q4_0: cr_gguf_row_q4_0(x, n, out); break;
     }
+}
+
+bool cr_gguf_dequant(uint32_t type, const uint8_t *src, size_t n, float *out)
+{
+    switch (type) {
+    case CR_GGML_F32:
+        for (size_t i = 0; i < n; i++)
+            out[i] = cr_bits_f32((uint32_t)src[4 * i] | (uint32_t)src[4 * i + 1] << 8 | (uint32_t)src[4 * i + 2] << 16 |
+                                 (uint32_t)src[4 * i + 3] << 24);
+        return true;
+    case CR_GGML_F16:
+        for (size_t i = 0; i < n; i++) out[i] = cr_f16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+        return true;
+    case CR_GGML_BF16:
+        for (size_t i = 0; i < n; i++) out[i] = cr_bf16_to_f32((uint16_t)(src[2 * i] | src[2 * i + 1] << 8));
+        return true;
+    case CR_GGML_Q8_0:
+        for (size_t b = 0; b < n / 32; b++, src += 34) {
+            float d = cr_f16_to_f32((uint16_t)(src[0] | src[1] << 8));
+            for (int j = 0; j < 32; j++) out[32 * b + j] = (float)(int8_t)src[2 + j] * d;
+        }
+        return true;
+    case CR_GGML_Q4_0:
+        for (size_t b = 0; b < n / 32; b++, src += 18) {
+            float d = cr_f16_to_f32((uint16_t)(src[0] | src[1] << 8));
+            for (int j = 0; j < 16; j++) {
+                out[32 * b + j] = (float)((src[2 + j] & 15) - 8) * d;
+                out[32 * b + j + 16] = (float)((src[2 + j] >> 4) - 8) * d;
+            }
+        }
+        return true;
+    }
+    return false;
 }

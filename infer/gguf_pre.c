@@ -49,6 +49,26 @@ bool cr_gguf_pre_known(const char *name)
     return false;
 }
 
+/* the hash and its name for a loaded tokenizer; `what` names it in messages */
+static cr_status detect(const cr_allocator *alloc, cr_tokenizer *tok, const char *what, const char **pre, char hex[65],
+                        cr_error *err)
+{
+    cr_vec ids;
+    cr_vec_init(&ids, alloc, sizeof(int32_t));
+    /* transformers' encode() default: add_special_tokens=True */
+    cr_status st = cr_tokenizer_encode(tok, cr_gguf_chktxt, CR_GGUF_CHKTXT_LEN, true, &ids, err);
+    if (st == CR_OK) {
+        st = cr_gguf_chkhsh(alloc, (const int32_t *)ids.data, ids.len, hex, err);
+        if (st == CR_OK) *pre = cr_gguf_pre_lookup(hex);
+        if (st == CR_OK && !*pre)
+            st = cr_fail(err, CR_ERR_UNSUPPORTED,
+                         "%s: GGUF: the tokenizer's pre-tokenizer is not one llama.cpp's converter recognises "
+                         "(chkhsh %s); pass --gguf-pre NAME to choose one", what, hex);
+    }
+    cr_vec_free(&ids);
+    return st;
+}
+
 cr_status cr_gguf_pre_detect(const cr_allocator *alloc, const char *path, const char **pre, char hex[65],
                              cr_error *err)
 {
@@ -57,19 +77,20 @@ cr_status cr_gguf_pre_detect(const cr_allocator *alloc, const char *path, const 
     cr_tokenizer *tok = NULL;
     cr_status st = cr_tokenizer_load(alloc, path, &tok, err);
     if (st) return st;
-    cr_vec ids;
-    cr_vec_init(&ids, alloc, sizeof(int32_t));
-    /* transformers' encode() default: add_special_tokens=True */
-    st = cr_tokenizer_encode(tok, cr_gguf_chktxt, CR_GGUF_CHKTXT_LEN, true, &ids, err);
-    if (st == CR_OK) {
-        st = cr_gguf_chkhsh(alloc, (const int32_t *)ids.data, ids.len, hex, err);
-        if (st == CR_OK) *pre = cr_gguf_pre_lookup(hex);
-        if (st == CR_OK && !*pre)
-            st = cr_fail(err, CR_ERR_UNSUPPORTED,
-                         "%s: GGUF: the tokenizer's pre-tokenizer is not one llama.cpp's converter recognises "
-                         "(chkhsh %s); pass --gguf-pre NAME to choose one", path, hex);
-    }
-    cr_vec_free(&ids);
+    st = detect(alloc, tok, path, pre, hex, err);
+    cr_tokenizer_free(tok);
+    return st;
+}
+
+cr_status cr_gguf_pre_detect_json(const cr_allocator *alloc, const char *json, size_t len, const char *what,
+                                  const char **pre, char hex[65], cr_error *err)
+{
+    *pre = NULL;
+    hex[0] = 0;
+    cr_tokenizer *tok = NULL;
+    cr_status st = cr_tokenizer_load_json(alloc, json, len, what, &tok, err);
+    if (st) return st;
+    st = detect(alloc, tok, what, pre, hex, err);
     cr_tokenizer_free(tok);
     return st;
 }

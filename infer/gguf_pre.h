@@ -27,4 +27,8 @@ bool cr_gguf_pre_known(const char *name);
 cr_status cr_gguf_pre_detect(const cr_allocator *alloc, const char *path, const char **pre, char hex[65],
                              cr_error *err);
 
+/* The same for the text of a tokenizer.json (`what` names it). */
+cr_status cr_gguf_pre_detect_json(const cr_allocator *alloc, const char *json, size_t len, const char *what,
+                                  const char **pre, char hex[65], cr_error *err);
+
 #endif

@@ -138,13 +138,19 @@ static cr_status run_copy(vm *m, const cr_insn *ins, bool stream, cr_error *err)
                 atomic_store_explicit(&m->nonfinite_out[ins->dst], 1, memory_order_relaxed);
             }
             int e;
-            if (in->dtype == o->dtype) {
-                e = vm_write_all(m->io, fd, row + c * isz, len * isz, out_off);
-            } else {
+            const void *bytes = row + c * isz;
+            if (in->dtype != o->dtype) {
                 float *tmp = m->thr[0].regs;
                 m->kern->load((cr_dtype)in->dtype, row + c * isz, tmp, (size_t)len);
                 m->kern->store((cr_dtype)o->dtype, tmp, m->thr[0].io, (size_t)len);
-                e = vm_write_all(m->io, fd, m->thr[0].io, len * osz, out_off);
+                bytes = m->thr[0].io;
+            }
+            if (m->gguf) {   /* the GGUF sink converts and places the bytes the shard would hold */
+                cr_status gs = cr_gguf_sink_write(m->gguf, ins->dst, r * in->cols + c, bytes, len, err);
+                if (gs) return gs;
+                e = 0;
+            } else {
+                e = vm_write_all(m->io, fd, bytes, len * osz, out_off);
             }
             if (e) {
                 char path[4096];
@@ -286,6 +292,7 @@ cr_status cr_vm_run(const cr_program *p_in, const cr_vm_options *opt, cr_error *
     clock_gettime(CLOCK_MONOTONIC, &m->t0);
     atomic_init(&m->bytes_done, 0);
     m->last_tick = -1;
+    m->gguf_fd = -1;
     cr_progress_printer_init(&m->printer, opt->progress_file);
 
     cr_status s = cr_kernels_pick(opt->isa, &m->kern, err);
@@ -296,10 +303,10 @@ cr_status cr_vm_run(const cr_program *p_in, const cr_vm_options *opt, cr_error *
     m->phase = CR_VM_PHASE_CHECK;
     /* the output is checked against every input, and created, before a
      * byte of input is read (spec/reliability.md §8.1) */
-    if (!s) s = vm_begin_outdir(m, err);
+    if (!s) s = opt->gguf ? vm_begin_gguf(m, err) : vm_begin_outdir(m, err);
     if (!s) s = vm_open_inputs(m, err);
     uint64_t hashed = atomic_load(&m->bytes_done);
-    if (!s) s = vm_create_shards(m, err);
+    if (!s) s = opt->gguf ? vm_open_gguf(m, err) : vm_create_shards(m, err);
     if (!s) {
         m->phase = CR_VM_PHASE_RUN;
         atomic_store(&m->bytes_done, 0);
@@ -307,17 +314,19 @@ cr_status cr_vm_run(const cr_program *p_in, const cr_vm_options *opt, cr_error *
         for (uint32_t i = 0; i < p->n_outputs; i++)
             if (!m->shard_in || m->shard_in[p->outputs[i].shard]) m->bytes_total += p->outputs[i].nbytes;
         vm_report(m, true);
-        m->writeback = cr_writeback_start(m->alloc, m->io, m->shard_fds, p->n_shards);
+        m->writeback = opt->gguf ? cr_writeback_start(m->alloc, m->io, &m->gguf_fd, 1)
+                                 : cr_writeback_start(m->alloc, m->io, m->shard_fds, p->n_shards);
         s = run_main(m, err);
         cr_writeback_stop(m->writeback);
         m->writeback = NULL;
     }
-    if (!s) { m->phase = CR_VM_PHASE_FINISH; s = vm_hash_shards(m, err); }
-    if (!s) s = vm_write_aux(m, err);
-    if (!s) s = vm_finish_shards(m, err);
+    if (!s) m->phase = CR_VM_PHASE_FINISH;
+    if (!s && !opt->gguf) s = vm_hash_shards(m, err);
+    if (!s && !opt->gguf) s = vm_write_aux(m, err);
+    if (!s && !opt->gguf) s = vm_finish_shards(m, err);
     if (!s && interrupted(m)) s = cr_fail(err, CR_ERR_INTERRUPTED, "interrupted");
     s = vm_check_inputs(m, s, err);
-    if (!s) s = m->shard_in ? vm_part_publish(m, err) : cr_outdir_commit(&m->outdir, err);
+    if (!s) s = opt->gguf ? vm_commit_gguf(m, err) : m->shard_in ? vm_part_publish(m, err) : cr_outdir_commit(&m->outdir, err);
     if (!s) {
         m->phase = CR_VM_PHASE_DONE;
         vm_warn_nonfinite(m);

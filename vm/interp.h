@@ -18,6 +18,7 @@
 #include "inputguard.h"
 #include "io.h"
 #include "memplan.h"
+#include "gguf_hf.h"
 #include "outdir.h"
 #include "pool.h"
 #include "runbuf.h"
@@ -97,6 +98,13 @@ typedef struct vm {
     vm_thread *thr;
     cr_outdir outdir;
     bool outdir_open;
+    /* GGUF output (opt->gguf): the sink, its temporary file and the
+     * source's tables (gguf_out.h); spill files go beside the output */
+    struct cr_gguf_sink *gguf;
+    int gguf_fd;
+    char *gguf_tmp, *gguf_dir, *gguf_parent;
+    void *gguf_owned;
+    cr_gguf_src gguf_src;
     const cr_io *io;           /* opt->io or the real file system */
     /* a partitioned run (opt->n_parts): per shard, 1 when the part writes
      * it; per manifest file, 1 when the part reads it (its hash is checked);
@@ -201,6 +209,12 @@ void vm_topk_mask(const vm_select *s, const float *a, float *d, size_t n, uint64
 /* interp_run.c */
 cr_status vm_setup(vm *m, cr_error *err);
 cr_status vm_begin_outdir(vm *m, cr_error *err);
+/* GGUF output: check and create the temporary file (before any input is
+ * read); plan the file and write its header (after the inputs are mapped:
+ * the aux copies are read from them); fsync and rename it into place. */
+cr_status vm_begin_gguf(vm *m, cr_error *err);
+cr_status vm_open_gguf(vm *m, cr_error *err);
+cr_status vm_commit_gguf(vm *m, cr_error *err);
 cr_status vm_open_inputs(vm *m, cr_error *err);
 cr_status vm_create_shards(vm *m, cr_error *err);
 cr_status vm_hash_shards(vm *m, cr_error *err);

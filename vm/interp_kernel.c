@@ -313,7 +313,7 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
             /* staged per chunk, written with one pwrite after the last block */
             const cr_prog_output *o = &p->outputs[in->dst];
             unsigned sz = dt_size(o->dtype);
-            if (m->shard_fds[o->shard] < 0) break;   /* another part's shard (vm/part.h) */
+            if (m->shard_fds[o->shard] < 0 && !m->gguf) break;   /* another part's shard (vm/part.h) */
             if (any_nonfinite(REG(in->a), n)) atomic_store_explicit(&m->nonfinite_out[in->dst], 1, memory_order_relaxed);
             K->store((cr_dtype)o->dtype, REG(in->a), t->io + j->store_off[pc] + off * sz, n);
             break;
@@ -452,6 +452,13 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
         } else if (in->op == CR_OP_STORE) {
             const cr_prog_output *o = &p->outputs[in->dst];
             unsigned sz = dt_size(o->dtype);
+            if (m->gguf) {   /* the GGUF sink converts and places the bytes the shard would hold */
+                cr_error ge = {0};
+                if (cr_gguf_sink_write(m->gguf, in->dst, cbase, t->io + j->store_off[pc], cn, &ge))
+                    return vm_job_fail(m, ge.status, "%s", ge.msg);
+                atomic_fetch_add(&m->bytes_done, (uint64_t)cn * sz);
+                continue;
+            }
             if (m->shard_fds[o->shard] < 0) continue;   /* another part's shard (vm/part.h) */
             int e = vm_write_all(m->io, m->shard_fds[o->shard], t->io + j->store_off[pc],
                               (uint64_t)cn * sz, o->offset + cbase * sz);

@@ -5,6 +5,7 @@
  * report; and freeing it all.
  */
 #include "interp.h"
+#include "gguf_out.h"
 #include "hash.h"
 #include "outguard.h"
 #include "outhash.h"
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- setup: manifest, maps, buffers, output files ------------------------------ */
@@ -373,6 +375,12 @@ void vm_teardown(vm *m)
     cr_free(A, m->in_checked);
     cr_free(A, (void *)m->nonfinite_out);
     if (m->outdir_open) cr_outdir_free(&m->outdir);   /* removes the temp dir unless committed */
+    cr_gguf_sink_free(m->gguf);
+    if (m->gguf_fd >= 0) { m->io->close(m->io->ud, m->gguf_fd); unlink(m->gguf_tmp); }   /* not committed */
+    cr_program_gguf_src_free(A, m->gguf_owned);
+    cr_free(A, m->gguf_tmp);
+    cr_free(A, m->gguf_dir);
+    cr_free(A, m->gguf_parent);
     pthread_mutex_destroy(&m->err_mu);
 }
 
@@ -476,3 +484,60 @@ cr_status vm_begin_outdir(vm *m, cr_error *err)
     return s;
 }
 
+
+/* ---- GGUF output ------------------------------------------------------------------ */
+
+cr_status vm_begin_gguf(vm *m, cr_error *err)
+{
+    const char *out = m->opt->out_dir;
+    if (m->opt->n_parts) return cr_fail(err, CR_ERR_UNSUPPORTED, "a GGUF output cannot be written in parts");
+    if (!out[0]) return cr_fail(err, CR_ERR_ARG, "the output file name is empty");
+    cr_input_paths inputs;
+    cr_input_paths_init(&inputs, m->alloc);
+    cr_status s = cr_input_paths_add_all(&inputs, m->opt->inputs, err);
+    if (!s) s = cr_input_paths_add_program(&inputs, m->p, err);
+    if (!s) s = cr_outguard_check(&inputs, out, "output file", err);
+    cr_input_paths_free(&inputs);
+    if (s) return s;
+    struct stat sb;
+    if (!m->opt->force && !lstat(out, &sb)) return cr_fail(err, CR_ERR_ARG, "%s exists (use --force to replace it)", out);
+    if (!lstat(out, &sb) && S_ISDIR(sb.st_mode)) return cr_fail(err, CR_ERR_ARG, "%s is a directory, not a GGUF file", out);
+    size_t n = strlen(out) + 40;
+    m->gguf_tmp = cr_malloc(m->alloc, n);
+    m->gguf_dir = m->opt->gguf_dir ? cr_strdup(m->alloc, m->opt->gguf_dir) : cr_gguf_out_dir_name(m->alloc, out);
+    m->gguf_parent = cr_strdup(m->alloc, out);
+    if (!m->gguf_tmp || !m->gguf_dir || !m->gguf_parent) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    char *slash = strrchr(m->gguf_parent, '/');
+    if (slash == m->gguf_parent) slash[1] = 0;
+    else if (slash) *slash = 0;
+    else strcpy(m->gguf_parent, ".");
+    snprintf(m->gguf_tmp, n, "%s.crucible-tmp-%ld", out, (long)getpid());
+    int fd = m->io->open(m->io->ud, m->gguf_tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return cr_fail_errno(err, errno, "cannot create %s", m->gguf_tmp);
+    m->gguf_fd = fd;
+    return CR_OK;
+}
+
+cr_status vm_open_gguf(vm *m, cr_error *err)
+{
+    cr_status s = cr_program_gguf_src(m->alloc, m->p, m->maps, m->gguf_dir, &m->gguf_src, &m->gguf_owned, err);
+    if (!s) s = cr_gguf_sink_open(m->alloc, &m->gguf_src, m->opt->gguf, m->io, m->gguf_fd, m->gguf_tmp, &m->gguf, err);
+    return s;
+}
+
+cr_status vm_commit_gguf(vm *m, cr_error *err)
+{
+    int fd = m->gguf_fd;
+    m->gguf_fd = -1;
+    int e = m->io->fsync(m->io->ud, fd) ? errno : 0;
+    if (m->io->close(m->io->ud, fd) && !e) e = errno;
+    if (!e && m->io->rename(m->io->ud, m->gguf_tmp, m->opt->out_dir)) e = errno;
+    if (e) {
+        unlink(m->gguf_tmp);
+        return cr_fail_errno(err, e, "cannot write %s", m->opt->out_dir);
+    }
+    /* the rename is durable once the directory is */
+    int dfd = open(m->gguf_parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) { m->io->fsync(m->io->ud, dfd); close(dfd); }
+    return CR_OK;
+}

@@ -129,7 +129,7 @@ static cr_status gather_alloc(vm *m, uint32_t x, uint64_t n, cr_error *err)
         char what[512];
         snprintf(what, sizeof what, "the tie-order gather of %s (%llu MiB)", vm_sel_output_name(m, x),
                  (unsigned long long)((n * 4 + (1 << 20) - 1) >> 20));
-        cr_status st = cr_spill_open(&s->spill, m->io, m->outdir.tmp_path, (n ? n : 1) * sizeof *s->kv, what, err);
+        cr_status st = cr_spill_open(&s->spill, m->io, m->opt->gguf ? m->gguf_parent : m->outdir.tmp_path, (n ? n : 1) * sizeof *s->kv, what, err);
         if (st) return st;
         s->kv = (uint32_t *)s->spill.base;
         return CR_OK;

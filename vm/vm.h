@@ -80,6 +80,15 @@ typedef struct cr_vm_options {
      * even when quiet. */
     void (*warn)(void *ud, const char *msg);
     void *warn_ud;
+    /* GGUF output (spec/gguf.md §8): out_dir is then the GGUF file,
+     * written as OUT.crucible-tmp-PID beside it, fsynced and renamed; an
+     * existing OUT is replaced only with force. The output tensors and aux
+     * files are not written as such: they are the GGUF sink's source
+     * (gguf_out.h), as the output directory `gguf_dir` would be to
+     * llama.cpp's converter, and every STORE/COPY feeds the sink. NULL: a
+     * model directory. Not with n_parts. */
+    const struct cr_gguf_hf_opts *gguf;
+    const char *gguf_dir;       /* NULL: out_dir without ".gguf" */
 } cr_vm_options;
 
 void cr_vm_options_init(cr_vm_options *opt);

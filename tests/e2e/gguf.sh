@@ -25,9 +25,22 @@ cat >"$tmp/qwen2/tokenizer_config.json" <<'JSON'
 }
 JSON
 
+"$bin" synth "$tmp/qwen3" --arch qwen3 --layers 2 --hidden 64 --intermediate 64 --heads 4 --kv-heads 2 --vocab 272
+cp "$tmp/qwen2/tokenizer_config.json" "$tmp/qwen3/"
+# qwen3: qwen2's path plus attn_q_norm / attn_k_norm (F32) and head_dim's key_length
+for t in bf16 q8_0 q4_0; do
+    "$bin" convert "$tmp/qwen3" "$tmp/qwen3-$t.gguf" --gguf-type $t --gguf-pre qwen2 2>"$tmp/err"
+    check 'cmp "$tmp/qwen3-$t.gguf" "$golden/qwen3-$t.gguf"' "qwen3 $t differs from llama.cpp's converter: $(cat "$tmp/err")"
+done
+# a Qwen3 reranker gets the converter's classifier head, not ported: refused
+mkdir "$tmp/Qwen3-Reranker-mini" && cp "$tmp/qwen3"/* "$tmp/Qwen3-Reranker-mini/"
+"$bin" convert "$tmp/Qwen3-Reranker-mini" "$tmp/rr.gguf" --gguf-pre qwen2 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "Qwen3 reranker" "$tmp/err" && [ ! -e "$tmp/rr.gguf" ]' "qwen3 reranker: $(cat "$tmp/err")"
+
 for m in llama:llama-bpe qwen2:qwen2; do
     name=${m%%:*} pre=${m#*:}
-    for t in f32 f16 bf16 q8_0; do
+    for t in f32 f16 bf16 q8_0 q4_0; do
         "$bin" convert "$tmp/$name" "$tmp/$name-$t.gguf" --gguf-type $t --gguf-pre $pre 2>"$tmp/err"
         rc=$?
         check '[ $rc -eq 0 ]' "convert $name $t: $(cat "$tmp/err")"
@@ -42,10 +55,14 @@ mkdir "$tmp/mx"
 "$bin" synth "$tmp/mx/e2" --from "$tmp/mx/base" --delta-scale 0.1 --seed 3
 printf 'base_model: base\ngate_mode: random\ndtype: bfloat16\nexperts:\n  - source_model: e1\n  - source_model: e2\n' >"$tmp/mx/moe.yml"
 (cd "$tmp/mx" && "$bin" moe moe.yml "$tmp/mixtral" --quiet --mergekit-version 0.1.4)
-for t in bf16 q8_0; do
+for t in bf16 q8_0 q4_0; do
     "$bin" convert "$tmp/mixtral" "$tmp/mixtral-$t.gguf" --gguf-type $t --gguf-pre llama-bpe 2>"$tmp/err"
     check 'cmp "$tmp/mixtral-$t.gguf" "$golden/mixtral-$t.gguf"' "mixtral $t differs from llama.cpp's converter: $(cat "$tmp/err")"
 done
+# q4_0 with tied embeddings: token_embd is the output matrix, kept in Q8_0 (spec/gguf.md 7.5)
+"$bin" synth "$tmp/llama-tied" --arch llama --layers 2 --hidden 64 --intermediate 64 --heads 2 --kv-heads 1 --vocab 272 --tied
+"$bin" convert "$tmp/llama-tied" "$tmp/llama-tied-q4_0.gguf" --gguf-type q4_0 --gguf-pre llama-bpe 2>"$tmp/err"
+check 'cmp "$tmp/llama-tied-q4_0.gguf" "$golden/llama-tied-q4_0.gguf"' "tied llama q4_0 differs from the golden: $(cat "$tmp/err")"
 check '[ -z "$(ls "$tmp"/*.crucible-tmp-* 2>/dev/null)" ]' "temporary files left"
 # the default type is the converter's auto: bf16 for synth's bf16 weights
 "$bin" convert "$tmp/llama" "$tmp/auto.gguf" --gguf-pre llama-bpe 2>"$tmp/err"
@@ -58,9 +75,9 @@ check '[ $rc -eq 1 ] && grep -q "not one llama.cpp.s converter recognises (chkhs
 "$bin" convert "$tmp/llama" "$tmp/x.gguf" --gguf-pre nonesuch 2>"$tmp/err"
 rc=$?
 check '[ $rc -eq 2 ] && grep -q "not a pre-tokenizer llama.cpp knows" "$tmp/err"' "unknown --gguf-pre: $(cat "$tmp/err")"
-"$bin" convert "$tmp/llama" "$tmp/x.gguf" --gguf-type q4_0 --gguf-pre llama-bpe 2>"$tmp/err"
+"$bin" convert "$tmp/llama" "$tmp/x.gguf" --gguf-type q4_k --gguf-pre llama-bpe 2>"$tmp/err"
 rc=$?
-check '[ $rc -eq 2 ] && grep -q "gguf-type" "$tmp/err"' "q4_0 refused: $(cat "$tmp/err")"
+check '[ $rc -eq 2 ] && grep -q "gguf-type .q4_k. (auto, f32, f16, bf16, q8_0, q4_0)" "$tmp/err"' "q4_k refused: $(cat "$tmp/err")"
 
 # never overwrite without --force; never write into an input
 "$bin" convert "$tmp/llama" "$tmp/llama-f16.gguf" --gguf-pre llama-bpe --gguf-type f32 2>"$tmp/err"

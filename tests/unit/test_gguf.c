@@ -1,7 +1,7 @@
 /* test_gguf.c — the GGUF writer's pieces: SHA-256 (FIPS 180-4 vectors), the
  * converter's test text and chkhsh formatting, the row conversions against
  * bytes produced by the pinned gguf-py (llama-cpp-python 0.3.36's vendored
- * copy: quants.quantize Q8_0 / BF16 and numpy astype(float16)) on blocks with
+ * copy: quants.quantize Q8_0 / Q4_0 / BF16 and numpy astype(float16)) on blocks with
  * exact .5 ties, zeros, random values and an f16-subnormal scale, and the
  * layout (offsets, padding, header size). */
 #include <stdio.h>
@@ -121,6 +121,40 @@ TEST(row_conversions)
     CHECK(out[0] == 0xc1 && out[1] == 0xff);
 }
 
+/* gguf-py's numpy Q4_0 (= ggml's quantize_row_q4_0_ref) of fill()'s four
+ * blocks and two more: +3 and -3 tied for the largest magnitude (the first
+ * gives the scale's sign), and an all-negative block (its extreme maps to
+ * 0, the other end clips at 15) */
+static const char Q4_REF[] =
+    "f0cb89898989898989897878787878787808008088888888888888888888888888888888dbb1359b756ec858460abc9a"
+    "534ddbf633f000808f7f7f6e6e5d5d4c4c3b3b2a2a19190800b6707f67a7969a89797867a7969a897978e63b48483737"
+    "373726262626151515150404";
+
+TEST(row_q4_0)
+{
+    float x[192];
+    fill(x);
+    for (int j = 128; j < 160; j++) x[j] = (float)((j % 7) - 3) * 0.25f;
+    x[128] = 3.0f;
+    x[129] = -3.0f;
+    for (int j = 160; j < 192; j++) x[j] = (float)(-(double)(j - 159) * 0.2468);
+    uint8_t out[6 * 18];
+    char hex[2 * sizeof out + 1];
+    cr_gguf_row_convert(CR_GGML_Q4_0, x, 192, out);
+    hex_of(out, sizeof out, hex);
+    CHECK_STR(hex, Q4_REF);
+    CHECK(cr_ggml_block_elems(CR_GGML_Q4_0) == 32 && cr_ggml_block_bytes(CR_GGML_Q4_0) == 18);
+    /* dequantised (diff): d * (q - 8); exact where the scale is */
+    float y[192];
+    CHECK(cr_gguf_dequant(CR_GGML_Q4_0, out, 192, y));
+    CHECK(y[31] == 127.0f && y[128] == 3.0f && y[32] == 0.0f);
+    uint8_t q8[6 * 34];
+    cr_gguf_row_convert(CR_GGML_Q8_0, x, 192, q8);
+    CHECK(cr_gguf_dequant(CR_GGML_Q8_0, q8, 192, y));
+    CHECK(y[31] == 127.0f && y[0] == -16.0f);   /* scale 1: roundf(-15.5) = -16 */
+    CHECK(!cr_gguf_dequant(14, q8, 32, y));   /* Q6_K: not read */
+}
+
 TEST(layout)
 {
     const cr_allocator *a = cr_default_allocator();
@@ -169,6 +203,7 @@ int main(void)
     RUN(sha256_vectors);
     RUN(chktxt_and_chkhsh);
     RUN(row_conversions);
+    RUN(row_q4_0);
     RUN(layout);
     return cr_test_summary();
 }

@@ -22,6 +22,15 @@ without merges) has a pre-tokenizer hash that no table entry matches, so the
 converter would refuse it (spec/gguf.md §5). Its get_vocab_base_pre is
 replaced by one returning the name the case gives, the value `crucible
 convert --gguf-pre NAME` writes. Everything else is the converter's own code.
+
+Q4_0 (spec/gguf.md §7.5): the converter has no --outtype q4_0, so a q4_0 case
+runs it with --outtype q8_0 and two more patches: `tensor_force_quant` names
+the type crucible's rule gives each tensor that the converter would quantise
+(Q4_0; Q8_0 for the output matrix, the embedding when tied, and attn_k/attn_v
+with exactly 8 experts), and `general.file_type` is written as 2
+(MOSTLY_Q4_0). The blocks come from the vendored gguf-py's numpy Q4_0
+(quants.py), which computes ggml's quantize_row_q4_0_ref; the order, names,
+shapes, metadata and the F16 fallback are the converter's own.
 """
 import hashlib
 import json
@@ -32,7 +41,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TYPES = ["f32", "f16", "bf16", "q8_0"]
+TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0"]
 
 # transformers 5 loads a qwen2 model's tokenizer as Qwen2Tokenizer, whose
 # default pad token "<|endoftext|>" is added past vocab_size when
@@ -80,9 +89,16 @@ MODELS = [
     ("llama", LLAMA, "llama-bpe", None, None, TYPES),
     ("qwen2", ["--arch", "qwen2", "--layers", "2", "--hidden", "32", "--intermediate", "64",
                "--heads", "4", "--kv-heads", "2", "--vocab", "272"], "qwen2", QWEN2_TOKENIZER_CONFIG, None, TYPES),
+    # qwen3: qwen2's path with q/k norms (attn_q_norm / attn_k_norm, F32) and head_dim's key_length
+    ("qwen3", ["--arch", "qwen3", "--layers", "2", "--hidden", "64", "--intermediate", "64",
+               "--heads", "4", "--kv-heads", "2", "--vocab", "272"], "qwen2", QWEN2_TOKENIZER_CONFIG, None,
+     ["bf16", "q8_0", "q4_0"]),
     ("Llama-3-merge-8B-v0.2", LLAMA, "llama-bpe", None, MERGE_README, ["f16"]),
     # synth args None: made by build_mixtral (crucible moe, classic layout)
-    ("mixtral", None, "llama-bpe", None, None, ["bf16", "q8_0"]),
+    ("mixtral", None, "llama-bpe", None, None, ["bf16", "q8_0", "q4_0"]),
+    # tied embeddings: token_embd is the output matrix, Q8_0 under q4_0
+    ("llama-tied", ["--arch", "llama", "--layers", "2", "--hidden", "64", "--intermediate", "64",
+                    "--heads", "2", "--kv-heads", "1", "--vocab", "272", "--tied"], "llama-bpe", None, None, ["q4_0"]),
 ]
 
 MIXTRAL_BASE = ["--arch", "llama", "--layers", "2", "--hidden", "32", "--intermediate", "64",
@@ -114,6 +130,31 @@ sys.path.insert(0, str(conv.parent))
 sys.path.insert(1, str(conv.parent / "gguf-py"))
 import conversion.base as base
 base.TextModel.get_vocab_base_pre = lambda self, tokenizer: pre
+if "--q4_0" in sys.argv:
+    # spec/gguf.md 7.5: crucible's Q4_0 rule over the converter's q8_0 run
+    sys.argv.remove("--q4_0")
+    import json, struct
+    import gguf
+    model = Path(sys.argv[1])
+    names = set()
+    for f in model.glob("*.safetensors"):
+        with open(f, "rb") as fh:
+            n = struct.unpack("<Q", fh.read(8))[0]
+            names |= set(json.loads(fh.read(n)))
+    tied = "lm_head.weight" not in names
+    n_expert = json.loads((model / "config.json").read_text()).get("num_local_experts", 0)
+    Q = gguf.GGMLQuantizationType
+    def force(self, name, new_name, bid, n_dims):
+        if (n_dims <= 1 or new_name.endswith("_norm.weight") or not new_name.endswith(".weight")
+                or new_name.endswith(".ffn_gate_inp.weight")):
+            return False   # the converter's F32 rules
+        if (new_name == "output.weight" or (tied and new_name == "token_embd.weight")
+                or (n_expert == 8 and (new_name.endswith(".attn_k.weight") or new_name.endswith(".attn_v.weight")))):
+            return Q.Q8_0
+        return Q.Q4_0
+    base.ModelBase.tensor_force_quant = force
+    orig = gguf.GGUFWriter.add_file_type
+    gguf.GGUFWriter.add_file_type = lambda self, ft: orig(self, 2)
 runpy.run_path(str(conv), run_name="__main__")
 '''
 
@@ -146,8 +187,9 @@ def main():
                 out = HERE / f"{name}-{t}.gguf"
                 if out.exists():
                     out.unlink()
-                subprocess.run([sys.executable, str(tmp / "runner.py"), str(conv), pre, str(model),
-                                "--outtype", t, "--outfile", str(out)], check=True)
+                q4 = ["--outtype", "q8_0", "--q4_0"] if t == "q4_0" else ["--outtype", t]
+                subprocess.run([sys.executable, str(tmp / "runner.py"), str(conv), pre, str(model)] + q4 +
+                               ["--outfile", str(out)], check=True)
                 cases[out.name] = {"synth": args if args is not None else "build_mixtral", "gguf_pre": pre, "outtype": t,
                                    "tokenizer_config_replaced": tok_config is not None,
                                    "readme": readme is not None,
@@ -157,7 +199,8 @@ def main():
         "sdist_sha256": "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e",
         "python": sys.version.split()[0], "torch": torch.__version__, "numpy": numpy.__version__,
         "transformers": transformers.__version__,
-        "patch": "TextModel.get_vocab_base_pre returns the case's gguf_pre (synth's tokenizer has no known hash)",
+        "patch": "TextModel.get_vocab_base_pre returns the case's gguf_pre (synth's tokenizer has no known hash); "
+                 "q4_0 cases: --outtype q8_0 with tensor_force_quant giving crucible's Q4_0 rule and file_type 2",
         "cases": cases,
     }
     (HERE / "versions.json").write_text(json.dumps(versions, indent=2) + "\n")

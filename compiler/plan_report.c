@@ -54,6 +54,7 @@ cr_status cr_plan_measure(const cr_program *p, unsigned threads, uint64_t max_me
     n->n_streamed = mp.n_streamed;
     n->n_spill = mp.n_spill;
     n->spill_bytes = mp.spill_bytes;
+    n->gather_kept = mp.gather_pool_bytes;
     n->peak_at = "-";
     if (p->n_main) {
         const cr_insn *in = &p->main[mp.peak_pc];
@@ -115,6 +116,12 @@ void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out)
                 "gather%s of %u top-k selection%s, which do%s not fit --max-memory (same bytes, more I/O)\n", sp,
                 (unsigned long long)n->spill_bytes, n->n_spill == 1 ? "" : "s", n->n_spill, n->n_spill == 1 ? "" : "s",
                 n->n_spill == 1 ? "es" : "");
+    }
+    if (n->gather_kept) {
+        char g[32];
+        human(g, sizeof g, n->gather_kept);
+        fprintf(out, "gathers kept    %s (%llu bytes) of tie-order gathers reused from tensor to tensor "
+                "(counted in the peak; not under --max-memory)\n", g, (unsigned long long)n->gather_kept);
     }
     fprintf(out, "time            ~%.1f s (estimate at 2 GB/s read, 1 GB/s write)\n", n->est_seconds);
 }

@@ -34,7 +34,7 @@ void cr_run_thread_bufs_of(const cr_program *p, cr_run_thread_bufs *b)
         b->io = CR_MAX(b->io, cr_run_stage_layout(p, k, NULL, NULL));
         for (uint32_t pc = 0; pc < k->code_len; pc++) {
             uint16_t op = p->code[k->code_begin + pc].op;
-            if (op == CR_OP_ROWRANK) b->keys = CR_MAX(b->keys, k->cols * sizeof(uint64_t));
+            if (op == CR_OP_ROWRANK) b->keys = CR_MAX(b->keys, 2 * k->cols * sizeof(uint64_t));   /* and the radix sort's copy */
             rsums += op == CR_OP_RSUM;
         }
         b->lanes = CR_MAX(b->lanes, rsums * 8 * sizeof(double));

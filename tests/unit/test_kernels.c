@@ -7,6 +7,7 @@
  * the CPU cannot run are skipped and reported. */
 #include "harness.h"
 #include "kernels/kernels.h"
+#include "ranksort.h"
 #include "rng.h"
 
 #include <stdlib.h>
@@ -274,6 +275,41 @@ TEST(stoppers_match_scalar)
     CHECK_MSG(bad == 0, "%d of %d stoppers blocks differ from the scalar kernel", bad, runs);
 }
 
+/* ROWRANK's radix sort (vm/ranksort.h) orders a row's (key << 32 | column)
+ * words as sorting the whole words does: rows with many equal keys, one
+ * key for all (every byte skipped), NaN-like and zero keys, short rows. */
+static int cmp_word(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+TEST(rank_sort_matches_qsort)
+{
+    enum { MAXC = 5000 };
+    static uint64_t w[MAXC], want[MAXC], tmp[MAXC];
+    static const size_t lens[] = { 0, 1, 2, 3, 17, 512, 4999 };
+    uint64_t st = 777;
+    int bad = 0;
+    for (int shape = 0; shape < 4; shape++)
+        for (size_t li = 0; li < CR_ARRAY_LEN(lens); li++) {
+            size_t n = lens[li];
+            for (size_t e = 0; e < n; e++) {
+                st = st * 6364136223846793005ull + 1442695040888963407ull;
+                uint32_t k = shape == 0 ? (uint32_t)(st >> 33)                      /* all bytes vary */
+                           : shape == 1 ? 0x3c000000u + ((uint32_t)(st >> 40) % 9 << 16)   /* bf16-like, many ties */
+                           : shape == 2 ? 0x7fc00000u                               /* one key (NaN) everywhere */
+                           : (uint32_t)(st >> 60) * 0x01010101u;                    /* few keys, every byte */
+                w[e] = (uint64_t)k << 32 | e;
+            }
+            memcpy(want, w, n * sizeof *w);
+            if (n) qsort(want, n, sizeof *want, cmp_word);
+            cr_rank_sort(w, tmp, n);
+            bad += n && memcmp(w, want, n * sizeof *w) != 0;
+        }
+    CHECK_MSG(bad == 0, "%d rows sorted differently from qsort", bad);
+}
+
 int main(void)
 {
     RUN(scalar_reference_known_values);
@@ -282,5 +318,6 @@ int main(void)
     RUN(simd_tables_match_scalar);
     RUN(uniform_matches_scalar);
     RUN(stoppers_match_scalar);
+    RUN(rank_sort_matches_qsort);
     return cr_test_summary();
 }

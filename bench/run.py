@@ -12,8 +12,14 @@ ulps) so speed is never bought with wrong answers, and `crucible plan`'s
 predictions are compared with the measurements. Raw numbers go to
 bench/results/<size>.json, a table to bench/results/<size>.md.
 
-usage: python3 bench/run.py [--quick] [--runs N] [--mergekit PATH] [--skip-mergekit]
-                            [--recipes a,b] [--cold] [--scaling] [--threads N]
+usage: python3 bench/run.py [--quick | --size NAME] [--runs N] [--mergekit PATH] [--skip-mergekit]
+                            [--recipes a,b] [--cold] [--scaling] [--threads N] [--baseline BIN]
+--size: quick, 1.1B or 1.1B-2L (TinyLlama shapes with 2 layers: the tensor
+sizes of 1.1B, including its embeddings, in a fifth of the time).
+--baseline BIN: another crucible binary (e.g. built from an earlier commit)
+run in the same loop, alternating with this one, so a before/after ratio
+comes from one run on the same machine state; its output bytes are
+compared with this one's.
 --mergekit PATH: a mergekit-yaml executable (its venv's python runs compare.py
 and mergekit-multi). Default bench/.venv/bin/mergekit-yaml, installed there
 with pip only if it does not exist.
@@ -29,12 +35,13 @@ RESULTS = os.path.join(ROOT, "bench", "results")
 SIZES = {
     # TinyLlama shapes (~1.1B parameters)
     "1.1B": dict(layers=22, hidden=2048, intermediate=5632, heads=32, kv_heads=4, vocab=32000),
+    "1.1B-2L": dict(layers=2, hidden=2048, intermediate=5632, heads=32, kv_heads=4, vocab=32000),
     "quick": dict(layers=4, hidden=512, intermediate=1408, heads=8, kv_heads=2, vocab=8000),
 }
 
 # deterministic recipes must agree with mergekit; "stat" ones (random masks)
 # are compared by the fraction of elements they change from the base.
-KIND = {"dare-ties-3": "stat"}
+KIND = {"dare-ties-3": "stat", "della-3": "stat"}
 
 RECIPES = {
     "linear-3": """models:
@@ -100,6 +107,30 @@ dtype: bfloat16
 merge_method: dare_ties
 base_model: base
 parameters: {int8_mask: true}
+dtype: bfloat16
+""",
+    "breadcrumbs-3": """models:
+  - model: base
+  - model: ft-a
+    parameters: {density: 0.5, gamma: 0.01, weight: 0.5}
+  - model: ft-b
+    parameters: {density: 0.5, gamma: 0.01, weight: 0.3}
+  - model: ft-c
+    parameters: {density: 0.5, gamma: 0.01, weight: 0.2}
+merge_method: breadcrumbs_ties
+base_model: base
+dtype: bfloat16
+""",
+    "della-3": """models:
+  - model: base
+  - model: ft-a
+    parameters: {density: 0.5, epsilon: 0.1, weight: 0.5}
+  - model: ft-b
+    parameters: {density: 0.5, epsilon: 0.1, weight: 0.3}
+  - model: ft-c
+    parameters: {density: 0.5, epsilon: 0.1, weight: 0.2}
+merge_method: della
+base_model: base
 dtype: bfloat16
 """,
     "passthrough": """slices:
@@ -279,9 +310,9 @@ def synth(models, shape):
             "--delta-scale", "0.01", "--seed", str(10 + i)])
 
 
-def run_crucible(recipe, out, models, threads=None, max_memory=None):
+def run_crucible(recipe, out, models, threads=None, max_memory=None, binary=BIN):
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [BIN, "merge", recipe, out, "--models-dir", models, "--quiet", "--random-seed", "42",
+    cmd = [binary, "merge", recipe, out, "--models-dir", models, "--quiet", "--random-seed", "42",
            "--no-copy-tokenizer"]
     if threads: cmd += ["--threads", str(threads)]
     if max_memory: cmd += ["--max-memory", max_memory]
@@ -328,6 +359,8 @@ def run_mergekit(mk, recipe, out, models, multi):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--size", choices=sorted(SIZES), help="model shape (default 1.1B; --quick: quick)")
+    ap.add_argument("--baseline", help="another crucible binary, run alternately with this one (before/after)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--mergekit", help="path of a mergekit-yaml executable")
     ap.add_argument("--skip-mergekit", action="store_true")
@@ -344,7 +377,7 @@ def main():
     if os.environ.get("BENCH_SCALING"):  # e.g. "1:-,2:1G,2:256M" (threads:max-memory, - for none)
         a.scaling_set = [(int(t), None if m == "-" else m)
                          for t, m in (x.split(":") for x in os.environ["BENCH_SCALING"].split(","))]
-    size = "quick" if a.quick else "1.1B"
+    size = a.size or ("quick" if a.quick else "1.1B")
     if a.report:
         with open(os.path.join(RESULTS, f"{size}{a.tag}.json")) as f:
             d = json.load(f)
@@ -365,7 +398,8 @@ def main():
         recipe = os.path.join(WORK, size, f"{name}.yml")
         with open(recipe, "w") as f:
             f.write(text)
-        res = {"crucible": [], "mergekit": [], "crucible_cold": [], "mergekit_cold": []}
+        res = {"crucible": [], "mergekit": [], "crucible_cold": [], "mergekit_cold": [], "baseline": []}
+        out_b = os.path.join(WORK, size, f"out-baseline-{name}")
         out_c = os.path.join(WORK, size, f"out-crucible-{name}")
         out_m = os.path.join(WORK, size, f"out-mergekit-{name}")
         mk_runs = dict(x.split("=") for x in a.mk_runs.split(",") if x).get(name)
@@ -375,14 +409,18 @@ def main():
         used = sorted(set(re.findall(r"model: (\S+)", text)) - stages)
         for i in range(max(a.runs, mk_runs)):
             order = ["crucible", "mergekit"] if i % 2 == 0 else ["mergekit", "crucible"]
+            if a.baseline:
+                order.insert(1 if i % 2 == 0 else 0, "baseline")
             for tool in order:
-                if not (tool == "crucible" and i < a.runs) and not (tool == "mergekit" and mk and i < mk_runs):
+                if not (tool in ("crucible", "baseline") and i < a.runs) and not (tool == "mergekit" and mk and i < mk_runs):
                     continue
                 # "warm" means warm for both tools: mergekit's RSS (13 GB for
                 # ties at 1.1B) evicts inputs the previous run had cached
                 warm_inputs([os.path.join(models, m) for m in used])
                 if tool == "crucible":
                     res["crucible"].append(run_crucible(recipe, out_c, models, a.threads))
+                elif tool == "baseline":
+                    res["baseline"].append(run_crucible(recipe, out_b, models, a.threads, binary=a.baseline))
                 else:
                     res["mergekit"].append(run_mergekit(mk, recipe, out_m, models, multi))
                 print(f"{size} {name} run {i} {tool}: {res[tool][-1]}", flush=True)
@@ -398,12 +436,17 @@ def main():
         floor = [io_floor([os.path.join(models, m) for m in used], out_bytes, False) for _ in range(max(1, a.runs))]
         floor_cold = io_floor([os.path.join(models, m) for m in used], out_bytes, True) if a.cold else None
         agree = compare(py, out_c, out_m, os.path.join(models, "base")) if mk else None
+        same = None
+        if a.baseline:  # the same bytes before and after, tensor files and all
+            same = all(subprocess.run(["cmp", "-s", os.path.join(out_c, f), os.path.join(out_b, f)]).returncode == 0
+                       for f in sorted(os.listdir(out_c)) if f.endswith(".safetensors"))
+            shutil.rmtree(out_b, ignore_errors=True)
         pl = plan(recipe, models, ["--threads", str(a.threads)] if a.threads else [])
         in_bytes = sum(dir_bytes(os.path.join(models, m)) for m in used)
         read_meas = measured_read(recipe, out_c, models, used, a.threads)
         rows.append(dict(name=name, kind=KIND.get(name, "det"), res=res, floor=floor, floor_cold=floor_cold,
                          agree=agree, plan=pl, out_bytes=out_bytes, in_bytes=in_bytes,
-                         read_meas=read_meas))
+                         read_meas=read_meas, baseline_same=same))
         print(f"{name}: floor {floor} agree {agree and {k: agree.get(k) for k in ('exact_fraction', 'max_ulp', 'changed_fraction_a', 'changed_fraction_b')}} plan {pl}", flush=True)
         if size != "quick":  # 2.2 GB each: keep the disk tidy
             shutil.rmtree(out_m, ignore_errors=True)
@@ -431,7 +474,7 @@ def main():
                 mergekit=mergekit_version(mk) if mk else None,
                 crucible=version or subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                                                     capture_output=True, text=True).stdout.strip(),
-                machine=machine(), mergekit_startup=startup)
+                machine=machine(), mergekit_startup=startup, baseline=a.baseline and os.path.basename(a.baseline))
     os.makedirs(RESULTS, exist_ok=True)
     size += a.tag
     with open(os.path.join(RESULTS, f"{size}.json"), "w") as f:
@@ -479,6 +522,20 @@ def write_table(size, meta, rows, scaling):
             cpu = f"{cc[0]:.1f} / —"
         out.append(f"| {r['name']} | {c[0]:.2f} ({c[1]:.2f}–{c[2]:.2f}) | {ms} | {ratio} | {fl:.2f} | {c[0] / fl:.2f} | "
                    f"{mib(cr[0])} | {mrs} | {rr} | {cpu} |")
+    if any(r["res"].get("baseline") for r in rows):
+        out += ["", f"Before/after: crucible against the baseline binary `{meta.get('baseline')}`, alternating in the same loop "
+                "(warm; wall and CPU seconds, medians):", "",
+                "| recipe | crucible s | baseline s | crucible/baseline wall | CPU s crucible / baseline | crucible/floor | baseline/floor | same bytes |",
+                "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            b = r["res"].get("baseline")
+            if not b:
+                continue
+            c, bw = stats(r["res"]["crucible"], "wall")[0], stats(b, "wall")[0]
+            cc, bc = stats(r["res"]["crucible"], "cpu")[0], stats(b, "cpu")[0]
+            fl = statistics.median(r["floor"])
+            out.append(f"| {r['name']} | {c:.2f} | {bw:.2f} | {c / bw:.3f} | {cc:.1f} / {bc:.1f} ({cc / bc:.3f}) | "
+                       f"{c / fl:.2f} | {bw / fl:.2f} | {'yes' if r.get('baseline_same') else 'NO'} |")
     if any(r["res"]["crucible_cold"] for r in rows):
         out += ["", "Cold page cache (inputs read once, so the VM host's cache is the same for every run, then `echo 3 > /proc/sys/vm/drop_caches`; one run each):", "",
                 "| recipe | crucible s | mergekit s | crucible/mergekit | floor s (cold) | crucible/floor | read from disk crucible / mergekit |",

@@ -77,6 +77,7 @@ cr_status cr_plan_measure(const cr_program *p, unsigned threads, uint64_t max_me
     n->n_streamed = mp.n_streamed;
     n->n_spill = mp.n_spill;
     n->spill_bytes = mp.spill_bytes;
+    n->gather_kept = mp.gather_pool_bytes;
     n->peak_at = "-";
     if (p->n_main) {
         const cr_insn *in = &p->main[mp.peak_pc];
@@ -152,6 +153,12 @@ void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out)
         fprintf(out, "vocabulary      %llu tokens after the tokenizer merge; embedding permutation: %u row gathers, "
                 "%s of tables in the program, %s of input tensors mapped whole (in peak memory)\n",
                 (unsigned long long)n->vocab_rows, n->n_gathers, t, g);
+    }
+    if (n->gather_kept) {
+        char g[32];
+        human(g, sizeof g, n->gather_kept);
+        fprintf(out, "gathers kept    %s (%llu bytes) of tie-order gathers reused from tensor to tensor "
+                "(counted in the peak; not under --max-memory)\n", g, (unsigned long long)n->gather_kept);
     }
     fprintf(out, "time            ~%.1f s (estimate at 2 GB/s read, 1 GB/s write)\n", n->est_seconds);
 }

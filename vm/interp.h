@@ -17,6 +17,7 @@
 #include "vm.h"
 #include "inputguard.h"
 #include "io.h"
+#include "gatherpool.h"
 #include "memplan.h"
 #include "gguf_hf.h"
 #include "outdir.h"
@@ -46,6 +47,7 @@ typedef struct vm_select {
      * one bit per element: a kept tie */
     int torch_order;           /* 0, or the CR_OPF_TORCH_ORDER op (DESC, ASC, TOPK) */
     uint32_t *kv;              /* heap, or spill.base when memplan spills it (spill.h) */
+    uint64_t kv_cap;           /* words kv holds (a pooled buffer may hold more than n) */
     cr_spill spill;
     bool partitioned;          /* kv is in torch's order up to k */
     /* the kernel whose TORCH_DESC/ASC gathers this selection, and whether
@@ -94,6 +96,7 @@ typedef struct vm {
     uint8_t **scratch;         /* NULL until written by SSTORE */
     bool *scratch_ready;
     vm_select *sel;
+    cr_gather_pool gathers;    /* freed gathers kept for the next tensor (gatherpool.h; memplan.h gather_pool) */
     uint32_t *sel_last;        /* per selection: the step after which its tie bits go (cr_memplan_sel_last) */
     vm_thread *thr;
     cr_outdir outdir;

@@ -10,6 +10,7 @@
  * ops.def's RED column; the selection ops call interp_select.c.
  */
 #include "interp.h"
+#include "ranksort.h"
 #include "refsum.h"
 #include "scalar.h"
 #include "torchsoftmax.h"
@@ -65,12 +66,6 @@ typedef struct kjob {
     uint32_t *views;           /* distinct file views the kernel loads */
     uint32_t n_views;
 } kjob;
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
 
 static void load_view(const vm *m, const cr_prog_input *in, uint64_t base, uint64_t n, float *dst)
 {
@@ -385,7 +380,7 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
             const float *a = REG(in->a);
             for (size_t i = 0; i < n; i += (size_t)k->cols) {
                 for (uint64_t e = 0; e < k->cols; e++) t->keys[e] = (uint64_t)mag_key(a[i + e]) << 32 | e;
-                qsort(t->keys, (size_t)k->cols, sizeof *t->keys, cmp_u64);
+                cr_rank_sort(t->keys, t->keys + k->cols, (size_t)k->cols);   /* keys holds 2 x cols */
                 for (uint64_t r = 0; r < k->cols; r++) d[i + (uint32_t)t->keys[r]] = (float)(r + 1);
             }
             break;

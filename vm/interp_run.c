@@ -369,6 +369,8 @@ void vm_teardown(vm *m)
         cr_free(A, m->sel[i].hist); cr_free(A, m->sel[i].ties); cr_free(A, m->sel[i].lowor);
         vm_gather_free(m, i); cr_free(A, m->sel[i].tiebits);
     }
+    for (unsigned i = 0; i < m->gathers.n; i++) cr_free(A, m->gathers.buf[i]);
+    m->gathers.n = 0;
     cr_free(A, m->sel);
     cr_free(A, m->sel_last);
     cr_free(A, (void *)m->nonfinite_in);

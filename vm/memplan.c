@@ -181,6 +181,12 @@ typedef struct walk {
     uint32_t *sel_last;       /* per selection: cr_memplan_sel_last */
     uint8_t *spill;           /* out: per selection (memplan.h spill) */
     uint8_t *stream;          /* out: per main pc */
+    /* gathers kept between tensors (gatherpool.h): the VM's pool replayed
+     * with capacities only; held = its buffers' bytes, in use or kept */
+    bool pool;
+    cr_gather_pool gp;
+    uint64_t *taken;          /* capacities a kernel takes, returned after it */
+    uint64_t held, held_max;
     uint64_t fixed, peak, peak_heap, peak_mapped;
     uint32_t peak_pc, n_streamed;
     uint32_t bad_pc;          /* first step over budget */
@@ -241,6 +247,7 @@ static void release_bits(uint32_t x, void *ctx)
 
 static void note(walk *w, uint32_t pc, uint64_t heap, uint64_t mapped)
 {
+    heap += w->held;
     uint64_t total = w->fixed + heap + mapped;
     if (total > w->peak) { w->peak = total; w->peak_heap = heap; w->peak_mapped = mapped; w->peak_pc = pc; }
     if (w->budget && total > w->budget && w->bad_pc == UINT32_MAX) { w->bad_pc = pc; w->bad_need = total; }
@@ -257,6 +264,8 @@ static bool run_walk(walk *w, uint64_t page)
     w->bad_pc = UINT32_MAX;
     memset(w->sel_bits, 0, p->n_selects + 1);
     memset(w->spill, 0, p->n_selects + 1);
+    w->gp.n = 0;
+    w->held = w->held_max = 0;
     for (uint32_t pc = 0; pc < p->n_main; pc++) {
         const cr_insn *in = &p->main[pc];
         w->stream[pc] = 0;
@@ -306,7 +315,7 @@ static bool run_walk(walk *w, uint64_t page)
             uint64_t numel = k->rows * k->cols;
             uint64_t n_chunks = k->chunk ? (numel + k->chunk - 1) / k->chunk : 0;
             uint64_t trans = 0, n_rsum = 0, gath = 0, gath1 = 0, bits = 0;
-            uint32_t n_spill = 0;
+            uint32_t n_spill = 0, n_taken = 0;
             for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
                 const cr_insn *u = &p->code[c];
                 if (u->op == CR_OP_RSUM) n_rsum++;
@@ -339,8 +348,20 @@ static bool run_walk(walk *w, uint64_t page)
                  * one bit per element, kept until the next SEL_INIT */
                 if (cr_op_torch_order(u->op)) {
                     uint64_t n = p->selects[u->dst].n;
-                    gath += up(n * 4, page);
-                    gath1 = CR_MAX(gath1, up(n * 4, page));
+                    if (w->pool) {   /* a kept buffer, or a fresh one held from here on */
+                        uint32_t *buf, *drop;
+                        uint64_t cap, drop_cap;
+                        if (!cr_gather_pool_take(&w->gp, n, &buf, &cap, &drop, &drop_cap)) {
+                            if (drop_cap) w->held -= up(drop_cap * 4, page);
+                            w->held += up(n * 4, page);
+                            w->held_max = CR_MAX(w->held_max, w->held);
+                            cap = n;
+                        }
+                        w->taken[n_taken++] = cap;
+                    } else {
+                        gath += up(n * 4, page);
+                        gath1 = CR_MAX(gath1, up(n * 4, page));
+                    }
                     if (!w->sel_bits[u->dst]) bits += up((n / 64 + 1) * 8, page);
                 }
                 if (u->op == CR_OP_SSTORE && !w->scr_live[u->dst]) {
@@ -430,6 +451,12 @@ static bool run_walk(walk *w, uint64_t page)
                 }
                 note(w, pc, heap + bits + sorts, mapped);
             }
+            for (uint32_t t = 0; t < n_taken; t++) {   /* the SEL_PREFIXes give them back */
+                uint32_t *drop;
+                uint64_t drop_cap;
+                cr_gather_pool_put(&w->gp, NULL, w->taken[t], &drop, &drop_cap);
+                if (drop_cap) w->held -= up(drop_cap * 4, page);
+            }
             for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
                 const cr_insn *u = &p->code[c];
                 if (cr_op_torch_order(u->op) && !w->sel_bits[u->dst]) {
@@ -457,7 +484,8 @@ cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads,
     threads = cr_threads_resolve(threads);
     long pg = sysconf(_SC_PAGESIZE);
     uint64_t page = pg > 0 ? (uint64_t)pg : 4096;
-    walk w = { .p = p, .budget = max_memory };
+    /* without a budget freed gathers are kept for the next tensor (gatherpool.h) */
+    walk w = { .p = p, .budget = max_memory, .pool = max_memory == 0 };
     uint32_t n_ids = 0;
     w.id = canon_ids(p, a, &n_ids);
     w.mapped = cr_calloc(a, n_ids, sizeof *w.mapped);
@@ -466,10 +494,11 @@ cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads,
     w.sel_bits = cr_calloc(a, p->n_selects + 1, 1);
     w.spill = cr_calloc(a, p->n_selects + 1, 1);
     w.sel_last = cr_calloc(a, p->n_selects + 1, sizeof *w.sel_last);
+    w.taken = cr_calloc(a, p->n_code + 1, sizeof *w.taken);
     mp->stream = cr_calloc(a, p->n_main + 1, 1);
     w.stream = mp->stream;
     cr_status s = CR_OK;
-    if (!w.id || !w.mapped || !w.sel_live || !w.scr_live || !w.sel_bits || !w.spill || !w.sel_last || !mp->stream) {
+    if (!w.id || !w.mapped || !w.sel_live || !w.scr_live || !w.sel_bits || !w.spill || !w.sel_last || !w.taken || !mp->stream) {
         s = cr_fail(err, CR_ERR_NOMEM, "out of memory planning memory");
         goto out;
     }
@@ -508,6 +537,8 @@ cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads,
     mp->peak_mapped = w.peak_mapped;
     mp->peak_pc = w.peak_pc;
     mp->n_streamed = w.n_streamed;
+    mp->gather_pool = w.pool;
+    mp->gather_pool_bytes = w.held_max;
     for (uint32_t i = 0; i < p->n_selects; i++)
         if (w.spill[i]) {
             mp->n_spill++;
@@ -525,6 +556,7 @@ out:
     cr_free(a, w.sel_bits);
     cr_free(a, w.spill);
     cr_free(a, w.sel_last);
+    cr_free(a, w.taken);
     if (s) { cr_free(a, mp->stream); mp->stream = NULL; }
     return s;
 }

@@ -16,6 +16,7 @@
 #define CR_MEMPLAN_H
 
 #include "base.h"
+#include "gatherpool.h"
 #include "program.h"
 #include "refsum.h"
 
@@ -101,6 +102,12 @@ typedef struct cr_memplan {
     uint8_t *spill;
     uint32_t n_spill;        /* selections marked */
     uint64_t spill_bytes;    /* bytes of those gathers (each written once, read back by the sort) */
+    /* no budget: freed torch tie-order gathers are kept for the next
+     * tensor's (gatherpool.h) instead of faulting fresh zeroed pages; the
+     * model counts the buffers kept from their first use to the end, at
+     * most gather_pool_bytes */
+    bool gather_pool;
+    uint64_t gather_pool_bytes;
     const cr_allocator *alloc;   /* owns `stream` and `spill` */
 } cr_memplan;
 

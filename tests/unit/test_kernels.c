@@ -7,9 +7,11 @@
  * the CPU cannot run are skipped and reported. */
 #include "harness.h"
 #include "kernels/kernels.h"
+#include "ranksort.h"
 #include "rng.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static const size_t sizes[] = { 1, 7, 15, 16, 17, 31, 33, 1000003 };
 enum { MAXN = 1000003 };
@@ -237,6 +239,77 @@ TEST(pick_isa)
 }
 
 /* tsan: runs threads; tools/sanitize.sh thread runs this test */
+/* The torch tie-order partition's block scan (stoppers): each SIMD kernel
+ * gives the scalar reference's offsets on random blocks of keys and tagged
+ * ties, for both sides and lengths that are and are not a multiple of 16
+ * (the AVX-512 kernel compresses sixteen words at a time). */
+TEST(stoppers_match_scalar)
+{
+    static const unsigned lens[] = { 8, 16, 24, 248, 256 };
+    unsigned (*const fns[])(const uint32_t *, unsigned, uint32_t, uint32_t, bool, uint16_t *) = {
+        cr_stoppers_avx2, cr_stoppers_avx512 };
+    const cr_kernels *tables[] = { &cr_kernels_avx2, &cr_kernels_avx512 };
+    uint32_t w[256];
+    uint16_t want[256 + 16], got[256 + 16];
+    uint64_t st = 12345;
+    int bad = 0, runs = 0;
+    for (int rep = 0; rep < 200; rep++) {
+        for (unsigned i = 0; i < 256; i++) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            uint32_t key = (uint32_t)(st >> 33) % (rep % 2 ? 7u : 100000u);
+            w[i] = (st >> 20) % 5 == 0 ? 0x80000000u | i : key;   /* a tagged tie */
+        }
+        uint32_t pivot = w[rep % 256] & 0x7fffffffu, tie = (uint32_t)(rep % 7);
+        for (size_t li = 0; li < CR_ARRAY_LEN(lens); li++)
+            for (int le = 0; le < 2; le++) {
+                unsigned nw = cr_kernels_scalar.stoppers(w, lens[li], pivot, tie, le, want);
+                for (size_t t = 0; t < CR_ARRAY_LEN(fns); t++) {
+                    if (!cr_kernels_supported(tables[t])) continue;
+                    CHECK(tables[t]->stoppers == fns[t]);
+                    unsigned ng = fns[t](w, lens[li], pivot, tie, le, got);
+                    bad += ng != nw || memcmp(got, want, nw * sizeof *got) != 0;
+                    runs++;
+                }
+            }
+    }
+    CHECK_MSG(bad == 0, "%d of %d stoppers blocks differ from the scalar kernel", bad, runs);
+}
+
+/* ROWRANK's radix sort (vm/ranksort.h) orders a row's (key << 32 | column)
+ * words as sorting the whole words does: rows with many equal keys, one
+ * key for all (every byte skipped), NaN-like and zero keys, short rows. */
+static int cmp_word(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+TEST(rank_sort_matches_qsort)
+{
+    enum { MAXC = 5000 };
+    static uint64_t w[MAXC], want[MAXC], tmp[MAXC];
+    static const size_t lens[] = { 0, 1, 2, 3, 17, 512, 4999 };
+    uint64_t st = 777;
+    int bad = 0;
+    for (int shape = 0; shape < 4; shape++)
+        for (size_t li = 0; li < CR_ARRAY_LEN(lens); li++) {
+            size_t n = lens[li];
+            for (size_t e = 0; e < n; e++) {
+                st = st * 6364136223846793005ull + 1442695040888963407ull;
+                uint32_t k = shape == 0 ? (uint32_t)(st >> 33)                      /* all bytes vary */
+                           : shape == 1 ? 0x3c000000u + ((uint32_t)(st >> 40) % 9 << 16)   /* bf16-like, many ties */
+                           : shape == 2 ? 0x7fc00000u                               /* one key (NaN) everywhere */
+                           : (uint32_t)(st >> 60) * 0x01010101u;                    /* few keys, every byte */
+                w[e] = (uint64_t)k << 32 | e;
+            }
+            memcpy(want, w, n * sizeof *w);
+            if (n) qsort(want, n, sizeof *want, cmp_word);
+            cr_rank_sort(w, tmp, n);
+            bad += n && memcmp(w, want, n * sizeof *w) != 0;
+        }
+    CHECK_MSG(bad == 0, "%d rows sorted differently from qsort", bad);
+}
+
 int main(void)
 {
     RUN(scalar_reference_known_values);
@@ -244,5 +317,7 @@ int main(void)
     RUN(pick_isa);
     RUN(simd_tables_match_scalar);
     RUN(uniform_matches_scalar);
+    RUN(stoppers_match_scalar);
+    RUN(rank_sort_matches_qsort);
     return cr_test_summary();
 }

@@ -155,6 +155,92 @@ TEST(bad_k_is_an_error)
     cr_program_free(&p);
 }
 
+/* A run without --max-memory keeps a freed torch tie-order gather for the
+ * next tensor (vm/gatherpool.h): two tensors of one shape, each a TIES-like
+ * selection in torch's tie order, allocate one gather between them, not
+ * one each, and write the masks a run that frees them (--max-memory, the
+ * pool off) writes. Counted through the run's allocator. */
+typedef struct counting { const cr_allocator *inner; size_t size; unsigned hits; } counting;
+static void *counting_fn(void *ud, void *ptr, size_t n)
+{
+    counting *c = ud;
+    if (!ptr && n == c->size) c->hits++;
+    return c->inner->fn(c->inner->ud, ptr, n);
+}
+
+static unsigned run_two_gathers(const char *out, uint64_t max_memory, unsigned char **shard, size_t *len)
+{
+    enum { GN = 5000, GCHUNK = 1000 };
+    static float v[2][GN];
+    for (int t = 0; t < 2; t++)
+        for (int i = 0; i < GN; i++) v[t][i] = (float)((i * (37 + t)) % 11 - 5) * 0.25f;   /* ties on a bf16 grid */
+    char file[512], path[700];
+    snprintf(file, sizeof file, "%s/two.safetensors", tmp);
+    const char *nm[] = { "a", "b" };
+    cr_dtype dt[] = { CR_DTYPE_F32, CR_DTYPE_F32 };
+    uint64_t shape[][2] = { { 0, GN }, { 0, GN } }, off[2];
+    const void *d[] = { v[0], v[1] };
+    uint64_t sz = vb_write_safetensors(file, 2, nm, dt, shape, d, off);
+    vm_builder b;
+    vb_init(&b);
+    uint32_t f = vb_file(&b, file, sz, 0);
+    uint32_t in[2], o[2];
+    for (int t = 0; t < 2; t++) in[t] = vb_input(&b, f, CR_DTYPE_F32, nm[t], off[t], GN * 4, 1, GN, GN);
+    for (int t = 0; t < 2; t++) o[t] = vb_output(&b, nm[t], CR_DTYPE_F32, 0, GN);
+    vb_shard(&b, "model.safetensors");
+    uint32_t ks = vb_scalar(&b, 1234);
+    for (int t = 0; t < 2; t++) {
+        uint32_t x = vb_select(&b, GN, GCHUNK);
+        cr_op seq[] = { CR_OP_HIST_HI, CR_OP_HIST_LO, CR_OP_TIE_COUNT };
+        cr_op top[] = { CR_OP_SEL_FIND_HI, CR_OP_SEL_FIND_LO, CR_OP_SEL_PREFIX };
+        vb_m(&b, CR_OP_SEL_INIT, CR_DTYPE_NONE, x, ks, 0, 0);
+        for (int i = 0; i < 3; i++) {
+            uint32_t kk = vb_kernel_begin(&b, 1, GN, GCHUNK, 1, 0);
+            vb_k(&b, CR_OP_LOAD, CR_DTYPE_NONE, 0, in[t], 0, 0);
+            vb_k(&b, seq[i], CR_DTYPE_NONE, x, 0, 0, 0);
+            if (i == 2) vb_k(&b, CR_OP_TORCH_DESC, CR_DTYPE_NONE, x, 0, 0, 0);
+            vb_kernel_end(&b);
+            vb_m(&b, CR_OP_KERNEL, CR_DTYPE_NONE, 0, kk, 0, 0);
+            vb_m(&b, top[i], CR_DTYPE_NONE, x, 0, 0, 0);
+        }
+        uint32_t kk = vb_kernel_begin(&b, 1, GN, GCHUNK, 2, 0);
+        vb_k(&b, CR_OP_LOAD, CR_DTYPE_NONE, 0, in[t], 0, 0);
+        vb_k(&b, CR_OP_TOPK_MASK, CR_DTYPE_NONE, 1, 0, x, 0);
+        vb_k(&b, CR_OP_STORE, CR_DTYPE_NONE, o[t], 1, 0, 0);
+        vb_kernel_end(&b);
+        vb_m(&b, CR_OP_KERNEL, CR_DTYPE_NONE, 0, kk, 0, 0);
+    }
+    cr_program p;
+    vb_build(&b, &p);
+    counting c = { cr_default_allocator(), GN * 4, 0 };
+    cr_allocator al = { counting_fn, &c };
+    cr_error err = {0};
+    cr_vm_options opt;
+    cr_vm_options_init(&opt);
+    opt.out_dir = out; opt.quiet = true; opt.threads = 2; opt.alloc = &al; opt.max_memory = max_memory;
+    cr_status st = cr_vm_run(&p, &opt, &err);
+    CHECK_MSG(st == CR_OK, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    *shard = vb_read_file(path, len);
+    cr_program_free(&p);
+    return c.hits;
+}
+
+TEST(gathers_are_kept_between_tensors)
+{
+    char out1[512], out2[512];
+    snprintf(out1, sizeof out1, "%s/pool-on", tmp);
+    snprintf(out2, sizeof out2, "%s/pool-off", tmp);
+    unsigned char *on = NULL, *off = NULL;
+    size_t n_on = 0, n_off = 0;
+    CHECK_EQ_INT(run_two_gathers(out1, 0, &on, &n_on), 1);
+    CHECK_EQ_INT(run_two_gathers(out2, 64ull << 20, &off, &n_off), 2);   /* a budget: freed after each tensor */
+    REQUIRE(on && off);
+    CHECK(n_on == n_off && memcmp(on, off, n_on) == 0);
+    free(on);
+    free(off);
+}
+
 int main(void)
 {
     tmp = vb_tempdir();
@@ -163,6 +249,7 @@ int main(void)
     RUN(topk_distinct_and_close_values);
     RUN(topk_ties_across_blocks);
     RUN(bad_k_is_an_error);
+    RUN(gathers_are_kept_between_tensors);
     vb_rmtree(tmp);
     free(tmp);
     return cr_test_summary();

@@ -16,6 +16,7 @@
 #define TARGET __attribute__((target("avx2,fma,f16c")))
 #define ISA_NAME "avx2"
 #define TABLE cr_kernels_avx2
+#define STOPPERS cr_stoppers_avx2   /* the torch tie-order partition's block scan */
 #define VW 8
 #define VF __m256
 #define vload(p) _mm256_loadu_ps(p)

@@ -17,6 +17,7 @@
 #define TARGET __attribute__((target("avx512f,avx2,fma,f16c")))
 #define ISA_NAME "avx512"
 #define TABLE cr_kernels_avx512
+#define STOPPERS cr_stoppers_avx512   /* the torch tie-order partition's block scan */
 #define VW 16
 #define VF __m512
 #define vload(p) _mm512_loadu_ps(p)

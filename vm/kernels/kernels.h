@@ -52,6 +52,8 @@ typedef struct cr_kernels {
 void cr_rng_uniform_avx2(uint64_t seed, uint64_t stream, uint64_t first, float *u, size_t n);
 /* the stoppers kernel eight words at a time (stoppers_avx2.c) */
 unsigned cr_stoppers_avx2(const uint32_t *w, unsigned n, uint32_t pivot_key, uint32_t tie_key, bool le, uint16_t *ofs);
+/* the same sixteen words at a time with VPCOMPRESSD (stoppers_avx512.c) */
+unsigned cr_stoppers_avx512(const uint32_t *w, unsigned n, uint32_t pivot_key, uint32_t tie_key, bool le, uint16_t *ofs);
 
 extern const cr_kernels cr_kernels_scalar;
 extern const cr_kernels cr_kernels_avx2;

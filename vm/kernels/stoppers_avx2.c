@@ -5,7 +5,7 @@
  * whose key is on the stopping side of the pivot. Each group of eight gives
  * an 8-bit mask; a table turns the mask into the offsets of its set bits,
  * stored eight at a time (the buffer has room) and advanced by the count.
- * Used by the AVX2 and AVX-512 tables.
+ * Used by the AVX2 table (AVX-512: stoppers_avx512.c).
  */
 #include "kernels.h"
 

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# soup.sh — `crucible soup --greedy|--uniform` (cli/cmd_soup.c running
+# examples/recipes/greedy-soup.lua) on tiny synthesised fine-tunes of the
+# qwen2 forward fixture: every score it prints for a candidate merge equals
+# `crucible merge` + `crucible eval` of the same recipe; the kept models
+# are the ones whose step lowered the perplexity; the ranking, steps and
+# choice are in the model card; the same inputs give the same output
+# bytes and report; the temporary folder is removed; bad invocations fail.
+# usage: tests/e2e/soup.sh CRUCIBLE_BIN
+. "$(dirname "$0")/../support/e2e_lib.sh" soup "$1"
+fx=tests/fixtures/forward/qwen2
+script=examples/recipes/greedy-soup.lua
+mkdir -p "$tmp/m/base" "$tmp/tmpdir"
+cp "$fx/config.json" "$fx/model.safetensors" "$fx/tokenizer.json" "$tmp/m/base/"
+echo '{"model_max_length": 256}' >"$tmp/m/base/tokenizer_config.json"
+for s in 1 2 3 4; do
+    "$bin" synth "$tmp/m/ft$s" --from "$tmp/m/base" --delta-scale 0.0$s --seed $s >/dev/null 2>&1 ||
+        bad "synth ft$s"
+    cp "$tmp/m/base/tokenizer.json" "$tmp/m/base/tokenizer_config.json" "$tmp/m/ft$s/"
+done
+text=$tmp/held_out.txt
+cat "$fx/text.txt" >"$text"
+printf '%s\n' "A merged model is scored on text it has not seen; the soup keeps what helps." >>"$text"
+cd "$tmp/m" || exit 1
+models="ft1 ft2 ft3 ft4 base"
+root=$OLDPWD
+# ppl DIR: the perplexity `crucible eval` gives, to the soup's 6 decimals
+ppl() { "$bin" eval "$1" --text "$text" --json | sed -n '/"total"/,$p' |
+        sed -n 's/.*"perplexity":[[:space:]]*\([0-9.e+-]*\).*/\1/p' | head -1 | xargs printf '%.6f'; }
+# recipe M...: the uniform average the script builds
+recipe() { printf 'merge_method: linear\nparameters:\n  normalize: true\nmodels:\n'
+           for m in "$@"; do printf '  - model: "%s"\n    parameters:\n      weight: 1.0\n' "$m"; done; }
+
+TMPDIR=$tmp/tmpdir "$bin" soup --greedy --eval "$text" --script "$root/$script" $models out1 >g1.txt 2>g1.err
+rc=$?
+check '[ $rc = 0 ]' "soup --greedy failed: $(cat g1.err)"
+check '[ -z "$(ls -A "$tmp/tmpdir")" ]' "soup left its temporary folder: $(ls -A "$tmp/tmpdir")"
+check 'grep -q "^ranking" g1.txt && grep -q "^step 2: + " g1.txt && grep -q "^greedy soup: " g1.txt' \
+    "report lacks ranking/steps: $(cat g1.txt)"
+# 1. each model's own score is crucible eval's
+ranked=$(sed -n 's/^[0-9]*\. \([^:]*\): .*/\1/p' g1.txt)
+check '[ "$(echo $ranked | wc -w)" = 5 ]' "ranking has not 5 models: $ranked"
+for m in $ranked; do
+    got=$(sed -n "s/^[0-9]*\. $m: //p" g1.txt)
+    check '[ "$got" = "$(ppl "$m")" ]' "ranking score of $m: $got, crucible eval: $(ppl "$m")"
+done
+# 2. each step's candidate equals crucible merge + crucible eval; keep iff better
+set -- $ranked
+kept="$1"
+best=$(sed -n "s/^step 1: [^:]*: perplexity \([0-9.]*\), kept/\1/p" g1.txt)
+k=2
+for m in $(echo $ranked | cut -d' ' -f2-); do
+    line=$(grep "^step $k: + $m: " g1.txt)
+    got=$(printf '%s' "$line" | sed -n 's/.*perplexity \([0-9.]*\),.*/\1/p')
+    recipe $kept "$m" >"step$k.yml"
+    "$bin" merge "step$k.yml" "step$k" -q >/dev/null 2>&1 || bad "merge step$k.yml"
+    want=$(ppl "step$k")
+    check '[ "$got" = "$want" ]' "step $k score $got, crucible merge + eval $want"
+    if awk -v a="$got" -v b="$best" 'BEGIN { exit !(a < b) }'; then
+        check 'printf "%s" "$line" | grep -q "kept$"' "step $k improved but was not kept: $line"
+        kept="$kept $m"; best=$got
+    else
+        check 'printf "%s" "$line" | grep -q "dropped$"' "step $k did not improve but was kept: $line"
+    fi
+    k=$((k + 1))
+done
+# 3. the written soup is the kept models' average, scored as printed
+final=$(sed -n 's/^greedy soup: .* perplexity \([0-9.]*\)$/\1/p' g1.txt)
+check '[ "$final" = "$(ppl out1)" ]' "final score $final, crucible eval out1: $(ppl out1)"
+recipe $kept >final.yml
+"$bin" merge final.yml final -q >/dev/null 2>&1 || bad "merge final.yml"
+check 'cmp -s out1/model.safetensors final/model.safetensors' "out1 is not the average of: $kept"
+check 'grep -q "^## Soup" out1/README.md && grep -q "^step 2: + " out1/README.md' "model card lacks the soup"
+# 4. reproducible: same inputs, same report and bytes
+TMPDIR=$tmp/tmpdir "$bin" soup --greedy --eval "$text" --script "$root/$script" $models out2 >g2.txt 2>&1
+check 'sed "s/out1/out2/" g1.txt | cmp -s - g2.txt' "second run's report differs"
+check 'cmp -s out1/model.safetensors out2/model.safetensors && cmp -s out1/mergekit_config.yml out2/mergekit_config.yml' \
+    "second run's output differs"
+# 5. --uniform: the average of all, scored as printed
+TMPDIR=$tmp/tmpdir "$bin" soup --uniform --eval "$text" --script "$root/$script" $models uni >u.txt 2>&1
+rc=$?
+check '[ $rc = 0 ]' "soup --uniform failed: $(cat u.txt)"
+got=$(sed -n 's/^uniform soup of 5 models: perplexity \([0-9.]*\) .*/\1/p' u.txt)
+check '[ -n "$got" ] && [ "$got" = "$(ppl uni)" ]' "uniform score $got, crucible eval: $(ppl uni)"
+# 6. bad invocations
+"$bin" soup --eval "$text" ft1 x >/dev/null 2>&1; check '[ $? = 2 ]' "soup without --greedy/--uniform"
+"$bin" soup --greedy ft1 x >/dev/null 2>&1; check '[ $? = 2 ]' "soup without --eval"
+"$bin" soup --greedy --eval "$text" --script "$root/$script" ft1 out1 >/dev/null 2>&1
+check '[ $? = 2 ]' "soup into an existing directory"
+"$bin" soup --greedy --eval "$text" --script "$root/$script" ft1 nope missing >e.txt 2>&1
+rc=$?
+check '[ $rc = 1 ] && grep -q "nope" e.txt && [ ! -e missing ]' "a missing model: $(cat e.txt)"
+
+echo "soup: $pass passed, $fail failed"
+[ "$fail" = 0 ]

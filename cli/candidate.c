@@ -18,6 +18,7 @@
 #include "forward.h"
 #include "infile.h"
 #include "limits.h"
+#include "memio.h"
 #include "model.h"
 #include "pipeline.h"
 #include "pool.h"
@@ -89,8 +90,9 @@ static cr_status score(const cr_llm *llm, const int32_t *ids, size_t n, size_t m
     return CR_OK;
 }
 
-cr_status cr_eval_dir(const cr_allocator *A, const char *dir, const char *text_path, unsigned threads,
-                      cr_eval_score *out, cr_error *err)
+/* The model named dir, its files found through fs (NULL: the file system). */
+static cr_status eval_model(const cr_allocator *A, const cr_model_fs *fs, const char *dir, const char *text_path,
+                            unsigned threads, cr_eval_score *out, cr_error *err)
 {
     memset(out, 0, sizeof *out);
     cr_model model;
@@ -102,13 +104,19 @@ cr_status cr_eval_dir(const cr_allocator *A, const char *dir, const char *text_p
     cr_vec ids;
     cr_vec_init(&ids, A, sizeof(int32_t));
     char path[4096];
-    cr_status st = cr_model_open(A, dir, 0, &model, err);
+    char mapped[64];
+    cr_status st = cr_model_open_fs(A, dir, 0, fs, &model, err);
     if (st) return st;
     if ((st = cr_llm_open(A, &model, &llm, err))) goto done;
     if ((st = cr_pool_init(A, cr_threads_resolve(threads), &pool, err))) goto done;
     llm.pool = pool;
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    if ((st = cr_tokenizer_load(A, path, &tok, err))) goto done;
+    const char *tp = fs ? fs->map(fs->ud, path, mapped, sizeof mapped) : path;
+    if (!tp) {
+        st = cr_fail(err, CR_ERR_IO, "%s: cannot open tokenizer: no such file", path);
+        goto done;
+    }
+    if ((st = cr_tokenizer_load(A, tp, &tok, err))) goto done;
     if ((st = cr_file_read(A, text_path, CR_LIMIT_TEXT_BYTES, "text", &text, &tl, err))) goto done;
     if ((st = cr_tokenizer_encode(tok, text, tl, true, &ids, err))) goto done;
     if (ids.len < 2) {
@@ -133,6 +141,12 @@ done:
     return st;
 }
 
+cr_status cr_eval_dir(const cr_allocator *A, const char *dir, const char *text_path, unsigned threads,
+                      cr_eval_score *out, cr_error *err)
+{
+    return eval_model(A, NULL, dir, text_path, threads, out, err);
+}
+
 /* ---- candidates ---------------------------------------------------------- */
 
 /* The first error diagnostic into err (the compiler printed none). */
@@ -147,33 +161,53 @@ static cr_status diag_error(const cr_compile_result *r, const char *name, cr_sta
     return st;
 }
 
-cr_status cr_candidate_write(cr_candidate_env *e, const char *name, const char *yaml, size_t len,
-                             const char *out_dir, bool quiet, cr_error *err)
+static cr_status compile(cr_candidate_env *e, const char *name, const char *yaml, size_t len,
+                         const char *out_dir, cr_compile_result *r, cr_error *err)
 {
     cr_pipeline_options po = {
         .alloc = e->alloc, .path = name, .text = yaml, .text_len = len, .models_dir = e->models_dir,
         .compile = { .seed = e->seed, .max_shard_bytes = 5000000000ull },
         .copy_tokenizer = true, .write_card = true, .out_dir = out_dir, .threads = e->threads,
         .collect_inputs = true, .recipe_text = true };
-    cr_compile_result r;
-    cr_status st = cr_compile(&po, &r, err);
+    cr_status st = cr_compile(&po, r, err);
     if (st) {
-        if (r.failed == CR_STAGE_FRONTEND && r.diags.n_errors) diag_error(&r, name, st, err);
-        cr_compile_result_free(&r);
+        if (r->failed == CR_STAGE_FRONTEND && r->diags.n_errors) diag_error(r, name, st, err);
+        cr_compile_result_free(r);
         return st;
     }
-    cr_compile_result_release_compiler(&r);
+    cr_compile_result_release_compiler(r);
+    return CR_OK;
+}
+
+static cr_status run(cr_candidate_env *e, const cr_compile_result *r, const char *out_dir, const cr_io *io,
+                     uint64_t max_memory, bool quiet, cr_error *err)
+{
     cr_vm_options vo;
     cr_vm_options_init(&vo);
     vo.out_dir = out_dir;
     vo.threads = e->threads;
-    vo.max_memory = e->max_memory;
+    vo.max_memory = max_memory;
     vo.quiet = quiet;
     vo.skip_hash = true;   /* just compiled from the same files */
-    vo.inputs = &r.inputs;
-    st = cr_vm_run(&r.program, &vo, err);
+    vo.inputs = &r->inputs;
+    vo.io = io;
+    return cr_vm_run(&r->program, &vo, err);
+}
+
+cr_status cr_candidate_write(cr_candidate_env *e, const char *name, const char *yaml, size_t len,
+                             const char *out_dir, bool quiet, cr_error *err)
+{
+    cr_compile_result r;
+    cr_status st = compile(e, name, yaml, len, out_dir, &r, err);
+    if (st) return st;
+    st = run(e, &r, out_dir, NULL, e->max_memory, quiet, err);
     cr_compile_result_free(&r);
     return st;
+}
+
+static const char *memio_map(void *ud, const char *path, char *buf, size_t cap)
+{
+    return cr_memio_path(ud, path, buf, cap);
 }
 
 cr_status cr_candidate_eval(cr_candidate_env *e, const char *name, const char *yaml, size_t len,
@@ -184,9 +218,32 @@ cr_status cr_candidate_eval(cr_candidate_env *e, const char *name, const char *y
     char *dir = cr_malloc(e->alloc, n);
     if (!dir) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     snprintf(dir, n, "%s/candidate-%u", e->tmp_dir, e->n_runs++);
-    cr_status st = cr_candidate_write(e, name, yaml, len, dir, true, err);
+    cr_compile_result r;
+    cr_status st = compile(e, name, yaml, len, dir, &r, err);
+    if (st) { cr_free(e->alloc, dir); return st; }
+    /* In memory when the output and the VM's working memory fit the
+     * budget together: the VM gets what the output leaves, and says so
+     * (CR_ERR_LIMIT, before it writes) when that is too little. */
+    uint64_t out_bytes = 0;
+    for (uint32_t i = 0; i < r.program.n_shards; i++) out_bytes += r.program.shards[i].file_size;
+    bool in_memory = !e->force_dir && (!e->max_memory || out_bytes < e->max_memory);
+    if (in_memory) {
+        cr_memio mio;
+        if ((st = cr_memio_init(&mio, e->alloc, err))) goto out;
+        st = run(e, &r, dir, &mio.io, e->max_memory ? e->max_memory - out_bytes : 0, true, err);
+        if (!st) {
+            cr_model_fs fs = { memio_map, &mio };
+            st = eval_model(e->alloc, &fs, dir, text_path, e->threads, out, err);
+            out->in_memory = true;
+        }
+        cr_memio_free(&mio);
+        if (st != CR_ERR_LIMIT) goto out;
+    }
+    st = run(e, &r, dir, NULL, e->max_memory, true, err);
     if (!st) st = cr_eval_dir(e->alloc, dir, text_path, e->threads, out, err);
     remove_tree(dir);
+out:
+    cr_compile_result_free(&r);
     cr_free(e->alloc, dir);
     return st;
 }

@@ -3,15 +3,15 @@
  * (cli/cmd_soup.c, spec/search.md).
  *
  * A candidate is a YAML recipe in memory. It is compiled by the one
- * pipeline (compiler/pipeline.h) exactly as `crucible merge` compiles it,
- * run by the VM into a directory inside a crucible-made temporary folder,
- * scored by the forward pass exactly as `crucible eval` scores a directory
- * (default windows, BOS as tokenizer(text)), and removed. So the score of
- * a candidate equals `crucible merge` + `crucible eval` of the same recipe
- * bit for bit: the same program writes the same bytes and the same scorer
- * reads them. The VM's working memory stays under max_memory as in
- * `crucible merge`; the candidate's weights live in the temporary folder's
- * file system (page cache), never all in the process's heap.
+ * pipeline (compiler/pipeline.h) exactly as `crucible merge` compiles it
+ * and run by the VM into memory (core/memio.h: anonymous memory files, no
+ * file system) when its output fits --max-memory beside the VM's working
+ * memory, else into a directory inside a crucible-made temporary folder;
+ * then scored by the forward pass exactly as `crucible eval` scores a
+ * directory (default windows, special tokens as tokenizer(text)), and
+ * thrown away. Either way the score equals `crucible merge` + `crucible
+ * eval` of the same recipe bit for bit: the same program writes the same
+ * bytes and the same scorer reads them (tests/e2e/soup.sh).
  */
 #ifndef CR_CLI_CANDIDATE_H
 #define CR_CLI_CANDIDATE_H
@@ -21,6 +21,7 @@
 typedef struct cr_eval_score {
     double mean_nll, perplexity;
     size_t tokens, predictions;
+    bool in_memory;             /* a candidate: run into memory, not the temporary folder */
 } cr_eval_score;
 
 typedef struct cr_candidate_env {
@@ -31,6 +32,7 @@ typedef struct cr_candidate_env {
     uint64_t seed;              /* --random-seed of every candidate */
     const char *models_dir;     /* NULL: $CRUCIBLE_MODELS */
     unsigned n_runs;            /* candidates run so far (names the directories) */
+    bool force_dir;             /* always through the temporary folder */
 } cr_candidate_env;
 
 /* Make the temporary folder ($TMPDIR or /tmp, "crucible-search-XXXXXX").
@@ -53,7 +55,9 @@ cr_status cr_eval_dir(const cr_allocator *alloc, const char *dir, const char *te
 cr_status cr_candidate_write(cr_candidate_env *e, const char *name, const char *yaml, size_t len,
                              const char *out_dir, bool quiet, cr_error *err);
 
-/* cr_candidate_write into the temporary folder, cr_eval_dir, remove. */
+/* Compile, run into memory (or, when the output and the VM's working
+ * memory do not fit max_memory together, into the temporary folder),
+ * score as cr_eval_dir, free. out->in_memory says which. */
 cr_status cr_candidate_eval(cr_candidate_env *e, const char *name, const char *yaml, size_t len,
                             const char *text_path, cr_eval_score *out, cr_error *err);
 

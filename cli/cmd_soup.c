@@ -83,6 +83,8 @@ static int l_eval(lua_State *S)
     lua_setfield(S, -2, "perplexity");
     lua_pushinteger(S, (lua_Integer)sc.tokens);
     lua_setfield(S, -2, "tokens");
+    lua_pushboolean(S, sc.in_memory);
+    lua_setfield(S, -2, "in_memory");
     return 1;
 }
 

@@ -28,6 +28,19 @@ static bool file_in(const cr_allocator *a, const char *dir, const char *name)
     return r;
 }
 
+/* The path to open for `path` (buf holds it when fs maps it); NULL when
+ * fs knows no such file. Without fs, path itself. */
+static const char *fs_path(const cr_model_fs *fs, const char *path, char *buf, size_t cap)
+{
+    return fs ? fs->map(fs->ud, path, buf, cap) : path;
+}
+
+static bool is_file_fs(const cr_model_fs *fs, const char *path)
+{
+    char buf[64];
+    return fs ? fs_path(fs, path, buf, sizeof buf) != NULL : is_file(path);
+}
+
 static cr_status parse_json_file(const cr_allocator *a, const char *path, cJSON **out, cr_error *err)
 {
     return cr_json_read_object(a, path, CR_LIMIT_JSON_BYTES, out, err);
@@ -58,12 +71,14 @@ static int cmp_str_ptr(const void *a, const void *b)
  * tensor is in its shard, no key twice. Tensors a shard holds beyond what
  * the map lists are not part of the model, as in mergekit (count_unlisted
  * counts them for a warning). */
-static cr_status open_index(cr_model *m, const char *index_path, unsigned flags, cr_error *err)
+static cr_status open_index(cr_model *m, const char *index_path, unsigned flags, const cr_model_fs *fs,
+                            cr_error *err)
 {
     const cr_allocator *a = m->alloc;
     cJSON *idx = NULL;
     const char **names = NULL, **files = NULL;
-    cr_status st = parse_json_file(a, index_path, &idx, err);
+    char buf[64];
+    cr_status st = parse_json_file(a, fs_path(fs, index_path, buf, sizeof buf), &idx, err);
     if (st != CR_OK) return st;
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
     if (!cJSON_IsObject(wm)) {
@@ -117,13 +132,13 @@ static cr_status open_index(cr_model *m, const char *index_path, unsigned flags,
             files[s] = e->valuestring;
             char *p = cr_path_join(a, m->dir, e->valuestring);
             if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", index_path); goto out; }
-            if (!is_file(p)) {
+            if (!is_file_fs(fs, p)) {
                 st = cr_fail(err, CR_ERR_FORMAT, "%s: shard '%s' (holding tensor '%s') does not exist",
                              index_path, e->valuestring, e->string);
                 cr_free(a, p);
                 goto out;
             }
-            st = cr_st_open(a, p, flags, &m->shards[s], err);
+            st = cr_st_open(a, fs_path(fs, p, buf, sizeof buf), flags, &m->shards[s], err);
             cr_free(a, p);
             if (st != CR_OK) goto out;
             m->n_shards++;
@@ -183,27 +198,36 @@ const char *cr_model_unlisted_shard(const cr_model *m, const char *name)
 cr_status cr_model_open(const cr_allocator *alloc, const char *dir, unsigned flags,
                         cr_model *out, cr_error *err)
 {
+    return cr_model_open_fs(alloc, dir, flags, NULL, out, err);
+}
+
+cr_status cr_model_open_fs(const cr_allocator *alloc, const char *dir, unsigned flags, const cr_model_fs *fs,
+                           cr_model *out, cr_error *err)
+{
     memset(out, 0, sizeof *out);
     out->alloc = alloc;
     out->dir = cr_strdup(alloc, dir);
     if (!out->dir) return cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir);
     cr_status st = CR_OK;
     char *p = NULL;
+    char buf[64];
     struct stat sb;
-    if (stat(dir, &sb) != 0) { st = cr_fail_errno(err, errno, "%s: cannot open model directory", dir); goto fail; }
-    if (!S_ISDIR(sb.st_mode)) { st = cr_fail(err, CR_ERR_FORMAT, "%s: not a directory (a model is a directory holding config.json and *.safetensors)", dir); goto fail; }
+    if (fs) { /* directories are names only */ }
+    else if (stat(dir, &sb) != 0) { st = cr_fail_errno(err, errno, "%s: cannot open model directory", dir); goto fail; }
+    else if (!S_ISDIR(sb.st_mode)) { st = cr_fail(err, CR_ERR_FORMAT, "%s: not a directory (a model is a directory holding config.json and *.safetensors)", dir); goto fail; }
 
     p = cr_path_join(alloc, dir, "config.json");
     if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
-    if (is_file(p) && (st = parse_json_file(alloc, p, &out->config, err)) != CR_OK) goto fail;
+    if (is_file_fs(fs, p) && (st = parse_json_file(alloc, fs_path(fs, p, buf, sizeof buf), &out->config, err)) != CR_OK)
+        goto fail;
     cr_free(alloc, p);
 
     p = cr_path_join(alloc, dir, "model.safetensors");
     if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
-    if (is_file(p)) {
+    if (is_file_fs(fs, p)) {
         out->shards = cr_calloc(alloc, 1, sizeof *out->shards);
         if (!out->shards) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
-        if ((st = cr_st_open(alloc, p, flags, &out->shards[0], err)) != CR_OK) goto fail;
+        if ((st = cr_st_open(alloc, fs_path(fs, p, buf, sizeof buf), flags, &out->shards[0], err)) != CR_OK) goto fail;
         out->n_shards = 1;
         const cr_st_file *f = &out->shards[0];
         out->tensors = cr_calloc(alloc, f->n_tensors ? f->n_tensors : 1, sizeof *out->tensors);
@@ -214,9 +238,9 @@ cr_status cr_model_open(const cr_allocator *alloc, const char *dir, unsigned fla
         cr_free(alloc, p);
         p = cr_path_join(alloc, dir, "model.safetensors.index.json");
         if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
-        if (is_file(p)) {
-            if ((st = open_index(out, p, flags, err)) != CR_OK) goto fail;
-        } else if (file_in(alloc, dir, "pytorch_model.bin") || file_in(alloc, dir, "pytorch_model.bin.index.json")) {
+        if (is_file_fs(fs, p)) {
+            if ((st = open_index(out, p, flags, fs, err)) != CR_OK) goto fail;
+        } else if (!fs && file_in(alloc, dir, "pytorch_model.bin") || file_in(alloc, dir, "pytorch_model.bin.index.json")) {
             st = cr_fail(err, CR_ERR_UNSUPPORTED,
                          "%s: holds PyTorch pickle weights (pytorch_model.bin*); crucible reads only safetensors so far "
                          "(convert the model to safetensors first)", dir);

@@ -82,7 +82,36 @@ rc=$?
 check '[ $rc = 0 ]' "soup --uniform failed: $(cat u.txt)"
 got=$(sed -n 's/^uniform soup of 5 models: perplexity \([0-9.]*\) .*/\1/p' u.txt)
 check '[ -n "$got" ] && [ "$got" = "$(ppl uni)" ]' "uniform score $got, crucible eval: $(ppl uni)"
-# 6. bad invocations
+# 6. the script API: crucible.eval of a recipe in memory, and streamed
+# through the temporary folder when the output does not fit --max-memory
+# beside the VM's working memory; both equal crucible merge + crucible eval
+# to the last bit (17 significant digits of mean NLL and perplexity)
+cat >probe.lua <<'LUA'
+local a = crucible.args()
+local y = "merge_method: linear\nmodels:\n  - model: ft1\n    parameters:\n      weight: 0.3\n" ..
+          "  - model: ft2\n    parameters:\n      weight: 0.7\n"
+local s = crucible.eval(y, a.eval)
+crucible.print(string.format("%.17g %.17g %s", s.mean_nll, s.perplexity, tostring(s.in_memory)))
+LUA
+printf 'merge_method: linear\nmodels:\n  - model: ft1\n    parameters:\n      weight: 0.3\n  - model: ft2\n    parameters:\n      weight: 0.7\n' >probe.yml
+"$bin" merge probe.yml probe -q >/dev/null 2>&1 || bad "merge probe.yml"
+json=$("$bin" eval probe --text "$text" --json | sed -n '/"total"/,$p')
+want="$(printf '%s' "$json" | sed -n 's/.*"mean_nll":[[:space:]]*\([0-9.e+-]*\).*/\1/p') $(printf '%s' "$json" | sed -n 's/.*"perplexity":[[:space:]]*\([0-9.e+-]*\).*/\1/p')"
+TMPDIR=$tmp/tmpdir "$bin" soup --uniform --eval "$text" --script probe.lua -j 1 ft1 x >p1.txt 2>&1
+check '[ "$(cat p1.txt)" = "$want true" ]' "in memory: $(cat p1.txt), crucible merge + eval: $want"
+# the least --max-memory the merge runs under with one thread
+lo=1; hi=64000000
+while [ $((hi - lo)) -gt 1 ]; do
+    mid=$(((lo + hi) / 2)); rm -rf bm
+    if "$bin" merge probe.yml bm -q -j 1 --max-memory $mid >/dev/null 2>&1; then hi=$mid; else lo=$mid; fi
+done
+TMPDIR=$tmp/tmpdir "$bin" soup --uniform --eval "$text" --script probe.lua -j 1 --max-memory $hi ft1 x >p2.txt 2>&1
+check '[ "$(cat p2.txt)" = "$want false" ]' "streamed (--max-memory $hi): $(cat p2.txt), crucible merge + eval: $want"
+TMPDIR=$tmp/tmpdir "$bin" soup --uniform --eval "$text" --script probe.lua -j 1 --max-memory $((hi + 400000)) ft1 x >p3.txt 2>&1
+check '[ "$(cat p3.txt)" = "$want true" ]' "in memory (--max-memory $((hi + 400000))): $(cat p3.txt)"
+check '[ -z "$(ls -A "$tmp/tmpdir")" ] && [ ! -e x ]' "temporary folder left: $(ls -A "$tmp/tmpdir")"
+
+# 7. bad invocations
 "$bin" soup --eval "$text" ft1 x >/dev/null 2>&1; check '[ $? = 2 ]' "soup without --greedy/--uniform"
 "$bin" soup --greedy ft1 x >/dev/null 2>&1; check '[ $? = 2 ]' "soup without --eval"
 "$bin" soup --greedy --eval "$text" --script "$root/$script" ft1 out1 >/dev/null 2>&1

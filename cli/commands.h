@@ -15,6 +15,7 @@ int cr_cmd_diff(int argc, char **argv);
 int cr_cmd_moe(int argc, char **argv);
 int cr_cmd_eval(int argc, char **argv);
 int cr_cmd_soup(int argc, char **argv);
+int cr_cmd_evolve(int argc, char **argv);
 int cr_cmd_verify(int argc, char **argv);
 int cr_cmd_ops(int argc, char **argv);
 int cr_cmd_assemble(int argc, char **argv);

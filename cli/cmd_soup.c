@@ -5,10 +5,11 @@
  * --script FILE: a user's edited copy), run in the method sandbox with a
  * `crucible` table of its own:
  *   crucible.args()               the command line: {mode, eval, out, models = {...}}
- *   crucible.eval(target, file)   {mean_nll, perplexity, tokens} of a model
- *                                 directory, or of a YAML recipe (a string
- *                                 holding a newline) merged into a temporary
- *                                 folder and scored (cli/candidate.h)
+ *   crucible.eval(target, text)   {mean_nll, perplexity, tokens, in_memory} of
+ *                                 a model directory, or of a YAML recipe (a
+ *                                 string holding a newline) merged into
+ *                                 memory and scored (cli/candidate.h); text
+ *                                 is a file name or {text = "..."}
  *   crucible.write(yaml, out)     `crucible merge` of a YAML recipe into out
  *   crucible.card(out, markdown)  append a section to out/README.md
  *   crucible.print(...)           a line on standard output
@@ -69,12 +70,31 @@ static int l_eval(lua_State *S)
     soup *s = self(S);
     size_t len;
     const char *target = luaL_checklstring(S, 1, &len);
-    const char *text = luaL_checkstring(S, 2);
+    /* a file, or {text = "..."}: the text goes to a file in the search's
+     * own temporary folder, scored, and removed */
+    char tpath[PATH_MAX];
+    const char *text;
+    bool own_text = lua_istable(S, 2);
+    if (own_text) {
+        if (lua_getfield(S, 2, "text") != LUA_TSTRING) luaL_error(S, "crucible.eval: want a file name or {text = \"...\"}");
+        size_t tl;
+        const char *t = lua_tolstring(S, -1, &tl);
+        snprintf(tpath, sizeof tpath, "%s/text-%u.txt", s->env.tmp_dir, s->env.n_runs++);
+        FILE *f = fopen(tpath, "wb");
+        bool ok = f && fwrite(t, 1, tl, f) == tl;
+        if (f && fclose(f)) ok = false;
+        if (!ok) { unlink(tpath); luaL_error(S, "crucible.eval: cannot write %s", tpath); }
+        lua_pop(S, 1);
+        text = tpath;
+    } else {
+        text = luaL_checkstring(S, 2);
+    }
     cr_eval_score sc;
     cr_error err = { 0 };
     cr_status st = memchr(target, '\n', len)
                  ? cr_candidate_eval(&s->env, "candidate.yml", target, len, text, &sc, &err)
                  : cr_eval_dir(s->env.alloc, target, text, s->env.threads, &sc, &err);
+    if (own_text) unlink(tpath);
     if (st) luaL_error(S, "crucible.eval: %s", err.msg);
     lua_newtable(S);
     lua_pushnumber(S, sc.mean_nll);

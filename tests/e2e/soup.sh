@@ -125,6 +125,13 @@ TMPDIR=$tmp/tmpdir "$bin" soup --uniform --eval "$text" --script probe.lua -j 1 
 check 'same p2.txt false' "streamed (--max-memory $hi): $(cat p2.txt), crucible merge + eval: $want"
 TMPDIR=$tmp/tmpdir "$bin" soup --uniform --eval "$text" --script probe.lua -j 1 --max-memory $((hi + 400000)) ft1 x >p3.txt 2>&1
 check 'same p3.txt true' "in memory (--max-memory $((hi + 400000))): $(cat p3.txt)"
+# the text as a string, {text = "..."}: the same score
+{ printf 'local y = "merge_method: linear\\nmodels:\\n  - model: ft1\\n    parameters:\\n      weight: 0.3\\n" ..\n'
+  printf '          "  - model: ft2\\n    parameters:\\n      weight: 0.7\\n"\n'
+  printf 'local s = crucible.eval(y, { text = [==['; cat "$text"; printf ']==] })\n'
+  printf 'crucible.print(string.format("%%.17g", s.mean_nll))\n'; } >probe2.lua
+TMPDIR=$tmp/tmpdir "$bin" soup --uniform --eval "$text" --script probe2.lua ft1 x >p4.txt 2>&1
+check '[ "$(cat p4.txt)" = "$want_nll" ]' "{text = ...}: $(cat p4.txt), want $want_nll"
 check '[ -z "$(ls -A "$tmp/tmpdir")" ] && [ ! -e x ]' "temporary folder left: $(ls -A "$tmp/tmpdir")"
 
 # 7. bad invocations

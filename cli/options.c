@@ -270,6 +270,23 @@ static bool apply(cr_cli_options *o, int id, const char *opt, bool neg, const ch
     case CR_OPT_REQUIRE_HASH: o->require_hash = true; break;
     case CR_OPT_SKIP_HASH: o->skip_hash = true; break;
     case CR_OPT_MODELS_DIR: o->models_dir = val; break;
+    case CR_OPT_TRANSFORMERS_CACHE:
+        /* mergekit passes it to huggingface_hub as cache_dir: the hub cache
+         * itself. The command line is the process's own: the resolver
+         * (compiler/resolve.h) reads it from the environment as HF_HUB_CACHE */
+        if (!*val) return bad_value(o, opt, "a directory", val);
+        if (setenv("HF_HUB_CACHE", val, 1)) {
+            fprintf(stderr, "crucible %s: %s: cannot set HF_HUB_CACHE\n", o->cmd, opt);
+            return false;
+        }
+        break;
+    case CR_OPT_SAFE_SERIALIZATION:
+        if (neg) {
+            fprintf(stderr, "crucible %s: %s is not supported (mergekit would write pytorch_model.bin; crucible writes "
+                    "only safetensors, which transformers loads the same way)\n", o->cmd, opt);
+            return false;
+        }
+        break;
     case CR_OPT_INPUT: {
         const char *eq = strchr(val, '=');
         if (!eq || eq == val || !eq[1]) return bad_value(o, opt, "NAME=DIR (a model name as `explain` lists it)", val);
@@ -289,6 +306,14 @@ static bool apply(cr_cli_options *o, int id, const char *opt, bool neg, const ch
         break;
     case CR_OPT_METHODS: o->methods_dir = val; break;
     case CR_OPT_OUTPUT: o->output = val; break;
+    case CR_OPT_LORA_MERGE_DTYPE: {
+        /* mergekit's dtype_from_name: these three, with or without "torch." */
+        cr_dtype t;
+        if (!cr_dtype_parse_torch(val, &t) || (t != CR_DTYPE_BF16 && t != CR_DTYPE_F16 && t != CR_DTYPE_F32))
+            return bad_value(o, opt, "bfloat16, float16 or float32", val);
+        o->lora_merge_dtype = (int)t + 1;
+        break;
+    }
     case CR_OPT_MERGEKIT_VERSION: {
         cr_mk_version v;
         if (!cr_mk_parse(val, &v)) return bad_value(o, opt, "0.1.4 or 0.1.5", val);
@@ -387,6 +412,15 @@ bool cr_cli_parse(cr_cli_cmd cmd, int argc, char **argv, cr_cli_options *o)
         }
         bool neg;
         const char *val;
+        /* -vv, -vvv: click's cluster of mergekit's counted -v */
+        if (a[1] == 'v' && a[2] && strspn(a + 1, "v") == strlen(a + 1)) {
+            int v = find_option(cmd, "-v", &neg, &val);
+            if (v >= 0) {
+                for (const char *c = a + 1; *c; c++) apply(o, v, "-v", false, NULL);
+                o->val[v] = "";
+                continue;
+            }
+        }
         int id = find_option(cmd, a, &neg, &val);
         if (id < 0) {
             fprintf(stderr, "crucible %s: unknown option '%s'\n", o->cmd, a);
@@ -472,6 +506,7 @@ int cr_cli_compile(const cr_cli_options *o, bool header_only, const char *out_di
     cr_pipeline_options po = {
         .path = o->pos[0], .models_dir = o->models_dir, .methods_dir = o->methods_dir,
         .header_only = header_only, .allow_crimes = o->allow_crimes,
+        .has_lora_merge_dtype = o->lora_merge_dtype != 0, .lora_merge_dtype = (cr_dtype)(o->lora_merge_dtype - 1),
         .compile = { .precise = o->precise, .seed = o->seed, .mk_version = (cr_mk_version)o->mk_version,
                      .unsafe_truncate_embeddings = o->unsafe_truncate_embeddings, .max_shard_bytes = o->out_shard_size,
                      .disabled = o->disabled_passes, .dump = o->dump, .dump_out = stdout },

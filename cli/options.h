@@ -49,6 +49,7 @@ typedef struct cr_cli_options {
     const char *dump;
     /* mergekit-moe configs (compiler/moe.h) */
     int mk_version;             /* cr_mk_version: --mergekit-version (0: the current release) */
+    int lora_merge_dtype;       /* --lora-merge-dtype: its cr_dtype + 1 (0: not given) */
     int moe_layout;             /* cr_moe_layout: --moe-layout classic|fused */
     bool gate_f32;              /* --gate-precision f32 (moe hidden gates; default bf16) */
     bool moe_same_source;       /* --i-understand-this-is-not-useful-without-training */

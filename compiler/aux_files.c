@@ -14,6 +14,7 @@
 #include "chat_templates.h"
 #include "hfdir.h"
 #include "infile.h"
+#include "jsonw.h"
 #include "limits.h"
 #include "layout.h"
 #include "tokident.h"
@@ -221,13 +222,26 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
             if (plan->models[i].stage < 0) models[n_models++] = plan->models[i].ref;
         const cr_method_info *m = last->method;
         /* the provenance a .crb carries (spec/bytecode.md), so the card says how to get these bytes again */
-        char prov[320];
-        snprintf(prov, sizeof prov, "Made by crucible %s (VM op table %016llx) with random seed %llu and %s; "
-                 "`crucible compile` of the configuration below gives a program that re-runs it byte for byte.",
-                 p->tool_version.len ? cr_prog_str(p, p->tool_version) : "?",
-                 (unsigned long long)cr_op_table_fingerprint(), (unsigned long long)p->seed,
-                 p->flags & CR_PROG_PRECISE ? "`--precise` (f32 throughout, one rounding at the end)"
-                                            : "torch's rounding after each operation");
+        cr_sbuf pb;
+        cr_sbuf_init(&pb, p->alloc);
+        cr_sbuf_printf(&pb, "Made by crucible %s (VM op table %016llx) with random seed %llu and %s; "
+                       "`crucible compile` of the configuration below gives a program that re-runs it byte for byte.",
+                       p->tool_version.len ? cr_prog_str(p, p->tool_version) : "?",
+                       (unsigned long long)cr_op_table_fingerprint(), (unsigned long long)p->seed,
+                       p->flags & CR_PROG_PRECISE ? "`--precise` (f32 throughout, one rounding at the end)"
+                                                  : "torch's rounding after each operation");
+        /* the commits that models from the Hugging Face cache resolved to */
+        bool any = false;
+        for (uint32_t i = 0; i < plan->n_models; i++) {
+            const cr_plan_model *pm = &plan->models[i];
+            if (pm->stage >= 0 || !pm->revision) continue;
+            cr_sbuf_printf(&pb, "%s`%s` at commit `%s`", any ? ", " : " Hugging Face snapshots read: ",
+                           pm->lookup ? pm->lookup : pm->ref, pm->revision);
+            any = true;
+        }
+        if (any) cr_sbuf_add(&pb, ".", 1);
+        char *prov = cr_sbuf_take(&pb, NULL);
+        if (!prov) return cr_fail(err, CR_ERR_NOMEM, "out of memory writing the model card");
         cr_hf_card card = {
             .out_path = o->out_path ? o->out_path : "merged",
             .method = m ? m->name : "?", .method_pretty = m ? m->pretty : NULL,
@@ -240,6 +254,7 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
             .provenance = prov };
         size_t len;
         char *text = cr_hf_model_card(p->alloc, &card, &len);
+        cr_free(p->alloc, prov);
         if (!text) return cr_fail(err, CR_ERR_NOMEM, "out of memory writing the model card");
         s = cr_program_aux_write(p, "README.md", text, len, err);
         cr_free(p->alloc, text);

@@ -102,10 +102,12 @@ cr_status cr_program_bind_models(cr_program *p, const cr_resolve_env *env, cr_ar
         } else {
             const char *tried = NULL;
             dir = cr_resolve_model_at(env, ar, lookup, rev, NULL, &tried);
+            const char *fetch = dir ? NULL : cr_resolve_fetch_command(ar, lookup, rev);
             if (!dir)
                 return cr_fail(err, CR_ERR_CONFIG, "input model '%s'%s%s not found (looked in %s); "
-                               "pass --models-dir DIR, or --input %s=DIR", ref, rev ? " at revision " : "",
-                               rev ? rev : "", tried ? tried : "?", ref);
+                               "pass --models-dir DIR, or --input %s=DIR%s%s%s", ref, rev ? " at revision " : "",
+                               rev ? rev : "", tried ? tried : "?", ref, fetch ? " (crucible never downloads: `" : "",
+                               fetch ? fetch : "", fetch ? "` fetches it into the Hugging Face cache)" : "");
         }
         dirs[m] = dir;
     }

@@ -6,8 +6,10 @@
  * common submatrix; 0.1.5: an error, or the common first rows under
  * --unsafe-truncate-embeddings), the load-time cast to the recipe's
  * `dtype` (0.1.5 without one: to the group's promoted dtype), the save-time
- * cast to `out_dtype`, and wiring a later stage's inputs to an earlier
- * stage's result (read back through a scratch tensor).
+ * cast to `out_dtype`, wiring a later stage's inputs to an earlier
+ * stage's result (read back through a scratch tensor), and reading a
+ * `model+adapter` tensor as PEFT's merge_and_unload leaves it
+ * (model_input: W + s·(B·A) as graph ops, spec/lora.md).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +62,76 @@ static uint64_t shard_size(build_ctx *c, const cr_plan_model *pm, uint32_t model
     uint64_t *s = &c->shard_size[model][shard];
     if (*s == UINT64_MAX) *s = cr_st_expected_size(&pm->model.shards[shard]);   /* plan may open truncated files */
     return *s;
+}
+
+/* A file input node of tensor `name` in file `f` of model `pm` (the
+ * adapter's file when `lora`), viewed rows x cols; CR_NO_NODE on failure. */
+static uint32_t file_input(cr_graph *g, build_ctx *bc, const cr_plan_model *pm, uint32_t model, const cr_st_file *f,
+                           uint32_t shard, bool lora, const cr_st_tensor *ti, uint64_t rows, uint64_t cols, uint32_t d)
+{
+    cr_graph_input gi = { .model = model, .tensor = ti->name, .dtype = ti->dtype, .rows = rows, .cols = cols };
+    view_2d(ti->ndim, ti->shape, &gi.src_rows, &gi.src_cols);
+    gi.path = f->path;
+    gi.model_ref = lora ? pm->lora_ref : pm->ref;
+    gi.model_lookup = lora ? pm->lora_lookup : pm->lookup;
+    gi.model_rev = lora ? pm->lora_revision : pm->revision;
+    gi.model_dir = lora ? pm->lora_dir : pm->path;
+    gi.file_size = lora ? cr_st_expected_size(f) : shard_size(bc, pm, model, shard);
+    gi.offset = f->data_start + ti->begin;
+    gi.nbytes = ti->end - ti->begin;
+    uint32_t ii = cr_graph_add_input(g, &gi);
+    if (ii == UINT32_MAX) return CR_NO_NODE;
+    cr_node n = { .op = CR_GOP_INPUT, .dtype = (uint8_t)gi.dtype, .rdt = (uint8_t)gi.dtype,
+                  .kind = CR_VK_TENSOR, .domain = d, .attr = ii };
+    return cr_graph_add(g, &n);
+}
+
+static uint32_t add1(cr_graph *g, cr_gop op, cr_dtype dt, uint32_t d, uint32_t a, uint32_t b, int n_in)
+{
+    if (a == CR_NO_NODE || (n_in > 1 && b == CR_NO_NODE)) return CR_NO_NODE;
+    cr_node n = { .op = (uint16_t)op, .dtype = (uint8_t)dt, .rdt = (uint8_t)dt, .kind = CR_VK_TENSOR, .domain = d,
+                  .n_in = (uint8_t)n_in, .in = { a, b } };
+    return cr_graph_add(g, &n);
+}
+
+/* Tensor `tensor` of model `pm` as mergekit reads it after merging the
+ * model's LoRA with PEFT (spec/lora.md): the adapter's own tensor where it
+ * replaces the weight (cast to the weight's dtype, as loading it into the
+ * model does), then W + scale * (B A), the product in float32 (LOWRANK),
+ * times the scale as a float32 scalar, added in float32 and rounded once to
+ * W's dtype (a Linear), or rounded to W's dtype before the add (an
+ * Embedding); every floating tensor cast to --lora-merge-dtype first when
+ * given. Without a LoRA: the plain input. CR_NO_NODE on failure. */
+static uint32_t model_input(cr_graph *g, build_ctx *bc, const cr_plan_model *pm, uint32_t model,
+                            const char *tensor, uint64_t rows, uint64_t cols, uint32_t d, const char **why)
+{
+    const cr_model_tensor *mt = cr_model_find(&pm->model, tensor);
+    if (!mt) { *why = "no such tensor"; return CR_NO_NODE; }
+    const cr_lora *l = pm->lora;
+    const cr_lora_replace *rep = l ? cr_lora_find_replace(l, tensor) : NULL;
+    uint32_t w = rep ? file_input(g, bc, pm, model, &l->st, 0, true, cr_st_find(&l->st, rep->src), rows, cols, d)
+                     : file_input(g, bc, pm, model, &pm->model.shards[mt->shard], mt->shard, false, mt->info, rows,
+                                  cols, d);
+    cr_dtype wdt = mt->info->dtype;
+    if (l && cr_dtype_is_float(wdt) && pm->lora_dtype != CR_DTYPE_NONE) wdt = pm->lora_dtype;
+    if (w != CR_NO_NODE && g->nodes[w].dtype != wdt) w = add1(g, CR_GOP_MOV, wdt, d, w, 0, 1);
+    const cr_lora_target *t = l ? cr_lora_find_target(l, tensor) : NULL;
+    if (!t || w == CR_NO_NODE) return w;
+    const cr_st_tensor *ta = cr_st_find(&l->st, t->a), *tb = cr_st_find(&l->st, t->b);
+    uint32_t a = file_input(g, bc, pm, model, &l->st, 0, true, ta, ta->shape[0], ta->shape[1], d);
+    uint32_t b = file_input(g, bc, pm, model, &l->st, 0, true, tb, tb->shape[0], tb->shape[1], d);
+    bool tr = t->embedding || pm->lora_conv1d;
+    if (a == CR_NO_NODE || b == CR_NO_NODE) return CR_NO_NODE;
+    cr_node lr = { .op = CR_GOP_LORA, .dtype = CR_DTYPE_F32, .rdt = CR_DTYPE_F32, .kind = CR_VK_TENSOR,
+                   .domain = d, .n_in = 2, .in = { a, b }, .attr = tr };
+    uint32_t ba = cr_graph_add(g, &lr);
+    /* torch multiplies a float32 tensor by a Python float as a float32 scalar */
+    cr_node sc = { .op = CR_GOP_CONST, .dtype = CR_DTYPE_F32, .rdt = CR_DTYPE_F32, .kind = CR_VK_SCALAR,
+                   .domain = CR_NO_DOMAIN, .value = (double)(float)t->scale, .flags = CR_NODEF_WEAK };
+    uint32_t s = cr_graph_add(g, &sc);
+    uint32_t delta = s == CR_NO_NODE ? CR_NO_NODE : add1(g, CR_GOP_MUL, CR_DTYPE_F32, d, ba, s, 2);
+    if (t->embedding && delta != CR_NO_NODE) delta = add1(g, CR_GOP_MOV, wdt, d, delta, 0, 1);
+    return delta == CR_NO_NODE ? CR_NO_NODE : add1(g, CR_GOP_ADD, wdt, d, w, delta, 2);
 }
 
 static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_tensor *t,
@@ -131,41 +203,31 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
     for (uint32_t i = 0; i < t->n_sources; i++) {
         const cr_plan_source *s = &t->sources[i];
         const cr_plan_model *pm = &plan->models[s->model];
-        cr_graph_input gi = { .model = s->model, .tensor = s->tensor, .dtype = s->dtype,
-                              .rows = rows, .cols = cols };
-        view_2d(s->ndim, s->shape, &gi.src_rows, &gi.src_cols);
+        uint32_t node;
         if (pm->stage >= 0) {
+            cr_graph_input gi = { .model = s->model, .tensor = s->tensor, .rows = rows, .cols = cols, .scratch = true };
             const stage_out *p = find_prev(bc, s->tensor);
             if (!p)
                 return cr_fail(err, CR_ERR_CONFIG, "%s: stage '%s' produces no tensor %s", t->name,
                                plan->stages[pm->stage].name, s->tensor);
-            gi.scratch = true;
             gi.src_node = p->node;
             gi.dtype = p->dtype;
             gi.src_rows = p->rows;
             gi.src_cols = p->cols;
+            uint32_t ii = cr_graph_add_input(g, &gi);
+            if (ii == UINT32_MAX) return cr_fail(err, CR_ERR_NOMEM, "out of memory building the graph");
+            cr_node n = { .op = CR_GOP_INPUT, .dtype = (uint8_t)gi.dtype, .rdt = (uint8_t)gi.dtype,
+                          .kind = CR_VK_TENSOR, .domain = d, .attr = ii };
+            node = cr_graph_add(g, &n);
         } else {
             if (!pm->opened) return cr_fail(err, CR_ERR_CONFIG, "%s: model %s is not open", t->name, pm->ref);
-            const cr_model_tensor *mt = cr_model_find(&pm->model, s->tensor);
-            if (!mt) return cr_fail(err, CR_ERR_CONFIG, "%s: model %s has no tensor %s", t->name, pm->ref, s->tensor);
-            const cr_st_file *f = &pm->model.shards[mt->shard];
-            gi.path = f->path;
-            gi.model_ref = pm->ref;
-            gi.model_lookup = pm->lookup;
-            gi.model_rev = pm->revision;
-            gi.model_dir = pm->path;
-            gi.file_size = shard_size(bc, pm, s->model, mt->shard);
-            gi.offset = f->data_start + mt->info->begin;
-            gi.nbytes = mt->info->end - mt->info->begin;
-            gi.dtype = mt->info->dtype;
+            const char *why = NULL;
+            node = model_input(g, bc, pm, s->model, s->tensor, rows, cols, d, &why);
+            if (why) return cr_fail(err, CR_ERR_CONFIG, "%s: model %s has no tensor %s", t->name, pm->ref, s->tensor);
         }
-        uint32_t ii = cr_graph_add_input(g, &gi);
-        if (ii == UINT32_MAX) return cr_fail(err, CR_ERR_NOMEM, "out of memory building the graph");
-        cr_node n = { .op = CR_GOP_INPUT, .dtype = (uint8_t)gi.dtype, .rdt = (uint8_t)gi.dtype,
-                      .kind = CR_VK_TENSOR, .domain = d, .attr = ii };
-        uint32_t node = cr_graph_add(g, &n);
+        cr_dtype idt = node == CR_NO_NODE ? CR_DTYPE_NONE : (cr_dtype)g->nodes[node].dtype;
         /* mergekit casts every loaded tensor to the recipe's dtype */
-        if (node != CR_NO_NODE && st->dtype != CR_DTYPE_NONE && st->dtype != gi.dtype) {
+        if (node != CR_NO_NODE && st->dtype != CR_DTYPE_NONE && st->dtype != idt) {
             cr_node c = { .op = CR_GOP_MOV, .dtype = (uint8_t)st->dtype, .rdt = (uint8_t)st->dtype,
                           .kind = CR_VK_TENSOR, .domain = d, .n_in = 1, .in = { node } };
             node = cr_graph_add(g, &c);

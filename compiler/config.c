@@ -5,7 +5,7 @@
  * on purpose: unknown keys are warned about (mergekit ignores them silently),
  * a bare {filter, value} mapping and a bad dtype name are errors here rather
  * than at evaluation/load time, and features crucible does not implement yet
- * (LoRA, revisions, tokenizer `tokens:` overrides, multi-module recipes,
+ * (tokenizer `tokens:` overrides, multi-module recipes,
  * override_architecture) are parsed and then refused with "not supported
  * yet"; tokenizer sources that need a vocabulary permutation are refused
  * later, in compiler/tokident.c, where the tokenizers are read. Parsing never stops at the first problem.
@@ -177,9 +177,9 @@ static bool parse_ref(pctx *c, const cr_ynode *n, const char *path, cr_model_ref
     out->loc = at(c, n);
     out->ypath = path;
     bool ok = true;
-    if (out->lora) { unsupported(c, n, path, "LoRA model references (`model+lora`)"); ok = false; }
-    /* a model's revision chooses its Hugging Face cache snapshot
-     * (resolve.h); a LoRA's is refused with the LoRA */
+    /* a model's or a LoRA's revision chooses its Hugging Face cache
+     * snapshot (resolve.h); the adapter is opened with the model
+     * (frontend.c, spec/lora.md) */
     if (out->override_arch) { unsupported(c, n, path, "override_architecture"); ok = false; }
     return ok;
 }

@@ -195,7 +195,8 @@ static void kset(kgen *k, uint32_t n, uint32_t r)
 static int kinputs(const cr_node *nd)
 {
     if (nd->kind == CR_VK_SCALAR || nd->op == CR_GOP_ROWSUM || nd->op == CR_GOP_ROWMAX ||
-        nd->op == CR_GOP_COLSUM || nd->op == CR_GOP_INPUT || nd->op == CR_GOP_RAND || nd->op == CR_GOP_TAIL)
+        nd->op == CR_GOP_COLSUM || nd->op == CR_GOP_INPUT || nd->op == CR_GOP_RAND || nd->op == CR_GOP_TAIL ||
+        nd->op == CR_GOP_LORA)
         return 0;
     if (nd->op == CR_GOP_ROW_RANK || nd->op == CR_GOP_TOPK_MASK) return 1;
     return nd->n_in;
@@ -215,6 +216,10 @@ static void kop(kgen *k, uint32_t n, uint32_t r)
         kpush(k, CR_OP_COLB, CR_DTYPE_NONE, r, e->rowvec[n], 0, 0);
     } else if (nd->op == CR_GOP_INPUT) {
         kpush(k, CR_OP_LOAD, CR_DTYPE_NONE, r, e->pinput[nd->attr], 0, 0);
+    } else if (nd->op == CR_GOP_LORA) {
+        /* reads the two views itself (not domain-sized, never LOADed) */
+        kpush(k, nd->attr ? CR_OP_LOWRANK_T : CR_OP_LOWRANK, CR_DTYPE_NONE, r,
+              e->pinput[e->g->nodes[nd->in[0]].attr], e->pinput[e->g->nodes[nd->in[1]].attr], 0);
     } else if (nd->op == CR_GOP_RAND) {
         kpush(k, CR_OP_RAND, CR_DTYPE_NONE, r, e->stream[n], 0, 0);
     } else if (nd->op == CR_GOP_TAIL) {

@@ -7,9 +7,10 @@
  * position, inputs deduplicated by model, outputs sorted into mergekit's
  * write order. Models are opened header-only when asked; a later stage's
  * reference to an earlier stage's `name:` becomes a plan model with stage
- * >= 0 whose tensors are that stage's outputs. Parsing lives in config.c,
- * evaluation in params.c, names -> architecture in arch.c, paths in
- * resolve.c.
+ * >= 0 whose tensors are that stage's outputs; a `model+adapter` model
+ * gets its PEFT adapter attached and checked here (lora_attach,
+ * spec/lora.md). Parsing lives in config.c, evaluation in params.c, names
+ * -> architecture in arch.c, paths in resolve.c.
  */
 #include "frontend.h"
 
@@ -159,6 +160,83 @@ static bool analyse(fe *f, fe_model *m)
     return true;
 }
 
+/* `model+lora` (spec/lora.md): open the adapter and check it against the
+ * model's tensors, as PEFT would when loading it; with --lora-merge-dtype
+ * every floating tensor of the model reads as that dtype. false (reported)
+ * when the reference cannot be used. */
+static bool lora_attach(fe *f, int idx, const cr_model_ref *ref, fe_model *m)
+{
+    cr_plan_model *pm = pmodel(f, idx);
+    const char *snapshot = NULL, *tried = NULL;
+    const char *dir = cr_resolve_model_at(&f->env, f->ar, ref->lora, ref->lora_revision, &snapshot, &tried);
+    if (!dir) {
+        cr_diag_add(f->d, CR_DIAG_ERROR, ref->loc, ref->ypath,
+                    "crucible never downloads; put the adapter there, or pass --models-dir DIR (or set CRUCIBLE_MODELS)",
+                    "LoRA adapter '%s' of '%s' not found (looked in %s)", ref->lora, ref->text, tried ? tried : "?");
+        return false;
+    }
+    cr_lora *l = cr_calloc(f->alloc, 1, sizeof *l);
+    if (!l) { f->oom = true; return false; }
+    cr_error err = { 0 };
+    cr_status st = cr_lora_open(f->alloc, dir, l, &err);
+    if (st) {
+        cr_free(f->alloc, l);
+        if (st == CR_ERR_NOMEM) f->oom = true;
+        cr_diag_add(f->d, CR_DIAG_ERROR, ref->loc, ref->ypath, NULL, "cannot apply LoRA '%s': %s", ref->text, err.msg);
+        return false;
+    }
+    pm->lora = l;
+    pm->lora_ref = ref->lora_revision ? cr_arena_printf(f->ar, "%s@%s", ref->lora, ref->lora_revision) : ref->lora;
+    pm->lora_lookup = ref->lora;
+    pm->lora_revision = snapshot;
+    pm->lora_dir = dir;
+    pm->lora_dtype = f->opt->has_lora_merge_dtype ? f->opt->lora_merge_dtype : CR_DTYPE_NONE;
+    /* PEFT sets fan_in_fan_out for transformers' Conv1D (GPT-2) whatever
+     * the config says, and clears it for nn.Linear */
+    const cJSON *mt = m->file->config ? cJSON_GetObjectItemCaseSensitive(m->file->config, "model_type") : NULL;
+    pm->lora_conv1d = cJSON_IsString(mt) && !strcmp(mt->valuestring, "gpt2");
+    bool ok = true;
+    for (uint32_t i = 0; i < l->n_targets; i++) {
+        const cr_lora_target *t = &l->targets[i];
+        const fe_tensor *w = fe_find(m, t->weight);
+        const cr_st_tensor *a = cr_st_find(&l->st, t->a), *b = cr_st_find(&l->st, t->b);
+        bool tr = t->embedding || (pm->lora_conv1d && !t->embedding);
+        uint64_t want0 = tr ? a->shape[1] : b->shape[0], want1 = tr ? b->shape[0] : a->shape[1];
+        if (!w) {
+            cr_diag_add(f->d, CR_DIAG_ERROR, ref->loc, ref->ypath, NULL,
+                        "LoRA '%s' changes '%s', which model '%s' does not have (an adapter for another model?)",
+                        ref->lora, t->weight, ref->path);
+            ok = false;
+        } else if (w->ndim != 2 || w->shape[0] != want0 || w->shape[1] != want1) {
+            cr_diag_add(f->d, CR_DIAG_ERROR, ref->loc, ref->ypath, NULL,
+                        "LoRA '%s': '%s' and '%s' make a [%llu, %llu] delta but '%s' of '%s' is not that shape",
+                        ref->lora, t->b, t->a, (unsigned long long)want0, (unsigned long long)want1, t->weight,
+                        ref->path);
+            ok = false;
+        } else if (!cr_dtype_is_float(w->dtype)) {
+            cr_diag_add(f->d, CR_DIAG_ERROR, ref->loc, ref->ypath, NULL, "LoRA '%s': '%s' of '%s' is not floating point",
+                        ref->lora, t->weight, ref->path);
+            ok = false;
+        }
+    }
+    for (uint32_t i = 0; i < l->n_replaced; i++) {
+        const cr_lora_replace *r = &l->replaced[i];
+        const fe_tensor *w = fe_find(m, r->weight);
+        const cr_st_tensor *src = cr_st_find(&l->st, r->src);
+        if (!w || w->ndim != src->ndim || memcmp(w->shape, src->shape, sizeof(uint64_t) * w->ndim)) {
+            cr_diag_add(f->d, CR_DIAG_ERROR, ref->loc, ref->ypath,
+                        w ? "an adapter saved after resizing the embeddings needs the resized model" : NULL,
+                        "LoRA '%s': '%s' replaces '%s', which model '%s' %s", ref->lora, r->src, r->weight, ref->path,
+                        w ? "has in another shape" : "does not have");
+            ok = false;
+        }
+    }
+    if (pm->lora_dtype != CR_DTYPE_NONE)
+        for (uint32_t i = 0; i < m->n; i++)
+            if (cr_dtype_is_float(m->tensors[i].dtype)) m->tensors[i].dtype = pm->lora_dtype;
+    return ok;
+}
+
 static void model_from_file(fe *f, int idx, const cr_model_ref *ref)
 {
     cr_plan_model *pm = pmodel(f, idx);
@@ -167,8 +245,12 @@ static void model_from_file(fe *f, int idx, const cr_model_ref *ref)
     const char *snapshot = NULL;
     const char *dir = cr_resolve_model_at(&f->env, f->ar, ref->path, ref->revision, &snapshot, &tried);
     if (!dir) {
+        const char *fetch = cr_resolve_fetch_command(f->ar, ref->path, ref->revision);
+        const char *hint = fetch ? cr_arena_printf(f->ar, "crucible never downloads: `%s` puts it into the Hugging Face "
+                                                   "cache, where crucible looks; or put the model in a directory and "
+                                                   "pass --models-dir DIR (or set CRUCIBLE_MODELS)", fetch) : NULL;
         cr_diag_add(f->d, CR_DIAG_ERROR, ref->loc, ref->ypath,
-                    "crucible never downloads; put the model there, or pass --models-dir DIR (or set CRUCIBLE_MODELS)",
+                    hint ? hint : "crucible never downloads; put the model there, or pass --models-dir DIR (or set CRUCIBLE_MODELS)",
                     "model '%s' not found (looked in %s)", ref->text, tried ? tried : "?");
         return;
     }
@@ -192,9 +274,9 @@ static void model_from_file(fe *f, int idx, const cr_model_ref *ref)
     if (cm->n_unlisted)
         cr_diag_add(f->d, CR_DIAG_WARNING, ref->loc, ref->ypath,
                     "transformers would load them; add them to weight_map if they belong to the model",
-                    "model '%s': %s/model.safetensors.index.json does not list %u tensor%s that shard '%s' holds "
+                    "model '%s': %s/%s does not list %u tensor%s that shard '%s' holds "
                     "(first: '%s'); like mergekit, crucible reads only the listed tensors",
-                    ref->text, dir, cm->n_unlisted, cm->n_unlisted == 1 ? "" : "s",
+                    ref->text, dir, cm->index_name ? cm->index_name : "model.safetensors.index.json", cm->n_unlisted, cm->n_unlisted == 1 ? "" : "s",
                     cm->shards[cm->first_unlisted_shard].path, cm->first_unlisted);
     m->n = cm->n_tensors;
     m->tensors = fe_alloc(f, cm->n_tensors * sizeof *m->tensors);
@@ -219,6 +301,7 @@ static void model_from_file(fe *f, int idx, const cr_model_ref *ref)
         if (cJSON_IsString(a0)) m->arch_name = cr_arena_strdup(f->ar, a0->valuestring);
     }
     m->n_layers = m->arch.n_layers;
+    if (ref->lora && !lora_attach(f, idx, ref, m)) return;
     if (cfg_layers >= 0) {
         if (cfg_layers > m->arch.n_layers) {
             cr_diag_add(f->d, CR_DIAG_ERROR, ref->loc, ref->ypath, NULL,
@@ -397,10 +480,12 @@ static void add_tensor(fe *f, const fe_slice *sl, const char *out_name, int laye
                                 shard ? "add the tensor to the index's weight_map"
                                       : "set tie_word_embeddings: true in config.json if the model does tie them",
                                 "model '%s' has no tensor '%s' and its config.json sets tie_word_embeddings: false, "
-                                "so its token embedding cannot stand in for it%s%s%s%s%s",
+                                "so its token embedding cannot stand in for it%s%s%s%s%s%s%s",
                                 pmodel(f, s->model)->ref, out_name,
                                 shard ? " (" : "", shard ? pmodel(f, s->model)->path : "",
-                                shard ? "/model.safetensors.index.json does not list it, but shard '" : "",
+                                shard ? "/" : "",
+                                shard && fm->file->index_name ? fm->file->index_name : "",
+                                shard ? " does not list it, but shard '" : "",
                                 shard ? shard : "", shard ? "' holds it)" : "");
                 continue;
             }
@@ -838,8 +923,13 @@ static void publish(fe *f, cr_plan *out)
     cr_plan_stage *stages = ns ? cr_arena_alloc(f->ar, ns * sizeof *stages) : NULL;
     if ((nm && !models) || (ns && !stages)) {
         f->oom = true;
-        for (size_t i = 0; i < nm; i++)
+        for (size_t i = 0; i < nm; i++) {
             if (pmodel(f, (int)i)->opened) cr_model_close(&pmodel(f, (int)i)->model);
+            if (pmodel(f, (int)i)->lora) {
+                cr_lora_close(pmodel(f, (int)i)->lora);
+                cr_free(f->alloc, pmodel(f, (int)i)->lora);
+            }
+        }
         nm = ns = 0;
     } else {
         if (nm) memcpy(models, f->models.data, nm * sizeof *models);

@@ -22,6 +22,8 @@ typedef struct cr_frontend_options {
     bool header_only;              /* open models header-only (plan, explain) */
     bool allow_crimes;             /* allow models whose architectures differ */
     bool no_env;                   /* ignore CRUCIBLE_MODELS and the HF cache variables */
+    bool has_lora_merge_dtype;     /* --lora-merge-dtype given: */
+    cr_dtype lora_merge_dtype;     /* model+lora references read as this dtype (else stored dtypes) */
 } cr_frontend_options;
 
 /* Compile `recipe_path` into `out`. `opt` may be NULL (defaults).

@@ -139,7 +139,7 @@ static int expected_kind(const cr_graph *g, const cr_node *n)
     if (vm_op != CR_OP_COUNT && cr_op_table[vm_op].ctx == CR_CTX_TOP) return CR_VK_SCALAR;
     switch (n->op) {
     case CR_GOP_INPUT: case CR_GOP_RAND: case CR_GOP_TOPK_MASK: case CR_GOP_ROW_RANK: case CR_GOP_TAIL:
-    case CR_GOP_SOFTMAX:
+    case CR_GOP_SOFTMAX: case CR_GOP_LORA:
         return CR_VK_TENSOR;
     case CR_GOP_CONST: case CR_GOP_SUM: case CR_GOP_KTH_ABS: case CR_GOP_CHECK:
         return CR_VK_SCALAR;
@@ -192,6 +192,23 @@ cr_status cr_graph_verify(const cr_graph *g, cr_error *err)
         if (n->op == CR_GOP_INPUT && n->attr >= g->n_inputs)
             return cr_fail(err, CR_ERR_RUNTIME, "graph: node %u reads input %llu of %u", i,
                            (unsigned long long)n->attr, g->n_inputs);
+        if (n->op == CR_GOP_LORA) {
+            /* A (r x n) and B (m x r): file views whose product is the domain (or its transpose) */
+            const cr_node *a = &g->nodes[n->in[0]], *b = &g->nodes[n->in[1]];
+            const cr_graph_domain *dm = &g->domains[n->domain];
+            if (a->op != CR_GOP_INPUT || b->op != CR_GOP_INPUT || g->inputs[a->attr].scratch ||
+                g->inputs[b->attr].scratch)
+                return cr_fail(err, CR_ERR_RUNTIME, "graph: node %u (lora) does not read two file inputs", i);
+            const cr_graph_input *ia = &g->inputs[a->attr], *ib = &g->inputs[b->attr];
+            /* a rectified embedding's domain may be the first rows of the product */
+            bool ok = ia->rows == ib->cols && (n->attr ? ia->cols >= dm->rows && ib->rows >= dm->cols
+                                                        : ib->rows >= dm->rows && ia->cols >= dm->cols);
+            if (!ok)
+                return cr_fail(err, CR_ERR_RUNTIME, "graph: node %u (lora) reads [%llux%llu] and [%llux%llu] for "
+                               "a [%llux%llu] domain", i, (unsigned long long)ia->rows, (unsigned long long)ia->cols,
+                               (unsigned long long)ib->rows, (unsigned long long)ib->cols,
+                               (unsigned long long)dm->rows, (unsigned long long)dm->cols);
+        }
         if ((n->op == CR_GOP_TOPK_MASK || n->op == CR_GOP_KTH_ABS || n->op == CR_GOP_SUM ||
              n->op == CR_GOP_ROWSUM || n->op == CR_GOP_ROWMAX || n->op == CR_GOP_ROW_RANK ||
              n->op == CR_GOP_SOFTMAX || n->op == CR_GOP_COLSUM) &&
@@ -273,6 +290,7 @@ void cr_graph_dump(const cr_graph *g, FILE *out)
             fprintf(out, " [%llux%llu]", (unsigned long long)in->rows, (unsigned long long)in->cols);
         }
         if (n->op == CR_GOP_RAND) fprintf(out, " key=%016llx", (unsigned long long)n->attr);
+        if (n->op == CR_GOP_LORA && n->attr) fprintf(out, " transposed");
         if ((n->op == CR_GOP_SUM || n->op == CR_GOP_ROWSUM || n->op == CR_GOP_COLSUM) && n->attr) {
             static const char *const order[] = { "wide", "numpy", "blas-ssq", "torch", "torch-ssq",
                                                  "torch-chunks", "torch-ssq-chunks" };

@@ -28,7 +28,7 @@
     X(COLSUM, "col_sum", 1)                                                \
     X(TOPK_MASK, "topk_mask", 2) X(KTH_ABS, "kth_abs", 2)                  \
     X(ROW_RANK, "row_rank", 1) X(SOFTMAX, "torch_softmax", 1)           \
-    X(RAND, "rand", 0) X(CHECK, "check", 1)
+    X(RAND, "rand", 0) X(CHECK, "check", 1) X(LORA, "lora", 2)
 
 typedef enum cr_gop {
     CR_GOP_INPUT, CR_GOP_CONST,
@@ -101,7 +101,9 @@ typedef struct cr_node {
     double value;           /* CONST: the value (already rounded to rdt) */
     uint64_t attr;          /* INPUT: input index; RAND: stream key; SUM, ROWSUM,
                                COLSUM: cr_sum_order (COLSUM: WIDE, TORCH or TORCH_SSQ);
-                               TOPK: cr_tie_order (k is in[1]); KTH: 0; CHECK: message index */
+                               TOPK: cr_tie_order (k is in[1]); KTH: 0; CHECK: message index;
+                               LORA: 1 when transposed (in[0] = A, in[1] = B: INPUT nodes
+                               viewing the adapter's r x n and m x r matrices) */
 } cr_node;
 
 /* An input view: a file tensor or a scratch tensor written by a stage. */

@@ -183,16 +183,34 @@ typedef struct mb {
 static cr_status open_model(mb *b, const cr_resolve_env *env, const char *ref, bool data, uint32_t *idx,
                             cr_error *err)
 {
-    /* mergekit's `path@revision`: only local paths here, the revision is ignored */
     for (uint32_t i = 0; i < b->n_models; i++)
         if (!strcmp(b->models[i].ref, ref)) { *idx = i; return CR_OK; }
     if (b->n_models == CR_ARRAY_LEN(b->models))
         return cr_fail(err, CR_ERR_LIMIT, "more than %zu distinct models", CR_ARRAY_LEN(b->models));
+    /* mergekit-moe reads every model through local_path(), which asserts
+     * that no LoRA is attached: `model+adapter` is not an MoE input */
+    if (strchr(ref, '+'))
+        return cr_fail(err, CR_ERR_UNSUPPORTED,
+                       "%s: model '%s' is a LoRA reference (`model+adapter`); mergekit-moe refuses them too: "
+                       "merge the adapter first (`crucible merge` with passthrough) and name that model",
+                       b->c->path, ref);
+    /* mergekit's `path@revision`: the revision picks the Hugging Face
+     * cache's snapshot, as in merge recipes (resolve.h) */
+    const char *path = ref, *revision = NULL, *at = strrchr(ref, '@');
+    if (at && at != ref && at[1] && !strchr(at, '/')) {
+        path = cr_arena_strndup(&b->ar, ref, (size_t)(at - ref));
+        revision = at + 1;
+        if (!path) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    }
     const char *tried = NULL;
     const char *snapshot = NULL;
-    const char *dir = cr_resolve_model_at(env, &b->ar, ref, NULL, &snapshot, &tried);
-    if (!dir) return cr_fail(err, CR_ERR_CONFIG, "%s: model '%s' not found (looked in %s)", b->c->path, ref,
-                             tried ? tried : "?");
+    const char *dir = cr_resolve_model_at(env, &b->ar, path, revision, &snapshot, &tried);
+    if (!dir) {
+        const char *fetch = cr_resolve_fetch_command(&b->ar, path, revision);
+        return cr_fail(err, CR_ERR_CONFIG, "%s: model '%s' not found (looked in %s)%s%s%s", b->c->path, ref,
+                       tried ? tried : "?", fetch ? "; crucible never downloads: `" : "", fetch ? fetch : "",
+                       fetch ? "` fetches it into the Hugging Face cache" : "");
+    }
     struct mmodel *m = &b->models[b->n_models];
     m->ref = ref;
     m->dir = dir;

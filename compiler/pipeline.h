@@ -31,6 +31,8 @@ typedef struct cr_pipeline_options {
     cr_method_registry *methods;    /* the caller's registry; NULL: one opened for the call */
     bool header_only;               /* open models header-only (plan, explain, compile) */
     bool allow_crimes, no_env;      /* cr_frontend_options */
+    bool has_lora_merge_dtype;      /* cr_frontend_options */
+    cr_dtype lora_merge_dtype;
     cr_compile_options compile;     /* passes, --dump, seed, precision, shard size */
     bool copy_tokenizer, write_card;    /* aux files (compiler/aux_files.h) */
     const char *out_dir;            /* OUT_DIR as given, for the model card (NULL: none) */

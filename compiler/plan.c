@@ -25,8 +25,14 @@ bool cr_param_has(const cr_param_set *s, const char *name)
 
 void cr_plan_free(cr_plan *p)
 {
-    for (uint32_t i = 0; i < p->n_models; i++)
+    for (uint32_t i = 0; i < p->n_models; i++) {
         if (p->models[i].opened) cr_model_close(&p->models[i].model);
+        if (p->models[i].lora) {
+            const cr_allocator *a = p->models[i].lora->arena.alloc;
+            cr_lora_close(p->models[i].lora);
+            cr_free(a, p->models[i].lora);
+        }
+    }
     cr_arena_free(&p->arena);
     cr_methods_close(p->owned_methods);
     p->owned_methods = NULL;

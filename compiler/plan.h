@@ -15,6 +15,7 @@
 #include "dtype.h"
 #include "diag.h"
 #include "method.h"
+#include "lora.h"
 #include "model.h"
 
 /* A resolved parameter value. mergekit hands every value to a method as a
@@ -39,6 +40,17 @@ typedef struct cr_plan_model {
     int stage;                  /* >= 0: output of that stage; -1: a directory */
     cr_model model;             /* opened when stage < 0 */
     bool opened;
+    /* `model+lora` (spec/lora.md): the adapter, opened header-only and
+     * checked against the model's tensors (NULL: none); the reference the
+     * program names its file by, what was looked up, the snapshot and the
+     * directory (as for the model above) */
+    cr_lora *lora;
+    const char *lora_ref, *lora_lookup, *lora_revision, *lora_dir;
+    /* Conv1D weights (GPT-2): PEFT merges their deltas transposed */
+    bool lora_conv1d;
+    /* --lora-merge-dtype: the model as transformers loads it, every
+     * floating tensor cast to this dtype; CR_DTYPE_NONE: stored dtypes */
+    cr_dtype lora_dtype;
 } cr_plan_model;
 
 typedef struct cr_plan_source {

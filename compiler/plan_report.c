@@ -38,8 +38,18 @@ cr_status cr_plan_measure(const cr_program *p, unsigned threads, uint64_t max_me
             n->bytes_read_passes += view_bytes(&p->inputs[in->a]);
         } else if (in->op == CR_OP_KERNEL) {
             const cr_prog_kernel *k = &p->kernels[in->a];
-            for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++)
-                if (p->code[c].op == CR_OP_LOAD) n->bytes_read_passes += view_bytes(&p->inputs[p->code[c].a]);
+            for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
+                const cr_insn *u = &p->code[c];
+                if (u->op == CR_OP_LOAD) n->bytes_read_passes += view_bytes(&p->inputs[u->a]);
+                if (u->op == CR_OP_LOWRANK || u->op == CR_OP_LOWRANK_T) {
+                    /* the adapter's A and B, mapped whole for the kernel (memplan.c) */
+                    uint64_t ab = view_bytes(&p->inputs[u->a]) + view_bytes(&p->inputs[u->b]);
+                    n->n_lowrank++;
+                    n->lowrank_bytes += ab;
+                    n->bytes_read_passes += ab;
+                    n->lowrank_madds += k->rows * k->cols * p->inputs[u->a].rows;
+                }
+            }
         }
     }
     n->bytes_read = cr_memplan_file_bytes(p);
@@ -106,6 +116,12 @@ void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out)
             p->n_scalars, p->n_rowvecs, p->n_selects, p->n_streams, p->n_scratch);
     fprintf(out, "peak memory     ~%s RSS (%llu bytes) with %u thread%s, at %s: %s fixed + %s heap + %s mapped inputs\n",
             d, (unsigned long long)n->peak_memory, n->threads, n->threads == 1 ? "" : "s", n->peak_at, f, h, m);
+    if (n->n_lowrank) {
+        char lb[32];
+        human(lb, sizeof lb, n->lowrank_bytes);
+        fprintf(out, "lora            %u low-rank products W + s*(B A) (lowrank ops), %s of A and B, %.3g G multiply-adds; "
+                "no merged copy is written\n", n->n_lowrank, lb, (double)n->lowrank_madds / 1e9);
+    }
     if (n->n_streamed)
         fprintf(out, "streamed        %u steps read their inputs in a window to fit --max-memory\n", n->n_streamed);
     if (n->n_spill) {

@@ -11,6 +11,9 @@ typedef struct cr_plan_numbers {
     uint64_t bytes_written;     /* all shard files, headers included */
     uint64_t aux_bytes;
     uint32_t n_outputs, n_shards, n_kernels, n_micro_ops, n_top_ops, n_copies;
+    uint32_t n_lowrank;         /* LOWRANK / LOWRANK_T ops (model+lora, spec/lora.md) */
+    uint64_t lowrank_bytes;     /* their A and B views */
+    uint64_t lowrank_madds;     /* their multiply-adds (domain x r) */
     uint64_t peak_memory;       /* predicted peak RSS, bytes (vm/memplan.h, spec/plan.md) */
     uint64_t mem_fixed;         /* baseline + program + thread buffers */
     uint64_t mem_heap;          /* scratch, selections, partials at the peak */

@@ -135,3 +135,14 @@ const char *cr_resolve_model_at(const cr_resolve_env *env, cr_arena *ar, const c
                              env->models_dir ? "" : " (no --models-dir / CRUCIBLE_MODELS set)");
     return NULL;
 }
+
+const char *cr_resolve_fetch_command(cr_arena *ar, const char *path, const char *revision)
+{
+    if (!path[0] || path[0] == '/' || path[0] == '.' || path[0] == '~') return NULL;
+    const char *slash = strchr(path, '/');
+    if (slash && (slash == path || !slash[1] || strchr(slash + 1, '/'))) return NULL;
+    for (const char *c = path; *c; c++)
+        if (*c == ' ' || *c == '\'' || *c == '"' || *c == '\\' || *c == '$' || *c == '`') return NULL;
+    if (revision && strpbrk(revision, " '\"\\$`")) revision = NULL;
+    return cr_arena_printf(ar, "hf download %s%s%s", path, revision ? " --revision " : "", revision ? revision : "");
+}

@@ -38,4 +38,11 @@ const char *cr_resolve_model(const cr_resolve_env *env, cr_arena *ar, const char
 const char *cr_resolve_model_at(const cr_resolve_env *env, cr_arena *ar, const char *path,
                                 const char *revision, const char **snapshot, const char **tried);
 
+/* For a reference that looks like a Hub id (ORG/NAME or NAME: no leading
+ * '/', '.' or '~', at most one '/'): the command that puts it into the
+ * Hugging Face cache, "hf download ORG/NAME[ --revision REV]" (arena
+ * string); NULL for anything else. crucible never downloads; its "not
+ * found" errors quote this. */
+const char *cr_resolve_fetch_command(cr_arena *ar, const char *path, const char *revision);
+
 #endif

@@ -32,6 +32,7 @@
 #define CR_LIMIT_CHUNK          (1ull << 24)   /* elements per chunk */
 #define CR_LIMIT_KERNEL_WORK    (1ull << 31)   /* n_regs * chunk * 4 bytes, per thread */
 #define CR_LIMIT_ROWRANK_COLS   (1ull << 24)   /* row length ROWRANK sorts (f32-exact ranks) */
+#define CR_LIMIT_LORA_RANK      65536u         /* r of a LOWRANK product (per-thread scratch r + 2 x block) */
 #define CR_LIMIT_NAME           4096u          /* bytes of a file or tensor name */
 #define CR_LIMIT_SECTIONS       64u            /* .crb section table entries */
 #define CR_LIMIT_THREADS        1024u

@@ -1,10 +1,13 @@
 /* model.c — opening a Hugging Face model directory: finding its weights the
- * way mergekit does (model.safetensors, then model.safetensors.index.json),
+ * way mergekit does (model.safetensors, then model.safetensors.index.json;
+ * then pytorch_model.bin.index.json, then pytorch_model.bin, read in place
+ * by torchbin.h),
  * validating the shard index, parsing config.json, and a name-sorted table
  * of every tensor across shards for binary search.
  */
 #include "model.h"
 #include "infile.h"
+#include "torchbin.h"
 #include "limits.h"
 
 #include <cjson/cJSON.h>
@@ -65,6 +68,20 @@ static int cmp_tensor(const void *a, const void *b)
 static int cmp_str_ptr(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A shard by its name, as mergekit chooses: *.safetensors, else a
+ * PyTorch zip. */
+static cr_status open_shard(const cr_allocator *a, const cr_model_fs *fs, const char *path, unsigned flags,
+                            cr_st_file *out, cr_error *err)
+{
+    /* the kind by the file's name; the bytes where fs keeps them */
+    char buf[64];
+    const char *real = fs_path(fs, path, buf, sizeof buf);
+    if (!real) return cr_fail(err, CR_ERR_IO, "%s: cannot open: no such file", path);
+    size_t n = strlen(path);
+    if (n >= 12 && !strcmp(path + n - 12, ".safetensors")) return cr_st_open(a, real, flags, out, err);
+    return cr_torchbin_open(a, real, flags, out, err);
 }
 
 /* model.safetensors.index.json: every mapped file opens, every mapped
@@ -138,7 +155,7 @@ static cr_status open_index(cr_model *m, const char *index_path, unsigned flags,
                 cr_free(a, p);
                 goto out;
             }
-            st = cr_st_open(a, fs_path(fs, p, buf, sizeof buf), flags, &m->shards[s], err);
+            st = open_shard(a, fs, p, flags, &m->shards[s], err);
             cr_free(a, p);
             if (st != CR_OK) goto out;
             m->n_shards++;
@@ -195,6 +212,23 @@ const char *cr_model_unlisted_shard(const cr_model *m, const char *name)
     return NULL;
 }
 
+/* a model of one weights file */
+static cr_status open_single(cr_model *out, const cr_model_fs *fs, const char *path, unsigned flags, cr_error *err)
+{
+    const cr_allocator *alloc = out->alloc;
+    out->shards = cr_calloc(alloc, 1, sizeof *out->shards);
+    if (!out->shards) return cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", out->dir);
+    cr_status st = open_shard(alloc, fs, path, flags, &out->shards[0], err);
+    if (st != CR_OK) return st;
+    out->n_shards = 1;
+    const cr_st_file *f = &out->shards[0];
+    out->tensors = cr_calloc(alloc, f->n_tensors ? f->n_tensors : 1, sizeof *out->tensors);
+    if (!out->tensors) return cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", out->dir);
+    for (uint32_t i = 0; i < f->n_tensors; i++) out->tensors[i].info = &f->tensors[i];
+    out->n_tensors = f->n_tensors;
+    return CR_OK;
+}
+
 cr_status cr_model_open(const cr_allocator *alloc, const char *dir, unsigned flags,
                         cr_model *out, cr_error *err)
 {
@@ -225,29 +259,30 @@ cr_status cr_model_open_fs(const cr_allocator *alloc, const char *dir, unsigned 
     p = cr_path_join(alloc, dir, "model.safetensors");
     if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
     if (is_file_fs(fs, p)) {
-        out->shards = cr_calloc(alloc, 1, sizeof *out->shards);
-        if (!out->shards) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
-        if ((st = cr_st_open(alloc, fs_path(fs, p, buf, sizeof buf), flags, &out->shards[0], err)) != CR_OK) goto fail;
-        out->n_shards = 1;
-        const cr_st_file *f = &out->shards[0];
-        out->tensors = cr_calloc(alloc, f->n_tensors ? f->n_tensors : 1, sizeof *out->tensors);
-        if (!out->tensors) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
-        for (uint32_t i = 0; i < f->n_tensors; i++) out->tensors[i].info = &f->tensors[i];
-        out->n_tensors = f->n_tensors;
+        if ((st = open_single(out, fs, p, flags, err)) != CR_OK) goto fail;
     } else {
         cr_free(alloc, p);
         p = cr_path_join(alloc, dir, "model.safetensors.index.json");
         if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
         if (is_file_fs(fs, p)) {
+            out->index_name = "model.safetensors.index.json";
             if ((st = open_index(out, p, flags, fs, err)) != CR_OK) goto fail;
-        } else if (!fs && file_in(alloc, dir, "pytorch_model.bin") || file_in(alloc, dir, "pytorch_model.bin.index.json")) {
-            st = cr_fail(err, CR_ERR_UNSUPPORTED,
-                         "%s: holds PyTorch pickle weights (pytorch_model.bin*); crucible reads only safetensors so far "
-                         "(convert the model to safetensors first)", dir);
-            goto fail;
+        } else if (!fs && file_in(alloc, dir, "pytorch_model.bin.index.json")) {
+            /* mergekit: the index before the single file */
+            cr_free(alloc, p);
+            p = cr_path_join(alloc, dir, "pytorch_model.bin.index.json");
+            if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
+            out->index_name = "pytorch_model.bin.index.json";
+            if ((st = open_index(out, p, flags, fs, err)) != CR_OK) goto fail;
+        } else if (!fs && file_in(alloc, dir, "pytorch_model.bin")) {
+            cr_free(alloc, p);
+            p = cr_path_join(alloc, dir, "pytorch_model.bin");
+            if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
+            if ((st = open_single(out, NULL, p, flags, err)) != CR_OK) goto fail;
         } else {
             st = cr_fail(err, CR_ERR_FORMAT,
-                         "%s: no model weights found (looked for model.safetensors and model.safetensors.index.json)", dir);
+                         "%s: no model weights found (looked for model.safetensors, model.safetensors.index.json, "
+                         "pytorch_model.bin.index.json and pytorch_model.bin)", dir);
             goto fail;
         }
     }

@@ -1,8 +1,9 @@
 /* model.h — a Hugging Face model directory opened for reading.
  *
  * Finds the weights the way mergekit does (model.safetensors, then
- * model.safetensors.index.json; pytorch_model.bin* is reported as not
- * supported yet), validates the shard index (every mapped file exists, every
+ * model.safetensors.index.json, then pytorch_model.bin.index.json, then
+ * pytorch_model.bin; a .bin shard is a PyTorch zip read in place, torchbin.h),
+ * validates the shard index (every mapped file exists, every
  * mapped tensor is in its shard, no duplicate keys; tensors a shard holds
  * but the index omits are counted), parses config.json, and offers lookup
  * of any tensor by name across shards.
@@ -29,6 +30,8 @@ typedef struct cr_model {
     cr_model_tensor *tensors;   /* sorted by name */
     uint32_t n_tensors;
     uint64_t total_bytes;       /* sum of tensor data bytes */
+    const char *index_name;     /* "model.safetensors.index.json", "pytorch_model.bin.index.json",
+                                 * or NULL (one weights file); static, for messages */
     /* Tensors a shard holds that the index does not list: not part of the
      * model (mergekit and crucible read only what weight_map lists), but
      * worth a warning, since transformers loads every tensor of a shard. */

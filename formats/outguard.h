@@ -9,8 +9,9 @@
  * Paths are compared as device + inode after resolving symbolic links, for
  * every ancestor, so a symlink or a bind mount to an input is caught; an
  * output that does not exist yet is judged by its nearest existing ancestor.
- * A new kind of input (LoRA adapters, .bin weights) is covered by adding its
- * paths to the list.
+ * A new kind of input is covered by adding its paths to the list (LoRA
+ * adapters are: their file is a program input, and a folder holding
+ * adapter_config.json counts as a model directory).
  */
 #ifndef CR_OUTGUARD_H
 #define CR_OUTGUARD_H

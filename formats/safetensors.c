@@ -371,6 +371,45 @@ fail:
     return st;
 }
 
+cr_status cr_st_open_foreign(const cr_allocator *alloc, const char *path, cr_st_file *out, cr_arena **arena,
+                             cr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->alloc = alloc;
+    out->path = cr_strdup(alloc, path);
+    st_private *p = cr_calloc(alloc, 1, sizeof *p);
+    if (!out->path || !p) {
+        cr_free(alloc, p);
+        cr_st_close(out);
+        return cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", path);
+    }
+    cr_arena_init(&p->arena, alloc);
+    out->owned = p;
+    *arena = &p->arena;
+    return CR_OK;
+}
+
+void cr_st_adopt_map(cr_st_file *f, const uint8_t *map, size_t len)
+{
+    st_private *p = f->owned;
+    f->map = map;
+    p->map_len = len;
+}
+
+cr_status cr_st_index_names(cr_st_file *f, cr_error *err)
+{
+    st_private *p = f->owned;
+    f->by_name = cr_arena_alloc(&p->arena, (f->n_tensors ? f->n_tensors : 1) * sizeof *f->by_name);
+    if (!f->by_name) return cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", f->path);
+    for (uint32_t i = 0; i < f->n_tensors; i++) f->by_name[i] = i;
+    qsort_r(f->by_name, f->n_tensors, sizeof *f->by_name, cmp_by_name, f->tensors);
+    for (uint32_t i = 1; i < f->n_tensors; i++) {
+        const char *a = f->tensors[f->by_name[i - 1]].name, *b = f->tensors[f->by_name[i]].name;
+        if (!strcmp(a, b)) return cr_fail(err, CR_ERR_FORMAT, "%s: tensor '%s' appears twice", f->path, a);
+    }
+    return CR_OK;
+}
+
 const cr_st_tensor *cr_st_find(const cr_st_file *f, const char *name)
 {
     uint32_t lo = 0, hi = f->n_tensors;
@@ -410,6 +449,7 @@ void cr_st_release_bytes(const cr_st_file *f, const cr_st_tensor *t, uint64_t of
 
 uint64_t cr_st_expected_size(const cr_st_file *f)
 {
+    if (f->container_size) return f->container_size;
     uint64_t end = 0;
     for (uint32_t i = 0; i < f->n_tensors; i++)
         if (f->tensors[i].end > end) end = f->tensors[i].end;

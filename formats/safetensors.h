@@ -44,6 +44,10 @@ typedef struct cr_st_file {
     char **meta_keys, **meta_values;
     uint32_t n_meta;
     void *owned;                /* private storage */
+    /* A PyTorch zip (torchbin.h) read as this record: the tensors sit inside
+     * a container that goes on past the last of them, so its whole size is
+     * what a .crb records. 0 for safetensors. */
+    uint64_t container_size;
 } cr_st_file;
 
 enum {
@@ -55,6 +59,18 @@ enum {
 cr_status cr_st_open(const cr_allocator *alloc, const char *path, unsigned flags,
                      cr_st_file *out, cr_error *err);
 void cr_st_close(cr_st_file *f);
+/* For readers of other containers (torchbin.c) that hand their tensors out
+ * as a cr_st_file with data_start 0 and absolute begin/end: an empty open
+ * record for `path`, whose tables the caller allocates from *arena (owned by
+ * the record; cr_st_close frees it). */
+cr_status cr_st_open_foreign(const cr_allocator *alloc, const char *path, cr_st_file *out, cr_arena **arena,
+                             cr_error *err);
+/* The record owns `map` (len bytes, from mmap) from now on. */
+void cr_st_adopt_map(cr_st_file *f, const uint8_t *map, size_t len);
+/* After the caller filled tensors/n_tensors: the by-name table (from the
+ * arena); a name twice is a FORMAT error naming it. */
+cr_status cr_st_index_names(cr_st_file *f, cr_error *err);
+
 /* Binary search by name; NULL if absent. */
 const cr_st_tensor *cr_st_find(const cr_st_file *f, const char *name);
 /* The size a complete file with this header has (8 + header + data). For a

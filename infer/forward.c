@@ -1,6 +1,8 @@
 /* forward.c — the decoder forward pass (see forward.h): config parsing,
- * weight binding with shape checks, a row-parallel pthreads matmul over
- * weights converted on the fly, and the layer loop.
+ * weight binding with shape checks, the f32 matmul on the packed-panel
+ * kernels of gemm.h and the attention on its nt / nn kernels, both as
+ * tasks on the caller's thread pool; the bf16 path's torch-order kernels;
+ * and the layer loop. MoE MLPs are in moe_forward.c.
  *
  * Shapes are written next to each buffer: T = tokens, H = hidden, I =
  * intermediate, nH/nKV = heads, hd = head_dim. A Linear weight is [out, in]
@@ -354,19 +356,6 @@ static size_t task_count(const cr_llm *m, size_t n)
 }
 
 /* ---- kernels -------------------------------------------------------------- */
-
-/* Dot product with 8 independent partial sums: the compiler vectorises it,
- * and the fixed summation order keeps results identical across threads. */
-static float dot(const float *a, const float *b, size_t n)
-{
-    float acc[8] = { 0 };
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
-    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
-}
 
 /* f32 -> nearest bf16 (ties to even), returned as f32: what torch's
  * .to(torch.bfloat16) and every bf16 kernel's final store do. */

@@ -87,6 +87,14 @@ static void comment(const cr_program *p, const cr_insn *in, char *buf, size_t n)
         }
         return;
     }
+    case CR_OP_LOWRANK: case CR_OP_LOWRANK_T: {
+        /* the adapter's two matrices: "B [m x r] @ A [r x n]" */
+        const cr_prog_input *a = &p->inputs[in->a], *b = &p->inputs[in->b];
+        snprintf(buf, n, "%s [%" PRIu64 "x%" PRIu64 "] @ %s [%" PRIu64 "x%" PRIu64 "]%s", cr_prog_str(p, b->name),
+                 b->rows, b->cols, cr_prog_str(p, a->name), a->rows, a->cols,
+                 in->op == CR_OP_LOWRANK_T ? ", transposed" : "");
+        return;
+    }
     case CR_OP_STORE: case CR_OP_DONE: {
         const cr_prog_output *o = &p->outputs[in->dst];
         snprintf(buf, n, "%s %s -> %s", cr_prog_str(p, o->name), dtype_name(o->dtype),

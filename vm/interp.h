@@ -64,7 +64,7 @@ typedef struct vm_thread {
     /* sized by runbuf.h (cr_run_thread_bufs); NULL when no kernel needs one */
     float *regs;               /* registers, one block long each */
     uint8_t *io;               /* STOREs' staged chunks, the row-sum copy; thread 0: COPY conversions */
-    uint64_t *keys;            /* ROWRANK sort keys */
+    uint64_t *keys;            /* ROWRANK sort keys; LOWRANK scratch (floats) */
     double *lanes;             /* 8 per RSUM: lanes carried over blocks */
     uint64_t *carry;           /* per micro-op state carried over blocks */
 } vm_thread;

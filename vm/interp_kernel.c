@@ -89,6 +89,55 @@ static void load_view(const vm *m, const cr_prog_input *in, uint64_t base, uint6
     }
 }
 
+/* n elements of a strided column of dtype t (stride in elements) -> f32 */
+static void load_strided(const vm *m, cr_dtype t, const uint8_t *src, uint64_t stride, float *dst, size_t n)
+{
+    unsigned sz = dt_size(t);
+    switch (t) {
+    case CR_DTYPE_F32: for (size_t i = 0; i < n; i++) memcpy(&dst[i], src + i * stride * 4, 4); break;
+    case CR_DTYPE_BF16:
+        for (size_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, src + i * stride * 2, 2); dst[i] = cr_bf16_to_f32(h); }
+        break;
+    case CR_DTYPE_F16:
+        for (size_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, src + i * stride * 2, 2); dst[i] = cr_f16_to_f32(h); }
+        break;
+    default: for (size_t i = 0; i < n; i++) m->kern->load(t, src + i * stride * sz, &dst[i], 1); break;
+    }
+}
+
+/* LOWRANK / LOWRANK_T over elements [base, base + n) of a rows x cols
+ * domain (ops.def): each element a float32 FMA chain over k in order from
+ * 0, run as whole-row pieces with the ISA's fma over the piece, so every
+ * ISA gives the same bits. `w` is the thread's scratch: r + 2 x block
+ * floats (runbuf.c). A (r x n) is read a row piece at a time, B (m x r) a
+ * row (plain) or a column piece (transposed). */
+static void lowrank(const vm *m, const cr_insn *in, uint64_t cols, uint64_t base, size_t n, float *d, float *w,
+                    size_t block)
+{
+    const cr_prog_input *A = &m->p->inputs[in->a], *B = &m->p->inputs[in->b];
+    const uint8_t *pa = view_base(m, A), *pb = view_base(m, B);
+    unsigned sa = dt_size(A->dtype), sb = dt_size(B->dtype);
+    const uint64_t r = A->rows;
+    float *coef = w, *tmp = w + r, *splat = w + r + block;
+    bool t = in->op == CR_OP_LOWRANK_T;
+    for (size_t i = 0; i < n;) {
+        uint64_t row = (base + i) / cols, col = (base + i) % cols;
+        size_t len = (size_t)CR_MIN(cols - col, n - i);
+        float *out = d + i;
+        /* the row's coefficients: B[row, :] (plain) or A[:, row] (transposed) */
+        if (t) load_strided(m, (cr_dtype)A->dtype, pa + row * sa, A->row_stride, coef, (size_t)r);
+        else m->kern->load((cr_dtype)B->dtype, pb + row * B->row_stride * sb, coef, (size_t)r);
+        memset(out, 0, len * sizeof *out);
+        for (uint64_t k = 0; k < r; k++) {
+            if (t) load_strided(m, (cr_dtype)B->dtype, pb + (col * B->row_stride + k) * sb, B->row_stride, tmp, len);
+            else m->kern->load((cr_dtype)A->dtype, pa + (k * A->row_stride + col) * sa, tmp, len);
+            for (size_t e = 0; e < len; e++) splat[e] = coef[k];
+            m->kern->fma(out, splat, tmp, out, len);
+        }
+        i += len;
+    }
+}
+
 static bool any_nonfinite(const float *v, size_t n)
 {
     unsigned bad = 0;
@@ -208,6 +257,9 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
                            : any_nonfinite(d, n);
             if (bad) atomic_store_explicit(&m->nonfinite_in[in->a], 1, memory_order_relaxed);
         }
+            break;
+        case CR_OP_LOWRANK: case CR_OP_LOWRANK_T:
+            lowrank(m, in, k->cols, base, n, d, (float *)t->keys, B);
             break;
         case CR_OP_SPLAT: {
             float v = (float)m->scal[in->a];

@@ -111,10 +111,15 @@ uint64_t cr_memplan_file_bytes(const cr_program *p)
         if (in->op != CR_OP_KERNEL) continue;
         const cr_prog_kernel *k = &p->kernels[in->a];
         for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
-            uint32_t v = p->code[c].a;
-            if (p->code[c].op != CR_OP_LOAD || !id[v] || got[id[v]]) continue;
-            got[id[v]] = 1;
-            total += view_extent(&p->inputs[v]);
+            const cr_insn *u = &p->code[c];
+            bool lr = u->op == CR_OP_LOWRANK || u->op == CR_OP_LOWRANK_T;
+            if (u->op != CR_OP_LOAD && !lr) continue;
+            for (int o = 0; o < (lr ? 2 : 1); o++) {
+                uint32_t v = o ? u->b : u->a;
+                if (!id[v] || got[id[v]]) continue;
+                got[id[v]] = 1;
+                total += view_extent(&p->inputs[v]);
+            }
         }
     }
     cr_free(a, got);
@@ -342,6 +347,17 @@ static bool run_walk(walk *w, uint64_t page)
                 }
             }
             if (n_rsum) trans += up(n_chunks * n_rsum * 8, page);
+            /* LOWRANK's A and B: every chunk reads them whole, so they
+             * stay mapped, streamed or not, until their RELEASE */
+            for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
+                const cr_insn *u = &p->code[c];
+                if (u->op != CR_OP_LOWRANK && u->op != CR_OP_LOWRANK_T) continue;
+                for (int o = 0; o < 2; o++) {
+                    uint32_t v = o ? u->b : u->a, id = w->id[v];
+                    uint64_t full = id ? view_resident(&p->inputs[v]) : 0;
+                    if (full > w->mapped[id]) { mapped += full - w->mapped[id]; w->mapped[id] = full; }
+                }
+            }
             /* the views this kernel reads, each once */
             uint64_t need = 0, have = 0, window = 0;
             for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {

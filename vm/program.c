@@ -473,6 +473,21 @@ static cr_status verify_kernel(const cr_program *p, uint32_t ki, cr_error *err)
                                pc, ki, in_name(p, in->a), (unsigned long long)vn, dtype_str(v->dtype), (unsigned long long)n);
             break;
         }
+        case CR_OP_LOWRANK: case CR_OP_LOWRANK_T: {
+            /* a: r x n (A), b: m x r (B); the domain is m x n, or n x m transposed */
+            const cr_prog_input *a = &p->inputs[in->a], *b = &p->inputs[in->b];
+            bool t = in->op == CR_OP_LOWRANK_T;
+            if (a->rows != b->cols || a->rows == 0 || a->rows > CR_LIMIT_LORA_RANK ||
+                (t ? (a->cols < k->rows || b->rows < k->cols) : (b->rows < k->rows || a->cols < k->cols)) ||
+                !is_load_dtype(a->dtype) || !is_load_dtype(b->dtype))
+                return cr_fail(err, CR_ERR_FORMAT,
+                               "code %u (%s) in kernel %u: inputs %s [%llux%llu] and %s [%llux%llu] do not make a "
+                               "[%llux%llu] domain with a product of rank 1..%u", pc, info->name, ki, in_name(p, in->a),
+                               (unsigned long long)a->rows, (unsigned long long)a->cols, in_name(p, in->b),
+                               (unsigned long long)b->rows, (unsigned long long)b->cols,
+                               (unsigned long long)k->rows, (unsigned long long)k->cols, CR_LIMIT_LORA_RANK);
+            break;
+        }
         case CR_OP_STORE: {
             const cr_prog_output *o = &p->outputs[in->dst];
             if (output_numel(o) != n || !is_store_dtype(o->dtype))
@@ -895,17 +910,20 @@ cr_status cr_input_paths_add_program(cr_input_paths *ip, const cr_program *p, cr
         cr_status s = cr_input_paths_add(ip, path, CR_INPUT_PATH_FILE, err);
         if (s) return s;
         /* its model directory: the folder holding it, when that is laid out
-         * as one (a config.json beside the weights). A program built by
-         * other means may read loose files from a folder that is no model
-         * (tests do); the files themselves are still guarded. */
+         * as one (a config.json beside the weights, or a PEFT adapter's
+         * adapter_config.json). A program built by other means may read
+         * loose files from a folder that is no model (tests do); the files
+         * themselves are still guarded. */
         const char *slash = strrchr(path, '/');
         size_t dl = !slash ? 1 : slash == path ? 1 : (size_t)(slash - path);
-        char *cfg = cr_malloc(ip->alloc, dl + sizeof "/config.json");
+        char *cfg = cr_malloc(ip->alloc, dl + sizeof "/adapter_config.json");
         if (!cfg) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
         memcpy(cfg, slash ? path : ".", dl);
         memcpy(cfg + dl, "/config.json", sizeof "/config.json");
         struct stat st;
         bool model_dir = !stat(cfg, &st);
+        memcpy(cfg + dl, "/adapter_config.json", sizeof "/adapter_config.json");
+        model_dir = model_dir || !stat(cfg, &st);
         cfg[dl] = 0;
         s = model_dir ? cr_input_paths_add(ip, cfg, CR_INPUT_PATH_DIR, err) : CR_OK;
         cr_free(ip->alloc, cfg);

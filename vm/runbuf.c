@@ -35,6 +35,9 @@ void cr_run_thread_bufs_of(const cr_program *p, cr_run_thread_bufs *b)
         for (uint32_t pc = 0; pc < k->code_len; pc++) {
             uint16_t op = p->code[k->code_begin + pc].op;
             if (op == CR_OP_ROWRANK) b->keys = CR_MAX(b->keys, k->cols * sizeof(uint64_t));
+            /* LOWRANK's coefficients and two pieces (interp_kernel.c lowrank); shares `keys` with ROWRANK */
+            if (op == CR_OP_LOWRANK || op == CR_OP_LOWRANK_T)
+                b->keys = CR_MAX(b->keys, (p->inputs[p->code[k->code_begin + pc].a].rows + 2 * block) * sizeof(float));
             rsums += op == CR_OP_RSUM;
         }
         b->lanes = CR_MAX(b->lanes, rsums * 8 * sizeof(double));

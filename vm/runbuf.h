@@ -22,7 +22,7 @@
 /* Per-thread buffers, bytes. regs: the register file, n_regs registers one
  * block long (cr_kernel_block), the last as long as a block can be; io:
  * each STORE's staged chunk and the torch row sums' copy of a row
- * (cr_run_stage_layout); keys: ROWRANK's sort keys; lanes: 8 doubles per
+ * (cr_run_stage_layout); keys: ROWRANK's sort keys or LOWRANK's scratch; lanes: 8 doubles per
  * RSUM; carry: one word per micro-op. Thread 0 also converts COPYs
  * (CR_RUN_COPY_BLOCK elements as f32 in regs, as the output dtype in io),
  * so its regs0 and io0 may be larger. */

@@ -92,8 +92,41 @@ printf 'merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: 0.
     --trust-remote-code --safe-serialization --async-write --write-threads 4 --lazy-unpickle --no-clone-tensors -v \
     -j 2 2>>err.txt
 check 'cmp -s plain/model.safetensors noops/model.safetensors' "no-op options changed the merge: $(cat err.txt)"
-"$bin" merge r.yml refused --lora-merge-cache lc >out.txt 2>err.txt; rc=$?
-check '[ $rc -eq 2 ] && [ ! -e refused ] && grep -q "crucible merge: --lora-merge-cache is not supported" err.txt' \
+# the same no-ops, -vv and --transformers-cache, identically for moe
+"$bin" moe --help >help-moe.txt
+for o in --allow-crimes --unsafe-truncate-embeddings --transformers-cache --cuda --device --low-cpu-memory \
+    --read-to-gpu --multi-gpu --gpu-rich --out-shard-size --copy-tokenizer --clone-tensors --trust-remote-code \
+    --random-seed --lazy-unpickle --write-model-card --safe-serialization -v --quiet --num-threads -j --async-write \
+    --write-threads; do
+    check 'grep -Eq -- "(^  |, )(--\[no-\]${o#--}|$o)( |,|$)" help-moe.txt' "moe --help lacks mergekit's $o"
+done
+"$bin" synth c --from a --delta-scale 0.1 --seed 3 >/dev/null 2>&1
+printf 'base_model: a\ngate_mode: random\ndtype: bfloat16\nexperts:\n  - source_model: b\n    positive_prompts: ["x"]\n  - source_model: c\n    positive_prompts: ["y"]\n' >moe.yml
+noops=(--cuda --device cuda:0 --low-cpu-memory --read-to-gpu --multi-gpu --gpu-rich --trust-remote-code
+       --safe-serialization --async-write --write-threads 4 --lazy-unpickle --no-clone-tensors -v -vv -vvv --no-quiet
+       --no-unsafe-truncate-embeddings --transformers-cache "$tmp/no-such-hub" --quiet)
+"$bin" moe moe.yml moe-plain --quiet 2>err.txt
+"$bin" moe moe.yml moe-noops "${noops[@]}" 2>>err.txt
+check 'cmp -s moe-plain/model.safetensors moe-noops/model.safetensors' "moe: no-op options changed the output: $(cat err.txt)"
+"$bin" merge r.yml noops2 "${noops[@]}" 2>err.txt
+check 'cmp -s plain/model.safetensors noops2/model.safetensors' "merge -vv --no-quiet ...: $(cat err.txt)"
+for c in merge moe; do
+    "$bin" $c r.yml nss --no-safe-serialization >out.txt 2>err.txt; rc=$?
+    check '[ $rc -eq 2 ] && [ ! -e nss ] && grep -q "crucible $c: --no-safe-serialization is not supported" err.txt' \
+        "$c --no-safe-serialization: rc $rc: $(cat err.txt)"
+done
+# --transformers-cache DIR: the Hugging Face cache models are found in (as HF_HUB_CACHE)
+mkdir -p tc/models--acme--a/snapshots/c0ffee tc/models--acme--a/refs && cp a/* tc/models--acme--a/snapshots/c0ffee/
+printf c0ffee >tc/models--acme--a/refs/main
+sed 's/model: a$/model: acme\/a/' r.yml >hub.yml
+env -u HF_HUB_CACHE -u HF_HOME -u CRUCIBLE_MODELS HOME="$tmp/nohome" "$bin" merge hub.yml tcache --transformers-cache "$tmp/tc" --quiet 2>err.txt
+check 'cmp -s plain/model.safetensors tcache/model.safetensors' "--transformers-cache: $(cat err.txt)"
+env -u HF_HUB_CACHE -u HF_HOME -u CRUCIBLE_MODELS HOME="$tmp/nohome" "$bin" merge hub.yml tcache2 --quiet 2>err.txt; rc=$?
+check '[ $rc -eq 2 ] && grep -qF "hf download acme/a" err.txt' "without --transformers-cache: rc $rc: $(cat err.txt)"
+
+# --lora-merge-cache: accepted, nothing is written there (crucible applies adapters while merging)
+"$bin" merge r.yml lcache --quiet --lora-merge-cache lc >out.txt 2>err.txt; rc=$?
+check '[ $rc -eq 0 ] && [ ! -e lc ] && cmp -s plain/model.safetensors lcache/model.safetensors' \
     "--lora-merge-cache: rc $rc: $(cat err.txt)"
 
 # the pass names come from the compiler: each one --help lists for --dump works

@@ -304,6 +304,98 @@ def build_chunk_models():
             json.dump(cfg, f, indent=2)
 
 
+LORA_DIMS = (20, 36, 2, 1, 10)     # hidden, intermediate, heads, KV heads, head dim (even: transformers 5)
+
+
+def build_lora_models():
+    """A base that transformers 5 loads (head_dim 10, even), a fine-tune of
+    it, and PEFT adapters written by PEFT itself (get_peft_model, weights
+    filled from fixed seeds, save_pretrained): the LoRA apply cases. Written
+    only if missing, so their bytes never change. Runs in the 0.1.5 venv
+    (PEFT 0.21.2)."""
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    vocab, layers = VOCAB, 2
+    rng = np.random.default_rng(4242)
+    base = {}
+    for name, shape in tensor_shapes(layers, vocab, LORA_DIMS):
+        off = 1.0 if name.endswith("norm.weight") else 0.0
+        base[name] = (off + 0.05 * rng.standard_normal(shape)).astype(np.float32)
+    ft = {k: (v + 0.02 * rng.standard_normal(v.shape)).astype(np.float32) for k, v in base.items()}
+
+    def cfg_for(dtype):
+        cfg = llama_config(layers, vocab, dtype)
+        for key, v in zip(("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
+                           "head_dim"), LORA_DIMS):
+            cfg[key] = v
+        return cfg
+
+    for name, tensors, dtype in (("lora_base_bf16", base, "bfloat16"), ("lora_ft_bf16", ft, "bfloat16"),
+                                 ("lora_base", base, "float32")):
+        d = os.path.join(MODELS, name)
+        if os.path.exists(os.path.join(d, "model.safetensors")):
+            continue
+        os.makedirs(d, exist_ok=True)
+        tdt = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+        save_file({k: torch.from_numpy(v).to(tdt).contiguous() for k, v in tensors.items()},
+                  os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(cfg_for(dtype), f, indent=2)
+
+    # name, LoraConfig arguments, dtype of the saved adapter weights
+    adapters = [
+        ("lora_qkvo", dict(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]), "float32"),
+        ("lora_mlp_rs", dict(r=6, lora_alpha=12, use_rslora=True,
+                             target_modules=["gate_proj", "up_proj", "down_proj"]), "bfloat16"),
+        ("lora_embed", dict(r=3, lora_alpha=5, target_modules=["embed_tokens", "q_proj"],
+                            modules_to_save=["lm_head"]), "float32"),
+        ("lora_pattern", dict(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
+                              rank_pattern={"v_proj": 2}, alpha_pattern={"layers.1.self_attn.q_proj": 3}),
+         "float32"),
+    ]
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+    # GPT-2: transformers' Conv1D stores weights in x out, so PEFT merges
+    # (B A) transposed (fan_in_fan_out); n_embd 20 and 2 heads as above
+    gd = os.path.join(MODELS, "lora_gpt2_bf16")
+    if not os.path.exists(os.path.join(gd, "model.safetensors")):
+        torch.manual_seed(77)
+        g = GPT2LMHeadModel(GPT2Config(n_embd=20, n_layer=2, n_head=2, vocab_size=VOCAB, n_positions=16,
+                                       n_inner=36, tie_word_embeddings=True))
+        g.to(torch.bfloat16).save_pretrained(gd)
+    adapters.append(("lora_gpt2_fifo", dict(r=4, lora_alpha=6, target_modules=["c_attn", "c_proj", "c_fc"],
+                                            fan_in_fan_out=True), "float32", "lora_gpt2_bf16"))
+    adapters = [a if len(a) == 4 else a + ("lora_base_bf16",) for a in adapters]
+    if all(os.path.exists(os.path.join(MODELS, a[0], "adapter_model.safetensors")) for a in adapters):
+        return
+    for name, kw, wdt, base_name in adapters:
+        d = os.path.join(MODELS, name)
+        if os.path.exists(os.path.join(d, "adapter_model.safetensors")):
+            continue
+        model = AutoModelForCausalLM.from_pretrained(os.path.join(MODELS, base_name), dtype=torch.bfloat16)
+        pm = get_peft_model(model, LoraConfig(lora_dropout=0.0, bias="none", task_type="CAUSAL_LM", **kw))
+        r = np.random.default_rng(sum(map(ord, name)))
+        with torch.no_grad():
+            for pname, prm in pm.named_parameters():
+                if "lora_" in pname or "modules_to_save" in pname:
+                    v = 0.1 * r.standard_normal(tuple(prm.shape))
+                    prm.copy_(torch.from_numpy(v).to(torch.float32).to(getattr(torch, wdt)).to(prm.dtype))
+                    prm.data = prm.data.to(getattr(torch, wdt))
+        pm.save_pretrained(d)
+        # PEFT records the base's absolute path; keep machine paths out of the repository
+        cp = os.path.join(d, "adapter_config.json")
+        with open(cp) as f:
+            acfg = json.load(f)
+        acfg["base_model_name_or_path"] = base_name
+        with open(cp, "w") as f:
+            json.dump(acfg, f, indent=2, sort_keys=True)
+        for extra in ("README.md",):
+            if os.path.exists(os.path.join(d, extra)):
+                os.remove(os.path.join(d, extra))
+
+
 # --------------------------------------------------------------------------
 # The case matrix
 # --------------------------------------------------------------------------
@@ -327,8 +419,8 @@ def cases():
     c = []
 
     def add(name, method, recipe, kind=DET, tol=None, stat=None, note=None, options=None, releases=None):
-        """options: MergeOptions fields (true flags), passed to crucible as
-        --flag-name; releases: the mergekit releases the case exists for
+        """options: MergeOptions fields (true flags, or strings), passed to
+        crucible as --flag-name [value]; releases: the mergekit releases the case exists for
         (None: every one)."""
         recipe = dict(recipe)
         recipe["merge_method"] = method
@@ -595,6 +687,24 @@ def cases():
         tol={"min_exact_fraction": 1.0, "max_ulp": 0}, releases=new,
         note="embedding of 2^20 + 4163 elements: two chunks; bf16 output, so the whole-tensor"
              " reduction (an ulp off in the coefficients) shows on 41 elements only")
+    # LoRA adapters applied as mergekit does (PEFT merge_and_unload; build_lora_models)
+    lora = ["0.1.5"]
+    exact = {"min_exact_fraction": 1.0, "max_ulp": 0}
+    for case, ref in (("lora_qkvo", "lora_base_bf16+lora_qkvo"), ("lora_mlp_rslora", "lora_base_bf16+lora_mlp_rs"),
+                      ("lora_embed_save", "lora_base_bf16+lora_embed"),
+                      ("lora_pattern", "lora_base_bf16+lora_pattern"), ("lora_qkvo_f32", "lora_base+lora_qkvo")):
+        add(case, "passthrough", {"models": [M(ref)]}, tol=exact, releases=lora)
+    add("lora_gpt2_fan_in_fan_out", "passthrough", {"models": [M("lora_gpt2_bf16+lora_gpt2_fifo")]}, tol=exact,
+        releases=lora)
+    add("lora_merge_dtype_f16", "passthrough", {"models": [M("lora_base_bf16+lora_mlp_rs")]}, tol=exact,
+        options={"lora_merge_dtype": "float16"}, releases=lora,
+        note="--lora-merge-dtype float16: transformers loads the bf16 base as float16")
+    add("lora_merge_ties", "ties", {"models": [M("lora_base_bf16+lora_qkvo", weight=0.6, density=0.7),
+                                              M("lora_ft_bf16", weight=0.4, density=0.7)],
+                                   "base_model": "lora_base_bf16"}, releases=lora)
+    add("lora_merge_linear_map", "linear", {"models": [
+        {"model": {"model": {"path": "lora_base_bf16"}, "lora": {"path": "lora_mlp_rs"}}, "parameters": {"weight": 0.5}},
+        M("lora_ft_bf16", weight=0.5)]}, releases=lora)
     # passthrough
     add("passthrough_slices", "passthrough", {"slices": [
         {"sources": [{"model": "a", "layer_range": [0, 2]}]},
@@ -626,12 +736,14 @@ def run_case(case):
         f.write(text)
     tmp = os.path.join(HERE, ".out", case["name"])
     shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(tmp + "-lora", ignore_errors=True)
     cwd = os.getcwd()
     os.chdir(MODELS)            # model names in recipes are relative to models/
     try:
         cfg = MergeConfiguration.model_validate(yaml.safe_load(text))
         opts = MergeOptions(random_seed=SEED, copy_tokenizer=False, out_shard_size=10**12,
                             write_model_card=False, quiet=True, lazy_unpickle=False,
+                            lora_merge_cache=tmp + "-lora",
                             **(case.get("options") or {}))
         torch.set_num_threads(1)      # fixed reduction order
         run_merge(cfg, tmp, options=opts, config_source=text)
@@ -966,6 +1078,8 @@ def main():
     import logging
     logging.disable(logging.WARNING)
     build_chunk_models()
+    if RELEASE == "0.1.5":
+        build_lora_models()
     if RELEASE == "0.1.4":
         pin_model_order()
         register_ram()

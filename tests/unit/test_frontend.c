@@ -149,7 +149,7 @@ TEST(config_reports_all_errors_and_warns_unknown_keys)
         "models:\n"
         "  - model: a\n"
         "    parameters: {weight: abc}\n"                /* not a number */
-        "  - model: b+lora\n"                            /* LoRA */
+        "  - model: {model: b, override_architecture: X}\n" /* unsupported */
         "dtype: fp16\n";                                 /* bad dtype */
     cr_arena ar;
     cr_ytree t;

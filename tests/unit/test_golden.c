@@ -435,20 +435,22 @@ static const char *gt_case_version(const cJSON *meta)
 
 /* `crucible merge RECIPE OUT --mergekit-version V`, plus --FLAG for each
  * true "options" key of case.json (mergekit's MergeOptions field names,
- * unsafe_truncate_embeddings -> --unsafe-truncate-embeddings). */
+ * unsafe_truncate_embeddings -> --unsafe-truncate-embeddings) and --KEY
+ * VALUE for each string one (lora_merge_dtype: float16). */
 static gt_run gt_merge(const char *bin, const char *recipe, const char *out, const cJSON *meta,
                        char *log, size_t log_len)
 {
-    const char *argv[16] = { bin, "merge", recipe, out, "--mergekit-version", gt_case_version(meta) };
+    const char *argv[24] = { bin, "merge", recipe, out, "--mergekit-version", gt_case_version(meta) };
     char flags[8][64];
     int argc = 6, n_flags = 0;
     const cJSON *opt;
     cJSON_ArrayForEach(opt, cJSON_GetObjectItem(meta, "options")) {
-        if (!cJSON_IsTrue(opt) || n_flags == 8) continue;
+        if (!(cJSON_IsTrue(opt) || cJSON_IsString(opt)) || n_flags == 8) continue;
         char *f = flags[n_flags++];
         snprintf(f, sizeof flags[0], "--%s", opt->string);
         for (char *c = f + 2; *c; c++) if (*c == '_') *c = '-';
         argv[argc++] = f;
+        if (cJSON_IsString(opt)) argv[argc++] = opt->valuestring;
     }
     argv[argc] = NULL;
     char log_path[600];
@@ -551,7 +553,7 @@ static const char *gt_known_failure(const char *cname)
 
 /* ---- tests ------------------------------------------------------------ */
 
-static char *g_cases[256];
+static char *g_cases[512];
 static int g_n_cases;
 
 TEST(expected_outputs_parse)
@@ -662,11 +664,15 @@ TEST(every_case_compiles)
         cr_mk_version mk = CR_MK_DEFAULT;
         CHECK_MSG(cr_mk_parse(gt_case_version(meta), &mk), "%s: case.json names no mergekit release", g_cases[i]);
         /* the options gt_merge passes as flags that the compiler sees */
-        bool truncate = cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(meta, "options"),
-                                                         "unsafe_truncate_embeddings"));
+        const cJSON *opts = cJSON_GetObjectItem(meta, "options");
+        bool truncate = cJSON_IsTrue(cJSON_GetObjectItem(opts, "unsafe_truncate_embeddings"));
+        cr_dtype lmd = CR_DTYPE_NONE;
+        const char *lmd_name = cJSON_GetStringValue(cJSON_GetObjectItem(opts, "lora_merge_dtype"));
+        CHECK_MSG(!lmd_name || cr_dtype_parse_torch(lmd_name, &lmd), "%s: lora_merge_dtype %s", g_cases[i], lmd_name);
         cJSON_Delete(meta);
         cr_pipeline_options o = { .alloc = gt_alloc(), .path = path, .kind = CR_SOURCE_YAML,
                                   .models_dir = models, .methods = reg,
+                                  .has_lora_merge_dtype = lmd != CR_DTYPE_NONE, .lora_merge_dtype = lmd,
                                   .compile = { .seed = 42, .mk_version = mk,
                                                .unsafe_truncate_embeddings = truncate } };
         cr_compile_result r;
@@ -782,7 +788,7 @@ static bool gt_run_cases(const char *bin)
 
 int main(void)
 {
-    g_n_cases = gt_list_cases(g_cases, 256);
+    g_n_cases = gt_list_cases(g_cases, (int)CR_ARRAY_LEN(g_cases));
     gt_load_known();
     RUN(expected_outputs_parse);
     RUN(stat_checker_accepts_mergekit);

@@ -79,5 +79,5 @@ printf 'genome:\n  models: [ft1]\n  merge_method: linear\ntasks:\n  - arc_challe
 "$bin" evolve bad2.yml f >x.txt 2>&1; rc=$?
 check '[ $rc = 2 ] && grep -q "bad2.yml:5:5: error: a task is" x.txt' "lm-eval task: rc $rc $(cat x.txt)"
 
-echo "evolve: $pass passed, $fail failed"
+echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -143,5 +143,5 @@ check '[ $? = 2 ]' "soup into an existing directory"
 rc=$?
 check '[ $rc = 1 ] && grep -q "nope" e.txt && [ ! -e missing ]' "a missing model: $(cat e.txt)"
 
-echo "soup: $pass passed, $fail failed"
+echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -20,6 +20,7 @@ must be the same. Models and candidates go to bench/work/soup
 """
 import argparse
 import glob
+import math
 import os
 import platform
 import shutil
@@ -89,7 +90,7 @@ def main():
             prev = end
             if end == n:
                 break
-        return float(torch.exp(torch.tensor(nll / cnt)))
+        return math.exp(nll / cnt)
 
     mk = os.path.join(os.path.dirname(sys.executable), "mergekit-yaml")
 

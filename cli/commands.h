@@ -18,6 +18,8 @@ int cr_cmd_diff(int argc, char **argv);
 int cr_cli_diff_gguf(const char *a, const char *b, bool all);
 int cr_cmd_moe(int argc, char **argv);
 int cr_cmd_eval(int argc, char **argv);
+int cr_cmd_soup(int argc, char **argv);
+int cr_cmd_evolve(int argc, char **argv);
 int cr_cmd_verify(int argc, char **argv);
 int cr_cmd_ops(int argc, char **argv);
 int cr_cmd_assemble(int argc, char **argv);

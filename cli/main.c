@@ -25,6 +25,8 @@ static void usage(FILE *out)
     fprintf(out, "usage: crucible COMMAND [ARGS]\n\ncommands:\n");
     for (int i = 0; i < CR_CMD_COUNT; i++)
         fprintf(out, "  %s\n", cr_cli_command_summary((cr_cli_cmd)i));
+    fprintf(out, "  soup --greedy --eval F M... OUT  a greedy (or --uniform) model soup\n");
+    fprintf(out, "  evolve CONFIG.yml OUT_DIR        CMA-ES search over a merge's parameters\n");
     fprintf(out, "\n`crucible COMMAND --help` for a command's options.\n");
 }
 
@@ -52,6 +54,9 @@ int main(int argc, char **argv)
         printf("crucible %s\n", CR_VERSION_STRING);
         return 0;
     }
+    /* soup and evolve parse their own options (MODEL... is variadic) */
+    if (!strcmp(argv[1], "soup")) return cr_cmd_soup(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "evolve")) return cr_cmd_evolve(argc - 1, argv + 1);
     for (int i = 0; i < CR_CMD_COUNT; i++)
         if (!strcmp(argv[1], cr_cli_command_name((cr_cli_cmd)i)))
             return commands[i](argc - 1, argv + 1);

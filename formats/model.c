@@ -31,6 +31,19 @@ static bool file_in(const cr_allocator *a, const char *dir, const char *name)
     return r;
 }
 
+/* The path to open for `path` (buf holds it when fs maps it); NULL when
+ * fs knows no such file. Without fs, path itself. */
+static const char *fs_path(const cr_model_fs *fs, const char *path, char *buf, size_t cap)
+{
+    return fs ? fs->map(fs->ud, path, buf, cap) : path;
+}
+
+static bool is_file_fs(const cr_model_fs *fs, const char *path)
+{
+    char buf[64];
+    return fs ? fs_path(fs, path, buf, sizeof buf) != NULL : is_file(path);
+}
+
 static cr_status parse_json_file(const cr_allocator *a, const char *path, cJSON **out, cr_error *err)
 {
     return cr_json_read_object(a, path, CR_LIMIT_JSON_BYTES, out, err);
@@ -59,23 +72,30 @@ static int cmp_str_ptr(const void *a, const void *b)
 
 /* A shard by its name, as mergekit chooses: *.safetensors, else a
  * PyTorch zip. */
-static cr_status open_shard(const cr_allocator *a, const char *path, unsigned flags, cr_st_file *out, cr_error *err)
+static cr_status open_shard(const cr_allocator *a, const cr_model_fs *fs, const char *path, unsigned flags,
+                            cr_st_file *out, cr_error *err)
 {
+    /* the kind by the file's name; the bytes where fs keeps them */
+    char buf[64];
+    const char *real = fs_path(fs, path, buf, sizeof buf);
+    if (!real) return cr_fail(err, CR_ERR_IO, "%s: cannot open: no such file", path);
     size_t n = strlen(path);
-    if (n >= 12 && !strcmp(path + n - 12, ".safetensors")) return cr_st_open(a, path, flags, out, err);
-    return cr_torchbin_open(a, path, flags, out, err);
+    if (n >= 12 && !strcmp(path + n - 12, ".safetensors")) return cr_st_open(a, real, flags, out, err);
+    return cr_torchbin_open(a, real, flags, out, err);
 }
 
 /* model.safetensors.index.json: every mapped file opens, every mapped
  * tensor is in its shard, no key twice. Tensors a shard holds beyond what
  * the map lists are not part of the model, as in mergekit (count_unlisted
  * counts them for a warning). */
-static cr_status open_index(cr_model *m, const char *index_path, unsigned flags, cr_error *err)
+static cr_status open_index(cr_model *m, const char *index_path, unsigned flags, const cr_model_fs *fs,
+                            cr_error *err)
 {
     const cr_allocator *a = m->alloc;
     cJSON *idx = NULL;
     const char **names = NULL, **files = NULL;
-    cr_status st = parse_json_file(a, index_path, &idx, err);
+    char buf[64];
+    cr_status st = parse_json_file(a, fs_path(fs, index_path, buf, sizeof buf), &idx, err);
     if (st != CR_OK) return st;
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
     if (!cJSON_IsObject(wm)) {
@@ -129,13 +149,13 @@ static cr_status open_index(cr_model *m, const char *index_path, unsigned flags,
             files[s] = e->valuestring;
             char *p = cr_path_join(a, m->dir, e->valuestring);
             if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", index_path); goto out; }
-            if (!is_file(p)) {
+            if (!is_file_fs(fs, p)) {
                 st = cr_fail(err, CR_ERR_FORMAT, "%s: shard '%s' (holding tensor '%s') does not exist",
                              index_path, e->valuestring, e->string);
                 cr_free(a, p);
                 goto out;
             }
-            st = open_shard(a, p, flags, &m->shards[s], err);
+            st = open_shard(a, fs, p, flags, &m->shards[s], err);
             cr_free(a, p);
             if (st != CR_OK) goto out;
             m->n_shards++;
@@ -193,12 +213,12 @@ const char *cr_model_unlisted_shard(const cr_model *m, const char *name)
 }
 
 /* a model of one weights file */
-static cr_status open_single(cr_model *out, const char *path, unsigned flags, cr_error *err)
+static cr_status open_single(cr_model *out, const cr_model_fs *fs, const char *path, unsigned flags, cr_error *err)
 {
     const cr_allocator *alloc = out->alloc;
     out->shards = cr_calloc(alloc, 1, sizeof *out->shards);
     if (!out->shards) return cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", out->dir);
-    cr_status st = open_shard(alloc, path, flags, &out->shards[0], err);
+    cr_status st = open_shard(alloc, fs, path, flags, &out->shards[0], err);
     if (st != CR_OK) return st;
     out->n_shards = 1;
     const cr_st_file *f = &out->shards[0];
@@ -212,44 +232,53 @@ static cr_status open_single(cr_model *out, const char *path, unsigned flags, cr
 cr_status cr_model_open(const cr_allocator *alloc, const char *dir, unsigned flags,
                         cr_model *out, cr_error *err)
 {
+    return cr_model_open_fs(alloc, dir, flags, NULL, out, err);
+}
+
+cr_status cr_model_open_fs(const cr_allocator *alloc, const char *dir, unsigned flags, const cr_model_fs *fs,
+                           cr_model *out, cr_error *err)
+{
     memset(out, 0, sizeof *out);
     out->alloc = alloc;
     out->dir = cr_strdup(alloc, dir);
     if (!out->dir) return cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir);
     cr_status st = CR_OK;
     char *p = NULL;
+    char buf[64];
     struct stat sb;
-    if (stat(dir, &sb) != 0) { st = cr_fail_errno(err, errno, "%s: cannot open model directory", dir); goto fail; }
-    if (!S_ISDIR(sb.st_mode)) { st = cr_fail(err, CR_ERR_FORMAT, "%s: not a directory (a model is a directory holding config.json and *.safetensors)", dir); goto fail; }
+    if (fs) { /* directories are names only */ }
+    else if (stat(dir, &sb) != 0) { st = cr_fail_errno(err, errno, "%s: cannot open model directory", dir); goto fail; }
+    else if (!S_ISDIR(sb.st_mode)) { st = cr_fail(err, CR_ERR_FORMAT, "%s: not a directory (a model is a directory holding config.json and *.safetensors)", dir); goto fail; }
 
     p = cr_path_join(alloc, dir, "config.json");
     if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
-    if (is_file(p) && (st = parse_json_file(alloc, p, &out->config, err)) != CR_OK) goto fail;
+    if (is_file_fs(fs, p) && (st = parse_json_file(alloc, fs_path(fs, p, buf, sizeof buf), &out->config, err)) != CR_OK)
+        goto fail;
     cr_free(alloc, p);
 
     p = cr_path_join(alloc, dir, "model.safetensors");
     if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
-    if (is_file(p)) {
-        if ((st = open_single(out, p, flags, err)) != CR_OK) goto fail;
+    if (is_file_fs(fs, p)) {
+        if ((st = open_single(out, fs, p, flags, err)) != CR_OK) goto fail;
     } else {
         cr_free(alloc, p);
         p = cr_path_join(alloc, dir, "model.safetensors.index.json");
         if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
-        if (is_file(p)) {
+        if (is_file_fs(fs, p)) {
             out->index_name = "model.safetensors.index.json";
-            if ((st = open_index(out, p, flags, err)) != CR_OK) goto fail;
-        } else if (file_in(alloc, dir, "pytorch_model.bin.index.json")) {
+            if ((st = open_index(out, p, flags, fs, err)) != CR_OK) goto fail;
+        } else if (!fs && file_in(alloc, dir, "pytorch_model.bin.index.json")) {
             /* mergekit: the index before the single file */
             cr_free(alloc, p);
             p = cr_path_join(alloc, dir, "pytorch_model.bin.index.json");
             if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
             out->index_name = "pytorch_model.bin.index.json";
-            if ((st = open_index(out, p, flags, err)) != CR_OK) goto fail;
-        } else if (file_in(alloc, dir, "pytorch_model.bin")) {
+            if ((st = open_index(out, p, flags, fs, err)) != CR_OK) goto fail;
+        } else if (!fs && file_in(alloc, dir, "pytorch_model.bin")) {
             cr_free(alloc, p);
             p = cr_path_join(alloc, dir, "pytorch_model.bin");
             if (!p) { st = cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", dir); goto fail; }
-            if ((st = open_single(out, p, flags, err)) != CR_OK) goto fail;
+            if ((st = open_single(out, NULL, p, flags, err)) != CR_OK) goto fail;
         } else {
             st = cr_fail(err, CR_ERR_FORMAT,
                          "%s: no model weights found (looked for model.safetensors, model.safetensors.index.json, "

@@ -44,6 +44,18 @@ typedef struct cr_model {
 cr_status cr_model_open(const cr_allocator *alloc, const char *dir, unsigned flags,
                         cr_model *out, cr_error *err);
 void cr_model_close(cr_model *m);
+
+/* A model whose files are not in the file system (core/memio.h): map
+ * gives the path that opens DIR/NAME for reading (written into buf), or
+ * NULL where there is no such file. */
+typedef struct cr_model_fs {
+    const char *(*map)(void *ud, const char *path, char *buf, size_t cap);
+    void *ud;
+} cr_model_fs;
+/* cr_model_open with every file found through fs (NULL: the file system);
+ * dir is then a name only, and messages name the mapped paths. */
+cr_status cr_model_open_fs(const cr_allocator *alloc, const char *dir, unsigned flags, const cr_model_fs *fs,
+                           cr_model *out, cr_error *err);
 /* NULL if the model has no tensor of that name. */
 const cr_model_tensor *cr_model_find(const cr_model *m, const char *name);
 /* The path of a shard holding a tensor `name` that the index does not list,

@@ -404,12 +404,18 @@ static cr_status write_config(xl *x, const char *path, cr_error *err)
 
 static cr_status write_card(xl *x, const char *path, cr_error *err)
 {
+    /* the output directory's own name (mergekit: os.path.basename) */
+    const char *out = x->co.val[CR_OPT_XL_OUT_PATH];
+    int len = (int)strlen(out);
+    while (len > 1 && out[len - 1] == '/') len--;
+    int start = len;
+    while (start > 0 && out[start - 1] != '/') start--;
     FILE *f = fopen(path, "wb");
     if (!f) return cr_fail_errno(err, errno, "%s: cannot write", path);
     fprintf(f, "---\nbase_model:\n- %s\nlibrary_name: peft\ntags:\n- mergekit\n- peft\n---\n"
-            "# %s\n\nThis is a LoRA extracted from a language model. It was extracted by `crucible extract-lora` "
+            "# %.*s\n\nThis is a LoRA extracted from a language model. It was extracted by `crucible extract-lora` "
             "(as mergekit-extract-lora).\n\n## LoRA Details\n\nThis LoRA adapter was extracted from %s and uses "
-            "%s as a base.\n", x->co.val[CR_OPT_XL_BASE_MODEL], last_component(x->co.val[CR_OPT_XL_OUT_PATH]),
+            "%s as a base.\n", x->co.val[CR_OPT_XL_BASE_MODEL], len - start, out + start,
             x->co.val[CR_OPT_XL_MODEL], x->co.val[CR_OPT_XL_BASE_MODEL]);
     return fclose(f) ? cr_fail_errno(err, errno, "%s: cannot write", path) : CR_OK;
 }

@@ -22,7 +22,7 @@ cd "$tmp" || exit 1
     --dtype float32 >/dev/null 2>&1
 "$bin" synth f --from b --seed 7 --delta-scale 0.02 >/dev/null 2>&1
 "$bin" extract-lora --model f --base-model b --out-path ad --max-rank 13 --embed-lora -q 2>err.txt; rc=$?
-check '[ $rc -eq 0 ] && [ -s ad/adapter_model.safetensors ] && [ -s ad/adapter_config.json ] && [ -s ad/README.md ]' \
+check '[ $rc -eq 0 ] && [ -s ad/adapter_model.safetensors ] && [ -s ad/adapter_config.json ] && grep -q "^# ad$" ad/README.md' \
     "extract-lora: rc $rc: $(cat err.txt)"
 check 'grep -q "\"r\": 13," ad/adapter_config.json && grep -q "\"lora_alpha\": 13," ad/adapter_config.json' \
     "r and lora_alpha: $(cat ad/adapter_config.json)"

@@ -2,7 +2,9 @@
  * (GGUF files: diff_gguf.c):
  * names only in one, dtype/shape differences, and for tensors of equal
  * type the number of differing elements (bitwise), the largest absolute
- * difference and whether the bytes are identical. Exit 0 if the models hold
+ * difference, the Frobenius norm of the difference (the figure extract-lora's
+ * reconstruction errors are given in, spec/lora.md) and whether the bytes
+ * are identical. Exit 0 if the models hold
  * identical tensors, 1 if they differ, 2 on error. Tensor names are
  * escaped for the terminal (termtext.h). */
 #include <math.h>
@@ -29,12 +31,13 @@ static void shape_str(char *buf, size_t cap, const cr_st_tensor *t)
 /* bitwise-differing elements and the max |a-b| (NaN if any side is NaN) */
 static void compare(const cr_st_file *sa, const cr_st_file *sb, const cr_st_tensor *t, const cr_st_tensor *tb,
                     const unsigned char *a, const unsigned char *b,
-                    uint64_t *n_diff, double *max_abs, float *fa, float *fb)
+                    uint64_t *n_diff, double *max_abs, double *l2, float *fa, float *fb)
 {
     unsigned es = cr_dtype_size(t->dtype);
     bool is_float = cr_dtype_is_float(t->dtype);
     *n_diff = 0;
     *max_abs = 0;
+    double sq = 0;
     for (uint64_t i = 0; i < t->numel; i += DIFF_CHUNK) {
         size_t n = (size_t)CR_MIN((uint64_t)DIFF_CHUNK, t->numel - i);
         const unsigned char *pa = a + i * es, *pb = b + i * es;
@@ -65,10 +68,12 @@ static void compare(const cr_st_file *sa, const cr_st_file *sb, const cr_st_tens
                 memcpy(&y, pb + j * es, es);
                 d = fabs((double)x - (double)y);
             }
+            sq += d * d;
             if (isnan(d)) *max_abs = NAN;        /* NaN against a number: report NaN */
             else if (!isnan(*max_abs) && d > *max_abs) *max_abs = d;
         }
     }
+    *l2 = sqrt(sq);
 }
 
 /* a tensor name escaped for the terminal, in buf (4 * CR_LIMIT_NAME + 1) */
@@ -119,13 +124,13 @@ int cr_cmd_diff(int argc, char **argv)
             const unsigned char *da = cr_st_data(&a.shards[a.tensors[i].shard], ta);
             const unsigned char *db = cr_st_data(&b.shards[b.tensors[j].shard], tb);
             uint64_t nd;
-            double mx;
-            compare(&a.shards[a.tensors[i].shard], &b.shards[b.tensors[j].shard], ta, tb, da, db, &nd, &mx, fa, fb);
+            double mx, l2;
+            compare(&a.shards[a.tensors[i].shard], &b.shards[b.tensors[j].shard], ta, tb, da, db, &nd, &mx, &l2, fa, fb);
             cr_st_release(&a.shards[a.tensors[i].shard], ta);
             cr_st_release(&b.shards[b.tensors[j].shard], tb);
             if (nd) {
-                printf("differs     %s %s: %llu of %llu elements differ, max |a-b| %.9g, identical bytes: no\n",
-                       name, sa, (unsigned long long)nd, (unsigned long long)ta->numel, mx);
+                printf("differs     %s %s: %llu of %llu elements differ, max |a-b| %.9g, ||a-b||_F %.6g, identical bytes: no\n",
+                       name, sa, (unsigned long long)nd, (unsigned long long)ta->numel, mx, l2);
                 val_diff++;
             } else {
                 if (all) printf("same        %s %s: identical bytes: yes\n", name, sa);

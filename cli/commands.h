@@ -23,6 +23,7 @@ int cr_cmd_evolve(int argc, char **argv);
 int cr_cmd_verify(int argc, char **argv);
 int cr_cmd_ops(int argc, char **argv);
 int cr_cmd_assemble(int argc, char **argv);
+int cr_cmd_extract_lora(int argc, char **argv);
 
 /* The message and exit status of a command that does not exist yet. */
 int cr_cmd_not_implemented(const char *name);

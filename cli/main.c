@@ -17,7 +17,7 @@ static int (*const commands[CR_CMD_COUNT])(int argc, char **argv) = {
     [CR_CMD_SYNTH] = cr_cmd_synth,     [CR_CMD_INSPECT] = cr_cmd_inspect, [CR_CMD_DIFF] = cr_cmd_diff,
     [CR_CMD_EVAL] = cr_cmd_eval,       [CR_CMD_VERIFY] = cr_cmd_verify, [CR_CMD_OPS] = cr_cmd_ops,
     [CR_CMD_CONVERT] = cr_cmd_convert,
-    [CR_CMD_ASSEMBLE] = cr_cmd_assemble,
+    [CR_CMD_ASSEMBLE] = cr_cmd_assemble, [CR_CMD_EXTRACT_LORA] = cr_cmd_extract_lora,
 };
 
 static void usage(FILE *out)

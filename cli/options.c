@@ -18,6 +18,7 @@ enum {
     C_EVAL = 1u << CR_CMD_EVAL, C_VERIFY = 1u << CR_CMD_VERIFY, C_OPS = 1u << CR_CMD_OPS,
     C_CONVERT = 1u << CR_CMD_CONVERT,
     C_ASSEMBLE = 1u << CR_CMD_ASSEMBLE,
+    C_EXTRACT_LORA = 1u << CR_CMD_EXTRACT_LORA,
 };
 
 typedef enum opt_kind { OWN, MK, NOOP, REFUSED } opt_kind;
@@ -126,6 +127,13 @@ static const command commands[CR_CMD_COUNT] = {
         "check every part's manifest and shards in OUT_DIR (written by `crucible run X.crb\n"
         "OUT_DIR --part I/N`), then write the index, config, tokenizer files and model card as\n"
         "a single run does and remove OUT_DIR/crucible-parts (spec/parts.md)\n", NULL },
+    [CR_CMD_EXTRACT_LORA] = {
+        "extract-lora", "extract-lora --model FT --base-model BASE --out-path OUT  a LoRA adapter from a fine-tune",
+        0, "extract-lora --model FT_DIR --base-model BASE_DIR --out-path OUT_DIR [options]",
+        "decompose (fine-tune - base) per Linear/Embedding module by truncated SVD, as\n"
+        "mergekit-extract-lora does, into a PEFT adapter (adapter_config.json,\n"
+        "adapter_model.safetensors); OUT_DIR appears complete or not at all (spec/lora.md)\n",
+        "mergekit-extract-lora's options (same meaning)" },
 };
 
 const char *cr_cli_command_name(cr_cli_cmd cmd) { return commands[cmd].name; }
@@ -264,6 +272,8 @@ static bool apply(cr_cli_options *o, int id, const char *opt, bool neg, const ch
     case CR_OPT_I_UNDERSTAND: o->moe_same_source = true; break;
     case CR_OPT_VERBOSE: o->verbose++; break;
     case CR_OPT_QUIET: o->quiet = !neg; break;
+    case CR_OPT_XL_DISTRIBUTE_SCALE: o->xl_no_distribute_scale = neg; break;
+    case CR_OPT_XL_EMBED_LORA: o->xl_embed_lora = !neg; break;
     case CR_OPT_BOS: o->no_bos = neg; break;
     case CR_OPT_PRECISE: o->precise = true; break;
     case CR_OPT_FORCE: o->force = true; break;
@@ -297,6 +307,16 @@ static bool apply(cr_cli_options *o, int id, const char *opt, bool neg, const ch
         o->input_args[o->n_input_args++] = val;
         break;
     }
+    case CR_OPT_XL_SAVE_MODULE:
+    case CR_OPT_XL_EXCLUDE_REGEX:
+    case CR_OPT_XL_INCLUDE_REGEX:
+        if (o->n_list_args == CR_CLI_MAX_INPUTS) {
+            fprintf(stderr, "crucible %s: more than %d %s options\n", o->cmd, CR_CLI_MAX_INPUTS, opt);
+            return false;
+        }
+        o->list_ids[o->n_list_args] = id;
+        o->list_args[o->n_list_args++] = val;
+        break;
     case CR_OPT_TEXT:
         if (o->n_text_args == CR_CLI_MAX_INPUTS) {
             fprintf(stderr, "crucible %s: more than %d %s options\n", o->cmd, CR_CLI_MAX_INPUTS, opt);

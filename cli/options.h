@@ -15,6 +15,7 @@ enum { CR_CLI_MAX_INPUTS = 256 };   /* --input options of one command */
 typedef enum cr_cli_cmd {
     CR_CMD_MERGE, CR_CMD_PLAN, CR_CMD_EXPLAIN, CR_CMD_COMPILE, CR_CMD_RUN, CR_CMD_MOE,
     CR_CMD_SYNTH, CR_CMD_INSPECT, CR_CMD_DIFF, CR_CMD_EVAL, CR_CMD_VERIFY, CR_CMD_OPS, CR_CMD_CONVERT, CR_CMD_ASSEMBLE,
+    CR_CMD_EXTRACT_LORA,
     CR_CMD_COUNT
 } cr_cli_cmd;
 
@@ -59,6 +60,11 @@ typedef struct cr_cli_options {
     int n_input_args;
     const char *text_args[CR_CLI_MAX_INPUTS];   /* eval: each --text FILE, in order */
     int n_text_args;
+    /* extract-lora: each --save-module / -e / -i, in order, with its option */
+    const char *list_args[CR_CLI_MAX_INPUTS];
+    cr_cli_opt list_ids[CR_CLI_MAX_INPUTS];
+    int n_list_args;
+    bool xl_no_distribute_scale, xl_embed_lora;   /* extract-lora: --no-distribute-scale, --embed-lora */
     uint64_t shard_size;        /* synth: --shard-size (0: one shard) */
     uint32_t part, n_parts;     /* run, plan: --part I/N (n_parts 0: not given) */
     /* Every option given, by id: its value as typed ("" for a flag), the

@@ -80,11 +80,63 @@ tags:
 A merge.
 """
 
+# The SentencePiece case (spec/gguf.md 4.3): a tiny BPE model with byte
+# fallback, one user-defined and one control symbol, trained by
+# make_spm_model() into spm/tokenizer.model (committed: tests/e2e/gguf.sh
+# copies it), 300 pieces under a vocab_size of 304 (four [PADi] slots), with
+# tokenizer_config's added_tokens_decoder (a special, a special-looking and
+# a plain token with U+2581) and added_tokens.json over those slots.
+SPM_TOKENIZER_CONFIG = """{
+  "add_bos_token": true,
+  "add_eos_token": false,
+  "add_prefix_space": true,
+  "added_tokens_decoder": {
+    "0": {"content": "<unk>", "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": true},
+    "1": {"content": "<s>", "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": true},
+    "2": {"content": "</s>", "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": true},
+    "300": {"content": "<|im_end|>", "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": false},
+    "302": {"content": "\u2581hello\u2581world", "lstrip": false, "normalized": true, "rstrip": false, "single_word": false, "special": false},
+    "310": {"content": "<far>", "special": true}
+  },
+  "bos_token": "<s>",
+  "chat_template": "{% for m in messages %}{{ m['content'] }}{% endfor %}",
+  "clean_up_tokenization_spaces": false,
+  "eos_token": "</s>",
+  "model_max_length": 2048,
+  "pad_token": "<unk>",
+  "tokenizer_class": "LlamaTokenizer",
+  "unk_token": "<unk>"
+}
+"""
+SPM_ADDED_TOKENS = """{"<tool_call>": 301, "<beyond>": 400}
+"""
+SPM_TEXT = """The quick brown fox jumps over the lazy dog.
+A merge of two models is written straight to GGUF.
+Sphinx of black quartz, judge my vow!
+How vexingly quick daft zebras jump.
+Pack my box with five dozen liquor jugs.
+"""
+
+
+def make_spm_model(path):
+    """spm/tokenizer.model: made once, then committed (training is deterministic
+    with one thread, but the file is what the tests read)."""
+    import io
+    import sentencepiece as spm
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter((SPM_TEXT * 20).splitlines()), model_writer=buf,
+                                   vocab_size=300, model_type="bpe", byte_fallback=True,
+                                   normalization_rule_name="identity", user_defined_symbols=["<tool>"],
+                                   control_symbols=["<ctl>"], character_coverage=1.0, hard_vocab_limit=False,
+                                   num_threads=1, minloglevel=2)
+    path.write_bytes(buf.getvalue())
+
+
 LLAMA = ["--arch", "llama", "--layers", "2", "--hidden", "32", "--intermediate", "48",
          "--heads", "2", "--kv-heads", "1", "--vocab", "272"]
 
 # (case name = model directory name, synth arguments, --gguf-pre,
-#  tokenizer_config.json replacement, README.md, types)
+#  tokenizer_config.json replacement, README.md, types[, extra files: name -> text, or None for spm/tokenizer.model])
 MODELS = [
     ("llama", LLAMA, "llama-bpe", None, None, TYPES),
     ("qwen2", ["--arch", "qwen2", "--layers", "2", "--hidden", "32", "--intermediate", "64",
@@ -99,6 +151,11 @@ MODELS = [
     # tied embeddings: token_embd is the output matrix, Q8_0 under q4_0
     ("llama-tied", ["--arch", "llama", "--layers", "2", "--hidden", "64", "--intermediate", "64",
                     "--heads", "2", "--kv-heads", "1", "--vocab", "272", "--tied"], "llama-bpe", None, None, ["q4_0"]),
+    # SentencePiece: the converter's _set_vocab_sentencepiece (tokenizer.model beside synth's tokenizer.json,
+    # which SpecialVocab still reads); "default" is the pre it writes itself
+    ("llama-spm", ["--arch", "llama", "--layers", "2", "--hidden", "32", "--intermediate", "48",
+                   "--heads", "2", "--kv-heads", "1", "--vocab", "304"], "default", SPM_TOKENIZER_CONFIG, None,
+     ["f16", "q8_0"], {"tokenizer.model": None, "added_tokens.json": SPM_ADDED_TOKENS}),
 ]
 
 MIXTRAL_BASE = ["--arch", "llama", "--layers", "2", "--hidden", "32", "--intermediate", "64",
@@ -163,6 +220,7 @@ def main():
     crucible, llama_cpp = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
     conv = llama_cpp / "convert_hf_to_gguf.py"
     import numpy
+    import sentencepiece
     import torch
     import transformers
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,9 +229,10 @@ def main():
         old = HERE / "versions.json"
         cases = json.loads(old.read_text())["cases"] if old.exists() else {}
         only = sys.argv[3:]          # case names to regenerate (default: all)
-        for name, args, pre, tok_config, readme, types in MODELS:
+        for name, args, pre, tok_config, readme, types, *extra in MODELS:
             if only and name not in only:
                 continue
+            extra = extra[0] if extra else {}
             model = tmp / name      # the directory name is general.name's source
             if args is None:
                 build_mixtral(crucible, tmp, model)
@@ -183,6 +242,15 @@ def main():
                 (model / "tokenizer_config.json").write_text(tok_config)
             if readme:
                 (model / "README.md").write_text(readme)
+            for fname, text in extra.items():
+                if text is None:
+                    src = HERE / "spm" / fname
+                    if not src.exists():
+                        src.parent.mkdir(exist_ok=True)
+                        make_spm_model(src)
+                    shutil.copy(src, model / fname)
+                else:
+                    (model / fname).write_text(text)
             for t in types:
                 out = HERE / f"{name}-{t}.gguf"
                 if out.exists():
@@ -192,13 +260,13 @@ def main():
                                ["--outfile", str(out)], check=True)
                 cases[out.name] = {"synth": args if args is not None else "build_mixtral", "gguf_pre": pre, "outtype": t,
                                    "tokenizer_config_replaced": tok_config is not None,
-                                   "readme": readme is not None,
+                                   "readme": readme is not None, "extra_files": sorted(extra),
                                    "sha256": hashlib.sha256(out.read_bytes()).hexdigest()}
     versions = {
         "reference": "llama-cpp-python==0.3.36 sdist, vendor/llama.cpp/convert_hf_to_gguf.py with its gguf-py",
         "sdist_sha256": "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e",
         "python": sys.version.split()[0], "torch": torch.__version__, "numpy": numpy.__version__,
-        "transformers": transformers.__version__,
+        "transformers": transformers.__version__, "sentencepiece": sentencepiece.__version__,
         "patch": "TextModel.get_vocab_base_pre returns the case's gguf_pre (synth's tokenizer has no known hash); "
                  "q4_0 cases: --outtype q8_0 with tensor_force_quant giving crucible's Q4_0 rule and file_type 2",
         "cases": cases,

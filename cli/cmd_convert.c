@@ -59,7 +59,7 @@ int cr_cmd_convert(int argc, char **argv)
     void *src_owned = NULL;
     if (st == CR_OK) st = cr_gguf_src_of_model(a, &m, &src, &src_owned, &err);
     if (st == CR_OK) st = cr_gguf_hf_check_vocab(a, &src, &err);
-    if (st == CR_OK && cr_gguf_vocab_spm(&src)) pre = "default";   /* _set_vocab_sentencepiece writes it */
+    if (st == CR_OK && !cr_gguf_hf_needs_pre(a, &src)) pre = "default";   /* the SentencePiece / LlamaHf paths write it */
     if (st == CR_OK && !pre) {
         char *tj = cr_path_join(a, dir, "tokenizer.json");
         char hex[65];

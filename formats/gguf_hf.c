@@ -99,21 +99,26 @@ cr_status cr_gguf_hf_check_vocab(const cr_allocator *alloc, const cr_gguf_src *m
     st = cr_gguf_src_json(alloc, m, "tokenizer.json", &tj, err);
     if (st) return st;
     if (!tj) return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: GGUF output needs tokenizer.json", m->dir);
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(tj, "model");
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(tj, "model"), "type");
     bool bpe = cJSON_IsString(type) && !strcmp(type->valuestring, "BPE");
-    const cJSON *bf = cJSON_GetObjectItemCaseSensitive(model, "byte_fallback");
-    const cJSON *dec = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(tj, "decoder"), "type");
-    bool llama_hf = arch == ARCH_LLAMA && bpe && cJSON_IsTrue(bf) && cJSON_IsString(dec) &&
-                    !strcmp(dec->valuestring, "Sequence");
-    const cJSON *im = cJSON_GetObjectItemCaseSensitive(model, "ignore_merges");
-    if (llama_hf && cJSON_IsTrue(im) && !cJSON_IsTrue(bf)) llama_hf = false;  /* Llama 3: gpt2 path */
     cJSON_Delete(tj);
     if (!bpe) return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: tokenizer.json's model is not BPE", m->dir);
-    if (llama_hf)
-        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: the converter would write this byte-fallback BPE tokenizer "
-                       "as a \"llama\" (LlamaHf) vocabulary, which is not written yet", m->dir);
     return CR_OK;
+}
+
+bool cr_gguf_hf_needs_pre(const cr_allocator *alloc, const cr_gguf_src *m)
+{
+    hf_arch arch;
+    const char *an;
+    cr_error err = {0};
+    if (arch_of(m, &arch, &an, &err)) return true;   /* check_vocab says why */
+    if (cr_gguf_vocab_spm(m)) return false;
+    if (arch != ARCH_LLAMA) return true;
+    cJSON *tj = NULL;
+    if (cr_gguf_src_json(alloc, m, "tokenizer.json", &tj, &err) || !tj) return true;
+    bool hf = cr_gguf_vocab_is_llama_hf(tj);
+    cJSON_Delete(tj);
+    return !hf;
 }
 
 /* ---- the tensor plan --------------------------------------------------------- */

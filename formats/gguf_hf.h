@@ -7,8 +7,8 @@
  * What this first version covers, and refuses otherwise (naming what and
  * why): LlamaForCausalLM / MistralForCausalLM / MixtralForCausalLM in the
  * classic expert layout (architecture "llama") and
- * Qwen2ForCausalLM ("qwen2"); the gpt2 (byte-level BPE) and SentencePiece
- * (tokenizer.model) tokenizer paths;
+ * Qwen2ForCausalLM ("qwen2"); the gpt2 (byte-level BPE), SentencePiece
+ * (tokenizer.model) and LlamaHf (byte-fallback BPE) tokenizer paths;
  * rope scaling absent, "default", "linear" or "yarn"; model cards whose
  * front matter formats/gguf_meta.h reads.
  */
@@ -68,8 +68,15 @@ cr_status cr_gguf_src_of_model(const cr_allocator *alloc, const cr_model *m, cr_
  * "default" and no pre-tokenizer hash is needed. */
 bool cr_gguf_vocab_spm(const cr_gguf_src *m);
 
+/* false when the converter's path for the source writes tokenizer.ggml.pre
+ * "default" itself (SentencePiece, or LlamaHf: a LlamaModel whose
+ * tokenizer.json is BPE with byte fallback and a Sequence decoder), so no
+ * pre-tokenizer hash is taken; true for the gpt2 path (and when the source
+ * is unreadable: cr_gguf_hf_check_vocab then says why). */
+bool cr_gguf_hf_needs_pre(const cr_allocator *alloc, const cr_gguf_src *m);
+
 /* CR_OK when the source's tokenizer takes a path the port writes: the
- * SentencePiece one, or the gpt2 one (which needs a tokenizer.ggml.pre);
+ * SentencePiece, LlamaHf or gpt2 one (which needs a tokenizer.ggml.pre);
  * otherwise CR_ERR_UNSUPPORTED saying which path it would take. */
 cr_status cr_gguf_hf_check_vocab(const cr_allocator *alloc, const cr_gguf_src *m, cr_error *err);
 

@@ -1,6 +1,7 @@
 /* gguf_vocab.c — the tokenizer metadata of a GGUF file as llama.cpp's
  * converter writes it (spec/gguf.md §4): the path it takes (SentencePiece
- * when the directory has tokenizer.model, else the gpt2 byte-level BPE of
+ * when the directory has tokenizer.model, else for llama LlamaHf when
+ * tokenizer.json is byte-fallback BPE, else the gpt2 byte-level BPE of
  * tokenizer.json), that path's token list, scores and types, then
  * gguf.SpecialVocab's merges, special token ids, add_*_token flags, chat
  * template and normalizer flags. What the port does not cover is refused
@@ -10,6 +11,7 @@
 #include "spm_model.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -605,6 +607,166 @@ out:
     return st;
 }
 
+bool cr_gguf_vocab_is_llama_hf(const cJSON *tj)
+{
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(tj, "model");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
+    const cJSON *dec = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(tj, "decoder"), "type");
+    return cJSON_IsString(type) && !strcmp(type->valuestring, "BPE") &&
+           cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback")) && cJSON_IsString(dec) &&
+           !strcmp(dec->valuestring, "Sequence");
+}
+
+/* a tokenizer_config / special_tokens_map entry's content (a string or {content}) */
+static const char *named_content(const cJSON *e)
+{
+    if (cJSON_IsString(e)) return e->valuestring;
+    const cJSON *c = cJSON_IsObject(e) ? cJSON_GetObjectItemCaseSensitive(e, "content") : NULL;
+    return cJSON_IsString(c) ? c->valuestring : NULL;
+}
+
+/* _set_vocab_llama_hf / gguf.LlamaHfVocab (spec/gguf.md §4.3) as
+ * transformers 5's TokenizersBackend presents tokenizer.json: the base
+ * vocabulary (model.vocab, ids 0..n-1) with score -1000 and type BYTE for
+ * <0xHH>, CONTROL for the named special tokens, else NORMAL; then the added
+ * tokens past it in id order (CONTROL if named special, else USER_DEFINED);
+ * no padding to vocab_size; SpecialVocab without merges, n_vocab = the
+ * count. What transformers might build differently (another tokenizer
+ * class, extra special token lists) is refused. */
+static cr_status put_vocab_llama_hf(vocab_ctx *c, const cJSON *tj, const cJSON *tc)
+{
+    enum { T_NORMAL = 1, T_CONTROL = 3, T_USER = 4, T_BYTE = 6 };
+    static const char *const named[] = {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token",
+                                        "mask_token"};
+    const cr_allocator *a = c->a;
+    const char *dir = c->m->dir;
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(tj, "model"), "vocab");
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(tj, "added_tokens");
+    const cJSON *cls = tc ? cJSON_GetObjectItemCaseSensitive(tc, "tokenizer_class") : NULL;
+    if (cls && !(cJSON_IsString(cls) && !strcmp(cls->valuestring, "PreTrainedTokenizerFast")))
+        return cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: a byte-fallback BPE tokenizer (the converter's LlamaHf path) "
+                       "with tokenizer_class %s: only PreTrainedTokenizerFast, which reads tokenizer.json as it is, "
+                       "is ported", dir, cJSON_IsString(cls) ? cls->valuestring : "(not a string)");
+    const char *extra[] = {"additional_special_tokens", "extra_special_tokens"};
+    for (size_t k = 0; k < 2; k++) {
+        const cJSON *x = tc ? cJSON_GetObjectItemCaseSensitive(tc, extra[k]) : NULL;
+        if (py_truthy(x))
+            return cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: tokenizer_config %s is not ported for the LlamaHf path",
+                           dir, extra[k]);
+    }
+    if (!cJSON_IsObject(vocab)) return cr_fail(c->err, CR_ERR_FORMAT, "%s: tokenizer.json model.vocab is not an object", dir);
+    int n_base = cJSON_GetArraySize(vocab), n_added = cJSON_GetArraySize(added);
+    size_t cap = (size_t)n_base + (size_t)n_added + 1;
+    const char **tokens = cr_calloc(a, cap, sizeof *tokens);
+    float *scores = cr_calloc(a, cap, sizeof *scores);
+    int32_t *types = cr_calloc(a, cap, sizeof *types);
+    long long *added_id = cr_calloc(a, cap, sizeof *added_id);
+    cJSON *stm = NULL;
+    cr_status st = CR_OK;
+    if (!tokens || !scores || !types || !added_id) { st = cr_fail(c->err, CR_ERR_NOMEM, "out of memory"); goto out; }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, vocab) {
+        long long id;
+        if (!cr_gguf_json_int(it, &id) || id < 0 || id >= n_base || tokens[id]) {
+            st = cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: tokenizer.json vocab ids are not 0..%d each once ('%s')", dir,
+                         n_base - 1, it->string);
+            goto out;
+        }
+        tokens[id] = it->string;
+    }
+    /* added tokens: those inside the base vocabulary must be its tokens; the rest follow in id order */
+    int n_tail = 0;
+    cJSON_ArrayForEach(it, added) {
+        long long id;
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
+        if (!cr_gguf_json_int(cJSON_GetObjectItemCaseSensitive(it, "id"), &id) || id < 0 || id > 0x7fffffff ||
+            !cJSON_IsString(content)) {
+            st = cr_fail(c->err, CR_ERR_FORMAT, "%s: tokenizer.json added_tokens entry is invalid", dir);
+            goto out;
+        }
+        const cJSON *in_vocab = cJSON_GetObjectItemCaseSensitive(vocab, content->valuestring);
+        long long vid;
+        if (id < n_base ? strcmp(tokens[id], content->valuestring)
+                        : (in_vocab && cr_gguf_json_int(in_vocab, &vid) && vid != id)) {
+            st = cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: added token '%s' (id %lld) disagrees with model.vocab", dir,
+                         content->valuestring, id);
+            goto out;
+        }
+        if (id >= n_base) added_id[n_tail++] = id;
+    }
+    /* sorted(get_added_vocab(), key=id): ids are distinct */
+    for (int i = 1; i < n_tail; i++)
+        for (int j = i; j > 0 && added_id[j - 1] > added_id[j]; j--) {
+            long long t = added_id[j]; added_id[j] = added_id[j - 1]; added_id[j - 1] = t;
+        }
+    for (int i = 1; i < n_tail; i++)
+        if (added_id[i] == added_id[i - 1]) { st = cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: two added tokens have id %lld", dir, added_id[i]); goto out; }
+    /* all_special_tokens: the named ones of tokenizer_config (special_tokens_map.json must agree) */
+    if ((st = cr_gguf_src_json(a, c->m, "special_tokens_map.json", &stm, c->err))) goto out;
+    long long special_ids[CR_ARRAY_LEN(named)];
+    int n_special = 0;
+    for (size_t k = 0; k < CR_ARRAY_LEN(named); k++) {
+        const char *t = tc ? named_content(cJSON_GetObjectItemCaseSensitive(tc, named[k])) : NULL;
+        const char *u = stm ? named_content(cJSON_GetObjectItemCaseSensitive(stm, named[k])) : NULL;
+        if (u && (!t || strcmp(t, u))) {
+            st = cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: special_tokens_map.json %s differs from tokenizer_config's; "
+                         "not ported for the LlamaHf path", dir, named[k]);
+            goto out;
+        }
+        if (!t) continue;
+        long long id = -1;
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(vocab, t);
+        if (!v || !cr_gguf_json_int(v, &id)) {
+            id = -1;
+            cJSON_ArrayForEach(it, added)
+                if (!strcmp(cJSON_GetObjectItemCaseSensitive(it, "content")->valuestring, t))
+                    cr_gguf_json_int(cJSON_GetObjectItemCaseSensitive(it, "id"), &id);
+        }
+        if (id < 0) {
+            st = cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: special token '%s' (%s) is not in tokenizer.json; "
+                         "transformers would add it", dir, t, named[k]);
+            goto out;
+        }
+        special_ids[n_special++] = id;
+    }
+    for (int i = 0; i < n_base; i++) {
+        const char *t = tokens[i];
+        bool special = false;
+        for (int k = 0; k < n_special; k++) special |= special_ids[k] == i;
+        bool byte = strlen(t) == 6 && !strncmp(t, "<0x", 3) && isxdigit((unsigned char)t[3]) &&
+                    isxdigit((unsigned char)t[4]) && t[5] == '>';
+        types[i] = byte ? T_BYTE : special ? T_CONTROL : T_NORMAL;
+        scores[i] = -1000.0f;
+    }
+    for (int i = 0; i < n_tail; i++) {
+        const char *t = NULL;
+        cJSON_ArrayForEach(it, added) {
+            long long id;
+            cr_gguf_json_int(cJSON_GetObjectItemCaseSensitive(it, "id"), &id);
+            if (id == added_id[i]) t = cJSON_GetObjectItemCaseSensitive(it, "content")->valuestring;
+        }
+        bool special = false;
+        for (int k = 0; k < n_special; k++) special |= special_ids[k] == added_id[i];
+        tokens[n_base + i] = t;
+        scores[n_base + i] = -1000.0f;
+        types[n_base + i] = special ? T_CONTROL : T_USER;
+    }
+    size_t n = (size_t)n_base + (size_t)n_tail;
+    cr_gguf_kv_str(c->kv, "tokenizer.ggml.model", "llama");
+    cr_gguf_kv_str(c->kv, "tokenizer.ggml.pre", "default");
+    cr_gguf_kv_arr_str(c->kv, "tokenizer.ggml.tokens", tokens, n);
+    cr_gguf_kv_arr_f32(c->kv, "tokenizer.ggml.scores", scores, n);
+    cr_gguf_kv_arr_i32(c->kv, "tokenizer.ggml.token_type", types, n);
+    st = put_special_vocab(c, tj, tc, false, (long long)n);
+out:
+    cJSON_Delete(stm);
+    cr_free(a, tokens);
+    cr_free(a, scores);
+    cr_free(a, types);
+    cr_free(a, added_id);
+    return st;
+}
+
 cr_status cr_gguf_vocab_put(const cr_allocator *a, const cr_gguf_src *m, cr_gguf_kv *kv, bool llama, const char *pre,
                             cr_error *err)
 {
@@ -618,7 +780,12 @@ cr_status cr_gguf_vocab_put(const cr_allocator *a, const cr_gguf_src *m, cr_gguf
         if (cJSON_IsBool(aps)) cr_gguf_kv_bool(kv, "tokenizer.ggml.add_space_prefix", cJSON_IsTrue(aps));
         else if (aps && !cJSON_IsNull(aps)) st = cr_fail(err, CR_ERR_FORMAT, "%s: add_prefix_space is not a bool", m->dir);
     }
-    if (st == CR_OK) st = cr_gguf_vocab_spm(m) ? put_vocab_spm(&c, tj, tc) : put_vocab_gpt2(&c, tj, tc, pre);
+    if (st == CR_OK) {
+        /* LlamaModel.set_vocab: sentencepiece, else llama_hf, else gpt2; Qwen2Model: no llama_hf */
+        if (cr_gguf_vocab_spm(m)) st = put_vocab_spm(&c, tj, tc);
+        else if (llama && tj && cr_gguf_vocab_is_llama_hf(tj)) st = put_vocab_llama_hf(&c, tj, tc);
+        else st = put_vocab_gpt2(&c, tj, tc, pre);
+    }
     cJSON_Delete(tc);
     cJSON_Delete(tj);
     return st;

@@ -11,6 +11,10 @@
 cr_status cr_gguf_vocab_put(const cr_allocator *a, const cr_gguf_src *m, cr_gguf_kv *kv, bool llama, const char *pre,
                             cr_error *err);
 
+/* LlamaHfVocab's test on tokenizer.json: BPE with byte_fallback and a
+ * Sequence decoder (the converter's LlamaModel then takes that path) */
+bool cr_gguf_vocab_is_llama_hf(const cJSON *tj);
+
 /* a JSON object file of the source, or *out = NULL when absent; FORMAT when not an object */
 cr_status cr_gguf_src_json(const cr_allocator *a, const cr_gguf_src *src, const char *name, cJSON **out, cr_error *err);
 /* an integer JSON value (Python int) into *v */

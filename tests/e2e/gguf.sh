@@ -107,6 +107,18 @@ head -c 100 "$golden/spm/tokenizer.model" >"$tmp/llama-spm/tokenizer.model"
 rc=$?
 check '[ $rc -eq 1 ] && grep -q "llama-spm/tokenizer.model: not a SentencePiece model: .* at byte" "$tmp/err" && [ ! -e "$tmp/bad-spm.gguf" ]' "truncated tokenizer.model: $(cat "$tmp/err")"
 
+# LlamaHf (spec/gguf.md 4.3): a byte-fallback BPE tokenizer.json (generate.py's llama-hf fixture), no
+# tokenizer.model: "llama" vocabulary, pre "default" without --gguf-pre
+"$bin" synth "$tmp/llama-hf" --arch llama --layers 2 --hidden 32 --intermediate 48 --heads 2 --kv-heads 1 --vocab 272
+cp "$golden/llama-hf/tokenizer.json" "$tmp/llama-hf/"
+"$bin" convert "$tmp/llama-hf" "$tmp/llama-hf-f16.gguf" --gguf-type f16 2>"$tmp/err"
+check 'cmp "$tmp/llama-hf-f16.gguf" "$golden/llama-hf-f16.gguf"' "llama-hf f16 differs from llama.cpp's converter: $(cat "$tmp/err")"
+# a tokenizer class transformers may rebuild the tokenizer for is refused by name
+sed -i 's/PreTrainedTokenizerFast/LlamaTokenizerFast/' "$tmp/llama-hf/tokenizer_config.json"
+"$bin" convert "$tmp/llama-hf" "$tmp/bad-hf.gguf" 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "LlamaHf path) with tokenizer_class LlamaTokenizerFast" "$tmp/err" && [ ! -e "$tmp/bad-hf.gguf" ]' "LlamaHf with another tokenizer class: $(cat "$tmp/err")"
+
 # synth's tokenizer has no pre-tokenizer hash llama.cpp knows: refused without --gguf-pre
 "$bin" convert "$tmp/llama" "$tmp/x.gguf" 2>"$tmp/err"
 rc=$?

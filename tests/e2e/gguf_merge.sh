@@ -9,6 +9,7 @@
 . "$(dirname "$0")/../support/e2e_lib.sh" gguf_merge "$1"
 
 spm_model="$(cd "$(dirname "$0")/../golden/gguf/spm" && pwd)/tokenizer.model"
+hf_tokenizer="$(cd "$(dirname "$0")/../golden/gguf/llama-hf" && pwd)/tokenizer.json"
 cd "$tmp" || exit 1
 "$bin" synth base --arch llama --layers 2 --hidden 64 --intermediate 96 --heads 4 --kv-heads 2 --vocab 272 --seed 1
 "$bin" synth ft1 --from base --delta-scale 0.1 --seed 2
@@ -130,6 +131,17 @@ sed 's/ft1/spbase/; s/ft2/spft/; s/base_model: base/base_model: spbase/' ties.ym
 "$bin" merge spm.yml spm.gguf --gguf-type q4_0 --quiet 2>>"$tmp/err"
 rc=$?
 check '[ $rc -eq 0 ] && [ -f spm/tokenizer.model ] && cmp spm.gguf spm-conv.gguf' "SentencePiece merge to GGUF differs from merge + convert: $(cat "$tmp/err")"
+
+# LlamaHf (byte-fallback BPE tokenizer.json): no --gguf-pre either
+"$bin" synth hfbase --arch llama --layers 2 --hidden 64 --intermediate 96 --heads 4 --kv-heads 2 --vocab 272 --seed 1
+cp "$hf_tokenizer" hfbase/
+"$bin" synth hfft --from hfbase --delta-scale 0.1 --seed 2
+sed 's/spbase/hfbase/g; s/spft/hfft/' spm.yml >hf.yml
+"$bin" merge hf.yml hf --quiet
+"$bin" convert hf hf-conv.gguf --gguf-type q8_0 2>"$tmp/err"
+"$bin" merge hf.yml hf.gguf --gguf-type q8_0 --quiet 2>>"$tmp/err"
+rc=$?
+check '[ $rc -eq 0 ] && cmp hf.gguf hf-conv.gguf' "LlamaHf merge to GGUF differs from merge + convert: $(cat "$tmp/err")"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -132,11 +132,32 @@ def make_spm_model(path):
     path.write_bytes(buf.getvalue())
 
 
+def make_llama_hf_tokenizer(synth_dir, path):
+    """llama-hf/tokenizer.json (committed): synth's tokenizer.json made a
+    Llama-style byte-fallback BPE (the converter's LlamaHf path, taken when
+    there is no tokenizer.model): ids 3..258 become <0x00>..<0xFF>, a
+    Sequence decoder, and three added tokens past the base vocabulary (two
+    special: true but unnamed, which transformers 5 does not count as
+    special, and a plain one)."""
+    t = json.loads((synth_dir / "tokenizer.json").read_text())
+    m = t["model"]
+    m["byte_fallback"] = True
+    m["vocab"] = {("<0x%02X>" % (i - 3) if 3 <= i < 259 else k): i for k, i in m["vocab"].items()}
+    t["decoder"] = {"type": "Sequence", "decoders": [
+        {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+        {"type": "ByteFallback"}, {"type": "Fuse"}]}
+    for i, (content, special) in enumerate((("<|im_start|>", True), ("<tool>", True), ("plain", False))):
+        t["added_tokens"].append({"id": 272 + i, "content": content, "single_word": False, "lstrip": False,
+                                  "rstrip": False, "normalized": not special, "special": special})
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(t, indent=1, ensure_ascii=False) + "\n")
+
+
 LLAMA = ["--arch", "llama", "--layers", "2", "--hidden", "32", "--intermediate", "48",
          "--heads", "2", "--kv-heads", "1", "--vocab", "272"]
 
 # (case name = model directory name, synth arguments, --gguf-pre,
-#  tokenizer_config.json replacement, README.md, types[, extra files: name -> text, or None for spm/tokenizer.model])
+#  tokenizer_config.json replacement, README.md, types[, extra files: name -> text, or ("copy", fixture path)])
 MODELS = [
     ("llama", LLAMA, "llama-bpe", None, None, TYPES),
     ("qwen2", ["--arch", "qwen2", "--layers", "2", "--hidden", "32", "--intermediate", "64",
@@ -155,7 +176,10 @@ MODELS = [
     # which SpecialVocab still reads); "default" is the pre it writes itself
     ("llama-spm", ["--arch", "llama", "--layers", "2", "--hidden", "32", "--intermediate", "48",
                    "--heads", "2", "--kv-heads", "1", "--vocab", "304"], "default", SPM_TOKENIZER_CONFIG, None,
-     ["f16", "q8_0"], {"tokenizer.model": None, "added_tokens.json": SPM_ADDED_TOKENS}),
+     ["f16", "q8_0"], {"tokenizer.model": ("copy", "spm/tokenizer.model"), "added_tokens.json": SPM_ADDED_TOKENS}),
+    # LlamaHf: a byte-fallback BPE tokenizer.json and no tokenizer.model
+    ("llama-hf", LLAMA, "default", None, None, ["f16"],
+     {"tokenizer.json": ("copy", "llama-hf/tokenizer.json")}),
 ]
 
 MIXTRAL_BASE = ["--arch", "llama", "--layers", "2", "--hidden", "32", "--intermediate", "64",
@@ -243,11 +267,11 @@ def main():
             if readme:
                 (model / "README.md").write_text(readme)
             for fname, text in extra.items():
-                if text is None:
-                    src = HERE / "spm" / fname
+                if isinstance(text, tuple):   # ("copy", a committed fixture), made once if missing
+                    src = HERE / text[1]
                     if not src.exists():
                         src.parent.mkdir(exist_ok=True)
-                        make_spm_model(src)
+                        make_spm_model(src) if fname == "tokenizer.model" else make_llama_hf_tokenizer(model, src)
                     shutil.copy(src, model / fname)
                 else:
                     (model / fname).write_text(text)

@@ -16,6 +16,7 @@
 #include "gguf_pre.h"
 #include "model.h"
 #include "options.h"
+#include "outdir.h"
 #include "outguard.h"
 #include "run_program.h"
 
@@ -44,7 +45,9 @@ int cr_cmd_convert(int argc, char **argv)
     memset(&m, 0, sizeof m);
     cr_input_paths inputs;
     cr_input_paths_init(&inputs, a);
-    char *tmp = NULL;
+    cr_outfile of;
+    memset(&of, 0, sizeof of);
+    const char *tmp = NULL;
     int fd = -1;
     cr_cli_signals sigs;
     const volatile int *interrupt = NULL;
@@ -56,6 +59,7 @@ int cr_cmd_convert(int argc, char **argv)
     void *src_owned = NULL;
     if (st == CR_OK) st = cr_gguf_src_of_model(a, &m, &src, &src_owned, &err);
     if (st == CR_OK) st = cr_gguf_hf_check_vocab(a, &src, &err);
+    if (st == CR_OK && !cr_gguf_hf_needs_pre(a, &src)) pre = "default";   /* the SentencePiece / LlamaHf paths write it */
     if (st == CR_OK && !pre) {
         char *tj = cr_path_join(a, dir, "tokenizer.json");
         char hex[65];
@@ -64,11 +68,10 @@ int cr_cmd_convert(int argc, char **argv)
     }
     o.pre = pre;
     if (st == CR_OK) {
-        size_t n = strlen(out) + 40;
-        tmp = cr_malloc(a, n);
-        if (!tmp) st = cr_fail(&err, CR_ERR_NOMEM, "out of memory");
-        else {
-            snprintf(tmp, n, "%s.crucible-tmp-%ld", out, (long)getpid());
+        /* a killed run's OUT.crucible-tmp-PID goes first (outdir.h) */
+        st = cr_outfile_begin(a, out, NULL, NULL, &of, &err);
+        if (st == CR_OK) {
+            tmp = of.tmp_path;
             fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
             if (fd < 0) st = cr_fail_errno(&err, errno, "cannot create %s", tmp);
         }
@@ -90,7 +93,7 @@ int cr_cmd_convert(int argc, char **argv)
     }
     if (fd >= 0) { close(fd); unlink(tmp); }
     if (sig) cr_cli_signals_end(&sigs);
-    cr_free(a, tmp);
+    cr_outfile_end(&of);
     cr_free(a, src_owned);
     cr_model_close(&m);
     cr_input_paths_free(&inputs);

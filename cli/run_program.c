@@ -161,7 +161,17 @@ int cr_cli_gguf_prepare(const cr_cli_options *o, const cr_program *p, cr_gguf_hf
         cr_error err = {0};
         char *tj = NULL, hex[65];
         size_t len = 0;
-        cr_status st = cr_program_aux_read(a, p, NULL, "tokenizer.json", &tj, &len, &err);
+        /* the SentencePiece and LlamaHf paths write pre "default" themselves */
+        cr_gguf_src src;
+        void *owned = NULL;
+        cr_status st = cr_program_gguf_src(a, p, NULL, "output", &src, &owned, &err);
+        bool needs = st || cr_gguf_hf_needs_pre(a, &src);
+        if (!st) cr_program_gguf_src_free(a, owned);
+        if (!needs) {
+            g->pre = "default";
+            return 0;
+        }
+        st = cr_program_aux_read(a, p, NULL, "tokenizer.json", &tj, &len, &err);
         if (!st && !tj)
             st = cr_fail(&err, CR_ERR_UNSUPPORTED, "GGUF output needs the output's tokenizer.json (the recipe writes none)");
         if (!st) st = cr_gguf_pre_detect_json(a, tj, len, "the output's tokenizer.json", &pre, hex, &err);

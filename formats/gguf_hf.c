@@ -10,6 +10,7 @@
 #include "gguf_hf.h"
 #include "gguf_meta.h"
 #include "gguf_sink_impl.h"
+#include "gguf_vocab.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -38,29 +39,6 @@ typedef struct hf_tensor {
 } hf_tensor;
 
 
-static bool is_file(const cr_gguf_src *src, const char *name)
-{
-    return src->exists(src->ud, name);
-}
-
-/* a JSON object file of the model directory, or *out = NULL when absent */
-static cr_status read_json(const cr_allocator *a, const cr_gguf_src *src, const char *name, cJSON **out, cr_error *err)
-{
-    *out = NULL;
-    char *text = NULL;
-    size_t len = 0;
-    cr_status st = src->read(src->ud, name, &text, &len, err);
-    if (st || !text) return st;
-    *out = cJSON_ParseWithLength(text, len);
-    cr_free(a, text);
-    if (!*out || !cJSON_IsObject(*out)) {
-        cJSON_Delete(*out);
-        *out = NULL;
-        return cr_fail(err, CR_ERR_FORMAT, "%s/%s: not a JSON object", src->dir, name);
-    }
-    return CR_OK;
-}
-
 /* a top-level integer of config.json (cr_model_config_int's rule for
  * undotted keys) */
 static bool config_int(const cr_gguf_src *src, const char *key, long long *out)
@@ -83,18 +61,6 @@ static const char *basename_of(const char *p)
 {
     const char *s = strrchr(p, '/');
     return s ? s + 1 : p;
-}
-
-/* an integer JSON value (Python int) into *v */
-static bool json_int(const cJSON *j, long long *v)
-{
-    if (!cJSON_IsNumber(j)) return false;
-    double d = j->valuedouble;
-    if (!(d <= 9007199254740992.0 && d >= -9007199254740992.0) || d != (double)(long long)d) return false;
-    /* cJSON cannot tell 2048.0 (a Python float, which the converter's u32
-     * packing would reject) from 2048: both are accepted */
-    *v = (long long)d;
-    return true;
 }
 
 static cr_status arch_of(const cr_gguf_src *m, hf_arch *arch, const char **name, cr_error *err)
@@ -128,28 +94,31 @@ cr_status cr_gguf_hf_check_vocab(const cr_allocator *alloc, const cr_gguf_src *m
     const char *an;
     cr_status st = arch_of(m, &arch, &an, err);
     if (st) return st;
-    if (is_file(m, "tokenizer.model"))
-        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: the converter would write the SentencePiece vocabulary of "
-                       "tokenizer.model; GGUF output of SentencePiece tokenizers is not written yet", m->dir);
+    if (cr_gguf_vocab_spm(m)) return CR_OK;   /* set_vocab tries _set_vocab_sentencepiece first */
     cJSON *tj = NULL;
-    st = read_json(alloc, m, "tokenizer.json", &tj, err);
+    st = cr_gguf_src_json(alloc, m, "tokenizer.json", &tj, err);
     if (st) return st;
     if (!tj) return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: GGUF output needs tokenizer.json", m->dir);
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(tj, "model");
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(model, "type");
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(tj, "model"), "type");
     bool bpe = cJSON_IsString(type) && !strcmp(type->valuestring, "BPE");
-    const cJSON *bf = cJSON_GetObjectItemCaseSensitive(model, "byte_fallback");
-    const cJSON *dec = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(tj, "decoder"), "type");
-    bool llama_hf = arch == ARCH_LLAMA && bpe && cJSON_IsTrue(bf) && cJSON_IsString(dec) &&
-                    !strcmp(dec->valuestring, "Sequence");
-    const cJSON *im = cJSON_GetObjectItemCaseSensitive(model, "ignore_merges");
-    if (llama_hf && cJSON_IsTrue(im) && !cJSON_IsTrue(bf)) llama_hf = false;  /* Llama 3: gpt2 path */
     cJSON_Delete(tj);
     if (!bpe) return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: tokenizer.json's model is not BPE", m->dir);
-    if (llama_hf)
-        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: the converter would write this byte-fallback BPE tokenizer "
-                       "as a \"llama\" (LlamaHf) vocabulary, which is not written yet", m->dir);
     return CR_OK;
+}
+
+bool cr_gguf_hf_needs_pre(const cr_allocator *alloc, const cr_gguf_src *m)
+{
+    hf_arch arch;
+    const char *an;
+    cr_error err = {0};
+    if (arch_of(m, &arch, &an, &err)) return true;   /* check_vocab says why */
+    if (cr_gguf_vocab_spm(m)) return false;
+    if (arch != ARCH_LLAMA) return true;
+    cJSON *tj = NULL;
+    if (cr_gguf_src_json(alloc, m, "tokenizer.json", &tj, &err) || !tj) return true;
+    bool hf = cr_gguf_vocab_is_llama_hf(tj);
+    cJSON_Delete(tj);
+    return !hf;
 }
 
 /* ---- the tensor plan --------------------------------------------------------- */
@@ -265,7 +234,7 @@ static const cJSON *cfg_first(const meta_ctx *c, const char *const *keys, size_t
 static cr_status put_u32_json(meta_ctx *c, const char *key, const cJSON *v, const char *what)
 {
     long long x;
-    if (!json_int(v, &x) || x < 0 || x > 0xffffffffLL)
+    if (!cr_gguf_json_int(v, &x) || x < 0 || x > 0xffffffffLL)
         return cr_fail(c->err, CR_ERR_FORMAT, "%s: config.json %s is not an integer in 0..2^32-1", c->m->dir, what);
     char k[128];
     snprintf(k, sizeof k, key, c->arch);
@@ -288,7 +257,7 @@ static cr_status put_general(meta_ctx *c, const cr_gguf_param_count *pc)
     cr_gguf_kv_str(c->kv, "general.type", "model");
     /* sampling keys from generation_config.json, in the writer's order */
     cJSON *gen = NULL;
-    if ((st = read_json(c->a, c->m, "generation_config.json", &gen, c->err))) return st;
+    if ((st = cr_gguf_src_json(c->a, c->m, "generation_config.json", &gen, c->err))) return st;
     static const struct { const char *json, *alt, *key; char type; } samp[] = {
         {"sequence", NULL, "general.sampling.sequence", 's'}, {"top_k", NULL, "general.sampling.top_k", 'i'},
         {"top_p", NULL, "general.sampling.top_p", 'f'}, {"min_p", NULL, "general.sampling.min_p", 'f'},
@@ -306,7 +275,7 @@ static cr_status put_general(meta_ctx *c, const cr_gguf_param_count *pc)
         if (!v || cJSON_IsNull(v)) continue;
         long long x;
         if (samp[i].type == 's' && cJSON_IsString(v)) { if (*v->valuestring) cr_gguf_kv_str(c->kv, samp[i].key, v->valuestring); }
-        else if (samp[i].type == 'i' && json_int(v, &x) && x >= INT32_MIN && x <= INT32_MAX) cr_gguf_kv_i32(c->kv, samp[i].key, (int32_t)x);
+        else if (samp[i].type == 'i' && cr_gguf_json_int(v, &x) && x >= INT32_MIN && x <= INT32_MAX) cr_gguf_kv_i32(c->kv, samp[i].key, (int32_t)x);
         else if (samp[i].type == 'f' && cJSON_IsNumber(v)) cr_gguf_kv_f32(c->kv, samp[i].key, (float)v->valuedouble);
         else st = cr_fail(c->err, CR_ERR_FORMAT, "%s: generation_config.json %s has a type the converter does not write",
                           c->m->dir, samp[i].json);
@@ -416,7 +385,7 @@ static cr_status put_hparams(meta_ctx *c, bool llama, cr_ggml_type ftype)
         long long dim, h, n;
         if (hd) {
             if ((st = put_u32_json(c, "%s.rope.dimension_count", hd, "head_dim"))) return st;
-        } else if (json_int(cfg(c, "hidden_size"), &h) && json_int(cfg(c, "num_attention_heads"), &n) && n > 0) {
+        } else if (cr_gguf_json_int(cfg(c, "hidden_size"), &h) && cr_gguf_json_int(cfg(c, "num_attention_heads"), &n) && n > 0) {
             dim = h / n;
             char k[128];
             snprintf(k, sizeof k, "%s.rope.dimension_count", c->arch);
@@ -427,394 +396,6 @@ static cr_status put_hparams(meta_ctx *c, bool llama, cr_ggml_type ftype)
     }
     cr_gguf_kv_u32(c->kv, "general.quantization_version", 2);
     return CR_OK;
-}
-
-/* ---- tokenizer metadata: _set_vocab_gpt2, then SpecialVocab (spec/gguf.md §4.2, §4.4) ---- */
-
-/* a tokenizer_config value: a string, a {content} object, or absent */
-static const char *tc_token(const cJSON *tc, const char *key, bool *present)
-{
-    const cJSON *v = tc ? cJSON_GetObjectItemCaseSensitive(tc, key) : NULL;
-    *present = v && !cJSON_IsNull(v) && !(cJSON_IsString(v) && !*v->valuestring);
-    if (cJSON_IsString(v)) return v->valuestring;
-    return NULL;   /* a dict never equals a template token id in the Python comparisons */
-}
-
-static bool same(const char *a, const char *b) { return a && b && !strcmp(a, b); }
-
-static bool looks_special(const char *t)
-{
-    size_t n = strlen(t);
-    if (!strcmp(t, "<pad>") || !strcmp(t, "<mask>") || !strcmp(t, "<2mass>") || !strcmp(t, "[@BOS@]")) return true;
-    if (n >= 4 && !strncmp(t, "<|", 2) && !strcmp(t + n - 2, "|>")) return true;
-    if (n >= 8 && !strncmp(t, "<\xef\xbd\x9c", 4) && !strcmp(t + n - 4, "\xef\xbd\x9c>")) return true;
-    if (n >= 8 && !strncmp(t, "<unused", 7) && t[n - 1] == '>') return true;
-    return false;
-}
-
-enum { N_TYPES_MAX = 9 };
-typedef struct special_state {
-    const char *types[N_TYPES_MAX];
-    int n_types;
-    const char *id_typ[N_TYPES_MAX];
-    long long id_val[N_TYPES_MAX];
-    int n_ids;
-    const char *add_typ[N_TYPES_MAX];
-    bool add_val[N_TYPES_MAX];
-    int n_add;
-} special_state;
-
-static int add_find(const special_state *s, const char *typ)
-{
-    for (int i = 0; i < s->n_add; i++) if (!strcmp(s->add_typ[i], typ)) return i;
-    return -1;
-}
-
-static void add_set(special_state *s, const char *typ, bool v, bool only_if_unset)
-{
-    int i = add_find(s, typ);
-    if (i >= 0) { if (!only_if_unset) s->add_val[i] = v; return; }
-    s->add_typ[s->n_add] = typ;
-    s->add_val[s->n_add++] = v;
-}
-
-static cr_status set_special(special_state *s, const char *typ, const cJSON *tid, const char *dir, cr_error *err)
-{
-    long long v;
-    if (!tid || cJSON_IsBool(tid) || !json_int(tid, &v)) return CR_OK;   /* not an int: ignored */
-    if (v < 0) return cr_fail(err, CR_ERR_FORMAT, "%s: invalid value for special token type %s: %lld", dir, typ, v);
-    for (int i = 0; i < s->n_ids; i++) if (!strcmp(s->id_typ[i], typ)) return CR_OK;
-    if (v > 0xffffffffLL) return cr_fail(err, CR_ERR_FORMAT, "%s: special token %s id %lld too large", dir, typ, v);
-    s->id_typ[s->n_ids] = typ;
-    s->id_val[s->n_ids++] = v;
-    return CR_OK;
-}
-
-static const char *sp_id(const cJSON *item)
-{
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(item, "SpecialToken");
-    const cJSON *id = st ? cJSON_GetObjectItemCaseSensitive(st, "id") : NULL;
-    return cJSON_IsString(id) && *id->valuestring ? id->valuestring : NULL;
-}
-
-static const char *seq_id(const cJSON *item)
-{
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(item, "Sequence");
-    const cJSON *id = st ? cJSON_GetObjectItemCaseSensitive(st, "id") : NULL;
-    return cJSON_IsString(id) ? id->valuestring : NULL;
-}
-
-static cr_status parse_post(const cJSON *proc, special_state *s, const cJSON *tc, const char **bos, const char **cls,
-                            const char **eos, const char **sep, const char *dir, cr_error *err)
-{
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(proc, "type");
-    const char *t = cJSON_IsString(type) ? type->valuestring : "";
-    if (!strcmp(t, "ByteLevel")) {
-        add_set(s, "bos", false, true);
-        add_set(s, "eos", false, true);
-        return CR_OK;
-    }
-    if (strcmp(t, "TemplateProcessing"))
-        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: tokenizer.json post-processor %s is not read for GGUF yet", dir, t);
-    const cJSON *single = cJSON_GetObjectItemCaseSensitive(proc, "single");
-    const cJSON *pair = cJSON_GetObjectItemCaseSensitive(proc, "pair");
-    int ns = cJSON_IsArray(single) ? cJSON_GetArraySize(single) : 0;
-    int np = cJSON_IsArray(pair) ? cJSON_GetArraySize(pair) : 0;
-    const char *first = NULL, *last = NULL;
-    if (ns > 1) {
-        if ((first = sp_id(cJSON_GetArrayItem(single, 0)))) {
-            if (!tc) *bos = first;
-            else if (!same(first, *bos) && !same(first, *cls))
-                return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: TemplateProcessing starts with %s, which is not the bos "
-                               "token; the converter's rewrite of tokenizer_config is not ported", dir, first);
-            add_set(s, "bos", same(first, *bos) || same(first, *cls), false);
-        }
-        if ((last = sp_id(cJSON_GetArrayItem(single, ns - 1)))) {
-            if (!tc) *eos = last;
-            else if (!same(last, *eos))
-                return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: TemplateProcessing ends with %s, which is not the eos "
-                               "token; the converter's eot/eom rewrite is not ported", dir, last);
-            add_set(s, "eos", true, false);
-        }
-    }
-    if (np) {
-        int start = first && same(sp_id(cJSON_GetArrayItem(pair, 0)), first) ? 1 : 0;
-        int stop = last && same(sp_id(cJSON_GetArrayItem(pair, np - 1)), last) ? np - 1 : np;
-        if (stop - start > 0) {
-            const char *a = seq_id(cJSON_GetArrayItem(pair, start)), *b = seq_id(cJSON_GetArrayItem(pair, stop - 1));
-            if (same(a, "A") && same(b, "B") && stop - start - 2 > 0) {
-                int inner0 = start + 1, n_inner = stop - start - 2;
-                bool add_sep = false;
-                const char *e = sp_id(cJSON_GetArrayItem(pair, inner0));
-                if (e && (same(e, *sep) || same(e, *eos)) && !last) add_sep = true;
-                if (n_inner == 2) {
-                    const char *e2 = sp_id(cJSON_GetArrayItem(pair, inner0 + 1));
-                    if (e2 && (same(e2, *sep) || same(e2, *eos))) add_sep = true;
-                }
-                add_set(s, "sep", add_sep, false);
-                if (add_sep && !*sep && tc)
-                    return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: TemplateProcessing pair adds a separator the "
-                                   "tokenizer_config does not name; not ported", dir);
-            }
-        }
-    }
-    return CR_OK;
-}
-
-static cr_status put_vocab_gpt2(meta_ctx *c, bool llama, const char *pre)
-{
-    const cr_allocator *a = c->a;
-    const char *dir = c->m->dir;
-    cJSON *tj = NULL, *tc = NULL, *ctj = NULL;
-    char *jinja = NULL;
-    const char **tokens = NULL;
-    int32_t *types = NULL;
-    char **owned = NULL;
-    size_t n_owned = 0;
-    const char **merges = NULL;
-    size_t n_merges = 0;
-    long long nv = 0;
-    cr_status st = read_json(a, c->m, "tokenizer.json", &tj, c->err);
-    if (st == CR_OK) st = read_json(a, c->m, "tokenizer_config.json", &tc, c->err);
-    if (st) goto out;
-    if (llama && tc) {
-        const cJSON *aps = cJSON_GetObjectItemCaseSensitive(tc, "add_prefix_space");
-        if (cJSON_IsBool(aps)) cr_gguf_kv_bool(c->kv, "tokenizer.ggml.add_space_prefix", cJSON_IsTrue(aps));
-        else if (aps && !cJSON_IsNull(aps)) { st = cr_fail(c->err, CR_ERR_FORMAT, "%s: add_prefix_space is not a bool", dir); goto out; }
-    }
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(tj, "model");
-    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
-    const cJSON *added = cJSON_GetObjectItemCaseSensitive(tj, "added_tokens");
-    if (!cJSON_IsObject(vocab)) { st = cr_fail(c->err, CR_ERR_FORMAT, "%s: tokenizer.json model.vocab is not an object", dir); goto out; }
-    long long max_id = -1;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, vocab) {
-        long long id;
-        if (!json_int(it, &id) || id < 0 || id > 0x7fffffff) { st = cr_fail(c->err, CR_ERR_FORMAT, "%s: tokenizer.json vocab id of '%s' is invalid", dir, it->string); goto out; }
-        max_id = CR_MAX(max_id, id);
-    }
-    cJSON_ArrayForEach(it, added) {
-        long long id;
-        if (!json_int(cJSON_GetObjectItemCaseSensitive(it, "id"), &id) || id < 0 || id > 0x7fffffff ||
-            !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(it, "content"))) {
-            st = cr_fail(c->err, CR_ERR_FORMAT, "%s: tokenizer.json added_tokens entry is invalid", dir);
-            goto out;
-        }
-        max_id = CR_MAX(max_id, id);
-    }
-    if (!json_int(cfg(c, "vocab_size"), &nv)) nv = max_id + 1;   /* len(tokenizer.vocab) when ids are dense (verify) */
-    if (max_id >= nv || nv <= 0 || nv > 0x7fffffff) {
-        st = cr_fail(c->err, CR_ERR_FORMAT, "%s: the tokenizer's largest id %lld is not below vocab_size %lld", dir, max_id, nv);
-        goto out;
-    }
-    tokens = cr_calloc(a, (size_t)nv, sizeof *tokens);
-    types = cr_calloc(a, (size_t)nv, sizeof *types);
-    owned = cr_calloc(a, (size_t)nv, sizeof *owned);
-    if (!tokens || !types || !owned) { st = cr_fail(c->err, CR_ERR_NOMEM, "out of memory"); goto out; }
-    cJSON_ArrayForEach(it, vocab) { long long id; json_int(it, &id); if (!tokens[id]) tokens[id] = it->string; types[id] = 1; }
-    /* added tokens: transformers' vocab maps their content to their id */
-    cJSON_ArrayForEach(it, added) {
-        long long id;
-        json_int(cJSON_GetObjectItemCaseSensitive(it, "id"), &id);
-        tokens[id] = cJSON_GetObjectItemCaseSensitive(it, "content")->valuestring;
-    }
-    for (long long i = 0; i < nv; i++) {
-        if (!tokens[i]) {
-            char buf[32];
-            snprintf(buf, sizeof buf, "[PAD%lld]", i);
-            if (!(owned[n_owned] = cr_strdup(a, buf))) { st = cr_fail(c->err, CR_ERR_NOMEM, "out of memory"); goto out; }
-            tokens[i] = owned[n_owned++];
-            types[i] = 5;
-            continue;
-        }
-        /* "token in added_vocab" is by content; added_tokens_decoder[i] is the id's entry */
-        const cJSON *by_content = NULL, *by_id = NULL;
-        cJSON_ArrayForEach(it, added) {
-            long long id;
-            json_int(cJSON_GetObjectItemCaseSensitive(it, "id"), &id);
-            if (!by_content && !strcmp(cJSON_GetObjectItemCaseSensitive(it, "content")->valuestring, tokens[i])) by_content = it;
-            if (id == i) by_id = it;
-        }
-        if (!by_content) { types[i] = 1; continue; }
-        if (!by_id) { st = cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: token %lld ('%s') is an added token under another id", dir, i, tokens[i]); goto out; }
-        const cJSON *norm = cJSON_GetObjectItemCaseSensitive(by_id, "normalized");
-        const cJSON *spec = cJSON_GetObjectItemCaseSensitive(by_id, "special");
-        if (cJSON_IsTrue(spec) || looks_special(tokens[i])) {
-            types[i] = 3;
-        } else {
-            /* USER_DEFINED; a non-normalized one goes through decode(encode()) in the converter */
-            if (!cJSON_IsTrue(norm) || strstr(tokens[i], "\xe2\x96\x81")) {
-                st = cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: added token '%s' is not special; the converter's "
-                             "re-encoding of such tokens is not ported", dir, tokens[i]);
-                goto out;
-            }
-            types[i] = 4;
-        }
-    }
-    cr_gguf_kv_str(c->kv, "tokenizer.ggml.model", "gpt2");
-    cr_gguf_kv_str(c->kv, "tokenizer.ggml.pre", pre);
-    cr_gguf_kv_arr_str(c->kv, "tokenizer.ggml.tokens", tokens, (size_t)nv);
-    cr_gguf_kv_arr_i32(c->kv, "tokenizer.ggml.token_type", types, (size_t)nv);
-
-    /* SpecialVocab: merges */
-    const cJSON *jm = cJSON_GetObjectItemCaseSensitive(model, "merges");
-    int nm = cJSON_IsArray(jm) ? cJSON_GetArraySize(jm) : 0;
-    if (nm) {
-        merges = cr_calloc(a, (size_t)nm, sizeof *merges);
-        char **mo = cr_calloc(a, (size_t)nm, sizeof *mo);
-        if (!merges || !mo) { cr_free(a, mo); st = cr_fail(c->err, CR_ERR_NOMEM, "out of memory"); goto out; }
-        bool pairs = cJSON_IsArray(cJSON_GetArrayItem(jm, 0));
-        cJSON_ArrayForEach(it, jm) {
-            if (!pairs && cJSON_IsString(it)) { merges[n_merges++] = it->valuestring; continue; }
-            const cJSON *p0 = cJSON_GetArrayItem(it, 0), *p1 = cJSON_GetArrayItem(it, 1);
-            if (!pairs || !cJSON_IsArray(it) || cJSON_GetArraySize(it) != 2 || !cJSON_IsString(p0) || !cJSON_IsString(p1)) {
-                st = cr_fail(c->err, CR_ERR_FORMAT, "%s: tokenizer.json merges: unknown format", dir);
-                break;
-            }
-            /* part0 " " part1, a space inside a part written as U+0120 */
-            cr_sbuf b;
-            cr_sbuf_init(&b, a);
-            for (int k = 0; k < 2; k++) {
-                if (k) cr_sbuf_add(&b, " ", 1);
-                for (const char *q = (k ? p1 : p0)->valuestring; *q; q++) {
-                    if (*q == ' ') cr_sbuf_add(&b, "\xc4\xa0", 2);
-                    else cr_sbuf_add(&b, q, 1);
-                }
-            }
-            char *m = cr_sbuf_take(&b, NULL);
-            if (!m) { st = cr_fail(c->err, CR_ERR_NOMEM, "out of memory"); break; }
-            mo[n_merges] = m;
-            merges[n_merges++] = m;
-        }
-        if (st == CR_OK) cr_gguf_kv_arr_str(c->kv, "tokenizer.ggml.merges", merges, n_merges);
-        for (size_t k = 0; k < n_merges; k++) cr_free(a, mo[k]);
-        cr_free(a, mo);
-        if (st) goto out;
-    } else if (is_file(c->m, "merges.txt")) {
-        st = cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: merges from merges.txt are not read for GGUF yet", dir);
-        goto out;
-    }
-
-    /* SpecialVocab: special tokens */
-    special_state s = {.types = {"bos", "eos", "unk", "sep", "pad", "cls", "mask"}, .n_types = 7};
-    bool has_bos, has_cls, has_eos, has_sep;
-    const char *bos = tc_token(tc, "bos_token", &has_bos), *cls = tc_token(tc, "cls_token", &has_cls);
-    const char *eos = tc_token(tc, "eos_token", &has_eos), *sep = tc_token(tc, "sep_token", &has_sep);
-    if ((!has_bos && has_cls) || (!has_eos && has_sep)) {
-        st = cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: cls/sep standing in for bos/eos is not ported", dir);
-        goto out;
-    }
-    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(tj, "post_processor");
-    if (pp && !cJSON_IsNull(pp)) {
-        const cJSON *procs = cJSON_GetObjectItemCaseSensitive(pp, "processors");
-        if (cJSON_IsArray(procs)) {
-            cJSON_ArrayForEach(it, procs) if ((st = parse_post(it, &s, tc, &bos, &cls, &eos, &sep, dir, c->err))) goto out;
-        } else if ((st = parse_post(pp, &s, tc, &bos, &cls, &eos, &sep, dir, c->err))) {
-            goto out;
-        }
-    }
-    const char *chat = NULL;
-    bool lowercase = false, strip = false, has_lower = false, has_strip = false;
-    const cJSON *normalizer = cJSON_GetObjectItemCaseSensitive(tj, "normalizer");
-    if (normalizer && !cJSON_IsNull(normalizer)) {
-        /* Lowercase / StripAccents / BertNormalizer / Sequence of them */
-        const cJSON *stack[16];
-        int sp = 0;
-        stack[sp++] = normalizer;
-        while (sp) {
-            const cJSON *nz = stack[--sp];
-            const cJSON *ty = cJSON_GetObjectItemCaseSensitive(nz, "type");
-            const char *t = cJSON_IsString(ty) ? ty->valuestring : "";
-            if (!strcmp(t, "Lowercase")) { has_lower = lowercase = true; }
-            else if (!strcmp(t, "StripAccents")) { has_strip = strip = true; }
-            else if (!strcmp(t, "BertNormalizer")) { st = cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: BertNormalizer is not read for GGUF", dir); goto out; }
-            else if (!strcmp(t, "Sequence")) {
-                /* pushed in reverse so they are visited in order; only the last setting counts */
-                const cJSON *ns = cJSON_GetObjectItemCaseSensitive(nz, "normalizers");
-                int cnt = cJSON_IsArray(ns) ? cJSON_GetArraySize(ns) : 0;
-                for (int k = cnt - 1; k >= 0 && sp < 16; k--) stack[sp++] = cJSON_GetArrayItem(ns, k);
-            }
-        }
-    }
-    if (tc) {
-        const cJSON *ct = cJSON_GetObjectItemCaseSensitive(tc, "chat_template");
-        if (ct && !cJSON_IsNull(ct)) {
-            if (!cJSON_IsString(ct)) { st = cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: a chat_template list is not written yet", dir); goto out; }
-            chat = ct->valuestring;
-        } else if (!ct && is_file(c->m, "chat_template.jinja")) {
-            size_t len = 0;
-            if ((st = c->m->read(c->m->ud, "chat_template.jinja", &jinja, &len, c->err))) goto out;
-            if (!jinja || is_file(c->m, "additional_chat_templates") || strlen(jinja) != len) {
-                st = cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: this chat template layout is not read for GGUF yet", dir);
-                goto out;
-            }
-            chat = jinja;
-        } else if (!ct) {
-            if ((st = read_json(a, c->m, "chat_template.json", &ctj, c->err))) goto out;
-            const cJSON *x = ctj ? cJSON_GetObjectItemCaseSensitive(ctj, "chat_template") : NULL;
-            if (x && !cJSON_IsString(x) && !cJSON_IsNull(x)) { st = cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: a chat_template list is not written yet", dir); goto out; }
-            if (cJSON_IsString(x)) chat = x->valuestring;
-        }
-        for (int k = 0; k < s.n_types; k++) {
-            char key[64];
-            snprintf(key, sizeof key, "add_%s_token", s.types[k]);
-            const cJSON *ae = cJSON_GetObjectItemCaseSensitive(tc, key);
-            if (cJSON_IsBool(ae)) add_set(&s, s.types[k], cJSON_IsTrue(ae), true);
-            snprintf(key, sizeof key, "%s_token", s.types[k]);
-            const cJSON *e = cJSON_GetObjectItemCaseSensitive(tc, key);
-            const char *content = NULL;
-            if (cJSON_IsString(e)) content = e->valuestring;
-            else if (cJSON_IsObject(e)) {
-                const cJSON *ec = cJSON_GetObjectItemCaseSensitive(e, "content");
-                if (cJSON_IsString(ec)) content = ec->valuestring;
-            }
-            if (!content) continue;
-            cJSON_ArrayForEach(it, added) {
-                if (!strcmp(cJSON_GetObjectItemCaseSensitive(it, "content")->valuestring, content)) {
-                    if ((st = set_special(&s, s.types[k], cJSON_GetObjectItemCaseSensitive(it, "id"), dir, c->err))) goto out;
-                    break;
-                }
-            }
-        }
-    }
-    for (int k = 0; k < s.n_types; k++) {
-        char key[64];
-        snprintf(key, sizeof key, "%s_token_id", s.types[k]);
-        const cJSON *v = cfg(c, key);
-        if (!v) {
-            const cJSON *txt = cfg(c, "text_config");
-            v = txt ? cJSON_GetObjectItemCaseSensitive(txt, key) : NULL;
-        }
-        if ((st = set_special(&s, s.types[k], v, dir, c->err))) goto out;
-    }
-    static const struct { const char *typ, *key; } idk[] = {
-        {"bos", "tokenizer.ggml.bos_token_id"}, {"eos", "tokenizer.ggml.eos_token_id"},
-        {"unk", "tokenizer.ggml.unknown_token_id"}, {"sep", "tokenizer.ggml.seperator_token_id"},
-        {"pad", "tokenizer.ggml.padding_token_id"}, {"mask", "tokenizer.ggml.mask_token_id"},
-    };
-    for (int i = 0; i < s.n_ids; i++)
-        for (size_t k = 0; k < CR_ARRAY_LEN(idk); k++)
-            if (!strcmp(idk[k].typ, s.id_typ[i])) cr_gguf_kv_u32(c->kv, idk[k].key, (uint32_t)s.id_val[i]);
-    for (int i = 0; i < s.n_add; i++) {
-        char key[64];
-        if (strcmp(s.add_typ[i], "bos") && strcmp(s.add_typ[i], "eos") && strcmp(s.add_typ[i], "sep")) continue;
-        snprintf(key, sizeof key, "tokenizer.ggml.add_%s_token", s.add_typ[i]);
-        cr_gguf_kv_bool(c->kv, key, s.add_val[i]);
-    }
-    if (chat && *chat) cr_gguf_kv_str(c->kv, "tokenizer.chat_template", chat);
-    if (has_lower) cr_gguf_kv_bool(c->kv, "tokenizer.ggml.normalizer.lowercase", lowercase);
-    if (has_strip) cr_gguf_kv_bool(c->kv, "tokenizer.ggml.normalizer.strip_accents", strip);
-out:
-    for (size_t k = 0; k < n_owned; k++) cr_free(a, owned[k]);
-    cr_free(a, owned);
-    cr_free(a, tokens);
-    cr_free(a, types);
-    cr_free(a, merges);
-    cr_free(a, jinja);
-    cJSON_Delete(ctj);
-    cJSON_Delete(tc);
-    cJSON_Delete(tj);
-    return st;
 }
 
 /* Qwen3Model._is_qwen3_reranker: a reranker gets a classifier head and
@@ -1050,7 +631,7 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
     if (!o->tensors_only) {
         if ((st = put_general(&c, &pc))) goto out;
         if ((st = put_hparams(&c, arch == ARCH_LLAMA, o->ftype))) goto out;
-        if ((st = put_vocab_gpt2(&c, arch == ARCH_LLAMA, o->pre))) goto out;
+        if ((st = cr_gguf_vocab_put(alloc, m, &kv, arch == ARCH_LLAMA, o->pre, err))) goto out;
     }
 
     uint64_t header_len, size;

@@ -7,7 +7,8 @@
  * What this first version covers, and refuses otherwise (naming what and
  * why): LlamaForCausalLM / MistralForCausalLM / MixtralForCausalLM in the
  * classic expert layout (architecture "llama") and
- * Qwen2ForCausalLM ("qwen2"); the gpt2 (byte-level BPE) tokenizer path;
+ * Qwen2ForCausalLM ("qwen2"); the gpt2 (byte-level BPE), SentencePiece
+ * (tokenizer.model) and LlamaHf (byte-fallback BPE) tokenizer paths;
  * rope scaling absent, "default", "linear" or "yarn"; model cards whose
  * front matter formats/gguf_meta.h reads.
  */
@@ -62,9 +63,21 @@ typedef struct cr_gguf_src {
 cr_status cr_gguf_src_of_model(const cr_allocator *alloc, const cr_model *m, cr_gguf_src *src, void **owned,
                                cr_error *err);
 
-/* CR_OK when the source's tokenizer takes the converter's gpt2 path (the
- * only one written so far), so a tokenizer.ggml.pre is needed; otherwise
- * CR_ERR_UNSUPPORTED saying which path it would take. */
+/* true when the converter takes the SentencePiece path (the source has
+ * tokenizer.model; spec/gguf.md §4.3): tokenizer.ggml.pre is then
+ * "default" and no pre-tokenizer hash is needed. */
+bool cr_gguf_vocab_spm(const cr_gguf_src *m);
+
+/* false when the converter's path for the source writes tokenizer.ggml.pre
+ * "default" itself (SentencePiece, or LlamaHf: a LlamaModel whose
+ * tokenizer.json is BPE with byte fallback and a Sequence decoder), so no
+ * pre-tokenizer hash is taken; true for the gpt2 path (and when the source
+ * is unreadable: cr_gguf_hf_check_vocab then says why). */
+bool cr_gguf_hf_needs_pre(const cr_allocator *alloc, const cr_gguf_src *m);
+
+/* CR_OK when the source's tokenizer takes a path the port writes: the
+ * SentencePiece, LlamaHf or gpt2 one (which needs a tokenizer.ggml.pre);
+ * otherwise CR_ERR_UNSUPPORTED saying which path it would take. */
 cr_status cr_gguf_hf_check_vocab(const cr_allocator *alloc, const cr_gguf_src *m, cr_error *err);
 
 /* ---- the sink: a GGUF file being filled ------------------------------------

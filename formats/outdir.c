@@ -303,6 +303,34 @@ int cr_outdir_clean_stale(const cr_allocator *alloc, const char *path_in, cr_out
     return handled;
 }
 
+/* ---- a single output file ------------------------------------------------ */
+
+cr_status cr_outfile_begin(const cr_allocator *alloc, const char *path, cr_outdir_note_fn fn, void *ud,
+                           cr_outfile *out, cr_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->alloc = alloc;
+    if (!path || !*path) return cr_fail(err, CR_ERR_ARG, "the output file name is empty");
+    cr_outdir_clean_stale(alloc, path, fn, ud);
+    out->tmp_path = sibling(alloc, path, "tmp", (long)getpid());
+    char *owner = out->tmp_path ? sibling(alloc, path, "owner", (long)getpid()) : NULL;
+    if (!owner) { cr_outfile_end(out); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
+    /* the record first: a temporary file never exists without one */
+    cr_status s = write_record(cr_posix_io(), owner, err);
+    if (s) { cr_free(alloc, owner); cr_outfile_end(out); return s; }
+    out->owner_path = owner;
+    return CR_OK;
+}
+
+void cr_outfile_end(cr_outfile *f)
+{
+    if (!f->alloc) return;   /* zeroed: never begun */
+    if (f->owner_path) unlink(f->owner_path);
+    cr_free(f->alloc, f->owner_path);
+    cr_free(f->alloc, f->tmp_path);
+    f->owner_path = f->tmp_path = NULL;
+}
+
 /* ---- begin / commit ------------------------------------------------------- */
 
 /* The checks of cr_outdir_check; `final` receives the path to replace

@@ -88,4 +88,25 @@ int cr_outdir_clean_stale(const cr_allocator *alloc, const char *path, cr_outdir
  * temporary directory from a later process that reused its pid. */
 unsigned long long cr_outdir_proc_start(long pid);
 
+/* A single output file (convert's OUT.gguf, merge's OUT.gguf, compile's
+ * .crb) written as OUT.crucible-tmp-PID and renamed. The same owner record
+ * as a directory's (OUT.crucible-owner-PID) covers the temporary file, so
+ * a killed run's leftover is removed by the next run for OUT, and only
+ * once that process is gone. */
+typedef struct cr_outfile {
+    const cr_allocator *alloc;
+    char *tmp_path;             /* OUT.crucible-tmp-PID: the caller creates, renames or unlinks it */
+    char *owner_path;           /* OUT.crucible-owner-PID */
+} cr_outfile;
+
+/* Removes stale leftovers of dead processes for `path` (through `note`,
+ * NULL: stderr), writes this process's owner record and sets tmp_path; the
+ * temporary file itself is not created. Errors: IO (cannot create the
+ * record), NOMEM, ARG (empty name). */
+cr_status cr_outfile_begin(const cr_allocator *alloc, const char *path, cr_outdir_note_fn note, void *note_ud,
+                           cr_outfile *out, cr_error *err);
+/* Removes the owner record, after the caller has renamed or unlinked
+ * tmp_path, and frees the names; safe on a zeroed or failed cr_outfile. */
+void cr_outfile_end(cr_outfile *f);
+
 #endif

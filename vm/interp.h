@@ -105,7 +105,9 @@ typedef struct vm {
      * source's tables (gguf_out.h); spill files go beside the output */
     struct cr_gguf_sink *gguf;
     int gguf_fd;
-    char *gguf_tmp, *gguf_dir, *gguf_parent;
+    cr_outfile gguf_file;           /* OUT.gguf's temporary name and owner record (outdir.h) */
+    const char *gguf_tmp;           /* gguf_file.tmp_path */
+    char *gguf_dir, *gguf_parent;
     void *gguf_owned;
     cr_gguf_src gguf_src;
     const cr_io *io;           /* opt->io or the real file system */

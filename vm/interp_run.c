@@ -380,7 +380,7 @@ void vm_teardown(vm *m)
     cr_gguf_sink_free(m->gguf);
     if (m->gguf_fd >= 0) { m->io->close(m->io->ud, m->gguf_fd); unlink(m->gguf_tmp); }   /* not committed */
     cr_program_gguf_src_free(A, m->gguf_owned);
-    cr_free(A, m->gguf_tmp);
+    cr_outfile_end(&m->gguf_file);
     cr_free(A, m->gguf_dir);
     cr_free(A, m->gguf_parent);
     pthread_mutex_destroy(&m->err_mu);
@@ -504,16 +504,16 @@ cr_status vm_begin_gguf(vm *m, cr_error *err)
     struct stat sb;
     if (!m->opt->force && !lstat(out, &sb)) return cr_fail(err, CR_ERR_ARG, "%s exists (use --force to replace it)", out);
     if (!lstat(out, &sb) && S_ISDIR(sb.st_mode)) return cr_fail(err, CR_ERR_ARG, "%s is a directory, not a GGUF file", out);
-    size_t n = strlen(out) + 40;
-    m->gguf_tmp = cr_malloc(m->alloc, n);
     m->gguf_dir = m->opt->gguf_dir ? cr_strdup(m->alloc, m->opt->gguf_dir) : cr_gguf_out_dir_name(m->alloc, out);
     m->gguf_parent = cr_strdup(m->alloc, out);
-    if (!m->gguf_tmp || !m->gguf_dir || !m->gguf_parent) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    if (!m->gguf_dir || !m->gguf_parent) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     char *slash = strrchr(m->gguf_parent, '/');
     if (slash == m->gguf_parent) slash[1] = 0;
     else if (slash) *slash = 0;
     else strcpy(m->gguf_parent, ".");
-    snprintf(m->gguf_tmp, n, "%s.crucible-tmp-%ld", out, (long)getpid());
+    /* a killed run's OUT.crucible-tmp-PID goes first */
+    if ((s = cr_outfile_begin(m->alloc, out, NULL, NULL, &m->gguf_file, err))) return s;
+    m->gguf_tmp = m->gguf_file.tmp_path;
     int fd = m->io->open(m->io->ud, m->gguf_tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) return cr_fail_errno(err, errno, "cannot create %s", m->gguf_tmp);
     m->gguf_fd = fd;

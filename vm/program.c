@@ -13,6 +13,7 @@
 #include "limits.h"
 #include "hash.h"
 #include "infile.h"
+#include "outdir.h"
 #include "outguard.h"
 
 #include <errno.h>
@@ -824,10 +825,9 @@ cr_status cr_program_save(const cr_program *p, const char *path, cr_error *err)
     /* write beside the target and rename, so a reader never sees half a file */
     /* (a name of crucible's own, so no file of the user's is clobbered;
      * synced before the rename, so the new name never holds half a file) */
-    size_t plen = strlen(path);
-    char *tmp = cr_malloc(p->alloc, plen + 40);
-    if (!tmp) { cr_free(p->alloc, buf); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
-    snprintf(tmp, plen + 40, "%s.crucible-tmp-%ld", path, (long)getpid());
+    cr_outfile of;
+    if ((s = cr_outfile_begin(p->alloc, path, NULL, NULL, &of, err))) { cr_free(p->alloc, buf); return s; }
+    const char *tmp = of.tmp_path;
     FILE *f = fopen(tmp, "wbx");
     if (!f) {
         s = cr_fail_errno(err, errno, "cannot create %s", tmp);
@@ -840,7 +840,7 @@ cr_status cr_program_save(const cr_program *p, const char *path, cr_error *err)
         if (!ok) { s = cr_fail_errno(err, e ? e : EIO, "cannot write %s", tmp); remove(tmp); }
         else if (rename(tmp, path)) { s = cr_fail_errno(err, errno, "cannot rename %s to %s", tmp, path); remove(tmp); }
     }
-    cr_free(p->alloc, tmp);
+    cr_outfile_end(&of);
     cr_free(p->alloc, buf);
     return s;
 }

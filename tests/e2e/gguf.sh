@@ -68,6 +68,57 @@ check '[ -z "$(ls "$tmp"/*.crucible-tmp-* 2>/dev/null)" ]' "temporary files left
 "$bin" convert "$tmp/llama" "$tmp/auto.gguf" --gguf-pre llama-bpe 2>"$tmp/err"
 check 'cmp "$tmp/auto.gguf" "$golden/llama-bf16.gguf"' "default --gguf-type auto: $(cat "$tmp/err")"
 
+# SentencePiece (spec/gguf.md 4.3): generate.py's llama-spm, tokenizer.model (spm/) beside synth's
+# tokenizer.json; tokenizer.ggml.pre is "default" without --gguf-pre and no hash is taken
+"$bin" synth "$tmp/llama-spm" --arch llama --layers 2 --hidden 32 --intermediate 48 --heads 2 --kv-heads 1 --vocab 304
+cp "$golden/spm/tokenizer.model" "$tmp/llama-spm/"
+# generate.py's SPM_TOKENIZER_CONFIG and SPM_ADDED_TOKENS
+cat >"$tmp/llama-spm/tokenizer_config.json" <<'JSON'
+{
+  "add_bos_token": true,
+  "add_eos_token": false,
+  "add_prefix_space": true,
+  "added_tokens_decoder": {
+    "0": {"content": "<unk>", "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": true},
+    "1": {"content": "<s>", "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": true},
+    "2": {"content": "</s>", "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": true},
+    "300": {"content": "<|im_end|>", "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": false},
+    "302": {"content": "\u2581hello\u2581world", "lstrip": false, "normalized": true, "rstrip": false, "single_word": false, "special": false},
+    "310": {"content": "<far>", "special": true}
+  },
+  "bos_token": "<s>",
+  "chat_template": "{% for m in messages %}{{ m['content'] }}{% endfor %}",
+  "clean_up_tokenization_spaces": false,
+  "eos_token": "</s>",
+  "model_max_length": 2048,
+  "pad_token": "<unk>",
+  "tokenizer_class": "LlamaTokenizer",
+  "unk_token": "<unk>"
+}
+JSON
+echo '{"<tool_call>": 301, "<beyond>": 400}' >"$tmp/llama-spm/added_tokens.json"
+for t in f16 q8_0; do
+    "$bin" convert "$tmp/llama-spm" "$tmp/llama-spm-$t.gguf" --gguf-type $t 2>"$tmp/err"
+    check 'cmp "$tmp/llama-spm-$t.gguf" "$golden/llama-spm-$t.gguf"' "llama-spm $t differs from llama.cpp's converter: $(cat "$tmp/err")"
+done
+# a malformed tokenizer.model is refused naming the file and the byte
+head -c 100 "$golden/spm/tokenizer.model" >"$tmp/llama-spm/tokenizer.model"
+"$bin" convert "$tmp/llama-spm" "$tmp/bad-spm.gguf" 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "llama-spm/tokenizer.model: not a SentencePiece model: .* at byte" "$tmp/err" && [ ! -e "$tmp/bad-spm.gguf" ]' "truncated tokenizer.model: $(cat "$tmp/err")"
+
+# LlamaHf (spec/gguf.md 4.3): a byte-fallback BPE tokenizer.json (generate.py's llama-hf fixture), no
+# tokenizer.model: "llama" vocabulary, pre "default" without --gguf-pre
+"$bin" synth "$tmp/llama-hf" --arch llama --layers 2 --hidden 32 --intermediate 48 --heads 2 --kv-heads 1 --vocab 272
+cp "$golden/llama-hf/tokenizer.json" "$tmp/llama-hf/"
+"$bin" convert "$tmp/llama-hf" "$tmp/llama-hf-f16.gguf" --gguf-type f16 2>"$tmp/err"
+check 'cmp "$tmp/llama-hf-f16.gguf" "$golden/llama-hf-f16.gguf"' "llama-hf f16 differs from llama.cpp's converter: $(cat "$tmp/err")"
+# a tokenizer class transformers may rebuild the tokenizer for is refused by name
+sed -i 's/PreTrainedTokenizerFast/LlamaTokenizerFast/' "$tmp/llama-hf/tokenizer_config.json"
+"$bin" convert "$tmp/llama-hf" "$tmp/bad-hf.gguf" 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "LlamaHf path) with tokenizer_class LlamaTokenizerFast" "$tmp/err" && [ ! -e "$tmp/bad-hf.gguf" ]' "LlamaHf with another tokenizer class: $(cat "$tmp/err")"
+
 # synth's tokenizer has no pre-tokenizer hash llama.cpp knows: refused without --gguf-pre
 "$bin" convert "$tmp/llama" "$tmp/x.gguf" 2>"$tmp/err"
 rc=$?

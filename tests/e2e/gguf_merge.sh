@@ -8,6 +8,8 @@
 # usage: tests/e2e/gguf_merge.sh CRUCIBLE_BIN
 . "$(dirname "$0")/../support/e2e_lib.sh" gguf_merge "$1"
 
+spm_model="$(cd "$(dirname "$0")/../golden/gguf/spm" && pwd)/tokenizer.model"
+hf_tokenizer="$(cd "$(dirname "$0")/../golden/gguf/llama-hf" && pwd)/tokenizer.json"
 cd "$tmp" || exit 1
 "$bin" synth base --arch llama --layers 2 --hidden 64 --intermediate 96 --heads 4 --kv-heads 2 --vocab 272 --seed 1
 "$bin" synth ft1 --from base --delta-scale 0.1 --seed 2
@@ -117,6 +119,29 @@ out=$("$bin" diff mx mx.gguf --all); rc=$?
 check '[ $rc -eq 1 ] && grep -q "^differs     model.layers.1.block_sparse_moe.experts.1.w2.weight (blk.1.ffn_down_exps.weight\[1\]) BF16\[64,96\] vs Q4_0{96,64,2}" <<<"$out" && grep -q "^same        model.layers.0.block_sparse_moe.gate.weight (blk.0.ffn_gate_inp.weight) BF16\[2,64\] vs F32{64,2}: equal values" <<<"$out"' "diff of a MoE directory and its GGUF: $out"
 out=$("$bin" diff m pt.gguf); rc=$?
 check '[ $rc -eq 1 ]' "diff of unrelated models"
+
+# a SentencePiece model (tokenizer.model, copied into the output): merge to GGUF needs no --gguf-pre
+# and equals merge + convert (which equals the converter: tests/e2e/gguf.sh's llama-spm)
+"$bin" synth spbase --arch llama --layers 2 --hidden 64 --intermediate 96 --heads 4 --kv-heads 2 --vocab 304 --seed 1
+cp "$spm_model" spbase/
+"$bin" synth spft --from spbase --delta-scale 0.1 --seed 2
+sed 's/ft1/spbase/; s/ft2/spft/; s/base_model: base/base_model: spbase/' ties.yml >spm.yml
+"$bin" merge spm.yml spm --quiet
+"$bin" convert spm spm-conv.gguf --gguf-type q4_0 2>"$tmp/err"
+"$bin" merge spm.yml spm.gguf --gguf-type q4_0 --quiet 2>>"$tmp/err"
+rc=$?
+check '[ $rc -eq 0 ] && [ -f spm/tokenizer.model ] && cmp spm.gguf spm-conv.gguf' "SentencePiece merge to GGUF differs from merge + convert: $(cat "$tmp/err")"
+
+# LlamaHf (byte-fallback BPE tokenizer.json): no --gguf-pre either
+"$bin" synth hfbase --arch llama --layers 2 --hidden 64 --intermediate 96 --heads 4 --kv-heads 2 --vocab 272 --seed 1
+cp "$hf_tokenizer" hfbase/
+"$bin" synth hfft --from hfbase --delta-scale 0.1 --seed 2
+sed 's/spbase/hfbase/g; s/spft/hfft/' spm.yml >hf.yml
+"$bin" merge hf.yml hf --quiet
+"$bin" convert hf hf-conv.gguf --gguf-type q8_0 2>"$tmp/err"
+"$bin" merge hf.yml hf.gguf --gguf-type q8_0 --quiet 2>>"$tmp/err"
+rc=$?
+check '[ $rc -eq 0 ] && cmp hf.gguf hf-conv.gguf' "LlamaHf merge to GGUF differs from merge + convert: $(cat "$tmp/err")"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

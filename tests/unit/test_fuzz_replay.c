@@ -39,6 +39,9 @@
 #define LLVMFuzzerTestOneInput fuzz_pickle_one
 #include "fuzz/fuzz_pickle.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_spm_one
+#include "fuzz/fuzz_spm.c"
+#undef LLVMFuzzerTestOneInput
 
 /* replay corpus + crashes of one target; at least `min_seeds` corpus files */
 static void replay_target(const char *name, cr_fuzz_fn fn, int min_seeds)
@@ -65,6 +68,7 @@ static const struct target { const char *name; cr_fuzz_fn fn; int min_seeds; } t
     { "fuzz_lua", fuzz_lua_one, 20 },
     { "fuzz_gguf", fuzz_gguf_one, 20 },
     { "fuzz_pickle", fuzz_pickle_one, 50 },
+    { "fuzz_spm", fuzz_spm_one, 10 },
 };
 
 static const struct target *find_target(const char *name, size_t len)

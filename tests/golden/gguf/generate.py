@@ -80,11 +80,84 @@ tags:
 A merge.
 """
 
+# The SentencePiece case (spec/gguf.md 4.3): a tiny BPE model with byte
+# fallback, one user-defined and one control symbol, trained by
+# make_spm_model() into spm/tokenizer.model (committed: tests/e2e/gguf.sh
+# copies it), 300 pieces under a vocab_size of 304 (four [PADi] slots), with
+# tokenizer_config's added_tokens_decoder (a special, a special-looking and
+# a plain token with U+2581) and added_tokens.json over those slots.
+SPM_TOKENIZER_CONFIG = """{
+  "add_bos_token": true,
+  "add_eos_token": false,
+  "add_prefix_space": true,
+  "added_tokens_decoder": {
+    "0": {"content": "<unk>", "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": true},
+    "1": {"content": "<s>", "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": true},
+    "2": {"content": "</s>", "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": true},
+    "300": {"content": "<|im_end|>", "lstrip": false, "normalized": false, "rstrip": false, "single_word": false, "special": false},
+    "302": {"content": "\u2581hello\u2581world", "lstrip": false, "normalized": true, "rstrip": false, "single_word": false, "special": false},
+    "310": {"content": "<far>", "special": true}
+  },
+  "bos_token": "<s>",
+  "chat_template": "{% for m in messages %}{{ m['content'] }}{% endfor %}",
+  "clean_up_tokenization_spaces": false,
+  "eos_token": "</s>",
+  "model_max_length": 2048,
+  "pad_token": "<unk>",
+  "tokenizer_class": "LlamaTokenizer",
+  "unk_token": "<unk>"
+}
+"""
+SPM_ADDED_TOKENS = """{"<tool_call>": 301, "<beyond>": 400}
+"""
+SPM_TEXT = """The quick brown fox jumps over the lazy dog.
+A merge of two models is written straight to GGUF.
+Sphinx of black quartz, judge my vow!
+How vexingly quick daft zebras jump.
+Pack my box with five dozen liquor jugs.
+"""
+
+
+def make_spm_model(path):
+    """spm/tokenizer.model: made once, then committed (training is deterministic
+    with one thread, but the file is what the tests read)."""
+    import io
+    import sentencepiece as spm
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter((SPM_TEXT * 20).splitlines()), model_writer=buf,
+                                   vocab_size=300, model_type="bpe", byte_fallback=True,
+                                   normalization_rule_name="identity", user_defined_symbols=["<tool>"],
+                                   control_symbols=["<ctl>"], character_coverage=1.0, hard_vocab_limit=False,
+                                   num_threads=1, minloglevel=2)
+    path.write_bytes(buf.getvalue())
+
+
+def make_llama_hf_tokenizer(synth_dir, path):
+    """llama-hf/tokenizer.json (committed): synth's tokenizer.json made a
+    Llama-style byte-fallback BPE (the converter's LlamaHf path, taken when
+    there is no tokenizer.model): ids 3..258 become <0x00>..<0xFF>, a
+    Sequence decoder, and three added tokens past the base vocabulary (two
+    special: true but unnamed, which transformers 5 does not count as
+    special, and a plain one)."""
+    t = json.loads((synth_dir / "tokenizer.json").read_text())
+    m = t["model"]
+    m["byte_fallback"] = True
+    m["vocab"] = {("<0x%02X>" % (i - 3) if 3 <= i < 259 else k): i for k, i in m["vocab"].items()}
+    t["decoder"] = {"type": "Sequence", "decoders": [
+        {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+        {"type": "ByteFallback"}, {"type": "Fuse"}]}
+    for i, (content, special) in enumerate((("<|im_start|>", True), ("<tool>", True), ("plain", False))):
+        t["added_tokens"].append({"id": 272 + i, "content": content, "single_word": False, "lstrip": False,
+                                  "rstrip": False, "normalized": not special, "special": special})
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(t, indent=1, ensure_ascii=False) + "\n")
+
+
 LLAMA = ["--arch", "llama", "--layers", "2", "--hidden", "32", "--intermediate", "48",
          "--heads", "2", "--kv-heads", "1", "--vocab", "272"]
 
 # (case name = model directory name, synth arguments, --gguf-pre,
-#  tokenizer_config.json replacement, README.md, types)
+#  tokenizer_config.json replacement, README.md, types[, extra files: name -> text, or ("copy", fixture path)])
 MODELS = [
     ("llama", LLAMA, "llama-bpe", None, None, TYPES),
     ("qwen2", ["--arch", "qwen2", "--layers", "2", "--hidden", "32", "--intermediate", "64",
@@ -99,6 +172,14 @@ MODELS = [
     # tied embeddings: token_embd is the output matrix, Q8_0 under q4_0
     ("llama-tied", ["--arch", "llama", "--layers", "2", "--hidden", "64", "--intermediate", "64",
                     "--heads", "2", "--kv-heads", "1", "--vocab", "272", "--tied"], "llama-bpe", None, None, ["q4_0"]),
+    # SentencePiece: the converter's _set_vocab_sentencepiece (tokenizer.model beside synth's tokenizer.json,
+    # which SpecialVocab still reads); "default" is the pre it writes itself
+    ("llama-spm", ["--arch", "llama", "--layers", "2", "--hidden", "32", "--intermediate", "48",
+                   "--heads", "2", "--kv-heads", "1", "--vocab", "304"], "default", SPM_TOKENIZER_CONFIG, None,
+     ["f16", "q8_0"], {"tokenizer.model": ("copy", "spm/tokenizer.model"), "added_tokens.json": SPM_ADDED_TOKENS}),
+    # LlamaHf: a byte-fallback BPE tokenizer.json and no tokenizer.model
+    ("llama-hf", LLAMA, "default", None, None, ["f16"],
+     {"tokenizer.json": ("copy", "llama-hf/tokenizer.json")}),
 ]
 
 MIXTRAL_BASE = ["--arch", "llama", "--layers", "2", "--hidden", "32", "--intermediate", "64",
@@ -163,6 +244,7 @@ def main():
     crucible, llama_cpp = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
     conv = llama_cpp / "convert_hf_to_gguf.py"
     import numpy
+    import sentencepiece
     import torch
     import transformers
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,9 +253,10 @@ def main():
         old = HERE / "versions.json"
         cases = json.loads(old.read_text())["cases"] if old.exists() else {}
         only = sys.argv[3:]          # case names to regenerate (default: all)
-        for name, args, pre, tok_config, readme, types in MODELS:
+        for name, args, pre, tok_config, readme, types, *extra in MODELS:
             if only and name not in only:
                 continue
+            extra = extra[0] if extra else {}
             model = tmp / name      # the directory name is general.name's source
             if args is None:
                 build_mixtral(crucible, tmp, model)
@@ -183,6 +266,15 @@ def main():
                 (model / "tokenizer_config.json").write_text(tok_config)
             if readme:
                 (model / "README.md").write_text(readme)
+            for fname, text in extra.items():
+                if isinstance(text, tuple):   # ("copy", a committed fixture), made once if missing
+                    src = HERE / text[1]
+                    if not src.exists():
+                        src.parent.mkdir(exist_ok=True)
+                        make_spm_model(src) if fname == "tokenizer.model" else make_llama_hf_tokenizer(model, src)
+                    shutil.copy(src, model / fname)
+                else:
+                    (model / fname).write_text(text)
             for t in types:
                 out = HERE / f"{name}-{t}.gguf"
                 if out.exists():
@@ -192,13 +284,13 @@ def main():
                                ["--outfile", str(out)], check=True)
                 cases[out.name] = {"synth": args if args is not None else "build_mixtral", "gguf_pre": pre, "outtype": t,
                                    "tokenizer_config_replaced": tok_config is not None,
-                                   "readme": readme is not None,
+                                   "readme": readme is not None, "extra_files": sorted(extra),
                                    "sha256": hashlib.sha256(out.read_bytes()).hexdigest()}
     versions = {
         "reference": "llama-cpp-python==0.3.36 sdist, vendor/llama.cpp/convert_hf_to_gguf.py with its gguf-py",
         "sdist_sha256": "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e",
         "python": sys.version.split()[0], "torch": torch.__version__, "numpy": numpy.__version__,
-        "transformers": transformers.__version__,
+        "transformers": transformers.__version__, "sentencepiece": sentencepiece.__version__,
         "patch": "TextModel.get_vocab_base_pre returns the case's gguf_pre (synth's tokenizer has no known hash); "
                  "q4_0 cases: --outtype q8_0 with tensor_force_quant giving crucible's Q4_0 rule and file_type 2",
         "cases": cases,

@@ -265,10 +265,26 @@ static bool add_entry(cJSON *arr, const char *text, uint32_t id, const cJSON *fr
     return ok;
 }
 
+/* a model whose tokenizer transformers would load from a SentencePiece
+ * tokenizer.model (no tokenizer.json): mergekit reads its get_vocab(), which
+ * crucible cannot without a SentencePiece reader */
+static bool sentencepiece_only(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (!access(path, F_OK)) return false;
+    snprintf(path, sizeof path, "%s/tokenizer.model", dir);
+    return !access(path, F_OK);
+}
+
 static cr_status fail_tok(const cr_plan_model *m, cr_error *err)
 {
     char why[512];
     snprintf(why, sizeof why, "%s", err ? err->msg : "?");
+    if (sentencepiece_only(m->path))
+        return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer merge: %s has only a SentencePiece tokenizer.model, which "
+                       "mergekit reads through transformers; crucible reads tokenizer.json only: not supported yet",
+                       m->ref);
     return cr_fail(err, CR_ERR_UNSUPPORTED,
                    "tokenizer merge: cannot read %s's tokenizer (%s)", m->ref, why);
 }
@@ -328,6 +344,7 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr
          * tokenizer at all falls back to the base's, as in mergekit */
         char path[4096];
         static const char *const other[] = { "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json" };
+        if (sentencepiece_only(plan->models[i].path)) { s = fail_tok(&plan->models[i], err); goto out; }
         for (size_t f = 0; f < CR_ARRAY_LEN(other); f++) {
             snprintf(path, sizeof path, "%s/%s", plan->models[i].path, other[f]);
             if (!access(path, F_OK)) {

@@ -85,5 +85,16 @@ rc=$?
 check '[ $rc -ne 0 ] && grep -qF "Tokenizer for tok_w has type WordPiece, but only BPE is currently supported" "$tmp/err"' \
     "WordPiece base: $(head -c 300 "$tmp/err")"
 
+# a SentencePiece tokenizer.model without tokenizer.json (transformers
+# converts it for mergekit): refused, as base and as another input
+cp -r tok_b "$tmp/mods/tok_sp" && rm "$tmp/mods/tok_sp/tokenizer.json" && printf 'sp' >"$tmp/mods/tok_sp/tokenizer.model"
+for b in tok_sp tok_a; do
+    printf 'merge_method: linear\nbase_model: %s\nmodels:\n  - model: tok_a\n    parameters: {weight: 0.6}\n  - model: tok_sp\n    parameters: {weight: 0.4}\ntokenizer_source: union\n' "$b" >"$tmp/sp.yml"
+    (cd "$tmp" && "$bin" plan "$tmp/sp.yml" --models-dir "$tmp/mods" >/dev/null 2>"$tmp/err")
+    rc=$?
+    check '[ $rc -ne 0 ] && grep -qF "tok_sp has only a SentencePiece tokenizer.model" "$tmp/err"' \
+        "sentencepiece ($b base): $(head -c 300 "$tmp/err")"
+done
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

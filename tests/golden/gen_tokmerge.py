@@ -200,6 +200,9 @@ def cases():
     # a WordPiece input (not the base) in a union
     add("tok_union_aw", "linear", {"base_model": "tok_a", "models": [M("tok_a", 0.6), M("tok_w", 0.4)],
                                    "tokenizer_source": "union"})
+    # a WordPiece base (no unused tokens: nothing to strip) under a union
+    add("tok_union_wa", "linear", {"base_model": "tok_w", "models": [M("tok_w", 0.5), M("tok_a", 0.5)],
+                                   "tokenizer_source": "union"})
     # a Unigram input (tied) in a union, and a Unigram tokenizer as a source
     # that is none of the inputs
     add("tok_union_au", "linear", {"base_model": "tok_a", "models": [M("tok_a", 0.6), M("tok_u", 0.4)],

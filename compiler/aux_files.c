@@ -220,11 +220,13 @@ static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_opti
         /* the identity permutation: the source's files as they are; else
          * the merged tokenizer, written (compiler/tokwrite.c) */
         if (tm) tok_model = tm->identity ? tm->src_model : -1;
-        if (tm && !tm->identity) {
+        /* a source that is none of the inputs has no input files to copy
+         * (a .crb binds only inputs): always written */
+        if (tm && (!tm->identity || tm->src_model < 0)) {
             char *tmpl = NULL;
             if (last->chat_template && (s = resolve_template(p, plan, last->chat_template, &tmpl, err))) return s;
             /* without one (or `auto` finding none) the source keeps its own */
-            if (!tmpl) tmpl = model_template(p->alloc, plan->models[tm->src_model].path);
+            if (!tmpl) tmpl = model_template(p->alloc, tm->src_dir);
             s = cr_tokmerge_write(p, plan, tm, tmpl, err);
             cr_free(p->alloc, tmpl);
             if (s) return s;

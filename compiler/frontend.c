@@ -772,6 +772,15 @@ static void plan_stage(fe *f, uint32_t s, fe_model **outputs)
     st->chat_template = cfg->chat_template;
     st->tokenizer_source = cfg->tokenizer_source;
     st->tokenizer_pad = cfg->tokenizer_pad;
+    /* a model source may be none of the inputs (mergekit loads its
+     * tokenizer all the same): found now, read by compiler/tokmerge.c */
+    if (cfg->tokenizer_source && strcmp(cfg->tokenizer_source, "base") && strcmp(cfg->tokenizer_source, "union")) {
+        cr_model_ref tr;
+        const char *why = NULL;
+        if (cr_model_ref_parse(f->ar, cfg->tokenizer_source, &tr, &why))
+            st->tokenizer_source_dir = cr_resolve_model_at(&f->env, f->ar, tr.path, tr.revision, NULL,
+                                                            &st->tokenizer_source_tried);
+    }
     st->tokens = cfg->tokens;
     st->n_tokens = cfg->n_tokens;
 

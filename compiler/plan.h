@@ -90,6 +90,9 @@ typedef struct cr_plan_stage {
     const char *recipe_text;    /* this document's YAML text, verbatim */
     const char *chat_template;  /* `chat_template:` or NULL (compiler/chat_templates.h) */
     const char *tokenizer_source; /* "base", "union", a model reference, or NULL (compiler/tokmerge.h) */
+    const char *tokenizer_source_dir; /* a model-reference source resolved on disk (NULL: not found or
+                                 * base/union); used when it is none of the inputs */
+    const char *tokenizer_source_tried; /* where the resolver looked when it was not found */
     long tokenizer_pad;         /* tokenizer.pad_to_multiple_of, 0: none */
     const struct cr_token_cfg *tokens; /* tokenizer.tokens (compiler/config.h), YAML order */
     uint32_t n_tokens;

@@ -265,10 +265,26 @@ static bool add_entry(cJSON *arr, const char *text, uint32_t id, const cJSON *fr
     return ok;
 }
 
+/* a model whose tokenizer transformers would load from a SentencePiece
+ * tokenizer.model (no tokenizer.json): mergekit reads its get_vocab(), which
+ * crucible cannot without a SentencePiece reader */
+static bool sentencepiece_only(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (!access(path, F_OK)) return false;
+    snprintf(path, sizeof path, "%s/tokenizer.model", dir);
+    return !access(path, F_OK);
+}
+
 static cr_status fail_tok(const cr_plan_model *m, cr_error *err)
 {
     char why[512];
     snprintf(why, sizeof why, "%s", err ? err->msg : "?");
+    if (sentencepiece_only(m->path))
+        return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer merge: %s has only a SentencePiece tokenizer.model, which "
+                       "mergekit reads through transformers; crucible reads tokenizer.json only: not supported yet",
+                       m->ref);
     return cr_fail(err, CR_ERR_UNSUPPORTED,
                    "tokenizer merge: cannot read %s's tokenizer (%s)", m->ref, why);
 }
@@ -328,6 +344,7 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr
          * tokenizer at all falls back to the base's, as in mergekit */
         char path[4096];
         static const char *const other[] = { "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json" };
+        if (sentencepiece_only(plan->models[i].path)) { s = fail_tok(&plan->models[i], err); goto out; }
         for (size_t f = 0; f < CR_ARRAY_LEN(other); f++) {
             snprintf(path, sizeof path, "%s/%s", plan->models[i].path, other[f]);
             if (!access(path, F_OK)) {
@@ -346,17 +363,27 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr
         src_model = -1;
         for (uint32_t i = 0; i < nm && src_model < 0; i++)
             if (plan->models[i].ref && !strcmp(plan->models[i].ref, ts)) src_model = (int)i;
-        if (src_model < 0) {
-            s = cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer_source '%s' is not one of the recipe's models: "
-                        "a tokenizer from another model is not supported yet", ts);
+        /* none of the inputs: mergekit loads its tokenizer all the same
+         * (AutoTokenizer, not stripped); its rows come from the inputs'
+         * permutations like any other output token's */
+        cr_plan_model other = { .ref = ts, .path = st->tokenizer_source_dir };
+        const cr_plan_model *sm = src_model >= 0 ? &plan->models[src_model] : &other;
+        if (!sm->path) {
+            s = cr_fail(err, CR_ERR_CONFIG, "tokenizer_source '%s' not found (looked in %s): it is none of the "
+                        "recipe's models, and crucible never downloads", ts,
+                        st->tokenizer_source_tried ? st->tokenizer_source_tried : "?");
             goto out;
         }
         /* loaded afresh, not stripped */
-        if ((s = load_tok(a, &plan->models[src_model], false, &srcT, err))) { s = fail_tok(&plan->models[src_model], err); goto out; }
+        if ((s = load_tok(a, sm, false, &srcT, err))) { s = fail_tok(sm, err); goto out; }
+        if ((s = check_ids(sm, &srcT, err))) goto out;
         src = &srcT;
+        tm->src_dir = sm->path;
+    } else {
+        tm->src_dir = plan->models[base].path;
+        if ((s = check_ids(&plan->models[base], src, err))) goto out;
     }
     tm->src_model = src_model;
-    if ((s = check_ids(&plan->models[src_model], src, err))) goto out;
     size_t total = 16 + st->n_tokens;
     for (uint32_t i = 0; i < nm; i++) total += T[i].n_ent;
     total += src->n_ent;

@@ -22,7 +22,9 @@ typedef struct cr_tokmerge {
     int32_t **perm;
     long long *vocab_size;      /* per plan model: its config vocab size (-1: unknown) */
     int base;                   /* plan model the vocabulary is built from (§1.2) */
-    int src_model;              /* plan model whose tokenizer is the output (base / model source) */
+    int src_model;              /* plan model whose tokenizer is the output (base / model source);
+                                 * -1: a model source that is none of the inputs */
+    const char *src_dir;        /* the directory of that tokenizer's files (borrowed from the plan) */
     bool identity;              /* every permutation i -> i over every model's rows: the plain merge */
     uint32_t n_added_out;       /* tokens appended past the source's vocabulary */
     /* per tokenizer.tokens entry: the plan model its source names (-1: not

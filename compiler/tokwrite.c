@@ -56,6 +56,7 @@ static cr_status write_json(cr_program *p, const char *name, const cJSON *j, cr_
 cr_status cr_tokmerge_write(cr_program *p, const cr_plan *plan, const cr_tokmerge *tm, const char *tmpl,
                             cr_error *err)
 {
+    (void)plan;
     cJSON *tj = cJSON_Duplicate(tm->tok_json, true);
     if (!tj) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     cJSON *added = cJSON_GetObjectItemCaseSensitive(tj, "added_tokens");
@@ -69,7 +70,7 @@ cr_status cr_tokmerge_write(cr_program *p, const cr_plan *plan, const cr_tokmerg
     cJSON_Delete(tj);
     if (s) return s;
     char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", plan->models[tm->src_model].path);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", tm->src_dir);
     cJSON *cfg = NULL;
     cr_error e2 = { 0 };
     if (cr_json_read_object(p->alloc, path, CR_LIMIT_JSON_BYTES, &cfg, &e2)) cfg = cJSON_CreateObject();

@@ -75,8 +75,10 @@ recipe 'tokenizer: {source: base, pad_to_multiple_of: 48}' >"$tmp/pad.yml"
 # padding rows (the mean row of each model; goldens tok_pad_*): 64 -> 96
 "$bin" merge "$tmp/pad.yml" "$tmp/out-pad" --models-dir "$m" --quiet 2>"$tmp/err"
 check 'grep -q "\"vocab_size\": 96" "$tmp/out-pad/config.json"' "pad: $(head -c 300 "$tmp/err")"
+# a source that is none of the inputs is looked up like a model (golden
+# tok_model_extern); one that is nowhere is refused
 recipe 'tokenizer_source: elsewhere' >"$tmp/elsewhere.yml"
-refuse not_input "$tmp/elsewhere.yml" "tokenizer_source 'elsewhere' is not one of the recipe's models"
+refuse not_found "$tmp/elsewhere.yml" "tokenizer_source 'elsewhere' not found"
 cat >"$tmp/stages.yml" <<'Y'
 name: soup
 models:

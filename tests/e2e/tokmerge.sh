@@ -12,7 +12,7 @@
 g=$(cd "$(dirname "$0")/../golden" && pwd)
 cd "$g/models" || exit 1
 
-for c in tok_union_abc_bf16 tok_base_b tok_union_ta tok_pad_bf16 tok_tokens_union; do
+for c in tok_union_abc_bf16 tok_base_b tok_union_ta tok_pad_bf16 tok_tokens_union tok_model_extern; do
     y=$g/cases-0.1.5/$c/recipe.yml
     "$bin" merge "$y" "$tmp/$c" --quiet --no-copy-tokenizer 2>"$tmp/err"
     check '[ $? -eq 0 ]' "$c: merge failed: $(head -c 300 "$tmp/err")"
@@ -69,6 +69,32 @@ printf 'merge_method: linear\nbase_model: tok_a\nmodels:\n  - model: tok_a\n    
 rc=$?
 check '[ $rc -ne 0 ] && grep -qF "tok_b has tokenizer_config.json but crucible cannot read its tokenizer" "$tmp/err"' \
     "unreadable tokenizer: $(head -c 300 "$tmp/err")"
+
+# a model source that is none of the inputs must be found like a model
+printf 'merge_method: linear\nbase_model: tok_a\nmodels:\n  - model: tok_a\n    parameters: {weight: 0.6}\n  - model: tok_b\n    parameters: {weight: 0.4}\ntokenizer_source: no_such_tok\n' >"$tmp/nosrc.yml"
+"$bin" plan "$tmp/nosrc.yml" >/dev/null 2>"$tmp/err"
+rc=$?
+check '[ $rc -ne 0 ] && grep -qF "tokenizer_source '"'"'no_such_tok'"'"' not found" "$tmp/err"' "missing source: $(head -c 300 "$tmp/err")"
+
+# a WordPiece base with tokens past its vocab_size: mergekit 0.1.5 can strip
+# only BPE (get_stripped_tokenizer's RuntimeError), at plan time here
+cp -r tok_w "$tmp/mods/" && sed -i 's/"vocab_size": 13/"vocab_size": 11/' "$tmp/mods/tok_w/config.json"
+printf 'merge_method: linear\nbase_model: tok_w\nmodels:\n  - model: tok_a\n    parameters: {weight: 0.6}\n  - model: tok_w\n    parameters: {weight: 0.4}\ntokenizer_source: union\n' >"$tmp/wp.yml"
+(cd "$tmp" && "$bin" plan "$tmp/wp.yml" --models-dir "$tmp/mods" >/dev/null 2>"$tmp/err")
+rc=$?
+check '[ $rc -ne 0 ] && grep -qF "Tokenizer for tok_w has type WordPiece, but only BPE is currently supported" "$tmp/err"' \
+    "WordPiece base: $(head -c 300 "$tmp/err")"
+
+# a SentencePiece tokenizer.model without tokenizer.json (transformers
+# converts it for mergekit): refused, as base and as another input
+cp -r tok_b "$tmp/mods/tok_sp" && rm "$tmp/mods/tok_sp/tokenizer.json" && printf 'sp' >"$tmp/mods/tok_sp/tokenizer.model"
+for b in tok_sp tok_a; do
+    printf 'merge_method: linear\nbase_model: %s\nmodels:\n  - model: tok_a\n    parameters: {weight: 0.6}\n  - model: tok_sp\n    parameters: {weight: 0.4}\ntokenizer_source: union\n' "$b" >"$tmp/sp.yml"
+    (cd "$tmp" && "$bin" plan "$tmp/sp.yml" --models-dir "$tmp/mods" >/dev/null 2>"$tmp/err")
+    rc=$?
+    check '[ $rc -ne 0 ] && grep -qF "tok_sp has only a SentencePiece tokenizer.model" "$tmp/err"' \
+        "sentencepiece ($b base): $(head -c 300 "$tmp/err")"
+done
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

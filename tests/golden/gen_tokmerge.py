@@ -83,7 +83,20 @@ def model_specs():
          [added("<s>", 15), added("</s>", 16), added("<|im_start|>", 17), added("<|im_end|>", 18)],
          24, "bfloat16", False, {"bos_token": "<s>", "eos_token": "<|im_end|>", "unk_token": "<unk>"},
          None)
-    return {"tok_a": A, "tok_b": B, "tok_c": C}
+    # W: a WordPiece tokenizer.json (not BPE: mergekit reads only its
+    # get_vocab(); accepted as a non-base input whose tokens fit vocab_size)
+    vw = {"<unk>": 0}
+    for t in ("a", "b", "c", "w", "##x", "##b", "wz", "ab", "k"):
+        vw[t] = len(vw)
+    W = (vw, None, [added("<s>", 10), added("</s>", 11), added("<w_only>", 12)],
+         13, "float32", False, {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}, None)
+    # U: a Unigram tokenizer.json (model.vocab a list of [text, score] by id)
+    vu = {"<unk>": 0}
+    for t in ("a", "b", "u", "n", "ab", "un", "ni", "i"):
+        vu[t] = len(vu)
+    U = (vu, "unigram", [added("<s>", 9), added("</s>", 10), added("<u_only>", 11), added("<|im_end|>", 12)],
+         13, "float32", True, {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}, None)
+    return {"tok_a": A, "tok_b": B, "tok_c": C, "tok_w": W, "tok_u": U}
 
 
 def build_models():
@@ -121,7 +134,16 @@ def build_models():
         with open(os.path.join(d, "config.json"), "w") as f:
             json.dump(cfg, f, indent=2)
         with open(os.path.join(d, "tokenizer.json"), "w") as f:
-            json.dump(tokenizer_json(vocab, merges, add), f, indent=2, ensure_ascii=False)
+            tj = tokenizer_json(vocab, merges, add)
+            if merges is None:
+                tj["model"] = {"type": "WordPiece", "unk_token": "<unk>", "continuing_subword_prefix": "##",
+                               "max_input_chars_per_word": 100, "vocab": vocab}
+                tj["decoder"] = {"type": "WordPiece", "prefix": "##", "cleanup": True}
+            if merges == "unigram":
+                tj["model"] = {"type": "Unigram", "unk_id": 0, "byte_fallback": False,
+                               "vocab": [[t, 0.0 if i == 0 else -1.0 - 0.1 * i] for t, i in vocab.items()]}
+                tj["decoder"] = None
+            json.dump(tj, f, indent=2, ensure_ascii=False)
         tc = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 64, "clean_up_tokenization_spaces": False}
         tc.update(specials)
         if template:
@@ -173,6 +195,19 @@ def cases():
                                    "tokenizer": {"source": "union", "pad_to_multiple_of": 64}})
     add("tok_pad_base_c", "task_arithmetic", {"base_model": "tok_c", "models": [M("tok_a", 0.5), M("tok_b", 0.5)],
                                               "tokenizer": {"source": "base", "pad_to_multiple_of": 8}})
+    # a model source that is none of the inputs (mergekit loads its tokenizer all the same)
+    add("tok_model_extern", "linear", {"base_model": "tok_a", "models": ab, "tokenizer_source": "tok_c"})
+    # a WordPiece input (not the base) in a union
+    add("tok_union_aw", "linear", {"base_model": "tok_a", "models": [M("tok_a", 0.6), M("tok_w", 0.4)],
+                                   "tokenizer_source": "union"})
+    # a WordPiece base (no unused tokens: nothing to strip) under a union
+    add("tok_union_wa", "linear", {"base_model": "tok_w", "models": [M("tok_w", 0.5), M("tok_a", 0.5)],
+                                   "tokenizer_source": "union"})
+    # a Unigram input (tied) in a union, and a Unigram tokenizer as a source
+    # that is none of the inputs
+    add("tok_union_au", "linear", {"base_model": "tok_a", "models": [M("tok_a", 0.6), M("tok_u", 0.4)],
+                                   "tokenizer_source": "union"})
+    add("tok_model_extern_u", "linear", {"base_model": "tok_a", "models": ab, "tokenizer_source": "tok_u"})
     return c
 
 

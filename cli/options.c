@@ -509,7 +509,6 @@ int cr_cli_compile(const cr_cli_options *o, bool header_only, const char *out_di
         .has_lora_merge_dtype = o->lora_merge_dtype != 0, .lora_merge_dtype = (cr_dtype)(o->lora_merge_dtype - 1),
         .compile = { .precise = o->precise, .seed = o->seed, .mk_version = (cr_mk_version)o->mk_version,
                      .unsafe_truncate_embeddings = o->unsafe_truncate_embeddings, .max_shard_bytes = o->out_shard_size,
-                     .keep_task_vectors = o->max_memory == 0,
                      .disabled = o->disabled_passes, .dump = o->dump, .dump_out = stdout },
         .copy_tokenizer = o->copy_tokenizer, .write_card = o->write_card, .out_dir = out_dir,
         .moe_layout = (cr_moe_layout)o->moe_layout, .gate_f32 = o->gate_f32,

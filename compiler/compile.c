@@ -62,8 +62,7 @@ cr_status cr_compile_graph(cr_graph *g, const cr_compile_options *o, const char 
     }
     cr_emit_options eo = { .chunk = o ? o->chunk : 0, .seed = o ? o->seed : 0,
                            .mk_version = o ? o->mk_version : CR_MK_DEFAULT,
-                           .recipe_name = recipe_name,
-                           .keep_task_vectors = o && o->keep_task_vectors };
+                           .recipe_name = recipe_name };
     if ((st = cr_emit_program(g, &eo, out, err))) return st;
     if ((st = cr_layout_tensors(out, o ? o->max_shard_bytes : 0, groups, n_groups, err)) ||
         (st = cr_program_verify(out, err))) {

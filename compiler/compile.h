@@ -28,7 +28,6 @@ typedef struct cr_compile_options {
     bool unsafe_truncate_embeddings;    /* --unsafe-truncate-embeddings (cr_build_options) */
     uint64_t chunk;             /* 0: 16384 elements */
     uint64_t max_shard_bytes;   /* 0: one shard */
-    bool keep_task_vectors;     /* cr_emit_options (the CLI: unless --max-memory) */
     uint32_t disabled;          /* bit (1u << cr_pass_id) per switched-off pass */
     const char *dump;           /* pass name to dump after, or NULL */
     FILE *dump_out;             /* NULL: stdout */

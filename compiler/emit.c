@@ -101,12 +101,6 @@ typedef struct emitter {
     cr_vec frames;          /* kvalue's explicit stack */
     cr_vec sels;            /* the first node of each selection, current domain */
     cr_vec events;          /* the current domain's top-level schedule */
-    /* kept task vectors (spec/graph-ir.md): per node, the program input that
-     * reads its scratch back, and the level of the kernel that stores it */
-    uint32_t *keep_pin, *keep_level;
-    uint8_t *anc;           /* per node: feeds a selection of the current domain */
-    uint32_t cur_level;     /* level of the kernel being emitted */
-    cr_vec kept;            /* the current domain's kept nodes */
 } emitter;
 
 /* Group n items by key (NONE32: left out) into start[n_keys + 1] / list,
@@ -162,7 +156,7 @@ static uint64_t domain_chunk(const emitter *e, uint32_t d, bool rows)
 
 /* ---- kernel generation ------------------------------------------------- */
 
-enum { IT_STORE, IT_SSTORE, IT_RED, IT_HIST_HI, IT_HIST_LO, IT_TIE, IT_KEEP };
+enum { IT_STORE, IT_SSTORE, IT_RED, IT_HIST_HI, IT_HIST_LO, IT_TIE };
 
 typedef struct item {
     int type;
@@ -196,18 +190,10 @@ static void kset(kgen *k, uint32_t n, uint32_t r)
     if (!cr_vec_push(&k->e->touched, &n)) k->e->b.oom = true;
 }
 
-/* Is node n a kept task vector that the current kernel reads back? */
-static bool kept_load(const emitter *e, uint32_t n)
-{
-    return e->keep_pin && e->keep_pin[n] != NONE32 && e->cur_level > e->keep_level[n];
-}
-
 /* How many inputs kvalue computes before node n's own op: none for values
- * read from a slot, vector, input, stream or kept scratch. */
-static int kinputs(const emitter *e, uint32_t n)
+ * read from a slot, vector, input or stream. */
+static int kinputs(const cr_node *nd)
 {
-    const cr_node *nd = &e->g->nodes[n];
-    if (kept_load(e, n)) return 0;
     if (nd->kind == CR_VK_SCALAR || nd->op == CR_GOP_ROWSUM || nd->op == CR_GOP_ROWMAX ||
         nd->op == CR_GOP_COLSUM || nd->op == CR_GOP_INPUT || nd->op == CR_GOP_RAND || nd->op == CR_GOP_TAIL ||
         nd->op == CR_GOP_LORA)
@@ -222,9 +208,7 @@ static void kop(kgen *k, uint32_t n, uint32_t r)
 {
     const emitter *e = k->e;
     const cr_node *nd = &e->g->nodes[n];
-    if (kept_load(e, n)) {
-        kpush(k, CR_OP_LOAD, CR_DTYPE_NONE, r, e->keep_pin[n], 0, 0);
-    } else if (nd->kind == CR_VK_SCALAR) {
+    if (nd->kind == CR_VK_SCALAR) {
         kpush(k, CR_OP_SPLAT, CR_DTYPE_NONE, r, e->slot[n], 0, 0);
     } else if (nd->op == CR_GOP_ROWSUM || nd->op == CR_GOP_ROWMAX) {
         kpush(k, CR_OP_ROWB, CR_DTYPE_NONE, r, e->rowvec[n], 0, 0);
@@ -269,7 +253,7 @@ typedef struct kframe { uint32_t node, reg, next; } kframe;
 static void kvisit(kgen *k, uint32_t n)
 {
     uint32_t r = k->n_virt++;
-    if (kinputs(k->e, n) == 0) { kop(k, n, r); return; }
+    if (kinputs(&k->e->g->nodes[n]) == 0) { kop(k, n, r); return; }
     kframe f = { n, r, 0 };
     if (!cr_vec_push(&k->e->frames, &f)) k->e->b.oom = true;
 }
@@ -282,12 +266,13 @@ static uint32_t kvalue(kgen *k, uint32_t n)
 {
     if (k->vreg[n] != NONE32) return k->vreg[n];
     cr_vec *st = &k->e->frames;
+    const cr_node *nodes = k->e->g->nodes;
     st->len = 0;
     kvisit(k, n);
     while (st->len && !k->e->b.oom) {
         kframe *f = &((kframe *)st->data)[st->len - 1];
-        const cr_node *nd = &k->e->g->nodes[f->node];
-        if ((int)f->next < kinputs(k->e, f->node)) {
+        const cr_node *nd = &nodes[f->node];
+        if ((int)f->next < kinputs(nd)) {
             uint32_t in = nd->in[f->next++];
             if (k->vreg[in] == NONE32) kvisit(k, in);
             continue;
@@ -394,7 +379,7 @@ static cr_status emit_kernel(emitter *e, uint32_t domain, const item *its, size_
         const cr_node *t = &e->g->nodes[it->target];
         switch (it->type) {
         case IT_STORE: kpush(&k, CR_OP_STORE, CR_DTYPE_NONE, out_index[it->target], v, 0, 0); break;
-        case IT_SSTORE: case IT_KEEP: kpush(&k, CR_OP_SSTORE, CR_DTYPE_NONE, it->target, v, 0, 0); break;
+        case IT_SSTORE: kpush(&k, CR_OP_SSTORE, CR_DTYPE_NONE, it->target, v, 0, 0); break;
         case IT_RED:
             if (t->op == CR_GOP_SUM) kpush(&k, sum_op(t), t->rdt, e->slot[it->target], v, 0, 0);
             else if (t->op == CR_GOP_COLSUM) kpush(&k, colsum_op(t), t->rdt, e->rowvec[it->target], v, 0, 0);
@@ -450,64 +435,6 @@ static uint32_t sel_level(const emitter *e, uint32_t n)
 }
 
 /* ---- one domain ------------------------------------------------------------ */
-
-/* A task vector: a file tensor minus a file tensor, in a 16- or 32-bit
- * float dtype (the dtype mergekit computes it in, so the kept bytes are the
- * recomputed ones). */
-static bool is_task_vector(const cr_graph *g, const cr_node *n)
-{
-    if (n->op != CR_GOP_SUB || n->kind != CR_VK_TENSOR || (n->flags & CR_NODEF_DEAD) ||
-        (n->rdt != CR_DTYPE_BF16 && n->rdt != CR_DTYPE_F16 && n->rdt != CR_DTYPE_F32))
-        return false;
-    for (int k = 0; k < 2; k++) {
-        const cr_node *x = &g->nodes[n->in[k]];
-        if (x->op != CR_GOP_INPUT || x->kind != CR_VK_TENSOR || g->inputs[x->attr].scratch ||
-            g->inputs[x->attr].blob)
-            return false;
-    }
-    return true;
-}
-
-/* Keep domain d's task vectors that feed its selections (spec/graph-ir.md
- * "Kept task vectors"): each gets a scratch tensor and a program input that
- * reads it back; the selections' first kernel stores it (an IT_KEEP item)
- * and every later kernel of the domain LOADs it instead of recomputing it.
- * The search stops at a kept node, so nothing below it is kept too. */
-static void keep_task_vectors(emitter *e, uint32_t d, const uint32_t *dn, uint32_t n_dn, cr_vec *items)
-{
-    const cr_graph *g = e->g;
-    builder *b = &e->b;
-    const uint32_t *sels = e->sels.data;
-    uint32_t first = NONE32;
-    for (uint32_t j = 0; j < n_dn; j++) e->anc[dn[j]] = 0;
-    for (size_t s = 0; s < e->sels.len; s++) {
-        e->anc[g->nodes[sels[s]].in[0]] = 1;
-        first = CR_MIN(first, sel_level(e, sels[s]));
-    }
-    const cr_graph_domain *dm = &g->domains[d];
-    for (uint32_t j = n_dn; j-- > 0;) {
-        uint32_t i = dn[j];
-        if (!e->anc[i] || !e->need[i]) continue;
-        const cr_node *n = &g->nodes[i];
-        if (is_task_vector(g, n) && e->level[i] <= first) {
-            cr_prog_scratch sc = { .dtype = (uint8_t)n->rdt, .numel = dom_numel(dm) };
-            uint32_t s = push(b, &b->scratch, &sc);
-            char name[512];
-            snprintf(name, sizeof name, "%s (task vector)", dm->name ? dm->name : "?");
-            cr_prog_input pi = { .file = s, .dtype = (uint8_t)n->rdt, .kind = CR_INPUT_SCRATCH,
-                                 .nbytes = dom_numel(dm) * cr_dtype_size(n->rdt),
-                                 .rows = dm->rows, .cols = dm->cols, .row_stride = dm->cols };
-            pi.name = add_str(b, name);
-            e->keep_pin[i] = push(b, &b->inputs, &pi);
-            e->keep_level[i] = first;
-            item it = { IT_KEEP, i, s, first };
-            if (!cr_vec_push(items, &it) || !cr_vec_push(&e->kept, &i)) b->oom = true;
-            continue;
-        }
-        for (int k = 0; k < n->n_in; k++)
-            if (g->nodes[n->in[k]].domain == d) e->anc[n->in[k]] = 1;
-    }
-}
 
 /* One top-level step of a domain's schedule: at level p, phase 0 are the
  * selection steps due (SEL_FIND_HI/LO, SEL_PREFIX), 1 the scalar maths, 2
@@ -606,9 +533,6 @@ static cr_status emit_domain_body(emitter *e, uint32_t d, cr_error *err)
                 b->oom = true;
         }
     }
-    e->kept.len = 0;
-    e->cur_level = 0;
-    if (e->o && e->o->keep_task_vectors && e->sels.len) keep_task_vectors(e, d, dn, n_dn, &items);
     item *its = items.data;
     for (size_t i = 0; i < items.len; i++)
         if (its[i].type == IT_STORE || its[i].type == IT_SSTORE) its[i].level = store_level;
@@ -664,7 +588,6 @@ static cr_status emit_domain_body(emitter *e, uint32_t d, cr_error *err)
                 item *sel_items = cr_malloc(b->a, per * sizeof(item));
                 if (!sel_items) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto done; }
                 st = CR_OK;
-                e->cur_level = v->p;
                 for (size_t m = x; m < y && !st; m += per) {
                     for (size_t q = 0; q < per; q++) sel_items[q] = its[ev[m + q].key];
                     st = emit_kernel(e, d, sel_items, per, chunk, rows, out_index, err);
@@ -679,12 +602,6 @@ static cr_status emit_domain_body(emitter *e, uint32_t d, cr_error *err)
     }
     for (uint32_t j = e->dout_start[d]; j < e->dout_start[d + 1]; j++)
         emit_main(b, CR_OP_DONE, CR_DTYPE_NONE, e->dout[j], 0, 0, 0);
-    for (size_t j = 0; j < e->kept.len; j++) {
-        uint32_t n = ((const uint32_t *)e->kept.data)[j];
-        const cr_prog_input *pi = &((const cr_prog_input *)b->inputs.data)[e->keep_pin[n]];
-        emit_main(b, CR_OP_SFREE, CR_DTYPE_NONE, pi->file, 0, 0, 0);
-        e->keep_pin[n] = NONE32;
-    }
     for (uint32_t j = 0; j < n_dn; j++) {
         uint32_t i = dn[j];
         const cr_node *n = &g->nodes[i];
@@ -958,21 +875,17 @@ cr_status cr_emit_program(const cr_graph *g, const cr_emit_options *o, cr_progra
     e.dstack = cr_malloc(b->a, ((size_t)g->n_domains + 1) * 2 * sizeof *e.dstack);
     e.out_index = cr_malloc(b->a, nn * 4);
     e.vreg = cr_malloc(b->a, nn * 4);
-    e.keep_pin = cr_malloc(b->a, nn * 4); e.keep_level = cr_malloc(b->a, nn * 4);
-    e.anc = cr_malloc(b->a, nn);
-    cr_vec_init(&e.kept, b->a, sizeof(uint32_t));
     cr_vec_init(&e.touched, b->a, sizeof(uint32_t));
     cr_vec_init(&e.frames, b->a, sizeof(kframe));
     cr_vec_init(&e.sels, b->a, sizeof(uint32_t));
     cr_vec_init(&e.events, b->a, sizeof(event));
     cr_status st;
     if (!e.level || !e.slot || !e.rowvec || !e.sel || !e.stream || !e.pinput || !e.scratch_of ||
-        !e.need || !e.dom_done || !e.dstack || !e.out_index || !e.vreg || !e.keep_pin || !e.keep_level || !e.anc) {
+        !e.need || !e.dom_done || !e.dstack || !e.out_index || !e.vreg) {
         st = cr_fail(err, CR_ERR_NOMEM, "out of memory emitting the program");
         goto done;
     }
     memset(e.vreg, 0xff, nn * 4);
-    memset(e.keep_pin, 0xff, nn * 4);
     add_str(b, "");   /* blob offset 0 is the empty string */
     if ((st = make_tables(&e, err))) goto done;
     /* per-domain lists: nodes, outputs, and the scratch tensors each stores
@@ -1071,8 +984,6 @@ done:
     cr_free(b->a, e.dom_start); cr_free(b->a, e.dom_nodes); cr_free(b->a, e.dout_start);
     cr_free(b->a, e.dout); cr_free(b->a, e.dss_start); cr_free(b->a, e.dss);
     cr_free(b->a, e.sel_seen);
-    cr_free(b->a, e.keep_pin); cr_free(b->a, e.keep_level); cr_free(b->a, e.anc);
-    cr_vec_free(&e.kept);
     cr_vec_free(&e.touched); cr_vec_free(&e.frames); cr_vec_free(&e.sels); cr_vec_free(&e.events);
     if (st) cr_program_free(out);
     return st;

@@ -18,7 +18,6 @@ typedef struct cr_emit_options {
     uint64_t seed;
     cr_mk_version mk_version;   /* recorded in the program */
     const char *recipe_name;    /* for messages; may be NULL */
-    bool keep_task_vectors;     /* store a selection's task vectors once, read them back later */
 } cr_emit_options;
 
 /* Emit the program for g: files, inputs, outputs (shard 0, offsets left 0

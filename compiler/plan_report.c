@@ -38,22 +38,6 @@ cr_status cr_plan_measure(const cr_program *p, unsigned threads, uint64_t max_me
             n->bytes_read_passes += view_bytes(&p->inputs[in->a]);
         } else if (in->op == CR_OP_KERNEL) {
             const cr_prog_kernel *k = &p->kernels[in->a];
-            /* kept task vectors: the scratch a selection's first kernel
-             * stores (emit.c keep_task_vectors), read back by the later ones */
-            uint64_t kept = 0, n_kept = 0;
-            bool hist = false;
-            for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
-                const cr_insn *u = &p->code[c];
-                if (u->op == CR_OP_HIST_HI) hist = true;
-                if (u->op == CR_OP_SSTORE) {
-                    n_kept++;
-                    kept += p->scratch[u->dst].numel * cr_dtype_size((cr_dtype)p->scratch[u->dst].dtype);
-                }
-            }
-            if (hist && n_kept) {
-                n->n_task_vectors += n_kept;
-                n->task_vector_bytes = CR_MAX(n->task_vector_bytes, kept);
-            }
             for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
                 const cr_insn *u = &p->code[c];
                 if (u->op == CR_OP_LOAD) n->bytes_read_passes += view_bytes(&p->inputs[u->a]);
@@ -169,13 +153,6 @@ void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out)
         fprintf(out, "vocabulary      %llu tokens after the tokenizer merge; embedding permutation: %u row gathers, "
                 "%s of tables in the program, %s of input tensors mapped whole (in peak memory)\n",
                 (unsigned long long)n->vocab_rows, n->n_gathers, t, g);
-    }
-    if (n->n_task_vectors) {
-        char g[32];
-        human(g, sizeof g, n->task_vector_bytes);
-        fprintf(out, "task vectors    %llu kept between a selection's passes, at most %s (%llu bytes) at once "
-                "(counted in the peak; not under --max-memory)\n", (unsigned long long)n->n_task_vectors, g,
-                (unsigned long long)n->task_vector_bytes);
     }
     if (n->gather_kept) {
         char g[32];

@@ -23,8 +23,6 @@ typedef struct cr_plan_numbers {
     uint32_t n_streamed;        /* steps that read their inputs in a window (--max-memory) */
     uint32_t n_spill;           /* selections whose torch tie-order gather goes to a file (memplan.h) */
     uint64_t spill_bytes;       /* the bytes of those gathers */
-    uint64_t n_task_vectors;    /* task vectors stored once and read back by a selection's later passes */
-    uint64_t task_vector_bytes; /* the most of them one tensor holds at once */
     uint64_t gather_kept;       /* bytes of tie-order gathers kept between tensors (memplan.h gather_pool) */
     double est_seconds;         /* estimate at 2 GB/s read, 1 GB/s write (spill bytes counted both ways) */
     /* a tokenizer merge's embedding permutation (spec/tokenizer-merge.md

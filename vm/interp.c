@@ -263,14 +263,7 @@ static cr_status run_main(vm *m, cr_error *err)
         case CR_OP_RELEASE: advise(m, &p->inputs[in->a], MADV_DONTNEED); continue;
         case CR_OP_DONE: m->tensors_done++; vm_report(m, false); start_writeback(m); continue;
         case CR_OP_SFREE:
-            if (m->mem.gather_pool && m->scratch[in->dst]) {
-                uint32_t *drop;
-                uint64_t drop_cap;
-                cr_gather_pool_put(&m->scratch_pool, (uint32_t *)m->scratch[in->dst], m->scratch_cap[in->dst], &drop, &drop_cap);
-                cr_free(m->alloc, drop);
-            } else {
-                cr_free(m->alloc, m->scratch[in->dst]);
-            }
+            cr_free(m->alloc, m->scratch[in->dst]);
             m->scratch[in->dst] = NULL;
             m->scratch_ready[in->dst] = false;
             continue;

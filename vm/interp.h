@@ -96,8 +96,6 @@ typedef struct vm {
     uint8_t **scratch;         /* NULL until written by SSTORE */
     bool *scratch_ready;
     vm_select *sel;
-    cr_gather_pool scratch_pool;   /* freed scratch kept for the next tensor without --max-memory (memplan.c sp) */
-    uint64_t *scratch_cap;         /* words of the buffer each scratch tensor holds */
     cr_gather_pool gathers;    /* freed gathers kept for the next tensor (gatherpool.h; memplan.h gather_pool) */
     uint32_t *sel_last;        /* per selection: the step after which its tie bits go (cr_memplan_sel_last) */
     vm_thread *thr;

@@ -581,17 +581,7 @@ static cr_status kernel_precheck(vm *m, uint32_t ki, const cr_prog_kernel *k, cr
         case CR_OP_SSTORE:
             if (!m->scratch[in->dst]) {
                 const cr_prog_scratch *s = &p->scratch[in->dst];
-                uint64_t words = (s->numel * dt_size(s->dtype)) / 4 + 1;
-                uint32_t *buf = NULL, *drop = NULL;
-                uint64_t cap = 0, drop_cap = 0;
-                if (m->mem.gather_pool && cr_gather_pool_take(&m->scratch_pool, words, &buf, &cap, &drop, &drop_cap)) {
-                    m->scratch[in->dst] = (uint8_t *)buf;
-                } else {
-                    cr_free(m->alloc, drop);
-                    m->scratch[in->dst] = cr_malloc(m->alloc, (size_t)words * 4);
-                    cap = words;
-                }
-                m->scratch_cap[in->dst] = cap;
+                m->scratch[in->dst] = cr_malloc(m->alloc, (size_t)(s->numel * dt_size(s->dtype)) + 1);
                 if (!m->scratch[in->dst]) return cr_fail(err, CR_ERR_NOMEM, "out of memory for scratch %u", in->dst);
             }
             m->scratch_ready[in->dst] = false;

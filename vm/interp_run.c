@@ -176,7 +176,6 @@ cr_status vm_setup(vm *m, cr_error *err)
     m->rowvec = cr_calloc(A, p->n_rowvecs ? p->n_rowvecs : 1, sizeof *m->rowvec);
     m->scratch = cr_calloc(A, p->n_scratch ? p->n_scratch : 1, sizeof *m->scratch);
     m->scratch_ready = cr_calloc(A, p->n_scratch ? p->n_scratch : 1, sizeof *m->scratch_ready);
-    m->scratch_cap = cr_calloc(A, p->n_scratch ? p->n_scratch : 1, sizeof *m->scratch_cap);
     m->sel = cr_calloc(A, p->n_selects ? p->n_selects : 1, sizeof *m->sel);
     m->sel_last = cr_calloc(A, p->n_selects ? p->n_selects : 1, sizeof *m->sel_last);
     m->nonfinite_in = cr_calloc(A, p->n_inputs ? p->n_inputs : 1, sizeof *m->nonfinite_in);
@@ -371,9 +370,6 @@ void vm_teardown(vm *m)
         vm_gather_free(m, i); cr_free(A, m->sel[i].tiebits);
     }
     for (unsigned i = 0; i < m->gathers.n; i++) cr_free(A, m->gathers.buf[i]);
-    for (unsigned i = 0; i < m->scratch_pool.n; i++) cr_free(A, m->scratch_pool.buf[i]);
-    m->scratch_pool.n = 0;
-    cr_free(A, m->scratch_cap);
     m->gathers.n = 0;
     cr_free(A, m->sel);
     cr_free(A, m->sel_last);

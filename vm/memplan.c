@@ -187,10 +187,6 @@ typedef struct walk {
     cr_gather_pool gp;
     uint64_t *taken;          /* capacities a kernel takes, returned after it */
     uint64_t held, held_max;
-    /* scratch tensors kept the same way (interp.c SFREE): sheld bytes */
-    cr_gather_pool sp;
-    uint64_t *scap;           /* words of the buffer each live scratch holds */
-    uint64_t sheld;
     uint64_t fixed, peak, peak_heap, peak_mapped;
     uint32_t peak_pc, n_streamed;
     uint32_t bad_pc;          /* first step over budget */
@@ -251,7 +247,7 @@ static void release_bits(uint32_t x, void *ctx)
 
 static void note(walk *w, uint32_t pc, uint64_t heap, uint64_t mapped)
 {
-    heap += w->held + w->sheld;
+    heap += w->held;
     uint64_t total = w->fixed + heap + mapped;
     if (total > w->peak) { w->peak = total; w->peak_heap = heap; w->peak_mapped = mapped; w->peak_pc = pc; }
     if (w->budget && total > w->budget && w->bad_pc == UINT32_MAX) { w->bad_pc = pc; w->bad_need = total; }
@@ -270,8 +266,6 @@ static bool run_walk(walk *w, uint64_t page)
     memset(w->spill, 0, p->n_selects + 1);
     w->gp.n = 0;
     w->held = w->held_max = 0;
-    w->sp.n = 0;
-    w->sheld = 0;
     for (uint32_t pc = 0; pc < p->n_main; pc++) {
         const cr_insn *in = &p->main[pc];
         w->stream[pc] = 0;
@@ -287,13 +281,7 @@ static bool run_walk(walk *w, uint64_t page)
             if (w->sel_live[in->dst] == 1) { heap -= w->threads * HIST_BYTES; w->sel_live[in->dst] = 2; }
             break;
         case CR_OP_SFREE:
-            if (w->scr_live[in->dst] && w->pool) {
-                uint32_t *drop;
-                uint64_t drop_cap;
-                cr_gather_pool_put(&w->sp, NULL, w->scap[in->dst], &drop, &drop_cap);
-                if (drop_cap) w->sheld -= up(drop_cap * 4, page);
-                w->scr_live[in->dst] = 0;
-            } else if (w->scr_live[in->dst]) {
+            if (w->scr_live[in->dst]) {
                 heap -= up(p->scratch[in->dst].numel * dsize(p->scratch[in->dst].dtype) + 1, page);
                 w->scr_live[in->dst] = 0;
             }
@@ -376,19 +364,7 @@ static bool run_walk(walk *w, uint64_t page)
                     }
                     if (!w->sel_bits[u->dst]) bits += up((n / 64 + 1) * 8, page);
                 }
-                if (u->op == CR_OP_SSTORE && !w->scr_live[u->dst] && w->pool) {
-                    /* the VM's scratch pool (interp_kernel.c), by capacities */
-                    uint64_t words = p->scratch[u->dst].numel * dsize(p->scratch[u->dst].dtype) / 4 + 1, cap;
-                    uint32_t *buf, *drop;
-                    uint64_t drop_cap;
-                    if (!cr_gather_pool_take(&w->sp, words, &buf, &cap, &drop, &drop_cap)) {
-                        if (drop_cap) w->sheld -= up(drop_cap * 4, page);
-                        w->sheld += up(words * 4, page);
-                        cap = words;
-                    }
-                    w->scap[u->dst] = cap;
-                    w->scr_live[u->dst] = 1;
-                } else if (u->op == CR_OP_SSTORE && !w->scr_live[u->dst]) {
+                if (u->op == CR_OP_SSTORE && !w->scr_live[u->dst]) {
                     heap += up(p->scratch[u->dst].numel * dsize(p->scratch[u->dst].dtype) + 1, page);
                     w->scr_live[u->dst] = 1;
                 }
@@ -515,7 +491,6 @@ cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads,
     w.mapped = cr_calloc(a, n_ids, sizeof *w.mapped);
     w.sel_live = cr_calloc(a, p->n_selects + 1, 1);
     w.scr_live = cr_calloc(a, p->n_scratch + 1, 1);
-    w.scap = cr_calloc(a, p->n_scratch + 1, sizeof *w.scap);
     w.sel_bits = cr_calloc(a, p->n_selects + 1, 1);
     w.spill = cr_calloc(a, p->n_selects + 1, 1);
     w.sel_last = cr_calloc(a, p->n_selects + 1, sizeof *w.sel_last);
@@ -523,7 +498,7 @@ cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads,
     mp->stream = cr_calloc(a, p->n_main + 1, 1);
     w.stream = mp->stream;
     cr_status s = CR_OK;
-    if (!w.id || !w.mapped || !w.sel_live || !w.scr_live || !w.scap || !w.sel_bits || !w.spill || !w.sel_last || !w.taken || !mp->stream) {
+    if (!w.id || !w.mapped || !w.sel_live || !w.scr_live || !w.sel_bits || !w.spill || !w.sel_last || !w.taken || !mp->stream) {
         s = cr_fail(err, CR_ERR_NOMEM, "out of memory planning memory");
         goto out;
     }
@@ -578,7 +553,6 @@ out:
     cr_free(a, w.mapped);
     cr_free(a, w.sel_live);
     cr_free(a, w.scr_live);
-    cr_free(a, w.scap);
     cr_free(a, w.sel_bits);
     cr_free(a, w.spill);
     cr_free(a, w.sel_last);

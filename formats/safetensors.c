@@ -297,8 +297,8 @@ static cr_status pread_all(int fd, void *buf, size_t n, uint64_t off)
     return CR_OK;
 }
 
-cr_status cr_st_open(const cr_allocator *alloc, const char *path, unsigned flags,
-                     cr_st_file *out, cr_error *err)
+cr_status cr_st_open_foreign(const cr_allocator *alloc, const char *path, cr_st_file *out, cr_arena **arena,
+                             cr_error *err)
 {
     memset(out, 0, sizeof *out);
     out->alloc = alloc;
@@ -311,8 +311,17 @@ cr_status cr_st_open(const cr_allocator *alloc, const char *path, unsigned flags
     }
     cr_arena_init(&p->arena, alloc);
     out->owned = p;
+    *arena = &p->arena;
+    return CR_OK;
+}
 
-    cr_status st = CR_OK;
+cr_status cr_st_open(const cr_allocator *alloc, const char *path, unsigned flags,
+                     cr_st_file *out, cr_error *err)
+{
+    cr_arena *arena;
+    cr_status st = cr_st_open_foreign(alloc, path, out, &arena, err);
+    if (st) return st;
+    st_private *p = out->owned;
     char *hdr_copy = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -371,23 +380,6 @@ fail:
     return st;
 }
 
-cr_status cr_st_open_foreign(const cr_allocator *alloc, const char *path, cr_st_file *out, cr_arena **arena,
-                             cr_error *err)
-{
-    memset(out, 0, sizeof *out);
-    out->alloc = alloc;
-    out->path = cr_strdup(alloc, path);
-    st_private *p = cr_calloc(alloc, 1, sizeof *p);
-    if (!out->path || !p) {
-        cr_free(alloc, p);
-        cr_st_close(out);
-        return cr_fail(err, CR_ERR_NOMEM, "%s: out of memory", path);
-    }
-    cr_arena_init(&p->arena, alloc);
-    out->owned = p;
-    *arena = &p->arena;
-    return CR_OK;
-}
 
 void cr_st_adopt_map(cr_st_file *f, const uint8_t *map, size_t len)
 {

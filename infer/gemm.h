@@ -42,6 +42,12 @@ typedef struct cr_gemm_kernels {
      * t < rows <= mr, n < nc <= pw: token rows packed by cr_gemm_pack_x
      * against weight rows packed by cr_gemm_pack_w */
     void (*panel)(const float *xp, const float *wp, float *y, size_t ldy, size_t rows, size_t nc, size_t K);
+    /* y[i] = exp(x[i] - mx) for i < n (y may be x, or NULL to store
+     * nothing); returns Σ exp(x[i] - mx). A polynomial exp within 2 ulp
+     * (gemm_body.h), summed in a fixed order per ISA. */
+    double (*exp_sum)(float *y, const float *x, float mx, size_t n);
+    /* g[i] = g[i] / (1 + exp(-g[i])) · u[i] (SiLU(gate) · up), i < n */
+    void (*silu_mul)(float *g, const float *u, size_t n);
 } cr_gemm_kernels;
 
 /* Pack weight rows [0, n) (n <= k->pw; dtype t, K columns, src = the first

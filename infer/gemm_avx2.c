@@ -22,6 +22,16 @@
 #define vstore(p, x) _mm256_storeu_ps(p, x)
 #define vfma(a, b, c) _mm256_fmadd_ps(a, b, c)
 
+#define vadd(a, b) _mm256_add_ps(a, b)
+#define vsub(a, b) _mm256_sub_ps(a, b)
+#define vmul(a, b) _mm256_mul_ps(a, b)
+#define vdiv(a, b) _mm256_div_ps(a, b)
+#define vmax(a, b) _mm256_max_ps(a, b)
+#define vmin(a, b) _mm256_min_ps(a, b)
+#define vfloor(a) _mm256_floor_ps(a)
+#define vpow2i(n) \
+    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23))
+
 static TARGET inline float sfma(float a, float b, float c)
 {
     return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
@@ -39,5 +49,5 @@ static TARGET inline float vhsum(__m256 v)
 
 #else
 /* not x86-64: cr_gemm_pick never selects it; the scalar kernels stand in */
-const cr_gemm_kernels cr_gemm_avx2 = { "avx2", NULL, NULL, 16, 6, NULL };
+const cr_gemm_kernels cr_gemm_avx2 = { "avx2", NULL, NULL, 16, 6, NULL, NULL, NULL };
 #endif

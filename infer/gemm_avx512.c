@@ -21,6 +21,16 @@
 #define vstore(p, x) _mm512_storeu_ps(p, x)
 #define vfma(a, b, c) _mm512_fmadd_ps(a, b, c)
 
+#define vadd(a, b) _mm512_add_ps(a, b)
+#define vsub(a, b) _mm512_sub_ps(a, b)
+#define vmul(a, b) _mm512_mul_ps(a, b)
+#define vdiv(a, b) _mm512_div_ps(a, b)
+#define vmax(a, b) _mm512_max_ps(a, b)
+#define vmin(a, b) _mm512_min_ps(a, b)
+#define vfloor(a) _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC)
+#define vpow2i(n) \
+    _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23))
+
 static TARGET inline float sfma(float a, float b, float c)
 {
     return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
@@ -38,5 +48,5 @@ static TARGET inline float vhsum(__m512 v)
 #include "gemm_body.h"
 
 #else
-const cr_gemm_kernels cr_gemm_avx512 = { "avx512", NULL, NULL, 32, 12, NULL };
+const cr_gemm_kernels cr_gemm_avx512 = { "avx512", NULL, NULL, 32, 12, NULL, NULL, NULL };
 #endif

@@ -8,6 +8,8 @@
  *   vfma(a, b, c)   a*b + c lane-wise (one rounding on SIMD, two in scalar)
  *   sfma(a, b, c)   the same for one float (tails)
  *   vhsum(v)        the lanes summed in one fixed tree
+ *   vadd vsub vmul vdiv vmax vmin (a, b), vfloor(a)   lane-wise
+ *   vpow2i(n)       2^n for lanes holding integers n in [-126, 127]
  *   NT_MR, NT_NR    the nt register tile: tokens x weight rows
  *   PANEL_MR, PANEL_NV  the panel register tile: tokens x weight vectors
  *
@@ -18,6 +20,10 @@
 
 /* fully unroll the loops over a register tile, so that the accumulators
  * live in registers (clang otherwise keeps a 12 x 2 tile on the stack) */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
 #define UNROLL _Pragma("clang loop unroll(full)")
 
 /* ---- nt: y = x · wᵀ, both operands contiguous along k ------------------- */
@@ -159,4 +165,96 @@ static TARGET void v_panel(const float *xp, const float *wp, float *y, size_t ld
     }
 }
 
-const cr_gemm_kernels TABLE = { ISA_NAME, v_nt, v_nn, PANEL_NV * VW, PANEL_MR, v_panel };
+/* ---- exp: the softmaxes, the NLL's log-sum-exp and SiLU ------------------ */
+
+/* exp(x) as Cephes' expf: x clamped to [-87.3, 88.0], n = floor(x·log2e +
+ * ½), r = x − n·ln2 in two parts, a degree-6 polynomial for e^r and the
+ * exponent n put in by integer arithmetic. Within 2 ulp of exp over the
+ * clamped range (test_gemm); below it gives ~1e-38 instead of 0, which no
+ * sum here can see. Lanes and the one-float tail run the same steps. */
+#define EXP_LO (-87.3f)
+#define EXP_HI 88.0f
+#define EXP_L2E 1.44269504088896341f
+#define EXP_C1 0.693359375f
+#define EXP_C2 (-2.12194440e-4f)
+#define EXP_P0 1.9875691500e-4f
+#define EXP_P1 1.3981999507e-3f
+#define EXP_P2 8.3334519073e-3f
+#define EXP_P3 4.1665795894e-2f
+#define EXP_P4 1.6666665459e-1f
+#define EXP_P5 5.0000001201e-1f
+
+static TARGET inline VF vexp(VF x)
+{
+    x = vmin(vmax(x, vbcast(EXP_LO)), vbcast(EXP_HI));
+    VF n = vfloor(vfma(x, vbcast(EXP_L2E), vbcast(0.5f)));
+    VF r = vfma(n, vbcast(-EXP_C1), x);
+    r = vfma(n, vbcast(-EXP_C2), r);
+    VF p = vfma(vbcast(EXP_P0), r, vbcast(EXP_P1));
+    p = vfma(p, r, vbcast(EXP_P2));
+    p = vfma(p, r, vbcast(EXP_P3));
+    p = vfma(p, r, vbcast(EXP_P4));
+    p = vfma(p, r, vbcast(EXP_P5));
+    p = vfma(p, vmul(r, r), vadd(r, vbcast(1.0f)));
+    return vmul(p, vpow2i(n));
+}
+
+static TARGET inline float sexp(float x)
+{
+    x = x < EXP_LO ? EXP_LO : x > EXP_HI ? EXP_HI : x;
+    float n = floorf(sfma(x, EXP_L2E, 0.5f));
+    float r = sfma(n, -EXP_C1, x);
+    r = sfma(n, -EXP_C2, r);
+    float p = sfma(EXP_P0, r, EXP_P1);
+    p = sfma(p, r, EXP_P2);
+    p = sfma(p, r, EXP_P3);
+    p = sfma(p, r, EXP_P4);
+    p = sfma(p, r, EXP_P5);
+    p = sfma(p, r * r, r + 1.0f);
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float s;
+    memcpy(&s, &bits, 4);
+    return p * s;
+}
+
+#define EXP_CHUNK (16 * VW)
+
+/* y[i] = exp(x[i] − mx) (y may be x; NULL stores nothing); returns the sum:
+ * lanes summed in f32 over chunks of EXP_CHUNK, each chunk's vhsum added
+ * to a double in order, then the tail one by one. */
+static TARGET double v_exp_sum(float *y, const float *x, float mx, size_t n)
+{
+    double sum = 0;
+    size_t i = 0, nv = n / VW * VW;
+    VF m = vbcast(mx);
+    while (i < nv) {
+        size_t end = nv - i < EXP_CHUNK ? nv : i + EXP_CHUNK;
+        VF acc = vzero();
+        for (; i < end; i += VW) {
+            VF e = vexp(vsub(vload(x + i), m));
+            if (y) vstore(y + i, e);
+            acc = vadd(acc, e);
+        }
+        sum += vhsum(acc);
+    }
+    for (; i < n; i++) {
+        float e = sexp(x[i] - mx);
+        if (y) y[i] = e;
+        sum += e;
+    }
+    return sum;
+}
+
+/* g[i] = silu(g[i]) · u[i] = g / (1 + exp(−g)) · u */
+static TARGET void v_silu_mul(float *g, const float *u, size_t n)
+{
+    size_t i = 0, nv = n / VW * VW;
+    for (; i < nv; i += VW) {
+        VF z = vload(g + i);
+        VF e = vexp(vsub(vzero(), z));
+        vstore(g + i, vmul(vdiv(z, vadd(vbcast(1.0f), e)), vload(u + i)));
+    }
+    for (; i < n; i++) g[i] = g[i] / (1.0f + sexp(-g[i])) * u[i];
+}
+
+const cr_gemm_kernels TABLE = { ISA_NAME, v_nt, v_nn, PANEL_NV * VW, PANEL_MR, v_panel, v_exp_sum, v_silu_mul };

@@ -5,6 +5,7 @@
  * separately (no FMA), so this table runs on any CPU. */
 #include "gemm.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,23 @@ static inline VF vfma(VF a, VF b, VF c)
     return c;
 }
 static inline float sfma(float a, float b, float c) { float p = a * b; return c + p; }
+#define LANEWISE(NAME, EXPR) \
+    static inline VF NAME(VF a, VF b) { VF v; for (int i = 0; i < VW; i++) { float x = a.l[i], y = b.l[i]; v.l[i] = EXPR; } return v; }
+LANEWISE(vadd, x + y)
+LANEWISE(vsub, x - y)
+LANEWISE(vmul, x * y)
+LANEWISE(vdiv, x / y)
+LANEWISE(vmax, x > y ? x : y)
+LANEWISE(vmin, x < y ? x : y)
+static inline VF vfloor(VF a) { for (int i = 0; i < VW; i++) a.l[i] = floorf(a.l[i]); return a; }
+static inline VF vpow2i(VF n)
+{
+    for (int i = 0; i < VW; i++) {
+        int32_t bits = ((int32_t)n.l[i] + 127) << 23;
+        memcpy(&n.l[i], &bits, 4);
+    }
+    return n;
+}
 /* the AVX2 tree: (lo128 + hi128), then (0+2, 1+3), then (0 + 1) */
 static inline float vhsum(VF v)
 {

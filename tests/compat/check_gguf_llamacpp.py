@@ -6,11 +6,14 @@ llama-cpp-python; none is needed to build or test crucible):
 
   PYTHON tests/compat/check_gguf_llamacpp.py --crucible zig-out/bin/crucible
 
-For each architecture it synthesises a base and two fine-tunes (`crucible
-synth`), merges them with TIES once to a model directory and once straight
+For each architecture it takes a small model with a real tokenizer (the
+forward-pass fixtures, tests/fixtures/forward/{llama,qwen2}: `crucible
+synth`'s own tokenizer has no merges, so llama.cpp cannot load it, see
+spec/gguf.md §5) as the base, synthesises two fine-tunes of it (`crucible
+synth --from`), merges them with TIES once to a model directory and once straight
 to GGUF in each --gguf-type, then feeds the same token ids (the merged
 tokenizer's, through transformers) to transformers (float32, eager) and to
-llama.cpp (llama-cpp-python, logits for every position), and prints per file:
+llama.cpp (llama-cpp-python, logits for every position, f32 KV cache), and prints per file:
 the largest absolute logit difference, that difference over the logits'
 standard deviation, and how often the two agree on the most likely next
 token. It also greedily generates a few tokens with llama.cpp, to show the
@@ -18,7 +21,9 @@ file generates. Results go to stdout (tests/compat/results/gguf_llamacpp.txt
 keeps one run).
 """
 import argparse
+import json
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -34,11 +39,21 @@ PROMPTS = [
     "def f(x):\n    return x * 2\n",
 ]
 
-ARCHS = {
-    # arch: synth shape (layers, hidden, intermediate, heads, kv heads, vocab)
-    "llama": (4, 256, 512, 8, 4, 512),
-    "qwen2": (4, 256, 512, 8, 4, 512),
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = os.path.join(HERE, "..", "fixtures", "forward")
+# arch: the fixture, and the --gguf-pre its tokenizer needs (None: the
+# converter's own choice: the llama fixture's byte-fallback BPE takes the
+# LlamaHf path, which hashes nothing)
+ARCHS = {"llama": ("llama", None), "qwen2": ("qwen2", "qwen2")}
+# the tokenizer_config.json each fixture lacks (merge copies a tokenizer only
+# with one, as mergekit's _copy_tokenizer does)
+TOKENIZER_CONFIG = {
+    "llama": {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>",
+              "unk_token": "<unk>"},
+    "qwen2": {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>",
+              "pad_token": "<|endoftext|>"},
 }
+FILES = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json"]
 
 TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0"]
 
@@ -56,7 +71,10 @@ def hf_logits(model_dir, ids):
 
 
 def cpp_logits(gguf, ids):
-    llm = Llama(model_path=gguf, n_ctx=256, logits_all=True, n_threads=2, verbose=False)
+    # an f32 KV cache (llama.cpp's default is f16), so that f32 files compare
+    # the weights' conversion and not the cache's rounding
+    llm = Llama(model_path=gguf, n_ctx=256, logits_all=True, n_threads=2, verbose=False,
+                type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32)
     llm.eval(ids)
     logits = np.array(llm.scores[: len(ids)], dtype=np.float32)
     llm.reset()
@@ -76,11 +94,26 @@ def main():
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
           f"llama-cpp-python {llama_cpp.__version__}")
     with tempfile.TemporaryDirectory() as tmp:
-        for arch, (L, H, I, A, K, V) in ARCHS.items():
+        for arch, (fixture, pre) in ARCHS.items():
             base = os.path.join(tmp, f"{arch}-base")
-            run(bin_, "synth", base, "--arch", arch, "--layers", str(L), "--hidden", str(H),
-                "--intermediate", str(I), "--heads", str(A), "--kv-heads", str(K), "--vocab", str(V),
-                "--seed", "1")
+            os.mkdir(base)
+            for f in FILES:
+                shutil.copy(os.path.join(FIXTURES, fixture, f), base)
+            # llama3 rope scaling (the fixture's) is not written to GGUF yet
+            # (spec/gguf.md §11): both sides compute without it
+            cfg_path = os.path.join(base, "config.json")
+            with open(cfg_path) as f:
+                cfg = json.load(f)
+            cfg.pop("rope_scaling", None)
+            rp = cfg.get("rope_parameters")
+            if rp:
+                cfg["rope_parameters"] = {"rope_theta": rp["rope_theta"], "rope_type": "default"}
+            with open(cfg_path, "w") as f:
+                json.dump(cfg, f, indent=2)
+            # the fixtures have no tokenizer_config.json, without which
+            # merge copies no tokenizer (mergekit's _copy_tokenizer rule)
+            with open(os.path.join(base, "tokenizer_config.json"), "w") as f:
+                json.dump(TOKENIZER_CONFIG[arch], f, indent=2)
             fts = []
             for s in (2, 3):
                 ft = os.path.join(tmp, f"{arch}-ft{s}")
@@ -96,7 +129,7 @@ def main():
             tok = transformers.AutoTokenizer.from_pretrained(out)
             for t in TYPES:
                 g = os.path.join(tmp, f"{arch}-{t}.gguf")
-                run(bin_, "merge", recipe, g, "--gguf-type", t, "--quiet")
+                run(bin_, "merge", recipe, g, "--gguf-type", t, "--quiet", *(["--gguf-pre", pre] if pre else []))
                 worst = worst_rel = 0.0
                 agree = total = 0
                 gens = []

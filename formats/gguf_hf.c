@@ -39,6 +39,7 @@ typedef struct hf_tensor {
     int moe_w;                   /* expert tensor: its place in the stacking order (Mixtral w1/w2/w3, Qwen
                                     down/gate/up); -1 otherwise */
     uint32_t layer, expert;
+    bool gate_up;                /* a fused mlp.experts.gate_up_proj [E, 2F, H]: gate and up outputs */
 } hf_tensor;
 
 
@@ -177,6 +178,37 @@ static bool map_name(const char *hf, hf_arch arch, char out[64], bool *is_q, boo
                     t->expert = e;
                     return true;
                 }
+        /* a program's output (`moe … OUT.gguf`) holds a fused tensor as per-expert pieces
+         * (compiler/moe.c: "…experts.gate_up_proj[E] (gate_proj)"), stacked like per-expert
+         * tensors: the same bytes as the converter's split of the whole tensor */
+        char w2[16];
+        used = 0;
+        if (sscanf(hf, "model.layers.%u.mlp.experts.%15[a-z_][%u] (%15[a-z_])%n", &layer, w, &e, w2, &used) == 4 &&
+            used && !hf[used] && (!strcmp(w, "gate_up_proj") || !strcmp(w, "down_proj")))
+            for (int k = 0; k < 3; k++)
+                if (!strcmp(w2, qw[k]) && (k == 0) == !strcmp(w, "down_proj")) {
+                    t->moe_w = k;
+                    t->layer = layer;
+                    t->expert = e;
+                    return true;
+                }
+        /* transformers 5's fused experts (with or without .weight): down_proj [E, H, F] passes whole
+         * as ffn_down_exps, gate_up_proj [E, 2F, H] splits on dim -2 into ffn_gate_exps (first F rows
+         * of each expert) and ffn_up_exps (the rest), which follows it in the file */
+        used = 0;
+        if (sscanf(hf, "model.layers.%u.mlp.experts.%15[a-z_]%n", &layer, w, &used) == 2 && used &&
+            (!hf[used] || !strcmp(hf + used, ".weight"))) {
+            if (!strcmp(w, "down_proj")) {
+                snprintf(out, 64, "blk.%u.ffn_down_exps.weight", layer);
+                return true;
+            }
+            if (!strcmp(w, "gate_up_proj")) {
+                snprintf(out, 64, "blk.%u.ffn_gate_exps.weight", layer);
+                t->gate_up = true;
+                t->layer = layer;
+                return true;
+            }
+        }
     }
     const char *suffix = strrchr(hf, '.');
     if (!suffix || (strcmp(suffix, ".weight") && strcmp(suffix, ".bias"))) return false;
@@ -497,7 +529,7 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
 
     /* the plan: shard files in name order, each shard's tensors by name */
     hf_tensor *plan = cr_calloc(alloc, m->n_tensors ? m->n_tensors : 1, sizeof *plan);
-    cr_gguf_tensor *gt = cr_calloc(alloc, m->n_tensors ? m->n_tensors : 1, sizeof *gt);
+    cr_gguf_tensor *gt = cr_calloc(alloc, m->n_tensors ? 2 * (size_t)m->n_tensors : 1, sizeof *gt);   /* outs: see below */
     cr_gguf_sink *sk = cr_calloc(alloc, 1, sizeof *sk);
     cr_gguf_kv kv;
     cr_gguf_kv_init(&kv, alloc);
@@ -530,11 +562,9 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
         t->shard_name = basename_of(mt->shard);
         bool is_q, is_k;
         bool mapped = map_name(nm, arch, t->name, &is_q, &is_k, t);
-        if (!mapped && strstr(nm, ".mlp.experts.") && (arch == ARCH_QWEN2MOE || arch == ARCH_QWEN3MOE)) {
-            /* the converter splits a fused gate_up_proj (spec/gguf.md §11 item 4); the sink does not yet */
-            st = cr_fail(err, CR_ERR_UNSUPPORTED, "%s: tensor '%s' is in the fused expert layout (mergekit 0.1.5's "
-                         "default), which crucible's GGUF output does not split yet; write the experts with "
-                         "--moe-layout classic (or --mergekit-version 0.1.4) for GGUF", m->dir, nm);
+        if (t->gate_up && (mt->ndim != 3 || mt->shape[1] % 2)) {   /* Qwen2MoeModel's ValueError */
+            st = cr_fail(err, CR_ERR_FORMAT, "%s: tensor '%s': a fused gate_up_proj must be [experts, 2*F, hidden]",
+                         m->dir, nm);
             goto out;
         }
         if (!mapped && strstr(nm, ".mlp.experts.")) {
@@ -602,8 +632,9 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
                      m->dir);
         goto out;
     }
-    outs = cr_calloc(alloc, n ? n : 1, sizeof *outs);
-    srcs = cr_calloc(alloc, n ? n : 1, sizeof *srcs);
+    /* a fused gate_up_proj makes two outputs from one source */
+    outs = cr_calloc(alloc, n ? 2 * n : 1, sizeof *outs);
+    srcs = cr_calloc(alloc, n ? 2 * n : 1, sizeof *srcs);
     counts = cr_calloc(alloc, (size_t)max_layer + 1, sizeof *counts);
     if (!outs || !srcs || !counts) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
     size_t n_out = 0, n_srcs = 0;
@@ -617,6 +648,15 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
             u->n_dims = plan[i].src->ndim;
             memcpy(u->shape, plan[i].src->shape, sizeof(uint64_t) * u->n_dims);
             u->permute_heads = plan[i].permute_heads;
+            if (plan[i].gate_up) {   /* gate [E, F, H], then up beside it (the sink writes dst + 1) */
+                u->shape[1] /= 2;
+                hf_out *up = &outs[n_out++];
+                *up = *u;
+                snprintf(up->name, sizeof up->name, "blk.%u.ffn_up_exps.weight", plan[i].layer);
+                up->first = (uint32_t)n_srcs;
+                srcs[n_srcs++] = (uint32_t)i;
+                u->split = true;
+            }
             continue;
         }
         if (plan[i].expert >= (uint64_t)n_exp) {
@@ -697,6 +737,7 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
     for (size_t i = 0; i < n_out; i++)
         for (uint32_t k = 0; k < outs[i].n_src; k++) {
             const hf_tensor *pt = &plan[srcs[outs[i].first + k]];
+            if (i && outs[i - 1].split) continue;   /* a gate_up_proj's up half: its gate's dst + 1 */
             sk->dst[pt->index] = (uint32_t)i;
             sk->slot[pt->index] = k;
             sk->heads[pt->index] = outs[i].permute_heads;

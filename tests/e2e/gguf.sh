@@ -82,6 +82,16 @@ for k in qwen2moe:"bf16 q8_0 q4_0" qwen3moe:"bf16 q8_0"; do
         check 'cmp "$tmp/$name-$t.gguf" "$golden/$name-$t.gguf"' "$name $t differs from llama.cpp's converter: $(cat "$tmp/err")"
     done
 done
+# transformers 5's fused experts (crucible moe's default for qwen3 under 0.1.5): the converter splits
+# gate_up_proj into gate and up and passes down_proj whole, giving the per-expert layout's file
+mkdir "$tmp/fused"
+(cd "$tmp/src-qwen3moe" && "$bin" moe moe.yml "$tmp/fused/qwen3moe" --quiet)
+check 'grep -q "model.layers.1.mlp.experts.gate_up_proj" "$tmp/fused/qwen3moe/model.safetensors.index.json"' "qwen3moe: not the fused layout"
+cp "$tmp/qwen2/tokenizer_config.json" "$tmp/fused/qwen3moe/"
+for t in bf16 q8_0; do
+    "$bin" convert "$tmp/fused/qwen3moe" "$tmp/fused/$t.gguf" --gguf-type $t --gguf-pre qwen2 2>"$tmp/err"
+    check 'cmp "$tmp/fused/$t.gguf" "$golden/qwen3moe-$t.gguf"' "fused qwen3moe $t differs from llama.cpp's converter: $(cat "$tmp/err")"
+done
 out=$("$bin" inspect "$golden/qwen2moe-q8_0.gguf" 2>&1)
 check 'grep -q "^qwen2moe.expert_shared_feed_forward_length  UINT32  64" <<<"$out" && grep -q "^blk.1.ffn_gate_inp_shexp.weight *F32 *{32, 1}" <<<"$out" && grep -q "^blk.0.ffn_down_exps.weight *Q8_0 *{64, 32, 2}" <<<"$out"' "qwen2moe golden: $out"
 

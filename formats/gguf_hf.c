@@ -243,6 +243,9 @@ static bool map_name(const char *hf, hf_arch arch, char out[64], bool *is_q, boo
     for (size_t i = 0; i < CR_ARRAY_LEN(map); i++) {
         if (strcmp(rest, map[i].hf)) continue;
         if (i >= 10 && arch != ARCH_QWEN2MOE && arch != ARCH_QWEN3MOE) break;
+        /* a dense MLP inside a Qwen MoE (mlp_only_layers, decoder_sparse_step): the qwen2moe /
+         * qwen3moe tensor lists have no ffn_gate/up/down, so the converter cannot map it */
+        if (i >= 6 && i <= 8 && (arch == ARCH_QWEN2MOE || arch == ARCH_QWEN3MOE)) break;
         snprintf(out, 64, "blk.%u.%s%s", layer, map[i].gg, suffix);
         *is_q = arch == ARCH_LLAMA && i == 1;
         *is_k = arch == ARCH_LLAMA && i == 2;

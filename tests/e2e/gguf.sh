@@ -92,6 +92,12 @@ for t in bf16 q8_0; do
     "$bin" convert "$tmp/fused/qwen3moe" "$tmp/fused/$t.gguf" --gguf-type $t --gguf-pre qwen2 2>"$tmp/err"
     check 'cmp "$tmp/fused/$t.gguf" "$golden/qwen3moe-$t.gguf"' "fused qwen3moe $t differs from llama.cpp's converter: $(cat "$tmp/err")"
 done
+# a dense MLP in a Qwen MoE (mlp_only_layers): the converter has no ffn_gate/up/down for qwen3moe
+mkdir "$tmp/dense-moe" && cp "$tmp/qwen3"/* "$tmp/dense-moe/"
+sed -i 's/"Qwen3ForCausalLM"/"Qwen3MoeForCausalLM"/' "$tmp/dense-moe/config.json"
+"$bin" convert "$tmp/dense-moe" "$tmp/dense-moe.gguf" --gguf-pre qwen2 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "tensor .model.layers.0.mlp.down_proj.weight. has no GGUF name for qwen3moe" "$tmp/err" && [ ! -e "$tmp/dense-moe.gguf" ]' "dense layer in a qwen3moe: rc $rc $(cat "$tmp/err")"
 out=$("$bin" inspect "$golden/qwen2moe-q8_0.gguf" 2>&1)
 check 'grep -q "^qwen2moe.expert_shared_feed_forward_length  UINT32  64" <<<"$out" && grep -q "^blk.1.ffn_gate_inp_shexp.weight *F32 *{32, 1}" <<<"$out" && grep -q "^blk.0.ffn_down_exps.weight *Q8_0 *{64, 32, 2}" <<<"$out"' "qwen2moe golden: $out"
 

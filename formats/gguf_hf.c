@@ -26,7 +26,9 @@
 #include "infile.h"
 #include "limits.h"
 
-typedef enum { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3 } hf_arch;
+/* QWEN2MOE/QWEN3MOE: Qwen2MoeModel (Qwen3MoeModel inherits it): per-expert
+ * mlp.experts.E.{down,gate,up}_proj stacked, a shared expert and its gate */
+typedef enum { ARCH_LLAMA, ARCH_QWEN2, ARCH_QWEN3, ARCH_QWEN2MOE, ARCH_QWEN3MOE } hf_arch;
 
 typedef struct hf_tensor {
     const cr_gguf_src_tensor *src;
@@ -34,8 +36,10 @@ typedef struct hf_tensor {
     const char *shard_name;      /* basename of the shard file */
     char name[64];
     uint32_t permute_heads;      /* llama q/k: the permutation's head count (0: none) */
-    int moe_w;                   /* Mixtral expert tensor: 0/1/2 for w1/w2/w3; -1 otherwise */
+    int moe_w;                   /* expert tensor: its place in the stacking order (Mixtral w1/w2/w3, Qwen
+                                    down/gate/up); -1 otherwise */
     uint32_t layer, expert;
+    bool gate_up;                /* a fused mlp.experts.gate_up_proj [E, 2F, H]: gate and up outputs */
 } hf_tensor;
 
 
@@ -83,8 +87,19 @@ static cr_status arch_of(const cr_gguf_src *m, hf_arch *arch, const char **name,
         *name = "qwen3";
         return CR_OK;
     }
+    if (s && !strcmp(s, "Qwen2MoeForCausalLM")) {
+        *arch = ARCH_QWEN2MOE;
+        *name = "qwen2moe";
+        return CR_OK;
+    }
+    if (s && !strcmp(s, "Qwen3MoeForCausalLM")) {
+        *arch = ARCH_QWEN3MOE;
+        *name = "qwen3moe";
+        return CR_OK;
+    }
     return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: GGUF output supports LlamaForCausalLM, MistralForCausalLM, "
-                   "MixtralForCausalLM, Qwen2ForCausalLM and Qwen3ForCausalLM so far; config.json architectures[0] is %s",
+                   "MixtralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen2MoeForCausalLM and "
+                   "Qwen3MoeForCausalLM so far; config.json architectures[0] is %s",
                    m->dir, s ? s : "missing");
 }
 
@@ -148,6 +163,53 @@ static bool map_name(const char *hf, hf_arch arch, char out[64], bool *is_q, boo
             return true;
         }
     }
+    if (arch == ARCH_QWEN2MOE || arch == ARCH_QWEN3MOE) {
+        /* Qwen2MoeModel.modify_tensors stacks down_proj, gate_proj, up_proj in that order */
+        static const char *const qw[3] = {"down_proj", "gate_proj", "up_proj"};
+        unsigned layer, e;
+        char w[16];
+        int used = 0;
+        if (sscanf(hf, "model.layers.%u.mlp.experts.%u.%15[a-z_].weight%n", &layer, &e, w, &used) == 3 && used &&
+            !hf[used])
+            for (int k = 0; k < 3; k++)
+                if (!strcmp(w, qw[k])) {
+                    t->moe_w = k;
+                    t->layer = layer;
+                    t->expert = e;
+                    return true;
+                }
+        /* a program's output (`moe … OUT.gguf`) holds a fused tensor as per-expert pieces
+         * (compiler/moe.c: "…experts.gate_up_proj[E] (gate_proj)"), stacked like per-expert
+         * tensors: the same bytes as the converter's split of the whole tensor */
+        char w2[16];
+        used = 0;
+        if (sscanf(hf, "model.layers.%u.mlp.experts.%15[a-z_][%u] (%15[a-z_])%n", &layer, w, &e, w2, &used) == 4 &&
+            used && !hf[used] && (!strcmp(w, "gate_up_proj") || !strcmp(w, "down_proj")))
+            for (int k = 0; k < 3; k++)
+                if (!strcmp(w2, qw[k]) && (k == 0) == !strcmp(w, "down_proj")) {
+                    t->moe_w = k;
+                    t->layer = layer;
+                    t->expert = e;
+                    return true;
+                }
+        /* transformers 5's fused experts (with or without .weight): down_proj [E, H, F] passes whole
+         * as ffn_down_exps, gate_up_proj [E, 2F, H] splits on dim -2 into ffn_gate_exps (first F rows
+         * of each expert) and ffn_up_exps (the rest), which follows it in the file */
+        used = 0;
+        if (sscanf(hf, "model.layers.%u.mlp.experts.%15[a-z_]%n", &layer, w, &used) == 2 && used &&
+            (!hf[used] || !strcmp(hf + used, ".weight"))) {
+            if (!strcmp(w, "down_proj")) {
+                snprintf(out, 64, "blk.%u.ffn_down_exps.weight", layer);
+                return true;
+            }
+            if (!strcmp(w, "gate_up_proj")) {
+                snprintf(out, 64, "blk.%u.ffn_gate_exps.weight", layer);
+                t->gate_up = true;
+                t->layer = layer;
+                return true;
+            }
+        }
+    }
     const char *suffix = strrchr(hf, '.');
     if (!suffix || (strcmp(suffix, ".weight") && strcmp(suffix, ".bias"))) return false;
     size_t stem = (size_t)(suffix - hf);
@@ -173,15 +235,23 @@ static bool map_name(const char *hf, hf_arch arch, char out[64], bool *is_q, boo
         {"self_attn.v_proj", "attn_v"}, {"self_attn.o_proj", "attn_output"},
         {"post_attention_layernorm", "ffn_norm"}, {"mlp.gate_proj", "ffn_gate"}, {"mlp.up_proj", "ffn_up"},
         {"mlp.down_proj", "ffn_down"}, {"block_sparse_moe.gate", "ffn_gate_inp"},
+        /* qwen2moe (tensor_mapping.py) */
+        {"mlp.gate", "ffn_gate_inp"}, {"mlp.shared_expert_gate", "ffn_gate_inp_shexp"},
+        {"mlp.shared_expert.gate_proj", "ffn_gate_shexp"}, {"mlp.shared_expert.up_proj", "ffn_up_shexp"},
+        {"mlp.shared_expert.down_proj", "ffn_down_shexp"},
     };
     for (size_t i = 0; i < CR_ARRAY_LEN(map); i++) {
         if (strcmp(rest, map[i].hf)) continue;
+        if (i >= 10 && arch != ARCH_QWEN2MOE && arch != ARCH_QWEN3MOE) break;
+        /* a dense MLP inside a Qwen MoE (mlp_only_layers, decoder_sparse_step): the qwen2moe /
+         * qwen3moe tensor lists have no ffn_gate/up/down, so the converter cannot map it */
+        if (i >= 6 && i <= 8 && (arch == ARCH_QWEN2MOE || arch == ARCH_QWEN3MOE)) break;
         snprintf(out, 64, "blk.%u.%s%s", layer, map[i].gg, suffix);
         *is_q = arch == ARCH_LLAMA && i == 1;
         *is_k = arch == ARCH_LLAMA && i == 2;
         return true;
     }
-    if (arch == ARCH_QWEN3 && (!strcmp(rest, "self_attn.q_norm") || !strcmp(rest, "self_attn.k_norm"))) {
+    if ((arch == ARCH_QWEN3 || arch == ARCH_QWEN3MOE) && (!strcmp(rest, "self_attn.q_norm") || !strcmp(rest, "self_attn.k_norm"))) {
         snprintf(out, 64, "blk.%u.attn_%c_norm%s", layer, rest[10], suffix);
         return true;
     }
@@ -196,7 +266,7 @@ static cr_ggml_type out_type(const char *name, uint32_t n_dims, uint64_t ne0, cr
 {
     size_t n = strlen(name);
     if (n_dims <= 1 || (n >= 12 && !strcmp(name + n - 12, "_norm.weight")) || n < 7 || strcmp(name + n - 7, ".weight") ||
-        ends_with(name, ".ffn_gate_inp.weight"))
+        ends_with(name, ".ffn_gate_inp.weight") || ends_with(name, ".ffn_gate_inp_shexp.weight"))
         return CR_GGML_F32;
     if (ftype == CR_GGML_Q4_0 &&
         (!strcmp(name, "output.weight") || (tied && !strcmp(name, "token_embd.weight")) ||
@@ -297,7 +367,7 @@ static cr_status put_general(meta_ctx *c, const cr_gguf_param_count *pc)
     return st;
 }
 
-static cr_status put_hparams(meta_ctx *c, bool llama, cr_ggml_type ftype)
+static cr_status put_hparams(meta_ctx *c, bool llama, bool qwen_moe, cr_ggml_type ftype)
 {
     cr_status st = CR_OK;
     static const char *const k_layers[] = {"n_layers", "num_hidden_layers", "n_layer", "num_layers"};
@@ -394,6 +464,15 @@ static cr_status put_hparams(meta_ctx *c, bool llama, cr_ggml_type ftype)
             return cr_fail(c->err, CR_ERR_FORMAT, "%s: config.json needs head_dim or hidden_size and num_attention_heads", c->m->dir);
         }
     }
+    if (qwen_moe) {   /* Qwen2MoeModel.set_gguf_parameters, after the base class's keys */
+        const cJSON *v;
+        if ((v = cfg(c, "moe_intermediate_size")) &&
+            (st = put_u32_json(c, "%s.expert_feed_forward_length", v, "moe_intermediate_size")))
+            return st;
+        if ((v = cfg(c, "shared_expert_intermediate_size")) &&
+            (st = put_u32_json(c, "%s.expert_shared_feed_forward_length", v, "shared_expert_intermediate_size")))
+            return st;
+    }
     cr_gguf_kv_u32(c->kv, "general.quantization_version", 2);
     return CR_OK;
 }
@@ -453,7 +532,7 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
 
     /* the plan: shard files in name order, each shard's tensors by name */
     hf_tensor *plan = cr_calloc(alloc, m->n_tensors ? m->n_tensors : 1, sizeof *plan);
-    cr_gguf_tensor *gt = cr_calloc(alloc, m->n_tensors ? m->n_tensors : 1, sizeof *gt);
+    cr_gguf_tensor *gt = cr_calloc(alloc, m->n_tensors ? 2 * (size_t)m->n_tensors : 1, sizeof *gt);   /* outs: see below */
     cr_gguf_sink *sk = cr_calloc(alloc, 1, sizeof *sk);
     cr_gguf_kv kv;
     cr_gguf_kv_init(&kv, alloc);
@@ -486,6 +565,11 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
         t->shard_name = basename_of(mt->shard);
         bool is_q, is_k;
         bool mapped = map_name(nm, arch, t->name, &is_q, &is_k, t);
+        if (t->gate_up && (mt->ndim != 3 || mt->shape[1] % 2)) {   /* Qwen2MoeModel's ValueError */
+            st = cr_fail(err, CR_ERR_FORMAT, "%s: tensor '%s': a fused gate_up_proj must be [experts, 2*F, hidden]",
+                         m->dir, nm);
+            goto out;
+        }
         if (!mapped && strstr(nm, ".mlp.experts.")) {
             st = cr_fail(err, CR_ERR_UNSUPPORTED, "%s: tensor '%s' is in the fused expert layout (mergekit 0.1.5's "
                          "default), which llama.cpp's converter cannot map; write the experts with --moe-layout classic "
@@ -544,12 +628,16 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
     bool any_moe = false;
     for (size_t i = 0; i < n; i++)
         if (plan[i].moe_w >= 0) { any_moe = true; max_layer = CR_MAX(max_layer, plan[i].layer); }
-    if (any_moe && (!config_int(m, "num_local_experts", &n_exp) || n_exp <= 0 || n_exp > 4096)) {
-        st = cr_fail(err, CR_ERR_FORMAT, "%s: expert tensors but no valid num_local_experts in config.json", m->dir);
+    /* find_hparam(["num_local_experts", "num_experts"]) */
+    if (any_moe && ((!config_int(m, "num_local_experts", &n_exp) && !config_int(m, "num_experts", &n_exp)) || n_exp <= 0 ||
+                    n_exp > 4096)) {
+        st = cr_fail(err, CR_ERR_FORMAT, "%s: expert tensors but no valid num_local_experts / num_experts in config.json",
+                     m->dir);
         goto out;
     }
-    outs = cr_calloc(alloc, n ? n : 1, sizeof *outs);
-    srcs = cr_calloc(alloc, n ? n : 1, sizeof *srcs);
+    /* a fused gate_up_proj makes two outputs from one source */
+    outs = cr_calloc(alloc, n ? 2 * n : 1, sizeof *outs);
+    srcs = cr_calloc(alloc, n ? 2 * n : 1, sizeof *srcs);
     counts = cr_calloc(alloc, (size_t)max_layer + 1, sizeof *counts);
     if (!outs || !srcs || !counts) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
     size_t n_out = 0, n_srcs = 0;
@@ -563,6 +651,15 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
             u->n_dims = plan[i].src->ndim;
             memcpy(u->shape, plan[i].src->shape, sizeof(uint64_t) * u->n_dims);
             u->permute_heads = plan[i].permute_heads;
+            if (plan[i].gate_up) {   /* gate [E, F, H], then up beside it (the sink writes dst + 1) */
+                u->shape[1] /= 2;
+                hf_out *up = &outs[n_out++];
+                *up = *u;
+                snprintf(up->name, sizeof up->name, "blk.%u.ffn_up_exps.weight", plan[i].layer);
+                up->first = (uint32_t)n_srcs;
+                srcs[n_srcs++] = (uint32_t)i;
+                u->split = true;
+            }
             continue;
         }
         if (plan[i].expert >= (uint64_t)n_exp) {
@@ -571,7 +668,9 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
             goto out;
         }
         if (++counts[plan[i].layer] < 3 * n_exp) continue;
-        static const char *const wname[3] = {"ffn_gate_exps", "ffn_down_exps", "ffn_up_exps"};
+        static const char *const mixtral_w[3] = {"ffn_gate_exps", "ffn_down_exps", "ffn_up_exps"};
+        static const char *const qwen_w[3] = {"ffn_down_exps", "ffn_gate_exps", "ffn_up_exps"};
+        const char *const *wname = arch == ARCH_LLAMA ? mixtral_w : qwen_w;
         for (int w = 0; w < 3; w++) {
             hf_out *u = &outs[n_out++];
             snprintf(u->name, sizeof u->name, "blk.%u.%s.weight", plan[i].layer, wname[w]);
@@ -583,8 +682,8 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
                 const cr_gguf_src_tensor *x = k < n ? plan[k].src : NULL;
                 const cr_gguf_src_tensor *x0 = e ? plan[srcs[u->first]].src : x;
                 if (!x || x->ndim != 2 || x->shape[0] != x0->shape[0] || x->shape[1] != x0->shape[1]) {
-                    st = cr_fail(err, CR_ERR_FORMAT, "%s: layer %u expert %lld w%d is missing or its shape differs", m->dir,
-                                 plan[i].layer, e, w + 1);
+                    st = cr_fail(err, CR_ERR_FORMAT, "%s: layer %u expert %lld %s is missing or its shape differs", m->dir,
+                                 plan[i].layer, e, wname[w]);
                     goto out;
                 }
                 srcs[n_srcs++] = (uint32_t)k;
@@ -630,7 +729,8 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
     cr_gguf_kv_str(&kv, "general.architecture", arch_name);
     if (!o->tensors_only) {
         if ((st = put_general(&c, &pc))) goto out;
-        if ((st = put_hparams(&c, arch == ARCH_LLAMA, o->ftype))) goto out;
+        if ((st = put_hparams(&c, arch == ARCH_LLAMA, arch == ARCH_QWEN2MOE || arch == ARCH_QWEN3MOE, o->ftype)))
+            goto out;
         if ((st = cr_gguf_vocab_put(alloc, m, &kv, arch == ARCH_LLAMA, o->pre, err))) goto out;
     }
 
@@ -640,6 +740,7 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
     for (size_t i = 0; i < n_out; i++)
         for (uint32_t k = 0; k < outs[i].n_src; k++) {
             const hf_tensor *pt = &plan[srcs[outs[i].first + k]];
+            if (i && outs[i - 1].split) continue;   /* a gate_up_proj's up half: its gate's dst + 1 */
             sk->dst[pt->index] = (uint32_t)i;
             sk->slot[pt->index] = k;
             sk->heads[pt->index] = outs[i].permute_heads;

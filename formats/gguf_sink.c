@@ -79,7 +79,10 @@ cr_status cr_gguf_sink_write(cr_gguf_sink *s, uint32_t t, uint64_t e0, const voi
     const cr_gguf_tensor *g = &s->gt[s->dst[t]];
     const hf_out *u = &s->outs[s->dst[t]];
     uint64_t cols = g->ne[0], part = g->nbytes / u->n_src, rows = cols ? in->numel / cols : 0;
-    uint64_t obytes = rows ? part / rows : 0;   /* bytes of one output row */
+    /* a fused gate_up_proj [E, 2F, H]: row e*2F + j goes to gate row e*F + j (j < F), else to up
+     * (the next output) row e*F + j - F; each half holds half the rows */
+    uint64_t half = u->split ? in->shape[1] / 2 : 0;
+    uint64_t obytes = rows ? part / (half ? rows / 2 : rows) : 0;   /* bytes of one output row */
     unsigned bel = cr_ggml_block_elems(g->type), bby = cr_ggml_block_bytes(g->type), es = cr_dtype_size(in->dtype);
     if (e0 % bel || ((e0 + n) % bel && (e0 + n) % cols))
         return cr_fail(err, CR_ERR_RUNTIME, "GGUF: a write of tensor '%s' at element %llu (%llu elements) does not "
@@ -100,8 +103,13 @@ cr_status cr_gguf_sink_write(cr_gguf_sink *s, uint32_t t, uint64_t e0, const voi
                     return cr_fail(err, CR_ERR_RUNTIME, "tensor '%s' element %llu is not finite; %s cannot hold it",
                                    in->name, (unsigned long long)(e + j), cr_ggml_type_name(g->type));
         cr_gguf_row_convert(g->type, f, (size_t)len, o);
-        uint64_t dst = cr_gguf_permute_row(r, in->shape[0], heads);
-        uint64_t nb = len / bel * bby, at = g->offset + s->slot[t] * part + dst * obytes + c / bel * bby;
+        uint64_t dst = cr_gguf_permute_row(r, in->shape[0], heads), base = g->offset;
+        if (half) {
+            uint64_t ex = r / (2 * half), j = r % (2 * half);
+            dst = ex * half + j % half;
+            if (j >= half) base = s->gt[s->dst[t] + 1].offset;
+        }
+        uint64_t nb = len / bel * bby, at = base + s->slot[t] * part + dst * obytes + c / bel * bby;
         int ew = cr_gguf_write_all(s->io, s->fd, o, nb, at);
         if (ew) return cr_fail_errno(err, ew, "writing %s to %s", in->name, s->path);
         e += len;

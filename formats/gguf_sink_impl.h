@@ -12,6 +12,7 @@ typedef struct hf_out {
     uint32_t n_dims;
     uint64_t shape[4];           /* torch order */
     uint32_t permute_heads;
+    bool split;                  /* the gate half of a fused gate_up_proj; the up half is the next output */
 } hf_out;
 
 struct cr_gguf_sink {

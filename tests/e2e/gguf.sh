@@ -59,6 +59,48 @@ for t in bf16 q8_0 q4_0; do
     "$bin" convert "$tmp/mixtral" "$tmp/mixtral-$t.gguf" --gguf-type $t --gguf-pre llama-bpe 2>"$tmp/err"
     check 'cmp "$tmp/mixtral-$t.gguf" "$golden/mixtral-$t.gguf"' "mixtral $t differs from llama.cpp's converter: $(cat "$tmp/err")"
 done
+# generate.py's build_qwen_moe: Qwen2MoeModel's path (spec/gguf.md §11 item 4): experts stacked down,
+# gate, up; qwen2moe's shared expert (ffn_*_shexp) and its [1, H] gate (ffn_gate_inp_shexp, F32 like
+# the router); expert_feed_forward_length and expert_shared_feed_forward_length; qwen3moe's q/k norms
+qmoe() {   # kind synth-args...: base, e1, e2 and the moe config in $tmp/src-kind
+    local k=$1; shift
+    "$bin" synth "$tmp/src-$k/base" "$@" --seed 1 >/dev/null
+    "$bin" synth "$tmp/src-$k/e1" --from "$tmp/src-$k/base" --delta-scale 0.1 --seed 2 >/dev/null
+    "$bin" synth "$tmp/src-$k/e2" --from "$tmp/src-$k/base" --delta-scale 0.1 --seed 3 >/dev/null
+    printf 'base_model: base\ngate_mode: random\ndtype: bfloat16\nexperts:\n  - source_model: e1\n  - source_model: e2\n' >"$tmp/src-$k/moe.yml"
+}
+qmoe qwen2moe --arch qwen2 --layers 2 --hidden 32 --intermediate 64 --heads 4 --kv-heads 2 --vocab 272
+printf 'architecture: qwen\nexperts_per_token: 1\nshared_experts:\n  - source_model: base\n    residual_scale: 0.5\n' >>"$tmp/src-qwen2moe/moe.yml"
+qmoe qwen3moe --arch qwen3 --layers 2 --hidden 32 --intermediate 32 --heads 2 --kv-heads 1 --vocab 272
+printf 'experts_per_token: 1\n' >>"$tmp/src-qwen3moe/moe.yml"
+for k in qwen2moe:"bf16 q8_0 q4_0" qwen3moe:"bf16 q8_0"; do
+    name=${k%%:*}
+    (cd "$tmp/src-$name" && "$bin" moe moe.yml "$tmp/$name" --quiet --moe-layout classic)
+    cp "$tmp/qwen2/tokenizer_config.json" "$tmp/$name/"
+    for t in ${k#*:}; do
+        "$bin" convert "$tmp/$name" "$tmp/$name-$t.gguf" --gguf-type $t --gguf-pre qwen2 2>"$tmp/err"
+        check 'cmp "$tmp/$name-$t.gguf" "$golden/$name-$t.gguf"' "$name $t differs from llama.cpp's converter: $(cat "$tmp/err")"
+    done
+done
+# transformers 5's fused experts (crucible moe's default for qwen3 under 0.1.5): the converter splits
+# gate_up_proj into gate and up and passes down_proj whole, giving the per-expert layout's file
+mkdir "$tmp/fused"
+(cd "$tmp/src-qwen3moe" && "$bin" moe moe.yml "$tmp/fused/qwen3moe" --quiet)
+check 'grep -q "model.layers.1.mlp.experts.gate_up_proj" "$tmp/fused/qwen3moe/model.safetensors.index.json"' "qwen3moe: not the fused layout"
+cp "$tmp/qwen2/tokenizer_config.json" "$tmp/fused/qwen3moe/"
+for t in bf16 q8_0; do
+    "$bin" convert "$tmp/fused/qwen3moe" "$tmp/fused/$t.gguf" --gguf-type $t --gguf-pre qwen2 2>"$tmp/err"
+    check 'cmp "$tmp/fused/$t.gguf" "$golden/qwen3moe-$t.gguf"' "fused qwen3moe $t differs from llama.cpp's converter: $(cat "$tmp/err")"
+done
+# a dense MLP in a Qwen MoE (mlp_only_layers): the converter has no ffn_gate/up/down for qwen3moe
+mkdir "$tmp/dense-moe" && cp "$tmp/qwen3"/* "$tmp/dense-moe/"
+sed -i 's/"Qwen3ForCausalLM"/"Qwen3MoeForCausalLM"/' "$tmp/dense-moe/config.json"
+"$bin" convert "$tmp/dense-moe" "$tmp/dense-moe.gguf" --gguf-pre qwen2 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "tensor .model.layers.0.mlp.down_proj.weight. has no GGUF name for qwen3moe" "$tmp/err" && [ ! -e "$tmp/dense-moe.gguf" ]' "dense layer in a qwen3moe: rc $rc $(cat "$tmp/err")"
+out=$("$bin" inspect "$golden/qwen2moe-q8_0.gguf" 2>&1)
+check 'grep -q "^qwen2moe.expert_shared_feed_forward_length  UINT32  64" <<<"$out" && grep -q "^blk.1.ffn_gate_inp_shexp.weight *F32 *{32, 1}" <<<"$out" && grep -q "^blk.0.ffn_down_exps.weight *Q8_0 *{64, 32, 2}" <<<"$out"' "qwen2moe golden: $out"
+
 # q4_0 with tied embeddings: token_embd is the output matrix, kept in Q8_0 (spec/gguf.md 7.5)
 "$bin" synth "$tmp/llama-tied" --arch llama --layers 2 --hidden 64 --intermediate 64 --heads 2 --kv-heads 1 --vocab 272 --tied
 "$bin" convert "$tmp/llama-tied" "$tmp/llama-tied-q4_0.gguf" --gguf-type q4_0 --gguf-pre llama-bpe 2>"$tmp/err"

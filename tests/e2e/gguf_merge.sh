@@ -83,6 +83,19 @@ check 'cmp mx.gguf mx-c.gguf' "moe to GGUF: $(cat "$tmp/err")"
 rc=$?
 check '[ $rc -eq 1 ] && grep -q "in the fused expert layout (mergekit 0.1.5.s default), which llama.cpp.s converter cannot map; write the experts with --moe-layout classic" "$tmp/err" && [ ! -e mf.gguf ]' "fused MoE: $(cat "$tmp/err")"
 
+# a Qwen3-MoE in the fused layout (0.1.5's default): gate_up_proj split into ffn_gate_exps and
+# ffn_up_exps from the VM's stores, threaded, within a memory limit
+mkdir q3 && "$bin" synth q3/base --arch qwen3 --layers 2 --hidden 64 --intermediate 64 --heads 2 --kv-heads 1 --vocab 272 --seed 1
+"$bin" synth q3/e1 --from q3/base --delta-scale 0.1 --seed 2 && "$bin" synth q3/e2 --from q3/base --delta-scale 0.1 --seed 3
+printf 'base_model: base\ngate_mode: random\ndtype: bfloat16\nexperts:\n  - source_model: e1\n  - source_model: e2\n' >q3/moe.yml
+(cd q3 && "$bin" moe moe.yml qf --quiet && "$bin" convert qf qf-c.gguf --gguf-type q8_0 --gguf-pre qwen2 2>/dev/null)
+check 'grep -q "gate_up_proj" q3/qf/model.safetensors.index.json' "qwen3 moe: not fused"
+for isa in scalar avx2; do
+    rm -f q3/qf.gguf
+    (cd q3 && CRUCIBLE_ISA=$isa "$bin" moe moe.yml qf.gguf --gguf-type q8_0 --gguf-pre qwen2 -j 3 --max-memory 6M --quiet 2>"$tmp/err")
+    check 'cmp q3/qf.gguf q3/qf-c.gguf' "fused qwen3 moe to GGUF ($isa): $(cat "$tmp/err")"
+done
+
 # plan: the exact size of merged.gguf
 size=$("$bin" plan ties.yml --gguf-type q4_0 --gguf-pre llama-bpe | sed -n 's/^gguf  *\([0-9]*\) bytes as merged.gguf (Q4_0, header [0-9]* bytes, tokenizer.ggml.pre llama-bpe)$/\1/p')
 "$bin" merge ties.yml merged.gguf --gguf-type q4_0 --gguf-pre llama-bpe --quiet

@@ -177,6 +177,9 @@ MODELS = [
     ("llama-spm", ["--arch", "llama", "--layers", "2", "--hidden", "32", "--intermediate", "48",
                    "--heads", "2", "--kv-heads", "1", "--vocab", "304"], "default", SPM_TOKENIZER_CONFIG, None,
      ["f16", "q8_0"], {"tokenizer.model": ("copy", "spm/tokenizer.model"), "added_tokens.json": SPM_ADDED_TOKENS}),
+    # Qwen MoE (Qwen2MoeModel; Qwen3MoeModel inherits it): build_qwen_moe (crucible moe, per-expert layout)
+    ("qwen2moe", "qwen2moe", "qwen2", QWEN2_TOKENIZER_CONFIG, None, ["bf16", "q8_0", "q4_0"]),
+    ("qwen3moe", "qwen3moe", "qwen2", QWEN2_TOKENIZER_CONFIG, None, ["bf16", "q8_0"]),
     # LlamaHf: a byte-fallback BPE tokenizer.json and no tokenizer.model
     ("llama-hf", LLAMA, "default", None, None, ["f16"],
      {"tokenizer.json": ("copy", "llama-hf/tokenizer.json")}),
@@ -202,6 +205,33 @@ def build_mixtral(crucible, tmp, model):
     (tmp / "moe.yml").write_text(MOE_CONFIG)
     subprocess.run([str(crucible), "moe", "moe.yml", str(model), "--quiet", "--mergekit-version", "0.1.4"], check=True, cwd=tmp)
 
+# Qwen MoE (spec/gguf.md §11 item 4), made by crucible moe from seeded synth models in the per-expert
+# layout (--moe-layout classic; tests/e2e/gguf.sh also converts qwen3moe's fused layout, 0.1.5's default,
+# which the converter gives the same file): qwen2moe with a shared expert and its [1, H] gate, qwen3moe
+# with q/k norms
+QWEN_MOE = {
+    "qwen2moe": (["--arch", "qwen2", "--layers", "2", "--hidden", "32", "--intermediate", "64", "--heads", "4",
+                  "--kv-heads", "2", "--vocab", "272", "--seed", "1"],
+                 "architecture: qwen\nexperts_per_token: 1\nshared_experts:\n  - source_model: base\n"
+                 "    residual_scale: 0.5\n"),
+    "qwen3moe": (["--arch", "qwen3", "--layers", "2", "--hidden", "32", "--intermediate", "32", "--heads", "2",
+                  "--kv-heads", "1", "--vocab", "272", "--seed", "1"], "experts_per_token: 1\n"),
+}
+
+
+def build_qwen_moe(crucible, tmp, model, kind):
+    """Two seeded fine-tunes of a synth qwen2/qwen3 as a Qwen MoE (tests/e2e/gguf.sh does the same)."""
+    synth, extra = QWEN_MOE[kind]
+    d = tmp / ("src-" + kind)
+    subprocess.run([str(crucible), "synth", str(d / "base")] + synth, check=True)
+    for e, seed in (("e1", "2"), ("e2", "3")):
+        subprocess.run([str(crucible), "synth", str(d / e), "--from", str(d / "base"), "--delta-scale", "0.1",
+                        "--seed", seed], check=True)
+    (d / "moe.yml").write_text(MOE_CONFIG + extra)
+    subprocess.run([str(crucible), "moe", "moe.yml", str(model), "--quiet", "--moe-layout", "classic"], check=True,
+                   cwd=d)
+
+
 RUNNER = r'''
 import runpy, sys
 from pathlib import Path
@@ -223,11 +253,12 @@ if "--q4_0" in sys.argv:
             n = struct.unpack("<Q", fh.read(8))[0]
             names |= set(json.loads(fh.read(n)))
     tied = "lm_head.weight" not in names
-    n_expert = json.loads((model / "config.json").read_text()).get("num_local_experts", 0)
+    config = json.loads((model / "config.json").read_text())
+    n_expert = config.get("num_local_experts", config.get("num_experts", 0))
     Q = gguf.GGMLQuantizationType
     def force(self, name, new_name, bid, n_dims):
         if (n_dims <= 1 or new_name.endswith("_norm.weight") or not new_name.endswith(".weight")
-                or new_name.endswith(".ffn_gate_inp.weight")):
+                or new_name.endswith(".ffn_gate_inp.weight") or new_name.endswith(".ffn_gate_inp_shexp.weight")):
             return False   # the converter's F32 rules
         if (new_name == "output.weight" or (tied and new_name == "token_embd.weight")
                 or (n_expert == 8 and (new_name.endswith(".attn_k.weight") or new_name.endswith(".attn_v.weight")))):
@@ -260,6 +291,8 @@ def main():
             model = tmp / name      # the directory name is general.name's source
             if args is None:
                 build_mixtral(crucible, tmp, model)
+            elif isinstance(args, str):
+                build_qwen_moe(crucible, tmp, model, args)
             else:
                 subprocess.run([str(crucible), "synth", str(model)] + args, check=True)
             if tok_config:

@@ -25,8 +25,8 @@ static void usage(FILE *out)
     fprintf(out, "usage: crucible COMMAND [ARGS]\n\ncommands:\n");
     for (int i = 0; i < CR_CMD_COUNT; i++)
         fprintf(out, "  %s\n", cr_cli_command_summary((cr_cli_cmd)i));
-    fprintf(out, "  soup --greedy --eval F M... OUT  a greedy (or --uniform) model soup\n");
-    fprintf(out, "  evolve CONFIG.yml OUT_DIR        CMA-ES search over a merge's parameters\n");
+    fprintf(out, "  soup MODEL... OUT           a greedy (--greedy --eval FILE) or --uniform model soup\n");
+    fprintf(out, "  evolve CONFIG.yml OUT_DIR   CMA-ES search over a merge's parameters\n");
     fprintf(out, "\n`crucible COMMAND --help` for a command's options.\n");
 }
 

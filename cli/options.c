@@ -116,7 +116,7 @@ static const command commands[CR_CMD_COUNT] = {
         "ops", "ops [--markdown]            the VM's op table",
         0, "ops [--markdown]", "the VM's op table\n", NULL },
     [CR_CMD_CONVERT] = {
-        "convert", "convert MODEL_DIR OUT.gguf   write a model as GGUF (llama.cpp)",
+        "convert", "convert MODEL_DIR OUT.gguf  write a model as GGUF (llama.cpp)",
         2, "convert MODEL_DIR OUT.gguf [options]",
         "write a model directory as a GGUF file byte for byte as llama.cpp's convert_hf_to_gguf.py\n"
         "would (spec/gguf.md); OUT.gguf appears complete or not at all, is replaced only with\n"
@@ -128,7 +128,7 @@ static const command commands[CR_CMD_COUNT] = {
         "OUT_DIR --part I/N`), then write the index, config, tokenizer files and model card as\n"
         "a single run does and remove OUT_DIR/crucible-parts (spec/parts.md)\n", NULL },
     [CR_CMD_EXTRACT_LORA] = {
-        "extract-lora", "extract-lora --model FT --base-model BASE --out-path OUT  a LoRA adapter from a fine-tune",
+        "extract-lora", "extract-lora [options]      a LoRA adapter from a fine-tune (--model FT --base-model BASE --out-path OUT)",
         0, "extract-lora --model FT_DIR --base-model BASE_DIR --out-path OUT_DIR [options]",
         "decompose (fine-tune - base) per Linear/Embedding module by truncated SVD, as\n"
         "mergekit-extract-lora does, into a PEFT adapter (adapter_config.json,\n"

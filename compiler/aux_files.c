@@ -235,6 +235,15 @@ static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_opti
             const char *names[32];
             const char *tok_dir = plan->models[tok_model].path;
             size_t n = cr_hf_tokenizer_files(tok_dir, v015, names, CR_ARRAY_LEN(names));
+            /* a donor with tokenizer.json but no tokenizer_config.json: 0.1.5
+             * re-saves it through transformers 5, reproduced where that is
+             * faithful (formats/hfdir.h); 0.1.4 (transformers 4) writes none */
+            const char *resaved = NULL;
+            if (!n && v015) {
+                resaved = cr_hf_resaved_tokenizer_config(
+                    tok_dir, cr_model_config_str(&plan->models[tok_model].model, "model_type"));
+                if (resaved) names[n++] = "tokenizer.json";
+            }
             /* `chat_template:` replaces the donor's template; with no tokenizer
              * to go with it mergekit saves none (it warns) */
             char *tmpl = NULL;
@@ -268,6 +277,7 @@ static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_opti
                                       .dir = tok_dir, .path = path };
                 s = cr_program_aux_copy(p, names[i], &src, err);
             }
+            if (!s && resaved) s = cr_program_aux_write(p, "tokenizer_config.json", resaved, strlen(resaved), err);
             if (s) return s;
         }
     }

@@ -667,6 +667,13 @@ static cr_status add_aux(mb *b, cr_program *p, cr_error *err)
     if (!st && b->o->copy_tokenizer) {
         const char *names[32];
         size_t n = cr_hf_tokenizer_files(dir, true, names, CR_ARRAY_LEN(names));
+        /* tokenizer.json alone: what 0.1.5's save_pretrained writes, where
+         * crucible can reproduce it (formats/hfdir.h); else none, as before */
+        const char *resaved = NULL;
+        if (!n && cr_mk_resolve(b->o->compile.mk_version) == CR_MK_0_1_5) {
+            resaved = cr_hf_resaved_tokenizer_config(dir, cr_model_config_str(&b->models[b->base].m, "model_type"));
+            if (resaved) names[n++] = "tokenizer.json";
+        }
         char path[4096];
         for (size_t i = 0; i < n && !st; i++) {
             /* mergekit-moe saves the tokenizer only: no generation_config.json */
@@ -676,6 +683,7 @@ static cr_status add_aux(mb *b, cr_program *p, cr_error *err)
             cr_input_file src = { .ref = m->ref, .revision = m->revision, .dir = dir, .path = path };
             st = cr_program_aux_copy(p, names[i], &src, err);
         }
+        if (!st && resaved) st = cr_program_aux_write(p, "tokenizer_config.json", resaved, strlen(resaved), err);
     }
     if (!st && b->o->write_card && b->c->text) {
         st = cr_program_aux_write(p, "mergekit_moe_config.yml", b->c->text, strlen(b->c->text), err);

@@ -282,6 +282,29 @@ size_t cr_hf_tokenizer_files(const char *donor_dir, bool all, const char **out, 
     return n;
 }
 
+const char *cr_hf_resaved_tokenizer_config(const char *donor_dir, const char *model_type)
+{
+    /* model types transformers 5.25 loads as TokenizersBackend (no entry
+     * of their own in TOKENIZER_MAPPING); others rebuild the tokenizer in
+     * their own class (Qwen2Tokenizer, GemmaTokenizer, ...) and write more */
+    static const char *const plain[] = { "llama" };
+    /* `is_local` for a directory; `local_files_only` as when HF_HUB_OFFLINE
+     * is unset (mergekit run offline writes true); VERY_LARGE_INTEGER */
+    static const char config[] = "{\n"
+                                 "  \"backend\": \"tokenizers\",\n"
+                                 "  \"is_local\": true,\n"
+                                 "  \"local_files_only\": false,\n"
+                                 "  \"model_max_length\": 1000000000000000019884624838656,\n"
+                                 "  \"tokenizer_class\": \"TokenizersBackend\"\n"
+                                 "}\n";
+    if (!model_type || !exists_in(donor_dir, "tokenizer.json") || exists_in(donor_dir, "tokenizer_config.json") ||
+        exists_in(donor_dir, "tokenizer.model"))
+        return NULL;
+    for (size_t i = 0; i < CR_ARRAY_LEN(plain); i++)
+        if (!strcmp(model_type, plain[i])) return config;
+    return NULL;
+}
+
 /* ---- model card --------------------------------------------------------------- */
 
 bool cr_hf_is_hub_id(const char *path)

@@ -48,6 +48,17 @@ cr_status cr_hf_patch_config(const cr_allocator *alloc, const char *donor_text, 
  * up to `cap` static names into out; returns the count. */
 size_t cr_hf_tokenizer_files(const char *donor_dir, bool all, const char **out, size_t cap);
 
+/* mergekit 0.1.5's fallback when the donor has no tokenizer_config.json:
+ * transformers 5.25's AutoTokenizer + save_pretrained. crucible reproduces
+ * it only where that is a plain TokenizersBackend over the donor's
+ * tokenizer.json: a tokenizer.json and neither tokenizer_config.json nor
+ * tokenizer.model, and a config.json model_type that transformers maps to
+ * no tokenizer class of its own (`model_type`; NULL refuses). The output
+ * is then tokenizer.json as the donor has it (tokenizers re-serialises it:
+ * the same bytes when the donor's was written by tokenizers) and this
+ * tokenizer_config.json text; NULL when the fallback does not apply. */
+const char *cr_hf_resaved_tokenizer_config(const char *donor_dir, const char *model_type);
+
 /* mergekit's Hub-id rule for the card: not starting with '/' or '~', at
  * most one '/', and not an existing local path (no network check). */
 bool cr_hf_is_hub_id(const char *path);

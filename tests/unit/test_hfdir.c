@@ -146,6 +146,13 @@ TEST(tokenizer_files)
     char *p = io_join(d, "tokenizer.json");
     io_write_text(p, "{}");
     CHECK_EQ_INT(cr_hf_tokenizer_files(d, true, out, 16), 0);   /* no tokenizer_config.json */
+    /* ... which mergekit 0.1.5 re-saves, reproduced for model types that
+     * transformers loads as a plain TokenizersBackend */
+    const char *tc = cr_hf_resaved_tokenizer_config(d, "llama");
+    REQUIRE(tc != NULL);
+    CHECK_CONTAINS(tc, "\"tokenizer_class\": \"TokenizersBackend\"");
+    CHECK(cr_hf_resaved_tokenizer_config(d, "qwen2") == NULL);    /* Qwen2Tokenizer rebuilds it */
+    CHECK(cr_hf_resaved_tokenizer_config(d, NULL) == NULL);
     free(p);
     const char *files[] = {"tokenizer_config.json", "generation_config.json", "merges.txt", "vocab.json"};
     for (int i = 0; i < 4; i++) { p = io_join(d, files[i]); io_write_text(p, "{}"); free(p); }
@@ -155,6 +162,7 @@ TEST(tokenizer_files)
     CHECK_STR(out[1], "tokenizer.json");
     CHECK_STR(out[2], "merges.txt");
     CHECK_STR(out[3], "generation_config.json");
+    CHECK(cr_hf_resaved_tokenizer_config(d, "llama") == NULL);    /* copied, not re-saved */
     CHECK_EQ_INT(cr_hf_tokenizer_files(d, true, out, 2), 2);
     /* mergekit 0.1.4 copies only the first six names */
     n = cr_hf_tokenizer_files(d, false, out, 16);

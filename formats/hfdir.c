@@ -286,8 +286,10 @@ const char *cr_hf_resaved_tokenizer_config(const char *donor_dir, const char *mo
 {
     /* model types transformers 5.25 loads as TokenizersBackend (no entry
      * of their own in TOKENIZER_MAPPING); others rebuild the tokenizer in
-     * their own class (Qwen2Tokenizer, GemmaTokenizer, ...) and write more */
-    static const char *const plain[] = { "llama" };
+     * their own class (Qwen2Tokenizer, GemmaTokenizer, ...) and write more;
+     * each checked by tests/compat/check_tokenizer_resave.py */
+    static const char *const plain[] = { "llama", "mistral", "mixtral", "olmo2", "stablelm",
+                                         "deepseek_v3", "granite", "exaone", "llama4" };
     /* `is_local` for a directory; `local_files_only` as when HF_HUB_OFFLINE
      * is unset (mergekit run offline writes true); VERY_LARGE_INTEGER */
     static const char config[] = "{\n"

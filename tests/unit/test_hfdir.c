@@ -151,6 +151,7 @@ TEST(tokenizer_files)
     const char *tc = cr_hf_resaved_tokenizer_config(d, "llama");
     REQUIRE(tc != NULL);
     CHECK_CONTAINS(tc, "\"tokenizer_class\": \"TokenizersBackend\"");
+    CHECK(cr_hf_resaved_tokenizer_config(d, "mixtral") == tc);
     CHECK(cr_hf_resaved_tokenizer_config(d, "qwen2") == NULL);    /* Qwen2Tokenizer rebuilds it */
     CHECK(cr_hf_resaved_tokenizer_config(d, NULL) == NULL);
     free(p);

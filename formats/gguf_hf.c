@@ -541,7 +541,13 @@ static float llama3_factor(float freq, double factor, double lo, double hi, doub
  * which is called here. SLEEF's result is within 1 ulp of the exact power
  * and so one of the two floats around it, as is powf's: where powf's
  * neighbours would give another factor, the converter's bytes are unknown
- * and the config is refused, naming the element. */
+ * and the config is refused, naming the element, unless (base, dim) is one
+ * where torch's SIMD pow was compared with powf on every element and found
+ * equal, on AVX2 and AVX-512 (tests/golden/gguf/check_rope_pow.py). */
+static const struct { float base; long long dim; } rope_pow_checked[] = {
+    {10000.0f, 64}, {10000.0f, 128}, {500000.0f, 64}, {500000.0f, 128}, {1000000.0f, 64},
+};
+
 static cr_status rope_llama3(const cr_allocator *a, const cr_gguf_src *m, float **out, uint32_t *n_out, cr_error *err)
 {
     *out = NULL;
@@ -571,6 +577,8 @@ static cr_status rope_llama3(const cr_allocator *a, const cr_gguf_src *m, float 
                        "factor %g, low/high_freq_factor %g/%g, original_max_position_embeddings %g)",
                        m->dir, dim, base, factor, lo, hi, old);
     uint32_t n = (uint32_t)((dim + 1) / 2), simd = n / 16 * 16;
+    for (size_t i = 0; i < CR_ARRAY_LEN(rope_pow_checked); i++)
+        if (rope_pow_checked[i].base == (float)base && rope_pow_checked[i].dim == dim) simd = 0;
     float *f = cr_malloc(a, n * sizeof *f);
     if (!f) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     for (uint32_t k = 0; k < n; k++) {

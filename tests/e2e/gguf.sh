@@ -168,6 +168,13 @@ rope3='"rope_scaling": {"factor": 8.0, "high_freq_factor": 4.0, "low_freq_factor
 sed -i "s/\"rope_scaling\": null,/$rope3/" "$tmp/llama-rope3/config.json"
 "$bin" convert "$tmp/llama-rope3" "$tmp/llama-rope3-f32.gguf" --gguf-type f32 --gguf-pre llama-bpe 2>"$tmp/err"
 check 'cmp "$tmp/llama-rope3-f32.gguf" "$golden/llama-rope3-f32.gguf"' "llama3 rope f32 differs from llama.cpp's converter: $(cat "$tmp/err")"
+# Llama 3.2 1B's rope (rope_parameters, theta 500000, head dim 64): smooth-band factors on torch's SIMD pow,
+# accepted because check_rope_pow.py found it equal to powf for this (theta, dim)
+rope32='"rope_parameters": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0, "original_max_position_embeddings": 8192, "rope_theta": 500000.0, "rope_type": "llama3"},'
+"$bin" synth "$tmp/llama-rope3-64" --arch llama --layers 1 --hidden 128 --intermediate 48 --heads 2 --kv-heads 1 --vocab 272
+sed -i "s/\"rope_scaling\": null,/$rope32/" "$tmp/llama-rope3-64/config.json"
+"$bin" convert "$tmp/llama-rope3-64" "$tmp/llama-rope3-64-f16.gguf" --gguf-type f16 --gguf-pre llama-bpe 2>"$tmp/err"
+check 'cmp "$tmp/llama-rope3-64-f16.gguf" "$golden/llama-rope3-64-f16.gguf"' "llama3 rope head dim 64 differs from llama.cpp's converter: $(cat "$tmp/err")"
 # head dim 32: all 16 factors on torch's SIMD pow (SLEEF), not reproduced; a factor in the smooth band is refused
 "$bin" synth "$tmp/rope3-simd" --arch llama --layers 1 --hidden 64 --intermediate 48 --heads 2 --kv-heads 1 --vocab 272
 sed -i "s/\"rope_scaling\": null,/$rope3/" "$tmp/rope3-simd/config.json"

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -422,6 +423,8 @@ static cr_status put_hparams(meta_ctx *c, bool llama, bool qwen_moe, cr_ggml_typ
             if ((!x || cJSON_IsNull(x)) && y[i].alt) x = cJSON_GetObjectItemCaseSensitive(rp, y[i].alt);
             if (x && !cJSON_IsNull(x) && (st = put_f32_json(c, y[i].key, x, y[i].j))) return st;
         }
+    } else if (!strcasecmp(rt, "llama3")) {
+        /* no keys: LlamaModel writes a rope_freqs.weight tensor instead (rope_llama3) */
     } else if (strcmp(rt, "default") && !(!strcmp(rt, "linear") || !strcmp(rt, "yarn"))) {
         return cr_fail(c->err, CR_ERR_UNSUPPORTED, "%s: rope scaling type '%s' is not written to GGUF yet", c->m->dir, rt);
     }
@@ -506,6 +509,99 @@ static cr_status refuse_reranker(const cr_allocator *a, const cr_gguf_src *m, cr
               : CR_OK;
 }
 
+/* ---- llama3 rope: LlamaModel.generate_extra_tensors (spec/gguf.md §6.5) ---------------- */
+
+static double rp_num(const cJSON *rp, const char *key, double dflt)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(rp, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+}
+
+/* One factor from one frequency, as torch evaluates the converter's loop:
+ * each tensor op in f32, each Python scalar rounded to f32 where it meets
+ * the tensor, x / t as reciprocal(t) * x (Tensor.__rtruediv__). The
+ * volatile stores keep every intermediate an f32 rounding. */
+static float llama3_factor(float freq, double factor, double lo, double hi, double old)
+{
+    volatile float wl = (1.0f / freq) * (float)(2.0 * M_PI);
+    if (wl < (float)(old / hi)) return 1.0f;
+    if (wl > (float)(old / lo)) return (float)factor;
+    volatile float s = (1.0f / wl) * (float)old;
+    s = s - (float)lo;
+    s = s / (float)(hi - lo);
+    volatile float a = (1.0f - s) / (float)factor;
+    a = a + s;
+    return 1.0f / a;
+}
+
+/* *n = 0 when the config has no llama3 rope. freqs = 1 / base ** (arange(0,
+ * dim, 2, f32) / dim) is torch's pow of an f32 tensor: on x86 its elements
+ * below 16 * floor(n / 16) go through SLEEF's SIMD powf (AVX2: 16 a loop
+ * step; AVX-512: 32, a subset), the rest through std::pow, i.e. libm powf,
+ * which is called here. SLEEF's result is within 1 ulp of the exact power
+ * and so one of the two floats around it, as is powf's: where powf's
+ * neighbours would give another factor, the converter's bytes are unknown
+ * and the config is refused, naming the element, unless (base, dim) is one
+ * where torch's SIMD pow was compared with powf on every element and found
+ * equal, on AVX2 and AVX-512 (tests/golden/gguf/check_rope_pow.py). */
+static const struct { float base; long long dim; } rope_pow_checked[] = {
+    {10000.0f, 64}, {10000.0f, 128}, {500000.0f, 64}, {500000.0f, 128}, {1000000.0f, 64},
+};
+
+static cr_status rope_llama3(const cr_allocator *a, const cr_gguf_src *m, float **out, uint32_t *n_out, cr_error *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    const cJSON *rp = m->config ? cJSON_GetObjectItemCaseSensitive(m->config, "rope_parameters") : NULL;
+    if (!cJSON_IsObject(rp)) rp = m->config ? cJSON_GetObjectItemCaseSensitive(m->config, "rope_scaling") : NULL;
+    if (!cJSON_IsObject(rp)) return CR_OK;
+    const cJSON *rt = cJSON_GetObjectItemCaseSensitive(rp, "rope_type");
+    if (!rt) rt = cJSON_GetObjectItemCaseSensitive(rp, "type");
+    if (!cJSON_IsString(rt) || strcasecmp(rt->valuestring, "llama3")) return CR_OK;
+    double base = rp_num(rp, "rope_theta", NAN);
+    if (isnan(base)) {   /* the converter mirrors the top-level rope_theta into rope_parameters */
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(m->config, "rope_theta");
+        base = cJSON_IsNumber(t) ? t->valuedouble : 10000.0;
+    }
+    long long dim = 0, hidden = 0, heads = 0;
+    if (!config_int(m, "head_dim", &dim)) {
+        if (!config_int(m, "hidden_size", &hidden) || !config_int(m, "num_attention_heads", &heads) || heads <= 0)
+            return cr_fail(err, CR_ERR_FORMAT, "%s: llama3 rope needs head_dim or hidden_size and num_attention_heads", m->dir);
+        dim = hidden / heads;
+    }
+    double factor = rp_num(rp, "factor", 8.0), lo = rp_num(rp, "low_freq_factor", 1.0);
+    double hi = rp_num(rp, "high_freq_factor", 4.0), old = rp_num(rp, "original_max_position_embeddings", 8192);
+    if (dim <= 0 || dim > 65536 || !(base > 0 && isfinite(base)) || !(lo > 0) || !(hi > 0) || lo == hi ||
+        !isfinite(factor) || factor == 0 || !(old > 0 && isfinite(old)))
+        return cr_fail(err, CR_ERR_FORMAT, "%s: llama3 rope parameters out of range (head dim %lld, rope_theta %g, "
+                       "factor %g, low/high_freq_factor %g/%g, original_max_position_embeddings %g)",
+                       m->dir, dim, base, factor, lo, hi, old);
+    uint32_t n = (uint32_t)((dim + 1) / 2), simd = n / 16 * 16;
+    for (size_t i = 0; i < CR_ARRAY_LEN(rope_pow_checked); i++)
+        if (rope_pow_checked[i].base == (float)base && rope_pow_checked[i].dim == dim) simd = 0;
+    float *f = cr_malloc(a, n * sizeof *f);
+    if (!f) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    for (uint32_t k = 0; k < n; k++) {
+        volatile float t = (float)(2 * k) / (float)dim;
+        volatile float p = powf((float)base, t);
+        float freq = 1.0f / p;
+        f[k] = llama3_factor(freq, factor, lo, hi, old);
+        if (k >= simd) continue;
+        float pd = nextafterf(p, 0.0f), pu = nextafterf(p, INFINITY);
+        float fd = llama3_factor(1.0f / pd, factor, lo, hi, old), fu = llama3_factor(1.0f / pu, factor, lo, hi, old);
+        if (memcmp(&fd, &f[k], 4) || memcmp(&fu, &f[k], 4)) {
+            cr_free(a, f);
+            return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: llama3 rope factor %u of %u (rope_theta %g, head dim %lld) falls "
+                           "between the bands, where llama.cpp's converter takes torch's SIMD powf, whose last bit "
+                           "crucible does not reproduce; the rope_freqs.weight it writes is not known", m->dir, k, n,
+                           base, dim);
+        }
+    }
+    *out = f;
+    *n_out = n;
+    return CR_OK;
+}
+
 /* ---- the plan: the sink opened (its writes: gguf_sink.c) ------------------------------ */
 
 cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, const cr_gguf_hf_opts *o,
@@ -532,7 +628,7 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
 
     /* the plan: shard files in name order, each shard's tensors by name */
     hf_tensor *plan = cr_calloc(alloc, m->n_tensors ? m->n_tensors : 1, sizeof *plan);
-    cr_gguf_tensor *gt = cr_calloc(alloc, m->n_tensors ? 2 * (size_t)m->n_tensors : 1, sizeof *gt);   /* outs: see below */
+    cr_gguf_tensor *gt = cr_calloc(alloc, 2 * (size_t)m->n_tensors + 1, sizeof *gt);   /* outs: see below */
     cr_gguf_sink *sk = cr_calloc(alloc, 1, sizeof *sk);
     cr_gguf_kv kv;
     cr_gguf_kv_init(&kv, alloc);
@@ -540,6 +636,8 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
     hf_out *outs = NULL;
     uint32_t *srcs = NULL;
     long long *counts = NULL;
+    float *rope = NULL;   /* llama3 rope_freqs.weight, the file's first tensor (§6.1) */
+    uint32_t n_rope = 0;
     if (!plan || !gt || !sk) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
     sk->alloc = alloc;
     sk->io = io ? io : cr_posix_io();
@@ -636,11 +734,18 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
         goto out;
     }
     /* a fused gate_up_proj makes two outputs from one source */
-    outs = cr_calloc(alloc, n ? 2 * n : 1, sizeof *outs);
+    if (arch == ARCH_LLAMA && (st = rope_llama3(alloc, m, &rope, &n_rope, err))) goto out;
+    outs = cr_calloc(alloc, 2 * n + 1, sizeof *outs);
     srcs = cr_calloc(alloc, n ? 2 * n : 1, sizeof *srcs);
     counts = cr_calloc(alloc, (size_t)max_layer + 1, sizeof *counts);
     if (!outs || !srcs || !counts) { st = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
     size_t n_out = 0, n_srcs = 0;
+    if (n_rope) {   /* no source: its data is written with the header */
+        hf_out *u = &outs[n_out++];
+        snprintf(u->name, sizeof u->name, "rope_freqs.weight");
+        u->n_dims = 1;
+        u->shape[0] = n_rope;
+    }
     for (size_t i = 0; i < n; i++) {
         if (plan[i].moe_w < 0) {
             hf_out *u = &outs[n_out++];
@@ -722,7 +827,7 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
             shared += numel;
         }
     }
-    cr_gguf_param_count pc = {.total = total_params, .shared = shared, .expert = expert_params,
+    cr_gguf_param_count pc = {.total = total_params + n_rope, .shared = shared, .expert = expert_params,
                               .expert_count = n_exp_t ? expert_sum / n_exp_t : 0};
 
     meta_ctx c = {.a = alloc, .m = m, .kv = &kv, .arch = arch_name, .err = err};
@@ -748,6 +853,15 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
     if (fd >= 0) {
         if (sk->io->ftruncate(sk->io->ud, fd, size)) { st = cr_fail_errno(err, errno, "cannot size %s", sk->path); goto out; }
         int e = cr_gguf_write_all(sk->io, fd, header, header_len, 0);
+        if (!e && n_rope) {
+            uint8_t *le = (uint8_t *)rope;   /* f32 little-endian in place */
+            for (uint32_t k = 0; k < n_rope; k++) {
+                uint32_t u;
+                memcpy(&u, &rope[k], 4);
+                for (int b = 0; b < 4; b++) le[4 * k + b] = (uint8_t)(u >> (8 * b));
+            }
+            e = cr_gguf_write_all(sk->io, fd, rope, (uint64_t)n_rope * 4, gt[0].offset);
+        }
         if (e) { st = cr_fail_errno(err, e, "cannot write %s", sk->path); goto out; }
     }
     sk->ftype = o->ftype;
@@ -765,6 +879,7 @@ out:
     cr_free(alloc, outs);
     cr_free(alloc, srcs);
     cr_free(alloc, counts);
+    cr_free(alloc, rope);
     cr_free(alloc, header);
     cr_gguf_kv_free(&kv);
     cr_free(alloc, gt);

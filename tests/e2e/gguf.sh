@@ -161,6 +161,27 @@ sed -i 's/PreTrainedTokenizerFast/LlamaTokenizerFast/' "$tmp/llama-hf/tokenizer_
 rc=$?
 check '[ $rc -eq 1 ] && grep -q "LlamaHf path) with tokenizer_class LlamaTokenizerFast" "$tmp/err" && [ ! -e "$tmp/bad-hf.gguf" ]' "LlamaHf with another tokenizer class: $(cat "$tmp/err")"
 
+# llama3 rope (spec/gguf.md 6.5): rope_freqs.weight, first, from torch's f32 arithmetic; head dim 16 keeps
+# every factor on torch's scalar pow (libm powf), two of them in the smooth band
+rope3='"rope_scaling": {"factor": 8.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0, "original_max_position_embeddings": 64, "rope_type": "llama3"},'
+"$bin" synth "$tmp/llama-rope3" --arch llama --layers 2 --hidden 32 --intermediate 48 --heads 2 --kv-heads 1 --vocab 272
+sed -i "s/\"rope_scaling\": null,/$rope3/" "$tmp/llama-rope3/config.json"
+"$bin" convert "$tmp/llama-rope3" "$tmp/llama-rope3-f32.gguf" --gguf-type f32 --gguf-pre llama-bpe 2>"$tmp/err"
+check 'cmp "$tmp/llama-rope3-f32.gguf" "$golden/llama-rope3-f32.gguf"' "llama3 rope f32 differs from llama.cpp's converter: $(cat "$tmp/err")"
+# Llama 3.2 1B's rope (rope_parameters, theta 500000, head dim 64): smooth-band factors on torch's SIMD pow,
+# accepted because check_rope_pow.py found it equal to powf for this (theta, dim)
+rope32='"rope_parameters": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0, "original_max_position_embeddings": 8192, "rope_theta": 500000.0, "rope_type": "llama3"},'
+"$bin" synth "$tmp/llama-rope3-64" --arch llama --layers 1 --hidden 128 --intermediate 48 --heads 2 --kv-heads 1 --vocab 272
+sed -i "s/\"rope_scaling\": null,/$rope32/" "$tmp/llama-rope3-64/config.json"
+"$bin" convert "$tmp/llama-rope3-64" "$tmp/llama-rope3-64-f16.gguf" --gguf-type f16 --gguf-pre llama-bpe 2>"$tmp/err"
+check 'cmp "$tmp/llama-rope3-64-f16.gguf" "$golden/llama-rope3-64-f16.gguf"' "llama3 rope head dim 64 differs from llama.cpp's converter: $(cat "$tmp/err")"
+# head dim 32: all 16 factors on torch's SIMD pow (SLEEF), not reproduced; a factor in the smooth band is refused
+"$bin" synth "$tmp/rope3-simd" --arch llama --layers 1 --hidden 64 --intermediate 48 --heads 2 --kv-heads 1 --vocab 272
+sed -i "s/\"rope_scaling\": null,/$rope3/" "$tmp/rope3-simd/config.json"
+"$bin" convert "$tmp/rope3-simd" "$tmp/rope3-simd.gguf" --gguf-pre llama-bpe 2>"$tmp/err"
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "llama3 rope factor 2 of 16 (rope_theta 10000, head dim 32) falls between the bands" "$tmp/err" && [ ! -e "$tmp/rope3-simd.gguf" ]' "llama3 rope on the SIMD path: $(cat "$tmp/err")"
+
 # synth's tokenizer has no pre-tokenizer hash llama.cpp knows: refused without --gguf-pre
 "$bin" convert "$tmp/llama" "$tmp/x.gguf" 2>"$tmp/err"
 rc=$?

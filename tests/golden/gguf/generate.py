@@ -156,6 +156,11 @@ def make_llama_hf_tokenizer(synth_dir, path):
 LLAMA = ["--arch", "llama", "--layers", "2", "--hidden", "32", "--intermediate", "48",
          "--heads", "2", "--kv-heads", "1", "--vocab", "272"]
 
+LLAMA3_ROPE = ('"rope_scaling": {"factor": 8.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0, '
+               '"original_max_position_embeddings": 64, "rope_type": "llama3"},')
+LLAMA32_ROPE = ('"rope_parameters": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0, '
+                '"original_max_position_embeddings": 8192, "rope_theta": 500000.0, "rope_type": "llama3"},')
+
 # (case name = model directory name, synth arguments, --gguf-pre,
 #  tokenizer_config.json replacement, README.md, types[, extra files: name -> text, or ("copy", fixture path)])
 MODELS = [
@@ -183,6 +188,15 @@ MODELS = [
     # LlamaHf: a byte-fallback BPE tokenizer.json and no tokenizer.model
     ("llama-hf", LLAMA, "default", None, None, ["f16"],
      {"tokenizer.json": ("copy", "llama-hf/tokenizer.json")}),
+    # llama3 rope (Llama 3.1/3.2): rope_freqs.weight first; head_dim 16 puts two of its 8 factors in the
+    # smooth band (original context 64) and all 8 on torch's scalar pow path (spec/gguf.md 6.5)
+    ("llama-rope3", LLAMA, "llama-bpe", None, None, ["f32"],
+     {"config.json": ("replace", '"rope_scaling": null,', LLAMA3_ROPE)}),
+    # Llama 3.2 1B's rope (transformers 5 rope_parameters, theta 500000, head_dim 64): factors 15-17 in the smooth
+    # band on torch's SIMD pow, whose results for this (theta, dim) check_rope_pow.py found equal to powf's
+    ("llama-rope3-64", ["--arch", "llama", "--layers", "1", "--hidden", "128", "--intermediate", "48", "--heads", "2",
+                        "--kv-heads", "1", "--vocab", "272"], "llama-bpe", None, None, ["f16"],
+     {"config.json": ("replace", '"rope_scaling": null,', LLAMA32_ROPE)}),
 ]
 
 MIXTRAL_BASE = ["--arch", "llama", "--layers", "2", "--hidden", "32", "--intermediate", "64",
@@ -300,7 +314,11 @@ def main():
             if readme:
                 (model / "README.md").write_text(readme)
             for fname, text in extra.items():
-                if isinstance(text, tuple):   # ("copy", a committed fixture), made once if missing
+                if isinstance(text, tuple) and text[0] == "replace":   # ("replace", old, new) in synth's file
+                    f = model / fname
+                    assert text[1] in f.read_text()
+                    f.write_text(f.read_text().replace(text[1], text[2]))
+                elif isinstance(text, tuple):   # ("copy", a committed fixture), made once if missing
                     src = HERE / text[1]
                     if not src.exists():
                         src.parent.mkdir(exist_ok=True)

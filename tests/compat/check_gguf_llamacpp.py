@@ -99,17 +99,6 @@ def main():
             os.mkdir(base)
             for f in FILES:
                 shutil.copy(os.path.join(FIXTURES, fixture, f), base)
-            # llama3 rope scaling (the fixture's) is not written to GGUF yet
-            # (spec/gguf.md §11): both sides compute without it
-            cfg_path = os.path.join(base, "config.json")
-            with open(cfg_path) as f:
-                cfg = json.load(f)
-            cfg.pop("rope_scaling", None)
-            rp = cfg.get("rope_parameters")
-            if rp:
-                cfg["rope_parameters"] = {"rope_theta": rp["rope_theta"], "rope_type": "default"}
-            with open(cfg_path, "w") as f:
-                json.dump(cfg, f, indent=2)
             # the fixtures have no tokenizer_config.json, without which
             # merge copies no tokenizer (mergekit's _copy_tokenizer rule)
             with open(os.path.join(base, "tokenizer_config.json"), "w") as f:

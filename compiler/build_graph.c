@@ -66,10 +66,10 @@ static uint64_t shard_size(build_ctx *c, const cr_plan_model *pm, uint32_t model
     return *s;
 }
 
-/* A file input node of tensor `name` in file `f` of model `pm` (the
- * adapter's file when `lora`), viewed rows x cols; CR_NO_NODE on failure. */
-static uint32_t file_input(cr_graph *g, build_ctx *bc, const cr_plan_model *pm, uint32_t model, const cr_st_file *f,
-                           uint32_t shard, bool lora, const cr_st_tensor *ti, uint64_t rows, uint64_t cols, uint32_t d)
+/* The graph input that reads tensor `ti` of file `f` of model `pm` (the
+ * adapter's file when `lora`), viewed rows x cols. */
+static cr_graph_input file_tensor(build_ctx *bc, const cr_plan_model *pm, uint32_t model, const cr_st_file *f,
+                                  uint32_t shard, bool lora, const cr_st_tensor *ti, uint64_t rows, uint64_t cols)
 {
     cr_graph_input gi = { .model = model, .tensor = ti->name, .dtype = ti->dtype, .rows = rows, .cols = cols };
     view_2d(ti->ndim, ti->shape, &gi.src_rows, &gi.src_cols);
@@ -81,11 +81,41 @@ static uint32_t file_input(cr_graph *g, build_ctx *bc, const cr_plan_model *pm, 
     gi.file_size = lora ? cr_st_expected_size(f) : shard_size(bc, pm, model, shard);
     gi.offset = f->data_start + ti->begin;
     gi.nbytes = ti->end - ti->begin;
-    uint32_t ii = cr_graph_add_input(g, &gi);
+    return gi;
+}
+
+/* The graph input that reads the previous stage's output `s->tensor`,
+ * viewed rows x cols. */
+static cr_status stage_tensor(const cr_plan *plan, const build_ctx *bc, const cr_plan_tensor *t,
+                              const cr_plan_source *s, uint64_t rows, uint64_t cols, cr_graph_input *out,
+                              cr_error *err)
+{
+    const stage_out *p = find_prev(bc, s->tensor);
+    if (!p)
+        return cr_fail(err, CR_ERR_CONFIG, "%s: stage '%s' produces no tensor %s", t->name,
+                       plan->stages[plan->models[s->model].stage].name, s->tensor);
+    *out = (cr_graph_input){ .model = s->model, .tensor = s->tensor, .rows = rows, .cols = cols, .scratch = true,
+                             .src_node = p->node, .dtype = p->dtype, .src_rows = p->rows, .src_cols = p->cols };
+    return CR_OK;
+}
+
+/* An INPUT node of `gi` in domain d; CR_NO_NODE on failure. */
+static uint32_t input_node(cr_graph *g, const cr_graph_input *gi, uint32_t d)
+{
+    uint32_t ii = cr_graph_add_input(g, gi);
     if (ii == UINT32_MAX) return CR_NO_NODE;
-    cr_node n = { .op = CR_GOP_INPUT, .dtype = (uint8_t)gi.dtype, .rdt = (uint8_t)gi.dtype,
+    cr_node n = { .op = CR_GOP_INPUT, .dtype = (uint8_t)gi->dtype, .rdt = (uint8_t)gi->dtype,
                   .kind = CR_VK_TENSOR, .domain = d, .attr = ii };
     return cr_graph_add(g, &n);
+}
+
+/* A file input node of tensor `ti` in file `f` of model `pm` (the
+ * adapter's file when `lora`), viewed rows x cols; CR_NO_NODE on failure. */
+static uint32_t file_input(cr_graph *g, build_ctx *bc, const cr_plan_model *pm, uint32_t model, const cr_st_file *f,
+                           uint32_t shard, bool lora, const cr_st_tensor *ti, uint64_t rows, uint64_t cols, uint32_t d)
+{
+    cr_graph_input gi = file_tensor(bc, pm, model, f, shard, lora, ti, rows, cols);
+    return input_node(g, &gi, d);
 }
 
 static uint32_t add1(cr_graph *g, cr_gop op, cr_dtype dt, uint32_t d, uint32_t a, uint32_t b, int n_in)
@@ -144,18 +174,9 @@ static cr_status perm_source(const cr_plan *plan, build_ctx *bc, const cr_plan_t
                              cr_graph_input *out, cr_error *err)
 {
     const cr_plan_model *pm = &plan->models[s->model];
-    cr_graph_input gi = { .model = s->model, .tensor = s->tensor, .dtype = s->dtype };
-    view_2d(s->ndim, s->shape, &gi.src_rows, &gi.src_cols);
     if (pm->stage >= 0) {
-        const stage_out *p = find_prev(bc, s->tensor);
-        if (!p)
-            return cr_fail(err, CR_ERR_CONFIG, "%s: stage '%s' produces no tensor %s", t->name,
-                           plan->stages[pm->stage].name, s->tensor);
-        gi.scratch = true;
-        gi.src_node = p->node;
-        gi.dtype = p->dtype;
-        gi.src_rows = p->rows;
-        gi.src_cols = p->cols;
+        cr_status st = stage_tensor(plan, bc, t, s, 0, 0, out, err);
+        if (st) return st;
     } else {
         if (!pm->opened) return cr_fail(err, CR_ERR_CONFIG, "%s: model %s is not open", t->name, pm->ref);
         if (pm->lora)
@@ -165,20 +186,10 @@ static cr_status perm_source(const cr_plan *plan, build_ctx *bc, const cr_plan_t
                            t->name, pm->ref);
         const cr_model_tensor *mt = cr_model_find(&pm->model, s->tensor);
         if (!mt) return cr_fail(err, CR_ERR_CONFIG, "%s: model %s has no tensor %s", t->name, pm->ref, s->tensor);
-        const cr_st_file *f = &pm->model.shards[mt->shard];
-        gi.path = f->path;
-        gi.model_ref = pm->ref;
-        gi.model_lookup = pm->lookup;
-        gi.model_rev = pm->revision;
-        gi.model_dir = pm->path;
-        gi.file_size = shard_size(bc, pm, s->model, mt->shard);
-        gi.offset = f->data_start + mt->info->begin;
-        gi.nbytes = mt->info->end - mt->info->begin;
-        gi.dtype = mt->info->dtype;
+        *out = file_tensor(bc, pm, s->model, &pm->model.shards[mt->shard], mt->shard, false, mt->info, 0, 0);
     }
-    gi.rows = gi.src_rows;
-    gi.cols = gi.src_cols;
-    *out = gi;
+    out->rows = out->src_rows;
+    out->cols = out->src_cols;
     return CR_OK;
 }
 
@@ -266,20 +277,10 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
         }
         uint32_t node;
         if (pm->stage >= 0) {
-            cr_graph_input gi = { .model = s->model, .tensor = s->tensor, .rows = rows, .cols = cols, .scratch = true };
-            const stage_out *p = find_prev(bc, s->tensor);
-            if (!p)
-                return cr_fail(err, CR_ERR_CONFIG, "%s: stage '%s' produces no tensor %s", t->name,
-                               plan->stages[pm->stage].name, s->tensor);
-            gi.src_node = p->node;
-            gi.dtype = p->dtype;
-            gi.src_rows = p->rows;
-            gi.src_cols = p->cols;
-            uint32_t ii = cr_graph_add_input(g, &gi);
-            if (ii == UINT32_MAX) return cr_fail(err, CR_ERR_NOMEM, "out of memory building the graph");
-            cr_node n = { .op = CR_GOP_INPUT, .dtype = (uint8_t)gi.dtype, .rdt = (uint8_t)gi.dtype,
-                          .kind = CR_VK_TENSOR, .domain = d, .attr = ii };
-            node = cr_graph_add(g, &n);
+            cr_graph_input gi;
+            cr_status ss = stage_tensor(plan, bc, t, s, rows, cols, &gi, err);
+            if (ss) return ss;
+            node = input_node(g, &gi, d);
         } else {
             if (!pm->opened) return cr_fail(err, CR_ERR_CONFIG, "%s: model %s is not open", t->name, pm->ref);
             const char *why = NULL;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cmaes.h"
+#include "hash.h"
 
 /* ---- the generator: xoshiro256** seeded by splitmix64 -------------------- */
 
@@ -121,13 +122,7 @@ cr_status cr_cmaes_init(cr_cmaes *c, const cr_allocator *alloc, int n, const dou
     for (int i = 0; i < n; i++) { c->C[i * n + i] = 1; c->B[i * n + i] = 1; c->D[i] = 1; }
     /* splitmix64 expands the seed into the four words */
     uint64_t z = seed;
-    for (int i = 0; i < 4; i++) {
-        z += 0x9e3779b97f4a7c15ull;
-        uint64_t r = z;
-        r = (r ^ (r >> 30)) * 0xbf58476d1ce4e5b9ull;
-        r = (r ^ (r >> 27)) * 0x94d049bb133111ebull;
-        c->rng[i] = r ^ (r >> 31);
-    }
+    for (int i = 0; i < 4; i++) c->rng[i] = cr_splitmix64(&z);
     return CR_OK;
 }
 

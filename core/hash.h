@@ -30,4 +30,22 @@ uint64_t cr_xxh64(const void *data, size_t len, uint64_t seed);
  * hash, spec/gguf.md §5), not for the manifest. */
 void cr_sha256(const void *data, size_t len, uint8_t out[32]);
 
+/* splitmix64's finaliser (Steele, Lea and Flood): a full-avalanche mix of
+ * 64 bits, for deterministic generators keyed by a seed (crucible synth's
+ * weights; the SVD's test matrix and CMA-ES through cr_splitmix64). */
+static inline uint64_t cr_mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* splitmix64: the next value of the sequence whose state is *state */
+static inline uint64_t cr_splitmix64(uint64_t *state)
+{
+    return cr_mix64(*state += 0x9e3779b97f4a7c15ull);
+}
+
 #endif

@@ -14,6 +14,7 @@
  * reconstruction errors against it.
  */
 #include "svd.h"
+#include "hash.h"
 #include "pool.h"
 
 #include <math.h>
@@ -126,15 +127,6 @@ static void orthonormalise(double *m, uint64_t len, uint32_t l, double *scratch)
     transpose(scratch, l, len, m);
 }
 
-/* splitmix64: the test matrix's generator */
-static uint64_t mix(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* One-sided Jacobi (Hestenes) on the l rows (length n) of b: rotates pairs
  * of rows until all are orthogonal, accumulating the rotations in the
  * columns of g (l x l, column c at g + c * l, starting from I). */
@@ -198,7 +190,7 @@ cr_status cr_svd_truncated(const cr_allocator *alloc, cr_pool *pool, const float
 
     uint64_t state = o.seed ^ 0x5eedc0debeefull;
     for (uint64_t i = 0; i < n * (uint64_t)l; i++)
-        z[i] = (double)(int64_t)(mix(&state) >> 11) * 0x1p-52 - 1.0;   /* uniform in [-1, 1) */
+        z[i] = (double)(int64_t)(cr_splitmix64(&state) >> 11) * 0x1p-52 - 1.0;   /* the test matrix: uniform in [-1, 1) */
     mul_ax(pool, a, m, n, l, z, q);
     orthonormalise(q, m, l, scratch);
     for (int it = 0; it < iters; it++) {

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hash.h"
 #include "hfdir.h"
 #include "infile.h"
 #include "limits.h"
@@ -25,17 +26,6 @@
 
 /* ---- generator ------------------------------------------------------------ */
 
-static uint64_t mix64(uint64_t x)
-{
-    /* splitmix64's finaliser */
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
-
 uint64_t cr_synth_name_hash(const char *name)
 {
     uint64_t h = 0xcbf29ce484222325ull;     /* FNV-1a */
@@ -48,7 +38,7 @@ uint64_t cr_synth_name_hash(const char *name)
 
 float cr_synth_normal(uint64_t seed, uint64_t name_hash, uint64_t index)
 {
-    uint64_t h = mix64(mix64(seed * 0x9e3779b97f4a7c15ull ^ mix64(name_hash)) + index);
+    uint64_t h = cr_mix64(cr_mix64(seed * 0x9e3779b97f4a7c15ull ^ cr_mix64(name_hash)) + index);
     /* every step is exact in f32, so the value is the same on every
      * compiler and ISA */
     float s = 0.0f;

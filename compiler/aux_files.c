@@ -17,6 +17,7 @@
 #include "jsonw.h"
 #include "limits.h"
 #include "layout.h"
+#include "tokstage.h"
 #include "tokwrite.h"
 
 static cr_status add_aux(cr_program *p, cr_prog_aux *a, cr_error *err)
@@ -48,98 +49,8 @@ cr_status cr_program_aux_copy(cr_program *p, const char *dest, const cr_input_fi
     return st ? st : add_aux(p, &a, err);
 }
 
-/* ---- chat_template (spec/tokenizer-merge.md §4) ----------------------------- */
-
-/* A model's own template as transformers 5 loads it, or NULL: chat_template.jinja
- * first, else tokenizer_config.json's `chat_template` (a string, or a list of
- * {name, template} whose "default" entry counts). Caller frees with alloc. */
-static char *model_template(const cr_allocator *alloc, const char *dir)
-{
-    char path[4096];
-    struct stat sb;
-    char *text = NULL;
-    size_t len;
-    cr_error e = { 0 };
-    snprintf(path, sizeof path, "%s/chat_template.jinja", dir);
-    if (stat(path, &sb) == 0)
-        return cr_file_read(alloc, path, CR_LIMIT_JSON_BYTES, "chat template", &text, &len, &e) ? NULL : text;
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    cJSON *j = NULL;
-    if (stat(path, &sb) || cr_json_read_object(alloc, path, CR_LIMIT_JSON_BYTES, &j, &e)) return NULL;
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "chat_template"), *found = NULL;
-    if (cJSON_IsString(t)) found = t;
-    const cJSON *it;
-    if (cJSON_IsArray(t)) cJSON_ArrayForEach(it, t) {
-        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(it, "name");
-        if (cJSON_IsString(nm) && !strcmp(nm->valuestring, "default"))
-            found = cJSON_GetObjectItemCaseSensitive(it, "template");
-    }
-    if (cJSON_IsString(found)) {
-        len = strlen(found->valuestring);
-        if ((text = cr_malloc(alloc, len + 1))) memcpy(text, found->valuestring, len + 1);
-    }
-    cJSON_Delete(j);
-    return text;
-}
-
-/* Python's str.strip() for the ASCII white space it removes (\t\n\v\f\r,
- * \x1c-\x1f, space); other Unicode white space is left (a listed difference) */
-static void py_strip(char *s)
-{
-    size_t a = 0, n = strlen(s);
-#define WS(c) ((c) == ' ' || ((c) >= 9 && (c) <= 13) || ((c) >= 0x1c && (c) <= 0x1f))
-    while (a < n && WS((unsigned char)s[a])) a++;
-    while (n > a && WS((unsigned char)s[n - 1])) n--;
-#undef WS
-    memmove(s, s + a, n - a);
-    s[n - a] = 0;
-}
-
-/* `chat_template: auto`: the most common stripped template among the input
- * models, ties to the first seen (mergekit's Counter.most_common over its
- * model order; crucible's is the recipe's). NULL: none has one. */
-static char *auto_template(const cr_allocator *alloc, const cr_plan *plan)
-{
-    char *t[256];
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < plan->n_models && n < CR_ARRAY_LEN(t); i++) {
-        if (plan->models[i].stage >= 0 || !plan->models[i].path) continue;
-        char *s = model_template(alloc, plan->models[i].path);
-        if (s) py_strip(s);
-        if (s && *s) t[n++] = s;
-        else cr_free(alloc, s);
-    }
-    int best = -1, best_count = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        int c = 0;
-        for (uint32_t j = 0; j < n; j++) c += !strcmp(t[i], t[j]);
-        if (c > best_count) best = (int)i, best_count = c;
-    }
-    for (uint32_t i = 0; i < n; i++)
-        if ((int)i != best) cr_free(alloc, t[i]);
-    return best >= 0 ? t[best] : NULL;
-}
-
-/* the text `chat_template: ct` stands for (§4.1); NULL for `auto` with no
- * template among the inputs */
-static cr_status resolve_template(cr_program *p, const cr_plan *plan, const char *ct, char **out, cr_error *err)
-{
-    const cr_chat_template *named;
-    cr_chat_kind k = cr_chat_template_kind(ct, &named);
-    *out = NULL;
-    if (k == CR_CHAT_AUTO) {
-        *out = auto_template(p->alloc, plan);
-        return CR_OK;
-    }
-    const char *src = k == CR_CHAT_NAMED ? named->text : ct;
-    size_t len = strlen(src);
-    if (!(*out = cr_malloc(p->alloc, len + 1))) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
-    memcpy(*out, src, len + 1);
-    return CR_OK;
-}
-
 static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_options *o, const cr_plan_stage *last,
-                           int donor, const char *donor_dir, bool v015, const cr_tokmerge *tm, cr_error *err);
+                           int donor, const char *donor_dir, bool v015, const cr_tokstage *ts, cr_error *err);
 static cr_status aux_card(cr_program *p, const cr_plan *plan, const cr_aux_options *o, const cr_plan_stage *last,
                           cr_error *err);
 
@@ -158,29 +69,29 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
      * `dtype` key) and copies four more tokenizer-side files */
     bool v015 = !(p->mergekit_version.len && !strcmp(cr_prog_str(p, p->mergekit_version), "0.1.4"));
     cr_status s = CR_OK;
-    /* a tokenizer merge: the output vocabulary (compiler/tokmerge.c) */
-    cr_tokmerge *tm = NULL;
-    /* an earlier stage's tokenizer would have to be carried through its output */
-    for (uint32_t i = 0; i + 1 < plan->n_stages; i++)
-        if (plan->stages[i].tokenizer_source)
-            return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer_source in stage '%s' of a multi-stage recipe: "
-                           "not supported yet", plan->stages[i].name);
-    if (donor_dir && last->tokenizer_source) {
+    /* a tokenizer merge in any stage: what each stage's directory holds
+     * (compiler/tokstage.c; the output's is the last stage's) */
+    cr_tokstage *ts = NULL;
+    bool any = false;
+    for (uint32_t i = 0; i < plan->n_stages; i++) any |= plan->stages[i].tokenizer_source != NULL;
+    if (donor_dir && any) {
         if (!v015)
             return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer_source under --mergekit-version 0.1.4: not supported yet "
                            "(only mergekit 0.1.5's file layout is reproduced)");
-        if ((s = cr_tokmerge_build(p->alloc, plan, last, donor, &tm, err))) return s;
+        if ((s = cr_tokstages_build(p->alloc, plan, plan->n_stages, o && o->copy_tokenizer, &ts, err))) return s;
     }
-    s = aux_model(p, plan, o, last, donor, donor_dir, v015, tm, err);
-    cr_tokmerge_free(p->alloc, tm);
+    s = aux_model(p, plan, o, last, donor, donor_dir, v015, ts, err);
+    cr_tokstages_free(p->alloc, ts, plan->n_stages);
     if (!s) s = aux_card(p, plan, o, last, err);
     return s;
 }
 
 static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_options *o, const cr_plan_stage *last,
-                           int donor, const char *donor_dir, bool v015, const cr_tokmerge *tm, cr_error *err)
+                           int donor, const char *donor_dir, bool v015, const cr_tokstage *ts, cr_error *err)
 {
     cr_status s = CR_OK;
+    const cr_tokstage *fin = ts ? &ts[plan->n_stages - 1] : NULL;
+    const cr_tokmerge *tm = fin ? fin->tm : NULL;
     char path[4096];
     if (donor_dir) {
         snprintf(path, sizeof path, "%s/config.json", donor_dir);
@@ -192,17 +103,35 @@ static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_opti
             (s = cr_file_read(p->alloc, path, CR_LIMIT_JSON_BYTES, "config", &text, &len, err)))
             return s;
         if (text) {
-            cr_dtype dt = last->out_dtype != CR_DTYPE_NONE ? last->out_dtype : last->dtype;
+            /* config.json as the stages leave it: each stage's directory
+             * has its donor's, with the stage's dtype and layer count set;
+             * the nearest stage along the donor chain that sets one wins */
+            const cr_plan_stage *ds = last, *ls = last;
+            for (int guard = 0; guard < 64; guard++) {
+                int dm = ds->donor_model;
+                if (ds->out_dtype != CR_DTYPE_NONE || ds->dtype != CR_DTYPE_NONE || dm < 0 || plan->models[dm].stage < 0) break;
+                ds = &plan->stages[plan->models[dm].stage];
+            }
+            for (int guard = 0; guard < 64; guard++) {
+                int dm = ls->donor_model;
+                if (ls->num_layers_out >= 0 || dm < 0 || plan->models[dm].stage < 0) break;
+                ls = &plan->stages[plan->models[dm].stage];
+            }
+            cr_dtype dt = ds->out_dtype != CR_DTYPE_NONE ? ds->out_dtype : ds->dtype;
             cr_hf_config_edit edit = { .dtype_name = dt != CR_DTYPE_NONE ? cr_dtype_torch_name(dt) : NULL,
                                        .dtype_key_only = v015,
-                                       .layer_key = last->num_layers_out >= 0 ? last->num_layers_key : NULL,
-                                       .n_layers = last->num_layers_out };
-            if (tm && !tm->identity) {
-                long long vs;
+                                       .layer_key = ls->num_layers_out >= 0 ? ls->num_layers_key : NULL,
+                                       .n_layers = ls->num_layers_out };
+            /* the merged vocabulary's size, this stage's or an earlier one's
+             * that the donor's directory carries */
+            long long vs = -1;
+            bool has = cr_model_config_int(&plan->models[donor].model, "vocab_size", &vs) ||
+                       cr_model_config_int(&plan->models[donor].model, "text_config.vocab_size", &vs);
+            if ((tm && !tm->identity) || (fin && fin->vocab_size >= 0 && has && fin->vocab_size != vs)) {
                 edit.vocab_key = cr_model_config_int(&plan->models[donor].model, "vocab_size", &vs) ||
                                  !cr_model_config_int(&plan->models[donor].model, "text_config.vocab_size", &vs)
                                      ? "vocab_size" : "text_config.vocab_size";
-                edit.vocab_size = tm->n_pad;
+                edit.vocab_size = tm && !tm->identity ? tm->n_pad : (uint64_t)fin->vocab_size;
             }
             char *out;
             size_t out_len;
@@ -217,18 +146,15 @@ static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_opti
          * tokenizer_source the source model's whatever the flag (mergekit
          * then always saves its merged tokenizer) */
         int tok_model = o && o->copy_tokenizer ? donor : -1;
-        /* the identity permutation: the source's files as they are; else
-         * the merged tokenizer, written (compiler/tokwrite.c) */
-        if (tm) tok_model = tm->identity ? tm->src_model : -1;
-        /* a source that is none of the inputs has no input files to copy
-         * (a .crb binds only inputs): always written */
-        if (tm && (!tm->identity || tm->src_model < 0)) {
-            char *tmpl = NULL;
-            if (last->chat_template && (s = resolve_template(p, plan, last->chat_template, &tmpl, err))) return s;
-            /* without one (or `auto` finding none) the source keeps its own */
-            if (!tmpl) tmpl = model_template(p->alloc, tm->src_dir);
-            s = cr_tokmerge_write(p, plan, tm, tmpl, err);
-            cr_free(p->alloc, tmpl);
+        /* with a tokenizer merge in some stage (compiler/tokstage.c): the
+         * files the last stage leaves, a directory's copied (the identity
+         * permutation: the source's files as they are), or a merged
+         * tokenizer written (compiler/tokwrite.c). A source that is none of
+         * the inputs has no input files to copy (a .crb binds only inputs):
+         * always written. */
+        if (fin) tok_model = fin->files;
+        if (fin && fin->written >= 0) {
+            s = cr_tokmerge_write(p, plan, ts[fin->written].tm, fin->tmpl, err);
             if (s) return s;
         }
         if (tok_model >= 0) {
@@ -252,16 +178,7 @@ static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_opti
                 if (!v015)
                     return cr_fail(err, CR_ERR_UNSUPPORTED, "chat_template under --mergekit-version 0.1.4: not supported yet "
                                    "(only mergekit 0.1.5's file layout is reproduced)");
-                const cr_chat_template *named;
-                cr_chat_kind k = cr_chat_template_kind(ct, &named);
-                if (k == CR_CHAT_AUTO) {
-                    tmpl = auto_template(p->alloc, plan);
-                } else {
-                    const char *src = k == CR_CHAT_NAMED ? named->text : ct;
-                    size_t len = strlen(src);
-                    if (!(tmpl = cr_malloc(p->alloc, len + 1))) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
-                    memcpy(tmpl, src, len + 1);
-                }
+                if ((s = cr_tokstage_resolve_template(p->alloc, plan, ct, &tmpl, err))) return s;
             }
             bool own_template = tmpl != NULL;
             if (tmpl) {

@@ -18,6 +18,7 @@
 #include "build_graph.h"
 #include "lua_api.h"
 #include "tokgraph.h"
+#include "tokstage.h"
 
 /* rows x cols of a tensor viewed as dim0 x (the rest); 1-D is one row */
 static void view_2d(uint32_t ndim, const uint64_t *shape, uint64_t *rows, uint64_t *cols)
@@ -45,7 +46,7 @@ typedef struct build_ctx {
     uint64_t **shard_size;      /* [model][shard], UINT64_MAX until computed */
     stage_out *prev;            /* sorted by name */
     uint32_t n_prev;
-    const cr_tokmerge *tm;      /* the last stage's tokenizer merge (NULL: none, or the identity) */
+    const cr_tokmerge *tm;      /* the current stage's tokenizer merge (NULL: none, or the identity) */
 } build_ctx;
 
 static int stage_out_cmp(const void *a, const void *b)
@@ -214,7 +215,7 @@ static cr_status build_tensor(const cr_plan *plan, uint32_t si, const cr_plan_te
     memcpy(shape, s0->shape, sizeof shape);
     /* a vocabulary tensor under a tokenizer merge: every input permuted
      * into the output vocabulary (compiler/tokgraph.c) */
-    bool perm = bc->tm && si + 1 == plan->n_stages && t->is_embed && all2d;
+    bool perm = bc->tm && t->is_embed && all2d;
     if (perm) {
         shape[0] = bc->tm->n_pad;
     } else if (differ) {
@@ -372,16 +373,17 @@ cr_status cr_build_graph(const cr_plan *plan, cr_method_registry *methods, const
             s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
         else memset(bc.shard_size[m], 0xff, ((size_t)n + 1) * sizeof **bc.shard_size);
     }
-    /* mergekit 0.1.5's tokenizer merge (0.1.4 is refused with the
-     * tokenizer files, compiler/aux_files.c) */
-    cr_tokmerge *tm = NULL;
-    const cr_plan_stage *last = plan->n_stages ? &plan->stages[plan->n_stages - 1] : NULL;
-    if (!s && last && last->tokenizer_source && cr_mk_resolve(o ? o->mk_version : CR_MK_DEFAULT) != CR_MK_0_1_4) {
-        s = cr_tokmerge_build(g->alloc, plan, last, last->donor_model, &tm, err);
-        if (!s && !tm->identity) bc.tm = tm;
-    }
+    /* mergekit 0.1.5's tokenizer merge in any stage, each stage seeing the
+     * tokenizers the earlier stages' directories hold (compiler/tokstage.c;
+     * 0.1.4 is refused with the tokenizer files, compiler/aux_files.c) */
+    cr_tokstage *ts = NULL;
+    bool any = false;
+    for (uint32_t si = 0; si < plan->n_stages; si++) any |= plan->stages[si].tokenizer_source != NULL;
+    if (!s && any && cr_mk_resolve(o ? o->mk_version : CR_MK_DEFAULT) != CR_MK_0_1_4)
+        s = cr_tokstages_build(g->alloc, plan, plan->n_stages, plan->copy_tokenizer, &ts, err);
     for (uint32_t si = 0; si < plan->n_stages && !s; si++) {
         const cr_plan_stage *st = &plan->stages[si];
+        bc.tm = ts && ts[si].tm && !ts[si].tm->identity ? ts[si].tm : NULL;
         cr_lua *L;
         int ref;
         if (!st->method) { s = cr_fail(err, CR_ERR_CONFIG, "stage %s has no method", st->name); break; }
@@ -397,7 +399,7 @@ cr_status cr_build_graph(const cr_plan *plan, cr_method_registry *methods, const
         if (!s) qsort(bc.prev, bc.n_prev, sizeof *bc.prev, stage_out_cmp);
     }
     cr_free(g->alloc, bc.prev);
-    cr_tokmerge_free(g->alloc, tm);
+    cr_tokstages_free(g->alloc, ts, plan->n_stages);
     for (uint32_t m = 0; m < plan->n_models; m++) cr_free(g->alloc, bc.shard_size[m]);
     cr_free(g->alloc, bc.shard_size);
     return s;

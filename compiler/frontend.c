@@ -26,6 +26,7 @@
 #include "config.h"
 #include "params.h"
 #include "resolve.h"
+#include "tokstage.h"
 #include "yaml_tree.h"
 
 #define MAX_TENSOR_ERRORS 20    /* per stage; more are counted, not shown */
@@ -733,7 +734,11 @@ static fe_model *stage_output_model(fe *f, long long n_layers, const char *arch_
             if (t->sources[k].is_base) ref = &t->sources[k];
         o->ndim = ref->ndim;
         memcpy(o->shape, ref->shape, sizeof o->shape);
-        if (t->is_embed && ref->ndim == 2)   /* rectified: the common submatrix */
+        bool all2d = true;
+        for (uint32_t k = 0; k < t->n_sources; k++) all2d &= t->sources[k].ndim == 2;
+        if (t->is_embed && all2d && st->vocab_rows)     /* permuted by the stage's tokenizer merge */
+            o->shape[0] = st->vocab_rows;
+        else if (t->is_embed && ref->ndim == 2)   /* rectified: the common submatrix */
             for (uint32_t k = 0; k < t->n_sources; k++)
                 for (int d = 0; d < 2; d++)
                     if (t->sources[k].shape[d] < o->shape[d]) o->shape[d] = t->sources[k].shape[d];
@@ -750,6 +755,26 @@ static fe_model *stage_output_model(fe *f, long long n_layers, const char *arch_
 }
 
 /* ---- one stage ------------------------------------------------------------ */
+
+/* A stage that a later stage reads and that merges tokenizers: the rows
+ * of its vocabulary tensors, the merged vocabulary's (padded) size, which
+ * the later stage sees (compiler/tokstage.c decides the tokenizers of the
+ * stages so far, as mergekit-multi leaves them in their directories). */
+static void stage_vocab(fe *f, uint32_t s)
+{
+    cr_plan view = { .models = f->models.data, .n_models = (uint32_t)f->models.len,
+                     .stages = f->stages.data, .n_stages = s + 1, .copy_tokenizer = f->opt->copy_tokenizer };
+    cr_tokstage *ts = NULL;
+    cr_error err = { 0 };
+    if (cr_tokstages_build(f->alloc, &view, s + 1, f->opt->copy_tokenizer, &ts, &err)) {
+        if (err.status == CR_ERR_NOMEM) f->oom = true;
+        else cr_diag_add(f->d, CR_DIAG_ERROR, f->cfg->loc, NULL, NULL, "stage '%s': %s", f->st->name, err.msg);
+        return;
+    }
+    const cr_tokmerge *tm = ts[s].tm;
+    f->st->vocab_rows = tm && !tm->identity ? tm->n_pad : 0;
+    cr_tokstages_free(f->alloc, ts, s + 1);
+}
 
 static void plan_stage(fe *f, uint32_t s, fe_model **outputs)
 {
@@ -855,6 +880,18 @@ static void plan_stage(fe *f, uint32_t s, fe_model **outputs)
     }
 #undef GET
     if (!f->method || !ok || f->oom) return;
+    /* mergekit's referenced_models() in recipe order: the base, then every
+     * source as first named (a tokenizer merge's model order) */
+    uint32_t *mods = fe_alloc(f, (f->models.len + 1) * sizeof *mods);
+    if (!mods) return;
+    if (base >= 0) mods[st->n_models++] = (uint32_t)base;
+    for (uint32_t k = 0; k < n_slices; k++)
+        for (uint32_t i = 0; i < slices[k].n; i++) {
+            bool seen = false;
+            for (uint32_t j = 0; j < st->n_models && !seen; j++) seen = mods[j] == (uint32_t)slices[k].srcs[i].model;
+            if (!seen) mods[st->n_models++] = (uint32_t)slices[k].srcs[i].model;
+        }
+    st->models = mods;
     for (uint32_t k = 0; k < n_slices; k++) {
         if (slices[k].n == 0) return;
         ok &= check_slice(f, &slices[k], cfg->form == CR_CONFIG_MODELS);
@@ -919,6 +956,8 @@ static void plan_stage(fe *f, uint32_t s, fe_model **outputs)
                     f->tensor_errors - MAX_TENSOR_ERRORS);
     finish_tensors(f);
     if (f->oom || f->d->n_errors > errors_before) return;
+    if (s + 1 < f->n_cfgs && st->tokenizer_source) stage_vocab(f, s);
+    if (f->d->n_errors > errors_before) return;
     outputs[s] = stage_output_model(f, cfg->form == CR_CONFIG_SLICES ? out_layers : dm->n_layers,
                                     dm->arch_name);
 }
@@ -950,6 +989,7 @@ static void publish(fe *f, cr_plan *out)
     out->n_models = (uint32_t)nm;
     out->stages = stages;
     out->n_stages = (uint32_t)ns;
+    out->copy_tokenizer = f->opt->copy_tokenizer;
 }
 
 static cr_status run(fe *f, const cr_ytree *tree, cr_plan *out, cr_error *err)

@@ -24,6 +24,7 @@ typedef struct cr_frontend_options {
     bool no_env;                   /* ignore CRUCIBLE_MODELS and the HF cache variables */
     bool has_lora_merge_dtype;     /* --lora-merge-dtype given: */
     cr_dtype lora_merge_dtype;     /* model+lora references read as this dtype (else stored dtypes) */
+    bool copy_tokenizer;           /* --copy-tokenizer (cr_plan.copy_tokenizer) */
 } cr_frontend_options;
 
 /* Compile `recipe_path` into `out`. `opt` may be NULL (defaults).

@@ -87,7 +87,7 @@ static cr_status compile_recipe(const cr_pipeline_options *o, cr_source_kind kin
     cr_frontend_options fo = { .models_dir = o->models_dir, .methods = methods, .header_only = o->header_only,
                                .allow_crimes = o->allow_crimes, .no_env = o->no_env,
                                .has_lora_merge_dtype = o->has_lora_merge_dtype,
-                               .lora_merge_dtype = o->lora_merge_dtype };
+                               .lora_merge_dtype = o->lora_merge_dtype, .copy_tokenizer = o->copy_tokenizer };
     if (o->text) st = cr_frontend_yaml_text(al, o->path, o->text, o->text_len, &fo, &r->plan, &r->diags, err);
     else if (kind == CR_SOURCE_LUA) st = cr_frontend_lua(al, o->path, &fo, &r->plan, &r->diags, err);
     else st = cr_frontend_yaml(al, o->path, &fo, &r->plan, &r->diags, err);

@@ -94,8 +94,15 @@ typedef struct cr_plan_stage {
                                  * base/union); used when it is none of the inputs */
     const char *tokenizer_source_tried; /* where the resolver looked when it was not found */
     long tokenizer_pad;         /* tokenizer.pad_to_multiple_of, 0: none */
+    uint64_t vocab_rows;        /* rows of the permuted vocabulary tensors of a stage that a later stage
+                                 * reads (0: not permuted) */
     const struct cr_token_cfg *tokens; /* tokenizer.tokens (compiler/config.h), YAML order */
     uint32_t n_tokens;
+    /* the stage's models (mergekit's referenced_models()): the base first,
+     * then in recipe order of first appearance; NULL: not listed (every
+     * plan model counts) */
+    const uint32_t *models;
+    uint32_t n_models;
 } cr_plan_stage;
 
 typedef struct cr_plan {
@@ -106,6 +113,10 @@ typedef struct cr_plan {
     uint32_t n_models;
     cr_plan_stage *stages;      /* the last stage is the one written out */
     uint32_t n_stages;
+    /* --copy-tokenizer: every stage's output carries its donor's tokenizer
+     * (mergekit-multi passes the option to each stage), which a later
+     * stage's tokenizer merge reads (compiler/tokstage.h) */
+    bool copy_tokenizer;
     /* the registry the front end opened itself (no registry given): method
      * infos and parameter names point into it, so it lives as long as the
      * plan; closed by cr_plan_free */

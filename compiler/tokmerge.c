@@ -21,6 +21,7 @@
 #include "limits.h"
 #include "config.h"
 #include "tokmerge.h"
+#include "tokstage.h"
 
 /* ---- a string -> int map (open addressing; keys are borrowed) ---------- */
 
@@ -113,15 +114,15 @@ static const char *special_text(const cJSON *v)
     return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(v, "content"));
 }
 
-static cr_status load_tok(const cr_allocator *a, const cr_plan_model *m, bool strip, tm_tok *t, cr_error *err)
+/* get_vocab() of model m's tokenizer: a directory's files, or what an
+ * earlier stage's directory holds (compiler/tokstage.h); the base stripped
+ * to its config vocab_size when `strip` */
+static cr_status load_tok(const cr_allocator *a, const cr_plan *plan, const cr_tokstage *stages,
+                          const cr_plan_model *m, bool strip, tm_tok *t, cr_error *err)
 {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer.json", m->path);
-    cr_status s = cr_json_read_object(a, path, CR_LIMIT_JSON_BYTES, &t->json, err);
+    const char *where = m->path ? m->path : m->ref;
+    cr_status s = cr_tokstage_model(a, plan, stages, m, &t->json, &t->cfg, &t->V, err);
     if (s) return s;
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", m->path);
-    cr_error e2 = { 0 };
-    if (cr_json_read_object(a, path, CR_LIMIT_JSON_BYTES, &t->cfg, &e2)) t->cfg = NULL;
     cJSON *model = cJSON_GetObjectItemCaseSensitive(t->json, "model");
     cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     cJSON *added = cJSON_GetObjectItemCaseSensitive(t->json, "added_tokens");
@@ -138,7 +139,7 @@ static cr_status load_tok(const cr_allocator *a, const cr_plan_model *m, bool st
         const char *text = cJSON_IsArray(vocab) ? cJSON_GetStringValue(cJSON_GetArrayItem(v, 0)) : v->string;
         double id = cJSON_IsArray(vocab) ? idx : v->valuedouble;
         if (!text || (!cJSON_IsArray(vocab) && !cJSON_IsNumber(v)) || id < 0 || id > INT32_MAX)
-            return cr_fail(err, CR_ERR_FORMAT, "%s/tokenizer.json: a bad model.vocab entry", m->path);
+            return cr_fail(err, CR_ERR_FORMAT, "%s/tokenizer.json: a bad model.vocab entry", where);
         ent_set(t, text, (int32_t)id);
         idx++;
     }
@@ -147,7 +148,7 @@ static cr_status load_tok(const cr_allocator *a, const cr_plan_model *m, bool st
         const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(v, "content"));
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(v, "id");
         if (!text || !cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > INT32_MAX)
-            return cr_fail(err, CR_ERR_FORMAT, "%s/tokenizer.json: an added_tokens entry without content and id", m->path);
+            return cr_fail(err, CR_ERR_FORMAT, "%s/tokenizer.json: an added_tokens entry without content and id", where);
         ent_set(t, text, (int32_t)id->valuedouble);
         t->added[t->n_added++] = (tm_ent){ text, (int32_t)id->valuedouble, v };
     }
@@ -172,9 +173,6 @@ static cr_status load_tok(const cr_allocator *a, const cr_plan_model *m, bool st
         if (!have) t->added[t->n_added++] = (tm_ent){ t->ent[*e].text, t->ent[*e].id, t->cfg };
     }
     qsort(t->added, t->n_added, sizeof *t->added, ent_by_id);
-    long long vs;
-    t->V = m->opened && (cr_model_config_int(&m->model, "vocab_size", &vs) ||
-                         cr_model_config_int(&m->model, "text_config.vocab_size", &vs)) ? vs : -1;
     t->loaded = true;
     if (!strip) return CR_OK;
     /* get_stripped_tokenizer: the base loses every token with id >= V */
@@ -271,6 +269,7 @@ static bool add_entry(cJSON *arr, const char *text, uint32_t id, const cJSON *fr
 static bool sentencepiece_only(const char *dir)
 {
     char path[4096];
+    if (!dir) return false;
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     if (!access(path, F_OK)) return false;
     snprintf(path, sizeof path, "%s/tokenizer.model", dir);
@@ -303,22 +302,20 @@ void cr_tokmerge_free(const cr_allocator *a, cr_tokmerge *t)
 {
     if (!t) return;
     cJSON_Delete(t->tok_json);
+    cJSON_Delete(t->src_cfg);
     cJSON_Delete(t->added_out);
     cr_arena_free(&t->arena);
     cr_free(a, t);
 }
 
-cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr_plan_stage *st, int donor,
+cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, uint32_t si, const cr_tokstage *stages,
                             cr_tokmerge **out, cr_error *err)
 {
     *out = NULL;
     uint32_t nm = plan->n_models;
-    int base = st->base_model >= 0 ? st->base_model : donor;
+    const cr_plan_stage *st = &plan->stages[si];
+    int base = st->base_model >= 0 ? st->base_model : st->donor_model;
     if (base < 0) return cr_fail(err, CR_ERR_CONFIG, "tokenizer merge: the recipe has no model");
-    for (uint32_t i = 0; i < nm; i++)
-        if (plan->models[i].stage >= 0)
-            return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer_source in a multi-stage recipe (input %s is a stage): "
-                           "not supported yet", plan->models[i].ref);
     cr_tokmerge *tm = cr_calloc(a, 1, sizeof *tm);
     tm_tok *T = cr_calloc(a, nm + 1, sizeof *T);
     tm_tok srcT = { 0 };
@@ -330,13 +327,26 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr
     tm->base = base;
     tm->src_model = base;
     cr_status s = CR_OK;
+    /* the stage's models (referenced_models()), base first, then in recipe
+     * order of first appearance (compiler/frontend.c); a plan from a front
+     * end that does not list them: every plan model */
+    uint32_t *ord = cr_calloc(a, nm + 1, sizeof *ord), n_ord = 1;
+    if (!ord) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
+    ord[0] = (uint32_t)base;
+    for (uint32_t q = 0; q < (st->n_models ? st->n_models : nm); q++) {
+        uint32_t i = st->n_models ? st->models[q] : q;
+        if (i != (uint32_t)base && i < nm) ord[n_ord++] = i;
+    }
     /* §1.2: the stripped base, every other input as is (one without a
      * readable tokenizer uses the base's vocabulary, as mergekit does) */
-    if ((s = load_tok(a, &plan->models[base], true, &T[base], err))) { s = fail_tok(&plan->models[base], err); goto out; }
-    for (uint32_t i = 0; i < nm; i++) {
-        if ((int)i == base) continue;
+    if ((s = load_tok(a, plan, stages, &plan->models[base], true, &T[base], err))) {
+        s = fail_tok(&plan->models[base], err);
+        goto out;
+    }
+    for (uint32_t q = 1; q < n_ord; q++) {
+        uint32_t i = ord[q];
         cr_error e2 = { 0 };
-        if (!load_tok(a, &plan->models[i], false, &T[i], &e2)) continue;
+        if (!load_tok(a, plan, stages, &plan->models[i], false, &T[i], &e2)) continue;
         tok_free(a, &T[i]);
         /* a tokenizer transformers would load some other way (a
          * sentencepiece model, a tokenizer.json crucible cannot read)
@@ -345,7 +355,8 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr
         char path[4096];
         static const char *const other[] = { "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json" };
         if (sentencepiece_only(plan->models[i].path)) { s = fail_tok(&plan->models[i], err); goto out; }
-        for (size_t f = 0; f < CR_ARRAY_LEN(other); f++) {
+        /* a stage whose directory holds no tokenizer: the base's vocabulary */
+        for (size_t f = 0; f < CR_ARRAY_LEN(other) && plan->models[i].path; f++) {
             snprintf(path, sizeof path, "%s/%s", plan->models[i].path, other[f]);
             if (!access(path, F_OK)) {
                 s = cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer merge: %s has %s but crucible cannot read its "
@@ -358,24 +369,29 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr
     /* the output vocabulary: the source's get_vocab(), ids 0..N-1 */
     const char *ts = st->tokenizer_source;
     const tm_tok *src = &T[base];
-    int src_model = base;
+    int src_model = base, sm_stage = -1;
     if (strcmp(ts, "base") && strcmp(ts, "union")) {
         src_model = -1;
-        for (uint32_t i = 0; i < nm && src_model < 0; i++)
-            if (plan->models[i].ref && !strcmp(plan->models[i].ref, ts)) src_model = (int)i;
+        for (uint32_t q = 0; q < n_ord && src_model < 0; q++)
+            if (plan->models[ord[q]].ref && !strcmp(plan->models[ord[q]].ref, ts)) src_model = (int)ord[q];
         /* none of the inputs: mergekit loads its tokenizer all the same
          * (AutoTokenizer, not stripped); its rows come from the inputs'
          * permutations like any other output token's */
-        cr_plan_model other = { .ref = ts, .path = st->tokenizer_source_dir };
+        cr_plan_model other = { .ref = ts, .path = st->tokenizer_source_dir, .stage = -1 };
+        /* an earlier stage named only as the source: mergekit-multi loads
+         * its directory like any model */
+        for (uint32_t k = 0; k < si && src_model < 0 && !other.path; k++)
+            if (plan->stages[k].name && !strcmp(plan->stages[k].name, ts)) other.stage = (int)k;
         const cr_plan_model *sm = src_model >= 0 ? &plan->models[src_model] : &other;
-        if (!sm->path) {
+        if (!sm->path && sm->stage < 0) {
             s = cr_fail(err, CR_ERR_CONFIG, "tokenizer_source '%s' not found (looked in %s): it is none of the "
                         "recipe's models, and crucible never downloads", ts,
                         st->tokenizer_source_tried ? st->tokenizer_source_tried : "?");
             goto out;
         }
         /* loaded afresh, not stripped */
-        if ((s = load_tok(a, sm, false, &srcT, err))) { s = fail_tok(sm, err); goto out; }
+        sm_stage = sm->stage;
+        if ((s = load_tok(a, plan, stages, sm, false, &srcT, err))) { s = fail_tok(sm, err); goto out; }
         if ((s = check_ids(sm, &srcT, err))) goto out;
         src = &srcT;
         tm->src_dir = sm->path;
@@ -410,9 +426,8 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr
             s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
             goto out;
         }
-        for (uint32_t k = 0; k < nm; k++) {
-            uint32_t i = k == 0 ? (uint32_t)base : k <= (uint32_t)base ? k - 1 : k;
-            tm_tok *t = &T[i];
+        for (uint32_t k = 0; k < n_ord; k++) {
+            tm_tok *t = &T[ord[k]];
             if (!t->loaded) continue;
             long long Vm = t->V >= 0 ? t->V : t->n_model;
             tm_ent *by = cr_malloc(a, (t->n_ent + 1) * sizeof *by);
@@ -465,8 +480,8 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr
         tm->cfg_model[k] = -1;
         tm->cfg_row[k] = c->src_id;
         tm->cfg_id[k] = *smap_get(&om, c->token);
-        for (uint32_t i = 0; c->model && i < nm && tm->cfg_model[k] < 0; i++)
-            if (plan->models[i].ref && !strcmp(plan->models[i].ref, c->model)) tm->cfg_model[k] = (int)i;
+        for (uint32_t q = 0; c->model && q < n_ord && tm->cfg_model[k] < 0; q++)
+            if (plan->models[ord[q]].ref && !strcmp(plan->models[ord[q]].ref, c->model)) tm->cfg_model[k] = (int)ord[q];
         if (c->kind != CR_TOKSRC_MODEL_TOKEN || !c->src_token || tm->cfg_model[k] < 0) continue;
         const tm_tok *mt = &T[tm->cfg_model[k]];
         int32_t *e = mt->loaded ? smap_get(&mt->map, c->src_token) : NULL;
@@ -490,14 +505,21 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr
     /* §1.5: the permutations */
     tm->identity = !strcmp(ts, "base") || !strcmp(ts, "union") ? tm->n_added_out == 0 : true;
     tm->identity = tm->identity && tm->n_pad == n && !st->n_tokens;
-    for (uint32_t i = 0; i < nm && !s; i++) {
+    for (uint32_t i = 0; i < nm; i++) {
+        tm->perm[i] = NULL;
+        tm->vocab_size[i] = -1;
+    }
+    for (uint32_t q = 0; q < n_ord && !s; q++) {
+        uint32_t i = ord[q];
         const tm_tok *mv = T[i].loaded ? &T[i] : &T[base];
         long long V = T[i].loaded ? T[i].V : -1;
         if (V < 0) {
             long long vs;
             const cr_plan_model *pm = &plan->models[i];
             V = pm->opened && (cr_model_config_int(&pm->model, "vocab_size", &vs) ||
-                               cr_model_config_int(&pm->model, "text_config.vocab_size", &vs)) ? vs : mv->n_ent;
+                               cr_model_config_int(&pm->model, "text_config.vocab_size", &vs)) ? vs
+              : pm->stage >= 0 && stages && stages[pm->stage].vocab_size >= 0 ? stages[pm->stage].vocab_size
+              : mv->n_ent;
         }
         tm->vocab_size[i] = V;
         int32_t *p = tm->perm[i] = cr_arena_alloc(&tm->arena, ((size_t)n + 1) * sizeof *p);
@@ -525,8 +547,11 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr
     if (s) goto out;
     /* the output tokenizer.json: the source's (stripped), union tokens
      * appended (compiler/tokwrite.c renders the files) */
-    if (src == &srcT) { tm->tok_json = srcT.json; srcT.json = NULL; }
-    else { tm->tok_json = T[base].json; T[base].json = NULL; }
+    tm->src_stage = src == &srcT ? sm_stage : plan->models[base].stage;
+    tm_tok *from = src == &srcT ? &srcT : &T[base];
+    tm->tok_json = from->json;
+    tm->src_cfg = from->cfg;
+    from->json = from->cfg = NULL;
 out:
     for (uint32_t i = 0; i < nm; i++) {
         /* tokens[] borrowed texts of these JSONs: copied above */
@@ -534,6 +559,7 @@ out:
     }
     tok_free(a, &srcT);
     cr_free(a, T);
+    cr_free(a, ord);
     smap_free(a, &om);
     cr_free(a, ov);
     cr_free(a, oa);

@@ -24,7 +24,9 @@ typedef struct cr_tokmerge {
     int base;                   /* plan model the vocabulary is built from (§1.2) */
     int src_model;              /* plan model whose tokenizer is the output (base / model source);
                                  * -1: a model source that is none of the inputs */
-    const char *src_dir;        /* the directory of that tokenizer's files (borrowed from the plan) */
+    int src_stage;              /* the output's tokenizer is this earlier stage's (-1: a directory's) */
+    const char *src_dir;        /* the directory of that tokenizer's files (borrowed from the plan;
+                                 * NULL: an earlier stage's output, compiler/tokstage.h) */
     bool identity;              /* every permutation i -> i over every model's rows: the plain merge */
     uint32_t n_added_out;       /* tokens appended past the source's vocabulary */
     /* per tokenizer.tokens entry: the plan model its source names (-1: not
@@ -34,14 +36,20 @@ typedef struct cr_tokmerge {
     long long *cfg_row;
     uint32_t *cfg_id;           /* the entry's token's output id */
     cJSON *tok_json;            /* the source's tokenizer.json (the base's stripped) */
+    cJSON *src_cfg;             /* the source's tokenizer_config.json (NULL: none) */
     cJSON *added_out;           /* added_tokens entries of the appended tokens, by id */
 } cr_tokmerge;
 
-/* Builds the merge for stage `st` (its tokenizer_source set). `donor` is
- * the stage's donor model (the base when there is one, else the first
- * model). Errors name the model and what mergekit would do. */
-cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr_plan_stage *st, int donor,
-                            cr_tokmerge **out, cr_error *err);
+struct cr_tokstage;
+
+/* Builds the merge for stage `si` of the plan (its tokenizer_source set).
+ * Its donor model (the base when there is one, else the first model) is
+ * the base of the merge. `stages` says what the directories of stages
+ * [0, si) hold (compiler/tokstage.h); an input that is an earlier stage's
+ * output is read from there (NULL: no input is a stage). Errors name the
+ * model and what mergekit would do. */
+cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, uint32_t si,
+                            const struct cr_tokstage *stages, cr_tokmerge **out, cr_error *err);
 void cr_tokmerge_free(const cr_allocator *a, cr_tokmerge *t);
 
 #endif

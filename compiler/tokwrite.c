@@ -53,10 +53,10 @@ static cr_status write_json(cr_program *p, const char *name, const cJSON *j, cr_
     return s;
 }
 
-cr_status cr_tokmerge_write(cr_program *p, const cr_plan *plan, const cr_tokmerge *tm, const char *tmpl,
-                            cr_error *err)
+cr_status cr_tokmerge_render(const cr_allocator *a, const cr_tokmerge *tm, cJSON **tok, cJSON **cfg, cr_error *err)
 {
-    (void)plan;
+    (void)a;
+    *tok = *cfg = NULL;
     cJSON *tj = cJSON_Duplicate(tm->tok_json, true);
     if (!tj) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     cJSON *added = cJSON_GetObjectItemCaseSensitive(tj, "added_tokens");
@@ -66,26 +66,33 @@ cr_status cr_tokmerge_write(cr_program *p, const cr_plan *plan, const cr_tokmerg
         cJSON *d = cJSON_Duplicate(e, true);
         if (!d || !added || !cJSON_AddItemToArray(added, d)) { cJSON_Delete(d); cJSON_Delete(tj); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
     }
-    cr_status s = write_json(p, "tokenizer.json", tj, err);
-    cJSON_Delete(tj);
-    if (s) return s;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", tm->src_dir);
-    cJSON *cfg = NULL;
-    cr_error e2 = { 0 };
-    if (cr_json_read_object(p->alloc, path, CR_LIMIT_JSON_BYTES, &cfg, &e2)) cfg = cJSON_CreateObject();
-    if (!cfg) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    cJSON *c = tm->src_cfg ? cJSON_Duplicate(tm->src_cfg, true) : cJSON_CreateObject();
+    if (!c) { cJSON_Delete(tj); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
     static const char *const drop[] = { "added_tokens_decoder", "additional_special_tokens", "chat_template",
                                         "add_bos_token", "add_eos_token" };
-    for (size_t i = 0; i < CR_ARRAY_LEN(drop); i++) cJSON_DeleteItemFromObjectCaseSensitive(cfg, drop[i]);
-    const char *cls = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cfg, "tokenizer_class"));
+    for (size_t i = 0; i < CR_ARRAY_LEN(drop); i++) cJSON_DeleteItemFromObjectCaseSensitive(c, drop[i]);
+    const char *cls = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "tokenizer_class"));
     if (!cls || !strcmp(cls, "PreTrainedTokenizerFast")) {
-        cJSON_DeleteItemFromObjectCaseSensitive(cfg, "tokenizer_class");
-        cJSON_AddStringToObject(cfg, "tokenizer_class", "TokenizersBackend");
+        cJSON_DeleteItemFromObjectCaseSensitive(c, "tokenizer_class");
+        cJSON_AddStringToObject(c, "tokenizer_class", "TokenizersBackend");
     }
-    if (!cJSON_GetObjectItemCaseSensitive(cfg, "backend")) cJSON_AddStringToObject(cfg, "backend", "tokenizers");
-    sort_keys(cfg);
-    s = write_json(p, "tokenizer_config.json", cfg, err);
+    if (!cJSON_GetObjectItemCaseSensitive(c, "backend")) cJSON_AddStringToObject(c, "backend", "tokenizers");
+    sort_keys(c);
+    *tok = tj;
+    *cfg = c;
+    return CR_OK;
+}
+
+cr_status cr_tokmerge_write(cr_program *p, const cr_plan *plan, const cr_tokmerge *tm, const char *tmpl,
+                            cr_error *err)
+{
+    (void)plan;
+    cJSON *tj, *cfg;
+    cr_status s = cr_tokmerge_render(p->alloc, tm, &tj, &cfg, err);
+    if (s) return s;
+    s = write_json(p, "tokenizer.json", tj, err);
+    if (!s) s = write_json(p, "tokenizer_config.json", cfg, err);
+    cJSON_Delete(tj);
     cJSON_Delete(cfg);
     if (!s && tmpl) s = cr_program_aux_write(p, "chat_template.jinja", tmpl, strlen(tmpl), err);
     return s;

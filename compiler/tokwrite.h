@@ -6,6 +6,11 @@
 #include "program.h"
 #include "tokmerge.h"
 
+/* The two JSON files as transformers 5 saves the merged tokenizer (what a
+ * later stage of a multi-stage recipe loads, compiler/tokstage.h). The
+ * caller owns *tok and *cfg (cJSON_Delete). */
+cr_status cr_tokmerge_render(const cr_allocator *a, const cr_tokmerge *tm, cJSON **tok, cJSON **cfg, cr_error *err);
+
 /* Adds tokenizer.json, tokenizer_config.json and (when `tmpl` is not NULL)
  * chat_template.jinja as aux records of p. */
 cr_status cr_tokmerge_write(cr_program *p, const cr_plan *plan, const cr_tokmerge *tm, const char *tmpl,

@@ -230,7 +230,7 @@ static cr_status verify_tables(const cr_program *p, cr_error *err)
             /* every gathered row lies inside the tensor */
             uint64_t t;
             if (in->rowmap.len != in->rows * 4 || in->rowmap.off % 4 || !add_ok(in->rowmap.off, in->rowmap.len, &t) ||
-                t > p->n_blob_bytes || !p->blobs || in->kind == CR_INPUT_SCRATCH)
+                t > p->n_blob_bytes || !p->blobs)
                 return cr_fail(err, CR_ERR_FORMAT, "input %u (%s): bad row table", i, nm);
             const uint32_t *map = (const uint32_t *)(const void *)(p->blobs + in->rowmap.off);
             for (uint64_t r = 0; r < in->rows; r++) {

@@ -12,7 +12,7 @@ punctuation, Unicode, added and special tokens spliced in), encoded with
 and without special tokens, and their decodings. The tok_union_ab merge is
 also loaded as a model and made to generate, with no warning.
 
-Usage: check_tokmerge.py CRUCIBLE_BIN [N]   (with the mergekit 0.1.5 venv's python)
+Usage: check_tokmerge.py CRUCIBLE_BIN [N [SUBSTRING]]   (with the mergekit 0.1.5 venv's python)
 """
 import json
 import os
@@ -29,13 +29,19 @@ def main():
     import transformers
     bin_ = os.path.abspath(sys.argv[1])
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 3000
-    cases = sorted(c for c in os.listdir(os.path.join(GOLDEN, "cases-0.1.5")) if c.startswith("tok_"))
+    only = sys.argv[3] if len(sys.argv) > 3 else ""
+    cases = sorted(c for c in os.listdir(os.path.join(GOLDEN, "cases-0.1.5")) if c.startswith("tok_") and only in c)
     bad = 0
     with tempfile.TemporaryDirectory() as tmp:
         for c in cases:
             d = os.path.join(GOLDEN, "cases-0.1.5", c)
             out = os.path.join(tmp, c)
-            r = subprocess.run([bin_, "merge", os.path.join(d, "recipe.yml"), out, "--quiet", "--no-copy-tokenizer"],
+            # multi-stage cases ran as mergekit-multi does, copying each
+            # stage's tokenizer (case.json options)
+            meta = json.load(open(os.path.join(d, "case.json")))
+            copy = meta.get("options", {}).get("copy_tokenizer")
+            r = subprocess.run([bin_, "merge", os.path.join(d, "recipe.yml"), out, "--quiet",
+                                "--copy-tokenizer" if copy else "--no-copy-tokenizer"],
                                cwd=os.path.join(GOLDEN, "models"), capture_output=True, text=True)
             if r.returncode:
                 print(f"{c}: crucible failed: {r.stderr.strip()[:300]}")

@@ -17,6 +17,12 @@ set. The run pins both (get_vocab sorted by id, models in recipe order,
 base first), which is one of mergekit's possible outputs and the one
 crucible implements.
 
+Multi-stage cases (tok_multi_*) run each document as mergekit-multi 0.1.5
+does (scripts/multimerge.py: load_config patches stage names to
+intermediate directories; each stage is a run_merge of its own, with
+mergekit-multi's default copy_tokenizer=True), so a later stage loads an
+earlier stage's written tokenizer and config.json as a model.
+
 Usage: tests/golden/.venv-0.1.5/bin/python tests/golden/gen_tokmerge.py [--only X]
 """
 import argparse
@@ -211,6 +217,46 @@ def cases():
     return c
 
 
+def multi_cases():
+    """(name, method of the last stage, [documents]): stages named tok_s1."""
+    def M(m, w):
+        return {"model": m, "parameters": {"weight": w}}
+    s1_union = {"name": "tok_s1", "merge_method": "linear", "base_model": "tok_a",
+                "models": [M("tok_a", 0.6), M("tok_b", 0.4)], "tokenizer_source": "union"}
+    c = []
+    # stage 1 a union of two vocabularies; stage 2 merges it with a third
+    # model, its tokenizer the stage's (stripped to its config vocab_size)
+    c.append(("tok_multi_union_base", "linear", [
+        s1_union, {"merge_method": "linear", "base_model": "tok_s1",
+                   "models": [M("tok_s1", 0.7), M("tok_c", 0.3)], "tokenizer_source": "base"}]))
+    c.append(("tok_multi_union_union", "task_arithmetic", [
+        s1_union, {"merge_method": "task_arithmetic", "base_model": "tok_c",
+                   "models": [M("tok_s1", 0.5), M("tok_b", 0.5)], "tokenizer_source": "union"}]))
+    # only the last stage merges tokenizers: stage 1 carries B's tokenizer
+    # (copied, vocab_size 23 below the tokenizer's 24 entries)
+    s1_copy = {"name": "tok_s1", "merge_method": "linear", "models": [M("tok_b", 1.0)], "dtype": "bfloat16"}
+    c.append(("tok_multi_final_union", "linear", [
+        s1_copy, {"merge_method": "linear", "base_model": "tok_a",
+                  "models": [M("tok_a", 0.5), M("tok_s1", 0.5)], "tokenizer_source": "union"}]))
+    c.append(("tok_multi_final_base", "linear", [
+        s1_copy, {"merge_method": "linear", "base_model": "tok_s1",
+                  "models": [M("tok_s1", 0.5), M("tok_a", 0.5)], "tokenizer": {"source": "union"}}]))
+    # a padded union carried through a stage without a tokenizer merge
+    # (its config vocab_size and tokenizer copied to the output)
+    c.append(("tok_multi_pad_copy", "linear", [
+        dict(s1_union, tokenizer={"source": "union", "pad_to_multiple_of": 16}, tokenizer_source=None),
+        {"merge_method": "linear", "models": [M("tok_s1", 1.0)], "dtype": "bfloat16"}]))
+    # the stage's tokenizer as a model source
+    c.append(("tok_multi_model_src", "linear", [
+        s1_union, {"merge_method": "linear", "base_model": "tok_c",
+                   "models": [M("tok_c", 0.5), M("tok_s1", 0.5)], "tokenizer_source": "tok_s1"}]))
+    for _, _, docs in c:
+        for d in docs:
+            for k in [k for k, v in d.items() if v is None]:
+                del d[k]
+    return c
+
+
 def pin():
     """referenced_models in recipe order (base first) and get_vocab sorted by id."""
     import mergekit.config as mc
@@ -284,6 +330,56 @@ def run_case(name, method, recipe):
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def run_multi_case(name, method, docs):
+    import importlib.metadata as md
+    import torch
+    import yaml
+    from mergekit.merge import run_merge
+    from mergekit.options import MergeOptions
+    from mergekit.scripts.multimerge import load_config
+    d = os.path.join(CASES, name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    text = yaml.safe_dump_all(docs, sort_keys=False)
+    with open(os.path.join(d, "recipe.yml"), "w") as f:
+        f.write(text)
+    tmp = os.path.join(HERE, ".out", name)
+    shutil.rmtree(tmp, ignore_errors=True)
+    inter = os.path.join(tmp, "intermediate")
+    final = os.path.join(tmp, "final")
+    cwd = os.getcwd()
+    os.chdir(MODELS)
+    try:
+        configs, _ = load_config(text, inter)
+        opts = MergeOptions(random_seed=SEED, copy_tokenizer=True, out_shard_size=10**12,
+                            write_model_card=False, quiet=True, lazy_unpickle=False)
+        torch.set_num_threads(1)
+        # documents in file order (each stage only names earlier ones)
+        for doc in docs:
+            stage = doc.get("name")
+            run_merge(configs[stage], os.path.join(inter, stage) if stage else final, options=opts)
+    finally:
+        os.chdir(cwd)
+    shutil.copy(os.path.join(final, "model.safetensors"), os.path.join(d, "model.safetensors"))
+    mo = os.path.join(d, "mergekit-out")
+    os.makedirs(mo)
+    for f in ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
+              "special_tokens_map.json"):
+        if os.path.exists(os.path.join(final, f)):
+            shutil.copy(os.path.join(final, f), os.path.join(mo, f))
+    v = {k: md.version(k) for k in ("mergekit", "torch", "transformers", "tokenizers", "numpy", "safetensors")}
+    v["aten_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    meta = {"method": method, "kind": "deterministic", "seed": SEED, "mergekit": v,
+            "options": {"copy_tokenizer": True},
+            "tolerance": {"max_ulp": 0, "min_exact_fraction": 1.0},
+            "note": "multi-stage tokenizer merge run as mergekit-multi (tests/golden/gen_tokmerge.py): "
+                    "get_vocab sorted by id, referenced_models in recipe order"}
+    with open(os.path.join(d, "case.json"), "w") as f:
+        json.dump(meta, f, indent=2, sort_keys=True)
+        f.write("\n")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--only")
@@ -296,11 +392,12 @@ def main():
         build_models()
     pin()
     failed = []
-    for name, method, recipe in cases():
+    todo = [(n, m, r, run_case) for n, m, r in cases()] + [(n, m, r, run_multi_case) for n, m, r in multi_cases()]
+    for name, method, recipe, fn in todo:
         if a.only and a.only not in name:
             continue
         try:
-            run_case(name, method, recipe)
+            fn(name, method, recipe)
             print("ok  ", name)
         except Exception as e:
             failed.append(name)

@@ -666,6 +666,9 @@ TEST(every_case_compiles)
         /* the options gt_merge passes as flags that the compiler sees */
         const cJSON *opts = cJSON_GetObjectItem(meta, "options");
         bool truncate = cJSON_IsTrue(cJSON_GetObjectItem(opts, "unsafe_truncate_embeddings"));
+        /* multi-stage tokenizer cases: each stage's directory gets its
+         * donor's tokenizer, as mergekit-multi's default does */
+        bool copy_tok = cJSON_IsTrue(cJSON_GetObjectItem(opts, "copy_tokenizer"));
         cr_dtype lmd = CR_DTYPE_NONE;
         const char *lmd_name = cJSON_GetStringValue(cJSON_GetObjectItem(opts, "lora_merge_dtype"));
         CHECK_MSG(!lmd_name || cr_dtype_parse_torch(lmd_name, &lmd), "%s: lora_merge_dtype %s", g_cases[i], lmd_name);
@@ -673,6 +676,7 @@ TEST(every_case_compiles)
         cr_pipeline_options o = { .alloc = gt_alloc(), .path = path, .kind = CR_SOURCE_YAML,
                                   .models_dir = models, .methods = reg,
                                   .has_lora_merge_dtype = lmd != CR_DTYPE_NONE, .lora_merge_dtype = lmd,
+                                  .copy_tokenizer = copy_tok,
                                   .compile = { .seed = 42, .mk_version = mk,
                                                .unsafe_truncate_embeddings = truncate } };
         cr_compile_result r;

@@ -11,7 +11,6 @@
 
 #include "aux_files.h"
 #include "bind.h"
-#include "chat_templates.h"
 #include "hfdir.h"
 #include "infile.h"
 #include "jsonw.h"

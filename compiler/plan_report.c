@@ -57,13 +57,16 @@ cr_status cr_plan_measure(const cr_program *p, unsigned threads, uint64_t max_me
         if (!v->rowmap.len) continue;
         n->gather_table_bytes += v->rowmap.len;
         if (v->kind == CR_INPUT_BLOB) { n->gather_table_bytes += v->nbytes; continue; }
+        /* inputs are in stage order: a new size is a later stage's */
+        if (n->vocab_rows && v->rows != n->vocab_rows && n->n_vocab_earlier < CR_ARRAY_LEN(n->vocab_earlier))
+            n->vocab_earlier[n->n_vocab_earlier++] = n->vocab_rows;
         n->vocab_rows = v->rows;
         n->n_gathers++;
         bool seen = false;
         for (uint32_t j = 0; j < i && !seen; j++)
             seen = p->inputs[j].rowmap.len && p->inputs[j].kind == v->kind && p->inputs[j].file == v->file &&
                    p->inputs[j].offset == v->offset;
-        if (!seen) n->gather_mapped += v->nbytes;
+        if (!seen && v->kind == CR_INPUT_FILE) n->gather_mapped += v->nbytes;   /* a stage output is in memory anyway */
     }
     n->bytes_read = cr_memplan_file_bytes(p);
     cr_memplan mp;
@@ -150,9 +153,11 @@ void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out)
         char t[32], g[32];
         human(t, sizeof t, n->gather_table_bytes);
         human(g, sizeof g, n->gather_mapped);
-        fprintf(out, "vocabulary      %llu tokens after the tokenizer merge; embedding permutation: %u row gathers, "
-                "%s of tables in the program, %s of input tensors mapped whole (in peak memory)\n",
-                (unsigned long long)n->vocab_rows, n->n_gathers, t, g);
+        fprintf(out, "vocabulary      %llu tokens after the tokenizer merge", (unsigned long long)n->vocab_rows);
+        for (uint32_t i = 0; i < n->n_vocab_earlier; i++)
+            fprintf(out, "%s%llu", i ? ", " : " (earlier stages: ", (unsigned long long)n->vocab_earlier[i]);
+        fprintf(out, "%s; embedding permutation: %u row gathers, %s of tables in the program, %s of input tensors "
+                "mapped whole (in peak memory)\n", n->n_vocab_earlier ? ")" : "", n->n_gathers, t, g);
     }
     if (n->gather_kept) {
         char g[32];

@@ -30,6 +30,11 @@ typedef struct cr_plan_numbers {
      * none), the row gathers of input tensors, their tables and constant
      * masks in the program, and the input tensors they read (mapped whole) */
     uint64_t vocab_rows;
+    /* a multi-stage recipe: the vocabulary sizes of earlier stages that
+     * merge tokenizers, in stage order (a stage whose size equals the one
+     * before it is not told apart) */
+    uint64_t vocab_earlier[8];
+    uint32_t n_vocab_earlier;
     uint32_t n_gathers;
     uint64_t gather_table_bytes, gather_mapped;
 } cr_plan_numbers;

@@ -11,9 +11,7 @@
 #include <string.h>
 
 #include "aux_files.h"
-#include "infile.h"
 #include "jsonw.h"
-#include "limits.h"
 #include "tokwrite.h"
 
 static int cmp_key(const void *a, const void *b)

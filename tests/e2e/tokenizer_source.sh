@@ -94,7 +94,11 @@ models:
     parameters: {weight: 1.0}
 merge_method: linear
 Y
-refuse stage "$tmp/stages.yml" "tokenizer_source in stage 'soup' of a multi-stage recipe: not supported yet"
+# a tokenizer merge in an earlier stage (issue 16; goldens tok_multi_*): the
+# stage's merged vocabulary is what the last stage reads and writes
+"$bin" merge "$tmp/stages.yml" "$tmp/out-stages" --models-dir "$m" --quiet 2>"$tmp/err"
+check '[ $? -eq 0 ] && grep -q "\"vocab_size\": 64" "$tmp/out-stages/config.json" && [ -f "$tmp/out-stages/tokenizer.json" ]' \
+    "stage: $(head -c 300 "$tmp/err")"
 refuse v014 "$tmp/union.yml" "tokenizer_source under --mergekit-version 0.1.4: not supported yet" --mergekit-version 0.1.4
 
 echo "$pass passed, $fail failed"

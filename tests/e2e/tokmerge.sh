@@ -12,7 +12,9 @@
 g=$(cd "$(dirname "$0")/../golden" && pwd)
 cd "$g/models" || exit 1
 
-for c in tok_union_abc_bf16 tok_base_b tok_union_ta tok_pad_bf16 tok_tokens_union tok_model_extern; do
+# tok_multi_union_union: a union in stage 1, read by stage 2's union as an
+# input (row gathers over a stage output)
+for c in tok_union_abc_bf16 tok_base_b tok_union_ta tok_pad_bf16 tok_tokens_union tok_model_extern tok_multi_union_union; do
     y=$g/cases-0.1.5/$c/recipe.yml
     "$bin" merge "$y" "$tmp/$c" --quiet --no-copy-tokenizer 2>"$tmp/err"
     check '[ $? -eq 0 ]' "$c: merge failed: $(head -c 300 "$tmp/err")"
@@ -37,6 +39,31 @@ done
 "$bin" plan "$g/cases-0.1.5/tok_union_abc_bf16/recipe.yml" >"$tmp/plan" 2>&1
 check 'grep -q "^vocabulary      40 tokens after the tokenizer merge; embedding permutation: [0-9]* row gathers" "$tmp/plan"' \
     "plan: no vocabulary line: $(grep -v warning "$tmp/plan" | head -c 400)"
+# a multi-stage recipe: the last stage's vocabulary, and the earlier stage's
+"$bin" plan "$g/cases-0.1.5/tok_multi_union_union/recipe.yml" >"$tmp/plan" 2>&1
+check 'grep -q "^vocabulary      40 tokens after the tokenizer merge (earlier stages: 36); embedding permutation: 24 row gathers" "$tmp/plan"' \
+    "plan (stages): no vocabulary line: $(grep -v warning "$tmp/plan" | head -c 400)"
+
+# only the last stage merges tokenizers, over stage 1, which carries B's
+# tokenizer as mergekit-multi copies it (--copy-tokenizer, the default):
+# through a .crb and in 4 MiB the same bytes; without the copy stage 1's
+# directory has no tokenizer, and mergekit fails loading it as the base
+for c in tok_multi_final_base tok_multi_pad_copy; do
+    y=$g/cases-0.1.5/$c/recipe.yml
+    "$bin" merge "$y" "$tmp/$c" --quiet 2>"$tmp/err"
+    check '[ $? -eq 0 ]' "$c: merge failed: $(head -c 300 "$tmp/err")"
+    want=$(grep -o '"vocab_size": [0-9]*' "$g/cases-0.1.5/$c/mergekit-out/config.json")
+    check 'grep -q "$want" "$tmp/$c/config.json"' "$c: config.json has not mergekit's $want"
+    "$bin" compile "$y" -o "$tmp/$c.crb" 2>"$tmp/err" && "$bin" run "$tmp/$c.crb" "$tmp/$c-crb" --quiet 2>"$tmp/err"
+    check 'cmp -s "$tmp/$c/model.safetensors" "$tmp/$c-crb/model.safetensors"' "$c: .crb gives other bytes: $(head -c 300 "$tmp/err")"
+    check 'cmp -s "$tmp/$c/tokenizer.json" "$tmp/$c-crb/tokenizer.json"' "$c: .crb writes another tokenizer.json"
+    "$bin" merge "$y" "$tmp/$c-mem" --quiet --max-memory 4M 2>"$tmp/err"
+    check 'cmp -s "$tmp/$c/model.safetensors" "$tmp/$c-mem/model.safetensors"' "$c: --max-memory 4M: $(head -c 300 "$tmp/err")"
+done
+"$bin" merge "$g/cases-0.1.5/tok_multi_final_base/recipe.yml" "$tmp/nocopy" --quiet --no-copy-tokenizer 2>"$tmp/err"
+rc=$?
+check '[ $rc -ne 0 ] && grep -qF "stage '"'"'tok_s1'"'"' leaves no tokenizer in its directory" "$tmp/err"' \
+    "stage without a tokenizer as the base: rc=$rc $(head -c 300 "$tmp/err")"
 "$bin" explain "$g/cases-0.1.5/tok_union_ab/recipe.yml" >"$tmp/explain" 2>&1
 check 'grep -q "rows gathered" "$tmp/explain"' "explain shows no row gather: $(head -c 300 "$tmp/explain")"
 

@@ -120,6 +120,28 @@ static char *auto_template(const cr_allocator *alloc, const cr_plan *plan)
     return best >= 0 ? t[best] : NULL;
 }
 
+/* mergekit 0.1.4 looks every chat_template value up as a file
+ * `_data/chat_templates/VALUE.jinja` before it takes it for Jinja text, and
+ * the lookup raises OSError (ENAMETOOLONG) when a '/'-separated part of
+ * that name is longer than NAME_MAX (255 bytes on Linux), so such a literal
+ * template fails the merge there (0.1.5 skips the lookup for text longer
+ * than 255 bytes or holding '{' or a newline). Refused at plan time. */
+static cr_status check_014_template(const char *ct, cr_error *err)
+{
+    const char *part = ct;
+    for (const char *c = ct;; c++) {
+        if (*c && *c != '/') continue;
+        size_t len = (size_t)(c - part) + (*c ? 0 : strlen(".jinja"));
+        if (len > 255)
+            return cr_fail(err, CR_ERR_CONFIG, "chat_template: mergekit 0.1.4 first looks the value up as a named "
+                           "template file, and a %zu-byte file name fails there (OSError: File name too long); "
+                           "mergekit 0.1.5 accepts it (--mergekit-version 0.1.5), or keep each '/'-separated part "
+                           "of the template under 250 bytes", len);
+        if (!*c) return CR_OK;
+        part = c + 1;
+    }
+}
+
 /* the text `chat_template: ct` stands for (§4.1); NULL for `auto` with no
  * template among the inputs */
 static cr_status resolve_template(cr_program *p, const cr_plan *plan, const char *ct, char **out, cr_error *err)
@@ -165,12 +187,9 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
         if (plan->stages[i].tokenizer_source)
             return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer_source in stage '%s' of a multi-stage recipe: "
                            "not supported yet", plan->stages[i].name);
-    if (donor_dir && last->tokenizer_source) {
-        if (!v015)
-            return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer_source under --mergekit-version 0.1.4: not supported yet "
-                           "(only mergekit 0.1.5's file layout is reproduced)");
-        if ((s = cr_tokmerge_build(p->alloc, plan, last, donor, &tm, err))) return s;
-    }
+    if (donor_dir && last->tokenizer_source &&
+        (s = cr_tokmerge_build(p->alloc, plan, last, donor, v015 ? CR_MK_0_1_5 : CR_MK_0_1_4, &tm, err)))
+        return s;
     s = aux_model(p, plan, o, last, donor, donor_dir, v015, tm, err);
     cr_tokmerge_free(p->alloc, tm);
     if (!s) s = aux_card(p, plan, o, last, err);
@@ -224,6 +243,7 @@ static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_opti
          * (a .crb binds only inputs): always written */
         if (tm && (!tm->identity || tm->src_model < 0)) {
             char *tmpl = NULL;
+            if (last->chat_template && tm->mk == CR_MK_0_1_4 && (s = check_014_template(last->chat_template, err))) return s;
             if (last->chat_template && (s = resolve_template(p, plan, last->chat_template, &tmpl, err))) return s;
             /* without one (or `auto` finding none) the source keeps its own */
             if (!tmpl) tmpl = model_template(p->alloc, tm->src_dir);
@@ -249,9 +269,7 @@ static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_opti
             char *tmpl = NULL;
             const char *ct = last->chat_template;
             if (ct && n) {
-                if (!v015)
-                    return cr_fail(err, CR_ERR_UNSUPPORTED, "chat_template under --mergekit-version 0.1.4: not supported yet "
-                                   "(only mergekit 0.1.5's file layout is reproduced)");
+                if (!v015 && (s = check_014_template(ct, err))) return s;
                 const cr_chat_template *named;
                 cr_chat_kind k = cr_chat_template_kind(ct, &named);
                 if (k == CR_CHAT_AUTO) {

@@ -372,12 +372,12 @@ cr_status cr_build_graph(const cr_plan *plan, cr_method_registry *methods, const
             s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
         else memset(bc.shard_size[m], 0xff, ((size_t)n + 1) * sizeof **bc.shard_size);
     }
-    /* mergekit 0.1.5's tokenizer merge (0.1.4 is refused with the
-     * tokenizer files, compiler/aux_files.c) */
+    /* the tokenizer merge (mergekit 0.1.5's PermutedVocabulary, or 0.1.4's
+     * PermutedEmbeddings: compiler/tokgraph.c) */
     cr_tokmerge *tm = NULL;
     const cr_plan_stage *last = plan->n_stages ? &plan->stages[plan->n_stages - 1] : NULL;
-    if (!s && last && last->tokenizer_source && cr_mk_resolve(o ? o->mk_version : CR_MK_DEFAULT) != CR_MK_0_1_4) {
-        s = cr_tokmerge_build(g->alloc, plan, last, last->donor_model, &tm, err);
+    if (!s && last && last->tokenizer_source) {
+        s = cr_tokmerge_build(g->alloc, plan, last, last->donor_model, o ? o->mk_version : CR_MK_DEFAULT, &tm, err);
         if (!s && !tm->identity) bc.tm = tm;
     }
     for (uint32_t si = 0; si < plan->n_stages && !s; si++) {

@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "mkversion.h"
 #include "plan.h"
 
 typedef struct cr_tokmerge {
@@ -26,6 +27,7 @@ typedef struct cr_tokmerge {
                                  * -1: a model source that is none of the inputs */
     const char *src_dir;        /* the directory of that tokenizer's files (borrowed from the plan) */
     bool identity;              /* every permutation i -> i over every model's rows: the plain merge */
+    cr_mk_version mk;           /* the release reproduced: 0.1.4 (transformers 4) or 0.1.5 */
     uint32_t n_added_out;       /* tokens appended past the source's vocabulary */
     /* per tokenizer.tokens entry: the plan model its source names (-1: not
      * an input) and, for model_token, the raw row (token_id, or the id of
@@ -39,9 +41,10 @@ typedef struct cr_tokmerge {
 
 /* Builds the merge for stage `st` (its tokenizer_source set). `donor` is
  * the stage's donor model (the base when there is one, else the first
- * model). Errors name the model and what mergekit would do. */
+ * model); `mk` the mergekit release reproduced. Errors name the model and
+ * what mergekit would do. */
 cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr_plan_stage *st, int donor,
-                            cr_tokmerge **out, cr_error *err);
+                            cr_mk_version mk, cr_tokmerge **out, cr_error *err);
 void cr_tokmerge_free(const cr_allocator *a, cr_tokmerge *t);
 
 #endif

@@ -238,10 +238,12 @@ static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_opti
         int tok_model = o && o->copy_tokenizer ? donor : -1;
         /* the identity permutation: the source's files as they are; else
          * the merged tokenizer, written (compiler/tokwrite.c) */
-        if (tm) tok_model = tm->identity ? tm->src_model : -1;
+        if (tm) tok_model = tm->identity && v015 ? tm->src_model : -1;
         /* a source that is none of the inputs has no input files to copy
-         * (a .crb binds only inputs): always written */
-        if (tm && (!tm->identity || tm->src_model < 0)) {
+         * (a .crb binds only inputs): always written; so is 0.1.4's, whose
+         * transformers 4 save_pretrained adds special_tokens_map.json and
+         * added_tokens_decoder to any tokenizer */
+        if (tm && (!tm->identity || tm->src_model < 0 || !v015)) {
             char *tmpl = NULL;
             if (last->chat_template && tm->mk == CR_MK_0_1_4 && (s = check_014_template(last->chat_template, err))) return s;
             if (last->chat_template && (s = resolve_template(p, plan, last->chat_template, &tmpl, err))) return s;
@@ -280,6 +282,20 @@ static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_opti
                     if (!(tmpl = cr_malloc(p->alloc, len + 1))) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
                     memcpy(tmpl, src, len + 1);
                 }
+            }
+            /* 0.1.4 re-saves the donor's tokenizer through transformers 4
+             * whenever chat_template is set (merge.py _copy_tokenizer), the
+             * donor's own template kept when `auto` finds none */
+            bool has_json = false, has_cfg = false;
+            for (size_t i = 0; i < n; i++) {
+                has_json = has_json || !strcmp(names[i], "tokenizer.json");
+                has_cfg = has_cfg || !strcmp(names[i], "tokenizer_config.json");
+            }
+            if (ct && !v015 && has_json && has_cfg) {
+                if (!tmpl) tmpl = model_template(p->alloc, tok_dir);
+                s = cr_tokwrite_resave_v4(p, tok_dir, tmpl, err);
+                cr_free(p->alloc, tmpl);
+                return s;
             }
             bool own_template = tmpl != NULL;
             if (tmpl) {

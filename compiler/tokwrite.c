@@ -219,3 +219,25 @@ cr_status cr_tokmerge_write(cr_program *p, const cr_plan *plan, const cr_tokmerg
     if (!s && tmpl) s = cr_program_aux_write(p, "chat_template.jinja", tmpl, strlen(tmpl), err);
     return s;
 }
+
+cr_status cr_tokwrite_resave_v4(cr_program *p, const char *dir, const char *tmpl, cr_error *err)
+{
+    char path[4096];
+    cJSON *tj = NULL, *cfg = NULL;
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    cr_status s = cr_json_read_object(p->alloc, path, CR_LIMIT_JSON_BYTES, &tj, err);
+    if (s) return s;
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    if ((s = cr_json_read_object(p->alloc, path, CR_LIMIT_JSON_BYTES, &cfg, err))) { cJSON_Delete(tj); return s; }
+    cJSON *added = cJSON_GetObjectItemCaseSensitive(tj, "added_tokens");
+    if (!cJSON_IsArray(added)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(tj, "added_tokens");
+        added = cJSON_AddArrayToObject(tj, "added_tokens");
+    }
+    s = added ? v4_files(p, tj, added, cfg, err) : cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    if (!s) s = write_json(p, "tokenizer.json", tj, err);
+    if (!s && tmpl) s = cr_program_aux_write(p, "chat_template.jinja", tmpl, strlen(tmpl), err);
+    cJSON_Delete(tj);
+    cJSON_Delete(cfg);
+    return s;
+}

@@ -56,10 +56,17 @@ done
 check '[ ! -e "$tmp/v5/special_tokens_map.json" ] && grep -q "\"backend\": \"tokenizers\"" "$tmp/v5/tokenizer_config.json"' \
     "0.1.5: transformers 5's files expected: $(ls "$tmp/v5" | tr '\n' ' ')"
 
-# a chat template with no tokenizer merge: the donor's files and the template
-"$bin" merge "$g/cases/tok_ct_plain_mistral/recipe.yml" "$tmp/plain" "${v4[@]}" --quiet 2>"$tmp/err"
-check '[ $? -eq 0 ] && cmp -s "$g/cases/tok_ct_plain_mistral/mergekit-out/chat_template.jinja" "$tmp/plain/chat_template.jinja"' \
-    "plain mistral template: $(head -c 300 "$tmp/err")"
+# a chat template with no tokenizer merge: 0.1.4 re-saves the donor's
+# tokenizer through transformers 4 (merge.py _copy_tokenizer)
+for t in mistral auto; do
+    mk=$g/cases/tok_ct_plain_$t/mergekit-out
+    "$bin" merge "$g/cases/tok_ct_plain_$t/recipe.yml" "$tmp/plain-$t" "${v4[@]}" --quiet 2>"$tmp/err"
+    check '[ $? -eq 0 ] && cmp -s "$mk/chat_template.jinja" "$tmp/plain-$t/chat_template.jinja"' \
+        "plain $t template: $(head -c 300 "$tmp/err")"
+    check 'same_json "$mk/tokenizer_config.json" "$tmp/plain-$t/tokenizer_config.json"' \
+        "plain $t: tokenizer_config.json: $(diff "$mk/tokenizer_config.json" "$tmp/plain-$t/tokenizer_config.json" | head -c 300)"
+    check 'same_roles "$mk/special_tokens_map.json" "$tmp/plain-$t/special_tokens_map.json"' "plain $t: special_tokens_map.json"
+done
 
 # what mergekit 0.1.4 crashes on, refused before anything is written
 refuse() { # NAME RECIPE_TAIL EXPECTED_TEXT

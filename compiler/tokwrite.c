@@ -115,18 +115,17 @@ static cr_status v4_files(cr_program *p, cJSON *tj, cJSON *added, cJSON *cfg, cr
         if (!t || added_entry(added, t) || !cJSON_IsNumber(id)) continue;
         cJSON *n = cJSON_CreateObject();
         if (!n || !cJSON_AddItemToArray(added, n)) { cJSON_Delete(n); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
-        cJSON_AddNumberToObject(n, "id", id->valuedouble);
-        cJSON_AddStringToObject(n, "content", t);
-        cJSON_AddBoolToObject(n, "single_word", false);
-        cJSON_AddBoolToObject(n, "lstrip", false);
-        cJSON_AddBoolToObject(n, "rstrip", false);
-        cJSON_AddBoolToObject(n, "normalized", false);
-        cJSON_AddBoolToObject(n, "special", true);
+        bool ok = cJSON_AddNumberToObject(n, "id", id->valuedouble) && cJSON_AddStringToObject(n, "content", t);
+        static const char *const flag[] = { "single_word", "lstrip", "rstrip", "normalized", "special" };
+        for (size_t i = 0; i < CR_ARRAY_LEN(flag) && ok; i++)
+            ok = cJSON_AddBoolToObject(n, flag[i], i == 4) != NULL;
+        if (!ok) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     }
     /* added_tokens by id */
     int n = cJSON_GetArraySize(added);
-    cJSON *items[4096];
-    if (n > 1 && n <= (int)CR_ARRAY_LEN(items)) {
+    if (n > 1) {
+        cJSON **items = cr_malloc(p->alloc, (size_t)n * sizeof *items);
+        if (!items) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
         int i = 0;
         for (cJSON *c = added->child; c; c = c->next) items[i++] = c;
         qsort(items, (size_t)n, sizeof *items, cmp_id);
@@ -135,38 +134,44 @@ static cr_status v4_files(cr_program *p, cJSON *tj, cJSON *added, cJSON *cfg, cr
             items[i]->next = i + 1 < n ? items[i + 1] : NULL;
         }
         added->child = items[0];
+        cr_free(p->alloc, items);
     }
     cJSON *dec = cJSON_CreateObject(), *map = cJSON_CreateObject();
-    if (!dec || !map) { cJSON_Delete(dec); cJSON_Delete(map); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
+    bool ok = dec && map;
     const cJSON *e;
     cJSON_ArrayForEach(e, added) {
         char key[32];
         snprintf(key, sizeof key, "%.0f", cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "id")));
-        cJSON_AddItemToObject(dec, key, flags_of(e, true));
+        cJSON *f = ok ? flags_of(e, true) : NULL;
+        if (!(ok = f && cJSON_AddItemToObject(dec, key, f))) { cJSON_Delete(f); break; }
     }
-    for (size_t r = 0; r < CR_ARRAY_LEN(roles); r++) {
+    for (size_t r = 0; r < CR_ARRAY_LEN(roles) && ok; r++) {
         const cJSON *en = added_entry(added, role_text(cJSON_GetObjectItemCaseSensitive(cfg, roles[r])));
-        if (en) cJSON_AddItemToObject(map, roles[r], flags_of(en, false));
+        cJSON *f = en ? flags_of(en, false) : NULL;
+        if (en && !(ok = f && cJSON_AddItemToObject(map, roles[r], f))) cJSON_Delete(f);
     }
     cJSON *extra = cJSON_GetObjectItemCaseSensitive(cfg, "additional_special_tokens");
-    if (cJSON_IsArray(extra)) {
-        cJSON *arr = cJSON_AddArrayToObject(map, "additional_special_tokens");
-        cJSON_ArrayForEach(e, extra) {
-            const cJSON *en = added_entry(added, role_text(e));
-            if (en && arr) cJSON_AddItemToArray(arr, flags_of(en, false));
-        }
+    cJSON *arr = ok && cJSON_IsArray(extra) ? cJSON_AddArrayToObject(map, "additional_special_tokens") : NULL;
+    if (ok && cJSON_IsArray(extra) && !arr) ok = false;
+    if (arr) cJSON_ArrayForEach(e, extra) {
+        const cJSON *en = added_entry(added, role_text(e));
+        cJSON *f = en && ok ? flags_of(en, false) : NULL;
+        if (en && !(ok = f && cJSON_AddItemToArray(arr, f))) { cJSON_Delete(f); break; }
     }
     cJSON_DeleteItemFromObjectCaseSensitive(cfg, "chat_template");
     cJSON_DeleteItemFromObjectCaseSensitive(cfg, "added_tokens_decoder");
-    cJSON_AddItemToObject(cfg, "added_tokens_decoder", dec);
-    if (!cJSON_GetObjectItemCaseSensitive(cfg, "extra_special_tokens"))
-        cJSON_AddItemToObject(cfg, "extra_special_tokens", cJSON_CreateObject());
-    if (!cJSON_GetObjectItemCaseSensitive(cfg, "tokenizer_class"))
-        cJSON_AddStringToObject(cfg, "tokenizer_class", "PreTrainedTokenizerFast");
+    if (ok) ok = cJSON_AddItemToObject(cfg, "added_tokens_decoder", dec);
+    if (ok) dec = NULL;     /* cfg owns it */
+    if (ok && !cJSON_GetObjectItemCaseSensitive(cfg, "extra_special_tokens"))
+        ok = cJSON_AddObjectToObject(cfg, "extra_special_tokens") != NULL;
+    if (ok && !cJSON_GetObjectItemCaseSensitive(cfg, "tokenizer_class"))
+        ok = cJSON_AddStringToObject(cfg, "tokenizer_class", "PreTrainedTokenizerFast") != NULL;
+    cr_status s = ok ? CR_OK : cr_fail(err, CR_ERR_NOMEM, "out of memory writing tokenizer_config.json");
     sort_keys(cfg);
     sort_keys(map);
-    cr_status s = write_json(p, "tokenizer_config.json", cfg, err);
+    if (!s) s = write_json(p, "tokenizer_config.json", cfg, err);
     if (!s) s = write_json(p, "special_tokens_map.json", map, err);
+    cJSON_Delete(dec);
     cJSON_Delete(map);
     return s;
 }

@@ -76,6 +76,9 @@ refuse() { # NAME RECIPE_TAIL EXPECTED_TEXT
     rc=$?
     check '[ $rc -ne 0 ] && grep -qF "$want" "$tmp/err"' "$name: not refused with '$want': rc=$rc $(head -c 300 "$tmp/err")"
     check '[ ! -e "$tmp/r-$name" ]' "$name: an output was written"
+    "$bin" plan "$tmp/$name.yml" "${v4[@]}" >/dev/null 2>"$tmp/err"
+    rc=$?
+    check '[ $rc -ne 0 ] && grep -qF "$want" "$tmp/err"' "$name: plan does not refuse it: rc=$rc $(head -c 300 "$tmp/err")"
     # mergekit 0.1.5 runs it
     "$bin" merge "$tmp/$name.yml" "$tmp/r5-$name" --quiet >/dev/null 2>"$tmp/err"
     check '[ $? -eq 0 ]' "$name: 0.1.5 should merge it: $(head -c 300 "$tmp/err")"

@@ -74,10 +74,9 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
     bool any = false;
     for (uint32_t i = 0; i < plan->n_stages; i++) any |= plan->stages[i].tokenizer_source != NULL;
     if (donor_dir && any) {
-        if (!v015)
-            return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer_source under --mergekit-version 0.1.4: not supported yet "
-                           "(only mergekit 0.1.5's file layout is reproduced)");
-        if ((s = cr_tokstages_build(p->alloc, plan, plan->n_stages, o && o->copy_tokenizer, &ts, err))) return s;
+        if ((s = cr_tokstages_build(p->alloc, plan, plan->n_stages, o && o->copy_tokenizer,
+                                    v015 ? CR_MK_0_1_5 : CR_MK_0_1_4, &ts, err)))
+            return s;
     }
     s = aux_model(p, plan, o, last, donor, donor_dir, v015, ts, err);
     cr_tokstages_free(p->alloc, ts, plan->n_stages);
@@ -147,10 +146,12 @@ static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_opti
         int tok_model = o && o->copy_tokenizer ? donor : -1;
         /* with a tokenizer merge in some stage (compiler/tokstage.c): the
          * files the last stage leaves, a directory's copied (the identity
-         * permutation: the source's files as they are), or a merged
-         * tokenizer written (compiler/tokwrite.c). A source that is none of
-         * the inputs has no input files to copy (a .crb binds only inputs):
-         * always written. */
+         * permutation: the source's files as they are, under 0.1.5), or a
+         * merged tokenizer written (compiler/tokwrite.c; always under
+         * 0.1.4, whose transformers 4 save_pretrained adds
+         * special_tokens_map.json and added_tokens_decoder to any
+         * tokenizer). A source that is none of the inputs has no input
+         * files to copy (a .crb binds only inputs): always written. */
         if (fin) tok_model = fin->files;
         if (fin && fin->written >= 0) {
             s = cr_tokmerge_write(p, plan, ts[fin->written].tm, fin->tmpl, err);
@@ -174,10 +175,22 @@ static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_opti
             char *tmpl = NULL;
             const char *ct = last->chat_template;
             if (ct && n) {
-                if (!v015)
-                    return cr_fail(err, CR_ERR_UNSUPPORTED, "chat_template under --mergekit-version 0.1.4: not supported yet "
-                                   "(only mergekit 0.1.5's file layout is reproduced)");
+                if (!v015 && (s = cr_tokstage_check_014_template(ct, err))) return s;
                 if ((s = cr_tokstage_resolve_template(p->alloc, plan, ct, &tmpl, err))) return s;
+            }
+            /* 0.1.4 re-saves the donor's tokenizer through transformers 4
+             * whenever chat_template is set (merge.py _copy_tokenizer), the
+             * donor's own template kept when `auto` finds none */
+            bool has_json = false, has_cfg = false;
+            for (size_t i = 0; i < n; i++) {
+                has_json = has_json || !strcmp(names[i], "tokenizer.json");
+                has_cfg = has_cfg || !strcmp(names[i], "tokenizer_config.json");
+            }
+            if (ct && !v015 && has_json && has_cfg) {
+                if (!tmpl) tmpl = cr_tokstage_model_template(p->alloc, tok_dir);
+                s = cr_tokwrite_resave_v4(p, tok_dir, tmpl, err);
+                cr_free(p->alloc, tmpl);
+                return s;
             }
             bool own_template = tmpl != NULL;
             if (tmpl) {

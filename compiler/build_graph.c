@@ -373,14 +373,16 @@ cr_status cr_build_graph(const cr_plan *plan, cr_method_registry *methods, const
             s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
         else memset(bc.shard_size[m], 0xff, ((size_t)n + 1) * sizeof **bc.shard_size);
     }
-    /* mergekit 0.1.5's tokenizer merge in any stage, each stage seeing the
-     * tokenizers the earlier stages' directories hold (compiler/tokstage.c;
-     * 0.1.4 is refused with the tokenizer files, compiler/aux_files.c) */
+    /* the tokenizer merge in any stage (mergekit 0.1.5's
+     * PermutedVocabulary, or 0.1.4's PermutedEmbeddings:
+     * compiler/tokgraph.c), each stage seeing the tokenizers the earlier
+     * stages' directories hold (compiler/tokstage.c) */
     cr_tokstage *ts = NULL;
     bool any = false;
     for (uint32_t si = 0; si < plan->n_stages; si++) any |= plan->stages[si].tokenizer_source != NULL;
-    if (!s && any && cr_mk_resolve(o ? o->mk_version : CR_MK_DEFAULT) != CR_MK_0_1_4)
-        s = cr_tokstages_build(g->alloc, plan, plan->n_stages, plan->copy_tokenizer, &ts, err);
+    if (!s && any)
+        s = cr_tokstages_build(g->alloc, plan, plan->n_stages, plan->copy_tokenizer, o ? o->mk_version : CR_MK_DEFAULT,
+                               &ts, err);
     for (uint32_t si = 0; si < plan->n_stages && !s; si++) {
         const cr_plan_stage *st = &plan->stages[si];
         bc.tm = ts && ts[si].tm && !ts[si].tm->identity ? ts[si].tm : NULL;

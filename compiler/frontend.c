@@ -766,7 +766,10 @@ static void stage_vocab(fe *f, uint32_t s)
                      .stages = f->stages.data, .n_stages = s + 1, .copy_tokenizer = f->opt->copy_tokenizer };
     cr_tokstage *ts = NULL;
     cr_error err = { 0 };
-    if (cr_tokstages_build(f->alloc, &view, s + 1, f->opt->copy_tokenizer, &ts, &err)) {
+    /* the front end does not know --mergekit-version: 0.1.5's vocabulary
+     * (0.1.4 refuses a tokenizer merge before the last stage when the
+     * graph is built, compiler/tokstage.c) */
+    if (cr_tokstages_build(f->alloc, &view, s + 1, f->opt->copy_tokenizer, CR_MK_0_1_5, &ts, &err)) {
         if (err.status == CR_ERR_NOMEM) f->oom = true;
         else cr_diag_add(f->d, CR_DIAG_ERROR, f->cfg->loc, NULL, NULL, "stage '%s': %s", f->st->name, err.msg);
         return;

@@ -126,7 +126,14 @@ const char *cr_resolve_model_at(const cr_resolve_env *env, cr_arena *ar, const c
         if (snapshot) *snapshot = name;
         return snap;
     }
-    *tried = cr_arena_printf(ar, "%s, ./%s%s%s%s%s%s%s%s", cands[0] ? cands[0] : "?", path,
+    /* the recipe's folder and the working directory, each named once (the
+     * same place when the recipe lies in the working directory), spelt as
+     * the reference was: "./nope", not "././nope" */
+    bool rel = !strncmp(path, "./", 2) || !strncmp(path, "../", 3);
+    bool same = !strcmp(env->recipe_dir, ".");
+    const char *in_recipe = same ? NULL : cands[0];
+    *tried = cr_arena_printf(ar, "%s%s%s%s%s%s%s%s%s%s%s", in_recipe ? in_recipe : "", in_recipe ? ", " : "",
+                             rel ? "" : "./", path,
                              env->models_dir ? ", " : "", env->models_dir ? cands[2] : "",
                              env->hf_hub ? ", the Hugging Face cache in " : "",
                              env->hf_hub ? env->hf_hub : "",

@@ -1,5 +1,6 @@
 /* tokgraph.c — mergekit 0.1.5's PermutedVocabulary (tokenizer/embed.py;
- * spec/tokenizer-merge.md §3, §5.3) as graph nodes: every input's
+ * spec/tokenizer-merge.md §3, §5.3), or 0.1.4's PermutedEmbeddings (its
+ * first model's dtype, no promotion; §7), as graph nodes: every input's
  * vocabulary tensor becomes an N x H tensor in the output vocabulary.
  *
  * The permutation is a row gather: an input view whose rows come from a
@@ -81,6 +82,9 @@ cr_status cr_tokgraph_inputs(const cr_tokmerge *tm, const cr_plan *plan, const c
 {
     const cr_allocator *a = g->alloc;
     uint64_t N = tm->n, R = tm->n_pad, H = files[0].cols;      /* R > N: pad_to_multiple_of */
+    /* 0.1.4's PermutedEmbeddings works in its first model's dtype (no
+     * promotion): the rows of the others are cast to it */
+    bool v014 = tm->mk == CR_MK_0_1_4;
     cr_dtype dt = CR_DTYPE_NONE;
     for (uint32_t j = 0; j < k; j++) {
         if (files[j].cols != H)
@@ -88,7 +92,7 @@ cr_status cr_tokgraph_inputs(const cr_tokmerge *tm, const cr_plan *plan, const c
                            name, plan->models[files[0].model].ref, (unsigned long long)H,
                            plan->models[files[j].model].ref, (unsigned long long)files[j].cols);
         cr_dtype x = st->dtype != CR_DTYPE_NONE ? st->dtype : files[j].dtype;
-        dt = j ? cr_dtype_promote(dt, x) : x;
+        dt = !j ? x : v014 ? dt : cr_dtype_promote(dt, x);
     }
     *dt_out = dt;
     int bj = -1;                /* the base among this tensor's inputs (assign_embedding_sources) */
@@ -127,22 +131,43 @@ cr_status cr_tokgraph_inputs(const cr_tokmerge *tm, const cr_plan *plan, const c
         }
         if (s) break;
         cnt[i] = 1;
-        if (uc && (force || have < k)) {
+        /* 0.1.4 computes the user's source for every configured token,
+         * needed or not, and cannot build a zero row: its
+         * compute_default_embedding returns an unset variable for `kind:
+         * zero`, and the automatic zero source of a token no input has
+         * (ZeroEmbedding() without `kind`) fails pydantic validation */
+        if (v014 && uc && uc->kind == CR_TOKSRC_ZERO) {
+            s = cr_fail(err, CR_ERR_UNSUPPORTED, "%s: tokenizer.tokens.%s: source {kind: zero} fails in mergekit 0.1.4 "
+                        "(UnboundLocalError in compute_default_embedding); --mergekit-version 0.1.5 writes a zero row",
+                        name, uc->token);
+            break;
+        }
+        if (v014 && !uc && have == 0) {
+            s = cr_fail(err, CR_ERR_UNSUPPORTED, "%s: token '%s' is in none of the input models, and mergekit 0.1.4 "
+                        "fails building its zero row (ZeroEmbedding: Field required: kind); give it a source under "
+                        "tokenizer.tokens, or use --mergekit-version 0.1.5", name, tm->tokens[i]);
+            break;
+        }
+        if (uc && (force || have < k || v014)) {
             /* the user's source (compute_default_embedding) */
             any_default = true;
             if (uc->kind == CR_TOKSRC_ZERO) { kind[i] = D_ZERO; continue; }
             if (uc->kind == CR_TOKSRC_NONE) {
-                s = cr_fail(err, CR_ERR_CONFIG, "%s: tokenizer.tokens.%s has no source, but %s: mergekit 0.1.5 "
+                s = cr_fail(err, CR_ERR_CONFIG, "%s: tokenizer.tokens.%s has no source, but %s: mergekit %s "
                             "fails (NotImplementedError)", name, uc->token,
-                            force ? "it is forced" : "a model lacks the token");
+                            v014 ? "every listed token gets a row"
+                                 : force ? "it is forced" : "a model lacks the token", cr_mk_name(tm->mk));
                 break;
             }
             int jm = -1;
             for (uint32_t j = 0; j < k && jm < 0; j++)
                 if ((int)files[j].model == tm->cfg_model[cfg_of[i]]) jm = (int)j;
             if (jm < 0) {
-                s = cr_fail(err, CR_ERR_CONFIG, "%s: Token '%s' requires a vocabulary weight from model %s, but that "
-                            "weight is missing", name, uc->token, uc->model);
+                s = v014 ? cr_fail(err, CR_ERR_CONFIG, "%s: tokenizer.tokens.%s names model %s, which has no such "
+                                   "tensor among this merge's inputs: mergekit 0.1.4 fails (KeyError / \"Model %s "
+                                   "referenced but not part of merge\")", name, uc->token, uc->model, uc->model)
+                         : cr_fail(err, CR_ERR_CONFIG, "%s: Token '%s' requires a vocabulary weight from model %s, "
+                                   "but that weight is missing", name, uc->token, uc->model);
                 break;
             }
             long long r = uc->kind == CR_TOKSRC_MODEL ? tm->perm[files[jm].model][i] : tm->cfg_row[cfg_of[i]];
@@ -192,8 +217,11 @@ cr_status cr_tokgraph_inputs(const cr_tokmerge *tm, const cr_plan *plan, const c
             cr_node z = { .op = CR_GOP_CONST, .dtype = (uint8_t)dt, .rdt = (uint8_t)dt, .kind = CR_VK_SCALAR,
                           .domain = CR_NO_DOMAIN, .value = 0 };
             D = cr_graph_add(g, &z);
+            /* 0.1.4: `embed += x` adds x in its own dtype to the running
+             * sum (the pair computed in the wider one), rounded to dt */
             for (uint32_t j = 0; j < k && D != CR_NO_NODE; j++)
-                D = op3(g, d, CR_GOP_ADD, dt, D, gather(g, d, &files[j], avgmap + j * per, R, st->dtype, dt), 0, 2);
+                D = op3(g, d, CR_GOP_ADD, dt, D,
+                        gather(g, d, &files[j], avgmap + j * per, R, st->dtype, v014 ? CR_DTYPE_NONE : dt), 0, 2);
             D = op3(g, d, CR_GOP_DIV, dt, D, table(g, d, H, max_cnt + 1, cnt, R, a), 0, 2);
         } else {
             cr_node z = { .op = CR_GOP_CONST, .dtype = (uint8_t)dt, .rdt = (uint8_t)dt, .kind = CR_VK_SCALAR,

@@ -309,7 +309,7 @@ void cr_tokmerge_free(const cr_allocator *a, cr_tokmerge *t)
 }
 
 cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, uint32_t si, const cr_tokstage *stages,
-                            cr_tokmerge **out, cr_error *err)
+                            cr_mk_version mk, cr_tokmerge **out, cr_error *err)
 {
     *out = NULL;
     uint32_t nm = plan->n_models;
@@ -326,6 +326,8 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, uint32_t
     cr_arena_init(&tm->arena, a);
     tm->base = base;
     tm->src_model = base;
+    tm->mk = cr_mk_resolve(mk);
+    bool v014 = tm->mk == CR_MK_0_1_4;
     cr_status s = CR_OK;
     /* the stage's models (referenced_models()), base first, then in recipe
      * order of first appearance (compiler/frontend.c); a plan from a front
@@ -461,10 +463,19 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, uint32_t
         smap_free(a, &sa);
         if (s) goto out;
     }
-    /* tokenizer.tokens: a key the vocabulary lacks is added (a plain text) */
+    /* tokenizer.tokens: a key the vocabulary lacks is added (a plain text).
+     * mergekit 0.1.4 calls add_tokens for every key: one the vocabulary
+     * has keeps its id but becomes an added token with a plain text's
+     * flags (special false, normalized true), an added token included */
     for (uint32_t k = 0; k < st->n_tokens; k++) {
         const char *t = st->tokens[k].token;
-        if (smap_get(&om, t) || n >= total) continue;
+        int32_t *have = smap_get(&om, t);
+        if (have && v014) {
+            /* its entry replaces any earlier one (compiler/tokwrite.c) */
+            if (!add_entry(tm->added_out, t, (uint32_t)*have, NULL)) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
+            continue;
+        }
+        if (have || n >= total) continue;
         smap_put(&om, t, (int32_t)n);
         if (!add_entry(tm->added_out, t, n, NULL)) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
         tokens[n++] = t;

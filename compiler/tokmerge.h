@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "mkversion.h"
 #include "plan.h"
 
 typedef struct cr_tokmerge {
@@ -28,6 +29,7 @@ typedef struct cr_tokmerge {
     const char *src_dir;        /* the directory of that tokenizer's files (borrowed from the plan;
                                  * NULL: an earlier stage's output, compiler/tokstage.h) */
     bool identity;              /* every permutation i -> i over every model's rows: the plain merge */
+    cr_mk_version mk;           /* the release reproduced: 0.1.4 (transformers 4) or 0.1.5 */
     uint32_t n_added_out;       /* tokens appended past the source's vocabulary */
     /* per tokenizer.tokens entry: the plan model its source names (-1: not
      * an input) and, for model_token, the raw row (token_id, or the id of
@@ -46,10 +48,12 @@ struct cr_tokstage;
  * Its donor model (the base when there is one, else the first model) is
  * the base of the merge. `stages` says what the directories of stages
  * [0, si) hold (compiler/tokstage.h); an input that is an earlier stage's
- * output is read from there (NULL: no input is a stage). Errors name the
- * model and what mergekit would do. */
+ * output is read from there (NULL: no input is a stage). `mk` is the
+ * mergekit release reproduced. Errors name the model and what mergekit
+ * would do. */
 cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, uint32_t si,
-                            const struct cr_tokstage *stages, cr_tokmerge **out, cr_error *err);
+                            const struct cr_tokstage *stages, cr_mk_version mk, cr_tokmerge **out,
+                            cr_error *err);
 void cr_tokmerge_free(const cr_allocator *a, cr_tokmerge *t);
 
 #endif

@@ -112,6 +112,28 @@ cr_status cr_tokstage_resolve_template(const cr_allocator *a, const cr_plan *pla
     return CR_OK;
 }
 
+/* mergekit 0.1.4 looks every chat_template value up as a file
+ * `_data/chat_templates/VALUE.jinja` before it takes it for Jinja text, and
+ * the lookup raises OSError (ENAMETOOLONG) when a '/'-separated part of
+ * that name is longer than NAME_MAX (255 bytes on Linux), so such a literal
+ * template fails the merge there (0.1.5 skips the lookup for text longer
+ * than 255 bytes or holding '{' or a newline). Refused at plan time. */
+cr_status cr_tokstage_check_014_template(const char *ct, cr_error *err)
+{
+    const char *part = ct;
+    for (const char *c = ct;; c++) {
+        if (*c && *c != '/') continue;
+        size_t len = (size_t)(c - part) + (*c ? 0 : strlen(".jinja"));
+        if (len > 255)
+            return cr_fail(err, CR_ERR_CONFIG, "chat_template: mergekit 0.1.4 first looks the value up as a named "
+                           "template file, and a %zu-byte file name fails there (OSError: File name too long); "
+                           "mergekit 0.1.5 accepts it (--mergekit-version 0.1.5), or keep each '/'-separated part "
+                           "of the template under 250 bytes", len);
+        if (!*c) return CR_OK;
+        part = c + 1;
+    }
+}
+
 /* config.json vocab_size of a directory (-1: unknown) */
 static long long dir_vocab(const cr_plan_model *pm)
 {
@@ -177,9 +199,18 @@ static long long model_vocab(const cr_plan *plan, const cr_tokstage *ts, int i)
 }
 
 cr_status cr_tokstages_build(const cr_allocator *a, const cr_plan *plan, uint32_t n, bool copy_tokenizer,
-                             cr_tokstage **out, cr_error *err)
+                             cr_mk_version mk, cr_tokstage **out, cr_error *err)
 {
     *out = NULL;
+    bool v014 = cr_mk_resolve(mk) == CR_MK_0_1_4;
+    /* 0.1.4: only the last stage's tokenizer merge is reproduced (its
+     * transformers 4 files and PermutedEmbeddings were matched for one
+     * run_merge; an intermediate directory's tokenizer is not) */
+    for (uint32_t k = 0; v014 && k < n && k + 1 < plan->n_stages; k++)
+        if (plan->stages[k].tokenizer_source)
+            return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer_source in stage '%s', before the last stage of a "
+                           "multi-stage recipe: not supported yet under --mergekit-version 0.1.4 "
+                           "(--mergekit-version 0.1.5 merges it)", plan->stages[k].name);
     cr_tokstage *ts = cr_calloc(a, (size_t)n + 1, sizeof *ts);
     if (!ts) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     cr_status s = CR_OK;
@@ -189,13 +220,15 @@ cr_status cr_tokstages_build(const cr_allocator *a, const cr_plan *plan, uint32_
         d->written = d->files = -1;
         d->vocab_size = model_vocab(plan, ts, st->donor_model);
         if (st->tokenizer_source) {
-            if ((s = cr_tokmerge_build(a, plan, k, ts, &d->tm, err))) break;
+            if ((s = cr_tokmerge_build(a, plan, k, ts, mk, &d->tm, err))) break;
             const cr_tokmerge *tm = d->tm;
             /* mergekit saves the merged tokenizer and sets vocab_size to
              * its size (padded); crucible copies the source's files when
-             * nothing changed (the same tokenizer) */
+             * nothing changed (the same tokenizer), except for 0.1.4,
+             * whose transformers 4 save adds special_tokens_map.json and
+             * added_tokens_decoder to any tokenizer (compiler/tokwrite.c) */
             d->vocab_size = tm->n_pad;
-            if (tm->identity && tm->src_model >= 0) {
+            if (tm->identity && tm->src_model >= 0 && !v014) {
                 s = inherit(a, plan, ts, tm->src_model, d, err);
             } else {
                 d->written = (int)k;
@@ -209,6 +242,7 @@ cr_status cr_tokstages_build(const cr_allocator *a, const cr_plan *plan, uint32_
          * saves (`auto` finding none keeps it) */
         if (!s && st->chat_template && (d->written >= 0 || d->files >= 0)) {
             char *t = NULL;
+            if (v014 && (s = cr_tokstage_check_014_template(st->chat_template, err))) break;
             s = cr_tokstage_resolve_template(a, plan, st->chat_template, &t, err);
             if (t) { cr_free(a, d->tmpl); d->tmpl = t; }
         }

@@ -23,10 +23,14 @@ typedef struct cr_tokstage {
 
 /* Decides stages [0, n) of `plan` in order (each stage's tokenizer merge
  * sees the earlier stages' directories). `copy_tokenizer`: mergekit-multi
- * passes --copy-tokenizer to every stage. *out: n entries, freed with
- * cr_tokstages_free. Errors are the tokenizer merge's, naming the model. */
+ * passes --copy-tokenizer to every stage. `mk`: the mergekit release
+ * reproduced; under 0.1.4 a tokenizer merge in a stage before the plan's
+ * last is refused (not supported yet), and a merged tokenizer is always
+ * written (transformers 4 re-saves even the identity). *out: n entries,
+ * freed with cr_tokstages_free. Errors are the tokenizer merge's, naming
+ * the model. */
 cr_status cr_tokstages_build(const cr_allocator *a, const cr_plan *plan, uint32_t n, bool copy_tokenizer,
-                             cr_tokstage **out, cr_error *err);
+                             cr_mk_version mk, cr_tokstage **out, cr_error *err);
 void cr_tokstages_free(const cr_allocator *a, cr_tokstage *s, uint32_t n);
 
 /* The tokenizer files a plan model's directory holds: for a directory,
@@ -45,5 +49,10 @@ cr_status cr_tokstage_model(const cr_allocator *a, const cr_plan *plan, const cr
 char *cr_tokstage_model_template(const cr_allocator *a, const char *dir);
 cr_status cr_tokstage_resolve_template(const cr_allocator *a, const cr_plan *plan, const char *ct, char **out,
                                        cr_error *err);
+
+/* mergekit 0.1.4 first looks every `chat_template:` value up as a file
+ * name; a '/'-separated part longer than NAME_MAX fails there. Refuses
+ * such a value (CR_ERR_CONFIG), else CR_OK. */
+cr_status cr_tokstage_check_014_template(const char *ct, cr_error *err);
 
 #endif

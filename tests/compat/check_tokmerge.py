@@ -12,7 +12,14 @@ punctuation, Unicode, added and special tokens spliced in), encoded with
 and without special tokens, and their decodings. The tok_union_ab merge is
 also loaded as a model and made to generate, with no warning.
 
-Usage: check_tokmerge.py CRUCIBLE_BIN [N [SUBSTRING]]   (with the mergekit 0.1.5 venv's python)
+With `--mergekit 0.1.4` (run with tests/golden/.venv's python: transformers
+4.57.6) it checks tests/golden/cases/tok_*/ against mergekit 0.1.4's files,
+merging with `--mergekit-version 0.1.4`; the tok_ct_plain_* cases (a chat
+template and no tokenizer merge) keep --copy-tokenizer, as do the multi-stage
+cases whose case.json options say so. It also compares the chat template and
+that both wrote the same set of tokenizer files.
+
+Usage: check_tokmerge.py CRUCIBLE_BIN [N [SUBSTRING]] [--mergekit 0.1.4]   (with the matching venv's python)
 """
 import json
 import os
@@ -27,21 +34,30 @@ GOLDEN = os.path.join(HERE, "..", "golden")
 
 def main():
     import transformers
-    bin_ = os.path.abspath(sys.argv[1])
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 3000
-    only = sys.argv[3] if len(sys.argv) > 3 else ""
-    cases = sorted(c for c in os.listdir(os.path.join(GOLDEN, "cases-0.1.5")) if c.startswith("tok_") and only in c)
+    args = sys.argv[1:]
+    release = "0.1.5"
+    if "--mergekit" in args:
+        i = args.index("--mergekit")
+        release = args[i + 1]
+        del args[i:i + 2]
+    bin_ = os.path.abspath(args[0])
+    n = int(args[1]) if len(args) > 1 else 3000
+    only = args[2] if len(args) > 2 else ""
+    folder = "cases" if release == "0.1.4" else "cases-0.1.5"
+    cases = sorted(c for c in os.listdir(os.path.join(GOLDEN, folder))
+                   if c.startswith("tok_") and only in c
+                   and os.path.exists(os.path.join(GOLDEN, folder, c, "mergekit-out")))
     bad = 0
     with tempfile.TemporaryDirectory() as tmp:
         for c in cases:
-            d = os.path.join(GOLDEN, "cases-0.1.5", c)
+            d = os.path.join(GOLDEN, folder, c)
             out = os.path.join(tmp, c)
             # multi-stage cases ran as mergekit-multi does, copying each
             # stage's tokenizer (case.json options)
             meta = json.load(open(os.path.join(d, "case.json")))
-            copy = meta.get("options", {}).get("copy_tokenizer")
-            r = subprocess.run([bin_, "merge", os.path.join(d, "recipe.yml"), out, "--quiet",
-                                "--copy-tokenizer" if copy else "--no-copy-tokenizer"],
+            copy = meta.get("options", {}).get("copy_tokenizer") or c.startswith("tok_ct_plain")
+            flags = ["--mergekit-version", release, "--copy-tokenizer" if copy else "--no-copy-tokenizer"]
+            r = subprocess.run([bin_, "merge", os.path.join(d, "recipe.yml"), out, "--quiet", *flags],
                                cwd=os.path.join(GOLDEN, "models"), capture_output=True, text=True)
             if r.returncode:
                 print(f"{c}: crucible failed: {r.stderr.strip()[:300]}")
@@ -60,6 +76,13 @@ def main():
                 a, b = added(mk), added(cr)
                 probs.append("added tokens differ: " + str({i: (a.get(i), b.get(i)) for i in set(a) | set(b)
                                                             if a.get(i) != b.get(i)}))
+            if mk.chat_template != cr.chat_template:
+                probs.append("chat_template differs")
+            tokfiles = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"}
+            fm = set(os.listdir(os.path.join(d, "mergekit-out"))) & tokfiles
+            fc = set(os.listdir(out)) & tokfiles
+            if release == "0.1.4" and fm != fc:
+                probs.append(f"files {sorted(fm)} vs {sorted(fc)}")
             if mk.special_tokens_map != cr.special_tokens_map:
                 probs.append(f"specials {mk.special_tokens_map} vs {cr.special_tokens_map}")
             vs = [json.load(open(os.path.join(p, "config.json")))["vocab_size"] for p in (os.path.join(d, "mergekit-out"), out)]
@@ -88,6 +111,7 @@ def main():
                     warnings.simplefilter("always")
                     m = transformers.AutoModelForCausalLM.from_pretrained(out)
                     x = cr("ab qr <tool>", return_tensors="pt")
+                    x.pop("token_type_ids", None)      # transformers 4 returns them; llama takes none
                     g = m.generate(**x, max_new_tokens=5, do_sample=False, pad_token_id=cr.eos_token_id)
                 rows = m.get_input_embeddings().weight.shape[0]
                 print(f"{c}: loads in transformers ({rows} embedding rows, {len(cr)} tokens), generates "

@@ -93,6 +93,12 @@ printf 'merge_method: passthrough\nmodels:\n  - model: lora_base_bf16+nowhere\n'
 "$bin" merge missing.yml out-missing --models-dir m >out.txt 2>err.txt; rc=$?
 check '[ $rc -ne 0 ] && grep -q "LoRA adapter '"'"'nowhere'"'"' of '"'"'lora_base_bf16+nowhere'"'"' not found (looked in" err.txt' \
     "missing adapter: rc $rc: $(cat err.txt)"
+# a relative adapter path is listed once where it was looked for: the
+# recipe's folder is the working directory here (not "././nope, ././nope")
+printf 'merge_method: passthrough\nmodels:\n  - model: lora_base_bf16+./nope\n' >relmissing.yml
+"$bin" merge relmissing.yml out-nope --models-dir m >out.txt 2>err.txt; rc=$?
+check '[ $rc -ne 0 ] && [ "$(grep -o "nope" err.txt | wc -l)" -eq 4 ] && grep -qF "(looked in ./nope, m/./nope," err.txt' \
+    "missing ./nope: named once per place: rc $rc: $(cat err.txt)"
 # an adapter for weights this model does not have
 mkdir -p m/other_base
 "$bin" synth m/other_base --arch llama --layers 1 --hidden 16 --intermediate 32 --heads 2 --kv-heads 1 --vocab 32 >/dev/null 2>&1

@@ -99,7 +99,11 @@ Y
 "$bin" merge "$tmp/stages.yml" "$tmp/out-stages" --models-dir "$m" --quiet 2>"$tmp/err"
 check '[ $? -eq 0 ] && grep -q "\"vocab_size\": 64" "$tmp/out-stages/config.json" && [ -f "$tmp/out-stages/tokenizer.json" ]' \
     "stage: $(head -c 300 "$tmp/err")"
-refuse v014 "$tmp/union.yml" "tokenizer_source under --mergekit-version 0.1.4: not supported yet" --mergekit-version 0.1.4
+refuse v014stage "$tmp/stages.yml" "not supported yet under --mergekit-version 0.1.4" --mergekit-version 0.1.4
+# mergekit 0.1.4 merges it too, with transformers 4's files (tokmerge014.sh)
+"$bin" merge "$tmp/union.yml" "$tmp/v014" --models-dir "$m" --quiet --mergekit-version 0.1.4 >/dev/null 2>"$tmp/err"
+check '[ $? -eq 0 ] && [ -f "$tmp/v014/special_tokens_map.json" ] && grep -q added_tokens_decoder "$tmp/v014/tokenizer_config.json"' \
+    "v014: $(head -c 300 "$tmp/err")"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

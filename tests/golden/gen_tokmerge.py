@@ -23,7 +23,18 @@ intermediate directories; each stage is a run_merge of its own, with
 mergekit-multi's default copy_tokenizer=True), so a later stage loads an
 earlier stage's written tokenizer and config.json as a model.
 
+With `--mergekit 0.1.4` (run in tests/golden/.venv: mergekit 0.1.4,
+transformers 4.57.6) the same recipes, plus the chat templates, go to
+tests/golden/cases/tok_*/ and the models are left as they are. mergekit
+0.1.4's PermutedEmbeddings orders its models by a Python set as well
+(`set(tensors) | {base}`); the run pins that to the tensors' order with the
+base last when absent, the order 0.1.5 uses (`list(tensors)`). Recipes that
+mergekit 0.1.4 cannot run (its ZeroEmbedding path returns an unbound
+variable, or a template text it takes for a file name) are reported FAIL
+and leave no case; crucible refuses them at plan time (tests/e2e/tokmerge014.sh).
+
 Usage: tests/golden/.venv-0.1.5/bin/python tests/golden/gen_tokmerge.py [--only X]
+       tests/golden/.venv/bin/python tests/golden/gen_tokmerge.py --mergekit 0.1.4 [--only X]
 """
 import argparse
 import json
@@ -34,6 +45,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = os.path.join(HERE, "models")
 CASES = os.path.join(HERE, "cases-0.1.5")
+RELEASE = "0.1.5"
 SEED = 42
 
 HIDDEN, INTER, HEADS, KV_HEADS, HEAD_DIM, LAYERS = 8, 16, 2, 1, 4, 1
@@ -214,6 +226,26 @@ def cases():
     add("tok_union_au", "linear", {"base_model": "tok_a", "models": [M("tok_a", 0.6), M("tok_u", 0.4)],
                                    "tokenizer_source": "union"})
     add("tok_model_extern_u", "linear", {"base_model": "tok_a", "models": ab, "tokenizer_source": "tok_u"})
+    if RELEASE == "0.1.4":
+        # tok_tokens_union without its `kind: zero` entries (0.1.4 cannot
+        # compute a zero row); 0.1.4 also re-adds the keys already in the
+        # vocabulary ("q", "g", "ab", "r") as added tokens
+        tu = dict(c[[n for n, _, _ in c].index("tok_tokens_union")][2])
+        tu["tokenizer"] = {"source": "union", "tokens": {
+            k: v for k, v in tu["tokenizer"]["tokens"].items() if "zero" not in json.dumps(v)}}
+        c.append(("tok_tokens_union_nozero", "linear", tu))
+        # chat_template with a tokenizer merge (the merged tokenizer carries
+        # it) and without one (the donor re-saved through transformers 4)
+        for t in ("alpaca", "chatml", "exaone", "llama3", "mistral", "auto", LITERAL):
+            tag = "literal" if t == LITERAL else t
+            add("tok_ct_union_" + tag, "linear", {"base_model": "tok_a", "models": ab, "tokenizer_source": "union",
+                                                  "chat_template": t})
+            add("tok_ct_plain_" + tag, "linear", {"base_model": "tok_a", "models": [M("tok_a", 0.6), M("tok_c", 0.4)],
+                                                  "chat_template": t})
+        add("tok_ct_auto_cab", "linear", {"base_model": "tok_c", "models": abc, "tokenizer_source": "base",
+                                          "chat_template": "auto"})
+        add("tok_ct_literal_long", "linear", {"base_model": "tok_a", "models": ab, "tokenizer_source": "union",
+                                              "chat_template": LITERAL_LONG})
     return c
 
 
@@ -257,10 +289,30 @@ def multi_cases():
     return c
 
 
+# a literal Jinja template (>= 20 characters with "{"), and one whose text
+# is longer than a file name may be (mergekit 0.1.4 first looks it up as
+# `NAME.jinja` among its named templates)
+LITERAL = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+LITERAL_LONG = "{# " + "x" * 300 + " #}" + LITERAL
+
+
 def pin():
     """referenced_models in recipe order (base first) and get_vocab sorted by id."""
     import mergekit.config as mc
-    import transformers.tokenization_utils_tokenizers as tut
+    if RELEASE == "0.1.4":
+        import mergekit.tokenizer.embed as me
+        import transformers.tokenization_utils_fast as tuf
+
+        class OrderedSet(dict):
+            """`set` inside embed.py: insertion order (the tensors', then the base)"""
+            def __init__(self, it=()):
+                super().__init__((x, None) for x in it)
+
+            def add(self, x):
+                self[x] = None
+        me.set = OrderedSet
+    else:
+        import transformers.tokenization_utils_tokenizers as tut
 
     def referenced_models(self):
         out = []
@@ -279,11 +331,12 @@ def pin():
                     put(src.model)
         return out
     mc.MergeConfiguration.referenced_models = referenced_models
-    orig = tut.TokenizersBackend.get_vocab
+    cls = tuf.PreTrainedTokenizerFast if RELEASE == "0.1.4" else tut.TokenizersBackend
+    orig = cls.get_vocab
 
     def get_vocab(self):
         return dict(sorted(orig(self).items(), key=lambda kv: kv[1]))
-    tut.TokenizersBackend.get_vocab = get_vocab
+    cls.get_vocab = get_vocab
 
 
 def run_case(name, method, recipe):
@@ -305,7 +358,7 @@ def run_case(name, method, recipe):
     os.chdir(MODELS)
     try:
         cfg = MergeConfiguration.model_validate(yaml.safe_load(text))
-        opts = MergeOptions(random_seed=SEED, copy_tokenizer=False, out_shard_size=10**12,
+        opts = MergeOptions(random_seed=SEED, copy_tokenizer=name.startswith("tok_ct_plain"), out_shard_size=10**12,
                             write_model_card=False, quiet=True, lazy_unpickle=False)
         torch.set_num_threads(1)
         run_merge(cfg, tmp, options=opts, config_source=text)
@@ -314,8 +367,9 @@ def run_case(name, method, recipe):
     shutil.copy(os.path.join(tmp, "model.safetensors"), os.path.join(d, "model.safetensors"))
     mo = os.path.join(d, "mergekit-out")
     os.makedirs(mo)
-    for f in ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
-              "special_tokens_map.json"):
+    for f in sorted(os.listdir(tmp)):
+        if f.endswith(".safetensors") or f in ("model.safetensors.index.json", "mergekit_config.yml", "README.md"):
+            continue
         if os.path.exists(os.path.join(tmp, f)):
             shutil.copy(os.path.join(tmp, f), os.path.join(mo, f))
     v = {k: md.version(k) for k in ("mergekit", "torch", "transformers", "tokenizers", "numpy", "safetensors")}
@@ -384,7 +438,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--only")
     ap.add_argument("--no-models", action="store_true")
+    ap.add_argument("--mergekit", choices=("0.1.4", "0.1.5"), default="0.1.5",
+                    help="the release this venv holds: its cases folder")
     a = ap.parse_args()
+    global CASES, RELEASE
+    RELEASE = a.mergekit
+    if RELEASE == "0.1.4":
+        CASES = os.path.join(HERE, "cases")
+        a.no_models = True
     os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
     os.environ.setdefault("MKL_ENABLE_INSTRUCTIONS", "AVX2")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -392,7 +453,13 @@ def main():
         build_models()
     pin()
     failed = []
-    todo = [(n, m, r, run_case) for n, m, r in cases()] + [(n, m, r, run_multi_case) for n, m, r in multi_cases()]
+    multi = multi_cases()
+    if RELEASE == "0.1.4":
+        # crucible reproduces 0.1.4's tokenizer merge in the last stage only
+        # (spec/tokenizer-merge.md §7): the cases whose earlier stages merge none
+        multi = [(n, m, docs) for n, m, docs in multi
+                 if not any("tokenizer_source" in d or "tokenizer" in d for d in docs[:-1])]
+    todo = [(n, m, r, run_case) for n, m, r in cases()] + [(n, m, r, run_multi_case) for n, m, r in multi]
     for name, method, recipe, fn in todo:
         if a.only and a.only not in name:
             continue
@@ -402,6 +469,7 @@ def main():
         except Exception as e:
             failed.append(name)
             print("FAIL", name, type(e).__name__, e)
+            shutil.rmtree(os.path.join(CASES, name), ignore_errors=True)
     shutil.rmtree(os.path.join(HERE, ".out"), ignore_errors=True)
     sys.exit(1 if failed else 0)
 

@@ -219,10 +219,11 @@ static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_opti
         int tok_model = o && o->copy_tokenizer ? donor : -1;
         /* the identity permutation: the source's files as they are; else
          * the merged tokenizer, written (compiler/tokwrite.c) */
-        if (tm) tok_model = tm->identity ? tm->src_model : -1;
+        /* a converted slow tokenizer has no tokenizer.json to copy: written */
+        if (tm) tok_model = tm->identity && !tm->src_cfg ? tm->src_model : -1;
         /* a source that is none of the inputs has no input files to copy
          * (a .crb binds only inputs): always written */
-        if (tm && (!tm->identity || tm->src_model < 0)) {
+        if (tm && (!tm->identity || tm->src_model < 0 || tm->src_cfg)) {
             char *tmpl = NULL;
             if (last->chat_template && (s = resolve_template(p, plan, last->chat_template, &tmpl, err))) return s;
             /* without one (or `auto` finding none) the source keeps its own */

@@ -21,6 +21,7 @@
 #include "limits.h"
 #include "config.h"
 #include "tokmerge.h"
+#include "tokslow.h"
 
 /* ---- a string -> int map (open addressing; keys are borrowed) ---------- */
 
@@ -79,6 +80,7 @@ typedef struct tm_tok {
     uint32_t n_added;
     long long n_model;          /* len(model.vocab): transformers' tokenizer.vocab_size */
     long long V;                /* config vocab size, -1 unknown */
+    bool converted;             /* json/cfg converted from a slow tokenizer (formats/tokslow.c) */
 } tm_tok;
 
 static void tok_free(const cr_allocator *a, tm_tok *t)
@@ -116,12 +118,19 @@ static const char *special_text(const cJSON *v)
 static cr_status load_tok(const cr_allocator *a, const cr_plan_model *m, bool strip, tm_tok *t, cr_error *err)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer.json", m->path);
-    cr_status s = cr_json_read_object(a, path, CR_LIMIT_JSON_BYTES, &t->json, err);
-    if (s) return s;
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", m->path);
-    cr_error e2 = { 0 };
-    if (cr_json_read_object(a, path, CR_LIMIT_JSON_BYTES, &t->cfg, &e2)) t->cfg = NULL;
+    cr_status s;
+    if (cr_tokslow_kind_of(m->path) != CR_TOKSLOW_NONE) {
+        /* only a slow tokenizer: what transformers converts it to */
+        const char *mt = m->opened ? cr_model_config_str(&m->model, "model_type") : NULL;
+        if ((s = cr_tokslow_convert(a, m->path, m->ref, mt, &t->json, &t->cfg, err))) return s;
+        t->converted = true;
+    } else {
+        snprintf(path, sizeof path, "%s/tokenizer.json", m->path);
+        if ((s = cr_json_read_object(a, path, CR_LIMIT_JSON_BYTES, &t->json, err))) return s;
+        snprintf(path, sizeof path, "%s/tokenizer_config.json", m->path);
+        cr_error e2 = { 0 };
+        if (cr_json_read_object(a, path, CR_LIMIT_JSON_BYTES, &t->cfg, &e2)) t->cfg = NULL;
+    }
     cJSON *model = cJSON_GetObjectItemCaseSensitive(t->json, "model");
     cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     cJSON *added = cJSON_GetObjectItemCaseSensitive(t->json, "added_tokens");
@@ -265,26 +274,13 @@ static bool add_entry(cJSON *arr, const char *text, uint32_t id, const cJSON *fr
     return ok;
 }
 
-/* a model whose tokenizer transformers would load from a SentencePiece
- * tokenizer.model (no tokenizer.json): mergekit reads its get_vocab(), which
- * crucible cannot without a SentencePiece reader */
-static bool sentencepiece_only(const char *dir)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    if (!access(path, F_OK)) return false;
-    snprintf(path, sizeof path, "%s/tokenizer.model", dir);
-    return !access(path, F_OK);
-}
-
 static cr_status fail_tok(const cr_plan_model *m, cr_error *err)
 {
     char why[512];
     snprintf(why, sizeof why, "%s", err ? err->msg : "?");
-    if (sentencepiece_only(m->path))
-        return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer merge: %s has only a SentencePiece tokenizer.model, which "
-                       "mergekit reads through transformers; crucible reads tokenizer.json only: not supported yet",
-                       m->ref);
+    /* the converter's refusals name the model and the file already */
+    if (cr_tokslow_kind_of(m->path) != CR_TOKSLOW_NONE)
+        return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer merge: %s", why);
     return cr_fail(err, CR_ERR_UNSUPPORTED,
                    "tokenizer merge: cannot read %s's tokenizer (%s)", m->ref, why);
 }
@@ -304,6 +300,7 @@ void cr_tokmerge_free(const cr_allocator *a, cr_tokmerge *t)
     if (!t) return;
     cJSON_Delete(t->tok_json);
     cJSON_Delete(t->added_out);
+    cJSON_Delete(t->src_cfg);
     cr_arena_free(&t->arena);
     cr_free(a, t);
 }
@@ -344,7 +341,10 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr
          * tokenizer at all falls back to the base's, as in mergekit */
         char path[4096];
         static const char *const other[] = { "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json" };
-        if (sentencepiece_only(plan->models[i].path)) { s = fail_tok(&plan->models[i], err); goto out; }
+        if (cr_tokslow_kind_of(plan->models[i].path) != CR_TOKSLOW_NONE) {
+            s = cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer merge: %s", e2.msg);
+            goto out;
+        }
         for (size_t f = 0; f < CR_ARRAY_LEN(other); f++) {
             snprintf(path, sizeof path, "%s/%s", plan->models[i].path, other[f]);
             if (!access(path, F_OK)) {
@@ -525,8 +525,10 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, const cr
     if (s) goto out;
     /* the output tokenizer.json: the source's (stripped), union tokens
      * appended (compiler/tokwrite.c renders the files) */
-    if (src == &srcT) { tm->tok_json = srcT.json; srcT.json = NULL; }
-    else { tm->tok_json = T[base].json; T[base].json = NULL; }
+    tm_tok *so = src == &srcT ? &srcT : &T[base];
+    tm->tok_json = so->json;
+    so->json = NULL;
+    if (so->converted) { tm->src_cfg = so->cfg; so->cfg = NULL; }
 out:
     for (uint32_t i = 0; i < nm; i++) {
         /* tokens[] borrowed texts of these JSONs: copied above */

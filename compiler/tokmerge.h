@@ -35,6 +35,9 @@ typedef struct cr_tokmerge {
     uint32_t *cfg_id;           /* the entry's token's output id */
     cJSON *tok_json;            /* the source's tokenizer.json (the base's stripped) */
     cJSON *added_out;           /* added_tokens entries of the appended tokens, by id */
+    /* the source's tokenizer_config.json when its tokenizer was converted
+     * from a slow one (formats/tokslow.c; it has no such file), else NULL */
+    cJSON *src_cfg;
 } cr_tokmerge;
 
 /* Builds the merge for stage `st` (its tokenizer_source set). `donor` is

@@ -73,8 +73,16 @@ cr_status cr_tokmerge_write(cr_program *p, const cr_plan *plan, const cr_tokmerg
     snprintf(path, sizeof path, "%s/tokenizer_config.json", tm->src_dir);
     cJSON *cfg = NULL;
     cr_error e2 = { 0 };
-    if (cr_json_read_object(p->alloc, path, CR_LIMIT_JSON_BYTES, &cfg, &e2)) cfg = cJSON_CreateObject();
+    if (tm->src_cfg) cfg = cJSON_Duplicate(tm->src_cfg, true);
+    else if (cr_json_read_object(p->alloc, path, CR_LIMIT_JSON_BYTES, &cfg, &e2)) cfg = cJSON_CreateObject();
     if (!cfg) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    /* a converted slow tokenizer's: written like a tokenizer.json source's
+     * (no is_local / local_files_only, spec/compat.md; model_max_length is
+     * transformers' default, VERY_LARGE_INTEGER, either way) */
+    if (tm->src_cfg) {
+        static const char *const gone[] = { "is_local", "local_files_only", "model_max_length" };
+        for (size_t i = 0; i < CR_ARRAY_LEN(gone); i++) cJSON_DeleteItemFromObjectCaseSensitive(cfg, gone[i]);
+    }
     static const char *const drop[] = { "added_tokens_decoder", "additional_special_tokens", "chat_template",
                                         "add_bos_token", "add_eos_token" };
     for (size_t i = 0; i < CR_ARRAY_LEN(drop); i++) cJSON_DeleteItemFromObjectCaseSensitive(cfg, drop[i]);

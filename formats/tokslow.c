@@ -371,11 +371,24 @@ cr_status cr_tokslow_convert(const cr_allocator *a, const char *dir, const char 
                        "tokenizer_config.json and no tokenizer.json; crucible converts a tokenizer.model only without "
                        "tokenizer_config.json (whose tokenizer_class and arguments change what transformers builds): "
                        "not supported yet", ref);
-    if (!plain_backend(model_type))
+    /* a model that is none of the inputs (a tokenizer source) was not
+     * opened: its config.json says */
+    char path[4096];
+    cJSON *conf = NULL;
+    if (!model_type) {
+        cr_error e2 = { 0 };
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        if (!cr_json_read_object(a, path, 1u << 24, &conf, &e2))
+            model_type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(conf, "model_type"));
+    }
+    bool plain = plain_backend(model_type);
+    char mt[64];
+    snprintf(mt, sizeof mt, "%s", model_type ? model_type : "?");
+    cJSON_Delete(conf);
+    if (!plain)
         return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: its tokenizer is a SentencePiece tokenizer.model without "
                        "tokenizer.json, and transformers builds model type '%s' in a tokenizer class of its own, "
-                       "which crucible does not convert: not supported yet", ref, model_type ? model_type : "?");
-    char path[4096];
+                       "which crucible does not convert: not supported yet", ref, mt);
     snprintf(path, sizeof path, "%s/tokenizer.model", dir);
     char *raw;
     size_t len;

@@ -12,7 +12,8 @@ punctuation, Unicode, added and special tokens spliced in), encoded with
 and without special tokens, and their decodings. The tok_union_ab merge is
 also loaded as a model and made to generate, with no warning.
 
-Usage: check_tokmerge.py CRUCIBLE_BIN [N]   (with the mergekit 0.1.5 venv's python)
+Usage: check_tokmerge.py CRUCIBLE_BIN [N [PREFIX]]   (with the mergekit 0.1.5 venv's python;
+PREFIX limits it to the cases whose name starts with it, e.g. tok_spm)
 """
 import json
 import os
@@ -29,7 +30,8 @@ def main():
     import transformers
     bin_ = os.path.abspath(sys.argv[1])
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 3000
-    cases = sorted(c for c in os.listdir(os.path.join(GOLDEN, "cases-0.1.5")) if c.startswith("tok_"))
+    prefix = sys.argv[3] if len(sys.argv) > 3 else "tok_"
+    cases = sorted(c for c in os.listdir(os.path.join(GOLDEN, "cases-0.1.5")) if c.startswith(prefix))
     bad = 0
     with tempfile.TemporaryDirectory() as tmp:
         for c in cases:

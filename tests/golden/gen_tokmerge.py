@@ -4,7 +4,10 @@ spec/tokenizer-merge.md §6): three tiny llama models whose BPE tokenizers
 differ (shared and unshared tokens, different added/special tokens, a
 vocab_size smaller than the tokenizer, padding rows, tied and untied
 embeddings, f32 and bf16), merged by mergekit 0.1.5 with `tokenizer_source`
-base / union / a model and `tokenizer:` blocks.
+base / union / a model and `tokenizer:` blocks; and models whose tokenizer is
+only a SentencePiece tokenizer.model (tok_s1, tok_s1b, tok_s2: trained here
+with sentencepiece's BPE trainer on a small generated text; transformers
+converts them for mergekit, spec/tokenizer-merge.md §7).
 
 Writes tests/golden/models/tok_{a,b,c}/ and tests/golden/cases-0.1.5/tok_*/
 (recipe.yml, case.json, model.safetensors: the format test_golden reads;
@@ -152,6 +155,84 @@ def build_models():
             json.dump(tc, f, indent=2)
 
 
+# SentencePiece-only models: name -> (trainer options, corpus seed, config
+# vocab_size (None: every piece), dtype, tied, weight seed)
+SPM_MODELS = {
+    # llama style: byte fallback, identity normalizer, no extra-space removal
+    "tok_s1": (dict(vocab_size=300, byte_fallback=True, normalization_rule_name="identity",
+                    remove_extra_whitespaces=False, split_digits=True), 1, None, "float32", False, 50),
+    # the same tokenizer.model, other weights (an identity permutation)
+    "tok_s1b": (None, 1, None, "float32", False, 51),
+    # another vocabulary: user-defined and control pieces, NFKC, tied, bf16
+    "tok_s2": (dict(vocab_size=320, byte_fallback=True, user_defined_symbols=["<tool>", "[X]"],
+                    control_symbols=["<ctl>"], normalization_rule_name="nmt_nfkc"), 2, None, "bfloat16", True, 52),
+    # s2's tokenizer with config vocab_size 8 below its 320 pieces: stripped
+    # as a base; as a non-base input of a union with tok_s1 mergekit fails
+    # with a KeyError (tokens s1 has that s2t has past its vocab_size)
+    "tok_s2t": (None, 2, 312, "float32", False, 53),
+}
+
+
+def spm_corpus(seed):
+    import random
+    rnd = random.Random(seed)
+    words = ("the quick brown fox jumps over lazy dog merge model token llama vocab byte fallback unicode "
+             "héllo wörld 東京 café naïve 12 345 tool").split()
+    if seed == 2:
+        words += "zebra quantum xylophone mountain river 大阪 ünïcödé 6789".split()
+    return "\n".join(" ".join(rnd.choice(words) for _ in range(rnd.randint(3, 12))) for _ in range(3000)) + "\n"
+
+
+def build_spm_models():
+    import numpy as np
+    import sentencepiece as spm
+    import torch
+    from safetensors.torch import save_file
+    import tempfile
+    for name, (opts, corpus_seed, vsize, dtype, tied, wseed) in SPM_MODELS.items():
+        d = os.path.join(MODELS, name)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        if opts is None:        # the tokenizer of the model trained on the same corpus
+            src = next(n for n, v in SPM_MODELS.items() if v[0] is not None and v[1] == corpus_seed)
+            shutil.copy(os.path.join(MODELS, src, "tokenizer.model"), os.path.join(d, "tokenizer.model"))
+            opts = SPM_MODELS[src][0]
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                with open(os.path.join(tmp, "c.txt"), "w") as f:
+                    f.write(spm_corpus(corpus_seed))
+                spm.SentencePieceTrainer.train(input=os.path.join(tmp, "c.txt"), model_prefix=os.path.join(tmp, "sp"),
+                                               model_type="bpe", character_coverage=1.0, num_threads=1,
+                                               minloglevel=2, **opts)
+                shutil.copy(os.path.join(tmp, "sp.model"), os.path.join(d, "tokenizer.model"))
+        V = vsize or opts["vocab_size"]
+        rng = np.random.default_rng(wseed)
+        shapes = [("model.embed_tokens.weight", (V, HIDDEN))]
+        p = "model.layers.0."
+        shapes += [(p + "input_layernorm.weight", (HIDDEN,)),
+                   (p + "self_attn.q_proj.weight", (HEADS * HEAD_DIM, HIDDEN)),
+                   (p + "self_attn.k_proj.weight", (KV_HEADS * HEAD_DIM, HIDDEN)),
+                   (p + "self_attn.v_proj.weight", (KV_HEADS * HEAD_DIM, HIDDEN)),
+                   (p + "self_attn.o_proj.weight", (HIDDEN, HEADS * HEAD_DIM)),
+                   (p + "post_attention_layernorm.weight", (HIDDEN,)),
+                   (p + "mlp.gate_proj.weight", (INTER, HIDDEN)),
+                   (p + "mlp.up_proj.weight", (INTER, HIDDEN)),
+                   (p + "mlp.down_proj.weight", (HIDDEN, INTER)),
+                   ("model.norm.weight", (HIDDEN,))]
+        if not tied:
+            shapes.append(("lm_head.weight", (V, HIDDEN)))
+        tdt = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+        t = {k: torch.from_numpy(rng.standard_normal(s).astype(np.float32)).to(tdt).contiguous() for k, s in shapes}
+        save_file(t, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+        cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": HIDDEN,
+               "intermediate_size": INTER, "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
+               "num_key_value_heads": KV_HEADS, "head_dim": HEAD_DIM, "vocab_size": V,
+               "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "hidden_act": "silu",
+               "tie_word_embeddings": tied, "bos_token_id": 1, "torch_dtype": dtype}
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=2)
+
+
 def cases():
     def M(m, w):
         return {"model": m, "parameters": {"weight": w}}
@@ -208,6 +289,25 @@ def cases():
     add("tok_union_au", "linear", {"base_model": "tok_a", "models": [M("tok_a", 0.6), M("tok_u", 0.4)],
                                    "tokenizer_source": "union"})
     add("tok_model_extern_u", "linear", {"base_model": "tok_a", "models": ab, "tokenizer_source": "tok_u"})
+    # SentencePiece-only inputs (tokenizer.model, no tokenizer.json)
+    s1s2 = [M("tok_s1", 0.6), M("tok_s2", 0.4)]
+    add("tok_spm_union_as1", "linear", {"base_model": "tok_a", "models": [M("tok_a", 0.5), M("tok_s1", 0.5)],
+                                        "tokenizer_source": "union"})
+    add("tok_spm_union_s1s2", "linear", {"base_model": "tok_s1", "models": s1s2, "tokenizer_source": "union"})
+    add("tok_spm_base_s2t", "linear", {"base_model": "tok_s2t", "models": [M("tok_s1", 0.6), M("tok_s2t", 0.4)],
+                                       "tokenizer_source": "base"})
+    add("tok_spm_union_s2ta", "task_arithmetic", {"base_model": "tok_s2t",
+                                                 "models": [M("tok_s1", 0.7), M("tok_a", 0.4)],
+                                                 "tokenizer_source": "union"})
+    add("tok_spm_model_s1", "linear", {"base_model": "tok_a", "models": [M("tok_a", 0.5), M("tok_s2", 0.5)],
+                                       "tokenizer_source": "tok_s1"})
+    add("tok_spm_ident", "linear", {"base_model": "tok_s1", "models": [M("tok_s1", 0.3), M("tok_s1b", 0.7)],
+                                    "tokenizer_source": "base"})
+    add("tok_spm_tokens_pad", "linear", {"base_model": "tok_s1", "models": s1s2, "tokenizer": {
+        "source": "union", "pad_to_multiple_of": 64, "tokens": {
+            "<tool>": {"source": "tok_s2", "force": True},
+            "<new>": {"source": {"kind": "model_token", "model": "tok_s2", "token": "▁qu"}},
+            "▁the": {"source": {"kind": "zero"}, "force": True}}}})
     return c
 
 
@@ -294,6 +394,7 @@ def main():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if not a.no_models:
         build_models()
+        build_spm_models()
     pin()
     failed = []
     for name, method, recipe in cases():

@@ -450,3 +450,51 @@ void cr_tokslow_print(cr_sbuf *b, const cJSON *j, bool newline)
     print(b, j, 0);
     if (newline) cr_sbuf_add(b, "\n", 1);
 }
+
+cr_status cr_tokslow_resave(const cr_allocator *a, const char *dir, const char *ref, const char *model_type, bool moe,
+                            char **tok_text, size_t *tok_len, char **cfg_text, size_t *cfg_len, cr_error *err)
+{
+    *tok_text = *cfg_text = NULL;
+    cJSON *tok, *cfg;
+    cr_status s = cr_tokslow_convert(a, dir, ref, model_type, &tok, &cfg, err);
+    if (s) return s;
+    if (moe) {
+        /* tokenizer.pad_token_id = bos_token_id; else pad_token = eos_token */
+        const char *pad = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cfg, "bos_token"));
+        if (!pad) pad = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cfg, "eos_token"));
+        if (pad) {
+            cJSON *after = cfg->child;
+            while (after && strcmp(after->string, "pad_token") < 0) after = after->next;
+            cJSON *v = cJSON_AddStringToObject(cfg, "pad_token", pad);     /* appended with its key */
+            if (!v) {
+                s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
+            } else if (after) {
+                /* moved before the first key that sorts after it (cJSON keeps
+                 * child->prev as the last item) */
+                cJSON_DetachItemViaPointer(cfg, v);
+                v->next = after;
+                v->prev = after->prev;
+                if (after == cfg->child) cfg->child = v;
+                else after->prev->next = v;
+                after->prev = v;
+            }
+        }
+    }
+    cr_sbuf b;
+    cr_sbuf_init(&b, a);
+    if (!s) {
+        cr_tokslow_print(&b, tok, false);
+        if (!(*tok_text = cr_sbuf_take(&b, tok_len))) s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    }
+    if (!s) {
+        cr_tokslow_print(&b, cfg, true);
+        if (!(*cfg_text = cr_sbuf_take(&b, cfg_len))) s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    }
+    cJSON_Delete(tok);
+    cJSON_Delete(cfg);
+    if (s) {
+        cr_free(a, *tok_text);
+        *tok_text = NULL;
+    }
+    return s;
+}

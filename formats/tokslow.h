@@ -39,6 +39,15 @@ cr_tokslow_kind cr_tokslow_kind_of(const char *dir);
 cr_status cr_tokslow_convert(const cr_allocator *a, const char *dir, const char *ref, const char *model_type,
                              cJSON **tok, cJSON **cfg, cr_error *err);
 
+/* mergekit 0.1.5's re-save of a donor's tokenizer (no
+ * tokenizer_config.json; merge.py _copy_tokenizer, and mergekit-moe always):
+ * the texts of tokenizer.json and tokenizer_config.json that
+ * AutoTokenizer(dir).save_pretrained writes for a converted tokenizer.model.
+ * `moe`: mergekit-moe first sets pad_token to the bos token (else the eos
+ * token). Errors as cr_tokslow_convert's. The texts are the caller's. */
+cr_status cr_tokslow_resave(const cr_allocator *a, const char *dir, const char *ref, const char *model_type, bool moe,
+                            char **tok_text, size_t *tok_len, char **cfg_text, size_t *cfg_len, cr_error *err);
+
 /* `j` as transformers writes it: tokenizers' pretty JSON (serde_json,
  * indent 2, UTF-8 kept) for tokenizer.json, and json.dumps(indent=2,
  * ensure_ascii=False) of an already key-sorted object for

@@ -345,6 +345,155 @@ static cr_status build(const cr_allocator *a, const cr_spm_model *m, const char 
     return CR_OK;
 }
 
+/* ---- GPT-2 style vocab.json + merges.txt ---------------------------------------- */
+
+typedef struct vocab_ref { const char *text; double id; } vocab_ref;
+
+static int cmp_vid(const void *x, const void *y)
+{
+    const vocab_ref *a = x, *b = y;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+static cJSON *bytelevel(bool add_prefix_space)
+{
+    cJSON *o = typed("ByteLevel");
+    cJSON_AddBoolToObject(o, "add_prefix_space", add_prefix_space);
+    cJSON_AddTrueToObject(o, "trim_offsets");
+    cJSON_AddTrueToObject(o, "use_regex");
+    return o;
+}
+
+/* GPT2Tokenizer.__init__ with its defaults: BPE(vocab, merges,
+ * continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False),
+ * ByteLevel pre-tokenizer (no prefix space) and decoder; unk, bos and eos
+ * "<|endoftext|>" (an added token: its vocabulary id, else the next id) */
+static cr_status build_gpt2(const cr_allocator *a, const char *dir, const char *ref, cJSON **tok, cJSON **cfg,
+                            cr_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    cJSON *vj;
+    cr_status s = cr_json_read_object(a, path, SPM_BYTES_LIMIT, &vj, err);
+    if (s) return s;
+    int nv = cJSON_GetArraySize(vj);
+    vocab_ref *by = cr_calloc(a, (size_t)nv + 1, sizeof *by);
+    char *mtext = NULL;
+    size_t mlen = 0;
+    cJSON *j = NULL, *c = NULL;
+    if (!by) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
+    int k = 0;
+    for (const cJSON *v = vj->child; v; v = v->next) {
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 2147483647.0 ||
+            v->valuedouble != (double)(long long)v->valuedouble) {
+            s = cr_fail(err, CR_ERR_FORMAT, "%s: token '%s' has no integer id", path, v->string);
+            goto out;
+        }
+        by[k++] = (vocab_ref){ v->string, v->valuedouble };
+    }
+    /* tokenizers writes the vocabulary by id */
+    qsort(by, (size_t)nv, sizeof *by, cmp_vid);
+    snprintf(path, sizeof path, "%s/merges.txt", dir);
+    if ((s = cr_file_read(a, path, SPM_BYTES_LIMIT, "merges.txt", &mtext, &mlen, err))) goto out;
+    j = cJSON_CreateObject();
+    c = cJSON_CreateObject();
+    if (!j || !c) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
+    static const char eot[] = "<|endoftext|>";
+    const cJSON *eid = cJSON_GetObjectItemCaseSensitive(vj, eot);
+    double max_id = nv ? by[nv - 1].id : -1;
+    cJSON_AddStringToObject(j, "version", "1.0");
+    cJSON_AddNullToObject(j, "truncation");
+    cJSON_AddNullToObject(j, "padding");
+    cJSON *added = cJSON_AddArrayToObject(j, "added_tokens"), *e = cJSON_CreateObject();
+    cJSON_AddItemToArray(added, e);
+    cJSON_AddNumberToObject(e, "id", eid ? eid->valuedouble : max_id + 1);
+    cJSON_AddStringToObject(e, "content", eot);
+    cJSON_AddFalseToObject(e, "single_word");
+    cJSON_AddFalseToObject(e, "lstrip");
+    cJSON_AddFalseToObject(e, "rstrip");
+    cJSON_AddFalseToObject(e, "normalized");
+    cJSON_AddTrueToObject(e, "special");
+    cJSON_AddNullToObject(j, "normalizer");
+    cJSON_AddItemToObject(j, "pre_tokenizer", bytelevel(false));
+    cJSON *pp = typed("TemplateProcessing");
+    cJSON *single = cJSON_AddArrayToObject(pp, "single"), *pair = cJSON_AddArrayToObject(pp, "pair");
+    cJSON_AddItemToArray(single, seq_item("A", 0));
+    cJSON_AddItemToArray(pair, seq_item("A", 0));
+    cJSON_AddItemToArray(pair, seq_item("B", 1));
+    cJSON_AddObjectToObject(pp, "special_tokens");
+    cJSON_AddItemToObject(j, "post_processor", pp);
+    cJSON_AddItemToObject(j, "decoder", bytelevel(true));
+    cJSON *mo = typed("BPE");
+    cJSON_AddItemToObject(j, "model", mo);
+    cJSON_AddNullToObject(mo, "dropout");
+    cJSON_AddNullToObject(mo, "unk_token");
+    cJSON_AddStringToObject(mo, "continuing_subword_prefix", "");
+    cJSON_AddStringToObject(mo, "end_of_word_suffix", "");
+    cJSON_AddFalseToObject(mo, "fuse_unk");
+    cJSON_AddFalseToObject(mo, "byte_fallback");
+    cJSON_AddFalseToObject(mo, "ignore_merges");
+    cJSON *vocab = cJSON_AddObjectToObject(mo, "vocab");
+    for (int i = 0; i < nv; i++) cJSON_AddNumberToObject(vocab, by[i].text, by[i].id);
+    cJSON *mg = cJSON_AddArrayToObject(mo, "merges");
+    /* merges.txt as tokenizers reads it: "#version" lines skipped, every
+     * other line exactly two parts split on one space, both in the vocabulary */
+    size_t line = 0;
+    for (char *p = mtext; p < mtext + mlen && !s;) {
+        char *nl = memchr(p, '\n', (size_t)(mtext + mlen - p)), *end = nl ? nl : mtext + mlen;
+        line++;
+        if (end > p && end[-1] == '\r') end[-1] = 0;
+        *end = 0;
+        if (strncmp(p, "#version", 8)) {
+            char *sp = strchr(p, ' ');
+            if (!sp || strchr(sp + 1, ' ')) {
+                s = cr_fail(err, CR_ERR_FORMAT, "%s:%zu: a merge is two tokens separated by one space", path, line);
+                break;
+            }
+            *sp = 0;
+            if (!cJSON_GetObjectItemCaseSensitive(vj, p) || !cJSON_GetObjectItemCaseSensitive(vj, sp + 1)) {
+                s = cr_fail(err, CR_ERR_FORMAT, "%s:%zu: merge '%s %s' names a token that vocab.json lacks", path, line,
+                            p, sp + 1);
+                break;
+            }
+            cJSON *pr = cJSON_CreateArray();
+            cJSON_AddItemToArray(mg, pr);
+            cJSON_AddItemToArray(pr, cJSON_CreateString(p));
+            cJSON_AddItemToArray(pr, cJSON_CreateString(sp + 1));
+        }
+        p = end + 1;
+    }
+    if (s) goto out;
+    (void)ref;
+    cJSON_AddFalseToObject(c, "add_prefix_space");
+    cJSON_AddStringToObject(c, "backend", "tokenizers");
+    cJSON_AddStringToObject(c, "bos_token", eot);
+    cJSON_AddStringToObject(c, "eos_token", eot);
+    cJSON_AddStringToObject(c, "errors", "replace");
+    cJSON_AddTrueToObject(c, "is_local");
+    cJSON_AddFalseToObject(c, "local_files_only");
+    cJSON_AddRawToObject(c, "model_max_length", "1000000000000000019884624838656");
+    cJSON_AddNullToObject(c, "pad_token");
+    cJSON_AddStringToObject(c, "tokenizer_class", "GPT2Tokenizer");
+    cJSON_AddStringToObject(c, "unk_token", eot);
+out:
+    cJSON_Delete(vj);
+    cr_free(a, by);
+    cr_free(a, mtext);
+    if (s) { cJSON_Delete(j); cJSON_Delete(c); j = c = NULL; }
+    *tok = j;
+    *cfg = c;
+    return s;
+}
+
+/* model types transformers 5.25 maps to GPT2Tokenizer */
+static bool gpt2_class(const char *model_type)
+{
+    static const char *const types[] = { "gpt2", "gpt_neo", "gptj", "phi", "starcoder2", "codegen" };
+    for (size_t i = 0; model_type && i < sizeof types / sizeof *types; i++)
+        if (!strcmp(model_type, types[i])) return true;
+    return false;
+}
+
 /* model types transformers 5.25 maps to TokenizersBackend (no class of
  * their own; the list formats/hfdir.c keeps for the re-save fallback) */
 static bool plain_backend(const char *model_type)
@@ -361,16 +510,12 @@ cr_status cr_tokslow_convert(const cr_allocator *a, const char *dir, const char 
 {
     *tok = *cfg = NULL;
     cr_tokslow_kind k = cr_tokslow_kind_of(dir);
-    if (k == CR_TOKSLOW_BPE_FILES)
-        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: its tokenizer is GPT-2-style vocab.json + merges.txt without "
-                       "tokenizer.json, which transformers converts to a fast tokenizer; crucible does not convert it "
-                       "yet (add the tokenizer.json that transformers' save_pretrained writes)", ref);
-    if (k != CR_TOKSLOW_SPM) return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: no slow tokenizer to convert", ref);
+    if (k == CR_TOKSLOW_NONE) return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: no slow tokenizer to convert", ref);
+    const char *file = k == CR_TOKSLOW_SPM ? "a SentencePiece tokenizer.model" : "GPT-2-style vocab.json + merges.txt";
     if (has(dir, "tokenizer_config.json"))
-        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: its tokenizer is a SentencePiece tokenizer.model with a "
-                       "tokenizer_config.json and no tokenizer.json; crucible converts a tokenizer.model only without "
-                       "tokenizer_config.json (whose tokenizer_class and arguments change what transformers builds): "
-                       "not supported yet", ref);
+        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: its tokenizer is %s with a tokenizer_config.json and no "
+                       "tokenizer.json; crucible converts a slow tokenizer only without tokenizer_config.json (whose "
+                       "tokenizer_class and arguments change what transformers builds): not supported yet", ref, file);
     /* a model that is none of the inputs (a tokenizer source) was not
      * opened: its config.json says */
     char path[4096];
@@ -381,14 +526,15 @@ cr_status cr_tokslow_convert(const cr_allocator *a, const char *dir, const char 
         if (!cr_json_read_object(a, path, 1u << 24, &conf, &e2))
             model_type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(conf, "model_type"));
     }
-    bool plain = plain_backend(model_type);
+    bool ok = k == CR_TOKSLOW_SPM ? plain_backend(model_type) : gpt2_class(model_type);
     char mt[64];
     snprintf(mt, sizeof mt, "%s", model_type ? model_type : "?");
     cJSON_Delete(conf);
-    if (!plain)
-        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: its tokenizer is a SentencePiece tokenizer.model without "
-                       "tokenizer.json, and transformers builds model type '%s' in a tokenizer class of its own, "
-                       "which crucible does not convert: not supported yet", ref, mt);
+    if (!ok)
+        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: its tokenizer is %s without tokenizer.json, and transformers "
+                       "builds model type '%s' from it in a way crucible does not convert: not supported yet", ref,
+                       file, mt);
+    if (k == CR_TOKSLOW_BPE_FILES) return build_gpt2(a, dir, ref, tok, cfg, err);
     snprintf(path, sizeof path, "%s/tokenizer.model", dir);
     char *raw;
     size_t len;

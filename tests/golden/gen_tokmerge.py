@@ -7,7 +7,9 @@ embeddings, f32 and bf16), merged by mergekit 0.1.5 with `tokenizer_source`
 base / union / a model and `tokenizer:` blocks; and models whose tokenizer is
 only a SentencePiece tokenizer.model (tok_s1, tok_s1b, tok_s2: trained here
 with sentencepiece's BPE trainer on a small generated text; transformers
-converts them for mergekit, spec/tokenizer-merge.md §7).
+converts them for mergekit, spec/tokenizer-merge.md §7), and GPT-2 models whose
+tokenizer is only vocab.json + merges.txt (tok_g1, tok_g2: trained with
+tokenizers' ByteLevel BPE trainer).
 
 Writes tests/golden/models/tok_{a,b,c}/ and tests/golden/cases-0.1.5/tok_*/
 (recipe.yml, case.json, model.safetensors: the format test_golden reads;
@@ -23,6 +25,7 @@ crucible implements.
 Usage: tests/golden/.venv-0.1.5/bin/python tests/golden/gen_tokmerge.py [--only X]
 """
 import argparse
+import io
 import json
 import os
 import shutil
@@ -198,13 +201,14 @@ def build_spm_models():
             shutil.copy(os.path.join(MODELS, src, "tokenizer.model"), os.path.join(d, "tokenizer.model"))
             opts = SPM_MODELS[src][0]
         else:
-            with tempfile.TemporaryDirectory() as tmp:
-                with open(os.path.join(tmp, "c.txt"), "w") as f:
-                    f.write(spm_corpus(corpus_seed))
-                spm.SentencePieceTrainer.train(input=os.path.join(tmp, "c.txt"), model_prefix=os.path.join(tmp, "sp"),
-                                               model_type="bpe", character_coverage=1.0, num_threads=1,
-                                               minloglevel=2, **opts)
-                shutil.copy(os.path.join(tmp, "sp.model"), os.path.join(d, "tokenizer.model"))
+            # trained from memory into memory: no temporary path is recorded
+            # in the model's TrainerSpec, so the bytes are reproducible
+            model = io.BytesIO()
+            spm.SentencePieceTrainer.train(sentence_iterator=iter(spm_corpus(corpus_seed).splitlines()),
+                                           model_writer=model, model_type="bpe", character_coverage=1.0,
+                                           num_threads=1, minloglevel=2, **opts)
+            with open(os.path.join(d, "tokenizer.model"), "wb") as f:
+                f.write(model.getvalue())
         V = vsize or opts["vocab_size"]
         rng = np.random.default_rng(wseed)
         shapes = [("model.embed_tokens.weight", (V, HIDDEN))]
@@ -229,6 +233,50 @@ def build_spm_models():
                "num_key_value_heads": KV_HEADS, "head_dim": HEAD_DIM, "vocab_size": V,
                "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "hidden_act": "silu",
                "tie_word_embeddings": tied, "bos_token_id": 1, "torch_dtype": dtype}
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=2)
+
+
+# GPT-2 models with only vocab.json + merges.txt: name -> (corpus seed,
+# trainer vocab size, weight seed)
+GPT2_MODELS = {"tok_g1": (1, 300, 60), "tok_g2": (2, 320, 61)}
+
+
+def build_gpt2_models():
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+    from tokenizers import ByteLevelBPETokenizer
+    import tempfile
+    H, P, INNER = 8, 16, 16
+    for name, (corpus_seed, vsize, wseed) in GPT2_MODELS.items():
+        d = os.path.join(MODELS, name)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(tmp, "c.txt"), "w") as f:
+                f.write(spm_corpus(corpus_seed))
+            t = ByteLevelBPETokenizer()
+            t.train([os.path.join(tmp, "c.txt")], vocab_size=vsize, min_frequency=2,
+                    special_tokens=["<|endoftext|>"], show_progress=False)
+            t.save_model(d)
+        V = len(json.load(open(os.path.join(d, "vocab.json"))))
+        rng = np.random.default_rng(wseed)
+        shapes = [("transformer.wte.weight", (V, H)), ("transformer.wpe.weight", (P, H))]
+        p = "transformer.h.0."
+        shapes += [(p + "ln_1.weight", (H,)), (p + "ln_1.bias", (H,)),
+                   (p + "attn.c_attn.weight", (H, 3 * H)), (p + "attn.c_attn.bias", (3 * H,)),
+                   (p + "attn.c_proj.weight", (H, H)), (p + "attn.c_proj.bias", (H,)),
+                   (p + "ln_2.weight", (H,)), (p + "ln_2.bias", (H,)),
+                   (p + "mlp.c_fc.weight", (H, INNER)), (p + "mlp.c_fc.bias", (INNER,)),
+                   (p + "mlp.c_proj.weight", (INNER, H)), (p + "mlp.c_proj.bias", (H,)),
+                   ("transformer.ln_f.weight", (H,)), ("transformer.ln_f.bias", (H,))]
+        t = {k: torch.from_numpy(rng.standard_normal(s).astype(np.float32)).contiguous() for k, s in shapes}
+        save_file(t, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+        cfg = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_embd": H, "n_head": 2, "n_layer": 1,
+               "n_inner": INNER, "n_positions": P, "vocab_size": V, "activation_function": "gelu_new",
+               "layer_norm_epsilon": 1e-5, "tie_word_embeddings": True, "bos_token_id": 0, "eos_token_id": 0,
+               "torch_dtype": "float32"}
         with open(os.path.join(d, "config.json"), "w") as f:
             json.dump(cfg, f, indent=2)
 
@@ -308,6 +356,12 @@ def cases():
             "<tool>": {"source": "tok_s2", "force": True},
             "<new>": {"source": {"kind": "model_token", "model": "tok_s2", "token": "▁qu"}},
             "▁the": {"source": {"kind": "zero"}, "force": True}}}})
+    # GPT-2 inputs with only vocab.json + merges.txt
+    g12 = [M("tok_g1", 0.6), M("tok_g2", 0.4)]
+    add("tok_gpt2_union_g1g2", "linear", {"base_model": "tok_g1", "models": g12, "tokenizer_source": "union"})
+    add("tok_gpt2_base_g2", "linear", {"base_model": "tok_g2", "models": g12, "tokenizer_source": "base"})
+    add("tok_gpt2_model_g2_pad", "linear", {"base_model": "tok_g1", "models": g12,
+                                           "tokenizer": {"source": "tok_g2", "pad_to_multiple_of": 32}})
     return c
 
 
@@ -395,6 +449,7 @@ def main():
     if not a.no_models:
         build_models()
         build_spm_models()
+        build_gpt2_models()
     pin()
     failed = []
     for name, method, recipe in cases():

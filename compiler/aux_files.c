@@ -246,12 +246,13 @@ static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_opti
                 resaved = cr_hf_resaved_tokenizer_config(tok_dir, mt);
                 if (resaved) names[n++] = "tokenizer.json";
             }
-            /* a donor with only a SentencePiece tokenizer.model: 0.1.5
+            /* a donor with only a slow tokenizer (tokenizer.model, or
+             * vocab.json + merges.txt): 0.1.5
              * re-saves what transformers converts it to (formats/tokslow.h);
              * one crucible does not convert gets no tokenizer, as before */
             char *conv_tok = NULL, *conv_cfg = NULL;
             size_t conv_tok_len = 0, conv_cfg_len = 0;
-            if (!n && v015 && cr_tokslow_kind_of(tok_dir) == CR_TOKSLOW_SPM) {
+            if (!n && v015 && cr_tokslow_kind_of(tok_dir) != CR_TOKSLOW_NONE) {
                 cr_error e2 = { 0 };
                 if (cr_tokslow_resave(p->alloc, tok_dir, plan->models[tok_model].ref, mt, false, &conv_tok,
                                       &conv_tok_len, &conv_cfg, &conv_cfg_len, &e2))

@@ -685,11 +685,11 @@ static cr_status add_aux(mb *b, cr_program *p, cr_error *err)
             st = cr_program_aux_copy(p, names[i], &src, err);
         }
         if (!st && resaved) st = cr_program_aux_write(p, "tokenizer_config.json", resaved, strlen(resaved), err);
-        /* only a SentencePiece tokenizer.model: mergekit-moe re-saves what
+        /* only a slow tokenizer (tokenizer.model, vocab.json + merges.txt): mergekit-moe re-saves what
          * transformers converts it to, pad token set (formats/tokslow.h);
          * one crucible does not convert gets no tokenizer, as before */
         if (!st && !n && cr_mk_resolve(b->o->compile.mk_version) == CR_MK_0_1_5 &&
-            cr_tokslow_kind_of(dir) == CR_TOKSLOW_SPM) {
+            cr_tokslow_kind_of(dir) != CR_TOKSLOW_NONE) {
             char *tt, *tc;
             size_t tl, cl;
             cr_error e2 = { 0 };

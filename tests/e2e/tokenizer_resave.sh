@@ -10,7 +10,8 @@
 # --mergekit-version 0.1.4 (transformers 4, not reproduced) write none.
 # The same for a donor whose tokenizer is only a SentencePiece
 # tokenizer.model (the golden model tok_s1): transformers converts it
-# (formats/tokslow.c) and mergekit writes the converted tokenizer.json.
+# (formats/tokslow.c) and mergekit writes the converted tokenizer.json;
+# and for a GPT-2 donor with only vocab.json + merges.txt (tok_g1).
 # Usage: tokenizer_resave.sh CRUCIBLE_BIN
 . "$(dirname "$0")/../support/e2e_lib.sh" tokresave "$1"
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -67,6 +68,15 @@ expect spm-moe "$tmp/spm-moe"
 expect spm-merge "$tmp/spm-crb"
 "$bin" merge "$tmp/merge.yml" "$tmp/spm-no" --models-dir "$s" --quiet --no-copy-tokenizer 2>"$tmp/err" || bad "spm no-copy: $(head -c 300 "$tmp/err")"
 check '[ -z "$(tokfiles "$tmp/spm-no")" ]' "spm --no-copy-tokenizer wrote $(tokfiles "$tmp/spm-no" | tr '\n' ' ')"
+# a GPT-2 donor with only vocab.json + merges.txt
+g=$tmp/gpt2
+mkdir -p "$g"
+cp -r "$here/tests/golden/models/tok_g1" "$g/a"
+cp -r "$here/tests/golden/models/tok_g1" "$g/b"
+for c in merge chatml; do
+    "$bin" merge "$tmp/$c.yml" "$tmp/gpt2-$c" --models-dir "$g" --quiet 2>"$tmp/err" || bad "gpt2-$c: merge failed: $(head -c 300 "$tmp/err")"
+    expect gpt2-$c "$tmp/gpt2-$c"
+done
 # a model type transformers builds in a class of its own: not converted, no tokenizer (as before)
 cp -r "$s/a" "$s/q"
 sed -i 's/"model_type": "llama"/"model_type": "qwen2"/' "$s/q/config.json"

@@ -1,5 +1,7 @@
-/* tokslow.c — transformers 5.25's slow-to-fast conversion of a SentencePiece
- * tokenizer.model (tokenizer.h). Read from the 5.25 wheel:
+/* tokslow.c — transformers 5.25's slow-to-fast conversion (tokslow.h) of a
+ * SentencePiece tokenizer.model and of GPT-2 vocab.json + merges.txt
+ * (GPT2Tokenizer.__init__ with its defaults). For SentencePiece, read from
+ * the 5.25 wheel:
  * TokenizersBackend.convert_to_native_format → _convert_from_sentencepiece
  * (SentencePieceExtractor.extract, then, for a plain TokenizersBackend,
  * SpmConverter.build_tokenizer_from_spm_proto with legacy=True), then

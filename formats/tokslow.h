@@ -5,14 +5,15 @@
  * and save_pretrained writes (mergekit 0.1.5 loads every tokenizer that
  * way; spec/tokenizer-merge.md §7).
  *
- * Converted: a SentencePiece BPE model (llama / mistral style, with or
- * without byte fallback, user-defined pieces, any normalizer spec) in a
- * directory without tokenizer_config.json, for the model types that
+ * Converted, in a directory without tokenizer_config.json: a SentencePiece
+ * BPE model (llama / mistral style, with or without byte fallback,
+ * user-defined and control pieces, any normalizer spec) for the model types
  * transformers 5.25 loads as a plain TokenizersBackend
- * (SpmConverter.build_tokenizer_from_spm_proto). Everything else is refused
- * by name: a Unigram SentencePiece model, a tokenizer_config.json beside the
- * tokenizer.model (its tokenizer_class and init arguments change what
- * transformers builds), other model types, and vocab.json + merges.txt.
+ * (SpmConverter.build_tokenizer_from_spm_proto), and GPT-2 vocab.json +
+ * merges.txt for those it loads as GPT2Tokenizer. Everything else is
+ * refused by name: a Unigram SentencePiece model, a tokenizer_config.json
+ * beside the slow files (its tokenizer_class and init arguments change
+ * what transformers builds), other model types.
  */
 #ifndef CR_TOKSLOW_H
 #define CR_TOKSLOW_H

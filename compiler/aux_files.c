@@ -18,6 +18,7 @@
 #include "layout.h"
 #include "tokstage.h"
 #include "tokwrite.h"
+#include "tokslow.h"
 
 static cr_status add_aux(cr_program *p, cr_prog_aux *a, cr_error *err)
 {
@@ -165,18 +166,40 @@ static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_opti
              * re-saves it through transformers 5, reproduced where that is
              * faithful (formats/hfdir.h); 0.1.4 (transformers 4) writes none */
             const char *resaved = NULL;
+            const char *mt = cr_model_config_str(&plan->models[tok_model].model, "model_type");
             if (!n && v015) {
-                resaved = cr_hf_resaved_tokenizer_config(
-                    tok_dir, cr_model_config_str(&plan->models[tok_model].model, "model_type"));
+                resaved = cr_hf_resaved_tokenizer_config(tok_dir, mt);
                 if (resaved) names[n++] = "tokenizer.json";
             }
+            /* a donor with only a slow tokenizer (tokenizer.model, or
+             * vocab.json + merges.txt): 0.1.5
+             * re-saves what transformers converts it to (formats/tokslow.h);
+             * one crucible does not convert gets no tokenizer, as before */
+            char *conv_tok = NULL, *conv_cfg = NULL;
+            size_t conv_tok_len = 0, conv_cfg_len = 0;
+            if (!n && v015 && cr_tokslow_kind_of(tok_dir) != CR_TOKSLOW_NONE) {
+                cr_error e2 = { 0 };
+                if (cr_tokslow_resave(p->alloc, tok_dir, plan->models[tok_model].ref, mt, false, &conv_tok,
+                                      &conv_tok_len, &conv_cfg, &conv_cfg_len, &e2))
+                    conv_tok = conv_cfg = NULL;
+                /* the donor's own template goes with it, as transformers loads it */
+                snprintf(path, sizeof path, "%s/chat_template.jinja", tok_dir);
+                struct stat sb;
+                if (conv_tok && !stat(path, &sb) && S_ISREG(sb.st_mode)) names[n++] = "chat_template.jinja";
+            }
+            bool have_tok = n || conv_tok;
             /* `chat_template:` replaces the donor's template; with no tokenizer
              * to go with it mergekit saves none (it warns) */
             char *tmpl = NULL;
             const char *ct = last->chat_template;
-            if (ct && n) {
-                if (!v015 && (s = cr_tokstage_check_014_template(ct, err))) return s;
-                if ((s = cr_tokstage_resolve_template(p->alloc, plan, ct, &tmpl, err))) return s;
+            if (ct && have_tok) {
+                if (!v015) s = cr_tokstage_check_014_template(ct, err);
+                if (!s) s = cr_tokstage_resolve_template(p->alloc, plan, ct, &tmpl, err);
+                if (s) {
+                    cr_free(p->alloc, conv_tok);
+                    cr_free(p->alloc, conv_cfg);
+                    return s;
+                }
             }
             /* 0.1.4 re-saves the donor's tokenizer through transformers 4
              * whenever chat_template is set (merge.py _copy_tokenizer), the
@@ -196,8 +219,12 @@ static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_opti
             if (tmpl) {
                 s = cr_program_aux_write(p, "chat_template.jinja", tmpl, strlen(tmpl), err);
                 cr_free(p->alloc, tmpl);
-                if (s) return s;
             }
+            if (!s && conv_tok) s = cr_program_aux_write(p, "tokenizer.json", conv_tok, conv_tok_len, err);
+            if (!s && conv_cfg) s = cr_program_aux_write(p, "tokenizer_config.json", conv_cfg, conv_cfg_len, err);
+            cr_free(p->alloc, conv_tok);
+            cr_free(p->alloc, conv_cfg);
+            if (s) return s;
             for (size_t i = 0; i < n && !s; i++) {
                 if (own_template && !strcmp(names[i], "chat_template.jinja")) continue;
                 snprintf(path, sizeof path, "%s/%s", tok_dir, names[i]);

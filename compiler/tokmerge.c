@@ -21,6 +21,7 @@
 #include "limits.h"
 #include "config.h"
 #include "tokmerge.h"
+#include "tokslow.h"
 #include "tokstage.h"
 
 /* ---- a string -> int map (open addressing; keys are borrowed) ---------- */
@@ -80,6 +81,7 @@ typedef struct tm_tok {
     uint32_t n_added;
     long long n_model;          /* len(model.vocab): transformers' tokenizer.vocab_size */
     long long V;                /* config vocab size, -1 unknown */
+    bool converted;             /* json/cfg converted from a slow tokenizer (formats/tokslow.c) */
 } tm_tok;
 
 static void tok_free(const cr_allocator *a, tm_tok *t)
@@ -118,11 +120,18 @@ static const char *special_text(const cJSON *v)
  * earlier stage's directory holds (compiler/tokstage.h); the base stripped
  * to its config vocab_size when `strip` */
 static cr_status load_tok(const cr_allocator *a, const cr_plan *plan, const cr_tokstage *stages,
-                          const cr_plan_model *m, bool strip, tm_tok *t, cr_error *err)
+                          const cr_plan_model *m, bool strip, cr_mk_version mk, tm_tok *t, cr_error *err)
 {
     const char *where = m->path ? m->path : m->ref;
-    cr_status s = cr_tokstage_model(a, plan, stages, m, &t->json, &t->cfg, &t->V, err);
+    cr_status s = cr_tokstage_model(a, plan, stages, m, &t->json, &t->cfg, &t->V, &t->converted, err);
     if (s) return s;
+    /* transformers 4.57 (mergekit 0.1.4) converts a slow tokenizer with its
+     * own converters and slow-tokenizer classes, not reproduced */
+    if (t->converted && mk == CR_MK_0_1_4)
+        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s has only a slow tokenizer (tokenizer.model, or vocab.json + "
+                       "merges.txt): converting it as transformers 4 does is not supported yet under "
+                       "--mergekit-version 0.1.4 (--mergekit-version 0.1.5 converts it as transformers 5 does)",
+                       m->ref);
     cJSON *model = cJSON_GetObjectItemCaseSensitive(t->json, "model");
     cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
     cJSON *added = cJSON_GetObjectItemCaseSensitive(t->json, "added_tokens");
@@ -263,27 +272,13 @@ static bool add_entry(cJSON *arr, const char *text, uint32_t id, const cJSON *fr
     return ok;
 }
 
-/* a model whose tokenizer transformers would load from a SentencePiece
- * tokenizer.model (no tokenizer.json): mergekit reads its get_vocab(), which
- * crucible cannot without a SentencePiece reader */
-static bool sentencepiece_only(const char *dir)
-{
-    char path[4096];
-    if (!dir) return false;
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    if (!access(path, F_OK)) return false;
-    snprintf(path, sizeof path, "%s/tokenizer.model", dir);
-    return !access(path, F_OK);
-}
-
 static cr_status fail_tok(const cr_plan_model *m, cr_error *err)
 {
     char why[512];
     snprintf(why, sizeof why, "%s", err ? err->msg : "?");
-    if (sentencepiece_only(m->path))
-        return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer merge: %s has only a SentencePiece tokenizer.model, which "
-                       "mergekit reads through transformers; crucible reads tokenizer.json only: not supported yet",
-                       m->ref);
+    /* the converter's refusals name the model and the file already */
+    if (cr_tokslow_kind_of(m->path) != CR_TOKSLOW_NONE)
+        return cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer merge: %s", why);
     return cr_fail(err, CR_ERR_UNSUPPORTED,
                    "tokenizer merge: cannot read %s's tokenizer (%s)", m->ref, why);
 }
@@ -341,14 +336,14 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, uint32_t
     }
     /* §1.2: the stripped base, every other input as is (one without a
      * readable tokenizer uses the base's vocabulary, as mergekit does) */
-    if ((s = load_tok(a, plan, stages, &plan->models[base], true, &T[base], err))) {
+    if ((s = load_tok(a, plan, stages, &plan->models[base], true, tm->mk, &T[base], err))) {
         s = fail_tok(&plan->models[base], err);
         goto out;
     }
     for (uint32_t q = 1; q < n_ord; q++) {
         uint32_t i = ord[q];
         cr_error e2 = { 0 };
-        if (!load_tok(a, plan, stages, &plan->models[i], false, &T[i], &e2)) continue;
+        if (!load_tok(a, plan, stages, &plan->models[i], false, tm->mk, &T[i], &e2)) continue;
         tok_free(a, &T[i]);
         /* a tokenizer transformers would load some other way (a
          * sentencepiece model, a tokenizer.json crucible cannot read)
@@ -356,7 +351,13 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, uint32_t
          * tokenizer at all falls back to the base's, as in mergekit */
         char path[4096];
         static const char *const other[] = { "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json" };
-        if (sentencepiece_only(plan->models[i].path)) { s = fail_tok(&plan->models[i], err); goto out; }
+        /* a slow tokenizer the converter refuses, or a stage output whose
+         * directory holds a tokenizer crucible cannot read: refused */
+        const cr_tokstage *sd = plan->models[i].stage >= 0 && stages ? &stages[plan->models[i].stage] : NULL;
+        if (cr_tokslow_kind_of(plan->models[i].path) != CR_TOKSLOW_NONE || (sd && (sd->written >= 0 || sd->files >= 0))) {
+            s = cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer merge: %s", e2.msg);
+            goto out;
+        }
         /* a stage whose directory holds no tokenizer: the base's vocabulary */
         for (size_t f = 0; f < CR_ARRAY_LEN(other) && plan->models[i].path; f++) {
             snprintf(path, sizeof path, "%s/%s", plan->models[i].path, other[f]);
@@ -393,7 +394,7 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, uint32_t
         }
         /* loaded afresh, not stripped */
         sm_stage = sm->stage;
-        if ((s = load_tok(a, plan, stages, sm, false, &srcT, err))) { s = fail_tok(sm, err); goto out; }
+        if ((s = load_tok(a, plan, stages, sm, false, tm->mk, &srcT, err))) { s = fail_tok(sm, err); goto out; }
         if ((s = check_ids(sm, &srcT, err))) goto out;
         src = &srcT;
         tm->src_dir = sm->path;
@@ -562,6 +563,7 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, uint32_t
     tm_tok *from = src == &srcT ? &srcT : &T[base];
     tm->tok_json = from->json;
     tm->src_cfg = from->cfg;
+    tm->src_converted = from->converted;
     from->json = from->cfg = NULL;
 out:
     for (uint32_t i = 0; i < nm; i++) {

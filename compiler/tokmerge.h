@@ -40,6 +40,10 @@ typedef struct cr_tokmerge {
     cJSON *tok_json;            /* the source's tokenizer.json (the base's stripped) */
     cJSON *src_cfg;             /* the source's tokenizer_config.json (NULL: none) */
     cJSON *added_out;           /* added_tokens entries of the appended tokens, by id */
+    /* the source's tokenizer was converted from a slow one
+     * (formats/tokslow.c): no tokenizer.json to copy, and src_cfg is the
+     * converter's tokenizer_config.json */
+    bool src_converted;
 } cr_tokmerge;
 
 struct cr_tokstage;

@@ -19,6 +19,7 @@
 #include "chat_templates.h"
 #include "infile.h"
 #include "limits.h"
+#include "tokslow.h"
 #include "tokstage.h"
 #include "tokwrite.h"
 
@@ -143,10 +144,12 @@ static long long dir_vocab(const cr_plan_model *pm)
 }
 
 cr_status cr_tokstage_model(const cr_allocator *a, const cr_plan *plan, const cr_tokstage *stages,
-                            const cr_plan_model *m, cJSON **json, cJSON **cfg, long long *V, cr_error *err)
+                            const cr_plan_model *m, cJSON **json, cJSON **cfg, long long *V, bool *converted,
+                            cr_error *err)
 {
     *json = *cfg = NULL;
     *V = -1;
+    *converted = false;
     if (m->stage >= 0) {
         if (!stages)
             return cr_fail(err, CR_ERR_CONFIG, "tokenizer merge: %s is an earlier stage's output", m->ref);
@@ -159,6 +162,14 @@ cr_status cr_tokstage_model(const cr_allocator *a, const cr_plan *plan, const cr
         m = &plan->models[d->files];
     } else {
         *V = dir_vocab(m);
+    }
+    if (cr_tokslow_kind_of(m->path) != CR_TOKSLOW_NONE) {
+        /* only a slow tokenizer: what transformers 5 converts it to (a
+         * stage copying it re-saves that, as mergekit 0.1.5 does) */
+        const char *mt = m->opened ? cr_model_config_str(&m->model, "model_type") : NULL;
+        cr_status s = cr_tokslow_convert(a, m->path, m->ref, mt, json, cfg, err);
+        *converted = !s;
+        return s;
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", m->path);
@@ -226,9 +237,10 @@ cr_status cr_tokstages_build(const cr_allocator *a, const cr_plan *plan, uint32_
              * its size (padded); crucible copies the source's files when
              * nothing changed (the same tokenizer), except for 0.1.4,
              * whose transformers 4 save adds special_tokens_map.json and
-             * added_tokens_decoder to any tokenizer (compiler/tokwrite.c) */
+             * added_tokens_decoder to any tokenizer (compiler/tokwrite.c),
+             * and for a converted slow tokenizer (no tokenizer.json) */
             d->vocab_size = tm->n_pad;
-            if (tm->identity && tm->src_model >= 0 && !v014) {
+            if (tm->identity && tm->src_model >= 0 && !v014 && !tm->src_converted) {
                 s = inherit(a, plan, ts, tm->src_model, d, err);
             } else {
                 d->written = (int)k;

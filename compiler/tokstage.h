@@ -34,13 +34,16 @@ cr_status cr_tokstages_build(const cr_allocator *a, const cr_plan *plan, uint32_
 void cr_tokstages_free(const cr_allocator *a, cr_tokstage *s, uint32_t n);
 
 /* The tokenizer files a plan model's directory holds: for a directory,
- * its own (*json / *cfg read from it, NULL when absent); for a stage
- * output, what `stages` says that stage's directory holds (rendered from
- * its merge, or read from the donor's directory). *V: its config
- * vocab_size (-1: unknown). No tokenizer.json is an error. The caller
- * owns *json and *cfg (cJSON_Delete; *cfg NULL when there is none). */
+ * its own (*json / *cfg read from it, NULL when absent; a directory with
+ * only a slow tokenizer converted as transformers 5 does, formats/tokslow.h,
+ * *converted set); for a stage output, what `stages` says that stage's
+ * directory holds (rendered from its merge, or the donor directory's, read
+ * or converted). *V: its config vocab_size (-1: unknown). No tokenizer.json
+ * (and no slow tokenizer) is an error. The caller owns *json and *cfg
+ * (cJSON_Delete; *cfg NULL when there is none). */
 cr_status cr_tokstage_model(const cr_allocator *a, const cr_plan *plan, const cr_tokstage *stages,
-                            const cr_plan_model *m, cJSON **json, cJSON **cfg, long long *V, cr_error *err);
+                            const cr_plan_model *m, cJSON **json, cJSON **cfg, long long *V, bool *converted,
+                            cr_error *err);
 
 /* A model directory's own chat template as transformers 5 loads it
  * (chat_template.jinja, else tokenizer_config.json's), or NULL; and the

@@ -210,6 +210,13 @@ cr_status cr_tokmerge_render(const cr_allocator *a, const cr_tokmerge *tm, cJSON
     if (s) return s;
     cJSON *c = tm->src_cfg ? cJSON_Duplicate(tm->src_cfg, true) : cJSON_CreateObject();
     if (!c) { cJSON_Delete(tj); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
+    /* a converted slow tokenizer's: written like a tokenizer.json source's
+     * (no is_local / local_files_only, spec/compat.md; model_max_length is
+     * transformers' default, VERY_LARGE_INTEGER, either way) */
+    if (tm->src_converted) {
+        static const char *const gone[] = { "is_local", "local_files_only", "model_max_length" };
+        for (size_t i = 0; i < CR_ARRAY_LEN(gone); i++) cJSON_DeleteItemFromObjectCaseSensitive(c, gone[i]);
+    }
     static const char *const drop[] = { "added_tokens_decoder", "additional_special_tokens", "chat_template",
                                         "add_bos_token", "add_eos_token" };
     for (size_t i = 0; i < CR_ARRAY_LEN(drop); i++) cJSON_DeleteItemFromObjectCaseSensitive(c, drop[i]);

@@ -124,8 +124,46 @@ static cr_status parse_piece(pb *outer, size_t p0, size_t p1, size_t *t0, size_t
     return CR_OK;
 }
 
-/* pass 0 counts (pieces, text bytes); pass 1 fills */
-static cr_status walk(pb *b, cr_spm_model *m, char *text, uint32_t *n_pieces, size_t *n_text)
+/* a range of the input buffer the spec points at until it is copied */
+typedef struct spec_ranges { size_t r0[5], r1[5]; bool set[5]; } spec_ranges; /* 4 pieces, charsmap */
+
+static cr_status parse_spec(pb *outer, uint32_t which, size_t p0, size_t p1, cr_spm_spec *sp, spec_ranges *rg)
+{
+    pb b = {outer->p, p0, p1, outer->what, outer->err};
+    while (b.off < b.end) {
+        uint32_t num, wt;
+        size_t a0 = 0, a1 = 0;
+        uint64_t v = 0;
+        cr_status s = pb_field(&b, &num, &wt, &a0, &a1, &v);
+        if (s) return s;
+        /* int32 fields are sign-extended varints */
+        int32_t i32 = (int32_t)(int64_t)v;
+        if (which == 2) {
+            if (num == 3 && wt == 0) sp->model_type = i32;
+            else if (num == 35 && wt == 0) sp->byte_fallback = v != 0;
+            else if (num >= 40 && num <= 43 && wt == 0) {
+                int32_t *ids[] = {&sp->unk_id, &sp->bos_id, &sp->eos_id, &sp->pad_id};
+                *ids[num - 40] = i32;
+            } else if (num >= 45 && num <= 48) {
+                if (wt != 2) return pb_fail(&b, "special piece is not a string");
+                if (!utf8_ok(b.p + a0, a1 - a0)) return pb_fail(&b, "special piece is not UTF-8 without NUL");
+                rg->r0[num - 45] = a0, rg->r1[num - 45] = a1, rg->set[num - 45] = true;
+            }
+        } else {
+            if (num == 2) {
+                if (wt != 2) return pb_fail(&b, "precompiled_charsmap is not bytes");
+                rg->r0[4] = a0, rg->r1[4] = a1, rg->set[4] = true;
+            } else if (num == 3 && wt == 0) sp->add_dummy_prefix = v != 0;
+            else if (num == 4 && wt == 0) sp->remove_extra_whitespaces = v != 0;
+            else if (num == 5 && wt == 0) sp->escape_whitespaces = v != 0;
+        }
+    }
+    return CR_OK;
+}
+
+/* pass 0 counts (pieces, text bytes) and reads the specs; pass 1 fills */
+static cr_status walk(pb *b, cr_spm_model *m, char *text, uint32_t *n_pieces, size_t *n_text, cr_spm_spec *sp,
+                      spec_ranges *rg)
 {
     uint32_t np = 0;
     size_t nt = 0;
@@ -135,6 +173,11 @@ static cr_status walk(pb *b, cr_spm_model *m, char *text, uint32_t *n_pieces, si
         uint64_t v = 0;
         cr_status s = pb_field(b, &num, &wt, &p0, &p1, &v);
         if (s) return s;
+        if ((num == 2 || num == 3) && sp) {
+            if (wt != 2) return pb_fail(b, "a spec field is not a message");
+            if ((s = parse_spec(b, num, p0, p1, sp, rg))) return s;
+            continue;
+        }
         if (num != 1) continue;
         if (wt != 2) return pb_fail(b, "pieces field is not a message");
         size_t t0 = 0, t1 = 0;
@@ -188,14 +231,34 @@ cr_status cr_spm_parse(const cr_allocator *alloc, const uint8_t *buf, size_t len
     pb b = {buf, 0, len, what, err};
     uint32_t np;
     size_t nt;
-    cr_status s = walk(&b, NULL, NULL, &np, &nt);
+    cr_spm_spec *sp = &out->spec;
+    *sp = (cr_spm_spec){ .model_type = 1, .unk_id = 0, .bos_id = 1, .eos_id = 2, .pad_id = -1,
+                         .add_dummy_prefix = true, .remove_extra_whitespaces = true, .escape_whitespaces = true };
+    spec_ranges rg = { 0 };
+    cr_status s = walk(&b, NULL, NULL, &np, &nt, sp, &rg);
     if (s) return s;
     if (!np) return cr_fail(err, CR_ERR_FORMAT, "%s: not a SentencePiece model: no pieces", what);
+    size_t ns = 0;
+    for (int i = 0; i < 5; i++) ns += (rg.set[i] ? rg.r1[i] - rg.r0[i] : 0) + 1;
     out->pieces = cr_calloc(alloc, np, sizeof *out->pieces);
     out->text = cr_malloc(alloc, nt);
-    if (!out->pieces || !out->text) { cr_spm_free(out); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
+    out->spec_buf = cr_malloc(alloc, ns);
+    if (!out->pieces || !out->text || !out->spec_buf) { cr_spm_free(out); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
+    /* the spec's strings (proto defaults when absent) and charsmap */
+    static const char *const defaults[] = {"<unk>", "<s>", "</s>", "<pad>"};
+    const char **pieces[] = {&sp->unk_piece, &sp->bos_piece, &sp->eos_piece, &sp->pad_piece};
+    size_t off = 0;
+    for (int i = 0; i < 5; i++) {
+        size_t n = rg.set[i] ? rg.r1[i] - rg.r0[i] : 0;
+        uint8_t *d = out->spec_buf + off;
+        if (n) memcpy(d, buf + rg.r0[i], n);
+        d[n] = 0;
+        off += n + 1;
+        if (i < 4) *pieces[i] = rg.set[i] ? (const char *)d : defaults[i];
+        else if (n) sp->charsmap = d, sp->charsmap_len = n;
+    }
     b.off = 0;
-    if ((s = walk(&b, out, out->text, &np, &nt))) { cr_spm_free(out); return s; }
+    if ((s = walk(&b, out, out->text, &np, &nt, NULL, NULL))) { cr_spm_free(out); return s; }
     out->n_pieces = np;
     if ((s = check_pieces(out, what, err))) cr_spm_free(out);
     return s;
@@ -206,7 +269,9 @@ void cr_spm_free(cr_spm_model *m)
     if (!m->alloc) return;
     cr_free(m->alloc, m->pieces);
     cr_free(m->alloc, m->text);
+    cr_free(m->alloc, m->spec_buf);
     m->pieces = NULL;
     m->text = NULL;
+    m->spec_buf = NULL;
     m->n_pieces = 0;
 }

@@ -19,7 +19,8 @@ template and no tokenizer merge) keep --copy-tokenizer, as do the multi-stage
 cases whose case.json options say so. It also compares the chat template and
 that both wrote the same set of tokenizer files.
 
-Usage: check_tokmerge.py CRUCIBLE_BIN [N [SUBSTRING]] [--mergekit 0.1.4]   (with the matching venv's python)
+Usage: check_tokmerge.py CRUCIBLE_BIN [N [PREFIX]] [--mergekit 0.1.4]   (with the matching venv's python;
+PREFIX limits it to the cases whose name starts with it, e.g. tok_spm)
 """
 import json
 import os
@@ -42,10 +43,10 @@ def main():
         del args[i:i + 2]
     bin_ = os.path.abspath(args[0])
     n = int(args[1]) if len(args) > 1 else 3000
-    only = args[2] if len(args) > 2 else ""
+    prefix = args[2] if len(args) > 2 else "tok_"
     folder = "cases" if release == "0.1.4" else "cases-0.1.5"
     cases = sorted(c for c in os.listdir(os.path.join(GOLDEN, folder))
-                   if c.startswith("tok_") and only in c
+                   if c.startswith("tok_") and c.startswith(prefix)
                    and os.path.exists(os.path.join(GOLDEN, folder, c, "mergekit-out")))
     bad = 0
     with tempfile.TemporaryDirectory() as tmp:

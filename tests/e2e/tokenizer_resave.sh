@@ -8,6 +8,10 @@
 # real mergekit 0.1.5 runs (tests/e2e/fixtures/tokenizer_resave/, made by
 # tests/compat/gen_tokenizer_resave_expected.sh). --no-copy-tokenizer and
 # --mergekit-version 0.1.4 (transformers 4, not reproduced) write none.
+# The same for a donor whose tokenizer is only a SentencePiece
+# tokenizer.model (the golden model tok_s1): transformers converts it
+# (formats/tokslow.c) and mergekit writes the converted tokenizer.json;
+# and for a GPT-2 donor with only vocab.json + merges.txt (tok_g1).
 # Usage: tokenizer_resave.sh CRUCIBLE_BIN
 . "$(dirname "$0")/../support/e2e_lib.sh" tokresave "$1"
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -47,6 +51,38 @@ expect merge "$tmp/out-crb"
 check '[ -z "$(tokfiles "$tmp/out-no")" ]' "--no-copy-tokenizer wrote $(tokfiles "$tmp/out-no" | tr '\n' ' ')"
 "$bin" merge "$tmp/merge.yml" "$tmp/out-014" --models-dir "$m" --quiet --mergekit-version 0.1.4 2>"$tmp/err" || bad "0.1.4: $(head -c 300 "$tmp/err")"
 check '[ -z "$(tokfiles "$tmp/out-014")" ]' "0.1.4 wrote $(tokfiles "$tmp/out-014" | tr '\n' ' ')"
+
+# a donor with only a SentencePiece tokenizer.model
+s=$tmp/spm
+mkdir -p "$s"
+cp -r "$here/tests/golden/models/tok_s1" "$s/a"
+cp -r "$here/tests/golden/models/tok_s1" "$s/b"
+for c in merge chatml; do
+    "$bin" merge "$tmp/$c.yml" "$tmp/spm-$c" --models-dir "$s" --quiet 2>"$tmp/err" || bad "spm-$c: merge failed: $(head -c 300 "$tmp/err")"
+    expect spm-$c "$tmp/spm-$c"
+done
+"$bin" moe "$tmp/moe.yml" "$tmp/spm-moe" --models-dir "$s" --quiet 2>"$tmp/err" || bad "spm-moe failed: $(head -c 300 "$tmp/err")"
+expect spm-moe "$tmp/spm-moe"
+"$bin" compile "$tmp/merge.yml" -o "$tmp/s.crb" --models-dir "$s" 2>"$tmp/err" || bad "spm compile: $(head -c 300 "$tmp/err")"
+"$bin" run "$tmp/s.crb" "$tmp/spm-crb" --models-dir "$s" --quiet 2>"$tmp/err" || bad "spm run: $(head -c 300 "$tmp/err")"
+expect spm-merge "$tmp/spm-crb"
+"$bin" merge "$tmp/merge.yml" "$tmp/spm-no" --models-dir "$s" --quiet --no-copy-tokenizer 2>"$tmp/err" || bad "spm no-copy: $(head -c 300 "$tmp/err")"
+check '[ -z "$(tokfiles "$tmp/spm-no")" ]' "spm --no-copy-tokenizer wrote $(tokfiles "$tmp/spm-no" | tr '\n' ' ')"
+# a GPT-2 donor with only vocab.json + merges.txt
+g=$tmp/gpt2
+mkdir -p "$g"
+cp -r "$here/tests/golden/models/tok_g1" "$g/a"
+cp -r "$here/tests/golden/models/tok_g1" "$g/b"
+for c in merge chatml; do
+    "$bin" merge "$tmp/$c.yml" "$tmp/gpt2-$c" --models-dir "$g" --quiet 2>"$tmp/err" || bad "gpt2-$c: merge failed: $(head -c 300 "$tmp/err")"
+    expect gpt2-$c "$tmp/gpt2-$c"
+done
+# a model type transformers builds in a class of its own: not converted, no tokenizer (as before)
+cp -r "$s/a" "$s/q"
+sed -i 's/"model_type": "llama"/"model_type": "qwen2"/' "$s/q/config.json"
+printf 'models:\n  - model: q\n    parameters: {weight: 1.0}\nmerge_method: linear\ndtype: bfloat16\n' >"$tmp/q.yml"
+"$bin" merge "$tmp/q.yml" "$tmp/spm-q" --models-dir "$s" --quiet 2>"$tmp/err" || bad "spm qwen2: $(head -c 300 "$tmp/err")"
+check '[ -z "$(tokfiles "$tmp/spm-q")" ]' "spm qwen2 wrote $(tokfiles "$tmp/spm-q" | tr '\n' ' ')"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -6,7 +6,9 @@
 # so the same bytes come out of a .crb, under a tight --max-memory and on
 # every ISA; config.json gets mergekit's vocab_size; the gathers show in
 # `explain`; and the merged tokenizer is written whatever --copy-tokenizer
-# says (mergekit always saves it).
+# says (mergekit always saves it). Slow-only tokenizers (tokenizer.model,
+# vocab.json + merges.txt) are converted (formats/tokslow.c); those crucible
+# does not convert are refused at plan time, naming the model.
 # Usage: tokmerge.sh CRUCIBLE_BIN
 . "$(dirname "$0")/../support/e2e_lib.sh" tokmerge "$1"
 g=$(cd "$(dirname "$0")/../golden" && pwd)
@@ -14,7 +16,8 @@ cd "$g/models" || exit 1
 
 # tok_multi_union_union: a union in stage 1, read by stage 2's union as an
 # input (row gathers over a stage output)
-for c in tok_union_abc_bf16 tok_base_b tok_union_ta tok_pad_bf16 tok_tokens_union tok_model_extern tok_multi_union_union; do
+for c in tok_union_abc_bf16 tok_base_b tok_union_ta tok_pad_bf16 tok_tokens_union tok_model_extern tok_multi_union_union \
+         tok_spm_union_s1s2 tok_spm_ident tok_gpt2_model_g2_pad; do
     y=$g/cases-0.1.5/$c/recipe.yml
     "$bin" merge "$y" "$tmp/$c" --quiet --no-copy-tokenizer 2>"$tmp/err"
     check '[ $? -eq 0 ]' "$c: merge failed: $(head -c 300 "$tmp/err")"
@@ -112,16 +115,37 @@ rc=$?
 check '[ $rc -ne 0 ] && grep -qF "Tokenizer for tok_w has type WordPiece, but only BPE is currently supported" "$tmp/err"' \
     "WordPiece base: $(head -c 300 "$tmp/err")"
 
-# a SentencePiece tokenizer.model without tokenizer.json (transformers
-# converts it for mergekit): refused, as base and as another input
-cp -r tok_b "$tmp/mods/tok_sp" && rm "$tmp/mods/tok_sp/tokenizer.json" && printf 'sp' >"$tmp/mods/tok_sp/tokenizer.model"
-for b in tok_sp tok_a; do
-    printf 'merge_method: linear\nbase_model: %s\nmodels:\n  - model: tok_a\n    parameters: {weight: 0.6}\n  - model: tok_sp\n    parameters: {weight: 0.4}\ntokenizer_source: union\n' "$b" >"$tmp/sp.yml"
-    (cd "$tmp" && "$bin" plan "$tmp/sp.yml" --models-dir "$tmp/mods" >/dev/null 2>"$tmp/err")
-    rc=$?
-    check '[ $rc -ne 0 ] && grep -qF "tok_sp has only a SentencePiece tokenizer.model" "$tmp/err"' \
-        "sentencepiece ($b base): $(head -c 300 "$tmp/err")"
-done
+# slow tokenizers crucible does not convert: refused at plan time, naming
+# the model and what is not converted, as base and as another input
+refuse() { # NAME WANT [PARTNER]: PARTNER (tok_a) + NAME in a union, each as the base
+    local b rn=$1 rw=$2 rp=${3:-tok_a}
+    for b in "$rn" "$rp"; do
+        printf 'merge_method: linear\nbase_model: %s\nmodels:\n  - model: %s\n    parameters: {weight: 0.6}\n  - model: %s\n    parameters: {weight: 0.4}\ntokenizer_source: union\n' "$b" "$rp" "$rn" >"$tmp/sp.yml"
+        (cd "$tmp" && "$bin" plan "$tmp/sp.yml" --models-dir "$tmp/mods" >/dev/null 2>"$tmp/err")
+        rc=$?
+        check '[ $rc -ne 0 ] && grep -qF "$rn" "$tmp/err" && grep -qF "$rw" "$tmp/err"' "$rn ($b base): $(head -c 300 "$tmp/err")"
+    done
+}
+# tokenizer.model beside a tokenizer_config.json (its tokenizer_class and
+# arguments decide what transformers builds)
+cp -r tok_b "$tmp/mods/tok_sp" && rm "$tmp/mods/tok_sp/tokenizer.json" && cp tok_s1/tokenizer.model "$tmp/mods/tok_sp/"
+refuse tok_sp "SentencePiece tokenizer.model with a tokenizer_config.json"
+# a Unigram SentencePiece model
+cp -r tok_s1 "$tmp/mods/tok_uni" && cp "$g/../fixtures/tokslow/spm_unigram/tokenizer.model" "$tmp/mods/tok_uni/"
+refuse tok_uni "SentencePiece Unigram model"
+# a model type transformers builds in a tokenizer class of its own
+cp -r tok_s1 "$tmp/mods/tok_qw" && sed -i 's/"model_type": "llama"/"model_type": "qwen2"/' "$tmp/mods/tok_qw/config.json"
+refuse tok_qw "model type 'qwen2'"
+# GPT-2 files with a tokenizer_config.json
+cp -r tok_g1 "$tmp/mods/tok_gc" && printf '{"tokenizer_class": "GPT2Tokenizer"}' >"$tmp/mods/tok_gc/tokenizer_config.json"
+cp -r tok_g2 "$tmp/mods/"
+refuse tok_gc "vocab.json + merges.txt with a tokenizer_config.json" tok_g2
+# mergekit's KeyError over converted tokenizers: tok_s2t (s2's tokenizer,
+# vocab_size 312 < 320 pieces) as a non-base input beside tok_s1
+printf 'merge_method: linear\nbase_model: tok_s1\nmodels:\n  - model: tok_s1\n    parameters: {weight: 0.6}\n  - model: tok_s2t\n    parameters: {weight: 0.4}\ntokenizer_source: union\n' >"$tmp/ke.yml"
+"$bin" plan "$tmp/ke.yml" >/dev/null 2>"$tmp/err"
+rc=$?
+check '[ $rc -ne 0 ] && grep -q "tok_s2t.*>= its vocab_size 312 (mergekit 0.1.5 fails with a KeyError)" "$tmp/err"' "KeyError case: $(head -c 300 "$tmp/err")"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

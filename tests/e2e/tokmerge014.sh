@@ -11,7 +11,9 @@
 #  - what mergekit 0.1.4 crashes on is refused at plan time: `kind: zero`,
 #    an output token that no input has, a literal chat template whose
 #    text is too long for the file name 0.1.4 first looks it up as;
-#  - the same bytes through a .crb, and 0.1.5 still writes its own layout.
+#  - the same bytes through a .crb, and 0.1.5 still writes its own layout;
+#  - slow-only inputs and earlier-stage tokenizer merges: refused (not
+#    supported yet under 0.1.4).
 # Usage: tokmerge014.sh CRUCIBLE_BIN
 . "$(dirname "$0")/../support/e2e_lib.sh" tokmerge014 "$1"
 g=$(cd "$(dirname "$0")/../golden" && pwd)
@@ -91,5 +93,21 @@ long=$(printf 'x%.0s' $(seq 300))
 refuse long_template "tokenizer_source: union
 chat_template: \"{# $long #}{{ messages[0]['content'] }}\"" \
     "chat_template: mergekit 0.1.4 first looks the value up as a named template file"
+# not reproduced under 0.1.4 yet, refused at plan time with the 0.1.5
+# alternative (0.1.5 merges both: cases-0.1.5/tok_spm_union_as1,
+# tok_multi_union_base): an input with only a slow tokenizer (transformers 4
+# converts it with its own classes), and a tokenizer merge in a stage before
+# the last of a multi-stage recipe
+for c in tok_spm_union_as1:"has only a slow tokenizer" tok_multi_union_base:"before the last stage of a multi-stage recipe"; do
+    name=${c%%:*} want=${c#*:}
+    for cmd in plan merge; do
+        if [ $cmd = plan ]; then "$bin" plan "$g/cases-0.1.5/$name/recipe.yml" "${v4[@]}" >/dev/null 2>"$tmp/err"
+        else "$bin" merge "$g/cases-0.1.5/$name/recipe.yml" "$tmp/r-$name" "${v4[@]}" --quiet >/dev/null 2>"$tmp/err"; fi
+        rc=$?
+        check '[ $rc -ne 0 ] && grep -qF "$want" "$tmp/err" && grep -qF "not supported yet under --mergekit-version 0.1.4" "$tmp/err"' \
+            "$name: $cmd does not refuse it under 0.1.4: rc=$rc $(head -c 300 "$tmp/err")"
+    done
+    check '[ ! -e "$tmp/r-$name" ]' "$name: an output was written"
+done
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

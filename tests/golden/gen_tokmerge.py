@@ -4,7 +4,12 @@ spec/tokenizer-merge.md §6): three tiny llama models whose BPE tokenizers
 differ (shared and unshared tokens, different added/special tokens, a
 vocab_size smaller than the tokenizer, padding rows, tied and untied
 embeddings, f32 and bf16), merged by mergekit 0.1.5 with `tokenizer_source`
-base / union / a model and `tokenizer:` blocks.
+base / union / a model and `tokenizer:` blocks; and models whose tokenizer is
+only a SentencePiece tokenizer.model (tok_s1, tok_s1b, tok_s2: trained here
+with sentencepiece's BPE trainer on a small generated text; transformers
+converts them for mergekit, spec/tokenizer-merge.md §8), and GPT-2 models whose
+tokenizer is only vocab.json + merges.txt (tok_g1, tok_g2: trained with
+tokenizers' ByteLevel BPE trainer).
 
 Writes tests/golden/models/tok_{a,b,c}/ and tests/golden/cases-0.1.5/tok_*/
 (recipe.yml, case.json, model.safetensors: the format test_golden reads;
@@ -37,6 +42,7 @@ Usage: tests/golden/.venv-0.1.5/bin/python tests/golden/gen_tokmerge.py [--only 
        tests/golden/.venv/bin/python tests/golden/gen_tokmerge.py --mergekit 0.1.4 [--only X]
 """
 import argparse
+import io
 import json
 import os
 import shutil
@@ -170,6 +176,129 @@ def build_models():
             json.dump(tc, f, indent=2)
 
 
+# SentencePiece-only models: name -> (trainer options, corpus seed, config
+# vocab_size (None: every piece), dtype, tied, weight seed)
+SPM_MODELS = {
+    # llama style: byte fallback, identity normalizer, no extra-space removal
+    "tok_s1": (dict(vocab_size=300, byte_fallback=True, normalization_rule_name="identity",
+                    remove_extra_whitespaces=False, split_digits=True), 1, None, "float32", False, 50),
+    # the same tokenizer.model, other weights (an identity permutation)
+    "tok_s1b": (None, 1, None, "float32", False, 51),
+    # another vocabulary: user-defined and control pieces, NFKC, tied, bf16
+    "tok_s2": (dict(vocab_size=320, byte_fallback=True, user_defined_symbols=["<tool>", "[X]"],
+                    control_symbols=["<ctl>"], normalization_rule_name="nmt_nfkc"), 2, None, "bfloat16", True, 52),
+    # s2's tokenizer with config vocab_size 8 below its 320 pieces: stripped
+    # as a base; as a non-base input of a union with tok_s1 mergekit fails
+    # with a KeyError (tokens s1 has that s2t has past its vocab_size)
+    "tok_s2t": (None, 2, 312, "float32", False, 53),
+}
+
+
+def spm_corpus(seed):
+    import random
+    rnd = random.Random(seed)
+    words = ("the quick brown fox jumps over lazy dog merge model token llama vocab byte fallback unicode "
+             "héllo wörld 東京 café naïve 12 345 tool").split()
+    if seed == 2:
+        words += "zebra quantum xylophone mountain river 大阪 ünïcödé 6789".split()
+    return "\n".join(" ".join(rnd.choice(words) for _ in range(rnd.randint(3, 12))) for _ in range(3000)) + "\n"
+
+
+def build_spm_models():
+    import numpy as np
+    import sentencepiece as spm
+    import torch
+    from safetensors.torch import save_file
+    import tempfile
+    for name, (opts, corpus_seed, vsize, dtype, tied, wseed) in SPM_MODELS.items():
+        d = os.path.join(MODELS, name)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        if opts is None:        # the tokenizer of the model trained on the same corpus
+            src = next(n for n, v in SPM_MODELS.items() if v[0] is not None and v[1] == corpus_seed)
+            shutil.copy(os.path.join(MODELS, src, "tokenizer.model"), os.path.join(d, "tokenizer.model"))
+            opts = SPM_MODELS[src][0]
+        else:
+            # trained from memory into memory: no temporary path is recorded
+            # in the model's TrainerSpec, so the bytes are reproducible
+            model = io.BytesIO()
+            spm.SentencePieceTrainer.train(sentence_iterator=iter(spm_corpus(corpus_seed).splitlines()),
+                                           model_writer=model, model_type="bpe", character_coverage=1.0,
+                                           num_threads=1, minloglevel=2, **opts)
+            with open(os.path.join(d, "tokenizer.model"), "wb") as f:
+                f.write(model.getvalue())
+        V = vsize or opts["vocab_size"]
+        rng = np.random.default_rng(wseed)
+        shapes = [("model.embed_tokens.weight", (V, HIDDEN))]
+        p = "model.layers.0."
+        shapes += [(p + "input_layernorm.weight", (HIDDEN,)),
+                   (p + "self_attn.q_proj.weight", (HEADS * HEAD_DIM, HIDDEN)),
+                   (p + "self_attn.k_proj.weight", (KV_HEADS * HEAD_DIM, HIDDEN)),
+                   (p + "self_attn.v_proj.weight", (KV_HEADS * HEAD_DIM, HIDDEN)),
+                   (p + "self_attn.o_proj.weight", (HIDDEN, HEADS * HEAD_DIM)),
+                   (p + "post_attention_layernorm.weight", (HIDDEN,)),
+                   (p + "mlp.gate_proj.weight", (INTER, HIDDEN)),
+                   (p + "mlp.up_proj.weight", (INTER, HIDDEN)),
+                   (p + "mlp.down_proj.weight", (HIDDEN, INTER)),
+                   ("model.norm.weight", (HIDDEN,))]
+        if not tied:
+            shapes.append(("lm_head.weight", (V, HIDDEN)))
+        tdt = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+        t = {k: torch.from_numpy(rng.standard_normal(s).astype(np.float32)).to(tdt).contiguous() for k, s in shapes}
+        save_file(t, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+        cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": HIDDEN,
+               "intermediate_size": INTER, "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
+               "num_key_value_heads": KV_HEADS, "head_dim": HEAD_DIM, "vocab_size": V,
+               "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "hidden_act": "silu",
+               "tie_word_embeddings": tied, "bos_token_id": 1, "torch_dtype": dtype}
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=2)
+
+
+# GPT-2 models with only vocab.json + merges.txt: name -> (corpus seed,
+# trainer vocab size, weight seed)
+GPT2_MODELS = {"tok_g1": (1, 300, 60), "tok_g2": (2, 320, 61)}
+
+
+def build_gpt2_models():
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+    from tokenizers import ByteLevelBPETokenizer
+    import tempfile
+    H, P, INNER = 8, 16, 16
+    for name, (corpus_seed, vsize, wseed) in GPT2_MODELS.items():
+        d = os.path.join(MODELS, name)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(tmp, "c.txt"), "w") as f:
+                f.write(spm_corpus(corpus_seed))
+            t = ByteLevelBPETokenizer()
+            t.train([os.path.join(tmp, "c.txt")], vocab_size=vsize, min_frequency=2,
+                    special_tokens=["<|endoftext|>"], show_progress=False)
+            t.save_model(d)
+        V = len(json.load(open(os.path.join(d, "vocab.json"))))
+        rng = np.random.default_rng(wseed)
+        shapes = [("transformer.wte.weight", (V, H)), ("transformer.wpe.weight", (P, H))]
+        p = "transformer.h.0."
+        shapes += [(p + "ln_1.weight", (H,)), (p + "ln_1.bias", (H,)),
+                   (p + "attn.c_attn.weight", (H, 3 * H)), (p + "attn.c_attn.bias", (3 * H,)),
+                   (p + "attn.c_proj.weight", (H, H)), (p + "attn.c_proj.bias", (H,)),
+                   (p + "ln_2.weight", (H,)), (p + "ln_2.bias", (H,)),
+                   (p + "mlp.c_fc.weight", (H, INNER)), (p + "mlp.c_fc.bias", (INNER,)),
+                   (p + "mlp.c_proj.weight", (INNER, H)), (p + "mlp.c_proj.bias", (H,)),
+                   ("transformer.ln_f.weight", (H,)), ("transformer.ln_f.bias", (H,))]
+        t = {k: torch.from_numpy(rng.standard_normal(s).astype(np.float32)).contiguous() for k, s in shapes}
+        save_file(t, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+        cfg = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_embd": H, "n_head": 2, "n_layer": 1,
+               "n_inner": INNER, "n_positions": P, "vocab_size": V, "activation_function": "gelu_new",
+               "layer_norm_epsilon": 1e-5, "tie_word_embeddings": True, "bos_token_id": 0, "eos_token_id": 0,
+               "torch_dtype": "float32"}
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=2)
+
+
 def cases():
     def M(m, w):
         return {"model": m, "parameters": {"weight": w}}
@@ -246,6 +375,34 @@ def cases():
                                           "chat_template": "auto"})
         add("tok_ct_literal_long", "linear", {"base_model": "tok_a", "models": ab, "tokenizer_source": "union",
                                               "chat_template": LITERAL_LONG})
+    else:
+        # slow tokenizers (converted as transformers 5 does; crucible refuses
+        # them under 0.1.4, spec/tokenizer-merge.md §8)
+        # SentencePiece-only inputs (tokenizer.model, no tokenizer.json)
+        s1s2 = [M("tok_s1", 0.6), M("tok_s2", 0.4)]
+        add("tok_spm_union_as1", "linear", {"base_model": "tok_a", "models": [M("tok_a", 0.5), M("tok_s1", 0.5)],
+                                            "tokenizer_source": "union"})
+        add("tok_spm_union_s1s2", "linear", {"base_model": "tok_s1", "models": s1s2, "tokenizer_source": "union"})
+        add("tok_spm_base_s2t", "linear", {"base_model": "tok_s2t", "models": [M("tok_s1", 0.6), M("tok_s2t", 0.4)],
+                                           "tokenizer_source": "base"})
+        add("tok_spm_union_s2ta", "task_arithmetic", {"base_model": "tok_s2t",
+                                                     "models": [M("tok_s1", 0.7), M("tok_a", 0.4)],
+                                                     "tokenizer_source": "union"})
+        add("tok_spm_model_s1", "linear", {"base_model": "tok_a", "models": [M("tok_a", 0.5), M("tok_s2", 0.5)],
+                                           "tokenizer_source": "tok_s1"})
+        add("tok_spm_ident", "linear", {"base_model": "tok_s1", "models": [M("tok_s1", 0.3), M("tok_s1b", 0.7)],
+                                        "tokenizer_source": "base"})
+        add("tok_spm_tokens_pad", "linear", {"base_model": "tok_s1", "models": s1s2, "tokenizer": {
+            "source": "union", "pad_to_multiple_of": 64, "tokens": {
+                "<tool>": {"source": "tok_s2", "force": True},
+                "<new>": {"source": {"kind": "model_token", "model": "tok_s2", "token": "▁qu"}},
+                "▁the": {"source": {"kind": "zero"}, "force": True}}}})
+        # GPT-2 inputs with only vocab.json + merges.txt
+        g12 = [M("tok_g1", 0.6), M("tok_g2", 0.4)]
+        add("tok_gpt2_union_g1g2", "linear", {"base_model": "tok_g1", "models": g12, "tokenizer_source": "union"})
+        add("tok_gpt2_base_g2", "linear", {"base_model": "tok_g2", "models": g12, "tokenizer_source": "base"})
+        add("tok_gpt2_model_g2_pad", "linear", {"base_model": "tok_g1", "models": g12,
+                                               "tokenizer": {"source": "tok_g2", "pad_to_multiple_of": 32}})
     return c
 
 
@@ -282,6 +439,20 @@ def multi_cases():
     c.append(("tok_multi_model_src", "linear", [
         s1_union, {"merge_method": "linear", "base_model": "tok_c",
                    "models": [M("tok_c", 0.5), M("tok_s1", 0.5)], "tokenizer_source": "tok_s1"}]))
+    # slow-only inputs through a stage (tokslow x tokstage): a union over two
+    # SentencePiece models read by the last stage's union, and a stage that
+    # copies a SentencePiece donor's tokenizer (mergekit re-saves it
+    # converted) read by the last stage's union; stages named tok_sp, not
+    # tok_s1, which is a SentencePiece model here
+    sp_union = {"name": "tok_sp", "merge_method": "linear", "base_model": "tok_s1",
+                "models": [M("tok_s1", 0.6), M("tok_s2", 0.4)], "tokenizer_source": "union"}
+    c.append(("tok_multi_spm_union", "linear", [
+        sp_union, {"merge_method": "linear", "base_model": "tok_a",
+                   "models": [M("tok_a", 0.5), M("tok_sp", 0.5)], "tokenizer_source": "union"}]))
+    sp_copy = {"name": "tok_sp", "merge_method": "linear", "models": [M("tok_s1", 1.0)]}
+    c.append(("tok_multi_spm_copy", "linear", [
+        sp_copy, {"merge_method": "linear", "base_model": "tok_a",
+                  "models": [M("tok_a", 0.5), M("tok_sp", 0.5)], "tokenizer_source": "union"}]))
     for _, _, docs in c:
         for d in docs:
             for k in [k for k, v in d.items() if v is None]:
@@ -451,6 +622,8 @@ def main():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if not a.no_models:
         build_models()
+        build_spm_models()
+        build_gpt2_models()
     pin()
     failed = []
     multi = multi_cases()
@@ -458,7 +631,8 @@ def main():
         # crucible reproduces 0.1.4's tokenizer merge in the last stage only
         # (spec/tokenizer-merge.md §7): the cases whose earlier stages merge none
         multi = [(n, m, docs) for n, m, docs in multi
-                 if not any("tokenizer_source" in d or "tokenizer" in d for d in docs[:-1])]
+                 if not any("tokenizer_source" in d or "tokenizer" in d for d in docs[:-1])
+                 and "spm" not in n]
     todo = [(n, m, r, run_case) for n, m, r in cases()] + [(n, m, r, run_multi_case) for n, m, r in multi]
     for name, method, recipe, fn in todo:
         if a.only and a.only not in name:

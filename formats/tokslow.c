@@ -1,0 +1,648 @@
+/* tokslow.c — transformers 5.25's slow-to-fast conversion (tokslow.h) of a
+ * SentencePiece tokenizer.model and of GPT-2 vocab.json + merges.txt
+ * (GPT2Tokenizer.__init__ with its defaults). For SentencePiece, read from
+ * the 5.25 wheel:
+ * TokenizersBackend.convert_to_native_format → _convert_from_sentencepiece
+ * (SentencePieceExtractor.extract, then, for a plain TokenizersBackend,
+ * SpmConverter.build_tokenizer_from_spm_proto with legacy=True), then
+ * TokenizersBackend.__init__ (a post-processor built by
+ * update_post_processor with add_bos/add_eos false, since the converted
+ * tokenizer has none; the special tokens registered as added tokens).
+ *
+ * The tree is built in the key order tokenizers serialises, so that
+ * cr_tokslow_print writes the bytes transformers writes.
+ */
+#include "tokslow.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "infile.h"
+#include "jsonw.h"
+#include "spm_model.h"
+
+#define SPM_BYTES_LIMIT (256ull << 20)
+
+static bool has(const char *dir, const char *name)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+cr_tokslow_kind cr_tokslow_kind_of(const char *dir)
+{
+    if (!dir || has(dir, "tokenizer.json")) return CR_TOKSLOW_NONE;
+    if (has(dir, "tokenizer.model")) return CR_TOKSLOW_SPM;
+    if (has(dir, "vocab.json") && has(dir, "merges.txt")) return CR_TOKSLOW_BPE_FILES;
+    return CR_TOKSLOW_NONE;
+}
+
+/* ---- small builders ---------------------------------------------------------- */
+
+static cJSON *replace(const char *kind, const char *pattern, const char *content)
+{
+    cJSON *r = cJSON_CreateObject(), *p = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "type", "Replace");
+    cJSON_AddStringToObject(p, kind, pattern);
+    cJSON_AddItemToObject(r, "pattern", p);
+    cJSON_AddStringToObject(r, "content", content);
+    return r;
+}
+
+static cJSON *typed(const char *type)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", type);
+    return o;
+}
+
+static cJSON *seq_item(const char *id, int type_id)
+{
+    cJSON *o = cJSON_CreateObject(), *s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "id", id);
+    cJSON_AddNumberToObject(s, "type_id", type_id);
+    cJSON_AddItemToObject(o, "Sequence", s);
+    return o;
+}
+
+static char *base64(const cr_allocator *a, const uint8_t *p, size_t n)
+{
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *o = cr_malloc(a, (n + 2) / 3 * 4 + 1), *q = o;
+    if (!o) return NULL;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+        *q++ = t[v >> 18 & 63];
+        *q++ = t[v >> 12 & 63];
+        *q++ = i + 1 < n ? t[v >> 6 & 63] : '=';
+        *q++ = i + 2 < n ? t[v & 63] : '=';
+    }
+    *q = 0;
+    return o;
+}
+
+/* length in code points (Python's len) */
+static size_t u8len(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xc0) != 0x80;
+    return n;
+}
+
+/* byte offset of code point k */
+static size_t u8off(const char *s, size_t k)
+{
+    size_t i = 0;
+    for (; s[i] && k; k--) do i++; while (((unsigned char)s[i] & 0xc0) == 0x80);
+    return i;
+}
+
+/* ---- the merges: normal pieces ranked by (-score, id, left, right) ----------- */
+
+typedef struct piece_ref { const char *text; float score; uint32_t id; } piece_ref;
+
+static int cmp_text(const void *x, const void *y)
+{
+    return strcmp(((const piece_ref *)x)->text, ((const piece_ref *)y)->text);
+}
+
+static int cmp_rank(const void *x, const void *y)
+{
+    const piece_ref *a = x, *b = y;
+    double sa = -(double)a->score, sb = -(double)b->score;
+    if (sa != sb) return sa < sb ? -1 : 1;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+static const piece_ref *find(const piece_ref *by, uint32_t n, const char *t)
+{
+    piece_ref k = { t, 0, 0 };
+    return bsearch(&k, by, n, sizeof *by, cmp_text);
+}
+
+static cr_status merges(const cr_allocator *a, const cr_spm_model *m, cJSON *out, cr_error *err)
+{
+    uint32_t n = 0;
+    piece_ref *by = cr_calloc(a, m->n_pieces + 1, sizeof *by), *rank = cr_calloc(a, m->n_pieces + 1, sizeof *rank);
+    char *buf = NULL;
+    size_t cap = 0;
+    cr_status s = CR_OK;
+    if (!by || !rank) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
+    for (uint32_t i = 0; i < m->n_pieces; i++)
+        if (m->pieces[i].type == CR_SPM_NORMAL) by[n++] = (piece_ref){ m->pieces[i].text, m->pieces[i].score, i };
+    memcpy(rank, by, n * sizeof *by);
+    qsort(by, n, sizeof *by, cmp_text);
+    qsort(rank, n, sizeof *rank, cmp_rank);
+    for (uint32_t r = 0; r < n && !s; r++) {
+        const char *t = rank[r].text;
+        size_t tl = strlen(t), cps = u8len(t);
+        if (tl + 1 > cap) {
+            cr_free(a, buf);
+            cap = 2 * tl + 16;
+            if (!(buf = cr_malloc(a, cap))) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); break; }
+        }
+        /* splits in order of the left part's length: that is (left, right) order */
+        for (size_t k = 1; k < cps; k++) {
+            size_t o = u8off(t, k);
+            memcpy(buf, t, o);
+            buf[o] = 0;
+            if (!find(by, n, buf) || !find(by, n, t + o)) continue;
+            cJSON *pair = cJSON_CreateArray();
+            if (!pair || !cJSON_AddItemToArray(out, pair) || !cJSON_AddItemToArray(pair, cJSON_CreateString(buf)) ||
+                !cJSON_AddItemToArray(pair, cJSON_CreateString(t + o))) {
+                s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
+                break;
+            }
+        }
+    }
+out:
+    cr_free(a, by);
+    cr_free(a, rank);
+    cr_free(a, buf);
+    return s;
+}
+
+/* Python's re.escape */
+static void re_escape(cr_sbuf *b, const char *s)
+{
+    for (; *s; s++) {
+        if (strchr("()[]{}?*+-|^$\\.&~# \t\n\r\v\f", *s)) cr_sbuf_add(b, "\\", 1);
+        cr_sbuf_add(b, s, 1);
+    }
+}
+
+typedef struct ud_ref { const char *text; size_t len; uint32_t id; } ud_ref;
+
+static int cmp_ud(const void *x, const void *y)
+{
+    const ud_ref *a = x, *b = y;
+    if (a->len != b->len) return a->len > b->len ? -1 : 1;
+    return a->id < b->id ? -1 : a->id > b->id;     /* Python's sort is stable */
+}
+
+/* ---- the conversion ------------------------------------------------------------ */
+
+static cr_status build(const cr_allocator *a, const cr_spm_model *m, const char *what, cJSON **tok, cJSON **cfg,
+                       cr_error *err)
+{
+    const cr_spm_spec *sp = &m->spec;
+    cJSON *j = cJSON_CreateObject(), *c = cJSON_CreateObject();
+    *tok = j;
+    *cfg = c;
+    if (!j || !c) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    uint32_t n_ud = 0;
+    for (uint32_t i = 0; i < m->n_pieces; i++) n_ud += m->pieces[i].type == CR_SPM_USER_DEFINED;
+    cJSON_AddStringToObject(j, "version", "1.0");
+    cJSON_AddNullToObject(j, "truncation");
+    cJSON_AddNullToObject(j, "padding");
+    /* added tokens: the unk/bos/eos pieces the trainer spec names (the
+     * special tokens), then the control pieces (extra special tokens), all
+     * special and not normalized, by id */
+    cJSON *added = cJSON_AddArrayToObject(j, "added_tokens");
+    bool *is_added = cr_calloc(a, m->n_pieces, sizeof *is_added);
+    if (!is_added) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    const int32_t ids[] = { sp->unk_id, sp->bos_id, sp->eos_id };
+    const char *const texts[] = { sp->unk_piece, sp->bos_piece, sp->eos_piece };
+    const char *const roles[] = { "unk_token", "bos_token", "eos_token" };
+    cr_status s = CR_OK;
+    for (int r = 0; r < 3 && !s; r++) {
+        if (ids[r] < 0) continue;
+        uint32_t i = 0;
+        while (i < m->n_pieces && strcmp(m->pieces[i].text, texts[r])) i++;
+        if (i == m->n_pieces)
+            s = cr_fail(err, CR_ERR_UNSUPPORTED, "%s: its %s '%s' is not a piece of the model: not converted", what,
+                        roles[r], texts[r]);
+        else
+            is_added[i] = true;
+    }
+    cJSON *extra = cJSON_CreateArray();
+    for (uint32_t i = 0; i < m->n_pieces && !s; i++) {
+        if (m->pieces[i].type == CR_SPM_CONTROL) {
+            is_added[i] = true;
+            cJSON_AddItemToArray(extra, cJSON_CreateString(m->pieces[i].text));
+        }
+        if (!is_added[i]) continue;
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddItemToArray(added, e);
+        cJSON_AddNumberToObject(e, "id", i);
+        cJSON_AddStringToObject(e, "content", m->pieces[i].text);
+        cJSON_AddFalseToObject(e, "single_word");
+        cJSON_AddFalseToObject(e, "lstrip");
+        cJSON_AddFalseToObject(e, "rstrip");
+        cJSON_AddFalseToObject(e, "normalized");
+        cJSON_AddTrueToObject(e, "special");
+    }
+    cr_free(a, is_added);
+    if (s) { cJSON_Delete(extra); return s; }
+    /* normalizer, in SentencePiece's order */
+    cJSON *norm = typed("Sequence"), *nl = cJSON_AddArrayToObject(norm, "normalizers");
+    cJSON_AddItemToObject(j, "normalizer", norm);
+    if (sp->charsmap) {
+        char *b64 = base64(a, sp->charsmap, sp->charsmap_len);
+        if (!b64) { cJSON_Delete(extra); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
+        cJSON *pc = typed("Precompiled");
+        cJSON_AddStringToObject(pc, "precompiled_charsmap", b64);
+        cJSON_AddItemToArray(nl, pc);
+        cr_free(a, b64);
+    }
+    if (sp->remove_extra_whitespaces) {
+        cJSON_AddItemToArray(nl, replace("Regex", "\\A +| +\\z", ""));
+        cJSON_AddItemToArray(nl, replace("Regex", " {2,}", " "));
+    }
+    if (sp->escape_whitespaces) cJSON_AddItemToArray(nl, replace("String", " ", "\xe2\x96\x81"));
+    if (sp->add_dummy_prefix) cJSON_AddItemToArray(nl, replace("Regex", "\\A\xe2\x96\x81", "\xe2\x96\x81\xe2\x96\x81"));
+    /* pre-tokenizer: the dummy prefix, then user-defined pieces isolated */
+    if (sp->add_dummy_prefix || n_ud) {
+        cJSON *pre = typed("Sequence"), *pl = cJSON_AddArrayToObject(pre, "pretokenizers");
+        cJSON_AddItemToObject(j, "pre_tokenizer", pre);
+        if (sp->add_dummy_prefix) {
+            cJSON *ms = typed("Metaspace");
+            cJSON_AddStringToObject(ms, "replacement", "\xe2\x96\x81");
+            cJSON_AddStringToObject(ms, "prepend_scheme", "always");
+            cJSON_AddFalseToObject(ms, "split");
+            cJSON_AddItemToArray(pl, ms);
+        }
+        if (n_ud) {
+            ud_ref *ud = cr_calloc(a, n_ud, sizeof *ud);
+            if (!ud) { cJSON_Delete(extra); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
+            uint32_t k = 0;
+            for (uint32_t i = 0; i < m->n_pieces; i++)
+                if (m->pieces[i].type == CR_SPM_USER_DEFINED) ud[k++] = (ud_ref){ m->pieces[i].text, u8len(m->pieces[i].text), i };
+            qsort(ud, n_ud, sizeof *ud, cmp_ud);
+            cr_sbuf pb;
+            cr_sbuf_init(&pb, a);
+            for (uint32_t i = 0; i < n_ud; i++) {
+                if (i) cr_sbuf_add(&pb, "|", 1);
+                re_escape(&pb, ud[i].text);
+            }
+            cr_free(a, ud);
+            size_t len;
+            char *pat = cr_sbuf_take(&pb, &len);
+            if (!pat) { cJSON_Delete(extra); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
+            cJSON *sp2 = typed("Split"), *p = cJSON_CreateObject();
+            cJSON_AddStringToObject(p, "Regex", pat);
+            cJSON_AddItemToObject(sp2, "pattern", p);
+            cJSON_AddStringToObject(sp2, "behavior", "Isolated");
+            cJSON_AddFalseToObject(sp2, "invert");
+            cJSON_AddItemToArray(pl, sp2);
+            cr_free(a, pat);
+        }
+    } else {
+        cJSON_AddNullToObject(j, "pre_tokenizer");
+    }
+    /* post-processor: update_post_processor with add_bos/add_eos false */
+    cJSON *pp = typed("TemplateProcessing");
+    cJSON *single = cJSON_AddArrayToObject(pp, "single"), *pair = cJSON_AddArrayToObject(pp, "pair");
+    cJSON_AddItemToArray(single, seq_item("A", 0));
+    cJSON_AddItemToArray(pair, seq_item("A", 0));
+    cJSON_AddItemToArray(pair, seq_item("B", 1));
+    cJSON_AddObjectToObject(pp, "special_tokens");
+    cJSON_AddItemToObject(j, "post_processor", pp);
+    /* decoder */
+    cJSON *dec = typed("Sequence"), *dl = cJSON_AddArrayToObject(dec, "decoders");
+    cJSON_AddItemToObject(j, "decoder", dec);
+    cJSON_AddItemToArray(dl, replace("String", "\xe2\x96\x81", " "));
+    if (sp->byte_fallback) cJSON_AddItemToArray(dl, typed("ByteFallback"));
+    if (sp->add_dummy_prefix) {
+        cJSON_AddItemToArray(dl, typed("Fuse"));
+        cJSON *st = typed("Strip");
+        cJSON_AddStringToObject(st, "content", " ");
+        cJSON_AddNumberToObject(st, "start", 1);
+        cJSON_AddNumberToObject(st, "stop", 0);
+        cJSON_AddItemToArray(dl, st);
+    } else if (sp->byte_fallback) {
+        cJSON_AddItemToArray(dl, typed("Fuse"));
+    }
+    /* the BPE model: every piece at its id, merges from the normal pieces */
+    cJSON *mo = typed("BPE");
+    cJSON_AddItemToObject(j, "model", mo);
+    cJSON_AddNullToObject(mo, "dropout");
+    cJSON_AddStringToObject(mo, "unk_token", sp->unk_piece);
+    cJSON_AddNullToObject(mo, "continuing_subword_prefix");
+    cJSON_AddNullToObject(mo, "end_of_word_suffix");
+    cJSON_AddTrueToObject(mo, "fuse_unk");
+    cJSON_AddBoolToObject(mo, "byte_fallback", sp->byte_fallback);
+    cJSON_AddBoolToObject(mo, "ignore_merges", n_ud > 0);
+    cJSON *vocab = cJSON_AddObjectToObject(mo, "vocab");
+    for (uint32_t i = 0; i < m->n_pieces; i++) cJSON_AddNumberToObject(vocab, m->pieces[i].text, i);
+    cJSON *mg = cJSON_AddArrayToObject(mo, "merges");
+    if (!mg || (s = merges(a, m, mg, err))) { cJSON_Delete(extra); return s ? s : cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
+    /* tokenizer_config.json (keys sorted, as save_pretrained writes them) */
+    cJSON_AddStringToObject(c, "backend", "tokenizers");
+    if (sp->bos_id >= 0) cJSON_AddStringToObject(c, "bos_token", sp->bos_piece);
+    if (sp->eos_id >= 0) cJSON_AddStringToObject(c, "eos_token", sp->eos_piece);
+    cJSON_AddItemToObject(c, "extra_special_tokens", extra);    /* [] too */
+    /* `is_local` for a directory; `local_files_only` as when HF_HUB_OFFLINE
+     * is unset; VERY_LARGE_INTEGER (formats/hfdir.c writes the same) */
+    cJSON_AddTrueToObject(c, "is_local");
+    cJSON_AddFalseToObject(c, "local_files_only");
+    cJSON_AddRawToObject(c, "model_max_length", "1000000000000000019884624838656");
+    cJSON_AddStringToObject(c, "tokenizer_class", "TokenizersBackend");
+    if (sp->unk_id >= 0) cJSON_AddStringToObject(c, "unk_token", sp->unk_piece);
+    return CR_OK;
+}
+
+/* ---- GPT-2 style vocab.json + merges.txt ---------------------------------------- */
+
+typedef struct vocab_ref { const char *text; double id; } vocab_ref;
+
+static int cmp_vid(const void *x, const void *y)
+{
+    const vocab_ref *a = x, *b = y;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+static cJSON *bytelevel(bool add_prefix_space)
+{
+    cJSON *o = typed("ByteLevel");
+    cJSON_AddBoolToObject(o, "add_prefix_space", add_prefix_space);
+    cJSON_AddTrueToObject(o, "trim_offsets");
+    cJSON_AddTrueToObject(o, "use_regex");
+    return o;
+}
+
+/* GPT2Tokenizer.__init__ with its defaults: BPE(vocab, merges,
+ * continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False),
+ * ByteLevel pre-tokenizer (no prefix space) and decoder; unk, bos and eos
+ * "<|endoftext|>" (an added token: its vocabulary id, else the next id) */
+static cr_status build_gpt2(const cr_allocator *a, const char *dir, const char *ref, cJSON **tok, cJSON **cfg,
+                            cr_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    cJSON *vj;
+    cr_status s = cr_json_read_object(a, path, SPM_BYTES_LIMIT, &vj, err);
+    if (s) return s;
+    int nv = cJSON_GetArraySize(vj);
+    vocab_ref *by = cr_calloc(a, (size_t)nv + 1, sizeof *by);
+    char *mtext = NULL;
+    size_t mlen = 0;
+    cJSON *j = NULL, *c = NULL;
+    if (!by) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
+    int k = 0;
+    for (const cJSON *v = vj->child; v; v = v->next) {
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 2147483647.0 ||
+            v->valuedouble != (double)(long long)v->valuedouble) {
+            s = cr_fail(err, CR_ERR_FORMAT, "%s: token '%s' has no integer id", path, v->string);
+            goto out;
+        }
+        by[k++] = (vocab_ref){ v->string, v->valuedouble };
+    }
+    /* tokenizers writes the vocabulary by id */
+    qsort(by, (size_t)nv, sizeof *by, cmp_vid);
+    snprintf(path, sizeof path, "%s/merges.txt", dir);
+    if ((s = cr_file_read(a, path, SPM_BYTES_LIMIT, "merges.txt", &mtext, &mlen, err))) goto out;
+    j = cJSON_CreateObject();
+    c = cJSON_CreateObject();
+    if (!j || !c) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); goto out; }
+    static const char eot[] = "<|endoftext|>";
+    const cJSON *eid = cJSON_GetObjectItemCaseSensitive(vj, eot);
+    double max_id = nv ? by[nv - 1].id : -1;
+    cJSON_AddStringToObject(j, "version", "1.0");
+    cJSON_AddNullToObject(j, "truncation");
+    cJSON_AddNullToObject(j, "padding");
+    cJSON *added = cJSON_AddArrayToObject(j, "added_tokens"), *e = cJSON_CreateObject();
+    cJSON_AddItemToArray(added, e);
+    cJSON_AddNumberToObject(e, "id", eid ? eid->valuedouble : max_id + 1);
+    cJSON_AddStringToObject(e, "content", eot);
+    cJSON_AddFalseToObject(e, "single_word");
+    cJSON_AddFalseToObject(e, "lstrip");
+    cJSON_AddFalseToObject(e, "rstrip");
+    cJSON_AddFalseToObject(e, "normalized");
+    cJSON_AddTrueToObject(e, "special");
+    cJSON_AddNullToObject(j, "normalizer");
+    cJSON_AddItemToObject(j, "pre_tokenizer", bytelevel(false));
+    cJSON *pp = typed("TemplateProcessing");
+    cJSON *single = cJSON_AddArrayToObject(pp, "single"), *pair = cJSON_AddArrayToObject(pp, "pair");
+    cJSON_AddItemToArray(single, seq_item("A", 0));
+    cJSON_AddItemToArray(pair, seq_item("A", 0));
+    cJSON_AddItemToArray(pair, seq_item("B", 1));
+    cJSON_AddObjectToObject(pp, "special_tokens");
+    cJSON_AddItemToObject(j, "post_processor", pp);
+    cJSON_AddItemToObject(j, "decoder", bytelevel(true));
+    cJSON *mo = typed("BPE");
+    cJSON_AddItemToObject(j, "model", mo);
+    cJSON_AddNullToObject(mo, "dropout");
+    cJSON_AddNullToObject(mo, "unk_token");
+    cJSON_AddStringToObject(mo, "continuing_subword_prefix", "");
+    cJSON_AddStringToObject(mo, "end_of_word_suffix", "");
+    cJSON_AddFalseToObject(mo, "fuse_unk");
+    cJSON_AddFalseToObject(mo, "byte_fallback");
+    cJSON_AddFalseToObject(mo, "ignore_merges");
+    cJSON *vocab = cJSON_AddObjectToObject(mo, "vocab");
+    for (int i = 0; i < nv; i++) cJSON_AddNumberToObject(vocab, by[i].text, by[i].id);
+    cJSON *mg = cJSON_AddArrayToObject(mo, "merges");
+    /* merges.txt as tokenizers reads it: "#version" lines skipped, every
+     * other line exactly two parts split on one space, both in the vocabulary */
+    size_t line = 0;
+    for (char *p = mtext; p < mtext + mlen && !s;) {
+        char *nl = memchr(p, '\n', (size_t)(mtext + mlen - p)), *end = nl ? nl : mtext + mlen;
+        line++;
+        if (end > p && end[-1] == '\r') end[-1] = 0;
+        *end = 0;
+        if (strncmp(p, "#version", 8)) {
+            char *sp = strchr(p, ' ');
+            if (!sp || strchr(sp + 1, ' ')) {
+                s = cr_fail(err, CR_ERR_FORMAT, "%s:%zu: a merge is two tokens separated by one space", path, line);
+                break;
+            }
+            *sp = 0;
+            if (!cJSON_GetObjectItemCaseSensitive(vj, p) || !cJSON_GetObjectItemCaseSensitive(vj, sp + 1)) {
+                s = cr_fail(err, CR_ERR_FORMAT, "%s:%zu: merge '%s %s' names a token that vocab.json lacks", path, line,
+                            p, sp + 1);
+                break;
+            }
+            cJSON *pr = cJSON_CreateArray();
+            cJSON_AddItemToArray(mg, pr);
+            cJSON_AddItemToArray(pr, cJSON_CreateString(p));
+            cJSON_AddItemToArray(pr, cJSON_CreateString(sp + 1));
+        }
+        p = end + 1;
+    }
+    if (s) goto out;
+    (void)ref;
+    cJSON_AddFalseToObject(c, "add_prefix_space");
+    cJSON_AddStringToObject(c, "backend", "tokenizers");
+    cJSON_AddStringToObject(c, "bos_token", eot);
+    cJSON_AddStringToObject(c, "eos_token", eot);
+    cJSON_AddStringToObject(c, "errors", "replace");
+    cJSON_AddTrueToObject(c, "is_local");
+    cJSON_AddFalseToObject(c, "local_files_only");
+    cJSON_AddRawToObject(c, "model_max_length", "1000000000000000019884624838656");
+    cJSON_AddNullToObject(c, "pad_token");
+    cJSON_AddStringToObject(c, "tokenizer_class", "GPT2Tokenizer");
+    cJSON_AddStringToObject(c, "unk_token", eot);
+out:
+    cJSON_Delete(vj);
+    cr_free(a, by);
+    cr_free(a, mtext);
+    if (s) { cJSON_Delete(j); cJSON_Delete(c); j = c = NULL; }
+    *tok = j;
+    *cfg = c;
+    return s;
+}
+
+/* model types transformers 5.25 maps to GPT2Tokenizer */
+static bool gpt2_class(const char *model_type)
+{
+    static const char *const types[] = { "gpt2", "gpt_neo", "gptj", "phi", "starcoder2", "codegen" };
+    for (size_t i = 0; model_type && i < sizeof types / sizeof *types; i++)
+        if (!strcmp(model_type, types[i])) return true;
+    return false;
+}
+
+/* model types transformers 5.25 maps to TokenizersBackend (no class of
+ * their own; the list formats/hfdir.c keeps for the re-save fallback) */
+static bool plain_backend(const char *model_type)
+{
+    static const char *const plain[] = { "llama", "mistral", "mixtral", "olmo2", "stablelm",
+                                         "deepseek_v3", "granite", "exaone", "llama4" };
+    for (size_t i = 0; model_type && i < sizeof plain / sizeof *plain; i++)
+        if (!strcmp(model_type, plain[i])) return true;
+    return false;
+}
+
+cr_status cr_tokslow_convert(const cr_allocator *a, const char *dir, const char *ref, const char *model_type,
+                             cJSON **tok, cJSON **cfg, cr_error *err)
+{
+    *tok = *cfg = NULL;
+    cr_tokslow_kind k = cr_tokslow_kind_of(dir);
+    if (k == CR_TOKSLOW_NONE) return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: no slow tokenizer to convert", ref);
+    const char *file = k == CR_TOKSLOW_SPM ? "a SentencePiece tokenizer.model" : "GPT-2-style vocab.json + merges.txt";
+    if (has(dir, "tokenizer_config.json"))
+        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: its tokenizer is %s with a tokenizer_config.json and no "
+                       "tokenizer.json; crucible converts a slow tokenizer only without tokenizer_config.json (whose "
+                       "tokenizer_class and arguments change what transformers builds): not supported yet", ref, file);
+    /* a model that is none of the inputs (a tokenizer source) was not
+     * opened: its config.json says */
+    char path[4096];
+    cJSON *conf = NULL;
+    if (!model_type) {
+        cr_error e2 = { 0 };
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        if (!cr_json_read_object(a, path, 1u << 24, &conf, &e2))
+            model_type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(conf, "model_type"));
+    }
+    bool ok = k == CR_TOKSLOW_SPM ? plain_backend(model_type) : gpt2_class(model_type);
+    char mt[64];
+    snprintf(mt, sizeof mt, "%s", model_type ? model_type : "?");
+    cJSON_Delete(conf);
+    if (!ok)
+        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: its tokenizer is %s without tokenizer.json, and transformers "
+                       "builds model type '%s' from it in a way crucible does not convert: not supported yet", ref,
+                       file, mt);
+    if (k == CR_TOKSLOW_BPE_FILES) return build_gpt2(a, dir, ref, tok, cfg, err);
+    snprintf(path, sizeof path, "%s/tokenizer.model", dir);
+    char *raw;
+    size_t len;
+    cr_status s = cr_file_read(a, path, SPM_BYTES_LIMIT, "tokenizer.model", &raw, &len, err);
+    if (s) return s;
+    cr_spm_model m;
+    s = cr_spm_parse(a, (const uint8_t *)raw, len, path, &m, err);
+    cr_free(a, raw);
+    if (s) return s;
+    if (m.spec.model_type != 2)
+        s = cr_fail(err, CR_ERR_UNSUPPORTED, "%s: %s is a SentencePiece %s model; crucible converts BPE models only "
+                    "(as llama and mistral ship): not supported yet", ref, path,
+                    m.spec.model_type == 1 ? "Unigram" : "word/char");
+    else
+        s = build(a, &m, path, tok, cfg, err);
+    cr_spm_free(&m);
+    if (s) {
+        cJSON_Delete(*tok);
+        cJSON_Delete(*cfg);
+        *tok = *cfg = NULL;
+    }
+    return s;
+}
+
+/* ---- printing ---------------------------------------------------------------- */
+
+static void indent(cr_sbuf *b, int d)
+{
+    cr_sbuf_add(b, "\n", 1);
+    for (int i = 0; i < d; i++) cr_sbuf_add(b, "  ", 2);
+}
+
+static void print(cr_sbuf *b, const cJSON *j, int d)
+{
+    if (cJSON_IsRaw(j)) { cr_sbuf_adds(b, j->valuestring); return; }
+    if (cJSON_IsNull(j)) { cr_sbuf_adds(b, "null"); return; }
+    if (cJSON_IsTrue(j)) { cr_sbuf_adds(b, "true"); return; }
+    if (cJSON_IsFalse(j)) { cr_sbuf_adds(b, "false"); return; }
+    if (cJSON_IsNumber(j)) { cr_json_add_number(b, j->valuedouble); return; }
+    if (cJSON_IsString(j)) { cr_json_add_string(b, j->valuestring, strlen(j->valuestring), false); return; }
+    bool obj = cJSON_IsObject(j);
+    if (!j->child) { cr_sbuf_adds(b, obj ? "{}" : "[]"); return; }
+    cr_sbuf_add(b, obj ? "{" : "[", 1);
+    for (const cJSON *c = j->child; c; c = c->next) {
+        indent(b, d + 1);
+        if (obj) {
+            cr_json_add_string(b, c->string, strlen(c->string), false);
+            cr_sbuf_add(b, ": ", 2);
+        }
+        print(b, c, d + 1);
+        if (c->next) cr_sbuf_add(b, ",", 1);
+    }
+    indent(b, d);
+    cr_sbuf_add(b, obj ? "}" : "]", 1);
+}
+
+void cr_tokslow_print(cr_sbuf *b, const cJSON *j, bool newline)
+{
+    print(b, j, 0);
+    if (newline) cr_sbuf_add(b, "\n", 1);
+}
+
+cr_status cr_tokslow_resave(const cr_allocator *a, const char *dir, const char *ref, const char *model_type, bool moe,
+                            char **tok_text, size_t *tok_len, char **cfg_text, size_t *cfg_len, cr_error *err)
+{
+    *tok_text = *cfg_text = NULL;
+    cJSON *tok, *cfg;
+    cr_status s = cr_tokslow_convert(a, dir, ref, model_type, &tok, &cfg, err);
+    if (s) return s;
+    if (moe) {
+        /* tokenizer.pad_token_id = bos_token_id; else pad_token = eos_token */
+        const char *pad = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cfg, "bos_token"));
+        if (!pad) pad = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cfg, "eos_token"));
+        if (pad) {
+            cJSON *after = cfg->child;
+            while (after && strcmp(after->string, "pad_token") < 0) after = after->next;
+            cJSON *v = cJSON_AddStringToObject(cfg, "pad_token", pad);     /* appended with its key */
+            if (!v) {
+                s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
+            } else if (after) {
+                /* moved before the first key that sorts after it (cJSON keeps
+                 * child->prev as the last item) */
+                cJSON_DetachItemViaPointer(cfg, v);
+                v->next = after;
+                v->prev = after->prev;
+                if (after == cfg->child) cfg->child = v;
+                else after->prev->next = v;
+                after->prev = v;
+            }
+        }
+    }
+    cr_sbuf b;
+    cr_sbuf_init(&b, a);
+    if (!s) {
+        cr_tokslow_print(&b, tok, false);
+        if (!(*tok_text = cr_sbuf_take(&b, tok_len))) s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    }
+    if (!s) {
+        cr_tokslow_print(&b, cfg, true);
+        if (!(*cfg_text = cr_sbuf_take(&b, cfg_len))) s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    }
+    cJSON_Delete(tok);
+    cJSON_Delete(cfg);
+    if (s) {
+        cr_free(a, *tok_text);
+        *tok_text = NULL;
+    }
+    return s;
+}

@@ -346,6 +346,27 @@ void cr_refsum_stream_add(cr_refsum_stream *s, const float *x, uint64_t len)
     case CR_REFSUM_TORCH_SSQ: {
         const uint64_t n8 = s->n - s->n % 8;
         uint64_t i = s->pos, e = 0;
+        for (; e < len && i < n8 && (i & 7); e++, i++) {   /* to a lane boundary */
+            float p = x[e] * x[e];
+            s->acc[i & 7] += p;
+        }
+        if (i < n8 && e < len) {
+            /* whole rows of the 8 lanes, in local accumulators the compiler
+             * keeps in one vector register: the same chains (lane l adds
+             * the rounded squares of elements l mod 8 in increasing order),
+             * so the same bits, without a lane index per element. slerp
+             * 0.1.5's chunk norms run in the kernel's ordered turn, so this
+             * loop was a serial quarter of slerp's CPU (bench/RESULTS.md). */
+            uint64_t rows = (len - e < n8 - i ? len - e : n8 - i) / 8;
+            float a[8];
+            memcpy(a, s->acc, sizeof a);
+            for (uint64_t r = 0; r < rows; r++, e += 8, i += 8)
+                for (int l = 0; l < 8; l++) {
+                    float p = x[e + (uint64_t)l] * x[e + (uint64_t)l];
+                    a[l] += p;
+                }
+            memcpy(s->acc, a, sizeof a);
+        }
         for (; e < len && i < n8; e++, i++) {
             float p = x[e] * x[e];
             s->acc[i & 7] += p;

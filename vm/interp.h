@@ -32,6 +32,9 @@
 #include <time.h>
 
 enum { SEL_IDLE, SEL_INITED, SEL_FOUND_HI, SEL_FOUND_LO, SEL_READY };
+/* vm_select.early: which pass fills a torch tie-order gather before the
+ * kernel that would gather it (vm_gather_early) */
+enum { SEL_EARLY_NONE, SEL_EARLY_LO, SEL_EARLY_HI };
 
 typedef struct vm_select {
     int phase;
@@ -52,9 +55,11 @@ typedef struct vm_select {
     bool partitioned;          /* kv is in torch's order up to k */
     /* the kernel whose TORCH_DESC/ASC gathers this selection, and whether
      * memplan runs it one gather at a time (serial); `early`: the gather
-     * was filled by the HIST_LO pass instead (gather_early) */
+     * is filled by an earlier pass instead (SEL_EARLY_*: the HIST_LO pass,
+     * words tagged; the HIST_HI pass, plain keys the sort tags) */
     uint32_t torch_kernel;
-    bool torch_whole, early;   /* torch_whole: that kernel is neither serial nor streamed */
+    bool torch_whole;          /* that kernel is neither serial nor streamed */
+    uint8_t early;
     uint64_t *tiebits;
     uint32_t *lowor;           /* per thread: OR of the low 16 key bits seen by HIST_HI */
     /* every key in the chosen high bin is hi<<16 (values that are bf16, or
@@ -133,6 +138,7 @@ typedef struct vm {
     cr_writeback *writeback;   /* NULL: no write-back hints */
     uint64_t bytes_total;
     uint32_t tensors_done;
+    uint32_t kernels_run, kernels_idle;   /* cr_vm_stats */
     cr_vm_phase phase;
     cr_progress_printer printer;
     double last_tick;
@@ -205,6 +211,7 @@ const char *vm_sel_output_name(const vm *m, uint32_t x);
 cr_status vm_torch_gather_begin(vm *m, const cr_insn *in, uint64_t n, cr_error *err);
 bool vm_kernel_is_idle(const vm *m, const cr_prog_kernel *k);
 cr_status vm_gather_early(vm *m, uint32_t ki, bool stream, cr_error *err);
+void vm_sel_found(vm *m, uint32_t x);
 /* ... and inside a chunk */
 void vm_gather_words(uint32_t *kv, uint32_t T, const float *a, uint64_t base, size_t n);
 uint64_t vm_count_key(const float *a, size_t n, uint32_t T);

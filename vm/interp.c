@@ -233,7 +233,7 @@ static cr_status run_main(vm *m, cr_error *err)
                 uint64_t acc = 0;
                 for (uint64_t c = 0; c < s->n_chunks; c++) { uint64_t t = s->ties[c]; s->ties[c] = acc; acc += t; }
                 if (s->kv) {
-                    vm_partition_run(m, in, p->n_main - pc);
+                    if ((st = vm_partition_run(m, in, p->n_main - pc, err))) return st;
                     if ((st = vm_torch_ties(m, in->dst, err))) return st;
                 }
                 vm_sel_release(m, pc);

@@ -52,7 +52,8 @@ typedef struct vm_select {
     uint32_t *kv;              /* heap, or spill.base when memplan spills it (spill.h) */
     uint64_t kv_cap;           /* words kv holds (a pooled buffer may hold more than n) */
     cr_spill spill;
-    bool partitioned;          /* kv is in torch's order up to k */
+    bool partitioned;          /* kv is in torch's order up to k, its kept ties marked */
+    uint64_t marked;           /* ... and this many of them */
     /* the kernel whose TORCH_DESC/ASC gathers this selection, and whether
      * memplan runs it one gather at a time (serial); `early`: the gather
      * is filled by an earlier pass instead (SEL_EARLY_*: the HIST_LO pass,
@@ -204,7 +205,7 @@ void vm_sel_release(vm *m, uint32_t pc);
 void vm_gather_drop(const vm *m, const cr_prog_kernel *k, uint64_t from, uint64_t to);
 cr_status vm_sel_init(vm *m, uint32_t x, double kv, cr_error *err);
 void vm_sel_find(vm *m, vm_select *s, bool hi);
-void vm_partition_run(vm *m, const cr_insn *prefix, uint32_t n_left);
+cr_status vm_partition_run(vm *m, const cr_insn *prefix, uint32_t n_left, cr_error *err);
 cr_status vm_torch_ties(vm *m, uint32_t x, cr_error *err);
 const char *vm_sel_output_name(const vm *m, uint32_t x);
 /* ... before and around a kernel */

@@ -208,48 +208,28 @@ static void torch_partition(vm *m, uint32_t x)
     s->partitioned = true;
 }
 
-typedef struct partition_job {
-    vm *m;
-    const cr_insn *prefix;     /* a run of SEL_PREFIX instructions */
-} partition_job;
-
-static int partition_task(void *ud, uint64_t task, unsigned thread)
+/* the tie bits of a selection about to be marked (freed by the next
+ * SEL_INIT or vm_sel_release) */
+static cr_status tiebits_alloc(vm *m, uint32_t x, cr_error *err)
 {
-    (void)thread;
-    const partition_job *j = ud;
-    torch_partition(j->m, j->prefix[task].dst);
-    return 0;
+    vm_select *s = &m->sel[x];
+    uint64_t n = m->p->selects[x].n;
+    cr_free(m->alloc, s->tiebits);
+    s->tiebits = cr_calloc(m->alloc, (size_t)(n / 64 + 1), sizeof *s->tiebits);
+    if (!s->tiebits)
+        return cr_fail(err, CR_ERR_NOMEM, "out of memory for the top-k selection of %s", vm_sel_output_name(m, x));
+    return CR_OK;
 }
 
-/* The SEL_PREFIXes that follow one another in main (one per model of a
- * tensor) replay independent sorts: run them side by side on the pool. */
-void vm_partition_run(vm *m, const cr_insn *prefix, uint32_t n_left)
-{
-    uint32_t n = 0;
-    while (n < n_left && prefix[n].op == CR_OP_SEL_PREFIX && m->sel[prefix[n].dst].kv &&
-           !m->sel[prefix[n].dst].partitioned && m->sel[prefix[n].dst].phase == SEL_FOUND_LO)
-        n++;
-    if (n < 2) return;
-    partition_job j = { m, prefix };
-    cr_pool_run(m->pool, n, partition_task, &j);
-}
-
-/* SEL_PREFIX of a gathered selection: replay torch's sort up to the k-th
- * position (unless partition_run did) and mark the ties that land among
- * the kept elements. */
-cr_status vm_torch_ties(vm *m, uint32_t x, cr_error *err)
+/* Mark the ties that torch's order puts among the kept elements of a
+ * partitioned gather in s->tiebits; returns how many (touches only this
+ * selection, so the selections of a tensor mark side by side) */
+static uint64_t torch_mark(vm *m, uint32_t x)
 {
     vm_select *s = &m->sel[x];
     uint64_t n = m->p->selects[x].n;
     bool desc = s->torch_order != CR_OP_TORCH_ASC;
     uint64_t bound = desc ? s->k : n - s->k;
-    if (!s->partitioned) torch_partition(m, x);
-    s->partitioned = false;
-    s->early = SEL_EARLY_NONE;
-    cr_free(m->alloc, s->tiebits);
-    s->tiebits = cr_calloc(m->alloc, (size_t)(n / 64 + 1), sizeof *s->tiebits);
-    if (!s->tiebits)
-        return cr_fail(err, CR_ERR_NOMEM, "out of memory for the top-k selection of %s", vm_sel_output_name(m, x));
     uint64_t lo = desc ? 0 : bound, hi = desc ? bound : n, kept = 0, dropped = lo;
     for (uint64_t p = lo; p < hi; p++) {
         if (s->spill.base && p - dropped >= CR_TORCHSORT_PAGER_WORDS) {   /* a spilled gather: a window */
@@ -269,6 +249,60 @@ cr_status vm_torch_ties(vm *m, uint32_t x, cr_error *err)
         s->tiebits[e >> 6] |= (uint64_t)1 << (e & 63);
         kept++;
     }
+    return kept;
+}
+
+typedef struct partition_job {
+    vm *m;
+    const cr_insn *prefix;     /* a run of SEL_PREFIX instructions */
+} partition_job;
+
+static int partition_task(void *ud, uint64_t task, unsigned thread)
+{
+    (void)thread;
+    const partition_job *j = ud;
+    vm_select *s = &j->m->sel[j->prefix[task].dst];
+    torch_partition(j->m, j->prefix[task].dst);
+    s->marked = torch_mark(j->m, j->prefix[task].dst);
+    return 0;
+}
+
+/* The SEL_PREFIXes that follow one another in main (one per model of a
+ * tensor) replay independent sorts and mark their ties: run them side by
+ * side on the pool (three models on two threads: the marking, done one
+ * selection after another on the main thread, was a serial stretch after
+ * each tensor's sorts; bench/RESULTS.md). */
+cr_status vm_partition_run(vm *m, const cr_insn *prefix, uint32_t n_left, cr_error *err)
+{
+    uint32_t n = 0;
+    while (n < n_left && prefix[n].op == CR_OP_SEL_PREFIX && m->sel[prefix[n].dst].kv &&
+           !m->sel[prefix[n].dst].partitioned && m->sel[prefix[n].dst].phase == SEL_FOUND_LO)
+        n++;
+    if (n < 2) return CR_OK;
+    for (uint32_t i = 0; i < n; i++) {
+        cr_status st = tiebits_alloc(m, prefix[i].dst, err);
+        if (st) return st;
+    }
+    partition_job j = { m, prefix };
+    cr_pool_run(m->pool, n, partition_task, &j);
+    return CR_OK;
+}
+
+/* SEL_PREFIX of a gathered selection: replay torch's sort up to the k-th
+ * position and mark the ties that land among the kept elements (unless
+ * partition_run did both), then check the count. */
+cr_status vm_torch_ties(vm *m, uint32_t x, cr_error *err)
+{
+    vm_select *s = &m->sel[x];
+    if (!s->partitioned) {
+        torch_partition(m, x);
+        cr_status st = tiebits_alloc(m, x, err);
+        if (st) { vm_gather_free(m, x); return st; }
+        s->marked = torch_mark(m, x);
+    }
+    uint64_t kept = s->marked;
+    s->partitioned = false;
+    s->early = SEL_EARLY_NONE;
     vm_gather_free(m, x);
     if (kept != s->ties_keep)
         return cr_fail(err, CR_ERR_RUNTIME, "%s: torch order kept %llu ties at the top-k threshold, expected %llu (values changed between passes?)",

@@ -215,6 +215,7 @@ cr_status vm_gather_early(vm *m, uint32_t ki, bool stream, cr_error *err);
 void vm_sel_found(vm *m, uint32_t x);
 /* ... and inside a chunk */
 void vm_gather_words(uint32_t *kv, uint32_t T, const float *a, uint64_t base, size_t n);
+void vm_gather_keys(uint32_t *restrict kv, const float *restrict a, size_t n);
 uint64_t vm_count_key(const float *a, size_t n, uint32_t T);
 void vm_topk_mask_tiebits(const vm_select *s, const float *a, float *d, size_t n, uint64_t base);
 void vm_topk_mask(const vm_select *s, const float *a, float *d, size_t n, uint64_t *before);

@@ -401,18 +401,12 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
             const float *a = REG(in->a);
             if (in->op == CR_OP_HIST_HI) {
                 uint32_t lo = 0;
-                if (s->early == SEL_EARLY_HI) {   /* and the gather's plain keys (torchsort.h: NaN as one key) */
-                    uint32_t *kv = s->kv + base;
-                    for (size_t i = 0; i < n; i++) {
-                        uint32_t key = mag_key(a[i]);
-                        h[key >> 16]++;
-                        lo |= key;
-                        kv[i] = key > 0x7f800000u ? 0x7fc00000u : key;
-                    }
-                } else {
-                    for (size_t i = 0; i < n; i++) { uint32_t key = mag_key(a[i]); h[key >> 16]++; lo |= key; }
-                }
+                for (size_t i = 0; i < n; i++) { uint32_t key = mag_key(a[i]); h[key >> 16]++; lo |= key; }
                 s->lowor[thread] |= lo & 0xffffu;
+                /* and the gather's plain keys (torchsort.h: NaN as one key),
+                 * in a loop of their own that vectorises (the block is in
+                 * cache; inside the histogram's loop the stores were scalar) */
+                if (s->early == SEL_EARLY_HI) vm_gather_keys(s->kv + base, a, n);
             } else if (s->direct) {
                 s->ties[c] += vm_count_key(a, n, s->threshold);
                 if (s->early == SEL_EARLY_LO) vm_gather_words(s->kv, s->threshold, a, base, n);

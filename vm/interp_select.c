@@ -24,6 +24,15 @@ void vm_gather_words(uint32_t *kv, uint32_t T, const float *a, uint64_t base, si
     }
 }
 
+/* the same without tagging: each element's key (the HIST_HI pass of a
+ * HI_GATHER kernel; the sort tags the ties). restrict: the buffers never
+ * overlap, and without it (the build has -fno-strict-aliasing) the loop
+ * does not vectorise */
+void vm_gather_keys(uint32_t *restrict kv, const float *restrict a, size_t n)
+{
+    for (size_t i = 0; i < n; i++) kv[i] = cr_torchsort_key(a[i]);
+}
+
 /* how many of a[0..n) have magnitude key T; 32-bit partial counts so the
  * loop vectorises at full width */
 uint64_t vm_count_key(const float *a, size_t n, uint32_t T)

@@ -233,7 +233,7 @@ static cr_status run_main(vm *m, cr_error *err)
                 uint64_t acc = 0;
                 for (uint64_t c = 0; c < s->n_chunks; c++) { uint64_t t = s->ties[c]; s->ties[c] = acc; acc += t; }
                 if (s->kv) {
-                    vm_partition_run(m, in, p->n_main - pc);
+                    if ((st = vm_partition_run(m, in, p->n_main - pc, err))) return st;
                     if ((st = vm_torch_ties(m, in->dst, err))) return st;
                 }
                 vm_sel_release(m, pc);
@@ -245,6 +245,7 @@ static cr_status run_main(vm *m, cr_error *err)
                  * but only the one being counted keeps its histograms */
                 cr_free(m->alloc, s->hist);
                 s->hist = NULL;
+                vm_sel_found(m, in->dst);
             }
             s->phase = need + 1;
             continue;
@@ -339,6 +340,8 @@ cr_status cr_vm_run(const cr_program *p_in, const cr_vm_options *opt, cr_error *
             opt->stats->threads = m->n_threads;
             opt->stats->isa = m->kern->name;
             opt->stats->thread_bytes = m->thread_bytes;
+            opt->stats->kernels_run = m->kernels_run;
+            opt->stats->kernels_idle = m->kernels_idle;
         }
     }
     vm_teardown(m);

@@ -32,6 +32,9 @@
 #include <time.h>
 
 enum { SEL_IDLE, SEL_INITED, SEL_FOUND_HI, SEL_FOUND_LO, SEL_READY };
+/* vm_select.early: which pass fills a torch tie-order gather before the
+ * kernel that would gather it (vm_gather_early) */
+enum { SEL_EARLY_NONE, SEL_EARLY_LO, SEL_EARLY_HI };
 
 typedef struct vm_select {
     int phase;
@@ -49,12 +52,15 @@ typedef struct vm_select {
     uint32_t *kv;              /* heap, or spill.base when memplan spills it (spill.h) */
     uint64_t kv_cap;           /* words kv holds (a pooled buffer may hold more than n) */
     cr_spill spill;
-    bool partitioned;          /* kv is in torch's order up to k */
+    bool partitioned;          /* kv is in torch's order up to k, its kept ties marked */
+    uint64_t marked;           /* ... and this many of them */
     /* the kernel whose TORCH_DESC/ASC gathers this selection, and whether
      * memplan runs it one gather at a time (serial); `early`: the gather
-     * was filled by the HIST_LO pass instead (gather_early) */
+     * is filled by an earlier pass instead (SEL_EARLY_*: the HIST_LO pass,
+     * words tagged; the HIST_HI pass, plain keys the sort tags) */
     uint32_t torch_kernel;
-    bool torch_whole, early;   /* torch_whole: that kernel is neither serial nor streamed */
+    bool torch_whole;          /* that kernel is neither serial nor streamed */
+    uint8_t early;
     uint64_t *tiebits;
     uint32_t *lowor;           /* per thread: OR of the low 16 key bits seen by HIST_HI */
     /* every key in the chosen high bin is hi<<16 (values that are bf16, or
@@ -133,6 +139,7 @@ typedef struct vm {
     cr_writeback *writeback;   /* NULL: no write-back hints */
     uint64_t bytes_total;
     uint32_t tensors_done;
+    uint32_t kernels_run, kernels_idle;   /* cr_vm_stats */
     cr_vm_phase phase;
     cr_progress_printer printer;
     double last_tick;
@@ -198,15 +205,17 @@ void vm_sel_release(vm *m, uint32_t pc);
 void vm_gather_drop(const vm *m, const cr_prog_kernel *k, uint64_t from, uint64_t to);
 cr_status vm_sel_init(vm *m, uint32_t x, double kv, cr_error *err);
 void vm_sel_find(vm *m, vm_select *s, bool hi);
-void vm_partition_run(vm *m, const cr_insn *prefix, uint32_t n_left);
+cr_status vm_partition_run(vm *m, const cr_insn *prefix, uint32_t n_left, cr_error *err);
 cr_status vm_torch_ties(vm *m, uint32_t x, cr_error *err);
 const char *vm_sel_output_name(const vm *m, uint32_t x);
 /* ... before and around a kernel */
 cr_status vm_torch_gather_begin(vm *m, const cr_insn *in, uint64_t n, cr_error *err);
 bool vm_kernel_is_idle(const vm *m, const cr_prog_kernel *k);
 cr_status vm_gather_early(vm *m, uint32_t ki, bool stream, cr_error *err);
+void vm_sel_found(vm *m, uint32_t x);
 /* ... and inside a chunk */
 void vm_gather_words(uint32_t *kv, uint32_t T, const float *a, uint64_t base, size_t n);
+void vm_gather_keys(uint32_t *restrict kv, const float *restrict a, size_t n);
 uint64_t vm_count_key(const float *a, size_t n, uint32_t T);
 void vm_topk_mask_tiebits(const vm_select *s, const float *a, float *d, size_t n, uint64_t base);
 void vm_topk_mask(const vm_select *s, const float *a, float *d, size_t n, uint64_t *before);

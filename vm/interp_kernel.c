@@ -403,9 +403,13 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
                 uint32_t lo = 0;
                 for (size_t i = 0; i < n; i++) { uint32_t key = mag_key(a[i]); h[key >> 16]++; lo |= key; }
                 s->lowor[thread] |= lo & 0xffffu;
+                /* and the gather's plain keys (torchsort.h: NaN as one key),
+                 * in a loop of their own that vectorises (the block is in
+                 * cache; inside the histogram's loop the stores were scalar) */
+                if (s->early == SEL_EARLY_HI) vm_gather_keys(s->kv + base, a, n);
             } else if (s->direct) {
                 s->ties[c] += vm_count_key(a, n, s->threshold);
-                if (s->early) vm_gather_words(s->kv, s->threshold, a, base, n);
+                if (s->early == SEL_EARLY_LO) vm_gather_words(s->kv, s->threshold, a, base, n);
             } else if (s->k) {
                 for (size_t i = 0; i < n; i++) {
                     uint32_t key = mag_key(a[i]);
@@ -690,7 +694,11 @@ cr_status vm_run_kernel(vm *m, uint32_t ki, bool stream, bool serial, cr_error *
             memset(m->sel[in->dst].ties, 0, (size_t)j.n_chunks * sizeof(uint64_t));
     }
     if ((s = vm_gather_early(m, ki, stream, err))) goto out;
-    if (vm_kernel_is_idle(m, k)) goto out;
+    if (vm_kernel_is_idle(m, k)) {
+        m->kernels_idle++;
+        goto out;
+    }
+    m->kernels_run++;
     if (stream && j.n_chunks) {
         j.done = cr_calloc(m->alloc, (size_t)j.n_chunks, 1);
         j.views = cr_calloc(m->alloc, k->code_len, sizeof *j.views);

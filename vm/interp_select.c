@@ -24,6 +24,15 @@ void vm_gather_words(uint32_t *kv, uint32_t T, const float *a, uint64_t base, si
     }
 }
 
+/* the same without tagging: each element's key (the HIST_HI pass of a
+ * HI_GATHER kernel; the sort tags the ties). restrict: the buffers never
+ * overlap, and without it (the build has -fno-strict-aliasing) the loop
+ * does not vectorise */
+void vm_gather_keys(uint32_t *restrict kv, const float *restrict a, size_t n)
+{
+    for (size_t i = 0; i < n; i++) kv[i] = cr_torchsort_key(a[i]);
+}
+
 /* how many of a[0..n) have magnitude key T; 32-bit partial counts so the
  * loop vectorises at full width */
 uint64_t vm_count_key(const float *a, size_t n, uint32_t T)
@@ -208,48 +217,28 @@ static void torch_partition(vm *m, uint32_t x)
     s->partitioned = true;
 }
 
-typedef struct partition_job {
-    vm *m;
-    const cr_insn *prefix;     /* a run of SEL_PREFIX instructions */
-} partition_job;
-
-static int partition_task(void *ud, uint64_t task, unsigned thread)
+/* the tie bits of a selection about to be marked (freed by the next
+ * SEL_INIT or vm_sel_release) */
+static cr_status tiebits_alloc(vm *m, uint32_t x, cr_error *err)
 {
-    (void)thread;
-    const partition_job *j = ud;
-    torch_partition(j->m, j->prefix[task].dst);
-    return 0;
+    vm_select *s = &m->sel[x];
+    uint64_t n = m->p->selects[x].n;
+    cr_free(m->alloc, s->tiebits);
+    s->tiebits = cr_calloc(m->alloc, (size_t)(n / 64 + 1), sizeof *s->tiebits);
+    if (!s->tiebits)
+        return cr_fail(err, CR_ERR_NOMEM, "out of memory for the top-k selection of %s", vm_sel_output_name(m, x));
+    return CR_OK;
 }
 
-/* The SEL_PREFIXes that follow one another in main (one per model of a
- * tensor) replay independent sorts: run them side by side on the pool. */
-void vm_partition_run(vm *m, const cr_insn *prefix, uint32_t n_left)
-{
-    uint32_t n = 0;
-    while (n < n_left && prefix[n].op == CR_OP_SEL_PREFIX && m->sel[prefix[n].dst].kv &&
-           !m->sel[prefix[n].dst].partitioned && m->sel[prefix[n].dst].phase == SEL_FOUND_LO)
-        n++;
-    if (n < 2) return;
-    partition_job j = { m, prefix };
-    cr_pool_run(m->pool, n, partition_task, &j);
-}
-
-/* SEL_PREFIX of a gathered selection: replay torch's sort up to the k-th
- * position (unless partition_run did) and mark the ties that land among
- * the kept elements. */
-cr_status vm_torch_ties(vm *m, uint32_t x, cr_error *err)
+/* Mark the ties that torch's order puts among the kept elements of a
+ * partitioned gather in s->tiebits; returns how many (touches only this
+ * selection, so the selections of a tensor mark side by side) */
+static uint64_t torch_mark(vm *m, uint32_t x)
 {
     vm_select *s = &m->sel[x];
     uint64_t n = m->p->selects[x].n;
     bool desc = s->torch_order != CR_OP_TORCH_ASC;
     uint64_t bound = desc ? s->k : n - s->k;
-    if (!s->partitioned) torch_partition(m, x);
-    s->partitioned = false;
-    s->early = false;
-    cr_free(m->alloc, s->tiebits);
-    s->tiebits = cr_calloc(m->alloc, (size_t)(n / 64 + 1), sizeof *s->tiebits);
-    if (!s->tiebits)
-        return cr_fail(err, CR_ERR_NOMEM, "out of memory for the top-k selection of %s", vm_sel_output_name(m, x));
     uint64_t lo = desc ? 0 : bound, hi = desc ? bound : n, kept = 0, dropped = lo;
     for (uint64_t p = lo; p < hi; p++) {
         if (s->spill.base && p - dropped >= CR_TORCHSORT_PAGER_WORDS) {   /* a spilled gather: a window */
@@ -269,6 +258,60 @@ cr_status vm_torch_ties(vm *m, uint32_t x, cr_error *err)
         s->tiebits[e >> 6] |= (uint64_t)1 << (e & 63);
         kept++;
     }
+    return kept;
+}
+
+typedef struct partition_job {
+    vm *m;
+    const cr_insn *prefix;     /* a run of SEL_PREFIX instructions */
+} partition_job;
+
+static int partition_task(void *ud, uint64_t task, unsigned thread)
+{
+    (void)thread;
+    const partition_job *j = ud;
+    vm_select *s = &j->m->sel[j->prefix[task].dst];
+    torch_partition(j->m, j->prefix[task].dst);
+    s->marked = torch_mark(j->m, j->prefix[task].dst);
+    return 0;
+}
+
+/* The SEL_PREFIXes that follow one another in main (one per model of a
+ * tensor) replay independent sorts and mark their ties: run them side by
+ * side on the pool (three models on two threads: the marking, done one
+ * selection after another on the main thread, was a serial stretch after
+ * each tensor's sorts; bench/RESULTS.md). */
+cr_status vm_partition_run(vm *m, const cr_insn *prefix, uint32_t n_left, cr_error *err)
+{
+    uint32_t n = 0;
+    while (n < n_left && prefix[n].op == CR_OP_SEL_PREFIX && m->sel[prefix[n].dst].kv &&
+           !m->sel[prefix[n].dst].partitioned && m->sel[prefix[n].dst].phase == SEL_FOUND_LO)
+        n++;
+    if (n < 2) return CR_OK;
+    for (uint32_t i = 0; i < n; i++) {
+        cr_status st = tiebits_alloc(m, prefix[i].dst, err);
+        if (st) return st;
+    }
+    partition_job j = { m, prefix };
+    cr_pool_run(m->pool, n, partition_task, &j);
+    return CR_OK;
+}
+
+/* SEL_PREFIX of a gathered selection: replay torch's sort up to the k-th
+ * position and mark the ties that land among the kept elements (unless
+ * partition_run did both), then check the count. */
+cr_status vm_torch_ties(vm *m, uint32_t x, cr_error *err)
+{
+    vm_select *s = &m->sel[x];
+    if (!s->partitioned) {
+        torch_partition(m, x);
+        cr_status st = tiebits_alloc(m, x, err);
+        if (st) { vm_gather_free(m, x); return st; }
+        s->marked = torch_mark(m, x);
+    }
+    uint64_t kept = s->marked;
+    s->partitioned = false;
+    s->early = SEL_EARLY_NONE;
     vm_gather_free(m, x);
     if (kept != s->ties_keep)
         return cr_fail(err, CR_ERR_RUNTIME, "%s: torch order kept %llu ties at the top-k threshold, expected %llu (values changed between passes?)",
@@ -288,6 +331,13 @@ bool vm_kernel_is_idle(const vm *m, const cr_prog_kernel *k)
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
         const cr_insn *in = &code[pc];
         if (in->op == CR_OP_TIE_COUNT && !m->sel[in->dst].direct) return false;
+        /* HIST_LO: histograms unless direct; then it counts ties, which
+         * nothing reads when they all fit or torch's order picks them from
+         * a gather the HIST_HI pass filled (TOPK_MASK reads the tie bits) */
+        if (in->op == CR_OP_HIST_LO) {
+            const vm_select *s = &m->sel[in->dst];
+            if (s->k && (!s->direct || (needs_gather(s) && s->early != SEL_EARLY_HI))) return false;
+        }
         if ((cr_op_torch_order(in->op)) && needs_gather(&m->sel[in->dst]) &&
             !m->sel[in->dst].early)
             return false;
@@ -295,33 +345,53 @@ bool vm_kernel_is_idle(const vm *m, const cr_prog_kernel *k)
     return true;
 }
 
-/* In direct mode (bf16 values: the threshold is known once the high bits
- * are counted) the HIST_LO pass can fill a selection's torch tie-order
- * gather as it counts the ties, and the pass that would only gather is
- * skipped (vm_kernel_is_idle): a TIES merge reads its inputs three times, not
- * four. Only where both passes hold their inputs whole (neither streamed)
- * and the gather would run whole (not one at a time, not in index order):
- * the two passes then map the same views, so memory is memplan's for the
- * gathering pass. */
+/* A selection's torch tie-order gather may be filled before the kernel
+ * that would gather it, which is then skipped (vm_kernel_is_idle), where
+ * that kernel and this one hold their inputs whole (neither streamed) and
+ * the gather would run whole (not one at a time, not in index order):
+ *  - HI_GATHER, without --max-memory (gathers from the pool, as memplan
+ *    replays it): the HIST_HI pass writes each element's plain key, since
+ *    the threshold is not known yet, and the sort tags the ties as it
+ *    first reads them (torchsort.h). With bf16 values the threshold is
+ *    then known (direct mode), the HIST_LO pass has nothing left to do
+ *    either, and a TIES merge reads its inputs twice, not three times
+ *    (ties-3 at 1.1B-2L: bench/RESULTS.md). Filled on the chance that the
+ *    ties at the threshold do not all fit (nearly always, in bf16); when
+ *    they do, vm_sel_found gives it back unsorted.
+ *  - EARLY_GATHER, in direct mode: the HIST_LO pass writes the words with
+ *    the ties tagged as it counts them; memory is memplan's for the
+ *    gathering pass, since the two passes map the same views. */
 cr_status vm_gather_early(vm *m, uint32_t ki, bool stream, cr_error *err)
 {
     const cr_prog_kernel *k = &m->p->kernels[ki];
-    if (stream || !(k->flags & CR_KERNEL_EARLY_GATHER)) return CR_OK;
+    bool hi = (k->flags & CR_KERNEL_HI_GATHER) && m->mem.gather_pool;
+    if (stream || !(hi || (k->flags & CR_KERNEL_EARLY_GATHER))) return CR_OK;
     const cr_insn *code = m->p->code + k->code_begin;
     for (uint32_t pc = 0; pc < k->code_len; pc++) {
         const cr_insn *in = &code[pc];
-        if (in->op != CR_OP_HIST_LO) continue;
+        if (in->op != (hi ? CR_OP_HIST_HI : CR_OP_HIST_LO)) continue;
         vm_select *s = &m->sel[in->dst];
-        if (!s->direct || !needs_gather(s) || !s->torch_order || !s->torch_whole || s->torch_kernel == ki ||
-            s->early || spilled(m, in->dst))
-            continue;
         uint64_t elems = m->p->selects[in->dst].n;
+        bool wanted = hi ? s->k > 0 && s->k < elems : s->direct && needs_gather(s);
+        if (!wanted || !s->torch_order || !s->torch_whole || s->torch_kernel == ki || s->early || s->kv ||
+            spilled(m, in->dst))
+            continue;
         if (elems >= CR_TORCHSORT_TIE) continue;   /* the gathering pass reports it */
         cr_status st = gather_alloc(m, in->dst, elems, err);
         if (st) return st;
-        s->early = true;
+        s->early = hi ? SEL_EARLY_HI : SEL_EARLY_LO;
     }
     return CR_OK;
+}
+
+/* After SEL_FIND_LO: a gather the HIST_HI pass filled goes back unsorted
+ * when the threshold's ties all fit after all (the threshold decides) */
+void vm_sel_found(vm *m, uint32_t x)
+{
+    vm_select *s = &m->sel[x];
+    if (s->early != SEL_EARLY_HI || needs_gather(s)) return;
+    vm_gather_free(m, x);
+    s->early = SEL_EARLY_NONE;
 }
 
 /* After main step pc: free the tie bits of the selections it was the last
@@ -355,6 +425,8 @@ cr_status vm_sel_init(vm *m, uint32_t x, double kv, cr_error *err)
     s->k = (uint64_t)kv;
     cr_free(m->alloc, s->tiebits);
     s->tiebits = NULL;
+    vm_gather_free(m, x);   /* none is left by a run that got this far; a new selection starts clean */
+    s->early = SEL_EARLY_NONE;
     s->n_chunks = (ps->n + ps->chunk - 1) / ps->chunk;
     if (!s->hist) s->hist = cr_malloc(m->alloc, (size_t)m->n_threads * CR_RUN_HIST_BINS * sizeof *s->hist);
     if (!s->ties) s->ties = cr_calloc(m->alloc, s->n_chunks ? (size_t)s->n_chunks : 1, sizeof *s->ties);

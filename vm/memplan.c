@@ -186,6 +186,8 @@ typedef struct walk {
     bool pool;
     cr_gather_pool gp;
     uint64_t *taken;          /* capacities a kernel takes, returned after it */
+    uint8_t *gathered;        /* per selection: some kernel gathers it in torch's order */
+    uint64_t *pre;            /* per selection: the capacity a HI_GATHER pass took for it (0: none) */
     uint64_t held, held_max;
     uint64_t fixed, peak, peak_heap, peak_mapped;
     uint32_t peak_pc, n_streamed;
@@ -245,6 +247,21 @@ static void release_bits(uint32_t x, void *ctx)
     c->w->sel_bits[x] = 0;
 }
 
+/* a gather of n words from the pool: a kept buffer, or a fresh one held
+ * from here on; returns its capacity */
+static uint64_t pool_take(walk *w, uint64_t n, uint64_t page)
+{
+    uint32_t *buf, *drop;
+    uint64_t cap, drop_cap;
+    if (!cr_gather_pool_take(&w->gp, n, &buf, &cap, &drop, &drop_cap)) {
+        if (drop_cap) w->held -= up(drop_cap * 4, page);
+        w->held += up(n * 4, page);
+        w->held_max = CR_MAX(w->held_max, w->held);
+        cap = n;
+    }
+    return cap;
+}
+
 static void note(walk *w, uint32_t pc, uint64_t heap, uint64_t mapped)
 {
     heap += w->held;
@@ -266,6 +283,7 @@ static bool run_walk(walk *w, uint64_t page)
     memset(w->spill, 0, p->n_selects + 1);
     w->gp.n = 0;
     w->held = w->held_max = 0;
+    memset(w->pre, 0, (p->n_selects + 1) * sizeof *w->pre);
     for (uint32_t pc = 0; pc < p->n_main; pc++) {
         const cr_insn *in = &p->main[pc];
         w->stream[pc] = 0;
@@ -316,6 +334,14 @@ static bool run_walk(walk *w, uint64_t page)
             uint64_t n_chunks = k->chunk ? (numel + k->chunk - 1) / k->chunk : 0;
             uint64_t trans = 0, n_rsum = 0, gath = 0, gath1 = 0, bits = 0;
             uint32_t n_spill = 0, n_taken = 0;
+            /* a HI_GATHER pass takes the gathers of its bf16 selections
+             * from the pool (vm_gather_early): held from here, not from the
+             * gathering kernel, which then takes nothing */
+            for (uint32_t c = k->code_begin; w->pool && (k->flags & CR_KERNEL_HI_GATHER) && c < k->code_begin + k->code_len; c++) {
+                const cr_insn *u = &p->code[c];
+                if (u->op != CR_OP_HIST_HI || !w->gathered[u->dst] || w->pre[u->dst]) continue;
+                w->pre[u->dst] = pool_take(w, p->selects[u->dst].n, page);
+            }
             for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
                 const cr_insn *u = &p->code[c];
                 if (u->op == CR_OP_RSUM) n_rsum++;
@@ -348,15 +374,9 @@ static bool run_walk(walk *w, uint64_t page)
                  * one bit per element, kept until the next SEL_INIT */
                 if (cr_op_torch_order(u->op)) {
                     uint64_t n = p->selects[u->dst].n;
-                    if (w->pool) {   /* a kept buffer, or a fresh one held from here on */
-                        uint32_t *buf, *drop;
-                        uint64_t cap, drop_cap;
-                        if (!cr_gather_pool_take(&w->gp, n, &buf, &cap, &drop, &drop_cap)) {
-                            if (drop_cap) w->held -= up(drop_cap * 4, page);
-                            w->held += up(n * 4, page);
-                            w->held_max = CR_MAX(w->held_max, w->held);
-                            cap = n;
-                        }
+                    if (w->pool) {
+                        uint64_t cap = w->pre[u->dst] ? w->pre[u->dst] : pool_take(w, n, page);
+                        w->pre[u->dst] = 0;
                         w->taken[n_taken++] = cap;
                     } else {
                         gath += up(n * 4, page);
@@ -495,14 +515,19 @@ cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads,
     w.spill = cr_calloc(a, p->n_selects + 1, 1);
     w.sel_last = cr_calloc(a, p->n_selects + 1, sizeof *w.sel_last);
     w.taken = cr_calloc(a, p->n_code + 1, sizeof *w.taken);
+    w.gathered = cr_calloc(a, p->n_selects + 1, 1);
+    w.pre = cr_calloc(a, p->n_selects + 1, sizeof *w.pre);
     mp->stream = cr_calloc(a, p->n_main + 1, 1);
     w.stream = mp->stream;
     cr_status s = CR_OK;
-    if (!w.id || !w.mapped || !w.sel_live || !w.scr_live || !w.sel_bits || !w.spill || !w.sel_last || !w.taken || !mp->stream) {
+    if (!w.id || !w.mapped || !w.sel_live || !w.scr_live || !w.sel_bits || !w.spill || !w.sel_last || !w.taken ||
+        !w.gathered || !w.pre || !mp->stream) {
         s = cr_fail(err, CR_ERR_NOMEM, "out of memory planning memory");
         goto out;
     }
     cr_memplan_sel_last(p, w.sel_last);
+    for (uint32_t c = 0; c < p->n_code; c++)
+        if (cr_op_torch_order(p->code[c].op) && p->code[c].dst < p->n_selects) w.gathered[p->code[c].dst] = 1;
     uint64_t rowvecs = 0;
     for (uint32_t i = 0; i < p->n_rowvecs; i++) rowvecs += up(p->rowvecs[i].len * 8, page);
     /* fewer threads only when spilling gathers is not enough: a spill
@@ -557,6 +582,8 @@ out:
     cr_free(a, w.spill);
     cr_free(a, w.sel_last);
     cr_free(a, w.taken);
+    cr_free(a, w.gathered);
+    cr_free(a, w.pre);
     if (s) { cr_free(a, mp->stream); mp->stream = NULL; }
     return s;
 }

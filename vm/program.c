@@ -559,11 +559,13 @@ static cr_status verify_kernel(const cr_program *p, uint32_t ki, cr_error *err)
 
 /* ---- kernel flags: facts the compiler states for the VM ------------------ */
 
-/* TIE_COUNT and the torch-order ops (CR_OPF_TORCH_ORDER): the selection ops whose only effect is
- * on the tie counts and the torch tie-order gather */
+/* TIE_COUNT, HIST_LO and the torch-order ops (CR_OPF_TORCH_ORDER): the
+ * selection ops whose only effect is on the tie counts (HIST_LO's low-bits
+ * histogram is one until the threshold is found) and the torch tie-order
+ * gather */
 static bool is_tie_op(uint16_t op)
 {
-    return op == CR_OP_TIE_COUNT || cr_op_torch_order(op);
+    return op == CR_OP_TIE_COUNT || op == CR_OP_HIST_LO || cr_op_torch_order(op);
 }
 
 /* TIES_ONLY: some tie op, and every other micro-op writes only a register
@@ -601,14 +603,44 @@ static bool early_gather(const cr_program *p, const cr_prog_kernel *k, const uin
     return hist && !gathers;
 }
 
+/* register r holds bf16 values at code[pc]: its last writer before pc
+ * rounds to BF16 (an elementwise op) or loads a BF16 view */
+static bool bf16_values(const cr_program *p, const cr_insn *code, uint32_t pc, uint32_t r)
+{
+    while (pc-- > 0) {
+        const cr_insn *in = &code[pc];
+        char d = cr_op_table[in->op].kinds[0];   /* 'r' or 'v' (a value: a register inside kernels) */
+        if ((d != 'r' && d != 'v') || in->dst != r) continue;
+        if (in->op == CR_OP_LOAD) return in->a < p->n_inputs && p->inputs[in->a].dtype == CR_DTYPE_BF16;
+        return (cr_op_table[in->op].flags & CR_OPF_ELEM) && in->dtype == CR_DTYPE_BF16;
+    }
+    return false;
+}
+
+/* HI_GATHER: a HIST_HI of bf16 values on a selection that another kernel
+ * gathers (bf16: the selection runs in direct mode, so the gather is the
+ * only thing left for the later passes to do, and ties at the threshold
+ * are all but certain, so it is rarely filled for nothing) */
+static bool hi_gather(const cr_program *p, const cr_prog_kernel *k, const uint8_t *gathered)
+{
+    const cr_insn *code = p->code + k->code_begin;
+    bool hist = false, gathers = false;
+    for (uint32_t pc = 0; pc < k->code_len; pc++) {
+        if (code[pc].op == CR_OP_HIST_HI && gathered[code[pc].dst] && bf16_values(p, code, pc, code[pc].a)) hist = true;
+        if (cr_op_torch_order(code[pc].op)) gathers = true;
+    }
+    return hist && !gathers;
+}
+
 void cr_program_mark_kernels(cr_program *p)
 {
     uint8_t *gathered = torch_gathered(p);
     for (uint32_t i = 0; i < p->n_kernels; i++) {
         cr_prog_kernel *k = &p->kernels[i];
-        k->flags &= ~(uint32_t)(CR_KERNEL_TIES_ONLY | CR_KERNEL_EARLY_GATHER);
+        k->flags &= ~(uint32_t)(CR_KERNEL_TIES_ONLY | CR_KERNEL_EARLY_GATHER | CR_KERNEL_HI_GATHER);
         if (ties_only(p->code + k->code_begin, k->code_len)) k->flags |= CR_KERNEL_TIES_ONLY;
         if (gathered && early_gather(p, k, gathered)) k->flags |= CR_KERNEL_EARLY_GATHER;
+        if (gathered && hi_gather(p, k, gathered)) k->flags |= CR_KERNEL_HI_GATHER;
     }
     cr_free(p->alloc, gathered);   /* without it (out of memory) no kernel claims an early gather */
 }
@@ -626,6 +658,8 @@ static cr_status verify_kernel_flags(const cr_program *p, cr_error *err)
             s = cr_fail(err, CR_ERR_FORMAT, "kernel %u: flagged ties-only but has other effects", i);
         else if ((k->flags & CR_KERNEL_EARLY_GATHER) && !early_gather(p, k, gathered))
             s = cr_fail(err, CR_ERR_FORMAT, "kernel %u: flagged early-gather but counts no selection another kernel gathers", i);
+        else if ((k->flags & CR_KERNEL_HI_GATHER) && !hi_gather(p, k, gathered))
+            s = cr_fail(err, CR_ERR_FORMAT, "kernel %u: flagged hi-gather but counts no bf16 selection another kernel gathers", i);
     }
     cr_free(p->alloc, gathered);
     return s;
@@ -666,8 +700,9 @@ cr_status cr_program_verify(const cr_program *p, cr_error *err)
 /* ---- .crb files ---------------------------------------------------------- */
 
 #define CRB_MAGIC "CRUCIBLE"
-#define CRB_VERSION 5u   /* 3: kernel flags TIES_ONLY and EARLY_GATHER; 4: mergekit_version;
-                            5: portable inputs (models, files by model and relative path), recipe_text */
+#define CRB_VERSION 6u   /* 3: kernel flags TIES_ONLY and EARLY_GATHER; 4: mergekit_version;
+                            5: portable inputs (models, files by model and relative path), recipe_text;
+                            6: kernel flag HI_GATHER, HIST_LO kernels TIES_ONLY */
 #define CRB_ENDIAN 0x01020304u
 
 typedef struct crb_header {

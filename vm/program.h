@@ -201,19 +201,28 @@ typedef struct cr_prog_select { uint64_t n; uint64_t chunk; } cr_prog_select;
  * element's global index as counter (spec/vm.md gives the exact mapping) */
 typedef struct cr_prog_stream { uint64_t key; } cr_prog_stream;
 
-/* cr_prog_kernel.flags. ROWS: chunks hold whole rows. The other two are
+/* cr_prog_kernel.flags. ROWS: chunks hold whole rows. The others are
  * facts the compiler states so that the VM need not pattern-match kernels
  * at run time (cr_program_mark_kernels sets them, the verifier checks them,
  * a program without them runs the same bytes, only slower):
- *  TIES_ONLY     the kernel's only effects are tie counts and torch
+ *  TIES_ONLY     the kernel's only effects are tie counts (TIE_COUNT, and
+ *                HIST_LO, which counts the ties in direct mode) and torch
  *                tie-order gathers (every other micro-op writes only a
  *                register): the VM skips it when they have nothing left to
  *                do, and memplan may run it once per gather;
  *  EARLY_GATHER  it counts (HIST_LO) a selection that a later kernel
  *                gathers in torch's tie order: when the threshold is known
- *                early (bf16 values) this pass may fill the gather. */
-enum { CR_KERNEL_ROWS = 1u << 0, CR_KERNEL_TIES_ONLY = 1u << 1, CR_KERNEL_EARLY_GATHER = 1u << 2 };
-#define CR_KERNEL_FLAGS_ALL (CR_KERNEL_ROWS | CR_KERNEL_TIES_ONLY | CR_KERNEL_EARLY_GATHER)
+ *                early (bf16 values) this pass may fill the gather;
+ *  HI_GATHER     it counts (HIST_HI) bf16 values of a selection that a later
+ *                kernel gathers in torch's tie order: this first pass may
+ *                fill the gather with the plain keys (the sort tags the ties,
+ *                torchsort.h), and with the threshold known after it (direct
+ *                mode) the HIST_LO and gathering passes have nothing to do. */
+enum {
+    CR_KERNEL_ROWS = 1u << 0, CR_KERNEL_TIES_ONLY = 1u << 1, CR_KERNEL_EARLY_GATHER = 1u << 2,
+    CR_KERNEL_HI_GATHER = 1u << 3
+};
+#define CR_KERNEL_FLAGS_ALL (CR_KERNEL_ROWS | CR_KERNEL_TIES_ONLY | CR_KERNEL_EARLY_GATHER | CR_KERNEL_HI_GATHER)
 
 typedef struct cr_prog_kernel {
     uint64_t rows, cols;    /* domain */

@@ -42,6 +42,7 @@ typedef struct sorter {
     uint32_t *v;
     uint32_t tie_key;
     bool desc;
+    bool tagging;              /* the first partition: tag each word as it is first read (tag_ties) */
     const uint64_t *bounds;
     unsigned n_bounds;
     uint32_t *(*partition)(const struct sorter *, uint32_t *, uint32_t *, const uint32_t *);
@@ -63,6 +64,42 @@ static inline void swap(uint32_t *a, uint32_t *b)
     uint32_t t = *a;
     *a = *b;
     *b = t;
+}
+
+/* The caller may leave ties untagged: a word equal to tie_key is then the
+ * tie at its index in w on entry (the TIES gather filled before the
+ * threshold was known, interp_select.c). Comparisons read such a word as
+ * tie_key either way, so only an element's identity needs the tag, and
+ * only once the word moves: the first partition tags each word as it is
+ * first read, a block at a time, which costs a compare over words in cache
+ * instead of another pass over the gather. Tagging twice changes nothing
+ * (a tagged word has bit 31 set; a raw key does not). Sixteen words are
+ * tested at a time (a loop that vectorises): ties are a small part. */
+static void tag_ties(uint32_t tie_key, uint32_t *w, uint64_t n, uint64_t index)
+{
+    for (uint64_t i = 0; i < n; i += 16) {
+        unsigned len = (unsigned)CR_MIN(16, n - i), any = 0;
+        for (unsigned j = 0; j < len; j++) any |= w[i + j] == tie_key;
+        if (!any) continue;
+        for (unsigned j = 0; j < len; j++)
+            if (w[i + j] == tie_key) w[i + j] = CR_TORCHSORT_TIE | (uint32_t)(index + i + j);
+    }
+}
+
+/* every word, up front (a spilled gather a window at a time, its pages
+ * then dropped as the sort's scans drop them) */
+static void tag_all(uint32_t tie_key, uint32_t *w, uint64_t n, const cr_torchsort_pager *pager)
+{
+    for (uint64_t i = 0; i < n; i += CR_TORCHSORT_PAGER_WORDS) {
+        uint64_t len = CR_MIN(CR_TORCHSORT_PAGER_WORDS, n - i);
+        tag_ties(tie_key, w + i, len, i);
+        if (pager) pager->done(pager->ud, w + i, w + i + len, true);
+    }
+}
+
+static void tag_range(const sorter *s, uint32_t *lo, uint32_t *hi)
+{
+    if (s->tagging && hi > lo) tag_ties(s->tie_key, lo, (uint64_t)(hi - lo), (uint64_t)(lo - s->v));
 }
 
 /* true when some boundary lies strictly inside [first, last) */
@@ -139,6 +176,7 @@ static uint32_t *block_partition(const sorter *s, uint32_t *first, uint32_t *las
             }
             lb = L;
             hl = 0;
+            tag_range(s, L, L + BLOCK);
             nl = s->kern->stoppers(L, BLOCK, pk, tk, left_le, lofs);
             L += BLOCK;
         }
@@ -152,6 +190,7 @@ static uint32_t *block_partition(const sorter *s, uint32_t *first, uint32_t *las
             R -= BLOCK;
             rb = R + BLOCK;
             hr = 0;
+            tag_range(s, R, R + BLOCK);
             /* found in ascending order; the queue runs from the right end */
             nr = s->kern->stoppers(R, BLOCK, pk, tk, right_le, fwd);
             for (unsigned t = 0; t < nr; t++) rofs[t] = (uint16_t)(BLOCK - 1 - fwd[nr - 1 - t]);
@@ -170,6 +209,7 @@ static uint32_t *block_partition(const sorter *s, uint32_t *first, uint32_t *las
             resume_last = rb - 1 - rofs[hr - 1];
         }
     }
+    tag_range(s, L, R);   /* the words no block scan read: every word is tagged from here on */
     uint32_t *cut = unguarded_partition(s, resume_first, resume_last, pivot);
     if (s->pager) {   /* all but the block at the cut, where the next level starts */
         s->pager->done(s->pager->ud, kept_lo, cut, true);
@@ -241,7 +281,7 @@ static void insertion_sort(const sorter *s, uint32_t *first, uint32_t *last)
     }
 }
 
-static void introsort(const sorter *s, uint64_t first, uint64_t last, unsigned depth)
+static void introsort(sorter *s, uint64_t first, uint64_t last, unsigned depth)
 {
     while (last - first > THRESHOLD) {
         if (!holds_bound(s, first, last)) return;
@@ -250,9 +290,15 @@ static void introsort(const sorter *s, uint64_t first, uint64_t last, unsigned d
             return;
         }
         --depth;
-        uint32_t *f = s->v + first, *l = s->v + last;
-        move_median_to_first(s, f, f + 1, f + (last - first) / 2, l - 1);
+        uint32_t *f = s->v + first, *l = s->v + last, *mid = f + (last - first) / 2;
+        if (s->tagging) {   /* the median's swap moves these before the scan reads them */
+            tag_range(s, f, f + 2);
+            tag_range(s, mid, mid + 1);
+            tag_range(s, l - 1, l);
+        }
+        move_median_to_first(s, f, f + 1, mid, l - 1);
         uint64_t cut = (uint64_t)(s->partition(s, f + 1, l, f) - s->v);
+        s->tagging = false;   /* the partition read (and tagged) every word */
         introsort(s, cut, last, depth);
         last = cut;
     }
@@ -270,8 +316,14 @@ static unsigned lg(uint64_t n)
 void cr_torchsort_partition(const cr_kernels *kern, uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,
                             const uint64_t *bounds, unsigned n_bounds, const cr_torchsort_pager *pager)
 {
+    sorter s = { w, tie_key, descending, true, bounds, n_bounds, block_partition, kern, pager };
+    /* no partition will read every word: tag them all first (short or
+     * unbounded ranges; never a large gather in practice) */
+    if (n <= THRESHOLD || !holds_bound(&s, 0, n)) {
+        tag_all(tie_key, w, n, pager);
+        s.tagging = false;
+    }
     if (n < 2) return;
-    sorter s = { w, tie_key, descending, bounds, n_bounds, block_partition, kern, pager };
     introsort(&s, 0, n, 2 * lg(n));
 }
 
@@ -302,8 +354,9 @@ static void heap_select(const sorter *s, uint32_t *first, uint64_t len, uint64_t
 void cr_torchsort_topk(const cr_kernels *kern, uint32_t *w, uint64_t n, uint64_t k, uint32_t tie_key,
                        const cr_torchsort_pager *pager)
 {
+    tag_all(tie_key, w, n, pager);   /* topk (SCE's) tags up front: a pass it can afford */
     if (k == 0 || n < 2) return;
-    sorter s = { w, tie_key, true, NULL, 0, block_partition, kern, pager };
+    sorter s = { w, tie_key, true, false, NULL, 0, block_partition, kern, pager };
     if (k * 64 <= n) {   /* std::partial_sort: __heap_select, then __sort_heap (same set) */
         heap_select(&s, w, k, n);
         return;
@@ -331,7 +384,8 @@ void cr_torchsort_topk(const cr_kernels *kern, uint32_t *w, uint64_t n, uint64_t
 void cr_torchsort_partition_plain(uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,
                                   const uint64_t *bounds, unsigned n_bounds)
 {
+    tag_all(tie_key, w, n, NULL);
     if (n < 2) return;
-    sorter s = { w, tie_key, descending, bounds, n_bounds, unguarded_partition, NULL, NULL };
+    sorter s = { w, tie_key, descending, false, bounds, n_bounds, unguarded_partition, NULL, NULL };
     introsort(&s, 0, n, 2 * lg(n));
 }

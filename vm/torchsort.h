@@ -21,7 +21,10 @@ static inline uint32_t cr_torchsort_key(float v)
 }
 
 /* An element word: a key (below 2^31), or CR_TORCHSORT_TIE | index for
- * an element whose key is the caller's tie_key (index below 2^31). */
+ * an element whose key is the caller's tie_key (index below 2^31). The
+ * caller may also leave a tie untagged, as its key: the sort tags it with
+ * its index in w on entry before it moves (in its first scan), so on
+ * return every tie is tagged either way. */
 #define CR_TORCHSORT_TIE 0x80000000u
 
 /* A gather too large for --max-memory lives in a file-backed mapping

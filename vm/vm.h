@@ -42,6 +42,8 @@ typedef struct cr_vm_stats {
     unsigned threads;
     const char *isa;         /* static string */
     uint64_t thread_bytes;   /* per-thread buffers allocated, all threads (memplan's thread_bytes) */
+    uint32_t kernels_run;    /* KERNEL steps whose chunks ran */
+    uint32_t kernels_idle;   /* KERNEL steps skipped: selection passes with nothing left to do */
 } cr_vm_stats;
 
 typedef struct cr_vm_options {

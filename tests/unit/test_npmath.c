@@ -179,6 +179,62 @@ TEST(torch_sort_block_partition_is_libstdcxx)
     CHECK(mismatches == 0);
 }
 
+/* A gather may hold its ties untagged, as plain keys (the TIES pass that
+ * fills it runs before the threshold is known): the sort tags each one
+ * with its index on entry before it moves, so the result is the array the
+ * tagged input gives, for the partition (every direction, ranges with and
+ * without a bound, sizes under and around a block) and for topk. */
+TEST(torch_sort_tags_untagged_ties)
+{
+    const cr_allocator *al = cr_default_allocator();
+    const cr_kernels *tables[] = { &cr_kernels_scalar, &cr_kernels_avx2, &cr_kernels_avx512 };
+    static const uint64_t sizes[] = { 1, 2, 5, 16, 17, 40, 255, 256, 257, 513, 4099, 65537 };
+    uint64_t st = 0x2545f4914f6cdd1dull;
+    int mismatches = 0, cases = 0;
+    for (size_t si = 0; si < CR_ARRAY_LEN(sizes); si++) {
+        uint64_t n = sizes[si];
+        uint32_t *raw = cr_malloc(al, n * 4), *tagged = cr_malloc(al, n * 4), *a = cr_malloc(al, n * 4),
+                 *b = cr_malloc(al, n * 4);
+        CHECK(raw && tagged && a && b);
+        if (!raw || !tagged || !a || !b) { cr_free(al, raw); cr_free(al, tagged); cr_free(al, a); cr_free(al, b); return; }
+        for (int shape = 0; shape < 3; shape++) {
+            uint32_t distinct = shape == 0 ? 3 : shape == 1 ? 40 : 1000;
+            for (uint64_t i = 0; i < n; i++) raw[i] = (uint32_t)(xorshift(&st) % distinct) + 0x3f000000u;
+            uint32_t tie = raw[n / 2];
+            for (uint64_t i = 0; i < n; i++) tagged[i] = raw[i] == tie ? CR_TORCHSORT_TIE | (uint32_t)i : raw[i];
+            for (size_t ki = 0; ki < CR_ARRAY_LEN(tables); ki++) {
+                if (!cr_kernels_supported(tables[ki])) continue;
+                for (int desc = 0; desc < 2; desc++) {
+                    uint64_t bounds[][2] = { { n / 2, n / 3 + 1 }, { 0, n }, { 1, 1 } };
+                    for (int bi = 0; bi < 3; bi++) {
+                        memcpy(a, raw, n * 4);
+                        memcpy(b, tagged, n * 4);
+                        cr_torchsort_partition(tables[ki], a, n, desc, tie, bounds[bi], 2, NULL);
+                        cr_torchsort_partition(tables[ki], b, n, desc, tie, bounds[bi], 2, NULL);
+                        mismatches += memcmp(a, b, n * 4) != 0;
+                        cases++;
+                    }
+                }
+                uint64_t ks[] = { 1, n / 2 + 1, n };
+                for (int kj = 0; kj < 3; kj++) {
+                    memcpy(a, raw, n * 4);
+                    memcpy(b, tagged, n * 4);
+                    cr_torchsort_topk(tables[ki], a, n, ks[kj], tie, NULL);
+                    cr_torchsort_topk(tables[ki], b, n, ks[kj], tie, NULL);
+                    mismatches += memcmp(a, b, n * 4) != 0;
+                    cases++;
+                }
+            }
+        }
+        cr_free(al, raw);
+        cr_free(al, tagged);
+        cr_free(al, a);
+        cr_free(al, b);
+    }
+    CHECK(cases > 0);
+    CHECK_MSG(mismatches == 0, "%d of %d sorts differ from the tagged input's", mismatches, cases);
+}
+
 int main(void)
 {
     RUN(numpy_sin_bits);
@@ -186,5 +242,6 @@ int main(void)
     RUN(torch_sort_ties);
     RUN(torch_topk_ties);
     RUN(torch_sort_block_partition_is_libstdcxx);
+    RUN(torch_sort_tags_untagged_ties);
     return cr_test_summary();
 }

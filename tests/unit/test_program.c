@@ -246,6 +246,7 @@ static void m_select_domain(cr_program *p) { p->selects[0].n = 199; }
 /* the sample kernel stores an output and counts no ties or gathers */
 static void m_false_ties_only(cr_program *p) { p->kernels[0].flags |= CR_KERNEL_TIES_ONLY; }
 static void m_false_early_gather(cr_program *p) { p->kernels[0].flags |= CR_KERNEL_EARLY_GATHER; }
+static void m_false_hi_gather(cr_program *p) { p->kernels[0].flags |= CR_KERNEL_HI_GATHER; }
 /* row gathers (tokenizer merging): a table of the wrong length, and one
  * whose first entry (text bytes of the pool) names a row past the tensor */
 static void m_rowmap_short(cr_program *p) { p->inputs[0].rowmap = (cr_blob){ 0, p->inputs[0].rows * 4 - 4 }; }
@@ -288,6 +289,8 @@ TEST(verifier_rules)
     CHECK_CONTAINS(err.msg, "flagged ties-only");
     CHECK_EQ_INT(verify_with(m_false_early_gather, &err), CR_ERR_FORMAT);
     CHECK_CONTAINS(err.msg, "flagged early-gather");
+    CHECK_EQ_INT(verify_with(m_false_hi_gather, &err), CR_ERR_FORMAT);
+    CHECK_CONTAINS(err.msg, "flagged hi-gather");
     CHECK_EQ_INT(verify_with(m_rowmap_short, &err), CR_ERR_FORMAT);
     CHECK_CONTAINS(err.msg, "bad row table");
     CHECK_EQ_INT(verify_with(m_rowmap_past, &err), CR_ERR_FORMAT);
@@ -295,8 +298,11 @@ TEST(verifier_rules)
 }
 
 /* The compiler's kernel facts: a kernel of tie counts and torch gathers is
- * TIES_ONLY, the HIST_LO pass of a torch-ordered selection EARLY_GATHER,
- * and neither flag is set on a kernel with other effects. */
+ * TIES_ONLY, the HIST_LO pass of a torch-ordered selection EARLY_GATHER
+ * (and TIES_ONLY: in direct mode it only counts ties), the HIST_HI pass of
+ * one over bf16 values (a bf16 view, or an op rounded to BF16) HI_GATHER
+ * but not over f32 values, and no flag is set on a kernel with other
+ * effects. */
 TEST(kernel_flags_marked_and_checked)
 {
     vm_builder b;
@@ -307,6 +313,16 @@ TEST(kernel_flags_marked_and_checked)
     vb_shard(&b, "model.safetensors");
     uint32_t s = vb_scalar(&b, 7);
     uint32_t x = vb_select(&b, 200, 40);
+    uint32_t k0 = vb_kernel_begin(&b, 10, 20, 40, 2, 0);
+    vb_k(&b, CR_OP_LOAD, CR_DTYPE_NONE, 0, in, 0, 0);
+    vb_k(&b, CR_OP_SUB, CR_DTYPE_BF16, 1, 0, 0, 0);
+    vb_k(&b, CR_OP_HIST_HI, CR_DTYPE_NONE, x, 1, 0, 0);
+    vb_kernel_end(&b);
+    uint32_t k0f = vb_kernel_begin(&b, 10, 20, 40, 2, 0);
+    vb_k(&b, CR_OP_LOAD, CR_DTYPE_NONE, 0, in, 0, 0);
+    vb_k(&b, CR_OP_SUB, CR_DTYPE_F32, 1, 0, 0, 0);
+    vb_k(&b, CR_OP_HIST_HI, CR_DTYPE_NONE, x, 1, 0, 0);
+    vb_kernel_end(&b);
     uint32_t k1 = vb_kernel_begin(&b, 10, 20, 40, 1, 0);
     vb_k(&b, CR_OP_LOAD, CR_DTYPE_NONE, 0, in, 0, 0);
     vb_k(&b, CR_OP_HIST_LO, CR_DTYPE_NONE, x, 0, 0, 0);
@@ -322,13 +338,17 @@ TEST(kernel_flags_marked_and_checked)
     vb_k(&b, CR_OP_STORE, CR_DTYPE_NONE, o, 1, 0, 0);
     vb_kernel_end(&b);
     vb_m(&b, CR_OP_SEL_INIT, CR_DTYPE_NONE, x, s, 0, 0);
+    vb_m(&b, CR_OP_KERNEL, CR_DTYPE_NONE, 0, k0, 0, 0);
+    vb_m(&b, CR_OP_KERNEL, CR_DTYPE_NONE, 0, k0f, 0, 0);
     vb_m(&b, CR_OP_KERNEL, CR_DTYPE_NONE, 0, k1, 0, 0);
     vb_m(&b, CR_OP_KERNEL, CR_DTYPE_NONE, 0, k2, 0, 0);
     vb_m(&b, CR_OP_KERNEL, CR_DTYPE_NONE, 0, k3, 0, 0);
     cr_program p;
     vb_build(&b, &p);
     cr_program_mark_kernels(&p);
-    CHECK_EQ_INT(p.kernels[k1].flags, CR_KERNEL_EARLY_GATHER);
+    CHECK_EQ_INT(p.kernels[k0].flags, CR_KERNEL_HI_GATHER);
+    CHECK_EQ_INT(p.kernels[k0f].flags, 0);
+    CHECK_EQ_INT(p.kernels[k1].flags, CR_KERNEL_EARLY_GATHER | CR_KERNEL_TIES_ONLY);
     CHECK_EQ_INT(p.kernels[k2].flags, CR_KERNEL_TIES_ONLY);
     CHECK_EQ_INT(p.kernels[k3].flags, 0);
     cr_error err = {0};

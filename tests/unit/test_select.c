@@ -241,6 +241,90 @@ TEST(gathers_are_kept_between_tensors)
     free(off);
 }
 
+/* A TIES-shaped selection over bf16 values (direct mode), as the emitter
+ * writes it: HIST_HI, HIST_LO, the torch tie-order gather, the mask. The
+ * HIST_HI pass is HI_GATHER, so without --max-memory it fills the gather
+ * with plain keys and both later counting passes are skipped (the inputs
+ * are read twice, not three times); under --max-memory the HIST_LO pass
+ * fills it instead and only the gathering pass is skipped; without the
+ * kernel flags every pass runs. The masks are the same each way. */
+static void run_bf16_ties(const char *out, uint64_t max_memory, bool mark, cr_vm_stats *st, unsigned char **shard,
+                          size_t *len)
+{
+    enum { GN = 7000, GCHUNK = 1024 };
+    static float v[GN];
+    for (int i = 0; i < GN; i++) v[i] = (float)((i * 37) % 11 - 5) * 0.125f;   /* ties on a bf16 grid */
+    char file[512], path[700];
+    snprintf(file, sizeof file, "%s/bf16.safetensors", tmp);
+    const char *nm[] = { "a" };
+    cr_dtype dt[] = { CR_DTYPE_F32 };
+    uint64_t shape[][2] = { { 0, GN } }, off;
+    const void *d[] = { v };
+    uint64_t sz = vb_write_safetensors(file, 1, nm, dt, shape, d, &off);
+    vm_builder b;
+    vb_init(&b);
+    uint32_t in = vb_input(&b, vb_file(&b, file, sz, 0), CR_DTYPE_F32, "a", off, GN * 4, 1, GN, GN);
+    uint32_t o = vb_output(&b, "a", CR_DTYPE_F32, 0, GN);
+    vb_shard(&b, "model.safetensors");
+    uint32_t ks = vb_scalar(&b, 2345);
+    uint32_t x = vb_select(&b, GN, GCHUNK);
+    cr_op seq[] = { CR_OP_HIST_HI, CR_OP_HIST_LO, CR_OP_TIE_COUNT };
+    cr_op top[] = { CR_OP_SEL_FIND_HI, CR_OP_SEL_FIND_LO, CR_OP_SEL_PREFIX };
+    vb_m(&b, CR_OP_SEL_INIT, CR_DTYPE_NONE, x, ks, 0, 0);
+    for (int i = 0; i < 3; i++) {
+        uint32_t kk = vb_kernel_begin(&b, 1, GN, GCHUNK, 2, 0);
+        vb_k(&b, CR_OP_LOAD, CR_DTYPE_NONE, 0, in, 0, 0);
+        vb_k(&b, CR_OP_ADD, CR_DTYPE_BF16, 1, 0, 0, 0);   /* 2v: bf16 values */
+        vb_k(&b, seq[i], CR_DTYPE_NONE, x, 1, 0, 0);
+        if (i == 2) vb_k(&b, CR_OP_TORCH_DESC, CR_DTYPE_NONE, x, 1, 0, 0);
+        vb_kernel_end(&b);
+        vb_m(&b, CR_OP_KERNEL, CR_DTYPE_NONE, 0, kk, 0, 0);
+        vb_m(&b, top[i], CR_DTYPE_NONE, x, 0, 0, 0);
+    }
+    uint32_t kk = vb_kernel_begin(&b, 1, GN, GCHUNK, 2, 0);
+    vb_k(&b, CR_OP_LOAD, CR_DTYPE_NONE, 0, in, 0, 0);
+    vb_k(&b, CR_OP_ADD, CR_DTYPE_BF16, 1, 0, 0, 0);
+    vb_k(&b, CR_OP_TOPK_MASK, CR_DTYPE_NONE, 0, 1, x, 0);
+    vb_k(&b, CR_OP_STORE, CR_DTYPE_NONE, o, 0, 0, 0);
+    vb_kernel_end(&b);
+    vb_m(&b, CR_OP_KERNEL, CR_DTYPE_NONE, 0, kk, 0, 0);
+    cr_program p;
+    vb_build(&b, &p);
+    if (mark) cr_program_mark_kernels(&p);
+    cr_error err = {0};
+    cr_vm_options opt;
+    cr_vm_options_init(&opt);
+    opt.out_dir = out; opt.quiet = true; opt.threads = 3; opt.max_memory = max_memory; opt.stats = st;
+    cr_status rs = cr_vm_run(&p, &opt, &err);
+    CHECK_MSG(rs == CR_OK, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    *shard = vb_read_file(path, len);
+    cr_program_free(&p);
+}
+
+TEST(bf16_ties_skip_counting_passes)
+{
+    const char *names[] = { "bf16-pool", "bf16-budget", "bf16-unmarked" };
+    uint64_t budget[] = { 0, 64ull << 20, 0 };
+    bool mark[] = { true, true, false };
+    uint32_t want_idle[] = { 2, 1, 0 };
+    unsigned char *data[3] = { NULL, NULL, NULL };
+    size_t len[3] = { 0, 0, 0 };
+    for (int r = 0; r < 3; r++) {
+        char out[512];
+        snprintf(out, sizeof out, "%s/%s", tmp, names[r]);
+        cr_vm_stats st;
+        memset(&st, 0, sizeof st);
+        run_bf16_ties(out, budget[r], mark[r], &st, &data[r], &len[r]);
+        CHECK_MSG(st.kernels_idle == want_idle[r] && st.kernels_run == 4 - want_idle[r],
+                  "%s: %u kernels idle, %u run; want %u idle", names[r], st.kernels_idle, st.kernels_run, want_idle[r]);
+    }
+    REQUIRE(data[0] && data[1] && data[2]);
+    CHECK(len[0] == len[1] && len[0] == len[2] && memcmp(data[0], data[1], len[0]) == 0 &&
+          memcmp(data[0], data[2], len[0]) == 0);
+    for (int r = 0; r < 3; r++) free(data[r]);
+}
+
 int main(void)
 {
     tmp = vb_tempdir();
@@ -250,6 +334,7 @@ int main(void)
     RUN(topk_ties_across_blocks);
     RUN(bad_k_is_an_error);
     RUN(gathers_are_kept_between_tensors);
+    RUN(bf16_ties_skip_counting_passes);
     vb_rmtree(tmp);
     free(tmp);
     return cr_test_summary();

@@ -30,7 +30,7 @@
 #define CR_READ_BLOCK      (8ull << 20)
 /* The reader's copy buffer (RSS: memplan counts it), re-used by every
  * pread so that it stays in the cache. */
-#define CR_READ_BUF        (256ull << 10)
+#define CR_READ_BUF        (64ull << 10)
 /* Window of page cache read ahead of the furthest position a step asked
  * for: without --max-memory this much; under it, the budget's headroom
  * over the planned peak, at least two blocks (memplan.h read_window). */

@@ -9,7 +9,7 @@
 #include "harness.h"
 #include "readplan.h"
 #include "reader.h"
-#include "vm_build.h"
+#include "support/vm_build.h"
 
 #include <errno.h>
 #include <fcntl.h>

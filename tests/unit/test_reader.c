@@ -236,7 +236,7 @@ TEST(read_error_names_the_file)
     fake_plan(&rp, ext);
     fake f;
     fake_init(&f, &rp);
-    f.fail_call = 200;   /* 256 KiB pieces: 50 MiB in, the 11th extent (file a, at 25 MiB) */
+    f.fail_call = (long)((50u << 20) / CR_READ_BUF);   /* 50 MiB in: the 11th extent (file a, at 25 MiB) */
     run_fake(&f, &rp, 1 << 20, CR_ERR_IO, "reading input models/a/model.safetensors at byte 26214400: Input/output error");
 }
 

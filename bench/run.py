@@ -13,7 +13,7 @@ predictions are compared with the measurements. Raw numbers go to
 bench/results/<size>.json, a table to bench/results/<size>.md.
 
 usage: python3 bench/run.py [--quick | --size NAME] [--runs N] [--mergekit PATH] [--skip-mergekit]
-                            [--recipes a,b] [--cold] [--scaling] [--threads N] [--baseline BIN]
+                            [--recipes a,b] [--cold [--cold-runs N]] [--scaling] [--threads N] [--baseline BIN]
 --size: quick, 1.1B, 1.1B-2L (TinyLlama shapes with 2 layers: the tensor
 sizes of 1.1B, including its embeddings, in a fifth of the time) or 7B-4L
 (Mistral-7B shapes with 4 layers, 2.3 GB a model: with --recipes none
@@ -22,6 +22,11 @@ sizes of 1.1B, including its embeddings, in a fifth of the time) or 7B-4L
 run in the same loop, alternating with this one, so a before/after ratio
 comes from one run on the same machine state; its output bytes are
 compared with this one's.
+--cold: cold-cache runs too (root: the page cache is dropped before each,
+after the inputs were read once so that the VM host's cache is the same for
+every run); --cold-runs N rounds of them, each round running crucible, the
+baseline (the order flips every round) and the cold floor, each from a
+dropped cache; mergekit once.
 --mergekit PATH: a mergekit-yaml executable (its venv's python runs compare.py
 and mergekit-multi). Default bench/.venv/bin/mergekit-yaml, installed there
 with pip only if it does not exist.
@@ -371,7 +376,8 @@ def main():
     ap.add_argument("--mergekit", help="path of a mergekit-yaml executable")
     ap.add_argument("--skip-mergekit", action="store_true")
     ap.add_argument("--recipes", help="comma-separated subset of: " + ",".join(RECIPES))
-    ap.add_argument("--cold", action="store_true", help="also one cold-cache run of each tool per recipe")
+    ap.add_argument("--cold", action="store_true", help="also cold-cache runs of each tool per recipe")
+    ap.add_argument("--cold-runs", type=int, default=1, help="rounds of cold runs (crucible, baseline, floor)")
     ap.add_argument("--scaling", action="store_true", help="crucible ties-3 under --max-memory and 1 vs 2 threads")
     ap.add_argument("--threads", type=int, help="crucible --threads (default: its own)")
     ap.add_argument("--mk-runs", default="", help="mergekit runs per recipe, e.g. ties-3=1 (default --runs); "
@@ -404,7 +410,7 @@ def main():
         recipe = os.path.join(WORK, size, f"{name}.yml")
         with open(recipe, "w") as f:
             f.write(text)
-        res = {"crucible": [], "mergekit": [], "crucible_cold": [], "mergekit_cold": [], "baseline": []}
+        res = {"crucible": [], "mergekit": [], "crucible_cold": [], "mergekit_cold": [], "baseline": [], "baseline_cold": []}
         out_b = os.path.join(WORK, size, f"out-baseline-{name}")
         out_c = os.path.join(WORK, size, f"out-crucible-{name}")
         out_m = os.path.join(WORK, size, f"out-mergekit-{name}")
@@ -431,16 +437,27 @@ def main():
                     res["mergekit"].append(run_mergekit(mk, recipe, out_m, models, multi))
                 print(f"{size} {name} run {i} {tool}: {res[tool][-1]}", flush=True)
         inputs = [os.path.join(models, m) for m in used]
-        if a.cold:
-            if cold_start(inputs):
-                res["crucible_cold"].append(run_crucible(recipe, out_c, models, a.threads))
-                if mk and mk_runs and cold_start(inputs):
-                    res["mergekit_cold"].append(run_mergekit(mk, recipe, out_m, models, multi))
-            else:
-                print("cannot drop the page cache (not root?): no cold runs", flush=True)
         out_bytes = dir_bytes(out_c)
+        floor_cold = []
+        if a.cold and not drop_caches():
+            print("cannot drop the page cache (not root?): no cold runs", flush=True)
+        elif a.cold:
+            for i in range(a.cold_runs):
+                order = ["crucible", "baseline"] if i % 2 == 0 else ["baseline", "crucible"]
+                for tool in order:
+                    if tool == "baseline" and not a.baseline:
+                        continue
+                    cold_start(inputs)
+                    if tool == "crucible":
+                        res["crucible_cold"].append(run_crucible(recipe, out_c, models, a.threads))
+                    else:
+                        res["baseline_cold"].append(run_crucible(recipe, out_b, models, a.threads, binary=a.baseline))
+                    print(f"{size} {name} cold {i} {tool}: {res[tool + '_cold'][-1]}", flush=True)
+                floor_cold.append(io_floor(inputs, out_bytes, True))
+                print(f"{size} {name} cold {i} floor: {floor_cold[-1]:.2f}", flush=True)
+            if mk and mk_runs and cold_start(inputs):
+                res["mergekit_cold"].append(run_mergekit(mk, recipe, out_m, models, multi))
         floor = [io_floor([os.path.join(models, m) for m in used], out_bytes, False) for _ in range(max(1, a.runs))]
-        floor_cold = io_floor([os.path.join(models, m) for m in used], out_bytes, True) if a.cold else None
         agree = compare(py, out_c, out_m, os.path.join(models, "base")) if mk else None
         same = None
         if a.baseline:  # the same bytes before and after, tensor files and all
@@ -543,18 +560,25 @@ def write_table(size, meta, rows, scaling):
             out.append(f"| {r['name']} | {c:.2f} | {bw:.2f} | {c / bw:.3f} | {cc:.1f} / {bc:.1f} ({cc / bc:.3f}) | "
                        f"{c / fl:.2f} | {bw / fl:.2f} | {'yes' if r.get('baseline_same') else 'NO'} |")
     if any(r["res"]["crucible_cold"] for r in rows):
-        out += ["", "Cold page cache (inputs read once, so the VM host's cache is the same for every run, then `echo 3 > /proc/sys/vm/drop_caches`; one run each):", "",
-                "| recipe | crucible s | mergekit s | crucible/mergekit | floor s (cold) | crucible/floor | read from disk crucible / mergekit |",
-                "|---|---|---|---|---|---|---|"]
+        out += ["", "Cold page cache (inputs read once, so the VM host's cache is the same for every run, then `echo 3 > /proc/sys/vm/drop_caches`; "
+                "medians (min–max) of the rounds; the floor is a cold `cat` of the inputs plus `dd conv=fsync` of the output, once per round; mergekit one run):", "",
+                "| recipe | crucible s | baseline s | crucible/baseline | mergekit s | crucible/mergekit | floor s (cold) | crucible/floor | baseline/floor | CPU s crucible / baseline | read from disk crucible / baseline / mergekit |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
-            cc, mc = r["res"]["crucible_cold"], r["res"]["mergekit_cold"]
+            cc, bc, mc = r["res"]["crucible_cold"], r["res"].get("baseline_cold") or [], r["res"]["mergekit_cold"]
             if not cc:
                 continue
-            c = cc[0]
+            fl = r["floor_cold"] if isinstance(r["floor_cold"], list) else [r["floor_cold"]]
+            f = statistics.median(fl)
+            c, ccpu, cin = stats(cc, "wall"), stats(cc, "cpu")[0], stats(cc, "fs_in")[0]
+            b = stats(bc, "wall") if bc else None
             m = mc[0] if mc else None
-            out.append(f"| {r['name']} | {c['wall']:.2f} | {m['wall'] if m else float('nan'):.2f} | "
-                       f"{c['wall'] / m['wall'] if m else float('nan'):.3f} | {r['floor_cold']:.2f} | "
-                       f"{c['wall'] / r['floor_cold']:.2f} | {mib(c['fs_in'])} / {mib(m['fs_in']) if m else '—'} |")
+            bs = f"{b[0]:.2f} ({b[1]:.2f}–{b[2]:.2f})" if b else "—"
+            out.append(f"| {r['name']} | {c[0]:.2f} ({c[1]:.2f}–{c[2]:.2f}) | {bs} | {c[0] / b[0] if b else float('nan'):.3f} | "
+                       f"{m['wall'] if m else float('nan'):.2f} | {c[0] / m['wall'] if m else float('nan'):.3f} | "
+                       f"{f:.2f} ({min(fl):.2f}–{max(fl):.2f}) | {c[0] / f:.2f} | {b[0] / f if b else float('nan'):.2f} | "
+                       f"{ccpu:.1f} / {stats(bc, 'cpu')[0] if bc else float('nan'):.1f} | "
+                       f"{mib(cin)} / {mib(stats(bc, 'fs_in')[0]) if bc else '—'} / {mib(m['fs_in']) if m else '—'} |")
     out += ["", "Agreement (bench/compare.py, crucible vs mergekit; ulps of bf16) and plan accuracy:", "",
             "| recipe | kind | bit-exact | within 1 ulp | worst tensor bit-exact | max ulp | max rel diff | changed-from-base crucible / mergekit | plan read vs read (inputs evicted) | input files | plan write vs output | plan peak vs RSS |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]

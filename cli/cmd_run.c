@@ -25,6 +25,7 @@ int cr_cmd_run(int argc, char **argv)
     opt.quiet = o.quiet;
     opt.force = o.force;
     opt.skip_hash = o.skip_hash;
+    opt.no_read_ahead = o.no_read_ahead;
     opt.threads = o.threads;
     opt.max_memory = o.max_memory;
     opt.part = o.part;

@@ -56,6 +56,7 @@ typedef struct cr_cli_options {
     bool moe_same_source;       /* --i-understand-this-is-not-useful-without-training */
     bool require_hash;          /* verify: --require-hash */
     bool skip_hash;             /* run, compile: --skip-hash */
+    bool no_read_ahead;         /* merge, moe, run: --no-read-ahead */
     const char *input_args[CR_CLI_MAX_INPUTS];  /* run: each --input NAME=DIR, in order */
     int n_input_args;
     const char *text_args[CR_CLI_MAX_INPUTS];   /* eval: each --text FILE, in order */

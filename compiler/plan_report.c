@@ -81,6 +81,8 @@ cr_status cr_plan_measure(const cr_program *p, unsigned threads, uint64_t max_me
     n->n_spill = mp.n_spill;
     n->spill_bytes = mp.spill_bytes;
     n->gather_kept = mp.gather_pool_bytes;
+    n->read_window = n->bytes_read ? mp.read_window : 0;
+    n->budget = max_memory != 0;
     n->peak_at = "-";
     if (p->n_main) {
         const cr_insn *in = &p->main[mp.peak_pc];
@@ -164,6 +166,13 @@ void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out)
         human(g, sizeof g, n->gather_kept);
         fprintf(out, "gathers kept    %s (%llu bytes) of tie-order gathers reused from tensor to tensor "
                 "(counted in the peak; not under --max-memory)\n", g, (unsigned long long)n->gather_kept);
+    }
+    if (n->read_window) {
+        char w[32];
+        human(w, sizeof w, n->read_window);
+        fprintf(out, "read-ahead      %s (%llu bytes): a reader thread reads the inputs in schedule order, in %llu MiB "
+                "blocks, up to this far ahead of the compute (page cache, not RSS%s)\n", w, (unsigned long long)n->read_window,
+                (unsigned long long)(CR_READ_BLOCK >> 20), n->budget ? "; within --max-memory's headroom" : "");
     }
     fprintf(out, "time            ~%.1f s (estimate at 2 GB/s read, 1 GB/s write)\n", n->est_seconds);
 }

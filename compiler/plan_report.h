@@ -24,6 +24,8 @@ typedef struct cr_plan_numbers {
     uint32_t n_spill;           /* selections whose torch tie-order gather goes to a file (memplan.h) */
     uint64_t spill_bytes;       /* the bytes of those gathers */
     uint64_t gather_kept;       /* bytes of tie-order gathers kept between tensors (memplan.h gather_pool) */
+    uint64_t read_window;       /* how far the input reader reads ahead (memplan.h read_window); 0: nothing to read */
+    bool budget;                /* planned under --max-memory */
     double est_seconds;         /* estimate at 2 GB/s read, 1 GB/s write (spill bytes counted both ways) */
     /* a tokenizer merge's embedding permutation (spec/tokenizer-merge.md
      * §5.4): the rows of the permuted tensors (the output vocabulary, 0:

@@ -257,10 +257,17 @@ static cr_status run_main(vm *m, cr_error *err)
             S_[in->dst] = s->k ? cr_bits_f32(s->threshold) : 0.0;
             continue;
         }
-        case CR_OP_KERNEL: st = vm_run_kernel(m, in->a, m->mem.stream[pc] & CR_MEM_STREAMED,
+        case CR_OP_KERNEL:
+            /* the reader has read what the step reads (reader.h) */
+            if (m->reader && m->rplan.need[pc] && (st = cr_reader_need(m->reader, m->rplan.need[pc], err))) return st;
+            st = vm_run_kernel(m, in->a, m->mem.stream[pc] & CR_MEM_STREAMED,
                                                   m->mem.stream[pc] & CR_MEM_SERIAL_GATHERS, err); break;
-        case CR_OP_COPY: st = run_copy(m, in, m->mem.stream[pc] & CR_MEM_STREAMED, err); break;
-        case CR_OP_PREFETCH: advise(m, &p->inputs[in->a], MADV_WILLNEED); continue;
+        case CR_OP_COPY:
+            if (m->reader && m->rplan.need[pc] && (st = cr_reader_need(m->reader, m->rplan.need[pc], err))) return st;
+            st = run_copy(m, in, m->mem.stream[pc] & CR_MEM_STREAMED, err); break;
+        case CR_OP_PREFETCH:   /* the reader reads ahead instead, in its planned order */
+            if (!m->reader) advise(m, &p->inputs[in->a], MADV_WILLNEED);
+            continue;
         case CR_OP_RELEASE: advise(m, &p->inputs[in->a], MADV_DONTNEED); continue;
         case CR_OP_DONE: m->tensors_done++; vm_report(m, false); start_writeback(m); continue;
         case CR_OP_SFREE:
@@ -317,7 +324,9 @@ cr_status cr_vm_run(const cr_program *p_in, const cr_vm_options *opt, cr_error *
         vm_report(m, true);
         m->writeback = opt->gguf ? cr_writeback_start(m->alloc, m->io, &m->gguf_fd, 1)
                                  : cr_writeback_start(m->alloc, m->io, m->shard_fds, p->n_shards);
-        s = run_main(m, err);
+        s = vm_start_reader(m, err);
+        if (!s) s = run_main(m, err);
+        vm_stop_reader(m);
         cr_writeback_stop(m->writeback);
         m->writeback = NULL;
     }
@@ -342,6 +351,9 @@ cr_status cr_vm_run(const cr_program *p_in, const cr_vm_options *opt, cr_error *
             opt->stats->thread_bytes = m->thread_bytes;
             opt->stats->kernels_run = m->kernels_run;
             opt->stats->kernels_idle = m->kernels_idle;
+            opt->stats->read_bytes = m->read_stats.bytes_read;
+            opt->stats->read_cached = m->read_stats.bytes_cached;
+            opt->stats->read_waits = m->read_stats.waits;
         }
     }
     vm_teardown(m);

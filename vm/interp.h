@@ -22,6 +22,8 @@
 #include "gguf_hf.h"
 #include "outdir.h"
 #include "pool.h"
+#include "reader.h"
+#include "readplan.h"
 #include "runbuf.h"
 #include "spill.h"
 #include "writeback.h"
@@ -95,6 +97,15 @@ typedef struct vm {
     cr_file_id *ids;
     cr_input_region *regions;
     uint32_t n_opened;
+    /* the input reader (reader.h): the files stay open for it (-1: not
+     * kept), the plan of its reads and its source over fds and maps */
+    int *fds;
+    const char **file_names;
+    cr_read_plan rplan;
+    cr_read_posix rpx;
+    cr_read_source rsrc;
+    cr_reader *reader;
+    cr_reader_stats read_stats;
     int *shard_fds;
     uint64_t *shard_hash;      /* XXH64 of each finished shard (outhash.h) */
     double *scal;
@@ -234,6 +245,10 @@ cr_status vm_create_shards(vm *m, cr_error *err);
 cr_status vm_hash_shards(vm *m, cr_error *err);
 cr_status vm_write_aux(vm *m, cr_error *err);
 cr_status vm_finish_shards(vm *m, cr_error *err);
+/* start the input reader (unless opt->no_read_ahead or nothing is read);
+ * stop it, keeping its counts (idempotent; before the maps go) */
+cr_status vm_start_reader(vm *m, cr_error *err);
+void vm_stop_reader(vm *m);
 cr_status vm_check_inputs(vm *m, cr_status s, cr_error *err);
 void vm_warn_nonfinite(const vm *m);
 void vm_teardown(vm *m);

@@ -83,7 +83,8 @@ cr_status vm_open_inputs(vm *m, cr_error *err)
              * recipe does not read the tensors it skips (spec/plan.md) */
             madvise(map, (size_t)size, MADV_RANDOM);
         }
-        close(fd);   /* the mapping keeps the file */
+        if (m->fds && size > 0) m->fds[i] = fd;   /* the reader's (reader.h) */
+        else close(fd);   /* the mapping keeps the file */
         m->n_opened = i + 1;
         if (hashing && p->files[i].hash && (!m->file_in || m->file_in[i])) to_hash += p->files[i].size;
     }
@@ -172,6 +173,11 @@ cr_status vm_setup(vm *m, cr_error *err)
     m->maps = cr_calloc(A, p->n_files ? p->n_files : 1, sizeof *m->maps);
     m->ids = cr_calloc(A, p->n_files ? p->n_files : 1, sizeof *m->ids);
     m->regions = cr_calloc(A, p->n_files ? p->n_files : 1, sizeof *m->regions);
+    if (!m->opt->no_read_ahead) {
+        m->fds = cr_malloc(A, (p->n_files ? p->n_files : 1) * sizeof *m->fds);
+        if (!m->fds) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+        for (uint32_t i = 0; i < p->n_files; i++) m->fds[i] = -1;
+    }
     m->scal = cr_calloc(A, p->n_scalars ? p->n_scalars : 1, sizeof *m->scal);
     m->rowvec = cr_calloc(A, p->n_rowvecs ? p->n_rowvecs : 1, sizeof *m->rowvec);
     m->scratch = cr_calloc(A, p->n_scratch ? p->n_scratch : 1, sizeof *m->scratch);
@@ -339,10 +345,42 @@ cr_status vm_finish_shards(vm *m, cr_error *err)
     return CR_OK;
 }
 
+/* ---- the input reader ------------------------------------------------------------ */
+
+cr_status vm_start_reader(vm *m, cr_error *err)
+{
+    const cr_program *p = m->p;
+    if (!m->fds) return CR_OK;
+    cr_status s = cr_read_plan_init(&m->rplan, p, m->alloc, err);
+    if (s || !m->rplan.total) return s;
+    m->file_names = cr_calloc(m->alloc, p->n_files, sizeof *m->file_names);
+    uint64_t *sizes = cr_calloc(m->alloc, p->n_files, sizeof *sizes);
+    if (!m->file_names || !sizes) { cr_free(m->alloc, sizes); return cr_fail(err, CR_ERR_NOMEM, "out of memory"); }
+    for (uint32_t i = 0; i < p->n_files; i++) { m->file_names[i] = S(m, p->files[i].path); sizes[i] = p->files[i].size; }
+    m->rpx = (cr_read_posix){ .fds = m->fds, .maps = m->maps, .sizes = sizes, .names = m->file_names, .n = p->n_files };
+    cr_read_source_posix(&m->rpx, &m->rsrc);
+    s = cr_reader_start(m->alloc, &m->rplan, &m->rsrc, m->mem.read_window, m->opt->interrupt, &m->reader, err);
+    if (s) { cr_free(m->alloc, sizes); m->rpx.sizes = NULL; }
+    return s;
+}
+
+void vm_stop_reader(vm *m)
+{
+    if (!m->reader) return;
+    cr_reader_stop(m->reader, &m->read_stats);
+    m->reader = NULL;
+}
+
 void vm_teardown(vm *m)
 {
     const cr_program *p = m->p;
     const cr_allocator *A = m->alloc;
+    vm_stop_reader(m);   /* before the maps and files go */
+    cr_read_plan_free(&m->rplan);
+    cr_free(A, (void *)m->rpx.sizes);
+    cr_free(A, m->file_names);
+    if (m->fds) for (uint32_t i = 0; i < p->n_files; i++) if (m->fds[i] >= 0) close(m->fds[i]);
+    cr_free(A, m->fds);
     cr_pool_free(m->pool);
     cr_memplan_free(&m->mem);
     if (m->thr) for (unsigned t = 0; t < m->n_threads; t++) {

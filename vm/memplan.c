@@ -530,13 +530,15 @@ cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads,
         if (cr_op_torch_order(p->code[c].op) && p->code[c].dst < p->n_selects) w.gathered[p->code[c].dst] = 1;
     uint64_t rowvecs = 0;
     for (uint32_t i = 0; i < p->n_rowvecs; i++) rowvecs += up(p->rowvecs[i].len * 8, page);
+    /* the input reader's buffer, when there is something to read */
+    uint64_t reader = cr_memplan_file_bytes(p) ? CR_READ_BUF : 0;
     /* fewer threads only when spilling gathers is not enough: a spill
      * costs I/O in the steps that gather, fewer threads cost every step */
     for (;;) {
         w.threads = threads;
         /* program tables rounded to 64 KiB: names and paths make the exact
          * size vary by a few bytes, the prediction should not */
-        w.fixed = CR_MEM_BASELINE + up(program_bytes(p), 64 << 10) + thread_bytes(p, threads, page) + rowvecs;
+        w.fixed = CR_MEM_BASELINE + up(program_bytes(p), 64 << 10) + thread_bytes(p, threads, page) + rowvecs + reader;
         for (uint32_t i = 0; i < n_ids; i++) w.mapped[i] = 0;
         memset(w.sel_live, 0, p->n_selects + 1);
         memset(w.scr_live, 0, p->n_scratch + 1);
@@ -557,6 +559,11 @@ cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads,
         mp->thread_bytes = cr_run_thread_bytes(&b, threads);
     }
     mp->peak = w.peak;
+    mp->read_window = CR_READ_WINDOW;
+    if (max_memory) {
+        uint64_t room = max_memory > w.peak ? max_memory - w.peak : 0;
+        mp->read_window = CR_MAX(CR_MIN(room, (uint64_t)CR_READ_WINDOW), (uint64_t)CR_READ_WINDOW_MIN);
+    }
     mp->fixed = w.fixed;
     mp->peak_heap = w.peak_heap;
     mp->peak_mapped = w.peak_mapped;

@@ -18,6 +18,7 @@
 #include "base.h"
 #include "gatherpool.h"
 #include "program.h"
+#include "reader.h"
 #include "refsum.h"
 
 /* Process baseline: binary, libc, libyaml, Lua and the stacks as far as
@@ -108,6 +109,11 @@ typedef struct cr_memplan {
      * most gather_pool_bytes */
     bool gather_pool;
     uint64_t gather_pool_bytes;
+    /* the input reader (reader.h): its copy buffer is in `fixed` when the
+     * program reads files; read_window is how far it reads ahead of the
+     * compute into the page cache (not RSS): CR_READ_WINDOW, or under a
+     * budget the headroom over the peak, at least CR_READ_WINDOW_MIN */
+    uint64_t read_window;
     const cr_allocator *alloc;   /* owns `stream` and `spill` */
 } cr_memplan;
 

@@ -44,6 +44,9 @@ typedef struct cr_vm_stats {
     uint64_t thread_bytes;   /* per-thread buffers allocated, all threads (memplan's thread_bytes) */
     uint32_t kernels_run;    /* KERNEL steps whose chunks ran */
     uint32_t kernels_idle;   /* KERNEL steps skipped: selection passes with nothing left to do */
+    /* the input reader (reader.h): bytes it read from disk, bytes it found
+     * in memory already, steps that waited for it */
+    uint64_t read_bytes, read_cached, read_waits;
 } cr_vm_stats;
 
 typedef struct cr_vm_options {
@@ -63,6 +66,9 @@ typedef struct cr_vm_options {
      * fault: every input is stat-checked before the commit). */
     struct cr_input_guard *guard;
     bool skip_hash;             /* check input sizes only */
+    /* no input reader thread (reader.h): steps fault their inputs in,
+     * with a page-cache hint one tensor ahead (PREFETCH); same bytes */
+    bool no_read_ahead;
     const char *isa;            /* "scalar" | "avx2" | "avx512"; NULL: $CRUCIBLE_ISA or CPUID */
     const cr_allocator *alloc;  /* NULL: the program's allocator */
     cr_vm_stats *stats;         /* filled on success if not NULL */

@@ -233,7 +233,8 @@ static int others_in(const char *dir, const char *keep)
     return n;
 }
 
-static cr_status run_with(change what, unsigned threads, bool guard, char *msg, size_t msg_len, bool *out_exists)
+static cr_status run_with(change what, unsigned threads, bool guard, bool reader, char *msg, size_t msg_len,
+                          bool *out_exists)
 {
     char *dir = io_tmpdir("inputguard-vm");
     char *in = io_join(dir, "in.safetensors"), *other = io_join(dir, "new.bin"), *out = io_join(dir, "out");
@@ -253,6 +254,7 @@ static cr_status run_with(change what, unsigned threads, bool guard, char *msg, 
         o.quiet = true;
         o.progress = change_input;
         o.progress_ud = &c;
+        o.no_read_ahead = !reader;
         if (guard) { o.guard = &g; bus_handler_install(&g); }
         s = cr_vm_run(&p, &o, &err);
         if (guard) bus_handler_remove();
@@ -272,27 +274,33 @@ TEST(vm_fails_naming_an_input_that_changed)
 {
     char msg[1024];
     bool left;
-    CHECK_MSG(run_with(CHANGE_NONE, 1, true, msg, sizeof msg, &left) == CR_OK, "%s", msg);
+    CHECK_MSG(run_with(CHANGE_NONE, 1, true, true, msg, sizeof msg, &left) == CR_OK, "%s", msg);
     CHECK(left);   /* the output itself */
 
     for (unsigned threads = 1; threads <= 3; threads += 2) {
-        CHECK_EQ_INT(run_with(CHANGE_REWRITE, threads, true, msg, sizeof msg, &left), CR_ERR_RUNTIME);
+        CHECK_EQ_INT(run_with(CHANGE_REWRITE, threads, true, true, msg, sizeof msg, &left), CR_ERR_RUNTIME);
         CHECK_CONTAINS(msg, "in.safetensors changed while it was being read (written to");
         CHECK(!left);
 
-        /* reads past the new end fault: the guard turns them into this */
-        CHECK_EQ_INT(run_with(CHANGE_TRUNCATE, threads, true, msg, sizeof msg, &left), CR_ERR_RUNTIME);
+        /* reads past the new end fault: the guard turns them into this
+         * (without the input reader, whose pread would meet the end first) */
+        CHECK_EQ_INT(run_with(CHANGE_TRUNCATE, threads, true, false, msg, sizeof msg, &left), CR_ERR_RUNTIME);
         CHECK_CONTAINS(msg, "in.safetensors changed while it was being read (a read past its end failed");
+        CHECK(!left);
+        /* with the reader (vm/reader.h): its pread or a fault, whichever
+         * comes first, and the stat check names the change */
+        CHECK_EQ_INT(run_with(CHANGE_TRUNCATE, threads, true, true, msg, sizeof msg, &left), CR_ERR_RUNTIME);
+        CHECK_CONTAINS(msg, "in.safetensors changed while it was being read (");
         CHECK(!left);
 
         /* the mapping still holds the old file: the stat check sees the new one */
-        CHECK_EQ_INT(run_with(CHANGE_REPLACE, threads, true, msg, sizeof msg, &left), CR_ERR_RUNTIME);
+        CHECK_EQ_INT(run_with(CHANGE_REPLACE, threads, true, true, msg, sizeof msg, &left), CR_ERR_RUNTIME);
         CHECK_CONTAINS(msg, "in.safetensors changed while it was being read (replaced by another file)");
         CHECK(!left);
     }
     /* without a guard (a library user with no SIGBUS handler) a change that
      * does not fault is still caught by the stat check */
-    CHECK_EQ_INT(run_with(CHANGE_REWRITE, 1, false, msg, sizeof msg, &left), CR_ERR_RUNTIME);
+    CHECK_EQ_INT(run_with(CHANGE_REWRITE, 1, false, true, msg, sizeof msg, &left), CR_ERR_RUNTIME);
     CHECK_CONTAINS(msg, "changed while it was being read");
     CHECK(!left);
 }

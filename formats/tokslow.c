@@ -820,10 +820,10 @@ cr_status cr_tokslow_convert(const cr_allocator *a, const char *dir, const char 
         const char *cls = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tc, "tokenizer_class"));
         if (k != CR_TOKSLOW_SPM || strcmp(mt, "llama") || !cls ||
             (strcmp(cls, "LlamaTokenizer") && strcmp(cls, "LlamaTokenizerFast"))) {
-            s = cr_fail(err, CR_ERR_UNSUPPORTED, "%s: its tokenizer is %s with %s (tokenizer_class %s, model type "
-                        "'%s') and no tokenizer.json; crucible converts that only for tokenizer_class LlamaTokenizer "
-                        "or LlamaTokenizerFast of a llama SentencePiece model: not supported yet", ref, file, path,
-                        cls ? cls : "unset", mt);
+            s = cr_fail(err, CR_ERR_UNSUPPORTED, "%s: its tokenizer is %s with a tokenizer_config.json and no "
+                        "tokenizer.json (%s: tokenizer_class %s, model type '%s'); crucible converts that only for "
+                        "tokenizer_class LlamaTokenizer or LlamaTokenizerFast of a llama SentencePiece model: not "
+                        "supported yet", ref, file, path, cls ? cls : "unset", mt);
         } else {
             s = llama_options(tc, ref, path, &lo, err);
         }
@@ -906,7 +906,16 @@ cr_status cr_tokslow_resave(const cr_allocator *a, const char *dir, const char *
         /* tokenizer.pad_token_id = bos_token_id; else pad_token = eos_token */
         const char *pad = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cfg, "bos_token"));
         if (!pad) pad = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cfg, "eos_token"));
-        if (pad) {
+        /* padding_side = "left" is written where it is an init argument
+         * (LlamaTokenizer's config gave one); a pad_token given (null) is
+         * replaced in place */
+        if (cJSON_GetObjectItemCaseSensitive(cfg, "padding_side") &&
+            !cJSON_ReplaceItemInObjectCaseSensitive(cfg, "padding_side", cJSON_CreateString("left")))
+            s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
+        if (pad && cJSON_GetObjectItemCaseSensitive(cfg, "pad_token")) {
+            if (!s && !cJSON_ReplaceItemInObjectCaseSensitive(cfg, "pad_token", cJSON_CreateString(pad)))
+                s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
+        } else if (pad && !s) {
             cJSON *after = cfg->child;
             while (after && strcmp(after->string, "pad_token") < 0) after = after->next;
             cJSON *v = cJSON_AddStringToObject(cfg, "pad_token", pad);     /* appended with its key */

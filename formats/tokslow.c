@@ -8,6 +8,9 @@
  * TokenizersBackend.__init__ (a post-processor built by
  * update_post_processor with add_bos/add_eos false, since the converted
  * tokenizer has none; the special tokens registered as added tokens).
+ * With a tokenizer_config.json naming LlamaTokenizer: extract's vocabulary
+ * and generate_merges, then LlamaTokenizer.__init__ with the config's
+ * options (build_llama).
  *
  * The tree is built in the key order tokenizers serialises, so that
  * cr_tokslow_print writes the bytes transformers writes.

@@ -177,11 +177,18 @@ static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_opti
              * one crucible does not convert gets no tokenizer, as before */
             char *conv_tok = NULL, *conv_cfg = NULL;
             size_t conv_tok_len = 0, conv_cfg_len = 0;
-            if (!n && v015 && cr_tokslow_kind_of(tok_dir) != CR_TOKSLOW_NONE) {
+            /* with `chat_template:` 0.1.5 re-saves a tokenizer.model beside
+             * a tokenizer_config.json too (merge.py _copy_tokenizer): the
+             * conversion replaces the copied files where crucible makes it
+             * (LlamaTokenizer), else they are copied as before */
+            bool slow = v015 && cr_tokslow_kind_of(tok_dir) != CR_TOKSLOW_NONE;
+            if (slow && (!n || last->chat_template)) {
                 cr_error e2 = { 0 };
                 if (cr_tokslow_resave(p->alloc, tok_dir, plan->models[tok_model].ref, mt, false, &conv_tok,
                                       &conv_tok_len, &conv_cfg, &conv_cfg_len, &e2))
                     conv_tok = conv_cfg = NULL;
+                else
+                    n = 0;
                 /* the donor's own template goes with it, as transformers loads it */
                 snprintf(path, sizeof path, "%s/chat_template.jinja", tok_dir);
                 struct stat sb;

@@ -675,6 +675,24 @@ static cr_status add_aux(mb *b, cr_program *p, cr_error *err)
             resaved = cr_hf_resaved_tokenizer_config(dir, cr_model_config_str(&b->models[b->base].m, "model_type"));
             if (resaved) names[n++] = "tokenizer.json";
         }
+        /* a slow tokenizer (tokenizer.model, vocab.json + merges.txt, with or
+         * without a tokenizer_config.json): mergekit-moe re-saves what
+         * transformers converts it to, pad token set (formats/tokslow.h),
+         * instead of the files; one crucible does not convert is copied, or
+         * without a tokenizer_config.json gets none, as before */
+        if (cr_mk_resolve(b->o->compile.mk_version) == CR_MK_0_1_5 && cr_tokslow_kind_of(dir) != CR_TOKSLOW_NONE) {
+            char *tt, *tc;
+            size_t tl, cl;
+            cr_error e2 = { 0 };
+            if (!cr_tokslow_resave(b->al, dir, b->models[b->base].ref, cr_model_config_str(&b->models[b->base].m, "model_type"),
+                                   true, &tt, &tl, &tc, &cl, &e2)) {
+                st = cr_program_aux_write(p, "tokenizer.json", tt, tl, err);
+                if (!st) st = cr_program_aux_write(p, "tokenizer_config.json", tc, cl, err);
+                cr_free(b->al, tt);
+                cr_free(b->al, tc);
+                n = 0;
+            }
+        }
         char path[4096];
         for (size_t i = 0; i < n && !st; i++) {
             /* mergekit-moe saves the tokenizer only: no generation_config.json */
@@ -685,22 +703,6 @@ static cr_status add_aux(mb *b, cr_program *p, cr_error *err)
             st = cr_program_aux_copy(p, names[i], &src, err);
         }
         if (!st && resaved) st = cr_program_aux_write(p, "tokenizer_config.json", resaved, strlen(resaved), err);
-        /* only a slow tokenizer (tokenizer.model, vocab.json + merges.txt): mergekit-moe re-saves what
-         * transformers converts it to, pad token set (formats/tokslow.h);
-         * one crucible does not convert gets no tokenizer, as before */
-        if (!st && !n && cr_mk_resolve(b->o->compile.mk_version) == CR_MK_0_1_5 &&
-            cr_tokslow_kind_of(dir) != CR_TOKSLOW_NONE) {
-            char *tt, *tc;
-            size_t tl, cl;
-            cr_error e2 = { 0 };
-            if (!cr_tokslow_resave(b->al, dir, b->models[b->base].ref, cr_model_config_str(&b->models[b->base].m, "model_type"),
-                                   true, &tt, &tl, &tc, &cl, &e2)) {
-                st = cr_program_aux_write(p, "tokenizer.json", tt, tl, err);
-                if (!st) st = cr_program_aux_write(p, "tokenizer_config.json", tc, cl, err);
-                cr_free(b->al, tt);
-                cr_free(b->al, tc);
-            }
-        }
     }
     if (!st && b->o->write_card && b->c->text) {
         st = cr_program_aux_write(p, "mergekit_moe_config.yml", b->c->text, strlen(b->c->text), err);

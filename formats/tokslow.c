@@ -8,6 +8,9 @@
  * TokenizersBackend.__init__ (a post-processor built by
  * update_post_processor with add_bos/add_eos false, since the converted
  * tokenizer has none; the special tokens registered as added tokens).
+ * With a tokenizer_config.json naming LlamaTokenizer: extract's vocabulary
+ * and generate_merges, then LlamaTokenizer.__init__ with the config's
+ * options (build_llama).
  *
  * The tree is built in the key order tokenizers serialises, so that
  * cr_tokslow_print writes the bytes transformers writes.
@@ -347,6 +350,280 @@ static cr_status build(const cr_allocator *a, const cr_spm_model *m, const char 
     return CR_OK;
 }
 
+/* ---- tokenizer_class LlamaTokenizer (tokenizer_config.json beside the model) -- */
+
+/* LlamaTokenizer's merges: SentencePieceExtractor.extract → generate_merges
+ * (vocab) with no scores: every piece (of any type) in id order, each of its
+ * splits whose halves are both pieces, left part shortest first */
+static cr_status merges_by_id(const cr_allocator *a, const cr_spm_model *m, cJSON *out, cr_error *err)
+{
+    piece_ref *by = cr_calloc(a, m->n_pieces + 1, sizeof *by);
+    char *buf = NULL;
+    size_t cap = 0;
+    cr_status s = CR_OK;
+    if (!by) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    for (uint32_t i = 0; i < m->n_pieces; i++) by[i] = (piece_ref){ m->pieces[i].text, 0, i };
+    qsort(by, m->n_pieces, sizeof *by, cmp_text);
+    for (uint32_t i = 0; i < m->n_pieces && !s; i++) {
+        const char *t = m->pieces[i].text;
+        size_t tl = strlen(t), cps = u8len(t);
+        if (tl + 1 > cap) {
+            cr_free(a, buf);
+            cap = 2 * tl + 16;
+            if (!(buf = cr_malloc(a, cap))) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); break; }
+        }
+        for (size_t k = 1; k < cps; k++) {
+            size_t o = u8off(t, k);
+            memcpy(buf, t, o);
+            buf[o] = 0;
+            if (!find(by, m->n_pieces, buf) || !find(by, m->n_pieces, t + o)) continue;
+            cJSON *pair = cJSON_CreateArray();
+            if (!pair || !cJSON_AddItemToArray(out, pair) || !cJSON_AddItemToArray(pair, cJSON_CreateString(buf)) ||
+                !cJSON_AddItemToArray(pair, cJSON_CreateString(t + o))) {
+                s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
+                break;
+            }
+        }
+    }
+    cr_free(a, by);
+    cr_free(a, buf);
+    return s;
+}
+
+/* the tokenizer_config.json keys LlamaTokenizer's conversion honours */
+typedef struct llama_opts {
+    const char *tok[3];             /* unk, bos, eos texts */
+    bool add_bos, add_eos, legacy, prefix, clean, sysprompt;
+    const cJSON *add_prefix_space;  /* bool or null, written back */
+    const cJSON *max_len;           /* number, or NULL: VERY_LARGE_INTEGER */
+    bool pad_null, sp_kwargs;       /* "pad_token": null, "sp_model_kwargs": {} given */
+    const char *padding_side;
+} llama_opts;
+
+/* a special token: a string, or an AddedToken with the flags transformers'
+ * conversion keeps as they are for these (none stripped, not normalized) */
+static const char *token_text(const cJSON *v)
+{
+    if (cJSON_IsString(v)) return v->valuestring;
+    if (!cJSON_IsObject(v)) return NULL;
+    const char *content = NULL;
+    for (const cJSON *f = v->child; f; f = f->next) {
+        if (!strcmp(f->string, "__type")) {
+            if (!cJSON_IsString(f) || strcmp(f->valuestring, "AddedToken")) return NULL;
+        } else if (!strcmp(f->string, "content")) {
+            if (!cJSON_IsString(f)) return NULL;
+            content = f->valuestring;
+        } else if (!strcmp(f->string, "lstrip") || !strcmp(f->string, "rstrip") ||
+                   !strcmp(f->string, "single_word") || !strcmp(f->string, "normalized")) {
+            if (!cJSON_IsFalse(f)) return NULL;
+        } else if (!strcmp(f->string, "special")) {
+            if (!cJSON_IsBool(f)) return NULL;
+        } else {
+            return NULL;
+        }
+    }
+    return content;
+}
+
+static cr_status llama_options(const cJSON *tc, const char *ref, const char *path, llama_opts *o, cr_error *err)
+{
+    *o = (llama_opts){ .tok = { "<unk>", "<s>", "</s>" }, .prefix = true };
+    static const char *const roles[] = { "unk_token", "bos_token", "eos_token" };
+    for (const cJSON *f = tc->child; f; f = f->next) {
+        const char *k = f->string;
+        bool ok = true;
+        int r = -1;
+        for (int i = 0; i < 3; i++)
+            if (!strcmp(k, roles[i])) r = i;
+        if (r >= 0) ok = (o->tok[r] = token_text(f)) != NULL;
+        else if (!strcmp(k, "tokenizer_class")) ok = cJSON_IsString(f);
+        else if (!strcmp(k, "add_bos_token")) ok = cJSON_IsBool(f), o->add_bos = cJSON_IsTrue(f);
+        else if (!strcmp(k, "add_eos_token")) ok = cJSON_IsBool(f), o->add_eos = cJSON_IsTrue(f);
+        else if (!strcmp(k, "legacy")) ok = cJSON_IsBool(f), o->legacy = cJSON_IsTrue(f);
+        else if (!strcmp(k, "clean_up_tokenization_spaces")) ok = cJSON_IsBool(f), o->clean = cJSON_IsTrue(f);
+        else if (!strcmp(k, "use_default_system_prompt")) ok = cJSON_IsBool(f), o->sysprompt = cJSON_IsTrue(f);
+        else if (!strcmp(k, "add_prefix_space")) {
+            ok = cJSON_IsBool(f) || cJSON_IsNull(f);
+            o->add_prefix_space = f;
+            o->prefix = !cJSON_IsFalse(f);
+        } else if (!strcmp(k, "model_max_length")) {
+            /* an integer, written back as Python writes it */
+            ok = cJSON_IsNumber(f) && f->valuedouble >= 0 &&
+                 (f->valuedouble >= 1e30 || (f->valuedouble < 9007199254740992.0 &&
+                                             f->valuedouble == (double)(long long)f->valuedouble));
+            o->max_len = f;
+        } else if (!strcmp(k, "pad_token")) ok = o->pad_null = cJSON_IsNull(f);
+        else if (!strcmp(k, "sp_model_kwargs")) ok = o->sp_kwargs = cJSON_IsObject(f) && !f->child;
+        else if (!strcmp(k, "padding_side")) {
+            ok = cJSON_IsString(f) && (!strcmp(f->valuestring, "left") || !strcmp(f->valuestring, "right"));
+            o->padding_side = f->valuestring;
+        } else {
+            return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: %s: key '%s' is not one crucible reproduces for a "
+                           "tokenizer.model converted by LlamaTokenizer: not supported yet", ref, path, k);
+        }
+        if (!ok)
+            return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: %s: this value of key '%s' is not one crucible reproduces "
+                           "for a tokenizer.model converted by LlamaTokenizer: not supported yet", ref, path, k);
+    }
+    return CR_OK;
+}
+
+static void add_token(cJSON *added, double id, const char *text, bool special)
+{
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddItemToArray(added, e);
+    cJSON_AddNumberToObject(e, "id", id);
+    cJSON_AddStringToObject(e, "content", text);
+    cJSON_AddFalseToObject(e, "single_word");
+    cJSON_AddFalseToObject(e, "lstrip");
+    cJSON_AddFalseToObject(e, "rstrip");
+    cJSON_AddFalseToObject(e, "normalized");
+    cJSON_AddBoolToObject(e, "special", special);
+}
+
+static cJSON *special_item(const char *id, int type_id)
+{
+    cJSON *o = cJSON_CreateObject(), *s = cJSON_CreateObject();
+    cJSON_AddStringToObject(s, "id", id);
+    cJSON_AddNumberToObject(s, "type_id", type_id);
+    cJSON_AddItemToObject(o, "SpecialToken", s);
+    return o;
+}
+
+/* LlamaTokenizer.__init__ on the extracted vocabulary and merges: BPE
+ * (no unk_token, fuse_unk, byte_fallback always), no normalizer, one
+ * Metaspace pre-tokenizer (prepend "first" unless legacy, "never" without
+ * a prefix space), the decoder with Strip only with a prefix space; then
+ * TokenizersBackend.__init__: the special tokens (a text that is no piece
+ * gets the next id, in unk/bos/eos order) and the control and user-defined
+ * pieces (extract's additional_special_tokens; user-defined ones not
+ * special) as added tokens, and update_post_processor with add_bos/add_eos */
+static cr_status build_llama(const cr_allocator *a, const cr_spm_model *m, const llama_opts *o, cJSON **tok,
+                             cJSON **cfg, cr_error *err)
+{
+    cJSON *j = cJSON_CreateObject(), *c = cJSON_CreateObject();
+    *tok = j;
+    *cfg = c;
+    if (!j || !c) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    double role_id[3];
+    uint32_t next = m->n_pieces;
+    bool *is_role = cr_calloc(a, m->n_pieces + 1, sizeof *is_role);
+    if (!is_role) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    for (int r = 0; r < 3; r++) {
+        uint32_t i = 0;
+        while (i < m->n_pieces && strcmp(m->pieces[i].text, o->tok[r])) i++;
+        role_id[r] = -1;
+        for (int q = 0; q < r; q++)
+            if (!strcmp(o->tok[q], o->tok[r])) role_id[r] = role_id[q];
+        if (role_id[r] >= 0) continue;
+        if (i < m->n_pieces) is_role[i] = true, role_id[r] = i;
+        else role_id[r] = next++;
+    }
+    cJSON_AddStringToObject(j, "version", "1.0");
+    cJSON_AddNullToObject(j, "truncation");
+    cJSON_AddNullToObject(j, "padding");
+    cJSON *added = cJSON_AddArrayToObject(j, "added_tokens"), *extra = cJSON_CreateArray();
+    for (uint32_t i = 0; i < m->n_pieces; i++) {
+        int t = m->pieces[i].type;
+        bool x = t == CR_SPM_CONTROL || t == CR_SPM_USER_DEFINED;
+        if (x) cJSON_AddItemToArray(extra, cJSON_CreateString(m->pieces[i].text));
+        if (x || is_role[i]) add_token(added, i, m->pieces[i].text, is_role[i] || t == CR_SPM_CONTROL);
+    }
+    cr_free(a, is_role);
+    for (uint32_t id = m->n_pieces; id < next; id++)
+        for (int r = 0; r < 3; r++)
+            if (role_id[r] == id) { add_token(added, id, o->tok[r], true); break; }
+    cJSON_AddNullToObject(j, "normalizer");
+    cJSON *ms = typed("Metaspace");
+    cJSON_AddStringToObject(ms, "replacement", "\xe2\x96\x81");
+    cJSON_AddStringToObject(ms, "prepend_scheme", !o->prefix ? "never" : o->legacy ? "always" : "first");
+    cJSON_AddFalseToObject(ms, "split");
+    cJSON_AddItemToObject(j, "pre_tokenizer", ms);
+    /* "[bos:0 ]$A:0[ eos:0]" and the pair "single[ bos:1] $B:1[ eos:1]" */
+    cJSON *pp = typed("TemplateProcessing");
+    cJSON *single = cJSON_AddArrayToObject(pp, "single"), *pair = cJSON_AddArrayToObject(pp, "pair");
+    const char *bos = o->tok[1], *eos = o->tok[2];
+    if (o->add_bos) cJSON_AddItemToArray(single, special_item(bos, 0));
+    cJSON_AddItemToArray(single, seq_item("A", 0));
+    if (o->add_eos) cJSON_AddItemToArray(single, special_item(eos, 0));
+    for (int t = 0; t < 2; t++) {
+        if (o->add_bos) cJSON_AddItemToArray(pair, special_item(bos, t));
+        cJSON_AddItemToArray(pair, seq_item(t ? "B" : "A", t));
+        if (o->add_eos) cJSON_AddItemToArray(pair, special_item(eos, t));
+    }
+    /* a map: tokenizers writes it sorted by key */
+    cJSON *st = cJSON_AddObjectToObject(pp, "special_tokens");
+    const char *keys[2];
+    double kid[2];
+    int nk = 0;
+    if (o->add_bos) keys[nk] = bos, kid[nk++] = role_id[1];
+    if (o->add_eos && !(nk && !strcmp(keys[0], eos))) keys[nk] = eos, kid[nk++] = role_id[2];
+    if (nk == 2 && strcmp(keys[0], keys[1]) > 0) {
+        const char *tk = keys[0];
+        double ti = kid[0];
+        keys[0] = keys[1], kid[0] = kid[1], keys[1] = tk, kid[1] = ti;
+    }
+    for (int i = 0; i < nk; i++) {
+        cJSON *e = cJSON_AddObjectToObject(st, keys[i]);
+        cJSON_AddStringToObject(e, "id", keys[i]);
+        cJSON *ids = cJSON_AddArrayToObject(e, "ids"), *tks = cJSON_AddArrayToObject(e, "tokens");
+        cJSON_AddItemToArray(ids, cJSON_CreateNumber(kid[i]));
+        cJSON_AddItemToArray(tks, cJSON_CreateString(keys[i]));
+    }
+    cJSON_AddItemToObject(j, "post_processor", pp);
+    cJSON *dec = typed("Sequence"), *dl = cJSON_AddArrayToObject(dec, "decoders");
+    cJSON_AddItemToObject(j, "decoder", dec);
+    cJSON_AddItemToArray(dl, replace("String", "\xe2\x96\x81", " "));
+    cJSON_AddItemToArray(dl, typed("ByteFallback"));
+    cJSON_AddItemToArray(dl, typed("Fuse"));
+    if (o->prefix) {
+        cJSON *sp = typed("Strip");
+        cJSON_AddStringToObject(sp, "content", " ");
+        cJSON_AddNumberToObject(sp, "start", 1);
+        cJSON_AddNumberToObject(sp, "stop", 0);
+        cJSON_AddItemToArray(dl, sp);
+    }
+    cJSON *mo = typed("BPE");
+    cJSON_AddItemToObject(j, "model", mo);
+    cJSON_AddNullToObject(mo, "dropout");
+    cJSON_AddNullToObject(mo, "unk_token");
+    cJSON_AddNullToObject(mo, "continuing_subword_prefix");
+    cJSON_AddNullToObject(mo, "end_of_word_suffix");
+    cJSON_AddTrueToObject(mo, "fuse_unk");
+    cJSON_AddTrueToObject(mo, "byte_fallback");
+    cJSON_AddFalseToObject(mo, "ignore_merges");
+    cJSON *vocab = cJSON_AddObjectToObject(mo, "vocab");
+    for (uint32_t i = 0; i < m->n_pieces; i++) cJSON_AddNumberToObject(vocab, m->pieces[i].text, i);
+    cJSON *mg = cJSON_AddArrayToObject(mo, "merges");
+    cr_status s = mg ? merges_by_id(a, m, mg, err) : cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    if (s) { cJSON_Delete(extra); return s; }
+    /* tokenizer_config.json: init_kwargs (add_bos/add_eos_token dropped,
+     * legacy not kept), keys sorted */
+    if (o->add_prefix_space) cJSON_AddItemToObject(c, "add_prefix_space", cJSON_Duplicate(o->add_prefix_space, 0));
+    else cJSON_AddNullToObject(c, "add_prefix_space");
+    cJSON_AddStringToObject(c, "backend", "tokenizers");
+    cJSON_AddStringToObject(c, "bos_token", bos);
+    cJSON_AddBoolToObject(c, "clean_up_tokenization_spaces", o->clean);
+    cJSON_AddStringToObject(c, "eos_token", eos);
+    cJSON_AddItemToObject(c, "extra_special_tokens", extra);
+    cJSON_AddTrueToObject(c, "is_local");
+    cJSON_AddFalseToObject(c, "local_files_only");
+    if (o->max_len && o->max_len->valuedouble < 1e30) {
+        char nb[32];
+        snprintf(nb, sizeof nb, "%.0f", o->max_len->valuedouble);
+        cJSON_AddRawToObject(c, "model_max_length", nb);
+    } else {
+        cJSON_AddRawToObject(c, "model_max_length", "1000000000000000019884624838656");
+    }
+    if (o->pad_null) cJSON_AddNullToObject(c, "pad_token");
+    if (o->padding_side) cJSON_AddStringToObject(c, "padding_side", o->padding_side);
+    if (o->sp_kwargs) cJSON_AddObjectToObject(c, "sp_model_kwargs");
+    cJSON_AddStringToObject(c, "tokenizer_class", "LlamaTokenizer");
+    cJSON_AddStringToObject(c, "unk_token", o->tok[0]);
+    cJSON_AddBoolToObject(c, "use_default_system_prompt", o->sysprompt);
+    return CR_OK;
+}
+
 /* ---- GPT-2 style vocab.json + merges.txt ---------------------------------------- */
 
 typedef struct vocab_ref { const char *text; double id; } vocab_ref;
@@ -514,10 +791,7 @@ cr_status cr_tokslow_convert(const cr_allocator *a, const char *dir, const char 
     cr_tokslow_kind k = cr_tokslow_kind_of(dir);
     if (k == CR_TOKSLOW_NONE) return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: no slow tokenizer to convert", ref);
     const char *file = k == CR_TOKSLOW_SPM ? "a SentencePiece tokenizer.model" : "GPT-2-style vocab.json + merges.txt";
-    if (has(dir, "tokenizer_config.json"))
-        return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: its tokenizer is %s with a tokenizer_config.json and no "
-                       "tokenizer.json; crucible converts a slow tokenizer only without tokenizer_config.json (whose "
-                       "tokenizer_class and arguments change what transformers builds): not supported yet", ref, file);
+    bool with_cfg = has(dir, "tokenizer_config.json");
     /* a model that is none of the inputs (a tokenizer source) was not
      * opened: its config.json says */
     char path[4096];
@@ -536,22 +810,47 @@ cr_status cr_tokslow_convert(const cr_allocator *a, const char *dir, const char 
         return cr_fail(err, CR_ERR_UNSUPPORTED, "%s: its tokenizer is %s without tokenizer.json, and transformers "
                        "builds model type '%s' from it in a way crucible does not convert: not supported yet", ref,
                        file, mt);
+    /* with a tokenizer_config.json, AutoTokenizer builds its
+     * tokenizer_class; crucible reproduces LlamaTokenizer(Fast) for a llama
+     * (other model types map the class elsewhere: mistral's is a plain
+     * TokenizersBackend that still reads the config) */
+    cJSON *tc = NULL;
+    llama_opts lo;
+    if (with_cfg) {
+        snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+        cr_status s = cr_json_read_object(a, path, 1u << 24, &tc, err);
+        if (s) return s;
+        const char *cls = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tc, "tokenizer_class"));
+        if (k != CR_TOKSLOW_SPM || strcmp(mt, "llama") || !cls ||
+            (strcmp(cls, "LlamaTokenizer") && strcmp(cls, "LlamaTokenizerFast"))) {
+            s = cr_fail(err, CR_ERR_UNSUPPORTED, "%s: its tokenizer is %s with a tokenizer_config.json and no "
+                        "tokenizer.json (%s: tokenizer_class %s, model type '%s'); crucible converts that only for "
+                        "tokenizer_class LlamaTokenizer or LlamaTokenizerFast of a llama SentencePiece model: not "
+                        "supported yet", ref, file, path, cls ? cls : "unset", mt);
+        } else {
+            s = llama_options(tc, ref, path, &lo, err);
+        }
+        if (s) { cJSON_Delete(tc); return s; }
+    }
     if (k == CR_TOKSLOW_BPE_FILES) return build_gpt2(a, dir, ref, tok, cfg, err);
     snprintf(path, sizeof path, "%s/tokenizer.model", dir);
     char *raw;
     size_t len;
     cr_status s = cr_file_read(a, path, SPM_BYTES_LIMIT, "tokenizer.model", &raw, &len, err);
-    if (s) return s;
+    if (s) { cJSON_Delete(tc); return s; }
     cr_spm_model m;
     s = cr_spm_parse(a, (const uint8_t *)raw, len, path, &m, err);
     cr_free(a, raw);
-    if (s) return s;
+    if (s) { cJSON_Delete(tc); return s; }
     if (m.spec.model_type != 2)
         s = cr_fail(err, CR_ERR_UNSUPPORTED, "%s: %s is a SentencePiece %s model; crucible converts BPE models only "
                     "(as llama and mistral ship): not supported yet", ref, path,
                     m.spec.model_type == 1 ? "Unigram" : "word/char");
+    else if (tc)
+        s = build_llama(a, &m, &lo, tok, cfg, err);
     else
         s = build(a, &m, path, tok, cfg, err);
+    cJSON_Delete(tc);     /* lo points into it: used above */
     cr_spm_free(&m);
     if (s) {
         cJSON_Delete(*tok);
@@ -610,7 +909,16 @@ cr_status cr_tokslow_resave(const cr_allocator *a, const char *dir, const char *
         /* tokenizer.pad_token_id = bos_token_id; else pad_token = eos_token */
         const char *pad = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cfg, "bos_token"));
         if (!pad) pad = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cfg, "eos_token"));
-        if (pad) {
+        /* padding_side = "left" is written where it is an init argument
+         * (LlamaTokenizer's config gave one); a pad_token given (null) is
+         * replaced in place */
+        if (cJSON_GetObjectItemCaseSensitive(cfg, "padding_side") &&
+            !cJSON_ReplaceItemInObjectCaseSensitive(cfg, "padding_side", cJSON_CreateString("left")))
+            s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
+        if (pad && cJSON_GetObjectItemCaseSensitive(cfg, "pad_token")) {
+            if (!s && !cJSON_ReplaceItemInObjectCaseSensitive(cfg, "pad_token", cJSON_CreateString(pad)))
+                s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
+        } else if (pad && !s) {
             cJSON *after = cfg->child;
             while (after && strcmp(after->string, "pad_token") < 0) after = after->next;
             cJSON *v = cJSON_AddStringToObject(cfg, "pad_token", pad);     /* appended with its key */

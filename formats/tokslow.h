@@ -10,10 +10,12 @@
  * user-defined and control pieces, any normalizer spec) for the model types
  * transformers 5.25 loads as a plain TokenizersBackend
  * (SpmConverter.build_tokenizer_from_spm_proto), and GPT-2 vocab.json +
- * merges.txt for those it loads as GPT2Tokenizer. Everything else is
- * refused by name: a Unigram SentencePiece model, a tokenizer_config.json
- * beside the slow files (its tokenizer_class and init arguments change
- * what transformers builds), other model types.
+ * merges.txt for those it loads as GPT2Tokenizer; and a llama
+ * tokenizer.model beside a tokenizer_config.json whose tokenizer_class is
+ * LlamaTokenizer(Fast), with the options that class honours. Everything
+ * else is refused by name: a Unigram SentencePiece model, a
+ * tokenizer_config.json of another class or model type, or with a key or
+ * value not reproduced (named), other model types.
  */
 #ifndef CR_TOKSLOW_H
 #define CR_TOKSLOW_H

@@ -11,7 +11,11 @@
 # SentencePiece tokenizer.model (the golden model tests/golden/models/tok_s1):
 # transformers converts it, and save_pretrained writes tokenizer.json; and
 # merge and chatml prefixed gpt2- for a GPT-2 donor with only vocab.json +
-# merges.txt (tests/golden/models/tok_g1).
+# merges.txt (tests/golden/models/tok_g1); and the three prefixed llama- for
+# a donor whose tokenizer.model has a tokenizer_config.json naming
+# LlamaTokenizer (tests/golden/models/tok_l1): mergekit copies the files as
+# they are for a plain merge (no tokenizer.json: no sha256 file), and
+# re-saves what LlamaTokenizer builds with a chat template and in moe.
 # Run online (HF_HUB_OFFLINE unset): offline, transformers writes
 # "local_files_only": true.
 # Usage: gen_tokenizer_resave_expected.sh VENV_DIR (mergekit 0.1.5)
@@ -26,11 +30,12 @@ printf 'models:\n  - model: a\n    parameters: {weight: 0.5}\n  - model: b\n    
 { cat merge.yml; echo 'chat_template: chatml'; } >chatml.yml
 printf 'base_model: a\ngate_mode: random\ndtype: bfloat16\nexperts:\n  - source_model: a\n  - source_model: b\n' >moe.yml
 export ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2
-for donor in "" spm- gpt2-; do
+for donor in "" spm- gpt2- llama-; do
     rm -rf a b out-*
     case $donor in
     spm-) src=$here/tests/golden/models/tok_s1 ;;
     gpt2-) src=$here/tests/golden/models/tok_g1 ;;
+    llama-) src=$here/tests/golden/models/tok_l1 ;;
     *) src=$here/tests/fixtures/forward/llama ;;
     esac
     cp -r "$src" a
@@ -41,7 +46,8 @@ for donor in "" spm- gpt2-; do
         "$venv/bin/$tool" $c.yml out-$c --copy-tokenizer --no-write-model-card >$c.log 2>&1 || { cat $c.log; exit 1; }
         (cd out-$c && ls | grep -E '^(tokenizer|special_tokens|chat_template|added_tokens|generation_config)') >"$out/$donor$c.files"
         cp out-$c/tokenizer_config.json "$out/$donor$c.tokenizer_config.json"
-        sha256sum <out-$c/tokenizer.json | cut -d' ' -f1 >"$out/$donor$c.tokenizer_json.sha256"
+        rm -f "$out/$donor$c.tokenizer_json.sha256"
+        [ ! -f out-$c/tokenizer.json ] || sha256sum <out-$c/tokenizer.json | cut -d' ' -f1 >"$out/$donor$c.tokenizer_json.sha256"
         [ ! -f out-$c/chat_template.jinja ] || cp out-$c/chat_template.jinja "$out/$donor$c.chat_template.jinja"
     done
 done

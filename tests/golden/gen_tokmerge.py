@@ -9,7 +9,9 @@ only a SentencePiece tokenizer.model (tok_s1, tok_s1b, tok_s2: trained here
 with sentencepiece's BPE trainer on a small generated text; transformers
 converts them for mergekit, spec/tokenizer-merge.md §8), and GPT-2 models whose
 tokenizer is only vocab.json + merges.txt (tok_g1, tok_g2: trained with
-tokenizers' ByteLevel BPE trainer).
+tokenizers' ByteLevel BPE trainer), and tok_l1, tok_l2: tok_s1's and
+tok_s2's tokenizer.model with a tokenizer_config.json naming LlamaTokenizer
+(transformers builds that class from it, spec/tokenizer-merge.md §8).
 
 Writes tests/golden/models/tok_{a,b,c}/ and tests/golden/cases-0.1.5/tok_*/
 (recipe.yml, case.json, model.safetensors: the format test_golden reads;
@@ -191,6 +193,27 @@ SPM_MODELS = {
     # as a base; as a non-base input of a union with tok_s1 mergekit fails
     # with a KeyError (tokens s1 has that s2t has past its vocab_size)
     "tok_s2t": (None, 2, 312, "float32", False, 53),
+    # s1's and s2's tokenizer.model with a tokenizer_config.json naming
+    # LlamaTokenizer (LLAMA_CONFIGS): transformers builds that class
+    "tok_l1": (None, 1, None, "float32", False, 54),
+    "tok_l2": (None, 2, None, "bfloat16", True, 55),
+}
+
+
+def _added_token(content):
+    return {"__type": "AddedToken", "content": content, "lstrip": False, "normalized": False, "rstrip": False,
+            "single_word": False}
+
+
+# tokenizer_config.json beside the tokenizer.model: Llama-2's as the hub
+# ships it, and LlamaTokenizerFast with legacy prepend and eos added
+LLAMA_CONFIGS = {
+    "tok_l1": {"add_bos_token": True, "add_eos_token": False, "bos_token": _added_token("<s>"),
+               "clean_up_tokenization_spaces": False, "eos_token": _added_token("</s>"), "legacy": False,
+               "model_max_length": 1000000000000000019884624838656, "pad_token": None, "padding_side": "right",
+               "sp_model_kwargs": {}, "tokenizer_class": "LlamaTokenizer", "unk_token": _added_token("<unk>")},
+    "tok_l2": {"tokenizer_class": "LlamaTokenizerFast", "legacy": True, "add_bos_token": True,
+               "add_eos_token": True, "model_max_length": 4096},
 }
 
 
@@ -253,6 +276,9 @@ def build_spm_models():
                "tie_word_embeddings": tied, "bos_token_id": 1, "torch_dtype": dtype}
         with open(os.path.join(d, "config.json"), "w") as f:
             json.dump(cfg, f, indent=2)
+        if name in LLAMA_CONFIGS:
+            with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+                json.dump(LLAMA_CONFIGS[name], f, indent=2)
 
 
 # GPT-2 models with only vocab.json + merges.txt: name -> (corpus seed,
@@ -397,6 +423,13 @@ def cases():
                 "<tool>": {"source": "tok_s2", "force": True},
                 "<new>": {"source": {"kind": "model_token", "model": "tok_s2", "token": "▁qu"}},
                 "▁the": {"source": {"kind": "zero"}, "force": True}}}})
+        # tokenizer.model with a tokenizer_config.json naming LlamaTokenizer
+        l12 = [M("tok_l1", 0.6), M("tok_l2", 0.4)]
+        add("tok_llama_union_l1l2", "linear", {"base_model": "tok_l1", "models": l12, "tokenizer_source": "union"})
+        add("tok_llama_union_al1", "linear", {"base_model": "tok_a", "models": [M("tok_a", 0.5), M("tok_l1", 0.5)],
+                                              "tokenizer_source": "union"})
+        add("tok_llama_model_l2_pad", "linear", {"base_model": "tok_l1", "models": l12,
+                                                 "tokenizer": {"source": "tok_l2", "pad_to_multiple_of": 32}})
         # GPT-2 inputs with only vocab.json + merges.txt
         g12 = [M("tok_g1", 0.6), M("tok_g2", 0.4)]
         add("tok_gpt2_union_g1g2", "linear", {"base_model": "tok_g1", "models": g12, "tokenizer_source": "union"})

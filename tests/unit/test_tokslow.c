@@ -6,11 +6,15 @@
  * The fixtures cover SentencePiece BPE with byte fallback, user-defined and
  * control pieces, no dummy prefix, a pad piece without bos, no control
  * pieces, an NFKC charsmap (the golden tok_s2), and GPT-2 vocab.json +
- * merges.txt (the golden tok_g1); then each refusal names the model and
- * what is not converted. */
+ * merges.txt (the golden tok_g1), and the llama_* fixtures: a
+ * tokenizer.model with a tokenizer_config.json naming LlamaTokenizer(Fast)
+ * and its options (add_bos/add_eos, legacy, add_prefix_space, special
+ * tokens as AddedTokens, specials that are no piece, Llama-2's config as
+ * shipped); then each refusal names the model and what is not converted. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -68,6 +72,15 @@ TEST(converted_as_transformers)
     check_fixture("spm_noctl", "tests/fixtures/tokslow/spm_noctl", NULL);
 }
 
+TEST(llama_tokenizer_class)
+{
+    check_fixture("llama_l2", "tests/fixtures/tokslow/llama_l2", "llama");
+    check_fixture("llama_fast_be", "tests/fixtures/tokslow/llama_fast_be", "llama");
+    check_fixture("llama_ud_legacy", "tests/fixtures/tokslow/llama_ud_legacy", "llama");
+    check_fixture("llama_pad_nops", "tests/fixtures/tokslow/llama_pad_nops", "llama");
+    check_fixture("llama_s2", "tests/fixtures/tokslow/llama_s2", NULL);
+}
+
 TEST(kinds_and_specs)
 {
     CHECK(cr_tokslow_kind_of("tests/golden/models/tok_s1") == CR_TOKSLOW_SPM);
@@ -93,6 +106,37 @@ TEST(kinds_and_specs)
     free(raw);
 }
 
+/* a llama_l2 copy whose tokenizer_config.json is `cfg` */
+static void refused_cfg(const char *mt, const char *cfg, const char *want)
+{
+    char dir[] = "/tmp/crucible-tokslow-XXXXXX", path[128];
+    REQUIRE(mkdtemp(dir));
+    size_t len;
+    char *raw = read_text("tests/fixtures/tokslow/llama_l2/tokenizer.model", &len);
+    REQUIRE(raw);
+    snprintf(path, sizeof path, "%s/tokenizer.model", dir);
+    FILE *f = fopen(path, "wb");
+    REQUIRE(f);
+    fwrite(raw, 1, len, f);
+    fclose(f);
+    free(raw);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    REQUIRE((f = fopen(path, "w")));
+    fputs(cfg, f);
+    fclose(f);
+    cJSON *t = NULL, *c = NULL;
+    cr_error err = { 0 };
+    CHECK(cr_tokslow_convert(cr_default_allocator(), dir, "modelX", mt, &t, &c, &err) == CR_ERR_UNSUPPORTED);
+    CHECK_CONTAINS(err.msg, "modelX");
+    CHECK_CONTAINS(err.msg, "tokenizer_config.json");
+    CHECK_CONTAINS(err.msg, want);
+    CHECK(!t && !c);
+    remove(path);
+    snprintf(path, sizeof path, "%s/tokenizer.model", dir);
+    remove(path);
+    rmdir(dir);
+}
+
 static void refused(const char *dir, const char *mt, const char *want)
 {
     cJSON *t = NULL, *c = NULL;
@@ -109,11 +153,24 @@ TEST(refusals)
     refused("tests/golden/models/tok_s1", "qwen2", "model type 'qwen2'");
     refused("tests/golden/models/tok_g1", "llama", "vocab.json + merges.txt");
     refused("tests/golden/models/tok_a", "llama", "no slow tokenizer");
+    /* with a tokenizer_config.json: other classes and model types (mistral
+     * maps LlamaTokenizer to a plain TokenizersBackend), keys and values
+     * not reproduced, each named */
+    refused_cfg("mistral", "{\"tokenizer_class\": \"LlamaTokenizer\"}", "model type 'mistral'");
+    refused_cfg("llama", "{\"tokenizer_class\": \"T5Tokenizer\"}", "tokenizer_class T5Tokenizer");
+    refused_cfg("llama", "{\"add_bos_token\": true}", "tokenizer_class unset");
+    refused_cfg("llama", "{\"tokenizer_class\": \"LlamaTokenizer\", \"added_tokens_decoder\": {}}",
+                "key 'added_tokens_decoder'");
+    refused_cfg("llama", "{\"tokenizer_class\": \"LlamaTokenizer\", \"bos_token\": {\"content\": \"<s>\", "
+                "\"lstrip\": true}}", "value of key 'bos_token'");
+    refused_cfg("llama", "{\"tokenizer_class\": \"LlamaTokenizer\", \"pad_token\": \"<unk>\"}",
+                "value of key 'pad_token'");
 }
 
 int main(void)
 {
     RUN(converted_as_transformers);
+    RUN(llama_tokenizer_class);
     RUN(kinds_and_specs);
     RUN(refusals);
     return cr_test_summary();

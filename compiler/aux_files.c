@@ -219,8 +219,11 @@ static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_opti
                 has_json = has_json || !strcmp(names[i], "tokenizer.json");
                 has_cfg = has_cfg || !strcmp(names[i], "tokenizer_config.json");
             }
-            if (ct && !v015 && has_json && has_cfg) {
-                if (!tmpl) tmpl = cr_tokstage_model_template(p->alloc, tok_dir);
+            /* ... and a stage's directory re-saved so passes on its files
+             * without the template (compiler/tokstage.c) */
+            bool v4_resaved = fin && fin->v4_resaved && !fin->tmpl_set;
+            if ((ct || v4_resaved) && !v015 && has_json && has_cfg) {
+                if (!tmpl && !v4_resaved) tmpl = cr_tokstage_model_template(p->alloc, tok_dir);
                 s = cr_tokwrite_resave_v4(p, tok_dir, tmpl, err);
                 cr_free(p->alloc, tmpl);
                 return s;

@@ -187,18 +187,25 @@ cr_status cr_tokstage_model(const cr_allocator *a, const cr_plan *plan, const cr
 }
 
 /* stage entry d takes what model i's directory holds (a directory: its
- * own files; a stage output: that stage's) */
-static cr_status inherit(const cr_allocator *a, const cr_plan *plan, const cr_tokstage *ts, int i, cr_tokstage *d,
-                         cr_error *err)
+ * own files; a stage output: that stage's). Under 0.1.4 (`v014`) a copy
+ * leaves chat_template.jinja behind: a stage directory whose template a
+ * `chat_template:` set (transformers 4 re-saved it, the template in that
+ * file only) passes on its re-saved files without a template. */
+static cr_status inherit(const cr_allocator *a, const cr_plan *plan, const cr_tokstage *ts, int i, bool v014,
+                         cr_tokstage *d, cr_error *err)
 {
     const cr_plan_model *pm = &plan->models[i];
     cr_free(a, d->tmpl);
     d->tmpl = NULL;
-    d->tmpl_set = false;
+    d->tmpl_set = d->v4_resaved = false;
     if (pm->stage >= 0) {
         const cr_tokstage *from = &ts[pm->stage];
         d->written = from->written;
         d->files = from->files;
+        if (v014 && from->files >= 0 && (from->tmpl_set || from->v4_resaved)) {
+            d->v4_resaved = true;
+            return CR_OK;
+        }
         d->tmpl_set = from->tmpl_set;
         d->tmpl = dup_str(a, from->tmpl);
         if (from->tmpl && !d->tmpl) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
@@ -248,14 +255,14 @@ cr_status cr_tokstages_build(const cr_allocator *a, const cr_plan *plan, uint32_
              * and for a converted slow tokenizer (no tokenizer.json) */
             d->vocab_size = tm->n_pad;
             if (tm->identity && tm->src_model >= 0 && !v014 && !tm->src_converted) {
-                s = inherit(a, plan, ts, tm->src_model, d, err);
+                s = inherit(a, plan, ts, tm->src_model, v014, d, err);
             } else {
                 d->written = (int)k;
                 if (tm->src_stage >= 0) d->tmpl = dup_str(a, ts[tm->src_stage].tmpl);
                 else d->tmpl = cr_tokstage_model_template(a, tm->src_dir);
             }
         } else if (copy_tokenizer && st->donor_model >= 0) {
-            s = inherit(a, plan, ts, st->donor_model, d, err);
+            s = inherit(a, plan, ts, st->donor_model, v014, d, err);
         }
         /* `chat_template:` replaces the template of a tokenizer the stage
          * saves (`auto` finding none keeps it); a later stage copying this

@@ -22,6 +22,9 @@ typedef struct cr_tokstage {
     bool tmpl_set;              /* tmpl is a `chat_template:` of this stage or of one it copies from, which
                                  * mergekit wrote as the directory's chat_template.jinja in place of the
                                  * files directory's own template */
+    bool v4_resaved;            /* 0.1.4: the directory holds the files directory's tokenizer as transformers 4
+                                 * re-saved it for an earlier stage's `chat_template:`, without that template
+                                 * (0.1.4's _copy_tokenizer does not copy chat_template.jinja) */
 } cr_tokstage;
 
 /* Decides stages [0, n) of `plan` in order (each stage's tokenizer merge

@@ -44,8 +44,17 @@ check 'grep -q "^vocabulary      40 tokens after the tokenizer merge; embedding 
     "plan: no vocabulary line: $(grep -v warning "$tmp/plan" | head -c 400)"
 # a multi-stage recipe: the last stage's vocabulary, and the earlier stage's
 "$bin" plan "$g/cases-0.1.5/tok_multi_union_union/recipe.yml" >"$tmp/plan" 2>&1
-check 'grep -q "^vocabulary      40 tokens after the tokenizer merge (earlier stages: 36); embedding permutation: 24 row gathers" "$tmp/plan"' \
+check 'grep -q "^vocabulary      40 tokens after the tokenizer merge (earlier stages: tok_s1 36); embedding permutation: 24 row gathers" "$tmp/plan"' \
     "plan (stages): no vocabulary line: $(grep -v warning "$tmp/plan" | head -c 400)"
+# two earlier stages of the same size, told apart by name (a .crb has no
+# stage names: sizes only)
+printf 'name: tok_s1\nmerge_method: linear\nbase_model: tok_a\nmodels:\n  - model: tok_a\n    parameters: {weight: 0.6}\n  - model: tok_b\n    parameters: {weight: 0.4}\ntokenizer_source: union\n---\nname: tok_s2\nmerge_method: linear\nbase_model: tok_s1\nmodels:\n  - model: tok_s1\n    parameters: {weight: 0.5}\n  - model: tok_a\n    parameters: {weight: 0.5}\ntokenizer_source: union\n---\nmerge_method: task_arithmetic\nbase_model: tok_c\nmodels:\n  - model: tok_s2\n    parameters: {weight: 0.5}\n  - model: tok_b\n    parameters: {weight: 0.5}\ntokenizer_source: union\n' >"$tmp/three.yml"
+"$bin" plan "$tmp/three.yml" >"$tmp/plan" 2>&1
+check 'grep -q "^vocabulary      40 tokens after the tokenizer merge (earlier stages: tok_s1 36, tok_s2 36);" "$tmp/plan"' \
+    "plan (3 stages): $(grep -v warning "$tmp/plan" | head -c 400)"
+"$bin" compile "$tmp/three.yml" -o "$tmp/three.crb" 2>"$tmp/err" && "$bin" plan "$tmp/three.crb" >"$tmp/plan" 2>&1
+check 'grep -q "^vocabulary      40 tokens after the tokenizer merge (earlier stages: 36);" "$tmp/plan"' \
+    "plan of the .crb (3 stages): $(grep -v warning "$tmp/plan" | head -c 400)"
 
 # only the last stage merges tokenizers, over stage 1, which carries B's
 # tokenizer as mergekit-multi copies it (--copy-tokenizer, the default):

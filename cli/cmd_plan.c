@@ -36,7 +36,7 @@ static int report_gguf(const cr_cli_options *o, const cr_program *p)
     return st ? 2 : 0;
 }
 
-static int report(const cr_cli_options *o, const cr_program *p)
+static int report(const cr_cli_options *o, const cr_program *p, const cr_plan *plan)
 {
     cr_plan_numbers n;
     cr_error err = {0};
@@ -46,7 +46,10 @@ static int report(const cr_cli_options *o, const cr_program *p)
         fprintf(stderr, "crucible plan: %s\n", err.msg);
         return 2;
     }
-    if (!o->n_parts) cr_plan_print(p, &n, stdout);
+    if (!o->n_parts) {
+        if (plan) cr_plan_name_stages(plan, &n);
+        cr_plan_print(p, &n, stdout);
+    }
     if (cr_cli_gguf_wanted(o, NULL)) return report_gguf(o, p);
     return 0;
 }
@@ -64,14 +67,14 @@ int cr_cmd_plan(int argc, char **argv)
             fprintf(stderr, "crucible plan: %s\n", err.msg);
             return 2;
         }
-        int rc = report(&o, &prog);
+        int rc = report(&o, &prog, NULL);
         cr_program_free(&prog);
         return rc;
     }
     cr_compile_result r;
     int rc = cr_cli_compile(&o, true, NULL, false, &r);
     if (rc) return 2;
-    rc = report(&o, &r.program);
+    rc = report(&o, &r.program, &r.plan);
     cr_compile_result_free(&r);
     return rc;
 }

@@ -71,9 +71,12 @@ cr_status cr_program_add_aux(cr_program *p, const cr_plan *plan, const cr_aux_op
     cr_status s = CR_OK;
     /* a tokenizer merge in any stage: what each stage's directory holds
      * (compiler/tokstage.c; the output's is the last stage's) */
+    /* also a chat template in a multi-stage recipe: a stage directory's
+     * chat_template.jinja is what a later stage copies or counts for `auto` */
     cr_tokstage *ts = NULL;
     bool any = false;
-    for (uint32_t i = 0; i < plan->n_stages; i++) any |= plan->stages[i].tokenizer_source != NULL;
+    for (uint32_t i = 0; i < plan->n_stages; i++)
+        any |= plan->stages[i].tokenizer_source != NULL || (plan->n_stages > 1 && plan->stages[i].chat_template);
     if (donor_dir && any) {
         if ((s = cr_tokstages_build(p->alloc, plan, plan->n_stages, o && o->copy_tokenizer,
                                     v015 ? CR_MK_0_1_5 : CR_MK_0_1_4, &ts, err)))
@@ -196,17 +199,24 @@ static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_opti
             }
             bool have_tok = n || conv_tok;
             /* `chat_template:` replaces the donor's template; with no tokenizer
-             * to go with it mergekit saves none (it warns) */
+             * to go with it mergekit saves none (it warns). With stages
+             * (compiler/tokstage.c) the last stage's directory decides: its
+             * own `chat_template:`, or an earlier stage's whose directory it
+             * copies (mergekit-multi wrote chat_template.jinja there) */
             char *tmpl = NULL;
             const char *ct = last->chat_template;
-            if (ct && have_tok) {
+            if (fin) {
+                if (fin->tmpl_set && have_tok && !(tmpl = cr_strdup(p->alloc, fin->tmpl)))
+                    s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
+                ct = fin->tmpl_set ? fin->tmpl : ct;
+            } else if (ct && have_tok) {
                 if (!v015) s = cr_tokstage_check_014_template(ct, err);
-                if (!s) s = cr_tokstage_resolve_template(p->alloc, plan, ct, &tmpl, err);
-                if (s) {
-                    cr_free(p->alloc, conv_tok);
-                    cr_free(p->alloc, conv_cfg);
-                    return s;
-                }
+                if (!s) s = cr_tokstage_resolve_template(p->alloc, plan, NULL, plan->n_stages - 1, ct, &tmpl, err);
+            }
+            if (s) {
+                cr_free(p->alloc, conv_tok);
+                cr_free(p->alloc, conv_cfg);
+                return s;
             }
             /* 0.1.4 re-saves the donor's tokenizer through transformers 4
              * whenever chat_template is set (merge.py _copy_tokenizer), the
@@ -216,8 +226,11 @@ static cr_status aux_model(cr_program *p, const cr_plan *plan, const cr_aux_opti
                 has_json = has_json || !strcmp(names[i], "tokenizer.json");
                 has_cfg = has_cfg || !strcmp(names[i], "tokenizer_config.json");
             }
-            if (ct && !v015 && has_json && has_cfg) {
-                if (!tmpl) tmpl = cr_tokstage_model_template(p->alloc, tok_dir);
+            /* ... and a stage's directory re-saved so passes on its files
+             * without the template (compiler/tokstage.c) */
+            bool v4_resaved = fin && fin->v4_resaved && !fin->tmpl_set;
+            if ((ct || v4_resaved) && !v015 && has_json && has_cfg) {
+                if (!tmpl && !v4_resaved) tmpl = cr_tokstage_model_template(p->alloc, tok_dir);
                 s = cr_tokwrite_resave_v4(p, tok_dir, tmpl, err);
                 cr_free(p->alloc, tmpl);
                 return s;

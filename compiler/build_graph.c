@@ -40,12 +40,13 @@ static void shape_str(char *buf, size_t n, uint32_t ndim, const uint64_t *shape)
 typedef struct stage_out { const char *name; uint32_t node; cr_dtype dtype; uint64_t rows, cols; } stage_out;
 
 /* Lookups that would otherwise scan per tensor (quadratic in tensors): the
- * complete size of every shard, computed once, and the previous stage's
- * outputs sorted by name. */
+ * complete size of every shard, computed once, and each earlier stage's
+ * outputs sorted by name (a stage may read any earlier stage, not only the
+ * one before it: mergekit-multi's stages form a DAG). */
 typedef struct build_ctx {
     uint64_t **shard_size;      /* [model][shard], UINT64_MAX until computed */
-    stage_out *prev;            /* sorted by name */
-    uint32_t n_prev;
+    stage_out **outs;           /* [stage]: its outputs, sorted by name */
+    uint32_t *n_outs;
     const cr_tokmerge *tm;      /* the current stage's tokenizer merge (NULL: none, or the identity) */
 } build_ctx;
 
@@ -54,10 +55,11 @@ static int stage_out_cmp(const void *a, const void *b)
     return strcmp(((const stage_out *)a)->name, ((const stage_out *)b)->name);
 }
 
-static const stage_out *find_prev(const build_ctx *c, const char *name)
+static const stage_out *find_prev(const build_ctx *c, int stage, const char *name)
 {
     stage_out key = { .name = name };
-    return c->n_prev ? bsearch(&key, c->prev, c->n_prev, sizeof key, stage_out_cmp) : NULL;
+    return stage >= 0 && c->n_outs[stage] ? bsearch(&key, c->outs[stage], c->n_outs[stage], sizeof key, stage_out_cmp)
+                                          : NULL;
 }
 
 static uint64_t shard_size(build_ctx *c, const cr_plan_model *pm, uint32_t model, uint32_t shard)
@@ -85,13 +87,13 @@ static cr_graph_input file_tensor(build_ctx *bc, const cr_plan_model *pm, uint32
     return gi;
 }
 
-/* The graph input that reads the previous stage's output `s->tensor`,
+/* The graph input that reads an earlier stage's output `s->tensor`,
  * viewed rows x cols. */
 static cr_status stage_tensor(const cr_plan *plan, const build_ctx *bc, const cr_plan_tensor *t,
                               const cr_plan_source *s, uint64_t rows, uint64_t cols, cr_graph_input *out,
                               cr_error *err)
 {
-    const stage_out *p = find_prev(bc, s->tensor);
+    const stage_out *p = find_prev(bc, plan->models[s->model].stage, s->tensor);
     if (!p)
         return cr_fail(err, CR_ERR_CONFIG, "%s: stage '%s' produces no tensor %s", t->name,
                        plan->stages[plan->models[s->model].stage].name, s->tensor);
@@ -366,8 +368,10 @@ cr_status cr_build_graph(const cr_plan *plan, cr_method_registry *methods, const
     build_ctx bc = { 0 };
     cr_status s = CR_OK;
     bc.shard_size = cr_calloc(g->alloc, plan->n_models + 1, sizeof *bc.shard_size);
-    if (!bc.shard_size) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
-    for (uint32_t m = 0; m < plan->n_models && !s; m++) {
+    bc.outs = cr_calloc(g->alloc, plan->n_stages + 1, sizeof *bc.outs);
+    bc.n_outs = cr_calloc(g->alloc, plan->n_stages + 1, sizeof *bc.n_outs);
+    if (!bc.shard_size || !bc.outs || !bc.n_outs) s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    for (uint32_t m = 0; bc.shard_size && m < plan->n_models && !s; m++) {
         uint32_t n = plan->models[m].opened ? plan->models[m].model.n_shards : 0;
         if (!(bc.shard_size[m] = cr_malloc(g->alloc, ((size_t)n + 1) * sizeof **bc.shard_size)))
             s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
@@ -394,15 +398,16 @@ cr_status cr_build_graph(const cr_plan *plan, cr_method_registry *methods, const
         if (!cur) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); break; }
         for (uint32_t ti = 0; ti < st->n_tensors && !s; ti++)
             s = build_tensor(plan, si, &st->tensors[ti], methods, L, ref, o, g, &bc, &cur[ti], err);
-        cr_free(g->alloc, bc.prev);
-        bc.prev = cur;
-        bc.n_prev = st->n_tensors;
+        bc.outs[si] = cur;
+        bc.n_outs[si] = st->n_tensors;
         cur = NULL;
-        if (!s) qsort(bc.prev, bc.n_prev, sizeof *bc.prev, stage_out_cmp);
+        if (!s) qsort(bc.outs[si], bc.n_outs[si], sizeof *bc.outs[si], stage_out_cmp);
     }
-    cr_free(g->alloc, bc.prev);
+    for (uint32_t si = 0; bc.outs && si < plan->n_stages; si++) cr_free(g->alloc, bc.outs[si]);
+    cr_free(g->alloc, bc.outs);
+    cr_free(g->alloc, bc.n_outs);
     cr_tokstages_free(g->alloc, ts, plan->n_stages);
-    for (uint32_t m = 0; m < plan->n_models; m++) cr_free(g->alloc, bc.shard_size[m]);
+    for (uint32_t m = 0; bc.shard_size && m < plan->n_models; m++) cr_free(g->alloc, bc.shard_size[m]);
     cr_free(g->alloc, bc.shard_size);
     return s;
 }

@@ -110,6 +110,21 @@ static void human(char *buf, size_t cap, uint64_t b)
     snprintf(buf, cap, i ? "%.1f %s" : "%.0f %s", v, u[i]);
 }
 
+void cr_plan_name_stages(const cr_plan *plan, cr_plan_numbers *n)
+{
+    if (!n->vocab_rows || plan->n_stages < 2) return;
+    uint32_t m = 0;
+    for (uint32_t k = 0; k + 1 < plan->n_stages && m < CR_ARRAY_LEN(n->vocab_earlier); k++) {
+        if (!plan->stages[k].vocab_rows) continue;
+        n->vocab_earlier[m] = plan->stages[k].vocab_rows;
+        n->vocab_earlier_name[m++] = plan->stages[k].name;
+    }
+    /* without a merge of its own the last stage shows the last earlier
+     * one's vocabulary as the line's */
+    if (m && !plan->stages[plan->n_stages - 1].tokenizer_source && n->vocab_earlier[m - 1] == n->vocab_rows) m--;
+    n->n_vocab_earlier = m;
+}
+
 void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out)
 {
     char a[32], b[32], c[32], d[32], f[32], h[32], m[32];
@@ -157,7 +172,8 @@ void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out)
         human(g, sizeof g, n->gather_mapped);
         fprintf(out, "vocabulary      %llu tokens after the tokenizer merge", (unsigned long long)n->vocab_rows);
         for (uint32_t i = 0; i < n->n_vocab_earlier; i++)
-            fprintf(out, "%s%llu", i ? ", " : " (earlier stages: ", (unsigned long long)n->vocab_earlier[i]);
+            fprintf(out, "%s%s%s%llu", i ? ", " : " (earlier stages: ", n->vocab_earlier_name[i] ? n->vocab_earlier_name[i] : "",
+                    n->vocab_earlier_name[i] ? " " : "", (unsigned long long)n->vocab_earlier[i]);
         fprintf(out, "%s; embedding permutation: %u row gathers, %s of tables in the program, %s of input tensors "
                 "mapped whole (in peak memory)\n", n->n_vocab_earlier ? ")" : "", n->n_gathers, t, g);
     }

@@ -3,6 +3,7 @@
 #define CR_PLAN_REPORT_H
 
 #include <stdio.h>
+#include "plan.h"
 #include "program.h"
 
 typedef struct cr_plan_numbers {
@@ -36,6 +37,7 @@ typedef struct cr_plan_numbers {
      * merge tokenizers, in stage order (a stage whose size equals the one
      * before it is not told apart) */
     uint64_t vocab_earlier[8];
+    const char *vocab_earlier_name[8];  /* each one's stage name (NULL: not known, e.g. from a .crb) */
     uint32_t n_vocab_earlier;
     uint32_t n_gathers;
     uint64_t gather_table_bytes, gather_mapped;
@@ -48,6 +50,11 @@ typedef struct cr_plan_numbers {
  * max_memory (err names the tensor), CR_ERR_NOMEM. */
 cr_status cr_plan_measure(const cr_program *p, unsigned threads, uint64_t max_memory, cr_plan_numbers *out,
                           cr_error *err);
+/* A multi-stage recipe compiled from its text: names the earlier stages
+ * of the vocabulary line from `plan` (each stage before the last whose
+ * tokenizer merge changes the vocabulary, so two stages of the same size
+ * are told apart); a program alone (a .crb) does not record its stages. */
+void cr_plan_name_stages(const cr_plan *plan, cr_plan_numbers *n);
 /* Print them as the `crucible plan` report. */
 void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out);
 

@@ -355,7 +355,8 @@ cr_status cr_tokmerge_build(const cr_allocator *a, const cr_plan *plan, uint32_t
          * directory holds a tokenizer crucible cannot read: refused */
         const cr_tokstage *sd = plan->models[i].stage >= 0 && stages ? &stages[plan->models[i].stage] : NULL;
         if (cr_tokslow_kind_of(plan->models[i].path) != CR_TOKSLOW_NONE || (sd && (sd->written >= 0 || sd->files >= 0))) {
-            s = cr_fail(err, CR_ERR_UNSUPPORTED, "tokenizer merge: %s", e2.msg);
+            if (err) *err = e2;
+            s = fail_tok(&plan->models[i], err);
             goto out;
         }
         /* a stage whose directory holds no tokenizer: the base's vocabulary */

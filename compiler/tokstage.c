@@ -73,17 +73,22 @@ static void py_strip(char *s)
     s[n - a] = 0;
 }
 
-/* `chat_template: auto`: the most common stripped template among the input
- * models, ties to the first seen (mergekit's Counter.most_common over its
- * model order; crucible's is the recipe's). NULL: none has one. Stage
- * outputs are not counted (a listed difference). */
-static char *auto_template(const cr_allocator *alloc, const cr_plan *plan)
+/* `chat_template: auto`: the most common stripped template among stage
+ * si's models, ties to the first seen (mergekit's Counter.most_common over
+ * referenced_models(); crucible's order is the recipe's, base first). A
+ * stage output counts with the template its directory holds (mergekit-multi
+ * loads that directory's tokenizer). NULL: none has one. */
+static char *auto_template(const cr_allocator *alloc, const cr_plan *plan, const cr_tokstage *stages, uint32_t si)
 {
     char *t[256];
     uint32_t n = 0;
-    for (uint32_t i = 0; i < plan->n_models && n < CR_ARRAY_LEN(t); i++) {
-        if (plan->models[i].stage >= 0 || !plan->models[i].path) continue;
-        char *s = cr_tokstage_model_template(alloc, plan->models[i].path);
+    const cr_plan_stage *st = si < plan->n_stages && plan->stages[si].models ? &plan->stages[si] : NULL;
+    uint32_t n_models = st ? st->n_models : plan->n_models;
+    for (uint32_t q = 0; q < n_models && n < CR_ARRAY_LEN(t); q++) {
+        const cr_plan_model *pm = &plan->models[st ? st->models[q] : q];
+        char *s = NULL;
+        if (pm->stage >= 0) s = stages ? dup_str(alloc, stages[pm->stage].tmpl) : NULL;
+        else if (pm->path) s = cr_tokstage_model_template(alloc, pm->path);
         if (s) py_strip(s);
         if (s && *s) t[n++] = s;
         else cr_free(alloc, s);
@@ -99,14 +104,14 @@ static char *auto_template(const cr_allocator *alloc, const cr_plan *plan)
     return best >= 0 ? t[best] : NULL;
 }
 
-cr_status cr_tokstage_resolve_template(const cr_allocator *a, const cr_plan *plan, const char *ct, char **out,
-                                       cr_error *err)
+cr_status cr_tokstage_resolve_template(const cr_allocator *a, const cr_plan *plan, const cr_tokstage *stages,
+                                       uint32_t si, const char *ct, char **out, cr_error *err)
 {
     const cr_chat_template *named;
     cr_chat_kind k = cr_chat_template_kind(ct, &named);
     *out = NULL;
     if (k == CR_CHAT_AUTO) {
-        *out = auto_template(a, plan);
+        *out = auto_template(a, plan, stages, si);
         return CR_OK;
     }
     if (!(*out = dup_str(a, k == CR_CHAT_NAMED ? named->text : ct))) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
@@ -182,17 +187,26 @@ cr_status cr_tokstage_model(const cr_allocator *a, const cr_plan *plan, const cr
 }
 
 /* stage entry d takes what model i's directory holds (a directory: its
- * own files; a stage output: that stage's) */
-static cr_status inherit(const cr_allocator *a, const cr_plan *plan, const cr_tokstage *ts, int i, cr_tokstage *d,
-                         cr_error *err)
+ * own files; a stage output: that stage's). Under 0.1.4 (`v014`) a copy
+ * leaves chat_template.jinja behind: a stage directory whose template a
+ * `chat_template:` set (transformers 4 re-saved it, the template in that
+ * file only) passes on its re-saved files without a template. */
+static cr_status inherit(const cr_allocator *a, const cr_plan *plan, const cr_tokstage *ts, int i, bool v014,
+                         cr_tokstage *d, cr_error *err)
 {
     const cr_plan_model *pm = &plan->models[i];
     cr_free(a, d->tmpl);
     d->tmpl = NULL;
+    d->tmpl_set = d->v4_resaved = false;
     if (pm->stage >= 0) {
         const cr_tokstage *from = &ts[pm->stage];
         d->written = from->written;
         d->files = from->files;
+        if (v014 && from->files >= 0 && (from->tmpl_set || from->v4_resaved)) {
+            d->v4_resaved = true;
+            return CR_OK;
+        }
+        d->tmpl_set = from->tmpl_set;
         d->tmpl = dup_str(a, from->tmpl);
         if (from->tmpl && !d->tmpl) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     } else {
@@ -241,22 +255,23 @@ cr_status cr_tokstages_build(const cr_allocator *a, const cr_plan *plan, uint32_
              * and for a converted slow tokenizer (no tokenizer.json) */
             d->vocab_size = tm->n_pad;
             if (tm->identity && tm->src_model >= 0 && !v014 && !tm->src_converted) {
-                s = inherit(a, plan, ts, tm->src_model, d, err);
+                s = inherit(a, plan, ts, tm->src_model, v014, d, err);
             } else {
                 d->written = (int)k;
                 if (tm->src_stage >= 0) d->tmpl = dup_str(a, ts[tm->src_stage].tmpl);
                 else d->tmpl = cr_tokstage_model_template(a, tm->src_dir);
             }
         } else if (copy_tokenizer && st->donor_model >= 0) {
-            s = inherit(a, plan, ts, st->donor_model, d, err);
+            s = inherit(a, plan, ts, st->donor_model, v014, d, err);
         }
         /* `chat_template:` replaces the template of a tokenizer the stage
-         * saves (`auto` finding none keeps it) */
+         * saves (`auto` finding none keeps it); a later stage copying this
+         * directory's tokenizer copies that chat_template.jinja */
         if (!s && st->chat_template && (d->written >= 0 || d->files >= 0)) {
             char *t = NULL;
             if (v014 && (s = cr_tokstage_check_014_template(st->chat_template, err))) break;
-            s = cr_tokstage_resolve_template(a, plan, st->chat_template, &t, err);
-            if (t) { cr_free(a, d->tmpl); d->tmpl = t; }
+            s = cr_tokstage_resolve_template(a, plan, ts, k, st->chat_template, &t, err);
+            if (t) { cr_free(a, d->tmpl); d->tmpl = t; d->tmpl_set = true; }
         }
     }
     if (s) { cr_tokstages_free(a, ts, n); return s; }

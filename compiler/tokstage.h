@@ -19,6 +19,12 @@ typedef struct cr_tokstage {
     int files;                  /* else the plan model (a directory) whose tokenizer files it holds (-1: none) */
     long long vocab_size;       /* its config.json vocab_size (-1: unknown) */
     char *tmpl;                 /* its chat template (NULL: none) */
+    bool tmpl_set;              /* tmpl is a `chat_template:` of this stage or of one it copies from, which
+                                 * mergekit wrote as the directory's chat_template.jinja in place of the
+                                 * files directory's own template */
+    bool v4_resaved;            /* 0.1.4: the directory holds the files directory's tokenizer as transformers 4
+                                 * re-saved it for an earlier stage's `chat_template:`, without that template
+                                 * (0.1.4's _copy_tokenizer does not copy chat_template.jinja) */
 } cr_tokstage;
 
 /* Decides stages [0, n) of `plan` in order (each stage's tokenizer merge
@@ -47,11 +53,15 @@ cr_status cr_tokstage_model(const cr_allocator *a, const cr_plan *plan, const cr
 
 /* A model directory's own chat template as transformers 5 loads it
  * (chat_template.jinja, else tokenizer_config.json's), or NULL; and the
- * text `chat_template: ct` of `st` stands for (spec/tokenizer-merge.md §4;
- * NULL for `auto` when no input has one). Both malloc'd with `a`. */
+ * text `chat_template: ct` of stage `si` stands for (spec/tokenizer-merge.md
+ * §4; NULL for `auto` when none of the stage's models has one). `auto`
+ * counts the stage's own models (mergekit's referenced_models()), an
+ * earlier stage's output by the template `stages` says its directory holds
+ * (NULL `stages`: stage outputs count as having none). Both malloc'd with
+ * `a`. */
 char *cr_tokstage_model_template(const cr_allocator *a, const char *dir);
-cr_status cr_tokstage_resolve_template(const cr_allocator *a, const cr_plan *plan, const char *ct, char **out,
-                                       cr_error *err);
+cr_status cr_tokstage_resolve_template(const cr_allocator *a, const cr_plan *plan, const cr_tokstage *stages,
+                                       uint32_t si, const char *ct, char **out, cr_error *err);
 
 /* mergekit 0.1.4 first looks every `chat_template:` value up as a file
  * name; a '/'-separated part longer than NAME_MAX fails there. Refuses

@@ -44,8 +44,17 @@ check 'grep -q "^vocabulary      40 tokens after the tokenizer merge; embedding 
     "plan: no vocabulary line: $(grep -v warning "$tmp/plan" | head -c 400)"
 # a multi-stage recipe: the last stage's vocabulary, and the earlier stage's
 "$bin" plan "$g/cases-0.1.5/tok_multi_union_union/recipe.yml" >"$tmp/plan" 2>&1
-check 'grep -q "^vocabulary      40 tokens after the tokenizer merge (earlier stages: 36); embedding permutation: 24 row gathers" "$tmp/plan"' \
+check 'grep -q "^vocabulary      40 tokens after the tokenizer merge (earlier stages: tok_s1 36); embedding permutation: 24 row gathers" "$tmp/plan"' \
     "plan (stages): no vocabulary line: $(grep -v warning "$tmp/plan" | head -c 400)"
+# two earlier stages of the same size, told apart by name (a .crb has no
+# stage names: sizes only)
+printf 'name: tok_s1\nmerge_method: linear\nbase_model: tok_a\nmodels:\n  - model: tok_a\n    parameters: {weight: 0.6}\n  - model: tok_b\n    parameters: {weight: 0.4}\ntokenizer_source: union\n---\nname: tok_s2\nmerge_method: linear\nbase_model: tok_s1\nmodels:\n  - model: tok_s1\n    parameters: {weight: 0.5}\n  - model: tok_a\n    parameters: {weight: 0.5}\ntokenizer_source: union\n---\nmerge_method: task_arithmetic\nbase_model: tok_c\nmodels:\n  - model: tok_s2\n    parameters: {weight: 0.5}\n  - model: tok_b\n    parameters: {weight: 0.5}\ntokenizer_source: union\n' >"$tmp/three.yml"
+"$bin" plan "$tmp/three.yml" >"$tmp/plan" 2>&1
+check 'grep -q "^vocabulary      40 tokens after the tokenizer merge (earlier stages: tok_s1 36, tok_s2 36);" "$tmp/plan"' \
+    "plan (3 stages): $(grep -v warning "$tmp/plan" | head -c 400)"
+"$bin" compile "$tmp/three.yml" -o "$tmp/three.crb" 2>"$tmp/err" && "$bin" plan "$tmp/three.crb" >"$tmp/plan" 2>&1
+check 'grep -q "^vocabulary      40 tokens after the tokenizer merge (earlier stages: 36);" "$tmp/plan"' \
+    "plan of the .crb (3 stages): $(grep -v warning "$tmp/plan" | head -c 400)"
 
 # only the last stage merges tokenizers, over stage 1, which carries B's
 # tokenizer as mergekit-multi copies it (--copy-tokenizer, the default):
@@ -63,6 +72,31 @@ for c in tok_multi_final_base tok_multi_pad_copy; do
     "$bin" merge "$y" "$tmp/$c-mem" --quiet --max-memory 4M 2>"$tmp/err"
     check 'cmp -s "$tmp/$c/model.safetensors" "$tmp/$c-mem/model.safetensors"' "$c: --max-memory 4M: $(head -c 300 "$tmp/err")"
 done
+# chat templates across stages: a stage's `chat_template:` is what its
+# directory holds (mergekit-multi writes chat_template.jinja there), so a
+# later stage that copies that tokenizer (ct_copy: no tokenizer merge;
+# ct_ident: an identity one, the files copied; ct_union: a merged one)
+# writes it, and `auto` in a later stage counts it (ct_auto: two stages'
+# alpaca beat tok_a's chatml; the last stage reads both earlier stages, not
+# only the one before it); byte for byte as mergekit-multi 0.1.5 wrote it,
+# also through a .crb
+for c in tok_multi_ct_copy tok_multi_ct_ident tok_multi_ct_union tok_multi_ct_auto; do
+    y=$g/cases-0.1.5/$c/recipe.yml
+    "$bin" merge "$y" "$tmp/$c" --quiet 2>"$tmp/err"
+    check '[ $? -eq 0 ]' "$c: merge failed: $(head -c 300 "$tmp/err")"
+    check 'cmp -s "$g/cases-0.1.5/$c/mergekit-out/chat_template.jinja" "$tmp/$c/chat_template.jinja"' \
+        "$c: chat_template.jinja is not mergekit-multi's"
+    want=$(grep -o '"vocab_size": [0-9]*' "$g/cases-0.1.5/$c/mergekit-out/config.json")
+    check 'grep -q "$want" "$tmp/$c/config.json"' "$c: config.json has not mergekit's $want"
+    "$bin" compile "$y" -o "$tmp/$c.crb" 2>"$tmp/err" && "$bin" run "$tmp/$c.crb" "$tmp/$c-crb" --quiet 2>"$tmp/err"
+    check 'cmp -s "$tmp/$c/chat_template.jinja" "$tmp/$c-crb/chat_template.jinja"' "$c: .crb: $(head -c 300 "$tmp/err")"
+    "$bin" merge "$y" "$tmp/$c-mem" --quiet --max-memory 4M 2>"$tmp/err"
+    check 'cmp -s "$tmp/$c/model.safetensors" "$tmp/$c-mem/model.safetensors"' "$c: --max-memory 4M: $(head -c 300 "$tmp/err")"
+done
+# without --copy-tokenizer no stage directory holds a tokenizer, so no template
+"$bin" merge "$g/cases-0.1.5/tok_multi_ct_copy/recipe.yml" "$tmp/ct-nocopy" --quiet --no-copy-tokenizer 2>"$tmp/err"
+check '[ $? -eq 0 ] && [ ! -e "$tmp/ct-nocopy/chat_template.jinja" ]' "ct_copy --no-copy-tokenizer: $(head -c 300 "$tmp/err")"
+
 "$bin" merge "$g/cases-0.1.5/tok_multi_final_base/recipe.yml" "$tmp/nocopy" --quiet --no-copy-tokenizer 2>"$tmp/err"
 rc=$?
 check '[ $rc -ne 0 ] && grep -qF "stage '"'"'tok_s1'"'"' leaves no tokenizer in its directory" "$tmp/err"' \
@@ -133,6 +167,17 @@ refuse tok_sp "SentencePiece tokenizer.model with a tokenizer_config.json"
 # a Unigram SentencePiece model
 cp -r tok_s1 "$tmp/mods/tok_uni" && cp "$g/../fixtures/tokslow/spm_unigram/tokenizer.model" "$tmp/mods/tok_uni/"
 refuse tok_uni "SentencePiece Unigram model"
+# ... and copied through a stage (mergekit-multi re-saves it into the
+# stage's directory, which crucible cannot read): refused naming the stage,
+# not taken for a directory without a tokenizer (which would fall back to
+# the base's vocabulary), as the base and as another input
+for b in tok_st tok_a; do
+    printf 'name: tok_st\nmerge_method: linear\nmodels:\n  - model: tok_uni\n    parameters: {weight: 1.0}\n---\nmerge_method: linear\nbase_model: %s\nmodels:\n  - model: tok_a\n    parameters: {weight: 0.6}\n  - model: tok_st\n    parameters: {weight: 0.4}\ntokenizer_source: union\n' "$b" >"$tmp/stuni.yml"
+    (cd "$tmp" && "$bin" plan "$tmp/stuni.yml" --models-dir "$tmp/mods" >/dev/null 2>"$tmp/err")
+    rc=$?
+    check '[ $rc -ne 0 ] && grep -qF "cannot read tok_st'"'"'s tokenizer (tok_uni: " "$tmp/err" && grep -qF "SentencePiece Unigram model" "$tmp/err"' \
+        "Unigram donor through a stage ($b base): rc=$rc $(head -c 300 "$tmp/err")"
+done
 # a model type transformers builds in a tokenizer class of its own
 cp -r tok_s1 "$tmp/mods/tok_qw" && sed -i 's/"model_type": "llama"/"model_type": "qwen2"/' "$tmp/mods/tok_qw/config.json"
 refuse tok_qw "model type 'qwen2'"

@@ -45,6 +45,27 @@ for c in tok_union_ab tok_tokens_union_nozero tok_tokens_base tok_union_ba tok_c
     check 'python3 -c "import json,sys; a,b=(json.load(open(p))[\"added_tokens\"] for p in sys.argv[1:]); sys.exit(a!=b)" "$mk/tokenizer.json" "$tmp/$c/tokenizer.json"' \
         "$c: tokenizer.json's added_tokens differ from mergekit 0.1.4's"
 done
+
+# chat templates across stages (mergekit-multi 0.1.4, --copy-tokenizer): a
+# stage's `chat_template:` re-saves its tokenizer with chat_template.jinja,
+# which 0.1.4's _copy_tokenizer does not copy on (tok_multi_ct_copy: no
+# template in the output, the re-saved files); a tokenizer merge over the
+# stage and `auto` read it (ct_ident, ct_union, ct_auto)
+for c in tok_multi_ct_copy tok_multi_ct_ident tok_multi_ct_union tok_multi_ct_auto; do
+    mk=$g/cases/$c/mergekit-out
+    "$bin" merge "$g/cases/$c/recipe.yml" "$tmp/$c" "${v4[@]}" --quiet 2>"$tmp/err"
+    check '[ $? -eq 0 ]' "$c: merge failed: $(head -c 300 "$tmp/err")"
+    for f in tokenizer_config.json special_tokens_map.json; do
+        check '[ -f "$tmp/$c/$f" ]' "$c: no $f"
+    done
+    check 'same_json "$mk/tokenizer_config.json" "$tmp/$c/tokenizer_config.json"' "$c: tokenizer_config.json differs from mergekit 0.1.4's"
+    check 'same_roles "$mk/special_tokens_map.json" "$tmp/$c/special_tokens_map.json"' "$c: special_tokens_map.json roles differ"
+    if [ -f "$mk/chat_template.jinja" ]; then
+        check 'cmp -s "$mk/chat_template.jinja" "$tmp/$c/chat_template.jinja"' "$c: chat_template.jinja differs"
+    else
+        check '[ ! -e "$tmp/$c/chat_template.jinja" ]' "$c: mergekit 0.1.4 writes no chat_template.jinja here"
+    fi
+done
 # a .crb carries the release: same tensors and tokenizer files
 c=tok_tokens_union_nozero
 "$bin" compile "$g/cases/$c/recipe.yml" -o "$tmp/$c.crb" "${v4[@]}" 2>"$tmp/err"

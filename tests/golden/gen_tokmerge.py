@@ -486,6 +486,32 @@ def multi_cases():
     c.append(("tok_multi_spm_copy", "linear", [
         sp_copy, {"merge_method": "linear", "base_model": "tok_a",
                   "models": [M("tok_a", 0.5), M("tok_sp", 0.5)], "tokenizer_source": "union"}]))
+    # chat templates across stages (mergekit-multi: a stage with
+    # `chat_template:` writes chat_template.jinja into its directory, which a
+    # later stage copies with its tokenizer, and which `auto` in a later
+    # stage counts for that stage's output); stages named tok_st1, tok_st2
+    st1_ct = {"name": "tok_st1", "merge_method": "linear", "models": [M("tok_b", 1.0)], "chat_template": "llama3"}
+    # the last stage copies stage 1's directory (no tokenizer merge anywhere)
+    c.append(("tok_multi_ct_copy", "linear", [
+        st1_ct, {"merge_method": "linear", "models": [M("tok_st1", 1.0)], "dtype": "bfloat16"}]))
+    # the last stage's tokenizer merge is the identity over stage 1, which
+    # carries A's tokenizer (crucible copies the files it holds)
+    c.append(("tok_multi_ct_ident", "linear", [
+        dict(st1_ct, models=[M("tok_a", 1.0)]),
+        {"merge_method": "linear", "base_model": "tok_st1", "models": [M("tok_st1", 0.5), M("tok_a", 0.5)],
+         "tokenizer_source": "base"}]))
+    # stage 1's template carried into the last stage's union (B stripped as the base)
+    c.append(("tok_multi_ct_union", "linear", [
+        st1_ct, {"merge_method": "linear", "base_model": "tok_st1", "models": [M("tok_st1", 0.5), M("tok_a", 0.5)],
+                 "tokenizer_source": "union"}]))
+    # `auto` in the last stage: two stage outputs with alpaca beat A's chatml
+    # (the recipe's directories alone: only A has a template)
+    c.append(("tok_multi_ct_auto", "linear", [
+        dict(st1_ct, chat_template="alpaca"),
+        {"name": "tok_st2", "merge_method": "linear", "models": [M("tok_c", 1.0)], "chat_template": "alpaca"},
+        {"merge_method": "linear", "base_model": "tok_a",
+         "models": [M("tok_a", 0.4), M("tok_st1", 0.3), M("tok_st2", 0.3)], "tokenizer_source": "union",
+         "chat_template": "auto"}]))
     for _, _, docs in c:
         for d in docs:
             for k in [k for k, v in d.items() if v is None]:

@@ -108,10 +108,10 @@ typedef struct cr_memplan {
     uint8_t *spill;
     uint32_t n_spill;        /* selections marked */
     uint64_t spill_bytes;    /* bytes of those gathers (each written once, read back by the sort) */
-    /* no budget: freed torch tie-order gathers are kept for the next
-     * tensor's (gatherpool.h) instead of faulting fresh zeroed pages; the
-     * model counts the buffers kept from their first use to the end, at
-     * most gather_pool_bytes */
+    /* freed torch tie-order gathers are kept for the next tensor's
+     * (gatherpool.h) instead of faulting fresh zeroed pages; without a
+     * budget the model counts the buffers kept from their first use to the
+     * end, at most gather_pool_bytes */
     bool gather_pool;
     uint64_t gather_pool_bytes;
     /* under a budget the pool runs too, bounded per main step: while step

@@ -180,8 +180,10 @@ void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out)
     if (n->gather_kept) {
         char g[32];
         human(g, sizeof g, n->gather_kept);
-        fprintf(out, "gathers kept    %s (%llu bytes) of tie-order gathers reused from tensor to tensor "
-                "(counted in the peak; not under --max-memory)\n", g, (unsigned long long)n->gather_kept);
+        fprintf(out, "gathers kept    %s (%llu bytes) of tie-order gathers reused from tensor to tensor %s\n", g,
+                (unsigned long long)n->gather_kept,
+                n->budget ? "at most, each step keeping only what fits under its predicted peak"
+                          : "(counted in the peak)");
     }
     if (n->read_window) {
         char w[32];

@@ -5,9 +5,10 @@
  * every page of every gather is a page fault and a zeroed page: at 1.1B
  * (TinyLlama shapes, 3 fine-tunes) about 2.6 GB of them, 18% of the CPU of
  * a ties merge in `perf` (exc_page_fault under vm_gather_words). A run
- * without --max-memory therefore hands freed gathers to this pool and takes
- * them back for the next tensor: a layer's q/k/v/o/gate/up/down gathers
- * reuse the buffers of the layer before, already resident.
+ * therefore hands freed gathers to this pool and takes them back for the
+ * next tensor: a layer's q/k/v/o/gate/up/down gathers reuse the buffers of
+ * the layer before, already resident. Under --max-memory the VM frees kept
+ * buffers down to memplan's bound for each step (memplan.h gather_keep).
  *
  * One policy, two users: the VM keeps the buffers, the memory model
  * (memplan.c) replays the same calls with NULL buffers to count what the

@@ -208,6 +208,7 @@ static cr_status run_main(vm *m, cr_error *err)
     for (uint32_t pc = 0; pc < p->n_main; pc++) {
         const cr_insn *in = &p->main[pc];
         if (stopping(m)) return cr_fail(err, stop_status(m), "%s", stop_msg(m));
+        vm_gather_limit(m, pc);
         double a = 0, b = 0, c = 0, r;
         const char *kinds = cr_op_table[in->op].kinds;
         if (kinds[1] == 'v' || kinds[1] == 's') a = S_[in->a];

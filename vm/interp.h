@@ -53,6 +53,7 @@ typedef struct vm_select {
     int torch_order;           /* 0, or the CR_OPF_TORCH_ORDER op (DESC, ASC, TOPK) */
     uint32_t *kv;              /* heap, or spill.base when memplan spills it (spill.h) */
     uint64_t kv_cap;           /* words kv holds (a pooled buffer may hold more than n) */
+    uint64_t kv_excess;        /* bytes a buffer taken from the pool holds beyond the n words memplan counts */
     cr_spill spill;
     bool partitioned;          /* kv is in torch's order up to k, its kept ties marked */
     uint64_t marked;           /* ... and this many of them */
@@ -114,6 +115,8 @@ typedef struct vm {
     bool *scratch_ready;
     vm_select *sel;
     cr_gather_pool gathers;    /* freed gathers kept for the next tensor (gatherpool.h; memplan.h gather_pool) */
+    uint64_t gather_excess;    /* sum of the kv_excess of pooled gathers in use */
+    uint64_t gather_limit;     /* this step's memplan gather_keep (UINT64_MAX: no budget) */
     uint32_t *sel_last;        /* per selection: the step after which its tie bits go (cr_memplan_sel_last) */
     vm_thread *thr;
     cr_outdir outdir;
@@ -212,6 +215,7 @@ uintptr_t vm_view_addr(const vm *m, const cr_prog_input *in, uint64_t e);
 
 /* interp_select.c: the steps of main */
 void vm_gather_free(vm *m, uint32_t x);
+void vm_gather_limit(vm *m, uint32_t pc);
 void vm_sel_release(vm *m, uint32_t pc);
 void vm_gather_drop(const vm *m, const cr_prog_kernel *k, uint64_t from, uint64_t to);
 cr_status vm_sel_init(vm *m, uint32_t x, double kv, cr_error *err);

@@ -153,6 +153,7 @@ cr_status vm_setup(vm *m, cr_error *err)
     cr_status ms = cr_memplan_init(&m->mem, p, m->opt->threads, m->opt->max_memory, A, err);
     if (ms) return ms;
     unsigned threads = m->mem.threads;
+    m->gather_limit = UINT64_MAX;   /* under a budget, set per step (vm_gather_limit) */
     m->n_threads = threads;
     cr_status s = cr_pool_init(A, threads, &m->pool, err);
     if (s) return s;

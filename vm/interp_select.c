@@ -118,20 +118,87 @@ static bool needs_gather(const vm_select *s) { return s->k && s->ties_keep < s->
 
 static bool spilled(const vm *m, uint32_t x) { return m->mem.spill && m->mem.spill[x]; }
 
+/* Bytes the kept (idle) buffers count against memplan's gather_keep. */
+static uint64_t kept_bytes(const vm *m)
+{
+    uint64_t b = 0;
+    for (unsigned i = 0; i < m->gathers.n; i++) b += cr_gather_bytes(m->gathers.cap[i]);
+    return b;
+}
+
+/* Free kept buffers, largest first, until they and the excess of the
+ * pooled gathers in use fit m->gather_limit. */
+static void gather_trim(vm *m)
+{
+    while (m->gathers.n && kept_bytes(m) + m->gather_excess > m->gather_limit) {
+        unsigned big = 0;
+        for (unsigned i = 1; i < m->gathers.n; i++)
+            if (m->gathers.cap[i] > m->gathers.cap[big]) big = i;
+        cr_free(m->alloc, m->gathers.buf[big]);
+        m->gathers.n--;
+        m->gathers.buf[big] = m->gathers.buf[m->gathers.n];
+        m->gathers.cap[big] = m->gathers.cap[m->gathers.n];
+    }
+}
+
+/* Under a budget, before main step pc: the kept buffers (and the excess
+ * of pooled gathers in use) may hold the step's gather_keep (memplan.h)
+ * plus n words of each gather the step may still take, which memplan
+ * counts at this step as fresh: the HIST_LO selections of an
+ * EARLY_GATHER kernel, its torch-order ones (only the largest when the
+ * kernel gathers one at a time), spilled ones aside. Each take spends
+ * its n words of that (gather_alloc), so the step stays within the
+ * predicted peak whichever buffers it reuses. */
+void vm_gather_limit(vm *m, uint32_t pc)
+{
+    if (!m->mem.gather_keep) return;
+    const cr_insn *in = &m->p->main[pc];
+    uint64_t pending = 0, largest = 0;
+    if (in->op == CR_OP_KERNEL) {
+        const cr_prog_kernel *k = &m->p->kernels[in->a];
+        const cr_insn *code = m->p->code + k->code_begin;
+        for (uint32_t c = 0; c < k->code_len; c++) {
+            const cr_insn *u = &code[c];
+            bool early = u->op == CR_OP_HIST_LO && (k->flags & CR_KERNEL_EARLY_GATHER);
+            if ((!early && !cr_op_torch_order(u->op)) || u->dst >= m->p->n_selects || m->sel[u->dst].kv ||
+                spilled(m, u->dst))
+                continue;
+            bool dup = false;
+            for (uint32_t d = 0; d < c && !dup; d++)
+                dup = code[d].dst == u->dst && (cr_op_torch_order(code[d].op) || code[d].op == CR_OP_HIST_LO);
+            if (dup) continue;
+            uint64_t b = cr_gather_bytes(m->p->selects[u->dst].n);
+            pending += b;
+            largest = CR_MAX(largest, b);
+        }
+        if (m->mem.stream[pc] & CR_MEM_SERIAL_GATHERS) pending = largest;
+    }
+    m->gather_limit = m->mem.gather_keep[pc] + pending;
+    gather_trim(m);
+}
+
 /* A gather's buffer goes back to the pool when memplan keeps gathers
- * between tensors (memplan.h gather_pool), else to the allocator. */
+ * between tensors (memplan.h gather_pool) and, under a budget, the pool
+ * stays within the step's gather_keep; else to the allocator. */
 void vm_gather_free(vm *m, uint32_t x)
 {
     vm_select *s = &m->sel[x];
     if (s->spill.base) cr_spill_close(&s->spill);
     else if (s->kv && m->mem.gather_pool) {
-        uint32_t *drop;
-        uint64_t drop_cap;
-        cr_gather_pool_put(&m->gathers, s->kv, s->kv_cap, &drop, &drop_cap);
-        cr_free(m->alloc, drop);
+        /* the gather in use, counted at its n words, leaves room for that */
+        m->gather_excess -= s->kv_excess;
+        if (m->gather_limit != UINT64_MAX) m->gather_limit += cr_gather_bytes(m->p->selects[x].n);
+        if (kept_bytes(m) + m->gather_excess + cr_gather_bytes(s->kv_cap) > m->gather_limit) cr_free(m->alloc, s->kv);
+        else {
+            uint32_t *drop;
+            uint64_t drop_cap;
+            cr_gather_pool_put(&m->gathers, s->kv, s->kv_cap, &drop, &drop_cap);
+            cr_free(m->alloc, drop);
+        }
     } else cr_free(m->alloc, s->kv);
     s->kv = NULL;
     s->kv_cap = 0;
+    s->kv_excess = 0;
     s->partitioned = false;
 }
 
@@ -158,8 +225,18 @@ static cr_status gather_alloc(vm *m, uint32_t x, uint64_t n, cr_error *err)
     if (m->mem.gather_pool) {
         uint32_t *drop;
         uint64_t drop_cap;
-        if (cr_gather_pool_take(&m->gathers, n, &s->kv, &s->kv_cap, &drop, &drop_cap)) return CR_OK;
+        if (cr_gather_pool_take(&m->gathers, n, &s->kv, &s->kv_cap, &drop, &drop_cap)) {
+            /* memplan counts n words of it; the rest is kept bytes moved to use */
+            s->kv_excess = cr_gather_bytes(s->kv_cap) - cr_gather_bytes(n);
+            m->gather_excess += s->kv_excess;
+            m->gather_limit -= m->gather_limit == UINT64_MAX ? 0 : CR_MIN(m->gather_limit, cr_gather_bytes(n));
+            return CR_OK;
+        }
         cr_free(m->alloc, drop);
+        if (m->gather_limit != UINT64_MAX) {   /* a fresh one: what is kept must shrink by n words */
+            m->gather_limit -= CR_MIN(m->gather_limit, cr_gather_bytes(n));
+            gather_trim(m);
+        }
     }
     s->kv = cr_malloc(m->alloc, (size_t)n * sizeof *s->kv);
     if (!s->kv) return cr_fail(err, CR_ERR_NOMEM, "out of memory gathering the top-k selection of %s (%llu elements)",
@@ -364,7 +441,9 @@ bool vm_kernel_is_idle(const vm *m, const cr_prog_kernel *k)
 cr_status vm_gather_early(vm *m, uint32_t ki, bool stream, cr_error *err)
 {
     const cr_prog_kernel *k = &m->p->kernels[ki];
-    bool hi = (k->flags & CR_KERNEL_HI_GATHER) && m->mem.gather_pool;
+    /* HI_GATHER holds gathers across kernels the way memplan replays the
+     * unbounded pool; under a budget gathers are counted from HIST_LO */
+    bool hi = (k->flags & CR_KERNEL_HI_GATHER) && m->mem.gather_pool && !m->mem.gather_keep;
     if (stream || !(hi || (k->flags & CR_KERNEL_EARLY_GATHER))) return CR_OK;
     const cr_insn *code = m->p->code + k->code_begin;
     for (uint32_t pc = 0; pc < k->code_len; pc++) {

@@ -189,6 +189,7 @@ typedef struct walk {
     uint8_t *gathered;        /* per selection: some kernel gathers it in torch's order */
     uint64_t *pre;            /* per selection: the capacity a HI_GATHER pass took for it (0: none) */
     uint64_t held, held_max;
+    uint64_t *cur;            /* per main pc: the largest total the step reaches (gather_keep) */
     uint64_t fixed, peak, peak_heap, peak_mapped;
     uint32_t peak_pc, n_streamed;
     uint32_t bad_pc;          /* first step over budget */
@@ -266,6 +267,7 @@ static void note(walk *w, uint32_t pc, uint64_t heap, uint64_t mapped)
 {
     heap += w->held;
     uint64_t total = w->fixed + heap + mapped;
+    w->cur[pc] = CR_MAX(w->cur[pc], total);
     if (total > w->peak) { w->peak = total; w->peak_heap = heap; w->peak_mapped = mapped; w->peak_pc = pc; }
     if (w->budget && total > w->budget && w->bad_pc == UINT32_MAX) { w->bad_pc = pc; w->bad_need = total; }
 }
@@ -286,7 +288,9 @@ static bool run_walk(walk *w, uint64_t page)
     memset(w->pre, 0, (p->n_selects + 1) * sizeof *w->pre);
     for (uint32_t pc = 0; pc < p->n_main; pc++) {
         const cr_insn *in = &p->main[pc];
+        uint64_t heap0 = heap, mapped0 = mapped;
         w->stream[pc] = 0;
+        w->cur[pc] = 0;
         switch ((cr_op)in->op) {
         case CR_OP_SEL_INIT:
             if (!w->sel_live[in->dst]) {
@@ -491,8 +495,64 @@ static bool run_walk(walk *w, uint64_t page)
         /* tie bits past their last use are freed (interp.c) */
         release_ctx rc = { w, pc, page, &heap };
         cr_memplan_each_select(p, pc, release_bits, &rc);
+        w->cur[pc] = CR_MAX(w->cur[pc], w->fixed + w->held + CR_MAX(heap0, heap) + CR_MAX(mapped0, mapped));
     }
     return w->bad_pc == UINT32_MAX;
+}
+
+/* Under a budget, the bytes kept gathers may hold while each main step
+ * runs (memplan.h gather_keep): the predicted peak less the step's total
+ * and less the gathers the VM holds at it that the walk counts only at
+ * their gathering kernel: from the first kernel that may take them (a
+ * HIST_LO pass of an EARLY_GATHER kernel fills them early, interp_select.c
+ * vm_gather_early) to their SEL_PREFIX. Spilled gathers are files, not
+ * pooled. */
+static cr_status keep_limits(cr_memplan *mp, const walk *w, uint64_t page, cr_error *err)
+{
+    const cr_program *p = w->p;
+    const cr_allocator *a = mp->alloc;
+    uint32_t ns = p->n_selects;
+    uint32_t *first = cr_calloc(a, ns + 1, sizeof *first), *gpc = cr_calloc(a, ns + 1, sizeof *gpc),
+             *end = cr_calloc(a, ns + 1, sizeof *end);
+    uint64_t *in_use = cr_calloc(a, p->n_main + 1, sizeof *in_use);
+    mp->gather_keep = cr_calloc(a, p->n_main + 1, sizeof *mp->gather_keep);
+    cr_status s = CR_OK;
+    if (!first || !gpc || !end || !in_use || !mp->gather_keep) {
+        s = cr_fail(err, CR_ERR_NOMEM, "out of memory planning memory");
+        goto out;
+    }
+    for (uint32_t x = 0; x < ns; x++) first[x] = gpc[x] = end[x] = UINT32_MAX;
+    for (uint32_t pc = 0; pc < p->n_main; pc++) {
+        const cr_insn *in = &p->main[pc];
+        if (in->op == CR_OP_SEL_PREFIX && in->dst < ns) end[in->dst] = pc;
+        if (in->op != CR_OP_KERNEL) continue;
+        const cr_prog_kernel *k = &p->kernels[in->a];
+        for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
+            const cr_insn *u = &p->code[c];
+            if (u->dst >= ns) continue;
+            bool early = u->op == CR_OP_HIST_LO && (k->flags & CR_KERNEL_EARLY_GATHER) && w->gathered[u->dst];
+            if (!early && !cr_op_torch_order(u->op)) continue;
+            if (first[u->dst] == UINT32_MAX) first[u->dst] = pc;
+            if (cr_op_torch_order(u->op)) gpc[u->dst] = pc;
+        }
+    }
+    for (uint32_t x = 0; x < ns; x++) {
+        if (first[x] == UINT32_MAX || w->spill[x]) continue;
+        uint32_t last = end[x] != UINT32_MAX && end[x] > first[x] ? end[x] : p->n_main - 1;
+        for (uint32_t pc = first[x]; pc <= last; pc++)
+            if (pc != gpc[x]) in_use[pc] += up(p->selects[x].n * 4, page);
+    }
+    for (uint32_t pc = 0; pc < p->n_main; pc++) {
+        uint64_t used = w->cur[pc] + in_use[pc];
+        mp->gather_keep[pc] = w->peak > used ? w->peak - used : 0;
+        mp->gather_pool_bytes = CR_MAX(mp->gather_pool_bytes, mp->gather_keep[pc]);
+    }
+out:
+    cr_free(a, first);
+    cr_free(a, gpc);
+    cr_free(a, end);
+    cr_free(a, in_use);
+    return s;
 }
 
 cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads, uint64_t max_memory,
@@ -504,7 +564,9 @@ cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads,
     threads = cr_threads_resolve(threads);
     long pg = sysconf(_SC_PAGESIZE);
     uint64_t page = pg > 0 ? (uint64_t)pg : 4096;
-    /* without a budget freed gathers are kept for the next tensor (gatherpool.h) */
+    /* freed gathers are kept for the next tensor (gatherpool.h): without a
+     * budget the walk replays the pool; with one it counts every gather as
+     * fresh and keep_limits bounds what the pool may keep at each step */
     walk w = { .p = p, .budget = max_memory, .pool = max_memory == 0 };
     uint32_t n_ids = 0;
     w.id = canon_ids(p, a, &n_ids);
@@ -517,11 +579,12 @@ cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads,
     w.taken = cr_calloc(a, p->n_code + 1, sizeof *w.taken);
     w.gathered = cr_calloc(a, p->n_selects + 1, 1);
     w.pre = cr_calloc(a, p->n_selects + 1, sizeof *w.pre);
+    w.cur = cr_calloc(a, p->n_main + 1, sizeof *w.cur);
     mp->stream = cr_calloc(a, p->n_main + 1, 1);
     w.stream = mp->stream;
     cr_status s = CR_OK;
     if (!w.id || !w.mapped || !w.sel_live || !w.scr_live || !w.sel_bits || !w.spill || !w.sel_last || !w.taken ||
-        !w.gathered || !w.pre || !mp->stream) {
+        !w.gathered || !w.pre || !w.cur || !mp->stream) {
         s = cr_fail(err, CR_ERR_NOMEM, "out of memory planning memory");
         goto out;
     }
@@ -569,8 +632,9 @@ cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads,
     mp->peak_mapped = w.peak_mapped;
     mp->peak_pc = w.peak_pc;
     mp->n_streamed = w.n_streamed;
-    mp->gather_pool = w.pool;
+    mp->gather_pool = true;
     mp->gather_pool_bytes = w.held_max;
+    if (max_memory && (s = keep_limits(mp, &w, page, err))) goto out;
     for (uint32_t i = 0; i < p->n_selects; i++)
         if (w.spill[i]) {
             mp->n_spill++;
@@ -591,7 +655,15 @@ out:
     cr_free(a, w.taken);
     cr_free(a, w.gathered);
     cr_free(a, w.pre);
-    if (s) { cr_free(a, mp->stream); mp->stream = NULL; }
+    cr_free(a, w.cur);
+    if (s) {
+        cr_free(a, mp->stream);
+        cr_free(a, mp->gather_keep);
+        cr_free(a, mp->spill);
+        mp->stream = NULL;
+        mp->gather_keep = NULL;
+        mp->spill = NULL;
+    }
     return s;
 }
 
@@ -600,7 +672,9 @@ void cr_memplan_free(cr_memplan *mp)
     if (mp->alloc) {
         cr_free(mp->alloc, mp->stream);
         cr_free(mp->alloc, mp->spill);
+        cr_free(mp->alloc, mp->gather_keep);
     }
     mp->stream = NULL;
     mp->spill = NULL;
+    mp->gather_keep = NULL;
 }

@@ -73,6 +73,11 @@ static inline int cr_op_chunksum_kind(cr_op op)
  * (CR_OPF_UNBLOCKED in ops.def: the row sums, RMAX_ROW, ROWRANK). */
 uint64_t cr_kernel_block(const cr_program *p, const cr_prog_kernel *k);
 
+/* The resident bytes of a gather buffer of `words` words as the VM counts
+ * it against gather_keep: glibc maps a block this large on its own, with
+ * a 16-byte header, in 4 KiB pages (x86-64). */
+static inline uint64_t cr_gather_bytes(uint64_t words) { return (words * 4 + 16 + 4095) / 4096 * 4096; }
+
 /* cr_memplan.stream flags. STREAMED: the step (KERNEL or COPY) releases
  * input pages as it reads. SERIAL_GATHERS: a kernel whose only effects are
  * tie counts and two or more torch tie-order gathers runs once per gather,
@@ -103,18 +108,27 @@ typedef struct cr_memplan {
     uint8_t *spill;
     uint32_t n_spill;        /* selections marked */
     uint64_t spill_bytes;    /* bytes of those gathers (each written once, read back by the sort) */
-    /* no budget: freed torch tie-order gathers are kept for the next
-     * tensor's (gatherpool.h) instead of faulting fresh zeroed pages; the
-     * model counts the buffers kept from their first use to the end, at
-     * most gather_pool_bytes */
+    /* freed torch tie-order gathers are kept for the next tensor's
+     * (gatherpool.h) instead of faulting fresh zeroed pages; without a
+     * budget the model counts the buffers kept from their first use to the
+     * end, at most gather_pool_bytes */
     bool gather_pool;
     uint64_t gather_pool_bytes;
+    /* under a budget the pool runs too, bounded per main step: while step
+     * pc runs, the kept (idle) gathers plus what pooled buffers in use
+     * hold beyond their gathers' n words stay within gather_keep[pc] bytes
+     * (the VM frees kept buffers to get there). gather_keep[pc] is the
+     * room between the step's modelled total (with every gather in use
+     * counted at n words) and the predicted peak, so the peak, and the
+     * budget, hold whatever the pool keeps; gather_pool_bytes is then the
+     * largest of them. NULL: no budget, no bound (the pool is replayed). */
+    uint64_t *gather_keep;
     /* the input reader (reader.h): its copy buffer is in `fixed` when the
      * program reads files; read_window is how far it reads ahead of the
      * compute into the page cache (not RSS): CR_READ_WINDOW, or under a
      * budget the headroom over the peak, at least CR_READ_WINDOW_MIN */
     uint64_t read_window;
-    const cr_allocator *alloc;   /* owns `stream` and `spill` */
+    const cr_allocator *alloc;   /* owns `stream`, `spill` and `gather_keep` */
 } cr_memplan;
 
 /* The model of running p with `threads` threads (0: online cores) under

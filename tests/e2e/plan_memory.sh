@@ -97,7 +97,12 @@ if [ $rss_checks = 1 ]; then
     meas=$(run_peak "$tmp/ties-b.run")
     echo "ties --max-memory 48M: plan peak $(plan_num "$tmp/ties-b.plan" "peak memory") B, measured $meas B"
     check '[ "$meas" -le "$budget" ]' "ties: measured peak $meas under the 48M budget"
+    check 'within "$(plan_num "$tmp/ties-b.plan" "peak memory")" "$meas" 0.10' "ties: under 48M, predicted peak within 10% of measured $meas"
 fi
+# with room under that peak, freed gathers are kept for later tensors here
+# too (vm/gatherpool.h; memplan.h gather_keep), each step keeping only what
+# fits under the predicted peak
+check 'grep -q "^gathers kept .*at most" "$tmp/ties-b.plan"' "ties: plan under 48M keeps gathers between tensors"
 # 24M holds one embedding gather but not both: the kernel gathers them one
 # at a time (two passes), still exact
 "$bin" merge "$tmp/ties.yml" "$tmp/out-serial" --models-dir "$tmp/m" --threads 2 --max-memory 24M >"$tmp/ties-s.run" 2>&1

@@ -26,7 +26,7 @@ typedef struct cr_hasher cr_hasher;
 /* Start the thread for program p's shards: shard_fds[i] is shard i's open
  * descriptor, -1 for a shard this run does not write (a partitioned run),
  * which gets no hash. The shards' headers must be written already.
- * `interrupt` (may be NULL) is polled between 1 MiB blocks. `sync` (tests):
+ * `interrupt` (may be NULL) is polled between 128 KiB blocks. `sync` (tests):
  * the writer that completes a tensor waits until the thread has hashed up
  * to the new frontier, so that what is left at the end does not depend on
  * scheduling. NULL when the thread or memory is not to be had: the caller
@@ -40,7 +40,8 @@ void cr_hasher_wrote(cr_hasher *h, uint32_t output, uint64_t bytes);
 
 /* After the last write: let the thread hash what is left, join it and put
  * each written shard's XXH64 in hashes[i] (shards not written are left
- * alone). *tail gets the bytes hashed after this call began. *complete is
+ * alone). *tail gets the bytes hashed by the passes that began after
+ * this call (a pass under way goes on uncounted). *complete is
  * false when the writes did not add up to each output's size exactly (an
  * output written twice, or not fully): then hashes are not filled and the
  * caller hashes the finished files. Errors: the thread's first (CR_ERR_IO

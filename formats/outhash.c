@@ -15,34 +15,36 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define HASH_BLOCK (1u << 20)
+cr_status cr_hash_fd_range(cr_xxh64_state *h, int fd, uint64_t from, uint64_t to, uint8_t *buf, size_t buf_len,
+                           const volatile int *interrupt, const char *path, cr_error *err)
+{
+    uint64_t off = from;
+    while (off < to) {
+        if (interrupt && *interrupt) return cr_fail(err, CR_ERR_INTERRUPTED, "interrupted");
+        size_t want = to - off < buf_len ? (size_t)(to - off) : buf_len;
+        ssize_t r = pread(fd, buf, want, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return cr_fail_errno(err, errno, "cannot read %s", path);
+        if (r == 0)
+            return cr_fail(err, CR_ERR_IO, "%s: file ends at byte %llu, expected %llu bytes", path,
+                           (unsigned long long)off, (unsigned long long)to);
+        cr_xxh64_update(h, buf, (size_t)r);
+        off += (uint64_t)r;
+    }
+    return CR_OK;
+}
 
 cr_status cr_hash_fd(const cr_allocator *alloc, int fd, uint64_t size, const volatile int *interrupt,
                      const char *path, uint64_t *out, cr_error *err)
 {
-    uint8_t *buf = cr_malloc(alloc, HASH_BLOCK);
+    uint8_t *buf = cr_malloc(alloc, CR_HASH_BLOCK);
     if (!buf) return cr_fail(err, CR_ERR_NOMEM, "out of memory hashing %s", path);
 #ifdef POSIX_FADV_SEQUENTIAL
     (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);   /* a hint only: cold files read ahead further */
 #endif
     cr_xxh64_state h;
     cr_xxh64_init(&h, 0);
-    cr_status st = CR_OK;
-    uint64_t off = 0;
-    while (off < size) {
-        if (interrupt && *interrupt) { st = cr_fail(err, CR_ERR_INTERRUPTED, "interrupted"); break; }
-        size_t want = size - off < HASH_BLOCK ? (size_t)(size - off) : HASH_BLOCK;
-        ssize_t r = pread(fd, buf, want, (off_t)off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) { st = cr_fail_errno(err, errno, "cannot read %s", path); break; }
-        if (r == 0) {
-            st = cr_fail(err, CR_ERR_IO, "%s: file ends at byte %llu, expected %llu bytes", path,
-                         (unsigned long long)off, (unsigned long long)size);
-            break;
-        }
-        cr_xxh64_update(&h, buf, (size_t)r);
-        off += (uint64_t)r;
-    }
+    cr_status st = cr_hash_fd_range(&h, fd, 0, size, buf, CR_HASH_BLOCK, interrupt, path, err);
     cr_free(alloc, buf);
     if (!st) *out = cr_xxh64_final(&h);
     return st;

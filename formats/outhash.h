@@ -19,9 +19,20 @@
 #define CR_OUTHASH_H
 
 #include "base.h"
+#include "hash.h"
 
 #define CR_INDEX_FILE "model.safetensors.index.json"
 #define CR_INDEX_HASH_KEY "crucible_shard_xxh64"
+
+/* the read buffer's size: fits in L2, so the copy out of the page cache
+ * stays cheap */
+#define CR_HASH_BLOCK (1u << 20)
+
+/* Feed bytes [from, to) of fd to h, read with pread into buf (buf_len
+ * bytes at a time); the digest of a file fed in several ranges, in order,
+ * is the digest of the whole. Errors as cr_hash_fd's. */
+cr_status cr_hash_fd_range(cr_xxh64_state *h, int fd, uint64_t from, uint64_t to, uint8_t *buf, size_t buf_len,
+                           const volatile int *interrupt, const char *path, cr_error *err);
 
 /* XXH64 of bytes [0, size) of the open file fd, read with pread in 1 MiB
  * blocks (buffer from alloc). `interrupt`, if not NULL, is polled between

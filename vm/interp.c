@@ -151,6 +151,7 @@ static cr_status run_copy(vm *m, const cr_insn *ins, bool stream, cr_error *err)
                 e = 0;
             } else {
                 e = vm_write_all(m->io, fd, bytes, len * osz, out_off);
+                if (!e) cr_hasher_wrote(m->hasher, ins->dst, len * osz);
             }
             if (e) {
                 char path[4096];
@@ -325,6 +326,7 @@ cr_status cr_vm_run(const cr_program *p_in, const cr_vm_options *opt, cr_error *
         vm_report(m, true);
         m->writeback = opt->gguf ? cr_writeback_start(m->alloc, m->io, &m->gguf_fd, 1)
                                  : cr_writeback_start(m->alloc, m->io, m->shard_fds, p->n_shards);
+        if (!opt->gguf) m->hasher = cr_hasher_start(m->alloc, p, m->shard_fds, opt->interrupt, opt->hash_sync);
         s = vm_start_reader(m, err);
         if (!s) s = run_main(m, err);
         vm_stop_reader(m);
@@ -346,6 +348,7 @@ cr_status cr_vm_run(const cr_program *p_in, const cr_vm_options *opt, cr_error *
             opt->stats->elapsed_s = vm_now_s(m);
             opt->stats->bytes_written = atomic_load(&m->bytes_done);
             opt->stats->bytes_hashed = hashed;
+            opt->stats->hash_tail_bytes = m->hash_tail;
             opt->stats->peak_rss_kb = vm_peak_rss_kb();
             opt->stats->threads = m->n_threads;
             opt->stats->isa = m->kern->name;

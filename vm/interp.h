@@ -27,6 +27,7 @@
 #include "runbuf.h"
 #include "spill.h"
 #include "writeback.h"
+#include "hasher.h"
 #include "kernels/kernels.h"
 
 #include <pthread.h>
@@ -109,6 +110,8 @@ typedef struct vm {
     cr_reader_stats read_stats;
     int *shard_fds;
     uint64_t *shard_hash;      /* XXH64 of each finished shard (outhash.h) */
+    cr_hasher *hasher;         /* hashes the shards' finished prefixes during the run (hasher.h); NULL: at the end */
+    uint64_t hash_tail;        /* bytes hashed after the last write (cr_vm_stats) */
     double *scal;
     double **rowvec;
     uint8_t **scratch;         /* NULL until written by SSTORE */

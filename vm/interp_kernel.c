@@ -466,6 +466,7 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
                 vm_output_path(m, o->shard, path, sizeof path);
                 return vm_job_fail(m, CR_ERR_IO, "writing %s to %s: %s", S(m, o->name), path, strerror(e));
             }
+            cr_hasher_wrote(m->hasher, in->dst, (uint64_t)cn * sz);
             atomic_fetch_add(&m->bytes_done, (uint64_t)cn * sz);
         }
     }

@@ -254,10 +254,21 @@ static int hash_shard(void *ud, uint64_t i, unsigned thread)
     return s ? vm_job_fail(m, s, "%s", e.msg) : 0;
 }
 
+/* The hasher thread's digests, or (no thread, or writes that did not add
+ * up) every shard hashed now, one pool task per shard */
 cr_status vm_hash_shards(vm *m, cr_error *err)
 {
     m->shard_hash = cr_calloc(m->alloc, m->p->n_shards ? m->p->n_shards : 1, sizeof *m->shard_hash);
     if (!m->shard_hash) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    if (m->hasher) {
+        bool complete = false;
+        cr_status s = cr_hasher_finish(m->hasher, m->shard_hash, &m->hash_tail, &complete, err);
+        m->hasher = NULL;
+        if (s || complete) return s;
+    }
+    m->hash_tail = 0;
+    for (uint32_t i = 0; i < m->p->n_shards; i++)
+        if (m->shard_fds[i] >= 0) m->hash_tail += m->p->shards[i].file_size;
     m->job_status = CR_OK;
     m->err = err;
     cr_pool_run(m->pool, m->p->n_shards, hash_shard, m);
@@ -395,6 +406,7 @@ void vm_teardown(vm *m)
     cr_free(A, m->maps);
     cr_free(A, m->ids);
     cr_free(A, m->regions);
+    cr_hasher_abort(m->hasher);   /* a failed run: before its files close */
     if (m->shard_fds) for (uint32_t i = 0; i < p->n_shards; i++) if (m->shard_fds[i] >= 0) close(m->shard_fds[i]);
     cr_free(A, m->shard_fds);
     cr_free(A, m->shard_hash);

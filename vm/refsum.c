@@ -335,6 +335,21 @@ void cr_refsum_stream_add(cr_refsum_stream *s, const float *x, uint64_t len)
     case CR_REFSUM_BLAS_SSQ: {
         const uint64_t n1 = s->n & ~(uint64_t)31;
         uint64_t i = s->pos, e = 0;
+        for (; e < len && i < n1 && (i & 31); e++, i++)   /* to a lane boundary */
+            s->acc[i & 31] = fmaf(x[e], x[e], s->acc[i & 31]);
+        if (i < n1 && e < len) {
+            /* whole rows of the 32 lanes, in local accumulators the compiler
+             * keeps in vector registers: the same chains (lane l fmas the
+             * elements l mod 32 in increasing order), so the same bits,
+             * without a lane index per element (the TORCH_SSQ rewrite;
+             * slerp 0.1.4's norms run in the kernels' ordered turn) */
+            uint64_t rows = (len - e < n1 - i ? len - e : n1 - i) / 32;
+            float a[32];
+            memcpy(a, s->acc, sizeof a);
+            for (uint64_t r = 0; r < rows; r++, e += 32, i += 32)
+                for (int l = 0; l < 32; l++) a[l] = fmaf(x[e + (uint64_t)l], x[e + (uint64_t)l], a[l]);
+            memcpy(s->acc, a, sizeof a);
+        }
         for (; e < len && i < n1; e++, i++) s->acc[i & 31] = fmaf(x[e], x[e], s->acc[i & 31]);
         for (; e < len; e++) {
             float p = x[e] * x[e];

@@ -38,6 +38,9 @@ typedef struct cr_vm_stats {
     double elapsed_s;
     uint64_t bytes_written;  /* output tensor bytes */
     uint64_t bytes_hashed;
+    /* output shard bytes hashed after the last tensor was written: the
+     * serial tail of the merge (hasher.h); all of them without the thread */
+    uint64_t hash_tail_bytes;
     long peak_rss_kb;
     unsigned threads;
     const char *isa;         /* static string */
@@ -66,6 +69,10 @@ typedef struct cr_vm_options {
      * fault: every input is stat-checked before the commit). */
     struct cr_input_guard *guard;
     bool skip_hash;             /* check input sizes only */
+    /* tests: a write that completes a tensor waits until the shard hasher
+     * has caught up with it (hasher.h), so hash_tail_bytes is the bytes
+     * after the frontier at the last write, whatever the scheduling */
+    bool hash_sync;
     /* no input reader thread (reader.h): steps fault their inputs in,
      * with a page-cache hint one tensor ahead (PREFETCH); same bytes */
     bool no_read_ahead;

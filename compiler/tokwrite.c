@@ -30,21 +30,26 @@ static int cmp_key(const void *a, const void *b)
     return strcmp(x->string, y->string);
 }
 
-/* sort an object's keys (json.dumps(sort_keys=True)) */
-static void sort_keys(cJSON *o)
+/* sorts the n (>= 1) children of o with cmp, relinking cJSON's list (whose
+ * first item's prev is the last); items: room for n pointers */
+static void sort_children(cJSON *o, cJSON **items, int n, int (*cmp)(const void *, const void *))
 {
-    int n = cJSON_GetArraySize(o);
-    if (n < 2) return;
-    cJSON *items[4096];
-    if (n > (int)CR_ARRAY_LEN(items)) return;
     int i = 0;
     for (cJSON *c = o->child; c; c = c->next) items[i++] = c;
-    qsort(items, (size_t)n, sizeof *items, cmp_key);
+    qsort(items, (size_t)n, sizeof *items, cmp);
     for (i = 0; i < n; i++) {
         items[i]->prev = i ? items[i - 1] : items[n - 1];
         items[i]->next = i + 1 < n ? items[i + 1] : NULL;
     }
     o->child = items[0];
+}
+
+/* sort an object's keys (json.dumps(sort_keys=True)) */
+static void sort_keys(cJSON *o)
+{
+    int n = cJSON_GetArraySize(o);
+    cJSON *items[4096];
+    if (n >= 2 && n <= (int)CR_ARRAY_LEN(items)) sort_children(o, items, n, cmp_key);
 }
 
 static cr_status write_json(cr_program *p, const char *name, const cJSON *j, cr_error *err)
@@ -126,14 +131,7 @@ static cr_status v4_files(cr_program *p, cJSON *tj, cJSON *added, cJSON *cfg, cr
     if (n > 1) {
         cJSON **items = cr_malloc(p->alloc, (size_t)n * sizeof *items);
         if (!items) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
-        int i = 0;
-        for (cJSON *c = added->child; c; c = c->next) items[i++] = c;
-        qsort(items, (size_t)n, sizeof *items, cmp_id);
-        for (i = 0; i < n; i++) {
-            items[i]->prev = i ? items[i - 1] : items[n - 1];
-            items[i]->next = i + 1 < n ? items[i + 1] : NULL;
-        }
-        added->child = items[0];
+        sort_children(added, items, n, cmp_id);
         cr_free(p->alloc, items);
     }
     cJSON *dec = cJSON_CreateObject(), *map = cJSON_CreateObject();

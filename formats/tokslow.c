@@ -128,6 +128,31 @@ static const piece_ref *find(const piece_ref *by, uint32_t n, const char *t)
     return bsearch(&k, by, n, sizeof *by, cmp_text);
 }
 
+/* Appends to `out` every split of `t` into two pieces of `by` (sorted by
+ * text), as [left, right] pairs in order of the left part's length, which is
+ * (left, right) order. *buf / *cap: a scratch buffer the caller frees. */
+static cr_status add_splits(const cr_allocator *a, const piece_ref *by, uint32_t n, const char *t, char **buf,
+                            size_t *cap, cJSON *out, cr_error *err)
+{
+    size_t tl = strlen(t), cps = u8len(t);
+    if (tl + 1 > *cap) {
+        cr_free(a, *buf);
+        *cap = 2 * tl + 16;
+        if (!(*buf = cr_malloc(a, *cap))) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    }
+    for (size_t k = 1; k < cps; k++) {
+        size_t o = u8off(t, k);
+        memcpy(*buf, t, o);
+        (*buf)[o] = 0;
+        if (!find(by, n, *buf) || !find(by, n, t + o)) continue;
+        cJSON *pair = cJSON_CreateArray();
+        if (!pair || !cJSON_AddItemToArray(out, pair) || !cJSON_AddItemToArray(pair, cJSON_CreateString(*buf)) ||
+            !cJSON_AddItemToArray(pair, cJSON_CreateString(t + o)))
+            return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    }
+    return CR_OK;
+}
+
 static cr_status merges(const cr_allocator *a, const cr_spm_model *m, cJSON *out, cr_error *err)
 {
     uint32_t n = 0;
@@ -141,28 +166,7 @@ static cr_status merges(const cr_allocator *a, const cr_spm_model *m, cJSON *out
     memcpy(rank, by, n * sizeof *by);
     qsort(by, n, sizeof *by, cmp_text);
     qsort(rank, n, sizeof *rank, cmp_rank);
-    for (uint32_t r = 0; r < n && !s; r++) {
-        const char *t = rank[r].text;
-        size_t tl = strlen(t), cps = u8len(t);
-        if (tl + 1 > cap) {
-            cr_free(a, buf);
-            cap = 2 * tl + 16;
-            if (!(buf = cr_malloc(a, cap))) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); break; }
-        }
-        /* splits in order of the left part's length: that is (left, right) order */
-        for (size_t k = 1; k < cps; k++) {
-            size_t o = u8off(t, k);
-            memcpy(buf, t, o);
-            buf[o] = 0;
-            if (!find(by, n, buf) || !find(by, n, t + o)) continue;
-            cJSON *pair = cJSON_CreateArray();
-            if (!pair || !cJSON_AddItemToArray(out, pair) || !cJSON_AddItemToArray(pair, cJSON_CreateString(buf)) ||
-                !cJSON_AddItemToArray(pair, cJSON_CreateString(t + o))) {
-                s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
-                break;
-            }
-        }
-    }
+    for (uint32_t r = 0; r < n && !s; r++) s = add_splits(a, by, n, rank[r].text, &buf, &cap, out, err);
 out:
     cr_free(a, by);
     cr_free(a, rank);
@@ -364,27 +368,8 @@ static cr_status merges_by_id(const cr_allocator *a, const cr_spm_model *m, cJSO
     if (!by) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
     for (uint32_t i = 0; i < m->n_pieces; i++) by[i] = (piece_ref){ m->pieces[i].text, 0, i };
     qsort(by, m->n_pieces, sizeof *by, cmp_text);
-    for (uint32_t i = 0; i < m->n_pieces && !s; i++) {
-        const char *t = m->pieces[i].text;
-        size_t tl = strlen(t), cps = u8len(t);
-        if (tl + 1 > cap) {
-            cr_free(a, buf);
-            cap = 2 * tl + 16;
-            if (!(buf = cr_malloc(a, cap))) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); break; }
-        }
-        for (size_t k = 1; k < cps; k++) {
-            size_t o = u8off(t, k);
-            memcpy(buf, t, o);
-            buf[o] = 0;
-            if (!find(by, m->n_pieces, buf) || !find(by, m->n_pieces, t + o)) continue;
-            cJSON *pair = cJSON_CreateArray();
-            if (!pair || !cJSON_AddItemToArray(out, pair) || !cJSON_AddItemToArray(pair, cJSON_CreateString(buf)) ||
-                !cJSON_AddItemToArray(pair, cJSON_CreateString(t + o))) {
-                s = cr_fail(err, CR_ERR_NOMEM, "out of memory");
-                break;
-            }
-        }
-    }
+    for (uint32_t i = 0; i < m->n_pieces && !s; i++)
+        s = add_splits(a, by, m->n_pieces, m->pieces[i].text, &buf, &cap, out, err);
     cr_free(a, by);
     cr_free(a, buf);
     return s;

@@ -64,14 +64,18 @@ static cJSON *typed(const char *type)
     return o;
 }
 
-static cJSON *seq_item(const char *id, int type_id)
+/* a TemplateProcessing piece: {kind: {id, type_id}}, kind "Sequence"
+ * (id "A"/"B") or "SpecialToken" (id the token's text) */
+static cJSON *template_item(const char *kind, const char *id, int type_id)
 {
     cJSON *o = cJSON_CreateObject(), *s = cJSON_CreateObject();
     cJSON_AddStringToObject(s, "id", id);
     cJSON_AddNumberToObject(s, "type_id", type_id);
-    cJSON_AddItemToObject(o, "Sequence", s);
+    cJSON_AddItemToObject(o, kind, s);
     return o;
 }
+
+static cJSON *seq_item(const char *id, int type_id) { return template_item("Sequence", id, type_id); }
 
 static char *base64(const cr_allocator *a, const uint8_t *p, size_t n)
 {
@@ -466,14 +470,7 @@ static void add_token(cJSON *added, double id, const char *text, bool special)
     cJSON_AddBoolToObject(e, "special", special);
 }
 
-static cJSON *special_item(const char *id, int type_id)
-{
-    cJSON *o = cJSON_CreateObject(), *s = cJSON_CreateObject();
-    cJSON_AddStringToObject(s, "id", id);
-    cJSON_AddNumberToObject(s, "type_id", type_id);
-    cJSON_AddItemToObject(o, "SpecialToken", s);
-    return o;
-}
+static cJSON *special_item(const char *id, int type_id) { return template_item("SpecialToken", id, type_id); }
 
 /* LlamaTokenizer.__init__ on the extracted vocabulary and merges: BPE
  * (no unk_token, fuse_unk, byte_fallback always), no normalizer, one

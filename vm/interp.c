@@ -202,6 +202,13 @@ static void start_writeback(vm *m)
     m->written_back = done;
 }
 
+/* waits until the reader has read what step pc reads (reader.h); no
+ * reader, or a step that reads no file: nothing to wait for */
+static cr_status await_reader(vm *m, uint32_t pc, cr_error *err)
+{
+    return m->reader && m->rplan.need[pc] ? cr_reader_need(m->reader, m->rplan.need[pc], err) : CR_OK;
+}
+
 static cr_status run_main(vm *m, cr_error *err)
 {
     const cr_program *p = m->p;
@@ -260,12 +267,11 @@ static cr_status run_main(vm *m, cr_error *err)
             continue;
         }
         case CR_OP_KERNEL:
-            /* the reader has read what the step reads (reader.h) */
-            if (m->reader && m->rplan.need[pc] && (st = cr_reader_need(m->reader, m->rplan.need[pc], err))) return st;
+            if ((st = await_reader(m, pc, err))) return st;
             st = vm_run_kernel(m, in->a, m->mem.stream[pc] & CR_MEM_STREAMED,
                                                   m->mem.stream[pc] & CR_MEM_SERIAL_GATHERS, err); break;
         case CR_OP_COPY:
-            if (m->reader && m->rplan.need[pc] && (st = cr_reader_need(m->reader, m->rplan.need[pc], err))) return st;
+            if ((st = await_reader(m, pc, err))) return st;
             st = run_copy(m, in, m->mem.stream[pc] & CR_MEM_STREAMED, err); break;
         case CR_OP_PREFETCH:   /* the reader reads ahead instead, in its planned order */
             if (!m->reader) advise(m, &p->inputs[in->a], MADV_WILLNEED);

@@ -266,8 +266,10 @@ def dir_bytes(d):
     return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d) if f.endswith(".safetensors"))
 
 
-def io_floor(inputs, out_bytes, cold):
-    """Seconds to read the inputs once and write+fsync out_bytes on the same disk."""
+def io_floor(inputs, out_bytes, cold, direct=False):
+    """Seconds to read the inputs once and write+fsync out_bytes on the same disk.
+    direct: the output written with O_DIRECT in 8 MiB blocks (dd oflag=direct),
+    as crucible's output stream writes it, instead of through the page cache."""
     files = [os.path.join(d, f) for d in inputs for f in sorted(os.listdir(d)) if f.endswith(".safetensors")]
     if cold:
         cold_start(inputs)
@@ -276,8 +278,12 @@ def io_floor(inputs, out_bytes, cold):
         sh(["cat", f], stdout=subprocess.DEVNULL)
     sink = os.path.join(WORK, "floor.out")
     mib = max(1, (out_bytes + (1 << 20) - 1) >> 20)
-    sh(["dd", "if=/dev/zero", f"of={sink}", "bs=1M", f"count={mib}", "conv=fsync"],
-       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if direct:
+        sh(["dd", "if=/dev/zero", f"of={sink}", "bs=8M", f"count={(mib + 7) // 8}", "oflag=direct", "conv=fsync"],
+           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        sh(["dd", "if=/dev/zero", f"of={sink}", "bs=1M", f"count={mib}", "conv=fsync"],
+           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t = time.monotonic() - t0
     os.remove(sink)
     return t
@@ -419,6 +425,8 @@ def main():
         # inputs: every model named that is not an earlier stage
         stages = set(re.findall(r"^name: (\S+)", text, re.M))
         used = sorted(set(re.findall(r"model: (\S+)", text)) - stages)
+        inputs = [os.path.join(models, m) for m in used]
+        floor, floor_direct = [], []
         for i in range(max(a.runs, mk_runs)):
             order = ["crucible", "mergekit"] if i % 2 == 0 else ["mergekit", "crucible"]
             if a.baseline:
@@ -436,7 +444,11 @@ def main():
                 else:
                     res["mergekit"].append(run_mergekit(mk, recipe, out_m, models, multi))
                 print(f"{size} {name} run {i} {tool}: {res[tool][-1]}", flush=True)
-        inputs = [os.path.join(models, m) for m in used]
+            if i < a.runs:  # the floors in the same rounds, so drift in the disk's pace hits them too
+                warm_inputs(inputs)
+                floor.append(io_floor(inputs, dir_bytes(out_c), False))
+                floor_direct.append(io_floor(inputs, dir_bytes(out_c), False, direct=True))
+                print(f"{size} {name} run {i} floor: {floor[-1]:.2f} (direct write {floor_direct[-1]:.2f})", flush=True)
         out_bytes = dir_bytes(out_c)
         floor_cold = []
         if a.cold and not drop_caches():
@@ -457,7 +469,6 @@ def main():
                 print(f"{size} {name} cold {i} floor: {floor_cold[-1]:.2f}", flush=True)
             if mk and mk_runs and cold_start(inputs):
                 res["mergekit_cold"].append(run_mergekit(mk, recipe, out_m, models, multi))
-        floor = [io_floor([os.path.join(models, m) for m in used], out_bytes, False) for _ in range(max(1, a.runs))]
         agree = compare(py, out_c, out_m, os.path.join(models, "base")) if mk else None
         same = None
         if a.baseline:  # the same bytes before and after, tensor files and all
@@ -467,7 +478,7 @@ def main():
         pl = plan(recipe, models, ["--threads", str(a.threads)] if a.threads else [])
         in_bytes = sum(dir_bytes(os.path.join(models, m)) for m in used)
         read_meas = measured_read(recipe, out_c, models, used, a.threads)
-        rows.append(dict(name=name, kind=KIND.get(name, "det"), res=res, floor=floor, floor_cold=floor_cold,
+        rows.append(dict(name=name, kind=KIND.get(name, "det"), res=res, floor=floor, floor_direct=floor_direct, floor_cold=floor_cold,
                          agree=agree, plan=pl, out_bytes=out_bytes, in_bytes=in_bytes,
                          read_meas=read_meas, baseline_same=same))
         print(f"{name}: floor {floor} agree {agree and {k: agree.get(k) for k in ('exact_fraction', 'max_ulp', 'changed_fraction_a', 'changed_fraction_b')}} plan {pl}", flush=True)
@@ -527,11 +538,13 @@ def write_table(size, meta, rows, scaling):
     out = [f"### {size}: {json.dumps(meta['shape'])}, bf16", "",
            f"{meta['date']}; `python3 bench/run.py {' '.join(meta['argv'])}`; mergekit/torch {meta['mergekit']}; "
            f"crucible {meta['crucible']}", "", meta["machine"], "",
-           "Warm page cache (the inputs are read once before every run of either tool); wall seconds median (min–max) of the runs." +
+           "Warm page cache (the inputs are read once before every run of either tool); wall seconds median (min–max) of the runs. "
+           "The floor is `cat` of the inputs plus `dd bs=1M conv=fsync` of the output's size (through the page cache); "
+           "the direct-write floor the same with `dd bs=8M oflag=direct conv=fsync`; both measured once per round, after the tools' runs." +
            (f" mergekit's fixed start-up (import torch + mergekit, no merge): {meta['mergekit_startup']['wall']:.2f} s wall, "
             f"{mib(meta['mergekit_startup']['rss'])} RSS." if meta.get("mergekit_startup") else ""), "",
-           "| recipe | crucible s | mergekit s | crucible/mergekit | floor s | crucible/floor | RSS crucible | RSS mergekit | RSS ratio | CPU s crucible / mergekit |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "| recipe | crucible s | mergekit s | crucible/mergekit | floor s | crucible/floor | floor s, direct write | crucible/direct floor | RSS crucible | RSS mergekit | RSS ratio | CPU s crucible / mergekit |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         res = r["res"]
         c, cr, cc = stats(res["crucible"], "wall"), stats(res["crucible"], "rss"), stats(res["crucible"], "cpu")
@@ -543,7 +556,9 @@ def write_table(size, meta, rows, scaling):
         else:
             ms = ratio = mrs = rr = "—"
             cpu = f"{cc[0]:.1f} / —"
-        out.append(f"| {r['name']} | {c[0]:.2f} ({c[1]:.2f}–{c[2]:.2f}) | {ms} | {ratio} | {fl:.2f} | {c[0] / fl:.2f} | "
+        fd = statistics.median(r["floor_direct"]) if r.get("floor_direct") else None
+        fds = (f"{fd:.2f} | {c[0] / fd:.2f}") if fd else "— | —"
+        out.append(f"| {r['name']} | {c[0]:.2f} ({c[1]:.2f}–{c[2]:.2f}) | {ms} | {ratio} | {fl:.2f} | {c[0] / fl:.2f} | {fds} | "
                    f"{mib(cr[0])} | {mrs} | {rr} | {cpu} |")
     if any(r["res"].get("baseline") for r in rows):
         out += ["", f"Before/after: crucible against the baseline binary `{meta.get('baseline')}`, alternating in the same loop "

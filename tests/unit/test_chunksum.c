@@ -84,6 +84,7 @@ static uint64_t chunk_sum_chunk(const cr_program *p)
     return chunk;
 }
 
+/* tsan: chunks reduce their own 2^20-chunks on the pool threads; tools/sanitize.sh thread runs this test */
 TEST(chunks_of_2_20_match_the_turn_path)
 {
     static const uint64_t shapes[][2] = { {1030, 1024}, {3073, 1024} };   /* 2^20 + 6144; 3 x 2^20 + 1024 */

@@ -203,17 +203,17 @@ static void kernel_trig(cr_op op, float *d, const float *a, size_t n)
     }
 }
 
-/* One chunk of a kernel. A blockable kernel (no row ops) runs its micro-ops
- * over blocks of j->block elements rather than the whole chunk, so its
- * registers stay in cache; everything carried between blocks (RSUM lanes,
- * tie counts, the TOPK_MASK tie rank, STORE bytes written once per chunk)
- * is kept so the result is the one of a single whole-chunk pass. */
 /* thread's copy of in-order sum `slot`'s values */
 static float *ord_buf(const kjob *j, unsigned thread, uint32_t slot)
 {
     return j->ordbuf + ((size_t)thread * j->n_buf + j->buf_of[slot]) * j->k->chunk;
 }
 
+/* One chunk of a kernel. A blockable kernel (no row ops) runs its micro-ops
+ * over blocks of j->block elements rather than the whole chunk, so its
+ * registers stay in cache; everything carried between blocks (RSUM lanes,
+ * tie counts, the TOPK_MASK tie rank, STORE bytes written once per chunk)
+ * is kept so the result is the one of a single whole-chunk pass. */
 static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
 {
     vm *m = j->m;

@@ -12,7 +12,8 @@
  * - heap that comes and goes: scratch tensors from their SSTORE to SFREE,
  *   selection histograms from SEL_INIT to SEL_FIND_LO (tie counts stay),
  *   per-kernel partial sums, the library-order sums' per-thread chunk
- *   buffers (or RSUM_TORCH's block partials) and per-column states,
+ *   buffers (or RSUM_TORCH's block partials, or the chunked sums'
+ *   per-thread work and one float per 2^20-chunk) and per-column states,
  *   torch tie-order gathers, or for a gather kept in a file (spill.h) the
  *   window of it that is resident while it is filled and sorted;
  * - the program tables and a measured baseline for the process itself.
@@ -242,7 +243,7 @@ bool cr_mem_can_rechunk(const cr_program *p, const cr_prog_kernel *k)
 
 uint64_t cr_mem_small_chunk(const cr_prog_kernel *k)
 {
-    const uint64_t small = 16384;
+    const uint64_t small = 16384;   /* the compiler's chunk for every other kernel (emit.c domain_chunk) */
     if (!(k->flags & CR_KERNEL_ROWS) || !k->cols) return CR_MIN(small, k->chunk);
     uint64_t rows = small / k->cols ? small / k->cols : 1;
     return CR_MIN(rows * k->cols, k->chunk);

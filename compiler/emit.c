@@ -18,6 +18,7 @@
 #include <string.h>
 #include "emit.h"
 #include "bind.h"
+#include "refsum.h"
 
 #define NONE32 UINT32_MAX
 
@@ -139,10 +140,13 @@ static bool domain_has_rows(const emitter *e, uint32_t d)
     return false;
 }
 
-static uint64_t domain_chunk(const emitter *e, uint32_t d, bool rows)
+/* Elements per chunk of domain d's kernels: 16384 (or the option's), in
+ * whole rows when the domain has row ops; `base` asks for another size
+ * (kfinish: the chunked sums). */
+static uint64_t domain_chunk(const emitter *e, uint32_t d, bool rows, uint64_t base)
 {
     const cr_graph_domain *dm = &e->g->domains[d];
-    uint64_t base = e->o && e->o->chunk ? e->o->chunk : 16384;
+    if (!base) base = e->o && e->o->chunk ? e->o->chunk : 16384;
     uint64_t numel = dom_numel(dm);
     if (numel == 0) return 1;
     if (rows) {
@@ -303,6 +307,20 @@ static cr_status kfinish(kgen *k, uint32_t domain, uint64_t chunk, bool rows, cr
         for (int i = 0; i < 3; i++)
             if (op_reg(ops[pc].op, i + 1)) last[*opnd[i]] = (uint32_t)pc;
     }
+    /* mergekit 0.1.5's chunked sums (RSUM/RSSQ_TORCH_CHUNKS) reduce chunks
+     * of 2^20 that are independent until the final sum: a kernel whose
+     * chunks cover whole ones reduces them in each chunk's task, where
+     * 16384-element chunks had to feed one in-order stream after another
+     * (vm/interp_kernel.c; slerp at 1.1B: the two threads took turns).
+     * Not with selection ops (their state is per domain chunk) nor when
+     * the option fixes the chunk; the other kernels keep small chunks, so
+     * staging stays small. */
+    bool chunk_sums = false, selects = false;
+    for (size_t pc = 0; pc < n; pc++) {
+        chunk_sums |= cr_op_table[ops[pc].op].red == CR_RED_CHUNK_TORCH || cr_op_table[ops[pc].op].red == CR_RED_CHUNK_TORCH_NORM;
+        selects |= cr_op_table[ops[pc].op].red == CR_RED_SELECT || ops[pc].op == CR_OP_TOPK_MASK;
+    }
+    if (chunk_sums && !selects && !(e->o && e->o->chunk)) chunk = domain_chunk(e, domain, rows, CR_REFSUM_CHUNK);
     uint8_t used[256] = {0};
     uint32_t n_regs = 0;
     cr_prog_kernel kr = { e->g->domains[domain].rows, e->g->domains[domain].cols, chunk,
@@ -539,7 +557,7 @@ static cr_status emit_domain_body(emitter *e, uint32_t d, cr_error *err)
     if (b->oom) { cr_vec_free(&items); return cr_fail(err, CR_ERR_NOMEM, "out of memory scheduling"); }
 
     bool rows = domain_has_rows(e, d);
-    uint64_t chunk = domain_chunk(e, d, rows);
+    uint64_t chunk = domain_chunk(e, d, rows, 0);
     const uint32_t *sels = e->sels.data;
     for (size_t j = 0; j < e->sels.len; j++)
         ((cr_prog_select *)b->selects.data)[e->sel[sels[j]]].chunk = chunk;

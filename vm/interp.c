@@ -268,8 +268,8 @@ static cr_status run_main(vm *m, cr_error *err)
         }
         case CR_OP_KERNEL:
             if ((st = await_reader(m, pc, err))) return st;
-            st = vm_run_kernel(m, in->a, m->mem.stream[pc] & CR_MEM_STREAMED,
-                                                  m->mem.stream[pc] & CR_MEM_SERIAL_GATHERS, err); break;
+            st = vm_run_kernel(m, in->a, m->mem.stream[pc] & CR_MEM_STREAMED, m->mem.stream[pc] & CR_MEM_SERIAL_GATHERS,
+                               m->mem.stream[pc] & CR_MEM_SMALL_CHUNKS, err); break;
         case CR_OP_COPY:
             if ((st = await_reader(m, pc, err))) return st;
             st = run_copy(m, in, m->mem.stream[pc] & CR_MEM_STREAMED, err); break;

@@ -211,7 +211,7 @@ int vm_write_all(const cr_io *io, int fd, const void *buf, uint64_t n, uint64_t 
 void vm_output_path(const vm *m, uint32_t shard, char *buf, size_t n);
 
 /* interp_kernel.c */
-cr_status vm_run_kernel(vm *m, uint32_t ki, bool stream, bool serial, cr_error *err);
+cr_status vm_run_kernel(vm *m, uint32_t ki, bool stream, bool serial, bool small, cr_error *err);
 bool vm_any_nonfinite_raw(cr_dtype t, const uint8_t *b, uint64_t n);
 void vm_drop_pages(const vm *m, uint32_t file, uintptr_t lo, uintptr_t hi, bool out);
 uintptr_t vm_view_addr(const vm *m, const cr_prog_input *in, uint64_t e);

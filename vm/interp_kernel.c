@@ -44,13 +44,22 @@ typedef struct kjob {
     float **gather;            /* per micro-op: the whole domain's values (RSUM_TORCH off its blocks) */
     /* RSUM_NP, RSSQ_BLAS, RSSQ_TORCH, the *_COL and *_CHUNKS sums: in element order
      * (refsum.h). A chunk copies its values to its thread's buffer; once
-     * chunk c - 1 has fed its stream (j->turn == c), chunk c feeds its own. */
-    uint32_t n_ord;
+     * chunk c - 1 has fed its stream (j->turn == c), chunk c feeds its own.
+     * When the kernel's chunks cover whole chunks of 2^20 (`whole`,
+     * cr_chunksum_whole), the *_CHUNKS sums need no turn: each VM chunk
+     * reduces its own 2^20-chunks block by block, through its thread's
+     * `work` (a norm's stream, a sum's cascade partials), into one float each. */
+    uint32_t n_ord, n_turn;    /* n_turn: those that take the turn */
     uint32_t *ord_slot;        /* per micro-op: index among them */
     cr_refsum_stream *ord;     /* n_ord (the scalar sums) */
     cr_colsum *col;            /* n_ord (the *_COL sums: state != NULL) */
     cr_chunksum *chunks;       /* n_ord (the *_CHUNKS sums: parts != NULL) */
-    float *ordbuf;             /* threads x n_ord x chunk */
+    bool whole;                /* the *_CHUNKS sums run without the turn */
+    uint32_t n_buf, n_work;
+    uint32_t *buf_of;          /* n_ord: index in a thread's ordbuf, or (whole *_CHUNKS) in its work */
+    float *ordbuf;             /* threads x n_buf x chunk */
+    uint8_t *work;             /* threads x n_work x work_bytes */
+    size_t work_bytes;         /* cr_chunksum_work_bytes */
     uint64_t turn;             /* the chunk whose turn it is to feed */
     bool sync;                 /* mu and cv are initialised */
     ktsum *tsum;               /* per micro-op: RSUM_TORCH summed in pieces (else gathered) */
@@ -194,6 +203,12 @@ static void kernel_trig(cr_op op, float *d, const float *a, size_t n)
     }
 }
 
+/* thread's copy of in-order sum `slot`'s values */
+static float *ord_buf(const kjob *j, unsigned thread, uint32_t slot)
+{
+    return j->ordbuf + ((size_t)thread * j->n_buf + j->buf_of[slot]) * j->k->chunk;
+}
+
 /* One chunk of a kernel. A blockable kernel (no row ops) runs its micro-ops
  * over blocks of j->block elements rather than the whole chunk, so its
  * registers stay in cache; everything carried between blocks (RSUM lanes,
@@ -328,19 +343,22 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
                 break;
             }
             if (j->ord_slot && j->ord_slot[pc] != UINT32_MAX) {
-                float *buf = j->ordbuf + ((size_t)thread * j->n_ord + j->ord_slot[pc]) * k->chunk;
-                memcpy(buf + off, REG(in->a), n * sizeof(float));
+                memcpy(ord_buf(j, thread, j->ord_slot[pc]) + off, REG(in->a), n * sizeof(float));
                 break;
             }
             memcpy(j->gather[pc] + base, REG(in->a), n * sizeof(float));
             break;
         case CR_OP_RSUM_COL: case CR_OP_RSUM_COL_TORCH: case CR_OP_RSSQ_COL_TORCH:
-        case CR_OP_RSUM_TORCH_CHUNKS: case CR_OP_RSSQ_TORCH_CHUNKS: {
-            /* fed to the column or chunk state in chunk order (kernel_chunk_ordered) */
-            float *buf = j->ordbuf + ((size_t)thread * j->n_ord + j->ord_slot[pc]) * k->chunk;
-            memcpy(buf + off, REG(in->a), n * sizeof(float));
+        case CR_OP_RSUM_TORCH_CHUNKS: case CR_OP_RSSQ_TORCH_CHUNKS:
+            /* fed to the column or chunk state in chunk order (kernel_chunk_ordered),
+             * or reduced here when the chunks hold whole 2^20-chunks */
+            if (j->whole && j->chunks[j->ord_slot[pc]].parts) {
+                void *w = j->work + ((size_t)thread * j->n_work + j->buf_of[j->ord_slot[pc]]) * j->work_bytes;
+                cr_chunksum_add_at(&j->chunks[j->ord_slot[pc]], w, base, REG(in->a), n);
+                break;
+            }
+            memcpy(ord_buf(j, thread, j->ord_slot[pc]) + off, REG(in->a), n * sizeof(float));
             break;
-        }
         case CR_OP_RSUM_ROW_TORCH: case CR_OP_RSSQ_ROW_TORCH: {
             /* rows are whole inside a chunk (such kernels run the chunk as
              * one block); a copy, since the torch sum may work in place */
@@ -524,7 +542,8 @@ static void kernel_chunk_ordered(kjob *j, uint64_t c, unsigned thread, bool ok)
     if (ok) {
         uint64_t cn = CR_MIN(j->k->chunk, j->n - c * j->k->chunk);
         for (uint32_t i = 0; i < j->n_ord; i++) {
-            const float *buf = j->ordbuf + ((size_t)thread * j->n_ord + i) * j->k->chunk;
+            if (j->whole && j->chunks[i].parts) continue;   /* reduced in the chunk's task */
+            const float *buf = ord_buf(j, thread, i);
             if (j->col[i].state) cr_colsum_add(&j->col[i], buf, cn);
             else if (j->chunks[i].parts) cr_chunksum_add(&j->chunks[i], buf, cn);
             else cr_refsum_stream_add(&j->ord[i], buf, cn);
@@ -541,7 +560,7 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
     kjob *j = ud;
     if (!j->stream) {
         int r = kernel_chunk_body(j, c, thread);
-        if (j->n_ord) kernel_chunk_ordered(j, c, thread, r == 0);
+        if (j->n_turn) kernel_chunk_ordered(j, c, thread, r == 0);
         return r;
     }
     pthread_mutex_lock(&j->mu);
@@ -549,7 +568,7 @@ static int kernel_chunk(void *ud, uint64_t c, unsigned thread)
     pthread_mutex_unlock(&j->mu);
     /* a failed chunk still counts as finished, or the others would wait */
     int r = kernel_chunk_body(j, c, thread);
-    if (j->n_ord) kernel_chunk_ordered(j, c, thread, r == 0);
+    if (j->n_turn) kernel_chunk_ordered(j, c, thread, r == 0);
     uint64_t from = 0, to = 0;
     pthread_mutex_lock(&j->mu);
     j->done[c] = 1;
@@ -610,10 +629,14 @@ static bool is_library_sum(uint16_t op)
 }
 
 /* one KERNEL of main: prepare the job, run its chunks, fold its reductions */
-cr_status vm_run_kernel(vm *m, uint32_t ki, bool stream, bool serial, cr_error *err)
+cr_status vm_run_kernel(vm *m, uint32_t ki, bool stream, bool serial, bool small, cr_error *err)
 {
     const cr_program *p = m->p;
-    const cr_prog_kernel *k = &p->kernels[ki];
+    /* `small` (memplan: CR_MEM_SMALL_CHUNKS): the kernel's 2^20-element
+     * chunks run as small ones, its chunked sums through the turn */
+    cr_prog_kernel kk = p->kernels[ki];
+    if (small) kk.chunk = cr_mem_small_chunk(&kk);
+    const cr_prog_kernel *k = &kk;
     cr_status s = kernel_precheck(m, ki, k, err);
     if (s) return s;
     kjob j = { .m = m, .k = k, .code = p->code + k->code_begin, .n = k->rows * k->cols };
@@ -637,18 +660,37 @@ cr_status vm_run_kernel(vm *m, uint32_t ki, bool stream, bool serial, cr_error *
         j.n_ord += cr_op_refsum_kind((cr_op)j.code[pc].op) >= 0 || cr_op_colsum_kind((cr_op)j.code[pc].op) >= 0 ||
                    cr_op_chunksum_kind((cr_op)j.code[pc].op) >= 0;
     if (j.n_ord) {
+        /* whole 2^20-chunks in each VM chunk, and blocks the torch sum can take as pieces */
+        j.whole = cr_chunksum_whole(k->chunk, j.n) && cr_chunksum_pieces_ok(j.n, j.block);
         j.ord_slot = cr_calloc(m->alloc, k->code_len, sizeof *j.ord_slot);
         j.ord = cr_calloc(m->alloc, j.n_ord, sizeof *j.ord);
         j.col = cr_calloc(m->alloc, j.n_ord, sizeof *j.col);
         j.chunks = cr_calloc(m->alloc, j.n_ord, sizeof *j.chunks);
-        j.ordbuf = cr_malloc(m->alloc, (size_t)m->n_threads * j.n_ord * k->chunk * sizeof(float));
-        if (!j.ord_slot || !j.ord || !j.col || !j.chunks || !j.ordbuf) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u sums", ki); goto out; }
+        j.buf_of = cr_calloc(m->alloc, j.n_ord, sizeof *j.buf_of);
+        if (!j.ord_slot || !j.ord || !j.col || !j.chunks || !j.buf_of) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u sums", ki); goto out; }
+        for (uint32_t pc = 0, r = 0; pc < k->code_len; pc++) {
+            int chkind = cr_op_chunksum_kind((cr_op)j.code[pc].op);
+            if (cr_op_refsum_kind((cr_op)j.code[pc].op) < 0 && cr_op_colsum_kind((cr_op)j.code[pc].op) < 0 && chkind < 0) continue;
+            bool own = j.whole && chkind >= 0;   /* reduced in the chunk's task: no copy, no turn */
+            j.buf_of[r++] = own ? j.n_work++ : j.n_buf++;
+            j.n_turn += !own;
+        }
+        j.work_bytes = cr_chunksum_work_bytes(j.n);
+        j.ordbuf = cr_malloc(m->alloc, (size_t)m->n_threads * j.n_buf * k->chunk * sizeof(float) + 1);
+        j.work = cr_malloc(m->alloc, (size_t)m->n_threads * j.n_work * j.work_bytes + 1);
+        if (!j.ordbuf || !j.work) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u sums", ki); goto out; }
         uint32_t r = 0;
         for (uint32_t pc = 0; pc < k->code_len; pc++) {
             int kind = cr_op_refsum_kind((cr_op)j.code[pc].op), ckind = cr_op_colsum_kind((cr_op)j.code[pc].op);
             int chkind = cr_op_chunksum_kind((cr_op)j.code[pc].op);
             j.ord_slot[pc] = kind >= 0 || ckind >= 0 || chkind >= 0 ? r : UINT32_MAX;
             if (kind >= 0) cr_refsum_stream_init(&j.ord[r++], (cr_refsum_kind)kind, j.n);
+            if (chkind >= 0 && j.whole) {
+                float *parts = cr_malloc(m->alloc, cr_chunksum_parts_bytes(j.n) + 1);
+                if (!parts) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u chunked sums", ki); goto out; }
+                cr_chunksum_init_parts(&j.chunks[r++], (cr_chunksum_kind)chkind, j.n, parts);
+                continue;
+            }
             if (chkind >= 0) {
                 void *parts = cr_malloc(m->alloc, cr_chunksum_state_bytes((cr_chunksum_kind)chkind, j.n) + 1);
                 if (!parts) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory for kernel %u chunked sums", ki); goto out; }
@@ -717,7 +759,7 @@ cr_status vm_run_kernel(vm *m, uint32_t ki, bool stream, bool serial, cr_error *
         j.ahead = (uint64_t)CR_MEM_STREAM_AHEAD * m->n_threads;
         j.step = (uint64_t)CR_MEM_STREAM_STEP * m->n_threads;
     }
-    if (j.stream || j.n_ord) {
+    if (j.stream || j.n_turn) {
         pthread_mutex_init(&j.mu, NULL);
         pthread_cond_init(&j.cv, NULL);
         j.sync = true;
@@ -800,6 +842,8 @@ out:
     cr_free(m->alloc, j.ord_slot);
     cr_free(m->alloc, j.ord);
     cr_free(m->alloc, j.ordbuf);
+    cr_free(m->alloc, j.buf_of);
+    cr_free(m->alloc, j.work);
     cr_free(m->alloc, j.rsum_slot);
     cr_free(m->alloc, j.store_off);
     cr_free(m->alloc, j.partials);

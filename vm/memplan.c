@@ -12,7 +12,8 @@
  * - heap that comes and goes: scratch tensors from their SSTORE to SFREE,
  *   selection histograms from SEL_INIT to SEL_FIND_LO (tie counts stay),
  *   per-kernel partial sums, the library-order sums' per-thread chunk
- *   buffers (or RSUM_TORCH's block partials) and per-column states,
+ *   buffers (or RSUM_TORCH's block partials, or the chunked sums'
+ *   per-thread work and one float per 2^20-chunk) and per-column states,
  *   torch tie-order gathers, or for a gather kept in a file (spill.h) the
  *   window of it that is resident while it is filled and sorted;
  * - the program tables and a measured baseline for the process itself.
@@ -229,6 +230,48 @@ static uint64_t thread_bytes(const cr_program *p, unsigned threads, uint64_t pag
     return per * (threads - 1) + t0;
 }
 
+bool cr_mem_can_rechunk(const cr_program *p, const cr_prog_kernel *k)
+{
+    bool sums = false;
+    for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
+        const cr_op_info *o = &cr_op_table[p->code[c].op];
+        if (o->red == CR_RED_SELECT || p->code[c].op == CR_OP_TOPK_MASK) return false;
+        sums |= cr_op_chunksum_kind((cr_op)p->code[c].op) >= 0;
+    }
+    return sums && cr_mem_small_chunk(k) < k->chunk;
+}
+
+uint64_t cr_mem_small_chunk(const cr_prog_kernel *k)
+{
+    const uint64_t small = 16384;   /* the compiler's chunk for every other kernel (emit.c domain_chunk) */
+    if (!(k->flags & CR_KERNEL_ROWS) || !k->cols) return CR_MIN(small, k->chunk);
+    uint64_t rows = small / k->cols ? small / k->cols : 1;
+    return CR_MIN(rows * k->cols, k->chunk);
+}
+
+/* whether kernel k's inputs fit the budget whole at its own chunk, with
+ * its chunked sums' floats and per-thread work (else it streams, and a
+ * rechunkable kernel streams in small chunks) */
+static bool fits_whole(const walk *w, const cr_program *p, const cr_prog_kernel *k, uint64_t heap, uint64_t mapped,
+                       uint64_t page)
+{
+    const uint64_t numel = k->rows * k->cols;
+    uint64_t need = 0;
+    for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
+        const cr_insn *u = &p->code[c];
+        if (cr_op_chunksum_kind((cr_op)u->op) >= 0)
+            need += up(cr_chunksum_parts_bytes(numel) + 1, page) + up(w->threads * cr_chunksum_work_bytes(numel), page);
+        uint32_t id = u->op == CR_OP_LOAD ? w->id[u->a] : 0;
+        if (!id) continue;
+        bool dup = false;
+        for (uint32_t d = k->code_begin; d < c && !dup; d++)
+            dup = p->code[d].op == CR_OP_LOAD && w->id[p->code[d].a] == id;
+        uint64_t full = view_resident(&p->inputs[u->a]);
+        if (!dup && full > w->mapped[id]) need += full - w->mapped[id];
+    }
+    return w->fixed + heap + mapped + need <= w->budget;
+}
+
 /* resident bytes of a spilled gather of n words while a streamed kernel
  * fills it: the chunks in flight and not yet dropped (interp_kernel.c
  * drops them with the inputs' pages), widened to fault-around blocks */
@@ -333,10 +376,15 @@ static bool run_walk(walk *w, uint64_t page)
             break;
         }
         case CR_OP_KERNEL: {
-            const cr_prog_kernel *k = &p->kernels[in->a];
+            cr_prog_kernel kk = p->kernels[in->a];
+            const cr_prog_kernel *k = &kk;
             uint64_t numel = k->rows * k->cols;
+            if (w->budget && cr_mem_can_rechunk(p, k) && !fits_whole(w, p, k, heap, mapped, page)) {
+                kk.chunk = cr_mem_small_chunk(k);
+                w->stream[pc] |= CR_MEM_SMALL_CHUNKS;
+            }
             uint64_t n_chunks = k->chunk ? (numel + k->chunk - 1) / k->chunk : 0;
-            uint64_t trans = 0, n_rsum = 0, gath = 0, gath1 = 0, bits = 0;
+            uint64_t trans = 0, n_rsum = 0, n_work = 0, gath = 0, gath1 = 0, bits = 0;
             uint32_t n_spill = 0, n_taken = 0;
             /* a HI_GATHER pass takes the gathers of its bf16 selections
              * from the pool (vm_gather_early): held from here, not from the
@@ -358,11 +406,18 @@ static bool run_walk(walk *w, uint64_t page)
                     trans += w->threads * up(CR_MIN(k->chunk, numel) * 4, page) +
                              up(cr_colsum_state_bytes(ck, k->cols) + 1, page);
                 }
-                /* chunked sums (slerp 0.1.5): the same chunk copies and a chunk of values */
+                /* chunked sums (slerp 0.1.5): the same chunk copies and a chunk of
+                 * values; or, when each chunk reduces its own 2^20-chunks, one
+                 * cr_chunksum_work_bytes per thread (interp_kernel.c) */
                 if (cr_op_chunksum_kind((cr_op)u->op) >= 0) {
                     cr_chunksum_kind ck = (cr_chunksum_kind)cr_op_chunksum_kind((cr_op)u->op);
-                    trans += w->threads * up(CR_MIN(k->chunk, numel) * 4, page) +
-                             up(cr_chunksum_state_bytes(ck, numel) + 1, page);
+                    if (cr_chunksum_whole(k->chunk, numel) && cr_chunksum_pieces_ok(numel, cr_kernel_block(p, k))) {
+                        n_work++;
+                        trans += up(cr_chunksum_parts_bytes(numel) + 1, page);
+                    } else {
+                        trans += w->threads * up(CR_MIN(k->chunk, numel) * 4, page) +
+                                 up(cr_chunksum_state_bytes(ck, numel) + 1, page);
+                    }
                 }
                 if (cr_op_table[u->op].red == CR_RED_TORCH) {   /* interp_kernel.c: in pieces when chunks hold whole blocks */
                     cr_torch_sum_plan pl;
@@ -394,6 +449,7 @@ static bool run_walk(walk *w, uint64_t page)
                 }
             }
             if (n_rsum) trans += up(n_chunks * n_rsum * 8, page);
+            if (n_work) trans += up(w->threads * n_work * cr_chunksum_work_bytes(numel) + 1, page);
             /* LOWRANK's A and B: every chunk reads them whole, so they
              * stay mapped, streamed or not, until their RELEASE */
             for (uint32_t c = k->code_begin; c < k->code_begin + k->code_len; c++) {
@@ -422,7 +478,7 @@ static bool run_walk(walk *w, uint64_t page)
             }
             trans += gath + bits;
             if (w->budget && w->fixed + heap + trans + mapped + need > w->budget) {
-                w->stream[pc] = CR_MEM_STREAMED;
+                w->stream[pc] |= CR_MEM_STREAMED;
                 w->n_streamed++;
                 /* the gathers one at a time, when that is allowed and fits */
                 if (gath > gath1 && (k->flags & CR_KERNEL_TIES_ONLY) && w->fixed + heap + trans + mapped - have + window > w->budget &&

@@ -83,7 +83,17 @@ static inline uint64_t cr_gather_bytes(uint64_t words) { return (words * 4 + 16 
  * tie counts and two or more torch tie-order gathers runs once per gather,
  * sorting each before the next, so one gather is alive at a time (its
  * inputs are read once per pass). */
-enum { CR_MEM_STREAMED = 1, CR_MEM_SERIAL_GATHERS = 2 };
+enum { CR_MEM_STREAMED = 1, CR_MEM_SERIAL_GATHERS = 2, CR_MEM_SMALL_CHUNKS = 4 };
+
+/* SMALL_CHUNKS: a kernel compiled with chunks of 2^20 for its chunked sums
+ * (compiler/emit.c kfinish) whose inputs do not fit the budget whole runs
+ * streamed in chunks of cr_mem_small_chunk instead (the same bits, through
+ * the in-order turn), so its window of chunks in flight stays as small as
+ * any other kernel's: 6 x threads chunks of 2^20 floats would be 48 MiB a
+ * view at 2 threads. cr_mem_can_rechunk: the kernel holds chunked sums, no
+ * selection, and chunks larger than that. */
+bool cr_mem_can_rechunk(const cr_program *p, const cr_prog_kernel *k);
+uint64_t cr_mem_small_chunk(const cr_prog_kernel *k);
 
 /* A spilled gather's resident window while it is sorted: each scan side
  * holds under three fault-around blocks (the block it reads, the one the

@@ -634,3 +634,72 @@ float cr_chunksum_finish(cr_chunksum *s)
     if (s->kind == CR_CHUNKSUM_TORCH) return cr_refsum_torch(s->parts, k, false);
     return cr_refsum_torch_ssq(s->parts, k);
 }
+
+bool cr_chunksum_whole(uint64_t vm_chunk, uint64_t n)
+{
+    return vm_chunk && (vm_chunk % CR_REFSUM_CHUNK == 0 || vm_chunk >= n);
+}
+
+size_t cr_chunksum_parts_bytes(uint64_t n) { return (size_t)chunk_count(n) * sizeof(float); }
+
+/* the cascade partials of the longest chunk and a tail (shorter than a block) */
+size_t cr_chunksum_work_floats(uint64_t n)
+{
+    cr_torch_sum_plan pl;
+    cr_torch_sum_plan_init(&pl, chunk_len(n, 0), false);
+    return (size_t)(pl.n_blocks * 32 + pl.block);
+}
+
+size_t cr_chunksum_work_bytes(uint64_t n)
+{
+    size_t b = cr_chunksum_work_floats(n) * sizeof(float);
+    if (b < sizeof(cr_refsum_stream)) b = sizeof(cr_refsum_stream);
+    return (b + 63) / 64 * 64;
+}
+
+static bool pieces_fit(uint64_t clen, uint64_t step)
+{
+    cr_torch_sum_plan pl;
+    cr_torch_sum_plan_init(&pl, clen, false);
+    return step % pl.group == 0;
+}
+
+bool cr_chunksum_pieces_ok(uint64_t n, uint64_t step)
+{
+    if (step >= n) return true;                   /* one piece per chunk */
+    if (!step || CR_REFSUM_CHUNK % step) return false;   /* pieces would not restart at each chunk */
+    return pieces_fit(chunk_len(n, 0), step) && pieces_fit(chunk_len(n, chunk_count(n) - 1), step);
+}
+
+void cr_chunksum_init_parts(cr_chunksum *s, cr_chunksum_kind kind, uint64_t n, float *parts)
+{
+    memset(s, 0, sizeof *s);
+    s->kind = kind;
+    s->n = n;
+    s->parts = parts;
+}
+
+void cr_chunksum_add_at(cr_chunksum *s, void *work, uint64_t first, const float *x, uint64_t len)
+{
+    while (len) {
+        const uint64_t c = first / CR_REFSUM_CHUNK, at = first % CR_REFSUM_CHUNK;
+        const uint64_t clen = chunk_len(s->n, c);
+        const uint64_t take = clen - at < len ? clen - at : len;
+        if (s->kind == CR_CHUNKSUM_TORCH_NORM) {
+            cr_refsum_stream *st = work;
+            if (at == 0) cr_refsum_stream_init(st, CR_REFSUM_TORCH_SSQ, clen);
+            cr_refsum_stream_add(st, x, take);
+            if (at + take == clen) s->parts[c] = sqrtf(cr_refsum_stream_finish(st));   /* the chunk's norm, f32 */
+        } else {
+            cr_torch_sum_plan pl;
+            cr_torch_sum_plan_init(&pl, clen, false);
+            float *partials = work, *tail = partials + pl.n_blocks * 32;
+            if (at == 0) memset(partials, 0, (size_t)pl.n_blocks * 32 * sizeof *partials);
+            cr_torch_sum_add(&pl, x, at, take, partials, tail);
+            if (at + take == clen) s->parts[c] = cr_torch_sum_finish(&pl, partials, tail);
+        }
+        first += take;
+        x += take;
+        len -= take;
+    }
+}

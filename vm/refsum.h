@@ -145,4 +145,31 @@ void cr_chunksum_init(cr_chunksum *s, cr_chunksum_kind kind, uint64_t n, void *s
 void cr_chunksum_add(cr_chunksum *s, const float *x, uint64_t len);
 float cr_chunksum_finish(cr_chunksum *s);
 
+/* The same sums computed chunk by chunk in any order and any thread: when
+ * every VM chunk of `vm_chunk` elements covers whole chunks of 2^20
+ * (cr_chunksum_whole: vm_chunk a multiple of 2^20, or the whole tensor),
+ * each VM chunk reduces its own chunks and only the final sum or norm over
+ * one float per chunk waits for all of them. Such a state holds the floats
+ * alone (cr_chunksum_parts_bytes; init with cr_chunksum_init_parts, never
+ * fed with cr_chunksum_add). cr_chunksum_add_at feeds elements
+ * [first, first + len) in element order within each chunk, from one
+ * thread per chunk, through that thread's `work`: for the norm a
+ * cr_refsum_stream (the chunk's TORCH_SSQ stream), for the sum
+ * cr_chunksum_work_floats(n) floats (the chunk's torch cascade partials,
+ * cr_torch_sum_add). The sum's pieces must start at a multiple of the
+ * cascade's group (cr_chunksum_pieces_ok(n, step): pieces that start at
+ * multiples of `step` inside each chunk are fine). A chunk's float is
+ * stored when its last element arrives. The bits are cr_chunksum_add's:
+ * each chunk's reduction is the same whole-vector one, not a copy of it
+ * (no 4 MiB buffer per thread: slerp at 1.1B faulted in fresh huge pages
+ * for one each kernel). */
+bool cr_chunksum_whole(uint64_t vm_chunk, uint64_t n);
+size_t cr_chunksum_parts_bytes(uint64_t n);
+size_t cr_chunksum_work_floats(uint64_t n);
+/* bytes of one thread's `work` for either kind, a multiple of 64 */
+size_t cr_chunksum_work_bytes(uint64_t n);
+bool cr_chunksum_pieces_ok(uint64_t n, uint64_t step);
+void cr_chunksum_init_parts(cr_chunksum *s, cr_chunksum_kind kind, uint64_t n, float *parts);
+void cr_chunksum_add_at(cr_chunksum *s, void *work, uint64_t first, const float *x, uint64_t len);
+
 #endif

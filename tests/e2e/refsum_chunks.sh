@@ -59,9 +59,9 @@ for r in slerp ties multislerp model_stock; do
     if [ $same = 1 ]; then ok; else bad "$r: bytes differ between 1 and 4 threads"; fi
 done
 # mergekit 0.1.5's slerp reduces chunks of 2^20 elements (RSUM_TORCH_CHUNKS,
-# RSSQ_TORCH_CHUNKS, fed in element order): an embedding of 1030 x 1024 =
-# 2^20 + 6144 elements spans two; the bytes must not depend on the threads
-# or the ISA
+# RSSQ_TORCH_CHUNKS, each 2^20-chunk in element order): an embedding of
+# 1030 x 1024 = 2^20 + 6144 elements spans two; the bytes must not depend
+# on the threads, the ISA or the budget
 "$bin" synth "$m/big" --arch llama --layers 1 --hidden 1024 --intermediate 16 --heads 4 --kv-heads 2 \
     --vocab 1030 --dtype bfloat16 --seed 5 >/dev/null || bad synth
 "$bin" synth "$m/big2" --from "$m/big" --delta-scale 0.05 --seed 6 >/dev/null || bad synth
@@ -84,5 +84,22 @@ done
 (cd "$m" && "$bin" explain "$dir/big.yml" --mergekit-version 0.1.5 >"$dir/explain" 2>&1) || bad "explain: $(cat "$dir/explain")"
 if grep -q rssq_torch_chunks "$dir/explain" && grep -q rsum_torch_chunks "$dir/explain"; then ok
 else bad "chunked slerp: the program has no rssq/rsum_torch_chunks"; fi
+# the kernels holding them run chunks of 2^20, each reducing its own
+# 2^20-chunks with no turn between chunks (compiler/emit.c kfinish); the
+# blend that stores keeps small chunks
+chunks=$(awk '/ kernel /{ch=$0; sub(/.*chunks of /, "", ch); sub(/,.*/, "", ch)} /torch_chunks/{print ch}' "$dir/explain" | sort -u | tr '\n' ' ')
+if [ "$chunks" = "1048576 " ]; then ok; else bad "chunked sums run in chunks of: $chunks(want 1048576)"; fi
+if awk '/ kernel /{ch=$0; sub(/.*chunks of /, "", ch); sub(/,.*/, "", ch); big = /1030x1024/} / store / && big {print ch}' "$dir/explain" | grep -qv '^16384$'; then
+    bad "a storing kernel of the chunked slerp runs chunks other than 16384"
+else ok; fi
+# under --max-memory (10M: the 2^20-chunk kernels still hold their inputs)
+# the bytes are the same, at 1 and 2 threads
+for t in 1 2; do
+    (cd "$m" && "$bin" merge "$dir/big.yml" "$dir/big-b$t" --threads $t --max-memory 10M --mergekit-version 0.1.5 \
+        >/dev/null 2>"$dir/err") || bad "big slerp --max-memory 10M --threads $t: $(cat "$dir/err")"
+    same=1
+    for f in "$dir/big-1"/*.safetensors; do cmp -s "$f" "$dir/big-b$t/$(basename "$f")" || same=0; done
+    if [ $same = 1 ]; then ok; else bad "chunked slerp under --max-memory 10M: bytes differ (threads $t)"; fi
+done
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]

@@ -396,11 +396,8 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
         }
         case CR_OP_ROWRANK: {
             const float *a = REG(in->a);
-            for (size_t i = 0; i < n; i += (size_t)k->cols) {
-                for (uint64_t e = 0; e < k->cols; e++) t->keys[e] = (uint64_t)mag_key(a[i + e]) << 32 | e;
-                cr_rank_sort(t->keys, t->keys + k->cols, (size_t)k->cols);   /* keys holds 2 x cols */
-                for (uint64_t r = 0; r < k->cols; r++) d[i + (uint32_t)t->keys[r]] = (float)(r + 1);
-            }
+            for (size_t i = 0; i < n; i += (size_t)k->cols)
+                cr_rank_row(a + i, d + i, (size_t)k->cols, t->keys);   /* keys holds 2 x cols */
             break;
         }
         case CR_OP_SOFTMAX_TORCH: {

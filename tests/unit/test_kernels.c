@@ -310,6 +310,48 @@ TEST(rank_sort_matches_qsort)
     CHECK_MSG(bad == 0, "%d rows sorted differently from qsort", bad);
 }
 
+/* cr_rank_row against ranks from qsort of the 64-bit (key << 32 | column)
+ * words, on both of its paths: bf16-valued rows up to the 16-bit column
+ * limit (32-bit words) and rows past it or with f32 keys (64-bit words);
+ * one column, ties, NaN and zero keys, one key everywhere, a single f32
+ * value in a bf16 row (which must take the 64-bit path). */
+static uint64_t rank_want[70000];
+
+TEST(rank_row_matches_qsort)
+{
+    static float a[70000], d[70000];
+    static uint64_t scratch[2 * 70000];
+    static const size_t lens[] = { 1, 2, 3, 17, 2048, 5632, 65535, 65536, 65537, 70000 };
+    uint64_t st = 4242;
+    int bad = 0, rows = 0;
+    for (int shape = 0; shape < 6; shape++)
+        for (size_t li = 0; li < CR_ARRAY_LEN(lens); li++) {
+            size_t n = lens[li];
+            for (size_t e = 0; e < n; e++) {
+                st = st * 6364136223846793005ull + 1442695040888963407ull;
+                uint32_t r = (uint32_t)(st >> 32);
+                uint32_t u = shape == 0 ? (r & 0x80000000u) | (0x30000000u + (r >> 4) % 0x0c000000u)  /* spread */
+                           : shape == 1 ? (r & 0x80000000u) | (0x3a000000u + (r >> 8) % 0x00800000u)  /* one exponent */
+                           : shape == 2 ? (r % 5 == 0 ? 0x7fc00000u : r % 5 == 1 ? 0x80000000u : r % 5 == 2 ? 0u
+                                           : (r & 0x80000000u) | 0x3b000000u | (r >> 8 & 0x00ff0000u))  /* NaN, zeros, ties */
+                           : shape == 3 ? 0x3f800000u                                          /* one key */
+                           : r;                                                                /* f32: every bit */
+                if (shape != 4) u &= 0xffff0000u;          /* bf16-valued */
+                if (shape == 5 && e == n / 2) u |= 1;      /* one f32 value in a bf16 row */
+                a[e] = bits(u);
+                rank_want[e] = (uint64_t)(u & 0x7fffffffu) << 32 | e;
+            }
+            qsort(rank_want, n, sizeof *rank_want, cmp_word);
+            for (size_t e = 0; e < n; e++) d[e] = 0.0f;
+            cr_rank_row(a, d, n, scratch);
+            int row_bad = 0;
+            for (size_t r = 0; r < n; r++) row_bad |= d[(uint32_t)rank_want[r]] != (float)(r + 1);
+            bad += row_bad;
+            rows++;
+        }
+    CHECK_MSG(bad == 0, "%d of %d rows ranked differently from qsort", bad, rows);
+}
+
 int main(void)
 {
     RUN(scalar_reference_known_values);
@@ -319,5 +361,6 @@ int main(void)
     RUN(uniform_matches_scalar);
     RUN(stoppers_match_scalar);
     RUN(rank_sort_matches_qsort);
+    RUN(rank_row_matches_qsort);
     return cr_test_summary();
 }

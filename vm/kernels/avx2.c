@@ -17,6 +17,7 @@
 #define ISA_NAME "avx2"
 #define TABLE cr_kernels_avx2
 #define STOPPERS cr_stoppers_avx2   /* the torch tie-order partition's block scan */
+#define UNIFORM cr_rng_uniform_avx2   /* RAND: rng_avx2.c */
 #define VW 8
 #define VF __m256
 #define vload(p) _mm256_loadu_ps(p)

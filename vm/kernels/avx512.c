@@ -18,6 +18,7 @@
 #define ISA_NAME "avx512"
 #define TABLE cr_kernels_avx512
 #define STOPPERS cr_stoppers_avx512   /* the torch tie-order partition's block scan */
+#define UNIFORM cr_rng_uniform_avx512   /* RAND: rng_avx512.c */
 #define VW 16
 #define VF __m512
 #define vload(p) _mm512_loadu_ps(p)

@@ -50,6 +50,8 @@ typedef struct cr_kernels {
 
 /* cr_rng_uniform evaluated eight Philox blocks at a time (rng_avx2.c) */
 void cr_rng_uniform_avx2(uint64_t seed, uint64_t stream, uint64_t first, float *u, size_t n);
+/* and sixteen blocks a vector with AVX-512F (rng_avx512.c) */
+void cr_rng_uniform_avx512(uint64_t seed, uint64_t stream, uint64_t first, float *u, size_t n);
 /* the stoppers kernel eight words at a time (stoppers_avx2.c) */
 unsigned cr_stoppers_avx2(const uint32_t *w, unsigned n, uint32_t pivot_key, uint32_t tie_key, bool le, uint16_t *ofs);
 /* the same sixteen words at a time with VPCOMPRESSD (stoppers_avx512.c) */

@@ -6,7 +6,8 @@
  * one number per parameter per model, twice (statistics pass and output
  * pass), so the scalar generator was the largest cost of a dare_ties merge.
  * Blocks whose 64-bit counter would carry between lanes, unaligned heads
- * and tails go to the scalar function. Used by the AVX2 and AVX-512 tables.
+ * and tails go to the scalar function. Used by the AVX2 table and for the
+ * tails of rng_avx512.c's.
  */
 #include "kernels.h"
 #include "rng.h"

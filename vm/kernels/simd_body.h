@@ -89,5 +89,5 @@ static TARGET void v_sum8(const float *a, size_t n, double lanes[8])
 
 const cr_kernels TABLE = {
     ISA_NAME, v_unary, v_binary, v_where, v_fma, v_round, v_load, v_store, v_sum8, v_unary_bf16, v_binary_bf16, v_where_bf16,
-    cr_rng_uniform_avx2, STOPPERS
+    UNIFORM, STOPPERS
 };

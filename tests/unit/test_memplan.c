@@ -141,10 +141,36 @@ TEST(scratch_and_selection_are_heap)
     cr_memplan_free(&mp);
 }
 
+/* a kernel with a row op (ROWRANK) runs blocks of whole rows, as few as
+ * make CR_KERNEL_BLOCK elements, not its whole chunk as one block; one
+ * without a row op runs CR_KERNEL_BLOCK; a chunk of whole rows smaller than
+ * that block is one block */
+TEST(row_kernels_block_whole_rows)
+{
+    fixture f;
+    build(&f, false);
+    cr_prog_kernel *k = &f.k[0];
+    CHECK(cr_kernel_block(&f.p, k) == CR_KERNEL_BLOCK);
+    f.code[3] = (cr_insn){ .op = CR_OP_ROWRANK, .dst = 0, .a = 0 };
+    k->flags = CR_KERNEL_ROWS;
+    static const struct { uint64_t cols, chunk, block; } want[] = {
+        { 512, 16384, 1024 }, { 2048, 16384, 2048 }, { 5632, 5632, 5632 }, { 100, 16300, 1100 },
+        { 3000, 15000, 3000 }, { 64, 512, 512 },
+    };
+    for (size_t i = 0; i < CR_ARRAY_LEN(want); i++) {
+        k->cols = want[i].cols;
+        k->chunk = want[i].chunk;
+        CHECK_MSG(cr_kernel_block(&f.p, k) == want[i].block, "cols %llu chunk %llu: block %llu, want %llu",
+                  (unsigned long long)want[i].cols, (unsigned long long)want[i].chunk,
+                  (unsigned long long)cr_kernel_block(&f.p, k), (unsigned long long)want[i].block);
+    }
+}
+
 int main(void)
 {
     RUN(whole_views_mapped_once);
     RUN(budget_streams_then_refuses);
     RUN(scratch_and_selection_are_heap);
+    RUN(row_kernels_block_whole_rows);
     return cr_test_summary();
 }

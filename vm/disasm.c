@@ -251,7 +251,7 @@ void cr_ops_markdown(FILE *out)
                  "elementwise (fusable, SIMD tables), `reduce` (with how the VM combines it),\n"
                  "`rows` whole rows in a chunk, `reads`/`writes` tensor data, `rounds` the\n"
                  "dtype field rounds the result, `regs` writes only a register, `unblocked`\n"
-                 "a chunk runs as one block. The semantics of rounding, reductions and\n"
+                 "its kernel runs blocks of whole rows. The semantics of rounding, reductions and\n"
                  "selection are in spec/vm.md.\n\n");
     fprintf(out, "| op | context | dst | a | b | c | flags | synopsis |\n");
     fprintf(out, "|---|---|---|---|---|---|---|---|\n");

@@ -69,8 +69,9 @@ static inline int cr_op_chunksum_kind(cr_op op)
 }
 
 /* Elements per block of kernel k: CR_KERNEL_BLOCK, or its whole chunk when
- * the chunk is smaller or an op needs a row's elements together
- * (CR_OPF_UNBLOCKED in ops.def: the row sums, RMAX_ROW, ROWRANK). */
+ * the chunk is smaller; when an op needs a row's elements together
+ * (CR_OPF_UNBLOCKED in ops.def: the row sums, RMAX_ROW, ROWRANK), whole
+ * rows, as few as make CR_KERNEL_BLOCK elements (at most the chunk). */
 uint64_t cr_kernel_block(const cr_program *p, const cr_prog_kernel *k);
 
 /* The resident bytes of a gather buffer of `words` words as the VM counts

@@ -26,8 +26,8 @@ _Static_assert((CR_OPF_TORCH_ORDER << 1) == (1u << CR_OPF_BITS), "CR_OPF_BITS na
 
 /* Column rules, checked per row at compile time: a reduction has a RED kind
  * and only a reduction has one; an elementwise op rounds and touches only
- * registers; a reduction's RED kind is not NONE, and an op that runs a
- * chunk unblocked needs whole rows. */
+ * registers; a reduction's RED kind is not NONE, and an op that runs
+ * blocks of whole rows (unblocked) needs whole rows in a chunk. */
 #define CR_OP(name, str, ctx, kinds, flags, red, synopsis)                                                  \
     _Static_assert(!((flags) & CR_OPF_REDUCE) == (CR_RED_##red == CR_RED_NONE), #name ": REDUCE iff RED");   \
     _Static_assert(!((flags) & CR_OPF_ELEM) || (((flags) & CR_OPF_ROUNDS) && ((flags) & CR_OPF_REGS)),     \

@@ -38,7 +38,7 @@ enum {
     CR_OPF_WRITES = 1u << 4,  /* writes output tensor data */
     CR_OPF_ROUNDS = 1u << 5,  /* the dtype field rounds the result (ops.def: arithmetic semantics) */
     CR_OPF_REGS   = 1u << 6,  /* only reads inputs, slots or state and writes a register */
-    CR_OPF_UNBLOCKED = 1u << 7, /* its kernel runs a chunk as one block: whole rows at once */
+    CR_OPF_UNBLOCKED = 1u << 7, /* its kernel runs blocks of whole rows (cr_kernel_block) */
     CR_OPF_TORCH_ORDER = 1u << 8 /* a selection op that replays torch's tie order: gathers
                                     the tied |a| (vm/interp_select.c, torchsort.c) */
 };

@@ -243,18 +243,19 @@ static cr_status start_stream(vm *m, const int *dfds, cr_error *err)
 {
     const cr_program *p = m->p;
     m->stream_paths = cr_calloc(m->alloc, p->n_shards, sizeof *m->stream_paths);
+    bool started = false;   /* then the stream owns the dfds */
     for (uint32_t i = 0; m->stream_paths && i < p->n_shards; i++) {
         char path[4096];
         vm_output_path(m, i, path, sizeof path);
         size_t n = strlen(path) + 1;
         if (!(m->stream_paths[i] = cr_malloc(m->alloc, n))) break;
         memcpy(m->stream_paths[i], path, n);
-        if (i + 1 == p->n_shards)
+        if (i + 1 == p->n_shards && (started = true))
             m->ostream = cr_outstream_start(m->alloc, m->io, p, &m->mem.out, m->shard_fds, dfds,
                                             (const char *const *)m->stream_paths, m->opt->interrupt);
     }
     if (!m->ostream) {
-        for (uint32_t i = 0; i < p->n_shards; i++) if (dfds[i] >= 0) m->io->close(m->io->ud, dfds[i]);
+        if (!started) for (uint32_t i = 0; i < p->n_shards; i++) if (dfds[i] >= 0) close(dfds[i]);
         for (uint32_t i = 0; i < p->n_shards; i++) {
             if (!stream_wanted(m, i)) continue;
             cr_status s = write_header(m, i, err);
@@ -292,7 +293,7 @@ cr_status vm_create_shards(vm *m, cr_error *err)
         cr_free(m->alloc, path);
     }
     if (!s && any) s = start_stream(m, dfds, err);
-    else for (uint32_t i = 0; i < p->n_shards; i++) if (dfds[i] >= 0) m->io->close(m->io->ud, dfds[i]);
+    else for (uint32_t i = 0; i < p->n_shards; i++) if (dfds[i] >= 0) close(dfds[i]);
     cr_free(m->alloc, dfds);
     return s;
 }

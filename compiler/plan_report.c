@@ -153,8 +153,14 @@ void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out)
             n->n_kernels, n->n_micro_ops, n->n_top_ops, n->n_copies);
     fprintf(out, "state           %u scalars, %u row vectors, %u selections, %u random streams, %u scratch\n",
             p->n_scalars, p->n_rowvecs, p->n_selects, p->n_streams, p->n_scratch);
-    fprintf(out, "peak memory     ~%s RSS (%llu bytes) with %u thread%s, at %s: %s fixed + %s heap + %s mapped inputs\n",
-            d, (unsigned long long)n->peak_memory, n->threads, n->threads == 1 ? "" : "s", n->peak_at, f, h, m);
+    char ow[40] = "";
+    if (n->out_bytes) {
+        char w[32];
+        human(w, sizeof w, n->out_bytes);
+        snprintf(ow, sizeof ow, " + %s output window", w);
+    }
+    fprintf(out, "peak memory     ~%s RSS (%llu bytes) with %u thread%s, at %s: %s fixed + %s heap + %s mapped inputs%s\n",
+            d, (unsigned long long)n->peak_memory, n->threads, n->threads == 1 ? "" : "s", n->peak_at, f, h, m, ow);
     if (n->n_lowrank) {
         char lb[32];
         human(lb, sizeof lb, n->lowrank_bytes);

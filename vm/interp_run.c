@@ -236,7 +236,7 @@ static cr_status write_header(vm *m, uint32_t i, cr_error *err)
 }
 
 /* The stream for the shards memplan streams, each also opened with
- * O_DIRECT (any failure to: its blocks go through the ordinary
+ * O_DIRECT (-1 where refused: its blocks go through the ordinary
  * descriptor). No stream (no thread or memory): their headers are written
  * here and they take the per-chunk path, same bytes. */
 static cr_status start_stream(vm *m, const int *dfds, cr_error *err)
@@ -286,7 +286,12 @@ cr_status vm_create_shards(vm *m, cr_error *err)
             m->shard_fds[i] = fd;
             if (m->io->ftruncate(m->io->ud, fd, sh->file_size)) s = cr_fail_errno(err, errno, "cannot write %s", path);
             else if (stream_wanted(m, i)) {
+                /* refused (EINVAL: tmpfs on older kernels, some FUSE and
+                 * NFS mounts): its blocks go through fd; any other error
+                 * is the disk's */
                 dfds[i] = m->io->open(m->io->ud, path, O_WRONLY | O_DIRECT | O_CLOEXEC, 0);
+                if (dfds[i] < 0 && errno != EINVAL && errno != EOPNOTSUPP)
+                    s = cr_fail_errno(err, errno, "cannot create %s", path);
                 any = true;
             } else s = write_header(m, i, err);
         }

@@ -279,8 +279,18 @@ cr_status vm_torch_gather_begin(vm *m, const cr_insn *in, uint64_t n, cr_error *
     return gather_alloc(m, in->dst, n, err);
 }
 
-/* replay torch's sort of a gathered selection up to the k-th position */
-static void torch_partition(vm *m, uint32_t x)
+/* a sort the whole pool can share (torchsort.h: cr_torchsort_partition_par):
+ * a large gather in memory, not topk's */
+static bool pool_sortable(const vm *m, uint32_t x)
+{
+    const vm_select *s = &m->sel[x];
+    return cr_pool_threads(m->pool) > 1 && !s->spill.base && s->torch_order != CR_OP_TORCH_TOPK &&
+           m->p->selects[x].n >= CR_TORCHSORT_PAR_MIN;
+}
+
+/* replay torch's sort of a gathered selection up to the k-th position
+ * (on_pool: from the main thread, its large partitions on every thread) */
+static void torch_partition(vm *m, uint32_t x, bool on_pool)
 {
     vm_select *s = &m->sel[x];
     uint64_t n = m->p->selects[x].n;
@@ -289,7 +299,10 @@ static void torch_partition(vm *m, uint32_t x)
     cr_torchsort_pager pg = { pager_done, &s->spill };
     const cr_torchsort_pager *pager = s->spill.base ? &pg : NULL;
     if (s->torch_order == CR_OP_TORCH_TOPK) cr_torchsort_topk(m->kern, s->kv, n, s->k, s->threshold, pager);
-    else cr_torchsort_partition(m->kern, s->kv, n, desc, s->threshold, &bound, 1, pager);
+    else if (on_pool) {
+        cr_torchsort_par par = { m->pool, 0, 0 };
+        cr_torchsort_partition_par(m->kern, s->kv, n, desc, s->threshold, &bound, 1, &par);
+    } else cr_torchsort_partition(m->kern, s->kv, n, desc, s->threshold, &bound, 1, pager);
     if (pager) cr_spill_done(&s->spill, s->kv, s->kv + n, true);
     s->partitioned = true;
 }
@@ -341,6 +354,7 @@ static uint64_t torch_mark(vm *m, uint32_t x)
 typedef struct partition_job {
     vm *m;
     const cr_insn *prefix;     /* a run of SEL_PREFIX instructions */
+    bool mark_only;            /* sorted already: mark the kept ties */
 } partition_job;
 
 static int partition_task(void *ud, uint64_t task, unsigned thread)
@@ -348,7 +362,7 @@ static int partition_task(void *ud, uint64_t task, unsigned thread)
     (void)thread;
     const partition_job *j = ud;
     vm_select *s = &j->m->sel[j->prefix[task].dst];
-    torch_partition(j->m, j->prefix[task].dst);
+    if (!j->mark_only) torch_partition(j->m, j->prefix[task].dst, false);
     s->marked = torch_mark(j->m, j->prefix[task].dst);
     return 0;
 }
@@ -357,20 +371,31 @@ static int partition_task(void *ud, uint64_t task, unsigned thread)
  * tensor) replay independent sorts and mark their ties: run them side by
  * side on the pool (three models on two threads: the marking, done one
  * selection after another on the main thread, was a serial stretch after
- * each tensor's sorts; bench/RESULTS.md). */
+ * each tensor's sorts; bench/RESULTS.md). The sorts a round of one sort a
+ * thread leaves over (the third of three on two threads, or a lone one)
+ * would run with the other threads idle: when large, each of those runs on
+ * the whole pool instead (torchsort.h, cr_torchsort_partition_par; it reads
+ * the words twice, so it pays only where a thread would idle). */
 cr_status vm_partition_run(vm *m, const cr_insn *prefix, uint32_t n_left, cr_error *err)
 {
     uint32_t n = 0;
     while (n < n_left && prefix[n].op == CR_OP_SEL_PREFIX && m->sel[prefix[n].dst].kv &&
            !m->sel[prefix[n].dst].partitioned && m->sel[prefix[n].dst].phase == SEL_FOUND_LO)
         n++;
-    if (n < 2) return CR_OK;
+    uint32_t rest = n % cr_pool_threads(m->pool);
+    for (uint32_t i = n - rest; i < n; i++)
+        if (!pool_sortable(m, prefix[i].dst)) rest = 0;
+    if (n < 2 && !rest) return CR_OK;
     for (uint32_t i = 0; i < n; i++) {
         cr_status st = tiebits_alloc(m, prefix[i].dst, err);
         if (st) return st;
     }
-    partition_job j = { m, prefix };
-    cr_pool_run(m->pool, n, partition_task, &j);
+    partition_job j = { m, prefix, false };
+    cr_pool_run(m->pool, n - rest, partition_task, &j);
+    if (!rest) return CR_OK;
+    for (uint32_t i = n - rest; i < n; i++) torch_partition(m, prefix[i].dst, true);
+    partition_job marks = { m, prefix + (n - rest), true };
+    cr_pool_run(m->pool, rest, partition_task, &marks);
     return CR_OK;
 }
 
@@ -381,7 +406,7 @@ cr_status vm_torch_ties(vm *m, uint32_t x, cr_error *err)
 {
     vm_select *s = &m->sel[x];
     if (!s->partitioned) {
-        torch_partition(m, x);
+        torch_partition(m, x, false);
         cr_status st = tiebits_alloc(m, x, err);
         if (st) { vm_gather_free(m, x); return st; }
         s->marked = torch_mark(m, x);

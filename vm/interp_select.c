@@ -61,16 +61,34 @@ static void mask_above(uint32_t T, float tie, const float *a, float *d, size_t n
 }
 
 /* The same in torch's tie order: the kept ties are marked in s->tiebits.
- * The vector loop drops every tie, then the few kept ones are set (a tie
- * is rare, so that branch is predicted). */
+ * Sixteen elements at a time: the vector loop drops every tie and notes
+ * whether the group held one; the few groups that do set their kept ties
+ * (one pass over a and d instead of two: this was 5% of a TIES merge's
+ * CPU as two loops). */
 void vm_topk_mask_tiebits(const vm_select *s, const float *a, float *d, size_t n, uint64_t base)
 {
     const uint32_t T = s->threshold;
-    mask_above(T, 0.0f, a, d, n);
-    for (size_t i = 0; i < n; i++) {
-        if (mag_key(a[i]) != T) continue;
-        uint64_t e = base + i;
-        d[i] = (float)(s->tiebits[e >> 6] >> (e & 63) & 1);
+    for (size_t i = 0; i < n; i += 16) {
+        size_t len = CR_MIN((size_t)16, n - i);
+        unsigned any = 0;
+        if (len == 16)   /* a fixed trip count: one vector compare */
+            for (size_t j = 0; j < 16; j++) {
+                uint32_t key = mag_key(a[i + j]);
+                d[i + j] = key > T ? 1.0f : 0.0f;
+                any |= key == T;
+            }
+        else
+            for (size_t j = 0; j < len; j++) {
+                uint32_t key = mag_key(a[i + j]);
+                d[i + j] = key > T ? 1.0f : 0.0f;
+                any |= key == T;
+            }
+        if (!any) continue;
+        for (size_t j = 0; j < len; j++) {
+            if (mag_key(a[i + j]) != T) continue;
+            uint64_t e = base + i + j;
+            d[i + j] = (float)(s->tiebits[e >> 6] >> (e & 63) & 1);
+        }
     }
 }
 

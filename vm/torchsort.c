@@ -296,7 +296,7 @@ static void insertion_sort(const sorter *s, uint32_t *first, uint32_t *last)
  *     largest m with L_m's segment before R_m's, is a pair the loop surely
  *     swaps, and so are all before it;
  *  3. cut the ordinals 1..M0 into pieces and find each piece's first L and
- *     R (read-only, in parallel), then each piece swaps its pairs, reading
+ *     R (read-only, before any swap), then each piece swaps its pairs, reading
  *     only the words between its own stoppers (in parallel: the pieces'
  *     words are disjoint, since every L_m (m <= M0) lies before R_M0);
  *  4. the loop resumes after pair M0 (block_partition from L_M0 + 1 to
@@ -410,15 +410,6 @@ static uint32_t *locate_right(const par_job *j, uint32_t m)
     return NULL;
 }
 
-static int locate_task(void *ud, uint64_t t, unsigned thread)
-{
-    (void)thread;
-    par_job *j = ud;
-    if (t <= j->n_pieces) j->lpos[t] = locate_left(j, j->ord[t]);
-    else j->rpos[t - j->n_pieces - 1] = locate_right(j, j->ord[t - j->n_pieces - 1]);
-    return 0;
-}
-
 /* piece t: its pairs, a block of stoppers at a time from both ends (as
  * block_partition, without the crossing: every pair here is swapped) */
 static int swap_task(void *ud, uint64_t t, unsigned thread)
@@ -498,10 +489,15 @@ static uint32_t *par_partition(const sorter *s, uint32_t *first, uint32_t *last,
     }
     const uint32_t m0 = lo;
     if (m0 == 0) return block_partition(&rest, first, last, pivot);
-    j->n_pieces = (unsigned)CR_MIN(CR_MIN((uint64_t)PAR_PIECES, 4u * (uint64_t)cr_pool_threads(pool)), m0);
+    j->n_pieces = (unsigned)CR_MIN(CR_MIN((uint64_t)PAR_PIECES, 2u * (uint64_t)cr_pool_threads(pool)), m0);
     for (unsigned t = 0; t < j->n_pieces; t++) j->ord[t] = 1 + (uint32_t)((uint64_t)t * m0 / j->n_pieces);
     j->ord[j->n_pieces] = m0;
-    cr_pool_run(pool, 2 * ((uint64_t)j->n_pieces + 1), locate_task, j);
+    /* here, not as a pool job: each reads under a segment, and a job costs
+     * a wake-up of every worker */
+    for (unsigned t = 0; t <= j->n_pieces; t++) {
+        j->lpos[t] = locate_left(j, j->ord[t]);
+        j->rpos[t] = locate_right(j, j->ord[t]);
+    }
     cr_pool_run(pool, j->n_pieces, swap_task, j);
     return block_partition(&rest, j->lpos[j->n_pieces] + 1, j->rpos[j->n_pieces], pivot);
 }

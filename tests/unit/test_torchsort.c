@@ -122,6 +122,7 @@ TEST(parallel_partition_default_sizes)
     CHECK_EQ_INT(mismatches, 0);
 }
 
+/* tsan: the pieces of one partition on the pool's threads */
 int main(void)
 {
     RUN(parallel_partition_is_libstdcxx);

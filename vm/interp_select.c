@@ -393,14 +393,20 @@ static int partition_task(void *ud, uint64_t task, unsigned thread)
  * thread leaves over (the third of three on two threads, or a lone one)
  * would run with the other threads idle: when large, each of those runs on
  * the whole pool instead (torchsort.h, cr_torchsort_partition_par; it reads
- * the words twice, so it pays only where a thread would idle). */
+ * the words twice, so it pays only where threads would idle: one left
+ * over on two threads, not three on four). */
 cr_status vm_partition_run(vm *m, const cr_insn *prefix, uint32_t n_left, cr_error *err)
 {
     uint32_t n = 0;
     while (n < n_left && prefix[n].op == CR_OP_SEL_PREFIX && m->sel[prefix[n].dst].kv &&
            !m->sel[prefix[n].dst].partitioned && m->sel[prefix[n].dst].phase == SEL_FOUND_LO)
         n++;
-    uint32_t rest = n % cr_pool_threads(m->pool);
+    /* a pool-wide sort costs about 1.5 of a thread's (the words are read
+     * twice), so the rest go to the pool only when rest * 1.5 threads'
+     * time is under the one round (of T threads) they would take */
+    const uint32_t threads = cr_pool_threads(m->pool);
+    uint32_t rest = n % threads;
+    if (3 * rest >= 2 * threads) rest = 0;
     for (uint32_t i = n - rest; i < n; i++)
         if (!pool_sortable(m, prefix[i].dst)) rest = 0;
     if (n < 2 && !rest) return CR_OK;

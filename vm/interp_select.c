@@ -390,23 +390,26 @@ static int partition_task(void *ud, uint64_t task, unsigned thread)
  * side on the pool (three models on two threads: the marking, done one
  * selection after another on the main thread, was a serial stretch after
  * each tensor's sorts; bench/RESULTS.md). The sorts a round of one sort a
- * thread leaves over (the third of three on two threads, or a lone one)
+ * thread leaves over (three models on eight threads, or a lone one)
  * would run with the other threads idle: when large, each of those runs on
  * the whole pool instead (torchsort.h, cr_torchsort_partition_par; it reads
- * the words twice, so it pays only where threads would idle: one left
- * over on two threads, not three on four). */
+ * the words twice, so it pays only where several threads would idle:
+ * three left over on eight threads, not one on two or three on four). */
 cr_status vm_partition_run(vm *m, const cr_insn *prefix, uint32_t n_left, cr_error *err)
 {
     uint32_t n = 0;
     while (n < n_left && prefix[n].op == CR_OP_SEL_PREFIX && m->sel[prefix[n].dst].kv &&
            !m->sel[prefix[n].dst].partitioned && m->sel[prefix[n].dst].phase == SEL_FOUND_LO)
         n++;
-    /* a pool-wide sort costs about 1.5 of a thread's (the words are read
-     * twice), so the rest go to the pool only when rest * 1.5 threads'
-     * time is under the one round (of T threads) they would take */
+    /* A pool-wide sort costs 1.4-1.7 times a thread's CPU (the words are
+     * read twice), so the rest go to the pool only where that is well under
+     * the round they would take: 3r < 2T, and at least four threads. On two
+     * threads (one sort left over, the other thread idle) it measured
+     * slower: ties-3 at 1.1B-2L, 2 cores shared with other work, wall
+     * +19% against sorting it on one thread (bench/RESULTS.md, session 4). */
     const uint32_t threads = cr_pool_threads(m->pool);
     uint32_t rest = n % threads;
-    if (3 * rest >= 2 * threads) rest = 0;
+    if (threads < 4 || 3 * rest >= 2 * threads) rest = 0;
     for (uint32_t i = n - rest; i < n; i++)
         if (!pool_sortable(m, prefix[i].dst)) rest = 0;
     if (n < 2 && !rest) return CR_OK;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # torch_sort_pool.sh — the TIES-family tie-order sorts a round of one sort
-# a thread leaves over (ties: three models on two threads; breadcrumbs: six
-# selections, two a model, on four threads) run on the whole pool
+# a thread leaves over (ties: three models on five threads; breadcrumbs:
+# six selections, two a model, on four threads) run on the whole pool
 # (vm/torchsort.c, cr_torchsort_partition_par; interp_select.c
 # vm_partition_run): the merged bytes must be those of one thread, for a
 # descending sort (ties, dare_ties) and an ascending one (breadcrumbs), on
@@ -35,7 +35,7 @@ for r in ties dare_ties breadcrumbs; do
     fi
     want=$(digest "$tmp/$r-j1")
     for isa in scalar avx2 avx512; do
-        for j in 2 4; do
+        for j in 2 4 5; do
             out=$tmp/$r-$isa-j$j
             if CRUCIBLE_ISA=$isa "$bin" merge "$tmp/$r.yml" "$out" --models-dir "$m" --quiet --threads $j \
                    --random-seed 5 2>"$tmp/err"; then

@@ -301,9 +301,9 @@ static void insertion_sort(const sorter *s, uint32_t *first, uint32_t *last)
  *     words are disjoint, since every L_m (m <= M0) lies before R_M0);
  *  4. the loop resumes after pair M0 (block_partition from L_M0 + 1 to
  *     R_M0), the state it would have reached itself: the same cut.
- * Each word is read twice instead of once, so on two threads one sort
- * gains about a third; the VM uses it where a thread would otherwise idle
- * (interp_select.c). */
+ * Each word is read twice instead of once (1.4-1.7 times the serial
+ * sort's CPU), so it pays only where several threads would otherwise idle
+ * (interp_select.c says where; on two threads it measured slower). */
 #define PAR_SEGS 4096u     /* at most this many counted segments */
 #define PAR_PIECES 64u     /* at most this many pieces of pairs */
 

@@ -26,6 +26,7 @@ int cr_cmd_run(int argc, char **argv)
     opt.force = o.force;
     opt.skip_hash = o.skip_hash;
     opt.no_read_ahead = o.no_read_ahead;
+    opt.no_output_stream = o.no_output_stream;
     opt.threads = o.threads;
     opt.max_memory = o.max_memory;
     opt.part = o.part;

@@ -280,6 +280,7 @@ static bool apply(cr_cli_options *o, int id, const char *opt, bool neg, const ch
     case CR_OPT_REQUIRE_HASH: o->require_hash = true; break;
     case CR_OPT_SKIP_HASH: o->skip_hash = true; break;
     case CR_OPT_READ_AHEAD: o->no_read_ahead = neg; break;
+    case CR_OPT_OUTPUT_STREAM: o->no_output_stream = neg; break;
     case CR_OPT_MODELS_DIR: o->models_dir = val; break;
     case CR_OPT_TRANSFORMERS_CACHE:
         /* mergekit passes it to huggingface_hub as cache_dir: the hub cache

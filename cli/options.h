@@ -57,6 +57,7 @@ typedef struct cr_cli_options {
     bool require_hash;          /* verify: --require-hash */
     bool skip_hash;             /* run, compile: --skip-hash */
     bool no_read_ahead;         /* merge, moe, run: --no-read-ahead */
+    bool no_output_stream;      /* merge, moe, run: --no-output-stream */
     const char *input_args[CR_CLI_MAX_INPUTS];  /* run: each --input NAME=DIR, in order */
     int n_input_args;
     const char *text_args[CR_CLI_MAX_INPUTS];   /* eval: each --text FILE, in order */

@@ -217,6 +217,7 @@ int cr_cli_compile_and_run(const cr_cli_options *o)
     vo.quiet = o->quiet;
     vo.skip_hash = true;   /* just compiled from the same files */
     vo.no_read_ahead = o->no_read_ahead;
+    vo.no_output_stream = o->no_output_stream;
     vo.inputs = &r.inputs;
     if (gguf) { vo.gguf = &g; vo.gguf_dir = gdir; }
     rc = cr_cli_run_program(&r.program, &vo, o->cmd);

@@ -82,6 +82,11 @@ cr_status cr_plan_measure(const cr_program *p, unsigned threads, uint64_t max_me
     n->spill_bytes = mp.spill_bytes;
     n->gather_kept = mp.gather_pool_bytes;
     n->read_window = n->bytes_read ? mp.read_window : 0;
+    n->out_shards = mp.out.n_on;
+    n->out_block = mp.out.block;
+    n->out_slots = mp.out.slots;
+    n->out_rings = mp.out.rings;
+    n->out_bytes = mp.out.bytes;
     n->budget = max_memory != 0;
     n->peak_at = "-";
     if (p->n_main) {
@@ -148,8 +153,14 @@ void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out)
             n->n_kernels, n->n_micro_ops, n->n_top_ops, n->n_copies);
     fprintf(out, "state           %u scalars, %u row vectors, %u selections, %u random streams, %u scratch\n",
             p->n_scalars, p->n_rowvecs, p->n_selects, p->n_streams, p->n_scratch);
-    fprintf(out, "peak memory     ~%s RSS (%llu bytes) with %u thread%s, at %s: %s fixed + %s heap + %s mapped inputs\n",
-            d, (unsigned long long)n->peak_memory, n->threads, n->threads == 1 ? "" : "s", n->peak_at, f, h, m);
+    char ow[40] = "";
+    if (n->out_bytes) {
+        char w[32];
+        human(w, sizeof w, n->out_bytes);
+        snprintf(ow, sizeof ow, " + %s output window", w);
+    }
+    fprintf(out, "peak memory     ~%s RSS (%llu bytes) with %u thread%s, at %s: %s fixed + %s heap + %s mapped inputs%s\n",
+            d, (unsigned long long)n->peak_memory, n->threads, n->threads == 1 ? "" : "s", n->peak_at, f, h, m, ow);
     if (n->n_lowrank) {
         char lb[32];
         human(lb, sizeof lb, n->lowrank_bytes);
@@ -191,6 +202,14 @@ void cr_plan_print(const cr_program *p, const cr_plan_numbers *n, FILE *out)
         fprintf(out, "read-ahead      %s (%llu bytes): a reader thread reads the inputs in schedule order, in %llu MiB "
                 "blocks, up to this far ahead of the compute (page cache, not RSS%s)\n", w, (unsigned long long)n->read_window,
                 (unsigned long long)(CR_READ_BLOCK >> 20), n->budget ? "; within --max-memory's headroom" : "");
+    }
+    if (n->out_shards) {
+        char w[32];
+        human(w, sizeof w, n->out_bytes);
+        fprintf(out, "output stream   %u of %u shard%s written by one thread in %llu KiB blocks with O_DIRECT, hashed from "
+                "the blocks; window %u blocks, %u at once: %s (%llu bytes, in the peak)\n", n->out_shards, n->n_shards,
+                n->n_shards == 1 ? "" : "s", (unsigned long long)(n->out_block >> 10), n->out_slots, n->out_rings, w,
+                (unsigned long long)n->out_bytes);
     }
     fprintf(out, "time            ~%.1f s (estimate at 2 GB/s read, 1 GB/s write)\n", n->est_seconds);
 }

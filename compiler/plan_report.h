@@ -26,6 +26,10 @@ typedef struct cr_plan_numbers {
     uint64_t spill_bytes;       /* the bytes of those gathers */
     uint64_t gather_kept;       /* bytes of tie-order gathers kept between tensors (memplan.h gather_pool) */
     uint64_t read_window;       /* how far the input reader reads ahead (memplan.h read_window); 0: nothing to read */
+    /* the output stream (vm/outstream.h): shards through it, its block
+     * size, window per shard, windows at once and their bytes (in the peak) */
+    uint32_t out_shards, out_slots, out_rings;
+    uint64_t out_block, out_bytes;
     bool budget;                /* planned under --max-memory */
     double est_seconds;         /* estimate at 2 GB/s read, 1 GB/s write (spill bytes counted both ways) */
     /* a tokenizer merge's embedding permutation (spec/tokenizer-merge.md

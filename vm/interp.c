@@ -149,6 +149,10 @@ static cr_status run_copy(vm *m, const cr_insn *ins, bool stream, cr_error *err)
                 cr_status gs = cr_gguf_sink_write(m->gguf, ins->dst, r * in->cols + c, bytes, len, err);
                 if (gs) return gs;
                 e = 0;
+            } else if (cr_outstream_on(m->ostream, o->shard)) {   /* one writer per file (outstream.h) */
+                cr_status ws = cr_outstream_write(m->ostream, o->shard, out_off, bytes, len * osz, err);
+                if (ws) return ws;
+                e = 0;
             } else {
                 e = vm_write_all(m->io, fd, bytes, len * osz, out_off);
                 if (!e) cr_hasher_wrote(m->hasher, ins->dst, len * osz);
@@ -330,9 +334,18 @@ cr_status cr_vm_run(const cr_program *p_in, const cr_vm_options *opt, cr_error *
         for (uint32_t i = 0; i < p->n_outputs; i++)
             if (!m->shard_in || m->shard_in[p->outputs[i].shard]) m->bytes_total += p->outputs[i].nbytes;
         vm_report(m, true);
-        m->writeback = opt->gguf ? cr_writeback_start(m->alloc, m->io, &m->gguf_fd, 1)
-                                 : cr_writeback_start(m->alloc, m->io, m->shard_fds, p->n_shards);
-        if (!opt->gguf) m->hasher = cr_hasher_start(m->alloc, p, m->shard_fds, opt->interrupt, opt->hash_sync);
+        /* the streamed shards are written and hashed by the stream; the
+         * others get the write-back hints and the hasher thread */
+        int *fds = cr_malloc(m->alloc, (p->n_shards ? p->n_shards : 1) * sizeof *fds);
+        bool others = false;
+        for (uint32_t i = 0; fds && i < p->n_shards; i++) {
+            fds[i] = cr_outstream_on(m->ostream, i) ? -1 : m->shard_fds[i];
+            others |= fds[i] >= 0;
+        }
+        if (opt->gguf) m->writeback = cr_writeback_start(m->alloc, m->io, &m->gguf_fd, 1);
+        else if (fds && others) m->writeback = cr_writeback_start(m->alloc, m->io, fds, p->n_shards);
+        if (!opt->gguf && fds && others) m->hasher = cr_hasher_start(m->alloc, p, fds, opt->interrupt, opt->hash_sync);
+        cr_free(m->alloc, fds);
         s = vm_start_reader(m, err);
         if (!s) s = run_main(m, err);
         vm_stop_reader(m);
@@ -364,6 +377,8 @@ cr_status cr_vm_run(const cr_program *p_in, const cr_vm_options *opt, cr_error *
             opt->stats->read_bytes = m->read_stats.bytes_read;
             opt->stats->read_cached = m->read_stats.bytes_cached;
             opt->stats->read_waits = m->read_stats.waits;
+            opt->stats->stream_shards = m->stream_shards;
+            opt->stats->direct_blocks = m->direct_blocks;
         }
     }
     vm_teardown(m);

@@ -28,6 +28,7 @@
 #include "spill.h"
 #include "writeback.h"
 #include "hasher.h"
+#include "outstream.h"
 #include "kernels/kernels.h"
 
 #include <pthread.h>
@@ -112,6 +113,12 @@ typedef struct vm {
     uint64_t *shard_hash;      /* XXH64 of each finished shard (outhash.h) */
     cr_hasher *hasher;         /* hashes the shards' finished prefixes during the run (hasher.h); NULL: at the end */
     uint64_t hash_tail;        /* bytes hashed after the last write (cr_vm_stats) */
+    /* the output stream (outstream.h) of the shards memplan streams, NULL
+     * when none or it could not start; the shards' names for its messages */
+    cr_outstream *ostream;
+    char **stream_paths;
+    uint32_t stream_shards;
+    uint64_t direct_blocks;
     double *scal;
     double **rowvec;
     uint8_t **scratch;         /* NULL until written by SSTORE */

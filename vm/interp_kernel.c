@@ -474,6 +474,14 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
                 continue;
             }
             if (m->shard_fds[o->shard] < 0) continue;   /* another part's shard (vm/part.h) */
+            if (cr_outstream_on(m->ostream, o->shard)) {   /* one writer per file (outstream.h) */
+                cr_error we = {0};
+                if (cr_outstream_write(m->ostream, o->shard, o->offset + cbase * sz, t->io + j->store_off[pc],
+                                       (uint64_t)cn * sz, &we))
+                    return vm_job_fail(m, we.status, "%s", we.msg);
+                atomic_fetch_add(&m->bytes_done, (uint64_t)cn * sz);
+                continue;
+            }
             int e = vm_write_all(m->io, m->shard_fds[o->shard], t->io + j->store_off[pc],
                               (uint64_t)cn * sz, o->offset + cbase * sz);
             if (e) {

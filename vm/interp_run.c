@@ -216,27 +216,91 @@ cr_status vm_setup(vm *m, cr_error *err)
     return CR_OK;
 }
 
+/* Does shard i go through the output stream? memplan's plan decides
+ * (outstream.h); a partitioned run, GGUF output and --no-output-stream
+ * write every shard with a pwrite per chunk (spec/vm.md, "Writing the
+ * outputs"). */
+static bool stream_wanted(const vm *m, uint32_t i)
+{
+    return !m->opt->no_output_stream && !m->opt->gguf && !m->shard_in && m->mem.out.on && m->mem.out.on[i];
+}
+
+static cr_status write_header(vm *m, uint32_t i, cr_error *err)
+{
+    const cr_prog_shard *sh = &m->p->shards[i];
+    int e = vm_write_all(m->io, m->shard_fds[i], m->p->blobs + sh->header.off, sh->header.len, 0);
+    if (!e) return CR_OK;
+    char path[4096];
+    vm_output_path(m, i, path, sizeof path);
+    return cr_fail_errno(err, e, "cannot write %s", path);
+}
+
+/* The stream for the shards memplan streams, each also opened with
+ * O_DIRECT (-1 where refused: its blocks go through the ordinary
+ * descriptor). No stream (no thread or memory): their headers are written
+ * here and they take the per-chunk path, same bytes. */
+static cr_status start_stream(vm *m, const int *dfds, cr_error *err)
+{
+    const cr_program *p = m->p;
+    m->stream_paths = cr_calloc(m->alloc, p->n_shards, sizeof *m->stream_paths);
+    bool started = false;   /* then the stream owns the dfds */
+    for (uint32_t i = 0; m->stream_paths && i < p->n_shards; i++) {
+        char path[4096];
+        vm_output_path(m, i, path, sizeof path);
+        size_t n = strlen(path) + 1;
+        if (!(m->stream_paths[i] = cr_malloc(m->alloc, n))) break;
+        memcpy(m->stream_paths[i], path, n);
+        if (i + 1 == p->n_shards && (started = true))
+            m->ostream = cr_outstream_start(m->alloc, m->io, p, &m->mem.out, m->shard_fds, dfds,
+                                            (const char *const *)m->stream_paths, m->opt->interrupt);
+    }
+    if (!m->ostream) {
+        if (!started) for (uint32_t i = 0; i < p->n_shards; i++) if (dfds[i] >= 0) close(dfds[i]);
+        for (uint32_t i = 0; i < p->n_shards; i++) {
+            if (!stream_wanted(m, i)) continue;
+            cr_status s = write_header(m, i, err);
+            if (s) return s;
+        }
+        return CR_OK;
+    }
+    for (uint32_t i = 0; i < p->n_shards; i++) m->stream_shards += cr_outstream_on(m->ostream, i);
+    return CR_OK;
+}
+
 cr_status vm_create_shards(vm *m, cr_error *err)
 {
     const cr_program *p = m->p;
-    for (uint32_t i = 0; i < p->n_shards; i++) {
+    int *dfds = cr_malloc(m->alloc, (p->n_shards ? p->n_shards : 1) * sizeof *dfds);
+    if (!dfds) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    bool any = false;
+    for (uint32_t i = 0; i < p->n_shards; i++) dfds[i] = -1;
+    cr_status s = CR_OK;
+    for (uint32_t i = 0; i < p->n_shards && !s; i++) {
         const cr_prog_shard *sh = &p->shards[i];
         if (m->shard_in && !m->shard_in[i]) continue;   /* another part's */
         char *path = cr_outdir_path(&m->outdir, S(m, sh->file_name));
-        if (!path) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+        if (!path) { s = cr_fail(err, CR_ERR_NOMEM, "out of memory"); break; }
         int fd = m->io->open(m->io->ud, path, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0644);
-        cr_status s = CR_OK;
         if (fd < 0) s = cr_fail_errno(err, errno, "cannot create %s", path);
         else {
             m->shard_fds[i] = fd;
-            int e = vm_write_all(m->io, fd, p->blobs + sh->header.off, sh->header.len, 0);
-            if (!e && m->io->ftruncate(m->io->ud, fd, sh->file_size)) e = errno;
-            if (e) s = cr_fail_errno(err, e, "cannot write %s", path);
+            if (m->io->ftruncate(m->io->ud, fd, sh->file_size)) s = cr_fail_errno(err, errno, "cannot write %s", path);
+            else if (stream_wanted(m, i)) {
+                /* refused (EINVAL: tmpfs on older kernels, some FUSE and
+                 * NFS mounts): its blocks go through fd; any other error
+                 * is the disk's */
+                dfds[i] = m->io->open(m->io->ud, path, O_WRONLY | O_DIRECT | O_CLOEXEC, 0);
+                if (dfds[i] < 0 && errno != EINVAL && errno != EOPNOTSUPP)
+                    s = cr_fail_errno(err, errno, "cannot create %s", path);
+                any = true;
+            } else s = write_header(m, i, err);
         }
         cr_free(m->alloc, path);
-        if (s) return s;
     }
-    return CR_OK;
+    if (!s && any) s = start_stream(m, dfds, err);
+    else for (uint32_t i = 0; i < p->n_shards; i++) if (dfds[i] >= 0) close(dfds[i]);
+    cr_free(m->alloc, dfds);
+    return s;
 }
 
 /* Hash each finished shard (one task per shard), reading it back through
@@ -248,6 +312,7 @@ static int hash_shard(void *ud, uint64_t i, unsigned thread)
     (void)thread;
     const cr_prog_shard *sh = &m->p->shards[i];
     if (m->shard_fds[i] < 0) return 0;   /* another part's */
+    if (m->stream_shards && m->mem.out.on[i]) return 0;   /* hashed from its blocks */
     cr_error e = {0};
     cr_status s = cr_hash_fd(m->alloc, m->shard_fds[i], sh->file_size, m->opt->interrupt, S(m, sh->file_name),
                              &m->shard_hash[i], &e);
@@ -260,6 +325,11 @@ cr_status vm_hash_shards(vm *m, cr_error *err)
 {
     m->shard_hash = cr_calloc(m->alloc, m->p->n_shards ? m->p->n_shards : 1, sizeof *m->shard_hash);
     if (!m->shard_hash) return cr_fail(err, CR_ERR_NOMEM, "out of memory");
+    if (m->ostream) {
+        cr_status s = cr_outstream_finish(m->ostream, m->shard_hash, &m->direct_blocks, err);
+        m->ostream = NULL;
+        if (s) return s;
+    }
     if (m->hasher) {
         bool complete = false;
         cr_status s = cr_hasher_finish(m->hasher, m->shard_hash, &m->hash_tail, &complete, err);
@@ -268,7 +338,7 @@ cr_status vm_hash_shards(vm *m, cr_error *err)
     }
     m->hash_tail = 0;
     for (uint32_t i = 0; i < m->p->n_shards; i++)
-        if (m->shard_fds[i] >= 0) m->hash_tail += m->p->shards[i].file_size;
+        if (m->shard_fds[i] >= 0 && !(m->stream_shards && m->mem.out.on[i])) m->hash_tail += m->p->shards[i].file_size;
     m->job_status = CR_OK;
     m->err = err;
     cr_pool_run(m->pool, m->p->n_shards, hash_shard, m);
@@ -407,6 +477,9 @@ void vm_teardown(vm *m)
     cr_free(A, m->ids);
     cr_free(A, m->regions);
     cr_hasher_abort(m->hasher);   /* a failed run: before its files close */
+    cr_outstream_abort(m->ostream);
+    if (m->stream_paths) for (uint32_t i = 0; i < p->n_shards; i++) cr_free(A, m->stream_paths[i]);
+    cr_free(A, m->stream_paths);
     if (m->shard_fds) for (uint32_t i = 0; i < p->n_shards; i++) if (m->shard_fds[i] >= 0) close(m->shard_fds[i]);
     cr_free(A, m->shard_fds);
     cr_free(A, m->shard_hash);

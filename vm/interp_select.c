@@ -61,16 +61,34 @@ static void mask_above(uint32_t T, float tie, const float *a, float *d, size_t n
 }
 
 /* The same in torch's tie order: the kept ties are marked in s->tiebits.
- * The vector loop drops every tie, then the few kept ones are set (a tie
- * is rare, so that branch is predicted). */
+ * Sixteen elements at a time: the vector loop drops every tie and notes
+ * whether the group held one; the few groups that do set their kept ties
+ * (one pass over a and d instead of two: this was 5% of a TIES merge's
+ * CPU as two loops). */
 void vm_topk_mask_tiebits(const vm_select *s, const float *a, float *d, size_t n, uint64_t base)
 {
     const uint32_t T = s->threshold;
-    mask_above(T, 0.0f, a, d, n);
-    for (size_t i = 0; i < n; i++) {
-        if (mag_key(a[i]) != T) continue;
-        uint64_t e = base + i;
-        d[i] = (float)(s->tiebits[e >> 6] >> (e & 63) & 1);
+    for (size_t i = 0; i < n; i += 16) {
+        size_t len = CR_MIN((size_t)16, n - i);
+        unsigned any = 0;
+        if (len == 16)   /* a fixed trip count: one vector compare */
+            for (size_t j = 0; j < 16; j++) {
+                uint32_t key = mag_key(a[i + j]);
+                d[i + j] = key > T ? 1.0f : 0.0f;
+                any |= key == T;
+            }
+        else
+            for (size_t j = 0; j < len; j++) {
+                uint32_t key = mag_key(a[i + j]);
+                d[i + j] = key > T ? 1.0f : 0.0f;
+                any |= key == T;
+            }
+        if (!any) continue;
+        for (size_t j = 0; j < len; j++) {
+            if (mag_key(a[i + j]) != T) continue;
+            uint64_t e = base + i + j;
+            d[i + j] = (float)(s->tiebits[e >> 6] >> (e & 63) & 1);
+        }
     }
 }
 
@@ -279,8 +297,18 @@ cr_status vm_torch_gather_begin(vm *m, const cr_insn *in, uint64_t n, cr_error *
     return gather_alloc(m, in->dst, n, err);
 }
 
-/* replay torch's sort of a gathered selection up to the k-th position */
-static void torch_partition(vm *m, uint32_t x)
+/* a sort the whole pool can share (torchsort.h: cr_torchsort_partition_par):
+ * a large gather in memory, not topk's */
+static bool pool_sortable(const vm *m, uint32_t x)
+{
+    const vm_select *s = &m->sel[x];
+    return cr_pool_threads(m->pool) > 1 && !s->spill.base && s->torch_order != CR_OP_TORCH_TOPK &&
+           m->p->selects[x].n >= CR_TORCHSORT_PAR_MIN;
+}
+
+/* replay torch's sort of a gathered selection up to the k-th position
+ * (on_pool: from the main thread, its large partitions on every thread) */
+static void torch_partition(vm *m, uint32_t x, bool on_pool)
 {
     vm_select *s = &m->sel[x];
     uint64_t n = m->p->selects[x].n;
@@ -289,7 +317,10 @@ static void torch_partition(vm *m, uint32_t x)
     cr_torchsort_pager pg = { pager_done, &s->spill };
     const cr_torchsort_pager *pager = s->spill.base ? &pg : NULL;
     if (s->torch_order == CR_OP_TORCH_TOPK) cr_torchsort_topk(m->kern, s->kv, n, s->k, s->threshold, pager);
-    else cr_torchsort_partition(m->kern, s->kv, n, desc, s->threshold, &bound, 1, pager);
+    else if (on_pool) {
+        cr_torchsort_par par = { m->pool, 0, 0 };
+        cr_torchsort_partition_par(m->kern, s->kv, n, desc, s->threshold, &bound, 1, &par);
+    } else cr_torchsort_partition(m->kern, s->kv, n, desc, s->threshold, &bound, 1, pager);
     if (pager) cr_spill_done(&s->spill, s->kv, s->kv + n, true);
     s->partitioned = true;
 }
@@ -341,6 +372,7 @@ static uint64_t torch_mark(vm *m, uint32_t x)
 typedef struct partition_job {
     vm *m;
     const cr_insn *prefix;     /* a run of SEL_PREFIX instructions */
+    bool mark_only;            /* sorted already: mark the kept ties */
 } partition_job;
 
 static int partition_task(void *ud, uint64_t task, unsigned thread)
@@ -348,7 +380,7 @@ static int partition_task(void *ud, uint64_t task, unsigned thread)
     (void)thread;
     const partition_job *j = ud;
     vm_select *s = &j->m->sel[j->prefix[task].dst];
-    torch_partition(j->m, j->prefix[task].dst);
+    if (!j->mark_only) torch_partition(j->m, j->prefix[task].dst, false);
     s->marked = torch_mark(j->m, j->prefix[task].dst);
     return 0;
 }
@@ -357,20 +389,40 @@ static int partition_task(void *ud, uint64_t task, unsigned thread)
  * tensor) replay independent sorts and mark their ties: run them side by
  * side on the pool (three models on two threads: the marking, done one
  * selection after another on the main thread, was a serial stretch after
- * each tensor's sorts; bench/RESULTS.md). */
+ * each tensor's sorts; bench/RESULTS.md). The sorts a round of one sort a
+ * thread leaves over (three models on eight threads, or a lone one)
+ * would run with the other threads idle: when large, each of those runs on
+ * the whole pool instead (torchsort.h, cr_torchsort_partition_par; it reads
+ * the words twice, so it pays only where several threads would idle:
+ * three left over on eight threads, not one on two or three on four). */
 cr_status vm_partition_run(vm *m, const cr_insn *prefix, uint32_t n_left, cr_error *err)
 {
     uint32_t n = 0;
     while (n < n_left && prefix[n].op == CR_OP_SEL_PREFIX && m->sel[prefix[n].dst].kv &&
            !m->sel[prefix[n].dst].partitioned && m->sel[prefix[n].dst].phase == SEL_FOUND_LO)
         n++;
-    if (n < 2) return CR_OK;
+    /* A pool-wide sort costs 1.4-1.7 times a thread's CPU (the words are
+     * read twice), so the rest go to the pool only where that is well under
+     * the round they would take: 3r < 2T, and at least four threads. On two
+     * threads (one sort left over, the other thread idle) it measured
+     * slower: ties-3 at 1.1B-2L, 2 cores shared with other work, wall
+     * +19% against sorting it on one thread (bench/RESULTS.md, session 4). */
+    const uint32_t threads = cr_pool_threads(m->pool);
+    uint32_t rest = n % threads;
+    if (threads < 4 || 3 * rest >= 2 * threads) rest = 0;
+    for (uint32_t i = n - rest; i < n; i++)
+        if (!pool_sortable(m, prefix[i].dst)) rest = 0;
+    if (n < 2 && !rest) return CR_OK;
     for (uint32_t i = 0; i < n; i++) {
         cr_status st = tiebits_alloc(m, prefix[i].dst, err);
         if (st) return st;
     }
-    partition_job j = { m, prefix };
-    cr_pool_run(m->pool, n, partition_task, &j);
+    partition_job j = { m, prefix, false };
+    cr_pool_run(m->pool, n - rest, partition_task, &j);
+    if (!rest) return CR_OK;
+    for (uint32_t i = n - rest; i < n; i++) torch_partition(m, prefix[i].dst, true);
+    partition_job marks = { m, prefix + (n - rest), true };
+    cr_pool_run(m->pool, rest, partition_task, &marks);
     return CR_OK;
 }
 
@@ -381,7 +433,7 @@ cr_status vm_torch_ties(vm *m, uint32_t x, cr_error *err)
 {
     vm_select *s = &m->sel[x];
     if (!s->partitioned) {
-        torch_partition(m, x);
+        torch_partition(m, x, false);
         cr_status st = tiebits_alloc(m, x, err);
         if (st) { vm_gather_free(m, x); return st; }
         s->marked = torch_mark(m, x);

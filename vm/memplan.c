@@ -686,10 +686,13 @@ cr_status cr_memplan_init(cr_memplan *mp, const cr_program *p, unsigned threads,
         cr_run_thread_bufs_of(p, &b);
         mp->thread_bytes = cr_run_thread_bytes(&b, threads);
     }
-    mp->peak = w.peak;
+    if ((s = cr_outstream_plan_init(&mp->out, p, max_memory ? (max_memory > w.peak ? max_memory - w.peak : 0) : UINT64_MAX,
+                                    a, err)))
+        goto out;
+    mp->peak = w.peak + mp->out.bytes;
     mp->read_window = CR_READ_WINDOW;
     if (max_memory) {
-        uint64_t room = max_memory > w.peak ? max_memory - w.peak : 0;
+        uint64_t room = max_memory > mp->peak ? max_memory - mp->peak : 0;
         mp->read_window = CR_MAX(CR_MIN(room, (uint64_t)CR_READ_WINDOW), (uint64_t)CR_READ_WINDOW_MIN);
     }
     mp->fixed = w.fixed;
@@ -725,6 +728,7 @@ out:
         cr_free(a, mp->stream);
         cr_free(a, mp->gather_keep);
         cr_free(a, mp->spill);
+        cr_outstream_plan_free(&mp->out);
         mp->stream = NULL;
         mp->gather_keep = NULL;
         mp->spill = NULL;
@@ -739,6 +743,7 @@ void cr_memplan_free(cr_memplan *mp)
         cr_free(mp->alloc, mp->spill);
         cr_free(mp->alloc, mp->gather_keep);
     }
+    cr_outstream_plan_free(&mp->out);
     mp->stream = NULL;
     mp->spill = NULL;
     mp->gather_keep = NULL;

@@ -17,6 +17,7 @@
 
 #include "base.h"
 #include "gatherpool.h"
+#include "outstream.h"
 #include "program.h"
 #include "reader.h"
 #include "refsum.h"
@@ -139,6 +140,11 @@ typedef struct cr_memplan {
      * compute into the page cache (not RSS): CR_READ_WINDOW, or under a
      * budget the headroom over the peak, at least CR_READ_WINDOW_MIN */
     uint64_t read_window;
+    /* the output stream (outstream.h): which shards go through it and its
+     * windows, whose bytes (out.bytes) are in `peak`; under a budget they
+     * get the headroom over the rest of the peak, and a shard whose
+     * schedule needs more than fits keeps the per-chunk pwrite */
+    cr_outstream_plan out;
     const cr_allocator *alloc;   /* owns `stream`, `spill` and `gather_keep` */
 } cr_memplan;
 

@@ -32,6 +32,7 @@
 #include "torchsort.h"
 
 #include "base.h"
+#include "pool.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -48,6 +49,7 @@ typedef struct sorter {
     uint32_t *(*partition)(const struct sorter *, uint32_t *, uint32_t *, const uint32_t *);
     const cr_kernels *kern;    /* stoppers of block_partition */
     const cr_torchsort_pager *pager;   /* NULL: w is in memory */
+    const cr_torchsort_par *par;       /* NULL: every partition runs on this thread */
 } sorter;
 
 static inline uint32_t key_of(const sorter *s, uint32_t w) { return w & CR_TORCHSORT_TIE ? s->tie_key : w; }
@@ -281,6 +283,235 @@ static void insertion_sort(const sorter *s, uint32_t *first, uint32_t *last)
     }
 }
 
+/* ---- one partition on the pool ------------------------------------------ */
+
+/* A large partition (at the top of a selection, most of the sort's time)
+ * runs on every thread of the pool and makes the same swaps. The loop
+ * above pairs the m-th left stopper L_m with the m-th right stopper R_m,
+ * both judged on their original values, for as long as L_m < R_m; the
+ * positions between the two scan heads are untouched. So:
+ *  1. count each segment's left and right stoppers (in parallel; the first
+ *     partition also tags the segment's ties here);
+ *  2. prefix sums say in which segment each L_m and R_m lies; M0, the
+ *     largest m with L_m's segment before R_m's, is a pair the loop surely
+ *     swaps, and so are all before it;
+ *  3. cut the ordinals 1..M0 into pieces and find each piece's first L and
+ *     R (read-only, before any swap), then each piece swaps its pairs, reading
+ *     only the words between its own stoppers (in parallel: the pieces'
+ *     words are disjoint, since every L_m (m <= M0) lies before R_M0);
+ *  4. the loop resumes after pair M0 (block_partition from L_M0 + 1 to
+ *     R_M0), the state it would have reached itself: the same cut.
+ * Each word is read twice instead of once (1.4-1.7 times the serial
+ * sort's CPU), so it pays only where several threads would otherwise idle
+ * (interp_select.c says where; on two threads it measured slower). */
+#define PAR_SEGS 4096u     /* at most this many counted segments */
+#define PAR_PIECES 64u     /* at most this many pieces of pairs */
+
+typedef struct par_job {
+    const sorter *s;
+    uint32_t *first, *last;
+    uint32_t pk;
+    bool left_le, right_le;
+    uint64_t seg, n_seg;                /* words a segment, segments */
+    uint32_t lpre[PAR_SEGS + 1];        /* left stoppers in segments before i (counts first) */
+    uint32_t rpre[PAR_SEGS + 1];        /* right stoppers in segments i and after (counts first) */
+    unsigned n_pieces;
+    uint32_t ord[PAR_PIECES + 1];       /* each piece's first ordinal; ord[n_pieces] = M0 */
+    uint32_t *lpos[PAR_PIECES + 1], *rpos[PAR_PIECES + 1];   /* L and R of those ordinals */
+} par_job;
+
+/* the stoppers kernel on any length (the kernel takes multiples of 8) */
+static unsigned stoppers_any(const par_job *j, const uint32_t *w, unsigned n, bool le, uint16_t *ofs)
+{
+    unsigned body = n & ~7u, cnt = body ? j->s->kern->stoppers(w, body, j->pk, j->s->tie_key, le, ofs) : 0;
+    for (unsigned i = body; i < n; i++) {
+        uint32_t key = key_of(j->s, w[i]);
+        if (le ? key <= j->pk : key >= j->pk) ofs[cnt++] = (uint16_t)i;
+    }
+    return cnt;
+}
+
+static uint32_t *seg_begin(const par_job *j, uint64_t i) { return j->first + i * j->seg; }
+static uint32_t *seg_end(const par_job *j, uint64_t i)
+{
+    return (uint64_t)(j->last - j->first) - i * j->seg > j->seg ? j->first + (i + 1) * j->seg : j->last;
+}
+
+static int count_task(void *ud, uint64_t t, unsigned thread)
+{
+    (void)thread;
+    par_job *j = ud;
+    uint32_t *p = seg_begin(j, t), *e = seg_end(j, t);
+    const uint32_t tk = j->s->tie_key, pk = j->pk;
+    tag_range(j->s, p, e);
+    uint32_t le = 0, ge = 0;
+    for (const uint32_t *q = p; q < e; q++) {   /* vectorises: a select and two compares */
+        uint32_t key = *q & CR_TORCHSORT_TIE ? tk : *q;
+        le += key <= pk;
+        ge += key >= pk;
+    }
+    j->lpre[t] = j->left_le ? le : ge;
+    j->rpre[t] = j->right_le ? le : ge;
+    return 0;
+}
+
+/* the segment of the m-th left stopper (1 <= m <= total): the last i with
+ * lpre[i] < m */
+static uint64_t seg_of_left(const par_job *j, uint32_t m)
+{
+    uint64_t lo = 0, hi = j->n_seg - 1;
+    while (lo < hi) {
+        uint64_t mid = (lo + hi + 1) / 2;
+        if (j->lpre[mid] < m) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
+/* the segment of the m-th right stopper from the right: the last i with
+ * rpre[i] >= m */
+static uint64_t seg_of_right(const par_job *j, uint32_t m)
+{
+    uint64_t lo = 0, hi = j->n_seg - 1;
+    while (lo < hi) {
+        uint64_t mid = (lo + hi + 1) / 2;
+        if (j->rpre[mid] >= m) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
+static uint32_t *locate_left(const par_job *j, uint32_t m)
+{
+    uint64_t i = seg_of_left(j, m);
+    uint32_t r = m - j->lpre[i];
+    uint16_t ofs[BLOCK + 16];
+    for (uint32_t *p = seg_begin(j, i), *e = seg_end(j, i); p < e; p += BLOCK) {
+        unsigned len = (unsigned)CR_MIN(BLOCK, e - p);
+        unsigned c = stoppers_any(j, p, len, j->left_le, ofs);
+        if (r <= c) return p + ofs[r - 1];
+        r -= c;
+    }
+    return NULL;   /* not reached: the counts say it is there */
+}
+
+static uint32_t *locate_right(const par_job *j, uint32_t m)
+{
+    uint64_t i = seg_of_right(j, m);
+    uint32_t r = m - j->rpre[i + 1];
+    uint16_t ofs[BLOCK + 16];
+    for (uint32_t *b = seg_begin(j, i), *e = seg_end(j, i); e > b;) {
+        unsigned len = (unsigned)CR_MIN(BLOCK, e - b);
+        e -= len;
+        unsigned c = stoppers_any(j, e, len, j->right_le, ofs);
+        if (r <= c) return e + ofs[c - r];
+        r -= c;
+    }
+    return NULL;
+}
+
+/* piece t: its pairs, a block of stoppers at a time from both ends (as
+ * block_partition, without the crossing: every pair here is swapped) */
+static int swap_task(void *ud, uint64_t t, unsigned thread)
+{
+    (void)thread;
+    par_job *j = ud;
+    const bool last_piece = t + 1 == j->n_pieces;
+    uint64_t need = (last_piece ? (uint64_t)j->ord[t + 1] + 1 : j->ord[t + 1]) - j->ord[t];
+    /* the words this piece reads: [L, lend) and [rlo, R), between the
+     * other pieces' stoppers */
+    uint32_t *L = j->lpos[t], *lend = last_piece ? j->lpos[t + 1] + 1 : j->lpos[t + 1];
+    uint32_t *R = j->rpos[t] + 1, *rlo = last_piece ? j->rpos[t + 1] : j->rpos[t + 1] + 1;
+    uint16_t lofs[BLOCK + 16], rofs[BLOCK + 16], fwd[BLOCK + 16];
+    unsigned nl = 0, nr = 0, hl = 0, hr = 0;
+    uint32_t *lb = L, *rb = R;
+    while (need) {
+        if (hl == nl) {
+            unsigned len = (unsigned)CR_MIN(BLOCK, lend - L);
+            if (!len) break;   /* not reached: the piece holds its pairs */
+            lb = L;
+            hl = 0;
+            nl = stoppers_any(j, L, len, j->left_le, lofs);
+            L += len;
+        }
+        if (hr == nr) {
+            unsigned len = (unsigned)CR_MIN(BLOCK, R - rlo);
+            if (!len) break;
+            R -= len;
+            rb = R;
+            hr = 0;
+            nr = stoppers_any(j, R, len, j->right_le, fwd);
+            for (unsigned q = 0; q < nr; q++) rofs[q] = fwd[nr - 1 - q];
+        }
+        unsigned pairs = (unsigned)CR_MIN(CR_MIN(nl - hl, nr - hr), need);
+        for (unsigned q = 0; q < pairs; q++) swap(lb + lofs[hl + q], rb + rofs[hr + q]);
+        hl += pairs;
+        hr += pairs;
+        need -= pairs;
+    }
+    return 0;
+}
+
+static uint32_t *par_partition(const sorter *s, uint32_t *first, uint32_t *last, const uint32_t *pivot)
+{
+    cr_pool *pool = s->par->pool;
+    const uint64_t n = (uint64_t)(last - first);
+    par_job *j = &(par_job){ .s = s, .first = first, .last = last, .pk = key_of(s, *pivot),
+                             .left_le = s->desc, .right_le = !s->desc };
+    uint64_t want = s->par->seg_words ? s->par->seg_words : CR_TORCHSORT_PAR_SEG;
+    j->seg = CR_MAX(want, (n + PAR_SEGS - 1) / PAR_SEGS);
+    j->n_seg = (n + j->seg - 1) / j->seg;
+    cr_pool_run(pool, j->n_seg, count_task, j);
+    sorter rest = *s;
+    rest.tagging = false;   /* every word is tagged now */
+    /* counts to prefix sums */
+    uint32_t acc = 0;
+    for (uint64_t i = 0; i < j->n_seg; i++) {
+        uint32_t c = j->lpre[i];
+        j->lpre[i] = acc;
+        acc += c;
+    }
+    j->lpre[j->n_seg] = acc;
+    const uint32_t total_l = acc;
+    acc = 0;
+    j->rpre[j->n_seg] = 0;
+    for (uint64_t i = j->n_seg; i-- > 0;) {
+        acc += j->rpre[i];
+        j->rpre[i] = acc;
+    }
+    const uint32_t total_r = acc;
+    /* M0: the last m whose L_m lies in an earlier segment than R_m */
+    uint32_t lo = 0, hi = CR_MIN(total_l, total_r);
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo + 1) / 2;
+        if (seg_of_left(j, mid) < seg_of_right(j, mid)) lo = mid;
+        else hi = mid - 1;
+    }
+    const uint32_t m0 = lo;
+    if (m0 == 0) return block_partition(&rest, first, last, pivot);
+    j->n_pieces = (unsigned)CR_MIN(CR_MIN((uint64_t)PAR_PIECES, 2u * (uint64_t)cr_pool_threads(pool)), m0);
+    for (unsigned t = 0; t < j->n_pieces; t++) j->ord[t] = 1 + (uint32_t)((uint64_t)t * m0 / j->n_pieces);
+    j->ord[j->n_pieces] = m0;
+    /* here, not as a pool job: each reads under a segment, and a job costs
+     * a wake-up of every worker */
+    for (unsigned t = 0; t <= j->n_pieces; t++) {
+        j->lpos[t] = locate_left(j, j->ord[t]);
+        j->rpos[t] = locate_right(j, j->ord[t]);
+    }
+    cr_pool_run(pool, j->n_pieces, swap_task, j);
+    return block_partition(&rest, j->lpos[j->n_pieces] + 1, j->rpos[j->n_pieces], pivot);
+}
+
+/* the partition of [first, last): on the pool when it is large */
+static uint32_t *par_or_serial(const sorter *s, uint32_t *first, uint32_t *last, const uint32_t *pivot)
+{
+    const cr_torchsort_par *par = s->par;
+    if (par && par->pool && cr_pool_threads(par->pool) > 1 &&
+        (uint64_t)(last - first) >= (par->min_words ? par->min_words : CR_TORCHSORT_PAR_MIN))
+        return par_partition(s, first, last, pivot);
+    return s->partition(s, first, last, pivot);
+}
+
 static void introsort(sorter *s, uint64_t first, uint64_t last, unsigned depth)
 {
     while (last - first > THRESHOLD) {
@@ -297,7 +528,7 @@ static void introsort(sorter *s, uint64_t first, uint64_t last, unsigned depth)
             tag_range(s, l - 1, l);
         }
         move_median_to_first(s, f, f + 1, mid, l - 1);
-        uint64_t cut = (uint64_t)(s->partition(s, f + 1, l, f) - s->v);
+        uint64_t cut = (uint64_t)(par_or_serial(s, f + 1, l, f) - s->v);
         s->tagging = false;   /* the partition read (and tagged) every word */
         introsort(s, cut, last, depth);
         last = cut;
@@ -313,10 +544,11 @@ static unsigned lg(uint64_t n)
     return r;
 }
 
-void cr_torchsort_partition(const cr_kernels *kern, uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,
-                            const uint64_t *bounds, unsigned n_bounds, const cr_torchsort_pager *pager)
+static void partition_with(const cr_kernels *kern, uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,
+                           const uint64_t *bounds, unsigned n_bounds, const cr_torchsort_pager *pager,
+                           const cr_torchsort_par *par)
 {
-    sorter s = { w, tie_key, descending, true, bounds, n_bounds, block_partition, kern, pager };
+    sorter s = { w, tie_key, descending, true, bounds, n_bounds, block_partition, kern, pager, par };
     /* no partition will read every word: tag them all first (short or
      * unbounded ranges; never a large gather in practice) */
     if (n <= THRESHOLD || !holds_bound(&s, 0, n)) {
@@ -325,6 +557,18 @@ void cr_torchsort_partition(const cr_kernels *kern, uint32_t *w, uint64_t n, boo
     }
     if (n < 2) return;
     introsort(&s, 0, n, 2 * lg(n));
+}
+
+void cr_torchsort_partition(const cr_kernels *kern, uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,
+                            const uint64_t *bounds, unsigned n_bounds, const cr_torchsort_pager *pager)
+{
+    partition_with(kern, w, n, descending, tie_key, bounds, n_bounds, pager, NULL);
+}
+
+void cr_torchsort_partition_par(const cr_kernels *kern, uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,
+                                const uint64_t *bounds, unsigned n_bounds, const cr_torchsort_par *par)
+{
+    partition_with(kern, w, n, descending, tie_key, bounds, n_bounds, NULL, par);
 }
 
 /* std::__heap_select(first, middle, last): a max-heap (under `less`) of the
@@ -356,7 +600,7 @@ void cr_torchsort_topk(const cr_kernels *kern, uint32_t *w, uint64_t n, uint64_t
 {
     tag_all(tie_key, w, n, pager);   /* topk (SCE's) tags up front: a pass it can afford */
     if (k == 0 || n < 2) return;
-    sorter s = { w, tie_key, true, false, NULL, 0, block_partition, kern, pager };
+    sorter s = { w, tie_key, true, false, NULL, 0, block_partition, kern, pager, NULL };
     if (k * 64 <= n) {   /* std::partial_sort: __heap_select, then __sort_heap (same set) */
         heap_select(&s, w, k, n);
         return;
@@ -386,6 +630,6 @@ void cr_torchsort_partition_plain(uint32_t *w, uint64_t n, bool descending, uint
 {
     tag_all(tie_key, w, n, NULL);
     if (n < 2) return;
-    sorter s = { w, tie_key, descending, false, bounds, n_bounds, unguarded_partition, NULL, NULL };
+    sorter s = { w, tie_key, descending, false, bounds, n_bounds, unguarded_partition, NULL, NULL, NULL };
     introsort(&s, 0, n, 2 * lg(n));
 }

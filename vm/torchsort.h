@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "pool.h"
 
 /* The sort key of a float magnitude as torch compares it: |v|'s bits, with
  * every NaN mapped to one key above +inf (torch orders all NaNs equal and
@@ -55,6 +56,22 @@ typedef struct cr_torchsort_pager {
  * same result. `pager`: see above (NULL when w is in memory). */
 void cr_torchsort_partition(const cr_kernels *kern, uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,
                             const uint64_t *bounds, unsigned n_bounds, const cr_torchsort_pager *pager);
+
+/* The same on a thread pool: each partition of at least min_words words
+ * (0: CR_TORCHSORT_PAR_MIN) runs on every thread of `pool` (torchsort.c
+ * says how), smaller ones on the caller's; the result is the same array
+ * for any pool, thread count, min_words and seg_words. The caller runs it
+ * from outside a pool job (cr_pool_run is not reentrant). A spilled gather
+ * takes cr_torchsort_partition (the pager's windows assume one scan). */
+#define CR_TORCHSORT_PAR_MIN (1u << 20)   /* smaller partitions: the counting pass costs more than it saves */
+#define CR_TORCHSORT_PAR_SEG 16384u       /* words a counted segment (64 KiB: in L2 for its second pass) */
+typedef struct cr_torchsort_par {
+    cr_pool *pool;          /* NULL, or one thread: serial */
+    uint64_t min_words;     /* 0: CR_TORCHSORT_PAR_MIN (tests make it small) */
+    uint64_t seg_words;     /* 0: CR_TORCHSORT_PAR_SEG; at least n/4096 */
+} cr_torchsort_par;
+void cr_torchsort_partition_par(const cr_kernels *kern, uint32_t *w, uint64_t n, bool descending, uint32_t tie_key,
+                                const uint64_t *bounds, unsigned n_bounds, const cr_torchsort_par *par);
 
 /* Reorders w[0..n) as torch's CPU `topk(v, k, largest=True)` on a 1-D
  * float32 tensor selects (TopKImpl.h: topk_impl_loop): libstdc++'s

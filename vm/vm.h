@@ -50,6 +50,10 @@ typedef struct cr_vm_stats {
     /* the input reader (reader.h): bytes it read from disk, bytes it found
      * in memory already, steps that waited for it */
     uint64_t read_bytes, read_cached, read_waits;
+    /* the output stream (outstream.h): shards written through it, and
+     * its blocks that went out with O_DIRECT */
+    uint32_t stream_shards;
+    uint64_t direct_blocks;
 } cr_vm_stats;
 
 typedef struct cr_vm_options {
@@ -76,6 +80,9 @@ typedef struct cr_vm_options {
     /* no input reader thread (reader.h): steps fault their inputs in,
      * with a page-cache hint one tensor ahead (PREFETCH); same bytes */
     bool no_read_ahead;
+    /* no output stream (outstream.h): every shard is written with a pwrite
+     * per chunk and hashed by the hasher thread (hasher.h); same bytes */
+    bool no_output_stream;
     const char *isa;            /* "scalar" | "avx2" | "avx512"; NULL: $CRUCIBLE_ISA or CPUID */
     const cr_allocator *alloc;  /* NULL: the program's allocator */
     cr_vm_stats *stats;         /* filled on success if not NULL */

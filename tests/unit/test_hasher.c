@@ -116,6 +116,7 @@ TEST(shard_hashes_follow_the_written_prefix)
                 o.quiet = true;
                 o.stats = &st;
                 o.hash_sync = sync;
+                o.no_output_stream = true;   /* the hasher serves the shards the stream does not */
                 cr_error err = {0};
                 CHECK_MSG(cr_vm_run(&p, &o, &err) == CR_OK, "%s", err.msg);
                 check_index(o.out_dir);
@@ -147,6 +148,7 @@ TEST(failed_write_mid_merge_stops_the_hasher)
             o.quiet = true;
             o.io = &fio.base;
             o.hash_sync = sync;
+            o.no_output_stream = true;
             cr_error err = {0};
             cr_status s = cr_vm_run(&p, &o, &err);
             CHECK_MSG(fio.failed ? s != CR_OK : s == CR_OK, "fail_at %ld: status %d, %s", at, (int)s, err.msg);

@@ -192,8 +192,15 @@ cr_status cr_outstream_plan_init(cr_outstream_plan *sp, const cr_program *p, uin
     for (uint64_t B = CR_OUTSTREAM_BLOCK; B >= CR_OUTSTREAM_BLOCK_MIN; B /= 4) {
         memcpy(sp->on, fit, p->n_shards);
         uint32_t rings = 0;
-        /* twice: the second replay counts only the shards that stay */
-        if (!simulate(p, B, sp->on, sp->need, &rings, a) || !simulate(p, B, sp->on, sp->need, &rings, a)) {
+        /* twice: the second replay counts only the shards that stay. A
+         * shard whose schedule runs far from file order (a frankenmerge's
+         * layers renumbered: "layers.10" sorts before "layers.2") would
+         * need a window of much of the file: it keeps today's path, whose
+         * memory does not grow with the disorder. */
+        bool ok = simulate(p, B, sp->on, sp->need, &rings, a);
+        for (uint32_t i = 0; ok && i < p->n_shards; i++)
+            if (sp->on[i] && (uint64_t)sp->need[i] * B > CR_OUTSTREAM_WINDOW) sp->on[i] = 0;
+        if (!ok || !simulate(p, B, sp->on, sp->need, &rings, a)) {
             cr_free(a, fit);
             cr_outstream_plan_free(sp);
             return cr_fail(err, CR_ERR_NOMEM, "out of memory");

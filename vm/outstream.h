@@ -56,7 +56,10 @@ typedef struct cr_outstream_plan {
  * bytes of windows (UINT64_MAX: no budget, CR_OUTSTREAM_WINDOW per
  * shard). A shard streams when its header and outputs tile the file (no
  * gap, no overlap) and the writes of p's main stream, replayed in program
- * order, never land more than `slots` blocks past its frontier. Allocates
+ * order, never land more than `slots` blocks past its frontier, nor more
+ * than CR_OUTSTREAM_WINDOW bytes past it (a schedule far from file order
+ * keeps the per-chunk path rather than a window of much of the file,
+ * budget or not). Allocates
  * sp->on/need with a (free with cr_outstream_plan_free). Errors:
  * CR_ERR_NOMEM. */
 cr_status cr_outstream_plan_init(cr_outstream_plan *sp, const cr_program *p, uint64_t room, const cr_allocator *a,

@@ -192,6 +192,21 @@ TEST(plan_streams_in_order_and_falls_back_when_the_window_cannot_hold_it)
     CHECK_EQ_INT(sp.bytes, 0);
     cr_outstream_plan_free(&sp);
 
+    /* far from file order with no budget: two 40 MiB tensors, the second
+     * first, would need a window of most of the file; the shard keeps the
+     * per-chunk path instead of holding it (a renumbered frankenmerge at
+     * 1.1B asked for 1.1 GiB). Only planned, never run. */
+    cr_program big;
+    build(&big, 2, 10240, 1024, 16384, reverse);
+    REQUIRE(cr_outstream_plan_init(&sp, &big, UINT64_MAX, A, &err) == CR_OK);
+    CHECK_EQ_INT(sp.n_on, 0);
+    CHECK_EQ_INT(sp.bytes, 0);
+    cr_outstream_plan_free(&sp);
+    REQUIRE(cr_outstream_plan_init(&sp, &big, (uint64_t)1 << 40, A, &err) == CR_OK);
+    CHECK_EQ_INT(sp.n_on, 0);   /* a budget that would hold it changes nothing */
+    cr_outstream_plan_free(&sp);
+    cr_program_free(&big);
+
     /* and both run: streamed or not, under the budget or not, the same file */
     size_t ref_len = 0;
     unsigned char *ref = NULL;

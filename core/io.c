@@ -50,6 +50,23 @@ static const cr_io posix_io = {
 
 const cr_io *cr_posix_io(void) { return &posix_io; }
 
+int cr_io_write_all(const cr_io *io, int fd, const void *buf, uint64_t n, uint64_t off)
+{
+    const uint8_t *p = buf;
+    while (n) {
+        ssize_t w = io->pwrite(io->ud, fd, p, (size_t)CR_MIN(n, (uint64_t)1 << 30), off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return errno ? errno : EIO;
+        }
+        if (w == 0) return EIO;
+        p += w;
+        off += (uint64_t)w;
+        n -= (uint64_t)w;
+    }
+    return 0;
+}
+
 /* ---- fault injection -------------------------------------------------- */
 
 /* true when this call is the one to fail; records which call it was */

@@ -41,6 +41,11 @@ typedef struct cr_io {
 /* The process's file system (stateless; safe to share). */
 const cr_io *cr_posix_io(void);
 
+/* Write all n bytes of buf at file offset off through io, retrying short
+ * counts and EINTR, in calls of at most 1 GiB. 0, or the errno of the call
+ * that failed (EIO for a write of nothing). */
+int cr_io_write_all(const cr_io *io, int fd, const void *buf, uint64_t n, uint64_t off);
+
 typedef enum cr_io_fault {
     CR_IO_FAULT_EIO,      /* the call fails with EIO */
     CR_IO_FAULT_ENOSPC,   /* the call fails with ENOSPC (disk full) */

@@ -852,7 +852,7 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
         }
     if (fd >= 0) {
         if (sk->io->ftruncate(sk->io->ud, fd, size)) { st = cr_fail_errno(err, errno, "cannot size %s", sk->path); goto out; }
-        int e = cr_gguf_write_all(sk->io, fd, header, header_len, 0);
+        int e = cr_io_write_all(sk->io, fd, header, header_len, 0);
         if (!e && n_rope) {
             uint8_t *le = (uint8_t *)rope;   /* f32 little-endian in place */
             for (uint32_t k = 0; k < n_rope; k++) {
@@ -860,7 +860,7 @@ cr_status cr_gguf_sink_open(const cr_allocator *alloc, const cr_gguf_src *m, con
                 memcpy(&u, &rope[k], 4);
                 for (int b = 0; b < 4; b++) le[4 * k + b] = (uint8_t)(u >> (8 * b));
             }
-            e = cr_gguf_write_all(sk->io, fd, rope, (uint64_t)n_rope * 4, gt[0].offset);
+            e = cr_io_write_all(sk->io, fd, rope, (uint64_t)n_rope * 4, gt[0].offset);
         }
         if (e) { st = cr_fail_errno(err, e, "cannot write %s", sk->path); goto out; }
     }

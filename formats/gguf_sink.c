@@ -49,23 +49,6 @@ uint64_t cr_gguf_permute_row(uint64_t r, uint64_t rows, uint32_t heads)
 uint64_t cr_gguf_sink_header_size(const cr_gguf_sink *s) { return s->header_len; }
 cr_ggml_type cr_gguf_sink_ftype(const cr_gguf_sink *s) { return s->ftype; }
 
-int cr_gguf_write_all(const cr_io *io, int fd, const void *buf, uint64_t n, uint64_t off)
-{
-    const uint8_t *p = buf;
-    while (n) {
-        ssize_t w = io->pwrite(io->ud, fd, p, (size_t)CR_MIN(n, (uint64_t)1 << 30), off);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return errno ? errno : EIO;
-        }
-        if (w == 0) return EIO;
-        p += w;
-        off += (uint64_t)w;
-        n -= (uint64_t)w;
-    }
-    return 0;
-}
-
 /* Elements are converted in pieces of SINK_PIECE (a multiple of 32, so a
  * piece that starts on a block holds whole blocks), on the stack: the
  * sink is called from the VM's worker threads with no buffer of its own. */
@@ -110,7 +93,7 @@ cr_status cr_gguf_sink_write(cr_gguf_sink *s, uint32_t t, uint64_t e0, const voi
             if (j >= half) base = s->gt[s->dst[t] + 1].offset;
         }
         uint64_t nb = len / bel * bby, at = base + s->slot[t] * part + dst * obytes + c / bel * bby;
-        int ew = cr_gguf_write_all(s->io, s->fd, o, nb, at);
+        int ew = cr_io_write_all(s->io, s->fd, o, nb, at);
         if (ew) return cr_fail_errno(err, ew, "writing %s to %s", in->name, s->path);
         e += len;
     }

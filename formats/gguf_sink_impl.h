@@ -32,6 +32,5 @@ struct cr_gguf_sink {
 };
 
 /* pwrite all n bytes at off through io: 0 or an errno */
-int cr_gguf_write_all(const cr_io *io, int fd, const void *buf, uint64_t n, uint64_t off);
 
 #endif

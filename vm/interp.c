@@ -72,25 +72,6 @@ int vm_job_fail(vm *m, cr_status s, const char *fmt, ...)
     return (int)s;
 }
 
-
-
-
-
-int vm_write_all(const cr_io *io, int fd, const void *buf, uint64_t n, uint64_t off)
-{
-    const uint8_t *b = buf;
-    while (n) {
-        size_t part = n > (1u << 30) ? (1u << 30) : (size_t)n;
-        ssize_t w = io->pwrite(io->ud, fd, b, part, off);
-        if (w < 0) { if (errno == EINTR) continue; return errno; }
-        if (w == 0) return EIO;
-        b += w; n -= (uint64_t)w; off += (uint64_t)w;
-    }
-    return 0;
-}
-
-
-
 /* "OUT_DIR/model.safetensors": the name the user will see after the rename */
 void vm_output_path(const vm *m, uint32_t shard, char *buf, size_t n)
 {
@@ -154,7 +135,7 @@ static cr_status run_copy(vm *m, const cr_insn *ins, bool stream, cr_error *err)
                 if (ws) return ws;
                 e = 0;
             } else {
-                e = vm_write_all(m->io, fd, bytes, len * osz, out_off);
+                e = cr_io_write_all(m->io, fd, bytes, len * osz, out_off);
                 if (!e) cr_hasher_wrote(m->hasher, ins->dst, len * osz);
             }
             if (e) {

@@ -214,7 +214,6 @@ void vm_report(vm *m, bool force);
 /* record the first error of a parallel job; later ones are dropped */
 int vm_job_fail(vm *m, cr_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void vm_warn(const vm *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int vm_write_all(const cr_io *io, int fd, const void *buf, uint64_t n, uint64_t off);
 void vm_output_path(const vm *m, uint32_t shard, char *buf, size_t n);
 
 /* interp_kernel.c */

@@ -482,7 +482,7 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
                 atomic_fetch_add(&m->bytes_done, (uint64_t)cn * sz);
                 continue;
             }
-            int e = vm_write_all(m->io, m->shard_fds[o->shard], t->io + j->store_off[pc],
+            int e = cr_io_write_all(m->io, m->shard_fds[o->shard], t->io + j->store_off[pc],
                               (uint64_t)cn * sz, o->offset + cbase * sz);
             if (e) {
                 char path[4096];

@@ -228,7 +228,7 @@ static bool stream_wanted(const vm *m, uint32_t i)
 static cr_status write_header(vm *m, uint32_t i, cr_error *err)
 {
     const cr_prog_shard *sh = &m->p->shards[i];
-    int e = vm_write_all(m->io, m->shard_fds[i], m->p->blobs + sh->header.off, sh->header.len, 0);
+    int e = cr_io_write_all(m->io, m->shard_fds[i], m->p->blobs + sh->header.off, sh->header.len, 0);
     if (!e) return CR_OK;
     char path[4096];
     vm_output_path(m, i, path, sizeof path);
@@ -402,7 +402,7 @@ cr_status vm_write_aux(vm *m, cr_error *err)
         int fd = m->io->open(m->io->ud, path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
         if (fd < 0) s = cr_fail_errno(err, errno, "cannot create %s", path);
         else {
-            int e = len ? vm_write_all(m->io, fd, data, len, 0) : 0;
+            int e = len ? cr_io_write_all(m->io, fd, data, len, 0) : 0;
             if (!e && m->io->fsync(m->io->ud, fd)) e = errno;
             if (m->io->close(m->io->ud, fd) && !e) e = errno;
             if (e) s = cr_fail_errno(err, e, "cannot write %s", path);

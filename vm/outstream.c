@@ -325,17 +325,6 @@ static const char *tensor_at(const cr_outstream *s, uint32_t i, uint64_t off)
     return "the header";
 }
 
-static int write_all(const cr_io *io, int fd, const uint8_t *b, uint64_t n, uint64_t off)
-{
-    while (n) {
-        ssize_t w = io->pwrite(io->ud, fd, b, (size_t)n, off);
-        if (w < 0) { if (errno == EINTR) continue; return errno; }
-        if (w == 0) return EIO;
-        b += w; n -= (uint64_t)w; off += (uint64_t)w;
-    }
-    return 0;
-}
-
 /* write block b of shard i: full, aligned blocks with O_DIRECT while the
  * file system takes them; the last, shorter block (and every block once
  * O_DIRECT was refused) through the ordinary descriptor */
@@ -343,7 +332,7 @@ static int put_block(cr_outstream *s, oshard *h, uint64_t b, const uint8_t *buf,
 {
     uint64_t off = b * s->B;
     if (h->dfd >= 0 && len % CR_OUTSTREAM_ALIGN == 0) {
-        int e = write_all(s->io, h->dfd, buf, len, off);
+        int e = cr_io_write_all(s->io, h->dfd, buf, len, off);
         if (!e) { h->direct_ok = true; s->direct_blocks++; return 0; }
         /* refused at the first write (tmpfs on old kernels, some FUSE and
          * NFS): the same blocks, buffered. A short O_DIRECT write that then
@@ -352,7 +341,7 @@ static int put_block(cr_outstream *s, oshard *h, uint64_t b, const uint8_t *buf,
         close(h->dfd);
         h->dfd = -1;
     }
-    return write_all(s->io, h->bfd, buf, len, off);
+    return cr_io_write_all(s->io, h->bfd, buf, len, off);
 }
 
 static void fail_locked(cr_outstream *s, cr_status st, const cr_error *e)

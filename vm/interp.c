@@ -80,6 +80,36 @@ void vm_output_path(const vm *m, uint32_t shard, char *buf, size_t n)
 }
 
 
+/* Hand `n` elements (`bytes`, already in the output's dtype) of output
+ * `out`, starting at element `first`, to wherever the run writes it: the
+ * GGUF sink, the output stream (one writer per shard, outstream.h) or a
+ * pwrite into the shard with the hasher told. Counts the bytes done. Safe
+ * from any thread; a partitioned run's other shards are skipped. */
+cr_status vm_put_output(vm *m, uint32_t out, uint64_t first, const void *bytes, uint64_t n, cr_error *err)
+{
+    const cr_prog_output *o = &m->p->outputs[out];
+    uint64_t sz = dt_size(o->dtype), len = n * sz, off = o->offset + first * sz;
+    if (m->gguf) {   /* the GGUF sink converts and places the bytes the shard would hold */
+        cr_status s = cr_gguf_sink_write(m->gguf, out, first, bytes, n, err);
+        if (s) return s;
+    } else if (m->shard_fds[o->shard] < 0) {
+        return CR_OK;   /* another part's shard (vm/part.h) */
+    } else if (cr_outstream_on(m->ostream, o->shard)) {
+        cr_status s = cr_outstream_write(m->ostream, o->shard, off, bytes, len, err);
+        if (s) return s;
+    } else {
+        int e = cr_io_write_all(m->io, m->shard_fds[o->shard], bytes, len, off);
+        if (e) {
+            char path[4096];
+            vm_output_path(m, o->shard, path, sizeof path);
+            return cr_fail(err, CR_ERR_IO, "writing %s to %s: %s", S(m, o->name), path, strerror(e));
+        }
+        cr_hasher_wrote(m->hasher, out, len);
+    }
+    atomic_fetch_add(&m->bytes_done, len);
+    return CR_OK;
+}
+
 void vm_warn(const vm *m, const char *fmt, ...)
 {
     char msg[1024];
@@ -100,10 +130,8 @@ static cr_status run_copy(vm *m, const cr_insn *ins, bool stream, cr_error *err)
     const cr_prog_input *in = &p->inputs[ins->a];
     if (in->kind == CR_INPUT_SCRATCH && !m->scratch_ready[in->file])
         return cr_fail(err, CR_ERR_RUNTIME, "copy to %s reads scratch %u before it is written", S(m, o->name), in->file);
-    int fd = m->shard_fds[o->shard];
-    unsigned isz = dt_size(in->dtype), osz = dt_size(o->dtype);
+    unsigned isz = dt_size(in->dtype);
     const uint8_t *src = view_base(m, in);
-    uint64_t out_off = o->offset;
     /* streamed (memplan.h): blocks of CR_MEM_COPY_BLOCK bytes, each
      * dropped once written */
     stream = stream && in->kind == CR_INPUT_FILE;
@@ -118,7 +146,6 @@ static cr_status run_copy(vm *m, const cr_insn *ins, bool stream, cr_error *err)
                 atomic_store_explicit(&m->nonfinite_in[ins->a], 1, memory_order_relaxed);
                 atomic_store_explicit(&m->nonfinite_out[ins->dst], 1, memory_order_relaxed);
             }
-            int e;
             const void *bytes = row + c * isz;
             if (in->dtype != o->dtype) {
                 float *tmp = m->thr[0].regs;
@@ -126,25 +153,8 @@ static cr_status run_copy(vm *m, const cr_insn *ins, bool stream, cr_error *err)
                 m->kern->store((cr_dtype)o->dtype, tmp, m->thr[0].io, (size_t)len);
                 bytes = m->thr[0].io;
             }
-            if (m->gguf) {   /* the GGUF sink converts and places the bytes the shard would hold */
-                cr_status gs = cr_gguf_sink_write(m->gguf, ins->dst, r * in->cols + c, bytes, len, err);
-                if (gs) return gs;
-                e = 0;
-            } else if (cr_outstream_on(m->ostream, o->shard)) {   /* one writer per file (outstream.h) */
-                cr_status ws = cr_outstream_write(m->ostream, o->shard, out_off, bytes, len * osz, err);
-                if (ws) return ws;
-                e = 0;
-            } else {
-                e = cr_io_write_all(m->io, fd, bytes, len * osz, out_off);
-                if (!e) cr_hasher_wrote(m->hasher, ins->dst, len * osz);
-            }
-            if (e) {
-                char path[4096];
-                vm_output_path(m, o->shard, path, sizeof path);
-                return cr_fail(err, CR_ERR_IO, "writing %s to %s: %s", S(m, o->name), path, strerror(e));
-            }
-            out_off += len * osz;
-            atomic_fetch_add(&m->bytes_done, len * osz);
+            cr_status ws = vm_put_output(m, ins->dst, r * in->cols + c, bytes, len, err);
+            if (ws) return ws;
             c += len;
             if (stream) {
                 uintptr_t at = (uintptr_t)(row + c * isz);

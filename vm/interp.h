@@ -215,6 +215,7 @@ void vm_report(vm *m, bool force);
 int vm_job_fail(vm *m, cr_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void vm_warn(const vm *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void vm_output_path(const vm *m, uint32_t shard, char *buf, size_t n);
+cr_status vm_put_output(vm *m, uint32_t out, uint64_t first, const void *bytes, uint64_t n, cr_error *err);
 
 /* interp_kernel.c */
 cr_status vm_run_kernel(vm *m, uint32_t ki, bool stream, bool serial, bool small, cr_error *err);

@@ -464,33 +464,9 @@ static int kernel_chunk_body(kjob *j, uint64_t c, unsigned thread)
         if (in->op == CR_OP_RSUM) {
             j->partials[c * j->n_rsum + j->rsum_slot[pc]] = cr_sum8_combine(lanes + 8 * (size_t)j->rsum_slot[pc]);
         } else if (in->op == CR_OP_STORE) {
-            const cr_prog_output *o = &p->outputs[in->dst];
-            unsigned sz = dt_size(o->dtype);
-            if (m->gguf) {   /* the GGUF sink converts and places the bytes the shard would hold */
-                cr_error ge = {0};
-                if (cr_gguf_sink_write(m->gguf, in->dst, cbase, t->io + j->store_off[pc], cn, &ge))
-                    return vm_job_fail(m, ge.status, "%s", ge.msg);
-                atomic_fetch_add(&m->bytes_done, (uint64_t)cn * sz);
-                continue;
-            }
-            if (m->shard_fds[o->shard] < 0) continue;   /* another part's shard (vm/part.h) */
-            if (cr_outstream_on(m->ostream, o->shard)) {   /* one writer per file (outstream.h) */
-                cr_error we = {0};
-                if (cr_outstream_write(m->ostream, o->shard, o->offset + cbase * sz, t->io + j->store_off[pc],
-                                       (uint64_t)cn * sz, &we))
-                    return vm_job_fail(m, we.status, "%s", we.msg);
-                atomic_fetch_add(&m->bytes_done, (uint64_t)cn * sz);
-                continue;
-            }
-            int e = cr_io_write_all(m->io, m->shard_fds[o->shard], t->io + j->store_off[pc],
-                              (uint64_t)cn * sz, o->offset + cbase * sz);
-            if (e) {
-                char path[4096];
-                vm_output_path(m, o->shard, path, sizeof path);
-                return vm_job_fail(m, CR_ERR_IO, "writing %s to %s: %s", S(m, o->name), path, strerror(e));
-            }
-            cr_hasher_wrote(m->hasher, in->dst, (uint64_t)cn * sz);
-            atomic_fetch_add(&m->bytes_done, (uint64_t)cn * sz);
+            cr_error we = {0};
+            if (vm_put_output(m, in->dst, cbase, t->io + j->store_off[pc], cn, &we))
+                return vm_job_fail(m, we.status, "%s", we.msg);
         }
     }
     if (thread == 0) vm_report(m, false);
